@@ -1,0 +1,374 @@
+"""One benchmark measurement, in a fresh process: one framework, one workload.
+
+Started by bench/bench.py with the interpreter that has the framework
+(kilnet: the repo's .venv; peers: bench/.venv-peers). Prints exactly one line
+starting with RESULT_PREFIX followed by a JSON object; everything else it
+prints (framework logs) is ignored by the parent.
+
+    python bench/_runner.py --framework keras-jax --workload mlp
+    python bench/_runner.py --framework kilnet --workload mlp --train-samples 300000 --epochs 3
+
+What is timed (time.perf_counter, wall clock):
+  compile_call_s  the model.compile(...) call (kilnet builds its XLA programs
+                  here; Keras only records settings; torch builds the optimizer)
+  epoch_times     each epoch, from on_epoch_begin to on_epoch_end of a callback
+                  (torch: around the epoch's loop)
+  first_epoch_s   from the start of compile() to the end of the first epoch, so
+                  that it includes compilation wherever a framework does it
+  fit_wall_s      compile() plus the whole fit(...) call
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+
+RESULT_PREFIX = "BENCH_RESULT "
+FRAMEWORKS = ("kilnet", "keras-jax", "keras-tensorflow", "torch")
+WORKLOADS = {
+    # name: (batch_size, epochs)
+    "mlp": (32, 5),
+    "cnn": (128, 2),
+}
+
+
+def rss_now_mb() -> float:
+    """Resident set size right now (Linux /proc), in MiB."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return float("nan")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (ru_maxrss is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class CompileCounter:
+    """Counts XLA compilations through jax.monitoring, per phase of the run.
+
+    JAX records "/jax/core/compile/backend_compile_duration" once per XLA
+    compilation (a persistent-cache hit also passes through it). The phase is
+    moved forward by the runner: compile -> first_epoch -> later_epochs -> eval.
+    """
+
+    EVENT = "/jax/core/compile/backend_compile_duration"
+
+    def __init__(self):
+        import jax.monitoring
+
+        self.phase = "setup"
+        self.events: list[dict] = []
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+
+    def _listen(self, event, duration, **kwargs):
+        if event == self.EVENT:
+            self.events.append({"phase": self.phase, "fun": str(kwargs.get("fun_name", "?")),
+                                "s": round(float(duration), 4)})
+
+    def summary(self) -> dict:
+        by_phase: dict[str, int] = {}
+        secs: dict[str, float] = {}
+        for e in self.events:
+            by_phase[e["phase"]] = by_phase.get(e["phase"], 0) + 1
+            secs[e["phase"]] = round(secs.get(e["phase"], 0.0) + e["s"], 4)
+        return {"total": len(self.events), "by_phase": by_phase, "seconds_by_phase": secs,
+                "after_first_epoch": by_phase.get("later_epochs", 0),
+                "events": self.events[:200]}
+
+
+class _Clock:
+    """Shared timestamps of one run; the epoch callback writes into it."""
+
+    def __init__(self, counter: CompileCounter | None):
+        self.counter = counter
+        self.begins: list[float] = []
+        self.ends: list[float] = []
+        self.logs: list[dict] = []
+
+    def epoch_begin(self):
+        self.begins.append(time.perf_counter())
+
+    def epoch_end(self, logs):
+        self.ends.append(time.perf_counter())
+        self.logs.append({k: _to_float(v) for k, v in (logs or {}).items()})
+        if self.counter is not None and len(self.ends) == 1:
+            self.counter.phase = "later_epochs"
+
+    def epoch_times(self, fit_start: float) -> list[float]:
+        if len(self.begins) == len(self.ends):
+            return [e - b for b, e in zip(self.begins, self.ends)]
+        # A callback API without on_epoch_begin: time between epoch ends.
+        starts = [fit_start] + self.ends[:-1]
+        return [e - s for s, e in zip(starts, self.ends)]
+
+
+def _to_float(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+# --------------------------------------------------------------------------
+# Keras and kilnet: one code path, `keras` is either module.
+# --------------------------------------------------------------------------
+
+def build_keras_model(keras, layers, workload: str):
+    """The seed MLP or Keras's simple MNIST convnet, in the Keras API."""
+    if workload == "mlp":
+        return keras.Sequential([
+            layers.Flatten(input_shape=(28, 28)),
+            layers.Dense(128, activation="relu"),
+            layers.Dense(10, activation="softmax"),
+        ])
+    return keras.Sequential([
+        layers.Conv2D(32, kernel_size=(3, 3), activation="relu", input_shape=(28, 28, 1)),
+        layers.MaxPooling2D(pool_size=(2, 2)),
+        layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
+        layers.MaxPooling2D(pool_size=(2, 2)),
+        layers.Flatten(),
+        layers.Dropout(0.5),
+        layers.Dense(10, activation="softmax"),
+    ])
+
+
+def run_keras_like(keras, layers, args, data, counter):
+    (x_train, y_train), (x_test, y_test) = data
+    if args.workload == "cnn":
+        x_train, x_test = x_train[..., None], x_test[..., None]
+    batch_size, epochs = args.batch_size, args.epochs
+
+    utils = getattr(keras, "utils", None)
+    if utils is not None and hasattr(utils, "set_random_seed"):
+        utils.set_random_seed(args.seed)
+
+    clock = _Clock(counter)
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            clock.epoch_begin()
+
+        def on_epoch_end(self, epoch, logs=None):
+            clock.epoch_end(logs)
+
+    model = build_keras_model(keras, layers, args.workload)
+    rss_before = rss_now_mb()
+
+    if counter is not None:
+        counter.phase = "compile"
+    t0 = time.perf_counter()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    t_compiled = time.perf_counter()
+    if counter is not None:
+        counter.phase = "first_epoch"
+    model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, verbose=0,
+              callbacks=[EpochTimer()])
+    t_fit = time.perf_counter()
+
+    if counter is not None:
+        counter.phase = "eval"
+    result = model.evaluate(x_test, y_test, verbose=0)
+    t_eval = time.perf_counter()
+    test_loss, test_acc = (float(result[0]), float(result[1]))
+    return _timings(clock, t0, t_compiled, t_fit, t_eval, test_loss, test_acc, rss_before)
+
+
+def _timings(clock, t0, t_compiled, t_fit, t_eval, test_loss, test_acc, rss_before):
+    epoch_times = clock.epoch_times(t_compiled)
+    later = epoch_times[1:]
+    return {
+        "compile_call_s": t_compiled - t0,
+        "epoch_times": epoch_times,
+        "first_epoch_s": (clock.ends[0] - t0) if clock.ends else None,
+        "median_epoch_after_first_s": statistics.median(later) if later else None,
+        "fit_wall_s": t_fit - t0,
+        "eval_s": t_eval - t_fit,
+        "test_loss": test_loss,
+        "test_acc": test_acc,
+        "history": clock.logs,
+        "rss_before_fit_mb": rss_before,
+    }
+
+
+# --------------------------------------------------------------------------
+# PyTorch: a plain eager loop over in-memory tensors, no DataLoader.
+# --------------------------------------------------------------------------
+
+def run_torch(args, data):
+    import torch
+    from torch import nn
+
+    (x_train, y_train), (x_test, y_test) = data
+    torch.manual_seed(args.seed)
+    if args.workload == "mlp":
+        model = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
+        x, xt = torch.from_numpy(x_train), torch.from_numpy(x_test)
+    else:
+        model = nn.Sequential(
+            nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Dropout(0.5), nn.Linear(64 * 5 * 5, 10),
+        )
+        x, xt = torch.from_numpy(x_train[:, None]), torch.from_numpy(x_test[:, None])
+    # Keras's initialisation (Glorot uniform, zero bias), so accuracies compare.
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+    y, yt = torch.from_numpy(y_train.astype("int64")), torch.from_numpy(y_test.astype("int64"))
+    n, batch_size = len(x), args.batch_size
+    gen = torch.Generator().manual_seed(args.seed)
+    loss_fn = nn.CrossEntropyLoss()
+    clock = _Clock(None)
+    rss_before = rss_now_mb()
+
+    t0 = time.perf_counter()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+    t_compiled = time.perf_counter()
+    for _ in range(args.epochs):
+        clock.epoch_begin()
+        model.train()
+        perm = torch.randperm(n, generator=gen)
+        loss_sum = torch.zeros(())
+        correct = torch.zeros((), dtype=torch.int64)
+        for start in range(0, n, batch_size):
+            idx = perm[start:start + batch_size]
+            xb, yb = x[idx], y[idx]
+            opt.zero_grad(set_to_none=True)
+            logits = model(xb)
+            loss = loss_fn(logits, yb)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():  # running metrics, like Keras's "accuracy"
+                loss_sum += loss.detach() * len(idx)
+                correct += (logits.argmax(1) == yb).sum()
+        clock.epoch_end({"loss": float(loss_sum) / n, "accuracy": int(correct) / n})
+    t_fit = time.perf_counter()
+
+    model.eval()
+    with torch.no_grad():
+        total_loss, total_correct = 0.0, 0
+        for start in range(0, len(xt), 1000):
+            logits = model(xt[start:start + 1000])
+            yb = yt[start:start + 1000]
+            total_loss += float(loss_fn(logits, yb)) * len(yb)
+            total_correct += int((logits.argmax(1) == yb).sum())
+    t_eval = time.perf_counter()
+    return _timings(clock, t0, t_compiled, t_fit, t_eval, total_loss / len(xt),
+                    total_correct / len(xt), rss_before)
+
+
+# --------------------------------------------------------------------------
+
+def _versions(framework: str) -> dict:
+    import numpy
+
+    v = {"python": platform.python_version(), "numpy": numpy.__version__}
+    mods = {"kilnet": ["kilnet", "jax", "jaxlib", "optax"], "keras-jax": ["keras", "jax", "jaxlib"],
+            "keras-tensorflow": ["keras", "tensorflow"], "torch": ["torch"]}[framework]
+    for name in mods:
+        mod = sys.modules.get(name)
+        if mod is None:
+            try:
+                mod = __import__(name)
+            except ImportError:
+                continue
+        v[name] = getattr(mod, "__version__", "?")
+    return v
+
+
+def _threads(framework: str) -> dict:
+    out = {"affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
+    if framework == "torch":
+        import torch
+        out["torch_intra_op"] = torch.get_num_threads()
+        out["torch_inter_op"] = torch.get_num_interop_threads()
+    if framework == "keras-tensorflow":
+        import tensorflow as tf
+        out["tf_intra_op"] = tf.config.threading.get_intra_op_parallelism_threads()
+        out["tf_inter_op"] = tf.config.threading.get_inter_op_parallelism_threads()
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--framework", required=True, choices=FRAMEWORKS)
+    p.add_argument("--workload", required=True, choices=sorted(WORKLOADS))
+    p.add_argument("--data", default="auto", choices=("auto", "fashion-mnist", "synthetic"))
+    p.add_argument("--train-samples", type=int, default=None,
+                   help="synthetic training set of this size (scaling mode)")
+    p.add_argument("--epochs", type=int, default=None, help="default: the workload's")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the workload's")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    default_bs, default_epochs = WORKLOADS[args.workload]
+    args.batch_size = args.batch_size or default_bs
+    args.epochs = args.epochs or default_epochs
+
+    t_start = time.perf_counter()
+    rss_start = rss_now_mb()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import _data
+
+    (x_train, y_train), (x_test, y_test), data_name = _data.load(args.data, args.train_samples, args.seed)
+    data = ((x_train, y_train), (x_test, y_test))
+    t_data = time.perf_counter()
+    rss_data = rss_now_mb()
+
+    counter = None
+    if args.framework in ("kilnet", "keras-jax"):
+        counter = CompileCounter()  # imports jax before the framework does: harmless
+    if args.framework == "kilnet":
+        import kilnet as keras
+        from kilnet import layers
+        t_import = time.perf_counter()
+        out = run_keras_like(keras, layers, args, data, counter)
+    elif args.framework.startswith("keras-"):
+        os.environ["KERAS_BACKEND"] = args.framework.split("-", 1)[1]
+        import keras
+        from keras import layers
+        t_import = time.perf_counter()
+        out = run_keras_like(keras, layers, args, data, counter)
+    else:
+        import torch  # noqa: F401  (timed as the import)
+        t_import = time.perf_counter()
+        out = run_torch(args, data)
+
+    result = {
+        "framework": args.framework,
+        "workload": args.workload,
+        "data": data_name,
+        "n_train": int(len(x_train)),
+        "n_test": int(len(x_test)),
+        "dataset_bytes": int(x_train.nbytes + y_train.nbytes),
+        "batch_size": args.batch_size,
+        "epochs": args.epochs,
+        "seed": args.seed,
+        **out,
+        "compiles": counter.summary() if counter is not None else None,
+        "peak_rss_mb": peak_rss_mb(),
+        "rss_start_mb": rss_start,
+        "rss_after_data_mb": rss_data,
+        "data_s": t_data - t_start,
+        "import_s": t_import - t_data,
+        "process_s": time.perf_counter() - t_start,
+        "versions": _versions(args.framework),
+        "threads": _threads(args.framework),
+    }
+    sys.stdout.flush()
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

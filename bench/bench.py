@@ -1,0 +1,445 @@
+"""Benchmark kilnet against Keras 3 (JAX and TensorFlow backends) and PyTorch.
+
+    python bench/bench.py                           # mlp + cnn, 3 repeats, all frameworks
+    python bench/bench.py --workloads mlp --repeats 5
+    python bench/bench.py --frameworks kilnet,keras-jax
+    python bench/bench.py --scaling                 # kilnet MLP epochs at 60k/300k/600k samples
+
+Each measurement runs in its own process (bench/_runner.py) with the
+interpreter that has the framework: kilnet with the repo's .venv (else this
+interpreter), the peers with bench/.venv-peers (made by bench/setup_peers.sh).
+A framework whose interpreter or package is missing is reported as skipped.
+The order of frameworks rotates between repeats so that no framework always
+runs first or last on a machine whose speed drifts. Tables show medians over
+repeats and each peer's ratio to kilnet (peer / kilnet: above 1 means kilnet is
+faster). Raw results go to bench/results/<timestamp>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+RUNNER = os.path.join(HERE, "_runner.py")
+RESULTS_DIR = os.path.join(HERE, "results")
+PEERS_PYTHON = os.path.join(HERE, ".venv-peers", "bin", "python")
+RESULT_PREFIX = "BENCH_RESULT "
+
+FRAMEWORKS = ("kilnet", "keras-jax", "keras-tensorflow", "torch")
+WORKLOADS = ("mlp", "cnn")
+WORKLOAD_TITLES = {
+    "mlp": "mlp: Flatten, Dense 128 relu, Dense 10 softmax; adam, batch 32, 5 epochs",
+    "cnn": "cnn: Keras MNIST convnet (Conv 32, pool, Conv 64, pool, Dropout 0.5, Dense 10); "
+           "adam, batch 128, 2 epochs",
+}
+# What must import for a framework to count as installed.
+_IMPORT_CHECK = {
+    "kilnet": "import kilnet; kilnet.Sequential; kilnet.callbacks.Callback",
+    "keras-jax": "import importlib.util as u, sys; "
+                 "sys.exit(0 if u.find_spec('keras') and u.find_spec('jax') else 1)",
+    "keras-tensorflow": "import importlib.util as u, sys; "
+                        "sys.exit(0 if u.find_spec('keras') and u.find_spec('tensorflow') else 1)",
+    "torch": "import importlib.util as u, sys; sys.exit(0 if u.find_spec('torch') else 1)",
+}
+
+
+# ---------------------------------------------------------------- processes
+
+def interpreter(framework: str) -> str:
+    if framework == "kilnet":
+        venv = os.path.join(ROOT, ".venv", "bin", "python")
+        return venv if os.path.exists(venv) else sys.executable
+    return PEERS_PYTHON
+
+
+def child_env(framework: str) -> dict:
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quieter TensorFlow; no effect on speed
+    env.pop("KERAS_BACKEND", None)  # the runner sets it per framework
+    if framework == "kilnet":  # import the working tree's kilnet, installed or not
+        env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def availability(framework: str) -> str | None:
+    """None when the framework can run, else why it is skipped."""
+    python = interpreter(framework)
+    if not os.path.exists(python):
+        return "skipped (not installed: no bench/.venv-peers, run bench/setup_peers.sh)"
+    proc = subprocess.run([python, "-c", _IMPORT_CHECK[framework]], env=child_env(framework),
+                          cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["import failed"])[-1]
+        return f"skipped (not installed: {last[:120]})"
+    return None
+
+
+def run_child(framework: str, workload: str, extra: list[str], timeout: float) -> dict:
+    cmd = [interpreter(framework), RUNNER, "--framework", framework, "--workload", workload, *extra]
+    t0 = time.perf_counter()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    try:
+        proc = subprocess.run(cmd, env=child_env(framework), cwd=ROOT, capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"framework": framework, "workload": workload, "error": f"timed out after {timeout:.0f} s"}
+    for line in proc.stdout.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            result = json.loads(line[len(RESULT_PREFIX):])
+            result["loadavg_1m_before"] = load
+            result["child_wall_s"] = time.perf_counter() - t0
+            return result
+    tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+    return {"framework": framework, "workload": workload,
+            "error": f"exit code {proc.returncode}, no result line", "stderr_tail": tail}
+
+
+def rotated(items: list[str], shift: int) -> list[str]:
+    shift %= max(1, len(items))
+    return items[shift:] + items[:shift]
+
+
+# ---------------------------------------------------------------- machine
+
+def machine_info() -> dict:
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_gib = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal"):
+                    mem_gib = round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "memory_gib": mem_gib,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "XLA_FLAGS", "OMP_NUM_THREADS",
+                                           "JAX_ENABLE_X64") if k in os.environ},
+    }
+
+
+def versions_seen(results: list[dict]) -> dict:
+    out: dict[str, str] = {}
+    for r in results:
+        for k, v in (r.get("versions") or {}).items():
+            out.setdefault(k, v)
+    return out
+
+
+def print_machine(info: dict, versions: dict) -> None:
+    print(f"machine: {info['cpu']}, {info['cores']} cores ({info['cores_usable']} usable), "
+          f"{info['memory_gib']} GiB, {info['platform']}")
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
+    if info.get("env"):
+        print("env: " + ", ".join(f"{k}={v}" for k, v in info["env"].items()))
+    if info.get("loadavg_at_start"):
+        print("load average at start: " + " ".join(f"{x:.2f}" for x in info["loadavg_at_start"]))
+
+
+# ---------------------------------------------------------------- tables
+
+def _median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summarize(results: list[dict], frameworks: list[str], workload: str, baseline: str) -> list[dict]:
+    rows = []
+    for fw in frameworks:
+        runs = [r for r in results if r["framework"] == fw and r["workload"] == workload]
+        ok = [r for r in runs if "error" not in r and "skipped" not in r]
+        row = {"framework": fw, "runs": len(ok)}
+        if not ok:
+            note = next((r.get("skipped") or r.get("error") for r in runs), "not run")
+            row["note"] = note
+            rows.append(row)
+            continue
+        for key in ("first_epoch_s", "median_epoch_after_first_s", "fit_wall_s", "test_acc",
+                    "peak_rss_mb", "compile_call_s"):
+            row[key] = _median(r.get(key) for r in ok)
+        epochs = [r["median_epoch_after_first_s"] for r in ok if r.get("median_epoch_after_first_s")]
+        row["epoch_min"], row["epoch_max"] = (min(epochs), max(epochs)) if epochs else (None, None)
+        failed = [r for r in runs if "error" in r]
+        if failed:
+            row["note"] = f"{len(failed)} run(s) failed: {failed[0]['error']}"
+        rows.append(row)
+    base = next((r for r in rows if r["framework"] == baseline and r["runs"]), None)
+    for row in rows:
+        for key, out in (("median_epoch_after_first_s", "epoch_ratio"), ("fit_wall_s", "wall_ratio")):
+            if base and row.get(key) and base.get(key):
+                row[out] = row[key] / base[key]
+    return rows
+
+
+def _f(v, fmt):
+    return "-" if v is None else format(v, fmt)
+
+
+TABLE_COLUMNS = [
+    # header, row key, format
+    ("framework", "framework", "s"),
+    ("first epoch s", "first_epoch_s", ".2f"),
+    ("median epoch s", "median_epoch_after_first_s", ".3f"),
+    ("fit wall s", "fit_wall_s", ".2f"),
+    ("test acc", "test_acc", ".4f"),
+    ("peak MB", "peak_rss_mb", ".0f"),
+    ("epoch ratio", "epoch_ratio", ".2f"),
+    ("wall ratio", "wall_ratio", ".2f"),
+]
+
+
+def table_lines(rows: list[dict], baseline: str, markdown: bool) -> list[str]:
+    headers = [h.format(b=baseline) for h, _, _ in TABLE_COLUMNS]
+    body = []
+    for row in rows:
+        if row.get("runs"):
+            cells = [_f(row.get(k), fmt) for _, k, fmt in TABLE_COLUMNS]
+        else:
+            cells = [row["framework"], row.get("note", "")] + [""] * (len(TABLE_COLUMNS) - 2)
+        body.append(cells)
+    if markdown:
+        lines = ["| " + " | ".join(headers) + " |",
+                 "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|"]
+        lines += ["| " + " | ".join(c for c in cells) + " |" for cells in body]
+        return lines
+    widths = [max(len(headers[i]), *(len(c) for c in [b[i] for b in body if b[1] and b[2]] or [""]))
+              for i in range(len(headers))]
+    fmt_row = lambda cells: "  ".join(  # noqa: E731
+        c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(cells))
+    lines = [fmt_row(headers), fmt_row(["-" * w for w in widths])]
+    for cells in body:
+        if cells[2] == "" and cells[1]:  # skipped / failed: one free-text cell
+            lines.append(cells[0].ljust(widths[0]) + "  " + cells[1])
+        else:
+            lines.append(fmt_row(cells))
+    return lines
+
+
+# ---------------------------------------------------------------- modes
+
+def run_comparison(args, frameworks: list[str], workloads: list[str]) -> dict:
+    skipped = {}
+    for fw in frameworks:
+        why = availability(fw)
+        if why:
+            skipped[fw] = why
+            print(f"{fw}: {why}", flush=True)
+    runnable = [fw for fw in frameworks if fw not in skipped]
+    extra = ["--data", args.data, "--seed", str(args.seed)]
+    if args.epochs:
+        extra += ["--epochs", str(args.epochs)]
+    if args.train_samples:
+        extra += ["--train-samples", str(args.train_samples)]
+
+    results = [{"framework": fw, "workload": w, "skipped": why}
+               for fw, why in skipped.items() for w in workloads]
+    for rep in range(args.repeats):
+        for w in workloads:
+            for fw in rotated(runnable, rep):
+                r = run_child(fw, w, extra, args.timeout)
+                r["repeat"] = rep
+                results.append(r)
+                if "error" in r:
+                    print(f"  [{rep + 1}/{args.repeats}] {w:3s} {fw:16s} FAILED: {r['error']}\n"
+                          + "\n".join("      " + s for s in r.get("stderr_tail", "").splitlines()),
+                          flush=True)
+                else:
+                    print(f"  [{rep + 1}/{args.repeats}] {w:3s} {fw:16s} "
+                          f"epochs {' '.join(f'{t:.3f}' for t in r['epoch_times'])} s, "
+                          f"fit wall {r['fit_wall_s']:.2f} s, acc {r['test_acc']:.4f}", flush=True)
+    return {"results": results,
+            "tables": {w: summarize(results, frameworks, w, args.baseline) for w in workloads}}
+
+
+def print_comparison(report: dict, workloads: list[str], baseline: str, data_name: str) -> None:
+    for w in workloads:
+        print()
+        print(f"== {WORKLOAD_TITLES[w]} | data: {data_name} | medians of {report['repeats']} repeats"
+              f" | ratio = framework / {baseline} (above 1: {baseline} is faster)")
+        for line in table_lines(report["tables"][w], baseline, markdown=False):
+            print(line)
+    print()
+    print("Markdown (for the README):")
+    print()
+    for w in workloads:
+        print(f"**{WORKLOAD_TITLES[w]}** (data: {data_name}, medians of {report['repeats']} repeats; "
+              f"ratio = framework / {baseline}, above 1 means {baseline} is faster)")
+        print()
+        for line in table_lines(report["tables"][w], baseline, markdown=True):
+            print(line)
+        print()
+
+
+def run_scaling(args) -> dict:
+    fw = "kilnet" if args.frameworks is None else args.frameworks.split(",")[0]
+    why = availability(fw)
+    if why:
+        print(f"{fw}: {why}")
+        return {"results": [], "rows": [], "framework": fw, "skipped": why}
+    sizes = [int(s) for s in args.sizes.split(",")]
+    results = []
+    for rep in range(args.repeats):
+        for n in (sizes if rep % 2 == 0 else sizes[::-1]):
+            extra = ["--data", "synthetic", "--train-samples", str(n),
+                     "--epochs", str(args.scaling_epochs), "--seed", str(args.seed)]
+            r = run_child(fw, "mlp", extra, args.timeout)
+            r["repeat"] = rep
+            results.append(r)
+            if "error" in r:
+                print(f"  {n:>8d} samples FAILED: {r['error']}\n" + r.get("stderr_tail", ""), flush=True)
+            else:
+                print(f"  {n:>8d} samples: epochs {' '.join(f'{t:.3f}' for t in r['epoch_times'])} s",
+                      flush=True)
+    rows = []
+    for n in sizes:
+        ok = [r for r in results if r.get("n_train") == n and "error" not in r]
+        if not ok:
+            rows.append({"samples": n, "note": "failed"})
+            continue
+        row = {"samples": n, "runs": len(ok),
+               "dataset_mb": ok[0]["dataset_bytes"] / 2**20,
+               "median_epoch_s": _median(r["median_epoch_after_first_s"] for r in ok),
+               "first_epoch_s": _median(r["first_epoch_s"] for r in ok),
+               "compiles_after_first_epoch": max((r["compiles"] or {}).get("after_first_epoch", 0)
+                                                 if r.get("compiles") else -1 for r in ok),
+               "rss_before_fit_mb": _median(r["rss_before_fit_mb"] for r in ok),
+               "peak_rss_mb": _median(r["peak_rss_mb"] for r in ok)}
+        row["s_per_60k"] = row["median_epoch_s"] * 60_000 / n
+        row["rss_growth_mb"] = row["peak_rss_mb"] - row["rss_before_fit_mb"]
+        row["growth_per_dataset"] = row["rss_growth_mb"] / row["dataset_mb"]
+        rows.append(row)
+    base = next((r for r in rows if r.get("runs")), None)
+    for r in rows:
+        if base and r.get("runs"):
+            r["per_60k_ratio"] = r["s_per_60k"] / base["s_per_60k"]
+    return {"results": results, "rows": rows, "framework": fw}
+
+
+SCALING_COLUMNS = [
+    ("samples", "samples", "d"),
+    ("data MB", "dataset_mb", ".0f"),
+    ("first epoch s", "first_epoch_s", ".2f"),
+    ("median epoch s", "median_epoch_s", ".3f"),
+    ("s per 60k", "s_per_60k", ".3f"),
+    ("x 60k figure", "per_60k_ratio", ".2f"),
+    ("compiles after 1st epoch", "compiles_after_first_epoch", "d"),
+    ("RSS before fit MB", "rss_before_fit_mb", ".0f"),
+    ("peak RSS MB", "peak_rss_mb", ".0f"),
+    ("growth MB", "rss_growth_mb", ".0f"),
+    ("growth / data", "growth_per_dataset", ".2f"),
+]
+
+
+def print_scaling(report: dict, epochs: int) -> None:
+    print()
+    print(f"== scaling: {report['framework']} mlp, synthetic data, {epochs} epochs per size, "
+          f"medians of {report['repeats']} repeat(s)")
+    headers = [h for h, _, _ in SCALING_COLUMNS]
+    body = [[_f(r.get(k), fmt) if r.get("runs") else (str(r.get(k, "")) if k == "samples" else "")
+             for _, k, fmt in SCALING_COLUMNS] for r in report["rows"]]
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(headers)] if body else []
+    print("  ".join(h.rjust(widths[i]) for i, h in enumerate(headers)))
+    for b in body:
+        print("  ".join(c.rjust(widths[i]) for i, c in enumerate(b)))
+    print()
+    print("Markdown (for the README):")
+    print()
+    print("| " + " | ".join(headers) + " |")
+    print("|" + "|".join("---:" for _ in headers) + "|")
+    for b in body:
+        print("| " + " | ".join(b) + " |")
+
+
+def write_results(report: dict, tag: str) -> str:
+    os.makedirs(RESULTS_DIR, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = os.path.join(RESULTS_DIR, f"{stamp}{tag}.json")
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1)
+    return path
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repeats", type=int, default=None,
+                   help="runs per framework and workload (default 3; 1 with --scaling)")
+    p.add_argument("--workloads", default="mlp,cnn", help="comma-separated: mlp,cnn")
+    p.add_argument("--frameworks", default=None,
+                   help=f"comma-separated, default all: {','.join(FRAMEWORKS)} (kilnet with --scaling)")
+    p.add_argument("--baseline", default="kilnet", choices=FRAMEWORKS,
+                   help="the framework the ratio columns divide by")
+    p.add_argument("--data", default="auto", choices=("auto", "fashion-mnist", "synthetic"),
+                   help="auto: Fashion-MNIST when /usr/share/datasets/fashion-mnist has it, else synthetic")
+    p.add_argument("--epochs", type=int, default=None, help="override the workloads' epochs (quick checks)")
+    p.add_argument("--train-samples", type=int, default=None,
+                   help="synthetic training set of this size instead (quick checks)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=1800, help="seconds per child process")
+    p.add_argument("--scaling", action="store_true",
+                   help="time kilnet MLP epochs at several synthetic dataset sizes instead")
+    p.add_argument("--sizes", default="60000,300000,600000", help="training set sizes for --scaling")
+    p.add_argument("--scaling-epochs", type=int, default=3)
+    p.add_argument("--no-save", action="store_true", help="do not write bench/results/*.json")
+    args = p.parse_args(argv)
+    if args.repeats is None:
+        args.repeats = 1 if args.scaling else 3
+
+    info = machine_info()
+    t0 = time.perf_counter()
+    if args.scaling:
+        report = run_scaling(args)
+        report.update(mode="scaling", repeats=args.repeats, machine=info,
+                      versions=versions_seen(report["results"]), argv=sys.argv[1:],
+                      total_s=time.perf_counter() - t0)
+        print()
+        print_machine(info, report["versions"])
+        if report["rows"]:
+            print_scaling(report, args.scaling_epochs)
+        tag = "-scaling"
+    else:
+        frameworks = (args.frameworks or ",".join(FRAMEWORKS)).split(",")
+        workloads = args.workloads.split(",")
+        for name, given, allowed in (("frameworks", frameworks, FRAMEWORKS),
+                                     ("workloads", workloads, WORKLOADS)):
+            bad = [g for g in given if g not in allowed]
+            if bad:
+                p.error(f"--{name} must be among {','.join(allowed)}. Received: {','.join(bad)}")
+        report = run_comparison(args, frameworks, workloads)
+        data_names = sorted({r["data"] for r in report["results"] if "data" in r}) or [args.data]
+        report.update(mode="comparison", repeats=args.repeats, machine=info,
+                      versions=versions_seen(report["results"]), baseline=args.baseline,
+                      data=",".join(data_names), argv=sys.argv[1:], total_s=time.perf_counter() - t0)
+        print()
+        print_machine(info, report["versions"])
+        print_comparison(report, workloads, args.baseline, report["data"])
+        tag = ""
+    if not args.no_save:
+        print(f"raw results: {os.path.relpath(write_results(report, tag), ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

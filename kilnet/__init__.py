@@ -1,0 +1,44 @@
+"""kilnet: Keras-style neural networks, compiled into whole-epoch XLA programs with JAX.
+
+    import kilnet
+    from kilnet import layers
+
+    model = kilnet.Sequential([layers.Flatten(input_shape=(28, 28)),
+                               layers.Dense(128, activation="relu"),
+                               layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(x_train, y_train, epochs=5)
+"""
+
+from kilnet import _runtime  # noqa: F401  (configures JAX before any computation)
+from kilnet import (
+    activations,
+    callbacks,
+    datasets,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    optimizers,
+    utils,
+)
+from kilnet._version import __version__
+from kilnet.errors import NonFiniteError
+from kilnet.layers import Input
+from kilnet.model import Sequential
+
+__all__ = [
+    "Input",
+    "NonFiniteError",
+    "Sequential",
+    "__version__",
+    "activations",
+    "callbacks",
+    "datasets",
+    "initializers",
+    "layers",
+    "losses",
+    "metrics",
+    "optimizers",
+    "utils",
+]

@@ -1,0 +1,71 @@
+"""From user arrays to device-resident arrays: conversion, validation split, device placement.
+
+Datasets are put on the device once per fit/evaluate/predict call; the compiled programs index
+them directly (kilnet.programs). uint8 images stay uint8 on the device (cast per batch inside
+the program), float64 becomes float32, integer labels int32.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import numpy as np
+
+
+def as_array(value, argument: str) -> np.ndarray:
+    if value is None:
+        raise ValueError(f"{argument} is required. Received: {argument}=None")
+    try:
+        array = np.asarray(value)
+    except Exception as error:  # ragged lists and the like
+        raise ValueError(
+            f"{argument} must be an array of numbers (a NumPy or JAX array, or nested lists of "
+            f"equal length). Received: {type(value).__name__} that NumPy cannot convert: {error}"
+        ) from None
+    if array.ndim == 0:
+        raise ValueError(f"{argument} must have a batch axis. Received: a scalar {argument}")
+    return array
+
+
+def device_dtype(array: np.ndarray):
+    """The dtype an array is stored with on the device."""
+    if array.dtype == np.uint8 or array.dtype == np.float32:
+        return array.dtype
+    if np.issubdtype(array.dtype, np.floating):
+        return np.float32
+    if np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_:
+        return np.int32
+    return array.dtype
+
+
+def to_device(array: np.ndarray | None, sharding=None):
+    if array is None:
+        return None
+    array = np.asarray(array, dtype=device_dtype(array))
+    return jax.device_put(array, sharding) if sharding is not None else jax.device_put(array)
+
+
+def label_dtype_for(loss, y: np.ndarray):
+    """Class-id labels stay integers; everything else is float32 for the loss arithmetic."""
+    from kilnet import losses
+    if isinstance(loss, losses.SparseCategoricalCrossentropy):
+        return np.int32
+    return np.float32
+
+
+def split_validation(x, y, validation_split: float):
+    """Keras semantics: the last `validation_split` fraction, taken before any shuffling."""
+    n = len(x)
+    n_val = int(math.floor(n * validation_split))
+    if validation_split and (n_val == 0 or n_val == n):
+        raise ValueError(
+            f"validation_split={validation_split} leaves {n - n_val} training and {n_val} "
+            f"validation samples out of {n}; both must be at least 1."
+        )
+    split = n - n_val
+    return (x[:split], y[:split]), (x[split:], y[split:])
+
+
+def steps_for(n: int, batch_size: int) -> int:
+    return -(-n // batch_size)

@@ -1,0 +1,125 @@
+"""Layers without weights: Input, Flatten, Reshape, Activation, Dropout, Rescaling."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from kilnet.layers._base import ActivatedLayer, Layer, _as_shape
+
+
+class InputLayer(Layer):
+    """Declares the model's input shape; `kilnet.Input(shape=...)` makes one."""
+
+    config_keys = ("shape",)
+
+    def __init__(self, shape=None, *, name=None, **kwargs):
+        shape = _as_shape(shape, "shape")
+        super().__init__(name=name, input_shape=shape, **kwargs)
+        self.shape = shape
+
+    def get_config(self):
+        return {"name": self.name, "shape": list(self.shape)}
+
+    def apply(self, params, state, x, **_):
+        return x, state
+
+
+def Input(shape=None, *, name=None, batch_size=None):
+    """Start a Sequential model with a known input shape, as `keras.Input` does."""
+    del batch_size  # the batch size is chosen by fit/evaluate/predict
+    return InputLayer(shape=shape, name=name)
+
+
+class Flatten(Layer):
+    def compute_output_shape(self, input_shape):
+        return (math.prod(input_shape),)
+
+    def apply(self, params, state, x, **_):
+        return x.reshape(x.shape[0], -1), state
+
+
+class Reshape(Layer):
+    config_keys = ("target_shape",)
+
+    def __init__(self, target_shape, **kwargs):
+        super().__init__(**kwargs)
+        target_shape = tuple(target_shape)
+        if not all(isinstance(d, int) and (d > 0 or d == -1) for d in target_shape) or (
+            target_shape.count(-1) > 1
+        ):
+            raise ValueError(
+                "target_shape must hold positive integers and at most one -1. "
+                f"Received: target_shape={target_shape!r}"
+            )
+        self.target_shape = target_shape
+
+    def compute_output_shape(self, input_shape):
+        size = math.prod(input_shape)
+        known = math.prod(d for d in self.target_shape if d != -1)
+        if -1 in self.target_shape:
+            if size % known:
+                raise ValueError(self._mismatch(input_shape))
+            return tuple(size // known if d == -1 else d for d in self.target_shape)
+        if known != size:
+            raise ValueError(self._mismatch(input_shape))
+        return self.target_shape
+
+    def _mismatch(self, input_shape):
+        return (
+            f"Reshape cannot turn an input of shape {input_shape} ({math.prod(input_shape)} "
+            f"values per sample) into target_shape={self.target_shape}."
+        )
+
+    def apply(self, params, state, x, **_):
+        return x.reshape((x.shape[0],) + self.compute_output_shape(x.shape[1:])), state
+
+
+class Activation(ActivatedLayer):
+    config_keys = ("activation",)
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(activation=activation, **kwargs)
+
+    def pre_activation(self, params, state, x, **_):
+        return x, state
+
+
+class Dropout(Layer):
+    """Zeroes a fraction `rate` of inputs in training and rescales the rest; identity otherwise."""
+
+    config_keys = ("rate",)
+
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ValueError(f"rate must be a number in [0, 1). Received: rate={rate!r}")
+        if noise_shape is not None:
+            raise ValueError("noise_shape is not supported yet. Received: noise_shape="
+                             f"{noise_shape!r}")
+        # Randomness comes from the explicit key the model passes; `seed` is accepted for
+        # Keras compatibility and ignored (the model's seed decides).
+        del seed
+        self.rate = float(rate)
+
+    def apply(self, params, state, x, *, training=False, key=None, **_):
+        if not training or self.rate == 0.0:
+            return x, state
+        keep = jax.random.bernoulli(key, 1.0 - self.rate, x.shape)
+        return jnp.where(keep, x / (1.0 - self.rate), 0.0), state
+
+
+class Rescaling(Layer):
+    """y = x * scale + offset, e.g. Rescaling(1/255) for images in 0-255."""
+
+    config_keys = ("scale", "offset")
+
+    def __init__(self, scale, offset=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = float(scale)
+        self.offset = float(offset)
+
+    def apply(self, params, state, x, **_):
+        return x * self.scale + self.offset, state

@@ -1,0 +1,65 @@
+"""BatchNormalization over the last axis, with Keras's defaults and moving statistics."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from kilnet.layers._base import Layer
+
+
+class BatchNormalization(Layer):
+    state_names = ("moving_mean", "moving_variance")
+    config_keys = ("momentum", "epsilon", "center", "scale")
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, **kwargs):
+        super().__init__(**kwargs)
+        if axis != -1:
+            raise ValueError(f"Only axis=-1 (channels-last) is supported. Received: axis={axis!r}")
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"momentum must be in [0, 1]. Received: momentum={momentum!r}")
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+        self.center = bool(center)
+        self.scale = bool(scale)
+
+    @property
+    def param_names(self):
+        return (("gamma",) if self.scale else ()) + (("beta",) if self.center else ())
+
+    def init(self, key, input_shape):
+        channels = input_shape[-1]
+        params = {}
+        if self.scale:
+            params["gamma"] = jnp.ones((channels,), jnp.float32)
+        if self.center:
+            params["beta"] = jnp.zeros((channels,), jnp.float32)
+        state = {"moving_mean": jnp.zeros((channels,), jnp.float32),
+                 "moving_variance": jnp.ones((channels,), jnp.float32)}
+        return params, state, input_shape
+
+    def apply(self, params, state, x, *, training=False, mask=None, **_):
+        axes = tuple(range(x.ndim - 1))
+        if training:
+            mean, var = _masked_moments(x, axes, mask)
+            m = self.momentum
+            state = {"moving_mean": state["moving_mean"] * m + mean * (1 - m),
+                     "moving_variance": state["moving_variance"] * m + var * (1 - m)}
+        else:
+            mean, var = state["moving_mean"], state["moving_variance"]
+        y = (x - mean) * jnp.reciprocal(jnp.sqrt(var + self.epsilon))
+        if self.scale:
+            y = y * params["gamma"]
+        if self.center:
+            y = y + params["beta"]
+        return y, state
+
+
+def _masked_moments(x, axes, mask):
+    """Mean and (biased) variance over the real samples of a possibly padded batch."""
+    if mask is None:
+        return x.mean(axes), x.var(axes)
+    weight = mask.reshape((-1,) + (1,) * (x.ndim - 1)).astype(x.dtype)
+    count = jnp.maximum(weight.sum() * (x.size // (x.shape[0] * x.shape[-1])), 1.0)
+    mean = (x * weight).sum(axes) / count
+    var = (jnp.square(x - mean) * weight).sum(axes) / count
+    return mean, var

@@ -1,0 +1,137 @@
+"""Metrics as per-sample values: the compiled step sums them over real samples, so every
+reported metric is an exact mean over the epoch's samples (not a mean of batch means)."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from kilnet import losses as losses_lib
+
+
+class Metric:
+    """A metric is a function of (y_true, y_pred) giving one value per sample."""
+
+    kind = "metric"
+
+    def __init__(self, name: str | None = None):
+        self.name = name or self.kind
+
+    def per_sample(self, y_true, y_pred):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {"name": self.name}
+
+    def __repr__(self):
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class SparseCategoricalAccuracy(Metric):
+    kind = "sparse_categorical_accuracy"
+
+    def per_sample(self, y_true, y_pred):
+        labels = losses_lib.sparse_labels(y_true, y_pred)
+        return (jnp.argmax(y_pred, axis=-1) == labels).astype(jnp.float32)
+
+
+class CategoricalAccuracy(Metric):
+    kind = "categorical_accuracy"
+
+    def per_sample(self, y_true, y_pred):
+        return (jnp.argmax(y_pred, axis=-1) == jnp.argmax(y_true, axis=-1)).astype(jnp.float32)
+
+
+class BinaryAccuracy(Metric):
+    kind = "binary_accuracy"
+
+    def __init__(self, name=None, threshold=0.5):
+        super().__init__(name)
+        self.threshold = float(threshold)
+
+    def get_config(self):
+        return {"name": self.name, "threshold": self.threshold}
+
+    def per_sample(self, y_true, y_pred):
+        y_true = losses_lib._match_rank(y_true, y_pred)
+        hits = (y_pred > self.threshold) == (y_true > 0.5)
+        return jnp.mean(hits.astype(jnp.float32), axis=-1)
+
+
+class TopKCategoricalAccuracy(Metric):
+    kind = "top_k_categorical_accuracy"
+
+    def __init__(self, k=5, name=None):
+        super().__init__(name)
+        self.k = int(k)
+
+    def get_config(self):
+        return {"name": self.name, "k": self.k}
+
+    def per_sample(self, y_true, y_pred):
+        if y_true.ndim == y_pred.ndim and y_true.shape[-1] == y_pred.shape[-1]:
+            labels = jnp.argmax(y_true, axis=-1)
+        else:
+            labels = losses_lib.sparse_labels(y_true, y_pred)
+        true_score = jnp.take_along_axis(y_pred, labels[..., None], axis=-1)
+        # In the top k when fewer than k classes score strictly higher.
+        higher = jnp.sum(y_pred > true_score, axis=-1)
+        return (higher < self.k).astype(jnp.float32)
+
+
+class MeanSquaredError(Metric):
+    kind = "mean_squared_error"
+
+    def per_sample(self, y_true, y_pred):
+        return losses_lib.MeanSquaredError()(y_true, y_pred)
+
+
+class MeanAbsoluteError(Metric):
+    kind = "mean_absolute_error"
+
+    def per_sample(self, y_true, y_pred):
+        return losses_lib.MeanAbsoluteError()(y_true, y_pred)
+
+
+METRIC_TYPES = {cls.__name__: cls for cls in (
+    SparseCategoricalAccuracy, CategoricalAccuracy, BinaryAccuracy, TopKCategoricalAccuracy,
+    MeanSquaredError, MeanAbsoluteError)}
+
+_BY_NAME = {
+    "sparse_categorical_accuracy": SparseCategoricalAccuracy,
+    "categorical_accuracy": CategoricalAccuracy,
+    "binary_accuracy": BinaryAccuracy,
+    "top_k_categorical_accuracy": TopKCategoricalAccuracy,
+    "mean_squared_error": MeanSquaredError,
+    "mse": MeanSquaredError,
+    "mean_absolute_error": MeanAbsoluteError,
+    "mae": MeanAbsoluteError,
+}
+
+
+def _accuracy_for(loss, label_ndim, output_shape) -> type[Metric]:
+    """Keras resolves "accuracy" from the loss, else from the label and output shapes."""
+    by_loss = {
+        losses_lib.SparseCategoricalCrossentropy: SparseCategoricalAccuracy,
+        losses_lib.CategoricalCrossentropy: CategoricalAccuracy,
+        losses_lib.BinaryCrossentropy: BinaryAccuracy,
+    }
+    if type(loss) in by_loss:
+        return by_loss[type(loss)]
+    if output_shape and output_shape[-1] == 1:
+        return BinaryAccuracy
+    if label_ndim is not None and label_ndim == len(output_shape or ()) + 1:
+        return CategoricalAccuracy
+    return SparseCategoricalAccuracy
+
+
+def get(identifier, *, loss=None, label_ndim=None, output_shape=None) -> Metric:
+    if isinstance(identifier, Metric):
+        return identifier
+    if identifier in ("accuracy", "acc"):
+        return _accuracy_for(loss, label_ndim, output_shape)(name=identifier)
+    if isinstance(identifier, str) and identifier in _BY_NAME:
+        return _BY_NAME[identifier](name=identifier)
+    raise ValueError(
+        f"Unknown metric: expected 'accuracy' or one of {sorted(_BY_NAME)} or a "
+        f"kilnet.metrics.Metric object. Received: metrics=[{identifier!r}]"
+    )

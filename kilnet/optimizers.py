@@ -1,0 +1,249 @@
+"""Optimizers with Keras's names and defaults, built on Optax.
+
+`"adam"` means Keras's Adam (learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7), whose
+epsilon is added to sqrt(v) before bias correction; Optax's `adam` adds it after. Adam and AdamW
+are therefore written here as one fused Optax transformation following Keras's formula
+(tests/test_optimizers.py checks one step against a NumPy transcription of Keras's update and
+a run against optax.adam). The learning rate lives in the optimizer state
+(`optax.inject_hyperparams`), so callbacks such as ReduceLROnPlateau change it without a
+recompilation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from kilnet.optimizers_schedules import schedules  # noqa: F401  (re-exported namespace)
+
+
+class KerasAdamState(NamedTuple):
+    count: jax.Array
+    mu: Any
+    nu: Any
+
+
+def keras_adam(learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None):
+    """Keras's Adam/AdamW update as one Optax transformation.
+
+    m <- m + (g - m)(1 - b1);  v <- v + (g^2 - v)(1 - b2)
+    p <- p - lr * wd * p - lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
+    The division is written as a multiplication by a reciprocal: XLA's precise division was
+    the largest elementwise cost of the CPU epoch in DESIGN.md section 3.
+    """
+
+    def init(params):
+        zeros = lambda p: jnp.zeros_like(p)
+        return KerasAdamState(jnp.zeros((), jnp.int32), jax.tree.map(zeros, params),
+                              jax.tree.map(zeros, params))
+
+    def update(grads, state, params=None):
+        count = state.count + 1
+        t = count.astype(jnp.float32)
+        alpha = learning_rate * jnp.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
+        mu = jax.tree.map(lambda m, g: m + (g - m) * (1 - beta_1), state.mu, grads)
+        nu = jax.tree.map(lambda v, g: v + (g * g - v) * (1 - beta_2), state.nu, grads)
+        updates = jax.tree.map(lambda m, v: -alpha * m * jnp.reciprocal(jnp.sqrt(v) + epsilon),
+                               mu, nu)
+        if weight_decay:
+            if params is None:
+                raise ValueError("AdamW needs the parameters to apply weight decay.")
+            updates = jax.tree.map(lambda u, p: u - learning_rate * weight_decay * p,
+                                   updates, params)
+        return updates, KerasAdamState(count, mu, nu)
+
+    return optax.GradientTransformation(init, update)
+
+
+def clip_by_tensor_norm(max_norm: float) -> optax.GradientTransformation:
+    """Keras's `clipnorm`: each gradient tensor is clipped to its own L2 norm."""
+
+    def update(grads, state, params=None):
+        def clip(g):
+            norm = jnp.sqrt(jnp.sum(g * g))
+            return g * jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-12))
+        return jax.tree.map(clip, grads), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+class Optimizer:
+    """Base class: a named, configurable factory of an Optax transformation."""
+
+    name = "optimizer"
+    defaults: dict[str, Any] = {}
+
+    def __init__(self, learning_rate=0.001, *, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, **hyper):
+        _check_learning_rate(learning_rate)
+        for arg, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
+                           ("global_clipnorm", global_clipnorm)):
+            if value is not None and (not isinstance(value, (int, float)) or value <= 0):
+                raise ValueError(f"{arg} must be a positive number. Received: {arg}={value!r}")
+        if clipnorm is not None and global_clipnorm is not None:
+            raise ValueError("Pass clipnorm or global_clipnorm, not both. "
+                             f"Received: clipnorm={clipnorm}, global_clipnorm={global_clipnorm}")
+        unknown = set(hyper) - set(self.defaults)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unexpected arguments {sorted(unknown)}; "
+                            f"it accepts {sorted(self.defaults)}.")
+        self.learning_rate = learning_rate
+        self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
+        self.hyper = {**self.defaults, **hyper}
+
+    def core(self, learning_rate) -> optax.GradientTransformation:
+        raise NotImplementedError
+
+    def build(self) -> optax.GradientTransformation:
+        """The full transformation: gradient clipping, then the update with an injected lr."""
+        parts = []
+        if self.clipvalue is not None:
+            parts.append(optax.clip(self.clipvalue))
+        if self.clipnorm is not None:
+            parts.append(clip_by_tensor_norm(self.clipnorm))
+        if self.global_clipnorm is not None:
+            parts.append(optax.clip_by_global_norm(self.global_clipnorm))
+        parts.append(optax.inject_hyperparams(self.core)(learning_rate=self.learning_rate))
+        return optax.chain(*parts)
+
+    def get_config(self) -> dict:
+        if callable(self.learning_rate):
+            raise ValueError("An optimizer with a learning-rate schedule cannot be saved yet.")
+        config = {"learning_rate": float(self.learning_rate), **self.hyper}
+        for key in ("clipnorm", "clipvalue", "global_clipnorm"):
+            if getattr(self, key) is not None:
+                config[key] = getattr(self, key)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"{type(self).__name__}(learning_rate={self.learning_rate!r})"
+
+
+class Adam(Optimizer):
+    name = "adam"
+    defaults = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}
+
+    def core(self, learning_rate):
+        return keras_adam(learning_rate, **self.hyper)
+
+
+class AdamW(Optimizer):
+    name = "adamw"
+    defaults = {"weight_decay": 0.004, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}
+
+    def core(self, learning_rate):
+        return keras_adam(learning_rate, **self.hyper)
+
+
+class SGD(Optimizer):
+    name = "sgd"
+    defaults = {"momentum": 0.0, "nesterov": False}
+
+    def __init__(self, learning_rate=0.01, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+
+    def core(self, learning_rate):
+        momentum = self.hyper["momentum"] or None
+        return optax.sgd(learning_rate, momentum=momentum, nesterov=self.hyper["nesterov"])
+
+
+class RMSprop(Optimizer):
+    name = "rmsprop"
+    defaults = {"rho": 0.9, "momentum": 0.0, "epsilon": 1e-7, "centered": False}
+
+    def core(self, learning_rate):
+        h = self.hyper
+        # Keras adds epsilon inside the square root, as optax's default eps_in_sqrt does.
+        return optax.rmsprop(learning_rate, decay=h["rho"], eps=h["epsilon"],
+                             momentum=h["momentum"] or None, centered=h["centered"])
+
+
+class Adagrad(Optimizer):
+    name = "adagrad"
+    defaults = {"initial_accumulator_value": 0.1, "epsilon": 1e-7}
+
+    def core(self, learning_rate):
+        return optax.adagrad(learning_rate, **{
+            "initial_accumulator_value": self.hyper["initial_accumulator_value"],
+            "eps": self.hyper["epsilon"]})
+
+
+class Nadam(Optimizer):
+    """Optax's Nadam with Keras's defaults (Keras adds a momentum-decay schedule on top)."""
+
+    name = "nadam"
+    defaults = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}
+
+    def core(self, learning_rate):
+        h = self.hyper
+        return optax.nadam(learning_rate, b1=h["beta_1"], b2=h["beta_2"], eps=h["epsilon"])
+
+
+OPTIMIZER_TYPES = {cls.__name__: cls for cls in (Adam, AdamW, SGD, RMSprop, Adagrad, Nadam)}
+_BY_NAME = {cls.name: cls for cls in OPTIMIZER_TYPES.values()}
+
+
+def get(identifier):
+    """Resolve a name, a kilnet Optimizer, or any Optax GradientTransformation."""
+    if isinstance(identifier, (Optimizer, optax.GradientTransformation)):
+        return identifier
+    if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
+        return _BY_NAME[identifier.lower()]()
+    raise ValueError(
+        f"Unknown optimizer: expected one of {sorted(_BY_NAME)}, a kilnet.optimizers object or "
+        f"an optax.GradientTransformation. Received: optimizer={identifier!r}"
+    )
+
+
+def transformation(optimizer) -> optax.GradientTransformation:
+    return optimizer.build() if isinstance(optimizer, Optimizer) else optimizer
+
+
+def _check_learning_rate(value):
+    if callable(value):
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(
+            "learning_rate must be a positive number or a schedule (a function of the step). "
+            f"Received: learning_rate={value!r}"
+        )
+
+
+# -- the learning rate inside an optimizer state, for callbacks ----------------------------------
+def _hyperparam_states(opt_state):
+    is_inject = lambda s: isinstance(s, optax.InjectHyperparamsState)
+    return [s for s in jax.tree.leaves(opt_state, is_leaf=is_inject) if is_inject(s)]
+
+
+def get_learning_rate(opt_state) -> float:
+    states = _hyperparam_states(opt_state)
+    if not states:
+        raise ValueError(
+            "This optimizer does not expose its learning rate (a raw Optax transformation). "
+            "Use a kilnet.optimizers class, e.g. kilnet.optimizers.Adam(learning_rate=1e-3)."
+        )
+    return float(states[0].hyperparams["learning_rate"])  # host sync: callbacks only
+
+
+def set_learning_rate(opt_state, value: float):
+    """A new optimizer state with the learning rate replaced (same structure: no recompile)."""
+    _check_learning_rate(value)
+    is_inject = lambda s: isinstance(s, optax.InjectHyperparamsState)
+
+    def replace(s):
+        if not is_inject(s):
+            return s
+        old = s.hyperparams["learning_rate"]
+        return s._replace(hyperparams={**s.hyperparams,
+                                       "learning_rate": jnp.asarray(value, old.dtype)})
+
+    if not _hyperparam_states(opt_state):
+        get_learning_rate(opt_state)  # raises the explanatory error
+    return jax.tree.map(replace, opt_state, is_leaf=is_inject)

@@ -1,0 +1,83 @@
+"""Progress display for fit/evaluate/predict.
+
+On a terminal (or in Jupyter, which rich renders as a live widget) each epoch gets a live bar
+with steps, elapsed time, ETA, loss and metrics. Anywhere else (a log file, CI) an epoch is
+exactly one plain line, with no ANSI codes or carriage returns.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+def resolve_verbose(verbose) -> int:
+    if verbose == "auto":
+        return 1
+    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+        raise ValueError(f"verbose must be 'auto', 0, 1 or 2. Received: verbose={verbose!r}")
+    return verbose
+
+
+def format_logs(logs: dict, gains: dict | None = None) -> str:
+    parts = []
+    for name, value in logs.items():
+        text = f"{name}: {value:.4f}"
+        if gains and name in gains:
+            text += f" ({gains[name]})"
+        parts.append(text)
+    return " - ".join(parts)
+
+
+class EpochProgress:
+    """One object per fit/evaluate call; `verbose` as in Keras."""
+
+    def __init__(self, verbose, total_epochs: int, steps: int, stream=None, title="Epoch"):
+        self.stream = stream or sys.stdout
+        self.verbose = resolve_verbose(verbose)
+        self.total_epochs = total_epochs
+        self.steps = steps
+        self.title = title
+        console = Console(file=self.stream)
+        self.live = self.verbose == 1 and (console.is_terminal or console.is_jupyter)
+        self.console = console
+        self._bar = None
+        self._task = None
+        self._began = time.perf_counter()
+
+    def epoch_begin(self, epoch: int):
+        self._began = time.perf_counter()
+        if not self.live:
+            return
+        label = f"{self.title} {epoch + 1}/{self.total_epochs}" if self.total_epochs else self.title
+        self._bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
+                             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                             TextColumn("{task.fields[logs]}"), console=self.console,
+                             transient=False)
+        self._bar.start()
+        self._task = self._bar.add_task(label, total=self.steps, logs="")
+
+    def update(self, steps_done: int, logs: dict):
+        if self._bar is not None:
+            self._bar.update(self._task, completed=steps_done, logs=format_logs(logs))
+
+    def epoch_end(self, epoch: int, logs: dict, gains: dict | None = None):
+        seconds = time.perf_counter() - self._began
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.steps, logs=format_logs(logs, gains))
+            self._bar.stop()
+            self._bar = None
+            return
+        if self.verbose == 0:
+            return
+        head = f"{self.title} {epoch + 1}/{self.total_epochs}" if self.total_epochs else self.title
+        line = f"{head} - {self.steps}/{self.steps} - {seconds:.1f}s - {format_logs(logs, gains)}"
+        print(line, file=self.stream, flush=True)
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

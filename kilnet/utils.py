@@ -1,0 +1,36 @@
+"""Seeding. Randomness is always an explicit JAX key; this module only decides where the
+first key comes from."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import jax
+import numpy as np
+
+_seed = {"value": None, "drawn": 0}
+
+
+def set_random_seed(seed: int) -> None:
+    """Make model initialization and training reproducible, as keras.utils.set_random_seed.
+
+    Also seeds Python's and NumPy's global generators, for user code that relies on them.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer. Received: seed={seed!r}")
+    _seed["value"], _seed["drawn"] = int(seed), 0
+    random.seed(int(seed))
+    np.random.seed(int(seed) % 2**32)
+
+
+def next_seed() -> int:
+    """A fresh integer seed: derived from set_random_seed's seed if set, else from the OS."""
+    if _seed["value"] is None:
+        return int.from_bytes(os.urandom(4), "little")
+    _seed["drawn"] += 1
+    return (_seed["value"] * 1_000_003 + _seed["drawn"]) % 2**31
+
+
+def key_from_seed(seed: int):
+    return jax.random.PRNGKey(seed)
