@@ -18,7 +18,7 @@ from kilnet import data as data_lib
 from kilnet import losses as losses_lib
 from kilnet import metrics as metrics_lib
 from kilnet import optimizers as optimizers_lib
-from kilnet import programs, utils
+from kilnet import feeds, programs, utils
 from kilnet.callbacks import CallbackList, History
 from kilnet.errors import NonFiniteError
 from kilnet.progress import EpochProgress, resolve_verbose
@@ -126,8 +126,8 @@ class Trainer:
                 "evaluate": (lambda *a: programs.eval_chunk(self.spec, batch_size, *a), (0,)),
                 "predict": (lambda *a: programs.predict_chunk(self.spec, batch_size, *a), (0,)),
             }[kind]
-            n = args[1 if kind == "train" else 3].shape[0]
-            name = f"{kind} loop ({n:,} samples, batch {batch_size})"
+            rows = args[1 if kind == "train" else 3].shape[0]
+            name = f"{kind} loop ({rows:,} samples, batch {batch_size})"
             compiled, info = programs.compile_program(name, fn, donate, *programs.abstract(args))
             self.report.programs.append(info)
             self._programs[key] = compiled
@@ -148,16 +148,17 @@ class Trainer:
 class Chunker:
     """Chooses how many steps the next chunk runs, from the time the last chunk took."""
 
-    total: int
+    total: int | None   # steps in an epoch; None for a generator of unknown length
     steps: int
 
     def next_stop(self, start: int) -> int:
-        return min(start + self.steps, self.total)
+        stop = start + self.steps
+        return stop if self.total is None else min(stop, self.total)
 
     def observe(self, steps_run: int, seconds: float):
         if steps_run and seconds > 0:
             rate = steps_run / seconds
-            self.steps = int(np.clip(rate * CHUNK_SECONDS, 1, self.total))
+            self.steps = int(np.clip(rate * CHUNK_SECONDS, 1, self.total or 2**31 - 1))
 
 
 def _initial_chunk(trainer, total_steps):
@@ -174,48 +175,67 @@ def _logs_from_sums(spec, sums: dict, prefix: str = "") -> dict:
 
 
 # -- fit ------------------------------------------------------------------------------------------
+def make_feed(trainer, x, y, batch_size, *, shuffle=False, steps=None, sharding=None):
+    """An ArrayFeed for arrays in memory, a StreamFeed for memmaps and batch iterables."""
+    if feeds.is_stream(x):
+        if isinstance(x, np.ndarray):  # a memmap
+            return feeds.StreamFeed(x, batch_size, y=y, shuffle=shuffle,
+                                    label_dtype=data_lib.label_dtype_for(trainer.loss, y))
+        first, x = feeds.peek_iterable(x)
+        if first is None:
+            raise ValueError("The data generator yielded no batch: there is nothing to train on.")
+        bx, by = feeds.split_batch(first, 0)
+        return feeds.StreamFeed(
+            x, len(bx), shuffle=False, steps=steps, sample_shape=tuple(bx.shape[1:]),
+            x_dtype=data_lib.device_dtype(bx),
+            label_dtype=None if by is None else data_lib.label_dtype_for(trainer.loss, by))
+    label_dtype = None if y is None else data_lib.label_dtype_for(trainer.loss, y)
+    return feeds.ArrayFeed(x, y, batch_size, shuffle=shuffle, label_dtype=label_dtype,
+                           sharding=sharding)
+
+
 def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-        validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0, seed=None):
+        validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0, seed=None,
+        steps_per_epoch=None):
     trainer = model._trainer()
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     from kilnet import validation
-    x, y, val, batch_size = validation.check_fit_inputs(
-        model, trainer.loss, x, y, batch_size=batch_size, epochs=epochs,
-        validation_split=validation_split, validation_data=validation_data,
-        initial_epoch=initial_epoch, verbose=verbose)
-    if validation_split and validation_data is None:
-        (x, y), val = data_lib.split_validation(x, y, validation_split)
-    trainer.ensure_state(seed, input_shape=x.shape[1:])
+    val = None
+    if feeds.is_stream(x):
+        feed = make_feed(trainer, x, y, batch_size, shuffle=shuffle, steps=steps_per_epoch)
+        if validation_data is not None:
+            val = tuple(validation_data)
+        trainer.ensure_state(seed, input_shape=feed.sample_shape)
+    else:
+        x, y, val, batch_size = validation.check_fit_inputs(
+            model, trainer.loss, x, y, batch_size=batch_size, epochs=epochs,
+            validation_split=validation_split, validation_data=validation_data,
+            initial_epoch=initial_epoch, verbose=verbose)
+        if validation_split and validation_data is None:
+            (x, y), val = data_lib.split_validation(x, y, validation_split)
+        trainer.ensure_state(seed, input_shape=x.shape[1:])
+        feed = make_feed(trainer, x, y, batch_size, shuffle=shuffle)
     if seed is not None:
         trainer.seed = int(seed)
     trainer.fit_calls += 1
-
-    n = len(x)
-    steps = data_lib.steps_for(n, batch_size)
-    x_dev = data_lib.to_device(x)
-    y_dev = data_lib.to_device(y.astype(data_lib.label_dtype_for(trainer.loss, y)))
-    val_dev = None
-    if val is not None:
-        vx, vy = val
-        val_dev = (data_lib.to_device(vx),
-                   data_lib.to_device(vy.astype(data_lib.label_dtype_for(trainer.loss, vy))))
+    val_feed = None if val is None else make_feed(trainer, val[0], val[1], batch_size)
 
     history = History()
     cb_list = CallbackList(list(callbacks or []) + [history], model,
-                           {"epochs": epochs, "steps": steps, "verbose": verbose,
-                            "batch_size": batch_size, "samples": n})
-    progress = EpochProgress(verbose, epochs, steps)
+                           {"epochs": epochs, "steps": feed.steps, "verbose": verbose,
+                            "batch_size": feed.batch_size, "samples": feed.n})
+    progress = EpochProgress(verbose, epochs, feed.steps)
     model.stop_training = False
     model.history = history
-
-    order_fn = _epoch_order_fn(n, steps * batch_size, shuffle)
     shuffle_key = jax.random.fold_in(utils.key_from_seed(trainer.seed), 2)
-    # Compile before the first epoch so compile time is reported, not hidden in epoch 1.
-    train = trainer.program("train", batch_size, trainer.state, x_dev, y_dev,
-                            order_fn(shuffle_key, 0), jnp.int32(n), jnp.int32(0), jnp.int32(0),
-                            jnp.int32(0))
-    chunker = Chunker(steps, _initial_chunk(trainer, steps))
+    chunker = Chunker(feed.steps, _initial_chunk(trainer, feed.steps or 1))
 
+    if isinstance(feed, feeds.ArrayFeed):
+        # Compile before the first epoch, so the compile report is complete when training
+        # starts and epoch 1's time is training time.
+        block = next(feed.blocks(shuffle_key))
+        trainer.program("train", feed.batch_size, trainer.state, block.x, block.y, block.order,
+                        block.valid, *([jnp.int32(0)] * 4))
     cb_list.on_train_begin()
     epoch_logs = {}
     start_epoch, start_step = initial_epoch, 0
@@ -228,12 +248,12 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
                 trainer.state = trainer.state._replace(sums=programs.zero_sums(trainer.spec))
             cb_list.on_epoch_begin(epoch)
             progress.epoch_begin(epoch)
-            order = order_fn(jax.random.fold_in(shuffle_key, trainer.fit_calls * 1_000_003 + epoch), 0)
-            epoch_logs = _run_epoch(trainer, train, cb_list, progress, chunker, x_dev, y_dev, order,
-                                    n, epoch, start_step, history)
+            key = jax.random.fold_in(shuffle_key, trainer.fit_calls * 1_000_003 + epoch)
+            epoch_logs = _run_epoch(trainer, feed, key, cb_list, progress, chunker, epoch,
+                                    start_step, history)
             start_step = 0
-            if val_dev is not None:
-                epoch_logs.update(_evaluate_arrays(trainer, *val_dev, batch_size, prefix="val_"))
+            if val_feed is not None:
+                epoch_logs.update(_evaluate_feed(trainer, val_feed, prefix="val_"))
             trainer.position = (epoch + 1, 0)
             progress.epoch_end(epoch, epoch_logs)
             cb_list.on_epoch_end(epoch, epoch_logs)
@@ -245,37 +265,33 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
     return history
 
 
-def _epoch_order_fn(n: int, padded: int, shuffle: bool):
-    """Device function: the epoch's sample order, padded with index 0 to whole batches."""
-    @jax.jit
-    def order(key, _):
-        base = jax.random.permutation(key, n) if shuffle else jnp.arange(n)
-        return jnp.concatenate([base, jnp.zeros(padded - n, base.dtype)]).astype(jnp.int32)
-    return order
-
-
-def _run_epoch(trainer, train, cb_list, progress, chunker, x_dev, y_dev, order, n, epoch,
-               start_step, history):
+def _run_epoch(trainer, feed, key, cb_list, progress, chunker, epoch, start_step, history):
     model = trainer.model
     step = start_step
     logs = {}
-    while step < chunker.total:
-        stop = chunker.next_stop(step)
-        began = time.perf_counter()
-        trainer.state = train(trainer.state, x_dev, y_dev, order, jnp.int32(n), jnp.int32(epoch),
-                              jnp.int32(step), jnp.int32(stop))
-        trainer.position = (epoch, stop)
-        # Host sync, once per chunk: the metric sums and the fault flag.
-        sums, fault = jax.device_get((trainer.state.sums, trainer.state.fault))
-        chunker.observe(stop - step, time.perf_counter() - began)
-        logs = _logs_from_sums(trainer.spec, sums)
-        if fault != programs.NO_FAULT:
-            _raise_non_finite(trainer, epoch, int(fault), history)
-        step = stop
-        progress.update(step, logs)
-        cb_list.on_train_batch_end(step - 1, logs)
-        if model.stop_training:
-            break
+    for block in feed.blocks(key, start_step):
+        train = trainer.program("train", feed.batch_size, trainer.state, block.x, block.y,
+                                block.order, block.valid, *([jnp.int32(0)] * 4))
+        while step < block.limit:
+            stop = min(chunker.next_stop(step), block.limit)
+            began = time.perf_counter()
+            trainer.state = train(trainer.state, block.x, block.y, block.order, block.valid,
+                                  jnp.int32(epoch), jnp.int32(block.base), jnp.int32(step),
+                                  jnp.int32(stop))
+            trainer.position = (epoch, stop)
+            # Host sync, once per chunk: the metric sums and the fault flag.
+            sums, fault = jax.device_get((trainer.state.sums, trainer.state.fault))
+            chunker.observe(stop - step, time.perf_counter() - began)
+            logs = _logs_from_sums(trainer.spec, sums)
+            if fault != programs.NO_FAULT:
+                _raise_non_finite(trainer, epoch, int(fault), history)
+            step = stop
+            progress.update(step, logs)
+            cb_list.on_train_batch_end(step - 1, logs)
+            if model.stop_training:
+                return logs
+    if feed.steps is None:  # a generator of unknown length: its first pass sets the epoch size
+        feed.steps = chunker.total = progress.steps = step
     return logs
 
 
@@ -292,53 +308,60 @@ def _raise_non_finite(trainer, epoch, step, history):
 
 
 # -- evaluate and predict ---------------------------------------------------------------------------
-def _evaluate_arrays(trainer, x_dev, y_dev, batch_size, prefix=""):
-    n = x_dev.shape[0]
-    steps = data_lib.steps_for(n, batch_size)
+def _evaluate_feed(trainer, feed, prefix=""):
     state = trainer.state
     sums = programs.zero_sums(trainer.spec)
-    args = (sums, state.params, state.model_state, x_dev, y_dev, jnp.int32(n), jnp.int32(0),
-            jnp.int32(steps))
-    program = trainer.program("evaluate", batch_size, *args)
-    sums = program(*args)
-    return _logs_from_sums(trainer.spec, jax.device_get(sums), prefix)  # host sync: once per evaluation
+    for block in feed.blocks(None):
+        args = (sums, state.params, state.model_state, block.x, block.y, block.order,
+                block.valid, jnp.int32(block.base), jnp.int32(block.base),
+                jnp.int32(block.limit))
+        sums = trainer.program("evaluate", feed.batch_size, *args)(*args)
+    return _logs_from_sums(trainer.spec, jax.device_get(sums), prefix)  # host sync: once
 
 
-def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False):
+def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False, steps=None):
     trainer = model._trainer()
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     from kilnet import validation
-    x, y, batch_size = validation.check_eval_inputs(model, trainer.loss, x, y,
-                                                    batch_size=batch_size)
-    trainer.ensure_state(input_shape=x.shape[1:])
-    resolve_verbose(verbose)
-    logs = _evaluate_arrays(trainer, data_lib.to_device(x),
-                            data_lib.to_device(y.astype(data_lib.label_dtype_for(trainer.loss, y))),
-                            batch_size)
-    if resolve_verbose(verbose):
-        progress = EpochProgress(2, 0, data_lib.steps_for(len(x), batch_size), title="Evaluate")
-        progress.epoch_end(0, logs)
+    if feeds.is_stream(x):
+        feed = make_feed(trainer, x, y, batch_size, steps=steps)
+        trainer.ensure_state(input_shape=feed.sample_shape)
+    else:
+        x, y, batch_size = validation.check_eval_inputs(model, trainer.loss, x, y,
+                                                        batch_size=batch_size)
+        trainer.ensure_state(input_shape=x.shape[1:])
+        feed = make_feed(trainer, x, y, batch_size)
+    verbose = resolve_verbose(verbose)
+    logs = _evaluate_feed(trainer, feed)
+    if verbose:
+        EpochProgress(2, 0, feed.steps, title="Evaluate").epoch_end(0, logs)
     if return_dict:
         return logs
     values = list(logs.values())
     return values[0] if len(values) == 1 else values
 
 
-def predict(model, x, *, batch_size=None, verbose="auto"):
-    trainer = model.compiled
+def predict(model, x, *, batch_size=None, verbose="auto", steps=None):
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     from kilnet import validation
-    x, batch_size = validation.check_predict_inputs(model, x, batch_size=batch_size)
     resolve_verbose(verbose)
-    if trainer is None:  # Keras allows predict on an uncompiled model
-        from kilnet.fit import Trainer
-        trainer = model.compiled = Trainer(model, optimizer="sgd", loss="mse", metrics=[])
-    trainer.ensure_state(input_shape=x.shape[1:])
-    n = len(x)
-    steps = data_lib.steps_for(n, batch_size)
+    if model.compiled is None:  # Keras allows predict on an uncompiled model
+        model.compiled = Trainer(model, optimizer="sgd", loss="mse", metrics=[])
+    trainer = model.compiled
+    if feeds.is_stream(x):
+        feed = make_feed(trainer, x, None, batch_size, steps=steps)
+        trainer.ensure_state(input_shape=feed.sample_shape)
+    else:
+        x, batch_size = validation.check_predict_inputs(model, x, batch_size=batch_size)
+        trainer.ensure_state(input_shape=x.shape[1:])
+        feed = make_feed(trainer, x, None, batch_size)
     state = trainer.state
-    outputs = jnp.zeros((steps * batch_size,) + tuple(model.output_shape), jnp.float32)
-    args = (outputs, state.params, state.model_state, data_lib.to_device(x), jnp.int32(n),
-            jnp.int32(0), jnp.int32(steps))
-    program = trainer.program("predict", batch_size, *args)
-    return np.asarray(program(*args))[:n]  # host sync: the predictions
+    results = []
+    for block in feed.blocks(None):
+        outputs = jnp.zeros((block.order.shape[0],) + tuple(model.output_shape), jnp.float32)
+        args = (outputs, state.params, state.model_state, block.x, block.order, block.valid,
+                jnp.int32(block.base), jnp.int32(block.base), jnp.int32(block.limit))
+        outputs = trainer.program("predict", feed.batch_size, *args)(*args)
+        # host sync: this block's predictions, real samples only
+        results.append(np.asarray(outputs)[np.asarray(block.valid)])
+    return np.concatenate(results)

@@ -238,25 +238,25 @@ class Sequential:
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
-            seed=None, **unsupported):
+            seed=None, steps_per_epoch=None, **unsupported):
         _reject_unsupported("fit", unsupported, ())
         from kilnet.fit import fit
         return fit(self, x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
                    callbacks=callbacks, validation_split=validation_split,
                    validation_data=validation_data, shuffle=shuffle,
-                   initial_epoch=initial_epoch, seed=seed)
+                   initial_epoch=initial_epoch, seed=seed, steps_per_epoch=steps_per_epoch)
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False,
-                 **unsupported):
+                 steps=None, **unsupported):
         _reject_unsupported("evaluate", unsupported, ())
         from kilnet.fit import evaluate
         return evaluate(self, x, y, batch_size=batch_size, verbose=verbose,
-                        return_dict=return_dict)
+                        return_dict=return_dict, steps=steps)
 
-    def predict(self, x, batch_size=None, verbose="auto", **unsupported):
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, **unsupported):
         _reject_unsupported("predict", unsupported, ())
         from kilnet.fit import predict
-        return predict(self, x, batch_size=batch_size, verbose=verbose)
+        return predict(self, x, batch_size=batch_size, verbose=verbose, steps=steps)
 
     def __call__(self, x):
         """Inference on an array, outside any compiled program (for quick checks)."""

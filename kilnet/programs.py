@@ -1,20 +1,25 @@
 """compile(): model + optimizer + loss + metrics -> whole-loop XLA programs, and their report.
 
-Three programs, each one XLA while-loop over batches of a dataset that already lives on the
+Three programs, each one XLA while-loop over the batches of a data block that lives on the
 device (DESIGN.md section 2):
 
-- train_chunk(state, x, y, order, n, epoch, start, stop) -> state: steps [start, stop) of an
-  epoch. `order` is that epoch's shuffled sample order, padded to whole batches; the padded
-  samples are masked out of the loss, the gradients, BatchNorm statistics and the metrics, so a
-  last partial batch is exact without a second program. Loop bounds are runtime values, so the
-  host can cut an epoch into chunks of any length without recompiling.
-- eval_chunk(sums, params, model_state, x, y, n, start, stop) -> sums
-- predict_chunk(outputs, params, model_state, x, n, start, stop) -> outputs
+- train_chunk(state, x, y, order, valid, epoch, base, start, stop) -> state: steps [start, stop)
+  of an epoch. The batch of step i is x[order[(i - base) * B : (i - base + 1) * B]]; `valid`
+  marks which of those positions are real samples. For arrays in memory the block is the whole
+  dataset (base 0, `order` the epoch's shuffled order padded to whole batches); for streamed
+  data (generators, memmaps) each chunk is its own block of fixed size. Padded samples are
+  masked out of the loss, the gradients, BatchNorm statistics and the metrics, so a last
+  partial batch is exact without a second program. Loop bounds are runtime values, so the host
+  can cut an epoch into chunks of any length without recompiling.
+- eval_chunk(sums, params, model_state, x, y, order, valid, base, start, stop) -> sums
+- predict_chunk(outputs, params, model_state, x, order, valid, base, start, stop) -> outputs,
+  where row p of `outputs` is the prediction for position p of the block.
 
-Why the dataset is an argument of the program rather than each chunk's slice: gathering the
-batch inside the loop measured 0.19 s per seed-MLP epoch against 0.26 s when every chunk was
-first gathered into its own array (2-core CPU, jax 0.10.2). The price is one compilation per
-dataset size, which JAX's persistent compilation cache makes cheap on repeated runs.
+Why the whole in-memory dataset is an argument of the program rather than each chunk's slice:
+gathering the batch inside the loop measured 0.19 s per seed-MLP epoch against 0.26 s when
+every chunk was first gathered into its own array (2-core CPU, jax 0.10.2). The price is one
+compilation per dataset size, which JAX's persistent compilation cache makes cheap on
+repeated runs.
 """
 
 from __future__ import annotations
@@ -129,13 +134,12 @@ def _all_finite(tree):
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
 
-def _batch_indices(i, batch_size, n):
-    positions = i * batch_size + jnp.arange(batch_size)
-    return jnp.minimum(positions, n - 1), positions < n
+def _positions(i, base, batch_size):
+    return (i - base) * batch_size + jnp.arange(batch_size)
 
 
 # -- whole-loop programs ------------------------------------------------------------------------
-def train_chunk(spec, batch_size, state, x, y, order, n, epoch, start, stop):
+def train_chunk(spec, batch_size, state, x, y, order, valid, epoch, base, start, stop):
     def cond(carry):
         i, s = carry
         # A fault in "stop" mode ends the chunk early: later steps would not be applied anyway.
@@ -143,17 +147,19 @@ def train_chunk(spec, batch_size, state, x, y, order, n, epoch, start, stop):
 
     def body(carry):
         i, s = carry
-        positions, mask = _batch_indices(i, batch_size, n)
+        positions = _positions(i, base, batch_size)
         xb, yb = _batch(x, y, order[positions])
-        return i + 1, train_step(spec, s, xb, yb, mask, epoch, i)
+        return i + 1, train_step(spec, s, xb, yb, valid[positions], epoch, i)
 
     return lax.while_loop(cond, body, (start, state))[1]
 
 
-def eval_chunk(spec, batch_size, sums, params, model_state, x, y, n, start, stop):
+def eval_chunk(spec, batch_size, sums, params, model_state, x, y, order, valid, base, start,
+               stop):
     def body(i, sums):
-        idx, mask = _batch_indices(i, batch_size, n)
-        xb, yb = _batch(x, y, idx)
+        positions = _positions(i, base, batch_size)
+        xb, yb = _batch(x, y, order[positions])
+        mask = valid[positions]
         outputs, _ = spec.model.apply(params, model_state, xb, training=False, key=None,
                                       mask=mask, logits=spec.use_logits)
         return _add_metric_sums(spec, sums, yb, outputs, spec.loss(yb, outputs),
@@ -162,13 +168,15 @@ def eval_chunk(spec, batch_size, sums, params, model_state, x, y, n, start, stop
     return lax.fori_loop(start, stop, body, sums)
 
 
-def predict_chunk(spec, batch_size, outputs, params, model_state, x, n, start, stop):
+def predict_chunk(spec, batch_size, outputs, params, model_state, x, order, valid, base, start,
+                  stop):
     def body(i, outputs):
-        idx, mask = _batch_indices(i, batch_size, n)
-        xb, _ = _batch(x, None, idx)
-        y, _ = spec.model.apply(params, model_state, xb, training=False, key=None, mask=mask)
-        return lax.dynamic_update_slice_in_dim(outputs, y.astype(outputs.dtype), i * batch_size,
-                                               axis=0)
+        positions = _positions(i, base, batch_size)
+        xb, _ = _batch(x, None, order[positions])
+        y, _ = spec.model.apply(params, model_state, xb, training=False, key=None,
+                                mask=valid[positions])
+        return lax.dynamic_update_slice_in_dim(outputs, y.astype(outputs.dtype),
+                                               (i - base) * batch_size, axis=0)
 
     return lax.fori_loop(start, stop, body, outputs)
 

@@ -74,7 +74,8 @@ class EpochProgress:
         if self.verbose == 0:
             return
         head = f"{self.title} {epoch + 1}/{self.total_epochs}" if self.total_epochs else self.title
-        line = f"{head} - {self.steps}/{self.steps} - {seconds:.1f}s - {format_logs(logs, gains)}"
+        steps = f"{self.steps}/{self.steps}" if self.steps else "?"
+        line = f"{head} - {steps} - {seconds:.1f}s - {format_logs(logs, gains)}"
         print(line, file=self.stream, flush=True)
 
     def close(self):

@@ -1,0 +1,200 @@
+"""Feeds: how data reaches the compiled programs, as blocks on the device.
+
+A block is (x, y, order, valid) plus the range of epoch steps it serves: the program's batch at
+step i is x[order[(i - base) * B : ...]], `valid` marking real samples (kilnet.programs).
+
+- ArrayFeed: arrays in memory. The whole dataset goes to the device once; each epoch is one
+  block whose `order` is that epoch's permutation, drawn on the device from an explicit key.
+- StreamFeed: data larger than memory. A NumPy memmap is read chunk by chunk in the same
+  shuffled order an ArrayFeed would use (same batches, same results); an iterable or generator
+  of (x, y) batches is consumed in order, as Keras does. Every block has the same shape, so
+  streaming compiles once, not once per chunk.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from kilnet import data as data_lib
+
+# A streamed block holds this many bytes of samples at most (and at least one batch), so
+# host memory for streaming stays bounded whatever the dataset's size.
+STREAM_BLOCK_BYTES = 64 * 2**20
+
+
+@dataclass
+class Block:
+    x: Any
+    y: Any
+    order: Any
+    valid: Any
+    base: int      # the epoch step whose batch starts at position 0 of `order`
+    limit: int     # one past the last epoch step this block can serve
+
+
+def epoch_order(key, n: int, padded: int, shuffle: bool):
+    """The epoch's sample order, padded to whole batches, and which positions are real."""
+    base = jax.random.permutation(key, n) if shuffle else jnp.arange(n)
+    order = jnp.concatenate([base, jnp.zeros(padded - n, base.dtype)]).astype(jnp.int32)
+    return order, jnp.arange(padded) < n
+
+
+class ArrayFeed:
+    def __init__(self, x, y, batch_size: int, *, shuffle: bool = False, label_dtype=None,
+                 sharding=None):
+        self.n = len(x)
+        self.batch_size = batch_size
+        self.steps = data_lib.steps_for(self.n, batch_size)
+        self.sample_shape = tuple(x.shape[1:])
+        self.x = data_lib.to_device(x, sharding)
+        self.y = None if y is None else data_lib.to_device(
+            np.asarray(y, dtype=label_dtype or data_lib.device_dtype(np.asarray(y))), sharding)
+        padded = self.steps * batch_size
+        self._order = jax.jit(lambda key: epoch_order(key, self.n, padded, shuffle))
+
+    def blocks(self, key, start_step: int = 0) -> Iterator[Block]:
+        order, valid = self._order(key)
+        yield Block(self.x, self.y, order, valid, base=0, limit=self.steps)
+
+
+class StreamFeed:
+    """Memmaps and iterables of (x, y) batches, one fixed-size block per chunk of steps."""
+
+    def __init__(self, source, batch_size: int, *, y=None, shuffle=False, label_dtype=None,
+                 steps=None, sample_shape=None, x_dtype=None):
+        self.source, self.y_source = source, y
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.label_dtype = label_dtype
+        self.is_array = isinstance(source, np.ndarray)
+        if self.is_array:
+            self.n = len(source)
+            self.steps = data_lib.steps_for(self.n, batch_size)
+            self.sample_shape, self.x_dtype = tuple(source.shape[1:]), data_lib.device_dtype(source)
+        else:
+            self.n, self.steps = None, steps
+            self.sample_shape, self.x_dtype = sample_shape, x_dtype
+        sample_bytes = max(1, int(np.prod(self.sample_shape)) * np.dtype(self.x_dtype).itemsize)
+        self.block_steps = max(1, STREAM_BLOCK_BYTES // (sample_bytes * batch_size))
+        if self.steps:
+            self.block_steps = min(self.block_steps, self.steps)
+        self._iterator = None
+
+    @property
+    def block_rows(self) -> int:
+        return self.block_steps * self.batch_size
+
+    def blocks(self, key, start_step: int = 0) -> Iterator[Block]:
+        if self.is_array:
+            yield from self._array_blocks(key, start_step)
+        else:
+            yield from self._iterable_blocks(start_step)
+
+    def _array_blocks(self, key, start_step):
+        padded = self.steps * self.batch_size
+        order, valid = jax.device_get(epoch_order(key, self.n, padded, self.shuffle))
+        for first in range(start_step, self.steps, self.block_steps):
+            rows = slice(first * self.batch_size, (first + self.block_steps) * self.batch_size)
+            idx, ok = order[rows], valid[rows]
+            # Reading rows in sorted order keeps a memmap's reads sequential.
+            sorted_idx = np.sort(idx[ok])
+            x = self._pad(np.asarray(self.source[sorted_idx]), self.x_dtype)
+            y = None if self.y_source is None else self._pad(
+                np.asarray(self.y_source[sorted_idx]), self.label_dtype)
+            # Position p of the block holds sample idx[p]: map it into the sorted rows.
+            local = np.zeros(self.block_rows, np.int32)
+            local[:len(idx)][ok] = np.searchsorted(sorted_idx, idx[ok])
+            mask = np.zeros(self.block_rows, bool)
+            mask[:len(ok)] = ok
+            yield Block(jax.device_put(x), None if y is None else jax.device_put(y),
+                        jax.device_put(local), jax.device_put(mask), base=first,
+                        limit=min(first + self.block_steps, self.steps))
+
+    def _pad(self, rows, dtype):
+        out = np.zeros((self.block_rows,) + rows.shape[1:], dtype)
+        out[:len(rows)] = rows
+        return out
+
+    def _iterable_blocks(self, start_step):
+        batches = self._epoch_iterator()
+        if start_step:
+            batches = itertools.islice(batches, start_step, None)
+        first = start_step
+        while self.steps is None or first < self.steps:
+            want = self.block_steps if self.steps is None else min(self.block_steps,
+                                                                   self.steps - first)
+            chunk = list(itertools.islice(batches, want))
+            if not chunk:
+                break
+            yield self._iterable_block(chunk, first)
+            first += len(chunk)
+            if len(chunk) < want:
+                break
+
+    def _epoch_iterator(self):
+        if iter(self.source) is not self.source:  # re-iterable: a fresh pass per epoch
+            return iter(self.source)
+        if self._iterator is None:               # a one-shot iterator continues across epochs
+            self._iterator = self.source
+        return self._iterator
+
+    def _iterable_block(self, chunk, first):
+        x = np.zeros((self.block_rows,) + self.sample_shape, self.x_dtype)
+        y = None
+        mask = np.zeros(self.block_rows, bool)
+        for j, batch in enumerate(chunk):
+            bx, by = split_batch(batch, j + first)
+            if len(bx) > self.batch_size or tuple(bx.shape[1:]) != self.sample_shape:
+                raise ValueError(
+                    f"Batch {j + first} of the data has shape {bx.shape}; every batch must have "
+                    f"at most {self.batch_size} samples (the first batch's size) of shape "
+                    f"{self.sample_shape}."
+                )
+            rows = slice(j * self.batch_size, j * self.batch_size + len(bx))
+            x[rows] = bx
+            if by is not None:
+                if y is None:
+                    y = np.zeros((self.block_rows,) + by.shape[1:], self.label_dtype or by.dtype)
+                y[rows] = by
+            mask[rows] = True
+        order = np.arange(self.block_rows, dtype=np.int32)
+        return Block(jax.device_put(x), None if y is None else jax.device_put(y),
+                     jax.device_put(order), jax.device_put(mask), base=first,
+                     limit=first + len(chunk))
+
+
+def split_batch(batch, index):
+    if isinstance(batch, (tuple, list)) and len(batch) in (1, 2):
+        x = np.asarray(batch[0])
+        y = np.asarray(batch[1]) if len(batch) == 2 else None
+        return x, y
+    if isinstance(batch, np.ndarray):
+        return batch, None
+    raise ValueError(
+        f"Each item of a data generator must be a tuple (x, y) or (x,). Received at batch "
+        f"{index}: {type(batch).__name__}"
+    )
+
+
+def is_stream(x) -> bool:
+    """Data that is streamed in blocks rather than put on the device whole."""
+    if isinstance(x, np.memmap):
+        return True
+    if isinstance(x, (np.ndarray, list, tuple)) or hasattr(x, "__array__"):
+        return False
+    return hasattr(x, "__iter__") or hasattr(x, "__next__")
+
+
+def peek_iterable(source):
+    """The first batch of an iterable (for shapes), and an iterable that still yields it."""
+    if iter(source) is not source:
+        first = next(iter(source), None)
+        return first, source
+    first = next(source, None)
+    return first, (itertools.chain([first], source) if first is not None else source)
