@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kilnet import data as data_lib
+from kilnet import utils
 
 # A streamed block holds this many bytes of samples at most (and at least one batch), so
 # host memory for streaming stays bounded whatever the dataset's size.
@@ -39,10 +40,16 @@ class Block:
 
 
 def epoch_order(key, n: int, padded: int, shuffle: bool):
-    """The epoch's sample order, padded to whole batches, and which positions are real."""
-    base = jax.random.permutation(key, n) if shuffle else jnp.arange(n)
-    order = jnp.concatenate([base, jnp.zeros(padded - n, base.dtype)]).astype(jnp.int32)
-    return order, jnp.arange(padded) < n
+    """The epoch's sample order, padded to whole batches, and which positions are real.
+
+    `key` is (seed, fit call, epoch). The permutation is drawn on the host with NumPy: a
+    jax.random.permutation on the device cost 0.8 s of XLA compilation per process on our
+    2-core CPU (a 5-epoch seed-MLP job trains in about 1 s), against 1 ms here for 60,000
+    samples; the 240 kB order is then sent to the device once per epoch.
+    """
+    order = np.zeros(padded, np.int32)
+    order[:n] = utils.numpy_rng(*key).permutation(n) if shuffle else np.arange(n)
+    return order, np.arange(padded) < n
 
 
 class ArrayFeed:
@@ -55,12 +62,16 @@ class ArrayFeed:
         self.x = data_lib.to_device(x, sharding)
         self.y = None if y is None else data_lib.to_device(
             np.asarray(y, dtype=label_dtype or data_lib.device_dtype(np.asarray(y))), sharding)
-        padded = self.steps * batch_size
-        self._order = jax.jit(lambda key: epoch_order(key, self.n, padded, shuffle))
+        self.shuffle = shuffle
+        self._valid = None
 
     def blocks(self, key, start_step: int = 0) -> Iterator[Block]:
-        order, valid = self._order(key)
-        yield Block(self.x, self.y, order, valid, base=0, limit=self.steps)
+        order, valid = epoch_order(key, self.n, self.steps * self.batch_size,
+                                   self.shuffle and key is not None)
+        if self._valid is None:
+            self._valid = jax.device_put(valid)
+        yield Block(self.x, self.y, jax.device_put(order), self._valid, base=0,
+                    limit=self.steps)
 
 
 class StreamFeed:
@@ -98,7 +109,7 @@ class StreamFeed:
 
     def _array_blocks(self, key, start_step):
         padded = self.steps * self.batch_size
-        order, valid = jax.device_get(epoch_order(key, self.n, padded, self.shuffle))
+        order, valid = epoch_order(key, self.n, padded, self.shuffle and key is not None)
         for first in range(start_step, self.steps, self.block_steps):
             rows = slice(first * self.batch_size, (first + self.block_steps) * self.batch_size)
             idx, ok = order[rows], valid[rows]

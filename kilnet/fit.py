@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kilnet import data as data_lib
+from kilnet import distribution as distribution_lib
 from kilnet import losses as losses_lib
 from kilnet import metrics as metrics_lib
 from kilnet import optimizers as optimizers_lib
@@ -36,7 +37,8 @@ class Trainer:
     """What compile() builds: the resolved optimizer/loss/metrics, the step specification, the
     training state and a cache of ahead-of-time compiled programs per data shape."""
 
-    def __init__(self, model, *, optimizer, loss, metrics, on_nonfinite="stop"):
+    def __init__(self, model, *, optimizer, loss, metrics, on_nonfinite="stop",
+                 distribution=None):
         if loss is None:
             raise ValueError("compile() needs a loss, e.g. loss='sparse_categorical_crossentropy'.")
         if on_nonfinite not in ("stop", "skip"):
@@ -51,6 +53,7 @@ class Trainer:
         self.loss = losses_lib.get(loss)
         self.metric_ids = list(metrics or [])
         self.on_nonfinite = on_nonfinite
+        self.distribution = distribution_lib.get(distribution)  # None: one device
         self.spec = None
         self.state = None            # programs.TrainState, once the model is built
         self.seed = None             # decides the data order and dropout of this training run
@@ -88,7 +91,9 @@ class Trainer:
                       and model.final_activation_name == loss.logits_of)
         return programs.StepSpec(model=model, loss=loss.with_logits() if use_logits else loss,
                                  metrics=metric_objs, tx=self.tx, use_logits=use_logits,
-                                 on_nonfinite=self.on_nonfinite)
+                                 on_nonfinite=self.on_nonfinite,
+                                 batch_sharding=getattr(self.distribution, 'batch_sharding',
+                                                        None))
 
     def ensure_state(self, seed=None, input_shape=None):
         """Build the model if needed and create the training state (optimizer state, keys)."""
@@ -102,8 +107,10 @@ class Trainer:
         self.report.params = model.count_params()
         params = model._params
         self.state = programs.TrainState(
-            params=params, model_state=model._state, opt_state=self.tx.init(params),
-            rng=jax.random.fold_in(utils.key_from_seed(self.seed), 1),
+            params=params, model_state=model._state,
+            # jitted: one compilation instead of one per eager op (0.42 s -> 0.13 s, seed MLP)
+            opt_state=jax.jit(self.tx.init)(params),
+            rng=utils.raw_key(self.seed, 1),
             sums=programs.zero_sums(self.spec),
             fault=jnp.asarray(programs.NO_FAULT, jnp.int32),
             skipped=jnp.zeros((), jnp.int32))
@@ -128,7 +135,15 @@ class Trainer:
             }[kind]
             rows = args[1 if kind == "train" else 3].shape[0]
             name = f"{kind} loop ({rows:,} samples, batch {batch_size})"
-            compiled, info = programs.compile_program(name, fn, donate, *programs.abstract(args))
+            dist = self.distribution
+            if dist is None:
+                compiled, info = programs.compile_program(name, fn, donate,
+                                                          *programs.abstract(args))
+            else:  # state replicated in and out, batches split inside (kilnet.distribution)
+                dist.check_batch_size(batch_size)
+                compiled, info = programs.compile_program(
+                    name, dist.replicate_outputs(fn), donate, *dist.abstract(args))
+                compiled = dist.wrap(compiled)
             self.report.programs.append(info)
             self._programs[key] = compiled
         return self._programs[key]
@@ -177,6 +192,10 @@ def _logs_from_sums(spec, sums: dict, prefix: str = "") -> dict:
 # -- fit ------------------------------------------------------------------------------------------
 def make_feed(trainer, x, y, batch_size, *, shuffle=False, steps=None, sharding=None):
     """An ArrayFeed for arrays in memory, a StreamFeed for memmaps and batch iterables."""
+    if trainer.distribution is not None:  # data replicated on every device
+        sharding = trainer.distribution.replicated
+        if not feeds.is_stream(x) or isinstance(x, np.ndarray):
+            batch_size = trainer.distribution.whole_batch_size(batch_size, len(x))
     if feeds.is_stream(x):
         if isinstance(x, np.ndarray):  # a memmap
             return feeds.StreamFeed(x, batch_size, y=y, shuffle=shuffle,
@@ -200,6 +219,9 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
     trainer = model._trainer()
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     from kilnet import validation
+    # Several processes: each passed its shard; train on all (kilnet.distribution). Log once.
+    x, y, validation_data = distribution_lib.global_arrays(trainer, x, y, validation_data)
+    verbose = verbose if distribution_lib.is_chief() else 0
     val = None
     if feeds.is_stream(x):
         feed = make_feed(trainer, x, y, batch_size, shuffle=shuffle, steps=steps_per_epoch)
@@ -227,13 +249,12 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
     progress = EpochProgress(verbose, epochs, feed.steps)
     model.stop_training = False
     model.history = history
-    shuffle_key = jax.random.fold_in(utils.key_from_seed(trainer.seed), 2)
     chunker = Chunker(feed.steps, _initial_chunk(trainer, feed.steps or 1))
 
     if isinstance(feed, feeds.ArrayFeed):
         # Compile before the first epoch, so the compile report is complete when training
         # starts and epoch 1's time is training time.
-        block = next(feed.blocks(shuffle_key))
+        block = next(feed.blocks((trainer.seed, trainer.fit_calls, 0)))
         trainer.program("train", feed.batch_size, trainer.state, block.x, block.y, block.order,
                         block.valid, *([jnp.int32(0)] * 4))
     cb_list.on_train_begin()
@@ -248,7 +269,7 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
                 trainer.state = trainer.state._replace(sums=programs.zero_sums(trainer.spec))
             cb_list.on_epoch_begin(epoch)
             progress.epoch_begin(epoch)
-            key = jax.random.fold_in(shuffle_key, trainer.fit_calls * 1_000_003 + epoch)
+            key = (trainer.seed, trainer.fit_calls, epoch)  # decides the epoch's data order
             epoch_logs = _run_epoch(trainer, feed, key, cb_list, progress, chunker, epoch,
                                     start_step, history)
             start_step = 0
@@ -323,6 +344,8 @@ def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False,
     trainer = model._trainer()
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     from kilnet import validation
+    x, y = distribution_lib.global_arrays(trainer, x, y)  # several processes: all shards
+    verbose = verbose if distribution_lib.is_chief() else 0
     if feeds.is_stream(x):
         feed = make_feed(trainer, x, y, batch_size, steps=steps)
         trainer.ensure_state(input_shape=feed.sample_shape)
@@ -348,6 +371,7 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None):
     if model.compiled is None:  # Keras allows predict on an uncompiled model
         model.compiled = Trainer(model, optimizer="sgd", loss="mse", metrics=[])
     trainer = model.compiled
+    (x,) = distribution_lib.global_arrays(trainer, x)  # several processes: all shards
     if feeds.is_stream(x):
         feed = make_feed(trainer, x, None, batch_size, steps=steps)
         trainer.ensure_state(input_shape=feed.sample_shape)

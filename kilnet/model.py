@@ -102,16 +102,18 @@ class Sequential:
             )
         if not self._layers:
             raise ValueError("The model has no layers; add some with model.add(layer).")
-        key = utils.key_from_seed(utils.next_seed() if seed is None else seed)
+        seed = utils.next_seed() if seed is None else seed
         params, state, shapes, shape = {}, {}, [], tuple(self._input_shape)
         for index, layer in enumerate(self._layers):
             try:
-                p, s, shape = layer.init(jax.random.fold_in(key, index), shape)
+                p, s, shape = layer.init(utils.numpy_rng(seed, index), shape)
             except ValueError as error:
                 raise ValueError(f"Layer {layer.name!r}: {error}") from None
             params[layer.name], state[layer.name] = p, s
             shapes.append(tuple(shape))
-        self._params, self._state, self._output_shapes = params, state, shapes
+        # One transfer of the whole tree to the device.
+        self._params, self._state = jax.device_put((params, state))
+        self._output_shapes = shapes
         if self.compiled is not None:
             self.compiled.reset_state()
 
@@ -209,14 +211,16 @@ class Sequential:
 
     # -- the Keras workflow ------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, *, on_nonfinite="stop",
-                **unsupported):
-        """Build the training, evaluation and prediction programs (see kilnet.fit.Trainer)."""
+                distribution=None, **unsupported):
+        """Build the training, evaluation and prediction programs (see kilnet.fit.Trainer).
+
+        distribution: kilnet.distribution.DataParallel() to split each batch over devices."""
         from kilnet.fit import Trainer
 
         _reject_unsupported("compile", unsupported, ("jit_compile", "run_eagerly",
                                                      "steps_per_execution"))
         self.compiled = Trainer(self, optimizer=optimizer, loss=loss, metrics=metrics,
-                                on_nonfinite=on_nonfinite)
+                                on_nonfinite=on_nonfinite, distribution=distribution)
         self.compiled.prepare()
 
     def _trainer(self):

@@ -217,8 +217,15 @@ def _check_learning_rate(value):
 
 
 # -- the learning rate inside an optimizer state, for callbacks ----------------------------------
+# Recent optax (0.2.8 here) builds inject_hyperparams on InjectStatefulHyperparamsState, a
+# class distinct from InjectHyperparamsState: match either.
+_INJECT_STATES = tuple(getattr(optax, name) for name in
+                       ("InjectHyperparamsState", "InjectStatefulHyperparamsState")
+                       if hasattr(optax, name))
+
+
 def _hyperparam_states(opt_state):
-    is_inject = lambda s: isinstance(s, optax.InjectHyperparamsState)
+    is_inject = lambda s: isinstance(s, _INJECT_STATES)
     return [s for s in jax.tree.leaves(opt_state, is_leaf=is_inject) if is_inject(s)]
 
 
@@ -235,7 +242,7 @@ def get_learning_rate(opt_state) -> float:
 def set_learning_rate(opt_state, value: float):
     """A new optimizer state with the learning rate replaced (same structure: no recompile)."""
     _check_learning_rate(value)
-    is_inject = lambda s: isinstance(s, optax.InjectHyperparamsState)
+    is_inject = lambda s: isinstance(s, _INJECT_STATES)
 
     def replace(s):
         if not is_inject(s):

@@ -59,6 +59,7 @@ class StepSpec:
     tx: optax.GradientTransformation
     use_logits: bool                # last layer's activation folded into the loss
     on_nonfinite: str = "stop"      # "stop" or "skip"
+    batch_sharding: Any = None      # kilnet.distribution: split each batch over devices
 
     @property
     def sum_names(self):
@@ -77,6 +78,15 @@ def _batch(x, y, idx):
     if not jnp.issubdtype(xb.dtype, jnp.floating) or xb.dtype != jnp.float32:
         xb = xb.astype(jnp.float32)  # uint8 images stay uint8 on the device: 4x less memory
     return xb, (None if y is None else y[idx])
+
+
+def _shard(spec, *arrays):
+    """Data parallelism (kilnet.distribution): split the batch over the mesh's batch axis;
+    XLA partitions the step from here and all-reduces the gradients. No-op on one device."""
+    if spec.batch_sharding is None:
+        return arrays
+    return tuple(None if a is None else lax.with_sharding_constraint(a, spec.batch_sharding)
+                 for a in arrays)
 
 
 def _add_metric_sums(spec, sums, yb, outputs, per_sample_loss, weight):
@@ -149,7 +159,8 @@ def train_chunk(spec, batch_size, state, x, y, order, valid, epoch, base, start,
         i, s = carry
         positions = _positions(i, base, batch_size)
         xb, yb = _batch(x, y, order[positions])
-        return i + 1, train_step(spec, s, xb, yb, valid[positions], epoch, i)
+        xb, yb, mask = _shard(spec, xb, yb, valid[positions])
+        return i + 1, train_step(spec, s, xb, yb, mask, epoch, i)
 
     return lax.while_loop(cond, body, (start, state))[1]
 
@@ -159,7 +170,7 @@ def eval_chunk(spec, batch_size, sums, params, model_state, x, y, order, valid, 
     def body(i, sums):
         positions = _positions(i, base, batch_size)
         xb, yb = _batch(x, y, order[positions])
-        mask = valid[positions]
+        xb, yb, mask = _shard(spec, xb, yb, valid[positions])
         outputs, _ = spec.model.apply(params, model_state, xb, training=False, key=None,
                                       mask=mask, logits=spec.use_logits)
         return _add_metric_sums(spec, sums, yb, outputs, spec.loss(yb, outputs),
@@ -173,8 +184,8 @@ def predict_chunk(spec, batch_size, outputs, params, model_state, x, order, vali
     def body(i, outputs):
         positions = _positions(i, base, batch_size)
         xb, _ = _batch(x, None, order[positions])
-        y, _ = spec.model.apply(params, model_state, xb, training=False, key=None,
-                                mask=valid[positions])
+        xb, mask = _shard(spec, xb, valid[positions])
+        y, _ = spec.model.apply(params, model_state, xb, training=False, key=None, mask=mask)
         return lax.dynamic_update_slice_in_dim(outputs, y.astype(outputs.dtype),
                                                (i - base) * batch_size, axis=0)
 

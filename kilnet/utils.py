@@ -32,5 +32,12 @@ def next_seed() -> int:
     return (_seed["value"] * 1_000_003 + _seed["drawn"]) % 2**31
 
 
-def key_from_seed(seed: int):
-    return jax.random.PRNGKey(seed)
+def numpy_rng(seed: int, *purpose: int) -> np.random.Generator:
+    """A NumPy generator for (seed, purpose...): used for weight init and data order."""
+    return np.random.default_rng([int(seed), *map(int, purpose)])
+
+
+def raw_key(seed: int, *purpose: int):
+    """A JAX PRNG key (raw uint32[2]) for (seed, purpose...), made on the host: no XLA op."""
+    state = np.random.SeedSequence([int(seed), *map(int, purpose)]).generate_state(2, np.uint32)
+    return jax.device_put(state)

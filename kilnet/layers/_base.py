@@ -1,7 +1,8 @@
 """The Layer contract: a layer is a description; its arrays live in pytrees the model owns.
 
-`init(key, input_shape)` makes the parameters and non-trainable state for an input of a given
-shape (batch axis excluded) and returns the output shape. `apply(params, state, x, *,
+`init(rng, input_shape)` makes the parameters and non-trainable state (NumPy arrays, drawn from
+the NumPy Generator `rng`) for an input of a given shape (batch axis excluded) and returns the
+output shape. `apply(params, state, x, *,
 training, key, mask)` is pure, so the whole training step can be traced by JAX.
 """
 
@@ -44,7 +45,7 @@ class Layer:
         return _snake_case(type(self).__name__)
 
     # -- what subclasses implement --------------------------------------------------------
-    def init(self, key, input_shape: Shape) -> tuple[dict, dict, Shape]:
+    def init(self, rng, input_shape: Shape) -> tuple[dict, dict, Shape]:
         """Return (params, state, output_shape) for an input of `input_shape`."""
         return {}, {}, self.compute_output_shape(input_shape)
 

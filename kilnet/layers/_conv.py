@@ -113,13 +113,12 @@ class Conv2D(ActivatedLayer):
             )
         return (ho, wo, self.filters)
 
-    def init(self, key, input_shape):
+    def init(self, rng, input_shape):
         out_shape = self.compute_output_shape(input_shape)
-        kernel_key, bias_key = jax.random.split(key)
         shape = self.kernel_size + (input_shape[-1], self.filters)
-        params = {"kernel": initializers.get(self.kernel_initializer)(kernel_key, shape)}
+        params = {"kernel": initializers.get(self.kernel_initializer)(rng, shape)}
         if self.use_bias:
-            params["bias"] = initializers.get(self.bias_initializer)(bias_key, (self.filters,))
+            params["bias"] = initializers.get(self.bias_initializer)(rng, (self.filters,))
         return params, {}, out_shape
 
     def pre_activation(self, params, state, x, **_):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import jax
-
 from kilnet import initializers
 from kilnet.layers._base import ActivatedLayer
 
@@ -30,12 +28,11 @@ class Dense(ActivatedLayer):
     def compute_output_shape(self, input_shape):
         return input_shape[:-1] + (self.units,)
 
-    def init(self, key, input_shape):
-        kernel_key, bias_key = jax.random.split(key)
+    def init(self, rng, input_shape):
         params = {"kernel": initializers.get(self.kernel_initializer)(
-            kernel_key, (input_shape[-1], self.units))}
+            rng, (input_shape[-1], self.units))}
         if self.use_bias:
-            params["bias"] = initializers.get(self.bias_initializer)(bias_key, (self.units,))
+            params["bias"] = initializers.get(self.bias_initializer)(rng, (self.units,))
         return params, {}, self.compute_output_shape(input_shape)
 
     def pre_activation(self, params, state, x, **_):

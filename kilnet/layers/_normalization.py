@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 
 from kilnet.layers._base import Layer
 
@@ -26,15 +27,15 @@ class BatchNormalization(Layer):
     def param_names(self):
         return (("gamma",) if self.scale else ()) + (("beta",) if self.center else ())
 
-    def init(self, key, input_shape):
+    def init(self, rng, input_shape):
         channels = input_shape[-1]
         params = {}
         if self.scale:
-            params["gamma"] = jnp.ones((channels,), jnp.float32)
+            params["gamma"] = np.ones((channels,), np.float32)
         if self.center:
-            params["beta"] = jnp.zeros((channels,), jnp.float32)
-        state = {"moving_mean": jnp.zeros((channels,), jnp.float32),
-                 "moving_variance": jnp.ones((channels,), jnp.float32)}
+            params["beta"] = np.zeros((channels,), np.float32)
+        state = {"moving_mean": np.zeros((channels,), np.float32),
+                 "moving_variance": np.ones((channels,), np.float32)}
         return params, state, input_shape
 
     def apply(self, params, state, x, *, training=False, mask=None, **_):

