@@ -48,6 +48,12 @@ def rss_now_mb() -> float:
         return float("nan")
 
 
+def cpu_s() -> float:
+    """User + system CPU seconds of this process so far (all its threads)."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far (ru_maxrss is KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -142,15 +148,34 @@ def build_keras_model(keras, layers, workload: str):
     ])
 
 
+def seed_everything(keras, args):
+    """Seed Python, NumPy and the framework without importing TensorFlow needlessly.
+
+    keras.utils.set_random_seed also seeds TensorFlow whenever it is installed,
+    which would load TensorFlow (hundreds of MB) into the Keras-on-JAX process.
+    Keras's default SeedGenerator draws its seed from Python's `random`, so
+    seeding `random` and NumPy seeds Keras on JAX too.
+    """
+    import random
+
+    import numpy as np
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    if args.framework == "keras-jax":
+        return
+    utils = getattr(keras, "utils", None)
+    if utils is not None and hasattr(utils, "set_random_seed"):
+        utils.set_random_seed(args.seed)
+
+
 def run_keras_like(keras, layers, args, data, counter):
     (x_train, y_train), (x_test, y_test) = data
     if args.workload == "cnn":
         x_train, x_test = x_train[..., None], x_test[..., None]
     batch_size, epochs = args.batch_size, args.epochs
 
-    utils = getattr(keras, "utils", None)
-    if utils is not None and hasattr(utils, "set_random_seed"):
-        utils.set_random_seed(args.seed)
+    seed_everything(keras, args)
 
     clock = _Clock(counter)
 
@@ -166,24 +191,25 @@ def run_keras_like(keras, layers, args, data, counter):
 
     if counter is not None:
         counter.phase = "compile"
-    t0 = time.perf_counter()
+    c0, t0 = cpu_s(), time.perf_counter()
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     t_compiled = time.perf_counter()
     if counter is not None:
         counter.phase = "first_epoch"
     model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, verbose=0,
               callbacks=[EpochTimer()])
-    t_fit = time.perf_counter()
+    t_fit, c_fit = time.perf_counter(), cpu_s()
 
     if counter is not None:
         counter.phase = "eval"
     result = model.evaluate(x_test, y_test, verbose=0)
     t_eval = time.perf_counter()
     test_loss, test_acc = (float(result[0]), float(result[1]))
-    return _timings(clock, t0, t_compiled, t_fit, t_eval, test_loss, test_acc, rss_before)
+    return _timings(clock, t0, t_compiled, t_fit, t_eval, test_loss, test_acc, rss_before,
+                    c_fit - c0)
 
 
-def _timings(clock, t0, t_compiled, t_fit, t_eval, test_loss, test_acc, rss_before):
+def _timings(clock, t0, t_compiled, t_fit, t_eval, test_loss, test_acc, rss_before, fit_cpu):
     epoch_times = clock.epoch_times(t_compiled)
     later = epoch_times[1:]
     return {
@@ -192,6 +218,7 @@ def _timings(clock, t0, t_compiled, t_fit, t_eval, test_loss, test_acc, rss_befo
         "first_epoch_s": (clock.ends[0] - t0) if clock.ends else None,
         "median_epoch_after_first_s": statistics.median(later) if later else None,
         "fit_wall_s": t_fit - t0,
+        "fit_cpu_s": fit_cpu,  # CPU seconds of all threads during compile + fit
         "eval_s": t_eval - t_fit,
         "test_loss": test_loss,
         "test_acc": test_acc,
@@ -232,7 +259,7 @@ def run_torch(args, data):
     clock = _Clock(None)
     rss_before = rss_now_mb()
 
-    t0 = time.perf_counter()
+    c0, t0 = cpu_s(), time.perf_counter()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
     t_compiled = time.perf_counter()
     for _ in range(args.epochs):
@@ -253,7 +280,7 @@ def run_torch(args, data):
                 loss_sum += loss.detach() * len(idx)
                 correct += (logits.argmax(1) == yb).sum()
         clock.epoch_end({"loss": float(loss_sum) / n, "accuracy": int(correct) / n})
-    t_fit = time.perf_counter()
+    t_fit, c_fit = time.perf_counter(), cpu_s()
 
     model.eval()
     with torch.no_grad():
@@ -265,7 +292,7 @@ def run_torch(args, data):
             total_correct += int((logits.argmax(1) == yb).sum())
     t_eval = time.perf_counter()
     return _timings(clock, t0, t_compiled, t_fit, t_eval, total_loss / len(xt),
-                    total_correct / len(xt), rss_before)
+                    total_correct / len(xt), rss_before, c_fit - c0)
 
 
 # --------------------------------------------------------------------------
@@ -355,6 +382,9 @@ def main(argv=None) -> int:
         "epochs": args.epochs,
         "seed": args.seed,
         **out,
+        # CPU seconds over the process's life, against its wall seconds: a run whose
+        # CPU share is far below the cores it had was starved by other processes.
+        "process_cpu_s": cpu_s(),
         "compiles": counter.summary() if counter is not None else None,
         "peak_rss_mb": peak_rss_mb(),
         "rss_start_mb": rss_start,
@@ -364,6 +394,8 @@ def main(argv=None) -> int:
         "process_s": time.perf_counter() - t_start,
         "versions": _versions(args.framework),
         "threads": _threads(args.framework),
+        # Which big frameworks ended up imported (e.g. Keras on JAX pulling in TensorFlow).
+        "frameworks_loaded": [m for m in ("jax", "tensorflow", "torch", "kilnet") if m in sys.modules],
     }
     sys.stdout.flush()
     print(RESULT_PREFIX + json.dumps(result), flush=True)

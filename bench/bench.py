@@ -18,13 +18,16 @@ faster). Raw results go to bench/results/<timestamp>.json.
 from __future__ import annotations
 
 import argparse
+import atexit
 import datetime
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -37,10 +40,20 @@ RESULT_PREFIX = "BENCH_RESULT "
 FRAMEWORKS = ("kilnet", "keras-jax", "keras-tensorflow", "torch")
 WORKLOADS = ("mlp", "cnn")
 WORKLOAD_TITLES = {
-    "mlp": "mlp: Flatten, Dense 128 relu, Dense 10 softmax; adam, batch 32, 5 epochs",
-    "cnn": "cnn: Keras MNIST convnet (Conv 32, pool, Conv 64, pool, Dropout 0.5, Dense 10); "
-           "adam, batch 128, 2 epochs",
+    "mlp": "mlp: Flatten, Dense 128 relu, Dense 10 softmax; adam",
+    "cnn": "cnn: Keras MNIST convnet (Conv 32, pool, Conv 64, pool, Dropout 0.5, Dense 10); adam",
 }
+
+
+def workload_title(workload: str, results: list[dict]) -> str:
+    """The workload's description with the batch size, epochs and samples actually run."""
+    r = next((r for r in results if r.get("workload") == workload and "epochs" in r), None)
+    if r is None:
+        return WORKLOAD_TITLES[workload]
+    return (f"{WORKLOAD_TITLES[workload]}, batch {r['batch_size']}, {r['epochs']} epochs, "
+            f"{r['n_train']:,} train / {r['n_test']:,} test samples of {r['data']}")
+
+
 # What must import for a framework to count as installed.
 _IMPORT_CHECK = {
     "kilnet": "import kilnet; kilnet.Sequential; kilnet.callbacks.Callback",
@@ -61,8 +74,32 @@ def interpreter(framework: str) -> str:
     return PEERS_PYTHON
 
 
-def child_env(framework: str) -> dict:
+# How kilnet's persistent XLA compilation cache is set for its child processes
+# (kilnet enables one in ~/.cache/kilnet/xla by default; Keras on JAX has none):
+#   cold: a fresh empty cache per process, so every run compiles, like the peers
+#   warm: one cache shared by all kilnet runs of this bench, so repeats after the
+#         first load their programs from it (what a user's second run sees)
+#   user: leave KILNET_COMPILATION_CACHE as it is (kilnet's default cache)
+KILNET_CACHE_MODE = "cold"
+_shared_cache_dir: str | None = None
+
+
+def kilnet_cache_dir() -> str | None:
+    global _shared_cache_dir
+    if KILNET_CACHE_MODE == "cold":
+        return tempfile.mkdtemp(prefix="kilnet-bench-cache-")
+    if KILNET_CACHE_MODE == "warm":
+        if _shared_cache_dir is None:
+            _shared_cache_dir = tempfile.mkdtemp(prefix="kilnet-bench-cache-")
+            atexit.register(shutil.rmtree, _shared_cache_dir, True)
+        return _shared_cache_dir
+    return None
+
+
+def child_env(framework: str, cache_dir: str | None = None) -> dict:
     env = dict(os.environ)
+    if cache_dir is not None:
+        env["KILNET_COMPILATION_CACHE"] = cache_dir
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quieter TensorFlow; no effect on speed
     env.pop("KERAS_BACKEND", None)  # the runner sets it per framework
     if framework == "kilnet":  # import the working tree's kilnet, installed or not
@@ -85,18 +122,24 @@ def availability(framework: str) -> str | None:
 
 def run_child(framework: str, workload: str, extra: list[str], timeout: float) -> dict:
     cmd = [interpreter(framework), RUNNER, "--framework", framework, "--workload", workload, *extra]
+    cache_dir = kilnet_cache_dir() if framework == "kilnet" else None
     t0 = time.perf_counter()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     try:
-        proc = subprocess.run(cmd, env=child_env(framework), cwd=ROOT, capture_output=True,
-                              text=True, timeout=timeout)
+        proc = subprocess.run(cmd, env=child_env(framework, cache_dir), cwd=ROOT,
+                              capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"framework": framework, "workload": workload, "error": f"timed out after {timeout:.0f} s"}
+    finally:
+        if cache_dir is not None and KILNET_CACHE_MODE == "cold":
+            shutil.rmtree(cache_dir, ignore_errors=True)
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT_PREFIX):
             result = json.loads(line[len(RESULT_PREFIX):])
             result["loadavg_1m_before"] = load
             result["child_wall_s"] = time.perf_counter() - t0
+            if framework == "kilnet":
+                result["kilnet_cache"] = KILNET_CACHE_MODE
             return result
     tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
     return {"framework": framework, "workload": workload,
@@ -269,7 +312,10 @@ def run_comparison(args, frameworks: list[str], workloads: list[str]) -> dict:
                 else:
                     print(f"  [{rep + 1}/{args.repeats}] {w:3s} {fw:16s} "
                           f"epochs {' '.join(f'{t:.3f}' for t in r['epoch_times'])} s, "
-                          f"fit wall {r['fit_wall_s']:.2f} s, acc {r['test_acc']:.4f}", flush=True)
+                          f"fit wall {r['fit_wall_s']:.2f} s, acc {r['test_acc']:.4f}"
+                          + (f", cpu/wall {r['fit_cpu_s'] / r['fit_wall_s']:.2f}" if r.get("fit_cpu_s") else "")
+                          + (f", load {r['loadavg_1m_before']:.1f}" if r.get("loadavg_1m_before") is not None else ""),
+                          flush=True)
     return {"results": results,
             "tables": {w: summarize(results, frameworks, w, args.baseline) for w in workloads}}
 
@@ -277,7 +323,7 @@ def run_comparison(args, frameworks: list[str], workloads: list[str]) -> dict:
 def print_comparison(report: dict, workloads: list[str], baseline: str, data_name: str) -> None:
     for w in workloads:
         print()
-        print(f"== {WORKLOAD_TITLES[w]} | data: {data_name} | medians of {report['repeats']} repeats"
+        print(f"== {workload_title(w, report['results'])} | medians of {report['repeats']} repeats"
               f" | ratio = framework / {baseline} (above 1: {baseline} is faster)")
         for line in table_lines(report["tables"][w], baseline, markdown=False):
             print(line)
@@ -285,7 +331,7 @@ def print_comparison(report: dict, workloads: list[str], baseline: str, data_nam
     print("Markdown (for the README):")
     print()
     for w in workloads:
-        print(f"**{WORKLOAD_TITLES[w]}** (data: {data_name}, medians of {report['repeats']} repeats; "
+        print(f"**{workload_title(w, report['results'])}** (medians of {report['repeats']} repeats; "
               f"ratio = framework / {baseline}, above 1 means {baseline} is faster)")
         print()
         for line in table_lines(report["tables"][w], baseline, markdown=True):
@@ -402,20 +448,27 @@ def main(argv=None) -> int:
                    help="time kilnet MLP epochs at several synthetic dataset sizes instead")
     p.add_argument("--sizes", default="60000,300000,600000", help="training set sizes for --scaling")
     p.add_argument("--scaling-epochs", type=int, default=3)
+    p.add_argument("--kilnet-cache", default="cold", choices=("cold", "warm", "user"),
+                   help="kilnet's persistent compilation cache: cold = fresh per run (default, "
+                        "compiles every time like the peers), warm = shared across this bench's "
+                        "runs, user = kilnet's own default cache")
     p.add_argument("--no-save", action="store_true", help="do not write bench/results/*.json")
     args = p.parse_args(argv)
     if args.repeats is None:
         args.repeats = 1 if args.scaling else 3
+    global KILNET_CACHE_MODE
+    KILNET_CACHE_MODE = args.kilnet_cache
 
     info = machine_info()
     t0 = time.perf_counter()
     if args.scaling:
         report = run_scaling(args)
-        report.update(mode="scaling", repeats=args.repeats, machine=info,
+        report.update(mode="scaling", repeats=args.repeats, machine=info, kilnet_cache=args.kilnet_cache,
                       versions=versions_seen(report["results"]), argv=sys.argv[1:],
                       total_s=time.perf_counter() - t0)
         print()
         print_machine(info, report["versions"])
+        print(f"kilnet compilation cache: {args.kilnet_cache} (see --kilnet-cache)")
         if report["rows"]:
             print_scaling(report, args.scaling_epochs)
         tag = "-scaling"
@@ -429,11 +482,12 @@ def main(argv=None) -> int:
                 p.error(f"--{name} must be among {','.join(allowed)}. Received: {','.join(bad)}")
         report = run_comparison(args, frameworks, workloads)
         data_names = sorted({r["data"] for r in report["results"] if "data" in r}) or [args.data]
-        report.update(mode="comparison", repeats=args.repeats, machine=info,
+        report.update(mode="comparison", repeats=args.repeats, machine=info, kilnet_cache=args.kilnet_cache,
                       versions=versions_seen(report["results"]), baseline=args.baseline,
                       data=",".join(data_names), argv=sys.argv[1:], total_s=time.perf_counter() - t0)
         print()
         print_machine(info, report["versions"])
+        print(f"kilnet compilation cache: {args.kilnet_cache} (see --kilnet-cache)")
         print_comparison(report, workloads, args.baseline, report["data"])
         tag = ""
     if not args.no_save:

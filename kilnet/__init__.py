@@ -17,16 +17,20 @@ from kilnet import (
     datasets,
     distribution,
     initializers,
+    insight,
     layers,
     losses,
     metrics,
+    models,
     optimizers,
+    report,
     utils,
 )
 from kilnet._version import __version__
 from kilnet.errors import NonFiniteError
 from kilnet.layers import Input
 from kilnet.model import Sequential
+from kilnet.plot import plot_history
 
 __all__ = [
     "Input",
@@ -38,9 +42,13 @@ __all__ = [
     "datasets",
     "distribution",
     "initializers",
+    "insight",
     "layers",
     "losses",
     "metrics",
+    "models",
     "optimizers",
+    "plot_history",
+    "report",
     "utils",
 ]

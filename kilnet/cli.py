@@ -106,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run folder (default: runs/<dataset>-<model>-<timestamp>)")
     train.add_argument("--limit", type=positive_int, default=None, metavar="N",
                        help="train on the first N training samples only")
+    multi = train.add_argument_group("multi-host training (see kilnet.distribution)")
+    multi.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                       help="address of process 0, the same for every process")
+    multi.add_argument("--num-processes", type=positive_int, default=None, metavar="N",
+                       help="number of processes in the run")
+    multi.add_argument("--process-id", type=non_negative_int, default=None, metavar="I",
+                       help="this process's index, 0 .. N-1 (0 writes the run folder and logs)")
     train.set_defaults(run=cmd_train)
 
     evaluate = sub.add_parser("evaluate", parents=[common], help="test loss and accuracy",
@@ -289,9 +296,9 @@ def compile_model(model, learning_rate=0.001):
 
 def load_model(path: Path):
     """A model.kilnet file, or a run folder holding one."""
-    path = Path(path).expanduser()
     from kilnet import run_dir
 
+    path = Path(path).expanduser()
     if path.is_dir():
         if not (path / run_dir.MODEL).is_file():
             raise FileNotFoundError(f"{path}: a folder without a {run_dir.MODEL} (expected a "
@@ -299,22 +306,9 @@ def load_model(path: Path):
         path = path / run_dir.MODEL
     elif not path.exists():
         raise FileNotFoundError(f"{path}: no such model file")
-    models = _optional("kilnet.models")
-    if models is None or not hasattr(models, "load_model"):
-        raise RuntimeError("this kilnet has no kilnet.models.load_model yet")
-    return models.load_model(path)
+    from kilnet.models import load_model as load
 
-
-def _optional(module: str):
-    """A kilnet module that another part of the project provides, or None if absent."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as error:
-        if error.name == module:
-            return None
-        raise
+    return load(path)
 
 
 def _ensure_accuracy(model):
@@ -331,12 +325,16 @@ def format_metrics(logs: dict, prefix="test") -> str:
 
 # -- commands ------------------------------------------------------------------------------------
 def cmd_train(args) -> int:
-    import numpy as np
-
     import kilnet
     from kilnet import run_dir
 
+    from kilnet import distribution
+
+    if distribution.initialize_from_args(args) and not distribution.is_chief():
+        return _as_worker(cmd_train, args)
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(3), "little")
+    seed = distribution.shared_seed(seed)  # several processes: process 0's
+    shard = distribution.process_shard  # several processes: each trains on its own shard
     kilnet.utils.set_random_seed(seed)
     data = load_dataset(args.dataset)
     (x_train, y_train), (x_test, y_test) = data.train, data.test
@@ -360,18 +358,34 @@ def cmd_train(args) -> int:
         on_train_begin=lambda logs: print(model.compile_report, flush=True))
     callbacks = [show_report, run_dir.HistoryWriter(out)]
     with run.recording():
-        history = model.fit(scale_images(x_train), y_train, epochs=args.epochs,
+        history = model.fit(scale_images(shard(x_train)), shard(y_train), epochs=args.epochs,
                             batch_size=args.batch_size, validation_split=args.validation_split,
                             seed=seed, callbacks=callbacks)
         x_test = scale_images(x_test)
-        logs = model.evaluate(x_test, y_test, batch_size=args.batch_size, verbose=0,
+        logs = model.evaluate(shard(x_test), shard(y_test), batch_size=args.batch_size, verbose=0,
                               return_dict=True)
         print(format_metrics(logs), flush=True)
-        probabilities = model.predict(x_test, batch_size=args.batch_size, verbose=0)
-        run.finish(history, logs, y_test=np.asarray(y_test), probabilities=probabilities)
+        probabilities = model.predict(shard(x_test), batch_size=args.batch_size, verbose=0)
+        run.finish(history, logs, x_test=shard(x_test), y_test=shard(y_test),
+                   probabilities=probabilities)
     for line in run.notes:
         print(line)
     return EXIT_OK
+
+
+def _as_worker(command, args) -> int:
+    """A process other than 0 in a multi-process run: the same computation (every process must
+    make the same collective calls, in the same order), its run folder in a temporary folder
+    deleted afterwards and its output silenced, so that process 0 alone writes files and logs."""
+    import io
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="kilnet-worker-") as scratch, \
+            contextlib.redirect_stdout(io.StringIO()):
+        worker_args = argparse.Namespace(**{**vars(args), "out": Path(scratch),
+                                            "coordinator": None, "num_processes": None,
+                                            "process_id": None})
+        return command(worker_args)
 
 
 def cmd_evaluate(args) -> int:
@@ -448,10 +462,7 @@ def cmd_report(args) -> int:
     folder = Path(args.run_dir).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such run folder")
-    path = write_report(folder)
-    if path is None:
-        raise RuntimeError("this kilnet has no kilnet.report module yet")
-    print(f"Report: {path}")
+    print(f"Report: {write_report(folder)}")
     return EXIT_OK
 
 

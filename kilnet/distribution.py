@@ -43,7 +43,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 __all__ = ["DataParallel", "initialize", "is_chief", "process_shard", "process_count",
-           "process_index", "add_cli_arguments", "initialize_from_args"]
+           "process_index", "shared_seed", "initialize_from_args"]
 
 BATCH_AXIS = "batch"
 
@@ -219,14 +219,29 @@ def initialize(coordinator_address: str, num_processes: int, process_id: int, *,
 
 
 def _share_seed():
-    from jax.experimental import multihost_utils
-
     from kilnet import utils
 
     if jax.process_count() == 1 or utils._seed["value"] is not None:
         return  # one process, or the user seeded every process already
-    mine = np.int32(int.from_bytes(os.urandom(4), "little") % 2**31)
-    utils.set_random_seed(int(multihost_utils.broadcast_one_to_all(mine)))
+    utils.set_random_seed(shared_seed(int.from_bytes(os.urandom(4), "little") % 2**31))
+
+
+def shared_seed(seed: int) -> int:
+    """Process 0's `seed` on every process (unchanged in a single process): a seed drawn at
+    random in each process must agree for all of them to build the same model."""
+    if jax.process_count() == 1:
+        return seed
+    from jax.experimental import multihost_utils
+    return int(multihost_utils.broadcast_one_to_all(np.int32(seed)))
+
+
+def chief_value(value: float) -> float:
+    """Process 0's `value` on every process (unchanged in a single process), for host decisions
+    that must agree across processes, such as chunk lengths from measured times. Collective."""
+    if jax.process_count() == 1:
+        return value
+    from jax.experimental import multihost_utils
+    return float(multihost_utils.broadcast_one_to_all(np.float32(value)))
 
 
 def process_count() -> int:
@@ -251,20 +266,9 @@ def process_shard(array, *, process_id: int | None = None, num_processes: int | 
 
 
 # -- the command line (kilnet train) --------------------------------------------------------------
-def add_cli_arguments(parser):
-    """--coordinator / --num-processes / --process-id, for `kilnet train`."""
-    group = parser.add_argument_group("multi-host training (jax.distributed)")
-    group.add_argument("--coordinator", metavar="HOST:PORT", default=None,
-                       help="address of process 0; every process gets the same value")
-    group.add_argument("--num-processes", type=int, default=None, metavar="N",
-                       help="number of processes in the run")
-    group.add_argument("--process-id", type=int, default=None, metavar="I",
-                       help="this process's index, 0 .. N-1 (0 writes files and logs)")
-    return parser
-
-
 def initialize_from_args(args) -> bool:
-    """Call `initialize` if --coordinator was given; returns whether it did."""
+    """`kilnet train --coordinator H:P --num-processes N --process-id I`: call `initialize`
+    if the options were given; returns whether it did."""
     given = [args.coordinator is not None, args.num_processes is not None,
              args.process_id is not None]
     if not any(given):

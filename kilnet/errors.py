@@ -31,3 +31,41 @@ class NonFiniteError(KilnetError, FloatingPointError):
 
 class InputWarning(UserWarning):
     """The data will train, but probably not as the user meant (unscaled pixels, ...)."""
+
+
+class ModelFileError(KilnetError, ValueError):
+    """A model, weights or checkpoint file is malformed, truncated, corrupted, or names a type
+    kilnet does not allow. Nothing from it was used. `path` is the file, `problem` what is wrong.
+    """
+
+    def __init__(self, path, problem):
+        super().__init__(f"Cannot load {path}: {problem}")
+        self.path, self.problem = str(path), problem
+
+
+class CheckpointMismatchError(KilnetError, ValueError):
+    """A checkpoint was written by a different training setup (model, optimizer, batch size,
+    data size) than the one trying to resume from it."""
+
+
+class SaveError(KilnetError, OSError):
+    """A model or checkpoint could not be written (disk full, permission denied, ...). The
+    previous file or checkpoint is left as it was. `errno` is the OS error number."""
+
+    def __init__(self, message, errno=None):
+        super().__init__(message)
+        self.errno = errno
+
+
+class TrainingInterrupted(SystemExit):
+    """fit() stopped on SIGINT or SIGTERM after finishing its chunk in flight (and writing a
+    checkpoint if a BackupAndRestore callback was active). A SystemExit, so an uncaught one ends
+    the program quietly with code 130 (SIGINT) or 143 (SIGTERM), as the shell expects.
+    """
+
+    def __init__(self, signum, message, checkpoint=None):
+        super().__init__(128 + int(signum))
+        self.signum, self.message, self.checkpoint = int(signum), message, checkpoint
+
+    def __str__(self):
+        return self.message

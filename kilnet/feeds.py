@@ -197,8 +197,8 @@ def is_stream(x) -> bool:
     """Data that is streamed in blocks rather than put on the device whole."""
     if isinstance(x, np.memmap):
         return True
-    if isinstance(x, (np.ndarray, list, tuple)) or hasattr(x, "__array__"):
-        return False
+    if isinstance(x, (np.ndarray, list, tuple, str, bytes, dict)) or hasattr(x, "__array__"):
+        return False  # strings and dicts go to the input checks (kilnet.validation), not here
     return hasattr(x, "__iter__") or hasattr(x, "__next__")
 
 

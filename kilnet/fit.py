@@ -19,7 +19,7 @@ from kilnet import distribution as distribution_lib
 from kilnet import losses as losses_lib
 from kilnet import metrics as metrics_lib
 from kilnet import optimizers as optimizers_lib
-from kilnet import feeds, programs, utils
+from kilnet import _interrupt, feeds, insight, programs, utils
 from kilnet.callbacks import CallbackList, History
 from kilnet.errors import NonFiniteError
 from kilnet.progress import EpochProgress, resolve_verbose
@@ -61,6 +61,7 @@ class Trainer:
         self.report = programs.CompileReport()
         self._programs = {}
         self.resume_point = None     # (epoch, step) set by a checkpoint restore
+        self.max_chunk_steps = None  # cap on a chunk's steps (BackupAndRestore's save_freq)
         for identifier in self.metric_ids:  # fail at compile time on unknown names
             metrics_lib.get(identifier, loss=self.loss, output_shape=(2,))
 
@@ -81,9 +82,9 @@ class Trainer:
         self.report.flops_per_step, self.report.bytes_per_step = flops, bytes_
         self.report.batch_size = batch_size
 
-    def _make_spec(self, label_ndim=None):
+    def _make_spec(self, label_shape=None):
         model = self.model
-        metric_objs = [metrics_lib.get(m, loss=self.loss, label_ndim=label_ndim,
+        metric_objs = [metrics_lib.get(m, loss=self.loss, label_shape=label_shape,
                                        output_shape=model.output_shape)
                        for m in self.metric_ids]
         loss = self.loss
@@ -114,6 +115,14 @@ class Trainer:
             sums=programs.zero_sums(self.spec),
             fault=jnp.asarray(programs.NO_FAULT, jnp.int32),
             skipped=jnp.zeros((), jnp.int32))
+
+    def resolve_accuracy(self, label_shape):
+        """Keras resolves "accuracy" from the labels' shape, known only at fit/evaluate: redo
+        the resolution with it (one-hot labels with an mse loss mean categorical accuracy)."""
+        spec = self._make_spec(tuple(label_shape))
+        if [type(m) for m in spec.metrics] != [type(m) for m in self.spec.metrics]:
+            self.spec = spec
+            self._programs.clear()  # they were traced with the other metrics
 
     def reset_state(self):
         self.state = None
@@ -171,6 +180,8 @@ class Chunker:
         return stop if self.total is None else min(stop, self.total)
 
     def observe(self, steps_run: int, seconds: float):
+        # Several processes must run the same chunks: all use process 0's timing.
+        seconds = distribution_lib.chief_value(seconds)
         if steps_run and seconds > 0:
             rate = steps_run / seconds
             self.steps = int(np.clip(rate * CHUNK_SECONDS, 1, self.total or 2**31 - 1))
@@ -185,8 +196,9 @@ def _initial_chunk(trainer, total_steps):
 
 def _logs_from_sums(spec, sums: dict, prefix: str = "") -> dict:
     """Exact epoch means, in Keras's order: loss first, then the metrics as compiled."""
-    count = max(float(sums["count"]), 1.0)
-    return {prefix + name: float(sums[name]) / count for name in spec.sum_names}
+    count = float(sums["count"])  # 0 when every step so far was skipped: no mean, nan
+    return {prefix + name: float(sums[name]) / count if count else float("nan")
+            for name in spec.sum_names}
 
 
 # -- fit ------------------------------------------------------------------------------------------
@@ -233,13 +245,21 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
             model, trainer.loss, x, y, batch_size=batch_size, epochs=epochs,
             validation_split=validation_split, validation_data=validation_data,
             initial_epoch=initial_epoch, verbose=verbose)
+        trainer.ensure_state(seed, input_shape=x.shape[1:])
+        trainer.resolve_accuracy(y.shape)
+        # Labels against the built model's output shape: before any program is compiled.
+        validation.check_targets(model, trainer.loss, y, val)
         if validation_split and validation_data is None:
             (x, y), val = data_lib.split_validation(x, y, validation_split)
-        trainer.ensure_state(seed, input_shape=x.shape[1:])
         feed = make_feed(trainer, x, y, batch_size, shuffle=shuffle)
     if seed is not None:
         trainer.seed = int(seed)
+        # The seed decides dropout too, even when the state was made earlier (at compile).
+        trainer.state = trainer.state._replace(rng=utils.raw_key(trainer.seed, 1))
     trainer.fit_calls += 1
+    # A fault that stopped an earlier fit is cleared (the parameters are its last finite ones).
+    trainer.state = trainer.state._replace(fault=jnp.asarray(programs.NO_FAULT, jnp.int32))
+    skipped_before = int(trainer.state.skipped)  # host sync, once per fit
     val_feed = None if val is None else make_feed(trainer, val[0], val[1], batch_size)
 
     history = History()
@@ -249,6 +269,7 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
     progress = EpochProgress(verbose, epochs, feed.steps)
     model.stop_training = False
     model.history = history
+    history.skipped_steps = 0  # non-finite steps skipped by this fit (on_nonfinite="skip")
     chunker = Chunker(feed.steps, _initial_chunk(trainer, feed.steps or 1))
 
     if isinstance(feed, feeds.ArrayFeed):
@@ -258,11 +279,14 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
         trainer.program("train", feed.batch_size, trainer.state, block.x, block.y, block.order,
                         block.valid, *([jnp.int32(0)] * 4))
     cb_list.on_train_begin()
+    _interrupt.after_train_begin(cb_list)  # callback state restored by BackupAndRestore
     epoch_logs = {}
+    previous_logs = None  # the last epoch's logs: each epoch line shows the gains since
     start_epoch, start_step = initial_epoch, 0
     if trainer.resume_point is not None:
         start_epoch, start_step = trainer.resume_point
         trainer.resume_point = None
+    _interrupt.install(trainer)  # SIGINT/SIGTERM: checkpoint and stop at the next safe point
     try:
         for epoch in range(start_epoch, epochs):
             if start_step == 0:
@@ -276,25 +300,37 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
             if val_feed is not None:
                 epoch_logs.update(_evaluate_feed(trainer, val_feed, prefix="val_"))
             trainer.position = (epoch + 1, 0)
-            progress.epoch_end(epoch, epoch_logs)
+            gains = insight.gain_labels(previous_logs, epoch_logs)
+            progress.epoch_end(epoch, epoch_logs, gains)
+            previous_logs = dict(epoch_logs)
             cb_list.on_epoch_end(epoch, epoch_logs)
+            _interrupt.safe_point(trainer, cb_list)
             if model.stop_training:
                 break
     finally:
         progress.close()
+        _interrupt.uninstall(trainer)
+    history.skipped_steps = int(trainer.state.skipped) - skipped_before  # host sync, once
+    if history.skipped_steps and resolve_verbose(verbose):
+        print(f"kilnet: skipped {history.skipped_steps} training step(s) whose loss or "
+              "gradients were not finite (on_nonfinite='skip'); see history.skipped_steps.")
     cb_list.on_train_end(epoch_logs)
+    if progress.verbose and len(history.epoch) >= 2:  # what the epochs' numbers mean
+        print(history.plateau(), file=progress.stream, flush=True)
     return history
 
 
 def _run_epoch(trainer, feed, key, cb_list, progress, chunker, epoch, start_step, history):
     model = trainer.model
     step = start_step
-    logs = {}
+    # A resume at the end of an epoch runs no chunk: its logs come from the restored sums.
+    logs = _logs_from_sums(trainer.spec, jax.device_get(trainer.state.sums)) if step else {}
     for block in feed.blocks(key, start_step):
         train = trainer.program("train", feed.batch_size, trainer.state, block.x, block.y,
                                 block.order, block.valid, *([jnp.int32(0)] * 4))
         while step < block.limit:
-            stop = min(chunker.next_stop(step), block.limit)
+            stop = min(chunker.next_stop(step), block.limit,
+                       step + (trainer.max_chunk_steps or block.limit))
             began = time.perf_counter()
             trainer.state = train(trainer.state, block.x, block.y, block.order, block.valid,
                                   jnp.int32(epoch), jnp.int32(block.base), jnp.int32(step),
@@ -304,11 +340,12 @@ def _run_epoch(trainer, feed, key, cb_list, progress, chunker, epoch, start_step
             sums, fault = jax.device_get((trainer.state.sums, trainer.state.fault))
             chunker.observe(stop - step, time.perf_counter() - began)
             logs = _logs_from_sums(trainer.spec, sums)
-            if fault != programs.NO_FAULT:
+            if fault != programs.NO_FAULT and trainer.on_nonfinite == "stop":
                 _raise_non_finite(trainer, epoch, int(fault), history)
             step = stop
             progress.update(step, logs)
             cb_list.on_train_batch_end(step - 1, logs)
+            _interrupt.safe_point(trainer, cb_list)  # checkpoints; SIGINT/SIGTERM stop here
             if model.stop_training:
                 return logs
     if feed.steps is None:  # a generator of unknown length: its first pass sets the epoch size
@@ -353,6 +390,8 @@ def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False,
         x, y, batch_size = validation.check_eval_inputs(model, trainer.loss, x, y,
                                                         batch_size=batch_size)
         trainer.ensure_state(input_shape=x.shape[1:])
+        validation.check_targets(model, trainer.loss, y, job="evaluate")
+        trainer.resolve_accuracy(y.shape)
         feed = make_feed(trainer, x, y, batch_size)
     verbose = resolve_verbose(verbose)
     logs = _evaluate_feed(trainer, feed)

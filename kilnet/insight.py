@@ -28,8 +28,10 @@ OVERFITTING = "overfitting"
 TOO_SHORT = "too short"
 VERDICTS = (IMPROVING, PLATEAUED, NOISY, DIVERGING, OVERFITTING, TOO_SHORT)
 
-# Log entries that are settings, not measurements: no gains shown, not analysed.
-_NOT_METRICS = ("learning_rate", "lr")
+# History entries that are not measurements: no gains shown, not analysed, not plotted
+# ("epoch" is the list of epoch indices that run folders store beside the metrics).
+NOT_METRICS = ("epoch", "learning_rate", "lr")
+_NOT_METRICS = NOT_METRICS
 
 
 # -- gains ------------------------------------------------------------------------------------
@@ -183,7 +185,9 @@ def _as_dict(history) -> dict:
     if not isinstance(hist, dict):
         raise TypeError("analyze_plateau expects a History or its .history dict "
                         f"(metric name -> list of per-epoch values). Received: {history!r}")
-    return {str(k): [float(x) for x in v] for k, v in hist.items() if len(v)}
+    # JSON stores NaN as null: read it back as NaN.
+    return {str(k): [math.nan if x is None else float(x) for x in v]
+            for k, v in hist.items() if k not in ("epoch",) and v is not None and len(v)}
 
 
 def _check_thresholds(points, improvement, patience):
@@ -391,8 +395,14 @@ def _improving(report, metric, steps, flat, threshold, patience):
     report.message = (f"{metric} still {_verb(metric)} {_describe(metric, last)} in the last "
                       f"epoch (a plateau is less than {_describe(metric, threshold)} for "
                       f"{patience} epochs in a row).")
-    if flat:
+    if flat and last < 0:
+        report.message = (f"{metric} got worse by {_describe(metric, -last)} in the last epoch; "
+                          f"{patience} epochs in a row without a gain of "
+                          f"{_describe(metric, threshold)} would be a plateau.")
+    elif flat:
         report.message = (f"{metric} {_verb(metric)} only {_describe(metric, last)} in the last "
                           "epoch; "
                           f"{patience} such epochs in a row would be a plateau.")
-    report.suggestions = ["Train for more epochs: the model is still learning."]
+    report.suggestions = ["Train a few more epochs to see whether it keeps improving or has "
+                          "reached its plateau." if flat else
+                          "Train for more epochs: the model is still learning."]

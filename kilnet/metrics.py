@@ -108,8 +108,11 @@ _BY_NAME = {
 }
 
 
-def _accuracy_for(loss, label_ndim, output_shape) -> type[Metric]:
-    """Keras resolves "accuracy" from the loss, else from the label and output shapes."""
+def _accuracy_for(loss, label_shape, output_shape) -> type[Metric]:
+    """"accuracy" from the loss when it tells, else from the label and output shapes by Keras 3's
+    rule (keras/src/trainers/compile_utils.py, is_binary_or_sparse_categorical).
+
+    label_shape includes the batch axis; output_shape does not (model.output_shape)."""
     by_loss = {
         losses_lib.SparseCategoricalCrossentropy: SparseCategoricalAccuracy,
         losses_lib.CategoricalCrossentropy: CategoricalAccuracy,
@@ -119,16 +122,18 @@ def _accuracy_for(loss, label_ndim, output_shape) -> type[Metric]:
         return by_loss[type(loss)]
     if output_shape and output_shape[-1] == 1:
         return BinaryAccuracy
-    if label_ndim is not None and label_ndim == len(output_shape or ()) + 1:
-        return CategoricalAccuracy
+    if label_shape is not None and output_shape:
+        sparse = (len(label_shape) < len(output_shape) + 1
+                  or (label_shape[-1] == 1 and output_shape[-1] > 1))
+        return SparseCategoricalAccuracy if sparse else CategoricalAccuracy
     return SparseCategoricalAccuracy
 
 
-def get(identifier, *, loss=None, label_ndim=None, output_shape=None) -> Metric:
+def get(identifier, *, loss=None, label_shape=None, output_shape=None) -> Metric:
     if isinstance(identifier, Metric):
         return identifier
     if identifier in ("accuracy", "acc"):
-        return _accuracy_for(loss, label_ndim, output_shape)(name=identifier)
+        return _accuracy_for(loss, label_shape, output_shape)(name=identifier)
     if isinstance(identifier, str) and identifier in _BY_NAME:
         return _BY_NAME[identifier](name=identifier)
     raise ValueError(

@@ -281,6 +281,26 @@ class Sequential:
                        for layer in self._layers],
         }
 
+    @classmethod
+    def from_config(cls, config: dict) -> "Sequential":
+        from kilnet.saving import model_from_config
+        return model_from_config(config)
+
+    # -- files (kilnet/saving.py) -------------------------------------------------------------
+    def save(self, filepath, overwrite=True, include_optimizer=True) -> None:
+        """Write the architecture, weights, compile configuration and optimizer state to one
+        safetensors file (suggested extension .kilnet), atomically."""
+        from kilnet.saving import save_model
+        save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
+
+    def save_weights(self, filepath, overwrite=True) -> None:
+        from kilnet.saving import save_weights
+        save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath) -> None:
+        from kilnet.saving import load_weights
+        load_weights(self, filepath)
+
 
 def _reject_unsupported(method: str, kwargs: dict, tolerated: tuple):
     """Keras arguments we accept and ignore, and a clear error for the others."""

@@ -128,7 +128,8 @@ class Optimizer:
 
 class Adam(Optimizer):
     name = "adam"
-    defaults = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}
+    # Keras's Adam takes weight_decay too (decoupled, as AdamW's; None: off).
+    defaults = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "weight_decay": None}
 
     def core(self, learning_rate):
         return keras_adam(learning_rate, **self.hyper)

@@ -14,6 +14,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
+def _jupyter_widgets_available() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("ipywidgets") is not None
+
+
 def resolve_verbose(verbose) -> int:
     if verbose == "auto":
         return 1
@@ -42,7 +47,10 @@ class EpochProgress:
         self.steps = steps
         self.title = title
         console = Console(file=self.stream)
-        self.live = self.verbose == 1 and (console.is_terminal or console.is_jupyter)
+        # In Jupyter rich draws the live bar in an ipywidgets Output that updates in place;
+        # without ipywidgets it would show nothing, so fall back to one line per epoch.
+        self.live = self.verbose == 1 and (
+            console.is_terminal or (console.is_jupyter and _jupyter_widgets_available()))
         self.console = console
         self._bar = None
         self._task = None

@@ -1,20 +1,25 @@
-"""The run folder `kilnet train` writes, and how its files are written and read.
+"""The run folder `kilnet train` writes, and how its files are written.
 
-A run folder holds (see `kilnet train --help`):
+A run folder holds what kilnet.report reads (its module docstring is the contract), plus the
+model and a CSV copy of the history:
 
-    config.json     what was asked and where it ran: every option, versions, devices, the
-                    dataset's source and sample counts, the model's architecture, the compile
-                    report; "status" says whether the run is running, completed, stopped by a
-                    numeric fault or interrupted, and "results" holds the test metrics
-    history.json    per-epoch logs, Keras's `history.history` plus "epoch" (0-based, as in
-                    Keras's `history.epoch` and CSVLogger): {"epoch": [0, 1], "loss": [..], ..}
-    history.csv     the same as a table: epoch,loss,accuracy[,val_loss,val_accuracy]
-    model.kilnet    the trained model (kilnet.models.load_model)
-    predictions.npz the test set's labels and predicted probabilities, for the report
-    curves.png      the learning curves; report.html: the HTML run report
+    config.json          the run's configuration: every option (with the seed actually used),
+                         versions, devices, the dataset's name, source and sample counts, the
+                         model's architecture (model.get_config()), and "status": running,
+                         completed, stopped (a numeric fault), interrupted or failed
+    history.json         Keras's `history.history`: {"loss": [...], "accuracy": [...], ...}
+    history.csv          the same as a table, with Keras CSVLogger's 0-based epoch column
+    compile_report.json  model.compile_report.as_dict(): the XLA programs, FLOPs, memory
+    metrics.json         the test metrics, model.evaluate(..., return_dict=True)
+    model_summary.txt    model.summary()
+    predictions.npz      kilnet.report.save_predictions: test labels, probabilities and the
+                         misclassified test images
+    model.kilnet         the trained model, for kilnet.models.load_model / `kilnet predict`
+    curves.png           kilnet.plot.plot_history
+    report.html          kilnet.report.report_from_run_dir
 
-Each file is written whole to a temporary name and renamed, so an interrupted run never
-leaves a half-written file; history files are rewritten at every epoch end.
+Files are written whole to a temporary name and renamed, so an interrupted run never leaves a
+half-written file; config.json and the history files are rewritten as the run progresses.
 """
 
 from __future__ import annotations
@@ -34,8 +39,11 @@ from kilnet.callbacks import Callback
 CONFIG = "config.json"
 HISTORY_JSON = "history.json"
 HISTORY_CSV = "history.csv"
-MODEL = "model.kilnet"
+COMPILE_REPORT = "compile_report.json"
+METRICS = "metrics.json"
+SUMMARY = "model_summary.txt"
 PREDICTIONS = "predictions.npz"
+MODEL = "model.kilnet"
 CURVES = "curves.png"
 REPORT = "report.html"
 _UMASK = os.umask(0)
@@ -57,6 +65,7 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "_-." else "_" for c in str(text)) or "data"
 
 
+# -- atomic files ----------------------------------------------------------------------------
 def write_bytes(path, data: bytes) -> None:
     """Atomically replace `path` with `data` (temporary file in the same folder, then rename)."""
     path = Path(path)
@@ -71,12 +80,12 @@ def write_bytes(path, data: bytes) -> None:
         raise
 
 
+def write_text(path, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
 def write_json(path, obj) -> None:
-    write_bytes(path, (json.dumps(_jsonable(obj), indent=2) + "\n").encode())
-
-
-def read_json(path):
-    return json.loads(Path(path).read_text())
+    write_text(path, json.dumps(_jsonable(obj), indent=2) + "\n")
 
 
 def _jsonable(value):
@@ -94,26 +103,18 @@ def _jsonable(value):
     return value
 
 
+# -- the history -----------------------------------------------------------------------------
 def write_history(folder, epochs: list, logs: dict) -> None:
-    """history.json and history.csv from `epochs` (0-based) and {name: [value per epoch]}."""
+    """history.json ({name: [value per epoch]}) and history.csv (with a 0-based epoch column)."""
     folder = Path(folder)
-    write_json(folder / HISTORY_JSON, {"epoch": list(epochs), **logs})
+    write_json(folder / HISTORY_JSON, logs)
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
     names = list(logs)
     writer.writerow(["epoch", *names])
     for i, epoch in enumerate(epochs):
-        writer.writerow([epoch, *(_csv_number(logs[name][i]) for name in names)])
-    write_bytes(folder / HISTORY_CSV, table.getvalue().encode())
-
-
-def _csv_number(value):
-    return "" if value is None else repr(float(value))
-
-
-def read_history(folder) -> dict:
-    """The history.json of a run folder, as {"epoch": [...], "loss": [...], ...}."""
-    return read_json(Path(folder) / HISTORY_JSON)
+        writer.writerow([epoch, *(repr(float(logs[name][i])) for name in names)])
+    write_text(folder / HISTORY_CSV, table.getvalue())
 
 
 class HistoryWriter(Callback):
@@ -129,9 +130,7 @@ class HistoryWriter(Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.epochs.append(int(epoch))
         for name, value in (logs or {}).items():
-            self.logs.setdefault(name, [None] * (len(self.epochs) - 1)).append(float(value))
-        for values in self.logs.values():  # a metric missing this epoch
-            values.extend([None] * (len(self.epochs) - len(values)))
+            self.logs.setdefault(name, []).append(float(value))
         write_history(self.folder, self.epochs, self.logs)
 
 
@@ -155,7 +154,7 @@ def _now() -> str:
 
 class Run:
     """The run folder of one `kilnet train`: config.json first (status "running"), the history
-    during training (HistoryWriter), then the model, predictions, curves and report."""
+    during training (HistoryWriter), then the results, model, predictions, curves and report."""
 
     def __init__(self, folder, args, data, model, *, seed: int, samples: dict):
         import jax
@@ -167,24 +166,29 @@ class Run:
         options = {k: v for k, v in vars(args).items() if k not in ("run", "debug", "command")}
         options["seed"], options["out"] = seed, str(self.folder)
         self.config = {
-            "command": "train",
-            "options": options,
+            "command": "kilnet train",
             "status": "running",
             "started": _now(),
-            "versions": versions(),
-            "devices": [f"{d.platform}:{d.id} ({d.device_kind})" for d in jax.devices()],
+            "options": options,
             "dataset": {"name": data.name, "source": data.source, "samples": samples,
                         "image_shape": list(data.train[0].shape[1:])},
-            "model": {"kind": options.get("model"), "params": model.count_params(),
-                      "architecture": model.get_config()},
+            "optimizer": {"name": "adam", "learning_rate": options.get("learning_rate")},
+            "loss": "sparse_categorical_crossentropy",
+            "metrics": ["accuracy"],
+            "versions": versions(),
+            "devices": [f"{d.platform}:{d.id} ({d.device_kind})" for d in jax.devices()],
+            "model": model.get_config(),
         }
         self._write_config()
+        lines = []
+        model.summary(print_fn=lines.append)
+        write_text(self.folder / SUMMARY, "\n".join(lines) + "\n")
 
     def _write_config(self):
-        report = self.model.compile_report
-        if report is not None:
-            self.config["compile_report"] = report.as_dict()
         write_json(self.folder / CONFIG, self.config)
+        report = self.model.compile_report
+        if report is not None and report.programs:
+            write_json(self.folder / COMPILE_REPORT, report.as_dict())
 
     @contextmanager
     def recording(self):
@@ -196,79 +200,46 @@ class Run:
         except BaseException as error:
             if isinstance(error, NonFiniteError):
                 status = "stopped: non-finite loss or gradient"
-            elif isinstance(error, KeyboardInterrupt):
+            elif isinstance(error, (KeyboardInterrupt, SystemExit)):
                 status = "interrupted"
             else:
                 status = f"failed: {type(error).__name__}"
-            self.config.update(status=status, finished=_now(), error=" ".join(str(error).split()),
-                               seconds=round(time.perf_counter() - self._began, 3))
-            self._write_config()
+            self._end(status, error=" ".join(str(error).split()))
             raise
 
-    def finish(self, history, test_logs: dict, *, y_test, probabilities):
-        import numpy as np
-
-        self.config.update(status="completed", finished=_now(),
-                           seconds=round(time.perf_counter() - self._began, 3),
-                           results={f"test_{k}": float(v) for k, v in test_logs.items()},
-                           epochs_run=len(history.epoch))
+    def _end(self, status: str, **extra):
+        self.config.update(status=status, finished=_now(),
+                           seconds=round(time.perf_counter() - self._began, 3), **extra)
         self._write_config()
-        probabilities = np.asarray(probabilities, np.float32)
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, y_true=np.asarray(y_test), probabilities=probabilities,
-                            y_pred=probabilities.argmax(axis=1).astype(np.uint8))
-        write_bytes(self.folder / PREDICTIONS, buffer.getvalue())
+
+    def finish(self, history, test_logs: dict, *, x_test, y_test, probabilities):
+        """After training and the test evaluation: every remaining file of the folder."""
+        write_json(self.folder / METRICS, {k: float(v) for k, v in test_logs.items()})
         self._save_model()
-        self._plateau(history)
+        self._predictions(x_test, y_test, probabilities)
         self._curves(history)
-        report = write_report(self.folder)
-        if report is not None:
-            self.notes.append(f"Report: {report}")
+        self._end("completed", epochs_run=len(history.epoch))
+        self.notes.append(f"Report: {write_report(self.folder)}")
 
     def _save_model(self):
-        if not hasattr(self.model, "save"):
-            _missing("model.save (kilnet.saving): model.kilnet was not written")
-            return
-        self.model.save(self.folder / MODEL)
+        self.model.save(self.folder / MODEL)  # atomic (kilnet.saving)
         self.notes.append(f"Model: {self.folder / MODEL}")
 
-    def _plateau(self, history):
-        if _optional("kilnet.insight") is None:
-            _missing("kilnet.insight: no plateau summary")
-            return
-        self.notes.insert(0, str(history.plateau()))
+    def _predictions(self, x_test, y_test, probabilities):
+        from kilnet import report
+
+        report.save_predictions(self.folder / PREDICTIONS, y_true=y_test,
+                                y_pred_probs=probabilities, x_test_images=x_test)
 
     def _curves(self, history):
-        import kilnet
+        from kilnet.plot import plot_history
 
-        if not hasattr(kilnet, "plot_history"):
-            _missing("kilnet.plot_history: curves.png was not written")
-            return
-        kilnet.plot_history(history, self.folder / CURVES)
+        plot_history(history, self.folder / CURVES)
         self.notes.append(f"Curves: {self.folder / CURVES}")
 
 
-def write_report(folder):
-    """Write folder/report.html with kilnet.report; returns its path, or None without it."""
-    report = _optional("kilnet.report")
-    if report is None:
-        _missing("kilnet.report: report.html was not written")
-        return None
-    return report.write_report(Path(folder))
+def write_report(folder) -> Path:
+    """Write folder/report.html (kilnet.report) from the files of the run folder."""
+    from kilnet import report
 
-
-def _optional(module: str):
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as error:
-        if error.name == module:
-            return None
-        raise
-
-
-def _missing(what: str):
-    import warnings
-
-    warnings.warn(f"not available in this kilnet yet: {what}", stacklevel=3)
+    return report.report_from_run_dir(Path(folder))

@@ -27,7 +27,6 @@ import warnings
 
 import numpy as np
 
-from kilnet import data as data_lib
 from kilnet import losses as losses_lib
 from kilnet.errors import InputError, InputTypeError, InputWarning, NonFiniteError
 
@@ -84,7 +83,18 @@ def _check_validation_split(validation_split, n, used=True):
 # -- arrays on their own --------------------------------------------------------------------------
 def _numeric(value, argument):
     """`value` as a NumPy array of numbers, with a batch axis and at least one sample."""
-    array = data_lib.as_array(value, argument)
+    if value is None:
+        raise InputError(f"{argument} is required. Received: {argument}=None")
+    try:
+        array = np.asarray(value)
+    except Exception as error:  # ragged nested lists and the like
+        raise InputError(
+            f"{argument} must be an array of numbers (a NumPy or JAX array, or nested lists of "
+            f"equal length). Received: {type(value).__name__} that NumPy cannot convert "
+            f"({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
+    if array.ndim == 0:
+        raise InputError(f"{argument} must have a batch axis (one entry per sample). "
+                         f"Received: a scalar {argument}={value!r}")
     kind = array.dtype.kind
     if kind not in "biuf":
         what = {"U": "strings", "S": "byte strings", "O": "Python objects", "c": "complex numbers",
@@ -103,8 +113,12 @@ def _numeric(value, argument):
 def _first(mask, array, argument):
     """Index and value of the first True of `mask`, formatted as `arg[i, j] = v`."""
     index = np.unravel_index(int(np.argmax(mask)), array.shape)  # argmax: first True
-    value = array[index]
-    return f"{argument}[{', '.join(str(int(i)) for i in index)}]={value!r}", index
+    return f"{argument}[{', '.join(str(int(i)) for i in index)}]={_py(array[index])!r}", index
+
+
+def _py(value):
+    """A NumPy scalar as the Python number it is, so messages read `5`, not `np.int64(5)`."""
+    return value.item() if hasattr(value, "item") else value
 
 
 def _check_finite(array, argument, source=None):
@@ -141,7 +155,7 @@ def _as_float32(array):
 
 def _check_features(model, value, argument):
     """x (or validation x): numbers, finite, shaped as the model expects. Returns the array
-    in the dtype it will have on the device (kilnet.data.device_dtype)."""
+    in the dtype it will have on the device (see kilnet.data.device_dtype)."""
     source = _numeric(value, argument)
     array = _as_float32(source)
     if array.dtype.kind == "f":
@@ -312,7 +326,7 @@ def _check_sparse(y, out, argument):
                 f"For regression targets use loss='mse'; for probabilities, "
                 f"loss='binary_crossentropy' or 'categorical_crossentropy'. Received: {where}")
     values = y.astype(np.int8) if y.dtype.kind == "b" else y
-    lo, hi = values.min(), values.max()
+    lo, hi = _py(values.min()), _py(values.max())
     if lo < 0:
         where, _ = _first(values < 0, values, argument)
         raise InputError(
@@ -337,7 +351,7 @@ def _check_sparse(y, out, argument):
 
 def _check_probabilities(y, argument, loss_name, fix):
     values = y.astype(np.int8) if y.dtype.kind == "b" else y
-    lo, hi = values.min(), values.max()
+    lo, hi = _py(values.min()), _py(values.max())
     if lo < 0 or hi > 1:
         where, _ = _first((values < 0) | (values > 1), values, argument)
         raise InputError(f"{argument} must hold values in [0, 1] for loss='{loss_name}' (0/1 "

@@ -17,7 +17,21 @@ def _monitor_mode(monitor: str, mode: str):
 
 
 class EarlyStopping(Callback):
-    """Stop when `monitor` has stopped improving by at least `min_delta` for `patience` epochs."""
+    """Stop when `monitor` has stopped improving by at least `min_delta` for `patience` epochs.
+
+    This is also kilnet's plateau stop ("PlateauStopping"): training ends once the model has
+    reached its learning plateau, i.e. the monitored metric no longer beats its best value by
+    `min_delta` for `patience` epochs in a row. With the thresholds that
+    `history.plateau()` (kilnet.insight.analyze_plateau) uses by default:
+
+        stop = kilnet.callbacks.EarlyStopping(monitor="accuracy", min_delta=0.005, patience=2,
+                                              restore_best_weights=True)
+        model.fit(x_train, y_train, epochs=50, callbacks=[stop])
+
+    stops when accuracy gains less than 0.5 percentage points for 2 epochs, and keeps the
+    weights of the best epoch. For a loss, min_delta is absolute (e.g. 0.002), not relative.
+    Use monitor="val_loss" with validation data to stop when the model starts overfitting.
+    """
 
     def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto",
                  baseline=None, restore_best_weights=False, start_from_epoch=0):

@@ -1,0 +1,53 @@
+# From a fresh machine with Python 3.10+ and make:
+#   make train                      # venv, install, then `kilnet train` (MNIST, 5 epochs)
+#   make train ARGS="--epochs 1"    # ARGS go to `kilnet train`
+#   make test                       # venv, install with test extras, then pytest
+#   make test ARGS="-k cli"         # ARGS go to pytest
+#
+# The virtual environment is .venv (VENV=...); a stamp file inside it records that the install
+# matches pyproject.toml, so later runs skip pip entirely until pyproject.toml changes.
+
+PYTHON ?= python3
+VENV ?= .venv
+ARGS ?=
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
+STAMP := $(VENV)/.kilnet-installed
+TEST_STAMP := $(VENV)/.kilnet-installed-test
+
+.PHONY: train test install install-test info clean-venv help
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make train   set up $(VENV) and run 'kilnet train' (ARGS=\"--epochs 1\" to pass options)"
+	@echo "make test    set up $(VENV) with test dependencies and run the tests (ARGS for pytest)"
+	@echo "make info    set up $(VENV) and run 'kilnet info'"
+
+train: $(STAMP)
+	$(BIN)/kilnet train $(ARGS)
+
+test: $(TEST_STAMP)
+	$(BIN)/python -m pytest $(ARGS)
+
+info: $(STAMP)
+	$(BIN)/kilnet info
+
+install: $(STAMP)
+install-test: $(TEST_STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	@echo "Installing kilnet and its dependencies into $(VENV) ..."
+	$(PIP) install -e .
+	@touch $@
+
+# The test install is a superset, so it also satisfies `make train`.
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	@echo "Installing kilnet with its test dependencies into $(VENV) ..."
+	$(PIP) install -e '.[test]'
+	@touch $(STAMP) $@
+
+clean-venv:
+	rm -rf $(VENV)
