@@ -320,6 +320,21 @@ def run_comparison(args, frameworks: list[str], workloads: list[str]) -> dict:
             "tables": {w: summarize(results, frameworks, w, args.baseline) for w in workloads}}
 
 
+def load_note(results: list[dict], workload: str) -> str | None:
+    """A warning line when other processes competed for the CPU during the runs."""
+    loads = [r["loadavg_1m_before"] for r in results
+             if r.get("workload") == workload and r.get("loadavg_1m_before") is not None]
+    if not loads:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    line = (f"load average (1 min) before the runs: min {min(loads):.1f}, "
+            f"median {statistics.median(loads):.1f}, max {max(loads):.1f}")
+    # The bench's own previous run leaves up to `cores` in the 1-minute average.
+    if max(loads) > cores + 1:
+        line += f" -- well above {cores} cores: other processes competed, figures are noisy"
+    return line
+
+
 def print_comparison(report: dict, workloads: list[str], baseline: str, data_name: str) -> None:
     for w in workloads:
         print()
@@ -327,6 +342,9 @@ def print_comparison(report: dict, workloads: list[str], baseline: str, data_nam
               f" | ratio = framework / {baseline} (above 1: {baseline} is faster)")
         for line in table_lines(report["tables"][w], baseline, markdown=False):
             print(line)
+        note = load_note(report["results"], w)
+        if note:
+            print(note)
     print()
     print("Markdown (for the README):")
     print()

@@ -81,7 +81,7 @@ def _strict_json(text: str, what: str, path):
     try:
         return json.loads(text, object_pairs_hook=_no_duplicates)
     except RecursionError:
-        raise ModelFileError(path, f"the {what} is nested too deeply to be a kilnet file.") from None
+        raise ModelFileError(path, f"the {what} is nested too deeply for a kilnet file.") from None
     except ValueError as error:  # JSONDecodeError and duplicate keys
         raise ModelFileError(path, f"the {what} is not valid JSON ({error}).") from None
 
@@ -141,7 +141,8 @@ def decode(data: bytes, path, kind: str) -> tuple[dict, dict]:
     try:
         tensors = safetensors.numpy.load(data)
     except Exception as error:  # safetensors' own structural checks (offsets, sizes)
-        raise ModelFileError(path, f"the tensor data is malformed or truncated ({error}).") from None
+        raise ModelFileError(path, f"the tensor data is malformed or truncated "
+                                   f"({error}).") from None
     if set(tensors) != set(header):
         raise ModelFileError(path, "the tensor index is inconsistent.")
     if digest(kind, metadata["info"], tensors) != metadata["sha256"]:

@@ -11,9 +11,9 @@ Exit status: 0 success; 2 a usage mistake (bad option, missing or unreadable fil
 dataset, corrupt model or data file: kilnet's errors are ValueError/TypeError/OSError
 subclasses), reported on one line as `kilnet: error: ...`, with the traceback only under
 --debug; 1 training stopped by a numeric fault (kilnet.NonFiniteError) or an internal error;
-130 interrupted (Ctrl-C).
-
-JAX and the dataset modules are imported inside the commands, so `kilnet --help` is instant.
+130 / 143 interrupted by SIGINT (Ctrl-C) / SIGTERM. An interrupted `kilnet train` leaves a
+checkpoint in its run folder (BackupAndRestore) and prints the command that resumes it: the
+same command with the same --out.
 """
 
 from __future__ import annotations
@@ -332,7 +332,11 @@ def cmd_train(args) -> int:
 
     if distribution.initialize_from_args(args) and not distribution.is_chief():
         return _as_worker(cmd_train, args)
-    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(3), "little")
+    seed = args.seed
+    if seed is None and args.out is not None:  # re-running an interrupted run: its seed
+        seed = run_dir.resumable_seed(args.out)
+    if seed is None:
+        seed = int.from_bytes(os.urandom(3), "little")
     seed = distribution.shared_seed(seed)  # several processes: process 0's
     shard = distribution.process_shard  # several processes: each trains on its own shard
     kilnet.utils.set_random_seed(seed)
@@ -356,8 +360,14 @@ def cmd_train(args) -> int:
     # fit() compiles the training program before on_train_begin: print what it built.
     show_report = kilnet.callbacks.LambdaCallback(
         on_train_begin=lambda logs: print(model.compile_report, flush=True))
-    callbacks = [show_report, run_dir.HistoryWriter(out)]
-    with run.recording():
+    # Exact resume: an interrupted run (Ctrl-C, SIGTERM) checkpoints into out/backup; running
+    # the same command again continues from there. The backups are deleted once it completes.
+    backup = kilnet.callbacks.BackupAndRestore(out / run_dir.BACKUP, verbose=1)
+    history_writer = run_dir.HistoryWriter(out)
+    callbacks = [show_report, backup, history_writer]
+    from kilnet.errors import TrainingInterrupted
+
+    with run.recording(), _resume_hint(TrainingInterrupted, args, out, seed):
         history = model.fit(scale_images(shard(x_train)), shard(y_train), epochs=args.epochs,
                             batch_size=args.batch_size, validation_split=args.validation_split,
                             seed=seed, callbacks=callbacks)
@@ -366,22 +376,56 @@ def cmd_train(args) -> int:
                               return_dict=True)
         print(format_metrics(logs), flush=True)
         probabilities = model.predict(shard(x_test), batch_size=args.batch_size, verbose=0)
-        run.finish(history, logs, x_test=shard(x_test), y_test=shard(y_test),
+        run.finish(history_writer, logs, x_test=x_test, y_test=y_test,  # predict: all rows
                    probabilities=probabilities)
     for line in run.notes:
         print(line)
     return EXIT_OK
 
 
+@contextlib.contextmanager
+def _resume_hint(interrupted, args, out, seed):
+    """On an interruption (which BackupAndRestore checkpointed), print the command that resumes."""
+    try:
+        yield
+    except interrupted:
+        print(f"kilnet: to resume this run: {resume_command(args, out, seed)}", file=sys.stderr,
+              flush=True)
+        raise
+
+
+def resume_command(args, out, seed) -> str:
+    import shlex
+
+    words = ["kilnet", "train", "--dataset", args.dataset, "--model", args.model,
+             "--epochs", args.epochs, "--batch-size", args.batch_size,
+             "--learning-rate", args.learning_rate, "--validation-split", args.validation_split,
+             "--seed", seed]
+    if args.limit:
+        words += ["--limit", args.limit]
+    words += ["--out", out]
+    return " ".join(shlex.quote(str(w)) for w in words)
+
+
 def _as_worker(command, args) -> int:
     """A process other than 0 in a multi-process run: the same computation (every process must
     make the same collective calls, in the same order), its run folder in a temporary folder
-    deleted afterwards and its output silenced, so that process 0 alone writes files and logs."""
+    deleted afterwards and its output silenced, so that process 0 alone writes files and logs.
+
+    It resumes from process 0's backups, copied into its scratch folder first: process 0 only
+    adds or prunes a checkpoint after training steps, which wait for this process, so the
+    committed checkpoints cannot change while they are copied."""
     import io
+    import shutil
     import tempfile
+
+    from kilnet import run_dir
 
     with tempfile.TemporaryDirectory(prefix="kilnet-worker-") as scratch, \
             contextlib.redirect_stdout(io.StringIO()):
+        if args.out is not None and (Path(args.out) / run_dir.BACKUP).is_dir():
+            shutil.copytree(Path(args.out) / run_dir.BACKUP, Path(scratch) / run_dir.BACKUP,
+                            ignore=shutil.ignore_patterns(".*"))  # committed checkpoints only
         worker_args = argparse.Namespace(**{**vars(args), "out": Path(scratch),
                                             "coordinator": None, "num_processes": None,
                                             "process_id": None})

@@ -29,8 +29,11 @@ Policies:
   the same arguments (SPMD). Each process passes its own shard of the data to fit / evaluate /
   predict (see `process_shard`); the global dataset is the shards concatenated in process
   order, assembled once per call with JAX's multi-host collectives. Evaluate and predict return
-  the full result on every process. Files and logs are written by the chief only
-  (`is_chief()`), and restored by all.
+  the full result on every process. Process 0 (`is_chief()`) alone writes files and logs:
+  model.save / save_weights do nothing elsewhere, fit and evaluate print nothing elsewhere, and
+  `kilnet train` keeps one run folder; every process reads the files it restores from, so
+  they must be on storage all processes see. Host decisions that could differ between
+  processes (chunk lengths from timings) are taken by process 0 (`chief_value`).
 """
 
 from __future__ import annotations
@@ -42,8 +45,9 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["DataParallel", "initialize", "is_chief", "process_shard", "process_count",
-           "process_index", "shared_seed", "initialize_from_args"]
+__all__ = ["DataParallel", "set_distribution", "get_distribution", "initialize", "is_chief",
+           "process_shard", "process_count", "process_index", "shared_seed", "chief_value",
+           "any_process", "initialize_from_args"]
 
 BATCH_AXIS = "batch"
 
@@ -178,11 +182,30 @@ def _gather_process_shards(array) -> np.ndarray:
         array.dtype, copy=False)
 
 
+_default = {"distribution": None}
+
+
+def set_distribution(distribution) -> None:
+    """The distribution of models compiled (or loaded with kilnet.models.load_model) later
+    without distribution=..., as keras.distribution.set_distribution; None resets it."""
+    if distribution is not None and not isinstance(distribution, DataParallel):
+        get(distribution)  # raises the TypeError
+    _default["distribution"] = distribution
+
+
+def get_distribution():
+    """The distribution set by set_distribution, or None."""
+    return _default["distribution"]
+
+
 def get(distribution):
     """compile(distribution=...) resolved: None (one device) or a DataParallel.
 
-    In a multi-process run, None means DataParallel over all devices: training each process
+    None means the default of set_distribution; failing that, one device, except in a
+    multi-process run, where it means DataParallel over all devices: training each process
     alone on its shard would silently give different models."""
+    if distribution is None:
+        distribution = _default["distribution"]
     if distribution is None:
         return DataParallel() if jax.process_count() > 1 else None
     if isinstance(distribution, DataParallel):
@@ -242,6 +265,15 @@ def chief_value(value: float) -> float:
         return value
     from jax.experimental import multihost_utils
     return float(multihost_utils.broadcast_one_to_all(np.float32(value)))
+
+
+def any_process(flag: bool) -> bool:
+    """True on every process if `flag` is true on any (unchanged in a single process): for
+    host decisions such as stopping on a signal, which all processes must take together."""
+    if jax.process_count() == 1:
+        return bool(flag)
+    from jax.experimental import multihost_utils
+    return bool(np.any(multihost_utils.process_allgather(np.int32(bool(flag)))))
 
 
 def process_count() -> int:

@@ -93,7 +93,7 @@ class Trainer:
         return programs.StepSpec(model=model, loss=loss.with_logits() if use_logits else loss,
                                  metrics=metric_objs, tx=self.tx, use_logits=use_logits,
                                  on_nonfinite=self.on_nonfinite,
-                                 batch_sharding=getattr(self.distribution, 'batch_sharding',
+                                 batch_sharding=getattr(self.distribution, "batch_sharding",
                                                         None))
 
     def ensure_state(self, seed=None, input_shape=None):

@@ -354,7 +354,8 @@ def _plateaued(report, hist, metric, values, steps, start, threshold):
     enough = f"{start - 1} epoch was" if start == 2 else f"{start - 1} epochs were"
     report.suggestions = [
         f"Stop earlier: {enough} enough. EarlyStopping(monitor={metric!r}, "
-        f"min_delta={_min_delta(metric, threshold, values[-1])}, patience={report.thresholds['patience']}, "
+        f"min_delta={_min_delta(metric, threshold, values[-1])}, "
+        f"patience={report.thresholds['patience']}, "
         "restore_best_weights=True) stops training by itself once it no longer improves by "
         "that much.",
         "Lower the learning rate at the plateau (ReduceLROnPlateau) to gain a little more.",

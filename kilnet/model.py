@@ -290,11 +290,17 @@ class Sequential:
     def save(self, filepath, overwrite=True, include_optimizer=True) -> None:
         """Write the architecture, weights, compile configuration and optimizer state to one
         safetensors file (suggested extension .kilnet), atomically."""
+        from kilnet import distribution
         from kilnet.saving import save_model
+        if not distribution.is_chief():
+            return  # several processes: process 0 writes the file (kilnet.distribution)
         save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
 
     def save_weights(self, filepath, overwrite=True) -> None:
+        from kilnet import distribution
         from kilnet.saving import save_weights
+        if not distribution.is_chief():
+            return  # several processes: process 0 writes the file (kilnet.distribution)
         save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath) -> None:

@@ -46,6 +46,7 @@ PREDICTIONS = "predictions.npz"
 MODEL = "model.kilnet"
 CURVES = "curves.png"
 REPORT = "report.html"
+BACKUP = "backup"    # BackupAndRestore's checkpoints while the run is unfinished
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -133,6 +134,20 @@ class HistoryWriter(Callback):
             self.logs.setdefault(name, []).append(float(value))
         write_history(self.folder, self.epochs, self.logs)
 
+    # BackupAndRestore keeps this state in its checkpoints, so a resumed run's history files
+    # hold every epoch, not just those after the resume.
+    def get_state(self) -> dict:
+        # Pairs, not a dict: the checkpoint's JSON may sort keys, and the column order matters.
+        return {"epochs": list(self.epochs), "logs": [[k, list(v)] for k, v in self.logs.items()]}
+
+    def set_state(self, state: dict) -> None:
+        self.epochs = [int(e) for e in state["epochs"]]
+        self.logs = {str(k): [float(v) for v in values] for k, values in state["logs"]}
+
+    @property
+    def history(self) -> dict:
+        return self.logs
+
 
 # -- one training run ------------------------------------------------------------------------
 def versions() -> dict:
@@ -146,6 +161,19 @@ def versions() -> dict:
         except metadata.PackageNotFoundError:
             found[package] = None
     return found
+
+
+def resumable_seed(folder):
+    """The seed of an unfinished run in `folder` that left a checkpoint to resume, else None."""
+    folder = Path(folder)
+    backup = folder / BACKUP
+    if not (backup.is_dir() and any(backup.iterdir())):
+        return None
+    try:
+        seed = json.loads((folder / CONFIG).read_text())["options"]["seed"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return seed if isinstance(seed, int) and seed >= 0 else None
 
 
 def _now() -> str:
@@ -213,12 +241,14 @@ class Run:
         self._write_config()
 
     def finish(self, history, test_logs: dict, *, x_test, y_test, probabilities):
-        """After training and the test evaluation: every remaining file of the folder."""
+        """After training and the test evaluation: every remaining file of the folder.
+        `history`: the HistoryWriter (every epoch, also across a resume) or a History."""
         write_json(self.folder / METRICS, {k: float(v) for k, v in test_logs.items()})
         self._save_model()
         self._predictions(x_test, y_test, probabilities)
         self._curves(history)
-        self._end("completed", epochs_run=len(history.epoch))
+        self._end("completed", epochs_run=len(getattr(history, "epochs", None)
+                                              or getattr(history, "epoch", [])))
         self.notes.append(f"Report: {write_report(self.folder)}")
 
     def _save_model(self):

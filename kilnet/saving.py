@@ -99,7 +99,8 @@ def _object_from(types: dict, spec, what: str, path):
             or not isinstance(spec["config"], dict)
             or not all(isinstance(k, str) for k in spec["config"])):
         raise ModelFileError(path, f"the {what} entry is malformed: expected "
-                                   f"{{'class_name': ..., 'config': {{...}}}}. Received: {spec!r:.200}")
+                                   "{'class_name': ..., 'config': {...}}. "
+                                   f"Received: {spec!r:.200}")
     name = spec["class_name"]
     cls = types.get(name) if isinstance(name, str) else None
     if cls is None:

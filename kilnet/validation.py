@@ -35,7 +35,6 @@ DOCUMENTED_ERRORS = (InputError, InputTypeError, NonFiniteError)
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _INT32 = np.iinfo(np.int32)
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 # -- arguments ------------------------------------------------------------------------------------
@@ -48,7 +47,7 @@ def _check_batch_size(batch_size, n, warn=True):
         raise InputError(f"batch_size must be a positive integer, e.g. batch_size=32. "
                          f"Received: batch_size={batch_size!r}")
     if batch_size > n:
-        if warn:  # evaluate/predict: a smaller last batch is normal, as in Keras
+        if warn:  # fit only: in evaluate/predict a smaller last batch is normal, as in Keras
             _warn(f"batch_size={batch_size} is larger than the {n} training samples; using one "
                   f"full batch of {n}. Received: batch_size={batch_size}")
         return int(n)
@@ -74,9 +73,9 @@ def _check_validation_split(validation_split, n, used=True):
     n_val = int(math.floor(n * split)) if used else 0  # as data.split_validation does
     if used and split and (n_val == 0 or n_val == n):
         raise InputError(
-            f"validation_split={split} leaves {n - n_val} training and {n_val} validation "
+            f"validation_split={_py(split)} leaves {n - n_val} training and {n_val} validation "
             f"samples out of {n}; both need at least one. Use more data, another "
-            f"validation_split, or validation_split=0. Received: validation_split={split!r}")
+            f"validation_split, or validation_split=0. Received: validation_split={_py(split)!r}")
     return n - n_val
 
 
@@ -99,9 +98,9 @@ def _numeric(value, argument):
     if kind not in "biuf":
         what = {"U": "strings", "S": "byte strings", "O": "Python objects", "c": "complex numbers",
                 "M": "dates", "m": "time deltas"}.get(kind, f"values of dtype {array.dtype}")
-        fix = ("convert it to numbers first, e.g. np.asarray(x, dtype='float32'), or encode text "
-               "and categories as integers" if kind in "USO" else
-               "convert it to real numbers, e.g. np.asarray(x, dtype='float32')")
+        fix = (f"convert it to numbers first, e.g. np.asarray({argument}, dtype='float32'), or "
+               "encode text and categories as integers" if kind in "USO" else
+               f"convert it to real numbers, e.g. np.asarray({argument}, dtype='float32')")
         raise InputTypeError(f"{argument} must hold numbers (int, float or bool) but holds {what}; "
                              f"{fix}. Received: {argument} with dtype={array.dtype}")
     if len(array) == 0:
@@ -157,6 +156,7 @@ def _check_features(model, value, argument):
     """x (or validation x): numbers, finite, shaped as the model expects. Returns the array
     in the dtype it will have on the device (see kilnet.data.device_dtype)."""
     source = _numeric(value, argument)
+    check_input_shape(model, source, argument)
     array = _as_float32(source)
     if array.dtype.kind == "f":
         _check_finite(array, argument, source if array is not source else None)
@@ -168,7 +168,6 @@ def _check_features(model, value, argument):
                 f"{argument} holds integers beyond the int32 range, which kilnet would wrap "
                 f"around on the device. Convert it to floats, e.g. "
                 f"{argument}.astype('float32'), and rescale it. Received: {where}")
-    check_input_shape(model, array, argument)
     return array
 
 
@@ -273,7 +272,7 @@ def check_predict_inputs(model, x, *, batch_size):
 def check_targets(model, loss, y, val=None, *, job="fit"):
     """Labels against the loss and model.output_shape; warnings about the last layer (fit)."""
     out = model.output_shape
-    if out is None:
+    if not out:  # unbuilt, or a model without a feature axis: nothing to compare with
         return
     out = tuple(out)
     _check_labels(loss, y, out, "y")

@@ -92,7 +92,7 @@ def run_devices(out_path):
     results = {}
 
     # The same global batch on 1, 4 and 2 devices.
-    _, one = train(None, x, y)
+    model1, one = train(None, x, y)
     model4, four = train(DataParallel(), x, y)
     _, two = train(DataParallel(jax.devices()[:2]), x, y)
     results.update({**_prefixed("one", one), **_prefixed("four", four), **_prefixed("two", two)})
@@ -132,19 +132,27 @@ def run_devices(out_path):
         for i, w in enumerate(model.get_weights()):
             results[f"{name}/w{i}"] = w
 
-    # Through a model file, where kilnet.saving exists (written by another engineer).
-    if hasattr(model4, "save") and hasattr(kilnet, "models"):
-        import tempfile
-        with tempfile.TemporaryDirectory() as folder:
-            path = os.path.join(folder, "m.kilnet")
-            model4.save(path)
-            loaded = kilnet.models.load_model(path)
-            results["file41/evaluate"] = np.asarray(loaded.evaluate(x, y, batch_size=8,
-                                                                    verbose=0))
-            loaded.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
-                           metrics=["accuracy"], distribution=DataParallel())
-            results["file14/evaluate"] = np.asarray(loaded.evaluate(x, y, batch_size=8,
-                                                                    verbose=0))
+    # Through model files: saved on 4 devices and trained on from 1; saved on 1, from 4. Each
+    # must continue exactly as the original model continues on its own devices.
+    import tempfile
+
+    from kilnet.models import load_model
+    with tempfile.TemporaryDirectory() as folder:
+        for name, original, dist in (("file41", model4, None), ("file14", model1,
+                                                                DataParallel())):
+            path = os.path.join(folder, name + ".kilnet")
+            original.save(path)
+            kilnet.distribution.set_distribution(dist)  # what load_model compiles with
+            loaded = load_model(path)
+            kilnet.distribution.set_distribution(None)
+            results[f"{name}/devices"] = np.asarray(
+                1 if loaded.compiled.distribution is None
+                else loaded.compiled.distribution.num_devices)
+            for label, model in (("loaded", loaded), ("original", original)):
+                history = model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+                results[f"{name}/{label}/loss"] = np.asarray(history.history["loss"])
+                for i, w in enumerate(model.get_weights()):
+                    results[f"{name}/{label}/w{i}"] = w
     np.savez(out_path, **results)
 
 
@@ -155,7 +163,6 @@ def one_weights(results):
 def run_process(port, process_id, num_processes, out_path):
     import jax
 
-    import kilnet
     from kilnet import distribution
 
     distribution.initialize(f"127.0.0.1:{port}", num_processes, process_id, timeout_seconds=60)
@@ -170,7 +177,6 @@ def run_process(port, process_id, num_processes, out_path):
     results["local_rows"] = np.asarray(len(shard(x)))
     results["num_devices"] = np.asarray(model.compiled.distribution.num_devices)
     np.savez(out_path, **results)
-    del kilnet
     jax.distributed.shutdown()
 
 

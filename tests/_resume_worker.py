@@ -12,8 +12,8 @@ forking after the import (JAX's backend is not started yet) saves a second or tw
 Trains a tiny model (Dense, Dropout, BatchNormalization, Dense; Adam; shuffled data; validation
 data; EarlyStopping, whose state a checkpoint must carry) and writes the final weights to
 OUT.npz. With --backup, a BackupAndRestore(DIR) callback is first in the list. Prints one line
-"ready EPOCH STEP" when training begins (the position it resumes from), so the test knows when
-the process is training. --pause sleeps at each chunk end so that kills land mid-training;
+"ready EPOCH STEP" when the first epoch begins (the position it resumed from), so the test knows
+when the process is training. --pause sleeps at each chunk end so that kills land mid-training;
 KILNET_TEST_WRITE_PAUSE makes checkpoint writers pause between files.
 """
 
@@ -60,15 +60,21 @@ class Ready(kilnet.callbacks.Callback):
         self.pause = pause
 
     def on_train_begin(self, logs=None):
-        point = self.model.compiled.resume_point or (0, 0)
-        print(f"ready {point[0]} {point[1]}", flush=True)
+        self.point = self.model.compiled.resume_point or (0, 0)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.point is not None:   # fit's signal handlers are installed by now
+            print(f"ready {self.point[0]} {self.point[1]}", flush=True)
+            self.point = None
 
     def on_train_batch_end(self, batch, logs=None):
         if self.pause:
             time.sleep(self.pause)
 
 
-def train(out, backup=None, epochs=4, save_freq=3, pause=0.0, keep=2):
+def train(out, backup=None, epochs=4, save_freq=3, pause=0.0, keep=2, write_pause=None):
+    if write_pause is not None:   # seconds checkpoint writers pause between files
+        os.environ["KILNET_TEST_WRITE_PAUSE"] = str(write_pause)
     (x, y), val = data()
     model = build()
     callbacks = [kilnet.callbacks.EarlyStopping(monitor="val_loss", patience=50), Ready(pause)]

@@ -7,6 +7,7 @@ the learning rate at every step: the parameter update shows the rate the compile
 """
 
 import csv
+import json
 import sys
 
 import numpy as np
@@ -92,6 +93,11 @@ def test_reduce_lr_on_plateau_patience_cooldown_and_min_lr_as_keras():
     # hand-traced from keras/src/callbacks/reduce_lr_on_plateau.py
     assert rates == [1.0, 1.0, 0.5, 0.5, 0.3, 0.3, 0.3]
     assert logged == [1.0] + rates[:-1]  # the rate the epoch was trained with
+    # a checkpoint keeps the counters (BackupAndRestore calls get_state / set_state)
+    resumed = ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, cooldown=1)
+    resumed.set_state(json.loads(json.dumps(reduce.get_state())))
+    assert resumed.get_state() == reduce.get_state() == {"wait": 2, "best": 1.0,
+                                                         "cooldown_counter": 0}
 
 
 def test_reduce_lr_on_plateau_modes():

@@ -35,11 +35,9 @@ import _resume_worker as worker  # noqa: E402
 KILLS = 20
 
 
-def _env(pause=None):
+def _env():
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop(checkpoint._safefile.PAUSE_ENV, None)
-    if pause is not None:
-        env[checkpoint._safefile.PAUSE_ENV] = str(pause)
     return env
 
 
@@ -74,9 +72,9 @@ def reference(tmp_path_factory):
 class Server:
     """tests/_resume_worker.py --serve: forks one training child per request."""
 
-    def __init__(self, pause):
+    def __init__(self):
         self.proc = subprocess.Popen([sys.executable, WORKER, "--serve"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, env=_env(pause))
+                                     stdout=subprocess.PIPE, text=True, env=_env())
         assert _readline(self.proc.stdout) == "serving"
 
     def start(self, **kwargs):
@@ -99,57 +97,62 @@ class Server:
         self.proc.wait(timeout=30)
 
 
+@pytest.fixture(scope="module")
+def server():
+    server = Server()
+    yield server
+    server.close()
+
+
 def _latest_position(backup):
     ckpt = checkpoint.latest(backup)
     return (0, 0) if ckpt is None else ckpt.position
 
 
-# -- kill -9 -------------------------------------------------------------------------------------
-def test_kill_9_at_random_moments_resumes_bitwise(tmp_path, reference):
+# -- kill -9 --------------------------------------------------------------------------------------
+def test_kill_9_at_random_moments_resumes_bitwise(tmp_path, reference, server):
     backup, out = str(tmp_path / "backup"), str(tmp_path / "out.npz")
     rng = random.Random(20240611)
-    server = Server(pause=0.01)   # writers pause 10 ms between files: kills land inside writes
     kills = in_write = completed = 0
-    try:
-        while kills < KILLS:
-            expected = _latest_position(backup)   # what the next run must resume from
-            pid = server.start(out=out, backup=backup, pause=0.01)
-            ready = _readline(server.proc.stdout).split()
-            assert ready[0] == "ready", ready
-            assert (int(ready[1]), int(ready[2])) == expected
-            time.sleep(rng.uniform(0.0, 0.35))
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            lines, code = server.lines_until_exit()
-            if code == -signal.SIGKILL:
-                kills += 1
-                in_write += any(n.startswith(checkpoint.TMP_PREFIX)
-                                for n in (os.listdir(backup) if os.path.isdir(backup) else []))
-                # Whatever the moment, the newest committed checkpoint loads.
-                for _, path in checkpoint.committed(backup)[-1:]:
-                    checkpoint.load(path)
-            else:   # it finished before the kill: exact, and its backups are gone
-                assert code == 0 and "done" in lines
-                _assert_bitwise(out, reference)
-                assert checkpoint.committed(backup) == []
-                completed += 1
-        server.start(out=out, backup=backup)
+    while kills < KILLS:
+        expected = _latest_position(backup)   # what the next run must resume from
+        # Writers pause 10 ms between files, so that kills land inside writes too.
+        pid = server.start(out=out, backup=backup, pause=0.01, write_pause=0.01)
+        ready = _readline(server.proc.stdout).split()
+        assert ready[0] == "ready", ready
+        assert (int(ready[1]), int(ready[2])) == expected
+        time.sleep(rng.uniform(0.0, 0.35))
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         lines, code = server.lines_until_exit()
-        assert code == 0 and "done" in lines
-        _assert_bitwise(out, reference)
-    finally:
-        server.close()
+        if code == -signal.SIGKILL:
+            kills += 1
+            in_write += any(n.startswith(checkpoint.TMP_PREFIX)
+                            for n in (os.listdir(backup) if os.path.isdir(backup) else []))
+            # Whatever the moment, the newest committed checkpoint loads.
+            for _, path in checkpoint.committed(backup)[-1:]:
+                checkpoint.load(path)
+        else:   # it finished before the kill: exact, and its backups are gone
+            assert code == 0 and "done" in lines
+            _assert_bitwise(out, reference)
+            assert checkpoint.committed(backup) == []
+            completed += 1
+    server.start(out=out, backup=backup)
+    lines, code = server.lines_until_exit()
+    assert code == 0 and "done" in lines
+    _assert_bitwise(out, reference)
     print(f"\nkill -9: {kills} kills survived ({in_write} inside a checkpoint write), "
           f"{completed + 1} runs completed, all bitwise equal to the uninterrupted run")
 
 
-# -- SIGTERM / SIGINT ------------------------------------------------------------------------------
+# -- SIGTERM / SIGINT -----------------------------------------------------------------------------
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_signal_checkpoints_exits_and_resumes_bitwise(tmp_path, reference, signum, code):
+def test_signal_checkpoints_exits_and_resumes_bitwise(tmp_path, reference, server, signum,
+                                                      code):
     backup, out = str(tmp_path / "backup"), str(tmp_path / "out.npz")
-    proc = subprocess.Popen([sys.executable, WORKER, out, "--backup", backup, "--pause", "0.02"],
+    proc = subprocess.Popen([sys.executable, WORKER, out, "--backup", backup, "--pause", "0.05"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=_env())
     assert _readline(proc.stdout).startswith("ready")
@@ -160,32 +163,45 @@ def test_signal_checkpoints_exits_and_resumes_bitwise(tmp_path, reference, signu
     assert "To resume, run the same training again" in stderr
     ckpt = checkpoint.latest(backup)
     assert ckpt is not None and ckpt.path in stderr
-    subprocess.run([sys.executable, WORKER, out, "--backup", backup], check=True, env=_env(),
-                   timeout=120, capture_output=True)
+    server.start(out=out, backup=backup)
+    lines, code = server.lines_until_exit()
+    assert code == 0 and lines == [f"ready {ckpt.position[0]} {ckpt.position[1]}", "done"]
     _assert_bitwise(out, reference)
 
 
-def test_second_sigint_exits_at_once_and_keeps_the_last_checkpoint(tmp_path, reference):
+def _writing(backup):
+    return os.path.isdir(backup) and any(n.startswith(checkpoint.TMP_PREFIX)
+                                         for n in os.listdir(backup))
+
+
+def test_second_sigint_exits_at_once_and_keeps_the_last_checkpoint(tmp_path, reference, server):
     backup, out = str(tmp_path / "backup"), str(tmp_path / "out.npz")
-    server = Server(pause=0.25)   # slow writes: the second SIGINT lands inside one
-    try:
-        pid = server.start(out=out, backup=backup, pause=0.02)
-        assert _readline(server.proc.stdout).startswith("ready")
-        time.sleep(1.2)
-        before = _latest_position(backup)
-        os.kill(pid, signal.SIGINT)
-        time.sleep(0.4)
-        os.kill(pid, signal.SIGINT)
-        _, code = server.lines_until_exit()
-        assert code == -signal.SIGINT   # the default action: terminated at once
-        assert _latest_position(backup) >= before   # committed checkpoints intact
-        checkpoint.load(checkpoint.committed(backup)[-1][1])
-        server.start(out=out, backup=backup)
-        lines, code = server.lines_until_exit()
-        assert code == 0 and "done" in lines
-        _assert_bitwise(out, reference)
-    finally:
-        server.close()
+    pid = server.start(out=out, backup=backup, pause=0.05)   # 1. a committed checkpoint
+    assert _readline(server.proc.stdout).startswith("ready")
+    time.sleep(0.3)
+    os.kill(pid, signal.SIGTERM)
+    assert server.lines_until_exit()[1] == 143
+    committed = checkpoint.committed(backup)
+    # 2. Rerun without periodic saves and with slow writes (0.25 s a file): the first SIGINT
+    # starts the interrupt's checkpoint, the second lands inside that write.
+    pid = server.start(out=out, backup=backup, pause=0.3, save_freq=1000, write_pause=0.25)
+    assert _readline(server.proc.stdout).startswith("ready")
+    time.sleep(0.1)
+    os.kill(pid, signal.SIGINT)
+    for _ in range(1000):
+        if _writing(backup):
+            break
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGINT)
+    _, code = server.lines_until_exit()
+    assert code == -signal.SIGINT   # the default action: terminated at once, inside the write
+    assert _writing(backup)         # ... which stays uncommitted
+    assert checkpoint.committed(backup) == committed
+    checkpoint.load(committed[-1][1])
+    server.start(out=out, backup=backup)   # 3. resumes from the last committed checkpoint
+    lines, code = server.lines_until_exit()
+    assert code == 0 and "done" in lines
+    _assert_bitwise(out, reference)
 
 
 def test_signal_handlers_are_restored_after_fit():
@@ -196,7 +212,7 @@ def test_signal_handlers_are_restored_after_fit():
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
-# -- in-process resumes -----------------------------------------------------------------------------
+# -- in-process resumes ---------------------------------------------------------------------------
 class Crash(Callback):
     """Simulates the process dying when epoch `at` begins."""
 
@@ -334,7 +350,7 @@ def test_model_checkpoint_fills_in_placeholders(tmp_path):
         _fit(worker.build(), [ModelCheckpoint(str(tmp_path / "{nope}.kilnet"))], epochs=1)
 
 
-# -- never a bad checkpoint -----------------------------------------------------------------------------
+# -- never a bad checkpoint -----------------------------------------------------------------------
 class Poison(Callback):
     def on_epoch_end(self, epoch, logs=None):
         weights = self.model.get_weights()

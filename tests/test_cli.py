@@ -131,6 +131,40 @@ def test_default_run_folder_is_named_after_dataset_and_model(tmp_path):
     assert run_dir.default_path("mnist", "mlp", root=tmp_path) != first
 
 
+def test_history_writer_state_survives_a_resume(tmp_path):
+    from kilnet import run_dir
+
+    first = run_dir.HistoryWriter(tmp_path)
+    first.on_epoch_end(0, {"loss": 0.5, "accuracy": 0.8})
+    state = json.loads(json.dumps(first.get_state(), sort_keys=True))  # as a checkpoint keeps it
+    resumed = run_dir.HistoryWriter(tmp_path)
+    resumed.set_state(state)
+    resumed.on_epoch_end(1, {"loss": 0.25, "accuracy": 0.9})
+    assert json.loads((tmp_path / "history.json").read_text()) == {
+        "loss": [0.5, 0.25], "accuracy": [0.8, 0.9]}
+    assert (tmp_path / "history.csv").read_text().splitlines() == [
+        "epoch,loss,accuracy", "0,0.5,0.8", "1,0.25,0.9"]
+
+
+def test_an_interrupted_run_is_recorded_and_resumes_with_its_seed(tmp_path):
+    from kilnet import run_dir
+    from kilnet.errors import TrainingInterrupted
+
+    args = cli.build_parser().parse_args(["train", "--out", str(tmp_path), "--seed", "7"])
+    data = cli.Dataset("tiny", "test", (np.zeros((4, 28, 28), np.uint8), np.zeros(4)), None)
+    run = run_dir.Run(tmp_path, args, data, cli.build_model("mlp"), seed=7, samples={})
+    with pytest.raises(TrainingInterrupted):
+        with run.recording():
+            raise TrainingInterrupted(15, "stopped by SIGTERM")
+    assert json.loads((tmp_path / "config.json").read_text())["status"] == "interrupted"
+    assert run_dir.resumable_seed(tmp_path) is None          # no checkpoint: nothing to resume
+    (tmp_path / run_dir.BACKUP / "ckpt-00000001").mkdir(parents=True)
+    assert run_dir.resumable_seed(tmp_path) == 7
+    command = cli.resume_command(args, tmp_path, 7)
+    assert command.startswith("kilnet train --dataset mnist --model mlp --epochs 5")
+    assert command.endswith(f"--seed 7 --out {tmp_path}")
+
+
 # -- predict: images of real digits ---------------------------------------------------------------
 @pytest.fixture(scope="module")
 def digit_run(tmp_path_factory):

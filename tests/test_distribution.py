@@ -126,16 +126,23 @@ def test_weights_move_between_device_counts(devices_run):
     np.testing.assert_allclose(devices_run["moved41/predict"], devices_run["four/predict"],
                                **TOL)
     _compare(devices_run, "resume4/", _prefix(devices_run, "resume1/"))
-    if "file41/evaluate" in devices_run:  # model files, where kilnet.saving exists
-        np.testing.assert_allclose(devices_run["file41/evaluate"],
-                                   devices_run["four/evaluate"], **TOL)
-        np.testing.assert_allclose(devices_run["file14/evaluate"],
-                                   devices_run["four/evaluate"], **TOL)
+
+
+def test_model_files_resume_on_another_device_count(devices_run):
+    """model.save on 4 devices, load_model and train on 1 (and 1 -> 4): optimizer state, rng
+    and position travel with the file, so training continues as the original's does."""
+    assert int(devices_run["file41/devices"]) == 1
+    assert int(devices_run["file14/devices"]) == 4  # set_distribution(DataParallel())
+    for name in ("file41", "file14"):
+        original = _prefix(devices_run, f"{name}/original/")
+        assert {"loss", "w0"} <= set(original)
+        _compare(devices_run, f"{name}/loaded/", original)
 
 
 # -- two processes, jax.distributed on 127.0.0.1 --------------------------------------------------
 def test_two_processes_train_like_one_device(tmp_path):
-    assert jax.config.jax_cpu_collectives_implementation == "gloo"  # CPU collectives
+    if jax.config.jax_cpu_collectives_implementation != "gloo":
+        pytest.skip("this JAX has no multi-process CPU collectives (gloo)")
     port = _free_port()
     outs = [tmp_path / f"p{i}.npz" for i in range(2)]
     commands = [[sys.executable, str(WORKER), "process", str(port), str(i), "2", str(outs[i])]
@@ -194,3 +201,42 @@ def test_process_helpers_in_a_single_process():
     np.testing.assert_array_equal(np.concatenate(shards), a)
     np.testing.assert_array_equal(distribution.process_shard(a), a)
     assert kilnet.distribution is distribution
+
+
+# -- kilnet train --coordinator ... --num-processes 2 --process-id I --------------------------------
+def test_cli_two_processes_write_one_run_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    data = tmp_path / "tiny.npz"
+    np.savez(data, x_train=rng.integers(0, 256, (50, 28, 28), dtype=np.uint8),
+             y_train=rng.integers(0, 10, 50, dtype=np.uint8),
+             x_test=rng.integers(0, 256, (21, 28, 28), dtype=np.uint8),
+             y_test=rng.integers(0, 10, 21, dtype=np.uint8))
+    out = tmp_path / "run"
+    port = _free_port()
+    env = {**_env(), "JAX_PLATFORMS": "cpu", "KILNET_COMPILATION_CACHE": "0"}
+    commands = [[sys.executable, "-m", "kilnet", "train", "--dataset", str(data), "--epochs", "2",
+                 "--batch-size", "8", "--seed", "3", "--out", str(out),
+                 "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+                 "--process-id", str(i)] for i in range(2)]
+    with _processes(commands, env=env, cwd=tmp_path) as procs:
+        chief, other = _wait(procs)
+    assert "Epoch 2/2" in chief and "test accuracy" in chief
+    assert "Epoch" not in other and "test accuracy" not in other  # logs once
+    assert (out / "history.json").is_file() and (out / "model.kilnet").is_file()
+    assert not list(tmp_path.glob("runs"))  # the other process wrote no run folder of its own
+    model = kilnet.models.load_model(out / "model.kilnet")
+    assert model.predict(np.zeros((2, 28, 28), np.float32), verbose=0).shape == (2, 10)
+
+
+def test_set_distribution_is_the_default_of_compile():
+    dp = distribution.DataParallel()
+    try:
+        distribution.set_distribution(dp)
+        assert distribution.get_distribution() is dp
+        assert worker.make_model().compiled.distribution is dp
+        assert worker.make_model(distribution.DataParallel()).compiled.distribution is not dp
+    finally:
+        distribution.set_distribution(None)
+    assert worker.make_model().compiled.distribution is None
+    with pytest.raises(TypeError, match="Received: distribution='mirrored'"):
+        distribution.set_distribution("mirrored")

@@ -22,6 +22,7 @@ import kilnet
 from kilnet import report
 from kilnet.callbacks import History
 from kilnet.plot import TRAIN_COLOR, VAL_COLOR
+from kilnet.programs import CompileReport
 
 HISTORY = {"epoch": [0, 1, 2, 3, 4],
            "loss": [0.55, 0.40, 0.35, 0.33, 0.32], "accuracy": [0.83, 0.85, 0.86, 0.864, 0.867],
@@ -188,12 +189,12 @@ def test_write_report_on_a_run_dir_and_without_images(tmp_path):
 
 def test_write_report_from_arrays(tmp_path):
     y_true, prob, images = synthetic_predictions()
-    compile_report = kilnet.Sequential([kilnet.layers.Dense(2, input_shape=(3,))])
+    compiled = CompileReport(params=10, programs=[{"name": "predict loop", "seconds": 0.1}])
     path = report.write_report(
         tmp_path / "r.html", history=HISTORY, config={"epochs": 5}, y_true=y_true,
         y_pred_probs=prob, x_test_images=images, test_metrics={"accuracy": 0.9},
-        compile_report=None)
-    assert Page(path.read_text()).figures == 3
+        compile_report=compiled)  # the object or its as_dict()
+    assert Page(path.read_text()).figures == 3 and "predict loop" in path.read_text()
     # binary classifier: one probability per sample; images flattened
     binary = np.array([0.9, 0.2, 0.7, 0.4], np.float32)
     path = report.write_report(tmp_path / "b.html", history={"loss": [0.6, 0.5]},
@@ -207,7 +208,6 @@ def test_write_report_from_arrays(tmp_path):
                             y_pred_probs=prob)
     with pytest.raises(FileNotFoundError, match="history.json"):
         report.report_from_run_dir(tmp_path)
-    del compile_report
 
 
 def test_save_predictions_keeps_the_mistakes(tmp_path):
@@ -252,7 +252,8 @@ def test_report_renders_in_headless_chromium(tmp_path):
     with Image.open(shot) as image:
         assert image.size == (1100, 2600)
         pixels = np.asarray(image.convert("RGB")).reshape(-1, 3)
-    packed = (pixels[:, 0].astype(np.int32) << 16) | (pixels[:, 1] << 8) | pixels[:, 2]
+    rgb = pixels.astype(np.int32)
+    packed = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
     assert len(np.unique(packed)) > 200  # not blank: text, curves, cells, digits
     assert count_near(pixels, hex_rgb(TRAIN_COLOR), 30) > 100  # the curves image is drawn
     assert count_near(pixels, (46, 125, 50), 30) > 500  # the confusion matrix's diagonal

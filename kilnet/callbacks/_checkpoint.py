@@ -23,6 +23,12 @@ from kilnet.callbacks._base import Callback, History
 from kilnet.callbacks._early_stopping import _monitor_mode
 
 
+def _is_chief() -> bool:
+    """Only process 0 writes files when several processes train together (shared storage)."""
+    import jax
+    return jax.process_index() == 0
+
+
 def _positive_int(value, name):
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
 
@@ -65,7 +71,8 @@ class BackupAndRestore(Callback):
             raise ValueError(f"keep must be a positive integer. Received: keep={keep!r}")
         self.backup_dir = os.fspath(backup_dir)
         self.save_freq, self.save_every_seconds = save_freq, save_every_seconds
-        self.keep, self.delete_checkpoint, self.verbose = int(keep), bool(delete_checkpoint), verbose
+        self.keep, self.delete_checkpoint = int(keep), bool(delete_checkpoint)
+        self.verbose = verbose
         self.restored_from = None   # path of the checkpoint the last fit resumed from
         self.last_checkpoint = None
         self._pending = None
@@ -152,14 +159,14 @@ class BackupAndRestore(Callback):
         trainer = self.model.compiled
         if trainer is not None:
             trainer.max_chunk_steps = None
-        if self.delete_checkpoint:
+        if self.delete_checkpoint and _is_chief():
             checkpoint.remove_all(self.backup_dir)
 
     # -- writing ------------------------------------------------------------------------------
     def _save(self, callbacks):
         trainer = self.model.compiled
         epoch, step = position = tuple(int(v) for v in trainer.position)
-        if position == self._last_saved:
+        if position == self._last_saved or not _is_chief():
             return self.last_checkpoint
         tensors = checkpoint.capture_state(trainer)
         states, arrays = {}, {}
@@ -243,6 +250,8 @@ class ModelCheckpoint(Callback):
         return current < self.best if self.mode == "min" else current > self.best
 
     def _save(self, epoch, batch, logs):
+        if not _is_chief():
+            return
         logs = dict(logs or {})
         try:
             path = self.filepath.format(epoch=epoch + 1, batch=batch, **logs)

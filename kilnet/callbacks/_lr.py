@@ -91,6 +91,15 @@ class ReduceLROnPlateau(Callback):
     def in_cooldown(self) -> bool:
         return self.cooldown_counter > 0
 
+    # What a checkpoint (BackupAndRestore) keeps; the rate itself is in the optimizer state.
+    def get_state(self) -> dict:
+        return {"wait": self.wait, "best": float(self.best),
+                "cooldown_counter": self.cooldown_counter}
+
+    def set_state(self, state: dict) -> None:
+        self.wait, self.best = int(state["wait"]), float(state["best"])
+        self.cooldown_counter = int(state["cooldown_counter"])
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         logs["learning_rate"] = get_learning_rate(self.model)
