@@ -42,6 +42,13 @@ PAUSE_ENV = "KILNET_TEST_WRITE_PAUSE"
 
 
 # -- encoding -------------------------------------------------------------------------------
+def json_default(value):
+    """NumPy scalars and arrays in configs and callback states, as plain JSON values."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} values cannot be saved: {value!r:.100}")
+
+
 def digest(kind: str, info_json: str, tensors: dict) -> str:
     h = hashlib.sha256()
     for part in ("kilnet", kind, FORMAT_VERSION, info_json):
@@ -61,7 +68,7 @@ def encode(kind: str, info: dict, tensors: dict) -> bytes:
     for name, array in tensors.items():
         if array.dtype not in [np.dtype(d) for d in _DTYPES.values()]:
             raise TypeError(f"Cannot save tensor {name!r} of dtype {array.dtype}.")
-    info_json = json.dumps(info, sort_keys=True)
+    info_json = json.dumps(info, sort_keys=True, default=json_default)
     metadata = {"format": "kilnet", "kind": kind, "format_version": FORMAT_VERSION,
                 "info": info_json, "sha256": digest(kind, info_json, tensors)}
     return safetensors.numpy.save(tensors, metadata=metadata)

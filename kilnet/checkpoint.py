@@ -93,7 +93,8 @@ def write(directory, meta: dict, tensors: dict, *, keep: int) -> str:
     directory = os.fspath(directory)
     state = _safefile.encode("checkpoint", {}, tensors)
     meta_bytes = json.dumps({"format": FORMAT, "version": FORMAT_VERSION, **meta},
-                            sort_keys=True, indent=1).encode("utf-8")
+                            sort_keys=True, indent=1,
+                            default=_safefile.json_default).encode("utf-8")
     commit = json.dumps({"format": FORMAT, "files": {STATE_FILE: _sha256(state),
                                                      META_FILE: _sha256(meta_bytes)}})
     tmp = final = None
@@ -234,8 +235,8 @@ def _difference(saved, current, where=""):
 
 
 def check_compatible(ckpt: Checkpoint, current: dict) -> None:
-    saved = json.loads(json.dumps(ckpt.meta.get("setup", {})))
-    current = json.loads(json.dumps(current))   # tuples -> lists, as saved
+    saved = ckpt.meta.get("setup", {})
+    current = json.loads(json.dumps(current, default=_safefile.json_default))  # as saved
     for key, label in _LABELS.items():
         if saved.get(key) != current.get(key):
             raise CheckpointMismatchError(

@@ -387,6 +387,20 @@ def test_disk_full_during_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypa
     assert checkpoint.latest(backup).position == (1, 0)
 
 
+class ShortChunks(Callback):
+    def on_train_begin(self, logs=None):
+        self.model.compiled.max_chunk_steps = 2   # the trainer ends chunks after 2 steps
+
+
+def test_save_every_seconds(tmp_path):
+    backup = tmp_path / "b"
+    with pytest.raises(RuntimeError):
+        _fit(worker.build(), [ShortChunks(), Crash(1),
+                              BackupAndRestore(str(backup), save_every_seconds=1e-9, keep=9)])
+    positions = [checkpoint.load(p).position for _, p in checkpoint.committed(backup)]
+    assert positions == [(0, 2), (0, 4), (0, 6), (0, 8), (1, 0)]   # every chunk end
+
+
 def test_completed_run_deletes_its_backups_unless_asked_to_keep(tmp_path):
     _fit(worker.build(), [BackupAndRestore(str(tmp_path / "a"))], epochs=2)
     assert not (tmp_path / "a").exists()

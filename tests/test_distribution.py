@@ -203,7 +203,7 @@ def test_process_helpers_in_a_single_process():
     assert kilnet.distribution is distribution
 
 
-# -- kilnet train --coordinator ... --num-processes 2 --process-id I --------------------------------
+# -- kilnet train --coordinator ... --num-processes 2 --process-id I -------------------------------
 def test_cli_two_processes_write_one_run_folder(tmp_path):
     rng = np.random.default_rng(0)
     data = tmp_path / "tiny.npz"
