@@ -1,4 +1,4 @@
-"""Shared test helpers: global-seed isolation, finite differences, small models.
+"""Shared test helpers: global-seed isolation and finite-difference gradient checks.
 
 Tests stay tiny (a few dozen samples, a few epochs) so the whole suite runs in seconds on a
 2-core machine; no test asserts a timing.

@@ -229,7 +229,8 @@ def test_metric_errors():
 
 # -- through a compiled model ---------------------------------------------------------------------
 def dense_model(units, activation, seed=0):
-    model = kilnet.Sequential([layers.Input(shape=(3,)), layers.Dense(units, activation=activation)])
+    model = kilnet.Sequential([layers.Input(shape=(3,)),
+                               layers.Dense(units, activation=activation)])
     model.build(seed=seed)
     return model
 
