@@ -23,7 +23,6 @@ import contextlib
 import math
 import os
 import sys
-import time
 import traceback
 import warnings
 from dataclasses import dataclass
