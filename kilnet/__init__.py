@@ -27,14 +27,30 @@ from kilnet import (
     utils,
 )
 from kilnet._version import __version__
-from kilnet.errors import NonFiniteError
+from kilnet.errors import (
+    CheckpointMismatchError,
+    InputError,
+    InputTypeError,
+    InputWarning,
+    KilnetError,
+    ModelFileError,
+    NonFiniteError,
+    SaveError,
+)
 from kilnet.layers import Input
 from kilnet.model import Sequential
 from kilnet.plot import plot_history
 
 __all__ = [
+    "CheckpointMismatchError",
     "Input",
+    "InputError",
+    "InputTypeError",
+    "InputWarning",
+    "KilnetError",
+    "ModelFileError",
     "NonFiniteError",
+    "SaveError",
     "Sequential",
     "__version__",
     "activations",

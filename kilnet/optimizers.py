@@ -11,6 +11,7 @@ recompilation.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -210,7 +211,8 @@ def transformation(optimizer) -> optax.GradientTransformation:
 def _check_learning_rate(value):
     if callable(value):
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    # A non-finite rate would turn finite gradients into non-finite parameters.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
         raise ValueError(
             "learning_rate must be a positive number or a schedule (a function of the step). "
             f"Received: learning_rate={value!r}"

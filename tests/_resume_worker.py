@@ -20,6 +20,7 @@ KILNET_TEST_WRITE_PAUSE makes checkpoint writers pause between files.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
 import sys
@@ -96,6 +97,7 @@ def serve():
         sys.stdout.flush()
         pid = os.fork()
         if pid == 0:   # the child: train, then leave without running the parent's cleanup
+            faulthandler.dump_traceback_later(40, exit=True)   # a hung child shows where
             code = 0
             try:
                 train(**kwargs)

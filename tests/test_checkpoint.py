@@ -119,6 +119,7 @@ def test_kill_9_at_random_moments_resumes_bitwise(tmp_path, reference, server):
         # Writers pause 10 ms between files, so that kills land inside writes too.
         pid = server.start(out=out, backup=backup, pause=0.01, write_pause=0.01)
         ready = _readline(server.proc.stdout).split()
+        print("DEBUG", pid, ready, expected, flush=True)
         assert ready[0] == "ready", ready
         assert (int(ready[1]), int(ready[2])) == expected
         time.sleep(rng.uniform(0.0, 0.35))
