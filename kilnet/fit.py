@@ -72,9 +72,10 @@ class Trainer:
             return
         self.ensure_state(seed)
         x_spec = jax.ShapeDtypeStruct((1,) + tuple(self.model._input_shape), jnp.float32)
-        y_shape = (1,) if isinstance(self.loss, losses_lib.SparseCategoricalCrossentropy) \
-            else (1,) + tuple(self.model.output_shape)
-        y_dtype = jnp.int32 if len(y_shape) == 1 else jnp.float32
+        sparse = isinstance(self.loss, losses_lib.SparseCategoricalCrossentropy)
+        out = tuple(self.model.output_shape)
+        y_shape = (1,) + (out[:-1] if sparse else out)  # class ids drop the class axis
+        y_dtype = jnp.int32 if sparse else jnp.float32
         self._cost_step(x_spec, jax.ShapeDtypeStruct(y_shape, y_dtype), DEFAULT_BATCH_SIZE)
 
     def _cost_step(self, x_spec, y_spec, batch_size):

@@ -89,13 +89,20 @@ def _shard(spec, *arrays):
                  for a in arrays)
 
 
+def per_sample_mean(values):
+    """One value per sample: outputs with extra axes (e.g. per time step) are averaged, as
+    Keras's losses reduce them."""
+    return values if values.ndim == 1 else values.reshape(values.shape[0], -1).mean(axis=1)
+
+
 def _add_metric_sums(spec, sums, yb, outputs, per_sample_loss, weight):
     """Add this batch's per-sample loss and metrics, counting only real samples."""
     preds = spec.model.final_activation(outputs) if spec.use_logits else outputs
     new = dict(sums)
     new["loss"] = sums["loss"] + jnp.sum(per_sample_loss * weight)
     for metric in spec.metrics:
-        new[metric.name] = sums[metric.name] + jnp.sum(metric.per_sample(yb, preds) * weight)
+        values = per_sample_mean(metric.per_sample(yb, preds))
+        new[metric.name] = sums[metric.name] + jnp.sum(values * weight)
     new["count"] = sums["count"] + jnp.sum(weight)
     return new
 
@@ -109,7 +116,7 @@ def train_step(spec: StepSpec, state: TrainState, xb, yb, mask, epoch, step):
         outputs, model_state = spec.model.apply(
             params, state.model_state, xb, training=True, key=key, mask=mask,
             logits=spec.use_logits)
-        per_sample = spec.loss(yb, outputs)
+        per_sample = per_sample_mean(spec.loss(yb, outputs))
         return jnp.sum(per_sample * weight) / denom, (outputs, model_state, per_sample)
 
     (loss, (outputs, model_state, per_sample)), grads = jax.value_and_grad(
@@ -173,7 +180,7 @@ def eval_chunk(spec, batch_size, sums, params, model_state, x, y, order, valid, 
         xb, yb, mask = _shard(spec, xb, yb, valid[positions])
         outputs, _ = spec.model.apply(params, model_state, xb, training=False, key=None,
                                       mask=mask, logits=spec.use_logits)
-        return _add_metric_sums(spec, sums, yb, outputs, spec.loss(yb, outputs),
+        return _add_metric_sums(spec, sums, yb, outputs, per_sample_mean(spec.loss(yb, outputs)),
                                 mask.astype(jnp.float32))
 
     return lax.fori_loop(start, stop, body, sums)
