@@ -11,12 +11,13 @@ from __future__ import annotations
 import errno
 import json
 import os
+import queue
 import random
-import select
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -54,10 +55,22 @@ def _assert_bitwise(path, reference):
         assert a.tobytes() == b.tobytes()
 
 
-def _readline(stream, timeout=60.0):
-    ready, _, _ = select.select([stream], [], [], timeout)
-    assert ready, "the worker said nothing for a minute"
-    return stream.readline().strip()
+class Lines:
+    """A process's output lines, read by a thread (select() can't see Python's buffer)."""
+
+    def __init__(self, stream):
+        self.queue = queue.Queue()
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream):
+        for line in stream:
+            self.queue.put(line.strip())
+
+    def next(self, timeout=60.0):
+        try:
+            return self.queue.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError("the worker said nothing for a minute") from None
 
 
 @pytest.fixture(scope="module")
@@ -75,19 +88,20 @@ class Server:
     def __init__(self):
         self.proc = subprocess.Popen([sys.executable, WORKER, "--serve"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, env=_env())
-        assert _readline(self.proc.stdout) == "serving"
+        self.lines = Lines(self.proc.stdout)
+        assert self.lines.next() == "serving"
 
     def start(self, **kwargs):
         self.proc.stdin.write(json.dumps(kwargs) + "\n")
         self.proc.stdin.flush()
-        kind, pid = _readline(self.proc.stdout).split()
+        kind, pid = self.lines.next().split()
         assert kind == "child"
         return int(pid)
 
     def lines_until_exit(self):
         lines = []
         while True:
-            line = _readline(self.proc.stdout)
+            line = self.lines.next()
             if line.startswith("exit "):
                 return lines, int(line.split()[2])
             lines.append(line)
@@ -118,8 +132,7 @@ def test_kill_9_at_random_moments_resumes_bitwise(tmp_path, reference, server):
         expected = _latest_position(backup)   # what the next run must resume from
         # Writers pause 10 ms between files, so that kills land inside writes too.
         pid = server.start(out=out, backup=backup, pause=0.01, write_pause=0.01)
-        ready = _readline(server.proc.stdout).split()
-        print("DEBUG", pid, ready, expected, flush=True)
+        ready = server.lines.next().split()
         assert ready[0] == "ready", ready
         assert (int(ready[1]), int(ready[2])) == expected
         time.sleep(rng.uniform(0.0, 0.35))
@@ -156,7 +169,7 @@ def test_signal_checkpoints_exits_and_resumes_bitwise(tmp_path, reference, serve
     proc = subprocess.Popen([sys.executable, WORKER, out, "--backup", backup, "--pause", "0.05"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=_env())
-    assert _readline(proc.stdout).startswith("ready")
+    assert proc.stdout.readline().startswith("ready")
     time.sleep(0.3)
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=60)
@@ -178,7 +191,7 @@ def _writing(backup):
 def test_second_sigint_exits_at_once_and_keeps_the_last_checkpoint(tmp_path, reference, server):
     backup, out = str(tmp_path / "backup"), str(tmp_path / "out.npz")
     pid = server.start(out=out, backup=backup, pause=0.05)   # 1. a committed checkpoint
-    assert _readline(server.proc.stdout).startswith("ready")
+    assert server.lines.next().startswith("ready")
     time.sleep(0.3)
     os.kill(pid, signal.SIGTERM)
     assert server.lines_until_exit()[1] == 143
@@ -186,7 +199,7 @@ def test_second_sigint_exits_at_once_and_keeps_the_last_checkpoint(tmp_path, ref
     # 2. Rerun without periodic saves and with slow writes (0.25 s a file): the first SIGINT
     # starts the interrupt's checkpoint, the second lands inside that write.
     pid = server.start(out=out, backup=backup, pause=0.3, save_freq=1000, write_pause=0.25)
-    assert _readline(server.proc.stdout).startswith("ready")
+    assert server.lines.next().startswith("ready")
     time.sleep(0.1)
     os.kill(pid, signal.SIGINT)
     for _ in range(1000):

@@ -7,10 +7,11 @@ from kilnet.callbacks._base import (
     LambdaCallback,
     TerminateOnNaN,
 )
-from kilnet.callbacks._checkpoint import BackupAndRestore, ModelCheckpoint  # noqa: F401
+from kilnet.callbacks._checkpoint import BackupAndRestore, ModelCheckpoint
 from kilnet.callbacks._early_stopping import EarlyStopping
 from kilnet.callbacks._loggers import CSVLogger, TensorBoard
 from kilnet.callbacks._lr import LearningRateScheduler, ReduceLROnPlateau
 
-__all__ = ["CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History", "LambdaCallback",
-           "LearningRateScheduler", "ReduceLROnPlateau", "TensorBoard", "TerminateOnNaN"]
+__all__ = ["BackupAndRestore", "CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History",
+           "LambdaCallback", "LearningRateScheduler", "ModelCheckpoint", "ReduceLROnPlateau",
+           "TensorBoard", "TerminateOnNaN"]
