@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from kilnet import data as data_lib

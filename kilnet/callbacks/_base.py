@@ -6,7 +6,6 @@ Callbacks have Keras's hooks and semantics. Hooks run on the host between compil
 from __future__ import annotations
 
 import math
-import warnings
 
 
 

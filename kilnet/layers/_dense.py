@@ -7,7 +7,6 @@ from kilnet.layers._base import ActivatedLayer
 
 
 class Dense(ActivatedLayer):
-    param_names = ("kernel", "bias")
     config_keys = ("units", "activation", "use_bias", "kernel_initializer", "bias_initializer")
 
     def __init__(self, units, activation=None, use_bias=True,
