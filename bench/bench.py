@@ -221,7 +221,7 @@ def summarize(results: list[dict], frameworks: list[str], workload: str, baselin
             rows.append(row)
             continue
         for key in ("first_epoch_s", "median_epoch_after_first_s", "fit_wall_s", "test_acc",
-                    "peak_rss_mb", "compile_call_s"):
+                    "peak_rss_mb", "build_s", "compile_call_s"):
             row[key] = _median(r.get(key) for r in ok)
         epochs = [r["median_epoch_after_first_s"] for r in ok if r.get("median_epoch_after_first_s")]
         row["epoch_min"], row["epoch_max"] = (min(epochs), max(epochs)) if epochs else (None, None)
@@ -384,7 +384,8 @@ def scaling_rows(results: list[dict], sizes: list[int]) -> list[dict]:
         row["rss_growth_mb"] = row["peak_rss_mb"] - row["rss_before_fit_mb"]
         row["growth_per_dataset"] = row["rss_growth_mb"] / row["dataset_mb"]
         rows.append(row)
-    base = next((r for r in rows if r.get("runs")), None)
+    measured = [r for r in rows if r.get("runs")]
+    base = min(measured, key=lambda r: r["samples"]) if measured else None  # the smallest size
     for r in rows:
         if base and r.get("runs"):
             r["per_60k_ratio"] = r["s_per_60k"] / base["s_per_60k"]

@@ -42,8 +42,26 @@ def device_dtype(array: np.ndarray):
 def to_device(array: np.ndarray | None, sharding=None):
     if array is None:
         return None
+    if sharding is None and jax.default_backend() == "cpu":
+        # The CPU device can use a 64-byte-aligned host buffer in place: no second copy of
+        # the dataset (600,000 MNIST-sized samples: 1.8 GB less peak memory).
+        return jax.device_put(_aligned(array, device_dtype(array)))
     array = np.asarray(array, dtype=device_dtype(array))
     return jax.device_put(array, sharding) if sharding is not None else jax.device_put(array)
+
+
+def _aligned(array, dtype, alignment: int = 64) -> np.ndarray:
+    """`array` as `dtype`, in a buffer aligned to `alignment` bytes (a copy only if needed)."""
+    array = np.asarray(array)
+    if array.dtype == dtype and array.flags.c_contiguous and \
+            array.ctypes.data % alignment == 0:
+        return array
+    nbytes = array.size * np.dtype(dtype).itemsize
+    buffer = np.empty(nbytes + alignment, np.uint8)
+    offset = (-buffer.ctypes.data) % alignment
+    out = buffer[offset:offset + nbytes].view(dtype).reshape(array.shape)
+    out[...] = array
+    return out
 
 
 def label_dtype_for(loss, y: np.ndarray):
