@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from kilnet import data as data_lib
+from kilnet.errors import InputError
 from kilnet import utils
 
 # A streamed block holds this many bytes of samples at most (and at least one batch), so
@@ -114,9 +115,11 @@ class StreamFeed:
             idx, ok = order[rows], valid[rows]
             # Reading rows in sorted order keeps a memmap's reads sequential.
             sorted_idx = np.sort(idx[ok])
-            x = self._pad(np.asarray(self.source[sorted_idx]), self.x_dtype)
-            y = None if self.y_source is None else self._pad(
-                np.asarray(self.y_source[sorted_idx]), self.label_dtype)
+            rows_x = np.asarray(self.source[sorted_idx])
+            rows_y = None if self.y_source is None else np.asarray(self.y_source[sorted_idx])
+            check_block(rows_x, rows_y, first)
+            x = self._pad(rows_x, self.x_dtype)
+            y = None if rows_y is None else self._pad(rows_y, self.label_dtype)
             # Position p of the block holds sample idx[p]: map it into the sorted rows.
             local = np.zeros(self.block_rows, np.int32)
             local[:len(idx)][ok] = np.searchsorted(sorted_idx, idx[ok])
@@ -160,8 +163,9 @@ class StreamFeed:
         mask = np.zeros(self.block_rows, bool)
         for j, batch in enumerate(chunk):
             bx, by = split_batch(batch, j + first)
+            check_block(bx, by, j + first)
             if len(bx) > self.batch_size or tuple(bx.shape[1:]) != self.sample_shape:
-                raise ValueError(
+                raise InputError(
                     f"Batch {j + first} of the data has shape {bx.shape}; every batch must have "
                     f"at most {self.batch_size} samples (the first batch's size) of shape "
                     f"{self.sample_shape}."
@@ -179,6 +183,16 @@ class StreamFeed:
                      limit=first + len(chunk))
 
 
+def check_block(x, y, first_step: int):
+    """Streamed data gets the NaN/inf check of in-memory data, one block at a time (a block
+    is read once per epoch, so the check costs one min/max pass over data already in cache)."""
+    from kilnet import validation
+    where = f"the streamed batches from step {first_step}"
+    for array, name in ((x, f"x ({where})"), (y, f"y ({where})")):
+        if array is not None and array.dtype.kind == "f" and array.size:
+            validation._check_finite(array, name)
+
+
 def split_batch(batch, index):
     if isinstance(batch, (tuple, list)) and len(batch) in (1, 2):
         x = np.asarray(batch[0])
@@ -186,7 +200,7 @@ def split_batch(batch, index):
         return x, y
     if isinstance(batch, np.ndarray):
         return batch, None
-    raise ValueError(
+    raise InputError(
         f"Each item of a data generator must be a tuple (x, y) or (x,). Received at batch "
         f"{index}: {type(batch).__name__}"
     )
