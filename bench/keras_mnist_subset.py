@@ -6,9 +6,7 @@
 Data: the arrays kilnet's own loader gives offline (kilnet.datasets.mnist.load_data()
 with KILNET_OFFLINE=1 and an empty cache), obtained through bench/kilnet_mnist_subset.py so both
 frameworks train and test on identical arrays: 4,000 train / 1,000 test, 400 / 100 per class,
-images / 255 as float32. (bench/mnist_subset.py's rule takes the *last* 100 of each class's
-permutation as test where kilnet takes the first 100: its test set shares no image with
-kilnet's, so it is not used here.) Model: Flatten(28, 28),
+images / 255 as float32. Model: Flatten(28, 28),
 Dense 128 relu, Dense 10 softmax; adam, sparse categorical cross-entropy,
 batch 32, 5 epochs. One run per model seed (`keras.utils.set_random_seed`);
 the data split is the same for every seed. Prints per-epoch training accuracy
