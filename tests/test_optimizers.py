@@ -346,3 +346,24 @@ def test_optimizer_errors():
         optimizers.SGD(clipnorm=1.0, global_clipnorm=1.0)
     with pytest.raises(TypeError, match="unexpected arguments"):
         optimizers.SGD(beta_1=0.9)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd", "rmsprop", "adagrad", "nadam"])
+def test_host_initialized_state_equals_optax_init(name):
+    """kilnet.optimizers.init_state evaluates tx.init with NumPy (no XLA compile): it must give
+    exactly what Optax's own init gives, structure, dtypes and values."""
+    import jax
+    import optax
+
+    from kilnet import optimizers as opt
+
+    params = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.ones(3, np.float32)}
+    variants = [opt.get(name), type(opt.get(name))(global_clipnorm=1.0, clipvalue=0.5),
+                type(opt.get(name))(learning_rate=optax.exponential_decay(0.1, 10, 0.5))]
+    for optimizer in variants:
+        tx = optimizer.build()
+        host, reference = opt.init_state(tx, params), jax.jit(tx.init)(params)
+        assert jax.tree.structure(host) == jax.tree.structure(reference)
+        for h, r in zip(jax.tree.leaves(host), jax.tree.leaves(reference)):
+            assert h.dtype == r.dtype and h.shape == r.shape
+            np.testing.assert_array_equal(np.asarray(h), np.asarray(r))
