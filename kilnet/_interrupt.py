@@ -21,6 +21,10 @@ import signal
 import sys
 import threading
 
+import jax
+
+from kilnet import distribution
+
 from kilnet.errors import TrainingInterrupted
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -89,7 +93,13 @@ def safe_point(trainer, cb_list) -> None:
         if hook is not None:
             hook(callbacks)
     guard = getattr(trainer, "signal_guard", None)
-    if guard is None or guard.signum is None:
+    signalled = guard is not None and guard.signum is not None
+    if jax.process_count() > 1:
+        # All processes stop together, or the others would wait in the next collective.
+        signalled = distribution.any_process(signalled)
+        if signalled and guard is not None and guard.signum is None:
+            guard.signum = signal.SIGTERM  # another process was signalled
+    if not signalled or guard is None:
         return
     guard.handled = True
     saved = [path for cb in callbacks if hasattr(cb, "on_interrupt")

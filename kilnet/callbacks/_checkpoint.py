@@ -86,7 +86,8 @@ class BackupAndRestore(Callback):
         self.restored_from, self._pending = None, None
         if self.save_freq != "epoch":
             trainer.max_chunk_steps = int(self.save_freq)
-        checkpoint.cleanup(self.backup_dir)
+        if _is_chief():  # every process reads the latest checkpoint; only one tidies
+            checkpoint.cleanup(self.backup_dir)
         ckpt = checkpoint.latest(self.backup_dir)
         if ckpt is not None:
             self._restore(trainer, ckpt)
