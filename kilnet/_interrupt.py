@@ -24,7 +24,6 @@ import threading
 import jax
 
 from kilnet import distribution
-
 from kilnet.errors import TrainingInterrupted
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
