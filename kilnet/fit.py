@@ -79,7 +79,9 @@ class Trainer:
         self._cost_step(x_spec, jax.ShapeDtypeStruct(y_shape, y_dtype), DEFAULT_BATCH_SIZE)
 
     def _cost_step(self, x_spec, y_spec, batch_size):
+        began = time.perf_counter()
         flops, bytes_ = programs.step_cost(self.spec, self.state, x_spec, y_spec, batch_size)
+        self.report.step_seconds = round(time.perf_counter() - began, 4)
         self.report.flops_per_step, self.report.bytes_per_step = flops, bytes_
         self.report.batch_size = batch_size
 

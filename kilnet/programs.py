@@ -209,6 +209,7 @@ class CompileReport:
     bytes_per_step: float | None = None
     batch_size: int | None = None
     programs: list = field(default_factory=list)  # dicts: name, seconds, memory bytes
+    step_seconds: float = 0.0  # tracing and lowering one step for its cost, at compile()
 
     @property
     def compile_seconds(self) -> float:
@@ -217,11 +218,16 @@ class CompileReport:
     def as_dict(self) -> dict:
         return {"params": self.params, "flops_per_step": self.flops_per_step,
                 "bytes_per_step": self.bytes_per_step, "batch_size": self.batch_size,
-                "compile_seconds": self.compile_seconds, "programs": list(self.programs)}
+                "compile_seconds": self.compile_seconds, "step_seconds": self.step_seconds,
+                "programs": list(self.programs)}
 
     def __str__(self):
-        lines = [f"Compiled {len(self.programs)} XLA program(s) in {self.compile_seconds:.2f} s; "
-                 f"{self.params:,} parameters"]
+        if self.programs:
+            lines = [f"Compiled {len(self.programs)} XLA program(s) in "
+                     f"{self.compile_seconds:.2f} s; {self.params:,} parameters"]
+        else:
+            lines = [f"Traced and lowered the training step in {self.step_seconds:.2f} s; "
+                     f"{self.params:,} parameters"]
         if self.flops_per_step is not None:
             lines.append(f"  per training step (batch {self.batch_size}): "
                          f"{_si(self.flops_per_step)}FLOP, {_si(self.bytes_per_step)}B accessed")
@@ -229,6 +235,9 @@ class CompileReport:
             mem = p.get("memory_bytes")
             lines.append(f"  {p['name']:<34} {p['seconds']:6.2f} s"
                          + (f"   memory {_si(mem)}B" if mem else ""))
+        if not self.programs:
+            lines.append("  the training step is traced and costed; its whole-epoch program is "
+                         "compiled by fit() for the dataset's size (cached on disk for reruns)")
         return "\n".join(lines)
 
 

@@ -41,6 +41,7 @@ def model_summary(model) -> str:
     else:
         lines.append(" The model is not built yet: parameter counts appear once the input "
                      "shape is known.")
-    if model.compile_report is not None and model.compile_report.programs:
+    report = model.compile_report
+    if report is not None and (report.programs or report.flops_per_step is not None):
         lines.append(str(model.compile_report))
     return "\n".join(lines)
