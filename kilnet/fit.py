@@ -302,10 +302,11 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
             if val_feed is not None:
                 epoch_logs.update(_evaluate_feed(trainer, val_feed, prefix="val_"))
             trainer.position = (epoch + 1, 0)
-            gains = insight.gain_labels(previous_logs, epoch_logs)
-            progress.epoch_end(epoch, epoch_logs, gains)
-            previous_logs = dict(epoch_logs)
             cb_list.on_epoch_end(epoch, epoch_logs)
+            # After the callbacks, as Keras's ProgbarLogger: the line shows what they add to the
+            # logs (ReduceLROnPlateau's learning_rate).
+            progress.epoch_end(epoch, epoch_logs, insight.gain_labels(previous_logs, epoch_logs))
+            previous_logs = dict(epoch_logs)
             _interrupt.safe_point(trainer, cb_list)
             if model.stop_training:
                 break

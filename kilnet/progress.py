@@ -30,7 +30,8 @@ def resolve_verbose(verbose) -> int:
 def format_logs(logs: dict, gains: dict | None = None) -> str:
     parts = []
     for name, value in logs.items():
-        text = f"{name}: {value:.4f}"
+        # Keras's Progbar rule: small magnitudes (a learning rate) in scientific notation.
+        text = f"{name}: {value:.4f}" if abs(value) > 1e-3 or value == 0 else f"{name}: {value:.4e}"
         if gains and name in gains:
             text += f" ({gains[name]})"
         parts.append(text)
