@@ -31,7 +31,8 @@ def format_logs(logs: dict, gains: dict | None = None) -> str:
     parts = []
     for name, value in logs.items():
         # Keras's Progbar rule: small magnitudes (a learning rate) in scientific notation.
-        text = f"{name}: {value:.4f}" if abs(value) > 1e-3 or value == 0 else f"{name}: {value:.4e}"
+        small = value != 0 and abs(value) <= 1e-3
+        text = f"{name}: {value:.4e}" if small else f"{name}: {value:.4f}"
         if gains and name in gains:
             text += f" ({gains[name]})"
         parts.append(text)
