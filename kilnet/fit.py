@@ -8,6 +8,7 @@ The loops only slice epochs into chunks, dispatch a compiled chunk, and read bac
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass
 
 import jax
@@ -50,6 +51,8 @@ class Trainer:
         self.model = model
         self.optimizer = optimizers_lib.get(optimizer)
         self.tx = optimizers_lib.transformation(self.optimizer)
+        if isinstance(self.optimizer, optimizers_lib.Optimizer):
+            self.optimizer._trainer = weakref.ref(self)
         self.loss = losses_lib.get(loss)
         self.metric_ids = list(metrics or [])
         self.on_nonfinite = on_nonfinite

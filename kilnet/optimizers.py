@@ -94,9 +94,29 @@ class Optimizer:
         if unknown:
             raise TypeError(f"{type(self).__name__} got unexpected arguments {sorted(unknown)}; "
                             f"it accepts {sorted(self.defaults)}.")
-        self.learning_rate = learning_rate
+        self._trainer = None  # set by compile(): where the rate in use lives
+        self._learning_rate = learning_rate
         self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
         self.hyper = {**self.defaults, **hyper}
+
+    @property
+    def learning_rate(self):
+        """The learning rate; setting it on a compiled model changes the rate the compiled
+        step uses at once, without recompiling (`model.optimizer.learning_rate = 1e-4`)."""
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        _check_learning_rate(value)
+        trainer = self._trainer() if self._trainer is not None else None
+        if trainer is not None and trainer.state is not None:
+            if callable(value) or callable(self._learning_rate):
+                raise TypeError(
+                    "A compiled model's learning rate can be changed from one number to "
+                    "another; to use a schedule, compile again with it. "
+                    f"Received: learning_rate={value!r}")
+            trainer.learning_rate = float(value)
+        self._learning_rate = value
 
     def core(self, learning_rate) -> optax.GradientTransformation:
         raise NotImplementedError

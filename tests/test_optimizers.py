@@ -367,3 +367,32 @@ def test_host_initialized_state_equals_optax_init(name):
         for h, r in zip(jax.tree.leaves(host), jax.tree.leaves(reference)):
             assert h.dtype == r.dtype and h.shape == r.shape
             np.testing.assert_array_equal(np.asarray(h), np.asarray(r))
+
+
+def test_setting_the_optimizers_learning_rate_changes_the_compiled_step():
+    """Keras users write `model.optimizer.learning_rate = ...`: the next steps use it, with
+    no recompilation (the rate lives in the optimizer state)."""
+    import kilnet
+    from kilnet import layers
+
+    x = np.ones((8, 1), np.float32)
+    y = np.zeros((8, 1), np.float32)  # MAE on a bias-only path: the gradient is a constant 1
+    model = kilnet.Sequential([layers.Dense(1, input_shape=(1,), kernel_initializer="zeros")])
+    model.compile(optimizer=kilnet.optimizers.SGD(learning_rate=0.1), loss="mae")
+    model.build(seed=0)
+    model.set_weights([np.zeros((1, 1), np.float32), np.full((1,), 10.0, np.float32)])
+
+    def bias_step():
+        before = model.get_weights()[1][0]
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+        return before - model.get_weights()[1][0]
+
+    assert bias_step() == pytest.approx(0.1, rel=1e-5)
+    programs = len(model.compile_report.programs)
+    model.optimizer.learning_rate = 0.01
+    assert model.optimizer.learning_rate == 0.01
+    assert model.compiled.learning_rate == pytest.approx(0.01, rel=1e-6)
+    assert bias_step() == pytest.approx(0.01, rel=1e-4)
+    assert len(model.compile_report.programs) == programs  # nothing recompiled
+    with pytest.raises(ValueError, match="learning_rate"):
+        model.optimizer.learning_rate = -1.0
