@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="a model.kilnet file or a run folder")
     evaluate.add_argument("--dataset", default="mnist", metavar="NAME|PATH", help=dataset_help)
     evaluate.add_argument("--batch-size", type=positive_int, default=32, metavar="N",
-                       help="default: 32")
+                          help="default: 32")
     evaluate.add_argument("--limit", type=positive_int, default=None, metavar="N",
                           help="evaluate on the first N test samples only")
     evaluate.set_defaults(run=cmd_evaluate)

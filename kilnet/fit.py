@@ -20,7 +20,7 @@ from kilnet import distribution as distribution_lib
 from kilnet import losses as losses_lib
 from kilnet import metrics as metrics_lib
 from kilnet import optimizers as optimizers_lib
-from kilnet import _interrupt, feeds, insight, programs, utils
+from kilnet import _interrupt, feeds, insight, programs, utils, validation
 from kilnet.callbacks import CallbackList, History
 from kilnet.errors import NonFiniteError
 from kilnet.progress import EpochProgress, resolve_verbose
@@ -235,7 +235,6 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
         steps_per_epoch=None):
     trainer = model._trainer()
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
-    from kilnet import validation
     # Several processes: each passed its shard; train on all (kilnet.distribution). Log once.
     x, y, validation_data = distribution_lib.global_arrays(trainer, x, y, validation_data)
     verbose = verbose if distribution_lib.is_chief() else 0
@@ -386,7 +385,6 @@ def _evaluate_feed(trainer, feed, prefix=""):
 def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False, steps=None):
     trainer = model._trainer()
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
-    from kilnet import validation
     x, y = distribution_lib.global_arrays(trainer, x, y)  # several processes: all shards
     verbose = verbose if distribution_lib.is_chief() else 0
     if feeds.is_stream(x):
@@ -411,7 +409,6 @@ def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False,
 
 def predict(model, x, *, batch_size=None, verbose="auto", steps=None):
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
-    from kilnet import validation
     resolve_verbose(verbose)
     if model.compiled is None:  # Keras allows predict on an uncompiled model
         model.compiled = Trainer(model, optimizer="sgd", loss="mse", metrics=[])

@@ -7,7 +7,6 @@ state (kilnet.programs.TrainState) together with the optimizer state, so there i
 
 from __future__ import annotations
 
-import math
 
 import jax
 import jax.numpy as jnp
@@ -55,9 +54,8 @@ class Sequential:
         elif any(existing.name == layer.name for existing in self._layers):
             raise ValueError(f"Two layers are named {layer.name!r}; layer names must be unique.")
         self._layers.append(layer)
-        self._params = self._state = None  # adding a layer invalidates what was built
-        if self.compiled is not None:
-            self.compiled = None
+        # Adding a layer invalidates what was built and compiled.
+        self._params = self._state = self.compiled = None
 
     def _unique_name(self, base: str) -> str:
         taken = {layer.name for layer in self._layers}
@@ -313,7 +311,3 @@ def _reject_unsupported(method: str, kwargs: dict, tolerated: tuple):
     unknown = sorted(set(kwargs) - set(tolerated))
     if unknown:
         raise TypeError(f"{method}() got unsupported arguments: {unknown}.")
-
-
-def param_count(shape_tree) -> int:
-    return sum(math.prod(np.shape(a)) for a in jax.tree.leaves(shape_tree))
