@@ -38,7 +38,7 @@ from kilnet.errors import (
     SaveError,
 )
 from kilnet.layers import Input
-from kilnet.model import Sequential
+from kilnet.models import Model, Sequential
 from kilnet.plot import plot_history
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "InputTypeError",
     "InputWarning",
     "KilnetError",
+    "Model",
     "ModelFileError",
     "NonFiniteError",
     "SaveError",

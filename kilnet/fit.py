@@ -20,7 +20,7 @@ from kilnet import distribution as distribution_lib
 from kilnet import losses as losses_lib
 from kilnet import metrics as metrics_lib
 from kilnet import optimizers as optimizers_lib
-from kilnet import _interrupt, feeds, insight, programs, utils, validation
+from kilnet import _interrupt, _tree, feeds, insight, programs, utils, validation
 from kilnet.callbacks import CallbackList, History
 from kilnet.errors import NonFiniteError
 from kilnet.progress import EpochProgress, resolve_verbose
@@ -38,8 +38,8 @@ class Trainer:
     """What compile() builds: the resolved optimizer/loss/metrics, the step specification, the
     training state and a cache of ahead-of-time compiled programs per data shape."""
 
-    def __init__(self, model, *, optimizer, loss, metrics, on_nonfinite="stop",
-                 distribution=None):
+    def __init__(self, model, *, optimizer, loss, metrics, loss_weights=None,
+                 on_nonfinite="stop", distribution=None):
         if loss is None:
             raise ValueError("compile() needs a loss, e.g. loss='sparse_categorical_crossentropy'.")
         if on_nonfinite not in ("stop", "skip"):
@@ -57,8 +57,12 @@ class Trainer:
         self.metric_ids = list(metrics or [])
         self.on_nonfinite = on_nonfinite
         self.distribution = distribution_lib.get(distribution)  # None: one device
+        self.loss_weights = loss_weights
         self.spec = None
         self.state = None            # programs.TrainState, once the model is built
+        self._var_paths = {}         # id(Variable) -> (TrainState field, path in that tree)
+        self._held = []              # the Variables whose values live in self.state
+        self._trainable_paths = None # decided at the first build: frozen layers stay frozen
         self.seed = None             # decides the data order and dropout of this training run
         self.fit_calls = 0
         self.report = programs.CompileReport()
@@ -71,12 +75,13 @@ class Trainer:
     # -- building ----------------------------------------------------------------------------
     def prepare(self, seed=None):
         """At compile(): if the input shape is known, build, and cost the training step."""
-        if self.model._input_shape is None:
+        if self.model.input_specs is None:
             return
         self.ensure_state(seed)
-        x_spec = jax.ShapeDtypeStruct((1,) + tuple(self.model._input_shape), jnp.float32)
+        x_spec = jax.ShapeDtypeStruct((1,) + tuple(self.model.input_specs[0].shape),
+                                      jnp.float32)
         sparse = isinstance(self.loss, losses_lib.SparseCategoricalCrossentropy)
-        out = tuple(self.model.output_shape)
+        out = tuple(self.model.output_specs[0].shape)
         y_shape = (1,) + (out[:-1] if sparse else out)  # class ids drop the class axis
         y_dtype = jnp.int32 if sparse else jnp.float32
         self._cost_step(x_spec, jax.ShapeDtypeStruct(y_shape, y_dtype), DEFAULT_BATCH_SIZE)
@@ -91,11 +96,11 @@ class Trainer:
     def _make_spec(self, label_shape=None):
         model = self.model
         metric_objs = [metrics_lib.get(m, loss=self.loss, label_shape=label_shape,
-                                       output_shape=model.output_shape)
+                                       output_shape=model.output_specs[0].shape)
                        for m in self.metric_ids]
         loss = self.loss
         use_logits = (not loss.from_logits and loss.logits_of is not None
-                      and model.final_activation_name == loss.logits_of)
+                      and model.output_activations()[0] == loss.logits_of)
         return programs.StepSpec(model=model, loss=loss.with_logits() if use_logits else loss,
                                  metrics=metric_objs, tx=self.tx, use_logits=use_logits,
                                  on_nonfinite=self.on_nonfinite,
@@ -103,23 +108,74 @@ class Trainer:
                                                         None))
 
     def ensure_state(self, seed=None, input_shape=None):
-        """Build the model if needed and create the training state (optimizer state, keys)."""
+        """Build the model if needed and create the training state (optimizer state, keys);
+        once it exists, take back any weight changed since (set_weights, another model
+        sharing layers) without touching the optimizer state."""
         if self.state is not None:
+            if any(v.holder is not self for v in self._held):
+                self._hold_variables(self.state)
             return
         model = self.model
-        if model._params is None:
+        if not model.built:
             model.build(input_shape, seed=seed)
         self.seed = utils.next_seed() if seed is None else int(seed)
         self.spec = self._make_spec()
         self.report.params = model.count_params()
-        params = model._params
-        self.state = programs.TrainState(
-            params=params, model_state=model._state,
-            opt_state=optimizers_lib.init_state(self.tx, params),
+        trainable = {id(v) for v in model.trainable_weights}
+        self._trainable_paths = {path for path, kind, v in model.variable_paths()
+                                 if kind == "params" and id(v) in trainable}
+        state = programs.TrainState(
+            params=None, model_state=None, opt_state=None,
             rng=utils.raw_key(self.seed, 1),
             sums=programs.zero_sums(self.spec),
             fault=jnp.asarray(programs.NO_FAULT, jnp.int32),
             skipped=jnp.zeros((), jnp.int32))
+        state = self._hold_variables(state)
+        self.state = state._replace(opt_state=optimizers_lib.init_state(self.tx, state.params))
+
+    # -- the model's weights live in the training state while it is compiled ------------------
+    def _hold_variables(self, state):
+        """Move the model's weights into `state` (params / frozen / model_state) and make this
+        Trainer their holder: one copy of every weight, read through by the Variables."""
+        model = self.model
+        paths = list(model.variable_paths())
+        for _, _, v in paths:
+            if v.holder is not None and v.holder is not self:
+                v.release()  # another model's Trainer had it: take a copy
+        params, frozen = _tree.split(model.params_tree(),
+                                     lambda p: p in self._trainable_paths)
+        state = state._replace(params=params, frozen=frozen, model_state=model.state_tree())
+        self.state = state
+        self._var_paths = {id(v): ("model_state" if kind == "state" else
+                                   "params" if path in self._trainable_paths else "frozen", path)
+                           for path, kind, v in paths}
+        self._held = [v for _, _, v in paths]
+        for v in self._held:
+            v.hold_by(self)
+        return state
+
+    def read_variable(self, variable):
+        """The live value of a Variable this Trainer holds (kilnet.variables)."""
+        field, path = self._var_paths[id(variable)]
+        return _tree.get_path(getattr(self.state, field), path)
+
+    def write_variable(self, variable, value):
+        """Set a held Variable's value inside the training state (set_weights during fit)."""
+        field, path = self._var_paths[id(variable)]
+        tree = _tree.replace_path(getattr(self.state, field), path, value)
+        self.state = self.state._replace(**{field: tree})
+
+    def release_variables(self):
+        """Give every weight back to its Variable (a copy): the Trainer is being replaced."""
+        if self.state is not None:
+            for v in self._held:
+                if v.holder is self:
+                    v.release()
+        self._held = []
+
+    def model_params(self):
+        """The model's whole params tree (trained and frozen weights)."""
+        return programs.model_params(self.state)
 
     def resolve_accuracy(self, label_shape):
         """Keras resolves "accuracy" from the labels' shape, known only at fit/evaluate: redo
@@ -130,12 +186,9 @@ class Trainer:
             self._programs.clear()  # they were traced with the other metrics
 
     def reset_state(self):
+        self.release_variables()
         self.state = None
         self._programs.clear()
-
-    def replace_weights(self, params, model_state):
-        if self.state is not None:
-            self.state = self.state._replace(params=params, model_state=model_state)
 
     def program(self, kind: str, batch_size: int, *args):
         """The compiled program `kind` for these argument shapes, compiling it on first use."""
@@ -375,7 +428,7 @@ def _evaluate_feed(trainer, feed, prefix=""):
     state = trainer.state
     sums = programs.zero_sums(trainer.spec)
     for block in feed.blocks(None):
-        args = (sums, state.params, state.model_state, block.x, block.y, block.order,
+        args = (sums, programs.model_params(state), state.model_state, block.x, block.y, block.order,
                 block.valid, jnp.int32(block.base), jnp.int32(block.base),
                 jnp.int32(block.limit))
         sums = trainer.program("evaluate", feed.batch_size, *args)(*args)
@@ -424,8 +477,9 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None):
     state = trainer.state
     results = []
     for block in feed.blocks(None):
-        outputs = jnp.zeros((block.order.shape[0],) + tuple(model.output_shape), jnp.float32)
-        args = (outputs, state.params, state.model_state, block.x, block.order, block.valid,
+        outputs = jnp.zeros((block.order.shape[0],) + tuple(model.output_specs[0].shape),
+                            jnp.float32)
+        args = (outputs, programs.model_params(state), state.model_state, block.x, block.order, block.valid,
                 jnp.int32(block.base), jnp.int32(block.base), jnp.int32(block.limit))
         outputs = trainer.program("predict", feed.batch_size, *args)(*args)
         # host sync: this block's predictions, real samples only

@@ -34,19 +34,27 @@ import numpy as np
 import optax
 from jax import lax
 
+from kilnet import _scope, _tree
+
 NO_FAULT = -1
 
 
 class TrainState(NamedTuple):
     """Everything a training run changes: one pytree to donate, shard, save and restore."""
 
-    params: Any
-    model_state: Any
+    params: Any           # the weights the optimizer trains
+    model_state: Any      # non-trainable weights (BatchNorm's moving statistics)
     opt_state: Any
     rng: jax.Array        # base key of dropout; folded with (epoch, step) each step
     sums: dict            # per-epoch sums of loss, metrics and the sample count
     fault: jax.Array      # step within the epoch of the first non-finite step, or -1
     skipped: jax.Array    # non-finite steps skipped (on_nonfinite="skip")
+    frozen: Any = None    # trainable weights of frozen layers (layer.trainable = False)
+
+
+def model_params(state: TrainState):
+    """The model's whole params tree: trained weights and frozen ones."""
+    return state.params if not state.frozen else _tree.merge(state.params, state.frozen)
 
 
 @dataclass
@@ -97,7 +105,7 @@ def per_sample_mean(values):
 
 def _add_metric_sums(spec, sums, yb, outputs, per_sample_loss, weight):
     """Add this batch's per-sample loss and metrics, counting only real samples."""
-    preds = spec.model.final_activation(outputs) if spec.use_logits else outputs
+    preds = spec.model.activate_output(0, outputs) if spec.use_logits else outputs
     new = dict(sums)
     new["loss"] = sums["loss"] + jnp.sum(per_sample_loss * weight)
     for metric in spec.metrics:
@@ -113,11 +121,16 @@ def train_step(spec: StepSpec, state: TrainState, xb, yb, mask, epoch, step):
     denom = jnp.maximum(jnp.sum(weight), 1.0)
 
     def loss_fn(params):
-        outputs, model_state = spec.model.apply(
-            params, state.model_state, xb, training=True, key=key, mask=mask,
-            logits=spec.use_logits)
+        # The scope collects the add_loss() terms of Keras-style layers (kilnet._scope).
+        with _scope.opened(_scope.Scope(training=True)) as root:
+            outputs, model_state = spec.model.apply(
+                params if not state.frozen else _tree.merge(params, state.frozen),
+                state.model_state, xb, training=True, rng=key, sample_mask=mask,
+                logits=spec.use_logits)
         per_sample = per_sample_mean(spec.loss(yb, outputs))
-        return jnp.sum(per_sample * weight) / denom, (outputs, model_state, per_sample)
+        extra = sum(root.losses) if root.losses else 0.0
+        loss = jnp.sum(per_sample * weight) / denom + extra
+        return loss, (outputs, model_state, per_sample + extra)
 
     (loss, (outputs, model_state, per_sample)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params)
@@ -178,10 +191,13 @@ def eval_chunk(spec, batch_size, sums, params, model_state, x, y, order, valid, 
         positions = _positions(i, base, batch_size)
         xb, yb = _batch(x, y, order[positions])
         xb, yb, mask = _shard(spec, xb, yb, valid[positions])
-        outputs, _ = spec.model.apply(params, model_state, xb, training=False, key=None,
-                                      mask=mask, logits=spec.use_logits)
-        return _add_metric_sums(spec, sums, yb, outputs, per_sample_mean(spec.loss(yb, outputs)),
-                                mask.astype(jnp.float32))
+        with _scope.opened(_scope.Scope()) as root:
+            outputs, _ = spec.model.apply(params, model_state, xb, training=False, rng=None,
+                                          sample_mask=mask, logits=spec.use_logits)
+        per_sample = per_sample_mean(spec.loss(yb, outputs))
+        if root.losses:
+            per_sample = per_sample + sum(root.losses)
+        return _add_metric_sums(spec, sums, yb, outputs, per_sample, mask.astype(jnp.float32))
 
     return lax.fori_loop(start, stop, body, sums)
 
@@ -192,7 +208,8 @@ def predict_chunk(spec, batch_size, outputs, params, model_state, x, order, vali
         positions = _positions(i, base, batch_size)
         xb, _ = _batch(x, None, order[positions])
         xb, mask = _shard(spec, xb, valid[positions])
-        y, _ = spec.model.apply(params, model_state, xb, training=False, key=None, mask=mask)
+        y, _ = spec.model.apply(params, model_state, xb, training=False, rng=None,
+                                sample_mask=mask)
         return lax.dynamic_update_slice_in_dim(outputs, y.astype(outputs.dtype),
                                                (i - base) * batch_size, axis=0)
 

@@ -35,7 +35,7 @@ from kilnet import losses as losses_lib
 from kilnet import metrics as metrics_lib
 from kilnet import optimizers as optimizers_lib
 from kilnet.errors import ModelFileError
-from kilnet.layers import LAYER_TYPES
+from kilnet.layers import LAYER_TYPES, InputLayer
 
 
 # -- pytrees <-> named tensors ------------------------------------------------------------------
@@ -117,7 +117,7 @@ def _object_from(types: dict, spec, what: str, path):
 
 def model_from_config(config, path="the configuration"):
     """An unbuilt Sequential from Sequential.get_config()'s dict, through LAYER_TYPES only."""
-    from kilnet.model import Sequential
+    from kilnet.models import Sequential
 
     if (not isinstance(config, dict) or not isinstance(config.get("layers"), list)
             or not isinstance(config.get("name", ""), str)):
@@ -132,12 +132,12 @@ def model_from_config(config, path="the configuration"):
         raise ModelFileError(path, f"the input shape {input_shape!r:.100} is invalid.")
     layers = [_object_from(LAYER_TYPES, spec, "layer", path) for spec in config["layers"]]
     try:
+        if input_shape is not None and (not layers or layers[0].declared_input_shape is None):
+            layers = [InputLayer(shape=tuple(input_shape))] + layers
         model = Sequential(layers, name=config.get("name") or None)
-        if input_shape is not None:
-            if model.input_shape is not None and tuple(model.input_shape) != tuple(input_shape):
-                raise ValueError(f"input shape {input_shape} disagrees with the first layer's "
-                                 f"{model.input_shape}")
-            model._input_shape = tuple(input_shape)
+        if input_shape is not None and tuple(model.input_specs[0].shape) != tuple(input_shape):
+            raise ValueError(f"input shape {input_shape} disagrees with the first layer's "
+                             f"{model.input_specs[0].shape}")
     except (TypeError, ValueError) as error:
         raise ModelFileError(path, f"the model configuration is invalid: {error}") from None
     return model
@@ -211,7 +211,7 @@ def _install_weights(model, tensors, path):
     from kilnet import utils
 
     params, state, shapes = {}, {}, []
-    shape = tuple(model.input_shape)
+    shape = tuple(model.input_specs[0].shape)
     for index, layer in enumerate(model.layers):
         for kind, names, out in (("params", layer.param_names, params),
                                  ("state", layer.state_names, state)):
@@ -251,8 +251,9 @@ def _install_weights(model, tensors, path):
                    and not _belongs(n, params, state))
     if extra:
         raise ModelFileError(path, f"it holds arrays no layer uses: {extra[:3]}.")
-    model._params, model._state = jax.device_put((params, state))
-    model._output_shapes = shapes
+    model.build(seed=0)
+    for var_path, kind, variable in model.variable_paths():
+        variable.assign(tensors[f"{kind}/{'/'.join(var_path)}"])
 
 
 def _belongs(name, params, state):
@@ -313,7 +314,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
         raise ModelFileError(filepath, "it does not describe a kilnet Sequential model.")
     model = model_from_config(spec["config"], filepath)
     _check_tensor_names(tensors, ("params", "state", "opt", "train"), filepath)
-    if model.input_shape is not None:
+    if model.input_specs is not None:
         _install_weights(model, tensors, filepath)
     elif tensors:
         raise ModelFileError(filepath, "it holds arrays but no input shape to build the model.")
@@ -369,7 +370,8 @@ def load_weights(model, filepath):
     saved = [(e["class_name"], e["config"]["name"]) for e in config["layers"]
              if e["class_name"] != "InputLayer"]
     if not model.built:
-        shape = model.input_shape or config.get("input_shape")
+        shape = (model.input_specs[0].shape if model.input_specs is not None
+                 else config.get("input_shape"))
         if shape is None:
             raise ValueError("load_weights needs a built model or a file with an input shape: "
                              "call model.build(input_shape) first.")
@@ -391,5 +393,5 @@ def load_weights(model, filepath):
     if extra:
         raise ModelFileError(filepath, f"it holds arrays no layer uses: {extra[:3]}.")
     by_slot = {(layer.name, kind, name): value for layer, kind, name, value in weights}
-    model.set_weights([by_slot[(layer.name, kind, name)]
-                       for layer, kind, name in model._weight_slots()])
+    model.set_weights([by_slot[(var_path[0], kind, var_path[-1])]
+                       for var_path, kind, _ in model.variable_paths()])

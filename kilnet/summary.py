@@ -21,11 +21,9 @@ def model_summary(model) -> str:
     for index, layer in enumerate(model.layers):
         shape, count = "?", 0
         if built:
-            shape = str((None,) + tuple(model._output_shapes[index]))
-            p = model.params[layer.name]
-            s = model.state[layer.name]
-            count = sum(math.prod(np.shape(a)) for a in p.values())
-            frozen = sum(math.prod(np.shape(a)) for a in s.values())
+            shape = str(layer.output.shape)
+            count = sum(math.prod(v.shape) for v in layer.trainable_weights)
+            frozen = sum(math.prod(v.shape) for v in layer.non_trainable_weights)
             trainable += count
             non_trainable += frozen
             count += frozen

@@ -24,6 +24,19 @@ def set_random_seed(seed: int) -> None:
     np.random.seed(int(seed) % 2**32)
 
 
+def clear_session() -> None:
+    """Free JAX's compiled-program caches, as Keras's keras.utils.clear_session frees its
+    backend state. Layer names need no reset: kilnet numbers them per model.
+
+    Example:
+        >>> import kilnet
+        >>> kilnet.utils.clear_session()
+        >>> kilnet.layers.Dense(2).name
+        'dense'
+    """
+    jax.clear_caches()
+
+
 def next_seed() -> int:
     """A fresh integer seed: derived from set_random_seed's seed if set, else from the OS."""
     if _seed["value"] is None:

@@ -203,9 +203,10 @@ def _check_same_length(x, y, x_name, y_name):
                          f"(shape {x.shape}) and {y_name} with {len(y)} (shape {y.shape})")
 
 
-def check_input_shape(model, x, argument="x"):
-    expected = model.input_shape
-    if expected is None or tuple(x.shape[1:]) == tuple(expected):
+def check_input_shape(model, x, argument="x", index=0):
+    specs = model.input_specs
+    expected = None if specs is None else specs[index].shape
+    if expected is None or _shape_fits(x.shape[1:], expected):
         return
     got, expected = tuple(x.shape[1:]), tuple(expected)
     if got + (1,) == expected:
@@ -219,6 +220,12 @@ def check_input_shape(model, x, argument="x"):
                "kilnet.Input(shape=...)), or reshape the data")
     raise InputError(f"{argument} has samples of shape {got} but the model expects {expected}; "
                      f"{fix}. Received: {argument}.shape={x.shape}")
+
+
+def _shape_fits(got, expected) -> bool:
+    """A sample shape against a declared one, where None (a variable length) takes any size."""
+    return len(got) == len(expected) and all(e is None or g == e
+                                              for g, e in zip(got, expected))
 
 
 # -- the public checks, before the model is built ------------------------------------------------
@@ -271,7 +278,8 @@ def check_predict_inputs(model, x, *, batch_size):
 # -- after the model is built: labels against the loss and the output shape -----------------------
 def check_targets(model, loss, y, val=None, *, job="fit"):
     """Labels against the loss and model.output_shape; warnings about the last layer (fit)."""
-    out = model.output_shape
+    specs = model.output_specs
+    out = None if specs is None else specs[0].shape
     if not out:  # unbuilt, or a model without a feature axis: nothing to compare with
         return
     out = tuple(out)
@@ -406,7 +414,7 @@ def _check_elementwise(loss, y, out, argument):
 
 
 def _warn_last_layer(model, loss, out):
-    activation = model.final_activation_name
+    activation = model.output_activations()[0]
     if getattr(loss, "from_logits", False) and activation in ("softmax", "sigmoid"):
         _warn(f"The loss has from_logits=True but the last layer already applies {activation}, "
               f"so the loss treats probabilities as logits and trains poorly. Remove the "

@@ -56,7 +56,7 @@ def test_seed_mlp_parameter_count_and_summary():
 def test_convnet_with_batchnorm_counts_non_trainable_params():
     model = small_convnet()
     model.build(seed=0)
-    assert model.output_shape == (10,)
+    assert model.output_shape == (None, 10)
     assert model.count_params() == 426
     assert model.trainable_count() == 418
     text = summary_text(model)

@@ -202,11 +202,9 @@ class TensorBoard(Callback):
 
     def _histograms(self, epoch):
         histogram_pb = self._pb[2]
-        for layer in self.model.layers:
-            for group in (self.model.params, self.model.state):
-                for name, array in (group or {}).get(layer.name, {}).items():
-                    values = np.asarray(array, np.float64)  # host copy, once per epoch
-                    self._write("train", histogram_pb(f"{layer.name}/{name}", values), epoch)
+        for path, _, variable in self.model.variable_paths():
+            values = np.asarray(variable.value, np.float64)  # host copy, once per epoch
+            self._write("train", histogram_pb("/".join(path), values), epoch)
 
     def on_train_end(self, logs=None):
         for writer in self._writers.values():

@@ -1,69 +1,554 @@
-"""The Layer contract: a layer is a description; its arrays live in pytrees the model owns.
+"""The Layer contract. A layer is written in one of two forms, and both mix in one model:
 
-`init(rng, input_shape)` makes the parameters and non-trainable state (NumPy arrays, drawn from
-the NumPy Generator `rng`) for an input of a given shape (batch axis excluded) and returns the
-output shape. `apply(params, state, x, *,
-training, key, mask)` is pure, so the whole training step can be traced by JAX.
+- **kilnet's pure form** (the layers shipped with kilnet): `init(rng, input_shape) -> (params,
+  state, output_shape)` makes the arrays (NumPy, drawn from the Generator `rng`) and
+  `apply(params, state, inputs, *, training, rng, sample_mask) -> (outputs, new_state)` is a
+  pure function, traced inside the compiled programs.
+- **Keras's form**: `build(input_shape)` with `self.add_weight(...)`, and `call(inputs,
+  training=None)` reading `self.kernel` and calling sub-layers held as attributes. The base
+  class turns it into the pure form: `apply` binds every Variable to the array passed in for
+  the duration of `call` (kilnet._scope), so `call` is pure too.
+
+`rng` in apply is a JAX key (randomness is explicit); `sample_mask` marks the real samples of a
+padded last batch (it is not Keras's sequence `mask`).
+
+Calling a layer (`layer(x)`) records a node on symbolic tensors (the functional API), runs
+inside an enclosing `call` with the arrays that call provides, or computes eagerly on arrays,
+building the layer's weights on first use, as Keras does.
 """
 
 from __future__ import annotations
 
-import re
+import functools
+import inspect
 from typing import Any
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
-from kilnet import activations
+from kilnet import _names, _scope, activations, initializers, utils
+from kilnet.layers._node import KerasTensor, Node, is_symbolic, tensors_in
+from kilnet.variables import Variable
 
 Shape = tuple  # a shape without its batch axis, e.g. (28, 28)
 
 
-def _snake_case(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower().replace("2_d", "2d")
-
-
 class Layer:
-    """Base class. Subclasses set `param_names`/`state_names` and implement `init`/`apply`."""
+    """Base class of every layer and model.
+
+    Subclass it the Keras way: create weights in `build` with `add_weight`, compute in `call`
+    with `kilnet.ops`; sub-layers assigned as attributes are tracked.
+
+    Args:
+        name: unique name of the layer (default: from the class name, e.g. "dense_1").
+        input_shape: the input shape without the batch axis, on a model's first layer.
+        trainable: whether fit() updates its weights.
+        dtype: only "float32" for now.
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> from kilnet import ops
+        >>> class Scale(kilnet.layers.Layer):
+        ...     def build(self, input_shape):
+        ...         self.w = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+        ...     def call(self, inputs):
+        ...         return ops.multiply(inputs, self.w)
+        >>> layer = Scale()
+        >>> np.asarray(layer(np.array([[1.0, 2.0]]))).tolist()
+        [[1.0, 2.0]]
+        >>> [w.name for w in layer.weights]
+        ['variable']
+    """
 
     param_names: tuple[str, ...] = ()
     state_names: tuple[str, ...] = ()
     # Constructor arguments saved in a config, beyond name/input_shape.
     config_keys: tuple[str, ...] = ()
 
-    def __init__(self, *, name: str | None = None, input_shape=None, dtype=None):
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"name must be a string. Received: name={name!r}")
+    def __init__(self, *, name: str | None = None, input_shape=None, dtype=None,
+                 trainable: bool = True, batch_input_shape=None, input_dim=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} got unexpected keyword arguments "
+                            f"{sorted(kwargs)}.")
+        if name is not None and (not isinstance(name, str) or not name or "/" in name):
+            raise ValueError(f"name must be a non-empty string without '/'. Received: "
+                             f"name={name!r}")
         if dtype not in (None, "float32"):
             raise ValueError(
                 f"Only float32 layers are supported for now. Received: dtype={dtype!r}"
             )
-        self.name = name
-        self.input_shape = _as_shape(input_shape, "input_shape") if input_shape is not None else None
+        if input_shape is None and batch_input_shape is not None:
+            input_shape = tuple(batch_input_shape)[1:]
+        if input_shape is None and input_dim is not None:
+            input_shape = (input_dim,)
+        set_untracked(self, "_sublayers", [])
+        set_untracked(self, "_trainable_vars", [])
+        set_untracked(self, "_non_trainable_vars", [])
+        set_untracked(self, "_inbound_nodes", [])
+        set_untracked(self, "_eager_losses", [])
+        set_untracked(self, "_trainable", bool(trainable))
+        set_untracked(self, "_name", name)  # None until a model names it (see `name`)
+        self.declared_input_shape = (_as_shape(input_shape, "input_shape")
+                                     if input_shape is not None else None)
+        self.built = False
+        self.build_shape = None   # the input shape the weights were made for
+        self.build_dtype = None   # the input dtype(s) seen on the first call
 
     @property
     def default_name(self) -> str:
-        return _snake_case(type(self).__name__)
+        return _names.snake_case(type(self).__name__)
 
-    # -- what subclasses implement --------------------------------------------------------
-    def init(self, rng, input_shape: Shape) -> tuple[dict, dict, Shape]:
-        """Return (params, state, output_shape) for an input of `input_shape`."""
-        return {}, {}, self.compute_output_shape(input_shape)
+    @property
+    def name(self) -> str:
+        """The layer's name: given, else numbered within the first model that holds it
+        ("dense", "dense_1", ...), else its default name."""
+        return self._name or self.default_name
 
-    def compute_output_shape(self, input_shape: Shape) -> Shape:
-        return input_shape
+    @name.setter
+    def name(self, value: str):
+        if not isinstance(value, str) or not value or "/" in value:
+            raise ValueError(f"name must be a non-empty string without '/'. Received: "
+                             f"name={value!r}")
+        set_untracked(self, "_name", value)
 
-    def apply(self, params, state, x, *, training=False, key=None, mask=None):
-        """Return (y, new_state). `mask` marks real samples (1) against padding (0)."""
-        raise NotImplementedError
+    @property
+    def name_is_fixed(self) -> bool:
+        """True once the name was given or fixed by a model (it no longer changes)."""
+        return self._name is not None
 
-    # -- configuration ----------------------------------------------------------------------
+    def take_name(self, taken) -> str:
+        """Fix a default name unique among `taken` (the names of its siblings in a model);
+        a given or already fixed name is kept."""
+        if self._name is None:
+            set_untracked(self, "_name", _names.unique_among(self.default_name, taken))
+        return self._name
+
+    # -- attribute tracking: sub-layers and variables assigned as attributes ------------------
+    def __setattr__(self, name, value):
+        if not name.startswith("__") and "_sublayers" in self.__dict__:
+            for item in (value if isinstance(value, (list, tuple)) else [value]):
+                if isinstance(item, Layer) and item is not self and not any(
+                        item is s for s in self._sublayers):
+                    item.take_name({s.name for s in self._sublayers}
+                                   | {v.name for v in self._trainable_vars
+                                      + self._non_trainable_vars})
+                    self._sublayers.append(item)
+                elif isinstance(item, Variable):
+                    self._track_variable(item)
+        object.__setattr__(self, name, value)
+
+    def _track_variable(self, variable: Variable):
+        if any(variable is v for v in self._trainable_vars + self._non_trainable_vars):
+            return
+        (self._trainable_vars if variable.trainable else self._non_trainable_vars).append(
+            variable)
+
+    # -- what the pure form implements ---------------------------------------------------------
+    @property
+    def is_pure(self) -> bool:
+        """True for layers written in kilnet's init/apply form (they override apply)."""
+        return type(self).apply is not Layer.apply
+
+    def compute_output_shape(self, input_shape):
+        """The output shape (batch axis excluded) for an input of `input_shape`."""
+        if self.is_pure:
+            return input_shape
+        return self._traced_output_shape(input_shape)
+
+    def init(self, rng, input_shape) -> tuple[dict, dict, Any]:
+        """Return (params, state, output_shape) for an input of `input_shape`; Keras-form
+        layers run `build` and trace `call` once (building sub-layers on their first call)."""
+        if self.is_pure:
+            return {}, {}, self.compute_output_shape(input_shape)
+        return self._keras_init(rng, input_shape)
+
+    def apply(self, params, state, *args, training=False, rng=None, sample_mask=None,
+              **kwargs):
+        """Return (outputs, new_state): runs `call` with every weight bound to `params` /
+        `state` (pure, so it can be traced)."""
+        bindings = {id(v): params[v.name] for v in self._trainable_vars}
+        bindings.update({id(v): state[v.name] for v in self._non_trainable_vars})
+        layers = {id(sub): [params.get(sub.name, {}), state.get(sub.name, {})]
+                  for sub in self._sublayers}
+        scope = _scope.Scope(bindings=bindings, training=bool(training), rng=rng,
+                             sample_mask=sample_mask, layers=layers)
+        with _scope.opened(scope):
+            outputs = self._run_call(args, kwargs, training)
+        new_state = {v.name: scope.assigned.get(id(v), state[v.name])
+                     for v in self._non_trainable_vars}
+        for sub in self._sublayers:
+            new_state[sub.name] = layers[id(sub)][1]
+        return outputs, new_state
+
+    # -- what the Keras form implements --------------------------------------------------------
+    def build(self, input_shape) -> None:
+        """Create the layer's weights with `add_weight` (Keras's form). Default: none."""
+
+    def call(self, inputs, *args, **kwargs):
+        """The computation (Keras's form), written with kilnet.ops."""
+        raise NotImplementedError(
+            f"{type(self).__name__} defines neither call(self, inputs) (Keras's form) nor "
+            "init/apply (kilnet's form): implement call() to say what the layer computes.")
+
+    def add_weight(self, shape=None, initializer=None, dtype=None, trainable=True,
+                   name=None, regularizer=None, constraint=None, autocast=True,
+                   aggregation=None, overwrite_with_gradient=False):
+        """Create a weight of this layer, as Keras's `Layer.add_weight`.
+
+        Args:
+            shape: the weight's shape (default: a scalar).
+            initializer: a kilnet initializer name ("glorot_uniform", "zeros", ...) or a
+                callable `f(shape, dtype)`. Default: "glorot_uniform" (as Keras for floats).
+            trainable: whether the optimizer updates it; non-trainable weights are state
+                (update them in `call` with `variable.assign`).
+            name: the name inside the layer (default "variable", "variable_1", ...).
+
+        Returns:
+            The kilnet.variables.Variable, to keep as an attribute (`self.kernel = ...`).
+        """
+        if regularizer is not None or constraint is not None:
+            raise ValueError("add_weight: regularizer and constraint are not supported yet; "
+                             "add a penalty with self.add_loss(...) in call() instead. Received: "
+                             f"regularizer={regularizer!r}, constraint={constraint!r}")
+        if dtype not in (None, "float32", np.float32, jnp.float32):
+            raise ValueError(f"add_weight: only float32 weights are supported for now. "
+                             f"Received: dtype={dtype!r}")
+        shape = () if shape is None else tuple(int(d) for d in shape)
+        taken = {v.name for v in self._trainable_vars + self._non_trainable_vars}
+        if name is None:
+            name = _names.unique_among("variable", taken)
+        elif name in taken or name in {s.name for s in self._sublayers}:
+            raise ValueError(f"Layer {self.name!r} already has a weight or sub-layer named "
+                             f"{name!r}; give each add_weight a different name.")
+        rng = _scope.init_rng() or utils.numpy_rng(utils.next_seed())
+        value = _initial_value(initializer, rng, shape)
+        variable = Variable(value, name=name, trainable=trainable)
+        self._track_variable(variable)
+        return variable
+
+    def add_loss(self, value) -> None:
+        """Add a term to the training loss (e.g. activity regularization, a VAE's KL term).
+
+        Inside a compiled step it joins that step's loss; called eagerly it is kept in
+        `layer.losses`."""
+        from kilnet.variables import to_array
+
+        if not _scope.add_loss(jnp.sum(to_array(value))):
+            self._eager_losses.append(jnp.sum(to_array(value)))
+
+    @property
+    def losses(self) -> list:
+        """The add_loss values of the last eager call (of this layer and its sub-layers)."""
+        found = list(self._eager_losses)
+        for sub in self._sublayers:
+            found.extend(sub.losses)
+        return found
+
+    # -- calling ---------------------------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        if not args:
+            raise TypeError(f"Layer {self.name!r} was called without inputs; call it on a "
+                            "tensor, e.g. layer(x).")
+        if is_symbolic((args, kwargs)):
+            return self._call_symbolic(args, kwargs)
+        entry = _scope.layer_entry(self)
+        if entry is None and _scope.init_rng() is not None:
+            entry = self._build_inside_call(args)
+        if entry is not None:
+            return self._call_in_scope(entry, args, kwargs)
+        if _scope.current() is not None:
+            raise ValueError(
+                f"Layer {self.name!r} is called inside the call() of another layer or model "
+                "but is not one of its attributes, so its weights have no home. Create it in "
+                f"__init__ and keep it as an attribute (self.{self.name} = ...).")
+        return self._call_eager(args, kwargs)
+
+    def _run_call(self, args, kwargs, training):
+        if self._accepts("training"):
+            kwargs = dict(kwargs)
+            kwargs.setdefault("training", bool(training))
+        return self.call(*args, **kwargs)
+
+    def _accepts(self, argument: str) -> bool:
+        return _call_arguments(type(self)).get(argument, False)
+
+    def _call_in_scope(self, entry, args, kwargs):
+        kwargs = dict(kwargs)
+        training = kwargs.pop("training", None)
+        if training is None:
+            training = _scope.training_flag()
+        params, state = entry
+        outputs, entry[1] = self.apply(params, state, *args, training=bool(training),
+                                       rng=_scope.next_rng(),
+                                       sample_mask=_current_sample_mask(), **kwargs)
+        return outputs
+
+    def _build_inside_call(self, args):
+        """A sub-layer called for the first time while its parent is being built."""
+        if not self.built:
+            rng = _scope.init_rng()
+            self.build_weights(utils.numpy_rng(int(rng.integers(2**31))),
+                               _shape_of(args[0]))
+        entry = [self.params_tree(), self.state_tree()]
+        _scope.current().layers[id(self)] = entry
+        return entry
+
+    def _call_eager(self, args, kwargs):
+        kwargs = dict(kwargs)
+        training = bool(kwargs.pop("training", False))
+        args = jax.tree.map(_as_input_array, args)
+        if not self.built:
+            self.build_weights(utils.numpy_rng(utils.next_seed()), _shape_of(args[0]))
+        self._eager_losses.clear()
+        scope = _scope.Scope(training=training)
+        rng = utils.raw_key(utils.next_seed()) if training else None
+        with _scope.opened(scope):
+            outputs, new_state = self.apply(self.params_tree(), self.state_tree(), *args,
+                                            training=training, rng=rng, **kwargs)
+        self._eager_losses.extend(scope.losses)
+        if training:  # Keras updates moving statistics on a training call
+            self.assign_state_tree(new_state)
+        return outputs
+
+    def _call_symbolic(self, args, kwargs):
+        input_shape = _shape_of(args[0])
+        if self.build_dtype is None:
+            self.build_dtype = jax.tree.map(lambda t: t.dtype, args[0],
+                                            is_leaf=lambda t: isinstance(t, KerasTensor))
+        try:
+            out_shape = (self.compute_output_shape(input_shape) if self.is_pure or self.built
+                         else self._trial_output_shape(input_shape))
+        except ValueError as error:
+            raise ValueError(f"Layer {self.name!r} ({type(self).__name__}) cannot take an "
+                             f"input of shape {_with_batch(input_shape)}: {error}") from None
+        if self.build_shape is None:
+            self.build_shape = input_shape
+        out_dtype = self.compute_output_dtype(self.build_dtype)
+        if isinstance(out_shape, list):
+            outputs = [KerasTensor((None,) + tuple(s), out_dtype) for s in out_shape]
+        else:
+            outputs = KerasTensor((None,) + tuple(out_shape), out_dtype)
+        self._inbound_nodes.append(Node(self, args, kwargs, outputs))
+        return outputs
+
+    def compute_output_dtype(self, input_dtype) -> str:
+        """The dtype of the outputs: float32 for kilnet's layers."""
+        return "float32"
+
+    # -- building weights ------------------------------------------------------------------------
+    def build_weights(self, rng, input_shape) -> None:
+        """Make the weights for inputs of `input_shape`, drawing from the NumPy Generator
+        `rng`: the pure form's `init`, kept as Variables. A built layer is made anew."""
+        if self.built and not self.is_pure:
+            self.unbuild()  # Keras's form: build() runs again and draws new weights
+        try:
+            params, state, _ = self.init(rng, input_shape)
+        except ValueError as error:
+            raise ValueError(f"Layer {self.name!r}: {error}") from None
+        self._adopt(params, state)
+        self.built = True
+        self.build_shape = input_shape
+
+    def _adopt(self, params: dict, state: dict):
+        """Keep the arrays `init` made as this layer's Variables (creating them if needed)."""
+        if not self.is_pure:
+            return  # Keras's form: add_weight made the Variables already
+        subs = {sub.name: sub for sub in self._sublayers}
+        for tree, trainable in ((params, True), (state, False)):
+            own = {v.name: v for v in (self._trainable_vars if trainable
+                                       else self._non_trainable_vars)}
+            for name, value in tree.items():
+                if name in subs:
+                    continue  # a sub-layer's arrays: adopted by it when it was built
+                if name in own:
+                    own[name].assign(value)
+                else:
+                    self._track_variable(Variable(value, name=name, trainable=trainable))
+
+    def _keras_init(self, rng, input_shape):
+        """Keras's form: build() makes the weights, then one abstract trace of call() builds
+        the sub-layers it calls and gives the output shape."""
+        if not self.built:
+            with _scope.opened(_scope.Scope(init_rng=rng)):
+                self.build(_build_argument(input_shape))
+        out_shape = self._traced_output_shape(input_shape, init_rng=rng)
+        return self.params_tree(), self.state_tree(), out_shape
+
+    def _traced_output_shape(self, input_shape, init_rng=None):
+        dtypes = self.build_dtype or jax.tree.map(lambda _: "float32", input_shape,
+                                                   is_leaf=_is_shape)
+        specs = jax.tree.map(lambda s, d: jax.ShapeDtypeStruct((1,) + tuple(s), d),
+                             input_shape, dtypes, is_leaf=_is_shape)
+
+        def run(x):
+            bindings = {id(v): v.value for v in self._trainable_vars + self._non_trainable_vars}
+            layers = {id(sub): [sub.params_tree(), sub.state_tree()]
+                      for sub in self._sublayers if sub.built}
+            scope = _scope.Scope(bindings=bindings, layers=layers, init_rng=init_rng)
+            with _scope.opened(scope):
+                return self._run_call((x,), {}, False)
+
+        out = jax.eval_shape(run, specs)
+        shapes = [tuple(o.shape[1:]) for o in jax.tree.leaves(out)]
+        return shapes[0] if not isinstance(out, (list, tuple)) else shapes
+
+    def _trial_output_shape(self, input_shape):
+        """The output shape of an unbuilt Keras-form layer: build it on a throwaway draw, trace,
+        then forget the weights, so that the model's seed decides them when it is built."""
+        self.build_weights(utils.numpy_rng(0), input_shape)
+        try:
+            return self._traced_output_shape(input_shape)
+        finally:
+            self.unbuild()
+
+    def unbuild(self) -> None:
+        """Forget the weights (they are made again by the next build)."""
+        for sub in self._sublayers:
+            sub.unbuild()
+        for v in self._trainable_vars + self._non_trainable_vars:
+            v.release()
+        for name in [n for n, v in vars(self).items() if isinstance(v, Variable)]:
+            object.__delattr__(self, name)
+        self._trainable_vars.clear()
+        self._non_trainable_vars.clear()
+        self.built = False
+
+    # -- the weights -----------------------------------------------------------------------------
+    def params_tree(self) -> dict:
+        """{weight name: array} of the declared-trainable weights, sub-layers nested by name."""
+        tree = {v.name: v.value for v in self._trainable_vars}
+        for sub in self._sublayers:
+            tree[sub.name] = sub.params_tree()
+        return tree
+
+    def state_tree(self) -> dict:
+        """The same for non-trainable weights (moving statistics and other state)."""
+        tree = {v.name: v.value for v in self._non_trainable_vars}
+        for sub in self._sublayers:
+            tree[sub.name] = sub.state_tree()
+        return tree
+
+    def assign_state_tree(self, state: dict) -> None:
+        for v in self._non_trainable_vars:
+            if state.get(v.name) is not None:
+                v.assign(state[v.name])
+        for sub in self._sublayers:
+            if sub.name in state:
+                sub.assign_state_tree(state[sub.name])
+
+    def variable_paths(self, prefix=()):
+        """(path, kind, Variable) for every weight, kind "params" or "state", in Keras's
+        weight order: own trainable, own non-trainable, then sub-layers'."""
+        for v in self._trainable_vars:
+            yield prefix + (v.name,), "params", v
+        for v in self._non_trainable_vars:
+            yield prefix + (v.name,), "state", v
+        for sub in self._sublayers:
+            yield from sub.variable_paths(prefix + (sub.name,))
+
+    @property
+    def layers(self) -> list:
+        """The layers this one holds (sub-layers of a Keras-form layer)."""
+        return list(self._sublayers)
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool):
+        # As Keras: freezing a layer freezes its weights and every sub-layer.
+        value = bool(value)
+        object.__setattr__(self, "_trainable", value)
+        for v in self._trainable_vars:
+            v.trainable = value
+        for sub in self._sublayers:
+            sub.trainable = value
+
+    @property
+    def weights(self) -> list:
+        """Every weight (Variables), in Keras's get_weights order."""
+        seen, out = set(), []
+        for _, _, v in self.variable_paths():
+            if id(v) not in seen:
+                seen.add(id(v))
+                out.append(v)
+        return out
+
+    variables = weights
+
+    @property
+    def trainable_weights(self) -> list:
+        if not self.trainable:
+            return []
+        out = [v for v in self._trainable_vars if v.trainable]
+        for sub in self._sublayers:
+            out.extend(v for v in sub.trainable_weights if not any(v is o for o in out))
+        return out
+
+    trainable_variables = trainable_weights
+
+    @property
+    def non_trainable_weights(self) -> list:
+        trainable = {id(v) for v in self.trainable_weights}
+        return [v for v in self.weights if id(v) not in trainable]
+
+    non_trainable_variables = non_trainable_weights
+
+    def get_weights(self) -> list:
+        """The weights as NumPy arrays, in Keras's order."""
+        return [v.numpy() for v in self.weights]
+
+    def set_weights(self, weights) -> None:
+        """Set the weights from NumPy arrays in get_weights() order (shapes must match)."""
+        mine = self.weights
+        if len(weights) != len(mine):
+            raise ValueError(
+                f"set_weights expected a list of {len(mine)} arrays (as get_weights returns). "
+                f"Received: {len(weights)} arrays")
+        names = {id(v): "/".join(path) for path, _, v in self.variable_paths()}
+        for v, value in zip(mine, weights):
+            if tuple(np.shape(value)) != v.shape:
+                raise ValueError(f"set_weights: {names[id(v)]} expects shape {v.shape}. "
+                                 f"Received: shape {tuple(np.shape(value))}")
+        for v, value in zip(mine, weights):
+            v.assign(np.asarray(value))
+
+    def count_params(self) -> int:
+        if not self.built:
+            raise ValueError(f"Layer {self.name!r} has no weights yet: it is built on its first "
+                             "call, or by model.build(input_shape).")
+        return sum(int(np.prod(v.shape)) for v in self.weights)
+
+    # -- the functional API's view of a layer ----------------------------------------------------
+    @property
+    def input(self):
+        """The symbolic input of the layer's first call on symbolic tensors."""
+        return self._first_node("input").args[0]
+
+    @property
+    def output(self):
+        """The symbolic output of the layer's first call on symbolic tensors."""
+        return self._first_node("output").outputs_structure
+
+    def _first_node(self, what):
+        if not self._inbound_nodes:
+            raise AttributeError(f"Layer {self.name!r} has never been called on symbolic "
+                                 f"tensors, so it has no {what}.")
+        return self._inbound_nodes[0]
+
+    # -- configuration -------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
-        config = {"name": self.name}
-        if self.input_shape is not None:
-            config["input_shape"] = list(self.input_shape)
+        config = {"name": self.name, "trainable": self.trainable}
+        if self.declared_input_shape is not None:
+            config["input_shape"] = list(self.declared_input_shape)
         for key in self.config_keys:
             value = getattr(self, key)
             config[key] = list(value) if isinstance(value, tuple) else value
+        if not self.config_keys and type(self).__init__ is not Layer.__init__ and not self.is_pure:
+            _check_custom_config(self)
         return config
 
     @classmethod
@@ -72,14 +557,14 @@ class Layer:
 
     def __repr__(self):
         args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.config_keys)
-        return f"{type(self).__name__}({args})"
+        return f"<{type(self).__name__} name={self.name!r}{', ' if args else ''}{args}>"
 
 
 class ActivatedLayer(Layer):
     """A layer that ends with an activation, so a model can ask for its pre-activation.
 
     Losses computed from the logits are stable where the same loss on softmax/sigmoid
-    outputs is not; the model uses `apply(..., logits=True)` on its last layer for that.
+    outputs is not; the model uses `apply(..., logits=True)` on an output layer for that.
     """
 
     def __init__(self, activation=None, **kwargs):
@@ -87,12 +572,108 @@ class ActivatedLayer(Layer):
         self._activation_fn = activations.get(activation)
         self.activation = activations.name_of(self._activation_fn)
 
-    def pre_activation(self, params, state, x, *, training, key, mask):
+    def pre_activation(self, params, state, x, *, training, rng, sample_mask):
         raise NotImplementedError
 
-    def apply(self, params, state, x, *, training=False, key=None, mask=None, logits=False):
-        z, state = self.pre_activation(params, state, x, training=training, key=key, mask=mask)
+    def activate(self, z):
+        """The activation alone (applied to logits computed with logits=True)."""
+        return self._activation_fn(z)
+
+    def apply(self, params, state, x, *, training=False, rng=None, sample_mask=None,
+              logits=False, **_):
+        z, state = self.pre_activation(params, state, x, training=training, rng=rng,
+                                       sample_mask=sample_mask)
         return (z if logits else self._activation_fn(z)), state
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+def set_untracked(obj, name, value):
+    object.__setattr__(obj, name, value)
+
+
+@functools.lru_cache(maxsize=None)
+def _call_arguments(cls) -> dict:
+    try:
+        parameters = inspect.signature(cls.call).parameters
+    except (TypeError, ValueError):
+        return {}
+    accepts_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    return {name: name in parameters or accepts_any for name in ("training", "mask")}
+
+
+def _current_sample_mask():
+    scope = _scope.current()
+    while scope is not None and scope.sample_mask is None:
+        scope = scope.parent
+    return None if scope is None else scope.sample_mask
+
+
+def _is_shape(value) -> bool:
+    return isinstance(value, tuple) and all(d is None or isinstance(d, int) for d in value)
+
+
+def _shape_of(inputs):
+    """The shape (batch axis excluded) of an input, or a list/dict of them for several."""
+    if isinstance(inputs, (KerasTensor,)) or hasattr(inputs, "shape"):
+        return tuple(None if d is None else int(d) for d in inputs.shape[1:])
+    if isinstance(inputs, dict):
+        return {k: _shape_of(v) for k, v in inputs.items()}
+    if isinstance(inputs, (list, tuple)):
+        return [_shape_of(v) for v in inputs]
+    raise TypeError(f"A layer's inputs must be arrays or symbolic tensors. Received: "
+                    f"{type(inputs).__name__}")
+
+
+def _with_batch(shape):
+    if _is_shape(shape):
+        return (None,) + tuple(shape)
+    return shape
+
+
+def _build_argument(input_shape):
+    """Keras passes build() the input shape with its batch axis (None)."""
+    if _is_shape(input_shape):
+        return (None,) + tuple(input_shape)
+    return jax.tree.map(lambda s: (None,) + tuple(s), input_shape, is_leaf=_is_shape)
+
+
+def _as_input_array(x):
+    from kilnet.variables import to_array
+
+    x = to_array(x)
+    if isinstance(x, (np.ndarray, list, float, int)) and not isinstance(x, bool):
+        array = np.asarray(x)
+        if np.issubdtype(array.dtype, np.floating):
+            return jnp.asarray(array, jnp.float32)
+        return jnp.asarray(array)
+    return x
+
+
+def _initial_value(initializer, rng, shape):
+    if initializer is None:
+        initializer = "glorot_uniform"
+    if isinstance(initializer, str):
+        return initializers.get(initializer)(rng, shape)
+    if callable(initializer):
+        value = initializer(shape, dtype="float32")
+        return np.asarray(value, np.float32)
+    if isinstance(initializer, (int, float, np.ndarray)):
+        return np.broadcast_to(np.asarray(initializer, np.float32), shape).copy()
+    raise TypeError("initializer must be an initializer name, e.g. 'glorot_uniform', or a "
+                    f"callable f(shape, dtype). Received: initializer={initializer!r}")
+
+
+def _check_custom_config(layer):
+    """A Keras-form layer with constructor arguments must say how to rebuild itself."""
+    if type(layer).get_config is Layer.get_config:
+        params = [p for p in inspect.signature(type(layer).__init__).parameters.values()
+                  if p.name not in ("self", "kwargs", "args") and p.default is p.empty
+                  and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        if params:
+            raise NotImplementedError(
+                f"Layer {type(layer).__name__} has constructor arguments "
+                f"{[p.name for p in params]} but no get_config(): define get_config() to return "
+                "them (with super().get_config()), so the model can be saved and cloned.")
 
 
 def _as_shape(value, argument: str) -> Shape:
@@ -102,7 +683,8 @@ def _as_shape(value, argument: str) -> Shape:
         shape = tuple(value)
     except TypeError:
         shape = None
-    if shape is None or not all(isinstance(d, int) and d > 0 for d in shape) or not shape:
+    if shape is None or not all((isinstance(d, int) and d > 0) or d is None for d in shape) \
+            or not shape:
         raise ValueError(
             f"{argument} must be a tuple of positive integers without the batch axis, "
             f"e.g. {argument}=(28, 28). Received: {argument}={value!r}"

@@ -6,31 +6,80 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from kilnet.layers._base import ActivatedLayer, Layer, _as_shape
+from kilnet.layers._node import KerasTensor, Node
+
+
+_INPUT_DTYPES = ("float32", "int32", "int64", "uint8", "bool")
 
 
 class InputLayer(Layer):
-    """Declares the model's input shape; `kilnet.Input(shape=...)` makes one."""
+    """The layer behind `kilnet.Input`: it produces the symbolic tensor a model starts from."""
 
-    config_keys = ("shape",)
+    config_keys = ("shape", "dtype")
 
-    def __init__(self, shape=None, *, name=None, **kwargs):
+    def __init__(self, shape=None, *, name=None, dtype="float32", batch_size=None,
+                 input_shape=None, batch_shape=None, sparse=None, **kwargs):
+        del batch_size  # the batch size is chosen by fit/evaluate/predict
+        if shape is None and batch_shape is not None:
+            shape = tuple(batch_shape)[1:]
+        if shape is None:
+            shape = input_shape
+        if sparse:
+            raise ValueError("Sparse inputs are not supported. Received: sparse=True")
         shape = _as_shape(shape, "shape")
+        dtype = "float32" if dtype is None else str(np.dtype(dtype))
+        if dtype not in _INPUT_DTYPES:
+            raise ValueError(f"Input dtype must be one of {list(_INPUT_DTYPES)}. Received: "
+                             f"dtype={dtype!r}")
         super().__init__(name=name, input_shape=shape, **kwargs)
         self.shape = shape
+        self.dtype = dtype
+        self.built = True
+        self.output_tensor = KerasTensor((None,) + shape, dtype, name=self.name)
+        self._inbound_nodes.append(Node(self, (), {}, self.output_tensor))
+
+    @property
+    def default_name(self) -> str:
+        return "input_layer"
 
     def get_config(self):
-        return {"name": self.name, "shape": list(self.shape)}
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+    def compute_output_dtype(self, input_dtype):
+        return self.dtype
 
     def apply(self, params, state, x, **_):
         return x, state
 
 
-def Input(shape=None, *, name=None, batch_size=None):
-    """Start a Sequential model with a known input shape, as `keras.Input` does."""
-    del batch_size  # the batch size is chosen by fit/evaluate/predict
-    return InputLayer(shape=shape, name=name)
+def Input(shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None, name=None,
+          tensor=None):
+    """A symbolic input of a model, as `keras.Input`: call layers on it, then make a model with
+    `kilnet.Model(inputs, outputs)`. Also accepted as the first element of a Sequential.
+
+    Args:
+        shape: the shape of one sample, without the batch axis, e.g. (28, 28).
+        dtype: "float32" (default) or an integer dtype for token ids.
+        name: the input's name (the key of its array when fit() gets a dict).
+
+    Returns:
+        A KerasTensor with a batch axis of None.
+
+    Example:
+        >>> import kilnet
+        >>> x = kilnet.Input(shape=(4,))
+        >>> y = kilnet.layers.Dense(2)(x)
+        >>> y.shape
+        (None, 2)
+    """
+    if tensor is not None:
+        raise ValueError("Input(tensor=...) is not supported. Received: a tensor argument")
+    layer = InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, sparse=sparse,
+                       batch_shape=batch_shape, name=name)
+    return layer.output_tensor
 
 
 class Flatten(Layer):
@@ -104,10 +153,13 @@ class Dropout(Layer):
         del seed
         self.rate = float(rate)
 
-    def apply(self, params, state, x, *, training=False, key=None, **_):
+    def apply(self, params, state, x, *, training=False, rng=None, **_):
         if not training or self.rate == 0.0:
             return x, state
-        keep = jax.random.bernoulli(key, 1.0 - self.rate, x.shape)
+        if rng is None:
+            raise ValueError(f"Dropout {self.name!r} was applied in training mode without a "
+                             "random key (rng=...).")
+        keep = jax.random.bernoulli(rng, 1.0 - self.rate, x.shape)
         return jnp.where(keep, x / (1.0 - self.rate), 0.0), state
 
 

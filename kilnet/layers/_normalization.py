@@ -38,10 +38,10 @@ class BatchNormalization(Layer):
                  "moving_variance": np.ones((channels,), np.float32)}
         return params, state, input_shape
 
-    def apply(self, params, state, x, *, training=False, mask=None, **_):
+    def apply(self, params, state, x, *, training=False, sample_mask=None, **_):
         axes = tuple(range(x.ndim - 1))
-        if training:
-            mean, var = _masked_moments(x, axes, mask)
+        if training and self.trainable:  # frozen: inference mode, as Keras
+            mean, var = _masked_moments(x, axes, sample_mask)
             m = self.momentum
             state = {"moving_mean": state["moving_mean"] * m + mean * (1 - m),
                      "moving_variance": state["moving_variance"] * m + var * (1 - m)}

@@ -1,0 +1,135 @@
+"""The scope a layer's `call` runs in: which array each Variable stands for, the random key,
+the losses `add_loss` collects. A leaf module: it imports nothing from kilnet.
+
+Why it exists: Keras-style layers read their weights as attributes (`self.kernel`) and draw
+randomness from a `SeedGenerator`, while everything compiled must be a pure function of the
+training state. Layer.apply opens a scope that binds each Variable to the array passed in
+(traced inside the compiled programs, concrete when called eagerly), so the same `call`
+runs both ways; values written with `variable.assign` inside the scope are collected as the
+new non-trainable state instead of mutating anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+_local = threading.local()
+
+
+@dataclass
+class Scope:
+    """One level of `apply`: bindings for variables, randomness and collected losses."""
+
+    bindings: dict = field(default_factory=dict)     # id(Variable) -> array
+    assigned: dict = field(default_factory=dict)     # id(Variable) -> new array (assign())
+    training: bool = False
+    rng: Any = None                                  # a JAX key, or None (no randomness)
+    sample_mask: Any = None                          # real samples (True) vs batch padding
+    losses: list = field(default_factory=list)       # add_loss() values, in call order
+    draws: int = 0                                   # keys handed out so far
+    # Sub-layers called inside this call(): id(layer) -> [params, state] (state updated in place)
+    layers: dict = field(default_factory=dict)
+    # While building: a NumPy Generator for weights made by add_weight and for sub-layers
+    # built on their first call (None when not building).
+    init_rng: Any = None
+    parent: "Scope | None" = None
+
+
+def _stack() -> list:
+    stack = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    return stack
+
+
+def current() -> Scope | None:
+    """The innermost active scope, or None outside any apply."""
+    stack = _stack()
+    return stack[-1] if stack else None
+
+
+@contextlib.contextmanager
+def opened(scope: Scope):
+    """Make `scope` current for the duration of the block (nested scopes see their parents'
+    bindings through `lookup`)."""
+    scope.parent = current()
+    _stack().append(scope)
+    try:
+        yield scope
+    finally:
+        _stack().pop()
+        if scope.parent is not None:  # losses flow out to the caller's scope
+            scope.parent.losses.extend(scope.losses)
+
+
+def lookup(variable) -> Any:
+    """The array bound to `variable` in the active scopes (innermost first), or None."""
+    scope, key = current(), id(variable)
+    while scope is not None:
+        if key in scope.assigned:
+            return scope.assigned[key]
+        if key in scope.bindings:
+            return scope.bindings[key]
+        scope = scope.parent
+    return None
+
+
+def record_assign(variable, value) -> bool:
+    """Inside a scope that binds `variable`, remember `value` as its new value: True. Outside
+    any binding scope: False (the caller stores the value itself)."""
+    scope, key = current(), id(variable)
+    while scope is not None:
+        if key in scope.bindings or key in scope.assigned:
+            scope.assigned[key] = value
+            return True
+        scope = scope.parent
+    return False
+
+
+def next_rng():
+    """A fresh JAX key derived from the innermost scope that has one, or None: each call
+    gives a different key, the same sequence every time the step is traced."""
+    import jax  # the only dependency, kept local so the module stays a leaf of kilnet
+
+    scope = current()
+    while scope is not None and scope.rng is None:
+        scope = scope.parent
+    if scope is None:
+        return None
+    scope.draws += 1
+    return jax.random.fold_in(scope.rng, scope.draws)
+
+
+def add_loss(value) -> bool:
+    """Collect a loss term in the innermost scope: True, or False outside any scope."""
+    scope = current()
+    if scope is None:
+        return False
+    scope.losses.append(value)
+    return True
+
+
+def layer_entry(layer):
+    """[params, state] of `layer` where an enclosing call() provides them, or None."""
+    scope, key = current(), id(layer)
+    while scope is not None:
+        if key in scope.layers:
+            return scope.layers[key]
+        scope = scope.parent
+    return None
+
+
+def init_rng():
+    """The NumPy Generator of the innermost building scope, or None."""
+    scope = current()
+    while scope is not None and scope.init_rng is None:
+        scope = scope.parent
+    return None if scope is None else scope.init_rng
+
+
+def training_flag(default=False) -> bool:
+    scope = current()
+    return default if scope is None else scope.training

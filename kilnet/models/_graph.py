@@ -1,0 +1,110 @@
+"""The graph of a functional model: the nodes between its inputs and outputs, in an order that
+runs them, and its layers in Keras's order (the order of `model.layers` and of its weights).
+
+Keras orders layers by depth, the longest path from a layer to an output, deepest (nearest the
+inputs) first, and breaks ties by the order in which a walk back from the outputs meets them.
+For a chain that is the order the layers were called in.
+"""
+
+from __future__ import annotations
+
+from kilnet.layers._node import KerasTensor, flatten
+
+
+class Graph:
+    """Nodes from `inputs` to `outputs` (structures of KerasTensors), ordered to run."""
+
+    def __init__(self, inputs, outputs):
+        self.inputs = _tensors(inputs, "inputs")
+        self.outputs = _tensors(outputs, "outputs")
+        for tensor in self.inputs:
+            if tensor.node is None or not tensor.node.is_input:
+                raise ValueError(
+                    "Model inputs must be made by kilnet.Input(...). Received: "
+                    f"{tensor!r}; to start a model from an intermediate tensor, make a new "
+                    "kilnet.Input of the same shape and call the layers on it.")
+        if len({t.uid for t in self.inputs}) != len(self.inputs):
+            raise ValueError("The same kilnet.Input is given twice in the model's inputs.")
+        self.nodes = self._walk()                 # every node, parents before children
+        self.run_nodes = [n for n in self.nodes if not n.is_input]
+        self.layers = _keras_layer_order(self.nodes, self.outputs)
+        self._check_names()
+
+    def _walk(self):
+        """Post-order walk back from the outputs; stops at the model's inputs."""
+        input_uids = {t.uid for t in self.inputs}
+        order, visiting, done = [], set(), set()
+
+        def visit(tensor, path):
+            node = tensor.node
+            if node is None:
+                raise ValueError(f"{tensor!r} was not produced by a layer call.")
+            if id(node) in done:
+                return
+            if id(node) in visiting:
+                raise ValueError("The model's graph has a cycle.")
+            if node.is_input and tensor.uid not in input_uids:
+                raise ValueError(
+                    f"The model's outputs depend on the input {tensor.name!r}, which is not in "
+                    "its inputs: add it to kilnet.Model(inputs=[...], ...).")
+            visiting.add(id(node))
+            if tensor.uid not in input_uids:
+                for parent in node.inputs:
+                    visit(parent, path)
+            visiting.discard(id(node))
+            done.add(id(node))
+            order.append(node)
+
+        for tensor in self.outputs:
+            visit(tensor, ())
+        # Inputs that no output uses still belong to the model (Keras allows them).
+        for tensor in self.inputs:
+            if id(tensor.node) not in done:
+                order.insert(0, tensor.node)
+                done.add(id(tensor.node))
+        return order
+
+    def _check_names(self):
+        """Given names must be unique; default names are numbered in layer order."""
+        taken = {layer.name for layer in self.layers if layer.name_is_fixed}
+        for layer in self.layers:
+            taken.add(layer.take_name(taken))
+        seen = {}
+        for layer in self.layers:
+            other = seen.get(layer.name)
+            if other is not None and other is not layer:
+                raise ValueError(
+                    f"Two different layers of the model are named {layer.name!r}; layer names "
+                    "must be unique within a model. Rename one (name=...).")
+            seen[layer.name] = layer
+
+    def consumers(self, tensor) -> int:
+        """How many nodes of this graph take `tensor` as an input."""
+        return sum(any(t.uid == tensor.uid for t in node.inputs) for node in self.run_nodes)
+
+
+def _tensors(structure, argument):
+    tensors = flatten(structure)
+    if not tensors or not all(isinstance(t, KerasTensor) for t in tensors):
+        raise TypeError(
+            f"kilnet.Model({argument}=...) takes symbolic tensors (from kilnet.Input and layer "
+            f"calls), alone or in a list or dict. Received: {structure!r:.200}")
+    return tensors
+
+
+def _keras_layer_order(nodes, outputs):
+    """Layers by decreasing depth, ties broken by first meeting (Keras's functional order)."""
+    depth = {}
+    for node in reversed(nodes):  # children before parents
+        d = depth.setdefault(id(node), 0)
+        for parent_tensor in node.inputs:
+            parent = parent_tensor.node
+            depth[id(parent)] = max(depth.get(id(parent), 0), d + 1)
+    layer_depth, first_seen = {}, {}
+    for index, node in enumerate(nodes):
+        layer = node.layer
+        layer_depth[id(layer)] = max(layer_depth.get(id(layer), 0), depth[id(node)])
+        first_seen.setdefault(id(layer), (index, layer))
+    ordered = sorted(first_seen.values(),
+                     key=lambda item: (-layer_depth[id(item[1])], item[0]))
+    return [layer for _, layer in ordered]

@@ -1,0 +1,521 @@
+"""Model: a layer that can be compiled and trained. Three ways to make one, as in Keras:
+
+- functional: `kilnet.Model(inputs, outputs)` over symbolic tensors from `kilnet.Input`;
+- subclassed: `class MyModel(kilnet.Model)` with layers made in `__init__` and a `call`;
+- Sequential (kilnet.models.Sequential), a chain that becomes a functional graph once its
+  input shape is known.
+
+What fit, saving, summary and checkpoints use is this public surface: `init`/`apply` (pure,
+over the params and state pytrees keyed by layer name), `layers`, `weights` and
+`variable_paths()` (Keras's get_weights order), `input_specs` / `output_specs` and
+`output_names`. The arrays themselves live in the layers' Variables (kilnet.variables); once
+compiled, the Trainer holds them while it trains.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from kilnet import utils
+from kilnet.layers import ActivatedLayer, InputLayer, Layer
+from kilnet.layers._base import set_untracked
+from kilnet.layers._node import flatten, substitute
+from kilnet.models._graph import Graph
+
+
+class TensorSpec:
+    """Shape (batch axis excluded), dtype and name of one model input or output."""
+
+    def __init__(self, shape, dtype="float32", name=None):
+        self.shape = tuple(shape)
+        self.dtype = dtype
+        self.name = name
+
+    def __repr__(self):
+        return f"TensorSpec(shape={self.shape}, dtype={self.dtype!r}, name={self.name!r})"
+
+
+class Model(Layer):
+    """A model: `kilnet.Model(inputs, outputs)`, or subclass it and define `call`.
+
+    Args:
+        inputs: a KerasTensor from kilnet.Input, or a list or dict of them (functional API).
+        outputs: KerasTensors computed from the inputs by calling layers, alone or in a list
+            or dict (their keys or producing layers' names name the outputs).
+        name: the model's name.
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> from kilnet import layers
+        >>> inputs = kilnet.Input(shape=(4,))
+        >>> hidden = layers.Dense(8, activation="relu")(inputs)
+        >>> outputs = layers.Dense(3, activation="softmax")(hidden)
+        >>> model = kilnet.Model(inputs, outputs, name="tiny")
+        >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        >>> history = model.fit(np.zeros((8, 4)), np.zeros(8, int), epochs=1, verbose=0)
+        >>> model.predict(np.zeros((2, 4)), verbose=0).shape
+        (2, 3)
+    """
+
+    def __init__(self, *args, **kwargs):
+        inputs = kwargs.pop("inputs", args[0] if args else None)
+        outputs = kwargs.pop("outputs", args[1] if len(args) > 1 else None)
+        if len(args) > 2:
+            raise TypeError("Model takes (inputs, outputs) and keyword arguments. Received: "
+                            f"{len(args)} positional arguments")
+        super().__init__(name=kwargs.pop("name", None),
+                         trainable=kwargs.pop("trainable", True), **kwargs)
+        set_untracked(self, "graph", None)
+        set_untracked(self, "_inputs_structure", None)
+        set_untracked(self, "_outputs_structure", None)
+        set_untracked(self, "compiled", None)    # a kilnet.fit.Trainer after compile()
+        set_untracked(self, "stop_training", False)
+        set_untracked(self, "history", None)
+        if (inputs is None) != (outputs is None):
+            raise ValueError("A functional model needs both inputs and outputs: "
+                             "kilnet.Model(inputs, outputs).")
+        if inputs is not None:
+            self._set_graph(inputs, outputs)
+
+    @property
+    def default_name(self) -> str:
+        if type(self) is Model:
+            return "functional"
+        return super().default_name
+
+    # -- the functional graph ---------------------------------------------------------------
+    def _set_graph(self, inputs, outputs):
+        graph = Graph(inputs, outputs)
+        set_untracked(self, "graph", graph)
+        set_untracked(self, "_inputs_structure", inputs)
+        set_untracked(self, "_outputs_structure", outputs)
+        set_untracked(self, "_sublayers", [layer for layer in graph.layers
+                                        if not isinstance(layer, InputLayer)])
+        self.build_shape = self._sample_shapes([t.sample_shape for t in graph.inputs])
+        self.built = all(layer.built for layer in self._sublayers)
+
+    @property
+    def is_functional(self) -> bool:
+        return self.graph is not None
+
+    @property
+    def is_pure(self) -> bool:
+        return self.is_functional
+
+    @property
+    def layers(self) -> list:
+        """The model's layers, in Keras's order (input layers first for a functional model)."""
+        if self.is_functional:
+            return list(self.graph.layers)
+        return list(self._sublayers)
+
+    def get_layer(self, name=None, index=None):
+        """The layer called `name` (or at position `index` of model.layers)."""
+        if index is not None:
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"No layer named {name!r} in model {self.name!r}. Its layers: "
+                         f"{[layer.name for layer in self.layers]}")
+
+    @property
+    def inputs(self) -> list:
+        self._require_graph("inputs")
+        return list(self.graph.inputs)
+
+    @property
+    def outputs(self) -> list:
+        self._require_graph("outputs")
+        return list(self.graph.outputs)
+
+    @property
+    def input(self):
+        self._require_graph("input")
+        return self._inputs_structure
+
+    @property
+    def output(self):
+        self._require_graph("output")
+        return self._outputs_structure
+
+    def _require_graph(self, what):
+        if not self.is_functional:
+            raise AttributeError(
+                f"Model {self.name!r} has no {what}: it is not a functional model (define it "
+                "with kilnet.Model(inputs, outputs), or give a Sequential its input shape).")
+
+    # -- inputs and outputs, as the data pipeline sees them -----------------------------------
+    @property
+    def input_specs(self) -> list[TensorSpec] | None:
+        """One TensorSpec per input, or None while the input shape is unknown."""
+        if self.is_functional:
+            return [TensorSpec(t.sample_shape, t.dtype, t.node.layer.name)
+                    for t in self.graph.inputs]
+        if self.build_shape is None:
+            return None
+        shapes = self.build_shape if isinstance(self.build_shape, list) else [self.build_shape]
+        return [TensorSpec(s, "float32", f"input_{i}") for i, s in enumerate(shapes)]
+
+    @property
+    def output_specs(self) -> list[TensorSpec] | None:
+        if self.is_functional:
+            return [TensorSpec(t.sample_shape, t.dtype, name)
+                    for t, name in zip(self.graph.outputs, self.output_names)]
+        shape = getattr(self, "_traced_output", None)
+        if shape is None:
+            return None
+        shapes = shape if isinstance(shape, list) else [shape]
+        return [TensorSpec(s, "float32", f"output_{i}") for i, s in enumerate(shapes)]
+
+    @property
+    def input_names(self) -> list[str]:
+        if self.is_functional and isinstance(self._inputs_structure, dict):
+            return list(self._inputs_structure)
+        return [spec.name for spec in (self.input_specs or [])]
+
+    @property
+    def output_names(self) -> list[str]:
+        """Names of the outputs: dict keys, else the names of the layers producing them."""
+        if self.is_functional:
+            if isinstance(self._outputs_structure, dict):
+                return list(self._outputs_structure)
+            return [t.node.layer.name for t in self.graph.outputs]
+        specs = self.output_specs
+        return [] if specs is None else [s.name for s in specs]
+
+    @property
+    def input_shape(self):
+        """Keras's input_shape: (None, ...) for one input, a list for several."""
+        specs = self.input_specs
+        if specs is None:
+            return None
+        shapes = [(None,) + s.shape for s in specs]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    @property
+    def output_shape(self):
+        specs = self.output_specs
+        if specs is None:
+            return None
+        shapes = [(None,) + s.shape for s in specs]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    def flatten_inputs(self, x) -> list:
+        """The model's inputs as a list in input order, from an array, a list or a dict."""
+        specs = self.input_specs or []
+        names = self.input_names
+        if isinstance(x, dict):
+            missing = [n for n in names if n not in x]
+            extra = sorted(set(x) - set(names))
+            if missing or extra:
+                raise ValueError(f"The model's inputs are named {names}. Received a dict with "
+                                 f"keys {sorted(x)}" + (f" (missing {missing})" if missing else "")
+                                 + (f" (unknown {extra})" if extra else ""))
+            return [x[n] for n in names]
+        if isinstance(x, (list, tuple)) and len(specs) > 1:
+            if len(x) != len(specs):
+                raise ValueError(f"The model has {len(specs)} inputs {names}. Received: a "
+                                 f"{type(x).__name__} of {len(x)} arrays")
+            return list(x)
+        return [x]
+
+    def pack_outputs(self, values: list):
+        """Outputs in the structure the model was defined with (one array, a list, a dict)."""
+        structure = self._outputs_structure if self.is_functional else None
+        if isinstance(structure, dict):
+            return dict(zip(structure, values))
+        if isinstance(structure, (list, tuple)):
+            return list(values)
+        return values[0] if len(values) == 1 else list(values)
+
+    def _sample_shapes(self, shapes):
+        return shapes[0] if len(shapes) == 1 else list(shapes)
+
+    # -- building -------------------------------------------------------------------------------
+    def build(self, input_shape=None, *, seed: int | None = None) -> None:
+        """Create the weights for inputs of `input_shape` (batch axis excluded, or Keras's
+        (None, ...) form). Without a seed, layers already built (e.g. pretrained) keep their
+        weights; with one, every weight is drawn again from that seed.
+
+        Example:
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.layers.Dense(2)])
+            >>> model.build((3,), seed=0)
+            >>> model.count_params()
+            8
+        """
+        if input_shape is not None:
+            input_shape = _without_batch(input_shape)
+        if self.is_functional:
+            self._check_declared(input_shape)
+            self._build_graph_weights(utils.next_seed() if seed is None else seed,
+                                      everything=seed is not None)
+            return
+        input_shape = input_shape if input_shape is not None else self.build_shape
+        if input_shape is None:
+            raise ValueError(
+                "The input shape is unknown: give the first layer input_shape=..., start the "
+                "model with kilnet.Input(shape=...), call model.build(input_shape), or call "
+                "fit() with data.")
+        seed = utils.next_seed() if seed is None else seed
+        self.build_weights(utils.numpy_rng(seed, 0), input_shape)
+        self._reset_trainer()
+
+    def _check_declared(self, input_shape):
+        if input_shape is None:
+            return
+        declared = self.build_shape
+        if _shapes_differ(declared, input_shape):
+            raise ValueError(f"The model was declared for inputs of shape {declared} but is "
+                             f"being built for {input_shape}.")
+
+    def _build_graph_weights(self, seed: int, everything: bool):
+        for index, layer in enumerate(self._sublayers):
+            if everything or not layer.built:
+                layer.build_weights(utils.numpy_rng(seed, index), layer.build_shape)
+        self.built = True
+        self._reset_trainer()
+
+    def _reset_trainer(self):
+        if self.compiled is not None:
+            self.compiled.reset_state()
+
+    def init(self, rng, input_shape):
+        if not self.is_functional:
+            params, state, out = super().init(rng, input_shape)
+            set_untracked(self, "_traced_output", out)
+            return params, state, out
+        self._check_declared(input_shape)
+        # A parent builds a nested model only to (re)initialize it: all of it.
+        self._build_graph_weights(int(rng.integers(2**31)), everything=True)
+        return self.params_tree(), self.state_tree(), self.compute_output_shape(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        if not self.is_functional:
+            return self._traced_output_shape(input_shape)
+        self._check_declared(input_shape)
+        shapes = [t.sample_shape for t in self.graph.outputs]
+        return shapes[0] if len(shapes) == 1 and not isinstance(
+            self._outputs_structure, (list, tuple, dict)) else list(shapes)
+
+    # -- the pure forward pass ------------------------------------------------------------------
+    def apply(self, params, state, inputs, *args, training=False, rng=None, sample_mask=None,
+              logits=False, **kwargs):
+        """Run the model: returns (outputs, new_state). Pure: traced in compiled programs.
+
+        logits: True (or one bool per output) returns the pre-activation of outputs whose
+        layer ends in an activation that a loss can fold in (see output_activations)."""
+        if not self.is_functional:
+            return super().apply(params, state, inputs, *args, training=training, rng=rng,
+                                 sample_mask=sample_mask, **kwargs)
+        values = {}
+        for tensor, value in zip(self.graph.inputs, self.flatten_inputs(inputs)):
+            values[tensor.uid] = value
+        logit_nodes = self._logit_nodes(logits)
+        new_state = dict(state)
+        for position, node in enumerate(self.graph.run_nodes):
+            layer = node.layer
+            node_args = substitute(node.args, values)
+            node_kwargs = substitute(node.kwargs, values)
+            # training=... given when the graph was made wins (Keras: base(x, training=False))
+            node_training = node_kwargs.pop("training", None)
+            if id(node) in logit_nodes:
+                node_kwargs["logits"] = True
+            out, new_state[layer.name] = layer.apply(
+                params[layer.name], new_state[layer.name], *node_args,
+                training=training if node_training is None else bool(node_training),
+                rng=None if rng is None else jax.random.fold_in(rng, position),
+                sample_mask=sample_mask, **node_kwargs)
+            for tensor, value in zip(node.outputs, flatten(out)):
+                values[tensor.uid] = value
+        return self.pack_outputs([values[t.uid] for t in self.graph.outputs]), new_state
+
+    def _logit_nodes(self, logits) -> set:
+        if logits is False or logits is None:
+            return set()
+        flags = [bool(logits)] * len(self.graph.outputs) if isinstance(logits, bool) else logits
+        return {id(t.node) for t, flag in zip(self.graph.outputs, flags)
+                if flag and self._activation_of(t) is not None}
+
+    def _activation_of(self, tensor):
+        node = tensor.node
+        if (not isinstance(node.layer, ActivatedLayer) or len(node.outputs) != 1
+                or self.graph.consumers(tensor) or
+                sum(t.uid == tensor.uid for t in self.graph.outputs) != 1):
+            return None
+        return node.layer
+
+    def output_activations(self) -> list:
+        """Per output: the name of the activation its layer ends with when the model can
+        return its logits instead (apply(..., logits=...)), else None."""
+        if not self.is_functional:
+            return [None] * len(self.output_specs or [None])
+        return [None if (layer := self._activation_of(t)) is None else layer.activation
+                for t in self.graph.outputs]
+
+    def activate_output(self, index: int, z):
+        """Apply output `index`'s final activation to its logits."""
+        return self._activation_of(self.graph.outputs[index]).activate(z)
+
+    # -- arrays ----------------------------------------------------------------------------------
+    @property
+    def params(self):
+        """The trainable-declared weights as a pytree keyed by layer name (None if unbuilt)."""
+        return self.params_tree() if self.built else None
+
+    @property
+    def state(self):
+        return self.state_tree() if self.built else None
+
+    def _require_built(self):
+        if not self.built:
+            raise ValueError(
+                "The model has no weights yet: call model.build(input_shape), give the first "
+                "layer input_shape=..., or fit it on data first.")
+
+    def get_weights(self) -> list:
+        self._require_built()
+        return super().get_weights()
+
+    def set_weights(self, weights) -> None:
+        self._require_built()
+        super().set_weights(weights)
+
+    def count_params(self) -> int:
+        self._require_built()
+        return sum(int(np.prod(v.shape)) for v in self.weights)
+
+    def trainable_count(self) -> int:
+        self._require_built()
+        return sum(int(np.prod(v.shape)) for v in self.trainable_weights)
+
+    # -- the Keras workflow ----------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, *, loss_weights=None,
+                on_nonfinite="stop", distribution=None, **unsupported):
+        """Build the training, evaluation and prediction programs (see kilnet.fit.Trainer).
+
+        loss: one loss for every output, or a list / dict (by output name) of them.
+        distribution: kilnet.distribution.DataParallel() to split each batch over devices.
+        """
+        from kilnet.fit import Trainer
+
+        _reject_unsupported("compile", unsupported, ("jit_compile", "run_eagerly",
+                                                     "steps_per_execution"))
+        if self.compiled is not None:
+            self.compiled.release_variables()
+        self.compiled = Trainer(self, optimizer=optimizer, loss=loss, metrics=metrics,
+                                loss_weights=loss_weights, on_nonfinite=on_nonfinite,
+                                distribution=distribution)
+        self.compiled.prepare()
+
+    def _trainer(self):
+        if self.compiled is None:
+            raise RuntimeError(
+                "The model must be compiled before training or evaluation: call "
+                "model.compile(optimizer='adam', loss='sparse_categorical_crossentropy', "
+                "metrics=['accuracy']) first.")
+        return self.compiled
+
+    @property
+    def compile_report(self):
+        return None if self.compiled is None else self.compiled.report
+
+    @property
+    def optimizer(self):
+        return None if self.compiled is None else self.compiled.optimizer
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
+            seed=None, steps_per_epoch=None, **unsupported):
+        """Train for `epochs` epochs; returns a History (see kilnet.fit.fit)."""
+        _reject_unsupported("fit", unsupported, ())
+        from kilnet.fit import fit
+        return fit(self, x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
+                   callbacks=callbacks, validation_split=validation_split,
+                   validation_data=validation_data, shuffle=shuffle,
+                   initial_epoch=initial_epoch, seed=seed, steps_per_epoch=steps_per_epoch)
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False,
+                 steps=None, **unsupported):
+        """The loss and metrics on (x, y)."""
+        _reject_unsupported("evaluate", unsupported, ())
+        from kilnet.fit import evaluate
+        return evaluate(self, x, y, batch_size=batch_size, verbose=verbose,
+                        return_dict=return_dict, steps=steps)
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, **unsupported):
+        """The model's outputs for x, as NumPy arrays."""
+        _reject_unsupported("predict", unsupported, ())
+        from kilnet.fit import predict
+        return predict(self, x, batch_size=batch_size, verbose=verbose, steps=steps)
+
+    def summary(self, print_fn=None, **_) -> None:
+        """Print the layers, their output shapes and parameter counts (and compile report)."""
+        from kilnet.summary import model_summary
+        (print_fn or print)(model_summary(self))
+
+    # -- configuration and files -----------------------------------------------------------------
+    def get_config(self) -> dict:
+        from kilnet.models import _config
+        return _config.model_config(self)
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects=None):
+        from kilnet.models import _config
+        return _config.model_from_config({"class_name": cls.__name__, "config": config},
+                                         custom_objects=custom_objects)
+
+    def to_json(self, **kwargs) -> str:
+        """The architecture as JSON (no weights), for kilnet.models.model_from_json."""
+        import json
+        from kilnet.models import _config
+        return json.dumps(_config.serialize(self), **kwargs)
+
+    def save(self, filepath, overwrite=True, include_optimizer=True) -> None:
+        """Write the architecture, weights, compile configuration and optimizer state to one
+        safetensors file (suggested extension .kilnet), atomically."""
+        from kilnet import distribution
+        from kilnet.saving import save_model
+        if not distribution.is_chief():
+            return  # several processes: process 0 writes the file (kilnet.distribution)
+        save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
+
+    def save_weights(self, filepath, overwrite=True) -> None:
+        """Write the weights (keyed by layer path) to a safetensors file, atomically."""
+        from kilnet import distribution
+        from kilnet.saving import save_weights
+        if not distribution.is_chief():
+            return
+        save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath) -> None:
+        """Set the weights from a file written by save_weights or save."""
+        from kilnet.saving import load_weights
+        load_weights(self, filepath)
+
+
+def _without_batch(shape):
+    """(28, 28), (None, 28, 28) or a list of them -> shapes without the batch axis."""
+    if isinstance(shape, list) and shape and isinstance(shape[0], (list, tuple)):
+        return [_without_batch(tuple(s)) for s in shape]
+    shape = tuple(shape)
+    if shape and shape[0] is None:
+        shape = shape[1:]
+    return tuple(int(d) if d is not None else None for d in shape)
+
+
+def _shapes_differ(a, b) -> bool:
+    if isinstance(a, list) or isinstance(b, list):
+        return [tuple(s) for s in a] != [tuple(s) for s in b] if isinstance(a, list) and \
+            isinstance(b, list) else True
+    return tuple(a) != tuple(b)
+
+
+def _reject_unsupported(method: str, kwargs: dict, tolerated: tuple):
+    """Keras arguments we accept and ignore, and a clear error for the others."""
+    unknown = sorted(set(kwargs) - set(tolerated))
+    if unknown:
+        raise TypeError(f"{method}() got unsupported arguments: {unknown}.")

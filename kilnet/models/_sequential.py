@@ -1,0 +1,120 @@
+"""Sequential: a chain of layers. Once its input shape is known it is a functional graph
+(kilnet.Input -> each layer in turn), so it trains, saves and summarises like any Model."""
+
+from __future__ import annotations
+
+from kilnet.layers import InputLayer, Layer
+from kilnet.layers._base import set_untracked
+from kilnet.layers._node import KerasTensor
+from kilnet.models._model import Model, _without_batch
+
+
+class Sequential(Model):
+    """A stack of layers, each taking the previous one's output, as `keras.Sequential`.
+
+    Args:
+        layers: the layers in order; the first may be kilnet.Input(shape=...) or carry
+            input_shape=... so the model is built at once.
+        name: the model's name.
+
+    Example:
+        >>> import kilnet
+        >>> from kilnet import layers
+        >>> model = kilnet.Sequential([kilnet.Input(shape=(28, 28)), layers.Flatten(),
+        ...                            layers.Dense(10, activation="softmax")])
+        >>> model.output_shape
+        (None, 10)
+        >>> [layer.name for layer in model.layers][-1].startswith("dense")
+        True
+    """
+
+    def __init__(self, layers=None, name: str | None = None, trainable: bool = True):
+        super().__init__(name=name, trainable=trainable)
+        set_untracked(self, "_chain", [])
+        set_untracked(self, "_input_layer", None)
+        for layer in layers or []:
+            self.add(layer)
+
+    @property
+    def default_name(self) -> str:
+        return "sequential"
+
+    # -- structure ------------------------------------------------------------------------------
+    def add(self, layer) -> None:
+        """Append a layer (or kilnet.Input(...) as the first element)."""
+        if isinstance(layer, KerasTensor) and isinstance(layer.node.layer, InputLayer):
+            layer = layer.node.layer
+        if not isinstance(layer, Layer):
+            raise TypeError(
+                "Sequential takes kilnet layers, e.g. kilnet.layers.Dense(10). "
+                f"Received: {layer!r} of type {type(layer).__name__}")
+        if isinstance(layer, InputLayer):
+            if self._chain or self._input_layer is not None:
+                raise ValueError("kilnet.Input(...) must be the first element of a Sequential.")
+            set_untracked(self, "_input_layer", layer)
+            self._rebuild_graph()
+            return
+        if layer.declared_input_shape is not None and not isinstance(layer, Model):
+            if self._chain or self._input_layer is not None:
+                raise ValueError(
+                    f"input_shape={layer.declared_input_shape} was given to a layer that is not the "
+                    "first; only the first layer may declare the input shape.")
+            set_untracked(self, "_input_layer", InputLayer(shape=layer.declared_input_shape))
+        layer.take_name({existing.name for existing in self._chain})
+        if any(existing.name == layer.name for existing in self._chain):
+            raise ValueError(f"Two layers are named {layer.name!r}; layer names must be unique.")
+        self._chain.append(layer)
+        self._rebuild_graph()
+
+    def pop(self) -> Layer:
+        """Remove and return the last layer."""
+        if not self._chain:
+            raise TypeError("There are no layers in the model to pop.")
+        layer = self._chain.pop()
+        self._rebuild_graph()
+        return layer
+
+    def _rebuild_graph(self, keep_compiled=False):
+        """The chain as a graph, once the input shape is known. A new layer invalidates what
+        was compiled; declaring the input shape (build) does not."""
+        set_untracked(self, "_sublayers", list(self._chain))
+        set_untracked(self, "graph", None)
+        self.built = False
+        if not keep_compiled:
+            if self.compiled is not None:
+                self.compiled.release_variables()
+            set_untracked(self, "compiled", None)
+        if self._input_layer is None or not self._chain:
+            self.build_shape = None if self._input_layer is None else self._input_layer.shape
+            return
+        x = self._input_layer.output_tensor
+        for layer in self._chain:
+            x = layer(x)
+        self._set_graph(self._input_layer.output_tensor, x)
+
+    @property
+    def layers(self) -> list:
+        """The layers in order (the input layer is not one of them, as in Keras)."""
+        return list(self._chain)
+
+    def build(self, input_shape=None, *, seed: int | None = None) -> None:
+        if input_shape is not None and self._input_layer is None:
+            set_untracked(self, "_input_layer", InputLayer(shape=_without_batch(input_shape)))
+            self._rebuild_graph(keep_compiled=True)
+            input_shape = None
+        if not self._chain:
+            raise ValueError("The model has no layers; add some with model.add(layer).")
+        if self.graph is None:
+            super().build(input_shape, seed=seed)  # raises: the input shape is unknown
+        super().build(input_shape, seed=seed)
+
+    def get_config(self) -> dict:
+        shape = None if self._input_layer is None else list(self._input_layer.shape)
+        return {"name": self.name, "input_shape": shape,
+                "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
+                           for layer in self._chain]}
+
+    @property
+    def input_layer(self):
+        return self._input_layer
+

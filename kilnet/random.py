@@ -1,0 +1,206 @@
+"""Keras's `keras.random`, on JAX: random numbers for layers (dropout, noise) and user code.
+
+Why it exists: JAX has no hidden random state; every draw takes an explicit key. Keras code
+instead passes a `seed`, usually a `SeedGenerator` kept on the layer, and expects a fresh draw on
+each call. This module turns each kind of `seed` into a key:
+
+- a `SeedGenerator`: inside a training step (an apply scope that carries a key, see
+  kilnet._scope) the key comes from that step's key, so every draw in a compiled step differs,
+  every step differs, and re-tracing the step gives the same keys. Outside any scope the key
+  is made on the host from the generator's seed and a counter, so successive eager calls
+  differ, reproducibly for a given seed.
+- an int: always the same key, so the same numbers on every call (Keras's stateless seeds).
+- None: the scope's next key inside a step; otherwise a key from `kilnet.utils.next_seed()`
+  (reproducible after `kilnet.utils.set_random_seed`).
+- a JAX key array (typed, or raw uint32): used as is.
+
+Example:
+    >>> from kilnet import random
+    >>> x = random.normal((2, 3), seed=42)
+    >>> x.shape, str(x.dtype), bool((x == random.normal((2, 3), seed=42)).all())
+    ((2, 3), 'float32', True)
+    >>> gen = random.SeedGenerator(7)
+    >>> bool((random.uniform((4,), seed=gen) == random.uniform((4,), seed=gen)).all())
+    False
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from kilnet import _scope, utils
+from kilnet.variables import to_array
+
+__all__ = [
+    "SeedGenerator",
+    "binomial",
+    "categorical",
+    "draw_key",
+    "dropout",
+    "gamma",
+    "normal",
+    "randint",
+    "shuffle",
+    "truncated_normal",
+    "uniform",
+]
+
+FLOATX = "float32"  # Keras's default float dtype
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+class SeedGenerator:
+    """A source of fresh keys for the random functions' `seed` argument, as
+    `keras.random.SeedGenerator`: keep one on a layer and pass it on every call.
+
+    Args:
+        seed: an int; None takes one from `kilnet.utils.next_seed()`.
+        name: a name, for the layer that owns it (Keras's argument; informational).
+
+    Example:
+        >>> from kilnet import random
+        >>> a, b = random.SeedGenerator(3), random.SeedGenerator(3)
+        >>> [bool((random.normal((2,), seed=a) == random.normal((2,), seed=b)).all())
+        ...  for _ in range(2)]
+        [True, True]
+    """
+
+    def __init__(self, seed=None, name=None):
+        if seed is not None and not _is_int(seed):
+            raise TypeError("Argument `seed` of SeedGenerator must be an int or None. "
+                            f"Received: seed={seed!r} (of type {type(seed).__name__})")
+        self._initial_seed = seed
+        self.seed = utils.next_seed() if seed is None else int(seed)
+        self.name = name or "seed_generator"
+        self._draws = 0   # eager (host-side) keys handed out so far
+
+    def next(self):
+        """A fresh JAX key: from the active scope's key inside a training step, else from
+        this generator's seed and a host counter. Under `jax.jit` with no scope the host key
+        is fixed when tracing (a constant of the compiled program)."""
+        scope_key = _scope.next_rng()
+        if scope_key is not None:
+            # Distinct generators drawing in the same step get distinct keys.
+            return jax.random.fold_in(scope_key, self.seed % 2**32)
+        self._draws += 1
+        return utils.raw_key(_unsigned(self.seed), self._draws)
+
+    def get_config(self) -> dict:
+        return {"seed": self._initial_seed, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "SeedGenerator":
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<SeedGenerator {self.name!r} seed={self.seed}>"
+
+
+def _unsigned(seed: int) -> int:
+    # utils.raw_key takes non-negative ints; Keras also accepts negative seeds
+    return int(seed) % 2**64
+
+
+def _is_key(seed) -> bool:
+    if not isinstance(seed, jax.Array):
+        return False
+    if jnp.issubdtype(seed.dtype, jax.dtypes.prng_key):
+        return True
+    return seed.dtype == jnp.uint32 and seed.ndim == 1
+
+
+def draw_key(seed=None):
+    """The JAX key a random function uses for `seed` (see the module docstring)."""
+    if isinstance(seed, SeedGenerator):
+        return seed.next()
+    if _is_int(seed):
+        return utils.raw_key(_unsigned(seed))
+    if seed is None:
+        key = _scope.next_rng()
+        return utils.raw_key(utils.next_seed()) if key is None else key
+    if _is_key(seed):
+        return seed
+    raise TypeError("Argument `seed` must be an int, a kilnet.random.SeedGenerator, a JAX key "
+                    f"array or None. Received: seed={seed!r} (of type {type(seed).__name__})")
+
+
+def normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
+    """Samples from a normal distribution with the given mean and standard deviation."""
+    sample = jax.random.normal(draw_key(seed), shape, dtype=dtype or FLOATX)
+    return sample * stddev + mean
+
+
+def uniform(shape, minval=0.0, maxval=1.0, dtype=None, seed=None):
+    """Samples from the uniform distribution on `[minval, maxval)`."""
+    return jax.random.uniform(draw_key(seed), shape, dtype=dtype or FLOATX,
+                              minval=minval, maxval=maxval)
+
+
+def truncated_normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
+    """Normal samples redrawn beyond two standard deviations (as Keras: the bounds are
+    `mean -/+ 2 * stddev`)."""
+    sample = jax.random.truncated_normal(draw_key(seed), -2.0, 2.0, shape,
+                                         dtype=dtype or FLOATX)
+    return sample * stddev + mean
+
+
+def randint(shape, minval, maxval, dtype="int32", seed=None):
+    """Integers drawn uniformly from `[minval, maxval)`."""
+    return jax.random.randint(draw_key(seed), shape, minval, maxval, dtype=dtype)
+
+
+def categorical(logits, num_samples, dtype="int32", seed=None):
+    """`num_samples` class indices per row of `logits` (shape `(batch, classes)`, unnormalized
+    log-probabilities); returns shape `(batch, num_samples)`."""
+    logits = jnp.asarray(to_array(logits))
+    # One logits row per sample: broadcast each row against num_samples draws.
+    samples = jax.random.categorical(draw_key(seed), logits[:, None, :], axis=-1,
+                                     shape=(logits.shape[0], num_samples))
+    return samples.astype(dtype)
+
+
+def dropout(inputs, rate, noise_shape=None, seed=None):
+    """Zero each element of `inputs` with probability `rate` and scale the kept ones by
+    `1 / (1 - rate)`, so the expected value is unchanged. `noise_shape` (broadcast against
+    the input's shape; None entries take the input's size) shares one draw across an axis."""
+    if isinstance(rate, numbers.Real) and not 0 <= rate < 1:
+        raise ValueError(f"Argument `rate` must be in [0, 1). Received: rate={rate!r}")
+    inputs = jnp.asarray(to_array(inputs))
+    if isinstance(rate, numbers.Real) and rate == 0:
+        return inputs   # as Keras: nothing dropped, no key drawn
+    if noise_shape is None:
+        noise_shape = inputs.shape
+    noise_shape = tuple(inputs.shape[i] if size is None else size
+                        for i, size in enumerate(noise_shape))
+    keep_prob = 1.0 - rate
+    keep = jax.random.bernoulli(draw_key(seed), keep_prob, noise_shape)
+    # broadcast_to, not implicit broadcasting: a noise_shape that does not fit is an error
+    return jnp.where(jnp.broadcast_to(keep, inputs.shape), inputs / keep_prob, 0)
+
+
+def shuffle(x, axis=0, seed=None):
+    """`x` with its slices along `axis` in a random order (each slice kept whole, as
+    keras.random.shuffle on the TensorFlow and PyTorch backends)."""
+    return jax.random.permutation(draw_key(seed), jnp.asarray(to_array(x)), axis=axis,
+                                  independent=False)
+
+
+def gamma(shape, alpha, dtype=None, seed=None):
+    """Samples from the gamma distribution with concentration `alpha` (scale 1)."""
+    return jax.random.gamma(draw_key(seed), jnp.asarray(to_array(alpha)), shape,
+                            dtype=dtype or FLOATX)
+
+
+def binomial(shape, counts, probabilities, dtype=None, seed=None):
+    """Number of successes in `counts` trials of probability `probabilities` (floats, as
+    Keras)."""
+    return jax.random.binomial(draw_key(seed), jnp.asarray(to_array(counts)),
+                               jnp.asarray(to_array(probabilities)), shape,
+                               dtype=dtype or FLOATX)

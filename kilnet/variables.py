@@ -1,0 +1,200 @@
+"""Variable: a named weight of a layer, as Keras's `keras.Variable`.
+
+A Variable is a handle. Its value lives in one place at a time:
+
+- at rest, in the Variable itself (a JAX array);
+- while a compiled model trains, in that model's training state (kilnet.fit.Trainer): the
+  Trainer becomes the variable's *holder* and the variable reads through it, so there is one
+  copy of every weight and `layer.kernel.numpy()` is always current;
+- inside `Layer.apply`, bound to the (possibly traced) array passed in (kilnet._scope), so a
+  Keras-style `call` that reads `self.kernel` is a pure function of its arguments.
+
+JAX no longer converts foreign objects implicitly (`__jax_array__` is refused while tracing),
+so a Variable converts explicitly: through `kilnet.ops` functions, Python operators, or
+`variable.value`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kilnet import _scope
+
+
+class Variable:
+    """A named, shaped weight whose value is read through the active apply scope.
+
+    Args:
+        value: the initial value (array-like), or None for a variable whose value is made
+            later (Layer.add_weight before the model is built).
+        name: the name inside its layer, e.g. "kernel".
+        trainable: whether the optimizer updates it.
+        shape, dtype: required when value is None.
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet.variables import Variable
+        >>> v = Variable(np.ones((2, 3), np.float32), name="kernel")
+        >>> v.shape, str(v.dtype), float((v * 2).sum())
+        ((2, 3), 'float32', 12.0)
+    """
+
+    def __init__(self, value=None, *, name: str = "variable", trainable: bool = True,
+                 shape=None, dtype="float32", initializer=None):
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ValueError("A variable's name must be a non-empty string without '/'. "
+                             f"Received: name={name!r}")
+        self.name = name
+        self.trainable = bool(trainable)
+        self.initializer = initializer
+        self._holder = None   # a Trainer holding the live value, or None
+        if value is None:
+            if shape is None:
+                raise ValueError(f"Variable {name!r} needs a value or a shape.")
+            self._shape = tuple(int(d) for d in shape)
+            self._dtype = np.dtype(dtype)
+            self._value = None
+        else:
+            self._set(value, np.dtype(dtype) if dtype is not None else None)
+
+    # -- the value ----------------------------------------------------------------------------
+    def _set(self, value, dtype=None):
+        import jax.numpy as jnp
+
+        array = jnp.asarray(value, dtype)
+        self._value, self._shape, self._dtype = array, tuple(array.shape), np.dtype(array.dtype)
+
+    @property
+    def value(self):
+        """The current value: bound in an apply scope, held by a Trainer, or stored here."""
+        bound = _scope.lookup(self)
+        if bound is not None:
+            return bound
+        if self._holder is not None:
+            return self._holder.read_variable(self)
+        if self._value is None:
+            raise ValueError(f"The variable {self.name!r} has no value yet: the layer that owns "
+                             "it is not built. Build the model (model.build(input_shape)) or "
+                             "call it on data first.")
+        return self._value
+
+    @property
+    def has_value(self) -> bool:
+        return self._value is not None or self._holder is not None
+
+    def assign(self, value):
+        """Set the value. Inside a layer's `call` this records the new value as the layer's
+        updated state (e.g. moving statistics) instead of mutating anything."""
+        import jax.numpy as jnp
+
+        value = jnp.asarray(value, self._dtype)
+        if tuple(value.shape) != self._shape:
+            raise ValueError(f"Variable {self.name!r} has shape {self._shape}. Received: a "
+                             f"value of shape {tuple(value.shape)}")
+        if _scope.record_assign(self, value):
+            return value
+        if self._holder is not None:  # training: the new value goes into the training state
+            self._holder.write_variable(self, value)
+            return value
+        self._value = value
+        return value
+
+    def assign_add(self, delta):
+        return self.assign(self.value + to_array(delta))
+
+    def assign_sub(self, delta):
+        return self.assign(self.value - to_array(delta))
+
+    @property
+    def holder(self):
+        """The Trainer holding the live value while it trains, or None."""
+        return self._holder
+
+    def hold_by(self, holder) -> None:
+        """Hand the value to `holder` (a Trainer that has put it in its training state):
+        from now on the variable reads through `holder.read_variable(self)`."""
+        if self._holder is holder:
+            return
+        self.release()
+        self._holder, self._value = holder, None
+
+    def release(self):
+        """Take the value back from the Trainer holding it (a copy: the Trainer's buffers are
+        donated to its next step)."""
+        holder, self._holder = self._holder, None
+        if holder is not None:
+            import jax.numpy as jnp
+
+            self._value = jnp.array(holder.read_variable(self), copy=True)
+
+    def numpy(self) -> np.ndarray:
+        # host sync: copies the value to NumPy
+        return np.asarray(self.value)
+
+    @property
+    def shape(self) -> tuple:
+        return self._shape
+
+    @property
+    def dtype(self):
+        return self._dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self._shape)
+
+    def __array__(self, dtype=None, copy=None):
+        array = np.asarray(self.value)
+        return array if dtype is None else array.astype(dtype)
+
+    def __repr__(self):
+        return (f"<Variable {self.name!r} shape={self._shape} dtype={self._dtype} "
+                f"trainable={self.trainable}>")
+
+    # -- arithmetic, so `x @ self.kernel + self.bias` works in a layer's call ------------------
+    def __getitem__(self, index):
+        return self.value[index]
+
+    def __len__(self):
+        return self._shape[0]
+
+    @property
+    def T(self):
+        return self.value.T
+
+    def __neg__(self):
+        return -self.value
+
+    def __pos__(self):
+        return self.value
+
+    def __abs__(self):
+        return abs(self.value)
+
+
+def _binary(name):
+    def method(self, other):
+        return getattr(self.value, name)(to_array(other))
+    method.__name__ = name
+    return method
+
+
+for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
+              "__truediv__", "__rtruediv__", "__floordiv__", "__rfloordiv__", "__pow__",
+              "__rpow__", "__matmul__", "__rmatmul__", "__mod__", "__lt__", "__le__", "__gt__",
+              "__ge__"):
+    setattr(Variable, _name, _binary(_name))
+
+
+def to_array(x):
+    """A Variable's current value; anything else unchanged (kilnet.ops calls this first).
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet.variables import Variable, to_array
+        >>> to_array(Variable(np.zeros(2, np.float32), name="b")).shape
+        (2,)
+        >>> to_array(3.0)
+        3.0
+    """
+    return x.value if isinstance(x, Variable) else x
