@@ -343,11 +343,14 @@ class Layer:
         `rng`: the pure form's `init`, kept as Variables. A built layer is made anew."""
         if self.built and not self.is_pure:
             self.unbuild()  # Keras's form: build() runs again and draws new weights
-        try:
-            params, state, _ = self.init(rng, input_shape)
-        except ValueError as error:
-            raise ValueError(f"Layer {self.name!r}: {error}") from None
-        self._adopt(params, state)
+        # Sub-layers are built on their first call while the parent's call is traced: their
+        # weights must be concrete arrays, not values of that trace.
+        with jax.ensure_compile_time_eval():
+            try:
+                params, state, _ = self.init(rng, input_shape)
+            except ValueError as error:
+                raise ValueError(f"Layer {self.name!r}: {error}") from None
+            self._adopt(params, state)
         self.built = True
         self.build_shape = input_shape
 
@@ -371,8 +374,14 @@ class Layer:
         """Keras's form: build() makes the weights, then one abstract trace of call() builds
         the sub-layers it calls and gives the output shape."""
         if not self.built:
-            with _scope.opened(_scope.Scope(init_rng=rng)):
-                self.build(_build_argument(input_shape))
+            # `in_build_hook` lets a Model's build() (Keras's user-facing method of the same
+            # name) tell that it runs as the weight-making hook and must not recurse.
+            set_untracked(self, "in_build_hook", True)
+            try:
+                with _scope.opened(_scope.Scope(init_rng=rng)):
+                    self.build(_build_argument(input_shape))
+            finally:
+                set_untracked(self, "in_build_hook", False)
         out_shape = self._traced_output_shape(input_shape, init_rng=rng)
         return self.params_tree(), self.state_tree(), out_shape
 

@@ -247,6 +247,8 @@ class Model(Layer):
             >>> model.count_params()
             8
         """
+        if getattr(self, "in_build_hook", False):
+            return  # called by Layer.init as the weight-making hook: the sub-layers build
         if input_shape is not None:
             input_shape = _without_batch(input_shape)
         if self.is_functional:
