@@ -533,6 +533,11 @@ class Layer:
 
     # -- the functional API's view of a layer ----------------------------------------------------
     @property
+    def inbound_nodes(self) -> list:
+        """Every call of this layer on symbolic tensors (kilnet.layers._node.Node), in order."""
+        return list(self._inbound_nodes)
+
+    @property
     def input(self):
         """The symbolic input of the layer's first call on symbolic tensors."""
         return self._first_node("input").args[0]
