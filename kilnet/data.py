@@ -73,7 +73,13 @@ def label_dtype_for(loss, y: np.ndarray):
 
 
 def split_validation(x, y, validation_split: float):
-    """Keras semantics: the last `validation_split` fraction, taken before any shuffling."""
+    """Keras semantics: the last `validation_split` fraction, taken before any shuffling.
+    x and y may be lists of arrays (several inputs or outputs), split alike."""
+    if isinstance(x, list):
+        n = len(x[0])
+        split = n - int(math.floor(n * validation_split))
+        return (([a[:split] for a in x], [a[:split] for a in y]),
+                ([a[split:] for a in x], [a[split:] for a in y]))
     n = len(x)
     n_val = int(math.floor(n * validation_split))
     if validation_split and (n_val == 0 or n_val == n):

@@ -53,15 +53,19 @@ def epoch_order(key, n: int, padded: int, shuffle: bool):
 
 
 class ArrayFeed:
+    """Arrays in memory. x and y are arrays, or tuples of them for several model inputs or
+    outputs (kilnet.structure); label_dtype matches y's structure."""
+
     def __init__(self, x, y, batch_size: int, *, shuffle: bool = False, label_dtype=None,
                  sharding=None):
-        self.n = len(x)
+        first = x[0] if isinstance(x, tuple) else x
+        self.n = len(first)
         self.batch_size = batch_size
         self.steps = data_lib.steps_for(self.n, batch_size)
-        self.sample_shape = tuple(x.shape[1:])
-        self.x = data_lib.to_device(x, sharding)
-        self.y = None if y is None else data_lib.to_device(
-            np.asarray(y, dtype=label_dtype or data_lib.device_dtype(np.asarray(y))), sharding)
+        self.sample_shape = tuple(first.shape[1:])
+        self.x = (tuple(data_lib.to_device(a, sharding) for a in x) if isinstance(x, tuple)
+                  else data_lib.to_device(x, sharding))
+        self.y = None if y is None else _labels_to_device(y, label_dtype, sharding)
         self.shuffle = shuffle
         self._valid = None
 
@@ -72,6 +76,15 @@ class ArrayFeed:
             self._valid = jax.device_put(valid)
         yield Block(self.x, self.y, jax.device_put(order), self._valid, base=0,
                     limit=self.steps)
+
+
+def _labels_to_device(y, label_dtype, sharding):
+    if isinstance(y, tuple):
+        dtypes = label_dtype if isinstance(label_dtype, tuple) else (label_dtype,) * len(y)
+        return tuple(_labels_to_device(a, d, sharding) for a, d in zip(y, dtypes))
+    array = np.asarray(y)
+    return data_lib.to_device(np.asarray(array, dtype=label_dtype or
+                                         data_lib.device_dtype(array)), sharding)
 
 
 class StreamFeed:

@@ -20,9 +20,10 @@ from kilnet import distribution as distribution_lib
 from kilnet import losses as losses_lib
 from kilnet import metrics as metrics_lib
 from kilnet import optimizers as optimizers_lib
-from kilnet import _interrupt, _tree, feeds, insight, programs, utils, validation
+from kilnet import objective as objective_lib
+from kilnet import _interrupt, _tree, feeds, insight, programs, structure, utils, validation
 from kilnet.callbacks import CallbackList, History
-from kilnet.errors import NonFiniteError
+from kilnet.errors import InputError, NonFiniteError
 from kilnet.progress import EpochProgress, resolve_verbose
 
 DEFAULT_BATCH_SIZE = 32
@@ -45,16 +46,20 @@ class Trainer:
         if on_nonfinite not in ("stop", "skip"):
             raise ValueError("on_nonfinite must be 'stop' or 'skip'. "
                              f"Received: on_nonfinite={on_nonfinite!r}")
-        if metrics is not None and not isinstance(metrics, (list, tuple)):
-            raise TypeError(f"metrics must be a list, e.g. metrics=['accuracy']. "
-                            f"Received: metrics={metrics!r}")
+        if metrics is not None and not isinstance(metrics, (list, tuple, dict)):
+            raise TypeError(f"metrics must be a list, e.g. metrics=['accuracy'], or a dict by "
+                            f"output name. Received: metrics={metrics!r}")
         self.model = model
         self.optimizer = optimizers_lib.get(optimizer)
         self.tx = optimizers_lib.transformation(self.optimizer)
         if isinstance(self.optimizer, optimizers_lib.Optimizer):
             self.optimizer._trainer = weakref.ref(self)
-        self.loss = losses_lib.get(loss)
-        self.metric_ids = list(metrics or [])
+        # The compile arguments, resolved (a Loss, or a list/dict of them for several outputs);
+        # the Objective that pairs them with the outputs is made once the outputs are known.
+        self.loss = _resolve_losses(loss)
+        self.metric_ids = (dict(metrics) if isinstance(metrics, dict)
+                           else list(metrics or []))
+        self.objective = None
         self.on_nonfinite = on_nonfinite
         self.distribution = distribution_lib.get(distribution)  # None: one device
         self.loss_weights = loss_weights
@@ -69,22 +74,24 @@ class Trainer:
         self._programs = {}
         self.resume_point = None     # (epoch, step) set by a checkpoint restore
         self.max_chunk_steps = None  # cap on a chunk's steps (BackupAndRestore's save_freq)
-        for identifier in self.metric_ids:  # fail at compile time on unknown names
-            metrics_lib.get(identifier, loss=self.loss, output_shape=(2,))
+        for identifier in _flat_metric_ids(self.metric_ids):  # unknown names fail at compile
+            metrics_lib.get(identifier, output_shape=(2,))
 
     # -- building ----------------------------------------------------------------------------
     def prepare(self, seed=None):
         """At compile(): if the input shape is known, build, and cost the training step."""
-        if self.model.input_specs is None:
-            return
+        if self.model.input_specs is None or any(
+                None in spec.shape for spec in self.model.input_specs):
+            return  # built and costed by fit(), from the data's shapes
         self.ensure_state(seed)
-        x_spec = jax.ShapeDtypeStruct((1,) + tuple(self.model.input_specs[0].shape),
-                                      jnp.float32)
-        sparse = isinstance(self.loss, losses_lib.SparseCategoricalCrossentropy)
-        out = tuple(self.model.output_specs[0].shape)
-        y_shape = (1,) + (out[:-1] if sparse else out)  # class ids drop the class axis
-        y_dtype = jnp.int32 if sparse else jnp.float32
-        self._cost_step(x_spec, jax.ShapeDtypeStruct(y_shape, y_dtype), DEFAULT_BATCH_SIZE)
+        x_spec = structure.pack([jax.ShapeDtypeStruct((1,) + tuple(spec.shape), spec.dtype)
+                                 for spec in self.model.input_specs])
+        y_specs = []
+        for head in self.objective.targets:
+            sparse = isinstance(head.loss, losses_lib.SparseCategoricalCrossentropy)
+            y_shape = (1,) + (head.shape[:-1] if sparse else head.shape)  # ids: no class axis
+            y_specs.append(jax.ShapeDtypeStruct(y_shape, jnp.int32 if sparse else jnp.float32))
+        self._cost_step(x_spec, structure.pack(y_specs), DEFAULT_BATCH_SIZE)
 
     def _cost_step(self, x_spec, y_spec, batch_size):
         began = time.perf_counter()
@@ -93,16 +100,12 @@ class Trainer:
         self.report.flops_per_step, self.report.bytes_per_step = flops, bytes_
         self.report.batch_size = batch_size
 
-    def _make_spec(self, label_shape=None):
+    def _make_spec(self):
         model = self.model
-        metric_objs = [metrics_lib.get(m, loss=self.loss, label_shape=label_shape,
-                                       output_shape=model.output_specs[0].shape)
-                       for m in self.metric_ids]
-        loss = self.loss
-        use_logits = (not loss.from_logits and loss.logits_of is not None
-                      and model.output_activations()[0] == loss.logits_of)
-        return programs.StepSpec(model=model, loss=loss.with_logits() if use_logits else loss,
-                                 metrics=metric_objs, tx=self.tx, use_logits=use_logits,
+        self.objective = objective_lib.build(model, self.loss, self.loss_weights,
+                                             self.metric_ids)
+        return programs.StepSpec(model=model, objective=self.objective, tx=self.tx,
+                                 input_dtypes=tuple(s.dtype for s in model.input_specs),
                                  on_nonfinite=self.on_nonfinite,
                                  batch_sharding=getattr(self.distribution, "batch_sharding",
                                                         None))
@@ -177,12 +180,10 @@ class Trainer:
         """The model's whole params tree (trained and frozen weights)."""
         return programs.model_params(self.state)
 
-    def resolve_accuracy(self, label_shape):
+    def resolve_accuracy(self, label_shapes):
         """Keras resolves "accuracy" from the labels' shape, known only at fit/evaluate: redo
         the resolution with it (one-hot labels with an mse loss mean categorical accuracy)."""
-        spec = self._make_spec(tuple(label_shape))
-        if [type(m) for m in spec.metrics] != [type(m) for m in self.spec.metrics]:
-            self.spec = spec
+        if objective_lib.resolve_metrics(self.objective, [tuple(s) for s in label_shapes]):
             self._programs.clear()  # they were traced with the other metrics
 
     def reset_state(self):
@@ -200,7 +201,7 @@ class Trainer:
                 "evaluate": (lambda *a: programs.eval_chunk(self.spec, batch_size, *a), (0,)),
                 "predict": (lambda *a: programs.predict_chunk(self.spec, batch_size, *a), (0,)),
             }[kind]
-            rows = args[1 if kind == "train" else 3].shape[0]
+            rows = jax.tree.leaves(args[1 if kind == "train" else 3])[0].shape[0]
             name = f"{kind} loop ({rows:,} samples, batch {batch_size})"
             dist = self.distribution
             if dist is None:
@@ -224,6 +225,26 @@ class Trainer:
     def learning_rate(self, value: float):
         self.state = self.state._replace(
             opt_state=optimizers_lib.set_learning_rate(self.state.opt_state, value))
+
+
+def _resolve_losses(loss):
+    """compile()'s loss with every name resolved, so unknown names fail at compile()."""
+    if isinstance(loss, dict):
+        return {k: None if v is None else losses_lib.get(v) for k, v in loss.items()}
+    if isinstance(loss, (list, tuple)):
+        return [None if v is None else losses_lib.get(v) for v in loss]
+    return losses_lib.get(loss)
+
+
+def _flat_metric_ids(metrics) -> list:
+    values = metrics.values() if isinstance(metrics, dict) else metrics
+    flat = []
+    for value in values:
+        if isinstance(value, (list, tuple)):
+            flat.extend(value)
+        elif value is not None:
+            flat.append(value)
+    return flat
 
 
 @dataclass
@@ -261,15 +282,18 @@ def _logs_from_sums(spec, sums: dict, prefix: str = "") -> dict:
 
 # -- fit ------------------------------------------------------------------------------------------
 def make_feed(trainer, x, y, batch_size, *, shuffle=False, steps=None, sharding=None):
-    """An ArrayFeed for arrays in memory, a StreamFeed for memmaps and batch iterables."""
+    """An ArrayFeed for arrays in memory (x and y: an array, or a tuple for several inputs or
+    outputs; kilnet.structure), a StreamFeed for memmaps and batch iterables."""
     if trainer.distribution is not None:  # data replicated on every device
         sharding = trainer.distribution.replicated
         if not feeds.is_stream(x) or isinstance(x, np.ndarray):
-            batch_size = trainer.distribution.whole_batch_size(batch_size, len(x))
+            batch_size = trainer.distribution.whole_batch_size(
+                batch_size, len(structure.unpack(x)[0]))
     if feeds.is_stream(x):
+        loss = _single_target_loss(trainer)
         if isinstance(x, np.ndarray):  # a memmap
             return feeds.StreamFeed(x, batch_size, y=y, shuffle=shuffle,
-                                    label_dtype=data_lib.label_dtype_for(trainer.loss, y))
+                                    label_dtype=data_lib.label_dtype_for(loss, y))
         first, x = feeds.peek_iterable(x)
         if first is None:
             raise ValueError("The data generator yielded no batch: there is nothing to train on.")
@@ -277,10 +301,63 @@ def make_feed(trainer, x, y, batch_size, *, shuffle=False, steps=None, sharding=
         return feeds.StreamFeed(
             x, len(bx), shuffle=False, steps=steps, sample_shape=tuple(bx.shape[1:]),
             x_dtype=data_lib.device_dtype(bx),
-            label_dtype=None if by is None else data_lib.label_dtype_for(trainer.loss, by))
-    label_dtype = None if y is None else data_lib.label_dtype_for(trainer.loss, y)
-    return feeds.ArrayFeed(x, y, batch_size, shuffle=shuffle, label_dtype=label_dtype,
+            label_dtype=None if by is None else data_lib.label_dtype_for(loss, by))
+    label_dtypes = None
+    if y is not None:
+        label_dtypes = structure.pack([data_lib.label_dtype_for(head.loss, labels) for head, labels
+                                       in zip(trainer.objective.targets, structure.unpack(y))])
+    return feeds.ArrayFeed(x, y, batch_size, shuffle=shuffle, label_dtype=label_dtypes,
                            sharding=sharding)
+
+
+def _single_target_loss(trainer):
+    """Streams (memmaps, generators) carry one input and one label array for now."""
+    if trainer.objective is not None and (len(trainer.objective.targets) > 1
+                                          or len(trainer.model.input_specs or [None]) > 1):
+        raise InputError("Memmaps and batch generators feed models with one input and one "
+                         "trained output for now; give a model with several inputs or outputs "
+                         "arrays in memory (a dict or list of NumPy arrays).")
+    return trainer.objective.targets[0].loss if trainer.objective is not None else trainer.loss
+
+
+def _sample_shapes(xs):
+    shapes = [tuple(np.shape(x)[1:]) for x in xs]
+    return shapes[0] if len(shapes) == 1 else shapes
+
+
+def _label_names(trainer):
+    return structure.argument_names("y", [h.name for h in trainer.objective.targets])
+
+
+def _arrays_for_fit(model, trainer, x, y, *, seed, batch_size, epochs, validation_split,
+                    validation_data, initial_epoch, verbose):
+    """fit()'s arrays checked, the model built for them, and the feeds' inputs: returns
+    (x, y, val, batch_size) with x, y packed for the programs (kilnet.structure)."""
+    validation.check_epochs(epochs, initial_epoch)
+    x_names = structure.argument_names("x", model.input_names or ["x"])
+    xs = validation.check_features(model, structure.inputs_of(model, x), x_names)
+    trainer.ensure_state(seed, input_shape=_sample_shapes(xs))
+    x_names = structure.argument_names("x", model.input_names)
+    ys = structure.targets_of(trainer.objective, y)
+    y_names = _label_names(trainer)
+    val_lists = None
+    if validation_data is not None:
+        vx, vy = validation.check_validation_data(validation_data)
+        val_lists = (structure.inputs_of(model, vx, "validation_data[0]"),
+                     structure.targets_of(trainer.objective, vy, "validation_data[1]"))
+    xs, ys, val, batch_size = validation.check_fit_inputs(
+        model, xs, ys, x_names=x_names, y_names=y_names, batch_size=batch_size, epochs=epochs,
+        validation_split=validation_split, validation_data=val_lists,
+        initial_epoch=initial_epoch, verbose=verbose)
+    trainer.resolve_accuracy([y.shape for y in ys])
+    # Labels against the built model's output shapes: before any program is compiled.
+    validation.check_targets(model, trainer.objective, ys, None if val is None else val[1],
+                             y_names=y_names)
+    if validation_split and validation_data is None:
+        (xs, ys), val = data_lib.split_validation(xs, ys, validation_split)
+    if val is not None:
+        val = (structure.pack(val[0]), structure.pack(val[1]))
+    return structure.pack(xs), structure.pack(ys), val, batch_size
 
 
 def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=None,
@@ -298,16 +375,10 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
             val = tuple(validation_data)
         trainer.ensure_state(seed, input_shape=feed.sample_shape)
     else:
-        x, y, val, batch_size = validation.check_fit_inputs(
-            model, trainer.loss, x, y, batch_size=batch_size, epochs=epochs,
+        x, y, val, batch_size = _arrays_for_fit(
+            model, trainer, x, y, seed=seed, batch_size=batch_size, epochs=epochs,
             validation_split=validation_split, validation_data=validation_data,
             initial_epoch=initial_epoch, verbose=verbose)
-        trainer.ensure_state(seed, input_shape=x.shape[1:])
-        trainer.resolve_accuracy(y.shape)
-        # Labels against the built model's output shape: before any program is compiled.
-        validation.check_targets(model, trainer.loss, y, val)
-        if validation_split and validation_data is None:
-            (x, y), val = data_lib.split_validation(x, y, validation_split)
         feed = make_feed(trainer, x, y, batch_size, shuffle=shuffle)
     if seed is not None:
         trainer.seed = int(seed)
@@ -428,7 +499,8 @@ def _evaluate_feed(trainer, feed, prefix=""):
     state = trainer.state
     sums = programs.zero_sums(trainer.spec)
     for block in feed.blocks(None):
-        args = (sums, programs.model_params(state), state.model_state, block.x, block.y, block.order,
+        args = (sums, programs.model_params(state), state.model_state, block.x, block.y,
+                block.order,
                 block.valid, jnp.int32(block.base), jnp.int32(block.base),
                 jnp.int32(block.limit))
         sums = trainer.program("evaluate", feed.batch_size, *args)(*args)
@@ -444,12 +516,17 @@ def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False,
         feed = make_feed(trainer, x, y, batch_size, steps=steps)
         trainer.ensure_state(input_shape=feed.sample_shape)
     else:
-        x, y, batch_size = validation.check_eval_inputs(model, trainer.loss, x, y,
-                                                        batch_size=batch_size)
-        trainer.ensure_state(input_shape=x.shape[1:])
-        validation.check_targets(model, trainer.loss, y, job="evaluate")
-        trainer.resolve_accuracy(y.shape)
-        feed = make_feed(trainer, x, y, batch_size)
+        x_names = structure.argument_names("x", model.input_names or ["x"])
+        xs = validation.check_features(model, structure.inputs_of(model, x), x_names)
+        trainer.ensure_state(input_shape=_sample_shapes(xs))
+        ys = structure.targets_of(trainer.objective, y)
+        y_names = _label_names(trainer)
+        xs, ys, batch_size = validation.check_eval_inputs(
+            model, xs, ys, x_names=structure.argument_names("x", model.input_names),
+            y_names=y_names, batch_size=batch_size)
+        validation.check_targets(model, trainer.objective, ys, y_names=y_names, job="evaluate")
+        trainer.resolve_accuracy([labels.shape for labels in ys])
+        feed = make_feed(trainer, structure.pack(xs), structure.pack(ys), batch_size)
     verbose = resolve_verbose(verbose)
     logs = _evaluate_feed(trainer, feed)
     if verbose:
@@ -471,17 +548,22 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None):
         feed = make_feed(trainer, x, None, batch_size, steps=steps)
         trainer.ensure_state(input_shape=feed.sample_shape)
     else:
-        x, batch_size = validation.check_predict_inputs(model, x, batch_size=batch_size)
-        trainer.ensure_state(input_shape=x.shape[1:])
-        feed = make_feed(trainer, x, None, batch_size)
+        x_names = structure.argument_names("x", model.input_names or ["x"])
+        xs, batch_size = validation.check_predict_inputs(
+            model, structure.inputs_of(model, x), x_names=x_names, batch_size=batch_size)
+        trainer.ensure_state(input_shape=_sample_shapes(xs))
+        feed = make_feed(trainer, structure.pack(xs), None, batch_size)
     state = trainer.state
     results = []
     for block in feed.blocks(None):
-        outputs = jnp.zeros((block.order.shape[0],) + tuple(model.output_specs[0].shape),
-                            jnp.float32)
-        args = (outputs, programs.model_params(state), state.model_state, block.x, block.order, block.valid,
-                jnp.int32(block.base), jnp.int32(block.base), jnp.int32(block.limit))
+        rows = block.order.shape[0]
+        outputs = tuple(jnp.zeros((rows,) + tuple(spec.shape), jnp.float32)
+                        for spec in model.output_specs)
+        args = (outputs, programs.model_params(state), state.model_state, block.x,
+                block.order, block.valid, jnp.int32(block.base), jnp.int32(block.base),
+                jnp.int32(block.limit))
         outputs = trainer.program("predict", feed.batch_size, *args)(*args)
         # host sync: this block's predictions, real samples only
-        results.append(np.asarray(outputs)[np.asarray(block.valid)])
-    return np.concatenate(results)
+        valid = np.asarray(block.valid)
+        results.append([np.asarray(out)[valid] for out in outputs])
+    return model.pack_outputs([np.concatenate(parts) for parts in zip(*results)])

@@ -13,7 +13,10 @@ device (DESIGN.md section 2):
   can cut an epoch into chunks of any length without recompiling.
 - eval_chunk(sums, params, model_state, x, y, order, valid, base, start, stop) -> sums
 - predict_chunk(outputs, params, model_state, x, order, valid, base, start, stop) -> outputs,
-  where row p of `outputs` is the prediction for position p of the block.
+  a tuple (one array per model output) where row p is the prediction for position p of the
+  block.
+
+With several model inputs `x` is a tuple of arrays; with labels for several outputs, `y` too.
 
 Why the whole in-memory dataset is an argument of the program rather than each chunk's slice:
 gathering the batch inside the loop measured 0.19 s per seed-MLP epoch against 0.26 s when
@@ -59,19 +62,18 @@ def model_params(state: TrainState):
 
 @dataclass
 class StepSpec:
-    """What the compiled step computes. Built once by Sequential.compile()."""
+    """What the compiled step computes. Built by compile() (kilnet.fit.Trainer)."""
 
-    model: Any                      # a Sequential (its layers' apply functions)
-    loss: Any                       # kilnet.losses.Loss, possibly switched to logits
-    metrics: list                   # kilnet.metrics.Metric objects
+    model: Any                      # a kilnet Model: its pure apply
+    objective: Any                  # kilnet.objective.Objective: losses and metrics per output
     tx: optax.GradientTransformation
-    use_logits: bool                # last layer's activation folded into the loss
+    input_dtypes: tuple = ("float32",)  # the dtype each model input is computed in
     on_nonfinite: str = "stop"      # "stop" or "skip"
     batch_sharding: Any = None      # kilnet.distribution: split each batch over devices
 
     @property
     def sum_names(self):
-        return ["loss"] + [m.name for m in self.metrics]
+        return self.objective.sum_names
 
 
 def zero_sums(spec: StepSpec) -> dict:
@@ -81,38 +83,45 @@ def zero_sums(spec: StepSpec) -> dict:
 
 
 # -- one step --------------------------------------------------------------------------------
-def _batch(x, y, idx):
-    xb = x[idx]
-    if xb.dtype != jnp.float32:
-        xb = xb.astype(jnp.float32)  # uint8 images stay uint8 on the device: 4x less memory
-    return xb, (None if y is None else y[idx])
+def _batch(spec, x, y, idx):
+    """The batch at positions `idx` of the dataset on the device. Several inputs or labels
+    come as tuples. Inputs are cast to their model input's dtype here, per batch: uint8 images
+    stay uint8 on the device (4x less memory) and integer token ids stay integers."""
+    xs = x if isinstance(x, tuple) else (x,)
+    batch = []
+    for array, dtype in zip(xs, spec.input_dtypes):
+        xb = array[idx]
+        if xb.dtype != jnp.dtype(dtype):
+            xb = xb.astype(dtype)
+        batch.append(xb)
+    xb = tuple(batch) if isinstance(x, tuple) else batch[0]
+    return xb, (None if y is None else jax.tree.map(lambda a: a[idx], y))
 
 
-def _shard(spec, *arrays):
+def _shard(spec, *trees):
     """Data parallelism (kilnet.distribution): split the batch over the mesh's batch axis;
     XLA partitions the step from here and all-reduces the gradients. No-op on one device."""
     if spec.batch_sharding is None:
-        return arrays
-    return tuple(None if a is None else lax.with_sharding_constraint(a, spec.batch_sharding)
-                 for a in arrays)
+        return trees
+    return tuple(None if t is None else jax.tree.map(
+        lambda a: lax.with_sharding_constraint(a, spec.batch_sharding), t) for t in trees)
 
 
-def per_sample_mean(values):
-    """One value per sample: outputs with extra axes (e.g. per time step) are averaged, as
-    Keras's losses reduce them."""
-    return values if values.ndim == 1 else values.reshape(values.shape[0], -1).mean(axis=1)
+def _forward(spec, params, model_state, xb, *, training, rng, mask):
+    """The model's outputs as a list (one per output), its new state, and the add_loss()
+    terms its Keras-style layers collected (kilnet._scope)."""
+    with _scope.opened(_scope.Scope(training=training)) as root:
+        outputs, new_state = spec.model.apply(
+            params, model_state, xb, training=training, rng=rng, sample_mask=mask,
+            logits=spec.objective.logits_flags)
+    extra = sum(root.losses) if root.losses else None
+    return spec.model.output_list(outputs), new_state, extra
 
 
-def _add_metric_sums(spec, sums, yb, outputs, per_sample_loss, weight):
+def _add_metric_sums(spec, sums, yb, outputs, per_sample_loss, parts, weight):
     """Add this batch's per-sample loss and metrics, counting only real samples."""
-    preds = spec.model.activate_output(0, outputs) if spec.use_logits else outputs
-    new = dict(sums)
-    new["loss"] = sums["loss"] + jnp.sum(per_sample_loss * weight)
-    for metric in spec.metrics:
-        values = per_sample_mean(metric.per_sample(yb, preds))
-        new[metric.name] = sums[metric.name] + jnp.sum(values * weight)
-    new["count"] = sums["count"] + jnp.sum(weight)
-    return new
+    predictions = spec.objective.predictions(spec.model, outputs)
+    return spec.objective.add_sums(sums, yb, predictions, per_sample_loss, parts, weight)
 
 
 def train_step(spec: StepSpec, state: TrainState, xb, yb, mask, epoch, step):
@@ -121,18 +130,16 @@ def train_step(spec: StepSpec, state: TrainState, xb, yb, mask, epoch, step):
     denom = jnp.maximum(jnp.sum(weight), 1.0)
 
     def loss_fn(params):
-        # The scope collects the add_loss() terms of Keras-style layers (kilnet._scope).
-        with _scope.opened(_scope.Scope(training=True)) as root:
-            outputs, model_state = spec.model.apply(
-                params if not state.frozen else _tree.merge(params, state.frozen),
-                state.model_state, xb, training=True, rng=key, sample_mask=mask,
-                logits=spec.use_logits)
-        per_sample = per_sample_mean(spec.loss(yb, outputs))
-        extra = sum(root.losses) if root.losses else 0.0
-        loss = jnp.sum(per_sample * weight) / denom + extra
-        return loss, (outputs, model_state, per_sample + extra)
+        full = params if not state.frozen else _tree.merge(params, state.frozen)
+        outputs, model_state, extra = _forward(spec, full, state.model_state, xb,
+                                               training=True, rng=key, mask=mask)
+        per_sample, parts = spec.objective.per_sample_losses(yb, outputs)
+        loss = jnp.sum(per_sample * weight) / denom
+        if extra is not None:  # add_loss() terms: once per batch, as Keras adds them
+            loss, per_sample = loss + extra, per_sample + extra
+        return loss, (outputs, model_state, per_sample, parts)
 
-    (loss, (outputs, model_state, per_sample)), grads = jax.value_and_grad(
+    (loss, (outputs, model_state, per_sample, parts)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params)
     finite = jnp.isfinite(loss) & _all_finite(grads)
     if spec.on_nonfinite == "stop":
@@ -149,7 +156,8 @@ def train_step(spec: StepSpec, state: TrainState, xb, yb, mask, epoch, step):
 
     # A cond, not a select: measured 4% of the epoch against 40% for a per-element select.
     params, new_model_state, opt_state = lax.cond(apply, update, keep, None)
-    sums = lax.cond(apply, lambda s: _add_metric_sums(spec, s, yb, outputs, per_sample, weight),
+    sums = lax.cond(apply, lambda s: _add_metric_sums(spec, s, yb, outputs, per_sample, parts,
+                                                      weight),
                     lambda s: s, state.sums)
     first_fault = (~finite) & (state.fault == NO_FAULT)
     return state._replace(
@@ -178,7 +186,7 @@ def train_chunk(spec, batch_size, state, x, y, order, valid, epoch, base, start,
     def body(carry):
         i, s = carry
         positions = _positions(i, base, batch_size)
-        xb, yb = _batch(x, y, order[positions])
+        xb, yb = _batch(spec, x, y, order[positions])
         xb, yb, mask = _shard(spec, xb, yb, valid[positions])
         return i + 1, train_step(spec, s, xb, yb, mask, epoch, i)
 
@@ -189,15 +197,15 @@ def eval_chunk(spec, batch_size, sums, params, model_state, x, y, order, valid, 
                stop):
     def body(i, sums):
         positions = _positions(i, base, batch_size)
-        xb, yb = _batch(x, y, order[positions])
+        xb, yb = _batch(spec, x, y, order[positions])
         xb, yb, mask = _shard(spec, xb, yb, valid[positions])
-        with _scope.opened(_scope.Scope()) as root:
-            outputs, _ = spec.model.apply(params, model_state, xb, training=False, rng=None,
-                                          sample_mask=mask, logits=spec.use_logits)
-        per_sample = per_sample_mean(spec.loss(yb, outputs))
-        if root.losses:
-            per_sample = per_sample + sum(root.losses)
-        return _add_metric_sums(spec, sums, yb, outputs, per_sample, mask.astype(jnp.float32))
+        outputs, _, extra = _forward(spec, params, model_state, xb, training=False, rng=None,
+                                     mask=mask)
+        per_sample, parts = spec.objective.per_sample_losses(yb, outputs)
+        if extra is not None:
+            per_sample = per_sample + extra
+        return _add_metric_sums(spec, sums, yb, outputs, per_sample, parts,
+                                mask.astype(jnp.float32))
 
     return lax.fori_loop(start, stop, body, sums)
 
@@ -206,12 +214,14 @@ def predict_chunk(spec, batch_size, outputs, params, model_state, x, order, vali
                   stop):
     def body(i, outputs):
         positions = _positions(i, base, batch_size)
-        xb, _ = _batch(x, None, order[positions])
+        xb, _ = _batch(spec, x, None, order[positions])
         xb, mask = _shard(spec, xb, valid[positions])
-        y, _ = spec.model.apply(params, model_state, xb, training=False, rng=None,
-                                sample_mask=mask)
-        return lax.dynamic_update_slice_in_dim(outputs, y.astype(outputs.dtype),
-                                               (i - base) * batch_size, axis=0)
+        with _scope.opened(_scope.Scope()):
+            y, _ = spec.model.apply(params, model_state, xb, training=False, rng=None,
+                                    sample_mask=mask)
+        start = (i - base) * batch_size
+        return tuple(lax.dynamic_update_slice_in_dim(out, value.astype(out.dtype), start, axis=0)
+                     for out, value in zip(outputs, spec.model.output_list(y)))
 
     return lax.fori_loop(start, stop, body, outputs)
 
@@ -269,8 +279,11 @@ def _si(value) -> str:
 
 def step_cost(spec: StepSpec, state: TrainState, x_spec, y_spec, batch_size):
     """FLOPs and bytes of one training step, from XLA's cost analysis of the lowered step."""
-    xb = jax.ShapeDtypeStruct((batch_size,) + tuple(x_spec.shape[1:]), jnp.float32)
-    yb = jax.ShapeDtypeStruct((batch_size,) + tuple(y_spec.shape[1:]), y_spec.dtype)
+    def batched(tree):
+        return jax.tree.map(lambda a: jax.ShapeDtypeStruct((batch_size,) + tuple(a.shape[1:]),
+                                                           a.dtype), tree)
+
+    xb, yb = batched(x_spec), batched(y_spec)
     mask = jax.ShapeDtypeStruct((batch_size,), jnp.bool_)
     scalar = jax.ShapeDtypeStruct((), jnp.int32)
     lowered = jax.jit(lambda s, a, b, m, e, i: train_step(spec, s, a, b, m, e, i)).lower(

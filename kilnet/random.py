@@ -30,7 +30,6 @@ import numbers
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from kilnet import _scope, utils
 from kilnet.variables import to_array

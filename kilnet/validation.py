@@ -54,7 +54,7 @@ def _check_batch_size(batch_size, n, warn=True):
     return int(batch_size)
 
 
-def _check_epochs(epochs, initial_epoch):
+def check_epochs(epochs, initial_epoch):
     if not _is_int(epochs) or epochs < 0:
         raise InputError(f"epochs must be a non-negative integer, e.g. epochs=5. "
                          f"Received: epochs={epochs!r}")
@@ -152,11 +152,11 @@ def _as_float32(array):
     return array
 
 
-def _check_features(model, value, argument):
+def _check_features(model, value, argument, index=0):
     """x (or validation x): numbers, finite, shaped as the model expects. Returns the array
     in the dtype it will have on the device (see kilnet.data.device_dtype)."""
     source = _numeric(value, argument)
-    check_input_shape(model, source, argument)
+    check_input_shape(model, source, argument, index)
     array = _as_float32(source)
     if array.dtype.kind == "f":
         _check_finite(array, argument, source if array is not source else None)
@@ -229,65 +229,95 @@ def _shape_fits(got, expected) -> bool:
 
 
 # -- the public checks, before the model is built ------------------------------------------------
-def check_fit_inputs(model, loss, x, y, *, batch_size, epochs, validation_split,
+# x and y arrive as lists (one array per model input / trained output, kilnet.structure);
+# `x_names` / `y_names` say how messages name each one ("x", or "x['title']").
+def check_features(model, xs, names):
+    """Each x on its own and against its model input's declared shape. Returns the arrays."""
+    return [_check_features(model, x, name, index)
+            for index, (x, name) in enumerate(zip(xs, names))]
+
+
+def _labels(ys, names):
+    return [_check_labels_alone(y, name) for y, name in zip(ys, names)]
+
+
+def _same_length(arrays, names):
+    for array, name in zip(arrays[1:], names[1:]):
+        _check_same_length(arrays[0], array, names[0], name)
+
+
+def check_validation_data(validation_data):
+    """validation_data must be (x_val, y_val); returns the pair."""
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise InputError("validation_data must be a tuple (x_val, y_val). Received: "
+                         f"validation_data of type {type(validation_data).__name__}"
+                         + (f" with {len(validation_data)} elements"
+                            if isinstance(validation_data, (tuple, list)) else ""))
+    return validation_data
+
+
+def check_fit_inputs(model, xs, ys, *, x_names, y_names, batch_size, epochs, validation_split,
                      validation_data, initial_epoch, verbose):
-    """Arguments and arrays of fit(). Returns (x, y, (x_val, y_val) or None, batch_size)."""
-    _check_epochs(epochs, initial_epoch)
-    x = _check_features(model, x, "x")
-    y = _check_labels_alone(y, "y")
-    _check_same_length(x, y, "x", "y")
+    """Arguments and arrays of fit(); xs were checked already (check_features, before the
+    model is built). validation_data, if given, is (xs_val, ys_val) as lists.
+    Returns (xs, ys, (xs_val, ys_val) or None, batch_size)."""
+    check_epochs(epochs, initial_epoch)
+    ys = _labels(ys, y_names)
+    _same_length(xs + ys, x_names + y_names)
     val = None
     if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise InputError("validation_data must be a tuple (x_val, y_val). Received: "
-                             f"validation_data of type {type(validation_data).__name__}"
-                             + (f" with {len(validation_data)} elements"
-                                if isinstance(validation_data, (tuple, list)) else ""))
-        vx = _check_features(model, validation_data[0], "validation_data[0]")
-        vy = _check_labels_alone(validation_data[1], "validation_data[1]")
-        _check_same_length(vx, vy, "validation_data[0]", "validation_data[1]")
-        if vx.shape[1:] != x.shape[1:]:
-            raise InputError(f"validation_data[0] must have samples shaped like x's, "
-                             f"{x.shape[1:]}. Received: validation_data[0].shape={vx.shape}")
-        val = (vx, vy)
+        v_x_names = [n.replace("x", "validation_data[0]", 1) for n in x_names]
+        v_y_names = [n.replace("y", "validation_data[1]", 1) for n in y_names]
+        vxs = check_features(model, validation_data[0], v_x_names)
+        vys = _labels(validation_data[1], v_y_names)
+        _same_length(vxs + vys, v_x_names + v_y_names)
+        for vx, x, name in zip(vxs, xs, v_x_names):
+            if vx.shape[1:] != x.shape[1:]:
+                raise InputError(f"{name} must have samples shaped like x's, "
+                                 f"{x.shape[1:]}. Received: {name}.shape={vx.shape}")
+        val = (vxs, vys)
         # Keras ignores validation_split when validation_data is given.
-        n_train = _check_validation_split(validation_split, len(x), used=False)
+        n_train = _check_validation_split(validation_split, len(xs[0]), used=False)
     else:
-        n_train = _check_validation_split(validation_split, len(x))
+        n_train = _check_validation_split(validation_split, len(xs[0]))
     batch_size = _check_batch_size(batch_size, n_train)
-    _warn_unscaled_images(model, x, "x")  # once per fit: x is representative of x_val
-    return x, y, val, batch_size
+    for x, name in zip(xs, x_names):  # once per fit: x is representative of x_val
+        _warn_unscaled_images(model, x, name)
+    return xs, ys, val, batch_size
 
 
-def check_eval_inputs(model, loss, x, y, *, batch_size):
-    x = _check_features(model, x, "x")
-    y = _check_labels_alone(y, "y")
-    _check_same_length(x, y, "x", "y")
-    batch_size = _check_batch_size(batch_size, len(x), warn=False)
-    _warn_unscaled_images(model, x, "x")
-    return x, y, batch_size
+def check_eval_inputs(model, xs, ys, *, x_names, y_names, batch_size):
+    """evaluate()'s arrays; xs were checked already (check_features)."""
+    ys = _labels(ys, y_names)
+    _same_length(xs + ys, x_names + y_names)
+    batch_size = _check_batch_size(batch_size, len(xs[0]), warn=False)
+    for x, name in zip(xs, x_names):
+        _warn_unscaled_images(model, x, name)
+    return xs, ys, batch_size
 
 
-def check_predict_inputs(model, x, *, batch_size):
-    x = _check_features(model, x, "x")
-    batch_size = _check_batch_size(batch_size, len(x), warn=False)
-    _warn_unscaled_images(model, x, "x")
-    return x, batch_size
+def check_predict_inputs(model, xs, *, x_names, batch_size):
+    xs = check_features(model, xs, x_names)
+    _same_length(xs, x_names)
+    batch_size = _check_batch_size(batch_size, len(xs[0]), warn=False)
+    for x, name in zip(xs, x_names):
+        _warn_unscaled_images(model, x, name)
+    return xs, batch_size
 
 
 # -- after the model is built: labels against the loss and the output shape -----------------------
-def check_targets(model, loss, y, val=None, *, job="fit"):
-    """Labels against the loss and model.output_shape; warnings about the last layer (fit)."""
-    specs = model.output_specs
-    out = None if specs is None else specs[0].shape
-    if not out:  # unbuilt, or a model without a feature axis: nothing to compare with
-        return
-    out = tuple(out)
-    _check_labels(loss, y, out, "y")
-    if val is not None:
-        _check_labels(loss, val[1], out, "validation_data[1]")
-    if job == "fit":
-        _warn_last_layer(model, loss, out)
+def check_targets(model, objective, ys, val=None, *, y_names, job="fit"):
+    """Labels against each trained output's loss and shape; warnings about the last layer."""
+    for index, head in enumerate(objective.targets):
+        out = tuple(head.shape)
+        if not out or head.loss is None:  # a model without a feature axis: nothing to compare
+            continue
+        _check_labels(head.given_loss, ys[index], out, y_names[index])
+        if val is not None:
+            name = y_names[index].replace("y", "validation_data[1]", 1)
+            _check_labels(head.given_loss, val[index], out, name)
+        if job == "fit" and len(objective.heads) == 1:
+            _warn_last_layer(model, head.given_loss, out)
 
 
 def _check_labels(loss, y, out, argument):

@@ -44,8 +44,8 @@ def test_seed_mlp_parameter_count_and_summary():
     assert model.count_params() == 101_770
     assert model.trainable_count() == 101_770
     text = summary_text(model)
-    assert "Total params: 101,770" in text
-    assert "Trainable params: 101,770" in text
+    assert "Total params: 101,770 (397.54 KB)" in text
+    assert "Trainable params: 101,770 (397.54 KB)" in text
     assert "Non-trainable params: 0" in text
     for name, count in (("flatten", "0"), ("dense", "100,480"), ("dense_1", "1,290")):
         assert any(line.count(name + " (") and line.rstrip(" │|").endswith(count)
@@ -68,7 +68,10 @@ def test_convnet_with_batchnorm_counts_non_trainable_params():
 def test_summary_of_an_unbuilt_model():
     model = kilnet.Sequential([layers.Dense(3)])
     assert not model.built
-    assert "not built yet" in summary_text(model)
+    text = summary_text(model)
+    assert "not built yet" in text and "Total params" not in text
+    assert any("dense (Dense)" in line and "0 (unbuilt)" in line and "?" in line
+               for line in text.splitlines()), text
     with pytest.raises(ValueError, match="no weights yet"):
         model.count_params()
 

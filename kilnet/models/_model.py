@@ -173,7 +173,7 @@ class Model(Layer):
     @property
     def input_names(self) -> list[str]:
         if self.is_functional and isinstance(self._inputs_structure, dict):
-            return list(self._inputs_structure)
+            return sorted(self._inputs_structure)  # the order graph.inputs flattens them in
         return [spec.name for spec in (self.input_specs or [])]
 
     @property
@@ -181,7 +181,7 @@ class Model(Layer):
         """Names of the outputs: dict keys, else the names of the layers producing them."""
         if self.is_functional:
             if isinstance(self._outputs_structure, dict):
-                return list(self._outputs_structure)
+                return sorted(self._outputs_structure)  # graph.outputs' (flattened) order
             return [t.node.layer.name for t in self.graph.outputs]
         specs = self.output_specs
         return [] if specs is None else [s.name for s in specs]
@@ -222,11 +222,19 @@ class Model(Layer):
             return list(x)
         return [x]
 
+    def output_list(self, outputs) -> list:
+        """The model's outputs as a list in output order, from what apply returned."""
+        if isinstance(outputs, dict):
+            return [outputs[name] for name in self.output_names]
+        if isinstance(outputs, (list, tuple)):
+            return list(outputs)
+        return [outputs]
+
     def pack_outputs(self, values: list):
         """Outputs in the structure the model was defined with (one array, a list, a dict)."""
         structure = self._outputs_structure if self.is_functional else None
         if isinstance(structure, dict):
-            return dict(zip(structure, values))
+            return dict(zip(sorted(structure), values))
         if isinstance(structure, (list, tuple)):
             return list(values)
         return values[0] if len(values) == 1 else list(values)
@@ -454,10 +462,11 @@ class Model(Layer):
         from kilnet.fit import predict
         return predict(self, x, batch_size=batch_size, verbose=verbose, steps=steps)
 
-    def summary(self, print_fn=None, **_) -> None:
-        """Print the layers, their output shapes and parameter counts (and compile report)."""
+    def summary(self, print_fn=None, **kwargs) -> None:
+        """Print the layers, their output shapes and parameter counts (and compile report);
+        Keras's options (line_length, expand_nested, show_trainable, ...) as kilnet.summary."""
         from kilnet.summary import model_summary
-        (print_fn or print)(model_summary(self))
+        (print_fn or print)(model_summary(self, **kwargs))
 
     # -- configuration and files -----------------------------------------------------------------
     def get_config(self) -> dict:

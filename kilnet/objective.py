@@ -1,0 +1,204 @@
+"""What compile() makes of `loss`, `loss_weights` and `metrics`: one Head per model output.
+
+A head knows its output's loss (or none: that output is not trained), the loss's weight in the
+total, its metrics, and whether the loss is computed from the output's logits (the output layer's
+softmax/sigmoid folded into the loss, which is numerically stable). The compiled programs
+(kilnet.programs) ask the Objective for the per-sample total loss and for the sums it logs.
+
+Log names follow Keras: with one output, "loss" and the metric names ("accuracy"); with several,
+"loss" (the weighted total), then "<output>_loss" and "<output>_<metric>" per output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import jax.numpy as jnp
+
+from kilnet import losses as losses_lib
+from kilnet import metrics as metrics_lib
+
+
+def per_sample_mean(values):
+    """One value per sample: outputs with extra axes (e.g. per time step) are averaged, as
+    Keras's losses reduce them."""
+    return values if values.ndim == 1 else values.reshape(values.shape[0], -1).mean(axis=1)
+
+
+@dataclass
+class Head:
+    """One model output as compile() sees it."""
+
+    index: int                      # position among the model's outputs
+    name: str                       # the output's name (dict key or producing layer's name)
+    shape: tuple                    # the output's shape without the batch axis
+    loss: losses_lib.Loss | None    # None: the output has no loss (no labels needed)
+    weight: float | None = None     # loss_weights entry (None: 1, and no multiplication)
+    metric_ids: list = field(default_factory=list)
+    metrics: list = field(default_factory=list)
+    use_logits: bool = False        # the loss reads the output's pre-activation
+    given_loss: losses_lib.Loss | None = None  # the loss as compile() got it (for messages)
+
+    @property
+    def needs_labels(self) -> bool:
+        return self.loss is not None or bool(self.metrics)
+
+
+class Objective:
+    """The heads of a compiled model and what the compiled step computes from them."""
+
+    def __init__(self, heads: list[Head]):
+        self.heads = heads
+        self.multi = len(heads) > 1   # metric names carry the output's name
+        # per-output losses are logged when more than one output has a loss
+        self.several_losses = sum(h.loss is not None for h in heads) > 1
+        self.targets = [h for h in heads if h.needs_labels]  # the order labels are given in
+
+    # -- names -------------------------------------------------------------------------------
+    def metric_name(self, head: Head, metric) -> str:
+        return f"{head.name}_{metric.name}" if self.multi else metric.name
+
+    @property
+    def sum_names(self) -> list[str]:
+        names = ["loss"]
+        if self.several_losses:
+            names += [f"{h.name}_loss" for h in self.heads if h.loss is not None]
+        names += [self.metric_name(h, m) for h in self.heads for m in h.metrics]
+        return names
+
+    @property
+    def logits_flags(self):
+        """What Model.apply(..., logits=...) gets: a bool for one output, else one per output."""
+        flags = [h.use_logits for h in self.heads]
+        return flags[0] if len(flags) == 1 else flags
+
+    # -- the computation, traced inside the compiled programs ----------------------------------
+    def labels_by_head(self, y) -> dict:
+        """Head index -> label batch, from what the program got (an array, or a tuple)."""
+        ys = (y,) if len(self.targets) == 1 else tuple(y)
+        return {h.index: label for h, label in zip(self.targets, ys)}
+
+    def per_sample_losses(self, y, outputs: list) -> tuple:
+        """(total per sample, {log name: per-sample loss of each output})."""
+        labels = self.labels_by_head(y)
+        total, parts = None, {}
+        for head in self.heads:
+            if head.loss is None:
+                continue
+            value = per_sample_mean(head.loss(labels[head.index], outputs[head.index]))
+            if self.several_losses:
+                parts[f"{head.name}_loss"] = value
+            if head.weight is not None:
+                value = value * head.weight
+            total = value if total is None else total + value
+        return total, parts
+
+    def predictions(self, model, outputs: list) -> list:
+        """The outputs as the user sees them (activation applied where logits were kept)."""
+        return [model.activate_output(h.index, outputs[h.index]) if h.use_logits
+                else outputs[h.index] for h in self.heads]
+
+    def add_sums(self, sums, y, predictions, per_sample_total, parts, weight):
+        """This batch's loss and metrics added to the running sums, real samples only."""
+        labels = self.labels_by_head(y)
+        new = dict(sums)
+        new["loss"] = sums["loss"] + jnp.sum(per_sample_total * weight)
+        for name, value in parts.items():
+            new[name] = sums[name] + jnp.sum(value * weight)
+        for head in self.heads:
+            for metric in head.metrics:
+                name = self.metric_name(head, metric)
+                values = per_sample_mean(metric.per_sample(labels[head.index],
+                                                           predictions[head.index]))
+                new[name] = sums[name] + jnp.sum(values * weight)
+        new["count"] = sums["count"] + jnp.sum(weight)
+        return new
+
+
+# -- from compile()'s arguments ---------------------------------------------------------------------
+def build(model, loss, loss_weights, metrics) -> Objective:
+    """The Objective for `model` (built or with known output specs) from compile()'s args."""
+    specs = model.output_specs
+    names = [s.name for s in specs]
+    losses = _per_output(loss, names, "loss", broadcast=True)
+    weights = _per_output(loss_weights, names, "loss_weights", broadcast=False)
+    metric_lists = _metrics_per_output(metrics, names)
+    activations = model.output_activations()
+    heads = []
+    for index, spec in enumerate(specs):
+        resolved = None if losses[index] is None else losses_lib.get(losses[index])
+        weight = weights[index]
+        if weight is not None and not isinstance(weight, (int, float)):
+            raise TypeError(f"loss_weights must hold numbers. Received: {weight!r} for output "
+                            f"{spec.name!r}")
+        use_logits = (resolved is not None and not resolved.from_logits
+                      and resolved.logits_of is not None
+                      and activations[index] == resolved.logits_of)
+        heads.append(Head(index=index, name=spec.name, shape=tuple(spec.shape),
+                          loss=resolved.with_logits() if use_logits else resolved,
+                          weight=None if weight is None else float(weight),
+                          metric_ids=metric_lists[index], use_logits=use_logits,
+                          given_loss=resolved))
+    if all(h.loss is None for h in heads):
+        raise ValueError("compile() needs a loss for at least one output, e.g. "
+                         f"loss='sparse_categorical_crossentropy'. Received: loss={loss!r}")
+    objective = Objective(heads)
+    resolve_metrics(objective, label_shapes=None)
+    return objective
+
+
+def resolve_metrics(objective: Objective, label_shapes) -> bool:
+    """Make each head's metric objects. "accuracy" depends on the labels' shape (Keras), known
+    only at fit/evaluate: called again then. True when something changed."""
+    shapes = label_shapes or [None] * len(objective.targets)
+    by_head = {h.index: shape for h, shape in zip(objective.targets, shapes)}
+    changed = False
+    for head in objective.heads:
+        new = [metrics_lib.get(m, loss=head.given_loss, label_shape=by_head.get(head.index),
+                               output_shape=head.shape) for m in head.metric_ids]
+        if [type(m) for m in new] != [type(m) for m in head.metrics]:
+            head.metrics, changed = new, True
+    return changed
+
+
+def _per_output(value, names, argument, *, broadcast):
+    """One entry per output from a single value, a list or a dict keyed by output name."""
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(names))
+        if unknown:
+            raise ValueError(f"compile({argument}=...) has keys {unknown} that are not outputs "
+                             f"of the model; its outputs are {names}. Received: "
+                             f"{argument}={value!r}")
+        return [value.get(n) for n in names]
+    if isinstance(value, (list, tuple)):
+        if len(value) != len(names):
+            raise ValueError(f"compile({argument}=...) as a list needs one entry per output "
+                             f"({len(names)}: {names}). Received: {len(value)} entries")
+        return list(value)
+    if value is None or broadcast:
+        return [value] * len(names)
+    raise TypeError(f"With several outputs, {argument} must be a list or a dict by output name "
+                    f"({names}). Received: {argument}={value!r}")
+
+
+def _metrics_per_output(metrics, names) -> list[list]:
+    if metrics is None:
+        return [[] for _ in names]
+    if isinstance(metrics, dict):
+        per = _per_output(metrics, names, "metrics", broadcast=False)
+        return [[] if m is None else (list(m) if isinstance(m, (list, tuple)) else [m])
+                for m in per]
+    if not isinstance(metrics, (list, tuple)):
+        raise TypeError("metrics must be a list, e.g. metrics=['accuracy'], or a dict by output "
+                        f"name. Received: metrics={metrics!r}")
+    if len(names) == 1:
+        return [list(metrics)]
+    if len(metrics) == len(names) and any(isinstance(m, (list, tuple)) or m is None
+                                          for m in metrics):
+        return [[] if m is None else (list(m) if isinstance(m, (list, tuple)) else [m])
+                for m in metrics]
+    if len(metrics) == len(names):
+        # Keras 3 reads a list as long as the outputs as one metric per output.
+        return [[m] for m in metrics]
+    # Keras 3 refuses a shorter flat list; kilnet applies each metric to every output.
+    return [list(metrics) for _ in names]

@@ -1,0 +1,95 @@
+"""x and y as users give them (one array, a list, a dict by name) and as the compiled
+programs take them: one array per model input, one label array per output that is trained.
+
+A single input or label stays a bare array all the way to the programs (the seed job's path
+does not change); several travel as a tuple, in the model's input order and the objective's
+target order (kilnet.objective).
+"""
+
+from __future__ import annotations
+
+from kilnet.errors import InputError
+
+
+def inputs_of(model, x, argument: str = "x") -> list:
+    """x as a list with one entry per model input (names from model.input_names)."""
+    specs = model.input_specs
+    if specs is None or len(specs) == 1:
+        if isinstance(x, dict):
+            if specs is not None and len(x) == 1 and model.input_names[0] in x:
+                return [x[model.input_names[0]]]
+            raise InputError(f"{argument} is a dict but the model has one input"
+                             + (f" named {model.input_names[0]!r}" if specs else "")
+                             + f". Received: {argument} with keys {sorted(map(str, x))}")
+        return [x]
+    names = model.input_names
+    if isinstance(x, dict):
+        return _from_dict(x, names, argument, "inputs")
+    if isinstance(x, (list, tuple)) and not _looks_like_one_array(x, len(names)):
+        if len(x) != len(names):
+            raise InputError(f"The model has {len(names)} inputs {names}; {argument} must give "
+                             f"one array for each, in a list or a dict by name. Received: a "
+                             f"{type(x).__name__} of {len(x)}")
+        return list(x)
+    raise InputError(f"The model has {len(names)} inputs {names}; {argument} must give one "
+                     f"array for each, e.g. {argument}={{{names[0]!r}: ..., {names[1]!r}: ...}}. "
+                     f"Received: {type(x).__name__}")
+
+
+def targets_of(objective, y, argument: str = "y") -> list:
+    """y as a list with one label array per output that has a loss or metrics."""
+    heads = objective.targets
+    names = [h.name for h in heads]
+    if len(heads) == 1:
+        if isinstance(y, dict):
+            if names[0] in y:
+                return [y[names[0]]]
+            raise InputError(f"{argument} is a dict but no key is the trained output's name "
+                             f"{names[0]!r}. Received: {argument} with keys {sorted(map(str, y))}")
+        if isinstance(y, (list, tuple)) and len(y) == len(objective.heads) and \
+                len(objective.heads) > 1 and not _looks_like_one_array(y, len(objective.heads)):
+            return [y[heads[0].index]]
+        return [y]
+    if isinstance(y, dict):
+        return _from_dict(y, names, argument, "outputs with a loss")
+    if isinstance(y, (list, tuple)) and not _looks_like_one_array(y, len(objective.heads)):
+        if len(y) == len(objective.heads):  # one entry per output: keep those trained
+            return [y[h.index] for h in heads]
+        if len(y) == len(heads):
+            return list(y)
+        raise InputError(f"The model has {len(objective.heads)} outputs; {argument} must give "
+                         f"labels for {names}, in a list or a dict by name. Received: a "
+                         f"{type(y).__name__} of {len(y)}")
+    raise InputError(f"The model has {len(heads)} trained outputs {names}; {argument} must give "
+                     f"labels for each, e.g. {argument}={{{names[0]!r}: ..., {names[1]!r}: ...}}. "
+                     f"Received: {type(y).__name__}")
+
+
+def pack(arrays: list):
+    """What the programs take: the array itself for one, a tuple for several."""
+    return arrays[0] if len(arrays) == 1 else tuple(arrays)
+
+
+def unpack(data) -> list:
+    return list(data) if isinstance(data, tuple) else [data]
+
+
+def argument_names(argument: str, names: list) -> list[str]:
+    """How error messages name each entry: x, or x['title'] for several."""
+    return [argument] if len(names) == 1 else [f"{argument}[{n!r}]" for n in names]
+
+
+def _from_dict(data: dict, names: list, argument: str, what: str) -> list:
+    missing = [n for n in names if n not in data]
+    if missing:
+        raise InputError(f"{argument} must have one entry per model {what} {names}; missing "
+                         f"{missing}. Received: {argument} with keys {sorted(map(str, data))}")
+    return [data[n] for n in names]
+
+
+def _looks_like_one_array(value, count: int) -> bool:
+    """A list of numbers (one array written as nested lists) rather than a list of arrays."""
+    if not value:
+        return True
+    first = value[0]
+    return not hasattr(first, "shape") and not isinstance(first, (list, tuple, dict))
