@@ -22,7 +22,9 @@ from kilnet import (
     losses,
     metrics,
     models,
+    ops,
     optimizers,
+    random,
     report,
     utils,
 )
@@ -64,8 +66,10 @@ __all__ = [
     "losses",
     "metrics",
     "models",
+    "ops",
     "optimizers",
     "plot_history",
+    "random",
     "report",
     "utils",
 ]

@@ -269,7 +269,7 @@ def test_logits_path_equals_the_probability_formula(loss, activation, units):
         y = classes.astype(np.float32 if loss == "binary_crossentropy" else np.int64)
     model = dense_model(units, activation)
     model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
-    assert model.compiled.spec.use_logits
+    assert model.compiled.objective.heads[0].use_logits
     logs = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
 
     z = forward(model, x)

@@ -1,0 +1,236 @@
+"""Keras's ways of writing your own: Layer subclasses (build / add_weight / call with
+kilnet.ops), Model subclasses with call(), add_loss, and freezing with trainable = False."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import kilnet
+from kilnet import layers, ops
+from tests.conftest import check_grad
+
+
+class Linear(layers.Layer):
+    """y = tanh(x @ w + b) * scale, the way the Keras guides write a layer."""
+
+    def __init__(self, units=4, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1], self.units),
+                                 initializer="glorot_uniform", name="w")
+        self.b = self.add_weight(shape=(self.units,), initializer="zeros", name="b")
+        self.scale = self.add_weight(shape=(), initializer="ones", name="scale")
+
+    def call(self, inputs):
+        return ops.tanh(ops.matmul(inputs, self.w) + self.b) * self.scale
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def test_custom_layer_matches_numpy_and_finite_difference_gradients():
+    layer = Linear(3)
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    y = np.asarray(layer(x))  # builds on first call
+    w, b, scale = layer.get_weights()
+    assert [v.name for v in layer.weights] == ["w", "b", "scale"]
+    np.testing.assert_allclose(y, np.tanh(x @ w + b) * scale, rtol=1e-5, atol=1e-6)
+    params = layer.params_tree()
+    assert sorted(params) == ["b", "scale", "w"]
+    r = np.random.default_rng(1).normal(size=(5, 3))
+
+    def objective(w_, b_, s_, x_):
+        out, _ = layer.apply({"w": w_, "b": b_, "scale": s_}, {}, x_)
+        return jnp.sum(out * r)
+
+    check_grad(objective, w, b, np.asarray(scale), x)
+
+
+def test_custom_layer_in_a_functional_model_trains():
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 4)).astype(np.float32)
+    y = (x.sum(1) > 2).astype(np.float32)[:, None]
+    inputs = kilnet.Input(shape=(4,))
+    outputs = layers.Dense(1, activation="sigmoid")(Linear(6, name="lin")(inputs))
+    model = kilnet.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    history = model.fit(x, y, epochs=10, batch_size=16, verbose=0, seed=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    lin = model.get_layer("lin")
+    w = lin.w.numpy()  # reads the trained value from the training state
+    assert w.shape == (4, 6) and np.array_equal(w, model.get_weights()[0])
+
+
+class Sampler(layers.Layer):
+    """Uses a SeedGenerator and a non-trainable counter updated with assign."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seed_generator = kilnet.random.SeedGenerator(3)
+
+    def build(self, input_shape):
+        self.calls = self.add_weight(shape=(), initializer="zeros", trainable=False,
+                                     name="calls")
+
+    def call(self, inputs, training=None):
+        self.calls.assign(self.calls + 1.0)
+        if training:
+            return inputs + kilnet.random.normal(ops.shape(inputs), seed=self.seed_generator)
+        return inputs
+
+
+def test_state_assigned_in_call_and_randomness_inside_the_compiled_step():
+    inputs = kilnet.Input(shape=(2,))
+    sampler = Sampler(name="sampler")
+    model = kilnet.Model(inputs, layers.Dense(1)(sampler(inputs)))
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.ones((8, 2), np.float32), np.zeros((8, 1), np.float32)
+    model.fit(x, y, epochs=3, batch_size=4, verbose=0)
+    assert float(sampler.calls.numpy()) == 6.0  # 3 epochs x 2 steps, counted on the device
+    assert [v.name for v in model.non_trainable_weights] == ["calls"]
+    out1, out2 = model.predict(x, verbose=0), model.predict(x, verbose=0)
+    np.testing.assert_array_equal(out1, out2)  # no noise at inference
+
+
+class MLP(kilnet.Model):
+    def __init__(self, hidden=8, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden = layers.Dense(hidden, activation="relu")
+        self.dropout = layers.Dropout(0.1)
+        self.out = layers.Dense(3, activation="softmax")
+
+    def call(self, inputs, training=None):
+        return self.out(self.dropout(self.hidden(inputs), training=training))
+
+
+def test_subclassed_model_trains_predicts_and_round_trips_its_weights():
+    rng = np.random.default_rng(0)
+    x = rng.random((60, 5)).astype(np.float32)
+    y = (x[:, 0] * 3).astype(int) % 3
+    model = MLP()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    history = model.fit(x, y, epochs=8, batch_size=12, verbose=0, seed=1)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert [l.name for l in model.layers] == ["dense", "dropout", "dense_1"]
+    assert model.output_shape == (None, 3)
+    k1, b1, k2, b2 = model.get_weights()
+    expected = np.maximum(x @ k1 + b1, 0) @ k2 + b2
+    expected = np.exp(expected) / np.exp(expected).sum(1, keepdims=True)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-6)
+    other = MLP()
+    other.build((5,))
+    other.set_weights(model.get_weights())
+    np.testing.assert_array_equal(other.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+# -- add_loss --------------------------------------------------------------------------------------
+class Penalized(layers.Layer):
+    def __init__(self, strength=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.strength = strength
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1], 1), initializer="ones", name="w")
+
+    def call(self, inputs):
+        if self.strength:
+            self.add_loss(self.strength * 0.5 * ops.sum(ops.square(self.w)))
+        return ops.matmul(inputs, self.w)
+
+
+def test_add_loss_changes_the_gradient_by_exactly_the_added_term():
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 3)).astype(np.float32), rng.random((16, 1)).astype(np.float32)
+
+    def one_step(strength):
+        inputs = kilnet.Input(shape=(3,))
+        layer = Penalized(strength)
+        model = kilnet.Model(inputs, layer(inputs))
+        model.compile(optimizer=kilnet.optimizers.SGD(learning_rate=0.1), loss="mse")
+        history = model.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
+        return layer.w.numpy(), history.history["loss"][0]
+
+    w_plain, loss_plain = one_step(0.0)
+    w_pen, loss_pen = one_step(2.0)
+    # d/dw [2 * 0.5 * sum(w^2)] = 2 w, with w = 1 before the step: the step moves w by -0.1 * 2.
+    np.testing.assert_allclose(w_pen - w_plain, np.full((3, 1), -0.2), rtol=1e-5)
+    np.testing.assert_allclose(loss_pen - loss_plain, 2.0 * 0.5 * 3.0, rtol=1e-5)
+
+
+def test_add_loss_called_eagerly_is_kept_in_layer_losses():
+    layer = Penalized(1.0)
+    layer(np.ones((2, 3), np.float32))
+    assert len(layer.losses) == 1 and float(layer.losses[0]) == pytest.approx(1.5)
+
+
+# -- freezing ------------------------------------------------------------------------------------
+def frozen_first_model():
+    inputs = kilnet.Input(shape=(4,))
+    base = layers.Dense(6, activation="relu", name="base")
+    norm = layers.BatchNormalization(name="norm")
+    head = layers.Dense(2, activation="softmax", name="head")
+    return kilnet.Model(inputs, head(norm(base(inputs)))), base, norm, head
+
+
+def test_frozen_weights_stay_bitwise_unchanged_while_the_rest_train():
+    rng = np.random.default_rng(0)
+    x, y = rng.random((48, 4)).astype(np.float32), rng.integers(0, 2, 48)
+    model, base, norm, head = frozen_first_model()
+    base.trainable = False
+    norm.trainable = False
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    base_before, norm_before = base.get_weights(), norm.get_weights()
+    head_before = head.get_weights()
+    model.fit(x, y, epochs=3, batch_size=8, verbose=0)
+    for before, after in zip(base_before + norm_before, base.get_weights() + norm.get_weights()):
+        np.testing.assert_array_equal(before, after)  # frozen BatchNorm runs in inference mode
+    assert not np.array_equal(head_before[0], head.get_weights()[0])
+    assert model.trainable_count() == 6 * 2 + 2
+    assert [v.name for v in model.trainable_weights] == ["kernel", "bias"]
+    # No optimizer state for frozen weights: Adam keeps two moments for the head's 2 arrays.
+    opt_leaves = [a for a in jax.tree.leaves(model.compiled.state.opt_state)
+                  if np.ndim(a) > 0]
+    assert sorted(np.shape(a) for a in opt_leaves) == sorted([(6, 2), (2,)] * 2)
+    lines = []
+    model.summary(print_fn=lines.append)
+    # frozen: base 4*6 + 6, and all of BatchNorm's 4 x 6
+    assert "Non-trainable params: 54 " in "\n".join(lines)
+    assert model.count_params() - model.trainable_count() == 54
+
+
+def test_changing_trainable_takes_effect_at_the_next_compile():
+    rng = np.random.default_rng(1)
+    x, y = rng.random((32, 4)).astype(np.float32), rng.integers(0, 2, 32)
+    model, base, _, _ = frozen_first_model()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, verbose=0)
+    base.trainable = False
+    before = base.get_weights()
+    model.fit(x, y, epochs=1, verbose=0)  # still compiled with base trainable
+    assert not np.array_equal(before[0], base.get_weights()[0])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    before = base.get_weights()
+    model.fit(x, y, epochs=1, verbose=0)
+    np.testing.assert_array_equal(before[0], base.get_weights()[0])
+
+
+def test_freezing_a_nested_model_freezes_all_its_layers():
+    e_in = kilnet.Input(shape=(4,))
+    encoder = kilnet.Model(e_in, layers.Dense(3)(layers.Dense(5)(e_in)), name="encoder")
+    inputs = kilnet.Input(shape=(4,))
+    model = kilnet.Model(inputs, layers.Dense(1)(encoder(inputs)))
+    model.build(seed=0)
+    encoder.trainable = False
+    assert all(not layer.trainable for layer in encoder.layers[1:])  # after its InputLayer
+    assert len(model.trainable_weights) == 2
+    assert len(model.non_trainable_weights) == 4
+    model.compile(optimizer="adam", loss="mse")
+    before = encoder.get_weights()
+    model.fit(np.ones((8, 4)), np.zeros((8, 1)), epochs=2, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(before, encoder.get_weights()))
