@@ -102,10 +102,12 @@ class Trainer:
 
     def _make_spec(self):
         model = self.model
+        custom_loss = model.overrides_compute_loss
         self.objective = objective_lib.build(model, self.loss, self.loss_weights,
-                                             self.metric_ids)
+                                             self.metric_ids, custom_loss=custom_loss)
         return programs.StepSpec(model=model, objective=self.objective, tx=self.tx,
                                  input_dtypes=tuple(s.dtype for s in model.input_specs),
+                                 custom_loss=custom_loss,
                                  on_nonfinite=self.on_nonfinite,
                                  batch_sharding=getattr(self.distribution, "batch_sharding",
                                                         None))

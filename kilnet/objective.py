@@ -116,8 +116,10 @@ class Objective:
 
 
 # -- from compile()'s arguments ---------------------------------------------------------------------
-def build(model, loss, loss_weights, metrics) -> Objective:
-    """The Objective for `model` (built or with known output specs) from compile()'s args."""
+def build(model, loss, loss_weights, metrics, *, custom_loss=False) -> Objective:
+    """The Objective for `model` (built or with known output specs) from compile()'s args.
+    custom_loss: the model overrides compute_loss, which gets the outputs as the user sees
+    them (no logits shortcut) and gives one total (no per-output losses to log)."""
     specs = model.output_specs
     names = [s.name for s in specs]
     losses = _per_output(loss, names, "loss", broadcast=True)
@@ -131,7 +133,7 @@ def build(model, loss, loss_weights, metrics) -> Objective:
         if weight is not None and not isinstance(weight, (int, float)):
             raise TypeError(f"loss_weights must hold numbers. Received: {weight!r} for output "
                             f"{spec.name!r}")
-        use_logits = (resolved is not None and not resolved.from_logits
+        use_logits = (not custom_loss and resolved is not None and not resolved.from_logits
                       and resolved.logits_of is not None
                       and activations[index] == resolved.logits_of)
         heads.append(Head(index=index, name=spec.name, shape=tuple(spec.shape),
@@ -139,10 +141,12 @@ def build(model, loss, loss_weights, metrics) -> Objective:
                           weight=None if weight is None else float(weight),
                           metric_ids=metric_lists[index], use_logits=use_logits,
                           given_loss=resolved))
-    if all(h.loss is None for h in heads):
+    if all(h.loss is None for h in heads) and not custom_loss:
         raise ValueError("compile() needs a loss for at least one output, e.g. "
                          f"loss='sparse_categorical_crossentropy'. Received: loss={loss!r}")
     objective = Objective(heads)
+    if custom_loss:
+        objective.several_losses = False
     resolve_metrics(objective, label_shapes=None)
     return objective
 

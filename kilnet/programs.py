@@ -68,6 +68,7 @@ class StepSpec:
     objective: Any                  # kilnet.objective.Objective: losses and metrics per output
     tx: optax.GradientTransformation
     input_dtypes: tuple = ("float32",)  # the dtype each model input is computed in
+    custom_loss: bool = False       # the model overrides compute_loss (Keras's hook)
     on_nonfinite: str = "stop"      # "stop" or "skip"
     batch_sharding: Any = None      # kilnet.distribution: split each batch over devices
 
@@ -118,6 +119,17 @@ def _forward(spec, params, model_state, xb, *, training, rng, mask):
     return spec.model.output_list(outputs), new_state, extra
 
 
+def _batch_loss(spec, xb, yb, outputs, weight, denom, training):
+    """(mean loss of the batch's real samples, that loss per sample for the logged sums,
+    per-output losses): from the compiled objective, or the model's own compute_loss."""
+    if spec.custom_loss:
+        loss = spec.model.compute_loss(x=xb, y=yb, y_pred=spec.model.pack_outputs(outputs),
+                                       sample_weight=weight, training=training)
+        return loss, jnp.broadcast_to(loss, weight.shape), {}
+    per_sample, parts = spec.objective.per_sample_losses(yb, outputs)
+    return jnp.sum(per_sample * weight) / denom, per_sample, parts
+
+
 def _add_metric_sums(spec, sums, yb, outputs, per_sample_loss, parts, weight):
     """Add this batch's per-sample loss and metrics, counting only real samples."""
     predictions = spec.objective.predictions(spec.model, outputs)
@@ -133,8 +145,7 @@ def train_step(spec: StepSpec, state: TrainState, xb, yb, mask, epoch, step):
         full = params if not state.frozen else _tree.merge(params, state.frozen)
         outputs, model_state, extra = _forward(spec, full, state.model_state, xb,
                                                training=True, rng=key, mask=mask)
-        per_sample, parts = spec.objective.per_sample_losses(yb, outputs)
-        loss = jnp.sum(per_sample * weight) / denom
+        loss, per_sample, parts = _batch_loss(spec, xb, yb, outputs, weight, denom, True)
         if extra is not None:  # add_loss() terms: once per batch, as Keras adds them
             loss, per_sample = loss + extra, per_sample + extra
         return loss, (outputs, model_state, per_sample, parts)
@@ -201,11 +212,12 @@ def eval_chunk(spec, batch_size, sums, params, model_state, x, y, order, valid, 
         xb, yb, mask = _shard(spec, xb, yb, valid[positions])
         outputs, _, extra = _forward(spec, params, model_state, xb, training=False, rng=None,
                                      mask=mask)
-        per_sample, parts = spec.objective.per_sample_losses(yb, outputs)
+        weight = mask.astype(jnp.float32)
+        _, per_sample, parts = _batch_loss(spec, xb, yb, outputs, weight,
+                                           jnp.maximum(jnp.sum(weight), 1.0), False)
         if extra is not None:
             per_sample = per_sample + extra
-        return _add_metric_sums(spec, sums, yb, outputs, per_sample, parts,
-                                mask.astype(jnp.float32))
+        return _add_metric_sums(spec, sums, yb, outputs, per_sample, parts, weight)
 
     return lax.fori_loop(start, stop, body, sums)
 

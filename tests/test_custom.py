@@ -234,3 +234,37 @@ def test_freezing_a_nested_model_freezes_all_its_layers():
     before = encoder.get_weights()
     model.fit(np.ones((8, 4)), np.zeros((8, 1)), epochs=2, verbose=0)
     assert all(np.array_equal(a, b) for a, b in zip(before, encoder.get_weights()))
+
+
+# -- compute_loss --------------------------------------------------------------------------------
+class HalfMSE(kilnet.Model):
+    """Overrides compute_loss: 0.5 * mean squared error, weighted by the real samples."""
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        per_sample = 0.5 * ops.mean(ops.square(y - y_pred), axis=-1)
+        return ops.sum(per_sample * sample_weight) / ops.sum(sample_weight)
+
+
+def test_an_overridden_compute_loss_is_the_trained_and_logged_loss():
+    rng = np.random.default_rng(3)
+    x, y = rng.random((20, 3)).astype(np.float32), rng.random((20, 2)).astype(np.float32)
+
+    def make(cls):
+        inputs = kilnet.Input(shape=(3,))
+        model = cls(inputs, layers.Dense(2, activation="sigmoid")(inputs))
+        model.compile(optimizer=kilnet.optimizers.SGD(learning_rate=0.1), loss="mse",
+                      metrics=["mae"])
+        model.build(seed=0)
+        return model
+
+    custom, plain = make(HalfMSE), make(kilnet.Model)
+    logs = custom.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)  # 8 + 8 + 4 padded
+    pred = custom.predict(x, verbose=0)
+    assert logs["loss"] == pytest.approx(0.5 * np.mean((pred - y) ** 2), rel=1e-5)
+    assert logs["mae"] == pytest.approx(np.mean(np.abs(pred - y)), rel=1e-5)
+    # Half the loss, half the gradient: one SGD step moves the weights half as far.
+    w0 = custom.get_weights()[0]
+    custom.fit(x, y, epochs=1, batch_size=20, verbose=0)
+    plain.fit(x, y, epochs=1, batch_size=20, verbose=0)
+    np.testing.assert_allclose(custom.get_weights()[0] - w0,
+                               0.5 * (plain.get_weights()[0] - w0), rtol=1e-4, atol=1e-7)

@@ -15,6 +15,7 @@ compiled, the Trainer holds them while it trains.
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from kilnet import utils
@@ -421,6 +422,37 @@ class Model(Layer):
                                 distribution=distribution)
         self.compiled.prepare()
 
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The training loss of a batch, as Keras's `Model.compute_loss`: override it to train
+        on your own loss (it runs inside the compiled step, so write it with kilnet.ops).
+
+        The default is the compiled loss(es). `sample_weight` is 1 for real samples and 0 for
+        the padding of a last partial batch: weight your per-sample losses with it.
+        add_loss() terms are added by kilnet after this method, as Keras adds them.
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> from kilnet import ops
+            >>> class MeanAbs(kilnet.Sequential):
+            ...     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
+            ...                      training=True):
+            ...         per_sample = ops.mean(ops.abs(y - y_pred), axis=-1)
+            ...         return ops.sum(per_sample * sample_weight) / ops.sum(sample_weight)
+            >>> model = MeanAbs([kilnet.Input(shape=(2,)), kilnet.layers.Dense(1)])
+            >>> model.compile(optimizer="sgd", loss="mse")
+            >>> logs = model.evaluate(np.ones((4, 2)), np.zeros((4, 1)), verbose=0)
+        """
+        objective = self._trainer().objective
+        per_sample, _ = objective.per_sample_losses(y, self.output_list(y_pred))
+        if sample_weight is None:
+            return jnp.mean(per_sample)
+        return jnp.sum(per_sample * sample_weight) / jnp.maximum(jnp.sum(sample_weight), 1.0)
+
+    @property
+    def overrides_compute_loss(self) -> bool:
+        return type(self).compute_loss is not Model.compute_loss
+
     def _trainer(self):
         if self.compiled is None:
             raise RuntimeError(
@@ -470,24 +502,32 @@ class Model(Layer):
 
     # -- configuration and files -----------------------------------------------------------------
     def get_config(self) -> dict:
+        """The model as plain data: a functional model's graph (Keras 3's layout: "layers"
+        with their "inbound_nodes", "input_layers", "output_layers"), or a subclassed model's
+        {"name", "trainable"}, which its own get_config extends with its arguments."""
         from kilnet.models import _config
         return _config.model_config(self)
 
     @classmethod
     def from_config(cls, config: dict, custom_objects=None):
+        """A new model from get_config()'s dict: a functional graph or a Sequential is rebuilt
+        through the allowlists (kilnet's layers, registered classes, `custom_objects`); a
+        subclassed model is made with `cls(**config)`. Its weights are new."""
         from kilnet.models import _config
-        return _config.model_from_config({"class_name": cls.__name__, "config": config},
-                                         custom_objects=custom_objects)
+        return _config.model_from_config(cls, config, custom_objects=custom_objects)
 
     def to_json(self, **kwargs) -> str:
         """The architecture as JSON (no weights), for kilnet.models.model_from_json."""
         import json
+
+        from kilnet import _safefile
         from kilnet.models import _config
+        kwargs.setdefault("default", _safefile.json_default)  # NumPy scalars in configs
         return json.dumps(_config.serialize(self), **kwargs)
 
     def save(self, filepath, overwrite=True, include_optimizer=True) -> None:
-        """Write the architecture, weights, compile configuration and optimizer state to one
-        safetensors file (suggested extension .kilnet), atomically."""
+        """Write the architecture, weights (keyed by layer path), compile configuration and
+        optimizer state to one safetensors file (suggested extension .kilnet), atomically."""
         from kilnet import distribution
         from kilnet.saving import save_model
         if not distribution.is_chief():
@@ -503,7 +543,8 @@ class Model(Layer):
         save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath) -> None:
-        """Set the weights from a file written by save_weights or save."""
+        """Set the weights from a file written by save_weights or save: by layer path, or by
+        Keras's weight order (types and shapes checked) when the layer names differ."""
         from kilnet.saving import load_weights
         load_weights(self, filepath)
 

@@ -1,0 +1,19 @@
+"""The examples in the docstrings of the model contract run, and give what they show."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["kilnet.layers._base", "kilnet.layers._core", "kilnet.layers._node",
+           "kilnet.models._model", "kilnet.models._sequential", "kilnet.variables",
+           "kilnet.utils"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples_run(name):
+    result = doctest.testmod(importlib.import_module(name), verbose=False)
+    assert result.attempted > 0, f"{name} has no example"
+    assert result.failed == 0
