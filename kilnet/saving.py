@@ -1,25 +1,35 @@
 """Model files: `model.save(path)`, `kilnet.models.load_model(path)`, `model.save_weights(path)`,
-`model.load_weights(path)`.
+`model.load_weights(path)`, and the registry of user classes a file may name.
 
 A model file (suggested extension `.kilnet`) is one safetensors file (kilnet/_safefile.py):
 
-    tensors   params/<layer>/<name>   trainable arrays
-              state/<layer>/<name>    non-trainable arrays (BatchNormalization's statistics)
-              opt/<path>              optimizer state (path in the Optax state pytree)
-              train/rng               the base dropout key of the training state
-    info      {"kilnet_version", "model": {"class_name": "Sequential", "config": ...},
-               "compile": {"optimizer": {"class_name", "config"}, "loss": {...},
-                           "metrics": [name or {"class_name", "config"}], "on_nonfinite"},
-               "training": {"seed", "fit_calls"}}
+    tensors   params/<layer path>/<name>   trainable-declared arrays, keyed by the path of
+                                           layer names ("params/encoder/dense/kernel")
+              state/<layer path>/<name>    non-trainable arrays (BatchNormalization's statistics)
+              opt/<path>                   optimizer state (path in the Optax state pytree)
+              train/rng                    the base dropout key of the training state
+    info      {"kilnet_version",
+               "model": {"class_name", "config"[, "build_config"]} (kilnet.models._config),
+               "compile": {"optimizer": {"class_name", "config"}, "loss": ..., "metrics": [...],
+                           "on_nonfinite"[, "loss_weights"]},
+               "training": {"seed", "fit_calls"},
+               "weights": [[array name, owning layer's class], ...] in Keras's weight order}
 
-With the optimizer state, the rng key, the seed and the fit count, a loaded model predicts
-bitwise the same and continues training bitwise as the original would. A weights file holds
-params/ and state/ only, with the architecture for checking.
+For a Sequential the layer path is the layer's name, so its array names are those of the
+previous version of kilnet, whose files (no "weights" list) still load. With the optimizer
+state, the rng key, the seed and the fit count, a loaded model predicts bitwise the same and
+continues training bitwise as the original would. A weights file holds params/ and state/ with
+the "weights" list, so load_weights matches arrays by layer path (reordering the code that
+makes the layers does not scramble them) and falls back to Keras's weight order, with the layer
+types and shapes checked, when the paths differ.
 
-Loading maps class names only through kilnet's allowlists (kilnet.layers.LAYER_TYPES,
-kilnet.optimizers.OPTIMIZER_TYPES, kilnet.losses.LOSS_TYPES, kilnet.metrics.METRIC_TYPES): a
-file cannot name anything else, and nothing in it is executed. Every problem is a
-kilnet.errors.ModelFileError naming the file. Saving is atomic (_safefile.atomic_write).
+Why it is safe to load a file from elsewhere: class names map only through allowlists
+(kilnet.layers.LAYER_TYPES, the optimizer/loss/metric types, and classes the program
+registered with `register_serializable` or passed as `custom_objects`); nothing in a file is
+imported, evaluated or called except those classes' from_config; configurations are bounded in
+size and depth; the arrays' shapes are checked against kilnet's layers abstractly before their
+weights are made. Every problem is a kilnet.errors.ModelFileError naming the file. Saving is
+atomic (_safefile.atomic_write) and refuses non-finite weights.
 """
 
 from __future__ import annotations
@@ -35,7 +45,115 @@ from kilnet import losses as losses_lib
 from kilnet import metrics as metrics_lib
 from kilnet import optimizers as optimizers_lib
 from kilnet.errors import ModelFileError
-from kilnet.layers import LAYER_TYPES, InputLayer
+from kilnet.layers import InputLayer
+
+_MODEL_INFO_KEYS = {"kilnet_version", "model", "compile", "training"}
+_WEIGHT_KINDS = ("params", "state")
+PER_OUTPUT = "__outputs__"   # class_name of a compile argument given per output, as a dict
+
+
+# -- the registry of user classes --------------------------------------------------------------
+_REGISTERED: dict = {}   # "package>Name" -> class
+_NAMES: dict = {}        # class -> "package>Name"
+
+
+def register_serializable(package="Custom", name=None):
+    """Allow a class of yours (a layer or a model) in model files and configurations.
+
+    A file names it "package>name"; loading maps that name back to the class registered in the
+    running program. Nothing else of yours can be named by a file, so register only classes
+    whose `from_config` is safe to call with data from a file.
+
+    Args:
+        package: the first part of the registered name (default "Custom").
+        name: the second part (default: the class's name).
+
+    Returns:
+        A class decorator that registers the class and returns it unchanged.
+
+    Example:
+        >>> import kilnet
+        >>> @kilnet.saving.register_serializable(package="Doc")
+        ... class Twice(kilnet.layers.Layer):
+        ...     def call(self, inputs):
+        ...         return inputs * 2
+        >>> kilnet.saving.get_registered_name(Twice)
+        'Doc>Twice'
+    """
+    for argument, value in (("package", package), ("name", name)):
+        if value is not None and (not isinstance(value, str) or not value or ">" in value):
+            raise ValueError(f"register_serializable: {argument} must be a non-empty string "
+                             f"without '>'. Received: {argument}={value!r}")
+
+    def decorator(obj):
+        if isinstance(obj, type) and not hasattr(obj, "get_config"):
+            raise ValueError(f"Cannot register {obj.__name__}: it has no get_config() method, "
+                             "so it could not be saved.")
+        if not callable(obj):
+            raise TypeError(f"register_serializable registers classes. Received: {obj!r:.100}")
+        registered = f"{package}>{name or obj.__name__}"
+        _REGISTERED[registered] = obj   # re-running a definition replaces the class
+        _NAMES[obj] = registered
+        return obj
+
+    return decorator
+
+
+register_keras_serializable = register_serializable   # Keras's name for it
+
+
+def get_registered_name(obj) -> str:
+    """The name a file uses for a class (or instance): "package>Name" if registered, else
+    the class's own name.
+
+    Args:
+        obj: a class, function or instance.
+
+    Returns:
+        The registered name, or the class's `__name__`.
+
+    Example:
+        >>> import kilnet
+        >>> kilnet.saving.get_registered_name(kilnet.layers.Dense)
+        'Dense'
+    """
+    if not isinstance(obj, type) and not callable(obj):
+        obj = type(obj)
+    return _NAMES.get(obj) or getattr(obj, "__name__", type(obj).__name__)
+
+
+def get_registered_object(name, custom_objects=None, module_objects=None):
+    """The class registered under `name` ("package>Name"), looked up in `custom_objects`
+    first and `module_objects` last, or None.
+
+    Args:
+        name: the registered name.
+        custom_objects: {"name": object} searched first.
+        module_objects: {"name": object} searched last.
+
+    Returns:
+        The object, or None if no one has that name.
+
+    Example:
+        >>> import kilnet
+        >>> @kilnet.saving.register_keras_serializable(package="Doc", name="Half")
+        ... class Half(kilnet.layers.Layer):
+        ...     def call(self, inputs):
+        ...         return inputs / 2
+        >>> kilnet.saving.get_registered_object("Doc>Half") is Half
+        True
+        >>> kilnet.saving.get_registered_object("Doc>Unknown") is None
+        True
+    """
+    for table in (custom_objects or {}, _REGISTERED, module_objects or {}):
+        if name in table:
+            return table[name]
+    return None
+
+
+def registered_objects() -> dict:
+    """A copy of the registry: {"package>Name": class}."""
+    return dict(_REGISTERED)
 
 
 # -- pytrees <-> named tensors ------------------------------------------------------------------
@@ -92,7 +210,54 @@ def nonfinite(tensors: dict) -> list[str]:
                   if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)))
 
 
-# -- configurations, through the allowlists --------------------------------------------------------
+# -- a model's weights by layer path ------------------------------------------------------------
+def weight_entries(model) -> list:
+    """[(array name, owning layer's class name, Variable)] in Keras's weight order; the name is
+    "params/<layer path>/<weight>" or "state/..." (a Sequential's: "params/dense/kernel")."""
+    owners = {}
+    entries = []
+    for path, kind, variable in model.variable_paths():
+        layer_path = tuple(path[:-1])
+        if layer_path not in owners:
+            owners[layer_path] = _layer_at(model, layer_path)
+        entries.append((f"{kind}/{'/'.join(path)}", owners[layer_path], variable))
+    return entries
+
+
+def _layer_at(model, names) -> str:
+    layer = model
+    for name in names:
+        layer = next((sub for sub in layer.layers if sub.name == name), None)
+        if layer is None:
+            return "?"
+    return type(layer).__name__
+
+
+def _weight_tensors(model):
+    """({name: host array}, the "weights" list) of a built model. Host sync."""
+    entries = weight_entries(model)
+    values = jax.device_get([variable.value for _, _, variable in entries])
+    tensors = {}
+    for (name, _, variable), value in zip(entries, values):
+        if name in tensors:
+            raise ValueError(f"Two weights would be saved under the name {name!r}; give the "
+                             "layers distinct names.")
+        tensors[name] = np.asarray(value)
+    return tensors, [[name, owner] for name, owner, _ in entries]
+
+
+def _layer_types(order) -> list:
+    """The owning layers' classes along a weight order, one per layer (for messages)."""
+    types, last = [], None
+    for name, owner in order:
+        layer_path = name.split("/")[1:-1]
+        if layer_path != last:
+            types.append(owner)
+            last = layer_path
+    return types
+
+
+# -- configurations through the allowlists ------------------------------------------------------
 def _object_from(types: dict, spec, what: str, path):
     """An instance of an allowlisted class from {"class_name": ..., "config": {...}}."""
     if (not isinstance(spec, dict) or set(spec) != {"class_name", "config"}
@@ -116,31 +281,11 @@ def _object_from(types: dict, spec, what: str, path):
 
 
 def model_from_config(config, path="the configuration"):
-    """An unbuilt Sequential from Sequential.get_config()'s dict, through LAYER_TYPES only."""
+    """An unbuilt Sequential from Sequential.get_config()'s dict, through the allowlists."""
     from kilnet.models import Sequential
+    from kilnet.models import _config
 
-    if (not isinstance(config, dict) or not isinstance(config.get("layers"), list)
-            or not isinstance(config.get("name", ""), str)):
-        raise ModelFileError(path, "the model configuration is malformed: expected "
-                                   "{'name': str, 'input_shape': [...], 'layers': [...]}.")
-    unknown = set(config) - {"name", "input_shape", "layers"}
-    if unknown:
-        raise ModelFileError(path, f"the model configuration has unknown keys {sorted(unknown)}.")
-    input_shape = config.get("input_shape")
-    if input_shape is not None and (not isinstance(input_shape, list) or not all(
-            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in input_shape)):
-        raise ModelFileError(path, f"the input shape {input_shape!r:.100} is invalid.")
-    layers = [_object_from(LAYER_TYPES, spec, "layer", path) for spec in config["layers"]]
-    try:
-        if input_shape is not None and (not layers or layers[0].declared_input_shape is None):
-            layers = [InputLayer(shape=tuple(input_shape))] + layers
-        model = Sequential(layers, name=config.get("name") or None)
-        if input_shape is not None and tuple(model.input_specs[0].shape) != tuple(input_shape):
-            raise ValueError(f"input shape {input_shape} disagrees with the first layer's "
-                             f"{model.input_specs[0].shape}")
-    except (TypeError, ValueError) as error:
-        raise ModelFileError(path, f"the model configuration is invalid: {error}") from None
-    return model
+    return _config.model_from_config(Sequential, config, path=path)
 
 
 def _compile_config(trainer):
@@ -148,6 +293,13 @@ def _compile_config(trainer):
     problems = []
 
     def spec(obj, types, what):
+        if obj is None or isinstance(obj, str):
+            return obj   # no loss for that output; a metric given by name
+        if isinstance(obj, (list, tuple)):
+            return [spec(item, types, what) for item in obj]
+        if isinstance(obj, dict):
+            return {"class_name": PER_OUTPUT,
+                    "config": {k: spec(v, types, what) for k, v in obj.items()}}
         name = type(obj).__name__
         if types.get(name) is not type(obj):
             problems.append(f"the {what} {obj!r} is not one of kilnet's {what} types")
@@ -159,34 +311,62 @@ def _compile_config(trainer):
             return None
         return {"class_name": name, "config": config}
 
-    optimizer = spec(trainer.optimizer, optimizers_lib.OPTIMIZER_TYPES, "optimizer")
-    loss = spec(trainer.loss, losses_lib.LOSS_TYPES, "loss")
-    metrics = [m if isinstance(m, str) else spec(m, metrics_lib.METRIC_TYPES, "metric")
-               for m in trainer.metric_ids]
+    config = {"optimizer": spec(trainer.optimizer, optimizers_lib.OPTIMIZER_TYPES, "optimizer"),
+              "loss": spec(trainer.loss, losses_lib.LOSS_TYPES, "loss"),
+              "metrics": spec(trainer.metric_ids, metrics_lib.METRIC_TYPES, "metric"),
+              "on_nonfinite": trainer.on_nonfinite}
+    if getattr(trainer, "loss_weights", None) is not None:
+        config["loss_weights"] = trainer.loss_weights
     if problems:
         warnings.warn("The model file is written without its compile configuration and "
                       f"optimizer state ({'; '.join(problems)}); compile the loaded model "
                       "again before training it.", stacklevel=4)
         return None
-    return {"optimizer": optimizer, "loss": loss, "metrics": metrics,
-            "on_nonfinite": trainer.on_nonfinite}
+    return config
+
+
+def _decode(value, types, what, path, names=False):
+    """The inverse of _compile_config's spec(): objects through the allowlist `types`."""
+    if value is None or (names and isinstance(value, str)):
+        return value
+    if isinstance(value, list):
+        return [_decode(item, types, what, path, names) for item in value]
+    if isinstance(value, dict) and value.get("class_name") == PER_OUTPUT:
+        if set(value) != {"class_name", "config"} or not isinstance(value["config"], dict):
+            raise ModelFileError(path, f"the per-output {what} entry is malformed.")
+        return {k: _decode(v, types, what, path, names) for k, v in value["config"].items()}
+    return _object_from(types, value, what, path)
+
+
+def _loss_weights(value, path):
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+
+    if value is None or number(value) or (isinstance(value, list) and all(map(number, value))) \
+            or (isinstance(value, dict) and all(map(number, value.values()))):
+        return value
+    raise ModelFileError(path, f"the loss weights {value!r:.100} are not numbers.")
 
 
 def _compile_from_config(model, config, training, path):
     from kilnet.fit import Trainer
 
-    if not isinstance(config, dict) or set(config) != {"optimizer", "loss", "metrics",
-                                                       "on_nonfinite"}:
+    required = {"optimizer", "loss", "metrics", "on_nonfinite"}
+    if not isinstance(config, dict) or not required <= set(config) <= required | {
+            "loss_weights"}:
         raise ModelFileError(path, "the compile configuration is malformed.")
     optimizer = _object_from(optimizers_lib.OPTIMIZER_TYPES, config["optimizer"], "optimizer",
                              path)
-    loss = _object_from(losses_lib.LOSS_TYPES, config["loss"], "loss", path)
-    if not isinstance(config["metrics"], list):
-        raise ModelFileError(path, "the metrics of the compile configuration are not a list.")
-    metrics = [m if isinstance(m, str) else _object_from(metrics_lib.METRIC_TYPES, m, "metric",
-                                                          path) for m in config["metrics"]]
+    loss = _decode(config["loss"], losses_lib.LOSS_TYPES, "loss", path)
+    metrics = config["metrics"]
+    if not isinstance(metrics, list) and not (isinstance(metrics, dict)
+                                              and metrics.get("class_name") == PER_OUTPUT):
+        raise ModelFileError(path, "the metrics of the compile configuration are not a list "
+                                   "(or a dict by output).")
+    metrics = _decode(metrics, metrics_lib.METRIC_TYPES, "metric", path, names=True)
     try:
         trainer = Trainer(model, optimizer=optimizer, loss=loss, metrics=metrics,
+                          loss_weights=_loss_weights(config.get("loss_weights"), path),
                           on_nonfinite=config["on_nonfinite"])
     except (TypeError, ValueError) as error:
         raise ModelFileError(path, f"the compile configuration is invalid: {error}") from None
@@ -203,78 +383,135 @@ def _compile_from_config(model, config, training, path):
     return trainer
 
 
-# -- weights: checking a file's arrays against a model ---------------------------------------------
-def _install_weights(model, tensors, path):
-    """Check the file's params/ and state/ arrays against the model's layers (names, shapes,
-    dtypes) and make them the model's weights. Shapes are checked abstractly first, so a hostile
-    configuration cannot make kilnet allocate more than the file holds."""
-    from kilnet import utils
+# -- weights: checking a file's arrays against a model -------------------------------------------
+def _install_weights(model, spec, tensors, path):
+    """Build the model and make the file's params/ and state/ arrays its weights.
 
-    params, state, shapes = {}, {}, []
-    shape = tuple(model.input_specs[0].shape)
-    for index, layer in enumerate(model.layers):
-        for kind, names, out in (("params", layer.param_names, params),
-                                 ("state", layer.state_names, state)):
-            out[layer.name] = {}
-            for name in names:
-                key = f"{kind}/{layer.name}/{name}"
-                if key not in tensors:
-                    raise ModelFileError(path, f"the array {key!r} is missing.")
-                out[layer.name][name] = tensors[key]
-        try:
-            out_shape = tuple(layer.compute_output_shape(shape))
-            spec = lambda tree: jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
-                                             tree)
-            y, new_state = jax.eval_shape(
-                lambda p, s, x: layer.apply(p, s, x, training=False),
-                spec(params[layer.name]), spec(state[layer.name]),
-                jax.ShapeDtypeStruct((1,) + shape, np.float32))
-            if tuple(y.shape) != (1,) + out_shape:
-                raise ValueError(f"its arrays give outputs of shape {y.shape[1:]}, "
-                                 f"expected {out_shape}")
-            # Bounded now: the arrays the layer makes match the file's, which exist.
-            p0, s0, _ = layer.init(utils.numpy_rng(0, index), shape)
-        except Exception as error:  # shape errors from any layer's own code
-            raise ModelFileError(path, f"layer {layer.name!r} ({type(layer).__name__}) does not "
-                                       f"fit its arrays: {error}") from None
-        for kind, made in (("params", p0), ("state", s0)):
-            for name, array in made.items():
-                found = tensors[f"{kind}/{layer.name}/{name}"]
-                if (found.shape, found.dtype) != (np.shape(array), np.dtype(array.dtype)):
-                    raise ModelFileError(
-                        path, f"the array '{kind}/{layer.name}/{name}' has shape {found.shape} "
-                              f"and dtype {found.dtype}; the layer needs {np.shape(array)} "
-                              f"{np.dtype(array.dtype)}.")
-        shape = out_shape
-        shapes.append(out_shape)
-    extra = sorted(n for n in tensors if n.split("/")[0] in ("params", "state")
-                   and not _belongs(n, params, state))
+    kilnet's own layers in a graph are checked abstractly first (jax.eval_shape with the file's
+    arrays), so a hostile configuration (Dense(units=10**9)) is refused before kilnet allocates
+    more than the file holds. A subclassed model and Keras-form layers make their weights with
+    their own (registered) code; their arrays are checked right after."""
+    from kilnet.models import _config
+
+    if model.is_functional:
+        _precheck_graph(model, (), tensors, path)
+        model.build(seed=0)
+    else:
+        build_config = spec.get("build_config")
+        if build_config is None:
+            raise ModelFileError(path, "it holds arrays but no input shape to build the model.")
+        _config.build_from_config(model, build_config, path)
+    names = set()
+    for name, _, variable in weight_entries(model):
+        names.add(name)
+        if name not in tensors:
+            raise ModelFileError(path, f"the array {name!r} is missing.")
+        found = tensors[name]
+        if (found.shape, found.dtype) != (tuple(variable.shape), np.dtype(variable.dtype)):
+            raise ModelFileError(path, f"the array {name!r} has shape {found.shape} and dtype "
+                                       f"{found.dtype}; the layer needs {tuple(variable.shape)} "
+                                       f"{np.dtype(variable.dtype)}.")
+    extra = sorted(n for n in tensors if n.split("/")[0] in _WEIGHT_KINDS and n not in names)
     if extra:
         raise ModelFileError(path, f"it holds arrays no layer uses: {extra[:3]}.")
-    model.build(seed=0)
-    for var_path, kind, variable in model.variable_paths():
-        variable.assign(tensors[f"{kind}/{'/'.join(var_path)}"])
+    for name, _, variable in weight_entries(model):
+        variable.assign(tensors[name])
 
 
-def _belongs(name, params, state):
-    kind, _, rest = name.partition("/")
-    layer, _, array = rest.partition("/")
-    tree = params if kind == "params" else state
-    return array in tree.get(layer, {})
+def _precheck_graph(model, prefix, tensors, path):
+    from kilnet.models import Model
+
+    for layer in model.layers:
+        where = prefix + (layer.name,)
+        if isinstance(layer, InputLayer):
+            continue
+        if isinstance(layer, Model):
+            if layer.is_functional:
+                _precheck_graph(layer, where, tensors, path)
+        elif layer.is_pure:
+            _precheck_layer(layer, where, tensors, path)
+
+
+def _precheck_layer(layer, where, tensors, path):
+    """Does `layer`, for its input shape, take the file's arrays and give its output shape?"""
+    arrays = {}
+    for kind, names in (("params", layer.param_names), ("state", layer.state_names)):
+        arrays[kind] = {}
+        for name in names:
+            key = f"{kind}/{'/'.join(where)}/{name}"
+            if key not in tensors:
+                raise ModelFileError(path, f"the array {key!r} is missing.")
+            arrays[kind][name] = jax.ShapeDtypeStruct(tensors[key].shape, tensors[key].dtype)
+    shape = layer.build_shape
+    if not isinstance(shape, tuple):
+        return   # several inputs: checked after building
+    shape = tuple(1 if d is None else d for d in shape)
+    dtype = layer.build_dtype if isinstance(layer.build_dtype, str) else "float32"
+    try:
+        expected = layer.compute_output_shape(shape)
+        expected = [tuple(s) for s in (expected if isinstance(expected, list) else [expected])]
+        out, _ = jax.eval_shape(lambda p, s, x: layer.apply(p, s, x, training=False),
+                                arrays["params"], arrays["state"],
+                                jax.ShapeDtypeStruct((1,) + shape, dtype))
+        got = [tuple(leaf.shape[1:]) for leaf in jax.tree.leaves(out)]
+        if got != expected:
+            raise ValueError(f"its arrays give outputs of shape {got}, expected {expected}")
+    except Exception as error:  # shape errors from any layer's own code
+        raise ModelFileError(path, f"layer {'/'.join(where)!r} ({type(layer).__name__}) does "
+                                   f"not fit its arrays: {error}") from None
+
+
+def _check_weights_list(order, tensors, path):
+    """The file's "weights" list: [name, class] pairs naming exactly its params/state arrays."""
+    if not isinstance(order, list) or not all(
+            isinstance(e, list) and len(e) == 2 and all(isinstance(s, str) for s in e)
+            for e in order) or len({e[0] for e in order}) != len(order):
+        raise ModelFileError(path, "its list of weights is malformed: expected distinct "
+                                   "[array name, layer class] pairs.")
+    listed = {e[0] for e in order}
+    missing = sorted(listed - set(tensors))
+    if missing:
+        raise ModelFileError(path, f"the array {missing[0]!r} is missing.")
+    extra = sorted(n for n in tensors if n.split("/")[0] in _WEIGHT_KINDS and n not in listed)
+    if extra:
+        raise ModelFileError(path, f"it holds arrays no layer uses: {extra[:3]}.")
+    return [tuple(e) for e in order]
 
 
 # -- the public functions -------------------------------------------------------------------------
 def save_model(model, filepath, *, overwrite=True, include_optimizer=True):
+    """Write a model to one file, atomically: architecture, weights, compile configuration,
+    optimizer state and training position (see the module docstring). `model.save` calls it.
+
+    Args:
+        model: a built or unbuilt kilnet model.
+        filepath: where to write (suggested extension .kilnet).
+        overwrite: replace an existing file (else FileExistsError).
+        include_optimizer: save the compile configuration and optimizer state.
+
+    Raises:
+        ValueError: the weights hold NaN or infinity (nothing is written).
+        kilnet.errors.SaveError: the file could not be written (the previous one is intact).
+
+    Example:
+        >>> import os, tempfile
+        >>> import kilnet
+        >>> model = kilnet.Sequential([kilnet.Input(shape=(3,)), kilnet.layers.Dense(2)])
+        >>> model.build(seed=0)
+        >>> folder = tempfile.mkdtemp()
+        >>> kilnet.saving.save_model(model, os.path.join(folder, "m.kilnet"))
+        >>> os.listdir(folder)
+        ['m.kilnet']
+    """
     from kilnet._version import __version__
+    from kilnet.models import _config
 
     filepath = os.fspath(filepath)
-    info = {"kilnet_version": __version__,
-            "model": {"class_name": "Sequential", "config": model.get_config()},
-            "compile": None, "training": None}
+    info = {"kilnet_version": __version__, "model": _config.serialize(model),
+            "compile": None, "training": None, "weights": []}
     tensors = {}
     if model.built:
-        tensors.update(tree_to_tensors("params", model.params))
-        tensors.update(tree_to_tensors("state", model.state))
+        tensors, info["weights"] = _weight_tensors(model)
     trainer = model.compiled
     if trainer is not None and include_optimizer:
         info["compile"] = _compile_config(trainer)
@@ -295,29 +532,57 @@ def _refuse_nonfinite(tensors, filepath):
 
 
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
-    """Load a model saved by model.save(): architecture, weights, and (if compile) the compile
-    configuration, optimizer state and training position, ready to predict or train on."""
-    if custom_objects:
-        raise TypeError("kilnet model files map only to kilnet's own layer, optimizer, loss "
-                        f"and metric types; custom_objects are not supported. Received: "
-                        f"custom_objects={custom_objects!r}")
+    """Load a model saved by `model.save()`: architecture, weights and (if compile) the compile
+    configuration, optimizer state and training position, ready to predict or train on.
+
+    Args:
+        filepath: a file written by model.save.
+        custom_objects: {"Name": cls} for layer and model classes of yours that are not
+            registered with `register_serializable`.
+        compile: restore the compile configuration and optimizer state.
+        safe_mode: must be True: kilnet files never hold code.
+
+    Returns:
+        The model.
+
+    Raises:
+        kilnet.errors.ModelFileError: the file is damaged, malformed, or names a class that is
+            not allowed (nothing from it was run).
+
+    Example:
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> import kilnet
+        >>> inputs = kilnet.Input(shape=(3,))
+        >>> model = kilnet.Model(inputs, kilnet.layers.Dense(2, name="out")(inputs))
+        >>> model.build(seed=0)
+        >>> path = os.path.join(tempfile.mkdtemp(), "m.kilnet")
+        >>> model.save(path)
+        >>> loaded = kilnet.models.load_model(path)
+        >>> all(np.array_equal(a, b) for a, b in zip(loaded.get_weights(), model.get_weights()))
+        True
+    """
+    from kilnet.models import Model
+    from kilnet.models import _config
+
     if not safe_mode:
         raise ValueError("kilnet files never hold code, so safe_mode=False has no meaning.")
     filepath = os.fspath(filepath)
     info, tensors = _safefile.read(filepath, "model")
-    if set(info) != {"kilnet_version", "model", "compile", "training"}:
+    if set(info) not in (_MODEL_INFO_KEYS, _MODEL_INFO_KEYS | {"weights"}):
         raise ModelFileError(filepath, f"its info has the keys {sorted(info)}; expected "
-                                       "['compile', 'kilnet_version', 'model', 'training'].")
-    spec = info["model"]
-    if not isinstance(spec, dict) or spec.get("class_name") != "Sequential" or set(spec) != {
-            "class_name", "config"}:
-        raise ModelFileError(filepath, "it does not describe a kilnet Sequential model.")
-    model = model_from_config(spec["config"], filepath)
+                                       f"{sorted(_MODEL_INFO_KEYS | {'weights'})}.")
+    _config.check_bounds(info, filepath, "description of the model")
     _check_tensor_names(tensors, ("params", "state", "opt", "train"), filepath)
-    if model.input_specs is not None:
-        _install_weights(model, tensors, filepath)
-    elif tensors:
-        raise ModelFileError(filepath, "it holds arrays but no input shape to build the model.")
+    if "weights" in info:
+        _check_weights_list(info["weights"], tensors, filepath)
+    spec = info["model"]
+    model = _config.deserialize(spec, custom_objects, path=filepath, what="model",
+                                keys=frozenset({"class_name", "config", "build_config"}))
+    if not isinstance(model, Model):
+        raise ModelFileError(filepath, f"it describes a {type(model).__name__}, not a model.")
+    if any(n.split("/")[0] in _WEIGHT_KINDS for n in tensors):
+        _install_weights(model, spec, tensors, filepath)
     if compile and info["compile"] is not None:
         trainer = _compile_from_config(model, info["compile"], info["training"], filepath)
         opt = {n: a for n, a in tensors.items() if n.startswith("opt/")}
@@ -341,27 +606,145 @@ def _check_tensor_names(tensors, prefixes, path):
 
 
 def save_weights(model, filepath, *, overwrite=True):
+    """Write the model's weights, keyed by layer path, to a file, atomically. `model.
+    save_weights` calls it.
+
+    Args:
+        model: a built model (any kind: its configuration is not needed).
+        filepath: where to write.
+        overwrite: replace an existing file (else FileExistsError).
+
+    Example:
+        >>> import os, tempfile
+        >>> import kilnet
+        >>> model = kilnet.Sequential([kilnet.Input(shape=(3,)), kilnet.layers.Dense(2)])
+        >>> model.build(seed=0)
+        >>> path = os.path.join(tempfile.mkdtemp(), "w.kilnet")
+        >>> kilnet.saving.save_weights(model, path)
+        >>> os.path.getsize(path) > 0
+        True
+    """
+    from kilnet._version import __version__
+    from kilnet.models import _config
+
     model._require_built()
     filepath = os.fspath(filepath)
-    tensors = {**tree_to_tensors("params", model.params), **tree_to_tensors("state", model.state)}
+    tensors, order = _weight_tensors(model)
     _refuse_nonfinite(tensors, filepath)
-    info = {"model": model.get_config()}
+    shape = model.build_shape
+    info = {"kilnet_version": __version__,
+            "model": {"class_name": _config.class_name(model), "name": model.name,
+                      "input_shape": None if shape is None else _config.shape_to_json(shape)},
+            "weights": order}
     _safefile.atomic_write(filepath, _safefile.encode("weights", info, tensors),
                            what="the weights file", overwrite=overwrite)
 
 
 def load_weights(model, filepath):
-    """Set the model's weights from a weights file or a model file, layer by layer in order;
-    the layers' types and array shapes must match (layer names may differ)."""
+    """Set the model's weights from a weights file or a model file. Arrays are matched by
+    layer path; if the paths differ (other layer names), by Keras's weight order, with the
+    owning layers' types and the shapes checked. An unbuilt model is built first.
+
+    Args:
+        model: the model to set.
+        filepath: a file written by save_weights or save.
+
+    Raises:
+        ValueError: the file's weights do not fit this model's layers.
+        kilnet.errors.ModelFileError: the file is damaged or malformed.
+
+    Example:
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> import kilnet
+        >>> def make():
+        ...     return kilnet.Sequential([kilnet.Input(shape=(3,)), kilnet.layers.Dense(2)])
+        >>> model = make()
+        >>> model.build(seed=0)
+        >>> path = os.path.join(tempfile.mkdtemp(), "w.kilnet")
+        >>> model.save_weights(path)
+        >>> other = make()
+        >>> other.load_weights(path)
+        >>> np.array_equal(other.get_weights()[0], model.get_weights()[0])
+        True
+    """
     filepath = os.fspath(filepath)
+    info, tensors, order, input_shape = _read_weights(filepath)
+    if not model.built:
+        _build_for_weights(model, input_shape, filepath)
+    mine = weight_entries(model)
+    weights = {n: a for n, a in tensors.items() if n.split("/")[0] in _WEIGHT_KINDS}
+    if {name for name, _, _ in mine} == set(weights):
+        pairs = [(name, variable) for name, _, variable in mine]
+    else:   # other layer names: Keras's weight order
+        if order is None:
+            order = _legacy_order(info, model, filepath)
+        if [owner for _, owner in order] != [owner for _, owner, _ in mine]:
+            raise ValueError(f"{filepath} holds weights for the layers {_layer_types(order)}; "
+                             f"this model has {_layer_types([(n, o) for n, o, _ in mine])}.")
+        pairs = [(name, variable) for (name, _), (_, _, variable) in zip(order, mine)]
+        missing = [name for name, _ in pairs if name not in weights]
+        if missing:
+            raise ModelFileError(filepath, f"the array {missing[0]!r} is missing.")
+        extra = sorted(set(weights) - {name for name, _ in pairs})
+        if extra:
+            raise ModelFileError(filepath, f"it holds arrays no layer uses: {extra[:3]}.")
+    for name, variable in pairs:
+        found = weights[name]
+        if (found.shape, found.dtype) != (tuple(variable.shape), np.dtype(variable.dtype)):
+            raise ValueError(f"{filepath}: the array {name!r} has shape {found.shape} and dtype "
+                             f"{found.dtype}; this model's weight needs "
+                             f"{tuple(variable.shape)} {np.dtype(variable.dtype)}.")
+    for name, variable in pairs:
+        variable.assign(weights[name])
+
+
+def _read_weights(filepath):
+    """(info, tensors, the weights list or None for a previous version's file, the saved
+    input shape or None) of a weights file or a model file."""
+    from kilnet.models import _config
+
     try:
         info, tensors = _safefile.read(filepath, "weights")
-        config = info.get("model")
+        kind = "weights"
     except ModelFileError as error:
         if "is a kilnet 'model' file" not in error.problem:
             raise
         info, tensors = _safefile.read(filepath, "model")
-        config = (info.get("model") or {}).get("config")
+        kind = "model"
+    _config.check_bounds(info, filepath, "description of the model")
+    if "weights" not in info:
+        config = info.get("model") if kind == "weights" else (info.get("model") or {}).get(
+            "config")
+        shape = config.get("input_shape") if isinstance(config, dict) else None
+        return info, tensors, None, _config.shape_from_json(shape)
+    order = _check_weights_list(info["weights"], tensors, filepath)
+    spec = info.get("model") if isinstance(info.get("model"), dict) else {}
+    if kind == "weights":
+        shape = spec.get("input_shape")
+    else:
+        config = spec.get("config") if isinstance(spec.get("config"), dict) else {}
+        build = spec.get("build_config") if isinstance(spec.get("build_config"), dict) else {}
+        shape = config.get("input_shape", build.get("input_shape"))
+    return info, tensors, order, _config.shape_from_json(shape)
+
+
+def _build_for_weights(model, input_shape, filepath):
+    if model.input_specs is not None:
+        model.build()
+    elif input_shape is not None:
+        model.build(input_shape)
+    else:
+        raise ValueError(f"load_weights needs a built model or a file with an input shape, and "
+                         f"{filepath} has none: call model.build(input_shape) first.")
+
+
+def _legacy_order(info, model, filepath):
+    """The weight order of a file from the previous version of kilnet (a Sequential's, with no
+    "weights" list): its layers' names, mapped onto this model's layers of the same types."""
+    config = info.get("model")
+    if isinstance(config, dict) and "config" in config and "layers" not in config:
+        config = config["config"]   # a model file: {"class_name", "config"}
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list) or not all(
             isinstance(e, dict) and isinstance(e.get("class_name"), str)
             and isinstance(e.get("config"), dict) and isinstance(e["config"].get("name"), str)
@@ -369,29 +752,10 @@ def load_weights(model, filepath):
         raise ModelFileError(filepath, "its model configuration is malformed.")
     saved = [(e["class_name"], e["config"]["name"]) for e in config["layers"]
              if e["class_name"] != "InputLayer"]
-    if not model.built:
-        shape = (model.input_specs[0].shape if model.input_specs is not None
-                 else config.get("input_shape"))
-        if shape is None:
-            raise ValueError("load_weights needs a built model or a file with an input shape: "
-                             "call model.build(input_shape) first.")
-        model.build(tuple(shape))
-    mine = [(type(layer).__name__, layer.name) for layer in model.layers]
-    if [c for c, _ in saved] != [c for c, _ in mine]:
-        raise ValueError(f"{filepath} holds weights for the layers {[c for c, _ in saved]}; this "
-                         f"model has {[c for c, _ in mine]}.")
-    weights, used = [], set()
-    for (cls, saved_name), layer in zip(saved, model.layers):
-        for kind, names in (("params", layer.param_names), ("state", layer.state_names)):
-            for name in names:
-                key = f"{kind}/{saved_name}/{name}"
-                if key not in tensors:
-                    raise ModelFileError(filepath, f"the array {key!r} is missing.")
-                used.add(key)
-                weights.append((layer, kind, name, tensors[key]))
-    extra = sorted(n for n in tensors if n.split("/")[0] in ("params", "state") and n not in used)
-    if extra:
-        raise ModelFileError(filepath, f"it holds arrays no layer uses: {extra[:3]}.")
-    by_slot = {(layer.name, kind, name): value for layer, kind, name, value in weights}
-    model.set_weights([by_slot[(var_path[0], kind, var_path[-1])]
-                       for var_path, kind, _ in model.variable_paths()])
+    layers = [layer for layer in model.layers if not isinstance(layer, InputLayer)]
+    if [c for c, _ in saved] != [type(layer).__name__ for layer in layers]:
+        raise ValueError(f"{filepath} holds weights for the layers {[c for c, _ in saved]}; "
+                         f"this model has {[type(layer).__name__ for layer in layers]}.")
+    return [(f"{kind}/{'/'.join(path)}", type(layer).__name__)
+            for (_, saved_name), layer in zip(saved, layers)
+            for path, kind, _ in layer.variable_paths((saved_name,))]

@@ -315,13 +315,13 @@ def test_from_logits_with_softmax_warns():
 
 def test_sigmoid_with_from_logits_and_softmax_on_one_unit_warn():
     sigmoid = kilnet.Sequential([layers.Dense(1, activation="sigmoid", input_shape=(4,))])
-    sigmoid.build()
+    sigmoid.compile(optimizer="adam", loss=losses.BinaryCrossentropy(from_logits=True))
     with pytest.warns(InputWarning, match="already applies sigmoid"):
-        validation.check_targets(sigmoid, losses.BinaryCrossentropy(from_logits=True), Y % 2)
+        validation.check_targets(sigmoid, sigmoid.compiled.objective, [Y % 2], y_names=["y"])
     one = kilnet.Sequential([layers.Dense(1, activation="softmax", input_shape=(4,))])
-    one.build()
+    one.compile(optimizer="adam", loss=losses.BinaryCrossentropy())
     with pytest.warns(InputWarning, match="softmax to a single unit"):
-        validation.check_targets(one, losses.BinaryCrossentropy(), Y % 2)
+        validation.check_targets(one, one.compiled.objective, [Y % 2], y_names=["y"])
 
 
 # -- property: any malformed input gets success or a documented error, never an internal one -------

@@ -109,9 +109,14 @@ class Sequential(Model):
         super().build(input_shape, seed=seed)
 
     def get_config(self) -> dict:
+        """{"name", "input_shape", "layers": [{"class_name", "config"}]}: the format of every
+        kilnet version; a nested model is a layer with class_name "Functional", "Sequential"
+        or its registered name."""
+        from kilnet.models import _config
+
         shape = None if self._input_layer is None else list(self._input_layer.shape)
         return {"name": self.name, "input_shape": shape,
-                "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
+                "layers": [_config.serialize(layer, build_config=False)
                            for layer in self._chain]}
 
     @property
