@@ -34,6 +34,7 @@ atomic (_safefile.atomic_write) and refuses non-finite weights.
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 
@@ -117,8 +118,8 @@ def get_registered_name(obj) -> str:
         >>> kilnet.saving.get_registered_name(kilnet.layers.Dense)
         'Dense'
     """
-    if not isinstance(obj, type) and not callable(obj):
-        obj = type(obj)
+    if not isinstance(obj, type) and not inspect.isroutine(obj):
+        obj = type(obj)   # an instance: its class's name
     return _NAMES.get(obj) or getattr(obj, "__name__", type(obj).__name__)
 
 

@@ -278,6 +278,9 @@ class Model(Layer):
     def _check_declared(self, input_shape):
         if input_shape is None:
             return
+        if isinstance(input_shape, dict):  # inputs given by name
+            input_shape = self.flatten_inputs(input_shape)
+            input_shape = input_shape[0] if len(input_shape) == 1 else input_shape
         declared = self.build_shape
         if _shapes_differ(declared, input_shape):
             raise ValueError(f"The model was declared for inputs of shape {declared} but is "
