@@ -62,7 +62,7 @@ def model_params(state: TrainState):
 
 @dataclass
 class StepSpec:
-    """What the compiled step computes. Built by compile() (kilnet.fit.Trainer)."""
+    """What the compiled step computes. Built by compile() (kilnet.trainer.Trainer)."""
 
     model: Any                      # a kilnet Model: its pure apply
     objective: Any                  # kilnet.objective.Objective: losses and metrics per output

@@ -3,7 +3,7 @@
 A Variable is a handle. Its value lives in one place at a time:
 
 - at rest, in the Variable itself (a JAX array);
-- while a compiled model trains, in that model's training state (kilnet.fit.Trainer): the
+- while a compiled model trains, in that model's training state (kilnet.trainer.Trainer): the
   Trainer becomes the variable's *holder* and the variable reads through it, so there is one
   copy of every weight and `layer.kernel.numpy()` is always current;
 - inside `Layer.apply`, bound to the (possibly traced) array passed in (kilnet._scope), so a

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kilnet import _names, _scope, activations, initializers, utils
-from kilnet.layers._node import KerasTensor, Node, is_symbolic, tensors_in
+from kilnet.layers._node import KerasTensor, Node, is_symbolic
 from kilnet.variables import Variable
 
 Shape = tuple  # a shape without its batch axis, e.g. (28, 28)

@@ -71,7 +71,7 @@ class Model(Layer):
         set_untracked(self, "graph", None)
         set_untracked(self, "_inputs_structure", None)
         set_untracked(self, "_outputs_structure", None)
-        set_untracked(self, "compiled", None)    # a kilnet.fit.Trainer after compile()
+        set_untracked(self, "compiled", None)    # a kilnet.trainer.Trainer after compile()
         set_untracked(self, "stop_training", False)
         set_untracked(self, "history", None)
         if (inputs is None) != (outputs is None):
@@ -409,12 +409,12 @@ class Model(Layer):
     # -- the Keras workflow ----------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, *, loss_weights=None,
                 on_nonfinite="stop", distribution=None, **unsupported):
-        """Build the training, evaluation and prediction programs (see kilnet.fit.Trainer).
+        """Build the training, evaluation and prediction programs (see kilnet.trainer.Trainer).
 
         loss: one loss for every output, or a list / dict (by output name) of them.
         distribution: kilnet.distribution.DataParallel() to split each batch over devices.
         """
-        from kilnet.fit import Trainer
+        from kilnet.trainer import Trainer
 
         _reject_unsupported("compile", unsupported, ("jit_compile", "run_eagerly",
                                                      "steps_per_execution"))
