@@ -1,8 +1,12 @@
 """Helpers on the nested dicts that hold a model's arrays (keyed by layer name, then weight
-name). A leaf module: it imports nothing from kilnet.
+name), and on pytrees as named tensors ("params/dense/kernel") for files and checkpoints.
+A leaf module: it imports nothing from kilnet.
 """
 
 from __future__ import annotations
+
+import jax
+import numpy as np
 
 
 def get_path(tree: dict, path: tuple):
@@ -48,3 +52,57 @@ def merge(a: dict, b: dict) -> dict:
         else:
             out[key] = value
     return out
+
+
+# -- pytrees <-> named tensors (model files, checkpoints) ----------------------------------------
+def _key_name(key) -> str:
+    for attr in ("key", "name", "idx"):
+        if hasattr(key, attr):
+            return str(getattr(key, attr))
+    return str(key)
+
+
+def path_name(path) -> str:
+    return "/".join(_key_name(k) for k in path)
+
+
+def tree_to_tensors(prefix: str, tree) -> dict:
+    """{prefix/path: NumPy array} for every leaf. Host sync: copies the arrays to the host."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    host = jax.device_get([leaf for _, leaf in leaves])
+    tensors = {}
+    for (path, _), value in zip(leaves, host):
+        name = f"{prefix}/{path_name(path)}" if path else prefix
+        if name in tensors:
+            raise ValueError(f"Two arrays would be saved under the name {name!r}; rename the "
+                             "layers so that no name contains '/'.")
+        tensors[name] = np.asarray(value)
+    return tensors
+
+
+def tensors_to_tree(prefix: str, template, tensors: dict):
+    """The pytree `template` with its leaves read from `tensors` (same names as tree_to_tensors).
+
+    Raises ValueError naming the first missing, extra or differently shaped array."""
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    values, expected = [], set()
+    for path, leaf in leaves:
+        name = f"{prefix}/{path_name(path)}" if path else prefix
+        expected.add(name)
+        if name not in tensors:
+            raise ValueError(f"the array {name!r} is missing")
+        value, want = tensors[name], (tuple(np.shape(leaf)), np.dtype(leaf.dtype))
+        if (value.shape, value.dtype) != want:
+            raise ValueError(f"the array {name!r} has shape {value.shape} and dtype {value.dtype}"
+                             f"; expected shape {want[0]} and dtype {want[1]}")
+        values.append(value)
+    extra = sorted(n for n in tensors if n.startswith(prefix + "/") and n not in expected)
+    if extra:
+        raise ValueError(f"unexpected arrays {extra[:3]}")
+    return jax.tree.unflatten(treedef, jax.device_put(values))
+
+
+def nonfinite(tensors: dict) -> list[str]:
+    """Names of the floating-point tensors holding NaN or infinity."""
+    return sorted(name for name, a in tensors.items()
+                  if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)))

@@ -28,7 +28,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 
-from kilnet import _safefile, saving
+from kilnet import _safefile, _tree
 from kilnet.errors import CheckpointMismatchError, ModelFileError
 
 PREFIX, TMP_PREFIX, DEL_PREFIX = "ckpt-", ".tmp-ckpt-", ".del-ckpt-"
@@ -248,13 +248,13 @@ def check_compatible(ckpt: Checkpoint, current: dict) -> None:
 
 def capture_state(trainer) -> dict:
     """The TrainState as named host arrays (host sync: one copy of the whole state)."""
-    return saving.tree_to_tensors("state", trainer.state)
+    return _tree.tree_to_tensors("state", trainer.state)
 
 
 def restore_state(trainer, ckpt: Checkpoint) -> None:
     state = {n: a for n, a in ckpt.tensors.items() if n.startswith("state/")}
     try:
-        trainer.state = saving.tensors_to_tree("state", trainer.state, state)
+        trainer.state = _tree.tensors_to_tree("state", trainer.state, state)
     except ValueError as error:
         raise CheckpointMismatchError(
             f"Cannot resume from {ckpt.path}: its training state does not fit this model and "

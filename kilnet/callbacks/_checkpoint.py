@@ -18,7 +18,7 @@ import warnings
 
 import numpy as np
 
-from kilnet import checkpoint, saving
+from kilnet import _tree, checkpoint
 from kilnet.callbacks._base import Callback, History
 from kilnet.callbacks._early_stopping import _monitor_mode
 
@@ -178,7 +178,7 @@ class BackupAndRestore(Callback):
                 arrays[key] = len(best)
                 tensors.update({f"callbacks/{key}/best_weights/{i}": np.asarray(a)
                                 for i, a in enumerate(best)})
-        bad = saving.nonfinite(tensors)
+        bad = _tree.nonfinite(tensors)
         if bad:
             warnings.warn(f"BackupAndRestore: no checkpoint written at epoch {epoch + 1}, step "
                           f"{step}: the training state holds NaN or infinity (in {bad[:3]}). "
