@@ -1,6 +1,6 @@
 """JAX settings kilnet makes at import, before any computation runs.
 
-The persistent compilation cache lets a repeated job skip XLA compilation (DESIGN.md section 3:
+The persistent compilation cache lets a repeated job skip XLA compilation (measured on a 2-core CPU:
 a cold compile of the epoch program took 0.35 - 1.9 s). KILNET_COMPILATION_CACHE=0 disables it;
 a path moves it.
 """

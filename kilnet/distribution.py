@@ -1,4 +1,4 @@
-"""Training on several devices and several hosts, with JAX's sharding (DESIGN.md section 2).
+"""Training on several devices and several hosts, with JAX's sharding (docs/architecture.md).
 
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
                   distribution=kilnet.distribution.DataParallel())   # all devices

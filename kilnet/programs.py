@@ -1,7 +1,7 @@
 """compile(): model + optimizer + loss + metrics -> whole-loop XLA programs, and their report.
 
 Three programs, each one XLA while-loop over the batches of a data block that lives on the
-device (DESIGN.md section 2):
+device (docs/architecture.md):
 
 - train_chunk(state, x, y, order, valid, epoch, base, start, stop) -> state: steps [start, stop)
   of an epoch. The batch of step i is x[order[(i - base) * B : (i - base + 1) * B]]; `valid`

@@ -680,8 +680,11 @@ def _initial_value(initializer, rng, shape):
 def _check_custom_config(layer):
     """A Keras-form layer with constructor arguments must say how to rebuild itself."""
     if type(layer).get_config is Layer.get_config:
+        # As Keras: any constructor argument of its own (required or not) must be in a config,
+        # or a saved or cloned layer would silently come back with the defaults.
+        base = set(inspect.signature(Layer.__init__).parameters)
         params = [p for p in inspect.signature(type(layer).__init__).parameters.values()
-                  if p.name not in ("self", "kwargs", "args") and p.default is p.empty
+                  if p.name not in base | {"args", "kwargs"}
                   and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
         if params:
             raise NotImplementedError(

@@ -1,6 +1,6 @@
 """Conv2D, channels-last, with the convolution written as patches + one matmul on CPU.
 
-Why: `lax.conv` inside an XLA loop is very slow on CPU (jax-ml/jax#12868; DESIGN.md section 3
+Why: `lax.conv` inside an XLA loop is very slow on CPU (jax-ml/jax#12868; we
 measured the Keras MNIST convnet at 155 s per epoch in a scan against 14.5 s with patches +
 matmul). On GPU the native convolution is the fast one, so it is used there. Both give the
 same numbers (tests/test_layers.py compares them).

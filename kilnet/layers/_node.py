@@ -51,6 +51,16 @@ class KerasTensor:
         raise TypeError("A symbolic tensor (from kilnet.Input) has no value to test with `if`; "
                         "use it only as the input of layers.")
 
+    def _no_operators(self, *args, **kwargs):
+        raise TypeError(
+            "Operators and kilnet.ops functions on symbolic tensors are not supported yet: "
+            "inside a functional model, compute with layers (or a small custom Layer whose "
+            "call() uses kilnet.ops).")
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _no_operators
+    __truediv__ = __rtruediv__ = __matmul__ = __rmatmul__ = __pow__ = __neg__ = _no_operators
+    __getitem__ = _no_operators
+
     def __array__(self, *args, **kwargs):
         raise TypeError(
             "A symbolic tensor from kilnet.Input has no values: it stands for the data a model "

@@ -97,6 +97,14 @@ class Sequential(Model):
         """The layers in order (the input layer is not one of them, as in Keras)."""
         return list(self._chain)
 
+    def call(self, inputs, training=None):
+        """The chain applied in order: how a Sequential whose input shape is not declared runs
+        when it is called (nested in another model, or on arrays)."""
+        x = inputs
+        for layer in self._chain:
+            x = layer(x, training=training)
+        return x
+
     def build(self, input_shape=None, *, seed: int | None = None) -> None:
         if input_shape is not None and self._input_layer is None:
             set_untracked(self, "_input_layer", InputLayer(shape=_without_batch(input_shape)))
