@@ -45,6 +45,7 @@ from kilnet import _safefile
 from kilnet import losses as losses_lib
 from kilnet import metrics as metrics_lib
 from kilnet import optimizers as optimizers_lib
+from kilnet._tree import nonfinite, tensors_to_tree, tree_to_tensors
 from kilnet.errors import ModelFileError
 from kilnet.layers import InputLayer
 
@@ -155,60 +156,6 @@ def get_registered_object(name, custom_objects=None, module_objects=None):
 def registered_objects() -> dict:
     """A copy of the registry: {"package>Name": class}."""
     return dict(_REGISTERED)
-
-
-# -- pytrees <-> named tensors ------------------------------------------------------------------
-def _key_name(key) -> str:
-    for attr in ("key", "name", "idx"):
-        if hasattr(key, attr):
-            return str(getattr(key, attr))
-    return str(key)
-
-
-def path_name(path) -> str:
-    return "/".join(_key_name(k) for k in path)
-
-
-def tree_to_tensors(prefix: str, tree) -> dict:
-    """{prefix/path: NumPy array} for every leaf. Host sync: copies the arrays to the host."""
-    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    host = jax.device_get([leaf for _, leaf in leaves])
-    tensors = {}
-    for (path, _), value in zip(leaves, host):
-        name = f"{prefix}/{path_name(path)}" if path else prefix
-        if name in tensors:
-            raise ValueError(f"Two arrays would be saved under the name {name!r}; rename the "
-                             "layers so that no name contains '/'.")
-        tensors[name] = np.asarray(value)
-    return tensors
-
-
-def tensors_to_tree(prefix: str, template, tensors: dict):
-    """The pytree `template` with its leaves read from `tensors` (same names as tree_to_tensors).
-
-    Raises ValueError naming the first missing, extra or differently shaped array."""
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
-    values, expected = [], set()
-    for path, leaf in leaves:
-        name = f"{prefix}/{path_name(path)}" if path else prefix
-        expected.add(name)
-        if name not in tensors:
-            raise ValueError(f"the array {name!r} is missing")
-        value, want = tensors[name], (tuple(np.shape(leaf)), np.dtype(leaf.dtype))
-        if (value.shape, value.dtype) != want:
-            raise ValueError(f"the array {name!r} has shape {value.shape} and dtype {value.dtype}"
-                             f"; expected shape {want[0]} and dtype {want[1]}")
-        values.append(value)
-    extra = sorted(n for n in tensors if n.startswith(prefix + "/") and n not in expected)
-    if extra:
-        raise ValueError(f"unexpected arrays {extra[:3]}")
-    return jax.tree.unflatten(treedef, jax.device_put(values))
-
-
-def nonfinite(tensors: dict) -> list[str]:
-    """Names of the floating-point tensors holding NaN or infinity."""
-    return sorted(name for name, a in tensors.items()
-                  if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)))
 
 
 # -- a model's weights by layer path ------------------------------------------------------------
@@ -349,8 +296,8 @@ def _loss_weights(value, path):
     raise ModelFileError(path, f"the loss weights {value!r:.100} are not numbers.")
 
 
-def _compile_from_config(model, config, training, path):
-    from kilnet.fit import Trainer
+def _compile_from_config(model, config, training, path, prepare=True):
+    from kilnet.trainer import Trainer
 
     required = {"optimizer", "loss", "metrics", "on_nonfinite"}
     if not isinstance(config, dict) or not required <= set(config) <= required | {
@@ -380,7 +327,8 @@ def _compile_from_config(model, config, training, path):
             raise ModelFileError(path, "the training record is malformed.")
         seed = training["seed"]
         trainer.fit_calls = training["fit_calls"]
-    trainer.prepare(seed=seed)
+    if prepare:
+        trainer.prepare(seed=seed)
     return trainer
 
 
@@ -490,8 +438,13 @@ def save_model(model, filepath, *, overwrite=True, include_optimizer=True):
         overwrite: replace an existing file (else FileExistsError).
         include_optimizer: save the compile configuration and optimizer state.
 
+    Returns:
+        None.
+
     Raises:
         ValueError: the weights hold NaN or infinity (nothing is written).
+        NotImplementedError: a subclassed model or custom layer has constructor arguments but
+            no get_config().
         kilnet.errors.SaveError: the file could not be written (the previous one is intact).
 
     Example:
@@ -582,10 +535,16 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
                                 keys=frozenset({"class_name", "config", "build_config"}))
     if not isinstance(model, Model):
         raise ModelFileError(filepath, f"it describes a {type(model).__name__}, not a model.")
-    if any(n.split("/")[0] in _WEIGHT_KINDS for n in tensors):
+    # Built when saved (it has weights, or a training state): build it now, from the checked
+    # arrays. Else it stays unbuilt, even when compiled, until it meets data, as it was.
+    built = "train/rng" in tensors or any(n.split("/")[0] in _WEIGHT_KINDS for n in tensors)
+    if built:
         _install_weights(model, spec, tensors, filepath)
+    elif any(n.startswith("opt/") for n in tensors):
+        raise ModelFileError(filepath, "it holds an optimizer state but no weights.")
     if compile and info["compile"] is not None:
-        trainer = _compile_from_config(model, info["compile"], info["training"], filepath)
+        trainer = _compile_from_config(model, info["compile"], info["training"], filepath,
+                                       prepare=built)
         opt = {n: a for n, a in tensors.items() if n.startswith("opt/")}
         if trainer.state is not None and (opt or "train/rng" in tensors):
             try:
@@ -614,6 +573,9 @@ def save_weights(model, filepath, *, overwrite=True):
         model: a built model (any kind: its configuration is not needed).
         filepath: where to write.
         overwrite: replace an existing file (else FileExistsError).
+
+    Returns:
+        None.
 
     Example:
         >>> import os, tempfile
@@ -649,6 +611,9 @@ def load_weights(model, filepath):
     Args:
         model: the model to set.
         filepath: a file written by save_weights or save.
+
+    Returns:
+        None.
 
     Raises:
         ValueError: the file's weights do not fit this model's layers.

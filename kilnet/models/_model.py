@@ -418,6 +418,12 @@ class Model(Layer):
 
         _reject_unsupported("compile", unsupported, ("jit_compile", "run_eagerly",
                                                      "steps_per_execution"))
+        for hook in ("train_step", "test_step", "predict_step"):
+            if getattr(type(self), hook, None) is not None:
+                raise NotImplementedError(
+                    f"{type(self).__name__} overrides {hook}, which kilnet does not run yet "
+                    "(fit runs its own compiled whole-epoch step). Override compute_loss "
+                    "instead to change the loss, or train with kilnet's step.")
         if self.compiled is not None:
             self.compiled.release_variables()
         self.compiled = Trainer(self, optimizer=optimizer, loss=loss, metrics=metrics,
@@ -513,14 +519,47 @@ class Model(Layer):
 
     @classmethod
     def from_config(cls, config: dict, custom_objects=None):
-        """A new model from get_config()'s dict: a functional graph or a Sequential is rebuilt
-        through the allowlists (kilnet's layers, registered classes, `custom_objects`); a
-        subclassed model is made with `cls(**config)`. Its weights are new."""
+        """A new model from get_config()'s dict, with new weights.
+
+        A functional graph or a Sequential is rebuilt through the allowlists (kilnet's layers,
+        classes registered with kilnet.saving.register_serializable, `custom_objects`); a
+        subclassed model is made with `cls(**config)`, as in Keras.
+
+        Args:
+            config: what get_config() returned.
+            custom_objects: {"Name": cls} for layer classes that are not registered.
+
+        Returns:
+            The model (unbuilt).
+
+        Example:
+            >>> import kilnet
+            >>> inputs = kilnet.Input(shape=(3,))
+            >>> model = kilnet.Model(inputs, kilnet.layers.Dense(2, name="out")(inputs))
+            >>> copy = kilnet.Model.from_config(model.get_config())
+            >>> copy.get_layer("out").units, copy is model
+            (2, False)
+        """
         from kilnet.models import _config
         return _config.model_from_config(cls, config, custom_objects=custom_objects)
 
     def to_json(self, **kwargs) -> str:
-        """The architecture as JSON (no weights), for kilnet.models.model_from_json."""
+        """The architecture as JSON (no weights), for kilnet.models.model_from_json.
+
+        Args:
+            **kwargs: passed to json.dumps (e.g. indent=2).
+
+        Returns:
+            A JSON string: {"class_name", "config"} (and "build_config" for a built subclassed
+            model).
+
+        Example:
+            >>> import json
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.Input(shape=(3,)), kilnet.layers.Dense(2)])
+            >>> json.loads(model.to_json())["class_name"]
+            'Sequential'
+        """
         import json
 
         from kilnet import _safefile
