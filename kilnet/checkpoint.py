@@ -205,7 +205,7 @@ def setup_of(trainer, *, batch_size, samples) -> dict:
         return {"class_name": type(obj).__name__, "config": config}
 
     return {
-        "model": trainer.model.get_config(),
+        "model": trainer.model.architecture(),
         "optimizer": describe(trainer.optimizer),
         "loss": describe(trainer.loss),
         "metrics": [m if isinstance(m, str) else describe(m) for m in trainer.metric_ids],

@@ -205,7 +205,7 @@ class Run:
             "metrics": ["accuracy"],
             "versions": versions(),
             "devices": [f"{d.platform}:{d.id} ({d.device_kind})" for d in jax.devices()],
-            "model": model.get_config(),
+            "model": model.architecture(),
         }
         self._write_config()
         lines = []

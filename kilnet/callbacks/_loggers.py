@@ -166,7 +166,7 @@ class TensorBoard(Callback):
             # Indented four spaces: TensorBoard's text plugin shows it as a code block.
             markdown = "\n".join("    " + line for line in text.splitlines())
             self._write("train", text_pb("model_summary", markdown), 0)
-            config = json.dumps(self.model.get_config(), indent=2, default=str)
+            config = json.dumps(self.model.architecture(), indent=2, default=str)
             self._write("train", text_pb("model_config",
                                          "\n".join("    " + line for line in
                                                    config.splitlines())), 0)

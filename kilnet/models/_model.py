@@ -458,6 +458,16 @@ class Model(Layer):
             return jnp.mean(per_sample)
         return jnp.sum(per_sample * sample_weight) / jnp.maximum(jnp.sum(sample_weight), 1.0)
 
+    def architecture(self) -> dict:
+        """The model's configuration for records (checkpoints, run folders, logs): get_config(),
+        or, for a subclassed model without one, its class and weight shapes by path."""
+        try:
+            return self.get_config()
+        except NotImplementedError:
+            return {"class_name": type(self).__name__,
+                    "weights": [["/".join(path), list(v.shape)]
+                                for path, _, v in self.variable_paths()]}
+
     @property
     def overrides_compute_loss(self) -> bool:
         return type(self).compute_loss is not Model.compute_loss
