@@ -146,7 +146,7 @@ def _arrays_for_fit(model, trainer, x, y, *, seed, batch_size, epochs, validatio
 def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=None,
         validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0, seed=None,
         steps_per_epoch=None):
-    trainer = model._trainer()
+    trainer = model.require_compiled()
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     # Several processes: each passed its shard; train on all (kilnet.distribution). Log once.
     x, y, validation_data = distribution_lib.global_arrays(trainer, x, y, validation_data)
@@ -291,7 +291,7 @@ def _evaluate_feed(trainer, feed, prefix=""):
 
 
 def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False, steps=None):
-    trainer = model._trainer()
+    trainer = model.require_compiled()
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     x, y = distribution_lib.global_arrays(trainer, x, y)  # several processes: all shards
     verbose = verbose if distribution_lib.is_chief() else 0

@@ -63,6 +63,16 @@ def he_normal(rng, shape):
     return _truncated_normal(rng, shape, math.sqrt(2.0 / fan_in))
 
 
+def random_uniform(rng, shape):
+    """Keras's RandomUniform() defaults: U(-0.05, 0.05) (Embedding's "uniform")."""
+    return rng.uniform(-0.05, 0.05, shape).astype(np.float32)
+
+
+def random_normal(rng, shape):
+    """Keras's RandomNormal() defaults: N(0, 0.05), not truncated."""
+    return (rng.standard_normal(shape) * 0.05).astype(np.float32)
+
+
 _BY_NAME = {
     "zeros": zeros,
     "ones": ones,
@@ -70,6 +80,10 @@ _BY_NAME = {
     "glorot_normal": glorot_normal,
     "he_uniform": he_uniform,
     "he_normal": he_normal,
+    "uniform": random_uniform,
+    "random_uniform": random_uniform,
+    "normal": random_normal,
+    "random_normal": random_normal,
 }
 
 

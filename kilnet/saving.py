@@ -590,7 +590,7 @@ def save_weights(model, filepath, *, overwrite=True):
     from kilnet._version import __version__
     from kilnet.models import _config
 
-    model._require_built()
+    model.require_built()
     filepath = os.fspath(filepath)
     tensors, order = _weight_tensors(model)
     _refuse_nonfinite(tensors, filepath)

@@ -79,7 +79,7 @@ class BackupAndRestore(Callback):
 
     # -- hooks ----------------------------------------------------------------------------
     def on_train_begin(self, logs=None):
-        trainer = self.model._trainer()
+        trainer = self.model.require_compiled()
         self._steps = self.params.get("steps") or 0
         self._last_saved, self._last_global = None, None
         self._last_time = time.monotonic()

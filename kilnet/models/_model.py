@@ -384,26 +384,27 @@ class Model(Layer):
     def state(self):
         return self.state_tree() if self.built else None
 
-    def _require_built(self):
+    def require_built(self):
+        """Raise a ValueError saying how to build the model when it has no weights yet."""
         if not self.built:
             raise ValueError(
                 "The model has no weights yet: call model.build(input_shape), give the first "
                 "layer input_shape=..., or fit it on data first.")
 
     def get_weights(self) -> list:
-        self._require_built()
+        self.require_built()
         return super().get_weights()
 
     def set_weights(self, weights) -> None:
-        self._require_built()
+        self.require_built()
         super().set_weights(weights)
 
     def count_params(self) -> int:
-        self._require_built()
+        self.require_built()
         return sum(int(np.prod(v.shape)) for v in self.weights)
 
     def trainable_count(self) -> int:
-        self._require_built()
+        self.require_built()
         return sum(int(np.prod(v.shape)) for v in self.trainable_weights)
 
     # -- the Keras workflow ----------------------------------------------------------------------
@@ -452,7 +453,7 @@ class Model(Layer):
             >>> model.compile(optimizer="sgd", loss="mse")
             >>> logs = model.evaluate(np.ones((4, 2)), np.zeros((4, 1)), verbose=0)
         """
-        objective = self._trainer().objective
+        objective = self.require_compiled().objective
         per_sample, _ = objective.per_sample_losses(y, self.output_list(y_pred))
         if sample_weight is None:
             return jnp.mean(per_sample)
@@ -472,7 +473,8 @@ class Model(Layer):
     def overrides_compute_loss(self) -> bool:
         return type(self).compute_loss is not Model.compute_loss
 
-    def _trainer(self):
+    def require_compiled(self):
+        """The Trainer compile() made (kilnet.trainer), or a RuntimeError saying to compile."""
         if self.compiled is None:
             raise RuntimeError(
                 "The model must be compiled before training or evaluation: call "
