@@ -130,6 +130,15 @@ def init_rng():
     return None if scope is None else scope.init_rng
 
 
+def sample_mask():
+    """The real samples (True) of the batch being computed, from the innermost scope that
+    knows them, or None."""
+    scope = current()
+    while scope is not None and scope.sample_mask is None:
+        scope = scope.parent
+    return None if scope is None else scope.sample_mask
+
+
 def training_flag(default=False) -> bool:
     scope = current()
     return default if scope is None else scope.training

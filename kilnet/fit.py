@@ -57,7 +57,10 @@ def _initial_chunk(trainer, total_steps):
 
 
 def _logs_from_sums(spec, sums: dict, prefix: str = "") -> dict:
-    """Exact epoch means, in Keras's order: loss first, then the metrics as compiled."""
+    """Exact epoch means, in Keras's order: loss first, then the metrics as compiled. A model's
+    own train_step: the logs of its last step, as Keras shows them."""
+    if "logs" in sums:  # in the order train_step wrote them (a pytree's keys come sorted)
+        return {prefix + name: float(sums["logs"][name]) for name in spec.custom_step.log_names}
     count = float(sums["count"])  # 0 when every step so far was skipped: no mean, nan
     return {prefix + name: float(sums[name]) / count if count else float("nan")
             for name in spec.sum_names}
@@ -121,8 +124,11 @@ def _arrays_for_fit(model, trainer, x, y, *, seed, batch_size, epochs, validatio
     xs = validation.check_features(model, structure.inputs_of(model, x), x_names)
     trainer.ensure_state(seed, input_shape=_sample_shapes(xs))
     x_names = structure.argument_names("x", model.input_names)
-    ys = structure.targets_of(trainer.objective, y)
-    y_names = _label_names(trainer)
+    if y is None and model.overrides_train_step:
+        ys, y_names = [], []  # the model's own train_step needs no labels (an autoencoder)
+    else:
+        ys = structure.targets_of(trainer.objective, y)
+        y_names = _label_names(trainer)
     val_lists = None
     if validation_data is not None:
         vx, vy = validation.check_validation_data(validation_data)
@@ -139,8 +145,8 @@ def _arrays_for_fit(model, trainer, x, y, *, seed, batch_size, epochs, validatio
     if validation_split and validation_data is None:
         (xs, ys), val = data_lib.split_validation(xs, ys, validation_split)
     if val is not None:
-        val = (structure.pack(val[0]), structure.pack(val[1]))
-    return structure.pack(xs), structure.pack(ys), val, batch_size
+        val = (structure.pack(val[0]), structure.pack(val[1]) if val[1] else None)
+    return structure.pack(xs), structure.pack(ys) if ys else None, val, batch_size
 
 
 def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=None,
@@ -280,7 +286,7 @@ def _raise_non_finite(trainer, epoch, step, history):
 # -- evaluate and predict ---------------------------------------------------------------------------
 def _evaluate_feed(trainer, feed, prefix=""):
     state = trainer.state
-    sums = programs.zero_sums(trainer.spec)
+    sums = programs.zero_sums(trainer.spec, training=False)
     for block in feed.blocks(None):
         args = (sums, programs.model_params(state), state.model_state, block.x, block.y,
                 block.order,

@@ -9,6 +9,12 @@ import jax.numpy as jnp
 EPSILON = 1e-7  # Keras's backend epsilon, used to clip probabilities
 
 
+def per_sample_mean(values):
+    """One value per sample: outputs with extra axes (e.g. per time step) are averaged, as
+    Keras's losses reduce them."""
+    return values if values.ndim == 1 else values.reshape(values.shape[0], -1).mean(axis=1)
+
+
 def _match_rank(y_true, y_pred):
     """Keras squeezes or expands labels to the prediction's rank for elementwise losses."""
     if y_true.ndim == y_pred.ndim - 1:

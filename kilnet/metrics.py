@@ -1,23 +1,65 @@
 """Metrics as per-sample values: the compiled step sums them over real samples, so every
-reported metric is an exact mean over the epoch's samples (not a mean of batch means)."""
+reported metric is an exact mean over the epoch's samples (not a mean of batch means).
+
+Each metric also has Keras's stateless interface (`variables`, `stateless_update_state`,
+`stateless_result`), which a custom `train_step` uses inside the compiled step, and the eager
+`update_state` / `result` / `reset_state`. Its state is (weighted total, weight count).
+"""
 
 from __future__ import annotations
 
 import jax.numpy as jnp
 
+from kilnet import _scope
 from kilnet import losses as losses_lib
 
 
 class Metric:
-    """A metric is a function of (y_true, y_pred) giving one value per sample."""
+    """A metric is a function of (y_true, y_pred) giving one value per sample.
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import metrics
+        >>> m = metrics.SparseCategoricalAccuracy()
+        >>> m.update_state(np.array([1, 0]), np.array([[0.2, 0.8], [0.3, 0.7]]))
+        >>> float(m.result())
+        0.5
+    """
 
     kind = "metric"
 
     def __init__(self, name: str | None = None):
         self.name = name or self.kind
+        self._state = None
 
     def per_sample(self, y_true, y_pred):
         raise NotImplementedError
+
+    # -- Keras's stateless interface (inside a custom train_step) -----------------------------
+    @property
+    def variables(self) -> list:
+        """The metric's state as arrays: [weighted total, weight count], both zero."""
+        return [jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32)]
+
+    def stateless_update_state(self, metric_variables, y_true, y_pred, sample_weight=None):
+        """The state after adding a batch. Without sample_weight, the padding rows of a last
+        partial batch (kilnet's sample mask) get weight 0."""
+        values = losses_lib.per_sample_mean(self.per_sample(y_true, y_pred))
+        return _accumulate(metric_variables, values, sample_weight)
+
+    def stateless_result(self, metric_variables):
+        total, count = metric_variables
+        return jnp.where(count > 0, total / jnp.maximum(count, 1e-30), 0.0)
+
+    # -- Keras's eager interface -------------------------------------------------------------------
+    def update_state(self, *args, **kwargs) -> None:
+        self._state = self.stateless_update_state(self._state or self.variables, *args, **kwargs)
+
+    def result(self):
+        return self.stateless_result(self._state or self.variables)
+
+    def reset_state(self) -> None:
+        self._state = None
 
     def get_config(self):
         return {"name": self.name}
@@ -90,6 +132,41 @@ class MeanAbsoluteError(Metric):
 
     def per_sample(self, y_true, y_pred):
         return losses_lib.MeanAbsoluteError()(y_true, y_pred)
+
+
+class Mean(Metric):
+    """The (weighted) mean of the values it is given, as keras.metrics.Mean: a loss tracker in
+    a custom train_step (`self.loss_tracker = kilnet.metrics.Mean(name="loss")`).
+
+    Example:
+        >>> from kilnet import metrics
+        >>> m = metrics.Mean()
+        >>> m.update_state(2.0)
+        >>> m.update_state(4.0)
+        >>> float(m.result())
+        3.0
+    """
+
+    kind = "mean"
+
+    def stateless_update_state(self, metric_variables, values, sample_weight=None):
+        values = jnp.asarray(values, jnp.float32)
+        if values.ndim == 0:  # a scalar, e.g. a batch's loss: one value
+            total, count = metric_variables
+            return [total + values, count + 1.0]
+        return _accumulate(metric_variables, losses_lib.per_sample_mean(values), sample_weight)
+
+
+def _accumulate(metric_variables, values, sample_weight):
+    total, count = metric_variables
+    if sample_weight is None:
+        mask = _scope.sample_mask()
+        weight = (jnp.ones_like(values) if mask is None or mask.shape != values.shape
+                  else mask.astype(jnp.float32))
+    else:
+        weight = jnp.broadcast_to(jnp.asarray(sample_weight, jnp.float32).reshape(
+            values.shape[:1] + (1,) * (values.ndim - 1)), values.shape)
+    return [total + jnp.sum(values * weight), count + jnp.sum(weight)]
 
 
 METRIC_TYPES = {cls.__name__: cls for cls in (

@@ -19,10 +19,7 @@ from kilnet import losses as losses_lib
 from kilnet import metrics as metrics_lib
 
 
-def per_sample_mean(values):
-    """One value per sample: outputs with extra axes (e.g. per time step) are averaged, as
-    Keras's losses reduce them."""
-    return values if values.ndim == 1 else values.reshape(values.shape[0], -1).mean(axis=1)
+per_sample_mean = losses_lib.per_sample_mean
 
 
 @dataclass
@@ -116,10 +113,12 @@ class Objective:
 
 
 # -- from compile()'s arguments ---------------------------------------------------------------------
-def build(model, loss, loss_weights, metrics, *, custom_loss=False) -> Objective:
+def build(model, loss, loss_weights, metrics, *, custom_loss=False,
+          loss_optional=False) -> Objective:
     """The Objective for `model` (built or with known output specs) from compile()'s args.
     custom_loss: the model overrides compute_loss, which gets the outputs as the user sees
-    them (no logits shortcut) and gives one total (no per-output losses to log)."""
+    them (no logits shortcut) and gives one total (no per-output losses to log).
+    loss_optional: the model has its own train_step, which may compute its loss itself."""
     specs = model.output_specs
     names = [s.name for s in specs]
     losses = _per_output(loss, names, "loss", broadcast=True)
@@ -141,7 +140,7 @@ def build(model, loss, loss_weights, metrics, *, custom_loss=False) -> Objective
                           weight=None if weight is None else float(weight),
                           metric_ids=metric_lists[index], use_logits=use_logits,
                           given_loss=resolved))
-    if all(h.loss is None for h in heads) and not custom_loss:
+    if all(h.loss is None for h in heads) and not custom_loss and not loss_optional:
         raise ValueError("compile() needs a loss for at least one output, e.g. "
                          f"loss='sparse_categorical_crossentropy'. Received: loss={loss!r}")
     objective = Objective(heads)

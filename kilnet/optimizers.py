@@ -118,6 +118,15 @@ class Optimizer:
             trainer.learning_rate = float(value)
         self._learning_rate = value
 
+    def stateless_apply(self, optimizer_variables, grads, trainable_variables):
+        """Keras's JAX stateless_apply, for a custom train_step: (new trainable variables,
+        new optimizer variables), all lists, after one update of the compiled optimizer."""
+        trainer = self._trainer() if self._trainer is not None else None
+        if trainer is None or trainer.state is None:
+            raise RuntimeError("stateless_apply needs the optimizer of a compiled, built model "
+                               "(it runs inside train_step).")
+        return trainer.stateless_apply(optimizer_variables, grads, trainable_variables)
+
     def core(self, learning_rate) -> optax.GradientTransformation:
         raise NotImplementedError
 

@@ -69,6 +69,7 @@ class StepSpec:
     tx: optax.GradientTransformation
     input_dtypes: tuple = ("float32",)  # the dtype each model input is computed in
     custom_loss: bool = False       # the model overrides compute_loss (Keras's hook)
+    custom_step: Any = None         # kilnet.trainer.KerasState when the model has a train_step
     on_nonfinite: str = "stop"      # "stop" or "skip"
     batch_sharding: Any = None      # kilnet.distribution: split each batch over devices
 
@@ -77,7 +78,11 @@ class StepSpec:
         return self.objective.sum_names
 
 
-def zero_sums(spec: StepSpec) -> dict:
+def zero_sums(spec: StepSpec, training: bool = True) -> dict:
+    """The running sums an epoch (or an evaluation) starts from. A model's own train_step
+    keeps Keras metric variables and the logs of its last step instead."""
+    if training and spec.custom_step is not None:
+        return spec.custom_step.zero_sums()
     sums = {name: jnp.zeros((), jnp.float32) for name in spec.sum_names}
     sums["count"] = jnp.zeros((), jnp.float32)
     return sums
@@ -178,6 +183,34 @@ def train_step(spec: StepSpec, state: TrainState, xb, yb, mask, epoch, step):
     )
 
 
+def custom_train_step(spec: StepSpec, state: TrainState, xb, yb, mask, epoch, step):
+    """One step of the model's own train_step(state, data) in Keras's JAX form: kilnet passes
+    (trainable, non-trainable, optimizer, metric variables) as lists and takes back the logs
+    and the new lists. Randomness, the sample mask of a padded last batch and add_loss terms
+    come through the scope (kilnet._scope), so stateless_call and metrics use them."""
+    adapter = spec.custom_step
+    key = jax.random.fold_in(jax.random.fold_in(state.rng, epoch), step)
+    lists = adapter.to_lists(state, state.sums["metric_vars"])
+    with _scope.opened(_scope.Scope(training=True, rng=key, sample_mask=mask)):
+        logs, new_lists = spec.model.train_step(lists, (xb, yb))
+    logs = {name: jnp.asarray(logs[name], jnp.float32) for name in adapter.log_names}
+    candidate = adapter.from_lists(state, new_lists)
+    finite = _all_finite(candidate.params) & _all_finite(logs)
+    apply = finite & (state.fault == NO_FAULT) if spec.on_nonfinite == "stop" else finite
+    new_sums = {"metric_vars": list(new_lists[3]), "logs": logs,
+                "count": state.sums["count"] + jnp.sum(mask.astype(jnp.float32))}
+    chosen = jax.tree.map(lambda new, old: jnp.where(apply, new, old),
+                          (candidate.params, candidate.frozen, candidate.model_state,
+                           candidate.opt_state, new_sums),
+                          (state.params, state.frozen, state.model_state, state.opt_state,
+                           state.sums))
+    first_fault = (~finite) & (state.fault == NO_FAULT)
+    return state._replace(
+        params=chosen[0], frozen=chosen[1], model_state=chosen[2], opt_state=chosen[3],
+        sums=chosen[4], fault=jnp.where(first_fault, step, state.fault),
+        skipped=state.skipped + (~finite).astype(jnp.int32))
+
+
 def _all_finite(tree):
     leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
@@ -199,7 +232,8 @@ def train_chunk(spec, batch_size, state, x, y, order, valid, epoch, base, start,
         positions = _positions(i, base, batch_size)
         xb, yb = _batch(spec, x, y, order[positions])
         xb, yb, mask = _shard(spec, xb, yb, valid[positions])
-        return i + 1, train_step(spec, s, xb, yb, mask, epoch, i)
+        step_fn = custom_train_step if spec.custom_step is not None else train_step
+        return i + 1, step_fn(spec, s, xb, yb, mask, epoch, i)
 
     return lax.while_loop(cond, body, (start, state))[1]
 

@@ -11,13 +11,14 @@ import weakref
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from kilnet import distribution as distribution_lib
 from kilnet import losses as losses_lib
 from kilnet import metrics as metrics_lib
 from kilnet import objective as objective_lib
 from kilnet import optimizers as optimizers_lib
-from kilnet import _tree, programs, structure, utils
+from kilnet import _scope, _tree, programs, structure, utils
 
 DEFAULT_BATCH_SIZE = 32
 
@@ -28,7 +29,7 @@ class Trainer:
 
     def __init__(self, model, *, optimizer, loss, metrics, loss_weights=None,
                  on_nonfinite="stop", distribution=None):
-        if loss is None:
+        if loss is None and not model.overrides_train_step:
             raise ValueError("compile() needs a loss, e.g. loss='sparse_categorical_crossentropy'.")
         if on_nonfinite not in ("stop", "skip"):
             raise ValueError("on_nonfinite must be 'stop' or 'skip'. "
@@ -71,6 +72,8 @@ class Trainer:
                 None in spec.shape for spec in self.model.input_specs):
             return  # built and costed by fit(), from the data's shapes
         self.ensure_state(seed)
+        if self.spec.custom_step is not None:
+            return  # the model's own train_step: its cost is known once fit() compiles it
         x_spec = structure.pack([jax.ShapeDtypeStruct((1,) + tuple(spec.shape), spec.dtype)
                                  for spec in self.model.input_specs])
         y_specs = []
@@ -91,10 +94,13 @@ class Trainer:
         model = self.model
         custom_loss = model.overrides_compute_loss
         self.objective = objective_lib.build(model, self.loss, self.loss_weights,
-                                             self.metric_ids, custom_loss=custom_loss)
+                                             self.metric_ids, custom_loss=custom_loss,
+                                             loss_optional=model.overrides_train_step)
         return programs.StepSpec(model=model, objective=self.objective, tx=self.tx,
                                  input_dtypes=tuple(s.dtype for s in model.input_specs),
                                  custom_loss=custom_loss,
+                                 custom_step=KerasState(self) if model.overrides_train_step
+                                 else None,
                                  on_nonfinite=self.on_nonfinite,
                                  batch_sharding=getattr(self.distribution, "batch_sharding",
                                                         None))
@@ -146,6 +152,10 @@ class Trainer:
             v.hold_by(self)
         return state
 
+    def variable_slot(self, variable):
+        """(TrainState field, path) where a held Variable's value lives."""
+        return self._var_paths[id(variable)]
+
     def read_variable(self, variable):
         """The live value of a Variable this Trainer holds (kilnet.variables)."""
         field, path = self._var_paths[id(variable)]
@@ -165,6 +175,40 @@ class Trainer:
                     v.release()
         self._held = []
 
+    # -- Keras's JAX train_step interface -------------------------------------------------------
+    def keras_metrics(self) -> list:
+        """model.metrics of a compiled model: the loss tracker, then the compiled metrics."""
+        if getattr(self, "_loss_tracker", None) is None:
+            self._loss_tracker = metrics_lib.Mean(name="loss")
+        heads = self.objective.heads if self.objective is not None else []
+        return [self._loss_tracker] + [m for head in heads for m in head.metrics]
+
+    def stateless_call(self, trainable_variables, non_trainable_variables, x, training=False,
+                       **kwargs):
+        """(outputs, non-trainable variables) of the model on x, the weights given as lists in
+        Keras's order (model.trainable_variables / non_trainable_variables)."""
+        adapter = KerasState(self)
+        params, frozen, model_state = adapter.trees(self.state, trainable_variables,
+                                                    non_trainable_variables)
+        with _scope.opened(_scope.Scope(training=bool(training))):
+            outputs, new_state = self.model.apply(
+                _tree.merge(params, frozen), model_state, x, training=bool(training),
+                rng=_scope.next_rng() if training else None,
+                sample_mask=_scope.sample_mask(), **kwargs)
+        return outputs, adapter.non_trainable_list(frozen, new_state)
+
+    def stateless_apply(self, optimizer_variables, grads, trainable_variables):
+        """(new trainable variables, new optimizer variables) after one optimizer update,
+        everything as lists (Keras's optimizer.stateless_apply)."""
+        adapter = KerasState(self)
+        params = adapter.trainable_tree(self.state, trainable_variables)
+        grad_tree = adapter.trainable_tree(self.state, grads)
+        opt_state = jax.tree.unflatten(jax.tree.structure(self.state.opt_state),
+                                       list(optimizer_variables))
+        updates, opt_state = self.tx.update(grad_tree, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return adapter.trainable_list(params), jax.tree.leaves(opt_state)
+
     def model_params(self):
         """The model's whole params tree (trained and frozen weights)."""
         return programs.model_params(self.state)
@@ -182,6 +226,13 @@ class Trainer:
 
     def program(self, kind: str, batch_size: int, *args):
         """The compiled program `kind` for these argument shapes, compiling it on first use."""
+        custom = self.spec.custom_step
+        if kind == "train" and custom is not None and custom.log_names is None:
+            # The model's own train_step says what it logs only when traced: find out, then
+            # give the training state sums of that structure.
+            custom.discover_logs(batch_size, args[1], args[2])
+            self.state = self.state._replace(sums=programs.zero_sums(self.spec))
+            args = (self.state,) + tuple(args[1:])
         key = (kind, batch_size) + tuple(
             (a.shape, str(a.dtype)) for a in jax.tree.leaves(args) if hasattr(a, "shape"))
         if key not in self._programs:
@@ -218,6 +269,8 @@ class Trainer:
 
 def _resolve_losses(loss):
     """compile()'s loss with every name resolved, so unknown names fail at compile()."""
+    if loss is None:
+        return None
     if isinstance(loss, dict):
         return {k: None if v is None else losses_lib.get(v) for k, v in loss.items()}
     if isinstance(loss, (list, tuple)):
@@ -234,3 +287,88 @@ def _flat_metric_ids(metrics) -> list:
         elif value is not None:
             flat.append(value)
     return flat
+
+
+class KerasState:
+    """Keras's JAX training state, (trainable, non-trainable, optimizer, metric variables) as
+    lists in Keras's variable order, mapped onto kilnet's TrainState trees and back: what a
+    model's own train_step(state, data) receives and returns (kilnet.programs)."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.log_names = None   # what the train_step logs, found when it is first traced
+
+    def _slots(self):
+        trainer, model = self.trainer, self.trainer.model
+        slots = [trainer.variable_slot(v) for _, _, v in model.variable_paths()]
+        return ([p for field, p in slots if field == "params"],
+                [(field, p) for field, p in slots if field != "params"])
+
+    # -- trees <-> lists ---------------------------------------------------------------------------
+    def trainable_list(self, params) -> list:
+        return [_tree.get_path(params, p) for p in self._slots()[0]]
+
+    def trainable_tree(self, state, values):
+        tree = state.params
+        for path, value in zip(self._slots()[0], values):
+            tree = _tree.replace_path(tree, path, value)
+        return tree
+
+    def non_trainable_list(self, frozen, model_state) -> list:
+        trees = {"frozen": frozen, "model_state": model_state}
+        return [_tree.get_path(trees[field], p) for field, p in self._slots()[1]]
+
+    def trees(self, state, trainable, non_trainable):
+        """(params, frozen, model_state) with the lists' values."""
+        trees = {"frozen": state.frozen, "model_state": state.model_state}
+        for (field, path), value in zip(self._slots()[1], non_trainable):
+            trees[field] = _tree.replace_path(trees[field], path, value)
+        return self.trainable_tree(state, trainable), trees["frozen"], trees["model_state"]
+
+    def to_lists(self, state, metric_vars):
+        return (self.trainable_list(state.params),
+                self.non_trainable_list(state.frozen, state.model_state),
+                jax.tree.leaves(state.opt_state), list(metric_vars))
+
+    def from_lists(self, state, lists):
+        trainable, non_trainable, optimizer, _ = lists
+        params, frozen, model_state = self.trees(state, trainable, non_trainable)
+        opt_state = jax.tree.unflatten(jax.tree.structure(state.opt_state), list(optimizer))
+        return state._replace(params=params, frozen=frozen, model_state=model_state,
+                              opt_state=opt_state)
+
+    # -- the sums an epoch starts from --------------------------------------------------------------
+    def zero_sums(self) -> dict:
+        metric_vars = [v for m in self.trainer.model.metrics for v in m.variables]
+        return {"metric_vars": metric_vars,
+                "logs": {n: jnp.zeros((), jnp.float32) for n in self.log_names or []},
+                "count": jnp.zeros((), jnp.float32)}
+
+    def discover_logs(self, batch_size, x, y):
+        """Trace the train_step once, abstractly, for the names of the logs it returns."""
+        trainer, model = self.trainer, self.trainer.model
+        dtypes = [spec.dtype for spec in model.input_specs]
+
+        def batch(tree, casts=None):
+            leaves, treedef = jax.tree.flatten(tree)
+            casts = casts or [leaf.dtype for leaf in leaves]
+            return jax.tree.unflatten(treedef, [
+                jax.ShapeDtypeStruct((batch_size,) + tuple(leaf.shape[1:]), dtype)
+                for leaf, dtype in zip(leaves, casts)])
+
+        names = []  # in the dict's own order (a traced dict comes back with sorted keys)
+
+        def probe(state, xb, yb):
+            lists = self.to_lists(state, [v for m in model.metrics for v in m.variables])
+            with _scope.opened(_scope.Scope(training=True, rng=state.rng,
+                                            sample_mask=jnp.ones((batch_size,), bool))):
+                logs, _ = model.train_step(lists, (xb, yb))
+            if not isinstance(logs, dict):
+                raise TypeError(f"{type(model).__name__}.train_step must return (logs, state) "
+                                f"with logs a dict of scalars. Received: logs of type "
+                                f"{type(logs).__name__}")
+            names.extend(logs)
+            return logs
+
+        jax.eval_shape(probe, trainer.state, batch(x, dtypes), batch(y))
+        self.log_names = names

@@ -308,7 +308,7 @@ def check_predict_inputs(model, xs, *, x_names, batch_size):
 # -- after the model is built: labels against the loss and the output shape -----------------------
 def check_targets(model, objective, ys, val=None, *, y_names, job="fit"):
     """Labels against each trained output's loss and shape; warnings about the last layer."""
-    for index, head in enumerate(objective.targets):
+    for index, head in enumerate(objective.targets[:len(ys)]):
         out = tuple(head.shape)
         if not out or head.loss is None:  # a model without a feature axis: nothing to compare
             continue

@@ -419,12 +419,12 @@ class Model(Layer):
 
         _reject_unsupported("compile", unsupported, ("jit_compile", "run_eagerly",
                                                      "steps_per_execution"))
-        for hook in ("train_step", "test_step", "predict_step"):
+        for hook in ("test_step", "predict_step"):
             if getattr(type(self), hook, None) is not None:
                 raise NotImplementedError(
                     f"{type(self).__name__} overrides {hook}, which kilnet does not run yet "
-                    "(fit runs its own compiled whole-epoch step). Override compute_loss "
-                    "instead to change the loss, or train with kilnet's step.")
+                    "(evaluate and predict run kilnet's compiled step). Override train_step or "
+                    "compute_loss instead.")
         if self.compiled is not None:
             self.compiled.release_variables()
         self.compiled = Trainer(self, optimizer=optimizer, loss=loss, metrics=metrics,
@@ -468,6 +468,25 @@ class Model(Layer):
             return {"class_name": type(self).__name__,
                     "weights": [["/".join(path), list(v.shape)]
                                 for path, _, v in self.variable_paths()]}
+
+    @property
+    def overrides_train_step(self) -> bool:
+        """The model defines train_step(self, state, data) in Keras's JAX form."""
+        return getattr(type(self), "train_step", None) is not None
+
+    @property
+    def metrics(self) -> list:
+        """Keras's model.metrics: after compile(), a loss tracker (kilnet.metrics.Mean named
+        "loss") then the compiled metrics. A custom train_step may override it with its own."""
+        return [] if self.compiled is None else self.compiled.keras_metrics()
+
+    def stateless_call(self, trainable_variables, non_trainable_variables, x, training=False,
+                       **kwargs):
+        """Keras's JAX stateless_call, for a custom train_step: (outputs, non-trainable
+        variables) with the weights given as lists in the order of model.trainable_variables
+        and model.non_trainable_variables."""
+        return self.require_compiled().stateless_call(
+            trainable_variables, non_trainable_variables, x, training=training, **kwargs)
 
     @property
     def overrides_compute_loss(self) -> bool:

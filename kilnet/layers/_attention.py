@@ -1,0 +1,569 @@
+"""Attention layers: MultiHeadAttention (the Transformer's) and Attention (Luong-style
+dot-product attention), with Keras 3's arguments, weights and formulas.
+
+Why they need more than a one-input layer:
+
+- They take several inputs. Attention takes one list, `[query, value]` or `[query, value,
+  key]`, which the base class handles as it does a merge layer's. MultiHeadAttention takes
+  separate arguments, `mha(query, value, key=key)`, as Keras does; the base class builds a
+  layer from the shape of its first argument only, while the key and value projections need
+  the key's and value's shapes. So MultiHeadAttention notes the shapes of the call under way
+  (`__call__`), builds from all of them (`build_weights`), and on symbolic tensors keeps all of
+  them as its build shape, which is what a model builds it from.
+- With return_attention_scores=True they return two tensors, `(output, scores)`, so a call on
+  symbolic tensors records two outputs (`_call_symbolic`).
+
+Masks: kilnet does not carry Keras's sequence masks from layer to layer yet, so the only masks
+are those given in the call: MultiHeadAttention's attention_mask and use_causal_mask,
+Attention's mask=[query_mask, value_mask] and use_causal_mask. MultiHeadAttention's
+query_mask / value_mask / key_mask, which Keras fills from propagated masks, are refused.
+
+Weights are named and shaped as Keras's: MultiHeadAttention holds projections named query,
+key, (gate,) value and attention_output, each with a kernel and a bias, so
+`keras_mha.set_weights(kilnet_mha.get_weights())` makes a Keras layer that computes the same.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from kilnet import initializers
+from kilnet.layers._base import Layer, _is_shape, set_untracked
+from kilnet.layers._node import KerasTensor, Node
+
+# Keras pushes masked scores to -1e9 (float32) before the softmax.
+_MASKED = -1e9
+
+
+class _Projection(Layer):
+    """`x @ kernel + bias` contracting the last `in_axes` axes of x into the axes `units`:
+    the einsum dense projections of MultiHeadAttention, with Keras's kernel shape
+    (*contracted input axes, *units) and bias shape `units`."""
+
+    def __init__(self, units, *, in_axes, use_bias, kernel_initializer, bias_initializer,
+                 name):
+        super().__init__(name=name)
+        self.units = units   # None until built for the output projection (the query's size)
+        self.in_axes = in_axes
+        self.use_bias = use_bias
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+
+    @property
+    def param_names(self):
+        return ("kernel", "bias") if self.use_bias else ("kernel",)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-self.in_axes]) + self.units
+
+    def init(self, rng, input_shape):
+        kernel_shape = tuple(input_shape[-self.in_axes:]) + self.units
+        params = {"kernel": initializers.get(self.kernel_initializer)(rng, kernel_shape)}
+        if self.use_bias:
+            params["bias"] = initializers.get(self.bias_initializer)(rng, self.units)
+        return params, {}, self.compute_output_shape(input_shape)
+
+    def apply(self, params, state, x, **_):
+        y = jnp.tensordot(x, params["kernel"], axes=self.in_axes)
+        if self.use_bias:
+            y = y + params["bias"]
+        return y, state
+
+
+class MultiHeadAttention(Layer):
+    """Multi-head attention (Vaswani et al., 2017), as Keras's MultiHeadAttention.
+
+    query, key and value are projected to `num_heads` heads (of `key_dim`, `key_dim` and
+    `value_dim` features); each head computes `softmax(q k^T / sqrt(key_dim)) v`; the heads
+    are concatenated and projected to the query's feature size (or `output_shape`).
+
+    Args:
+        num_heads: number of heads.
+        key_dim: size of each head for query and key.
+        value_dim: size of each head for value (default: key_dim).
+        dropout: dropout rate on the attention probabilities (in training).
+        use_bias: whether the projections have biases.
+        output_shape: the output's feature shape (an int or a tuple); default: the query's
+            feature size.
+        attention_axes: only the default, attention over the sequence axis (None, or (1,) as
+            Keras writes it once built).
+        sliding_window: each query position attends only to key positions less than this far
+            away (combine with use_causal_mask for a causal window).
+        use_gate: gate the heads with `sigmoid(query @ gate_kernel + gate_bias)` before the
+            output projection.
+        kernel_initializer, bias_initializer: initializer names.
+        seed: accepted for Keras compatibility; dropout draws from the key the model passes.
+
+    Call arguments: `mha(query, value, key=None, attention_mask=None,
+    return_attention_scores=False, training=None, use_causal_mask=False)` with query of shape
+    (batch, T, dim), value and key of shape (batch, S, dim_v) and (batch, S, dim_k), and a
+    boolean attention_mask of shape (batch, T, S) (True: may attend). Returns the output,
+    (batch, T, dim) by default, and with return_attention_scores=True also the attention
+    probabilities (batch, num_heads, T, S).
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> x = kilnet.Input(shape=(8, 16))
+        >>> mha = kilnet.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+        >>> y, scores = mha(x, x, return_attention_scores=True)
+        >>> y.shape, scores.shape
+        ((None, 8, 16), (None, 2, 8, 8))
+        >>> cross = kilnet.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+        >>> cross(np.ones((1, 3, 6)), np.ones((1, 5, 7)), use_causal_mask=True).shape
+        (1, 3, 6)
+        >>> [(w.name, w.shape) for w in cross.weights[:4]]
+        [('kernel', (6, 2, 4)), ('bias', (2, 4)), ('kernel', (7, 2, 4)), ('bias', (2, 4))]
+    """
+
+    config_keys = ("num_heads", "key_dim", "value_dim", "dropout", "use_bias",
+                   "attention_axes", "sliding_window", "use_gate", "kernel_initializer",
+                   "bias_initializer")
+    # The arguments of a call besides query, value and key (training is the base class's).
+    CALL_OPTIONS = ("attention_mask", "return_attention_scores", "training", "use_causal_mask")
+
+    def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True,
+                 output_shape=None, attention_axes=None, sliding_window=None,
+                 flash_attention=None, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
+                 use_gate=False, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        _refuse_unsupported("MultiHeadAttention", kernel_regularizer=kernel_regularizer,
+                            bias_regularizer=bias_regularizer,
+                            activity_regularizer=activity_regularizer,
+                            kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
+        if flash_attention:
+            raise ValueError("MultiHeadAttention(flash_attention=True) is not supported: kilnet "
+                             "computes attention with XLA operations. Received: "
+                             f"flash_attention={flash_attention!r}")
+        self.num_heads = _positive_int(num_heads, "num_heads")
+        self.key_dim = _positive_int(key_dim, "key_dim")
+        self.value_dim = self.key_dim if value_dim is None else _positive_int(value_dim,
+                                                                              "value_dim")
+        self.dropout = _rate(dropout)
+        self.use_bias = _check_bool(use_bias, "use_bias")
+        self.use_gate = _check_bool(use_gate, "use_gate")
+        self._output_shape = _check_output_shape(output_shape)
+        self.attention_axes = _check_attention_axes(attention_axes)
+        self.sliding_window = (None if sliding_window is None
+                               else _positive_int(sliding_window, "sliding_window"))
+        initializers.get(kernel_initializer), initializers.get(bias_initializer)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        del seed  # randomness comes from the key the model passes (as kilnet's Dropout)
+        # The projections, in Keras's weight order.
+        common = dict(use_bias=self.use_bias, kernel_initializer=kernel_initializer,
+                      bias_initializer=bias_initializer)
+        heads = self.num_heads
+        self._query_dense = _Projection((heads, self.key_dim), in_axes=1, name="query",
+                                        **common)
+        self._key_dense = _Projection((heads, self.key_dim), in_axes=1, name="key", **common)
+        self._gate_dense = (_Projection((heads, self.value_dim), in_axes=1, name="gate",
+                                        **common) if self.use_gate else None)
+        self._value_dense = _Projection((heads, self.value_dim), in_axes=1, name="value",
+                                        **common)
+        self._output_dense = _Projection(self._output_shape, in_axes=2,
+                                         name="attention_output", **common)
+        set_untracked(self, "_call_shapes", None)
+
+    def get_config(self):
+        config = super().get_config()
+        config["output_shape"] = None if self._output_shape is None else list(
+            self._output_shape)
+        return config
+
+    # -- shapes ----------------------------------------------------------------------------------
+    def _input_shapes(self, input_shape):
+        """(query, value, key) sample shapes from one shape (self-attention: all the same) or
+        a list of two or three, each checked."""
+        if _is_shape(input_shape):
+            shapes = [tuple(input_shape)] * 3
+        else:
+            shapes = [tuple(s) for s in input_shape]
+            if len(shapes) == 2:
+                shapes.append(shapes[1])  # as Keras: the key defaults to the value
+        query, value, key = shapes
+        for name, shape in (("query", query), ("value", value), ("key", key)):
+            if len(shape) != 2 or shape[-1] is None:
+                raise ValueError(
+                    f"MultiHeadAttention takes {name} of shape (batch, sequence, features) "
+                    "with a known number of features (attention over other axes is not "
+                    f"supported yet). Received: {name} of shape {(None,) + shape}")
+        if None not in (value[0], key[0]) and value[0] != key[0]:
+            raise ValueError(f"value and key must have the same sequence length. Received: "
+                             f"value of shape {(None,) + value}, key of shape {(None,) + key}")
+        return query, value, key
+
+    def compute_output_shape(self, input_shape):
+        query, _, _ = self._input_shapes(input_shape)
+        return query[:-1] + (self._output_shape or (query[-1],))
+
+    # -- weights ---------------------------------------------------------------------------------
+    def build_weights(self, rng, input_shape):
+        if _is_shape(input_shape) and self._call_shapes is not None:
+            # The base class passes the query's shape: build from every input of the call.
+            input_shape = self._call_shapes
+        super().build_weights(rng, input_shape)
+
+    def init(self, rng, input_shape):
+        query, value, key = self._input_shapes(input_shape)
+        self._output_dense.units = self._output_shape or (query[-1],)
+        builds = [(self._query_dense, query), (self._key_dense, key)]
+        if self.use_gate:
+            builds.append((self._gate_dense, query))
+        builds += [(self._value_dense, value),
+                   (self._output_dense, (query[0], self.num_heads, self.value_dim))]
+        for projection, shape in builds:
+            projection.build_weights(rng, shape)
+        return self.params_tree(), self.state_tree(), self.compute_output_shape(query)
+
+    # -- calling ---------------------------------------------------------------------------------
+    def __call__(self, query=None, value=None, key=None, *, query_mask=None, value_mask=None,
+                 key_mask=None, **options):
+        if query is None or value is None:
+            raise TypeError("MultiHeadAttention is called on a query and a value: "
+                            "mha(query, value) or mha(query, value, key=key). Received: "
+                            f"query={_kind(query)}, value={_kind(value)}")
+        _refuse_sequence_masks(query_mask=query_mask, value_mask=value_mask, key_mask=key_mask)
+        unknown = sorted(set(options) - set(self.CALL_OPTIONS))
+        if unknown:
+            raise TypeError(f"MultiHeadAttention got unexpected call arguments {unknown}; it "
+                            f"takes query, value, key and {list(self.CALL_OPTIONS)}.")
+        _check_flag(options.get("return_attention_scores", False), "return_attention_scores")
+        _check_flag(options.get("use_causal_mask", False), "use_causal_mask")
+        inputs = [query, value] + ([] if key is None else [key])
+        try:
+            shapes = list(self._input_shapes([_sample_shape(t) for t in inputs]))
+        except ValueError as error:
+            raise ValueError(f"Layer {self.name!r} (MultiHeadAttention): {error}") from None
+        self._check_built_for(shapes)
+        if key is not None:
+            options["key"] = key
+        set_untracked(self, "_call_shapes", shapes)
+        try:
+            return super().__call__(query, value, **options)
+        finally:
+            set_untracked(self, "_call_shapes", None)
+
+    def _check_built_for(self, shapes):
+        """A layer called again (shared) must get the feature sizes its weights are for."""
+        if self.build_shape is None:
+            return
+        built = self._input_shapes(self.build_shape)
+        for name, got, expected in zip(("query", "value", "key"), shapes, built):
+            if got[-1] != expected[-1]:
+                raise ValueError(
+                    f"Layer {self.name!r} (MultiHeadAttention) is built for {name} with "
+                    f"{expected[-1]} features. Received: {name} of shape {(None,) + got}")
+
+    def _call_symbolic(self, args, kwargs):
+        if self.build_shape is None:
+            # Every input's shape, not only the query's: a model builds the layer from these.
+            set_untracked(self, "build_shape", self._call_shapes)
+        output = super()._call_symbolic(args, kwargs)
+        query, value, _ = self._call_shapes
+        return _record_scores(self, args, kwargs, output, (self.num_heads, query[0], value[0]))
+
+    def apply(self, params, state, query, value, key=None, *, training=False, rng=None,
+              sample_mask=None, attention_mask=None, return_attention_scores=False,
+              use_causal_mask=False):
+        key = value if key is None else jnp.asarray(key)
+        q = self._project(self._query_dense, params, query)      # (batch, T, heads, key_dim)
+        k = self._project(self._key_dense, params, key)          # (batch, S, heads, key_dim)
+        v = self._project(self._value_dense, params, value)      # (batch, S, heads, value_dim)
+        scores = jnp.einsum("btnh,bsnh->bnts", q * (1.0 / math.sqrt(self.key_dim)), k)
+        mask = self._mask(attention_mask, use_causal_mask, q.shape[1], k.shape[1])
+        if mask is None:
+            probs = jax.nn.softmax(scores, axis=-1)
+        else:
+            # As Keras's masked Softmax: masked scores pushed to -1e9, masked probabilities
+            # zeroed (so a fully masked row attends to nothing rather than to everything).
+            probs = jnp.where(mask, jax.nn.softmax(jnp.where(mask, scores, _MASKED), axis=-1),
+                              0.0)
+        kept = _dropout(probs, self.dropout, training, rng, self.name)
+        context = jnp.einsum("bnts,bsnh->btnh", kept, v)
+        if self.use_gate:
+            context = context * jax.nn.sigmoid(self._project(self._gate_dense, params, query))
+        output = self._project(self._output_dense, params, context)
+        return ((output, probs) if return_attention_scores else output), state
+
+    def _project(self, projection, params, x):
+        return projection.apply(params[projection.name], {}, x)[0]
+
+    def _mask(self, attention_mask, use_causal_mask, t, s):
+        """The boolean (batch or 1, 1, T, S) mask of allowed (query, key) pairs, or None."""
+        masks = []
+        if attention_mask is not None:
+            mask = jnp.asarray(attention_mask) != 0   # Keras casts to bool: nonzero attends
+            if not 2 <= mask.ndim <= 4 or mask.shape[-2:] not in ((t, s), (1, s), (t, 1),
+                                                                  (1, 1)):
+                raise ValueError(
+                    f"attention_mask must have the shape (batch, T, S) = (batch, {t}, {s}) or "
+                    f"broadcast to it. Received: attention_mask of shape {mask.shape}")
+            while mask.ndim < 4:   # the heads axis, then a batch axis
+                mask = jnp.expand_dims(mask, -3)
+            masks.append(mask)
+        rows, cols = jnp.arange(t)[:, None], jnp.arange(s)[None, :]
+        if use_causal_mask:
+            masks.append(rows >= cols)
+        if self.sliding_window is not None:
+            masks.append(jnp.abs(rows - cols) < self.sliding_window)
+        if not masks:
+            return None
+        combined = masks[0]
+        for mask in masks[1:]:
+            combined = combined & mask
+        return combined
+
+
+class Attention(Layer):
+    """Dot-product attention (Luong-style), as Keras's Attention: called on `[query, value]`
+    or `[query, value, key]` (the key defaults to the value),
+    `output = softmax(query @ key^T) @ value`.
+
+    Args:
+        use_scale: learn a scalar `scale` multiplying the scores.
+        score_mode: "dot" (`query @ key^T`) or "concat" (`concat_score_weight *
+            sum(tanh(scale * (query + key)))` over features, per query and key position).
+        dropout: dropout rate on the attention probabilities (in training).
+        seed: accepted for Keras compatibility; dropout draws from the key the model passes.
+
+    Call arguments: `layer([query, value, key], mask=None, return_attention_scores=False,
+    training=None, use_causal_mask=False)` with query (batch, Tq, dim), value (batch, Tv,
+    dim_v), key (batch, Tv, dim). `mask=[query_mask, value_mask]`, booleans of shapes (batch,
+    Tq) and (batch, Tv), must be given in the call (kilnet does not carry sequence masks from
+    layer to layer yet): value positions masked out get no attention, query positions masked
+    out give zeros. Returns (batch, Tq, dim_v), and with return_attention_scores=True also the
+    probabilities (batch, Tq, Tv).
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> query = np.array([[[1.0, 0.0]]])
+        >>> value = np.array([[[100.0, 0.0], [0.0, 1.0]]])
+        >>> out, scores = kilnet.layers.Attention()([query, value], return_attention_scores=True)
+        >>> np.round(np.asarray(scores), 3).tolist()
+        [[[1.0, 0.0]]]
+        >>> kilnet.layers.Attention()(
+        ...     [kilnet.Input(shape=(3, 4)), kilnet.Input(shape=(5, 6)),
+        ...      kilnet.Input(shape=(5, 4))]).shape
+        (None, 3, 6)
+    """
+
+    config_keys = ("use_scale", "score_mode", "dropout")
+    CALL_OPTIONS = ("mask", "return_attention_scores", "training", "use_causal_mask")
+
+    def __init__(self, use_scale=False, score_mode="dot", dropout=0.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if score_mode not in ("dot", "concat"):
+            raise ValueError(f"score_mode must be 'dot' or 'concat'. Received: "
+                             f"score_mode={score_mode!r}")
+        self.use_scale = _check_bool(use_scale, "use_scale")
+        self.score_mode = score_mode
+        self.dropout = _rate(dropout)
+        del seed  # randomness comes from the key the model passes (as kilnet's Dropout)
+
+    @property
+    def param_names(self):
+        return ((("scale",) if self.use_scale else ())
+                + (("concat_score_weight",) if self.score_mode == "concat" else ()))
+
+    def _input_shapes(self, input_shape):
+        if _is_shape(input_shape) or not isinstance(input_shape, (list, tuple)) or not (
+                2 <= len(input_shape) <= 3):
+            raise ValueError("Attention is called on a list [query, value] or [query, value, "
+                             f"key]. Received: inputs of shape {input_shape}")
+        query, value = (tuple(s) for s in input_shape[:2])
+        key = tuple(input_shape[2]) if len(input_shape) == 3 else value
+        for name, shape in (("query", query), ("value", value), ("key", key)):
+            if len(shape) != 2:
+                raise ValueError(f"Attention takes {name} of shape (batch, steps, features). "
+                                 f"Received: {name} of shape {(None,) + shape}")
+        if None not in (value[0], key[0]) and value[0] != key[0]:
+            raise ValueError(f"value and key must have the same number of steps. Received: "
+                             f"value of shape {(None,) + value}, key of shape {(None,) + key}")
+        if None not in (query[-1], key[-1]) and query[-1] != key[-1]:
+            raise ValueError(f"query and key must have the same number of features (their "
+                             f"scores compare them). Received: query of shape "
+                             f"{(None,) + query}, key of shape {(None,) + key}")
+        return query, value, key
+
+    def compute_output_shape(self, input_shape):
+        query, value, _ = self._input_shapes(input_shape)
+        return query[:-1] + (value[-1],)
+
+    def init(self, rng, input_shape):
+        self._input_shapes(input_shape)
+        params = {name: initializers.get("ones")(rng, ()) for name in self.param_names}
+        return params, {}, self.compute_output_shape(input_shape)
+
+    def _call_symbolic(self, args, kwargs):
+        unknown = sorted(set(kwargs) - set(self.CALL_OPTIONS))
+        if unknown:
+            raise TypeError(f"Attention got unexpected call arguments {unknown}; it takes "
+                            f"inputs and {list(self.CALL_OPTIONS)}.")
+        _check_flag(kwargs.get("return_attention_scores", False), "return_attention_scores")
+        _check_flag(kwargs.get("use_causal_mask", False), "use_causal_mask")
+        _check_mask_list(kwargs.get("mask"))
+        output = super()._call_symbolic(args, kwargs)
+        query, value, _ = self._input_shapes([_sample_shape(t) for t in args[0]])
+        return _record_scores(self, args, kwargs, output, (query[0], value[0]))
+
+    def apply(self, params, state, inputs, *, training=False, rng=None, sample_mask=None,
+              mask=None, return_attention_scores=False, use_causal_mask=False):
+        self._input_shapes([tuple(jnp.shape(t))[1:] for t in _as_list(inputs)])
+        query, value = inputs[0], inputs[1]
+        key = inputs[2] if len(inputs) == 3 else value
+        query_mask, value_mask = _check_mask_list(mask)
+        scores = self._scores(params, query, key)                 # (batch, Tq, Tv)
+        allowed = None
+        if value_mask is not None:
+            allowed = (jnp.asarray(value_mask) != 0)[:, None, :]
+        if use_causal_mask:
+            tq, tv = scores.shape[-2:]
+            causal = (jnp.arange(tq)[:, None] >= jnp.arange(tv)[None, :])[None]
+            allowed = causal if allowed is None else allowed & causal
+        if allowed is not None:
+            # As Keras's Attention: masked scores lowered by 1e9 (no zeroing afterwards).
+            scores = jnp.where(allowed, scores, scores - 1e9)
+        probs = jax.nn.softmax(scores, axis=-1)
+        output = _dropout(probs, self.dropout, training, rng, self.name) @ value
+        if query_mask is not None:
+            output = jnp.where((jnp.asarray(query_mask) != 0)[..., None], output, 0.0)
+        return ((output, probs) if return_attention_scores else output), state
+
+    def _scores(self, params, query, key):
+        if self.score_mode == "dot":
+            scores = query @ jnp.swapaxes(key, -2, -1)
+            return scores * params["scale"] if self.use_scale else scores
+        pairs = query[:, :, None, :] + key[:, None, :, :]      # (batch, Tq, Tv, dim)
+        if self.use_scale:
+            pairs = params["scale"] * pairs
+        return params["concat_score_weight"] * jnp.tanh(pairs).sum(axis=-1)
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def _record_scores(layer, args, kwargs, output, scores_shape):
+    """The base class records one output per call; with return_attention_scores=True a call
+    has two, (output, scores): record the call again with both."""
+    if not kwargs.get("return_attention_scores", False):
+        return output
+    layer._inbound_nodes.pop()
+    outputs = (output, KerasTensor((None,) + tuple(scores_shape), output.dtype))
+    layer._inbound_nodes.append(Node(layer, args, kwargs, outputs))
+    return outputs
+
+
+def _dropout(probs, rate, training, rng, name):
+    """Keras's attention dropout: zero probabilities with `rate` in training, scale the rest."""
+    if not training or rate == 0.0:
+        return probs
+    if rng is None:
+        raise ValueError(f"Layer {name!r} has dropout={rate} and was applied in training mode "
+                         "without a random key (rng=...).")
+    keep = jax.random.bernoulli(rng, 1.0 - rate, probs.shape)
+    return jnp.where(keep, probs / (1.0 - rate), 0.0)
+
+
+def _sample_shape(tensor) -> tuple:
+    """The shape of an input without its batch axis (symbolic tensors, arrays, lists)."""
+    shape = tensor.shape if isinstance(tensor, KerasTensor) else np.shape(tensor)
+    if len(shape) < 1:
+        raise ValueError(f"attention inputs need a batch axis. Received: an input of shape "
+                         f"{tuple(shape)}")
+    return tuple(None if d is None else int(d) for d in shape[1:])
+
+
+def _as_list(inputs):
+    if not isinstance(inputs, (list, tuple)):
+        raise ValueError("Attention is called on a list [query, value] or [query, value, key]. "
+                         f"Received: {type(inputs).__name__}")
+    return list(inputs)
+
+
+def _check_mask_list(mask):
+    """Attention's mask: None, or [query_mask, value_mask] (either may be None)."""
+    if mask is None:
+        return None, None
+    if not isinstance(mask, (list, tuple)) or not 2 <= len(mask) <= 3:
+        raise ValueError("Attention's mask must be a list [query_mask, value_mask] (either may "
+                         f"be None). Received: mask={mask!r:.200}")
+    return mask[0], mask[1]
+
+
+def _refuse_sequence_masks(**masks):
+    given = sorted(name for name, value in masks.items() if value is not None)
+    if given:
+        raise ValueError(
+            f"MultiHeadAttention's {', '.join(given)} is not supported: Keras fills it from "
+            "masks carried between layers, which kilnet does not have yet. Pass "
+            "attention_mask (batch, T, S) instead, e.g. query_mask[:, :, None] & "
+            "value_mask[:, None, :].")
+
+
+def _check_flag(value, argument):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{argument} must be True or False. Received: {argument}={value!r:.100}")
+
+
+def _kind(value):
+    return "None" if value is None else type(value).__name__
+
+
+def _positive_int(value, argument: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{argument} must be a positive integer. Received: "
+                         f"{argument}={value!r}")
+    return value
+
+
+def _rate(dropout) -> float:
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not (
+            0 <= dropout < 1):
+        raise ValueError(f"dropout must be a number in [0, 1). Received: dropout={dropout!r}")
+    return float(dropout)
+
+
+def _check_bool(value, argument: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{argument} must be True or False. Received: {argument}={value!r}")
+    return value
+
+
+def _check_output_shape(output_shape):
+    """None, or a tuple of positive integers (an int n means (n,)), as Keras keeps it."""
+    if output_shape is None:
+        return None
+    shape = (output_shape,) if isinstance(output_shape, int) else output_shape
+    if (not isinstance(shape, (list, tuple)) or not shape
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
+        raise ValueError("output_shape must be a positive integer or a tuple of them. "
+                         f"Received: output_shape={output_shape!r}")
+    return tuple(shape)
+
+
+def _check_attention_axes(attention_axes):
+    """Only attention over the sequence axis: None, or (1,) as Keras writes it once built."""
+    if attention_axes is None:
+        return None
+    axes = (attention_axes,) if isinstance(attention_axes, int) else attention_axes
+    if isinstance(axes, (list, tuple)) and list(axes) == [1]:
+        return (1,)
+    raise ValueError(
+        "MultiHeadAttention supports only the default attention_axes (None: attention over the "
+        "sequence axis of (batch, sequence, features) inputs). Received: "
+        f"attention_axes={attention_axes!r}")
+
+
+def _refuse_unsupported(layer: str, **options):
+    """Keras arguments kilnet has no counterpart for yet: refused rather than ignored."""
+    given = {name: value for name, value in options.items() if value is not None}
+    if given:
+        raise ValueError(
+            f"{layer} does not support {', '.join(sorted(given))} yet. Received: "
+            + ", ".join(f"{name}={value!r}" for name, value in sorted(given.items())))

@@ -1,0 +1,207 @@
+"""Conv1D over sequences (steps, channels), channels-last, with "valid", "same" and "causal"
+padding and dilation.
+
+As for Conv2D (kilnet/layers/_conv.py): on CPU the convolution is written as patches + one
+matmul, because `lax.conv` inside the XLA training loop is very slow there; elsewhere the native
+`lax.conv_general_dilated` is the fast one. Both get the same explicit (left, right) padding, so
+they compute the same numbers (tests/test_text_conv.py compares them).
+
+The number of steps may be unknown when the model is declared (`Input(shape=(None,))`): the
+output length is then None too, and each compiled program sees the data's real length.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from kilnet import initializers
+from kilnet.layers._base import ActivatedLayer
+
+PADDINGS = ("valid", "same", "causal")
+
+
+# -- arguments shared by the convolution modules --------------------------------------------------
+def as_single(value, argument: str) -> tuple[int]:
+    """Keras accepts `3` or `(3,)` for a 1-D kernel size, stride or dilation."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value,)
+    try:
+        single = tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        single = ()
+    if len(single) != 1 or single[0] < 1:
+        raise ValueError(f"{argument} must be a positive integer (or a tuple of one). "
+                         f"Received: {argument}={value!r}")
+    return single
+
+
+def check_filters(filters):
+    if not isinstance(filters, int) or isinstance(filters, bool) or filters < 1:
+        raise ValueError(f"filters must be a positive integer. Received: filters={filters!r}")
+    return filters
+
+
+def check_channels_last(data_format) -> str:
+    if data_format not in (None, "channels_last"):
+        raise ValueError("Only data_format='channels_last' is supported. "
+                         f"Received: data_format={data_format!r}")
+    return "channels_last"
+
+
+def check_no_dilated_strides(strides, dilation_rate):
+    if max(strides) > 1 and max(dilation_rate) > 1:
+        raise ValueError("strides > 1 cannot be combined with dilation_rate > 1 (as in Keras). "
+                         f"Received: strides={strides}, dilation_rate={dilation_rate}")
+
+
+def refuse_unsupported(layer: str, **options):
+    """Keras arguments kilnet has no counterpart for yet: refused rather than ignored."""
+    given = {name: value for name, value in options.items() if value is not None}
+    if given:
+        raise ValueError(f"{layer} does not support {', '.join(sorted(given))} yet. Received: "
+                         + ", ".join(f"{n}={v!r}" for n, v in sorted(given.items())))
+
+
+# -- the computation -----------------------------------------------------------------------------
+def conv1d_padding(length: int, kernel: int, stride: int, dilation: int,
+                   padding: str) -> tuple[int, int]:
+    """(left, right) zeros added to the steps: Keras's 'same' (TensorFlow's rule: output
+    ceil(length / stride), any odd zero after) and 'causal' (all before: step t sees only
+    steps <= t)."""
+    span = dilation * (kernel - 1) + 1
+    if padding == "valid":
+        return 0, 0
+    if padding == "causal":
+        return span - 1, 0
+    total = max((math.ceil(length / stride) - 1) * stride + span - length, 0)
+    return total // 2, total - total // 2
+
+
+def conv1d_length(length, kernel: int, stride: int, dilation: int, padding: str):
+    """Output steps for `length` input steps (None stays None)."""
+    if length is None:
+        return None
+    left, right = conv1d_padding(length, kernel, stride, dilation, padding)
+    return (length + left + right - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def conv1d_patches(x, kernel, stride: int, dilation: int, pads):
+    """im2col: the k (dilated) shifted views of x side by side, then one matmul."""
+    k, cin, cout = kernel.shape
+    x = jnp.pad(x, ((0, 0), pads, (0, 0)))
+    out = (x.shape[1] - dilation * (k - 1) - 1) // stride + 1
+    views = [x[:, j * dilation:j * dilation + (out - 1) * stride + 1:stride, :]
+             for j in range(k)]
+    return jnp.concatenate(views, axis=-1) @ kernel.reshape(k * cin, cout)
+
+
+def conv1d_native(x, kernel, stride: int, dilation: int, pads):
+    return lax.conv_general_dilated(x, kernel, window_strides=(stride,), padding=[pads],
+                                    rhs_dilation=(dilation,),
+                                    dimension_numbers=("NWC", "WIO", "NWC"))
+
+
+def conv1d(x, kernel, stride: int, dilation: int, padding: str):
+    # Shapes are static inside a trace: a too-short sequence fails here, not as an empty slice.
+    if conv1d_length(x.shape[1], kernel.shape[0], stride, dilation, padding) < 1:
+        raise ValueError(f"Conv1D kernel_size={kernel.shape[0]} with dilation_rate={dilation} "
+                         f"does not fit sequences of {x.shape[1]} steps with padding="
+                         f"'{padding}'. Received: inputs of shape {tuple(x.shape)}")
+    pads = conv1d_padding(x.shape[1], kernel.shape[0], stride, dilation, padding)
+    if jax.default_backend() == "cpu":
+        return conv1d_patches(x, kernel, stride, dilation, pads)
+    return conv1d_native(x, kernel, stride, dilation, pads)
+
+
+class Conv1D(ActivatedLayer):
+    """1-D convolution over the steps of a sequence: inputs (steps, channels), outputs
+    (new steps, filters).
+
+    Args:
+        filters: number of output channels.
+        kernel_size: window length (an int or a tuple of one).
+        strides: step between windows.
+        padding: "valid" (no padding), "same" (output length ceil(steps / strides)) or
+            "causal" (zeros before the sequence: output step t depends on steps <= t only).
+        dilation_rate: spacing between the taps of the window (with strides 1).
+        activation, use_bias, kernel_initializer, bias_initializer: as Dense.
+
+    The kernel has Keras's shape (kernel_size, in_channels, filters).
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> layer = kilnet.layers.Conv1D(4, 3, padding="causal", activation="relu")
+        >>> layer(np.zeros((2, 10, 8), np.float32)).shape
+        (2, 10, 4)
+        >>> [w.shape for w in layer.get_weights()]
+        [(3, 8, 4), (4,)]
+    """
+
+    config_keys = ("filters", "kernel_size", "strides", "padding", "data_format",
+                   "dilation_rate", "activation", "use_bias", "kernel_initializer",
+                   "bias_initializer")
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
+                 dilation_rate=1, groups=1, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, **kwargs):
+        super().__init__(activation=activation, **kwargs)
+        self.filters = check_filters(filters)
+        self.kernel_size = as_single(kernel_size, "kernel_size")
+        self.strides = as_single(strides, "strides")
+        self.dilation_rate = as_single(dilation_rate, "dilation_rate")
+        check_no_dilated_strides(self.strides, self.dilation_rate)
+        if not isinstance(padding, str) or padding.lower() not in PADDINGS:
+            raise ValueError("padding must be 'valid', 'same' or 'causal'. "
+                             f"Received: padding={padding!r}")
+        if groups != 1:
+            raise ValueError(f"Conv1D supports groups=1 only for now. Received: groups={groups!r}")
+        refuse_unsupported("Conv1D", kernel_regularizer=kernel_regularizer,
+                           bias_regularizer=bias_regularizer,
+                           activity_regularizer=activity_regularizer,
+                           kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
+        initializers.get(kernel_initializer), initializers.get(bias_initializer)
+        self.padding = padding.lower()
+        self.data_format = check_channels_last(data_format)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+
+    @property
+    def param_names(self):
+        return ("kernel", "bias") if self.use_bias else ("kernel",)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 2 or input_shape[-1] is None:
+            raise ValueError(
+                "Conv1D expects sequences of shape (steps, channels) with a known number of "
+                f"channels. Received an input of shape {tuple(input_shape)}; for token ids "
+                "add an Embedding first, for a plain series add a last axis of 1.")
+        steps = conv1d_length(input_shape[0], self.kernel_size[0], self.strides[0],
+                              self.dilation_rate[0], self.padding)
+        if steps is not None and steps < 1:
+            raise ValueError(
+                f"Conv1D kernel_size={self.kernel_size[0]} with dilation_rate="
+                f"{self.dilation_rate[0]} does not fit {input_shape[0]} steps with padding="
+                f"'{self.padding}'; use padding='same' or a smaller kernel.")
+        return (steps, self.filters)
+
+    def init(self, rng, input_shape):
+        out_shape = self.compute_output_shape(input_shape)
+        shape = self.kernel_size + (input_shape[-1], self.filters)
+        params = {"kernel": initializers.get(self.kernel_initializer)(rng, shape)}
+        if self.use_bias:
+            params["bias"] = initializers.get(self.bias_initializer)(rng, (self.filters,))
+        return params, {}, out_shape
+
+    def pre_activation(self, params, state, x, **_):
+        y = conv1d(x, params["kernel"], self.strides[0], self.dilation_rate[0], self.padding)
+        if self.use_bias:
+            y = y + params["bias"]
+        return y, state

@@ -1,0 +1,196 @@
+"""Conv2DTranspose: the upsampling convolution of decoders and autoencoders, channels-last,
+with Keras's output sizes and kernel layout (kh, kw, filters, in_channels).
+
+Each input pixel adds `x[i, j] @ kernel[a, b]` (a filters-vector) to output pixel
+(i * stride + a * dilation, j * stride + b * dilation); Keras's `padding` and `output_padding`
+then choose which window of that full result is kept (jax.lax.conv_transpose's explicit
+padding, whose baseline is `effective_kernel - 1` on each side).
+
+On CPU it is written as one matmul (every pixel times the whole kernel) followed by kh*kw
+`lax.pad`s that spread each tap's contributions onto the strided output grid and crop the
+window (negative padding crops): the same reason as Conv2D's patches, `lax.conv` inside the
+XLA training loop is very slow on CPU. Elsewhere `lax.conv_transpose` is used. Both give the
+same numbers (tests/test_text_conv.py compares them and Keras).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from kilnet import initializers
+from kilnet.layers._base import ActivatedLayer, as_pair, check_padding
+from kilnet.layers._conv1d import (
+    check_channels_last,
+    check_filters,
+    check_no_dilated_strides,
+    refuse_unsupported,
+)
+
+
+def transpose_padding(kernel: int, stride: int, dilation: int, padding: str,
+                      output_padding) -> tuple[int, int]:
+    """(left, right) padding of the stride-dilated input as lax.conv_transpose takes it, for
+    Keras's output size: 'valid' (i - 1) * s + max(k, s), 'same' i * s, plus output_padding
+    (extra rows at the end) when given."""
+    span = dilation * (kernel - 1) + 1
+    if padding == "valid":
+        extra = max(span, stride) - span if output_padding is None else output_padding
+        return span - 1, span - 1 + extra
+    if output_padding is None:
+        total = stride + span - 2
+    else:
+        total = span + span % 2 - 2 + output_padding
+    left = min((total + 1) // 2, span - 1)
+    return left, total - left
+
+
+def transpose_size(size, kernel, stride, dilation, padding, output_padding):
+    """The output size along one axis (None stays None)."""
+    if size is None:
+        return None
+    left, right = transpose_padding(kernel, stride, dilation, padding, output_padding)
+    return (size - 1) * stride + 1 + left + right - dilation * (kernel - 1)
+
+
+def conv2d_transpose_scatter(x, kernel, strides, dilation, pads):
+    """One matmul for every (pixel, tap), then each tap's (N, H, W, F) slab is spread onto
+    the output grid by lax.pad: interior padding stride - 1, an offset of its tap, and the
+    window of `pads` (negative values crop)."""
+    kh, kw, filters, cin = kernel.shape
+    n, h, w, _ = x.shape
+    taps = (x @ jnp.transpose(kernel, (3, 0, 1, 2)).reshape(cin, kh * kw * filters))
+    taps = taps.reshape(n, h, w, kh, kw, filters)
+    full = [(h - 1) * strides[0] + dilation[0] * (kh - 1) + 1,
+            (w - 1) * strides[1] + dilation[1] * (kw - 1) + 1]
+    out = None
+    for a in range(kh):
+        for b in range(kw):
+            config = [(0, 0, 0), (0, 0, 0), (0, 0, 0), (0, 0, 0)]
+            for axis, (tap, size) in enumerate(((a, h), (b, w)), start=1):
+                offset = tap * dilation[axis - 1]
+                span = dilation[axis - 1] * (kernel.shape[axis - 1] - 1) + 1
+                low, high = pads[axis - 1]
+                tail = full[axis - 1] - offset - ((size - 1) * strides[axis - 1] + 1)
+                config[axis] = (offset + low - (span - 1), tail + high - (span - 1),
+                                strides[axis - 1] - 1)
+            piece = lax.pad(taps[:, :, :, a, b, :], jnp.zeros((), x.dtype), config)
+            out = piece if out is None else out + piece
+    return out
+
+
+def conv2d_transpose_native(x, kernel, strides, dilation, pads):
+    return lax.conv_transpose(x, kernel, strides, padding=list(pads), rhs_dilation=dilation,
+                              dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                              transpose_kernel=True)
+
+
+def conv2d_transpose(x, kernel, strides, dilation, padding, output_padding):
+    pads = [transpose_padding(kernel.shape[i], strides[i], dilation[i], padding,
+                              None if output_padding is None else output_padding[i])
+            for i in range(2)]
+    if jax.default_backend() == "cpu":
+        return conv2d_transpose_scatter(x, kernel, strides, dilation, pads)
+    return conv2d_transpose_native(x, kernel, strides, dilation, pads)
+
+
+class Conv2DTranspose(ActivatedLayer):
+    """Transposed 2-D convolution (sometimes called deconvolution): upsamples images, e.g.
+    doubles their size with strides=2 and padding="same".
+
+    Args:
+        filters: number of output channels.
+        kernel_size, strides, dilation_rate: an int or a pair.
+        padding: "valid" (output (size - 1) * strides + max(kernel_size, strides)) or
+            "same" (output size * strides).
+        output_padding: None, or an int or pair (each < strides) of extra rows/columns at
+            the end: the output is then (size - 1) * strides + kernel % 2 + output_padding
+            with "same", (size - 1) * strides + kernel + output_padding with "valid".
+        activation, use_bias, kernel_initializer, bias_initializer: as Conv2D.
+
+    The kernel has Keras's shape (kh, kw, filters, in_channels).
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> layer = kilnet.layers.Conv2DTranspose(3, 3, strides=2, padding="same")
+        >>> layer(np.zeros((1, 4, 4, 8), np.float32)).shape
+        (1, 8, 8, 3)
+        >>> [w.shape for w in layer.get_weights()]
+        [(3, 3, 3, 8), (3,)]
+    """
+
+    config_keys = ("filters", "kernel_size", "strides", "padding", "output_padding",
+                   "data_format", "dilation_rate", "activation", "use_bias",
+                   "kernel_initializer", "bias_initializer")
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
+                 output_padding=None, data_format=None, dilation_rate=(1, 1), activation=None,
+                 use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, **kwargs):
+        super().__init__(activation=activation, **kwargs)
+        self.filters = check_filters(filters)
+        self.kernel_size = as_pair(kernel_size, "kernel_size")
+        self.strides = as_pair(strides, "strides")
+        self.dilation_rate = as_pair(dilation_rate, "dilation_rate")
+        check_no_dilated_strides(self.strides, self.dilation_rate)
+        self.padding = check_padding(padding)
+        self.output_padding = _check_output_padding(output_padding, self.strides)
+        refuse_unsupported("Conv2DTranspose", kernel_regularizer=kernel_regularizer,
+                           bias_regularizer=bias_regularizer,
+                           activity_regularizer=activity_regularizer,
+                           kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
+        initializers.get(kernel_initializer), initializers.get(bias_initializer)
+        self.data_format = check_channels_last(data_format)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+
+    @property
+    def param_names(self):
+        return ("kernel", "bias") if self.use_bias else ("kernel",)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3 or input_shape[-1] is None:
+            raise ValueError(
+                "Conv2DTranspose expects images of shape (height, width, channels) with a known "
+                f"number of channels. Received an input of shape {tuple(input_shape)}; add "
+                "layers.Reshape(...) first to give it a channels axis.")
+        sizes = [transpose_size(input_shape[i], self.kernel_size[i], self.strides[i],
+                                self.dilation_rate[i], self.padding,
+                                None if self.output_padding is None else self.output_padding[i])
+                 for i in range(2)]
+        return (sizes[0], sizes[1], self.filters)
+
+    def init(self, rng, input_shape):
+        out_shape = self.compute_output_shape(input_shape)
+        shape = self.kernel_size + (self.filters, input_shape[-1])
+        params = {"kernel": initializers.get(self.kernel_initializer)(rng, shape)}
+        if self.use_bias:
+            params["bias"] = initializers.get(self.bias_initializer)(rng, (self.filters,))
+        return params, {}, out_shape
+
+    def pre_activation(self, params, state, x, **_):
+        y = conv2d_transpose(x, params["kernel"], self.strides, self.dilation_rate,
+                             self.padding, self.output_padding)
+        if self.use_bias:
+            y = y + params["bias"]
+        return y, state
+
+
+def _check_output_padding(output_padding, strides):
+    if output_padding is None:
+        return None
+    if isinstance(output_padding, int) and not isinstance(output_padding, bool):
+        output_padding = (output_padding, output_padding)
+    try:
+        pair = tuple(int(v) for v in output_padding)
+    except (TypeError, ValueError):
+        pair = ()
+    if len(pair) != 2 or min(pair) < 0 or any(p >= s for p, s in zip(pair, strides)):
+        raise ValueError("output_padding must be None, or a non-negative integer or pair, each "
+                         f"smaller than strides={strides}. Received: "
+                         f"output_padding={output_padding!r}")
+    return pair

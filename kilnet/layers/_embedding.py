@@ -1,0 +1,122 @@
+"""Embedding: integer token ids -> learned vectors, one row of an (input_dim, output_dim) table
+per id.
+
+It is the layer whose inputs are integers. Give the model an integer input
+(`kilnet.Input(shape=(None,), dtype="int32")`): the compiled programs cast each batch to its
+Input's dtype (kilnet.programs), so the ids stay int32 on the device and are gathered with
+`jnp.take`, whose gradient adds into the rows that were used. Float ids (a model declared
+without an integer Input) are cast to int32 here, as Keras does.
+
+An id outside [0, input_dim) has no row. Called eagerly on arrays the layer says so with a
+ValueError; inside a compiled program it can only yield NaN for that row (the loss then turns
+non-finite and fit() stops and reports it). Keras on JAX gives NaN too, but wraps negative ids
+to the end of the table; here they get NaN like every other missing row.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from kilnet import initializers
+from kilnet.layers._base import Layer
+
+
+class Embedding(Layer):
+    """Turns integer ids into dense vectors: `output[..., :] = embeddings[id]`.
+
+    Args:
+        input_dim: size of the vocabulary, i.e. the largest id + 1.
+        output_dim: size of each vector.
+        embeddings_initializer: initializer name of the table (Keras's default "uniform":
+            U(-0.05, 0.05)).
+        mask_zero: must stay False: sequence masks are not carried between layers yet.
+        input_length: accepted and ignored with a warning, as Keras 3 does.
+
+    Input: integer ids of any shape, e.g. (batch, steps). Output: that shape + (output_dim,).
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> layer = kilnet.layers.Embedding(input_dim=10, output_dim=3)
+        >>> layer(np.array([[1, 2, 2], [0, 9, 4]])).shape
+        (2, 3, 3)
+        >>> inputs = kilnet.Input(shape=(None,), dtype="int32")
+        >>> kilnet.layers.Embedding(1000, 8)(inputs).shape
+        (None, None, 8)
+    """
+
+    param_names = ("embeddings",)
+    config_keys = ("input_dim", "output_dim", "embeddings_initializer", "mask_zero")
+
+    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
+                 embeddings_regularizer=None, embeddings_constraint=None, mask_zero=False,
+                 weights=None, lora_rank=None, lora_alpha=None, quantization_config=None,
+                 input_length=None, **kwargs):
+        super().__init__(**kwargs)
+        for argument, value in (("input_dim", input_dim), ("output_dim", output_dim)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{argument} must be a positive integer. Received: "
+                                 f"{argument}={value!r}")
+        if mask_zero:
+            raise ValueError(
+                "Embedding(mask_zero=True) is not supported yet: kilnet does not carry sequence "
+                "masks between layers, so padding id 0 would silently count as a token. Pad "
+                "with an id the model may learn, or pool over fixed-length sequences. "
+                f"Received: mask_zero={mask_zero!r}")
+        _refuse_unsupported(embeddings_regularizer=embeddings_regularizer,
+                            embeddings_constraint=embeddings_constraint, weights=weights,
+                            lora_rank=lora_rank, lora_alpha=lora_alpha,
+                            quantization_config=quantization_config)
+        if input_length is not None:
+            warnings.warn("Embedding: the argument input_length is deprecated in Keras 3 and "
+                          "ignored; declare the sequence length with kilnet.Input(shape=...).",
+                          stacklevel=2)
+        initializers.get(embeddings_initializer)
+        self.input_dim = input_dim
+        self.output_dim = output_dim
+        self.embeddings_initializer = embeddings_initializer
+        self.mask_zero = False
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (self.output_dim,)
+
+    def init(self, rng, input_shape):
+        table = initializers.get(self.embeddings_initializer)(
+            rng, (self.input_dim, self.output_dim))
+        return {"embeddings": table}, {}, self.compute_output_shape(input_shape)
+
+    def apply(self, params, state, x, **_):
+        ids = jnp.asarray(x)
+        if not jnp.issubdtype(ids.dtype, jnp.integer):
+            ids = ids.astype(jnp.int32)
+        if not isinstance(ids, jax.core.Tracer):
+            _check_ids(ids, self.input_dim)
+        # jnp.take fills ids >= input_dim with NaN but wraps negative ones: send those past the
+        # end of the table too, so that every missing row shows.
+        ids = jnp.where(ids < 0, self.input_dim, ids)
+        return jnp.take(params["embeddings"], ids, axis=0, mode="fill",
+                        fill_value=jnp.nan), state
+
+
+def _check_ids(ids, input_dim):
+    """Concrete ids (an eager call) can be checked before they are looked up."""
+    values = np.asarray(ids)
+    bad = (values < 0) | (values >= input_dim)
+    if bad.any():
+        raise ValueError(
+            f"Embedding ids must be in [0, input_dim) = [0, {input_dim}); raise input_dim to "
+            f"the vocabulary size (largest id + 1). Received: {int(bad.sum())} ids out of "
+            f"range, e.g. {int(values[bad][0])}")
+
+
+def _refuse_unsupported(**options):
+    """Keras arguments kilnet has no counterpart for yet: refused rather than ignored."""
+    given = {name: value for name, value in options.items() if value is not None}
+    if given:
+        raise ValueError(
+            f"Embedding does not support {', '.join(sorted(given))} yet. Received: "
+            + ", ".join(f"{name}={value!r}" for name, value in sorted(given.items())))
