@@ -9,7 +9,8 @@ import pytest
 
 MODULES = ["kilnet.layers._base", "kilnet.layers._core", "kilnet.layers._node",
            "kilnet.models._model", "kilnet.models._sequential", "kilnet.variables",
-           "kilnet.utils"]
+           "kilnet.utils", "kilnet.layers._merge", "kilnet.layers._reshaping",
+           "kilnet.layers._attention", "kilnet.layers._layer_norm"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -37,7 +37,7 @@ class LayerNormalization(Layer):
         >>> import numpy as np
         >>> import kilnet
         >>> layer = kilnet.layers.LayerNormalization()
-        >>> np.round(np.asarray(layer(np.array([[1.0, 2.0, 3.0]]))), 3).tolist()
+        >>> np.asarray(layer(np.array([[1.0, 2.0, 3.0]]))).astype(float).round(3).tolist()
         [[-1.224, 0.0, 1.224]]
         >>> [w.name for w in layer.weights]
         ['gamma', 'beta']
@@ -119,7 +119,7 @@ class GroupNormalization(Layer):
         >>> import kilnet
         >>> layer = kilnet.layers.GroupNormalization(groups=2)
         >>> x = np.array([[1.0, 3.0, 10.0, 30.0]])
-        >>> np.round(np.asarray(layer(x)), 2).tolist()
+        >>> np.asarray(layer(x)).astype(float).round(2).tolist()
         [[-1.0, 1.0, -1.0, 1.0]]
         >>> kilnet.layers.GroupNormalization(groups=3)(np.zeros((1, 4)))
         Traceback (most recent call last):
@@ -213,8 +213,9 @@ class UnitNormalization(Layer):
     Example:
         >>> import numpy as np
         >>> import kilnet
-        >>> np.asarray(kilnet.layers.UnitNormalization()(np.array([[3.0, 4.0]]))).tolist()
-        [[0.6000000238418579, 0.800000011920929]]
+        >>> y = kilnet.layers.UnitNormalization()(np.array([[3.0, 4.0]]))
+        >>> np.asarray(y).astype(float).round(3).tolist()
+        [[0.6, 0.8]]
     """
 
     config_keys = ("axis",)
