@@ -10,7 +10,9 @@ import pytest
 MODULES = ["kilnet.layers._base", "kilnet.layers._core", "kilnet.layers._node",
            "kilnet.models._model", "kilnet.models._sequential", "kilnet.variables",
            "kilnet.utils", "kilnet.layers._merge", "kilnet.layers._reshaping",
-           "kilnet.layers._attention", "kilnet.layers._layer_norm"]
+           "kilnet.layers._attention", "kilnet.layers._layer_norm",
+           "kilnet.layers._embedding", "kilnet.layers._conv1d", "kilnet.layers._conv_transpose",
+           "kilnet.layers._pooling"]
 
 
 @pytest.mark.parametrize("name", MODULES)

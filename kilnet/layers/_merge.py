@@ -304,7 +304,8 @@ class Dot(Layer):
     Example:
         >>> import numpy as np
         >>> from kilnet import layers
-        >>> np.asarray(layers.Dot(axes=1)([np.array([[1.0, 2.0]]), np.array([[3.0, 4.0]])])).tolist()
+        >>> a, b = np.array([[1.0, 2.0]]), np.array([[3.0, 4.0]])
+        >>> np.asarray(layers.Dot(axes=1)([a, b])).tolist()
         [[11.0]]
     """
 

@@ -340,4 +340,4 @@ class Cropping2D(_Movement):
     def apply(self, params, state, x, **_):
         self.compute_output_shape(x.shape[1:])
         (top, bottom), (left, right) = self.cropping
-        return x[:, bottom:x.shape[1] - top, left:x.shape[2] - right, :], state
+        return x[:, top:x.shape[1] - bottom, left:x.shape[2] - right, :], state
