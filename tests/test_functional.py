@@ -239,3 +239,19 @@ def test_names_are_numbered_per_model_and_stable():
     with pytest.raises(ValueError, match="named 'twin'"):
         inputs = kilnet.Input(shape=(3,))
         kilnet.Model(inputs, layers.Dense(2, name="twin")(layers.Dense(4, name="twin")(inputs)))
+
+
+def test_a_nested_model_with_dict_outputs_gives_a_dict_of_tensors():
+    i = kilnet.Input(shape=(3,))
+    inner = kilnet.Model(i, {"zeta": layers.Dense(2, name="z")(i),
+                             "alpha": layers.Dense(5, name="a")(i)})
+    o = kilnet.Input(shape=(3,))
+    out = inner(o)
+    assert {k: v.shape for k, v in out.items()} == {"zeta": (None, 2), "alpha": (None, 5)}
+    outer = kilnet.Model(o, [out["zeta"], out["alpha"]])
+    outer.build(seed=0)
+    x = np.ones((2, 3), np.float32)
+    zeta, alpha = outer.predict(x, verbose=0)
+    kz, bz = inner.get_layer("z").get_weights()
+    np.testing.assert_allclose(zeta, x @ kz + bz, rtol=1e-6)
+    assert alpha.shape == (2, 5)

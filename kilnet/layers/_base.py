@@ -327,11 +327,17 @@ class Layer:
             self.build_shape = input_shape
         out_dtype = self.compute_output_dtype(self.build_dtype)
         if isinstance(out_shape, list):
-            outputs = [KerasTensor((None,) + tuple(s), out_dtype) for s in out_shape]
+            outputs = self.pack_symbolic_outputs(
+                [KerasTensor((None,) + tuple(s), out_dtype) for s in out_shape])
         else:
             outputs = KerasTensor((None,) + tuple(out_shape), out_dtype)
         self._inbound_nodes.append(Node(self, args, kwargs, outputs))
         return outputs
+
+    def pack_symbolic_outputs(self, tensors: list):
+        """Several symbolic outputs in the structure the layer returns (a list; a model may
+        return a dict)."""
+        return tensors
 
     def compute_output_dtype(self, input_dtype) -> str:
         """The dtype of the outputs: float32 for kilnet's layers."""

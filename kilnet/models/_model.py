@@ -240,6 +240,9 @@ class Model(Layer):
             return list(values)
         return values[0] if len(values) == 1 else list(values)
 
+    def pack_symbolic_outputs(self, tensors: list):
+        return self.pack_outputs(tensors)
+
     def _sample_shapes(self, shapes):
         return shapes[0] if len(shapes) == 1 else list(shapes)
 
