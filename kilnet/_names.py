@@ -13,8 +13,12 @@ import re
 
 def snake_case(class_name: str) -> str:
     """Keras's default name for a class: Conv2D -> conv2d, BatchNormalization ->
-    batch_normalization."""
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", class_name).lower().replace("2_d", "2d")
+    batch_normalization, Conv2DTranspose -> conv2d_transpose, MaxPooling1D -> max_pooling1d.
+
+    The rule: an underscore before each capitalised word (a capital followed by lower-case
+    letters) that follows another character, and between a lower-case letter and a capital."""
+    name = re.sub(r"(?<=.)(?=[A-Z][a-z]+)", "_", re.sub(r"\W+", "", class_name))
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).lower()
 
 
 def unique_among(base: str, taken) -> str:

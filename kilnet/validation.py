@@ -168,7 +168,25 @@ def _check_features(model, value, argument, index=0):
                 f"{argument} holds integers beyond the int32 range, which kilnet would wrap "
                 f"around on the device. Convert it to floats, e.g. "
                 f"{argument}.astype('float32'), and rescale it. Received: {where}")
+    _check_id_range(model, array, argument, index)
     return array
+
+
+def _check_id_range(model, array, argument, index):
+    """Token ids against the vocabulary of the Embedding that reads them: out of range, Keras
+    on JAX trains on a row of zeros or a wrapped row, without a word."""
+    ranges = getattr(model, "integer_input_ranges", lambda: [])()
+    if index >= len(ranges) or ranges[index] is None:
+        return
+    low, high, layer = ranges[index]
+    bad = (array < low) | (array >= high)
+    if bad.any():
+        where, _ = _first(bad, array, argument)
+        raise InputError(
+            f"{argument} holds ids outside [{low}, {high}) for {type(layer).__name__} "
+            f"{layer.name!r} (input_dim={high}): such ids have no row. Give the layer a larger "
+            f"input_dim, or map unknown ids to a reserved id (e.g. 1 for out-of-vocabulary). "
+            f"Received: {where}")
 
 
 def _warn_unscaled_images(model, array, argument):

@@ -212,6 +212,8 @@ class MultiHeadAttention(Layer):
 
     def init(self, rng, input_shape):
         query, value, key = self._input_shapes(input_shape)
+        # The output goes back to the query's feature size unless output_shape says otherwise:
+        # only known now.
         self._output_dense.units = self._output_shape or (query[-1],)
         builds = [(self._query_dense, query), (self._key_dense, key)]
         if self.use_gate:
@@ -242,6 +244,8 @@ class MultiHeadAttention(Layer):
         except ValueError as error:
             raise ValueError(f"Layer {self.name!r} (MultiHeadAttention): {error}") from None
         self._check_built_for(shapes)
+        if isinstance(options.get("attention_mask"), KerasTensor):
+            _check_mask_shape(options["attention_mask"].shape, shapes[0][0], shapes[1][0])
         if key is not None:
             options["key"] = key
         set_untracked(self, "_call_shapes", shapes)
@@ -300,11 +304,7 @@ class MultiHeadAttention(Layer):
         masks = []
         if attention_mask is not None:
             mask = jnp.asarray(attention_mask) != 0   # Keras casts to bool: nonzero attends
-            if not 2 <= mask.ndim <= 4 or mask.shape[-2:] not in ((t, s), (1, s), (t, 1),
-                                                                  (1, 1)):
-                raise ValueError(
-                    f"attention_mask must have the shape (batch, T, S) = (batch, {t}, {s}) or "
-                    f"broadcast to it. Received: attention_mask of shape {mask.shape}")
+            _check_mask_shape(mask.shape, t, s)
             while mask.ndim < 4:   # the heads axis, then a batch axis
                 mask = jnp.expand_dims(mask, -3)
             masks.append(mask)
@@ -459,6 +459,18 @@ def _record_scores(layer, args, kwargs, output, scores_shape):
     return outputs
 
 
+def _check_mask_shape(shape, t, s):
+    """attention_mask is (batch, T, S), or a shape that broadcasts to it ((T, S), (batch, 1,
+    S), ...); None stands for a size not known yet."""
+    def fits(got, wanted):
+        return got is None or wanted is None or got in (wanted, 1)
+
+    if not 2 <= len(shape) <= 4 or not (fits(shape[-2], t) and fits(shape[-1], s)):
+        raise ValueError(f"attention_mask must have the shape (batch, T, S) = (batch, {t}, "
+                         f"{s}) or broadcast to it. Received: attention_mask of shape "
+                         f"{tuple(shape)}")
+
+
 def _dropout(probs, rate, training, rng, name):
     """Keras's attention dropout: zero probabilities with `rate` in training, scale the rest."""
     if not training or rate == 0.0:
@@ -507,7 +519,7 @@ def _refuse_sequence_masks(**masks):
 
 
 def _check_flag(value, argument):
-    if not isinstance(value, (bool, np.bool_)):
+    if not isinstance(value, bool):
         raise TypeError(f"{argument} must be True or False. Received: {argument}={value!r:.100}")
 
 

@@ -334,6 +334,11 @@ class Layer:
         self._inbound_nodes.append(Node(self, args, kwargs, outputs))
         return outputs
 
+    def integer_input_range(self):
+        """(low, high) when the layer takes integer ids in [low, high) (Embedding), else None:
+        fit/evaluate/predict check the data against it before training."""
+        return None
+
     def pack_symbolic_outputs(self, tensors: list):
         """Several symbolic outputs in the structure the layer returns (a list; a model may
         return a dict)."""

@@ -55,29 +55,33 @@ def transpose_size(size, kernel, stride, dilation, padding, output_padding):
 
 
 def conv2d_transpose_scatter(x, kernel, strides, dilation, pads):
-    """One matmul for every (pixel, tap), then each tap's (N, H, W, F) slab is spread onto
-    the output grid by lax.pad: interior padding stride - 1, an offset of its tap, and the
-    window of `pads` (negative values crop)."""
+    """One matmul for every (pixel, tap), then each tap's (N, H, W, filters) slab is spread
+    onto the output grid by one lax.pad per tap."""
     kh, kw, filters, cin = kernel.shape
     n, h, w, _ = x.shape
-    taps = (x @ jnp.transpose(kernel, (3, 0, 1, 2)).reshape(cin, kh * kw * filters))
+    taps = x @ jnp.transpose(kernel, (3, 0, 1, 2)).reshape(cin, kh * kw * filters)
     taps = taps.reshape(n, h, w, kh, kw, filters)
-    full = [(h - 1) * strides[0] + dilation[0] * (kh - 1) + 1,
-            (w - 1) * strides[1] + dilation[1] * (kw - 1) + 1]
     out = None
     for a in range(kh):
         for b in range(kw):
-            config = [(0, 0, 0), (0, 0, 0), (0, 0, 0), (0, 0, 0)]
-            for axis, (tap, size) in enumerate(((a, h), (b, w)), start=1):
-                offset = tap * dilation[axis - 1]
-                span = dilation[axis - 1] * (kernel.shape[axis - 1] - 1) + 1
-                low, high = pads[axis - 1]
-                tail = full[axis - 1] - offset - ((size - 1) * strides[axis - 1] + 1)
-                config[axis] = (offset + low - (span - 1), tail + high - (span - 1),
-                                strides[axis - 1] - 1)
-            piece = lax.pad(taps[:, :, :, a, b, :], jnp.zeros((), x.dtype), config)
+            rows = _spread(h, a, kh, strides[0], dilation[0], pads[0])
+            cols = _spread(w, b, kw, strides[1], dilation[1], pads[1])
+            piece = lax.pad(taps[:, :, :, a, b, :], jnp.zeros((), x.dtype),
+                            [(0, 0, 0), rows, cols, (0, 0, 0)])
             out = piece if out is None else out + piece
     return out
+
+
+def _spread(size, tap, kernel, stride, dilation, pads):
+    """lax.pad's (low, high, interior) along one axis for the contributions of one tap:
+    input i lands at i * stride + tap * dilation of the full output (length
+    (size - 1) * stride + span), whose window starts `span - 1 - left` later and ends
+    `span - 1 - right` earlier (negative padding crops, positive adds zeros)."""
+    span = dilation * (kernel - 1) + 1
+    left, right = pads
+    offset = tap * dilation
+    after = (span - 1) - offset  # full-output positions after this tap's last landing spot
+    return offset - (span - 1 - left), after - (span - 1 - right), stride - 1
 
 
 def conv2d_transpose_native(x, kernel, strides, dilation, pads):
@@ -183,6 +187,7 @@ class Conv2DTranspose(ActivatedLayer):
 def _check_output_padding(output_padding, strides):
     if output_padding is None:
         return None
+    given = output_padding
     if isinstance(output_padding, int) and not isinstance(output_padding, bool):
         output_padding = (output_padding, output_padding)
     try:
@@ -192,5 +197,5 @@ def _check_output_padding(output_padding, strides):
     if len(pair) != 2 or min(pair) < 0 or any(p >= s for p, s in zip(pair, strides)):
         raise ValueError("output_padding must be None, or a non-negative integer or pair, each "
                          f"smaller than strides={strides}. Received: "
-                         f"output_padding={output_padding!r}")
+                         f"output_padding={given!r}")
     return pair

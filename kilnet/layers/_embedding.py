@@ -81,6 +81,9 @@ class Embedding(Layer):
         self.embeddings_initializer = embeddings_initializer
         self.mask_zero = False
 
+    def integer_input_range(self):
+        return (0, self.input_dim)
+
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)
 
@@ -90,9 +93,7 @@ class Embedding(Layer):
         return {"embeddings": table}, {}, self.compute_output_shape(input_shape)
 
     def apply(self, params, state, x, **_):
-        ids = jnp.asarray(x)
-        if not jnp.issubdtype(ids.dtype, jnp.integer):
-            ids = ids.astype(jnp.int32)
+        ids = jnp.asarray(x).astype(jnp.int32)  # float ids too, as Keras
         if not isinstance(ids, jax.core.Tracer):
             _check_ids(ids, self.input_dim)
         # jnp.take fills ids >= input_dim with NaN but wraps negative ones: send those past the

@@ -124,7 +124,7 @@ class GroupNormalization(Layer):
         >>> kilnet.layers.GroupNormalization(groups=3)(np.zeros((1, 4)))
         Traceback (most recent call last):
         ...
-        ValueError: Layer 'group_normalization': groups=3 must divide the number of channels (axis -1 has 4).
+        ValueError: Layer 'group_normalization': groups=3 must divide the 4 channels of axis -1.
     """
 
     config_keys = ("groups", "axis", "epsilon", "center", "scale", "beta_initializer",
@@ -166,8 +166,8 @@ class GroupNormalization(Layer):
                              f"Received: an input of shape {tuple(input_shape)}")
         groups = channels if self.groups == -1 else self.groups
         if channels % groups:
-            raise ValueError(f"groups={self.groups} must divide the number of channels (axis "
-                             f"{self.axis} has {channels}).")
+            raise ValueError(f"groups={self.groups} must divide the {channels} channels of "
+                             f"axis {self.axis}.")
         return axis, groups
 
     def compute_output_shape(self, input_shape):

@@ -223,6 +223,22 @@ class Model(Layer):
             return list(x)
         return [x]
 
+    def integer_input_ranges(self) -> list:
+        """Per input: (low, high, layer) when a layer that takes it directly accepts integer
+        ids in [low, high) only (an Embedding), else None."""
+        if not self.is_functional:
+            return [None] * len(self.input_specs or [])
+        ranges = []
+        for tensor in self.graph.inputs:
+            found = None
+            for node in self.graph.run_nodes:
+                if any(t.uid == tensor.uid for t in node.inputs):
+                    bounds = node.layer.integer_input_range()
+                    if bounds is not None and (found is None or bounds[1] < found[1]):
+                        found = (bounds[0], bounds[1], node.layer)
+            ranges.append(found)
+        return ranges
+
     def output_list(self, outputs) -> list:
         """The model's outputs as a list in output order, from what apply returned."""
         if isinstance(outputs, dict):
@@ -635,11 +651,17 @@ def _without_batch(shape):
     return tuple(int(d) if d is not None else None for d in shape)
 
 
-def _shapes_differ(a, b) -> bool:
-    if isinstance(a, list) or isinstance(b, list):
-        return [tuple(s) for s in a] != [tuple(s) for s in b] if isinstance(a, list) and \
-            isinstance(b, list) else True
-    return tuple(a) != tuple(b)
+def _shapes_differ(declared, given) -> bool:
+    """Whether data of shape `given` cannot feed inputs declared as `declared` (a None axis,
+    e.g. a variable sequence length, takes any size)."""
+    if isinstance(declared, list) or isinstance(given, list):
+        if not (isinstance(declared, list) and isinstance(given, list)) or \
+                len(declared) != len(given):
+            return True
+        return any(_shapes_differ(tuple(d), tuple(g)) for d, g in zip(declared, given))
+    declared, given = tuple(declared), tuple(given)
+    return len(declared) != len(given) or any(
+        d is not None and g is not None and d != g for d, g in zip(declared, given))
 
 
 def _reject_unsupported(method: str, kwargs: dict, tolerated: tuple):
