@@ -5,13 +5,12 @@ Why they need more than a one-input layer:
 
 - They take several inputs. Attention takes one list, `[query, value]` or `[query, value,
   key]`, which the base class handles as it does a merge layer's. MultiHeadAttention takes
-  separate arguments, `mha(query, value, key=key)`, as Keras does; the base class builds a
-  layer from the shape of its first argument only, while the key and value projections need
-  the key's and value's shapes. So MultiHeadAttention notes the shapes of the call under way
-  (`__call__`), builds from all of them (`build_weights`), and on symbolic tensors keeps all of
-  them as its build shape, which is what a model builds it from.
-- With return_attention_scores=True they return two tensors, `(output, scores)`, so a call on
-  symbolic tensors records two outputs (`_call_symbolic`).
+  separate arguments, `mha(query, value, key=key)`, as Keras does, and its key and value
+  projections need the key's and value's shapes: its `call_input_shape` gives all three, so it
+  is built (in a model, eagerly or inside another layer's call) from every input.
+- With return_attention_scores=True they return two tensors, `(output, scores)`: their
+  `compute_call_output_shape` gives both shapes, so a call on symbolic tensors records two
+  outputs.
 
 Masks: kilnet does not carry Keras's sequence masks from layer to layer yet, so the only masks
 are those given in the call: MultiHeadAttention's attention_mask and use_causal_mask,
@@ -32,8 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from kilnet import initializers
-from kilnet.layers._base import Layer, _is_shape, set_untracked
-from kilnet.layers._node import KerasTensor, Node
+from kilnet.layers._base import Layer, is_shape
+from kilnet.layers._node import KerasTensor
 
 # Keras pushes masked scores to -1e9 (float32) before the softmax.
 _MASKED = -1e9
@@ -169,7 +168,6 @@ class MultiHeadAttention(Layer):
                                         **common)
         self._output_dense = _Projection(self._output_shape, in_axes=2,
                                          name="attention_output", **common)
-        set_untracked(self, "_call_shapes", None)
 
     def get_config(self):
         config = super().get_config()
@@ -181,7 +179,7 @@ class MultiHeadAttention(Layer):
     def _input_shapes(self, input_shape):
         """(query, value, key) sample shapes from one shape (self-attention: all the same) or
         a list of two or three, each checked."""
-        if _is_shape(input_shape):
+        if is_shape(input_shape):
             shapes = [tuple(input_shape)] * 3
         else:
             shapes = [tuple(s) for s in input_shape]
@@ -204,12 +202,6 @@ class MultiHeadAttention(Layer):
         return query[:-1] + (self._output_shape or (query[-1],))
 
     # -- weights ---------------------------------------------------------------------------------
-    def build_weights(self, rng, input_shape):
-        if _is_shape(input_shape) and self._call_shapes is not None:
-            # The base class passes the query's shape: build from every input of the call.
-            input_shape = self._call_shapes
-        super().build_weights(rng, input_shape)
-
     def init(self, rng, input_shape):
         query, value, key = self._input_shapes(input_shape)
         # The output goes back to the query's feature size unless output_shape says otherwise:
@@ -248,11 +240,22 @@ class MultiHeadAttention(Layer):
             _check_mask_shape(options["attention_mask"].shape, shapes[0][0], shapes[1][0])
         if key is not None:
             options["key"] = key
-        set_untracked(self, "_call_shapes", shapes)
-        try:
-            return super().__call__(query, value, **options)
-        finally:
-            set_untracked(self, "_call_shapes", None)
+        return super().__call__(query, value, **options)
+
+    def call_input_shape(self, args, kwargs):
+        """The query's, value's and key's shapes: the weights are built from all three."""
+        inputs = list(args[:2]) + ([kwargs["key"]] if kwargs.get("key") is not None else [])
+        return list(self._input_shapes([_sample_shape(t) for t in inputs]))
+
+    def pack_symbolic_outputs(self, tensors):
+        return tuple(tensors)  # (output, scores), as apply returns them
+
+    def compute_call_output_shape(self, input_shape, kwargs):
+        output = self.compute_output_shape(input_shape)
+        if not kwargs.get("return_attention_scores", False):
+            return output
+        query, value, _ = self._input_shapes(input_shape)
+        return [output, (self.num_heads, query[0], value[0])]
 
     def _check_built_for(self, shapes):
         """A layer called again (shared) must get the feature sizes its weights are for."""
@@ -264,14 +267,6 @@ class MultiHeadAttention(Layer):
                 raise ValueError(
                     f"Layer {self.name!r} (MultiHeadAttention) is built for {name} with "
                     f"{expected[-1]} features. Received: {name} of shape {(None,) + got}")
-
-    def _call_symbolic(self, args, kwargs):
-        if self.build_shape is None:
-            # Every input's shape, not only the query's: a model builds the layer from these.
-            set_untracked(self, "build_shape", self._call_shapes)
-        output = super()._call_symbolic(args, kwargs)
-        query, value, _ = self._call_shapes
-        return _record_scores(self, args, kwargs, output, (self.num_heads, query[0], value[0]))
 
     def apply(self, params, state, query, value, key=None, *, training=False, rng=None,
               sample_mask=None, attention_mask=None, return_attention_scores=False,
@@ -374,7 +369,7 @@ class Attention(Layer):
                 + (("concat_score_weight",) if self.score_mode == "concat" else ()))
 
     def _input_shapes(self, input_shape):
-        if _is_shape(input_shape) or not isinstance(input_shape, (list, tuple)) or not (
+        if is_shape(input_shape) or not isinstance(input_shape, (list, tuple)) or not (
                 2 <= len(input_shape) <= 3):
             raise ValueError("Attention is called on a list [query, value] or [query, value, "
                              f"key]. Received: inputs of shape {input_shape}")
@@ -402,7 +397,10 @@ class Attention(Layer):
         params = {name: initializers.get("ones")(rng, ()) for name in self.param_names}
         return params, {}, self.compute_output_shape(input_shape)
 
-    def _call_symbolic(self, args, kwargs):
+    def pack_symbolic_outputs(self, tensors):
+        return tuple(tensors)  # (output, scores), as apply returns them
+
+    def compute_call_output_shape(self, input_shape, kwargs):
         unknown = sorted(set(kwargs) - set(self.CALL_OPTIONS))
         if unknown:
             raise TypeError(f"Attention got unexpected call arguments {unknown}; it takes "
@@ -410,9 +408,11 @@ class Attention(Layer):
         _check_flag(kwargs.get("return_attention_scores", False), "return_attention_scores")
         _check_flag(kwargs.get("use_causal_mask", False), "use_causal_mask")
         _check_mask_list(kwargs.get("mask"))
-        output = super()._call_symbolic(args, kwargs)
-        query, value, _ = self._input_shapes([_sample_shape(t) for t in args[0]])
-        return _record_scores(self, args, kwargs, output, (query[0], value[0]))
+        output = self.compute_output_shape(input_shape)
+        if not kwargs.get("return_attention_scores", False):
+            return output
+        query, value, _ = self._input_shapes(input_shape)
+        return [output, (query[0], value[0])]
 
     def apply(self, params, state, inputs, *, training=False, rng=None, sample_mask=None,
               mask=None, return_attention_scores=False, use_causal_mask=False):
@@ -448,17 +448,6 @@ class Attention(Layer):
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-def _record_scores(layer, args, kwargs, output, scores_shape):
-    """The base class records one output per call; with return_attention_scores=True a call
-    has two, (output, scores): record the call again with both."""
-    if not kwargs.get("return_attention_scores", False):
-        return output
-    layer._inbound_nodes.pop()
-    outputs = (output, KerasTensor((None,) + tuple(scores_shape), output.dtype))
-    layer._inbound_nodes.append(Node(layer, args, kwargs, outputs))
-    return outputs
-
-
 def _check_mask_shape(shape, t, s):
     """attention_mask is (batch, T, S), or a shape that broadcasts to it ((T, S), (batch, 1,
     S), ...); None stands for a size not known yet."""

@@ -90,7 +90,7 @@ class Layer:
         set_untracked(self, "_eager_losses", [])
         set_untracked(self, "_trainable", bool(trainable))
         set_untracked(self, "_name", name)  # None until a model names it (see `name`)
-        self.declared_input_shape = (_as_shape(input_shape, "input_shape")
+        self.declared_input_shape = (as_shape(input_shape, "input_shape")
                                      if input_shape is not None else None)
         self.built = False
         self.build_shape = None   # the input shape the weights were made for
@@ -255,7 +255,7 @@ class Layer:
             return self._call_symbolic(args, kwargs)
         entry = _scope.layer_entry(self)
         if entry is None and _scope.init_rng() is not None:
-            entry = self._build_inside_call(args)
+            entry = self._build_inside_call(args, kwargs)
         if entry is not None:
             return self._call_in_scope(entry, args, kwargs)
         if _scope.current() is not None:
@@ -285,12 +285,12 @@ class Layer:
                                        sample_mask=_current_sample_mask(), **kwargs)
         return outputs
 
-    def _build_inside_call(self, args):
+    def _build_inside_call(self, args, kwargs):
         """A sub-layer called for the first time while its parent is being built."""
         if not self.built:
             rng = _scope.init_rng()
             self.build_weights(utils.numpy_rng(int(rng.integers(2**31))),
-                               _shape_of(args[0]))
+                               self.call_input_shape(args, kwargs))
         entry = [self.params_tree(), self.state_tree()]
         _scope.current().layers[id(self)] = entry
         return entry
@@ -300,7 +300,8 @@ class Layer:
         training = bool(kwargs.pop("training", False))
         args = jax.tree.map(_as_input_array, args)
         if not self.built:
-            self.build_weights(utils.numpy_rng(utils.next_seed()), _shape_of(args[0]))
+            self.build_weights(utils.numpy_rng(utils.next_seed()),
+                               self.call_input_shape(args, kwargs))
         self._eager_losses.clear()
         scope = _scope.Scope(training=training)
         rng = utils.raw_key(utils.next_seed()) if training else None
@@ -312,13 +313,26 @@ class Layer:
             self.assign_state_tree(new_state)
         return outputs
 
+    def call_input_shape(self, args, kwargs):
+        """The input shape(s) of a call, batch axis excluded: what the weights are built for
+        and what compute_output_shape receives. Default: the first argument's (one tensor, or
+        a list for merge layers); a layer called on several arguments (attention's query,
+        value and key) gives all of theirs."""
+        return _shape_of(args[0])
+
+    def compute_call_output_shape(self, input_shape, kwargs):
+        """The output shape(s) of a call with these keyword arguments: a list for several
+        outputs (e.g. attention scores asked for). Default: compute_output_shape."""
+        return self.compute_output_shape(input_shape)
+
     def _call_symbolic(self, args, kwargs):
-        input_shape = _shape_of(args[0])
+        input_shape = self.call_input_shape(args, kwargs)
         if self.build_dtype is None:
             self.build_dtype = jax.tree.map(lambda t: t.dtype, args[0],
                                             is_leaf=lambda t: isinstance(t, KerasTensor))
         try:
-            out_shape = (self.compute_output_shape(input_shape) if self.is_pure or self.built
+            out_shape = (self.compute_call_output_shape(input_shape, kwargs)
+                         if self.is_pure or self.built
                          else self._trial_output_shape(input_shape))
         except ValueError as error:
             raise ValueError(f"Layer {self.name!r} ({type(self).__name__}) cannot take an "
@@ -398,9 +412,9 @@ class Layer:
 
     def _traced_output_shape(self, input_shape, init_rng=None):
         dtypes = self.build_dtype or jax.tree.map(lambda _: "float32", input_shape,
-                                                   is_leaf=_is_shape)
+                                                   is_leaf=is_shape)
         specs = jax.tree.map(lambda s, d: jax.ShapeDtypeStruct((1,) + tuple(s), d),
-                             input_shape, dtypes, is_leaf=_is_shape)
+                             input_shape, dtypes, is_leaf=is_shape)
 
         def run(x):
             bindings = {id(v): v.value for v in self._trainable_vars + self._non_trainable_vars}
@@ -633,7 +647,8 @@ def _current_sample_mask():
     return None if scope is None else scope.sample_mask
 
 
-def _is_shape(value) -> bool:
+def is_shape(value) -> bool:
+    """A single shape (a tuple of ints or None), as opposed to a list or dict of shapes."""
     return isinstance(value, tuple) and all(d is None or isinstance(d, int) for d in value)
 
 
@@ -650,16 +665,16 @@ def _shape_of(inputs):
 
 
 def _with_batch(shape):
-    if _is_shape(shape):
+    if is_shape(shape):
         return (None,) + tuple(shape)
     return shape
 
 
 def _build_argument(input_shape):
     """Keras passes build() the input shape with its batch axis (None)."""
-    if _is_shape(input_shape):
+    if is_shape(input_shape):
         return (None,) + tuple(input_shape)
-    return jax.tree.map(lambda s: (None,) + tuple(s), input_shape, is_leaf=_is_shape)
+    return jax.tree.map(lambda s: (None,) + tuple(s), input_shape, is_leaf=is_shape)
 
 
 def _as_input_array(x):
@@ -704,7 +719,8 @@ def _check_custom_config(layer):
                 "them (with super().get_config()), so the model can be saved and cloned.")
 
 
-def _as_shape(value, argument: str) -> Shape:
+def as_shape(value, argument: str) -> Shape:
+    """A declared sample shape checked: positive ints (None for a variable axis)."""
     if isinstance(value, int):
         value = (value,)
     try:

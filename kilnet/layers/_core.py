@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kilnet.layers._base import ActivatedLayer, Layer, _as_shape
+from kilnet.layers._base import ActivatedLayer, Layer, as_shape
 from kilnet.layers._node import KerasTensor, Node
 
 
@@ -29,7 +29,7 @@ class InputLayer(Layer):
             shape = input_shape
         if sparse:
             raise ValueError("Sparse inputs are not supported. Received: sparse=True")
-        shape = _as_shape(shape, "shape")
+        shape = as_shape(shape, "shape")
         dtype = "float32" if dtype is None else str(np.dtype(dtype))
         if dtype not in _INPUT_DTYPES:
             raise ValueError(f"Input dtype must be one of {list(_INPUT_DTYPES)}. Received: "

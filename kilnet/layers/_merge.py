@@ -15,7 +15,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
-from kilnet.layers._base import Layer, _is_shape
+from kilnet.layers._base import Layer, is_shape
 
 # Keras's backend.epsilon(): the smallest norm Dot(normalize=True) divides by.
 _EPSILON = 1e-7
@@ -29,11 +29,11 @@ def _batched(shape) -> tuple:
 def _shapes_of_list(layer, input_shape, count=None) -> list:
     """The sample shapes of a merge layer's list of inputs; a clear error for anything else."""
     name = type(layer).__name__
-    if not isinstance(input_shape, (list, tuple)) or _is_shape(input_shape) or not all(
-            _is_shape(s) for s in input_shape):
+    if not isinstance(input_shape, (list, tuple)) or is_shape(input_shape) or not all(
+            is_shape(s) for s in input_shape):
         raise ValueError(f"A {name} layer should be called on a list of tensors, e.g. "
                          f"{name}()([a, b]). Received: one input of shape "
-                         f"{_batched(input_shape) if _is_shape(input_shape) else input_shape}")
+                         f"{_batched(input_shape) if is_shape(input_shape) else input_shape}")
     shapes = [tuple(s) for s in input_shape]
     if count is not None and len(shapes) != count:
         raise ValueError(f"A {name} layer should be called on exactly {count} inputs. "
