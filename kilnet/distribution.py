@@ -244,7 +244,7 @@ def initialize(coordinator_address: str, num_processes: int, process_id: int, *,
 def _share_seed():
     from kilnet import utils
 
-    if jax.process_count() == 1 or utils._seed["value"] is not None:
+    if jax.process_count() == 1 or utils.seed_is_set():
         return  # one process, or the user seeded every process already
     utils.set_random_seed(shared_seed(int.from_bytes(os.urandom(4), "little") % 2**31))
 

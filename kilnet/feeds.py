@@ -203,7 +203,7 @@ def check_block(x, y, first_step: int):
     where = f"the streamed batches from step {first_step}"
     for array, name in ((x, f"x ({where})"), (y, f"y ({where})")):
         if array is not None and array.dtype.kind == "f" and array.size:
-            validation._check_finite(array, name)
+            validation.check_finite(array, name)
 
 
 def split_batch(batch, index):

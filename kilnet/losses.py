@@ -15,7 +15,7 @@ def per_sample_mean(values):
     return values if values.ndim == 1 else values.reshape(values.shape[0], -1).mean(axis=1)
 
 
-def _match_rank(y_true, y_pred):
+def match_rank(y_true, y_pred):  # also used by kilnet.metrics
     """Keras squeezes or expands labels to the prediction's rank for elementwise losses."""
     if y_true.ndim == y_pred.ndim - 1:
         return y_true[..., None]
@@ -83,7 +83,7 @@ class BinaryCrossentropy(Loss):
     logits_of = "sigmoid"
 
     def __call__(self, y_true, y_pred):
-        y_true = _match_rank(y_true, y_pred)
+        y_true = match_rank(y_true, y_pred)
         if self.from_logits:
             # max(z, 0) - z * y + log(1 + exp(-|z|)): stable for any logit.
             values = jnp.maximum(y_pred, 0) - y_pred * y_true + jnp.log1p(jnp.exp(-jnp.abs(y_pred)))
@@ -106,7 +106,7 @@ class _Elementwise(Loss):
         return self
 
     def __call__(self, y_true, y_pred):
-        y_true = _match_rank(y_true, y_pred)
+        y_true = match_rank(y_true, y_pred)
         return jnp.mean(self.error(y_true.astype(y_pred.dtype), y_pred), axis=-1)
 
 

@@ -94,7 +94,7 @@ class BinaryAccuracy(Metric):
         return {"name": self.name, "threshold": self.threshold}
 
     def per_sample(self, y_true, y_pred):
-        y_true = losses_lib._match_rank(y_true, y_pred)
+        y_true = losses_lib.match_rank(y_true, y_pred)
         hits = (y_pred > self.threshold) == (y_true > 0.5)
         return jnp.mean(hits.astype(jnp.float32), axis=-1)
 

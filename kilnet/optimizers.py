@@ -12,6 +12,7 @@ recompilation.
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any, NamedTuple
 
 import jax
@@ -98,6 +99,11 @@ class Optimizer:
         self._learning_rate = learning_rate
         self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
         self.hyper = {**self.defaults, **hyper}
+
+    def attach(self, trainer) -> None:
+        """compile() tells the optimizer which Trainer holds its state (a weak reference), so
+        that setting learning_rate reaches the compiled step."""
+        self._trainer = weakref.ref(trainer)
 
     @property
     def learning_rate(self):

@@ -7,7 +7,6 @@ per data shape (kilnet.programs). The loops that drive it are in kilnet.fit.
 from __future__ import annotations
 
 import time
-import weakref
 
 import jax
 import jax.numpy as jnp
@@ -41,7 +40,7 @@ class Trainer:
         self.optimizer = optimizers_lib.get(optimizer)
         self.tx = optimizers_lib.transformation(self.optimizer)
         if isinstance(self.optimizer, optimizers_lib.Optimizer):
-            self.optimizer._trainer = weakref.ref(self)
+            self.optimizer.attach(self)
         # The compile arguments, resolved (a Loss, or a list/dict of them for several outputs);
         # the Objective that pairs them with the outputs is made once the outputs are known.
         self.loss = _resolve_losses(loss)

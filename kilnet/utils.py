@@ -37,6 +37,11 @@ def clear_session() -> None:
     jax.clear_caches()
 
 
+def seed_is_set() -> bool:
+    """Whether set_random_seed decided the seeds of this process."""
+    return _seed["value"] is not None
+
+
 def next_seed() -> int:
     """A fresh integer seed: derived from set_random_seed's seed if set, else from the OS."""
     if _seed["value"] is None:

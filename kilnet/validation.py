@@ -120,7 +120,7 @@ def _py(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def _check_finite(array, argument, source=None):
+def check_finite(array, argument, source=None):
     """Raise if a float array holds NaN or inf; returns its (min, max).
 
     One min and one max pass: NaN propagates through both and an infinity is one of them, so
@@ -159,7 +159,7 @@ def _check_features(model, value, argument, index=0):
     check_input_shape(model, source, argument, index)
     array = _as_float32(source)
     if array.dtype.kind == "f":
-        _check_finite(array, argument, source if array is not source else None)
+        check_finite(array, argument, source if array is not source else None)
     elif array.dtype.kind in "iu" and array.dtype != np.uint8:
         lo, hi = np.min(array), np.max(array)
         if lo < _INT32.min or hi > _INT32.max:
@@ -210,7 +210,7 @@ def _check_labels_alone(value, argument):
     source = _numeric(value, argument)
     array = _as_float32(source)
     if array.dtype.kind == "f":
-        _check_finite(array, argument, source if array is not source else None)
+        check_finite(array, argument, source if array is not source else None)
     return source
 
 
@@ -439,7 +439,7 @@ def _check_one_hot(y, out, argument):
 def _check_elementwise(loss, y, out, argument):
     """Binary and regression losses compare labels and outputs element by element."""
     shape, n = tuple(y.shape[1:]), len(y)
-    # What losses._match_rank accepts without broadcasting one against the other.
+    # What losses.match_rank accepts without broadcasting one against the other.
     if shape == out or shape == out + (1,) or (out[-1] == 1 and shape == out[:-1]):
         if isinstance(loss, losses_lib.BinaryCrossentropy):
             _check_probabilities(
