@@ -125,6 +125,7 @@ def build(model, loss, loss_weights, metrics, *, custom_loss=False,
     weights = _per_output(loss_weights, names, "loss_weights", broadcast=False)
     metric_lists = _metrics_per_output(metrics, names)
     activations = model.output_activations()
+    _refuse_masked_outputs(model, losses, metric_lists)
     heads = []
     for index, spec in enumerate(specs):
         resolved = None if losses[index] is None else losses_lib.get(losses[index])
@@ -148,6 +149,22 @@ def build(model, loss, loss_weights, metrics, *, custom_loss=False,
         objective.several_losses = False
     resolve_metrics(objective, label_shapes=None)
     return objective
+
+
+def _refuse_masked_outputs(model, losses, metric_lists):
+    """Keras weighs the loss and metrics of an output that carries a sequence mask (per time
+    step, after Embedding(mask_zero=True) with return_sequences) by that mask; kilnet does not
+    yet, and would silently count the padding: refuse, with what to do instead."""
+    if not getattr(model, "is_functional", False):
+        return
+    for index, tensor in enumerate(model.graph.outputs):
+        if tensor.has_mask and (losses[index] is not None or metric_lists[index]):
+            raise NotImplementedError(
+                f"The model's output {model.output_names[index]!r} carries a sequence mask (it "
+                "keeps the time steps of a masked input), and losses or metrics over masked "
+                "time steps are not supported yet. Reduce the time axis before the output "
+                "(e.g. an RNN without return_sequences, or GlobalAveragePooling1D), or drop "
+                "mask_zero/Masking.")
 
 
 def resolve_metrics(objective: Objective, label_shapes) -> bool:

@@ -526,8 +526,8 @@ def test_ids_beyond_the_vocabulary_are_refused_before_training():
 @pytest.mark.parametrize("make, error, match", [
     (lambda: layers.Embedding(0, 3), ValueError, r"input_dim must be a positive.*input_dim=0"),
     (lambda: layers.Embedding(5, 2.5), ValueError, r"output_dim must be a positive"),
-    (lambda: layers.Embedding(5, 2, mask_zero=True), ValueError,
-     r"mask_zero=True\) is not supported yet.*masks"),
+    (lambda: layers.Embedding(5, 2, mask_zero="yes"), ValueError,
+     r"mask_zero must be True or False"),
     (lambda: layers.Embedding(5, 2, embeddings_regularizer="l2"), ValueError,
      r"does not support embeddings_regularizer.*Received: embeddings_regularizer='l2'"),
     (lambda: layers.Embedding(5, 2, embeddings_initializer="nope"), ValueError,

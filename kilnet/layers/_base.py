@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 from typing import Any
 
 import jax
@@ -345,8 +346,79 @@ class Layer:
                 [KerasTensor((None,) + tuple(s), out_dtype) for s in out_shape])
         else:
             outputs = KerasTensor((None,) + tuple(out_shape), out_dtype)
+        self._mark_masks(args, outputs)
         self._inbound_nodes.append(Node(self, args, kwargs, outputs))
         return outputs
+
+    def _mark_masks(self, args, outputs):
+        """Which symbolic outputs will carry a sequence mask: what compute_mask gives for the
+        first argument's masks, traced abstractly (as Keras computes masks on symbolic
+        tensors). A mask that meets a layer without masking support is dropped, with a
+        warning, as Keras warns."""
+        first = args[0]
+        tensors = [t for t in jax.tree.leaves(first, is_leaf=lambda t: isinstance(
+            t, KerasTensor)) if isinstance(t, KerasTensor)]
+        masked = [t.has_mask for t in tensors]
+        if not self.supports_masking:
+            if any(masked):
+                warnings.warn(
+                    f"Layer {self.name!r} ({type(self).__name__}) gets an input with a sequence "
+                    "mask but does not support masking, so the layers after it will not see "
+                    "the mask (as in Keras).", stacklevel=4)
+            return
+        if not any(masked) and type(self).compute_mask is Layer.compute_mask:
+            return
+
+        def spec(t):
+            return jax.ShapeDtypeStruct(tuple(1 if d is None else d for d in t.shape), t.dtype)
+
+        def mask_spec(t):
+            if not t.has_mask:
+                return None
+            return jax.ShapeDtypeStruct(tuple(1 if d is None else d for d in t.shape[:2]),
+                                        jnp.bool_)
+
+        inputs = jax.tree.map(spec, first, is_leaf=lambda t: isinstance(t, KerasTensor))
+        previous = jax.tree.map(mask_spec, first, is_leaf=lambda t: isinstance(t, KerasTensor))
+        with jax.ensure_compile_time_eval():
+            out_masks = jax.eval_shape(lambda x: self.compute_mask(x[0], x[1]),
+                                       (inputs, previous))
+        flat_out = [t for t in jax.tree.leaves(outputs, is_leaf=lambda t: isinstance(
+            t, KerasTensor)) if isinstance(t, KerasTensor)]
+        flat_masks = jax.tree.leaves(out_masks, is_leaf=lambda m: m is None)
+        if len(flat_masks) == 1 and len(flat_out) > 1:
+            flat_masks = flat_masks * len(flat_out)
+        for tensor, mask in zip(flat_out, flat_masks):
+            tensor.has_mask = mask is not None
+
+    # -- sequence masks (Keras's, not the sample mask) ------------------------------------------
+    @property
+    def supports_masking(self) -> bool:
+        """Whether the layer passes a sequence mask on (compute_mask): set it in __init__, or
+        override compute_mask (which implies it), as in Keras."""
+        given = getattr(self, "_supports_masking", None)
+        if given is not None:
+            return given
+        return type(self).compute_mask is not Layer.compute_mask
+
+    @supports_masking.setter
+    def supports_masking(self, value: bool):
+        set_untracked(self, "_supports_masking", bool(value))
+
+    def compute_mask(self, inputs, previous_mask=None):
+        """The mask of the outputs (bool, (batch, time)) from the inputs and their mask: the
+        same mask by default. Traced in the compiled programs."""
+        return previous_mask
+
+    @property
+    def accepts_mask(self) -> bool:
+        """Whether apply (kilnet's form) or call (Keras's form) takes the mask argument."""
+        fn = type(self).apply if self.is_pure else type(self).call
+        try:
+            parameters = inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            return False
+        return "mask" in parameters
 
     def integer_input_range(self):
         """(low, high) when the layer takes integer ids in [low, high) (Embedding), else None:

@@ -127,6 +127,7 @@ class Reshape(Layer):
 
 
 class Activation(ActivatedLayer):
+    _supports_masking = True  # passes a sequence mask on, as Keras
     config_keys = ("activation",)
 
     def __init__(self, activation, **kwargs):
@@ -138,6 +139,8 @@ class Activation(ActivatedLayer):
 
 class Dropout(Layer):
     """Zeroes a fraction `rate` of inputs in training and rescales the rest; identity otherwise."""
+
+    _supports_masking = True  # passes a sequence mask on, as Keras
 
     config_keys = ("rate",)
 
@@ -166,6 +169,8 @@ class Dropout(Layer):
 class Rescaling(Layer):
     """y = x * scale + offset, e.g. Rescaling(1/255) for images in 0-255."""
 
+    _supports_masking = True  # passes a sequence mask on, as Keras
+
     config_keys = ("scale", "offset")
 
     def __init__(self, scale, offset=0.0, **kwargs):
@@ -175,3 +180,32 @@ class Rescaling(Layer):
 
     def apply(self, params, state, x, **_):
         return x * self.scale + self.offset, state
+
+
+class Masking(Layer):
+    """Masks the time steps whose features all equal `mask_value`: their outputs become 0 and
+    the layers after it (in a functional model or Sequential) get a mask that is False there,
+    as keras.layers.Masking.
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> x = np.array([[[1.0, 2.0], [0.0, 0.0]]])
+        >>> np.asarray(kilnet.layers.Masking()(x)).tolist()
+        [[[1.0, 2.0], [0.0, 0.0]]]
+    """
+
+    config_keys = ("mask_value",)
+
+    def __init__(self, mask_value=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(mask_value, bool) or not isinstance(mask_value, (int, float)):
+            raise ValueError(f"mask_value must be a number. Received: mask_value={mask_value!r}")
+        self.mask_value = float(mask_value)
+
+    def compute_mask(self, inputs, previous_mask=None):
+        return jnp.any(jnp.not_equal(inputs, self.mask_value), axis=-1)
+
+    def apply(self, params, state, x, **_):
+        keep = jnp.any(jnp.not_equal(x, self.mask_value), axis=-1, keepdims=True)
+        return jnp.where(keep, x, 0.0).astype(x.dtype), state

@@ -7,6 +7,7 @@ from kilnet.layers._base import ActivatedLayer
 
 
 class Dense(ActivatedLayer):
+    _supports_masking = True  # passes a sequence mask on, as Keras
     config_keys = ("units", "activation", "use_bias", "kernel_initializer", "bias_initializer")
 
     def __init__(self, units, activation=None, use_bias=True,

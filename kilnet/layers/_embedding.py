@@ -33,7 +33,8 @@ class Embedding(Layer):
         output_dim: size of each vector.
         embeddings_initializer: initializer name of the table (Keras's default "uniform":
             U(-0.05, 0.05)).
-        mask_zero: must stay False: sequence masks are not carried between layers yet.
+        mask_zero: id 0 is padding: the layers after it get a mask that is False there (in a
+            functional model or Sequential), as Keras propagates it.
         input_length: accepted and ignored with a warning, as Keras 3 does.
 
     Input: integer ids of any shape, e.g. (batch, steps). Output: that shape + (output_dim,).
@@ -61,12 +62,8 @@ class Embedding(Layer):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{argument} must be a positive integer. Received: "
                                  f"{argument}={value!r}")
-        if mask_zero:
-            raise ValueError(
-                "Embedding(mask_zero=True) is not supported yet: kilnet does not carry sequence "
-                "masks between layers, so padding id 0 would silently count as a token. Pad "
-                "with an id the model may learn, or pool over fixed-length sequences. "
-                f"Received: mask_zero={mask_zero!r}")
+        if not isinstance(mask_zero, bool):
+            raise ValueError(f"mask_zero must be True or False. Received: mask_zero={mask_zero!r}")
         _refuse_unsupported(embeddings_regularizer=embeddings_regularizer,
                             embeddings_constraint=embeddings_constraint, weights=weights,
                             lora_rank=lora_rank, lora_alpha=lora_alpha,
@@ -79,7 +76,14 @@ class Embedding(Layer):
         self.input_dim = input_dim
         self.output_dim = output_dim
         self.embeddings_initializer = embeddings_initializer
-        self.mask_zero = False
+        self.mask_zero = mask_zero
+        self.supports_masking = mask_zero
+
+    def compute_mask(self, inputs, previous_mask=None):
+        """With mask_zero=True, id 0 is padding: the mask is False there."""
+        if not self.mask_zero:
+            return None
+        return jnp.not_equal(inputs, 0)
 
     def integer_input_range(self):
         return (0, self.input_dim)

@@ -43,6 +43,8 @@ class LayerNormalization(Layer):
         ['gamma', 'beta']
     """
 
+    _supports_masking = True  # passes a sequence mask on, as Keras
+
     config_keys = ("axis", "epsilon", "center", "scale", "beta_initializer",
                    "gamma_initializer")
 
@@ -126,6 +128,8 @@ class GroupNormalization(Layer):
         ...
         ValueError: Layer 'group_normalization': groups=3 must divide the 4 channels of axis -1.
     """
+
+    _supports_masking = True  # passes a sequence mask on, as Keras
 
     config_keys = ("groups", "axis", "epsilon", "center", "scale", "beta_initializer",
                    "gamma_initializer")
@@ -217,6 +221,8 @@ class UnitNormalization(Layer):
         >>> np.asarray(y).astype(float).round(3).tolist()
         [[0.6, 0.8]]
     """
+
+    _supports_masking = True  # passes a sequence mask on, as Keras
 
     config_keys = ("axis",)
 

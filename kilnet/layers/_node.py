@@ -32,6 +32,7 @@ class KerasTensor:
         self.name = name
         self.node = node        # the Node that produced it (None while being made)
         self.index = index      # which of the node's outputs it is
+        self.has_mask = False   # it will carry a sequence mask (Embedding(mask_zero=True)...)
         self.uid = next(_tensor_ids)
 
     @property

@@ -9,6 +9,7 @@ from kilnet.layers._base import Layer
 
 
 class BatchNormalization(Layer):
+    _supports_masking = True  # passes a sequence mask on, as Keras
     state_names = ("moving_mean", "moving_variance")
     config_keys = ("momentum", "epsilon", "center", "scale")
 

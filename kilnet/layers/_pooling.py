@@ -195,6 +195,20 @@ class GlobalAveragePooling1D(_GlobalPooling):
     _axes = (1,)
     _reduce = staticmethod(jnp.mean)
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.supports_masking = True  # a masked mean over the steps, as Keras
+
+    def compute_mask(self, inputs, previous_mask=None):
+        return None  # the steps are gone
+
+    def apply(self, params, state, x, *, mask=None, **_):
+        if mask is None:
+            return super().apply(params, state, x)
+        weight = mask.astype(x.dtype)[:, :, None]
+        total = jnp.sum(x * weight, axis=1, keepdims=self.keepdims)
+        return total / jnp.sum(weight, axis=1, keepdims=self.keepdims), state
+
 
 class GlobalMaxPooling1D(_GlobalPooling):
     """The maximum over the steps of each channel: (steps, channels) -> (channels,), or

@@ -21,7 +21,7 @@ import numpy as np
 from kilnet import utils
 from kilnet.layers import ActivatedLayer, InputLayer, Layer
 from kilnet.layers._base import set_untracked
-from kilnet.layers._node import flatten, substitute
+from kilnet.layers._node import KerasTensor, flatten, substitute
 from kilnet.models._graph import Graph
 
 
@@ -349,6 +349,7 @@ class Model(Layer):
             values[tensor.uid] = value
         logit_nodes = self._logit_nodes(logits)
         new_state = dict(state)
+        masks = {}  # tensor uid -> its sequence mask, where a layer made one (Keras's masks)
         for position, node in enumerate(self.graph.run_nodes):
             layer = node.layer
             node_args = substitute(node.args, values)
@@ -357,6 +358,10 @@ class Model(Layer):
             node_training = node_kwargs.pop("training", None)
             if id(node) in logit_nodes:
                 node_kwargs["logits"] = True
+            previous_mask = _masks_of(node.args[0], masks)
+            if layer.accepts_mask and node_kwargs.get("mask") is None and any(
+                    m is not None for m in jax.tree.leaves(previous_mask)):
+                node_kwargs["mask"] = previous_mask
             out, new_state[layer.name] = layer.apply(
                 params[layer.name], new_state[layer.name], *node_args,
                 training=training if node_training is None else bool(node_training),
@@ -364,6 +369,8 @@ class Model(Layer):
                 sample_mask=sample_mask, **node_kwargs)
             for tensor, value in zip(node.outputs, flatten(out)):
                 values[tensor.uid] = value
+            if any(t.has_mask for t in node.outputs):
+                _record_masks(node, layer.compute_mask(node_args[0], previous_mask), masks)
         return self.pack_outputs([values[t.uid] for t in self.graph.outputs]), new_state
 
     def _logit_nodes(self, logits) -> set:
@@ -639,6 +646,21 @@ class Model(Layer):
         Keras's weight order (types and shapes checked) when the layer names differ."""
         from kilnet.saving import load_weights
         load_weights(self, filepath)
+
+
+def _masks_of(structure, masks: dict):
+    """The sequence masks of a call's first argument (same structure, None where none)."""
+    return jax.tree.map(lambda t: masks.get(t.uid) if isinstance(t, KerasTensor) else None,
+                        structure, is_leaf=lambda t: isinstance(t, KerasTensor))
+
+
+def _record_masks(node, output_masks, masks: dict):
+    flat = jax.tree.leaves(output_masks, is_leaf=lambda m: m is None)
+    if len(flat) == 1 and len(node.outputs) > 1:
+        flat = flat * len(node.outputs)
+    for tensor, mask in zip(node.outputs, flat):
+        if tensor.has_mask and mask is not None:
+            masks[tensor.uid] = mask
 
 
 def _without_batch(shape):
