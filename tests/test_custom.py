@@ -384,3 +384,16 @@ def test_train_step_sees_the_sample_mask_and_the_step_key():
     assert seen["traced"]
     assert history.history["real"] == [10.0]  # 4 + 4 + 2 real rows of 12 positions
     assert history.history["rows"] == [1.0]
+
+
+def test_built_in_layers_expose_their_weights_as_attributes():
+    model = kilnet.Sequential([kilnet.Input(shape=(3,)), layers.Dense(2),
+                               layers.BatchNormalization()])
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(np.ones((8, 3)), np.ones((8, 2)), batch_size=8, verbose=0)
+    dense, norm = model.layers
+    assert dense.kernel.shape == (3, 2) and dense.bias.trainable
+    np.testing.assert_array_equal(dense.kernel.numpy(), model.get_weights()[0])
+    assert not norm.moving_mean.trainable
+    np.testing.assert_array_equal(norm.moving_mean.numpy(), model.get_weights()[4])
+    assert norm.scale is True  # the setting, not the weight (named gamma)

@@ -465,7 +465,13 @@ class Layer:
                 if name in own:
                     own[name].assign(value)
                 else:
-                    self._track_variable(Variable(value, name=name, trainable=trainable))
+                    variable = Variable(value, name=name, trainable=trainable)
+                    self._track_variable(variable)
+                    # As Keras: dense.kernel, batch_normalization.moving_mean (unless the name
+                    # is taken by a setting, e.g. a `scale` flag).
+                    if not hasattr(type(self), name) and not isinstance(
+                            self.__dict__.get(name, variable), (bool, int, float, str)):
+                        object.__setattr__(self, name, variable)
 
     def _keras_init(self, rng, input_shape):
         """Keras's form: build() makes the weights, then one abstract trace of call() builds
