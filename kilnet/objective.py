@@ -35,6 +35,7 @@ class Head:
     metrics: list = field(default_factory=list)
     use_logits: bool = False        # the loss reads the output's pre-activation
     given_loss: losses_lib.Loss | None = None  # the loss as compile() got it (for messages)
+    masked: bool = False            # the output carries a sequence mask (per time step)
 
     @property
     def needs_labels(self) -> bool:
@@ -64,6 +65,16 @@ class Objective:
         return names
 
     @property
+    def weight_names(self) -> list[str]:
+        """Sums of mask weights: a masked output's metrics are means over its real steps."""
+        return [self.metric_name(h, m) + "#weight" for h in self.heads if h.masked
+                for m in h.metrics]
+
+    @property
+    def any_masked(self) -> bool:
+        return any(h.masked for h in self.heads)
+
+    @property
     def logits_flags(self):
         """What Model.apply(..., logits=...) gets: a bool for one output, else one per output."""
         flags = [h.use_logits for h in self.heads]
@@ -75,14 +86,18 @@ class Objective:
         ys = (y,) if len(self.targets) == 1 else tuple(y)
         return {h.index: label for h, label in zip(self.targets, ys)}
 
-    def per_sample_losses(self, y, outputs: list) -> tuple:
-        """(total per sample, {log name: per-sample loss of each output})."""
+    def per_sample_losses(self, y, outputs: list, masks=None, weight=None) -> tuple:
+        """(total per sample, {log name: per-sample loss of each output}). `masks`: each
+        output's sequence mask (or None); `weight`: the batch's real samples (1) and padding."""
         labels = self.labels_by_head(y)
         total, parts = None, {}
         for head in self.heads:
             if head.loss is None:
                 continue
-            value = per_sample_mean(head.loss(labels[head.index], outputs[head.index]))
+            values = head.loss(labels[head.index], outputs[head.index])
+            mask = None if masks is None else masks[head.index]
+            value = (per_sample_mean(values) if mask is None
+                     else _masked_per_sample(values, mask, weight))
             if self.several_losses:
                 parts[f"{head.name}_loss"] = value
             if head.weight is not None:
@@ -95,19 +110,26 @@ class Objective:
         return [model.activate_output(h.index, outputs[h.index]) if h.use_logits
                 else outputs[h.index] for h in self.heads]
 
-    def add_sums(self, sums, y, predictions, per_sample_total, parts, weight):
-        """This batch's loss and metrics added to the running sums, real samples only."""
+    def add_sums(self, sums, y, predictions, per_sample_total, parts, weight, masks=None):
+        """This batch's loss and metrics added to the running sums, real samples only. The
+        metrics of a masked output add its real steps, with their own count (as Keras weighs
+        metrics by the mask)."""
         labels = self.labels_by_head(y)
         new = dict(sums)
         new["loss"] = sums["loss"] + jnp.sum(per_sample_total * weight)
         for name, value in parts.items():
             new[name] = sums[name] + jnp.sum(value * weight)
         for head in self.heads:
+            mask = None if masks is None else masks[head.index]
             for metric in head.metrics:
                 name = self.metric_name(head, metric)
-                values = per_sample_mean(metric.per_sample(labels[head.index],
-                                                           predictions[head.index]))
-                new[name] = sums[name] + jnp.sum(values * weight)
+                values = metric.per_sample(labels[head.index], predictions[head.index])
+                if mask is None:
+                    new[name] = sums[name] + jnp.sum(per_sample_mean(values) * weight)
+                else:
+                    steps = mask.astype(jnp.float32) * weight[:, None]
+                    new[name] = sums[name] + jnp.sum(values * steps)
+                    new[name + "#weight"] = sums[name + "#weight"] + jnp.sum(steps)
         new["count"] = sums["count"] + jnp.sum(weight)
         return new
 
@@ -125,7 +147,7 @@ def build(model, loss, loss_weights, metrics, *, custom_loss=False,
     weights = _per_output(loss_weights, names, "loss_weights", broadcast=False)
     metric_lists = _metrics_per_output(metrics, names)
     activations = model.output_activations()
-    _refuse_masked_outputs(model, losses, metric_lists)
+    masked = _masked_outputs(model)
     heads = []
     for index, spec in enumerate(specs):
         resolved = None if losses[index] is None else losses_lib.get(losses[index])
@@ -140,7 +162,7 @@ def build(model, loss, loss_weights, metrics, *, custom_loss=False,
                           loss=resolved.with_logits() if use_logits else resolved,
                           weight=None if weight is None else float(weight),
                           metric_ids=metric_lists[index], use_logits=use_logits,
-                          given_loss=resolved))
+                          given_loss=resolved, masked=masked[index]))
     if all(h.loss is None for h in heads) and not custom_loss and not loss_optional:
         raise ValueError("compile() needs a loss for at least one output, e.g. "
                          f"loss='sparse_categorical_crossentropy'. Received: loss={loss!r}")
@@ -151,20 +173,21 @@ def build(model, loss, loss_weights, metrics, *, custom_loss=False,
     return objective
 
 
-def _refuse_masked_outputs(model, losses, metric_lists):
-    """Keras weighs the loss and metrics of an output that carries a sequence mask (per time
-    step, after Embedding(mask_zero=True) with return_sequences) by that mask; kilnet does not
-    yet, and would silently count the padding: refuse, with what to do instead."""
+def _masked_per_sample(values, mask, weight):
+    """Per-step losses of a masked output, as Keras reduces them: the batch's loss is the sum
+    over real steps divided by their number (padding samples excluded). Written per sample so
+    that the usual mean over the batch's real samples gives exactly that."""
+    weight = jnp.ones(values.shape[:1], jnp.float32) if weight is None else weight
+    steps = mask.astype(jnp.float32)
+    real_steps = jnp.sum(steps * weight[:, None])
+    scale = jnp.where(real_steps > 0, jnp.sum(weight) / jnp.maximum(real_steps, 1e-30), 0.0)
+    return jnp.sum(values * steps, axis=1) * scale
+
+
+def _masked_outputs(model) -> list:
     if not getattr(model, "is_functional", False):
-        return
-    for index, tensor in enumerate(model.graph.outputs):
-        if tensor.has_mask and (losses[index] is not None or metric_lists[index]):
-            raise NotImplementedError(
-                f"The model's output {model.output_names[index]!r} carries a sequence mask (it "
-                "keeps the time steps of a masked input), and losses or metrics over masked "
-                "time steps are not supported yet. Reduce the time axis before the output "
-                "(e.g. an RNN without return_sequences, or GlobalAveragePooling1D), or drop "
-                "mask_zero/Masking.")
+        return [False] * len(model.output_specs or [])
+    return [tensor.has_mask for tensor in model.graph.outputs]
 
 
 def resolve_metrics(objective: Objective, label_shapes) -> bool:

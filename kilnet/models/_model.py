@@ -336,7 +336,7 @@ class Model(Layer):
 
     # -- the pure forward pass ------------------------------------------------------------------
     def apply(self, params, state, inputs, *args, training=False, rng=None, sample_mask=None,
-              logits=False, **kwargs):
+              logits=False, output_masks=None, **kwargs):
         """Run the model: returns (outputs, new_state). Pure: traced in compiled programs.
 
         logits: True (or one bool per output) returns the pre-activation of outputs whose
@@ -349,7 +349,7 @@ class Model(Layer):
             values[tensor.uid] = value
         logit_nodes = self._logit_nodes(logits)
         new_state = dict(state)
-        masks = {}  # tensor uid -> its sequence mask, where a layer made one (Keras's masks)
+        masks = {}  # filled below; output_masks (a list, if given) gets the outputs' masks  # tensor uid -> its sequence mask, where a layer made one (Keras's masks)
         for position, node in enumerate(self.graph.run_nodes):
             layer = node.layer
             node_args = substitute(node.args, values)
@@ -371,6 +371,8 @@ class Model(Layer):
                 values[tensor.uid] = value
             if any(t.has_mask for t in node.outputs):
                 _record_masks(node, layer.compute_mask(node_args[0], previous_mask), masks)
+        if output_masks is not None:
+            output_masks.extend(masks.get(t.uid) for t in self.graph.outputs)
         return self.pack_outputs([values[t.uid] for t in self.graph.outputs]), new_state
 
     def _logit_nodes(self, logits) -> set:
@@ -537,28 +539,40 @@ class Model(Layer):
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
-            seed=None, steps_per_epoch=None, **unsupported):
-        """Train for `epochs` epochs; returns a History (see kilnet.fit.fit)."""
+            seed=None, steps_per_epoch=None, validation_steps=None, validation_batch_size=None,
+            validation_freq=1, **unsupported):
+        """Train for `epochs` epochs; returns a History. Keras's arguments: verbose 0/1/2/"auto"/
+        True/False; validation_freq (every n epochs, or a list of epochs), validation_steps,
+        validation_batch_size; callbacks whose batch hooks fire once per compiled chunk (see
+        kilnet.fit.fit). A generator that runs out early warns and stops training."""
         _reject_unsupported("fit", unsupported, ())
         from kilnet.fit import fit
         return fit(self, x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
                    callbacks=callbacks, validation_split=validation_split,
                    validation_data=validation_data, shuffle=shuffle,
-                   initial_epoch=initial_epoch, seed=seed, steps_per_epoch=steps_per_epoch)
+                   initial_epoch=initial_epoch, seed=seed, steps_per_epoch=steps_per_epoch,
+                   validation_steps=validation_steps,
+                   validation_batch_size=validation_batch_size,
+                   validation_freq=validation_freq)
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False,
-                 steps=None, **unsupported):
-        """The loss and metrics on (x, y)."""
+                 steps=None, callbacks=None, **unsupported):
+        """The loss and metrics on (x, y): a list in Keras's order (one value: a float), or a
+        dict with return_dict=True. callbacks get on_test_begin / on_test_batch_* /
+        on_test_end, as in Keras (see kilnet.fit.evaluate)."""
         _reject_unsupported("evaluate", unsupported, ())
         from kilnet.fit import evaluate
         return evaluate(self, x, y, batch_size=batch_size, verbose=verbose,
-                        return_dict=return_dict, steps=steps)
+                        return_dict=return_dict, steps=steps, callbacks=callbacks)
 
-    def predict(self, x, batch_size=None, verbose="auto", steps=None, **unsupported):
-        """The model's outputs for x, as NumPy arrays."""
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None,
+                **unsupported):
+        """The model's outputs for x, as NumPy arrays. callbacks get on_predict_begin /
+        on_predict_batch_* / on_predict_end, as in Keras (see kilnet.fit.predict)."""
         _reject_unsupported("predict", unsupported, ())
         from kilnet.fit import predict
-        return predict(self, x, batch_size=batch_size, verbose=verbose, steps=steps)
+        return predict(self, x, batch_size=batch_size, verbose=verbose, steps=steps,
+                       callbacks=callbacks)
 
     def summary(self, print_fn=None, **kwargs) -> None:
         """Print the layers, their output shapes and parameter counts (and compile report);
