@@ -3,11 +3,25 @@ compiled programs (kilnet.trainer).
 
 The loops only slice epochs into chunks, dispatch a compiled chunk, and read back a few scalars
 (loss and metric sums) at each chunk boundary: that is the only host-device sync while training.
+
+Callbacks and chunks. A chunk runs many batches as one compiled program, so the hooks that Keras
+calls around every batch are called around every chunk, as Keras itself does when
+compile(steps_per_execution=N) runs N batches per call: `on_train_batch_begin(batch)` before a
+chunk, with the index of its first batch in the epoch, and `on_train_batch_end(batch, logs)`
+after it, with the index of its last batch and the logs at that point (the epoch's running
+means). Over an epoch the chunks' [first, last] ranges cover every batch exactly once, in order.
+Evaluation (evaluate(), and validation inside fit()) calls `on_test_batch_begin` /
+`on_test_batch_end` once per evaluated block, and predict() `on_predict_batch_begin` /
+`on_predict_batch_end` (logs {"outputs": that block's predictions}) once per block. A callback
+that needs every batch can cap the chunk length (BackupAndRestore's save_freq does).
 """
 
 from __future__ import annotations
 
+import itertools
+import numbers
 import time
+import warnings
 from dataclasses import dataclass
 
 import jax
@@ -62,8 +76,11 @@ def _logs_from_sums(spec, sums: dict, prefix: str = "") -> dict:
     if "logs" in sums:  # in the order train_step wrote them (a pytree's keys come sorted)
         return {prefix + name: float(sums["logs"][name]) for name in spec.custom_step.log_names}
     count = float(sums["count"])  # 0 when every step so far was skipped: no mean, nan
-    return {prefix + name: float(sums[name]) / count if count else float("nan")
-            for name in spec.sum_names}
+    logs = {}
+    for name in spec.sum_names:
+        weight = float(sums[name + "#weight"]) if name + "#weight" in sums else count
+        logs[prefix + name] = float(sums[name]) / weight if weight else float("nan")
+    return logs
 
 
 # -- fit ------------------------------------------------------------------------------------------
@@ -149,14 +166,82 @@ def _arrays_for_fit(model, trainer, x, y, *, seed, batch_size, epochs, validatio
     return structure.pack(xs), structure.pack(ys) if ys else None, val, batch_size
 
 
+def _check_validation_freq(validation_freq):
+    """Keras's validation_freq: an int n (validate every n epochs) or a collection of 1-based
+    epoch numbers."""
+    if isinstance(validation_freq, numbers.Integral) and not isinstance(validation_freq, bool):
+        if validation_freq >= 1:
+            return int(validation_freq)
+    elif isinstance(validation_freq, (list, tuple, set, frozenset, range)) and all(
+            isinstance(e, numbers.Integral) and not isinstance(e, bool)
+            for e in validation_freq):
+        return frozenset(int(e) for e in validation_freq)
+    raise ValueError("validation_freq must be a positive integer (validate every n epochs) or a "
+                     "list of 1-based epoch numbers (validation_freq=[1, 5, 10]). Received: "
+                     f"validation_freq={validation_freq!r}")
+
+
+def _should_validate(epoch: int, validation_freq) -> bool:
+    """Whether epoch `epoch` (0-based) ends with validation, as Keras decides it."""
+    if isinstance(validation_freq, int):
+        return (epoch + 1) % validation_freq == 0
+    return (epoch + 1) in validation_freq
+
+
+def _check_count(value, name):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+                              or value < 1):
+        raise ValueError(f"{name} must be a positive integer or None. Received: {name}={value!r}")
+    return None if value is None else int(value)
+
+
+def _validation_stream_feed(trainer, source, steps):
+    """A feed for validation_data given as batches (a generator, an iterable of (x, y)
+    batches): read `steps` batches per validation if given, else the whole source."""
+    if steps is None and iter(source) is source:
+        raise InputError(
+            "validation_data is a one-shot iterator (a generator): pass validation_steps=N, "
+            "the number of batches each validation reads. Without it every validation would "
+            "read the iterator to its end, which an endless generator never reaches, and a "
+            "finite one is used up by the first validation.")
+    return make_feed(trainer, source, None, None, steps=steps)
+
+
 def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=None,
         validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0, seed=None,
-        steps_per_epoch=None):
+        steps_per_epoch=None, validation_steps=None, validation_batch_size=None,
+        validation_freq=1):
+    """Train `model` for `epochs` epochs; returns a History (model.fit's arguments, as Keras's).
+
+    validation_data: (x_val, y_val) arrays, or batches as x is (a generator or iterable of
+        (x, y) batches; a one-shot generator needs validation_steps).
+    validation_freq: validate after every n-th epoch (an int), or after the 1-based epochs listed;
+        epochs without validation have no val_ logs, so History's val_ lists hold one value per
+        validated epoch, as in Keras.
+    validation_batch_size: the batch size of validation on arrays (default: batch_size).
+    validation_steps: how many validation batches each validation reads (default: all).
+    verbose: 0 or False silent; 1, True or "auto" a live bar on a terminal (one line per epoch
+        elsewhere); 2 one line per epoch.
+
+    Callbacks get Keras's hooks; the batch hooks fire once per compiled chunk (see this module's
+    docstring), and validation fires on_test_begin / on_test_batch_* / on_test_end before the
+    epoch's on_epoch_end. A generator that runs out of batches before steps_per_epoch * epochs
+    warns ("Your input ran out of data") and ends training; the epoch it ran out in ends with the
+    logs of the steps it ran, and History holds the epochs that ran.
+    """
     trainer = model.require_compiled()
+    resolve_verbose(verbose)  # a wrong value fails before any work
+    validation_freq = _check_validation_freq(validation_freq)
+    validation_steps = _check_count(validation_steps, "validation_steps")
+    validation_batch_size = _check_count(validation_batch_size, "validation_batch_size")
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     # Several processes: each passed its shard; train on all (kilnet.distribution). Log once.
     x, y, validation_data = distribution_lib.global_arrays(trainer, x, y, validation_data)
     verbose = verbose if distribution_lib.is_chief() else 0
+    val_stream = None  # validation_data given as batches
+    if (validation_data is not None and feeds.is_stream(validation_data)
+            and not isinstance(validation_data, np.ndarray)):
+        val_stream, validation_data = validation_data, None
     val = None
     if feeds.is_stream(x):
         feed = make_feed(trainer, x, y, batch_size, shuffle=shuffle, steps=steps_per_epoch)
@@ -177,7 +262,11 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
     # A fault that stopped an earlier fit is cleared (the parameters are its last finite ones).
     trainer.state = trainer.state._replace(fault=jnp.asarray(programs.NO_FAULT, jnp.int32))
     skipped_before = int(trainer.state.skipped)  # host sync, once per fit
-    val_feed = None if val is None else make_feed(trainer, val[0], val[1], batch_size)
+    val_feed = None
+    if val_stream is not None:
+        val_feed = _validation_stream_feed(trainer, val_stream, validation_steps)
+    elif val is not None:
+        val_feed = make_feed(trainer, val[0], val[1], validation_batch_size or batch_size)
 
     history = History()
     cb_list = CallbackList(list(callbacks or []) + [history], model,
@@ -203,26 +292,43 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
     if trainer.resume_point is not None:
         start_epoch, start_step = trainer.resume_point
         trainer.resume_point = None
+    steps_run = 0  # by this fit call, for the ran-out-of-data warning
     _interrupt.install(trainer)  # SIGINT/SIGTERM: checkpoint and stop at the next safe point
     try:
         for epoch in range(start_epoch, epochs):
+            key = (trainer.seed, trainer.fit_calls, epoch)  # decides the epoch's data order
+            blocks = feed.blocks(key, start_step)
+            first = next(blocks, None)  # a stream that is used up has none: no epoch begins
+            if first is None and (feed.steps is None or start_step < feed.steps):
+                _warn_ran_out(feed, epoch, 0, steps_run, initial_epoch, epochs, steps_per_epoch)
+                break
+            blocks = itertools.chain([first], blocks) if first is not None else iter(())
             if start_step == 0:
                 trainer.state = trainer.state._replace(sums=programs.zero_sums(trainer.spec))
             cb_list.on_epoch_begin(epoch)
             progress.epoch_begin(epoch)
-            key = (trainer.seed, trainer.fit_calls, epoch)  # decides the epoch's data order
-            epoch_logs = _run_epoch(trainer, feed, key, cb_list, progress, chunker, epoch,
-                                    start_step, history)
+            expected = feed.steps
+            epoch_logs, step = _run_epoch(trainer, feed, blocks, cb_list, progress, chunker,
+                                          epoch, start_step, history)
+            steps_run += step - start_step
+            ran_out = (expected is not None and step < expected and not model.stop_training)
             start_step = 0
-            if val_feed is not None:
-                epoch_logs.update(_evaluate_feed(trainer, val_feed, prefix="val_"))
+            if val_feed is not None and _should_validate(epoch, validation_freq):
+                val_logs, _ = _evaluate_feed(trainer, val_feed, steps=validation_steps,
+                                             callbacks=cb_list)
+                epoch_logs.update({"val_" + name: value for name, value in val_logs.items()})
             trainer.position = (epoch + 1, 0)
             cb_list.on_epoch_end(epoch, epoch_logs)
             # After the callbacks, as Keras's ProgbarLogger: the line shows what they add to the
             # logs (ReduceLROnPlateau's learning_rate).
-            progress.epoch_end(epoch, epoch_logs, insight.gain_labels(previous_logs, epoch_logs))
+            progress.epoch_end(epoch, epoch_logs, insight.gain_labels(previous_logs, epoch_logs),
+                               steps_done=step if ran_out else None)
             previous_logs = dict(epoch_logs)
             _interrupt.safe_point(trainer, cb_list)
+            if ran_out:
+                _warn_ran_out(feed, epoch, step, steps_run, initial_epoch, epochs,
+                              steps_per_epoch, expected)
+                break
             if model.stop_training:
                 break
     finally:
@@ -238,17 +344,36 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
     return history
 
 
-def _run_epoch(trainer, feed, key, cb_list, progress, chunker, epoch, start_step, history):
+def _warn_ran_out(feed, epoch, step, steps_run, initial_epoch, epochs, steps_per_epoch,
+                  expected=None):
+    """Keras's warning when the data runs out before steps_per_epoch * epochs batches; training
+    then stops (the caller breaks out of the epoch loop)."""
+    per_epoch = steps_per_epoch or feed.steps
+    asked = (f"{(epochs - initial_epoch) * per_epoch} steps ({epochs - initial_epoch} epochs of "
+             f"{per_epoch} steps)" if per_epoch else f"{epochs - initial_epoch} epochs")
+    where = (f"in epoch {epoch + 1}, after {step} of its {expected} steps" if step
+             else f"before epoch {epoch + 1}")
+    warnings.warn(
+        f"Your input ran out of data; interrupting training. It ran out {where}: this fit ran "
+        f"{steps_run} steps of the {asked} asked. Make sure the generator or dataset can yield "
+        "at least steps_per_epoch * epochs batches (make it endless, e.g. with a `while True` "
+        "loop or `.repeat()`), or pass a re-iterable object (a list of batches, a PyDataset) "
+        "that is read afresh every epoch.", UserWarning, stacklevel=4)
+
+
+def _run_epoch(trainer, feed, blocks, cb_list, progress, chunker, epoch, start_step, history):
+    """One epoch's chunks over `blocks`; returns (the epoch's logs, the step it ended at)."""
     model = trainer.model
     step = start_step
     # A resume at the end of an epoch runs no chunk: its logs come from the restored sums.
     logs = _logs_from_sums(trainer.spec, jax.device_get(trainer.state.sums)) if step else {}
-    for block in feed.blocks(key, start_step):
+    for block in blocks:
         train = trainer.program("train", feed.batch_size, trainer.state, block.x, block.y,
                                 block.order, block.valid, *([jnp.int32(0)] * 4))
         while step < block.limit:
             stop = min(chunker.next_stop(step), block.limit,
                        step + (trainer.max_chunk_steps or block.limit))
+            cb_list.on_train_batch_begin(step)  # the chunk's first batch
             began = time.perf_counter()
             trainer.state = train(trainer.state, block.x, block.y, block.order, block.valid,
                                   jnp.int32(epoch), jnp.int32(block.base), jnp.int32(step),
@@ -262,13 +387,13 @@ def _run_epoch(trainer, feed, key, cb_list, progress, chunker, epoch, start_step
                 _raise_non_finite(trainer, epoch, int(fault), history)
             step = stop
             progress.update(step, logs)
-            cb_list.on_train_batch_end(step - 1, logs)
+            cb_list.on_train_batch_end(step - 1, logs)  # the chunk's last batch
             _interrupt.safe_point(trainer, cb_list)  # checkpoints; SIGINT/SIGTERM stop here
             if model.stop_training:
-                return logs
+                return logs, step
     if feed.steps is None:  # a generator of unknown length: its first pass sets the epoch size
         feed.steps = chunker.total = progress.steps = step
-    return logs
+    return logs, step
 
 
 def _raise_non_finite(trainer, epoch, step, history):
@@ -284,20 +409,51 @@ def _raise_non_finite(trainer, epoch, step, history):
 
 
 # -- evaluate and predict ---------------------------------------------------------------------------
-def _evaluate_feed(trainer, feed, prefix=""):
+def _evaluate_feed(trainer, feed, *, steps=None, callbacks=None):
+    """The loss and metrics over `feed` (its first `steps` batches if given), with the test
+    hooks of `callbacks` (a CallbackList) once per block. Returns (logs, batches evaluated)."""
+    model = trainer.model
     state = trainer.state
     sums = programs.zero_sums(trainer.spec, training=False)
+    # Per-block logs cost a host sync per block: only when a callback reads them.
+    batch_logs = callbacks is not None and callbacks.overrides("on_test_batch_end")
+    if callbacks is not None:
+        callbacks.on_test_begin()
+    model.stop_evaluating = False
+    done = 0
     for block in feed.blocks(None):
+        stop = block.limit if steps is None else min(block.limit, steps)
+        if stop <= block.base:
+            break
+        if callbacks is not None:
+            callbacks.on_test_batch_begin(block.base)
         args = (sums, programs.model_params(state), state.model_state, block.x, block.y,
                 block.order,
                 block.valid, jnp.int32(block.base), jnp.int32(block.base),
-                jnp.int32(block.limit))
+                jnp.int32(stop))
         sums = trainer.program("evaluate", feed.batch_size, *args)(*args)
-    return _logs_from_sums(trainer.spec, jax.device_get(sums), prefix)  # host sync: once
+        done = stop
+        if callbacks is not None:
+            logs = _logs_from_sums(trainer.spec, jax.device_get(sums)) if batch_logs else {}
+            callbacks.on_test_batch_end(stop - 1, logs)
+        if (steps is not None and stop >= steps) or model.stop_evaluating:
+            break
+    logs = _logs_from_sums(trainer.spec, jax.device_get(sums))  # host sync: once
+    if callbacks is not None:
+        callbacks.on_test_end(logs)
+    return logs, done
 
 
-def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False, steps=None):
+def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False, steps=None,
+             callbacks=None):
+    """The loss and metrics on (x, y): a list in Keras's order (a float for one value), or a
+    dict with return_dict=True. steps: evaluate the first `steps` batches only. callbacks get
+    on_test_begin, on_test_batch_begin / on_test_batch_end once per evaluated block (with the
+    running logs), and on_test_end with the final logs, as in Keras; a callback can set
+    model.stop_evaluating = True to end early."""
     trainer = model.require_compiled()
+    verbose = resolve_verbose(verbose)
+    steps = _check_count(steps, "steps")
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     x, y = distribution_lib.global_arrays(trainer, x, y)  # several processes: all shards
     verbose = verbose if distribution_lib.is_chief() else 0
@@ -316,23 +472,35 @@ def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False,
         validation.check_targets(model, trainer.objective, ys, y_names=y_names, job="evaluate")
         trainer.resolve_accuracy([labels.shape for labels in ys])
         feed = make_feed(trainer, structure.pack(xs), structure.pack(ys), batch_size)
-    verbose = resolve_verbose(verbose)
-    logs = _evaluate_feed(trainer, feed)
+    total = feed.steps if steps is None or feed.steps is None else min(steps, feed.steps)
+    cb_list = None
+    if callbacks:
+        cb_list = CallbackList(list(callbacks), model,
+                               {"epochs": 1, "steps": total, "verbose": verbose})
+    progress = EpochProgress(2 if verbose else 0, 0, total, title="Evaluate")
+    logs, done = _evaluate_feed(trainer, feed, steps=steps, callbacks=cb_list)
     if verbose:
-        EpochProgress(2, 0, feed.steps, title="Evaluate").epoch_end(0, logs)
+        progress.steps = total or done
+        progress.epoch_end(0, logs, steps_done=done)
     if return_dict:
         return logs
     values = list(logs.values())
     return values[0] if len(values) == 1 else values
 
 
-def predict(model, x, *, batch_size=None, verbose="auto", steps=None):
+def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=None):
+    """The model's outputs for x, as NumPy arrays. steps: predict the first `steps` batches
+    only. callbacks get on_predict_begin, on_predict_batch_begin / on_predict_batch_end once
+    per predicted block (logs {"outputs": that block's outputs}) and on_predict_end, as in
+    Keras; a callback can set model.stop_predicting = True to end early."""
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
-    resolve_verbose(verbose)
+    verbose = resolve_verbose(verbose)
+    steps = _check_count(steps, "steps")
     if model.compiled is None:  # Keras allows predict on an uncompiled model
         model.compiled = Trainer(model, optimizer="sgd", loss="mse", metrics=[])
     trainer = model.compiled
     (x,) = distribution_lib.global_arrays(trainer, x)  # several processes: all shards
+    verbose = verbose if distribution_lib.is_chief() else 0
     if feeds.is_stream(x):
         feed = make_feed(trainer, x, None, batch_size, steps=steps)
         trainer.ensure_state(input_shape=feed.sample_shape)
@@ -342,17 +510,46 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None):
             model, structure.inputs_of(model, x), x_names=x_names, batch_size=batch_size)
         trainer.ensure_state(input_shape=_sample_shapes(xs))
         feed = make_feed(trainer, structure.pack(xs), None, batch_size)
+    total = feed.steps if steps is None or feed.steps is None else min(steps, feed.steps)
+    cb_list = None
+    if callbacks:
+        cb_list = CallbackList(list(callbacks), model,
+                               {"epochs": 1, "steps": total, "verbose": verbose})
+        cb_list.on_predict_begin()
+    progress = EpochProgress(2 if verbose else 0, 0, total, title="Predict")
+    model.stop_predicting = False
     state = trainer.state
     results = []
+    done = 0
     for block in feed.blocks(None):
+        stop = block.limit if steps is None else min(block.limit, steps)
+        if stop <= block.base:
+            break
+        if cb_list is not None:
+            cb_list.on_predict_batch_begin(block.base)
         rows = block.order.shape[0]
         outputs = tuple(jnp.zeros((rows,) + tuple(spec.shape), jnp.float32)
                         for spec in model.output_specs)
         args = (outputs, programs.model_params(state), state.model_state, block.x,
                 block.order, block.valid, jnp.int32(block.base), jnp.int32(block.base),
-                jnp.int32(block.limit))
+                jnp.int32(stop))
         outputs = trainer.program("predict", feed.batch_size, *args)(*args)
-        # host sync: this block's predictions, real samples only
-        valid = np.asarray(block.valid)
+        # host sync: this block's predictions, real samples of the batches run only
+        valid = np.asarray(block.valid).copy()
+        valid[(stop - block.base) * feed.batch_size:] = False
         results.append([np.asarray(out)[valid] for out in outputs])
+        done = stop
+        if cb_list is not None:
+            cb_list.on_predict_batch_end(stop - 1,
+                                         {"outputs": model.pack_outputs(results[-1])})
+        if (steps is not None and stop >= steps) or model.stop_predicting:
+            break
+    if cb_list is not None:
+        cb_list.on_predict_end()
+    if verbose:
+        progress.steps = total or done
+        progress.epoch_end(0, {}, steps_done=done)
+    if not results:
+        return model.pack_outputs([np.zeros((0,) + tuple(spec.shape), np.float32)
+                                   for spec in model.output_specs])
     return model.pack_outputs([np.concatenate(parts) for parts in zip(*results)])

@@ -7,6 +7,7 @@ exactly one plain line, with no ANSI codes or carriage returns.
 
 from __future__ import annotations
 
+import numbers
 import sys
 import time
 
@@ -20,11 +21,17 @@ def _jupyter_widgets_available() -> bool:
 
 
 def resolve_verbose(verbose) -> int:
-    if verbose == "auto":
-        return 1
-    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
-        raise ValueError(f"verbose must be 'auto', 0, 1 or 2. Received: verbose={verbose!r}")
-    return verbose
+    """Keras's verbose values as 0, 1 or 2: "auto" and True mean 1 (a live bar on a terminal, one
+    line per epoch elsewhere), False means 0 (silent), 2 one plain line per epoch."""
+    if isinstance(verbose, str):
+        if verbose == "auto":
+            return 1
+    elif isinstance(verbose, bool):
+        return int(verbose)
+    elif isinstance(verbose, numbers.Integral) and verbose in (0, 1, 2):
+        return int(verbose)
+    raise ValueError("verbose must be 'auto', 0, 1, 2, True or False. "
+                     f"Received: verbose={verbose!r}")
 
 
 def format_logs(logs: dict, gains: dict | None = None) -> str:
@@ -74,18 +81,23 @@ class EpochProgress:
         if self._bar is not None:
             self._bar.update(self._task, completed=steps_done, logs=format_logs(logs))
 
-    def epoch_end(self, epoch: int, logs: dict, gains: dict | None = None):
+    def epoch_end(self, epoch: int, logs: dict, gains: dict | None = None, steps_done=None):
+        """The epoch's last line. steps_done: the steps run when the epoch ended early (the
+        data ran out); default all of them."""
         seconds = time.perf_counter() - self._began
+        done = self.steps if steps_done is None else steps_done
         if self._bar is not None:
-            self._bar.update(self._task, completed=self.steps, logs=format_logs(logs, gains))
+            self._bar.update(self._task, completed=done, logs=format_logs(logs, gains))
             self._bar.stop()
             self._bar = None
             return
         if self.verbose == 0:
             return
         head = f"{self.title} {epoch + 1}/{self.total_epochs}" if self.total_epochs else self.title
-        steps = f"{self.steps}/{self.steps}" if self.steps else "?"
-        line = f"{head} - {steps} - {seconds:.1f}s - {format_logs(logs, gains)}"
+        steps = f"{done}/{self.steps}" if self.steps else "?"
+        line = f"{head} - {steps} - {seconds:.1f}s"
+        if logs:
+            line += f" - {format_logs(logs, gains)}"
         print(line, file=self.stream, flush=True)
 
     def close(self):

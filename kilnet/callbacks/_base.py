@@ -1,16 +1,32 @@
 """The Callback contract, CallbackList, History, LambdaCallback and TerminateOnNaN.
 
-Callbacks have Keras's hooks and semantics. Hooks run on the host between compiled chunks:
-`on_train_batch_end` is called once per chunk, with the index of the chunk's last batch."""
+Callbacks have Keras's hooks and semantics. Hooks run on the host between compiled chunks, so the
+batch hooks fire once per chunk (several batches run as one compiled program), as Keras's do with
+compile(steps_per_execution=N): `on_train_batch_begin` with the index of the chunk's first batch,
+`on_train_batch_end` with the index of its last batch and the logs at that point (the epoch's
+running means). `on_test_batch_*` and `on_predict_batch_*` likewise, once per evaluated or
+predicted block (kilnet.fit)."""
 
 from __future__ import annotations
 
 import math
 
-
+# Every hook a callback can have, as Keras names them.
+HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
+         "on_batch_begin", "on_batch_end",
+         "on_train_batch_begin", "on_train_batch_end",
+         "on_test_begin", "on_test_end", "on_test_batch_begin", "on_test_batch_end",
+         "on_predict_begin", "on_predict_end", "on_predict_batch_begin",
+         "on_predict_batch_end")
 
 
 class Callback:
+    """The base of every callback: Keras's hooks, each a no-op to override.
+
+    `self.model` is the model being trained, evaluated or predicted with; `self.params` holds
+    Keras's parameters ("epochs", "steps", "verbose"). `on_train_batch_begin` / `_end` call
+    `on_batch_begin` / `_end` by default, as in Keras."""
+
     def __init__(self):
         self.model = None
         self.params = {}
@@ -25,15 +41,42 @@ class Callback:
     def on_train_end(self, logs=None): ...
     def on_epoch_begin(self, epoch, logs=None): ...
     def on_epoch_end(self, epoch, logs=None): ...
-    def on_train_batch_begin(self, batch, logs=None): ...
-    def on_train_batch_end(self, batch, logs=None): ...
+    def on_batch_begin(self, batch, logs=None): ...
+    def on_batch_end(self, batch, logs=None): ...
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.on_batch_begin(batch, logs=logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.on_batch_end(batch, logs=logs)
+
     def on_test_begin(self, logs=None): ...
     def on_test_end(self, logs=None): ...
+    def on_test_batch_begin(self, batch, logs=None): ...
+    def on_test_batch_end(self, batch, logs=None): ...
     def on_predict_begin(self, logs=None): ...
     def on_predict_end(self, logs=None): ...
+    def on_predict_batch_begin(self, batch, logs=None): ...
+    def on_predict_batch_end(self, batch, logs=None): ...
+
+
+def _overrides(callback, hook: str) -> bool:
+    """Whether `callback` does something in `hook` (its class, or the instance, replaces the
+    base no-op; the train batch hooks also count an on_batch_* override)."""
+    if hook in vars(callback):  # set on the instance (LambdaCallback)
+        return True
+    if getattr(type(callback), hook) is not getattr(Callback, hook):
+        return True
+    alias = {"on_train_batch_begin": "on_batch_begin",
+             "on_train_batch_end": "on_batch_end"}.get(hook)
+    return alias is not None and _overrides(callback, alias)
 
 
 class CallbackList(Callback):
+    """Calls each hook on every callback, in list order. Logs given as None reach the callbacks
+    as {}, as in Keras; the same logs dict is passed to all, so a callback sees what the ones
+    before it added."""
+
     def __init__(self, callbacks, model, params):
         super().__init__()
         self.callbacks = list(callbacks)
@@ -43,19 +86,48 @@ class CallbackList(Callback):
                                 f"Received: {cb!r}")
             cb.set_model(model)
             cb.set_params(params)
+        self.model, self.params = model, params
 
-    def _call(self, hook, *args):
+    def overrides(self, hook: str) -> bool:
+        """Whether any callback does something in `hook`: the loops skip work (a host sync for
+        batch logs) that no callback would see."""
+        return any(_overrides(cb, hook) for cb in self.callbacks)
+
+    def _call(self, hook, *args, logs=None):
+        logs = {} if logs is None else logs
         for cb in self.callbacks:
-            getattr(cb, hook)(*args)
+            getattr(cb, hook)(*args, logs)
 
-    def on_train_begin(self, logs=None): self._call("on_train_begin", logs)
-    def on_train_end(self, logs=None): self._call("on_train_end", logs)
-    def on_epoch_begin(self, epoch, logs=None): self._call("on_epoch_begin", epoch, logs)
-    def on_epoch_end(self, epoch, logs=None): self._call("on_epoch_end", epoch, logs)
-    def on_train_batch_begin(self, batch, logs=None): self._call("on_train_batch_begin", batch, logs)
-    def on_train_batch_end(self, batch, logs=None): self._call("on_train_batch_end", batch, logs)
-    def on_test_begin(self, logs=None): self._call("on_test_begin", logs)
-    def on_test_end(self, logs=None): self._call("on_test_end", logs)
+    def on_train_begin(self, logs=None): self._call("on_train_begin", logs=logs)
+    def on_train_end(self, logs=None): self._call("on_train_end", logs=logs)
+    def on_epoch_begin(self, epoch, logs=None): self._call("on_epoch_begin", epoch, logs=logs)
+    def on_epoch_end(self, epoch, logs=None): self._call("on_epoch_end", epoch, logs=logs)
+    def on_batch_begin(self, batch, logs=None): self._call("on_batch_begin", batch, logs=logs)
+    def on_batch_end(self, batch, logs=None): self._call("on_batch_end", batch, logs=logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._call("on_train_batch_begin", batch, logs=logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._call("on_train_batch_end", batch, logs=logs)
+
+    def on_test_begin(self, logs=None): self._call("on_test_begin", logs=logs)
+    def on_test_end(self, logs=None): self._call("on_test_end", logs=logs)
+
+    def on_test_batch_begin(self, batch, logs=None):
+        self._call("on_test_batch_begin", batch, logs=logs)
+
+    def on_test_batch_end(self, batch, logs=None):
+        self._call("on_test_batch_end", batch, logs=logs)
+
+    def on_predict_begin(self, logs=None): self._call("on_predict_begin", logs=logs)
+    def on_predict_end(self, logs=None): self._call("on_predict_end", logs=logs)
+
+    def on_predict_batch_begin(self, batch, logs=None):
+        self._call("on_predict_batch_begin", batch, logs=logs)
+
+    def on_predict_batch_end(self, batch, logs=None):
+        self._call("on_predict_batch_end", batch, logs=logs)
 
 
 class History(Callback):
@@ -81,13 +153,22 @@ class History(Callback):
 
 
 class LambdaCallback(Callback):
+    """A callback made of functions, as Keras's: each argument names a hook
+    (on_epoch_end=lambda epoch, logs: ...); any hook of Callback can be given by keyword."""
+
     def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None,
-                 on_train_end=None, on_train_batch_begin=None, on_train_batch_end=None):
+                 on_train_end=None, on_train_batch_begin=None, on_train_batch_end=None,
+                 **kwargs):
         super().__init__()
-        for hook, fn in (("on_epoch_begin", on_epoch_begin), ("on_epoch_end", on_epoch_end),
-                         ("on_train_begin", on_train_begin), ("on_train_end", on_train_end),
-                         ("on_train_batch_begin", on_train_batch_begin),
-                         ("on_train_batch_end", on_train_batch_end)):
+        unknown = sorted(set(kwargs) - set(HOOKS))
+        if unknown:
+            raise TypeError(f"LambdaCallback got unknown hooks: {unknown}. The hooks are: "
+                            f"{', '.join(HOOKS)}.")
+        hooks = {"on_epoch_begin": on_epoch_begin, "on_epoch_end": on_epoch_end,
+                 "on_train_begin": on_train_begin, "on_train_end": on_train_end,
+                 "on_train_batch_begin": on_train_batch_begin,
+                 "on_train_batch_end": on_train_batch_end, **kwargs}
+        for hook, fn in hooks.items():
             if fn is not None:
                 setattr(self, hook, fn)
 
