@@ -107,8 +107,11 @@ def make_feed(trainer, x, y, batch_size, *, shuffle=False, steps=None, sharding=
             label_dtype=None if by is None else data_lib.label_dtype_for(loss, by))
     label_dtypes = None
     if y is not None:
-        label_dtypes = structure.pack([data_lib.label_dtype_for(head.loss, labels) for head, labels
-                                       in zip(trainer.objective.targets, structure.unpack(y))])
+        labels = structure.unpack(y)
+        dtypes = [data_lib.label_dtype_for(head.loss, array)
+                  for head, array in zip(trainer.objective.targets, labels)]
+        dtypes += [np.float32] * (len(labels) - len(dtypes))  # sample weights
+        label_dtypes = structure.pack(dtypes)
     return feeds.ArrayFeed(x, y, batch_size, shuffle=shuffle, label_dtype=label_dtypes,
                            sharding=sharding)
 
@@ -133,7 +136,8 @@ def _label_names(trainer):
 
 
 def _arrays_for_fit(model, trainer, x, y, *, seed, batch_size, epochs, validation_split,
-                    validation_data, initial_epoch, verbose):
+                    validation_data, initial_epoch, verbose, sample_weight=None,
+                    class_weight=None):
     """fit()'s arrays checked, the model built for them, and the feeds' inputs: returns
     (x, y, val, batch_size) with x, y packed for the programs (kilnet.structure)."""
     validation.check_epochs(epochs, initial_epoch)
@@ -146,9 +150,9 @@ def _arrays_for_fit(model, trainer, x, y, *, seed, batch_size, epochs, validatio
     else:
         ys = structure.targets_of(trainer.objective, y)
         y_names = _label_names(trainer)
-    val_lists = None
+    val_lists, val_weight = None, None
     if validation_data is not None:
-        vx, vy = validation.check_validation_data(validation_data)
+        vx, vy, val_weight = validation.check_validation_data(validation_data)
         val_lists = (structure.inputs_of(model, vx, "validation_data[0]"),
                      structure.targets_of(trainer.objective, vy, "validation_data[1]"))
     xs, ys, val, batch_size = validation.check_fit_inputs(
@@ -159,6 +163,12 @@ def _arrays_for_fit(model, trainer, x, y, *, seed, batch_size, epochs, validatio
     # Labels against the built model's output shapes: before any program is compiled.
     validation.check_targets(model, trainer.objective, ys, None if val is None else val[1],
                              y_names=y_names)
+    weights = validation.sample_weights(trainer.objective, ys, sample_weight, class_weight)
+    if weights is not None:  # the programs find them after the labels (kilnet.objective)
+        ys = ys + [weights]
+    if val is not None and val_weight is not None:
+        val = (val[0], val[1] + [validation.sample_weights(
+            trainer.objective, val[1], val_weight, None, "validation_data[2]")])
     if validation_split and validation_data is None:
         (xs, ys), val = data_lib.split_validation(xs, ys, validation_split)
     if val is not None:
@@ -210,7 +220,7 @@ def _validation_stream_feed(trainer, source, steps):
 def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=None,
         validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0, seed=None,
         steps_per_epoch=None, validation_steps=None, validation_batch_size=None,
-        validation_freq=1):
+        validation_freq=1, sample_weight=None, class_weight=None):
     """Train `model` for `epochs` epochs; returns a History (model.fit's arguments, as Keras's).
 
     validation_data: (x_val, y_val) arrays, or batches as x is (a generator or iterable of
@@ -244,6 +254,9 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
         val_stream, validation_data = validation_data, None
     val = None
     if feeds.is_stream(x):
+        if sample_weight is not None or class_weight is not None:
+            raise InputError("sample_weight and class_weight go with arrays in memory for now; "
+                             "streamed data (memmaps, generators) cannot carry them yet.")
         feed = make_feed(trainer, x, y, batch_size, shuffle=shuffle, steps=steps_per_epoch)
         if validation_data is not None:
             val = tuple(validation_data)
@@ -252,7 +265,8 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
         x, y, val, batch_size = _arrays_for_fit(
             model, trainer, x, y, seed=seed, batch_size=batch_size, epochs=epochs,
             validation_split=validation_split, validation_data=validation_data,
-            initial_epoch=initial_epoch, verbose=verbose)
+            initial_epoch=initial_epoch, verbose=verbose, sample_weight=sample_weight,
+            class_weight=class_weight)
         feed = make_feed(trainer, x, y, batch_size, shuffle=shuffle)
     if seed is not None:
         trainer.seed = int(seed)
@@ -445,7 +459,7 @@ def _evaluate_feed(trainer, feed, *, steps=None, callbacks=None):
 
 
 def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False, steps=None,
-             callbacks=None):
+             callbacks=None, sample_weight=None):
     """The loss and metrics on (x, y): a list in Keras's order (a float for one value), or a
     dict with return_dict=True. steps: evaluate the first `steps` batches only. callbacks get
     on_test_begin, on_test_batch_begin / on_test_batch_end once per evaluated block (with the
@@ -471,6 +485,9 @@ def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False,
             y_names=y_names, batch_size=batch_size)
         validation.check_targets(model, trainer.objective, ys, y_names=y_names, job="evaluate")
         trainer.resolve_accuracy([labels.shape for labels in ys])
+        weights = validation.sample_weights(trainer.objective, ys, sample_weight, None)
+        if weights is not None:
+            ys = ys + [weights]
         feed = make_feed(trainer, structure.pack(xs), structure.pack(ys), batch_size)
     total = feed.steps if steps is None or feed.steps is None else min(steps, feed.steps)
     cb_list = None

@@ -73,6 +73,20 @@ def random_normal(rng, shape):
     return (rng.standard_normal(shape) * 0.05).astype(np.float32)
 
 
+def orthogonal(rng, shape):
+    """Keras's Orthogonal() (gain 1): the Q of a normal matrix's QR, its columns' signs fixed
+    by R's diagonal (so Q is uniform over orthogonal matrices); RNNs' recurrent kernels."""
+    if len(shape) < 2:
+        raise ValueError(f"The orthogonal initializer needs a shape of rank 2 or more. "
+                         f"Received: shape={tuple(shape)}")
+    rows, cols = math.prod(shape[:-1]), shape[-1]
+    q, r = np.linalg.qr(rng.standard_normal((max(rows, cols), min(rows, cols))))
+    q = q * np.sign(np.diag(r))
+    if rows < cols:
+        q = q.T
+    return np.ascontiguousarray(q.reshape(shape), dtype=np.float32)
+
+
 _BY_NAME = {
     "zeros": zeros,
     "ones": ones,
@@ -84,6 +98,7 @@ _BY_NAME = {
     "random_uniform": random_uniform,
     "normal": random_normal,
     "random_normal": random_normal,
+    "orthogonal": orthogonal,
 }
 
 

@@ -83,13 +83,21 @@ class Objective:
     # -- the computation, traced inside the compiled programs ----------------------------------
     def labels_by_head(self, y) -> dict:
         """Head index -> label batch, from what the program got (an array, or a tuple)."""
-        ys = (y,) if len(self.targets) == 1 else tuple(y)
-        return {h.index: label for h, label in zip(self.targets, ys)}
+        return {h.index: label for h, label in zip(self.targets, self._split(y)[0])}
+
+    def _split(self, y):
+        """(labels, sample weights or None): fit(sample_weight=...) appends the weights to
+        the labels the programs get (kilnet.fit), one entry more than the targets."""
+        ys = (y,) if not isinstance(y, tuple) else y
+        if len(ys) == len(self.targets) + 1:
+            return ys[:-1], ys[-1]
+        return ((y,) if len(self.targets) == 1 else tuple(y)), None
 
     def per_sample_losses(self, y, outputs: list, masks=None, weight=None) -> tuple:
         """(total per sample, {log name: per-sample loss of each output}). `masks`: each
         output's sequence mask (or None); `weight`: the batch's real samples (1) and padding."""
         labels = self.labels_by_head(y)
+        sample_weight = self._split(y)[1]
         total, parts = None, {}
         for head in self.heads:
             if head.loss is None:
@@ -98,6 +106,9 @@ class Objective:
             mask = None if masks is None else masks[head.index]
             value = (per_sample_mean(values) if mask is None
                      else _masked_per_sample(values, mask, weight))
+            if sample_weight is not None:
+                # Keras's sum_over_batch_size: sum(loss * weight) / the batch's samples
+                value = value * sample_weight
             if self.several_losses:
                 parts[f"{head.name}_loss"] = value
             if head.weight is not None:

@@ -382,7 +382,11 @@ def _precheck_graph(model, prefix, tensors, path):
 
 
 def _precheck_layer(layer, where, tensors, path):
-    """Does `layer`, for its input shape, take the file's arrays and give its output shape?"""
+    """Does `layer`, for its input shape, take the file's arrays and give its output shape?
+    A layer holding sub-layers (wrappers, attention) is checked after building, like one of
+    several inputs: its arrays nest under the sub-layers' names."""
+    if layer.layers:
+        return
     arrays = {}
     for kind, names in (("params", layer.param_names), ("state", layer.state_names)):
         arrays[kind] = {}

@@ -265,13 +265,57 @@ def _same_length(arrays, names):
 
 
 def check_validation_data(validation_data):
-    """validation_data must be (x_val, y_val); returns the pair."""
-    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-        raise InputError("validation_data must be a tuple (x_val, y_val). Received: "
-                         f"validation_data of type {type(validation_data).__name__}"
+    """validation_data must be (x_val, y_val) or (x_val, y_val, sample_weight_val); returns
+    (x_val, y_val, sample_weight_val or None)."""
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+        raise InputError("validation_data must be a tuple (x_val, y_val) or (x_val, y_val, "
+                         "sample_weight_val). Received: validation_data of type "
+                         f"{type(validation_data).__name__}"
                          + (f" with {len(validation_data)} elements"
                             if isinstance(validation_data, (tuple, list)) else ""))
-    return validation_data
+    x, y = validation_data[0], validation_data[1]
+    return x, y, (validation_data[2] if len(validation_data) == 3 else None)
+
+
+def sample_weights(objective, ys, sample_weight, class_weight, argument="sample_weight"):
+    """One float32 weight per sample from sample_weight (an array) or class_weight (a dict
+    class -> weight, read from the labels of the one trained output, as Keras), or None."""
+    if sample_weight is not None and class_weight is not None:
+        raise InputError("Give sample_weight or class_weight, not both (as Keras). Received: "
+                         "both")
+    n = len(ys[0]) if ys else None
+    if sample_weight is not None:
+        weights = _numeric(sample_weight, argument).astype(np.float64)
+        if weights.ndim == 2 and weights.shape[1] == 1:
+            weights = weights[:, 0]
+        if weights.ndim != 1 or len(weights) != n:
+            raise InputError(f"{argument} must hold one weight per sample, shape ({n},). "
+                             f"Received: {argument}.shape={weights.shape}")
+        check_finite(weights.astype(np.float32), argument)
+        return weights.astype(np.float32)
+    if class_weight is None:
+        return None
+    if not isinstance(class_weight, dict) or not all(
+            _is_int(k) and isinstance(v, numbers.Real) and not isinstance(v, bool)
+            for k, v in class_weight.items()):
+        raise InputError("class_weight must be a dict {class id: weight}, e.g. {0: 1.0, 1: 5.0}. "
+                         f"Received: class_weight={class_weight!r:.200}")
+    if len(objective.targets) != 1:
+        raise InputError("class_weight needs a model with one trained output (as Keras); for "
+                         "several, pass sample_weight. Received: class_weight with "
+                         f"{len(objective.targets)} trained outputs")
+    labels = np.asarray(ys[0])
+    if labels.ndim >= 2 and labels.shape[-1] > 1:   # one-hot labels: their class
+        ids = labels.argmax(axis=-1)
+    else:
+        ids = labels.reshape(len(labels), -1)[:, 0]
+    ids = np.rint(ids).astype(np.int64)
+    table = np.ones(max(max(class_weight) + 1, int(ids.max()) + 1), np.float32)
+    for cls, weight in class_weight.items():
+        table[int(cls)] = float(weight)
+    if ids.ndim > 1:
+        ids = ids[:, 0]
+    return table[ids]
 
 
 def check_fit_inputs(model, xs, ys, *, x_names, y_names, batch_size, epochs, validation_split,

@@ -65,6 +65,9 @@ class Layer:
 
     param_names: tuple[str, ...] = ()
     state_names: tuple[str, ...] = ()
+    # The training flag of a layer called on its own on arrays, when the call does not say
+    # (Keras: False; its augmentation layers: True).
+    eager_training_default = False
     # Constructor arguments saved in a config, beyond name/input_shape.
     config_keys: tuple[str, ...] = ()
 
@@ -298,7 +301,7 @@ class Layer:
 
     def _call_eager(self, args, kwargs):
         kwargs = dict(kwargs)
-        training = bool(kwargs.pop("training", False))
+        training = bool(kwargs.pop("training", self.eager_training_default))
         args = jax.tree.map(_as_input_array, args)
         if not self.built:
             self.build_weights(utils.numpy_rng(utils.next_seed()),
@@ -468,9 +471,9 @@ class Layer:
                     variable = Variable(value, name=name, trainable=trainable)
                     self._track_variable(variable)
                     # As Keras: dense.kernel, batch_normalization.moving_mean (unless the name
-                    # is taken by a setting, e.g. a `scale` flag).
-                    if not hasattr(type(self), name) and not isinstance(
-                            self.__dict__.get(name, variable), (bool, int, float, str)):
+                    # is taken by another attribute, e.g. a `scale` setting).
+                    current = self.__dict__.get(name, variable)
+                    if not hasattr(type(self), name) and isinstance(current, Variable):
                         object.__setattr__(self, name, variable)
 
     def _keras_init(self, rng, input_shape):

@@ -540,11 +540,13 @@ class Model(Layer):
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
             seed=None, steps_per_epoch=None, validation_steps=None, validation_batch_size=None,
-            validation_freq=1, **unsupported):
+            validation_freq=1, sample_weight=None, class_weight=None, **unsupported):
         """Train for `epochs` epochs; returns a History. Keras's arguments: verbose 0/1/2/"auto"/
         True/False; validation_freq (every n epochs, or a list of epochs), validation_steps,
-        validation_batch_size; callbacks whose batch hooks fire once per compiled chunk (see
-        kilnet.fit.fit). A generator that runs out early warns and stops training."""
+        validation_batch_size; sample_weight (one weight per sample) or class_weight ({class:
+        weight}) weighting the loss as Keras does; callbacks whose batch hooks fire once per
+        compiled chunk (see kilnet.fit.fit). A generator that runs out early warns and stops
+        training."""
         _reject_unsupported("fit", unsupported, ())
         from kilnet.fit import fit
         return fit(self, x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
@@ -553,17 +555,19 @@ class Model(Layer):
                    initial_epoch=initial_epoch, seed=seed, steps_per_epoch=steps_per_epoch,
                    validation_steps=validation_steps,
                    validation_batch_size=validation_batch_size,
-                   validation_freq=validation_freq)
+                   validation_freq=validation_freq, sample_weight=sample_weight,
+                   class_weight=class_weight)
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False,
-                 steps=None, callbacks=None, **unsupported):
+                 steps=None, callbacks=None, sample_weight=None, **unsupported):
         """The loss and metrics on (x, y): a list in Keras's order (one value: a float), or a
         dict with return_dict=True. callbacks get on_test_begin / on_test_batch_* /
-        on_test_end, as in Keras (see kilnet.fit.evaluate)."""
+        on_test_end, as in Keras (see kilnet.fit.evaluate). sample_weight weighs the loss."""
         _reject_unsupported("evaluate", unsupported, ())
         from kilnet.fit import evaluate
         return evaluate(self, x, y, batch_size=batch_size, verbose=verbose,
-                        return_dict=return_dict, steps=steps, callbacks=callbacks)
+                        return_dict=return_dict, steps=steps, callbacks=callbacks,
+                        sample_weight=sample_weight)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None,
                 **unsupported):

@@ -1,0 +1,465 @@
+"""Recurrent layers: SimpleRNN, LSTM and GRU, with Keras 3's arguments, weights and formulas.
+
+Why one base class: the three differ only in their step (kilnet/layers/_rnn_cells.py) and the
+number of gates and states; what a recurrent layer adds to the layer contract is shared:
+
+- inputs (batch, time, features) whose time axis may be None (any length: the weights depend
+  on the features only), read by a `jax.lax.scan`, which compiles the loop once inside the
+  model's programs (so `unroll` is accepted and ignored);
+- several outputs with return_state=True, `[output, state_h]` (LSTM: `[output, state_h,
+  state_c]`): `compute_call_output_shape` gives their shapes, so a call on symbolic tensors
+  records them all;
+- an `initial_state=[...]` argument, arrays or symbolic tensors (batch, units);
+- Keras's sequence masks (`mask`, bool (batch, time), from Embedding(mask_zero=True) or
+  Masking, or given in the call): masked steps are skipped, the state carried over;
+- dropout masks drawn once per sequence from the key `apply` receives (None at inference).
+
+Weights are named and shaped as Keras's (kernel, recurrent_kernel, bias), so
+`keras_layer.set_weights(kilnet_layer.get_weights())` makes a Keras layer that computes the
+same. stateful=True is refused: kilnet's compiled epochs hold no state between batches.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from kilnet import activations, initializers
+from kilnet.layers import _rnn_cells as cells
+from kilnet.layers._base import Layer, is_shape
+from kilnet.layers._node import KerasTensor
+
+# The arguments of a call besides the sequence (training is the base class's).
+CALL_OPTIONS = ("initial_state", "mask", "training")
+
+
+class RNNBase(Layer):
+    """What SimpleRNN, LSTM and GRU share (not a layer of its own: Keras's generic `RNN(cell)`
+    is not supported)."""
+
+    GATES = 1    # blocks of the kernels: LSTM 4 (i, f, c, o), GRU 3 (z, r, h)
+    STATES = 1   # LSTM carries two states (h, c)
+
+    def __init__(self, units, *, activation, recurrent_activation, use_bias,
+                 kernel_initializer, recurrent_initializer, bias_initializer, dropout,
+                 recurrent_dropout, seed, return_sequences, return_state, go_backwards,
+                 stateful, unroll, zero_output_for_mask=False, use_cudnn="auto",
+                 unsupported=None, **kwargs):
+        super().__init__(**kwargs)
+        name = type(self).__name__
+        _refuse_unsupported(name, **(unsupported or {}))
+        if stateful is not False:
+            raise ValueError(
+                f"{name}(stateful=True) is not supported: kilnet's compiled epochs keep no "
+                "state from one batch to the next. Pass the state explicitly with "
+                f"initial_state=[...] (and return_state=True). Received: stateful={stateful!r}")
+        if use_cudnn not in ("auto", False):
+            raise ValueError(f"{name}(use_cudnn=...) must be 'auto' or False: kilnet runs the "
+                             "recurrence as an XLA loop, never through cuDNN. Received: "
+                             f"use_cudnn={use_cudnn!r}")
+        self.units = _positive_int(units, "units")
+        self._activation_fn = activations.get(activation)
+        self.activation = activations.name_of(self._activation_fn)
+        self._recurrent_activation_fn = activations.get(recurrent_activation)
+        self.recurrent_activation = activations.name_of(self._recurrent_activation_fn)
+        self.use_bias = _check_bool(use_bias, "use_bias")
+        for argument, value in (("kernel_initializer", kernel_initializer),
+                                ("recurrent_initializer", recurrent_initializer),
+                                ("bias_initializer", bias_initializer)):
+            _check_initializer(value, argument)
+        self.kernel_initializer = kernel_initializer
+        self.recurrent_initializer = recurrent_initializer
+        self.bias_initializer = bias_initializer
+        self.dropout = _rate(dropout, "dropout")
+        self.recurrent_dropout = _rate(recurrent_dropout, "recurrent_dropout")
+        # Dropout draws from the key the model passes; seed is kept for the config only.
+        self.seed = seed
+        self.return_sequences = _check_bool(return_sequences, "return_sequences")
+        self.return_state = _check_bool(return_state, "return_state")
+        self.go_backwards = _check_bool(go_backwards, "go_backwards")
+        self.stateful = False
+        self.unroll = _check_bool(unroll, "unroll")  # accepted; the scan is compiled once
+        self.zero_output_for_mask = _check_bool(zero_output_for_mask, "zero_output_for_mask")
+
+    @property
+    def param_names(self):
+        return ("kernel", "recurrent_kernel") + (("bias",) if self.use_bias else ())
+
+    # -- shapes ----------------------------------------------------------------------------------
+    def _check_input_shape(self, input_shape):
+        if not is_shape(input_shape) or len(input_shape) != 2 or input_shape[-1] is None:
+            shown = (None,) + tuple(input_shape) if is_shape(input_shape) else input_shape
+            raise ValueError(
+                f"{type(self).__name__} takes sequences of shape (batch, time, features) with "
+                f"a known number of features. Received: input of shape {shown}")
+
+    def compute_output_shape(self, input_shape):
+        self._check_input_shape(input_shape)
+        output = (input_shape[0], self.units) if self.return_sequences else (self.units,)
+        if self.return_state:
+            return [output] + [(self.units,)] * self.STATES
+        return output
+
+    def compute_call_output_shape(self, input_shape, kwargs):
+        unknown = sorted(set(kwargs) - set(CALL_OPTIONS))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unexpected call arguments {unknown}; "
+                            f"it takes the sequence and {list(CALL_OPTIONS)}.")
+        if kwargs.get("initial_state") is not None:
+            self._state_list(kwargs["initial_state"])
+        return self.compute_output_shape(input_shape)
+
+    def compute_mask(self, inputs, previous_mask=None):
+        """As Keras: the sequence keeps its mask with return_sequences; states have none."""
+        output_mask = previous_mask if self.return_sequences else None
+        if self.return_state:
+            return [output_mask] + [None] * self.STATES
+        return output_mask
+
+    # -- weights -------------------------------------------------------------------------------
+    def init(self, rng, input_shape):
+        self._check_input_shape(input_shape)
+        width = self.GATES * self.units
+        params = {
+            "kernel": initializers.get(self.kernel_initializer)(rng, (input_shape[-1], width)),
+            "recurrent_kernel": initializers.get(self.recurrent_initializer)(
+                rng, (self.units, width)),
+        }
+        if self.use_bias:
+            params["bias"] = self._initial_bias(rng)
+        return params, {}, self.compute_output_shape(input_shape)
+
+    def _initial_bias(self, rng):
+        return initializers.get(self.bias_initializer)(rng, (self.GATES * self.units,))
+
+    # -- calling ---------------------------------------------------------------------------------
+    def apply(self, params, state, x, *, training=False, rng=None, sample_mask=None,
+              mask=None, initial_state=None):
+        x = jnp.asarray(x)
+        if not jnp.issubdtype(x.dtype, jnp.floating):
+            x = x.astype(jnp.float32)
+        features = params["kernel"].shape[0]
+        if x.ndim != 3 or x.shape[-1] != features:
+            raise ValueError(f"{type(self).__name__} {self.name!r} is built for sequences of "
+                             f"shape (batch, time, {features}). Received: input of shape "
+                             f"{tuple(x.shape)}")
+        batch = x.shape[0]
+        states = self._initial_states(initial_state, batch, x.dtype)
+        input_masks, recurrent_masks = self._dropout_masks(training, rng, batch, features)
+        inputs = cells.input_part(x, params["kernel"], self._input_bias(params), input_masks,
+                                  self.GATES)
+        step = self._step(params, recurrent_masks)
+        outputs, final = cells.scan(step, inputs, states, _sequence_mask(mask, x.shape[:2]),
+                                    go_backwards=self.go_backwards,
+                                    zero_output_for_mask=self.zero_output_for_mask)
+        output = outputs if self.return_sequences else outputs[:, -1]
+        return ([output, *final] if self.return_state else output), state
+
+    def _input_bias(self, params):
+        return params.get("bias")
+
+    def _step(self, params, recurrent_masks):
+        """The step function `(x_t, states) -> (output, states)` of this layer."""
+        raise NotImplementedError
+
+    def _initial_states(self, initial_state, batch, dtype):
+        if initial_state is None:
+            return [jnp.zeros((batch, self.units), dtype)] * self.STATES
+        states = [jnp.asarray(s, dtype) for s in self._state_list(initial_state)]
+        for s in states:
+            if s.shape != (batch, self.units):
+                raise ValueError(f"{type(self).__name__}'s initial_state holds arrays of shape "
+                                 f"(batch, units) = ({batch}, {self.units}). Received: "
+                                 f"{[tuple(t.shape) for t in states]}")
+        return states
+
+    def _state_list(self, initial_state) -> list:
+        """initial_state as a list of STATES tensors (one tensor alone is accepted for one
+        state, as Keras); symbolic tensors are checked here, arrays when applied."""
+        states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [
+            initial_state]
+        if len(states) != self.STATES:
+            raise ValueError(
+                f"{type(self).__name__} takes initial_state as a list of {self.STATES} "
+                f"tensor(s) of shape (batch, units) ({self._state_names()}). Received: "
+                f"{len(states)} tensor(s)")
+        for s in states:
+            if isinstance(s, KerasTensor) and (len(s.shape) != 2 or s.shape[-1] not in (
+                    None, self.units)):
+                raise ValueError(f"{type(self).__name__}'s initial_state holds tensors of "
+                                 f"shape (batch, {self.units}). Received: shape {s.shape}")
+        return states
+
+    def _state_names(self) -> str:
+        return "[state_h, state_c]" if self.STATES == 2 else "[state_h]"
+
+    def _dropout_masks(self, training, rng, batch, features):
+        """(input masks, recurrent masks), each None or (count, batch, size): drawn once per
+        sequence, one per gate when recurrent_dropout is set (Keras's implementation 1)."""
+        if not training or (self.dropout == 0.0 and self.recurrent_dropout == 0.0):
+            return None, None
+        if rng is None:
+            raise ValueError(f"Layer {self.name!r} has dropout and was applied in training "
+                             "mode without a random key (rng=...).")
+        count = self.GATES if self.recurrent_dropout > 0.0 else 1
+        input_key, recurrent_key = jax.random.split(rng)
+        input_masks = (cells.dropout_masks(input_key, self.dropout, count, (batch, features))
+                       if self.dropout > 0.0 else None)
+        recurrent_masks = (cells.dropout_masks(recurrent_key, self.recurrent_dropout, count,
+                                               (batch, self.units))
+                           if self.recurrent_dropout > 0.0 else None)
+        return input_masks, recurrent_masks
+
+
+class SimpleRNN(RNNBase):
+    """A fully-connected RNN: `h_t = activation(x_t @ kernel + h_{t-1} @ recurrent_kernel +
+    bias)`, as Keras's SimpleRNN.
+
+    Args:
+        units: size of the output and of the state.
+        activation: default "tanh".
+        use_bias, kernel_initializer ("glorot_uniform"), recurrent_initializer
+            ("orthogonal"), bias_initializer ("zeros"): as Keras.
+        dropout, recurrent_dropout: dropout rates of the inputs and of the state (one mask per
+            sequence, in training).
+        return_sequences: return every step's output (batch, time, units), not only the last.
+        return_state: also return the final state: `[output, state_h]`.
+        go_backwards: read the sequence from its end (outputs come in that order).
+        stateful: only False. unroll: accepted, ignored (kilnet always compiles a scan).
+        seed: accepted; dropout draws from the key the model passes.
+
+    Call: `layer(sequences, initial_state=None, mask=None, training=None)` with sequences of
+    shape (batch, time, features); time may vary between batches (`Input(shape=(None, f))`).
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> rnn = kilnet.layers.SimpleRNN(4, return_sequences=True)
+        >>> rnn(np.ones((2, 5, 3))).shape
+        (2, 5, 4)
+        >>> [(w.name, w.shape) for w in rnn.weights]
+        [('kernel', (3, 4)), ('recurrent_kernel', (4, 4)), ('bias', (4,))]
+    """
+
+    config_keys = ("return_sequences", "return_state", "go_backwards", "stateful", "unroll",
+                   "zero_output_for_mask", "units", "activation", "use_bias",
+                   "kernel_initializer", "recurrent_initializer", "bias_initializer",
+                   "dropout", "recurrent_dropout")
+
+    def __init__(self, units, activation="tanh", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
+                 recurrent_constraint=None, bias_constraint=None, dropout=0.0,
+                 recurrent_dropout=0.0, return_sequences=False, return_state=False,
+                 go_backwards=False, stateful=False, unroll=False, seed=None, **kwargs):
+        super().__init__(
+            units, activation=activation, recurrent_activation=None, use_bias=use_bias,
+            kernel_initializer=kernel_initializer, recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer, dropout=dropout,
+            recurrent_dropout=recurrent_dropout, seed=seed, return_sequences=return_sequences,
+            return_state=return_state, go_backwards=go_backwards, stateful=stateful,
+            unroll=unroll, unsupported=_regularization(
+                kernel_regularizer, recurrent_regularizer, bias_regularizer,
+                activity_regularizer, kernel_constraint, recurrent_constraint,
+                bias_constraint), **kwargs)
+
+    def _step(self, params, recurrent_masks):
+        return functools.partial(cells.simple_rnn_step,
+                                 recurrent_kernel=params["recurrent_kernel"],
+                                 masks=recurrent_masks, activation=self._activation_fn)
+
+
+class LSTM(RNNBase):
+    """Long Short-Term Memory (Hochreiter & Schmidhuber, 1997), as Keras's LSTM: gates i, f, c,
+    o side by side in the kernels (features, 4 * units) and (units, 4 * units).
+
+    Args:
+        units: size of the output and of the states.
+        activation ("tanh"), recurrent_activation ("sigmoid"): of the cell and of the gates.
+        unit_forget_bias: add 1 to the forget gate's bias at initialization (default True).
+        Others as SimpleRNN; return_state gives `[output, state_h, state_c]` and
+        initial_state takes `[state_h, state_c]`.
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> tokens = kilnet.Input(shape=(None,), dtype="int32")
+        >>> x = kilnet.layers.Embedding(100, 8)(tokens)
+        >>> output, h, c = kilnet.layers.LSTM(16, return_state=True)(x)
+        >>> output.shape, h.shape, c.shape
+        ((None, 16), (None, 16), (None, 16))
+        >>> layer = kilnet.layers.LSTM(2)
+        >>> layer.init(np.random.default_rng(0), (7, 3))[0]["bias"].tolist()
+        [0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+    """
+
+    GATES = 4
+    STATES = 2
+    config_keys = ("return_sequences", "return_state", "go_backwards", "stateful", "unroll",
+                   "zero_output_for_mask", "units", "activation", "recurrent_activation",
+                   "use_bias", "kernel_initializer", "recurrent_initializer",
+                   "bias_initializer", "unit_forget_bias", "dropout", "recurrent_dropout",
+                   "seed")
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
+                 use_bias=True, kernel_initializer="glorot_uniform",
+                 recurrent_initializer="orthogonal", bias_initializer="zeros",
+                 unit_forget_bias=True, kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
+                 recurrent_constraint=None, bias_constraint=None, dropout=0.0,
+                 recurrent_dropout=0.0, seed=None, return_sequences=False, return_state=False,
+                 go_backwards=False, stateful=False, unroll=False, use_cudnn="auto",
+                 **kwargs):
+        super().__init__(
+            units, activation=activation, recurrent_activation=recurrent_activation,
+            use_bias=use_bias, kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
+            dropout=dropout, recurrent_dropout=recurrent_dropout, seed=seed,
+            return_sequences=return_sequences, return_state=return_state,
+            go_backwards=go_backwards, stateful=stateful, unroll=unroll, use_cudnn=use_cudnn,
+            unsupported=_regularization(
+                kernel_regularizer, recurrent_regularizer, bias_regularizer,
+                activity_regularizer, kernel_constraint, recurrent_constraint,
+                bias_constraint), **kwargs)
+        self.unit_forget_bias = _check_bool(unit_forget_bias, "unit_forget_bias")
+
+    def _initial_bias(self, rng):
+        if not self.unit_forget_bias:
+            return super()._initial_bias(rng)
+        # As Keras: the initializer for i, ones for f, the initializer for c and o.
+        fill = initializers.get(self.bias_initializer)
+        return np.concatenate([fill(rng, (self.units,)), np.ones(self.units, np.float32),
+                               fill(rng, (2 * self.units,))])
+
+    def _step(self, params, recurrent_masks):
+        return functools.partial(cells.lstm_step, recurrent_kernel=params["recurrent_kernel"],
+                                 masks=recurrent_masks, activation=self._activation_fn,
+                                 recurrent_activation=self._recurrent_activation_fn)
+
+
+class GRU(RNNBase):
+    """Gated Recurrent Unit (Cho et al., 2014), as Keras's GRU: gates z, r, h side by side in
+    the kernels (features, 3 * units) and (units, 3 * units).
+
+    Args:
+        units: size of the output and of the state.
+        activation ("tanh"), recurrent_activation ("sigmoid"): of the candidate and the gates.
+        reset_after: True (default, cuDNN's form): the reset gate multiplies the recurrent
+            part after its matmul, and the bias is (2, 3 * units): input and recurrent biases.
+            False: before it, with one bias (3 * units,).
+        Others as SimpleRNN; return_state gives `[output, state_h]`.
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> gru = kilnet.layers.GRU(4, return_sequences=True, return_state=True)
+        >>> sequence, h = gru(np.ones((2, 5, 3)))
+        >>> sequence.shape, h.shape
+        ((2, 5, 4), (2, 4))
+        >>> [w.shape for w in gru.weights]
+        [(3, 12), (4, 12), (2, 12)]
+    """
+
+    GATES = 3
+    config_keys = ("return_sequences", "return_state", "go_backwards", "stateful", "unroll",
+                   "zero_output_for_mask", "units", "activation", "recurrent_activation",
+                   "use_bias", "kernel_initializer", "recurrent_initializer",
+                   "bias_initializer", "dropout", "recurrent_dropout", "reset_after", "seed")
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
+                 use_bias=True, kernel_initializer="glorot_uniform",
+                 recurrent_initializer="orthogonal", bias_initializer="zeros",
+                 kernel_regularizer=None, recurrent_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, recurrent_constraint=None,
+                 bias_constraint=None, dropout=0.0, recurrent_dropout=0.0, seed=None,
+                 return_sequences=False, return_state=False, go_backwards=False,
+                 stateful=False, unroll=False, reset_after=True, use_cudnn="auto", **kwargs):
+        super().__init__(
+            units, activation=activation, recurrent_activation=recurrent_activation,
+            use_bias=use_bias, kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
+            dropout=dropout, recurrent_dropout=recurrent_dropout, seed=seed,
+            return_sequences=return_sequences, return_state=return_state,
+            go_backwards=go_backwards, stateful=stateful, unroll=unroll, use_cudnn=use_cudnn,
+            unsupported=_regularization(
+                kernel_regularizer, recurrent_regularizer, bias_regularizer,
+                activity_regularizer, kernel_constraint, recurrent_constraint,
+                bias_constraint), **kwargs)
+        self.reset_after = _check_bool(reset_after, "reset_after")
+
+    def _initial_bias(self, rng):
+        shape = (2, 3 * self.units) if self.reset_after else (3 * self.units,)
+        return initializers.get(self.bias_initializer)(rng, shape)
+
+    def _input_bias(self, params):
+        bias = params.get("bias")
+        return bias[0] if bias is not None and self.reset_after else bias
+
+    def _step(self, params, recurrent_masks):
+        bias = params.get("bias")
+        return functools.partial(
+            cells.gru_step, recurrent_kernel=params["recurrent_kernel"],
+            recurrent_bias=bias[1] if bias is not None and self.reset_after else None,
+            masks=recurrent_masks, activation=self._activation_fn,
+            recurrent_activation=self._recurrent_activation_fn, reset_after=self.reset_after)
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def _sequence_mask(mask, batch_and_time):
+    """A sequence mask as bool (batch, time), checked; None stays None."""
+    if mask is None:
+        return None
+    mask = jnp.asarray(mask)
+    if mask.shape != tuple(batch_and_time):
+        raise ValueError(f"A recurrent layer's mask has the shape (batch, time) = "
+                         f"{tuple(batch_and_time)}. Received: mask of shape {mask.shape}")
+    return mask.astype(bool)
+
+
+def _regularization(kernel_regularizer, recurrent_regularizer, bias_regularizer,
+                    activity_regularizer, kernel_constraint, recurrent_constraint,
+                    bias_constraint) -> dict:
+    return dict(kernel_regularizer=kernel_regularizer,
+                recurrent_regularizer=recurrent_regularizer, bias_regularizer=bias_regularizer,
+                activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
+                recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint)
+
+
+def _refuse_unsupported(layer: str, **options):
+    """Keras arguments kilnet has no counterpart for yet: refused rather than ignored."""
+    given = {name: value for name, value in options.items() if value is not None}
+    if given:
+        raise ValueError(
+            f"{layer} does not support {', '.join(sorted(given))} yet. Received: "
+            + ", ".join(f"{name}={value!r}" for name, value in sorted(given.items())))
+
+
+def _check_initializer(value, argument):
+    try:
+        initializers.get(value)
+    except ValueError as error:
+        raise ValueError(f"{argument}: {error}") from None
+
+
+def _positive_int(value, argument: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{argument} must be a positive integer. Received: "
+                         f"{argument}={value!r}")
+    return value
+
+
+def _rate(value, argument: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"{argument} must be a number in [0, 1). Received: "
+                         f"{argument}={value!r}")
+    return float(value)
+
+
+def _check_bool(value, argument: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{argument} must be True or False. Received: {argument}={value!r}")
+    return value
