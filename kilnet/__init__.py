@@ -25,6 +25,7 @@ from kilnet import (
     ops,
     optimizers,
     random,
+    regularizers,
     report,
     utils,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "optimizers",
     "plot_history",
     "random",
+    "regularizers",
     "report",
     "utils",
 ]

@@ -12,9 +12,11 @@ MODULES = ["kilnet.layers._base", "kilnet.layers._core", "kilnet.layers._node",
            "kilnet.utils", "kilnet.layers._merge", "kilnet.layers._reshaping",
            "kilnet.layers._attention", "kilnet.layers._layer_norm",
            "kilnet.layers._embedding", "kilnet.layers._conv1d", "kilnet.layers._conv_transpose",
+           "kilnet.layers._conv_more", "kilnet.layers._conv3d",
            "kilnet.layers._pooling",
            "kilnet.layers._preprocessing", "kilnet.layers._augmentation",
-           "kilnet.layers._recurrent", "kilnet.layers._wrappers"]
+           "kilnet.layers._recurrent", "kilnet.layers._wrappers",
+           "kilnet.layers._activations", "kilnet.layers._regularization", "kilnet.regularizers"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -189,6 +189,6 @@ def test_workflow_errors():
         model.compile(optimizer="adam", loss="mse", foo=1)
     model.compile(optimizer="adam", loss="mse", jit_compile=True)  # tolerated, as in Keras
     with pytest.raises(TypeError, match="unsupported arguments"):
-        model.fit(x, y, sample_weight=np.ones(4))
+        model.fit(x, y, steps_per_execution=4)
     with pytest.raises(ValueError, match="samples of shape \\(4,\\) but the model expects"):
         model.fit(np.zeros((4, 4), np.float32), y)

@@ -114,7 +114,9 @@ def test_batch_size_larger_than_data_warns_and_uses_one_batch():
 
 def test_validation_data_malformed(model):
     with pytest.raises(InputError, match=r"validation_data must be a tuple \(x_val, y_val\)"):
-        fit(model, validation_data=(X, Y, Y))
+        fit(model, validation_data=(X, Y, Y, Y))
+    with pytest.raises(InputError, match=r"validation_data\[2\] must hold one weight per "):
+        fit(model, validation_data=(X, Y, np.ones(3)))
     with pytest.raises(InputError, match=r"validation_data\[0\] has samples of shape \(5,\)"):
         fit(model, validation_data=(np.zeros((2, 5)), Y[:2]))
     with pytest.raises(InputError, match=r"validation_data\[1\] has class ids up to 7"):

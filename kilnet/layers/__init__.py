@@ -1,5 +1,6 @@
 """Keras-named layers. Each layer describes a computation; the model owns its arrays."""
 
+from kilnet.layers._activations import ELU, Identity, LeakyReLU, PReLU, ReLU, Softmax
 from kilnet.layers._attention import Attention, MultiHeadAttention
 from kilnet.layers._augmentation import (RandomBrightness, RandomContrast, RandomFlip,
                                          RandomRotation, RandomTranslation, RandomZoom)
@@ -7,6 +8,8 @@ from kilnet.layers._base import ActivatedLayer, Layer
 from kilnet.layers._conv import Conv2D
 from kilnet.layers._conv1d import Conv1D
 from kilnet.layers._conv_transpose import Conv2DTranspose
+from kilnet.layers._conv3d import AveragePooling3D, Conv3D, MaxPooling3D
+from kilnet.layers._conv_more import Conv1DTranspose, DepthwiseConv2D, SeparableConv2D
 from kilnet.layers._core import (
     Activation,
     Dropout,
@@ -21,6 +24,8 @@ from kilnet.layers._dense import Dense
 from kilnet.layers._embedding import Embedding
 from kilnet.layers._layer_norm import (GroupNormalization, LayerNormalization,
                                        UnitNormalization)
+from kilnet.layers._merge import (add, average, concatenate, dot, maximum, minimum, multiply,
+                                  subtract)
 from kilnet.layers._merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply,
                                   Subtract)
 from kilnet.layers._normalization import BatchNormalization
@@ -28,6 +33,8 @@ from kilnet.layers._pooling import AveragePooling2D, GlobalAveragePooling2D, Max
 from kilnet.layers._pooling import (AveragePooling1D, GlobalAveragePooling1D,
                                     GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D)
 from kilnet.layers._preprocessing import CenterCrop, Normalization, Resizing
+from kilnet.layers._regularization import (ActivityRegularization, GaussianDropout,
+                                           GaussianNoise, SpatialDropout1D, SpatialDropout2D)
 from kilnet.layers._recurrent import GRU, LSTM, SimpleRNN
 from kilnet.layers._reshaping import (Cropping1D, Cropping2D, Permute, RepeatVector,
                                       UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D)
@@ -36,7 +43,9 @@ from kilnet.layers._wrappers import Bidirectional, TimeDistributed
 # The allowlist of layer types a model file may name (see kilnet/saving).
 LAYER_TYPES = {
     cls.__name__: cls
-    for cls in (InputLayer, Masking, Dense, Flatten, Reshape, Activation, Dropout, Rescaling, Conv2D,
+    for cls in (ReLU, LeakyReLU, PReLU, ELU, Softmax, Identity, SpatialDropout1D,
+                SpatialDropout2D, GaussianNoise, GaussianDropout, ActivityRegularization,
+                InputLayer, Masking, Dense, Flatten, Reshape, Activation, Dropout, Rescaling, Conv2D,
                 MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, BatchNormalization,
                 Embedding, Conv1D, Conv2DTranspose, MaxPooling1D, AveragePooling1D,
                 GlobalAveragePooling1D, GlobalMaxPooling1D, GlobalMaxPooling2D,
@@ -47,10 +56,16 @@ LAYER_TYPES = {
                 UnitNormalization,
                 Normalization, Resizing, CenterCrop, RandomFlip, RandomRotation,
                 RandomZoom, RandomTranslation, RandomContrast, RandomBrightness,
-                SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed)
+                SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed,
+                Conv1DTranspose, DepthwiseConv2D, SeparableConv2D, Conv3D,
+                MaxPooling3D, AveragePooling3D)
 }
 
 __all__ = [
+    "ELU", "Identity", "LeakyReLU", "PReLU", "ReLU", "Softmax",
+    "ActivityRegularization", "GaussianDropout", "GaussianNoise", "SpatialDropout1D",
+    "SpatialDropout2D",
+    "add", "average", "concatenate", "dot", "maximum", "minimum", "multiply", "subtract",
     "Masking",
     "ActivatedLayer", "Activation", "AveragePooling2D", "BatchNormalization", "Conv2D", "Dense",
     "Dropout", "Flatten", "GlobalAveragePooling2D", "Input", "InputLayer", "LAYER_TYPES", "Layer",
@@ -65,4 +80,6 @@ __all__ = [
     "CenterCrop", "Normalization", "RandomBrightness", "RandomContrast", "RandomFlip",
     "RandomRotation", "RandomTranslation", "RandomZoom", "Resizing",
     "Bidirectional", "GRU", "LSTM", "SimpleRNN", "TimeDistributed",
+    "AveragePooling3D", "Conv1DTranspose", "Conv3D", "DepthwiseConv2D", "MaxPooling3D",
+    "SeparableConv2D",
 ]

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from kilnet import initializers
+from kilnet import initializers, regularizers
 from kilnet.layers._base import ActivatedLayer
 
 PADDINGS = ("valid", "same", "causal")
@@ -144,7 +144,8 @@ class Conv1D(ActivatedLayer):
 
     config_keys = ("filters", "kernel_size", "strides", "padding", "data_format",
                    "dilation_rate", "activation", "use_bias", "kernel_initializer",
-                   "bias_initializer")
+                   "bias_initializer", "kernel_regularizer", "bias_regularizer",
+                   "activity_regularizer")
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
                  dilation_rate=1, groups=1, activation=None, use_bias=True,
@@ -162,10 +163,11 @@ class Conv1D(ActivatedLayer):
                              f"Received: padding={padding!r}")
         if groups != 1:
             raise ValueError(f"Conv1D supports groups=1 only for now. Received: groups={groups!r}")
-        refuse_unsupported("Conv1D", kernel_regularizer=kernel_regularizer,
-                           bias_regularizer=bias_regularizer,
-                           activity_regularizer=activity_regularizer,
-                           kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
+        refuse_unsupported("Conv1D", kernel_constraint=kernel_constraint,
+                           bias_constraint=bias_constraint)
+        regularizers.set_layer_regularizers(self, kernel_regularizer=kernel_regularizer,
+                                            bias_regularizer=bias_regularizer,
+                                            activity_regularizer=activity_regularizer)
         initializers.get(kernel_initializer), initializers.get(bias_initializer)
         self.padding = padding.lower()
         self.data_format = check_channels_last(data_format)
@@ -200,8 +202,17 @@ class Conv1D(ActivatedLayer):
             params["bias"] = initializers.get(self.bias_initializer)(rng, (self.filters,))
         return params, {}, out_shape
 
-    def pre_activation(self, params, state, x, **_):
+    def pre_activation(self, params, state, x, sample_mask=None, **_):
         y = conv1d(x, params["kernel"], self.strides[0], self.dilation_rate[0], self.padding)
         if self.use_bias:
             y = y + params["bias"]
+        regularizers.add_layer_penalties(self, params, _WEIGHTS, lambda: self.activate(y),
+                                         sample_mask)
         return y, state
+
+    def get_config(self):
+        return regularizers.serialize_into(super().get_config(), self, _REGULARIZERS)
+
+
+_WEIGHTS = {"kernel_regularizer": "kernel", "bias_regularizer": "bias"}
+_REGULARIZERS = ("kernel_regularizer", "bias_regularizer", "activity_regularizer")

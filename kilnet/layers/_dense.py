@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from kilnet import initializers
+from kilnet import initializers, regularizers
 from kilnet.layers._base import ActivatedLayer
 
 
 class Dense(ActivatedLayer):
     _supports_masking = True  # passes a sequence mask on, as Keras
-    config_keys = ("units", "activation", "use_bias", "kernel_initializer", "bias_initializer")
+    config_keys = ("units", "activation", "use_bias", "kernel_initializer", "bias_initializer",
+                   "kernel_regularizer", "bias_regularizer", "activity_regularizer")
 
     def __init__(self, units, activation=None, use_bias=True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 **kwargs):
         super().__init__(activation=activation, **kwargs)
         if not isinstance(units, int) or isinstance(units, bool) or units < 1:
             raise ValueError(f"units must be a positive integer. Received: units={units!r}")
@@ -20,6 +23,12 @@ class Dense(ActivatedLayer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
+        regularizers.set_layer_regularizers(self, kernel_regularizer=kernel_regularizer,
+                                            bias_regularizer=bias_regularizer,
+                                            activity_regularizer=activity_regularizer)
+
+    def get_config(self):
+        return regularizers.serialize_into(super().get_config(), self, _REGULARIZERS)
 
     @property
     def param_names(self):
@@ -35,8 +44,14 @@ class Dense(ActivatedLayer):
             params["bias"] = initializers.get(self.bias_initializer)(rng, (self.units,))
         return params, {}, self.compute_output_shape(input_shape)
 
-    def pre_activation(self, params, state, x, **_):
+    def pre_activation(self, params, state, x, sample_mask=None, **_):
         y = x @ params["kernel"]
         if self.use_bias:
             y = y + params["bias"]
+        regularizers.add_layer_penalties(self, params, _WEIGHTS, lambda: self.activate(y),
+                                         sample_mask)
         return y, state
+
+
+_WEIGHTS = {"kernel_regularizer": "kernel", "bias_regularizer": "bias"}
+_REGULARIZERS = ("kernel_regularizer", "bias_regularizer", "activity_regularizer")

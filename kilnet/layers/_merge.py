@@ -367,3 +367,51 @@ def _l2_normalize(x, axis):
         x = x.astype(jnp.float32)
     inverse = lax.rsqrt(jnp.sum(jnp.square(x), axis=axis, keepdims=True))
     return x * jnp.minimum(inverse, 1.0 / _EPSILON)
+
+
+# -- Keras's functional forms: `add([a, b])` is `Add()([a, b])` ------------------------------------
+def add(inputs, **kwargs):
+    """`Add(**kwargs)(inputs)`.
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import layers
+        >>> np.asarray(layers.add([np.ones((1, 2)), np.ones((1, 2))])).tolist()
+        [[2.0, 2.0]]
+    """
+    return Add(**kwargs)(inputs)
+
+
+def subtract(inputs, **kwargs):
+    """`Subtract(**kwargs)(inputs)`."""
+    return Subtract(**kwargs)(inputs)
+
+
+def multiply(inputs, **kwargs):
+    """`Multiply(**kwargs)(inputs)`."""
+    return Multiply(**kwargs)(inputs)
+
+
+def average(inputs, **kwargs):
+    """`Average(**kwargs)(inputs)`."""
+    return Average(**kwargs)(inputs)
+
+
+def maximum(inputs, **kwargs):
+    """`Maximum(**kwargs)(inputs)`."""
+    return Maximum(**kwargs)(inputs)
+
+
+def minimum(inputs, **kwargs):
+    """`Minimum(**kwargs)(inputs)`."""
+    return Minimum(**kwargs)(inputs)
+
+
+def concatenate(inputs, axis=-1, **kwargs):
+    """`Concatenate(axis=axis, **kwargs)(inputs)`."""
+    return Concatenate(axis=axis, **kwargs)(inputs)
+
+
+def dot(inputs, axes=-1, normalize=False, **kwargs):
+    """`Dot(axes=axes, normalize=normalize, **kwargs)(inputs)`."""
+    return Dot(axes=axes, normalize=normalize, **kwargs)(inputs)

@@ -1,0 +1,180 @@
+"""Regularization layers beyond Dropout: SpatialDropout1D/2D, GaussianNoise, GaussianDropout,
+ActivityRegularization.
+
+Why: they fight overfitting in ways Dropout cannot. Spatial dropout drops whole feature maps
+(neighbouring steps or pixels are correlated, so dropping single values barely regularizes a
+convolution); the Gaussian layers perturb instead of zeroing; ActivityRegularization penalizes
+large activations through the loss. The random ones act only in training, drawing from the
+JAX key `apply` receives (the model's seed decides; `seed` is accepted for Keras code and not
+used), and are the identity at inference.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from kilnet import regularizers
+from kilnet.layers._base import Layer
+
+
+def _rate(value, argument="rate") -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"{argument} must be a number in [0, 1). Received: {argument}={value!r}")
+    return float(value)
+
+
+def _key(layer, rng):
+    if rng is None:
+        raise ValueError(f"{type(layer).__name__} {layer.name!r} was applied in training mode "
+                         "without a random key (rng=...).")
+    return rng
+
+
+class _SpatialDropout(Layer):
+    _supports_masking = True
+    config_keys = ("rate",)
+    rank = 0  # the input's rank with the batch axis
+
+    def __init__(self, rate, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = _rate(rate)
+        del seed  # the model's key decides (see the module docstring)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) + 1 != self.rank:
+            raise ValueError(f"{type(self).__name__} expects inputs of rank {self.rank} (batch "
+                             "axis included), channels last. Received: an input of shape "
+                             f"{(None,) + tuple(input_shape)}")
+        return input_shape
+
+    def apply(self, params, state, x, *, training=False, rng=None, **_):
+        self.compute_output_shape(tuple(x.shape[1:]))
+        if not training or self.rate == 0.0:
+            return x, state
+        # one draw per (sample, channel), shared over the steps / pixels
+        shape = (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)
+        keep = jax.random.bernoulli(_key(self, rng), 1.0 - self.rate, shape)
+        return jnp.where(keep, x / (1.0 - self.rate), 0.0).astype(x.dtype), state
+
+
+class SpatialDropout1D(_SpatialDropout):
+    """Dropout of whole channels of a sequence (batch, steps, channels), in training only.
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import layers
+        >>> y = np.asarray(layers.SpatialDropout1D(0.5)(np.ones((1, 4, 3)), training=True))
+        >>> bool(np.all((y == y[:, :1]) & ((y == 0) | (y == 2))))
+        True
+    """
+
+    rank = 3
+
+
+class SpatialDropout2D(_SpatialDropout):
+    """Dropout of whole channels of an image (batch, height, width, channels), in training
+    only (channels last).
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import layers
+        >>> x = np.ones((1, 2, 2, 3))
+        >>> np.array_equal(layers.SpatialDropout2D(0.5)(x), x)  # inference: the identity
+        True
+    """
+
+    rank = 4
+
+    def __init__(self, rate, data_format=None, seed=None, **kwargs):
+        if data_format not in (None, "channels_last"):
+            raise ValueError("SpatialDropout2D supports data_format='channels_last' only. "
+                             f"Received: data_format={data_format!r}")
+        super().__init__(rate, seed=seed, **kwargs)
+        self.data_format = "channels_last"
+
+
+class GaussianNoise(Layer):
+    """Adds N(0, stddev) noise in training; the identity at inference.
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import layers
+        >>> y = np.asarray(layers.GaussianNoise(0.1)(np.zeros((1000, 10)), training=True))
+        >>> bool(0.09 < y.std() < 0.11)
+        True
+    """
+
+    _supports_masking = True
+    config_keys = ("stddev",)
+
+    def __init__(self, stddev, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(stddev, bool) or not isinstance(stddev, (int, float)) \
+                or not 0 <= stddev <= 1:
+            raise ValueError("stddev must be a number in [0, 1] (as Keras). "
+                             f"Received: stddev={stddev!r}")
+        self.stddev = float(stddev)
+        del seed
+
+    def apply(self, params, state, x, *, training=False, rng=None, **_):
+        if not training or self.stddev == 0.0:
+            return x, state
+        noise = jax.random.normal(_key(self, rng), x.shape, x.dtype) * self.stddev
+        return x + noise, state
+
+
+class GaussianDropout(Layer):
+    """Multiplies by N(1, sqrt(rate / (1 - rate))) noise in training; the identity at
+    inference.
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import layers
+        >>> y = np.asarray(layers.GaussianDropout(0.5)(np.ones((1000, 10)), training=True))
+        >>> bool(0.95 < y.std() < 1.05 and 0.95 < y.mean() < 1.05)
+        True
+    """
+
+    _supports_masking = True
+    config_keys = ("rate",)
+
+    def __init__(self, rate, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = _rate(rate)
+        del seed
+
+    def apply(self, params, state, x, *, training=False, rng=None, **_):
+        if not training or self.rate == 0.0:
+            return x, state
+        stddev = math.sqrt(self.rate / (1.0 - self.rate))
+        noise = 1.0 + jax.random.normal(_key(self, rng), x.shape, x.dtype) * stddev
+        return x * noise, state
+
+
+class ActivityRegularization(Layer):
+    """Returns its input and adds `(l1 * sum|x| + l2 * sum x**2) / batch size` to the loss
+    (Keras divides activity penalties by the batch size).
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import layers
+        >>> layer = layers.ActivityRegularization(l2=0.5)
+        >>> _ = layer(np.ones((2, 3)))
+        >>> [float(v) for v in layer.losses]
+        [1.5]
+    """
+
+    _supports_masking = True
+    config_keys = ("l1", "l2")
+
+    def __init__(self, l1=0.0, l2=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.activity_regularizer = regularizers.L1L2(l1=l1, l2=l2)
+        self.l1, self.l2 = self.activity_regularizer.l1, self.activity_regularizer.l2
+
+    def apply(self, params, state, x, *, sample_mask=None, **_):
+        regularizers.add_activity_penalty(self.activity_regularizer, x, sample_mask)
+        return x, state

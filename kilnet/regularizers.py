@@ -1,0 +1,220 @@
+"""Weight and activity penalties with Keras's names: `L1`, `L2`, `L1L2` ("l1", "l2", "l1_l2").
+
+Why a module of its own: a regularizer is a small configurable object that layers hold, save in
+their configs and call on a weight (or an output) to get a scalar added to the training loss.
+Layers add those scalars with `kilnet._scope.add_loss` inside `apply`, so the compiled step
+collects them exactly as Keras adds `model.losses`:
+
+- a weight penalty once per step, not scaled by the batch size (`add_weight_penalties`);
+- an activity penalty on the layer's output, divided by the batch size as Keras 3 divides it
+  (`add_activity_penalty`); kilnet counts only the real samples of a padded last batch, which
+  is what Keras sees on its shorter last batch.
+
+In a saved config a regularizer is `{"class_name": "L2", "config": {"l2": 0.01}}`, rebuilt by
+`get` from this module's own classes only (a file never names code to import).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from kilnet import _scope
+
+
+def _factor(value, argument: str) -> float:
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 \
+            or value != value or value == float("inf"):
+        raise ValueError(f"{argument} must be a non-negative finite number. "
+                         f"Received: {argument}={value!r}")
+    return float(value)
+
+
+class Regularizer:
+    """Base class: `regularizer(x)` returns a scalar penalty of the array `x`.
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import regularizers
+        >>> float(regularizers.Regularizer()(np.ones((2, 2))))
+        0.0
+    """
+
+    def __call__(self, x):
+        return jnp.zeros((), jnp.float32)
+
+    def get_config(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    __hash__ = object.__hash__
+
+
+class L1L2(Regularizer):
+    """`l1 * sum(|x|) + l2 * sum(x**2)` (both default to 0, as Keras's `L1L2`).
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import regularizers
+        >>> round(float(regularizers.L1L2(l1=0.1, l2=0.01)(np.full((2, 2), 2.0))), 4)
+        0.96
+    """
+
+    def __init__(self, l1=0.0, l2=0.0):
+        self.l1 = _factor(l1, "l1")
+        self.l2 = _factor(l2, "l2")
+
+    def __call__(self, x):
+        x = jnp.asarray(x, jnp.float32)
+        penalty = jnp.zeros((), x.dtype)
+        if self.l1:
+            penalty = penalty + self.l1 * jnp.sum(jnp.abs(x))
+        if self.l2:
+            penalty = penalty + self.l2 * jnp.sum(jnp.square(x))
+        return penalty
+
+    def get_config(self) -> dict:
+        return {"l1": self.l1, "l2": self.l2}
+
+
+class L1(Regularizer):
+    """`l1 * sum(|x|)` (default l1=0.01).
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import regularizers
+        >>> round(float(regularizers.L1(0.1)(np.array([1.0, -2.0]))), 4)
+        0.3
+    """
+
+    def __init__(self, l1=0.01):
+        self.l1 = _factor(l1, "l1")
+
+    def __call__(self, x):
+        return self.l1 * jnp.sum(jnp.abs(jnp.asarray(x, jnp.float32)))
+
+    def get_config(self) -> dict:
+        return {"l1": self.l1}
+
+
+class L2(Regularizer):
+    """`l2 * sum(x**2)` (default l2=0.01).
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import regularizers
+        >>> round(float(regularizers.L2(0.1)(np.array([1.0, -2.0]))), 4)
+        0.5
+    """
+
+    def __init__(self, l2=0.01):
+        self.l2 = _factor(l2, "l2")
+
+    def __call__(self, x):
+        return self.l2 * jnp.sum(jnp.square(jnp.asarray(x, jnp.float32)))
+
+    def get_config(self) -> dict:
+        return {"l2": self.l2}
+
+
+# Keras's lower-case functional aliases
+l1, l2, l1_l2 = L1, L2, L1L2
+
+_BY_NAME = {"Regularizer": Regularizer, "L1": L1, "L2": L2, "L1L2": L1L2,
+            "l1": L1, "l2": L2, "l1_l2": L1L2, "l1l2": L1L2}
+
+
+def serialize(regularizer) -> dict | None:
+    """{"class_name", "config"} of a kilnet regularizer (None stays None)."""
+    if regularizer is None:
+        return None
+    if not isinstance(regularizer, Regularizer):
+        raise ValueError("Only kilnet.regularizers objects can be saved in a config; a plain "
+                         "function cannot be rebuilt from a file. Received: "
+                         f"{regularizer!r}")
+    return {"class_name": type(regularizer).__name__, "config": regularizer.get_config()}
+
+
+def get(identifier, argument: str = "regularizer"):
+    """A regularizer from None, a name ("l1", "l2", "l1_l2"), a config dict, a Regularizer or
+    a callable `f(x) -> scalar`."""
+    if identifier is None:
+        return None
+    if isinstance(identifier, Regularizer):
+        return identifier
+    if isinstance(identifier, str) and identifier in _BY_NAME:
+        return _BY_NAME[identifier]()
+    if isinstance(identifier, dict) and set(identifier) <= {"class_name", "config", "module",
+                                                            "registered_name"} \
+            and identifier.get("class_name") in _BY_NAME:
+        config = identifier.get("config") or {}
+        if not isinstance(config, dict):
+            raise ValueError(f"{argument}: a regularizer's config must be a dict. "
+                             f"Received: {argument}={identifier!r}")
+        return _BY_NAME[identifier["class_name"]].from_config(config)
+    if callable(identifier) and not isinstance(identifier, type):
+        return identifier
+    raise ValueError(f"{argument} must be None, one of 'l1', 'l2', 'l1_l2', a "
+                     "kilnet.regularizers object, its config or a callable. "
+                     f"Received: {argument}={identifier!r}")
+
+
+def add_weight_penalties(regularized: dict, params: dict) -> None:
+    """Add `regularizer(params[name])` to the loss for each weight name -> regularizer."""
+    for name, regularizer in regularized.items():
+        if regularizer is not None and name in params:
+            _scope.add_loss(jnp.sum(regularizer(params[name])))
+
+
+def activity_penalty(regularizer, outputs, sample_mask=None):
+    """Keras's activity penalty of `outputs`: regularizer(outputs) / batch size, over the real
+    samples only (`sample_mask`) when the batch is padded."""
+    outputs = jnp.asarray(outputs)
+    if outputs.ndim == 0:
+        return jnp.sum(regularizer(outputs))
+    if sample_mask is None:
+        count = outputs.shape[0]
+    else:
+        keep = jnp.reshape(sample_mask, (-1,) + (1,) * (outputs.ndim - 1))
+        outputs = jnp.where(keep, outputs, 0.0)
+        count = jnp.maximum(jnp.sum(sample_mask.astype(jnp.float32)), 1.0)
+    return jnp.sum(regularizer(outputs)) / count
+
+
+def add_activity_penalty(regularizer, outputs, sample_mask=None) -> None:
+    if regularizer is not None:
+        _scope.add_loss(activity_penalty(regularizer, outputs, sample_mask))
+
+
+def serialize_into(config: dict, layer, keys) -> dict:
+    """Replace the regularizer objects of `keys` in a layer's config by their configs."""
+    for key in keys:
+        config[key] = serialize(getattr(layer, key))
+    return config
+
+
+def set_layer_regularizers(layer, **given) -> None:
+    """Resolve a layer's `*_regularizer` arguments (checked, named in the error) onto it."""
+    for argument, value in given.items():
+        setattr(layer, argument, get(value, argument))
+
+
+def add_layer_penalties(layer, params, weights: dict, activate, sample_mask=None) -> None:
+    """A layer's penalties inside `apply`: each `weights` entry (argument -> weight name) whose
+    regularizer is set penalizes that weight; `activity_regularizer` penalizes `activate()`
+    (the layer's output, computed only when needed)."""
+    add_weight_penalties({name: getattr(layer, argument) for argument, name in weights.items()},
+                         params)
+    if getattr(layer, "activity_regularizer", None) is not None:
+        add_activity_penalty(layer.activity_regularizer, activate(), sample_mask)

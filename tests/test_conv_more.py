@@ -1,0 +1,293 @@
+"""Conv1DTranspose, DepthwiseConv2D, SeparableConv2D, Conv3D, 3-D pooling and Conv2D's
+dilation_rate/groups: shapes and dtypes, values against Keras 3 (weights copied with
+set_weights, which also checks their order), the CPU formulations against the native
+convolutions, gradients against finite differences, configs, tiny models that train and
+round-trip through save/load, then errors."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["KERAS_BACKEND"] = "jax"
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from conftest import check_grad  # noqa: E402
+
+import kilnet  # noqa: E402
+from kilnet import layers  # noqa: E402
+from kilnet.layers._conv import conv2d_native, conv2d_patches  # noqa: E402
+from kilnet.layers._conv3d import conv3d_native, conv3d_patches  # noqa: E402
+from kilnet.layers._conv_more import depthwise_native, depthwise_views  # noqa: E402
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def normal(shape, seed=0):
+    return rng(seed).normal(size=shape).astype(np.float32)
+
+
+def run(layer, x):
+    return np.asarray(jax.jit(lambda p, x: layer.apply(p, {}, x)[0])(layer.params_tree(), x))
+
+
+def against_keras(layer, keras_layer, x):
+    """Outputs of the kilnet layer and of the Keras layer given the same (random) weights."""
+    layer.build_weights(rng(), x.shape[1:])
+    layer.set_weights([normal(w.shape, 1 + i) for i, w in enumerate(layer.get_weights())])
+    y = run(layer, x)
+    keras_layer.build(x.shape)
+    keras_layer.set_weights(layer.get_weights())
+    return y, np.asarray(keras_layer(x))
+
+
+# (name, kwargs, input shape with batch)
+KERAS_CASES = [
+    ("Conv2D", dict(filters=4, kernel_size=3, dilation_rate=2), (2, 9, 8, 3)),
+    ("Conv2D", dict(filters=4, kernel_size=(3, 2), dilation_rate=(2, 3), padding="same"),
+     (2, 7, 8, 3)),
+    ("Conv2D", dict(filters=6, kernel_size=3, groups=3, padding="same"), (2, 6, 5, 6)),
+    ("Conv2D", dict(filters=4, kernel_size=3, groups=2, strides=2, activation="relu"),
+     (2, 9, 8, 4)),
+    ("Conv2D", dict(filters=4, kernel_size=2, groups=2, dilation_rate=2, use_bias=False),
+     (2, 7, 7, 2)),
+    ("Conv1DTranspose", dict(filters=3, kernel_size=3, strides=2, padding="same"), (2, 5, 4)),
+    ("Conv1DTranspose", dict(filters=3, kernel_size=4, strides=3), (2, 5, 4)),
+    ("Conv1DTranspose", dict(filters=2, kernel_size=3, strides=2, output_padding=1,
+                             padding="same"), (2, 5, 4)),
+    ("Conv1DTranspose", dict(filters=2, kernel_size=3, dilation_rate=2, use_bias=False),
+     (2, 6, 3)),
+    ("DepthwiseConv2D", dict(kernel_size=3), (2, 7, 6, 3)),
+    ("DepthwiseConv2D", dict(kernel_size=3, depth_multiplier=2, padding="same", strides=2,
+                             activation="tanh"), (2, 7, 6, 3)),
+    ("DepthwiseConv2D", dict(kernel_size=(2, 3), dilation_rate=2, use_bias=False),
+     (2, 7, 8, 2)),
+    ("SeparableConv2D", dict(filters=4, kernel_size=3), (2, 7, 6, 3)),
+    ("SeparableConv2D", dict(filters=5, kernel_size=3, depth_multiplier=2, padding="same",
+                             strides=2, activation="relu"), (2, 7, 6, 3)),
+    ("SeparableConv2D", dict(filters=2, kernel_size=2, dilation_rate=(2, 1), use_bias=False),
+     (2, 6, 6, 3)),
+    ("Conv3D", dict(filters=3, kernel_size=2), (2, 4, 5, 4, 2)),
+    ("Conv3D", dict(filters=3, kernel_size=(3, 2, 3), strides=2, padding="same"),
+     (2, 5, 4, 5, 2)),
+    ("Conv3D", dict(filters=2, kernel_size=2, dilation_rate=(1, 2, 2), use_bias=False),
+     (2, 4, 5, 5, 2)),
+    ("MaxPooling3D", dict(), (2, 4, 4, 6, 2)),
+    ("MaxPooling3D", dict(pool_size=3, strides=2, padding="same"), (2, 5, 4, 6, 2)),
+    ("AveragePooling3D", dict(pool_size=(2, 3, 2)), (2, 4, 6, 5, 2)),
+    ("AveragePooling3D", dict(pool_size=3, strides=2, padding="same"), (2, 5, 4, 6, 2)),
+]
+
+
+@pytest.mark.parametrize("name, kwargs, shape", KERAS_CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(KERAS_CASES)])
+def test_matches_keras_with_its_shape_and_dtype(name, kwargs, shape):
+    layer = getattr(layers, name)(**kwargs)
+    keras_layer = getattr(keras.layers, name)(**kwargs)
+    x = normal(shape)
+    y, expected = against_keras(layer, keras_layer, x)
+    assert y.shape[1:] == layer.compute_output_shape(shape[1:]) == expected.shape[1:]
+    assert y.dtype == np.float32
+    assert [w.shape for w in layer.get_weights()] == [
+        tuple(w.shape) for w in keras_layer.weights]
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_depthwise_against_numpy():
+    x, kernel = normal((1, 4, 5, 2)), normal((2, 2, 2, 3), 1)
+    layer = layers.DepthwiseConv2D(2, depth_multiplier=3, use_bias=False)
+    layer.build_weights(rng(), x.shape[1:])
+    layer.set_weights([kernel])
+    expected = np.zeros((1, 3, 4, 6), np.float32)
+    for i in range(3):
+        for j in range(4):
+            window = x[0, i:i + 2, j:j + 2, :]  # (2, 2, C)
+            expected[0, i, j] = np.einsum("abc,abcm->cm", window, kernel).reshape(-1)
+    np.testing.assert_allclose(run(layer, x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_conv1d_transpose_equals_conv2d_transpose_on_one_column():
+    x = normal((2, 5, 3))
+    layer = layers.Conv1DTranspose(2, 3, strides=2, padding="same")
+    layer.build_weights(rng(), x.shape[1:])
+    twin = layers.Conv2DTranspose(2, (3, 1), strides=(2, 1), padding="same")
+    twin.build_weights(rng(), (5, 1, 3))
+    twin.set_weights([layer.get_weights()[0][:, None], layer.get_weights()[1]])
+    np.testing.assert_allclose(run(layer, x), run(twin, x[:, :, None])[:, :, 0], rtol=1e-6)
+
+
+# -- the CPU formulations against the native convolutions ----------------------------------------
+@pytest.mark.parametrize("strides, padding, dilation, groups", [
+    ((1, 1), "valid", (2, 3), 1), ((1, 1), "same", (2, 2), 2), ((2, 1), "same", (1, 1), 4),
+    ((2, 2), "valid", (1, 1), 2),
+])
+def test_conv2d_patches_equal_native(strides, padding, dilation, groups):
+    x, kernel = normal((2, 9, 8, 4)), normal((3, 2, 4 // groups, 8), 1)
+    np.testing.assert_allclose(conv2d_patches(x, kernel, strides, padding, dilation, groups),
+                               conv2d_native(x, kernel, strides, padding, dilation, groups),
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("strides, padding, dilation", [
+    ((1, 1), "valid", (2, 1)), ((2, 2), "same", (1, 1)), ((1, 2), "same", (2, 2))])
+def test_depthwise_views_equal_native(strides, padding, dilation):
+    x, kernel = normal((2, 8, 7, 3)), normal((3, 2, 3, 2), 1)
+    np.testing.assert_allclose(depthwise_views(x, kernel, strides, padding, dilation),
+                               depthwise_native(x, kernel, strides, padding, dilation),
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("strides, padding, dilation", [
+    ((1, 1, 1), "valid", (1, 2, 1)), ((2, 1, 2), "same", (1, 1, 1))])
+def test_conv3d_patches_equal_native(strides, padding, dilation):
+    x, kernel = normal((2, 5, 6, 5, 2)), normal((2, 3, 2, 2, 3), 1)
+    np.testing.assert_allclose(conv3d_patches(x, kernel, strides, padding, dilation),
+                               conv3d_native(x, kernel, strides, padding, dilation),
+                               rtol=1e-5, atol=1e-5)
+
+
+# -- gradients -----------------------------------------------------------------------------------
+def _check_layer_grad(layer, x_shape):
+    x = rng().normal(size=x_shape)
+    params, _, out_shape = layer.init(rng(), x_shape[1:])
+    names = list(params)
+    r = rng(3).normal(size=(x_shape[0],) + out_shape)
+
+    def out(*args):
+        return jnp.sum(layer.apply(dict(zip(names, args[:-1])), {}, args[-1])[0] * r)
+
+    weights = [rng(1 + i).normal(size=np.shape(params[n])) * 0.5 for i, n in enumerate(names)]
+    check_grad(out, *weights, x)
+
+
+@pytest.mark.parametrize("make, x_shape", [
+    (lambda: layers.Conv2D(4, 2, dilation_rate=2, groups=2, activation="tanh"), (2, 5, 5, 2)),
+    (lambda: layers.Conv1DTranspose(2, 3, strides=2, padding="same"), (2, 3, 2)),
+    (lambda: layers.SeparableConv2D(2, 2, depth_multiplier=2, padding="same",
+                                    activation="tanh"), (2, 3, 3, 2)),
+    (lambda: layers.Conv3D(2, 2, padding="same"), (1, 2, 3, 2, 2)),
+    (lambda: layers.AveragePooling3D(2, strides=1, padding="same"), (1, 2, 3, 2, 2)),
+    (lambda: layers.MaxPooling3D(2), (1, 2, 4, 2, 2)),
+])
+def test_gradients(make, x_shape):
+    _check_layer_grad(make(), x_shape)
+
+
+# -- configs -------------------------------------------------------------------------------------
+CONFIG_CASES = [
+    lambda m: m.Conv2D(4, 3, dilation_rate=(2, 1), groups=2),
+    lambda m: m.Conv1DTranspose(3, 4, strides=2, output_padding=1, dilation_rate=1,
+                                activation="relu"),
+    lambda m: m.DepthwiseConv2D(3, strides=2, depth_multiplier=3, padding="same",
+                                use_bias=False),
+    lambda m: m.SeparableConv2D(8, (3, 2), dilation_rate=2, depth_multiplier=2),
+    lambda m: m.Conv3D(4, (3, 2, 1), strides=(1, 2, 1), padding="same"),
+    lambda m: m.MaxPooling3D((2, 1, 2), padding="same"),
+    lambda m: m.AveragePooling3D(3, strides=2),
+]
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+@pytest.mark.parametrize("make", CONFIG_CASES)
+def test_config_round_trip_with_keras_keys_and_values(make):
+    layer = make(layers)
+    config = layer.get_config()
+    assert type(layer).from_config(config).get_config() == config
+    keras_config = make(keras.layers).get_config()
+    ours = set(config) - {"name", "trainable"}
+    assert ours <= set(keras_config), ours - set(keras_config)
+    for key in ours - {k for k in ours if k.endswith("_initializer")}:
+        assert _plain(config[key]) == _plain(keras_config[key]), key
+    assert type(layer).__name__ in kilnet.layers.LAYER_TYPES
+
+
+# -- tiny models that train and round-trip through save/load --------------------------------------
+def _trains_and_round_trips(model, x, y, tmp_path, epochs=8):
+    losses = model.fit(x, y, epochs=epochs, verbose=0, seed=0, batch_size=8).history["loss"]
+    assert losses[-1] < losses[0]
+    path = tmp_path / "m.kilnet"
+    model.save(path)
+    loaded = kilnet.models.load_model(path)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_image_model_with_depthwise_separable_and_grouped_convs_trains(tmp_path):
+    x = normal((32, 8, 8, 2))
+    y = (x[:, 2:6, 2:6, 0].mean(axis=(1, 2)) > 0).astype(np.float32)[:, None]
+    model = kilnet.Sequential([
+        kilnet.Input(shape=(8, 8, 2)),
+        layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same", activation="relu"),
+        layers.Conv2D(4, 3, dilation_rate=2, groups=2, activation="relu"),
+        layers.SeparableConv2D(4, 2, activation="relu"),
+        layers.GlobalAveragePooling2D(),
+        layers.Dense(1, activation="sigmoid"),
+    ])
+    model.compile(optimizer=kilnet.optimizers.Adam(0.01), loss="binary_crossentropy")
+    _trains_and_round_trips(model, x, y, tmp_path)
+
+
+def test_volume_and_sequence_models_train(tmp_path):
+    x = normal((24, 4, 6, 6, 1))
+    y = x.mean(axis=(1, 2, 3))
+    inputs = kilnet.Input(shape=(4, 6, 6, 1))
+    h = layers.Conv3D(4, 3, padding="same", activation="relu")(inputs)
+    h = layers.MaxPooling3D(2)(h)
+    h = layers.AveragePooling3D((2, 3, 3))(h)
+    h = layers.Reshape((1, 4))(h)
+    h = layers.Conv1DTranspose(2, 3, strides=2, padding="same")(h)
+    outputs = layers.Dense(1)(layers.Flatten()(h))
+    model = kilnet.Model(inputs, outputs)
+    assert h.shape == (None, 2, 2)
+    model.compile(optimizer=kilnet.optimizers.Adam(0.01), loss="mse")
+    (tmp_path / "a").mkdir()
+    _trains_and_round_trips(model, x, y, tmp_path / "a")
+
+
+# -- errors --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("make, error, match", [
+    (lambda: layers.Conv2D(4, 3, groups=3), ValueError, "groups=3"),
+    (lambda: layers.Conv2D(4, 3, groups=0), ValueError, "groups"),
+    (lambda: layers.Conv2D(4, 3, strides=2, dilation_rate=2), ValueError, "dilation_rate"),
+    (lambda: layers.Conv2D(4, 3, dilation_rate=(1, 0)), ValueError, "dilation_rate"),
+    (lambda: layers.DepthwiseConv2D(3, depth_multiplier=0), ValueError, "depth_multiplier=0"),
+    (lambda: layers.DepthwiseConv2D(3, depthwise_regularizer="l2"), ValueError,
+     "depthwise_regularizer"),
+    (lambda: layers.SeparableConv2D(0, 3), ValueError, "filters=0"),
+    (lambda: layers.SeparableConv2D(2, 3, pointwise_constraint="non_neg"), ValueError,
+     "pointwise_constraint"),
+    (lambda: layers.SeparableConv2D(2, 3, data_format="channels_first"), ValueError,
+     "data_format"),
+    (lambda: layers.Conv1DTranspose(2, 3, strides=2, output_padding=2), ValueError,
+     "output_padding=2"),
+    (lambda: layers.Conv1DTranspose(2, 3, strides=2, dilation_rate=2), ValueError, "strides"),
+    (lambda: layers.Conv3D(2, (3, 3)), ValueError, "kernel_size"),
+    (lambda: layers.Conv3D(2, 3, groups=2), ValueError, "groups=2"),
+    (lambda: layers.MaxPooling3D(pool_size=0), ValueError, "pool_size"),
+    (lambda: layers.AveragePooling3D(padding="full"), ValueError, "padding"),
+])
+def test_argument_errors(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+@pytest.mark.parametrize("layer, shape, match", [
+    (layers.Conv2D(4, 3, groups=2), (8, 8, 3), "divisible by groups"),
+    (layers.Conv2D(4, 3, dilation_rate=4), (8, 8, 3), "does not fit"),
+    (layers.DepthwiseConv2D(3), (8, 8), "height, width, channels"),
+    (layers.SeparableConv2D(2, 5), (4, 8, 3), "does not fit"),
+    (layers.Conv1DTranspose(2, 3), (8, 8, 3), "steps, channels"),
+    (layers.Conv3D(2, 3), (8, 8, 3), "depth, height, width, channels"),
+    (layers.Conv3D(2, 3), (2, 8, 8, 3), "does not fit"),
+    (layers.MaxPooling3D(), (1, 4, 4, 3), "larger than the input"),
+])
+def test_shape_errors(layer, shape, match):
+    with pytest.raises(ValueError, match=match):
+        layer.compute_output_shape(shape)
