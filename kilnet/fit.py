@@ -75,12 +75,7 @@ def _logs_from_sums(spec, sums: dict, prefix: str = "") -> dict:
     own train_step: the logs of its last step, as Keras shows them."""
     if "logs" in sums:  # in the order train_step wrote them (a pytree's keys come sorted)
         return {prefix + name: float(sums["logs"][name]) for name in spec.custom_step.log_names}
-    count = float(sums["count"])  # 0 when every step so far was skipped: no mean, nan
-    logs = {}
-    for name in spec.sum_names:
-        weight = float(sums[name + "#weight"]) if name + "#weight" in sums else count
-        logs[prefix + name] = float(sums[name]) / weight if weight else float("nan")
-    return logs
+    return spec.objective.log_values(sums, prefix)
 
 
 # -- fit ------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ Each metric also has Keras's stateless interface (`variables`, `stateless_update
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 
 from kilnet import _scope
 from kilnet import losses as losses_lib
@@ -27,6 +28,7 @@ class Metric:
     """
 
     kind = "metric"
+    stateful = False  # True: the compiled step keeps the metric's variables (confusion counts)
 
     def __init__(self, name: str | None = None):
         self.name = name or self.kind
@@ -39,7 +41,7 @@ class Metric:
     @property
     def variables(self) -> list:
         """The metric's state as arrays: [weighted total, weight count], both zero."""
-        return [jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32)]
+        return [jnp.zeros((), jnp.float32) for _ in range(2)]
 
     def stateless_update_state(self, metric_variables, y_true, y_pred, sample_weight=None):
         """The state after adding a batch. Without sample_weight, the padding rows of a last
@@ -169,9 +171,210 @@ def _accumulate(metric_variables, values, sample_weight):
     return [total + jnp.sum(values * weight), count + jnp.sum(weight)]
 
 
+# -- metrics with state: counts over the epoch, not means of per-sample values ----------------------
+class _ConfusionMetric(Metric):
+    """Confusion counts at thresholds (Keras's confusion metrics): the state is true positives,
+    false positives, true negatives and false negatives per threshold, summed over the epoch's
+    real samples (the compiled step updates it; the result is computed from the totals)."""
+
+    stateful = True
+
+    def __init__(self, thresholds, name=None):
+        super().__init__(name)
+        self.thresholds = np.asarray(thresholds, np.float32)
+
+    @property
+    def variables(self) -> list:
+        # four distinct arrays: the training state is donated, and one buffer cannot be twice
+        return [jnp.zeros(self.thresholds.shape, jnp.float32) for _ in range(4)]
+
+    def stateless_update_state(self, metric_variables, y_true, y_pred, sample_weight=None):
+        y_true = losses_lib.match_rank(y_true, y_pred)
+        label = jnp.broadcast_to(y_true != 0, y_pred.shape)[..., None]
+        predicted = y_pred[..., None] > jnp.asarray(self.thresholds)
+        weight = _broadcast_weight(sample_weight, y_pred)[..., None]
+        axes = tuple(range(y_pred.ndim))
+        tp, fp, tn, fn = metric_variables
+
+        def count(hit):
+            return jnp.sum(jnp.where(hit, weight, 0.0), axis=axes)
+
+        return [tp + count(label & predicted), fp + count(~label & predicted),
+                tn + count(~label & ~predicted), fn + count(label & ~predicted)]
+
+
+def _broadcast_weight(sample_weight, y_pred):
+    """Per-entry weights of y_pred from per-sample (or per-step) weights; without any, the
+    scope's sample mask (padding rows of a last batch weigh 0)."""
+    if sample_weight is None:
+        mask = _scope.sample_mask()
+        if mask is None:
+            return jnp.ones(y_pred.shape, jnp.float32)
+        sample_weight = mask
+    weight = jnp.asarray(sample_weight, jnp.float32)
+    weight = weight.reshape(weight.shape + (1,) * (y_pred.ndim - weight.ndim))
+    return jnp.broadcast_to(weight, y_pred.shape)
+
+
+def _divide(a, b):
+    return jnp.where(b > 0, a / jnp.where(b > 0, b, 1.0), 0.0)
+
+
+class Precision(_ConfusionMetric):
+    """True positives / predicted positives, over the epoch, as keras.metrics.Precision.
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import metrics
+        >>> m = metrics.Precision()
+        >>> m.update_state(np.array([1, 0, 1, 0]), np.array([0.9, 0.8, 0.2, 0.1]))
+        >>> float(m.result())
+        0.5
+    """
+
+    kind = "precision"
+
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
+        _refuse_options(type(self).__name__, top_k=top_k, class_id=class_id)
+        super().__init__(_thresholds(thresholds), name)
+
+    def get_config(self):
+        return {"name": self.name, "thresholds": self.thresholds.tolist()}
+
+    def stateless_result(self, metric_variables):
+        tp, fp, _, _ = metric_variables
+        result = _divide(tp, tp + fp)
+        return result[0] if result.shape == (1,) else result
+
+
+class Recall(_ConfusionMetric):
+    """True positives / actual positives, over the epoch, as keras.metrics.Recall.
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import metrics
+        >>> m = metrics.Recall()
+        >>> m.update_state(np.array([1, 0, 1, 0]), np.array([0.9, 0.8, 0.2, 0.1]))
+        >>> float(m.result())
+        0.5
+    """
+
+    kind = "recall"
+
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
+        _refuse_options(type(self).__name__, top_k=top_k, class_id=class_id)
+        super().__init__(_thresholds(thresholds), name)
+
+    def get_config(self):
+        return {"name": self.name, "thresholds": self.thresholds.tolist()}
+
+    def stateless_result(self, metric_variables):
+        tp, _, _, fn = metric_variables
+        result = _divide(tp, tp + fn)
+        return result[0] if result.shape == (1,) else result
+
+
+class AUC(_ConfusionMetric):
+    """Area under the ROC or PR curve from confusion counts at num_thresholds thresholds, as
+    keras.metrics.AUC (its thresholds, its interpolation rules).
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import metrics
+        >>> m = metrics.AUC()
+        >>> m.update_state(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]))
+        >>> round(float(m.result()), 3)
+        0.75
+    """
+
+    kind = "auc"
+
+    def __init__(self, num_thresholds=200, curve="ROC", summation_method="interpolation",
+                 name=None, dtype=None, thresholds=None, multi_label=False, num_labels=None,
+                 label_weights=None, from_logits=False):
+        _refuse_options("AUC", multi_label=multi_label or None, num_labels=num_labels,
+                        label_weights=label_weights)
+        if not isinstance(curve, str) or curve.upper() not in ("ROC", "PR"):
+            raise ValueError(f"curve must be 'ROC' or 'PR'. Received: curve={curve!r}")
+        if summation_method not in ("interpolation", "minoring", "majoring"):
+            raise ValueError("summation_method must be 'interpolation', 'minoring' or "
+                             f"'majoring'. Received: summation_method={summation_method!r}")
+        if thresholds is not None:
+            inner = sorted(float(t) for t in thresholds)
+        else:
+            if not isinstance(num_thresholds, int) or num_thresholds < 2:
+                raise ValueError("num_thresholds must be an integer > 1. Received: "
+                                 f"num_thresholds={num_thresholds!r}")
+            inner = [(i + 1) / (num_thresholds - 1) for i in range(num_thresholds - 2)]
+        eps = losses_lib.EPSILON
+        super().__init__([0.0 - eps] + inner + [1.0 + eps], name)
+        self.num_thresholds = len(inner) + 2
+        self.curve = curve.upper()
+        self.summation_method = summation_method
+        self.from_logits = bool(from_logits)
+
+    def get_config(self):
+        return {"name": self.name, "num_thresholds": self.num_thresholds, "curve": self.curve,
+                "summation_method": self.summation_method, "from_logits": self.from_logits}
+
+    def stateless_update_state(self, metric_variables, y_true, y_pred, sample_weight=None):
+        if self.from_logits:
+            y_pred = jnp.reciprocal(1.0 + jnp.exp(-y_pred))
+        return super().stateless_update_state(metric_variables, y_true, y_pred, sample_weight)
+
+    def stateless_result(self, metric_variables):
+        tp, fp, tn, fn = (jnp.asarray(v) for v in metric_variables)
+        if self.curve == "PR" and self.summation_method == "interpolation":
+            return _interpolated_pr_auc(tp, fp, fn)
+        recall = _divide(tp, tp + fn)
+        if self.curve == "ROC":
+            x, y = _divide(fp, fp + tn), recall
+        else:
+            x, y = recall, _divide(tp, tp + fp)
+        if self.summation_method == "interpolation":
+            heights = (y[:-1] + y[1:]) / 2.0
+        elif self.summation_method == "minoring":
+            heights = jnp.minimum(y[:-1], y[1:])
+        else:
+            heights = jnp.maximum(y[:-1], y[1:])
+        return jnp.sum((x[:-1] - x[1:]) * heights)
+
+
+def _interpolated_pr_auc(tp, fp, fn):
+    """The PR area with precision interpolated between thresholds as Keras does (Davis &
+    Goadrich's closed form: precision varies as TP over predicted positives, both linear)."""
+    dtp = tp[:-1] - tp[1:]
+    p = tp + fp
+    dp = p[:-1] - p[1:]
+    slope = _divide(dtp, jnp.maximum(dp, 0.0))
+    intercept = tp[1:] - slope * p[1:]
+    ratio = jnp.where((p[:-1] > 0) & (p[1:] > 0), _divide(p[:-1], jnp.maximum(p[1:], 0.0)),
+                      1.0)
+    increments = _divide(slope * (dtp + intercept * jnp.log(ratio)),
+                         jnp.maximum(tp[1:] + fn[1:], 0.0))
+    return jnp.sum(increments)
+
+
+def _thresholds(thresholds):
+    if thresholds is None:
+        return [0.5]
+    values = [thresholds] if isinstance(thresholds, (int, float)) else list(thresholds)
+    if not values or not all(isinstance(t, (int, float)) and 0 <= t <= 1 for t in values):
+        raise ValueError("thresholds must be numbers in [0, 1]. Received: "
+                         f"thresholds={thresholds!r}")
+    return [float(t) for t in values]
+
+
+def _refuse_options(metric, **options):
+    given = {k: v for k, v in options.items() if v is not None}
+    if given:
+        raise ValueError(f"{metric}: {sorted(given)} not supported yet. Received: "
+                         + ", ".join(f"{k}={v!r}" for k, v in given.items()))
+
+
 METRIC_TYPES = {cls.__name__: cls for cls in (
     SparseCategoricalAccuracy, CategoricalAccuracy, BinaryAccuracy, TopKCategoricalAccuracy,
-    MeanSquaredError, MeanAbsoluteError)}
+    MeanSquaredError, MeanAbsoluteError, Precision, Recall, AUC)}
 
 _BY_NAME = {
     "sparse_categorical_accuracy": SparseCategoricalAccuracy,
@@ -182,6 +385,9 @@ _BY_NAME = {
     "mse": MeanSquaredError,
     "mean_absolute_error": MeanAbsoluteError,
     "mae": MeanAbsoluteError,
+    "precision": Precision,
+    "recall": Recall,
+    "auc": AUC,
 }
 
 

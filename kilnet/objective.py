@@ -70,6 +70,27 @@ class Objective:
         return [self.metric_name(h, m) + "#weight" for h in self.heads if h.masked
                 for m in h.metrics]
 
+    def zero_states(self) -> dict:
+        """The starting variables of metrics with state (confusion counts), by log name."""
+        return {self.metric_name(h, m) + "#state": m.variables
+                for h in self.heads for m in h.metrics if m.stateful}
+
+    def log_values(self, sums: dict, prefix: str = "") -> dict:
+        """The epoch's logs from the sums (host values): means over the real samples (or the
+        real steps of a masked output), and results of metrics with state."""
+        count = float(sums["count"])  # 0 when every step so far was skipped: no mean, nan
+        stateful = {self.metric_name(h, m): m for h in self.heads for m in h.metrics
+                    if m.stateful}
+        logs = {}
+        for name in self.sum_names:
+            if name in stateful:
+                logs[prefix + name] = float(stateful[name].stateless_result(
+                    sums[name + "#state"]))
+                continue
+            weight = float(sums[name + "#weight"]) if name + "#weight" in sums else count
+            logs[prefix + name] = float(sums[name]) / weight if weight else float("nan")
+        return logs
+
     @property
     def any_masked(self) -> bool:
         return any(h.masked for h in self.heads)
@@ -134,6 +155,12 @@ class Objective:
             mask = None if masks is None else masks[head.index]
             for metric in head.metrics:
                 name = self.metric_name(head, metric)
+                if metric.stateful:  # confusion counts: the metric updates its own state
+                    steps = weight if mask is None else mask.astype(jnp.float32) * weight[:, None]
+                    new[name + "#state"] = metric.stateless_update_state(
+                        sums[name + "#state"], labels[head.index], predictions[head.index],
+                        sample_weight=steps)
+                    continue
                 values = metric.per_sample(labels[head.index], predictions[head.index])
                 if mask is None:
                     new[name] = sums[name] + jnp.sum(per_sample_mean(values) * weight)

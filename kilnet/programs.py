@@ -84,7 +84,9 @@ def zero_sums(spec: StepSpec, training: bool = True) -> dict:
     if training and spec.custom_step is not None:
         return spec.custom_step.zero_sums()
     names = spec.sum_names + spec.objective.weight_names + ["count"]
-    return {name: jnp.zeros((), jnp.float32) for name in names}
+    sums = {name: jnp.zeros((), jnp.float32) for name in names}
+    sums.update(spec.objective.zero_states())
+    return sums
 
 
 # -- one step --------------------------------------------------------------------------------
