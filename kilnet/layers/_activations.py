@@ -128,9 +128,11 @@ class PReLU(Layer):
             if axis > len(input_shape):
                 raise ValueError(f"PReLU shared_axes={self.shared_axes} names an axis beyond "
                                  f"an input of shape {(None,) + tuple(input_shape)}")
-        if None in input_shape:
-            raise ValueError("PReLU needs every axis of its input known (its alpha has one "
-                             f"entry per element). Received: an input of shape "
+        # A shared axis has one alpha entry, so it may be variable (Keras allows it too).
+        if any(d is None and axis + 1 not in (self.shared_axes or ())
+               for axis, d in enumerate(input_shape)):
+            raise ValueError("PReLU needs every axis of its input known but shared_axes (its "
+                             "alpha has one entry per element). Received: an input of shape "
                              f"{(None,) + tuple(input_shape)}")
         return input_shape
 

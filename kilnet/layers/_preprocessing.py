@@ -57,6 +57,7 @@ class Normalization(Layer):
         [[1.0]]
     """
 
+    _supports_masking = True  # elementwise, so a sequence mask passes through, as Keras
     config_keys = ("axis", "invert")
 
     def __init__(self, axis=-1, mean=None, variance=None, invert=False, **kwargs):

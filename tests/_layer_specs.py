@@ -1,0 +1,134 @@
+"""The spec table of the layer contract test: for every layer kilnet can save, how to make a
+small one and what to feed it.
+
+A spec's `make(ns)` builds the layer from a namespace, `kilnet.layers` or `keras.layers`, so
+one line describes both the layer under test and the Keras layer it is compared with (same
+arguments). Shapes are per sample (no batch axis); `call` says how several inputs are passed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    name: str                       # the LAYER_TYPES key
+    make: Callable                  # make(ns) -> layer, ns = kilnet.layers or keras.layers
+    shapes: tuple                   # one per-sample shape per input
+    call: str = "one"               # "one": layer(x); "list": layer([a, b]); "args": layer(a, b)
+    dtype: str = "float32"          # of the inputs
+    keras: bool = True              # compare values with Keras (else `reference` must be set)
+    reference: Callable | None = None   # reference(inputs, weights) -> NumPy output
+    grad: bool = True               # finite-difference gradient check
+    rtol: float = 1e-5
+    atol: float = 1e-5
+    # The per-sample sequence shape of the masking check, when it differs from shapes[0].
+    mask_shape: tuple | None = None
+    mask_make: Callable | None = None   # the layer of the masking check, when it differs
+    no_mask_check: str = ""         # why the masking check does not apply, if it does not
+    marks: tuple = ()               # pytest marks (xfail) for every check of this spec
+
+
+def _normalization_reference(inputs, weights):
+    mean, variance = np.array([0.5, -1.0, 2.0]), np.array([4.0, 0.25, 1.0])
+    return (inputs[0] - mean) / np.sqrt(variance)
+
+
+SPECS = [
+    # activations
+    Spec("ReLU", lambda ns: ns.ReLU(max_value=1.5, negative_slope=0.1, threshold=0.3), [(5,)]),
+    Spec("LeakyReLU", lambda ns: ns.LeakyReLU(negative_slope=0.2), [(5,)]),
+    Spec("PReLU", lambda ns: ns.PReLU(alpha_initializer="glorot_uniform", shared_axes=[1]),
+         [(3, 4)]),
+    Spec("ELU", lambda ns: ns.ELU(alpha=0.5), [(5,)]),
+    Spec("Softmax", lambda ns: ns.Softmax(axis=1), [(3, 4)],
+         mask_make=lambda ns: ns.Softmax()),  # axis 1 would be the time axis there
+    Spec("Identity", lambda ns: ns.Identity(), [(4,)]),
+    # regularization (random layers are compared in inference mode)
+    Spec("SpatialDropout1D", lambda ns: ns.SpatialDropout1D(0.5), [(4, 3)]),
+    Spec("SpatialDropout2D", lambda ns: ns.SpatialDropout2D(0.5), [(3, 3, 2)],
+         no_mask_check="takes images, not (steps, features) sequences"),
+    Spec("GaussianNoise", lambda ns: ns.GaussianNoise(0.3), [(4,)]),
+    Spec("GaussianDropout", lambda ns: ns.GaussianDropout(0.3), [(4,)]),
+    Spec("ActivityRegularization", lambda ns: ns.ActivityRegularization(l1=0.01, l2=0.01),
+         [(4,)]),
+    # core
+    Spec("Masking", lambda ns: ns.Masking(mask_value=0.0), [(3, 2)]),
+    Spec("Dense", lambda ns: ns.Dense(3, activation="tanh"), [(4,)]),
+    Spec("Flatten", lambda ns: ns.Flatten(), [(2, 3)]),
+    Spec("Reshape", lambda ns: ns.Reshape((3, 2)), [(6,)]),
+    Spec("Activation", lambda ns: ns.Activation("softplus"), [(4,)]),
+    Spec("Dropout", lambda ns: ns.Dropout(0.5), [(4,)]),
+    Spec("Rescaling", lambda ns: ns.Rescaling(0.5, offset=0.1), [(4,)]),
+    Spec("Embedding", lambda ns: ns.Embedding(7, 3, mask_zero=True), [(4,)], dtype="int32",
+         grad=False, mask_shape=(4,)),
+    Spec("BatchNormalization", lambda ns: ns.BatchNormalization(), [(3,)]),
+    # convolutions and pooling
+    Spec("Conv1D", lambda ns: ns.Conv1D(2, 3, padding="same", activation="tanh"), [(5, 2)]),
+    Spec("Conv2D", lambda ns: ns.Conv2D(2, (2, 3), strides=(1, 2), padding="same"),
+         [(4, 5, 2)]),
+    Spec("Conv3D", lambda ns: ns.Conv3D(2, 2), [(3, 3, 3, 1)]),
+    Spec("Conv1DTranspose", lambda ns: ns.Conv1DTranspose(2, 3, strides=2), [(3, 2)]),
+    Spec("Conv2DTranspose", lambda ns: ns.Conv2DTranspose(2, 3, strides=2), [(3, 3, 1)]),
+    Spec("DepthwiseConv2D", lambda ns: ns.DepthwiseConv2D(3, depth_multiplier=2), [(4, 4, 2)]),
+    Spec("SeparableConv2D", lambda ns: ns.SeparableConv2D(3, 2), [(4, 4, 2)]),
+    Spec("MaxPooling1D", lambda ns: ns.MaxPooling1D(2), [(6, 2)]),
+    Spec("AveragePooling1D", lambda ns: ns.AveragePooling1D(3, strides=1, padding="same"),
+         [(5, 2)]),
+    Spec("MaxPooling2D", lambda ns: ns.MaxPooling2D(2), [(4, 4, 2)]),
+    Spec("AveragePooling2D", lambda ns: ns.AveragePooling2D(2, padding="same"), [(5, 5, 1)]),
+    Spec("MaxPooling3D", lambda ns: ns.MaxPooling3D(2), [(2, 2, 4, 1)]),
+    Spec("AveragePooling3D", lambda ns: ns.AveragePooling3D(2), [(2, 2, 4, 1)]),
+    Spec("GlobalAveragePooling1D", lambda ns: ns.GlobalAveragePooling1D(), [(4, 3)]),
+    Spec("GlobalMaxPooling1D", lambda ns: ns.GlobalMaxPooling1D(), [(4, 3)]),
+    Spec("GlobalAveragePooling2D", lambda ns: ns.GlobalAveragePooling2D(), [(3, 3, 2)]),
+    Spec("GlobalMaxPooling2D", lambda ns: ns.GlobalMaxPooling2D(keepdims=True), [(3, 3, 2)]),
+    # merging
+    Spec("Add", lambda ns: ns.Add(), [(3,), (3,), (3,)], call="list"),
+    Spec("Subtract", lambda ns: ns.Subtract(), [(3,), (3,)], call="list"),
+    Spec("Multiply", lambda ns: ns.Multiply(), [(3,), (3,)], call="list"),
+    Spec("Average", lambda ns: ns.Average(), [(3,), (3,)], call="list"),
+    Spec("Maximum", lambda ns: ns.Maximum(), [(3,), (3,)], call="list"),
+    Spec("Minimum", lambda ns: ns.Minimum(), [(3,), (3,)], call="list"),
+    Spec("Concatenate", lambda ns: ns.Concatenate(axis=-1), [(2, 3), (2, 2)], call="list"),
+    Spec("Dot", lambda ns: ns.Dot(axes=1, normalize=True), [(3,), (3,)], call="list"),
+    # reshaping
+    Spec("Permute", lambda ns: ns.Permute((2, 1)), [(2, 3)]),
+    Spec("RepeatVector", lambda ns: ns.RepeatVector(3), [(2,)]),
+    Spec("UpSampling1D", lambda ns: ns.UpSampling1D(2), [(3, 2)]),
+    Spec("UpSampling2D", lambda ns: ns.UpSampling2D((2, 2)), [(2, 2, 1)]),
+    Spec("ZeroPadding1D", lambda ns: ns.ZeroPadding1D(1), [(3, 2)]),
+    Spec("ZeroPadding2D", lambda ns: ns.ZeroPadding2D((1, 2)), [(2, 2, 1)]),
+    Spec("Cropping1D", lambda ns: ns.Cropping1D((1, 1)), [(4, 2)]),
+    Spec("Cropping2D", lambda ns: ns.Cropping2D(((1, 0), (0, 1))), [(3, 3, 1)]),
+    # attention and normalization
+    Spec("MultiHeadAttention", lambda ns: ns.MultiHeadAttention(num_heads=2, key_dim=2),
+         [(3, 4), (2, 4)], call="args", rtol=1e-4),
+    Spec("Attention", lambda ns: ns.Attention(use_scale=True), [(3, 4), (2, 4)], call="list"),
+    Spec("LayerNormalization", lambda ns: ns.LayerNormalization(), [(3, 4)]),
+    Spec("GroupNormalization", lambda ns: ns.GroupNormalization(groups=2), [(3, 4)],
+         no_mask_check="its statistics span the steps, masked ones too, as in Keras"),
+    Spec("UnitNormalization", lambda ns: ns.UnitNormalization(), [(4,)]),
+    # preprocessing and augmentation (augmentation is the identity at inference)
+    Spec("Normalization", lambda ns: ns.Normalization(mean=[0.5, -1.0, 2.0],
+                                                      variance=[4.0, 0.25, 1.0]), [(3,)],
+         reference=_normalization_reference),
+    Spec("Resizing", lambda ns: ns.Resizing(4, 6), [(3, 3, 1)]),
+    Spec("CenterCrop", lambda ns: ns.CenterCrop(2, 2), [(3, 4, 1)]),
+    Spec("RandomFlip", lambda ns: ns.RandomFlip(), [(4, 4, 1)]),
+    Spec("RandomRotation", lambda ns: ns.RandomRotation(0.1), [(4, 4, 1)]),
+    Spec("RandomZoom", lambda ns: ns.RandomZoom(0.1), [(4, 4, 1)]),
+    Spec("RandomTranslation", lambda ns: ns.RandomTranslation(0.1, 0.1), [(4, 4, 1)]),
+    Spec("RandomContrast", lambda ns: ns.RandomContrast(0.2), [(4, 4, 1)]),
+    Spec("RandomBrightness", lambda ns: ns.RandomBrightness(0.2), [(4, 4, 1)]),
+    # recurrent and wrappers
+    Spec("SimpleRNN", lambda ns: ns.SimpleRNN(3), [(4, 2)]),
+    Spec("LSTM", lambda ns: ns.LSTM(2, return_sequences=True), [(3, 2)]),
+    Spec("GRU", lambda ns: ns.GRU(2), [(3, 2)]),
+    Spec("Bidirectional", lambda ns: ns.Bidirectional(ns.LSTM(2)), [(3, 2)]),
+    Spec("TimeDistributed", lambda ns: ns.TimeDistributed(ns.Dense(2)), [(3, 4)]),
+]
