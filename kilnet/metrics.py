@@ -126,14 +126,14 @@ class MeanSquaredError(Metric):
     kind = "mean_squared_error"
 
     def per_sample(self, y_true, y_pred):
-        return losses_lib.MeanSquaredError()(y_true, y_pred)
+        return losses_lib.mean_squared_error(y_true, y_pred)
 
 
 class MeanAbsoluteError(Metric):
     kind = "mean_absolute_error"
 
     def per_sample(self, y_true, y_pred):
-        return losses_lib.MeanAbsoluteError()(y_true, y_pred)
+        return losses_lib.mean_absolute_error(y_true, y_pred)
 
 
 class Mean(Metric):

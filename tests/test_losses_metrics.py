@@ -39,7 +39,7 @@ def probabilities(n=6, k=4, seed=0):
 
 
 def call(loss, y_true, y_pred):
-    return np.asarray(jax.jit(loss.__call__)(jnp.asarray(y_true), jnp.asarray(y_pred)))
+    return np.asarray(jax.jit(loss.per_sample)(jnp.asarray(y_true), jnp.asarray(y_pred)))
 
 
 # -- losses against NumPy ------------------------------------------------------------------------
@@ -144,7 +144,7 @@ def test_loss_gradients(name):
     if name == "huber":  # keep clear of the kink at |error| = delta
         labels = pred + np.sign(labels - pred) * np.where(np.abs(labels - pred) < 0.8, 0.3, 1.5)
     weights = r.uniform(0.5, 1.5, 4)
-    check_grad(lambda p: jnp.sum(loss(jnp.asarray(labels), p) * weights), pred)
+    check_grad(lambda p: jnp.sum(loss.per_sample(jnp.asarray(labels), p) * weights), pred)
 
 
 # -- metrics against NumPy -----------------------------------------------------------------------

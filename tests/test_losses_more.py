@@ -1,0 +1,447 @@
+"""kilnet.losses against Keras 3 (JAX backend) on random inputs: every loss class eagerly with
+each reduction and sample weights, the function forms, from_logits, label_smoothing,
+ignore_class; the unreduced values the compiled programs use; custom functions and Loss
+subclasses in compile(), one SGD step against Keras's; names, configs and errors."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import kilnet
+from kilnet import layers, losses
+
+keras = pytest.importorskip("keras")
+if keras.backend.backend() != "jax":
+    pytest.skip("the Keras reference tests need KERAS_BACKEND=jax", allow_module_level=True)
+
+N, K = 7, 5
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def make(kind, seed):
+    r = rng(seed)
+    if kind == "probs":
+        e = np.exp(r.normal(size=(N, K)))
+        return (e / e.sum(-1, keepdims=True)).astype(np.float32)
+    if kind == "onehot":
+        return np.eye(K, dtype=np.float32)[r.integers(0, K, N)]
+    if kind == "sparse":
+        return r.integers(0, K, N).astype(np.int32)
+    if kind == "binary":
+        return r.integers(0, 2, (N, K)).astype(np.float32)
+    if kind == "unit":
+        return r.uniform(0.05, 0.95, (N, K)).astype(np.float32)
+    if kind == "positive":
+        return r.uniform(0.1, 3.0, (N, K)).astype(np.float32)
+    if kind == "signed":
+        return r.choice([-1.0, 1.0], (N, K)).astype(np.float32)
+    return r.normal(size=(N, K)).astype(np.float32)  # "real", logits
+
+
+# name: (kilnet class, Keras class name, kwargs, y_true kind, y_pred kind)
+CASES = {
+    "mse": ("MeanSquaredError", {}, "real", "real"),
+    "mae": ("MeanAbsoluteError", {}, "real", "real"),
+    "mape": ("MeanAbsolutePercentageError", {}, "real", "real"),
+    "msle": ("MeanSquaredLogarithmicError", {}, "positive", "positive"),
+    "huber": ("Huber", {"delta": 0.6}, "real", "real"),
+    "log_cosh": ("LogCosh", {}, "real", "real"),
+    "cosine": ("CosineSimilarity", {}, "real", "real"),
+    "cosine_axis0": ("CosineSimilarity", {"axis": 0}, "real", "real"),
+    "hinge": ("Hinge", {}, "binary", "real"),
+    "hinge_signed": ("Hinge", {}, "signed", "real"),
+    "squared_hinge": ("SquaredHinge", {}, "binary", "real"),
+    "categorical_hinge": ("CategoricalHinge", {}, "onehot", "real"),
+    "kld": ("KLDivergence", {}, "probs", "probs"),
+    "poisson": ("Poisson", {}, "positive", "positive"),
+    "bce": ("BinaryCrossentropy", {}, "binary", "unit"),
+    "bce_logits": ("BinaryCrossentropy", {"from_logits": True}, "binary", "real"),
+    "bce_smooth": ("BinaryCrossentropy", {"label_smoothing": 0.2}, "binary", "unit"),
+    "bce_smooth_logits": ("BinaryCrossentropy", {"label_smoothing": 0.1, "from_logits": True},
+                          "binary", "real"),
+    "cce": ("CategoricalCrossentropy", {}, "onehot", "probs"),
+    "cce_logits": ("CategoricalCrossentropy", {"from_logits": True}, "onehot", "real"),
+    "cce_smooth": ("CategoricalCrossentropy", {"label_smoothing": 0.3}, "onehot", "probs"),
+    "cce_smooth_logits": ("CategoricalCrossentropy",
+                          {"label_smoothing": 0.1, "from_logits": True}, "onehot", "real"),
+    "scce": ("SparseCategoricalCrossentropy", {}, "sparse", "probs"),
+    "scce_logits": ("SparseCategoricalCrossentropy", {"from_logits": True}, "sparse", "real"),
+    "bfce": ("BinaryFocalCrossentropy", {}, "binary", "unit"),
+    "bfce_balanced": ("BinaryFocalCrossentropy",
+                      {"apply_class_balancing": True, "alpha": 0.3, "gamma": 1.5}, "binary",
+                      "unit"),
+    "bfce_logits_smooth": ("BinaryFocalCrossentropy",
+                           {"from_logits": True, "label_smoothing": 0.1, "gamma": 3.0},
+                           "binary", "real"),
+    "cfce": ("CategoricalFocalCrossentropy", {}, "onehot", "probs"),
+    "cfce_logits_smooth": ("CategoricalFocalCrossentropy",
+                           {"from_logits": True, "label_smoothing": 0.2, "alpha": 0.5,
+                            "gamma": 1.0}, "onehot", "real"),
+}
+
+REDUCTIONS = ["sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none"]
+
+
+def pair(name, **extra):
+    cls_name, kwargs, true_kind, pred_kind = CASES[name]
+    kw = {**kwargs, **extra}
+    return (getattr(losses, cls_name)(**kw), getattr(keras.losses, cls_name)(**kw),
+            make(true_kind, 1), make(pred_kind, 2))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_eager_values_equal_keras(name, reduction):
+    ours, theirs, y, p = pair(name, reduction=reduction)
+    expected = np.asarray(theirs(y, p))
+    np.testing.assert_allclose(np.asarray(ours(y, p)), expected, rtol=2e-5, atol=1e-6)
+    if name == "cosine_axis0":
+        return  # one value per feature: per-sample weights do not apply
+    w = rng(3).uniform(0.0, 2.0, N).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(ours(y, p, sample_weight=w)),
+                               np.asarray(theirs(y, p, sample_weight=w)), rtol=2e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_unreduced_values_inside_programs_equal_keras_none(name):
+    """compile()'s copy (losses.get) gives Keras's reduction='none' values, as per_sample
+    does; the object given to compile() stays Keras's, reduced under jax.jit too."""
+    ours, _, y, p = pair(name)
+    _, theirs, _, _ = pair(name, reduction="none")
+    expected = np.asarray(theirs(y, p))
+    compiled = losses.get(ours)
+    assert compiled is not ours and type(compiled) is type(ours) and not ours._unreduced
+    np.testing.assert_allclose(np.asarray(jax.jit(compiled.__call__)(y, p)), expected,
+                               rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(jax.jit(ours.__call__)(y, p)),
+                               np.asarray(pair(name)[1](y, p)), rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(ours.per_sample(y, p)), expected, rtol=2e-5,
+                               atol=1e-6)
+    if name == "cosine_axis0":
+        return
+    # with sample weights a traced call reduces as Keras does
+    w = rng(4).uniform(0.0, 2.0, N).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(jax.jit(compiled.__call__)(y, p, w)),
+                               np.asarray(pair(name)[1](y, p, sample_weight=w)), rtol=2e-5,
+                               atol=1e-6)
+
+
+FUNCTIONS = ["mean_squared_error", "mean_absolute_error", "mean_absolute_percentage_error",
+             "mean_squared_logarithmic_error", "huber", "log_cosh", "cosine_similarity",
+             "hinge", "squared_hinge", "categorical_hinge", "kl_divergence", "poisson",
+             "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
+             "binary_focal_crossentropy", "categorical_focal_crossentropy"]
+FUNCTION_INPUTS = {"mean_squared_logarithmic_error": ("positive", "positive"),
+                   "hinge": ("binary", "real"), "squared_hinge": ("binary", "real"),
+                   "categorical_hinge": ("onehot", "real"), "kl_divergence": ("probs", "probs"),
+                   "poisson": ("positive", "positive"), "binary_crossentropy": ("binary", "unit"),
+                   "binary_focal_crossentropy": ("binary", "unit"),
+                   "categorical_crossentropy": ("onehot", "probs"),
+                   "categorical_focal_crossentropy": ("onehot", "probs"),
+                   "sparse_categorical_crossentropy": ("sparse", "probs")}
+
+
+@pytest.mark.parametrize("fn", FUNCTIONS)
+def test_function_forms_equal_keras(fn):
+    true_kind, pred_kind = FUNCTION_INPUTS.get(fn, ("real", "real"))
+    y, p = make(true_kind, 5), make(pred_kind, 6)
+    np.testing.assert_allclose(np.asarray(getattr(losses, fn)(y, p)),
+                               np.asarray(getattr(keras.losses, fn)(y, p)), rtol=2e-5,
+                               atol=1e-6)
+    # the string name and the function resolve to the class of the same name
+    assert type(losses.get(fn)) is type(losses.get(getattr(losses, fn)))
+
+
+def test_label_shapes_are_matched_as_keras():
+    y = rng().normal(size=(N,)).astype(np.float32)
+    p = rng(1).normal(size=(N, 1)).astype(np.float32)
+    for name in ("MeanSquaredError", "LogCosh", "Poisson", "Hinge"):
+        pp = np.abs(p) + 0.1 if name == "Poisson" else p
+        yy = np.abs(y) if name == "Poisson" else y
+        np.testing.assert_allclose(np.asarray(getattr(losses, name)()(yy, pp)),
+                                   np.asarray(getattr(keras.losses, name)()(yy, pp)), rtol=2e-5)
+    labels = rng(2).integers(0, 2, (N, 1)).astype(np.float32)
+    probs = rng(3).uniform(0.1, 0.9, (N, 1)).astype(np.float32)
+    for y_true in (labels, labels[:, 0]):
+        np.testing.assert_allclose(
+            np.asarray(losses.BinaryFocalCrossentropy()(y_true, probs)),
+            np.asarray(keras.losses.BinaryFocalCrossentropy()(y_true, probs)), rtol=2e-5)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_ignore_class_equals_keras(reduction, from_logits):
+    r = rng(7)
+    logits = r.normal(size=(6, 4, K)).astype(np.float32)
+    pred = logits if from_logits else np.asarray(jax.nn.softmax(logits))
+    labels = r.integers(0, K, (6, 4))
+    labels[r.uniform(size=(6, 4)) < 0.35] = -1
+    labels[2] = -1  # one sample with nothing to count
+    kw = {"from_logits": from_logits, "ignore_class": -1, "reduction": reduction}
+    ours, theirs = losses.SparseCategoricalCrossentropy(**kw), \
+        keras.losses.SparseCategoricalCrossentropy(**kw)
+    w = r.uniform(0.5, 1.5, 6).astype(np.float32)
+    for y in (labels, labels[..., None]):
+        np.testing.assert_allclose(np.asarray(ours(y, pred)), np.asarray(theirs(y, pred)),
+                                   rtol=2e-5, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(ours(y, pred, sample_weight=w[:, None])),
+                                   np.asarray(theirs(y, pred, sample_weight=w[:, None])),
+                                   rtol=2e-5, atol=1e-6)
+    # flat labels (one class id per sample)
+    flat_labels, flat_pred = labels[:, 0], pred[:, 0]
+    np.testing.assert_allclose(np.asarray(ours(flat_labels, flat_pred)),
+                               np.asarray(theirs(flat_labels, flat_pred)), rtol=2e-5, atol=1e-6)
+
+
+def test_ignore_class_per_sample_values_average_to_keras():
+    """The unreduced values the programs average give Keras's masked batch loss."""
+    r = rng(8)
+    probs = np.asarray(jax.nn.softmax(r.normal(size=(10, K)))).astype(np.float32)
+    labels = r.integers(0, K, 10)
+    labels[[1, 4, 5]] = 0
+    loss = losses.get(losses.SparseCategoricalCrossentropy(ignore_class=0))
+    values = np.asarray(jax.jit(loss.__call__)(labels, probs))
+    assert values.shape == (10,) and np.all(values[[1, 4, 5]] == 0)
+    expected = float(keras.losses.SparseCategoricalCrossentropy(ignore_class=0)(labels, probs))
+    assert values.mean() == pytest.approx(expected, rel=1e-5)
+
+
+def test_gradients_of_new_losses_are_finite_and_match_keras():
+    for name in ("bfce_logits_smooth", "cfce_logits_smooth", "log_cosh", "cosine", "kld",
+                 "bce_smooth_logits", "scce_logits"):
+        ours, theirs, y, p = pair(name)
+        g1 = jax.grad(lambda q: ours(y, q))(jnp.asarray(p))
+        g2 = jax.grad(lambda q: theirs(y, q))(jnp.asarray(p))
+        assert np.all(np.isfinite(np.asarray(g1)))
+        np.testing.assert_allclose(np.asarray(g1), np.asarray(g2), rtol=1e-4, atol=1e-6,
+                                   err_msg=name)
+    # ignore_class on probabilities: gradients stay finite (no 0/0 at ignored samples)
+    loss = losses.SparseCategoricalCrossentropy(ignore_class=-1)
+    labels = np.array([0, -1, 2])
+    g = jax.grad(lambda q: loss(labels, q))(jnp.asarray(make("probs", 1)[:3]))
+    assert np.all(np.isfinite(np.asarray(g)))
+    assert np.all(np.asarray(g)[1] == 0)
+
+
+# -- names, configs, errors -------------------------------------------------------------------
+@pytest.mark.parametrize("name, cls", [
+    ("kld", losses.KLDivergence), ("KLD", losses.KLDivergence),
+    ("kl_divergence", losses.KLDivergence), ("KLDivergence", losses.KLDivergence),
+    ("poisson", losses.Poisson), ("cosine_similarity", losses.CosineSimilarity),
+    ("log_cosh", losses.LogCosh), ("hinge", losses.Hinge), ("squared_hinge", losses.SquaredHinge),
+    ("categorical_hinge", losses.CategoricalHinge), ("msle", losses.MeanSquaredLogarithmicError),
+    ("mape", losses.MeanAbsolutePercentageError), ("bce", losses.BinaryCrossentropy),
+    ("binary_focal_crossentropy", losses.BinaryFocalCrossentropy),
+    ("categorical_focal_crossentropy", losses.CategoricalFocalCrossentropy),
+    ("mse", losses.MeanSquaredError), ("huber", losses.Huber),
+])
+def test_names(name, cls):
+    assert type(losses.get(name)) is cls
+
+
+def test_default_names_and_configs_follow_keras():
+    for cls_name in sorted(losses.LOSS_TYPES):
+        ours, theirs = getattr(losses, cls_name)(), getattr(keras.losses, cls_name)()
+        assert ours.name == theirs.name, cls_name
+        assert ours.reduction == theirs.reduction
+        ours_config, theirs_config = ours.get_config(), theirs.get_config()
+        theirs_config.pop("dtype", None)
+        ours_config.pop("dtype")
+        # Keras leaves out CosineSimilarity's axis and Huber's delta; kilnet keeps them
+        assert theirs_config.items() <= ours_config.items(), cls_name
+        assert set(ours_config) - set(theirs_config) <= {"axis", "delta"}
+        again = type(ours).from_config(ours.get_config())
+        assert again.get_config() == ours.get_config()
+    loss = losses.BinaryFocalCrossentropy(True, 0.4, 3.0, True, 0.1, name="focal")
+    assert (loss.apply_class_balancing, loss.alpha, loss.gamma, loss.from_logits,
+            loss.label_smoothing, loss.name) == (True, 0.4, 3.0, True, 0.1, "focal")
+    assert losses.Huber(2.0).delta == 2.0
+    assert losses.MeanSquaredError("sum").reduction == "sum"
+    # the logits shortcut keeps every other argument
+    smooth = losses.CategoricalFocalCrossentropy(alpha=0.5, label_smoothing=0.1).with_logits()
+    assert smooth.from_logits and smooth.alpha == 0.5 and smooth.label_smoothing == 0.1
+    assert losses.get({"class_name": "Poisson", "config": {"name": "p"}}).name == "p"
+
+
+def test_bad_names_and_arguments():
+    with pytest.raises(ValueError, match="Unknown loss.*kl_divergence"):
+        losses.get("kl_divergense")
+    with pytest.raises(ValueError, match="Unknown loss"):
+        losses.get(3)
+    with pytest.raises(ValueError, match="reduction"):
+        losses.MeanSquaredError(reduction="average")
+    with pytest.raises(ValueError, match="label_smoothing must be in"):
+        losses.BinaryCrossentropy(label_smoothing=1.5)
+    with pytest.raises(TypeError, match="unexpected arguments.*ignore_class"):
+        losses.CategoricalCrossentropy(ignore_class=0)
+    with pytest.raises(TypeError, match="ignore_class must be an int"):
+        losses.SparseCategoricalCrossentropy(ignore_class="pad")
+    with pytest.raises(TypeError, match="at most"):
+        losses.Poisson("sum", "p", None, 1)
+    with pytest.raises(ValueError, match="last axis only"):
+        losses.SparseCategoricalCrossentropy(axis=1)
+    with pytest.raises(TypeError, match="gamma must be a number"):
+        losses.BinaryFocalCrossentropy(gamma="2")
+    with pytest.raises(TypeError, match="needs a function"):
+        losses.LossFunctionWrapper(3)
+
+
+def model(units=3, activation=None, seed=0):
+    m = kilnet.Sequential([layers.Input(shape=(4,)), layers.Dense(units, activation=activation)])
+    m.build(seed=seed)
+    return m
+
+
+def test_compile_refuses_other_reductions():
+    for reduction in ("sum", "none", None, "mean_with_sample_weight"):
+        with pytest.raises(ValueError, match="sum_over_batch_size"):
+            model().compile(optimizer="sgd",
+                            loss=losses.MeanSquaredError(reduction=reduction))
+    model().compile(optimizer="sgd", loss=losses.MeanSquaredError(reduction="mean"))
+
+
+# -- in compile(): custom functions and Loss subclasses ----------------------------------------
+def mean_fourth_power(y_true, y_pred):
+    return jnp.mean((y_pred - y_true) ** 4, axis=-1)
+
+
+def scalar_abs_loss(y_true, y_pred):
+    return jnp.mean(jnp.abs(y_pred - y_true))
+
+
+class ScaledSquares(losses.Loss):
+    def __init__(self, scale=2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = scale
+
+    def call(self, y_true, y_pred):
+        return self.scale * kilnet.ops.mean(kilnet.ops.square(y_pred - y_true), axis=-1)
+
+
+class KerasScaledSquares(keras.losses.Loss):
+    def __init__(self, scale=2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = scale
+
+    def call(self, y_true, y_pred):
+        return self.scale * keras.ops.mean(keras.ops.square(y_pred - y_true), axis=-1)
+
+
+def data(n=24, seed=0):
+    r = rng(seed)
+    x = r.normal(size=(n, 4)).astype(np.float32)
+    y = (x @ r.normal(size=(4, 3)) + 0.1 * r.normal(size=(n, 3))).astype(np.float32)
+    return x, y
+
+
+def keras_model(weights, activation=None):
+    m = keras.Sequential([keras.Input(shape=(4,)), keras.layers.Dense(3, activation=activation)])
+    m.set_weights(weights)
+    return m
+
+
+@pytest.mark.parametrize("ours, theirs", [
+    (mean_fourth_power, mean_fourth_power),
+    (scalar_abs_loss, scalar_abs_loss),
+    (ScaledSquares(3.0), KerasScaledSquares(3.0)),
+    ("log_cosh", "log_cosh"),
+    (losses.Huber(0.5), keras.losses.Huber(0.5)),
+    (losses.kl_divergence, keras.losses.kl_divergence),
+    (losses.CosineSimilarity(), keras.losses.CosineSimilarity()),
+])
+def test_one_sgd_step_equals_keras(ours, theirs):
+    x, y = data()
+    if ours == losses.kl_divergence:
+        y = np.asarray(jax.nn.softmax(y)).astype(np.float32)
+    activation = "softmax" if ours == losses.kl_divergence else None
+    m = model(activation=activation)
+    weights = m.get_weights()
+    m.compile(optimizer=kilnet.optimizers.SGD(learning_rate=0.1), loss=ours)
+    m.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
+    k = keras_model(weights, activation)
+    k.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss=theirs)
+    k.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(m.get_weights(), k.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    # and the evaluated loss equals Keras's
+    assert m.evaluate(x, y, verbose=0) == pytest.approx(
+        k.evaluate(x, y, batch_size=len(x), verbose=0), rel=1e-4)
+
+
+@pytest.mark.parametrize("loss, kloss", [
+    (losses.BinaryFocalCrossentropy(gamma=2.0), keras.losses.BinaryFocalCrossentropy(gamma=2.0)),
+    (losses.BinaryCrossentropy(label_smoothing=0.2),
+     keras.losses.BinaryCrossentropy(label_smoothing=0.2)),
+])
+def test_sigmoid_output_losses_fold_logits_and_equal_keras(loss, kloss):
+    x, _ = data()
+    y = (rng(5).uniform(size=(len(x), 3)) > 0.5).astype(np.float32)
+    m = model(activation="sigmoid")
+    weights = m.get_weights()
+    m.compile(optimizer=kilnet.optimizers.SGD(learning_rate=0.5), loss=loss)
+    assert m.compiled.objective.heads[0].use_logits
+    m.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
+    k = keras_model(weights, "sigmoid")
+    k.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5), loss=kloss)
+    k.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(m.get_weights(), k.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_ignore_class_trains_like_keras():
+    r = rng(9)
+    x = r.normal(size=(16, 4)).astype(np.float32)
+    labels = r.integers(0, 3, 16)
+    labels[[0, 3, 7, 8, 9]] = 2  # class 2 is ignored
+    m = model(activation="softmax")
+    weights = m.get_weights()
+    m.compile(optimizer=kilnet.optimizers.SGD(learning_rate=0.5),
+              loss=losses.SparseCategoricalCrossentropy(ignore_class=2))
+    m.fit(x, labels, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    k = keras_model(weights, "softmax")
+    k.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5),
+              loss=keras.losses.SparseCategoricalCrossentropy(ignore_class=2))
+    k.fit(x, labels, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(m.get_weights(), k.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_custom_function_and_subclass_train():
+    x, y = data(64)
+    for loss in (mean_fourth_power, ScaledSquares(), lambda t, p: jnp.mean(jnp.square(p - t))):
+        m = model()
+        m.compile(optimizer="adam", loss=loss)
+        history = m.fit(x, y, epochs=5, batch_size=16, verbose=0)
+        assert history.history["loss"][-1] < history.history["loss"][0]
+    wrapped = losses.get(mean_fourth_power)
+    assert isinstance(wrapped, losses.LossFunctionWrapper) and wrapped.name == "mean_fourth_power"
+
+
+def test_saving_keeps_builtin_losses_and_warns_for_functions(tmp_path):
+    from kilnet.models import load_model
+
+    x, y = data()
+    m = model()
+    m.compile(optimizer="sgd", loss=losses.Huber(0.3, name="h"))
+    m.fit(x, y, epochs=1, verbose=0)
+    m.save(tmp_path / "huber.kilnet")
+    loaded = load_model(tmp_path / "huber.kilnet")
+    assert isinstance(loaded.compiled.loss, losses.Huber)
+    assert loaded.compiled.loss.get_config() == m.compiled.loss.get_config()
+    m.compile(optimizer="sgd", loss="kld")
+    m.save(tmp_path / "kld.kilnet")
+    assert isinstance(load_model(tmp_path / "kld.kilnet").compiled.loss, losses.KLDivergence)
+    m.compile(optimizer="sgd", loss=mean_fourth_power)
+    with pytest.warns(UserWarning, match="without its compile configuration"):
+        m.save(tmp_path / "fn.kilnet")
