@@ -381,7 +381,8 @@ def _run_epoch(trainer, feed, blocks, cb_list, progress, chunker, epoch, start_s
                                 block.order, block.valid, *([jnp.int32(0)] * 4))
         while step < block.limit:
             stop = min(chunker.next_stop(step), block.limit,
-                       step + (trainer.max_chunk_steps or block.limit))
+                       step + (trainer.max_chunk_steps or block.limit),
+                       step + (trainer.steps_per_execution or block.limit))
             cb_list.on_train_batch_begin(step)  # the chunk's first batch
             began = time.perf_counter()
             trainer.state = train(trainer.state, block.x, block.y, block.order, block.valid,

@@ -61,6 +61,7 @@ class Trainer:
         self._programs = {}
         self.resume_point = None     # (epoch, step) set by a checkpoint restore
         self.max_chunk_steps = None  # cap on a chunk's steps (BackupAndRestore's save_freq)
+        self.steps_per_execution = None  # compile()'s cap on a chunk's steps
         for identifier in _flat_metric_ids(self.metric_ids):  # unknown names fail at compile
             metrics_lib.get(identifier, output_shape=(2,))
 

@@ -601,3 +601,23 @@ def test_the_dry_epoch_line_shows_the_steps_it_ran(capsys, monkeypatch):
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Epoch")]
     assert lines[0].startswith("Epoch 1/2 - 2/2 - ")
     assert lines[1].startswith("Epoch 2/2 - 1/2 - ")
+
+
+def test_steps_per_execution_caps_the_compiled_chunks():
+    rng = np.random.default_rng(0)
+    x, y = rng.random((40, 3)).astype(np.float32), rng.integers(0, 2, 40)
+    model = kilnet.Sequential([kilnet.Input(shape=(3,)), kilnet.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
+                  steps_per_execution=3)
+    ends = []
+
+    class Ends(kilnet.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            ends.append(batch)
+
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[Ends()])
+    # 10 steps in chunks of at most 3: the hooks see batches 2, 5, 8, 9 (or more often)
+    assert ends[-1] == 9 and len(ends) >= 4
+    assert all(b - a <= 3 for a, b in zip([-1] + ends, ends))
+    with pytest.raises(ValueError, match="steps_per_execution must be a positive integer"):
+        model.compile(optimizer="sgd", loss="mse", steps_per_execution=0)

@@ -437,16 +437,25 @@ class Model(Layer):
 
     # -- the Keras workflow ----------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, *, loss_weights=None,
-                on_nonfinite="stop", distribution=None, **unsupported):
+                on_nonfinite="stop", distribution=None, steps_per_execution=None,
+                **unsupported):
         """Build the training, evaluation and prediction programs (see kilnet.trainer.Trainer).
 
         loss: one loss for every output, or a list / dict (by output name) of them.
         distribution: kilnet.distribution.DataParallel() to split each batch over devices.
+        steps_per_execution: the most training steps one compiled chunk runs (kilnet sizes
+            chunks by time, about 0.2 s; this caps them), so batch hooks fire at least every
+            N steps, as Keras documents it.
         """
         from kilnet.trainer import Trainer
 
-        _reject_unsupported("compile", unsupported, ("jit_compile", "run_eagerly",
-                                                     "steps_per_execution"))
+        _reject_unsupported("compile", unsupported, ("jit_compile", "run_eagerly"))
+        if steps_per_execution is not None and (
+                isinstance(steps_per_execution, bool) or not isinstance(steps_per_execution, int)
+                or steps_per_execution < 1):
+            raise ValueError("steps_per_execution must be a positive integer (the most steps one "
+                             f"compiled chunk runs). Received: steps_per_execution="
+                             f"{steps_per_execution!r}")
         for hook in ("test_step", "predict_step"):
             if getattr(type(self), hook, None) is not None:
                 raise NotImplementedError(
@@ -458,6 +467,7 @@ class Model(Layer):
         self.compiled = Trainer(self, optimizer=optimizer, loss=loss, metrics=metrics,
                                 loss_weights=loss_weights, on_nonfinite=on_nonfinite,
                                 distribution=distribution)
+        self.compiled.steps_per_execution = steps_per_execution
         self.compiled.prepare()
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
