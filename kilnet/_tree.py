@@ -15,12 +15,6 @@ def get_path(tree: dict, path: tuple):
     return tree
 
 
-def set_path(tree: dict, path: tuple, value) -> None:
-    for key in path[:-1]:
-        tree = tree.setdefault(key, {})
-    tree[path[-1]] = value
-
-
 def replace_path(tree: dict, path: tuple, value) -> dict:
     """A copy of `tree` with the leaf at `path` replaced (dicts along the path are copied;
     the other arrays are shared, not copied)."""

@@ -220,7 +220,26 @@ def _divide(a, b):
     return jnp.where(b > 0, a / jnp.where(b > 0, b, 1.0), 0.0)
 
 
-class Precision(_ConfusionMetric):
+class _ThresholdMetric(_ConfusionMetric):
+    """A ratio of confusion counts at given thresholds (0.5 by default): one value for one
+    threshold, one per threshold otherwise."""
+
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
+        _refuse_options(type(self).__name__, top_k=top_k, class_id=class_id)
+        super().__init__(_thresholds(thresholds), name)
+
+    def get_config(self):
+        return {"name": self.name, "thresholds": self.thresholds.tolist()}
+
+    def ratio(self, tp, fp, tn, fn):
+        raise NotImplementedError
+
+    def stateless_result(self, metric_variables):
+        result = self.ratio(*metric_variables)
+        return result[0] if result.shape == (1,) else result
+
+
+class Precision(_ThresholdMetric):
     """True positives / predicted positives, over the epoch, as keras.metrics.Precision.
 
     Example:
@@ -234,20 +253,11 @@ class Precision(_ConfusionMetric):
 
     kind = "precision"
 
-    def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
-        _refuse_options(type(self).__name__, top_k=top_k, class_id=class_id)
-        super().__init__(_thresholds(thresholds), name)
-
-    def get_config(self):
-        return {"name": self.name, "thresholds": self.thresholds.tolist()}
-
-    def stateless_result(self, metric_variables):
-        tp, fp, _, _ = metric_variables
-        result = _divide(tp, tp + fp)
-        return result[0] if result.shape == (1,) else result
+    def ratio(self, tp, fp, tn, fn):
+        return _divide(tp, tp + fp)
 
 
-class Recall(_ConfusionMetric):
+class Recall(_ThresholdMetric):
     """True positives / actual positives, over the epoch, as keras.metrics.Recall.
 
     Example:
@@ -261,17 +271,8 @@ class Recall(_ConfusionMetric):
 
     kind = "recall"
 
-    def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
-        _refuse_options(type(self).__name__, top_k=top_k, class_id=class_id)
-        super().__init__(_thresholds(thresholds), name)
-
-    def get_config(self):
-        return {"name": self.name, "thresholds": self.thresholds.tolist()}
-
-    def stateless_result(self, metric_variables):
-        tp, _, _, fn = metric_variables
-        result = _divide(tp, tp + fn)
-        return result[0] if result.shape == (1,) else result
+    def ratio(self, tp, fp, tn, fn):
+        return _divide(tp, tp + fn)
 
 
 class AUC(_ConfusionMetric):

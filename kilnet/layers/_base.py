@@ -286,7 +286,7 @@ class Layer:
         params, state = entry
         outputs, entry[1] = self.apply(params, state, *args, training=bool(training),
                                        rng=_scope.next_rng(),
-                                       sample_mask=_current_sample_mask(), **kwargs)
+                                       sample_mask=_scope.sample_mask(), **kwargs)
         return outputs
 
     def _build_inside_call(self, args, kwargs):
@@ -706,6 +706,14 @@ class ActivatedLayer(Layer):
         return (z if logits else self._activation_fn(z)), state
 
 
+class KernelLayer(ActivatedLayer):
+    """A layer whose weights are a kernel and, with use_bias, a bias (Dense, convolutions)."""
+
+    @property
+    def param_names(self):
+        return ("kernel", "bias") if self.use_bias else ("kernel",)
+
+
 # -- helpers ----------------------------------------------------------------------------------------
 def set_untracked(obj, name, value):
     object.__setattr__(obj, name, value)
@@ -719,13 +727,6 @@ def _call_arguments(cls) -> dict:
         return {}
     accepts_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
     return {name: name in parameters or accepts_any for name in ("training", "mask")}
-
-
-def _current_sample_mask():
-    scope = _scope.current()
-    while scope is not None and scope.sample_mask is None:
-        scope = scope.parent
-    return None if scope is None else scope.sample_mask
 
 
 def is_shape(value) -> bool:

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from kilnet import initializers, regularizers
-from kilnet.layers._base import ActivatedLayer, as_pair, check_padding
+from kilnet.layers._base import KernelLayer, as_pair, check_padding
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -87,7 +87,7 @@ def conv2d(x, kernel, strides, padding, dilation=(1, 1), groups=1):
     return conv2d_native(x, kernel, strides, padding, dilation, groups)
 
 
-class Conv2D(ActivatedLayer):
+class Conv2D(KernelLayer):
     config_keys = ("filters", "kernel_size", "strides", "padding", "activation", "use_bias",
                    "kernel_initializer", "bias_initializer", "dilation_rate", "groups",
                    "kernel_regularizer", "bias_regularizer", "activity_regularizer")
@@ -123,10 +123,6 @@ class Conv2D(ActivatedLayer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
-
-    @property
-    def param_names(self):
-        return ("kernel", "bias") if self.use_bias else ("kernel",)
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from kilnet import initializers, regularizers
-from kilnet.layers._base import ActivatedLayer
+from kilnet.layers._base import KernelLayer
 
 PADDINGS = ("valid", "same", "causal")
 
@@ -117,7 +117,7 @@ def conv1d(x, kernel, stride: int, dilation: int, padding: str):
     return conv1d_native(x, kernel, stride, dilation, pads)
 
 
-class Conv1D(ActivatedLayer):
+class Conv1D(KernelLayer):
     """1-D convolution over the steps of a sequence: inputs (steps, channels), outputs
     (new steps, filters).
 
@@ -174,10 +174,6 @@ class Conv1D(ActivatedLayer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
-
-    @property
-    def param_names(self):
-        return ("kernel", "bias") if self.use_bias else ("kernel",)
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 2 or input_shape[-1] is None:

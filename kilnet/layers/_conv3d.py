@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from kilnet import initializers
-from kilnet.layers._base import ActivatedLayer, Layer, check_padding
+from kilnet.layers._base import KernelLayer, Layer, check_padding
 from kilnet.layers._conv import dilated_span, output_size, same_padding
 from kilnet.layers._conv1d import (
     check_channels_last,
@@ -85,7 +85,7 @@ def _volumes_only(layer, input_shape):
                          f"Received an input of shape {tuple(input_shape)}.")
 
 
-class Conv3D(ActivatedLayer):
+class Conv3D(KernelLayer):
     """3-D convolution over volumes or videos: inputs (depth, height, width, channels),
     outputs (depth', height', width', filters).
 
@@ -136,10 +136,6 @@ class Conv3D(ActivatedLayer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
-
-    @property
-    def param_names(self):
-        return ("kernel", "bias") if self.use_bias else ("kernel",)
 
     def compute_output_shape(self, input_shape):
         _volumes_only("Conv3D", input_shape)

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from kilnet import initializers
-from kilnet.layers._base import ActivatedLayer, as_pair, check_padding
+from kilnet.layers._base import KernelLayer, as_pair, check_padding
 from kilnet.layers._conv import dilated_span, output_size, pad_same, window_slices
 from kilnet.layers._conv1d import (
     as_single,
@@ -42,7 +42,7 @@ def _images_only(layer, input_shape):
 
 
 # -- Conv1DTranspose -----------------------------------------------------------------------------
-class Conv1DTranspose(ActivatedLayer):
+class Conv1DTranspose(KernelLayer):
     """Transposed 1-D convolution: upsamples sequences (steps, channels), e.g. doubles their
     length with strides=2 and padding="same".
 
@@ -93,10 +93,6 @@ class Conv1DTranspose(ActivatedLayer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
-
-    @property
-    def param_names(self):
-        return ("kernel", "bias") if self.use_bias else ("kernel",)
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 2 or input_shape[-1] is None:
@@ -178,7 +174,7 @@ def _check_depth_multiplier(depth_multiplier):
     return depth_multiplier
 
 
-class _DepthwiseBase(ActivatedLayer):
+class _DepthwiseBase(KernelLayer):
     """The arguments and output size shared by DepthwiseConv2D and SeparableConv2D."""
 
     def _set_window(self, kernel_size, strides, padding, depth_multiplier, data_format,
@@ -248,10 +244,6 @@ class DepthwiseConv2D(_DepthwiseBase):
         self.use_bias = bool(use_bias)
         self.depthwise_initializer = depthwise_initializer
         self.bias_initializer = bias_initializer
-
-    @property
-    def param_names(self):
-        return ("kernel", "bias") if self.use_bias else ("kernel",)
 
     def compute_output_shape(self, input_shape):
         return self._spatial_output(input_shape) + (input_shape[-1] * self.depth_multiplier,)

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from kilnet import initializers
-from kilnet.layers._base import ActivatedLayer, as_pair, check_padding
+from kilnet.layers._base import KernelLayer, as_pair, check_padding
 from kilnet.layers._conv1d import (
     check_channels_last,
     check_filters,
@@ -99,7 +99,7 @@ def conv2d_transpose(x, kernel, strides, dilation, padding, output_padding):
     return conv2d_transpose_native(x, kernel, strides, dilation, pads)
 
 
-class Conv2DTranspose(ActivatedLayer):
+class Conv2DTranspose(KernelLayer):
     """Transposed 2-D convolution (sometimes called deconvolution): upsamples images, e.g.
     doubles their size with strides=2 and padding="same".
 
@@ -151,10 +151,6 @@ class Conv2DTranspose(ActivatedLayer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
-
-    @property
-    def param_names(self):
-        return ("kernel", "bias") if self.use_bias else ("kernel",)
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3 or input_shape[-1] is None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from kilnet import initializers, regularizers
-from kilnet.layers._base import ActivatedLayer
+from kilnet.layers._base import KernelLayer
 
 
-class Dense(ActivatedLayer):
+class Dense(KernelLayer):
     _supports_masking = True  # passes a sequence mask on, as Keras
     config_keys = ("units", "activation", "use_bias", "kernel_initializer", "bias_initializer",
                    "kernel_regularizer", "bias_regularizer", "activity_regularizer")
@@ -29,10 +29,6 @@ class Dense(ActivatedLayer):
 
     def get_config(self):
         return regularizers.serialize_into(super().get_config(), self, _REGULARIZERS)
-
-    @property
-    def param_names(self):
-        return ("kernel", "bias") if self.use_bias else ("kernel",)
 
     def compute_output_shape(self, input_shape):
         return input_shape[:-1] + (self.units,)

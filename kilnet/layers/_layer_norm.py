@@ -70,7 +70,7 @@ class LayerNormalization(Layer):
 
     @property
     def param_names(self):
-        return (("gamma",) if self.scale else ()) + (("beta",) if self.center else ())
+        return _gamma_beta(self)
 
     def compute_output_shape(self, input_shape):
         _sample_axes(self.axis, input_shape)
@@ -159,7 +159,7 @@ class GroupNormalization(Layer):
 
     @property
     def param_names(self):
-        return (("gamma",) if self.scale else ()) + (("beta",) if self.center else ())
+        return _gamma_beta(self)
 
     def _channels(self, input_shape) -> tuple[int, int]:
         """(the channels axis counted with the batch axis, the number of groups), checked."""
@@ -297,3 +297,8 @@ def _refuse_unsupported(layer: str, **options):
         raise ValueError(
             f"{layer} does not support {', '.join(sorted(given))} yet. Received: "
             + ", ".join(f"{name}={value!r}" for name, value in sorted(given.items())))
+
+
+def _gamma_beta(layer) -> tuple:
+    """Keras's weight order of a normalization: gamma (with scale), then beta (with center)."""
+    return (("gamma",) if layer.scale else ()) + (("beta",) if layer.center else ())
