@@ -166,6 +166,9 @@ def test_noise_layers_are_identity_at_inference():
 
 
 def test_spatial_dropout_drops_whole_channels():
+    # An eager call draws its key from the process seed: fix it, so the statistics below are
+    # the same on every run (unseeded, the 0.05 bound failed about one run in ten).
+    kilnet.utils.set_random_seed(0)
     x = np.ones((400, 6, 8), np.float32)
     y = np.asarray(layers.SpatialDropout1D(0.25)(x, training=True))
     assert np.all(y == y[:, :1, :])  # one draw per (sample, channel)
