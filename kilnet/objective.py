@@ -6,7 +6,9 @@ softmax/sigmoid folded into the loss, which is numerically stable). The compiled
 (kilnet.programs) ask the Objective for the per-sample total loss and for the sums it logs.
 
 Log names follow Keras: with one output, "loss" and the metric names ("accuracy"); with several,
-"loss" (the weighted total), then "<output>_loss" and "<output>_<metric>" per output.
+"loss" (the weighted total), then "<output>_loss" and "<output>_<metric>" per output. Weighted
+metrics (compile's weighted_metrics) come after the metrics and keep their name unless a metric
+has it already; then they are "weighted_<metric>" (Keras's CompileMetrics rule).
 """
 
 from __future__ import annotations
@@ -33,13 +35,25 @@ class Head:
     weight: float | None = None     # loss_weights entry (None: 1, and no multiplication)
     metric_ids: list = field(default_factory=list)
     metrics: list = field(default_factory=list)
+    weighted_metric_ids: list = field(default_factory=list)
+    weighted_metrics: list = field(default_factory=list)  # these use the sample weights
     use_logits: bool = False        # the loss reads the output's pre-activation
     given_loss: losses_lib.Loss | None = None  # the loss as compile() got it (for messages)
     masked: bool = False            # the output carries a sequence mask (per time step)
 
     @property
     def needs_labels(self) -> bool:
-        return self.loss is not None or bool(self.metrics)
+        return self.loss is not None or bool(self.metrics) or bool(self.weighted_metrics)
+
+
+@dataclass
+class MetricSlot:
+    """One compiled metric of one output, under its log name."""
+
+    head: Head
+    metric: metrics_lib.Metric
+    name: str
+    weighted: bool  # uses fit's sample_weight / class_weight (compile's weighted_metrics)
 
 
 class Objective:
@@ -52,35 +66,60 @@ class Objective:
         self.several_losses = sum(h.loss is not None for h in heads) > 1
         self.targets = [h for h in heads if h.needs_labels]  # the order labels are given in
 
-    # -- names -------------------------------------------------------------------------------
-    def metric_name(self, head: Head, metric) -> str:
-        return f"{head.name}_{metric.name}" if self.multi else metric.name
+    # -- names ---------------------------------------------------------------------------------
+    @property
+    def slots(self) -> list[MetricSlot]:
+        """Every compiled metric with its log name: the metrics, then the weighted metrics.
+        A repeated name gets "_1", "_2"...; a weighted metric whose name is taken becomes
+        "weighted_<name>" (as Keras names them)."""
+        taken, slots = {}, []
+
+        def unique(name):
+            if name not in taken:
+                taken[name] = 1
+                return name
+            taken[name] += 1
+            return f"{name}_{taken[name] - 1}"
+
+        def prefixed(head, name):
+            return f"{head.name}_{name}" if self.multi else name
+
+        for head in self.heads:
+            for metric in head.metrics:
+                slots.append(MetricSlot(head, metric, unique(prefixed(head, metric.name)),
+                                        False))
+        for head in self.heads:
+            for metric in head.weighted_metrics:
+                name = prefixed(head, metric.name)
+                if name in taken:
+                    name = prefixed(head, "weighted_" + metric.name)
+                slots.append(MetricSlot(head, metric, unique(name), True))
+        return slots
 
     @property
     def sum_names(self) -> list[str]:
         names = ["loss"]
         if self.several_losses:
             names += [f"{h.name}_loss" for h in self.heads if h.loss is not None]
-        names += [self.metric_name(h, m) for h in self.heads for m in h.metrics]
-        return names
+        return names + [slot.name for slot in self.slots]
 
     @property
     def weight_names(self) -> list[str]:
-        """Sums of mask weights: a masked output's metrics are means over its real steps."""
-        return [self.metric_name(h, m) + "#weight" for h in self.heads if h.masked
-                for m in h.metrics]
+        """Sums of metric weights, for metrics whose count is not the sample count: a masked
+        output's metrics (means over its real steps) and weighted metrics."""
+        return [slot.name + "#weight" for slot in self.slots
+                if (slot.head.masked or slot.weighted) and not slot.metric.stateful]
 
     def zero_states(self) -> dict:
         """The starting variables of metrics with state (confusion counts), by log name."""
-        return {self.metric_name(h, m) + "#state": m.variables
-                for h in self.heads for m in h.metrics if m.stateful}
+        return {slot.name + "#state": slot.metric.variables for slot in self.slots
+                if slot.metric.stateful}
 
     def log_values(self, sums: dict, prefix: str = "") -> dict:
         """The epoch's logs from the sums (host values): means over the real samples (or the
-        real steps of a masked output), and results of metrics with state."""
+        real steps of a masked output, or the weights), and results of metrics with state."""
         count = float(sums["count"])  # 0 when every step so far was skipped: no mean, nan
-        stateful = {self.metric_name(h, m): m for h in self.heads for m in h.metrics
-                    if m.stateful}
+        stateful = {slot.name: slot.metric for slot in self.slots if slot.metric.stateful}
         logs = {}
         for name in self.sum_names:
             if name in stateful:
@@ -145,35 +184,35 @@ class Objective:
     def add_sums(self, sums, y, predictions, per_sample_total, parts, weight, masks=None):
         """This batch's loss and metrics added to the running sums, real samples only. The
         metrics of a masked output add its real steps, with their own count (as Keras weighs
-        metrics by the mask)."""
+        metrics by the mask); weighted metrics weigh each sample by its sample weight."""
         labels = self.labels_by_head(y)
+        sample_weight = self._split(y)[1]
         new = dict(sums)
         new["loss"] = sums["loss"] + jnp.sum(per_sample_total * weight)
         for name, value in parts.items():
             new[name] = sums[name] + jnp.sum(value * weight)
-        for head in self.heads:
-            mask = None if masks is None else masks[head.index]
-            for metric in head.metrics:
-                name = self.metric_name(head, metric)
-                if metric.stateful:  # confusion counts: the metric updates its own state
-                    steps = weight if mask is None else mask.astype(jnp.float32) * weight[:, None]
-                    new[name + "#state"] = metric.stateless_update_state(
-                        sums[name + "#state"], labels[head.index], predictions[head.index],
-                        sample_weight=steps)
-                    continue
-                values = metric.per_sample(labels[head.index], predictions[head.index])
-                if mask is None:
-                    new[name] = sums[name] + jnp.sum(per_sample_mean(values) * weight)
-                else:
-                    steps = mask.astype(jnp.float32) * weight[:, None]
-                    new[name] = sums[name] + jnp.sum(values * steps)
-                    new[name + "#weight"] = sums[name + "#weight"] + jnp.sum(steps)
+        for slot in self.slots:
+            index = slot.head.index
+            rows = weight if not slot.weighted or sample_weight is None else weight * sample_weight
+            mask = None if masks is None else masks[index]
+            steps = rows if mask is None else mask.astype(jnp.float32) * rows[:, None]
+            if slot.metric.stateful:  # confusion counts: the metric updates its own state
+                new[slot.name + "#state"] = slot.metric.stateless_update_state(
+                    sums[slot.name + "#state"], labels[index], predictions[index],
+                    sample_weight=steps)
+                continue
+            values = slot.metric.per_sample(labels[index], predictions[index])
+            if mask is None:
+                values = per_sample_mean(values)
+            new[slot.name] = sums[slot.name] + jnp.sum(values * steps)
+            if slot.name + "#weight" in sums:
+                new[slot.name + "#weight"] = sums[slot.name + "#weight"] + jnp.sum(steps)
         new["count"] = sums["count"] + jnp.sum(weight)
         return new
 
 
 # -- from compile()'s arguments ---------------------------------------------------------------------
-def build(model, loss, loss_weights, metrics, *, custom_loss=False,
+def build(model, loss, loss_weights, metrics, *, weighted_metrics=None, custom_loss=False,
           loss_optional=False) -> Objective:
     """The Objective for `model` (built or with known output specs) from compile()'s args.
     custom_loss: the model overrides compute_loss, which gets the outputs as the user sees
@@ -184,6 +223,7 @@ def build(model, loss, loss_weights, metrics, *, custom_loss=False,
     losses = _per_output(loss, names, "loss", broadcast=True)
     weights = _per_output(loss_weights, names, "loss_weights", broadcast=False)
     metric_lists = _metrics_per_output(metrics, names)
+    weighted_lists = _metrics_per_output(weighted_metrics, names, "weighted_metrics")
     activations = model.output_activations()
     masked = _masked_outputs(model)
     heads = []
@@ -199,7 +239,8 @@ def build(model, loss, loss_weights, metrics, *, custom_loss=False,
         heads.append(Head(index=index, name=spec.name, shape=tuple(spec.shape),
                           loss=resolved.with_logits() if use_logits else resolved,
                           weight=None if weight is None else float(weight),
-                          metric_ids=metric_lists[index], use_logits=use_logits,
+                          metric_ids=metric_lists[index],
+                          weighted_metric_ids=weighted_lists[index], use_logits=use_logits,
                           given_loss=resolved, masked=masked[index]))
     if all(h.loss is None for h in heads) and not custom_loss and not loss_optional:
         raise ValueError("compile() needs a loss for at least one output, e.g. "
@@ -235,10 +276,13 @@ def resolve_metrics(objective: Objective, label_shapes) -> bool:
     by_head = {h.index: shape for h, shape in zip(objective.targets, shapes)}
     changed = False
     for head in objective.heads:
-        new = [metrics_lib.get(m, loss=head.given_loss, label_shape=by_head.get(head.index),
-                               output_shape=head.shape) for m in head.metric_ids]
-        if [type(m) for m in new] != [type(m) for m in head.metrics]:
-            head.metrics, changed = new, True
+        for ids, attribute in ((head.metric_ids, "metrics"),
+                               (head.weighted_metric_ids, "weighted_metrics")):
+            new = [metrics_lib.get(m, loss=head.given_loss, label_shape=by_head.get(head.index),
+                                   output_shape=head.shape) for m in ids]
+            if [type(m) for m in new] != [type(m) for m in getattr(head, attribute)]:
+                setattr(head, attribute, new)
+                changed = True
     return changed
 
 
@@ -262,16 +306,16 @@ def _per_output(value, names, argument, *, broadcast):
                     f"({names}). Received: {argument}={value!r}")
 
 
-def _metrics_per_output(metrics, names) -> list[list]:
+def _metrics_per_output(metrics, names, argument="metrics") -> list[list]:
     if metrics is None:
         return [[] for _ in names]
     if isinstance(metrics, dict):
-        per = _per_output(metrics, names, "metrics", broadcast=False)
+        per = _per_output(metrics, names, argument, broadcast=False)
         return [[] if m is None else (list(m) if isinstance(m, (list, tuple)) else [m])
                 for m in per]
     if not isinstance(metrics, (list, tuple)):
-        raise TypeError("metrics must be a list, e.g. metrics=['accuracy'], or a dict by output "
-                        f"name. Received: metrics={metrics!r}")
+        raise TypeError(f"{argument} must be a list, e.g. {argument}=['accuracy'], or a dict by "
+                        f"output name. Received: {argument}={metrics!r}")
     if len(names) == 1:
         return [list(metrics)]
     if len(metrics) == len(names) and any(isinstance(m, (list, tuple)) or m is None

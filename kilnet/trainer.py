@@ -27,15 +27,16 @@ class Trainer:
     training state and a cache of ahead-of-time compiled programs per data shape."""
 
     def __init__(self, model, *, optimizer, loss, metrics, loss_weights=None,
-                 on_nonfinite="stop", distribution=None):
+                 weighted_metrics=None, on_nonfinite="stop", distribution=None):
         if loss is None and not model.overrides_train_step:
             raise ValueError("compile() needs a loss, e.g. loss='sparse_categorical_crossentropy'.")
         if on_nonfinite not in ("stop", "skip"):
             raise ValueError("on_nonfinite must be 'stop' or 'skip'. "
                              f"Received: on_nonfinite={on_nonfinite!r}")
-        if metrics is not None and not isinstance(metrics, (list, tuple, dict)):
-            raise TypeError(f"metrics must be a list, e.g. metrics=['accuracy'], or a dict by "
-                            f"output name. Received: metrics={metrics!r}")
+        for argument, value in (("metrics", metrics), ("weighted_metrics", weighted_metrics)):
+            if value is not None and not isinstance(value, (list, tuple, dict)):
+                raise TypeError(f"{argument} must be a list, e.g. {argument}=['accuracy'], or a "
+                                f"dict by output name. Received: {argument}={value!r}")
         self.model = model
         self.optimizer = optimizers_lib.get(optimizer)
         self.tx = optimizers_lib.transformation(self.optimizer)
@@ -46,6 +47,8 @@ class Trainer:
         self.loss = _resolve_losses(loss)
         self.metric_ids = (dict(metrics) if isinstance(metrics, dict)
                            else list(metrics or []))
+        self.weighted_metric_ids = (dict(weighted_metrics) if isinstance(weighted_metrics, dict)
+                                    else list(weighted_metrics or []))
         self.objective = None
         self.on_nonfinite = on_nonfinite
         self.distribution = distribution_lib.get(distribution)  # None: one device
@@ -62,7 +65,9 @@ class Trainer:
         self.resume_point = None     # (epoch, step) set by a checkpoint restore
         self.max_chunk_steps = None  # cap on a chunk's steps (BackupAndRestore's save_freq)
         self.steps_per_execution = None  # compile()'s cap on a chunk's steps
-        for identifier in _flat_metric_ids(self.metric_ids):  # unknown names fail at compile
+        # unknown names fail at compile
+        for identifier in _flat_metric_ids(self.metric_ids) + _flat_metric_ids(
+                self.weighted_metric_ids):
             metrics_lib.get(identifier, output_shape=(2,))
 
     # -- building ----------------------------------------------------------------------------
@@ -94,7 +99,9 @@ class Trainer:
         model = self.model
         custom_loss = model.overrides_compute_loss
         self.objective = objective_lib.build(model, self.loss, self.loss_weights,
-                                             self.metric_ids, custom_loss=custom_loss,
+                                             self.metric_ids,
+                                             weighted_metrics=self.weighted_metric_ids,
+                                             custom_loss=custom_loss,
                                              loss_optional=model.overrides_train_step)
         return programs.StepSpec(model=model, objective=self.objective, tx=self.tx,
                                  input_dtypes=tuple(s.dtype for s in model.input_specs),
@@ -180,8 +187,8 @@ class Trainer:
         """model.metrics of a compiled model: the loss tracker, then the compiled metrics."""
         if getattr(self, "_loss_tracker", None) is None:
             self._loss_tracker = metrics_lib.Mean(name="loss")
-        heads = self.objective.heads if self.objective is not None else []
-        return [self._loss_tracker] + [m for head in heads for m in head.metrics]
+        slots = self.objective.slots if self.objective is not None else []
+        return [self._loss_tracker] + [slot.metric for slot in slots]
 
     def stateless_call(self, trainable_variables, non_trainable_variables, x, training=False,
                        **kwargs):

@@ -437,11 +437,13 @@ class Model(Layer):
 
     # -- the Keras workflow ----------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, *, loss_weights=None,
-                on_nonfinite="stop", distribution=None, steps_per_execution=None,
-                **unsupported):
+                weighted_metrics=None, on_nonfinite="stop", distribution=None,
+                steps_per_execution=None, **unsupported):
         """Build the training, evaluation and prediction programs (see kilnet.trainer.Trainer).
 
         loss: one loss for every output, or a list / dict (by output name) of them.
+        weighted_metrics: metrics weighted by fit's sample_weight / class_weight (the metrics
+            in `metrics` are not), as Keras.
         distribution: kilnet.distribution.DataParallel() to split each batch over devices.
         steps_per_execution: the most training steps one compiled chunk runs (kilnet sizes
             chunks by time, about 0.2 s; this caps them), so batch hooks fire at least every
@@ -465,7 +467,8 @@ class Model(Layer):
         if self.compiled is not None:
             self.compiled.release_variables()
         self.compiled = Trainer(self, optimizer=optimizer, loss=loss, metrics=metrics,
-                                loss_weights=loss_weights, on_nonfinite=on_nonfinite,
+                                loss_weights=loss_weights, weighted_metrics=weighted_metrics,
+                                on_nonfinite=on_nonfinite,
                                 distribution=distribution)
         self.compiled.steps_per_execution = steps_per_execution
         self.compiled.prepare()
