@@ -12,10 +12,11 @@ Why they need more than a one-input layer:
   `compute_call_output_shape` gives both shapes, so a call on symbolic tensors records two
   outputs.
 
-Masks: kilnet does not carry Keras's sequence masks from layer to layer yet, so the only masks
-are those given in the call: MultiHeadAttention's attention_mask and use_causal_mask,
-Attention's mask=[query_mask, value_mask] and use_causal_mask. MultiHeadAttention's
-query_mask / value_mask / key_mask, which Keras fills from propagated masks, are refused.
+Masks, as Keras: the sequence masks the inputs carry (Embedding(mask_zero=True), Masking) are
+used. MultiHeadAttention gets them as query_mask / value_mask / key_mask (a model fills these
+from its inputs' masks; they may also be given in the call) and combines them with
+attention_mask and use_causal_mask; Attention gets mask=[query_mask, value_mask]. Both pass the
+query's mask on to the next layer.
 
 Weights are named and shaped as Keras's: MultiHeadAttention holds projections named query,
 key, (gate,) value and attention_output, each with a kernel and a bias, so
@@ -132,6 +133,7 @@ class MultiHeadAttention(Layer):
                  activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
                  use_gate=False, seed=None, **kwargs):
         super().__init__(**kwargs)
+        self.supports_masking = True  # the query's mask passes on (Keras)
         _refuse_unsupported("MultiHeadAttention", kernel_regularizer=kernel_regularizer,
                             bias_regularizer=bias_regularizer,
                             activity_regularizer=activity_regularizer,
@@ -223,7 +225,6 @@ class MultiHeadAttention(Layer):
             raise TypeError("MultiHeadAttention is called on a query and a value: "
                             "mha(query, value) or mha(query, value, key=key). Received: "
                             f"query={_kind(query)}, value={_kind(value)}")
-        _refuse_sequence_masks(query_mask=query_mask, value_mask=value_mask, key_mask=key_mask)
         unknown = sorted(set(options) - set(self.CALL_OPTIONS))
         if unknown:
             raise TypeError(f"MultiHeadAttention got unexpected call arguments {unknown}; it "
@@ -240,6 +241,12 @@ class MultiHeadAttention(Layer):
             _check_mask_shape(options["attention_mask"].shape, shapes[0][0], shapes[1][0])
         if key is not None:
             options["key"] = key
+        for name, mask, steps in (("query_mask", query_mask, shapes[0][0]),
+                                  ("value_mask", value_mask, shapes[1][0]),
+                                  ("key_mask", key_mask, shapes[1][0])):
+            if mask is not None:
+                _check_sequence_mask(name, tuple(mask.shape), steps)
+                options[name] = mask
         return super().__call__(query, value, **options)
 
     def call_input_shape(self, args, kwargs):
@@ -270,12 +277,13 @@ class MultiHeadAttention(Layer):
 
     def apply(self, params, state, query, value, key=None, *, training=False, rng=None,
               sample_mask=None, attention_mask=None, return_attention_scores=False,
-              use_causal_mask=False):
+              use_causal_mask=False, query_mask=None, value_mask=None, key_mask=None):
         key = value if key is None else jnp.asarray(key)
         q = self._project(self._query_dense, params, query)      # (batch, T, heads, key_dim)
         k = self._project(self._key_dense, params, key)          # (batch, S, heads, key_dim)
         v = self._project(self._value_dense, params, value)      # (batch, S, heads, value_dim)
         scores = jnp.einsum("btnh,bsnh->bnts", q * (1.0 / math.sqrt(self.key_dim)), k)
+        attention_mask = _with_sequence_masks(attention_mask, query_mask, value_mask, key_mask)
         mask = self._mask(attention_mask, use_causal_mask, q.shape[1], k.shape[1])
         if mask is None:
             probs = jax.nn.softmax(scores, axis=-1)
@@ -400,6 +408,10 @@ class Attention(Layer):
     def pack_symbolic_outputs(self, tensors):
         return tuple(tensors)  # (output, scores), as apply returns them
 
+    def compute_mask(self, inputs, previous_mask=None):
+        """The query's mask passes on (Keras)."""
+        return None if previous_mask is None else list(previous_mask)[0]
+
     def compute_call_output_shape(self, input_shape, kwargs):
         unknown = sorted(set(kwargs) - set(self.CALL_OPTIONS))
         if unknown:
@@ -497,14 +509,21 @@ def _check_mask_list(mask):
     return mask[0], mask[1]
 
 
-def _refuse_sequence_masks(**masks):
-    given = sorted(name for name, value in masks.items() if value is not None)
-    if given:
-        raise ValueError(
-            f"MultiHeadAttention's {', '.join(given)} is not supported: Keras fills it from "
-            "masks carried between layers, which kilnet does not have yet. Pass "
-            "attention_mask (batch, T, S) instead, e.g. query_mask[:, :, None] & "
-            "value_mask[:, None, :].")
+def _check_sequence_mask(name, shape, steps):
+    if len(shape) != 2 or shape[1] not in (None, steps) and steps is not None:
+        raise ValueError(f"{name} must have the shape (batch, {steps}): one flag per step of "
+                         f"its sequence. Received: {name} of shape {shape}")
+
+
+def _with_sequence_masks(attention_mask, query_mask, value_mask, key_mask):
+    """attention_mask (batch, T, S) ANDed with the sequence masks, as Keras's MultiHeadAttention
+    combines them: a query step attends where it is real, to value/key steps that are real."""
+    combined = None if attention_mask is None else jnp.asarray(attention_mask) != 0
+    for mask, axis in ((query_mask, -1), (value_mask, -2), (key_mask, -2)):
+        if mask is not None:
+            mask = jnp.expand_dims(jnp.asarray(mask) != 0, axis)
+            combined = mask if combined is None else combined & mask
+    return combined
 
 
 def _check_flag(value, argument):

@@ -8,6 +8,12 @@ input of lower rank gets axes of size 1 inserted right after the batch axis.
 
 Axes given to Concatenate and Dot count the batch axis, as in Keras (axis=1 is the first axis
 of a sample); the batch axis itself cannot be merged along, since kilnet pads the last batch.
+
+Sequence masks, as Keras merges them: the elementwise merges pass on the OR of their inputs'
+masks when every input has one (none otherwise); Maximum and Minimum take, where one input is
+masked out, the other inputs' values, and Multiply treats masked-out values as 1 (then zeroes
+what every mask excludes); Concatenate joins the masks as it joins the values (an unmasked
+input counts as all real); Dot ends the mask.
 """
 
 from __future__ import annotations
@@ -84,6 +90,18 @@ def _common_dtype(dtypes) -> str:
     return str(jnp.result_type(*dtypes))
 
 
+def _full_mask(mask, x):
+    """A (batch, steps) sequence mask spread over every value of x."""
+    mask = jnp.asarray(mask, bool)
+    mask = mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim))
+    return jnp.broadcast_to(mask, x.shape)
+
+
+def _mask_list(mask, count) -> list:
+    """One mask (or None) per input, from what the model passes (None, or a list)."""
+    return [None] * count if mask is None else list(mask)
+
+
 class _ElementwiseMerge(Layer):
     """Base of the merges that combine inputs value by value, with Keras's broadcasting."""
 
@@ -103,15 +121,49 @@ class _ElementwiseMerge(Layer):
     def compute_output_dtype(self, input_dtype) -> str:
         return "float32" if input_dtype is None else _common_dtype(input_dtype)
 
-    def apply(self, params, state, x, **_):
+    def compute_mask(self, inputs, previous_mask=None):
+        """The OR of the inputs' masks when every input has one, else no mask (Keras)."""
+        masks = _mask_list(previous_mask, len(inputs))
+        if any(m is None for m in masks):
+            return None
+        out = jnp.asarray(masks[0], bool)
+        for m in masks[1:]:
+            out = out | jnp.asarray(m, bool)
+        return out
+
+    def apply(self, params, state, x, mask=None, **_):
         x = _arrays_of_list(self, x)
+        masks = _mask_list(mask, len(x))
         # As Keras: an input of lower rank gets axes of size 1 right after the batch axis.
         rank = max(v.ndim for v in x)
         x = [v.reshape(v.shape[:1] + (1,) * (rank - v.ndim) + v.shape[1:]) for v in x]
-        return self.merge(x), state
+        if all(m is None for m in masks):
+            return self.merge(x), state
+        return self.merge_masked(x, [None if m is None else _full_mask(m, v)
+                                     for m, v in zip(masks, x)]), state
 
     def merge(self, inputs):
         raise NotImplementedError
+
+    def merge_masked(self, inputs, masks):
+        """The merge when some inputs carry masks: the values of Add, Subtract and Average do
+        not depend on them (Keras)."""
+        return self.merge(inputs)
+
+
+def _merge_substituting(op, inputs, masks):
+    """Keras's rule for Maximum and Minimum, which have no neutral value: where an input is
+    masked out, the running result stands in for it, and where the running result is masked
+    out, the input does."""
+    out, out_mask = inputs[0], masks[0]
+    for x, mask in zip(inputs[1:], masks[1:]):
+        if mask is not None:
+            x = jnp.where(mask, x, out)
+        if out_mask is not None:
+            out = jnp.where(out_mask, out, x)
+        out_mask = None if mask is None or out_mask is None else out_mask | mask
+        out = op(out, x)
+    return out
 
 
 class Add(_ElementwiseMerge):
@@ -163,6 +215,18 @@ class Multiply(_ElementwiseMerge):
             out = out * v
         return out
 
+    def merge_masked(self, inputs, masks):
+        """Masked-out values count as 1 (Keras); when every input is masked, what no mask
+        keeps is 0."""
+        out = self.merge([x if m is None else jnp.where(m, x, jnp.ones((), x.dtype))
+                          for x, m in zip(inputs, masks)])
+        if all(m is not None for m in masks):
+            kept = masks[0]
+            for m in masks[1:]:
+                kept = kept | m
+            out = jnp.where(kept, out, jnp.zeros((), out.dtype))
+        return out
+
 
 class Average(_ElementwiseMerge):
     """The elementwise mean of a list of tensors (e.g. an ensemble of branches).
@@ -198,6 +262,9 @@ class Maximum(_ElementwiseMerge):
             out = jnp.maximum(out, v)
         return out
 
+    def merge_masked(self, inputs, masks):
+        return _merge_substituting(jnp.maximum, inputs, masks)
+
 
 class Minimum(_ElementwiseMerge):
     """The elementwise minimum of a list of tensors.
@@ -214,6 +281,9 @@ class Minimum(_ElementwiseMerge):
         for v in inputs[1:]:
             out = jnp.minimum(out, v)
         return out
+
+    def merge_masked(self, inputs, masks):
+        return _merge_substituting(jnp.minimum, inputs, masks)
 
 
 def _sample_axis(axis: int, rank: int, argument: str, what: str) -> int:
@@ -288,6 +358,18 @@ class Concatenate(Layer):
         axis = _sample_axis(self.axis, x[0].ndim - 1, "axis", "these inputs") + 1
         return jnp.concatenate(x, axis=axis), state
 
+    def compute_mask(self, inputs, previous_mask=None):
+        """The masks joined as the values are (an unmasked input counts as all real), then
+        reduced over the last axis, as Keras: along the steps, the steps' masks follow each
+        other; along the features, a step is real where any input's is."""
+        masks = _mask_list(previous_mask, len(inputs))
+        if all(m is None for m in masks):
+            return None
+        full = [jnp.ones(x.shape, bool) if m is None else _full_mask(m, x)
+                for x, m in zip(inputs, masks)]
+        axis = _sample_axis(self.axis, inputs[0].ndim - 1, "axis", "these inputs") + 1
+        return jnp.any(jnp.concatenate(full, axis=axis), axis=-1)
+
 
 class Dot(Layer):
     """The dot product of two tensors along one axis of each, sample by sample.
@@ -324,6 +406,10 @@ class Dot(Layer):
             raise TypeError(f"normalize must be True or False. Received: normalize={normalize!r}")
         self.axes = axes
         self.normalize = normalize
+
+    def compute_mask(self, inputs, previous_mask=None):
+        """No mask: a dot product over the steps has no steps left to mask (Keras)."""
+        return None
 
     def _sample_axes(self, shapes) -> tuple[int, int]:
         pair = self.axes if isinstance(self.axes, tuple) else (self.axes, self.axes)

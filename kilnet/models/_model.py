@@ -14,6 +14,8 @@ compiled, the Trainer holds them while it trains.
 
 from __future__ import annotations
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -362,6 +364,7 @@ class Model(Layer):
             if layer.accepts_mask and node_kwargs.get("mask") is None and any(
                     m is not None for m in jax.tree.leaves(previous_mask)):
                 node_kwargs["mask"] = previous_mask
+            node_kwargs.update(_named_masks(layer, node, masks))
             out, new_state[layer.name] = layer.apply(
                 params[layer.name], new_state[layer.name], *node_args,
                 training=training if node_training is None else bool(node_training),
@@ -683,6 +686,27 @@ def _masks_of(structure, masks: dict):
     """The sequence masks of a call's first argument (same structure, None where none)."""
     return jax.tree.map(lambda t: masks.get(t.uid) if isinstance(t, KerasTensor) else None,
                         structure, is_leaf=lambda t: isinstance(t, KerasTensor))
+
+
+def _named_masks(layer, node, masks: dict) -> dict:
+    """Masks for call arguments named `<argument>_mask` (MultiHeadAttention's query_mask,
+    value_mask, key_mask): the propagated mask of that argument's tensor, where the call did
+    not give one, as Keras fills them."""
+    fn, skipped = (type(layer).apply, 3) if layer.is_pure else (type(layer).call, 1)
+    try:
+        names = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return {}
+    given = dict(zip(names[skipped:], node.args))
+    given.update(node.kwargs)
+    filled = {}
+    for name in names:
+        source = given.get(name[:-len("_mask")]) if name.endswith("_mask") else None
+        if isinstance(source, KerasTensor) and given.get(name) is None:
+            mask = masks.get(source.uid)
+            if mask is not None:
+                filled[name] = mask
+    return filled
 
 
 def _record_masks(node, output_masks, masks: dict):
