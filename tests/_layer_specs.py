@@ -21,6 +21,7 @@ class Spec:
     shapes: tuple                   # one per-sample shape per input
     call: str = "one"               # "one": layer(x); "list": layer([a, b]); "args": layer(a, b)
     dtype: str = "float32"          # of the inputs
+    out_dtype: str = "float32"      # of the output
     keras: bool = True              # compare values with Keras (else `reference` must be set)
     reference: Callable | None = None   # reference(inputs, weights) -> NumPy output
     grad: bool = True               # finite-difference gradient check
@@ -31,6 +32,20 @@ class Spec:
     mask_make: Callable | None = None   # the layer of the masking check, when it differs
     no_mask_check: str = ""         # why the masking check does not apply, if it does not
     marks: tuple = ()               # pytest marks (xfail) for every check of this spec
+
+
+def _integer_lookup_reference(inputs, weights):
+    # vocabulary [2, 3, 5]: index 0 is the out-of-vocabulary bucket, then the vocabulary
+    table = {2: 1, 3: 2, 5: 3}
+    return np.vectorize(lambda v: table.get(int(v), 0))(inputs[0]).astype(np.int32)
+
+
+def _hashing_reference(inputs, weights):
+    # Keras hashes an integer's decimal string with FarmHash64 (fingerprint64) and takes it
+    # modulo num_bins; kilnet's fingerprint was checked against the pyfarmhash package.
+    from kilnet.layers._fingerprints import fingerprint64
+    return np.vectorize(lambda v: fingerprint64(str(int(v)).encode()) % 4)(
+        inputs[0]).astype(np.int32)
 
 
 def _normalization_reference(inputs, weights):
@@ -118,6 +133,17 @@ SPECS = [
                                                       variance=[4.0, 0.25, 1.0]), [(3,)],
          reference=_normalization_reference),
     Spec("Resizing", lambda ns: ns.Resizing(4, 6), [(3, 3, 1)]),
+    Spec("CategoryEncoding", lambda ns: ns.CategoryEncoding(8, output_mode="count"), [(3,)],
+         dtype="int32", grad=False, no_mask_check="counts the ids of a whole sample"),
+    Spec("Discretization", lambda ns: ns.Discretization(bin_boundaries=[0.0, 0.5]), [(4,)],
+         out_dtype="int32", grad=False, no_mask_check="gives bin ids, not features"),
+    # Keras runs these two with TensorFlow (not installed): compared with NumPy references
+    Spec("IntegerLookup", lambda ns: ns.IntegerLookup(vocabulary=[2, 3, 5]), [(4,)],
+         dtype="int32", out_dtype="int32", keras=False, reference=_integer_lookup_reference,
+         grad=False, no_mask_check="gives ids, not features"),
+    Spec("Hashing", lambda ns: ns.Hashing(num_bins=4), [(4,)], dtype="int32",
+         out_dtype="int32", keras=False, reference=_hashing_reference, grad=False,
+         no_mask_check="gives bin ids, not features"),
     Spec("CenterCrop", lambda ns: ns.CenterCrop(2, 2), [(3, 4, 1)]),
     Spec("RandomFlip", lambda ns: ns.RandomFlip(), [(4, 4, 1)]),
     Spec("RandomRotation", lambda ns: ns.RandomRotation(0.1), [(4, 4, 1)]),

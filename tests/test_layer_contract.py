@@ -95,7 +95,7 @@ def test_output_shape_and_dtype(spec):
     assert tuple(declared) == tuple(layer.compute_output_shape(init_shape(spec)))
     assert y.shape == (BATCH,) + tuple(declared)
     assert symbolic.shape == (None,) + tuple(declared)
-    assert y.dtype == np.dtype(symbolic.dtype) == np.float32
+    assert y.dtype == np.dtype(symbolic.dtype) == np.dtype(spec.out_dtype)
 
 
 # -- values -------------------------------------------------------------------------------------
@@ -202,17 +202,8 @@ def test_masked_steps_change_nothing(spec):
     np.testing.assert_allclose(padded, prefix, rtol=1e-5, atol=1e-6)
 
 
-# Layers Keras lets a mask through that kilnet does not yet (not a small fix: the mask of
-# several inputs must be combined, and attention must consume it).
-MASK_GAPS = {
-    **{name: "kilnet/layers/_merge.py: merge layers define no compute_mask (Keras combines "
-             "the inputs' masks)" for name in ("Add", "Subtract", "Multiply", "Average",
-                                               "Maximum", "Minimum", "Concatenate", "Dot")},
-    "MultiHeadAttention": "kilnet/layers/_attention.py: refuses sequence masks (query_mask/"
-                          "value_mask) instead of using them, as Keras does",
-    "Attention": "kilnet/layers/_attention.py: does not take its inputs' sequence masks "
-                 "from the previous layers, as Keras does",
-}
+# Layers Keras lets a mask through that kilnet does not (each an xfail naming the gap).
+MASK_GAPS: dict = {}  # layer name -> why its masking differs from Keras (none today)
 
 
 @pytest.mark.parametrize("spec", [pytest.param(

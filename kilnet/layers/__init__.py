@@ -33,6 +33,9 @@ from kilnet.layers._pooling import AveragePooling2D, GlobalAveragePooling2D, Max
 from kilnet.layers._pooling import (AveragePooling1D, GlobalAveragePooling1D,
                                     GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D)
 from kilnet.layers._preprocessing import CenterCrop, Normalization, Resizing
+from kilnet.layers._encoding import CategoryEncoding, Discretization, Hashing
+from kilnet.layers._lookup import IntegerLookup, StringLookup
+from kilnet.layers._text_vectorization import TextVectorization
 from kilnet.layers._regularization import (ActivityRegularization, GaussianDropout,
                                            GaussianNoise, SpatialDropout1D, SpatialDropout2D)
 from kilnet.layers._recurrent import GRU, LSTM, SimpleRNN
@@ -58,7 +61,10 @@ LAYER_TYPES = {
                 RandomZoom, RandomTranslation, RandomContrast, RandomBrightness,
                 SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed,
                 Conv1DTranspose, DepthwiseConv2D, SeparableConv2D, Conv3D,
-                MaxPooling3D, AveragePooling3D)
+                MaxPooling3D, AveragePooling3D,
+                IntegerLookup, CategoryEncoding, Discretization, Hashing)
+    # StringLookup and TextVectorization run on the host, on the data before fit (a model
+    # input cannot hold strings yet), so no model file can hold them.
 }
 
 __all__ = [
@@ -82,4 +88,6 @@ __all__ = [
     "Bidirectional", "GRU", "LSTM", "SimpleRNN", "TimeDistributed",
     "AveragePooling3D", "Conv1DTranspose", "Conv3D", "DepthwiseConv2D", "MaxPooling3D",
     "SeparableConv2D",
+    "CategoryEncoding", "Discretization", "Hashing", "IntegerLookup", "StringLookup",
+    "TextVectorization",
 ]
