@@ -79,4 +79,4 @@ def test_eager_interface_and_errors():
     with pytest.raises(ValueError, match="curve must be 'ROC' or 'PR'"):
         metrics.AUC(curve="nope")
     with pytest.raises(ValueError, match="top_k"):
-        metrics.Precision(top_k=2)
+        metrics.Precision(top_k=0)  # top_k is supported now; 0 is refused

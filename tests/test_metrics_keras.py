@@ -1,0 +1,311 @@
+"""kilnet.metrics against Keras 3 and scikit-learn: the same arrays give the same numbers
+(eagerly and with sample weights), compile() logs the metric over the whole dataset (a padded
+last batch included), Keras-form Metric subclasses and plain functions run inside fit."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import jax.numpy as jnp  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from sklearn import metrics as skm  # noqa: E402
+
+import kilnet  # noqa: E402
+from kilnet import metrics, ops  # noqa: E402
+
+RNG = np.random.default_rng(0)
+N, C = 23, 4
+PROBS = RNG.dirichlet(np.ones(C), N).astype(np.float32)
+LABELS = RNG.integers(0, C, N)
+ONE_HOT = np.eye(C, dtype=np.float32)[LABELS]
+BIN_TRUE = RNG.integers(0, 2, (N, 1)).astype(np.float32)
+BIN_PRED = RNG.uniform(size=(N, 1)).astype(np.float32)
+REG_TRUE = RNG.uniform(0.5, 2.0, (N, 3)).astype(np.float32)
+REG_PRED = (REG_TRUE + RNG.normal(0, 0.3, (N, 3))).astype(np.float32)
+WEIGHTS = RNG.integers(0, 3, N).astype(np.float32)  # whole numbers: Keras's IoU casts to int
+
+# (kilnet/keras class name, kwargs, y_true, y_pred)
+CASES = [
+    ("F1Score", {"average": "macro"}, ONE_HOT, PROBS),
+    ("F1Score", {"average": None, "threshold": 0.3}, ONE_HOT, PROBS),
+    ("FBetaScore", {"average": "micro", "beta": 2.0, "threshold": 0.25}, ONE_HOT, PROBS),
+    ("FBetaScore", {"average": "weighted", "beta": 0.5}, ONE_HOT, PROBS),
+    ("TruePositives", {}, BIN_TRUE, BIN_PRED),
+    ("FalsePositives", {"thresholds": [0.2, 0.7]}, BIN_TRUE, BIN_PRED),
+    ("TrueNegatives", {}, BIN_TRUE, BIN_PRED),
+    ("FalseNegatives", {}, BIN_TRUE, BIN_PRED),
+    ("Precision", {"top_k": 2}, ONE_HOT, PROBS),
+    ("Precision", {"class_id": 1, "thresholds": 0.3}, ONE_HOT, PROBS),
+    ("Recall", {"top_k": 1, "class_id": 2}, ONE_HOT, PROBS),
+    ("PrecisionAtRecall", {"recall": 0.6, "num_thresholds": 50}, BIN_TRUE, BIN_PRED),
+    ("RecallAtPrecision", {"precision": 0.5}, BIN_TRUE, BIN_PRED),
+    ("SensitivityAtSpecificity", {"specificity": 0.4}, BIN_TRUE, BIN_PRED),
+    ("SpecificityAtSensitivity", {"sensitivity": 0.7, "class_id": 0}, ONE_HOT, PROBS),
+    ("AUC", {"multi_label": True, "num_labels": C}, ONE_HOT, PROBS),
+    ("AUC", {"multi_label": True, "curve": "PR", "label_weights": [1, 2, 0, 1]}, ONE_HOT,
+     PROBS),
+    ("AUC", {"label_weights": [1, 2, 0.5, 1]}, ONE_HOT, PROBS),
+    ("MeanIoU", {"num_classes": C}, LABELS, PROBS.argmax(-1)),
+    ("MeanIoU", {"num_classes": C, "sparse_y_pred": False, "ignore_class": 0}, LABELS, PROBS),
+    ("IoU", {"num_classes": C, "target_class_ids": [1, 3]}, LABELS, PROBS.argmax(-1)),
+    ("BinaryIoU", {"threshold": 0.4}, BIN_TRUE, BIN_PRED),
+    ("R2Score", {}, REG_TRUE, REG_PRED),
+    ("R2Score", {"class_aggregation": "variance_weighted_average", "num_regressors": 2},
+     REG_TRUE, REG_PRED),
+    ("R2Score", {"class_aggregation": None}, REG_TRUE, REG_PRED),
+    ("RootMeanSquaredError", {}, REG_TRUE, REG_PRED),
+    ("MeanAbsolutePercentageError", {}, REG_TRUE, REG_PRED),
+    ("MeanSquaredLogarithmicError", {}, REG_TRUE, REG_PRED),
+    ("SparseTopKCategoricalAccuracy", {"k": 2}, LABELS, PROBS),
+    ("CosineSimilarity", {"axis": -1}, REG_TRUE, REG_PRED),
+    ("LogCoshError", {}, REG_TRUE, REG_PRED),
+    ("Hinge", {}, BIN_TRUE, BIN_PRED),
+    ("SquaredHinge", {}, BIN_TRUE, BIN_PRED),
+    ("CategoricalHinge", {}, ONE_HOT, PROBS),
+    ("KLDivergence", {}, ONE_HOT, PROBS),
+    ("Poisson", {}, REG_TRUE, REG_PRED),
+    ("BinaryCrossentropy", {"label_smoothing": 0.1}, BIN_TRUE, BIN_PRED),
+    ("BinaryCrossentropy", {"from_logits": True}, BIN_TRUE, BIN_PRED * 6 - 3),
+    ("CategoricalCrossentropy", {"label_smoothing": 0.2}, ONE_HOT, PROBS),
+    ("CategoricalCrossentropy", {"from_logits": True}, ONE_HOT, np.log(PROBS) * 2),
+    ("SparseCategoricalCrossentropy", {"from_logits": True}, LABELS, np.log(PROBS)),
+]
+
+
+def _both(name, kwargs):
+    return getattr(metrics, name)(**kwargs), getattr(keras.metrics, name)(**kwargs)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("name, kwargs, y_true, y_pred", CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_equals_keras(name, kwargs, y_true, y_pred, weighted):
+    ours, theirs = _both(name, kwargs)
+    weight = WEIGHTS if weighted else None
+    if weighted and kwargs.get("num_regressors"):
+        weight = WEIGHTS + 1  # adjusted R2: kilnet counts only entries of non-zero weight
+    # two batches: the state accumulates
+    for part in (slice(0, 10), slice(10, N)):
+        w = None if weight is None else weight[part]
+        ours.update_state(y_true[part], y_pred[part], sample_weight=w)
+        theirs.update_state(y_true[part], y_pred[part], sample_weight=w)
+    expected = np.asarray(theirs.result())
+    np.testing.assert_allclose(np.asarray(ours.result()), expected, rtol=1e-5, atol=1e-6)
+    # the stateless form gives the same from the starting variables
+    state = ours.variables
+    for part in (slice(0, 10), slice(10, N)):
+        w = None if weight is None else weight[part]
+        state = ours.stateless_update_state(state, y_true[part], y_pred[part],
+                                            sample_weight=w)
+    np.testing.assert_allclose(np.asarray(ours.stateless_result(state)), expected, rtol=1e-5,
+                               atol=1e-6)
+    ours.reset_state()
+    theirs.reset_state()
+    ours.update_state(y_true[:5], y_pred[:5])
+    theirs.update_state(y_true[:5], y_pred[:5])
+    np.testing.assert_allclose(np.asarray(ours.result()), np.asarray(theirs.result()),
+                               rtol=1e-5, atol=1e-6)
+    config = ours.get_config()
+    assert set(theirs.get_config()) - {"axis"} <= set(config)
+    clone = type(ours).from_config(config)
+    assert clone.get_config() == config
+
+
+# -- against scikit-learn -------------------------------------------------------------------------
+def _result(metric, y_true, y_pred, sample_weight=None):
+    metric.update_state(y_true, y_pred, sample_weight=sample_weight)
+    return np.asarray(metric.result())
+
+
+@pytest.mark.parametrize("average", [None, "micro", "macro", "weighted"])
+def test_f_scores_match_sklearn(average):
+    hard = np.eye(C, dtype=np.float32)[PROBS.argmax(-1)]
+    for beta in (1.0, 2.0):
+        expected = skm.fbeta_score(LABELS, PROBS.argmax(-1), beta=beta, average=average,
+                                   labels=range(C), zero_division=0)
+        got = _result(metrics.FBetaScore(average=average, beta=beta), ONE_HOT, hard)
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+    np.testing.assert_allclose(
+        _result(metrics.F1Score(average=average), ONE_HOT, hard),
+        skm.f1_score(LABELS, PROBS.argmax(-1), average=average, labels=range(C),
+                     zero_division=0), atol=1e-5)
+
+
+def test_counts_precision_recall_iou_r2_match_sklearn():
+    truth, predicted = BIN_TRUE[:, 0], (BIN_PRED[:, 0] > 0.5).astype(int)
+    tn, fp, fn, tp = skm.confusion_matrix(truth, predicted, sample_weight=WEIGHTS).ravel()
+    for cls, value in ((metrics.TruePositives, tp), (metrics.FalsePositives, fp),
+                       (metrics.TrueNegatives, tn), (metrics.FalseNegatives, fn)):
+        assert _result(cls(), BIN_TRUE, BIN_PRED, WEIGHTS) == pytest.approx(value, rel=1e-5)
+    assert _result(metrics.Precision(), BIN_TRUE, BIN_PRED, WEIGHTS) == pytest.approx(
+        skm.precision_score(truth, predicted, sample_weight=WEIGHTS), rel=1e-5)
+    assert _result(metrics.Recall(class_id=3), ONE_HOT, PROBS) == pytest.approx(
+        skm.recall_score(LABELS == 3, PROBS[:, 3] > 0.5), rel=1e-5)
+    assert _result(metrics.AUC(num_thresholds=2000), BIN_TRUE, BIN_PRED) == pytest.approx(
+        skm.roc_auc_score(truth, BIN_PRED[:, 0]), abs=1e-2)  # thresholded, as Keras
+    assert _result(metrics.MeanIoU(num_classes=C), LABELS, PROBS.argmax(-1)) == pytest.approx(
+        skm.jaccard_score(LABELS, PROBS.argmax(-1), average="macro", labels=range(C)),
+        rel=1e-5)
+    assert _result(metrics.R2Score(), REG_TRUE, REG_PRED) == pytest.approx(
+        skm.r2_score(REG_TRUE, REG_PRED), rel=1e-5)
+    assert _result(metrics.RootMeanSquaredError(), REG_TRUE, REG_PRED) == pytest.approx(
+        np.sqrt(skm.mean_squared_error(REG_TRUE, REG_PRED)), rel=1e-5)
+    assert _result(metrics.MeanAbsolutePercentageError(), REG_TRUE, REG_PRED) == \
+        pytest.approx(100 * skm.mean_absolute_percentage_error(REG_TRUE, REG_PRED), rel=1e-5)
+    assert _result(metrics.SparseTopKCategoricalAccuracy(k=2), LABELS, PROBS) == \
+        pytest.approx(skm.top_k_accuracy_score(LABELS, PROBS, k=2, labels=range(C)), rel=1e-6)
+
+
+# -- Keras-form subclasses --------------------------------------------------------------------------
+class BinaryTruePositives(kilnet.metrics.Metric):
+    def __init__(self, name="binary_true_positives", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.true_positives = self.add_variable(shape=(), initializer="zeros", name="tp")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_pred = kilnet.ops.round(y_pred)
+        values = ops.cast((ops.reshape(y_true, (-1,)) == 1) & (ops.reshape(y_pred, (-1,)) == 1),
+                          "float32")
+        if sample_weight is not None:
+            values = values * ops.reshape(sample_weight, (-1,))
+        self.true_positives.assign(self.true_positives + kilnet.ops.sum(values))
+
+    def result(self):
+        return self.true_positives.value
+
+    def reset_state(self):
+        self.true_positives.assign(0.0)
+
+
+def test_keras_form_subclass_standalone():
+    m = BinaryTruePositives()
+    assert m.stateful and len(m.variables) == 1 and float(m.variables[0]) == 0.0
+    m.update_state(np.array([1, 1, 0, 1]), np.array([0.9, 0.2, 0.8, 0.7]))
+    assert float(m.result()) == 2.0
+    assert float(m.true_positives.numpy()) == 2.0
+    m.update_state(np.array([1]), np.array([0.6]), sample_weight=np.array([3.0]))
+    assert float(m.result()) == 5.0
+    state = m.stateless_update_state([np.float32(1.0)], np.array([1, 1]), np.array([0.9, 0.9]))
+    assert float(state[0]) == 3.0 and float(m.result()) == 5.0  # stateless: m unchanged
+    m.reset_state()
+    assert float(m.result()) == 0.0
+    assert m.get_config() == {"name": "binary_true_positives", "dtype": "float32"}
+    assert BinaryTruePositives.from_config(m.get_config()).name == m.name
+
+
+def tiny_model(units, activation, seed=0):
+    inputs = kilnet.Input(shape=(5,))
+    model = kilnet.Model(inputs, kilnet.layers.Dense(units, activation=activation)(inputs))
+    model.build(seed=seed)
+    return model
+
+
+X = RNG.normal(size=(N, 5)).astype(np.float32)
+
+
+def custom_error(y_true, y_pred):
+    return jnp.mean(jnp.abs(y_true - y_pred) ** 3, axis=-1)
+
+
+def test_keras_form_subclass_and_function_inside_fit_and_evaluate():
+    y = (X[:, 0] > 0).astype(np.float32)[:, None]
+    model = tiny_model(1, "sigmoid")
+    model.compile(optimizer="sgd", loss="binary_crossentropy",
+                  metrics=[BinaryTruePositives(), custom_error])
+    history = model.fit(X, y, batch_size=8, epochs=2, verbose=0)
+    assert set(history.history) == {"loss", "binary_true_positives", "custom_error"}
+    logs = model.evaluate(X, y, batch_size=8, verbose=0, return_dict=True)
+    p = model.predict(X, verbose=0)
+    assert logs["binary_true_positives"] == float(np.sum((y == 1) & (np.round(p) == 1)))
+    assert logs["custom_error"] == pytest.approx(np.mean(np.abs(y - p)[:, 0] ** 3), rel=1e-5)
+
+
+# -- through compile(): the whole dataset, a padded last batch --------------------------------------
+def test_compiled_classification_metrics_equal_sklearn_on_predictions():
+    model = tiny_model(C, "softmax")
+    model.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=[
+        metrics.F1Score(average="macro"), metrics.FBetaScore(average="weighted", beta=2.0),
+        metrics.Precision(top_k=2, name="p_top2"), metrics.Recall(class_id=1, name="r1"),
+        metrics.MeanIoU(num_classes=C, sparse_y_true=False, sparse_y_pred=False),
+        metrics.AUC(multi_label=True, name="ml_auc"), "top_k_categorical_accuracy",
+        metrics.TruePositives(name="tp"), "categorical_crossentropy"])
+    logs = model.evaluate(X, ONE_HOT, batch_size=8, verbose=0, return_dict=True)
+    p = model.predict(X, verbose=0)
+    guess = p.argmax(-1)
+    assert logs["f1_score"] == pytest.approx(
+        skm.f1_score(LABELS, guess, average="macro", labels=range(C), zero_division=0),
+        abs=1e-5)
+    assert logs["fbeta_score"] == pytest.approx(
+        skm.fbeta_score(LABELS, guess, beta=2.0, average="weighted", labels=range(C),
+                        zero_division=0), abs=1e-5)
+    top2 = np.argsort(-p, axis=1)[:, :2]
+    assert logs["p_top2"] == pytest.approx(np.mean(np.any(top2 == LABELS[:, None], 1)) / 2,
+                                           rel=1e-5)
+    assert logs["r1"] == pytest.approx(skm.recall_score(LABELS == 1, p[:, 1] > 0.5,
+                                                        zero_division=0), abs=1e-6)
+    assert logs["mean_io_u"] == pytest.approx(
+        skm.jaccard_score(LABELS, guess, average="macro", labels=range(C)), rel=1e-5)
+    assert logs["tp"] == float(np.sum((ONE_HOT == 1) & (p > 0.5)))
+    expected_auc = keras.metrics.AUC(multi_label=True)
+    expected_auc.update_state(ONE_HOT, p)
+    assert logs["ml_auc"] == pytest.approx(float(expected_auc.result()), rel=1e-5)
+    assert logs["categorical_crossentropy"] == pytest.approx(logs["loss"], rel=1e-5)
+
+
+def test_compiled_regression_metrics_equal_sklearn_on_predictions():
+    model = tiny_model(3, None)
+    y = REG_TRUE
+    model.compile(optimizer="sgd", loss="mse",
+                  metrics=["mape", "msle", metrics.RootMeanSquaredError(), metrics.R2Score(),
+                           "cosine_similarity", "log_cosh_error"])
+    logs = model.evaluate(X, y, batch_size=8, verbose=0, return_dict=True)
+    p = model.predict(X, verbose=0)
+    assert logs["root_mean_squared_error"] == pytest.approx(
+        np.sqrt(skm.mean_squared_error(y, p)), rel=1e-5)
+    assert logs["r2_score"] == pytest.approx(skm.r2_score(y, p), rel=1e-4)
+    assert logs["mape"] == pytest.approx(100 * skm.mean_absolute_percentage_error(y, p),
+                                         rel=1e-5)
+    cos = np.sum(y * p, 1) / np.linalg.norm(y, axis=1) / np.linalg.norm(p, axis=1)
+    assert logs["cosine_similarity"] == pytest.approx(cos.mean(), rel=1e-5)
+    msle = np.mean((np.log1p(np.maximum(p, 1e-7)) - np.log1p(y)) ** 2)
+    assert logs["msle"] == pytest.approx(msle, rel=1e-4)
+
+
+# -- names and errors ------------------------------------------------------------------------------
+def test_names_as_keras_resolves_them():
+    for name in ("mape", "MAPE", "msle", "bce", "f1_score", "F1Score", "r2_score",
+                 "root_mean_squared_error", "sparse_top_k_categorical_accuracy", "logcosh"
+                 if False else "log_cosh_error", "true_positives", "kl_divergence"):
+        ours, theirs = metrics.get(name), keras.metrics.get(name)
+        assert type(ours).__name__ == type(theirs).__name__ and ours.name == name
+    with pytest.raises(ValueError, match="Unknown metric"):
+        metrics.get("rmse")  # Keras does not accept it either
+    with pytest.raises(ValueError, match="num_classes"):
+        metrics.get("mean_io_u")
+    assert isinstance(metrics.get(metrics.RootMeanSquaredError), metrics.RootMeanSquaredError)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: metrics.F1Score(average="mean"), "average must be one of"),
+    (lambda: metrics.FBetaScore(beta=2), "beta must be a Python float"),
+    (lambda: metrics.MeanIoU(num_classes=0), "num_classes must be a positive integer"),
+    (lambda: metrics.IoU(num_classes=2, target_class_ids=[2]), "target_class_ids"),
+    (lambda: metrics.R2Score(class_aggregation="sum"), "class_aggregation"),
+    (lambda: metrics.R2Score(num_regressors=-1), "num_regressors"),
+    (lambda: metrics.PrecisionAtRecall(1.5), "recall must be a number in"),
+    (lambda: metrics.Recall(class_id=-1), "class_id"),
+    (lambda: metrics.AUC(num_labels=3), "num_labels is needed only"),
+    (lambda: metrics.SparseTopKCategoricalAccuracy(k=0), "k must be a positive integer"),
+    (lambda: metrics.BinaryCrossentropy(label_smoothing=2), "label_smoothing"),
+    (lambda: metrics.Mean(dtype="float16"), "float32 only"),
+    (lambda: metrics.MeanMetricWrapper(3), "needs a function"),
+])
+def test_bad_arguments_are_refused_clearly(make, message):
+    with pytest.raises(ValueError if "function" not in message else TypeError,
+                       match=message) as info:
+        make()
+    assert "Received" in str(info.value)
