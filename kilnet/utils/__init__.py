@@ -1,0 +1,53 @@
+"""kilnet.utils: Keras's keras.utils helpers, and the seeding that the rest of kilnet uses.
+
+One module per concept: `_seeding` (where the first random key comes from), `_arrays`
+(to_categorical, normalize, pad_sequences), `_dataset` (ArrayDataset, split_dataset),
+`_timeseries`, `_from_directory` (image and text folders), `_get_file` (cached, verified
+downloads and safe extraction) and `_plot_model`.
+
+Example:
+    >>> import kilnet
+    >>> kilnet.utils.pad_sequences([[1, 2], [3]]).tolist()
+    [[1, 2], [0, 3]]
+"""
+
+from kilnet.utils._arrays import normalize, pad_sequences, to_categorical
+from kilnet.utils._dataset import ArrayDataset, split_dataset
+from kilnet.utils._from_directory import image_dataset_from_directory, text_dataset_from_directory
+from kilnet.utils._get_file import extract_archive, get_file, hash_file, validate_file
+from kilnet.utils._plot_model import plot_model
+from kilnet.utils._seeding import (
+    clear_session,
+    next_seed,
+    numpy_rng,
+    raw_key,
+    seed_is_set,
+    set_random_seed,
+)
+from kilnet.utils._timeseries import timeseries_dataset_from_array
+
+# The seed state itself, where tests/conftest.py saves and restores it around each test
+# (kilnet.utils._seed before utils became a package).
+from kilnet.utils._seeding import _seed  # noqa: E402,F401  isort: skip
+
+__all__ = [
+    "ArrayDataset",
+    "clear_session",
+    "extract_archive",
+    "get_file",
+    "hash_file",
+    "image_dataset_from_directory",
+    "next_seed",
+    "normalize",
+    "numpy_rng",
+    "pad_sequences",
+    "plot_model",
+    "raw_key",
+    "seed_is_set",
+    "set_random_seed",
+    "split_dataset",
+    "text_dataset_from_directory",
+    "timeseries_dataset_from_array",
+    "to_categorical",
+    "validate_file",
+]
