@@ -343,7 +343,7 @@ def _install_weights(model, spec, tensors, path):
     from kilnet.models import _config
 
     if model.is_functional:
-        _precheck_graph(model, (), tensors, path)
+        precheck_graph(model, (), tensors, path)
         model.build(seed=0)
     else:
         build_config = spec.get("build_config")
@@ -367,7 +367,11 @@ def _install_weights(model, spec, tensors, path):
         variable.assign(tensors[name])
 
 
-def _precheck_graph(model, prefix, tensors, path):
+def precheck_graph(model, prefix, tensors, path):
+    """Check, abstractly (jax.eval_shape), that each of kilnet's own leaf layers in a functional
+    graph takes the arrays `tensors` names for it ({"params/<layer path>/<weight>": anything
+    with .shape and .dtype}) and gives its output shape, before any weight is allocated.
+    ModelFileError otherwise."""
     from kilnet.models import Model
 
     for layer in model.layers:
@@ -376,7 +380,7 @@ def _precheck_graph(model, prefix, tensors, path):
             continue
         if isinstance(layer, Model):
             if layer.is_functional:
-                _precheck_graph(layer, where, tensors, path)
+                precheck_graph(layer, where, tensors, path)
         elif layer.is_pure:
             _precheck_layer(layer, where, tensors, path)
 
@@ -465,6 +469,10 @@ def save_model(model, filepath, *, overwrite=True, include_optimizer=True):
     from kilnet.models import _config
 
     filepath = os.fspath(filepath)
+    if _keras_format(filepath, "model", include_optimizer and model.compiled is not None):
+        from kilnet import keras_files
+        keras_files.save_keras(model, filepath, overwrite=overwrite)
+        return
     info = {"kilnet_version": __version__, "model": _config.serialize(model),
             "compile": None, "training": None, "weights": []}
     tensors = {}
@@ -526,6 +534,12 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     if not safe_mode:
         raise ValueError("kilnet files never hold code, so safe_mode=False has no meaning.")
     filepath = os.fspath(filepath)
+    from kilnet import keras_files
+    if keras_files.is_keras_weights_path(filepath):
+        raise ModelFileError(filepath, "legacy Keras 2 .h5 model files are not supported yet; "
+                                       "open the model in Keras and save it as .keras.")
+    if keras_files.is_keras_model_path(filepath) and _is_zip(filepath):
+        return keras_files.load_keras(filepath, custom_objects=custom_objects, compile=compile)
     info, tensors = _safefile.read(filepath, "model")
     if set(info) not in (_MODEL_INFO_KEYS, _MODEL_INFO_KEYS | {"weights"}):
         raise ModelFileError(filepath, f"its info has the keys {sorted(info)}; expected "
@@ -559,6 +573,36 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
                                                f"optimizer: {error}.") from None
             trainer.state = trainer.state._replace(opt_state=opt_state, rng=rng)
     return model
+
+
+def _keras_format(filepath, what, compiled=False) -> bool:
+    """Whether `filepath`'s extension asks for Keras's format (.keras models, .weights.h5
+    weights); refuses the Keras extensions kilnet does not write."""
+    from kilnet import keras_files
+
+    lower = filepath.lower()
+    if what == "model" and keras_files.is_keras_weights_path(lower):
+        raise ValueError(f"Cannot save {filepath}: kilnet does not write legacy Keras 2 .h5 "
+                         "model files. Use the extension .keras (Keras 3) or .kilnet "
+                         "(kilnet's own, with the optimizer state).")
+    if what == "weights" and keras_files.is_keras_weights_path(lower) and not \
+            lower.endswith(".weights.h5"):
+        raise ValueError(f"Cannot save {filepath}: Keras weights files end in .weights.h5. "
+                         f"Received: filepath={filepath!r}")
+    keras = (keras_files.is_keras_model_path(lower) if what == "model"
+             else keras_files.is_keras_weights_path(lower))
+    if keras and compiled:
+        warnings.warn(f"{filepath} is written in Keras's format without the compile "
+                      "configuration and optimizer state; save as .kilnet to keep them.",
+                      stacklevel=4)
+    return keras
+
+
+def _is_zip(filepath) -> bool:
+    """A .keras path holding a zip (a Keras 3 file), not a kilnet file of an older version."""
+    from kilnet.keras_files import _archive
+
+    return _archive.is_zip(filepath)
 
 
 def _check_tensor_names(tensors, prefixes, path):
@@ -596,6 +640,10 @@ def save_weights(model, filepath, *, overwrite=True):
 
     model.require_built()
     filepath = os.fspath(filepath)
+    if _keras_format(filepath, "weights"):
+        from kilnet import keras_files
+        keras_files.save_keras_weights(model, filepath, overwrite=overwrite)
+        return
     tensors, order = _weight_tensors(model)
     _refuse_nonfinite(tensors, filepath)
     shape = model.build_shape
@@ -639,6 +687,10 @@ def load_weights(model, filepath):
         True
     """
     filepath = os.fspath(filepath)
+    from kilnet import keras_files
+    if keras_files.is_keras_weights_path(filepath):
+        keras_files.load_keras_weights(model, filepath)
+        return
     info, tensors, order, input_shape = _read_weights(filepath)
     if not model.built:
         _build_for_weights(model, input_shape, filepath)

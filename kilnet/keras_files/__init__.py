@@ -1,0 +1,36 @@
+"""Keras 3 files in and out: `.keras` models and `.weights.h5` weights.
+
+`kilnet.models.load_model("m.keras")`, `model.save("m.keras")`, `model.save_weights(
+"m.weights.h5")` and `model.load_weights("m.weights.h5")` come here (kilnet.saving dispatches
+on the extension). A Keras file is read as data: a closed table maps Keras's layer classes to
+kilnet's, nothing in a file is imported or executed, and every size is bounded before memory is
+allocated (see _archive, _h5, _config, _layout, _import, _export).
+"""
+
+from kilnet.keras_files._export import save_keras, save_keras_weights
+from kilnet.keras_files._import import load_keras, load_keras_weights
+
+__all__ = ["load_keras", "load_keras_weights", "save_keras", "save_keras_weights",
+           "is_keras_model_path", "is_keras_weights_path"]
+
+
+def is_keras_model_path(path) -> bool:
+    """Whether a path names a Keras model file by its extension (.keras).
+
+    Example:
+        >>> from kilnet.keras_files import is_keras_model_path
+        >>> is_keras_model_path("m.keras"), is_keras_model_path("m.kilnet")
+        (True, False)
+    """
+    return str(path).lower().endswith(".keras")
+
+
+def is_keras_weights_path(path) -> bool:
+    """Whether a path names a Keras weights file by its extension (.h5, as in .weights.h5).
+
+    Example:
+        >>> from kilnet.keras_files import is_keras_weights_path
+        >>> is_keras_weights_path("m.weights.h5"), is_keras_weights_path("m.kilnet")
+        (True, False)
+    """
+    return str(path).lower().endswith((".h5", ".hdf5"))

@@ -1,0 +1,321 @@
+"""Keras 3 model configurations (config.json) mapped to kilnet's, and back, through a closed
+table.
+
+Why a module of its own: a Keras config is an instruction to import modules and call what they
+name (`{"module": "os", "class_name": "function", "config": "system"}` is valid Keras JSON).
+kilnet reads it as data: every object it names must be one of kilnet's layers (same class
+name, module `keras.layers`), a Sequential or functional model, or a class the program passed
+as `custom_objects` / registered; every argument must be one kilnet's layer accepts, or one
+whose value changes nothing (`kernel_constraint: null`). Anything else is a ModelFileError
+naming the layer and why, raised before anything is built. The result is kilnet's own
+configuration, which kilnet.models._config then plans and builds.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+
+from kilnet import saving
+from kilnet.errors import ModelFileError
+from kilnet.layers import LAYER_TYPES, Bidirectional, InputLayer, TimeDistributed
+
+# The only modules a Keras config may name: Keras's own public namespaces. Nothing is
+# imported from them; a module only confirms that a class name means Keras's class.
+MODULES = frozenset({"keras", "keras.layers", "keras.models", "keras.src.models.functional",
+                     "keras.src.models.sequential", "keras.initializers",
+                     "keras.regularizers", "keras.constraints", "keras.activations",
+                     "keras.optimizers", "keras.losses", "keras.metrics"})
+MARKERS = frozenset({"__keras_tensor__", "__tuple__"})   # structure, not objects
+MODEL_CLASSES = frozenset({"Functional", "Sequential", "Model"})
+# Classes Keras has and kilnet refuses on purpose, with the reason given to the user.
+REFUSED = {
+    "Lambda": "a Lambda layer holds Python code (marshalled bytecode), which kilnet never runs",
+    "TFSMLayer": "a TFSMLayer loads an external TensorFlow SavedModel from a path",
+    "StringLookup": "lookup layers read vocabulary files from paths in the config",
+    "IntegerLookup": "lookup layers read vocabulary files from paths in the config",
+    "TextVectorization": "lookup layers read vocabulary files from paths in the config",
+}
+INITIALIZERS = {"GlorotUniform": "glorot_uniform", "GlorotNormal": "glorot_normal",
+                "HeUniform": "he_uniform", "HeNormal": "he_normal", "Zeros": "zeros",
+                "Ones": "ones", "RandomUniform": "random_uniform",
+                "RandomNormal": "random_normal", "Orthogonal": "orthogonal"}
+_NEUTRAL_INIT = {"seed": (None,), "input_axes": (None,), "output_axes": (None,),
+                 "gain": (1.0,), "minval": (-0.05,), "maxval": (0.05,), "mean": (0.0,),
+                 "stddev": (0.05,)}
+# Keras arguments kilnet's layers do not take, and the values with which they change nothing.
+ANY = object()
+NEUTRAL = {"kernel_constraint": (None,), "bias_constraint": (None,),
+           "beta_constraint": (None,), "gamma_constraint": (None,),
+           "beta_regularizer": (None,), "gamma_regularizer": (None,),
+           "quantization_config": (None,), "sparse": (False, None), "ragged": (False,),
+           "optional": (False,), "batch_size": (None,), "synchronized": (False,),
+           "renorm": (False,), "renorm_clipping": (None,), "renorm_momentum": ANY,
+           "data_format": ("channels_last",), "keepdims": (False,),
+           "zero_output_for_mask": (False,), "seed": (None,), "activity_regularizer": (None,),
+           "noise_shape": (None,), "lora_rank": (None,), "lora_alpha": (None,)}
+# BatchNormalization's initializers, which kilnet fixes to Keras's defaults.
+DEFAULT_INIT = {"beta_initializer": "Zeros", "gamma_initializer": "Ones",
+                "moving_mean_initializer": "Zeros", "moving_variance_initializer": "Ones"}
+# Keras layers whose constructor does not take `trainable` (their get_config omits it).
+NO_TRAINABLE = frozenset({"SpatialDropout1D", "SpatialDropout2D"})
+POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"},
+          "registered_name": None}
+
+
+class Reader:
+    """Where the config comes from (for errors) and the caller's custom_objects."""
+
+    def __init__(self, path, custom_objects=None):
+        self.path, self.custom = str(path), dict(custom_objects or {})
+
+    def fail(self, where, problem):
+        raise ModelFileError(self.path, f"{where}: {problem}")
+
+    def custom_class(self, entry):
+        """The user's class an entry names (custom_objects, then the registry), or None."""
+        for name in (entry.get("registered_name"), entry.get("class_name")):
+            if isinstance(name, str):
+                found = self.custom.get(name) or self.custom.get(name.rpartition(">")[2])
+                found = found or saving.get_registered_object(name)
+                if found is not None:
+                    return name if name in self.custom or ">" in name else found.__name__
+        return None
+
+
+# -- Keras -> kilnet -------------------------------------------------------------------------
+def scan(value, reader, where):
+    """Refuse any object reference in `value` that is not a plain Keras class name from
+    Keras's own modules: functions, lambdas, bytes, module paths. Iterative."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+            if "class_name" not in item:
+                continue
+            name, module = item.get("class_name"), item.get("module")
+            if not isinstance(name, str):
+                reader.fail(where, f"it names a class that is not a string: {name!r:.100}.")
+            if name == "function" or name == "__lambda__" or (
+                    name.startswith("__") and name not in MARKERS):
+                reader.fail(where, f"it holds a {name!r} object ({item.get('config')!r:.100}):"
+                                   " code or raw bytes, which kilnet never loads.")
+            if module is not None and module not in MODULES and reader.custom_class(item) \
+                    is None:
+                reader.fail(where, f"it names the module path {module!r:.100}; kilnet imports "
+                                   "nothing a file names (only Keras's own layers are mapped, "
+                                   "and your classes through custom_objects=).")
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def model_spec(entry, reader):
+    """kilnet's {"class_name", "config"} for a Keras model entry (top level or nested)."""
+    name = entry.get("class_name")
+    config = entry.get("config")
+    where = f"model {config.get('name')!r}" if isinstance(config, dict) else "the model"
+    if not isinstance(config, dict):
+        reader.fail(where, "its config is not a dict.")
+    # the model's own fields here; each layer is scanned by layer_spec, naming the layer
+    scan([{k: v for k, v in entry.items() if k != "config"},
+          {k: v for k, v in config.items() if k != "layers"}], reader, where)
+    if name == "Sequential":
+        return {"class_name": "Sequential", "config": _sequential(config, reader, where)}
+    if name in ("Functional", "Model") and "layers" in config:
+        return {"class_name": "Functional", "config": _functional(config, reader, where)}
+    custom = reader.custom_class(entry)
+    if custom is not None:
+        return {"class_name": custom, "config": config}
+    reader.fail(where, f"its class {name!r:.100} is a subclassed model, whose code is not in "
+                       "the file; pass the class as custom_objects={...} to load it.")
+
+
+def _sequential(config, reader, where):
+    if config.get("trainable", True) is not True:
+        reader.fail(where, "it is a frozen Sequential (trainable=false); kilnet loads frozen "
+                           "Sequentials only at the top level or inside a functional model.")
+    layers = config.get("layers")
+    if not isinstance(layers, list):
+        reader.fail(where, "its 'layers' is not a list.")
+    _refuse_keys(config, {"name", "trainable", "dtype", "layers", "build_input_shape"},
+                 reader, where)
+    _check_policy(config.get("dtype"), reader, where)
+    out = [layer_spec(e, reader) for e in layers]
+    shape = config.get("build_input_shape")
+    input_shape = None
+    if shape is not None and not (out and out[0]["class_name"] == "InputLayer"):
+        input_shape = list(shape)[1:] if isinstance(shape, list) else None
+    return {"name": config.get("name"), "input_shape": input_shape, "layers": out}
+
+
+def _functional(config, reader, where):
+    _refuse_keys(config, {"name", "trainable", "layers", "input_layers", "output_layers",
+                          "dtype"}, reader, where)
+    _check_policy(config.get("dtype"), reader, where)
+    layers = []
+    for entry in config["layers"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("inbound_nodes"), list):
+            reader.fail(where, f"a layer entry is malformed: {entry!r:.200}")
+        spec = layer_spec(entry, reader)
+        layers.append({"class_name": spec["class_name"], "name": entry.get("name"),
+                       "config": spec["config"],
+                       "inbound_nodes": [_node(n, reader, where) for n in entry["inbound_nodes"]]})
+    return {"name": config.get("name"), "trainable": config.get("trainable", True),
+            "layers": layers, "input_layers": config.get("input_layers"),
+            "output_layers": config.get("output_layers")}
+
+
+def _node(node, reader, where):
+    """A Keras 3 node ({"args", "kwargs"}) without its recorded `training` flag: in Keras the
+    training mode of the model's call (fit, predict) overrides it, as kilnet's programs do."""
+    if not isinstance(node, dict) or set(node) != {"args", "kwargs"} or not isinstance(
+            node["kwargs"], dict):
+        reader.fail(where, f"a node is not in Keras 3's format ({{'args', 'kwargs'}}): "
+                           f"{node!r:.200}")
+    return {"args": node["args"],
+            "kwargs": {k: v for k, v in node["kwargs"].items() if k != "training"}}
+
+
+def layer_spec(entry, reader):
+    """kilnet's {"class_name", "config"} for one Keras layer entry."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
+        reader.fail("the model", f"a layer entry is malformed: {entry!r:.200}")
+    name, config = entry.get("class_name"), entry["config"]
+    where = f"layer {config.get('name', entry.get('name'))!r:.80} ({name!s:.50})"
+    scan(entry, reader, where)
+    if name in MODEL_CLASSES:
+        return model_spec(entry, reader)
+    custom = reader.custom_class(entry)
+    if custom is not None:
+        return {"class_name": custom, "config": config}
+    if name in REFUSED:
+        reader.fail(where, f"{REFUSED[name]}.")
+    cls = LAYER_TYPES.get(name) if isinstance(name, str) else None
+    if cls is None or entry.get("module", "keras.layers") != "keras.layers":
+        reader.fail(where, f"kilnet has no layer {name!r:.100} from module "
+                           f"{entry.get('module')!r:.60}; kilnet maps only Keras's layers that "
+                           f"it implements ({len(LAYER_TYPES)} types) and your classes given "
+                           "as custom_objects=.")
+    return {"class_name": name, "config": layer_config(cls, config, reader, where)}
+
+
+def layer_config(cls, config, reader, where):
+    """A Keras layer config as the kilnet layer's constructor arguments."""
+    accepted = _arguments(cls) | {"name", "trainable"}
+    out = {}
+    for key, value in config.items():
+        if key == "dtype" and cls is not InputLayer:
+            _check_policy(value, reader, where)
+        elif key in ("layer", "backward_layer") and cls in (Bidirectional, TimeDistributed):
+            out[key] = None if value is None else layer_spec(value, reader)
+        elif key.endswith("_initializer"):
+            init = _initializer(key, value, reader, where)
+            if key in accepted and init is not None:
+                out[key] = init
+            elif key not in accepted and DEFAULT_INIT.get(key) != _class_of(value):
+                reader.fail(where, f"kilnet's {cls.__name__} has no {key}. Received: "
+                                   f"{key}={value!r:.100}")
+        elif key.endswith("_regularizer") and key in accepted and isinstance(value, dict):
+            out[key] = {"class_name": value.get("class_name"), "config": value.get("config")}
+        elif key in accepted:
+            out[key] = value
+        elif key in NEUTRAL and (NEUTRAL[key] is ANY or value in NEUTRAL[key]):
+            continue
+        else:
+            reader.fail(where, f"kilnet's {cls.__name__} does not support the Keras argument "
+                               f"{key}={value!r:.100}; save the model without it, or as "
+                               "weights only.")
+    return out
+
+
+def _arguments(cls) -> set:
+    return {p.name for p in inspect.signature(cls.__init__).parameters.values()
+            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self"}
+
+
+def _class_of(value):
+    return value.get("class_name") if isinstance(value, dict) else value
+
+
+def _initializer(key, value, reader, where):
+    """kilnet's name for a Keras initializer; None (kilnet's default, with a warning) for one
+    kilnet does not have. Loaded weights come from the file, so this only matters when the
+    layer is initialized again."""
+    if value is None or isinstance(value, str):
+        return value
+    if not isinstance(value, dict):
+        reader.fail(where, f"{key} is malformed: {value!r:.100}")
+    name, config = value.get("class_name"), value.get("config") or {}
+    kept = name in INITIALIZERS and all(
+        k in _NEUTRAL_INIT and v in _NEUTRAL_INIT[k] for k, v in config.items())
+    if not kept:
+        warnings.warn(f"{where}: kilnet has no initializer {name}{config}; the loaded weights "
+                      f"are used as they are, but {key} falls back to kilnet's default if the "
+                      "layer is initialized again.", stacklevel=6)
+        return None if name not in INITIALIZERS else INITIALIZERS[name]
+    return INITIALIZERS[name]
+
+
+def _check_policy(value, reader, where):
+    name = value.get("config", {}).get("name") if isinstance(value, dict) else value
+    if name not in (None, "float32"):
+        reader.fail(where, f"it computes in dtype policy {name!r:.50}; kilnet layers are "
+                           "float32 only.")
+
+
+def _refuse_keys(config, known, reader, where):
+    unknown = sorted(set(config) - known)
+    if unknown:
+        reader.fail(where, f"its config has keys kilnet does not know: {unknown[:5]}.")
+
+
+# -- kilnet -> Keras -------------------------------------------------------------------------
+def keras_model(spec, path):
+    """The Keras 3 config entry of kilnet's model spec (kilnet.models._config.serialize)."""
+    name, config = spec["class_name"], spec["config"]
+    if name == "Sequential":
+        shape = config.get("input_shape")
+        layers = [keras_layer(e, path) for e in config["layers"]]
+        if shape is not None:
+            layers.insert(0, keras_layer({"class_name": "InputLayer", "config": {
+                "shape": shape, "name": f"{config['name']}_input"}}, path))
+        entry = {"module": "keras", "class_name": "Sequential",
+                 "config": {"name": config["name"], "trainable": True, "dtype": POLICY,
+                            "layers": layers}, "registered_name": None}
+        if shape is not None:
+            entry["build_config"] = {"input_shape": [None] + list(shape)}
+        return entry
+    if name == "Functional":
+        layers = []
+        for e in config["layers"]:
+            converted = keras_layer({"class_name": e["class_name"], "config": e["config"]}, path)
+            layers.append({**converted, "name": e["name"], "inbound_nodes": e["inbound_nodes"]})
+        return {"module": "keras.src.models.functional", "class_name": "Functional",
+                "config": {**config, "layers": layers}, "registered_name": "Functional"}
+    raise ValueError(f"Cannot save {path} as a Keras file: the model {name!r} is a subclassed "
+                     "or registered class whose code Keras would not have. Save it with the "
+                     "extension .kilnet instead.")
+
+
+def keras_layer(spec, path):
+    """The Keras 3 config entry of one kilnet layer spec."""
+    name, config = spec["class_name"], dict(spec["config"])
+    if name in MODEL_CLASSES or name == "Functional":
+        return keras_model(spec, path)
+    if name not in LAYER_TYPES:
+        raise ValueError(f"Cannot save {path} as a Keras file: its layer {config.get('name')!r}"
+                         f" is of the class {name!r}, which is yours, not Keras's. Save it "
+                         "with the extension .kilnet instead.")
+    if name == "InputLayer":
+        config = {"batch_shape": [None] + list(config.pop("shape")), **config}
+    if name in NO_TRAINABLE and config.get("trainable", True) is True:
+        config.pop("trainable", None)   # Keras's constructor refuses the argument
+    for key in ("layer", "backward_layer"):
+        if isinstance(config.get(key), dict):
+            config[key] = keras_layer(config[key], path)
+    for key, value in config.items():
+        if key.endswith("_regularizer") and isinstance(value, dict):
+            config[key] = {"module": "keras.regularizers", **value, "registered_name": None}
+    return {"module": "keras.layers", "class_name": name, "config": config,
+            "registered_name": None}

@@ -1,0 +1,94 @@
+"""Writing a kilnet model as a Keras 3 `.keras` file, and weights as a Keras `.weights.h5` file.
+
+Why a module of its own: users hand their models to people who use Keras, TensorFlow Serving or
+TFLite. What kilnet writes here is what Keras 3 writes (config.json in Keras's layout with
+Keras's module names, metadata.json, model.weights.h5 with Keras's group names), so that
+`keras.models.load_model(path)` opens it in safe mode. A model Keras could not rebuild (a
+subclassed model, a layer class of the user's) is refused, naming `.kilnet`, kilnet's own format.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import numpy as np
+
+from kilnet import _safefile
+from kilnet._version import __version__
+from kilnet.keras_files import _archive, _config, _h5, _layout
+from kilnet.models import _config as kilnet_config
+
+KERAS_VERSION = "3.6.0"   # the Keras 3 file format version kilnet writes
+
+
+def save_keras(model, filepath, overwrite=True):
+    """Write `model` (Sequential or functional, built) as a Keras 3 `.keras` file, atomically.
+
+    Example:
+        >>> import os, tempfile, zipfile
+        >>> import kilnet
+        >>> from kilnet.keras_files import save_keras
+        >>> model = kilnet.Sequential([kilnet.Input(shape=(3,)), kilnet.layers.Dense(2)])
+        >>> model.build(seed=0)
+        >>> path = os.path.join(tempfile.mkdtemp(), "m.keras")
+        >>> save_keras(model, path)
+        >>> sorted(zipfile.ZipFile(path).namelist())
+        ['config.json', 'metadata.json', 'model.weights.h5']
+    """
+    path = os.fspath(filepath)
+    if not model.is_functional:
+        raise ValueError(f"Cannot save {path} as a Keras file: the model is not a Sequential "
+                         "with a known input shape or a functional model (a subclassed model's "
+                         "code is not in a file). Build it first, or save it with the "
+                         "extension .kilnet instead.")
+    model.require_built()
+    entry = _config.keras_model(kilnet_config.serialize(model, build_config=False), path)
+    entry["compile_config"] = None
+    config = json.dumps(entry, default=_safefile.json_default)
+    metadata = json.dumps({"keras_version": KERAS_VERSION, "kilnet_version": __version__,
+                           "date_saved": time.strftime("%Y-%m-%d@%H:%M:%S")})
+    data = _archive.write_members({_archive.METADATA: metadata.encode(),
+                                   _archive.CONFIG: config.encode(),
+                                   _archive.WEIGHTS: weights_bytes(model, path)})
+    _safefile.atomic_write(path, data, what="the Keras model file", overwrite=overwrite)
+
+
+def weights_bytes(model, path) -> bytes:
+    """The model's weights as a Keras 3 weights file (HDF5), in memory. Host sync."""
+    try:
+        slots = _layout.model_slots(model)
+    except _layout.LayoutError as error:
+        raise ValueError(f"Cannot save {path} in Keras's format: {error}. Save it with the "
+                         "extension .kilnet instead.") from None
+    values = jax.device_get([variable.value for _, _, variable in slots])
+    bad = [name for (_, name, _), v in zip(slots, values) if not np.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"Not saving {path}: the model holds NaN or infinite values in "
+                         f"{bad[:3]}. Save a model from before training diverged.")
+    groups = {h5.rpartition("/")[0]: h5.split("/")[-3] for h5, _, _ in slots}
+    return _h5.write_weights([(h5, np.asarray(v)) for (h5, _, _), v in zip(slots, values)],
+                             groups)
+
+
+def save_keras_weights(model, filepath, overwrite=True):
+    """Write the weights in Keras's `.weights.h5` layout (what `keras.Model.save_weights`
+    writes), atomically.
+
+    Example:
+        >>> import os, tempfile
+        >>> import kilnet
+        >>> from kilnet.keras_files import save_keras_weights
+        >>> model = kilnet.Sequential([kilnet.Input(shape=(3,)), kilnet.layers.Dense(2)])
+        >>> model.build(seed=0)
+        >>> path = os.path.join(tempfile.mkdtemp(), "m.weights.h5")
+        >>> save_keras_weights(model, path)
+        >>> os.path.getsize(path) > 0
+        True
+    """
+    path = os.fspath(filepath)
+    model.require_built()
+    _safefile.atomic_write(path, weights_bytes(model, path), what="the weights file",
+                           overwrite=overwrite)

@@ -1,0 +1,130 @@
+"""Keras 3 weights files (`model.weights.h5`, `x.weights.h5`) read and written with h5py, with
+bounds.
+
+Why a module of its own: HDF5 can do far more than hold arrays. A dataset may declare a
+terabyte shape with no stored bytes (reading it would allocate the fill value), keep its bytes
+in an external file, be a virtual view of other files, or be reached through a soft or external
+link. Reading here follows hard links only, accepts plain uncompressed float datasets only, and
+checks each dataset's declared shape against the layer that will receive it, and its size
+against the file's size, before any bytes are read.
+"""
+
+from __future__ import annotations
+
+import io
+
+import h5py
+import numpy as np
+
+from kilnet.errors import ModelFileError
+
+MAX_OBJECTS = 100_000   # groups and datasets visited when looking for stray arrays
+_FLOAT_KINDS = ("f",)
+
+
+class WeightsFile:
+    """An open Keras weights file held in memory (`data`: its bytes; `path`: for errors).
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet.keras_files import _h5
+        >>> data = _h5.write_weights([("layers/d/vars/0", np.ones((2, 3), "float32"))], {})
+        >>> with _h5.WeightsFile(data, "w.h5") as f:
+        ...     f.shape_of("layers/d/vars/0")
+        (2, 3)
+    """
+
+    def __init__(self, data: bytes, path):
+        self.path, self.size = str(path), len(data)
+        try:
+            self.file = h5py.File(io.BytesIO(data), "r")
+        except OSError as error:
+            raise ModelFileError(path, f"its weights are not a valid HDF5 file ({error}).") \
+                from None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+    def fail(self, problem):
+        raise ModelFileError(self.path, problem)
+
+    def dataset(self, h5_path):
+        """The dataset at `h5_path`, reached by hard links only, or None if absent."""
+        node = self.file
+        for part in h5_path.split("/"):
+            link = node.get(part, getlink=True) if isinstance(node, h5py.Group) else None
+            if link is None:
+                return None
+            if not isinstance(link, h5py.HardLink):
+                self.fail(f"its weights reach {h5_path!r} through a {type(link).__name__}; "
+                          "only plain (hard-linked) groups and datasets are accepted.")
+            node = node[part]
+        if not isinstance(node, h5py.Dataset):
+            self.fail(f"{h5_path!r} in its weights is not a dataset.")
+        return node
+
+    def shape_of(self, h5_path):
+        """The declared shape of a checked dataset (see `checked`), or None if absent."""
+        ds = self.dataset(h5_path)
+        return None if ds is None else tuple(self.checked(ds, h5_path).shape)
+
+    def checked(self, ds, h5_path):
+        """`ds` if it is a plain float array whose declared bytes fit in the file."""
+        if ds.dtype.kind not in _FLOAT_KINDS:
+            self.fail(f"the weight {h5_path!r} has dtype {ds.dtype}; Keras weights are floats.")
+        plist = ds.id.get_create_plist()
+        if ds.is_virtual or ds.external or plist.get_nfilters():
+            self.fail(f"the weight {h5_path!r} is virtual, external or compressed; kilnet reads "
+                      "only plain arrays stored in the file.")
+        if ds.size * ds.dtype.itemsize > self.size:
+            self.fail(f"the weight {h5_path!r} declares shape {ds.shape} "
+                      f"({ds.size * ds.dtype.itemsize:,} bytes), more than the whole weights "
+                      f"file holds ({self.size:,} bytes).")
+        return ds
+
+    def read(self, h5_path, shape, dtype):
+        """The array at `h5_path`, after checking it has `shape` and fits in the file."""
+        ds = self.dataset(h5_path)
+        if ds is None:
+            self.fail(f"the weight {h5_path!r} is missing.")
+        self.checked(ds, h5_path)
+        if tuple(ds.shape) != tuple(shape):
+            self.fail(f"the weight {h5_path!r} has shape {tuple(ds.shape)}; the layer needs "
+                      f"{tuple(shape)}.")
+        return np.asarray(ds[()], dtype=dtype)
+
+    def datasets(self, under=""):
+        """The paths of every dataset below `under` (hard links only), at most MAX_OBJECTS."""
+        found, count = [], 0
+        stack = [(under, self.file[under] if under else self.file)]
+        while stack:
+            prefix, group = stack.pop()
+            for name in group:
+                count += 1
+                if count > MAX_OBJECTS:
+                    self.fail(f"its weights hold more than {MAX_OBJECTS:,} objects.")
+                if not isinstance(group.get(name, getlink=True), h5py.HardLink):
+                    self.fail(f"its weights hold a link {prefix}/{name!r}; only plain groups "
+                              "and datasets are accepted.")
+                item = group[name]
+                full = f"{prefix}/{name}" if prefix else name
+                if isinstance(item, h5py.Group):
+                    stack.append((full, item))
+                else:
+                    found.append(full)
+        return sorted(found)
+
+
+def write_weights(arrays, groups: dict) -> bytes:
+    """An HDF5 file in memory holding `arrays` [(h5 path, array)]; `groups` {group path:
+    name} adds the "name" attribute Keras writes on each `vars` group."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        for h5_path, array in arrays:
+            f.create_dataset(h5_path, data=np.asarray(array))
+        for group, name in groups.items():
+            f.require_group(group).attrs["name"] = name
+    return buffer.getvalue()

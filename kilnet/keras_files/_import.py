@@ -1,0 +1,229 @@
+"""Opening a Keras 3 `.keras` file (or a Keras `.weights.h5` file) as a kilnet model.
+
+Why a module of its own: this is the order of checks that makes a file from elsewhere safe to
+open. The archive is read in memory with bounds (_archive), the config is mapped through the
+closed table (_config) and planned by kilnet.models._config before anything is made, the
+weights file's declared shapes are checked against kilnet's layers abstractly
+(kilnet.saving.precheck_graph) so a hostile config cannot make kilnet allocate more than the
+file holds, and only then is the model built and its arrays read (_h5, _layout).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import jax
+import numpy as np
+
+from kilnet import losses as losses_lib
+from kilnet import metrics as metrics_lib
+from kilnet import optimizers as optimizers_lib
+from kilnet import saving
+from kilnet.errors import ModelFileError
+from kilnet.keras_files import _archive, _config, _h5, _layout
+from kilnet.layers import InputLayer
+from kilnet.models import Model
+from kilnet.models import _config as kilnet_config
+
+TOP_KEYS = {"module", "class_name", "config", "registered_name", "build_config",
+            "compile_config"}
+
+
+def load_keras(filepath, custom_objects=None, compile=True):
+    """The kilnet model a Keras 3 `.keras` file describes, with its weights (see the module
+    docstring); its compile configuration is applied where kilnet has the same objects.
+
+    Example:
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> import kilnet
+        >>> from kilnet.keras_files import load_keras, save_keras
+        >>> model = kilnet.Sequential([kilnet.Input(shape=(3,)), kilnet.layers.Dense(2)])
+        >>> model.build(seed=0)
+        >>> path = os.path.join(tempfile.mkdtemp(), "m.keras")
+        >>> save_keras(model, path)
+        >>> twin = load_keras(path)
+        >>> np.array_equal(twin.get_weights()[0], model.get_weights()[0])
+        True
+    """
+    path = os.fspath(filepath)
+    members = _archive.read_members(path)
+    spec = kilnet_config.parse_json(members[_archive.CONFIG], path)
+    kilnet_config.check_bounds(spec, path)
+    model = model_from_keras_config(spec, path, custom_objects)
+    if _archive.WEIGHTS not in members:
+        raise ModelFileError(path, f"it has no {_archive.WEIGHTS}.")
+    with _h5.WeightsFile(members[_archive.WEIGHTS], path) as weights:
+        install_weights(model, weights, spec.get("build_config"))
+        has_optimizer = "optimizer" in weights.file
+    if compile and spec.get("compile_config"):
+        compile_from_keras(model, spec["compile_config"], path, has_optimizer)
+    return model
+
+
+def model_from_keras_config(spec, path, custom_objects=None):
+    """The unbuilt kilnet model of a Keras config entry ({"module", "class_name", "config",
+    ...}); ModelFileError for anything outside the closed table."""
+    reader = _config.Reader(path, custom_objects)
+    if not isinstance(spec, dict) or not {"class_name", "config"} <= set(spec) <= TOP_KEYS:
+        raise ModelFileError(path, f"its config.json is not a Keras 3 model config (keys "
+                                   f"{sorted(spec)[:8] if isinstance(spec, dict) else spec!r:.100}"
+                                   ").")
+    kilnet_spec = _config.model_spec(spec, reader)
+    frozen = spec["class_name"] == "Sequential" and spec["config"].get("trainable") is False
+    if frozen:
+        spec = {**spec, "config": {**spec["config"], "trainable": True}}
+        kilnet_spec = _config.model_spec(spec, reader)
+    model = kilnet_config.deserialize(kilnet_spec, custom_objects, path=path, what="model")
+    if not isinstance(model, Model):
+        raise ModelFileError(path, f"it describes a {type(model).__name__}, not a model.")
+    if frozen:
+        model.trainable = False
+    return model
+
+
+def install_weights(model, weights, build_config=None):
+    """Build `model` and set its weights from an open Keras weights file, every dataset's
+    declared shape checked before it is read."""
+    path = weights.path
+    if model.is_functional:
+        saving.precheck_graph(model, (), _declared(model, "", (), weights), path)
+        model.build(seed=0)
+    elif not model.built:
+        shape = build_config.get("input_shape") if isinstance(build_config, dict) else None
+        if not isinstance(shape, list) or not shape:
+            raise ModelFileError(path, "its model has no input shape to build it with.")
+        model.build(tuple(shape), seed=0)
+    try:
+        slots = _layout.model_slots(model)
+    except _layout.LayoutError as error:
+        raise ModelFileError(path, f"{error}.") from None
+    arrays = [weights.read(h5, variable.shape, np.dtype(variable.dtype))
+              for h5, _, variable in slots]
+    used = {h5 for h5, _, _ in slots}
+    stray = [p for p in (weights.datasets("layers") if "layers" in weights.file else [])
+             if p not in used]
+    if stray:
+        raise ModelFileError(path, f"its weights hold arrays no layer of the model uses: "
+                                   f"{stray[:3]}.")
+    for (_, _, variable), array in zip(slots, arrays):
+        variable.assign(array)
+
+
+def _declared(model, h5_prefix, prefix, weights) -> dict:
+    """{kilnet array name: ShapeDtypeStruct} of the leaf layers' datasets, as declared."""
+    found = {}
+    for layer, h5_name in _layout.children(model):
+        where = prefix + (layer.name,)
+        group = f"{h5_prefix}layers/{h5_name}/"
+        if isinstance(layer, InputLayer):
+            continue
+        if isinstance(layer, Model):
+            if layer.is_functional:
+                found.update(_declared(layer, group, where, weights))
+        elif layer.is_pure and not layer.layers:
+            for h5, name in _layout.leaf_names(layer, group, where):
+                shape = weights.shape_of(h5)
+                if shape is None:
+                    raise ModelFileError(weights.path, f"the weight {h5!r} of layer "
+                                                       f"{layer.name!r} is missing.")
+                found[name] = jax.ShapeDtypeStruct(shape, np.float32)
+    return found
+
+
+# -- the compile configuration ------------------------------------------------------------------
+def compile_from_keras(model, config, path, has_optimizer=False):
+    """Compile `model` as Keras's compile_config says, where kilnet has the same optimizer,
+    loss and metrics; otherwise warn and leave it uncompiled."""
+    try:
+        optimizer = _optimizer(config.get("optimizer"))
+        loss = _objects(config.get("loss"), losses_lib.LOSS_TYPES, "loss")
+        metrics = _objects(config.get("metrics"), metrics_lib.METRIC_TYPES, "metric")
+        for key in ("weighted_metrics", "loss_weights"):
+            if config.get(key) is not None and key != "loss_weights":
+                raise ValueError(f"{key} is not supported")
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics,
+                      loss_weights=config.get("loss_weights"))
+    except (TypeError, ValueError, KeyError) as error:
+        warnings.warn(f"{path}: the model is loaded uncompiled, since kilnet cannot apply its "
+                      f"Keras compile configuration ({error}); call model.compile(...) before "
+                      "training it.", stacklevel=3)
+        return
+    if has_optimizer:
+        warnings.warn(f"{path}: Keras's optimizer state (moments, step count) is not restored; "
+                      "training continues from a fresh optimizer state.", stacklevel=3)
+
+
+_OPTIMIZER_NEUTRAL = {"weight_decay": (None,), "clipnorm": (None,), "global_clipnorm": (None,),
+                      "clipvalue": (None,), "use_ema": (False,), "ema_momentum": "any",
+                      "ema_overwrite_frequency": (None,), "loss_scale_factor": (None,),
+                      "gradient_accumulation_steps": (None,), "name": "any",
+                      "amsgrad": (False,), "nesterov": (False,), "centered": (False,)}
+
+
+def _optimizer(spec):
+    if isinstance(spec, str):
+        return spec
+    if not isinstance(spec, dict) or spec.get("class_name") not in \
+            optimizers_lib.OPTIMIZER_TYPES:
+        raise ValueError(f"optimizer {_name(spec)!r:.60} is not one of kilnet's")
+    cls = optimizers_lib.OPTIMIZER_TYPES[spec["class_name"]]
+    kwargs = {}
+    for key, value in (spec.get("config") or {}).items():
+        neutral = _OPTIMIZER_NEUTRAL.get(key, ())
+        if neutral != "any" and value not in neutral:
+            kwargs[key] = value   # the constructor refuses what kilnet's optimizer lacks
+    if not isinstance(kwargs.get("learning_rate", 0.0), (int, float)):
+        raise ValueError("a learning-rate schedule in a Keras file is not supported")
+    return cls(**kwargs)
+
+
+def _objects(value, types, what):
+    """Losses and metrics: names stay names; Keras's {"class_name", "config"} through the
+    allowlist `types`; lists and dicts (per output) kept."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return [_objects(v, types, what) for v in value]
+    if isinstance(value, dict) and "class_name" not in value:
+        return {k: _objects(v, types, what) for k, v in value.items()}
+    if not isinstance(value, dict) or value.get("class_name") not in types:
+        raise ValueError(f"{what} {_name(value)!r:.60} is not one of kilnet's")
+    config = {k: v for k, v in (value.get("config") or {}).items()
+              if k not in ("name", "dtype", "reduction") or v not in (None, "float32",
+                                                                      "sum_over_batch_size")}
+    config.pop("name", None)
+    return types[value["class_name"]](**config)
+
+
+def _name(spec):
+    return spec.get("class_name") if isinstance(spec, dict) else spec
+
+
+def load_keras_weights(model, filepath):
+    """Set `model`'s weights from a Keras `.weights.h5` file (what `keras.Model.save_weights`
+    writes), every dataset's shape checked before it is read; an unbuilt functional model is
+    built first.
+
+    Example:
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> import kilnet
+        >>> from kilnet.keras_files import load_keras_weights, save_keras_weights
+        >>> def make():
+        ...     return kilnet.Sequential([kilnet.Input(shape=(3,)), kilnet.layers.Dense(2)])
+        >>> model, twin = make(), make()
+        >>> model.build(seed=0)
+        >>> path = os.path.join(tempfile.mkdtemp(), "m.weights.h5")
+        >>> save_keras_weights(model, path)
+        >>> load_keras_weights(twin, path)
+        >>> np.array_equal(twin.get_weights()[1], model.get_weights()[1])
+        True
+    """
+    path = os.fspath(filepath)
+    _archive.regular_file_size(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    with _h5.WeightsFile(data, path) as weights:
+        install_weights(model, weights)

@@ -1,0 +1,124 @@
+"""Where each kilnet weight lives in a Keras 3 weights file (`model.weights.h5`).
+
+Why a module of its own: Keras names the groups of its weights file by the attributes its
+saving code walks (`layers/<layer name>/vars/<i>`, an RNN's `cell/vars`, a Bidirectional's
+`forward_layer/...`), not by kilnet's layer paths. This closed table is the one place that knows
+the correspondence, for reading and for writing; a layer with sub-layers that is not in it is
+refused rather than guessed.
+
+A *slot* is (h5 dataset path, kilnet array name "params/<layer path>/<weight>", Variable).
+"""
+
+from __future__ import annotations
+
+import re
+
+from kilnet.layers import GRU, LSTM, Bidirectional, InputLayer, MultiHeadAttention, SimpleRNN
+from kilnet.layers import TimeDistributed
+from kilnet.models import Model
+
+RNN_TYPES = (SimpleRNN, LSTM, GRU)   # Keras keeps their weights in the `cell` sub-object
+# MultiHeadAttention's projections: kilnet's sub-layer name -> Keras's attribute
+ATTENTION_PARTS = {"query": "query_dense", "key": "key_dense", "value": "value_dense",
+                   "attention_output": "output_dense", "gate": "gate_dense"}
+
+
+class LayoutError(ValueError):
+    """A layer whose weights have no known place in a Keras weights file."""
+
+
+def model_slots(model) -> list:
+    """Every weight of a built functional or Sequential model as (h5 path, kilnet name,
+    Variable), in Keras's weight order; a layer shared by several calls appears once.
+
+    Example:
+        >>> import kilnet
+        >>> from kilnet.keras_files import _layout
+        >>> model = kilnet.Sequential([kilnet.Input(shape=(3,)),
+        ...                            kilnet.layers.Dense(2, name="d")])
+        >>> model.build(seed=0)
+        >>> [(h5, name) for h5, name, _ in _layout.model_slots(model)]
+        [('layers/dense/vars/0', 'params/d/kernel'), ('layers/dense/vars/1', 'params/d/bias')]
+    """
+    slots, seen = [], set()
+    _container_slots(model, "", (), slots, seen)
+    return slots
+
+
+def children(model) -> list:
+    """(layer, its h5 name) for a model's layers. Keras names them not by the layers' names but
+    by their classes in snake case, numbered in order within the model (`dense`, `dense_1`),
+    so that two instances of one architecture share a layout."""
+    used, out = {}, []
+    for layer in model.layers:
+        cls = type(layer).__name__
+        if isinstance(layer, Model) and cls == "Model":
+            cls = "Functional"
+        base = snake_case(cls)
+        used[base] = used.get(base, -1) + 1
+        out.append((layer, base if used[base] == 0 else f"{base}_{used[base]}"))
+    return out
+
+
+def snake_case(name: str) -> str:
+    """Keras's snake case of a class name (`BatchNormalization` -> `batch_normalization`)."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _container_slots(model, prefix, path, slots, seen):
+    for layer, h5_name in children(model):
+        if isinstance(layer, InputLayer) or id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        _layer_slots(layer, f"{prefix}layers/{h5_name}/", path + (layer.name,), slots, seen)
+
+
+def _layer_slots(layer, prefix, path, slots, seen):
+    if isinstance(layer, Model):
+        if not layer.is_functional:
+            raise LayoutError(f"the nested model {layer.name!r} is not a Sequential or "
+                              "functional model")
+        _container_slots(layer, prefix, path, slots, seen)
+    elif isinstance(layer, RNN_TYPES):
+        _own_slots(layer, prefix + "cell/", path, slots)
+    elif isinstance(layer, Bidirectional):
+        _layer_slots(layer.forward_layer, prefix + "forward_layer/",
+                     path + (layer.forward_layer.name,), slots, seen)
+        _layer_slots(layer.backward_layer, prefix + "backward_layer/",
+                     path + (layer.backward_layer.name,), slots, seen)
+    elif isinstance(layer, TimeDistributed):
+        inner = layer.layers[0]
+        _layer_slots(inner, prefix + "layer/", path + (inner.name,), slots, seen)
+    elif isinstance(layer, MultiHeadAttention):
+        for part in layer.layers:
+            if part.name not in ATTENTION_PARTS:
+                raise LayoutError(f"MultiHeadAttention {layer.name!r} has a part named "
+                                  f"{part.name!r}, which Keras's layout does not know")
+            _own_slots(part, f"{prefix}{ATTENTION_PARTS[part.name]}/", path + (part.name,),
+                       slots)
+    elif layer.layers:
+        raise LayoutError(f"layer {layer.name!r} ({type(layer).__name__}) holds sub-layers "
+                          "whose place in a Keras weights file kilnet does not know")
+    else:
+        _own_slots(layer, prefix, path, slots)
+
+
+def _own_slots(layer, prefix, path, slots):
+    own = [(p, kind, v) for p, kind, v in layer.variable_paths(path) if len(p) == len(path) + 1]
+    for index, (p, kind, variable) in enumerate(own):
+        slots.append((f"{prefix}vars/{index}", f"{kind}/{'/'.join(p)}", variable))
+
+
+def leaf_names(layer, prefix, path) -> list:
+    """(h5 path, kilnet name) of an unbuilt leaf layer's weights, from its declared weight
+    names (params then state, as Keras creates them), for checking before building. `prefix`
+    is the layer's h5 group ("layers/dense/"), `path` its kilnet layer path."""
+    if isinstance(layer, RNN_TYPES):
+        prefix += "cell/"
+    names = [("params", n) for n in layer.param_names] + [("state", n)
+                                                          for n in layer.state_names]
+    return [(f"{prefix}vars/{i}", f"{kind}/{'/'.join(path + (name,))}")
+            for i, (kind, name) in enumerate(names)]
+

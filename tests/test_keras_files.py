@@ -1,0 +1,194 @@
+"""Keras 3 files both ways: a model built in Keras, saved and opened in kilnet predicts the same
+(1e-5) and keeps training; a kilnet model saved as .keras opens in Keras (safe mode) and predicts
+the same. One small model per layer type of the layer contract table (tests/_layer_specs.py),
+plus multi-input/multi-output and nested models, weights files and compile configurations."""
+
+import os
+import warnings
+import zipfile
+
+import numpy as np
+import pytest
+
+os.environ["KERAS_BACKEND"] = "jax"
+keras = pytest.importorskip("keras", reason="the parity tests need keras (JAX backend)")
+
+import kilnet  # noqa: E402
+from _layer_specs import SPECS  # noqa: E402
+
+
+def _data(spec, rng):
+    arrays = [rng.integers(0, 7, (4,) + s).astype("int32") if spec.dtype == "int32"
+              else rng.normal(size=(4,) + s).astype("float32") for s in spec.shapes]
+    return arrays[0] if len(arrays) == 1 else arrays
+
+
+def _model(ns, spec, input_fn, model_cls):
+    inputs = [input_fn(s, dtype=spec.dtype) for s in spec.shapes]
+    layer = spec.make(ns)
+    if spec.call == "one":
+        outputs = layer(inputs[0])
+    elif spec.call == "list":
+        outputs = layer(inputs)
+    else:
+        outputs = layer(*inputs)
+    return model_cls(inputs, outputs)
+
+
+def _keras_out(model, x):
+    return np.asarray(model(x, training=False))
+
+
+def _kilnet_out(model, x):
+    return np.asarray(model(x, training=False))
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
+def test_keras_model_opens_in_kilnet_and_back(spec, tmp_path):
+    rng = np.random.default_rng(0)
+    x = _data(spec, rng)
+    # Keras -> kilnet, with weights moved off their initial values
+    km = _model(keras.layers, spec, keras.Input, keras.Model)
+    km.set_weights([w + 0.1 * rng.normal(size=w.shape).astype(w.dtype)
+                    for w in km.get_weights()])
+    km.save(tmp_path / "k.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mine = kilnet.models.load_model(tmp_path / "k.keras")
+    np.testing.assert_allclose(_kilnet_out(mine, x), _keras_out(km, x), rtol=1e-5, atol=1e-5)
+    assert [type(layer).__name__ for layer in mine.layers][-1] == spec.name
+    # kilnet -> Keras (safe mode)
+    model = _model(kilnet.layers, spec, kilnet.Input, kilnet.Model)
+    model.build(seed=1)
+    model.save(tmp_path / "m.keras")
+    theirs = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_allclose(_keras_out(theirs, x), _kilnet_out(model, x), rtol=1e-5,
+                               atol=1e-5)
+    assert len(theirs.get_weights()) == len(model.get_weights())
+
+
+def _keras_two_heads():
+    a = keras.Input((4,), name="a")
+    b = keras.Input((3,), name="b")
+    shared = keras.layers.Dense(5, activation="relu", name="shared")
+    h = keras.layers.Concatenate(name="cat")([shared(a), keras.layers.Dense(5)(b)])
+    block = keras.Sequential([keras.Input((10,)), keras.layers.Dense(6, activation="tanh"),
+                              keras.layers.BatchNormalization()], name="block")
+    h = block(h)
+    out1 = keras.layers.Dense(1, name="reg")(h)
+    out2 = keras.layers.Dense(3, activation="softmax", name="cls")(h)
+    return keras.Model([a, b], [out1, out2])
+
+
+def test_functional_multi_input_output_with_nested_sequential(tmp_path):
+    rng = np.random.default_rng(1)
+    x = [rng.normal(size=(8, 4)).astype("float32"), rng.normal(size=(8, 3)).astype("float32")]
+    km = _keras_two_heads()
+    km.compile(optimizer=keras.optimizers.Adam(0.01), loss=["mse", "sparse_categorical_crossentropy"])
+    km.fit(x, [rng.normal(size=(8, 1)), rng.integers(0, 3, 8)], epochs=1, verbose=0)
+    km.save(tmp_path / "two.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mine = kilnet.models.load_model(tmp_path / "two.keras")
+    for got, want in zip(mine.predict(x, verbose=0), km.predict(x, verbose=0)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert [type(layer).__name__ for layer in mine.get_layer("block").layers] == [
+        "Dense", "BatchNormalization"]
+    # and back to Keras
+    mine.save(tmp_path / "back.keras")
+    theirs = keras.models.load_model(tmp_path / "back.keras")
+    for got, want in zip(theirs.predict(x, verbose=0), km.predict(x, verbose=0)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_shared_layer_is_shared_after_import(tmp_path):
+    a = keras.Input((3,))
+    b = keras.Input((3,))
+    dense = keras.layers.Dense(2, name="twice")
+    km = keras.Model([a, b], keras.layers.Add()([dense(a), dense(b)]))
+    km.save(tmp_path / "s.keras")
+    mine = kilnet.models.load_model(tmp_path / "s.keras")
+    assert len(mine.get_weights()) == 2
+    x = [np.ones((2, 3), "float32"), np.arange(6, dtype="float32").reshape(2, 3)]
+    np.testing.assert_allclose(mine.predict(x, verbose=0), km.predict(x, verbose=0), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_imported_model_keeps_training_with_its_compile_config(tmp_path):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(64, 5)).astype("float32")
+    y = (x @ rng.normal(size=(5, 1))).astype("float32")
+    km = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8, activation="relu"),
+                           keras.layers.Dense(1)])
+    km.compile(optimizer=keras.optimizers.Adam(learning_rate=0.01), loss="mse",
+               metrics=["mae"])
+    km.fit(x, y, epochs=1, verbose=0)
+    km.save(tmp_path / "t.keras")
+    with pytest.warns(UserWarning, match="optimizer state"):
+        mine = kilnet.models.load_model(tmp_path / "t.keras")
+    assert mine.compiled is not None
+    assert mine.optimizer.learning_rate == pytest.approx(0.01)
+    history = mine.fit(x, y, epochs=3, batch_size=16, verbose=0).history
+    losses = history["loss"]
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert "mae" in history
+
+
+def test_uncompiled_sequential_roundtrip_and_frozen_flag(tmp_path):
+    model = kilnet.Sequential([kilnet.Input(shape=(4,)), kilnet.layers.Dense(3),
+                               kilnet.layers.Dropout(0.2), kilnet.layers.Dense(1)])
+    model.build(seed=0)
+    model.save(tmp_path / "m.keras")
+    with zipfile.ZipFile(tmp_path / "m.keras") as archive:
+        assert sorted(archive.namelist()) == ["config.json", "metadata.json",
+                                              "model.weights.h5"]
+    theirs = keras.models.load_model(tmp_path / "m.keras")
+    assert type(theirs).__name__ == "Sequential"
+    back = kilnet.models.load_model(tmp_path / "m.keras")
+    for a, b in zip(back.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_keras_weights_files_both_ways(tmp_path):
+    km = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(2)])
+    km.save_weights(tmp_path / "k.weights.h5")
+    mine = kilnet.Sequential([kilnet.Input(shape=(3,)), kilnet.layers.Dense(4),
+                              kilnet.layers.Dense(2)])
+    mine.load_weights(tmp_path / "k.weights.h5")
+    x = np.arange(6, dtype="float32").reshape(2, 3)
+    np.testing.assert_allclose(mine.predict(x, verbose=0), km.predict(x, verbose=0), rtol=1e-5)
+    mine.set_weights([w * 2 for w in mine.get_weights()])
+    mine.save_weights(tmp_path / "m.weights.h5")
+    km.load_weights(tmp_path / "m.weights.h5")
+    np.testing.assert_allclose(km.predict(x, verbose=0), mine.predict(x, verbose=0), rtol=1e-5)
+
+
+def test_refused_exports_name_kilnet(tmp_path):
+    class Sub(kilnet.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.d = kilnet.layers.Dense(2)
+
+        def call(self, x):
+            return self.d(x)
+
+    sub = Sub()
+    sub.build((None, 3), seed=0)
+    with pytest.raises(ValueError, match=r"\.kilnet"):
+        sub.save(tmp_path / "sub.keras")
+    model = kilnet.Sequential([kilnet.Input(shape=(3,)), kilnet.layers.Dense(2)])
+    model.build(seed=0)
+    with pytest.raises(ValueError, match=r"\.kilnet"):
+        model.save(tmp_path / "legacy.h5")
+    with pytest.raises(ValueError, match=r"\.weights\.h5"):
+        model.save_weights(tmp_path / "w.h5")
+    assert not os.listdir(tmp_path)
+
+
+def test_kilnet_file_under_keras_name_still_loads(tmp_path):
+    model = kilnet.Sequential([kilnet.Input(shape=(3,)), kilnet.layers.Dense(2)])
+    model.build(seed=0)
+    kilnet.saving.save_model(model, tmp_path / "m.kilnet")
+    os.rename(tmp_path / "m.kilnet", tmp_path / "old.keras")
+    loaded = kilnet.models.load_model(tmp_path / "old.keras")
+    np.testing.assert_array_equal(loaded.get_weights()[0], model.get_weights()[0])
