@@ -36,10 +36,12 @@ from kilnet.jobs import (  # the datasets and models `kilnet train` offers
     format_metrics,
     load_dataset,
     load_model,
+    recorded_dataset,
     scale_images,
 )
 
 EXIT_OK, EXIT_FAULT, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+VALIDATION_SPLIT = 0.1  # held out by default: without validation data overfitting is invisible
 
 
 # -- argument parsing ----------------------------------------------------------------------------
@@ -103,14 +105,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="default: 32")
     train.add_argument("--learning-rate", type=positive_float, default=0.001, metavar="LR",
                        help="Adam's learning rate (default: 0.001)")
-    train.add_argument("--validation-split", type=fraction, default=0.0, metavar="FRACTION",
-                       help="fraction of the training data held out for validation "
-                       "(default: 0)")
+    train.add_argument("--validation-split", type=fraction, default=VALIDATION_SPLIT,
+                       metavar="FRACTION",
+                       help="fraction of the training data held out for validation, so the "
+                       f"verdict can see overfitting (default: {VALIDATION_SPLIT}; 0 turns it "
+                       "off)")
     train.add_argument("--seed", type=non_negative_int, default=None, metavar="N",
                        help="makes the run reproducible (default: a random seed, recorded in "
                        "config.json)")
     train.add_argument("--out", type=Path, default=None, metavar="DIR",
-                       help="run folder (default: runs/<dataset>-<model>-<timestamp>)")
+                       help="run folder (default: runs/<dataset>-<model>, numbered -2, -3, ... "
+                       "when a finished run is there). An unfinished run there is resumed; a "
+                       "finished one is kept unless --overwrite")
+    train.add_argument("--overwrite", action="store_true",
+                       help="train over the finished (or unfinished) run in --out")
     train.add_argument("--limit", type=positive_int, default=None, metavar="N",
                        help="train on the first N training samples only")
     multi = train.add_argument_group("multi-host training (see kilnet.distribution)")
@@ -127,17 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
                               "dataset's test split.")
     evaluate.add_argument("model", type=Path, metavar="MODEL",
                           help="a model.kilnet file or a run folder")
-    evaluate.add_argument("--dataset", default="mnist", metavar="NAME|PATH", help=dataset_help)
+    evaluate.add_argument("--dataset", default=None, metavar="NAME|PATH",
+                          help="default: the dataset the run recorded (a run folder), else mnist")
     evaluate.add_argument("--batch-size", type=positive_int, default=32, metavar="N",
                           help="default: 32")
     evaluate.add_argument("--limit", type=positive_int, default=None, metavar="N",
                           help="evaluate on the first N test samples only")
     evaluate.set_defaults(run=cmd_evaluate)
 
-    predict = sub.add_parser("predict", parents=[common], help="classify digit images",
-                             description="Classify images of handwritten digits (PNG, JPEG, "
-                             "any size; dark-on-light or light-on-dark): each is converted "
-                             "to a 28x28 MNIST-style digit first.")
+    predict = sub.add_parser("predict", parents=[common], help="classify images",
+                             description="Classify images (PNG, JPEG, any size; dark-on-light "
+                             "or light-on-dark): each is converted to a 28x28 MNIST-style "
+                             "image first, and named with the class names the run recorded.")
     predict.add_argument("model", type=Path, metavar="MODEL",
                          help="a model.kilnet file or a run folder")
     predict.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
@@ -215,22 +224,26 @@ def _plain_warnings(debug: bool):
 
 # -- commands ------------------------------------------------------------------------------------
 def cmd_train(args) -> int:
+    # The first line comes before JAX and the data load (seconds): say what is happening.
+    if not args.process_id:  # process 0 (or the only one) speaks
+        print(f"kilnet train: {args.model} on {args.dataset}, {args.epochs} epochs (loading "
+              "JAX and the data)", flush=True)
     import kilnet
-    from kilnet import run_dir
-
-    from kilnet import distribution
+    from kilnet import distribution, insight, run_dir
 
     if distribution.initialize_from_args(args) and not distribution.is_chief():
         return _as_worker(cmd_train, args)
+    data = load_dataset(args.dataset)
+    out = choose_run_folder(args, data.name)
+    resuming = run_dir.resumable_seed(out) is not None
     seed = args.seed
-    if seed is None and args.out is not None:  # re-running an interrupted run: its seed
-        seed = run_dir.resumable_seed(args.out)
+    if seed is None:  # resuming an interrupted run: its seed
+        seed = run_dir.resumable_seed(out)
     if seed is None:
         seed = int.from_bytes(os.urandom(3), "little")
     seed = distribution.shared_seed(seed)  # several processes: process 0's
     shard = distribution.process_shard  # several processes: each trains on its own shard
     kilnet.utils.set_random_seed(seed)
-    data = load_dataset(args.dataset)
     (x_train, y_train), (x_test, y_test) = data.train, data.test
     available = len(x_train)
     if args.limit:
@@ -238,15 +251,19 @@ def cmd_train(args) -> int:
     classes = max(10, int(max(y_train.max(), y_test.max(initial=0))) + 1)
     model = build_model(args.model, classes)
     compile_model(model, args.learning_rate)
-    out = args.out if args.out is not None else run_dir.default_path(data.name, args.model)
     out.mkdir(parents=True, exist_ok=True)
 
+    held_out = len(x_train) - int(len(x_train) * (1 - args.validation_split))
     print(f"kilnet {kilnet.__version__}: {args.model} on {data.name}, {len(x_train):,} training "
           f"and {len(x_test):,} test images ({data.source})")
-    print(f"Run folder: {out}", flush=True)
+    if held_out:
+        print(f"Validation: the last {held_out:,} training images ({args.validation_split:g}) "
+              "are held out to judge overfitting (--validation-split 0 turns this off)")
+    print(f"Run folder: {out}" + (" (resuming its interrupted run)" if resuming else ""),
+          flush=True)
     run = run_dir.Run(out, args, data, model, seed=seed, samples={
         "train_available": available, "train": len(x_train), "test": len(x_test),
-        "validation": int(len(x_train) * args.validation_split)})
+        "validation": held_out})
     # fit() compiles the training program before on_train_begin: print what it built.
     show_report = kilnet.callbacks.LambdaCallback(
         on_train_begin=lambda logs: print(model.compile_report, flush=True))
@@ -254,13 +271,17 @@ def cmd_train(args) -> int:
     # the same command again continues from there. The backups are deleted once it completes.
     backup = kilnet.callbacks.BackupAndRestore(out / run_dir.BACKUP, verbose=1)
     history_writer = run_dir.HistoryWriter(out)
-    callbacks = [show_report, backup, history_writer]
+    # fit itself stays silent: the lines, gains and verdict come from the whole run's history,
+    # which after a resume starts before the interruption.
+    callbacks = [show_report, backup, history_writer, run_dir.RunProgress(history_writer)]
     from kilnet.errors import TrainingInterrupted
 
     with run.recording(), _resume_hint(TrainingInterrupted, args, out, seed):
         model.fit(scale_images(shard(x_train)), shard(y_train), epochs=args.epochs,
                   batch_size=args.batch_size, validation_split=args.validation_split,
-                  seed=seed, callbacks=callbacks)
+                  seed=seed, callbacks=callbacks, verbose=0)
+        if len(history_writer.epochs) >= 2:
+            print(insight.analyze_plateau(history_writer.logs), flush=True)
         x_test = scale_images(x_test)
         logs = model.evaluate(shard(x_test), shard(y_test), batch_size=args.batch_size, verbose=0,
                               return_dict=True)
@@ -271,6 +292,41 @@ def cmd_train(args) -> int:
     for line in run.notes:
         print(line)
     return EXIT_OK
+
+
+def choose_run_folder(args, dataset_name: str) -> Path:
+    """The run folder of `kilnet train`: --out as given, or the default one for the dataset and
+    model (kilnet.run_dir.default_path). A finished run in --out is never trained over without
+    --overwrite; an unfinished one is resumed when it trains the same thing."""
+    import shutil
+
+    from kilnet import run_dir
+
+    options = {k: v for k, v in vars(args).items() if k not in ("run", "debug", "command")}
+    if args.out is None:
+        return run_dir.default_path(dataset_name, args.model, options=options)
+    out = Path(args.out)
+    config = run_dir.read_config(out)
+    if config is None:
+        return out
+    if args.overwrite:
+        shutil.rmtree(out / run_dir.BACKUP, ignore_errors=True)  # start afresh, not resume
+        return out
+    if run_dir.is_finished(out):
+        raise FileExistsError(f"--out {out} holds a finished run ({_describe_run(config)}); "
+                              "kilnet never trains over one: choose another --out, or pass "
+                              "--overwrite to replace it")
+    if run_dir.resumable_seed(out) is not None and not run_dir.same_job(config, options):
+        raise FileExistsError(f"--out {out} holds an unfinished run of other options "
+                              f"({_describe_run(config)}); rerun its own command to resume it, "
+                              "choose another --out, or pass --overwrite to replace it")
+    return out
+
+
+def _describe_run(config: dict) -> str:
+    options = config.get("options") or {}
+    return (f"{options.get('model')} on {(config.get('dataset') or {}).get('name')}, "
+            f"{config.get('status')}")
 
 
 @contextlib.contextmanager
@@ -324,16 +380,29 @@ def _as_worker(command, args) -> int:
 
 def cmd_evaluate(args) -> int:
     model = load_model(args.model)
-    data = load_dataset(args.dataset)
+    config = _run_config(args.model)
+    spec = args.dataset or recorded_dataset(config) or "mnist"
+    data = load_dataset(spec)
     x, y = data.test
     if args.limit:
         x, y = x[:args.limit], y[:args.limit]
     _ensure_accuracy(model)
     logs = model.evaluate(scale_images(x), y, batch_size=args.batch_size, verbose=0,
                           return_dict=True)
-    print(f"{data.name}: {len(x):,} test samples ({data.source})")
+    recorded = "the run's dataset" if args.dataset is None and config else "--dataset"
+    print(f"{data.name}: {len(x):,} test samples ({data.source}; {recorded})")
     print(format_metrics(logs))
     return EXIT_OK
+
+
+def _run_config(path) -> dict:
+    """config.json of the run folder `path` (or of the folder holding a model file); {} when
+    there is none."""
+    from kilnet import run_dir
+
+    path = Path(path).expanduser()
+    folder = path if path.is_dir() else path.parent
+    return run_dir.read_config(folder) or {}
 
 
 def cmd_predict(args) -> int:
@@ -343,10 +412,12 @@ def cmd_predict(args) -> int:
 
     images = np.stack([load_digit(path) for path in args.images])  # fail before loading
     model = load_model(args.model)
+    names = (_run_config(args.model).get("dataset") or {}).get("class_names") or []
     probabilities = np.asarray(model.predict(images, verbose=0))
     for path, p in zip(args.images, probabilities):
         label = int(np.argmax(p))
-        print(f"{path}: {label} (probability {float(p[label]):.3f})")
+        name = names[label] if label < len(names) else str(label)
+        print(f"{path}: {name} (probability {float(p[label]):.3f})")
     return EXIT_OK
 
 

@@ -26,6 +26,11 @@ NOISY = "noisy"
 DIVERGING = "diverging"
 OVERFITTING = "overfitting"
 TOO_SHORT = "too short"
+# Added to every verdict of a history without validation data: the training numbers alone
+# cannot show overfitting.
+NO_VALIDATION = ("Without validation data, overfitting cannot be judged: pass "
+                 "validation_split=0.1 or validation_data=(x_val, y_val) to fit (kilnet train: "
+                 "--validation-split 0.1).")
 VERDICTS = (IMPROVING, PLATEAUED, NOISY, DIVERGING, OVERFITTING, TOO_SHORT)
 
 # History entries that are not measurements: no gains shown, not analysed, not plotted
@@ -106,8 +111,10 @@ class PlateauReport:
         names = [n for n in self.history if n not in _NOT_METRICS][:6]
         if not names or not self.epochs:
             return ""
-        cells = [[_cell(n, self.history[n], self.gains.get(n, []), i) for n in names]
-                 for i in range(self.epochs)]
+        n_epochs = self.epochs
+        cells = [[_cell(n, self.history[n], self.gains.get(n, []),
+                        epoch_positions(len(self.history[n]), n_epochs).get(i))
+                  for n in names] for i in range(n_epochs)]
         widths = [max(len(n), *(len(row[j]) for row in cells)) for j, n in enumerate(names)]
         lines = [("  epoch  " + "  ".join(n.ljust(w) for n, w in zip(names, widths))).rstrip()]
         rows = list(range(self.epochs))
@@ -134,8 +141,25 @@ class PlateauReport:
         return "\n".join(parts)
 
 
+def epoch_positions(count: int, epochs: int) -> dict[int, int]:
+    """Which epoch (0-based) each of `count` values of a series belongs to, as
+    {epoch: index}. A validation series is shorter than the run when fit(validation_freq=k)
+    validated only every k-th epoch (epochs k, 2k, ...); other shorter series are taken to end
+    with the run.
+
+    >>> epoch_positions(2, 4)   # validation_freq=2: epochs 2 and 4 (0-based 1 and 3)
+    {1: 0, 3: 1}
+    """
+    if count >= epochs or count == 0:
+        return {i: i for i in range(count)}
+    freq = epochs // count
+    if epochs // freq == count:
+        return {(i + 1) * freq - 1: i for i in range(count)}
+    return {epochs - count + i: i for i in range(count)}
+
+
 def _cell(name, values, gains, i) -> str:
-    if i >= len(values):
+    if i is None or i >= len(values):
         return ""
     value = values[i]
     text = f"{value:.4f}" if _finite(value) else str(value)
@@ -177,6 +201,8 @@ def analyze_plateau(history, *, monitor: str | None = None, min_accuracy_points:
         report.suggestions = ["Train for more epochs (e.g. epochs=5) to see how fast it learns."]
         return report
     _judge(report, hist, metric, values, thresholds)
+    if report.verdict != DIVERGING and not any(n.startswith("val_") for n in hist):
+        report.message += " " + NO_VALIDATION
     return report
 
 
@@ -290,8 +316,11 @@ def _overfitting(hist: dict, patience: int, tolerance: float):
     """(best validation epoch index) when val_loss rose for `patience` epochs since its best
     while the training loss kept falling; else None."""
     val, loss = hist.get("val_loss"), hist.get("loss")
-    if not val or not loss or len(val) < patience + 1 or len(loss) != len(val):
+    if not val or not loss or len(val) < patience + 1:
         return None
+    if len(loss) != len(val):  # validation_freq > 1: the training loss at the validated epochs
+        positions = epoch_positions(len(val), len(loss))
+        loss = [loss[epoch] for epoch in sorted(positions)]
     best = min(range(len(val)), key=lambda i: val[i])
     if len(val) - 1 - best < patience or val[-1] <= val[best] * (1 + tolerance):
         return None
@@ -312,16 +341,19 @@ def _diverging(report, message):
 
 def _overfit(report, hist, best):
     val, loss = hist["val_loss"], hist["loss"]
+    epochs = sorted(epoch_positions(len(val), len(loss)))  # 0-based epoch of each val value
+    loss = [loss[epoch] for epoch in epochs]
+    best_epoch = epochs[best] + 1
     report.verdict = OVERFITTING
-    report.best_epoch = best + 1
-    report.reached, report.epoch = True, best + 2
+    report.best_epoch = best_epoch
+    report.reached, report.epoch = True, best_epoch + 1
     report.message = (
-        f"The validation loss was best at epoch {best + 1} ({val[best]:.4f}) and has risen to "
+        f"The validation loss was best at epoch {best_epoch} ({val[best]:.4f}) and has risen to "
         f"{val[-1]:.4f}, while the training loss kept falling ({loss[best]:.4f} -> "
         f"{loss[-1]:.4f}): the model is memorising the training data instead of learning what "
         "carries over to new data.")
     report.suggestions = [
-        f"Stop at epoch {best + 1}: EarlyStopping(monitor='val_loss', patience=2, "
+        f"Stop at epoch {best_epoch}: EarlyStopping(monitor='val_loss', patience=2, "
         "restore_best_weights=True) keeps the best weights for you.",
         "Add regularization: a Dropout layer (layers.Dropout(0.2)) or a smaller model.",
         "More training data helps most against overfitting.",
@@ -348,7 +380,7 @@ def _plateaued(report, hist, metric, values, steps, start, threshold):
     report.message = (
         f"From epoch {start} on, {metric} {_verb(metric)} less than "
         f"{_describe(metric, threshold)} per epoch "
-        f"({', '.join(_describe(metric, s, signed=True) for s in last_gains)}): the model has "
+        f"({summarise_gains(metric, last_gains)}): the model has "
         f"reached its learning plateau. The last {len(last_gains)} epochs together "
         f"{_verb(metric)} {_describe(metric, _progress(metric, values[start - 2], values[-1]))}.")
     enough = f"{start - 1} epoch was" if start == 2 else f"{start - 1} epochs were"
@@ -361,6 +393,22 @@ def _plateaued(report, hist, metric, values, steps, start, threshold):
         "Lower the learning rate at the plateau (ReduceLROnPlateau) to gain a little more.",
     ]
     report.suggestions += _capacity_advice(hist)
+
+
+def summarise_gains(metric: str, gains: list, head: int = 3) -> str:
+    """A series of per-epoch gains in words: each one when there are few, else the first
+    `head` and then their range, so a long run does not list dozens of +0.00.
+
+    >>> summarise_gains("accuracy", [0.4, 0.3, 0.1, 0.0, 0.01, -0.02, 0.0])
+    '+0.40, +0.30, +0.10, then 4 epochs between -0.02 and +0.01'
+    """
+    text = [_describe(metric, g, signed=True) for g in gains]
+    if len(gains) <= head + 2:
+        return ", ".join(text)
+    rest = gains[head:]
+    return (", ".join(text[:head]) + f", then {len(rest)} epochs between "
+            f"{_describe(metric, min(rest), signed=True)} and "
+            f"{_describe(metric, max(rest), signed=True)}")
 
 
 def _min_delta(metric, threshold, last):
@@ -381,6 +429,11 @@ def _capacity_advice(hist) -> list[str]:
             advice.append(f"Training {acc} is {gap:.1f} points above validation: more data or "
                           "regularization (Dropout) would help more than more epochs.")
             return advice
+    if acc is not None and "val_" + acc not in hist and hist[acc][-1] >= 0.95:
+        advice.append(f"Training {acc} is {100 * hist[acc][-1]:.1f} %: the model already fits "
+                      "the training data, so a bigger model is not the answer; whether it "
+                      "overfits needs validation data (see above).")
+        return advice
     if acc is not None and hist[acc][-1] < 0.95:
         advice.append(f"Training {acc} stopped at {100 * hist[acc][-1]:.1f} %: a bigger model "
                       "(more units or layers) can learn more of the training data.")
@@ -397,7 +450,10 @@ def _improving(report, metric, steps, flat, threshold, patience):
                       f"epoch (a plateau is less than {_describe(metric, threshold)} for "
                       f"{patience} epochs in a row).")
     if flat and last < 0:
-        report.message = (f"{metric} got worse by {_describe(metric, -last)} in the last epoch; "
+        best = max(steps) if steps else 0.0
+        report.message = (f"{metric} gained up to {_describe(metric, best)} per epoch earlier, "
+                          f"but fell back by {_describe(metric, -last)} in the last one, which "
+                          "a single epoch cannot tell from noise; "
                           f"{patience} epochs in a row without a gain of "
                           f"{_describe(metric, threshold)} would be a plateau.")
     elif flat:

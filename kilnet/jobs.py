@@ -13,6 +13,12 @@ from pathlib import Path
 NAMED_DATASETS = {"mnist": "mnist", "fashion_mnist": "fashion_mnist",
                   "fashion-mnist": "fashion_mnist"}
 MODELS = ("mlp", "cnn")
+# What each class id means, as the datasets document them.
+CLASS_NAMES = {
+    "mnist": [str(digit) for digit in range(10)],
+    "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                      "Sneaker", "Bag", "Ankle boot"],
+}
 
 
 @dataclass
@@ -21,6 +27,7 @@ class Dataset:
     source: str    # where the arrays came from, for config.json
     train: tuple   # (x, y) uint8
     test: tuple
+    class_names: list | None = None  # class id -> name, when the dataset names its classes
 
 
 def load_dataset(spec: str) -> Dataset:
@@ -47,7 +54,26 @@ def load_dataset(spec: str) -> Dataset:
     offline = any(issubclass(w.category, OfflineSubsetWarning) for w in caught)
     for w in caught:
         warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-    return Dataset(name, _named_source(name, offline), train, test)
+    return Dataset(name, _named_source(name, offline), train, test, CLASS_NAMES.get(name))
+
+
+def recorded_dataset(config: dict) -> str | None:
+    """What to pass to load_dataset for the data a run folder's config.json recorded: the
+    dataset's name, or the absolute path of its file or folder.
+
+    >>> recorded_dataset({"dataset": {"name": "fashion_mnist", "spec": "fashion-mnist"}})
+    'fashion-mnist'
+    >>> recorded_dataset({"dataset": {"name": "tiny", "spec": "tiny.npz",
+    ...                               "source": "/data/tiny.npz"}})
+    '/data/tiny.npz'
+    """
+    dataset = config.get("dataset") or {}
+    spec = dataset.get("spec") or (config.get("options") or {}).get("dataset")
+    if spec is None:
+        return None
+    if str(spec).strip().lower() in NAMED_DATASETS:
+        return spec
+    return dataset.get("source") or spec  # a path: the resolved one, as it was found
 
 
 def _named_source(name: str, offline: bool) -> str:

@@ -1,28 +1,36 @@
-"""Progress display for fit/evaluate/predict.
+"""Progress display for fit/evaluate/predict, right wherever the output goes.
 
-On a terminal (or in Jupyter, which rich renders as a live widget) each epoch gets a live bar
-with steps, elapsed time, ETA, loss and metrics. Anywhere else (a log file, CI) an epoch is
-exactly one plain line, with no ANSI codes or carriage returns.
+- A terminal gets one live line per epoch, rewritten in place. It is cut to the terminal's
+  width (read at every update), dropping the elapsed time, the bar and then metrics from the
+  end, because a line wider than the terminal wraps and `\\r` then rewrites only its last row.
+  When the epoch ends the line is replaced by the epoch's full plain line.
+- A Jupyter or VS Code notebook gets one display per fit, updated in place: the finished
+  epochs' full lines and the live line of the current epoch. Its final state is every epoch's
+  full line, stored as text/plain (readable on GitHub or offline) and text/html.
+- Anywhere else (a log file, CI) and with verbose=2 an epoch is exactly one plain line, with
+  no ANSI codes or carriage returns.
 """
 
 from __future__ import annotations
 
+import html
 import numbers
+import os
 import sys
 import time
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-
-def _jupyter_widgets_available() -> bool:
-    import importlib.util
-    return importlib.util.find_spec("ipywidgets") is not None
+_MIN_UPDATE_SECONDS = 0.1  # live redraws closer together than this are skipped
+_BAR_WIDTHS = (30, 20, 10)  # the bar shrinks through these before it is dropped
 
 
 def resolve_verbose(verbose) -> int:
-    """Keras's verbose values as 0, 1 or 2: "auto" and True mean 1 (a live bar on a terminal, one
-    line per epoch elsewhere), False means 0 (silent), 2 one plain line per epoch."""
+    """Keras's verbose values as 0, 1 or 2: "auto" and True mean 1 (a live bar on a terminal or
+    in a notebook, one line per epoch elsewhere), False means 0 (silent), 2 one plain line per
+    epoch.
+
+    >>> resolve_verbose("auto"), resolve_verbose(False), resolve_verbose(2)
+    (1, 0, 2)
+    """
     if isinstance(verbose, str):
         if verbose == "auto":
             return 1
@@ -35,6 +43,15 @@ def resolve_verbose(verbose) -> int:
 
 
 def format_logs(logs: dict, gains: dict | None = None) -> str:
+    """Metrics as Keras's progress bar writes them, each with its gain when given.
+
+    >>> format_logs({"loss": 0.25, "accuracy": 0.9}, {"accuracy": "+1.00"})
+    'loss: 0.2500 - accuracy: 0.9000 (+1.00)'
+    """
+    return " - ".join(_log_fields(logs, gains))
+
+
+def _log_fields(logs: dict, gains: dict | None = None) -> list[str]:
     parts = []
     for name, value in logs.items():
         # Keras's Progbar rule: small magnitudes (a learning rate) in scientific notation.
@@ -43,11 +60,118 @@ def format_logs(logs: dict, gains: dict | None = None) -> str:
         if gains and name in gains:
             text += f" ({gains[name]})"
         parts.append(text)
-    return " - ".join(parts)
+    return parts
+
+
+def fit_line(head: str, done: int, total: int | None, elapsed: float, logs: dict,
+             width: int) -> str:
+    """The live line of an epoch, at most `width - 1` characters (the last column stays free:
+    writing into it makes some terminals wrap). Fields go as the width shrinks: first the
+    elapsed time and ETA, then the bar narrows and goes, then metrics from the end; the head is
+    cut last.
+
+    >>> fit_line("Epoch 1/5", 50, 100, 2.0, {"loss": 0.5}, 200)
+    'Epoch 1/5 [==============>...............] 50/100 2s ETA 2s - loss: 0.5000'
+    >>> fit_line("Epoch 1/5", 50, 100, 2.0, {"loss": 0.5}, 40)
+    'Epoch 1/5 50/100 - loss: 0.5000'
+    """
+    limit = max(width - 1, 1)
+    fields = _log_fields(logs)
+    count = f"{done}/{total}" if total else f"{done}/?"
+    timing = f"{elapsed:.0f}s" + (f" ETA {_eta(done, total, elapsed)}" if total else "")
+    for bar_width, show_time in [(_BAR_WIDTHS[0], True)] + [(w, False) for w in _BAR_WIDTHS]:
+        line = _compose(head, _bar(done, total, bar_width), count, timing if show_time else "",
+                        fields)
+        if len(line) <= limit:
+            return line
+    for kept in range(len(fields), -1, -1):  # no bar; metrics dropped from the end
+        line = _compose(head, "", count, "", fields[:kept])
+        if len(line) <= limit:
+            return line
+    return line[:limit - 1] + "…" if limit > 1 else line[:limit]
+
+
+def _compose(head, bar, count, timing, fields) -> str:
+    words = [w for w in (head, bar, count, timing) if w]
+    return " - ".join([" ".join(words), *fields])
+
+
+def _bar(done: int, total: int | None, width: int) -> str:
+    if not total:
+        return ""
+    filled = min(width, int(width * done / total))
+    arrow = ">" if filled < width else ""
+    return "[" + "=" * max(filled - len(arrow), 0) + arrow + "." * (width - filled) + "]"
+
+
+def _eta(done: int, total: int, elapsed: float) -> str:
+    if done <= 0:
+        return "?"
+    return f"{max(elapsed * (total - done) / done, 0):.0f}s"
+
+
+def terminal_width(stream=None) -> int:
+    """The terminal's width in columns: $COLUMNS when set, else the terminal's own, else 80.
+
+    >>> import io
+    >>> terminal_width(io.StringIO()) > 0
+    True
+    """
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        return os.get_terminal_size((stream or sys.stdout).fileno()).columns or 80
+    except (AttributeError, OSError, ValueError):
+        return 80
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (Jupyter, JupyterLab, VS Code, Colab): IPython is loaded
+    and its shell is ZMQInteractiveShell or a subclass of it. IPython is never imported here.
+
+    >>> in_notebook()
+    False
+    """
+    ipython = sys.modules.get("IPython")
+    shell = getattr(ipython, "get_ipython", lambda: None)() if ipython else None
+    return shell is not None and any(cls.__name__ == "ZMQInteractiveShell"
+                                     for cls in type(shell).__mro__)
+
+
+class _Notebook:
+    """One display per fit, updated in place: the finished lines plus the live one."""
+
+    def __init__(self):
+        from IPython.display import display  # only reached inside a notebook
+
+        self.lines: list[str] = []
+        self._handle = display(self._bundle(""), raw=True, display_id=True)
+
+    def show(self, live: str = "", fraction: float | None = None):
+        self._handle.update(self._bundle(live, fraction), raw=True)
+
+    def _bundle(self, live: str, fraction: float | None = None) -> dict:
+        text = "\n".join(self.lines + ([live] if live else []))
+        markup = "".join(f"<div>{html.escape(line)}</div>" for line in self.lines)
+        if live:
+            bar = (f'<progress value="{fraction:.3f}" max="1" style="width:12em"></progress> '
+                   if fraction is not None else "")
+            markup += f"<div>{bar}{html.escape(live)}</div>"
+        return {"text/plain": text or " ",
+                "text/html": f'<pre style="margin:0">{markup or "&nbsp;"}</pre>'}
 
 
 class EpochProgress:
-    """One object per fit/evaluate call; `verbose` as in Keras."""
+    """One object per fit/evaluate call; `verbose` as in Keras.
+
+    >>> import io
+    >>> out = io.StringIO()
+    >>> bar = EpochProgress(1, 2, 10, stream=out)  # not a terminal: one plain line per epoch
+    >>> bar.epoch_begin(0); bar.epoch_end(0, {"loss": 0.5})
+    >>> out.getvalue().startswith("Epoch 1/2 - 10/10 - ")
+    True
+    """
 
     def __init__(self, verbose, total_epochs: int, steps: int, stream=None, title="Epoch"):
         self.stream = stream or sys.stdout
@@ -55,52 +179,69 @@ class EpochProgress:
         self.total_epochs = total_epochs
         self.steps = steps
         self.title = title
-        console = Console(file=self.stream)
-        # In Jupyter rich draws the live bar in an ipywidgets Output that updates in place;
-        # without ipywidgets it would show nothing, so fall back to one line per epoch.
-        self.live = self.verbose == 1 and (
-            console.is_terminal or (console.is_jupyter and _jupyter_widgets_available()))
-        self.console = console
-        self._bar = None
-        self._task = None
+        notebook = stream is None and in_notebook()
+        tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.mode = ("off" if self.verbose == 0 else "lines" if self.verbose == 2
+                     else "notebook" if notebook else "terminal" if tty else "lines")
+        self.live = self.mode in ("terminal", "notebook")
+        self._notebook = None
         self._began = time.perf_counter()
+        self._last_draw = 0.0
+        self._open = False
+        self._head = title
 
     def epoch_begin(self, epoch: int):
         self._began = time.perf_counter()
-        if not self.live:
-            return
-        label = f"{self.title} {epoch + 1}/{self.total_epochs}" if self.total_epochs else self.title
-        self._bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
-                             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                             TextColumn("{task.fields[logs]}"), console=self.console,
-                             transient=False)
-        self._bar.start()
-        self._task = self._bar.add_task(label, total=self.steps, logs="")
+        self._last_draw = 0.0
+        self._head = (f"{self.title} {epoch + 1}/{self.total_epochs}" if self.total_epochs
+                      else self.title)
+        if self.mode == "notebook" and self._notebook is None:
+            self._notebook = _Notebook()
+        if self.live:
+            self._draw(0, {})
 
     def update(self, steps_done: int, logs: dict):
-        if self._bar is not None:
-            self._bar.update(self._task, completed=steps_done, logs=format_logs(logs))
+        now = time.perf_counter()
+        if self.live and now - self._last_draw >= _MIN_UPDATE_SECONDS:
+            self._draw(steps_done, logs)
+
+    def _draw(self, done: int, logs: dict):
+        self._last_draw = time.perf_counter()
+        self._open = True  # a live line is on screen
+        elapsed = self._last_draw - self._began
+        if self.mode == "terminal":
+            line = fit_line(self._head, done, self.steps, elapsed, logs,
+                            terminal_width(self.stream))
+            self.stream.write("\r" + line + "\x1b[K")
+            self.stream.flush()
+        else:
+            line = fit_line(self._head, done, self.steps, elapsed, logs, 10_000)
+            self._notebook.show(line, done / self.steps if self.steps else None)
 
     def epoch_end(self, epoch: int, logs: dict, gains: dict | None = None, steps_done=None):
         """The epoch's last line. steps_done: the steps run when the epoch ended early (the
         data ran out); default all of them."""
+        if self.mode == "off":
+            return
+        self._open = False
         seconds = time.perf_counter() - self._began
         done = self.steps if steps_done is None else steps_done
-        if self._bar is not None:
-            self._bar.update(self._task, completed=done, logs=format_logs(logs, gains))
-            self._bar.stop()
-            self._bar = None
-            return
-        if self.verbose == 0:
-            return
-        head = f"{self.title} {epoch + 1}/{self.total_epochs}" if self.total_epochs else self.title
         steps = f"{done}/{self.steps}" if self.steps else "?"
-        line = f"{head} - {steps} - {seconds:.1f}s"
+        line = f"{self._head} - {steps} - {seconds:.1f}s"
         if logs:
             line += f" - {format_logs(logs, gains)}"
-        print(line, file=self.stream, flush=True)
+        if self.mode == "notebook":
+            self._notebook.lines.append(line)
+            self._notebook.show()
+        elif self.mode == "terminal":  # the full line replaces the live one, once
+            self.stream.write("\r\x1b[K" + line + "\n")
+            self.stream.flush()
+        else:
+            print(line, file=self.stream, flush=True)
 
     def close(self):
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
+        """Ends a live line that an interruption left unfinished."""
+        if self.mode == "terminal" and self._open:
+            self.stream.write("\n")
+            self.stream.flush()
+        self._open = False

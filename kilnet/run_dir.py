@@ -51,15 +51,62 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def default_path(dataset: str, model: str, root="runs") -> Path:
-    """`runs/<dataset>-<model>-<YYYYmmdd-HHMMSS>`, with a suffix if that folder exists."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path(root) / f"{_slug(dataset)}-{_slug(model)}-{stamp}"
-    path, n = base, 1
-    while path.exists():
+def default_path(dataset: str, model: str, root="runs", options: dict | None = None) -> Path:
+    """The run folder a plain `kilnet train` uses: `runs/<dataset>-<model>`, the same on every
+    rerun, so rerunning an interrupted command resumes it. A folder holding a finished run (or
+    an unfinished one of other options) is kept: then `-2`, `-3`, ... is used.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> default_path("mnist", "mlp", root=root).name
+    'mnist-mlp'
+    """
+    base = Path(root) / f"{_slug(dataset)}-{_slug(model)}"
+    n = 1
+    while True:
+        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        if not path.exists() or (resumable_seed(path) is not None
+                                 and same_job(read_config(path) or {}, options or {})):
+            return path
         n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
+
+
+# Options that may change between an interrupted run and the command that resumes it.
+_FREE_OPTIONS = ("epochs", "seed", "out", "overwrite", "debug", "coordinator", "num_processes",
+                 "process_id")
+
+
+def same_job(config: dict, options: dict) -> bool:
+    """Whether the run recorded in `config` trains what `options` asks (all but the options
+    that a resume may change: --epochs, --seed, --out).
+
+    >>> same_job({"options": {"model": "mlp", "epochs": 5}}, {"model": "mlp", "epochs": 9})
+    True
+    """
+    recorded = config.get("options") or {}
+    return all(recorded.get(k) == v for k, v in options.items() if k not in _FREE_OPTIONS)
+
+
+def read_config(folder) -> dict | None:
+    """The run's config.json as a dict; None when the folder has none (or it is unreadable).
+
+    >>> read_config("/nonexistent") is None
+    True
+    """
+    try:
+        config = json.loads((Path(folder) / CONFIG).read_text())
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def is_finished(folder) -> bool:
+    """True when `folder` holds a run that completed (its config.json says so).
+
+    >>> is_finished("/nonexistent")
+    False
+    """
+    return (read_config(folder) or {}).get("status") == "completed"
 
 
 def _slug(text: str) -> str:
@@ -149,6 +196,48 @@ class HistoryWriter(Callback):
         return self.logs
 
 
+class RunProgress(Callback):
+    """The progress lines of `kilnet train`, numbered and with gains over the whole run: after
+    a resume the gains start from the last epoch before the interruption, which `history`
+    (the HistoryWriter, restored by BackupAndRestore) still holds.
+
+    >>> RunProgress(HistoryWriter(".")).progress is None
+    True
+    """
+
+    def __init__(self, history: HistoryWriter, verbose=1):
+        super().__init__()
+        self.history = history
+        self.verbose = verbose
+        self.progress = None
+        self._previous = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        from kilnet.progress import EpochProgress
+
+        if self.progress is None:
+            self.progress = EpochProgress(self.verbose, self.params.get("epochs"),
+                                          self.params.get("steps"))
+            self._previous = {k: v[-1] for k, v in self.history.logs.items() if v} or None
+        self.progress.steps = self.params.get("steps") or self.progress.steps
+        self.progress.epoch_begin(epoch)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.progress is not None:
+            self.progress.update(batch + 1, logs or {})
+
+    def on_epoch_end(self, epoch, logs=None):
+        from kilnet.insight import gain_labels
+
+        logs = dict(logs or {})
+        self.progress.epoch_end(epoch, logs, gain_labels(self._previous, logs))
+        self._previous = logs
+
+    def on_train_end(self, logs=None):
+        if self.progress is not None:
+            self.progress.close()
+
+
 # -- one training run ------------------------------------------------------------------------
 def versions() -> dict:
     import platform
@@ -169,10 +258,10 @@ def resumable_seed(folder):
     backup = folder / BACKUP
     if not (backup.is_dir() and any(backup.iterdir())):
         return None
-    try:
-        seed = json.loads((folder / CONFIG).read_text())["options"]["seed"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    config = read_config(folder) or {}
+    if config.get("status") not in ("running", "interrupted"):
+        return None  # completed, failed or stopped by a numeric fault: nothing to continue
+    seed = (config.get("options") or {}).get("seed")
     return seed if isinstance(seed, int) and seed >= 0 else None
 
 
@@ -198,8 +287,11 @@ class Run:
             "status": "running",
             "started": _now(),
             "options": options,
-            "dataset": {"name": data.name, "source": data.source, "samples": samples,
-                        "image_shape": list(data.train[0].shape[1:])},
+            "dataset": {"name": data.name, "spec": options.get("dataset"),
+                        "source": data.source, "samples": samples,
+                        "image_shape": list(data.train[0].shape[1:]),
+                        "class_names": list(getattr(data, "class_names", None) or []),
+                        "preprocessing": "x / 255 as float32"},
             "optimizer": {"name": "adam", "learning_rate": options.get("learning_rate")},
             "loss": "sparse_categorical_crossentropy",
             "metrics": ["accuracy"],

@@ -126,9 +126,10 @@ def test_default_run_folder_is_named_after_dataset_and_model(tmp_path):
     from kilnet import run_dir
 
     first = run_dir.default_path("mnist", "mlp", root=tmp_path)
-    assert first.parent == tmp_path and first.name.startswith("mnist-mlp-")
+    assert first == tmp_path / "mnist-mlp"
     first.mkdir()
-    assert run_dir.default_path("mnist", "mlp", root=tmp_path) != first
+    (first / "config.json").write_text(json.dumps({"status": "completed"}))
+    assert run_dir.default_path("mnist", "mlp", root=tmp_path) == tmp_path / "mnist-mlp-2"
 
 
 def test_history_writer_state_survives_a_resume(tmp_path):

@@ -7,16 +7,33 @@ import importlib
 
 import pytest
 
-MODULES = ["kilnet.layers._base", "kilnet.layers._core", "kilnet.layers._node",
+MODULES = ["kilnet.metrics", "kilnet.metrics._base", "kilnet.metrics._accuracy",
+           "kilnet.metrics._regression", "kilnet.metrics._probabilistic",
+           "kilnet.metrics._confusion", "kilnet.metrics._fscore", "kilnet.metrics._iou",
+           "kilnet.keras_files", "kilnet.keras_files._archive", "kilnet.keras_files._h5",
+           "kilnet.keras_files._layout", "kilnet.keras_files._import",
+           "kilnet.keras_files._export",
+           "kilnet.layers._base", "kilnet.layers._core", "kilnet.layers._node",
            "kilnet.models._model", "kilnet.models._sequential", "kilnet.variables",
-           "kilnet.utils", "kilnet.layers._merge", "kilnet.layers._reshaping",
+           "kilnet.utils", "kilnet.utils._seeding", "kilnet.utils._arrays",
+           "kilnet.utils._dataset", "kilnet.utils._timeseries", "kilnet.utils._from_directory",
+           "kilnet.utils._get_file", "kilnet.utils._plot_model",
+           "kilnet.layers._merge", "kilnet.layers._reshaping",
            "kilnet.layers._attention", "kilnet.layers._layer_norm",
            "kilnet.layers._embedding", "kilnet.layers._conv1d", "kilnet.layers._conv_transpose",
            "kilnet.layers._conv_more", "kilnet.layers._conv3d",
            "kilnet.layers._pooling",
            "kilnet.layers._preprocessing", "kilnet.layers._augmentation",
            "kilnet.layers._recurrent", "kilnet.layers._wrappers",
-           "kilnet.layers._activations", "kilnet.layers._regularization", "kilnet.regularizers"]
+           "kilnet.layers._activations", "kilnet.layers._regularization", "kilnet.regularizers",
+           "kilnet.layers._fingerprints", "kilnet.layers._encoding", "kilnet.layers._lookup",
+           "kilnet.layers._text_vectorization",
+           "kilnet.progress", "kilnet.run_dir", "kilnet.insight", "kilnet.jobs",
+           "kilnet.datasets.cifar10", "kilnet.datasets.cifar100", "kilnet.datasets.imdb",
+           "kilnet.datasets.reuters", "kilnet.datasets.boston_housing",
+           "kilnet.datasets.california_housing", "kilnet.datasets._cifar",
+           "kilnet.datasets._safe_pickle", "kilnet.datasets._safe_npz", "kilnet.datasets._remote",
+           "kilnet.datasets._sequences", "kilnet.datasets._tabular"]
 
 
 @pytest.mark.parametrize("name", MODULES)

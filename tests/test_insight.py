@@ -5,13 +5,11 @@ The analysis is checked on hand-made histories, one per verdict; the fit tests u
 model on a few dozen samples.
 """
 
-import functools
 import json
 import math
 
 import numpy as np
 import pytest
-from rich.console import Console
 
 import kilnet
 from kilnet import insight, layers, progress
@@ -208,11 +206,10 @@ def test_fit_verbose_0_prints_nothing(capsys):
 
 
 # -- Jupyter ------------------------------------------------------------------------------------
-def test_progress_is_a_live_widget_in_jupyter(monkeypatch):
-    monkeypatch.setattr(progress, "Console", functools.partial(Console, force_jupyter=True))
-    monkeypatch.setattr(progress, "_jupyter_widgets_available", lambda: True)
-    assert progress.EpochProgress(1, 5, 10).live  # a bar updated in place
+def test_progress_is_a_live_display_in_jupyter(monkeypatch):
+    monkeypatch.setattr(progress, "in_notebook", lambda: True)
+    assert progress.EpochProgress(1, 5, 10).mode == "notebook"  # a display updated in place
     assert not progress.EpochProgress(2, 5, 10).live  # verbose=2: one line per epoch
-    # without ipywidgets rich cannot draw the widget: plain lines instead of nothing
-    monkeypatch.setattr(progress, "_jupyter_widgets_available", lambda: False)
-    assert not progress.EpochProgress(1, 5, 10).live
+    # a stream given explicitly is written to, not the notebook's display
+    import io
+    assert progress.EpochProgress(1, 5, 10, stream=io.StringIO()).mode == "lines"
