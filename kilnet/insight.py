@@ -211,9 +211,11 @@ def _as_dict(history) -> dict:
     if not isinstance(hist, dict):
         raise TypeError("analyze_plateau expects a History or its .history dict "
                         f"(metric name -> list of per-epoch values). Received: {history!r}")
-    # JSON stores NaN as null: read it back as NaN.
+    # JSON stores NaN as null: read it back as NaN. Metrics with one value per class
+    # (F1Score(average=None)) log lists: the verdict reads the scalar series only.
     return {str(k): [math.nan if x is None else float(x) for x in v]
-            for k, v in hist.items() if k not in ("epoch",) and v is not None and len(v)}
+            for k, v in hist.items() if k not in ("epoch",) and v is not None and len(v)
+            and not any(isinstance(x, (list, tuple)) for x in v)}
 
 
 def _check_thresholds(points, improvement, patience):

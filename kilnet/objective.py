@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import jax.numpy as jnp
+import numpy as np
 
 from kilnet import losses as losses_lib
 from kilnet import metrics as metrics_lib
@@ -123,8 +124,9 @@ class Objective:
         logs = {}
         for name in self.sum_names:
             if name in stateful:
-                logs[prefix + name] = float(stateful[name].stateless_result(
-                    sums[name + "#state"]))
+                result = np.asarray(stateful[name].stateless_result(sums[name + "#state"]))
+                # one value per class or threshold (F1Score(average=None)): a list, as JSON
+                logs[prefix + name] = float(result) if result.ndim == 0 else result.tolist()
                 continue
             weight = float(sums[name + "#weight"]) if name + "#weight" in sums else count
             logs[prefix + name] = float(sums[name]) / weight if weight else float("nan")

@@ -54,6 +54,8 @@ def format_logs(logs: dict, gains: dict | None = None) -> str:
 def _log_fields(logs: dict, gains: dict | None = None) -> list[str]:
     parts = []
     for name, value in logs.items():
+        if isinstance(value, (list, tuple)):  # one value per class: shown as their mean (Keras)
+            value = sum(value) / len(value) if value else float("nan")
         # Keras's Progbar rule: small magnitudes (a learning rate) in scientific notation.
         small = value != 0 and abs(value) <= 1e-3
         text = f"{name}: {value:.4e}" if small else f"{name}: {value:.4f}"

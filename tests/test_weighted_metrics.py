@@ -123,3 +123,22 @@ def test_weighted_metrics_must_be_a_list_or_dict():
         model.compile(loss="sparse_categorical_crossentropy", weighted_metrics="accuracy")
     with pytest.raises(ValueError, match="Unknown metric"):
         model.compile(loss="sparse_categorical_crossentropy", weighted_metrics=["nope"])
+
+
+def test_a_metric_with_one_value_per_class_logs_a_list(capsys):
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(30, 4)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 30)]
+    model = classifier(kilnet)
+    model.compile(optimizer="sgd", loss="categorical_crossentropy",
+                  metrics=[kilnet.metrics.F1Score(average=None, threshold=0.34)])
+    model.build(seed=0)
+    history = model.fit(x, y, epochs=2, batch_size=8, verbose=2)
+    assert "f1_score: " in capsys.readouterr().out  # shown as the classes' mean, as Keras
+    logs = model.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)
+    from sklearn.metrics import f1_score
+    predicted = (model.predict(x, verbose=0) > 0.34).astype(int)
+    np.testing.assert_allclose(logs["f1_score"], f1_score(y.astype(int), predicted,
+                                                          average=None), rtol=1e-5)
+    assert len(history.history["f1_score"][-1]) == 3
+    assert kilnet.insight.analyze_plateau(history).message  # the verdict skips the list
