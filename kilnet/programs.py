@@ -72,6 +72,8 @@ class StepSpec:
     custom_step: Any = None         # kilnet.trainer.KerasState when the model has a train_step
     on_nonfinite: str = "stop"      # "stop" or "skip"
     batch_sharding: Any = None      # kilnet.distribution: split each batch over devices
+    # (path in the trained params, constraint): projected after each update (kilnet.constraints)
+    constraints: tuple = ()
 
     @property
     def sum_names(self):
@@ -171,7 +173,8 @@ def train_step(spec: StepSpec, state: TrainState, xb, yb, mask, epoch, step):
 
     def update(_):
         updates, opt_state = spec.tx.update(grads, state.opt_state, state.params)
-        return optax.apply_updates(state.params, updates), model_state, opt_state
+        params = apply_constraints(spec, optax.apply_updates(state.params, updates))
+        return params, model_state, opt_state
 
     def keep(_):
         return state.params, state.model_state, state.opt_state
@@ -215,6 +218,14 @@ def custom_train_step(spec: StepSpec, state: TrainState, xb, yb, mask, epoch, st
         params=chosen[0], frozen=chosen[1], model_state=chosen[2], opt_state=chosen[3],
         sums=chosen[4], fault=jnp.where(first_fault, step, state.fault),
         skipped=state.skipped + (~finite).astype(jnp.int32))
+
+
+def apply_constraints(spec: StepSpec, params):
+    """The weights with constraints projected after an optimizer update, as Keras's
+    optimizers apply `variable.constraint` after each step."""
+    for path, constraint in spec.constraints:
+        params = _tree.replace_path(params, path, constraint(_tree.get_path(params, path)))
+    return params
 
 
 def _all_finite(tree):

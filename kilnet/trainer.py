@@ -109,6 +109,7 @@ class Trainer:
                                  custom_step=KerasState(self) if model.overrides_train_step
                                  else None,
                                  on_nonfinite=self.on_nonfinite,
+                                 constraints=_weight_constraints(model),
                                  batch_sharding=getattr(self.distribution, "batch_sharding",
                                                         None))
 
@@ -213,7 +214,7 @@ class Trainer:
         opt_state = jax.tree.unflatten(jax.tree.structure(self.state.opt_state),
                                        list(optimizer_variables))
         updates, opt_state = self.tx.update(grad_tree, opt_state, params)
-        params = optax.apply_updates(params, updates)
+        params = programs.apply_constraints(self.spec, optax.apply_updates(params, updates))
         return adapter.trainable_list(params), jax.tree.leaves(opt_state)
 
     def model_params(self):
@@ -248,6 +249,10 @@ class Trainer:
                 "evaluate": (lambda *a: programs.eval_chunk(self.spec, batch_size, *a), (0,)),
                 "predict": (lambda *a: programs.predict_chunk(self.spec, batch_size, *a), (0,)),
             }[kind]
+            if kind == "train" and custom is None and self.report.batch_size != batch_size:
+                # The report's step cost is for the batch size fit() trains with, not compile's.
+                self._cost_step(programs.abstract(args[1]), programs.abstract(args[2]),
+                                batch_size)
             rows = jax.tree.leaves(args[1 if kind == "train" else 3])[0].shape[0]
             name = f"{kind} loop ({rows:,} samples, batch {batch_size})"
             dist = self.distribution
@@ -283,6 +288,13 @@ def _resolve_losses(loss):
     if isinstance(loss, (list, tuple)):
         return [None if v is None else losses_lib.get(v) for v in loss]
     return losses_lib.get(loss)
+
+
+def _weight_constraints(model) -> tuple:
+    """(path, constraint) of the trained weights that have a constraint."""
+    trained = {id(v) for v in model.trainable_weights}
+    return tuple((path, v.constraint) for path, kind, v in model.variable_paths()
+                 if kind == "params" and id(v) in trained and v.constraint is not None)
 
 
 def _flat_metric_ids(metrics) -> list:

@@ -40,13 +40,15 @@ class Variable:
     """
 
     def __init__(self, value=None, *, name: str = "variable", trainable: bool = True,
-                 shape=None, dtype="float32", initializer=None):
+                 shape=None, dtype="float32", initializer=None, constraint=None):
         if not isinstance(name, str) or not name or "/" in name:
             raise ValueError("A variable's name must be a non-empty string without '/'. "
                              f"Received: name={name!r}")
         self.name = name
         self.trainable = bool(trainable)
         self.initializer = initializer
+        # projects the value after each optimizer update (kilnet.constraints), as in Keras
+        self.constraint = constraint
         self._holder = None   # a Trainer holding the live value, or None
         if value is None:
             if shape is None:

@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["kilnet.metrics", "kilnet.metrics._base", "kilnet.metrics._accuracy",
+MODULES = ["kilnet.constraints", "kilnet.metrics", "kilnet.metrics._base", "kilnet.metrics._accuracy",
            "kilnet.metrics._regression", "kilnet.metrics._probabilistic",
            "kilnet.metrics._confusion", "kilnet.metrics._fscore", "kilnet.metrics._iou",
            "kilnet.keras_files", "kilnet.keras_files._archive", "kilnet.keras_files._h5",
@@ -22,7 +22,7 @@ MODULES = ["kilnet.metrics", "kilnet.metrics._base", "kilnet.metrics._accuracy",
            "kilnet.layers._attention", "kilnet.layers._layer_norm",
            "kilnet.layers._embedding", "kilnet.layers._conv1d", "kilnet.layers._conv_transpose",
            "kilnet.layers._conv_more", "kilnet.layers._conv3d",
-           "kilnet.layers._pooling",
+           "kilnet.layers._pooling", "kilnet.loaders",
            "kilnet.layers._preprocessing", "kilnet.layers._augmentation",
            "kilnet.layers._recurrent", "kilnet.layers._wrappers",
            "kilnet.layers._activations", "kilnet.layers._regularization", "kilnet.regularizers",

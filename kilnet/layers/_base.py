@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kilnet import _names, _scope, activations, initializers, utils
+from kilnet import _names, _scope, activations, constraints, initializers, utils
 from kilnet.layers._node import KerasTensor, Node, is_symbolic
 from kilnet.variables import Variable
 
@@ -76,9 +76,8 @@ class Layer:
         if kwargs:
             raise TypeError(f"{type(self).__name__} got unexpected keyword arguments "
                             f"{sorted(kwargs)}.")
-        if name is not None and (not isinstance(name, str) or not name or "/" in name):
-            raise ValueError(f"name must be a non-empty string without '/'. Received: "
-                             f"name={name!r}")
+        if name is not None:
+            _names.check_name(name)   # the rule model files need: what saves, loads
         if dtype not in (None, "float32"):
             raise ValueError(
                 f"Only float32 layers are supported for now. Received: dtype={dtype!r}"
@@ -112,9 +111,7 @@ class Layer:
 
     @name.setter
     def name(self, value: str):
-        if not isinstance(value, str) or not value or "/" in value:
-            raise ValueError(f"name must be a non-empty string without '/'. Received: "
-                             f"name={value!r}")
+        _names.check_name(value)
         set_untracked(self, "_name", value)
 
     @property
@@ -212,10 +209,11 @@ class Layer:
         Returns:
             The kilnet.variables.Variable, to keep as an attribute (`self.kernel = ...`).
         """
-        if regularizer is not None or constraint is not None:
-            raise ValueError("add_weight: regularizer and constraint are not supported yet; "
-                             "add a penalty with self.add_loss(...) in call() instead. Received: "
-                             f"regularizer={regularizer!r}, constraint={constraint!r}")
+        if regularizer is not None:
+            raise ValueError("add_weight: regularizer is not supported yet; add a penalty with "
+                             "self.add_loss(...) in call() instead. Received: "
+                             f"regularizer={regularizer!r}")
+        constraint = constraints.get(constraint, "constraint")
         if dtype not in (None, "float32", np.float32, jnp.float32):
             raise ValueError(f"add_weight: only float32 weights are supported for now. "
                              f"Received: dtype={dtype!r}")
@@ -228,7 +226,7 @@ class Layer:
                              f"{name!r}; give each add_weight a different name.")
         rng = _scope.init_rng() or utils.numpy_rng(utils.next_seed())
         value = _initial_value(initializer, rng, shape)
-        variable = Variable(value, name=name, trainable=trainable)
+        variable = Variable(value, name=name, trainable=trainable, constraint=constraint)
         self._track_variable(variable)
         return variable
 
@@ -468,13 +466,24 @@ class Layer:
                 if name in own:
                     own[name].assign(value)
                 else:
-                    variable = Variable(value, name=name, trainable=trainable)
+                    variable = Variable(value, name=name, trainable=trainable,
+                                        constraint=self.constraint_for(name) if trainable
+                                        else None)
                     self._track_variable(variable)
                     # As Keras: dense.kernel, batch_normalization.moving_mean (unless the name
                     # is taken by another attribute, e.g. a `scale` setting).
                     current = self.__dict__.get(name, variable)
                     if not hasattr(type(self), name) and isinstance(current, Variable):
                         object.__setattr__(self, name, variable)
+
+    def constraint_for(self, weight_name: str):
+        """The constraint of one of this layer's own weights: Keras's `<weight>_constraint`
+        argument (`kernel_constraint`, `embeddings_constraint`; `depthwise_constraint` for
+        `depthwise_kernel`), or None."""
+        constraint = getattr(self, weight_name + "_constraint", None)
+        if constraint is None and weight_name.endswith("_kernel"):
+            constraint = getattr(self, weight_name[:-len("_kernel")] + "_constraint", None)
+        return constraint if callable(constraint) else None
 
     def _keras_init(self, rng, input_shape):
         """Keras's form: build() makes the weights, then one abstract trace of call() builds

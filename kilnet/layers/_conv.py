@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from kilnet import initializers, regularizers
+from kilnet import constraints, initializers, regularizers
 from kilnet.layers._base import KernelLayer, as_pair, check_padding
 
 
@@ -90,12 +90,14 @@ def conv2d(x, kernel, strides, padding, dilation=(1, 1), groups=1):
 class Conv2D(KernelLayer):
     config_keys = ("filters", "kernel_size", "strides", "padding", "activation", "use_bias",
                    "kernel_initializer", "bias_initializer", "dilation_rate", "groups",
-                   "kernel_regularizer", "bias_regularizer", "activity_regularizer")
+                   "kernel_regularizer", "bias_regularizer", "activity_regularizer",
+                   "kernel_constraint", "bias_constraint")
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  data_format=None, dilation_rate=(1, 1), groups=1, kernel_regularizer=None,
-                 bias_regularizer=None, activity_regularizer=None, **kwargs):
+                 bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
+                 bias_constraint=None, **kwargs):
         super().__init__(activation=activation, **kwargs)
         if not isinstance(filters, int) or filters < 1:
             raise ValueError(f"filters must be a positive integer. Received: filters={filters!r}")
@@ -120,6 +122,8 @@ class Conv2D(KernelLayer):
         regularizers.set_layer_regularizers(self, kernel_regularizer=kernel_regularizer,
                                             bias_regularizer=bias_regularizer,
                                             activity_regularizer=activity_regularizer)
+        constraints.set_layer_constraints(self, kernel_constraint=kernel_constraint,
+                                          bias_constraint=bias_constraint)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
@@ -163,8 +167,10 @@ class Conv2D(KernelLayer):
         return y, state
 
     def get_config(self):
-        return regularizers.serialize_into(super().get_config(), self, _REGULARIZERS)
+        config = regularizers.serialize_into(super().get_config(), self, _REGULARIZERS)
+        return constraints.serialize_into(config, self, _CONSTRAINTS)
 
 
 _WEIGHTS = {"kernel_regularizer": "kernel", "bias_regularizer": "bias"}
 _REGULARIZERS = ("kernel_regularizer", "bias_regularizer", "activity_regularizer")
+_CONSTRAINTS = ("kernel_constraint", "bias_constraint")

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from kilnet import initializers, regularizers
+from kilnet import constraints, initializers, regularizers
 from kilnet.layers._base import KernelLayer
 
 PADDINGS = ("valid", "same", "causal")
@@ -145,7 +145,7 @@ class Conv1D(KernelLayer):
     config_keys = ("filters", "kernel_size", "strides", "padding", "data_format",
                    "dilation_rate", "activation", "use_bias", "kernel_initializer",
                    "bias_initializer", "kernel_regularizer", "bias_regularizer",
-                   "activity_regularizer")
+                   "activity_regularizer", "kernel_constraint", "bias_constraint")
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
                  dilation_rate=1, groups=1, activation=None, use_bias=True,
@@ -163,8 +163,8 @@ class Conv1D(KernelLayer):
                              f"Received: padding={padding!r}")
         if groups != 1:
             raise ValueError(f"Conv1D supports groups=1 only for now. Received: groups={groups!r}")
-        refuse_unsupported("Conv1D", kernel_constraint=kernel_constraint,
-                           bias_constraint=bias_constraint)
+        constraints.set_layer_constraints(self, kernel_constraint=kernel_constraint,
+                                          bias_constraint=bias_constraint)
         regularizers.set_layer_regularizers(self, kernel_regularizer=kernel_regularizer,
                                             bias_regularizer=bias_regularizer,
                                             activity_regularizer=activity_regularizer)
@@ -207,8 +207,10 @@ class Conv1D(KernelLayer):
         return y, state
 
     def get_config(self):
-        return regularizers.serialize_into(super().get_config(), self, _REGULARIZERS)
+        config = regularizers.serialize_into(super().get_config(), self, _REGULARIZERS)
+        return constraints.serialize_into(config, self, _CONSTRAINTS)
 
 
 _WEIGHTS = {"kernel_regularizer": "kernel", "bias_regularizer": "bias"}
 _REGULARIZERS = ("kernel_regularizer", "bias_regularizer", "activity_regularizer")
+_CONSTRAINTS = ("kernel_constraint", "bias_constraint")

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from kilnet import initializers, regularizers
+from kilnet import constraints, initializers, regularizers
 from kilnet.layers._base import KernelLayer
 
 
 class Dense(KernelLayer):
     _supports_masking = True  # passes a sequence mask on, as Keras
     config_keys = ("units", "activation", "use_bias", "kernel_initializer", "bias_initializer",
-                   "kernel_regularizer", "bias_regularizer", "activity_regularizer")
+                   "kernel_regularizer", "bias_regularizer", "activity_regularizer",
+                   "kernel_constraint", "bias_constraint")
 
     def __init__(self, units, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
-                 **kwargs):
+                 kernel_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(activation=activation, **kwargs)
         if not isinstance(units, int) or isinstance(units, bool) or units < 1:
             raise ValueError(f"units must be a positive integer. Received: units={units!r}")
@@ -26,9 +27,12 @@ class Dense(KernelLayer):
         regularizers.set_layer_regularizers(self, kernel_regularizer=kernel_regularizer,
                                             bias_regularizer=bias_regularizer,
                                             activity_regularizer=activity_regularizer)
+        constraints.set_layer_constraints(self, kernel_constraint=kernel_constraint,
+                                          bias_constraint=bias_constraint)
 
     def get_config(self):
-        return regularizers.serialize_into(super().get_config(), self, _REGULARIZERS)
+        config = regularizers.serialize_into(super().get_config(), self, _REGULARIZERS)
+        return constraints.serialize_into(config, self, _CONSTRAINTS)
 
     def compute_output_shape(self, input_shape):
         return input_shape[:-1] + (self.units,)
@@ -51,3 +55,4 @@ class Dense(KernelLayer):
 
 _WEIGHTS = {"kernel_regularizer": "kernel", "bias_regularizer": "bias"}
 _REGULARIZERS = ("kernel_regularizer", "bias_regularizer", "activity_regularizer")
+_CONSTRAINTS = ("kernel_constraint", "bias_constraint")

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kilnet import initializers, regularizers
+from kilnet import constraints, initializers, regularizers
 from kilnet.layers._base import Layer
 
 
@@ -52,7 +52,7 @@ class Embedding(Layer):
 
     param_names = ("embeddings",)
     config_keys = ("input_dim", "output_dim", "embeddings_initializer", "embeddings_regularizer",
-                   "mask_zero")
+                   "embeddings_constraint", "mask_zero")
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
                  embeddings_regularizer=None, embeddings_constraint=None, mask_zero=False,
@@ -65,7 +65,7 @@ class Embedding(Layer):
                                  f"{argument}={value!r}")
         if not isinstance(mask_zero, bool):
             raise ValueError(f"mask_zero must be True or False. Received: mask_zero={mask_zero!r}")
-        _refuse_unsupported(embeddings_constraint=embeddings_constraint, weights=weights,
+        _refuse_unsupported(weights=weights,
                             lora_rank=lora_rank, lora_alpha=lora_alpha,
                             quantization_config=quantization_config)
         if input_length is not None:
@@ -78,6 +78,7 @@ class Embedding(Layer):
         self.embeddings_initializer = embeddings_initializer
         self.mask_zero = mask_zero
         regularizers.set_layer_regularizers(self, embeddings_regularizer=embeddings_regularizer)
+        constraints.set_layer_constraints(self, embeddings_constraint=embeddings_constraint)
         self.supports_masking = mask_zero
 
     def compute_mask(self, inputs, previous_mask=None):
@@ -98,8 +99,9 @@ class Embedding(Layer):
         return {"embeddings": table}, {}, self.compute_output_shape(input_shape)
 
     def get_config(self):
-        return regularizers.serialize_into(super().get_config(), self,
-                                           ("embeddings_regularizer",))
+        config = regularizers.serialize_into(super().get_config(), self,
+                                             ("embeddings_regularizer",))
+        return constraints.serialize_into(config, self, ("embeddings_constraint",))
 
     def apply(self, params, state, x, **_):
         regularizers.add_weight_penalties({"embeddings": self.embeddings_regularizer}, params)

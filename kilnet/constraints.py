@@ -1,0 +1,232 @@
+"""Weight constraints with Keras's names: `MaxNorm`, `NonNeg`, `UnitNorm`, `MinMaxNorm`
+("max_norm", "non_neg", "unit_norm", "min_max_norm").
+
+Why a module of its own: a constraint is a small configurable object that a layer holds for one
+of its weights (`Dense(kernel_constraint="max_norm")`, `add_weight(constraint=...)`), saves in
+its config, and that projects the weight back into the allowed set after every optimizer update,
+as Keras's optimizers do. The compiled training step applies it right after the update
+(kilnet.programs), so the weights fit sees at every step are the projected ones.
+
+In a saved config a constraint is `{"class_name": "MaxNorm", "config": {"max_value": 2, ...}}`,
+rebuilt by `get` from this module's own classes only (a file never names code to import).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+
+# Keras's backend.epsilon(): what the norm-based constraints add to the norm they divide by.
+_EPSILON = 1e-7
+
+
+def _number(value, argument: str, *, low=0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
+            value) or value < low:
+        raise ValueError(f"{argument} must be a finite number >= {low}. "
+                         f"Received: {argument}={value!r}")
+    return value
+
+
+def _axis(value):
+    if isinstance(value, (list, tuple)) and value and all(
+            isinstance(a, int) and not isinstance(a, bool) for a in value):
+        return list(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ValueError("axis must be an integer or a list of integers (the axes a weight's "
+                     f"norm is taken over). Received: axis={value!r}")
+
+
+def _norms(w, axis):
+    axis = tuple(axis) if isinstance(axis, list) else axis
+    return jnp.sqrt(jnp.sum(jnp.square(w), axis=axis, keepdims=True))
+
+
+class Constraint:
+    """Base class: `constraint(w)` returns `w` projected into the allowed set (unchanged here).
+    Subclass it and override `__call__` for your own, as in Keras.
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import constraints
+        >>> np.asarray(constraints.Constraint()(np.array([1.0, -2.0]))).tolist()
+        [1.0, -2.0]
+    """
+
+    def __call__(self, w):
+        return w
+
+    def get_config(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __hash__(self):
+        return hash(type(self).__name__)
+
+
+class MaxNorm(Constraint):
+    """Scales each weight vector (the norm over `axis`) down to at most `max_value`.
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import constraints
+        >>> w = np.array([[3.0], [4.0]])   # one column of norm 5
+        >>> print(np.asarray(constraints.MaxNorm(max_value=1.0)(w)).ravel().round(4))
+        [0.6 0.8]
+    """
+
+    def __init__(self, max_value=2, axis=0):
+        self.max_value = _number(max_value, "max_value")
+        self.axis = _axis(axis)
+
+    def __call__(self, w):
+        norms = _norms(w, self.axis)
+        desired = jnp.clip(norms, 0, self.max_value)
+        return w * (desired / (_EPSILON + norms))
+
+    def get_config(self) -> dict:
+        return {"max_value": self.max_value, "axis": self.axis}
+
+
+class NonNeg(Constraint):
+    """Negative entries become 0.
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import constraints
+        >>> np.asarray(constraints.NonNeg()(np.array([1.5, -2.0]))).tolist()
+        [1.5, 0.0]
+    """
+
+    def __call__(self, w):
+        return jnp.maximum(w, 0)
+
+
+class UnitNorm(Constraint):
+    """Each weight vector (the norm over `axis`) scaled to norm 1.
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import constraints
+        >>> print(np.asarray(constraints.UnitNorm()(np.array([[3.0], [4.0]]))).ravel().round(4))
+        [0.6 0.8]
+    """
+
+    def __init__(self, axis=0):
+        self.axis = _axis(axis)
+
+    def __call__(self, w):
+        return w / (_EPSILON + _norms(w, self.axis))
+
+    def get_config(self) -> dict:
+        return {"axis": self.axis}
+
+
+class MinMaxNorm(Constraint):
+    """Each weight vector's norm moved into [min_value, max_value], by the fraction `rate`
+    of the way per update (rate 1: all the way).
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import constraints
+        >>> c = constraints.MinMaxNorm(min_value=1.0, max_value=2.0)
+        >>> print(np.asarray(c(np.array([[0.3], [0.4]]))).ravel().round(4))   # norm 0.5 -> 1
+        [0.6 0.8]
+    """
+
+    def __init__(self, min_value=0.0, max_value=1.0, rate=1.0, axis=0):
+        self.min_value = _number(min_value, "min_value")
+        self.max_value = _number(max_value, "max_value")
+        if self.max_value < self.min_value:
+            raise ValueError("max_value must be >= min_value. Received: "
+                             f"min_value={min_value!r}, max_value={max_value!r}")
+        self.rate = _number(rate, "rate")
+        self.axis = _axis(axis)
+
+    def __call__(self, w):
+        norms = _norms(w, self.axis)
+        desired = (self.rate * jnp.clip(norms, self.min_value, self.max_value)
+                   + (1 - self.rate) * norms)
+        return w * (desired / (_EPSILON + norms))
+
+    def get_config(self) -> dict:
+        return {"min_value": self.min_value, "max_value": self.max_value, "rate": self.rate,
+                "axis": self.axis}
+
+
+# Keras's lower-case aliases
+max_norm, non_neg, unit_norm, min_max_norm = MaxNorm, NonNeg, UnitNorm, MinMaxNorm
+
+_BY_NAME = {"Constraint": Constraint, "MaxNorm": MaxNorm, "NonNeg": NonNeg,
+            "UnitNorm": UnitNorm, "MinMaxNorm": MinMaxNorm, "max_norm": MaxNorm,
+            "non_neg": NonNeg, "unit_norm": UnitNorm, "min_max_norm": MinMaxNorm}
+
+
+def serialize(constraint) -> dict | None:
+    """{"class_name", "config"} of a kilnet constraint (None stays None).
+
+    Example:
+        >>> from kilnet import constraints
+        >>> constraints.serialize(constraints.NonNeg())
+        {'class_name': 'NonNeg', 'config': {}}
+    """
+    if constraint is None:
+        return None
+    if type(constraint).__name__ not in _BY_NAME or not isinstance(constraint, Constraint):
+        raise ValueError("Only kilnet.constraints objects can be saved in a config; a plain "
+                         f"function or your own class cannot be rebuilt from a file. "
+                         f"Received: {constraint!r}")
+    return {"class_name": type(constraint).__name__, "config": constraint.get_config()}
+
+
+def get(identifier, argument: str = "constraint"):
+    """A constraint from None, a name ("max_norm", "non_neg", "unit_norm", "min_max_norm"), a
+    config dict, a Constraint or a callable `f(w) -> w`.
+
+    Example:
+        >>> from kilnet import constraints
+        >>> constraints.get("max_norm")
+        MaxNorm(max_value=2, axis=0)
+    """
+    if identifier is None or isinstance(identifier, Constraint):
+        return identifier
+    if isinstance(identifier, str) and identifier in _BY_NAME:
+        return _BY_NAME[identifier]()
+    if isinstance(identifier, dict) and set(identifier) <= {"class_name", "config", "module",
+                                                            "registered_name"} \
+            and identifier.get("class_name") in _BY_NAME:
+        config = identifier.get("config") or {}
+        if not isinstance(config, dict):
+            raise ValueError(f"{argument}: a constraint's config must be a dict. "
+                             f"Received: {argument}={identifier!r}")
+        return _BY_NAME[identifier["class_name"]].from_config(config)
+    if callable(identifier) and not isinstance(identifier, type):
+        return identifier
+    raise ValueError(f"{argument} must be None, one of 'max_norm', 'non_neg', 'unit_norm', "
+                     "'min_max_norm', a kilnet.constraints object, its config or a callable. "
+                     f"Received: {argument}={identifier!r}")
+
+
+def set_layer_constraints(layer, **given) -> None:
+    """Resolve a layer's `*_constraint` arguments (checked, named in the error) onto it."""
+    for argument, value in given.items():
+        setattr(layer, argument, get(value, argument))
+
+
+def serialize_into(config: dict, layer, keys) -> dict:
+    """Put the configs of the constraints of `keys` into a layer's config."""
+    for key in keys:
+        config[key] = serialize(getattr(layer, key))
+    return config
