@@ -6,9 +6,10 @@ step i is x[order[(i - base) * B : ...]], `valid` marking real samples (kilnet.p
 - ArrayFeed: arrays in memory. The whole dataset goes to the device once; each epoch is one
   block whose `order` is that epoch's permutation, drawn on the device from an explicit key.
 - StreamFeed: data larger than memory. A NumPy memmap is read chunk by chunk in the same
-  shuffled order an ArrayFeed would use (same batches, same results); an iterable or generator
-  of (x, y) batches is consumed in order, as Keras does. Every block has the same shape, so
-  streaming compiles once, not once per chunk.
+  shuffled order an ArrayFeed would use (same batches, same results).
+- BatchFeed: batches from any loader (generators, PyDatasets, torch and tf.data loaders:
+  kilnet.loaders), consumed in the source's order, as Keras does.
+Every streamed block has the same shape, so streaming compiles once, not once per chunk.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import jax
 import numpy as np
 
 from kilnet import data as data_lib
+from kilnet import loaders
 from kilnet.errors import InputError
 from kilnet import utils
 
@@ -87,38 +89,33 @@ def _labels_to_device(y, label_dtype, sharding):
                                          data_lib.device_dtype(array)), sharding)
 
 
-class StreamFeed:
-    """Memmaps and iterables of (x, y) batches, one fixed-size block per chunk of steps."""
+def _block_steps(sample_bytes: int, batch_size: int, steps: int | None) -> int:
+    """Steps per streamed block: STREAM_BLOCK_BYTES of samples, at least one batch."""
+    block_steps = max(1, STREAM_BLOCK_BYTES // (max(1, sample_bytes) * batch_size))
+    return min(block_steps, steps) if steps else block_steps
 
-    def __init__(self, source, batch_size: int, *, y=None, shuffle=False, label_dtype=None,
-                 steps=None, sample_shape=None, x_dtype=None):
+
+class StreamFeed:
+    """A memmap (x) and its labels, read one fixed-size block per chunk of steps, in the order
+    an ArrayFeed would use."""
+
+    def __init__(self, source, batch_size: int, *, y=None, shuffle=False, label_dtype=None):
         self.source, self.y_source = source, y
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.label_dtype = label_dtype
-        self.is_array = isinstance(source, np.ndarray)
-        if self.is_array:
-            self.n = len(source)
-            self.steps = data_lib.steps_for(self.n, batch_size)
-            self.sample_shape, self.x_dtype = tuple(source.shape[1:]), data_lib.device_dtype(source)
-        else:
-            self.n, self.steps = None, steps
-            self.sample_shape, self.x_dtype = sample_shape, x_dtype
-        sample_bytes = max(1, int(np.prod(self.sample_shape)) * np.dtype(self.x_dtype).itemsize)
-        self.block_steps = max(1, STREAM_BLOCK_BYTES // (sample_bytes * batch_size))
-        if self.steps:
-            self.block_steps = min(self.block_steps, self.steps)
-        self._iterator = None
+        self.n = len(source)
+        self.steps = data_lib.steps_for(self.n, batch_size)
+        self.sample_shape, self.x_dtype = tuple(source.shape[1:]), data_lib.device_dtype(source)
+        sample_bytes = int(np.prod(self.sample_shape)) * np.dtype(self.x_dtype).itemsize
+        self.block_steps = _block_steps(sample_bytes, batch_size, self.steps)
 
     @property
     def block_rows(self) -> int:
         return self.block_steps * self.batch_size
 
     def blocks(self, key, start_step: int = 0) -> Iterator[Block]:
-        if self.is_array:
-            yield from self._array_blocks(key, start_step)
-        else:
-            yield from self._iterable_blocks(start_step)
+        yield from self._array_blocks(key, start_step)
 
     def _array_blocks(self, key, start_step):
         padded = self.steps * self.batch_size
@@ -147,53 +144,149 @@ class StreamFeed:
         out[:len(rows)] = rows
         return out
 
-    def _iterable_blocks(self, start_step):
-        batches = self._epoch_iterator()
-        if start_step:
-            batches = itertools.islice(batches, start_step, None)
-        first = start_step
-        while self.steps is None or first < self.steps:
-            want = self.block_steps if self.steps is None else min(self.block_steps,
-                                                                   self.steps - first)
-            chunk = list(itertools.islice(batches, want))
-            if not chunk:
-                break
-            yield self._iterable_block(chunk, first)
-            first += len(chunk)
-            if len(chunk) < want:
-                break
+class BatchFeed:
+    """Batches from any loader (kilnet.loaders): generators, PyDatasets, torch and tf.data
+    loaders. Each block holds block_steps batches, padded to the first batch's size, so the
+    programs compile once; x and y are one array or a tuple (several inputs, outputs, and the
+    sample weights after the labels), as in an ArrayFeed.
 
-    def _epoch_iterator(self):
-        if iter(self.source) is not self.source:  # re-iterable: a fresh pass per epoch
-            return iter(self.source)
-        if self._iterator is None:               # a one-shot iterator continues across epochs
-            self._iterator = self.source
-        return self._iterator
+    Training reads `steps` batches per epoch (steps_per_epoch, else one pass). As in Keras, an
+    epoch continues the pass the last one left off, and a new pass (shuffled from the epoch's
+    key for sources that allow it) starts when it is done; a one-shot generator has one pass
+    only. Evaluation reads a fresh pass (a generator: from where it is).
+    """
 
-    def _iterable_block(self, chunk, first):
-        x = np.zeros((self.block_rows,) + self.sample_shape, self.x_dtype)
-        y = None
+    def __init__(self, batches, reader, first, *, steps=None, shuffle=False,
+                 label_dtypes=None):
+        xs, ys = first   # the first batch, read (kilnet.loaders.BatchReader)
+        self.batches, self.reader = batches, reader
+        self.batch_size = len(xs[0])
+        self.n = None
+        self.steps = steps if steps is not None else batches.steps
+        self.shuffle = shuffle
+        self.one_shot = batches.one_shot
+        self.x_specs = [(tuple(a.shape[1:]), data_lib.device_dtype(a)) for a in xs]
+        shapes = [shape for shape, _ in self.x_specs]
+        self.sample_shape = shapes[0] if len(shapes) == 1 else shapes
+        self.y_specs = None if ys is None else [
+            (tuple(a.shape[1:]), dtype or a.dtype)
+            for a, dtype in zip(ys, label_dtypes or [None] * len(ys))]
+        sample_bytes = sum(int(np.prod(shape)) * np.dtype(dtype).itemsize
+                           for shape, dtype in self.x_specs)
+        self.block_steps = _block_steps(sample_bytes, self.batch_size, self.steps)
+        self._pass, self._seen = None, 0   # the training pass under way
+
+    @property
+    def block_rows(self) -> int:
+        return self.block_steps * self.batch_size
+
+    def blocks(self, key, start_step: int = 0) -> Iterator[Block]:
+        """The epoch's blocks (key None: an evaluation pass, never shuffled)."""
+        epoch = batches = self._epoch(key)
+        try:
+            if start_step:
+                batches = itertools.islice(epoch, start_step, None)
+            first = start_step
+            while self.steps is None or first < self.steps:
+                want = self.block_steps if self.steps is None else min(self.block_steps,
+                                                                       self.steps - first)
+                chunk = list(itertools.islice(batches, want))
+                if not chunk:
+                    break
+                yield self._block(chunk, first)
+                first += len(chunk)
+                if len(chunk) < want:
+                    break
+        finally:
+            epoch.close()  # the source's on_epoch_end
+
+    def close(self):
+        """Release the source's workers (a PyDataset's pool)."""
+        self.batches.close()
+
+    def _epoch(self, key):
+        """One epoch's raw batches: at most `steps`, from the pass under way (training) or a
+        fresh one (evaluation), between the source's epoch hooks."""
+        source = self.batches
+        training = key is not None
+        permutation = None
+        if training and self.shuffle and source.shuffles:
+            permutation = utils.numpy_rng(*key).permutation
+        source.begin_epoch()
+        try:
+            if not training or self._pass is None:
+                self._pass, self._seen, fresh = source.new_pass(permutation), 0, True
+            else:
+                fresh = False
+            count = 0
+            while self.steps is None or count < self.steps:
+                done = source.steps is not None and self._seen >= source.steps
+                batch = None if done else next(self._pass, _END)
+                if done or batch is _END:
+                    self._pass = None
+                    if count or fresh or self.one_shot:
+                        return  # the pass is over: the epoch ends here
+                    # The last epoch ended with its pass: this one starts the next.
+                    self._pass, self._seen, fresh = source.new_pass(permutation), 0, True
+                    continue
+                self._seen += 1
+                count += 1
+                yield batch
+            if not training:
+                self._pass = None
+        finally:
+            source.end_epoch()
+
+    def _block(self, chunk, first):
+        xs = [np.zeros((self.block_rows,) + shape, dtype) for shape, dtype in self.x_specs]
+        ys = None if self.y_specs is None else [
+            np.zeros((self.block_rows,) + shape, dtype) for shape, dtype in self.y_specs]
         mask = np.zeros(self.block_rows, bool)
         for j, batch in enumerate(chunk):
-            bx, by = split_batch(batch, j + first)
-            check_block(bx, by, j + first)
-            if len(bx) > self.batch_size or tuple(bx.shape[1:]) != self.sample_shape:
-                raise InputError(
-                    f"Batch {j + first} of the data has shape {bx.shape}; every batch must have "
-                    f"at most {self.batch_size} samples (the first batch's size) of shape "
-                    f"{self.sample_shape}."
-                )
-            rows = slice(j * self.batch_size, j * self.batch_size + len(bx))
-            x[rows] = bx
-            if by is not None:
-                if y is None:
-                    y = np.zeros((self.block_rows,) + by.shape[1:], self.label_dtype or by.dtype)
-                y[rows] = by
+            index = first + j
+            bxs, bys, weight = self.reader.arrays(batch, index)
+            # Shapes first: a batch unlike the first one is the likelier mistake.
+            self._check_shapes(bxs, self.x_specs, "x", index)
+            if ys is not None and bys is not None:
+                self._check_shapes(bys, self.y_specs, "y", index, whole=False)
+            bxs, bys = self.reader.check(bxs, bys, weight, index)
+            if ys is not None:
+                self._check_shapes(bys, self.y_specs, "y", index)
+            rows = slice(j * self.batch_size, j * self.batch_size + len(bxs[0]))
+            for out, array in zip(xs, bxs):
+                out[rows] = array
+            for out, array in zip(ys or [], bys or []):
+                out[rows] = array
             mask[rows] = True
         order = np.arange(self.block_rows, dtype=np.int32)
-        return Block(jax.device_put(x), None if y is None else jax.device_put(y),
-                     jax.device_put(order), jax.device_put(mask), base=first,
+        x = _packed([jax.device_put(a) for a in xs])
+        y = None if ys is None else _packed([jax.device_put(a) for a in ys])
+        return Block(x, y, jax.device_put(order), jax.device_put(mask), base=first,
                      limit=first + len(chunk))
+
+    def _check_shapes(self, arrays, specs, argument, index, whole=True):
+        """Each array shaped as the first batch's; whole: as many arrays, too."""
+        if whole and (arrays is None or len(arrays) != len(specs)):
+            got = 0 if arrays is None else len(arrays)
+            raise InputError(
+                f"Batch {index} has {got} {argument} arrays (labels, then sample weights) where "
+                f"the first batch had {len(specs)}; every batch must have the same structure. "
+                f"Received at batch {index}: {got} arrays")
+        for k, (array, (shape, _)) in enumerate(zip(arrays, specs)):
+            if len(array) > self.batch_size or tuple(array.shape[1:]) != shape:
+                name = argument if len(specs) == 1 else f"{argument}[{k}]"
+                raise InputError(
+                    f"Batch {index} of the data has {name} of shape {array.shape}; every batch "
+                    f"must have at most {self.batch_size} samples (the first batch's size) of "
+                    f"shape {shape}, as the first batch has. Received at batch {index}: "
+                    f"{name}.shape={array.shape}")
+
+
+_END = object()
+
+
+def _packed(arrays):
+    return arrays[0] if len(arrays) == 1 else tuple(arrays)
 
 
 def check_block(x, y, first_step: int):
@@ -206,32 +299,7 @@ def check_block(x, y, first_step: int):
             validation.check_finite(array, name)
 
 
-def split_batch(batch, index):
-    if isinstance(batch, (tuple, list)) and len(batch) in (1, 2):
-        x = np.asarray(batch[0])
-        y = np.asarray(batch[1]) if len(batch) == 2 else None
-        return x, y
-    if isinstance(batch, np.ndarray):
-        return batch, None
-    raise InputError(
-        f"Each item of a data generator must be a tuple (x, y) or (x,). Received at batch "
-        f"{index}: {type(batch).__name__}"
-    )
-
-
 def is_stream(x) -> bool:
-    """Data that is streamed in blocks rather than put on the device whole."""
-    if isinstance(x, np.memmap):
-        return True
-    if isinstance(x, (np.ndarray, list, tuple, str, bytes, dict)) or hasattr(x, "__array__"):
-        return False  # strings and dicts go to the input checks (kilnet.validation), not here
-    return hasattr(x, "__iter__") or hasattr(x, "__next__")
-
-
-def peek_iterable(source):
-    """The first batch of an iterable (for shapes), and an iterable that still yields it."""
-    if iter(source) is not source:
-        first = next(iter(source), None)
-        return first, source
-    first = next(source, None)
-    return first, (itertools.chain([first], source) if first is not None else source)
+    """Data that is streamed in blocks rather than put on the device whole: a memmap, or a
+    source of batches (kilnet.loaders.is_loader)."""
+    return isinstance(x, np.memmap) or loaders.is_loader(x)

@@ -30,7 +30,7 @@ import numpy as np
 
 from kilnet import data as data_lib
 from kilnet import distribution as distribution_lib
-from kilnet import _interrupt, feeds, insight, programs, structure, utils, validation
+from kilnet import _interrupt, feeds, insight, loaders, programs, structure, utils, validation
 from kilnet.callbacks import CallbackList, History
 from kilnet.errors import InputError, NonFiniteError
 from kilnet.progress import EpochProgress, resolve_verbose
@@ -79,27 +79,24 @@ def _logs_from_sums(spec, sums: dict, prefix: str = "") -> dict:
 
 
 # -- fit ------------------------------------------------------------------------------------------
-def make_feed(trainer, x, y, batch_size, *, shuffle=False, steps=None, sharding=None):
+def make_feed(trainer, x, y, batch_size, *, shuffle=False, steps=None, sharding=None, seed=None,
+              class_weight=None, labels=True):
     """An ArrayFeed for arrays in memory (x and y: an array, or a tuple for several inputs or
-    outputs; kilnet.structure), a StreamFeed for memmaps and batch iterables."""
+    outputs; kilnet.structure), a StreamFeed for memmaps, a BatchFeed for any other source of
+    batches (kilnet.loaders: generators, PyDatasets, torch and tf.data loaders), for which the
+    model is built from the first batch (seed) and `labels=False` (predict) reads x only."""
     if trainer.distribution is not None:  # data replicated on every device
         sharding = trainer.distribution.replicated
         if not feeds.is_stream(x) or isinstance(x, np.ndarray):
             batch_size = trainer.distribution.whole_batch_size(
                 batch_size, len(structure.unpack(x)[0]))
     if feeds.is_stream(x):
-        loss = _single_target_loss(trainer)
-        if isinstance(x, np.ndarray):  # a memmap
-            return feeds.StreamFeed(x, batch_size, y=y, shuffle=shuffle,
-                                    label_dtype=data_lib.label_dtype_for(loss, y))
-        first, x = feeds.peek_iterable(x)
-        if first is None:
-            raise ValueError("The data generator yielded no batch: there is nothing to train on.")
-        bx, by = feeds.split_batch(first, 0)
-        return feeds.StreamFeed(
-            x, len(bx), shuffle=False, steps=steps, sample_shape=tuple(bx.shape[1:]),
-            x_dtype=data_lib.device_dtype(bx),
-            label_dtype=None if by is None else data_lib.label_dtype_for(loss, by))
+        if not isinstance(x, np.ndarray):
+            return _batch_feed(trainer, x, y, batch_size, shuffle=shuffle, steps=steps,
+                               seed=seed, class_weight=class_weight, labels=labels)
+        loss = _single_target_loss(trainer)  # a memmap
+        return feeds.StreamFeed(x, batch_size, y=y, shuffle=shuffle,
+                                label_dtype=data_lib.label_dtype_for(loss, y))
     label_dtypes = None
     if y is not None:
         labels = structure.unpack(y)
@@ -111,13 +108,45 @@ def make_feed(trainer, x, y, batch_size, *, shuffle=False, steps=None, sharding=
                            sharding=sharding)
 
 
+def _batch_feed(trainer, source, y, batch_size, *, shuffle, steps, seed, class_weight, labels):
+    """A BatchFeed over any source of batches; builds the model from the first batch."""
+    kind = type(source).__name__
+    if y is not None:  # as Keras: the labels travel inside the batches
+        raise InputError(f"When x is a source of batches ({kind}), y must not be passed: each "
+                         "batch carries its labels, (x, y) or (x, y, sample_weight). Received: "
+                         f"y of type {type(y).__name__}")
+    batches = loaders.adapt(source, batch_size)
+    if steps is None and batches.steps is None and loaders.is_indexed(source):
+        raise InputError(f"The {kind} is endless (num_batches is None): pass "
+                         "steps_per_epoch=N (steps=N in evaluate/predict), the batches to read.")
+    first = batches.first()
+    if first is None:
+        raise ValueError(f"The data source ({kind}) yielded no batch: there is nothing to read.")
+    model = trainer.model
+    reader = loaders.BatchReader(model, None, class_weight=class_weight)
+    xs = reader.inputs(loaders.unpack(first, 0)[0], 0)
+    trainer.ensure_state(seed, input_shape=_sample_shapes(xs))
+    if labels:
+        reader.objective = trainer.objective
+    xs, ys = reader.read(first, 0)
+    label_dtypes = None
+    if ys is not None:
+        targets = trainer.objective.targets
+        trainer.resolve_accuracy([a.shape for a in ys[:len(targets)]])
+        label_dtypes = [data_lib.label_dtype_for(head.loss, a) for head, a in zip(targets, ys)]
+        label_dtypes += [np.float32] * (len(ys) - len(label_dtypes))  # sample weights
+    return feeds.BatchFeed(batches, reader, (xs, ys), steps=steps, shuffle=shuffle,
+                           label_dtypes=label_dtypes)
+
+
 def _single_target_loss(trainer):
-    """Streams (memmaps, generators) carry one input and one label array for now."""
+    """Memmaps carry one input and one label array (other sources carry any structure)."""
     if trainer.objective is not None and (len(trainer.objective.targets) > 1
                                           or len(trainer.model.input_specs or [None]) > 1):
-        raise InputError("Memmaps and batch generators feed models with one input and one "
-                         "trained output for now; give a model with several inputs or outputs "
-                         "arrays in memory (a dict or list of NumPy arrays).")
+        raise InputError("A memmap feeds models with one input and one trained output; give a "
+                         "model with several inputs or outputs arrays in memory (a dict or list "
+                         "of NumPy arrays) or a source of batches (a generator or PyDataset "
+                         "yielding ({'a': xa, 'b': xb}, y)).")
     return trainer.objective.targets[0].loss if trainer.objective is not None else trainer.loss
 
 
@@ -200,16 +229,31 @@ def _check_count(value, name):
     return None if value is None else int(value)
 
 
-def _validation_stream_feed(trainer, source, steps):
-    """A feed for validation_data given as batches (a generator, an iterable of (x, y)
-    batches): read `steps` batches per validation if given, else the whole source."""
-    if steps is None and iter(source) is source:
+def _validation_stream_feed(trainer, source, steps, batch_size):
+    """A feed for validation_data given as batches (a generator, a PyDataset, a loader): read
+    `steps` batches per validation if given, else a whole pass."""
+    if steps is None and loaders.is_one_shot(source):
         raise InputError(
             "validation_data is a one-shot iterator (a generator): pass validation_steps=N, "
             "the number of batches each validation reads. Without it every validation would "
             "read the iterator to its end, which an endless generator never reaches, and a "
             "finite one is used up by the first validation.")
-    return make_feed(trainer, source, None, None, steps=steps)
+    return make_feed(trainer, source, None, batch_size, steps=steps)
+
+
+def _validation_arrays(trainer, validation_data):
+    """validation_data arrays beside streamed training data, in the programs' structure."""
+    model = trainer.model
+    vx, vy, weight = validation.check_validation_data(validation_data)
+    names = structure.argument_names("validation_data[0]", model.input_names)
+    vxs = validation.check_features(model, structure.inputs_of(model, vx, "validation_data[0]"),
+                                    names)
+    vys = [np.asarray(a) for a in
+           structure.targets_of(trainer.objective, vy, "validation_data[1]")]
+    if weight is not None:
+        vys.append(validation.sample_weights(trainer.objective, vys, weight, None,
+                                             "validation_data[2]"))
+    return structure.pack(vxs), structure.pack(vys)
 
 
 def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=None,
@@ -249,13 +293,13 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
         val_stream, validation_data = validation_data, None
     val = None
     if feeds.is_stream(x):
-        if sample_weight is not None or class_weight is not None:
-            raise InputError("sample_weight and class_weight go with arrays in memory for now; "
-                             "streamed data (memmaps, generators) cannot carry them yet.")
-        feed = make_feed(trainer, x, y, batch_size, shuffle=shuffle, steps=steps_per_epoch)
-        if validation_data is not None:
-            val = tuple(validation_data)
+        _refuse_stream_weights(x, sample_weight, class_weight)
+        validation.check_epochs(epochs, initial_epoch)
+        feed = make_feed(trainer, x, y, batch_size, shuffle=shuffle, steps=steps_per_epoch,
+                         seed=seed, class_weight=class_weight)
         trainer.ensure_state(seed, input_shape=feed.sample_shape)
+        if validation_data is not None:
+            val = _validation_arrays(trainer, validation_data)
     else:
         x, y, val, batch_size = _arrays_for_fit(
             model, trainer, x, y, seed=seed, batch_size=batch_size, epochs=epochs,
@@ -273,7 +317,8 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
     skipped_before = int(trainer.state.skipped)  # host sync, once per fit
     val_feed = None
     if val_stream is not None:
-        val_feed = _validation_stream_feed(trainer, val_stream, validation_steps)
+        val_feed = _validation_stream_feed(trainer, val_stream, validation_steps,
+                                           validation_batch_size or batch_size)
     elif val is not None:
         val_feed = make_feed(trainer, val[0], val[1], validation_batch_size or batch_size)
 
@@ -334,7 +379,9 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
                                steps_done=step if ran_out else None)
             previous_logs = dict(epoch_logs)
             _interrupt.safe_point(trainer, cb_list)
-            if ran_out:
+            if ran_out and not getattr(feed, "one_shot", True):
+                _warn_short_pass(epoch, step, expected)  # as Keras: the next epoch goes on
+            elif ran_out:
                 _warn_ran_out(feed, epoch, step, steps_run, initial_epoch, epochs,
                               steps_per_epoch, expected)
                 break
@@ -343,6 +390,9 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
     finally:
         progress.close()
         _interrupt.uninstall(trainer)
+        for used in (feed, val_feed):  # a PyDataset's worker pool
+            if hasattr(used, "close"):
+                used.close()
     history.skipped_steps = int(trainer.state.skipped) - skipped_before  # host sync, once
     if history.skipped_steps and resolve_verbose(verbose):
         print(f"kilnet: skipped {history.skipped_steps} training step(s) whose loss or "
@@ -363,11 +413,36 @@ def _warn_ran_out(feed, epoch, step, steps_run, initial_epoch, epochs, steps_per
     where = (f"in epoch {epoch + 1}, after {step} of its {expected} steps" if step
              else f"before epoch {epoch + 1}")
     warnings.warn(
-        f"Your input ran out of data; interrupting training. It ran out {where}: this fit ran "
-        f"{steps_run} steps of the {asked} asked. Make sure the generator or dataset can yield "
-        "at least steps_per_epoch * epochs batches (make it endless, e.g. with a `while True` "
-        "loop or `.repeat()`), or pass a re-iterable object (a list of batches, a PyDataset) "
-        "that is read afresh every epoch.", UserWarning, stacklevel=4)
+        "Your input ran out of data; interrupting training. Make sure that your dataset or "
+        "generator can generate at least `steps_per_epoch * epochs` batches. "
+        f"It ran out {where}: this fit ran {steps_run} steps of the {asked} asked. Make the "
+        "generator endless (a `while True` loop, or `.repeat()` on a dataset), or pass a "
+        "re-iterable source (a PyDataset, a DataLoader) that is read afresh every epoch.",
+        UserWarning, stacklevel=4)
+
+
+def _warn_short_pass(epoch, step, expected):
+    """A re-iterable source whose pass ended inside an epoch: as Keras, that epoch ends early
+    and the next one starts a new pass."""
+    warnings.warn(
+        f"Your input ran out of data in epoch {epoch + 1}, after {step} of its {expected} "
+        f"steps: a pass over the data has fewer batches than steps_per_epoch={expected} had "
+        "left. The epoch ends there and the next one starts a new pass. Make sure that your "
+        "dataset can generate at least `steps_per_epoch` batches per pass, or leave "
+        "steps_per_epoch unset (one pass per epoch).", UserWarning, stacklevel=4)
+
+
+def _refuse_stream_weights(x, sample_weight, class_weight):
+    """As Keras: sample weights travel inside the batches; a memmap has none."""
+    if sample_weight is not None:
+        raise InputError(
+            f"When x is streamed ({type(x).__name__}), sample_weight must not be passed: give "
+            "each batch its weights, (x, y, sample_weight). Received: sample_weight of type "
+            f"{type(sample_weight).__name__}")
+    if class_weight is not None and isinstance(x, np.ndarray):
+        raise InputError("class_weight goes with arrays in memory or sources of batches; a "
+                         "memmap cannot carry it yet. Load the labels' array in memory, or "
+                         "stream (x, y) batches. Received: class_weight with a memmap")
 
 
 def _run_epoch(trainer, feed, blocks, cb_list, progress, chunker, epoch, start_step, history):
@@ -468,6 +543,7 @@ def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False,
     x, y = distribution_lib.global_arrays(trainer, x, y)  # several processes: all shards
     verbose = verbose if distribution_lib.is_chief() else 0
     if feeds.is_stream(x):
+        _refuse_stream_weights(x, sample_weight, None)
         feed = make_feed(trainer, x, y, batch_size, steps=steps)
         trainer.ensure_state(input_shape=feed.sample_shape)
     else:
@@ -491,7 +567,11 @@ def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False,
         cb_list = CallbackList(list(callbacks), model,
                                {"epochs": 1, "steps": total, "verbose": verbose})
     progress = EpochProgress(2 if verbose else 0, 0, total, title="Evaluate")
-    logs, done = _evaluate_feed(trainer, feed, steps=steps, callbacks=cb_list)
+    try:
+        logs, done = _evaluate_feed(trainer, feed, steps=steps, callbacks=cb_list)
+    finally:
+        if hasattr(feed, "close"):  # a PyDataset's worker pool
+            feed.close()
     if verbose:
         progress.steps = total or done
         progress.epoch_end(0, logs, steps_done=done)
@@ -515,7 +595,7 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
     (x,) = distribution_lib.global_arrays(trainer, x)  # several processes: all shards
     verbose = verbose if distribution_lib.is_chief() else 0
     if feeds.is_stream(x):
-        feed = make_feed(trainer, x, None, batch_size, steps=steps)
+        feed = make_feed(trainer, x, None, batch_size, steps=steps, labels=False)
         trainer.ensure_state(input_shape=feed.sample_shape)
     else:
         x_names = structure.argument_names("x", model.input_names or ["x"])
@@ -557,6 +637,8 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
                                          {"outputs": model.pack_outputs(results[-1])})
         if (steps is not None and stop >= steps) or model.stop_predicting:
             break
+    if hasattr(feed, "close"):  # a PyDataset's worker pool
+        feed.close()
     if cb_list is not None:
         cb_list.on_predict_end()
     if verbose:

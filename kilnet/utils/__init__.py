@@ -25,12 +25,17 @@ from kilnet.utils._seeding import (
     set_random_seed,
 )
 from kilnet.utils._timeseries import timeseries_dataset_from_array
+# Keras's keras.utils.PyDataset (and its old name Sequence): batches by index, kilnet.loaders.
+from kilnet.loaders import PyDataset  # noqa: E402  isort: skip
+
+Sequence = PyDataset
 
 # The seed state itself, where tests/conftest.py saves and restores it around each test
 # (kilnet.utils._seed before utils became a package).
 from kilnet.utils._seeding import _seed  # noqa: E402,F401  isort: skip
 
 __all__ = [
+    "PyDataset", "Sequence",
     "ArrayDataset",
     "clear_session",
     "extract_archive",

@@ -1,0 +1,507 @@
+"""Data from any loader: each kind of batch source as one `Batches` that kilnet.feeds reads.
+
+Keras's fit/evaluate/predict take, besides arrays, Python generators, `keras.utils.PyDataset`,
+PyTorch `DataLoader`s and `tf.data.Dataset`s (keras/src/trainers/data_adapters). kilnet takes
+the same, plus map-style torch `Dataset`s, and never imports torch or tensorflow: each library
+is recognised by its interface (and, for torch, by its classes' module names).
+
+Every source becomes a `Batches`: passes over its batches, with NumPy leaves. A batch is
+`x`, `(x,)`, `(x, y)` or `(x, y, sample_weight)` as in Keras (`unpack`), where x and y are an
+array, a tuple/list of arrays or a dict by name. `BatchReader` turns a batch into the arrays the
+programs take (one per model input, one per trained output; kilnet.structure) and checks them
+as in-memory arrays are checked (kilnet.validation), naming the batch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import multiprocessing.pool
+from typing import Callable, Iterator
+
+import numpy as np
+
+from kilnet import structure, validation
+from kilnet.errors import InputError
+
+
+class PyDataset:
+    """Base class for a dataset of batches written in Python, as Keras's `keras.utils.PyDataset`.
+
+    A subclass defines `__len__` (the number of batches) and `__getitem__(index)` (batch
+    `index`: `x`, `(x,)`, `(x, y)` or `(x, y, sample_weight)`), and may define `on_epoch_begin`
+    and `on_epoch_end`, called around every epoch. With `workers > 1`, fit() prepares the next
+    batches ahead in a thread pool (a process pool with `use_multiprocessing=True`; the dataset
+    must then be picklable), at most `max_queue_size` ahead, and still trains on them in index
+    order. `steps_per_epoch` defaults to `len(dataset)`, and fit(shuffle=True) shuffles the
+    order of the batches each epoch, from the fit's seed.
+
+    Example:
+
+    >>> import numpy as np
+    >>> class Squares(PyDataset):
+    ...     def __init__(self, **kwargs):
+    ...         super().__init__(**kwargs)
+    ...         self.x = np.arange(10, dtype="float32").reshape(10, 1)
+    ...     def __len__(self):
+    ...         return 3
+    ...     def __getitem__(self, index):
+    ...         rows = self.x[index * 4:(index + 1) * 4]
+    ...         return rows, rows ** 2
+    >>> data = Squares(workers=2)
+    >>> data.num_batches, data.workers, len(data[2][0])
+    (3, 2, 2)
+    """
+
+    def __init__(self, workers=1, use_multiprocessing=False, max_queue_size=10):
+        for name, value in (("workers", workers), ("max_queue_size", max_queue_size)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"PyDataset's {name} must be a positive integer. Received: "
+                                 f"{name}={value!r}")
+        self.workers = int(workers)
+        self.use_multiprocessing = bool(use_multiprocessing)
+        self.max_queue_size = int(max_queue_size)
+
+    def __len__(self):
+        raise NotImplementedError(f"{type(self).__name__} must define __len__: the number of "
+                                  "batches in the dataset.")
+
+    def __getitem__(self, index):
+        raise NotImplementedError(f"{type(self).__name__} must define __getitem__(index): "
+                                  "the batch at that position.")
+
+    def __iter__(self):
+        return (self[index] for index in range(len(self)))
+
+    @property
+    def num_batches(self):
+        """The number of batches, `len(self)` (None in a subclass means endless)."""
+        return len(self)
+
+    def on_epoch_begin(self):
+        """Called at the start of every epoch (and of every evaluation pass)."""
+
+    def on_epoch_end(self):
+        """Called at the end of every epoch (and of every evaluation pass)."""
+
+
+# -- what a source is ------------------------------------------------------------------------------
+def _class_names(value) -> list[tuple[str, str]]:
+    return [(cls.__module__ or "", cls.__name__) for cls in type(value).__mro__]
+
+
+def is_torch_dataloader(value) -> bool:
+    """A `torch.utils.data.DataLoader` (recognised by its class, torch is never imported).
+
+    >>> is_torch_dataloader([1, 2])
+    False
+    """
+    return any(name == "DataLoader" and module.startswith("torch.utils.data")
+               for module, name in _class_names(value))
+
+
+def is_torch_dataset(value) -> bool:
+    """A map-style torch `Dataset`: per-sample items, batched by kilnet.
+
+    >>> is_torch_dataset(range(3))
+    False
+    """
+    return (not is_torch_dataloader(value) and hasattr(value, "__getitem__")
+            and hasattr(value, "__len__")
+            and any(module.split(".")[0] == "torch" for module, _ in _class_names(value)))
+
+
+def is_tf_dataset(value) -> bool:
+    """A `tf.data.Dataset`, or anything read the same way (as_numpy_iterator, cardinality).
+
+    >>> is_tf_dataset(iter([]))
+    False
+    """
+    return hasattr(value, "as_numpy_iterator") and hasattr(value, "cardinality")
+
+
+def is_indexed(value) -> bool:
+    """A dataset of batches by index: kilnet's or Keras's PyDataset, or anything with
+    `__len__` and `__getitem__` that is not a container of samples.
+
+    >>> is_indexed(PyDataset())
+    True
+    """
+    if isinstance(value, PyDataset):
+        return True
+    if isinstance(value, (np.ndarray, list, tuple, dict, str, bytes, range)) or \
+            hasattr(value, "__array__") or is_torch_dataset(value) or is_tf_dataset(value):
+        return False
+    return hasattr(value, "__getitem__") and (hasattr(value, "__len__")
+                                              or hasattr(value, "num_batches"))
+
+
+def is_loader(value) -> bool:
+    """A source of batches rather than arrays: a generator, an iterable of batches, a
+    PyDataset, a torch DataLoader or Dataset, a tf.data.Dataset.
+
+    >>> is_loader(iter([(np.zeros(2), np.zeros(2))])), is_loader(np.zeros(2))
+    (True, False)
+    """
+    if isinstance(value, (np.ndarray, list, tuple, str, bytes, dict)) or \
+            hasattr(value, "__array__"):
+        return False  # arrays, and what kilnet.validation explains (strings, dicts)
+    return (hasattr(value, "__iter__") or hasattr(value, "__next__") or is_indexed(value)
+            or is_torch_dataset(value))
+
+
+def is_one_shot(value) -> bool:
+    """An iterator that is used up as it is read (a generator): it cannot start a new pass.
+
+    >>> is_one_shot(iter([1])), is_one_shot(PyDataset())
+    (True, False)
+    """
+    if is_indexed(value) or is_torch_dataset(value) or is_tf_dataset(value) or \
+            is_torch_dataloader(value):
+        return False  # iter() on a DataLoader would start its workers: decided by class
+    return iter(value) is value
+
+
+# -- batches ---------------------------------------------------------------------------------------
+def to_numpy(value):
+    """A batch with NumPy arrays for leaves: torch tensors through .detach().cpu().numpy(),
+    anything else through np.asarray; tuples, lists and dicts keep their structure.
+
+    >>> to_numpy({"a": [1, 2]})["a"].dtype.kind
+    'i'
+    """
+    if isinstance(value, dict):
+        return {key: to_numpy(item) for key, item in value.items()}
+    if isinstance(value, (tuple, list)) and value and (
+            _array_like(value[0]) or isinstance(value[0], (tuple, list, dict))):
+        return type(value)(to_numpy(item) for item in value) if isinstance(value, tuple) \
+            else [to_numpy(item) for item in value]
+    if value is None or isinstance(value, np.ndarray):
+        return value
+    if hasattr(value, "numpy") and not hasattr(value, "__array_interface__"):
+        if hasattr(value, "detach"):   # a torch tensor, possibly on a GPU
+            value = value.detach().cpu()
+        return np.asarray(value.numpy())
+    return np.asarray(value)
+
+
+def _array_like(value) -> bool:
+    return hasattr(value, "shape") or hasattr(value, "numpy") or hasattr(value, "__array__")
+
+
+def unpack(batch, index: int):
+    """(x, y, sample_weight) of one batch, by Keras's rules: `x`, `(x,)`, `(x, y)` or
+    `(x, y, sample_weight)`; a list is read as a tuple and a dict is x (by input name).
+
+    >>> x, y, w = unpack((np.zeros((2, 3)), np.ones(2)), 0)
+    >>> y.tolist(), w
+    ([1.0, 1.0], None)
+    """
+    if isinstance(batch, list):
+        batch = tuple(batch)
+    if not isinstance(batch, tuple):
+        return batch, None, None
+    if len(batch) in (1, 2, 3):
+        return tuple(batch) + (None,) * (3 - len(batch))
+    raise InputError(
+        f"Each batch must be x, (x,), (x, y) or (x, y, sample_weight), as in Keras. Received "
+        f"at batch {index}: a {type(batch).__name__} of {len(batch)} elements. Group several "
+        "inputs as one tuple or dict: ((x1, x2), y) or ({'a': x1, 'b': x2}, y).")
+
+
+class Batches:
+    """Passes over a source's batches. `steps`: batches in one pass (None: unknown or
+    endless); `one_shot`: the source is used up as it is read and never starts over.
+
+    >>> batches = adapt(iter([np.zeros((2, 1))] * 3))
+    >>> batches.steps, batches.one_shot, len(list(batches.new_pass(None)))
+    (None, True, 3)
+    """
+
+    steps: int | None = None
+    one_shot = False
+    shuffles = False   # whether fit(shuffle=True) reorders this source
+
+    def first(self):
+        """The first batch (for shapes and dtypes) without losing it for training."""
+        raise NotImplementedError
+
+    def new_pass(self, permutation: Callable[[int], np.ndarray] | None) -> Iterator:
+        """An iterator over one pass; `permutation(n)` gives a shuffled order, if shuffling."""
+        raise NotImplementedError
+
+    def begin_epoch(self):
+        pass
+
+    def end_epoch(self):
+        pass
+
+    def close(self):
+        pass
+
+
+class _Iterated(Batches):
+    """Generators (one-shot) and re-iterable sources: an iterable of batches, a torch
+    DataLoader, a tf.data.Dataset (a fresh as_numpy_iterator() per pass)."""
+
+    def __init__(self, source):
+        self.source = source
+        self.one_shot = is_one_shot(source)
+        self.steps = _batches_per_pass(source)
+        self._peeked = None   # the pass the first batch was taken from, still to be read
+
+    def _iterate(self):
+        if is_tf_dataset(self.source):
+            return iter(self.source.as_numpy_iterator())
+        return iter(self.source)
+
+    def first(self):
+        if self._peeked is None:
+            iterator = self._iterate()
+            head = next(iterator, None)
+            if head is None:
+                return None
+            self._peeked = (head, iterator)
+        return self._peeked[0]
+
+    def new_pass(self, permutation):
+        if self.one_shot and self._peeked is None:
+            return self.source
+        if self._peeked is not None:
+            head, rest = self._peeked
+            self._peeked = None
+            if self.one_shot:
+                # The continuing iterator must now yield the peeked batch first.
+                self.source = itertools.chain([head], rest)
+                return self.source
+            return itertools.chain([head], rest)
+        return self._iterate()
+
+
+def _batches_per_pass(source):
+    if is_tf_dataset(source):
+        cardinality = source.cardinality
+        count = int(np.asarray(cardinality() if callable(cardinality) else cardinality))
+        return count if count >= 0 else None   # -1 endless, -2 unknown (tf's constants)
+    if not is_one_shot(source) and hasattr(source, "__len__"):
+        try:
+            return len(source)
+        except TypeError:   # a torch DataLoader over an iterable-style dataset
+            return None
+    return None
+
+
+class _Indexed(Batches):
+    """A PyDataset (kilnet's, Keras's or look-alike): batch i is `dataset[i]`, prepared ahead
+    by the dataset's workers when it has several, delivered in order."""
+
+    shuffles = True
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+        count = getattr(dataset, "num_batches", None) if hasattr(type(dataset), "num_batches") \
+            else len(dataset)
+        self.steps = None if count is None else int(count)
+        self.workers = int(getattr(dataset, "workers", 1) or 1)
+        self.use_multiprocessing = bool(getattr(dataset, "use_multiprocessing", False))
+        self.queue = max(1, int(getattr(dataset, "max_queue_size", 10) or 10))
+        self._pool = None
+
+    def first(self):
+        if self.steps == 0:
+            return None
+        return self.dataset[0]
+
+    def new_pass(self, permutation):
+        if self.steps is None:
+            indices = itertools.count()
+        elif permutation is not None:
+            indices = iter(permutation(self.steps).tolist())
+        else:
+            indices = iter(range(self.steps))
+        if self.workers <= 1 and not self.use_multiprocessing:
+            return (self.dataset[i] for i in indices)
+        return self._prefetched(indices)
+
+    def _prefetched(self, indices):
+        """Up to max_queue_size batches in flight in the pool; yielded in index order."""
+        if self._pool is None:
+            if self.use_multiprocessing:
+                # Spawned, not forked: a fork of a process running JAX's threads can deadlock.
+                context = multiprocessing.get_context("spawn")
+                self._pool = context.Pool(self.workers, _set_worker_dataset, (self.dataset,))
+            else:
+                self._pool = multiprocessing.pool.ThreadPool(self.workers,
+                                                             _set_worker_dataset,
+                                                             (self.dataset,))
+        pending = [self._pool.apply_async(_worker_item, (i,))
+                   for i in itertools.islice(indices, self.queue)]
+        while pending:
+            result = pending.pop(0)
+            pending.extend(self._pool.apply_async(_worker_item, (i,))
+                           for i in itertools.islice(indices, 1))
+            yield result.get()
+
+    def begin_epoch(self):
+        if hasattr(self.dataset, "on_epoch_begin"):
+            self.dataset.on_epoch_begin()
+
+    def end_epoch(self):
+        if hasattr(self.dataset, "on_epoch_end"):
+            self.dataset.on_epoch_end()
+
+    def close(self):
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool = None
+
+
+_worker_dataset = None  # the dataset a pool worker reads (one per worker process or pool)
+
+
+def _set_worker_dataset(dataset):
+    global _worker_dataset
+    _worker_dataset = dataset
+
+
+def _worker_item(index):
+    return _worker_dataset[index]
+
+
+class _Samples(Batches):
+    """A map-style torch Dataset: item i is one sample; batches of batch_size samples are
+    stacked leaf by leaf (as torch's default collation), in a shuffled order if asked."""
+
+    shuffles = True
+
+    def __init__(self, dataset, batch_size: int):
+        self.dataset, self.batch_size = dataset, batch_size
+        self.n = len(dataset)
+        self.steps = -(-self.n // batch_size)
+
+    def first(self):
+        return self._batch(range(min(self.batch_size, self.n))) if self.n else None
+
+    def new_pass(self, permutation):
+        order = permutation(self.n) if permutation is not None else np.arange(self.n)
+        return (self._batch(order[start:start + self.batch_size])
+                for start in range(0, self.n, self.batch_size))
+
+    def _batch(self, indices):
+        return _stack([to_numpy(self.dataset[int(i)]) for i in indices])
+
+
+def _stack(samples):
+    head = samples[0]
+    if isinstance(head, dict):
+        return {key: _stack([s[key] for s in samples]) for key in head}
+    if isinstance(head, (tuple, list)):
+        return tuple(_stack(list(parts)) for parts in zip(*samples))
+    return np.stack([np.asarray(s) for s in samples])
+
+
+def adapt(source, batch_size: int | None = None) -> Batches:
+    """The `Batches` of a source (see is_loader); batch_size batches a torch Dataset.
+
+    >>> batches = adapt(iter([(np.zeros((2, 1)), np.ones(2))] * 3))
+    >>> batches.one_shot, unpack(batches.first(), 0)[1].tolist()
+    (True, [1.0, 1.0])
+    """
+    if not is_loader(source):
+        raise InputError(
+            "Expected a source of batches (a generator, a PyDataset, a torch DataLoader or "
+            "Dataset, a tf.data.Dataset, or an iterable of batches). Received: "
+            f"{type(source).__name__}. Arrays in memory go to fit(x, y) directly.")
+    if is_torch_dataset(source):
+        return _Samples(source, batch_size or 32)
+    if is_indexed(source) and not is_tf_dataset(source):
+        return _Indexed(source)
+    return _Iterated(source)
+
+
+# -- from a batch to the programs' arrays ----------------------------------------------------------
+class BatchReader:
+    """Reads batches as the programs take them, checked as in-memory arrays are: returns
+    (xs, ys) lists (kilnet.structure's order), ys None without labels and ending with the
+    sample weights when the batch has them (or class_weight makes them; kilnet.objective).
+
+    `model` must be built for `read` (the first batch's `inputs` are enough to build it);
+    `objective` is the trainer's, None for predict (labels are then not read).
+
+    >>> import kilnet
+    >>> model = kilnet.Sequential([kilnet.Input(shape=(2,)), kilnet.layers.Dense(1)])
+    >>> xs, ys = BatchReader(model, None).read((np.zeros((4, 2)), np.ones(4)), 0)
+    >>> xs[0].dtype, ys
+    (dtype('float32'), None)
+    """
+
+    def __init__(self, model, objective, *, class_weight=None):
+        self.model, self.objective = model, objective
+        self.class_weight = class_weight
+        self.warned = False  # the last-layer warnings of check_targets: once per fit
+
+    def inputs(self, x, index: int) -> list:
+        """A batch's x as one checked array per model input (the model may be unbuilt)."""
+        xs = [to_numpy(a) for a in structure.inputs_of(self.model, to_numpy(x),
+                                                       f"x (batch {index})")]
+        names = structure.argument_names("x", self.model.input_names or ["x"])
+        return validation.check_features(self.model, xs,
+                                         [f"{name} (batch {index})" for name in names])
+
+    def read(self, batch, index: int):
+        """The batch's (xs, ys), checked."""
+        return self.check(*self.arrays(batch, index), index)
+
+    def arrays(self, batch, index: int):
+        """(xs, ys or None, sample_weight or None) as NumPy, in the programs' order, unchecked
+        (so that a caller can first compare their shapes with the first batch's)."""
+        x, y, weight = unpack(batch, index)
+        xs = [to_numpy(a) for a in structure.inputs_of(self.model, to_numpy(x),
+                                                       f"x (batch {index})")]
+        if self.objective is None or (y is None and weight is None
+                                      and self.class_weight is None and not self._needs_y()):
+            return xs, None, None
+        if y is None:
+            raise InputError(
+                f"The model's loss needs labels, but batch {index} has none. Each batch must be "
+                f"(x, y) or (x, y, sample_weight). Received at batch {index}: x only")
+        return xs, self._labels(y, index), None if weight is None else to_numpy(weight)
+
+    def check(self, xs, ys, weight, index: int):
+        """The checks of in-memory arrays on one batch; returns (xs, ys + [weights])."""
+        names = structure.argument_names("x", self.model.input_names or ["x"])
+        xs = validation.check_features(self.model, xs,
+                                       [f"{name} (batch {index})" for name in names])
+        if ys is None:
+            return xs, None
+        n = len(xs[0])
+        for array, name in zip(ys, self._names("y", index)):
+            if len(array) != n:
+                raise InputError(f"Batch {index} has {n} samples in x but {len(array)} in "
+                                 f"{name}; every part of a batch needs the same samples. "
+                                 f"Received: {name}.shape={array.shape}")
+        validation.check_targets(self.model, self.objective, ys,
+                                 y_names=self._names("y", index),
+                                 job="evaluate" if self.warned else "fit")
+        self.warned = True
+        weights = validation.sample_weights(self.objective, ys, weight, self.class_weight,
+                                            f"sample_weight (batch {index})")
+        return xs, ys + ([weights] if weights is not None else [])
+
+    def _needs_y(self):
+        return bool(self.objective.targets) and not self.model.overrides_train_step
+
+    def _names(self, argument, index):
+        names = structure.argument_names(argument, [h.name for h in self.objective.targets])
+        return [f"{name} (batch {index})" for name in names]
+
+    def _labels(self, y, index):
+        ys = structure.targets_of(self.objective, to_numpy(y), f"y (batch {index})")
+        out = []
+        for array, name in zip(ys, self._names("y", index)):
+            array = to_numpy(array)
+            if array.dtype.kind not in "biuf":
+                raise InputError(f"{name} must hold numbers. Received: {name} of dtype "
+                                 f"{array.dtype}")
+            out.append(array)
+        return out
