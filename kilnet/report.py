@@ -5,8 +5,8 @@
 
 The page needs no network to be viewed: images are inlined as base64 data URIs, the CSS is
 inline and there is no JavaScript. It shows the verdict of kilnet.insight.analyze_plateau, the
-training curves (kilnet.plot.plot_history), the final and test metrics, the per-epoch gains,
-a confusion matrix, the per-class accuracy, a gallery of misclassified test images with their
+training curves (kilnet.plot.plot_history), the final and test metrics, the per-epoch gains
+(accuracy-like metrics as percentages throughout), a confusion matrix, the per-class accuracy, a gallery of misclassified test images with their
 true and predicted labels, the compile report and the run's configuration.
 
 Contract with `kilnet train` (kilnet/run_dir.py writes the folder; only history.json is
@@ -16,7 +16,10 @@ required, every other part of the page is left out when its file is missing):
                               {"epoch": [0, 1], "loss": [...], "accuracy": [...],
                               "val_loss": [...], ...}; null reads as NaN.
     RUN_DIR/config.json       a JSON object: the run's configuration, shown as tables. Read
-                              specially: "compile_report" (model.compile_report.as_dict()),
+                              specially: "status" and "resume" (a banner when the run is
+                              not "completed"), "dataset": {"class_names": [...]} (when
+                              predictions.npz has none),
+                              "compile_report" (model.compile_report.as_dict()),
                               "results" (test metrics, keys "test_loss", "test_accuracy"...),
                               "model": {"architecture": model.get_config()} (a layer table).
     RUN_DIR/compile_report.json, RUN_DIR/metrics.json (test metrics without the "test_"
@@ -115,6 +118,8 @@ def report_from_run_dir(run_dir, output=None) -> Path:
     if (run_dir / PREDICTIONS_NAME).is_file():
         with np.load(run_dir / PREDICTIONS_NAME, allow_pickle=False) as data:
             pred = {key: data[key] for key in data.files}
+    if pred.get("class_names") is None:  # runs that recorded them in config.json only
+        pred["class_names"] = (config.get("dataset") or {}).get("class_names") or None
     return write_report(
         run_dir / REPORT_NAME if output is None else output,
         history=history, config=config, compile_report=compile_report,
@@ -157,6 +162,8 @@ def write_report(path, *, history=None, config=None, compile_report=None, y_true
         path = path / REPORT_NAME
     plateau = insight.analyze_plateau(hist) if hist else None
     body = [f"<h1>{h.escape(title)}</h1>"]
+    if config:  # an interrupted, failed or unfinished run says so first
+        body.append(h.banner_section(config, max(map(len, hist.values()), default=0)))
     if plateau is not None:
         body.append(h.verdict_section(plateau))
         body.append(h.curves_section(hist, plateau))

@@ -273,12 +273,14 @@ class Run:
     """The run folder of one `kilnet train`: config.json first (status "running"), the history
     during training (HistoryWriter), then the results, model, predictions, curves and report."""
 
-    def __init__(self, folder, args, data, model, *, seed: int, samples: dict):
+    def __init__(self, folder, args, data, model, *, seed: int, samples: dict,
+                 resume: str | None = None):
         import jax
 
         self.folder = Path(folder)
         self.model = model
         self.notes: list[str] = []   # lines for the command to print at the end
+        self.resume = resume         # the command that resumes this run, kept if interrupted
         self._began = time.perf_counter()
         options = {k: v for k, v in vars(args).items() if k not in ("run", "debug", "command")}
         options["seed"], options["out"] = seed, str(self.folder)
@@ -300,8 +302,11 @@ class Run:
             "model": model.architecture(),
         }
         self._write_config()
+        self._write_summary()
+
+    def _write_summary(self):
         lines = []
-        model.summary(print_fn=lines.append)
+        self.model.summary(print_fn=lines.append)
         write_text(self.folder / SUMMARY, "\n".join(lines) + "\n")
 
     def _write_config(self):
@@ -324,7 +329,8 @@ class Run:
                 status = "interrupted"
             else:
                 status = f"failed: {type(error).__name__}"
-            self._end(status, error=" ".join(str(error).split()))
+            extra = {"resume": self.resume} if status == "interrupted" and self.resume else {}
+            self._end(status, error=" ".join(str(error).split()), **extra)
             raise
 
     def _end(self, status: str, **extra):
@@ -336,6 +342,7 @@ class Run:
         """After training and the test evaluation: every remaining file of the folder.
         `history`: the HistoryWriter (every epoch, also across a resume) or a History."""
         write_json(self.folder / METRICS, {k: float(v) for k, v in test_logs.items()})
+        self._write_summary()  # again: its compile report now has the programs fit() built
         self._save_model()
         self._predictions(x_test, y_test, probabilities)
         self._curves(history)
@@ -351,7 +358,8 @@ class Run:
         from kilnet import report
 
         report.save_predictions(self.folder / PREDICTIONS, y_true=y_test,
-                                y_pred_probs=probabilities, x_test_images=x_test)
+                                y_pred_probs=probabilities, x_test_images=x_test,
+                                class_names=self.config["dataset"]["class_names"] or None)
 
     def _curves(self, history):
         from kilnet.plot import plot_history
