@@ -246,6 +246,10 @@ class Trainer:
         if key not in self._programs:
             fn, donate = {
                 "train": (lambda *a: programs.train_chunk(self.spec, batch_size, *a), (0,)),
+                # the same steps, each checked before it is applied: replays a chunk whose
+                # end state was not finite (kilnet.fit), so compiled only when that happens
+                "train_checked": (lambda *a: programs.train_chunk(self.spec, batch_size, *a,
+                                                                  checked=True), (0,)),
                 "evaluate": (lambda *a: programs.eval_chunk(self.spec, batch_size, *a), (0,)),
                 "predict": (lambda *a: programs.predict_chunk(self.spec, batch_size, *a), (0,)),
             }[kind]
@@ -254,7 +258,8 @@ class Trainer:
                 self._cost_step(programs.abstract(args[1]), programs.abstract(args[2]),
                                 batch_size)
             rows = jax.tree.leaves(args[1 if kind == "train" else 3])[0].shape[0]
-            name = f"{kind} loop ({rows:,} samples, batch {batch_size})"
+            what = "train loop, checked replay" if kind == "train_checked" else f"{kind} loop"
+            name = f"{what} ({rows:,} samples, batch {batch_size})"
             dist = self.distribution
             if dist is None:
                 compiled, info = programs.compile_program(name, fn, donate,
@@ -268,6 +273,11 @@ class Trainer:
             self._programs[key] = compiled
         return self._programs[key]
 
+    def state_copy(self):
+        """A copy of the training state, which the next chunk (donating its input state)
+        leaves intact: what a chunk is replayed from when its end state is not finite."""
+        return _copy_tree(self.state)
+
     # -- the learning rate, for callbacks ---------------------------------------------------
     @property
     def learning_rate(self) -> float:
@@ -277,6 +287,10 @@ class Trainer:
     def learning_rate(self, value: float):
         self.state = self.state._replace(
             opt_state=optimizers_lib.set_learning_rate(self.state.opt_state, value))
+
+
+# One dispatch for the whole state (a tree of arrays); jnp.copy makes new buffers.
+_copy_tree = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
 
 
 def _resolve_losses(loss):

@@ -28,6 +28,7 @@ MODULES = ["kilnet.constraints", "kilnet.metrics", "kilnet.metrics._base", "kiln
            "kilnet.layers._activations", "kilnet.layers._regularization", "kilnet.regularizers",
            "kilnet.layers._fingerprints", "kilnet.layers._encoding", "kilnet.layers._lookup",
            "kilnet.layers._text_vectorization",
+           "kilnet", "kilnet._report_html",
            "kilnet.progress", "kilnet.run_dir", "kilnet.insight", "kilnet.jobs",
            "kilnet.datasets.cifar10", "kilnet.datasets.cifar100", "kilnet.datasets.imdb",
            "kilnet.datasets.reuters", "kilnet.datasets.boston_housing",
