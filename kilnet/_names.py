@@ -29,3 +29,47 @@ def unique_among(base: str, taken) -> str:
     while f"{base}_{i}" in taken:
         i += 1
     return f"{base}_{i}"
+
+
+def name_problem(name) -> str | None:
+    """Why `name` cannot name a layer or model, or None if it can.
+
+    The rule is the one model files need, so that every model that saves also loads: a
+    non-empty string (as Keras) without "/" (Keras's rule: "/" separates the layer path in
+    weight names, "params/encoder/dense/kernel"), and encodable as UTF-8 (file headers are
+    UTF-8 JSON; a lone surrogate such as "\\ud800" is not).
+
+    >>> name_problem("dense_1") is None
+    True
+    >>> name_problem("enc/dense")
+    "it contains '/', which separates the layers of a weight's path in model files"
+    """
+    if not isinstance(name, str):
+        return f"it is a {type(name).__name__}, not a string"
+    if not name:
+        return "it is empty"
+    if "/" in name:
+        return "it contains '/', which separates the layers of a weight's path in model files"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "it holds a character that UTF-8 cannot encode (a lone surrogate)"
+    return None
+
+
+def check_name(name, argument: str = "name") -> str:
+    """`name` if it may name a layer or model (see `name_problem`), else ValueError.
+
+    >>> check_name("encoder")
+    'encoder'
+    >>> check_name("a/b")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: name must be a non-empty string without '/' (it contains '/', ...). Received: name='a/b'. ...
+    """
+    problem = name_problem(name)
+    if problem is not None:
+        raise ValueError(f"{argument} must be a non-empty string without '/' ({problem}). "
+                         f"Received: {argument}={name!r:.100}. Use '_' instead of '/' "
+                         "(e.g. 'encoder_dense').")
+    return name
