@@ -17,6 +17,8 @@ import math
 
 import jax.numpy as jnp
 
+from kilnet import _small_objects
+
 # Keras's backend.epsilon(): what the norm-based constraints add to the norm they divide by.
 _EPSILON = 1e-7
 
@@ -182,13 +184,7 @@ def serialize(constraint) -> dict | None:
         >>> constraints.serialize(constraints.NonNeg())
         {'class_name': 'NonNeg', 'config': {}}
     """
-    if constraint is None:
-        return None
-    if type(constraint).__name__ not in _BY_NAME or not isinstance(constraint, Constraint):
-        raise ValueError("Only kilnet.constraints objects can be saved in a config; a plain "
-                         f"function or your own class cannot be rebuilt from a file. "
-                         f"Received: {constraint!r}")
-    return {"class_name": type(constraint).__name__, "config": constraint.get_config()}
+    return _small_objects.serialize(constraint, _BY_NAME, Constraint)
 
 
 def get(identifier, argument: str = "constraint"):
@@ -200,23 +196,8 @@ def get(identifier, argument: str = "constraint"):
         >>> constraints.get("max_norm")
         MaxNorm(max_value=2, axis=0)
     """
-    if identifier is None or isinstance(identifier, Constraint):
-        return identifier
-    if isinstance(identifier, str) and identifier in _BY_NAME:
-        return _BY_NAME[identifier]()
-    if isinstance(identifier, dict) and set(identifier) <= {"class_name", "config", "module",
-                                                            "registered_name"} \
-            and identifier.get("class_name") in _BY_NAME:
-        config = identifier.get("config") or {}
-        if not isinstance(config, dict):
-            raise ValueError(f"{argument}: a constraint's config must be a dict. "
-                             f"Received: {argument}={identifier!r}")
-        return _BY_NAME[identifier["class_name"]].from_config(config)
-    if callable(identifier) and not isinstance(identifier, type):
-        return identifier
-    raise ValueError(f"{argument} must be None, one of 'max_norm', 'non_neg', 'unit_norm', "
-                     "'min_max_norm', a kilnet.constraints object, its config or a callable. "
-                     f"Received: {argument}={identifier!r}")
+    return _small_objects.resolve(identifier, _BY_NAME, Constraint, argument,
+                                  "'max_norm', 'non_neg', 'unit_norm', 'min_max_norm'")
 
 
 def set_layer_constraints(layer, **given) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from kilnet import _scope
+from kilnet import _scope, _small_objects
 
 
 def _factor(value, argument: str) -> float:
@@ -137,37 +137,14 @@ _BY_NAME = {"Regularizer": Regularizer, "L1": L1, "L2": L2, "L1L2": L1L2,
 
 def serialize(regularizer) -> dict | None:
     """{"class_name", "config"} of a kilnet regularizer (None stays None)."""
-    if regularizer is None:
-        return None
-    if not isinstance(regularizer, Regularizer):
-        raise ValueError("Only kilnet.regularizers objects can be saved in a config; a plain "
-                         "function cannot be rebuilt from a file. Received: "
-                         f"{regularizer!r}")
-    return {"class_name": type(regularizer).__name__, "config": regularizer.get_config()}
+    return _small_objects.serialize(regularizer, _BY_NAME, Regularizer)
 
 
 def get(identifier, argument: str = "regularizer"):
     """A regularizer from None, a name ("l1", "l2", "l1_l2"), a config dict, a Regularizer or
     a callable `f(x) -> scalar`."""
-    if identifier is None:
-        return None
-    if isinstance(identifier, Regularizer):
-        return identifier
-    if isinstance(identifier, str) and identifier in _BY_NAME:
-        return _BY_NAME[identifier]()
-    if isinstance(identifier, dict) and set(identifier) <= {"class_name", "config", "module",
-                                                            "registered_name"} \
-            and identifier.get("class_name") in _BY_NAME:
-        config = identifier.get("config") or {}
-        if not isinstance(config, dict):
-            raise ValueError(f"{argument}: a regularizer's config must be a dict. "
-                             f"Received: {argument}={identifier!r}")
-        return _BY_NAME[identifier["class_name"]].from_config(config)
-    if callable(identifier) and not isinstance(identifier, type):
-        return identifier
-    raise ValueError(f"{argument} must be None, one of 'l1', 'l2', 'l1_l2', a "
-                     "kilnet.regularizers object, its config or a callable. "
-                     f"Received: {argument}={identifier!r}")
+    return _small_objects.resolve(identifier, _BY_NAME, Regularizer, argument,
+                                  "'l1', 'l2', 'l1_l2'")
 
 
 def add_weight_penalties(regularized: dict, params: dict) -> None:

@@ -7,12 +7,13 @@ import importlib
 
 import pytest
 
-MODULES = ["kilnet.constraints", "kilnet.metrics", "kilnet.metrics._base", "kilnet.metrics._accuracy",
+MODULES = ["kilnet._small_objects", "kilnet.constraints", "kilnet.metrics", "kilnet.metrics._base", "kilnet.metrics._accuracy",
            "kilnet.metrics._regression", "kilnet.metrics._probabilistic",
            "kilnet.metrics._confusion", "kilnet.metrics._fscore", "kilnet.metrics._iou",
            "kilnet.keras_files", "kilnet.keras_files._archive", "kilnet.keras_files._h5",
            "kilnet.keras_files._layout", "kilnet.keras_files._import",
-           "kilnet.keras_files._export",
+           "kilnet.keras_files._export", "kilnet.keras_files._optimizer",
+           "kilnet.keras_files._precheck", "kilnet.keras_files._legacy",
            "kilnet.layers._base", "kilnet.layers._core", "kilnet.layers._node",
            "kilnet.models._model", "kilnet.models._sequential", "kilnet.variables",
            "kilnet.utils", "kilnet.utils._seeding", "kilnet.utils._arrays",
