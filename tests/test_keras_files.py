@@ -45,6 +45,9 @@ def _kilnet_out(model, x):
 
 @pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
 def test_keras_model_opens_in_kilnet_and_back(spec, tmp_path):
+    if not spec.keras:
+        pytest.skip(f"{spec.name}: Keras 3.15 needs TensorFlow for it or computes it otherwise "
+                    "(see tests/_layer_specs.py), so there is no Keras model to compare with")
     rng = np.random.default_rng(0)
     x = _data(spec, rng)
     # Keras -> kilnet, with weights moved off their initial values
@@ -124,7 +127,8 @@ def test_imported_model_keeps_training_with_its_compile_config(tmp_path):
                metrics=["mae"])
     km.fit(x, y, epochs=1, verbose=0)
     km.save(tmp_path / "t.keras")
-    with pytest.warns(UserWarning, match="optimizer state"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # the optimizer state comes along, nothing left out
         mine = kilnet.models.load_model(tmp_path / "t.keras")
     assert mine.compiled is not None
     assert mine.optimizer.learning_rate == pytest.approx(0.01)

@@ -159,3 +159,63 @@ def test_custom_objects_are_the_only_way_in(tmp_path):
         kilnet.models.load_model(path)
     model = kilnet.models.load_model(path, custom_objects={"Doubler": Doubler})
     assert model.predict(np.ones((1, 3), "float32"), verbose=0).tolist() == [[2.0, 2.0, 2.0]]
+
+
+# -- layers with sub-layers: declared sizes checked before anything is built ------------------
+def _keras_file_with(tmp_path, make_layer, input_shape, name):
+    """A real Keras file for one layer; returns its members (config as a dict)."""
+    os.environ["KERAS_BACKEND"] = "jax"
+    keras = pytest.importorskip("keras", reason="the composite cases start from Keras's files")
+    inputs = keras.Input(input_shape)
+    layer = make_layer(keras.layers)
+    out = layer(inputs, inputs) if "MultiHead" in type(layer).__name__ else layer(inputs)
+    keras.Model(inputs, out).save(tmp_path / f"{name}.keras")
+    with zipfile.ZipFile(tmp_path / f"{name}.keras") as archive:
+        return {n: archive.read(n) for n in archive.namelist()}
+
+
+def _with_config(tmp_path, members, name, edit):
+    config = json.loads(members["config.json"])
+    edit(config["config"]["layers"][1]["config"])
+    path = tmp_path / f"hostile_{name}.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        for member, data in members.items():
+            archive.writestr(member, json.dumps(config) if member == "config.json" else data)
+    return path
+
+
+COMPOSITES = {
+    "attention_heads": (lambda ns: ns.MultiHeadAttention(num_heads=2, key_dim=4), (5, 8),
+                        lambda c: c.update(num_heads=10**6), r"num_heads=1000000"),
+    "attention_key_dim": (lambda ns: ns.MultiHeadAttention(num_heads=2, key_dim=4), (5, 8),
+                          lambda c: c.update(key_dim=10**7), r"key_dim=10000000"),
+    "bidirectional_units": (lambda ns: ns.Bidirectional(ns.LSTM(3)), (5, 4),
+                            lambda c: [c[k]["config"].update(units=10**6)
+                                       for k in ("layer", "backward_layer") if c.get(k)],
+                            r"does not fit"),
+    "time_distributed_units": (lambda ns: ns.TimeDistributed(ns.Dense(3)), (5, 4),
+                               lambda c: c["layer"]["config"].update(units=10**7),
+                               r"does not fit"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(COMPOSITES))
+def test_layers_with_sub_layers_are_checked_before_building(name, tmp_path):
+    import time
+    import tracemalloc
+    make, shape, edit, message = COMPOSITES[name]
+    members = _keras_file_with(tmp_path, make, shape, name)
+    assert len(members["model.weights.h5"]) < 64 * 2**10
+    good = tmp_path / f"{name}.keras"
+    assert kilnet.models.load_model(good) is not None   # the untouched file loads
+    path = _with_config(tmp_path, members, name, edit)
+    tracemalloc.start()
+    began = time.perf_counter()
+    try:
+        with pytest.raises(ModelFileError, match=message):
+            kilnet.models.load_model(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20, f"{peak:,} bytes traced while refusing"
+    assert time.perf_counter() - began < 10

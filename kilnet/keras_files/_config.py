@@ -58,7 +58,7 @@ NEUTRAL = {"kernel_constraint": (None,), "bias_constraint": (None,),
 DEFAULT_INIT = {"beta_initializer": "Zeros", "gamma_initializer": "Ones",
                 "moving_mean_initializer": "Zeros", "moving_variance_initializer": "Ones"}
 # Keras layers whose constructor does not take `trainable` (their get_config omits it).
-NO_TRAINABLE = frozenset({"SpatialDropout1D", "SpatialDropout2D"})
+NO_TRAINABLE = frozenset({"SpatialDropout1D", "SpatialDropout2D", "Discretization"})
 POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"},
           "registered_name": None}
 
@@ -289,6 +289,7 @@ def keras_model(spec, path):
     if name == "Functional":
         layers = []
         for e in config["layers"]:
+            _refuse_fixed_training(e, path)
             converted = keras_layer({"class_name": e["class_name"], "config": e["config"]}, path)
             layers.append({**converted, "name": e["name"], "inbound_nodes": e["inbound_nodes"]})
         return {"module": "keras.src.models.functional", "class_name": "Functional",
@@ -296,6 +297,22 @@ def keras_model(spec, path):
     raise ValueError(f"Cannot save {path} as a Keras file: the model {name!r} is a subclassed "
                      "or registered class whose code Keras would not have. Save it with the "
                      "extension .kilnet instead.")
+
+
+def _refuse_fixed_training(entry, path):
+    """A node called with a fixed training= behaves otherwise in Keras: Keras 3's functional
+    model passes the training mode of fit/evaluate/predict to every layer, overriding the one
+    recorded in the node (keras/src/models/functional.py, operation_fn), where kilnet keeps
+    the fixed one. Refused rather than written with a different meaning."""
+    for node in entry["inbound_nodes"]:
+        flag = node.get("kwargs", {}).get("training")
+        if flag is not None:
+            raise ValueError(
+                f"Cannot save {path} as a Keras file: layer {entry['name']!r} is called with "
+                f"training={flag} fixed, and Keras 3 replaces a fixed training flag with the "
+                "mode of fit/predict, so the model would behave otherwise in Keras. Call the "
+                "layer without training= (to keep a BatchNormalization in inference mode, set "
+                "its trainable=False, which both honour), or save with the extension .kilnet.")
 
 
 def keras_layer(spec, path):

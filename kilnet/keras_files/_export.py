@@ -18,14 +18,16 @@ import numpy as np
 
 from kilnet import _safefile
 from kilnet._version import __version__
-from kilnet.keras_files import _archive, _config, _h5, _layout
+from kilnet.keras_files import _archive, _config, _h5, _layout, _optimizer
 from kilnet.models import _config as kilnet_config
 
 KERAS_VERSION = "3.6.0"   # the Keras 3 file format version kilnet writes
 
 
-def save_keras(model, filepath, overwrite=True):
+def save_keras(model, filepath, overwrite=True, include_optimizer=True):
     """Write `model` (Sequential or functional, built) as a Keras 3 `.keras` file, atomically.
+    A compiled model keeps its compile configuration and optimizer state (include_optimizer),
+    where Keras can express them; otherwise they are left out with a warning.
 
     Example:
         >>> import os, tempfile, zipfile
@@ -46,18 +48,40 @@ def save_keras(model, filepath, overwrite=True):
                          "extension .kilnet instead.")
     model.require_built()
     entry = _config.keras_model(kilnet_config.serialize(model, build_config=False), path)
-    entry["compile_config"] = None
+    compile_config, optimizer = None, None
+    if include_optimizer and model.compiled is not None:
+        compile_config, optimizer = _training_setup(model.compiled, path)
+    entry["compile_config"] = compile_config
     config = json.dumps(entry, default=_safefile.json_default)
     metadata = json.dumps({"keras_version": KERAS_VERSION, "kilnet_version": __version__,
                            "date_saved": time.strftime("%Y-%m-%d@%H:%M:%S")})
     data = _archive.write_members({_archive.METADATA: metadata.encode(),
                                    _archive.CONFIG: config.encode(),
-                                   _archive.WEIGHTS: weights_bytes(model, path)})
+                                   _archive.WEIGHTS: weights_bytes(model, path, optimizer)})
     _safefile.atomic_write(path, data, what="the Keras model file", overwrite=overwrite)
 
 
-def weights_bytes(model, path) -> bytes:
-    """The model's weights as a Keras 3 weights file (HDF5), in memory. Host sync."""
+def _training_setup(trainer, path):
+    """(Keras's compile_config or None, (optimizer name, its variables) or None)."""
+    try:
+        compile_config = _optimizer.keras_compile_config(trainer)
+    except _optimizer.Unsupported as error:
+        _optimizer.warn_left_out(path, f"its compile configuration is left out ({error})")
+        return None, None
+    if trainer.state is None:
+        return compile_config, None   # compiled, never built: Keras builds it fresh too
+    try:
+        arrays = _optimizer.export_arrays(trainer)
+    except _optimizer.Unsupported as error:
+        _optimizer.warn_left_out(path, f"its optimizer state is left out ({error}); Keras "
+                                       "starts from a fresh optimizer state")
+        return compile_config, None
+    return compile_config, (compile_config["optimizer"]["config"]["name"], arrays)
+
+
+def weights_bytes(model, path, optimizer=None) -> bytes:
+    """The model's weights as a Keras 3 weights file (HDF5), in memory, with the optimizer's
+    variables when `optimizer` is (its name, [arrays in Keras's order]). Host sync."""
     try:
         slots = _layout.model_slots(model)
     except _layout.LayoutError as error:
@@ -69,8 +93,12 @@ def weights_bytes(model, path) -> bytes:
         raise ValueError(f"Not saving {path}: the model holds NaN or infinite values in "
                          f"{bad[:3]}. Save a model from before training diverged.")
     groups = {h5.rpartition("/")[0]: h5.split("/")[-3] for h5, _, _ in slots}
-    return _h5.write_weights([(h5, np.asarray(v)) for (h5, _, _), v in zip(slots, values)],
-                             groups)
+    arrays = [(h5, np.asarray(v)) for (h5, _, _), v in zip(slots, values)]
+    if optimizer is not None:
+        name, opt_arrays = optimizer
+        arrays += [(f"{_optimizer.PREFIX}{i}", a) for i, a in enumerate(opt_arrays)]
+        groups[_optimizer.PREFIX.rstrip("/")] = name
+    return _h5.write_weights(arrays, groups)
 
 
 def save_keras_weights(model, filepath, overwrite=True):

@@ -51,6 +51,19 @@ class WeightsFile:
     def fail(self, problem):
         raise ModelFileError(self.path, problem)
 
+    def group(self, h5_path):
+        """The group at `h5_path`, reached by hard links only, or None if absent."""
+        node = self.file
+        for part in h5_path.split("/"):
+            link = node.get(part, getlink=True) if isinstance(node, h5py.Group) else None
+            if link is None:
+                return None
+            if not isinstance(link, h5py.HardLink):
+                self.fail(f"its weights reach {h5_path!r} through a {type(link).__name__}; "
+                          "only plain (hard-linked) groups and datasets are accepted.")
+            node = node[part]
+        return node if isinstance(node, h5py.Group) else None
+
     def dataset(self, h5_path):
         """The dataset at `h5_path`, reached by hard links only, or None if absent."""
         node = self.file
@@ -71,9 +84,10 @@ class WeightsFile:
         ds = self.dataset(h5_path)
         return None if ds is None else tuple(self.checked(ds, h5_path).shape)
 
-    def checked(self, ds, h5_path):
-        """`ds` if it is a plain float array whose declared bytes fit in the file."""
-        if ds.dtype.kind not in _FLOAT_KINDS:
+    def checked(self, ds, h5_path, kinds=_FLOAT_KINDS):
+        """`ds` if it is a plain array of a dtype kind in `kinds` (floats by default) whose
+        declared bytes fit in the file."""
+        if ds.dtype.kind not in kinds:
             self.fail(f"the weight {h5_path!r} has dtype {ds.dtype}; Keras weights are floats.")
         plist = ds.id.get_create_plist()
         if ds.is_virtual or ds.external or plist.get_nfilters():
@@ -85,12 +99,12 @@ class WeightsFile:
                       f"file holds ({self.size:,} bytes).")
         return ds
 
-    def read(self, h5_path, shape, dtype):
+    def read(self, h5_path, shape, dtype, kinds=_FLOAT_KINDS):
         """The array at `h5_path`, after checking it has `shape` and fits in the file."""
         ds = self.dataset(h5_path)
         if ds is None:
             self.fail(f"the weight {h5_path!r} is missing.")
-        self.checked(ds, h5_path)
+        self.checked(ds, h5_path, kinds)
         if tuple(ds.shape) != tuple(shape):
             self.fail(f"the weight {h5_path!r} has shape {tuple(ds.shape)}; the layer needs "
                       f"{tuple(shape)}.")

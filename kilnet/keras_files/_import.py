@@ -21,7 +21,8 @@ from kilnet import metrics as metrics_lib
 from kilnet import optimizers as optimizers_lib
 from kilnet import saving
 from kilnet.errors import ModelFileError
-from kilnet.keras_files import _archive, _config, _h5, _layout
+from kilnet.keras_files import _archive, _config, _h5, _layout, _precheck
+from kilnet.keras_files import _optimizer as _opt_layout
 from kilnet.layers import InputLayer
 from kilnet.models import Model
 from kilnet.models import _config as kilnet_config
@@ -56,9 +57,8 @@ def load_keras(filepath, custom_objects=None, compile=True):
         raise ModelFileError(path, f"it has no {_archive.WEIGHTS}.")
     with _h5.WeightsFile(members[_archive.WEIGHTS], path) as weights:
         install_weights(model, weights, spec.get("build_config"))
-        has_optimizer = "optimizer" in weights.file
-    if compile and spec.get("compile_config"):
-        compile_from_keras(model, spec["compile_config"], path, has_optimizer)
+        if compile and spec.get("compile_config"):
+            compile_from_keras(model, spec["compile_config"], path, weights)
     return model
 
 
@@ -89,6 +89,7 @@ def install_weights(model, weights, build_config=None):
     path = weights.path
     if model.is_functional:
         saving.precheck_graph(model, (), _declared(model, "", (), weights), path)
+        _precheck.check_composites(model, "", weights)   # layers with sub-layers
         model.build(seed=0)
     elif not model.built:
         shape = build_config.get("input_shape") if isinstance(build_config, dict) else None
@@ -132,27 +133,71 @@ def _declared(model, h5_prefix, prefix, weights) -> dict:
     return found
 
 
-# -- the compile configuration ------------------------------------------------------------------
-def compile_from_keras(model, config, path, has_optimizer=False):
+# -- the compile configuration and optimizer state -------------------------------------------
+COMPILE_KEYS = {"optimizer", "loss", "loss_weights", "metrics", "weighted_metrics",
+                "run_eagerly", "steps_per_execution", "jit_compile"}
+
+
+def compile_from_keras(model, config, path, weights=None):
     """Compile `model` as Keras's compile_config says, where kilnet has the same optimizer,
-    loss and metrics; otherwise warn and leave it uncompiled."""
+    losses and metrics (otherwise warn and leave it uncompiled), and restore the optimizer's
+    variables from the open weights file where kilnet's optimizer keeps Keras's state."""
     try:
+        if not isinstance(config, dict) or not set(config) <= COMPILE_KEYS:
+            raise ValueError(f"its keys {sorted(config)[:8] if isinstance(config, dict) else config!r:.100} "
+                             "are not Keras 3's")
         optimizer = _optimizer(config.get("optimizer"))
         loss = _objects(config.get("loss"), losses_lib.LOSS_TYPES, "loss")
         metrics = _objects(config.get("metrics"), metrics_lib.METRIC_TYPES, "metric")
-        for key in ("weighted_metrics", "loss_weights"):
-            if config.get(key) is not None and key != "loss_weights":
-                raise ValueError(f"{key} is not supported")
-        model.compile(optimizer=optimizer, loss=loss, metrics=metrics,
-                      loss_weights=config.get("loss_weights"))
+        weighted = _objects(config.get("weighted_metrics"), metrics_lib.METRIC_TYPES, "metric")
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics, weighted_metrics=weighted,
+                      loss_weights=_loss_weights(config.get("loss_weights")))
     except (TypeError, ValueError, KeyError) as error:
         warnings.warn(f"{path}: the model is loaded uncompiled, since kilnet cannot apply its "
                       f"Keras compile configuration ({error}); call model.compile(...) before "
                       "training it.", stacklevel=3)
         return
-    if has_optimizer:
-        warnings.warn(f"{path}: Keras's optimizer state (moments, step count) is not restored; "
-                      "training continues from a fresh optimizer state.", stacklevel=3)
+    if weights is not None and "optimizer" in weights.file:
+        restore_optimizer(model.compiled, weights)
+
+
+def restore_optimizer(trainer, weights):
+    """Set the trainer's optimizer state from the file's `optimizer/vars/<i>`, each declared
+    shape checked before it is read; warn and keep a fresh state where it does not fit."""
+    path = weights.path
+    try:
+        names = _opt_layout.slot_names(trainer.optimizer)
+    except _opt_layout.Unsupported as error:
+        warnings.warn(f"{path}: Keras's optimizer state is not restored ({error}); training "
+                      "continues from a fresh optimizer state.", stacklevel=4)
+        return
+    if trainer.state is None:
+        trainer.ensure_state()
+    shapes = _opt_layout.expected_shapes(trainer)
+    stored = weights.datasets("optimizer")
+    if len(stored) != len(shapes):
+        warnings.warn(f"{path}: Keras's optimizer state holds {len(stored)} variables where "
+                      f"kilnet's {type(trainer.optimizer).__name__} (slots {names}) needs "
+                      f"{len(shapes)}; training continues from a fresh optimizer state.",
+                      stacklevel=4)
+        return
+    arrays = [weights.read(f"{_opt_layout.PREFIX}{i}", shape, np.float32,
+                           kinds=("f", "i", "u") if i == 0 else ("f",))
+              for i, shape in enumerate(shapes)]
+    if not (np.isfinite(arrays[1]) and arrays[1] > 0 and 0 <= arrays[0] < 2**31):
+        raise ModelFileError(path, f"its optimizer's step count {arrays[0]} or learning rate "
+                                   f"{arrays[1]} is invalid.")
+    _opt_layout.import_arrays(trainer, arrays)
+
+
+def _loss_weights(value):
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+
+    if value is None or number(value) or (isinstance(value, list) and all(map(number, value))) \
+            or (isinstance(value, dict) and all(map(number, value.values()))):
+        return value
+    raise ValueError(f"loss_weights {value!r:.100} are not numbers")
 
 
 _OPTIMIZER_NEUTRAL = {"weight_decay": (None,), "clipnorm": (None,), "global_clipnorm": (None,),
@@ -188,13 +233,24 @@ def _objects(value, types, what):
         return [_objects(v, types, what) for v in value]
     if isinstance(value, dict) and "class_name" not in value:
         return {k: _objects(v, types, what) for k, v in value.items()}
-    if not isinstance(value, dict) or value.get("class_name") not in types:
+    if not isinstance(value, dict) or value.get("class_name") not in types or not isinstance(
+            value.get("config") or {}, dict):
         raise ValueError(f"{what} {_name(value)!r:.60} is not one of kilnet's")
-    config = {k: v for k, v in (value.get("config") or {}).items()
-              if k not in ("name", "dtype", "reduction") or v not in (None, "float32",
-                                                                      "sum_over_batch_size")}
-    config.pop("name", None)
+    config = dict(value.get("config") or {})
+    if _policy_name(config.get("dtype")) in (None, "float32"):
+        config.pop("dtype", None)
+    if config.get("reduction") == "sum_over_batch_size":
+        config.pop("reduction")
+    if what == "loss":
+        config.pop("name", None)   # a loss's name is not in the logs
     return types[value["class_name"]](**config)
+
+
+def _policy_name(value):
+    if isinstance(value, dict):
+        inner = value.get("config")
+        return inner.get("name") if isinstance(inner, dict) else value
+    return value
 
 
 def _name(spec):

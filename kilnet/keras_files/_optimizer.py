@@ -1,0 +1,203 @@
+"""A compiled model's compile configuration and optimizer state in Keras 3's layout, both ways.
+
+Why a module of its own: Keras keeps the optimizer's variables as a flat list in the weights
+file (`optimizer/vars/0` the step count, `optimizer/vars/1` the learning rate, then each
+trainable variable's slots in the model's trainable-variable order, e.g. Adam's momentum and
+velocity interleaved per variable), while kilnet keeps them as Optax state trees shaped like the
+params. This table maps one to the other for the optimizers whose update kilnet computes exactly
+as Keras does (SGD with or without momentum, Adam, AdamW, RMSprop without momentum or centering,
+Adagrad), so a model trained a few steps in one continues in the other as it would have. For
+the others the state is left out with a warning, and training starts from a fresh state.
+
+kilnet's SGD keeps Optax's trace t (t <- g + momentum * t, step -lr * t); Keras keeps
+m <- momentum * m - lr * g, so m = -lr * t while the learning rate is constant.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from kilnet import losses as losses_lib
+from kilnet import metrics as metrics_lib
+from kilnet import optimizers as optimizers_lib
+from kilnet.trainer import KerasState
+
+PREFIX = "optimizer/vars/"
+COMPILE_EXTRAS = {"run_eagerly": False, "steps_per_execution": 1, "jit_compile": True}
+
+
+class Unsupported(ValueError):
+    """A compile argument or optimizer state with no exact Keras counterpart."""
+
+
+# -- the optimizers' slots ---------------------------------------------------------------------
+def slot_names(optimizer) -> list:
+    """Keras's slot names per trainable variable for a kilnet optimizer, in Keras's order;
+    Unsupported when kilnet's update is not Keras's or the slots are not one per name.
+
+    Example:
+        >>> import kilnet
+        >>> from kilnet.keras_files import _optimizer
+        >>> _optimizer.slot_names(kilnet.optimizers.Adam())
+        ['momentum', 'velocity']
+        >>> _optimizer.slot_names(kilnet.optimizers.SGD(momentum=0.0))
+        []
+    """
+    name, hyper = type(optimizer).__name__, getattr(optimizer, "hyper", {})
+    if name == "SGD":
+        return ["momentum"] if hyper.get("momentum") else []
+    if name in ("Adam", "AdamW"):
+        return ["momentum", "velocity"]
+    if name == "RMSprop" and not hyper.get("momentum") and not hyper.get("centered"):
+        return ["velocity"]
+    if name == "Adagrad":
+        return ["accumulator"]
+    raise Unsupported(f"kilnet's {name}({hyper}) has no optimizer state in Keras's layout")
+
+
+def _inject(opt_state):
+    """The inject_hyperparams state (count, learning rate, inner state) of a kilnet optimizer."""
+    found = [s for s in jax.tree.leaves(opt_state, is_leaf=lambda s: hasattr(s, "inner_state"))
+             if hasattr(s, "inner_state")]
+    if len(found) != 1:
+        raise Unsupported("the optimizer state has no single learning-rate holder")
+    return found[0]
+
+
+def _slot_trees(optimizer, inner) -> list:
+    """The params-shaped trees of the inner Optax state, one per Keras slot name."""
+    name = type(optimizer).__name__
+    if name in ("Adam", "AdamW"):
+        return [inner.mu, inner.nu]
+    if name == "SGD":
+        return [inner[0].trace] if slot_names(optimizer) else []
+    if name == "RMSprop":
+        return [inner[0].nu]
+    return [inner[0].sum_of_squares]   # Adagrad
+
+
+def _with_slot_trees(optimizer, inner, trees, count):
+    name = type(optimizer).__name__
+    if name in ("Adam", "AdamW"):
+        return inner._replace(count=jnp.asarray(count, inner.count.dtype), mu=trees[0],
+                              nu=trees[1])
+    if not trees:
+        return inner
+    field = {"SGD": "trace", "RMSprop": "nu", "Adagrad": "sum_of_squares"}[name]
+    return (inner[0]._replace(**{field: trees[0]}),) + tuple(inner[1:])
+
+
+def export_arrays(trainer) -> list:
+    """The optimizer's variables as Keras lists them: [iterations (int32), learning_rate
+    (float32), then each trainable variable's slots]. Host sync. Unsupported if unmappable."""
+    names = slot_names(trainer.optimizer)
+    inject = _inject(trainer.state.opt_state)
+    lr = float(inject.hyperparams["learning_rate"])   # host sync: saving only
+    adapter = KerasState(trainer)
+    per_slot = [adapter.trainable_list(tree) for tree in _slot_trees(trainer.optimizer,
+                                                                     inject.inner_state)]
+    if names == ["momentum"] and type(trainer.optimizer).__name__ == "SGD":
+        per_slot = [[-lr * t for t in per_slot[0]]]
+    arrays = [np.asarray(inject.count, np.int32), np.asarray(lr, np.float32)]
+    for values in zip(*per_slot) if per_slot else []:
+        arrays.extend(np.asarray(v, np.float32) for v in values)
+    return [np.asarray(a) for a in jax.device_get(arrays)]
+
+
+def expected_shapes(trainer) -> list:
+    """The shapes `import_arrays` needs, in order (for checking a file before reading it)."""
+    names = slot_names(trainer.optimizer)
+    shapes = [tuple(np.shape(v)) for v in KerasState(trainer).trainable_list(
+        trainer.state.params)]
+    return [(), ()] + [s for s in shapes for _ in names]
+
+
+def import_arrays(trainer, arrays):
+    """Set the trainer's optimizer state from Keras's list (see export_arrays)."""
+    names = slot_names(trainer.optimizer)
+    state = trainer.state
+    inject = _inject(state.opt_state)
+    count, lr = int(arrays[0]), float(arrays[1])
+    per_var = arrays[2:]
+    trees = []
+    for k, _ in enumerate(names):
+        values = [jnp.asarray(v) for v in per_var[k::len(names)]]
+        if type(trainer.optimizer).__name__ == "SGD":
+            values = [-v / lr for v in values]   # Keras's m = -lr * kilnet's trace
+        trees.append(KerasState(trainer).trainable_tree(state, values))
+    inner = _with_slot_trees(trainer.optimizer, inject.inner_state, trees, count)
+    new_inject = inject._replace(
+        count=jnp.asarray(count, inject.count.dtype), inner_state=inner,
+        hyperparams={**inject.hyperparams, "learning_rate": jnp.asarray(
+            lr, inject.hyperparams["learning_rate"].dtype)})
+    opt_state = jax.tree.map(lambda s: new_inject if s is inject else s, state.opt_state,
+                             is_leaf=lambda s: s is inject)
+    trainer.state = state._replace(opt_state=opt_state)
+    trainer.optimizer.learning_rate = lr
+
+
+# -- the compile configuration, kilnet -> Keras -------------------------------------------------
+def keras_compile_config(trainer) -> dict:
+    """Keras's `compile_config` for a kilnet Trainer; Unsupported for what Keras cannot
+    express (an Optax transformation, a loss or metric of the user's, a schedule).
+
+    Example:
+        >>> import kilnet
+        >>> from kilnet.keras_files import _optimizer
+        >>> model = kilnet.Sequential([kilnet.Input(shape=(3,)), kilnet.layers.Dense(1)])
+        >>> model.compile(optimizer=kilnet.optimizers.SGD(0.1), loss="mse", metrics=["mae"])
+        >>> config = _optimizer.keras_compile_config(model.compiled)
+        >>> config["optimizer"]["class_name"], config["loss"]["class_name"], config["metrics"]
+        ('SGD', 'MeanSquaredError', ['mae'])
+    """
+    optimizer = trainer.optimizer
+    if not isinstance(optimizer, optimizers_lib.Optimizer):
+        raise Unsupported("the optimizer is an Optax transformation, which Keras does not have")
+    name = type(optimizer).__name__
+    if optimizers_lib.OPTIMIZER_TYPES.get(name) is not type(optimizer):
+        raise Unsupported(f"the optimizer {name} is not one of kilnet's (Keras's) optimizers")
+    try:
+        config = optimizer.get_config()
+    except ValueError as error:
+        raise Unsupported(str(error)) from None
+    if trainer.state is not None:
+        config["learning_rate"] = optimizers_lib.get_learning_rate(trainer.state.opt_state)
+    return {"optimizer": _entry("keras.optimizers", name, {"name": optimizer.name, **config}),
+            "loss": _objects(trainer.loss, losses_lib.LOSS_TYPES, "keras.losses", "loss"),
+            "loss_weights": trainer.loss_weights,
+            "metrics": _objects(trainer.metric_ids or None, metrics_lib.METRIC_TYPES,
+                                "keras.metrics", "metric"),
+            "weighted_metrics": _objects(trainer.weighted_metric_ids or None,
+                                         metrics_lib.METRIC_TYPES, "keras.metrics", "metric"),
+            **COMPILE_EXTRAS}
+
+
+def _entry(module, class_name, config):
+    return {"module": module, "class_name": class_name, "config": config,
+            "registered_name": None}
+
+
+def _objects(value, types, module, what):
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_objects(v, types, module, what) for v in value]
+    if isinstance(value, dict):
+        return {k: _objects(v, types, module, what) for k, v in value.items()}
+    name = type(value).__name__
+    if types.get(name) is not type(value):
+        raise Unsupported(f"the {what} {value!r:.80} is not one of Keras's {what} classes")
+    try:
+        return _entry(module, name, value.get_config())
+    except (ValueError, NotImplementedError) as error:
+        raise Unsupported(str(error)) from None
+
+
+def warn_left_out(path, reason, stacklevel=4):
+    """Warn that a Keras file holds the model without (part of) its training setup."""
+    warnings.warn(f"{path}: {reason}; the Keras file keeps the architecture and weights, "
+                  "save as .kilnet to keep everything.", stacklevel=stacklevel)

@@ -1,0 +1,128 @@
+"""Checking layers with sub-layers (MultiHeadAttention, Bidirectional, TimeDistributed) against
+a Keras weights file before the model is built.
+
+Why a module of its own: building a model makes its weights, so a config that declares
+MultiHeadAttention(num_heads=10**6) in a 10 KB file would make kilnet allocate gigabytes before
+any array of the file is compared. kilnet.saving.precheck_graph checks kilnet's leaf layers
+abstractly; this module does the same for the layers holding sub-layers: every weight shape
+their config and input shape declare is compared with the shape the file declares (which the
+file's size bounds, see _h5.WeightsFile.checked), and a wrapped layer is traced abstractly
+(jax.eval_shape) on the file's shapes, all before anything is allocated.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from kilnet.errors import ModelFileError
+from kilnet.keras_files import _layout
+from kilnet.layers import Bidirectional, InputLayer, MultiHeadAttention, TimeDistributed
+from kilnet.models import Model
+
+
+def check_composites(model, h5_prefix, weights):
+    """Check every layer with sub-layers in `model` (unbuilt, shapes known from its graph)
+    against the declared shapes in the open weights file; ModelFileError on a mismatch.
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> from kilnet.keras_files import _h5, _precheck
+        >>> inputs = kilnet.Input(shape=(2, 3))
+        >>> model = kilnet.Model(inputs, kilnet.layers.TimeDistributed(
+        ...     kilnet.layers.Dense(10**6))(inputs))
+        >>> small = [("layers/time_distributed/layer/vars/0", np.zeros((3, 2), "float32")),
+        ...          ("layers/time_distributed/layer/vars/1", np.zeros((2,), "float32"))]
+        >>> with _h5.WeightsFile(_h5.write_weights(small, {}), "m.keras") as f:
+        ...     _precheck.check_composites(model, "", f)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        kilnet.errors.ModelFileError: Cannot load m.keras: layer 'dense' ... does not fit ...
+    """
+    for layer, h5_name in _layout.children(model):
+        group = f"{h5_prefix}layers/{h5_name}/"
+        if isinstance(layer, InputLayer):
+            continue
+        if isinstance(layer, Model):
+            if layer.is_functional:
+                check_composites(layer, group, weights)
+        elif layer.layers:
+            _check(layer, layer.build_shape, group, weights)
+
+
+def _check(layer, shape, group, weights):
+    if isinstance(layer, MultiHeadAttention):
+        _attention(layer, shape, group, weights)
+    elif isinstance(layer, Bidirectional):
+        _check(layer.forward_layer, shape, group + "forward_layer/", weights)
+        _check(layer.backward_layer, shape, group + "backward_layer/", weights)
+    elif isinstance(layer, TimeDistributed):
+        if not isinstance(shape, tuple) or len(shape) < 2:
+            _fail(weights, layer, f"its input shape {shape} has no time axis")
+        _check(layer.layers[0], tuple(shape[1:]), group + "layer/", weights)
+    elif layer.layers or isinstance(layer, Model) or not layer.is_pure:
+        _fail(weights, layer, "it is a layer with sub-layers inside a wrapper, which kilnet "
+                              "cannot check against the file before building it")
+    else:
+        _leaf(layer, shape, group, weights)
+
+
+def _declared(weights, h5_path, layer):
+    shape = weights.shape_of(h5_path)
+    if shape is None:
+        _fail(weights, layer, f"its weight {h5_path!r} is missing")
+    return shape
+
+
+def _leaf(layer, shape, group, weights):
+    """Trace the unbuilt leaf layer on the file's declared shapes (nothing allocated)."""
+    arrays = {"params": {}, "state": {}}
+    for h5, name in _layout.leaf_names(layer, group, ()):
+        kind, _, weight = name.partition("/")
+        arrays[kind][weight] = jax.ShapeDtypeStruct(_declared(weights, h5, layer), np.float32)
+    if not isinstance(shape, tuple) or None in shape:
+        _fail(weights, layer, f"its input shape {shape} is not fully known")
+    try:
+        expected = tuple(layer.compute_output_shape(shape))
+        out, _ = jax.eval_shape(lambda p, s, x: layer.apply(p, s, x, training=False),
+                                arrays["params"], arrays["state"],
+                                jax.ShapeDtypeStruct((1,) + shape, np.float32))
+        got = [tuple(leaf.shape[1:]) for leaf in jax.tree.leaves(out)]
+        if got != [expected]:
+            raise ValueError(f"its arrays give outputs of shape {got}, expected {[expected]}")
+    except Exception as error:  # shape errors from any layer's own code
+        _fail(weights, layer, f"does not fit its arrays: {error}")
+
+
+def _attention(layer, shape, group, weights):
+    """Each projection's kernel and bias shape, from the config, against the file's."""
+    shapes = [tuple(shape)] * 3 if shape and isinstance(shape[0], (int, type(None))) \
+        else [tuple(s) for s in shape]
+    if len(shapes) == 2:
+        shapes.append(shapes[1])   # the key defaults to the value, as in Keras
+    query, value, key = shapes
+    heads = layer.num_heads
+    out = tuple(layer.compute_output_shape(shapes)[len(query) - 1:])
+    kernels = {"query": (query[-1], heads, layer.key_dim), "key": (key[-1], heads, layer.key_dim),
+               "gate": (query[-1], heads, layer.value_dim),
+               "value": (value[-1], heads, layer.value_dim),
+               "attention_output": (heads, layer.value_dim) + out}
+    biases = {"query": (heads, layer.key_dim), "key": (heads, layer.key_dim),
+              "gate": (heads, layer.value_dim), "value": (heads, layer.value_dim),
+              "attention_output": out}
+    for part in layer.layers:
+        prefix = f"{group}{_layout.ATTENTION_PARTS.get(part.name, part.name)}/vars/"
+        wanted = [kernels[part.name]] + ([biases[part.name]] if layer.use_bias else [])
+        for index, need in enumerate(wanted):
+            found = _declared(weights, f"{prefix}{index}", layer)
+            if found != need:
+                _fail(weights, layer, f"its config (num_heads={heads}, key_dim="
+                                      f"{layer.key_dim}, value_dim={layer.value_dim}) declares "
+                                      f"{part.name} weights of shape {need}, but the file holds "
+                                      f"{found}")
+
+
+def _fail(weights, layer, problem):
+    raise ModelFileError(weights.path, f"layer {layer.name!r} ({type(layer).__name__}) "
+                                       f"{problem}.")
