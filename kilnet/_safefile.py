@@ -22,7 +22,9 @@ from __future__ import annotations
 import errno as errno_lib
 import hashlib
 import json
+import math
 import os
+import stat
 import tempfile
 import time
 
@@ -84,13 +86,82 @@ def _no_duplicates(pairs):
     return result
 
 
-def _strict_json(text: str, what: str, path):
+def parse_json(text, what: str, path):
+    """A JSON document read strictly: a duplicate key (which plain json.loads resolves silently
+    to the last value) and nesting deep enough to exhaust the stack are ModelFileErrors naming
+    `path` and `what` ("header", "meta.json", ...).
+
+    >>> parse_json('{"a": 1}', "info", "f.kilnet")
+    {'a': 1}
+    >>> parse_json('{"a": 1, "a": 2}', "info", "f.kilnet")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    kilnet.errors.ModelFileError: Cannot load f.kilnet: the info is not valid JSON (duplicate key 'a').
+    """
     try:
         return json.loads(text, object_pairs_hook=_no_duplicates)
     except RecursionError:
         raise ModelFileError(path, f"the {what} is nested too deeply for a kilnet file.") from None
-    except ValueError as error:  # JSONDecodeError and duplicate keys
+    except (ValueError, TypeError) as error:  # JSONDecodeError, duplicate keys, bad UTF-8
         raise ModelFileError(path, f"the {what} is not valid JSON ({error}).") from None
+
+
+_strict_json = parse_json
+
+
+MAX_DEPTH = 64            # nesting of lists and dicts in a configuration or a description
+MAX_VALUES = 1_000_000    # values of every kind, all levels together
+
+
+def check_bounds(value, path, what="model configuration", *, max_depth=None, max_values=None):
+    """Refuse JSON data nested deeper than MAX_DEPTH or holding more than MAX_VALUES values,
+    and values that are not JSON data. Iterative, so it cannot overflow the stack.
+
+    >>> check_bounds({"a": [1, 2]}, "f.kilnet")
+    >>> check_bounds([[[1]]] * 2, "f.kilnet") is None
+    True
+    """
+    max_depth, max_values = max_depth or MAX_DEPTH, max_values or MAX_VALUES
+    stack, count = [(value, 1)], 0
+    while stack:
+        item, depth = stack.pop()
+        count += 1
+        if count > max_values:
+            raise ModelFileError(path, f"the {what} holds more than {max_values:,} values; "
+                                       "kilnet refuses configurations that large.")
+        if depth > max_depth:
+            raise ModelFileError(path, f"the {what} is nested more than {max_depth} levels "
+                                       "deep; kilnet refuses configurations that deep.")
+        if isinstance(item, dict):
+            for key, sub in item.items():
+                if not isinstance(key, str):
+                    raise ModelFileError(path, f"the {what} has a non-string key {key!r:.50}.")
+                stack.append((sub, depth + 1))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((sub, depth + 1) for sub in item)
+        elif not (item is None or isinstance(item, (bool, int, float, str))):
+            raise ModelFileError(path, f"the {what} holds a {type(item).__name__}, which is "
+                                       "not JSON data.")
+
+
+def nonfinite_values(value, where="", *, nan_only=False) -> list[str]:
+    """Where JSON data holds NaN or infinity (only NaN with nan_only), as paths
+    ("optimizer.config.beta_1"). Iterative, like check_bounds.
+
+    >>> nonfinite_values({"a": {"b": float("nan")}, "c": [1.0, float("inf")]})
+    ['a.b', 'c[1]']
+    """
+    found, stack = [], [(value, where)]
+    while stack:
+        item, at = stack.pop()
+        if isinstance(item, float) and (math.isnan(item) if nan_only
+                                        else not math.isfinite(item)):
+            found.append(at)
+        elif isinstance(item, dict):
+            stack.extend((v, f"{at}.{k}" if at else str(k)) for k, v in item.items())
+        elif isinstance(item, (list, tuple)):
+            stack.extend((v, f"{at}[{i}]") for i, v in enumerate(item))
+    return sorted(found)
 
 
 def _check_tensor_entry(name, entry, path):
@@ -170,19 +241,65 @@ def _kind_hint(found: str, wanted: str) -> str:
     return "."
 
 
-def read(path, kind: str) -> tuple[dict, dict]:
+def open_regular(path, what="file"):
+    """Open `path` for reading in binary mode, only if it is a regular file.
+
+    A FIFO, a device or a socket given as a model, weights or checkpoint path would block the
+    reader forever (or never end): it is opened without blocking, checked with fstat and
+    refused with a ModelFileError before anything is read.
+
+    >>> import os, tempfile
+    >>> fifo = os.path.join(tempfile.mkdtemp(), "pipe")
+    >>> os.mkfifo(fifo)
+    >>> open_regular(fifo)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    kilnet.errors.ModelFileError: Cannot load ...pipe: it is a FIFO (named pipe), not a regular file...
+    """
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            # Read the length field first: a huge claimed header is refused without reading more.
-            head = f.read(8)
-            if len(head) == 8 and int.from_bytes(head, "little") > MAX_HEADER_BYTES:
-                return decode(head, path, kind)
-            data = head + f.read(size)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
     except FileNotFoundError:
-        raise FileNotFoundError(f"No such file: {path}") from None
+        raise FileNotFoundError(f"No such {what}: {path}") from None
     except IsADirectoryError:
         raise ModelFileError(path, "it is a directory, not a file.") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise ModelFileError(path, f"it is {_file_kind(mode)}, not a regular file; kilnet "
+                                   f"reads a {what} only from a regular file (a FIFO or a "
+                                   "device could stall the reader forever).")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def _file_kind(mode) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def read_bytes(path, what="file", limit=None) -> bytes:
+    """The whole content of the regular file `path` (see open_regular); a file larger than
+    `limit` bytes is refused before it is read."""
+    with open_regular(path, what) as f:
+        size = os.fstat(f.fileno()).st_size
+        if limit is not None and size > limit:
+            raise ModelFileError(path, f"it is {size:,} bytes long, more than the {limit:,} a "
+                                       f"{what} may have.")
+        return f.read(size + 1)
+
+
+def read(path, kind: str) -> tuple[dict, dict]:
+    with open_regular(path, f"kilnet {kind} file") as f:
+        size = os.fstat(f.fileno()).st_size
+        # Read the length field first: a huge claimed header is refused without reading more.
+        head = f.read(8)
+        if len(head) == 8 and int.from_bytes(head, "little") > MAX_HEADER_BYTES:
+            return decode(head, path, kind)
+        data = head + f.read(size)
     return decode(data, path, kind)
 
 

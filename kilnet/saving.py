@@ -35,6 +35,7 @@ atomic (_safefile.atomic_write) and refuses non-finite weights.
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import warnings
 
@@ -469,9 +470,10 @@ def save_model(model, filepath, *, overwrite=True, include_optimizer=True):
     from kilnet.models import _config
 
     filepath = os.fspath(filepath)
-    if _keras_format(filepath, "model", include_optimizer and model.compiled is not None):
+    if _keras_format(filepath, "model"):
         from kilnet import keras_files
-        keras_files.save_keras(model, filepath, overwrite=overwrite)
+        keras_files.save_keras(model, filepath, overwrite=overwrite,
+                               include_optimizer=include_optimizer)
         return
     info = {"kilnet_version": __version__, "model": _config.serialize(model),
             "compile": None, "training": None, "weights": []}
@@ -485,16 +487,47 @@ def save_model(model, filepath, *, overwrite=True, include_optimizer=True):
             tensors.update(tree_to_tensors("opt", trainer.state.opt_state))
             tensors["train/rng"] = np.asarray(jax.device_get(trainer.state.rng))
             info["training"] = {"seed": int(trainer.seed), "fit_calls": int(trainer.fit_calls)}
-    _refuse_nonfinite(tensors, filepath)
+    _refuse_nonfinite(tensors, filepath, info)
     _safefile.atomic_write(filepath, _safefile.encode("model", info, tensors),
                            what="the model file", overwrite=overwrite)
 
 
-def _refuse_nonfinite(tensors, filepath):
+class NonFiniteSaveError(ValueError):
+    """model.save / save_weights refused to write a model holding NaN or infinity (in its
+    weights, optimizer state or configuration): such a file could never be used."""
+
+
+def nonfinite_arrays(model, include_optimizer=True) -> list:
+    """The names of the arrays `model.save` (`include_optimizer`) or `save_weights` (not)
+    would refuse because they hold NaN or infinity; [] when saving may go ahead. Callbacks
+    that save check this first, so a refusal is a skipped save, not a crash. Host sync.
+
+    Example:
+        >>> import kilnet
+        >>> model = kilnet.Sequential([kilnet.Input(shape=(3,)), kilnet.layers.Dense(2)])
+        >>> model.build(seed=0)
+        >>> kilnet.saving.nonfinite_arrays(model)
+        []
+    """
+    if not model.built:
+        return []
+    tensors, _ = _weight_tensors(model)
+    trainer = model.compiled
+    if include_optimizer and trainer is not None and trainer.state is not None:
+        tensors.update(tree_to_tensors("opt", trainer.state.opt_state))
+    return nonfinite(tensors)
+
+
+def _refuse_nonfinite(tensors, filepath, info=None):
     bad = nonfinite(tensors)
     if bad:
-        raise ValueError(f"Not saving {filepath}: the model holds NaN or infinite values in "
-                         f"{bad[:3]}. Save a model from before training diverged.")
+        raise NonFiniteSaveError(f"Not saving {filepath}: the model holds NaN or infinite "
+                                 f"values in {bad[:3]}. Save a model from before training "
+                                 "diverged.")
+    bad = _safefile.nonfinite_values(info or {})
+    if bad:
+        raise NonFiniteSaveError(f"Not saving {filepath}: its configuration holds NaN or "
+                                 f"infinity at {bad[:3]}; such a file could not be loaded.")
 
 
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
@@ -536,8 +569,8 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     filepath = os.fspath(filepath)
     from kilnet import keras_files
     if keras_files.is_keras_weights_path(filepath):
-        raise ModelFileError(filepath, "legacy Keras 2 .h5 model files are not supported yet; "
-                                       "open the model in Keras and save it as .keras.")
+        return keras_files.load_legacy_h5(filepath, custom_objects=custom_objects,
+                                          compile=compile)
     if keras_files.is_keras_model_path(filepath) and _is_zip(filepath):
         return keras_files.load_keras(filepath, custom_objects=custom_objects, compile=compile)
     info, tensors = _safefile.read(filepath, "model")
@@ -546,6 +579,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
                                        f"{sorted(_MODEL_INFO_KEYS | {'weights'})}.")
     _config.check_bounds(info, filepath, "description of the model")
     _check_tensor_names(tensors, ("params", "state", "opt", "train"), filepath)
+    check_values(info, tensors, filepath)
     if "weights" in info:
         _check_weights_list(info["weights"], tensors, filepath)
     spec = info["model"]
@@ -575,7 +609,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     return model
 
 
-def _keras_format(filepath, what, compiled=False) -> bool:
+def _keras_format(filepath, what) -> bool:
     """Whether `filepath`'s extension asks for Keras's format (.keras models, .weights.h5
     weights); refuses the Keras extensions kilnet does not write."""
     from kilnet import keras_files
@@ -589,13 +623,8 @@ def _keras_format(filepath, what, compiled=False) -> bool:
             lower.endswith(".weights.h5"):
         raise ValueError(f"Cannot save {filepath}: Keras weights files end in .weights.h5. "
                          f"Received: filepath={filepath!r}")
-    keras = (keras_files.is_keras_model_path(lower) if what == "model"
-             else keras_files.is_keras_weights_path(lower))
-    if keras and compiled:
-        warnings.warn(f"{filepath} is written in Keras's format without the compile "
-                      "configuration and optimizer state; save as .kilnet to keep them.",
-                      stacklevel=4)
-    return keras
+    return (keras_files.is_keras_model_path(lower) if what == "model"
+            else keras_files.is_keras_weights_path(lower))
 
 
 def _is_zip(filepath) -> bool:
@@ -693,6 +722,7 @@ def load_weights(model, filepath):
         return
     info, tensors, order, input_shape = _read_weights(filepath)
     if not model.built:
+        _precheck_for_weights(model, input_shape, tensors, filepath)
         _build_for_weights(model, input_shape, filepath)
     mine = weight_entries(model)
     weights = {n: a for n, a in tensors.items() if n.split("/")[0] in _WEIGHT_KINDS}
@@ -714,9 +744,10 @@ def load_weights(model, filepath):
     for name, variable in pairs:
         found = weights[name]
         if (found.shape, found.dtype) != (tuple(variable.shape), np.dtype(variable.dtype)):
-            raise ValueError(f"{filepath}: the array {name!r} has shape {found.shape} and dtype "
-                             f"{found.dtype}; this model's weight needs "
-                             f"{tuple(variable.shape)} {np.dtype(variable.dtype)}.")
+            raise ModelFileError(filepath, f"the array {name!r} has shape {found.shape} and "
+                                           f"dtype {found.dtype}; this model's weight needs "
+                                           f"{tuple(variable.shape)} "
+                                           f"{np.dtype(variable.dtype)}.")
     for name, variable in pairs:
         variable.assign(weights[name])
 
@@ -735,6 +766,7 @@ def _read_weights(filepath):
         info, tensors = _safefile.read(filepath, "model")
         kind = "model"
     _config.check_bounds(info, filepath, "description of the model")
+    check_values(info, tensors, filepath)
     if "weights" not in info:
         config = info.get("model") if kind == "weights" else (info.get("model") or {}).get(
             "config")
@@ -749,6 +781,81 @@ def _read_weights(filepath):
         build = spec.get("build_config") if isinstance(spec.get("build_config"), dict) else {}
         shape = config.get("input_shape", build.get("input_shape"))
     return info, tensors, order, _config.shape_from_json(shape)
+
+
+def _precheck_for_weights(model, input_shape, tensors, filepath):
+    """Before an unbuilt Sequential is built for the input shape a weights file names, check
+    abstractly (on a weightless copy of its layers) that this shape gives the file's arrays:
+    a hostile input shape ([100000000]) is refused before gigabytes are allocated."""
+    from kilnet.models import Sequential
+    from kilnet.models import _config
+
+    if not (type(model) is Sequential and model.input_specs is None
+            and isinstance(input_shape, tuple)):
+        return
+    from kilnet.layers import Input
+
+    try:
+        probe = Sequential([Input(shape=input_shape)]
+                           + [_config.clone_model(layer) if hasattr(layer, "graph")
+                              else type(layer).from_config(layer.get_config())
+                              for layer in model.layers])
+    except (TypeError, ValueError) as error:
+        raise ModelFileError(filepath, f"its input shape {list(input_shape)} does not fit "
+                                       f"this model: {error}") from None
+    try:
+        precheck_graph(probe, (), tensors, filepath)
+    except ModelFileError as error:
+        if not (error.problem.startswith("the array") and error.problem.endswith("missing.")):
+            raise   # other layer names: the arrays are matched by order after building
+
+
+# Optimizer hyperparameters a file may set, with the range each must lie in (None allowed
+# where the optimizer takes None): a NaN, a string or beta_1=1 would only fail in training.
+_UNIT = (0.0, 1.0, False)          # [0, 1)
+_HYPERPARAMETERS = {"learning_rate": (0.0, math.inf, False), "beta_1": _UNIT, "beta_2": _UNIT,
+                    "rho": _UNIT, "momentum": (0.0, 1.0, True), "epsilon": (0.0, math.inf, False),
+                    "weight_decay": (0.0, math.inf, False),
+                    "initial_accumulator_value": (0.0, math.inf, False)}
+# Arrays holding a non-negative quantity, by the end of their name.
+_NON_NEGATIVE = ("/hyperparams/learning_rate", "/moving_variance", "/count")
+
+
+def check_values(info, tensors, path):
+    """Refuse what a file could hold that would load and then fail or mislead: NaN or
+    infinity in any array or configuration value, negative learning rates, variances and
+    counts, and optimizer hyperparameters of the wrong type or out of range. Each refusal is a
+    ModelFileError naming the file and the entry.
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet.saving import check_values
+        >>> check_values({}, {"params/d/kernel": np.array([1.0, np.nan])}, "m.kilnet")
+        Traceback (most recent call last):
+        ...
+        kilnet.errors.ModelFileError: Cannot load m.kilnet: the array 'params/d/kernel' holds NaN or infinity.
+    """
+    bad = nonfinite(tensors)
+    if bad:
+        raise ModelFileError(path, f"the array {bad[0]!r} holds NaN or infinity.")
+    for name, array in tensors.items():
+        if name.endswith(_NON_NEGATIVE) and array.size and np.min(array) < 0:
+            raise ModelFileError(path, f"the array {name!r} holds a negative value "
+                                       f"({np.min(array)!r}); it must be >= 0.")
+    bad = _safefile.nonfinite_values(info)
+    if bad:
+        raise ModelFileError(path, f"the entry {bad[0]} holds NaN or infinity.")
+    compile_config = info.get("compile")
+    optimizer = compile_config.get("optimizer") if isinstance(compile_config, dict) else None
+    config = optimizer.get("config") if isinstance(optimizer, dict) else None
+    for key, value in (config.items() if isinstance(config, dict) else ()):
+        if key in _HYPERPARAMETERS and not (value is None and key == "weight_decay"):
+            low, high, closed = _HYPERPARAMETERS[key]
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or value < low or value > high or (value == high and not closed):
+                interval = f"[{low:g}, {high:g}{']' if closed else ')'}"
+                raise ModelFileError(path, f"the entry compile.optimizer.config.{key} is "
+                                           f"{value!r:.50}; expected a number in {interval}.")
 
 
 def _build_for_weights(model, input_shape, filepath):

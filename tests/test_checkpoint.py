@@ -253,7 +253,7 @@ def test_uncommitted_and_temporary_directories_are_ignored_and_removed(tmp_path)
     with pytest.raises(RuntimeError, match="crash"):
         _fit(model, [BackupAndRestore(str(backup), keep=2), Crash(3)])
     assert [os.path.basename(p) for _, p in checkpoint.committed(backup)] == [
-        "ckpt-00000002", "ckpt-00000003"]
+        "ckpt-epoch000002-step00000000", "ckpt-epoch000003-step00000000"]
     os.makedirs(backup / "ckpt-00000009")                 # renamed but no COMMIT
     (backup / "ckpt-00000009" / "state.safetensors").write_bytes(b"garbage")
     os.makedirs(backup / ".tmp-ckpt-abc")                  # an interrupted write
@@ -261,7 +261,7 @@ def test_uncommitted_and_temporary_directories_are_ignored_and_removed(tmp_path)
     restorer = BackupAndRestore(str(backup))
     model = worker.build()
     _fit(model, [restorer, Crash(10)])
-    assert restorer.restored_from.endswith("ckpt-00000003")
+    assert restorer.restored_from.endswith("ckpt-epoch000003-step00000000")
     assert not backup.exists()   # completed: backups deleted, as Keras does
 
 
@@ -397,7 +397,7 @@ def test_disk_full_during_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypa
         _fit(worker.build(), [BackupAndRestore(str(backup)), FillDisk()])
     assert info.value.errno == errno.ENOSPC
     monkeypatch.setattr(os, "fsync", real_fsync)
-    assert [n for n in os.listdir(backup) if not n.startswith("ckpt-")] == []
+    assert [n for n in os.listdir(backup) if not n.startswith("ckpt-") and n != "LOCK"] == []
     assert checkpoint.latest(backup).position == (1, 0)
 
 

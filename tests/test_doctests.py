@@ -35,7 +35,8 @@ MODULES = ["kilnet._small_objects", "kilnet.constraints", "kilnet.metrics", "kil
            "kilnet.datasets.reuters", "kilnet.datasets.boston_housing",
            "kilnet.datasets.california_housing", "kilnet.datasets._cifar",
            "kilnet.datasets._safe_pickle", "kilnet.datasets._safe_npz", "kilnet.datasets._remote",
-           "kilnet.datasets._sequences", "kilnet.datasets._tabular"]
+           "kilnet.datasets._sequences", "kilnet.datasets._tabular",
+           "kilnet._names", "kilnet._safefile", "kilnet.checkpoint", "kilnet.saving"]
 
 
 @pytest.mark.parametrize("name", MODULES)

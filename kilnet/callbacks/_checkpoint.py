@@ -18,7 +18,7 @@ import warnings
 
 import numpy as np
 
-from kilnet import _tree, checkpoint
+from kilnet import _tree, checkpoint, saving
 from kilnet.callbacks._base import Callback, History
 from kilnet.callbacks._early_stopping import _monitor_mode
 
@@ -86,9 +86,10 @@ class BackupAndRestore(Callback):
         self.restored_from, self._pending = None, None
         if self.save_freq != "epoch":
             trainer.max_chunk_steps = int(self.save_freq)
-        if _is_chief():  # every process reads the latest checkpoint; only one tidies
+        if _is_chief():  # every process reads the latest checkpoint; only one locks and tidies
+            checkpoint.acquire_lock(self.backup_dir)   # a second trainer stops here
             checkpoint.cleanup(self.backup_dir)
-        ckpt = checkpoint.latest(self.backup_dir)
+        ckpt = checkpoint.latest(self.backup_dir, steps=self._steps or None)
         if ckpt is not None:
             self._restore(trainer, ckpt)
 
@@ -161,7 +162,9 @@ class BackupAndRestore(Callback):
         if trainer is not None:
             trainer.max_chunk_steps = None
         if self.delete_checkpoint and _is_chief():
-            checkpoint.remove_all(self.backup_dir)
+            checkpoint.remove_all(self.backup_dir)   # releases the lock too
+        elif _is_chief():
+            checkpoint.release_lock(self.backup_dir)
 
     # -- writing ------------------------------------------------------------------------------
     def _save(self, callbacks):
@@ -201,7 +204,8 @@ class ModelCheckpoint(Callback):
     "ckpt/model-{epoch:02d}-{val_loss:.2f}.kilnet". With save_best_only, the file is written
     only when `monitor` improves; `best` is part of BackupAndRestore's checkpoints, so a resumed
     run never overwrites the best file with a worse model. Files are written atomically; a
-    model holding NaN or infinity is never written.
+    model whose weights or optimizer state hold NaN or infinity is never written: that save is
+    skipped with a warning and training goes on.
     """
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
@@ -272,11 +276,11 @@ class ModelCheckpoint(Callback):
                     print(f"Epoch {epoch + 1}: {self.monitor} did not improve from "
                           f"{self.best:.5f}")
                 return
-        weights = self.model.get_weights()   # host sync: the saved arrays
-        if not all(np.all(np.isfinite(w)) for w in weights if np.issubdtype(w.dtype,
-                                                                            np.floating)):
+        bad = saving.nonfinite_arrays(self.model,
+                                      include_optimizer=not self.save_weights_only)
+        if bad:   # what model.save would refuse: skip this save, never end the training
             warnings.warn(f"ModelCheckpoint: not writing {path}: the model holds NaN or "
-                          "infinity.", stacklevel=2)
+                          f"infinity (in {bad[:3]}). The previous file is kept.", stacklevel=2)
             return
         if self.verbose:
             told = (f"{self.monitor} improved from {self.best:.5f} to {current:.5f}, "
@@ -285,9 +289,13 @@ class ModelCheckpoint(Callback):
         folder = os.path.dirname(path)
         if folder:
             os.makedirs(folder, exist_ok=True)
-        if self.save_weights_only:
-            self.model.save_weights(path)
-        else:
-            self.model.save(path)
+        try:
+            if self.save_weights_only:
+                self.model.save_weights(path)
+            else:
+                self.model.save(path)
+        except saving.NonFiniteSaveError as error:   # a format's own check found more
+            warnings.warn(f"ModelCheckpoint: not writing {path}: {error}", stacklevel=2)
+            return
         if self.save_best_only:
             self.best = current

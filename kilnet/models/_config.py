@@ -38,7 +38,7 @@ import json
 from collections import deque
 from dataclasses import dataclass, field
 
-from kilnet import saving
+from kilnet import _safefile, saving
 from kilnet.errors import ModelFileError
 from kilnet.layers import LAYER_TYPES, InputLayer, Layer
 from kilnet.layers._node import KerasTensor, flatten, substitute, tensors_in
@@ -47,8 +47,8 @@ from kilnet.models._sequential import Sequential
 
 # Bounds on a configuration read from a file or a string: a 16 MiB header could otherwise hold
 # structures deep enough to exhaust Python's stack, or large enough to take minutes to replay.
-MAX_DEPTH = 64            # nesting of lists and dicts
-MAX_VALUES = 1_000_000    # values of every kind, all levels together
+MAX_DEPTH = _safefile.MAX_DEPTH      # nesting of lists and dicts
+MAX_VALUES = _safefile.MAX_VALUES    # values of every kind, all levels together
 
 TENSOR = "__keras_tensor__"
 TUPLE = "__tuple__"
@@ -198,27 +198,8 @@ def shape_to_json(shape):
 # -- bounds ------------------------------------------------------------------------------------
 def check_bounds(value, path, what="model configuration"):
     """Refuse configurations nested deeper than MAX_DEPTH or holding more than MAX_VALUES
-    values, and values that are not JSON data. Iterative, so it cannot overflow the stack."""
-    stack, count = [(value, 1)], 0
-    while stack:
-        item, depth = stack.pop()
-        count += 1
-        if count > MAX_VALUES:
-            raise ModelFileError(path, f"the {what} holds more than {MAX_VALUES:,} values; "
-                                       "kilnet refuses configurations that large.")
-        if depth > MAX_DEPTH:
-            raise ModelFileError(path, f"the {what} is nested more than {MAX_DEPTH} levels "
-                                       "deep; kilnet refuses configurations that deep.")
-        if isinstance(item, dict):
-            for key, sub in item.items():
-                if not isinstance(key, str):
-                    raise ModelFileError(path, f"the {what} has a non-string key {key!r:.50}.")
-                stack.append((sub, depth + 1))
-        elif isinstance(item, (list, tuple)):
-            stack.extend((sub, depth + 1) for sub in item)
-        elif not (item is None or isinstance(item, (bool, int, float, str))):
-            raise ModelFileError(path, f"the {what} holds a {type(item).__name__}, which is "
-                                       "not JSON data.")
+    values, and values that are not JSON data (kilnet._safefile.check_bounds)."""
+    _safefile.check_bounds(value, path, what, max_depth=MAX_DEPTH, max_values=MAX_VALUES)
 
 
 # -- phase 1: the plan -----------------------------------------------------------------------------
