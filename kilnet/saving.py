@@ -629,9 +629,9 @@ def _keras_format(filepath, what) -> bool:
 
 def _is_zip(filepath) -> bool:
     """A .keras path holding a zip (a Keras 3 file), not a kilnet file of an older version."""
-    from kilnet.keras_files import _archive
+    from kilnet import keras_files
 
-    return _archive.is_zip(filepath)
+    return keras_files.is_zip(filepath)
 
 
 def _check_tensor_names(tensors, prefixes, path):

@@ -7,13 +7,14 @@ kilnet's, nothing in a file is imported or executed, and every size is bounded b
 allocated (see _archive, _h5, _config, _layout, _import, _export).
 """
 
+from kilnet.keras_files._archive import is_zip
 from kilnet.keras_files._export import save_keras, save_keras_weights
 from kilnet.keras_files._import import load_keras, load_keras_weights
 from kilnet.keras_files._legacy import load_legacy_h5
 
 __all__ = ["load_keras", "load_keras_weights", "load_legacy_h5", "save_keras",
            "save_keras_weights",
-           "is_keras_model_path", "is_keras_weights_path"]
+           "is_keras_model_path", "is_keras_weights_path", "is_zip"]
 
 
 def is_keras_model_path(path) -> bool:
