@@ -84,6 +84,15 @@ def after_train_begin(cb_list) -> None:
             hook(cb_list.callbacks)
 
 
+def after_fit(cb_list) -> None:
+    """Whatever way fit() ends (done, stopped by an error or a signal): callbacks give back
+    what they hold for the run (BackupAndRestore's lock on its folder)."""
+    for cb in cb_list.callbacks:
+        hook = getattr(cb, "after_fit", None)
+        if hook is not None:
+            hook()
+
+
 def safe_point(trainer, cb_list) -> None:
     """Let callbacks checkpoint; then, if a signal arrived, checkpoint and stop."""
     callbacks = cb_list.callbacks

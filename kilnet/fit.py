@@ -390,6 +390,7 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
     finally:
         progress.close()
         _interrupt.uninstall(trainer)
+        _interrupt.after_fit(cb_list)
         for used in (feed, val_feed):  # a PyDataset's worker pool
             if hasattr(used, "close"):
                 used.close()

@@ -247,6 +247,20 @@ def test_a_second_trainer_on_one_backup_dir_is_refused_and_a_dead_ones_lock_take
     assert not backup.exists()   # lock taken over, temp folders removed, completed: deleted
 
 
+def test_a_fit_that_fails_gives_its_backup_folder_back(tmp_path):
+    """An error ends fit before on_train_end: the lock goes all the same, so another
+    process may resume the run while this one (a notebook's kernel) lives on."""
+    backup = tmp_path / "b"
+    model = kilnet.Sequential([kilnet.Input(shape=(3,)), kilnet.layers.Dense(1)])
+    model.compile(optimizer=kilnet.optimizers.Adam(learning_rate=0.01, epsilon=0.0), loss="mse")
+    x = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32)
+    x[:, 2] = 0.0  # Adam with epsilon 0 divides 0 by 0: the first update is not finite
+    with pytest.raises(kilnet.NonFiniteError):
+        model.fit(x, x[:, :1], batch_size=8, epochs=2, verbose=0,
+                  callbacks=[BackupAndRestore(str(backup), save_freq=1)])
+    assert not (backup / "LOCK").exists()
+
+
 # -- 4. callbacks that save never crash fit --------------------------------------------------------
 def test_model_checkpoint_skips_a_model_with_infinite_optimizer_state(tmp_path):
     import jax

@@ -166,6 +166,12 @@ class BackupAndRestore(Callback):
         elif _is_chief():
             checkpoint.release_lock(self.backup_dir)
 
+    def after_fit(self):
+        """fit() ended, also by an error: the folder is free for another process (the lock
+        is this process's; on_train_end, which an error skips, releases it too)."""
+        if _is_chief():
+            checkpoint.release_lock(self.backup_dir)
+
     # -- writing ------------------------------------------------------------------------------
     def _save(self, callbacks):
         trainer = self.model.compiled
