@@ -31,37 +31,48 @@ class Graph:
         self._check_names()
 
     def _walk(self):
-        """Post-order walk back from the outputs; stops at the model's inputs."""
+        """Post-order walk back from the outputs; stops at the model's inputs. Iterative (an
+        explicit stack), so a chain of any depth walks without reaching Python's recursion
+        limit."""
         input_uids = {t.uid for t in self.inputs}
-        order, visiting, done = [], set(), set()
+        order, state = [], {}  # id(node) -> "visiting" or "done"
 
-        def visit(tensor, path):
+        def enter(tensor):
+            """A new frame (node, its parents still to visit), or None if already done."""
             node = tensor.node
             if node is None:
                 raise ValueError(f"{tensor!r} was not produced by a layer call.")
-            if id(node) in done:
-                return
-            if id(node) in visiting:
+            if state.get(id(node)) == "done":
+                return None
+            if state.get(id(node)) == "visiting":
                 raise ValueError("The model's graph has a cycle.")
             if node.is_input and tensor.uid not in input_uids:
                 raise ValueError(
                     f"The model's outputs depend on the input {tensor.name!r}, which is not in "
                     "its inputs: add it to kilnet.Model(inputs=[...], ...).")
-            visiting.add(id(node))
-            if tensor.uid not in input_uids:
-                for parent in node.inputs:
-                    visit(parent, path)
-            visiting.discard(id(node))
-            done.add(id(node))
-            order.append(node)
+            state[id(node)] = "visiting"
+            parents = [] if tensor.uid in input_uids else node.inputs
+            return node, iter(parents)
 
         for tensor in self.outputs:
-            visit(tensor, ())
+            first = enter(tensor)
+            stack = [] if first is None else [first]
+            while stack:
+                node, parents = stack[-1]
+                for parent in parents:  # resumes where the frame stopped
+                    frame = enter(parent)
+                    if frame is not None:
+                        stack.append(frame)
+                        break
+                else:
+                    stack.pop()
+                    state[id(node)] = "done"
+                    order.append(node)
         # Inputs that no output uses still belong to the model (Keras allows them).
         for tensor in self.inputs:
-            if id(tensor.node) not in done:
+            if state.get(id(tensor.node)) != "done":
                 order.insert(0, tensor.node)
-                done.add(id(tensor.node))
+                state[id(tensor.node)] = "done"
         return order
 
     def _check_names(self):

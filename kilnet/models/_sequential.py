@@ -32,8 +32,10 @@ class Sequential(Model):
         super().__init__(name=name, trainable=trainable)
         set_untracked(self, "_chain", [])
         set_untracked(self, "_input_layer", None)
+        set_untracked(self, "_chain_names", set())
         for layer in layers or []:
-            self.add(layer)
+            self._append(layer)
+        self._rebuild_graph()  # once: a graph per added layer would cost n^2 layer calls
 
     @property
     def default_name(self) -> str:
@@ -42,6 +44,10 @@ class Sequential(Model):
     # -- structure ------------------------------------------------------------------------------
     def add(self, layer) -> None:
         """Append a layer (or kilnet.Input(...) as the first element)."""
+        self._append(layer)
+        self._rebuild_graph()
+
+    def _append(self, layer) -> None:
         if isinstance(layer, KerasTensor) and isinstance(layer.node.layer, InputLayer):
             layer = layer.node.layer
         if not isinstance(layer, Layer):
@@ -52,7 +58,6 @@ class Sequential(Model):
             if self._chain or self._input_layer is not None:
                 raise ValueError("kilnet.Input(...) must be the first element of a Sequential.")
             set_untracked(self, "_input_layer", layer)
-            self._rebuild_graph()
             return
         if layer.declared_input_shape is not None and not isinstance(layer, Model):
             if self._chain or self._input_layer is not None:
@@ -60,17 +65,19 @@ class Sequential(Model):
                     f"input_shape={layer.declared_input_shape} was given to a layer that is not the "
                     "first; only the first layer may declare the input shape.")
             set_untracked(self, "_input_layer", InputLayer(shape=layer.declared_input_shape))
-        layer.take_name({existing.name for existing in self._chain})
-        if any(existing.name == layer.name for existing in self._chain):
+        names = self._chain_names  # kept as layers come: a set per layer was n^2 for a chain
+        layer.take_name(names)
+        if layer.name in names:
             raise ValueError(f"Two layers are named {layer.name!r}; layer names must be unique.")
         self._chain.append(layer)
-        self._rebuild_graph()
+        names.add(layer.name)
 
     def pop(self) -> Layer:
         """Remove and return the last layer."""
         if not self._chain:
             raise TypeError("There are no layers in the model to pop.")
         layer = self._chain.pop()
+        set_untracked(self, "_chain_names", {existing.name for existing in self._chain})
         self._rebuild_graph()
         return layer
 

@@ -1,0 +1,32 @@
+"""Deep chains: a model of thousands of layers builds without Python's recursion limit, and
+building or loading a Sequential costs one symbolic call per layer (not one per layer per
+layer added before it, which made a 60,000-layer file take minutes to load)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import kilnet
+
+DEPTH = 1200  # past Python's default recursion limit of 1000
+
+
+def test_a_functional_chain_deeper_than_the_recursion_limit_builds_and_runs():
+    x = inputs = kilnet.Input(shape=(2,))
+    for _ in range(DEPTH):
+        x = kilnet.layers.Dense(2)(x)
+    model = kilnet.Model(inputs, x)
+    assert len(model.layers) == DEPTH + 1
+    model.set_weights([np.eye(2, dtype=np.float32), np.ones(2, np.float32)] * DEPTH)
+    sample = np.array([[1.0, -2.0]], np.float32)
+    np.testing.assert_allclose(model(sample), sample + DEPTH)  # x + 1 at every layer
+
+
+def test_a_long_sequential_calls_each_layer_once_when_built_and_loaded(tmp_path):
+    chain = [kilnet.layers.Dense(2) for _ in range(DEPTH)]
+    model = kilnet.Sequential([kilnet.Input(shape=(2,))] + chain)
+    assert all(len(layer.inbound_nodes) == 1 for layer in chain)
+    model.save(tmp_path / "deep.kilnet")
+    loaded = kilnet.models.load_model(tmp_path / "deep.kilnet")
+    assert all(len(layer.inbound_nodes) == 1 for layer in loaded.layers)
+    assert [layer.name for layer in loaded.layers] == [layer.name for layer in chain]
