@@ -104,3 +104,38 @@ def load(kind: str = "auto", n_train: int | None = None, seed: int = 0):
         return train, test, "fashion-mnist"
     train, test = synthetic(n_train or 60_000, 10_000, seed=seed)
     return train, test, "synthetic"
+
+
+# -- text: the lstm and transformer workloads --------------------------------------------------
+TEXT_VOCAB = 20_000
+TEXT_LENGTH = 200
+_MARKERS = 50  # token ids 1..50 lean positive, 51..100 negative; the rest are filler
+
+
+def text_classification(n_train: int = 25_000, n_test: int = 5_000, seed: int = 0,
+                        length: int = TEXT_LENGTH, vocab: int = TEXT_VOCAB, own: int = 8,
+                        other_max: int = 4):
+    """Synthetic "reviews": int32 token ids (n, length) and float32 labels (n, 1) in {0, 1}.
+
+    Filler tokens are uniform over ids 101..vocab-1. Each sequence also holds `own` (8)
+    marker tokens of its class (ids 1..50 for label 1, 51..100 for label 0) and 0 to
+    `other_max` (4) of the other class, at random positions. With other_max < own the label
+    is the majority of its markers: the sequence determines it, a model has to find the
+    markers among 200 tokens and count them (an LSTM has to carry the count to the end), and
+    a broken trainer shows up as accuracy near 0.5.
+    """
+    rng = np.random.default_rng(seed)
+
+    def make(n):
+        y = rng.integers(0, 2, size=n)
+        x = rng.integers(2 * _MARKERS + 1, vocab, size=(n, length))
+        minor = rng.integers(0, other_max + 1, size=n)
+        for i in range(n):
+            spots = rng.choice(length, size=own + minor[i], replace=False)
+            first = 1 + (1 - y[i]) * _MARKERS   # first id of the sequence's own marker set
+            other = 1 + y[i] * _MARKERS
+            x[i, spots[:own]] = rng.integers(first, first + _MARKERS, size=own)
+            x[i, spots[own:]] = rng.integers(other, other + _MARKERS, size=minor[i])
+        return x.astype(np.int32), y.astype(np.float32)[:, None]
+
+    return make(n_train), make(n_test)

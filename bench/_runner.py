@@ -38,7 +38,11 @@ WORKLOADS = {
     # name: (batch_size, epochs)
     "mlp": (32, 5),
     "cnn": (128, 2),
+    "lstm": (64, 3),
+    "transformer": (64, 3),
 }
+TEXT_WORKLOADS = ("lstm", "transformer")  # token sequences and binary labels (bench/_data.py)
+EMBED = 64  # the text models' embedding width
 
 
 def rss_now_mb() -> float:
@@ -133,7 +137,9 @@ def _to_float(v):
 # --------------------------------------------------------------------------
 
 def build_keras_model(keras, layers, workload: str):
-    """The seed MLP or Keras's simple MNIST convnet, in the Keras API."""
+    """The seed MLP, Keras's simple MNIST convnet or a text classifier, in the Keras API."""
+    if workload in TEXT_WORKLOADS:
+        return build_text_model(keras, layers, workload)
     if workload == "mlp":
         return keras.Sequential([
             layers.Flatten(input_shape=(28, 28)),
@@ -149,6 +155,44 @@ def build_keras_model(keras, layers, workload: str):
         layers.Dropout(0.5),
         layers.Dense(10, activation="softmax"),
     ])
+
+
+def build_text_model(keras, layers, workload: str):
+    """Embedding + LSTM(64), or one Transformer block (as keras.io's text classification
+    with a Transformer, without its dropout), each ending in Dense(1, sigmoid)."""
+    import _data
+
+    inputs = keras.Input(shape=(_data.TEXT_LENGTH,), dtype="int32")
+    x = layers.Embedding(_data.TEXT_VOCAB, EMBED)(inputs)
+    if workload == "lstm":
+        x = layers.LSTM(EMBED)(x)
+    else:
+        x = position_embedding_class(keras)(name="position")(x)
+        # key_dim 32 = 64 / 2 heads: the per-head width torch's nn.MultiheadAttention uses.
+        attention = layers.MultiHeadAttention(num_heads=2, key_dim=EMBED // 2)(x, x)
+        x = layers.LayerNormalization(epsilon=1e-6)(layers.Add()([x, attention]))
+        ff = layers.Dense(EMBED)(layers.Dense(EMBED, activation="relu")(x))
+        x = layers.LayerNormalization(epsilon=1e-6)(layers.Add()([x, ff]))
+        x = layers.GlobalAveragePooling1D()(x)
+    outputs = layers.Dense(1, activation="sigmoid")(x)
+    return keras.Model(inputs, outputs)
+
+
+def position_embedding_class(keras):
+    """A learned position table added to the token embeddings, in Keras's subclassing form
+    (the same code runs on kilnet and Keras): the table is what keras.io's
+    TokenAndPositionEmbedding looks up with positions 0..length-1."""
+
+    class PositionEmbedding(keras.layers.Layer):
+        def build(self, input_shape):
+            # "uniform" is U(-0.05, 0.05) in both (Keras's RandomUniform defaults)
+            self.table = self.add_weight(shape=tuple(input_shape[1:]), name="table",
+                                         initializer="uniform")
+
+        def call(self, x):
+            return keras.ops.add(x, self.table)
+
+    return PositionEmbedding
 
 
 def seed_everything(keras, args):
@@ -176,6 +220,8 @@ def run_keras_like(keras, layers, args, data, counter):
     (x_train, y_train), (x_test, y_test) = data
     if args.workload == "cnn":
         x_train, x_test = x_train[..., None], x_test[..., None]
+    text = args.workload in TEXT_WORKLOADS
+    loss = "binary_crossentropy" if text else "sparse_categorical_crossentropy"
     batch_size, epochs = args.batch_size, args.epochs
 
     seed_everything(keras, args)
@@ -200,7 +246,7 @@ def run_keras_like(keras, layers, args, data, counter):
     t_built = time.perf_counter()
     if counter is not None:
         counter.phase = "compile"
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
     t_compiled = time.perf_counter()
     if counter is not None:
         counter.phase = "first_epoch"
@@ -249,7 +295,11 @@ def run_torch(args, data):
     torch.manual_seed(args.seed)
     rss_before = rss_now_mb()
     c0, t0 = cpu_s(), time.perf_counter()  # from building the model, as for Keras
-    if args.workload == "mlp":
+    text = args.workload in TEXT_WORKLOADS
+    if text:
+        model = torch_text_model(args.workload)
+        x, xt = torch.from_numpy(x_train.astype("int64")), torch.from_numpy(x_test.astype("int64"))
+    elif args.workload == "mlp":
         model = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
         x, xt = torch.from_numpy(x_train), torch.from_numpy(x_test)
     else:
@@ -264,10 +314,16 @@ def run_torch(args, data):
         if isinstance(m, (nn.Linear, nn.Conv2d)):
             nn.init.xavier_uniform_(m.weight)
             nn.init.zeros_(m.bias)
-    y, yt = torch.from_numpy(y_train.astype("int64")), torch.from_numpy(y_test.astype("int64"))
+    if text:  # float (n, 1) labels, a sigmoid output: the loss takes its logit
+        y, yt = torch.from_numpy(y_train), torch.from_numpy(y_test)
+        loss_fn = nn.BCEWithLogitsLoss()
+        hits = lambda logits, yb: ((logits > 0) == (yb > 0.5)).sum()  # noqa: E731
+    else:
+        y, yt = torch.from_numpy(y_train.astype("int64")), torch.from_numpy(y_test.astype("int64"))
+        loss_fn = nn.CrossEntropyLoss()
+        hits = lambda logits, yb: (logits.argmax(1) == yb).sum()  # noqa: E731
     n, batch_size = len(x), args.batch_size
     gen = torch.Generator().manual_seed(args.seed)
-    loss_fn = nn.CrossEntropyLoss()
     clock = _Clock(None)
 
     t_built = time.perf_counter()
@@ -289,7 +345,7 @@ def run_torch(args, data):
             opt.step()
             with torch.no_grad():  # running metrics, like Keras's "accuracy"
                 loss_sum += loss.detach() * len(idx)
-                correct += (logits.argmax(1) == yb).sum()
+                correct += hits(logits, yb)
         clock.epoch_end({"loss": float(loss_sum) / n, "accuracy": int(correct) / n})
     t_fit, c_fit = time.perf_counter(), cpu_s()
 
@@ -300,10 +356,59 @@ def run_torch(args, data):
             logits = model(xt[start:start + 1000])
             yb = yt[start:start + 1000]
             total_loss += float(loss_fn(logits, yb)) * len(yb)
-            total_correct += int((logits.argmax(1) == yb).sum())
+            total_correct += int(hits(logits, yb))
     t_eval = time.perf_counter()
     return _timings(clock, t0, t_built, t_compiled, t_fit, t_eval, total_loss / len(xt),
                     total_correct / len(xt), rss_before, c_fit - c0)
+
+
+def torch_text_model(workload: str):
+    """The Keras text models in torch, initialised as Keras initialises them: Embedding
+    uniform(-0.05, 0.05), Glorot-uniform kernels, orthogonal recurrent kernels, zero biases
+    but the LSTM's forget gate (1, Keras's unit_forget_bias). Returns logits (n, 1)."""
+    import torch
+    from torch import nn
+
+    import _data
+
+    class TextModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = nn.Embedding(_data.TEXT_VOCAB, EMBED)
+            nn.init.uniform_(self.embedding.weight, -0.05, 0.05)
+            if workload == "lstm":
+                self.lstm = nn.LSTM(EMBED, EMBED, batch_first=True)
+                nn.init.xavier_uniform_(self.lstm.weight_ih_l0)
+                nn.init.orthogonal_(self.lstm.weight_hh_l0)
+                nn.init.zeros_(self.lstm.bias_hh_l0)
+                with torch.no_grad():  # gate order i, f, g, o as in Keras
+                    self.lstm.bias_ih_l0.zero_()
+                    self.lstm.bias_ih_l0[EMBED:2 * EMBED] = 1.0
+            else:
+                self.position = nn.Parameter(torch.empty(_data.TEXT_LENGTH, EMBED))
+                nn.init.uniform_(self.position, -0.05, 0.05)
+                self.attention = nn.MultiheadAttention(EMBED, 2, batch_first=True)
+                self.norm1 = nn.LayerNorm(EMBED, eps=1e-6)
+                self.ff = nn.Sequential(nn.Linear(EMBED, EMBED), nn.ReLU(), nn.Linear(EMBED, EMBED))
+                self.norm2 = nn.LayerNorm(EMBED, eps=1e-6)
+            self.out = nn.Linear(EMBED, 1)
+
+        def forward(self, tokens):
+            x = self.embedding(tokens)
+            if workload == "lstm":
+                _, (h, _) = self.lstm(x)
+                return self.out(h[-1])
+            x = x + self.position
+            x = self.norm1(x + self.attention(x, x, x, need_weights=False)[0])
+            x = self.norm2(x + self.ff(x))
+            return self.out(x.mean(dim=1))
+
+    model = TextModel()
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+    return model
 
 
 # --------------------------------------------------------------------------
@@ -358,7 +463,14 @@ def main(argv=None) -> int:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import _data
 
-    (x_train, y_train), (x_test, y_test), data_name = _data.load(args.data, args.train_samples, args.seed)
+    if args.workload in TEXT_WORKLOADS:
+        n = args.train_samples or 25_000
+        (x_train, y_train), (x_test, y_test) = _data.text_classification(
+            n, min(5_000, max(1_000, n // 5)), seed=args.seed)
+        data_name = "synthetic tokens"
+    else:
+        (x_train, y_train), (x_test, y_test), data_name = _data.load(
+            args.data, args.train_samples, args.seed)
     data = ((x_train, y_train), (x_test, y_test))
     t_data = time.perf_counter()
     rss_data = rss_now_mb()

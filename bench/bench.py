@@ -4,6 +4,7 @@
     python bench/bench.py --workloads mlp --repeats 5
     python bench/bench.py --frameworks kilnet,keras-jax
     python bench/bench.py --scaling                 # kilnet MLP epochs at 60k/300k/600k samples
+    python bench/bench.py --workloads lstm,transformer --samples 5000 --repeats 1   # quick
 
 Each measurement runs in its own process (bench/_runner.py) with the
 interpreter that has the framework: kilnet with the repo's .venv (else this
@@ -38,10 +39,14 @@ PEERS_PYTHON = os.path.join(HERE, ".venv-peers", "bin", "python")
 RESULT_PREFIX = "BENCH_RESULT "
 
 FRAMEWORKS = ("kilnet", "keras-jax", "keras-tensorflow", "torch")
-WORKLOADS = ("mlp", "cnn")
+WORKLOADS = ("mlp", "cnn", "lstm", "transformer")
 WORKLOAD_TITLES = {
     "mlp": "mlp: Flatten, Dense 128 relu, Dense 10 softmax; adam",
     "cnn": "cnn: Keras MNIST convnet (Conv 32, pool, Conv 64, pool, Dropout 0.5, Dense 10); adam",
+    "lstm": "lstm: Embedding(20000, 64), LSTM(64), Dense 1 sigmoid on 200 tokens; adam",
+    "transformer": "transformer: token + position embedding 64, one block (MultiHeadAttention 2 "
+                   "heads x 32, Add + LayerNorm, Dense 64 relu, Dense 64, Add + LayerNorm), "
+                   "GlobalAveragePooling1D, Dense 1 sigmoid on 200 tokens; adam",
 }
 
 
@@ -488,7 +493,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=None,
                    help="runs per framework and workload (default 3; 1 with --scaling)")
-    p.add_argument("--workloads", default="mlp,cnn", help="comma-separated: mlp,cnn")
+    p.add_argument("--workloads", default="mlp,cnn",
+                   help="comma-separated: mlp,cnn,lstm,transformer (default mlp,cnn)")
     p.add_argument("--frameworks", default=None,
                    help=f"comma-separated, default all: {','.join(FRAMEWORKS)} (kilnet with --scaling)")
     p.add_argument("--baseline", default="kilnet", choices=FRAMEWORKS,
@@ -496,8 +502,9 @@ def main(argv=None) -> int:
     p.add_argument("--data", default="auto", choices=("auto", "fashion-mnist", "synthetic"),
                    help="auto: Fashion-MNIST when /usr/share/datasets/fashion-mnist has it, else synthetic")
     p.add_argument("--epochs", type=int, default=None, help="override the workloads' epochs (quick checks)")
-    p.add_argument("--train-samples", type=int, default=None,
-                   help="synthetic training set of this size instead (quick checks)")
+    p.add_argument("--train-samples", "--samples", type=int, default=None,
+                   help="synthetic training set of this size instead (quick checks; for lstm "
+                        "and transformer the test set is a fifth of it, 1,000 to 5,000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=1800, help="seconds per child process")
     p.add_argument("--scaling", action="store_true",

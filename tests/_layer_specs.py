@@ -48,6 +48,11 @@ def _hashing_reference(inputs, weights):
         inputs[0]).astype(np.int32)
 
 
+def _keras_deterministic_crop(images, height, width):
+    import keras  # the contract test has chosen the JAX backend before importing keras
+    return np.asarray(keras.layers.RandomCrop(height, width)(images, training=True))
+
+
 def _normalization_reference(inputs, weights):
     mean, variance = np.array([0.5, -1.0, 2.0]), np.array([4.0, 0.25, 1.0])
     return (inputs[0] - mean) / np.sqrt(variance)
@@ -151,6 +156,11 @@ SPECS = [
     Spec("RandomTranslation", lambda ns: ns.RandomTranslation(0.1, 0.1), [(4, 4, 1)]),
     Spec("RandomContrast", lambda ns: ns.RandomContrast(0.2), [(4, 4, 1)]),
     Spec("RandomBrightness", lambda ns: ns.RandomBrightness(0.2), [(4, 4, 1)]),
+    # Keras 3.15's RandomCrop passes images through at inference (keras-team/keras#21868);
+    # the reference is Keras's deterministic crop, which it applies in training to images not
+    # larger than the target (here 3 rows for 4: a window cut short, then resized).
+    Spec("RandomCrop", lambda ns: ns.RandomCrop(4, 4), [(3, 5, 1)], keras=False,
+         reference=lambda inputs, weights: _keras_deterministic_crop(inputs[0], 4, 4)),
     # recurrent and wrappers
     Spec("SimpleRNN", lambda ns: ns.SimpleRNN(3), [(4, 2)]),
     Spec("LSTM", lambda ns: ns.LSTM(2, return_sequences=True), [(3, 2)]),

@@ -2,8 +2,9 @@
 
 from kilnet.layers._activations import ELU, Identity, LeakyReLU, PReLU, ReLU, Softmax
 from kilnet.layers._attention import Attention, MultiHeadAttention
-from kilnet.layers._augmentation import (RandomBrightness, RandomContrast, RandomFlip,
-                                         RandomRotation, RandomTranslation, RandomZoom)
+from kilnet.layers._augmentation import (RandomBrightness, RandomContrast, RandomCrop,
+                                         RandomFlip, RandomRotation, RandomTranslation,
+                                         RandomZoom)
 from kilnet.layers._base import ActivatedLayer, Layer
 from kilnet.layers._conv import Conv2D
 from kilnet.layers._conv1d import Conv1D
@@ -58,7 +59,7 @@ LAYER_TYPES = {
                 MultiHeadAttention, Attention, LayerNormalization, GroupNormalization,
                 UnitNormalization,
                 Normalization, Resizing, CenterCrop, RandomFlip, RandomRotation,
-                RandomZoom, RandomTranslation, RandomContrast, RandomBrightness,
+                RandomZoom, RandomTranslation, RandomContrast, RandomBrightness, RandomCrop,
                 SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed,
                 Conv1DTranspose, DepthwiseConv2D, SeparableConv2D, Conv3D,
                 MaxPooling3D, AveragePooling3D,
@@ -83,8 +84,8 @@ __all__ = [
     "ZeroPadding1D", "ZeroPadding2D",
     "Attention", "GroupNormalization", "LayerNormalization", "MultiHeadAttention",
     "UnitNormalization",
-    "CenterCrop", "Normalization", "RandomBrightness", "RandomContrast", "RandomFlip",
-    "RandomRotation", "RandomTranslation", "RandomZoom", "Resizing",
+    "CenterCrop", "Normalization", "RandomBrightness", "RandomContrast", "RandomCrop",
+    "RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom", "Resizing",
     "Bidirectional", "GRU", "LSTM", "SimpleRNN", "TimeDistributed",
     "AveragePooling3D", "Conv1DTranspose", "Conv3D", "DepthwiseConv2D", "MaxPooling3D",
     "SeparableConv2D",

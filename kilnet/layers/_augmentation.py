@@ -4,8 +4,9 @@ Each layer draws its random transformation from the JAX key that `apply` receive
 that is the step's key, so a run is reproducible from the model's seed, and no global random
 state is read or advanced. Every image gets its own draw from a key folded with its row index,
 so an image's augmentation does not depend on the batch size or on the padding rows of a last
-partial batch. At inference (evaluate, predict, `training=False`) the layers pass images
-through unchanged.
+partial batch. RandomCrop is the exception: as in Keras, one window position serves the whole
+batch. At inference (evaluate, predict, `training=False`) the layers pass images through
+unchanged, except RandomCrop, which cuts the center window (its output shape is fixed).
 
 `seed` is accepted and saved for Keras compatibility, but the model's key decides the draws.
 
@@ -24,7 +25,8 @@ import jax
 import jax.numpy as jnp
 
 from kilnet.layers._base import Layer
-from kilnet.layers._preprocessing import as_float, check_channels_last, check_image_shape
+from kilnet.layers._preprocessing import (as_float, as_size, check_channels_last,
+                                          check_image_shape)
 
 _FILL_MODES = ("reflect", "wrap", "constant", "nearest")
 _INTERPOLATIONS = {"nearest": 0, "bilinear": 1}   # map_coordinates' spline order
@@ -391,3 +393,89 @@ class RandomBrightness(_RandomImageLayer):
         delta = _uniform(keys, self.factor[0], self.factor[1]) * span
         return jnp.clip(images + delta[:, None, None, None].astype(images.dtype),
                         *self.value_range)
+
+
+# -- cropping -------------------------------------------------------------------------------------
+def _aspect_offsets(height, width, target_h, target_w):
+    """Keras's deterministic crop start (top, left): where the largest centered window with
+    the target aspect ratio begins, with Keras's integer rounding."""
+    rows = max(min(height, int(float(width * target_h) / target_w)), 1)
+    cols = max(min(width, int(float(height * target_w) / target_h)), 1)
+    return int(float(height - rows) / 2), int(float(width - cols) / 2)
+
+
+class RandomCrop(_RandomImageLayer):
+    """Randomly crops images to (height, width) while training, as `keras.layers.RandomCrop`.
+
+    While training, when the images are larger than the target on both sides, one window of
+    (height, width) at a random position is cut from every image of the batch (as Keras, the
+    whole batch shares the position; it comes from the step's key).
+
+    Otherwise, and at inference, the crop is Keras's deterministic one: a (height, width)
+    window starting where the largest centered window with the target aspect ratio starts,
+    cut short by the image's edges and then resized (bilinear) to (height, width) if it came
+    out smaller. (For an image larger than the target, that window starts at the aspect
+    window's corner, not at the image's center: use CenterCrop for a true center crop.)
+    Keras 3.15 returns the images unchanged at inference instead (keras-team/keras#21868),
+    which breaks the layer's declared output shape; kilnet applies Keras's deterministic crop,
+    as Keras does in training for images that are not larger than the target.
+
+    Args:
+        height, width: the output size.
+        seed: accepted for Keras compatibility; the model's random key decides the draws.
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> images = np.arange(16.0).reshape(1, 4, 4, 1)
+        >>> crop = kilnet.layers.RandomCrop(2, 2)
+        >>> crop(images).shape
+        (1, 2, 2, 1)
+        >>> np.asarray(crop(images, training=False))[0, :, :, 0].tolist()
+        [[0.0, 1.0], [4.0, 5.0]]
+    """
+
+    config_keys = ("height", "width", "seed", "data_format")
+
+    def __init__(self, height, width, seed=None, data_format=None, **kwargs):
+        super().__init__(seed=seed, data_format=data_format, **kwargs)
+        self.height, self.width = as_size(height, "height"), as_size(width, "width")
+
+    def compute_output_shape(self, input_shape):
+        check_image_shape(self, input_shape)
+        if input_shape[0] is None or input_shape[1] is None:
+            raise ValueError("RandomCrop needs images of known height and width. Received: "
+                             f"input_shape={tuple(input_shape)}")
+        return (self.height, self.width, input_shape[2])
+
+    def apply(self, params, state, x, *, training=False, rng=None, **_):
+        x = as_float(x)
+        h, w = x.shape[1:3]
+        if training and h > self.height and w > self.width:
+            if rng is None:
+                raise ValueError(f"RandomCrop {self.name!r} was applied in training mode "
+                                 "without a random key (rng=...).")
+            return self._random_window(x, rng), state
+        return self._deterministic(x), state
+
+    def _random_window(self, images, rng):
+        h, w = images.shape[1:3]
+        key_h, key_w = jax.random.split(rng)
+        # One position for the batch, uniform over the h - height + 1 possible rows (and
+        # columns) as Keras draws it; the clip guards float rounding at the upper end.
+        top = jnp.clip(jax.random.uniform(key_h, (), maxval=h - self.height + 1.0)
+                       .astype(jnp.int32), 0, h - self.height)
+        left = jnp.clip(jax.random.uniform(key_w, (), maxval=w - self.width + 1.0)
+                        .astype(jnp.int32), 0, w - self.width)
+        zero = jnp.zeros((), jnp.int32)
+        size = (images.shape[0], self.height, self.width, images.shape[3])
+        return jax.lax.dynamic_slice(images, (zero, top, left, zero), size)
+
+    def _deterministic(self, images):
+        n, h, w, c = images.shape
+        top, left = _aspect_offsets(h, w, self.height, self.width)
+        window = images[:, top:top + self.height, left:left + self.width, :]
+        if window.shape[1:3] == (self.height, self.width):
+            return window
+        return jax.image.resize(window, (n, self.height, self.width, c), method="bilinear",
+                                antialias=False)
