@@ -17,6 +17,7 @@ def test_a_functional_chain_deeper_than_the_recursion_limit_builds_and_runs():
         x = kilnet.layers.Dense(2)(x)
     model = kilnet.Model(inputs, x)
     assert len(model.layers) == DEPTH + 1
+    model.build(seed=0)
     model.set_weights([np.eye(2, dtype=np.float32), np.ones(2, np.float32)] * DEPTH)
     sample = np.array([[1.0, -2.0]], np.float32)
     np.testing.assert_allclose(model(sample), sample + DEPTH)  # x + 1 at every layer
