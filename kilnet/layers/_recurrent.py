@@ -149,13 +149,20 @@ class RNNBase(Layer):
         batch = x.shape[0]
         states = self._initial_states(initial_state, batch, x.dtype)
         input_masks, recurrent_masks = self._dropout_masks(training, rng, batch, features)
-        inputs = cells.input_part(x, params["kernel"], self._input_bias(params), input_masks,
-                                  self.GATES)
+        inputs = jnp.swapaxes(x, 0, 1)
+
+        def project(x_t):  # inside the loop, as Keras (see kilnet/layers/_rnn_cells.py)
+            return cells.input_part(x_t, params["kernel"], self._input_bias(params),
+                                    input_masks, self.GATES)
         step = self._step(params, recurrent_masks)
+        # The last output is the first final state, unless a masked last step outputs zero.
+        sequences = self.return_sequences or self.zero_output_for_mask
         outputs, final = cells.scan(step, inputs, states, _sequence_mask(mask, x.shape[:2]),
                                     go_backwards=self.go_backwards,
-                                    zero_output_for_mask=self.zero_output_for_mask)
-        output = outputs if self.return_sequences else outputs[:, -1]
+                                    zero_output_for_mask=self.zero_output_for_mask,
+                                    sequences=sequences, project=project)
+        output = (outputs if self.return_sequences
+                  else outputs[:, -1] if sequences else final[0])
         return ([output, *final] if self.return_state else output), state
 
     def _input_bias(self, params):

@@ -7,8 +7,11 @@ number for number, and it reads best as plain functions of arrays.
 
 Layout of the weights, as Keras's: the kernel is (features, gates * units), the recurrent
 kernel (units, gates * units), gates side by side in Keras's order (LSTM: i, f, c, o; GRU: z,
-r, h). The input part `x @ kernel + bias` does not depend on the state, so it is computed for
-every step at once before the scan; only `h @ recurrent_kernel` runs inside the loop.
+r, h). The input part `x_t @ kernel + bias` is computed inside the loop, step by step, as Keras
+does: computing it for all steps before the scan looks cheaper (one large matmul) but makes a
+gates-wide (time, batch, 4 * units) array that the scan and its gradient move around; measured
+on the LSTM(64) bench workload (2-core AMD EPYC), the median epoch went 6.5 s -> 3.8 s. The
+sequence is read time-major (the scan's order); without return_sequences no output is stacked.
 
 Dropout masks are drawn once per sequence, as Keras does. Keras draws one input mask (and one
 recurrent mask) for all gates, except when recurrent_dropout is set, where it switches to one
@@ -30,13 +33,13 @@ def dropout_masks(rng, rate: float, count: int, shape: tuple):
 
 
 def input_part(x, kernel, bias, masks, gates: int):
-    """`x @ kernel + bias` for a whole (batch, time, features) sequence, each gate's block of
-    the kernel seeing the input through that gate's dropout mask."""
+    """`x @ kernel + bias` for one step's (batch, features) input, each gate's block of the
+    kernel seeing the input through that gate's (batch, features) dropout mask."""
     if masks is None or masks.shape[0] == 1:
-        y = (x if masks is None else x * masks[0][:, None, :]) @ kernel
+        y = (x if masks is None else x * masks[0]) @ kernel
     else:
         blocks = jnp.split(kernel, gates, axis=1)
-        y = jnp.concatenate([(x * m[:, None, :]) @ k for m, k in zip(masks, blocks)], axis=-1)
+        y = jnp.concatenate([(x * m) @ k for m, k in zip(masks, blocks)], axis=-1)
     return y if bias is None else y + bias
 
 
@@ -94,9 +97,12 @@ def gru_step(x_t, states, *, recurrent_kernel, recurrent_bias, masks, activation
     return h, (h,)
 
 
-def scan(step, inputs, states, mask, *, go_backwards: bool, zero_output_for_mask: bool):
-    """Run `step(x_t, states) -> (output, states)` over the time axis of `inputs` (batch, time,
-    ...) with `jax.lax.scan`; returns (outputs (batch, time, units), final states).
+def scan(step, inputs, states, mask, *, go_backwards: bool, zero_output_for_mask: bool,
+         sequences: bool = True, project=None):
+    """Run `step(project(x_t), states) -> (output, states)` over the time-major `inputs`
+    (time, batch, ...) with `jax.lax.scan`; returns (outputs (batch, time, units), final
+    states), or (None, final states) without `sequences` (the last output is then the first
+    final state). `project`: the input part of the step (input_part), or None.
 
     go_backwards reads the sequence from its end, and the outputs come in that reading order
     (as Keras returns them). Where `mask` (bool, (batch, time)) is False the step is skipped:
@@ -104,18 +110,21 @@ def scan(step, inputs, states, mask, *, go_backwards: bool, zero_output_for_mask
     state, which is the last output of all three layers), or is zero with
     zero_output_for_mask, as Keras's scan does."""
     if go_backwards:
-        inputs = jnp.flip(inputs, axis=1)
+        inputs = jnp.flip(inputs, axis=0)
         mask = None if mask is None else jnp.flip(mask, axis=1)
-    xs = jnp.swapaxes(inputs, 0, 1)
     masks = None if mask is None else jnp.swapaxes(mask, 0, 1)[..., None]
 
     def body(carry, step_inputs):
         x_t, keep = step_inputs
+        if project is not None:
+            x_t = project(x_t)
         output, new_states = step(x_t, carry)
         if keep is not None:
             new_states = tuple(jnp.where(keep, new, old) for new, old in zip(new_states, carry))
             output = jnp.where(keep, output, 0.0 if zero_output_for_mask else carry[0])
-        return new_states, output
+        # Only the last output wanted: none stacked (a (time, batch, units) array less, in
+        # the forward pass and in the gradient).
+        return new_states, (output if sequences else None)
 
-    final, outputs = jax.lax.scan(body, tuple(states), (xs, masks))
-    return jnp.swapaxes(outputs, 0, 1), final
+    final, outputs = jax.lax.scan(body, tuple(states), (inputs, masks))
+    return (jnp.swapaxes(outputs, 0, 1) if sequences else None), final
