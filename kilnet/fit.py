@@ -295,9 +295,15 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
     if feeds.is_stream(x):
         _refuse_stream_weights(x, sample_weight, class_weight)
         validation.check_epochs(epochs, initial_epoch)
+        validation.check_streamed_fit(x, y, batch_size=batch_size,
+                                      validation_split=validation_split)
+        if validation_split and validation_data is None:  # a memmap: its last rows, as Keras
+            (x, y), validation_data = data_lib.split_validation(x, y, validation_split)
         feed = make_feed(trainer, x, y, batch_size, shuffle=shuffle, steps=steps_per_epoch,
                          seed=seed, class_weight=class_weight)
         trainer.ensure_state(seed, input_shape=feed.sample_shape)
+        if isinstance(x, np.ndarray) and y is not None:  # a memmap's labels, read once
+            validation.check_targets(model, trainer.objective, [np.asarray(y)], y_names=["y"])
         if validation_data is not None:
             val = _validation_arrays(trainer, validation_data)
     else:

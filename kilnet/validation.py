@@ -63,6 +63,40 @@ def check_epochs(epochs, initial_epoch):
                          f"from). Received: initial_epoch={initial_epoch!r}")
 
 
+def check_memmap(array, argument):
+    """A memmap must be as long as its file says: a file cut short (a copy that failed, a
+    disk that filled up) would kill the process with SIGBUS on the first read past its end,
+    with no message."""
+    filename = getattr(array, "filename", None)
+    if not isinstance(array, np.memmap) or filename is None:
+        return
+    needed = int(getattr(array, "offset", 0)) + int(array.nbytes)
+    size = os.path.getsize(filename)
+    if size < needed:
+        raise InputError(
+            f"{argument} maps {needed:,} bytes of {filename}, but the file holds {size:,}: it "
+            "was cut short (an interrupted copy or a full disk?). Write the array again, or "
+            f"map the rows the file holds. Received: {argument} of shape {array.shape}")
+
+
+def check_streamed_fit(x, y, *, batch_size, validation_split):
+    """The checks a memmap (or a source of batches) gets before fit: the argument values, and
+    for a memmap the file sizes (its labels are checked once the model's outputs are known:
+    check_targets). Sources of batches are checked batch by batch (kilnet.loaders)."""
+    if isinstance(x, np.ndarray):  # a memmap
+        _check_batch_size(batch_size, len(x), warn=False)
+        check_memmap(x, "x")
+        check_memmap(y, "y")
+        if validation_split:
+            _check_validation_split(validation_split, len(x))
+    elif validation_split:
+        raise InputError(
+            "validation_split needs the whole dataset to hold the last part out, and a source "
+            "of batches (a generator, a PyDataset, a DataLoader) does not have it: pass "
+            "validation_data=... instead, as Keras requires. Received: "
+            f"validation_split={_py(validation_split)!r} with x of type {type(x).__name__}")
+
+
 def _check_validation_split(validation_split, n, used=True):
     split = validation_split
     if (isinstance(split, (bool, np.bool_)) or not isinstance(split, numbers.Real)
