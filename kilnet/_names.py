@@ -21,13 +21,30 @@ def snake_case(class_name: str) -> str:
     return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).lower()
 
 
+class Names(set):
+    """The names taken in one model, remembering per base where numbering stopped, so that
+    naming n layers of one kind costs n lookups, not n^2 (a chain of 60,000 Dense layers).
+    Names are only added to it: a number passed over stays taken.
+
+    >>> names = Names({"dense"})
+    >>> unique_among("dense", names), unique_among("dense", names | {"dense_1"})
+    ('dense_1', 'dense_2')
+    """
+
+    def __init__(self, names=()):
+        super().__init__(names)
+        self.next_suffix = {}
+
+
 def unique_among(base: str, taken) -> str:
     """`base`, or base_1, base_2, ... : the first not in `taken`."""
     if base not in taken:
         return base
-    i = 1
+    i = taken.next_suffix.get(base, 1) if isinstance(taken, Names) else 1
     while f"{base}_{i}" in taken:
         i += 1
+    if isinstance(taken, Names):
+        taken.next_suffix[base] = i
     return f"{base}_{i}"
 
 

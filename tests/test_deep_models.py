@@ -31,3 +31,14 @@ def test_a_long_sequential_calls_each_layer_once_when_built_and_loaded(tmp_path)
     loaded = kilnet.models.load_model(tmp_path / "deep.kilnet")
     assert all(len(layer.inbound_nodes) == 1 for layer in loaded.layers)
     assert [layer.name for layer in loaded.layers] == [layer.name for layer in chain]
+
+
+def test_default_names_skip_given_ones_while_numbering_on():
+    model = kilnet.Sequential([kilnet.Input(shape=(2,)), kilnet.layers.Dense(2, name="dense_2"),
+                               kilnet.layers.Dense(2), kilnet.layers.Dense(2),
+                               kilnet.layers.Dense(2), kilnet.layers.Dense(2)])
+    assert [layer.name for layer in model.layers] == ["dense_2", "dense", "dense_1", "dense_3",
+                                                      "dense_4"]
+    model.pop()
+    model.add(kilnet.layers.Dense(2))
+    assert model.layers[-1].name == "dense_4"  # the popped name is free again

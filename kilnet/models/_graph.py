@@ -8,6 +8,7 @@ For a chain that is the order the layers were called in.
 
 from __future__ import annotations
 
+from kilnet import _names
 from kilnet.layers._node import KerasTensor, flatten
 
 
@@ -77,7 +78,7 @@ class Graph:
 
     def _check_names(self):
         """Given names must be unique; default names are numbered in layer order."""
-        taken = {layer.name for layer in self.layers if layer.name_is_fixed}
+        taken = _names.Names(layer.name for layer in self.layers if layer.name_is_fixed)
         for layer in self.layers:
             taken.add(layer.take_name(taken))
         seen = {}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from kilnet import _names
 from kilnet.layers import InputLayer, Layer
 from kilnet.layers._base import set_untracked
 from kilnet.layers._node import KerasTensor
@@ -32,7 +33,7 @@ class Sequential(Model):
         super().__init__(name=name, trainable=trainable)
         set_untracked(self, "_chain", [])
         set_untracked(self, "_input_layer", None)
-        set_untracked(self, "_chain_names", set())
+        set_untracked(self, "_chain_names", _names.Names())
         for layer in layers or []:
             self._append(layer)
         self._rebuild_graph()  # once: a graph per added layer would cost n^2 layer calls
@@ -77,7 +78,7 @@ class Sequential(Model):
         if not self._chain:
             raise TypeError("There are no layers in the model to pop.")
         layer = self._chain.pop()
-        set_untracked(self, "_chain_names", {existing.name for existing in self._chain})
+        set_untracked(self, "_chain_names", _names.Names(existing.name for existing in self._chain))
         self._rebuild_graph()
         return layer
 
