@@ -177,3 +177,18 @@ def test_fixed_training_flag_inside_a_nested_model_is_refused(tmp_path):
     outer.build(seed=0)
     with pytest.raises(ValueError, match="'bn' is called with training=False"):
         outer.save(tmp_path / "m.keras")
+
+
+def test_a_compiled_keras_model_that_never_trained_loads_without_a_warning(tmp_path):
+    """Keras saves only the step count and learning rate of an optimizer that never ran: there
+    is no state to restore, and nothing to warn about."""
+    import warnings
+
+    theirs = keras.Sequential([keras.Input(shape=(4,)), keras.layers.Dense(3)])
+    theirs.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    theirs.save(tmp_path / "fresh.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours = kilnet.models.load_model(tmp_path / "fresh.keras")
+    assert ours.compiled is not None
+    assert abs(ours.compiled.learning_rate - 0.01) < 1e-9

@@ -175,6 +175,8 @@ def restore_optimizer(trainer, weights):
         trainer.ensure_state()
     shapes = _opt_layout.expected_shapes(trainer)
     stored = weights.datasets("optimizer")
+    if len(stored) <= 2:
+        return  # only the step count and learning rate: Keras's optimizer never ran
     if len(stored) != len(shapes):
         warnings.warn(f"{path}: Keras's optimizer state holds {len(stored)} variables where "
                       f"kilnet's {type(trainer.optimizer).__name__} (slots {names}) needs "
