@@ -12,6 +12,37 @@ from __future__ import annotations
 _CONFIG_KEYS = {"class_name", "config", "module", "registered_name"}
 
 
+class SmallObject:
+    """Base of the configurable objects: the config is the constructor's arguments, equality
+    is equality of class and config, and the repr shows them.
+
+    >>> class Scale(SmallObject):
+    ...     def __init__(self, factor=2.0):
+    ...         self.factor = factor
+    ...     def get_config(self):
+    ...         return {"factor": self.factor}
+    >>> Scale.from_config({"factor": 3.0}), Scale() == Scale(2.0)
+    (Scale(factor=3.0), True)
+    """
+
+    def get_config(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __hash__(self):  # equal objects hash alike (the config may hold lists)
+        return hash(type(self).__name__)
+
+
 def resolve(identifier, by_name: dict, base: type, argument: str, names: str):
     """The object an argument names (see the module docstring); `names` lists the accepted
     names for the error message.

@@ -46,7 +46,7 @@ def _norms(w, axis):
     return jnp.sqrt(jnp.sum(jnp.square(w), axis=axis, keepdims=True))
 
 
-class Constraint:
+class Constraint(_small_objects.SmallObject):
     """Base class: `constraint(w)` returns `w` projected into the allowed set (unchanged here).
     Subclass it and override `__call__` for your own, as in Keras.
 
@@ -59,23 +59,6 @@ class Constraint:
 
     def __call__(self, w):
         return w
-
-    def get_config(self) -> dict:
-        return {}
-
-    @classmethod
-    def from_config(cls, config: dict):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __hash__(self):
-        return hash(type(self).__name__)
 
 
 class MaxNorm(Constraint):

@@ -31,7 +31,7 @@ def _factor(value, argument: str) -> float:
     return float(value)
 
 
-class Regularizer:
+class Regularizer(_small_objects.SmallObject):
     """Base class: `regularizer(x)` returns a scalar penalty of the array `x`.
 
     Example:
@@ -43,22 +43,6 @@ class Regularizer:
 
     def __call__(self, x):
         return jnp.zeros((), jnp.float32)
-
-    def get_config(self) -> dict:
-        return {}
-
-    @classmethod
-    def from_config(cls, config: dict):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    __hash__ = object.__hash__
 
 
 class L1L2(Regularizer):
