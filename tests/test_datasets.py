@@ -6,10 +6,8 @@ download tests serve their own files from a local HTTP server.
 
 import gzip
 import hashlib
-import http.server
 import socket
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -100,42 +98,7 @@ def isolated(tmp_path, monkeypatch):
 # --- a local HTTP server ---------------------------------------------------------
 
 
-class Server:
-    """Serves `files` on 127.0.0.1; `truncate` names files cut short mid-transfer."""
-
-    def __init__(self, files, truncate=()):
-        self.files, self.truncate, self.hits = files, set(truncate), []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                name = self.path.rsplit("/", 1)[-1]
-                server.hits.append(name)
-                if name not in server.files:
-                    self.send_error(404)
-                    return
-                body = server.files[name]
-                cut = name in server.truncate
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body) + (1000 if cut else 0)))
-                self.end_headers()
-                self.wfile.write(body[: len(body) // 2] if cut else body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/datasets/"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+from _dataset_files import Server  # noqa: E402  (the local server the dataset tests share)
 
 
 @pytest.fixture
