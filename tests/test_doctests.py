@@ -14,6 +14,7 @@ MODULES = ["kilnet._small_objects", "kilnet.constraints", "kilnet.metrics", "kil
            "kilnet.keras_files._layout", "kilnet.keras_files._import",
            "kilnet.keras_files._export", "kilnet.keras_files._optimizer",
            "kilnet.keras_files._precheck", "kilnet.keras_files._legacy",
+           "kilnet.keras_files._keras2_graph",
            "kilnet.layers._base", "kilnet.layers._core", "kilnet.layers._node",
            "kilnet.models._model", "kilnet.models._sequential", "kilnet.variables",
            "kilnet.utils", "kilnet.utils._seeding", "kilnet.utils._arrays",

@@ -2,13 +2,16 @@
 
 Why a module of its own: the legacy format keeps the model's JSON config in an HDF5 attribute
 (`model_config`), the compile arguments in another (`training_config`), and each layer's
-weights under `model_weights/<layer name>/` listed by a `weight_names` attribute, in the
-layer's weight order. Keras 2 also spelled some config keys otherwise (`batch_input_shape`, `input_length`,
-`implementation`). This module rewrites that into the Keras 3
-config the closed table of _config reads, so the same refusals apply (no Lambda, no module
-paths, no custom class without custom_objects), and reads the weights with the same bounds:
-hard links only, plain uncompressed arrays, and every declared shape checked against kilnet's
-layers abstractly (kilnet.saving.precheck_graph) before the model makes its weights.
+weights under `model_weights/<layer name>/` listed by a `weight_names` attribute, in the order
+`layer.trainable_weights + layer.non_trainable_weights` (so a nested model lists every trainable
+weight before any moving statistic). Keras 2 also spelled some config keys otherwise
+(`batch_input_shape`, `input_length`, `implementation`, BatchNormalization's `axis: [3]`,
+optimizers registered as `Custom>Adam`). This module rewrites that into the Keras 3 config the
+closed table of _config reads, so the same refusals apply (no Lambda, no module paths, no custom
+class without custom_objects); a Keras 2 functional graph (list-form nodes without shapes) is
+wired by _keras2_graph. The weights are read with the same bounds: hard links only, plain
+uncompressed arrays, and every declared shape checked against kilnet's layers abstractly
+(kilnet.saving.precheck_graph) before the model makes its weights.
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ import numpy as np
 
 from kilnet import saving
 from kilnet.errors import ModelFileError
-from kilnet.keras_files import _archive, _h5
+from kilnet.keras_files import _archive, _h5, _keras2_graph
 from kilnet.layers import InputLayer
 from kilnet.models import Model
 from kilnet.models import _config as kilnet_config
 
 MAX_ATTRIBUTE_BYTES = 16 * 2**20   # a config attribute, as config.json in a .keras file
 ROOT = "model_weights"
+CLAIMED_AXIS = " keras2_axis"   # not a Keras key (it has a space): removed before planning
 
 
 def load_legacy_h5(filepath, custom_objects=None, compile=True):
@@ -57,15 +61,19 @@ def load_legacy_h5(filepath, custom_objects=None, compile=True):
         config = _json_attribute(weights, "model_config", required=True)
         spec = keras3_model_entry(config, path)
         kilnet_config.check_bounds(spec, path)
-        model = _import.model_from_keras_config(spec, path, custom_objects)
+        claimed = _pop_claimed(spec, {})
+        if _keras2_graph.has_list_nodes(spec):
+            model = _keras2_graph.build_model(spec, path, custom_objects)
+        else:
+            model = _import.model_from_keras_config(spec, path, custom_objects)
+        if claimed:
+            _check_batch_norm_axes(model, claimed, path)
         install_legacy_weights(model, weights)
         training = _json_attribute(weights, "training_config", required=False)
         if compile and training:
             _import.compile_from_keras(model, _keras3_compile(training, path), path)
-            if "optimizer_weights" in weights.file:
-                warnings.warn(f"{path}: the optimizer state of a legacy .h5 file is not "
-                              "restored; training continues from a fresh optimizer state "
-                              "(a .keras file keeps it).", stacklevel=2)
+            if "optimizer_weights" in weights.file and model.compiled is not None:
+                _restore_legacy_optimizer(model.compiled, weights)
     return model
 
 
@@ -119,8 +127,53 @@ def _nested(entry, path):
         if config.get("time_major") is False:
             del config["time_major"]   # Keras 2's default; True stays, and is refused
         config.pop("implementation", None)   # Keras 2's kernel choice, same result
+        if entry.get("class_name") == "BatchNormalization":
+            config = _batch_norm_axis(config)
         return {**entry, "config": config}
     return entry
+
+
+def _batch_norm_axis(config):
+    """Keras 2 writes BatchNormalization's axis as a list of positive axes ([3] for the last
+    axis of an image batch); kilnet's is -1. The claimed axis travels in the config under
+    CLAIMED_AXIS and _check_batch_norm_axes compares it with the input's rank once the graph is
+    built."""
+    axis = config.get("axis")
+    if isinstance(axis, list) and len(axis) == 1 and isinstance(axis[0], int) and axis[0] > 0:
+        return {**config, "axis": -1, CLAIMED_AXIS: axis[0]}
+    return config
+
+
+def _check_batch_norm_axes(model, claimed, path):
+    """Refuse a BatchNormalization whose Keras 2 axis is not its input's last axis."""
+    for layer in _all_layers(model):
+        if layer.name in claimed and type(layer).__name__ == "BatchNormalization":
+            rank = len(layer.input.shape)
+            if any(k != rank - 1 for k in claimed[layer.name]):
+                raise ModelFileError(path, f"layer {layer.name!r} normalizes axis "
+                                           f"{claimed[layer.name]} of a rank-{rank} input; "
+                                           "kilnet's BatchNormalization normalizes the last "
+                                           "axis only.")
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, Model):
+            yield from _all_layers(layer)
+
+
+def _pop_claimed(value, claimed):
+    """Remove the CLAIMED_AXIS marks from a converted config, collecting them by layer."""
+    if isinstance(value, dict):
+        if CLAIMED_AXIS in value:
+            claimed.setdefault(value.get("name"), set()).add(value.pop(CLAIMED_AXIS))
+        for item in value.values():
+            _pop_claimed(item, claimed)
+    elif isinstance(value, list):
+        for item in value:
+            _pop_claimed(item, claimed)
+    return claimed
 
 
 def _sequential_layers(layers, build_input_shape, path):
@@ -153,14 +206,11 @@ def _functional_layer(entry, path):
 
 
 def _node(node, path):
-    """A Keras 3 node as it is; Keras 2's list form ([[layer, node, tensor, kwargs], ...])
-    records no tensor shapes, which kilnet's graph reader checks, so it is refused."""
-    if isinstance(node, dict):
+    """A node as it is: Keras 3's {"args", "kwargs"}, or Keras 2's list form
+    ([[layer, node, tensor, kwargs], ...]), which _keras2_graph wires (it has no shapes)."""
+    if isinstance(node, (dict, list)):
         return node
-    raise ModelFileError(path, "it is a Keras 2 functional model, whose nodes (in the list "
-                               "form [[layer, node, tensor, kwargs]]) kilnet does not read yet; "
-                               "Keras 2 Sequential models load. Open the model in Keras and "
-                               "save it as .keras.")
+    raise ModelFileError(path, f"a node of its model_config is malformed: {node!r:.200}")
 
 
 def _keras3_compile(training, path):
@@ -169,9 +219,86 @@ def _keras3_compile(training, path):
     config = {k: v for k, v in training.items() if k not in ("optimizer_config",)}
     optimizer = training.get("optimizer_config")
     if isinstance(optimizer, dict):
-        config["optimizer"] = optimizer
+        config["optimizer"] = _keras3_optimizer(optimizer)
     config.pop("sample_weight_mode", None)   # Keras 2's; None is its only modern meaning
     return config
+
+
+def _keras3_optimizer(entry):
+    """Keras 2's optimizer entry in Keras 3's spelling: tf_keras registers its optimizers as
+    "Custom>Adam"; its config adds `jit_compile` and `is_legacy_optimizer` (how TensorFlow
+    ran the update, not what it computes), and the legacy optimizers add `decay` (kept unless 0,
+    so that kilnet refuses a decaying learning rate)."""
+    name = entry.get("class_name")
+    if isinstance(name, str) and name.startswith("Custom>"):
+        name = name[len("Custom>"):]
+    config = entry.get("config")
+    if isinstance(config, dict):
+        config = {k: v for k, v in config.items()
+                  if k not in ("jit_compile", "is_legacy_optimizer")
+                  and not (k == "decay" and v == 0)}
+    return {**entry, "class_name": name, "config": config}
+
+
+# Keras 2's slot names in optimizer_weights' weight_names, per kilnet slot: tf_keras's
+# optimizers write "Adam/m/dense/kernel:0" and "SGD/m/dense/kernel:0", its legacy ones
+# (optimizer_v2) "Adam/dense/kernel/m:0" and "SGD/dense/kernel/momentum:0". Adam and SGD compute
+# the same update from the same state in Keras 2 and kilnet.
+LEGACY_SLOTS = {"Adam": {"momentum": ("m",), "velocity": ("v",)},
+                "SGD": {"momentum": ("m", "momentum")}}
+
+
+def _restore_legacy_optimizer(trainer, weights):
+    """Set the trainer's optimizer state from Keras 2's `optimizer_weights` (iteration, then
+    each slot of each trainable variable, told apart by name), each shape checked before it is
+    read; warn and keep a fresh state where it cannot be mapped."""
+    from kilnet.keras_files import _optimizer
+
+    kind = type(trainer.optimizer).__name__
+    try:
+        names = _optimizer.slot_names(trainer.optimizer)
+        keywords = LEGACY_SLOTS[kind]
+        if trainer.state is None:
+            trainer.ensure_state()
+        group = weights.group("optimizer_weights")
+        listed = _names_attribute(group, "weight_names", weights)
+        count, slots = _legacy_slots(listed, [keywords[n] for n in names])
+        shapes = _optimizer.expected_shapes(trainer)[2:]
+        if count is None or any(len(s) != len(shapes) // max(len(names), 1) for s in slots):
+            raise _optimizer.Unsupported(f"its optimizer_weights {listed[:4]} are not Keras "
+                                         f"2's {kind} slots {names} for "
+                                         f"{len(shapes) // max(len(names), 1)} variables")
+    except (_optimizer.Unsupported, KeyError) as error:
+        warnings.warn(f"{weights.path}: the optimizer state of this legacy .h5 file is not "
+                      f"restored ({error or kind}); training continues from a fresh optimizer "
+                      "state.", stacklevel=3)
+        return
+    interleaved = [s[i] for i in range(len(slots[0]) if slots else 0) for s in slots]
+    arrays = [weights.read(f"optimizer_weights/{count}", (), np.float32,
+                           kinds=("f", "i", "u")),
+              np.float32(trainer.optimizer.learning_rate)]
+    arrays += [weights.read(f"optimizer_weights/{h5}", shape, np.float32)
+               for h5, shape in zip(interleaved, shapes)]
+    if not 0 <= arrays[0] < 2**31:
+        weights.fail(f"its optimizer's iteration count {arrays[0]} is invalid.")
+    _optimizer.import_arrays(trainer, arrays)
+
+
+def _legacy_slots(listed, keywords):
+    """(the iteration count's name, [[names of slot k in order] for each keyword])."""
+    count, slots = None, [[] for _ in keywords]
+    for name in listed:
+        parts = name.split(":")[0].split("/")
+        if parts[-1] in ("iter", "iteration"):
+            count = name
+            continue
+        for k, words in enumerate(keywords):
+            if parts[-1] in words or any(word in parts[:2] for word in words):
+                slots[k].append(name)
+                break
+        else:
+            raise KeyError(f"optimizer weight {name!r:.80}")
+    return count, slots
 
 
 # -- weights ------------------------------------------------------------------------------------
@@ -184,19 +311,26 @@ def install_legacy_weights(model, weights):
     groups = _layer_groups(model, weights)
     if not model.is_functional:
         weights.fail("its model has no input shape to build it with.")
-    declared = {}
+    declared, slots = {}, []
     for layer, names in groups:
-        declared.update(_declared(layer, (layer.name,), names, weights))
+        trainable, frozen = _legacy_order(layer, (layer.name,), weights)
+        order = trainable + frozen
+        if len(order) != len(names):
+            weights.fail(f"layer {layer.name!r} has {len(order)} weights; the file lists "
+                         f"{len(names)}.")
+        for (kind, where), h5 in zip(order, names):
+            shape = weights.shape_of(h5)
+            if shape is None:
+                weights.fail(f"the weight {h5!r} of layer {layer.name!r} is missing.")
+            declared[f"{kind}/{'/'.join(where)}"] = jax.ShapeDtypeStruct(shape, np.float32)
+            slots.append((h5, (kind, where)))
     saving.precheck_graph(model, (), declared, path)
     model.build(seed=0)
-    for layer, names in groups:
-        variables = [v for p, _, v in model.variable_paths() if p[0] == layer.name]
-        if len(variables) != len(names):
-            weights.fail(f"layer {layer.name!r} has {len(variables)} weights; the file lists "
-                         f"{len(names)}.")
-        arrays = [weights.read(h5, v.shape, np.dtype(v.dtype)) for h5, v in zip(names, variables)]
-        for variable, array in zip(variables, arrays):
-            variable.assign(array)
+    variables = {(kind, tuple(where)): v for where, kind, v in model.variable_paths()}
+    arrays = [weights.read(h5, variables[key].shape, np.dtype(variables[key].dtype))
+              for h5, key in slots]
+    for (_, key), array in zip(slots, arrays):
+        variables[key].assign(array)
 
 
 def _layer_groups(model, weights):
@@ -222,38 +356,27 @@ def _names_attribute(group, name, weights):
     return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in value]
 
 
-def _declared(layer, where, names, weights) -> dict:
-    """{kilnet array name: ShapeDtypeStruct} for the leaf layers under `layer`, their weights
-    taken from `names` in Keras's weight order; a layer with sub-layers is refused."""
-    found = {}
-    queue = list(names)
-    for leaf, leaf_path in _leaves(layer, where, weights):
-        own = [("params", n) for n in leaf.param_names] + [("state", n)
-                                                          for n in leaf.state_names]
-        if len(queue) < len(own):
-            weights.fail(f"layer {leaf.name!r} needs {len(own)} weights; the file lists fewer.")
-        for kind, name in own:
-            h5 = queue.pop(0)
-            shape = weights.shape_of(h5)
-            if shape is None:
-                weights.fail(f"the weight {h5!r} of layer {leaf.name!r} is missing.")
-            found[f"{kind}/{'/'.join(leaf_path + (name,))}"] = jax.ShapeDtypeStruct(
-                shape, np.float32)
-    if queue:
-        weights.fail(f"layer {layer.name!r} lists weights no layer uses: {queue[:3]}.")
-    return found
-
-
-def _leaves(layer, where, weights):
+def _legacy_order(layer, where, weights, frozen=False):
+    """The weights under `layer` as Keras's legacy writer lists them, `trainable_weights`
+    then `non_trainable_weights` ([("params"|"state", kilnet path)] each): in a nested model
+    every trainable weight of its layers comes before any moving statistic, and a frozen
+    layer's weights are all non-trainable."""
+    frozen = frozen or not layer.trainable
     if isinstance(layer, InputLayer):
-        return []
+        return [], []
     if isinstance(layer, Model):
         if not layer.is_functional:
             weights.fail(f"the nested model {layer.name!r} has no input shape.")
-        return [pair for sub in layer.layers for pair in _leaves(sub, where + (sub.name,),
-                                                                 weights)]
+        parts = [_legacy_order(sub, where + (sub.name,), weights, frozen)
+                 for sub in layer.layers]
+        if frozen:
+            return [], [w for trainable, rest in parts for w in trainable + rest]
+        return ([w for trainable, _ in parts for w in trainable],
+                [w for _, rest in parts for w in rest])
     if layer.layers or not layer.is_pure:
         weights.fail(f"layer {layer.name!r} ({type(layer).__name__}) holds sub-layers, which "
                      "kilnet does not read from legacy .h5 files yet; open the model in Keras "
                      "and save it as .keras.")
-    return [(layer, where)]
+    params = [("params", where + (n,)) for n in layer.param_names]
+    state = [("state", where + (n,)) for n in layer.state_names]
+    return ([], params + state) if frozen else (params, state)

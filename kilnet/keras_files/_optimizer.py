@@ -5,12 +5,18 @@ file (`optimizer/vars/0` the step count, `optimizer/vars/1` the learning rate, t
 trainable variable's slots in the model's trainable-variable order, e.g. Adam's momentum and
 velocity interleaved per variable), while kilnet keeps them as Optax state trees shaped like the
 params. This table maps one to the other for the optimizers whose update kilnet computes exactly
-as Keras does (SGD with or without momentum, Adam, AdamW, RMSprop without momentum or centering,
-Adagrad), so a model trained a few steps in one continues in the other as it would have. For
-the others the state is left out with a warning, and training starts from a fresh state.
+as Keras does (SGD with or without momentum, Adam, AdamW, RMSprop with or without momentum and
+centering, Adagrad), so a model trained a few steps in one continues in the other as it would
+have. For the others the state is left out with a warning, and training starts from a fresh
+state: kilnet's Nadam is Optax's (Adam with a Nesterov step), not Keras's (Dozat's momentum
+schedule, with its `u_product` variable), so its state would not mean the same thing.
 
 kilnet's SGD keeps Optax's trace t (t <- g + momentum * t, step -lr * t); Keras keeps
 m <- momentum * m - lr * g, so m = -lr * t while the learning rate is constant.
+RMSprop's momentum: Optax's trace t <- -lr * g / sqrt(.) + momentum * t (the step is +t);
+Keras's m <- momentum * m + lr * g / sqrt(.) (the step is -m), so m = -t. Keras makes RMSprop's
+slots one kind at a time (all velocities, then momentums, then average gradients), Adam's
+variable by variable (momentum and velocity interleaved).
 """
 
 from __future__ import annotations
@@ -52,8 +58,9 @@ def slot_names(optimizer) -> list:
         return ["momentum"] if hyper.get("momentum") else []
     if name in ("Adam", "AdamW"):
         return ["momentum", "velocity"]
-    if name == "RMSprop" and not hyper.get("momentum") and not hyper.get("centered"):
-        return ["velocity"]
+    if name == "RMSprop":
+        return ["velocity"] + (["momentum"] if hyper.get("momentum") else []) + (
+            ["average_gradient"] if hyper.get("centered") else [])
     if name == "Adagrad":
         return ["accumulator"]
     raise Unsupported(f"kilnet's {name}({hyper}) has no optimizer state in Keras's layout")
@@ -75,8 +82,9 @@ def _slot_trees(optimizer, inner) -> list:
         return [inner.mu, inner.nu]
     if name == "SGD":
         return [inner[0].trace] if slot_names(optimizer) else []
-    if name == "RMSprop":
-        return [inner[0].nu]
+    if name == "RMSprop":   # optax's chain: (scale_by_rms or _by_stddev, lr, trace)
+        return [inner[0].nu] + ([inner[2].trace] if optimizer.hyper.get("momentum") else []) \
+            + ([inner[0].mu] if optimizer.hyper.get("centered") else [])
     return [inner[0].sum_of_squares]   # Adagrad
 
 
@@ -87,8 +95,38 @@ def _with_slot_trees(optimizer, inner, trees, count):
                               nu=trees[1])
     if not trees:
         return inner
-    field = {"SGD": "trace", "RMSprop": "nu", "Adagrad": "sum_of_squares"}[name]
+    if name == "RMSprop":
+        slots = dict(zip(slot_names(optimizer), trees))
+        scale = inner[0]._replace(nu=slots["velocity"], **(
+            {"mu": slots["average_gradient"]} if "average_gradient" in slots else {}))
+        trace = inner[2]._replace(trace=slots["momentum"]) if "momentum" in slots else inner[2]
+        return (scale,) + tuple(inner[1:2]) + (trace,) + tuple(inner[3:])
+    field = {"SGD": "trace", "Adagrad": "sum_of_squares"}[name]
     return (inner[0]._replace(**{field: trees[0]}),) + tuple(inner[1:])
+
+
+def _interleaved(optimizer) -> bool:
+    """Whether Keras lists the slots variable by variable (Adam's momentum and velocity are
+    made by one add_optimizer_variables call) or slot by slot (RMSprop makes its velocities,
+    then its momentums, then its average gradients)."""
+    return type(optimizer).__name__ != "RMSprop"
+
+
+def _keras_sign(optimizer, slot, values, lr):
+    """Keras's value of a slot from kilnet's (an involution: the same maps back), for the
+    slots whose convention differs: SGD's m = -lr * trace; RMSprop's momentum = -trace (Optax
+    puts the learning rate and the sign inside the trace, Keras subtracts its momentum)."""
+    name = type(optimizer).__name__
+    if slot == "momentum" and name == "RMSprop":
+        return [-v for v in values]
+    return values
+
+
+def _ordered(optimizer, per_slot) -> list:
+    """[slot lists per variable] in Keras's order (see _interleaved)."""
+    if _interleaved(optimizer):
+        return [v for values in zip(*per_slot) for v in values] if per_slot else []
+    return [v for values in per_slot for v in values]
 
 
 def export_arrays(trainer) -> list:
@@ -102,9 +140,10 @@ def export_arrays(trainer) -> list:
                                                                      inject.inner_state)]
     if names == ["momentum"] and type(trainer.optimizer).__name__ == "SGD":
         per_slot = [[-lr * t for t in per_slot[0]]]
+    per_slot = [_keras_sign(trainer.optimizer, n, values, lr)
+                for n, values in zip(names, per_slot)]
     arrays = [np.asarray(inject.count, np.int32), np.asarray(lr, np.float32)]
-    for values in zip(*per_slot) if per_slot else []:
-        arrays.extend(np.asarray(v, np.float32) for v in values)
+    arrays.extend(np.asarray(v, np.float32) for v in _ordered(trainer.optimizer, per_slot))
     return [np.asarray(a) for a in jax.device_get(arrays)]
 
 
@@ -113,7 +152,7 @@ def expected_shapes(trainer) -> list:
     names = slot_names(trainer.optimizer)
     shapes = [tuple(np.shape(v)) for v in KerasState(trainer).trainable_list(
         trainer.state.params)]
-    return [(), ()] + [s for s in shapes for _ in names]
+    return [(), ()] + _ordered(trainer.optimizer, [shapes for _ in names])
 
 
 def import_arrays(trainer, arrays):
@@ -123,9 +162,12 @@ def import_arrays(trainer, arrays):
     inject = _inject(state.opt_state)
     count, lr = int(arrays[0]), float(arrays[1])
     per_var = arrays[2:]
+    n_vars = len(per_var) // max(len(names), 1)
     trees = []
-    for k, _ in enumerate(names):
-        values = [jnp.asarray(v) for v in per_var[k::len(names)]]
+    for k, name in enumerate(names):
+        values = per_var[k::len(names)] if _interleaved(trainer.optimizer) else \
+            per_var[k * n_vars:(k + 1) * n_vars]
+        values = _keras_sign(trainer.optimizer, name, [jnp.asarray(v) for v in values], lr)
         if type(trainer.optimizer).__name__ == "SGD":
             values = [-v / lr for v in values]   # Keras's m = -lr * kilnet's trace
         trees.append(KerasState(trainer).trainable_tree(state, values))

@@ -1,0 +1,86 @@
+"""Optimizer state of RMSprop with momentum and/or centering in Keras 3's layout (velocities,
+then momentums, then average gradients, one kind at a time): a kilnet model trained a few
+steps, saved as .keras and opened by Keras continues with one more step to the weights kilnet's
+next step gives, and the reverse. Nadam is left out with a warning (kilnet's is Optax's, not
+Keras's), which is checked too."""
+
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+os.environ["KERAS_BACKEND"] = "jax"
+keras = pytest.importorskip("keras", reason="the parity tests need keras (JAX backend)")
+
+import kilnet  # noqa: E402
+
+OPTIMIZERS = {
+    "rmsprop_momentum": dict(learning_rate=0.01, momentum=0.9),
+    "rmsprop_centered": dict(learning_rate=0.01, centered=True),
+    "rmsprop_both": dict(learning_rate=0.005, rho=0.8, momentum=0.5, centered=True),
+}
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 5)).astype("float32")
+    y = (x @ rng.normal(size=(5, 1)) + 0.1).astype("float32")
+    return x, y
+
+
+def _layers(ns):
+    return [ns.Input(shape=(5,)), ns.layers.Dense(4, activation="tanh"), ns.layers.Dense(1)]
+
+
+def _one_more_step(model, x, y):
+    model.fit(x[:16], y[:16], batch_size=16, epochs=1, shuffle=False, verbose=0)
+    return model.get_weights()
+
+
+def _assert_same(got, want):
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_kilnet_trained_rmsprop_continues_in_keras(name, tmp_path):
+    x, y = _data()
+    model = kilnet.Sequential(_layers(kilnet))
+    model.build(seed=3)
+    model.compile(optimizer=kilnet.optimizers.RMSprop(**OPTIMIZERS[name]), loss="mse")
+    model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # the state is written
+        model.save(tmp_path / "m.keras")
+    theirs = keras.models.load_model(tmp_path / "m.keras")
+    assert int(theirs.optimizer.iterations.numpy()) == 4
+    assert any(np.abs(np.asarray(v)).max() > 0 for v in theirs.optimizer.variables[2:])
+    _assert_same(_one_more_step(theirs, x, y), _one_more_step(model, x, y))
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_keras_trained_rmsprop_continues_in_kilnet(name, tmp_path):
+    x, y = _data()
+    km = keras.Sequential(_layers(keras))
+    km.compile(optimizer=keras.optimizers.RMSprop(**OPTIMIZERS[name]), loss="mse")
+    km.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    km.save(tmp_path / "k.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # nothing is left out
+        mine = kilnet.models.load_model(tmp_path / "k.keras")
+    assert mine.optimizer.hyper["centered"] == OPTIMIZERS[name].get("centered", False)
+    _assert_same(_one_more_step(mine, x, y), _one_more_step(km, x, y))
+
+
+def test_nadam_state_is_left_out_with_a_warning(tmp_path):
+    x, y = _data()
+    model = kilnet.Sequential(_layers(kilnet))
+    model.build(seed=3)
+    model.compile(optimizer=kilnet.optimizers.Nadam(0.01), loss="mse")
+    model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    with pytest.warns(UserWarning, match="Nadam"):
+        model.save(tmp_path / "m.keras")
+    theirs = keras.models.load_model(tmp_path / "m.keras")
+    assert type(theirs.optimizer).__name__ == "Nadam"
