@@ -189,8 +189,11 @@ def set_layer_constraints(layer, **given) -> None:
         setattr(layer, argument, get(value, argument))
 
 
-def serialize_into(config: dict, layer, keys) -> dict:
-    """Put the configs of the constraints of `keys` into a layer's config."""
+def serialize_into(config: dict, layer, keys=None) -> dict:
+    """Put the configs of the constraints of `keys` into a layer's config (default keys:
+    every `*_constraint` entry of the config)."""
+    if keys is None:
+        keys = [key for key in config if key.endswith("_constraint")]
     for key in keys:
         config[key] = serialize(getattr(layer, key))
     return config

@@ -3,9 +3,13 @@
 Why a module of its own: a regularizer is a small configurable object that layers hold, save in
 their configs and call on a weight (or an output) to get a scalar added to the training loss.
 Layers add those scalars with `kilnet._scope.add_loss` inside `apply`, so the compiled step
-collects them exactly as Keras adds `model.losses`:
+collects them exactly as Keras adds `model.losses`. Every layer does it the same way,
+`add_layer_penalties`, which finds each weight's regularizer by its name
+(`Layer.regularizer_for`: Keras's `<weight>_regularizer` arguments, or
+`add_weight(regularizer=)`):
 
-- a weight penalty once per step, not scaled by the batch size (`add_weight_penalties`);
+- a weight penalty once per layer call, not scaled by the batch size, and only while the layer
+  is trainable (Keras penalizes `trainable_weights`);
 - an activity penalty on the layer's output, divided by the batch size as Keras 3 divides it
   (`add_activity_penalty`); kilnet counts only the real samples of a padded last batch, which
   is what Keras sees on its shorter last batch.
@@ -16,6 +20,7 @@ In a saved config a regularizer is `{"class_name": "L2", "config": {"l2": 0.01}}
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from kilnet import _scope, _small_objects
@@ -158,8 +163,11 @@ def add_activity_penalty(regularizer, outputs, sample_mask=None) -> None:
         _scope.add_loss(activity_penalty(regularizer, outputs, sample_mask))
 
 
-def serialize_into(config: dict, layer, keys) -> dict:
-    """Replace the regularizer objects of `keys` in a layer's config by their configs."""
+def serialize_into(config: dict, layer, keys=None) -> dict:
+    """Replace the regularizer objects of `keys` in a layer's config by their configs (default
+    keys: every `*_regularizer` entry of the config)."""
+    if keys is None:
+        keys = [key for key in config if key.endswith("_regularizer")]
     for key in keys:
         config[key] = serialize(getattr(layer, key))
     return config
@@ -171,11 +179,29 @@ def set_layer_regularizers(layer, **given) -> None:
         setattr(layer, argument, get(value, argument))
 
 
-def add_layer_penalties(layer, params, weights: dict, activate, sample_mask=None) -> None:
-    """A layer's penalties inside `apply`: each `weights` entry (argument -> weight name) whose
-    regularizer is set penalizes that weight; `activity_regularizer` penalizes `activate()`
-    (the layer's output, computed only when needed)."""
-    add_weight_penalties({name: getattr(layer, argument) for argument, name in weights.items()},
-                         params)
-    if getattr(layer, "activity_regularizer", None) is not None:
-        add_activity_penalty(layer.activity_regularizer, activate(), sample_mask)
+def add_layer_penalties(layer, params, activate=None, sample_mask=None) -> None:
+    """A layer's penalties inside `apply`, found by name, so every layer adds them alike:
+
+    - each of the layer's own weights in `params` whose `layer.regularizer_for(name)` is set
+      (`kernel_regularizer` for "kernel", `recurrent_regularizer` for "recurrent_kernel", ...)
+      is penalized, while the layer is trainable (Keras penalizes `trainable_weights` only);
+    - `activity_regularizer`, when set, penalizes each array `activate()` returns (the layer's
+      outputs, computed only when needed; several outputs are each penalized, as Keras).
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> from kilnet import regularizers
+        >>> layer = kilnet.layers.Dense(1, kernel_regularizer=regularizers.L1(0.5))
+        >>> _ = layer(np.ones((1, 2)))
+        >>> [round(float(loss), 4) for loss in layer.losses] == [
+        ...     round(0.5 * float(np.abs(layer.kernel.numpy()).sum()), 4)]
+        True
+    """
+    if layer.trainable:
+        add_weight_penalties({name: layer.regularizer_for(name) for name, value in params.items()
+                              if not isinstance(value, dict)}, params)
+    activity = getattr(layer, "activity_regularizer", None)
+    if activity is not None and activate is not None:
+        for output in jax.tree.leaves(activate()):
+            add_activity_penalty(activity, output, sample_mask)

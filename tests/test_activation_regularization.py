@@ -124,8 +124,8 @@ def test_activation_argument_errors():
         layers.LeakyReLU("a")
     with pytest.raises(ValueError, match="shared_axes.*Received: shared_axes=\\[0\\]"):
         layers.PReLU(shared_axes=[0])
-    with pytest.raises(ValueError, match="alpha_constraint"):
-        layers.PReLU(alpha_constraint="non_neg")
+    with pytest.raises(ValueError, match="alpha_constraint must be None.*Received"):
+        layers.PReLU(alpha_constraint="positive")   # alpha_constraint="non_neg" is supported
     with pytest.raises(ValueError, match="axis must be.*Received: axis=0"):
         layers.Softmax(axis=0)
     with pytest.raises(ValueError, match="Softmax axis=3 is not an axis"):

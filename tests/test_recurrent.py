@@ -329,9 +329,7 @@ CONFIG_CASES = [
     ("TimeDistributed", lambda: layers.TimeDistributed(layers.Dense(3)),
      lambda: keras.layers.TimeDistributed(keras.layers.Dense(3))),
 ]
-NOT_SUPPORTED_KEYS = {"dtype", "kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
-                      "activity_regularizer", "kernel_constraint", "recurrent_constraint",
-                      "bias_constraint"}
+NOT_SUPPORTED_KEYS = {"dtype"}
 
 
 @pytest.mark.parametrize("make, make_keras", [c[1:] for c in CONFIG_CASES],
@@ -421,8 +419,8 @@ def test_encoder_decoder_with_states_round_trips(tmp_path):
 @pytest.mark.parametrize("make, error, match", [
     (lambda: layers.LSTM(0), ValueError, "units must be a positive integer"),
     (lambda: layers.GRU(3, stateful=True), ValueError, r"\(stateful=True\) is not supported"),
-    (lambda: layers.SimpleRNN(3, kernel_regularizer="l2"), ValueError,
-     "does not support kernel_regularizer"),
+    (lambda: layers.SimpleRNN(3, kernel_regularizer="l3"), ValueError,
+     "kernel_regularizer must be None, one of 'l1'"),
     (lambda: layers.LSTM(3, dropout=1.0), ValueError, r"dropout must be a number in \[0, 1\)"),
     (lambda: layers.GRU(3, return_sequences="yes"), TypeError, "return_sequences must be"),
     (lambda: layers.LSTM(3, activation="nope"), ValueError, "Unknown activation"),

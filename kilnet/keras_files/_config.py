@@ -216,7 +216,8 @@ def layer_config(cls, config, reader, where):
             elif key not in accepted and DEFAULT_INIT.get(key) != _class_of(value):
                 reader.fail(where, f"kilnet's {cls.__name__} has no {key}. Received: "
                                    f"{key}={value!r:.100}")
-        elif key.endswith("_regularizer") and key in accepted and isinstance(value, dict):
+        elif key.endswith(("_regularizer", "_constraint")) and key in accepted \
+                and isinstance(value, dict):
             out[key] = {"class_name": value.get("class_name"), "config": value.get("config")}
         elif key in accepted:
             out[key] = value
@@ -334,5 +335,7 @@ def keras_layer(spec, path):
     for key, value in config.items():
         if key.endswith("_regularizer") and isinstance(value, dict):
             config[key] = {"module": "keras.regularizers", **value, "registered_name": None}
+        elif key.endswith("_constraint") and isinstance(value, dict):
+            config[key] = {"module": "keras.constraints", **value, "registered_name": None}
     return {"module": "keras.layers", "class_name": name, "config": config,
             "registered_name": None}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from kilnet import initializers, regularizers
+from kilnet import constraints, initializers, regularizers
 from kilnet.layers._base import Layer
 
 
@@ -106,9 +106,6 @@ class PReLU(Layer):
                  shared_axes=None, **kwargs):
         super().__init__(**kwargs)
         initializers.get(alpha_initializer)
-        if alpha_constraint is not None:
-            raise ValueError("PReLU does not support alpha_constraint yet. Received: "
-                             f"alpha_constraint={alpha_constraint!r}")
         if shared_axes is not None and not isinstance(shared_axes, (list, tuple)):
             shared_axes = [shared_axes]
         if shared_axes is not None and not all(
@@ -116,12 +113,13 @@ class PReLU(Layer):
             raise ValueError("shared_axes must be None or a list of axes >= 1 (axis 0 is the "
                              f"batch). Received: shared_axes={shared_axes!r}")
         self.alpha_initializer = alpha_initializer
-        self.alpha_constraint = None
         self.shared_axes = None if shared_axes is None else list(shared_axes)
         regularizers.set_layer_regularizers(self, alpha_regularizer=alpha_regularizer)
+        constraints.set_layer_constraints(self, alpha_constraint=alpha_constraint)
 
     def get_config(self):
-        return regularizers.serialize_into(super().get_config(), self, ("alpha_regularizer",))
+        config = regularizers.serialize_into(super().get_config(), self)
+        return constraints.serialize_into(config, self)
 
     def compute_output_shape(self, input_shape):
         for axis in self.shared_axes or ():
@@ -144,7 +142,7 @@ class PReLU(Layer):
         return {"alpha": alpha}, {}, input_shape
 
     def apply(self, params, state, x, **_):
-        regularizers.add_weight_penalties({"alpha": self.alpha_regularizer}, params)
+        regularizers.add_layer_penalties(self, params)
         return jnp.maximum(x, 0) + params["alpha"] * jnp.minimum(x, 0), state
 
 

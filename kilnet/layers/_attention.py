@@ -25,13 +25,14 @@ key, (gate,) value and attention_output, each with a kernel and a bias, so
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kilnet import initializers
+from kilnet import constraints, initializers, regularizers
 from kilnet.layers._base import Layer, is_shape
 from kilnet.layers._node import KerasTensor
 
@@ -40,13 +41,21 @@ _MASKED = -1e9
 
 
 class _Projection(Layer):
-    """`x @ kernel + bias` contracting the last `in_axes` axes of x into the axes `units`:
-    the einsum dense projections of MultiHeadAttention, with Keras's kernel shape
+    """`activation(x @ kernel + bias)` contracting the last `in_axes` axes of x into the axes
+    `units`: the einsum dense projections of MultiHeadAttention, with Keras's kernel shape
     (*contracted input axes, *units) and bias shape `units`."""
 
     def __init__(self, units, *, in_axes, use_bias, kernel_initializer, bias_initializer,
-                 name):
+                 name, activation=None, kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None):
         super().__init__(name=name)
+        self.activation = activation
+        # As Keras passes them to its EinsumDense projections: each penalizes and constrains
+        # its own kernel and bias (found by weight name, Layer.regularizer_for), and the
+        # activity regularizer penalizes each projection's output.
+        self.kernel_regularizer, self.bias_regularizer = kernel_regularizer, bias_regularizer
+        self.activity_regularizer = activity_regularizer
+        self.kernel_constraint, self.bias_constraint = kernel_constraint, bias_constraint
         self.units = units   # None until built for the output projection (the query's size)
         self.in_axes = in_axes
         self.use_bias = use_bias
@@ -67,10 +76,13 @@ class _Projection(Layer):
             params["bias"] = initializers.get(self.bias_initializer)(rng, self.units)
         return params, {}, self.compute_output_shape(input_shape)
 
-    def apply(self, params, state, x, **_):
+    def apply(self, params, state, x, sample_mask=None, **_):
         y = jnp.tensordot(x, params["kernel"], axes=self.in_axes)
         if self.use_bias:
             y = y + params["bias"]
+        if self.activation is not None:
+            y = self.activation(y)
+        regularizers.add_layer_penalties(self, params, lambda: y, sample_mask)
         return y, state
 
 
@@ -96,6 +108,10 @@ class MultiHeadAttention(Layer):
         use_gate: gate the heads with `sigmoid(query @ gate_kernel + gate_bias)` before the
             output projection.
         kernel_initializer, bias_initializer: initializer names.
+        kernel_regularizer, bias_regularizer, activity_regularizer, kernel_constraint,
+            bias_constraint: given to every projection (query, key, value, gate, output), as
+            Keras gives them to its EinsumDense sub-layers: the activity penalty is of each
+            projection's output.
         seed: accepted for Keras compatibility; dropout draws from the key the model passes.
 
     Call arguments: `mha(query, value, key=None, attention_mask=None,
@@ -122,7 +138,8 @@ class MultiHeadAttention(Layer):
 
     config_keys = ("num_heads", "key_dim", "value_dim", "dropout", "use_bias",
                    "attention_axes", "sliding_window", "use_gate", "kernel_initializer",
-                   "bias_initializer")
+                   "bias_initializer", "kernel_regularizer", "bias_regularizer",
+                   "activity_regularizer", "kernel_constraint", "bias_constraint")
     # The arguments of a call besides query, value and key (training is the base class's).
     CALL_OPTIONS = ("attention_mask", "return_attention_scores", "training", "use_causal_mask")
 
@@ -134,10 +151,11 @@ class MultiHeadAttention(Layer):
                  use_gate=False, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.supports_masking = True  # the query's mask passes on (Keras)
-        _refuse_unsupported("MultiHeadAttention", kernel_regularizer=kernel_regularizer,
-                            bias_regularizer=bias_regularizer,
-                            activity_regularizer=activity_regularizer,
-                            kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
+        regularizers.set_layer_regularizers(self, kernel_regularizer=kernel_regularizer,
+                                            bias_regularizer=bias_regularizer,
+                                            activity_regularizer=activity_regularizer)
+        constraints.set_layer_constraints(self, kernel_constraint=kernel_constraint,
+                                          bias_constraint=bias_constraint)
         if flash_attention:
             raise ValueError("MultiHeadAttention(flash_attention=True) is not supported: kilnet "
                              "computes attention with XLA operations. Received: "
@@ -159,20 +177,27 @@ class MultiHeadAttention(Layer):
         del seed  # randomness comes from the key the model passes (as kilnet's Dropout)
         # The projections, in Keras's weight order.
         common = dict(use_bias=self.use_bias, kernel_initializer=kernel_initializer,
-                      bias_initializer=bias_initializer)
+                      bias_initializer=bias_initializer,
+                      kernel_regularizer=self.kernel_regularizer,
+                      bias_regularizer=self.bias_regularizer,
+                      activity_regularizer=self.activity_regularizer,
+                      kernel_constraint=self.kernel_constraint,
+                      bias_constraint=self.bias_constraint)
         heads = self.num_heads
         self._query_dense = _Projection((heads, self.key_dim), in_axes=1, name="query",
                                         **common)
         self._key_dense = _Projection((heads, self.key_dim), in_axes=1, name="key", **common)
         self._gate_dense = (_Projection((heads, self.value_dim), in_axes=1, name="gate",
-                                        **common) if self.use_gate else None)
+                                        activation=jax.nn.sigmoid, **common)
+                            if self.use_gate else None)
         self._value_dense = _Projection((heads, self.value_dim), in_axes=1, name="value",
                                         **common)
         self._output_dense = _Projection(self._output_shape, in_axes=2,
                                          name="attention_output", **common)
 
     def get_config(self):
-        config = super().get_config()
+        config = constraints.serialize_into(regularizers.serialize_into(
+            super().get_config(), self), self)
         config["output_shape"] = None if self._output_shape is None else list(
             self._output_shape)
         return config
@@ -279,9 +304,10 @@ class MultiHeadAttention(Layer):
               sample_mask=None, attention_mask=None, return_attention_scores=False,
               use_causal_mask=False, query_mask=None, value_mask=None, key_mask=None):
         key = value if key is None else jnp.asarray(key)
-        q = self._project(self._query_dense, params, query)      # (batch, T, heads, key_dim)
-        k = self._project(self._key_dense, params, key)          # (batch, S, heads, key_dim)
-        v = self._project(self._value_dense, params, value)      # (batch, S, heads, value_dim)
+        project = functools.partial(self._project, params=params, sample_mask=sample_mask)
+        q = project(self._query_dense, x=query)      # (batch, T, heads, key_dim)
+        k = project(self._key_dense, x=key)          # (batch, S, heads, key_dim)
+        v = project(self._value_dense, x=value)      # (batch, S, heads, value_dim)
         scores = jnp.einsum("btnh,bsnh->bnts", q * (1.0 / math.sqrt(self.key_dim)), k)
         attention_mask = _with_sequence_masks(attention_mask, query_mask, value_mask, key_mask)
         mask = self._mask(attention_mask, use_causal_mask, q.shape[1], k.shape[1])
@@ -295,12 +321,12 @@ class MultiHeadAttention(Layer):
         kept = _dropout(probs, self.dropout, training, rng, self.name)
         context = jnp.einsum("bnts,bsnh->btnh", kept, v)
         if self.use_gate:
-            context = context * jax.nn.sigmoid(self._project(self._gate_dense, params, query))
-        output = self._project(self._output_dense, params, context)
+            context = context * project(self._gate_dense, x=query)   # sigmoid gate
+        output = project(self._output_dense, x=context)
         return ((output, probs) if return_attention_scores else output), state
 
-    def _project(self, projection, params, x):
-        return projection.apply(params[projection.name], {}, x)[0]
+    def _project(self, projection, params, x, sample_mask=None):
+        return projection.apply(params[projection.name], {}, x, sample_mask=sample_mask)[0]
 
     def _mask(self, attention_mask, use_causal_mask, t, s):
         """The boolean (batch or 1, 1, T, S) mask of allowed (query, key) pairs, or None."""
@@ -579,11 +605,3 @@ def _check_attention_axes(attention_axes):
         "sequence axis of (batch, sequence, features) inputs). Received: "
         f"attention_axes={attention_axes!r}")
 
-
-def _refuse_unsupported(layer: str, **options):
-    """Keras arguments kilnet has no counterpart for yet: refused rather than ignored."""
-    given = {name: value for name, value in options.items() if value is not None}
-    if given:
-        raise ValueError(
-            f"{layer} does not support {', '.join(sorted(given))} yet. Received: "
-            + ", ".join(f"{name}={value!r}" for name, value in sorted(given.items())))

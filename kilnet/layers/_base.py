@@ -28,7 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kilnet import _names, _scope, activations, constraints, initializers, utils
+from kilnet import (_names, _scope, activations, constraints, initializers, regularizers,
+                    utils)
 from kilnet.layers._node import KerasTensor, Node, is_symbolic
 from kilnet.variables import Variable
 
@@ -70,6 +71,9 @@ class Layer:
     eager_training_default = False
     # Constructor arguments saved in a config, beyond name/input_shape.
     config_keys: tuple[str, ...] = ()
+    # Keras's argument prefix of a weight whose name does not say it: DepthwiseConv2D's
+    # "kernel" takes depthwise_regularizer / depthwise_constraint (see regularizer_for).
+    weight_arguments: dict = {}
 
     def __init__(self, *, name: str | None = None, input_shape=None, dtype=None,
                  trainable: bool = True, batch_input_shape=None, input_dim=None, **kwargs):
@@ -177,6 +181,10 @@ class Layer:
                              sample_mask=sample_mask, layers=layers)
         with _scope.opened(scope):
             outputs = self._run_call(args, kwargs, training)
+            # add_weight(regularizer=...) penalties, once per call, as Keras's layer.losses
+            if self.trainable:
+                regularizers.add_weight_penalties(
+                    self.__dict__.get("_weight_regularizers", {}), params)
         new_state = {v.name: scope.assigned.get(id(v), state[v.name])
                      for v in self._non_trainable_vars}
         for sub in self._sublayers:
@@ -205,14 +213,16 @@ class Layer:
             trainable: whether the optimizer updates it; non-trainable weights are state
                 (update them in `call` with `variable.assign`).
             name: the name inside the layer (default "variable", "variable_1", ...).
+            regularizer: a penalty of the weight ("l1", "l2", "l1_l2", a
+                kilnet.regularizers object or a callable) added to the loss at each call
+                while the weight is trainable, as Keras's `layer.losses`.
+            constraint: a projection applied after each optimizer update
+                (kilnet.constraints).
 
         Returns:
             The kilnet.variables.Variable, to keep as an attribute (`self.kernel = ...`).
         """
-        if regularizer is not None:
-            raise ValueError("add_weight: regularizer is not supported yet; add a penalty with "
-                             "self.add_loss(...) in call() instead. Received: "
-                             f"regularizer={regularizer!r}")
+        regularizer = regularizers.get(regularizer, "regularizer")
         constraint = constraints.get(constraint, "constraint")
         if dtype not in (None, "float32", np.float32, jnp.float32):
             raise ValueError(f"add_weight: only float32 weights are supported for now. "
@@ -228,6 +238,11 @@ class Layer:
         value = _initial_value(initializer, rng, shape)
         variable = Variable(value, name=name, trainable=trainable, constraint=constraint)
         self._track_variable(variable)
+        if regularizer is not None:
+            # Kept by weight name: regularizer_for finds it, and apply adds its penalty.
+            if "_weight_regularizers" not in self.__dict__:
+                set_untracked(self, "_weight_regularizers", {})
+            self._weight_regularizers[name] = regularizer
         return variable
 
     def add_loss(self, value) -> None:
@@ -479,11 +494,38 @@ class Layer:
     def constraint_for(self, weight_name: str):
         """The constraint of one of this layer's own weights: Keras's `<weight>_constraint`
         argument (`kernel_constraint`, `embeddings_constraint`; `depthwise_constraint` for
-        `depthwise_kernel`), or None."""
-        constraint = getattr(self, weight_name + "_constraint", None)
-        if constraint is None and weight_name.endswith("_kernel"):
-            constraint = getattr(self, weight_name[:-len("_kernel")] + "_constraint", None)
-        return constraint if callable(constraint) else None
+        `depthwise_kernel`, `recurrent_constraint` for `recurrent_kernel`), or None."""
+        return self._weight_argument(weight_name, "constraint")
+
+    def regularizer_for(self, weight_name: str):
+        """The regularizer of one of this layer's own weights, or None: the one given to
+        `add_weight(regularizer=...)`, else Keras's `<weight>_regularizer` argument
+        (`kernel_regularizer`; `depthwise_regularizer` for `depthwise_kernel`,
+        `recurrent_regularizer` for `recurrent_kernel`).
+
+        Example:
+            >>> import kilnet
+            >>> lstm = kilnet.layers.LSTM(2, recurrent_regularizer="l2")
+            >>> lstm.regularizer_for("recurrent_kernel")
+            L2(l2=0.01)
+            >>> lstm.regularizer_for("kernel") is None
+            True
+        """
+        given = self.__dict__.get("_weight_regularizers", {}).get(weight_name)
+        return given if given is not None else self._weight_argument(weight_name, "regularizer")
+
+    def _weight_argument(self, weight_name: str, kind: str):
+        """The callable held in the `<...>_<kind>` argument that names this weight."""
+        names = [weight_name + "_" + kind]
+        if weight_name in self.weight_arguments:
+            names.insert(0, f"{self.weight_arguments[weight_name]}_{kind}")
+        if weight_name.endswith("_kernel"):
+            names.append(weight_name[:-len("_kernel")] + "_" + kind)
+        for name in names:
+            value = getattr(self, name, None)
+            if value is not None:
+                return value if callable(value) else None
+        return None
 
     def _keras_init(self, rng, input_shape):
         """Keras's form: build() makes the weights, then one abstract trace of call() builds

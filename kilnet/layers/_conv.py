@@ -162,8 +162,7 @@ class Conv2D(KernelLayer):
                    self.groups)
         if self.use_bias:
             y = y + params["bias"]
-        regularizers.add_layer_penalties(self, params, _WEIGHTS, lambda: self.activate(y),
-                                         sample_mask)
+        regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)
         return y, state
 
     def get_config(self):
@@ -171,6 +170,5 @@ class Conv2D(KernelLayer):
         return constraints.serialize_into(config, self, _CONSTRAINTS)
 
 
-_WEIGHTS = {"kernel_regularizer": "kernel", "bias_regularizer": "bias"}
 _REGULARIZERS = ("kernel_regularizer", "bias_regularizer", "activity_regularizer")
 _CONSTRAINTS = ("kernel_constraint", "bias_constraint")

@@ -58,14 +58,6 @@ def check_no_dilated_strides(strides, dilation_rate):
                          f"Received: strides={strides}, dilation_rate={dilation_rate}")
 
 
-def refuse_unsupported(layer: str, **options):
-    """Keras arguments kilnet has no counterpart for yet: refused rather than ignored."""
-    given = {name: value for name, value in options.items() if value is not None}
-    if given:
-        raise ValueError(f"{layer} does not support {', '.join(sorted(given))} yet. Received: "
-                         + ", ".join(f"{n}={v!r}" for n, v in sorted(given.items())))
-
-
 # -- the computation -----------------------------------------------------------------------------
 def conv1d_padding(length: int, kernel: int, stride: int, dilation: int,
                    padding: str) -> tuple[int, int]:
@@ -202,8 +194,7 @@ class Conv1D(KernelLayer):
         y = conv1d(x, params["kernel"], self.strides[0], self.dilation_rate[0], self.padding)
         if self.use_bias:
             y = y + params["bias"]
-        regularizers.add_layer_penalties(self, params, _WEIGHTS, lambda: self.activate(y),
-                                         sample_mask)
+        regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)
         return y, state
 
     def get_config(self):
@@ -211,6 +202,5 @@ class Conv1D(KernelLayer):
         return constraints.serialize_into(config, self, _CONSTRAINTS)
 
 
-_WEIGHTS = {"kernel_regularizer": "kernel", "bias_regularizer": "bias"}
 _REGULARIZERS = ("kernel_regularizer", "bias_regularizer", "activity_regularizer")
 _CONSTRAINTS = ("kernel_constraint", "bias_constraint")

@@ -17,14 +17,13 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from kilnet import initializers
+from kilnet import constraints, initializers, regularizers
 from kilnet.layers._base import KernelLayer, Layer, check_padding
 from kilnet.layers._conv import dilated_span, output_size, same_padding
 from kilnet.layers._conv1d import (
     check_channels_last,
     check_filters,
     check_no_dilated_strides,
-    refuse_unsupported,
 )
 
 
@@ -94,7 +93,8 @@ class Conv3D(KernelLayer):
         kernel_size, strides, dilation_rate: an int or a tuple of 3.
         padding: "valid" or "same".
         groups: 1 only (refused otherwise).
-        activation, use_bias, kernel_initializer, bias_initializer: as Conv2D's.
+        activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+            bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint: as Conv2D's.
 
     The kernel has Keras's shape (kd, kh, kw, in_channels, filters).
 
@@ -110,7 +110,8 @@ class Conv3D(KernelLayer):
 
     config_keys = ("filters", "kernel_size", "strides", "padding", "data_format",
                    "dilation_rate", "groups", "activation", "use_bias", "kernel_initializer",
-                   "bias_initializer")
+                   "bias_initializer", "kernel_regularizer", "bias_regularizer",
+                   "activity_regularizer", "kernel_constraint", "bias_constraint")
 
     def __init__(self, filters, kernel_size, strides=(1, 1, 1), padding="valid",
                  data_format=None, dilation_rate=(1, 1, 1), groups=1, activation=None,
@@ -127,10 +128,11 @@ class Conv3D(KernelLayer):
         if groups != 1:
             raise ValueError(f"Conv3D supports groups=1 only for now. Received: groups={groups!r}")
         self.groups = 1
-        refuse_unsupported("Conv3D", kernel_regularizer=kernel_regularizer,
-                           bias_regularizer=bias_regularizer,
-                           activity_regularizer=activity_regularizer,
-                           kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
+        regularizers.set_layer_regularizers(self, kernel_regularizer=kernel_regularizer,
+                                            bias_regularizer=bias_regularizer,
+                                            activity_regularizer=activity_regularizer)
+        constraints.set_layer_constraints(self, kernel_constraint=kernel_constraint,
+                                          bias_constraint=bias_constraint)
         initializers.get(kernel_initializer), initializers.get(bias_initializer)
         self.data_format = check_channels_last(data_format)
         self.use_bias = bool(use_bias)
@@ -156,10 +158,15 @@ class Conv3D(KernelLayer):
             params["bias"] = initializers.get(self.bias_initializer)(rng, (self.filters,))
         return params, {}, out_shape
 
-    def pre_activation(self, params, state, x, **_):
+    def get_config(self):
+        return constraints.serialize_into(regularizers.serialize_into(
+            super().get_config(), self), self)
+
+    def pre_activation(self, params, state, x, sample_mask=None, **_):
         y = conv3d(x, params["kernel"], self.strides, self.padding, self.dilation_rate)
         if self.use_bias:
             y = y + params["bias"]
+        regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)
         return y, state
 
 

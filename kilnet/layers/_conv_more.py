@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from kilnet import initializers
+from kilnet import constraints, initializers, regularizers
 from kilnet.layers._base import KernelLayer, as_pair, check_padding
 from kilnet.layers._conv import dilated_span, output_size, pad_same, window_slices
 from kilnet.layers._conv1d import (
@@ -29,7 +29,6 @@ from kilnet.layers._conv1d import (
     check_channels_last,
     check_filters,
     check_no_dilated_strides,
-    refuse_unsupported,
 )
 from kilnet.layers._conv_transpose import conv2d_transpose, transpose_size
 
@@ -53,7 +52,9 @@ class Conv1DTranspose(KernelLayer):
             (output steps * strides).
         output_padding: None, or an int smaller than strides: extra steps at the end, as
             Conv2DTranspose's.
-        activation, use_bias, kernel_initializer, bias_initializer: as Conv1D.
+        activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+            bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint: as
+            Conv1D.
 
     The kernel has Keras's shape (kernel_size, filters, in_channels).
 
@@ -69,7 +70,9 @@ class Conv1DTranspose(KernelLayer):
 
     config_keys = ("filters", "kernel_size", "strides", "padding", "output_padding",
                    "data_format", "dilation_rate", "activation", "use_bias",
-                   "kernel_initializer", "bias_initializer")
+                   "kernel_initializer", "bias_initializer", "kernel_regularizer",
+                   "bias_regularizer", "activity_regularizer", "kernel_constraint",
+                   "bias_constraint")
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", output_padding=None,
                  data_format=None, dilation_rate=1, activation=None, use_bias=True,
@@ -84,10 +87,11 @@ class Conv1DTranspose(KernelLayer):
         check_no_dilated_strides(self.strides, self.dilation_rate)
         self.padding = check_padding(padding)
         self.output_padding = _check_1d_output_padding(output_padding, self.strides)
-        refuse_unsupported("Conv1DTranspose", kernel_regularizer=kernel_regularizer,
-                           bias_regularizer=bias_regularizer,
-                           activity_regularizer=activity_regularizer,
-                           kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
+        regularizers.set_layer_regularizers(self, kernel_regularizer=kernel_regularizer,
+                                            bias_regularizer=bias_regularizer,
+                                            activity_regularizer=activity_regularizer)
+        constraints.set_layer_constraints(self, kernel_constraint=kernel_constraint,
+                                          bias_constraint=bias_constraint)
         initializers.get(kernel_initializer), initializers.get(bias_initializer)
         self.data_format = check_channels_last(data_format)
         self.use_bias = bool(use_bias)
@@ -112,7 +116,11 @@ class Conv1DTranspose(KernelLayer):
             params["bias"] = initializers.get(self.bias_initializer)(rng, (self.filters,))
         return params, {}, out_shape
 
-    def pre_activation(self, params, state, x, **_):
+    def get_config(self):
+        return constraints.serialize_into(regularizers.serialize_into(
+            super().get_config(), self), self)
+
+    def pre_activation(self, params, state, x, sample_mask=None, **_):
         # The 2-D transposed convolution of a (steps, 1) image with a (k, 1) kernel.
         output_padding = None if self.output_padding is None else (self.output_padding[0], 0)
         y = conv2d_transpose(x[:, :, None, :], params["kernel"][:, None],
@@ -120,6 +128,7 @@ class Conv1DTranspose(KernelLayer):
                              output_padding)[:, :, 0, :]
         if self.use_bias:
             y = y + params["bias"]
+        regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)
         return y, state
 
 
@@ -210,6 +219,9 @@ class DepthwiseConv2D(_DepthwiseBase):
         padding: "valid" or "same".
         depth_multiplier: filters per input channel.
         activation, use_bias, depthwise_initializer, bias_initializer: as Conv2D's.
+        depthwise_regularizer, bias_regularizer, activity_regularizer, depthwise_constraint,
+            bias_constraint: Keras's penalties and constraints (of the kernel, the bias, the
+            output).
 
     The kernel ("kernel", as Keras names it) has shape (kh, kw, C, depth_multiplier).
 
@@ -225,7 +237,9 @@ class DepthwiseConv2D(_DepthwiseBase):
 
     config_keys = ("depth_multiplier", "kernel_size", "strides", "padding", "data_format",
                    "dilation_rate", "activation", "use_bias", "depthwise_initializer",
-                   "bias_initializer")
+                   "bias_initializer", "depthwise_regularizer", "bias_regularizer",
+                   "activity_regularizer", "depthwise_constraint", "bias_constraint")
+    weight_arguments = {"kernel": "depthwise"}   # Keras names the weight "kernel"
 
     def __init__(self, kernel_size, strides=(1, 1), padding="valid", depth_multiplier=1,
                  data_format=None, dilation_rate=(1, 1), activation=None, use_bias=True,
@@ -235,11 +249,11 @@ class DepthwiseConv2D(_DepthwiseBase):
         super().__init__(activation=activation, **kwargs)
         self._set_window(kernel_size, strides, padding, depth_multiplier, data_format,
                          dilation_rate)
-        refuse_unsupported("DepthwiseConv2D", depthwise_regularizer=depthwise_regularizer,
-                           bias_regularizer=bias_regularizer,
-                           activity_regularizer=activity_regularizer,
-                           depthwise_constraint=depthwise_constraint,
-                           bias_constraint=bias_constraint)
+        regularizers.set_layer_regularizers(self, depthwise_regularizer=depthwise_regularizer,
+                                            bias_regularizer=bias_regularizer,
+                                            activity_regularizer=activity_regularizer)
+        constraints.set_layer_constraints(self, depthwise_constraint=depthwise_constraint,
+                                          bias_constraint=bias_constraint)
         initializers.get(depthwise_initializer), initializers.get(bias_initializer)
         self.use_bias = bool(use_bias)
         self.depthwise_initializer = depthwise_initializer
@@ -256,11 +270,16 @@ class DepthwiseConv2D(_DepthwiseBase):
             params["bias"] = initializers.get(self.bias_initializer)(rng, out_shape[-1:])
         return params, {}, out_shape
 
-    def pre_activation(self, params, state, x, **_):
+    def get_config(self):
+        return constraints.serialize_into(regularizers.serialize_into(
+            super().get_config(), self), self)
+
+    def pre_activation(self, params, state, x, sample_mask=None, **_):
         y = depthwise_conv2d(x, params["kernel"], self.strides, self.padding,
                              self.dilation_rate)
         if self.use_bias:
             y = y + params["bias"]
+        regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)
         return y, state
 
 
@@ -276,6 +295,8 @@ class SeparableConv2D(_DepthwiseBase):
         depth_multiplier: depthwise filters per input channel.
         activation, use_bias: as Conv2D's.
         depthwise_initializer, pointwise_initializer, bias_initializer: Keras's initializers.
+        depthwise_/pointwise_/bias_regularizer, activity_regularizer, depthwise_/pointwise_/
+            bias_constraint: Keras's penalties and constraints.
 
     Weights, in Keras's order: depthwise_kernel (kh, kw, C, depth_multiplier),
     pointwise_kernel (1, 1, C * depth_multiplier, filters), bias (filters,).
@@ -292,7 +313,10 @@ class SeparableConv2D(_DepthwiseBase):
 
     config_keys = ("depth_multiplier", "filters", "kernel_size", "strides", "padding",
                    "data_format", "dilation_rate", "activation", "use_bias",
-                   "depthwise_initializer", "pointwise_initializer", "bias_initializer")
+                   "depthwise_initializer", "pointwise_initializer", "bias_initializer",
+                   "depthwise_regularizer", "pointwise_regularizer", "bias_regularizer",
+                   "activity_regularizer", "depthwise_constraint", "pointwise_constraint",
+                   "bias_constraint")
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
                  dilation_rate=(1, 1), depth_multiplier=1, activation=None, use_bias=True,
@@ -305,13 +329,13 @@ class SeparableConv2D(_DepthwiseBase):
         self.filters = check_filters(filters)
         self._set_window(kernel_size, strides, padding, depth_multiplier, data_format,
                          dilation_rate)
-        refuse_unsupported("SeparableConv2D", depthwise_regularizer=depthwise_regularizer,
-                           pointwise_regularizer=pointwise_regularizer,
-                           bias_regularizer=bias_regularizer,
-                           activity_regularizer=activity_regularizer,
-                           depthwise_constraint=depthwise_constraint,
-                           pointwise_constraint=pointwise_constraint,
-                           bias_constraint=bias_constraint)
+        regularizers.set_layer_regularizers(self, depthwise_regularizer=depthwise_regularizer,
+                                            pointwise_regularizer=pointwise_regularizer,
+                                            bias_regularizer=bias_regularizer,
+                                            activity_regularizer=activity_regularizer)
+        constraints.set_layer_constraints(self, depthwise_constraint=depthwise_constraint,
+                                          pointwise_constraint=pointwise_constraint,
+                                          bias_constraint=bias_constraint)
         for initializer in (depthwise_initializer, pointwise_initializer, bias_initializer):
             initializers.get(initializer)
         self.use_bias = bool(use_bias)
@@ -340,10 +364,15 @@ class SeparableConv2D(_DepthwiseBase):
             params["bias"] = initializers.get(self.bias_initializer)(rng, (self.filters,))
         return params, {}, out_shape
 
-    def pre_activation(self, params, state, x, **_):
+    def get_config(self):
+        return constraints.serialize_into(regularizers.serialize_into(
+            super().get_config(), self), self)
+
+    def pre_activation(self, params, state, x, sample_mask=None, **_):
         y = depthwise_conv2d(x, params["depthwise_kernel"], self.strides, self.padding,
                              self.dilation_rate)
         y = y @ params["pointwise_kernel"][0, 0]
         if self.use_bias:
             y = y + params["bias"]
+        regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)
         return y, state

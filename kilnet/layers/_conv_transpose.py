@@ -19,13 +19,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from kilnet import initializers
+from kilnet import constraints, initializers, regularizers
 from kilnet.layers._base import KernelLayer, as_pair, check_padding
 from kilnet.layers._conv1d import (
     check_channels_last,
     check_filters,
     check_no_dilated_strides,
-    refuse_unsupported,
 )
 
 
@@ -111,7 +110,8 @@ class Conv2DTranspose(KernelLayer):
         output_padding: None, or an int or pair (each < strides) of extra rows/columns at
             the end: the output is then (size - 1) * strides + kernel % 2 + output_padding
             with "same", (size - 1) * strides + kernel + output_padding with "valid".
-        activation, use_bias, kernel_initializer, bias_initializer: as Conv2D.
+        activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+            bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint: as Conv2D.
 
     The kernel has Keras's shape (kh, kw, filters, in_channels).
 
@@ -127,7 +127,9 @@ class Conv2DTranspose(KernelLayer):
 
     config_keys = ("filters", "kernel_size", "strides", "padding", "output_padding",
                    "data_format", "dilation_rate", "activation", "use_bias",
-                   "kernel_initializer", "bias_initializer")
+                   "kernel_initializer", "bias_initializer", "kernel_regularizer",
+                   "bias_regularizer", "activity_regularizer", "kernel_constraint",
+                   "bias_constraint")
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
                  output_padding=None, data_format=None, dilation_rate=(1, 1), activation=None,
@@ -142,10 +144,11 @@ class Conv2DTranspose(KernelLayer):
         check_no_dilated_strides(self.strides, self.dilation_rate)
         self.padding = check_padding(padding)
         self.output_padding = _check_output_padding(output_padding, self.strides)
-        refuse_unsupported("Conv2DTranspose", kernel_regularizer=kernel_regularizer,
-                           bias_regularizer=bias_regularizer,
-                           activity_regularizer=activity_regularizer,
-                           kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
+        regularizers.set_layer_regularizers(self, kernel_regularizer=kernel_regularizer,
+                                            bias_regularizer=bias_regularizer,
+                                            activity_regularizer=activity_regularizer)
+        constraints.set_layer_constraints(self, kernel_constraint=kernel_constraint,
+                                          bias_constraint=bias_constraint)
         initializers.get(kernel_initializer), initializers.get(bias_initializer)
         self.data_format = check_channels_last(data_format)
         self.use_bias = bool(use_bias)
@@ -172,11 +175,16 @@ class Conv2DTranspose(KernelLayer):
             params["bias"] = initializers.get(self.bias_initializer)(rng, (self.filters,))
         return params, {}, out_shape
 
-    def pre_activation(self, params, state, x, **_):
+    def get_config(self):
+        return constraints.serialize_into(regularizers.serialize_into(
+            super().get_config(), self), self)
+
+    def pre_activation(self, params, state, x, sample_mask=None, **_):
         y = conv2d_transpose(x, params["kernel"], self.strides, self.dilation_rate,
                              self.padding, self.output_padding)
         if self.use_bias:
             y = y + params["bias"]
+        regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)
         return y, state
 
 

@@ -48,11 +48,9 @@ class Dense(KernelLayer):
         y = x @ params["kernel"]
         if self.use_bias:
             y = y + params["bias"]
-        regularizers.add_layer_penalties(self, params, _WEIGHTS, lambda: self.activate(y),
-                                         sample_mask)
+        regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)
         return y, state
 
 
-_WEIGHTS = {"kernel_regularizer": "kernel", "bias_regularizer": "bias"}
 _REGULARIZERS = ("kernel_regularizer", "bias_regularizer", "activity_regularizer")
 _CONSTRAINTS = ("kernel_constraint", "bias_constraint")

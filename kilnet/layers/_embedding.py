@@ -104,7 +104,7 @@ class Embedding(Layer):
         return constraints.serialize_into(config, self, ("embeddings_constraint",))
 
     def apply(self, params, state, x, **_):
-        regularizers.add_weight_penalties({"embeddings": self.embeddings_regularizer}, params)
+        regularizers.add_layer_penalties(self, params)
         ids = jnp.asarray(x).astype(jnp.int32)  # float ids too, as Keras
         if not isinstance(ids, jax.core.Tracer):
             _check_ids(ids, self.input_dim)

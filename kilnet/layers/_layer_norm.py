@@ -15,7 +15,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from kilnet import initializers
+from kilnet import constraints, initializers, regularizers
 from kilnet.layers._base import Layer
 
 
@@ -32,6 +32,8 @@ class LayerNormalization(Layer):
         epsilon: added to the variance. Default 1e-3 (Keras's).
         center: learn `beta`. scale: learn `gamma`.
         beta_initializer, gamma_initializer: initializer names ("zeros", "ones").
+        beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint: Keras's
+            penalties and constraints of beta and gamma.
 
     Example:
         >>> import numpy as np
@@ -46,16 +48,16 @@ class LayerNormalization(Layer):
     _supports_masking = True  # passes a sequence mask on, as Keras
 
     config_keys = ("axis", "epsilon", "center", "scale", "beta_initializer",
-                   "gamma_initializer")
+                   "gamma_initializer", "beta_regularizer", "gamma_regularizer", "beta_constraint",
+                   "gamma_constraint")
 
     def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
                  gamma_regularizer=None, beta_constraint=None, gamma_constraint=None,
                  rms_scaling=False, **kwargs):
         super().__init__(**kwargs)
-        _refuse_unsupported("LayerNormalization", beta_regularizer=beta_regularizer,
-                            gamma_regularizer=gamma_regularizer,
-                            beta_constraint=beta_constraint, gamma_constraint=gamma_constraint)
+        set_gamma_beta_regularization(self, beta_regularizer, gamma_regularizer,
+                                      beta_constraint, gamma_constraint)
         if rms_scaling:
             # Keras 3 deprecates it: it scales by the variance, not the root mean square.
             raise ValueError("LayerNormalization(rms_scaling=True) is not supported (Keras 3 "
@@ -89,7 +91,12 @@ class LayerNormalization(Layer):
             params["beta"] = initializers.get(self.beta_initializer)(rng, shape)
         return params, {}, self.compute_output_shape(input_shape)
 
+    def get_config(self):
+        return constraints.serialize_into(regularizers.serialize_into(
+            super().get_config(), self), self)
+
     def apply(self, params, state, x, **_):
+        regularizers.add_layer_penalties(self, params)
         axes = _sample_axes(self.axis, x.shape[1:])
         mean = x.mean(axis=axes, keepdims=True)
         var = jnp.square(x - mean).mean(axis=axes, keepdims=True)
@@ -115,6 +122,8 @@ class GroupNormalization(Layer):
         epsilon: added to the variance. Default 1e-3.
         center: learn `beta`. scale: learn `gamma`.
         beta_initializer, gamma_initializer: initializer names.
+        beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint: as
+            LayerNormalization's.
 
     Example:
         >>> import numpy as np
@@ -132,16 +141,16 @@ class GroupNormalization(Layer):
     _supports_masking = True  # passes a sequence mask on, as Keras
 
     config_keys = ("groups", "axis", "epsilon", "center", "scale", "beta_initializer",
-                   "gamma_initializer")
+                   "gamma_initializer", "beta_regularizer", "gamma_regularizer", "beta_constraint",
+                   "gamma_constraint")
 
     def __init__(self, groups=32, axis=-1, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
                  gamma_regularizer=None, beta_constraint=None, gamma_constraint=None,
                  **kwargs):
         super().__init__(**kwargs)
-        _refuse_unsupported("GroupNormalization", beta_regularizer=beta_regularizer,
-                            gamma_regularizer=gamma_regularizer,
-                            beta_constraint=beta_constraint, gamma_constraint=gamma_constraint)
+        set_gamma_beta_regularization(self, beta_regularizer, gamma_regularizer,
+                                      beta_constraint, gamma_constraint)
         if not _is_int(groups) or (groups < 1 and groups != -1):
             raise ValueError("groups must be a positive integer, or -1 for one channel per "
                              f"group (instance normalization). Received: groups={groups!r}")
@@ -188,7 +197,12 @@ class GroupNormalization(Layer):
             params["beta"] = initializers.get(self.beta_initializer)(rng, shape)
         return params, {}, self.compute_output_shape(input_shape)
 
+    def get_config(self):
+        return constraints.serialize_into(regularizers.serialize_into(
+            super().get_config(), self), self)
+
     def apply(self, params, state, x, **_):
+        regularizers.add_layer_penalties(self, params)
         axis, groups = self._channels(x.shape[1:])
         channels = x.shape[axis]
         # Split the channels axis into (groups, channels per group); statistics are taken
@@ -290,13 +304,21 @@ def _check_bool(value, argument: str) -> bool:
     return value
 
 
-def _refuse_unsupported(layer: str, **options):
-    """Keras arguments kilnet has no counterpart for yet: refused rather than ignored."""
-    given = {name: value for name, value in options.items() if value is not None}
-    if given:
-        raise ValueError(
-            f"{layer} does not support {', '.join(sorted(given))} yet. Received: "
-            + ", ".join(f"{name}={value!r}" for name, value in sorted(given.items())))
+def set_gamma_beta_regularization(layer, beta_regularizer, gamma_regularizer,
+                                  beta_constraint, gamma_constraint) -> None:
+    """A normalization's Keras arguments for its gamma and beta: penalties (added by
+    regularizers.add_layer_penalties) and constraints (applied after each update).
+
+    Example:
+        >>> from kilnet import layers
+        >>> norm = layers.LayerNormalization(gamma_constraint="non_neg")
+        >>> norm.constraint_for("gamma")
+        NonNeg()
+    """
+    regularizers.set_layer_regularizers(layer, beta_regularizer=beta_regularizer,
+                                        gamma_regularizer=gamma_regularizer)
+    constraints.set_layer_constraints(layer, beta_constraint=beta_constraint,
+                                      gamma_constraint=gamma_constraint)
 
 
 def _gamma_beta(layer) -> tuple:

@@ -5,16 +5,24 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from kilnet import constraints, regularizers
 from kilnet.layers._base import Layer
 
 
 class BatchNormalization(Layer):
     _supports_masking = True  # passes a sequence mask on, as Keras
     state_names = ("moving_mean", "moving_variance")
-    config_keys = ("momentum", "epsilon", "center", "scale")
+    config_keys = ("momentum", "epsilon", "center", "scale", "beta_regularizer",
+                   "gamma_regularizer", "beta_constraint", "gamma_constraint")
 
-    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, **kwargs):
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
+                 beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
+                 gamma_constraint=None, **kwargs):
         super().__init__(**kwargs)
+        regularizers.set_layer_regularizers(self, beta_regularizer=beta_regularizer,
+                                            gamma_regularizer=gamma_regularizer)
+        constraints.set_layer_constraints(self, beta_constraint=beta_constraint,
+                                          gamma_constraint=gamma_constraint)
         if axis != -1:
             raise ValueError(f"Only axis=-1 (channels-last) is supported. Received: axis={axis!r}")
         if not 0.0 <= momentum <= 1.0:
@@ -39,7 +47,12 @@ class BatchNormalization(Layer):
                  "moving_variance": np.ones((channels,), np.float32)}
         return params, state, input_shape
 
+    def get_config(self):
+        return constraints.serialize_into(regularizers.serialize_into(
+            super().get_config(), self), self)
+
     def apply(self, params, state, x, *, training=False, sample_mask=None, **_):
+        regularizers.add_layer_penalties(self, params)
         axes = tuple(range(x.ndim - 1))
         if training and self.trainable:  # frozen: inference mode, as Keras
             mean, var = _masked_moments(x, axes, sample_mask)

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kilnet import activations, initializers
+from kilnet import activations, constraints, initializers, regularizers
 from kilnet.layers import _rnn_cells as cells
 from kilnet.layers._base import Layer, is_shape
 from kilnet.layers._node import KerasTensor
@@ -47,10 +47,10 @@ class RNNBase(Layer):
                  kernel_initializer, recurrent_initializer, bias_initializer, dropout,
                  recurrent_dropout, seed, return_sequences, return_state, go_backwards,
                  stateful, unroll, zero_output_for_mask=False, use_cudnn="auto",
-                 unsupported=None, **kwargs):
+                 regularization=None, **kwargs):
         super().__init__(**kwargs)
         name = type(self).__name__
-        _refuse_unsupported(name, **(unsupported or {}))
+        self._set_regularization(**(regularization or {}))
         if stateful is not False:
             raise ValueError(
                 f"{name}(stateful=True) is not supported: kilnet's compiled epochs keep no "
@@ -83,6 +83,24 @@ class RNNBase(Layer):
         self.stateful = False
         self.unroll = _check_bool(unroll, "unroll")  # accepted; the scan is compiled once
         self.zero_output_for_mask = _check_bool(zero_output_for_mask, "zero_output_for_mask")
+
+    def _set_regularization(self, kernel_regularizer=None, recurrent_regularizer=None,
+                            bias_regularizer=None, activity_regularizer=None,
+                            kernel_constraint=None, recurrent_constraint=None,
+                            bias_constraint=None):
+        """Keras's penalties and constraints of the three weights (found by weight name:
+        Layer.regularizer_for / constraint_for) and of the outputs."""
+        regularizers.set_layer_regularizers(
+            self, kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer, bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer)
+        constraints.set_layer_constraints(
+            self, kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint)
+
+    def get_config(self):
+        return constraints.serialize_into(regularizers.serialize_into(
+            super().get_config(), self), self)
 
     @property
     def param_names(self):
@@ -163,7 +181,9 @@ class RNNBase(Layer):
                                     sequences=sequences, project=project)
         output = (outputs if self.return_sequences
                   else outputs[:, -1] if sequences else final[0])
-        return ([output, *final] if self.return_state else output), state
+        result = [output, *final] if self.return_state else output
+        regularizers.add_layer_penalties(self, params, lambda: result, sample_mask)
+        return result, state
 
     def _input_bias(self, params):
         return params.get("bias")
@@ -235,6 +255,10 @@ class SimpleRNN(RNNBase):
         return_sequences: return every step's output (batch, time, units), not only the last.
         return_state: also return the final state: `[output, state_h]`.
         go_backwards: read the sequence from its end (outputs come in that order).
+        kernel_regularizer, recurrent_regularizer, bias_regularizer: penalties of the three
+            weights; activity_regularizer: of each output (the states too with
+            return_state); kernel_constraint, recurrent_constraint, bias_constraint:
+            projections after each update (kilnet.regularizers, kilnet.constraints).
         stateful: only False. unroll: accepted, ignored (kilnet always compiles a scan).
         seed: accepted; dropout draws from the key the model passes.
 
@@ -254,7 +278,9 @@ class SimpleRNN(RNNBase):
     config_keys = ("return_sequences", "return_state", "go_backwards", "stateful", "unroll",
                    "zero_output_for_mask", "units", "activation", "use_bias",
                    "kernel_initializer", "recurrent_initializer", "bias_initializer",
-                   "dropout", "recurrent_dropout")
+                   "dropout", "recurrent_dropout", "kernel_regularizer",
+                   "recurrent_regularizer", "bias_regularizer", "activity_regularizer",
+                   "kernel_constraint", "recurrent_constraint", "bias_constraint")
 
     def __init__(self, units, activation="tanh", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
@@ -269,7 +295,7 @@ class SimpleRNN(RNNBase):
             bias_initializer=bias_initializer, dropout=dropout,
             recurrent_dropout=recurrent_dropout, seed=seed, return_sequences=return_sequences,
             return_state=return_state, go_backwards=go_backwards, stateful=stateful,
-            unroll=unroll, unsupported=_regularization(
+            unroll=unroll, regularization=_regularization(
                 kernel_regularizer, recurrent_regularizer, bias_regularizer,
                 activity_regularizer, kernel_constraint, recurrent_constraint,
                 bias_constraint), **kwargs)
@@ -310,7 +336,9 @@ class LSTM(RNNBase):
                    "zero_output_for_mask", "units", "activation", "recurrent_activation",
                    "use_bias", "kernel_initializer", "recurrent_initializer",
                    "bias_initializer", "unit_forget_bias", "dropout", "recurrent_dropout",
-                   "seed")
+                   "seed", "kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
+                   "activity_regularizer", "kernel_constraint", "recurrent_constraint",
+                   "bias_constraint")
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
                  use_bias=True, kernel_initializer="glorot_uniform",
@@ -328,7 +356,7 @@ class LSTM(RNNBase):
             dropout=dropout, recurrent_dropout=recurrent_dropout, seed=seed,
             return_sequences=return_sequences, return_state=return_state,
             go_backwards=go_backwards, stateful=stateful, unroll=unroll, use_cudnn=use_cudnn,
-            unsupported=_regularization(
+            regularization=_regularization(
                 kernel_regularizer, recurrent_regularizer, bias_regularizer,
                 activity_regularizer, kernel_constraint, recurrent_constraint,
                 bias_constraint), **kwargs)
@@ -375,7 +403,10 @@ class GRU(RNNBase):
     config_keys = ("return_sequences", "return_state", "go_backwards", "stateful", "unroll",
                    "zero_output_for_mask", "units", "activation", "recurrent_activation",
                    "use_bias", "kernel_initializer", "recurrent_initializer",
-                   "bias_initializer", "dropout", "recurrent_dropout", "reset_after", "seed")
+                   "bias_initializer", "dropout", "recurrent_dropout", "reset_after", "seed",
+                   "kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
+                   "activity_regularizer", "kernel_constraint", "recurrent_constraint",
+                   "bias_constraint")
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
                  use_bias=True, kernel_initializer="glorot_uniform",
@@ -392,7 +423,7 @@ class GRU(RNNBase):
             dropout=dropout, recurrent_dropout=recurrent_dropout, seed=seed,
             return_sequences=return_sequences, return_state=return_state,
             go_backwards=go_backwards, stateful=stateful, unroll=unroll, use_cudnn=use_cudnn,
-            unsupported=_regularization(
+            regularization=_regularization(
                 kernel_regularizer, recurrent_regularizer, bias_regularizer,
                 activity_regularizer, kernel_constraint, recurrent_constraint,
                 bias_constraint), **kwargs)
@@ -434,15 +465,6 @@ def _regularization(kernel_regularizer, recurrent_regularizer, bias_regularizer,
                 recurrent_regularizer=recurrent_regularizer, bias_regularizer=bias_regularizer,
                 activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
                 recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint)
-
-
-def _refuse_unsupported(layer: str, **options):
-    """Keras arguments kilnet has no counterpart for yet: refused rather than ignored."""
-    given = {name: value for name, value in options.items() if value is not None}
-    if given:
-        raise ValueError(
-            f"{layer} does not support {', '.join(sorted(given))} yet. Received: "
-            + ", ".join(f"{name}={value!r}" for name, value in sorted(given.items())))
 
 
 def _check_initializer(value, argument):
