@@ -139,3 +139,28 @@ def text_classification(n_train: int = 25_000, n_test: int = 5_000, seed: int = 
         return x.astype(np.int32), y.astype(np.float32)[:, None]
 
     return make(n_train), make(n_test)
+
+
+# -- images: the resnet workload -----------------------------------------------------------------
+def synthetic_images(n_train: int = 10_000, n_test: int = 2_000, seed: int = 0, chunk: int = 10_000):
+    """CIFAR-shaped float32 images (n, 32, 32, 3) in [0, 1] with int32 labels 0-9.
+
+    As `synthetic` for 28x28: each class has a fixed random low-frequency colour template
+    (8x8x3 noise blown up to 32x32); an image is 80% uniform pixel noise plus 20% of its
+    class's template, quantized to 8 bits like a real photo. A small ResNet learns it well
+    above chance in one epoch, so a broken trainer shows up as a low accuracy."""
+    rng = np.random.default_rng(seed)
+    low = rng.random((10, 8, 8, 3), dtype=np.float32)
+    templates = np.kron(low, np.ones((1, 4, 4, 1), dtype=np.float32)) * np.float32(255.0)
+
+    def make(n):
+        y = rng.integers(0, 10, size=n).astype(np.int32)
+        x = np.empty((n, 32, 32, 3), dtype=np.float32)
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            noise = rng.integers(0, 256, size=(stop - start, 32, 32, 3), dtype=np.uint8)
+            mixed = np.float32(0.8) * noise + np.float32(0.2) * templates[y[start:stop]]
+            x[start:stop] = np.clip(np.rint(mixed), 0, 255).astype(np.float32) / np.float32(255)
+        return x, y
+
+    return make(n_train), make(n_test)

@@ -40,6 +40,7 @@ WORKLOADS = {
     "cnn": (128, 2),
     "lstm": (64, 3),
     "transformer": (64, 3),
+    "resnet": (128, 2),
 }
 TEXT_WORKLOADS = ("lstm", "transformer")  # token sequences and binary labels (bench/_data.py)
 EMBED = 64  # the text models' embedding width
@@ -140,6 +141,8 @@ def build_keras_model(keras, layers, workload: str):
     """The seed MLP, Keras's simple MNIST convnet or a text classifier, in the Keras API."""
     if workload in TEXT_WORKLOADS:
         return build_text_model(keras, layers, workload)
+    if workload == "resnet":
+        return build_resnet(keras, layers)
     if workload == "mlp":
         return keras.Sequential([
             layers.Flatten(input_shape=(28, 28)),
@@ -175,6 +178,31 @@ def build_text_model(keras, layers, workload: str):
         x = layers.LayerNormalization(epsilon=1e-6)(layers.Add()([x, ff]))
         x = layers.GlobalAveragePooling1D()(x)
     outputs = layers.Dense(1, activation="sigmoid")(x)
+    return keras.Model(inputs, outputs)
+
+
+# The small CIFAR-style ResNet: stem, three stages of one residual block each, 16/32/64
+# filters, the second and third halving the resolution (a 1x1 projection on the shortcut).
+RESNET_STAGES = ((16, 1), (32, 2), (64, 2))
+
+
+def build_resnet(keras, layers):
+    """A ResNet-8 for 32x32x3 images in Keras's functional API (the same code runs on kilnet
+    and Keras): Conv-BN-ReLU blocks with identity or projection shortcuts, global average
+    pooling, Dense(10, softmax)."""
+    def conv_bn(x, filters, kernel, strides=1):
+        x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False)(x)
+        return layers.BatchNormalization()(x)
+
+    inputs = keras.Input(shape=(32, 32, 3))
+    x = layers.Activation("relu")(conv_bn(inputs, 16, 3))
+    for filters, strides in RESNET_STAGES:
+        shortcut = x if strides == 1 else conv_bn(x, filters, 1, strides)
+        y = layers.Activation("relu")(conv_bn(x, filters, 3, strides))
+        y = conv_bn(y, filters, 3)
+        x = layers.Activation("relu")(layers.Add()([shortcut, y]))
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(10, activation="softmax")(x)
     return keras.Model(inputs, outputs)
 
 
@@ -299,6 +327,11 @@ def run_torch(args, data):
     if text:
         model = torch_text_model(args.workload)
         x, xt = torch.from_numpy(x_train.astype("int64")), torch.from_numpy(x_test.astype("int64"))
+    elif args.workload == "resnet":
+        model = torch_resnet()
+        # channels-first, as torch's convolutions take them
+        x = torch.from_numpy(x_train.transpose(0, 3, 1, 2).copy())
+        xt = torch.from_numpy(x_test.transpose(0, 3, 1, 2).copy())
     elif args.workload == "mlp":
         model = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
         x, xt = torch.from_numpy(x_train), torch.from_numpy(x_test)
@@ -313,7 +346,8 @@ def run_torch(args, data):
     for m in model.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d)):
             nn.init.xavier_uniform_(m.weight)
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
     if text:  # float (n, 1) labels, a sigmoid output: the loss takes its logit
         y, yt = torch.from_numpy(y_train), torch.from_numpy(y_test)
         loss_fn = nn.BCEWithLogitsLoss()
@@ -322,6 +356,11 @@ def run_torch(args, data):
         y, yt = torch.from_numpy(y_train.astype("int64")), torch.from_numpy(y_test.astype("int64"))
         loss_fn = nn.CrossEntropyLoss()
         hits = lambda logits, yb: (logits.argmax(1) == yb).sum()  # noqa: E731
+    # The GPU when there is one (bench/gpu.sh), as Keras and kilnet use theirs: the data
+    # moves there once, before timing, as kilnet's and Keras-JAX's arrays do.
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    x, xt, y, yt = x.to(device), xt.to(device), y.to(device), yt.to(device)
     n, batch_size = len(x), args.batch_size
     gen = torch.Generator().manual_seed(args.seed)
     clock = _Clock(None)
@@ -332,9 +371,9 @@ def run_torch(args, data):
     for _ in range(args.epochs):
         clock.epoch_begin()
         model.train()
-        perm = torch.randperm(n, generator=gen)
-        loss_sum = torch.zeros(())
-        correct = torch.zeros((), dtype=torch.int64)
+        perm = torch.randperm(n, generator=gen).to(device)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
         for start in range(0, n, batch_size):
             idx = perm[start:start + batch_size]
             xb, yb = x[idx], y[idx]
@@ -360,6 +399,32 @@ def run_torch(args, data):
     t_eval = time.perf_counter()
     return _timings(clock, t0, t_built, t_compiled, t_fit, t_eval, total_loss / len(xt),
                     total_correct / len(xt), rss_before, c_fit - c0)
+
+
+def torch_resnet():
+    """build_resnet's ResNet-8 in torch (BatchNorm with Keras's momentum 0.99 and epsilon
+    1e-3, so both train the same model)."""
+    from torch import nn
+
+    def conv_bn(cin, cout, kernel, stride=1):
+        return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2, bias=False),
+                             nn.BatchNorm2d(cout, eps=1e-3, momentum=0.01))
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.shortcut = nn.Identity() if stride == 1 else conv_bn(cin, cout, 1, stride)
+            self.first, self.second = conv_bn(cin, cout, 3, stride), conv_bn(cout, cout, 3)
+
+        def forward(self, x):
+            return (self.shortcut(x) + self.second(self.first(x).relu())).relu()
+
+    blocks, cin = [], 16
+    for filters, stride in RESNET_STAGES:
+        blocks.append(Block(cin, filters, stride))
+        cin = filters
+    return nn.Sequential(conv_bn(3, 16, 3), nn.ReLU(), *blocks, nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(cin, 10))
 
 
 def torch_text_model(workload: str):
@@ -468,6 +533,11 @@ def main(argv=None) -> int:
         (x_train, y_train), (x_test, y_test) = _data.text_classification(
             n, min(5_000, max(1_000, n // 5)), seed=args.seed)
         data_name = "synthetic tokens"
+    elif args.workload == "resnet":
+        n = args.train_samples or 10_000
+        (x_train, y_train), (x_test, y_test) = _data.synthetic_images(
+            n, min(2_000, max(500, n // 5)), seed=args.seed)
+        data_name = "synthetic 32x32x3 images"
     else:
         (x_train, y_train), (x_test, y_test), data_name = _data.load(
             args.data, args.train_samples, args.seed)

@@ -5,6 +5,7 @@
     python bench/bench.py --frameworks kilnet,keras-jax
     python bench/bench.py --scaling                 # kilnet MLP epochs at 60k/300k/600k samples
     python bench/bench.py --workloads lstm,transformer --samples 5000 --repeats 1   # quick
+    python bench/bench.py --workloads mlp --check   # and the speed targets (bench/_targets.py)
 
 Each measurement runs in its own process (bench/_runner.py) with the
 interpreter that has the framework: kilnet with the repo's .venv (else this
@@ -31,18 +32,23 @@ import sys
 import tempfile
 import time
 
+import _targets
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RUNNER = os.path.join(HERE, "_runner.py")
+FLOOR = os.path.join(HERE, "_floor.py")
 RESULTS_DIR = os.path.join(HERE, "results")
 PEERS_PYTHON = os.path.join(HERE, ".venv-peers", "bin", "python")
 RESULT_PREFIX = "BENCH_RESULT "
 
 FRAMEWORKS = ("kilnet", "keras-jax", "keras-tensorflow", "torch")
-WORKLOADS = ("mlp", "cnn", "lstm", "transformer")
+WORKLOADS = ("mlp", "cnn", "resnet", "lstm", "transformer")
 WORKLOAD_TITLES = {
     "mlp": "mlp: Flatten, Dense 128 relu, Dense 10 softmax; adam",
     "cnn": "cnn: Keras MNIST convnet (Conv 32, pool, Conv 64, pool, Dropout 0.5, Dense 10); adam",
+    "resnet": "resnet: ResNet-8 on 32x32x3 (Conv-BN stem 16, three residual stages 16/32/64 with "
+              "batch norm, global average pooling, Dense 10 softmax); adam",
     "lstm": "lstm: Embedding(20000, 64), LSTM(64), Dense 1 sigmoid on 200 tokens; adam",
     "transformer": "transformer: token + position embedding 64, one block (MultiHeadAttention 2 "
                    "heads x 32, Add + LayerNorm, Dense 64 relu, Dense 64, Add + LayerNorm), "
@@ -158,13 +164,21 @@ def rotated(items: list[str], shift: int) -> list[str]:
 
 # ---------------------------------------------------------------- machine
 
+# The vector and matrix extensions that decide which CPU kernels XLA, oneDNN and PyTorch use.
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile",
+             "avx_vnni")
+
+
 def machine_info() -> dict:
-    cpu = platform.processor() or "?"
+    cpu, flags = platform.processor() or "?", []
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.startswith("model name") and cpu in ("?", platform.processor()):
                     cpu = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    present = set(line.split(":", 1)[1].split())
+                    flags = [flag for flag in CPU_FLAGS if flag in present]
                     break
     except OSError:
         pass
@@ -178,6 +192,7 @@ def machine_info() -> dict:
         pass
     return {
         "cpu": cpu,
+        "cpu_flags": flags,
         "cores": os.cpu_count(),
         "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "memory_gib": mem_gib,
@@ -200,6 +215,8 @@ def versions_seen(results: list[dict]) -> dict:
 def print_machine(info: dict, versions: dict) -> None:
     print(f"machine: {info['cpu']}, {info['cores']} cores ({info['cores_usable']} usable), "
           f"{info['memory_gib']} GiB, {info['platform']}")
+    if info.get("cpu_flags") is not None:
+        print("cpu flags: " + (" ".join(info["cpu_flags"]) or "none of " + " ".join(CPU_FLAGS)))
     print("versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
     if info.get("env"):
         print("env: " + ", ".join(f"{k}={v}" for k, v in info["env"].items()))
@@ -460,6 +477,28 @@ def print_scaling(report: dict, epochs: int) -> None:
         print("| " + " | ".join(b) + " |")
 
 
+def measure_floor(timeout: float) -> dict | None:
+    """The seed MLP's matmul-bound floor on this machine (bench/_floor.py), or None."""
+    proc = subprocess.run([interpreter("kilnet"), FLOOR], env=child_env("kilnet"), cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+    for line in proc.stdout.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            return json.loads(line[len(RESULT_PREFIX):])
+    print("matmul floor: not measured: " + (proc.stderr.strip().splitlines() or ["?"])[-1])
+    return None
+
+
+def print_checks(report: dict) -> None:
+    floor = report.get("floor")
+    if floor:
+        print(f"matmul-bound floor of the mlp epoch: {floor['floor_s']:.3f} s "
+              f"({floor['gflop']:.1f} GFLOP at {floor['gflops_per_s']:.0f} GFLOP/s, XLA options: "
+              f"{floor['floor_options']})")
+    print("targets (bench/_targets.py; ratio = peer / kilnet):")
+    for line in _targets.check_lines(report) or ["  none of the run's workloads has a target"]:
+        print(line)
+
+
 def write_results(report: dict, tag: str) -> str:
     os.makedirs(RESULTS_DIR, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -469,7 +508,7 @@ def write_results(report: dict, tag: str) -> str:
     return path
 
 
-def reprint(path: str) -> int:
+def reprint(path: str, check: bool = False) -> int:
     """Recompute and print the tables of a saved run (e.g. after adding a column)."""
     with open(path) as f:
         report = json.load(f)
@@ -486,6 +525,8 @@ def reprint(path: str) -> int:
     baseline = report.get("baseline", "kilnet")
     report["tables"] = {w: summarize(report["results"], frameworks, w, baseline) for w in workloads}
     print_comparison(report, workloads, baseline, report.get("data", "?"))
+    if check:
+        print_checks(report)
     return 0
 
 
@@ -494,7 +535,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=None,
                    help="runs per framework and workload (default 3; 1 with --scaling)")
     p.add_argument("--workloads", default="mlp,cnn",
-                   help="comma-separated: mlp,cnn,lstm,transformer (default mlp,cnn)")
+                   help="comma-separated: mlp,cnn,resnet,lstm,transformer (default mlp,cnn)")
     p.add_argument("--frameworks", default=None,
                    help=f"comma-separated, default all: {','.join(FRAMEWORKS)} (kilnet with --scaling)")
     p.add_argument("--baseline", default="kilnet", choices=FRAMEWORKS,
@@ -518,6 +559,9 @@ def main(argv=None) -> int:
     p.add_argument("--report", metavar="JSON", default=None,
                    help="print the tables of a saved bench/results/*.json again, run nothing")
     p.add_argument("--no-save", action="store_true", help="do not write bench/results/*.json")
+    p.add_argument("--check", action="store_true",
+                   help="print the speed targets met and missed (bench/_targets.py); with mlp, "
+                        "also measure its matmul-bound floor (bench/_floor.py)")
     args = p.parse_args(argv)
     if args.repeats is None:
         args.repeats = 1 if args.scaling else 3
@@ -525,7 +569,7 @@ def main(argv=None) -> int:
     KILNET_CACHE_MODE = args.kilnet_cache
 
     if args.report:
-        return reprint(args.report)
+        return reprint(args.report, args.check)
     info = machine_info()
     t0 = time.perf_counter()
     if args.scaling:
@@ -548,6 +592,8 @@ def main(argv=None) -> int:
             if bad:
                 p.error(f"--{name} must be among {','.join(allowed)}. Received: {','.join(bad)}")
         report = run_comparison(args, frameworks, workloads)
+        if args.check and "mlp" in workloads:
+            report["floor"] = measure_floor(args.timeout)
         data_names = sorted({r["data"] for r in report["results"] if "data" in r}) or [args.data]
         report.update(mode="comparison", repeats=args.repeats, machine=info, kilnet_cache=args.kilnet_cache,
                       versions=versions_seen(report["results"]), baseline=args.baseline,
@@ -556,6 +602,8 @@ def main(argv=None) -> int:
         print_machine(info, report["versions"])
         print(f"kilnet compilation cache: {args.kilnet_cache} (see --kilnet-cache)")
         print_comparison(report, workloads, args.baseline, report["data"])
+        if args.check:
+            print_checks(report)
         tag = ""
     if not args.no_save:
         print(f"raw results: {os.path.relpath(write_results(report, tag), ROOT)}")

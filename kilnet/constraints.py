@@ -91,12 +91,15 @@ class NonNeg(Constraint):
     Example:
         >>> import numpy as np
         >>> from kilnet import constraints
-        >>> np.asarray(constraints.NonNeg()(np.array([1.5, -2.0]))).tolist()
-        [1.5, 0.0]
+        >>> np.asarray(constraints.NonNeg()(np.array([1.5, -2.0]))).tolist() == [1.5, 0.0]
+        True
     """
 
     def __call__(self, w):
-        return jnp.maximum(w, 0)
+        # Keras's formula, a product with the mask rather than a maximum: -inf becomes NaN, not
+        # 0, so a non-finite weight stays visible to the training loop's check.
+        w = jnp.asarray(w)
+        return w * (w >= 0).astype(w.dtype)
 
 
 class UnitNorm(Constraint):
@@ -181,6 +184,21 @@ def get(identifier, argument: str = "constraint"):
     """
     return _small_objects.resolve(identifier, _BY_NAME, Constraint, argument,
                                   "'max_norm', 'non_neg', 'unit_norm', 'min_max_norm'")
+
+
+def keeps_non_finite(constraint) -> bool:
+    """Whether the constraint maps a weight holding inf or NaN to one that still does: true of
+    kilnet's own constraints (each divides by or multiplies with the non-finite value), unknown
+    (false) for a function or class of the user's, which could clip it away. kilnet.programs
+    checks each step's gradient itself when a constraint could hide it.
+
+    Example:
+        >>> from kilnet import constraints
+        >>> constraints.keeps_non_finite(constraints.MaxNorm()), constraints.keeps_non_finite(
+        ...     lambda w: w)
+        (True, False)
+    """
+    return type(constraint) in (MaxNorm, NonNeg, UnitNorm, MinMaxNorm)
 
 
 def set_layer_constraints(layer, **given) -> None:

@@ -242,6 +242,24 @@ def get(identifier):
     )
 
 
+def keeps_non_finite(optimizer) -> bool:
+    """Whether a non-finite gradient always leaves a non-finite value in the weights or the
+    optimizer state after one update of `optimizer`: true of kilnet's own optimizers (each
+    one's update of an inf or NaN gradient is inf or NaN, tests/test_nonfinite_update.py checks
+    every one), false with clipvalue (it clips inf to a finite bound) and for an Optax
+    transformation of the user's, whose update kilnet cannot know. The compiled step checks
+    the gradient itself only where this is false (kilnet.programs).
+
+    Example:
+        >>> from kilnet import optimizers
+        >>> optimizers.keeps_non_finite(optimizers.Adam()), optimizers.keeps_non_finite(
+        ...     optimizers.SGD(clipvalue=1.0))
+        (True, False)
+    """
+    return (isinstance(optimizer, Optimizer) and type(optimizer) in OPTIMIZER_TYPES.values()
+            and optimizer.clipvalue is None)
+
+
 def transformation(optimizer) -> optax.GradientTransformation:
     return optimizer.build() if isinstance(optimizer, Optimizer) else optimizer
 

@@ -16,6 +16,7 @@ from kilnet import distribution as distribution_lib
 from kilnet import losses as losses_lib
 from kilnet import metrics as metrics_lib
 from kilnet import objective as objective_lib
+from kilnet import constraints as constraints_lib
 from kilnet import optimizers as optimizers_lib
 from kilnet import _scope, _tree, programs, structure, utils
 
@@ -110,8 +111,16 @@ class Trainer:
                                  else None,
                                  on_nonfinite=self.on_nonfinite,
                                  constraints=_weight_constraints(model),
+                                 check_gradients=not self.update_keeps_non_finite(model),
                                  batch_sharding=getattr(self.distribution, "batch_sharding",
                                                         None))
+
+    def update_keeps_non_finite(self, model) -> bool:
+        """Whether every non-finite gradient leaves a trace in the weights or optimizer state
+        after the update (the optimizer and every weight constraint are kilnet's own)."""
+        return (optimizers_lib.keeps_non_finite(self.optimizer)
+                and all(constraints_lib.keeps_non_finite(c)
+                        for _, c in _weight_constraints(model)))
 
     def ensure_state(self, seed=None, input_shape=None):
         """Build the model if needed and create the training state (optimizer state, keys);
