@@ -79,10 +79,13 @@ _IMPORT_CHECK = {
 # ---------------------------------------------------------------- processes
 
 def interpreter(framework: str) -> str:
+    """The Python that runs a framework: the repo's .venv for kilnet and bench/.venv-peers for
+    the peers, unless KILNET_BENCH_PYTHON / KILNET_BENCH_PEERS_PYTHON name others (bench/gpu.sh
+    points them at its CUDA environments)."""
     if framework == "kilnet":
-        venv = os.path.join(ROOT, ".venv", "bin", "python")
+        venv = os.environ.get("KILNET_BENCH_PYTHON") or os.path.join(ROOT, ".venv", "bin", "python")
         return venv if os.path.exists(venv) else sys.executable
-    return PEERS_PYTHON
+    return os.environ.get("KILNET_BENCH_PEERS_PYTHON") or PEERS_PYTHON
 
 
 # How kilnet's persistent XLA compilation cache is set for its child processes
