@@ -4,7 +4,9 @@
 epsilon is added to sqrt(v) before bias correction; Optax's `adam` adds it after. Adam and AdamW
 are therefore written here as one fused Optax transformation following Keras's formula
 (tests/test_optimizers.py checks one step against a NumPy transcription of Keras's update and
-a run against optax.adam). The learning rate lives in the optimizer state
+a run against optax.adam). Nadam is written out the same way: Keras's keeps a momentum schedule
+(and its running product) that Optax's `nadam` does not have (tests/test_nadam.py compares
+training against Keras's). The learning rate lives in the optimizer state
 (`optax.inject_hyperparams`), so callbacks such as ReduceLROnPlateau change it without a
 recompilation.
 """
@@ -59,6 +61,87 @@ def keras_adam(learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_dec
             updates = jax.tree.map(lambda u, p: u - learning_rate * weight_decay * p,
                                    updates, params)
         return updates, KerasAdamState(count, mu, nu)
+
+    return optax.GradientTransformation(init, update)
+
+
+class KerasNadamState(NamedTuple):
+    """Keras's Nadam state: the step count, the moments, and the product of the momentum
+    schedule so far (Keras's `u_product`, 1.0 before the first step).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> state = keras_nadam(0.01).init({"w": jnp.zeros(2)})
+        >>> int(state.count), float(state.u_product), state.mu["w"].shape
+        (0, 1.0, (2,))
+    """
+
+    count: jax.Array
+    mu: Any
+    nu: Any
+    u_product: jax.Array
+
+
+def nadam_momentum(beta_1, step):
+    """Keras's Nadam momentum schedule u_t = beta_1 * (1 - 0.5 * 0.96 ** t), in float32 (t is
+    the 1-based step, as an array or a number).
+
+    Example:
+        >>> round(float(nadam_momentum(0.9, 1)), 6)
+        0.468
+    """
+    t = jnp.asarray(step, jnp.float32)
+    return beta_1 * (1.0 - 0.5 * jnp.power(jnp.float32(0.96), t))
+
+
+def keras_nadam(learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None):
+    """Keras 3's Nadam update (Dozat's Nesterov Adam with a momentum schedule) as one Optax
+    transformation; Optax's `nadam` is a different algorithm (no schedule), so it is written
+    out here.
+
+    u_t = b1 (1 - 0.5 * 0.96^t);  P_t = u_1 ... u_t (the state's u_product)
+    m <- m + (g - m)(1 - b1);  v <- v + (g^2 - v)(1 - b2)
+    m_hat = u_{t+1} m / (1 - P_t u_{t+1}) + (1 - u_t) g / (1 - P_t);  v_hat = v / (1 - b2^t)
+    p <- p - lr * wd * p - lr * m_hat / (sqrt(v_hat) + eps)
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> tx = keras_nadam(0.1)
+        >>> params = {"w": jnp.array([1.0])}
+        >>> updates, state = tx.update({"w": jnp.array([0.5])}, tx.init(params), params)
+        >>> round(float(updates["w"][0]), 4), round(float(state.u_product), 3)
+        (-0.1063, 0.468)
+    """
+
+    def init(params):
+        zeros = lambda p: jnp.zeros_like(p)
+        return KerasNadamState(jnp.zeros((), jnp.int32), jax.tree.map(zeros, params),
+                               jax.tree.map(zeros, params), jnp.ones((), jnp.float32))
+
+    # Keras casts the betas to float32 before forming 1 - beta: 1 - float32(0.999) is
+    # 0.0009999871, which changes v and its bias correction by 1e-5 relative unless the same.
+    b1, b2 = jnp.float32(beta_1), jnp.float32(beta_2)
+
+    def update(grads, state, params=None):
+        count = state.count + 1
+        t = count.astype(jnp.float32)
+        u_t, u_next = nadam_momentum(b1, t), nadam_momentum(b1, t + 1)
+        u_product = state.u_product * u_t
+        # The schedule's factors are scalars: computed once per step, not per element.
+        m_scale = u_next / (1 - u_product * u_next)
+        g_scale = (1 - u_t) / (1 - u_product)
+        v_scale = 1 / (1 - b2 ** t)
+        mu = jax.tree.map(lambda m, g: m + (g - m) * (1 - b1), state.mu, grads)
+        nu = jax.tree.map(lambda v, g: v + (g * g - v) * (1 - b2), state.nu, grads)
+        updates = jax.tree.map(
+            lambda m, v, g: -learning_rate * (m_scale * m + g_scale * g)
+            / (jnp.sqrt(v * v_scale) + epsilon), mu, nu, grads)
+        if weight_decay:
+            if params is None:
+                raise ValueError("Nadam with weight_decay needs the parameters to decay them.")
+            updates = jax.tree.map(lambda u, p: u - learning_rate * weight_decay * p,
+                                   updates, params)
+        return updates, KerasNadamState(count, mu, nu, u_product)
 
     return optax.GradientTransformation(init, update)
 
@@ -216,14 +299,22 @@ class Adagrad(Optimizer):
 
 
 class Nadam(Optimizer):
-    """Optax's Nadam with Keras's defaults (Keras adds a momentum-decay schedule on top)."""
+    """Keras 3's Nadam, update for update (`keras_nadam`: Adam with Nesterov momentum and
+    Keras's momentum schedule; Optax's `nadam` differs), with Keras's arguments and defaults.
+
+    Example:
+        >>> import kilnet
+        >>> opt = kilnet.optimizers.Nadam(learning_rate=0.01, beta_1=0.8)
+        >>> opt.learning_rate, opt.hyper["beta_1"], opt.hyper["epsilon"]
+        (0.01, 0.8, 1e-07)
+    """
 
     name = "nadam"
-    defaults = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}
+    # Keras's Nadam takes weight_decay too (decoupled, as AdamW's; None: off).
+    defaults = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "weight_decay": None}
 
     def core(self, learning_rate):
-        h = self.hyper
-        return optax.nadam(learning_rate, b1=h["beta_1"], b2=h["beta_2"], eps=h["epsilon"])
+        return keras_nadam(learning_rate, **self.hyper)
 
 
 OPTIMIZER_TYPES = {cls.__name__: cls for cls in (Adam, AdamW, SGD, RMSprop, Adagrad, Nadam)}
@@ -352,3 +443,5 @@ def init_state(tx: optax.GradientTransformation, params):
     leaves = [np.array(read(v), dtype=v.aval.dtype) for v in jaxpr.outvars]
     structure = jax.tree.structure(jax.eval_shape(tx.init, params))
     return jax.device_put(jax.tree.unflatten(structure, leaves))
+
+from kilnet.loss_scale import LossScaleOptimizer  # noqa: E402,F401  (Keras's name here)

@@ -6,10 +6,10 @@ trainable variable's slots in the model's trainable-variable order, e.g. Adam's 
 velocity interleaved per variable), while kilnet keeps them as Optax state trees shaped like the
 params. This table maps one to the other for the optimizers whose update kilnet computes exactly
 as Keras does (SGD with or without momentum, Adam, AdamW, RMSprop with or without momentum and
-centering, Adagrad), so a model trained a few steps in one continues in the other as it would
-have. For the others the state is left out with a warning, and training starts from a fresh
-state: kilnet's Nadam is Optax's (Adam with a Nesterov step), not Keras's (Dozat's momentum
-schedule, with its `u_product` variable), so its state would not mean the same thing.
+centering, Adagrad, Nadam), so a model trained a few steps in one continues in the other as it
+would have. A state that cannot be mapped is left out with a warning, and training starts from a
+fresh state. Nadam has one variable more, after all the slots: `u_product`, the running product
+of its momentum schedule (Keras makes it after its momentums and velocities).
 
 kilnet's SGD keeps Optax's trace t (t <- g + momentum * t, step -lr * t); Keras keeps
 m <- momentum * m - lr * g, so m = -lr * t while the learning rate is constant.
@@ -56,7 +56,7 @@ def slot_names(optimizer) -> list:
     name, hyper = type(optimizer).__name__, getattr(optimizer, "hyper", {})
     if name == "SGD":
         return ["momentum"] if hyper.get("momentum") else []
-    if name in ("Adam", "AdamW"):
+    if name in ("Adam", "AdamW", "Nadam"):
         return ["momentum", "velocity"]
     if name == "RMSprop":
         return ["velocity"] + (["momentum"] if hyper.get("momentum") else []) + (
@@ -64,6 +64,20 @@ def slot_names(optimizer) -> list:
     if name == "Adagrad":
         return ["accumulator"]
     raise Unsupported(f"kilnet's {name}({hyper}) has no optimizer state in Keras's layout")
+
+
+def scalar_names(optimizer) -> list:
+    """The optimizer's own scalar variables, which Keras lists after every slot (Nadam's
+    `u_product`); none for the others.
+
+    Example:
+        >>> import kilnet
+        >>> from kilnet.keras_files import _optimizer
+        >>> _optimizer.scalar_names(kilnet.optimizers.Nadam()), _optimizer.scalar_names(
+        ...     kilnet.optimizers.Adam())
+        (['u_product'], [])
+    """
+    return ["u_product"] if type(optimizer).__name__ == "Nadam" else []
 
 
 def _inject(opt_state):
@@ -78,7 +92,7 @@ def _inject(opt_state):
 def _slot_trees(optimizer, inner) -> list:
     """The params-shaped trees of the inner Optax state, one per Keras slot name."""
     name = type(optimizer).__name__
-    if name in ("Adam", "AdamW"):
+    if name in ("Adam", "AdamW", "Nadam"):
         return [inner.mu, inner.nu]
     if name == "SGD":
         return [inner[0].trace] if slot_names(optimizer) else []
@@ -88,11 +102,14 @@ def _slot_trees(optimizer, inner) -> list:
     return [inner[0].sum_of_squares]   # Adagrad
 
 
-def _with_slot_trees(optimizer, inner, trees, count):
+def _with_slot_trees(optimizer, inner, trees, count, scalars=()):
     name = type(optimizer).__name__
-    if name in ("Adam", "AdamW"):
-        return inner._replace(count=jnp.asarray(count, inner.count.dtype), mu=trees[0],
-                              nu=trees[1])
+    if name in ("Adam", "AdamW", "Nadam"):
+        inner = inner._replace(count=jnp.asarray(count, inner.count.dtype), mu=trees[0],
+                               nu=trees[1])
+        if name == "Nadam":
+            inner = inner._replace(u_product=jnp.asarray(scalars[0], inner.u_product.dtype))
+        return inner
     if not trees:
         return inner
     if name == "RMSprop":
@@ -131,7 +148,8 @@ def _ordered(optimizer, per_slot) -> list:
 
 def export_arrays(trainer) -> list:
     """The optimizer's variables as Keras lists them: [iterations (int32), learning_rate
-    (float32), then each trainable variable's slots]. Host sync. Unsupported if unmappable."""
+    (float32), then each trainable variable's slots, then the optimizer's own scalars (see
+    scalar_names)]. Host sync. Unsupported if unmappable."""
     names = slot_names(trainer.optimizer)
     inject = _inject(trainer.state.opt_state)
     lr = float(inject.hyperparams["learning_rate"])   # host sync: saving only
@@ -144,6 +162,8 @@ def export_arrays(trainer) -> list:
                 for n, values in zip(names, per_slot)]
     arrays = [np.asarray(inject.count, np.int32), np.asarray(lr, np.float32)]
     arrays.extend(np.asarray(v, np.float32) for v in _ordered(trainer.optimizer, per_slot))
+    arrays.extend(np.asarray(getattr(inject.inner_state, name), np.float32)
+                  for name in scalar_names(trainer.optimizer))
     return [np.asarray(a) for a in jax.device_get(arrays)]
 
 
@@ -152,7 +172,8 @@ def expected_shapes(trainer) -> list:
     names = slot_names(trainer.optimizer)
     shapes = [tuple(np.shape(v)) for v in KerasState(trainer).trainable_list(
         trainer.state.params)]
-    return [(), ()] + _ordered(trainer.optimizer, [shapes for _ in names])
+    return [(), ()] + _ordered(trainer.optimizer, [shapes for _ in names]) + [
+        () for _ in scalar_names(trainer.optimizer)]
 
 
 def import_arrays(trainer, arrays):
@@ -161,7 +182,8 @@ def import_arrays(trainer, arrays):
     state = trainer.state
     inject = _inject(state.opt_state)
     count, lr = int(arrays[0]), float(arrays[1])
-    per_var = arrays[2:]
+    n_scalars = len(scalar_names(trainer.optimizer))
+    per_var, scalars = arrays[2:len(arrays) - n_scalars], arrays[len(arrays) - n_scalars:]
     n_vars = len(per_var) // max(len(names), 1)
     trees = []
     for k, name in enumerate(names):
@@ -171,7 +193,7 @@ def import_arrays(trainer, arrays):
         if type(trainer.optimizer).__name__ == "SGD":
             values = [-v / lr for v in values]   # Keras's m = -lr * kilnet's trace
         trees.append(KerasState(trainer).trainable_tree(state, values))
-    inner = _with_slot_trees(trainer.optimizer, inject.inner_state, trees, count)
+    inner = _with_slot_trees(trainer.optimizer, inject.inner_state, trees, count, scalars)
     new_inject = inject._replace(
         count=jnp.asarray(count, inject.count.dtype), inner_state=inner,
         hyperparams={**inject.hyperparams, "learning_rate": jnp.asarray(
