@@ -333,6 +333,41 @@ def get(identifier):
     )
 
 
+def upgrade_saved_state(optimizer, tensors: dict) -> dict:
+    """Optimizer-state arrays ("opt/..." names) saved by an earlier kilnet, in today's layout.
+    kilnet 0.1's Nadam was Optax's, whose state is (count, mu, nu) under `inner_state/0`;
+    Keras's Nadam, today's, keeps the same two moments (the same running averages) plus
+    u_product, the product of the momentum schedule, which the step count determines. Other
+    optimizers and current files come back unchanged.
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import optimizers
+        >>> old = {"opt/0/inner_state/0/count": np.int32(2),
+        ...        "opt/0/inner_state/0/mu/w": np.zeros(2, np.float32)}
+        >>> new = optimizers.upgrade_saved_state(optimizers.Nadam(), old)
+        >>> sorted(new), round(float(new["opt/0/inner_state/u_product"]), 4)
+        (['opt/0/inner_state/count', 'opt/0/inner_state/mu/w', 'opt/0/inner_state/u_product'], 0.2271)
+    """
+    if not isinstance(optimizer, Nadam):
+        return tensors
+    counts = [n for n in tensors if n.endswith("/inner_state/0/count")]
+    if len(counts) != 1:
+        return tensors
+    old = counts[0][:-len("count")]
+    new = old[:-len("0/")]
+    if new + "count" in tensors:
+        return tensors
+    out = {(new + n[len(old):] if n.startswith(old) else n): a for n, a in tensors.items()}
+    steps = int(np.asarray(tensors[counts[0]]))
+    u_product = np.float32(1.0)
+    for step in range(1, steps + 1):  # in float32, step by step, as the update multiplies
+        u_product = np.float32(u_product * np.float32(nadam_momentum(
+            optimizer.hyper["beta_1"], step)))
+    out[new + "u_product"] = np.asarray(u_product, np.float32)
+    return out
+
+
 def keeps_non_finite(optimizer) -> bool:
     """Whether a non-finite gradient always leaves a non-finite value in the weights or the
     optimizer state after one update of `optimizer`: true of kilnet's own optimizers (each

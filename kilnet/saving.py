@@ -598,6 +598,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
         trainer = _compile_from_config(model, info["compile"], info["training"], filepath,
                                        prepare=built)
         opt = {n: a for n, a in tensors.items() if n.startswith("opt/")}
+        opt = optimizers_lib.upgrade_saved_state(trainer.optimizer, opt)
         if trainer.state is not None and (opt or "train/rng" in tensors):
             try:
                 opt_state = tensors_to_tree("opt", trainer.state.opt_state, opt)

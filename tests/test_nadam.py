@@ -103,3 +103,31 @@ def test_learning_rate_lives_in_the_state_and_errors_name_the_argument():
         optimizers.Nadam(amsgrad=True)
     with pytest.raises(ValueError, match="Received: learning_rate=-1"):
         optimizers.Nadam(learning_rate=-1)
+
+
+def test_a_file_saved_with_the_earlier_optax_nadam_state_loads_and_keeps_training(
+        tmp_path, monkeypatch):
+    """kilnet 0.1's Nadam was Optax's: its files hold (count, mu, nu). They load into Keras's
+    Nadam with the same moments and the u_product their step count gives."""
+    import optax
+
+    from kilnet import layers
+
+    x = np.random.default_rng(0).normal(size=(12, 3)).astype(np.float32)
+    y = np.random.default_rng(1).normal(size=(12, 2)).astype(np.float32)
+    with monkeypatch.context() as patch:  # what kilnet 0.1 built for "nadam"
+        patch.setattr(kilnet.optimizers.Nadam, "core",
+                      lambda self, learning_rate: optax.nadam(learning_rate, eps=1e-7))
+        old = kilnet.Sequential([kilnet.Input((3,)), layers.Dense(2)])
+        old.compile(optimizer="nadam", loss="mse")
+        old.fit(x, y, batch_size=4, epochs=1, verbose=0)  # 3 steps
+        old.save(tmp_path / "old.kilnet")
+        saved_mu = np.asarray(old.compiled.state.opt_state[0].inner_state[0].mu["dense"]["kernel"])
+    model = kilnet.models.load_model(tmp_path / "old.kilnet")
+    state = model.compiled.state.opt_state[0].inner_state
+    assert int(state.count) == 3
+    np.testing.assert_array_equal(np.asarray(state.mu["dense"]["kernel"]), saved_mu)
+    expected = np.prod([0.9 * (1 - 0.5 * 0.96 ** t) for t in (1, 2, 3)])
+    np.testing.assert_allclose(float(state.u_product), expected, rtol=1e-6)
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    assert int(model.compiled.state.opt_state[0].inner_state.count) == 6
