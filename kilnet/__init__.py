@@ -42,7 +42,8 @@ _NAMES = {
 # Submodules reachable as attributes (`kilnet.layers.Dense`) without importing them first.
 _SUBMODULES = (
     "activations", "callbacks", "checkpoint", "constraints", "datasets", "distribution",
-    "errors", "initializers", "insight", "layers", "losses", "metrics", "models", "ops",
+    "dtype_policies", "errors", "initializers", "insight", "layers", "losses", "metrics",
+    "mixed_precision", "models", "ops",
     "optimizers", "optimizers_schedules", "plot", "random", "regularizers", "report", "saving",
     "utils", "variables",
 )
@@ -64,11 +65,13 @@ __all__ = [
     "callbacks",
     "datasets",
     "distribution",
+    "dtype_policies",
     "initializers",
     "insight",
     "layers",
     "losses",
     "metrics",
+    "mixed_precision",
     "models",
     "ops",
     "optimizers",

@@ -36,6 +36,8 @@ class Scope:
     # built on their first call (None when not building).
     init_rng: Any = None
     parent: "Scope | None" = None
+    # Keys of the terms add_loss_once has collected under this (outermost) scope.
+    once: set = field(default_factory=set)
 
 
 def _stack() -> list:
@@ -109,6 +111,22 @@ def add_loss(value) -> bool:
     if scope is None:
         return False
     scope.losses.append(value)
+    return True
+
+
+def add_loss_once(key, value) -> bool:
+    """Collect a loss term once per outermost scope (one training step) for `key`: a weight's
+    penalty, which Keras counts once a step however many times its layer is called. True, or
+    False outside any scope."""
+    scope = current()
+    if scope is None:
+        return False
+    root = scope
+    while root.parent is not None:
+        root = root.parent
+    if key not in root.once:
+        root.once.add(key)
+        scope.losses.append(value)
     return True
 
 

@@ -8,8 +8,9 @@ collects them exactly as Keras adds `model.losses`. Every layer does it the same
 (`Layer.regularizer_for`: Keras's `<weight>_regularizer` arguments, or
 `add_weight(regularizer=)`):
 
-- a weight penalty once per layer call, not scaled by the batch size, and only while the layer
-  is trainable (Keras penalizes `trainable_weights`);
+- a weight penalty once per step (a layer called twice is penalized once, as Keras counts each
+  weight once), not scaled by the batch size, and only while the layer is trainable (Keras
+  penalizes `trainable_weights`);
 - an activity penalty on the layer's output, divided by the batch size as Keras 3 divides it
   (`add_activity_penalty`); kilnet counts only the real samples of a padded last batch, which
   is what Keras sees on its shorter last batch.
@@ -136,11 +137,13 @@ def get(identifier, argument: str = "regularizer"):
                                   "'l1', 'l2', 'l1_l2'")
 
 
-def add_weight_penalties(regularized: dict, params: dict) -> None:
-    """Add `regularizer(params[name])` to the loss for each weight name -> regularizer."""
+def add_weight_penalties(regularized: dict, params: dict, owner) -> None:
+    """Add `regularizer(params[name])` to the loss for each weight name -> regularizer of the
+    layer `owner`, once a step: a layer called twice (a shared layer) is penalized once, as
+    Keras adds each weight's penalty once."""
     for name, regularizer in regularized.items():
         if regularizer is not None and name in params:
-            _scope.add_loss(jnp.sum(regularizer(params[name])))
+            _scope.add_loss_once((id(owner), name), jnp.sum(regularizer(params[name])))
 
 
 def activity_penalty(regularizer, outputs, sample_mask=None):
@@ -200,7 +203,7 @@ def add_layer_penalties(layer, params, activate=None, sample_mask=None) -> None:
     """
     if layer.trainable:
         add_weight_penalties({name: layer.regularizer_for(name) for name, value in params.items()
-                              if not isinstance(value, dict)}, params)
+                              if not isinstance(value, dict)}, params, layer)
     activity = getattr(layer, "activity_regularizer", None)
     if activity is not None and activate is not None:
         for output in jax.tree.leaves(activate()):

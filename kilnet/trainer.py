@@ -19,6 +19,7 @@ from kilnet import objective as objective_lib
 from kilnet import constraints as constraints_lib
 from kilnet import optimizers as optimizers_lib
 from kilnet import _scope, _tree, programs, structure, utils
+from kilnet.loss_scale import LossScaleOptimizer
 
 DEFAULT_BATCH_SIZE = 32
 
@@ -39,9 +40,10 @@ class Trainer:
                 raise TypeError(f"{argument} must be a list, e.g. {argument}=['accuracy'], or a "
                                 f"dict by output name. Received: {argument}={value!r}")
         self.model = model
-        self.optimizer = optimizers_lib.get(optimizer)
-        self.tx = optimizers_lib.transformation(self.optimizer)
-        if isinstance(self.optimizer, optimizers_lib.Optimizer):
+        self.optimizer = _with_loss_scaling(model, optimizer)
+        self.tx = (self.optimizer.build() if isinstance(self.optimizer, LossScaleOptimizer)
+                   else optimizers_lib.transformation(self.optimizer))
+        if isinstance(self.optimizer, (optimizers_lib.Optimizer, LossScaleOptimizer)):
             self.optimizer.attach(self)
         # The compile arguments, resolved (a Loss, or a list/dict of them for several outputs);
         # the Objective that pairs them with the outputs is made once the outputs are known.
@@ -112,12 +114,17 @@ class Trainer:
                                  on_nonfinite=self.on_nonfinite,
                                  constraints=_weight_constraints(model),
                                  check_gradients=not self.update_keeps_non_finite(model),
+                                 loss_scale=isinstance(self.optimizer, LossScaleOptimizer),
                                  batch_sharding=getattr(self.distribution, "batch_sharding",
                                                         None))
 
     def update_keeps_non_finite(self, model) -> bool:
         """Whether every non-finite gradient leaves a trace in the weights or optimizer state
-        after the update (the optimizer and every weight constraint are kilnet's own)."""
+        after the update (the optimizer and every weight constraint are kilnet's own). A
+        LossScaleOptimizer counts as keeping it: it skips such a step on purpose and keeps
+        its state finite, and a NaN loss still reaches the loss sum (kilnet.loss_scale)."""
+        if isinstance(self.optimizer, LossScaleOptimizer):
+            return True
         return (optimizers_lib.keeps_non_finite(self.optimizer)
                 and all(constraints_lib.keeps_non_finite(c)
                         for _, c in _weight_constraints(model)))
@@ -300,6 +307,17 @@ class Trainer:
 
 # One dispatch for the whole state (a tree of arrays); jnp.copy makes new buffers.
 _copy_tree = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
+
+
+def _with_loss_scaling(model, optimizer):
+    """compile()'s optimizer resolved, wrapped in a LossScaleOptimizer when the model's dtype
+    policy is "mixed_float16", as Keras's compile() does (float16 gradients underflow)."""
+    if isinstance(optimizer, LossScaleOptimizer):
+        return optimizer
+    optimizer = optimizers_lib.get(optimizer)
+    if model.dtype_policy.name == "mixed_float16":
+        return LossScaleOptimizer(optimizer, name="loss_scale_optimizer")
+    return optimizer
 
 
 def _resolve_losses(loss):

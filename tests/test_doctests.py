@@ -20,7 +20,7 @@ MODULES = ["kilnet._small_objects", "kilnet.constraints", "kilnet.metrics", "kil
            "kilnet.utils", "kilnet.utils._seeding", "kilnet.utils._arrays",
            "kilnet.utils._dataset", "kilnet.utils._timeseries", "kilnet.utils._from_directory",
            "kilnet.utils._get_file", "kilnet.utils._plot_model",
-           "kilnet.layers._merge", "kilnet.layers._reshaping",
+           "kilnet.layers._merge", "kilnet.layers._reshaping", "kilnet.layers._operation",
            "kilnet.layers._attention", "kilnet.layers._layer_norm",
            "kilnet.layers._embedding", "kilnet.layers._conv1d", "kilnet.layers._conv_transpose",
            "kilnet.layers._conv_more", "kilnet.layers._conv3d",
@@ -37,7 +37,9 @@ MODULES = ["kilnet._small_objects", "kilnet.constraints", "kilnet.metrics", "kil
            "kilnet.datasets.california_housing", "kilnet.datasets._cifar",
            "kilnet.datasets._safe_pickle", "kilnet.datasets._safe_npz", "kilnet.datasets._remote",
            "kilnet.datasets._sequences", "kilnet.datasets._tabular",
-           "kilnet._names", "kilnet._safefile", "kilnet.checkpoint", "kilnet.saving"]
+           "kilnet._names", "kilnet._safefile", "kilnet.checkpoint", "kilnet.saving",
+           "kilnet.mixed_precision", "kilnet.loss_scale", "kilnet.dtype_policies",
+           "kilnet.optimizers"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -199,3 +199,57 @@ def test_kilnet_file_under_keras_name_still_loads(tmp_path):
     os.rename(tmp_path / "m.kilnet", tmp_path / "old.keras")
     loaded = kilnet.models.load_model(tmp_path / "old.keras")
     np.testing.assert_array_equal(loaded.get_weights()[0], model.get_weights()[0])
+
+
+def test_a_bidirectional_rnn_over_masked_sequences_opens_in_kilnet(tmp_path):
+    """Keras's Bidirectional writes zero_output_for_mask=True into its inner RNNs' configs
+    when they return sequences; kilnet's RNNs take it, so the file opens and predicts as
+    Keras does, masked steps included."""
+    inputs = keras.Input(shape=(6,), dtype="int32")
+    x = keras.layers.Embedding(20, 4, mask_zero=True)(inputs)
+    x = keras.layers.Bidirectional(keras.layers.LSTM(3, return_sequences=True))(x)
+    x = keras.layers.Bidirectional(keras.layers.GRU(2))(x)
+    km = keras.Model(inputs, keras.layers.Dense(1)(x))
+    km.save(tmp_path / "bidi.keras")
+    tokens = np.random.default_rng(0).integers(1, 20, size=(5, 6)).astype("int32")
+    tokens[:, 4:] = 0  # padding the mask hides
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mine = kilnet.models.load_model(tmp_path / "bidi.keras")
+    np.testing.assert_allclose(_kilnet_out(mine, tokens), _keras_out(km, tokens),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_masking_nodes_travel_both_ways_and_through_kilnet_files(tmp_path):
+    """Masking's mask is saved by Keras as two op nodes, NotEqual then Any(axis=-1), passed to
+    the LSTM as mask=: kilnet maps them onto its Operation layer, predicts as Keras, keeps
+    training, and writes them back in a .kilnet file and in a .keras file Keras opens."""
+    inputs = keras.Input(shape=(5, 3))
+    x = keras.layers.Masking(0.0)(inputs)
+    x = keras.layers.LSTM(4)(x)
+    km = keras.Model(inputs, keras.layers.Dense(1)(x))
+    km.save(tmp_path / "masking.keras")
+    x_data = np.random.default_rng(1).normal(size=(6, 5, 3)).astype("float32")
+    x_data[:, 3:] = 0.0  # masked steps
+    mine = kilnet.models.load_model(tmp_path / "masking.keras")
+    assert [type(layer).__name__ for layer in mine.layers].count("Operation") == 2
+    expected = _keras_out(km, x_data)
+    np.testing.assert_allclose(_kilnet_out(mine, x_data), expected, rtol=1e-5, atol=1e-6)
+    mine.save(tmp_path / "masking.kilnet")
+    again = kilnet.models.load_model(tmp_path / "masking.kilnet")
+    np.testing.assert_array_equal(_kilnet_out(again, x_data), _kilnet_out(mine, x_data))
+    mine.save(tmp_path / "back.keras")
+    theirs = keras.models.load_model(tmp_path / "back.keras", safe_mode=True)
+    np.testing.assert_allclose(_keras_out(theirs, x_data), expected, rtol=1e-5, atol=1e-6)
+    mine.compile(optimizer="sgd", loss="mse")
+    before = mine.evaluate(x_data, np.ones((6, 1), "float32"), verbose=0)
+    mine.fit(x_data, np.ones((6, 1), "float32"), epochs=3, verbose=0)
+    assert mine.evaluate(x_data, np.ones((6, 1), "float32"), verbose=0) < before
+
+
+def test_an_op_node_outside_the_closed_table_is_refused(tmp_path):
+    inputs = keras.Input(shape=(3,))
+    km = keras.Model(inputs, keras.layers.Dense(1)(keras.ops.sin(inputs)))
+    km.save(tmp_path / "sin.keras")
+    with pytest.raises(kilnet.errors.ModelFileError, match="Sin.*module path|no op 'Sin'"):
+        kilnet.models.load_model(tmp_path / "sin.keras")

@@ -358,3 +358,32 @@ def test_bad_values_are_clear_errors():
 
     with pytest.raises(ValueError, match="regularizer must be None, one of 'l1'.*l5"):
         Bad()(np.ones((1, 2), np.float32))
+
+
+def test_a_shared_layer_is_penalized_once_a_step_as_keras():
+    """Keras adds each weight's penalty once a step; a layer called on two inputs is one set
+    of weights, so its penalty counts once (checked against Keras's evaluate)."""
+    def build(lib):
+        a, b = lib.Input(shape=(3,)), lib.Input(shape=(3,))
+        shared = lib.layers.Dense(2, kernel_regularizer=lib.regularizers.L2(0.5),
+                                  bias_regularizer=lib.regularizers.L1(0.25), name="shared")
+        out = lib.layers.Add()([shared(a), shared(b)])
+        model = lib.Model([a, b], out)
+        model.compile(optimizer="sgd", loss="mse")
+        return model
+
+    rng = np.random.default_rng(3)
+    xa, xb = (rng.normal(size=(8, 3)).astype(np.float32) for _ in range(2))
+    y = rng.normal(size=(8, 2)).astype(np.float32)
+    ours, theirs = build(kilnet), build(keras)
+    ours.build(seed=0)
+    weights = [w + 0.1 for w in ours.get_weights()]  # a non-zero bias, so L1 counts too
+    ours.set_weights(weights)
+    theirs.set_weights(weights)
+    kernel, bias = weights
+    penalty = 0.5 * np.sum(kernel ** 2) + 0.25 * np.sum(np.abs(bias))
+    plain = np.mean((xa @ kernel + xb @ kernel + 2 * bias - y) ** 2)
+    expected = float(theirs.evaluate([xa, xb], y, verbose=0, batch_size=8))
+    np.testing.assert_allclose(expected, plain + penalty, rtol=1e-5)  # the reference itself
+    np.testing.assert_allclose(float(ours.evaluate([xa, xb], y, verbose=0, batch_size=8)),
+                               expected, rtol=1e-5)

@@ -19,6 +19,7 @@ import warnings
 from kilnet import saving
 from kilnet.errors import ModelFileError
 from kilnet.layers import LAYER_TYPES, Bidirectional, InputLayer, TimeDistributed
+from kilnet.layers._operation import OPERATIONS
 
 # The only modules a Keras config may name: Keras's own public namespaces. Nothing is
 # imported from them; a module only confirms that a class name means Keras's class.
@@ -26,6 +27,9 @@ MODULES = frozenset({"keras", "keras.layers", "keras.models", "keras.src.models.
                      "keras.src.models.sequential", "keras.initializers",
                      "keras.regularizers", "keras.constraints", "keras.activations",
                      "keras.optimizers", "keras.losses", "keras.metrics"})
+# Where Keras's graph-node ops live; a config may name them only for the ops of kilnet's
+# closed table (kilnet.layers.Operation), which kilnet computes itself.
+OPERATION_MODULES = frozenset({"keras.src.ops.numpy", "keras.src.ops.core"})
 MARKERS = frozenset({"__keras_tensor__", "__tuple__"})   # structure, not objects
 MODEL_CLASSES = frozenset({"Functional", "Sequential", "Model"})
 # Classes Keras has and kilnet refuses on purpose, with the reason given to the user.
@@ -102,7 +106,7 @@ def scan(value, reader, where):
                 reader.fail(where, f"it holds a {name!r} object ({item.get('config')!r:.100}):"
                                    " code or raw bytes, which kilnet never loads.")
             if module is not None and module not in MODULES and reader.custom_class(item) \
-                    is None:
+                    is None and not (module in OPERATION_MODULES and name in OPERATIONS):
                 reader.fail(where, f"it names the module path {module!r:.100}; kilnet imports "
                                    "nothing a file names (only Keras's own layers are mapped, "
                                    "and your classes through custom_objects=).")
@@ -191,6 +195,8 @@ def layer_spec(entry, reader):
         return {"class_name": custom, "config": config}
     if name in REFUSED:
         reader.fail(where, f"{REFUSED[name]}.")
+    if entry.get("module") in OPERATION_MODULES:
+        return _operation_spec(name, config, reader, where)
     cls = LAYER_TYPES.get(name) if isinstance(name, str) else None
     if cls is None or entry.get("module", "keras.layers") != "keras.layers":
         reader.fail(where, f"kilnet has no layer {name!r:.100} from module "
@@ -200,13 +206,29 @@ def layer_spec(entry, reader):
     return {"class_name": name, "config": layer_config(cls, config, reader, where)}
 
 
+def _operation_spec(name, config, reader, where):
+    """kilnet's Operation for one of Keras's graph-node ops (a mask's NotEqual, Any, ...)."""
+    if name not in OPERATIONS:
+        reader.fail(where, f"kilnet has no op {name!r:.100}; a graph node may be one of "
+                           f"{sorted(OPERATIONS)}.")
+    keys = {"name": "name", "axis": "axis", "keepdims": "keepdims", "dtype": "dtype_to"}
+    unknown = sorted(set(config) - set(keys))
+    if unknown:
+        reader.fail(where, f"the op {name} has unknown settings {unknown}.")
+    out = {keys[k]: v for k, v in config.items()}
+    if name == "Cast" and isinstance(out.get("dtype_to"), dict):  # a DTypePolicy-like entry
+        out["dtype_to"] = (out["dtype_to"].get("config") or {}).get("name")
+    return {"class_name": "Operation", "config": {"operation": name, **out}}
+
+
 def layer_config(cls, config, reader, where):
     """A Keras layer config as the kilnet layer's constructor arguments."""
     accepted = _arguments(cls) | {"name", "trainable"}
     out = {}
     for key, value in config.items():
         if key == "dtype" and cls is not InputLayer:
-            _check_policy(value, reader, where)
+            if _check_policy(value, reader, where) != "float32":
+                out[key] = value  # a mixed policy: the layer takes it (kilnet.mixed_precision)
         elif key in ("layer", "backward_layer") and cls in (Bidirectional, TimeDistributed):
             out[key] = None if value is None else layer_spec(value, reader)
         elif key.endswith("_initializer"):
@@ -231,8 +253,11 @@ def layer_config(cls, config, reader, where):
 
 
 def _arguments(cls) -> set:
-    return {p.name for p in inspect.signature(cls.__init__).parameters.values()
-            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self"}
+    """The arguments a kilnet layer class takes: its constructor's, and the config keys it
+    passes on to its base (an RNN's zero_output_for_mask, which Keras's Bidirectional sets)."""
+    named = {p.name for p in inspect.signature(cls.__init__).parameters.values()
+             if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self"}
+    return named | set(getattr(cls, "config_keys", ()))
 
 
 def _class_of(value):
@@ -259,10 +284,12 @@ def _initializer(key, value, reader, where):
 
 
 def _check_policy(value, reader, where):
+    """The policy's name: float32 or a mixed one (float32 weights); others are refused."""
     name = value.get("config", {}).get("name") if isinstance(value, dict) else value
-    if name not in (None, "float32"):
-        reader.fail(where, f"it computes in dtype policy {name!r:.50}; kilnet layers are "
-                           "float32 only.")
+    if name not in (None, "float32", "mixed_float16", "mixed_bfloat16"):
+        reader.fail(where, f"it computes in dtype policy {name!r:.50}; kilnet layers take "
+                           "'float32', 'mixed_float16' and 'mixed_bfloat16' (float32 weights).")
+    return name or "float32"
 
 
 def _refuse_keys(config, known, reader, where):
@@ -325,6 +352,8 @@ def keras_layer(spec, path):
         raise ValueError(f"Cannot save {path} as a Keras file: its layer {config.get('name')!r}"
                          f" is of the class {name!r}, which is yours, not Keras's. Save it "
                          "with the extension .kilnet instead.")
+    if name == "Operation":
+        return _keras_operation(config)
     if name == "InputLayer":
         config = {"batch_shape": [None] + list(config.pop("shape")), **config}
     if name in NO_TRAINABLE and config.get("trainable", True) is True:
@@ -339,3 +368,15 @@ def keras_layer(spec, path):
             config[key] = {"module": "keras.constraints", **value, "registered_name": None}
     return {"module": "keras.layers", "class_name": name, "config": config,
             "registered_name": None}
+
+
+def _keras_operation(config):
+    """Keras's graph-node entry of a kilnet Operation (the inverse of _operation_spec)."""
+    op = config["operation"]
+    out = {"name": config["name"]}
+    if op in ("Any", "All"):
+        out.update(axis=config.get("axis"), keepdims=config.get("keepdims", False))
+    elif op == "Cast":
+        out["dtype"] = config["dtype_to"]
+    module = "keras.src.ops.core" if op == "Cast" else "keras.src.ops.numpy"
+    return {"module": module, "class_name": op, "config": out, "registered_name": op}

@@ -30,6 +30,7 @@ from kilnet.layers._merge import (add, average, concatenate, dot, maximum, minim
 from kilnet.layers._merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply,
                                   Subtract)
 from kilnet.layers._normalization import BatchNormalization
+from kilnet.layers._operation import Operation
 from kilnet.layers._pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
 from kilnet.layers._pooling import (AveragePooling1D, GlobalAveragePooling1D,
                                     GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D)
@@ -63,7 +64,7 @@ LAYER_TYPES = {
                 SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed,
                 Conv1DTranspose, DepthwiseConv2D, SeparableConv2D, Conv3D,
                 MaxPooling3D, AveragePooling3D,
-                IntegerLookup, CategoryEncoding, Discretization, Hashing)
+                IntegerLookup, CategoryEncoding, Discretization, Hashing, Operation)
     # StringLookup and TextVectorization run on the host, on the data before fit (a model
     # input cannot hold strings yet), so no model file can hold them.
 }
@@ -91,4 +92,5 @@ __all__ = [
     "SeparableConv2D",
     "CategoryEncoding", "Discretization", "Hashing", "IntegerLookup", "StringLookup",
     "TextVectorization",
+    "Operation",
 ]

@@ -28,8 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kilnet import (_names, _scope, activations, constraints, initializers, regularizers,
-                    utils)
+from kilnet import (_names, _scope, activations, constraints, initializers,
+                    mixed_precision, regularizers, utils)
 from kilnet.layers._node import KerasTensor, Node, is_symbolic
 from kilnet.variables import Variable
 
@@ -46,7 +46,11 @@ class Layer:
         name: unique name of the layer (default: from the class name, e.g. "dense_1").
         input_shape: the input shape without the batch axis, on a model's first layer.
         trainable: whether fit() updates its weights.
-        dtype: only "float32" for now.
+        dtype: the layer's dtype policy (kilnet.mixed_precision): a name such as
+            "mixed_bfloat16" or a DTypePolicy; default: the global policy. Weights stay
+            float32; the layer computes in the policy's compute dtype.
+        autocast: whether the floating inputs and weights are cast to the compute dtype
+            before the layer runs (Keras's `autocast`).
 
     Example:
         >>> import numpy as np
@@ -75,17 +79,21 @@ class Layer:
     # "kernel" takes depthwise_regularizer / depthwise_constraint (see regularizer_for).
     weight_arguments: dict = {}
 
+    # Whether the layer's own weights are cast to its compute dtype before it runs (Keras's
+    # add_weight(autocast=...)); BatchNormalization keeps float32 weights to compute its
+    # statistics in float32 (autocast_apply).
+    autocast_weights = True
+
     def __init__(self, *, name: str | None = None, input_shape=None, dtype=None,
-                 trainable: bool = True, batch_input_shape=None, input_dim=None, **kwargs):
+                 trainable: bool = True, batch_input_shape=None, input_dim=None,
+                 autocast: bool = True, **kwargs):
         if kwargs:
             raise TypeError(f"{type(self).__name__} got unexpected keyword arguments "
                             f"{sorted(kwargs)}.")
         if name is not None:
             _names.check_name(name)   # the rule model files need: what saves, loads
-        if dtype not in (None, "float32"):
-            raise ValueError(
-                f"Only float32 layers are supported for now. Received: dtype={dtype!r}"
-            )
+        set_untracked(self, "_dtype_policy", mixed_precision.get(dtype, "dtype"))
+        set_untracked(self, "autocast", bool(autocast))
         if input_shape is None and batch_input_shape is not None:
             input_shape = tuple(batch_input_shape)[1:]
         if input_shape is None and input_dim is not None:
@@ -129,6 +137,36 @@ class Layer:
         if self._name is None:
             set_untracked(self, "_name", _names.unique_among(self.default_name, taken))
         return self._name
+
+    # -- the dtype policy (kilnet.mixed_precision) ---------------------------------------------
+    @property
+    def dtype_policy(self) -> mixed_precision.DTypePolicy:
+        """The layer's dtype policy: float32 weights, computing in `compute_dtype`."""
+        return self._dtype_policy
+
+    @dtype_policy.setter
+    def dtype_policy(self, value):
+        set_untracked(self, "_dtype_policy", mixed_precision.get(value, "dtype_policy"))
+
+    @property
+    def compute_dtype(self) -> str:
+        """The dtype the layer computes in: its floating inputs and weights are cast to it."""
+        return self._dtype_policy.compute_dtype
+
+    @property
+    def variable_dtype(self) -> str:
+        """The dtype of the layer's weights (float32 in kilnet)."""
+        return self._dtype_policy.variable_dtype
+
+    @property
+    def dtype(self) -> str:
+        """The dtype of the layer's weights, as Keras's `layer.dtype` (an InputLayer's is the
+        dtype of the input it declares)."""
+        return self.__dict__.get("_declared_dtype") or self.variable_dtype
+
+    @dtype.setter
+    def dtype(self, value):
+        set_untracked(self, "_declared_dtype", value)
 
     # -- attribute tracking: sub-layers and variables assigned as attributes ------------------
     def __setattr__(self, name, value):
@@ -184,7 +222,7 @@ class Layer:
             # add_weight(regularizer=...) penalties, once per call, as Keras's layer.losses
             if self.trainable:
                 regularizers.add_weight_penalties(
-                    self.__dict__.get("_weight_regularizers", {}), params)
+                    self.__dict__.get("_weight_regularizers", {}), params, self)
         new_state = {v.name: scope.assigned.get(id(v), state[v.name])
                      for v in self._non_trainable_vars}
         for sub in self._sublayers:
@@ -238,6 +276,10 @@ class Layer:
         value = _initial_value(initializer, rng, shape)
         variable = Variable(value, name=name, trainable=trainable, constraint=constraint)
         self._track_variable(variable)
+        if not autocast:  # kept in float32 when the layer computes in 16 bits (Keras)
+            if "_uncast_weights" not in self.__dict__:
+                set_untracked(self, "_uncast_weights", set())
+            self._uncast_weights.add(name)
         if regularizer is not None:
             # Kept by weight name: regularizer_for finds it, and apply adds its penalty.
             if "_weight_regularizers" not in self.__dict__:
@@ -288,6 +330,52 @@ class Layer:
             kwargs.setdefault("training", bool(training))
         return self.call(*args, **kwargs)
 
+    def autocast_apply(self, params, state, *args, **kwargs):
+        """`apply` under the layer's dtype policy (Keras's autocast), the one place where
+        kilnet casts: a model runs each of its layers through it, as do eager calls and
+        calls inside a Keras-form `call`.
+
+        Floating inputs are cast to `compute_dtype` (integer ids and boolean masks stay as
+        they are), and so are the layer's own floating weights when the policy's compute and
+        variable dtypes differ; the non-trainable state is not cast, and the new state comes
+        back in its own dtype (as Keras's `assign` casts to the variable's dtype). Floating
+        outputs come out in `compute_dtype`. A functional model runs as it is: each of its
+        layers casts for itself.
+
+        Example:
+            >>> import numpy as np
+            >>> from kilnet import layers
+            >>> dense = layers.Dense(2, dtype="mixed_bfloat16")
+            >>> y = dense(np.ones((1, 3), np.float32))
+            >>> str(y.dtype), str(dense.kernel.value.dtype)
+            ('bfloat16', 'float32')
+        """
+        if getattr(self, "is_functional", False):
+            return self.apply(params, state, *args, **kwargs)
+        compute = self.compute_dtype
+        if self.autocast:
+            args = mixed_precision.cast_floating(args, compute)
+            kwargs = {k: mixed_precision.cast_floating(v, compute) if _is_array(v) else v
+                      for k, v in kwargs.items()}
+            if self.autocast_weights and compute != self.variable_dtype:
+                params = self._cast_own_weights(params, compute)
+        outputs, new_state = self.apply(params, state, *args, **kwargs)
+        outputs = mixed_precision.cast_floating(outputs, compute)
+        if jax.tree.structure(new_state) == jax.tree.structure(state):
+            new_state = jax.tree.map(_as_dtype_of, new_state, state)
+        return outputs, new_state
+
+    def _cast_own_weights(self, params, dtype):
+        """The params with this layer's own floating weights cast: every array of a pure
+        layer (which runs its inner layers itself), only the own Variables of a Keras-form
+        layer (its sub-layers are called through autocast_apply with their own policies)."""
+        if self.is_pure:
+            return mixed_precision.cast_floating(params, dtype)
+        own = {v.name for v in self._trainable_vars
+               if v.name not in self.__dict__.get("_uncast_weights", ())}
+        return {name: mixed_precision.cast_floating(value, dtype) if name in own else value
+                for name, value in params.items()}
+
     def _accepts(self, argument: str) -> bool:
         return _call_arguments(type(self)).get(argument, False)
 
@@ -297,9 +385,9 @@ class Layer:
         if training is None:
             training = _scope.training_flag()
         params, state = entry
-        outputs, entry[1] = self.apply(params, state, *args, training=bool(training),
-                                       rng=_scope.next_rng(),
-                                       sample_mask=_scope.sample_mask(), **kwargs)
+        outputs, entry[1] = self.autocast_apply(params, state, *args, training=bool(training),
+                                                rng=_scope.next_rng(),
+                                                sample_mask=_scope.sample_mask(), **kwargs)
         return outputs
 
     def _build_inside_call(self, args, kwargs):
@@ -323,8 +411,9 @@ class Layer:
         scope = _scope.Scope(training=training)
         rng = utils.raw_key(utils.next_seed()) if training else None
         with _scope.opened(scope):
-            outputs, new_state = self.apply(self.params_tree(), self.state_tree(), *args,
-                                            training=training, rng=rng, **kwargs)
+            outputs, new_state = self.autocast_apply(self.params_tree(), self.state_tree(),
+                                                     *args, training=training, rng=rng,
+                                                     **kwargs)
         self._eager_losses.extend(scope.losses)
         if training:  # Keras updates moving statistics on a training call
             self.assign_state_tree(new_state)
@@ -447,8 +536,8 @@ class Layer:
         return tensors
 
     def compute_output_dtype(self, input_dtype) -> str:
-        """The dtype of the outputs: float32 for kilnet's layers."""
-        return "float32"
+        """The dtype of the outputs: the layer's compute dtype (kilnet.mixed_precision)."""
+        return self.compute_dtype
 
     # -- building weights ------------------------------------------------------------------------
     def build_weights(self, rng, input_shape) -> None:
@@ -713,6 +802,8 @@ class Layer:
     # -- configuration -------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
         config = {"name": self.name, "trainable": self.trainable}
+        if self._dtype_policy.name != "float32":  # Keras's serialized form of the policy
+            config["dtype"] = mixed_precision.serialize(self._dtype_policy)
         if self.declared_input_shape is not None:
             config["input_shape"] = list(self.declared_input_shape)
         for key in self.config_keys:
@@ -778,6 +869,17 @@ def _call_arguments(cls) -> dict:
         return {}
     accepts_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
     return {name: name in parameters or accepts_any for name in ("training", "mask")}
+
+
+def _is_array(value) -> bool:
+    return isinstance(value, (jax.Array, np.ndarray))
+
+
+def _as_dtype_of(new, old):
+    """A new state value in the dtype of the value it replaces."""
+    if _is_array(new) and _is_array(old) and new.dtype != old.dtype:
+        return new.astype(old.dtype)
+    return new
 
 
 def is_shape(value) -> bool:

@@ -56,6 +56,8 @@ class LayerNormalization(Layer):
                  gamma_regularizer=None, beta_constraint=None, gamma_constraint=None,
                  rms_scaling=False, **kwargs):
         super().__init__(**kwargs)
+        # As Keras: neither inputs nor weights are cast; statistics in float32 (apply).
+        self.autocast = False
         set_gamma_beta_regularization(self, beta_regularizer, gamma_regularizer,
                                       beta_constraint, gamma_constraint)
         if rms_scaling:
@@ -97,6 +99,7 @@ class LayerNormalization(Layer):
 
     def apply(self, params, state, x, **_):
         regularizers.add_layer_penalties(self, params)
+        x = _at_least_float32(x)  # 16-bit inputs: statistics in float32, as Keras
         axes = _sample_axes(self.axis, x.shape[1:])
         mean = x.mean(axis=axes, keepdims=True)
         var = jnp.square(x - mean).mean(axis=axes, keepdims=True)
@@ -149,6 +152,7 @@ class GroupNormalization(Layer):
                  gamma_regularizer=None, beta_constraint=None, gamma_constraint=None,
                  **kwargs):
         super().__init__(**kwargs)
+        self.autocast = False  # as LayerNormalization
         set_gamma_beta_regularization(self, beta_regularizer, gamma_regularizer,
                                       beta_constraint, gamma_constraint)
         if not _is_int(groups) or (groups < 1 and groups != -1):
@@ -203,6 +207,7 @@ class GroupNormalization(Layer):
 
     def apply(self, params, state, x, **_):
         regularizers.add_layer_penalties(self, params)
+        x = _at_least_float32(x)  # 16-bit inputs: statistics in float32, as Keras
         axis, groups = self._channels(x.shape[1:])
         channels = x.shape[axis]
         # Split the channels axis into (groups, channels per group); statistics are taken
@@ -324,3 +329,11 @@ def set_gamma_beta_regularization(layer, beta_regularizer, gamma_regularizer,
 def _gamma_beta(layer) -> tuple:
     """Keras's weight order of a normalization: gamma (with scale), then beta (with center)."""
     return (("gamma",) if layer.scale else ()) + (("beta",) if layer.center else ())
+
+
+def _at_least_float32(x):
+    """16-bit floating inputs promoted to float32 (mixed precision: the layer's output is cast
+    back to its compute dtype by Layer.autocast_apply)."""
+    if jnp.issubdtype(x.dtype, jnp.floating) and jnp.finfo(x.dtype).bits < 32:
+        return x.astype(jnp.float32)
+    return x

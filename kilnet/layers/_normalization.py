@@ -11,6 +11,10 @@ from kilnet.layers._base import Layer
 
 class BatchNormalization(Layer):
     _supports_masking = True  # passes a sequence mask on, as Keras
+    # Under a 16-bit policy the inputs are cast but gamma, beta and the moving statistics stay
+    # float32, and the statistics are computed in float32 (Keras: BN is prone to overflow in
+    # float16); the output is cast back to the compute dtype (Layer.autocast_apply).
+    autocast_weights = False
     state_names = ("moving_mean", "moving_variance")
     config_keys = ("momentum", "epsilon", "center", "scale", "beta_regularizer",
                    "gamma_regularizer", "beta_constraint", "gamma_constraint")
@@ -53,6 +57,8 @@ class BatchNormalization(Layer):
 
     def apply(self, params, state, x, *, training=False, sample_mask=None, **_):
         regularizers.add_layer_penalties(self, params)
+        if jnp.issubdtype(x.dtype, jnp.floating) and jnp.finfo(x.dtype).bits < 32:
+            x = x.astype(jnp.float32)  # 16-bit inputs: statistics in float32, as Keras
         axes = tuple(range(x.ndim - 1))
         if training and self.trainable:  # frozen: inference mode, as Keras
             mean, var = _masked_moments(x, axes, sample_mask)

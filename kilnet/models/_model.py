@@ -365,7 +365,7 @@ class Model(Layer):
                     m is not None for m in jax.tree.leaves(previous_mask)):
                 node_kwargs["mask"] = previous_mask
             node_kwargs.update(_named_masks(layer, node, masks))
-            out, new_state[layer.name] = layer.apply(
+            out, new_state[layer.name] = layer.autocast_apply(  # the layer's dtype policy
                 params[layer.name], new_state[layer.name], *node_args,
                 training=training if node_training is None else bool(node_training),
                 rng=None if rng is None else jax.random.fold_in(rng, position),

@@ -1,0 +1,18 @@
+"""Keras's `keras.dtype_policies` names: the dtype policies of kilnet.mixed_precision,
+re-exported so code written for Keras 3 finds them where it looks.
+
+Example:
+    >>> from kilnet import dtype_policies
+    >>> dtype_policies.get("mixed_bfloat16")
+    <DTypePolicy "mixed_bfloat16">
+"""
+
+from kilnet.mixed_precision import (  # noqa: F401  (re-exported)
+    DTypePolicy,
+    FloatDTypePolicy,
+    deserialize,
+    get,
+    serialize,
+)
+
+__all__ = ["DTypePolicy", "FloatDTypePolicy", "deserialize", "get", "serialize"]

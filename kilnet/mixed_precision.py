@@ -1,0 +1,241 @@
+"""Mixed precision, with Keras's API: dtype policies and the global policy.
+
+A policy names two dtypes: the *variable* dtype the weights are kept in, and the *compute*
+dtype a layer computes in. Under "mixed_bfloat16" and "mixed_float16" the weights stay
+float32 (so the optimizer's small updates are not lost to rounding) while the matmuls and
+convolutions run in 16 bits. Every layer takes a policy (`dtype=`) and the global policy is the
+default of layers made after it is set, as in Keras.
+
+The cast itself happens in one place, `kilnet.layers.Layer.autocast_apply`: the floating
+inputs and the layer's own floating weights are cast to its compute dtype before it runs
+(Keras's autocast). The model's outputs reach the losses and metrics in float32
+(kilnet.programs), as Keras's losses cast `y_pred` to float32. Loss scaling for float16 is in
+kilnet.loss_scale.
+
+kilnet keeps every weight in float32, so the pure low-precision policies ("float16",
+"bfloat16": 16-bit weights) can be made and inspected but not given to a layer.
+
+Example:
+    >>> from kilnet import mixed_precision
+    >>> policy = mixed_precision.DTypePolicy("mixed_bfloat16")
+    >>> policy, policy.compute_dtype, policy.variable_dtype
+    (<DTypePolicy "mixed_bfloat16">, 'bfloat16', 'float32')
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# name -> (compute dtype, variable dtype); Keras's names.
+_POLICIES = {
+    "float32": ("float32", "float32"),
+    "mixed_float16": ("float16", "float32"),
+    "mixed_bfloat16": ("bfloat16", "float32"),
+    "float16": ("float16", "float16"),
+    "bfloat16": ("bfloat16", "bfloat16"),
+}
+
+
+class DTypePolicy:
+    """A layer's dtype policy: the dtype of its weights and the dtype it computes in.
+
+    Args:
+        name: "float32", "mixed_bfloat16", "mixed_float16" (float32 weights, 16-bit compute),
+            "float16" or "bfloat16"; None: the global policy's name.
+
+    Example:
+        >>> from kilnet import mixed_precision
+        >>> mixed_precision.DTypePolicy("mixed_float16").compute_dtype
+        'float16'
+        >>> mixed_precision.DTypePolicy("mixed_float16") == mixed_precision.Policy(
+        ...     "mixed_float16")
+        True
+    """
+
+    def __init__(self, name=None):
+        if name is None:
+            name = global_policy().name
+        if not isinstance(name, str):
+            raise TypeError("A dtype policy's name must be a string such as 'mixed_bfloat16'. "
+                            f"Received: name={name!r} (of type {type(name).__name__})")
+        if name not in _POLICIES:
+            raise ValueError(f"Unknown dtype policy {name!r}: kilnet knows {sorted(_POLICIES)}"
+                             " (Keras's names; kilnet does not quantize or compute in "
+                             f"float64). Use e.g. 'mixed_bfloat16'. Received: name={name!r}")
+        self._name = name
+        self._compute_dtype, self._variable_dtype = _POLICIES[name]
+
+    @property
+    def name(self) -> str:
+        """The policy's name, e.g. "mixed_bfloat16"."""
+        return self._name
+
+    @property
+    def compute_dtype(self) -> str:
+        """The dtype a layer computes in (its floating inputs and weights are cast to it)."""
+        return self._compute_dtype
+
+    @property
+    def variable_dtype(self) -> str:
+        """The dtype a layer keeps its weights in."""
+        return self._variable_dtype
+
+    @property
+    def quantization_mode(self):
+        """None: kilnet does not quantize (Keras's attribute, for code that reads it)."""
+        return None
+
+    def get_config(self) -> dict:
+        return {"name": self._name}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)
+
+    def __eq__(self, other):
+        return isinstance(other, DTypePolicy) and other.name == self._name
+
+    def __hash__(self):
+        return hash(("DTypePolicy", self._name))
+
+    def __repr__(self):
+        return f'<DTypePolicy "{self._name}">'
+
+
+Policy = DTypePolicy  # Keras's legacy name (keras.mixed_precision.Policy)
+FloatDTypePolicy = DTypePolicy  # Keras's alias (keras.dtype_policies.FloatDTypePolicy)
+
+_global = {"policy": DTypePolicy("float32")}
+
+
+def set_global_policy(policy) -> None:
+    """Set the policy of the layers made from now on (Keras's
+    `keras.mixed_precision.set_global_policy`, alias `set_dtype_policy`).
+
+    Args:
+        policy: a policy name ("mixed_bfloat16", "mixed_float16", "float32") or a DTypePolicy.
+
+    Under "mixed_float16", compile() wraps the optimizer in a LossScaleOptimizer, as Keras.
+
+    Example:
+        >>> from kilnet import layers, mixed_precision
+        >>> mixed_precision.set_global_policy("mixed_bfloat16")
+        >>> layers.Dense(4).compute_dtype
+        'bfloat16'
+        >>> mixed_precision.set_global_policy("float32")
+    """
+    if not isinstance(policy, (str, DTypePolicy)):
+        raise ValueError("set_global_policy expects a policy name such as 'mixed_bfloat16' or "
+                         f"a kilnet.mixed_precision.DTypePolicy. Received: policy={policy!r}")
+    policy = policy if isinstance(policy, DTypePolicy) else DTypePolicy(policy)
+    check_layer_policy(policy, "policy")
+    _global["policy"] = policy
+
+
+def global_policy() -> DTypePolicy:
+    """The global policy (default "float32"): the policy of layers made without `dtype=`.
+
+    Example:
+        >>> from kilnet import mixed_precision
+        >>> mixed_precision.global_policy()
+        <DTypePolicy "float32">
+    """
+    return _global["policy"]
+
+
+set_dtype_policy = set_global_policy  # Keras 3's names for the same functions
+dtype_policy = global_policy
+
+
+def get(identifier, argument: str = "dtype") -> DTypePolicy:
+    """The policy a layer's `dtype=` names: None (the global policy), a name, a DTypePolicy,
+    or Keras's serialized form ({"class_name": "DTypePolicy", "config": {"name": ...}}).
+
+    Example:
+        >>> from kilnet import mixed_precision
+        >>> mixed_precision.get({"module": "keras", "class_name": "DTypePolicy",
+        ...                      "config": {"name": "mixed_bfloat16"}, "registered_name": None})
+        <DTypePolicy "mixed_bfloat16">
+    """
+    if identifier is None:
+        return global_policy()
+    if isinstance(identifier, DTypePolicy):
+        policy = identifier
+    elif isinstance(identifier, dict):
+        if identifier.get("class_name") not in ("DTypePolicy", "FloatDTypePolicy") or \
+                not isinstance(identifier.get("config"), dict):
+            raise ValueError(f"{argument} must be a policy name or Keras's serialized "
+                             "{'class_name': 'DTypePolicy', 'config': {'name': ...}}. "
+                             f"Received: {argument}={identifier!r:.200}")
+        policy = DTypePolicy(identifier["config"].get("name"))
+    elif isinstance(identifier, str) or _is_dtype(identifier):
+        name = identifier if isinstance(identifier, str) else str(np.dtype(identifier))
+        try:
+            policy = DTypePolicy(name)
+        except ValueError:
+            raise ValueError(f"{argument} must name a dtype policy, one of {sorted(_POLICIES)}. "
+                             f"Received: {argument}={identifier!r}") from None
+    else:
+        raise TypeError(f"{argument} must be a policy name such as 'mixed_bfloat16' or a "
+                        f"kilnet.mixed_precision.DTypePolicy. Received: {argument}={identifier!r}")
+    return check_layer_policy(policy, argument)
+
+
+def check_layer_policy(policy: DTypePolicy, argument: str) -> DTypePolicy:
+    """Refuse the policies whose weights are not float32: kilnet keeps weights in float32."""
+    if policy.variable_dtype != "float32":
+        raise ValueError(
+            f"kilnet keeps every weight in float32, so a layer cannot take the policy "
+            f"{policy.name!r} ({policy.variable_dtype} weights). Use "
+            f"'mixed_{policy.compute_dtype}' ({policy.compute_dtype} compute, float32 "
+            f"weights). Received: {argument}={policy.name!r}")
+    return policy
+
+
+def serialize(policy: DTypePolicy) -> dict:
+    """Keras 3's serialized form of a policy, as a layer's config carries it.
+
+    Example:
+        >>> from kilnet import mixed_precision
+        >>> mixed_precision.serialize(mixed_precision.DTypePolicy("mixed_float16"))["config"]
+        {'name': 'mixed_float16'}
+    """
+    return {"module": "keras", "class_name": "DTypePolicy", "config": policy.get_config(),
+            "registered_name": None}
+
+
+deserialize = get
+
+
+def cast_floating(tree, dtype):
+    """`tree` with its floating arrays cast to `dtype`; integers, booleans and anything that is
+    not an array (Python flags, None) stay as they are (Embedding's ids stay integers).
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import mixed_precision
+        >>> x, ids = mixed_precision.cast_floating((np.ones(2, np.float32), np.arange(2)),
+        ...                                       "bfloat16")
+        >>> str(x.dtype), str(ids.dtype)
+        ('bfloat16', 'int64')
+    """
+    target = jnp.dtype(dtype)
+
+    def cast(leaf):
+        if (isinstance(leaf, (jax.Array, np.ndarray)) and jnp.issubdtype(leaf.dtype, jnp.floating)
+                and leaf.dtype != target):
+            return jnp.asarray(leaf, target) if isinstance(leaf, jax.Array) else \
+                leaf.astype(target)
+        return leaf
+
+    return jax.tree.map(cast, tree)
+
+
+def _is_dtype(value) -> bool:
+    try:
+        np.dtype(value)
+    except TypeError:
+        return False
+    return value is not None and not isinstance(value, (dict, list, tuple))
