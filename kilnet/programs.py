@@ -37,7 +37,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from kilnet import _runtime  # noqa: F401  JAX's settings (the compilation cache) first
+from kilnet import _runtime  # JAX's settings (the compilation cache) first
 from kilnet import _scope, _tree, loss_scale, mixed_precision
 
 # The fault flag of the training state: NO_FAULT, or the step (within the epoch) of the first
@@ -430,7 +430,8 @@ def step_cost(spec: StepSpec, state: TrainState, x_spec, y_spec, batch_size):
 def compile_program(name: str, fn, donate: tuple, *example_args):
     """Ahead-of-time compile `fn` for the shapes of `example_args`; returns (program, info)."""
     began = time.perf_counter()
-    compiled = jax.jit(fn, donate_argnums=donate).lower(*example_args).compile()
+    compiled = jax.jit(fn, donate_argnums=donate).lower(*example_args).compile(
+        compiler_options=_runtime.compiler_options())
     seconds = time.perf_counter() - began
     memory = None
     try:

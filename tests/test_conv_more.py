@@ -291,3 +291,37 @@ def test_argument_errors(make, error, match):
 def test_shape_errors(layer, shape, match):
     with pytest.raises(ValueError, match=match):
         layer.compute_output_shape(shape)
+
+
+@pytest.mark.parametrize("kernel, strides, dilation", [
+    ((3, 3), (1, 1), (1, 1)), ((3, 3), (2, 2), (1, 1)), ((2, 3), (1, 3), (1, 1)),
+    ((3, 2), (1, 1), (2, 1)), ((1, 1), (2, 2), (1, 1)), ((5, 2), (1, 1), (1, 2))])
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize("size", [(9, 9), (8, 11)])
+def test_canonical_convolution_gradients_equal_jax(kernel, strides, dilation, padding, size):
+    """The CPU convolution's hand-written gradients (canonical layouts, kilnet.layers._conv)
+    against JAX's own differentiation of lax.conv, in float64."""
+    from kilnet.layers._conv import conv2d_canonical
+
+    rng = np.random.default_rng(0)
+    with jax.enable_x64(True):
+        x = jnp.asarray(rng.standard_normal((2,) + size + (3,)))
+        k = jnp.asarray(rng.standard_normal(kernel + (3, 4)))
+
+        def ours(x, k):
+            return jnp.sum(jnp.sin(conv2d_canonical(x, k, strides, padding, dilation)))
+
+        def theirs(x, k):
+            return jnp.sum(jnp.sin(conv2d_native(x, k, strides, padding, dilation)))
+
+        np.testing.assert_allclose(ours(x, k), theirs(x, k), rtol=1e-12)
+        for a, b in zip(jax.grad(ours, (0, 1))(x, k), jax.grad(theirs, (0, 1))(x, k)):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_kilnet_compiles_for_the_cpu_with_its_measured_options(monkeypatch):
+    from kilnet import _runtime
+
+    assert _runtime.compiler_options() == {"xla_cpu_experimental_ynn_fusion_type": ""}
+    monkeypatch.setenv("KILNET_XLA_CPU_DEFAULTS", "1")
+    assert _runtime.compiler_options() == {}
