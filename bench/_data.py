@@ -146,7 +146,7 @@ def synthetic_images(n_train: int = 10_000, n_test: int = 2_000, seed: int = 0, 
     """CIFAR-shaped float32 images (n, 32, 32, 3) in [0, 1] with int32 labels 0-9.
 
     As `synthetic` for 28x28: each class has a fixed random low-frequency colour template
-    (8x8x3 noise blown up to 32x32); an image is 80% uniform pixel noise plus 20% of its
+    (8x8x3 noise blown up to 32x32); an image is 60% uniform pixel noise plus 40% of its
     class's template, quantized to 8 bits like a real photo. A small ResNet learns it well
     above chance in one epoch, so a broken trainer shows up as a low accuracy."""
     rng = np.random.default_rng(seed)
@@ -159,7 +159,7 @@ def synthetic_images(n_train: int = 10_000, n_test: int = 2_000, seed: int = 0, 
         for start in range(0, n, chunk):
             stop = min(n, start + chunk)
             noise = rng.integers(0, 256, size=(stop - start, 32, 32, 3), dtype=np.uint8)
-            mixed = np.float32(0.8) * noise + np.float32(0.2) * templates[y[start:stop]]
+            mixed = np.float32(0.6) * noise + np.float32(0.4) * templates[y[start:stop]]
             x[start:stop] = np.clip(np.rint(mixed), 0, 255).astype(np.float32) / np.float32(255)
         return x, y
 
