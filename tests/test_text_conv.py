@@ -24,7 +24,7 @@ from kilnet.layers._conv1d import (  # noqa: E402
     conv1d_length,
     conv1d_native,
     conv1d_padding,
-    conv1d_patches,
+    conv1d_cpu,
 )
 from kilnet.layers._conv_transpose import (  # noqa: E402
     conv2d_transpose_native,
@@ -312,14 +312,20 @@ def test_conv2d_transpose_against_numpy(kernel_size, strides, padding):
     (3, 1, 1, "valid"), (3, 2, 1, "same"), (4, 1, 1, "same"), (3, 1, 2, "causal"),
     (2, 3, 1, "causal"), (3, 1, 3, "same"), (5, 2, 1, "valid"),
 ])
-def test_conv1d_patches_equals_native_convolution(kernel, stride, dilation, padding):
+def test_conv1d_cpu_equals_native_convolution(kernel, stride, dilation, padding):
+    """The CPU form (a one-column image through Conv2D's canonical-gradient convolution)
+    against lax's 1-D convolution: outputs, and both gradients as JAX derives them."""
     x = jnp.asarray(normal((2, 13, 3)))
     k = jnp.asarray(normal((kernel, 3, 4), 1))
     pads = conv1d_padding(13, kernel, stride, dilation, padding)
-    a, b = jax.jit(lambda x, k: (conv1d_patches(x, k, stride, dilation, pads),
+    a, b = jax.jit(lambda x, k: (conv1d_cpu(x, k, stride, dilation, pads),
                                  conv1d_native(x, k, stride, dilation, pads)))(x, k)
     assert a.shape == b.shape == (2, conv1d_length(13, kernel, stride, dilation, padding), 4)
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    ga, gb = (jax.grad(lambda x, k, f=f: jnp.sum(jnp.sin(f(x, k, stride, dilation, pads))),
+                       (0, 1))(x, k) for f in (conv1d_cpu, conv1d_native))
+    for ours, theirs in zip(ga, gb):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("kernel, strides, dilation, padding, output_padding", [

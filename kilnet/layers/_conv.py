@@ -94,6 +94,9 @@ _CANONICAL = ("NHWC", "HWIO", "NHWC")
 
 
 def _explicit_padding(x_shape, kernel_shape, strides, padding, dilation):
+    """((top, bottom), (left, right)) zeros: given as such, or Keras's "valid" / "same"."""
+    if not isinstance(padding, str):
+        return tuple(tuple(p) for p in padding)
     if padding == "valid":
         return ((0, 0), (0, 0))
     return tuple(same_padding(x_shape[1 + a], dilated_span(kernel_shape[a], dilation[a]),
@@ -102,7 +105,8 @@ def _explicit_padding(x_shape, kernel_shape, strides, padding, dilation):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def conv2d_canonical(x, kernel, strides, padding, dilation):
-    """conv2d_native (groups 1) whose gradients are canonical-layout convolutions too."""
+    """conv2d_native (groups 1) whose gradients are canonical-layout convolutions too.
+    `padding`: "valid", "same", or explicit ((top, bottom), (left, right)) as a tuple."""
     pads = _explicit_padding(x.shape, kernel.shape, strides, padding, dilation)
     return lax.conv_general_dilated(x, kernel, strides, pads, rhs_dilation=dilation,
                                     dimension_numbers=_CANONICAL)
