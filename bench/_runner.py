@@ -256,6 +256,8 @@ def run_keras_like(keras, layers, args, data, counter):
     batch_size, epochs = args.batch_size, args.epochs
 
     seed_everything(keras, args)
+    if args.dtype_policy != "float32":  # Keras's mixed precision API, the same in kilnet
+        keras.mixed_precision.set_global_policy(args.dtype_policy)
 
     clock = _Clock(counter)
 
@@ -368,6 +370,7 @@ def run_torch(args, data):
     gen = torch.Generator().manual_seed(args.seed)
     clock = _Clock(None)
 
+    autocast = _torch_autocast(torch, device, args.dtype_policy)
     t_built = time.perf_counter()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
     t_compiled = time.perf_counter()
@@ -381,8 +384,9 @@ def run_torch(args, data):
             idx = perm[start:start + batch_size]
             xb, yb = x[idx], y[idx]
             opt.zero_grad(set_to_none=True)
-            logits = model(xb)
-            loss = loss_fn(logits, yb)
+            with autocast():
+                logits = model(xb)
+                loss = loss_fn(logits.float(), yb)
             loss.backward()
             opt.step()
             with torch.no_grad():  # running metrics, like Keras's "accuracy"
@@ -402,6 +406,18 @@ def run_torch(args, data):
     t_eval = time.perf_counter()
     return _timings(clock, t0, t_built, t_compiled, t_fit, t_eval, total_loss / len(xt),
                     total_correct / len(xt), rss_before, c_fit - c0)
+
+
+def _torch_autocast(torch, device, policy):
+    """A context for the forward pass: torch.autocast with the policy's 16-bit type (float16
+    takes a GradScaler in torch, which this loop does not have: refused), or nothing."""
+    import contextlib
+
+    if policy == "float32":
+        return contextlib.nullcontext
+    if policy == "mixed_float16":
+        raise SystemExit("the torch loop runs mixed_bfloat16 only (float16 needs a GradScaler)")
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def torch_resnet():
@@ -521,6 +537,10 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="default: the workload's")
     p.add_argument("--batch-size", type=int, default=None, help="default: the workload's")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype-policy", default="float32",
+                   choices=("float32", "mixed_bfloat16", "mixed_float16"),
+                   help="Keras's global dtype policy (kilnet and Keras); torch runs its loop "
+                        "under torch.autocast with the same 16-bit type")
     args = p.parse_args(argv)
     default_bs, default_epochs = WORKLOADS[args.workload]
     args.batch_size = args.batch_size or default_bs
@@ -579,6 +599,7 @@ def main(argv=None) -> int:
         "n_test": int(len(x_test)),
         "dataset_bytes": int(x_train.nbytes + y_train.nbytes),
         "batch_size": args.batch_size,
+        "dtype_policy": args.dtype_policy,
         "epochs": args.epochs,
         "seed": args.seed,
         **out,

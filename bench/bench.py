@@ -61,8 +61,10 @@ def workload_title(workload: str, results: list[dict]) -> str:
     r = next((r for r in results if r.get("workload") == workload and "epochs" in r), None)
     if r is None:
         return WORKLOAD_TITLES[workload]
+    policy = r.get("dtype_policy", "float32")
     return (f"{WORKLOAD_TITLES[workload]}, batch {r['batch_size']}, {r['epochs']} epochs, "
-            f"{r['n_train']:,} train / {r['n_test']:,} test samples of {r['data']}")
+            f"{r['n_train']:,} train / {r['n_test']:,} test samples of {r['data']}"
+            + ("" if policy == "float32" else f", policy {policy}"))
 
 
 # What must import for a framework to count as installed.
@@ -321,7 +323,7 @@ def run_comparison(args, frameworks: list[str], workloads: list[str]) -> dict:
             skipped[fw] = why
             print(f"{fw}: {why}", flush=True)
     runnable = [fw for fw in frameworks if fw not in skipped]
-    extra = ["--data", args.data, "--seed", str(args.seed)]
+    extra = ["--data", args.data, "--seed", str(args.seed), "--dtype-policy", args.dtype_policy]
     if args.epochs:
         extra += ["--epochs", str(args.epochs)]
     if args.train_samples:
@@ -550,6 +552,10 @@ def main(argv=None) -> int:
                    help="synthetic training set of this size instead (quick checks; for lstm "
                         "and transformer the test set is a fifth of it, 1,000 to 5,000)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype-policy", default="float32",
+                   choices=("float32", "mixed_bfloat16", "mixed_float16"),
+                   help="run every framework under this mixed-precision policy (Keras's "
+                        "set_global_policy; torch.autocast for PyTorch, bfloat16 only)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per child process")
     p.add_argument("--scaling", action="store_true",
                    help="time kilnet MLP epochs at several synthetic dataset sizes instead")
