@@ -48,6 +48,7 @@ from kilnet import metrics as metrics_lib
 from kilnet import optimizers as optimizers_lib
 from kilnet._tree import nonfinite, tensors_to_tree, tree_to_tensors
 from kilnet.errors import ModelFileError
+from kilnet.loss_scale import LossScaleOptimizer
 from kilnet.layers import InputLayer
 
 _MODEL_INFO_KEYS = {"kilnet_version", "model", "compile", "training"}
@@ -260,7 +261,16 @@ def _compile_config(trainer):
             return None
         return {"class_name": name, "config": config}
 
-    config = {"optimizer": spec(trainer.optimizer, optimizers_lib.OPTIMIZER_TYPES, "optimizer"),
+    def optimizer_spec(optimizer):
+        if not isinstance(optimizer, LossScaleOptimizer):
+            return spec(optimizer, optimizers_lib.OPTIMIZER_TYPES, "optimizer")
+        inner = spec(optimizer.inner_optimizer, optimizers_lib.OPTIMIZER_TYPES, "optimizer")
+        if inner is None:
+            return None
+        config = {k: v for k, v in optimizer.get_config().items() if k != "inner_optimizer"}
+        return {"class_name": "LossScaleOptimizer", "config": {**config, "inner_optimizer": inner}}
+
+    config = {"optimizer": optimizer_spec(trainer.optimizer),
               "loss": spec(trainer.loss, losses_lib.LOSS_TYPES, "loss"),
               "metrics": spec(trainer.metric_ids, metrics_lib.METRIC_TYPES, "metric"),
               "on_nonfinite": trainer.on_nonfinite}
@@ -287,6 +297,27 @@ def _decode(value, types, what, path, names=False):
     return _object_from(types, value, what, path)
 
 
+def _optimizer_from(spec, path):
+    """The optimizer of a compile configuration: an allowlisted optimizer, or a
+    LossScaleOptimizer around one (mixed_float16 training), rebuilt with its settings."""
+    if not (isinstance(spec, dict) and spec.get("class_name") == "LossScaleOptimizer"):
+        return _object_from(optimizers_lib.OPTIMIZER_TYPES, spec, "optimizer", path)
+    config = spec.get("config")
+    keys = {"name", "inner_optimizer", "initial_scale", "dynamic_growth_steps"}
+    if set(spec) != {"class_name", "config"} or not isinstance(config, dict) \
+            or not set(config) <= keys or "inner_optimizer" not in config:
+        raise ModelFileError(path, "the LossScaleOptimizer entry is malformed: expected "
+                                   f"{sorted(keys)}. Received: {spec!r:.200}")
+    inner = _object_from(optimizers_lib.OPTIMIZER_TYPES, config["inner_optimizer"], "optimizer",
+                         path)
+    try:
+        return LossScaleOptimizer(inner, **{k: v for k, v in config.items()
+                                            if k != "inner_optimizer"})
+    except (TypeError, ValueError) as error:
+        raise ModelFileError(path, f"the LossScaleOptimizer has an invalid configuration: "
+                                   f"{error}") from None
+
+
 def _loss_weights(value, path):
     def number(v):
         return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
@@ -304,8 +335,7 @@ def _compile_from_config(model, config, training, path, prepare=True):
     if not isinstance(config, dict) or not required <= set(config) <= required | {
             "loss_weights"}:
         raise ModelFileError(path, "the compile configuration is malformed.")
-    optimizer = _object_from(optimizers_lib.OPTIMIZER_TYPES, config["optimizer"], "optimizer",
-                             path)
+    optimizer = _optimizer_from(config["optimizer"], path)
     loss = _decode(config["loss"], losses_lib.LOSS_TYPES, "loss", path)
     metrics = config["metrics"]
     if not isinstance(metrics, list) and not (isinstance(metrics, dict)

@@ -2,6 +2,7 @@
 float32 loss, loss scaling, against float32 training, Keras 3 and hand computations."""
 
 import os
+import warnings
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -348,3 +349,26 @@ def test_keras_file_with_a_mixed_policy_loads(tmp_path):
     x = np.random.default_rng(0).normal(size=(3, 5)).astype(np.float32)
     np.testing.assert_allclose(np.asarray(loaded(x), np.float32),
                                np.asarray(reference(x), np.float32), rtol=2e-2, atol=2e-2)
+
+
+def test_a_loss_scaled_run_saves_and_resumes_with_its_scale(tmp_path):
+    """A mixed_float16 model's LossScaleOptimizer (settings, scale and inner state) travels in
+    the .kilnet file, so the loaded model continues exactly as the saved one would."""
+    model = _float16_model(2.0 ** 40)
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    y = x[:, :1] * 0.5
+    model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
+    path = tmp_path / "scaled.kilnet"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # saved with its compile configuration, no warning
+        model.save(path)
+    loaded = kilnet.saving.load_model(path)
+    assert type(loaded.compiled.optimizer).__name__ == "LossScaleOptimizer"
+    assert loaded.compiled.optimizer.initial_scale == 2.0 ** 40
+    assert float(current_scale(loaded.compiled.state.opt_state)) == float(
+        current_scale(model.compiled.state.opt_state)) < 2.0 ** 40
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    loaded.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    for ours, theirs in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
+
