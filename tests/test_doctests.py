@@ -21,6 +21,7 @@ MODULES = ["kilnet._small_objects", "kilnet.constraints", "kilnet.metrics", "kil
            "kilnet.utils._dataset", "kilnet.utils._timeseries", "kilnet.utils._from_directory",
            "kilnet.utils._get_file", "kilnet.utils._plot_model",
            "kilnet.layers._merge", "kilnet.layers._reshaping", "kilnet.layers._operation",
+           "kilnet._toposort",
            "kilnet.layers._attention", "kilnet.layers._layer_norm",
            "kilnet.layers._embedding", "kilnet.layers._conv1d", "kilnet.layers._conv_transpose",
            "kilnet.layers._conv_more", "kilnet.layers._conv3d",

@@ -14,6 +14,7 @@ os.environ["KERAS_BACKEND"] = "jax"
 keras = pytest.importorskip("keras", reason="the parity tests need keras (JAX backend)")
 
 import kilnet  # noqa: E402
+from _optimizer_parity import assert_same, data, layers, one_more_step  # noqa: E402
 from kilnet.keras_files import _optimizer as keras_layout  # noqa: E402
 
 OPTIMIZERS = {
@@ -23,32 +24,10 @@ OPTIMIZERS = {
 }
 
 
-def _data():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(32, 5)).astype("float32")
-    y = (x @ rng.normal(size=(5, 1)) + 0.1).astype("float32")
-    return x, y
-
-
-def _layers(ns):
-    return [ns.Input(shape=(5,)), ns.layers.Dense(4, activation="tanh"), ns.layers.Dense(1)]
-
-
-def _one_more_step(model, x, y):
-    model.fit(x[:16], y[:16], batch_size=16, epochs=1, shuffle=False, verbose=0)
-    return model.get_weights()
-
-
-def _assert_same(got, want):
-    assert len(got) == len(want)
-    for a, b in zip(got, want):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-
-
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_kilnet_trained_rmsprop_continues_in_keras(name, tmp_path):
-    x, y = _data()
-    model = kilnet.Sequential(_layers(kilnet))
+    x, y = data()
+    model = kilnet.Sequential(layers(kilnet))
     model.build(seed=3)
     model.compile(optimizer=kilnet.optimizers.RMSprop(**OPTIMIZERS[name]), loss="mse")
     model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
@@ -58,13 +37,13 @@ def test_kilnet_trained_rmsprop_continues_in_keras(name, tmp_path):
     theirs = keras.models.load_model(tmp_path / "m.keras")
     assert int(theirs.optimizer.iterations.numpy()) == 4
     assert any(np.abs(np.asarray(v)).max() > 0 for v in theirs.optimizer.variables[2:])
-    _assert_same(_one_more_step(theirs, x, y), _one_more_step(model, x, y))
+    assert_same(one_more_step(theirs, x, y), one_more_step(model, x, y))
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_keras_trained_rmsprop_continues_in_kilnet(name, tmp_path):
-    x, y = _data()
-    km = keras.Sequential(_layers(keras))
+    x, y = data()
+    km = keras.Sequential(layers(keras))
     km.compile(optimizer=keras.optimizers.RMSprop(**OPTIMIZERS[name]), loss="mse")
     km.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
     km.save(tmp_path / "k.keras")
@@ -72,7 +51,7 @@ def test_keras_trained_rmsprop_continues_in_kilnet(name, tmp_path):
         warnings.simplefilter("error")   # nothing is left out
         mine = kilnet.models.load_model(tmp_path / "k.keras")
     assert mine.optimizer.hyper["centered"] == OPTIMIZERS[name].get("centered", False)
-    _assert_same(_one_more_step(mine, x, y), _one_more_step(km, x, y))
+    assert_same(one_more_step(mine, x, y), one_more_step(km, x, y))
 
 
 NADAM = {
@@ -87,8 +66,8 @@ def _u_product(steps, beta_1):
 
 @pytest.mark.parametrize("name", sorted(NADAM))
 def test_kilnet_trained_nadam_continues_in_keras(name, tmp_path):
-    x, y = _data()
-    model = kilnet.Sequential(_layers(kilnet))
+    x, y = data()
+    model = kilnet.Sequential(layers(kilnet))
     model.build(seed=3)
     model.compile(optimizer=kilnet.optimizers.Nadam(**NADAM[name]), loss="mse")
     model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
@@ -101,13 +80,13 @@ def test_kilnet_trained_nadam_continues_in_keras(name, tmp_path):
     u_product = float(np.asarray(theirs.optimizer.variables[-1]))
     assert u_product == pytest.approx(_u_product(4, NADAM[name].get("beta_1", 0.9)), rel=1e-6)
     assert all(np.abs(np.asarray(v)).max() > 0 for v in theirs.optimizer.variables[2:-1])
-    _assert_same(_one_more_step(theirs, x, y), _one_more_step(model, x, y))
+    assert_same(one_more_step(theirs, x, y), one_more_step(model, x, y))
 
 
 @pytest.mark.parametrize("name", sorted(NADAM))
 def test_keras_trained_nadam_continues_in_kilnet(name, tmp_path):
-    x, y = _data()
-    km = keras.Sequential(_layers(keras))
+    x, y = data()
+    km = keras.Sequential(layers(keras))
     km.compile(optimizer=keras.optimizers.Nadam(**NADAM[name]), loss="mse")
     km.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
     km.save(tmp_path / "k.keras")
@@ -116,14 +95,14 @@ def test_keras_trained_nadam_continues_in_kilnet(name, tmp_path):
         mine = kilnet.models.load_model(tmp_path / "k.keras")
     assert type(mine.optimizer).__name__ == "Nadam"
     assert mine.optimizer.hyper["beta_1"] == NADAM[name].get("beta_1", 0.9)
-    _assert_same(_one_more_step(mine, x, y), _one_more_step(km, x, y))
-    _assert_same([np.asarray(v) for v in km.optimizer.variables[2:]],
+    assert_same(one_more_step(mine, x, y), one_more_step(km, x, y))
+    assert_same([np.asarray(v) for v in km.optimizer.variables[2:]],
                  keras_layout.export_arrays(mine.compiled)[2:])
 
 
 def test_nadam_never_trained_round_trips_with_a_fresh_schedule(tmp_path):
     """Compiled and built but not trained: u_product is Keras's initial 1.0 and the step 0."""
-    model = kilnet.Sequential(_layers(kilnet))
+    model = kilnet.Sequential(layers(kilnet))
     model.build(seed=3)
     model.compile(optimizer=kilnet.optimizers.Nadam(0.01), loss="mse")
     model.compiled.ensure_state()

@@ -16,6 +16,7 @@ os.environ["KERAS_BACKEND"] = "jax"
 keras = pytest.importorskip("keras", reason="the parity tests need keras (JAX backend)")
 
 import kilnet  # noqa: E402
+from _optimizer_parity import assert_same, data, layers, one_more_step  # noqa: E402
 
 OPTIMIZERS = {
     "sgd_momentum": lambda ns: ns.optimizers.SGD(learning_rate=0.05, momentum=0.9),
@@ -28,32 +29,10 @@ OPTIMIZERS = {
 }
 
 
-def _data():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(32, 5)).astype("float32")
-    y = (x @ rng.normal(size=(5, 1)) + 0.1).astype("float32")
-    return x, y
-
-
-def _layers(ns):
-    return [ns.Input(shape=(5,)), ns.layers.Dense(4, activation="tanh"), ns.layers.Dense(1)]
-
-
-def _one_more_step(model, x, y):
-    model.fit(x[:16], y[:16], batch_size=16, epochs=1, shuffle=False, verbose=0)
-    return model.get_weights()
-
-
-def _assert_same(got, want):
-    assert len(got) == len(want)
-    for a, b in zip(got, want):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-
-
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_kilnet_trained_model_continues_in_keras(name, tmp_path):
-    x, y = _data()
-    model = kilnet.Sequential(_layers(kilnet))
+    x, y = data()
+    model = kilnet.Sequential(layers(kilnet))
     model.build(seed=3)
     model.compile(optimizer=OPTIMIZERS[name](kilnet), loss="mse", metrics=["mae"])
     model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
@@ -61,13 +40,13 @@ def test_kilnet_trained_model_continues_in_keras(name, tmp_path):
     theirs = keras.models.load_model(tmp_path / "m.keras")
     assert type(theirs.optimizer).__name__ == type(model.optimizer).__name__
     assert int(theirs.optimizer.iterations.numpy()) == 4
-    _assert_same(_one_more_step(theirs, x, y), _one_more_step(model, x, y))
+    assert_same(one_more_step(theirs, x, y), one_more_step(model, x, y))
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_keras_trained_model_continues_in_kilnet(name, tmp_path):
-    x, y = _data()
-    km = keras.Sequential(_layers(keras))
+    x, y = data()
+    km = keras.Sequential(layers(keras))
     km.compile(optimizer=OPTIMIZERS[name](keras), loss="mse", metrics=["mae"])
     km.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
     km.save(tmp_path / "k.keras")
@@ -75,7 +54,7 @@ def test_keras_trained_model_continues_in_kilnet(name, tmp_path):
         warnings.simplefilter("error")   # nothing is left out
         mine = kilnet.models.load_model(tmp_path / "k.keras")
     assert type(mine.optimizer).__name__ == type(km.optimizer).__name__
-    _assert_same(_one_more_step(mine, x, y), _one_more_step(km, x, y))
+    assert_same(one_more_step(mine, x, y), one_more_step(km, x, y))
 
 
 def test_compile_config_keeps_losses_metrics_and_weights(tmp_path):
@@ -112,8 +91,8 @@ def test_compile_config_keeps_losses_metrics_and_weights(tmp_path):
 
 
 def test_nadam_state_travels_and_include_optimizer_false_drops_it(tmp_path):
-    x, y = _data()
-    model = kilnet.Sequential(_layers(kilnet))
+    x, y = data()
+    model = kilnet.Sequential(layers(kilnet))
     model.compile(optimizer=kilnet.optimizers.Nadam(0.01, beta_1=0.8), loss="mse")
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     with warnings.catch_warnings():
@@ -132,8 +111,8 @@ def test_nadam_state_travels_and_include_optimizer_false_drops_it(tmp_path):
 
 def test_hostile_optimizer_shapes_are_refused_before_reading(tmp_path):
     import h5py
-    x, y = _data()
-    km = keras.Sequential(_layers(keras))
+    x, y = data()
+    km = keras.Sequential(layers(keras))
     km.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), loss="mse")
     km.fit(x, y, batch_size=16, epochs=1, verbose=0)
     km.save(tmp_path / "k.keras")
@@ -146,8 +125,8 @@ def test_hostile_optimizer_shapes_are_refused_before_reading(tmp_path):
         f.create_dataset("optimizer/vars/2", shape=(2**20, 2**20), dtype="float32")
     members["model.weights.h5"] = path.read_bytes()
     with zipfile.ZipFile(tmp_path / "bad.keras", "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
+        for name, content in members.items():
+            archive.writestr(name, content)
     with pytest.raises(kilnet.errors.ModelFileError, match="optimizer/vars/2"):
         kilnet.models.load_model(tmp_path / "bad.keras")
 

@@ -17,11 +17,11 @@ first node being the one that links its own input to its output.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 
 import jax
 
+from kilnet._toposort import calls_in_order
 from kilnet.keras_files import _config
 from kilnet.models import Model
 from kilnet.models import _config as kilnet_config
@@ -311,26 +311,16 @@ def _order(graph, reader, where) -> list:
     """The (layer, call) pairs in an order where each call comes after the calls it reads and
     after its layer's earlier calls (Kahn's algorithm: linear, and it finds cycles)."""
     inputs = {e.name for e in graph.layers if e.is_input}
-    waits, readers = {}, {}
+    needs = {}
     for entry in graph.layers:
         for k, node in enumerate(entry.nodes):
-            needs = {(r.layer, r.node) for r in _refs(node) if r.layer not in inputs}
+            needs[(entry.name, k)] = {(r.layer, r.node) for r in _refs(node)
+                                      if r.layer not in inputs}
             if k:
-                needs.add((entry.name, k - 1))
-            waits[(entry.name, k)] = len(needs)
-            for need in needs:
-                readers.setdefault(need, []).append((entry.name, k))
-    ready = deque(key for key, count in waits.items() if count == 0)
-    order = []
-    while ready:
-        key = ready.popleft()
-        order.append(key)
-        for other in readers.get(key, ()):
-            waits[other] -= 1
-            if waits[other] == 0:
-                ready.append(other)
-    if len(order) != len(waits):
-        stuck = sorted({name for (name, _), count in waits.items() if count})
+                needs[(entry.name, k)].add((entry.name, k - 1))
+    order, left = calls_in_order(needs)
+    if left:
+        stuck = sorted({name for name, _ in left})
         reader.fail(where, f"its calls cannot be ordered (a cycle through the layers "
                            f"{stuck[:5]}).")
     return order

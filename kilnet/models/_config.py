@@ -35,10 +35,10 @@ from __future__ import annotations
 import contextvars
 import inspect
 import json
-from collections import deque
 from dataclasses import dataclass, field
 
 from kilnet import _safefile, saving
+from kilnet._toposort import calls_in_order
 from kilnet.errors import ModelFileError
 from kilnet.layers import LAYER_TYPES, InputLayer, Layer
 from kilnet.layers._node import KerasTensor, flatten, substitute, tensors_in
@@ -477,30 +477,18 @@ def _replay_order(layers, outputs, reader) -> list:
                         "configuration does not have.")
         return None if layer.is_input else (ref.layer, ref.node)
 
-    waits, readers = {}, {}
+    needs = {}
     for layer in layers.values():
         for k, node in enumerate(layer.nodes):
-            key = (layer.name, k)
-            needs = {check(ref, f"call {k} of layer {layer.name!r}")
-                     for ref in _flatten_refs(list(node))} - {None}
+            needs[(layer.name, k)] = {check(ref, f"call {k} of layer {layer.name!r}")
+                                      for ref in _flatten_refs(list(node))} - {None}
             if k:
-                needs.add((layer.name, k - 1))
-            waits[key] = len(needs)
-            for need in needs:
-                readers.setdefault(need, []).append(key)
+                needs[(layer.name, k)].add((layer.name, k - 1))
     for ref in outputs:
         check(ref, "a model output")
-    ready = deque(key for key, count in waits.items() if count == 0)
-    order = []
-    while ready:
-        key = ready.popleft()
-        order.append(key)
-        for other in readers.get(key, ()):
-            waits[other] -= 1
-            if waits[other] == 0:
-                ready.append(other)
-    if len(order) != len(waits):
-        stuck = sorted({name for (name, k), count in waits.items() if count})
+    order, left = calls_in_order(needs)
+    if left:
+        stuck = sorted({name for name, _ in left})
         reader.fail(f"the graph's nodes cannot be ordered (a cycle through the layers "
                     f"{stuck[:5]}).")
     return order
