@@ -359,11 +359,12 @@ def upgrade_saved_state(optimizer, tensors: dict) -> dict:
     if new + "count" in tensors:
         return tensors
     out = {(new + n[len(old):] if n.startswith(old) else n): a for n, a in tensors.items()}
-    steps = int(np.asarray(tensors[counts[0]]))
-    u_product = np.float32(1.0)
-    for step in range(1, steps + 1):  # in float32, step by step, as the update multiplies
-        u_product = np.float32(u_product * np.float32(nadam_momentum(
-            optimizer.hyper["beta_1"], step)))
+    steps = np.arange(1, int(np.asarray(tensors[counts[0]])) + 1, dtype=np.float32)
+    # Keras's schedule (nadam_momentum) for every step at once, in NumPy: a long run's file
+    # loads without one JAX call per step. cumprod multiplies in order, as the update does.
+    u = np.float32(optimizer.hyper["beta_1"]) * (
+        np.float32(1.0) - np.float32(0.5) * np.power(np.float32(0.96), steps))
+    u_product = np.cumprod(u, dtype=np.float32)[-1] if steps.size else np.float32(1.0)
     out[new + "u_product"] = np.asarray(u_product, np.float32)
     return out
 
