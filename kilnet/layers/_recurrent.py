@@ -169,16 +169,23 @@ class RNNBase(Layer):
         input_masks, recurrent_masks = self._dropout_masks(training, rng, batch, features)
         inputs = jnp.swapaxes(x, 0, 1)
 
-        def project(x_t):  # inside the loop, as Keras (see kilnet/layers/_rnn_cells.py)
-            return cells.input_part(x_t, params["kernel"], self._input_bias(params),
+        def project(x):
+            return cells.input_part(x, params["kernel"], self._input_bias(params),
                                     input_masks, self.GATES)
-        step = self._step(params, recurrent_masks)
         # The last output is the first final state, unless a masked last step outputs zero.
         sequences = self.return_sequences or self.zero_output_for_mask
-        outputs, final = cells.scan(step, inputs, states, _sequence_mask(mask, x.shape[:2]),
-                                    go_backwards=self.go_backwards,
-                                    zero_output_for_mask=self.zero_output_for_mask,
-                                    sequences=sequences, project=project)
+        loop = dict(go_backwards=self.go_backwards, sequences=sequences,
+                    zero_output_for_mask=self.zero_output_for_mask)
+        sequence_mask = _sequence_mask(mask, x.shape[:2])
+        cell = self._cell() if recurrent_masks is None else None
+        if cell is not None:  # one matmul a step, hand-written gradient (_rnn_cells.fused_scan)
+            input_weights = (params["kernel"], self._input_bias(params), input_masks)
+            outputs, final = cells.fused_scan(
+                cell, inputs, states, input_weights, params["recurrent_kernel"],
+                self._recurrent_bias(params), sequence_mask, additive=self.ADDITIVE, **loop)
+        else:  # the input part inside the loop, as Keras (see kilnet/layers/_rnn_cells.py)
+            outputs, final = cells.scan(self._step(params, recurrent_masks), inputs, states,
+                                        sequence_mask, project=project, **loop)
         output = (outputs if self.return_sequences
                   else outputs[:, -1] if sequences else final[0])
         result = [output, *final] if self.return_state else output
@@ -191,6 +198,18 @@ class RNNBase(Layer):
     def _step(self, params, recurrent_masks):
         """The step function `(x_t, states) -> (output, states)` of this layer."""
         raise NotImplementedError
+
+    def _cell(self):
+        """The step after its recurrent matmul, `cell(x_t, r, states) -> (output, states)`
+        with `r = h_prev @ recurrent_kernel + recurrent bias`, or None when the step has
+        another matmul inside (GRU with reset_after=False)."""
+        raise NotImplementedError
+
+    def _recurrent_bias(self, params):
+        return None
+
+    # Whether the cell takes `x W + b + h_prev U` summed (SimpleRNN, LSTM) or apart (GRU).
+    ADDITIVE = True
 
     def _initial_states(self, initial_state, batch, dtype):
         if initial_state is None:
@@ -300,6 +319,9 @@ class SimpleRNN(RNNBase):
                 activity_regularizer, kernel_constraint, recurrent_constraint,
                 bias_constraint), **kwargs)
 
+    def _cell(self):
+        return functools.partial(cells.simple_rnn_cell, activation=self._activation_fn)
+
     def _step(self, params, recurrent_masks):
         return functools.partial(cells.simple_rnn_step,
                                  recurrent_kernel=params["recurrent_kernel"],
@@ -370,6 +392,10 @@ class LSTM(RNNBase):
         return np.concatenate([fill(rng, (self.units,)), np.ones(self.units, np.float32),
                                fill(rng, (2 * self.units,))])
 
+    def _cell(self):
+        return functools.partial(cells.lstm_cell, activation=self._activation_fn,
+                                 recurrent_activation=self._recurrent_activation_fn)
+
     def _step(self, params, recurrent_masks):
         return functools.partial(cells.lstm_step, recurrent_kernel=params["recurrent_kernel"],
                                  masks=recurrent_masks, activation=self._activation_fn,
@@ -400,6 +426,7 @@ class GRU(RNNBase):
     """
 
     GATES = 3
+    ADDITIVE = False
     config_keys = ("return_sequences", "return_state", "go_backwards", "stateful", "unroll",
                    "zero_output_for_mask", "units", "activation", "recurrent_activation",
                    "use_bias", "kernel_initializer", "recurrent_initializer",
@@ -436,6 +463,16 @@ class GRU(RNNBase):
     def _input_bias(self, params):
         bias = params.get("bias")
         return bias[0] if bias is not None and self.reset_after else bias
+
+    def _cell(self):
+        if not self.reset_after:
+            return None
+        return functools.partial(cells.gru_cell, activation=self._activation_fn,
+                                 recurrent_activation=self._recurrent_activation_fn)
+
+    def _recurrent_bias(self, params):
+        bias = params.get("bias")
+        return bias[1] if bias is not None and self.reset_after else None
 
     def _step(self, params, recurrent_masks):
         bias = params.get("bias")
