@@ -1,0 +1,80 @@
+"""Hand-written pieces of the training step that replace JAX's own derivation for speed
+(kilnet/_reductions.py, BatchNormalization's gradient, the convolution kernel gradient's
+channels-first input): each against an independent computation, in float64 where it is a
+gradient."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from kilnet._reductions import column_sums
+from kilnet.layers import _conv, _normalization
+
+
+def reference_batch_norm(x, gamma, beta, mask, epsilon):
+    """Batch normalization as its textbook formula, differentiated by JAX."""
+    axes = tuple(range(x.ndim - 1))
+    if mask is None:
+        mean, var = x.mean(axes), x.var(axes)
+    else:
+        weight = mask.reshape((-1,) + (1,) * (x.ndim - 1)).astype(x.dtype)
+        count = jnp.maximum(weight.sum() * (x.size // (x.shape[0] * x.shape[-1])), 1.0)
+        mean = (x * weight).sum(axes) / count
+        var = (jnp.square(x - mean) * weight).sum(axes) / count
+    y = (x - mean) / jnp.sqrt(var + epsilon)
+    if gamma is not None:
+        y = y * gamma
+    if beta is not None:
+        y = y + beta
+    return y, mean, var
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (4, 3, 2, 6), (6, 7, 5)])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("scale, center", [(True, True), (False, True), (True, False),
+                                           (False, False)])
+def test_batch_norm_gradient_equals_the_derivative_of_its_formula(shape, masked, scale, center):
+    """Output, statistics and the gradients of all three (the moving statistics' cotangents
+    included) against JAX's derivative of the formula, padded batches too."""
+    rng = np.random.default_rng(sum(shape) + 10 * masked + 2 * scale + center)
+    with jax.enable_x64(True):
+        x = jnp.asarray(rng.normal(size=shape) * 2.0 + 1.0)
+        channels = shape[-1]
+        gamma = jnp.asarray(rng.normal(size=channels)) if scale else None
+        beta = jnp.asarray(rng.normal(size=channels)) if center else None
+        mask = jnp.asarray(rng.random(shape[0]) > 0.4) if masked else None
+        w_y, w_mean, w_var = (jnp.asarray(rng.normal(size=s)) for s in
+                              (shape, (channels,), (channels,)))
+
+        def loss(normalize):
+            def value(x, gamma, beta):
+                y, mean, var = normalize(x, gamma, beta, mask, 1e-3)
+                return (jnp.sum(jnp.sin(y) * w_y) + jnp.sum(mean * w_mean)
+                        + jnp.sum(var * w_var))
+            return jax.value_and_grad(value, argnums=(0, 1, 2))(x, gamma, beta)
+
+        ours = loss(_normalization._normalize_batch)
+        reference = loss(reference_batch_norm)
+        for got, want in zip(jax.tree.leaves(ours), jax.tree.leaves(reference)):
+            np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-9,
+                                       atol=1e-11)
+
+
+def test_column_sums_match_numpy():
+    rng = np.random.default_rng(0)
+    rows, weights = rng.normal(size=(300, 7)), rng.random(300)
+    np.testing.assert_allclose(column_sums(rows), rows.sum(0), rtol=1e-5)
+    np.testing.assert_allclose(column_sums(rows, weights), (rows * weights[:, None]).sum(0),
+                               rtol=1e-5)
+
+
+@pytest.mark.parametrize("channels", [1, 16, 129])
+def test_channels_first_is_an_exact_transposition(channels):
+    """Below 129 channels it is a product with the identity: still exactly the transposition,
+    bit for bit, in float32."""
+    x = np.random.default_rng(channels).normal(size=(3, 5, 4, channels)).astype(np.float32)
+    got = np.asarray(_conv._channels_first(jnp.asarray(x)))
+    np.testing.assert_array_equal(got, np.transpose(x, (3, 1, 2, 0)))
