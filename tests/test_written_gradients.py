@@ -1,7 +1,6 @@
 """Hand-written pieces of the training step that replace JAX's own derivation for speed
-(kilnet/_reductions.py, BatchNormalization's gradient, the convolution kernel gradient's
-channels-first input): each against an independent computation, in float64 where it is a
-gradient."""
+(BatchNormalization's gradient, the convolution kernel gradient's channels-first input): each
+against an independent computation, in float64 where it is a gradient."""
 
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kilnet._reductions import column_sums
 from kilnet.layers import _conv, _normalization
 
 
@@ -61,14 +59,6 @@ def test_batch_norm_gradient_equals_the_derivative_of_its_formula(shape, masked,
         for got, want in zip(jax.tree.leaves(ours), jax.tree.leaves(reference)):
             np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-9,
                                        atol=1e-11)
-
-
-def test_column_sums_match_numpy():
-    rng = np.random.default_rng(0)
-    rows, weights = rng.normal(size=(300, 7)), rng.random(300)
-    np.testing.assert_allclose(column_sums(rows), rows.sum(0), rtol=1e-5)
-    np.testing.assert_allclose(column_sums(rows, weights), (rows * weights[:, None]).sum(0),
-                               rtol=1e-5)
 
 
 @pytest.mark.parametrize("channels", [1, 16, 129])
