@@ -1,6 +1,7 @@
 """Hand-written pieces of the training step that replace JAX's own derivation for speed
-(BatchNormalization's gradient, the convolution kernel gradient's channels-first input): each
-against an independent computation, in float64 where it is a gradient."""
+(BatchNormalization's gradient, attention's softmax-and-product, the convolution kernel
+gradient's channels-first input): each against an independent computation, in float64 where
+it is a gradient."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kilnet.layers import _conv, _normalization
+from kilnet.layers import _attention, _conv, _normalization
 
 
 def reference_batch_norm(x, gamma, beta, mask, epsilon):
@@ -68,3 +69,25 @@ def test_channels_first_is_an_exact_transposition(channels):
     x = np.random.default_rng(channels).normal(size=(3, 5, 4, channels)).astype(np.float32)
     got = np.asarray(_conv._channels_first(jnp.asarray(x)))
     np.testing.assert_array_equal(got, np.transpose(x, (3, 1, 2, 0)))
+
+
+@pytest.mark.parametrize("shapes", [((2, 5, 3, 4), (2, 7, 3, 4), (2, 7, 3, 6)),
+                                    ((1, 3, 1, 2), (1, 3, 1, 2), (1, 3, 1, 2))])
+def test_attend_gradient_equals_the_derivative_of_softmax_attention(shapes):
+    rng = np.random.default_rng(len(shapes[0]) + shapes[1][1])
+    with jax.enable_x64(True):
+        q, k, v = (jnp.asarray(rng.normal(size=s) * 2.0) for s in shapes)
+        weights = jnp.asarray(rng.normal(size=shapes[0][:3] + shapes[2][3:]))
+
+        def reference(q, k, v):
+            probs = jax.nn.softmax(jnp.einsum("btnh,bsnh->bnts", q, k), axis=-1)
+            return jnp.einsum("bnts,bsnh->btnh", probs, v)
+
+        def loss(attend):
+            return jax.value_and_grad(lambda q, k, v: jnp.sum(jnp.sin(attend(q, k, v)) * weights),
+                                      argnums=(0, 1, 2))(q, k, v)
+
+        for got, want in zip(jax.tree.leaves(loss(_attention.attend)),
+                             jax.tree.leaves(loss(reference))):
+            np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-10,
+                                       atol=1e-12)
