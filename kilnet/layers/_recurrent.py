@@ -200,9 +200,10 @@ class RNNBase(Layer):
         raise NotImplementedError
 
     def _cell(self):
-        """The step after its recurrent matmul, `cell(x_t, r, states) -> (output, states)`
-        with `r = h_prev @ recurrent_kernel + recurrent bias`, or None when the step has
-        another matmul inside (GRU with reset_after=False)."""
+        """The step after its two matmuls, for `_rnn_cells.fused_scan`: `cell(z, states)`
+        with `z = x W + b + h_prev U` when ADDITIVE, else `cell(x W + b, h_prev U + b_r,
+        states)`; each returns (output, states). None when the step has another matmul
+        inside (GRU with reset_after=False)."""
         raise NotImplementedError
 
     def _recurrent_bias(self, params):
