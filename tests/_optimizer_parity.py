@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 
 
-def data():
+def data(samples=32, offset=0.1):
+    """A linear target of 5 features plus `offset`, `samples` rows, seed 0."""
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(32, 5)).astype("float32")
-    y = (x @ rng.normal(size=(5, 1)) + 0.1).astype("float32")
+    x = rng.normal(size=(samples, 5)).astype("float32")
+    y = (x @ rng.normal(size=(5, 1)) + offset).astype("float32")
     return x, y
 
 

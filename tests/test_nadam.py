@@ -16,17 +16,7 @@ keras = pytest.importorskip("keras", reason="the parity tests need keras (JAX ba
 
 import kilnet  # noqa: E402
 from kilnet import optimizers  # noqa: E402
-
-
-def _data():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(40, 5)).astype("float32")
-    y = (x @ rng.normal(size=(5, 1)) + 0.3).astype("float32")
-    return x, y
-
-
-def _layers(ns):
-    return [ns.Input(shape=(5,)), ns.layers.Dense(4, activation="tanh"), ns.layers.Dense(1)]
+from _optimizer_parity import data, layers  # noqa: E402
 
 
 def _train(model, x, y, new_rate):
@@ -47,10 +37,10 @@ def _train(model, x, y, new_rate):
     (dict(learning_rate=0.01, weight_decay=0.05), 0.03),
 ])
 def test_five_steps_equal_keras_nadam(config, new_rate):
-    x, y = _data()
-    mine = kilnet.Sequential(_layers(kilnet))
+    x, y = data(samples=40, offset=0.3)
+    mine = kilnet.Sequential(layers(kilnet))
     mine.build(seed=4)
-    theirs = keras.Sequential(_layers(keras))
+    theirs = keras.Sequential(layers(keras))
     theirs.set_weights(mine.get_weights())
     start = mine.get_weights()
     mine.compile(optimizer=kilnet.optimizers.Nadam(**config), loss="mse")

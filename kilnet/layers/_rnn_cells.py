@@ -193,18 +193,13 @@ def _masked_step(cell, zero_output_for_mask, cell_inputs, states, keep):
     return output, new_states
 
 
-def _project(x, kernel, bias, dropout_mask):
-    """x W + b for (..., batch, features) inputs, x seen through its dropout mask."""
-    y = (x if dropout_mask is None else x * dropout_mask[0]) @ kernel
-    return y if bias is None else y + bias
-
-
 def _fused_forward(static, inputs, input_weights, states, kernel, bias, keep, *, save: bool):
     cell, additive, zero_output_for_mask, sequences = static
 
     def body(carry, step_inputs):
         x_t, keep_t = step_inputs
-        projected = _project(x_t, *input_weights)
+        # one input mask for every gate here (recurrent dropout takes the scan path)
+        projected = input_part(x_t, *input_weights, gates=1)
         r = carry[0] @ kernel
         if bias is not None:
             r = r + bias
