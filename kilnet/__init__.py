@@ -20,7 +20,6 @@ first use (PEP 562's module `__getattr__`), which first configures JAX (kilnet._
 
 import importlib
 
-from kilnet import _host_memory
 from kilnet._version import __version__
 from kilnet.errors import (  # exceptions: cheap, and `except kilnet.InputError` needs them
     CheckpointMismatchError,
@@ -40,9 +39,6 @@ _NAMES = {
     "Sequential": "kilnet.models",
     "plot_history": "kilnet.plot",
 }
-# Before JAX's first computation: XLA's threads must find malloc set to keep freed memory.
-_host_memory.keep_freed_memory()
-
 # Submodules reachable as attributes (`kilnet.layers.Dense`) without importing them first.
 _SUBMODULES = (
     "activations", "callbacks", "checkpoint", "constraints", "datasets", "distribution",
