@@ -205,7 +205,7 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "XLA_FLAGS", "OMP_NUM_THREADS",
-                                           "JAX_ENABLE_X64") if k in os.environ},
+                                           "JAX_ENABLE_X64", "GLIBC_TUNABLES") if k in os.environ},
     }
 
 

@@ -36,9 +36,16 @@ from kilnet.errors import InputError, NonFiniteError
 from kilnet.progress import EpochProgress, resolve_verbose
 from kilnet.trainer import DEFAULT_BATCH_SIZE, Trainer
 
-# A chunk aims at this much device time: long enough that dispatch and the per-chunk sync
-# (~0.1 ms) vanish, short enough that the progress bar moves several times a second.
-CHUNK_SECONDS = 0.2
+# A chunk aims at this much device time: short enough that the progress bar moves twice a
+# second, long enough that each execution's own costs vanish: dispatch and the sync (~0.1 ms),
+# and the execution's temporary buffer (every activation and gradient of a step), which XLA
+# allocates anew each time. On Linux a block over 64 MB (what glibc's heap of a worker thread
+# holds) is mapped afresh, and the execution faults on each of its pages: 19,400 faults, about
+# 40 ms, for the bench Transformer's 79 MB at batch 64. Measured epochs with 0.2 / 0.5 / 1 s
+# chunks (2-core AMD EPYC): Transformer 1.92 / 1.52 / 1.62 s, ResNet 1.68 / 1.45 / 1.46 s,
+# LSTM 1.07 / 1.01 / 0.97 s. (Setting glibc to one heap for all threads kept those pages,
+# but made the threads contend: the seed MLP's epoch 1.7x slower.)
+CHUNK_SECONDS = 0.5
 # Until a chunk has been timed, chunk length is estimated from the step's FLOPs at a
 # deliberately low throughput, so the first chunk is short rather than long.
 ASSUMED_FLOPS_PER_SECOND = 2e10
