@@ -521,8 +521,13 @@ def attend(q, k, v):
 def _attend_forward(q, k, v):
     scores = jnp.einsum("btnh,bsnh->bnts", q, k)
     e = jnp.exp(scores - jax.lax.stop_gradient(scores.max(axis=-1, keepdims=True)))
-    row_sums = jnp.swapaxes(e.sum(axis=-1), 1, 2)[..., None]        # (batch, T, heads, 1)
-    out = jnp.einsum("bnts,bsnh->btnh", e, v) / row_sums
+    # The row sums come out of the output's product, as a column of ones appended to v: one
+    # pass over the (T, S) scores fewer (XLA CPU runs a reduction that long as a slow
+    # reduce-window): Transformer epoch 1.04-1.06x, in-process A/B.
+    ones = jnp.ones(v.shape[:-1] + (1,), v.dtype)
+    product = jnp.einsum("bnts,bsnh->btnh", e, jnp.concatenate([v, ones], axis=-1))
+    unscaled, row_sums = product[..., :-1], product[..., -1:]         # (batch, T, heads, 1)
+    out = unscaled / row_sums
     return out, (q, k, v, e, row_sums, out)
 
 
