@@ -8,6 +8,7 @@ the program), float64 becomes float32, integer labels int32.
 from __future__ import annotations
 
 import math
+import mmap
 
 import jax
 import numpy as np
@@ -56,12 +57,27 @@ def _aligned(array, dtype, alignment: int = 64) -> np.ndarray:
     if array.dtype == dtype and array.flags.c_contiguous and \
             array.ctypes.data % alignment == 0:
         return array
-    nbytes = array.size * np.dtype(dtype).itemsize
-    buffer = np.empty(nbytes + alignment, np.uint8)
-    offset = (-buffer.ctypes.data) % alignment
-    out = buffer[offset:offset + nbytes].view(dtype).reshape(array.shape)
+    out = host_zeros(array.shape, dtype)
     out[...] = array
     return out
+
+
+def host_zeros(shape, dtype) -> np.ndarray:
+    """A zero-filled host array in a memory map of its own: page-aligned (the CPU device then
+    uses it in place) and in the system's ordinary pages. NumPy's allocator asks Linux for
+    transparent huge pages for large arrays, and where the kernel compacts memory to find them
+    on first touch, copying a 188 MB dataset into such an array took 1.0-1.3 s against 0.1 s
+    (a third of the seed MLP's cold fit; 2-core AMD EPYC VM).
+
+    >>> from kilnet.data import host_zeros
+    >>> a = host_zeros((2, 3), np.float32)
+    >>> a.shape, a.dtype.name, float(a.sum()), a.ctypes.data % 4096
+    ((2, 3), 'float32', 0.0, 0)
+    """
+    count = math.prod(shape)
+    # An anonymous map is zero-filled by the system.
+    buffer = mmap.mmap(-1, max(1, count * np.dtype(dtype).itemsize))
+    return np.frombuffer(buffer, dtype=dtype, count=count).reshape(shape)
 
 
 def label_dtype_for(loss, y: np.ndarray):

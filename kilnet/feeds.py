@@ -140,7 +140,7 @@ class StreamFeed:
                         limit=min(first + self.block_steps, self.steps))
 
     def _pad(self, rows, dtype):
-        out = np.zeros((self.block_rows,) + rows.shape[1:], dtype)
+        out = data_lib.host_zeros((self.block_rows,) + rows.shape[1:], dtype)
         out[:len(rows)] = rows
         return out
 
@@ -238,9 +238,10 @@ class BatchFeed:
             source.end_epoch()
 
     def _block(self, chunk, first):
-        xs = [np.zeros((self.block_rows,) + shape, dtype) for shape, dtype in self.x_specs]
+        xs = [data_lib.host_zeros((self.block_rows,) + shape, dtype)
+              for shape, dtype in self.x_specs]
         ys = None if self.y_specs is None else [
-            np.zeros((self.block_rows,) + shape, dtype) for shape, dtype in self.y_specs]
+            data_lib.host_zeros((self.block_rows,) + shape, dtype) for shape, dtype in self.y_specs]
         mask = np.zeros(self.block_rows, bool)
         for j, batch in enumerate(chunk):
             index = first + j
