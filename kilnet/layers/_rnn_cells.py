@@ -237,6 +237,10 @@ def _fused_backward(static, residuals, cotangents):
     inputs, (w, b, dropout_mask), kernel, bias, keep, saved = residuals
     h_prev_all = saved[1][0]
     d_outputs, d_final = cotangents
+    # U^T made once, outside the loop: inside it XLA folds the transposition into the
+    # product, whose transposed operand Eigen runs at half speed here (64x256 by 256x64: 47
+    # against 28 us a time step; LSTM epoch 1.12x, in-process A/B).
+    kernel_t = kernel.T
 
     def body(d_states, step):
         (cell_inputs, states), keep_t, d_out = step
@@ -247,7 +251,7 @@ def _fused_backward(static, residuals, cotangents):
             d_out = jnp.zeros_like(d_states[0])
         d_cell_inputs, d_prev = pullback((d_out, d_states))
         d_r = d_cell_inputs[-1]
-        d_prev = (d_prev[0] + d_r @ kernel.T,) + tuple(d_prev[1:])
+        d_prev = (d_prev[0] + d_r @ kernel_t,) + tuple(d_prev[1:])
         return d_prev, (None if additive else d_cell_inputs[0], d_r)
 
     d_states0, (d_projected, d_r_all) = jax.lax.scan(
