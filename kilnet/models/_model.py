@@ -449,7 +449,7 @@ class Model(Layer):
             in `metrics` are not), as Keras.
         distribution: kilnet.distribution.DataParallel() to split each batch over devices.
         steps_per_execution: the most training steps one compiled chunk runs (kilnet sizes
-            chunks by time, about 0.2 s; this caps them), so batch hooks fire at least every
+            chunks by time, about 0.5 s; this caps them), so batch hooks fire at least every
             N steps, as Keras documents it.
         """
         from kilnet.trainer import Trainer
