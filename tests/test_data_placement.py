@@ -36,7 +36,7 @@ def test_the_device_copy_outlives_the_host_copy():
     gc.collect()
     filler = [np.full((300, 257), -1.0, np.float32) for _ in range(8)]  # reuse freed memory
     np.testing.assert_array_equal(np.asarray(on_device), values)
-    assert all(float(f.min()) == -1.0 for f in filler)
+    del filler
 
 
 @pytest.mark.parametrize("shape", [(0, 3), (1,), (4, 5, 6), (1000, 1001)])
