@@ -156,6 +156,8 @@ def _channels_first(x):
 def _input_gradient(dy, kernel, x_shape, strides, pads, dilation):
     """dx: dy spread out by the strides, convolved with the flipped kernel (in and out
     swapped), padded so that it covers every input position."""
+    if strides != (1, 1):
+        return _strided_input_gradient(dy, kernel, x_shape, strides, pads)
     padding = []
     for a in range(2):
         span = dilation[a] * (kernel.shape[a] - 1)
@@ -167,7 +169,55 @@ def _input_gradient(dy, kernel, x_shape, strides, pads, dilation):
                                     rhs_dilation=dilation, dimension_numbers=_CANONICAL)
 
 
+def _strided_input_gradient(dy, kernel, x_shape, strides, pads):
+    """dx of a strided convolution, one phase of the input grid at a time.
+
+    The input rows sh*a + p (0 <= p < sh) receive gradient only through the kernel rows
+    p, p + sh, p + 2*sh...; so each of the sh*sw phases is a stride-1 convolution of dy with
+    that sub-kernel, and the phases interleave into dx. Spreading dy out with zeros instead
+    (`lhs_dilation`) multiplies zeros: measured in a loop, ResNet-8's 3x3 stride-2 16->32
+    convolution (batch 128, 32x32) 14.1 ms -> 6.5 ms, its 32->64 one 4.8 -> 3.7 ms (2-core AMD
+    EPYC). Dilated kernels never reach here: Keras refuses strides with dilation."""
+    (sh, sw), (kh, kw) = strides, kernel.shape[:2]
+    n, ho, wo, cin = dy.shape[0], dy.shape[1], dy.shape[2], kernel.shape[2]
+    hp, wp = x_shape[1] + sum(pads[0]), x_shape[2] + sum(pads[1])
+    rows, cols = -(-hp // sh), -(-wp // sw)  # each phase's extent, padded frame rounded up
+    phases = []
+    for p in range(sh):
+        for q in range(sw):
+            sub = kernel[p::sh, q::sw]
+            if sub.shape[0] == 0 or sub.shape[1] == 0:  # a kernel smaller than its stride
+                phases.append(jnp.zeros((n, rows, cols, cin), dy.dtype))
+                continue
+            flipped = jnp.transpose(jnp.flip(sub, (0, 1)), (0, 1, 3, 2))
+            padding = ((sub.shape[0] - 1, rows - ho), (sub.shape[1] - 1, cols - wo))
+            phases.append(lax.conv_general_dilated(dy, flipped, (1, 1), padding,
+                                                   dimension_numbers=_CANONICAL))
+    grid = jnp.stack(phases, axis=3).reshape(n, rows, cols, sh, sw, cin)
+    grid = jnp.transpose(grid, (0, 1, 3, 2, 4, 5)).reshape(n, rows * sh, cols * sw, cin)
+    return grid[:, pads[0][0]:pads[0][0] + x_shape[1], pads[1][0]:pads[1][0] + x_shape[2]]
+
+
 conv2d_canonical.defvjp(_canonical_forward, _canonical_backward)
+
+
+def conv2d_pointwise(x, kernel, strides, padding):
+    """A 1x1 convolution as what it is: every strides-th pixel times the (in, out) matrix.
+    JAX's gradients of the product are products too; measured in a loop, ResNet-8's 1x1
+    stride-2 shortcut 16->32 (batch 128, 32x32): forward 0.84 -> 0.39 ms, kernel gradient
+    5.4 -> 0.45 ms against the canonical convolution (2-core AMD EPYC)."""
+    pads = _explicit_padding(x.shape, kernel.shape, strides, padding, (1, 1))
+    if any(any(side) for side in pads):
+        x = jnp.pad(x, ((0, 0),) + tuple(pads) + ((0, 0),))
+    return x[:, ::strides[0], ::strides[1]] @ kernel[0, 0]
+
+
+def conv2d_cpu(x, kernel, strides, padding, dilation):
+    """The CPU convolution for groups 1: a product for 1x1 kernels, else XLA's convolution
+    with canonical gradients. `padding`: "valid", "same" or ((top, bottom), (left, right))."""
+    if kernel.shape[:2] == (1, 1):
+        return conv2d_pointwise(x, kernel, tuple(strides), padding)
+    return conv2d_canonical(x, kernel, tuple(strides), padding, tuple(dilation))
 
 
 def conv2d(x, kernel, strides, padding, dilation=(1, 1), groups=1):
@@ -176,7 +226,7 @@ def conv2d(x, kernel, strides, padding, dilation=(1, 1), groups=1):
     if jax.default_backend() != "cpu":
         return conv2d_native(x, kernel, strides, padding, dilation, groups)
     if groups == 1:
-        return conv2d_canonical(x, kernel, tuple(strides), padding, tuple(dilation))
+        return conv2d_cpu(x, kernel, strides, padding, dilation)
     return conv2d_patches(x, kernel, strides, padding, dilation, groups)
 
 

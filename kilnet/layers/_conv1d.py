@@ -21,7 +21,7 @@ from jax import lax
 
 from kilnet import constraints, initializers, regularizers
 from kilnet.layers._base import KernelLayer
-from kilnet.layers._conv import conv2d_canonical
+from kilnet.layers._conv import conv2d_cpu
 
 PADDINGS = ("valid", "same", "causal")
 
@@ -84,8 +84,8 @@ def conv1d_length(length, kernel: int, stride: int, dilation: int, padding: str)
 
 
 def conv1d_cpu(x, kernel, stride: int, dilation: int, pads):
-    """The steps as the rows of a one-column image: Conv2D's canonical-gradient convolution."""
-    y = conv2d_canonical(x[:, :, None, :], kernel[:, None], (stride, 1), (tuple(pads), (0, 0)),
+    """The steps as the rows of a one-column image: Conv2D's CPU convolution."""
+    y = conv2d_cpu(x[:, :, None, :], kernel[:, None], (stride, 1), (tuple(pads), (0, 0)),
                          (dilation, 1))
     return y[:, :, 0, :]
 
