@@ -332,3 +332,23 @@ def test_kilnet_compiles_for_the_cpu_with_its_measured_options(monkeypatch):
     assert _runtime.compiler_options() == {"xla_cpu_experimental_ynn_fusion_type": ""}
     monkeypatch.setenv("KILNET_XLA_CPU_DEFAULTS", "1")
     assert _runtime.compiler_options() == {}
+
+
+@pytest.mark.parametrize("batch", [40, 67])
+def test_kernel_gradient_in_batch_chunks_equals_jax(batch):
+    """Batches of 32+ samples with 16+ channels take the kernel gradient in chunks of the
+    batch (67: uneven chunks); the sum equals JAX's own gradient, in float64."""
+    from kilnet.layers import _conv
+
+    assert batch // _conv.KERNEL_GRADIENT_MIN_CHUNK >= 2  # the chunked path runs
+    rng = np.random.default_rng(1)
+    with jax.enable_x64(True):
+        x = jnp.asarray(rng.standard_normal((batch, 6, 5, _conv.KERNEL_GRADIENT_MIN_CHANNELS)))
+        k = jnp.asarray(rng.standard_normal((3, 3, x.shape[-1], 4)))
+
+        def loss(conv, k):
+            return jnp.sum(jnp.sin(conv(x, k)))
+
+        ours = jax.grad(loss, 1)(lambda x, k: _conv.conv2d_cpu(x, k, (1, 1), "same", (1, 1)), k)
+        theirs = jax.grad(loss, 1)(lambda x, k: conv2d_native(x, k, (1, 1), "same"), k)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)

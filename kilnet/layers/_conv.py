@@ -123,7 +123,30 @@ def _canonical_backward(strides, padding, dilation, residuals, dy):
             _kernel_gradient(x, dy, kernel.shape, strides, pads, dilation))
 
 
+# The kernel gradient's convolution (below) sums over the batch in one contraction that Eigen
+# spreads poorly over threads: ResNet-8's first-stage one (batch 128, 32x32, 16 -> 16) ran
+# 10.4 ms on 2 cores against 13.9 ms on one. Split into 4 batch chunks whose sums XLA runs side
+# by side: 7.4 ms on 2 cores, 13.1 ms on one (2-core AMD EPYC, in a loop); the MNIST convnet's
+# 32 -> 64 one 5.5 -> 4.7 ms. With few input channels the chunks cost more than they save (the
+# convnet's 1 -> 32: 1.7 -> 2.7 ms), so those stay whole, and chunks keep at least
+# KERNEL_GRADIENT_MIN_CHUNK samples.
+KERNEL_GRADIENT_CHUNKS = 4
+KERNEL_GRADIENT_MIN_CHUNK = 16
+KERNEL_GRADIENT_MIN_CHANNELS = 16
+
+
 def _kernel_gradient(x, dy, kernel_shape, strides, pads, dilation):
+    """The kernel gradient as the sum of its batch chunks' (see KERNEL_GRADIENT_CHUNKS)."""
+    n = x.shape[0]
+    chunks = max(1, min(KERNEL_GRADIENT_CHUNKS, n // KERNEL_GRADIENT_MIN_CHUNK))
+    if x.shape[-1] < KERNEL_GRADIENT_MIN_CHANNELS:
+        chunks = 1
+    bounds = [n * c // chunks for c in range(chunks + 1)]
+    return sum(_chunk_kernel_gradient(x[a:b], dy[a:b], kernel_shape, strides, pads, dilation)
+               for a, b in zip(bounds, bounds[1:]))
+
+
+def _chunk_kernel_gradient(x, dy, kernel_shape, strides, pads, dilation):
     """dK[i, j, c, f] = sum over n, h, w of x_padded[n, h*s + i*d, w*s + j*d, c] dy[n, h, w, f]:
     the channels of x as a batch of images (c, H, W, n) convolved with dy as an (h, w, n, f)
     kernel dilated by the strides, stepping by the dilation."""
