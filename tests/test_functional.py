@@ -3,6 +3,8 @@ outputs) with several inputs and outputs, shared layers, nested models, feature 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -255,3 +257,24 @@ def test_a_nested_model_with_dict_outputs_gives_a_dict_of_tensors():
     kz, bz = inner.get_layer("z").get_weights()
     np.testing.assert_allclose(zeta, x @ kz + bz, rtol=1e-6)
     assert alpha.shape == (2, 5)
+
+
+def test_models_with_declared_inputs_have_weights_from_construction():
+    """As in Keras, a functional model (or a Sequential starting with Input) gives and takes
+    its weights right after construction: transfer-learning code does exactly that."""
+    os.environ.setdefault("KERAS_BACKEND", "jax")  # the reference runs on JAX
+    import keras
+
+    def graph(lib):
+        inputs = lib.Input((4,))
+        hidden = lib.layers.Dense(3, activation="relu")(inputs)
+        return lib.Model(inputs, lib.layers.Dense(2)(hidden))
+
+    ours, theirs = graph(kilnet), graph(keras)
+    assert [w.shape for w in ours.get_weights()] == [w.shape for w in theirs.get_weights()]
+    ours.set_weights(theirs.get_weights())
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    sequential = kilnet.Sequential([kilnet.Input((4,)), layers.Dense(3)])
+    assert sequential.count_params() == 15

@@ -416,7 +416,11 @@ class Model(Layer):
         return self.state_tree() if self.built else None
 
     def require_built(self):
-        """Raise a ValueError saying how to build the model when it has no weights yet."""
+        """Build a model whose input shapes are declared (Keras has a functional model's
+        weights from its construction on); for any other model without weights, raise a
+        ValueError saying how to build it."""
+        if not self.built and (self.is_functional or self.build_shape is not None):
+            self.build()
         if not self.built:
             raise ValueError(
                 "The model has no weights yet: call model.build(input_shape), give the first "
