@@ -352,3 +352,29 @@ def test_kernel_gradient_in_batch_chunks_equals_jax(batch):
         ours = jax.grad(loss, 1)(lambda x, k: _conv.conv2d_cpu(x, k, (1, 1), "same", (1, 1)), k)
         theirs = jax.grad(loss, 1)(lambda x, k: conv2d_native(x, k, (1, 1), "same"), k)
         np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("pool_size, strides, padding", [
+    ((2, 2), None, "valid"), ((2, 2), None, "same"), ((3, 3), (2, 2), "valid"),
+    ((3, 2), (1, 2), "same")])
+def test_max_pooling_gradient_goes_to_the_first_maximum_as_keras(pool_size, strides, padding):
+    """With ties in a window (small integers), Keras gives the window's gradient to its first
+    maximum; kilnet's MaxPooling2D gives the same gradient (and the same output)."""
+    x = np.random.default_rng(2).integers(0, 3, size=(2, 7, 6, 3)).astype(np.float32)
+    weights = np.random.default_rng(3).normal(size=3).astype(np.float32)
+    ours = layers.MaxPooling2D(pool_size, strides, padding)
+    theirs = keras.layers.MaxPooling2D(pool_size, strides, padding)
+
+    def loss(pool, x):
+        return jnp.sum(pool(x) * weights)
+
+    np.testing.assert_array_equal(ours(x), np.asarray(theirs(x)))
+    np.testing.assert_array_equal(jax.grad(lambda x: loss(ours, x))(jnp.asarray(x)),
+                                  jax.grad(lambda x: loss(theirs, x))(jnp.asarray(x)))
+
+
+def test_max_pooling_propagates_nan():
+    x = np.zeros((1, 4, 4, 1), np.float32)
+    x[0, 1, 1, 0] = np.nan
+    y = np.asarray(layers.MaxPooling2D()(x))
+    assert np.isnan(y[0, 0, 0, 0]) and not np.isnan(y[0, 1, 1, 0])

@@ -50,17 +50,33 @@ class _Pooling2D(Layer):
         return self.padding == "valid" and self.pool_size == self.strides
 
 
+def first_maximum(views):
+    """The elementwise maximum of same-shaped views, whose gradient goes to the first view
+    holding it, as Keras's max pooling gives each window's gradient to its first maximum (a
+    maximum or a reduction would share it among ties). NaN wins, so it propagates.
+
+    Elementwise selections, not a reduction over a window axis: measured in a loop (2-core AMD
+    EPYC), the MNIST convnet's first pooling, forward and gradient, 6.5-7.2 ms as a reduction
+    over (2, 2) tiles against 5.2-5.8 ms; its second 1.6-2.0 against 0.7-0.9 ms. The whole
+    convnet's epoch: 1.03-1.05x in three in-process A/Bs of 9-11 alternations, 0.93x in a fourth.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from kilnet.layers._pooling import first_maximum
+        >>> jax.grad(lambda a, b: first_maximum([a, b]), (0, 1))(1.0, 1.0)
+        (Array(1., dtype=float32, weak_type=True), Array(0., dtype=float32, weak_type=True))
+    """
+    out = views[0]
+    for view in views[1:]:
+        out = jnp.where((view > out) | jnp.isnan(view), view, out)
+    return out
+
+
 class MaxPooling2D(_Pooling2D):
     def apply(self, params, state, x, **_):
-        if self._tiling():
-            return self._tiles(x).max(axis=(2, 4)), state
         if self.padding == "same":
             x = pad_same(x, self.pool_size, self.strides, value=-jnp.inf)
-        slices = window_slices(x, self.pool_size, self.strides)
-        out = slices[0]
-        for s in slices[1:]:
-            out = jnp.maximum(out, s)
-        return out, state
+        return first_maximum(window_slices(x, self.pool_size, self.strides)), state
 
 
 class AveragePooling2D(_Pooling2D):
