@@ -378,3 +378,11 @@ def test_max_pooling_propagates_nan():
     x[0, 1, 1, 0] = np.nan
     y = np.asarray(layers.MaxPooling2D()(x))
     assert np.isnan(y[0, 0, 0, 0]) and not np.isnan(y[0, 1, 1, 0])
+
+
+def test_max_pooling_3d_gradient_goes_to_the_first_maximum_as_keras():
+    x = np.random.default_rng(4).integers(0, 3, size=(2, 5, 4, 6, 2)).astype(np.float32)
+    ours, theirs = layers.MaxPooling3D(2, padding="same"), keras.layers.MaxPooling3D(2, padding="same")
+    np.testing.assert_array_equal(ours(x), np.asarray(theirs(x)))
+    np.testing.assert_array_equal(jax.grad(lambda x: jnp.sum(ours(x) * 1.5))(jnp.asarray(x)),
+                                  jax.grad(lambda x: jnp.sum(theirs(x) * 1.5))(jnp.asarray(x)))

@@ -201,7 +201,7 @@ def _strided_input_gradient(dy, kernel, x_shape, strides, pads):
     (`lhs_dilation`) multiplies zeros: measured in a loop, ResNet-8's 3x3 stride-2 16->32
     convolution (batch 128, 32x32) 14.1 ms -> 6.5 ms, its 32->64 one 4.8 -> 3.7 ms (2-core AMD
     EPYC). Dilated kernels never reach here: Keras refuses strides with dilation."""
-    (sh, sw), (kh, kw) = strides, kernel.shape[:2]
+    sh, sw = strides
     n, ho, wo, cin = dy.shape[0], dy.shape[1], dy.shape[2], kernel.shape[2]
     hp, wp = x_shape[1] + sum(pads[0]), x_shape[2] + sum(pads[1])
     rows, cols = -(-hp // sh), -(-wp // sw)  # each phase's extent, padded frame rounded up

@@ -25,6 +25,7 @@ from kilnet.layers._conv1d import (
     check_filters,
     check_no_dilated_strides,
 )
+from kilnet.layers._pooling import first_maximum
 
 
 def as_triple(value, argument: str) -> tuple[int, int, int]:
@@ -210,11 +211,7 @@ class MaxPooling3D(_Pooling3D):
     """
 
     def apply(self, params, state, x, **_):
-        slices = self._windows(x, -jnp.inf)
-        out = slices[0]
-        for s in slices[1:]:
-            out = jnp.maximum(out, s)
-        return out, state
+        return first_maximum(self._windows(x, -jnp.inf)), state
 
 
 class AveragePooling3D(_Pooling3D):
