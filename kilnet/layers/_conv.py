@@ -177,8 +177,8 @@ def _channels_first(x):
 
 
 def _input_gradient(dy, kernel, x_shape, strides, pads, dilation):
-    """dx: dy spread out by the strides, convolved with the flipped kernel (in and out
-    swapped), padded so that it covers every input position."""
+    """dx: dy convolved with the flipped kernel (in and out swapped), padded so that it covers
+    every input position; with strides, phase by phase (_strided_input_gradient)."""
     if strides != (1, 1):
         return _strided_input_gradient(dy, kernel, x_shape, strides, pads)
     padding = []

@@ -86,7 +86,7 @@ def conv1d_length(length, kernel: int, stride: int, dilation: int, padding: str)
 def conv1d_cpu(x, kernel, stride: int, dilation: int, pads):
     """The steps as the rows of a one-column image: Conv2D's CPU convolution."""
     y = conv2d_cpu(x[:, :, None, :], kernel[:, None], (stride, 1), (tuple(pads), (0, 0)),
-                         (dilation, 1))
+                   (dilation, 1))
     return y[:, :, 0, :]
 
 
