@@ -386,3 +386,20 @@ def test_max_pooling_3d_gradient_goes_to_the_first_maximum_as_keras():
     np.testing.assert_array_equal(ours(x), np.asarray(theirs(x)))
     np.testing.assert_array_equal(jax.grad(lambda x: jnp.sum(ours(x) * 1.5))(jnp.asarray(x)),
                                   jax.grad(lambda x: jnp.sum(theirs(x) * 1.5))(jnp.asarray(x)))
+
+
+def test_kernel_gradient_chunks_add_in_float32_under_bfloat16():
+    """Under a 16-bit policy the chunks' partial kernel gradients add before rounding: every
+    entry is the float32 gradient rounded once to bfloat16 (relative error 2^-8 at most)."""
+    from kilnet.layers import _conv
+
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.standard_normal((64, 8, 8, 16)), jnp.bfloat16)
+    dy = jnp.asarray(rng.standard_normal((64, 8, 8, 4)), jnp.bfloat16)
+    pads = ((1, 1), (1, 1))
+    ours = _conv._kernel_gradient(x, dy, (3, 3), (1, 1), pads, (1, 1))
+    exact = _conv._kernel_gradient(x.astype(jnp.float32), dy.astype(jnp.float32), (3, 3),
+                                   (1, 1), pads, (1, 1))
+    assert ours.dtype == jnp.bfloat16
+    error = np.abs(np.asarray(ours, np.float32) - np.asarray(exact))
+    assert np.all(error <= 2.0 ** -8 * np.abs(np.asarray(exact)) + 1e-6)

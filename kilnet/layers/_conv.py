@@ -142,8 +142,10 @@ def _kernel_gradient(x, dy, kernel_shape, strides, pads, dilation):
     if x.shape[-1] < KERNEL_GRADIENT_MIN_CHANNELS:
         chunks = 1
     bounds = [n * c // chunks for c in range(chunks + 1)]
+    # The chunks' sums stay in float32 at least until they are added, as one convolution
+    # would accumulate them (16-bit policies).
     return sum(_chunk_kernel_gradient(x[a:b], dy[a:b], kernel_shape, strides, pads, dilation)
-               for a, b in zip(bounds, bounds[1:]))
+               for a, b in zip(bounds, bounds[1:])).astype(dy.dtype)
 
 
 def _chunk_kernel_gradient(x, dy, kernel_shape, strides, pads, dilation):
@@ -158,7 +160,9 @@ def _chunk_kernel_gradient(x, dy, kernel_shape, strides, pads, dilation):
           :strides[1] * (wo - 1) + dilation[1] * (kw - 1) + 1]
     dk = lax.conv_general_dilated(x, jnp.transpose(dy, (1, 2, 0, 3)),
                                   dilation, "VALID", rhs_dilation=strides,
-                                  dimension_numbers=_CANONICAL)
+                                  dimension_numbers=_CANONICAL,
+                                  preferred_element_type=jnp.promote_types(dy.dtype,
+                                                                           jnp.float32))
     return jnp.transpose(dk, (1, 2, 0, 3))
 
 
