@@ -411,10 +411,6 @@ def scaling_rows(results: list[dict], sizes: list[int]) -> list[dict]:
                "peak_rss_mb": _median(r["peak_rss_mb"] for r in ok)}
         later = [t for r in ok for t in r.get("epoch_times", [])[1:]]
         row["best_epoch_s"] = min(later) if later else None
-        # CPU seconds per wall second of the fit: on 2 cores a framework near 1 ran on one
-        # (TensorFlow's epochs here are bimodal: 20-22 s at 0.94-0.97, 10-12 s at 1.7).
-        row["cpu_per_wall"] = _median(r["fit_cpu_s"] / r["fit_wall_s"] for r in ok
-                                      if r.get("fit_cpu_s") and r.get("fit_wall_s"))
         row["s_per_60k"] = row["median_epoch_s"] * 60_000 / n
         row["best_per_60k"] = row["best_epoch_s"] * 60_000 / n if later else None
         row["rss_growth_mb"] = row["peak_rss_mb"] - row["rss_before_fit_mb"]

@@ -189,10 +189,10 @@ def _input_gradient(dy, kernel, x_shape, strides, pads, dilation):
     for a in range(2):
         span = dilation[a] * (kernel.shape[a] - 1)
         low = span - pads[a][0]
-        high = x_shape[1 + a] + span - (dy.shape[1 + a] - 1) * strides[a] - 1 - low
+        high = x_shape[1 + a] + span - (dy.shape[1 + a] - 1) - 1 - low
         padding.append((low, high))
     flipped = jnp.transpose(jnp.flip(kernel, (0, 1)), (0, 1, 3, 2))
-    return lax.conv_general_dilated(dy, flipped, (1, 1), padding, lhs_dilation=strides,
+    return lax.conv_general_dilated(dy, flipped, (1, 1), padding,
                                     rhs_dilation=dilation, dimension_numbers=_CANONICAL)
 
 
