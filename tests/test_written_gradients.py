@@ -72,30 +72,54 @@ def test_channels_first_is_an_exact_transposition(channels):
     np.testing.assert_array_equal(got, np.transpose(x, (3, 1, 2, 0)))
 
 
+def attention_mask(kind, batch, t, s, rng):
+    """None, a causal (T, S) mask, or a random per-sample (batch, 1, T, S) one in which the
+    first sample's second query may attend to no key."""
+    if kind == "none":
+        return None
+    if kind == "causal":
+        return np.arange(t)[:, None] >= np.arange(s)[None, :]
+    mask = rng.random((batch, 1, t, s)) < 0.6
+    mask[0, 0, min(1, t - 1)] = False
+    return mask
+
+
 @pytest.mark.parametrize("attend", [_attention.attend, _attention.attend_in_parts])
 @pytest.mark.parametrize("shapes", [((2, 5, 3, 4), (2, 7, 3, 4), (2, 7, 3, 6)),
                                     ((5, 4, 2, 3), (5, 6, 2, 3), (5, 6, 2, 2)),
                                     ((1, 3, 1, 2), (1, 3, 1, 2), (1, 3, 1, 2))])
-def test_attend_gradient_equals_the_derivative_of_softmax_attention(attend, shapes):
+@pytest.mark.parametrize("mask_kind", ["none", "causal", "per_sample"])
+def test_attend_gradient_equals_the_derivative_of_softmax_attention(attend, shapes, mask_kind):
     """`attend` and `attend_in_parts` (a batch of 5 splits into parts of 3 and 2) against
-    JAX's derivative of softmax attention."""
+    JAX's derivative of softmax attention, masked as Keras's masked softmax (a query allowed
+    no key gives zeros)."""
     rng = np.random.default_rng(len(shapes[0]) + shapes[1][1])
     with jax.enable_x64(True):
         q, k, v = (jnp.asarray(rng.normal(size=s) * 2.0) for s in shapes)
         weights = jnp.asarray(rng.normal(size=shapes[0][:3] + shapes[2][3:]))
+        mask = attention_mask(mask_kind, shapes[0][0], shapes[0][1], shapes[1][1], rng)
 
-        def reference(q, k, v):
-            probs = jax.nn.softmax(jnp.einsum("btnh,bsnh->bnts", q, k), axis=-1)
+        def reference(q, k, v, mask):
+            scores = jnp.einsum("btnh,bsnh->bnts", q, k)
+            if mask is None:
+                probs = jax.nn.softmax(scores, axis=-1)
+            else:
+                probs = jnp.where(mask, jax.nn.softmax(jnp.where(mask, scores, -1e9), axis=-1),
+                                  0.0)
             return jnp.einsum("bnts,bsnh->btnh", probs, v)
 
         def loss(attend):
-            return jax.value_and_grad(lambda q, k, v: jnp.sum(jnp.sin(attend(q, k, v)) * weights),
-                                      argnums=(0, 1, 2))(q, k, v)
+            return jax.value_and_grad(
+                lambda q, k, v: jnp.sum(jnp.sin(attend(q, k, v, mask)) * weights),
+                argnums=(0, 1, 2))(q, k, v)
 
-        for got, want in zip(jax.tree.leaves(loss(attend)),
-                             jax.tree.leaves(loss(reference))):
+        ours = loss(attend)
+        for got, want in zip(jax.tree.leaves(ours), jax.tree.leaves(loss(reference))):
             np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-10,
                                        atol=1e-12)
+        if mask_kind == "per_sample":   # the query allowed no key: zero output and gradient
+            out = attend(q, k, v, mask)
+            assert not np.asarray(out)[0, min(1, shapes[0][1] - 1)].any()
 
 
 @pytest.mark.parametrize("x_shape, kernel_shape, in_axes", [

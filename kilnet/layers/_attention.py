@@ -311,20 +311,12 @@ class MultiHeadAttention(Layer):
         q = q * (1.0 / math.sqrt(self.key_dim))
         attention_mask = _with_sequence_masks(attention_mask, query_mask, value_mask, key_mask)
         mask = self._mask(attention_mask, use_causal_mask, q.shape[1], k.shape[1])
-        if (mask is None and not return_attention_scores
-                and (self.dropout == 0.0 or not training)):
+        if not return_attention_scores and (self.dropout == 0.0 or not training):
             # softmax and product with a written-out gradient (`attend`; the Transformer bench
             # epoch 1.04-1.09x faster, in-process A/B)
-            context, probs = attend_in_parts(q, k, v), None
+            context, probs = attend_in_parts(q, k, v, mask), None
         else:
-            scores = jnp.einsum("btnh,bsnh->bnts", q, k)
-            if mask is None:
-                probs = jax.nn.softmax(scores, axis=-1)
-            else:
-                # As Keras's masked Softmax: masked scores pushed to -1e9, masked probabilities
-                # zeroed (so a fully masked row attends to nothing rather than to everything).
-                probs = jnp.where(mask, jax.nn.softmax(jnp.where(mask, scores, _MASKED),
-                                                       axis=-1), 0.0)
+            probs = attention_probabilities(jnp.einsum("btnh,bsnh->bnts", q, k), mask)
             kept = _dropout(probs, self.dropout, training, rng, self.name)
             context = jnp.einsum("bnts,bsnh->btnh", kept, v)
         if self.use_gate:
@@ -512,7 +504,7 @@ def _check_mask_shape(shape, t, s):
 _CPU_ATTENTION_PARTS = 2
 
 
-def attend_in_parts(q, k, v):
+def attend_in_parts(q, k, v, mask=None):
     """`attend` on the batch split in parts (on CPU), the outputs joined again.
 
     Example:
@@ -523,33 +515,69 @@ def attend_in_parts(q, k, v):
     """
     parts = min(_CPU_ATTENTION_PARTS, q.shape[0]) if jax.default_backend() == "cpu" else 1
     if parts < 2:
-        return attend(q, k, v)
-    return jnp.concatenate([attend(*part) for part in zip(
-        *(jnp.array_split(t, parts) for t in (q, k, v)))])
+        return attend(q, k, v, mask)
+    per_sample = mask is not None and mask.ndim == 4 and mask.shape[0] > 1
+    masks = jnp.array_split(mask, parts) if per_sample else [mask] * parts
+    return jnp.concatenate([attend(*part, part_mask) for *part, part_mask in zip(
+        *(jnp.array_split(t, parts) for t in (q, k, v)), masks)])
 
 
 @jax.custom_vjp
-def attend(q, k, v):
+def attend(q, k, v, mask=None):
     """softmax(q k^T) v per head, for q (batch, T, heads, d) already scaled, k (batch, S,
-    heads, d) and v (batch, S, heads, dv): (batch, T, heads, dv).
+    heads, d) and v (batch, S, heads, dv): (batch, T, heads, dv). `mask`, None or booleans
+    broadcasting to (batch, heads, T, S), says which keys each query may attend to, as Keras's
+    masked softmax: masked keys get no weight, and a query allowed no key gives zeros.
 
     Its gradient is written out (as flash attention's): with e = exp(s - max s) and l its row
     sums, the forward pass keeps e and divides the (T, dv) output by l instead of the (T, S)
     probabilities, and the backward pass gets the softmax's row term from the output,
-    `D = sum(dout * out)` over dv, where JAX's derivative sums over the (T, S) scores."""
-    return jnp.einsum("bnts,bsnh->btnh", jax.nn.softmax(
-        jnp.einsum("btnh,bsnh->bnts", q, k), axis=-1), v)
+    `D = sum(dout * out)` over dv, where JAX's derivative sums over the (T, S) scores.
+
+    Example:
+        >>> import numpy as np
+        >>> q = k = np.ones((1, 2, 1, 1)); v = np.array([[[[1.0]], [[3.0]]]])
+        >>> attend(q, k, v).ravel().tolist()      # equal scores: the mean of the values
+        [2.0, 2.0]
+        >>> causal = np.tril(np.ones((2, 2), bool))
+        >>> attend(q, k, v, causal).ravel().tolist()
+        [1.0, 2.0]
+    """
+    probs = attention_probabilities(jnp.einsum("btnh,bsnh->bnts", q, k), mask)
+    return jnp.einsum("bnts,bsnh->btnh", probs, v)
 
 
-def _attend_forward(q, k, v):
+def attention_probabilities(scores, mask=None):
+    """softmax over the last axis, as Keras's masked Softmax where `mask` (booleans) is given:
+    masked scores pushed to -1e9, masked probabilities zeroed (so a fully masked row attends
+    to nothing rather than to everything).
+
+    Example:
+        >>> import numpy as np
+        >>> scores = np.zeros((2, 2))
+        >>> attention_probabilities(scores, np.array([[True, False], [False, False]])).tolist()
+        [[1.0, 0.0], [0.0, 0.0]]
+    """
+    if mask is None:
+        return jax.nn.softmax(scores, axis=-1)
+    return jnp.where(mask, jax.nn.softmax(jnp.where(mask, scores, _MASKED), axis=-1), 0.0)
+
+
+def _attend_forward(q, k, v, mask):
     scores = jnp.einsum("btnh,bsnh->bnts", q, k)
-    e = jnp.exp(scores - jax.lax.stop_gradient(scores.max(axis=-1, keepdims=True)))
+    if mask is None:
+        e = jnp.exp(scores - scores.max(axis=-1, keepdims=True))
+    else:
+        allowed = jnp.where(mask, scores, _MASKED)
+        e = jnp.where(mask, jnp.exp(scores - allowed.max(axis=-1, keepdims=True)), 0.0)
     # The row sums come out of the output's product, as a column of ones appended to v: one
     # pass over the (T, S) scores fewer (XLA CPU runs a reduction that long as a slow
     # reduce-window): Transformer epoch 1.04-1.06x, in-process A/B.
     ones = jnp.ones(v.shape[:-1] + (1,), v.dtype)
     product = jnp.einsum("bnts,bsnh->btnh", e, jnp.concatenate([v, ones], axis=-1))
     unscaled, row_sums = product[..., :-1], product[..., -1:]         # (batch, T, heads, 1)
+    if mask is not None:  # a query allowed no key: unscaled is 0, and so is its output
+        row_sums = jnp.where(row_sums > 0, row_sums, 1.0)
     out = unscaled / row_sums
     return out, (q, k, v, e, row_sums, out)
 
@@ -560,10 +588,10 @@ def _attend_backward(residuals, d_out):
     row_term = jnp.sum(d_out * out, axis=-1, keepdims=True) / row_sums  # D / l
     d_v = jnp.einsum("bnts,btnh->bsnh", e, d_scaled)
     d_e = jnp.einsum("btnh,bsnh->bnts", d_scaled, v)
-    d_scores = e * (d_e - jnp.transpose(row_term, (0, 2, 1, 3)))
+    d_scores = e * (d_e - jnp.transpose(row_term, (0, 2, 1, 3)))     # 0 where e is masked
     d_q = jnp.einsum("bnts,bsnh->btnh", d_scores, k)
     d_k = jnp.einsum("bnts,btnh->bsnh", d_scores, q)
-    return d_q, d_k, d_v
+    return d_q, d_k, d_v, None
 
 
 attend.defvjp(_attend_forward, _attend_backward)
