@@ -356,7 +356,7 @@ def _check_meta(meta, path, steps):
     if steps and position[1] > steps:
         bad("position", f"a step within the run's {steps} steps per epoch")
     if not _is_int(meta["seed"], 0, MAX_SEED - 1):
-        bad("seed", f"an integer in [0, 2**63)")
+        bad("seed", "an integer in [0, 2**63)")
     if not _is_int(meta["fit_calls"], 0, 2**31):
         bad("fit_calls", "a count >= 0")
     if not isinstance(meta["stopped"], bool):

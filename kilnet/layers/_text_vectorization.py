@@ -23,7 +23,7 @@ import numpy as np
 
 from kilnet import _scope
 from kilnet.layers._base import Layer, set_untracked
-from kilnet.layers._encoding import encode_categorical, refuse_sparse
+from kilnet.layers._encoding import refuse_sparse
 from kilnet.layers._lookup import StringLookup, as_text_array, host_only_message
 from kilnet.layers._node import is_symbolic
 
