@@ -89,28 +89,32 @@ def attention_mask(kind, batch, t, s, rng):
                                     ((5, 4, 2, 3), (5, 6, 2, 3), (5, 6, 2, 2)),
                                     ((1, 3, 1, 2), (1, 3, 1, 2), (1, 3, 1, 2))])
 @pytest.mark.parametrize("mask_kind", ["none", "causal", "per_sample"])
-def test_attend_gradient_equals_the_derivative_of_softmax_attention(attend, shapes, mask_kind):
+@pytest.mark.parametrize("dropout", [False, True])
+def test_attend_gradient_equals_the_derivative_of_softmax_attention(attend, shapes, mask_kind,
+                                                                    dropout):
     """`attend` and `attend_in_parts` (a batch of 5 splits into parts of 3 and 2) against
     JAX's derivative of softmax attention, masked as Keras's masked softmax (a query allowed
-    no key gives zeros)."""
+    no key gives zeros), with dropout's factors on the probabilities or without."""
     rng = np.random.default_rng(len(shapes[0]) + shapes[1][1])
     with jax.enable_x64(True):
         q, k, v = (jnp.asarray(rng.normal(size=s) * 2.0) for s in shapes)
         weights = jnp.asarray(rng.normal(size=shapes[0][:3] + shapes[2][3:]))
         mask = attention_mask(mask_kind, shapes[0][0], shapes[0][1], shapes[1][1], rng)
+        probs_shape = (shapes[0][0], shapes[0][2], shapes[0][1], shapes[1][1])
+        keep = jnp.asarray((rng.random(probs_shape) > 0.3) / 0.7) if dropout else None
 
-        def reference(q, k, v, mask):
+        def reference(q, k, v, mask, keep):
             scores = jnp.einsum("btnh,bsnh->bnts", q, k)
             if mask is None:
                 probs = jax.nn.softmax(scores, axis=-1)
             else:
                 probs = jnp.where(mask, jax.nn.softmax(jnp.where(mask, scores, -1e9), axis=-1),
                                   0.0)
-            return jnp.einsum("bnts,bsnh->btnh", probs, v)
+            return jnp.einsum("bnts,bsnh->btnh", probs if keep is None else probs * keep, v)
 
         def loss(attend):
             return jax.value_and_grad(
-                lambda q, k, v: jnp.sum(jnp.sin(attend(q, k, v, mask)) * weights),
+                lambda q, k, v: jnp.sum(jnp.sin(attend(q, k, v, mask, keep)) * weights),
                 argnums=(0, 1, 2))(q, k, v)
 
         ours = loss(attend)
@@ -118,7 +122,7 @@ def test_attend_gradient_equals_the_derivative_of_softmax_attention(attend, shap
             np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-10,
                                        atol=1e-12)
         if mask_kind == "per_sample":   # the query allowed no key: zero output and gradient
-            out = attend(q, k, v, mask)
+            out = attend(q, k, v, mask, keep)
             assert not np.asarray(out)[0, min(1, shapes[0][1] - 1)].any()
 
 

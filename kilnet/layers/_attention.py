@@ -311,10 +311,12 @@ class MultiHeadAttention(Layer):
         q = q * (1.0 / math.sqrt(self.key_dim))
         attention_mask = _with_sequence_masks(attention_mask, query_mask, value_mask, key_mask)
         mask = self._mask(attention_mask, use_causal_mask, q.shape[1], k.shape[1])
-        if not return_attention_scores and (self.dropout == 0.0 or not training):
+        if not return_attention_scores:
             # softmax and product with a written-out gradient (`attend`; the Transformer bench
             # epoch 1.04-1.09x faster, in-process A/B)
-            context, probs = attend_in_parts(q, k, v, mask), None
+            keep = _dropout_scale((q.shape[0], q.shape[2], q.shape[1], k.shape[1]), q.dtype,
+                                  self.dropout, training, rng, self.name)
+            context, probs = attend_in_parts(q, k, v, mask, keep), None
         else:
             probs = attention_probabilities(jnp.einsum("btnh,bsnh->bnts", q, k), mask)
             kept = _dropout(probs, self.dropout, training, rng, self.name)
@@ -504,7 +506,7 @@ def _check_mask_shape(shape, t, s):
 _CPU_ATTENTION_PARTS = 2
 
 
-def attend_in_parts(q, k, v, mask=None):
+def attend_in_parts(q, k, v, mask=None, keep=None):
     """`attend` on the batch split in parts (on CPU), the outputs joined again.
 
     Example:
@@ -515,19 +517,22 @@ def attend_in_parts(q, k, v, mask=None):
     """
     parts = min(_CPU_ATTENTION_PARTS, q.shape[0]) if jax.default_backend() == "cpu" else 1
     if parts < 2:
-        return attend(q, k, v, mask)
+        return attend(q, k, v, mask, keep)
     per_sample = mask is not None and mask.ndim == 4 and mask.shape[0] > 1
     masks = jnp.array_split(mask, parts) if per_sample else [mask] * parts
-    return jnp.concatenate([attend(*part, part_mask) for *part, part_mask in zip(
-        *(jnp.array_split(t, parts) for t in (q, k, v)), masks)])
+    keeps = [None] * parts if keep is None else jnp.array_split(keep, parts)
+    return jnp.concatenate([attend(*part) for part in zip(
+        *(jnp.array_split(t, parts) for t in (q, k, v)), masks, keeps)])
 
 
 @jax.custom_vjp
-def attend(q, k, v, mask=None):
+def attend(q, k, v, mask=None, keep=None):
     """softmax(q k^T) v per head, for q (batch, T, heads, d) already scaled, k (batch, S,
     heads, d) and v (batch, S, heads, dv): (batch, T, heads, dv). `mask`, None or booleans
     broadcasting to (batch, heads, T, S), says which keys each query may attend to, as Keras's
-    masked softmax: masked keys get no weight, and a query allowed no key gives zeros.
+    masked softmax: masked keys get no weight, and a query allowed no key gives zeros. `keep`,
+    None or (batch, heads, T, S) factors, multiplies the probabilities (dropout's kept
+    entries scaled by 1 / (1 - rate), the rest 0).
 
     Its gradient is written out (as flash attention's): with e = exp(s - max s) and l its row
     sums, the forward pass keeps e and divides the (T, dv) output by l instead of the (T, S)
@@ -544,7 +549,7 @@ def attend(q, k, v, mask=None):
         [1.0, 2.0]
     """
     probs = attention_probabilities(jnp.einsum("btnh,bsnh->bnts", q, k), mask)
-    return jnp.einsum("bnts,bsnh->btnh", probs, v)
+    return jnp.einsum("bnts,bsnh->btnh", probs if keep is None else _times(probs, keep), v)
 
 
 def attention_probabilities(scores, mask=None):
@@ -563,7 +568,7 @@ def attention_probabilities(scores, mask=None):
     return jnp.where(mask, jax.nn.softmax(jnp.where(mask, scores, _MASKED), axis=-1), 0.0)
 
 
-def _attend_forward(q, k, v, mask):
+def _attend_forward(q, k, v, mask, keep):
     scores = jnp.einsum("btnh,bsnh->bnts", q, k)
     if mask is None:
         e = jnp.exp(scores - scores.max(axis=-1, keepdims=True))
@@ -574,24 +579,32 @@ def _attend_forward(q, k, v, mask):
     # pass over the (T, S) scores fewer (XLA CPU runs a reduction that long as a slow
     # reduce-window): Transformer epoch 1.04-1.06x, in-process A/B.
     ones = jnp.ones(v.shape[:-1] + (1,), v.dtype)
-    product = jnp.einsum("bnts,bsnh->btnh", e, jnp.concatenate([v, ones], axis=-1))
-    unscaled, row_sums = product[..., :-1], product[..., -1:]         # (batch, T, heads, 1)
+    if keep is None:
+        product = jnp.einsum("bnts,bsnh->btnh", e, jnp.concatenate([v, ones], axis=-1))
+        unscaled, row_sums = product[..., :-1], product[..., -1:]     # (batch, T, heads, 1)
+    else:  # dropout: the row sums are of the undropped e
+        unscaled = jnp.einsum("bnts,bsnh->btnh", _times(e, keep), v)
+        row_sums = jnp.einsum("bnts,bsnh->btnh", e, ones)
     if mask is not None:  # a query allowed no key: unscaled is 0, and so is its output
         row_sums = jnp.where(row_sums > 0, row_sums, 1.0)
     out = unscaled / row_sums
-    return out, (q, k, v, e, row_sums, out)
+    return out, (q, k, v, e, row_sums, out, keep)
 
 
 def _attend_backward(residuals, d_out):
-    q, k, v, e, row_sums, out = residuals
+    """With dropout factors m on the probabilities p = e / l (out = (p m) v), the row term
+    sum(p m dP') is still sum(dout * out): ds = e (m dP' - D) / l, with dP' = dout v^T."""
+    q, k, v, e, row_sums, out, keep = residuals
     d_scaled = d_out / row_sums                                       # dout / l
     row_term = jnp.sum(d_out * out, axis=-1, keepdims=True) / row_sums  # D / l
-    d_v = jnp.einsum("bnts,btnh->bsnh", e, d_scaled)
+    d_v = jnp.einsum("bnts,btnh->bsnh", e if keep is None else _times(e, keep), d_scaled)
     d_e = jnp.einsum("btnh,bsnh->bnts", d_scaled, v)
+    if keep is not None:
+        d_e = _times(d_e, keep)
     d_scores = e * (d_e - jnp.transpose(row_term, (0, 2, 1, 3)))     # 0 where e is masked
     d_q = jnp.einsum("bnts,bsnh->btnh", d_scores, k)
     d_k = jnp.einsum("bnts,btnh->bsnh", d_scores, q)
-    return d_q, d_k, d_v, None
+    return d_q, d_k, d_v, None, None
 
 
 attend.defvjp(_attend_forward, _attend_backward)
@@ -599,13 +612,27 @@ attend.defvjp(_attend_forward, _attend_backward)
 
 def _dropout(probs, rate, training, rng, name):
     """Keras's attention dropout: zero probabilities with `rate` in training, scale the rest."""
+    keep = _dropout_scale(probs.shape, probs.dtype, rate, training, rng, name)
+    return probs if keep is None else _times(probs, keep)
+
+
+def _times(x, keep):
+    """x times the dropout factors, in x's dtype."""
+    return (x * keep).astype(x.dtype)
+
+
+def _dropout_scale(shape, dtype, rate, training, rng, name):
+    """None outside training or without dropout, else the factors dropout multiplies the
+    probabilities by: 0 with probability `rate`, else 1 / (1 - rate)."""
     if not training or rate == 0.0:
-        return probs
+        return None
     if rng is None:
         raise ValueError(f"Layer {name!r} has dropout={rate} and was applied in training mode "
                          "without a random key (rng=...).")
-    keep = jax.random.bernoulli(rng, 1.0 - rate, probs.shape)
-    return jnp.where(keep, probs / (1.0 - rate), 0.0)
+    keep = jax.random.bernoulli(rng, 1.0 - rate, shape)
+    # float32 at least: in bfloat16 1 / (1 - rate) would be off by up to 0.4%, a bias
+    return jnp.where(keep, 1.0 / (1.0 - rate), 0.0).astype(jnp.promote_types(dtype,
+                                                                           jnp.float32))
 
 
 def _sample_shape(tensor) -> tuple:
