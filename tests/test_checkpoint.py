@@ -311,7 +311,10 @@ def test_mismatched_resume_is_refused(tmp_path, one_epoch_backup, change, messag
 def test_early_stopping_state_survives_a_resume(tmp_path):
     def run(callbacks):
         model = worker.build()
-        stopper = EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
+        # start_from_epoch: this small run's validation loss rises over its first epochs and
+        # falls later; watched from epoch 3 it improves, then waits, then stops (epoch 6)
+        stopper = EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True,
+                                start_from_epoch=3)
         history = _fit(model, callbacks + [stopper], epochs=40)
         return model, stopper, history
 

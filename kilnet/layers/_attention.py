@@ -34,6 +34,7 @@ import numpy as np
 
 from kilnet import constraints, initializers, regularizers
 from kilnet.layers._base import Layer, is_shape
+from kilnet.layers._dropout_masks import keep_mask
 from kilnet.layers._matmul import last_axes_product
 from kilnet.layers._node import KerasTensor
 
@@ -629,7 +630,7 @@ def _dropout_scale(shape, dtype, rate, training, rng, name):
     if rng is None:
         raise ValueError(f"Layer {name!r} has dropout={rate} and was applied in training mode "
                          "without a random key (rng=...).")
-    keep = jax.random.bernoulli(rng, 1.0 - rate, shape)
+    keep = keep_mask(rng, 1.0 - rate, shape)
     # float32 at least: in bfloat16 1 / (1 - rate) would be off by up to 0.4%, a bias
     return jnp.where(keep, 1.0 / (1.0 - rate), 0.0).astype(jnp.promote_types(dtype,
                                                                            jnp.float32))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from kilnet.layers._base import ActivatedLayer, Layer, as_shape
+from kilnet.layers._dropout_masks import keep_mask
 from kilnet.layers._node import KerasTensor, Node
 
 
@@ -162,7 +162,7 @@ class Dropout(Layer):
         if rng is None:
             raise ValueError(f"Dropout {self.name!r} was applied in training mode without a "
                              "random key (rng=...).")
-        keep = jax.random.bernoulli(rng, 1.0 - self.rate, x.shape)
+        keep = keep_mask(rng, 1.0 - self.rate, x.shape)
         return jnp.where(keep, x / (1.0 - self.rate), 0.0), state
 
 

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from kilnet import regularizers
 from kilnet.layers._base import Layer
+from kilnet.layers._dropout_masks import keep_mask
 
 
 def _rate(value, argument="rate") -> float:
@@ -56,7 +57,7 @@ class _SpatialDropout(Layer):
             return x, state
         # one draw per (sample, channel), shared over the steps / pixels
         shape = (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)
-        keep = jax.random.bernoulli(_key(self, rng), 1.0 - self.rate, shape)
+        keep = keep_mask(_key(self, rng), 1.0 - self.rate, shape)
         return jnp.where(keep, x / (1.0 - self.rate), 0.0).astype(x.dtype), state
 
 

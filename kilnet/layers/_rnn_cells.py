@@ -27,11 +27,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kilnet.layers._dropout_masks import keep_mask
+
 
 def dropout_masks(rng, rate: float, count: int, shape: tuple):
     """`count` inverted-dropout masks of `shape` (zeros with probability `rate`, the rest
     1 / (1 - rate)), as Keras's RNN dropout masks."""
-    keep = jax.random.bernoulli(rng, 1.0 - rate, (count,) + tuple(shape))
+    keep = keep_mask(rng, 1.0 - rate, (count,) + tuple(shape))
     return keep.astype(jnp.float32) / (1.0 - rate)
 
 
