@@ -508,7 +508,9 @@ _CPU_ATTENTION_PARTS = 2
 
 
 def attend_in_parts(q, k, v, mask=None, keep=None):
-    """`attend` on the batch split in parts (on CPU), the outputs joined again.
+    """`attend` on the batch split in parts (on CPU), the outputs joined again; a per-sample
+    mask and the dropout factors are split with the batch, a mask shared by every sample is
+    given whole to each part.
 
     Example:
         >>> import numpy as np

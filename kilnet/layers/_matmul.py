@@ -1,7 +1,8 @@
 """The matrix product of a layer's input with its kernel, as a product of two matrices.
 
-Dense, MultiHeadAttention's projections and the 1x1 convolutions multiply the last axes of an
-input of any rank by a kernel. Written as `x @ kernel` on a (batch, steps, features) input,
+Dense and MultiHeadAttention's projections multiply the last axes of an input of any rank by
+a kernel. (The 1x1 convolutions' product through it measured no faster on the ResNet, 1.004x,
+so they keep theirs.) Written as `x @ kernel` on a (batch, steps, features) input,
 JAX's gradient contracts the kernel gradient over two axes and sums the bias gradient over two
 axes; XLA's CPU backend turns both into transpositions and windowed reductions. On the
 rows-by-features matrix the same product differentiates to one plain matrix product and one
