@@ -17,6 +17,7 @@ from jax import lax
 
 from kilnet import constraints, initializers, regularizers
 from kilnet.layers._base import KernelLayer, as_pair, check_padding
+from kilnet.layers import _conv_onednn
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -240,11 +241,16 @@ def conv2d_pointwise(x, kernel, strides, padding):
 
 
 def conv2d_cpu(x, kernel, strides, padding, dilation):
-    """The CPU convolution for groups 1: a product for 1x1 kernels, else XLA's convolution
-    with canonical gradients. `padding`: "valid", "same" or ((top, bottom), (left, right))."""
+    """The CPU convolution for groups 1: a product for 1x1 kernels, else oneDNN's in float32
+    where it is available (`_conv_onednn`), else XLA's convolution with canonical gradients.
+    `padding`: "valid", "same" or ((top, bottom), (left, right))."""
+    strides, dilation = tuple(strides), tuple(dilation)
     if kernel.shape[:2] == (1, 1):
-        return conv2d_pointwise(x, kernel, tuple(strides), padding)
-    return conv2d_canonical(x, kernel, tuple(strides), padding, tuple(dilation))
+        return conv2d_pointwise(x, kernel, strides, padding)
+    if x.dtype == kernel.dtype == jnp.float32 and _conv_onednn.available():
+        pads = _explicit_padding(x.shape, kernel.shape, strides, padding, dilation)
+        return _conv_onednn.conv2d_onednn(x, kernel, strides, pads, dilation)
+    return conv2d_canonical(x, kernel, strides, padding, dilation)
 
 
 def conv2d(x, kernel, strides, padding, dilation=(1, 1), groups=1):

@@ -1,0 +1,253 @@
+// 2-D convolutions (forward, input gradient, kernel gradient) from oneDNN, called by XLA on
+// CPU through its FFI (kilnet/layers/_conv_onednn.py builds and registers this file).
+//
+// Layouts are XLA's: activations (batch, height, width, channels) row-major, kernels
+// (height, width, in, out). oneDNN runs its fast kernels on those activations directly; only
+// the gradients want the kernel in oneDNN's blocked layout, a reorder of a few thousand
+// numbers. Measured on a 2-core AMD EPYC (batch 128, the MNIST convnet's 3x3 32 -> 64 on
+// 13x13): forward 2.8 ms, input gradient 3.1, kernel gradient 2.9 (its XLA counterparts
+// 3.1 / 5.0 / 9.4 in the same loop); with the activations in oneDNN's plain layout only the
+// gradients fall back to slower im2col kernels (5.6 / 5.2), hence the kernel reorders.
+//
+// Geometry attribute, int64[10]: stride h, w; padding top, bottom, left, right; dilation h,
+// w (1 = none); unused, unused.
+
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#include "oneapi/dnnl/dnnl.hpp"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+using dnnl::memory;
+using tag = dnnl::memory::format_tag;
+
+namespace {
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+// Scratch buffers per calling thread: XLA may run two convolutions side by side.
+struct ThreadBuffers {
+  std::vector<char> scratchpad, kernel;
+  void* scratch(size_t n) {
+    if (scratchpad.size() < n) scratchpad.resize(n);
+    return scratchpad.data();
+  }
+  void* blocked_kernel(size_t n) {
+    if (kernel.size() < n) kernel.resize(n);
+    return kernel.data();
+  }
+};
+thread_local ThreadBuffers buffers;
+
+struct Geometry {
+  memory::dims src, weights, dst, strides, dilation, pad_low, pad_high;
+};
+
+// XLA's shapes -> oneDNN's logical (N, C, H, W) / (O, I, H, W) dims.
+Geometry geometry(ffi::Span<const int64_t> x, ffi::Span<const int64_t> k,
+                  ffi::Span<const int64_t> y, ffi::Span<const int64_t> g) {
+  return Geometry{{x[0], x[3], x[1], x[2]},
+                  {k[3], k[2], k[0], k[1]},
+                  {y[0], y[3], y[1], y[2]},
+                  {g[0], g[1]},
+                  {g[6] - 1, g[7] - 1},
+                  {g[2], g[4]},
+                  {g[3], g[5]}};
+}
+
+using Key = std::tuple<int, memory::dims, memory::dims, memory::dims, memory::dims,
+                       memory::dims, memory::dims, memory::dims>;
+
+Key key_of(int kind, const Geometry& g) {
+  return Key{kind, g.src, g.weights, g.dst, g.strides, g.dilation, g.pad_low, g.pad_high};
+}
+
+dnnl::primitive_attr user_scratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+dnnl::convolution_forward::primitive_desc forward_desc(const Geometry& g, tag kernel_tag) {
+  auto& eng = cpu_engine();
+  return dnnl::convolution_forward::primitive_desc(
+      eng, dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+      memory::desc(g.src, memory::data_type::f32, tag::nhwc),
+      memory::desc(g.weights, memory::data_type::f32, kernel_tag),
+      memory::desc(g.dst, memory::data_type::f32, tag::nhwc), g.strides, g.dilation,
+      g.pad_low, g.pad_high, user_scratchpad());
+}
+
+// One cached plan per (direction, geometry): its primitive and, for the gradients, the
+// reorder between XLA's kernel layout and the one oneDNN chose.
+struct Plan {
+  dnnl::primitive conv;
+  memory::desc kernel_blocked;
+  dnnl::primitive kernel_reorder;  // empty when the chosen layout is XLA's
+  size_t scratchpad_bytes = 0;
+};
+
+enum Kind { kForward = 0, kInputGradient = 1, kKernelGradient = 2 };
+
+std::shared_ptr<Plan> make_plan(int kind, const Geometry& g) {
+  auto& eng = cpu_engine();
+  auto plan = std::make_shared<Plan>();
+  memory::desc plain_kernel(g.weights, memory::data_type::f32, tag::hwio);
+  memory::desc src(g.src, memory::data_type::f32, tag::nhwc);
+  memory::desc dst(g.dst, memory::data_type::f32, tag::nhwc);
+  memory::desc any_kernel(g.weights, memory::data_type::f32, tag::any);
+  if (kind == kForward) {
+    auto fwd = forward_desc(g, tag::hwio);
+    plan->conv = dnnl::convolution_forward(fwd);
+    plan->kernel_blocked = plain_kernel;
+    plan->scratchpad_bytes = fwd.scratchpad_desc().get_size();
+    return plan;
+  }
+  auto hint = forward_desc(g, tag::any);
+  if (kind == kInputGradient) {
+    dnnl::convolution_backward_data::primitive_desc bwd(
+        eng, dnnl::algorithm::convolution_direct, src, any_kernel, dst, g.strides, g.dilation,
+        g.pad_low, g.pad_high, hint, user_scratchpad());
+    plan->conv = dnnl::convolution_backward_data(bwd);
+    plan->kernel_blocked = bwd.weights_desc();
+    plan->scratchpad_bytes = bwd.scratchpad_desc().get_size();
+    if (plan->kernel_blocked != plain_kernel)
+      plan->kernel_reorder = dnnl::reorder(dnnl::reorder::primitive_desc(
+          eng, plain_kernel, eng, plan->kernel_blocked));
+  } else {
+    dnnl::convolution_backward_weights::primitive_desc bwd(
+        eng, dnnl::algorithm::convolution_direct, src, any_kernel, dst, g.strides, g.dilation,
+        g.pad_low, g.pad_high, hint, user_scratchpad());
+    plan->conv = dnnl::convolution_backward_weights(bwd);
+    plan->kernel_blocked = bwd.diff_weights_desc();
+    plan->scratchpad_bytes = bwd.scratchpad_desc().get_size();
+    if (plan->kernel_blocked != plain_kernel)
+      plan->kernel_reorder = dnnl::reorder(dnnl::reorder::primitive_desc(
+          eng, plan->kernel_blocked, eng, plain_kernel));
+  }
+  return plan;
+}
+
+std::shared_ptr<Plan> plan_for(int kind, const Geometry& g) {
+  static std::mutex lock;
+  static std::map<Key, std::shared_ptr<Plan>> plans;
+  std::lock_guard<std::mutex> hold(lock);
+  auto& slot = plans[key_of(kind, g)];
+  if (!slot) slot = make_plan(kind, g);
+  return slot;
+}
+
+memory wrap(const memory::dims& dims, tag t, void* data) {
+  return memory(memory::desc(dims, memory::data_type::f32, t), cpu_engine(), data);
+}
+
+// Runs the plan's convolution with the calling thread's scratchpad.
+void run(const Plan& plan, dnnl::stream& stream, std::unordered_map<int, memory> args) {
+  if (plan.scratchpad_bytes > 0)
+    args.emplace(DNNL_ARG_SCRATCHPAD,
+                 memory(memory::desc({static_cast<int64_t>(plan.scratchpad_bytes)},
+                                     memory::data_type::u8, tag::a),
+                        cpu_engine(), buffers.scratch(plan.scratchpad_bytes)));
+  plan.conv.execute(stream, args);
+}
+
+template <typename F>
+ffi::Error guarded(F&& body) {
+  try {
+    body();
+    return ffi::Error::Success();
+  } catch (const dnnl::error& e) {
+    return ffi::Error(ffi::ErrorCode::kInternal, std::string("oneDNN: ") + e.what());
+  } catch (const std::exception& e) {
+    return ffi::Error(ffi::ErrorCode::kInternal, e.what());
+  }
+}
+
+ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> kernel,
+                   ffi::ResultBuffer<ffi::F32> y, ffi::Span<const int64_t> g) {
+  return guarded([&] {
+    Geometry geo = geometry(x.dimensions(), kernel.dimensions(), y->dimensions(), g);
+    auto plan = plan_for(kForward, geo);
+    dnnl::stream stream(cpu_engine());
+    run(*plan, stream, {{DNNL_ARG_SRC, wrap(geo.src, tag::nhwc, x.typed_data())},
+                                {DNNL_ARG_WEIGHTS, wrap(geo.weights, tag::hwio, kernel.typed_data())},
+                                {DNNL_ARG_DST, wrap(geo.dst, tag::nhwc, y->typed_data())},
+                                });
+    stream.wait();
+  });
+}
+
+ffi::Error InputGradient(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> kernel,
+                         ffi::ResultBuffer<ffi::F32> dx, ffi::Span<const int64_t> g) {
+  return guarded([&] {
+    Geometry geo = geometry(dx->dimensions(), kernel.dimensions(), dy.dimensions(), g);
+    auto plan = plan_for(kInputGradient, geo);
+    dnnl::stream stream(cpu_engine());
+    memory plain = wrap(geo.weights, tag::hwio, kernel.typed_data());
+    memory weights = plain;
+    if (plan->kernel_reorder) {
+      weights = memory(plan->kernel_blocked, cpu_engine(),
+                       buffers.blocked_kernel(plan->kernel_blocked.get_size()));
+      plan->kernel_reorder.execute(stream, {{DNNL_ARG_FROM, plain}, {DNNL_ARG_TO, weights}});
+    }
+    run(*plan, stream, {{DNNL_ARG_DIFF_DST, wrap(geo.dst, tag::nhwc, dy.typed_data())},
+                                {DNNL_ARG_WEIGHTS, weights},
+                                {DNNL_ARG_DIFF_SRC, wrap(geo.src, tag::nhwc, dx->typed_data())},
+                                });
+    stream.wait();
+  });
+}
+
+ffi::Error KernelGradient(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
+                          ffi::ResultBuffer<ffi::F32> dk, ffi::Span<const int64_t> g) {
+  return guarded([&] {
+    Geometry geo = geometry(x.dimensions(), dk->dimensions(), dy.dimensions(), g);
+    auto plan = plan_for(kKernelGradient, geo);
+    dnnl::stream stream(cpu_engine());
+    memory plain = wrap(geo.weights, tag::hwio, dk->typed_data());
+    memory weights = plain;
+    if (plan->kernel_reorder)
+      weights = memory(plan->kernel_blocked, cpu_engine(),
+                       buffers.blocked_kernel(plan->kernel_blocked.get_size()));
+    run(*plan, stream, {{DNNL_ARG_SRC, wrap(geo.src, tag::nhwc, x.typed_data())},
+                                {DNNL_ARG_DIFF_DST, wrap(geo.dst, tag::nhwc, dy.typed_data())},
+                                {DNNL_ARG_DIFF_WEIGHTS, weights},
+                                });
+    if (plan->kernel_reorder)
+      plan->kernel_reorder.execute(stream, {{DNNL_ARG_FROM, weights}, {DNNL_ARG_TO, plain}});
+    stream.wait();
+  });
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(KilnetConvForward, Forward,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<ffi::Span<const int64_t>>("geometry"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(KilnetConvInputGradient, InputGradient,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<ffi::Span<const int64_t>>("geometry"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(KilnetConvKernelGradient, KernelGradient,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<ffi::Span<const int64_t>>("geometry"));

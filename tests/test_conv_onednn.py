@@ -1,0 +1,178 @@
+"""oneDNN's convolutions (kilnet/layers/_conv_onednn.py): numbers against JAX's own
+convolution and derivative in float64, use inside compiled loops, and the way back to XLA's
+convolution when oneDNN cannot be built or is switched off."""
+
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+import kilnet
+from kilnet import layers
+from kilnet.layers import _conv, _conv_onednn
+
+import platform
+
+# The oneDNN wheels kilnet depends on exist for x86-64 Linux; there oneDNN must be in use.
+pytestmark = pytest.mark.skipif(
+    not (sys.platform == "linux" and platform.machine() == "x86_64"),
+    reason="oneDNN's wheels are for x86-64 Linux only")
+
+
+def test_onednn_is_built_and_registered():
+    assert _conv_onednn.status() == "ready"
+
+
+def reference(x, k, strides, pads, dilation):
+    return lax.conv_general_dilated(x, k, strides, pads, rhs_dilation=dilation,
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@pytest.mark.parametrize("kernel, strides, dilation", [
+    ((3, 3), (1, 1), (1, 1)), ((3, 3), (2, 2), (1, 1)), ((2, 3), (1, 3), (1, 1)),
+    ((3, 2), (1, 1), (2, 1)), ((5, 2), (1, 1), (1, 2)), ((3, 3), (3, 3), (1, 1)),
+    ((2, 2), (3, 3), (1, 1)), ((5, 4), (2, 3), (1, 1))])
+@pytest.mark.parametrize("padding", ["same", "valid", ((2, 1), (0, 3))])
+@pytest.mark.parametrize("size, channels", [((9, 9), (3, 4)), ((8, 11), (1, 32)),
+                                            ((7, 6), (17, 5))])
+def test_forward_and_gradients_equal_jax_in_float64(kernel, strides, dilation, padding, size,
+                                                   channels):
+    """Output, input gradient and kernel gradient of float32 oneDNN against JAX's float64
+    convolution and derivative, relative to the largest value (float32 sums: 1e-5)."""
+    rng = np.random.default_rng(0)
+    cin, cout = channels
+    x = rng.standard_normal((2,) + size + (cin,))
+    k = rng.standard_normal(kernel + (cin, cout))
+    pads = _conv._explicit_padding(x.shape, k.shape, strides, padding, dilation)
+    with jax.enable_x64(True):
+        y64, vjp = jax.vjp(lambda x, k: reference(x, k, strides, pads, dilation),
+                           jnp.asarray(x), jnp.asarray(k))
+        dy = rng.standard_normal(y64.shape)
+        expected = (y64,) + vjp(jnp.asarray(dy))
+    y, vjp = jax.vjp(jax.jit(lambda x, k: _conv_onednn.conv2d_onednn(x, k, strides, pads,
+                                                                     dilation)),
+                     jnp.asarray(x, jnp.float32), jnp.asarray(k, jnp.float32))
+    got = (y,) + vjp(jnp.asarray(dy, jnp.float32))
+    for name, a, b in zip(("output", "input gradient", "kernel gradient"), got, expected):
+        assert a.shape == b.shape, name
+        b = np.asarray(b)
+        np.testing.assert_allclose(np.asarray(a), b, rtol=0, atol=1e-5 * np.abs(b).max(),
+                                   err_msg=name)
+
+
+def test_output_shape_matches_lax():
+    for x_shape, k_shape, strides, pads, dilation in [
+            ((2, 9, 8, 3), (3, 3, 3, 4), (2, 2), ((1, 1), (0, 1)), (1, 1)),
+            ((1, 10, 10, 1), (3, 2, 1, 2), (3, 1), ((0, 0), (2, 2)), (2, 3))]:
+        expected = jax.eval_shape(lambda x, k: reference(x, k, strides, pads, dilation),
+                                  jax.ShapeDtypeStruct(x_shape, jnp.float32),
+                                  jax.ShapeDtypeStruct(k_shape, jnp.float32)).shape
+        assert _conv_onednn.output_shape(x_shape, k_shape, strides, pads, dilation) == expected
+
+
+def test_gradient_steps_in_a_scan_equal_xla_convolution():
+    """Twenty gradient steps of a two-convolution model inside lax.scan (as kilnet's epoch
+    programs run them), through oneDNN and through XLA's convolution: the same weights."""
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.standard_normal((20, 8, 10, 10, 2)), jnp.float32)
+    k1 = jnp.asarray(rng.standard_normal((3, 3, 2, 8)) * 0.3, jnp.float32)
+    k2 = jnp.asarray(rng.standard_normal((3, 3, 8, 4)) * 0.3, jnp.float32)
+
+    def train(conv):
+        def loss(ks, xb):
+            h = jax.nn.relu(conv(xb, ks[0], (1, 1), ((1, 1), (1, 1)), (1, 1)))
+            return jnp.mean(conv(h, ks[1], (2, 2), ((0, 0), (0, 0)), (1, 1)) ** 2)
+
+        def step(ks, xb):
+            grads = jax.grad(loss)(ks, xb)
+            return tuple(k - 0.05 * g for k, g in zip(ks, grads)), loss(ks, xb)
+
+        return jax.jit(lambda ks: lax.scan(step, ks, x))((k1, k2))
+
+    (a1, a2), losses_a = train(_conv_onednn.conv2d_onednn)
+    (b1, b2), losses_b = train(lambda x, k, s, p, d: reference(x, k, s, p, d))
+    assert losses_a[-1] < losses_a[0]
+    np.testing.assert_allclose(losses_a, losses_b, rtol=1e-4)
+    np.testing.assert_allclose(a1, b1, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(a2, b2, rtol=1e-4, atol=1e-5)
+
+
+def test_conv2d_layer_takes_onednn_in_float32_only(monkeypatch):
+    """Conv2D's float32 program calls oneDNN; switched off (KILNET_ONEDNN=0's flag) or in
+    float64 it is XLA's convolution, with the same numbers."""
+    x = jnp.asarray(np.random.default_rng(1).standard_normal((2, 9, 9, 3)), jnp.float32)
+    layer = layers.Conv2D(4, 3, padding="same")
+    params, state, _ = layer.init(np.random.default_rng(0), (9, 9, 3))
+
+    def program(x):
+        return jax.jit(lambda x: layer.apply(params, state, x)[0]).lower(x).as_text()
+
+    assert "kilnet_onednn_conv_forward" in program(x)
+    with_onednn = layer.apply(params, state, x)[0]
+    monkeypatch.setattr(_conv_onednn, "ENABLED", False)
+    assert "kilnet_onednn_conv_forward" not in program(x)
+    np.testing.assert_allclose(layer.apply(params, state, x)[0], with_onednn, rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_a_convnet_trains_the_same_with_and_without_onednn(monkeypatch):
+    """A small convnet fitted with oneDNN's convolutions and with XLA's: the same losses to
+    float32 precision, epoch by epoch."""
+    rng = np.random.default_rng(2)
+    X = rng.random((96, 12, 12, 1), dtype=np.float32)
+    y = (X[:, :6].mean(axis=(1, 2, 3)) > X[:, 6:].mean(axis=(1, 2, 3))).astype("int32")
+
+    def fit():
+        kilnet.utils.set_random_seed(0)
+        model = kilnet.Sequential([kilnet.Input((12, 12, 1)),
+                                   layers.Conv2D(8, 3, activation="relu"),
+                                   layers.MaxPooling2D(2), layers.Conv2D(8, 3, padding="same"),
+                                   layers.Flatten(), layers.Dense(2, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        return model.fit(X, y, batch_size=16, epochs=3, verbose=0).history["loss"]
+
+    with_onednn = fit()
+    monkeypatch.setattr(_conv_onednn, "ENABLED", False)
+    np.testing.assert_allclose(with_onednn, fit(), rtol=1e-4)
+    assert with_onednn[-1] < with_onednn[0]
+
+
+def run_fresh(code, **env):
+    """`code` in a new interpreter (oneDNN's status is settled once per process)."""
+    import os
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_switched_off_by_the_environment():
+    out = run_fresh("from kilnet.layers import _conv_onednn as o; print(o.status())",
+                    KILNET_ONEDNN="0")
+    assert out == "disabled (KILNET_ONEDNN=0)"
+
+
+def test_without_a_compiler_conv2d_falls_back_to_xla(tmp_path):
+    """No C++ compiler and nothing built in the cache: the status names the compiler, and a
+    Conv2D still runs (XLA's convolution)."""
+    code = ("import jax.numpy as jnp, kilnet\n"
+            "from kilnet.layers import _conv_onednn as o\n"
+            "print(o.status())\n"
+            "m = kilnet.Sequential([kilnet.Input((5, 5, 1)), kilnet.layers.Conv2D(2, 3)])\n"
+            "print(m.predict(jnp.ones((1, 5, 5, 1)), verbose=0).shape)\n")
+    out = run_fresh(code, CXX=str(tmp_path / "no-such-compiler"),
+                    XDG_CACHE_HOME=str(tmp_path / "cache"))
+    status, shape = out.splitlines()[-2:]
+    assert status.startswith("unavailable: no C++ compiler") and "no-such-compiler" in status
+    assert shape == "(1, 3, 3, 2)"
+
+
+def test_a_missing_package_is_named(monkeypatch):
+    monkeypatch.setattr(_conv_onednn, "LIBRARY_DIST", "no-such-onednn-wheel")
+    with pytest.raises(OSError, match="'no-such-onednn-wheel' package is not installed"):
+        _conv_onednn._load()
