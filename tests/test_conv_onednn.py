@@ -151,6 +151,17 @@ def run_fresh(code, **env):
     return done.stdout.strip()
 
 
+def test_first_call_in_a_process_registers_the_handlers():
+    """conv2d_onednn called before anything asked for oneDNN's status builds and registers it
+    itself (XLA would otherwise find no handler when the program runs)."""
+    code = ("import jax.numpy as jnp\n"
+            "from kilnet.layers._conv_onednn import conv2d_onednn\n"
+            "y = conv2d_onednn(jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 2)), (1, 1),\n"
+            "                  ((1, 1), (1, 1)), (1, 1))\n"
+            "print(float(y[0, 1, 1, 0]), float(y[0, 0, 0, 1]))\n")
+    assert run_fresh(code).splitlines()[-1] == "9.0 4.0"
+
+
 def test_switched_off_by_the_environment():
     out = run_fresh("from kilnet.layers import _conv_onednn as o; print(o.status())",
                     KILNET_ONEDNN="0")

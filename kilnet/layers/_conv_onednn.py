@@ -144,7 +144,6 @@ def _call(handler, shape, a, b, geometry):
         a, b, geometry=geometry)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def conv2d_onednn(x, kernel, strides, pads, dilation):
     """The float32 convolution of (batch, h, w, in) x by an (kh, kw, in, out) kernel, explicit
     ((top, bottom), (left, right)) zero padding, on oneDNN (see `available`).
@@ -159,12 +158,19 @@ def conv2d_onednn(x, kernel, strides, pads, dilation):
         >>> y[0, :, :, 0].tolist()
         [[4.0, 6.0, 6.0, 4.0], [6.0, 9.0, 9.0, 6.0], [6.0, 9.0, 9.0, 6.0], [4.0, 6.0, 6.0, 4.0]]
     """
+    if not available():
+        raise RuntimeError(f"oneDNN's convolutions are not available here: {status()}")
+    return _convolve(x, kernel, strides, pads, dilation)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _convolve(x, kernel, strides, pads, dilation):
     shape = output_shape(x.shape, kernel.shape, strides, pads, dilation)
     return _call("forward", shape, x, kernel, _geometry(strides, pads, dilation))
 
 
 def _forward(x, kernel, strides, pads, dilation):
-    return conv2d_onednn(x, kernel, strides, pads, dilation), (x, kernel)
+    return _convolve(x, kernel, strides, pads, dilation), (x, kernel)
 
 
 def _backward(strides, pads, dilation, residuals, dy):
@@ -174,4 +180,4 @@ def _backward(strides, pads, dilation, residuals, dy):
             _call("kernel_gradient", kernel.shape, x, dy, geometry))
 
 
-conv2d_onednn.defvjp(_forward, _backward)
+_convolve.defvjp(_forward, _backward)
