@@ -64,6 +64,123 @@ def test_forward_and_gradients_equal_jax_in_float64(kernel, strides, dilation, p
                                    err_msg=name)
 
 
+@pytest.mark.parametrize("channels, groups, strides, padding", [
+    ((6, 9), 3, (1, 1), "same"), ((4, 4), 4, (2, 2), "valid"), ((4, 8), 4, (1, 1), "same"),
+    ((8, 4), 2, (2, 1), "same"), ((5, 15), 5, (1, 2), ((1, 0), (2, 1)))])
+def test_grouped_and_depthwise_equal_jax_in_float64(channels, groups, strides, padding):
+    """Grouped convolutions (XLA's feature_group_count; groups = input channels is
+    depthwise) against JAX's float64 convolution and derivative."""
+    rng = np.random.default_rng(5)
+    cin, cout = channels
+    x = rng.standard_normal((2, 9, 8, cin))
+    k = rng.standard_normal((3, 2, cin // groups, cout))
+    pads = _conv._explicit_padding(x.shape, k.shape, strides, padding, (1, 1))
+
+    def expected_conv(x, k):
+        return lax.conv_general_dilated(x, k, strides, pads, feature_group_count=groups,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    with jax.enable_x64(True):
+        y64, vjp = jax.vjp(expected_conv, jnp.asarray(x), jnp.asarray(k))
+        dy = rng.standard_normal(y64.shape)
+        expected = (y64,) + vjp(jnp.asarray(dy))
+    y, vjp = jax.vjp(lambda x, k: _conv_onednn.conv2d_onednn(x, k, strides, pads, (1, 1),
+                                                             groups),
+                     jnp.asarray(x, jnp.float32), jnp.asarray(k, jnp.float32))
+    for a, b in zip((y,) + vjp(jnp.asarray(dy, jnp.float32)), expected):
+        b = np.asarray(b)
+        np.testing.assert_allclose(np.asarray(a), b, rtol=0, atol=1e-5 * np.abs(b).max())
+
+
+def test_negative_padding_is_refused_and_conv2d_cpu_crops_with_xla():
+    """oneDNN has no cropping: conv2d_onednn refuses negative padding by name, and the CPU
+    convolution gives such a call to XLA (the same numbers as lax)."""
+    x, k = jnp.ones((1, 6, 6, 2)), jnp.ones((3, 3, 2, 3))
+    pads = ((-1, 1), (0, -1))
+    with pytest.raises(ValueError, match="no negative padding"):
+        _conv_onednn.conv2d_onednn(x, k, (1, 1), pads, (1, 1))
+    np.testing.assert_allclose(_conv.conv2d_cpu(x, k, (1, 1), pads, (1, 1)),
+                               reference(x, k, (1, 1), pads, (1, 1)))
+
+
+def test_groups_must_divide_the_channels():
+    with pytest.raises(ValueError, match="do not make 3 groups"):
+        _conv_onednn.conv2d_onednn(jnp.ones((1, 5, 5, 4)), jnp.ones((3, 3, 1, 4)), (1, 1),
+                                   ((0, 0), (0, 0)), (1, 1), 3)
+
+
+@pytest.mark.parametrize("layer", [
+    lambda: layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same"),
+    lambda: layers.SeparableConv2D(5, 3, strides=2),
+    lambda: layers.Conv2D(6, 3, groups=3, padding="same")])
+def test_depthwise_separable_and_grouped_layers_take_onednn(layer, monkeypatch):
+    """Those layers' float32 programs call oneDNN, with the numbers of their other CPU form
+    (strided views or patches: KILNET_ONEDNN=0's flag)."""
+    layer = layer()
+    x = jnp.asarray(np.random.default_rng(4).standard_normal((2, 9, 9, 3)), jnp.float32)
+    params, state, _ = layer.init(np.random.default_rng(0), (9, 9, 3))
+
+    def run(x):
+        return jnp.sum(jnp.sin(layer.apply(params, state, x)[0]))
+
+    def program():  # traced afresh each time (jit caches traces by function)
+        return jax.jit(lambda x: run(x)).lower(x).as_text()
+
+    assert "kilnet_onednn_conv_forward" in program()
+    with_onednn = jax.value_and_grad(run)(x)
+    monkeypatch.setattr(_conv_onednn, "ENABLED", False)
+    assert "kilnet_onednn_conv_forward" not in program()
+    for a, b in zip(with_onednn, jax.value_and_grad(run)(x)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel, strides, dilation, padding, output_padding, on_onednn", [
+    ((3, 3), (1, 1), (1, 1), "valid", None, True), ((3, 3), (2, 2), (1, 1), "same", None, True),
+    ((4, 4), (2, 2), (1, 1), "same", (1, 0), True), ((3, 3), (1, 1), (2, 1), "same", None, True),
+    ((5, 5), (2, 2), (1, 1), "same", None, True), ((2, 2), (2, 2), (1, 1), "valid", None, True),
+    # a stride past the kernel crops the convolution it transposes: the scatter form runs
+    ((3, 2), (2, 3), (1, 1), "valid", None, False),
+    ((1, 2), (3, 3), (1, 1), "valid", (2, 0), False)])
+def test_conv2d_transpose_equals_jax_in_float64(kernel, strides, dilation, padding,
+                                                output_padding, on_onednn):
+    """Conv2DTranspose's CPU form (oneDNN's input gradient where the convolution it transposes
+    has no negative padding) against lax.conv_transpose and its derivative in float64."""
+    from kilnet.layers._conv_transpose import (
+        conv2d_transpose,
+        conv2d_transpose_native,
+        transpose_padding,
+    )
+
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 5, 4, 3))
+    k = rng.standard_normal(kernel + (2, 3))
+    pads = [transpose_padding(kernel[i], strides[i], dilation[i], padding,
+                              None if output_padding is None else output_padding[i])
+            for i in range(2)]
+    with jax.enable_x64(True):
+        y64, vjp = jax.vjp(lambda x, k: conv2d_transpose_native(x, k, strides, dilation, pads),
+                           jnp.asarray(x), jnp.asarray(k))
+        dy = rng.standard_normal(y64.shape)
+        expected = (y64,) + vjp(jnp.asarray(dy))
+
+    def ours(x, k):
+        return conv2d_transpose(x, k, strides, dilation, padding, output_padding)
+
+    x32, k32 = jnp.asarray(x, jnp.float32), jnp.asarray(k, jnp.float32)
+    assert ("kilnet_onednn_conv_input_gradient" in jax.jit(ours).lower(x32, k32).as_text()) \
+        == on_onednn
+    y, vjp = jax.vjp(ours, x32, k32)
+    for a, b in zip((y,) + vjp(jnp.asarray(dy, jnp.float32)), expected):
+        b = np.asarray(b)
+        np.testing.assert_allclose(np.asarray(a), b, rtol=0, atol=1e-5 * np.abs(b).max())
+
+
+def test_conv2d_transpose_onednn_checks_its_output_size():
+    with pytest.raises(ValueError, match="convolved back gives"):
+        _conv_onednn.conv2d_transpose_onednn(jnp.ones((1, 2, 2, 1)), jnp.ones((2, 2, 1, 1)),
+                                             (2, 2), ((0, 0), (0, 0)), (1, 1), (6, 6))
+
+
 def test_output_shape_matches_lax():
     for x_shape, k_shape, strides, pads, dilation in [
             ((2, 9, 8, 3), (3, 3, 3, 4), (2, 2), ((1, 1), (0, 1)), (1, 1)),

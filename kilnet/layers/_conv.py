@@ -240,27 +240,37 @@ def conv2d_pointwise(x, kernel, strides, padding):
     return x[:, ::strides[0], ::strides[1]] @ kernel[0, 0]
 
 
+def onednn_conv2d(x, kernel, strides, padding, dilation, groups=1):
+    """oneDNN's convolution (`_conv_onednn`) when it can take this one (float32, no negative
+    padding, oneDNN built and enabled), else None. `padding`: "valid", "same" or
+    ((top, bottom), (left, right))."""
+    strides, dilation = tuple(strides), tuple(dilation)
+    pads = _explicit_padding(x.shape, kernel.shape, strides, padding, dilation)
+    if not _conv_onednn.accepts((x, kernel), pads):
+        return None
+    return _conv_onednn.conv2d_onednn(x, kernel, strides, pads, dilation, groups)
+
+
 def conv2d_cpu(x, kernel, strides, padding, dilation):
-    """The CPU convolution for groups 1: a product for 1x1 kernels, else oneDNN's in float32
-    where it is available (`_conv_onednn`), else XLA's convolution with canonical gradients.
-    `padding`: "valid", "same" or ((top, bottom), (left, right))."""
+    """The CPU convolution for groups 1: a product for 1x1 kernels, else oneDNN's where it
+    can (`onednn_conv2d`), else XLA's convolution with canonical gradients."""
     strides, dilation = tuple(strides), tuple(dilation)
     if kernel.shape[:2] == (1, 1):
         return conv2d_pointwise(x, kernel, strides, padding)
-    if x.dtype == kernel.dtype == jnp.float32 and _conv_onednn.available():
-        pads = _explicit_padding(x.shape, kernel.shape, strides, padding, dilation)
-        return _conv_onednn.conv2d_onednn(x, kernel, strides, pads, dilation)
-    return conv2d_canonical(x, kernel, strides, padding, dilation)
+    y = onednn_conv2d(x, kernel, strides, padding, dilation)
+    return conv2d_canonical(x, kernel, strides, padding, dilation) if y is None else y
 
 
 def conv2d(x, kernel, strides, padding, dilation=(1, 1), groups=1):
-    """The convolution kilnet's layers use: XLA's own, with canonical gradients, on CPU (patches
-    + one batched matmul for groups > 1); XLA's own with JAX's gradients elsewhere."""
+    """The convolution kilnet's layers use: on CPU conv2d_cpu, or for groups > 1 oneDNN's
+    grouped convolution where it can, else patches + one batched matmul; XLA's own with JAX's
+    gradients elsewhere."""
     if jax.default_backend() != "cpu":
         return conv2d_native(x, kernel, strides, padding, dilation, groups)
     if groups == 1:
         return conv2d_cpu(x, kernel, strides, padding, dilation)
-    return conv2d_patches(x, kernel, strides, padding, dilation, groups)
+    y = onednn_conv2d(x, kernel, strides, padding, dilation, groups)
+    return conv2d_patches(x, kernel, strides, padding, dilation, groups) if y is None else y
 
 
 class Conv2D(KernelLayer):

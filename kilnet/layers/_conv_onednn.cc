@@ -10,7 +10,9 @@
 // gradients fall back to slower im2col kernels (5.6 / 5.2), hence the kernel reorders.
 //
 // Geometry attribute, int64[10]: stride h, w; padding top, bottom, left, right; dilation h,
-// w (1 = none); unused, unused.
+// w (1 = none); groups; unused. With groups G the kernel is XLA's (h, w, in / G, out), output
+// channel g * (out / G) + o reading input channels [g * in / G, (g + 1) * in / G): oneDNN's
+// (G, out / G, in / G, h, w) weights in its `hwigo` order, the same memory.
 
 #include <cstdint>
 #include <cstring>
@@ -51,18 +53,24 @@ thread_local ThreadBuffers buffers;
 
 struct Geometry {
   memory::dims src, weights, dst, strides, dilation, pad_low, pad_high;
+  tag kernel_tag;  // XLA's kernel layout in oneDNN's terms
 };
 
 // XLA's shapes -> oneDNN's logical (N, C, H, W) / (O, I, H, W) dims.
 Geometry geometry(ffi::Span<const int64_t> x, ffi::Span<const int64_t> k,
                   ffi::Span<const int64_t> y, ffi::Span<const int64_t> g) {
+  int64_t groups = g[8];
+  memory::dims weights = groups > 1
+      ? memory::dims{groups, k[3] / groups, k[2], k[0], k[1]}
+      : memory::dims{k[3], k[2], k[0], k[1]};
   return Geometry{{x[0], x[3], x[1], x[2]},
-                  {k[3], k[2], k[0], k[1]},
+                  weights,
                   {y[0], y[3], y[1], y[2]},
                   {g[0], g[1]},
                   {g[6] - 1, g[7] - 1},
                   {g[2], g[4]},
-                  {g[3], g[5]}};
+                  {g[3], g[5]},
+                  groups > 1 ? tag::hwigo : tag::hwio};
 }
 
 using Key = std::tuple<int, memory::dims, memory::dims, memory::dims, memory::dims,
@@ -102,12 +110,12 @@ enum Kind { kForward = 0, kInputGradient = 1, kKernelGradient = 2 };
 std::shared_ptr<Plan> make_plan(int kind, const Geometry& g) {
   auto& eng = cpu_engine();
   auto plan = std::make_shared<Plan>();
-  memory::desc plain_kernel(g.weights, memory::data_type::f32, tag::hwio);
+  memory::desc plain_kernel(g.weights, memory::data_type::f32, g.kernel_tag);
   memory::desc src(g.src, memory::data_type::f32, tag::nhwc);
   memory::desc dst(g.dst, memory::data_type::f32, tag::nhwc);
   memory::desc any_kernel(g.weights, memory::data_type::f32, tag::any);
   if (kind == kForward) {
-    auto fwd = forward_desc(g, tag::hwio);
+    auto fwd = forward_desc(g, g.kernel_tag);
     plan->conv = dnnl::convolution_forward(fwd);
     plan->kernel_blocked = plain_kernel;
     plan->scratchpad_bytes = fwd.scratchpad_desc().get_size();
@@ -180,7 +188,7 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> kernel,
     auto plan = plan_for(kForward, geo);
     dnnl::stream stream(cpu_engine());
     run(*plan, stream, {{DNNL_ARG_SRC, wrap(geo.src, tag::nhwc, x.typed_data())},
-                                {DNNL_ARG_WEIGHTS, wrap(geo.weights, tag::hwio, kernel.typed_data())},
+                                {DNNL_ARG_WEIGHTS, wrap(geo.weights, geo.kernel_tag, kernel.typed_data())},
                                 {DNNL_ARG_DST, wrap(geo.dst, tag::nhwc, y->typed_data())},
                                 });
     stream.wait();
@@ -193,7 +201,7 @@ ffi::Error InputGradient(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> kernel,
     Geometry geo = geometry(dx->dimensions(), kernel.dimensions(), dy.dimensions(), g);
     auto plan = plan_for(kInputGradient, geo);
     dnnl::stream stream(cpu_engine());
-    memory plain = wrap(geo.weights, tag::hwio, kernel.typed_data());
+    memory plain = wrap(geo.weights, geo.kernel_tag, kernel.typed_data());
     memory weights = plain;
     if (plan->kernel_reorder) {
       weights = memory(plan->kernel_blocked, cpu_engine(),
@@ -214,7 +222,7 @@ ffi::Error KernelGradient(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
     Geometry geo = geometry(x.dimensions(), dk->dimensions(), dy.dimensions(), g);
     auto plan = plan_for(kKernelGradient, geo);
     dnnl::stream stream(cpu_engine());
-    memory plain = wrap(geo.weights, tag::hwio, dk->typed_data());
+    memory plain = wrap(geo.weights, geo.kernel_tag, dk->typed_data());
     memory weights = plain;
     if (plan->kernel_reorder)
       weights = memory(plan->kernel_blocked, cpu_engine(),

@@ -126,9 +126,21 @@ def available() -> bool:
     return status() == "ready"
 
 
-def _geometry(strides, pads, dilation):
+def accepts(arrays, pads) -> bool:
+    """Whether oneDNN can take a convolution of these operands with these explicit pads in a
+    program traced now: float32 operands, no negative (cropping) pad, oneDNN available."""
+    return (all(a.dtype == jnp.float32 for a in arrays)
+            and not any(side < 0 for axis in pads for side in axis) and available())
+
+
+def _check_pads(pads):
+    if any(side < 0 for axis in pads for side in axis):
+        raise ValueError(f"oneDNN takes no negative padding (cropping). Received: pads={pads}")
+
+
+def _geometry(strides, pads, dilation, groups):
     (sh, sw), ((top, bottom), (left, right)), (dh, dw) = strides, pads, dilation
-    return np.array([sh, sw, top, bottom, left, right, dh, dw, 0, 0], np.int64)
+    return np.array([sh, sw, top, bottom, left, right, dh, dw, groups, 0], np.int64)
 
 
 def output_shape(x_shape, kernel_shape, strides, pads, dilation):
@@ -144,9 +156,10 @@ def _call(handler, shape, a, b, geometry):
         a, b, geometry=geometry)
 
 
-def conv2d_onednn(x, kernel, strides, pads, dilation):
-    """The float32 convolution of (batch, h, w, in) x by an (kh, kw, in, out) kernel, explicit
-    ((top, bottom), (left, right)) zero padding, on oneDNN (see `available`).
+def conv2d_onednn(x, kernel, strides, pads, dilation, groups=1):
+    """The float32 convolution of (batch, h, w, in) x by an (kh, kw, in / groups, out) kernel,
+    explicit ((top, bottom), (left, right)) zero padding, on oneDNN (see `available`). With
+    groups, XLA's `feature_group_count` (a depthwise convolution: groups = in).
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -160,24 +173,76 @@ def conv2d_onednn(x, kernel, strides, pads, dilation):
     """
     if not available():
         raise RuntimeError(f"oneDNN's convolutions are not available here: {status()}")
-    return _convolve(x, kernel, strides, pads, dilation)
+    _check_pads(pads)
+    if x.shape[-1] != kernel.shape[2] * groups or kernel.shape[3] % groups:
+        raise ValueError(f"conv2d_onednn: input channels {x.shape[-1]} and kernel "
+                         f"{kernel.shape} do not make {groups} groups")
+    return _convolve(x, kernel, strides, pads, dilation, groups)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _convolve(x, kernel, strides, pads, dilation):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _convolve(x, kernel, strides, pads, dilation, groups):
     shape = output_shape(x.shape, kernel.shape, strides, pads, dilation)
-    return _call("forward", shape, x, kernel, _geometry(strides, pads, dilation))
+    return _call("forward", shape, x, kernel, _geometry(strides, pads, dilation, groups))
 
 
-def _forward(x, kernel, strides, pads, dilation):
-    return _convolve(x, kernel, strides, pads, dilation), (x, kernel)
+def _forward(x, kernel, strides, pads, dilation, groups):
+    return _convolve(x, kernel, strides, pads, dilation, groups), (x, kernel)
 
 
-def _backward(strides, pads, dilation, residuals, dy):
+def _backward(strides, pads, dilation, groups, residuals, dy):
     x, kernel = residuals
-    geometry = _geometry(strides, pads, dilation)
+    geometry = _geometry(strides, pads, dilation, groups)
     return (_call("input_gradient", x.shape, dy, kernel, geometry),
             _call("kernel_gradient", kernel.shape, x, dy, geometry))
 
 
 _convolve.defvjp(_forward, _backward)
+
+
+def conv2d_transpose_onednn(x, kernel, strides, pads, dilation, out_size):
+    """Keras's transposed convolution of (batch, h, w, in) x by a (kh, kw, filters, in) kernel
+    on oneDNN: the input gradient of the convolution of a (batch, *out_size, filters) image by
+    that kernel with explicit `pads`, whose output has x's size. Its gradients are that
+    convolution (for x) and its kernel gradient.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from kilnet.layers._conv_onednn import available, conv2d_transpose_onednn
+        >>> x, k = jnp.ones((1, 2, 2, 1)), jnp.ones((2, 2, 1, 1))
+        >>> if available():
+        ...     y = conv2d_transpose_onednn(x, k, (2, 2), ((0, 0), (0, 0)), (1, 1), (4, 4))
+        ...     print(y.shape, float(y.sum()))
+        ... else:
+        ...     print((1, 4, 4, 1), 16.0)
+        (1, 4, 4, 1) 16.0
+    """
+    if not available():
+        raise RuntimeError(f"oneDNN's convolutions are not available here: {status()}")
+    _check_pads(pads)
+    expected = output_shape((x.shape[0], *out_size, kernel.shape[2]), kernel.shape, strides,
+                            pads, dilation)
+    if expected != x.shape[:3] + (kernel.shape[3],):
+        raise ValueError(f"conv2d_transpose_onednn: a {out_size} output convolved back gives "
+                         f"{expected[1:3]}, not the input's {x.shape[1:3]}")
+    return _transpose(x, kernel, strides, pads, dilation, tuple(out_size))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _transpose(x, kernel, strides, pads, dilation, out_size):
+    shape = (x.shape[0], *out_size, kernel.shape[2])
+    return _call("input_gradient", shape, x, kernel, _geometry(strides, pads, dilation, 1))
+
+
+def _transpose_forward(x, kernel, strides, pads, dilation, out_size):
+    return _transpose(x, kernel, strides, pads, dilation, out_size), (x, kernel)
+
+
+def _transpose_backward(strides, pads, dilation, out_size, residuals, dy):
+    x, kernel = residuals
+    geometry = _geometry(strides, pads, dilation, 1)
+    return (_call("forward", x.shape, dy, kernel, geometry),
+            _call("kernel_gradient", kernel.shape, dy, x, geometry))
+
+
+_transpose.defvjp(_transpose_forward, _transpose_backward)

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from kilnet import constraints, initializers, regularizers
+from kilnet.layers import _conv_onednn
 from kilnet.layers._base import KernelLayer, as_pair, check_padding
 from kilnet.layers._conv1d import (
     check_channels_last,
@@ -90,12 +91,22 @@ def conv2d_transpose_native(x, kernel, strides, dilation, pads):
 
 
 def conv2d_transpose(x, kernel, strides, dilation, padding, output_padding):
+    """On CPU oneDNN's (`conv2d_transpose_onednn`) where it can, else the scatter form;
+    lax.conv_transpose elsewhere."""
     pads = [transpose_padding(kernel.shape[i], strides[i], dilation[i], padding,
                               None if output_padding is None else output_padding[i])
             for i in range(2)]
-    if jax.default_backend() == "cpu":
-        return conv2d_transpose_scatter(x, kernel, strides, dilation, pads)
-    return conv2d_transpose_native(x, kernel, strides, dilation, pads)
+    if jax.default_backend() != "cpu":
+        return conv2d_transpose_native(x, kernel, strides, dilation, pads)
+    # The convolution this one transposes: padded by the window's span - 1 less each side.
+    spans = [dilation[i] * (kernel.shape[i] - 1) + 1 for i in range(2)]
+    conv_pads = tuple((spans[i] - 1 - pads[i][0], spans[i] - 1 - pads[i][1]) for i in range(2))
+    if _conv_onednn.accepts((x, kernel), conv_pads):
+        out_size = tuple((x.shape[1 + i] - 1) * strides[i] + 1 + sum(pads[i]) - spans[i] + 1
+                         for i in range(2))
+        return _conv_onednn.conv2d_transpose_onednn(x, kernel, tuple(strides), conv_pads,
+                                                    tuple(dilation), out_size)
+    return conv2d_transpose_scatter(x, kernel, strides, dilation, pads)
 
 
 class Conv2DTranspose(KernelLayer):
