@@ -103,6 +103,34 @@ def test_negative_padding_is_refused_and_conv2d_cpu_crops_with_xla():
                                reference(x, k, (1, 1), pads, (1, 1)))
 
 
+@pytest.mark.parametrize("kernel, stride, dilation, pads, groups", [
+    (3, 1, 1, (0, 0), 1), (7, 3, 1, (2, 4), 1), (3, 1, 2, (4, 0), 1), (5, 2, 1, (2, 2), 3),
+    (3, 1, 1, (1, 1), 6)])
+def test_one_column_images_equal_jax_in_float64(kernel, stride, dilation, pads, groups):
+    """Conv1D's form (steps as the rows of a one-column image), which the handlers run as
+    oneDNN's 1-D convolution, grouped or not, against JAX's float64 convolution."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 17, 1, 6))
+    k = rng.standard_normal((kernel, 1, 6 // groups, 12))
+    strides, dilations, pads2 = (stride, 1), (dilation, 1), (pads, (0, 0))
+
+    def expected_conv(x, k):
+        return lax.conv_general_dilated(x, k, strides, pads2, rhs_dilation=dilations,
+                                        feature_group_count=groups,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    with jax.enable_x64(True):
+        y64, vjp = jax.vjp(expected_conv, jnp.asarray(x), jnp.asarray(k))
+        dy = rng.standard_normal(y64.shape)
+        expected = (y64,) + vjp(jnp.asarray(dy))
+    y, vjp = jax.vjp(lambda x, k: _conv_onednn.conv2d_onednn(x, k, strides, pads2, dilations,
+                                                             groups),
+                     jnp.asarray(x, jnp.float32), jnp.asarray(k, jnp.float32))
+    for a, b in zip((y,) + vjp(jnp.asarray(dy, jnp.float32)), expected):
+        b = np.asarray(b)
+        np.testing.assert_allclose(np.asarray(a), b, rtol=0, atol=1e-5 * np.abs(b).max())
+
+
 def test_groups_must_divide_the_channels():
     with pytest.raises(ValueError, match="do not make 3 groups"):
         _conv_onednn.conv2d_onednn(jnp.ones((1, 5, 5, 4)), jnp.ones((3, 3, 1, 4)), (1, 1),
