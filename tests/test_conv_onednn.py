@@ -293,7 +293,7 @@ def run_fresh(code, **env):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={**os.environ, **env}, timeout=300)
     assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+    return done.stdout.strip(), done.stderr
 
 
 def test_first_call_in_a_process_registers_the_handlers():
@@ -304,27 +304,28 @@ def test_first_call_in_a_process_registers_the_handlers():
             "y = conv2d_onednn(jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 2)), (1, 1),\n"
             "                  ((1, 1), (1, 1)), (1, 1))\n"
             "print(float(y[0, 1, 1, 0]), float(y[0, 0, 0, 1]))\n")
-    assert run_fresh(code).splitlines()[-1] == "9.0 4.0"
+    assert run_fresh(code)[0].splitlines()[-1] == "9.0 4.0"
 
 
 def test_switched_off_by_the_environment():
-    out = run_fresh("from kilnet.layers import _conv_onednn as o; print(o.status())",
-                    KILNET_ONEDNN="0")
-    assert out == "disabled (KILNET_ONEDNN=0)"
+    out, err = run_fresh("from kilnet.layers import _conv_onednn as o; print(o.status())",
+                         KILNET_ONEDNN="0")
+    assert out == "disabled (KILNET_ONEDNN=0)" and "oneDNN" not in err
 
 
 def test_without_a_compiler_conv2d_falls_back_to_xla(tmp_path):
-    """No C++ compiler and nothing built in the cache: the status names the compiler, and a
-    Conv2D still runs (XLA's convolution)."""
+    """No C++ compiler and nothing built in the cache: one warning and the status name the
+    compiler, and a Conv2D still runs (XLA's convolution)."""
     code = ("import jax.numpy as jnp, kilnet\n"
             "from kilnet.layers import _conv_onednn as o\n"
             "print(o.status())\n"
             "m = kilnet.Sequential([kilnet.Input((5, 5, 1)), kilnet.layers.Conv2D(2, 3)])\n"
             "print(m.predict(jnp.ones((1, 5, 5, 1)), verbose=0).shape)\n")
-    out = run_fresh(code, CXX=str(tmp_path / "no-such-compiler"),
-                    XDG_CACHE_HOME=str(tmp_path / "cache"))
+    out, err = run_fresh(code, CXX=str(tmp_path / "no-such-compiler"),
+                         XDG_CACHE_HOME=str(tmp_path / "cache"))
     status, shape = out.splitlines()[-2:]
     assert status.startswith("unavailable: no C++ compiler") and "no-such-compiler" in status
+    assert err.count("oneDNN's convolutions are unavailable") == 1 and "slower" in err
     assert shape == "(1, 3, 3, 2)"
 
 

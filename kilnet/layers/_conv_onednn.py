@@ -23,6 +23,7 @@ import os
 import subprocess
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 
 import jax
@@ -118,6 +119,10 @@ def status() -> str:
                 _state["status"] = "ready"
             except OSError as error:
                 _state["status"] = f"unavailable: {error}"
+                # Once a process: the convolutions still run, on slower kernels.
+                warnings.warn(f"kilnet: oneDNN's convolutions are unavailable ({error}); "
+                              "convolutions run on XLA's slower CPU kernels. "
+                              "KILNET_ONEDNN=0 silences this.", RuntimeWarning, stacklevel=2)
     return _state["status"]
 
 
