@@ -15,7 +15,6 @@
 // (G, out / G, in / G, h, w) weights in its `hwigo` order, the same memory.
 
 #include <cstdint>
-#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -37,17 +36,19 @@ dnnl::engine& cpu_engine() {
   return engine;
 }
 
-// Scratch buffers per calling thread: XLA may run two convolutions side by side.
+// Scratch buffers per calling thread (XLA may run two convolutions side by side), handed out
+// 64-byte aligned as oneDNN's own allocations are.
+void* aligned_part(std::vector<char>& buffer, size_t n) {
+  constexpr size_t kAlign = 64;
+  if (buffer.size() < n + kAlign) buffer.resize(n + kAlign);
+  auto address = reinterpret_cast<uintptr_t>(buffer.data());
+  return buffer.data() + (kAlign - address % kAlign) % kAlign;
+}
+
 struct ThreadBuffers {
   std::vector<char> scratchpad, kernel;
-  void* scratch(size_t n) {
-    if (scratchpad.size() < n) scratchpad.resize(n);
-    return scratchpad.data();
-  }
-  void* blocked_kernel(size_t n) {
-    if (kernel.size() < n) kernel.resize(n);
-    return kernel.data();
-  }
+  void* scratch(size_t n) { return aligned_part(scratchpad, n); }
+  void* blocked_kernel(size_t n) { return aligned_part(kernel, n); }
 };
 thread_local ThreadBuffers buffers;
 
