@@ -32,6 +32,24 @@ def reference(x, k, strides, pads, dilation):
                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
+def assert_equals_float64(ours, theirs, arrays, rng):
+    """`ours` on float32 copies of `arrays` against `theirs` in float64: the output, and the
+    gradient for each array under one random output gradient, each to 1e-5 of its largest
+    value (float32 sums)."""
+    with jax.enable_x64(True):
+        y64, vjp = jax.vjp(theirs, *map(jnp.asarray, arrays))
+        dy = rng.standard_normal(y64.shape)
+        expected = (y64,) + vjp(jnp.asarray(dy))
+    y, vjp = jax.vjp(ours, *(jnp.asarray(a, jnp.float32) for a in arrays))
+    got = (y,) + vjp(jnp.asarray(dy, jnp.float32))
+    names = ["output"] + [f"gradient {i}" for i in range(len(arrays))]
+    for name, a, b in zip(names, got, expected):
+        assert a.shape == b.shape, name
+        b = np.asarray(b)
+        np.testing.assert_allclose(np.asarray(a), b, rtol=0, atol=1e-5 * np.abs(b).max(),
+                                   err_msg=name)
+
+
 @pytest.mark.parametrize("kernel, strides, dilation", [
     ((3, 3), (1, 1), (1, 1)), ((3, 3), (2, 2), (1, 1)), ((2, 3), (1, 3), (1, 1)),
     ((3, 2), (1, 1), (2, 1)), ((5, 2), (1, 1), (1, 2)), ((3, 3), (3, 3), (1, 1)),
@@ -48,20 +66,9 @@ def test_forward_and_gradients_equal_jax_in_float64(kernel, strides, dilation, p
     x = rng.standard_normal((2,) + size + (cin,))
     k = rng.standard_normal(kernel + (cin, cout))
     pads = _conv._explicit_padding(x.shape, k.shape, strides, padding, dilation)
-    with jax.enable_x64(True):
-        y64, vjp = jax.vjp(lambda x, k: reference(x, k, strides, pads, dilation),
-                           jnp.asarray(x), jnp.asarray(k))
-        dy = rng.standard_normal(y64.shape)
-        expected = (y64,) + vjp(jnp.asarray(dy))
-    y, vjp = jax.vjp(jax.jit(lambda x, k: _conv_onednn.conv2d_onednn(x, k, strides, pads,
-                                                                     dilation)),
-                     jnp.asarray(x, jnp.float32), jnp.asarray(k, jnp.float32))
-    got = (y,) + vjp(jnp.asarray(dy, jnp.float32))
-    for name, a, b in zip(("output", "input gradient", "kernel gradient"), got, expected):
-        assert a.shape == b.shape, name
-        b = np.asarray(b)
-        np.testing.assert_allclose(np.asarray(a), b, rtol=0, atol=1e-5 * np.abs(b).max(),
-                                   err_msg=name)
+    assert_equals_float64(
+        jax.jit(lambda x, k: _conv_onednn.conv2d_onednn(x, k, strides, pads, dilation)),
+        lambda x, k: reference(x, k, strides, pads, dilation), (x, k), rng)
 
 
 @pytest.mark.parametrize("channels, groups, strides, padding", [
@@ -80,16 +87,9 @@ def test_grouped_and_depthwise_equal_jax_in_float64(channels, groups, strides, p
         return lax.conv_general_dilated(x, k, strides, pads, feature_group_count=groups,
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
-    with jax.enable_x64(True):
-        y64, vjp = jax.vjp(expected_conv, jnp.asarray(x), jnp.asarray(k))
-        dy = rng.standard_normal(y64.shape)
-        expected = (y64,) + vjp(jnp.asarray(dy))
-    y, vjp = jax.vjp(lambda x, k: _conv_onednn.conv2d_onednn(x, k, strides, pads, (1, 1),
-                                                             groups),
-                     jnp.asarray(x, jnp.float32), jnp.asarray(k, jnp.float32))
-    for a, b in zip((y,) + vjp(jnp.asarray(dy, jnp.float32)), expected):
-        b = np.asarray(b)
-        np.testing.assert_allclose(np.asarray(a), b, rtol=0, atol=1e-5 * np.abs(b).max())
+    assert_equals_float64(
+        lambda x, k: _conv_onednn.conv2d_onednn(x, k, strides, pads, (1, 1), groups),
+        expected_conv, (x, k), rng)
 
 
 def test_negative_padding_is_refused_and_conv2d_cpu_crops_with_xla():
@@ -119,16 +119,9 @@ def test_one_column_images_equal_jax_in_float64(kernel, stride, dilation, pads, 
                                         feature_group_count=groups,
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
-    with jax.enable_x64(True):
-        y64, vjp = jax.vjp(expected_conv, jnp.asarray(x), jnp.asarray(k))
-        dy = rng.standard_normal(y64.shape)
-        expected = (y64,) + vjp(jnp.asarray(dy))
-    y, vjp = jax.vjp(lambda x, k: _conv_onednn.conv2d_onednn(x, k, strides, pads2, dilations,
-                                                             groups),
-                     jnp.asarray(x, jnp.float32), jnp.asarray(k, jnp.float32))
-    for a, b in zip((y,) + vjp(jnp.asarray(dy, jnp.float32)), expected):
-        b = np.asarray(b)
-        np.testing.assert_allclose(np.asarray(a), b, rtol=0, atol=1e-5 * np.abs(b).max())
+    assert_equals_float64(
+        lambda x, k: _conv_onednn.conv2d_onednn(x, k, strides, pads2, dilations, groups),
+        expected_conv, (x, k), rng)
 
 
 def test_groups_must_divide_the_channels():
@@ -185,11 +178,6 @@ def test_conv2d_transpose_equals_jax_in_float64(kernel, strides, dilation, paddi
     pads = [transpose_padding(kernel[i], strides[i], dilation[i], padding,
                               None if output_padding is None else output_padding[i])
             for i in range(2)]
-    with jax.enable_x64(True):
-        y64, vjp = jax.vjp(lambda x, k: conv2d_transpose_native(x, k, strides, dilation, pads),
-                           jnp.asarray(x), jnp.asarray(k))
-        dy = rng.standard_normal(y64.shape)
-        expected = (y64,) + vjp(jnp.asarray(dy))
 
     def ours(x, k):
         return conv2d_transpose(x, k, strides, dilation, padding, output_padding)
@@ -197,10 +185,8 @@ def test_conv2d_transpose_equals_jax_in_float64(kernel, strides, dilation, paddi
     x32, k32 = jnp.asarray(x, jnp.float32), jnp.asarray(k, jnp.float32)
     assert ("kilnet_onednn_conv_input_gradient" in jax.jit(ours).lower(x32, k32).as_text()) \
         == on_onednn
-    y, vjp = jax.vjp(ours, x32, k32)
-    for a, b in zip((y,) + vjp(jnp.asarray(dy, jnp.float32)), expected):
-        b = np.asarray(b)
-        np.testing.assert_allclose(np.asarray(a), b, rtol=0, atol=1e-5 * np.abs(b).max())
+    assert_equals_float64(
+        ours, lambda x, k: conv2d_transpose_native(x, k, strides, dilation, pads), (x, k), rng)
 
 
 def test_conv2d_transpose_onednn_checks_its_output_size():
