@@ -67,7 +67,7 @@ def test_forward_and_gradients_equal_jax_in_float64(kernel, strides, dilation, p
     k = rng.standard_normal(kernel + (cin, cout))
     pads = _conv._explicit_padding(x.shape, k.shape, strides, padding, dilation)
     assert_equals_float64(
-        jax.jit(lambda x, k: _conv_onednn.conv2d_onednn(x, k, strides, pads, dilation)),
+        jax.jit(lambda x, k: _conv_onednn.conv_onednn(x, k, strides, pads, dilation)),
         lambda x, k: reference(x, k, strides, pads, dilation), (x, k), rng)
 
 
@@ -88,17 +88,17 @@ def test_grouped_and_depthwise_equal_jax_in_float64(channels, groups, strides, p
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
     assert_equals_float64(
-        lambda x, k: _conv_onednn.conv2d_onednn(x, k, strides, pads, (1, 1), groups),
+        lambda x, k: _conv_onednn.conv_onednn(x, k, strides, pads, (1, 1), groups),
         expected_conv, (x, k), rng)
 
 
 def test_negative_padding_is_refused_and_conv2d_cpu_crops_with_xla():
-    """oneDNN has no cropping: conv2d_onednn refuses negative padding by name, and the CPU
+    """oneDNN has no cropping: conv_onednn refuses negative padding by name, and the CPU
     convolution gives such a call to XLA (the same numbers as lax)."""
     x, k = jnp.ones((1, 6, 6, 2)), jnp.ones((3, 3, 2, 3))
     pads = ((-1, 1), (0, -1))
     with pytest.raises(ValueError, match="no negative padding"):
-        _conv_onednn.conv2d_onednn(x, k, (1, 1), pads, (1, 1))
+        _conv_onednn.conv_onednn(x, k, (1, 1), pads, (1, 1))
     np.testing.assert_allclose(_conv.conv2d_cpu(x, k, (1, 1), pads, (1, 1)),
                                reference(x, k, (1, 1), pads, (1, 1)))
 
@@ -120,13 +120,30 @@ def test_one_column_images_equal_jax_in_float64(kernel, stride, dilation, pads, 
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
     assert_equals_float64(
-        lambda x, k: _conv_onednn.conv2d_onednn(x, k, strides, pads2, dilations, groups),
+        lambda x, k: _conv_onednn.conv_onednn(x, k, strides, pads2, dilations, groups),
         expected_conv, (x, k), rng)
+
+
+@pytest.mark.parametrize("kernel, strides, dilation, padding", [
+    ((3, 3, 3), (1, 1, 1), (1, 1, 1), "same"), ((2, 3, 2), (2, 1, 2), (1, 1, 1), "valid"),
+    ((3, 2, 3), (1, 1, 1), (2, 1, 1), "same")])
+def test_conv3d_equals_jax_in_float64(kernel, strides, dilation, padding):
+    """Conv3D's CPU form (oneDNN's 3-D convolution) against JAX's float64 convolution, and its
+    program calls oneDNN."""
+    from kilnet.layers._conv3d import conv3d, conv3d_native
+
+    rng = np.random.default_rng(8)
+    x, k = rng.standard_normal((2, 6, 7, 5, 3)), rng.standard_normal(kernel + (3, 4))
+    ours = jax.jit(lambda x, k: conv3d(x, k, strides, padding, dilation))
+    assert "kilnet_onednn_conv_forward" in ours.lower(jnp.asarray(x, jnp.float32),
+                                                      jnp.asarray(k, jnp.float32)).as_text()
+    assert_equals_float64(ours, lambda x, k: conv3d_native(x, k, strides, padding, dilation),
+                          (x, k), rng)
 
 
 def test_groups_must_divide_the_channels():
     with pytest.raises(ValueError, match="do not make 3 groups"):
-        _conv_onednn.conv2d_onednn(jnp.ones((1, 5, 5, 4)), jnp.ones((3, 3, 1, 4)), (1, 1),
+        _conv_onednn.conv_onednn(jnp.ones((1, 5, 5, 4)), jnp.ones((3, 3, 1, 4)), (1, 1),
                                    ((0, 0), (0, 0)), (1, 1), 3)
 
 
@@ -224,7 +241,7 @@ def test_gradient_steps_in_a_scan_equal_xla_convolution():
 
         return jax.jit(lambda ks: lax.scan(step, ks, x))((k1, k2))
 
-    (a1, a2), losses_a = train(_conv_onednn.conv2d_onednn)
+    (a1, a2), losses_a = train(_conv_onednn.conv_onednn)
     (b1, b2), losses_b = train(lambda x, k, s, p, d: reference(x, k, s, p, d))
     assert losses_a[-1] < losses_a[0]
     np.testing.assert_allclose(losses_a, losses_b, rtol=1e-4)
@@ -283,11 +300,11 @@ def run_fresh(code, **env):
 
 
 def test_first_call_in_a_process_registers_the_handlers():
-    """conv2d_onednn called before anything asked for oneDNN's status builds and registers it
+    """conv_onednn called before anything asked for oneDNN's status builds and registers it
     itself (XLA would otherwise find no handler when the program runs)."""
     code = ("import jax.numpy as jnp\n"
-            "from kilnet.layers._conv_onednn import conv2d_onednn\n"
-            "y = conv2d_onednn(jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 2)), (1, 1),\n"
+            "from kilnet.layers._conv_onednn import conv_onednn\n"
+            "y = conv_onednn(jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 2)), (1, 1),\n"
             "                  ((1, 1), (1, 1)), (1, 1))\n"
             "print(float(y[0, 1, 1, 0]), float(y[0, 0, 0, 1]))\n")
     assert run_fresh(code)[0].splitlines()[-1] == "9.0 4.0"

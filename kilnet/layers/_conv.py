@@ -248,7 +248,7 @@ def onednn_conv2d(x, kernel, strides, padding, dilation, groups=1):
     pads = _explicit_padding(x.shape, kernel.shape, strides, padding, dilation)
     if not _conv_onednn.accepts((x, kernel), pads):
         return None
-    return _conv_onednn.conv2d_onednn(x, kernel, strides, pads, dilation, groups)
+    return _conv_onednn.conv_onednn(x, kernel, strides, pads, dilation, groups)
 
 
 def conv2d_cpu(x, kernel, strides, padding, dilation):

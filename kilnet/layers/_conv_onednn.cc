@@ -1,4 +1,4 @@
-// 2-D convolutions (forward, input gradient, kernel gradient) from oneDNN, called by XLA on
+// Convolutions (forward, input gradient, kernel gradient) from oneDNN, called by XLA on
 // CPU through its FFI (kilnet/layers/_conv_onednn.py builds and registers this file).
 //
 // Layouts are XLA's: activations (batch, height, width, channels) row-major, kernels
@@ -9,10 +9,11 @@
 // 3.1 / 5.0 / 9.4 in the same loop); with the activations in oneDNN's plain layout only the
 // gradients fall back to slower im2col kernels (5.6 / 5.2), hence the kernel reorders.
 //
-// Geometry attribute, int64[10]: stride h, w; padding top, bottom, left, right; dilation h,
-// w (1 = none); groups; unused. With groups G the kernel is XLA's (h, w, in / G, out), output
-// channel g * (out / G) + o reading input channels [g * in / G, (g + 1) * in / G): oneDNN's
-// (G, out / G, in / G, h, w) weights in its `hwigo` order, the same memory.
+// 1 to 3 spatial axes (Conv1D, Conv2D, Conv3D). Geometry attribute, int64: groups, then for
+// each spatial axis its stride, padding before, padding after and dilation (1 = none). With
+// groups G the kernel is XLA's (spatial..., in / G, out), output channel g * (out / G) + o
+// reading input channels [g * in / G, (g + 1) * in / G): oneDNN's (G, out / G, in / G,
+// spatial...) weights in its `hwigo` order (`wigo`, `dhwigo`), the same memory.
 
 #include <cstdint>
 #include <map>
@@ -57,30 +58,36 @@ struct Geometry {
   tag kernel_tag, image_tag;  // XLA's layouts in oneDNN's terms
 };
 
-// XLA's shapes -> oneDNN's logical (N, C, H, W) / (O, I, H, W) dims.
+// XLA's shapes -> oneDNN's logical (N, C, spatial...) / ([G,] O, I, spatial...) dims.
 Geometry geometry(ffi::Span<const int64_t> x, ffi::Span<const int64_t> k,
                   ffi::Span<const int64_t> y, ffi::Span<const int64_t> g) {
-  int64_t groups = g[8];
-  if (x[2] == 1 && k[1] == 1 && y[2] == 1 && g[4] == 0 && g[5] == 0) {
-    // One column (Conv1D's steps as rows): oneDNN's 1-D convolution, the same memory; its
-    // 2-D kernels ran a Conv1D text model's step 1.6x slower than XLA's.
-    memory::dims weights = groups > 1 ? memory::dims{groups, k[3] / groups, k[2], k[0]}
-                                      : memory::dims{k[3], k[2], k[0]};
-    return Geometry{{x[0], x[3], x[1]}, weights, {y[0], y[3], y[1]}, {g[0]}, {g[6] - 1},
-                    {g[2]}, {g[3]}, groups > 1 ? tag::wigo : tag::wio, tag::nwc};
+  size_t axes = x.size() - 2;
+  int64_t groups = g[0];
+  auto attr = [&](size_t axis, size_t field) { return g[1 + 4 * axis + field]; };
+  // A one-column image (Conv1D's steps as rows) runs as oneDNN's 1-D convolution, the same
+  // memory: its 2-D kernels ran a Conv1D text model's step 1.6x slower than XLA's.
+  if (axes == 2 && x[2] == 1 && k[1] == 1 && y[2] == 1 && attr(1, 1) == 0 && attr(1, 2) == 0)
+    axes = 1;
+  Geometry geo;
+  geo.src = {x[0], x[x.size() - 1]};
+  geo.dst = {y[0], y[y.size() - 1]};
+  int64_t in = k[k.size() - 2], out = k[k.size() - 1];
+  geo.weights = groups > 1 ? memory::dims{groups, out / groups, in} : memory::dims{out, in};
+  for (size_t a = 0; a < axes; ++a) {
+    geo.src.push_back(x[1 + a]);
+    geo.dst.push_back(y[1 + a]);
+    geo.weights.push_back(k[a]);
+    geo.strides.push_back(attr(a, 0));
+    geo.pad_low.push_back(attr(a, 1));
+    geo.pad_high.push_back(attr(a, 2));
+    geo.dilation.push_back(attr(a, 3) - 1);
   }
-  memory::dims weights = groups > 1
-      ? memory::dims{groups, k[3] / groups, k[2], k[0], k[1]}
-      : memory::dims{k[3], k[2], k[0], k[1]};
-  return Geometry{{x[0], x[3], x[1], x[2]},
-                  weights,
-                  {y[0], y[3], y[1], y[2]},
-                  {g[0], g[1]},
-                  {g[6] - 1, g[7] - 1},
-                  {g[2], g[4]},
-                  {g[3], g[5]},
-                  groups > 1 ? tag::hwigo : tag::hwio,
-                  tag::nhwc};
+  static const tag images[] = {tag::nwc, tag::nhwc, tag::ndhwc};
+  static const tag kernels[] = {tag::wio, tag::hwio, tag::dhwio};
+  static const tag grouped[] = {tag::wigo, tag::hwigo, tag::dhwigo};
+  geo.image_tag = images[axes - 1];
+  geo.kernel_tag = groups > 1 ? grouped[axes - 1] : kernels[axes - 1];
+  return geo;
 }
 
 using Key = std::tuple<int, memory::dims, memory::dims, memory::dims, memory::dims,

@@ -144,15 +144,16 @@ def _check_pads(pads):
 
 
 def _geometry(strides, pads, dilation, groups):
-    (sh, sw), ((top, bottom), (left, right)), (dh, dw) = strides, pads, dilation
-    return np.array([sh, sw, top, bottom, left, right, dh, dw, groups, 0], np.int64)
+    """The handlers' attribute: groups, then (stride, pad before, pad after, dilation) an axis."""
+    per_axis = [(s, low, high, d) for s, (low, high), d in zip(strides, pads, dilation)]
+    return np.array([groups] + [v for axis in per_axis for v in axis], np.int64)
 
 
 def output_shape(x_shape, kernel_shape, strides, pads, dilation):
-    """(batch, out height, out width, filters) of the convolution."""
+    """(batch, out spatial..., filters) of the convolution."""
     sizes = [(x_shape[1 + a] + sum(pads[a]) - dilation[a] * (kernel_shape[a] - 1) - 1)
-             // strides[a] + 1 for a in range(2)]
-    return (x_shape[0], *sizes, kernel_shape[3])
+             // strides[a] + 1 for a in range(len(strides))]
+    return (x_shape[0], *sizes, kernel_shape[-1])
 
 
 def _call(handler, shape, a, b, geometry):
@@ -161,16 +162,16 @@ def _call(handler, shape, a, b, geometry):
         a, b, geometry=geometry)
 
 
-def conv2d_onednn(x, kernel, strides, pads, dilation, groups=1):
-    """The float32 convolution of (batch, h, w, in) x by an (kh, kw, in / groups, out) kernel,
-    explicit ((top, bottom), (left, right)) zero padding, on oneDNN (see `available`). With
-    groups, XLA's `feature_group_count` (a depthwise convolution: groups = in).
+def conv_onednn(x, kernel, strides, pads, dilation, groups=1):
+    """The float32 convolution of (batch, spatial..., in) x by a (window..., in / groups, out)
+    kernel, 1 to 3 spatial axes, explicit ((before, after), ...) zero padding, on oneDNN (see
+    `available`). With groups, XLA's `feature_group_count` (depthwise: groups = in).
 
     Example:
         >>> import jax, jax.numpy as jnp
-        >>> from kilnet.layers._conv_onednn import available, conv2d_onednn
+        >>> from kilnet.layers._conv_onednn import available, conv_onednn
         >>> x, k = jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 2))
-        >>> y = conv2d_onednn(x, k, (1, 1), ((1, 1), (1, 1)), (1, 1)) if available() else (
+        >>> y = conv_onednn(x, k, (1, 1), ((1, 1), (1, 1)), (1, 1)) if available() else (
         ...     jax.lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)),
         ...                                  dimension_numbers=("NHWC", "HWIO", "NHWC")))
         >>> y[0, :, :, 0].tolist()
@@ -179,8 +180,11 @@ def conv2d_onednn(x, kernel, strides, pads, dilation, groups=1):
     if not available():
         raise RuntimeError(f"oneDNN's convolutions are not available here: {status()}")
     _check_pads(pads)
-    if x.shape[-1] != kernel.shape[2] * groups or kernel.shape[3] % groups:
-        raise ValueError(f"conv2d_onednn: input channels {x.shape[-1]} and kernel "
+    if not 3 <= x.ndim <= 5 or x.ndim != kernel.ndim:
+        raise ValueError(f"conv_onednn: 1 to 3 spatial axes. Received: x {x.shape}, "
+                         f"kernel {kernel.shape}")
+    if x.shape[-1] != kernel.shape[-2] * groups or kernel.shape[-1] % groups:
+        raise ValueError(f"conv_onednn: input channels {x.shape[-1]} and kernel "
                          f"{kernel.shape} do not make {groups} groups")
     return _convolve(x, kernel, strides, pads, dilation, groups)
 
@@ -227,7 +231,7 @@ def conv2d_transpose_onednn(x, kernel, strides, pads, dilation, out_size):
     _check_pads(pads)
     expected = output_shape((x.shape[0], *out_size, kernel.shape[2]), kernel.shape, strides,
                             pads, dilation)
-    if expected != x.shape[:3] + (kernel.shape[3],):
+    if expected != x.shape[:-1] + (kernel.shape[3],):
         raise ValueError(f"conv2d_transpose_onednn: a {out_size} output convolved back gives "
                          f"{expected[1:3]}, not the input's {x.shape[1:3]}")
     return _transpose(x, kernel, strides, pads, dilation, tuple(out_size))
