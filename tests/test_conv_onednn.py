@@ -53,7 +53,8 @@ def assert_equals_float64(ours, theirs, arrays, rng):
 @pytest.mark.parametrize("kernel, strides, dilation", [
     ((3, 3), (1, 1), (1, 1)), ((3, 3), (2, 2), (1, 1)), ((2, 3), (1, 3), (1, 1)),
     ((3, 2), (1, 1), (2, 1)), ((5, 2), (1, 1), (1, 2)), ((3, 3), (3, 3), (1, 1)),
-    ((2, 2), (3, 3), (1, 1)), ((5, 4), (2, 3), (1, 1))])
+    ((2, 2), (3, 3), (1, 1)), ((5, 4), (2, 3), (1, 1)), ((1, 1), (1, 1), (1, 1)),
+    ((1, 1), (2, 2), (1, 1))])
 @pytest.mark.parametrize("padding", ["same", "valid", ((2, 1), (0, 3))])
 @pytest.mark.parametrize("size, channels", [((9, 9), (3, 4)), ((8, 11), (1, 32)),
                                             ((7, 6), (17, 5))])
@@ -249,11 +250,12 @@ def test_gradient_steps_in_a_scan_equal_xla_convolution():
     np.testing.assert_allclose(a2, b2, rtol=1e-4, atol=1e-5)
 
 
-def test_conv2d_layer_takes_onednn_in_float32_only(monkeypatch):
-    """Conv2D's float32 program calls oneDNN; switched off (KILNET_ONEDNN=0's flag) or in
-    float64 it is XLA's convolution, with the same numbers."""
+@pytest.mark.parametrize("kernel_size", [3, 1])
+def test_conv2d_layer_takes_onednn_in_float32_only(monkeypatch, kernel_size):
+    """Conv2D's float32 program calls oneDNN (1x1 kernels too); switched off (KILNET_ONEDNN=0's
+    flag) it is XLA's convolution or a product, with the same numbers."""
     x = jnp.asarray(np.random.default_rng(1).standard_normal((2, 9, 9, 3)), jnp.float32)
-    layer = layers.Conv2D(4, 3, padding="same")
+    layer = layers.Conv2D(4, kernel_size, strides=2, padding="same")
     params, state, _ = layer.init(np.random.default_rng(0), (9, 9, 3))
 
     def program(x):

@@ -252,13 +252,16 @@ def onednn_conv2d(x, kernel, strides, padding, dilation, groups=1):
 
 
 def conv2d_cpu(x, kernel, strides, padding, dilation):
-    """The CPU convolution for groups 1: a product for 1x1 kernels, else oneDNN's where it
-    can (`onednn_conv2d`), else XLA's convolution with canonical gradients."""
+    """The CPU convolution for groups 1: oneDNN's where it can (`onednn_conv2d`; for ResNet-8's
+    1x1 shortcuts too, 1.04x its epoch against the product below), else a product for 1x1
+    kernels and XLA's convolution with canonical gradients for the others."""
     strides, dilation = tuple(strides), tuple(dilation)
+    y = onednn_conv2d(x, kernel, strides, padding, dilation)
+    if y is not None:
+        return y
     if kernel.shape[:2] == (1, 1):
         return conv2d_pointwise(x, kernel, strides, padding)
-    y = onednn_conv2d(x, kernel, strides, padding, dilation)
-    return conv2d_canonical(x, kernel, strides, padding, dilation) if y is None else y
+    return conv2d_canonical(x, kernel, strides, padding, dilation)
 
 
 def conv2d(x, kernel, strides, padding, dilation=(1, 1), groups=1):
