@@ -95,6 +95,7 @@ def _load() -> None:
     include = _installed_file(HEADERS_DIST, "oneapi/dnnl/dnnl.hpp").parents[2]
     libdir = _installed_file(LIBRARY_DIST, "libdnnl.so").parent
     library = ctypes.CDLL(str(_build(include, libdir)))
+    _state["library"] = library  # XLA holds pointers into it for the process's life
     for name, symbol in _HANDLERS.items():
         jax.ffi.register_ffi_target(_TARGET_PREFIX + name,
                                     jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
