@@ -338,3 +338,36 @@ def test_a_missing_package_is_named(monkeypatch):
     monkeypatch.setattr(_conv_onednn, "LIBRARY_DIST", "no-such-onednn-wheel")
     with pytest.raises(OSError, match="'no-such-onednn-wheel' package is not installed"):
         _conv_onednn._load()
+
+
+def test_data_parallel_convnet_on_four_devices_trains_like_one():
+    """oneDNN's calls inside a program sharded over 4 CPU devices (DataParallel): the same
+    losses and weights as one device."""
+    code = '''
+import numpy as np, kilnet
+from kilnet import layers
+
+def run(distribution):
+    kilnet.utils.set_random_seed(0)
+    model = kilnet.Sequential([kilnet.Input((10, 10, 2)), layers.Conv2D(8, 3, activation="relu"),
+                               layers.Conv2D(4, 3, strides=2), layers.Flatten(),
+                               layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  distribution=distribution)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 10, 10, 2), dtype=np.float32), rng.integers(0, 3, 64)
+    losses = model.fit(x, y, batch_size=16, epochs=3, verbose=0, seed=0).history["loss"]
+    return losses, model.get_weights()
+
+(a, wa), (b, wb) = run(None), run(kilnet.distribution.DataParallel())
+assert kilnet.distribution.DataParallel().num_devices == 4
+from kilnet.layers import _conv_onednn
+assert _conv_onednn.available()
+print(max(abs(p - q) for p, q in zip(a, b)), max(float(np.abs(p - q).max()) for p, q in zip(wa, wb)))
+'''
+    import os
+
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    out, _ = run_fresh(code, XLA_FLAGS=flags)
+    loss_gap, weight_gap = map(float, out.splitlines()[-1].split())
+    assert loss_gap < 1e-5 and weight_gap < 1e-5
