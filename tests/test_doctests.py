@@ -24,7 +24,7 @@ MODULES = ["kilnet._small_objects", "kilnet.constraints", "kilnet.metrics", "kil
            "kilnet._toposort",
            "kilnet.layers._attention", "kilnet.layers._layer_norm",
            "kilnet.layers._embedding", "kilnet.layers._conv1d", "kilnet.layers._conv_transpose",
-           "kilnet.layers._conv_more", "kilnet.layers._conv3d",
+           "kilnet.layers._conv_more", "kilnet.layers._conv3d", "kilnet.layers._conv_onednn",
            "kilnet.layers._pooling", "kilnet.loaders",
            "kilnet.layers._preprocessing", "kilnet.layers._augmentation",
            "kilnet.layers._recurrent", "kilnet.layers._wrappers",

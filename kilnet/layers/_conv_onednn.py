@@ -9,8 +9,10 @@ How: `_conv_onednn.cc` beside this file is compiled once per machine with the sy
 compiler against the oneDNN wheels kilnet depends on (`onednn-cpu-gomp` and its headers,
 `onednn-devel-cpu-gomp`), kept under kilnet's cache directory, loaded, and its three handlers
 registered with XLA. If any step fails (no wheel on this platform, no compiler), or
-KILNET_ONEDNN=0 is set, `available()` is False, `status()` says why, and Conv2D keeps XLA's
-convolution. Only float32 on CPU goes through oneDNN; other dtypes and devices keep XLA's.
+KILNET_ONEDNN=0 is set, `available()` is False, `status()` says why, and the convolution layers
+keep their XLA forms. Only float32 on CPU goes through oneDNN; other dtypes and devices keep
+XLA's. Used by Conv1D, Conv2D (groups and 1x1 included), Conv3D, DepthwiseConv2D,
+SeparableConv2D and Conv2DTranspose.
 """
 
 from __future__ import annotations
