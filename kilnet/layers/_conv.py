@@ -95,13 +95,14 @@ _CANONICAL = ("NHWC", "HWIO", "NHWC")
 
 
 def _explicit_padding(x_shape, kernel_shape, strides, padding, dilation):
-    """((top, bottom), (left, right)) zeros: given as such, or Keras's "valid" / "same"."""
+    """((before, after), ...) zeros an axis (1-D to 3-D): given as such, or Keras's "valid" /
+    "same"."""
     if not isinstance(padding, str):
         return tuple(tuple(p) for p in padding)
     if padding == "valid":
-        return ((0, 0), (0, 0))
+        return ((0, 0),) * len(strides)
     return tuple(same_padding(x_shape[1 + a], dilated_span(kernel_shape[a], dilation[a]),
-                              strides[a]) for a in range(2))
+                              strides[a]) for a in range(len(strides)))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
@@ -240,10 +241,10 @@ def conv2d_pointwise(x, kernel, strides, padding):
     return x[:, ::strides[0], ::strides[1]] @ kernel[0, 0]
 
 
-def onednn_conv2d(x, kernel, strides, padding, dilation, groups=1):
-    """oneDNN's convolution (`_conv_onednn`) when it can take this one (float32, no negative
-    padding, oneDNN built and enabled), else None. `padding`: "valid", "same" or
-    ((top, bottom), (left, right))."""
+def onednn_conv(x, kernel, strides, padding, dilation, groups=1):
+    """oneDNN's convolution (`_conv_onednn`, 1 to 3 spatial axes) when it can take this one
+    (float32, no negative padding, oneDNN built and enabled), else None. `padding`: "valid",
+    "same" or ((before, after), ...) an axis."""
     strides, dilation = tuple(strides), tuple(dilation)
     pads = _explicit_padding(x.shape, kernel.shape, strides, padding, dilation)
     if not _conv_onednn.accepts((x, kernel), pads):
@@ -252,11 +253,11 @@ def onednn_conv2d(x, kernel, strides, padding, dilation, groups=1):
 
 
 def conv2d_cpu(x, kernel, strides, padding, dilation):
-    """The CPU convolution for groups 1: oneDNN's where it can (`onednn_conv2d`; for ResNet-8's
+    """The CPU convolution for groups 1: oneDNN's where it can (`onednn_conv`; for ResNet-8's
     1x1 shortcuts too, 1.04x its epoch against the product below), else a product for 1x1
     kernels and XLA's convolution with canonical gradients for the others."""
     strides, dilation = tuple(strides), tuple(dilation)
-    y = onednn_conv2d(x, kernel, strides, padding, dilation)
+    y = onednn_conv(x, kernel, strides, padding, dilation)
     if y is not None:
         return y
     if kernel.shape[:2] == (1, 1):
@@ -272,7 +273,7 @@ def conv2d(x, kernel, strides, padding, dilation=(1, 1), groups=1):
         return conv2d_native(x, kernel, strides, padding, dilation, groups)
     if groups == 1:
         return conv2d_cpu(x, kernel, strides, padding, dilation)
-    y = onednn_conv2d(x, kernel, strides, padding, dilation, groups)
+    y = onednn_conv(x, kernel, strides, padding, dilation, groups)
     return conv2d_patches(x, kernel, strides, padding, dilation, groups) if y is None else y
 
 

@@ -19,9 +19,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from kilnet import constraints, initializers, regularizers
-from kilnet.layers import _conv_onednn
 from kilnet.layers._base import KernelLayer, Layer, check_padding
-from kilnet.layers._conv import dilated_span, output_size, same_padding
+from kilnet.layers._conv import dilated_span, onednn_conv, output_size, same_padding
 from kilnet.layers._conv1d import (
     check_channels_last,
     check_filters,
@@ -79,11 +78,8 @@ def conv3d(x, kernel, strides, padding, dilation):
     """On CPU oneDNN's convolution where it can, else patches + one matmul; XLA's elsewhere."""
     if jax.default_backend() != "cpu":
         return conv3d_native(x, kernel, strides, padding, dilation)
-    pads = tuple(same_padding(x.shape[1 + a], dilated_span(kernel.shape[a], dilation[a]),
-                              strides[a]) if padding == "same" else (0, 0) for a in range(3))
-    if _conv_onednn.accepts((x, kernel), pads):
-        return _conv_onednn.conv_onednn(x, kernel, tuple(strides), pads, tuple(dilation))
-    return conv3d_patches(x, kernel, strides, padding, dilation)
+    y = onednn_conv(x, kernel, strides, padding, dilation)
+    return conv3d_patches(x, kernel, strides, padding, dilation) if y is None else y
 
 
 def _volumes_only(layer, input_shape):

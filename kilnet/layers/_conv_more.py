@@ -23,8 +23,7 @@ from jax import lax
 
 from kilnet import constraints, initializers, regularizers
 from kilnet.layers._base import KernelLayer, as_pair, check_padding
-from kilnet.layers._conv import (dilated_span, onednn_conv2d, output_size, pad_same,
-                                 window_slices)
+from kilnet.layers._conv import dilated_span, onednn_conv, output_size, pad_same, window_slices
 from kilnet.layers._conv1d import (
     as_single,
     check_channels_last,
@@ -176,7 +175,7 @@ def depthwise_conv2d(x, kernel, strides, padding, dilation):
     if jax.default_backend() != "cpu":
         return depthwise_native(x, kernel, strides, padding, dilation)
     kh, kw, channels, multiplier = kernel.shape
-    y = onednn_conv2d(x, kernel.reshape(kh, kw, 1, channels * multiplier), strides, padding,
+    y = onednn_conv(x, kernel.reshape(kh, kw, 1, channels * multiplier), strides, padding,
                       dilation, groups=channels)
     return depthwise_views(x, kernel, strides, padding, dilation) if y is None else y
 

@@ -131,10 +131,9 @@ std::shared_ptr<Plan> make_plan(int kind, const Geometry& g) {
   memory::desc src(g.src, memory::data_type::f32, g.image_tag);
   memory::desc dst(g.dst, memory::data_type::f32, g.image_tag);
   memory::desc any_kernel(g.weights, memory::data_type::f32, tag::any);
-  if (kind == kForward) {
+  if (kind == kForward) {  // XLA's kernel layout as it is: no reorder
     auto fwd = forward_desc(g, g.kernel_tag);
     plan->conv = dnnl::convolution_forward(fwd);
-    plan->kernel_blocked = plain_kernel;
     plan->scratchpad_bytes = fwd.scratchpad_desc().get_size();
     return plan;
   }
@@ -204,10 +203,10 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> kernel,
     Geometry geo = geometry(x.dimensions(), kernel.dimensions(), y->dimensions(), g);
     auto plan = plan_for(kForward, geo);
     dnnl::stream stream(cpu_engine());
-    run(*plan, stream, {{DNNL_ARG_SRC, wrap(geo.src, geo.image_tag, x.typed_data())},
-                                {DNNL_ARG_WEIGHTS, wrap(geo.weights, geo.kernel_tag, kernel.typed_data())},
-                                {DNNL_ARG_DST, wrap(geo.dst, geo.image_tag, y->typed_data())},
-                                });
+    run(*plan, stream,
+        {{DNNL_ARG_SRC, wrap(geo.src, geo.image_tag, x.typed_data())},
+         {DNNL_ARG_WEIGHTS, wrap(geo.weights, geo.kernel_tag, kernel.typed_data())},
+         {DNNL_ARG_DST, wrap(geo.dst, geo.image_tag, y->typed_data())}});
     stream.wait();
   });
 }
@@ -225,10 +224,10 @@ ffi::Error InputGradient(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> kernel,
                        buffers.blocked_kernel(plan->kernel_blocked.get_size()));
       plan->kernel_reorder.execute(stream, {{DNNL_ARG_FROM, plain}, {DNNL_ARG_TO, weights}});
     }
-    run(*plan, stream, {{DNNL_ARG_DIFF_DST, wrap(geo.dst, geo.image_tag, dy.typed_data())},
-                                {DNNL_ARG_WEIGHTS, weights},
-                                {DNNL_ARG_DIFF_SRC, wrap(geo.src, geo.image_tag, dx->typed_data())},
-                                });
+    run(*plan, stream,
+        {{DNNL_ARG_DIFF_DST, wrap(geo.dst, geo.image_tag, dy.typed_data())},
+         {DNNL_ARG_WEIGHTS, weights},
+         {DNNL_ARG_DIFF_SRC, wrap(geo.src, geo.image_tag, dx->typed_data())}});
     stream.wait();
   });
 }
@@ -244,35 +243,29 @@ ffi::Error KernelGradient(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
     if (plan->kernel_reorder)
       weights = memory(plan->kernel_blocked, cpu_engine(),
                        buffers.blocked_kernel(plan->kernel_blocked.get_size()));
-    run(*plan, stream, {{DNNL_ARG_SRC, wrap(geo.src, geo.image_tag, x.typed_data())},
-                                {DNNL_ARG_DIFF_DST, wrap(geo.dst, geo.image_tag, dy.typed_data())},
-                                {DNNL_ARG_DIFF_WEIGHTS, weights},
-                                });
+    run(*plan, stream,
+        {{DNNL_ARG_SRC, wrap(geo.src, geo.image_tag, x.typed_data())},
+         {DNNL_ARG_DIFF_DST, wrap(geo.dst, geo.image_tag, dy.typed_data())},
+         {DNNL_ARG_DIFF_WEIGHTS, weights}});
     if (plan->kernel_reorder)
       plan->kernel_reorder.execute(stream, {{DNNL_ARG_FROM, weights}, {DNNL_ARG_TO, plain}});
     stream.wait();
   });
 }
 
+// The three handlers' one signature: two float32 operands, one float32 result, the geometry.
+auto two_operands_one_result() {
+  return ffi::Ffi::Bind()
+      .Arg<ffi::Buffer<ffi::F32>>()
+      .Arg<ffi::Buffer<ffi::F32>>()
+      .Ret<ffi::Buffer<ffi::F32>>()
+      .Attr<ffi::Span<const int64_t>>("geometry");
+}
+
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(KilnetConvForward, Forward,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<ffi::Span<const int64_t>>("geometry"));
-
+XLA_FFI_DEFINE_HANDLER_SYMBOL(KilnetConvForward, Forward, two_operands_one_result());
 XLA_FFI_DEFINE_HANDLER_SYMBOL(KilnetConvInputGradient, InputGradient,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<ffi::Span<const int64_t>>("geometry"));
-
+                              two_operands_one_result());
 XLA_FFI_DEFINE_HANDLER_SYMBOL(KilnetConvKernelGradient, KernelGradient,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<ffi::Span<const int64_t>>("geometry"));
+                              two_operands_one_result());

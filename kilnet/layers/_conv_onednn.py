@@ -130,19 +130,22 @@ def status() -> str:
 
 
 def available() -> bool:
-    """Whether Conv2D's float32 CPU convolutions go through oneDNN in programs traced now."""
+    """Whether float32 CPU convolutions go through oneDNN in programs traced now."""
     return status() == "ready"
 
 
 def accepts(arrays, pads) -> bool:
     """Whether oneDNN can take a convolution of these operands with these explicit pads in a
     program traced now: float32 operands, no negative (cropping) pad, oneDNN available."""
-    return (all(a.dtype == jnp.float32 for a in arrays)
-            and not any(side < 0 for axis in pads for side in axis) and available())
+    return (all(a.dtype == jnp.float32 for a in arrays) and not _crops(pads) and available())
+
+
+def _crops(pads) -> bool:
+    return any(side < 0 for axis in pads for side in axis)
 
 
 def _check_pads(pads):
-    if any(side < 0 for axis in pads for side in axis):
+    if _crops(pads):
         raise ValueError(f"oneDNN takes no negative padding (cropping). Received: pads={pads}")
 
 

@@ -102,7 +102,9 @@ def conv2d_transpose(x, kernel, strides, dilation, padding, output_padding):
     spans = [dilation[i] * (kernel.shape[i] - 1) + 1 for i in range(2)]
     conv_pads = tuple((spans[i] - 1 - pads[i][0], spans[i] - 1 - pads[i][1]) for i in range(2))
     if _conv_onednn.accepts((x, kernel), conv_pads):
-        out_size = tuple((x.shape[1 + i] - 1) * strides[i] + 1 + sum(pads[i]) - spans[i] + 1
+        out_size = tuple(transpose_size(x.shape[1 + i], kernel.shape[i], strides[i],
+                                        dilation[i], padding,
+                                        None if output_padding is None else output_padding[i])
                          for i in range(2))
         return _conv_onednn.conv2d_transpose_onednn(x, kernel, tuple(strides), conv_pads,
                                                     tuple(dilation), out_size)
