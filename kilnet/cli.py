@@ -431,7 +431,7 @@ def cmd_info(args) -> int:
     import kilnet
     from kilnet import _runtime  # noqa: F401  (kilnet's JAX settings, shown below)
     from kilnet.datasets import cache_dir
-    from kilnet.layers import _conv_onednn  # builds oneDNN's convolutions on first use
+    from kilnet.layers import _onednn  # builds oneDNN's kernels on first use
 
     xla_cache = jax.config.jax_compilation_cache_dir
     rows = [
@@ -447,7 +447,7 @@ def cmd_info(args) -> int:
         ("KILNET_DATA", os.environ.get("KILNET_DATA") or "(not set)"),
         ("KILNET_OFFLINE", os.environ.get("KILNET_OFFLINE") or "(not set)"),
         ("XLA cache", xla_cache or "disabled (KILNET_COMPILATION_CACHE=0)"),
-        ("oneDNN convolutions", _conv_onednn.status()),
+        ("oneDNN kernels", _onednn.status()),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:

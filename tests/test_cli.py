@@ -351,9 +351,9 @@ def test_info(capsys):
     assert code == 0
     for field in ("kilnet", "jax", "optax", "numpy", "devices", "data cache", "XLA cache"):
         assert field in out
-    from kilnet.layers._conv_onednn import status
+    from kilnet.layers._onednn import status
 
-    assert f"oneDNN convolutions  {status()}" in out
+    assert f"oneDNN kernels  {status()}" in out
     assert str(kilnet.datasets.cache_dir()) in out
 
 

@@ -13,7 +13,7 @@ from jax import lax
 
 import kilnet
 from kilnet import layers
-from kilnet.layers import _conv, _conv_onednn
+from kilnet.layers import _conv, _conv_onednn, _onednn
 
 import platform
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_onednn_is_built_and_registered():
-    assert _conv_onednn.status() == "ready"
+    assert _onednn.status() == "ready"
 
 
 def reference(x, k, strides, pads, dilation):
@@ -167,7 +167,7 @@ def test_depthwise_separable_and_grouped_layers_take_onednn(layer, monkeypatch):
 
     assert "kilnet_onednn_conv_forward" in program()
     with_onednn = jax.value_and_grad(run)(x)
-    monkeypatch.setattr(_conv_onednn, "ENABLED", False)
+    monkeypatch.setattr(_onednn, "ENABLED", False)
     assert "kilnet_onednn_conv_forward" not in program()
     for a, b in zip(with_onednn, jax.value_and_grad(run)(x)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
@@ -263,7 +263,7 @@ def test_conv2d_layer_takes_onednn_in_float32_only(monkeypatch, kernel_size):
 
     assert "kilnet_onednn_conv_forward" in program(x)
     with_onednn = layer.apply(params, state, x)[0]
-    monkeypatch.setattr(_conv_onednn, "ENABLED", False)
+    monkeypatch.setattr(_onednn, "ENABLED", False)
     assert "kilnet_onednn_conv_forward" not in program(x)
     np.testing.assert_allclose(layer.apply(params, state, x)[0], with_onednn, rtol=1e-5,
                                atol=1e-5)
@@ -286,7 +286,7 @@ def test_a_convnet_trains_the_same_with_and_without_onednn(monkeypatch):
         return model.fit(X, y, batch_size=16, epochs=3, verbose=0).history["loss"]
 
     with_onednn = fit()
-    monkeypatch.setattr(_conv_onednn, "ENABLED", False)
+    monkeypatch.setattr(_onednn, "ENABLED", False)
     np.testing.assert_allclose(with_onednn, fit(), rtol=1e-4)
     assert with_onednn[-1] < with_onednn[0]
 
@@ -313,7 +313,7 @@ def test_first_call_in_a_process_registers_the_handlers():
 
 
 def test_switched_off_by_the_environment():
-    out, err = run_fresh("from kilnet.layers import _conv_onednn as o; print(o.status())",
+    out, err = run_fresh("from kilnet.layers import _onednn as o; print(o.status())",
                          KILNET_ONEDNN="0")
     assert out == "disabled (KILNET_ONEDNN=0)" and "oneDNN" not in err
 
@@ -322,7 +322,7 @@ def test_without_a_compiler_conv2d_falls_back_to_xla(tmp_path):
     """No C++ compiler and nothing built in the cache: one warning and the status name the
     compiler, and a Conv2D still runs (XLA's convolution)."""
     code = ("import jax.numpy as jnp, kilnet\n"
-            "from kilnet.layers import _conv_onednn as o\n"
+            "from kilnet.layers import _onednn as o\n"
             "print(o.status())\n"
             "m = kilnet.Sequential([kilnet.Input((5, 5, 1)), kilnet.layers.Conv2D(2, 3)])\n"
             "print(m.predict(jnp.ones((1, 5, 5, 1)), verbose=0).shape)\n")
@@ -330,14 +330,14 @@ def test_without_a_compiler_conv2d_falls_back_to_xla(tmp_path):
                          XDG_CACHE_HOME=str(tmp_path / "cache"))
     status, shape = out.splitlines()[-2:]
     assert status.startswith("unavailable: no C++ compiler") and "no-such-compiler" in status
-    assert err.count("oneDNN's convolutions are unavailable") == 1 and "slower" in err
+    assert err.count("oneDNN's kernels are unavailable") == 1 and "slower" in err
     assert shape == "(1, 3, 3, 2)"
 
 
 def test_a_missing_package_is_named(monkeypatch):
-    monkeypatch.setattr(_conv_onednn, "LIBRARY_DIST", "no-such-onednn-wheel")
+    monkeypatch.setattr(_onednn, "LIBRARY_DIST", "no-such-onednn-wheel")
     with pytest.raises(OSError, match="'no-such-onednn-wheel' package is not installed"):
-        _conv_onednn._load()
+        _onednn._load()
 
 
 def test_data_parallel_convnet_on_four_devices_trains_like_one():
@@ -361,8 +361,8 @@ def run(distribution):
 
 (a, wa), (b, wb) = run(None), run(kilnet.distribution.DataParallel())
 assert kilnet.distribution.DataParallel().num_devices == 4
-from kilnet.layers import _conv_onednn
-assert _conv_onednn.available()
+from kilnet.layers import _onednn
+assert _onednn.available()
 print(max(abs(p - q) for p, q in zip(a, b)), max(float(np.abs(p - q).max()) for p, q in zip(wa, wb)))
 '''
     import os

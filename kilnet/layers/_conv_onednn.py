@@ -1,143 +1,33 @@
-"""oneDNN's CPU convolutions, called from kilnet's compiled programs through XLA's FFI.
+"""oneDNN's CPU convolutions in kilnet's compiled programs, with their gradients.
 
 Why: XLA's CPU convolution is slowest at the gradients, its kernel gradient most of all.
 Measured in a loop on a 2-core AMD EPYC (batch 128), the MNIST convnet's 3x3 32 -> 64
 convolution on 13x13 images: XLA forward 3.1 ms, input gradient 5.0, kernel gradient 9.4;
 oneDNN 2.8 / 3.1 / 2.9. Keras on TensorFlow runs oneDNN's kernels too.
 
-How: `_conv_onednn.cc` beside this file is compiled once per machine with the system's C++
-compiler against the oneDNN wheels kilnet depends on (`onednn-cpu-gomp` and its headers,
-`onednn-devel-cpu-gomp`), kept under kilnet's cache directory, loaded, and its three handlers
-registered with XLA. If any step fails (no wheel on this platform, no compiler), or
-KILNET_ONEDNN=0 is set, `available()` is False, `status()` says why, and the convolution layers
-keep their XLA forms. Only float32 on CPU goes through oneDNN; other dtypes and devices keep
-XLA's. Used by Conv1D, Conv2D (groups and 1x1 included), Conv3D, DepthwiseConv2D,
-SeparableConv2D and Conv2DTranspose.
+How: the forward, input-gradient and kernel-gradient handlers of `_onednn.cc` (built and
+registered by `kilnet.layers._onednn`), wrapped in custom VJPs. Only float32 on CPU goes
+through oneDNN, and only where it is available (`_onednn.available()`); other dtypes and
+devices keep XLA's. Used by Conv1D, Conv2D (groups and 1x1 included), Conv3D,
+DepthwiseConv2D, SeparableConv2D and Conv2DTranspose.
 """
 
 from __future__ import annotations
 
-import ctypes
 import functools
-import hashlib
-import importlib.metadata
-import os
-import subprocess
-import tempfile
-import threading
-import warnings
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-SOURCE = Path(__file__).with_name("_conv_onednn.cc")
-LIBRARY_DIST, HEADERS_DIST = "onednn-cpu-gomp", "onednn-devel-cpu-gomp"
-_HANDLERS = {"forward": "KilnetConvForward", "input_gradient": "KilnetConvInputGradient",
-             "kernel_gradient": "KilnetConvKernelGradient"}
-_TARGET_PREFIX = "kilnet_onednn_conv_"
-
-# Read when a program is traced: False keeps XLA's convolution (KILNET_ONEDNN=0 at start).
-ENABLED = os.environ.get("KILNET_ONEDNN", "1").lower() not in ("0", "false", "no", "off")
-
-_lock = threading.Lock()
-_state: dict = {}
-
-
-def _installed_file(dist: str, suffix: str) -> Path:
-    """The absolute path of the file of installed distribution `dist` ending in `suffix`."""
-    try:
-        files = importlib.metadata.files(dist) or []
-    except importlib.metadata.PackageNotFoundError:
-        raise OSError(f"the '{dist}' package is not installed (pip install {dist})") from None
-    for f in files:
-        if str(f).endswith(suffix):
-            return Path(f.locate()).resolve()
-    raise OSError(f"'{dist}' has no file ending in {suffix}")
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "kilnet" / "native"
-
-
-def _build(include: Path, libdir: Path) -> Path:
-    """Compile the handlers into the cache (once per source, oneDNN, JAX and compiler)."""
-    compiler = os.environ.get("CXX", "g++")
-    flags = ["-O2", "-std=c++17", "-shared", "-fPIC", "-w", f"-I{include}",
-             f"-I{jax.ffi.include_dir()}", f"-L{libdir}", "-ldnnl", f"-Wl,-rpath,{libdir}"]
-    digest = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), str(libdir).encode(), jax.__version__.encode(),
-                 compiler.encode(), " ".join(flags).encode()):
-        digest.update(part)
-    target = _cache_dir() / f"kilnet_conv_onednn_{digest.hexdigest()[:16]}.so"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Built under a temporary name, then renamed: two processes building at once both succeed.
-    fd, scratch = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(fd)
-    try:
-        done = subprocess.run([compiler, str(SOURCE), "-o", scratch, *flags],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            raise OSError(f"{compiler} could not build {SOURCE.name}: "
-                          f"{done.stderr.strip()[-800:]}")
-        os.replace(scratch, target)
-    except FileNotFoundError:
-        raise OSError(f"no C++ compiler '{compiler}' (set CXX, or install g++)") from None
-    finally:
-        if os.path.exists(scratch):
-            os.unlink(scratch)
-    return target
-
-
-def _load() -> None:
-    include = _installed_file(HEADERS_DIST, "oneapi/dnnl/dnnl.hpp").parents[2]
-    libdir = _installed_file(LIBRARY_DIST, "libdnnl.so").parent
-    library = ctypes.CDLL(str(_build(include, libdir)))
-    _state["library"] = library  # XLA holds pointers into it for the process's life
-    for name, symbol in _HANDLERS.items():
-        jax.ffi.register_ffi_target(_TARGET_PREFIX + name,
-                                    jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
-
-
-def status() -> str:
-    """'ready', 'disabled (KILNET_ONEDNN=0)', or why oneDNN's convolutions are not in use.
-
-    Builds and registers them on first call.
-
-    Example:
-        >>> from kilnet.layers._conv_onednn import status
-        >>> status() in ("ready", "disabled (KILNET_ONEDNN=0)") or status().startswith("unavailable")
-        True
-    """
-    if not ENABLED:
-        return "disabled (KILNET_ONEDNN=0)"
-    with _lock:
-        if "status" not in _state:
-            try:
-                _load()
-                _state["status"] = "ready"
-            except OSError as error:
-                _state["status"] = f"unavailable: {error}"
-                # Once a process: the convolutions still run, on slower kernels.
-                warnings.warn(f"kilnet: oneDNN's convolutions are unavailable ({error}); "
-                              "convolutions run on XLA's slower CPU kernels. "
-                              "KILNET_ONEDNN=0 silences this.", RuntimeWarning, stacklevel=2)
-    return _state["status"]
-
-
-def available() -> bool:
-    """Whether float32 CPU convolutions go through oneDNN in programs traced now."""
-    return status() == "ready"
+from kilnet.layers import _onednn
 
 
 def accepts(arrays, pads) -> bool:
     """Whether oneDNN can take a convolution of these operands with these explicit pads in a
     program traced now: float32 operands, no negative (cropping) pad, oneDNN available."""
-    return (all(a.dtype == jnp.float32 for a in arrays) and not _crops(pads) and available())
+    return (all(a.dtype == jnp.float32 for a in arrays) and not _crops(pads)
+            and _onednn.available())
 
 
 def _crops(pads) -> bool:
@@ -163,19 +53,19 @@ def output_shape(x_shape, kernel_shape, strides, pads, dilation):
 
 
 def _call(handler, shape, a, b, geometry):
-    result = jax.ShapeDtypeStruct(shape, jnp.float32)
-    return jax.ffi.ffi_call(_TARGET_PREFIX + handler, result, vmap_method="sequential")(
-        a, b, geometry=geometry)
+    return _onednn.call("conv_" + handler, jax.ShapeDtypeStruct(shape, jnp.float32), a, b,
+                        geometry=geometry)
 
 
 def conv_onednn(x, kernel, strides, pads, dilation, groups=1):
     """The float32 convolution of (batch, spatial..., in) x by a (window..., in / groups, out)
     kernel, 1 to 3 spatial axes, explicit ((before, after), ...) zero padding, on oneDNN (see
-    `available`). With groups, XLA's `feature_group_count` (depthwise: groups = in).
+    `_onednn.available`). With groups, XLA's `feature_group_count` (depthwise: groups = in).
 
     Example:
         >>> import jax, jax.numpy as jnp
-        >>> from kilnet.layers._conv_onednn import available, conv_onednn
+        >>> from kilnet.layers._conv_onednn import conv_onednn
+        >>> from kilnet.layers._onednn import available
         >>> x, k = jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 2))
         >>> y = conv_onednn(x, k, (1, 1), ((1, 1), (1, 1)), (1, 1)) if available() else (
         ...     jax.lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)),
@@ -183,8 +73,8 @@ def conv_onednn(x, kernel, strides, pads, dilation, groups=1):
         >>> y[0, :, :, 0].tolist()
         [[4.0, 6.0, 6.0, 4.0], [6.0, 9.0, 9.0, 6.0], [6.0, 9.0, 9.0, 6.0], [4.0, 6.0, 6.0, 4.0]]
     """
-    if not available():
-        raise RuntimeError(f"oneDNN's convolutions are not available here: {status()}")
+    if not _onednn.available():
+        raise RuntimeError(f"oneDNN's convolutions are not available here: {_onednn.status()}")
     _check_pads(pads)
     if not 3 <= x.ndim <= 5 or x.ndim != kernel.ndim:
         raise ValueError(f"conv_onednn: 1 to 3 spatial axes. Received: x {x.shape}, "
@@ -223,7 +113,8 @@ def conv2d_transpose_onednn(x, kernel, strides, pads, dilation, out_size):
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from kilnet.layers._conv_onednn import available, conv2d_transpose_onednn
+        >>> from kilnet.layers._conv_onednn import conv2d_transpose_onednn
+        >>> from kilnet.layers._onednn import available
         >>> x, k = jnp.ones((1, 2, 2, 1)), jnp.ones((2, 2, 1, 1))
         >>> if available():
         ...     y = conv2d_transpose_onednn(x, k, (2, 2), ((0, 0), (0, 0)), (1, 1), (4, 4))
@@ -232,8 +123,8 @@ def conv2d_transpose_onednn(x, kernel, strides, pads, dilation, out_size):
         ...     print((1, 4, 4, 1), 16.0)
         (1, 4, 4, 1) 16.0
     """
-    if not available():
-        raise RuntimeError(f"oneDNN's convolutions are not available here: {status()}")
+    if not _onednn.available():
+        raise RuntimeError(f"oneDNN's convolutions are not available here: {_onednn.status()}")
     _check_pads(pads)
     expected = output_shape((x.shape[0], *out_size, kernel.shape[2]), kernel.shape, strides,
                             pads, dilation)
@@ -261,3 +152,4 @@ def _transpose_backward(strides, pads, dilation, out_size, residuals, dy):
 
 
 _transpose.defvjp(_transpose_forward, _transpose_backward)
+

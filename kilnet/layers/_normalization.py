@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kilnet import constraints, regularizers
+from kilnet.layers import _batch_norm_onednn
 from kilnet.layers._base import Layer
 
 
@@ -81,16 +82,21 @@ class BatchNormalization(Layer):
 def _normalize_batch(x, gamma, beta, sample_mask, epsilon):
     """Training-mode batch normalization over every axis but the last: (y, mean, var).
     The statistics count only the real samples of a padded batch (`sample_mask`); gamma and
-    beta may be None (scale / center off)."""
+    beta may be None (scale / center off). oneDNN's kernels where they take x (float32 on the
+    CPU; `_batch_norm_onednn`), else the XLA form below."""
     channels = x.shape[-1]
+    scale = jnp.ones((channels,), x.dtype) if gamma is None else gamma
+    shift = jnp.zeros((channels,), x.dtype) if beta is None else beta
+    if _batch_norm_onednn.accepts(x):
+        weights = (jnp.ones(x.shape[:1], x.dtype) if sample_mask is None
+                   else sample_mask.astype(x.dtype))
+        return _batch_norm_onednn.batch_norm_onednn(x, scale, shift, weights, epsilon)
     rows = x.reshape(-1, channels)
     if sample_mask is None:
         weights = None
     else:  # one weight per row: the sample's, repeated over its positions
         per_sample = rows.shape[0] // x.shape[0]
         weights = jnp.repeat(sample_mask.astype(x.dtype), per_sample)
-    scale = jnp.ones((channels,), x.dtype) if gamma is None else gamma
-    shift = jnp.zeros((channels,), x.dtype) if beta is None else beta
     y, mean, var = _batch_norm_rows(rows, scale, shift, weights, epsilon)
     return y.reshape(x.shape), mean, var
 
@@ -142,4 +148,5 @@ def _batch_norm_rows_backward(epsilon, residuals, cotangents):
 
 
 _batch_norm_rows.defvjp(_batch_norm_rows_forward, _batch_norm_rows_backward)
+
 

@@ -1,6 +1,9 @@
-// Convolutions (forward, input gradient, kernel gradient) from oneDNN, called by XLA on
-// CPU through its FFI (kilnet/layers/_conv_onednn.py builds and registers this file).
+// oneDNN's kernels called by XLA on CPU through its FFI (kilnet/layers/_onednn.py builds
+// and registers this file): convolutions (forward, input gradient, kernel gradient; wrapped
+// by _conv_onednn.py) and training-mode batch normalization (forward, backward; wrapped by
+// _batch_norm_onednn.py).
 //
+// ---- Convolutions ----------------------------------------------------------------------------
 // Layouts are XLA's: activations (batch, height, width, channels) row-major, kernels
 // (height, width, in, out). oneDNN runs its fast kernels on those activations directly; only
 // the gradients want the kernel in oneDNN's blocked layout, a reorder of a few thousand
@@ -15,6 +18,7 @@
 // reading input channels [g * in / G, (g + 1) * in / G): oneDNN's (G, out / G, in / G,
 // spatial...) weights in its `hwigo` order (`wigo`, `dhwigo`), the same memory.
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -47,11 +51,26 @@ void* aligned_part(std::vector<char>& buffer, size_t n) {
 }
 
 struct ThreadBuffers {
-  std::vector<char> scratchpad, kernel;
+  std::vector<char> scratchpad, kernel, rows[3];
   void* scratch(size_t n) { return aligned_part(scratchpad, n); }
   void* blocked_kernel(size_t n) { return aligned_part(kernel, n); }
+  // Up to three batches' real samples gathered (batch normalization of a padded batch).
+  float* gathered(int slot, size_t floats) {
+    return static_cast<float*>(aligned_part(rows[slot], floats * sizeof(float)));
+  }
 };
 thread_local ThreadBuffers buffers;
+
+// Runs a primitive with the calling thread's scratchpad.
+void execute(const dnnl::primitive& primitive, size_t scratchpad_bytes, dnnl::stream& stream,
+             std::unordered_map<int, memory> args) {
+  if (scratchpad_bytes > 0)
+    args.emplace(DNNL_ARG_SCRATCHPAD,
+                 memory(memory::desc({static_cast<int64_t>(scratchpad_bytes)},
+                                     memory::data_type::u8, tag::a),
+                        cpu_engine(), buffers.scratch(scratchpad_bytes)));
+  primitive.execute(stream, args);
+}
 
 struct Geometry {
   memory::dims src, weights, dst, strides, dilation, pad_low, pad_high;
@@ -175,16 +194,6 @@ memory wrap(const memory::dims& dims, tag t, void* data) {
   return memory(memory::desc(dims, memory::data_type::f32, t), cpu_engine(), data);
 }
 
-// Runs the plan's convolution with the calling thread's scratchpad.
-void run(const Plan& plan, dnnl::stream& stream, std::unordered_map<int, memory> args) {
-  if (plan.scratchpad_bytes > 0)
-    args.emplace(DNNL_ARG_SCRATCHPAD,
-                 memory(memory::desc({static_cast<int64_t>(plan.scratchpad_bytes)},
-                                     memory::data_type::u8, tag::a),
-                        cpu_engine(), buffers.scratch(plan.scratchpad_bytes)));
-  plan.conv.execute(stream, args);
-}
-
 template <typename F>
 ffi::Error guarded(F&& body) {
   try {
@@ -203,7 +212,7 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> kernel,
     Geometry geo = geometry(x.dimensions(), kernel.dimensions(), y->dimensions(), g);
     auto plan = plan_for(kForward, geo);
     dnnl::stream stream(cpu_engine());
-    run(*plan, stream,
+    execute(plan->conv, plan->scratchpad_bytes, stream,
         {{DNNL_ARG_SRC, wrap(geo.src, geo.image_tag, x.typed_data())},
          {DNNL_ARG_WEIGHTS, wrap(geo.weights, geo.kernel_tag, kernel.typed_data())},
          {DNNL_ARG_DST, wrap(geo.dst, geo.image_tag, y->typed_data())}});
@@ -224,7 +233,7 @@ ffi::Error InputGradient(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> kernel,
                        buffers.blocked_kernel(plan->kernel_blocked.get_size()));
       plan->kernel_reorder.execute(stream, {{DNNL_ARG_FROM, plain}, {DNNL_ARG_TO, weights}});
     }
-    run(*plan, stream,
+    execute(plan->conv, plan->scratchpad_bytes, stream,
         {{DNNL_ARG_DIFF_DST, wrap(geo.dst, geo.image_tag, dy.typed_data())},
          {DNNL_ARG_WEIGHTS, weights},
          {DNNL_ARG_DIFF_SRC, wrap(geo.src, geo.image_tag, dx->typed_data())}});
@@ -243,7 +252,7 @@ ffi::Error KernelGradient(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
     if (plan->kernel_reorder)
       weights = memory(plan->kernel_blocked, cpu_engine(),
                        buffers.blocked_kernel(plan->kernel_blocked.get_size()));
-    run(*plan, stream,
+    execute(plan->conv, plan->scratchpad_bytes, stream,
         {{DNNL_ARG_SRC, wrap(geo.src, geo.image_tag, x.typed_data())},
          {DNNL_ARG_DIFF_DST, wrap(geo.dst, geo.image_tag, dy.typed_data())},
          {DNNL_ARG_DIFF_WEIGHTS, weights}});
@@ -262,6 +271,153 @@ auto two_operands_one_result() {
       .Attr<ffi::Span<const int64_t>>("geometry");
 }
 
+
+// ---- Batch normalization (training mode) over every axis but the last ----------------------
+// x is (batch, positions..., channels) row-major: oneDNN's (batch, channels, positions) in
+// its `nwc` layout, the same memory. `weights` (batch,) holds 1 for a real sample and 0 for
+// the padding of a short last batch: the statistics count the real samples only, which run
+// gathered into scratch when there are padding rows (padded rows give y = 0 and dx = 0).
+
+struct Rows {
+  int64_t batch, positions, channels;
+  size_t sample_size() const { return static_cast<size_t>(positions * channels); }
+};
+
+Rows rows_of(ffi::Span<const int64_t> dims) {
+  Rows r{dims[0], 1, dims[dims.size() - 1]};
+  for (size_t a = 1; a + 1 < dims.size(); ++a) r.positions *= dims[a];
+  return r;
+}
+
+// Indices of the real samples (weight > 0).
+std::vector<int64_t> real_samples(const float* weights, int64_t batch) {
+  std::vector<int64_t> real;
+  for (int64_t i = 0; i < batch; ++i)
+    if (weights[i] > 0) real.push_back(i);
+  return real;
+}
+
+struct NormPlan {
+  dnnl::primitive forward, backward;
+  memory::desc data;
+  size_t forward_scratch = 0, backward_scratch = 0;
+};
+
+std::shared_ptr<NormPlan> norm_plan_for(int64_t batch, int64_t positions, int64_t channels,
+                                        float epsilon) {
+  static std::mutex lock;
+  using Key = std::tuple<int64_t, int64_t, int64_t, float>;
+  static std::map<Key, std::shared_ptr<NormPlan>> plans;
+  std::lock_guard<std::mutex> hold(lock);
+  auto& slot = plans[{batch, positions, channels, epsilon}];
+  if (!slot) {
+    auto& eng = cpu_engine();
+    slot = std::make_shared<NormPlan>();
+    slot->data = memory::desc({batch, channels, positions}, memory::data_type::f32, tag::nwc);
+    auto flags = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
+    dnnl::batch_normalization_forward::primitive_desc fwd(
+        eng, dnnl::prop_kind::forward_training, slot->data, slot->data, epsilon, flags,
+        user_scratchpad());
+    dnnl::batch_normalization_backward::primitive_desc bwd(
+        eng, dnnl::prop_kind::backward, slot->data, slot->data, slot->data, epsilon, flags, fwd,
+        user_scratchpad());
+    slot->forward = dnnl::batch_normalization_forward(fwd);
+    slot->backward = dnnl::batch_normalization_backward(bwd);
+    slot->forward_scratch = fwd.scratchpad_desc().get_size();
+    slot->backward_scratch = bwd.scratchpad_desc().get_size();
+  }
+  return slot;
+}
+
+memory vector_memory(int64_t n, const float* data) {
+  return wrap({n}, tag::a, const_cast<float*>(data));
+}
+
+memory batch_memory(const NormPlan& plan, const float* data) {
+  return memory(plan.data, cpu_engine(), const_cast<float*>(data));
+}
+
+float* gather(int slot, const float* from, const std::vector<int64_t>& real, size_t size) {
+  float* to = buffers.gathered(slot, real.size() * size);
+  for (size_t j = 0; j < real.size(); ++j)
+    std::copy_n(from + real[j] * size, size, to + j * size);
+  return to;
+}
+
+void scatter(const float* from, float* to, const std::vector<int64_t>& real, int64_t batch,
+             size_t size) {
+  std::fill_n(to, batch * size, 0.0f);
+  for (size_t j = 0; j < real.size(); ++j)
+    std::copy_n(from + j * size, size, to + real[j] * size);
+}
+
+ffi::Error NormForward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> gamma,
+                       ffi::Buffer<ffi::F32> beta, ffi::Buffer<ffi::F32> weights,
+                       ffi::ResultBuffer<ffi::F32> y, ffi::ResultBuffer<ffi::F32> mean,
+                       ffi::ResultBuffer<ffi::F32> variance, float epsilon) {
+  return guarded([&] {
+    Rows r = rows_of(x.dimensions());
+    auto real = real_samples(weights.typed_data(), r.batch);
+    int64_t k = static_cast<int64_t>(real.size());
+    if (k == 0) {  // nothing real: zeros, as the weighted formula gives
+      std::fill_n(y->typed_data(), r.batch * r.sample_size(), 0.0f);
+      std::fill_n(mean->typed_data(), r.channels, 0.0f);
+      std::fill_n(variance->typed_data(), r.channels, 0.0f);
+      return;
+    }
+    bool all = k == r.batch;
+    const float* src = all ? x.typed_data() : gather(0, x.typed_data(), real, r.sample_size());
+    float* dst = all ? y->typed_data() : buffers.gathered(1, k * r.sample_size());
+    auto plan = norm_plan_for(k, r.positions, r.channels, epsilon);
+    dnnl::stream stream(cpu_engine());
+    execute(plan->forward, plan->forward_scratch, stream,
+        {{DNNL_ARG_SRC, batch_memory(*plan, src)},
+         {DNNL_ARG_DST, batch_memory(*plan, dst)},
+         {DNNL_ARG_SCALE, vector_memory(r.channels, gamma.typed_data())},
+         {DNNL_ARG_SHIFT, vector_memory(r.channels, beta.typed_data())},
+         {DNNL_ARG_MEAN, vector_memory(r.channels, mean->typed_data())},
+         {DNNL_ARG_VARIANCE, vector_memory(r.channels, variance->typed_data())}});
+    stream.wait();
+    if (!all) scatter(dst, y->typed_data(), real, r.batch, r.sample_size());
+  });
+}
+
+ffi::Error NormBackward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
+                        ffi::Buffer<ffi::F32> mean, ffi::Buffer<ffi::F32> variance,
+                        ffi::Buffer<ffi::F32> gamma, ffi::Buffer<ffi::F32> weights,
+                        ffi::ResultBuffer<ffi::F32> dx, ffi::ResultBuffer<ffi::F32> dgamma,
+                        ffi::ResultBuffer<ffi::F32> dbeta, float epsilon) {
+  return guarded([&] {
+    Rows r = rows_of(x.dimensions());
+    auto real = real_samples(weights.typed_data(), r.batch);
+    int64_t k = static_cast<int64_t>(real.size());
+    if (k == 0) {
+      std::fill_n(dx->typed_data(), r.batch * r.sample_size(), 0.0f);
+      std::fill_n(dgamma->typed_data(), r.channels, 0.0f);
+      std::fill_n(dbeta->typed_data(), r.channels, 0.0f);
+      return;
+    }
+    bool all = k == r.batch;
+    const float* src = all ? x.typed_data() : gather(0, x.typed_data(), real, r.sample_size());
+    const float* diff_dst =
+        all ? dy.typed_data() : gather(1, dy.typed_data(), real, r.sample_size());
+    float* diff_src = all ? dx->typed_data() : buffers.gathered(2, k * r.sample_size());
+    auto plan = norm_plan_for(k, r.positions, r.channels, epsilon);
+    dnnl::stream stream(cpu_engine());
+    execute(plan->backward, plan->backward_scratch, stream,
+        {{DNNL_ARG_SRC, batch_memory(*plan, src)},
+         {DNNL_ARG_DIFF_DST, batch_memory(*plan, diff_dst)},
+         {DNNL_ARG_DIFF_SRC, batch_memory(*plan, diff_src)},
+         {DNNL_ARG_MEAN, vector_memory(r.channels, mean.typed_data())},
+         {DNNL_ARG_VARIANCE, vector_memory(r.channels, variance.typed_data())},
+         {DNNL_ARG_SCALE, vector_memory(r.channels, gamma.typed_data())},
+         {DNNL_ARG_DIFF_SCALE, vector_memory(r.channels, dgamma->typed_data())},
+         {DNNL_ARG_DIFF_SHIFT, vector_memory(r.channels, dbeta->typed_data())}});
+    stream.wait();
+    if (!all) scatter(diff_src, dx->typed_data(), real, r.batch, r.sample_size());
+  });
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(KilnetConvForward, Forward, two_operands_one_result());
@@ -269,3 +425,25 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(KilnetConvInputGradient, InputGradient,
                               two_operands_one_result());
 XLA_FFI_DEFINE_HANDLER_SYMBOL(KilnetConvKernelGradient, KernelGradient,
                               two_operands_one_result());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(KilnetBatchNormForward, NormForward,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<float>("epsilon"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(KilnetBatchNormBackward, NormBackward,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<float>("epsilon"));

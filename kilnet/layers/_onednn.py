@@ -1,0 +1,155 @@
+"""oneDNN's CPU kernels inside kilnet's compiled programs, through XLA's FFI: the bridge.
+
+`_onednn.cc` beside this file holds XLA FFI handlers around oneDNN's primitives
+(convolutions: forward, input gradient, kernel gradient; batch normalization: training forward
+and backward). It is compiled once per machine with the system's C++ compiler against the
+oneDNN wheels kilnet depends on (`onednn-cpu-gomp` and its headers, `onednn-devel-cpu-gomp`),
+kept under kilnet's cache directory, loaded, and its handlers registered with XLA. If any step
+fails (no wheel on this platform, no compiler), or KILNET_ONEDNN=0 is set, `available()` is
+False, `status()` says why, and the layers keep their XLA forms. `call` runs a handler;
+`_conv_onednn` and `_batch_norm_onednn` wrap them with their gradients.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import importlib.metadata
+import os
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import jax
+
+SOURCE = Path(__file__).with_name("_onednn.cc")
+LIBRARY_DIST, HEADERS_DIST = "onednn-cpu-gomp", "onednn-devel-cpu-gomp"
+_HANDLERS = {"conv_forward": "KilnetConvForward",
+             "conv_input_gradient": "KilnetConvInputGradient",
+             "conv_kernel_gradient": "KilnetConvKernelGradient",
+             "batch_norm_forward": "KilnetBatchNormForward",
+             "batch_norm_backward": "KilnetBatchNormBackward"}
+_TARGET_PREFIX = "kilnet_onednn_"
+
+# Read when a program is traced: False keeps XLA's kernels (KILNET_ONEDNN=0 at start).
+ENABLED = os.environ.get("KILNET_ONEDNN", "1").lower() not in ("0", "false", "no", "off")
+
+_lock = threading.Lock()
+_state: dict = {}
+
+
+def _installed_file(dist: str, suffix: str) -> Path:
+    """The absolute path of the file of installed distribution `dist` ending in `suffix`."""
+    try:
+        files = importlib.metadata.files(dist) or []
+    except importlib.metadata.PackageNotFoundError:
+        raise OSError(f"the '{dist}' package is not installed (pip install {dist})") from None
+    for f in files:
+        if str(f).endswith(suffix):
+            return Path(f.locate()).resolve()
+    raise OSError(f"'{dist}' has no file ending in {suffix}")
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "kilnet" / "native"
+
+
+def _build(include: Path, libdir: Path) -> Path:
+    """Compile the handlers into the cache (once per source, oneDNN, JAX and compiler)."""
+    compiler = os.environ.get("CXX", "g++")
+    flags = ["-O2", "-std=c++17", "-shared", "-fPIC", "-w", f"-I{include}",
+             f"-I{jax.ffi.include_dir()}", f"-L{libdir}", "-ldnnl", f"-Wl,-rpath,{libdir}"]
+    digest = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), str(libdir).encode(), jax.__version__.encode(),
+                 compiler.encode(), " ".join(flags).encode()):
+        digest.update(part)
+    target = _cache_dir() / f"kilnet_onednn_{digest.hexdigest()[:16]}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Built under a temporary name, then renamed: two processes building at once both succeed.
+    fd, scratch = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        done = subprocess.run([compiler, str(SOURCE), "-o", scratch, *flags],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise OSError(f"{compiler} could not build {SOURCE.name}: "
+                          f"{done.stderr.strip()[-800:]}")
+        os.replace(scratch, target)
+    except FileNotFoundError:
+        raise OSError(f"no C++ compiler '{compiler}' (set CXX, or install g++)") from None
+    finally:
+        if os.path.exists(scratch):
+            os.unlink(scratch)
+    return target
+
+
+def _load() -> None:
+    include = _installed_file(HEADERS_DIST, "oneapi/dnnl/dnnl.hpp").parents[2]
+    libdir = _installed_file(LIBRARY_DIST, "libdnnl.so").parent
+    library = ctypes.CDLL(str(_build(include, libdir)))
+    _state["library"] = library  # XLA holds pointers into it for the process's life
+    for name, symbol in _HANDLERS.items():
+        jax.ffi.register_ffi_target(_TARGET_PREFIX + name,
+                                    jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
+
+
+def status() -> str:
+    """'ready', 'disabled (KILNET_ONEDNN=0)', or why oneDNN's kernels are not in use.
+
+    Builds and registers them on first call.
+
+    Example:
+        >>> from kilnet.layers._onednn import status
+        >>> status() in ("ready", "disabled (KILNET_ONEDNN=0)") or status().startswith("unavailable")
+        True
+    """
+    if not ENABLED:
+        return "disabled (KILNET_ONEDNN=0)"
+    with _lock:
+        if "status" not in _state:
+            try:
+                _load()
+                _state["status"] = "ready"
+            except OSError as error:
+                _state["status"] = f"unavailable: {error}"
+                # Once a process: the layers still run, on slower kernels.
+                warnings.warn(f"kilnet: oneDNN's kernels are unavailable ({error}); "
+                              "convolutions and batch normalization run on XLA's slower CPU "
+                              "kernels. KILNET_ONEDNN=0 silences this.", RuntimeWarning,
+                              stacklevel=2)
+    return _state["status"]
+
+
+def available() -> bool:
+    """Whether float32 CPU convolutions and batch normalization go through oneDNN in programs
+    traced now.
+
+    Example:
+        >>> from kilnet.layers._onednn import available, status
+        >>> available() == (status() == "ready")
+        True
+    """
+    return status() == "ready"
+
+
+def call(handler: str, results, *operands, **attributes):
+    """Run oneDNN handler `handler` (a key of the handler table) on `operands` inside the
+    program being traced; `results`: the jax.ShapeDtypeStruct (or tuple of them) it returns.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, numpy as np
+        >>> from kilnet.layers._onednn import available, call
+        >>> x, k = jnp.ones((1, 3, 3, 1)), jnp.ones((3, 3, 1, 1))
+        >>> geometry = np.array([1, 1, 1, 1, 1, 1, 1, 1, 1], np.int64)  # groups, then per axis
+        >>> y = call("conv_forward", jax.ShapeDtypeStruct((1, 3, 3, 1), jnp.float32), x, k,
+        ...          geometry=geometry) if available() else jnp.full((1, 3, 3, 1), 4.0)
+        >>> float(y[0, 0, 0, 0])
+        4.0
+    """
+    return jax.ffi.ffi_call(_TARGET_PREFIX + handler, results, vmap_method="sequential")(
+        *operands, **attributes)
