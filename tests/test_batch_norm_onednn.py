@@ -111,8 +111,22 @@ def test_bad_shapes_are_named():
         batch_norm_onednn(jnp.ones((3, 2)), jnp.ones(3), jnp.zeros(2), jnp.ones(3), EPSILON)
 
 
-@pytest.mark.parametrize("shape", [(6, 5, 5, 3), (6, 4)], ids=str)
-def test_the_layer_takes_onednn_in_float32(shape, monkeypatch):
+@pytest.fixture
+def small_inputs_too(monkeypatch):
+    """The tests' small images go to oneDNN as a model's large ones do."""
+    monkeypatch.setattr(_batch_norm_onednn, "MIN_SIZE", 1)
+
+
+def test_small_inputs_and_rows_keep_the_xla_form():
+    big_rows = jnp.zeros((2048, 512))
+    assert big_rows.size >= _batch_norm_onednn.MIN_SIZE
+    assert not _batch_norm_onednn.accepts(big_rows)
+    assert not _batch_norm_onednn.accepts(jnp.zeros((32, 8, 8, 32)))
+    assert _batch_norm_onednn.accepts(jnp.zeros((128, 16, 16, 32)))
+
+
+@pytest.mark.parametrize("shape", [(6, 5, 5, 3), (6, 4, 3)], ids=str)
+def test_the_layer_takes_onednn_in_float32(shape, monkeypatch, small_inputs_too):
     """BatchNormalization's training program calls oneDNN, with the numbers of its XLA form
     (KILNET_ONEDNN=0's flag); the padded batch's statistics skip the padding in both."""
     layer = layers.BatchNormalization()
@@ -141,7 +155,8 @@ def test_the_layer_takes_onednn_in_float32(shape, monkeypatch):
     assert not _batch_norm_onednn.accepts(x.astype(jnp.bfloat16))
 
 
-def test_a_convnet_with_batch_norm_trains_the_same_with_and_without_onednn(monkeypatch):
+def test_a_convnet_with_batch_norm_trains_the_same_with_and_without_onednn(monkeypatch,
+                                                                          small_inputs_too):
     """fit on 50 samples in batches of 16 (a padded last batch): the same losses, weights and
     moving statistics either way."""
     def train():
@@ -173,7 +188,9 @@ def test_data_parallel_batch_norm_on_four_devices_trains_like_one():
     code = '''
 import numpy as np, kilnet
 from kilnet import layers
-from kilnet.layers import _onednn
+from kilnet.layers import _batch_norm_onednn, _onednn
+
+_batch_norm_onednn.MIN_SIZE = 1  # the small images below go to oneDNN
 
 def run(distribution):
     kilnet.utils.set_random_seed(0)
