@@ -37,15 +37,19 @@ from kilnet.progress import EpochProgress, resolve_verbose
 from kilnet.trainer import DEFAULT_BATCH_SIZE, Trainer
 
 # A chunk aims at this much device time: short enough that the progress bar moves twice a
-# second, long enough that each execution's own costs vanish: dispatch and the sync (~0.1 ms),
-# and the execution's temporary buffer (every activation and gradient of a step), which XLA
-# allocates anew each time. On Linux a block over 64 MB (what glibc's heap of a worker thread
-# holds) is mapped afresh, and the execution faults on each of its pages: 19,400 faults, about
-# 40 ms, for the bench Transformer's 79 MB at batch 64. Measured epochs with 0.2 / 0.5 / 1 s
-# chunks (2-core AMD EPYC): Transformer 1.92 / 1.52 / 1.62 s, ResNet 1.68 / 1.45 / 1.46 s,
-# LSTM 1.07 / 1.01 / 0.97 s. (Setting glibc to one heap for all threads kept those pages,
-# but made the threads contend: the seed MLP's epoch 1.7x slower.)
+# second, long enough that each execution's own costs vanish: dispatch and the sync (~0.1 ms).
 CHUNK_SECONDS = 0.5
+# Each execution also allocates the program's temporary buffer (every activation and gradient
+# of a step) afresh, and glibc maps a block over 32 MB (its largest heap allocation) anew, so
+# the execution faults on each of its pages: measured per chunk on a 2-core AMD EPYC VM, the
+# LSTM bench's 46 MB 11,700 faults, the Transformer's 73 MB 18,600, ResNet-8's 122 MB 31,200
+# (about 75 ms: 0.6 ms a MB, 15% of a 0.5 s chunk). A chunk of such a program runs long enough
+# that this costs at most 1/30 of it (ResNet-8: 2.2 s chunks, its epoch 1.07x faster), and at
+# most MAX_CHUNK_SECONDS. (Setting glibc to one heap for all threads kept those pages, but made
+# the threads contend: the seed MLP's epoch 1.7x slower.)
+HEAP_BLOCK_LIMIT = 32 * 2**20
+FRESH_PAGES_SECONDS_PER_BYTE = 0.6e-3 / 2**20
+MAX_CHUNK_SECONDS = 3.0
 # Until a chunk has been timed, chunk length is estimated from the step's FLOPs at a
 # deliberately low throughput, so the first chunk is short rather than long.
 ASSUMED_FLOPS_PER_SECOND = 2e10
@@ -57,17 +61,31 @@ class Chunker:
 
     total: int | None   # steps in an epoch; None for a generator of unknown length
     steps: int
+    seconds: float | None = None  # the target length of a chunk; None: CHUNK_SECONDS
+
+    def fit_to(self, program):
+        """Aim at chunks long enough for `program`'s temporary buffer (see CHUNK_SECONDS)."""
+        temp = programs.temp_bytes(program)
+        if temp is None or temp <= HEAP_BLOCK_LIMIT:
+            self.seconds = None
+        else:
+            self.seconds = float(np.clip(30 * temp * FRESH_PAGES_SECONDS_PER_BYTE,
+                                         CHUNK_SECONDS, MAX_CHUNK_SECONDS))
 
     def next_stop(self, start: int) -> int:
         stop = start + self.steps
-        return stop if self.total is None else min(stop, self.total)
+        if self.total is None:
+            return stop
+        # A short tail joins this chunk rather than paying a chunk's fixed costs on its own.
+        return self.total if self.total - stop < self.steps // 4 else min(stop, self.total)
 
     def observe(self, steps_run: int, seconds: float):
         # Several processes must run the same chunks: all use process 0's timing.
         seconds = distribution_lib.chief_value(seconds)
         if steps_run and seconds > 0:
             rate = steps_run / seconds
-            self.steps = int(np.clip(rate * CHUNK_SECONDS, 1, self.total or 2**31 - 1))
+            seconds = CHUNK_SECONDS if self.seconds is None else self.seconds
+            self.steps = int(np.clip(rate * seconds, 1, self.total or 2**31 - 1))
 
 
 def _initial_chunk(trainer, total_steps):
@@ -468,6 +486,7 @@ def _run_epoch(trainer, feed, blocks, cb_list, progress, chunker, epoch, start_s
     for block in blocks:
         train = trainer.program("train", feed.batch_size, trainer.state, block.x, block.y,
                                 block.order, block.valid, *([jnp.int32(0)] * 4))
+        chunker.fit_to(train)
         while step < block.limit:
             stop = min(chunker.next_stop(step), block.limit,
                        step + (trainer.max_chunk_steps or block.limit),

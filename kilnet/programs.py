@@ -443,5 +443,14 @@ def compile_program(name: str, fn, donate: tuple, *example_args):
     return compiled, {"name": name, "seconds": round(seconds, 4), "memory_bytes": memory}
 
 
+def temp_bytes(program) -> int | None:
+    """The size of the temporary buffer an execution of a compiled `program` allocates, or
+    None where XLA does not say."""
+    try:
+        return int(program.memory_analysis().temp_size_in_bytes)
+    except Exception:  # not a compiled XLA program, or no memory analysis on this backend
+        return None
+
+
 def abstract(tree):
     return jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), tree)
