@@ -44,7 +44,7 @@ CHUNK_SECONDS = 0.5
 # the execution faults on each of its pages: measured per chunk on a 2-core AMD EPYC VM, the
 # LSTM bench's 46 MB 11,700 faults, the Transformer's 73 MB 18,600, ResNet-8's 122 MB 31,200
 # (about 75 ms: 0.6 ms a MB, 15% of a 0.5 s chunk). A chunk of such a program runs long enough
-# that this costs at most 1/30 of it (ResNet-8: 2.2 s chunks, its epoch 1.07x faster), and at
+# that this costs at most 1/30 of it (ResNet-8: 2.2 s chunks, its epoch 1.06x faster), and at
 # most MAX_CHUNK_SECONDS. (Setting glibc to one heap for all threads kept those pages, but made
 # the threads contend: the seed MLP's epoch 1.7x slower.)
 HEAP_BLOCK_LIMIT = 32 * 2**20
