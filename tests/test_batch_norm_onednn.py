@@ -1,10 +1,8 @@
 """oneDNN's training-mode batch normalization (kilnet/layers/_batch_norm_onednn.py): outputs,
 statistics and gradients against float64 references, padded batches, the layer's use of it and
-training with and without it."""
+training with and without it (and under DataParallel: tests/test_conv_onednn.py)."""
 
-import os
 import platform
-import subprocess
 import sys
 
 import jax
@@ -181,36 +179,3 @@ def test_a_convnet_with_batch_norm_trains_the_same_with_and_without_onednn(monke
     for a, b in zip(weights, xla_weights):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
-
-def test_data_parallel_batch_norm_on_four_devices_trains_like_one():
-    """Inside a program sharded over 4 CPU devices the statistics are the whole batch's, as on
-    one device."""
-    code = '''
-import numpy as np, kilnet
-from kilnet import layers
-from kilnet.layers import _batch_norm_onednn, _onednn
-
-_batch_norm_onednn.MIN_SIZE = 1  # the small images below go to oneDNN
-
-def run(distribution):
-    kilnet.utils.set_random_seed(0)
-    model = kilnet.Sequential([kilnet.Input((6, 6, 2)), layers.Conv2D(4, 3, use_bias=False),
-                               layers.BatchNormalization(), layers.Flatten(),
-                               layers.Dense(3, activation="softmax")])
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
-                  distribution=distribution)
-    rng = np.random.default_rng(0)
-    x, y = rng.random((64, 6, 6, 2), dtype=np.float32), rng.integers(0, 3, 64)
-    losses = model.fit(x, y, batch_size=16, epochs=3, verbose=0, seed=0).history["loss"]
-    return losses, model.get_weights()
-
-(a, wa), (b, wb) = run(None), run(kilnet.distribution.DataParallel())
-assert kilnet.distribution.DataParallel().num_devices == 4 and _onednn.available()
-print(max(abs(p - q) for p, q in zip(a, b)), max(float(np.abs(p - q).max()) for p, q in zip(wa, wb)))
-'''
-    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, "XLA_FLAGS": flags}, timeout=300)
-    assert done.returncode == 0, done.stderr
-    loss_gap, weight_gap = map(float, done.stdout.split()[-2:])
-    assert loss_gap < 1e-5 and weight_gap < 1e-5

@@ -341,16 +341,21 @@ def test_a_missing_package_is_named(monkeypatch):
 
 
 def test_data_parallel_convnet_on_four_devices_trains_like_one():
-    """oneDNN's calls inside a program sharded over 4 CPU devices (DataParallel): the same
-    losses and weights as one device."""
+    """oneDNN's calls (convolutions, and batch normalization: its statistics are the whole
+    batch's) inside a program sharded over 4 CPU devices (DataParallel): the same losses and
+    weights as one device."""
     code = '''
 import numpy as np, kilnet
 from kilnet import layers
+from kilnet.layers import _batch_norm_onednn, _onednn
+
+_batch_norm_onednn.MIN_SIZE = 1  # this small image's batch norm goes to oneDNN too
 
 def run(distribution):
     kilnet.utils.set_random_seed(0)
     model = kilnet.Sequential([kilnet.Input((10, 10, 2)), layers.Conv2D(8, 3, activation="relu"),
-                               layers.Conv2D(4, 3, strides=2), layers.Flatten(),
+                               layers.Conv2D(4, 3, strides=2, use_bias=False),
+                               layers.BatchNormalization(), layers.Flatten(),
                                layers.Dense(3, activation="softmax")])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
                   distribution=distribution)
@@ -360,9 +365,7 @@ def run(distribution):
     return losses, model.get_weights()
 
 (a, wa), (b, wb) = run(None), run(kilnet.distribution.DataParallel())
-assert kilnet.distribution.DataParallel().num_devices == 4
-from kilnet.layers import _onednn
-assert _onednn.available()
+assert kilnet.distribution.DataParallel().num_devices == 4 and _onednn.available()
 print(max(abs(p - q) for p, q in zip(a, b)), max(float(np.abs(p - q).max()) for p, q in zip(wa, wb)))
 '''
     import os
