@@ -59,13 +59,18 @@ class BatchNormalization(Layer):
         return constraints.serialize_into(regularizers.serialize_into(
             super().get_config(), self), self)
 
-    def apply(self, params, state, x, *, training=False, sample_mask=None, **_):
+    def apply(self, params, state, x, *, training=False, sample_mask=None, mask=None, **_):
         regularizers.add_layer_penalties(self, params)
+        if mask is not None and jnp.ndim(mask) != x.ndim - 1:
+            raise ValueError(f"{self.name}: the mask should have one dimension less than the "
+                             f"inputs. Received: mask.shape={jnp.shape(mask)}, "
+                             f"inputs.shape={x.shape}")
         if jnp.issubdtype(x.dtype, jnp.floating) and jnp.finfo(x.dtype).bits < 32:
             x = x.astype(jnp.float32)  # 16-bit inputs: statistics in float32, as Keras
         if training and self.trainable:  # frozen: inference mode, as Keras
+            # A sequence mask (Keras's masked moments): the statistics count unmasked steps.
             y, mean, var = _normalize_batch(x, params.get("gamma"), params.get("beta"),
-                                            sample_mask, self.epsilon)
+                                            sample_mask, self.epsilon, mask)
             m = self.momentum
             state = {"moving_mean": state["moving_mean"] * m + mean * (1 - m),
                      "moving_variance": state["moving_variance"] * m + var * (1 - m)}
@@ -79,26 +84,36 @@ class BatchNormalization(Layer):
         return y, state
 
 
-def _normalize_batch(x, gamma, beta, sample_mask, epsilon):
+def _normalize_batch(x, gamma, beta, sample_mask, epsilon, mask=None):
     """Training-mode batch normalization over every axis but the last: (y, mean, var).
-    The statistics count only the real samples of a padded batch (`sample_mask`); gamma and
-    beta may be None (scale / center off). oneDNN's kernels where they take x (float32 on the
-    CPU; `_batch_norm_onednn`), else the XLA form below."""
+    The statistics count only the real samples of a padded batch (`sample_mask`) and the
+    unmasked positions of a sequence mask (`mask`, x's shape without channels); gamma and beta
+    may be None (scale / center off). oneDNN's kernels where they take x (float32 on the CPU,
+    no sequence mask; `_batch_norm_onednn`), else the XLA form below."""
     channels = x.shape[-1]
     scale = jnp.ones((channels,), x.dtype) if gamma is None else gamma
     shift = jnp.zeros((channels,), x.dtype) if beta is None else beta
-    if _batch_norm_onednn.accepts(x):
+    if mask is None and _batch_norm_onednn.accepts(x):
         weights = (jnp.ones(x.shape[:1], x.dtype) if sample_mask is None
                    else sample_mask.astype(x.dtype))
         return _batch_norm_onednn.batch_norm_onednn(x, scale, shift, weights, epsilon)
     rows = x.reshape(-1, channels)
-    if sample_mask is None:
-        weights = None
-    else:  # one weight per row: the sample's, repeated over its positions
-        per_sample = rows.shape[0] // x.shape[0]
-        weights = jnp.repeat(sample_mask.astype(x.dtype), per_sample)
-    y, mean, var = _batch_norm_rows(rows, scale, shift, weights, epsilon)
+    y, mean, var = _batch_norm_rows(rows, scale, shift, _row_weights(x, sample_mask, mask),
+                                    epsilon)
     return y.reshape(x.shape), mean, var
+
+
+def _row_weights(x, sample_mask, mask):
+    """One weight per row of x seen as (rows, channels): 0 for a padded sample's rows and for
+    masked positions, else 1; None when every row counts."""
+    if sample_mask is None and mask is None:
+        return None
+    weights = jnp.ones(x.shape[:-1], x.dtype)
+    if sample_mask is not None:
+        weights = weights * sample_mask.astype(x.dtype).reshape((-1,) + (1,) * (x.ndim - 2))
+    if mask is not None:
+        weights = weights * jnp.broadcast_to(mask, x.shape[:-1]).astype(x.dtype)
+    return weights.reshape(-1)
 
 
 def _column_sums(rows, weights=None):
