@@ -84,8 +84,8 @@ class Chunker:
         seconds = distribution_lib.chief_value(seconds)
         if steps_run and seconds > 0:
             rate = steps_run / seconds
-            seconds = CHUNK_SECONDS if self.seconds is None else self.seconds
-            self.steps = int(np.clip(rate * seconds, 1, self.total or 2**31 - 1))
+            target = CHUNK_SECONDS if self.seconds is None else self.seconds
+            self.steps = int(np.clip(rate * target, 1, self.total or 2**31 - 1))
 
 
 def _initial_chunk(trainer, total_steps):

@@ -68,14 +68,15 @@ def batch_norm_onednn(x, gamma, beta, weights, epsilon):
     return _normalize(x, gamma, beta, weights, epsilon)
 
 
-def _statistics_shapes(x):
+def _result_shapes(x):
+    """The handlers' results: one array of x's shape and two (channels,) vectors."""
     vector = jax.ShapeDtypeStruct((x.shape[-1],), jnp.float32)
     return jax.ShapeDtypeStruct(x.shape, jnp.float32), vector, vector
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
 def _normalize(x, gamma, beta, weights, epsilon):
-    return _onednn.call("batch_norm_forward", _statistics_shapes(x), x, gamma, beta, weights,
+    return _onednn.call("batch_norm_forward", _result_shapes(x), x, gamma, beta, weights,
                         epsilon=np.float32(epsilon))
 
 
@@ -93,7 +94,7 @@ def _normalize_backward(epsilon, residuals, cotangents):
     x, gamma, weights, mean, var = residuals
     d_y, d_mean, d_var = cotangents
     d_y = jnp.zeros_like(x) if isinstance(d_y, SymbolicZero) else d_y
-    d_x, d_gamma, d_beta = _onednn.call("batch_norm_backward", _statistics_shapes(x), x, d_y,
+    d_x, d_gamma, d_beta = _onednn.call("batch_norm_backward", _result_shapes(x), x, d_y,
                                         mean, var, gamma, weights, epsilon=np.float32(epsilon))
     if not (isinstance(d_mean, SymbolicZero) and isinstance(d_var, SymbolicZero)):
         d_mean = jnp.zeros_like(mean) if isinstance(d_mean, SymbolicZero) else d_mean

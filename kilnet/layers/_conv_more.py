@@ -176,7 +176,7 @@ def depthwise_conv2d(x, kernel, strides, padding, dilation):
         return depthwise_native(x, kernel, strides, padding, dilation)
     kh, kw, channels, multiplier = kernel.shape
     y = onednn_conv(x, kernel.reshape(kh, kw, 1, channels * multiplier), strides, padding,
-                      dilation, groups=channels)
+                    dilation, groups=channels)
     return depthwise_views(x, kernel, strides, padding, dilation) if y is None else y
 
 

@@ -22,6 +22,7 @@ from jax import lax
 from kilnet import constraints, initializers, regularizers
 from kilnet.layers import _conv_onednn
 from kilnet.layers._base import KernelLayer, as_pair, check_padding
+from kilnet.layers._conv import dilated_span
 from kilnet.layers._conv1d import (
     check_channels_last,
     check_filters,
@@ -34,7 +35,7 @@ def transpose_padding(kernel: int, stride: int, dilation: int, padding: str,
     """(left, right) padding of the stride-dilated input as lax.conv_transpose takes it, for
     Keras's output size: 'valid' (i - 1) * s + max(k, s), 'same' i * s, plus output_padding
     (extra rows at the end) when given."""
-    span = dilation * (kernel - 1) + 1
+    span = dilated_span(kernel, dilation)
     if padding == "valid":
         extra = max(span, stride) - span if output_padding is None else output_padding
         return span - 1, span - 1 + extra
@@ -77,7 +78,7 @@ def _spread(size, tap, kernel, stride, dilation, pads):
     input i lands at i * stride + tap * dilation of the full output (length
     (size - 1) * stride + span), whose window starts `span - 1 - left` later and ends
     `span - 1 - right` earlier (negative padding crops, positive adds zeros)."""
-    span = dilation * (kernel - 1) + 1
+    span = dilated_span(kernel, dilation)
     left, right = pads
     offset = tap * dilation
     after = (span - 1) - offset  # full-output positions after this tap's last landing spot
@@ -93,19 +94,17 @@ def conv2d_transpose_native(x, kernel, strides, dilation, pads):
 def conv2d_transpose(x, kernel, strides, dilation, padding, output_padding):
     """On CPU oneDNN's (`conv2d_transpose_onednn`) where it can, else the scatter form;
     lax.conv_transpose elsewhere."""
-    pads = [transpose_padding(kernel.shape[i], strides[i], dilation[i], padding,
-                              None if output_padding is None else output_padding[i])
+    extra = (None, None) if output_padding is None else output_padding
+    pads = [transpose_padding(kernel.shape[i], strides[i], dilation[i], padding, extra[i])
             for i in range(2)]
     if jax.default_backend() != "cpu":
         return conv2d_transpose_native(x, kernel, strides, dilation, pads)
     # The convolution this one transposes: padded by the window's span - 1 less each side.
-    spans = [dilation[i] * (kernel.shape[i] - 1) + 1 for i in range(2)]
+    spans = [dilated_span(kernel.shape[i], dilation[i]) for i in range(2)]
     conv_pads = tuple((spans[i] - 1 - pads[i][0], spans[i] - 1 - pads[i][1]) for i in range(2))
     if _conv_onednn.accepts((x, kernel), conv_pads):
         out_size = tuple(transpose_size(x.shape[1 + i], kernel.shape[i], strides[i],
-                                        dilation[i], padding,
-                                        None if output_padding is None else output_padding[i])
-                         for i in range(2))
+                                        dilation[i], padding, extra[i]) for i in range(2))
         return _conv_onednn.conv2d_transpose_onednn(x, kernel, tuple(strides), conv_pads,
                                                     tuple(dilation), out_size)
     return conv2d_transpose_scatter(x, kernel, strides, dilation, pads)

@@ -163,5 +163,3 @@ def _batch_norm_rows_backward(epsilon, residuals, cotangents):
 
 
 _batch_norm_rows.defvjp(_batch_norm_rows_forward, _batch_norm_rows_backward)
-
-
