@@ -2,6 +2,7 @@
 convolution and derivative in float64, use inside compiled loops, and the way back to XLA's
 convolution when oneDNN cannot be built or is switched off."""
 
+import re
 import subprocess
 import sys
 
@@ -374,3 +375,102 @@ print(max(abs(p - q) for p, q in zip(a, b)), max(float(np.abs(p - q).max()) for 
     out, _ = run_fresh(code, XLA_FLAGS=flags)
     loss_gap, weight_gap = map(float, out.splitlines()[-1].split())
     assert loss_gap < 1e-5 and weight_gap < 1e-5
+
+
+# ---- Choosing among oneDNN's implementations ------------------------------------------------
+PLAN_LINE = re.compile(r"^(?P<description>.*): (?P<implementation>[^,]+), "
+                       r"(?P<chosen_by>measured|remembered|the only candidate|forced), "
+                       r"(?P<index>\d+) of (?P<candidates>\d+), ")
+
+
+def plans_of(src_text):
+    """The plan lines of the convolutions whose oneDNN source shape is `src_text`, parsed."""
+    lines = [PLAN_LINE.match(line) for line in _onednn.convolution_plans()]
+    return [m.groupdict() for m in lines if m and f" src {src_text} " in m["description"]]
+
+
+# (x shape without the batch, kernel shape, strides, pads, dilation, groups); each case runs
+# with its own batch size so that its plans are told apart by their shapes.
+IMPLEMENTATION_CASES = [
+    ((9, 9, 8), (3, 3, 8, 16), (1, 1), ((1, 1), (1, 1)), (1, 1), 1),
+    ((10, 10, 8), (3, 3, 8, 16), (2, 2), ((0, 1), (0, 1)), (1, 1), 1),
+    ((10, 10, 16), (1, 1, 16, 32), (2, 2), ((0, 0), (0, 0)), (1, 1), 1),
+    ((9, 9, 8), (3, 3, 4, 8), (1, 1), ((1, 1), (1, 1)), (1, 1), 2),
+    ((9, 9, 8), (3, 3, 1, 8), (1, 1), ((1, 1), (1, 1)), (1, 1), 8),
+    ((9, 9, 8), (3, 3, 8, 8), (1, 1), ((2, 2), (2, 2)), (2, 2), 1),
+    ((20, 8), (5, 8, 16), (1,), ((2, 2),), (1,), 1),
+    ((5, 6, 7, 4), (3, 3, 3, 4, 8), (1, 1, 1), ((1, 1),) * 3, (1, 1, 1), 1),
+]
+
+
+@pytest.mark.parametrize("case", range(len(IMPLEMENTATION_CASES)))
+def test_every_implementation_computes_the_same_convolution(case):
+    """The plan measured fastest, then each other implementation oneDNN offers (forced one
+    by one), against JAX's convolution in float64: any of them may be chosen on a machine."""
+    spatial, kernel, strides, pads, dilation, groups = IMPLEMENTATION_CASES[case]
+    batch = 3 + case
+    rng = np.random.default_rng(case)
+    arrays = [rng.standard_normal((batch, *spatial)), rng.standard_normal(kernel)]
+    image = "NWC NHWC NDHWC".split()[len(strides) - 1]
+    numbers = (image, image[1:-1] + "IO", image)
+
+    def ours(x, k):
+        return _conv_onednn.conv_onednn(x, k, strides, pads, dilation, groups)
+
+    def theirs(x, k):
+        return lax.conv_general_dilated(x, k, strides, pads, rhs_dilation=dilation,
+                                        dimension_numbers=numbers, feature_group_count=groups)
+
+    _onednn.force_convolution_candidate(None)
+    assert_equals_float64(ours, theirs, arrays, rng)
+    src = "x".join(map(str, (batch, spatial[-1], *spatial[:-1])))
+    plans = plans_of(src)
+    assert sorted(p["description"].split()[0] for p in plans) == [
+        "forward", "input_gradient", "kernel_gradient"]
+    assert all(p["chosen_by"] != "forced" for p in plans)
+    most = max(int(p["candidates"]) for p in plans)
+    if len(strides) == 2 and groups == 1:  # oneDNN offers several of these on any x86-64
+        assert most > 1
+    try:
+        for index in range(most):
+            _onednn.force_convolution_candidate(index)
+            assert_equals_float64(ours, theirs, arrays, rng)
+    finally:
+        _onednn.force_convolution_candidate(None)
+    forced = [p for p in plans_of(src) if p["chosen_by"] == "forced"]
+    assert {int(p["index"]) for p in forced} == set(range(most))
+
+
+def test_choices_are_measured_once_and_remembered_on_the_machine(tmp_path):
+    """A process measures each new convolution's implementations and writes its choices in
+    kilnet's cache; the next process takes the same ones without measuring; a remembered name
+    that no longer matches oneDNN's implementation at that place is measured again."""
+    code = ("import jax, jax.numpy as jnp\n"
+            "from kilnet.layers import _conv_onednn, _onednn\n"
+            "f = lambda x, k: _conv_onednn.conv_onednn(x, k, (2, 2), ((0, 1), (0, 1)),\n"
+            "                                          (1, 1)).sum()\n"
+            "jax.grad(f, (0, 1))(jnp.ones((3, 12, 12, 8)), jnp.ones((3, 3, 8, 16)))\n"
+            "print('\\n'.join(_onednn.convolution_plans()))\n")
+    cache = str(tmp_path / "cache")
+
+    def plans():
+        out = run_fresh(code, XDG_CACHE_HOME=cache)[0].splitlines()
+        parsed = [PLAN_LINE.match(line) for line in out]
+        return {m["description"]: m.groupdict() for m in parsed if m}
+
+    first = plans()
+    measured = {d: p for d, p in first.items() if p["chosen_by"] == "measured"}
+    assert len(first) == 3 and measured
+    second = plans()
+    for description, plan in measured.items():
+        again = second[description]
+        assert again["chosen_by"] == "remembered"
+        assert (again["implementation"], again["index"]) == (plan["implementation"],
+                                                             plan["index"])
+    (choices,) = (tmp_path / "cache" / "kilnet" / "native").glob("conv_choices_*.txt")
+    lines = choices.read_text().splitlines()
+    assert len(lines) == len(measured)
+    choices.write_text("".join(line.rsplit("\t", 1)[0] + "\tno-such-implementation\n"
+                               for line in lines))
+    third = plans()
+    assert all(third[d]["chosen_by"] == "measured" for d in measured)

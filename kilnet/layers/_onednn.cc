@@ -19,10 +19,17 @@
 // spatial...) weights in its `hwigo` order (`wigo`, `dhwigo`), the same memory.
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <functional>
 #include <cstdint>
+#include <cstring>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <sstream>
+#include <string>
 #include <tuple>
 #include <unordered_map>
 #include <vector>
@@ -109,13 +116,6 @@ Geometry geometry(ffi::Span<const int64_t> x, ffi::Span<const int64_t> k,
   return geo;
 }
 
-using Key = std::tuple<int, memory::dims, memory::dims, memory::dims, memory::dims,
-                       memory::dims, memory::dims, memory::dims>;
-
-Key key_of(int kind, const Geometry& g) {
-  return Key{kind, g.src, g.weights, g.dst, g.strides, g.dilation, g.pad_low, g.pad_high};
-}
-
 dnnl::primitive_attr user_scratchpad() {
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
@@ -132,62 +132,252 @@ dnnl::convolution_forward::primitive_desc forward_desc(const Geometry& g, tag ke
       g.pad_low, g.pad_high, user_scratchpad());
 }
 
-// One cached plan per (direction, geometry): its primitive and, for the gradients, the
-// reorder between XLA's kernel layout and the one oneDNN chose.
+// One cached plan per (direction, geometry): a primitive and, where its implementation wants
+// the kernel in a blocked layout, the reorder between XLA's layout and that one.
 struct Plan {
   dnnl::primitive conv;
   memory::desc kernel_blocked;
-  dnnl::primitive kernel_reorder;  // empty when the chosen layout is XLA's
+  dnnl::primitive kernel_reorder;  // empty when the implementation takes XLA's layout
   size_t scratchpad_bytes = 0;
+  std::string implementation;
+  // How it was chosen (see plan_for), its place among the candidates, how many there were,
+  // and its measured call when measured.
+  std::string chosen_by = "the only candidate";
+  size_t index = 0, candidates = 1;
+  double milliseconds = 0;
 };
 
 enum Kind { kForward = 0, kInputGradient = 1, kKernelGradient = 2 };
+const char* const kKindNames[] = {"forward", "input_gradient", "kernel_gradient"};
 
-std::shared_ptr<Plan> make_plan(int kind, const Geometry& g) {
+std::string dims_text(const memory::dims& dims) {
+  std::string text;
+  for (size_t i = 0; i < dims.size(); ++i) text += (i ? "x" : "") + std::to_string(dims[i]);
+  return text;
+}
+
+// The plans' key, also the line a choice is remembered under: direction and oneDNN's
+// (N, C, spatial) shapes, strides, dilation and pads.
+std::string describe(int kind, const Geometry& g) {
+  return std::string(kKindNames[kind]) + " src " + dims_text(g.src) + " weights " +
+         dims_text(g.weights) + " dst " + dims_text(g.dst) + " strides " +
+         dims_text(g.strides) + " dilation " + dims_text(g.dilation) + " pads " +
+         dims_text(g.pad_low) + " " + dims_text(g.pad_high);
+}
+
+// The plan of `pd`'s current implementation. The kernel gradient reorders out of the
+// implementation's kernel layout, the others into it.
+template <typename Primitive, typename PD>
+std::shared_ptr<Plan> plan_of(const PD& pd, const memory::desc& kernel,
+                              const memory::desc& plain, bool kernel_is_result) {
   auto& eng = cpu_engine();
   auto plan = std::make_shared<Plan>();
-  memory::desc plain_kernel(g.weights, memory::data_type::f32, g.kernel_tag);
-  memory::desc src(g.src, memory::data_type::f32, g.image_tag);
-  memory::desc dst(g.dst, memory::data_type::f32, g.image_tag);
-  memory::desc any_kernel(g.weights, memory::data_type::f32, tag::any);
-  if (kind == kForward) {  // XLA's kernel layout as it is: no reorder
-    auto fwd = forward_desc(g, g.kernel_tag);
-    plan->conv = dnnl::convolution_forward(fwd);
-    plan->scratchpad_bytes = fwd.scratchpad_desc().get_size();
-    return plan;
-  }
-  auto hint = forward_desc(g, tag::any);
-  if (kind == kInputGradient) {
-    dnnl::convolution_backward_data::primitive_desc bwd(
-        eng, dnnl::algorithm::convolution_direct, src, any_kernel, dst, g.strides, g.dilation,
-        g.pad_low, g.pad_high, hint, user_scratchpad());
-    plan->conv = dnnl::convolution_backward_data(bwd);
-    plan->kernel_blocked = bwd.weights_desc();
-    plan->scratchpad_bytes = bwd.scratchpad_desc().get_size();
-    if (plan->kernel_blocked != plain_kernel)
-      plan->kernel_reorder = dnnl::reorder(dnnl::reorder::primitive_desc(
-          eng, plain_kernel, eng, plan->kernel_blocked));
-  } else {
-    dnnl::convolution_backward_weights::primitive_desc bwd(
-        eng, dnnl::algorithm::convolution_direct, src, any_kernel, dst, g.strides, g.dilation,
-        g.pad_low, g.pad_high, hint, user_scratchpad());
-    plan->conv = dnnl::convolution_backward_weights(bwd);
-    plan->kernel_blocked = bwd.diff_weights_desc();
-    plan->scratchpad_bytes = bwd.scratchpad_desc().get_size();
-    if (plan->kernel_blocked != plain_kernel)
-      plan->kernel_reorder = dnnl::reorder(dnnl::reorder::primitive_desc(
-          eng, plan->kernel_blocked, eng, plain_kernel));
-  }
+  plan->conv = Primitive(pd);  // oneDNN generates the implementation's code here
+  plan->kernel_blocked = kernel;
+  plan->scratchpad_bytes = pd.scratchpad_desc().get_size();
+  plan->implementation = pd.impl_info_str();
+  if (kernel != plain)
+    plan->kernel_reorder = dnnl::reorder(
+        kernel_is_result ? dnnl::reorder::primitive_desc(eng, kernel, eng, plain)
+                         : dnnl::reorder::primitive_desc(eng, plain, eng, kernel));
   return plan;
 }
 
-std::shared_ptr<Plan> plan_for(int kind, const Geometry& g) {
-  static std::mutex lock;
-  static std::map<Key, std::shared_ptr<Plan>> plans;
-  std::lock_guard<std::mutex> hold(lock);
-  auto& slot = plans[key_of(kind, g)];
-  if (!slot) slot = make_plan(kind, g);
-  return slot;
+// An implementation oneDNN offers, named and made into a plan only when wanted (making one
+// generates its code: a few milliseconds).
+struct Candidate {
+  std::string implementation;
+  memory::desc kernel;
+  std::function<std::shared_ptr<Plan>()> make;
+};
+
+bool is_reference(const Candidate& c) { return c.implementation.rfind("ref", 0) == 0; }
+
+// Appends every implementation oneDNN offers for the descriptor `make_pd` builds (in its
+// order of preference) not already in `candidates`. `make_pd` throws when no implementation
+// takes the layouts asked for; then there is nothing to add.
+template <typename Primitive, typename MakePd, typename KernelOf>
+void add_implementations(MakePd make_pd, KernelOf kernel_of, const memory::desc& plain,
+                         bool kernel_is_result, std::vector<Candidate>& candidates) {
+  try {
+    auto pd = make_pd();
+    do {
+      memory::desc kernel = kernel_of(pd);
+      std::string name = pd.impl_info_str();
+      bool known = std::any_of(candidates.begin(), candidates.end(), [&](const auto& c) {
+        return c.implementation == name && c.kernel == kernel;
+      });
+      if (known) continue;
+      dnnl_primitive_desc_t copy;  // this implementation's descriptor, kept as it is now
+      dnnl::error::wrap_c_api(dnnl_primitive_desc_clone(&copy, pd.get()),
+                              "could not copy a primitive descriptor");
+      decltype(pd) at(copy);
+      // `make_pd` is kept too: a gradient's descriptor points at the forward hint it holds.
+      candidates.push_back({name, kernel, [make_pd, at, kernel, plain, kernel_is_result] {
+        return plan_of<Primitive>(at, kernel, plain, kernel_is_result);
+      }});
+    } while (pd.next_impl());
+  } catch (const dnnl::error&) {
+  }
+}
+
+// Every implementation of one direction, for the kernel in XLA's layout and in the layouts
+// oneDNN prefers (reordered), reference loops dropped when anything else runs. The first is
+// what oneDNN itself would pick: for the forward pass on XLA's layout (no reorder), for the
+// gradients on its preferred one.
+std::vector<Candidate> candidates_for(int kind, const Geometry& g) {
+  memory::desc plain(g.weights, memory::data_type::f32, g.kernel_tag);
+  memory::desc src(g.src, memory::data_type::f32, g.image_tag);
+  memory::desc dst(g.dst, memory::data_type::f32, g.image_tag);
+  auto weights_of = [](const auto& pd) { return pd.weights_desc(); };
+  // The gradients' descriptors point at their forward hint (oneDNN reads it again in
+  // next_impl), so each closure keeps a copy of it alive.
+  auto hint = forward_desc(g, tag::any);
+  std::vector<Candidate> candidates;
+  tag first = kind == kForward ? g.kernel_tag : tag::any;
+  tag second = kind == kForward ? tag::any : g.kernel_tag;
+  for (tag kernel_tag : {first, second}) {
+    memory::desc kernel(g.weights, memory::data_type::f32, kernel_tag);
+    if (kind == kForward) {
+      add_implementations<dnnl::convolution_forward>(
+          [g, kernel_tag] { return forward_desc(g, kernel_tag); }, weights_of, plain, false,
+          candidates);
+    } else if (kind == kInputGradient) {
+      add_implementations<dnnl::convolution_backward_data>([g, src, kernel, dst, hint] {
+        return dnnl::convolution_backward_data::primitive_desc(
+            cpu_engine(), dnnl::algorithm::convolution_direct, src, kernel, dst, g.strides,
+            g.dilation, g.pad_low, g.pad_high, hint, user_scratchpad());
+      }, weights_of, plain, false, candidates);
+    } else {
+      add_implementations<dnnl::convolution_backward_weights>([g, src, kernel, dst, hint] {
+        return dnnl::convolution_backward_weights::primitive_desc(
+            cpu_engine(), dnnl::algorithm::convolution_direct, src, kernel, dst, g.strides,
+            g.dilation, g.pad_low, g.pad_high, hint, user_scratchpad());
+      }, [](const auto& pd) { return pd.diff_weights_desc(); }, plain, true, candidates);
+    }
+  }
+  if (std::any_of(candidates.begin(), candidates.end(),
+                  [](const auto& c) { return !is_reference(c); }))
+    candidates.erase(std::remove_if(candidates.begin(), candidates.end(), is_reference),
+                     candidates.end());
+  if (candidates.empty())
+    throw std::runtime_error("oneDNN has no implementation of this convolution");
+  return candidates;
+}
+
+using Run = std::function<void(const Plan&)>;
+
+double milliseconds_of(const Run& run, const Plan& plan) {
+  auto start = std::chrono::steady_clock::now();
+  run(plan);
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+// The fastest candidate on the call's own operands (every implementation computes the same
+// convolution, so the results stay valid): each runs once to warm up (one over 3x the best
+// so far goes no further), then up to three times, its least time counting (one slower than
+// 1.5x the best so far is not run again). oneDNN's first choice is not always its fastest:
+// on a 2-core AMD EPYC (batch 128) its strided input gradients ran 1.4-6.9x slower than its
+// `jit:avx512_core` kernels (16 -> 32, 1x1 stride 2 on 32x32: 1.44 ms against 0.21).
+std::shared_ptr<Plan> fastest(const std::vector<Candidate>& candidates, const Run& run) {
+  std::shared_ptr<Plan> best;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    auto plan = candidates[i].make();
+    plan->index = i;
+    double least = milliseconds_of(run, *plan);  // the warm-up
+    if (!best || least < 3 * best->milliseconds) {
+      least = milliseconds_of(run, *plan);
+      for (int again = 0; again < 2 && (!best || least < 1.5 * best->milliseconds); ++again)
+        least = std::min(least, milliseconds_of(run, *plan));
+    }
+    plan->milliseconds = least;
+    if (!best || least < best->milliseconds) best = plan;
+  }
+  return best;
+}
+
+// -1: each plan is chosen as plan_for says; k >= 0: candidate k (the last if fewer), so that
+// tests can check every implementation's numbers.
+std::atomic<int> forced_candidate{-1};
+
+std::mutex plans_lock;  // guards the three below
+std::map<std::pair<int, std::string>, std::shared_ptr<Plan>> plans_made;
+// Choices measured earlier on this machine (see _onednn.py), by description: (index, name).
+std::map<std::string, std::pair<size_t, std::string>> remembered;
+std::string choices_file;
+
+std::shared_ptr<Plan> cached_plan(const std::pair<int, std::string>& key) {
+  std::lock_guard<std::mutex> hold(plans_lock);
+  auto found = plans_made.find(key);
+  return found == plans_made.end() ? nullptr : found->second;
+}
+
+// The candidate remembered for `description` if the same implementation is still at its
+// place; -1 otherwise.
+long remembered_index(const std::string& description, const std::vector<Candidate>& candidates) {
+  std::lock_guard<std::mutex> hold(plans_lock);
+  auto found = remembered.find(description);
+  if (found == remembered.end()) return -1;
+  auto [index, name] = found->second;
+  return index < candidates.size() && candidates[index].implementation == name
+             ? static_cast<long>(index) : -1;
+}
+
+void remember(const std::string& description, const Plan& plan) {
+  std::lock_guard<std::mutex> hold(plans_lock);
+  remembered[description] = {plan.index, plan.implementation};
+  if (choices_file.empty()) return;
+  // One line appended whole: processes sharing the file interleave lines, never halves. A
+  // file that cannot be written (a read-only home) only costs measuring again next time.
+  std::string line = description + "\t" + std::to_string(plan.index) + "\t" +
+                     plan.implementation + "\n";
+  if (FILE* f = std::fopen(choices_file.c_str(), "a")) {
+    std::fwrite(line.data(), 1, line.size(), f);
+    std::fclose(f);
+  }
+}
+
+std::shared_ptr<Plan> make_candidate(const std::vector<Candidate>& candidates, size_t index,
+                                     const char* chosen_by) {
+  auto plan = candidates[index].make();
+  plan->index = index;
+  plan->chosen_by = chosen_by;
+  return plan;
+}
+
+// The plan of one direction and geometry, made on its first call (`run` runs a plan on that
+// call's operands) and kept for the process: the only candidate; else the one this machine
+// measured fastest before (remembered, so that a resumed run computes as the interrupted one
+// did); else the fastest measured now, then remembered.
+std::shared_ptr<Plan> plan_for(int kind, const Geometry& g, const Run& run) {
+  int forced = forced_candidate.load();
+  std::string description = describe(kind, g);
+  auto key = std::make_pair(forced, description);
+  if (auto plan = cached_plan(key)) return plan;
+  // One choice at a time: two convolutions measured side by side would slow each other.
+  static std::mutex choosing;
+  std::lock_guard<std::mutex> one_at_a_time(choosing);
+  if (auto plan = cached_plan(key)) return plan;
+  auto candidates = candidates_for(kind, g);
+  long earlier = forced >= 0 ? -1 : remembered_index(description, candidates);
+  std::shared_ptr<Plan> chosen;
+  if (forced >= 0) {
+    chosen = make_candidate(candidates, std::min<size_t>(forced, candidates.size() - 1),
+                            "forced");
+  } else if (candidates.size() == 1) {
+    chosen = make_candidate(candidates, 0, "the only candidate");
+  } else if (earlier >= 0) {
+    chosen = make_candidate(candidates, earlier, "remembered");
+  } else {
+    chosen = fastest(candidates, run);
+    chosen->chosen_by = "measured";
+    remember(description, *chosen);
+  }
+  chosen->candidates = candidates.size();
+  std::lock_guard<std::mutex> hold(plans_lock);
+  plans_made[key] = chosen;
+  return chosen;
 }
 
 memory wrap(const memory::dims& dims, tag t, void* data) {
@@ -206,17 +396,36 @@ ffi::Error guarded(F&& body) {
   }
 }
 
+// The kernel memory a plan reads or writes: XLA's own, or the thread's scratch in the plan's
+// layout.
+memory kernel_memory(const Plan& plan, const memory& plain) {
+  if (!plan.kernel_reorder) return plain;
+  return memory(plan.kernel_blocked, cpu_engine(),
+                buffers.blocked_kernel(plan.kernel_blocked.get_size()));
+}
+
+// Forward and input gradient: the kernel is an operand, reordered into the plan's layout.
+Run reading_kernel(dnnl::stream& stream, memory plain, int image_in, memory in, int image_out,
+                   memory out) {
+  return [&stream, plain, image_in, in, image_out, out](const Plan& plan) {
+    memory kernel = kernel_memory(plan, plain);
+    if (plan.kernel_reorder)
+      plan.kernel_reorder.execute(stream, {{DNNL_ARG_FROM, plain}, {DNNL_ARG_TO, kernel}});
+    execute(plan.conv, plan.scratchpad_bytes, stream,
+            {{image_in, in}, {DNNL_ARG_WEIGHTS, kernel}, {image_out, out}});
+    stream.wait();
+  };
+}
+
 ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> kernel,
                    ffi::ResultBuffer<ffi::F32> y, ffi::Span<const int64_t> g) {
   return guarded([&] {
     Geometry geo = geometry(x.dimensions(), kernel.dimensions(), y->dimensions(), g);
-    auto plan = plan_for(kForward, geo);
     dnnl::stream stream(cpu_engine());
-    execute(plan->conv, plan->scratchpad_bytes, stream,
-        {{DNNL_ARG_SRC, wrap(geo.src, geo.image_tag, x.typed_data())},
-         {DNNL_ARG_WEIGHTS, wrap(geo.weights, geo.kernel_tag, kernel.typed_data())},
-         {DNNL_ARG_DST, wrap(geo.dst, geo.image_tag, y->typed_data())}});
-    stream.wait();
+    Run run = reading_kernel(stream, wrap(geo.weights, geo.kernel_tag, kernel.typed_data()),
+                             DNNL_ARG_SRC, wrap(geo.src, geo.image_tag, x.typed_data()),
+                             DNNL_ARG_DST, wrap(geo.dst, geo.image_tag, y->typed_data()));
+    run(*plan_for(kForward, geo, run));
   });
 }
 
@@ -224,20 +433,11 @@ ffi::Error InputGradient(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> kernel,
                          ffi::ResultBuffer<ffi::F32> dx, ffi::Span<const int64_t> g) {
   return guarded([&] {
     Geometry geo = geometry(dx->dimensions(), kernel.dimensions(), dy.dimensions(), g);
-    auto plan = plan_for(kInputGradient, geo);
     dnnl::stream stream(cpu_engine());
-    memory plain = wrap(geo.weights, geo.kernel_tag, kernel.typed_data());
-    memory weights = plain;
-    if (plan->kernel_reorder) {
-      weights = memory(plan->kernel_blocked, cpu_engine(),
-                       buffers.blocked_kernel(plan->kernel_blocked.get_size()));
-      plan->kernel_reorder.execute(stream, {{DNNL_ARG_FROM, plain}, {DNNL_ARG_TO, weights}});
-    }
-    execute(plan->conv, plan->scratchpad_bytes, stream,
-        {{DNNL_ARG_DIFF_DST, wrap(geo.dst, geo.image_tag, dy.typed_data())},
-         {DNNL_ARG_WEIGHTS, weights},
-         {DNNL_ARG_DIFF_SRC, wrap(geo.src, geo.image_tag, dx->typed_data())}});
-    stream.wait();
+    Run run = reading_kernel(stream, wrap(geo.weights, geo.kernel_tag, kernel.typed_data()),
+                             DNNL_ARG_DIFF_DST, wrap(geo.dst, geo.image_tag, dy.typed_data()),
+                             DNNL_ARG_DIFF_SRC, wrap(geo.src, geo.image_tag, dx->typed_data()));
+    run(*plan_for(kInputGradient, geo, run));
   });
 }
 
@@ -245,20 +445,20 @@ ffi::Error KernelGradient(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
                           ffi::ResultBuffer<ffi::F32> dk, ffi::Span<const int64_t> g) {
   return guarded([&] {
     Geometry geo = geometry(x.dimensions(), dk->dimensions(), dy.dimensions(), g);
-    auto plan = plan_for(kKernelGradient, geo);
     dnnl::stream stream(cpu_engine());
     memory plain = wrap(geo.weights, geo.kernel_tag, dk->typed_data());
-    memory weights = plain;
-    if (plan->kernel_reorder)
-      weights = memory(plan->kernel_blocked, cpu_engine(),
-                       buffers.blocked_kernel(plan->kernel_blocked.get_size()));
-    execute(plan->conv, plan->scratchpad_bytes, stream,
-        {{DNNL_ARG_SRC, wrap(geo.src, geo.image_tag, x.typed_data())},
-         {DNNL_ARG_DIFF_DST, wrap(geo.dst, geo.image_tag, dy.typed_data())},
-         {DNNL_ARG_DIFF_WEIGHTS, weights}});
-    if (plan->kernel_reorder)
-      plan->kernel_reorder.execute(stream, {{DNNL_ARG_FROM, weights}, {DNNL_ARG_TO, plain}});
-    stream.wait();
+    memory src = wrap(geo.src, geo.image_tag, x.typed_data());
+    memory diff_dst = wrap(geo.dst, geo.image_tag, dy.typed_data());
+    Run run = [&](const Plan& plan) {
+      memory kernel = kernel_memory(plan, plain);
+      execute(plan.conv, plan.scratchpad_bytes, stream,
+              {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, diff_dst},
+               {DNNL_ARG_DIFF_WEIGHTS, kernel}});
+      if (plan.kernel_reorder)
+        plan.kernel_reorder.execute(stream, {{DNNL_ARG_FROM, kernel}, {DNNL_ARG_TO, plain}});
+      stream.wait();
+    };
+    run(*plan_for(kKernelGradient, geo, run));
   });
 }
 
@@ -419,6 +619,39 @@ ffi::Error NormBackward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
 }
 
 }  // namespace
+
+// For _onednn.py. KilnetConvPlans: one line per plan made in this process, "description:
+// implementation, chosen by, index of candidates, milliseconds", written into `out` when
+// `capacity` holds it; returns the text's length.
+extern "C" size_t KilnetConvPlans(char* out, size_t capacity) {
+  std::ostringstream text;
+  std::lock_guard<std::mutex> hold(plans_lock);
+  for (const auto& [key, plan] : plans_made)
+    text << key.second << ": " << plan->implementation << ", " << plan->chosen_by << ", "
+         << plan->index << " of " << plan->candidates << ", " << plan->milliseconds << " ms\n";
+  std::string result = text.str();
+  if (result.size() < capacity) std::memcpy(out, result.c_str(), result.size() + 1);
+  return result.size();
+}
+
+// The file of this machine's measured choices: read now, appended to as plans are measured.
+extern "C" void KilnetConvChoicesFile(const char* path) {
+  std::lock_guard<std::mutex> hold(plans_lock);
+  choices_file = path;
+  std::ifstream lines(choices_file);
+  std::string line;
+  while (std::getline(lines, line)) {  // description \t index \t implementation; last wins
+    auto first = line.find('\t'), second = line.rfind('\t');
+    if (first == std::string::npos || first == second) continue;
+    try {
+      remembered[line.substr(0, first)] = {std::stoul(line.substr(first + 1, second - first - 1)),
+                                           line.substr(second + 1)};
+    } catch (const std::exception&) {  // a damaged line: that plan is measured again
+    }
+  }
+}
+
+extern "C" void KilnetConvForceCandidate(int index) { forced_candidate = index; }
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(KilnetConvForward, Forward, two_operands_one_result());
 XLA_FFI_DEFINE_HANDLER_SYMBOL(KilnetConvInputGradient, InputGradient,

@@ -8,6 +8,12 @@ kept under kilnet's cache directory, loaded, and its handlers registered with XL
 fails (no wheel on this platform, no compiler), or KILNET_ONEDNN=0 is set, `available()` is
 False, `status()` says why, and the layers keep their XLA forms. `call` runs a handler;
 `_conv_onednn` and `_batch_norm_onednn` wrap them with their gradients.
+
+oneDNN offers several implementations of each convolution and its first choice is not always
+the fastest, so the first call of each convolution direction and shape times them all on its
+own operands and keeps the fastest. The choices are remembered in a file per machine (CPU
+model, usable cores, library build) in the same cache directory: later processes take the
+same implementations without measuring, and a resumed run computes as the interrupted one did.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import ctypes
 import hashlib
 import importlib.metadata
 import os
+import platform
 import subprocess
 import tempfile
 import threading
@@ -88,11 +95,34 @@ def _build(include: Path, libdir: Path) -> Path:
     return target
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _choices_file(library: Path) -> Path:
+    """Where this machine's measured convolution choices are kept: one file per library build,
+    CPU model, number of usable cores and OpenMP thread setting (each changes which
+    implementation is fastest)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    machine = f"{library.name}|{_cpu_model()}|{cores}|{os.environ.get('OMP_NUM_THREADS', '')}"
+    digest = hashlib.sha256(machine.encode()).hexdigest()[:16]
+    return library.parent / f"conv_choices_{digest}.txt"
+
+
 def _load() -> None:
     include = _installed_file(HEADERS_DIST, "oneapi/dnnl/dnnl.hpp").parents[2]
     libdir = _installed_file(LIBRARY_DIST, "libdnnl.so").parent
-    library = ctypes.CDLL(str(_build(include, libdir)))
+    built = _build(include, libdir)
+    library = ctypes.CDLL(str(built))
     _state["library"] = library  # XLA holds pointers into it for the process's life
+    library.KilnetConvChoicesFile(str(_choices_file(built)).encode())
     for name, symbol in _HANDLERS.items():
         jax.ffi.register_ffi_target(_TARGET_PREFIX + name,
                                     jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
@@ -153,3 +183,38 @@ def call(handler: str, results, *operands, **attributes):
     """
     return jax.ffi.ffi_call(_TARGET_PREFIX + handler, results, vmap_method="sequential")(
         *operands, **attributes)
+
+
+def convolution_plans() -> list[str]:
+    """One line per convolution plan made in this process: its direction, oneDNN's
+    (N, C, spatial) shapes, strides, dilation and pads, then the implementation, how it was
+    chosen ("measured" on its first call, "remembered" from an earlier process on this
+    machine, "the only candidate", or "forced"), its place among the candidates, and its
+    measured milliseconds (0 when not measured).
+
+    Example:
+        >>> from kilnet.layers._onednn import convolution_plans
+        >>> isinstance(convolution_plans(), list)
+        True
+    """
+    if not available():
+        return []
+    library = _state["library"]
+    library.KilnetConvPlans.restype = ctypes.c_size_t
+    size = library.KilnetConvPlans(None, ctypes.c_size_t(0))
+    text = ctypes.create_string_buffer(size + 1)
+    library.KilnetConvPlans(text, ctypes.c_size_t(size + 1))
+    return text.value.decode().splitlines()
+
+
+def force_convolution_candidate(index: int | None) -> None:
+    """Plans made from now on take oneDNN's implementation number `index` (in its order of
+    preference; the last when there are fewer) instead of the fastest measured; None restores
+    measuring. For tests that check every implementation's numbers.
+
+    Example:
+        >>> from kilnet.layers._onednn import force_convolution_candidate
+        >>> force_convolution_candidate(None)
+    """
+    if available():
+        _state["library"].KilnetConvForceCandidate(ctypes.c_int(-1 if index is None else index))
