@@ -5,12 +5,13 @@
 //
 // ---- Convolutions ----------------------------------------------------------------------------
 // Layouts are XLA's: activations (batch, height, width, channels) row-major, kernels
-// (height, width, in, out). oneDNN runs its fast kernels on those activations directly; only
-// the gradients want the kernel in oneDNN's blocked layout, a reorder of a few thousand
-// numbers. Measured on a 2-core AMD EPYC (batch 128, the MNIST convnet's 3x3 32 -> 64 on
-// 13x13): forward 2.8 ms, input gradient 3.1, kernel gradient 2.9 (its XLA counterparts
-// 3.1 / 5.0 / 9.4 in the same loop); with the activations in oneDNN's plain layout only the
-// gradients fall back to slower im2col kernels (5.6 / 5.2), hence the kernel reorders.
+// (height, width, in, out). oneDNN runs its fast kernels on those activations directly; many
+// want the kernel in one of oneDNN's blocked layouts, a reorder of a few thousand numbers.
+// Measured on a 2-core AMD EPYC (batch 128, the MNIST convnet's 3x3 32 -> 64 on 13x13):
+// forward 2.8 ms, input gradient 3.1, kernel gradient 2.9 (its XLA counterparts
+// 3.1 / 5.0 / 9.4 in the same loop); with the kernel in XLA's layout the gradients fall back
+// to slower im2col kernels (5.6 / 5.2), hence the reorders. Which implementation runs each
+// direction and shape is measured on its first call (see `plan_for`).
 //
 // 1 to 3 spatial axes (Conv1D, Conv2D, Conv3D). Geometry attribute, int64: groups, then for
 // each spatial axis its stride, padding before, padding after and dilation (1 = none). With
