@@ -354,6 +354,10 @@ def test_info(capsys):
     from kilnet.layers._onednn import status
 
     assert f"oneDNN kernels  {status()}" in out
+    from kilnet.layers._onednn import choices_file
+
+    path = choices_file()
+    assert (f"oneDNN choices  {path} (" if path else "oneDNN choices  (oneDNN not in use)") in out
     assert str(kilnet.datasets.cache_dir()) in out
 
 

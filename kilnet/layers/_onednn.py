@@ -122,7 +122,8 @@ def _load() -> None:
     built = _build(include, libdir)
     library = ctypes.CDLL(str(built))
     _state["library"] = library  # XLA holds pointers into it for the process's life
-    library.KilnetConvChoicesFile(str(_choices_file(built)).encode())
+    _state["choices"] = _choices_file(built)
+    library.KilnetConvChoicesFile(str(_state["choices"]).encode())
     for name, symbol in _HANDLERS.items():
         jax.ffi.register_ffi_target(_TARGET_PREFIX + name,
                                     jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
@@ -183,6 +184,19 @@ def call(handler: str, results, *operands, **attributes):
     """
     return jax.ffi.ffi_call(_TARGET_PREFIX + handler, results, vmap_method="sequential")(
         *operands, **attributes)
+
+
+def choices_file() -> Path | None:
+    """The file in which this machine's measured convolution choices are remembered (one line
+    per direction and shape: description, candidate index, implementation); None when
+    oneDNN's kernels are not in use. Deleting it makes the next runs measure again.
+
+    Example:
+        >>> from kilnet.layers._onednn import available, choices_file
+        >>> (choices_file() is not None) == available()
+        True
+    """
+    return _state["choices"] if available() else None
 
 
 def convolution_plans() -> list[str]:
