@@ -448,7 +448,7 @@ def cmd_info(args) -> int:
         ("KILNET_OFFLINE", os.environ.get("KILNET_OFFLINE") or "(not set)"),
         ("XLA cache", xla_cache or "disabled (KILNET_COMPILATION_CACHE=0)"),
         ("oneDNN kernels", _onednn.status()),
-        ("oneDNN choices", _remembered_choices(_onednn.choices_file())),
+        ("oneDNN choices", _remembered_choices(_onednn)),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
@@ -456,13 +456,12 @@ def cmd_info(args) -> int:
     return EXIT_OK
 
 
-def _remembered_choices(path) -> str:
+def _remembered_choices(onednn) -> str:
     """Where the convolution implementations measured on this machine are kept, and how many."""
+    path = onednn.choices_file()
     if path is None:
         return "(oneDNN not in use)"
-    lines = path.read_text().splitlines() if path.exists() else []
-    count = len({line.split("\t")[0] for line in lines})
-    return f"{path} ({count} convolution directions and shapes measured)"
+    return f"{path} ({onednn.remembered_count()} convolution directions and shapes measured)"
 
 
 def _version_of(package: str) -> str:

@@ -433,23 +433,25 @@ def compile_program(name: str, fn, donate: tuple, *example_args):
     compiled = jax.jit(fn, donate_argnums=donate).lower(*example_args).compile(
         compiler_options=_runtime.compiler_options())
     seconds = time.perf_counter() - began
-    memory = None
-    try:
-        m = compiled.memory_analysis()
-        memory = int(m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
-                     - m.alias_size_in_bytes)
-    except Exception:  # memory analysis is optional in XLA backends
-        pass
+    m = _memory_analysis(compiled)
+    memory = None if m is None else int(m.temp_size_in_bytes + m.argument_size_in_bytes
+                                        + m.output_size_in_bytes - m.alias_size_in_bytes)
     return compiled, {"name": name, "seconds": round(seconds, 4), "memory_bytes": memory}
+
+
+def _memory_analysis(program):
+    """XLA's memory analysis of a compiled `program`, or None where there is none."""
+    try:
+        return program.memory_analysis()
+    except Exception:  # not a compiled XLA program, or optional in this XLA backend
+        return None
 
 
 def temp_bytes(program) -> int | None:
     """The size of the temporary buffer an execution of a compiled `program` allocates, or
     None where XLA does not say."""
-    try:
-        return int(program.memory_analysis().temp_size_in_bytes)
-    except Exception:  # not a compiled XLA program, or no memory analysis on this backend
-        return None
+    m = _memory_analysis(program)
+    return None if m is None else int(m.temp_size_in_bytes)
 
 
 def abstract(tree):

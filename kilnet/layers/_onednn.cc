@@ -138,7 +138,7 @@ dnnl::convolution_forward::primitive_desc forward_desc(const Geometry& g, tag ke
 // the kernel in a blocked layout, the reorder between XLA's layout and that one.
 struct Plan {
   dnnl::primitive conv;
-  memory::desc kernel_blocked;
+  memory::desc kernel_layout;
   dnnl::primitive kernel_reorder;  // empty when the implementation takes XLA's layout
   size_t scratchpad_bytes = 0;
   std::string implementation;
@@ -175,7 +175,7 @@ std::shared_ptr<Plan> plan_of(const PD& pd, const memory::desc& kernel,
   auto& eng = cpu_engine();
   auto plan = std::make_shared<Plan>();
   plan->conv = Primitive(pd);  // oneDNN generates the implementation's code here
-  plan->kernel_blocked = kernel;
+  plan->kernel_layout = kernel;
   plan->scratchpad_bytes = pd.scratchpad_desc().get_size();
   plan->implementation = pd.impl_info_str();
   if (kernel != plain)
@@ -402,8 +402,8 @@ ffi::Error guarded(F&& body) {
 // layout.
 memory kernel_memory(const Plan& plan, const memory& plain) {
   if (!plan.kernel_reorder) return plain;
-  return memory(plan.kernel_blocked, cpu_engine(),
-                buffers.blocked_kernel(plan.kernel_blocked.get_size()));
+  return memory(plan.kernel_layout, cpu_engine(),
+                buffers.blocked_kernel(plan.kernel_layout.get_size()));
 }
 
 // Forward and input gradient: the kernel is an operand, reordered into the plan's layout.

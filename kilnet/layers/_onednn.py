@@ -199,6 +199,21 @@ def choices_file() -> Path | None:
     return _state["choices"] if available() else None
 
 
+def remembered_count() -> int:
+    """How many convolution directions and shapes `choices_file()` holds choices for (0 when
+    there is none yet, or oneDNN's kernels are not in use).
+
+    Example:
+        >>> from kilnet.layers._onednn import remembered_count
+        >>> remembered_count() >= 0
+        True
+    """
+    path = choices_file()
+    if path is None or not path.exists():
+        return 0
+    return len({line.split("\t")[0] for line in path.read_text().splitlines()})
+
+
 def convolution_plans() -> list[str]:
     """One line per convolution plan made in this process: its direction, oneDNN's
     (N, C, spatial) shapes, strides, dilation and pads, then the implementation, how it was
