@@ -18,6 +18,7 @@ from jax import lax
 from kilnet import constraints, initializers, regularizers
 from kilnet.layers._base import KernelLayer, as_pair, check_padding
 from kilnet.layers import _conv_onednn
+from kilnet.layers._bias import add_bias
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -351,7 +352,7 @@ class Conv2D(KernelLayer):
         y = conv2d(x, params["kernel"], self.strides, self.padding, self.dilation_rate,
                    self.groups)
         if self.use_bias:
-            y = y + params["bias"]
+            y = add_bias(y, params["bias"])
         regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)
         return y, state
 

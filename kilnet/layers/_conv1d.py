@@ -20,6 +20,7 @@ from jax import lax
 
 from kilnet import constraints, initializers, regularizers
 from kilnet.layers._base import KernelLayer
+from kilnet.layers._bias import add_bias
 from kilnet.layers._conv import conv2d_cpu
 
 PADDINGS = ("valid", "same", "causal")
@@ -191,7 +192,7 @@ class Conv1D(KernelLayer):
     def pre_activation(self, params, state, x, sample_mask=None, **_):
         y = conv1d(x, params["kernel"], self.strides[0], self.dilation_rate[0], self.padding)
         if self.use_bias:
-            y = y + params["bias"]
+            y = add_bias(y, params["bias"])
         regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)
         return y, state
 

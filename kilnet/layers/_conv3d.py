@@ -20,6 +20,7 @@ from jax import lax
 
 from kilnet import constraints, initializers, regularizers
 from kilnet.layers._base import KernelLayer, Layer, check_padding
+from kilnet.layers._bias import add_bias
 from kilnet.layers._conv import dilated_span, onednn_conv, output_size, same_padding
 from kilnet.layers._conv1d import (
     check_channels_last,
@@ -169,7 +170,7 @@ class Conv3D(KernelLayer):
     def pre_activation(self, params, state, x, sample_mask=None, **_):
         y = conv3d(x, params["kernel"], self.strides, self.padding, self.dilation_rate)
         if self.use_bias:
-            y = y + params["bias"]
+            y = add_bias(y, params["bias"])
         regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)
         return y, state
 

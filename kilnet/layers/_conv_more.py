@@ -23,6 +23,7 @@ from jax import lax
 
 from kilnet import constraints, initializers, regularizers
 from kilnet.layers._base import KernelLayer, as_pair, check_padding
+from kilnet.layers._bias import add_bias
 from kilnet.layers._conv import dilated_span, onednn_conv, output_size, pad_same, window_slices
 from kilnet.layers._conv1d import (
     as_single,
@@ -127,7 +128,7 @@ class Conv1DTranspose(KernelLayer):
                              (self.strides[0], 1), (self.dilation_rate[0], 1), self.padding,
                              output_padding)[:, :, 0, :]
         if self.use_bias:
-            y = y + params["bias"]
+            y = add_bias(y, params["bias"])
         regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)
         return y, state
 
@@ -283,7 +284,7 @@ class DepthwiseConv2D(_DepthwiseBase):
         y = depthwise_conv2d(x, params["kernel"], self.strides, self.padding,
                              self.dilation_rate)
         if self.use_bias:
-            y = y + params["bias"]
+            y = add_bias(y, params["bias"])
         regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)
         return y, state
 
@@ -378,6 +379,6 @@ class SeparableConv2D(_DepthwiseBase):
                              self.dilation_rate)
         y = y @ params["pointwise_kernel"][0, 0]
         if self.use_bias:
-            y = y + params["bias"]
+            y = add_bias(y, params["bias"])
         regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)
         return y, state

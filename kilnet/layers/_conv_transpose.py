@@ -22,6 +22,7 @@ from jax import lax
 from kilnet import constraints, initializers, regularizers
 from kilnet.layers import _conv_onednn
 from kilnet.layers._base import KernelLayer, as_pair, check_padding
+from kilnet.layers._bias import add_bias
 from kilnet.layers._conv import dilated_span
 from kilnet.layers._conv1d import (
     check_channels_last,
@@ -195,7 +196,7 @@ class Conv2DTranspose(KernelLayer):
         y = conv2d_transpose(x, params["kernel"], self.strides, self.dilation_rate,
                              self.padding, self.output_padding)
         if self.use_bias:
-            y = y + params["bias"]
+            y = add_bias(y, params["bias"])
         regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)
         return y, state
 

@@ -1,0 +1,74 @@
+"""Per-channel sums over every row of an array, and the bias addition whose gradient is one.
+
+Why: a bias's gradient is the sum of the output's gradient over every axis but the last, a
+"column" reduction of a (rows, channels) matrix. XLA's CPU backend (with the YNNPACK fusions
+that kilnet turns off, see `kilnet._runtime`) rewrites a long column reduction into a windowed
+reduction that reads the matrix one channel at a time. Summed as (rows / k, k * channels) first,
+k rows side by side in a wide row, then over the k, the same sums vectorise over the wide row.
+Measured in a loop on a 2-core Intel Xeon (AVX-512), per sum: (128, 26, 26, 32), the first
+gradient of the MNIST convnet, 11.0-12.0 ms -> 1.3 ms; (128, 11, 11, 64) 1.2 -> 0.5 ms;
+(128, 32, 32, 16) 4.0 -> 0.8 ms. A product with a row of ones: 3.3, 0.55 and 2.0 ms.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+# Rows side by side in the first pass: a wide row of about this many values (2,048 and 1,024
+# measured alike; 8,192 slower on the 26x26 case above).
+_WIDE_ROW = 2048
+
+
+def channel_sums(x):
+    """The sums of `x` over every axis but the last, in float32 or wider (the result has
+    `x`'s dtype when that is float32 or wider), blocked for XLA's CPU backend.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.arange(24.0).reshape(2, 3, 4)
+        >>> channel_sums(x).tolist()
+        [60.0, 66.0, 72.0, 78.0]
+    """
+    x = jnp.asarray(x)
+    channels = x.shape[-1]
+    rows = x.reshape(-1, channels)
+    if jnp.issubdtype(rows.dtype, jnp.floating) and jnp.finfo(rows.dtype).bits < 32:
+        rows = rows.astype(jnp.float32)
+    side_by_side = _WIDE_ROW // channels
+    if jax.default_backend() != "cpu" or side_by_side < 2 or rows.shape[0] < 4 * side_by_side:
+        return rows.sum(axis=0)  # few rows (a Dense layer's batch): one pass is as fast
+    blocks = rows.shape[0] // side_by_side
+    whole = blocks * side_by_side
+    wide = rows[:whole].reshape(blocks, side_by_side * channels).sum(axis=0)
+    sums = wide.reshape(side_by_side, channels).sum(axis=0)
+    return sums if whole == rows.shape[0] else sums + rows[whole:].sum(axis=0)
+
+
+@jax.custom_vjp
+def add_bias(y, bias):
+    """`y + bias` (with NumPy's promotion), `bias` one value per channel (y's last axis),
+    whose bias gradient is `channel_sums` of the output's gradient.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> y, bias = jnp.ones((2, 3, 2)), jnp.array([0.5, -1.0])
+        >>> add_bias(y, bias)[0, 0].tolist()
+        [1.5, 0.0]
+        >>> jax.grad(lambda b: add_bias(y, b).sum())(bias).tolist()
+        [6.0, 6.0]
+    """
+    return y + bias
+
+
+def _add_bias_forward(y, bias):
+    # The residuals carry only the two dtypes, as empty arrays (the sum may promote y).
+    return add_bias(y, bias), (jnp.zeros((0,), y.dtype), jnp.zeros((0,), bias.dtype))
+
+
+def _add_bias_backward(dtypes, d_out):
+    y_dtype, bias_dtype = dtypes
+    return d_out.astype(y_dtype.dtype), channel_sums(d_out).astype(bias_dtype.dtype)
+
+
+add_bias.defvjp(_add_bias_forward, _add_bias_backward)
