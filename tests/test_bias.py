@@ -87,7 +87,8 @@ def test_a_second_derivative_through_add_bias():
 @pytest.mark.parametrize("layer, input_shape", [
     (layers.Conv2D(32, 3), (128, 28, 28, 1)),
     (layers.Conv1D(16, 5), (64, 200, 8)),
-    (layers.Dense(32), (64, 200, 16)),
+    (layers.Conv3D(8, 3), (16, 12, 12, 12, 2)),
+    (layers.DepthwiseConv2D(3), (64, 30, 30, 8)),
 ])
 def test_layer_bias_gradients_match_numpy(layer, input_shape):
     # The bias gradient of a layer is the sum of its output's gradient over every row:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import math
 
-from kilnet.layers._bias import add_bias
-
 
 def last_axes_product(x, kernel, bias=None, in_axes: int = 1):
     """`x`'s last `in_axes` axes contracted with `kernel`'s first `in_axes` axes (plus `bias`,
@@ -37,5 +35,5 @@ def last_axes_product(x, kernel, bias=None, in_axes: int = 1):
     matrix = kernel.reshape(math.prod(kernel.shape[:in_axes]), math.prod(out_shape))
     y = x.reshape(rows, matrix.shape[0]) @ matrix
     if bias is not None:
-        y = add_bias(y, bias.reshape(-1))
+        y = y + bias.reshape(-1)
     return y.reshape(batch_shape + out_shape)

@@ -11,7 +11,6 @@ import numpy as np
 from kilnet import constraints, regularizers
 from kilnet.layers import _batch_norm_onednn
 from kilnet.layers._base import Layer
-from kilnet.layers._bias import channel_sums
 
 
 class BatchNormalization(Layer):
@@ -118,7 +117,7 @@ def _row_weights(x, sample_mask, mask):
 
 
 def _column_sums(rows, weights=None):
-    return channel_sums(rows if weights is None else rows * weights[:, None])
+    return jnp.sum(rows if weights is None else rows * weights[:, None], axis=0)
 
 
 def _row_statistics(rows, weights, epsilon):
