@@ -16,7 +16,7 @@ from kilnet.layers._bias import add_bias, channel_sums
     (12800, 256),        # blocked, 2-D
     (32, 128),           # few rows: one pass
     (3, 5000),           # channels wider than a wide row: one pass
-    (7,),                # one axis: the sum of its values
+    (7,),                # one axis: one row, so the values themselves
 ])
 def test_channel_sums_match_numpy_in_float64(shape):
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)

@@ -9,8 +9,8 @@ Measured in a loop on a 2-core Intel Xeon (AVX-512), per sum: (128, 26, 26, 32),
 gradient of the MNIST convnet, 11.0-12.0 ms -> 1.3 ms; (128, 11, 11, 64) 1.2 -> 0.5 ms;
 (128, 32, 32, 16) 4.0 -> 0.8 ms. A product with a row of ones: 3.3, 0.55 and 2.0 ms. (With
 YNNPACK's reduction fusion, `LIBRARY_FUSION_TYPE_REDUCE`, the first sum took 0.8 ms, but
-turning that on for whole programs made ResNet-8's compile about 2.5 s longer and its epoch
-no faster.)
+turning that on for whole programs made ResNet-8's first epoch (its compile included) about
+2.5 s longer and its later epochs no faster.)
 
 Where: the convolutions' biases, whose output gradient is an array of its own anyway (oneDNN's
 or XLA's convolution gradients read it). Not Dense on (batch, steps, features) nor the
@@ -46,7 +46,7 @@ def channel_sums(x):
         rows = rows.astype(jnp.float32)
     side_by_side = _WIDE_ROW // channels
     if jax.default_backend() != "cpu" or side_by_side < 2 or rows.shape[0] < 4 * side_by_side:
-        return rows.sum(axis=0)  # few rows (a Dense layer's batch): one pass is as fast
+        return rows.sum(axis=0)  # few rows: one pass is as fast
     blocks = rows.shape[0] // side_by_side
     whole = blocks * side_by_side
     wide = rows[:whole].reshape(blocks, side_by_side * channels).sum(axis=0)
