@@ -11,6 +11,7 @@ import os
 os.environ["KERAS_BACKEND"] = "jax"
 
 import jax  # noqa: E402
+import jax.extend  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from jax import lax  # noqa: E402
 import keras  # noqa: E402
@@ -386,6 +387,95 @@ def test_max_pooling_3d_gradient_goes_to_the_first_maximum_as_keras():
     np.testing.assert_array_equal(ours(x), np.asarray(theirs(x)))
     np.testing.assert_array_equal(jax.grad(lambda x: jnp.sum(ours(x) * 1.5))(jnp.asarray(x)),
                                   jax.grad(lambda x: jnp.sum(theirs(x) * 1.5))(jnp.asarray(x)))
+
+
+def _primitives(jaxpr):
+    """The names of every primitive in a jaxpr, sub-jaxprs included."""
+    for eqn in jaxpr.eqns:
+        yield eqn.primitive.name
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            yield from _primitives(sub)
+
+
+def test_tiled_max_pooling_gradient_is_one_masked_pass():
+    """Windows that tile the image get a gradient with no zero-padded array per window
+    position (JAX's own gradient of the strided views has one `pad` each)."""
+    from kilnet.layers._conv import window_slices
+    from kilnet.layers._pooling import first_maximum
+
+    x = jnp.ones((2, 8, 6, 3))
+    ours = jax.make_jaxpr(jax.grad(lambda x: layers.MaxPooling2D(2)(x).sum()))(x).jaxpr
+    views = jax.make_jaxpr(jax.grad(
+        lambda x: first_maximum(window_slices(x, (2, 2), (2, 2))).sum()))(x).jaxpr
+    assert "pad" not in set(_primitives(ours))
+    assert list(_primitives(views)).count("pad") == 4
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: layers.MaxPooling2D(2), (2, 7, 6, 3)),
+    (lambda: layers.MaxPooling2D((3, 2), padding="same"), (2, 7, 5, 3)),
+    (lambda: layers.MaxPooling1D(2), (2, 9, 3)),
+    (lambda: layers.MaxPooling3D(2), (1, 5, 4, 4, 2)),
+])
+def test_tiled_max_pooling_forward_and_second_order_derivatives(make, shape):
+    """Forward mode (jvp) and second derivatives go through the tiled pooling and equal JAX's
+    own derivatives of the same max written as strided views (float64, ties included)."""
+    from kilnet.layers._pooling import first_maximum
+
+    layer = make()
+    rank = len(shape) - 2
+    sizes = tuple(np.broadcast_to(layer.pool_size, (rank,)))
+
+    def ours(x):
+        return layer.apply({}, {}, x)[0]
+
+    def reference(x):
+        if layer.padding == "same":
+            x = pool_pad_same(x, sizes)
+        views = [x[(slice(None),) + tuple(slice(o, n - n % k, k) for o, n, k
+                                          in zip(offsets, x.shape[1:-1], sizes))]
+                 for offsets in np.ndindex(*sizes)]
+        return first_maximum(views)
+
+    def hessian_times(f, x, x_dot):
+        return jax.jvp(jax.grad(lambda v: jnp.sum(jnp.sin(f(v)))), (x,), (x_dot,))[1]
+
+    with jax.enable_x64(True):
+        x = jnp.asarray(rng(6).integers(0, 3, size=shape), jnp.float64)
+        x_dot = jnp.asarray(normal(shape, 7), jnp.float64)
+        np.testing.assert_array_equal(ours(x), reference(x))
+        np.testing.assert_array_equal(jax.jvp(ours, (x,), (x_dot,))[1],
+                                      jax.jvp(reference, (x,), (x_dot,))[1])
+        hvp = hessian_times(ours, x, x_dot)
+        np.testing.assert_allclose(hvp, hessian_times(reference, x, x_dot), rtol=1e-12, atol=0)
+        assert np.abs(hvp).max() > 0
+
+
+def pool_pad_same(x, sizes):
+    """'same' padding with -inf for windows equal to strides: the remainder padded at the end
+    first, as Keras (and TensorFlow) place the extra padding."""
+    pads = [(((-n) % k) // 2, (-n) % k - ((-n) % k) // 2) for n, k in zip(x.shape[1:-1], sizes)]
+    return jnp.pad(x, [(0, 0)] + pads + [(0, 0)], constant_values=-jnp.inf)
+
+
+def test_max_pooling_with_more_than_127_window_positions_as_keras():
+    """A 12x12 window has 144 positions: more than an int8 position can name."""
+    x = rng(8).integers(0, 4, size=(2, 24, 26, 2)).astype(np.float32)
+    weights = normal((2, 2, 2, 2), 9).astype(np.float32)
+    ours, theirs = layers.MaxPooling2D(12), keras.layers.MaxPooling2D(12)
+    np.testing.assert_array_equal(ours(x), np.asarray(theirs(x)))
+    np.testing.assert_array_equal(
+        jax.grad(lambda x: jnp.sum(ours(x) * weights))(jnp.asarray(x)),
+        jax.grad(lambda x: jnp.sum(theirs(x) * weights))(jnp.asarray(x)))
+
+
+def test_max_pooling_1d_gradient_goes_to_the_first_maximum_as_keras():
+    x = rng(10).integers(0, 3, size=(3, 11, 4)).astype(np.float32)
+    for kwargs in ({"pool_size": 2}, {"pool_size": 3, "padding": "same"}):
+        ours, theirs = layers.MaxPooling1D(**kwargs), keras.layers.MaxPooling1D(**kwargs)
+        np.testing.assert_array_equal(ours(x), np.asarray(theirs(x)))
+        np.testing.assert_array_equal(jax.grad(lambda x: jnp.sum(ours(x) * 1.5))(jnp.asarray(x)),
+                                      jax.grad(lambda x: jnp.sum(theirs(x) * 1.5))(jnp.asarray(x)))
 
 
 def test_kernel_gradient_chunks_add_in_float32_under_bfloat16():

@@ -27,7 +27,7 @@ from kilnet.layers._conv1d import (
     check_filters,
     check_no_dilated_strides,
 )
-from kilnet.layers._pooling import first_maximum
+from kilnet.layers._pooling import first_maximum, tiled_maximum
 
 
 def as_triple(value, argument: str) -> tuple[int, int, int]:
@@ -197,9 +197,12 @@ class _Pooling3D(Layer):
         return sizes + (input_shape[-1],)
 
     def _windows(self, x, value):
+        return window_slices_3d(self._padded(x, value), self.pool_size, self.strides)
+
+    def _padded(self, x, value):
         if self.padding == "same":
             x = pad_same_3d(x, self.pool_size, self.strides, value=value)
-        return window_slices_3d(x, self.pool_size, self.strides)
+        return x
 
 
 class MaxPooling3D(_Pooling3D):
@@ -215,6 +218,8 @@ class MaxPooling3D(_Pooling3D):
     """
 
     def apply(self, params, state, x, **_):
+        if self.pool_size == self.strides:
+            return tiled_maximum(self._padded(x, -jnp.inf), self.pool_size), state
         return first_maximum(self._windows(x, -jnp.inf)), state
 
 

@@ -7,6 +7,11 @@ inside the training loop.
 
 from __future__ import annotations
 
+import functools
+import itertools
+import math
+
+import jax
 import jax.numpy as jnp
 
 from kilnet.layers._base import Layer, as_pair, check_padding, set_untracked
@@ -40,12 +45,6 @@ class _Pooling2D(Layer):
             raise ValueError(f"pool_size={self.pool_size} is larger than the input {input_shape}.")
         return (ho, wo, c)
 
-    def _tiles(self, x):
-        """Windows that exactly tile the image: a reshape is the cheapest gather."""
-        (ph, pw), (n, h, w, c) = self.pool_size, x.shape
-        ho, wo = h // ph, w // pw
-        return x[:, :ho * ph, :wo * pw, :].reshape(n, ho, ph, wo, pw, c)
-
     def _tiling(self):
         return self.padding == "valid" and self.pool_size == self.strides
 
@@ -72,17 +71,102 @@ def first_maximum(views):
     return out
 
 
+def tiled_maximum(x, pool_size):
+    """Max pooling of channels-last `x` (batch, *spatial, channels) over windows of
+    `pool_size` that tile it (strides equal to the window, as `MaxPooling2D(2)`); a remainder
+    that fills no window is dropped, as padding "valid" does. Each window's gradient goes to its
+    first maximum, as `first_maximum`'s does.
+
+    The same numbers as `first_maximum` over the window's views, with a gradient written as one
+    elementwise pass: each input element takes its window's output gradient if it is that
+    window's first maximum. JAX's own gradient of the strided views is a sum of one zero-padded
+    array per window position, and XLA recomputes the incoming gradient (the MNIST convnet's
+    Dropout mask hash) in each: measured in a loop (2-core Intel Xeon, batch 128), forward and
+    gradient of the convnet's second pooling with its Dropout 5.0-7.1 ms against 0.8-1.3 ms,
+    its first pooling 2.2-3.5 against 1.7-2.1 ms; the whole convnet's training step 36.8
+    against 29.5 ms (1.25x, in-process A/B of 8 alternated epochs). The derivative is a custom
+    JVP, not a custom VJP, so forward-mode differentiation still works.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from kilnet.layers._pooling import tiled_maximum
+        >>> x = jnp.array([[1.0, 3.0, 3.0, 0.0, 9.0]]).reshape(1, 5, 1)
+        >>> tiled_maximum(x, (2,)).ravel().tolist()
+        [3.0, 3.0]
+        >>> jax.grad(lambda x: tiled_maximum(x, (2,)).sum())(x).ravel().tolist()
+        [0.0, 1.0, 1.0, 0.0, 0.0]
+    """
+    pool_size = tuple(pool_size)
+    return _maximum_of_tiles(_whole_windows(x, pool_size), pool_size)
+
+
+def _whole_windows(x, pool_size):
+    """x without the end rows (columns, ...) that fill no window of `pool_size`."""
+    return x[(slice(None),) + tuple(slice(0, size - size % window)
+                                    for size, window in zip(x.shape[1:-1], pool_size))]
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _maximum_of_tiles(x, pool_size):
+    return _first_maximum_and_position(_tiles(x, pool_size), pool_size)[0]
+
+
+@_maximum_of_tiles.defjvp
+def _maximum_of_tiles_jvp(pool_size, primals, tangents):
+    # The tangent is a masked sum over each window, linear in the tangent, so JAX transposes
+    # it into the one-pass gradient: the output gradient broadcast over the window, masked.
+    (x,), (x_dot,) = primals, tangents
+    out, position = _first_maximum_and_position(_tiles(x, pool_size), pool_size)
+    window_axes = tuple(range(2, 2 + 2 * len(pool_size), 2))
+    codes = jnp.arange(math.prod(pool_size), dtype=position.dtype).reshape(
+        _interleave_windows(pool_size, (1,) * len(pool_size)))
+    winner = jnp.expand_dims(position, window_axes) == codes
+    out_dot = jnp.where(winner, _tiles(x_dot, pool_size), jnp.zeros((), x_dot.dtype))
+    return out, out_dot.sum(axis=window_axes)
+
+
+def _tiles(x, pool_size):
+    """(batch, *spatial, channels) -> (batch, s0 / p0, p0, s1 / p1, p1, ..., channels)."""
+    counts = tuple(size // window for size, window in zip(x.shape[1:-1], pool_size))
+    return x.reshape(_interleave_windows(pool_size, counts, x.shape[0], x.shape[-1]))
+
+
+def _interleave_windows(pool_size, counts, batch=1, channels=1):
+    return (batch,) + sum(zip(counts, pool_size), ()) + (channels,)
+
+
+def _first_maximum_and_position(tiles, pool_size):
+    """Each window's first maximum (NaN wins) and its position in the window, in row-major
+    order of the window's offsets."""
+    positions = itertools.product(*(range(window) for window in pool_size))
+    dtype = jnp.int8 if math.prod(pool_size) <= 127 else jnp.int32
+    out = position = None
+    for code, offsets in enumerate(positions):
+        view = tiles[(slice(None),) + sum(((slice(None), o) for o in offsets), ())]
+        if out is None:
+            out, position = view, jnp.zeros(view.shape, dtype)
+            continue
+        take = (view > out) | jnp.isnan(view)
+        out = jnp.where(take, view, out)
+        position = jnp.where(take, jnp.asarray(code, dtype), position)
+    return out, position
+
+
 class MaxPooling2D(_Pooling2D):
     def apply(self, params, state, x, **_):
         if self.padding == "same":
             x = pad_same(x, self.pool_size, self.strides, value=-jnp.inf)
+        if self.pool_size == self.strides:
+            return tiled_maximum(x, self.pool_size), state
         return first_maximum(window_slices(x, self.pool_size, self.strides)), state
 
 
 class AveragePooling2D(_Pooling2D):
     def apply(self, params, state, x, **_):
         if self._tiling():
-            return self._tiles(x).mean(axis=(2, 4)), state
+            # Windows that exactly tile the image: a reshape is the cheapest gather.
+            return _tiles(_whole_windows(x, self.pool_size), self.pool_size).mean(
+                axis=(2, 4)), state
         if self.padding == "valid":
             return sum(window_slices(x, self.pool_size, self.strides)) / (
                 self.pool_size[0] * self.pool_size[1]), state
