@@ -55,7 +55,8 @@ def ratio_checks(tables: dict) -> list[dict]:
 
 
 def accuracy_checks(tables: dict) -> list[dict]:
-    """kilnet's test accuracy against the best peer's, per workload."""
+    """kilnet's test accuracy against the best peer's, per workload: each a median over the
+    repeats, which bench.py runs with a seed each unless --same-seed."""
     checks = []
     for workload, rows in tables.items():
         ours = _row(tables, workload, "kilnet")
