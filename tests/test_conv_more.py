@@ -389,12 +389,16 @@ def test_max_pooling_3d_gradient_goes_to_the_first_maximum_as_keras():
                                   jax.grad(lambda x: jnp.sum(theirs(x) * 1.5))(jnp.asarray(x)))
 
 
-def _primitives(jaxpr):
-    """The names of every primitive in a jaxpr, sub-jaxprs included."""
+def _equations(jaxpr):
+    """Every equation of a jaxpr, sub-jaxprs included."""
     for eqn in jaxpr.eqns:
-        yield eqn.primitive.name
+        yield eqn
         for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-            yield from _primitives(sub)
+            yield from _equations(sub)
+
+
+def _primitives(jaxpr):
+    return (eqn.primitive.name for eqn in _equations(jaxpr))
 
 
 def test_tiled_max_pooling_gradient_is_one_masked_pass():
@@ -449,6 +453,59 @@ def test_tiled_max_pooling_forward_and_second_order_derivatives(make, shape):
         hvp = hessian_times(ours, x, x_dot)
         np.testing.assert_allclose(hvp, hessian_times(reference, x, x_dot), rtol=1e-12, atol=0)
         assert np.abs(hvp).max() > 0
+
+
+@pytest.mark.parametrize("pool_size, strides, shape", [
+    ((3, 3), (2, 2), (2, 9, 8, 3)),        # overlapping windows
+    ((2, 3), (3, 1), (2, 8, 7, 2)),        # gaps between windows along one axis
+    ((3,), (2,), (3, 11, 2)),              # 1-D
+    ((2, 3, 2), (1, 2, 2), (1, 5, 7, 6, 2)),  # 3-D
+])
+def test_strided_max_pooling_gradients_equal_jax_derivative_of_the_views(pool_size, strides,
+                                                                         shape):
+    """Windows that do not tile the input: the phase-by-phase gradient equals JAX's own
+    derivative of the same first maximum over strided views (float64, ties included), and so
+    does the gradient of that gradient."""
+    from kilnet.layers._pooling import first_maximum, strided_maximum
+
+    def reference(x):
+        counts = [(n - k) // s + 1 for n, k, s in zip(x.shape[1:-1], pool_size, strides)]
+        return first_maximum([x[(slice(None),) + tuple(slice(o, o + (c - 1) * s + 1, s)
+                                                       for o, c, s in zip(offs, counts, strides))]
+                              for offs in np.ndindex(*pool_size)])
+
+    def ours(x):
+        return strided_maximum(x, pool_size, strides)
+
+    with jax.enable_x64(True):
+        x = jnp.asarray(rng(11).integers(0, 3, size=shape), jnp.float64)
+        r = jnp.asarray(normal(reference(x).shape, 12), jnp.float64)
+        np.testing.assert_array_equal(ours(x), reference(x))
+
+        def gradient(f):
+            return jax.grad(lambda v: jnp.sum(jnp.sin(f(v)) * r))
+
+        np.testing.assert_allclose(gradient(ours)(x), gradient(reference)(x), rtol=1e-14, atol=0)
+        second = jax.grad(lambda v: jnp.sum(gradient(ours)(v) ** 2))(x)
+        np.testing.assert_allclose(second, jax.grad(
+            lambda v: jnp.sum(gradient(reference)(v) ** 2))(x), rtol=1e-12, atol=1e-12)
+        assert np.abs(second).max() > 0
+
+
+def test_strided_max_pooling_gradient_spreads_no_zeros_between_windows():
+    """JAX's derivative of strided views pads each one with zeros between its elements
+    (`pad` with interior padding); the phase-by-phase gradient has no such pad."""
+    from kilnet.layers._conv import window_slices
+    from kilnet.layers._pooling import first_maximum
+
+    def interior_pads(f):
+        jaxpr = jax.make_jaxpr(jax.grad(lambda x: f(x).sum()))(jnp.ones((2, 9, 9, 3))).jaxpr
+        return [e for e in _equations(jaxpr) if e.primitive.name == "pad"
+                and any(interior for _, _, interior in e.params["padding_config"])]
+
+    assert not interior_pads(layers.MaxPooling2D(3, strides=2))
+    assert len(interior_pads(
+        lambda x: first_maximum(window_slices(x, (3, 3), (2, 2))))) == 9
 
 
 def pool_pad_same(x, sizes):

@@ -27,7 +27,7 @@ from kilnet.layers._conv1d import (
     check_filters,
     check_no_dilated_strides,
 )
-from kilnet.layers._pooling import first_maximum, tiled_maximum
+from kilnet.layers._pooling import window_maximum
 
 
 def as_triple(value, argument: str) -> tuple[int, int, int]:
@@ -218,9 +218,7 @@ class MaxPooling3D(_Pooling3D):
     """
 
     def apply(self, params, state, x, **_):
-        if self.pool_size == self.strides:
-            return tiled_maximum(self._padded(x, -jnp.inf), self.pool_size), state
-        return first_maximum(self._windows(x, -jnp.inf)), state
+        return window_maximum(self._padded(x, -jnp.inf), self.pool_size, self.strides), state
 
 
 class AveragePooling3D(_Pooling3D):
