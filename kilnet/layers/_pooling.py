@@ -2,7 +2,8 @@
 
 Pooling is written with strided slices (or a reshape when windows tile the image), not
 `lax.reduce_window`, for the same reason convolutions are: XLA's CPU windowed ops are slow
-inside the training loop.
+inside the training loop. Max pooling's gradient is written out (`window_maximum`): JAX's
+derivative of strided slices pads each one with zeros, and XLA sums those padded arrays slowly.
 """
 
 from __future__ import annotations
@@ -70,6 +71,24 @@ def first_maximum(views):
     for view in views[1:]:
         out = jnp.where((view > out) | jnp.isnan(view), view, out)
     return out
+
+
+def window_maximum(x, pool_size, strides):
+    """Max pooling of channels-last `x` (padding already added) by the tiled form when the
+    windows tile it, else by the strided one. The gradient goes to each window's first maximum.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from kilnet.layers._pooling import window_maximum
+        >>> x = jnp.arange(16.0).reshape(1, 4, 4, 1)
+        >>> window_maximum(x, (2, 2), (2, 2))[0, :, :, 0].tolist()
+        [[5.0, 7.0], [13.0, 15.0]]
+        >>> window_maximum(x, (3, 3), (1, 1))[0, :, :, 0].tolist()
+        [[10.0, 11.0], [14.0, 15.0]]
+    """
+    if tuple(pool_size) == tuple(strides):
+        return tiled_maximum(x, pool_size)
+    return strided_maximum(x, pool_size, strides)
 
 
 def tiled_maximum(x, pool_size):
@@ -234,24 +253,6 @@ def _interleave_phases(phases, strides, prefix):
 
 
 _strided_maximum.defvjp(_strided_maximum_forward, _strided_maximum_backward)
-
-
-def window_maximum(x, pool_size, strides):
-    """Max pooling of channels-last `x` (padding already added) by the tiled form when the
-    windows tile it, else by the strided one. The gradient goes to each window's first maximum.
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> from kilnet.layers._pooling import window_maximum
-        >>> x = jnp.arange(16.0).reshape(1, 4, 4, 1)
-        >>> window_maximum(x, (2, 2), (2, 2))[0, :, :, 0].tolist()
-        [[5.0, 7.0], [13.0, 15.0]]
-        >>> window_maximum(x, (3, 3), (1, 1))[0, :, :, 0].tolist()
-        [[10.0, 11.0], [14.0, 15.0]]
-    """
-    if tuple(pool_size) == tuple(strides):
-        return tiled_maximum(x, pool_size)
-    return strided_maximum(x, pool_size, strides)
 
 
 class MaxPooling2D(_Pooling2D):
