@@ -69,15 +69,39 @@ def host_zeros(shape, dtype) -> np.ndarray:
     on first touch, copying a 188 MB dataset into such an array took 1.0-1.3 s against 0.1 s
     (a third of the seed MLP's cold fit; 2-core AMD EPYC VM).
 
+    Every caller fills the array right away, so on Linux its pages are made present in one
+    call (`MADV_POPULATE_WRITE`, Linux 5.14) instead of one fault per page as the copy first
+    touches them: copying the 188 MB Fashion-MNIST training images in took 0.196 s into the
+    shared anonymous map used before, 0.098 s into this one (2-core Intel Xeon, medians of 5).
+
     >>> from kilnet.data import host_zeros
     >>> a = host_zeros((2, 3), np.float32)
     >>> a.shape, a.dtype.name, float(a.sum()), a.ctypes.data % 4096
     ((2, 3), 'float32', 0.0, 0)
     """
     count = math.prod(shape)
+    size = max(1, count * np.dtype(dtype).itemsize)
     # An anonymous map is zero-filled by the system.
-    buffer = mmap.mmap(-1, max(1, count * np.dtype(dtype).itemsize))
+    if hasattr(mmap, "MAP_PRIVATE"):  # Unix
+        buffer = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        _populate_small_pages(buffer)
+    else:
+        buffer = mmap.mmap(-1, size)
     return np.frombuffer(buffer, dtype=dtype, count=count).reshape(shape)
+
+
+_MADV_POPULATE_WRITE = 23  # Linux's value; Python's mmap names it from 3.12
+
+
+def _populate_small_pages(buffer: mmap.mmap) -> None:
+    """Keep transparent huge pages out of `buffer` (above) and make its pages present now,
+    where the system can; elsewhere they are made on first touch, as before."""
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):
+        buffer.madvise(mmap.MADV_NOHUGEPAGE)
+    try:
+        buffer.madvise(getattr(mmap, "MADV_POPULATE_WRITE", _MADV_POPULATE_WRITE))
+    except OSError:  # not Linux 5.14+: the pages are made as the caller writes them
+        pass
 
 
 def label_dtype_for(loss, y: np.ndarray):

@@ -1,6 +1,7 @@
 """Arrays on their way to the device: kilnet.data.to_device and the host memory it copies into."""
 
 import gc
+import sys
 
 import numpy as np
 import pytest
@@ -47,3 +48,24 @@ def test_host_zeros_is_zero_filled_writable_and_page_aligned(shape):
     assert array.ctypes.data % 4096 == 0
     array[...] = 2.0
     assert array.size == 0 or float(array.min()) == 2.0
+
+
+def _resident_bytes(address: int) -> int:
+    """The resident size of the memory map that starts at `address` (Linux's smaps)."""
+    with open("/proc/self/smaps") as maps:
+        lines = maps.read().splitlines()
+    for i, line in enumerate(lines):
+        if line.split("-", 1)[0] == f"{address:08x}":
+            for detail in lines[i + 1:]:
+                if detail.startswith("Rss:"):
+                    return int(detail.split()[1]) * 1024
+    raise AssertionError(f"no memory map starts at {address:#x}")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's smaps")
+def test_host_zeros_pages_are_present_before_the_first_write():
+    """The copy into a dataset's host buffer does not fault page by page: the pages are there
+    already (and still zero)."""
+    array = data.host_zeros((1024, 1024), np.float32)  # 4 MiB
+    assert _resident_bytes(array.ctypes.data) >= array.nbytes
+    assert not array.any()
