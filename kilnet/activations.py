@@ -9,49 +9,297 @@ import jax.numpy as jnp
 
 
 def linear(x):
+    """x unchanged (a layer's activation=None).
+
+    Example:
+        >>> linear(jnp.array([-1.0, 2.0])).tolist()
+        [-1.0, 2.0]
+    """
     return x
 
 
 def relu(x):
+    """max(x, 0).
+
+    Example:
+        >>> relu(jnp.array([-1.0, 2.0])).tolist()
+        [0.0, 2.0]
+    """
     return jax.nn.relu(x)
 
 
 def sigmoid(x):
+    """1 / (1 + exp(-x)).
+
+    Example:
+        >>> sigmoid(jnp.array([0.0])).tolist()
+        [0.5]
+    """
     return jax.nn.sigmoid(x)
 
 
 def tanh(x):
+    """The hyperbolic tangent.
+
+    Example:
+        >>> tanh(jnp.array([0.0])).tolist()
+        [0.0]
+    """
     return jnp.tanh(x)
 
 
 def softmax(x):
+    """exp(x) / sum(exp(x)) over the last axis.
+
+    Example:
+        >>> softmax(jnp.array([1.0, 1.0])).tolist()
+        [0.5, 0.5]
+    """
     return jax.nn.softmax(x, axis=-1)
 
 
 def gelu(x):
-    # Keras's gelu defaults to approximate=False.
+    """x * Phi(x), Phi the standard normal's distribution function (Keras's default,
+    approximate=False; JAX's default is the tanh approximation).
+
+    Example:
+        >>> round(float(gelu(jnp.array(1.0))), 4)
+        0.8413
+    """
     return jax.nn.gelu(x, approximate=False)
 
 
 def elu(x):
+    """x for x > 0, else exp(x) - 1.
+
+    Example:
+        >>> [round(v, 4) for v in elu(jnp.array([-1.0, 2.0])).tolist()]
+        [-0.6321, 2.0]
+    """
     return jax.nn.elu(x)
 
 
 def selu(x):
+    """Scaled ELU (Klambauer et al., 2017): 1.0507 * (x for x > 0, else 1.6733 (exp(x) - 1)).
+
+    Example:
+        >>> round(float(selu(jnp.array(1.0))), 4)
+        1.0507
+    """
     return jax.nn.selu(x)
 
 
 def leaky_relu(x):
-    # Keras's default negative slope is 0.2 (jax's is 0.01).
+    """x for x >= 0, else 0.2 x (Keras's default slope; JAX's is 0.01).
+
+    Example:
+        >>> leaky_relu(jnp.array([-5.0, 2.0])).tolist()
+        [-1.0, 2.0]
+    """
     return jax.nn.leaky_relu(x, negative_slope=0.2)
 
 
 def softplus(x):
+    """log(1 + exp(x)), computed stably.
+
+    Example:
+        >>> round(float(softplus(jnp.array(0.0))), 4)
+        0.6931
+    """
     return jax.nn.softplus(x)
 
 
 def swish(x):
+    """x * sigmoid(x) (Keras's `silu`, also named `swish`).
+
+    Example:
+        >>> swish(jnp.array([0.0])).tolist()
+        [0.0]
+    """
     return jax.nn.silu(x)
+
+
+def relu6(x):
+    """min(max(x, 0), 6).
+
+    Example:
+        >>> relu6(jnp.array([-1.0, 3.0, 9.0])).tolist()
+        [0.0, 3.0, 6.0]
+    """
+    return jax.nn.relu6(x)
+
+
+def hard_sigmoid(x):
+    """Keras 3's hard sigmoid, relu6(x + 3) / 6 (Keras 2's was 0.2 x + 0.5, clipped).
+
+    Example:
+        >>> hard_sigmoid(jnp.array([-4.0, 0.0, 1.5])).tolist()
+        [0.0, 0.5, 0.75]
+    """
+    return jax.nn.hard_sigmoid(x)
+
+
+def hard_silu(x):
+    """x * hard_sigmoid(x) (Keras's `hard_silu`, also named `hard_swish`).
+
+    Example:
+        >>> hard_silu(jnp.array([-4.0, 1.5, 4.0])).tolist()
+        [-0.0, 1.125, 4.0]
+    """
+    return jax.nn.hard_silu(x)
+
+
+def hard_tanh(x):
+    """x clipped to [-1, 1].
+
+    Example:
+        >>> hard_tanh(jnp.array([-2.0, 0.5, 3.0])).tolist()
+        [-1.0, 0.5, 1.0]
+    """
+    return jax.nn.hard_tanh(x)
+
+
+def softsign(x):
+    """x / (1 + |x|).
+
+    Example:
+        >>> softsign(jnp.array([-3.0, 1.0])).tolist()
+        [-0.75, 0.5]
+    """
+    return jax.nn.soft_sign(x)
+
+
+def exponential(x):
+    """exp(x).
+
+    Example:
+        >>> exponential(jnp.array([0.0])).tolist()
+        [1.0]
+    """
+    return jnp.exp(x)
+
+
+def mish(x):
+    """x * tanh(softplus(x)) (Misra, 2019).
+
+    Example:
+        >>> round(float(mish(jnp.array(1.0))), 4)
+        0.8651
+    """
+    return x * jnp.tanh(jax.nn.softplus(x))
+
+
+def log_softmax(x):
+    """log(softmax(x)) over the last axis, computed stably.
+
+    Example:
+        >>> [round(v, 4) for v in log_softmax(jnp.array([0.0, 0.0])).tolist()]
+        [-0.6931, -0.6931]
+    """
+    return jax.nn.log_softmax(x, axis=-1)
+
+
+def log_sigmoid(x):
+    """log(sigmoid(x)), computed stably.
+
+    Example:
+        >>> round(float(log_sigmoid(jnp.array(0.0))), 4)
+        -0.6931
+    """
+    return jax.nn.log_sigmoid(x)
+
+
+def celu(x):
+    """Keras's celu with alpha 1: x for x > 0, else exp(x) - 1.
+
+    Example:
+        >>> [round(v, 4) for v in celu(jnp.array([-1.0, 2.0])).tolist()]
+        [-0.6321, 2.0]
+    """
+    return jax.nn.celu(x, alpha=1.0)
+
+
+def hard_shrink(x):
+    """x where |x| > 0.5 (Keras's default threshold), else 0.
+
+    Example:
+        >>> hard_shrink(jnp.array([-1.0, 0.25, 0.75])).tolist()
+        [-1.0, 0.0, 0.75]
+    """
+    return jnp.where(jnp.abs(x) > 0.5, x, jnp.zeros_like(x))
+
+
+def soft_shrink(x):
+    """x moved 0.5 towards 0 (Keras's default threshold), 0 within [-0.5, 0.5].
+
+    Example:
+        >>> soft_shrink(jnp.array([-1.0, 0.25, 0.75])).tolist()
+        [-0.5, 0.0, 0.25]
+    """
+    return jnp.where(x > 0.5, x - 0.5, jnp.where(x < -0.5, x + 0.5, jnp.zeros_like(x)))
+
+
+def tanh_shrink(x):
+    """x - tanh(x).
+
+    Example:
+        >>> tanh_shrink(jnp.array([0.0])).tolist()
+        [0.0]
+    """
+    return x - jnp.tanh(x)
+
+
+def sparse_plus(x):
+    """0 for x <= -1, x for x >= 1, (x + 1)^2 / 4 between (a smooth softplus).
+
+    Example:
+        >>> sparse_plus(jnp.array([-2.0, 0.0, 2.0])).tolist()
+        [0.0, 0.25, 2.0]
+    """
+    return jax.nn.sparse_plus(x)
+
+
+def sparse_sigmoid(x):
+    """0 for x <= -1, 1 for x >= 1, (x + 1) / 2 between.
+
+    Example:
+        >>> sparse_sigmoid(jnp.array([-2.0, 0.0, 2.0])).tolist()
+        [0.0, 0.5, 1.0]
+    """
+    return jax.nn.sparse_sigmoid(x)
+
+
+def squareplus(x):
+    """(x + sqrt(x^2 + 4)) / 2 (Keras's default b = 4).
+
+    Example:
+        >>> squareplus(jnp.array([0.0])).tolist()
+        [1.0]
+    """
+    return jax.nn.squareplus(x, b=4)
+
+
+def sparsemax(x):
+    """The Euclidean projection of x onto the probability simplex over the last axis (Martins &
+    Astudillo, 2016): like softmax, but small scores get exactly 0. Keras 3.15's differs where
+    more than one score is in the support: it sums every partial sum of the support for the
+    threshold, not the last one, so its outputs need not sum to 1 ([0.5, 0.25, 0.0] gives
+    [0.167, 0.0, 0.0] there on every backend); this is the definition.
+
+    Example:
+        >>> sparsemax(jnp.array([2.0, 1.0, -1.0])).tolist()
+        [1.0, 0.0, 0.0]
+        >>> sparsemax(jnp.array([1.0, 0.5, -1.0])).tolist()
+        [0.75, 0.25, 0.0]
+    """
+    z = jnp.flip(jnp.sort(x, axis=-1), axis=-1)                 # descending
+    k = jnp.arange(1, x.shape[-1] + 1, dtype=x.dtype)
+    cumulative = jnp.cumsum(z, axis=-1)
+    in_support = 1 + k * z > cumulative
+    support = jnp.sum(in_support, axis=-1, keepdims=True)        # at least 1
+    total = jnp.take_along_axis(cumulative, support.astype(jnp.int32) - 1, axis=-1)
+    tau = (total - 1) / support.astype(x.dtype)
+    return jnp.maximum(x - tau, 0)
 
 
 _BY_NAME: dict[str, Callable] = {
@@ -65,16 +313,52 @@ _BY_NAME: dict[str, Callable] = {
     "selu": selu,
     "leaky_relu": leaky_relu,
     "softplus": softplus,
+    "silu": swish,   # first: the name Keras's configs write for it
     "swish": swish,
-    "silu": swish,
+    "relu6": relu6,
+    "hard_sigmoid": hard_sigmoid,
+    "hard_silu": hard_silu,
+    "hard_swish": hard_silu,
+    "hard_tanh": hard_tanh,
+    "softsign": softsign,
+    "exponential": exponential,
+    "mish": mish,
+    "log_softmax": log_softmax,
+    "log_sigmoid": log_sigmoid,
+    "celu": celu,
+    "hard_shrink": hard_shrink,
+    "soft_shrink": soft_shrink,
+    "tanh_shrink": tanh_shrink,
+    "sparse_plus": sparse_plus,
+    "sparse_sigmoid": sparse_sigmoid,
+    "squareplus": squareplus,
+    "sparsemax": sparsemax,
+}
+
+# Keras activations that are not a layer's activation here: "glu" halves the last axis (a
+# layer's output shape would not be its units), "threshold" needs arguments.
+_NOT_LAYER_ACTIVATIONS = {
+    "glu": "it halves the last axis, so a layer's output would not have its units",
+    "threshold": "it needs its threshold and default_value arguments",
 }
 
 
 def get(identifier) -> Callable:
-    """Resolve an activation name (or None, or a known function) to the function."""
+    """Resolve an activation name (or None, or a known function) to the function.
+
+    Example:
+        >>> get("relu") is relu, get(None) is linear
+        (True, True)
+    """
     if identifier is None:
         return linear
     if isinstance(identifier, str):
+        if identifier in _NOT_LAYER_ACTIVATIONS:
+            raise ValueError(
+                f"activation={identifier!r} is a Keras activation kilnet does not take as a "
+                f"layer's activation: {_NOT_LAYER_ACTIVATIONS[identifier]}. Use one of "
+                f"{sorted(_BY_NAME)}, or a layer after this one."
+            )
         if identifier not in _BY_NAME:
             raise ValueError(
                 f"Unknown activation: expected one of {sorted(_BY_NAME)}. "
@@ -91,7 +375,13 @@ def get(identifier) -> Callable:
 
 
 def name_of(fn: Callable) -> str | None:
-    """The registered name of an activation function, for configs and summaries."""
+    """The registered name of an activation function, for configs and summaries: Keras's
+    function name where Keras has an alias ("swish" is written "silu").
+
+    Example:
+        >>> name_of(get("swish")), name_of(print)
+        ('silu', None)
+    """
     for name, known in _BY_NAME.items():
         if known is fn:
             return name

@@ -20,6 +20,7 @@ from conftest import check_grad  # noqa: E402
 import kilnet  # noqa: E402
 from kilnet import layers, regularizers  # noqa: E402
 from kilnet.models import load_model  # noqa: E402
+from _training import assert_fit_lowers_loss  # noqa: E402
 
 RNG = np.random.default_rng(0)
 
@@ -59,6 +60,51 @@ def test_activation_layers_match_keras(name, kwargs, shape):
     theirs.set_weights(ours.get_weights())  # also proves the weight names and order
     np.testing.assert_allclose(y, np.asarray(theirs(x)), rtol=1e-5, atol=1e-6)
     assert ours.supports_masking
+
+
+# Keras 3.15's activation names (keras.activations.get); kilnet takes every one as a layer's
+# activation but these two, which it refuses by name.
+KERAS_ACTIVATION_NAMES = [
+    "celu", "elu", "exponential", "gelu", "glu", "hard_shrink", "hard_sigmoid", "hard_silu",
+    "hard_swish", "hard_tanh", "leaky_relu", "linear", "log_sigmoid", "log_softmax", "mish",
+    "relu", "relu6", "selu", "sigmoid", "silu", "soft_shrink", "softmax", "softplus",
+    "softsign", "sparse_plus", "sparse_sigmoid", "sparsemax", "squareplus", "swish", "tanh",
+    "tanh_shrink", "threshold"]
+REFUSED_ACTIVATIONS = {"glu": "halves the last axis", "threshold": "needs its threshold"}
+
+
+@pytest.mark.parametrize("name", KERAS_ACTIVATION_NAMES)
+def test_every_keras_activation_name_matches_keras(name):
+    assert keras.activations.get(name) is not None  # the list is Keras's
+    if name in REFUSED_ACTIVATIONS:
+        with pytest.raises(ValueError, match=f"activation={name!r} is a Keras activation.*"
+                                             f"{REFUSED_ACTIVATIONS[name]}"):
+            layers.Dense(3, activation=name)
+        return
+    x = np.random.default_rng(5).normal(scale=3.0, size=(4, 7)).astype(np.float32)
+    if name == "sparsemax":  # Keras 3.15's is not the projection: see the test below
+        x = np.array([[3.0, 0.5, -2.0], [0.1, 4.0, -1.0]], np.float32)  # supports of one
+    ours = np.asarray(layers.Activation(name)(x))
+    theirs = np.asarray(keras.activations.get(name)(x))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    written = layers.Dense(3, activation=name).get_config()["activation"]
+    assert written == keras.layers.Dense(3, activation=name).get_config()["activation"]
+
+
+def test_sparsemax_is_the_projection_onto_the_simplex():
+    """Against the definition: the nearest point of the probability simplex, found by
+    bisection on the threshold tau (sum(max(x - tau, 0)) = 1), in float64."""
+    x = np.random.default_rng(6).normal(scale=2.0, size=(20, 9))
+    low, high = x.min(axis=1) - 1, x.max(axis=1)
+    for _ in range(200):
+        tau = (low + high) / 2
+        over = np.maximum(x - tau[:, None], 0).sum(axis=1) > 1
+        low, high = np.where(over, tau, low), np.where(over, high, tau)
+    expected = np.maximum(x - ((low + high) / 2)[:, None], 0)
+    ours = np.asarray(layers.Activation("sparsemax")(x.astype(np.float32)))
+    np.testing.assert_allclose(ours, expected, atol=2e-6)
+    np.testing.assert_allclose(ours.sum(axis=1), 1.0, rtol=1e-6)
+    assert (ours == 0).any()  # the point of it: exact zeros
 
 
 def test_activation_formulas_against_numpy():
@@ -261,11 +307,17 @@ def test_model_with_noise_layers_trains_and_reloads(tmp_path):
         layers.PReLU(), layers.GaussianNoise(0.05), layers.Flatten(),
         layers.GaussianDropout(0.1), layers.Dense(8), layers.LeakyReLU(),
         layers.ActivityRegularization(l2=1e-4), layers.Dense(1), layers.Identity()])
-    x = data(48, 6, 3)
+    # Weights from a seed (built from kilnet.Input, they came from the OS: one CI draw ended at
+    # 0.27 of its start) and data from its own generator (the module's RNG hands out different
+    # data depending on which tests ran before in the same worker). The loss is judged with the
+    # noise off (evaluate), since training losses under noise wander. Weight seeds 0-11: the
+    # loss ends at 0.045-0.106 of its start.
+    model.build(seed=0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(48, 6, 3)).astype(np.float32) * 2
     y = x.sum(axis=(1, 2))[:, None] / 4
-    model.compile(optimizer="adam", loss="mse")
-    losses = model.fit(x, y, epochs=8, batch_size=16, verbose=0, seed=0).history["loss"]
-    assert losses[-1] < losses[0], losses
+    model.compile(optimizer=kilnet.optimizers.Adam(0.01), loss="mse")
+    assert_fit_lowers_loss(model, x, y, 0.25, epochs=20, batch_size=16, seed=0)
     model.save(tmp_path / "m.kilnet")
     loaded = load_model(tmp_path / "m.kilnet")
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))

@@ -19,6 +19,7 @@ from conftest import check_grad  # noqa: E402
 import kilnet  # noqa: E402
 from kilnet import layers  # noqa: E402
 from kilnet.models import load_model  # noqa: E402
+from _training import assert_fit_lowers_loss  # noqa: E402
 
 KEY = jax.random.PRNGKey(0)
 
@@ -415,11 +416,13 @@ def test_config_round_trip_with_keras_keys(name, arguments):
 
 
 # -- models: training, saving, the functional API and custom layers -------------------------------
-def _fit_and_round_trip(model, x, y, tmp_path):
+def _fit_and_round_trip(model, x, y, tmp_path, epochs=4, fall=0.5):
     model.compile(optimizer=kilnet.optimizers.Adam(learning_rate=0.01),
                   loss="sparse_categorical_crossentropy")
-    history = model.fit(x, y, batch_size=16, epochs=4, verbose=0)
-    assert history.history["loss"][-1] < history.history["loss"][0]
+    # Judged on the whole data with the dropout off, before and after: the epochs' mean
+    # training losses fell by only 9-22% for the attention-and-norms model (11 weight and data
+    # draws; after/before: transformer 0.14-0.24, attention and norms 0.63-0.85 in 10 epochs).
+    assert_fit_lowers_loss(model, x, y, fall, batch_size=16, epochs=epochs)
     model.save(tmp_path / "m.kilnet")
     loaded = load_model(tmp_path / "m.kilnet")
     assert loaded.get_config() == model.get_config()
@@ -449,7 +452,7 @@ def test_attention_and_group_unit_norms_train_and_round_trip(tmp_path):
     model = kilnet.Model(inputs, layers.Dense(3, activation="softmax")(layers.Flatten()(x)))
     x = normal((48, 6, 4), 3)
     y = np.random.default_rng(4).integers(0, 3, 48)
-    _fit_and_round_trip(model, x, y, tmp_path)
+    _fit_and_round_trip(model, x, y, tmp_path, epochs=10, fall=0.95)
 
 
 def test_cross_attention_with_a_key_a_mask_and_scores_in_a_model(tmp_path):

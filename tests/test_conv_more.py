@@ -24,6 +24,7 @@ from kilnet import layers  # noqa: E402
 from kilnet.layers._conv import conv2d_native, conv2d_patches  # noqa: E402
 from kilnet.layers._conv3d import conv3d_native, conv3d_patches  # noqa: E402
 from kilnet.layers._conv_more import depthwise_native, depthwise_views  # noqa: E402
+from _training import assert_fit_lowers_loss  # noqa: E402
 
 
 def rng(seed=0):
@@ -213,8 +214,11 @@ def test_config_round_trip_with_keras_keys_and_values(make):
 
 # -- tiny models that train and round-trip through save/load --------------------------------------
 def _trains_and_round_trips(model, x, y, tmp_path, epochs=8):
-    losses = model.fit(x, y, epochs=epochs, verbose=0, seed=0, batch_size=8).history["loss"]
-    assert losses[-1] < losses[0]
+    # Weights from seed 0, not from the OS, and the loss judged on the whole data before and
+    # after training (the first epoch's mean training loss already holds its own progress; the
+    # depthwise model's fell by 2-15% only). 11 weight and data draws: after/before <= 0.66.
+    model.build(seed=0)
+    assert_fit_lowers_loss(model, x, y, 0.8, epochs=epochs, seed=0, batch_size=8)
     path = tmp_path / "m.kilnet"
     model.save(path)
     loaded = kilnet.models.load_model(path)
@@ -233,7 +237,7 @@ def test_image_model_with_depthwise_separable_and_grouped_convs_trains(tmp_path)
         layers.Dense(1, activation="sigmoid"),
     ])
     model.compile(optimizer=kilnet.optimizers.Adam(0.01), loss="binary_crossentropy")
-    _trains_and_round_trips(model, x, y, tmp_path)
+    _trains_and_round_trips(model, x, y, tmp_path, epochs=16)
 
 
 def test_volume_and_sequence_models_train(tmp_path):

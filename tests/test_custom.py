@@ -11,6 +11,7 @@ import pytest
 import kilnet
 from kilnet import layers, ops
 from tests.conftest import check_grad
+from _training import assert_fit_lowers_loss
 
 
 class Linear(layers.Layer):
@@ -58,9 +59,13 @@ def test_custom_layer_in_a_functional_model_trains():
     inputs = kilnet.Input(shape=(4,))
     outputs = layers.Dense(1, activation="sigmoid")(Linear(6, name="lin")(inputs))
     model = kilnet.Model(inputs, outputs)
-    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
-    history = model.fit(x, y, epochs=10, batch_size=16, verbose=0, seed=0)
-    assert history.history["loss"][-1] < history.history["loss"][0]
+    model.build(seed=0)
+    model.compile(optimizer=kilnet.optimizers.Adam(0.01), loss="binary_crossentropy",
+                  metrics=["accuracy"])
+    # Weights from a seed, not the OS, and the loss judged on the whole data before and after:
+    # with Adam's default rate the epochs' mean losses fell by 1.4-7% only (10 weight draws);
+    # here after/before is 0.42-0.62 (11 weight and data draws).
+    assert_fit_lowers_loss(model, x, y, 0.75, epochs=20, batch_size=16, seed=0)
     lin = model.get_layer("lin")
     w = lin.w.numpy()  # reads the trained value from the training state
     assert w.shape == (4, 6) and np.array_equal(w, model.get_weights()[0])
@@ -113,10 +118,13 @@ def test_subclassed_model_trains_predicts_and_round_trips_its_weights():
     x = rng.random((60, 5)).astype(np.float32)
     y = (x[:, 0] * 3).astype(int) % 3
     model = MLP()
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+    model.build((5,), seed=1)
+    model.compile(optimizer=kilnet.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    history = model.fit(x, y, epochs=8, batch_size=12, verbose=0, seed=1)
-    assert history.history["loss"][-1] < history.history["loss"][0]
+    # The loss judged with the dropout off (evaluate) before and after: with Adam's default
+    # rate the epochs' mean training losses under dropout fell by 1.5-8% only (10 draws);
+    # here after/before is 0.48-0.77 (11 weight and data draws).
+    assert_fit_lowers_loss(model, x, y, 0.9, epochs=16, batch_size=12, seed=1)
     assert [l.name for l in model.layers] == ["dense", "dropout", "dense_1"]
     assert model.output_shape == (None, 3)
     k1, b1, k2, b2 = model.get_weights()
@@ -337,11 +345,24 @@ def test_a_custom_train_step_trains_a_vae_inside_the_compiled_loop():
     x = (centers[rng.integers(0, 2, 96)] + 0.05 * rng.normal(size=(96, 8))).astype(np.float32)
     x = np.clip(x, 0, 1)
     vae = VAE()
+    vae.build((8,), seed=0)
     vae.compile(optimizer=kilnet.optimizers.Adam(learning_rate=0.01))
+
+    def inference_loss():  # reconstruction + KL on the whole data, one sampling-noise draw
+        recon, z_mean, z_log_var = vae.predict(x, verbose=0)
+        kl = -0.5 * np.sum(1 + z_log_var - z_mean ** 2 - np.exp(z_log_var), axis=1)
+        return np.mean(np.sum((x - recon) ** 2, axis=1)) + np.mean(kl)
+
+    before = inference_loss()
     history = vae.fit(x, epochs=15, batch_size=32, verbose=0, seed=0)
     assert list(history.history) == ["loss", "kl_loss"]
     losses = history.history["loss"]
-    assert losses[-1] < 0.7 * losses[0] and losses == sorted(losses, reverse=True)[:1] + losses[1:]
+    assert losses == sorted(losses, reverse=True)[:1] + losses[1:]
+    # Judged from the untrained model on the inference loss: the last epoch's mean against the
+    # first's reached 0.6965 < 0.7 for some data and weight draws, a plateau that more epochs
+    # do not lower; the inference loss after/before ranged 0.16-0.74 over 22 draws.
+    after = inference_loss()
+    assert after < 0.85 * before, (before, after)
     # The logged loss is the tracker's mean over the epoch's steps: recompute the last epoch's
     # reconstruction + KL at inference (no sampling noise differs, so only roughly equal).
     recon, z_mean, z_log_var = vae.predict(x, verbose=0)

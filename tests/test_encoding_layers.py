@@ -13,6 +13,7 @@ import pytest  # noqa: E402
 import kilnet  # noqa: E402
 from kilnet.layers import CategoryEncoding, Discretization, Hashing  # noqa: E402
 from kilnet.layers._fingerprints import fingerprint64, siphash24  # noqa: E402
+from _training import assert_fit_lowers_loss  # noqa: E402
 
 
 @pytest.mark.parametrize("mode", ["one_hot", "multi_hot", "count"])
@@ -126,9 +127,12 @@ def test_fingerprints_published_vectors():
 
 
 def _train_and_roundtrip(model, x, y, tmp_path):
-    model.compile(optimizer="adam", loss="mse")
-    history = model.fit(x, y, epochs=8, batch_size=8, verbose=0)
-    assert history.history["loss"][-1] < history.history["loss"][0]
+    # Weights and data order from seed 0, not from the OS, and the loss judged on the whole
+    # data before and after training (the epochs' mean losses fell by 11-26% only; at 0.01,
+    # after/before over 11 weight draws: 0.11-0.37).
+    model.build(seed=0)
+    model.compile(optimizer=kilnet.optimizers.Adam(0.01), loss="mse")
+    assert_fit_lowers_loss(model, x, y, 0.6, epochs=8, batch_size=8, seed=0)
     path = tmp_path / "m.kilnet"
     model.save(path)
     loaded = kilnet.models.load_model(path)

@@ -66,7 +66,12 @@ def section(page: str, name: str) -> str:
 
 
 # -- the compile report's batch size ------------------------------------------------------------
-def test_the_compile_report_costs_the_batch_size_fit_trains_with():
+def test_the_compile_report_costs_the_batch_size_fit_trains_with(monkeypatch):
+    from kilnet import programs
+
+    traced = []
+    step_cost = programs.step_cost
+    monkeypatch.setattr(programs, "step_cost", lambda *a: traced.append(a) or step_cost(*a))
     model = kilnet.Sequential([Flatten(input_shape=(6,)), Dense(4, activation="softmax")])
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     at_compile = model.compile_report.flops_per_step
@@ -77,6 +82,8 @@ def test_the_compile_report_costs_the_batch_size_fit_trains_with():
     assert "(batch 128)" in str(model.compile_report)
     # one step of batch 128 does about four times the work of batch 32
     assert 3.0 < model.compile_report.flops_per_step / at_compile < 5.0
+    # fit's cost is its loop program's (whose body is one step): the step is not traced again
+    assert len(traced) == 1
 
 
 # -- one training run, read as a newcomer reads its report --------------------------------------

@@ -421,9 +421,14 @@ def test_custom_function_and_subclass_train():
     x, y = data(64)
     for loss in (mean_fourth_power, ScaledSquares(), lambda t, p: jnp.mean(jnp.square(p - t))):
         m = model()
-        m.compile(optimizer="adam", loss=loss)
-        history = m.fit(x, y, epochs=5, batch_size=16, verbose=0)
-        assert history.history["loss"][-1] < history.history["loss"][0]
+        m.compile(optimizer=kilnet.optimizers.Adam(0.01), loss=loss)
+        # The loss judged on the whole data before and after, data order from a seed: with
+        # Adam's default rate the epochs' mean losses fell by 2-3% only (at 0.01, after/before
+        # over 11 data and weight draws: 0.57-0.81).
+        before = m.evaluate(x, y, verbose=0)
+        m.fit(x, y, epochs=5, batch_size=16, verbose=0, seed=0)
+        after = m.evaluate(x, y, verbose=0)
+        assert after < 0.9 * before, (loss, before, after)
     wrapped = losses.get(mean_fourth_power)
     assert isinstance(wrapped, losses.LossFunctionWrapper) and wrapped.name == "mean_fourth_power"
 

@@ -5,6 +5,7 @@ last batch included), Keras-form Metric subclasses and plain functions run insid
 from __future__ import annotations
 
 import os
+import re
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -53,6 +54,13 @@ CASES = [
     ("MeanIoU", {"num_classes": C, "sparse_y_pred": False, "ignore_class": 0}, LABELS, PROBS),
     ("IoU", {"num_classes": C, "target_class_ids": [1, 3]}, LABELS, PROBS.argmax(-1)),
     ("BinaryIoU", {"threshold": 0.4}, BIN_TRUE, BIN_PRED),
+    ("OneHotIoU", {"num_classes": C, "target_class_ids": [0, 2]}, ONE_HOT, PROBS),
+    ("OneHotIoU", {"num_classes": C, "target_class_ids": [1], "sparse_y_pred": True,
+                   "ignore_class": 3}, ONE_HOT, PROBS.argmax(-1)),
+    ("OneHotMeanIoU", {"num_classes": C}, ONE_HOT, PROBS),
+    ("PearsonCorrelation", {}, REG_TRUE, REG_PRED),
+    ("ConcordanceCorrelation", {}, REG_TRUE, REG_PRED),
+    ("ConcordanceCorrelation", {"axis": 1}, REG_TRUE, REG_PRED * 1.5 + 0.2),
     ("R2Score", {}, REG_TRUE, REG_PRED),
     ("R2Score", {"class_aggregation": "variance_weighted_average", "num_regressors": 2},
      REG_TRUE, REG_PRED),
@@ -275,6 +283,42 @@ def test_compiled_regression_metrics_equal_sklearn_on_predictions():
     assert logs["msle"] == pytest.approx(msle, rel=1e-4)
 
 
+def test_compiled_correlations_equal_scipy_and_a_float64_formula():
+    """Each sample's correlation along the last axis, averaged over the samples: 23 samples
+    in batches of 8, so the padded rows of the last batch must not count."""
+    from scipy import stats
+
+    model = tiny_model(3, None)
+    model.compile(optimizer="sgd", loss="mse", metrics=[
+        "pearson_correlation", metrics.ConcordanceCorrelation(name="ccc"),
+        metrics.OneHotMeanIoU(num_classes=3, name="iou")])
+    logs = model.evaluate(X, REG_TRUE, batch_size=8, verbose=0, return_dict=True)
+    y, p = REG_TRUE.astype(np.float64), model.predict(X, verbose=0).astype(np.float64)
+    pearson = [stats.pearsonr(a, b).statistic for a, b in zip(y, p)]
+    assert logs["pearson_correlation"] == pytest.approx(np.mean(pearson), rel=1e-4)
+    mt, mp = y.mean(1, keepdims=True), p.mean(1, keepdims=True)
+    ccc = 2 * ((y - mt) * (p - mp)).mean(1) / (y.var(1) + p.var(1) + (mt - mp)[:, 0] ** 2)
+    assert logs["ccc"] == pytest.approx(np.mean(ccc), rel=1e-4)
+    # the labels' argmax is the class of a one-hot metric
+    assert logs["iou"] == pytest.approx(skm.jaccard_score(
+        y.argmax(-1), p.argmax(-1), average="macro", labels=range(3)), rel=1e-5)
+
+
+@pytest.mark.parametrize("suffix", [".kilnet", ".keras"])
+def test_new_metrics_are_kept_in_model_files(tmp_path, suffix):
+    model = tiny_model(3, None)
+    model.compile(optimizer="sgd", loss="mse", metrics=[
+        metrics.PearsonCorrelation(), metrics.ConcordanceCorrelation(axis=-1),
+        metrics.OneHotIoU(num_classes=3, target_class_ids=[0, 2]),
+        metrics.OneHotMeanIoU(num_classes=3, ignore_class=1)])
+    expected = model.evaluate(X, REG_TRUE, verbose=0, return_dict=True)
+    model.save(tmp_path / f"m{suffix}")
+    loaded = kilnet.models.load_model(tmp_path / f"m{suffix}")
+    got = loaded.evaluate(X, REG_TRUE, verbose=0, return_dict=True)
+    assert list(got) == list(expected)
+    np.testing.assert_allclose(list(got.values()), list(expected.values()), rtol=1e-6)
+
+
 # -- names and errors ------------------------------------------------------------------------------
 def test_names_as_keras_resolves_them():
     for name in ("mape", "MAPE", "msle", "bce", "f1_score", "F1Score", "r2_score",
@@ -286,6 +330,14 @@ def test_names_as_keras_resolves_them():
         metrics.get("rmse")  # Keras does not accept it either
     with pytest.raises(ValueError, match="num_classes"):
         metrics.get("mean_io_u")
+    for name in ("pearson_correlation", "PearsonCorrelation", "concordance_correlation"):
+        ours, theirs = metrics.get(name), keras.metrics.get(name)
+        assert type(ours).__name__ == type(theirs).__name__ and ours.name == name
+    for ours, theirs in ((metrics.OneHotIoU(3, [0, 1]), keras.metrics.OneHotIoU(3, [0, 1])),
+                         (metrics.OneHotMeanIoU(3), keras.metrics.OneHotMeanIoU(3)),
+                         (metrics.PearsonCorrelation(), keras.metrics.PearsonCorrelation())):
+        assert ours.name == re.sub(r"_\d+$", "", theirs.name)  # Keras numbers repeated names
+        assert set(ours.get_config()) == set(theirs.get_config())
     assert isinstance(metrics.get(metrics.RootMeanSquaredError), metrics.RootMeanSquaredError)
 
 
@@ -303,6 +355,9 @@ def test_names_as_keras_resolves_them():
     (lambda: metrics.BinaryCrossentropy(label_smoothing=2), "label_smoothing"),
     (lambda: metrics.Mean(dtype="float16"), "float32 only"),
     (lambda: metrics.MeanMetricWrapper(3), "needs a function"),
+    (lambda: metrics.PearsonCorrelation(axis=(0, 1)), "axis must be an integer"),
+    (lambda: metrics.OneHotMeanIoU(num_classes=-2), "num_classes must be a positive integer"),
+    (lambda: metrics.PearsonCorrelation().update_state(1.0, 2.0), "needs arrays of shape"),
 ])
 def test_bad_arguments_are_refused_clearly(make, message):
     with pytest.raises(ValueError if "function" not in message else TypeError,

@@ -107,3 +107,50 @@ def test_the_step_checks_its_gradient_only_where_the_update_could_hide_it():
     assert trusted.compiled.update_keeps_non_finite(trusted)
     assert not clipped.compiled.update_keeps_non_finite(clipped)
     assert not custom.compiled.update_keeps_non_finite(custom)
+
+
+# -- the chunk's closing check (kilnet.programs._state_finite) ----------------------------------
+def _state_tree(rng):
+    """A training state's mix: float32 weights of several sizes, a bfloat16 leaf, integer
+    counters, an empty array and a scalar."""
+    return {"w": [rng.normal(size=s).astype(np.float32) for s in ((40, 30), (30,), (30, 5))],
+            "bf16": jnp.asarray(rng.normal(size=(7, 3)), jnp.bfloat16),
+            "count": np.int32(3), "ids": np.arange(6, dtype=np.int64).reshape(2, 3),
+            "empty": np.zeros((0, 4), np.float32), "loss": np.float32(0.25)}
+
+
+@pytest.mark.parametrize("group_elements", [2**22, 100, 1])
+def test_the_chunk_check_finds_any_non_finite_element_in_any_leaf(monkeypatch, group_elements):
+    from kilnet import programs
+
+    # Small groups too: leaves split over several groups, and leaves larger than a group.
+    monkeypatch.setattr(programs, "_CHECK_GROUP_ELEMENTS", group_elements)
+    check = jax.jit(programs._state_finite)
+    rng = np.random.default_rng(0)
+    tree = _state_tree(rng)
+    assert bool(check(tree))
+    paths = [p for p, leaf in jax.tree_util.tree_leaves_with_path(tree)
+             if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.floating) and np.size(leaf)]
+    for path in paths:
+        for bad in (np.nan, np.inf, -np.inf):
+            def poison(p, leaf, bad=bad, path=path):
+                if p != path:
+                    return leaf
+                flat = np.array(leaf, np.float32).reshape(-1)
+                flat[rng.integers(flat.size)] = bad
+                return jnp.asarray(flat.reshape(np.shape(leaf)), jnp.asarray(leaf).dtype)
+            poisoned = jax.tree_util.tree_map_with_path(poison, tree)
+            assert not bool(check(poisoned)), (path, bad)
+    assert bool(check({"only_ints": np.arange(3)})) and bool(check({}))
+
+
+def test_the_chunk_check_compiles_one_reduction_per_group_not_per_leaf():
+    """Each reduction is about three XLA kernels to compile; the check's reductions are one
+    per dtype group, whatever the number of leaves (24 here)."""
+    from kilnet import programs
+
+    tree = [jnp.ones((8, 4)) for _ in range(20)] + [jnp.ones(3, jnp.bfloat16)] * 4
+    text = jax.jit(programs._state_finite).lower(tree).as_text()
+    assert text.count("is_finite") == 2  # float32 and bfloat16
+    per_leaf = jax.jit(programs._all_finite).lower(tree).as_text()
+    assert per_leaf.count("is_finite") == 24

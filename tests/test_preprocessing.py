@@ -20,6 +20,7 @@ from conftest import check_grad  # noqa: E402
 
 import kilnet  # noqa: E402
 from kilnet import layers  # noqa: E402
+from _training import assert_fit_lowers_loss  # noqa: E402
 
 
 def rng(seed=0):
@@ -346,17 +347,21 @@ def test_small_image_model_with_flip_and_rotation_trains(tmp_path):
             layers.Dense(2, activation="softmax"),
         ])
         model.build((8, 8, 1), seed=1)
-        model.compile(optimizer=kilnet.optimizers.Adam(0.05),
+        model.compile(optimizer=kilnet.optimizers.Adam(0.02),
                       loss="sparse_categorical_crossentropy")
         return model
 
     model = make_model()
-    first = model.fit(x, y, epochs=10, batch_size=10, verbose=0, seed=0).history["loss"]
-    assert first[-1] < first[0]
+    # The loss judged with the augmentation off (evaluate) before and after: training losses
+    # under random flips and rotations wander (10 data and weight draws: the last epoch's
+    # mean below the first's by only 4.5% at worst), and at a rate of 0.05 the evaluated loss
+    # could end up higher. At 0.02 for 15 epochs, after/before over 11 draws: 0.21-0.81.
+    first = assert_fit_lowers_loss(model, x, y, 0.9,
+                                   epochs=15, batch_size=10, seed=0).history["loss"]
     # the run is reproducible from the seeds: the augmentation keys come from fit's seed
-    again = make_model().fit(x, y, epochs=10, batch_size=10, verbose=0, seed=0)
+    again = make_model().fit(x, y, epochs=15, batch_size=10, verbose=0, seed=0)
     assert again.history["loss"] == first
-    other = make_model().fit(x, y, epochs=10, batch_size=10, verbose=0, seed=1)
+    other = make_model().fit(x, y, epochs=15, batch_size=10, verbose=0, seed=1)
     assert other.history["loss"] != first
     # predict is deterministic (no augmentation) and survives save/load bit for bit
     np.testing.assert_array_equal(model.predict(x, verbose=0), model.predict(x, verbose=0))

@@ -19,6 +19,7 @@ from conftest import check_grad  # noqa: E402
 import kilnet  # noqa: E402
 from kilnet import layers  # noqa: E402
 from kilnet.models import load_model  # noqa: E402
+from _training import assert_fit_lowers_loss  # noqa: E402
 
 KEY = jax.random.PRNGKey(0)
 RNNS = {"SimpleRNN": (layers.SimpleRNN, keras.layers.SimpleRNN),
@@ -381,8 +382,12 @@ def stacked_wrappers_model():
 def test_stacked_wrappers_train_on_variable_lengths():
     model = stacked_wrappers_model()
     x_train, y_train = normal((32, 5, 3)), normal((32, 2), 1, 0.5)
-    history = model.fit(x_train, y_train, epochs=5, batch_size=8, verbose=0, seed=0)
-    assert history.history["loss"][-1] < history.history["loss"][0]
+    # The loss judged with the dropout off (evaluate) before and after: the epochs' mean
+    # training losses under dropout fell by 4-24% only (10 weight draws); after/before at a
+    # rate of 0.01: 0.45-0.78.
+    model.build(seed=0)
+    model.compile(optimizer=kilnet.optimizers.Adam(0.01), loss="mse")
+    assert_fit_lowers_loss(model, x_train, y_train, 0.9, epochs=5, batch_size=8, seed=0)
     for length in (5, 9):
         assert model.predict(normal((4, length, 3), length), verbose=0).shape == (4, 2)
 

@@ -14,6 +14,7 @@ import jax.numpy as jnp  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from _training import assert_fit_lowers_loss  # noqa: E402
 from conftest import check_grad  # noqa: E402
 
 import kilnet  # noqa: E402
@@ -432,9 +433,15 @@ def test_config_round_trip_with_keras_keys_and_values(make):
 
 # -- tiny models that train and round-trip through save/load --------------------------------------
 def _trains_and_round_trips(model, x, y, tmp_path, epochs=8, **fit_args):
+    # Weights from seed 0, not from the OS, and the loss judged on the whole data before and
+    # after training (the first epoch's mean training loss already holds its own progress; the
+    # conv1d model's fell by 1.7-16% only). 11 weight and data draws: after/before <= 0.85.
+    model.build(seed=0)
+    before = model.evaluate(x, y, verbose=0, return_dict=True)["loss"]
     history = model.fit(x, y, epochs=epochs, verbose=0, seed=0, **fit_args)
     losses = history.history["loss"]
-    assert losses[-1] < losses[0]
+    after = model.evaluate(x, y, verbose=0, return_dict=True)["loss"]
+    assert after < 0.95 * before, (before, after)
     path = tmp_path / "m.kilnet"
     model.save(path)
     loaded = kilnet.models.load_model(path)
@@ -474,7 +481,7 @@ def test_conv1d_sequence_model_trains(tmp_path):
         layers.GlobalMaxPooling1D(),
         layers.Dense(1, activation="sigmoid"),
     ])
-    model.compile(optimizer="adam", loss="binary_crossentropy")
+    model.compile(optimizer=kilnet.optimizers.Adam(0.01), loss="binary_crossentropy")
     _trains_and_round_trips(model, x, y, tmp_path, batch_size=16)
 
 
@@ -505,9 +512,11 @@ def test_variable_length_sequences_train_on_one_length_and_predict_on_another(tm
     h = layers.Conv1D(8, 3, padding="causal", activation="relu")(h)
     h = layers.GlobalMaxPooling1D()(h)
     model = kilnet.Model(inputs, layers.Dense(1, activation="sigmoid")(h))
-    model.compile(optimizer="adam", loss="binary_crossentropy")
-    losses = model.fit(ids, y, epochs=4, batch_size=16, verbose=0, seed=0).history["loss"]
-    assert losses[-1] < losses[0]
+    # Judged on the whole data before and after: at Adam's default rate the epochs' mean
+    # losses fell by 1-2% only; here after/before is 0.39-0.79 (11 weight and data draws).
+    model.build(seed=0)
+    model.compile(optimizer=kilnet.optimizers.Adam(0.01), loss="binary_crossentropy")
+    assert_fit_lowers_loss(model, ids, y, 0.9, epochs=8, batch_size=16, seed=0)
     longer = rng(1).integers(0, 20, size=(5, 30))
     predictions = model.predict(longer, verbose=0)
     assert predictions.shape == (5, 1) and np.isfinite(predictions).all()

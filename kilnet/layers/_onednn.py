@@ -1,13 +1,14 @@
 """oneDNN's CPU kernels inside kilnet's compiled programs, through XLA's FFI: the bridge.
 
 `_onednn.cc` beside this file holds XLA FFI handlers around oneDNN's primitives
-(convolutions: forward, input gradient, kernel gradient; batch normalization: training forward
-and backward). It is compiled once per machine with the system's C++ compiler against the
-oneDNN wheels kilnet depends on (`onednn-cpu-gomp` and its headers, `onednn-devel-cpu-gomp`),
-kept under kilnet's cache directory, loaded, and its handlers registered with XLA. If any step
+(convolutions: forward, input gradient, kernel gradient; bfloat16 matrix products; batch
+normalization: training forward and backward). It is compiled once per machine with the
+system's C++ compiler against the oneDNN wheels kilnet depends on (`onednn-cpu-gomp` and its
+headers, `onednn-devel-cpu-gomp`), kept under kilnet's cache directory, loaded, and its
+handlers registered with XLA. If any step
 fails (no wheel on this platform, no compiler), or KILNET_ONEDNN=0 is set, `available()` is
 False, `status()` says why, and the layers keep their XLA forms. `call` runs a handler;
-`_conv_onednn` and `_batch_norm_onednn` wrap them with their gradients.
+`_conv_onednn`, `_matmul_onednn` and `_batch_norm_onednn` wrap them with their gradients.
 
 oneDNN offers several implementations of each convolution and its first choice is not always
 the fastest, so the first call of each convolution direction and shape times them all on its
@@ -36,6 +37,7 @@ LIBRARY_DIST, HEADERS_DIST = "onednn-cpu-gomp", "onednn-devel-cpu-gomp"
 _HANDLERS = {"conv_forward": "KilnetConvForward",
              "conv_input_gradient": "KilnetConvInputGradient",
              "conv_kernel_gradient": "KilnetConvKernelGradient",
+             "product": "KilnetProduct",
              "batch_norm_forward": "KilnetBatchNormForward",
              "batch_norm_backward": "KilnetBatchNormBackward"}
 _TARGET_PREFIX = "kilnet_onednn_"
@@ -168,6 +170,20 @@ def available() -> bool:
     return status() == "ready"
 
 
+def takes_bfloat16() -> bool:
+    """Whether oneDNN runs bfloat16 on this processor's own instructions (AVX512-BF16 or AMX):
+    then bfloat16 convolutions and large products run in bfloat16 on oneDNN. Elsewhere oneDNN
+    would emulate them, slower than float32: the convolutions are widened to float32
+    (`_conv_onednn`), the products stay XLA's.
+
+    Example:
+        >>> from kilnet.layers._onednn import available, takes_bfloat16
+        >>> takes_bfloat16() <= available()
+        True
+    """
+    return available() and bool(_state["library"].KilnetNativeBfloat16())
+
+
 def call(handler: str, results, *operands, **attributes):
     """Run oneDNN handler `handler` (a key of the handler table) on `operands` inside the
     program being traced; `results`: the jax.ShapeDtypeStruct (or tuple of them) it returns.
@@ -182,6 +198,8 @@ def call(handler: str, results, *operands, **attributes):
         >>> float(y[0, 0, 0, 0])
         4.0
     """
+    if not available():  # builds and registers the handlers on a process's first call
+        raise RuntimeError(f"oneDNN's kernels are not available here: {status()}")
     return jax.ffi.ffi_call(_TARGET_PREFIX + handler, results, vmap_method="sequential")(
         *operands, **attributes)
 

@@ -28,14 +28,14 @@ from kilnet.metrics._confusion import (AUC, FalseNegatives, FalsePositives, Prec
                                        SensitivityAtSpecificity, SpecificityAtSensitivity,
                                        TrueNegatives, TruePositives)
 from kilnet.metrics._fscore import F1Score, FBetaScore
-from kilnet.metrics._iou import IoU, BinaryIoU, MeanIoU
+from kilnet.metrics._iou import BinaryIoU, IoU, MeanIoU, OneHotIoU, OneHotMeanIoU
 from kilnet.metrics._probabilistic import (BinaryCrossentropy, CategoricalCrossentropy,
                                            CategoricalHinge, Hinge, KLDivergence, Poisson,
                                            SparseCategoricalCrossentropy, SquaredHinge)
-from kilnet.metrics._regression import (CosineSimilarity, LogCoshError, MeanAbsoluteError,
-                                        MeanAbsolutePercentageError, MeanSquaredError,
-                                        MeanSquaredLogarithmicError, R2Score,
-                                        RootMeanSquaredError)
+from kilnet.metrics._regression import (ConcordanceCorrelation, CosineSimilarity, LogCoshError,
+                                        MeanAbsoluteError, MeanAbsolutePercentageError,
+                                        MeanSquaredError, MeanSquaredLogarithmicError,
+                                        PearsonCorrelation, R2Score, RootMeanSquaredError)
 
 __all__ = [
     "Metric", "Mean", "Sum", "MeanMetricWrapper",
@@ -44,9 +44,11 @@ __all__ = [
     "TruePositives", "FalsePositives", "TrueNegatives", "FalseNegatives", "Precision",
     "Recall", "AUC", "PrecisionAtRecall", "RecallAtPrecision", "SensitivityAtSpecificity",
     "SpecificityAtSensitivity", "F1Score", "FBetaScore", "IoU", "MeanIoU", "BinaryIoU",
+    "OneHotIoU", "OneHotMeanIoU",
     "MeanSquaredError", "MeanAbsoluteError", "MeanAbsolutePercentageError",
     "MeanSquaredLogarithmicError", "RootMeanSquaredError", "CosineSimilarity", "LogCoshError",
-    "R2Score", "BinaryCrossentropy", "CategoricalCrossentropy",
+    "R2Score", "PearsonCorrelation", "ConcordanceCorrelation", "BinaryCrossentropy",
+    "CategoricalCrossentropy",
     "SparseCategoricalCrossentropy", "KLDivergence", "Poisson", "Hinge", "SquaredHinge",
     "CategoricalHinge", "METRIC_TYPES", "get",
 ]

@@ -1,4 +1,5 @@
-"""Intersection-over-union metrics (IoU, MeanIoU, BinaryIoU), as Keras computes them: a
+"""Intersection-over-union metrics (IoU, MeanIoU, BinaryIoU, OneHotIoU, OneHotMeanIoU), as Keras
+computes them: a
 num_classes x num_classes confusion matrix summed over everything seen, IoU per class
 TP / (TP + FP + FN) at the end, averaged over the target classes that occurred."""
 
@@ -140,3 +141,53 @@ class BinaryIoU(IoU):
     def get_config(self):
         return {"name": self.name, "dtype": self.dtype,
                 "target_class_ids": self.target_class_ids, "threshold": self.threshold}
+
+
+class OneHotIoU(IoU):
+    """IoU for one-hot labels (their argmax along `axis` is the class), as
+    keras.metrics.OneHotIoU; predictions are scores (their argmax) unless `sparse_y_pred`.
+
+    Example:
+        >>> from kilnet import metrics
+        >>> m = metrics.OneHotIoU(num_classes=2, target_class_ids=[0])
+        >>> m.update_state([[1, 0], [1, 0], [0, 1], [0, 1]],
+        ...                [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+        >>> round(float(m.result()), 4)
+        0.3333
+    """
+
+    def __init__(self, num_classes, target_class_ids, name=None, dtype=None,
+                 ignore_class=None, sparse_y_pred=False, axis=-1):
+        super().__init__(num_classes, target_class_ids, name=name or "one_hot_io_u",
+                         dtype=dtype, ignore_class=ignore_class, sparse_y_true=False,
+                         sparse_y_pred=sparse_y_pred, axis=axis)
+
+    def get_config(self):
+        config = super().get_config()
+        del config["sparse_y_true"]
+        return config
+
+
+class OneHotMeanIoU(MeanIoU):
+    """MeanIoU for one-hot labels (their argmax along `axis` is the class), as
+    keras.metrics.OneHotMeanIoU; predictions are scores (their argmax) unless `sparse_y_pred`.
+
+    Example:
+        >>> from kilnet import metrics
+        >>> m = metrics.OneHotMeanIoU(num_classes=2)
+        >>> m.update_state([[1, 0], [1, 0], [0, 1], [0, 1]],
+        ...                [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+        >>> round(float(m.result()), 4)
+        0.3333
+    """
+
+    def __init__(self, num_classes, name=None, dtype=None, ignore_class=None,
+                 sparse_y_pred=False, axis=-1):
+        super().__init__(num_classes, name=name or "one_hot_mean_io_u", dtype=dtype,
+                         ignore_class=ignore_class, sparse_y_true=False,
+                         sparse_y_pred=sparse_y_pred, axis=axis)
+
+    def get_config(self):
+        config = super().get_config()
+        del config["sparse_y_true"]
+        return config

@@ -1,5 +1,6 @@
 """Regression metrics: means of kilnet.losses' per-sample errors (mse, mae, mape, msle,
-log-cosh, cosine similarity), and the two that are not plain means: RootMeanSquaredError (the
+log-cosh, cosine similarity), the correlations of labels and predictions along an axis
+(Pearson's, Lin's concordance), and the two that are not plain means: RootMeanSquaredError (the
 root of the epoch's mean) and R2Score (sums over the epoch, combined at the end)."""
 
 from __future__ import annotations
@@ -91,9 +92,23 @@ def cosine_similarity(y_true, y_pred, axis=-1):
     return -losses_lib.cosine_similarity(y_true, y_pred, axis=axis)
 
 
-class CosineSimilarity(MeanMetricWrapper):
+class _AlongAxis(MeanMetricWrapper):
+    """The mean over samples of `fn(y_true, y_pred, axis=axis)`, whose config keeps `axis`
+    (so a saved model keeps it)."""
+
+    def __init__(self, fn, name, dtype, axis):
+        if isinstance(axis, bool) or not isinstance(axis, int):
+            raise ValueError(f"axis must be an integer. Received: axis={axis!r}")
+        self.axis = axis
+        super().__init__(fn, name=name, dtype=dtype, axis=axis)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype, "axis": self.axis}
+
+
+class CosineSimilarity(_AlongAxis):
     """The mean cosine similarity of labels and predictions along `axis`, as
-    keras.metrics.CosineSimilarity (its config also keeps `axis`, so a saved model keeps it).
+    keras.metrics.CosineSimilarity.
 
     Example:
         >>> from kilnet import metrics
@@ -104,13 +119,76 @@ class CosineSimilarity(MeanMetricWrapper):
     """
 
     def __init__(self, name="cosine_similarity", dtype=None, axis=-1):
-        if isinstance(axis, bool) or not isinstance(axis, int):
-            raise ValueError(f"axis must be an integer. Received: axis={axis!r}")
-        self.axis = axis
-        super().__init__(cosine_similarity, name=name, dtype=dtype, axis=axis)
+        super().__init__(cosine_similarity, name, dtype, axis)
 
-    def get_config(self):
-        return {"name": self.name, "dtype": self.dtype, "axis": self.axis}
+
+def _correlation_inputs(y_true, y_pred, metric, axis):
+    y_pred = jnp.asarray(y_pred, jnp.float32)
+    y_true, y_pred = losses_lib.squeeze_or_expand(jnp.asarray(y_true, jnp.float32), y_pred)
+    if y_pred.ndim == 0:
+        raise ValueError(f"{metric} correlates each sample's values along axis={axis}: it "
+                         "needs arrays of shape (batch, values). Received: y_true and y_pred "
+                         "of shape ()")
+    return y_true, y_pred
+
+
+def pearson_correlation(y_true, y_pred, axis=-1):
+    """Pearson's correlation of labels and predictions along `axis`, as
+    keras.metrics.pearson_correlation: one value per sample for (batch, values) arrays, NaN
+    where either side is constant along `axis` (e.g. an axis of length 1)."""
+    y_true, y_pred = _correlation_inputs(y_true, y_pred, "pearson_correlation", axis)
+    true_centred = y_true - jnp.mean(y_true, axis=axis, keepdims=True)
+    pred_centred = y_pred - jnp.mean(y_pred, axis=axis, keepdims=True)
+    true_scaled = true_centred / jnp.std(true_centred, axis=axis, keepdims=True)
+    pred_scaled = pred_centred / jnp.std(pred_centred, axis=axis, keepdims=True)
+    return jnp.mean(true_scaled * pred_scaled, axis=axis)
+
+
+def concordance_correlation(y_true, y_pred, axis=-1):
+    """Lin's concordance correlation of labels and predictions along `axis`, as
+    keras.metrics.concordance_correlation: 2 cov / (var_true + var_pred + (mean gap)^2), the
+    denominator plus Keras's epsilon (1e-7)."""
+    y_true, y_pred = _correlation_inputs(y_true, y_pred, "concordance_correlation", axis)
+    true_mean = jnp.mean(y_true, axis=axis, keepdims=True)
+    pred_mean = jnp.mean(y_pred, axis=axis, keepdims=True)
+    spread = (jnp.var(y_true, axis=axis, keepdims=True)
+              + jnp.var(y_pred, axis=axis, keepdims=True) + jnp.square(true_mean - pred_mean))
+    covariance = jnp.mean((y_true - true_mean) * (y_pred - pred_mean), axis=axis, keepdims=True)
+    return jnp.squeeze(2 * covariance / (spread + losses_lib.EPSILON), axis=axis)
+
+
+class PearsonCorrelation(_AlongAxis):
+    """The mean over samples of Pearson's correlation between each sample's labels and
+    predictions along `axis`, as keras.metrics.PearsonCorrelation. As in Keras, outputs with
+    one value per sample (e.g. Dense(1)) give NaN: there is nothing to correlate per sample.
+
+    Example:
+        >>> from kilnet import metrics
+        >>> m = metrics.PearsonCorrelation()
+        >>> m.update_state([[0.0, 1.0, 2.0]], [[0.0, 2.0, 4.0]])
+        >>> round(float(m.result()), 4)
+        1.0
+    """
+
+    def __init__(self, name="pearson_correlation", dtype=None, axis=-1):
+        super().__init__(pearson_correlation, name, dtype, axis)
+
+
+class ConcordanceCorrelation(_AlongAxis):
+    """The mean over samples of Lin's concordance correlation between each sample's labels
+    and predictions along `axis`, as keras.metrics.ConcordanceCorrelation (1 only where the
+    predictions equal the labels, unlike Pearson's, which any straight line satisfies).
+
+    Example:
+        >>> from kilnet import metrics
+        >>> m = metrics.ConcordanceCorrelation()
+        >>> m.update_state([[0.0, 1.0, 2.0]], [[0.0, 2.0, 4.0]])
+        >>> round(float(m.result()), 4)
+        0.6154
+    """
+
+    def __init__(self, name="concordance_correlation", dtype=None, axis=-1):
+        super().__init__(concordance_correlation, name, dtype, axis)
 
 
 class RootMeanSquaredError(Mean):
