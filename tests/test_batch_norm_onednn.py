@@ -176,6 +176,9 @@ def test_a_convnet_with_batch_norm_trains_the_same_with_and_without_onednn(monke
     monkeypatch.setattr(_onednn, "ENABLED", False)
     xla_losses, xla_weights = train()
     np.testing.assert_allclose(losses, xla_losses, rtol=1e-5)
+    # Adam divides each gradient by its own running size, so two roundings of a gradient near
+    # 0 can move a weight apart by a share of the learning rate (1e-3): on a 2-core AMD EPYC
+    # (AVX2 kernels) one weight of 2,048 ended 2.3e-5 apart after 3 epochs.
     for a, b in zip(weights, xla_weights):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
