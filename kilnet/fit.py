@@ -683,7 +683,7 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
         if cb_list is not None:
             cb_list.on_predict_batch_begin(block.base)
         rows = block.order.shape[0]
-        outputs = tuple(jnp.zeros((rows,) + tuple(spec.shape), jnp.float32)
+        outputs = tuple(jnp.zeros((rows,) + tuple(spec.shape), _prediction_dtype(spec))
                         for spec in model.output_specs)
         args = (outputs, programs.model_params(state), state.model_state, block.x,
                 block.order, block.valid, jnp.int32(block.base), jnp.int32(block.base),
@@ -707,6 +707,14 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
         progress.steps = total or done
         progress.epoch_end(0, {}, steps_done=done)
     if not results:
-        return model.pack_outputs([np.zeros((0,) + tuple(spec.shape), np.float32)
+        return model.pack_outputs([np.zeros((0,) + tuple(spec.shape), _prediction_dtype(spec))
                                    for spec in model.output_specs])
     return model.pack_outputs([np.concatenate(parts) for parts in zip(*results)])
+
+
+def _prediction_dtype(spec):
+    """What predict returns for an output: float32 for every floating dtype (a mixed-precision
+    model's bfloat16 too), else the output's own (ids, counts and masks stay integers and
+    booleans, as in Keras)."""
+    dtype = jax.dtypes.canonicalize_dtype(getattr(spec, "dtype", None) or "float32")
+    return np.dtype(np.float32) if jnp.issubdtype(dtype, jnp.floating) else dtype

@@ -25,6 +25,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,8 +35,8 @@ from kilnet.variables import to_array
 
 __all__ = [
     # arithmetic
-    "add", "subtract", "multiply", "divide", "true_divide", "negative", "power",
-    "maximum", "minimum", "clip",
+    "add", "subtract", "multiply", "divide", "true_divide", "floor_divide", "mod", "negative",
+    "power", "maximum", "minimum", "clip",
     # linear algebra
     "matmul", "dot", "einsum", "tensordot", "norm",
     # reductions
@@ -43,14 +45,14 @@ __all__ = [
     # shapes and indexing
     "concatenate", "stack", "split", "unstack", "reshape", "transpose", "swapaxes", "moveaxis",
     "expand_dims", "squeeze", "flip", "tile", "repeat", "broadcast_to", "take",
-    "take_along_axis", "where", "pad", "slice", "slice_update", "sort", "argsort", "top_k",
+    "take_along_axis", "where", "get_item", "pad", "slice", "slice_update", "sort", "argsort", "top_k",
     "segment_sum", "segment_max",
     # elementwise math
     "exp", "log", "log1p", "sqrt", "rsqrt", "square", "abs", "absolute", "sign", "round",
     "floor", "ceil", "cos", "sin", "tanh", "erf",
     # comparisons and logic
     "equal", "not_equal", "greater", "greater_equal", "less", "less_equal",
-    "logical_and", "logical_or", "logical_not", "isnan", "isinf", "isfinite", "nan_to_num",
+    "logical_and", "logical_or", "logical_xor", "logical_not", "isnan", "isinf", "isfinite", "nan_to_num",
     # neural network functions
     "relu", "relu6", "sigmoid", "log_sigmoid", "softmax", "log_softmax", "softplus", "silu",
     "swish", "gelu", "leaky_relu", "elu", "selu", "one_hot", "moments", "normalize",
@@ -113,6 +115,26 @@ def divide(x1, x2):
 def true_divide(x1, x2):
     """Alias of `divide`."""
     return divide(x1, x2)
+
+
+def floor_divide(x1, x2):
+    """Elementwise `x1 // x2`, rounded toward minus infinity.
+
+    Example:
+        >>> floor_divide(np.array([7, -7]), 2).tolist()
+        [3, -4]
+    """
+    return jnp.floor_divide(_a(x1), _a(x2))
+
+
+def mod(x1, x2):
+    """Elementwise `x1 % x2`, with the sign of `x2` (Python's and NumPy's rule).
+
+    Example:
+        >>> mod(np.array([7, -7]), 3).tolist()
+        [1, 2]
+    """
+    return jnp.mod(_a(x1), _a(x2))
 
 
 def negative(x):
@@ -334,6 +356,21 @@ def where(condition, x1=None, x2=None):
     return jnp.where(_a(condition), _a(x1), _a(x2))
 
 
+def get_item(x, key):
+    """`x[key]`: an integer, a slice, `None` (a new axis), `...`, an index array, or a tuple of
+    them. A list of them is read as a tuple, as Keras's `GetItem` reads it (the form its model
+    files store).
+
+    Example:
+        >>> get_item(np.arange(6).reshape(2, 3), [slice(None), 1]).tolist()
+        [1, 4]
+    """
+    if isinstance(key, list):
+        key = tuple(key)
+    key = jax.tree.map(to_array, key)   # a Variable among the indices: its value
+    return _a(x)[key]
+
+
 def pad(x, pad_width, mode="constant", constant_values=None):
     """Pad with NumPy's `pad_width` and `mode`; `constant_values` only for mode "constant"."""
     if constant_values is None:
@@ -511,6 +548,16 @@ def logical_and(x1, x2):
 def logical_or(x1, x2):
     """Elementwise logical or (nonzero is true)."""
     return jnp.logical_or(_a(x1), _a(x2))
+
+
+def logical_xor(x1, x2):
+    """Elementwise logical exclusive or (nonzero is true).
+
+    Example:
+        >>> logical_xor(np.array([True, True]), np.array([True, False])).tolist()
+        [False, True]
+    """
+    return jnp.logical_xor(_a(x1), _a(x2))
 
 
 def logical_not(x):
@@ -719,7 +766,13 @@ def convert_to_numpy(x):
 
 
 def shape(x):
-    """The static shape of `x`, a tuple of ints."""
+    """The static shape of `x`, a tuple of ints (None for a symbolic tensor's batch axis and
+    other lengths not known until data comes).
+
+    Example:
+        >>> shape(np.zeros((2, 3)))
+        (2, 3)
+    """
     x = to_array(x)
     return tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
 
@@ -833,3 +886,34 @@ def scan(f, init, xs=None, length=None, reverse=False, unroll=1):
     """Carry a state over the leading axis of `xs`: `carry, y = f(carry, x)` for each slice;
     returns `(final carry, stacked ys)` (as `jax.lax.scan`)."""
     return jax.lax.scan(f, init, xs, length=length, reverse=reverse, unroll=unroll)
+
+
+# -- symbolic tensors -----------------------------------------------------------------------------
+# An argument whose type defines __kilnet_op__ takes the call over (as NumPy's
+# __array_function__ does): kilnet.Input's symbolic tensors record it as an op node of a
+# functional model (kilnet.layers.Operation). ops knows nothing of layers; the tensor does.
+_OWN_SHAPE = frozenset({"shape", "ndim", "convert_to_numpy"})  # answered by the tensor itself
+
+
+def _symbolic_argument(args, kwargs):
+    """The first argument (or element of a list argument) that takes calls over, if any."""
+    for value in (*args, *kwargs.values()):
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            if hasattr(type(item), "__kilnet_op__"):
+                return item
+    return None
+
+
+def _takes_symbolic(fn):
+    @functools.wraps(fn)
+    def function(*args, **kwargs):
+        tensor = _symbolic_argument(args, kwargs)
+        if tensor is None:
+            return fn(*args, **kwargs)
+        return tensor.__kilnet_op__(fn, args, kwargs)
+    return function
+
+
+for _name in sorted(set(__all__) - _OWN_SHAPE):
+    globals()[_name] = _takes_symbolic(globals()[_name])
+del _name

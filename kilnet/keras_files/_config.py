@@ -19,7 +19,7 @@ import warnings
 from kilnet import saving
 from kilnet.errors import ModelFileError
 from kilnet.layers import LAYER_TYPES, Bidirectional, InputLayer, TimeDistributed
-from kilnet.layers._operation import OPERATIONS
+from kilnet.layers._operation import OPERATIONS, OPS
 
 # The only modules a Keras config may name: Keras's own public namespaces. Nothing is
 # imported from them; a module only confirms that a class name means Keras's class.
@@ -29,8 +29,9 @@ MODULES = frozenset({"keras", "keras.layers", "keras.models", "keras.src.models.
                      "keras.optimizers", "keras.losses", "keras.metrics"})
 # Where Keras's graph-node ops live; a config may name them only for the ops of kilnet's
 # closed table (kilnet.layers.Operation), which kilnet computes itself.
-OPERATION_MODULES = frozenset({"keras.src.ops.numpy", "keras.src.ops.core"})
-MARKERS = frozenset({"__keras_tensor__", "__tuple__"})   # structure, not objects
+OPERATION_MODULES = frozenset(module for _, module, _ in OPS.values())
+# structure, not objects: tensors, tuples, an index's slices and `...`
+MARKERS = frozenset({"__keras_tensor__", "__tuple__", "__slice__", "__ellipsis__"})
 MODEL_CLASSES = frozenset({"Functional", "Sequential", "Model"})
 # Classes Keras has and kilnet refuses on purpose, with the reason given to the user.
 REFUSED = {
@@ -207,18 +208,22 @@ def layer_spec(entry, reader):
 
 
 def _operation_spec(name, config, reader, where):
-    """kilnet's Operation for one of Keras's graph-node ops (a mask's NotEqual, Any, ...)."""
+    """kilnet's Operation for one of Keras's graph-node ops (x + y, a mask's NotEqual, ...):
+    the op's config holds its settings (Keras's constructor arguments), under their names."""
     if name not in OPERATIONS:
         reader.fail(where, f"kilnet has no op {name!r:.100}; a graph node may be one of "
                            f"{sorted(OPERATIONS)}.")
-    keys = {"name": "name", "axis": "axis", "keepdims": "keepdims", "dtype": "dtype_to"}
-    unknown = sorted(set(config) - set(keys))
+    settings = {k: v for k, v in config.items() if k != "name"}
+    unknown = sorted(set(settings) - set(OPS[name][2]))
     if unknown:
-        reader.fail(where, f"the op {name} has unknown settings {unknown}.")
-    out = {keys[k]: v for k, v in config.items()}
-    if name == "Cast" and isinstance(out.get("dtype_to"), dict):  # a DTypePolicy-like entry
-        out["dtype_to"] = (out["dtype_to"].get("config") or {}).get("name")
-    return {"class_name": "Operation", "config": {"operation": name, **out}}
+        reader.fail(where, f"the op {name} has unknown settings {unknown}; kilnet knows "
+                           f"{list(OPS[name][2])}.")
+    if isinstance(settings.get("dtype"), dict):   # a DTypePolicy-like entry
+        settings["dtype"] = (settings["dtype"].get("config") or {}).get("name")
+    out = {"operation": name, "arguments": settings}
+    if "name" in config:
+        out["name"] = config["name"]
+    return {"class_name": "Operation", "config": out}
 
 
 def layer_config(cls, config, reader, where):
@@ -319,12 +324,25 @@ def keras_model(spec, path):
         for e in config["layers"]:
             _refuse_fixed_training(e, path)
             converted = keras_layer({"class_name": e["class_name"], "config": e["config"]}, path)
-            layers.append({**converted, "name": e["name"], "inbound_nodes": e["inbound_nodes"]})
+            nodes = e["inbound_nodes"]
+            if e["class_name"] == "Operation":   # Keras writes an op's tuples (an index) as lists
+                nodes = _tuples_as_lists(nodes)
+            layers.append({**converted, "name": e["name"], "inbound_nodes": nodes})
         return {"module": "keras.src.models.functional", "class_name": "Functional",
                 "config": {**config, "layers": layers}, "registered_name": "Functional"}
     raise ValueError(f"Cannot save {path} as a Keras file: the model {name!r} is a subclassed "
                      "or registered class whose code Keras would not have. Save it with the "
                      "extension .kilnet instead.")
+
+
+def _tuples_as_lists(value):
+    if isinstance(value, dict):
+        if value.get("class_name") == "__tuple__":
+            return [_tuples_as_lists(v) for v in value["config"]["value"]]
+        return {k: _tuples_as_lists(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_tuples_as_lists(v) for v in value]
+    return value
 
 
 def _refuse_fixed_training(entry, path):
@@ -373,10 +391,6 @@ def keras_layer(spec, path):
 def _keras_operation(config):
     """Keras's graph-node entry of a kilnet Operation (the inverse of _operation_spec)."""
     op = config["operation"]
-    out = {"name": config["name"]}
-    if op in ("Any", "All"):
-        out.update(axis=config.get("axis"), keepdims=config.get("keepdims", False))
-    elif op == "Cast":
-        out["dtype"] = config["dtype_to"]
-    module = "keras.src.ops.core" if op == "Cast" else "keras.src.ops.numpy"
-    return {"module": module, "class_name": op, "config": out, "registered_name": op}
+    return {"module": OPS[op][1], "class_name": op,
+            "config": {"name": config["name"], **config.get("arguments", {})},
+            "registered_name": op}

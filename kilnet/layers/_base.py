@@ -432,6 +432,15 @@ class Layer:
         return self.compute_output_shape(input_shape)
 
     def _call_symbolic(self, args, kwargs):
+        outputs = self.symbolic_outputs(args, kwargs)
+        self._mark_masks(args, outputs)
+        self._inbound_nodes.append(Node(self, args, kwargs, outputs))
+        return outputs
+
+    def symbolic_outputs(self, args, kwargs):
+        """The symbolic tensor(s) a call on symbolic tensors returns: shapes from
+        compute_output_shape (or a trial trace of a Keras-form layer not built yet), the dtype
+        from compute_output_dtype. The call's node is recorded by the caller."""
         input_shape = self.call_input_shape(args, kwargs)
         if self.build_dtype is None:
             self.build_dtype = jax.tree.map(lambda t: t.dtype, args[0],
@@ -451,8 +460,6 @@ class Layer:
                 [KerasTensor((None,) + tuple(s), out_dtype) for s in out_shape])
         else:
             outputs = KerasTensor((None,) + tuple(out_shape), out_dtype)
-        self._mark_masks(args, outputs)
-        self._inbound_nodes.append(Node(self, args, kwargs, outputs))
         return outputs
 
     def _mark_masks(self, args, outputs):

@@ -13,6 +13,8 @@ import itertools
 import jax
 import numpy as np
 
+from kilnet import ops
+
 _tensor_ids = itertools.count()
 
 
@@ -50,17 +52,116 @@ class KerasTensor:
 
     def __bool__(self):
         raise TypeError("A symbolic tensor (from kilnet.Input) has no value to test with `if`; "
-                        "use it only as the input of layers.")
+                        "compute with it through layers, operators and kilnet.ops (use "
+                        "kilnet.ops.where for a choice made per element).")
 
-    def _no_operators(self, *args, **kwargs):
-        raise TypeError(
-            "Operators and kilnet.ops functions on symbolic tensors are not supported yet: "
-            "inside a functional model, compute with layers (or a small custom Layer whose "
-            "call() uses kilnet.ops).")
+    # -- ops: each becomes a node of the graph (kilnet.layers.Operation), as in Keras --------
+    def __kilnet_op__(self, function, args, kwargs):
+        """Called by every kilnet.ops function given a symbolic tensor: records the call as
+        an op node and returns its symbolic output(s)."""
+        # _operation's layer is built on this module, so it is imported when first needed
+        from kilnet.layers._operation import record_op
+        return record_op(function, args, kwargs)
 
-    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _no_operators
-    __truediv__ = __rtruediv__ = __matmul__ = __rmatmul__ = __pow__ = __neg__ = _no_operators
-    __getitem__ = _no_operators
+    def __add__(self, other):
+        return ops.add(self, other)
+
+    def __radd__(self, other):
+        return ops.add(other, self)
+
+    def __sub__(self, other):
+        return ops.subtract(self, other)
+
+    def __rsub__(self, other):
+        return ops.subtract(other, self)
+
+    def __mul__(self, other):
+        return ops.multiply(self, other)
+
+    def __rmul__(self, other):
+        return ops.multiply(other, self)
+
+    def __matmul__(self, other):
+        return ops.matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return ops.matmul(other, self)
+
+    def __truediv__(self, other):
+        return ops.true_divide(self, other)
+
+    def __rtruediv__(self, other):
+        return ops.true_divide(other, self)
+
+    def __floordiv__(self, other):
+        return ops.floor_divide(self, other)
+
+    def __rfloordiv__(self, other):
+        return ops.floor_divide(other, self)
+
+    def __mod__(self, other):
+        return ops.mod(self, other)
+
+    def __rmod__(self, other):
+        return ops.mod(other, self)
+
+    def __pow__(self, other):
+        return ops.power(self, other)
+
+    def __rpow__(self, other):
+        return ops.power(other, self)
+
+    def __neg__(self):
+        return ops.negative(self)
+
+    def __abs__(self):
+        return ops.absolute(self)
+
+    def __round__(self, ndigits=None):
+        return ops.round(self, decimals=ndigits or 0)
+
+    def __lt__(self, other):
+        return ops.less(self, other)
+
+    def __le__(self, other):
+        return ops.less_equal(self, other)
+
+    def __gt__(self, other):
+        return ops.greater(self, other)
+
+    def __ge__(self, other):
+        return ops.greater_equal(self, other)
+
+    def __ne__(self, other):   # __eq__ stays identity (as Keras's): tensors are dict keys
+        return ops.not_equal(self, other)
+
+    def __and__(self, other):
+        return ops.logical_and(self, other)
+
+    def __rand__(self, other):
+        return ops.logical_and(other, self)
+
+    def __or__(self, other):
+        return ops.logical_or(self, other)
+
+    def __ror__(self, other):
+        return ops.logical_or(other, self)
+
+    def __xor__(self, other):
+        return ops.logical_xor(self, other)
+
+    def __rxor__(self, other):
+        return ops.logical_xor(other, self)
+
+    def __invert__(self):
+        return ops.logical_not(self)
+
+    def __getitem__(self, key):
+        return ops.get_item(self, key)
+
+    def __iter__(self):
+        raise TypeError("A symbolic tensor cannot be iterated over (its batch length is not "
+                        "known); index it (x[:, 0]) or use kilnet.ops.unstack.")
 
     def __array__(self, *args, **kwargs):
         raise TypeError(

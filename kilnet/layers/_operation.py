@@ -1,142 +1,271 @@
-"""Operation: one op of a closed table (comparisons, logic, reductions of booleans, casts) as a
-node of a functional graph.
+"""Operation: one of Keras's ops (a kilnet.ops function) recorded as a node of a functional
+graph.
 
-Why a layer of its own: Keras 3 records the ops a functional model applies to symbolic tensors
-as graph nodes and writes them into `.keras` files. Its own layers do it too: a functional
-model whose `Embedding(mask_zero=True)` or `Masking` feeds a recurrent layer is saved with the
-mask as explicit nodes (`NotEqual(tokens, 0)`, then `Any(..., axis=-1)` for Masking) passed
-to the next layer as `mask=`. kilnet maps those nodes by class name, from this closed table
-only, onto this layer (kilnet.keras_files), so such files open without running anything a file
-names, and the model saves and loads as a kilnet file too. Its weights: none.
+Why a layer of its own: in a functional model, Keras 3 records every op applied to symbolic
+tensors (`x + y`, `x[:, 0]`, `ops.mean(x, axis=1)`, the masks its own layers compute) as a
+graph node, and writes those nodes into `.keras` files under the op's class name. kilnet does
+the same: a kilnet.ops function or an operator given a symbolic tensor calls `record_op`, which
+makes an Operation node running that function. The node keeps what Keras keeps: the op's
+settings (Keras's constructor arguments: `axis`, `keepdims`, `newshape`, ...) in its config,
+the rest (tensors, numbers, an index) as the call's arguments. So a `.keras` file's op nodes
+map onto this layer by class name, from the closed table OPS only (kilnet.keras_files), and the
+model saves and loads as a kilnet file too. Its weights: none.
 """
 
 from __future__ import annotations
 
-import jax.numpy as jnp
+import inspect
 
-from kilnet import ops
+import jax
+import numpy as np
+
+from kilnet import _names, ops
 from kilnet.layers._base import Layer
-from kilnet.layers._node import KerasTensor
+from kilnet.layers._node import KerasTensor, substitute, tensors_in
 
-# Keras's op class name -> (kilnet.ops function, its keyword arguments and their defaults).
-BINARY = {"NotEqual": "not_equal", "Equal": "equal", "Greater": "greater",
-          "GreaterEqual": "greater_equal", "Less": "less", "LessEqual": "less_equal",
-          "LogicalAnd": "logical_and", "LogicalOr": "logical_or"}
-REDUCTIONS = {"Any": "any", "All": "all"}
-UNARY = {"LogicalNot": "logical_not", "Cast": "cast"}
-ARGUMENTS = {"any": {"axis": None, "keepdims": False}, "all": {"axis": None, "keepdims": False},
-             "cast": {"dtype": None}}
-OPERATIONS = {**BINARY, **REDUCTIONS, **UNARY}
-_DTYPES = ("bool", "float32", "int32", "int64", "uint8", "float16", "bfloat16")
+# Keras 3's op classes kilnet records: class name -> (kilnet.ops function, the module Keras
+# writes in its files, the function's arguments Keras keeps in the op's config). The other
+# arguments are the call's, in the function's order. Read from Keras 3.15's op classes (their
+# constructor and `call` signatures, which together are the function's).
+_NUMPY_BINARY = ("Add", "Subtract", "Multiply", "Divide", "TrueDivide", "FloorDivide", "Mod",
+                 "Power", "Maximum", "Minimum", "Matmul", "Dot", "Equal", "NotEqual",
+                 "Greater", "GreaterEqual", "Less", "LessEqual", "LogicalAnd", "LogicalOr",
+                 "LogicalXor", "Where", "GetItem")
+_NUMPY_UNARY = ("Negative", "Exp", "Log", "Log1p", "Sqrt", "Square", "Abs", "Absolute", "Sign",
+                "Floor", "Ceil", "Cos", "Sin", "Tanh", "LogicalNot", "Isnan", "Isinf",
+                "Isfinite")
+_NN_UNARY = ("Relu", "Relu6", "Sigmoid", "LogSigmoid", "Softplus", "Silu", "Selu")
+_SETTINGS = {
+    "numpy": {
+        "Clip": ("x_min", "x_max"), "Einsum": ("subscripts",), "Tensordot": ("axes",),
+        "Mean": ("axis", "keepdims"), "Sum": ("axis", "keepdims"),
+        "Max": ("axis", "keepdims", "initial"), "Min": ("axis", "keepdims", "initial"),
+        "Prod": ("axis", "keepdims", "dtype"), "Std": ("axis", "keepdims"),
+        "Var": ("axis", "keepdims"), "Argmax": ("axis", "keepdims"),
+        "Argmin": ("axis", "keepdims"), "All": ("axis", "keepdims"),
+        "Any": ("axis", "keepdims"), "Cumsum": ("axis", "dtype"), "Concatenate": ("axis",),
+        "Stack": ("axis",), "Split": ("indices_or_sections", "axis"), "Reshape": ("newshape",),
+        "Transpose": ("axes",), "Swapaxes": ("axis1", "axis2"),
+        "Moveaxis": ("source", "destination"), "ExpandDims": ("axis",), "Squeeze": ("axis",),
+        "Flip": ("axis",), "Tile": ("repeats",), "Repeat": ("repeats", "axis"),
+        "BroadcastTo": ("shape",), "Take": ("axis",), "TakeAlongAxis": ("axis",),
+        "Pad": ("pad_width", "mode"), "Sort": ("axis",), "Argsort": ("axis",),
+        "Round": ("decimals",), "NanToNum": ("nan", "posinf", "neginf"),
+        "ZerosLike": ("dtype",), "OnesLike": ("dtype",), "FullLike": ("dtype",),
+        **{name: () for name in _NUMPY_BINARY + _NUMPY_UNARY}},
+    "nn": {
+        "Softmax": ("axis",), "LogSoftmax": ("axis",), "Gelu": ("approximate",),
+        "LeakyRelu": ("negative_slope",), "Elu": ("alpha",),
+        "OneHot": ("num_classes", "axis", "dtype", "sparse"),
+        "Moments": ("axes", "keepdims", "synchronized"),
+        "Normalize": ("axis", "order", "epsilon"), "BinaryCrossentropy": ("from_logits",),
+        "CategoricalCrossentropy": ("from_logits", "axis"),
+        "SparseCategoricalCrossentropy": ("from_logits", "axis"),
+        **{name: () for name in _NN_UNARY}},
+    "core": {"Cast": ("dtype",), "ConvertToTensor": ("dtype", "sparse", "ragged"),
+             "StopGradient": (), "Unstack": ("num", "axis"), "Slice": ("shape",),
+             "SliceUpdate": ()},
+    "math": {"Logsumexp": ("axis", "keepdims"), "TopK": ("k", "sorted"), "Rsqrt": (),
+             "Erf": ()},
+    "linalg": {"Norm": ("ord", "axis", "keepdims")},
+}
+OPS = {name: (_names.snake_case(name), f"keras.src.ops.{module}", settings)
+       for module, table in _SETTINGS.items() for name, settings in table.items()}
+OPERATIONS = frozenset(OPS)
+_BY_FUNCTION = {function: name for name, (function, _, _) in OPS.items()}
+_BY_FUNCTION["swish"] = "Silu"   # Keras's alias; its node is Silu's
+# The lengths tried for what a symbolic tensor does not know: its batch axis (large, so that an
+# op which cuts or mixes samples shows it) and other unknown lengths (a sequence's; small, so
+# that x[:, :3] stays unknown). An output length that differs between the two tries is unknown.
+_BATCH_PROBES = (1009, 2003)
+_LENGTH_PROBES = (2, 3)
 
 
 class Operation(Layer):
-    """One op of Keras's graph nodes, by Keras's class name: comparisons (`NotEqual`, `Equal`,
-    `Greater`, `GreaterEqual`, `Less`, `LessEqual`), `LogicalAnd`, `LogicalOr`, `LogicalNot`,
-    `Any` and `All` (with `axis`, `keepdims`) and `Cast` (`dtype`). Called on tensors and
-    numbers, as the op: `Operation("NotEqual")(tokens, 0)`. Made by the Keras-file import;
-    in your own code, write the op inside a layer's `call`.
+    """One of Keras's ops as a node of a functional model, by Keras's class name (`Add`,
+    `GetItem`, `Mean`, `Reshape`, `Softmax`, ...: `kilnet.layers.Operation.OPS`), with the op's
+    settings as `arguments`. You do not make these yourself: an operator or a kilnet.ops
+    function applied to the symbolic tensors of `kilnet.Input` makes one, as in Keras; so does
+    opening a `.keras` file whose graph has op nodes.
 
     Example:
         >>> import numpy as np
         >>> import kilnet
-        >>> mask = kilnet.layers.Operation("NotEqual")(np.array([[3, 0, 5]]), 0)
-        >>> np.asarray(mask).tolist()
-        [[True, False, True]]
-        >>> kilnet.layers.Operation("Any", axis=-1)(np.array([[0.0, 1.0], [0.0, 0.0]]) != 0)
-        Array([ True, False], dtype=bool)
+        >>> from kilnet import ops
+        >>> x = kilnet.Input(shape=(3,))
+        >>> y = ops.mean(x * 2.0 + 1.0, axis=-1, keepdims=True)
+        >>> y.node.layer
+        <Operation name='mean', operation='Mean', arguments={'axis': -1, 'keepdims': True}>
+        >>> model = kilnet.Model(x, y)
+        >>> model.predict(np.array([[1.0, 2.0, 3.0]]), verbose=0).tolist()
+        [[5.0]]
     """
 
-    config_keys = ("operation", "axis", "keepdims", "dtype_to")
+    OPS = OPS
+    config_keys = ("operation", "arguments")
 
-    def __init__(self, operation, *, axis=None, keepdims=False, dtype_to=None, **kwargs):
+    def __init__(self, operation, arguments=None, *, axis=None, keepdims=False, dtype_to=None,
+                 **kwargs):
+        # axis / keepdims / dtype_to: the form of kilnet 0.1 files (Any, All, Cast only)
         super().__init__(**kwargs)
-        if operation not in OPERATIONS:
-            raise ValueError(f"operation must be one of {sorted(OPERATIONS)}. Received: "
+        if operation not in OPS:
+            raise ValueError(f"operation must be one of Keras's ops that kilnet records "
+                             f"({len(OPS)}: {', '.join(sorted(OPS))}). Received: "
                              f"operation={operation!r}")
         self.operation = operation
-        self.axis = _check_axis(axis) if operation in REDUCTIONS else None
-        self.keepdims = bool(keepdims) if operation in REDUCTIONS else False
-        if operation == "Cast" and dtype_to not in _DTYPES:
-            raise ValueError(f"Operation('Cast') needs dtype_to, one of {_DTYPES}. Received: "
-                             f"dtype_to={dtype_to!r}")
-        self.dtype_to = dtype_to if operation == "Cast" else None
+        legacy = {"axis": axis, "keepdims": keepdims} if operation in ("Any", "All") else (
+            {"dtype": dtype_to} if operation == "Cast" else {})
+        self.arguments = _check_settings(operation, {**legacy, **(arguments or {})})
+
+    @property
+    def default_name(self) -> str:
+        return OPS[self.operation][0]
 
     @property
     def function(self):
-        return getattr(ops, OPERATIONS[self.operation])
+        return getattr(ops, OPS[self.operation][0])
 
     def call_input_shape(self, args, kwargs):
-        """The shape of each tensor argument (a number stands for a scalar: shape ())."""
+        """The per-sample shape of each argument; None for a number, an index or a list."""
         return [tuple(a.shape[1:]) if _is_tensor(a) else None for a in args]
 
     def compute_output_shape(self, input_shape):
-        shapes = [s for s in input_shape if s is not None]
-        if self.operation in BINARY:
-            if len(input_shape) != 2:
-                raise ValueError(f"{self.operation} takes two arguments. Received: "
-                                 f"{len(input_shape)}")
-            return _broadcast(shapes)
-        shape = shapes[0]
-        if self.operation in REDUCTIONS:
-            return _reduced(shape, self.axis, self.keepdims)
-        return shape
+        """The output's per-sample shape for arguments that are all float32 tensors of these
+        per-sample shapes (other calls: their symbolic tensors say it)."""
+        if any(s is None for s in input_shape):
+            raise ValueError(f"the output shape of {self.operation} depends on its non-tensor "
+                             f"arguments. Received: input_shape={input_shape}")
+        outputs = self.symbolic_outputs([KerasTensor((None,) + tuple(s)) for s in input_shape],
+                                        {})
+        return jax.tree.map(lambda t: t.sample_shape, outputs,
+                            is_leaf=lambda t: isinstance(t, KerasTensor))
 
-    def compute_output_dtype(self, input_dtype) -> str:
-        return self.dtype_to if self.operation == "Cast" else "bool"
+    def init(self, rng, input_shape):
+        """No weights to make. The output shape where the arguments are all tensors; else
+        None: the non-tensor arguments decide it, and symbolic_outputs sees them."""
+        known = isinstance(input_shape, list) and all(s is not None for s in input_shape)
+        return {}, {}, self.compute_output_shape(input_shape) if known else None
 
-    def apply(self, params, state, *args, training=False, rng=None, sample_mask=None, **_):
-        kwargs = {}
-        if self.operation in REDUCTIONS:
-            kwargs = {"axis": self.axis, "keepdims": self.keepdims}
-        elif self.operation == "Cast":
-            kwargs = {"dtype": self.dtype_to}
-        return self.function(*args, **kwargs), state
+    def symbolic_outputs(self, args, kwargs):
+        """The op's symbolic outputs, their shapes and dtypes found by tracing the op
+        abstractly (jax.eval_shape), as Keras computes an op's output spec."""
+        tensors = tensors_in((args, kwargs))
+
+        def run(*values):
+            given_args, given_kwargs = substitute((args, kwargs), {
+                t.uid: v for t, v in zip(tensors, values)})
+            return self.run(*given_args, **given_kwargs)
+
+        traced = []
+        for batch, length in zip(_BATCH_PROBES, _LENGTH_PROBES):
+            specs = [jax.ShapeDtypeStruct((batch,) + tuple(
+                length if d is None else d for d in t.shape[1:]), t.dtype) for t in tensors]
+            try:
+                traced.append(jax.eval_shape(run, *specs))
+            except (TypeError, ValueError, IndexError) as error:
+                raise ValueError(f"{self._call_text(args, kwargs)} cannot be computed on "
+                                 f"inputs of shapes {[t.shape for t in tensors]}: "
+                                 f"{error}") from None
+        return jax.tree.map(lambda a, b: self._symbolic(a, b, args, kwargs), *traced)
+
+    def _symbolic(self, first, second, args, kwargs) -> KerasTensor:
+        shape = tuple(a if a == b else None for a, b in zip(first.shape, second.shape))
+        if not shape or (first.shape[0], second.shape[0]) != _BATCH_PROBES:
+            raise ValueError(
+                f"{self._call_text(args, kwargs)} gives an output of shape {shape or '()'}, "
+                "without the batch axis first; a node of a model keeps one value per sample. "
+                "Reduce or index the other axes (axis=1, x[:, 0]), or compute it inside a "
+                "layer's call().")
+        return KerasTensor(shape, first.dtype)
+
+    def _call_text(self, args, kwargs) -> str:
+        return f"kilnet.ops.{OPS[self.operation][0]} ({self.operation}) with {self.arguments}"
+
+    def autocast_apply(self, params, state, *args, **kwargs):
+        """Runs the op as it is: an op has no dtype policy in Keras (its inputs' dtypes
+        decide), so nothing is cast."""
+        return self.apply(params, state, *args, **kwargs)
+
+    def apply(self, params, state, *args, training=False, rng=None, sample_mask=None,
+              **kwargs):
+        return self.run(*args, **kwargs), state
+
+    def run(self, *args, **kwargs):
+        """The op on the call's arguments (Keras's `call`): they fill the function's
+        parameters that are not settings, in order."""
+        parameters = inspect.signature(self.function).parameters.values()
+        if any(p.kind is p.VAR_POSITIONAL for p in parameters):   # einsum(subscripts, *xs)
+            leading = [self.arguments[p.name] for p in parameters
+                       if p.kind is p.POSITIONAL_OR_KEYWORD]
+            return self.function(*leading, *args, **kwargs)
+        names = [p.name for p in parameters if p.name not in self.arguments]
+        return self.function(**dict(zip(names, args)), **kwargs, **self.arguments)
+
+
+def record_op(function, args, kwargs):
+    """The symbolic output(s) of `function` (a kilnet.ops function) called on symbolic
+    tensors: an Operation node of the graph, with Keras's split of its arguments (the op's
+    settings in its config, the rest as the call's)."""
+    name = function.__name__
+    if name not in _BY_FUNCTION:
+        raise TypeError(
+            f"kilnet.ops.{name} cannot be a node of a functional model (it has no Keras op "
+            "that a model file could hold, or its result has no batch axis). Received: "
+            f"symbolic tensors among its arguments. Compute it inside a layer's call(), where "
+            "it receives arrays.")
+    operation = _BY_FUNCTION[name]
+    try:
+        bound = inspect.signature(function).bind(*args, **kwargs)
+    except TypeError as error:
+        raise TypeError(f"kilnet.ops.{name}: {error}") from None
+    bound.apply_defaults()
+    settings, call_args = {}, []
+    for parameter in inspect.signature(function).parameters.values():
+        value = bound.arguments.get(parameter.name)
+        if parameter.name in OPS[operation][2]:
+            settings[parameter.name] = value
+        elif parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+            call_args.extend(value)
+        elif parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            if value:
+                raise TypeError(f"kilnet.ops.{name} on symbolic tensors takes no extra "
+                                f"keyword arguments. Received: {sorted(value)}")
+        else:
+            call_args.append(value)
+    return Operation(operation, settings)(*call_args)
 
 
 def _is_tensor(value) -> bool:
-    return isinstance(value, KerasTensor) or hasattr(value, "shape") and jnp.ndim(value) > 0
+    return isinstance(value, KerasTensor) or hasattr(value, "shape") and np.ndim(value) > 0
 
 
-def _check_axis(axis):
-    if axis is None:
-        return None
-    values = axis if isinstance(axis, (list, tuple)) else [axis]
-    if not values or not all(isinstance(a, int) and not isinstance(a, bool) for a in values):
-        raise ValueError(f"axis must be None, an integer or a list of integers. Received: "
-                         f"axis={axis!r}")
-    return list(values) if isinstance(axis, (list, tuple)) else axis
+def _check_settings(operation, settings: dict) -> dict:
+    """An op's settings as JSON values (what its config holds); no symbolic tensor or array
+    among them, since Keras keeps them in the op's config, not in the graph."""
+    allowed = OPS[operation][2]
+    unknown = sorted(set(settings) - set(allowed))
+    if unknown:
+        raise ValueError(f"The op {operation} takes the settings {list(allowed)}. Received: "
+                         f"{unknown}")
+    return {key: _json_value(operation, key, value) for key, value in settings.items()}
 
 
-def _broadcast(shapes):
-    """NumPy broadcasting of per-sample shapes (None: unknown length)."""
-    if len(shapes) == 1:
-        return shapes[0]
-    a, b = shapes
-    rank = max(len(a), len(b))
-    a, b = (1,) * (rank - len(a)) + tuple(a), (1,) * (rank - len(b)) + tuple(b)
-    out = []
-    for x, y in zip(a, b):
-        if x == 1 or x == y:
-            out.append(y)
-        elif y == 1:
-            out.append(x)
-        elif x is None or y is None:
-            out.append(x if y is None else y)
-        else:
-            raise ValueError(f"shapes {a} and {b} do not broadcast")
-    return tuple(out)
-
-
-def _reduced(shape, axis, keepdims):
-    """The per-sample shape after reducing `axis` (axes counted with the batch axis, as Keras
-    records them; None reduces every axis, the batch's too, which a graph node cannot)."""
-    if axis is None:
-        raise ValueError("a reduction over every axis, the batch axis included, cannot be a "
-                         "node of a model (axis=None)")
-    rank = len(shape) + 1
-    axes = {a % rank for a in (axis if isinstance(axis, list) else [axis])}
-    if 0 in axes:
-        raise ValueError(f"a node cannot reduce the batch axis. Received: axis={axis!r}")
-    return tuple((1 if keepdims else None) if i + 1 in axes else d
-                 for i, d in enumerate(shape) if keepdims or i + 1 not in axes)
+def _json_value(operation, key, value):
+    if isinstance(value, KerasTensor):
+        raise TypeError(f"The argument {key!r} of kilnet.ops.{OPS[operation][0]} is part of "
+                        f"the op's settings in a model, so it must be a number, string or "
+                        f"list of them. Received: a symbolic tensor {value!r}. Compute with it "
+                        "inside a layer's call() instead.")
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_json_value(operation, key, v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    try:
+        return str(np.dtype(value))      # a dtype given as an object (np.int32, jnp.bfloat16)
+    except TypeError:
+        pass
+    raise TypeError(f"The argument {key!r} of kilnet.ops.{OPS[operation][0]} must be a "
+                    f"number, string or list of them in a model's op node. Received: "
+                    f"{value!r:.100}")

@@ -22,7 +22,9 @@ A functional model's configuration has Keras 3's shape:
      "input_layers": ..., "output_layers": ...}
 
 where a symbolic tensor in a node's arguments is {"class_name": "__keras_tensor__", "config":
-{"shape", "dtype", "keras_history": [layer_name, node_index, tensor_index]}}, node_index counts
+{"shape", "dtype", "keras_history": [layer_name, node_index, tensor_index]}} (an index's slices
+and `...` are {"class_name": "__slice__", "config": {"start", "stop", "step"}} and
+{"class_name": "__ellipsis__", "config": {}}, as Keras writes them), node_index counts
 the calls of that layer within this model (from 0), and input_layers / output_layers keep the
 structure the model was defined with (one [layer_name, node_index, tensor_index], a list or a
 dict of them). A Sequential keeps its own format {"name", "input_shape", "layers": [{"class_name",
@@ -36,6 +38,8 @@ import contextvars
 import inspect
 import json
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from kilnet import _safefile, saving
 from kilnet._toposort import calls_in_order
@@ -52,6 +56,8 @@ MAX_VALUES = _safefile.MAX_VALUES    # values of every kind, all levels together
 
 TENSOR = "__keras_tensor__"
 TUPLE = "__tuple__"
+SLICE = "__slice__"        # an index of x[...] (Keras's markers for both)
+ELLIPSIS = "__ellipsis__"
 FUNCTIONAL_KEYS = {"name", "trainable", "layers", "input_layers", "output_layers"}
 SEQUENTIAL_KEYS = {"name", "input_shape", "layers"}
 
@@ -172,6 +178,13 @@ def _argument_config(value, index):
         return [_argument_config(v, index) for v in value]
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
         return {k: _argument_config(v, index) for k, v in value.items()}
+    if isinstance(value, slice):
+        return {"class_name": SLICE, "config": {"start": value.start, "stop": value.stop,
+                                                "step": value.step}}
+    if value is Ellipsis:
+        return {"class_name": ELLIPSIS, "config": {}}
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise TypeError(f"A layer was called with an argument of type {type(value).__name__}, "
@@ -416,8 +429,26 @@ def _plan_argument(value, reader):
                     not isinstance(value["config"]["value"], list):
                 reader.fail(f"a tuple argument is malformed. Received: {value!r:.200}")
             return tuple(_plan_argument(v, reader) for v in value["config"]["value"])
+        if value.get("class_name") == SLICE:
+            return _plan_slice(value, reader)
+        if value.get("class_name") == ELLIPSIS:
+            if value != {"class_name": ELLIPSIS, "config": {}}:
+                reader.fail(f"an ellipsis argument is malformed. Received: {value!r:.200}")
+            return Ellipsis
         return {k: _plan_argument(v, reader) for k, v in value.items()}
     return value
+
+
+def _plan_slice(value, reader) -> slice:
+    config = value.get("config")
+    if (set(value) != {"class_name", "config"} or not isinstance(config, dict)
+            or set(config) != {"start", "stop", "step"} or not all(
+                v is None or isinstance(v, int) and not isinstance(v, bool)
+                for v in config.values())):
+        reader.fail(f"a slice argument is malformed: expected {{'class_name': '{SLICE}', "
+                    "'config': {'start', 'stop', 'step'}} of integers or null. "
+                    f"Received: {value!r:.200}")
+    return slice(config["start"], config["stop"], config["step"])
 
 
 def _plan_tensor(value, reader) -> _Ref:

@@ -1,0 +1,242 @@
+"""Operators and kilnet.ops functions on the symbolic tensors of the functional API: each
+becomes an op node (kilnet.layers.Operation) that computes what NumPy computes, trains,
+and saves in kilnet's and Keras's files, which Keras itself opens (and the reverse)."""
+
+import importlib
+import inspect
+import os
+
+import jax
+import numpy as np
+import pytest
+
+import kilnet
+from kilnet import layers, ops
+from kilnet.layers._operation import OPS
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+keras = pytest.importorskip("keras")
+
+RNG = np.random.default_rng(0)
+
+
+def _x(*shape):
+    return RNG.normal(size=shape).astype(np.float32)
+
+
+# -- values ----------------------------------------------------------------------------------
+# (what the graph computes from x of shape (batch, 6, 4), the same in NumPy)
+CASES = {
+    "add": (lambda x: x + 1.5, lambda x: x + 1.5),
+    "radd": (lambda x: 2 + x, lambda x: 2 + x),
+    "rsub": (lambda x: 1.0 - x, lambda x: 1.0 - x),
+    "mul_self": (lambda x: x * x, lambda x: x * x),
+    "div": (lambda x: x / 4.0, lambda x: x / 4.0),
+    "rdiv": (lambda x: 1.0 / (ops.abs(x) + 1.0), lambda x: 1.0 / (np.abs(x) + 1.0)),
+    "floordiv_mod": (lambda x: (x * 10) // 3 + (x * 10) % 3,
+                     lambda x: (x * 10) // 3 + (x * 10) % 3),
+    "pow_neg_abs": (lambda x: -(abs(x) ** 1.5), lambda x: -(np.abs(x) ** 1.5)),
+    "matmul": (lambda x: x @ ops.transpose(x, (0, 2, 1)),
+               lambda x: x @ np.transpose(x, (0, 2, 1))),
+    "compare_logic": (lambda x: ops.cast((x > 0) & ~(x > 1) | (x <= -1) ^ (x < -2), "float32"),
+                      lambda x: (((x > 0) & ~(x > 1)) | ((x <= -1) ^ (x < -2))).astype("f4")),
+    "ne": (lambda x: ops.cast(ops.round(x) != 0, "int32"),
+           lambda x: (np.round(x) != 0).astype("int32")),
+    "index": (lambda x: x[:, 0], lambda x: x[:, 0]),
+    "slices": (lambda x: x[:, 1:5:2, ::-1], lambda x: x[:, 1:5:2, ::-1]),
+    "ellipsis_newaxis": (lambda x: x[..., None, 2], lambda x: x[..., None, 2]),
+    "mean_keepdims": (lambda x: ops.mean(x, axis=1, keepdims=True),
+                      lambda x: x.mean(axis=1, keepdims=True)),
+    "sum_axes": (lambda x: ops.sum(x, axis=[1, 2]), lambda x: x.sum(axis=(1, 2))),
+    "max_argmax": (lambda x: ops.max(x, axis=-1) + ops.cast(ops.argmax(x, axis=-1), "float32"),
+                   lambda x: x.max(-1) + x.argmax(-1).astype("f4")),
+    "concatenate": (lambda x: ops.concatenate([x, x * 2], axis=-1),
+                    lambda x: np.concatenate([x, x * 2], axis=-1)),
+    "stack": (lambda x: ops.stack([x[:, 0], x[:, 1]], axis=1), lambda x: x[:, :2]),
+    "reshape": (lambda x: ops.reshape(x, (-1, 24)), lambda x: x.reshape(-1, 24)),
+    "expand_squeeze": (lambda x: ops.squeeze(ops.expand_dims(x, 1), axis=1), lambda x: x),
+    "where": (lambda x: ops.where(x > 0, x, 0.0), lambda x: np.where(x > 0, x, 0.0)),
+    "softmax": (lambda x: ops.softmax(x, axis=1),
+                lambda x: np.exp(x) / np.exp(x).sum(axis=1, keepdims=True)),
+    "sqrt_exp_log": (lambda x: ops.sqrt(ops.exp(x)) + ops.log(ops.square(x) + 1),
+                     lambda x: np.sqrt(np.exp(x)) + np.log(x ** 2 + 1)),
+    "einsum": (lambda x: ops.einsum("bij,bkj->bik", x, x),
+               lambda x: np.einsum("bij,bkj->bik", x, x)),
+    "clip": (lambda x: ops.clip(x, -0.5, 0.5), lambda x: np.clip(x, -0.5, 0.5)),
+    "take": (lambda x: ops.take(x, [3, 0], axis=2), lambda x: np.take(x, [3, 0], axis=2)),
+    "tile_repeat": (lambda x: ops.repeat(ops.tile(x, (1, 1, 2)), 2, axis=1),
+                    lambda x: np.repeat(np.tile(x, (1, 1, 2)), 2, axis=1)),
+    "pad": (lambda x: ops.pad(x, [[0, 0], [1, 2], [0, 0]]),
+            lambda x: np.pad(x, [[0, 0], [1, 2], [0, 0]])),
+    "swish_alias": (lambda x: ops.swish(x), lambda x: x / (1 + np.exp(-x))),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_an_op_on_symbolic_tensors_computes_what_numpy_computes(case):
+    graph, reference = CASES[case]
+    inputs = kilnet.Input(shape=(6, 4))
+    outputs = graph(inputs)
+    model = kilnet.Model(inputs, outputs)
+    x = _x(3, 6, 4)
+    expected = reference(x)
+    got = model.predict(x, verbose=0)
+    assert outputs.shape == (None,) + expected.shape[1:]
+    assert got.dtype == expected.dtype, (got.dtype, expected.dtype)
+    np.testing.assert_allclose(got, expected, rtol=2e-5, atol=2e-5)
+
+
+def test_the_ops_table_is_keras_s_and_every_op_is_a_kilnet_function():
+    """Each recorded op: a Keras 3 class of that name in the module kilnet writes, whose
+    constructor takes the settings kilnet keeps in its config, and whose constructor and call
+    together take the kilnet.ops function's arguments."""
+    for name, (function, module, settings) in OPS.items():
+        cls = getattr(importlib.import_module(module), name)
+        init = [p for p in inspect.signature(cls.__init__).parameters
+                if p not in ("self", "name", "args", "kwargs")]
+        call = [p for p in inspect.signature(cls.call).parameters if p != "self"]
+        params = list(inspect.signature(getattr(ops, function)).parameters)
+        assert init == list(settings), (name, init, settings)
+        assert sorted(init + call) == sorted(params), (name, init, call, params)
+
+
+def test_unknown_lengths_stay_unknown_and_known_ones_are_kept():
+    tokens = kilnet.Input(shape=(None, 8))
+    assert (tokens * 2).shape == (None, None, 8)
+    assert ops.mean(tokens, axis=1).shape == (None, 8)
+    assert ops.reshape(ops.mean(tokens, axis=1), (-1, 4, 2)).shape == (None, 4, 2)
+    with pytest.raises(ValueError, match="batch axis"):
+        ops.reshape(tokens, (-1, 4))           # samples and steps mixed in one axis
+    assert tokens[:, :3].shape == (None, None, 8)               # 3 at most: not known
+    assert ops.shape(tokens) == (None, None, 8)
+    halves = ops.split(tokens, 2, axis=-1)
+    assert [h.shape for h in halves] == [(None, None, 4)] * 2
+    assert halves[0].node is halves[1].node                    # one node, two outputs
+
+
+def test_a_residual_written_with_plus_trains_as_the_add_layer_does():
+    """x + Dense(x) and Add()([x, Dense(x)]): the same weights give the same losses."""
+    def build(residual):
+        kilnet.utils.set_random_seed(3)
+        inputs = kilnet.Input(shape=(8,))
+        h = layers.Dense(8, activation="relu")(inputs)
+        h = residual(inputs, h)
+        outputs = layers.Dense(3, activation="softmax")(ops.mean(ops.stack([h, h * 0.5], 1), 1))
+        model = kilnet.Model(inputs, outputs)
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        return model
+
+    x, y = _x(64, 8), RNG.integers(0, 3, size=64)
+    with_ops = build(lambda a, b: a + b)
+    with_layers = build(lambda a, b: layers.Add()([a, b]))
+    with_layers.set_weights(with_ops.get_weights())
+    first = with_ops.fit(x, y, epochs=4, batch_size=16, shuffle=False, verbose=0)
+    second = with_layers.fit(x, y, epochs=4, batch_size=16, shuffle=False, verbose=0)
+    np.testing.assert_allclose(first.history["loss"], second.history["loss"], rtol=1e-5)
+    assert first.history["loss"][-1] < first.history["loss"][0]
+
+
+def _graph_of_many_ops():
+    inputs = kilnet.Input(shape=(6, 4), name="x")
+    tokens = kilnet.Input(shape=(5,), dtype="int32", name="tokens")
+    h = layers.Dense(4)(inputs) + inputs
+    counted = ops.sum(ops.cast(tokens > 2, "float32"), axis=-1, keepdims=True)
+    pooled = ops.concatenate([ops.mean(h, axis=1), h[:, 0], counted], axis=-1)
+    outputs = [pooled, h[:, 1:3, ::2], ops.einsum("bij,bkj->bik", h, h),
+               ops.softmax(h @ ops.transpose(h, (0, 2, 1)), axis=-1), h[..., None],
+               ops.where(h > 0, h, 0.0) ** 2, ops.top_k(pooled, 3)[0],
+               ops.one_hot(tokens, 10), ops.logsumexp(h, axis=-1)]
+    return kilnet.Model([inputs, tokens], outputs)
+
+
+def _data():
+    return [_x(3, 6, 4), RNG.integers(0, 10, size=(3, 5)).astype(np.int32)]
+
+
+def test_op_nodes_save_and_load_in_kilnet_files(tmp_path):
+    model = _graph_of_many_ops()
+    data = _data()
+    before = model.predict(data, verbose=0)
+    model.save(tmp_path / "m.kilnet")
+    loaded = kilnet.models.load_model(tmp_path / "m.kilnet")
+    for a, b in zip(before, loaded.predict(data, verbose=0)):
+        np.testing.assert_array_equal(a, b)
+    assert kilnet.models.model_from_json(model.to_json()).count_params() == model.count_params()
+
+
+def test_keras_opens_kilnet_s_op_nodes_and_computes_the_same(tmp_path):
+    model = _graph_of_many_ops()
+    data = _data()
+    model.save(tmp_path / "m.keras")
+    theirs = keras.saving.load_model(tmp_path / "m.keras")
+    for ours, keras_out in zip(model.predict(data, verbose=0), theirs.predict(data, verbose=0)):
+        np.testing.assert_allclose(ours, np.asarray(keras_out), rtol=1e-5, atol=1e-5)
+
+
+def test_kilnet_opens_keras_s_op_nodes_and_computes_the_same(tmp_path):
+    kops = keras.ops
+    inputs = keras.Input(shape=(6, 4))
+    h = keras.layers.Dense(4)(inputs) + inputs
+    outputs = [kops.mean(h, axis=1) - h[:, -1], kops.moments(h, axes=[1])[1],
+               kops.leaky_relu(h), kops.gelu(h), kops.clip(h, -0.5, 0.5) * 2.0,
+               h[:, :, None, 1:], kops.expand_dims(kops.max(h, axis=(1, 2)), -1)]
+    theirs = keras.Model(inputs, outputs)
+    theirs.save(tmp_path / "k.keras")
+    ours = kilnet.models.load_model(tmp_path / "k.keras")
+    x = _x(3, 6, 4)
+    for a, b in zip(ours.predict(x, verbose=0), theirs.predict(x, verbose=0)):
+        np.testing.assert_allclose(a, np.asarray(b), rtol=1e-5, atol=1e-5)
+    assert [layer.operation for layer in ours.layers if isinstance(
+        layer, layers.Operation)][:2] == ["Add", "Mean"]
+
+
+def test_ops_nodes_keep_their_inputs_dtypes_under_mixed_precision():
+    kilnet.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        inputs = kilnet.Input(shape=(4,))
+        scaled = layers.Dense(4)(inputs) * 2.0       # bfloat16, as the Dense computes
+        widened = ops.cast(scaled, "float32") + inputs
+    finally:
+        kilnet.mixed_precision.set_global_policy("float32")
+    assert (scaled.dtype, widened.dtype) == ("bfloat16", "float32")
+    out = kilnet.Model(inputs, [scaled, widened]).predict(_x(2, 4), verbose=0)
+    assert [str(o.dtype) for o in out] == ["float32", "float32"]   # predict returns float32
+
+
+def test_an_old_kilnet_op_config_still_loads():
+    """kilnet 0.1 wrote Any / Cast nodes with axis / keepdims / dtype_to."""
+    any_op = layers.Operation.from_config({"name": "any", "operation": "Any", "axis": -1,
+                                           "keepdims": False})
+    cast_op = layers.Operation.from_config({"name": "cast", "operation": "Cast",
+                                            "dtype_to": "int32"})
+    assert any_op.arguments == {"axis": -1, "keepdims": False}
+    assert np.asarray(cast_op(np.array([1.7]))).dtype == np.int32
+
+
+# -- refusals --------------------------------------------------------------------------------
+def test_an_op_without_the_batch_axis_first_is_refused_with_the_fix():
+    x = kilnet.Input(shape=(3,))
+    with pytest.raises(ValueError, match="without the batch axis first.*axis=1"):
+        ops.sum(x)
+    with pytest.raises(ValueError, match="batch axis"):
+        x[0]
+
+
+def test_control_flow_and_symbolic_settings_are_refused_by_name():
+    x = kilnet.Input(shape=(3,))
+    with pytest.raises(TypeError, match=r"kilnet.ops.cond cannot be a node.*Received"):
+        ops.cond(x, lambda: 1.0, lambda: 0.0)
+    with pytest.raises(TypeError, match=r"'x_min' of kilnet.ops.clip.*Received: a symbolic"):
+        ops.clip(x, x, 1.0)
+    with pytest.raises(TypeError, match="no value to test"):
+        bool(x > 0)
+    with pytest.raises(TypeError, match="cannot be iterated"):
+        list(x)
+    with pytest.raises(ValueError, match="cannot be computed on inputs of shapes"):
+        ops.reshape(x, (-1, 7))
+
+
+def test_ops_on_arrays_are_unchanged_inside_a_traced_call():
+    """The dispatch looks for symbolic tensors only; arrays and tracers go straight through."""
+    f = jax.jit(lambda a: ops.mean(a * 2.0 + 1.0, axis=0))
+    np.testing.assert_allclose(f(np.array([1.0, 3.0])), 5.0)
