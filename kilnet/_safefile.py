@@ -48,6 +48,12 @@ def json_default(value):
     """NumPy scalars and arrays in configs and callback states, as plain JSON values."""
     if isinstance(value, (np.generic, np.ndarray)):
         return value.tolist()
+    if callable(value):
+        raise TypeError(
+            f"The Python function {getattr(value, '__qualname__', value)!r:.80} cannot be saved: "
+            "kilnet files hold no code. For a Lambda layer's function, register it with "
+            "@kilnet.saving.register_serializable() (it is then saved by name), or write a "
+            "Layer subclass; model.save_weights() saves the weights alone.")
     raise TypeError(f"{type(value).__name__} values cannot be saved: {value!r:.100}")
 
 

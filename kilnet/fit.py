@@ -683,8 +683,9 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
         if cb_list is not None:
             cb_list.on_predict_batch_begin(block.base)
         rows = block.order.shape[0]
-        outputs = tuple(jnp.zeros((rows,) + tuple(spec.shape), _prediction_dtype(spec))
-                        for spec in model.output_specs)
+        shapes = _output_shapes(model, state, block.x, feed.batch_size)
+        outputs = tuple(jnp.zeros((rows,) + tuple(shape), _prediction_dtype(spec))
+                        for shape, spec in zip(shapes, model.output_specs))
         args = (outputs, programs.model_params(state), state.model_state, block.x,
                 block.order, block.valid, jnp.int32(block.base), jnp.int32(block.base),
                 jnp.int32(stop))
@@ -710,6 +711,20 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
         return model.pack_outputs([np.zeros((0,) + tuple(spec.shape), _prediction_dtype(spec))
                                    for spec in model.output_specs])
     return model.pack_outputs([np.concatenate(parts) for parts in zip(*results)])
+
+
+def _output_shapes(model, state, x, batch_size) -> list:
+    """Each output's per-sample shape: the model's, or where it has an unknown length (a
+    variable-length sequence, a Lambda's trace), the one this data gives, traced abstractly."""
+    specs = model.output_specs
+    if all(d is not None for spec in specs for d in spec.shape):
+        return [spec.shape for spec in specs]
+    batch = jax.tree.map(lambda a: jax.ShapeDtypeStruct((batch_size,) + a.shape[1:], a.dtype),
+                         x)
+    outputs = jax.eval_shape(
+        lambda params, model_state, xb: model.apply(params, model_state, xb)[0],
+        programs.model_params(state), state.model_state, batch)
+    return [out.shape[1:] for out in model.output_list(outputs)]
 
 
 def _prediction_dtype(spec):

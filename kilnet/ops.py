@@ -362,7 +362,7 @@ def get_item(x, key):
     files store).
 
     Example:
-        >>> get_item(np.arange(6).reshape(2, 3), [slice(None), 1]).tolist()
+        >>> get_item(np.arange(6).reshape(2, 3), [..., 1]).tolist()
         [1, 4]
     """
     if isinstance(key, list):

@@ -42,7 +42,7 @@ import warnings
 import jax
 import numpy as np
 
-from kilnet import _safefile
+from kilnet import _registry, _safefile
 from kilnet import losses as losses_lib
 from kilnet import metrics as metrics_lib
 from kilnet import optimizers as optimizers_lib
@@ -56,13 +56,12 @@ _WEIGHT_KINDS = ("params", "state")
 PER_OUTPUT = "__outputs__"   # class_name of a compile argument given per output, as a dict
 
 
-# -- the registry of user classes --------------------------------------------------------------
-_REGISTERED: dict = {}   # "package>Name" -> class
-_NAMES: dict = {}        # class -> "package>Name"
+# -- the registry of user classes (kept in kilnet._registry, which layers read too) -------------
 
 
 def register_serializable(package="Custom", name=None):
-    """Allow a class of yours (a layer or a model) in model files and configurations.
+    """Allow a class of yours (a layer or a model), or a function (a `Lambda` layer's), in
+    model files and configurations.
 
     A file names it "package>name"; loading maps that name back to the class registered in the
     running program. Nothing else of yours can be named by a file, so register only classes
@@ -94,10 +93,9 @@ def register_serializable(package="Custom", name=None):
             raise ValueError(f"Cannot register {obj.__name__}: it has no get_config() method, "
                              "so it could not be saved.")
         if not callable(obj):
-            raise TypeError(f"register_serializable registers classes. Received: {obj!r:.100}")
+            raise TypeError(f"register_serializable registers classes and functions. Received: {obj!r:.100}")
         registered = f"{package}>{name or obj.__name__}"
-        _REGISTERED[registered] = obj   # re-running a definition replaces the class
-        _NAMES[obj] = registered
+        _registry.register(registered, obj)   # re-running a definition replaces the class
         return obj
 
     return decorator
@@ -123,7 +121,7 @@ def get_registered_name(obj) -> str:
     """
     if not isinstance(obj, type) and not inspect.isroutine(obj):
         obj = type(obj)   # an instance: its class's name
-    return _NAMES.get(obj) or getattr(obj, "__name__", type(obj).__name__)
+    return _registry.name_of(obj) or getattr(obj, "__name__", type(obj).__name__)
 
 
 def get_registered_object(name, custom_objects=None, module_objects=None):
@@ -149,7 +147,7 @@ def get_registered_object(name, custom_objects=None, module_objects=None):
         >>> kilnet.saving.get_registered_object("Doc>Unknown") is None
         True
     """
-    for table in (custom_objects or {}, _REGISTERED, module_objects or {}):
+    for table in (custom_objects or {}, _registry.registered(), module_objects or {}):
         if name in table:
             return table[name]
     return None
@@ -157,7 +155,7 @@ def get_registered_object(name, custom_objects=None, module_objects=None):
 
 def registered_objects() -> dict:
     """A copy of the registry: {"package>Name": class}."""
-    return dict(_REGISTERED)
+    return _registry.registered()
 
 
 # -- a model's weights by layer path ------------------------------------------------------------

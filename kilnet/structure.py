@@ -21,6 +21,9 @@ def inputs_of(model, x, argument: str = "x") -> list:
             raise InputError(f"{argument} is a dict but the model has one input"
                              + (f" named {model.input_names[0]!r}" if specs else "")
                              + f". Received: {argument} with keys {sorted(map(str, x))}")
+        if (specs is not None and isinstance(x, (list, tuple)) and len(x) == 1
+                and len(getattr(x[0], "shape", ())) == len(specs[0].shape) + 1):
+            return [x[0]]   # [array] for a model of one input (made with inputs=[...]), as Keras
         return [x]
     names = model.input_names
     if isinstance(x, dict):

@@ -34,6 +34,16 @@ class Spec:
     marks: tuple = ()               # pytest marks (xfail) for every check of this spec
 
 
+def _registered(function):
+    import kilnet   # the specs module is imported before the backend is chosen
+    return kilnet.saving.register_serializable(package="Specs")(function)
+
+
+def _scaled_softsign(x, scale=1.0):
+    """A Lambda's function, registered so that its configuration names it."""
+    return scale * x / (1.0 + abs(x))
+
+
 def _integer_lookup_reference(inputs, weights):
     # vocabulary [2, 3, 5]: index 0 is the out-of-vocabulary bucket, then the vocabulary
     table = {2: 1, 3: 2, 5: 3}
@@ -153,6 +163,10 @@ SPECS = [
          out_dtype="bool", keras=False, grad=False,
          reference=lambda inputs, weights: np.greater(inputs[0], inputs[1]),
          no_mask_check="a graph node of Keras's files; it computes masks, passes none on"),
+    Spec("Lambda", lambda ns: ns.Lambda(_registered(_scaled_softsign),
+                                         arguments={"scale": 2.0}), [(3, 2)], keras=False,
+         reference=lambda inputs, weights: 2.0 * inputs[0] / (1.0 + np.abs(inputs[0])),
+         no_mask_check="passes no mask on unless given mask= (as Keras's)"),
     Spec("CenterCrop", lambda ns: ns.CenterCrop(2, 2), [(3, 4, 1)]),
     Spec("RandomFlip", lambda ns: ns.RandomFlip(), [(4, 4, 1)]),
     Spec("RandomRotation", lambda ns: ns.RandomRotation(0.1), [(4, 4, 1)]),

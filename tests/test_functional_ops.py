@@ -240,3 +240,13 @@ def test_ops_on_arrays_are_unchanged_inside_a_traced_call():
     """The dispatch looks for symbolic tensors only; arrays and tracers go straight through."""
     f = jax.jit(lambda a: ops.mean(a * 2.0 + 1.0, axis=0))
     np.testing.assert_allclose(f(np.array([1.0, 3.0])), 5.0)
+
+
+def test_a_model_of_one_input_takes_it_in_a_list_of_one_as_keras_does():
+    inputs = kilnet.Input(shape=(3, 4))
+    model = kilnet.Model([inputs], ops.sum(inputs, axis=-1))
+    model.compile(optimizer="sgd", loss="mse")
+    x = _x(6, 3, 4)
+    np.testing.assert_allclose(model.predict([x], verbose=0), x.sum(-1), rtol=1e-5)
+    assert np.isfinite(model.fit([x], np.zeros((6, 3)), epochs=1, verbose=0)
+                       .history["loss"][0])

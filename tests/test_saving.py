@@ -282,7 +282,7 @@ def test_pickle_bearing_files_are_rejected_without_running_them(parts, tmp_path)
 
 
 @pytest.mark.parametrize("where, name", [
-    ("layer", "os.system"), ("layer", "Lambda"), ("layer", "builtins.eval"),
+    ("layer", "os.system"), ("layer", "builtins.eval"),
     ("layer", "Layer"), ("layer", "__import__"), ("optimizer", "os.system"),
     ("optimizer", "Optimizer"), ("loss", "eval"), ("loss", "Loss"), ("metric", "subprocess.call"),
 ])
@@ -299,6 +299,19 @@ def test_classes_outside_the_allowlists_are_rejected(parts, tmp_path, where, nam
     error = _rejected("class name", _craft(tmp_path / "x.kilnet", info, parts[1]),
                       f"names the {where} type")
     assert "Allowed:" in str(error) and not marker.exists()
+
+
+def test_a_lambda_naming_anything_but_a_registered_function_is_rejected(parts, tmp_path):
+    """Lambda is allowlisted, but its function is only ever looked up by registered name."""
+    marker = tmp_path / "PWNED"
+    for function in ("os.system", "builtins>eval", f"open({str(marker)!r}, 'w')",
+                     {"class_name": "__lambda__", "config": {"code": "..."}}):
+        info = json.loads(json.dumps(parts[0]))
+        info["model"]["config"]["layers"][1] = {"class_name": "Lambda",
+                                                "config": {"function": function}}
+        _rejected("lambda", _craft(tmp_path / "l.kilnet", info, parts[1]),
+                  "names no function registered|must be a function|holds")
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("edit, match", [

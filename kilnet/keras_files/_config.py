@@ -372,6 +372,12 @@ def keras_layer(spec, path):
                          "with the extension .kilnet instead.")
     if name == "Operation":
         return _keras_operation(config)
+    if name == "Lambda":
+        raise ValueError(f"Cannot save {path} as a Keras file: layer {config.get('name')!r} is "
+                         "a Lambda, whose function Keras stores as Python bytecode, which "
+                         "kilnet never writes. Save it with the extension .kilnet (its function "
+                         "registered with kilnet.saving.register_serializable), or write a Layer "
+                         "subclass.")
     if name == "InputLayer":
         config = {"batch_shape": [None] + list(config.pop("shape")), **config}
     if name in NO_TRAINABLE and config.get("trainable", True) is True:

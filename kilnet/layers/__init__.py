@@ -23,6 +23,7 @@ from kilnet.layers._core import (
 )
 from kilnet.layers._dense import Dense
 from kilnet.layers._embedding import Embedding
+from kilnet.layers._lambda import Lambda
 from kilnet.layers._layer_norm import (GroupNormalization, LayerNormalization,
                                        UnitNormalization)
 from kilnet.layers._merge import (add, average, concatenate, dot, maximum, minimum, multiply,
@@ -64,7 +65,7 @@ LAYER_TYPES = {
                 SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed,
                 Conv1DTranspose, DepthwiseConv2D, SeparableConv2D, Conv3D,
                 MaxPooling3D, AveragePooling3D,
-                IntegerLookup, CategoryEncoding, Discretization, Hashing, Operation)
+                IntegerLookup, CategoryEncoding, Discretization, Hashing, Operation, Lambda)
     # StringLookup and TextVectorization run on the host, on the data before fit (a model
     # input cannot hold strings yet), so no model file can hold them.
 }
@@ -92,5 +93,5 @@ __all__ = [
     "SeparableConv2D",
     "CategoryEncoding", "Discretization", "Hashing", "IntegerLookup", "StringLookup",
     "TextVectorization",
-    "Operation",
+    "Operation", "Lambda",
 ]

@@ -189,6 +189,51 @@ def substitute(tree, values: dict):
                         is_leaf=lambda t: isinstance(t, KerasTensor))
 
 
+# The lengths tried for what a symbolic tensor does not know: its batch axis (large, so that a
+# function which cuts or mixes samples shows it) and other unknown lengths (a sequence's;
+# small, so that x[:, :3] stays unknown). A length that differs between the two is unknown.
+BATCH_PROBES = (1009, 2003)
+LENGTH_PROBES = (2, 3)
+
+
+def trace_symbolic(function, args, kwargs):
+    """What `function(*args, **kwargs)` returns when the KerasTensors among the arguments are
+    arrays, as KerasTensors (no node): shapes and dtypes from tracing it abstractly
+    (jax.eval_shape) twice, with the probe lengths above. Raises ValueError when it fails on
+    such inputs, or when an output does not keep the batch axis first.
+
+    Example:
+        >>> x = KerasTensor((None, None, 4))
+        >>> trace_symbolic(lambda t: t[:, :3].sum(axis=-1), (x,), {})
+        <KerasTensor shape=(None, None), dtype=float32>
+    """
+    tensors = tensors_in((args, kwargs))
+
+    def run(*values):
+        given_args, given_kwargs = substitute((args, kwargs), {
+            t.uid: v for t, v in zip(tensors, values)})
+        return function(*given_args, **given_kwargs)
+
+    traced = []
+    for batch, length in zip(BATCH_PROBES, LENGTH_PROBES):
+        specs = [jax.ShapeDtypeStruct((batch,) + tuple(
+            length if d is None else d for d in t.shape[1:]), t.dtype) for t in tensors]
+        try:
+            traced.append(jax.eval_shape(run, *specs))
+        except (TypeError, ValueError, IndexError) as error:
+            raise ValueError(f"it cannot be computed on inputs of shapes "
+                             f"{[t.shape for t in tensors]}: {error}") from None
+    return jax.tree.map(_traced_tensor, *traced)
+
+
+def _traced_tensor(first, second) -> KerasTensor:
+    shape = tuple(a if a == b else None for a, b in zip(first.shape, second.shape))
+    if not shape or (first.shape[0], second.shape[0]) != BATCH_PROBES:
+        raise ValueError(f"it gives an output of shape {shape or '()'}, without the batch "
+                         "axis first; a node of a model keeps one value per sample")
+    return KerasTensor(shape, first.dtype)
+
+
 class Node:
     """One call of `layer` on symbolic tensors: its arguments and its outputs."""
 

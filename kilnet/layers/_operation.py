@@ -21,7 +21,7 @@ import numpy as np
 
 from kilnet import _names, ops
 from kilnet.layers._base import Layer
-from kilnet.layers._node import KerasTensor, substitute, tensors_in
+from kilnet.layers._node import KerasTensor, trace_symbolic
 
 # Keras 3's op classes kilnet records: class name -> (kilnet.ops function, the module Keras
 # writes in its files, the function's arguments Keras keeps in the op's config). The other
@@ -74,11 +74,6 @@ OPS = {name: (_names.snake_case(name), f"keras.src.ops.{module}", settings)
 OPERATIONS = frozenset(OPS)
 _BY_FUNCTION = {function: name for name, (function, _, _) in OPS.items()}
 _BY_FUNCTION["swish"] = "Silu"   # Keras's alias; its node is Silu's
-# The lengths tried for what a symbolic tensor does not know: its batch axis (large, so that an
-# op which cuts or mixes samples shows it) and other unknown lengths (a sequence's; small, so
-# that x[:, :3] stays unknown). An output length that differs between the two tries is unknown.
-_BATCH_PROBES = (1009, 2003)
-_LENGTH_PROBES = (2, 3)
 
 
 class Operation(Layer):
@@ -148,38 +143,14 @@ class Operation(Layer):
 
     def symbolic_outputs(self, args, kwargs):
         """The op's symbolic outputs, their shapes and dtypes found by tracing the op
-        abstractly (jax.eval_shape), as Keras computes an op's output spec."""
-        tensors = tensors_in((args, kwargs))
-
-        def run(*values):
-            given_args, given_kwargs = substitute((args, kwargs), {
-                t.uid: v for t, v in zip(tensors, values)})
-            return self.run(*given_args, **given_kwargs)
-
-        traced = []
-        for batch, length in zip(_BATCH_PROBES, _LENGTH_PROBES):
-            specs = [jax.ShapeDtypeStruct((batch,) + tuple(
-                length if d is None else d for d in t.shape[1:]), t.dtype) for t in tensors]
-            try:
-                traced.append(jax.eval_shape(run, *specs))
-            except (TypeError, ValueError, IndexError) as error:
-                raise ValueError(f"{self._call_text(args, kwargs)} cannot be computed on "
-                                 f"inputs of shapes {[t.shape for t in tensors]}: "
-                                 f"{error}") from None
-        return jax.tree.map(lambda a, b: self._symbolic(a, b, args, kwargs), *traced)
-
-    def _symbolic(self, first, second, args, kwargs) -> KerasTensor:
-        shape = tuple(a if a == b else None for a, b in zip(first.shape, second.shape))
-        if not shape or (first.shape[0], second.shape[0]) != _BATCH_PROBES:
+        abstractly, as Keras computes an op's output spec."""
+        try:
+            return trace_symbolic(self.run, args, kwargs)
+        except ValueError as error:
             raise ValueError(
-                f"{self._call_text(args, kwargs)} gives an output of shape {shape or '()'}, "
-                "without the batch axis first; a node of a model keeps one value per sample. "
-                "Reduce or index the other axes (axis=1, x[:, 0]), or compute it inside a "
-                "layer's call().")
-        return KerasTensor(shape, first.dtype)
-
-    def _call_text(self, args, kwargs) -> str:
-        return f"kilnet.ops.{OPS[self.operation][0]} ({self.operation}) with {self.arguments}"
+                f"kilnet.ops.{OPS[self.operation][0]} ({self.operation}) with "
+                f"{self.arguments}: {error}. Reduce or index the other axes (axis=1, x[:, 0]), "
+                "or compute it inside a layer's call().") from None
 
     def autocast_apply(self, params, state, *args, **kwargs):
         """Runs the op as it is: an op has no dtype policy in Keras (its inputs' dtypes
