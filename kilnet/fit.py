@@ -18,6 +18,7 @@ that needs every batch can cap the chunk length (BackupAndRestore's save_freq do
 
 from __future__ import annotations
 
+import functools
 import itertools
 import numbers
 import time
@@ -95,11 +96,12 @@ def _initial_chunk(trainer, total_steps):
     return int(np.clip(ASSUMED_FLOPS_PER_SECOND * CHUNK_SECONDS / flops, 1, total_steps))
 
 
-def _logs_from_sums(spec, sums: dict, prefix: str = "") -> dict:
+def _logs_from_sums(spec, sums: dict, prefix: str = "", test: bool = False) -> dict:
     """Exact epoch means, in Keras's order: loss first, then the metrics as compiled. A model's
-    own train_step: the logs of its last step, as Keras shows them."""
-    if "logs" in sums:  # in the order train_step wrote them (a pytree's keys come sorted)
-        return {prefix + name: float(sums["logs"][name]) for name in spec.custom_step.log_names}
+    own train_step (test_step when `test`): the logs of its last step, as Keras shows them."""
+    if "logs" in sums:  # in the order the step wrote them (a pytree's keys come sorted)
+        names = spec.keras_steps.test_log_names if test else spec.custom_step.log_names
+        return {prefix + name: float(sums["logs"][name]) for name in names}
     return spec.objective.log_values(sums, prefix)
 
 
@@ -561,7 +563,8 @@ def _evaluate_feed(trainer, feed, *, steps=None, callbacks=None):
     hooks of `callbacks` (a CallbackList) once per block. Returns (logs, batches evaluated)."""
     model = trainer.model
     state = trainer.state
-    sums = programs.zero_sums(trainer.spec, training=False)
+    own_step = trainer.spec.keras_steps if model.overrides_test_step else None
+    sums = None if own_step is not None else programs.zero_sums(trainer.spec, training=False)
     # Per-block logs cost a host sync per block: only when a callback reads them.
     batch_logs = callbacks is not None and callbacks.overrides("on_test_batch_end")
     if callbacks is not None:
@@ -574,18 +577,28 @@ def _evaluate_feed(trainer, feed, *, steps=None, callbacks=None):
             break
         if callbacks is not None:
             callbacks.on_test_batch_begin(block.base)
-        args = (sums, programs.model_params(state), state.model_state, block.x, block.y,
-                block.order,
-                block.valid, jnp.int32(block.base), jnp.int32(block.base),
-                jnp.int32(stop))
-        sums = trainer.program("evaluate", feed.batch_size, *args)(*args)
+        positions = (block.order, block.valid, jnp.int32(block.base), jnp.int32(block.base),
+                     jnp.int32(stop))
+        if own_step is None:
+            args = (sums, programs.model_params(state), state.model_state, block.x, block.y,
+                    *positions)
+            sums = trainer.program("evaluate", feed.batch_size, *args)(*args)
+        else:  # the model's own test_step: what it logs is known once it is traced
+            if own_step.test_log_names is None:
+                own_step.discover_test_logs(feed.batch_size, block.x, block.y)
+            if sums is None:
+                sums = programs.zero_sums(trainer.spec, training=False)
+            args = (sums, state, block.x, block.y, *positions)
+            sums = trainer.program("evaluate_custom", feed.batch_size, *args)(*args)
         done = stop
         if callbacks is not None:
-            logs = _logs_from_sums(trainer.spec, jax.device_get(sums)) if batch_logs else {}
+            logs = _logs_from_sums(trainer.spec, jax.device_get(sums),
+                                   test=own_step is not None) if batch_logs else {}
             callbacks.on_test_batch_end(stop - 1, logs)
         if (steps is not None and stop >= steps) or model.stop_evaluating:
             break
-    logs = _logs_from_sums(trainer.spec, jax.device_get(sums))  # host sync: once
+    logs = {} if sums is None else _logs_from_sums(  # host sync: once
+        trainer.spec, jax.device_get(sums), test=own_step is not None)
     if callbacks is not None:
         callbacks.on_test_end(logs)
     return logs, done
@@ -674,8 +687,11 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
     progress = EpochProgress(2 if verbose else 0, 0, total, title="Predict")
     model.stop_predicting = False
     state = trainer.state
+    own_step = trainer.spec.keras_steps if model.overrides_predict_step else None
     results = []
     done = 0
+    pack = model.pack_outputs
+    own_structure = None   # (tree structure, leaves) of what the model's predict_step returns
     for block in feed.blocks(None):
         stop = block.limit if steps is None else min(block.limit, steps)
         if stop <= block.base:
@@ -683,21 +699,30 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
         if cb_list is not None:
             cb_list.on_predict_batch_begin(block.base)
         rows = block.order.shape[0]
-        shapes = _output_shapes(model, state, block.x, feed.batch_size)
-        outputs = tuple(jnp.zeros((rows,) + tuple(shape), _prediction_dtype(spec))
-                        for shape, spec in zip(shapes, model.output_specs))
-        args = (outputs, programs.model_params(state), state.model_state, block.x,
-                block.order, block.valid, jnp.int32(block.base), jnp.int32(block.base),
-                jnp.int32(stop))
-        outputs = trainer.program("predict", feed.batch_size, *args)(*args)
+        positions = (block.order, block.valid, jnp.int32(block.base), jnp.int32(block.base),
+                     jnp.int32(stop))
+        if own_step is None:
+            shapes = _output_shapes(model, state, block.x, feed.batch_size)
+            outputs = tuple(jnp.zeros((rows,) + tuple(shape), _prediction_dtype(spec.dtype))
+                            for shape, spec in zip(shapes, model.output_specs))
+            args = (outputs, programs.model_params(state), state.model_state, block.x,
+                    *positions)
+            outputs = trainer.program("predict", feed.batch_size, *args)(*args)
+        else:  # the model's own predict_step: buffers for whatever it returns
+            if own_structure is None:   # traced on the first block
+                own_structure = own_step.predict_structure(feed.batch_size, block.x)
+                pack = functools.partial(jax.tree.unflatten, own_structure[0])
+            outputs = tuple(jnp.zeros((rows,) + leaf.shape[1:], _prediction_dtype(leaf.dtype))
+                            for leaf in own_structure[1])
+            args = (outputs, state, block.x, *positions)
+            outputs = trainer.program("predict_custom", feed.batch_size, *args)(*args)
         # host sync: this block's predictions, real samples of the batches run only
         valid = np.asarray(block.valid).copy()
         valid[(stop - block.base) * feed.batch_size:] = False
         results.append([np.asarray(out)[valid] for out in outputs])
         done = stop
         if cb_list is not None:
-            cb_list.on_predict_batch_end(stop - 1,
-                                         {"outputs": model.pack_outputs(results[-1])})
+            cb_list.on_predict_batch_end(stop - 1, {"outputs": pack(results[-1])})
         if (steps is not None and stop >= steps) or model.stop_predicting:
             break
     if hasattr(feed, "close"):  # a PyDataset's worker pool
@@ -708,9 +733,10 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
         progress.steps = total or done
         progress.epoch_end(0, {}, steps_done=done)
     if not results:
-        return model.pack_outputs([np.zeros((0,) + tuple(spec.shape), _prediction_dtype(spec))
+        return model.pack_outputs([np.zeros((0,) + tuple(spec.shape),
+                                            _prediction_dtype(spec.dtype))
                                    for spec in model.output_specs])
-    return model.pack_outputs([np.concatenate(parts) for parts in zip(*results)])
+    return pack([np.concatenate(parts) for parts in zip(*results)])
 
 
 def _output_shapes(model, state, x, batch_size) -> list:
@@ -727,9 +753,9 @@ def _output_shapes(model, state, x, batch_size) -> list:
     return [out.shape[1:] for out in model.output_list(outputs)]
 
 
-def _prediction_dtype(spec):
-    """What predict returns for an output: float32 for every floating dtype (a mixed-precision
-    model's bfloat16 too), else the output's own (ids, counts and masks stay integers and
-    booleans, as in Keras)."""
-    dtype = jax.dtypes.canonicalize_dtype(getattr(spec, "dtype", None) or "float32")
+def _prediction_dtype(dtype):
+    """What predict returns for an output of `dtype`: float32 for every floating dtype (a
+    mixed-precision model's bfloat16 too), else the output's own (ids, counts and masks stay
+    integers and booleans, as in Keras)."""
+    dtype = jax.dtypes.canonicalize_dtype(dtype or "float32")
     return np.dtype(np.float32) if jnp.issubdtype(dtype, jnp.floating) else dtype

@@ -88,6 +88,8 @@ class StepSpec:
     input_dtypes: tuple = ("float32",)  # the dtype each model input is computed in
     custom_loss: bool = False       # the model overrides compute_loss (Keras's hook)
     custom_step: Any = None         # kilnet.trainer.KerasState when the model has a train_step
+    # kilnet.trainer.KerasState when the model has its own test_step or predict_step
+    keras_steps: Any = None
     on_nonfinite: str = "stop"      # "stop" or "skip"
     batch_sharding: Any = None      # kilnet.distribution: split each batch over devices
     # (path in the trained params, constraint): projected after each update (kilnet.constraints)
@@ -106,10 +108,13 @@ class StepSpec:
 
 
 def zero_sums(spec: StepSpec, training: bool = True) -> dict:
-    """The running sums an epoch (or an evaluation) starts from. A model's own train_step
-    keeps Keras metric variables and the logs of its last step instead."""
+    """The running sums an epoch (or an evaluation) starts from. A model's own train_step (or
+    test_step, evaluating) keeps Keras metric variables and the logs of its last step
+    instead."""
     if training and spec.custom_step is not None:
         return spec.custom_step.zero_sums()
+    if not training and spec.keras_steps is not None and spec.model.overrides_test_step:
+        return spec.keras_steps.zero_sums(test=True)
     names = spec.sum_names + spec.objective.weight_names + ["count"]
     sums = {name: jnp.zeros((), jnp.float32) for name in names}
     sums.update(spec.objective.zero_states())
@@ -356,6 +361,30 @@ def train_chunk(spec, batch_size, state, x, y, order, valid, epoch, base, start,
     return state._replace(fault=jnp.where(finite, state.fault, STATE_FAULT))
 
 
+def custom_eval_chunk(spec, batch_size, sums, state, x, y, order, valid, base, start, stop):
+    """Batches start..stop through the model's own test_step(state, data) in Keras's JAX
+    form: it gets (trainable, non-trainable, metric variables) as lists and returns (logs,
+    state); the metric variables carry from batch to batch, the logs kept are the last
+    batch's (as Keras reports them). The sample mask of a padded last batch comes through the
+    scope (kilnet._scope), so stateless_call and metrics see it."""
+    adapter = spec.keras_steps
+
+    def body(i, sums):
+        positions = _positions(i, base, batch_size)
+        xb, yb = _batch(spec, x, y, order[positions])
+        xb, yb, mask = _shard(spec, xb, yb, valid[positions])
+        trainable, non_trainable, _, metric_vars = adapter.to_lists(state, sums["metric_vars"])
+        with _scope.opened(_scope.Scope(training=False, sample_mask=mask)):
+            logs, new_lists = spec.model.test_step(
+                (trainable, non_trainable, metric_vars), (xb, yb))
+        return {"metric_vars": list(new_lists[2]),
+                "logs": {name: jnp.asarray(logs[name], jnp.float32)
+                         for name in adapter.test_log_names},
+                "count": sums["count"] + jnp.sum(mask.astype(jnp.float32))}
+
+    return lax.fori_loop(start, stop, body, sums)
+
+
 def eval_chunk(spec, batch_size, sums, params, model_state, x, y, order, valid, base, start,
                stop):
     def body(i, sums):
@@ -386,6 +415,28 @@ def predict_chunk(spec, batch_size, outputs, params, model_state, x, order, vali
         start = (i - base) * batch_size
         return tuple(lax.dynamic_update_slice_in_dim(out, value.astype(out.dtype), start, axis=0)
                      for out, value in zip(outputs, spec.model.output_list(y)))
+
+    return lax.fori_loop(start, stop, body, outputs)
+
+
+def custom_predict_chunk(spec, batch_size, outputs, state, x, order, valid, base, start,
+                         stop):
+    """Batches start..stop through the model's own predict_step(state, data) in Keras's JAX
+    form: state is (trainable, non-trainable variables) as lists, data is (x,); it returns
+    (outputs, non-trainable variables). `outputs` holds one buffer per leaf of what it
+    returns (kilnet.trainer.KerasState.predict_structure)."""
+    adapter = spec.keras_steps
+
+    def body(i, outputs):
+        positions = _positions(i, base, batch_size)
+        xb, _ = _batch(spec, x, None, order[positions])
+        xb, mask = _shard(spec, xb, valid[positions])
+        trainable, non_trainable, _, _ = adapter.to_lists(state, [])
+        with _scope.opened(_scope.Scope(training=False, sample_mask=mask)):
+            y, _ = spec.model.predict_step((trainable, non_trainable), (xb,))
+        start = (i - base) * batch_size
+        return tuple(lax.dynamic_update_slice_in_dim(out, value.astype(out.dtype), start, axis=0)
+                     for out, value in zip(outputs, jax.tree.leaves(y)))
 
     return lax.fori_loop(start, stop, body, outputs)
 

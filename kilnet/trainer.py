@@ -106,11 +106,14 @@ class Trainer:
                                              weighted_metrics=self.weighted_metric_ids,
                                              custom_loss=custom_loss,
                                              loss_optional=model.overrides_train_step)
+        keras_state = KerasState(self)   # the lists a model's own steps receive
+        own_eval = model.overrides_test_step or model.overrides_predict_step
         return programs.StepSpec(model=model, objective=self.objective, tx=self.tx,
                                  input_dtypes=tuple(s.dtype for s in model.input_specs),
                                  custom_loss=custom_loss,
-                                 custom_step=KerasState(self) if model.overrides_train_step
+                                 custom_step=keras_state if model.overrides_train_step
                                  else None,
+                                 keras_steps=keras_state if own_eval else None,
                                  on_nonfinite=self.on_nonfinite,
                                  constraints=_weight_constraints(model),
                                  check_gradients=not self.update_keeps_non_finite(model),
@@ -268,8 +271,14 @@ class Trainer:
                                                                   checked=True), (0,)),
                 "evaluate": (lambda *a: programs.eval_chunk(self.spec, batch_size, *a), (0,)),
                 "predict": (lambda *a: programs.predict_chunk(self.spec, batch_size, *a), (0,)),
+                # the model's own test_step / predict_step (Keras's JAX form)
+                "evaluate_custom": (lambda *a: programs.custom_eval_chunk(
+                    self.spec, batch_size, *a), (0,)),
+                "predict_custom": (lambda *a: programs.custom_predict_chunk(
+                    self.spec, batch_size, *a), (0,)),
             }[kind]
-            rows = jax.tree.leaves(args[1 if kind == "train" else 3])[0].shape[0]
+            x_at = {"train": 1, "evaluate_custom": 2, "predict_custom": 2}.get(kind, 3)
+            rows = jax.tree.leaves(args[x_at])[0].shape[0]
             what = "train loop, checked replay" if kind == "train_checked" else f"{kind} loop"
             name = f"{what} ({rows:,} samples, batch {batch_size})"
             dist = self.distribution
@@ -360,6 +369,7 @@ class KerasState:
     def __init__(self, trainer):
         self.trainer = trainer
         self.log_names = None   # what the train_step logs, found when it is first traced
+        self.test_log_names = None   # what the test_step logs, likewise
 
     def _slots(self):
         trainer, model = self.trainer, self.trainer.model
@@ -401,24 +411,72 @@ class KerasState:
                               opt_state=opt_state)
 
     # -- the sums an epoch starts from --------------------------------------------------------------
-    def zero_sums(self) -> dict:
+    def zero_sums(self, test: bool = False) -> dict:
         metric_vars = [v for m in self.trainer.model.metrics for v in m.variables]
+        names = (self.test_log_names if test else self.log_names) or []
         return {"metric_vars": metric_vars,
-                "logs": {n: jnp.zeros((), jnp.float32) for n in self.log_names or []},
+                "logs": {n: jnp.zeros((), jnp.float32) for n in names},
                 "count": jnp.zeros((), jnp.float32)}
+
+    def _batch_spec(self, batch_size, tree, dtypes=None):
+        """Abstract batches of `batch_size` rows shaped like the dataset `tree`, cast to the
+        model inputs' dtypes when given (as kilnet.programs._batch casts them)."""
+        leaves, treedef = jax.tree.flatten(tree)
+        dtypes = dtypes or [leaf.dtype for leaf in leaves]
+        return jax.tree.unflatten(treedef, [
+            jax.ShapeDtypeStruct((batch_size,) + tuple(leaf.shape[1:]), dtype)
+            for leaf, dtype in zip(leaves, dtypes)])
+
+    def discover_test_logs(self, batch_size, x, y):
+        """Trace the test_step once, abstractly, for the names of the logs it returns."""
+        model = self.trainer.model
+        names = []
+
+        def probe(state, xb, yb):
+            trainable, non_trainable, _, metric_vars = self.to_lists(
+                state, [v for m in model.metrics for v in m.variables])
+            with _scope.opened(_scope.Scope(training=False,
+                                            sample_mask=jnp.ones((batch_size,), bool))):
+                logs, _ = model.test_step((trainable, non_trainable, metric_vars), (xb, yb))
+            _require_logs(model, "test_step", logs)
+            names.extend(logs)
+            return logs
+
+        jax.eval_shape(probe, self.trainer.state,
+                       self._batch_spec(batch_size, x, [s.dtype for s in model.input_specs]),
+                       self._batch_spec(batch_size, y))
+        self.test_log_names = names
+
+    def predict_structure(self, batch_size, x):
+        """(tree structure, leaves as ShapeDtypeStructs) of what the model's predict_step
+        returns for one batch: what predict allocates and reassembles."""
+        model = self.trainer.model
+
+        def probe(state, xb):
+            trainable, non_trainable, _, _ = self.to_lists(state, [])
+            with _scope.opened(_scope.Scope(training=False,
+                                            sample_mask=jnp.ones((batch_size,), bool))):
+                result = model.predict_step((trainable, non_trainable), (xb,))
+            if not isinstance(result, (tuple, list)) or len(result) != 2:
+                raise TypeError(f"{type(model).__name__}.predict_step must return (outputs, "
+                                "non_trainable_variables), as Keras's JAX form does. Received: "
+                                f"{type(result).__name__}")
+            return result[0]
+
+        traced = jax.eval_shape(probe, self.trainer.state, self._batch_spec(
+            batch_size, x, [s.dtype for s in model.input_specs]))
+        leaves, treedef = jax.tree.flatten(traced)
+        for leaf in leaves:
+            if not leaf.shape or leaf.shape[0] != batch_size:
+                raise ValueError(f"{type(model).__name__}.predict_step must return arrays with "
+                                 f"one row per sample (the batch axis first). Received: an "
+                                 f"output of shape {leaf.shape} for a batch of {batch_size}")
+        return treedef, leaves
 
     def discover_logs(self, batch_size, x, y):
         """Trace the train_step once, abstractly, for the names of the logs it returns."""
         trainer, model = self.trainer, self.trainer.model
         dtypes = [spec.dtype for spec in model.input_specs]
-
-        def batch(tree, casts=None):
-            leaves, treedef = jax.tree.flatten(tree)
-            casts = casts or [leaf.dtype for leaf in leaves]
-            return jax.tree.unflatten(treedef, [
-                jax.ShapeDtypeStruct((batch_size,) + tuple(leaf.shape[1:]), dtype)
-                for leaf, dtype in zip(leaves, casts)])
-
         names = []  # in the dict's own order (a traced dict comes back with sorted keys)
 
         def probe(state, xb, yb):
@@ -426,12 +484,16 @@ class KerasState:
             with _scope.opened(_scope.Scope(training=True, rng=state.rng,
                                             sample_mask=jnp.ones((batch_size,), bool))):
                 logs, _ = model.train_step(lists, (xb, yb))
-            if not isinstance(logs, dict):
-                raise TypeError(f"{type(model).__name__}.train_step must return (logs, state) "
-                                f"with logs a dict of scalars. Received: logs of type "
-                                f"{type(logs).__name__}")
+            _require_logs(model, "train_step", logs)
             names.extend(logs)
             return logs
 
-        jax.eval_shape(probe, trainer.state, batch(x, dtypes), batch(y))
+        jax.eval_shape(probe, trainer.state, self._batch_spec(batch_size, x, dtypes),
+                       self._batch_spec(batch_size, y))
         self.log_names = names
+
+
+def _require_logs(model, step: str, logs):
+    if not isinstance(logs, dict):
+        raise TypeError(f"{type(model).__name__}.{step} must return (logs, state) with logs a "
+                        f"dict of scalars. Received: logs of type {type(logs).__name__}")

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kilnet import utils
+from kilnet import _scope, utils
 from kilnet.layers import ActivatedLayer, InputLayer, Layer
 from kilnet.layers._base import set_untracked
 from kilnet.layers._node import KerasTensor, flatten, substitute
@@ -465,12 +465,6 @@ class Model(Layer):
             raise ValueError("steps_per_execution must be a positive integer (the most steps one "
                              f"compiled chunk runs). Received: steps_per_execution="
                              f"{steps_per_execution!r}")
-        for hook in ("test_step", "predict_step"):
-            if getattr(type(self), hook, None) is not None:
-                raise NotImplementedError(
-                    f"{type(self).__name__} overrides {hook}, which kilnet does not run yet "
-                    "(evaluate and predict run kilnet's compiled step). Override train_step or "
-                    "compute_loss instead.")
         if self.compiled is not None:
             self.compiled.release_variables()
         self.compiled = Trainer(self, optimizer=optimizer, loss=loss, metrics=metrics,
@@ -503,8 +497,11 @@ class Model(Layer):
         """
         objective = self.require_compiled().objective
         per_sample, _ = objective.per_sample_losses(y, self.output_list(y_pred))
-        if sample_weight is None:
-            return jnp.mean(per_sample)
+        if sample_weight is None:   # called from a train_step / test_step of yours: the
+            mask = _scope.sample_mask()   # padding of a last partial batch does not count
+            if mask is None or mask.shape != per_sample.shape[:1]:
+                return jnp.mean(per_sample)
+            sample_weight = mask.astype(jnp.float32)
         return jnp.sum(per_sample * sample_weight) / jnp.maximum(jnp.sum(sample_weight), 1.0)
 
     def architecture(self) -> dict:
@@ -521,6 +518,17 @@ class Model(Layer):
     def overrides_train_step(self) -> bool:
         """The model defines train_step(self, state, data) in Keras's JAX form."""
         return getattr(type(self), "train_step", None) is not None
+
+    @property
+    def overrides_test_step(self) -> bool:
+        """The model defines test_step(self, state, data) in Keras's JAX form (evaluate and
+        fit's validation run it)."""
+        return getattr(type(self), "test_step", None) is not None
+
+    @property
+    def overrides_predict_step(self) -> bool:
+        """The model defines predict_step(self, state, data) in Keras's JAX form."""
+        return getattr(type(self), "predict_step", None) is not None
 
     @property
     def metrics(self) -> list:
