@@ -371,7 +371,7 @@ def _marker_model():
     return kilnet.Model(inputs, layers.Dense(2, name="dense")(x))
 
 
-@pytest.mark.parametrize("name", ["os.system", "Lambda", "builtins.eval", "Unregistered",
+@pytest.mark.parametrize("name", ["os.system", "TFSMLayer", "builtins.eval", "Unregistered",
                                   "GraphTest>Unregistered", "kilnet.layers.Dense"])
 def test_unregistered_classes_are_refused_before_anything_runs(tmp_path, name):
     model = _marker_model()
