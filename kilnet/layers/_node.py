@@ -18,6 +18,15 @@ from kilnet import ops
 _tensor_ids = itertools.count()
 
 
+def _binary(function: str, reflected: bool = False):
+    """An operator of KerasTensor: kilnet.ops.<function>(self, other), or (other, self)."""
+    def operator(self, other):
+        op = getattr(ops, function)
+        return op(other, self) if reflected else op(self, other)
+    operator.__name__ = f"__{'r' if reflected else ''}{function}__"
+    return operator
+
+
 class KerasTensor:
     """A symbolic tensor of the functional API, as `keras.KerasTensor`.
 
@@ -63,53 +72,23 @@ class KerasTensor:
         from kilnet.layers._operation import record_op
         return record_op(function, args, kwargs)
 
-    def __add__(self, other):
-        return ops.add(self, other)
-
-    def __radd__(self, other):
-        return ops.add(other, self)
-
-    def __sub__(self, other):
-        return ops.subtract(self, other)
-
-    def __rsub__(self, other):
-        return ops.subtract(other, self)
-
-    def __mul__(self, other):
-        return ops.multiply(self, other)
-
-    def __rmul__(self, other):
-        return ops.multiply(other, self)
-
-    def __matmul__(self, other):
-        return ops.matmul(self, other)
-
-    def __rmatmul__(self, other):
-        return ops.matmul(other, self)
-
-    def __truediv__(self, other):
-        return ops.true_divide(self, other)
-
-    def __rtruediv__(self, other):
-        return ops.true_divide(other, self)
-
-    def __floordiv__(self, other):
-        return ops.floor_divide(self, other)
-
-    def __rfloordiv__(self, other):
-        return ops.floor_divide(other, self)
-
-    def __mod__(self, other):
-        return ops.mod(self, other)
-
-    def __rmod__(self, other):
-        return ops.mod(other, self)
-
-    def __pow__(self, other):
-        return ops.power(self, other)
-
-    def __rpow__(self, other):
-        return ops.power(other, self)
+    # Keras's operators, each the kilnet.ops function of its op (reflected: other first)
+    __add__, __radd__ = _binary("add"), _binary("add", reflected=True)
+    __sub__, __rsub__ = _binary("subtract"), _binary("subtract", reflected=True)
+    __mul__, __rmul__ = _binary("multiply"), _binary("multiply", reflected=True)
+    __matmul__, __rmatmul__ = _binary("matmul"), _binary("matmul", reflected=True)
+    __truediv__, __rtruediv__ = _binary("true_divide"), _binary("true_divide", reflected=True)
+    __floordiv__ = _binary("floor_divide")
+    __rfloordiv__ = _binary("floor_divide", reflected=True)
+    __mod__, __rmod__ = _binary("mod"), _binary("mod", reflected=True)
+    __pow__, __rpow__ = _binary("power"), _binary("power", reflected=True)
+    __and__, __rand__ = _binary("logical_and"), _binary("logical_and", reflected=True)
+    __or__, __ror__ = _binary("logical_or"), _binary("logical_or", reflected=True)
+    __xor__, __rxor__ = _binary("logical_xor"), _binary("logical_xor", reflected=True)
+    __lt__, __le__ = _binary("less"), _binary("less_equal")
+    __gt__, __ge__ = _binary("greater"), _binary("greater_equal")
+    __ne__ = _binary("not_equal")   # __eq__ stays identity (as Keras's): tensors are dict keys
+    __getitem__ = _binary("get_item")
 
     def __neg__(self):
         return ops.negative(self)
@@ -117,47 +96,11 @@ class KerasTensor:
     def __abs__(self):
         return ops.absolute(self)
 
-    def __round__(self, ndigits=None):
-        return ops.round(self, decimals=ndigits or 0)
-
-    def __lt__(self, other):
-        return ops.less(self, other)
-
-    def __le__(self, other):
-        return ops.less_equal(self, other)
-
-    def __gt__(self, other):
-        return ops.greater(self, other)
-
-    def __ge__(self, other):
-        return ops.greater_equal(self, other)
-
-    def __ne__(self, other):   # __eq__ stays identity (as Keras's): tensors are dict keys
-        return ops.not_equal(self, other)
-
-    def __and__(self, other):
-        return ops.logical_and(self, other)
-
-    def __rand__(self, other):
-        return ops.logical_and(other, self)
-
-    def __or__(self, other):
-        return ops.logical_or(self, other)
-
-    def __ror__(self, other):
-        return ops.logical_or(other, self)
-
-    def __xor__(self, other):
-        return ops.logical_xor(self, other)
-
-    def __rxor__(self, other):
-        return ops.logical_xor(other, self)
-
     def __invert__(self):
         return ops.logical_not(self)
 
-    def __getitem__(self, key):
-        return ops.get_item(self, key)
+    def __round__(self, ndigits=None):
+        return ops.round(self, decimals=ndigits or 0)
 
     def __iter__(self):
         raise TypeError("A symbolic tensor cannot be iterated over (its batch length is not "
