@@ -45,17 +45,22 @@ __all__ = [
     # shapes and indexing
     "concatenate", "stack", "split", "unstack", "reshape", "transpose", "swapaxes", "moveaxis",
     "expand_dims", "squeeze", "flip", "tile", "repeat", "broadcast_to", "take",
-    "take_along_axis", "where", "get_item", "pad", "slice", "slice_update", "sort", "argsort", "top_k",
+    "take_along_axis", "where", "get_item", "tril", "triu", "outer", "cumprod", "pad",
+    "slice", "slice_update", "sort", "argsort", "top_k",
     "segment_sum", "segment_max",
     # elementwise math
     "exp", "log", "log1p", "sqrt", "rsqrt", "square", "abs", "absolute", "sign", "round",
-    "floor", "ceil", "cos", "sin", "tanh", "erf",
+    "floor", "ceil", "cos", "sin", "tanh", "erf", "tan", "arcsin", "arccos", "arctan", "arctan2",
+    "sinh", "cosh", "arcsinh", "arccosh", "arctanh", "exp2", "expm1", "log2", "log10",
+    "reciprocal", "trunc",
     # comparisons and logic
     "equal", "not_equal", "greater", "greater_equal", "less", "less_equal",
-    "logical_and", "logical_or", "logical_xor", "logical_not", "isnan", "isinf", "isfinite", "nan_to_num",
+    "logical_and", "logical_or", "logical_xor", "logical_not", "isnan", "isinf", "isfinite",
+    "nan_to_num",
     # neural network functions
     "relu", "relu6", "sigmoid", "log_sigmoid", "softmax", "log_softmax", "softplus", "silu",
-    "swish", "gelu", "leaky_relu", "elu", "selu", "one_hot", "moments", "normalize",
+    "swish", "hard_sigmoid", "hard_silu", "softsign", "gelu", "leaky_relu", "elu", "selu",
+    "one_hot", "moments", "normalize",
     "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
     # tensors, dtypes and creation
     "cast", "convert_to_tensor", "convert_to_numpy", "shape", "ndim", "size", "stop_gradient",
@@ -356,6 +361,31 @@ def where(condition, x1=None, x2=None):
     return jnp.where(_a(condition), _a(x1), _a(x2))
 
 
+def tril(x, k=0):
+    """`x` with the elements above the k-th diagonal of its last two axes set to 0.
+
+    Example:
+        >>> tril(np.ones((3, 3), np.int32)).tolist()
+        [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
+    """
+    return jnp.tril(_a(x), k=k)
+
+
+def triu(x, k=0):
+    """`x` with the elements below the k-th diagonal of its last two axes set to 0."""
+    return jnp.triu(_a(x), k=k)
+
+
+def outer(x1, x2):
+    """The outer product of `x1` and `x2`, both flattened first."""
+    return jnp.outer(_a(x1), _a(x2))
+
+
+def cumprod(x, axis=None, dtype=None):
+    """Cumulative product along `axis` (of the flattened array when None)."""
+    return jnp.cumprod(_a(x), axis=axis, dtype=dtype)
+
+
 def get_item(x, key):
     """`x[key]`: an integer, a slice, `None` (a new axis), `...`, an index array, or a tuple of
     them. A list of them is read as a tuple, as Keras's `GetItem` reads it (the form its model
@@ -508,6 +538,91 @@ def erf(x):
     return jax.lax.erf(_float(x))
 
 
+def tan(x):
+    """Elementwise tangent."""
+    return jnp.tan(_float(x))
+
+
+def arcsin(x):
+    """Elementwise inverse sine."""
+    return jnp.arcsin(_float(x))
+
+
+def arccos(x):
+    """Elementwise inverse cosine."""
+    return jnp.arccos(_float(x))
+
+
+def arctan(x):
+    """Elementwise inverse tangent.
+
+    Example:
+        >>> f"{float(arctan(1.0)) * 4:.5f}"
+        '3.14159'
+    """
+    return jnp.arctan(_float(x))
+
+
+def arctan2(x1, x2):
+    """Elementwise angle of the point (x2, x1), in (-pi, pi]."""
+    return jnp.arctan2(_float(x1), _float(x2))
+
+
+def sinh(x):
+    """Elementwise hyperbolic sine."""
+    return jnp.sinh(_float(x))
+
+
+def cosh(x):
+    """Elementwise hyperbolic cosine."""
+    return jnp.cosh(_float(x))
+
+
+def arcsinh(x):
+    """Elementwise inverse hyperbolic sine."""
+    return jnp.arcsinh(_float(x))
+
+
+def arccosh(x):
+    """Elementwise inverse hyperbolic cosine."""
+    return jnp.arccosh(_float(x))
+
+
+def arctanh(x):
+    """Elementwise inverse hyperbolic tangent."""
+    return jnp.arctanh(_float(x))
+
+
+def exp2(x):
+    """Elementwise `2 ** x`."""
+    return jnp.exp2(_float(x))
+
+
+def expm1(x):
+    """Elementwise `exp(x) - 1`, accurate for small `x`."""
+    return jnp.expm1(_float(x))
+
+
+def log2(x):
+    """Elementwise base-2 logarithm."""
+    return jnp.log2(_float(x))
+
+
+def log10(x):
+    """Elementwise base-10 logarithm."""
+    return jnp.log10(_float(x))
+
+
+def reciprocal(x):
+    """Elementwise `1 / x`."""
+    return jnp.reciprocal(_float(x))
+
+
+def trunc(x):
+    """Elementwise rounding toward zero (integers stay integers)."""
+    return jnp.trunc(_a(x))
+
+
 # -- comparisons and logic ----------------------------------------------------------------------
 
 def equal(x1, x2):
@@ -629,6 +744,21 @@ def silu(x):
 
 
 swish = silu  # Keras exports the same function under both names
+
+
+def hard_sigmoid(x):
+    """`relu6(x + 3) / 6` (Keras 3's hard sigmoid)."""
+    return jax.nn.hard_sigmoid(_a(x))
+
+
+def hard_silu(x):
+    """`x * hard_sigmoid(x)` (also called hard swish)."""
+    return jax.nn.hard_silu(_a(x))
+
+
+def softsign(x):
+    """`x / (1 + |x|)`."""
+    return jax.nn.soft_sign(_a(x))
 
 
 def gelu(x, approximate=True):

@@ -69,6 +69,26 @@ CASES = {
     "pad": (lambda x: ops.pad(x, [[0, 0], [1, 2], [0, 0]]),
             lambda x: np.pad(x, [[0, 0], [1, 2], [0, 0]])),
     "swish_alias": (lambda x: ops.swish(x), lambda x: x / (1 + np.exp(-x))),
+    "trigonometry": (
+        lambda x: (ops.arctan2(ops.sin(x), ops.cos(x)) + ops.tan(x * 0.1) + ops.arctan(x)
+                   + ops.arcsin(ops.tanh(x) * 0.5) + ops.arccos(ops.tanh(x) * 0.5)),
+        lambda x: (np.arctan2(np.sin(x), np.cos(x)) + np.tan(x * 0.1) + np.arctan(x)
+                   + np.arcsin(np.tanh(x) * 0.5) + np.arccos(np.tanh(x) * 0.5))),
+    "hyperbolic_and_logs": (
+        lambda x: (ops.sinh(x) + ops.cosh(x) + ops.arcsinh(x) + ops.arccosh(abs(x) + 1)
+                   + ops.arctanh(ops.tanh(x) * 0.5) + ops.exp2(x) + ops.expm1(x)
+                   + ops.log2(abs(x) + 1) + ops.log10(abs(x) + 1)
+                   + ops.reciprocal(abs(x) + 1) + ops.trunc(x * 3)),
+        lambda x: (np.sinh(x) + np.cosh(x) + np.arcsinh(x) + np.arccosh(np.abs(x) + 1)
+                   + np.arctanh(np.tanh(x) * 0.5) + np.exp2(x) + np.expm1(x)
+                   + np.log2(np.abs(x) + 1) + np.log10(np.abs(x) + 1)
+                   + 1 / (np.abs(x) + 1) + np.trunc(x * 3))),
+    "tril_triu_cumprod": (lambda x: ops.tril(x, -1) + ops.triu(x, 1) + ops.cumprod(x, axis=1),
+                          lambda x: np.tril(x, -1) + np.triu(x, 1) + np.cumprod(x, axis=1)),
+    "hard_activations": (
+        lambda x: ops.hard_sigmoid(x) + ops.hard_silu(x) + ops.softsign(x),
+        lambda x: (np.clip(x + 3, 0, 6) / 6 + x * np.clip(x + 3, 0, 6) / 6
+                   + x / (1 + np.abs(x)))),
 }
 
 
@@ -240,6 +260,9 @@ def test_ops_on_arrays_are_unchanged_inside_a_traced_call():
     """The dispatch looks for symbolic tensors only; arrays and tracers go straight through."""
     f = jax.jit(lambda a: ops.mean(a * 2.0 + 1.0, axis=0))
     np.testing.assert_allclose(f(np.array([1.0, 3.0])), 5.0)
+    np.testing.assert_allclose(ops.outer(np.array([1.0, 2.0]), np.array([3.0, 4.0, 5.0])),
+                               np.outer([1.0, 2.0], [3.0, 4.0, 5.0]))
+    assert ops.arctan(np.int32(1)).dtype == np.float32      # integers give float32, as Keras
 
 
 def test_a_model_of_one_input_takes_it_in_a_list_of_one_as_keras_does():

@@ -30,11 +30,13 @@ from kilnet.layers._node import KerasTensor, trace_symbolic
 _NUMPY_BINARY = ("Add", "Subtract", "Multiply", "Divide", "TrueDivide", "FloorDivide", "Mod",
                  "Power", "Maximum", "Minimum", "Matmul", "Dot", "Equal", "NotEqual",
                  "Greater", "GreaterEqual", "Less", "LessEqual", "LogicalAnd", "LogicalOr",
-                 "LogicalXor", "Where", "GetItem")
+                 "LogicalXor", "Where", "GetItem", "Arctan2", "Outer")
 _NUMPY_UNARY = ("Negative", "Exp", "Log", "Log1p", "Sqrt", "Square", "Abs", "Absolute", "Sign",
                 "Floor", "Ceil", "Cos", "Sin", "Tanh", "LogicalNot", "Isnan", "Isinf",
-                "Isfinite")
-_NN_UNARY = ("Relu", "Relu6", "Sigmoid", "LogSigmoid", "Softplus", "Silu", "Selu")
+                "Isfinite", "Tan", "Arcsin", "Arccos", "Arctan", "Sinh", "Cosh", "Arcsinh",
+                "Arccosh", "Arctanh", "Exp2", "Expm1", "Log2", "Log10", "Reciprocal", "Trunc")
+_NN_UNARY = ("Relu", "Relu6", "Sigmoid", "LogSigmoid", "Softplus", "Silu", "Selu",
+             "HardSigmoid", "HardSilu", "Softsign")
 _SETTINGS = {
     "numpy": {
         "Clip": ("x_min", "x_max"), "Einsum": ("subscripts",), "Tensordot": ("axes",),
@@ -52,6 +54,7 @@ _SETTINGS = {
         "Pad": ("pad_width", "mode"), "Sort": ("axis",), "Argsort": ("axis",),
         "Round": ("decimals",), "NanToNum": ("nan", "posinf", "neginf"),
         "ZerosLike": ("dtype",), "OnesLike": ("dtype",), "FullLike": ("dtype",),
+        "Tril": ("k",), "Triu": ("k",), "Cumprod": ("axis", "dtype"),
         **{name: () for name in _NUMPY_BINARY + _NUMPY_UNARY}},
     "nn": {
         "Softmax": ("axis",), "LogSoftmax": ("axis",), "Gelu": ("approximate",),
