@@ -692,6 +692,7 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
     done = 0
     pack = model.pack_outputs
     own_structure = None   # (tree structure, leaves) of what the model's predict_step returns
+    shapes = None          # the outputs' per-sample shapes, found on the first block
     for block in feed.blocks(None):
         stop = block.limit if steps is None else min(block.limit, steps)
         if stop <= block.base:
@@ -702,7 +703,8 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
         positions = (block.order, block.valid, jnp.int32(block.base), jnp.int32(block.base),
                      jnp.int32(stop))
         if own_step is None:
-            shapes = _output_shapes(model, state, block.x, feed.batch_size)
+            if shapes is None:   # every block has the data's shapes
+                shapes = _output_shapes(model, state, block.x, feed.batch_size)
             outputs = tuple(jnp.zeros((rows,) + tuple(shape), _prediction_dtype(spec.dtype))
                             for shape, spec in zip(shapes, model.output_specs))
             args = (outputs, programs.model_params(state), state.model_state, block.x,

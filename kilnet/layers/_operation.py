@@ -76,7 +76,6 @@ OPS = {name: (_names.snake_case(name), f"keras.src.ops.{module}", settings)
        for module, table in _SETTINGS.items() for name, settings in table.items()}
 OPERATIONS = frozenset(OPS)
 _BY_FUNCTION = {function: name for name, (function, _, _) in OPS.items()}
-_BY_FUNCTION["swish"] = "Silu"   # Keras's alias; its node is Silu's
 
 
 class Operation(Layer):
@@ -188,13 +187,14 @@ def record_op(function, args, kwargs):
             f"symbolic tensors among its arguments. Compute it inside a layer's call(), where "
             "it receives arrays.")
     operation = _BY_FUNCTION[name]
+    signature = inspect.signature(function)
     try:
-        bound = inspect.signature(function).bind(*args, **kwargs)
+        bound = signature.bind(*args, **kwargs)
     except TypeError as error:
         raise TypeError(f"kilnet.ops.{name}: {error}") from None
     bound.apply_defaults()
     settings, call_args = {}, []
-    for parameter in inspect.signature(function).parameters.values():
+    for parameter in signature.parameters.values():
         value = bound.arguments.get(parameter.name)
         if parameter.name in OPS[operation][2]:
             settings[parameter.name] = value
