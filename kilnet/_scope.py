@@ -38,6 +38,11 @@ class Scope:
     parent: "Scope | None" = None
     # Keys of the terms add_loss_once has collected under this (outermost) scope.
     once: set = field(default_factory=set)
+    # One iteration of a traced loop (a recurrent layer's step, kilnet.layers.RNN): its
+    # losses are values of the loop's trace, so they stay here for the loop to return, and
+    # the once-a-step terms (weight penalties) are kept apart in once_losses.
+    loop: bool = False
+    once_losses: list = field(default_factory=list)
 
 
 def _stack() -> list:
@@ -63,7 +68,7 @@ def opened(scope: Scope):
         yield scope
     finally:
         _stack().pop()
-        if scope.parent is not None:  # losses flow out to the caller's scope
+        if scope.parent is not None and not scope.loop:  # losses flow out to the caller
             scope.parent.losses.extend(scope.losses)
 
 
@@ -121,12 +126,18 @@ def add_loss_once(key, value) -> bool:
     scope = current()
     if scope is None:
         return False
-    root = scope
-    while root.parent is not None:
+    root, loop = scope, None
+    while True:
+        if loop is None and root.loop:
+            loop = root
+        if root.parent is None:
+            break
         root = root.parent
     if key not in root.once:
         root.once.add(key)
-        scope.losses.append(value)
+        # Inside a loop's iteration the term is a value of the loop's trace: the loop returns
+        # it (from any one iteration, the weights being the same in all).
+        (scope.losses if loop is None else loop.once_losses).append(value)
     return True
 
 

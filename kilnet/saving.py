@@ -24,7 +24,7 @@ makes the layers does not scramble them) and falls back to Keras's weight order,
 types and shapes checked, when the paths differ.
 
 Why it is safe to load a file from elsewhere: class names map only through allowlists
-(kilnet.layers.LAYER_TYPES, the optimizer/loss/metric types, and classes the program
+(kilnet.layers.LAYER_TYPES and CELL_TYPES, the optimizer/loss/metric types, classes the program
 registered with `register_serializable` or passed as `custom_objects`); nothing in a file is
 imported, evaluated or called except those classes' from_config; configurations are bounded in
 size and depth; the arrays' shapes are checked against kilnet's layers abstractly before their

@@ -184,5 +184,7 @@ SPECS = [
     Spec("LSTM", lambda ns: ns.LSTM(2, return_sequences=True), [(3, 2)]),
     Spec("GRU", lambda ns: ns.GRU(2), [(3, 2)]),
     Spec("Bidirectional", lambda ns: ns.Bidirectional(ns.LSTM(2)), [(3, 2)]),
+    Spec("RNN", lambda ns: ns.RNN([ns.GRUCell(2), ns.LSTMCell(3)], return_sequences=True),
+         [(3, 2)]),
     Spec("TimeDistributed", lambda ns: ns.TimeDistributed(ns.Dense(2)), [(3, 4)]),
 ]

@@ -18,7 +18,8 @@ import warnings
 
 from kilnet import saving
 from kilnet.errors import ModelFileError
-from kilnet.layers import LAYER_TYPES, Bidirectional, InputLayer, TimeDistributed
+from kilnet.layers import (CELL_TYPES, LAYER_TYPES, RNN, Bidirectional, InputLayer,
+                           StackedRNNCells, TimeDistributed)
 from kilnet.layers._operation import OPERATIONS, OPS
 
 # The only modules a Keras config may name: Keras's own public namespaces. Nothing is
@@ -198,7 +199,7 @@ def layer_spec(entry, reader):
         reader.fail(where, f"{REFUSED[name]}.")
     if entry.get("module") in OPERATION_MODULES:
         return _operation_spec(name, config, reader, where)
-    cls = LAYER_TYPES.get(name) if isinstance(name, str) else None
+    cls = (LAYER_TYPES.get(name) or CELL_TYPES.get(name)) if isinstance(name, str) else None
     if cls is None or entry.get("module", "keras.layers") != "keras.layers":
         reader.fail(where, f"kilnet has no layer {name!r:.100} from module "
                            f"{entry.get('module')!r:.60}; kilnet maps only Keras's layers that "
@@ -236,6 +237,13 @@ def layer_config(cls, config, reader, where):
                 out[key] = value  # a mixed policy: the layer takes it (kilnet.mixed_precision)
         elif key in ("layer", "backward_layer") and cls in (Bidirectional, TimeDistributed):
             out[key] = None if value is None else layer_spec(value, reader)
+        elif key == "cell" and cls is RNN:
+            out[key] = layer_spec(value, reader)
+        elif key == "cells" and cls is StackedRNNCells:
+            if not isinstance(value, list):
+                reader.fail(where, f"its cells must be a list of cells. Received: "
+                                   f"{value!r:.100}")
+            out[key] = [layer_spec(cell, reader) for cell in value]
         elif key.endswith("_initializer"):
             init = _initializer(key, value, reader, where)
             if key in accepted and init is not None:
@@ -366,7 +374,7 @@ def keras_layer(spec, path):
     name, config = spec["class_name"], dict(spec["config"])
     if name in MODEL_CLASSES or name == "Functional":
         return keras_model(spec, path)
-    if name not in LAYER_TYPES:
+    if name not in LAYER_TYPES and name not in CELL_TYPES:
         raise ValueError(f"Cannot save {path} as a Keras file: its layer {config.get('name')!r}"
                          f" is of the class {name!r}, which is yours, not Keras's. Save it "
                          "with the extension .kilnet instead.")
@@ -382,9 +390,11 @@ def keras_layer(spec, path):
         config = {"batch_shape": [None] + list(config.pop("shape")), **config}
     if name in NO_TRAINABLE and config.get("trainable", True) is True:
         config.pop("trainable", None)   # Keras's constructor refuses the argument
-    for key in ("layer", "backward_layer"):
+    for key in ("layer", "backward_layer", "cell"):
         if isinstance(config.get(key), dict):
             config[key] = keras_layer(config[key], path)
+    if name == "StackedRNNCells":
+        config["cells"] = [keras_layer(cell, path) for cell in config["cells"]]
     for key, value in config.items():
         if key.endswith("_regularizer") and isinstance(value, dict):
             config[key] = {"module": "keras.regularizers", **value, "registered_name": None}

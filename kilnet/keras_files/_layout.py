@@ -1,8 +1,8 @@
 """Where each kilnet weight lives in a Keras 3 weights file (`model.weights.h5`).
 
 Why a module of its own: Keras names the groups of its weights file by the attributes its
-saving code walks (`layers/<layer name>/vars/<i>`, an RNN's `cell/vars`, a Bidirectional's
-`forward_layer/...`), not by kilnet's layer paths. This closed table is the one place that knows
+saving code walks (`layers/<layer name>/vars/<i>`, an RNN's `cell/vars`, a stacked cell's
+`cell/cells/<cell>/vars`, a Bidirectional's `forward_layer/...`), not by kilnet's layer paths. This closed table is the one place that knows
 the correspondence, for reading and for writing; a layer with sub-layers that is not in it is
 refused rather than guessed.
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import re
 
-from kilnet.layers import GRU, LSTM, Bidirectional, InputLayer, MultiHeadAttention, SimpleRNN
-from kilnet.layers import TimeDistributed
+from kilnet.layers import GRU, LSTM, RNN, Bidirectional, InputLayer, MultiHeadAttention, SimpleRNN
+from kilnet.layers import StackedRNNCells, TimeDistributed
 from kilnet.models import Model
 
 RNN_TYPES = (SimpleRNN, LSTM, GRU)   # Keras keeps their weights in the `cell` sub-object
@@ -49,8 +49,13 @@ def children(model) -> list:
     """(layer, its h5 name) for a model's layers. Keras names them not by the layers' names but
     by their classes in snake case, numbered in order within the model (`dense`, `dense_1`),
     so that two instances of one architecture share a layout."""
+    return numbered(model.layers)
+
+
+def numbered(layers) -> list:
+    """(layer, its h5 name) for a list of layers named as Keras names them (see children)."""
     used, out = {}, []
-    for layer in model.layers:
+    for layer in layers:
         cls = type(layer).__name__
         if isinstance(layer, Model) and cls == "Model":
             cls = "Functional"
@@ -83,6 +88,11 @@ def _layer_slots(layer, prefix, path, slots, seen):
         _container_slots(layer, prefix, path, slots, seen)
     elif isinstance(layer, RNN_TYPES):
         _own_slots(layer, prefix + "cell/", path, slots)
+    elif isinstance(layer, RNN):
+        _layer_slots(layer.cell, prefix + "cell/", path + (layer.cell.name,), slots, seen)
+    elif isinstance(layer, StackedRNNCells):
+        for cell, h5_name in numbered(layer.cells):
+            _layer_slots(cell, f"{prefix}cells/{h5_name}/", path + (cell.name,), slots, seen)
     elif isinstance(layer, Bidirectional):
         _layer_slots(layer.forward_layer, prefix + "forward_layer/",
                      path + (layer.forward_layer.name,), slots, seen)

@@ -1,4 +1,4 @@
-"""Checking layers with sub-layers (MultiHeadAttention, Bidirectional, TimeDistributed) against
+"""Checking layers with sub-layers (MultiHeadAttention, Bidirectional, TimeDistributed, RNN) against
 a Keras weights file before the model is built.
 
 Why a module of its own: building a model makes its weights, so a config that declares
@@ -17,7 +17,9 @@ import numpy as np
 
 from kilnet.errors import ModelFileError
 from kilnet.keras_files import _layout
-from kilnet.layers import Bidirectional, InputLayer, MultiHeadAttention, TimeDistributed
+from kilnet.layers import (RNN, Bidirectional, InputLayer, MultiHeadAttention, StackedRNNCells,
+                           TimeDistributed)
+from kilnet.layers._rnn import RNNCell
 from kilnet.models import Model
 
 
@@ -61,6 +63,8 @@ def _check(layer, shape, group, weights):
         if not isinstance(shape, tuple) or len(shape) < 2:
             _fail(weights, layer, f"its input shape {shape} has no time axis")
         _check(layer.layers[0], tuple(shape[1:]), group + "layer/", weights)
+    elif isinstance(layer, RNN):
+        _recurrent(layer, shape, group, weights)
     elif layer.layers or isinstance(layer, Model) or not layer.is_pure:
         _fail(weights, layer, "it is a layer with sub-layers inside a wrapper, which kilnet "
                               "cannot check against the file before building it")
@@ -91,6 +95,38 @@ def _leaf(layer, shape, group, weights):
         got = [tuple(leaf.shape[1:]) for leaf in jax.tree.leaves(out)]
         if got != [expected]:
             raise ValueError(f"its arrays give outputs of shape {got}, expected {[expected]}")
+    except Exception as error:  # shape errors from any layer's own code
+        _fail(weights, layer, f"does not fit its arrays: {error}")
+
+
+def _recurrent(layer, shape, group, weights):
+    """RNN(cell) with kilnet's own cells: the layer traced on the file's declared shapes. A
+    cell of your own (custom_objects) is built and then compared, as your own leaf layers
+    are: its weights exist only once its build() has run."""
+    stacked = isinstance(layer.cell, StackedRNNCells)
+    cells = [(c, f"{group}cell/cells/{h5}/") for c, h5 in _layout.numbered(layer.cell.cells)] \
+        if stacked else [(layer.cell, group + "cell/")]
+    if not all(isinstance(cell, RNNCell) for cell, _ in cells):
+        return
+    params, state = {}, {}
+    for cell, prefix in cells:
+        params[cell.name] = {name.partition("/")[2]: jax.ShapeDtypeStruct(
+            _declared(weights, h5, layer), np.float32)
+            for h5, name in _layout.leaf_names(cell, prefix, ())}
+        state[cell.name] = {}
+    if stacked:
+        params, state = {layer.cell.name: params}, {layer.cell.name: state}
+    if not isinstance(shape, tuple) or None in shape[1:]:
+        _fail(weights, layer, f"its input shape {shape} has steps of unknown shape")
+    steps = (2 if shape[0] is None else shape[0],) + tuple(shape[1:])
+    try:
+        expected = layer.compute_output_shape(steps)
+        expected = expected if isinstance(expected, list) else [expected]
+        out, _ = jax.eval_shape(lambda p, s, x: layer.apply(p, s, x, training=False),
+                                params, state, jax.ShapeDtypeStruct((1,) + steps, np.float32))
+        got = [tuple(leaf.shape[1:]) for leaf in jax.tree.leaves(out)]
+        if got != [tuple(e) for e in expected]:
+            raise ValueError(f"its arrays give outputs of shape {got}, expected {expected}")
     except Exception as error:  # shape errors from any layer's own code
         _fail(weights, layer, f"does not fit its arrays: {error}")
 

@@ -42,6 +42,7 @@ from kilnet.layers._text_vectorization import TextVectorization
 from kilnet.layers._regularization import (ActivityRegularization, GaussianDropout,
                                            GaussianNoise, SpatialDropout1D, SpatialDropout2D)
 from kilnet.layers._recurrent import GRU, LSTM, SimpleRNN
+from kilnet.layers._rnn import RNN, GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells
 from kilnet.layers._reshaping import (Cropping1D, Cropping2D, Permute, RepeatVector,
                                       UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D)
 from kilnet.layers._wrappers import Bidirectional, TimeDistributed
@@ -63,12 +64,16 @@ LAYER_TYPES = {
                 Normalization, Resizing, CenterCrop, RandomFlip, RandomRotation,
                 RandomZoom, RandomTranslation, RandomContrast, RandomBrightness, RandomCrop,
                 SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed,
+                RNN,
                 Conv1DTranspose, DepthwiseConv2D, SeparableConv2D, Conv3D,
                 MaxPooling3D, AveragePooling3D,
                 IntegerLookup, CategoryEncoding, Discretization, Hashing, Operation, Lambda)
     # StringLookup and TextVectorization run on the host, on the data before fit (a model
     # input cannot hold strings yet), so no model file can hold them.
 }
+# The cells a file may name inside an RNN's config (they compute one step: not graph layers).
+CELL_TYPES = {cls.__name__: cls
+              for cls in (SimpleRNNCell, LSTMCell, GRUCell, StackedRNNCells)}
 
 __all__ = [
     "ELU", "Identity", "LeakyReLU", "PReLU", "ReLU", "Softmax",
@@ -78,7 +83,7 @@ __all__ = [
     "Masking",
     "ActivatedLayer", "Activation", "AveragePooling2D", "BatchNormalization", "Conv2D", "Dense",
     "Dropout", "Flatten", "GlobalAveragePooling2D", "Input", "InputLayer", "LAYER_TYPES", "Layer",
-    "MaxPooling2D", "Rescaling", "Reshape",
+    "CELL_TYPES", "MaxPooling2D", "Rescaling", "Reshape",
     "AveragePooling1D", "Conv1D", "Conv2DTranspose", "Embedding", "GlobalAveragePooling1D",
     "GlobalMaxPooling1D", "GlobalMaxPooling2D", "MaxPooling1D",
     "Add", "Average", "Concatenate", "Dot", "Maximum", "Minimum", "Multiply", "Subtract",
@@ -89,6 +94,7 @@ __all__ = [
     "CenterCrop", "Normalization", "RandomBrightness", "RandomContrast", "RandomCrop",
     "RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom", "Resizing",
     "Bidirectional", "GRU", "LSTM", "SimpleRNN", "TimeDistributed",
+    "GRUCell", "LSTMCell", "RNN", "SimpleRNNCell", "StackedRNNCells",
     "AveragePooling3D", "Conv1DTranspose", "Conv3D", "DepthwiseConv2D", "MaxPooling3D",
     "SeparableConv2D",
     "CategoryEncoding", "Discretization", "Hashing", "IntegerLookup", "StringLookup",

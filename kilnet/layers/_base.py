@@ -395,7 +395,8 @@ class Layer:
         if not self.built:
             rng = _scope.init_rng()
             self.build_weights(utils.numpy_rng(int(rng.integers(2**31))),
-                               self.call_input_shape(args, kwargs))
+                               self.call_input_shape(args, kwargs),
+                               call_extras=_array_extras(args))
         entry = [self.params_tree(), self.state_tree()]
         _scope.current().layers[id(self)] = entry
         return entry
@@ -406,7 +407,8 @@ class Layer:
         args = jax.tree.map(_as_input_array, args)
         if not self.built:
             self.build_weights(utils.numpy_rng(utils.next_seed()),
-                               self.call_input_shape(args, kwargs))
+                               self.call_input_shape(args, kwargs),
+                               call_extras=_array_extras(args))
         self._eager_losses.clear()
         scope = _scope.Scope(training=training)
         rng = utils.raw_key(utils.next_seed()) if training else None
@@ -547,16 +549,22 @@ class Layer:
         return self.compute_dtype
 
     # -- building weights ------------------------------------------------------------------------
-    def build_weights(self, rng, input_shape) -> None:
+    def build_weights(self, rng, input_shape, *, call_extras=()) -> None:
         """Make the weights for inputs of `input_shape`, drawing from the NumPy Generator
-        `rng`: the pure form's `init`, kept as Variables. A built layer is made anew."""
+        `rng`: the pure form's `init`, kept as Variables. A built layer is made anew.
+
+        `call_extras`: the positional arguments a Keras-form `call` takes after its input
+        (an RNN cell's states), as arrays or jax.ShapeDtypeStruct with a batch axis, for the
+        one abstract trace of `call` that builds its sub-layers."""
         if self.built and not self.is_pure:
             self.unbuild()  # Keras's form: build() runs again and draws new weights
         # Sub-layers are built on their first call while the parent's call is traced: their
         # weights must be concrete arrays, not values of that trace.
         with jax.ensure_compile_time_eval():
             try:
-                params, state, _ = self.init(rng, input_shape)
+                params, state, _ = (self._keras_init(rng, input_shape, call_extras)
+                                    if call_extras and not self.is_pure
+                                    else self.init(rng, input_shape))
             except ValueError as error:
                 raise ValueError(f"Layer {self.name!r}: {error}") from None
             self._adopt(params, state)
@@ -623,9 +631,9 @@ class Layer:
                 return value if callable(value) else None
         return None
 
-    def _keras_init(self, rng, input_shape):
-        """Keras's form: build() makes the weights, then one abstract trace of call() builds
-        the sub-layers it calls and gives the output shape."""
+    def _keras_init(self, rng, input_shape, call_extras=()):
+        """Keras's form: build() makes the weights, then one abstract trace of call() (on the
+        input and `call_extras`) builds the sub-layers it calls and gives the output shape."""
         if not self.built:
             # `in_build_hook` lets a Model's build() (Keras's user-facing method of the same
             # name) tell that it runs as the weight-making hook and must not recurse.
@@ -635,24 +643,27 @@ class Layer:
                     self.build(_build_argument(input_shape))
             finally:
                 set_untracked(self, "in_build_hook", False)
-        out_shape = self._traced_output_shape(input_shape, init_rng=rng)
+        out_shape = self._traced_output_shape(input_shape, init_rng=rng, call_extras=call_extras)
         return self.params_tree(), self.state_tree(), out_shape
 
-    def _traced_output_shape(self, input_shape, init_rng=None):
+    def _traced_output_shape(self, input_shape, init_rng=None, call_extras=()):
         dtypes = self.build_dtype or jax.tree.map(lambda _: "float32", input_shape,
                                                    is_leaf=is_shape)
         specs = jax.tree.map(lambda s, d: jax.ShapeDtypeStruct((1,) + tuple(s), d),
                              input_shape, dtypes, is_leaf=is_shape)
 
-        def run(x):
+        extras = jax.tree.map(lambda a: jax.ShapeDtypeStruct((1,) + tuple(a.shape[1:]),
+                                                             a.dtype), tuple(call_extras))
+
+        def run(x, extras):
             bindings = {id(v): v.value for v in self._trainable_vars + self._non_trainable_vars}
             layers = {id(sub): [sub.params_tree(), sub.state_tree()]
                       for sub in self._sublayers if sub.built}
             scope = _scope.Scope(bindings=bindings, layers=layers, init_rng=init_rng)
             with _scope.opened(scope):
-                return self._run_call((x,), {}, False)
+                return self._run_call((x, *extras), {}, False)
 
-        out = jax.eval_shape(run, specs)
+        out = jax.eval_shape(run, specs, extras)
         shapes = [tuple(o.shape[1:]) for o in jax.tree.leaves(out)]
         return shapes[0] if not isinstance(out, (list, tuple)) else shapes
 
@@ -880,6 +891,16 @@ def _call_arguments(cls) -> dict:
 
 def _is_array(value) -> bool:
     return isinstance(value, (jax.Array, np.ndarray))
+
+
+def _array_extras(args) -> tuple:
+    """The positional arguments after a call's input when they are all arrays (an RNN cell's
+    states): what the first build's trace of a Keras-form call needs besides the input.
+    Empty when there are none, or when one is not an array (the trace then takes the input
+    alone, as before)."""
+    extras = tuple(args[1:])
+    leaves = jax.tree.leaves(extras)
+    return extras if leaves and all(_is_array(a) for a in leaves) else ()
 
 
 def _as_dtype_of(new, old):

@@ -1,7 +1,10 @@
 """Recurrent layers: SimpleRNN, LSTM and GRU, with Keras 3's arguments, weights and formulas.
 
-Why one base class: the three differ only in their step (kilnet/layers/_rnn_cells.py) and the
-number of gates and states; what a recurrent layer adds to the layer contract is shared:
+Why mixins and one base class: the three differ only in their step (kilnet/layers/_rnn_cells.py)
+and the number of gates and states. `CellSettings` holds what a step needs (arguments, weights,
+dropout masks) and one kind mixin per step adds its arithmetic (`SimpleRNNKind`, `LSTMKind`,
+`GRUKind`); kilnet's cells for the generic `RNN(cell)` (kilnet/layers/_rnn.py) are made of the
+same parts. `RNNBase` adds what a recurrent layer adds to the layer contract:
 
 - inputs (batch, time, features) whose time axis may be None (any length: the weights depend
   on the features only), read by a `jax.lax.scan`, which compiles the loop once inside the
@@ -36,36 +39,28 @@ from kilnet.layers._node import KerasTensor
 CALL_OPTIONS = ("initial_state", "mask", "training")
 
 
-class RNNBase(Layer):
-    """What SimpleRNN, LSTM and GRU share (not a layer of its own: Keras's generic `RNN(cell)`
-    is not supported)."""
+class CellSettings:
+    """What a recurrent layer and its cell share (a mixin of kilnet.layers.Layer): the
+    arguments of the step (units, activations, initializers, dropouts, penalties and
+    constraints), its weights (kernel, recurrent_kernel, bias, named and shaped as Keras's) and
+    its dropout masks. SimpleRNN / SimpleRNNCell and the others add their step's arithmetic
+    through the kind mixins below, so a layer and its cell compute alike by construction."""
 
     GATES = 1    # blocks of the kernels: LSTM 4 (i, f, c, o), GRU 3 (z, r, h)
     STATES = 1   # LSTM carries two states (h, c)
+    # Whether the step takes `x W + b + h_prev U` summed (SimpleRNN, LSTM) or apart (GRU).
+    ADDITIVE = True
 
-    def __init__(self, units, *, activation, recurrent_activation, use_bias,
-                 kernel_initializer, recurrent_initializer, bias_initializer, dropout,
-                 recurrent_dropout, seed, return_sequences, return_state, go_backwards,
-                 stateful, unroll, zero_output_for_mask=False, use_cudnn="auto",
-                 regularization=None, **kwargs):
-        super().__init__(**kwargs)
-        name = type(self).__name__
+    def _set_cell_settings(self, units, *, activation, recurrent_activation, use_bias,
+                           kernel_initializer, recurrent_initializer, bias_initializer,
+                           dropout, recurrent_dropout, seed, regularization=None):
         self._set_regularization(**(regularization or {}))
-        if stateful is not False:
-            raise ValueError(
-                f"{name}(stateful=True) is not supported: kilnet's compiled epochs keep no "
-                "state from one batch to the next. Pass the state explicitly with "
-                f"initial_state=[...] (and return_state=True). Received: stateful={stateful!r}")
-        if use_cudnn not in ("auto", False):
-            raise ValueError(f"{name}(use_cudnn=...) must be 'auto' or False: kilnet runs the "
-                             "recurrence as an XLA loop, never through cuDNN. Received: "
-                             f"use_cudnn={use_cudnn!r}")
         self.units = _positive_int(units, "units")
         self._activation_fn = activations.get(activation)
         self.activation = activations.name_of(self._activation_fn)
         self._recurrent_activation_fn = activations.get(recurrent_activation)
         self.recurrent_activation = activations.name_of(self._recurrent_activation_fn)
-        self.use_bias = _check_bool(use_bias, "use_bias")
+        self.use_bias = check_bool(use_bias, "use_bias")
         for argument, value in (("kernel_initializer", kernel_initializer),
                                 ("recurrent_initializer", recurrent_initializer),
                                 ("bias_initializer", bias_initializer)):
@@ -77,12 +72,6 @@ class RNNBase(Layer):
         self.recurrent_dropout = _rate(recurrent_dropout, "recurrent_dropout")
         # Dropout draws from the key the model passes; seed is kept for the config only.
         self.seed = seed
-        self.return_sequences = _check_bool(return_sequences, "return_sequences")
-        self.return_state = _check_bool(return_state, "return_state")
-        self.go_backwards = _check_bool(go_backwards, "go_backwards")
-        self.stateful = False
-        self.unroll = _check_bool(unroll, "unroll")  # accepted; the scan is compiled once
-        self.zero_output_for_mask = _check_bool(zero_output_for_mask, "zero_output_for_mask")
 
     def _set_regularization(self, kernel_regularizer=None, recurrent_regularizer=None,
                             bias_regularizer=None, activity_regularizer=None,
@@ -105,6 +94,158 @@ class RNNBase(Layer):
     @property
     def param_names(self):
         return ("kernel", "recurrent_kernel") + (("bias",) if self.use_bias else ())
+
+    def make_weights(self, rng, features: int) -> dict:
+        """The step's weights for inputs of `features` features, drawn from `rng`."""
+        width = self.GATES * self.units
+        params = {
+            "kernel": initializers.get(self.kernel_initializer)(rng, (features, width)),
+            "recurrent_kernel": initializers.get(self.recurrent_initializer)(
+                rng, (self.units, width)),
+        }
+        if self.use_bias:
+            params["bias"] = self._initial_bias(rng)
+        return params
+
+    def _initial_bias(self, rng):
+        return initializers.get(self.bias_initializer)(rng, (self.GATES * self.units,))
+
+    def _input_bias(self, params):
+        return params.get("bias")
+
+    def _recurrent_bias(self, params):
+        return None
+
+    def _step(self, params, recurrent_masks):
+        """The step function `(x W + b, states) -> (output, states)` of this kind."""
+        raise NotImplementedError
+
+    def _cell(self):
+        """The step after its two matmuls, for `_rnn_cells.fused_scan`: `cell(z, states)`
+        with `z = x W + b + h_prev U` when ADDITIVE, else `cell(x W + b, h_prev U + b_r,
+        states)`; each returns (output, states). None when the step has another matmul
+        inside (GRU with reset_after=False)."""
+        raise NotImplementedError
+
+    def _dropout_masks(self, training, rng, batch, features):
+        """(input masks, recurrent masks), each None or (count, batch, size): drawn once per
+        sequence, one per gate when recurrent_dropout is set (Keras's implementation 1)."""
+        if not training or (self.dropout == 0.0 and self.recurrent_dropout == 0.0):
+            return None, None
+        if rng is None:
+            raise ValueError(f"Layer {self.name!r} has dropout and was applied in training "
+                             "mode without a random key (rng=...).")
+        count = self.GATES if self.recurrent_dropout > 0.0 else 1
+        input_key, recurrent_key = jax.random.split(rng)
+        input_masks = (cells.dropout_masks(input_key, self.dropout, count, (batch, features))
+                       if self.dropout > 0.0 else None)
+        recurrent_masks = (cells.dropout_masks(recurrent_key, self.recurrent_dropout, count,
+                                               (batch, self.units))
+                           if self.recurrent_dropout > 0.0 else None)
+        return input_masks, recurrent_masks
+
+
+class SimpleRNNKind(CellSettings):
+    """SimpleRNN's step: h = activation(x W + b + h_prev U)."""
+
+    def _cell(self):
+        return functools.partial(cells.simple_rnn_cell, activation=self._activation_fn)
+
+    def _step(self, params, recurrent_masks):
+        return functools.partial(cells.simple_rnn_step,
+                                 recurrent_kernel=params["recurrent_kernel"],
+                                 masks=recurrent_masks, activation=self._activation_fn)
+
+
+class LSTMKind(CellSettings):
+    """LSTM's step (gates i, f, c, o; states h, c) and its bias with unit_forget_bias."""
+
+    GATES = 4
+    STATES = 2
+
+    def _initial_bias(self, rng):
+        if not self.unit_forget_bias:
+            return super()._initial_bias(rng)
+        # As Keras: the initializer for i, ones for f, the initializer for c and o.
+        fill = initializers.get(self.bias_initializer)
+        return np.concatenate([fill(rng, (self.units,)), np.ones(self.units, np.float32),
+                               fill(rng, (2 * self.units,))])
+
+    def _cell(self):
+        return functools.partial(cells.lstm_cell, activation=self._activation_fn,
+                                 recurrent_activation=self._recurrent_activation_fn)
+
+    def _step(self, params, recurrent_masks):
+        return functools.partial(cells.lstm_step, recurrent_kernel=params["recurrent_kernel"],
+                                 masks=recurrent_masks, activation=self._activation_fn,
+                                 recurrent_activation=self._recurrent_activation_fn)
+
+
+class GRUKind(CellSettings):
+    """GRU's step (gates z, r, h), reset gate after the recurrent matmul (reset_after=True,
+    bias (2, 3 * units): input and recurrent) or before it (one bias (3 * units,))."""
+
+    GATES = 3
+    ADDITIVE = False
+
+    def _initial_bias(self, rng):
+        shape = (2, 3 * self.units) if self.reset_after else (3 * self.units,)
+        return initializers.get(self.bias_initializer)(rng, shape)
+
+    def _input_bias(self, params):
+        bias = params.get("bias")
+        return bias[0] if bias is not None and self.reset_after else bias
+
+    def _recurrent_bias(self, params):
+        bias = params.get("bias")
+        return bias[1] if bias is not None and self.reset_after else None
+
+    def _cell(self):
+        if not self.reset_after:
+            return None
+        return functools.partial(cells.gru_cell, activation=self._activation_fn,
+                                 recurrent_activation=self._recurrent_activation_fn)
+
+    def _step(self, params, recurrent_masks):
+        return functools.partial(
+            cells.gru_step, recurrent_kernel=params["recurrent_kernel"],
+            recurrent_bias=self._recurrent_bias(params), masks=recurrent_masks,
+            activation=self._activation_fn,
+            recurrent_activation=self._recurrent_activation_fn, reset_after=self.reset_after)
+
+
+class RNNBase(CellSettings, Layer):
+    """What SimpleRNN, LSTM and GRU share beyond their step: the sequence (kilnet's generic
+    `RNN(cell)` is kilnet/layers/_rnn.py)."""
+
+    def __init__(self, units, *, activation, recurrent_activation, use_bias,
+                 kernel_initializer, recurrent_initializer, bias_initializer, dropout,
+                 recurrent_dropout, seed, return_sequences, return_state, go_backwards,
+                 stateful, unroll, zero_output_for_mask=False, use_cudnn="auto",
+                 regularization=None, **kwargs):
+        super().__init__(**kwargs)
+        name = type(self).__name__
+        if stateful is not False:
+            raise ValueError(
+                f"{name}(stateful=True) is not supported: kilnet's compiled epochs keep no "
+                "state from one batch to the next. Pass the state explicitly with "
+                f"initial_state=[...] (and return_state=True). Received: stateful={stateful!r}")
+        if use_cudnn not in ("auto", False):
+            raise ValueError(f"{name}(use_cudnn=...) must be 'auto' or False: kilnet runs the "
+                             "recurrence as an XLA loop, never through cuDNN. Received: "
+                             f"use_cudnn={use_cudnn!r}")
+        self._set_cell_settings(
+            units, activation=activation, recurrent_activation=recurrent_activation,
+            use_bias=use_bias, kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
+            dropout=dropout, recurrent_dropout=recurrent_dropout, seed=seed,
+            regularization=regularization)
+        self.return_sequences = check_bool(return_sequences, "return_sequences")
+        self.return_state = check_bool(return_state, "return_state")
+        self.go_backwards = check_bool(go_backwards, "go_backwards")
+        self.stateful = False
+        self.unroll = check_bool(unroll, "unroll")  # accepted; the scan is compiled once
+        self.zero_output_for_mask = check_bool(zero_output_for_mask, "zero_output_for_mask")
 
     # -- shapes ----------------------------------------------------------------------------------
     def _check_input_shape(self, input_shape):
@@ -140,18 +281,8 @@ class RNNBase(Layer):
     # -- weights -------------------------------------------------------------------------------
     def init(self, rng, input_shape):
         self._check_input_shape(input_shape)
-        width = self.GATES * self.units
-        params = {
-            "kernel": initializers.get(self.kernel_initializer)(rng, (input_shape[-1], width)),
-            "recurrent_kernel": initializers.get(self.recurrent_initializer)(
-                rng, (self.units, width)),
-        }
-        if self.use_bias:
-            params["bias"] = self._initial_bias(rng)
-        return params, {}, self.compute_output_shape(input_shape)
-
-    def _initial_bias(self, rng):
-        return initializers.get(self.bias_initializer)(rng, (self.GATES * self.units,))
+        return self.make_weights(rng, input_shape[-1]), {}, self.compute_output_shape(
+            input_shape)
 
     # -- calling ---------------------------------------------------------------------------------
     def apply(self, params, state, x, *, training=False, rng=None, sample_mask=None,
@@ -176,41 +307,21 @@ class RNNBase(Layer):
         sequences = self.return_sequences or self.zero_output_for_mask
         loop = dict(go_backwards=self.go_backwards, sequences=sequences,
                     zero_output_for_mask=self.zero_output_for_mask)
-        sequence_mask = _sequence_mask(mask, x.shape[:2])
+        step_mask = sequence_mask(mask, x.shape[:2])
         cell = self._cell() if recurrent_masks is None else None
         if cell is not None:  # one matmul a step, hand-written gradient (_rnn_cells.fused_scan)
             input_weights = (params["kernel"], self._input_bias(params), input_masks)
             outputs, final = cells.fused_scan(
                 cell, inputs, states, input_weights, params["recurrent_kernel"],
-                self._recurrent_bias(params), sequence_mask, additive=self.ADDITIVE, **loop)
+                self._recurrent_bias(params), step_mask, additive=self.ADDITIVE, **loop)
         else:  # the input part inside the loop, as Keras (see kilnet/layers/_rnn_cells.py)
             outputs, final = cells.scan(self._step(params, recurrent_masks), inputs, states,
-                                        sequence_mask, project=project, **loop)
+                                        step_mask, project=project, **loop)
         output = (outputs if self.return_sequences
                   else outputs[:, -1] if sequences else final[0])
         result = [output, *final] if self.return_state else output
         regularizers.add_layer_penalties(self, params, lambda: result, sample_mask)
         return result, state
-
-    def _input_bias(self, params):
-        return params.get("bias")
-
-    def _step(self, params, recurrent_masks):
-        """The step function `(x_t, states) -> (output, states)` of this layer."""
-        raise NotImplementedError
-
-    def _cell(self):
-        """The step after its two matmuls, for `_rnn_cells.fused_scan`: `cell(z, states)`
-        with `z = x W + b + h_prev U` when ADDITIVE, else `cell(x W + b, h_prev U + b_r,
-        states)`; each returns (output, states). None when the step has another matmul
-        inside (GRU with reset_after=False)."""
-        raise NotImplementedError
-
-    def _recurrent_bias(self, params):
-        return None
-
-    # Whether the cell takes `x W + b + h_prev U` summed (SimpleRNN, LSTM) or apart (GRU).
-    ADDITIVE = True
 
     def _initial_states(self, initial_state, batch, dtype):
         if initial_state is None:
@@ -243,25 +354,8 @@ class RNNBase(Layer):
     def _state_names(self) -> str:
         return "[state_h, state_c]" if self.STATES == 2 else "[state_h]"
 
-    def _dropout_masks(self, training, rng, batch, features):
-        """(input masks, recurrent masks), each None or (count, batch, size): drawn once per
-        sequence, one per gate when recurrent_dropout is set (Keras's implementation 1)."""
-        if not training or (self.dropout == 0.0 and self.recurrent_dropout == 0.0):
-            return None, None
-        if rng is None:
-            raise ValueError(f"Layer {self.name!r} has dropout and was applied in training "
-                             "mode without a random key (rng=...).")
-        count = self.GATES if self.recurrent_dropout > 0.0 else 1
-        input_key, recurrent_key = jax.random.split(rng)
-        input_masks = (cells.dropout_masks(input_key, self.dropout, count, (batch, features))
-                       if self.dropout > 0.0 else None)
-        recurrent_masks = (cells.dropout_masks(recurrent_key, self.recurrent_dropout, count,
-                                               (batch, self.units))
-                           if self.recurrent_dropout > 0.0 else None)
-        return input_masks, recurrent_masks
 
-
-class SimpleRNN(RNNBase):
+class SimpleRNN(SimpleRNNKind, RNNBase):
     """A fully-connected RNN: `h_t = activation(x_t @ kernel + h_{t-1} @ recurrent_kernel +
     bias)`, as Keras's SimpleRNN.
 
@@ -315,21 +409,13 @@ class SimpleRNN(RNNBase):
             bias_initializer=bias_initializer, dropout=dropout,
             recurrent_dropout=recurrent_dropout, seed=seed, return_sequences=return_sequences,
             return_state=return_state, go_backwards=go_backwards, stateful=stateful,
-            unroll=unroll, regularization=_regularization(
+            unroll=unroll, regularization=regularization_arguments(
                 kernel_regularizer, recurrent_regularizer, bias_regularizer,
                 activity_regularizer, kernel_constraint, recurrent_constraint,
                 bias_constraint), **kwargs)
 
-    def _cell(self):
-        return functools.partial(cells.simple_rnn_cell, activation=self._activation_fn)
 
-    def _step(self, params, recurrent_masks):
-        return functools.partial(cells.simple_rnn_step,
-                                 recurrent_kernel=params["recurrent_kernel"],
-                                 masks=recurrent_masks, activation=self._activation_fn)
-
-
-class LSTM(RNNBase):
+class LSTM(LSTMKind, RNNBase):
     """Long Short-Term Memory (Hochreiter & Schmidhuber, 1997), as Keras's LSTM: gates i, f, c,
     o side by side in the kernels (features, 4 * units) and (units, 4 * units).
 
@@ -353,8 +439,6 @@ class LSTM(RNNBase):
         [0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
     """
 
-    GATES = 4
-    STATES = 2
     config_keys = ("return_sequences", "return_state", "go_backwards", "stateful", "unroll",
                    "zero_output_for_mask", "units", "activation", "recurrent_activation",
                    "use_bias", "kernel_initializer", "recurrent_initializer",
@@ -379,31 +463,14 @@ class LSTM(RNNBase):
             dropout=dropout, recurrent_dropout=recurrent_dropout, seed=seed,
             return_sequences=return_sequences, return_state=return_state,
             go_backwards=go_backwards, stateful=stateful, unroll=unroll, use_cudnn=use_cudnn,
-            regularization=_regularization(
+            regularization=regularization_arguments(
                 kernel_regularizer, recurrent_regularizer, bias_regularizer,
                 activity_regularizer, kernel_constraint, recurrent_constraint,
                 bias_constraint), **kwargs)
-        self.unit_forget_bias = _check_bool(unit_forget_bias, "unit_forget_bias")
-
-    def _initial_bias(self, rng):
-        if not self.unit_forget_bias:
-            return super()._initial_bias(rng)
-        # As Keras: the initializer for i, ones for f, the initializer for c and o.
-        fill = initializers.get(self.bias_initializer)
-        return np.concatenate([fill(rng, (self.units,)), np.ones(self.units, np.float32),
-                               fill(rng, (2 * self.units,))])
-
-    def _cell(self):
-        return functools.partial(cells.lstm_cell, activation=self._activation_fn,
-                                 recurrent_activation=self._recurrent_activation_fn)
-
-    def _step(self, params, recurrent_masks):
-        return functools.partial(cells.lstm_step, recurrent_kernel=params["recurrent_kernel"],
-                                 masks=recurrent_masks, activation=self._activation_fn,
-                                 recurrent_activation=self._recurrent_activation_fn)
+        self.unit_forget_bias = check_bool(unit_forget_bias, "unit_forget_bias")
 
 
-class GRU(RNNBase):
+class GRU(GRUKind, RNNBase):
     """Gated Recurrent Unit (Cho et al., 2014), as Keras's GRU: gates z, r, h side by side in
     the kernels (features, 3 * units) and (units, 3 * units).
 
@@ -426,8 +493,6 @@ class GRU(RNNBase):
         [(3, 12), (4, 12), (2, 12)]
     """
 
-    GATES = 3
-    ADDITIVE = False
     config_keys = ("return_sequences", "return_state", "go_backwards", "stateful", "unroll",
                    "zero_output_for_mask", "units", "activation", "recurrent_activation",
                    "use_bias", "kernel_initializer", "recurrent_initializer",
@@ -451,41 +516,15 @@ class GRU(RNNBase):
             dropout=dropout, recurrent_dropout=recurrent_dropout, seed=seed,
             return_sequences=return_sequences, return_state=return_state,
             go_backwards=go_backwards, stateful=stateful, unroll=unroll, use_cudnn=use_cudnn,
-            regularization=_regularization(
+            regularization=regularization_arguments(
                 kernel_regularizer, recurrent_regularizer, bias_regularizer,
                 activity_regularizer, kernel_constraint, recurrent_constraint,
                 bias_constraint), **kwargs)
-        self.reset_after = _check_bool(reset_after, "reset_after")
-
-    def _initial_bias(self, rng):
-        shape = (2, 3 * self.units) if self.reset_after else (3 * self.units,)
-        return initializers.get(self.bias_initializer)(rng, shape)
-
-    def _input_bias(self, params):
-        bias = params.get("bias")
-        return bias[0] if bias is not None and self.reset_after else bias
-
-    def _cell(self):
-        if not self.reset_after:
-            return None
-        return functools.partial(cells.gru_cell, activation=self._activation_fn,
-                                 recurrent_activation=self._recurrent_activation_fn)
-
-    def _recurrent_bias(self, params):
-        bias = params.get("bias")
-        return bias[1] if bias is not None and self.reset_after else None
-
-    def _step(self, params, recurrent_masks):
-        bias = params.get("bias")
-        return functools.partial(
-            cells.gru_step, recurrent_kernel=params["recurrent_kernel"],
-            recurrent_bias=bias[1] if bias is not None and self.reset_after else None,
-            masks=recurrent_masks, activation=self._activation_fn,
-            recurrent_activation=self._recurrent_activation_fn, reset_after=self.reset_after)
+        self.reset_after = check_bool(reset_after, "reset_after")
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-def _sequence_mask(mask, batch_and_time):
+def sequence_mask(mask, batch_and_time):
     """A sequence mask as bool (batch, time), checked; None stays None."""
     if mask is None:
         return None
@@ -496,7 +535,7 @@ def _sequence_mask(mask, batch_and_time):
     return mask.astype(bool)
 
 
-def _regularization(kernel_regularizer, recurrent_regularizer, bias_regularizer,
+def regularization_arguments(kernel_regularizer, recurrent_regularizer, bias_regularizer,
                     activity_regularizer, kernel_constraint, recurrent_constraint,
                     bias_constraint) -> dict:
     return dict(kernel_regularizer=kernel_regularizer,
@@ -526,7 +565,7 @@ def _rate(value, argument: str) -> float:
     return float(value)
 
 
-def _check_bool(value, argument: str) -> bool:
+def check_bool(value, argument: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{argument} must be True or False. Received: {argument}={value!r}")
     return value

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from kilnet.layers._base import Layer, is_shape
 from kilnet.layers._recurrent import CALL_OPTIONS, RNNBase
+from kilnet.layers._rnn import RNN
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
@@ -25,7 +26,7 @@ class Bidirectional(Layer):
     merges the two outputs, as Keras's Bidirectional.
 
     Args:
-        layer: a SimpleRNN, LSTM or GRU. As Keras, it is copied (from its config) into
+        layer: a SimpleRNN, LSTM, GRU or RNN(cell). As Keras, it is copied (from its config) into
             `forward_layer`, named "forward_<name>", and, unless backward_layer is given,
             into `backward_layer` with go_backwards=True, named "backward_<name>".
         merge_mode: "concat" (default), "sum", "mul", "ave", or None (both outputs, as a list).
@@ -163,6 +164,9 @@ class Bidirectional(Layer):
                 sample_mask=sample_mask, mask=mask, initial_state=states)
             results.append(out if self.return_state else [out])
         (y, *forward_states), (y_rev, *backward_states) = results
+        # RNN(cell) keeps a stacked cell's states nested; here they come flat, in order.
+        forward_states, backward_states = (jax.tree.leaves(forward_states),
+                                           jax.tree.leaves(backward_states))
         if self.return_sequences:
             y_rev = jnp.flip(y_rev, axis=1)  # back to the input's time order
         merged = self._merge(y, y_rev)
@@ -273,9 +277,9 @@ class TimeDistributed(Layer):
 
 # -- helpers ---------------------------------------------------------------------------------------
 def _check_recurrent(layer, argument):
-    if not isinstance(layer, RNNBase):
+    if not isinstance(layer, (RNNBase, RNN)):
         raise ValueError(f"Bidirectional's {argument} must be a recurrent layer (SimpleRNN, "
-                         f"LSTM or GRU). Received: {argument}={layer!r:.100}")
+                         f"LSTM, GRU or RNN(cell)). Received: {argument}={layer!r:.100}")
 
 
 def _copy(layer, *, name, **changes):

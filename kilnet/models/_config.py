@@ -44,7 +44,7 @@ import numpy as np
 from kilnet import _safefile, saving
 from kilnet._toposort import calls_in_order
 from kilnet.errors import ModelFileError
-from kilnet.layers import LAYER_TYPES, InputLayer, Layer
+from kilnet.layers import CELL_TYPES, LAYER_TYPES, InputLayer, Layer
 from kilnet.layers._node import KerasTensor, flatten, substitute, tensors_in
 from kilnet.models._model import Model
 from kilnet.models._sequential import Sequential
@@ -278,7 +278,7 @@ class _FunctionalPlan:
 
 
 def _builtin_types() -> dict:
-    return {**LAYER_TYPES, "Sequential": Sequential, "Functional": Model}
+    return {**LAYER_TYPES, **CELL_TYPES, "Sequential": Sequential, "Functional": Model}
 
 
 def _resolve(class_name, reader, what="layer") -> type:
@@ -542,7 +542,7 @@ def _build_object(item, reader):
         problem = reader.error(f"the layer {item.class_name} has an invalid configuration: "
                                f"{error}")
         # kilnet's own layers say all there is to say; a user's class keeps its traceback
-        raise problem from (None if item.cls in LAYER_TYPES.values() else error)
+        raise problem from (None if item.cls in _builtin_types().values() else error)
     except Exception as error:  # a registered class's own from_config failed otherwise
         raise reader.error(f"{item.class_name}.from_config failed: "
                            f"{type(error).__name__}: {error}") from error
