@@ -243,3 +243,18 @@ def test_fit_one_epoch_has_a_finite_loss(group):
     y = np.random.default_rng(6).normal(size=(6, 1)).astype(np.float32)
     history = model.fit(feed, y, epochs=1, batch_size=4, verbose=0)
     assert np.isfinite(history.history["loss"][-1])
+
+
+ALIASES = ["AvgPool1D", "AvgPool2D", "AvgPool3D", "MaxPool1D", "MaxPool2D", "MaxPool3D",
+           "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D",
+           "Convolution1D", "Convolution2D", "Convolution3D", "Convolution1DTranspose",
+           "Convolution2DTranspose", "SeparableConvolution2D"]
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+def test_keras_aliases_are_the_same_classes(alias):
+    """`layers.MaxPool2D` is `layers.MaxPooling2D`, as in Keras, and is saved under the
+    class's own name (what Keras writes and reads)."""
+    ours = getattr(layers, alias)
+    assert ours is layers.LAYER_TYPES[getattr(keras.layers, alias).__name__]
+    assert alias in layers.__all__

@@ -71,6 +71,16 @@ LAYER_TYPES = {
     # StringLookup and TextVectorization run on the host, on the data before fit (a model
     # input cannot hold strings yet), so no model file can hold them.
 }
+# Keras's other names for the same classes (`layers.MaxPool2D is layers.MaxPooling2D`); files
+# name the classes by their own names.
+AvgPool1D, AvgPool2D, AvgPool3D = AveragePooling1D, AveragePooling2D, AveragePooling3D
+MaxPool1D, MaxPool2D, MaxPool3D = MaxPooling1D, MaxPooling2D, MaxPooling3D
+GlobalAvgPool1D, GlobalAvgPool2D = GlobalAveragePooling1D, GlobalAveragePooling2D
+GlobalMaxPool1D, GlobalMaxPool2D = GlobalMaxPooling1D, GlobalMaxPooling2D
+Convolution1D, Convolution2D, Convolution3D = Conv1D, Conv2D, Conv3D
+Convolution1DTranspose, Convolution2DTranspose = Conv1DTranspose, Conv2DTranspose
+SeparableConvolution2D = SeparableConv2D
+
 # The cells a file may name inside an RNN's config (they compute one step: not graph layers).
 CELL_TYPES = {cls.__name__: cls
               for cls in (SimpleRNNCell, LSTMCell, GRUCell, StackedRNNCells)}
@@ -100,4 +110,8 @@ __all__ = [
     "CategoryEncoding", "Discretization", "Hashing", "IntegerLookup", "StringLookup",
     "TextVectorization",
     "Operation", "Lambda",
+    "AvgPool1D", "AvgPool2D", "AvgPool3D", "MaxPool1D", "MaxPool2D", "MaxPool3D",
+    "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D",
+    "Convolution1D", "Convolution2D", "Convolution3D", "Convolution1DTranspose",
+    "Convolution2DTranspose", "SeparableConvolution2D",
 ]
