@@ -1,7 +1,16 @@
-"""Weight initializers with Keras's names and formulas (fan computed as Keras does).
+"""Weight initializers with Keras's classes, names, arguments, configs and formulas.
 
-They draw from a NumPy Generator, not jax.random: building the seed MLP with eager jax.random
-ops cost 1.9 s of op-by-op XLA compilation on our 2-core CPU, against milliseconds here.
+`kernel_initializer=` and the other `*_initializer` arguments take a name ("glorot_uniform",
+"he_normal", "zeros", ...), an initializer object (`RandomNormal(stddev=0.02)`,
+`Constant(0.1)`, `VarianceScaling(2.0, mode="fan_out")`, ...), its config
+({"class_name", "config"}, as files hold it) or your own `Initializer` subclass. Called as Keras
+calls them, `init(shape, dtype=None)` returns the values.
+
+Inside a model the values are drawn from a NumPy Generator that the model's seed decides
+(`sample(rng, shape)`), not from jax.random: building the seed MLP with eager jax.random ops
+cost 1.9 s of op-by-op XLA compilation on our 2-core CPU, against milliseconds here. An
+initializer given its own `seed` draws the same values at every call, whatever the model's
+seed, as Keras's seeded initializers do (the values are NumPy's draws, not JAX's).
 """
 
 from __future__ import annotations
@@ -10,9 +19,501 @@ import math
 
 import numpy as np
 
+from kilnet import _registry
 
-def _fans(shape):
-    # Keras: dense kernels (in, out); conv kernels (*spatial, in, out) with receptive field.
+
+class Initializer:
+    """Base class of the initializers, as Keras's `keras.initializers.Initializer`.
+
+    Subclass it the Keras way, with `__call__(self, shape, dtype=None)` returning the values
+    (and `get_config` for its arguments), or kilnet's way, with `draw(self, rng, shape)`
+    drawing from the NumPy Generator `rng` (the model's, so its seed decides the values).
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> class Halves(kilnet.initializers.Initializer):
+        ...     def __call__(self, shape, dtype=None):
+        ...         return np.full(shape, 0.5, dtype or "float32")
+        >>> layer = kilnet.layers.Dense(2, kernel_initializer=Halves())
+        >>> np.asarray(layer(np.ones((1, 3)))).tolist()
+        [[1.5, 1.5]]
+    """
+
+    seed = None
+
+    def __call__(self, shape, dtype=None):
+        """The values of a weight of `shape`, as an array of `dtype` (default float32)."""
+        import jax.numpy as jnp
+
+        from kilnet import utils
+
+        rng = np.random.default_rng(self.seed) if self.seed is not None else utils.numpy_rng(
+            utils.next_seed())
+        return jnp.asarray(self.draw(rng, tuple(shape)), dtype or "float32")
+
+    def draw(self, rng, shape) -> np.ndarray:
+        """kilnet's form: float32 values of `shape` drawn from the NumPy Generator `rng`."""
+        raise NotImplementedError(
+            f"{type(self).__name__} defines neither __call__(shape, dtype) (Keras's form) nor "
+            "draw(rng, shape) (kilnet's form): implement one of them.")
+
+    def sample(self, rng, shape) -> np.ndarray:
+        """The values a layer's weight of `shape` starts from: drawn from `rng` (the model's
+        Generator), or from the initializer's own seed when it has one."""
+        shape = tuple(int(d) for d in shape)
+        if type(self).draw is Initializer.draw:   # written the Keras way
+            return np.asarray(self(shape, dtype="float32"), np.float32)
+        if self.seed is not None:
+            rng = np.random.default_rng(self.seed)
+        return np.asarray(self.draw(rng, shape), np.float32)
+
+    def get_config(self) -> dict:
+        """The constructor arguments, as Keras's config of this initializer."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+# -- constants -------------------------------------------------------------------------------------
+class Constant(Initializer):
+    """Every value `value` (a scalar, or an array that broadcasts to the weight's shape, as
+    Keras's `ops.ones(shape) * value`), as Keras's Constant.
+
+    Example:
+        >>> import kilnet
+        >>> kilnet.initializers.Constant(0.5)(shape=(2,)).tolist()
+        [0.5, 0.5]
+    """
+
+    def __init__(self, value=0.0):
+        array = np.asarray(value, np.float64)   # checked numeric; kept as given in the config
+        self.value = float(array) if array.ndim == 0 else array.tolist()
+
+    def draw(self, rng, shape):
+        return np.broadcast_to(np.asarray(self.value, np.float32), shape).copy()
+
+    def get_config(self):
+        return {"value": self.value}
+
+
+class Zeros(Initializer):
+    """Zeros, as Keras's Zeros.
+
+    Example:
+        >>> import kilnet
+        >>> kilnet.initializers.Zeros()(shape=(2,)).tolist()
+        [0.0, 0.0]
+    """
+
+    def draw(self, rng, shape):
+        return np.zeros(shape, np.float32)
+
+
+class Ones(Initializer):
+    """Ones, as Keras's Ones.
+
+    Example:
+        >>> import kilnet
+        >>> kilnet.initializers.Ones()(shape=(2,)).tolist()
+        [1.0, 1.0]
+    """
+
+    def draw(self, rng, shape):
+        return np.ones(shape, np.float32)
+
+
+class Identity(Initializer):
+    """`gain` times the identity matrix (2-D weights only), as Keras's Identity; its config
+    keeps `gain` (Keras 3.15 writes an empty config, so its files lose a gain other than 1).
+
+    Example:
+        >>> import kilnet
+        >>> kilnet.initializers.Identity(gain=2.0)(shape=(2, 3)).tolist()
+        [[2.0, 0.0, 0.0], [0.0, 2.0, 0.0]]
+    """
+
+    def __init__(self, gain=1.0):
+        self.gain = float(gain)
+
+    def draw(self, rng, shape):
+        if len(shape) != 2:
+            raise ValueError("The Identity initializer makes 2-D weights only. Received: "
+                             f"shape={shape}")
+        return (self.gain * np.eye(*shape)).astype(np.float32)
+
+    def get_config(self):
+        return {"gain": self.gain}
+
+
+# -- random ----------------------------------------------------------------------------------------
+class RandomInitializer(Initializer):
+    """What the random initializers share: `seed` (None: the model's seed decides; an int: the
+    same values at every call)."""
+
+    def __init__(self, seed=None):
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise ValueError(f"seed must be an integer or None. Received: seed={seed!r}")
+        self.seed = seed
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+class RandomNormal(RandomInitializer):
+    """Normal(mean, stddev), as Keras's RandomNormal (not truncated).
+
+    Example:
+        >>> import kilnet
+        >>> init = kilnet.initializers.RandomNormal(mean=1.0, stddev=0.02, seed=3)
+        >>> bool(abs(float(init(shape=(1000,)).mean()) - 1.0) < 0.01)
+        True
+    """
+
+    def __init__(self, mean=0.0, stddev=0.05, seed=None):
+        super().__init__(seed)
+        self.mean, self.stddev = float(mean), float(stddev)
+
+    def draw(self, rng, shape):
+        return (self.mean + self.stddev * rng.standard_normal(shape)).astype(np.float32)
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean, "stddev": self.stddev}
+
+
+class TruncatedNormal(RandomInitializer):
+    """Normal(mean, stddev) with values beyond two standard deviations redrawn, as Keras's
+    TruncatedNormal.
+
+    Example:
+        >>> import kilnet
+        >>> values = kilnet.initializers.TruncatedNormal(stddev=0.02, seed=0)(shape=(500,))
+        >>> bool(abs(values).max() <= 0.04)
+        True
+    """
+
+    def __init__(self, mean=0.0, stddev=0.05, seed=None):
+        super().__init__(seed)
+        self.mean, self.stddev = float(mean), float(stddev)
+
+    def draw(self, rng, shape):
+        return (self.mean + _truncated_unit_normal(rng, shape) * self.stddev).astype(
+            np.float32)
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean, "stddev": self.stddev}
+
+
+class RandomUniform(RandomInitializer):
+    """Uniform in [minval, maxval), as Keras's RandomUniform.
+
+    Example:
+        >>> import kilnet
+        >>> values = kilnet.initializers.RandomUniform(-1.0, 1.0, seed=0)(shape=(100,))
+        >>> bool(values.min() >= -1.0 and values.max() < 1.0)
+        True
+    """
+
+    def __init__(self, minval=-0.05, maxval=0.05, seed=None):
+        super().__init__(seed)
+        self.minval, self.maxval = float(minval), float(maxval)
+
+    def draw(self, rng, shape):
+        return rng.uniform(self.minval, self.maxval, shape).astype(np.float32)
+
+    def get_config(self):
+        return {**super().get_config(), "minval": self.minval, "maxval": self.maxval}
+
+
+DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "uniform")
+MODES = ("fan_in", "fan_out", "fan_avg")
+
+
+class VarianceScaling(RandomInitializer):
+    """Values of variance `scale / n`, n the fan-in, the fan-out or their average (`mode`),
+    from a truncated normal, a normal or a uniform distribution, as Keras's VarianceScaling
+    (fans as Keras counts them: a kernel (..., in, out) has fan-in `in` times its receptive
+    field; `input_axes` / `output_axes` name the axes to count instead).
+
+    Example:
+        >>> import kilnet
+        >>> init = kilnet.initializers.VarianceScaling(2.0, "fan_in", "uniform", seed=0)
+        >>> values = init(shape=(200, 300))
+        >>> bool(abs(float(values.var()) - 2.0 / 200) < 5e-4)
+        True
+    """
+
+    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None,
+                 input_axes=None, output_axes=None):
+        super().__init__(seed)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale <= 0:
+            raise ValueError(f"scale must be a positive number. Received: scale={scale!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {list(MODES)}. Received: mode={mode!r}")
+        given = distribution.lower() if isinstance(distribution, str) else distribution
+        given = "truncated_normal" if given == "normal" else given   # Keras's older name
+        if given not in DISTRIBUTIONS:
+            raise ValueError(f"distribution must be one of {list(DISTRIBUTIONS)} (or 'normal', "
+                             f"Keras's name for truncated_normal). Received: "
+                             f"distribution={distribution!r}")
+        self.scale, self.mode, self.distribution = float(scale), mode, given
+        self.input_axes, self.output_axes = _axes(input_axes), _axes(output_axes)
+
+    def draw(self, rng, shape):
+        fan_in, fan_out = fans(shape, self.input_axes, self.output_axes)
+        n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[
+            self.mode]
+        variance = self.scale / max(1.0, n)
+        if self.distribution == "truncated_normal":
+            # 0.8796... is the standard deviation of a unit normal truncated at +-2.
+            values = _truncated_unit_normal(rng, shape) * (math.sqrt(variance)
+                                                            / 0.87962566103423978)
+        elif self.distribution == "untruncated_normal":
+            values = rng.standard_normal(shape) * math.sqrt(variance)
+        else:
+            limit = math.sqrt(3.0 * variance)
+            values = rng.uniform(-limit, limit, shape)
+        return values.astype(np.float32)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "mode": self.mode,
+                "distribution": self.distribution, "input_axes": self.input_axes,
+                "output_axes": self.output_axes}
+
+
+class _NamedScaling(VarianceScaling):
+    """A VarianceScaling with fixed settings (Glorot, He, LeCun), whose config is its seed and
+    axes only, as Keras's."""
+
+    SETTINGS: tuple = ()
+
+    def __init__(self, seed=None, input_axes=None, output_axes=None):
+        scale, mode, distribution = self.SETTINGS
+        super().__init__(scale, mode, distribution, seed, input_axes, output_axes)
+
+    def get_config(self):
+        return {"seed": self.seed, "input_axes": self.input_axes,
+                "output_axes": self.output_axes}
+
+
+class GlorotUniform(_NamedScaling):
+    """Uniform in +-sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio, 2010), as Keras's; the
+    default kernel initializer.
+
+    Example:
+        >>> import kilnet
+        >>> values = kilnet.initializers.GlorotUniform(seed=0)(shape=(30, 20))
+        >>> bool(abs(values).max() <= (6 / 50) ** 0.5)
+        True
+    """
+
+    SETTINGS = (1.0, "fan_avg", "uniform")
+
+
+class GlorotNormal(_NamedScaling):
+    """Truncated normal of standard deviation sqrt(2 / (fan_in + fan_out)), as Keras's.
+
+    Example:
+        >>> import kilnet
+        >>> kilnet.initializers.GlorotNormal(seed=0)(shape=(3, 2)).shape
+        (3, 2)
+    """
+
+    SETTINGS = (1.0, "fan_avg", "truncated_normal")
+
+
+class HeUniform(_NamedScaling):
+    """Uniform in +-sqrt(6 / fan_in) (He et al., 2015), as Keras's.
+
+    Example:
+        >>> import kilnet
+        >>> values = kilnet.initializers.HeUniform(seed=0)(shape=(24, 8))
+        >>> bool(abs(values).max() <= 0.5)
+        True
+    """
+
+    SETTINGS = (2.0, "fan_in", "uniform")
+
+
+class HeNormal(_NamedScaling):
+    """Truncated normal of standard deviation sqrt(2 / fan_in), as Keras's.
+
+    Example:
+        >>> import kilnet
+        >>> kilnet.initializers.HeNormal(seed=0)(shape=(3, 3, 8, 16)).shape
+        (3, 3, 8, 16)
+    """
+
+    SETTINGS = (2.0, "fan_in", "truncated_normal")
+
+
+class LecunUniform(_NamedScaling):
+    """Uniform in +-sqrt(3 / fan_in), as Keras's.
+
+    Example:
+        >>> import kilnet
+        >>> values = kilnet.initializers.LecunUniform(seed=0)(shape=(12, 4))
+        >>> bool(abs(values).max() <= 0.5)
+        True
+    """
+
+    SETTINGS = (1.0, "fan_in", "uniform")
+
+
+class LecunNormal(_NamedScaling):
+    """Truncated normal of standard deviation sqrt(1 / fan_in), as Keras's (SELU networks).
+
+    Example:
+        >>> import kilnet
+        >>> kilnet.initializers.LecunNormal(seed=0)(shape=(4, 4)).shape
+        (4, 4)
+    """
+
+    SETTINGS = (1.0, "fan_in", "truncated_normal")
+
+
+class Orthogonal(RandomInitializer):
+    """`gain` times an orthogonal matrix (the weight flattened to (rows, last axis)): the Q of a
+    normal matrix's QR, its columns' signs fixed by R's diagonal so that Q is uniform over the
+    orthogonal matrices, as Keras's Orthogonal; the recurrent kernels' default.
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> q = np.asarray(kilnet.initializers.Orthogonal(seed=0)(shape=(4, 4)))
+        >>> bool(np.allclose(q @ q.T, np.eye(4), atol=1e-5))
+        True
+    """
+
+    def __init__(self, gain=1.0, seed=None):
+        super().__init__(seed)
+        self.gain = float(gain)
+
+    def draw(self, rng, shape):
+        if len(shape) < 2:
+            raise ValueError(f"The orthogonal initializer needs a shape of rank 2 or more. "
+                             f"Received: shape={tuple(shape)}")
+        rows, cols = math.prod(shape[:-1]), shape[-1]
+        q, r = np.linalg.qr(rng.standard_normal((max(rows, cols), min(rows, cols))))
+        q = q * np.sign(np.diag(r))
+        if rows < cols:
+            q = q.T
+        return np.ascontiguousarray(self.gain * q.reshape(shape), dtype=np.float32)
+
+    def get_config(self):
+        return {**super().get_config(), "gain": self.gain}
+
+
+# Keras's lower-case names for the same classes.
+constant, zeros, ones, identity = Constant, Zeros, Ones, Identity
+random_normal, truncated_normal, random_uniform = RandomNormal, TruncatedNormal, RandomUniform
+variance_scaling, orthogonal = VarianceScaling, Orthogonal
+glorot_uniform, glorot_normal, he_uniform, he_normal = (GlorotUniform, GlorotNormal, HeUniform,
+                                                        HeNormal)
+lecun_uniform, lecun_normal = LecunUniform, LecunNormal
+IdentityInitializer, OrthogonalInitializer = Identity, Orthogonal
+
+CLASSES = {cls.__name__: cls for cls in (
+    Constant, Zeros, Ones, Identity, RandomNormal, TruncatedNormal, RandomUniform,
+    VarianceScaling, GlorotUniform, GlorotNormal, HeUniform, HeNormal, LecunUniform,
+    LecunNormal, Orthogonal)}
+# Every name Keras's `initializers.get` takes: the classes' names, their snake case, and
+# Keras's older aliases ("uniform" and "normal" with their defaults: U(-0.05, 0.05), N(0, 0.05)).
+_BY_NAME = {**CLASSES, "constant": Constant, "zeros": Zeros, "zero": Zeros, "ones": Ones,
+            "one": Ones, "identity": Identity, "IdentityInitializer": Identity,
+            "random_normal": RandomNormal, "normal": RandomNormal,
+            "truncated_normal": TruncatedNormal, "random_uniform": RandomUniform,
+            "uniform": RandomUniform, "variance_scaling": VarianceScaling,
+            "glorot_uniform": GlorotUniform, "glorot_normal": GlorotNormal,
+            "he_uniform": HeUniform, "he_normal": HeNormal, "lecun_uniform": LecunUniform,
+            "lecun_normal": LecunNormal, "orthogonal": Orthogonal,
+            "OrthogonalInitializer": Orthogonal}
+
+
+def get(identifier) -> Initializer:
+    """The initializer an argument names, as Keras's `initializers.get`: a name, an
+    Initializer, a config {"class_name", "config"}, or None (None stays None).
+
+    Example:
+        >>> import kilnet
+        >>> kilnet.initializers.get("he_normal")
+        HeNormal(seed=None, input_axes=None, output_axes=None)
+        >>> kilnet.initializers.get({"class_name": "RandomNormal", "config": {"stddev": 0.02}})
+        RandomNormal(seed=None, mean=0.0, stddev=0.02)
+    """
+    if identifier is None or isinstance(identifier, Initializer):
+        return identifier
+    if isinstance(identifier, str) and identifier in _BY_NAME:
+        return _BY_NAME[identifier]()
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    raise ValueError(
+        "Unknown initializer: expected a name (one of "
+        f"{sorted(n for n in _BY_NAME if n.islower())}), a kilnet.initializers object such as "
+        "RandomNormal(stddev=0.02), or its config. Received: "
+        f"{identifier!r:.100}")
+
+
+def serialize(initializer) -> dict | str | None:
+    """An initializer as config data: names stay names; an object becomes
+    {"class_name", "config"} (a class of yours under its registered name).
+
+    Example:
+        >>> import kilnet
+        >>> kilnet.initializers.serialize(kilnet.initializers.Constant(0.1))
+        {'class_name': 'Constant', 'config': {'value': 0.1}}
+    """
+    if initializer is None or isinstance(initializer, str):
+        return initializer
+    if isinstance(initializer, dict):
+        return initializer
+    return {"class_name": _registry.name_of(type(initializer)) or type(initializer).__name__,
+            "config": initializer.get_config()}
+
+
+def deserialize(config) -> Initializer:
+    """The initializer a config describes: one of kilnet's classes, or a class registered with
+    kilnet.saving.register_serializable (nothing else is created).
+
+    Example:
+        >>> import kilnet
+        >>> kilnet.initializers.deserialize({"class_name": "Orthogonal",
+        ...                                  "config": {"gain": 2.0, "seed": 1}})
+        Orthogonal(seed=1, gain=2.0)
+    """
+    if not isinstance(config, dict) or not isinstance(config.get("config", {}), dict):
+        raise ValueError(f"An initializer config is {{'class_name': ..., 'config': {{...}}}}. "
+                         f"Received: {config!r:.100}")
+    name = config.get("class_name")
+    cls = CLASSES.get(name) if isinstance(name, str) else None
+    if cls is None:
+        cls = _registry.lookup(name) if isinstance(name, str) else None
+        if not (isinstance(cls, type) and issubclass(cls, Initializer)):
+            raise ValueError(
+                f"Unknown initializer class {name!r:.100}: expected one of {sorted(CLASSES)} "
+                "or an Initializer subclass registered with "
+                "@kilnet.saving.register_serializable().")
+    try:
+        return cls.from_config(dict(config.get("config") or {}))
+    except TypeError as error:
+        raise ValueError(f"The initializer {name} has an invalid config: {error}") from None
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def fans(shape, input_axes=None, output_axes=None) -> tuple[int, int]:
+    """(fan_in, fan_out) of a weight, as Keras counts them: a vector (n,) has n for both; a
+    kernel (..., in, out) has in and out times its receptive field (the product of the leading
+    axes); `input_axes` / `output_axes` give the axes to multiply instead."""
+    if input_axes is not None or output_axes is not None:
+        fan_in = math.prod(shape[a] for a in (input_axes or ()))
+        fan_out = math.prod(shape[a] for a in (output_axes or ()))
+        return int(fan_in), int(fan_out)
     if len(shape) < 1:
         return 1, 1
     if len(shape) == 1:
@@ -21,90 +522,20 @@ def _fans(shape):
     return shape[-2] * receptive, shape[-1] * receptive
 
 
-def zeros(rng, shape):
-    return np.zeros(shape, np.float32)
-
-
-def ones(rng, shape):
-    return np.ones(shape, np.float32)
-
-
-def _truncated_normal(rng, shape, std):
-    """Normal(0, std) redrawn outside two standard deviations, as Keras's truncated normal
-    (0.8796... is the std of a unit normal truncated at +-2)."""
-    scale = std / 0.87962566103423978
+def _truncated_unit_normal(rng, shape):
+    """Unit normal values, those beyond two standard deviations redrawn (Keras's truncation)."""
     values = rng.standard_normal(shape)
     bad = np.abs(values) > 2
     while bad.any():
         values[bad] = rng.standard_normal(int(bad.sum()))
         bad = np.abs(values) > 2
-    return (values * scale).astype(np.float32)
+    return values
 
 
-def glorot_uniform(rng, shape):
-    fan_in, fan_out = _fans(shape)
-    limit = math.sqrt(6.0 / (fan_in + fan_out))
-    return rng.uniform(-limit, limit, shape).astype(np.float32)
-
-
-def glorot_normal(rng, shape):
-    fan_in, fan_out = _fans(shape)
-    return _truncated_normal(rng, shape, math.sqrt(2.0 / (fan_in + fan_out)))
-
-
-def he_uniform(rng, shape):
-    fan_in, _ = _fans(shape)
-    limit = math.sqrt(6.0 / fan_in)
-    return rng.uniform(-limit, limit, shape).astype(np.float32)
-
-
-def he_normal(rng, shape):
-    fan_in, _ = _fans(shape)
-    return _truncated_normal(rng, shape, math.sqrt(2.0 / fan_in))
-
-
-def random_uniform(rng, shape):
-    """Keras's RandomUniform() defaults: U(-0.05, 0.05) (Embedding's "uniform")."""
-    return rng.uniform(-0.05, 0.05, shape).astype(np.float32)
-
-
-def random_normal(rng, shape):
-    """Keras's RandomNormal() defaults: N(0, 0.05), not truncated."""
-    return (rng.standard_normal(shape) * 0.05).astype(np.float32)
-
-
-def orthogonal(rng, shape):
-    """Keras's Orthogonal() (gain 1): the Q of a normal matrix's QR, its columns' signs fixed
-    by R's diagonal (so Q is uniform over orthogonal matrices); RNNs' recurrent kernels."""
-    if len(shape) < 2:
-        raise ValueError(f"The orthogonal initializer needs a shape of rank 2 or more. "
-                         f"Received: shape={tuple(shape)}")
-    rows, cols = math.prod(shape[:-1]), shape[-1]
-    q, r = np.linalg.qr(rng.standard_normal((max(rows, cols), min(rows, cols))))
-    q = q * np.sign(np.diag(r))
-    if rows < cols:
-        q = q.T
-    return np.ascontiguousarray(q.reshape(shape), dtype=np.float32)
-
-
-_BY_NAME = {
-    "zeros": zeros,
-    "ones": ones,
-    "glorot_uniform": glorot_uniform,
-    "glorot_normal": glorot_normal,
-    "he_uniform": he_uniform,
-    "he_normal": he_normal,
-    "uniform": random_uniform,
-    "random_uniform": random_uniform,
-    "normal": random_normal,
-    "random_normal": random_normal,
-    "orthogonal": orthogonal,
-}
-
-
-def get(name: str):
-    if not isinstance(name, str) or name not in _BY_NAME:
-        raise ValueError(
-            f"Unknown initializer: expected one of {sorted(_BY_NAME)}. Received: {name!r}"
-        )
-    return _BY_NAME[name]
+def _axes(axes):
+    if axes is None:
+        return None
+    axes = [axes] if isinstance(axes, int) else list(axes)
+    if not all(isinstance(a, int) and not isinstance(a, bool) for a in axes):
+        raise ValueError(f"input_axes / output_axes are lists of axis indices. Received: {axes!r}")
+    return axes

@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import warnings
 
-from kilnet import saving
+from kilnet import initializers, saving
 from kilnet.errors import ModelFileError
 from kilnet.layers import (CELL_TYPES, LAYER_TYPES, RNN, Bidirectional, InputLayer,
                            StackedRNNCells, TimeDistributed)
@@ -278,22 +278,34 @@ def _class_of(value):
 
 
 def _initializer(key, value, reader, where):
-    """kilnet's name for a Keras initializer; None (kilnet's default, with a warning) for one
-    kilnet does not have. Loaded weights come from the file, so this only matters when the
-    layer is initialized again."""
+    """kilnet's form of a Keras initializer: its name when Keras's settings are the defaults,
+    else {"class_name", "config"} with its settings (RandomNormal(stddev=0.02), Constant(0.1),
+    ...); None (kilnet's default, with a warning) for one kilnet does not have. Loaded weights
+    come from the file, so this only matters when the layer is initialized again."""
     if value is None or isinstance(value, str):
         return value
     if not isinstance(value, dict):
         reader.fail(where, f"{key} is malformed: {value!r:.100}")
-    name, config = value.get("class_name"), value.get("config") or {}
-    kept = name in INITIALIZERS and all(
-        k in _NEUTRAL_INIT and v in _NEUTRAL_INIT[k] for k, v in config.items())
-    if not kept:
-        warnings.warn(f"{where}: kilnet has no initializer {name}{config}; the loaded weights "
-                      f"are used as they are, but {key} falls back to kilnet's default if the "
-                      "layer is initialized again.", stacklevel=6)
-        return None if name not in INITIALIZERS else INITIALIZERS[name]
-    return INITIALIZERS[name]
+    name, config = value.get("class_name"), dict(value.get("config") or {})
+    if name in INITIALIZERS and all(
+            k in _NEUTRAL_INIT and v in _NEUTRAL_INIT[k] for k, v in config.items()):
+        return INITIALIZERS[name]
+    if name in initializers.CLASSES:
+        numpy_value = config.get("value")
+        if isinstance(numpy_value, dict) and numpy_value.get("class_name") == "__numpy__":
+            config["value"] = (numpy_value.get("config") or {}).get("value")  # Keras's array
+        if isinstance(config.get("seed"), dict):
+            config["seed"] = None   # a SeedGenerator's state: the model's seed decides
+        spec = {"class_name": name, "config": config}
+        try:
+            initializers.deserialize(spec)
+        except ValueError as error:
+            reader.fail(where, f"{key}: {error}")
+        return spec
+    warnings.warn(f"{where}: kilnet has no initializer {name}{config}; the loaded weights are "
+                  f"used as they are, but {key} falls back to kilnet's default if the layer is "
+                  "initialized again.", stacklevel=6)
+    return None
 
 
 def _check_policy(value, reader, where):
@@ -400,8 +412,19 @@ def keras_layer(spec, path):
             config[key] = {"module": "keras.regularizers", **value, "registered_name": None}
         elif key.endswith("_constraint") and isinstance(value, dict):
             config[key] = {"module": "keras.constraints", **value, "registered_name": None}
+        elif key.endswith("_initializer") and isinstance(value, dict):
+            config[key] = _keras_initializer(key, value, path)
     return {"module": "keras.layers", "class_name": name, "config": config,
             "registered_name": None}
+
+
+def _keras_initializer(key, value, path):
+    """Keras's entry of a kilnet initializer object (one of the classes both have)."""
+    if value.get("class_name") not in initializers.CLASSES:
+        raise ValueError(f"Cannot save {path} as a Keras file: its {key} is your initializer "
+                         f"class {value.get('class_name')!r}, which Keras cannot rebuild. Save "
+                         "it with the extension .kilnet instead.")
+    return {"module": "keras.initializers", **value, "registered_name": None}
 
 
 def _keras_operation(config):

@@ -138,7 +138,7 @@ class PReLU(Layer):
         self.compute_output_shape(input_shape)
         shape = [1 if axis + 1 in (self.shared_axes or ()) else d
                  for axis, d in enumerate(input_shape)]
-        alpha = initializers.get(self.alpha_initializer)(rng, tuple(shape))
+        alpha = initializers.get(self.alpha_initializer).sample(rng, tuple(shape))
         return {"alpha": alpha}, {}, input_shape
 
     def apply(self, params, state, x, **_):

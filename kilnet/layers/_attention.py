@@ -74,9 +74,9 @@ class _Projection(Layer):
 
     def init(self, rng, input_shape):
         kernel_shape = tuple(input_shape[-self.in_axes:]) + self.units
-        params = {"kernel": initializers.get(self.kernel_initializer)(rng, kernel_shape)}
+        params = {"kernel": initializers.get(self.kernel_initializer).sample(rng, kernel_shape)}
         if self.use_bias:
-            params["bias"] = initializers.get(self.bias_initializer)(rng, self.units)
+            params["bias"] = initializers.get(self.bias_initializer).sample(rng, self.units)
         return params, {}, self.compute_output_shape(input_shape)
 
     def apply(self, params, state, x, sample_mask=None, **_):
@@ -431,7 +431,7 @@ class Attention(Layer):
 
     def init(self, rng, input_shape):
         self._input_shapes(input_shape)
-        params = {name: initializers.get("ones")(rng, ()) for name in self.param_names}
+        params = {name: initializers.get("ones").sample(rng, ()) for name in self.param_names}
         return params, {}, self.compute_output_shape(input_shape)
 
     def pack_symbolic_outputs(self, tensors):

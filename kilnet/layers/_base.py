@@ -826,6 +826,8 @@ class Layer:
             config["input_shape"] = list(self.declared_input_shape)
         for key in self.config_keys:
             value = getattr(self, key)
+            if isinstance(value, initializers.Initializer):   # an object: its config
+                value = initializers.serialize(value)
             config[key] = list(value) if isinstance(value, tuple) else value
         if not self.config_keys and type(self).__init__ is not Layer.__init__ and not self.is_pure:
             _check_custom_config(self)
@@ -955,8 +957,8 @@ def _as_input_array(x):
 def _initial_value(initializer, rng, shape):
     if initializer is None:
         initializer = "glorot_uniform"
-    if isinstance(initializer, str):
-        return initializers.get(initializer)(rng, shape)
+    if isinstance(initializer, (str, dict, initializers.Initializer)):
+        return initializers.get(initializer).sample(rng, shape)
     if callable(initializer):
         value = initializer(shape, dtype="float32")
         return np.asarray(value, np.float32)

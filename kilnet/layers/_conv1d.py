@@ -184,9 +184,9 @@ class Conv1D(KernelLayer):
     def init(self, rng, input_shape):
         out_shape = self.compute_output_shape(input_shape)
         shape = self.kernel_size + (input_shape[-1], self.filters)
-        params = {"kernel": initializers.get(self.kernel_initializer)(rng, shape)}
+        params = {"kernel": initializers.get(self.kernel_initializer).sample(rng, shape)}
         if self.use_bias:
-            params["bias"] = initializers.get(self.bias_initializer)(rng, (self.filters,))
+            params["bias"] = initializers.get(self.bias_initializer).sample(rng, (self.filters,))
         return params, {}, out_shape
 
     def pre_activation(self, params, state, x, sample_mask=None, **_):

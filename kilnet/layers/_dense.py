@@ -39,10 +39,10 @@ class Dense(KernelLayer):
         return input_shape[:-1] + (self.units,)
 
     def init(self, rng, input_shape):
-        params = {"kernel": initializers.get(self.kernel_initializer)(
+        params = {"kernel": initializers.get(self.kernel_initializer).sample(
             rng, (input_shape[-1], self.units))}
         if self.use_bias:
-            params["bias"] = initializers.get(self.bias_initializer)(rng, (self.units,))
+            params["bias"] = initializers.get(self.bias_initializer).sample(rng, (self.units,))
         return params, {}, self.compute_output_shape(input_shape)
 
     def pre_activation(self, params, state, x, sample_mask=None, **_):

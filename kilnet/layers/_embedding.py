@@ -94,7 +94,7 @@ class Embedding(Layer):
         return tuple(input_shape) + (self.output_dim,)
 
     def init(self, rng, input_shape):
-        table = initializers.get(self.embeddings_initializer)(
+        table = initializers.get(self.embeddings_initializer).sample(
             rng, (self.input_dim, self.output_dim))
         return {"embeddings": table}, {}, self.compute_output_shape(input_shape)
 

@@ -88,9 +88,9 @@ class LayerNormalization(Layer):
                              f"of shape {tuple(input_shape)} and axis={self.axis!r}")
         params = {}
         if self.scale:
-            params["gamma"] = initializers.get(self.gamma_initializer)(rng, shape)
+            params["gamma"] = initializers.get(self.gamma_initializer).sample(rng, shape)
         if self.center:
-            params["beta"] = initializers.get(self.beta_initializer)(rng, shape)
+            params["beta"] = initializers.get(self.beta_initializer).sample(rng, shape)
         return params, {}, self.compute_output_shape(input_shape)
 
     def get_config(self):
@@ -196,9 +196,9 @@ class GroupNormalization(Layer):
         shape = (input_shape[axis - 1],)
         params = {}
         if self.scale:
-            params["gamma"] = initializers.get(self.gamma_initializer)(rng, shape)
+            params["gamma"] = initializers.get(self.gamma_initializer).sample(rng, shape)
         if self.center:
-            params["beta"] = initializers.get(self.beta_initializer)(rng, shape)
+            params["beta"] = initializers.get(self.beta_initializer).sample(rng, shape)
         return params, {}, self.compute_output_shape(input_shape)
 
     def get_config(self):

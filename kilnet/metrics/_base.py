@@ -51,9 +51,9 @@ def _initial_value(initializer, shape, dtype):
     or a callable f(shape, dtype)."""
     if initializer is None:
         initializer = "zeros"
-    if isinstance(initializer, str):
-        fn = initializers_lib.get(initializer)
-        return jnp.asarray(fn(np.random.default_rng(0), shape), dtype)
+    if isinstance(initializer, (str, dict, initializers_lib.Initializer)):
+        values = initializers_lib.get(initializer).sample(np.random.default_rng(0), shape)
+        return jnp.asarray(values, dtype)
     if callable(initializer):
         return jnp.asarray(initializer(shape, dtype), dtype)
     return jnp.broadcast_to(jnp.asarray(initializer, dtype), shape)
