@@ -23,7 +23,7 @@ import numpy as np
 import optax
 from jax.extend import core as jax_core
 
-from kilnet.optimizers_schedules import schedules  # noqa: F401  (re-exported namespace)
+from kilnet import optimizers_schedules as schedules  # kilnet.optimizers.schedules, as Keras
 
 
 class KerasAdamState(NamedTuple):
@@ -232,9 +232,9 @@ class Optimizer:
         return optax.chain(*parts)
 
     def get_config(self) -> dict:
-        if callable(self.learning_rate):
-            raise ValueError("An optimizer with a learning-rate schedule cannot be saved yet.")
-        config = {"learning_rate": float(self.learning_rate), **self.hyper}
+        rate = self.learning_rate
+        config = {"learning_rate": schedules.serialize(rate) if callable(rate) else float(rate),
+                  **self.hyper}
         for key in ("clipnorm", "clipvalue", "global_clipnorm"):
             if getattr(self, key) is not None:
                 config[key] = getattr(self, key)
@@ -242,6 +242,9 @@ class Optimizer:
 
     @classmethod
     def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("learning_rate"), dict):   # a schedule's config
+            config["learning_rate"] = schedules.deserialize(config["learning_rate"])
         return cls(**config)
 
     def __repr__(self):

@@ -878,6 +878,8 @@ def check_values(info, tensors, path):
     optimizer = compile_config.get("optimizer") if isinstance(compile_config, dict) else None
     config = optimizer.get("config") if isinstance(optimizer, dict) else None
     for key, value in (config.items() if isinstance(config, dict) else ()):
+        if key == "learning_rate" and isinstance(value, dict):
+            continue   # a schedule: its class checks its own arguments when it is made
         if key in _HYPERPARAMETERS and not (value is None and key == "weight_decay"):
             low, high, closed = _HYPERPARAMETERS[key]
             number = isinstance(value, (int, float)) and not isinstance(value, bool)

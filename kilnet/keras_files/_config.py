@@ -27,7 +27,8 @@ from kilnet.layers._operation import OPERATIONS, OPS
 MODULES = frozenset({"keras", "keras.layers", "keras.models", "keras.src.models.functional",
                      "keras.src.models.sequential", "keras.initializers",
                      "keras.regularizers", "keras.constraints", "keras.activations",
-                     "keras.optimizers", "keras.losses", "keras.metrics"})
+                     "keras.optimizers", "keras.optimizers.schedules", "keras.losses",
+                     "keras.metrics"})
 # Where Keras's graph-node ops live; a config may name them only for the ops of kilnet's
 # closed table (kilnet.layers.Operation), which kilnet computes itself.
 OPERATION_MODULES = frozenset(module for _, module, _ in OPS.values())

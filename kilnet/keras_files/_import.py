@@ -175,8 +175,9 @@ def restore_optimizer(trainer, weights):
         trainer.ensure_state()
     shapes = _opt_layout.expected_shapes(trainer)
     stored = weights.datasets("optimizer")
-    if len(stored) <= 2:
-        return  # only the step count and learning rate: Keras's optimizer never ran
+    fixed = _opt_layout.has_rate_variable(trainer.optimizer)
+    if len(stored) <= (2 if fixed else 1):
+        return  # only the step count (and learning rate): Keras's optimizer never ran
     if len(stored) != len(shapes):
         warnings.warn(f"{path}: Keras's optimizer state holds {len(stored)} variables where "
                       f"kilnet's {type(trainer.optimizer).__name__} (slots {names}) needs "
@@ -186,9 +187,10 @@ def restore_optimizer(trainer, weights):
     arrays = [weights.read(f"{_opt_layout.PREFIX}{i}", shape, np.float32,
                            kinds=("f", "i", "u") if i == 0 else ("f",))
               for i, shape in enumerate(shapes)]
-    if not (np.isfinite(arrays[1]) and arrays[1] > 0 and 0 <= arrays[0] < 2**31):
+    if not (0 <= arrays[0] < 2**31 and (not fixed or (np.isfinite(arrays[1])
+                                                        and arrays[1] > 0))):
         raise ModelFileError(path, f"its optimizer's step count {arrays[0]} or learning rate "
-                                   f"{arrays[1]} is invalid.")
+                                   f"{arrays[1] if fixed else '(a schedule)'} is invalid.")
     _opt_layout.import_arrays(trainer, arrays)
 
 
@@ -221,8 +223,16 @@ def _optimizer(spec):
         neutral = _OPTIMIZER_NEUTRAL.get(key, ())
         if neutral != "any" and value not in neutral:
             kwargs[key] = value   # the constructor refuses what kilnet's optimizer lacks
-    if not isinstance(kwargs.get("learning_rate", 0.0), (int, float)):
-        raise ValueError("a learning-rate schedule in a Keras file is not supported")
+    rate = kwargs.get("learning_rate", 0.0)
+    if isinstance(rate, dict):   # a schedule: Keras's own classes only
+        if rate.get("module", "keras.optimizers.schedules") != "keras.optimizers.schedules" \
+                or rate.get("class_name") not in optimizers_lib.schedules.SCHEDULES:
+            raise ValueError(f"the learning-rate schedule {_name(rate)!r:.60} is not one of "
+                             "Keras's")
+        kwargs["learning_rate"] = optimizers_lib.schedules.deserialize(
+            {"class_name": rate["class_name"], "config": rate.get("config") or {}})
+    elif not isinstance(rate, (int, float)):
+        raise ValueError(f"the learning rate {rate!r:.60} is neither a number nor a schedule")
     return cls(**kwargs)
 
 

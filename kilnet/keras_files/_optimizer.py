@@ -55,6 +55,9 @@ def slot_names(optimizer) -> list:
     """
     name, hyper = type(optimizer).__name__, getattr(optimizer, "hyper", {})
     if name == "SGD":
+        if hyper.get("momentum") and callable(optimizer.learning_rate):
+            raise Unsupported("Keras's SGD momentum holds -learning_rate * kilnet's trace, a "
+                              "correspondence that holds for a constant learning rate only")
         return ["momentum"] if hyper.get("momentum") else []
     if name in ("Adam", "AdamW", "Nadam"):
         return ["momentum", "velocity"]
@@ -160,7 +163,8 @@ def export_arrays(trainer) -> list:
         per_slot = [[-lr * t for t in per_slot[0]]]
     per_slot = [_keras_sign(trainer.optimizer, n, values, lr)
                 for n, values in zip(names, per_slot)]
-    arrays = [np.asarray(inject.count, np.int32), np.asarray(lr, np.float32)]
+    arrays = [np.asarray(inject.count, np.int32)] + (
+        [np.asarray(lr, np.float32)] if has_rate_variable(trainer.optimizer) else [])
     arrays.extend(np.asarray(v, np.float32) for v in _ordered(trainer.optimizer, per_slot))
     arrays.extend(np.asarray(getattr(inject.inner_state, name), np.float32)
                   for name in scalar_names(trainer.optimizer))
@@ -172,7 +176,8 @@ def expected_shapes(trainer) -> list:
     names = slot_names(trainer.optimizer)
     shapes = [tuple(np.shape(v)) for v in KerasState(trainer).trainable_list(
         trainer.state.params)]
-    return [(), ()] + _ordered(trainer.optimizer, [shapes for _ in names]) + [
+    head = [(), ()] if has_rate_variable(trainer.optimizer) else [()]
+    return head + _ordered(trainer.optimizer, [shapes for _ in names]) + [
         () for _ in scalar_names(trainer.optimizer)]
 
 
@@ -181,9 +186,11 @@ def import_arrays(trainer, arrays):
     names = slot_names(trainer.optimizer)
     state = trainer.state
     inject = _inject(state.opt_state)
-    count, lr = int(arrays[0]), float(arrays[1])
-    n_scalars = len(scalar_names(trainer.optimizer))
-    per_var, scalars = arrays[2:len(arrays) - n_scalars], arrays[len(arrays) - n_scalars:]
+    fixed = has_rate_variable(trainer.optimizer)
+    count = int(arrays[0])
+    lr = float(arrays[1]) if fixed else float(trainer.optimizer.learning_rate(count))
+    n_scalars, head = len(scalar_names(trainer.optimizer)), 2 if fixed else 1
+    per_var, scalars = arrays[head:len(arrays) - n_scalars], arrays[len(arrays) - n_scalars:]
     n_vars = len(per_var) // max(len(names), 1)
     trees = []
     for k, name in enumerate(names):
@@ -198,10 +205,29 @@ def import_arrays(trainer, arrays):
         count=jnp.asarray(count, inject.count.dtype), inner_state=inner,
         hyperparams={**inject.hyperparams, "learning_rate": jnp.asarray(
             lr, inject.hyperparams["learning_rate"].dtype)})
+    if getattr(inject, "hyperparams_states", None):
+        # Optax runs a schedule on a step count of its own (WrappedScheduleState): it must
+        # continue from Keras's step too, or the next update would use the first step's rate.
+        new_inject = new_inject._replace(hyperparams_states={
+            name: _at_step(schedule_state, count)
+            for name, schedule_state in inject.hyperparams_states.items()})
     opt_state = jax.tree.map(lambda s: new_inject if s is inject else s, state.opt_state,
                              is_leaf=lambda s: s is inject)
     trainer.state = state._replace(opt_state=opt_state)
-    trainer.optimizer.learning_rate = lr
+    if fixed:
+        trainer.optimizer.learning_rate = lr
+
+
+def _at_step(schedule_state, count):
+    if hasattr(schedule_state, "count") and hasattr(schedule_state, "_replace"):
+        return schedule_state._replace(count=jnp.asarray(count, schedule_state.count.dtype))
+    return schedule_state
+
+
+def has_rate_variable(optimizer) -> bool:
+    """Whether Keras keeps the learning rate among the optimizer's variables: a number does; a
+    schedule, computed from the step count, does not."""
+    return not callable(optimizer.learning_rate)
 
 
 # -- the compile configuration, kilnet -> Keras -------------------------------------------------
@@ -228,7 +254,14 @@ def keras_compile_config(trainer) -> dict:
         config = optimizer.get_config()
     except ValueError as error:
         raise Unsupported(str(error)) from None
-    if trainer.state is not None:
+    if callable(optimizer.learning_rate):
+        schedule = config["learning_rate"]
+        if schedule["class_name"] not in optimizers_lib.schedules.SCHEDULES:
+            raise Unsupported(f"the learning-rate schedule {schedule['class_name']} is yours, "
+                              "not one of Keras's")
+        config["learning_rate"] = _entry("keras.optimizers.schedules", schedule["class_name"],
+                                         schedule["config"])
+    elif trainer.state is not None:
         config["learning_rate"] = optimizers_lib.get_learning_rate(trainer.state.opt_state)
     return {"optimizer": _entry("keras.optimizers", name, {"name": optimizer.name, **config}),
             "loss": _objects(trainer.loss, losses_lib.LOSS_TYPES, "keras.losses", "loss"),
