@@ -63,3 +63,15 @@ def test_an_unknown_name_is_an_attribute_error():
         assert "not_a_name" in str(error)
     else:
         raise AssertionError("kilnet.not_a_name resolved")
+
+
+def test_keras_top_level_base_classes_are_the_module_classes():
+    """`class MyLayer(kilnet.Layer)` as Keras 3's guides write `keras.Layer`."""
+    assert kilnet.Layer is kilnet.layers.Layer
+    assert kilnet.Loss is kilnet.losses.Loss
+    assert kilnet.Metric is kilnet.metrics.Metric
+    assert kilnet.Optimizer is kilnet.optimizers.Optimizer
+    assert kilnet.Initializer is kilnet.initializers.Initializer
+    assert kilnet.Regularizer is kilnet.regularizers.Regularizer
+    assert kilnet.Variable is kilnet.variables.Variable
+    assert kilnet.DTypePolicy is kilnet.dtype_policies.DTypePolicy

@@ -2,8 +2,9 @@
 
 One module per concept: `_seeding` (where the first random key comes from), `_arrays`
 (to_categorical, normalize, pad_sequences), `_dataset` (ArrayDataset, split_dataset),
-`_timeseries`, `_from_directory` (image and text folders), `_get_file` (cached, verified
-downloads and safe extraction) and `_plot_model`.
+`_timeseries`, `_from_directory` (image and text folders), `_images` (one image file in and
+out), `_packing` (a batch's (x, y, sample_weight)), `_get_file` (cached, verified downloads
+and safe extraction) and `_plot_model`.
 
 Example:
     >>> import kilnet
@@ -15,6 +16,8 @@ from kilnet.utils._arrays import normalize, pad_sequences, to_categorical
 from kilnet.utils._dataset import ArrayDataset, split_dataset
 from kilnet.utils._from_directory import image_dataset_from_directory, text_dataset_from_directory
 from kilnet.utils._get_file import extract_archive, get_file, hash_file, validate_file
+from kilnet.utils._images import array_to_img, img_to_array, load_img, save_img
+from kilnet.utils._packing import pack_x_y_sample_weight, unpack_x_y_sample_weight
 from kilnet.utils._plot_model import plot_model
 from kilnet.utils._seeding import (
     clear_session,
@@ -37,22 +40,28 @@ from kilnet.utils._seeding import _seed  # noqa: E402,F401  isort: skip
 __all__ = [
     "PyDataset", "Sequence",
     "ArrayDataset",
+    "array_to_img",
     "clear_session",
     "extract_archive",
     "get_file",
     "hash_file",
     "image_dataset_from_directory",
+    "img_to_array",
+    "load_img",
     "next_seed",
     "normalize",
     "numpy_rng",
+    "pack_x_y_sample_weight",
     "pad_sequences",
     "plot_model",
     "raw_key",
+    "save_img",
     "seed_is_set",
     "set_random_seed",
     "split_dataset",
     "text_dataset_from_directory",
     "timeseries_dataset_from_array",
     "to_categorical",
+    "unpack_x_y_sample_weight",
     "validate_file",
 ]
