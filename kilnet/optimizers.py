@@ -146,6 +146,51 @@ def keras_nadam(learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_de
     return optax.GradientTransformation(init, update)
 
 
+def keras_adamax(learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+    """Keras's Adamax update as one Optax transformation (Optax's `adamax` adds epsilon to
+    |g| inside the maximum; Keras adds it to the norm in the denominator):
+
+    m <- m + (g - m)(1 - b1);  u <- max(b2 u, |g|);  p <- p - lr m / ((1 - b1^t)(u + eps))
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> tx = keras_adamax(0.1)
+        >>> params = {"w": jnp.array([1.0])}
+        >>> updates, state = tx.update({"w": jnp.array([0.5])}, tx.init(params), params)
+        >>> round(float(updates["w"][0]), 4), float(state.nu["w"][0])
+        (-0.1, 0.5)
+    """
+
+    def init(params):
+        zeros = lambda p: jnp.zeros_like(p)
+        return KerasAdamState(jnp.zeros((), jnp.int32), jax.tree.map(zeros, params),
+                              jax.tree.map(zeros, params))
+
+    def update(grads, state, params=None):
+        count = state.count + 1
+        scale = learning_rate / (1 - beta_1 ** count.astype(jnp.float32))
+        mu = jax.tree.map(lambda m, g: m + (g - m) * (1 - beta_1), state.mu, grads)
+        nu = jax.tree.map(lambda u, g: jnp.maximum(beta_2 * u, jnp.abs(g)), state.nu, grads)
+        updates = jax.tree.map(lambda m, u: -scale * m / (u + epsilon), mu, nu)
+        return updates, KerasAdamState(count, mu, nu)
+
+    return optax.GradientTransformation(init, update)
+
+
+def decoupled_weight_decay(learning_rate, weight_decay) -> optax.GradientTransformation:
+    """Keras's `weight_decay` of its other optimizers: `p <- p - lr * wd * p` beside the
+    update (Keras applies it to the variables before the update step, which reads only the
+    gradient); chained after an update already scaled by the learning rate."""
+
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError("weight_decay needs the parameters to decay them.")
+        return jax.tree.map(lambda u, p: u - learning_rate * weight_decay * p, updates,
+                            params), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 def clip_by_tensor_norm(max_norm: float) -> optax.GradientTransformation:
     """Keras's `clipnorm`: each gradient tensor is clipped to its own L2 norm."""
 
@@ -320,7 +365,82 @@ class Nadam(Optimizer):
         return keras_nadam(learning_rate, **self.hyper)
 
 
-OPTIMIZER_TYPES = {cls.__name__: cls for cls in (Adam, AdamW, SGD, RMSprop, Adagrad, Nadam)}
+class Adamax(Optimizer):
+    """Keras's Adamax (Adam with the infinity norm; Kingma & Ba, 2014), update for update
+    (`keras_adamax`), with Keras's arguments and defaults.
+
+    Example:
+        >>> import kilnet
+        >>> kilnet.optimizers.get("adamax").hyper
+        {'beta_1': 0.9, 'beta_2': 0.999, 'epsilon': 1e-07, 'weight_decay': None}
+    """
+
+    name = "adamax"
+    defaults = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "weight_decay": None}
+
+    def core(self, learning_rate):
+        h = self.hyper
+        parts = [keras_adamax(learning_rate, h["beta_1"], h["beta_2"], h["epsilon"])]
+        return _with_decay(parts, learning_rate, h["weight_decay"])
+
+
+class Adadelta(Optimizer):
+    """Keras's Adadelta (Zeiler, 2012) with Keras's arguments and defaults (rho 0.95, epsilon
+    1e-7, learning_rate 0.001): Optax's scale_by_adadelta is Keras's update step.
+
+    Example:
+        >>> import kilnet
+        >>> kilnet.optimizers.Adadelta(learning_rate=1.0).hyper["rho"]
+        0.95
+    """
+
+    name = "adadelta"
+    defaults = {"rho": 0.95, "epsilon": 1e-7, "weight_decay": None}
+
+    def core(self, learning_rate):
+        h = self.hyper
+        parts = [optax.scale_by_adadelta(h["rho"], h["epsilon"]),
+                 optax.scale_by_learning_rate(learning_rate)]
+        return _with_decay(parts, learning_rate, h["weight_decay"])
+
+
+class Lion(Optimizer):
+    """Keras's Lion (Chen et al., 2023: the sign of an interpolated momentum), with Keras's
+    arguments and defaults: Optax's lion is Keras's update, its weight decay decoupled as
+    Keras's.
+
+    Example:
+        >>> import kilnet
+        >>> kilnet.optimizers.Lion(beta_1=1.5)
+        Traceback (most recent call last):
+        ...
+        ValueError: Lion's beta_1 must be in (0, 1]; otherwise it is sign SGD. Received: beta_1=1.5
+    """
+
+    name = "lion"
+    defaults = {"beta_1": 0.9, "beta_2": 0.99, "weight_decay": None}
+
+    def __init__(self, learning_rate=0.001, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        beta_1 = self.hyper["beta_1"]
+        if not 0 < beta_1 <= 1:
+            raise ValueError(f"Lion's beta_1 must be in (0, 1]; otherwise it is sign SGD. "
+                             f"Received: beta_1={beta_1}")
+
+    def core(self, learning_rate):
+        h = self.hyper
+        return optax.lion(learning_rate, b1=h["beta_1"], b2=h["beta_2"],
+                          weight_decay=h["weight_decay"] or 0.0)
+
+
+def _with_decay(parts, learning_rate, weight_decay):
+    if weight_decay:
+        parts = parts + [decoupled_weight_decay(learning_rate, weight_decay)]
+    return optax.chain(*parts)
+
+
+OPTIMIZER_TYPES = {cls.__name__: cls for cls in (Adam, AdamW, SGD, RMSprop, Adagrad, Nadam,
+                                                 Adamax, Adadelta, Lion)}
 _BY_NAME = {cls.name: cls for cls in OPTIMIZER_TYPES.values()}
 
 

@@ -23,7 +23,13 @@ ALL_OPTIMIZERS = [
     optimizers.Adam(), optimizers.AdamW(), optimizers.RMSprop(), optimizers.Adagrad(),
     optimizers.Nadam(), optimizers.Adam(clipnorm=1.0), optimizers.Adam(global_clipnorm=1.0),
     optimizers.SGD(0.1, global_clipnorm=1.0),
+    optimizers.Adamax(), optimizers.Adamax(weight_decay=0.1), optimizers.Adadelta(),
+    optimizers.Adadelta(weight_decay=0.1), optimizers.Lion(), optimizers.Lion(weight_decay=0.1),
 ]
+
+
+def test_every_optimizer_type_is_in_the_list():
+    assert {type(o) for o in ALL_OPTIMIZERS} == set(optimizers.OPTIMIZER_TYPES.values())
 
 
 def _leaves_finite(*trees) -> bool:

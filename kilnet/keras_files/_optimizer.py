@@ -66,7 +66,16 @@ def slot_names(optimizer) -> list:
             ["average_gradient"] if hyper.get("centered") else [])
     if name == "Adagrad":
         return ["accumulator"]
+    if name in KERAS_SLOTS:
+        return list(KERAS_SLOTS[name])
     raise Unsupported(f"kilnet's {name}({hyper}) has no optimizer state in Keras's layout")
+
+
+# Keras's slot names of the optimizers whose Optax state is (state with those fields, ...):
+# {optimizer: {Keras's slot: the field of the first state of kilnet's chain}}.
+KERAS_SLOTS = {"Adamax": {"momentum": "mu", "norm": "nu"},
+               "Adadelta": {"accumulated_grad": "e_g", "accumulated_delta_var": "e_x"},
+               "Lion": {"momentum": "mu"}}
 
 
 def scalar_names(optimizer) -> list:
@@ -102,6 +111,8 @@ def _slot_trees(optimizer, inner) -> list:
     if name == "RMSprop":   # optax's chain: (scale_by_rms or _by_stddev, lr, trace)
         return [inner[0].nu] + ([inner[2].trace] if optimizer.hyper.get("momentum") else []) \
             + ([inner[0].mu] if optimizer.hyper.get("centered") else [])
+    if name in KERAS_SLOTS:
+        return [getattr(inner[0], field) for field in KERAS_SLOTS[name].values()]
     return [inner[0].sum_of_squares]   # Adagrad
 
 
@@ -115,6 +126,11 @@ def _with_slot_trees(optimizer, inner, trees, count, scalars=()):
         return inner
     if not trees:
         return inner
+    if name in KERAS_SLOTS:
+        first = inner[0]._replace(**dict(zip(KERAS_SLOTS[name].values(), trees)))
+        if "count" in first._fields:   # Adamax's and Lion's own step count
+            first = first._replace(count=jnp.asarray(count, first.count.dtype))
+        return (first,) + tuple(inner[1:])
     if name == "RMSprop":
         slots = dict(zip(slot_names(optimizer), trees))
         scale = inner[0]._replace(nu=slots["velocity"], **(
