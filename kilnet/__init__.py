@@ -48,10 +48,12 @@ _NAMES = {
     "Regularizer": "kilnet.regularizers",
     "Variable": "kilnet.variables",
     "DTypePolicy": "kilnet.dtype_policies",
+    "KerasTensor": "kilnet.layers",
 }
 # Submodules reachable as attributes (`kilnet.layers.Dense`) without importing them first.
 _SUBMODULES = (
-    "activations", "callbacks", "checkpoint", "constraints", "datasets", "distribution",
+    "activations", "backend", "callbacks", "checkpoint", "config", "constraints", "datasets",
+    "distribution",
     "dtype_policies", "errors", "initializers", "insight", "layers", "losses", "metrics",
     "mixed_precision", "models", "ops",
     "optimizers", "optimizers_schedules", "plot", "preprocessing", "random", "regularizers",
@@ -67,6 +69,7 @@ __all__ = [
     "InputError",
     "InputTypeError",
     "InputWarning",
+    "KerasTensor",
     "KilnetError",
     "Layer",
     "Loss",
@@ -81,7 +84,9 @@ __all__ = [
     "Variable",
     "__version__",
     "activations",
+    "backend",
     "callbacks",
+    "config",
     "datasets",
     "distribution",
     "dtype_policies",

@@ -17,10 +17,9 @@ import math
 
 import jax.numpy as jnp
 
-from kilnet import _small_objects
+from kilnet import _small_objects, config
 
 # Keras's backend.epsilon(): what the norm-based constraints add to the norm they divide by.
-_EPSILON = 1e-7
 
 
 def _number(value, argument: str, *, low=0.0) -> float:
@@ -79,7 +78,7 @@ class MaxNorm(Constraint):
     def __call__(self, w):
         norms = _norms(w, self.axis)
         desired = jnp.clip(norms, 0, self.max_value)
-        return w * (desired / (_EPSILON + norms))
+        return w * (desired / (config.epsilon() + norms))
 
     def get_config(self) -> dict:
         return {"max_value": self.max_value, "axis": self.axis}
@@ -116,7 +115,7 @@ class UnitNorm(Constraint):
         self.axis = _axis(axis)
 
     def __call__(self, w):
-        return w / (_EPSILON + _norms(w, self.axis))
+        return w / (config.epsilon() + _norms(w, self.axis))
 
     def get_config(self) -> dict:
         return {"axis": self.axis}
@@ -147,7 +146,7 @@ class MinMaxNorm(Constraint):
         norms = _norms(w, self.axis)
         desired = (self.rate * jnp.clip(norms, self.min_value, self.max_value)
                    + (1 - self.rate) * norms)
-        return w * (desired / (_EPSILON + norms))
+        return w * (desired / (config.epsilon() + norms))
 
     def get_config(self) -> dict:
         return {"min_value": self.min_value, "max_value": self.max_value, "rate": self.rate,

@@ -23,7 +23,8 @@ import re
 import jax
 import jax.numpy as jnp
 
-EPSILON = 1e-7  # Keras's backend epsilon, used to clip probabilities
+from kilnet import config  # Keras's epsilon, read when a loss is traced
+
 
 REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
 # What the compiled programs compute (kilnet.objective); "mean" reduces the same way in Keras 3.
@@ -262,13 +263,13 @@ def mean_absolute_error(y_true, y_pred):
 
 def mean_absolute_percentage_error(y_true, y_pred):
     y_true, y_pred = _elementwise(y_true, y_pred)
-    ratio = jnp.abs((y_true - y_pred) / jnp.maximum(jnp.abs(y_true), EPSILON))
+    ratio = jnp.abs((y_true - y_pred) / jnp.maximum(jnp.abs(y_true), config.epsilon()))
     return 100.0 * jnp.mean(ratio, axis=-1)
 
 
 def mean_squared_logarithmic_error(y_true, y_pred):
     y_true, y_pred = _elementwise(y_true, y_pred)
-    diff = jnp.log(jnp.maximum(y_pred, EPSILON) + 1.0) - jnp.log(jnp.maximum(y_true, EPSILON)
+    diff = jnp.log(jnp.maximum(y_pred, config.epsilon()) + 1.0) - jnp.log(jnp.maximum(y_true, config.epsilon())
                                                                   + 1.0)
     return jnp.mean(jnp.square(diff), axis=-1)
 
@@ -292,7 +293,7 @@ def cosine_similarity(y_true, y_pred, axis=-1):
 
     def unit(v):
         inv = jax.lax.rsqrt(jnp.sum(jnp.square(v), axis=axis, keepdims=True))
-        return v * jnp.minimum(inv, 1.0 / EPSILON)
+        return v * jnp.minimum(inv, 1.0 / config.epsilon())
 
     return -jnp.sum(unit(y_true) * unit(y_pred), axis=axis)
 
@@ -323,14 +324,14 @@ def categorical_hinge(y_true, y_pred):
 
 def kl_divergence(y_true, y_pred):
     y_true, y_pred = _floats(y_true, y_pred)
-    y_true = jnp.clip(y_true, EPSILON, 1.0)
-    y_pred = jnp.clip(y_pred, EPSILON, 1.0)
+    y_true = jnp.clip(y_true, config.epsilon(), 1.0)
+    y_pred = jnp.clip(y_pred, config.epsilon(), 1.0)
     return jnp.sum(y_true * jnp.log(y_true / y_pred), axis=-1)
 
 
 def poisson(y_true, y_pred):
     y_true, y_pred = _elementwise(y_true, y_pred)
-    return jnp.mean(y_pred - y_true * jnp.log(y_pred + EPSILON), axis=-1)
+    return jnp.mean(y_pred - y_true * jnp.log(y_pred + config.epsilon()), axis=-1)
 
 
 def _smooth_categorical(y_true, label_smoothing):
@@ -347,7 +348,7 @@ def _smooth_binary(y_true, label_smoothing):
 
 def _probabilities(y_pred, axis):
     probs = y_pred / jnp.sum(y_pred, axis=axis, keepdims=True)
-    return jnp.clip(probs, EPSILON, 1.0 - EPSILON)
+    return jnp.clip(probs, config.epsilon(), 1.0 - config.epsilon())
 
 
 def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
@@ -388,7 +389,7 @@ def _sparse_values(y_true, y_pred, from_logits, ignore_class):
     else:
         probs = y_pred / jnp.sum(y_pred, axis=-1, keepdims=True)
         picked = jnp.take_along_axis(probs, labels, axis=-1)[..., 0]
-        values = -jnp.log(jnp.clip(picked, EPSILON, 1.0 - EPSILON))
+        values = -jnp.log(jnp.clip(picked, config.epsilon(), 1.0 - config.epsilon()))
     if mask is not None:
         values = jnp.where(mask, values, 0.0)
     return values, mask
@@ -406,7 +407,7 @@ def _bce(y_true, y_pred, from_logits):
     if from_logits:
         # max(z, 0) - z * y + log(1 + exp(-|z|)): stable for any logit.
         return jnp.maximum(y_pred, 0) - y_pred * y_true + jnp.log1p(jnp.exp(-jnp.abs(y_pred)))
-    p = jnp.clip(y_pred, EPSILON, 1.0 - EPSILON)
+    p = jnp.clip(y_pred, config.epsilon(), 1.0 - config.epsilon())
     return -(y_true * jnp.log(p) + (1 - y_true) * jnp.log(1 - p))
 
 

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kilnet import config
 from kilnet.variables import to_array
 
 __all__ = [
@@ -70,7 +71,6 @@ __all__ = [
 ]
 
 FLOATX = "float32"  # Keras's default float dtype (keras.config.floatx())
-EPSILON = 1e-7      # Keras's backend epsilon: clips probabilities, bounds norms
 
 
 # -- argument conversion ------------------------------------------------------------------------
@@ -811,7 +811,7 @@ def normalize(x, axis=-1, order=2, epsilon=None):
     if isinstance(order, bool) or not isinstance(order, int) or order < 1:
         raise ValueError(f"Argument `order` must be an int >= 1. Received: order={order!r}")
     x = _float(x)
-    epsilon = EPSILON if epsilon is None else epsilon
+    epsilon = config.epsilon() if epsilon is None else epsilon
     if order == 2:
         # Clamp the squared norm before rsqrt: a zero vector then has a finite gradient
         # (the gradient of the norm itself is 0/0 there).
@@ -836,7 +836,7 @@ def binary_crossentropy(target, output, from_logits=False):
         # log(sigmoid(z)) and log(1 - sigmoid(z)) = log(sigmoid(-z)), without overflow
         return -(target * jax.nn.log_sigmoid(output)
                  + (1.0 - target) * jax.nn.log_sigmoid(-output))
-    output = jnp.clip(output, EPSILON, 1.0 - EPSILON)
+    output = jnp.clip(output, config.epsilon(), 1.0 - config.epsilon())
     return -(target * jnp.log(output) + (1.0 - target) * jnp.log1p(-output))
 
 
@@ -846,7 +846,7 @@ def _log_probs(output, from_logits, axis):
     if from_logits:
         return jax.nn.log_softmax(output, axis=axis)
     output = output / jnp.sum(output, axis=axis, keepdims=True)
-    return jnp.log(jnp.clip(output, EPSILON, 1.0 - EPSILON))
+    return jnp.log(jnp.clip(output, config.epsilon(), 1.0 - config.epsilon()))
 
 
 def categorical_crossentropy(target, output, from_logits=False, axis=-1):

@@ -26,6 +26,7 @@ from kilnet.layers._embedding import Embedding
 from kilnet.layers._lambda import Lambda
 from kilnet.layers._layer_norm import (GroupNormalization, LayerNormalization,
                                        UnitNormalization)
+from kilnet.layers._node import KerasTensor
 from kilnet.layers._merge import (add, average, concatenate, dot, maximum, minimum, multiply,
                                   subtract)
 from kilnet.layers._merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply,
@@ -109,7 +110,7 @@ __all__ = [
     "SeparableConv2D",
     "CategoryEncoding", "Discretization", "Hashing", "IntegerLookup", "StringLookup",
     "TextVectorization",
-    "Operation", "Lambda",
+    "Operation", "Lambda", "KerasTensor",
     "AvgPool1D", "AvgPool2D", "AvgPool3D", "MaxPool1D", "MaxPool2D", "MaxPool3D",
     "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D",
     "Convolution1D", "Convolution2D", "Convolution3D", "Convolution1DTranspose",

@@ -21,10 +21,10 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
+from kilnet import config
 from kilnet.layers._base import Layer, is_shape
 
 # Keras's backend.epsilon(): the smallest norm Dot(normalize=True) divides by.
-_EPSILON = 1e-7
 
 
 def _batched(shape) -> tuple:
@@ -452,7 +452,7 @@ def _l2_normalize(x, axis):
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(jnp.float32)
     inverse = lax.rsqrt(jnp.sum(jnp.square(x), axis=axis, keepdims=True))
-    return x * jnp.minimum(inverse, 1.0 / _EPSILON)
+    return x * jnp.minimum(inverse, 1.0 / config.epsilon())
 
 
 # -- Keras's functional forms: `add([a, b])` is `Add()([a, b])` ------------------------------------

@@ -17,11 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kilnet import config
 from kilnet.layers._base import Layer
 
 # Keras divides by max(sqrt(variance), epsilon) with its backend epsilon, so a constant feature
 # (variance 0) maps to 0 instead of NaN.
-_EPSILON = 1e-7
 
 _RESIZE_INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "lanczos3", "lanczos5")
 
@@ -167,7 +167,7 @@ class Normalization(Layer):
             variance = state["variance"].reshape(target)
         else:
             mean, variance = (jnp.asarray(v) for v in self._given_statistics(x.shape[1:]))
-        scale = jnp.maximum(jnp.sqrt(variance), _EPSILON).astype(x.dtype)
+        scale = jnp.maximum(jnp.sqrt(variance), config.epsilon()).astype(x.dtype)
         mean = mean.astype(x.dtype)
         y = mean + x * scale if self.invert else (x - mean) / scale
         return y, state

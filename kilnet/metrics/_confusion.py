@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kilnet import config
 from kilnet import losses as losses_lib
 from kilnet.metrics._base import Metric, default_weight, divide_no_nan
 
@@ -453,7 +454,7 @@ class AUC(_CountsMetric):
             raise ValueError("num_labels is needed only when multi_label=True. Received: "
                              f"num_labels={num_labels!r}, multi_label={multi_label!r}")
         _check_optional_int("num_labels", num_labels, 1)
-        eps = losses_lib.EPSILON
+        eps = config.epsilon()
         self.thresholds = [0.0 - eps] + inner + [1.0 + eps]
         self.num_thresholds = len(self.thresholds)
         self.curve = curve.upper()

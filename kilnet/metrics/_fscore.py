@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from kilnet import config
 from kilnet import losses as losses_lib
 from kilnet.metrics._base import Metric, default_weight
 
@@ -97,7 +98,7 @@ class FBetaScore(Metric):
         self.intermediate_weights.assign_add(weighted_sum(y_true))
 
     def result(self):
-        eps = losses_lib.EPSILON
+        eps = config.epsilon()
         tp = self.true_positives.value
         precision = tp / (tp + self.false_positives.value + eps)
         recall = tp / (tp + self.false_negatives.value + eps)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from kilnet import config
 from kilnet import losses as losses_lib
 from kilnet.metrics._base import Metric, default_weight
 
@@ -86,8 +87,8 @@ class IoU(Metric):
         tp = true_positives[ids]
         denominator = (predicted + actual - true_positives)[ids]
         present = (denominator > 1e-9).astype(jnp.float32)
-        iou = jnp.where(present > 0, tp / (denominator + losses_lib.EPSILON), 0.0)
-        return jnp.sum(iou) / (jnp.sum(present) + losses_lib.EPSILON)
+        iou = jnp.where(present > 0, tp / (denominator + config.epsilon()), 0.0)
+        return jnp.sum(iou) / (jnp.sum(present) + config.epsilon())
 
     def get_config(self):
         return {"name": self.name, "dtype": self.dtype, "num_classes": self.num_classes,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from kilnet import config
 from kilnet import losses as losses_lib
 from kilnet.metrics._base import Mean, MeanMetricWrapper, Metric
 
@@ -154,7 +155,7 @@ def concordance_correlation(y_true, y_pred, axis=-1):
     spread = (jnp.var(y_true, axis=axis, keepdims=True)
               + jnp.var(y_pred, axis=axis, keepdims=True) + jnp.square(true_mean - pred_mean))
     covariance = jnp.mean((y_true - true_mean) * (y_pred - pred_mean), axis=axis, keepdims=True)
-    return jnp.squeeze(2 * covariance / (spread + losses_lib.EPSILON), axis=axis)
+    return jnp.squeeze(2 * covariance / (spread + config.epsilon()), axis=axis)
 
 
 class PearsonCorrelation(_AlongAxis):

@@ -1,0 +1,91 @@
+"""kilnet.config and kilnet.backend against Keras 3's keras.config and keras.backend: the
+values, the dtype helpers, set_epsilon reaching a loss and a metric compiled afterwards, and the
+settings kilnet refuses with the fix."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["KERAS_BACKEND"] = "jax"
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import kilnet  # noqa: E402
+from kilnet import backend as K  # noqa: E402
+
+
+def test_the_settings_are_keras_defaults():
+    for name in ("backend", "epsilon", "floatx", "image_data_format"):
+        assert getattr(kilnet.config, name)() == getattr(keras.config, name)(), name
+        assert getattr(K, name)() == getattr(keras.backend, name)(), name
+    assert str(kilnet.config.dtype_policy().name) == keras.config.dtype_policy().name
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int8", "uint16", "bool", float, int,
+                                   bool, np.float16, np.int64, "bfloat16", None])
+def test_dtype_helpers_are_keras(dtype):
+    assert K.standardize_dtype(dtype) == keras.backend.standardize_dtype(dtype)
+    if dtype is not None:
+        assert K.is_float_dtype(dtype) == keras.backend.is_float_dtype(dtype)
+        assert K.is_int_dtype(dtype) == keras.backend.is_int_dtype(dtype)
+
+
+@pytest.mark.parametrize("dtypes", [("int32", "float32"), ("bfloat16", "float16"),
+                                    ("int8", "uint8"), ("bool", "int32"), ("float16",)])
+def test_result_type_is_keras(dtypes):
+    assert K.result_type(*dtypes) == keras.backend.result_type(*dtypes)
+
+
+def test_set_epsilon_reaches_losses_and_metrics_compiled_afterwards():
+    y_true = np.array([[1.0], [0.0]], np.float32)
+    y_pred = np.array([[0.0], [1.0]], np.float32)   # certain and wrong: clipped by epsilon
+    default = float(kilnet.losses.BinaryCrossentropy()(y_true, y_pred))
+    keras_default = float(keras.losses.BinaryCrossentropy()(y_true, y_pred))
+    try:
+        kilnet.config.set_epsilon(1e-3)
+        keras.config.set_epsilon(1e-3)
+        ours = float(kilnet.losses.BinaryCrossentropy()(y_true, y_pred))
+        theirs = float(keras.losses.BinaryCrossentropy()(y_true, y_pred))
+        metric = kilnet.metrics.BinaryCrossentropy()
+        metric.update_state(y_true, y_pred)
+        from_metric = float(metric.result())
+    finally:
+        kilnet.config.set_epsilon(1e-7)
+        keras.config.set_epsilon(1e-7)
+    assert ours == pytest.approx(theirs, rel=1e-5)
+    assert ours == pytest.approx(-np.log(1e-3), rel=1e-2)   # the clip at 1e-3 decides it
+    assert from_metric == pytest.approx(ours, rel=1e-5)
+    assert default == pytest.approx(keras_default, rel=1e-5) and default > 2 * ours
+
+
+def test_what_kilnet_does_not_follow_is_refused_with_the_fix():
+    with pytest.raises(ValueError, match="mixed_precision.set_global_policy"):
+        kilnet.config.set_floatx("float64")
+    kilnet.config.set_floatx("float32")
+    with pytest.raises(ValueError, match=r"np.moveaxis\(x, 1, -1\)"):
+        K.set_image_data_format("channels_first")
+    with pytest.raises(ValueError, match=r"epsilon must be a number in \(0, 1\)"):
+        K.set_epsilon(0)
+    with pytest.warns(UserWarning, match="never runs code stored in a file"):
+        kilnet.config.enable_unsafe_deserialization()
+
+
+def test_set_dtype_policy_is_the_global_policy():
+    try:
+        kilnet.config.set_dtype_policy("mixed_bfloat16")
+        assert kilnet.layers.Dense(2).compute_dtype == "bfloat16"
+        assert kilnet.mixed_precision.global_policy().name == "mixed_bfloat16"
+    finally:
+        kilnet.config.set_dtype_policy("float32")
+
+
+def test_backend_odds_and_ends():
+    assert K.is_keras_tensor(kilnet.Input(shape=(2,))) and not K.is_keras_tensor(np.ones(2))
+    assert kilnet.KerasTensor is kilnet.layers.KerasTensor
+    first = K.get_uid("test_backend_prefix")
+    assert K.get_uid("test_backend_prefix") == first + 1
+    K.clear_session()   # frees JAX's caches; a model still builds and runs afterwards
+    model = kilnet.Sequential([kilnet.Input(shape=(2,)), kilnet.layers.Dense(1)])
+    assert model.predict(np.ones((1, 2), np.float32), verbose=0).shape == (1, 1)
