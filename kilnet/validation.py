@@ -418,6 +418,10 @@ def check_targets(model, objective, ys, val=None, *, y_names, job="fit"):
 
 def _check_labels(loss, y, out, argument):
     y = np.asarray(y)
+    # An axis the model leaves open (a variable-length sequence's time axis) takes the
+    # labels' length, so (batch, 5) class ids fit an output of shape (None, None, 30).
+    given = y.shape[1:]
+    out = tuple(given[i] if d is None and i < len(given) else d for i, d in enumerate(out))
     if isinstance(loss, losses_lib.SparseCategoricalCrossentropy):
         _check_sparse(y, out, argument)
     elif isinstance(loss, losses_lib.CategoricalCrossentropy):

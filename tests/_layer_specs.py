@@ -139,10 +139,13 @@ SPECS = [
     Spec("MultiHeadAttention", lambda ns: ns.MultiHeadAttention(num_heads=2, key_dim=2),
          [(3, 4), (2, 4)], call="args", rtol=1e-4),
     Spec("Attention", lambda ns: ns.Attention(use_scale=True), [(3, 4), (2, 4)], call="list"),
+    Spec("AdditiveAttention", lambda ns: ns.AdditiveAttention(), [(3, 4), (2, 4)],
+         call="list"),
     Spec("LayerNormalization", lambda ns: ns.LayerNormalization(), [(3, 4)]),
     Spec("GroupNormalization", lambda ns: ns.GroupNormalization(groups=2), [(3, 4)],
          no_mask_check="its statistics span the steps, masked ones too, as in Keras"),
     Spec("UnitNormalization", lambda ns: ns.UnitNormalization(), [(4,)]),
+    Spec("RMSNormalization", lambda ns: ns.RMSNormalization(), [(3, 4)]),
     # preprocessing and augmentation (augmentation is the identity at inference)
     Spec("Normalization", lambda ns: ns.Normalization(mean=[0.5, -1.0, 2.0],
                                                       variance=[4.0, 0.25, 1.0]), [(3,)],

@@ -413,3 +413,21 @@ def test_malformed_inputs_get_documented_errors_only(model, call, data, batch_si
             event(f"{call}: {type(error).__name__}")
             first_line = str(error).splitlines()[0]
             assert isinstance(error, NonFiniteError) or "Received" in first_line, first_line
+
+
+def test_labels_of_a_variable_length_output_take_its_length():
+    """A sequence model's output (None, None, 6): (batch, 5) class ids and (batch, 5, 6)
+    one-hot labels fit; labels of another rank are still refused."""
+    inputs = kilnet.Input(shape=(None, 3))
+    outputs = kilnet.layers.Dense(6, activation="softmax")(
+        kilnet.layers.SimpleRNN(4, return_sequences=True)(inputs))
+    model = kilnet.Model(inputs, outputs)
+    x = np.ones((8, 5, 3), np.float32)
+    ids = np.arange(40).reshape(8, 5) % 6
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x, ids, epochs=1, verbose=0)
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    model.fit(x, np.eye(6, dtype=np.float32)[ids], epochs=1, verbose=0)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    with pytest.raises(kilnet.InputError, match="one integer class id per sample"):
+        model.fit(x, ids[:, :, None, None], epochs=1, verbose=0)

@@ -1,7 +1,7 @@
 """Keras-named layers. Each layer describes a computation; the model owns its arrays."""
 
 from kilnet.layers._activations import ELU, Identity, LeakyReLU, PReLU, ReLU, Softmax
-from kilnet.layers._attention import Attention, MultiHeadAttention
+from kilnet.layers._attention import AdditiveAttention, Attention, MultiHeadAttention
 from kilnet.layers._augmentation import (RandomBrightness, RandomContrast, RandomCrop,
                                          RandomFlip, RandomRotation, RandomTranslation,
                                          RandomZoom)
@@ -25,7 +25,7 @@ from kilnet.layers._dense import Dense
 from kilnet.layers._embedding import Embedding
 from kilnet.layers._lambda import Lambda
 from kilnet.layers._layer_norm import (GroupNormalization, LayerNormalization,
-                                       UnitNormalization)
+                                       RMSNormalization, UnitNormalization)
 from kilnet.layers._node import KerasTensor
 from kilnet.layers._merge import (add, average, concatenate, dot, maximum, minimum, multiply,
                                   subtract)
@@ -60,8 +60,8 @@ LAYER_TYPES = {
                 Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate, Dot,
                 Permute, RepeatVector, UpSampling1D, UpSampling2D, ZeroPadding1D,
                 ZeroPadding2D, Cropping1D, Cropping2D,
-                MultiHeadAttention, Attention, LayerNormalization, GroupNormalization,
-                UnitNormalization,
+                MultiHeadAttention, Attention, AdditiveAttention, LayerNormalization,
+                GroupNormalization, UnitNormalization, RMSNormalization,
                 Normalization, Resizing, CenterCrop, RandomFlip, RandomRotation,
                 RandomZoom, RandomTranslation, RandomContrast, RandomBrightness, RandomCrop,
                 SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed,
@@ -100,8 +100,8 @@ __all__ = [
     "Add", "Average", "Concatenate", "Dot", "Maximum", "Minimum", "Multiply", "Subtract",
     "Cropping1D", "Cropping2D", "Permute", "RepeatVector", "UpSampling1D", "UpSampling2D",
     "ZeroPadding1D", "ZeroPadding2D",
-    "Attention", "GroupNormalization", "LayerNormalization", "MultiHeadAttention",
-    "UnitNormalization",
+    "AdditiveAttention", "Attention", "GroupNormalization", "LayerNormalization",
+    "MultiHeadAttention", "RMSNormalization", "UnitNormalization",
     "CenterCrop", "Normalization", "RandomBrightness", "RandomContrast", "RandomCrop",
     "RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom", "Resizing",
     "Bidirectional", "GRU", "LSTM", "SimpleRNN", "TimeDistributed",

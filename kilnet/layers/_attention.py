@@ -489,6 +489,48 @@ class Attention(Layer):
         return params["concat_score_weight"] * jnp.tanh(pairs).sum(axis=-1)
 
 
+class AdditiveAttention(Attention):
+    """Bahdanau-style additive attention, as Keras's AdditiveAttention: scores
+    `sum(scale * tanh(query + key))` over the features, for every query and key position,
+    then Attention's softmax, masks, dropout and weighted sum of the values.
+
+    Args:
+        use_scale: learn a per-feature `scale` (shape (dim,), Glorot-uniform initialized, as
+            Keras's); False: scale 1.
+        dropout: dropout rate on the attention probabilities (in training).
+
+    Call arguments as Attention's: `layer([query, value, key], mask=None,
+    return_attention_scores=False, training=None, use_causal_mask=False)`.
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> layer = kilnet.layers.AdditiveAttention()
+        >>> out = layer([np.ones((2, 3, 4)), np.ones((2, 5, 4))])
+        >>> out.shape, [w.shape for w in layer.weights]
+        ((2, 3, 4), [(4,)])
+    """
+
+    config_keys = ("use_scale", "dropout")
+
+    def __init__(self, use_scale=True, dropout=0.0, **kwargs):
+        super().__init__(use_scale=use_scale, dropout=dropout, **kwargs)
+
+    @property
+    def param_names(self):
+        return ("scale",) if self.use_scale else ()
+
+    def init(self, rng, input_shape):
+        query, _, _ = self._input_shapes(input_shape)
+        params = ({"scale": initializers.get("glorot_uniform").sample(rng, (query[-1],))}
+                  if self.use_scale else {})
+        return params, {}, self.compute_output_shape(input_shape)
+
+    def _scores(self, params, query, key):
+        pairs = jnp.tanh(query[:, :, None, :] + key[:, None, :, :])    # (batch, Tq, Tv, dim)
+        return (params["scale"] * pairs if self.use_scale else pairs).sum(axis=-1)
+
+
 # -- helpers ---------------------------------------------------------------------------------------
 def _check_mask_shape(shape, t, s):
     """attention_mask is (batch, T, S), or a shape that broadcasts to it ((T, S), (batch, 1,

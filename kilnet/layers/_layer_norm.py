@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from kilnet import constraints, initializers, regularizers
 from kilnet.layers._base import Layer
@@ -258,6 +259,62 @@ class UnitNormalization(Layer):
         square_sum = jnp.square(x).sum(axis=axes, keepdims=True)
         # Keras: x * min(1 / norm, 1e12), i.e. the norm is floored at 1e-12.
         return x * jnp.minimum(jax.lax.rsqrt(square_sum), 1e12), state
+
+
+class RMSNormalization(Layer):
+    """Root-mean-square normalization (Zhang & Sennrich, 2019), as Keras's RMSNormalization:
+    `y = x / sqrt(mean(x**2 over axis) + epsilon) * scale`, computed in float32 at least (as
+    Keras does under a 16-bit policy) and returned in the input's dtype.
+
+    Args:
+        axis: an axis or a list of axes (counting the batch axis) to normalize over. Default -1.
+        epsilon: added to the mean square. Default 1e-6.
+
+    Weights: `scale`, ones, of the normalized axes' shape. With axes that are not the last
+    ones, the scale is laid along those axes (Keras multiplies it against the last axes).
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> y = kilnet.layers.RMSNormalization(epsilon=0.0)(np.array([[3.0, 4.0]]))
+        >>> np.asarray(y).astype(float).round(4).tolist()
+        [[0.8485, 1.1314]]
+    """
+
+    config_keys = ("axis", "epsilon")
+
+    def __init__(self, axis=-1, epsilon=1e-6, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = _check_axes(axis, "RMSNormalization")
+        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or epsilon < 0:
+            raise ValueError(f"epsilon must be a number >= 0. Received: epsilon={epsilon!r}")
+        self.epsilon = float(epsilon)
+
+    @property
+    def param_names(self):
+        return ("scale",)
+
+    def compute_output_shape(self, input_shape):
+        _sample_axes(self.axis, input_shape)
+        return tuple(input_shape)
+
+    def init(self, rng, input_shape):
+        axes = _sample_axes(self.axis, input_shape)
+        shape = tuple(input_shape[a - 1] for a in axes)
+        if None in shape:
+            raise ValueError(f"RMSNormalization needs the normalized axes' sizes known. "
+                             f"Received: input of shape {(None,) + tuple(input_shape)}")
+        return {"scale": np.ones(shape, np.float32)}, {}, tuple(input_shape)
+
+    def apply(self, params, state, x, **_):
+        x = jnp.asarray(x)
+        axes = _sample_axes(self.axis, x.shape[1:])
+        wide = x.astype(jnp.result_type(x.dtype, jnp.float32))
+        inverse_rms = jax.lax.rsqrt(jnp.mean(jnp.square(wide), axis=axes, keepdims=True)
+                                    + self.epsilon)
+        placed = [x.shape[a] if a in axes else 1 for a in range(x.ndim)]
+        scale = jnp.reshape(params["scale"].astype(wide.dtype), placed)
+        return (wide * inverse_rms * scale).astype(x.dtype), state
 
 
 # -- argument checks -------------------------------------------------------------------------------

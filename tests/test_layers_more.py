@@ -1,0 +1,84 @@
+"""AdditiveAttention and RMSNormalization beyond the layer contract: their options against
+Keras 3 (masks, causal masks, scores, no scale; axes, float16 inputs), in a model."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["KERAS_BACKEND"] = "jax"
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import kilnet  # noqa: E402
+from kilnet import layers  # noqa: E402
+
+
+def normal(shape, seed=0):
+    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("options, call", [
+    ({}, {"return_attention_scores": True}),
+    ({"use_scale": False}, {}),
+    ({}, {"use_causal_mask": True, "return_attention_scores": True}),
+    ({}, {"mask": "both"}),
+])
+def test_additive_attention_matches_keras(options, call):
+    query, value, key = normal((2, 4, 3), 1), normal((2, 4, 5), 2), normal((2, 4, 3), 3)
+    if call.get("mask") == "both":
+        call = {"mask": [np.array([[1, 1, 0, 1], [1, 0, 1, 1]], bool),
+                         np.array([[1, 1, 1, 0], [1, 0, 0, 1]], bool)]}
+    ours, theirs = layers.AdditiveAttention(**options), keras.layers.AdditiveAttention(**options)
+    ours([query, value, key])
+    theirs([query, value, key])
+    if theirs.weights:
+        theirs.set_weights([normal(w.shape, 9) for w in theirs.get_weights()])
+        ours.set_weights(theirs.get_weights())
+    got, want = ours([query, value, key], **call), theirs([query, value, key], **call)
+    for a, b in zip(got if isinstance(got, tuple) else [got],
+                    want if isinstance(want, tuple) else [want]):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("axis", [-1, [-2, -1], [1, 2]])
+def test_rms_normalization_axes_match_keras(axis):
+    x = normal((2, 3, 4))
+    ours, theirs = layers.RMSNormalization(axis=axis), keras.layers.RMSNormalization(axis=axis)
+    ours(x)
+    theirs(x)
+    theirs.set_weights([normal(w.shape, 4) for w in theirs.get_weights()])
+    ours.set_weights(theirs.get_weights())
+    np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(theirs(x)), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_rms_normalization_computes_half_precision_in_float32():
+    x = (normal((2, 8)) * 300).astype(np.float16)   # x**2 overflows float16
+    ours = layers.RMSNormalization(dtype="mixed_float16")
+    y = np.asarray(ours(x))
+    assert y.dtype == np.float16 and np.isfinite(y).all()
+    wide = x.astype(np.float32)
+    want = wide / np.sqrt((wide ** 2).mean(axis=-1, keepdims=True) + 1e-6)
+    np.testing.assert_allclose(y.astype(np.float32), want, rtol=2e-3, atol=2e-3)
+
+
+def test_a_seq2seq_decoder_with_additive_attention_trains():
+    """Bahdanau attention over encoder states, the shape of keras.io's translation examples."""
+    rng = np.random.default_rng(0)
+    source = rng.integers(1, 30, size=(64, 7))
+    target_in = rng.integers(1, 30, size=(64, 5))
+    target_out = np.roll(source[:, :5], 1, axis=1)
+    enc_in, dec_in = kilnet.Input(shape=(None,), dtype="int32"), kilnet.Input(
+        shape=(None,), dtype="int32")
+    encoded = layers.GRU(16, return_sequences=True)(layers.Embedding(30, 8)(enc_in))
+    decoded = layers.GRU(16, return_sequences=True)(layers.Embedding(30, 8)(dec_in))
+    context = layers.AdditiveAttention()([decoded, encoded])
+    logits = layers.Dense(30)(layers.concatenate([decoded, context]))
+    model = kilnet.Model([enc_in, dec_in], layers.RMSNormalization()(logits))
+    model.compile(optimizer=kilnet.optimizers.Adam(0.01),
+                  loss=kilnet.losses.SparseCategoricalCrossentropy(from_logits=True))
+    before = model.evaluate([source, target_in], target_out, verbose=0)
+    model.fit([source, target_in], target_out, epochs=15, batch_size=16, verbose=0)
+    assert model.evaluate([source, target_in], target_out, verbose=0) < 0.8 * before
