@@ -117,6 +117,11 @@ SPECS = [
     Spec("GlobalMaxPooling1D", lambda ns: ns.GlobalMaxPooling1D(), [(4, 3)]),
     Spec("GlobalAveragePooling2D", lambda ns: ns.GlobalAveragePooling2D(), [(3, 3, 2)]),
     Spec("GlobalMaxPooling2D", lambda ns: ns.GlobalMaxPooling2D(keepdims=True), [(3, 3, 2)]),
+    Spec("GlobalAveragePooling3D", lambda ns: ns.GlobalAveragePooling3D(), [(2, 3, 4, 2)]),
+    Spec("GlobalMaxPooling3D", lambda ns: ns.GlobalMaxPooling3D(keepdims=True), [(2, 3, 4, 2)]),
+    Spec("ZeroPadding3D", lambda ns: ns.ZeroPadding3D(((1, 0), (0, 2), (1, 1))), [(2, 3, 2, 2)]),
+    Spec("Cropping3D", lambda ns: ns.Cropping3D(((1, 0), (0, 1), (1, 1))), [(3, 3, 4, 2)]),
+    Spec("UpSampling3D", lambda ns: ns.UpSampling3D((1, 2, 3)), [(2, 2, 2, 2)]),
     # merging
     Spec("Add", lambda ns: ns.Add(), [(3,), (3,), (3,)], call="list"),
     Spec("Subtract", lambda ns: ns.Subtract(), [(3,), (3,)], call="list"),

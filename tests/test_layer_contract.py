@@ -247,6 +247,7 @@ def test_fit_one_epoch_has_a_finite_loss(group):
 
 ALIASES = ["AvgPool1D", "AvgPool2D", "AvgPool3D", "MaxPool1D", "MaxPool2D", "MaxPool3D",
            "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D",
+           "GlobalAvgPool3D", "GlobalMaxPool3D",
            "Convolution1D", "Convolution2D", "Convolution3D", "Convolution1DTranspose",
            "Convolution2DTranspose", "SeparableConvolution2D"]
 

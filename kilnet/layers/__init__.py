@@ -35,7 +35,8 @@ from kilnet.layers._normalization import BatchNormalization
 from kilnet.layers._operation import Operation
 from kilnet.layers._pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
 from kilnet.layers._pooling import (AveragePooling1D, GlobalAveragePooling1D,
-                                    GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D)
+                                    GlobalAveragePooling3D, GlobalMaxPooling1D,
+                                    GlobalMaxPooling2D, GlobalMaxPooling3D, MaxPooling1D)
 from kilnet.layers._preprocessing import CenterCrop, Normalization, Resizing
 from kilnet.layers._encoding import CategoryEncoding, Discretization, Hashing
 from kilnet.layers._lookup import IntegerLookup, StringLookup
@@ -44,8 +45,9 @@ from kilnet.layers._regularization import (ActivityRegularization, GaussianDropo
                                            GaussianNoise, SpatialDropout1D, SpatialDropout2D)
 from kilnet.layers._recurrent import GRU, LSTM, SimpleRNN
 from kilnet.layers._rnn import RNN, GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells
-from kilnet.layers._reshaping import (Cropping1D, Cropping2D, Permute, RepeatVector,
-                                      UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D)
+from kilnet.layers._reshaping import (Cropping1D, Cropping2D, Cropping3D, Permute,
+                                      RepeatVector, UpSampling1D, UpSampling2D, UpSampling3D,
+                                      ZeroPadding1D, ZeroPadding2D, ZeroPadding3D)
 from kilnet.layers._wrappers import Bidirectional, TimeDistributed
 
 # The allowlist of layer types a model file may name (see kilnet/saving).
@@ -59,7 +61,8 @@ LAYER_TYPES = {
                 GlobalAveragePooling1D, GlobalMaxPooling1D, GlobalMaxPooling2D,
                 Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate, Dot,
                 Permute, RepeatVector, UpSampling1D, UpSampling2D, ZeroPadding1D,
-                ZeroPadding2D, Cropping1D, Cropping2D,
+                ZeroPadding2D, Cropping1D, Cropping2D, ZeroPadding3D, Cropping3D, UpSampling3D,
+                GlobalAveragePooling3D, GlobalMaxPooling3D,
                 MultiHeadAttention, Attention, AdditiveAttention, LayerNormalization,
                 GroupNormalization, UnitNormalization, RMSNormalization,
                 Normalization, Resizing, CenterCrop, RandomFlip, RandomRotation,
@@ -77,6 +80,7 @@ LAYER_TYPES = {
 AvgPool1D, AvgPool2D, AvgPool3D = AveragePooling1D, AveragePooling2D, AveragePooling3D
 MaxPool1D, MaxPool2D, MaxPool3D = MaxPooling1D, MaxPooling2D, MaxPooling3D
 GlobalAvgPool1D, GlobalAvgPool2D = GlobalAveragePooling1D, GlobalAveragePooling2D
+GlobalAvgPool3D, GlobalMaxPool3D = GlobalAveragePooling3D, GlobalMaxPooling3D
 GlobalMaxPool1D, GlobalMaxPool2D = GlobalMaxPooling1D, GlobalMaxPooling2D
 Convolution1D, Convolution2D, Convolution3D = Conv1D, Conv2D, Conv3D
 Convolution1DTranspose, Convolution2DTranspose = Conv1DTranspose, Conv2DTranspose
@@ -99,7 +103,8 @@ __all__ = [
     "GlobalMaxPooling1D", "GlobalMaxPooling2D", "MaxPooling1D",
     "Add", "Average", "Concatenate", "Dot", "Maximum", "Minimum", "Multiply", "Subtract",
     "Cropping1D", "Cropping2D", "Permute", "RepeatVector", "UpSampling1D", "UpSampling2D",
-    "ZeroPadding1D", "ZeroPadding2D",
+    "ZeroPadding1D", "ZeroPadding2D", "Cropping3D", "UpSampling3D", "ZeroPadding3D",
+    "GlobalAveragePooling3D", "GlobalMaxPooling3D",
     "AdditiveAttention", "Attention", "GroupNormalization", "LayerNormalization",
     "MultiHeadAttention", "RMSNormalization", "UnitNormalization",
     "CenterCrop", "Normalization", "RandomBrightness", "RandomContrast", "RandomCrop",
@@ -113,6 +118,7 @@ __all__ = [
     "Operation", "Lambda", "KerasTensor",
     "AvgPool1D", "AvgPool2D", "AvgPool3D", "MaxPool1D", "MaxPool2D", "MaxPool3D",
     "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D",
+    "GlobalAvgPool3D", "GlobalMaxPool3D",
     "Convolution1D", "Convolution2D", "Convolution3D", "Convolution1DTranspose",
     "Convolution2DTranspose", "SeparableConvolution2D",
 ]

@@ -372,7 +372,8 @@ class _GlobalPooling(Layer):
     def compute_output_shape(self, input_shape):
         rank = len(self._axes) + 1
         if len(input_shape) != rank:
-            what = "(steps, channels)" if rank == 2 else "(height, width, channels)"
+            what = {2: "(steps, channels)", 3: "(height, width, channels)"}.get(
+                rank, "(depth, height, width, channels)")
             raise ValueError(f"{type(self).__name__} expects {what} inputs. Received an input "
                              f"of shape {tuple(input_shape)}.")
         return ((1,) * len(self._axes) if self.keepdims else ()) + (input_shape[-1],)
@@ -440,4 +441,36 @@ class GlobalMaxPooling2D(_GlobalPooling):
     """
 
     _axes = (1, 2)
+    _reduce = staticmethod(jnp.max)
+
+
+class GlobalAveragePooling3D(_GlobalPooling):
+    """The mean over the voxels of each channel: (depth, height, width, channels) ->
+    (channels,), or (1, 1, 1, channels) with keepdims=True, as Keras's.
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> x = np.arange(16.0).reshape(1, 2, 2, 2, 2)
+        >>> kilnet.layers.GlobalAveragePooling3D()(x).tolist()
+        [[7.0, 8.0]]
+    """
+
+    _axes = (1, 2, 3)
+    _reduce = staticmethod(jnp.mean)
+
+
+class GlobalMaxPooling3D(_GlobalPooling):
+    """The maximum over the voxels of each channel: (depth, height, width, channels) ->
+    (channels,), or (1, 1, 1, channels) with keepdims=True, as Keras's.
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> x = np.arange(16.0).reshape(1, 2, 2, 2, 2)
+        >>> kilnet.layers.GlobalMaxPooling3D(keepdims=True)(x).shape
+        (1, 1, 1, 1, 2)
+    """
+
+    _axes = (1, 2, 3)
     _reduce = staticmethod(jnp.max)

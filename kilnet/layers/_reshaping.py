@@ -41,19 +41,26 @@ def _int_tuple(value, n: int, argument: str, *, allow_zero: bool) -> tuple:
     return items
 
 
-def _pairs_2d(value, argument: str) -> tuple:
-    """ZeroPadding2D / Cropping2D amounts: n, (rows, cols), or ((top, bottom), (left, right))."""
+def _pairs(value, n: int, argument: str) -> tuple:
+    """ZeroPadding / Cropping amounts over n spatial axes: an int for every side, n ints (both
+    sides of each axis), or n (start, end) pairs."""
     if _is_int(value):
-        return (_int_tuple(value, 2, argument, allow_zero=True),) * 2
+        return (_int_tuple(value, 2, argument, allow_zero=True),) * n
     try:
         parts = tuple(value)
     except TypeError:
         parts = ()
-    if len(parts) != 2:
-        raise ValueError(f"{argument} must be an integer, a pair of integers (rows, columns) "
-                         "or a pair of pairs ((top, bottom), (left, right)). Received: "
-                         f"{argument}={value!r}")
+    if len(parts) != n:
+        example = ("((top, bottom), (left, right))" if n == 2
+                   else "((front, back), (top, bottom), (left, right))")
+        raise ValueError(f"{argument} must be an integer, {n} integers (one per axis) or {n} "
+                         f"pairs {example}. Received: {argument}={value!r}")
     return tuple(_int_tuple(p, 2, argument, allow_zero=True) for p in parts)
+
+
+def _pairs_2d(value, argument: str) -> tuple:
+    """ZeroPadding2D / Cropping2D amounts: n, (rows, cols), or ((top, bottom), (left, right))."""
+    return _pairs(value, 2, argument)
 
 
 def _channels_last(data_format) -> str:
@@ -341,3 +348,93 @@ class Cropping2D(_Movement):
         self.compute_output_shape(x.shape[1:])
         (top, bottom), (left, right) = self.cropping
         return x[:, top:x.shape[1] - bottom, left:x.shape[2] - right, :], state
+
+
+# -- volumes (depth, height, width, channels): the 3-D twins ---------------------------------------
+_VOLUME = "(depth, height, width, channels)"
+
+
+class ZeroPadding3D(_Movement):
+    """Adds zeros around volumes: padding=n, (depth, rows, columns) for both sides, or
+    ((front, back), (top, bottom), (left, right)), as Keras's ZeroPadding3D.
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import layers
+        >>> layers.ZeroPadding3D(((1, 0), (0, 0), (2, 2)))(np.ones((1, 2, 3, 3, 1))).shape
+        (1, 3, 3, 7, 1)
+    """
+
+    config_keys = ("padding", "data_format")
+
+    def __init__(self, padding=((1, 1), (1, 1), (1, 1)), data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = _pairs(padding, 3, "padding")
+        self.data_format = _channels_last(data_format)
+
+    def compute_output_shape(self, input_shape):
+        *spatial, c = _check_rank(self, input_shape, 4, _VOLUME)
+        return tuple(None if size is None else size + sum(sides)
+                     for size, sides in zip(spatial, self.padding)) + (c,)
+
+    def apply(self, params, state, x, **_):
+        self.compute_output_shape(x.shape[1:])
+        return jnp.pad(x, ((0, 0),) + self.padding + ((0, 0),)), state
+
+
+class Cropping3D(_Movement):
+    """Cuts the edges off volumes: cropping=n, (depth, rows, columns) for both sides, or
+    ((front, back), (top, bottom), (left, right)), as Keras's Cropping3D.
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import layers
+        >>> layers.Cropping3D(((1, 0), (1, 1), (0, 2)))(np.ones((1, 4, 5, 6, 2))).shape
+        (1, 3, 3, 4, 2)
+    """
+
+    config_keys = ("cropping", "data_format")
+
+    def __init__(self, cropping=((1, 1), (1, 1), (1, 1)), data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.cropping = _pairs(cropping, 3, "cropping")
+        self.data_format = _channels_last(data_format)
+
+    def compute_output_shape(self, input_shape):
+        *spatial, c = _check_rank(self, input_shape, 4, _VOLUME)
+        return tuple(_cropped(size, *sides, self, "cropping", input_shape)
+                     for size, sides in zip(spatial, self.cropping)) + (c,)
+
+    def apply(self, params, state, x, **_):
+        self.compute_output_shape(x.shape[1:])
+        kept = tuple(slice(start, size - end)
+                     for size, (start, end) in zip(x.shape[1:4], self.cropping))
+        return x[(slice(None),) + kept + (slice(None),)], state
+
+
+class UpSampling3D(_Movement):
+    """Enlarges volumes `size` times, each voxel repeated, as Keras's UpSampling3D.
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import layers
+        >>> layers.UpSampling3D((1, 2, 3))(np.ones((1, 2, 2, 2, 1))).shape
+        (1, 2, 4, 6, 1)
+    """
+
+    config_keys = ("size", "data_format")
+
+    def __init__(self, size=(2, 2, 2), data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.size = _int_tuple(size, 3, "size", allow_zero=False)
+        self.data_format = _channels_last(data_format)
+
+    def compute_output_shape(self, input_shape):
+        *spatial, c = _check_rank(self, input_shape, 4, _VOLUME)
+        return tuple(_scaled(n, k) for n, k in zip(spatial, self.size)) + (c,)
+
+    def apply(self, params, state, x, **_):
+        self.compute_output_shape(x.shape[1:])
+        for axis, times in enumerate(self.size, start=1):
+            x = jnp.repeat(x, times, axis=axis)
+        return x, state
