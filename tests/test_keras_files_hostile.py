@@ -219,3 +219,28 @@ def test_layers_with_sub_layers_are_checked_before_building(name, tmp_path):
         tracemalloc.stop()
     assert peak < 64 * 2**20, f"{peak:,} bytes traced while refusing"
     assert time.perf_counter() - began < 10
+
+
+def test_graphs_declaring_huge_activations_are_refused_before_running(tmp_path):
+    """A file's op or layer settings can make one output huge (Tile, UpSampling2D): loading
+    traces shapes abstractly, so the refusal comes before anything is allocated."""
+    upsample = {"module": "keras.layers", "class_name": "UpSampling2D", "registered_name": None,
+                "config": {"name": "up", "size": [2**15, 2**15]}}
+    reshape = {"module": "keras.layers", "class_name": "Reshape", "registered_name": None,
+               "config": {"name": "r", "target_shape": [3, 1, 1]}}
+    path = _write(tmp_path / "up.keras", _sequential(reshape, upsample))
+    with pytest.raises(ModelFileError, match=r"layer 'up' would make outputs of shape .* "
+                                             r"values per sample\), more than"):
+        kilnet.models.load_model(path)
+    # the same through kilnet's own JSON: an op node tiling a tensor 10**9 times
+    inputs = kilnet.Input(shape=(3,))
+    model = kilnet.Model(inputs, kilnet.ops.tile(inputs, (1, 2)))
+    spec = json.loads(model.to_json())
+    op_layer = [entry for entry in spec["config"]["layers"]
+                if entry["class_name"] == "Operation"][0]
+    op_layer["config"]["arguments"]["repeats"] = [1, 10**9]
+    with pytest.raises(ModelFileError, match="values per sample"):
+        kilnet.models.model_from_json(json.dumps(spec))
+    # a model of ordinary size still loads
+    small = json.loads(model.to_json())
+    assert kilnet.models.model_from_json(json.dumps(small)).output_shape == (None, 6)

@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextvars
 import inspect
 import json
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,6 +54,10 @@ from kilnet.models._sequential import Sequential
 # structures deep enough to exhaust Python's stack, or large enough to take minutes to replay.
 MAX_DEPTH = _safefile.MAX_DEPTH      # nesting of lists and dicts
 MAX_VALUES = _safefile.MAX_VALUES    # values of every kind, all levels together
+# Values per sample of any one layer output a file's graph may declare (4 GiB of float32):
+# a file could otherwise name a Tile(repeats=10**9) or an UpSampling2D(size=10**5), which load
+# abstractly but would allocate that much the first time the model runs.
+MAX_ACTIVATION_VALUES = 2**30
 
 TENSOR = "__keras_tensor__"
 TUPLE = "__tuple__"
@@ -565,7 +570,7 @@ def _build_sequential(item, reader):
                              f"layer's {model.input_specs[0].shape}")
     except (TypeError, ValueError) as error:
         raise reader.error(f"the model configuration is invalid: {error}") from None
-    return model
+    return _check_activation_sizes(model, reader)
 
 
 def _build_functional(item, reader):
@@ -594,11 +599,27 @@ def _build_functional(item, reader):
     inputs = _substitute(item.inputs, produced, reader)
     outputs = _substitute(item.outputs, produced, reader)
     try:
-        return item.cls(inputs=inputs, outputs=outputs, name=item.name,
-                        trainable=item.trainable)
+        model = item.cls(inputs=inputs, outputs=outputs, name=item.name,
+                         trainable=item.trainable)
     except (TypeError, ValueError) as error:
         raise reader.error(f"the Functional configuration {item.name!r} is invalid: "
                            f"{error}") from None
+    return _check_activation_sizes(model, reader)
+
+
+def _check_activation_sizes(model, reader):
+    """Refuse a model whose graph has a layer output of more than MAX_ACTIVATION_VALUES values
+    per sample (axes of unknown length do not count), before anything runs. A Sequential
+    without an input shape has no graph yet: its shapes are checked when data builds it."""
+    graph = getattr(model, "graph", None)
+    for node in (graph.run_nodes if graph is not None else ()):
+        for tensor in node.outputs:
+            values = math.prod(d for d in tensor.shape[1:] if d is not None)
+            if values > MAX_ACTIVATION_VALUES:
+                reader.fail(f"layer {node.layer.name!r:.80} would make outputs of shape "
+                            f"{tensor.shape} ({values:,} values per sample), more than the "
+                            f"{MAX_ACTIVATION_VALUES:,} kilnet accepts from a file.")
+    return model
 
 
 def _substitute(tree, produced, reader):
