@@ -364,3 +364,45 @@ def test_bad_arguments_are_refused_clearly(make, message):
                        match=message) as info:
         make()
     assert "Received" in str(info.value)
+
+
+FUNCTIONS = ["binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
+             "top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy",
+             "pearson_correlation", "concordance_correlation", "binary_crossentropy",
+             "binary_focal_crossentropy", "categorical_crossentropy",
+             "categorical_focal_crossentropy", "categorical_hinge", "hinge", "huber",
+             "kl_divergence", "log_cosh", "mean_absolute_error",
+             "mean_absolute_percentage_error", "mean_squared_error",
+             "mean_squared_logarithmic_error", "poisson", "sparse_categorical_crossentropy",
+             "squared_hinge"]
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_keras_metric_functions_give_keras_values(name):
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(6), size=8).astype(np.float32)
+    ids = rng.integers(0, 6, size=8)
+    if name.startswith("sparse"):
+        y_true, y_pred = ids, probs
+    elif "categorical" in name or name == "kl_divergence":
+        y_true, y_pred = np.eye(6, dtype=np.float32)[ids], probs
+    else:
+        y_true = (rng.random((8, 6)) > 0.5).astype(np.float32)
+        y_pred = rng.random((8, 6)).astype(np.float32)
+    ours = getattr(kilnet.metrics, name)(y_true, y_pred)
+    theirs = getattr(keras.metrics, name)(y_true, y_pred)
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-5, atol=1e-6)
+    if hasattr(kilnet.losses, name):
+        assert getattr(kilnet.metrics, name) is getattr(kilnet.losses, name)
+    assert name not in kilnet.metrics.METRIC_TYPES
+
+
+def test_a_metric_function_in_compile_logs_under_its_name():
+    x = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32)
+    model = kilnet.Sequential([kilnet.Input(shape=(4,)),
+                               kilnet.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=[kilnet.metrics.sparse_categorical_accuracy, "accuracy"])
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert logs["sparse_categorical_accuracy"] == pytest.approx(logs["accuracy"])

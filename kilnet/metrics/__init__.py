@@ -19,9 +19,18 @@ from __future__ import annotations
 import inspect
 
 from kilnet import losses as losses_lib
+from kilnet.losses import (binary_crossentropy, binary_focal_crossentropy,
+                           categorical_crossentropy, categorical_focal_crossentropy,
+                           categorical_hinge, hinge, huber, kl_divergence, log_cosh,
+                           mean_absolute_error, mean_absolute_percentage_error,
+                           mean_squared_error, mean_squared_logarithmic_error, poisson,
+                           sparse_categorical_crossentropy, squared_hinge)
 from kilnet.metrics._accuracy import (Accuracy, BinaryAccuracy, CategoricalAccuracy,
                                       SparseCategoricalAccuracy, SparseTopKCategoricalAccuracy,
-                                      TopKCategoricalAccuracy)
+                                      TopKCategoricalAccuracy, binary_accuracy,
+                                      categorical_accuracy, sparse_categorical_accuracy,
+                                      sparse_top_k_categorical_accuracy,
+                                      top_k_categorical_accuracy)
 from kilnet.metrics._base import Mean, MeanMetricWrapper, Metric, Sum, snake_case
 from kilnet.metrics._confusion import (AUC, FalseNegatives, FalsePositives, Precision,
                                        PrecisionAtRecall, Recall, RecallAtPrecision,
@@ -35,7 +44,8 @@ from kilnet.metrics._probabilistic import (BinaryCrossentropy, CategoricalCrosse
 from kilnet.metrics._regression import (ConcordanceCorrelation, CosineSimilarity, LogCoshError,
                                         MeanAbsoluteError, MeanAbsolutePercentageError,
                                         MeanSquaredError, MeanSquaredLogarithmicError,
-                                        PearsonCorrelation, R2Score, RootMeanSquaredError)
+                                        PearsonCorrelation, R2Score, RootMeanSquaredError,
+                                        concordance_correlation, pearson_correlation)
 
 __all__ = [
     "Metric", "Mean", "Sum", "MeanMetricWrapper",
@@ -51,11 +61,21 @@ __all__ = [
     "CategoricalCrossentropy",
     "SparseCategoricalCrossentropy", "KLDivergence", "Poisson", "Hinge", "SquaredHinge",
     "CategoricalHinge", "METRIC_TYPES", "get",
+    # Keras's metric functions (per-sample values; those that are losses are the same objects
+    # as in kilnet.losses, as in Keras)
+    "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
+    "top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy", "pearson_correlation",
+    "concordance_correlation", "binary_crossentropy", "binary_focal_crossentropy",
+    "categorical_crossentropy", "categorical_focal_crossentropy", "categorical_hinge", "hinge",
+    "huber", "kl_divergence", "log_cosh", "mean_absolute_error",
+    "mean_absolute_percentage_error", "mean_squared_error", "mean_squared_logarithmic_error",
+    "poisson", "sparse_categorical_crossentropy", "squared_hinge",
 ]
 
 #: kilnet's metric classes by class name: the allowlist of metrics a model file may name.
 METRIC_TYPES = {name: globals()[name] for name in __all__
-                if name not in ("Metric", "MeanMetricWrapper", "METRIC_TYPES", "get")}
+                if isinstance(globals().get(name), type) and issubclass(globals()[name], Metric)
+                and name not in ("Metric", "MeanMetricWrapper")}
 
 # Keras 3's names (keras/src/metrics/__init__.py): class names, their snake_case, aliases.
 _BY_NAME = {**METRIC_TYPES, **{snake_case(name): cls for name, cls in METRIC_TYPES.items()}}

@@ -25,9 +25,15 @@ def categorical_accuracy(y_true, y_pred):
 
 
 def binary_accuracy(y_true, y_pred, threshold=0.5):
-    y_true = losses_lib.match_rank(y_true, y_pred)
-    hits = (y_pred > threshold) == (y_true > 0.5)
-    return jnp.mean(hits.astype(jnp.float32), axis=-1)
+    """1 where the thresholded prediction matches the 0/1 label, element by element (Keras's
+    `binary_accuracy` function; BinaryAccuracy averages each sample's elements)."""
+    y_pred = jnp.asarray(y_pred)
+    y_true = losses_lib.match_rank(jnp.asarray(y_true), y_pred)
+    return ((y_pred > threshold) == (y_true > 0.5)).astype(jnp.float32)
+
+
+def _binary_accuracy_per_sample(y_true, y_pred, threshold=0.5):
+    return jnp.mean(binary_accuracy(y_true, y_pred, threshold), axis=-1)
 
 
 def _in_top_k(labels, y_pred, k):
@@ -121,7 +127,8 @@ class BinaryAccuracy(MeanMetricWrapper):
         if not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
             raise ValueError(f"threshold must be a number. Received: threshold={threshold!r}")
         self.threshold = float(threshold)
-        super().__init__(binary_accuracy, name=name, dtype=dtype, threshold=self.threshold)
+        super().__init__(_binary_accuracy_per_sample, name=name, dtype=dtype,
+                         threshold=self.threshold)
 
     def get_config(self):
         return {"name": self.name, "dtype": self.dtype, "threshold": self.threshold}
