@@ -84,6 +84,9 @@ SPECS = [
          no_mask_check="takes images, not (steps, features) sequences"),
     Spec("GaussianNoise", lambda ns: ns.GaussianNoise(0.3), [(4,)]),
     Spec("GaussianDropout", lambda ns: ns.GaussianDropout(0.3), [(4,)]),
+    Spec("SpatialDropout3D", lambda ns: ns.SpatialDropout3D(0.5), [(2, 2, 3, 2)],
+         no_mask_check="takes volumes, not (steps, features) sequences"),
+    Spec("AlphaDropout", lambda ns: ns.AlphaDropout(0.3), [(4,)]),
     Spec("ActivityRegularization", lambda ns: ns.ActivityRegularization(l1=0.01, l2=0.01),
          [(4,)]),
     # core

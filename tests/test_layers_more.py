@@ -82,3 +82,22 @@ def test_a_seq2seq_decoder_with_additive_attention_trains():
     before = model.evaluate([source, target_in], target_out, verbose=0)
     model.fit([source, target_in], target_out, epochs=15, batch_size=16, verbose=0)
     assert model.evaluate([source, target_in], target_out, verbose=0) < 0.8 * before
+
+
+def test_alpha_dropout_is_keras_affine_map_in_training():
+    """Each value is either a*x + b (kept) or a*alpha' + b (dropped), Keras's constants; about
+    `rate` of them dropped; a noise_shape of (None, 1) drops whole rows."""
+    x = normal((2000, 8))
+    rate = 0.3
+    alpha_p = -1.6732632423543772 * 1.0507009873554805
+    a = ((1 - rate) * (1 + rate * alpha_p ** 2)) ** -0.5
+    b = -a * alpha_p * rate
+    y = np.asarray(layers.AlphaDropout(rate)(x, training=True))
+    kept = np.isclose(y, a * x + b, atol=1e-6)
+    dropped = np.isclose(y, a * alpha_p + b, atol=1e-6)
+    assert (kept | dropped).all()
+    assert abs(dropped.mean() - rate) < 0.02
+    rows = np.asarray(layers.AlphaDropout(rate, noise_shape=(None, 1))(x, training=True))
+    row_dropped = np.isclose(rows, a * alpha_p + b, atol=1e-6)
+    assert (row_dropped.all(axis=1) | ~row_dropped.any(axis=1)).all()
+    np.testing.assert_array_equal(np.asarray(layers.AlphaDropout(rate)(x)), x)   # inference

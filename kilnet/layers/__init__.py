@@ -41,8 +41,9 @@ from kilnet.layers._preprocessing import CenterCrop, Normalization, Resizing
 from kilnet.layers._encoding import CategoryEncoding, Discretization, Hashing
 from kilnet.layers._lookup import IntegerLookup, StringLookup
 from kilnet.layers._text_vectorization import TextVectorization
-from kilnet.layers._regularization import (ActivityRegularization, GaussianDropout,
-                                           GaussianNoise, SpatialDropout1D, SpatialDropout2D)
+from kilnet.layers._regularization import (ActivityRegularization, AlphaDropout,
+                                           GaussianDropout, GaussianNoise, SpatialDropout1D,
+                                           SpatialDropout2D, SpatialDropout3D)
 from kilnet.layers._recurrent import GRU, LSTM, SimpleRNN
 from kilnet.layers._rnn import RNN, GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells
 from kilnet.layers._reshaping import (Cropping1D, Cropping2D, Cropping3D, Permute,
@@ -54,7 +55,8 @@ from kilnet.layers._wrappers import Bidirectional, TimeDistributed
 LAYER_TYPES = {
     cls.__name__: cls
     for cls in (ReLU, LeakyReLU, PReLU, ELU, Softmax, Identity, SpatialDropout1D,
-                SpatialDropout2D, GaussianNoise, GaussianDropout, ActivityRegularization,
+                SpatialDropout2D, SpatialDropout3D, GaussianNoise, GaussianDropout,
+                AlphaDropout, ActivityRegularization,
                 InputLayer, Masking, Dense, Flatten, Reshape, Activation, Dropout, Rescaling, Conv2D,
                 MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, BatchNormalization,
                 Embedding, Conv1D, Conv2DTranspose, MaxPooling1D, AveragePooling1D,
@@ -92,8 +94,8 @@ CELL_TYPES = {cls.__name__: cls
 
 __all__ = [
     "ELU", "Identity", "LeakyReLU", "PReLU", "ReLU", "Softmax",
-    "ActivityRegularization", "GaussianDropout", "GaussianNoise", "SpatialDropout1D",
-    "SpatialDropout2D",
+    "ActivityRegularization", "AlphaDropout", "GaussianDropout", "GaussianNoise",
+    "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
     "add", "average", "concatenate", "dot", "maximum", "minimum", "multiply", "subtract",
     "Masking",
     "ActivatedLayer", "Activation", "AveragePooling2D", "BatchNormalization", "Conv2D", "Dense",

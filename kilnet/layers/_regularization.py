@@ -1,5 +1,5 @@
-"""Regularization layers beyond Dropout: SpatialDropout1D/2D, GaussianNoise, GaussianDropout,
-ActivityRegularization.
+"""Regularization layers beyond Dropout: SpatialDropout1D/2D/3D, GaussianNoise, GaussianDropout,
+AlphaDropout, ActivityRegularization.
 
 Why: they fight overfitting in ways Dropout cannot. Spatial dropout drops whole feature maps
 (neighbouring steps or pixels are correlated, so dropping single values barely regularizes a
@@ -97,6 +97,29 @@ class SpatialDropout2D(_SpatialDropout):
         self.data_format = "channels_last"
 
 
+class SpatialDropout3D(_SpatialDropout):
+    """Dropout of whole channels of a volume (batch, depth, height, width, channels), in
+    training only (channels last).
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import layers
+        >>> y = np.asarray(layers.SpatialDropout3D(0.5)(np.ones((4, 2, 2, 2, 8)),
+        ...                                             training=True))
+        >>> bool(all(len(np.unique(y[i, ..., c])) == 1 for i in range(4) for c in range(8)))
+        True
+    """
+
+    rank = 5
+
+    def __init__(self, rate, data_format=None, seed=None, **kwargs):
+        if data_format not in (None, "channels_last"):
+            raise ValueError("SpatialDropout3D supports data_format='channels_last' only. "
+                             f"Received: data_format={data_format!r}")
+        super().__init__(rate, seed=seed, **kwargs)
+        self.data_format = "channels_last"
+
+
 class GaussianNoise(Layer):
     """Adds N(0, stddev) noise in training; the identity at inference.
 
@@ -153,6 +176,50 @@ class GaussianDropout(Layer):
         stddev = math.sqrt(self.rate / (1.0 - self.rate))
         noise = 1.0 + jax.random.normal(_key(self, rng), x.shape, x.dtype) * stddev
         return x * noise, state
+
+
+class AlphaDropout(Layer):
+    """Dropout that keeps the mean and variance of its inputs (Klambauer et al., 2017), for
+    self-normalizing networks (SELU activations, LeCun-normal weights), as Keras's: in
+    training, dropped values become SELU's negative saturation, then an affine map restores
+    the statistics; the identity at inference.
+
+    Args:
+        rate: the fraction of values dropped, in [0, 1).
+        noise_shape: the shape of the drop mask, None for the input's; a None entry takes the
+            input's length (e.g. (None, 1, features) drops the same features at every step).
+        seed: accepted for Keras code; the model's key decides.
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import layers
+        >>> x = np.random.default_rng(0).normal(size=(4000, 50)).astype(np.float32)
+        >>> y = np.asarray(layers.AlphaDropout(0.2)(x, training=True))
+        >>> bool(abs(y.mean()) < 0.02 and abs(y.std() - 1.0) < 0.02)
+        True
+    """
+
+    _supports_masking = True
+    config_keys = ("rate", "seed", "noise_shape")
+    # SELU's constants: alpha' = -scale * alpha is where a dropped value goes.
+    _ALPHA_P = -1.6732632423543772848170429916717 * 1.0507009873554804934193349852946
+
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = _rate(rate)
+        self.noise_shape = None if noise_shape is None else list(noise_shape)
+        self.seed = seed   # kept for the config; the model's key decides
+
+    def apply(self, params, state, x, *, training=False, rng=None, **_):
+        if not training or self.rate == 0.0:
+            return x, state
+        shape = x.shape if self.noise_shape is None else tuple(
+            size if given is None else given for given, size in zip(self.noise_shape, x.shape))
+        keep = keep_mask(_key(self, rng), 1.0 - self.rate, shape)
+        alpha_p, rate = self._ALPHA_P, self.rate
+        a = ((1.0 - rate) * (1.0 + rate * alpha_p ** 2)) ** -0.5
+        b = -a * alpha_p * rate
+        return (a * jnp.where(keep, x, alpha_p) + b).astype(x.dtype), state
 
 
 class ActivityRegularization(Layer):
