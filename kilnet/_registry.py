@@ -39,3 +39,20 @@ def lookup(name: str):
 def registered() -> dict:
     """A copy of the registry: {"package>Name": object}."""
     return dict(_BY_NAME)
+
+
+def class_named(name, builtins: dict, base: type):
+    """The class a config names: one of `builtins` (kilnet's own, by name), else a subclass
+    of `base` registered under that name; None for anything else.
+
+    Example:
+        >>> class Base: ...
+        >>> class Mine(Base): ...
+        >>> register("Doc>Mine", Mine)
+        >>> class_named("Doc>Mine", {}, Base) is Mine, class_named("os.system", {}, Base)
+        (True, None)
+    """
+    if not isinstance(name, str):
+        return None
+    cls = builtins.get(name) or lookup(name)
+    return cls if isinstance(cls, type) and issubclass(cls, base) else None

@@ -19,10 +19,10 @@ import math
 
 import numpy as np
 
-from kilnet import _registry
+from kilnet import _registry, _small_objects
 
 
-class Initializer:
+class Initializer(_small_objects.SmallObject):
     """Base class of the initializers, as Keras's `keras.initializers.Initializer`.
 
     Subclass it the Keras way, with `__call__(self, shape, dtype=None)` returning the values
@@ -68,17 +68,6 @@ class Initializer:
             rng = np.random.default_rng(self.seed)
         return np.asarray(self.draw(rng, shape), np.float32)
 
-    def get_config(self) -> dict:
-        """The constructor arguments, as Keras's config of this initializer."""
-        return {}
-
-    @classmethod
-    def from_config(cls, config: dict):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 # -- constants -------------------------------------------------------------------------------------
@@ -491,14 +480,11 @@ def deserialize(config) -> Initializer:
         raise ValueError(f"An initializer config is {{'class_name': ..., 'config': {{...}}}}. "
                          f"Received: {config!r:.100}")
     name = config.get("class_name")
-    cls = CLASSES.get(name) if isinstance(name, str) else None
+    cls = _registry.class_named(name, CLASSES, Initializer)
     if cls is None:
-        cls = _registry.lookup(name) if isinstance(name, str) else None
-        if not (isinstance(cls, type) and issubclass(cls, Initializer)):
-            raise ValueError(
-                f"Unknown initializer class {name!r:.100}: expected one of {sorted(CLASSES)} "
-                "or an Initializer subclass registered with "
-                "@kilnet.saving.register_serializable().")
+        raise ValueError(
+            f"Unknown initializer class {name!r:.100}: expected one of {sorted(CLASSES)} or "
+            "an Initializer subclass registered with @kilnet.saving.register_serializable().")
     try:
         return cls.from_config(dict(config.get("config") or {}))
     except TypeError as error:

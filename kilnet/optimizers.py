@@ -42,11 +42,6 @@ def keras_adam(learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_dec
     measured no difference either way: 0.191 s against 0.192 s per seed-MLP epoch).
     """
 
-    def init(params):
-        zeros = lambda p: jnp.zeros_like(p)
-        return KerasAdamState(jnp.zeros((), jnp.int32), jax.tree.map(zeros, params),
-                              jax.tree.map(zeros, params))
-
     def update(grads, state, params=None):
         count = state.count + 1
         t = count.astype(jnp.float32)
@@ -62,7 +57,14 @@ def keras_adam(learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_dec
                                    updates, params)
         return updates, KerasAdamState(count, mu, nu)
 
-    return optax.GradientTransformation(init, update)
+    return optax.GradientTransformation(_moments_init, update)
+
+
+def _moments_init(params) -> KerasAdamState:
+    """A step count and two zero moments per weight (Adam's m and v, Adamax's m and u)."""
+    zeros = lambda p: jnp.zeros_like(p)
+    return KerasAdamState(jnp.zeros((), jnp.int32), jax.tree.map(zeros, params),
+                          jax.tree.map(zeros, params))
 
 
 class KerasNadamState(NamedTuple):
@@ -161,11 +163,6 @@ def keras_adamax(learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
         (-0.1, 0.5)
     """
 
-    def init(params):
-        zeros = lambda p: jnp.zeros_like(p)
-        return KerasAdamState(jnp.zeros((), jnp.int32), jax.tree.map(zeros, params),
-                              jax.tree.map(zeros, params))
-
     def update(grads, state, params=None):
         count = state.count + 1
         scale = learning_rate / (1 - beta_1 ** count.astype(jnp.float32))
@@ -174,7 +171,7 @@ def keras_adamax(learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
         updates = jax.tree.map(lambda m, u: -scale * m / (u + epsilon), mu, nu)
         return updates, KerasAdamState(count, mu, nu)
 
-    return optax.GradientTransformation(init, update)
+    return optax.GradientTransformation(_moments_init, update)
 
 
 def decoupled_weight_decay(learning_rate, weight_decay) -> optax.GradientTransformation:

@@ -65,7 +65,30 @@ class LearningRateSchedule:
         return f"{type(self).__name__}({args})"
 
 
-class ExponentialDecay(LearningRateSchedule):
+class _StepDecay(LearningRateSchedule):
+    """What ExponentialDecay and InverseTimeDecay share: their arguments, and the decay's
+    progress `step / decay_steps`, floored with `staircase=True`."""
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase, name):
+        self.initial_learning_rate = _rate(initial_learning_rate, "initial_learning_rate")
+        self.decay_steps = _positive(decay_steps, "decay_steps")
+        self.decay_rate = _number(decay_rate, "decay_rate")
+        self.staircase, self.name = bool(staircase), name
+
+    def __call__(self, step):
+        p = _float(step) / self.decay_steps
+        return self._decayed(jnp.floor(p) if self.staircase else p)
+
+    def _decayed(self, p):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate,
+                "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
+                "staircase": self.staircase, "name": self.name}
+
+
+class ExponentialDecay(_StepDecay):
     """`initial_learning_rate * decay_rate ** (step / decay_steps)`, the exponent floored with
     `staircase=True`, as Keras's ExponentialDecay.
 
@@ -78,21 +101,10 @@ class ExponentialDecay(LearningRateSchedule):
 
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
                  name="ExponentialDecay"):
-        self.initial_learning_rate = _rate(initial_learning_rate, "initial_learning_rate")
-        self.decay_steps = _positive(decay_steps, "decay_steps")
-        self.decay_rate = _number(decay_rate, "decay_rate")
-        self.staircase, self.name = bool(staircase), name
+        super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name)
 
-    def __call__(self, step):
-        p = _float(step) / self.decay_steps
-        if self.staircase:
-            p = jnp.floor(p)
+    def _decayed(self, p):
         return self.initial_learning_rate * jnp.float32(self.decay_rate) ** p
-
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate,
-                "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
-                "staircase": self.staircase, "name": self.name}
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
@@ -167,7 +179,7 @@ class PolynomialDecay(LearningRateSchedule):
                 "power": self.power, "cycle": self.cycle, "name": self.name}
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_StepDecay):
     """`initial_learning_rate / (1 + decay_rate * step / decay_steps)`, the ratio floored with
     `staircase=True`, as Keras's InverseTimeDecay.
 
@@ -180,21 +192,10 @@ class InverseTimeDecay(LearningRateSchedule):
 
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
                  name="InverseTimeDecay"):
-        self.initial_learning_rate = _rate(initial_learning_rate, "initial_learning_rate")
-        self.decay_steps = _positive(decay_steps, "decay_steps")
-        self.decay_rate = _number(decay_rate, "decay_rate")
-        self.staircase, self.name = bool(staircase), name
+        super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name)
 
-    def __call__(self, step):
-        p = _float(step) / self.decay_steps
-        if self.staircase:
-            p = jnp.floor(p)
+    def _decayed(self, p):
         return self.initial_learning_rate / (1.0 + self.decay_rate * p)
-
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate,
-                "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
-                "staircase": self.staircase, "name": self.name}
 
 
 class CosineDecay(LearningRateSchedule):
@@ -318,14 +319,12 @@ def deserialize(config) -> LearningRateSchedule:
         raise ValueError("A learning-rate schedule's config is {'class_name': ..., 'config': "
                          f"{{...}}}}. Received: {config!r:.100}")
     name = config.get("class_name")
-    cls = SCHEDULES.get(name) if isinstance(name, str) else None
+    cls = _registry.class_named(name, SCHEDULES, LearningRateSchedule)
     if cls is None:
-        cls = _registry.lookup(name) if isinstance(name, str) else None
-        if not (isinstance(cls, type) and issubclass(cls, LearningRateSchedule)):
-            raise ValueError(
-                f"Unknown learning-rate schedule {name!r:.100}: expected one of "
-                f"{sorted(SCHEDULES)} or a LearningRateSchedule subclass registered with "
-                "@kilnet.saving.register_serializable().")
+        raise ValueError(
+            f"Unknown learning-rate schedule {name!r:.100}: expected one of "
+            f"{sorted(SCHEDULES)} or a LearningRateSchedule subclass registered with "
+            "@kilnet.saving.register_serializable().")
     try:
         return cls.from_config(dict(config.get("config") or {}))
     except TypeError as error:

@@ -214,7 +214,18 @@ class GRUKind(CellSettings):
             recurrent_activation=self._recurrent_activation_fn, reset_after=self.reset_after)
 
 
-class RNNBase(CellSettings, Layer):
+class SequenceMasks:
+    """The mask rule of every recurrent layer (a mixin of kilnet.layers.Layer): as Keras, the
+    output sequence keeps the input's mask with return_sequences; states have none."""
+
+    def compute_mask(self, inputs, previous_mask=None):
+        output_mask = previous_mask if self.return_sequences else None
+        if self.return_state:
+            return [output_mask] + [None] * self.STATES
+        return output_mask
+
+
+class RNNBase(CellSettings, SequenceMasks, Layer):
     """What SimpleRNN, LSTM and GRU share beyond their step: the sequence (kilnet's generic
     `RNN(cell)` is kilnet/layers/_rnn.py)."""
 
@@ -263,20 +274,10 @@ class RNNBase(CellSettings, Layer):
         return output
 
     def compute_call_output_shape(self, input_shape, kwargs):
-        unknown = sorted(set(kwargs) - set(CALL_OPTIONS))
-        if unknown:
-            raise TypeError(f"{type(self).__name__} got unexpected call arguments {unknown}; "
-                            f"it takes the sequence and {list(CALL_OPTIONS)}.")
+        check_call_options(self, kwargs)
         if kwargs.get("initial_state") is not None:
             self._state_list(kwargs["initial_state"])
         return self.compute_output_shape(input_shape)
-
-    def compute_mask(self, inputs, previous_mask=None):
-        """As Keras: the sequence keeps its mask with return_sequences; states have none."""
-        output_mask = previous_mask if self.return_sequences else None
-        if self.return_state:
-            return [output_mask] + [None] * self.STATES
-        return output_mask
 
     # -- weights -------------------------------------------------------------------------------
     def init(self, rng, input_shape):
@@ -524,6 +525,14 @@ class GRU(GRUKind, RNNBase):
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+def check_call_options(layer, kwargs):
+    """A recurrent layer's call takes the sequence and CALL_OPTIONS only."""
+    unknown = sorted(set(kwargs) - set(CALL_OPTIONS))
+    if unknown:
+        raise TypeError(f"{type(layer).__name__} got unexpected call arguments {unknown}; it "
+                        f"takes the sequence and {list(CALL_OPTIONS)}.")
+
+
 def sequence_mask(mask, batch_and_time):
     """A sequence mask as bool (batch, time), checked; None stays None."""
     if mask is None:

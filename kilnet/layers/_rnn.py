@@ -33,11 +33,12 @@ from kilnet import _scope, regularizers
 from kilnet.layers import _rnn_cells as cells
 from kilnet.layers._base import Layer, is_shape
 from kilnet.layers._node import KerasTensor
-from kilnet.layers._recurrent import (CALL_OPTIONS, GRUKind, LSTMKind, SimpleRNNKind,
-                                      check_bool, regularization_arguments, sequence_mask)
+from kilnet.layers._recurrent import (GRUKind, LSTMKind, SequenceMasks, SimpleRNNKind,
+                                      check_bool, check_call_options,
+                                      regularization_arguments, sequence_mask)
 
 
-class RNN(Layer):
+class RNN(SequenceMasks, Layer):
     """Runs a recurrent cell over the time axis of its input, as Keras's `RNN(cell)`.
 
     Args:
@@ -160,10 +161,7 @@ class RNN(Layer):
         return output
 
     def compute_call_output_shape(self, input_shape, kwargs):
-        unknown = sorted(set(kwargs) - set(CALL_OPTIONS))
-        if unknown:
-            raise TypeError(f"RNN got unexpected call arguments {unknown}; it takes the "
-                            f"sequence and {list(CALL_OPTIONS)}.")
+        check_call_options(self, kwargs)
         if kwargs.get("initial_state") is not None:
             self._check_symbolic_states(kwargs["initial_state"])
         return self.compute_output_shape(input_shape)
@@ -173,13 +171,6 @@ class RNN(Layer):
         `[h, c]` stays a list), as Keras's RNN returns them."""
         structure = jax.tree.structure(self._state_shapes(), is_leaf=is_shape)
         return [tensors[0], *jax.tree.unflatten(structure, tensors[1:])]
-
-    def compute_mask(self, inputs, previous_mask=None):
-        """As Keras: the sequence keeps its mask with return_sequences; states have none."""
-        output_mask = previous_mask if self.return_sequences else None
-        if self.return_state:
-            return [output_mask] + [None] * self.STATES
-        return output_mask
 
     # -- weights ---------------------------------------------------------------------------------
     def init(self, rng, input_shape):

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from kilnet.layers._base import Layer, is_shape
-from kilnet.layers._recurrent import CALL_OPTIONS, RNNBase
+from kilnet.layers._recurrent import RNNBase, check_call_options
 from kilnet.layers._rnn import RNN
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
@@ -125,10 +125,7 @@ class Bidirectional(Layer):
         return outputs + states + states
 
     def compute_call_output_shape(self, input_shape, kwargs):
-        unknown = sorted(set(kwargs) - set(CALL_OPTIONS))
-        if unknown:
-            raise TypeError(f"Bidirectional got unexpected call arguments {unknown}; it takes "
-                            f"the sequence and {list(CALL_OPTIONS)}.")
+        check_call_options(self, kwargs)
         if kwargs.get("initial_state") is not None:
             self._split_states(kwargs["initial_state"])
         return self.compute_output_shape(input_shape)
