@@ -154,6 +154,9 @@ SPECS = [
          no_mask_check="its statistics span the steps, masked ones too, as in Keras"),
     Spec("UnitNormalization", lambda ns: ns.UnitNormalization(), [(4,)]),
     Spec("RMSNormalization", lambda ns: ns.RMSNormalization(), [(3, 4)]),
+    Spec("EinsumDense", lambda ns: ns.EinsumDense("abc,cde->abde", output_shape=(None, 2, 3),
+                                                  bias_axes="de", activation="tanh"),
+         [(3, 4)]),
     # preprocessing and augmentation (augmentation is the identity at inference)
     Spec("Normalization", lambda ns: ns.Normalization(mean=[0.5, -1.0, 2.0],
                                                       variance=[4.0, 0.25, 1.0]), [(3,)],

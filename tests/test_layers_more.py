@@ -101,3 +101,43 @@ def test_alpha_dropout_is_keras_affine_map_in_training():
     row_dropped = np.isclose(rows, a * alpha_p + b, atol=1e-6)
     assert (row_dropped.all(axis=1) | ~row_dropped.any(axis=1)).all()
     np.testing.assert_array_equal(np.asarray(layers.AlphaDropout(rate)(x)), x)   # inference
+
+
+@pytest.mark.parametrize("equation, output_shape, bias_axes, shape", [
+    ("ab,bc->ac", 4, "c", (5,)),
+    ("abc,cd->abd", (None, 4), "d", (3, 5)),
+    ("abc,cde->abde", (None, 2, 4), "de", (3, 5)),
+    ("...b,bc->...c", 4, "c", (3, 2, 5)),
+    ("abc...,cd->abd...", (3, 4), "d", (3, 5, 2)),
+    ("abcd,cde->abe", (3, 4), None, (3, 5, 2)),
+])
+def test_einsum_dense_matches_keras(equation, output_shape, bias_axes, shape):
+    x = normal((2,) + shape)
+    ours = layers.EinsumDense(equation, output_shape, bias_axes=bias_axes, activation="relu")
+    theirs = keras.layers.EinsumDense(equation, output_shape, bias_axes=bias_axes,
+                                      activation="relu")
+    ours(x)
+    theirs(x)
+    assert [w.shape for w in ours.weights] == [tuple(w.shape) for w in theirs.weights]
+    theirs.set_weights([normal(w.shape, 7 + i) for i, w in enumerate(theirs.get_weights())])
+    ours.set_weights(theirs.get_weights())
+    got = np.asarray(ours(x))
+    np.testing.assert_allclose(got, np.asarray(theirs(x)), rtol=1e-5, atol=1e-6)
+    # kilnet's symbolic shape is the output's (Keras's leaves axes None that the input fixes)
+    assert ours.compute_output_shape(shape) == got.shape[1:]
+
+
+def test_einsum_dense_glorot_counts_the_kernels_axes():
+    """As Keras: fan_in 8 (the input axis), fan_out 2 * 4 (the output axes)."""
+    layer = layers.EinsumDense("abc,cde->abde", output_shape=(None, 200, 40),
+                               kernel_initializer=kilnet.initializers.GlorotUniform(seed=0))
+    layer(np.ones((1, 3, 80), np.float32))
+    limit = np.sqrt(6.0 / (80 + 200 * 40))
+    kernel = layer.kernel.numpy()
+    assert abs(kernel).max() <= limit and abs(kernel).max() > 0.99 * limit
+    with pytest.raises(ValueError, match="equation must look like"):
+        layers.EinsumDense("ab->b", 3)
+    with pytest.raises(ValueError, match="LoRA"):
+        layers.EinsumDense("ab,bc->ac", 3, lora_rank=4)
+    with pytest.raises(ValueError, match="bias_axes must be letters of the output"):
+        layers.EinsumDense("ab,bc->ac", 3, bias_axes="z")

@@ -65,7 +65,8 @@ NEUTRAL = {"kernel_constraint": (None,), "bias_constraint": (None,),
 DEFAULT_INIT = {"beta_initializer": "Zeros", "gamma_initializer": "Ones",
                 "moving_mean_initializer": "Zeros", "moving_variance_initializer": "Ones"}
 # Keras layers whose constructor does not take `trainable` (their get_config omits it).
-NO_TRAINABLE = frozenset({"SpatialDropout1D", "SpatialDropout2D", "Discretization"})
+NO_TRAINABLE = frozenset({"SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
+                          "Discretization"})
 POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"},
           "registered_name": None}
 

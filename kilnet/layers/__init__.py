@@ -22,6 +22,7 @@ from kilnet.layers._core import (
     Reshape,
 )
 from kilnet.layers._dense import Dense
+from kilnet.layers._einsum_dense import EinsumDense
 from kilnet.layers._embedding import Embedding
 from kilnet.layers._lambda import Lambda
 from kilnet.layers._layer_norm import (GroupNormalization, LayerNormalization,
@@ -57,7 +58,8 @@ LAYER_TYPES = {
     for cls in (ReLU, LeakyReLU, PReLU, ELU, Softmax, Identity, SpatialDropout1D,
                 SpatialDropout2D, SpatialDropout3D, GaussianNoise, GaussianDropout,
                 AlphaDropout, ActivityRegularization,
-                InputLayer, Masking, Dense, Flatten, Reshape, Activation, Dropout, Rescaling, Conv2D,
+                InputLayer, Masking, Dense, EinsumDense, Flatten, Reshape, Activation, Dropout,
+                Rescaling, Conv2D,
                 MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, BatchNormalization,
                 Embedding, Conv1D, Conv2DTranspose, MaxPooling1D, AveragePooling1D,
                 GlobalAveragePooling1D, GlobalMaxPooling1D, GlobalMaxPooling2D,
@@ -117,7 +119,7 @@ __all__ = [
     "SeparableConv2D",
     "CategoryEncoding", "Discretization", "Hashing", "IntegerLookup", "StringLookup",
     "TextVectorization",
-    "Operation", "Lambda", "KerasTensor",
+    "Operation", "Lambda", "KerasTensor", "EinsumDense",
     "AvgPool1D", "AvgPool2D", "AvgPool3D", "MaxPool1D", "MaxPool2D", "MaxPool3D",
     "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D",
     "GlobalAvgPool3D", "GlobalMaxPool3D",

@@ -51,10 +51,12 @@ def _pairs(value, n: int, argument: str) -> tuple:
     except TypeError:
         parts = ()
     if len(parts) != n:
-        example = ("((top, bottom), (left, right))" if n == 2
-                   else "((front, back), (top, bottom), (left, right))")
-        raise ValueError(f"{argument} must be an integer, {n} integers (one per axis) or {n} "
-                         f"pairs {example}. Received: {argument}={value!r}")
+        forms = ("a pair of integers (rows, columns) or a pair of pairs ((top, bottom), "
+                 "(left, right))" if n == 2 else
+                 "three integers (depth, rows, columns) or three pairs ((front, back), "
+                 "(top, bottom), (left, right))")
+        raise ValueError(f"{argument} must be an integer, {forms}. Received: "
+                         f"{argument}={value!r}")
     return tuple(_int_tuple(p, 2, argument, allow_zero=True) for p in parts)
 
 
