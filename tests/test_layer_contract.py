@@ -249,7 +249,7 @@ ALIASES = ["AvgPool1D", "AvgPool2D", "AvgPool3D", "MaxPool1D", "MaxPool2D", "Max
            "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D",
            "GlobalAvgPool3D", "GlobalMaxPool3D",
            "Convolution1D", "Convolution2D", "Convolution3D", "Convolution1DTranspose",
-           "Convolution2DTranspose", "SeparableConvolution2D"]
+           "Convolution2DTranspose", "SeparableConvolution1D", "SeparableConvolution2D"]
 
 
 @pytest.mark.parametrize("alias", ALIASES)

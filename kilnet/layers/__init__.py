@@ -10,7 +10,8 @@ from kilnet.layers._conv import Conv2D
 from kilnet.layers._conv1d import Conv1D
 from kilnet.layers._conv_transpose import Conv2DTranspose
 from kilnet.layers._conv3d import AveragePooling3D, Conv3D, MaxPooling3D
-from kilnet.layers._conv_more import Conv1DTranspose, DepthwiseConv2D, SeparableConv2D
+from kilnet.layers._conv_more import (Conv1DTranspose, DepthwiseConv1D, DepthwiseConv2D,
+                                      SeparableConv1D, SeparableConv2D)
 from kilnet.layers._core import (
     Activation,
     Dropout,
@@ -73,7 +74,8 @@ LAYER_TYPES = {
                 RandomZoom, RandomTranslation, RandomContrast, RandomBrightness, RandomCrop,
                 SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed,
                 RNN,
-                Conv1DTranspose, DepthwiseConv2D, SeparableConv2D, Conv3D,
+                Conv1DTranspose, DepthwiseConv2D, SeparableConv2D, Conv3D, DepthwiseConv1D,
+                SeparableConv1D,
                 MaxPooling3D, AveragePooling3D,
                 IntegerLookup, CategoryEncoding, Discretization, Hashing, Operation, Lambda)
     # StringLookup and TextVectorization run on the host, on the data before fit (a model
@@ -88,7 +90,7 @@ GlobalAvgPool3D, GlobalMaxPool3D = GlobalAveragePooling3D, GlobalMaxPooling3D
 GlobalMaxPool1D, GlobalMaxPool2D = GlobalMaxPooling1D, GlobalMaxPooling2D
 Convolution1D, Convolution2D, Convolution3D = Conv1D, Conv2D, Conv3D
 Convolution1DTranspose, Convolution2DTranspose = Conv1DTranspose, Conv2DTranspose
-SeparableConvolution2D = SeparableConv2D
+SeparableConvolution1D, SeparableConvolution2D = SeparableConv1D, SeparableConv2D
 
 # The cells a file may name inside an RNN's config (they compute one step: not graph layers).
 CELL_TYPES = {cls.__name__: cls
@@ -124,5 +126,6 @@ __all__ = [
     "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D",
     "GlobalAvgPool3D", "GlobalMaxPool3D",
     "Convolution1D", "Convolution2D", "Convolution3D", "Convolution1DTranspose",
-    "Convolution2DTranspose", "SeparableConvolution2D",
+    "Convolution2DTranspose", "SeparableConvolution1D", "SeparableConvolution2D",
+    "DepthwiseConv1D", "SeparableConv1D",
 ]

@@ -1,5 +1,9 @@
-"""Conv1DTranspose, DepthwiseConv2D and SeparableConv2D: the convolutions of sequence decoders
-and of mobile-style image networks, channels-last, with Keras's weights and outputs.
+"""Conv1DTranspose, DepthwiseConv1D/2D and SeparableConv1D/2D: the convolutions of sequence
+decoders and of mobile-style networks, channels-last, with Keras's weights and outputs.
+
+The 1-D depthwise and separable layers run their 2-D twins' computation on a (steps, 1) image:
+their kernels (k, C, m) are the 2-D kernels (k, 1, C, m) with the unit axis dropped, so the two
+cannot drift apart.
 
 Conv1DTranspose is Conv2DTranspose on a (steps, 1) image, so the two share one computation
 (and its CPU scatter) and cannot drift apart.
@@ -100,6 +104,8 @@ class Conv1DTranspose(KernelLayer):
         self.bias_initializer = bias_initializer
 
     def compute_output_shape(self, input_shape):
+        if len(input_shape) == 3 and input_shape[1] == 1:
+            return super().compute_output_shape(input_shape)   # the twin's (steps, 1, C) image
         if len(input_shape) != 2 or input_shape[-1] is None:
             raise ValueError(
                 "Conv1DTranspose expects sequences of shape (steps, channels) with a known "
@@ -382,3 +388,114 @@ class SeparableConv2D(_DepthwiseBase):
             y = add_bias(y, params["bias"])
         regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)
         return y, state
+
+
+class _Steps1D:
+    """What the 1-D depthwise and separable layers add to their 2-D twins (a mixin placed
+    before them): 1-D arguments and configs, (steps, channels) inputs, kernels without the
+    unit axis. The window is kept as the twin's pair (k, 1)."""
+
+    def _one_d(self, kernel_size, strides, dilation_rate):
+        return ((as_single(kernel_size, "kernel_size")[0], 1),
+                (as_single(strides, "strides")[0], 1),
+                (as_single(dilation_rate, "dilation_rate")[0], 1))
+
+    def get_config(self):
+        config = super().get_config()
+        for key in ("kernel_size", "strides", "dilation_rate"):
+            config[key] = [config[key][0]]
+        return config
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) == 3 and input_shape[1] == 1:
+            return super().compute_output_shape(input_shape)   # the twin's (steps, 1, C) image
+        if len(input_shape) != 2 or input_shape[-1] is None:
+            raise ValueError(f"{type(self).__name__} expects sequences of shape (steps, "
+                             f"channels) with a known number of channels. Received: input "
+                             f"of shape {(None,) + tuple(input_shape)}")
+        steps, _, channels = super().compute_output_shape(
+            (input_shape[0], 1, input_shape[1]))
+        return (steps, channels)
+
+    def init(self, rng, input_shape):
+        params, state, _ = super().init(rng, (input_shape[0], 1, input_shape[1]))
+        # (k, 1, C, m) -> (k, C, m); a pointwise (1, 1, C*m, filters) -> (1, C*m, filters)
+        flat = {name: (value[:, 0] if value.ndim == 4 else value)
+                for name, value in params.items()}
+        return flat, state, self.compute_output_shape(input_shape)
+
+    def pre_activation(self, params, state, x, sample_mask=None, **_):
+        image = {name: (value[:, None] if name in ("kernel", "depthwise_kernel")
+                        else value[None] if name == "pointwise_kernel" else value)
+                 for name, value in params.items()}
+        # the twin adds the penalties, on the image-shaped arrays: the same sums
+        y, state = super().pre_activation(image, state, x[:, :, None, :],
+                                          sample_mask=sample_mask)
+        return y[:, :, 0, :], state
+
+
+class DepthwiseConv1D(_Steps1D, DepthwiseConv2D):
+    """Depthwise 1-D convolution: each channel of a sequence convolved with its own
+    `depth_multiplier` filters; (steps, C) -> (steps', C * depth_multiplier), as Keras's.
+    Arguments as DepthwiseConv2D's, each window argument one integer; the kernel is
+    (kernel_size, C, depth_multiplier).
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> layer = kilnet.layers.DepthwiseConv1D(3, depth_multiplier=2, padding="same")
+        >>> layer(np.zeros((1, 8, 3), np.float32)).shape, [w.shape for w in layer.weights]
+        ((1, 8, 6), [(3, 3, 2), (6,)])
+    """
+
+    def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier=1,
+                 data_format=None, dilation_rate=1, activation=None, use_bias=True,
+                 depthwise_initializer="glorot_uniform", bias_initializer="zeros",
+                 depthwise_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 depthwise_constraint=None, bias_constraint=None, **kwargs):
+        kernel_size, strides, dilation_rate = self._one_d(kernel_size, strides, dilation_rate)
+        super().__init__(
+            kernel_size, strides=strides, padding=padding, depth_multiplier=depth_multiplier,
+            data_format=data_format, dilation_rate=dilation_rate, activation=activation,
+            use_bias=use_bias, depthwise_initializer=depthwise_initializer,
+            bias_initializer=bias_initializer, depthwise_regularizer=depthwise_regularizer,
+            bias_regularizer=bias_regularizer, activity_regularizer=activity_regularizer,
+            depthwise_constraint=depthwise_constraint, bias_constraint=bias_constraint,
+            **kwargs)
+
+
+class SeparableConv1D(_Steps1D, SeparableConv2D):
+    """Depthwise separable 1-D convolution: a depthwise convolution of each channel, then a
+    pointwise one mixing them into `filters`, as Keras's. Arguments as SeparableConv2D's, each
+    window argument one integer; weights depthwise_kernel (k, C, m), pointwise_kernel
+    (1, C * m, filters), bias (filters,).
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> layer = kilnet.layers.SeparableConv1D(4, 3, padding="same")
+        >>> layer(np.zeros((1, 8, 3), np.float32)).shape, [w.shape for w in layer.weights]
+        ((1, 8, 4), [(3, 3, 1), (1, 3, 4), (4,)])
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
+                 dilation_rate=1, depth_multiplier=1, activation=None, use_bias=True,
+                 depthwise_initializer="glorot_uniform", pointwise_initializer="glorot_uniform",
+                 bias_initializer="zeros", depthwise_regularizer=None,
+                 pointwise_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 depthwise_constraint=None, pointwise_constraint=None, bias_constraint=None,
+                 **kwargs):
+        kernel_size, strides, dilation_rate = self._one_d(kernel_size, strides, dilation_rate)
+        super().__init__(
+            filters, kernel_size, strides=strides, padding=padding, data_format=data_format,
+            dilation_rate=dilation_rate, depth_multiplier=depth_multiplier,
+            activation=activation, use_bias=use_bias,
+            depthwise_initializer=depthwise_initializer,
+            pointwise_initializer=pointwise_initializer, bias_initializer=bias_initializer,
+            depthwise_regularizer=depthwise_regularizer,
+            pointwise_regularizer=pointwise_regularizer, bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
+            depthwise_constraint=depthwise_constraint,
+            pointwise_constraint=pointwise_constraint, bias_constraint=bias_constraint,
+            **kwargs)
+
