@@ -56,3 +56,35 @@ def class_named(name, builtins: dict, base: type):
         return None
     cls = builtins.get(name) or lookup(name)
     return cls if isinstance(cls, type) and issubclass(cls, base) else None
+
+
+def from_config_entry(config, builtins: dict, base: type, what: str):
+    """The object a {"class_name", "config"} entry describes: a class of `builtins` or a
+    registered subclass of `base` (class_named), made by its from_config; ValueError naming
+    `what` otherwise. Nothing else is created.
+
+    Example:
+        >>> class Box:
+        ...     def __init__(self, size=1):
+        ...         self.size = size
+        ...     @classmethod
+        ...     def from_config(cls, config):
+        ...         return cls(**config)
+        >>> from_config_entry({"class_name": "Box", "config": {"size": 3}}, {"Box": Box}, Box,
+        ...                   "box").size
+        3
+    """
+    if not isinstance(config, dict) or not isinstance(config.get("config", {}), dict):
+        raise ValueError(f"A {what}'s config is {{'class_name': ..., 'config': {{...}}}}. "
+                         f"Received: {config!r:.100}")
+    name = config.get("class_name")
+    cls = class_named(name, builtins, base)
+    if cls is None:
+        raise ValueError(f"Unknown {what} {name!r:.100}: expected one of {sorted(builtins)} "
+                         f"or a {base.__name__} subclass registered with "
+                         "@kilnet.saving.register_serializable().")
+    try:
+        return cls.from_config(dict(config.get("config") or {}))
+    except TypeError as error:
+        raise ValueError(f"The {what} {name} has an invalid config: {error}") from None
+

@@ -476,19 +476,7 @@ def deserialize(config) -> Initializer:
         ...                                  "config": {"gain": 2.0, "seed": 1}})
         Orthogonal(seed=1, gain=2.0)
     """
-    if not isinstance(config, dict) or not isinstance(config.get("config", {}), dict):
-        raise ValueError(f"An initializer config is {{'class_name': ..., 'config': {{...}}}}. "
-                         f"Received: {config!r:.100}")
-    name = config.get("class_name")
-    cls = _registry.class_named(name, CLASSES, Initializer)
-    if cls is None:
-        raise ValueError(
-            f"Unknown initializer class {name!r:.100}: expected one of {sorted(CLASSES)} or "
-            "an Initializer subclass registered with @kilnet.saving.register_serializable().")
-    try:
-        return cls.from_config(dict(config.get("config") or {}))
-    except TypeError as error:
-        raise ValueError(f"The initializer {name} has an invalid config: {error}") from None
+    return _registry.from_config_entry(config, CLASSES, Initializer, "initializer class")
 
 
 # -- helpers ---------------------------------------------------------------------------------------

@@ -315,21 +315,8 @@ def deserialize(config) -> LearningRateSchedule:
         ...     "config": {"initial_learning_rate": 0.1, "decay_steps": 1000}})
         CosineDecay(initial_learning_rate=0.1, decay_steps=1000, alpha=0.0, name='CosineDecay', warmup_target=None, warmup_steps=0)
     """
-    if not isinstance(config, dict) or not isinstance(config.get("config", {}), dict):
-        raise ValueError("A learning-rate schedule's config is {'class_name': ..., 'config': "
-                         f"{{...}}}}. Received: {config!r:.100}")
-    name = config.get("class_name")
-    cls = _registry.class_named(name, SCHEDULES, LearningRateSchedule)
-    if cls is None:
-        raise ValueError(
-            f"Unknown learning-rate schedule {name!r:.100}: expected one of "
-            f"{sorted(SCHEDULES)} or a LearningRateSchedule subclass registered with "
-            "@kilnet.saving.register_serializable().")
-    try:
-        return cls.from_config(dict(config.get("config") or {}))
-    except TypeError as error:
-        raise ValueError(f"The learning-rate schedule {name} has an invalid config: "
-                         f"{error}") from None
+    return _registry.from_config_entry(config, SCHEDULES, LearningRateSchedule,
+                                       "learning-rate schedule")
 
 
 # -- helpers ---------------------------------------------------------------------------------------

@@ -102,7 +102,7 @@ def test_bad_images_and_arguments_are_refused(tmp_path, monkeypatch):
     (tmp_path / "broken.png").write_bytes(b"not an image")
     with pytest.raises(ValueError, match="could not be decoded as an image"):
         utils.load_img(tmp_path / "broken.png")
-    monkeypatch.setattr("kilnet.utils._images.MAX_IMAGE_PIXELS", 100)
+    monkeypatch.setattr("kilnet.utils._from_directory.MAX_IMAGE_PIXELS", 100)
     with pytest.raises(ValueError, match="decompression bomb"):
         utils.load_img(path)
     with pytest.raises(ValueError, match="array of 3 dimensions"):

@@ -104,8 +104,6 @@ class Conv1DTranspose(KernelLayer):
         self.bias_initializer = bias_initializer
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) == 3 and input_shape[1] == 1:
-            return super().compute_output_shape(input_shape)   # the twin's (steps, 1, C) image
         if len(input_shape) != 2 or input_shape[-1] is None:
             raise ValueError(
                 "Conv1DTranspose expects sequences of shape (steps, channels) with a known "
@@ -272,10 +270,13 @@ class DepthwiseConv2D(_DepthwiseBase):
         self.bias_initializer = bias_initializer
 
     def compute_output_shape(self, input_shape):
+        return self._image_output_shape(input_shape)
+
+    def _image_output_shape(self, input_shape):
         return self._spatial_output(input_shape) + (input_shape[-1] * self.depth_multiplier,)
 
     def init(self, rng, input_shape):
-        out_shape = self.compute_output_shape(input_shape)
+        out_shape = self._image_output_shape(input_shape)
         shape = self.kernel_size + (input_shape[-1], self.depth_multiplier)
         params = {"kernel": initializers.get(self.depthwise_initializer).sample(rng, shape)}
         if self.use_bias:
@@ -361,10 +362,13 @@ class SeparableConv2D(_DepthwiseBase):
         return names + ("bias",) if self.use_bias else names
 
     def compute_output_shape(self, input_shape):
+        return self._image_output_shape(input_shape)
+
+    def _image_output_shape(self, input_shape):
         return self._spatial_output(input_shape) + (self.filters,)
 
     def init(self, rng, input_shape):
-        out_shape = self.compute_output_shape(input_shape)
+        out_shape = self._image_output_shape(input_shape)
         channels = input_shape[-1]
         params = {
             "depthwise_kernel": initializers.get(self.depthwise_initializer).sample(
@@ -407,14 +411,11 @@ class _Steps1D:
         return config
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) == 3 and input_shape[1] == 1:
-            return super().compute_output_shape(input_shape)   # the twin's (steps, 1, C) image
         if len(input_shape) != 2 or input_shape[-1] is None:
             raise ValueError(f"{type(self).__name__} expects sequences of shape (steps, "
                              f"channels) with a known number of channels. Received: input "
                              f"of shape {(None,) + tuple(input_shape)}")
-        steps, _, channels = super().compute_output_shape(
-            (input_shape[0], 1, input_shape[1]))
+        steps, _, channels = self._image_output_shape((input_shape[0], 1, input_shape[1]))
         return (steps, channels)
 
     def init(self, rng, input_shape):

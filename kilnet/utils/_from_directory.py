@@ -202,11 +202,7 @@ def read_image(path, channels) -> np.ndarray:
 
     try:
         with Image.open(path) as image:
-            width, height = image.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise ValueError(f"{path}: the image claims {width}x{height} pixels, more than "
-                                 f"the {MAX_IMAGE_PIXELS} kilnet decodes (a decompression "
-                                 "bomb?). Shrink it or remove it from the folder.")
+            check_pixel_count(image, path, "Shrink it or remove it from the folder.")
             mode = _PIL_MODES[channels]
             if image.mode != mode and not (channels == 1 and image.mode in ("I;16", "I")):
                 image = image.convert(mode)
@@ -218,6 +214,16 @@ def read_image(path, channels) -> np.ndarray:
         raise ValueError(f"{path} could not be decoded as an image ({error}). Remove or "
                          "repair the file.") from error
     return pixels[:, :, None] if pixels.ndim == 2 else pixels
+
+
+def check_pixel_count(image, where, fix=""):
+    """Refuse an opened (not yet decoded) Pillow image whose header claims more than
+    MAX_IMAGE_PIXELS pixels."""
+    width, height = image.size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ValueError(f"{where}: the image claims {width}x{height} pixels, more than the "
+                         f"{MAX_IMAGE_PIXELS} kilnet decodes (a decompression bomb?). {fix}"
+                         .rstrip())
 
 
 def _center_crop(pixels, height, width):

@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 
 from kilnet import _safefile
-from kilnet.utils._from_directory import MAX_IMAGE_PIXELS
+from kilnet.utils._from_directory import check_pixel_count
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "hamming", "box", "lanczos")
 COLOR_MODES = {"grayscale": "L", "rgb": "RGB", "rgba": "RGBA"}
@@ -177,12 +177,9 @@ def _open(path):
                         f"{type(path).__name__}")
     try:
         image = Image.open(io.BytesIO(data))
-        width, height = image.size
     except (OSError, SyntaxError) as error:
         raise ValueError(f"{path!r:.100} could not be decoded as an image ({error}).") from None
-    if width * height > MAX_IMAGE_PIXELS:
-        raise ValueError(f"{path!r:.100}: the image claims {width}x{height} pixels, more than "
-                         f"the {MAX_IMAGE_PIXELS} kilnet decodes (a decompression bomb?).")
+    check_pixel_count(image, f"{path!r:.100}")
     return image
 
 
