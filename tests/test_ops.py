@@ -4,6 +4,7 @@ jax.jit; Variables accepted wherever an array is; Keras's defaults and conventio
 from __future__ import annotations
 
 import doctest
+import importlib
 
 import jax
 import jax.numpy as jnp
@@ -599,8 +600,14 @@ def test_variables_inside_jit_through_an_apply_scope():
 
 # -- the docstring examples ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("module", [ops, kilnet.random], ids=["ops", "random"])
-def test_docstring_examples(module):
+# The package and each of its modules (every function's examples run in its own module).
+DOCTEST_MODULES = ["kilnet.ops", "kilnet.ops._convert", "kilnet.ops._core", "kilnet.ops._math",
+                   "kilnet.ops.linalg", "kilnet.ops.nn", "kilnet.ops.numpy", "kilnet.random"]
+
+
+@pytest.mark.parametrize("name", DOCTEST_MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
     failed, attempted = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert attempted > 0
     assert failed == 0
