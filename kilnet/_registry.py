@@ -7,8 +7,8 @@ layers; both import this small table instead of each other.
 
 from __future__ import annotations
 
-_BY_NAME: dict = {}   # "package>Name" -> class or function
-_NAMES: dict = {}     # class or function -> "package>Name"
+_BY_NAME: dict = {}   # "package>Name" (or a name you chose) -> class or function
+_scope: dict = {}     # the objects of the innermost custom_object_scope, if one is open
 
 
 def register(name: str, obj) -> None:
@@ -20,25 +20,62 @@ def register(name: str, obj) -> None:
         (True, 'Doc>noop')
     """
     _BY_NAME[name] = obj
-    _NAMES[obj] = name
 
 
 def name_of(obj):
-    """The registered name of a class or function, or None."""
-    try:
-        return _NAMES.get(obj)
-    except TypeError:   # an unhashable object is never registered
-        return None
+    """The registered name of a class or function (its latest registration), or None."""
+    # The table is small, and entries may also arrive through get_custom_objects()'s dict.
+    for name, registered_obj in reversed(_BY_NAME.items()):
+        if registered_obj is obj:
+            return name
+    return None
 
 
 def lookup(name: str):
-    """The class or function registered under `name`, or None."""
+    """The class or function registered under `name`, or None: the open custom object
+    scope's objects first, then the registry."""
+    if name in _scope:
+        return _scope[name]
     return _BY_NAME.get(name)
 
 
 def registered() -> dict:
-    """A copy of the registry: {"package>Name": object}."""
-    return dict(_BY_NAME)
+    """A copy of the registry: {"package>Name": object}, with the open scope's objects."""
+    return {**_BY_NAME, **_scope}
+
+
+def global_table() -> dict:
+    """The registry itself (Keras's `get_custom_objects()`): what you add to it is registered.
+
+    Example:
+        >>> global_table()["doc_len"] = len
+        >>> lookup("doc_len") is len
+        True
+        >>> del global_table()["doc_len"]
+    """
+    return _BY_NAME
+
+
+def open_scope(objects: dict) -> dict:
+    """Make `objects` the open scope (replacing the previous one, as Keras's scopes do);
+    returns the previous scope for `close_scope`.
+
+    Example:
+        >>> previous = open_scope({"doc_abs": abs})
+        >>> lookup("doc_abs") is abs
+        True
+        >>> close_scope(previous); lookup("doc_abs") is None
+        True
+    """
+    global _scope
+    previous, _scope = _scope, dict(objects)
+    return previous
+
+
+def close_scope(previous: dict) -> None:
+    """Restore the scope `open_scope` replaced."""
+    global _scope
+    _scope = previous
 
 
 def class_named(name, builtins: dict, base: type):

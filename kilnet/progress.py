@@ -19,6 +19,8 @@ import os
 import sys
 import time
 
+import numpy as np
+
 _MIN_UPDATE_SECONDS = 0.1  # live redraws closer together than this are skipped
 _BAR_WIDTHS = (30, 20, 10)  # the bar shrinks through these before it is dropped
 
@@ -66,7 +68,7 @@ def _log_fields(logs: dict, gains: dict | None = None) -> list[str]:
 
 
 def fit_line(head: str, done: int, total: int | None, elapsed: float, logs: dict,
-             width: int) -> str:
+             width: int, bar_widths=_BAR_WIDTHS) -> str:
     """The live line of an epoch, at most `width - 1` characters (the last column stays free:
     writing into it makes some terminals wrap). Fields go as the width shrinks: first the
     elapsed time and ETA, then the bar narrows and goes, then metrics from the end; the head is
@@ -81,7 +83,8 @@ def fit_line(head: str, done: int, total: int | None, elapsed: float, logs: dict
     fields = _log_fields(logs)
     count = f"{done}/{total}" if total else f"{done}/?"
     timing = f"{elapsed:.0f}s" + (f" ETA {_eta(done, total, elapsed)}" if total else "")
-    for bar_width, show_time in [(_BAR_WIDTHS[0], True)] + [(w, False) for w in _BAR_WIDTHS]:
+    tries = [(bar_widths[0], True)] + [(w, False) for w in bar_widths] if bar_widths else []
+    for bar_width, show_time in tries:
         line = _compose(head, _bar(done, total, bar_width), count, timing if show_time else "",
                         fields)
         if len(line) <= limit:
@@ -141,6 +144,24 @@ def in_notebook() -> bool:
                                      for cls in type(shell).__mro__)
 
 
+def display_mode(verbose: int, stream=None) -> str:
+    """Where a live display goes: "off" (verbose 0), "lines" (verbose 2, or output that is
+    neither a terminal nor a notebook: one plain line when done), "notebook" or "terminal".
+
+    >>> import io
+    >>> display_mode(1, io.StringIO()), display_mode(0), display_mode(2)
+    ('lines', 'off', 'lines')
+    """
+    if verbose == 0:
+        return "off"
+    if verbose == 2:
+        return "lines"
+    if stream is None and in_notebook():
+        return "notebook"
+    tty = bool(getattr(stream or sys.stdout, "isatty", lambda: False)())
+    return "terminal" if tty else "lines"
+
+
 class _Notebook:
     """One display per fit, updated in place: the finished lines plus the live one."""
 
@@ -181,10 +202,7 @@ class EpochProgress:
         self.total_epochs = total_epochs
         self.steps = steps
         self.title = title
-        notebook = stream is None and in_notebook()
-        tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.mode = ("off" if self.verbose == 0 else "lines" if self.verbose == 2
-                     else "notebook" if notebook else "terminal" if tty else "lines")
+        self.mode = display_mode(self.verbose, stream)
         self.live = self.mode in ("terminal", "notebook")
         self._notebook = None
         self._began = time.perf_counter()
@@ -247,3 +265,127 @@ class EpochProgress:
             self.stream.write("\n")
             self.stream.flush()
         self._open = False
+
+
+class Progbar:
+    """Keras's `keras.utils.Progbar`: a progress bar for loops of your own (a custom training
+    loop, a data pass), shown like fit's: live in a terminal or notebook, one plain line in a
+    log.
+
+    Metrics given to `update` are averaged over the steps since the start (each value weighted
+    by the steps it covers), except those named in `stateful_metrics` (shown as given); as in
+    Keras, the final update shows the values it is given. A log file (or `verbose=2`) gets
+    one line when the bar finishes, not one line per update.
+
+    Args:
+        target: the number of steps, or None if unknown.
+        width: the bar's width in characters (it narrows, then goes, in a narrow terminal).
+        verbose: 0 silent, 1 live bar, 2 one line at the end.
+        interval: the least time between two redraws, in seconds.
+        stateful_metrics: names of metrics shown as given (not averaged).
+        stateless_metrics: names of metrics to average, the others shown as given (give at
+            most one of the two lists).
+        unit_name: the name of a step in the time per step ("step", "sample").
+
+    Example:
+        >>> import io
+        >>> out = io.StringIO()
+        >>> bar = Progbar(4, stream=out)
+        >>> for step in range(1, 5):
+        ...     bar.update(step, [("loss", 1.0 / step)])
+        >>> round(bar.averages()["loss"], 4)   # the last update shows its own value
+        0.25
+        >>> out.getvalue().startswith("4/4 - ")
+        True
+    """
+
+    def __init__(self, target, width=20, verbose=1, interval=0.05, stateful_metrics=None,
+                 stateless_metrics=None, unit_name="step", stream=None):
+        if stateful_metrics is not None and stateless_metrics is not None:
+            raise ValueError("Give at most one of stateful_metrics (averaged by default) and "
+                             "stateless_metrics (shown as given by default). Received: "
+                             f"stateful_metrics={stateful_metrics!r}, "
+                             f"stateless_metrics={stateless_metrics!r}")
+        if target is not None and (isinstance(target, bool)
+                                   or not isinstance(target, numbers.Integral) or target < 0):
+            raise ValueError("target must be a number of steps (an int >= 0) or None. "
+                             f"Received: target={target!r}")
+        self.target = None if target is None else int(target)
+        self.width = int(width)
+        self.verbose = resolve_verbose(verbose)
+        self.interval = float(interval)
+        self.unit_name = unit_name
+        self._averaged = ((lambda name: name not in set(stateful_metrics or ()))
+                          if stateless_metrics is None
+                          else (lambda name: name in set(stateless_metrics)))
+        self.stream = stream or sys.stdout
+        self.mode = display_mode(self.verbose, stream)
+        self._sums: dict = {}          # name -> [sum of value x steps, steps]
+        self._seen_so_far = 0
+        self._start = time.perf_counter()
+        self._last_draw = 0.0
+        self._notebook = None
+
+    def update(self, current, values=None, finalize=None):
+        """Step `current` is done; `values`: [(name, value of this step), ...]; `finalize`
+        (default: `current >= target`) ends the bar."""
+        if finalize is None:
+            finalize = self.target is not None and current >= self.target
+        steps = max(current - self._seen_so_far, 1)
+        for name, value in values or []:
+            value = float(np.mean(value))
+            if self._averaged(name) and not finalize:
+                total, count = self._sums.get(name, (0.0, 0))
+                self._sums[name] = [total + value * steps, count + steps]
+            else:
+                self._sums[name] = [value, 1]
+        self._seen_so_far = current
+        now = time.perf_counter()
+        if self.mode == "off" or (not finalize and (self.mode == "lines"
+                                                    or now - self._last_draw < self.interval)):
+            return
+        self._last_draw = now
+        self._show(current, now - self._start, finalize)
+
+    def add(self, n, values=None):
+        """`update(steps so far + n, values)`."""
+        self.update(self._seen_so_far + n, values)
+
+    def averages(self) -> dict:
+        """The values the bar shows now: {name: average (or value as given)}."""
+        return {name: total / max(count, 1) for name, (total, count) in self._sums.items()}
+
+    def _show(self, current, elapsed, finalize):
+        widths = tuple(w for w in (self.width, self.width // 2) if w > 0)
+        if finalize:
+            per_step = elapsed / current if current else 0.0
+            line = f"{current}/{self.target or '?'} - {elapsed:.0f}s {_per_unit(per_step)}/" \
+                   f"{self.unit_name}"
+            if self._sums:
+                line += " - " + format_logs(self.averages())
+        if self.mode == "terminal":
+            if not finalize:
+                line = fit_line("", current, self.target, elapsed, self.averages(),
+                                terminal_width(self.stream), widths)
+            self.stream.write("\r" + line + ("\x1b[K\n" if finalize else "\x1b[K"))
+            self.stream.flush()
+        elif self.mode == "notebook":
+            self._notebook = self._notebook or _Notebook()
+            if finalize:
+                self._notebook.lines.append(line)
+                self._notebook.show()
+            else:
+                fraction = current / self.target if self.target else None
+                self._notebook.show(fit_line("", current, self.target, elapsed,
+                                             self.averages(), 10_000, widths), fraction)
+        else:
+            print(line, file=self.stream, flush=True)
+
+
+def _per_unit(seconds: float) -> str:
+    """A duration per step as Keras writes it: 2s, 15ms, 40us."""
+    if seconds >= 1 or seconds == 0:
+        return f"{seconds:.0f}s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.0f}ms"
+    return f"{seconds * 1e6:.0f}us"

@@ -36,6 +36,7 @@ from kilnet.variables import to_array
 
 __all__ = [
     "SeedGenerator",
+    "beta",
     "binomial",
     "categorical",
     "draw_key",
@@ -203,3 +204,16 @@ def binomial(shape, counts, probabilities, dtype=None, seed=None):
     return jax.random.binomial(draw_key(seed), jnp.asarray(to_array(counts)),
                                jnp.asarray(to_array(probabilities)), shape,
                                dtype=dtype or FLOATX)
+
+
+def beta(shape, alpha, beta, dtype=None, seed=None):
+    """Samples from the beta distribution with concentrations `alpha` and `beta` (values in
+    [0, 1]; mean `alpha / (alpha + beta)`), as Keras's `keras.random.beta`.
+
+    Example:
+        >>> sample = beta((1000,), 2.0, 6.0, seed=0)
+        >>> bool(0.2 < float(sample.mean()) < 0.3)
+        True
+    """
+    return jax.random.beta(draw_key(seed), jnp.asarray(to_array(alpha)),
+                           jnp.asarray(to_array(beta)), shape, dtype=dtype or FLOATX)

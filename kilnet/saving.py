@@ -158,6 +158,65 @@ def registered_objects() -> dict:
     return _registry.registered()
 
 
+def get_custom_objects() -> dict:
+    """The live table of your registered objects (Keras's `get_custom_objects`): adding an
+    entry registers it under that key, as `register_serializable` does, so configurations and
+    model files may name it (a custom activation by its name, for example).
+
+    Returns:
+        The registry's own dict (not a copy); objects of an open `custom_object_scope` are
+        not in it.
+
+    Example:
+        >>> import kilnet
+        >>> def scaled_tanh(x):
+        ...     return 2 * kilnet.ops.tanh(x)
+        >>> kilnet.saving.get_custom_objects()["scaled_tanh"] = scaled_tanh
+        >>> kilnet.saving.get_registered_object("scaled_tanh") is scaled_tanh
+        True
+    """
+    return _registry.global_table()
+
+
+class CustomObjectScope:
+    """Within `with CustomObjectScope({"Name": obj})`, configurations and model files may
+    name those objects (Keras's `custom_object_scope`): `load_model`, `model_from_config`,
+    `from_config` and the `get` functions find them. Like Keras's, a scope replaces an outer
+    one while it is open instead of adding to it, and nothing stays registered afterwards.
+
+    Args:
+        custom_objects: {"Name": class or function}.
+
+    Example:
+        >>> import kilnet
+        >>> class Twice(kilnet.layers.Layer):
+        ...     def call(self, inputs):
+        ...         return inputs * 2
+        >>> with kilnet.saving.custom_object_scope({"Twice": Twice}):
+        ...     kilnet.saving.get_registered_object("Twice") is Twice
+        True
+        >>> kilnet.saving.get_registered_object("Twice") is None
+        True
+    """
+
+    def __init__(self, custom_objects):
+        if custom_objects is not None and not isinstance(custom_objects, dict):
+            raise TypeError("custom_object_scope takes a dict {name: class or function}. "
+                            f"Received: {type(custom_objects).__name__}")
+        self.custom_objects = dict(custom_objects or {})
+        self._previous = None
+
+    def __enter__(self):
+        self._previous = _registry.open_scope(self.custom_objects)
+        return self
+
+    def __exit__(self, *exc_info):
+        _registry.close_scope(self._previous)
+
+
+custom_object_scope = CustomObjectScope   # Keras's other name for it
+
+
 # -- a model's weights by layer path ------------------------------------------------------------
 def weight_entries(model) -> list:
     """[(array name, owning layer's class name, Variable)] in Keras's weight order; the name is

@@ -35,6 +35,7 @@ SAMPLERS = [
     ("randint", lambda shape, **kw: kr.randint(shape, 0, 10, **kw), "int32"),
     ("gamma", lambda shape, **kw: kr.gamma(shape, 2.0, **kw), "float32"),
     ("binomial", lambda shape, **kw: kr.binomial(shape, 10, 0.3, **kw), "float32"),
+    ("beta", lambda shape, **kw: kr.beta(shape, 2.0, 3.0, **kw), "float32"),
 ]
 
 
@@ -103,6 +104,16 @@ def test_gamma_and_binomial_means():
     assert abs(g.mean() - 3.0) < 0.05 and abs(g.var() - 3.0) < 0.1
     b = np.asarray(kr.binomial((N,), 10, 0.3, seed=5), np.float64)
     assert abs(b.mean() - 3.0) < 0.03 and b.min() >= 0 and b.max() <= 10
+
+
+def test_beta_moments_and_support():
+    a, b = 2.0, 5.0
+    x = np.asarray(kr.beta((N,), a, b, seed=5), np.float64)
+    assert x.min() >= 0 and x.max() <= 1
+    assert abs(x.mean() - a / (a + b)) < 0.005
+    assert abs(x.var() - a * b / ((a + b) ** 2 * (a + b + 1))) < 0.002
+    per_row = np.asarray(kr.beta((N, 2), np.array([1.0, 8.0]), 1.0, seed=6))
+    np.testing.assert_allclose(per_row.mean(axis=0), [0.5, 8 / 9], atol=0.01)
 
 
 def test_shuffle_permutes_whole_slices():

@@ -139,6 +139,33 @@ BATCH_PROBES = (1009, 2003)
 LENGTH_PROBES = (2, 3)
 
 
+def source_inputs(tensor) -> list:
+    """The `kilnet.Input` tensors a symbolic tensor is computed from (Keras's
+    `get_source_inputs`), in the order the graph first reaches them; an input is its own source.
+
+    Example:
+        >>> import kilnet
+        >>> a, b = kilnet.Input(shape=(2,)), kilnet.Input(shape=(2,))
+        >>> source_inputs(kilnet.layers.Add()([b, a])) == [b, a]
+        True
+    """
+    if not isinstance(tensor, KerasTensor):
+        raise TypeError("get_source_inputs takes a symbolic tensor (an output of kilnet.Input "
+                        f"or of layers called on one). Received: {type(tensor).__name__}")
+    found, seen, stack = [], set(), [tensor]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        node = current.node
+        if node is None or node.is_input:
+            found.append(current)
+        else:
+            stack.extend(reversed(node.inputs))
+    return found
+
+
 def trace_symbolic(function, args, kwargs):
     """What `function(*args, **kwargs)` returns when the KerasTensors among the arguments are
     arrays, as KerasTensors (no node): shapes and dtypes from tracing it abstractly

@@ -28,6 +28,7 @@ from kilnet.utils._seeding import (
     set_random_seed,
 )
 from kilnet.utils._timeseries import timeseries_dataset_from_array
+from kilnet.progress import Progbar
 # Keras's keras.utils.PyDataset (and its old name Sequence): batches by index, kilnet.loaders.
 from kilnet.loaders import PyDataset  # noqa: E402  isort: skip
 
@@ -37,8 +38,29 @@ Sequence = PyDataset
 # (kilnet.utils._seed before utils became a package).
 from kilnet.utils._seeding import _seed  # noqa: E402,F401  isort: skip
 
+# Keras's utils names whose home is elsewhere in kilnet: kilnet.saving (the registry of your
+# objects) and the functional graph (layers). Those modules build on kilnet.utils, so these
+# are looked up when first used (PEP 562) instead of imported here, which would be a circle.
+_ELSEWHERE = {
+    "register_keras_serializable": "kilnet.saving", "get_custom_objects": "kilnet.saving",
+    "custom_object_scope": "kilnet.saving", "CustomObjectScope": "kilnet.saving",
+    "get_registered_name": "kilnet.saving", "get_registered_object": "kilnet.saving",
+    "is_keras_tensor": "kilnet.backend",
+}
+
+
+def __getattr__(name):
+    if name == "get_source_inputs":
+        from kilnet.layers._node import source_inputs
+        return source_inputs
+    if name in _ELSEWHERE:
+        import importlib
+        return getattr(importlib.import_module(_ELSEWHERE[name]), name)
+    raise AttributeError(f"module 'kilnet.utils' has no attribute {name!r}")
+
+
 __all__ = [
-    "PyDataset", "Sequence",
+    "PyDataset", "Sequence", "Progbar", "get_source_inputs", *_ELSEWHERE,
     "ArrayDataset",
     "array_to_img",
     "clear_session",
