@@ -49,6 +49,7 @@ _NAMES = {
     "Variable": "kilnet.variables",
     "DTypePolicy": "kilnet.dtype_policies",
     "KerasTensor": "kilnet.layers",
+    "InputSpec": "kilnet.layers",
 }
 # Submodules reachable as attributes (`kilnet.layers.Dense`) without importing them first.
 _SUBMODULES = (
@@ -68,6 +69,7 @@ __all__ = [
     "Input",
     "InputError",
     "InputTypeError",
+    "InputSpec",
     "InputWarning",
     "KerasTensor",
     "KilnetError",

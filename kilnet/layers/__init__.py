@@ -6,6 +6,7 @@ from kilnet.layers._augmentation import (RandomBrightness, RandomContrast, Rando
                                          RandomFlip, RandomRotation, RandomTranslation,
                                          RandomZoom)
 from kilnet.layers._base import ActivatedLayer, Layer
+from kilnet.layers._input_spec import InputSpec
 from kilnet.layers._conv import Conv2D
 from kilnet.layers._conv1d import Conv1D
 from kilnet.layers._conv_transpose import Conv2DTranspose
@@ -103,7 +104,8 @@ __all__ = [
     "add", "average", "concatenate", "dot", "maximum", "minimum", "multiply", "subtract",
     "Masking",
     "ActivatedLayer", "Activation", "AveragePooling2D", "BatchNormalization", "Conv2D", "Dense",
-    "Dropout", "Flatten", "GlobalAveragePooling2D", "Input", "InputLayer", "LAYER_TYPES", "Layer",
+    "Dropout", "Flatten", "GlobalAveragePooling2D", "Input", "InputLayer", "InputSpec",
+    "LAYER_TYPES", "Layer",
     "CELL_TYPES", "MaxPooling2D", "Rescaling", "Reshape",
     "AveragePooling1D", "Conv1D", "Conv2DTranspose", "Embedding", "GlobalAveragePooling1D",
     "GlobalMaxPooling1D", "GlobalMaxPooling2D", "MaxPooling1D",

@@ -30,6 +30,7 @@ import numpy as np
 
 from kilnet import (_names, _scope, activations, constraints, initializers,
                     mixed_precision, regularizers, utils)
+from kilnet.layers._input_spec import check_input_spec
 from kilnet.layers._node import KerasTensor, Node, is_symbolic
 from kilnet.variables import Variable
 
@@ -306,10 +307,14 @@ class Layer:
         return found
 
     # -- calling ---------------------------------------------------------------------------------
+    input_spec = None   # Keras's InputSpec (or a list of them) that calls are checked against
+
     def __call__(self, *args, **kwargs):
         if not args:
             raise TypeError(f"Layer {self.name!r} was called without inputs; call it on a "
                             "tensor, e.g. layer(x).")
+        if self.input_spec is not None:   # a layer of yours declared what it accepts
+            check_input_spec(self.input_spec, args[0], self.name)
         if is_symbolic((args, kwargs)):
             return self._call_symbolic(args, kwargs)
         entry = _scope.layer_entry(self)
