@@ -418,3 +418,40 @@ def test_built_in_layers_expose_their_weights_as_attributes():
     assert not norm.moving_mean.trainable
     np.testing.assert_array_equal(norm.moving_mean.numpy(), model.get_weights()[4])
     assert norm.scale is True  # the setting, not the weight (named gamma)
+
+
+# -- eager calls that assign (Keras's subclassing guide: ComputeSum) ---------------------------
+
+def _compute_sum(lib):
+    class ComputeSum(lib.layers.Layer):
+        def __init__(self, input_dim):
+            super().__init__()
+            self.total = self.add_weight(initializer="zeros", shape=(input_dim,),
+                                         trainable=False)
+
+        def call(self, inputs):
+            self.total.assign_add(lib.ops.sum(inputs, axis=0))
+            return self.total   # a Variable returned: its current value
+
+    return ComputeSum(2)
+
+
+def test_an_eager_call_keeps_what_it_assigns_and_may_return_a_variable_as_keras():
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    keras = pytest.importorskip("keras")
+    x = np.ones((2, 2), np.float32)
+    ours, theirs = _compute_sum(kilnet), _compute_sum(keras)
+    for _ in range(2):
+        np.testing.assert_array_equal(np.asarray(ours(x)), np.asarray(theirs(x)))
+    np.testing.assert_array_equal(np.asarray(ours.total.value), [4.0, 4.0])
+    assert len(ours.non_trainable_weights) == 1 and not ours.trainable_weights
+
+
+def test_an_eager_inference_call_leaves_batch_norm_statistics():
+    bn = layers.BatchNormalization()
+    x = np.random.default_rng(0).normal(3.0, 2.0, size=(16, 3)).astype(np.float32)
+    bn(x)   # builds; inference: statistics unchanged
+    np.testing.assert_array_equal(np.asarray(bn.moving_mean.value), np.zeros(3))
+    bn(x, training=True)
+    assert np.all(np.asarray(bn.moving_mean.value) > 0.01)

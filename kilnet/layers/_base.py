@@ -32,7 +32,7 @@ from kilnet import (_names, _scope, activations, constraints, initializers,
                     mixed_precision, regularizers, utils)
 from kilnet.layers._input_spec import check_input_spec
 from kilnet.layers._node import KerasTensor, Node, is_symbolic
-from kilnet.variables import Variable
+from kilnet.variables import Variable, to_array
 
 Shape = tuple  # a shape without its batch axis, e.g. (28, 28)
 
@@ -333,7 +333,9 @@ class Layer:
         if self._accepts("training"):
             kwargs = dict(kwargs)
             kwargs.setdefault("training", bool(training))
-        return self.call(*args, **kwargs)
+        # A call may return one of its Variables (a running total it just assigned): as in
+        # Keras, the output is that Variable's current value.
+        return jax.tree.map(to_array, self.call(*args, **kwargs))
 
     def autocast_apply(self, params, state, *args, **kwargs):
         """`apply` under the layer's dtype policy (Keras's autocast), the one place where
@@ -422,8 +424,10 @@ class Layer:
                                                      *args, training=training, rng=rng,
                                                      **kwargs)
         self._eager_losses.extend(scope.losses)
-        if training:  # Keras updates moving statistics on a training call
-            self.assign_state_tree(new_state)
+        # What the call assigned stays, as a Keras variable's assign does in an eager call: a
+        # running total of yours; BatchNormalization changes its
+        # statistics only in training.
+        self.assign_state_tree(new_state)
         return outputs
 
     def call_input_shape(self, args, kwargs):
