@@ -31,6 +31,7 @@ import numpy as np
 from kilnet import (_names, _scope, activations, constraints, initializers,
                     mixed_precision, regularizers, utils)
 from kilnet.layers._input_spec import check_input_spec
+from kilnet.layers import _tensor_masks as tensor_masks
 from kilnet.layers._node import KerasTensor, Node, is_symbolic
 from kilnet.variables import Variable, to_array
 
@@ -317,6 +318,20 @@ class Layer:
             check_input_spec(self.input_spec, args[0], self.name)
         if is_symbolic((args, kwargs)):
             return self._call_symbolic(args, kwargs)
+        # Outside a functional graph, a sequence mask rides on the arrays (Keras's _keras_mask)
+        mask = kwargs.get("mask")
+        if mask is None and self.accepts_mask:
+            mask = tensor_masks.masks_of(args[0])
+            if mask is not None:
+                kwargs = {**kwargs, "mask": mask}
+        outputs = self._call_arrays(args, kwargs)
+        if self.supports_masking:
+            tensor_masks.attach_masks(
+                outputs, self.compute_mask(args[0], mask if mask is not None
+                                           else tensor_masks.masks_of(args[0])))
+        return outputs
+
+    def _call_arrays(self, args, kwargs):
         entry = _scope.layer_entry(self)
         if entry is None and _scope.init_rng() is not None:
             entry = self._build_inside_call(args, kwargs)
@@ -403,7 +418,7 @@ class Layer:
             rng = _scope.init_rng()
             self.build_weights(utils.numpy_rng(int(rng.integers(2**31))),
                                self.call_input_shape(args, kwargs),
-                               call_extras=_array_extras(args))
+                               call_extras=_array_extras(args), call_keywords=kwargs)
         entry = [self.params_tree(), self.state_tree()]
         _scope.current().layers[id(self)] = entry
         return entry
@@ -415,7 +430,7 @@ class Layer:
         if not self.built:
             self.build_weights(utils.numpy_rng(utils.next_seed()),
                                self.call_input_shape(args, kwargs),
-                               call_extras=_array_extras(args))
+                               call_extras=_array_extras(args), call_keywords=kwargs)
         self._eager_losses.clear()
         scope = _scope.Scope(training=training)
         rng = utils.raw_key(utils.next_seed()) if training else None
@@ -459,7 +474,8 @@ class Layer:
         try:
             out_shape = (self.compute_call_output_shape(input_shape, kwargs)
                          if self.is_pure or self.built
-                         else self._trial_output_shape(input_shape))
+                         else self._trial_output_shape(input_shape,
+                                                       self.trace_keywords(args, kwargs)))
         except ValueError as error:
             raise ValueError(f"Layer {self.name!r} ({type(self).__name__}) cannot take an "
                              f"input of shape {_with_batch(input_shape)}: {error}") from None
@@ -472,6 +488,17 @@ class Layer:
         else:
             outputs = KerasTensor((None,) + tuple(out_shape), out_dtype)
         return outputs
+
+    def trace_keywords(self, args, kwargs) -> dict:
+        """The keyword arguments of a symbolic call for the traces that build a Keras-form
+        layer, with the sequence mask the input carries when `call` takes one (Keras passes it
+        to the call)."""
+        keywords = {k: v for k, v in kwargs.items() if k != "training"}
+        first = args[0]
+        if (self.accepts_mask and keywords.get("mask") is None
+                and isinstance(first, KerasTensor) and first.has_mask):
+            keywords["mask"] = jax.ShapeDtypeStruct(tuple(first.shape[:2]), jnp.bool_)
+        return keywords
 
     def _mark_masks(self, args, outputs):
         """Which symbolic outputs will carry a sequence mask: what compute_mask gives for the
@@ -558,22 +585,25 @@ class Layer:
         return self.compute_dtype
 
     # -- building weights ------------------------------------------------------------------------
-    def build_weights(self, rng, input_shape, *, call_extras=()) -> None:
+    def build_weights(self, rng, input_shape, *, call_extras=(), call_keywords=None) -> None:
         """Make the weights for inputs of `input_shape`, drawing from the NumPy Generator
         `rng`: the pure form's `init`, kept as Variables. A built layer is made anew.
 
         `call_extras`: the positional arguments a Keras-form `call` takes after its input
         (an RNN cell's states), as arrays or jax.ShapeDtypeStruct with a batch axis, for the
-        one abstract trace of `call` that builds its sub-layers."""
+        one abstract trace of `call` that builds its sub-layers; `call_keywords`: the call's
+        keyword arguments (a mask, options), given to that trace too."""
+        call_keywords = {k: v for k, v in (call_keywords or {}).items() if k != "training"}
         if self.built and not self.is_pure:
             self.unbuild()  # Keras's form: build() runs again and draws new weights
         # Sub-layers are built on their first call while the parent's call is traced: their
         # weights must be concrete arrays, not values of that trace.
         with jax.ensure_compile_time_eval():
             try:
-                params, state, _ = (self._keras_init(rng, input_shape, call_extras)
-                                    if call_extras and not self.is_pure
-                                    else self.init(rng, input_shape))
+                params, state, _ = (
+                    self._keras_init(rng, input_shape, call_extras, call_keywords)
+                    if (call_extras or call_keywords) and not self.is_pure
+                    else self.init(rng, input_shape))
             except ValueError as error:
                 raise ValueError(f"Layer {self.name!r}: {error}") from None
             self._adopt(params, state)
@@ -640,7 +670,7 @@ class Layer:
                 return value if callable(value) else None
         return None
 
-    def _keras_init(self, rng, input_shape, call_extras=()):
+    def _keras_init(self, rng, input_shape, call_extras=(), call_keywords=None):
         """Keras's form: build() makes the weights, then one abstract trace of call() (on the
         input and `call_extras`) builds the sub-layers it calls and gives the output shape."""
         if not self.built:
@@ -652,17 +682,41 @@ class Layer:
                     self.build(_build_argument(input_shape))
             finally:
                 set_untracked(self, "in_build_hook", False)
-        out_shape = self._traced_output_shape(input_shape, init_rng=rng, call_extras=call_extras)
+        out_shape = self._traced_output_shape(input_shape, init_rng=rng, call_extras=call_extras,
+                                              call_keywords=call_keywords)
         return self.params_tree(), self.state_tree(), out_shape
 
-    def _traced_output_shape(self, input_shape, init_rng=None, call_extras=()):
+    def _traced_output_shape(self, input_shape, init_rng=None, call_extras=(),
+                             call_keywords=None):
+        """The output shape(s), batch axis excluded, of `call` traced abstractly. An axis of
+        unknown length (None: a sequence's) is traced at two lengths; an output axis that
+        follows them is unknown too (None), one that does not is fixed."""
         dtypes = self.build_dtype or jax.tree.map(lambda _: "float32", input_shape,
                                                    is_leaf=is_shape)
-        specs = jax.tree.map(lambda s, d: jax.ShapeDtypeStruct((1,) + tuple(s), d),
-                             input_shape, dtypes, is_leaf=is_shape)
+        extras = (tuple(call_extras), dict(call_keywords or {}))
+        if not any(d is None for d in jax.tree.leaves(
+                jax.tree.map(list, input_shape, is_leaf=is_shape), is_leaf=lambda d: d is None)):
+            return self._output_shape_at(input_shape, dtypes, extras, init_rng, None)
+        first, second = (self._output_shape_at(input_shape, dtypes, extras, init_rng, length)
+                         for length in _TRIAL_LENGTHS)
+        return jax.tree.map(lambda a, b: tuple(x if x == y else None for x, y in zip(a, b)),
+                            first, second, is_leaf=is_shape)
 
-        extras = jax.tree.map(lambda a: jax.ShapeDtypeStruct((1,) + tuple(a.shape[1:]),
-                                                             a.dtype), tuple(call_extras))
+    def _output_shape_at(self, input_shape, dtypes, extras, init_rng, unknown_length):
+        """The traced output shape(s) with each None input axis given `unknown_length`;
+        `extras`: (positional arguments after the input, keyword arguments), arrays or
+        tensors among them traced abstractly (batch 1), other values passed as they are."""
+        def sized(shape):
+            return (1,) + tuple(unknown_length if d is None else d for d in shape[1:])
+
+        specs = jax.tree.map(lambda s, d: jax.ShapeDtypeStruct(sized((1,) + tuple(s)), d),
+                             input_shape, dtypes, is_leaf=is_shape)
+        positional, keywords = extras
+        tensors = {k: v for k, v in keywords.items() if _is_tensor_tree(v)}
+        options = {k: v for k, v in keywords.items() if k not in tensors}
+        abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(sized(a.shape), a.dtype),
+                                (positional, tensors),
+                                is_leaf=lambda a: isinstance(a, KerasTensor))
 
         def run(x, extras):
             bindings = {id(v): v.value for v in self._trainable_vars + self._non_trainable_vars}
@@ -670,18 +724,18 @@ class Layer:
                       for sub in self._sublayers if sub.built}
             scope = _scope.Scope(bindings=bindings, layers=layers, init_rng=init_rng)
             with _scope.opened(scope):
-                return self._run_call((x, *extras), {}, False)
+                return self._run_call((x, *extras[0]), {**options, **extras[1]}, False)
 
-        out = jax.eval_shape(run, specs, extras)
+        out = jax.eval_shape(run, specs, abstract)
         shapes = [tuple(o.shape[1:]) for o in jax.tree.leaves(out)]
         return shapes[0] if not isinstance(out, (list, tuple)) else shapes
 
-    def _trial_output_shape(self, input_shape):
+    def _trial_output_shape(self, input_shape, call_keywords=None):
         """The output shape of an unbuilt Keras-form layer: build it on a throwaway draw, trace,
         then forget the weights, so that the model's seed decides them when it is built."""
-        self.build_weights(utils.numpy_rng(0), input_shape)
+        self.build_weights(utils.numpy_rng(0), input_shape, call_keywords=call_keywords)
         try:
-            return self._traced_output_shape(input_shape)
+            return self._traced_output_shape(input_shape, call_keywords=call_keywords)
         finally:
             self.unbuild()
 
@@ -820,6 +874,14 @@ class Layer:
         """The symbolic output of the layer's first call on symbolic tensors."""
         return self._first_node("output").outputs_structure
 
+    def first_call_keywords(self):
+        """The keyword arguments of the layer's first call on symbolic tensors, for the traces
+        that build it (trace_keywords), or None if it has never been called so."""
+        if not self._inbound_nodes:
+            return None
+        node = self._inbound_nodes[0]
+        return self.trace_keywords(node.args, node.kwargs)
+
     def _first_node(self, what):
         if not self._inbound_nodes:
             raise AttributeError(f"Layer {self.name!r} has never been called on symbolic "
@@ -914,11 +976,24 @@ def _array_extras(args) -> tuple:
     return extras if leaves and all(_is_array(a) for a in leaves) else ()
 
 
+def _is_tensor_tree(value) -> bool:
+    """Whether a call argument is arrays or symbolic tensors (nested or not), to be traced
+    abstractly, rather than an option (a flag, a string) passed as it is."""
+    leaves = jax.tree.leaves(value, is_leaf=lambda a: isinstance(a, KerasTensor))
+    return bool(leaves) and all(isinstance(a, (KerasTensor, jax.ShapeDtypeStruct))
+                                or _is_array(a) for a in leaves)
+
+
 def _as_dtype_of(new, old):
     """A new state value in the dtype of the value it replaces."""
     if _is_array(new) and _is_array(old) and new.dtype != old.dtype:
         return new.astype(old.dtype)
     return new
+
+
+# The lengths an axis of unknown length (None) takes in the two abstract traces of a Keras-form
+# call: even, so a call that halves or quarters a sequence traces.
+_TRIAL_LENGTHS = (8, 12)
 
 
 def is_shape(value) -> bool:

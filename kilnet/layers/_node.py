@@ -55,6 +55,12 @@ class KerasTensor:
         """The shape without the batch axis."""
         return self.shape[1:]
 
+    @property
+    def _keras_mask(self):
+        """Keras's attribute (printed by its masking guide): the symbolic (batch, time) mask
+        this tensor will carry, or None."""
+        return KerasTensor(tuple(self.shape[:2]), "bool") if self.has_mask else None
+
     def __repr__(self):
         producer = "" if self.node is None else f", produced by {self.node.layer.name!r}"
         return f"<KerasTensor shape={self.shape}, dtype={self.dtype}{producer}>"

@@ -310,7 +310,8 @@ class Model(Layer):
     def _build_graph_weights(self, seed: int, everything: bool):
         for index, layer in enumerate(self._sublayers):
             if everything or not layer.built:
-                layer.build_weights(utils.numpy_rng(seed, index), layer.build_shape)
+                layer.build_weights(utils.numpy_rng(seed, index), layer.build_shape,
+                                    call_keywords=layer.first_call_keywords())
         self.built = True
         self._reset_trainer()
 
