@@ -27,6 +27,7 @@ MODULES = ["kilnet._small_objects", "kilnet.constraints", "kilnet.metrics", "kil
            "kilnet._toposort",
            "kilnet.layers._attention", "kilnet.layers._layer_norm",
            "kilnet.layers._embedding", "kilnet.layers._conv1d", "kilnet.layers._conv_transpose",
+           "kilnet.layers._conv_lstm",
            "kilnet.layers._einsum_dense",
            "kilnet.layers._conv_more", "kilnet.layers._conv3d", "kilnet.layers._onednn",
            "kilnet.layers._conv_onednn", "kilnet.layers._batch_norm_onednn",

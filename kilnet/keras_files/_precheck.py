@@ -19,6 +19,7 @@ from kilnet.errors import ModelFileError
 from kilnet.keras_files import _layout
 from kilnet.layers import (RNN, Bidirectional, InputLayer, MultiHeadAttention, StackedRNNCells,
                            TimeDistributed)
+from kilnet.layers._conv_lstm import ConvLSTMCell
 from kilnet.layers._rnn import RNNCell
 from kilnet.models import Model
 
@@ -103,6 +104,9 @@ def _recurrent(layer, shape, group, weights):
     """RNN(cell) with kilnet's own cells: the layer traced on the file's declared shapes. A
     cell of your own (custom_objects) is built and then compared, as your own leaf layers
     are: its weights exist only once its build() has run."""
+    if isinstance(layer.cell, ConvLSTMCell):
+        _conv_lstm(layer, shape, group, weights)
+        return
     stacked = isinstance(layer.cell, StackedRNNCells)
     cells = [(c, f"{group}cell/cells/{h5}/") for c, h5 in _layout.numbered(layer.cell.cells)] \
         if stacked else [(layer.cell, group + "cell/")]
@@ -129,6 +133,21 @@ def _recurrent(layer, shape, group, weights):
             raise ValueError(f"its arrays give outputs of shape {got}, expected {expected}")
     except Exception as error:  # shape errors from any layer's own code
         _fail(weights, layer, f"does not fit its arrays: {error}")
+
+
+def _conv_lstm(layer, shape, group, weights):
+    """A ConvLSTM's weight shapes, from its config and its steps' channels, against the
+    file's (its states' shape depends on the frames' size, so it is not traced here)."""
+    if not isinstance(shape, tuple) or not shape or shape[-1] is None:
+        _fail(weights, layer, f"its input shape {shape} has no known number of channels")
+    wanted = layer.cell.weight_shapes(shape[-1])
+    for h5, name in _layout.leaf_names(layer.cell, group + "cell/", ()):
+        weight = name.partition("/")[2]
+        found = _declared(weights, h5, layer)
+        if found != wanted[weight]:
+            _fail(weights, layer, f"its config (filters={layer.filters}, kernel_size="
+                                  f"{layer.kernel_size}) declares a {weight} of shape "
+                                  f"{wanted[weight]}, but the file holds {found}")
 
 
 def _attention(layer, shape, group, weights):

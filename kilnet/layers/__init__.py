@@ -9,7 +9,8 @@ from kilnet.layers._base import ActivatedLayer, Layer
 from kilnet.layers._input_spec import InputSpec
 from kilnet.layers._conv import Conv2D
 from kilnet.layers._conv1d import Conv1D
-from kilnet.layers._conv_transpose import Conv2DTranspose
+from kilnet.layers._conv_transpose import Conv2DTranspose, Conv3DTranspose
+from kilnet.layers._conv_lstm import ConvLSTM1D, ConvLSTM2D, ConvLSTM3D
 from kilnet.layers._conv3d import AveragePooling3D, Conv3D, MaxPooling3D
 from kilnet.layers._conv_more import (Conv1DTranspose, DepthwiseConv1D, DepthwiseConv2D,
                                       SeparableConv1D, SeparableConv2D)
@@ -76,7 +77,7 @@ LAYER_TYPES = {
                 SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed,
                 RNN,
                 Conv1DTranspose, DepthwiseConv2D, SeparableConv2D, Conv3D, DepthwiseConv1D,
-                SeparableConv1D,
+                SeparableConv1D, Conv3DTranspose, ConvLSTM1D, ConvLSTM2D, ConvLSTM3D,
                 MaxPooling3D, AveragePooling3D,
                 IntegerLookup, CategoryEncoding, Discretization, Hashing, Operation, Lambda)
     # StringLookup and TextVectorization run on the host, on the data before fit (a model
@@ -91,6 +92,7 @@ GlobalAvgPool3D, GlobalMaxPool3D = GlobalAveragePooling3D, GlobalMaxPooling3D
 GlobalMaxPool1D, GlobalMaxPool2D = GlobalMaxPooling1D, GlobalMaxPooling2D
 Convolution1D, Convolution2D, Convolution3D = Conv1D, Conv2D, Conv3D
 Convolution1DTranspose, Convolution2DTranspose = Conv1DTranspose, Conv2DTranspose
+Convolution3DTranspose = Conv3DTranspose
 SeparableConvolution1D, SeparableConvolution2D = SeparableConv1D, SeparableConv2D
 
 # The cells a file may name inside an RNN's config (they compute one step: not graph layers).
@@ -130,4 +132,5 @@ __all__ = [
     "Convolution1D", "Convolution2D", "Convolution3D", "Convolution1DTranspose",
     "Convolution2DTranspose", "SeparableConvolution1D", "SeparableConvolution2D",
     "DepthwiseConv1D", "SeparableConv1D",
+    "Conv3DTranspose", "Convolution3DTranspose", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D",
 ]

@@ -146,10 +146,12 @@ class Conv3D(KernelLayer):
 
     def compute_output_shape(self, input_shape):
         _volumes_only("Conv3D", input_shape)
-        sizes = tuple(output_size(input_shape[i], dilated_span(self.kernel_size[i],
-                                                               self.dilation_rate[i]),
-                                  self.strides[i], self.padding) for i in range(3))
-        if min(sizes) < 1:
+        # An axis of unknown size (a video's time axis, `Input((None, h, w, c))`, as Keras's
+        # next-frame tutorial) stays unknown; each compiled program sees its real size.
+        sizes = tuple(None if input_shape[i] is None else output_size(
+            input_shape[i], dilated_span(self.kernel_size[i], self.dilation_rate[i]),
+            self.strides[i], self.padding) for i in range(3))
+        if min((s for s in sizes if s is not None), default=1) < 1:
             raise ValueError(f"Conv3D kernel_size={self.kernel_size} does not fit an input of "
                              f"shape {tuple(input_shape)} with padding='{self.padding}'; use "
                              "padding='same'.")

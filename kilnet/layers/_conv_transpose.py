@@ -1,19 +1,25 @@
-"""Conv2DTranspose: the upsampling convolution of decoders and autoencoders, channels-last,
-with Keras's output sizes and kernel layout (kh, kw, filters, in_channels).
+"""Conv2DTranspose and Conv3DTranspose: the upsampling convolutions of decoders and
+autoencoders (images, volumes and videos), channels-last, with Keras's output sizes and kernel
+layout (spatial..., filters, in_channels). One computation serves every rank (Conv1DTranspose,
+in kilnet/layers/_conv_more.py, runs the 2-D one on a one-column image).
 
 Each input pixel adds `x[i, j] @ kernel[a, b]` (a filters-vector) to output pixel
-(i * stride + a * dilation, j * stride + b * dilation); Keras's `padding` and `output_padding`
-then choose which window of that full result is kept (jax.lax.conv_transpose's explicit
-padding, whose baseline is `effective_kernel - 1` on each side).
+(i * stride + a * dilation, j * stride + b * dilation), and so on along every spatial axis;
+Keras's `padding` and `output_padding` then choose which window of that full result is kept
+(jax.lax.conv_transpose's explicit padding, whose baseline is `effective_kernel - 1` on each
+side).
 
-On CPU it is written as one matmul (every pixel times the whole kernel) followed by kh*kw
-`lax.pad`s that spread each tap's contributions onto the strided output grid and crop the
-window (negative padding crops): the same reason as Conv2D's patches, `lax.conv` inside the
-XLA training loop is very slow on CPU. Elsewhere `lax.conv_transpose` is used. Both give the
-same numbers (tests/test_text_conv.py compares them and Keras).
+On CPU it is written as one matmul (every pixel times the whole kernel) followed by one
+`lax.pad` a tap that spreads the tap's contributions onto the strided output grid and crops
+the window (negative padding crops): the same reason as Conv2D's patches, `lax.conv` inside
+the XLA training loop is very slow on CPU. 2-D ones run on oneDNN where it can take them.
+Elsewhere `lax.conv_transpose` is used. All give the same numbers (tests/test_text_conv.py and
+tests/test_conv_lstm.py compare them and Keras).
 """
 
 from __future__ import annotations
+
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +35,7 @@ from kilnet.layers._conv1d import (
     check_filters,
     check_no_dilated_strides,
 )
+from kilnet.layers._conv3d import as_triple
 
 
 def transpose_padding(kernel: int, stride: int, dilation: int, padding: str,
@@ -56,21 +63,22 @@ def transpose_size(size, kernel, stride, dilation, padding, output_padding):
     return (size - 1) * stride + 1 + left + right - dilation * (kernel - 1)
 
 
-def conv2d_transpose_scatter(x, kernel, strides, dilation, pads):
-    """One matmul for every (pixel, tap), then each tap's (N, H, W, filters) slab is spread
-    onto the output grid by one lax.pad per tap."""
-    kh, kw, filters, cin = kernel.shape
-    n, h, w, _ = x.shape
-    taps = x @ jnp.transpose(kernel, (3, 0, 1, 2)).reshape(cin, kh * kw * filters)
-    taps = taps.reshape(n, h, w, kh, kw, filters)
+def conv_transpose_scatter(x, kernel, strides, dilation, pads):
+    """One matmul for every (pixel, tap), then each tap's (N, *spatial, filters) slab is spread
+    onto the output grid by one lax.pad per tap; any number of spatial axes."""
+    *window, filters, cin = kernel.shape
+    rank = len(window)
+    spatial = x.shape[1:1 + rank]
+    order = (rank + 1,) + tuple(range(rank + 1))   # (in, *window, filters)
+    taps = x @ jnp.transpose(kernel, order).reshape(cin, -1)
+    taps = taps.reshape(x.shape[:1 + rank] + tuple(window) + (filters,))
     out = None
-    for a in range(kh):
-        for b in range(kw):
-            rows = _spread(h, a, kh, strides[0], dilation[0], pads[0])
-            cols = _spread(w, b, kw, strides[1], dilation[1], pads[1])
-            piece = lax.pad(taps[:, :, :, a, b, :], jnp.zeros((), x.dtype),
-                            [(0, 0, 0), rows, cols, (0, 0, 0)])
-            out = piece if out is None else out + piece
+    for tap in itertools.product(*(range(k) for k in window)):
+        spread = [_spread(spatial[i], tap[i], window[i], strides[i], dilation[i], pads[i])
+                  for i in range(rank)]
+        piece = lax.pad(taps[(Ellipsis,) + tap + (slice(None),)], jnp.zeros((), x.dtype),
+                        [(0, 0, 0)] + spread + [(0, 0, 0)])
+        out = piece if out is None else out + piece
     return out
 
 
@@ -86,32 +94,119 @@ def _spread(size, tap, kernel, stride, dilation, pads):
     return offset - (span - 1 - left), after - (span - 1 - right), stride - 1
 
 
-def conv2d_transpose_native(x, kernel, strides, dilation, pads):
+# jax.lax's names of the channels-last layouts, by number of spatial axes.
+_LAYOUTS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"),
+            3: ("NDHWC", "DHWIO", "NDHWC")}
+
+
+def conv_transpose_native(x, kernel, strides, dilation, pads):
     return lax.conv_transpose(x, kernel, strides, padding=list(pads), rhs_dilation=dilation,
-                              dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                              dimension_numbers=_LAYOUTS[kernel.ndim - 2],
                               transpose_kernel=True)
 
 
-def conv2d_transpose(x, kernel, strides, dilation, padding, output_padding):
-    """On CPU oneDNN's (`conv2d_transpose_onednn`) where it can, else the scatter form;
-    lax.conv_transpose elsewhere."""
-    extra = (None, None) if output_padding is None else output_padding
+def conv_transpose(x, kernel, strides, dilation, padding, output_padding):
+    """Keras's transposed convolution of channels-last x by a (spatial..., filters, in) kernel,
+    1 to 3 spatial axes. On CPU oneDNN's (2-D, `conv2d_transpose_onednn`) where it can, else
+    the scatter form; lax.conv_transpose elsewhere."""
+    rank = kernel.ndim - 2
+    extra = (None,) * rank if output_padding is None else output_padding
     pads = [transpose_padding(kernel.shape[i], strides[i], dilation[i], padding, extra[i])
-            for i in range(2)]
+            for i in range(rank)]
     if jax.default_backend() != "cpu":
-        return conv2d_transpose_native(x, kernel, strides, dilation, pads)
+        return conv_transpose_native(x, kernel, strides, dilation, pads)
     # The convolution this one transposes: padded by the window's span - 1 less each side.
-    spans = [dilated_span(kernel.shape[i], dilation[i]) for i in range(2)]
-    conv_pads = tuple((spans[i] - 1 - pads[i][0], spans[i] - 1 - pads[i][1]) for i in range(2))
-    if _conv_onednn.accepts((x, kernel), conv_pads):
+    spans = [dilated_span(kernel.shape[i], dilation[i]) for i in range(rank)]
+    conv_pads = tuple((spans[i] - 1 - pads[i][0], spans[i] - 1 - pads[i][1])
+                      for i in range(rank))
+    if rank == 2 and _conv_onednn.accepts((x, kernel), conv_pads):
         out_size = tuple(transpose_size(x.shape[1 + i], kernel.shape[i], strides[i],
                                         dilation[i], padding, extra[i]) for i in range(2))
         return _conv_onednn.conv2d_transpose_onednn(x, kernel, tuple(strides), conv_pads,
                                                     tuple(dilation), out_size)
-    return conv2d_transpose_scatter(x, kernel, strides, dilation, pads)
+    return conv_transpose_scatter(x, kernel, strides, dilation, pads)
 
 
-class Conv2DTranspose(KernelLayer):
+# The 2-D names the tests and Conv1DTranspose use: the same functions.
+conv2d_transpose_scatter = conv_transpose_scatter
+conv2d_transpose_native = conv_transpose_native
+conv2d_transpose = conv_transpose
+
+
+class _ConvTranspose(KernelLayer):
+    """What Conv2DTranspose and Conv3DTranspose share: Keras's arguments, output sizes,
+    kernel (spatial..., filters, in_channels) and computation, for RANK spatial axes. Each
+    subclass keeps Keras's own argument order and defaults."""
+
+    RANK = 2
+
+    config_keys = ("filters", "kernel_size", "strides", "padding", "output_padding",
+                   "data_format", "dilation_rate", "activation", "use_bias",
+                   "kernel_initializer", "bias_initializer", "kernel_regularizer",
+                   "bias_regularizer", "activity_regularizer", "kernel_constraint",
+                   "bias_constraint")
+
+    def __init__(self, filters, kernel_size, *, strides, padding, output_padding, data_format,
+                 dilation_rate, activation, use_bias, kernel_initializer, bias_initializer,
+                 kernel_regularizer, bias_regularizer, activity_regularizer, kernel_constraint,
+                 bias_constraint, **kwargs):
+        super().__init__(activation=activation, **kwargs)
+        as_tuple = as_pair if self.RANK == 2 else as_triple
+        self.filters = check_filters(filters)
+        self.kernel_size = as_tuple(kernel_size, "kernel_size")
+        self.strides = as_tuple(strides, "strides")
+        self.dilation_rate = as_tuple(dilation_rate, "dilation_rate")
+        check_no_dilated_strides(self.strides, self.dilation_rate)
+        self.padding = check_padding(padding)
+        self.output_padding = _check_output_padding(output_padding, self.strides)
+        regularizers.set_layer_regularizers(self, kernel_regularizer=kernel_regularizer,
+                                            bias_regularizer=bias_regularizer,
+                                            activity_regularizer=activity_regularizer)
+        constraints.set_layer_constraints(self, kernel_constraint=kernel_constraint,
+                                          bias_constraint=bias_constraint)
+        initializers.get(kernel_initializer), initializers.get(bias_initializer)
+        self.data_format = check_channels_last(data_format)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+
+    def compute_output_shape(self, input_shape):
+        name = type(self).__name__
+        if len(input_shape) != self.RANK + 1 or input_shape[-1] is None:
+            what = ("images of shape (height, width, channels)" if self.RANK == 2
+                    else "volumes of shape (depth, height, width, channels)")
+            raise ValueError(
+                f"{name} expects {what} with a known number of channels. Received an input "
+                f"of shape {tuple(input_shape)}; add layers.Reshape(...) first to give it a "
+                "channels axis.")
+        extra = (None,) * self.RANK if self.output_padding is None else self.output_padding
+        sizes = tuple(transpose_size(input_shape[i], self.kernel_size[i], self.strides[i],
+                                     self.dilation_rate[i], self.padding, extra[i])
+                      for i in range(self.RANK))
+        return sizes + (self.filters,)
+
+    def init(self, rng, input_shape):
+        out_shape = self.compute_output_shape(input_shape)
+        shape = self.kernel_size + (self.filters, input_shape[-1])
+        params = {"kernel": initializers.get(self.kernel_initializer).sample(rng, shape)}
+        if self.use_bias:
+            params["bias"] = initializers.get(self.bias_initializer).sample(rng, (self.filters,))
+        return params, {}, out_shape
+
+    def get_config(self):
+        return constraints.serialize_into(regularizers.serialize_into(
+            super().get_config(), self), self)
+
+    def pre_activation(self, params, state, x, sample_mask=None, **_):
+        y = conv_transpose(x, params["kernel"], self.strides, self.dilation_rate, self.padding,
+                           self.output_padding)
+        if self.use_bias:
+            y = add_bias(y, params["bias"])
+        regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)
+        return y, state
+
+
+class Conv2DTranspose(_ConvTranspose):
     """Transposed 2-D convolution (sometimes called deconvolution): upsamples images, e.g.
     doubles their size with strides=2 and padding="same".
 
@@ -138,81 +233,80 @@ class Conv2DTranspose(KernelLayer):
         [(3, 3, 3, 8), (3,)]
     """
 
-    config_keys = ("filters", "kernel_size", "strides", "padding", "output_padding",
-                   "data_format", "dilation_rate", "activation", "use_bias",
-                   "kernel_initializer", "bias_initializer", "kernel_regularizer",
-                   "bias_regularizer", "activity_regularizer", "kernel_constraint",
-                   "bias_constraint")
+    RANK = 2
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
                  output_padding=None, data_format=None, dilation_rate=(1, 1), activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(activation=activation, **kwargs)
-        self.filters = check_filters(filters)
-        self.kernel_size = as_pair(kernel_size, "kernel_size")
-        self.strides = as_pair(strides, "strides")
-        self.dilation_rate = as_pair(dilation_rate, "dilation_rate")
-        check_no_dilated_strides(self.strides, self.dilation_rate)
-        self.padding = check_padding(padding)
-        self.output_padding = _check_output_padding(output_padding, self.strides)
-        regularizers.set_layer_regularizers(self, kernel_regularizer=kernel_regularizer,
-                                            bias_regularizer=bias_regularizer,
-                                            activity_regularizer=activity_regularizer)
-        constraints.set_layer_constraints(self, kernel_constraint=kernel_constraint,
-                                          bias_constraint=bias_constraint)
-        initializers.get(kernel_initializer), initializers.get(bias_initializer)
-        self.data_format = check_channels_last(data_format)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = kernel_initializer
-        self.bias_initializer = bias_initializer
+        super().__init__(
+            filters, kernel_size, strides=strides, padding=padding,
+            output_padding=output_padding, data_format=data_format,
+            dilation_rate=dilation_rate, activation=activation, use_bias=use_bias,
+            kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint, **kwargs)
 
-    def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3 or input_shape[-1] is None:
-            raise ValueError(
-                "Conv2DTranspose expects images of shape (height, width, channels) with a known "
-                f"number of channels. Received an input of shape {tuple(input_shape)}; add "
-                "layers.Reshape(...) first to give it a channels axis.")
-        sizes = [transpose_size(input_shape[i], self.kernel_size[i], self.strides[i],
-                                self.dilation_rate[i], self.padding,
-                                None if self.output_padding is None else self.output_padding[i])
-                 for i in range(2)]
-        return (sizes[0], sizes[1], self.filters)
 
-    def init(self, rng, input_shape):
-        out_shape = self.compute_output_shape(input_shape)
-        shape = self.kernel_size + (self.filters, input_shape[-1])
-        params = {"kernel": initializers.get(self.kernel_initializer).sample(rng, shape)}
-        if self.use_bias:
-            params["bias"] = initializers.get(self.bias_initializer).sample(rng, (self.filters,))
-        return params, {}, out_shape
+class Conv3DTranspose(_ConvTranspose):
+    """Transposed 3-D convolution: upsamples volumes and videos (depth, height, width,
+    channels), e.g. doubles every size with strides=2 and padding="same".
 
-    def get_config(self):
-        return constraints.serialize_into(regularizers.serialize_into(
-            super().get_config(), self), self)
+    Args:
+        filters: number of output channels.
+        kernel_size, strides, dilation_rate: an int or a tuple of 3.
+        padding: "valid" or "same", output_padding: None or an int or tuple of 3 (each <
+            strides), with Conv2DTranspose's output sizes along each axis.
+        activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+            bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint: as
+            Conv3D.
 
-    def pre_activation(self, params, state, x, sample_mask=None, **_):
-        y = conv2d_transpose(x, params["kernel"], self.strides, self.dilation_rate,
-                             self.padding, self.output_padding)
-        if self.use_bias:
-            y = add_bias(y, params["bias"])
-        regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)
-        return y, state
+    The kernel has Keras's shape (kd, kh, kw, filters, in_channels). Keras's argument order:
+    data_format comes before output_padding here (not in Conv2DTranspose).
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> layer = kilnet.layers.Conv3DTranspose(2, 3, strides=(1, 2, 2), padding="same")
+        >>> layer(np.zeros((1, 2, 4, 4, 5), np.float32)).shape
+        (1, 2, 8, 8, 2)
+        >>> [w.shape for w in layer.get_weights()]
+        [(3, 3, 3, 2, 5), (2,)]
+    """
+
+    RANK = 3
+
+    def __init__(self, filters, kernel_size, strides=(1, 1, 1), padding="valid",
+                 data_format=None, output_padding=None, dilation_rate=(1, 1, 1),
+                 activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
+                 **kwargs):
+        super().__init__(
+            filters, kernel_size, strides=strides, padding=padding,
+            output_padding=output_padding, data_format=data_format,
+            dilation_rate=dilation_rate, activation=activation, use_bias=use_bias,
+            kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint, **kwargs)
 
 
 def _check_output_padding(output_padding, strides):
+    """None, or an int or a tuple (one per spatial axis), each in [0, strides)."""
     if output_padding is None:
         return None
-    given = output_padding
+    given, rank = output_padding, len(strides)
     if isinstance(output_padding, int) and not isinstance(output_padding, bool):
-        output_padding = (output_padding, output_padding)
+        output_padding = (output_padding,) * rank
     try:
-        pair = tuple(int(v) for v in output_padding)
+        values = tuple(int(v) for v in output_padding)
     except (TypeError, ValueError):
-        pair = ()
-    if len(pair) != 2 or min(pair) < 0 or any(p >= s for p, s in zip(pair, strides)):
-        raise ValueError("output_padding must be None, or a non-negative integer or pair, each "
-                         f"smaller than strides={strides}. Received: "
+        values = ()
+    if len(values) != rank or min(values) < 0 or any(p >= s for p, s in zip(values, strides)):
+        raise ValueError(f"output_padding must be None, or a non-negative integer or a tuple "
+                         f"of {rank}, each smaller than strides={strides}. Received: "
                          f"output_padding={given!r}")
-    return pair
+    return values

@@ -282,9 +282,9 @@ class _CellRunner:
         new_states = _conform_states(new_states, states, self.cell)
         output = _conform_output(output, last, self.cell)
         if keep is not None:
-            new_states = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_states,
+            new_states = jax.tree.map(lambda new, old: _where_kept(keep, new, old), new_states,
                                       states)
-            output = jnp.where(keep, output, 0.0 if zero_output_for_mask else last)
+            output = _where_kept(keep, output, 0.0 if zero_output_for_mask else last)
         losses = (sum(iteration.losses, jnp.zeros(())), sum(iteration.once_losses,
                                                              jnp.zeros(())))
         self.has_losses = [bool(iteration.losses), bool(iteration.once_losses)]
@@ -297,6 +297,13 @@ class _CellRunner:
             _scope.add_loss(jnp.sum(per_step))
         if self.has_losses[1]:
             _scope.add_loss(once[-1])
+
+
+def _where_kept(keep, new, old):
+    """`new` where the step is kept, else `old`: keep (batch, 1) reaches every axis of a
+    state or output of any rank (a ConvLSTM's are (batch, *spatial, filters))."""
+    keep = keep.reshape(keep.shape[:1] + (1,) * (jnp.ndim(new) - 1))
+    return jnp.where(keep, new, old)
 
 
 def _conform_states(new_states, states, cell):
