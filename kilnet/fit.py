@@ -31,6 +31,7 @@ import numpy as np
 
 from kilnet import data as data_lib
 from kilnet import distribution as distribution_lib
+from kilnet import optimizers as optimizers_lib
 from kilnet import _interrupt, feeds, insight, loaders, programs, structure, utils, validation
 from kilnet.callbacks import CallbackList, History
 from kilnet.errors import InputError, NonFiniteError
@@ -421,6 +422,9 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
             if model.stop_training:
                 break
     finally:
+        if epochs > 0:   # Keras's finalize_variable_values: use_ema leaves the averages
+            trainer.state = trainer.state._replace(params=optimizers_lib.finalize_weights(
+                trainer.state.params, trainer.state.opt_state))
         progress.close()
         _interrupt.uninstall(trainer)
         _interrupt.after_fit(cb_list)
@@ -562,13 +566,13 @@ def _evaluate_feed(trainer, feed, *, steps=None, callbacks=None):
     """The loss and metrics over `feed` (its first `steps` batches if given), with the test
     hooks of `callbacks` (a CallbackList) once per block. Returns (logs, batches evaluated)."""
     model = trainer.model
-    state = trainer.state
     own_step = trainer.spec.keras_steps if model.overrides_test_step else None
     sums = None if own_step is not None else programs.zero_sums(trainer.spec, training=False)
     # Per-block logs cost a host sync per block: only when a callback reads them.
     batch_logs = callbacks is not None and callbacks.overrides("on_test_batch_end")
     if callbacks is not None:
         callbacks.on_test_begin()
+    state = trainer.state   # after on_test_begin: SwapEMAWeights puts the averages in it
     model.stop_evaluating = False
     done = 0
     for block in feed.blocks(None):

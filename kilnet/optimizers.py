@@ -6,9 +6,12 @@ are therefore written here as one fused Optax transformation following Keras's f
 (tests/test_optimizers.py checks one step against a NumPy transcription of Keras's update and
 a run against optax.adam). Nadam is written out the same way: Keras's keeps a momentum schedule
 (and its running product) that Optax's `nadam` does not have (tests/test_nadam.py compares
-training against Keras's). The learning rate lives in the optimizer state
+training against Keras's). So are Adafactor and Ftrl (Optax's adafactor is another variant;
+Optax has no FTRL); Lamb is Optax's scale_by_adam and scale_by_trust_ratio, with Keras's weight
+decay applied before the step (decay_first). tests/test_optimizers_keras_more.py compares each
+with Keras's own, step by step. The learning rate lives in the optimizer state
 (`optax.inject_hyperparams`), so callbacks such as ReduceLROnPlateau change it without a
-recompilation.
+recompilation. `serialize` / `deserialize` read and write Keras's optimizer configs.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 import optax
 from jax.extend import core as jax_core
 
+from kilnet import _names
 from kilnet import optimizers_schedules as schedules  # kilnet.optimizers.schedules, as Keras
 
 
@@ -188,6 +192,176 @@ def decoupled_weight_decay(learning_rate, weight_decay) -> optax.GradientTransfo
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
+def decay_first(inner, learning_rate, weight_decay) -> optax.GradientTransformation:
+    """Keras's `weight_decay` for the optimizers whose update reads the weights (Lamb's trust
+    ratio, Adafactor's weight scale, Ftrl's closed-form weights): Keras decays the variables
+    (`p <- p - lr * wd * p`) before the update step, so `inner` sees the decayed weights and
+    the decay is added to its update. With weight_decay None or 0, `inner` as it is.
+
+    Example:
+        >>> import jax.numpy as jnp, optax
+        >>> tx = decay_first(optax.scale_by_trust_ratio(), 0.1, 0.5)
+        >>> updates, _ = tx.update({"w": jnp.array([2.0])}, tx.init(None), {"w": jnp.array([4.0])})
+        >>> float(updates["w"][0])   # decay -0.1*0.5*4 = -0.2; step 2 * |3.8| / |2| = 3.8
+        3.5999999046325684
+    """
+    if not weight_decay:
+        return inner
+
+    def update(grads, state, params=None):
+        if params is None:
+            raise ValueError("weight_decay needs the parameters to decay them.")
+        decayed = jax.tree.map(lambda p: p - p * (weight_decay * learning_rate), params)
+        updates, state = inner.update(grads, state, decayed)
+        return jax.tree.map(lambda u, d, p: u + (d - p), updates, decayed, params), state
+
+    return optax.GradientTransformation(inner.init, update)
+
+
+def per_leaf(fn, tree, *others) -> tuple:
+    """`fn` over the leaves of `tree` and of the trees shaped like it, when `fn` returns a
+    tuple: a tuple of trees, one per output (jax.tree.map would give one tree of tuples, which
+    cannot be split apart where the params themselves hold tuples).
+
+    Example:
+        >>> per_leaf(lambda a, b: (a + b, a * b), {"x": 2, "y": 3}, {"x": 4, "y": 5})
+        ({'x': 6, 'y': 8}, {'x': 8, 'y': 15})
+    """
+    leaves, treedef = jax.tree.flatten(tree)
+    columns = zip(*(fn(*args) for args in zip(leaves, *(treedef.flatten_up_to(o)
+                                                         for o in others))))
+    return tuple(jax.tree.unflatten(treedef, list(column)) for column in columns)
+
+
+class KerasFtrlState(NamedTuple):
+    """Keras's Ftrl slots: the accumulated squared gradients and the linear term z."""
+
+    accumulator: Any
+    linear: Any
+
+
+def keras_ftrl(learning_rate, learning_rate_power=-0.5, initial_accumulator_value=0.1,
+               l1_regularization_strength=0.0, l2_regularization_strength=0.0,
+               l2_shrinkage_regularization_strength=0.0, beta=0.0):
+    """Keras's FTRL-proximal update (McMahan et al., 2013) as an Optax transformation; Optax
+    has no FTRL. With p = -lr_power, l2 = l2_regularization_strength + beta / (2 lr):
+
+    n' = n + g^2;  z <- z + (g + 2 * l2_shrinkage * w) - (n'^p - n^p) / lr * w
+    w <- (clip(z, -l1, l1) - z) / (n'^p / lr + 2 * l2)
+
+    (returned as the update w_new - w, the weights being assigned rather than stepped).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> tx = keras_ftrl(0.1, l1_regularization_strength=1.0)
+        >>> params = {"w": jnp.array([0.0, 0.0])}
+        >>> updates, state = tx.update({"w": jnp.array([0.5, 5.0])}, tx.init(params), params)
+        >>> [round(float(w), 4) for w in params["w"] + updates["w"]]   # |z| <= l1: w is 0
+        [0.0, -0.0798]
+    """
+    power = -learning_rate_power
+    l2 = l2_regularization_strength + beta / (2.0 * learning_rate)
+    l1 = l1_regularization_strength
+
+    def init(params):
+        return KerasFtrlState(
+            jax.tree.map(lambda p: jnp.full_like(p, initial_accumulator_value), params),
+            jax.tree.map(jnp.zeros_like, params))
+
+    def update(grads, state, params=None):
+        if params is None:
+            raise ValueError("Ftrl needs the parameters: its update is a closed form of them.")
+
+        def leaf(g, w, n, z):
+            n_new = n + g * g
+            z = z + (g + 2 * l2_shrinkage_regularization_strength * w) \
+                - (jnp.power(n_new, power) - jnp.power(n, power)) / learning_rate * w
+            quadratic = jnp.power(n_new, power) / learning_rate + 2 * l2
+            return (jnp.clip(z, -l1, l1) - z) / quadratic - w, n_new, z
+
+        updates, accumulator, linear = per_leaf(leaf, grads, params, state.accumulator,
+                                                state.linear)
+        return updates, KerasFtrlState(accumulator, linear)
+
+    return optax.GradientTransformation(init, update)
+
+
+class KerasAdafactorState(NamedTuple):
+    """Keras's Adafactor slots: per weight of rank >= 2 the running row means `r` (shape
+    [:-1]) and column means `c` (shape [:-2] + [-1:]) of the squared gradient, and the
+    velocity `v` they factor; for a weight of rank < 2, `r` and `c` are int32 zeros that Keras
+    keeps as placeholders, and `v` is a running mean of its own."""
+
+    count: jax.Array
+    r: Any
+    c: Any
+    v: Any
+
+
+def keras_adafactor(learning_rate, beta_2_decay=-0.8, epsilon_1=1e-30, epsilon_2=1e-3,
+                    clip_threshold=1.0, relative_step=True):
+    """Keras 3's Adafactor (Shazeer & Stern, 2018) as an Optax transformation. Optax's
+    `adafactor` differs in its decay schedule, where epsilon_1 enters, its factoring and its
+    clipping, so Keras's update is written out. With t the 1-based step:
+
+    rho = min(lr, 1 / sqrt(t));  alpha = max(epsilon_2, rms(w)) * rho
+    b = 1 - t^beta_2_decay;  s = g^2 + epsilon_1
+    rank >= 2: r <- b r + (1 - b) mean_last(s); c <- b c + (1 - b) mean_second_last(s);
+               v = (r / mean(r)) outer c;   rank < 2: v <- b v + (1 - b) s
+    u = g / sqrt(v);  w <- w - alpha * u / max(1, rms(u) / clip_threshold)
+
+    Keras caps the rate at 1/sqrt(t) whether or not relative_step is set (it takes that
+    minimum twice when it is), so relative_step, kept for the config, changes nothing here
+    either.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> tx = keras_adafactor(0.1)
+        >>> params = {"w": jnp.ones((2, 3)), "b": jnp.zeros(3)}
+        >>> state = tx.init(params)
+        >>> state.r["w"].shape, state.c["w"].shape, state.r["b"].dtype
+        ((2,), (3,), dtype('int32'))
+    """
+    del relative_step   # see the docstring: Keras's update does not depend on it
+
+    def rms(x):
+        return jnp.sqrt(jnp.mean(jnp.square(x)))
+
+    def init(params):
+        def factor(p, shape):
+            return jnp.zeros(shape, p.dtype) if p.ndim >= 2 else jnp.zeros((), jnp.int32)
+        return KerasAdafactorState(
+            jnp.zeros((), jnp.int32),
+            jax.tree.map(lambda p: factor(p, p.shape[:-1]), params),
+            jax.tree.map(lambda p: factor(p, p.shape[:-2] + p.shape[-1:]), params),
+            jax.tree.map(jnp.zeros_like, params))
+
+    def update(grads, state, params=None):
+        if params is None:
+            raise ValueError("Adafactor needs the parameters: its step scales with their rms.")
+        count = state.count + 1
+        t = count.astype(jnp.float32)
+        rho = jnp.minimum(learning_rate, 1 / jnp.sqrt(t))
+        b = 1 - jnp.power(t, beta_2_decay)
+
+        def leaf(g, w, r, c, v):
+            s = jnp.square(g) + epsilon_1
+            if w.ndim >= 2:
+                r = b * r + (1 - b) * jnp.mean(s, axis=-1)
+                c = b * c + (1 - b) * jnp.mean(s, axis=-2)
+                v = (r / jnp.mean(r, axis=-1, keepdims=True))[..., None] * c[..., None, :]
+            else:
+                v = b * v + (1 - b) * s
+            u = g / jnp.sqrt(v)
+            u = u / jnp.maximum(1.0, rms(u) / clip_threshold)
+            return -jnp.maximum(epsilon_2, rms(w)) * rho * u, r, c, v
+
+        updates, r, c, v = per_leaf(leaf, grads, params, state.r, state.c, state.v)
+        return updates, KerasAdafactorState(count, r, c, v)
+
+    return optax.GradientTransformation(init, update)
+
+
 def clip_by_tensor_norm(max_norm: float) -> optax.GradientTransformation:
     """Keras's `clipnorm`: each gradient tensor is clipped to its own L2 norm."""
 
@@ -200,15 +374,112 @@ def clip_by_tensor_norm(max_norm: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
+class MovingAverageState(NamedTuple):
+    """The optimizer's moving average of the trained weights (Keras's `use_ema`): the updates
+    applied so far (Keras's iterations) and the average, a tree shaped like the params."""
+
+    count: jax.Array
+    average: Any
+
+
+def moving_average_of_weights(momentum=0.99, overwrite_frequency=None):
+    """Keras's `use_ema` as the last Optax stage of an optimizer: after each update, with w the
+    updated weights, average <- m * average + (1 - m) * w, where m is `momentum` except at the
+    first update (0: the average starts at the weights); every `overwrite_frequency` updates
+    (None: never) the weights themselves are set to the average. Optax's `ema` averages the
+    updates, not the weights, so this is written out.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> tx = moving_average_of_weights(0.5)
+        >>> params = {"w": jnp.array([1.0])}
+        >>> _, state = tx.update({"w": jnp.array([1.0])}, tx.init(params), params)   # w: 2
+        >>> _, state = tx.update({"w": jnp.array([2.0])}, state, {"w": jnp.array([2.0])})
+        >>> float(state.average["w"][0])   # 0.5 * 2 + 0.5 * 4
+        3.0
+    """
+
+    def init(params):
+        return MovingAverageState(jnp.zeros((), jnp.int32), jax.tree.map(jnp.zeros_like, params))
+
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError("use_ema needs the parameters to average them.")
+        weights = optax.apply_updates(params, updates)
+        m = jnp.where(state.count == 0, 0.0, momentum)
+        average = jax.tree.map(lambda a, w: m * a + (1 - m) * w, state.average, weights)
+        if overwrite_frequency:
+            overwrite = (state.count + 1) % overwrite_frequency == 0
+            updates = jax.tree.map(lambda u, a, p: jnp.where(overwrite, a - p, u), updates,
+                                   average, params)
+        return updates, MovingAverageState(state.count + 1, average)
+
+    return optax.GradientTransformation(init, update)
+
+
+def moving_average_state(opt_state):
+    """The MovingAverageState inside an optimizer state (use_ema=True), or None."""
+    is_average = lambda s: isinstance(s, MovingAverageState)
+    found = [s for s in jax.tree.leaves(opt_state, is_leaf=is_average) if is_average(s)]
+    return found[0] if len(found) == 1 else None
+
+
+def swap_moving_average(params, opt_state):
+    """(the averaged weights, the state holding the weights instead of the average): what
+    SwapEMAWeights does before and after an evaluation (a second swap undoes the first).
+    Copies: a compiled step donates the state's buffers, and a buffer held twice cannot be.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> tx = moving_average_of_weights()
+        >>> params = {"w": jnp.array([1.0])}
+        >>> _, state = tx.update({"w": jnp.array([1.0])}, tx.init(params), params)
+        >>> swapped, state = swap_moving_average({"w": jnp.array([5.0])}, state)
+        >>> float(swapped["w"][0]), float(state.average["w"][0])
+        (2.0, 5.0)
+    """
+    found = moving_average_state(opt_state)
+    if found is None:
+        raise ValueError("This model's optimizer keeps no moving average of the weights: "
+                         "compile with an optimizer made with use_ema=True, e.g. "
+                         "kilnet.optimizers.SGD(use_ema=True). Received: an optimizer state "
+                         "without one")
+    copy = lambda tree: jax.tree.map(jnp.copy, tree)
+    swapped = found._replace(average=copy(params))
+    opt_state = jax.tree.map(lambda s: swapped if s is found else s, opt_state,
+                             is_leaf=lambda s: s is found)
+    return copy(found.average), opt_state
+
+
+def finalize_weights(params, opt_state):
+    """The weights a fit ends with, as Keras's finalize_variable_values: the moving average
+    where the optimizer keeps one (use_ema=True), else `params` unchanged."""
+    found = moving_average_state(opt_state)
+    return params if found is None else jax.tree.map(jnp.copy, found.average)
+
+
 class Optimizer:
-    """Base class: a named, configurable factory of an Optax transformation."""
+    """Base class: a named, configurable factory of an Optax transformation, with Keras's base
+    arguments: clipnorm, clipvalue, global_clipnorm, and use_ema / ema_momentum /
+    ema_overwrite_frequency (a moving average of the weights kept in the optimizer state, which
+    fit leaves in the model at its end and SwapEMAWeights swaps in for evaluation).
+
+    Example:
+        >>> import kilnet
+        >>> config = kilnet.optimizers.SGD(0.1, use_ema=True).get_config()
+        >>> config["use_ema"], config["ema_momentum"], config["ema_overwrite_frequency"]
+        (True, 0.99, None)
+    """
 
     name = "optimizer"
     defaults: dict[str, Any] = {}
 
     def __init__(self, learning_rate=0.001, *, clipnorm=None, clipvalue=None,
-                 global_clipnorm=None, **hyper):
+                 global_clipnorm=None, use_ema=False, ema_momentum=0.99,
+                 ema_overwrite_frequency=None, **hyper):
         _check_learning_rate(learning_rate)
+        if use_ema:   # checked only then, as Keras does
+            _check_ema(ema_momentum, ema_overwrite_frequency)
         for arg, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
                            ("global_clipnorm", global_clipnorm)):
             if value is not None and (not isinstance(value, (int, float)) or value <= 0):
@@ -223,6 +494,8 @@ class Optimizer:
         self._trainer = None  # set by compile(): where the rate in use lives
         self._learning_rate = learning_rate
         self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
+        self.use_ema, self.ema_momentum = bool(use_ema), ema_momentum
+        self.ema_overwrite_frequency = ema_overwrite_frequency
         self.hyper = {**self.defaults, **hyper}
 
     def attach(self, trainer) -> None:
@@ -271,6 +544,9 @@ class Optimizer:
         if self.global_clipnorm is not None:
             parts.append(optax.clip_by_global_norm(self.global_clipnorm))
         parts.append(optax.inject_hyperparams(self.core)(learning_rate=self.learning_rate))
+        if self.use_ema:
+            parts.append(moving_average_of_weights(self.ema_momentum,
+                                                   self.ema_overwrite_frequency))
         return optax.chain(*parts)
 
     def get_config(self) -> dict:
@@ -280,6 +556,9 @@ class Optimizer:
         for key in ("clipnorm", "clipvalue", "global_clipnorm"):
             if getattr(self, key) is not None:
                 config[key] = getattr(self, key)
+        if self.use_ema:
+            config.update(use_ema=True, ema_momentum=self.ema_momentum,
+                          ema_overwrite_frequency=self.ema_overwrite_frequency)
         return config
 
     @classmethod
@@ -430,6 +709,90 @@ class Lion(Optimizer):
                           weight_decay=h["weight_decay"] or 0.0)
 
 
+class Lamb(Optimizer):
+    """Keras's Lamb (You et al., 2019: Adam's step scaled per weight by the trust ratio
+    ||w|| / ||step||), with Keras's arguments and defaults. Optax's scale_by_adam and
+    scale_by_trust_ratio are Keras's update; Keras's weight decay precedes it (decay_first), where
+    Optax's lamb adds the decay to the step before the trust ratio.
+
+    Example:
+        >>> import kilnet
+        >>> kilnet.optimizers.get("lamb").hyper
+        {'beta_1': 0.9, 'beta_2': 0.999, 'epsilon': 1e-07, 'weight_decay': None}
+    """
+
+    name = "lamb"
+    defaults = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "weight_decay": None}
+
+    def core(self, learning_rate):
+        h = self.hyper
+        step = optax.chain(optax.scale_by_adam(h["beta_1"], h["beta_2"], h["epsilon"]),
+                           optax.scale_by_trust_ratio(),
+                           optax.scale_by_learning_rate(learning_rate))
+        return decay_first(step, learning_rate, h["weight_decay"])
+
+
+class Adafactor(Optimizer):
+    """Keras's Adafactor (Shazeer & Stern, 2018: second moments factored into row and column
+    means, steps scaled by the weights' rms), update for update (`keras_adafactor`), with
+    Keras's arguments and defaults.
+
+    Example:
+        >>> import kilnet
+        >>> opt = kilnet.optimizers.Adafactor(clip_threshold=0.5)
+        >>> opt.hyper["beta_2_decay"], opt.hyper["clip_threshold"], opt.hyper["relative_step"]
+        (-0.8, 0.5, True)
+    """
+
+    name = "adafactor"
+    defaults = {"beta_2_decay": -0.8, "epsilon_1": 1e-30, "epsilon_2": 1e-3,
+                "clip_threshold": 1.0, "relative_step": True, "weight_decay": None}
+
+    def core(self, learning_rate):
+        h = {k: v for k, v in self.hyper.items() if k != "weight_decay"}
+        # A chain of one: the state sits at [0], as for the other optimizers (keras_files).
+        return decay_first(optax.chain(keras_adafactor(learning_rate, **h)), learning_rate,
+                           self.hyper["weight_decay"])
+
+
+class Ftrl(Optimizer):
+    """Keras's Ftrl (follow the regularized leader, McMahan et al., 2013), update for update
+    (`keras_ftrl`), with Keras's arguments, defaults and checks.
+
+    Example:
+        >>> import kilnet
+        >>> kilnet.optimizers.Ftrl(learning_rate_power=0.5)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: Ftrl's learning_rate_power must be zero or negative ... Received: learning_rate_power=0.5
+    """
+
+    name = "ftrl"
+    defaults = {"learning_rate_power": -0.5, "initial_accumulator_value": 0.1,
+                "l1_regularization_strength": 0.0, "l2_regularization_strength": 0.0,
+                "l2_shrinkage_regularization_strength": 0.0, "beta": 0.0,
+                "weight_decay": None}
+
+    def __init__(self, learning_rate=0.001, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        h = self.hyper
+        if h["learning_rate_power"] > 0:
+            raise ValueError("Ftrl's learning_rate_power must be zero or negative (0 keeps the "
+                             f"rate fixed). Received: learning_rate_power="
+                             f"{h['learning_rate_power']}")
+        for key in ("initial_accumulator_value", "l1_regularization_strength",
+                    "l2_regularization_strength", "l2_shrinkage_regularization_strength"):
+            if h[key] < 0:
+                raise ValueError(f"Ftrl's {key} must be zero or positive. Received: "
+                                 f"{key}={h[key]}")
+
+    def core(self, learning_rate):
+        h = {k: v for k, v in self.hyper.items() if k != "weight_decay"}
+        # A chain of one: the state sits at [0], as for the other optimizers (keras_files).
+        return decay_first(optax.chain(keras_ftrl(learning_rate, **h)), learning_rate,
+                           self.hyper["weight_decay"])
+
+
 def _with_decay(parts, learning_rate, weight_decay):
     if weight_decay:
         parts = parts + [decoupled_weight_decay(learning_rate, weight_decay)]
@@ -437,20 +800,123 @@ def _with_decay(parts, learning_rate, weight_decay):
 
 
 OPTIMIZER_TYPES = {cls.__name__: cls for cls in (Adam, AdamW, SGD, RMSprop, Adagrad, Nadam,
-                                                 Adamax, Adadelta, Lion)}
+                                                 Adamax, Adadelta, Lion, Lamb, Adafactor,
+                                                 Ftrl)}
 _BY_NAME = {cls.name: cls for cls in OPTIMIZER_TYPES.values()}
 
 
 def get(identifier):
-    """Resolve a name, a kilnet Optimizer, or any Optax GradientTransformation."""
+    """Resolve a name ("adam"), a config (see deserialize), a kilnet Optimizer, or any Optax
+    GradientTransformation.
+
+    Example:
+        >>> from kilnet import optimizers
+        >>> type(optimizers.get("ftrl")).__name__, optimizers.get(
+        ...     {"class_name": "Lamb", "config": {"learning_rate": 0.01}}).learning_rate
+        ('Ftrl', 0.01)
+    """
     if isinstance(identifier, (Optimizer, optax.GradientTransformation)):
         return identifier
+    if isinstance(identifier, dict):   # a config, as Keras's get takes
+        return deserialize(identifier)
     if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
         return _BY_NAME[identifier.lower()]()
     raise ValueError(
         f"Unknown optimizer: expected one of {sorted(_BY_NAME)}, a kilnet.optimizers object or "
         f"an optax.GradientTransformation. Received: optimizer={identifier!r}"
     )
+
+
+# -- Keras's optimizer configs: serialize / deserialize ------------------------------------------
+# Keras's base-optimizer settings in its configs' order, each at the value that leaves the
+# update as kilnet computes it; a config with one of them at that value asks nothing of kilnet.
+KERAS_BASE_CONFIG = {"weight_decay": None, "clipnorm": None, "global_clipnorm": None,
+                     "clipvalue": None, "use_ema": False, "ema_momentum": 0.99,
+                     "ema_overwrite_frequency": None, "loss_scale_factor": None,
+                     "gradient_accumulation_steps": None}
+# Settings Keras's config has and kilnet's optimizer lacks, at the only value kilnet computes.
+_KERAS_ONLY = {"Adam": {"amsgrad": False}, "AdamW": {"amsgrad": False}}
+
+
+def serialize(optimizer) -> dict:
+    """An optimizer's config as `keras.optimizers.serialize` gives it: {"module":
+    "keras.optimizers", "class_name", "config" (every key Keras writes, a schedule as its own
+    entry), "registered_name": None}.
+
+    Example:
+        >>> from kilnet import optimizers
+        >>> entry = optimizers.serialize(optimizers.SGD(0.1, momentum=0.9))
+        >>> config = entry["config"]
+        >>> entry["module"], entry["class_name"], config["name"], config["momentum"]
+        ('keras.optimizers', 'SGD', 'sgd', 0.9)
+    """
+    name = type(optimizer).__name__
+    if not isinstance(optimizer, Optimizer) or OPTIMIZER_TYPES.get(name) is not type(optimizer):
+        raise ValueError("serialize takes one of kilnet.optimizers' optimizer classes (an Optax "
+                         f"transformation has no Keras config). Received: {optimizer!r:.100}")
+    own = optimizer.get_config()
+    rate = own.pop("learning_rate")
+    # Keras's default name is the class's in snake case ("adam_w", "rm_sprop").
+    # Keras reads its rate back from a float32 variable (0.1 -> 0.10000000149011612), as
+    # kilnet's compiled step holds it.
+    config = {"name": _names.snake_case(name),
+              "learning_rate": _schedule_entry(rate) if isinstance(rate, dict)
+              else float(np.float32(rate)),
+              **KERAS_BASE_CONFIG, **own, **_KERAS_ONLY.get(name, {})}
+    return {"module": "keras.optimizers", "class_name": name, "config": config,
+            "registered_name": None}
+
+
+def _schedule_entry(entry):
+    """schedules.serialize's {"class_name", "config"} in Keras's form: Keras's own schedules
+    under keras.optimizers.schedules, a registered class of yours under its registered name."""
+    if entry["class_name"] in schedules.SCHEDULES:
+        return {"module": "keras.optimizers.schedules", **entry, "registered_name": None}
+    return {"module": None, "class_name": entry["class_name"].split(">")[-1],
+            "config": entry["config"], "registered_name": entry["class_name"]}
+
+
+def deserialize(config) -> Optimizer:
+    """The optimizer a config describes: Keras's `serialize` form ({"module", "class_name",
+    "config", "registered_name"}) or the plain {"class_name", "config"}, the class name in any
+    case ("adam" or "Adam"), a learning-rate schedule inside as its own entry. Keras's settings
+    at their neutral values (`KERAS_BASE_CONFIG`, `name`) are accepted and dropped.
+
+    Example:
+        >>> from kilnet import optimizers
+        >>> opt = optimizers.deserialize({"class_name": "adam", "config": {"learning_rate": 0.01,
+        ...                                                              "use_ema": False}})
+        >>> type(opt).__name__, opt.learning_rate
+        ('Adam', 0.01)
+    """
+    if not isinstance(config, dict) or not isinstance(config.get("class_name"), str) \
+            or not isinstance(config.get("config", {}), dict):
+        raise ValueError("deserialize takes {'class_name': ..., 'config': {...}} (as "
+                         f"serialize gives). Received: config={config!r:.120}")
+    cls = _BY_NAME.get(config["class_name"].lower())
+    if cls is None:
+        raise ValueError(f"Unknown optimizer class_name: expected one of "
+                         f"{sorted(OPTIMIZER_TYPES)} (in any case). Received: "
+                         f"class_name={config['class_name']!r}")
+    kwargs = {}
+    accepted = {"learning_rate", "clipnorm", "clipvalue", "global_clipnorm", "use_ema",
+                "ema_momentum", "ema_overwrite_frequency", *cls.defaults}
+    neutral = {**KERAS_BASE_CONFIG, **_KERAS_ONLY.get(cls.__name__, {})}
+    for key, value in (config.get("config") or {}).items():
+        if key in accepted:
+            kwargs[key] = value
+        elif key in neutral and value != neutral[key]:
+            raise ValueError(f"kilnet's {cls.__name__} has no {key} other than "
+                             f"{neutral[key]!r}; leave it out of the config. Received: "
+                             f"{key}={value!r}")
+        elif key not in neutral and key != "name":
+            kwargs[key] = value   # the constructor names what it does not know
+    rate = kwargs.get("learning_rate")
+    if isinstance(rate, dict):
+        kwargs["learning_rate"] = schedules.deserialize(
+            {"class_name": rate.get("registered_name") or rate.get("class_name"),
+             "config": rate.get("config") or {}})
+    return cls(**kwargs)
 
 
 def upgrade_saved_state(optimizer, tensors: dict) -> dict:
@@ -509,6 +975,18 @@ def keeps_non_finite(optimizer) -> bool:
 
 def transformation(optimizer) -> optax.GradientTransformation:
     return optimizer.build() if isinstance(optimizer, Optimizer) else optimizer
+
+
+def _check_ema(momentum, overwrite_frequency):
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) \
+            or not 0 <= momentum <= 1:
+        raise ValueError("ema_momentum must be a number in [0, 1], e.g. 0.99. Received: "
+                         f"ema_momentum={momentum!r}")
+    if overwrite_frequency is not None and (isinstance(overwrite_frequency, bool) or not
+                                            isinstance(overwrite_frequency, int)
+                                            or overwrite_frequency < 1):
+        raise ValueError("ema_overwrite_frequency must be an integer >= 1 or None. Received: "
+                         f"ema_overwrite_frequency={overwrite_frequency!r}")
 
 
 def _check_learning_rate(value):

@@ -47,6 +47,7 @@ MODULES = ["kilnet._small_objects", "kilnet.constraints", "kilnet.metrics", "kil
            "kilnet._names", "kilnet._safefile", "kilnet.checkpoint", "kilnet.saving",
            "kilnet.mixed_precision", "kilnet.loss_scale", "kilnet.dtype_policies",
            "kilnet.optimizers", "kilnet.initializers", "kilnet.optimizers_schedules",
+           "kilnet.callbacks._ema",
            "kilnet.config", "kilnet.backend"]
 
 

@@ -25,6 +25,9 @@ ALL_OPTIMIZERS = [
     optimizers.SGD(0.1, global_clipnorm=1.0),
     optimizers.Adamax(), optimizers.Adamax(weight_decay=0.1), optimizers.Adadelta(),
     optimizers.Adadelta(weight_decay=0.1), optimizers.Lion(), optimizers.Lion(weight_decay=0.1),
+    optimizers.Lamb(), optimizers.Lamb(weight_decay=0.1), optimizers.Adafactor(),
+    optimizers.Adafactor(weight_decay=0.1), optimizers.Ftrl(),
+    optimizers.Ftrl(l1_regularization_strength=0.1, weight_decay=0.1),
 ]
 
 

@@ -9,9 +9,10 @@ from kilnet.callbacks._base import (
 )
 from kilnet.callbacks._checkpoint import BackupAndRestore, ModelCheckpoint
 from kilnet.callbacks._early_stopping import EarlyStopping
+from kilnet.callbacks._ema import SwapEMAWeights
 from kilnet.callbacks._loggers import CSVLogger, TensorBoard
 from kilnet.callbacks._lr import LearningRateScheduler, ReduceLROnPlateau
 
 __all__ = ["BackupAndRestore", "CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History",
            "LambdaCallback", "LearningRateScheduler", "ModelCheckpoint", "ReduceLROnPlateau",
-           "TensorBoard", "TerminateOnNaN"]
+           "SwapEMAWeights", "TensorBoard", "TerminateOnNaN"]

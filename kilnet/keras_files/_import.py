@@ -184,8 +184,9 @@ def restore_optimizer(trainer, weights):
                       f"{len(shapes)}; training continues from a fresh optimizer state.",
                       stacklevel=4)
         return
+    # Scalars may be integers: the step count, and Adafactor's int32 placeholders.
     arrays = [weights.read(f"{_opt_layout.PREFIX}{i}", shape, np.float32,
-                           kinds=("f", "i", "u") if i == 0 else ("f",))
+                           kinds=("f", "i", "u") if shape == () else ("f",))
               for i, shape in enumerate(shapes)]
     if not (0 <= arrays[0] < 2**31 and (not fixed or (np.isfinite(arrays[1])
                                                         and arrays[1] > 0))):
@@ -205,7 +206,7 @@ def _loss_weights(value):
 
 
 _OPTIMIZER_NEUTRAL = {"weight_decay": (None,), "clipnorm": (None,), "global_clipnorm": (None,),
-                      "clipvalue": (None,), "use_ema": (False,), "ema_momentum": "any",
+                      "clipvalue": (None,), "use_ema": (False,), "ema_momentum": (0.99,),
                       "ema_overwrite_frequency": (None,), "loss_scale_factor": (None,),
                       "gradient_accumulation_steps": (None,), "name": "any",
                       "amsgrad": (False,), "nesterov": (False,), "centered": (False,)}

@@ -6,10 +6,13 @@ trainable variable's slots in the model's trainable-variable order, e.g. Adam's 
 velocity interleaved per variable), while kilnet keeps them as Optax state trees shaped like the
 params. This table maps one to the other for the optimizers whose update kilnet computes exactly
 as Keras does (SGD with or without momentum, Adam, AdamW, RMSprop with or without momentum and
-centering, Adagrad, Nadam), so a model trained a few steps in one continues in the other as it
-would have. A state that cannot be mapped is left out with a warning, and training starts from a
-fresh state. Nadam has one variable more, after all the slots: `u_product`, the running product
-of its momentum schedule (Keras makes it after its momentums and velocities).
+centering, Adagrad, Nadam, Adamax, Adadelta, Lion, Lamb, Ftrl, Adafactor), so a model trained a
+few steps in one continues in the other as it would have. A state that cannot be mapped is left
+out with a warning, and training starts from a fresh state. Nadam has one variable more, after
+all the slots: `u_product`, the running product of its momentum schedule (Keras makes it after
+its momentums and velocities). With use_ema, the weights' moving averages come first, one per
+trainable variable, before any slot. Adafactor's slots are not shaped like the weights: a row
+and a column mean per weight of rank >= 2, int32 scalar placeholders for the others.
 
 kilnet's SGD keeps Optax's trace t (t <- g + momentum * t, step -lr * t); Keras keeps
 m <- momentum * m - lr * g, so m = -lr * t while the learning rate is constant.
@@ -75,7 +78,12 @@ def slot_names(optimizer) -> list:
 # {optimizer: {Keras's slot: the field of the first state of kilnet's chain}}.
 KERAS_SLOTS = {"Adamax": {"momentum": "mu", "norm": "nu"},
                "Adadelta": {"accumulated_grad": "e_g", "accumulated_delta_var": "e_x"},
-               "Lion": {"momentum": "mu"}}
+               "Lion": {"momentum": "mu"},
+               "Lamb": {"momentum": "mu", "velocity": "nu"},
+               "Ftrl": {"accumulator": "accumulator", "linear": "linear"},
+               # Adafactor's factored row and column means (Keras names them after the weight)
+               # and its velocity; for a weight of rank < 2, r and c are int32 placeholders.
+               "Adafactor": {"r": "r", "c": "c", "velocity": "v"}}
 
 
 def scalar_names(optimizer) -> list:
@@ -127,7 +135,8 @@ def _with_slot_trees(optimizer, inner, trees, count, scalars=()):
     if not trees:
         return inner
     if name in KERAS_SLOTS:
-        first = inner[0]._replace(**dict(zip(KERAS_SLOTS[name].values(), trees)))
+        first = inner[0]._replace(**{field: _like(tree, getattr(inner[0], field))
+                                     for field, tree in zip(KERAS_SLOTS[name].values(), trees)})
         if "count" in first._fields:   # Adamax's and Lion's own step count
             first = first._replace(count=jnp.asarray(count, first.count.dtype))
         return (first,) + tuple(inner[1:])
@@ -139,6 +148,12 @@ def _with_slot_trees(optimizer, inner, trees, count, scalars=()):
         return (scale,) + tuple(inner[1:2]) + (trace,) + tuple(inner[3:])
     field = {"SGD": "trace", "Adagrad": "sum_of_squares"}[name]
     return (inner[0]._replace(**{field: trees[0]}),) + tuple(inner[1:])
+
+
+def _like(tree, old):
+    """`tree` in the dtypes of `old`, the state it replaces: the file's slots come as float32,
+    Adafactor's placeholders are int32 in both libraries, and a changed dtype would retrace."""
+    return jax.tree.map(lambda new, was: jnp.asarray(new, was.dtype), tree, old)
 
 
 def _interleaved(optimizer) -> bool:
@@ -181,19 +196,32 @@ def export_arrays(trainer) -> list:
                 for n, values in zip(names, per_slot)]
     arrays = [np.asarray(inject.count, np.int32)] + (
         [np.asarray(lr, np.float32)] if has_rate_variable(trainer.optimizer) else [])
-    arrays.extend(np.asarray(v, np.float32) for v in _ordered(trainer.optimizer, per_slot))
+    averages = optimizers_lib.moving_average_state(trainer.state.opt_state)
+    if averages is not None:   # use_ema: Keras makes the averages first, one per variable
+        arrays.extend(np.asarray(v, np.float32) for v in adapter.trainable_list(
+            averages.average))
+    arrays.extend(np.asarray(v, _keras_dtype(v)) for v in _ordered(trainer.optimizer, per_slot))
     arrays.extend(np.asarray(getattr(inject.inner_state, name), np.float32)
                   for name in scalar_names(trainer.optimizer))
     return [np.asarray(a) for a in jax.device_get(arrays)]
 
 
+def _keras_dtype(value):
+    """Keras's dtype of a slot: float32, or int32 for Adafactor's placeholders."""
+    return np.int32 if jnp.issubdtype(value.dtype, jnp.integer) else np.float32
+
+
 def expected_shapes(trainer) -> list:
-    """The shapes `import_arrays` needs, in order (for checking a file before reading it)."""
-    names = slot_names(trainer.optimizer)
-    shapes = [tuple(np.shape(v)) for v in KerasState(trainer).trainable_list(
-        trainer.state.params)]
+    """The shapes `import_arrays` needs, in order (for checking a file before reading it):
+    those of the state's own slots, which are the weights' shapes except Adafactor's factors
+    (a row and a column mean) and placeholders (scalars)."""
+    adapter = KerasState(trainer)
+    trees = _slot_trees(trainer.optimizer, _inject(trainer.state.opt_state).inner_state)
+    per_slot = [[tuple(np.shape(v)) for v in adapter.trainable_list(tree)] for tree in trees]
     head = [(), ()] if has_rate_variable(trainer.optimizer) else [()]
-    return head + _ordered(trainer.optimizer, [shapes for _ in names]) + [
+    if optimizers_lib.moving_average_state(trainer.state.opt_state) is not None:
+        head += [tuple(np.shape(v)) for v in adapter.trainable_list(trainer.state.params)]
+    return head + _ordered(trainer.optimizer, per_slot) + [
         () for _ in scalar_names(trainer.optimizer)]
 
 
@@ -206,6 +234,16 @@ def import_arrays(trainer, arrays):
     count = int(arrays[0])
     lr = float(arrays[1]) if fixed else float(trainer.optimizer.learning_rate(count))
     n_scalars, head = len(scalar_names(trainer.optimizer)), 2 if fixed else 1
+    adapter = KerasState(trainer)
+    averages = optimizers_lib.moving_average_state(state.opt_state)
+    if averages is not None:   # use_ema: the averages come first (see export_arrays)
+        n_averages = len(adapter.trainable_list(state.params))
+        new_averages = averages._replace(
+            count=jnp.asarray(count, averages.count.dtype), average=_like(
+                adapter.trainable_tree(state, [jnp.asarray(v) for v in
+                                               arrays[head:head + n_averages]]),
+                averages.average))
+        head += n_averages
     per_var, scalars = arrays[head:len(arrays) - n_scalars], arrays[len(arrays) - n_scalars:]
     n_vars = len(per_var) // max(len(names), 1)
     trees = []
@@ -215,7 +253,7 @@ def import_arrays(trainer, arrays):
         values = _keras_sign(trainer.optimizer, name, [jnp.asarray(v) for v in values], lr)
         if type(trainer.optimizer).__name__ == "SGD":
             values = [-v / lr for v in values]   # Keras's m = -lr * kilnet's trace
-        trees.append(KerasState(trainer).trainable_tree(state, values))
+        trees.append(adapter.trainable_tree(state, values))
     inner = _with_slot_trees(trainer.optimizer, inject.inner_state, trees, count, scalars)
     new_inject = inject._replace(
         count=jnp.asarray(count, inject.count.dtype), inner_state=inner,
@@ -227,8 +265,11 @@ def import_arrays(trainer, arrays):
         new_inject = new_inject._replace(hyperparams_states={
             name: _at_step(schedule_state, count)
             for name, schedule_state in inject.hyperparams_states.items()})
-    opt_state = jax.tree.map(lambda s: new_inject if s is inject else s, state.opt_state,
-                             is_leaf=lambda s: s is inject)
+    replaced = {id(inject): new_inject}
+    if averages is not None:
+        replaced[id(averages)] = new_averages
+    opt_state = jax.tree.map(lambda s: replaced.get(id(s), s), state.opt_state,
+                             is_leaf=lambda s: id(s) in replaced)
     trainer.state = state._replace(opt_state=opt_state)
     if fixed:
         trainer.optimizer.learning_rate = lr
