@@ -57,7 +57,7 @@ _SUBMODULES = (
     "distribution",
     "dtype_policies", "errors", "initializers", "insight", "layers", "losses", "metrics",
     "mixed_precision", "models", "ops",
-    "optimizers", "optimizers_schedules", "plot", "preprocessing", "random", "regularizers",
+    "optimizers", "plot", "preprocessing", "random", "regularizers",
     "report", "saving",
     "utils", "variables",
 )

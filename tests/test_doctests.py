@@ -46,7 +46,7 @@ MODULES = ["kilnet._small_objects", "kilnet.constraints", "kilnet.metrics", "kil
            "kilnet.datasets._sequences", "kilnet.datasets._tabular",
            "kilnet._names", "kilnet._safefile", "kilnet.checkpoint", "kilnet.saving",
            "kilnet.mixed_precision", "kilnet.loss_scale", "kilnet.dtype_policies",
-           "kilnet.optimizers", "kilnet.initializers", "kilnet.optimizers_schedules",
+           "kilnet.optimizers", "kilnet.initializers", "kilnet.optimizers.schedules",
            "kilnet.callbacks._ema",
            "kilnet.config", "kilnet.backend"]
 

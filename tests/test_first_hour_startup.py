@@ -51,7 +51,7 @@ def test_from_import_works_for_every_public_name_in_a_fresh_process():
 
 def test_submodules_reachable_before_as_attributes_still_are():
     # These were attributes of kilnet after `import kilnet` before it became lazy.
-    for name in ("saving", "errors", "checkpoint", "variables", "optimizers_schedules",
+    for name in ("saving", "errors", "checkpoint", "variables",
                  "constraints", "plot"):
         assert getattr(kilnet, name).__name__ == f"kilnet.{name}"
 

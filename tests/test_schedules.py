@@ -158,3 +158,11 @@ def test_bad_schedules_are_refused():
         schedules.deserialize({"class_name": "os.system", "config": {}})
     with pytest.raises(ValueError, match="a plain function cannot"):
         kilnet.optimizers.SGD(learning_rate=lambda step: 0.1).get_config()
+
+
+def test_schedules_import_as_a_module_the_keras_way():
+    from kilnet.optimizers.schedules import CosineDecay, ExponentialDecay
+
+    import kilnet.optimizers.schedules as schedules_module
+    assert ExponentialDecay is kilnet.optimizers.schedules.ExponentialDecay
+    assert CosineDecay.__module__ == schedules_module.__name__ == "kilnet.optimizers.schedules"

@@ -27,7 +27,7 @@ import optax
 from jax.extend import core as jax_core
 
 from kilnet import _names
-from kilnet import optimizers_schedules as schedules  # kilnet.optimizers.schedules, as Keras
+from kilnet.optimizers import schedules  # kilnet.optimizers.schedules, as in Keras
 
 
 class KerasAdamState(NamedTuple):
