@@ -97,8 +97,9 @@ def class_named(name, builtins: dict, base: type):
 
 def from_config_entry(config, builtins: dict, base: type, what: str):
     """The object a {"class_name", "config"} entry describes: a class of `builtins` or a
-    registered subclass of `base` (class_named), made by its from_config; ValueError naming
-    `what` otherwise. Nothing else is created.
+    registered subclass of `base` (class_named; Keras's entries name one in
+    "registered_name"), made by its from_config; ValueError naming `what` otherwise. Nothing
+    else is created.
 
     Example:
         >>> class Box:
@@ -114,7 +115,7 @@ def from_config_entry(config, builtins: dict, base: type, what: str):
     if not isinstance(config, dict) or not isinstance(config.get("config", {}), dict):
         raise ValueError(f"A {what}'s config is {{'class_name': ..., 'config': {{...}}}}. "
                          f"Received: {config!r:.100}")
-    name = config.get("class_name")
+    name = config.get("registered_name") or config.get("class_name")
     cls = class_named(name, builtins, base)
     if cls is None:
         raise ValueError(f"Unknown {what} {name!r:.100}: expected one of {sorted(builtins)} "
@@ -125,3 +126,29 @@ def from_config_entry(config, builtins: dict, base: type, what: str):
     except TypeError as error:
         raise ValueError(f"The {what} {name} has an invalid config: {error}") from None
 
+
+
+def to_config_entry(obj, builtins: dict, module: str, what: str) -> dict:
+    """Keras's entry for an object: {"module", "class_name", "config", "registered_name"},
+    for one of `builtins` (under Keras's `module`) or a registered class (under its
+    registered name); ValueError naming `what` otherwise (nothing else could be rebuilt).
+
+    Example:
+        >>> class Box:
+        ...     def get_config(self):
+        ...         return {"size": 1}
+        >>> entry = to_config_entry(Box(), {"Box": Box}, "keras.boxes", "box")
+        >>> entry["module"], entry["class_name"], entry["config"], entry["registered_name"]
+        ('keras.boxes', 'Box', {'size': 1}, None)
+    """
+    cls = type(obj)
+    if builtins.get(cls.__name__) is cls:
+        return {"module": module, "class_name": cls.__name__, "config": obj.get_config(),
+                "registered_name": None}
+    registered = name_of(cls)
+    if registered is None:
+        raise ValueError(f"Only kilnet's {what} classes and classes registered with "
+                         "@kilnet.saving.register_serializable() can be written to a config. "
+                         f"Received: {obj!r:.100}")
+    return {"module": None, "class_name": cls.__name__, "config": obj.get_config(),
+            "registered_name": registered}

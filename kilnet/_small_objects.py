@@ -9,6 +9,8 @@ import.
 
 from __future__ import annotations
 
+from kilnet import _registry
+
 _CONFIG_KEYS = {"class_name", "config", "module", "registered_name"}
 
 
@@ -90,3 +92,27 @@ def serialize(obj, by_name: dict, base: type) -> dict | None:
                          "function or your own class cannot be rebuilt from a file. "
                          f"Received: {obj!r}")
     return {"class_name": type(obj).__name__, "config": obj.get_config()}
+
+
+def deserialize(config, by_name: dict, base: type, what: str):
+    """The object a config describes, as Keras's `deserialize`: a name ("max_norm"), a
+    {"class_name", "config"} entry with or without Keras's "module" / "registered_name", of
+    one of the module's classes or a registered subclass of `base`.
+
+    >>> class Box:
+    ...     def __init__(self, size=1):
+    ...         self.size = size
+    ...     @classmethod
+    ...     def from_config(cls, config):
+    ...         return cls(**config)
+    >>> deserialize({"module": "keras.boxes", "class_name": "Box", "config": {"size": 3},
+    ...              "registered_name": None}, {"Box": Box}, Box, "box").size
+    3
+    """
+    if isinstance(config, str):
+        if config not in by_name:
+            raise ValueError(f"Unknown {what} {config!r}: expected one of {sorted(by_name)} or "
+                             f"a config {{'class_name': ..., 'config': {{...}}}}. Received: "
+                             f"config={config!r:.100}")
+        return by_name[config]()
+    return _registry.from_config_entry(config, by_name, base, what)

@@ -119,6 +119,9 @@ def swish(x):
     return jax.nn.silu(x)
 
 
+silu = swish  # Keras's name for it, and the one its configs write
+
+
 def relu6(x):
     """min(max(x, 0), 6).
 
@@ -147,6 +150,9 @@ def hard_silu(x):
         [-0.0, 1.125, 4.0]
     """
     return jax.nn.hard_silu(x)
+
+
+hard_swish = hard_silu  # Keras's other name for it
 
 
 def hard_tanh(x):
@@ -302,6 +308,33 @@ def sparsemax(x):
     return jnp.maximum(x - tau, 0)
 
 
+def glu(x, axis=-1):
+    """Gated linear unit (Dauphin et al., 2017): x split in halves a, b along `axis`, then
+    a * sigmoid(b); the axis must have an even size, and the result has half of it.
+
+    Example:
+        >>> glu(jnp.array([2.0, 0.0])).tolist()
+        [1.0]
+    """
+    x = jnp.asarray(x)
+    size = x.shape[axis] if -x.ndim <= axis < x.ndim else None
+    if size is None or size % 2:
+        raise ValueError(f"glu splits axis {axis} into two halves: it needs an axis of even "
+                         f"size. Received: x.shape={x.shape}, axis={axis}")
+    return jax.nn.glu(x, axis=axis)
+
+
+def threshold(x, threshold, default_value):
+    """x where x > threshold, else default_value.
+
+    Example:
+        >>> threshold(jnp.array([-1.0, 0.5, 2.0]), 0.5, -9.0).tolist()
+        [-9.0, -9.0, 2.0]
+    """
+    x = jnp.asarray(x)
+    return jnp.where(x > threshold, x, jnp.asarray(default_value, x.dtype))
+
+
 _BY_NAME: dict[str, Callable] = {
     "linear": linear,
     "relu": relu,
@@ -386,3 +419,41 @@ def name_of(fn: Callable) -> str | None:
         if known is fn:
             return name
     return None
+
+
+# Every Keras activation by name, those a layer does not take (glu, threshold) included.
+_FUNCTIONS: dict[str, Callable] = {**_BY_NAME, "glu": glu, "threshold": threshold}
+
+
+def serialize(activation) -> str:
+    """An activation as Keras's configs write it: its name ("silu" for swish, "hard_silu"
+    for hard_swish).
+
+    Example:
+        >>> serialize(swish), serialize(glu)
+        ('silu', 'glu')
+    """
+    for name, known in _FUNCTIONS.items():
+        if known is activation:
+            return name
+    raise ValueError("serialize takes one of kilnet.activations' functions (a config stores "
+                     f"activations by name). Received: activation={activation!r:.100}")
+
+
+def deserialize(config) -> Callable:
+    """The activation function a config names: a name ("silu", "swish", "glu"), or Keras's
+    entry for a function ({"class_name": "function", "config": "relu", ...}).
+
+    Example:
+        >>> deserialize("swish") is silu, deserialize({"module": "keras.activations",
+        ...     "class_name": "function", "config": "glu", "registered_name": None}) is glu
+        (True, True)
+    """
+    name = config
+    if isinstance(config, dict) and config.get("class_name") == "function":
+        name = config.get("config")
+    if not isinstance(name, str) or name not in _FUNCTIONS:
+        raise ValueError(f"Unknown activation: expected one of {sorted(_FUNCTIONS)}, or "
+                         "{'class_name': 'function', 'config': <one of them>}. Received: "
+                         f"config={config!r:.100}")
+    return _FUNCTIONS[name]

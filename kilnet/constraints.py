@@ -172,6 +172,20 @@ def serialize(constraint) -> dict | None:
     return _small_objects.serialize(constraint, _BY_NAME, Constraint)
 
 
+def deserialize(config) -> Constraint:
+    """The constraint a config names, as Keras's `constraints.deserialize`: a name, a
+    {"class_name", "config"} entry (Keras's own, with "module", too) of kilnet's classes or a
+    registered Constraint subclass.
+
+    Example:
+        >>> from kilnet import constraints
+        >>> constraints.deserialize({"module": "keras.constraints", "class_name": "MaxNorm",
+        ...                          "config": {"max_value": 3}, "registered_name": None})
+        MaxNorm(max_value=3, axis=0)
+    """
+    return _small_objects.deserialize(config, _BY_NAME, Constraint, "constraint")
+
+
 def get(identifier, argument: str = "constraint"):
     """A constraint from None, a name ("max_norm", "non_neg", "unit_norm", "min_max_norm"), a
     config dict, a Constraint or a callable `f(w) -> w`.

@@ -9,7 +9,10 @@ or per element (batch, ...).
 compile() keeps its own copy of each loss (`get`), marked to return those unreduced values when
 called without sample weights: kilnet's compiled programs (kilnet.objective) average extra axes
 per sample, weigh by sample weights and masks, and average over the batch's real samples, which
-is Keras's "sum_over_batch_size". compile() therefore takes only that reduction.
+is Keras's "sum_over_batch_size". compile() therefore takes only that reduction. A loss that
+compares a batch's samples with each other (Dice and Tversky over the whole batch, Circle) is
+`batch_level`: the programs tell it which rows of a padded last batch are real, so that its
+value is Keras's for those rows.
 
 Write your own as Keras does: a function `fn(y_true, y_pred)` with kilnet.ops or jax.numpy
 (compile wraps it in LossFunctionWrapper), or a `Loss` subclass implementing `call`.
@@ -23,6 +26,7 @@ import re
 import jax
 import jax.numpy as jnp
 
+from kilnet import _ctc, _registry
 from kilnet import config  # Keras's epsilon, read when a loss is traced
 
 
@@ -96,6 +100,14 @@ class Loss:
     from_logits: bool = False
     # compile()'s copy (see get()): a call without sample weights gives the unreduced values
     _unreduced: bool = False
+    # True when one sample's loss depends on the batch's other samples (Dice over the whole
+    # batch, Circle's pairs): kilnet's compiled programs then pass which rows are real
+    # (`per_sample(..., rows=)`), so that the padding rows of a padded last batch take no part.
+    batch_level: bool = False
+    # False when the labels' shape follows neither the output's nor its class ids' (CTC's
+    # label sequences, Circle's and GCE's class ids): compile() then leaves costing the
+    # training step to fit(), which sees the labels.
+    labels_match_output: bool = True
 
     def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
         self.name = name or _snake(type(self).__name__)
@@ -114,22 +126,24 @@ class Loss:
                                else jnp.float32)
         return jnp.asarray(y_true).astype(dtype), y_pred.astype(dtype)
 
-    def _values_and_mask(self, y_true, y_pred):
-        """(unreduced values, mask of the entries that count or None)."""
+    def _values_and_mask(self, y_true, y_pred, rows=None):
+        """(unreduced values, mask of the entries that count or None). `rows` (batch-level
+        losses only): which rows of the batch are real."""
         y_true, y_pred = self._convert(y_true, y_pred)
         return jnp.asarray(self.call(y_true, y_pred)), None
 
-    def per_sample(self, y_true, y_pred):
+    def per_sample(self, y_true, y_pred, rows=None):
         """The unreduced values, shape (batch, ...): what kilnet's compiled programs reduce.
         A scalar from `call` (a loss of the whole batch) is repeated for every sample, so that
         the mean over the batch gives it back. Masked entries (ignore_class) are 0 and the
         others scaled by entries / counted entries, so that the plain mean is Keras's masked
-        "sum_over_batch_size"."""
-        values, mask = self._values_and_mask(y_true, y_pred)
+        "sum_over_batch_size". `rows`: the real rows of a padded batch, for a `batch_level`
+        loss (the others' padding rows are left out by the programs' weights)."""
+        values, mask = self._values_and_mask(y_true, y_pred, rows)
         if values.ndim == 0:
             return jnp.broadcast_to(values, jnp.shape(y_pred)[:1])
         if mask is not None:
-            values = jnp.where(mask, values * _mask_scale(mask, values.dtype), 0.0)
+            values = jnp.where(mask, values * _mask_scale(mask, values.dtype, rows), 0.0)
         return values
 
     def __call__(self, y_true, y_pred, sample_weight=None):
@@ -159,8 +173,13 @@ class Loss:
         return f"{type(self).__name__}({args})"
 
 
-def _mask_scale(mask, dtype):
-    total = jnp.asarray(mask.size, dtype)
+def _mask_scale(mask, dtype, rows=None):
+    """entries / counted entries: the factor that makes a plain mean Keras's masked mean.
+    With `rows` (a padded batch) only the real rows' entries are entries."""
+    if rows is None:
+        total = jnp.asarray(mask.size, dtype)
+    else:
+        total = jnp.sum(jnp.asarray(rows, dtype)) * (mask.size // max(mask.shape[0], 1))
     valid = jnp.sum(mask.astype(dtype))
     return jnp.where(valid > 0, total / jnp.maximum(valid, 1), 0.0)
 
@@ -431,6 +450,138 @@ def binary_focal_crossentropy(y_true, y_pred, apply_class_balancing=False, alpha
     return jnp.mean(focal, axis=axis)
 
 
+def ctc(y_true, y_pred):
+    """Keras's CTC loss of each sample. `y_true`: integer labels (batch, max_label_length),
+    0 being the blank and the padding after each label; `y_pred`: scores (batch, max_time,
+    num_classes), log-softmaxed here, every time step counting (kilnet._ctc).
+
+    Example:
+        >>> import numpy as np
+        >>> round(float(ctc(np.array([[1, 0]]), np.zeros((1, 2, 2)))[0]), 4)  # -log(3/4)
+        0.2877
+    """
+    y_true, y_pred = jnp.asarray(y_true), jnp.asarray(y_pred)
+    if y_true.ndim != 2 or y_pred.ndim != 3:
+        raise ValueError(
+            "The CTC loss needs labels y_true of shape (batch, max_label_length) and scores "
+            "y_pred of shape (batch, max_time, num_classes). Received: "
+            f"y_true.shape={y_true.shape}, y_pred.shape={y_pred.shape}")
+    label_length = jnp.sum(y_true != 0, axis=-1)
+    output_length = jnp.full(y_pred.shape[:1], y_pred.shape[1], jnp.int32)
+    return _ctc.ctc_loss(y_true, y_pred, label_length, output_length, mask_index=0)
+
+
+def _axes(axis):
+    """A config's axis list (JSON has no tuples) as the tuple jnp.sum takes."""
+    return tuple(axis) if isinstance(axis, list) else axis
+
+
+def dice(y_true, y_pred, axis=None):
+    """1 - 2 sum(y_true y_pred) / (sum(y_true) + sum(y_pred)) over `axis` (None: every
+    entry of the batch, one value).
+
+    Example:
+        >>> import numpy as np
+        >>> round(float(dice(np.array([[1.0, 0.0]]), np.array([[0.5, 0.5]]))), 4)
+        0.5
+    """
+    y_true, y_pred = _floats(y_true, y_pred)
+    axis = _axes(axis)
+    overlap = jnp.sum(y_true * y_pred, axis=axis)
+    total = jnp.sum(y_true, axis=axis) + jnp.sum(y_pred, axis=axis)
+    return 1.0 - 2.0 * overlap / (total + config.epsilon())
+
+
+def tversky(y_true, y_pred, alpha=0.5, beta=0.5, axis=None):
+    """1 - TP / (TP + alpha FP + beta FN) over `axis` (None: every entry of the batch); with
+    alpha = beta = 0.5 it is the Dice loss.
+
+    Example:
+        >>> import numpy as np
+        >>> round(float(tversky(np.array([[1.0, 0.0]]), np.array([[0.5, 0.5]]))), 4)
+        0.5
+    """
+    y_true, y_pred = _floats(y_true, y_pred)
+    axis = _axes(axis)
+    true_positive = jnp.sum(y_true * y_pred, axis=axis)
+    false_positive = jnp.sum((1.0 - y_true) * y_pred, axis=axis)
+    false_negative = jnp.sum(y_true * (1.0 - y_pred), axis=axis)
+    denominator = true_positive + alpha * false_positive + beta * false_negative
+    return 1.0 - true_positive / (denominator + config.epsilon())
+
+
+def _pair_masks(labels, ref_labels, remove_diagonal, ref_rows):
+    """(same class, other class) for every (sample, reference) pair; a sample is not its own
+    positive when remove_diagonal; references outside `ref_rows` are neither."""
+    same = labels.reshape(-1, 1) == ref_labels.reshape(1, -1)
+    other = ~same
+    if remove_diagonal:
+        same = same & ~jnp.eye(same.shape[0], same.shape[1], dtype=bool)
+    if ref_rows is not None:
+        real = jnp.asarray(ref_rows, bool).reshape(1, -1)
+        same, other = same & real, other & real
+    return same, other
+
+
+def _masked_logsumexp(values, mask):
+    """logsumexp over the masked entries of each row; -inf for a row with none (and a zero,
+    not NaN, gradient there)."""
+    any_entry = jnp.any(mask, axis=1)
+    safe = jnp.where(mask, values, jnp.where(any_entry[:, None], -jnp.inf, 0.0))
+    return jnp.where(any_entry, jax.nn.logsumexp(safe, axis=1), -jnp.inf)
+
+
+def circle(y_true, y_pred, ref_labels=None, ref_embeddings=None, remove_diagonal=True,
+           gamma=80, margin=0.4, *, ref_rows=None):
+    """Circle loss (Sun et al., 2020) of each sample: `y_true` integer class ids (batch,),
+    `y_pred` L2-normalized embeddings (batch, dim), compared with the references (default:
+    the batch itself). A sample with no positive reference gets 0. `ref_rows` (kilnet): which
+    references are real (a padded batch).
+
+    Example:
+        >>> import numpy as np
+        >>> emb = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+        >>> [round(v, 4) for v in circle(np.array([0, 0, 1]), emb).tolist()]
+        [0.0, 0.0, 0.0]
+    """
+    y_pred = jnp.asarray(y_pred)
+    if not jnp.issubdtype(y_pred.dtype, jnp.floating):
+        y_pred = y_pred.astype(jnp.float32)
+    labels = jnp.asarray(y_true).astype(jnp.int32)
+    refs = y_pred if ref_embeddings is None else jnp.asarray(ref_embeddings, y_pred.dtype)
+    ref_labels = labels if ref_labels is None else jnp.asarray(ref_labels).astype(jnp.int32)
+    distance = jnp.maximum(1.0 - y_pred @ refs.T, 0.0)
+    same, other = _pair_masks(labels, ref_labels, remove_diagonal, ref_rows)
+    # each similarity weighted by how far it is from its optimum (margin, 1 + margin)
+    pos_weight = jnp.maximum((margin + distance) * same, 0.0)
+    neg_weight = jnp.maximum((1.0 + margin - distance) * other, 0.0)
+    positive = -gamma * pos_weight * (margin - distance)
+    negative = gamma * neg_weight * (1.0 - margin - distance)
+    return jax.nn.softplus(_masked_logsumexp(positive, same)
+                           + _masked_logsumexp(negative, other))
+
+
+def categorical_generalized_cross_entropy(y_true, y_pred, q):
+    """(1 - p^q) / q, p the predicted probability of the true class (Zhang & Sabuncu, 2018):
+    integer class ids y_true (batch,) or (batch, 1), probabilities y_pred (batch, classes).
+
+    Example:
+        >>> import numpy as np
+        >>> categorical_generalized_cross_entropy(np.array([1]), np.array([[0.75, 0.25]]),
+        ...                                       q=0.5).tolist()
+        [1.0]
+    """
+    y_pred = jnp.asarray(y_pred)
+    if not jnp.issubdtype(y_pred.dtype, jnp.floating):
+        y_pred = y_pred.astype(jnp.float32)
+    y_true = jnp.asarray(y_true)
+    if y_true.ndim == y_pred.ndim and y_true.shape[-1] == 1:
+        y_true = y_true[..., 0]  # Keras documents (batch, 1) labels as class ids too
+    one_hot = jax.nn.one_hot(y_true.astype(jnp.int32), y_pred.shape[-1], dtype=y_pred.dtype)
+    probability = jnp.sum(y_pred * one_hot, axis=-1)
+    return (1.0 - jnp.power(probability, q)) / q
+
+
 # -- the classes ----------------------------------------------------------------------------------
 class _Builtin(Loss):
     """A kilnet loss class: its formula is one of the functions above, with its arguments."""
@@ -478,8 +629,11 @@ class _Builtin(Loss):
 
 def _positional(cls):
     """Keras's classes take their own arguments positionally first: MeanSquaredError("sum")
-    is the reduction, Huber(2.0) the delta, CategoricalCrossentropy(True) from_logits."""
-    names = [k for k, _ in cls.args] + list(cls.positional_tail)
+    is the reduction, Huber(2.0) the delta, CategoricalCrossentropy(True) from_logits.
+    A class whose own arguments come after the reduction (Dice's axis) lists the whole order
+    in `positional`."""
+    names = list(getattr(cls, "positional", None)
+                 or [k for k, _ in cls.args] + list(cls.positional_tail))
 
     def __init__(self, *args, **kwargs):
         if len(args) > len(names):
@@ -641,20 +795,207 @@ class SparseCategoricalCrossentropy(_Builtin):
             raise TypeError("SparseCategoricalCrossentropy: ignore_class must be an int or None. "
                             f"Received: ignore_class={self.ignore_class!r}")
 
-    def _values_and_mask(self, y_true, y_pred):
+    def _values_and_mask(self, y_true, y_pred, rows=None):
         y_pred = jnp.asarray(y_pred)
         if self.dtype is not None:
             y_pred = y_pred.astype(self.dtype)
         return _sparse_values(y_true, y_pred, self.from_logits, self.ignore_class)
 
 
+@_positional
+class CTC(_Builtin):
+    """Keras's CTC loss: integer labels (batch, max_label_length) with 0 the blank and the
+    padding, scores (batch, max_time, num_classes) that it log-softmaxes (Keras's rule: a
+    softmax output's probabilities are read as scores, as Keras does). One value per sample.
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import losses
+        >>> round(float(losses.CTC()(np.array([[1, 0]]), np.zeros((1, 2, 2)))), 4)
+        0.2877
+    """
+
+    labels_match_output = False
+    fn = staticmethod(ctc)
+    default_name = "ctc"
+    positional_tail = ("reduction", "name", "dtype")
+
+
+def _check_axis(owner: str, axis):
+    if axis is None or (isinstance(axis, int) and not isinstance(axis, bool)):
+        return
+    if isinstance(axis, (tuple, list)) and all(
+            isinstance(a, int) and not isinstance(a, bool) for a in axis):
+        return
+    raise ValueError(f"{owner}: axis must be None, an int or a tuple of ints. Received: "
+                     f"axis={axis!r}")
+
+
+def _check_number(owner: str, key: str, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{owner}: {key} must be a number. Received: {key}={value!r}")
+
+
+def _spans_batch(axis, ndim: int) -> bool:
+    """Whether reducing over `axis` sums over the batch axis too (None: every axis)."""
+    if axis is None:
+        return True
+    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+    return any(a % ndim == 0 for a in axes)
+
+
+def _real_rows_only(values, rows):
+    """`values` with the rows outside `rows` (the padding of a padded batch) set to 0."""
+    keep = jnp.asarray(rows, bool).reshape((-1,) + (1,) * (values.ndim - 1))
+    return jnp.where(keep, values, jnp.zeros_like(values))
+
+
+class _Overlap(_Builtin):
+    """Dice and Tversky: sums of overlaps over `axis`. With axis=None (or an axis list with
+    the batch axis, 0) the loss is one value of the whole batch, as in Keras; with sample
+    weights it is scaled by their mean, which is Keras's number. In fit/evaluate kilnet
+    leaves the padding rows of a padded last batch out of those sums (a zero row adds nothing
+    to any of them), so every batch's loss is Keras's for its real rows; rows with sample
+    weight 0 still take part, as in Keras. A loss per feature (batch axis summed, others
+    kept) is averaged over the features there, Keras's "sum_over_batch_size"."""
+
+    batch_level = True
+
+    def _validate(self):
+        _check_axis(type(self).__name__, self.axis)
+        for key in ("alpha", "beta"):
+            if hasattr(self, key):
+                _check_number(type(self).__name__, key, getattr(self, key))
+
+    def _values_and_mask(self, y_true, y_pred, rows=None):
+        y_true, y_pred = squeeze_or_expand(*self._convert(y_true, y_pred))
+        if rows is not None:
+            y_true, y_pred = _real_rows_only(y_true, rows), _real_rows_only(y_pred, rows)
+        return jnp.asarray(self.call(y_true, y_pred)), None
+
+    def call(self, y_true, y_pred):
+        return super().call(*squeeze_or_expand(y_true, y_pred))
+
+    def per_sample(self, y_true, y_pred, rows=None):
+        values = self._values_and_mask(y_true, y_pred, rows)[0]
+        if _spans_batch(self.axis, jnp.ndim(y_pred)):
+            values = jnp.mean(values)
+        return jnp.broadcast_to(values, jnp.shape(y_pred)[:1]) if values.ndim == 0 else values
+
+
+@_positional
+class Dice(_Overlap):
+    """Keras's Dice loss, 1 - 2 sum(y_true y_pred) / (sum(y_true) + sum(y_pred)), over `axis`
+    (None: the whole batch; see _Overlap for batches in fit).
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import losses
+        >>> y = np.array([[1.0, 0.0], [1.0, 1.0]])
+        >>> round(float(losses.Dice()(y, np.full((2, 2), 0.5))), 4)
+        0.4
+        >>> [round(v, 4) for v in losses.Dice(axis=1, reduction=None)(y, np.full((2, 2), 0.5)
+        ...                                                            ).tolist()]
+        [0.5, 0.3333]
+    """
+
+    fn = staticmethod(dice)
+    default_name = "dice"
+    args = (("axis", None),)
+    positional = ("reduction", "name", "axis", "dtype")
+
+
+@_positional
+class Tversky(_Overlap):
+    """Keras's Tversky loss, 1 - TP / (TP + alpha FP + beta FN) over `axis` (None: the
+    whole batch; see _Overlap for batches in fit). alpha weighs the false positives, as
+    documented and as Keras computes since its fix #23333 (after 3.15); Keras 3.15.x itself
+    weighs the false negatives by alpha (Tversky(a, b) there is Tversky(b, a) here).
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import losses
+        >>> y = np.array([[1.0, 0.0], [1.0, 1.0]])
+        >>> round(float(losses.Tversky(alpha=0.7, beta=0.3)(y, np.full((2, 2), 0.5))), 4)
+        0.3478
+    """
+
+    fn = staticmethod(tversky)
+    default_name = "tversky"
+    args = (("alpha", 0.5), ("beta", 0.5), ("axis", None))
+    positional = ("alpha", "beta", "reduction", "name", "axis", "dtype")
+
+
+@_positional
+class Circle(_Builtin):
+    """Keras's Circle loss: integer labels (batch,) and L2-normalized embeddings (batch, dim)
+    (e.g. Dense(..., activation=None) then UnitNormalization), each sample compared with the
+    batch's others. Samples whose loss is 0 (no other sample of their class) are left out of
+    the mean, as in Keras. In fit/evaluate the padding rows of a padded last batch are
+    neither samples nor references, so every batch's loss is Keras's for its real rows;
+    rows with sample weight 0 still serve as references, as in Keras.
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import losses
+        >>> emb = np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+        >>> round(float(losses.Circle(gamma=2.0)(np.array([0, 0, 1]), emb)), 4)
+        0.915
+    """
+
+    labels_match_output = False
+    fn = staticmethod(circle)
+    default_name = "circle"
+    batch_level = True
+    args = (("gamma", 80.0), ("margin", 0.4), ("remove_diagonal", True))
+    positional_tail = ("reduction", "name", "dtype")
+
+    def _validate(self):
+        super()._validate()
+        _check_number("Circle", "margin", self.margin)
+
+    def _values_and_mask(self, y_true, y_pred, rows=None):
+        y_true, y_pred = squeeze_or_expand(*self._convert(y_true, y_pred))
+        values = circle(y_true, y_pred, remove_diagonal=self.remove_diagonal,
+                        gamma=self.gamma, margin=self.margin, ref_rows=rows)
+        counted = values > 0  # Keras's mask: a sample with loss 0 is not counted
+        if rows is not None:
+            counted = counted & jnp.asarray(rows, bool)
+        return values, counted
+
+
+@_positional
+class CategoricalGeneralizedCrossEntropy(_Builtin):
+    """Keras's generalized cross-entropy (1 - p^q) / q of integer labels and probabilities;
+    q in (0, 1): near 0 it behaves like cross-entropy, near 1 like the mean absolute error.
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import losses
+        >>> loss = losses.CategoricalGeneralizedCrossEntropy(q=0.5)
+        >>> float(loss(np.array([1, 0]), np.array([[0.75, 0.25], [0.25, 0.75]])))
+        1.0
+    """
+
+    labels_match_output = False
+    fn = staticmethod(categorical_generalized_cross_entropy)
+    default_name = "categorical_generalized_cross_entropy"
+    args = (("q", 0.5),)
+    positional_tail = ("reduction", "name", "dtype")
+
+    def _validate(self):
+        _check_number(type(self).__name__, "q", self.q)
+        if not 0 < self.q < 1:
+            raise ValueError(f"{type(self).__name__}: q must be in the open interval (0, 1), "
+                             f"e.g. q=0.5. Received: q={self.q!r}")
 
 
 LOSS_TYPES = {cls.__name__: cls for cls in (
     SparseCategoricalCrossentropy, CategoricalCrossentropy, BinaryCrossentropy,
     MeanSquaredError, MeanAbsoluteError, Huber, KLDivergence, Poisson, CosineSimilarity,
     LogCosh, Hinge, SquaredHinge, CategoricalHinge, MeanSquaredLogarithmicError,
-    MeanAbsolutePercentageError, CategoricalFocalCrossentropy, BinaryFocalCrossentropy)}
+    MeanAbsolutePercentageError, CategoricalFocalCrossentropy, BinaryFocalCrossentropy, CTC,
+    Dice, Tversky, Circle, CategoricalGeneralizedCrossEntropy)}
 
 # Keras's function forms, and compile(loss=<that function>) as the savable class.
 _FUNCTION_CLASSES = {
@@ -669,6 +1010,8 @@ _FUNCTION_CLASSES = {
     sparse_categorical_crossentropy: SparseCategoricalCrossentropy,
     binary_crossentropy: BinaryCrossentropy,
     binary_focal_crossentropy: BinaryFocalCrossentropy,
+    ctc: CTC, dice: Dice, tversky: Tversky, circle: Circle,
+    categorical_generalized_cross_entropy: CategoricalGeneralizedCrossEntropy,
 }
 
 # Keras's names: function names, class names and its aliases (keras/src/losses/__init__.py).
@@ -710,9 +1053,10 @@ def _resolve(identifier) -> Loss:
         return identifier
     if isinstance(identifier, str) and identifier in _BY_NAME:
         return _BY_NAME[identifier]()
-    if isinstance(identifier, dict) and set(identifier) == {"class_name", "config"} \
-            and identifier["class_name"] in LOSS_TYPES and isinstance(identifier["config"], dict):
-        return LOSS_TYPES[identifier["class_name"]].from_config(identifier["config"])
+    if isinstance(identifier, dict) and set(identifier) <= _ENTRY_KEYS \
+            and identifier.get("class_name") in LOSS_TYPES \
+            and isinstance(identifier.get("config"), dict):
+        return deserialize(identifier)
     if isinstance(identifier, type) and issubclass(identifier, Loss):
         return identifier()
     if callable(identifier) and not isinstance(identifier, (str, type)):
@@ -726,3 +1070,46 @@ def _resolve(identifier) -> Loss:
         f"Unknown loss: expected one of {sorted(_BY_NAME)}, a kilnet.losses.Loss object or a "
         f"function fn(y_true, y_pred). Received: loss={identifier!r}"
     )
+
+
+# -- configs: Keras's losses.serialize / deserialize -----------------------------------------------
+_ENTRY_KEYS = {"module", "class_name", "config", "registered_name"}
+
+
+def serialize(loss) -> dict:
+    """A loss as Keras writes it: {"module", "class_name", "config", "registered_name"}
+    (a class of yours registered with kilnet.saving.register_serializable under its
+    registered name).
+
+    Example:
+        >>> from kilnet import losses
+        >>> losses.serialize(losses.Dice(axis=(1, 2)))["config"]
+        {'name': 'dice', 'reduction': 'sum_over_batch_size', 'dtype': None, 'axis': (1, 2)}
+    """
+    return _registry.to_config_entry(_resolve(loss), LOSS_TYPES, "keras.losses", "loss")
+
+
+def deserialize(config) -> Loss:
+    """The loss a config describes: what `serialize` (or Keras's) writes, a plain
+    {"class_name", "config"} dict, Keras's entry for a loss function
+    ({"class_name": "function", "config": "dice", ...}), or a name ("mse", "Dice", "dice").
+    A function's name gives its loss class (compile() trains with either alike). Only
+    kilnet's classes and registered ones are created.
+
+    Example:
+        >>> from kilnet import losses
+        >>> losses.deserialize({"module": "keras.losses", "class_name": "Tversky",
+        ...                     "config": {"alpha": 0.7, "beta": 0.3},
+        ...                     "registered_name": None}).alpha
+        0.7
+        >>> losses.deserialize("mse")
+        MeanSquaredError(name='mean_squared_error', reduction='sum_over_batch_size', dtype=None)
+    """
+    if isinstance(config, str):
+        if config not in _BY_NAME:
+            raise ValueError(f"Unknown loss: expected one of {sorted(_BY_NAME)}. Received: "
+                             f"config={config!r}")
+        return _BY_NAME[config]()
+    if isinstance(config, dict) and config.get("class_name") == "function":
+        return deserialize(config.get("config"))
+    return _registry.from_config_entry(config, LOSS_TYPES, Loss, "loss")

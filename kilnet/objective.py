@@ -164,7 +164,12 @@ class Objective:
         for head in self.heads:
             if head.loss is None:
                 continue
-            values = head.loss(labels[head.index], outputs[head.index])
+            if head.loss.batch_level and weight is not None:
+                # a loss of the whole batch: the padding rows must not enter it
+                values = head.loss.per_sample(labels[head.index], outputs[head.index],
+                                              rows=weight > 0)
+            else:
+                values = head.loss(labels[head.index], outputs[head.index])
             mask = None if masks is None else masks[head.index]
             value = (per_sample_mean(values) if mask is None
                      else _masked_per_sample(values, mask, weight))

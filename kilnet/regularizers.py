@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from kilnet import _scope, _small_objects
+from kilnet.ops import nn as ops_nn
 
 
 def _factor(value, argument: str) -> float:
@@ -118,16 +119,74 @@ class L2(Regularizer):
         return {"l2": self.l2}
 
 
+class OrthogonalRegularizer(Regularizer):
+    """Pushes the rows (`mode="rows"`) or columns (`mode="columns"`) of a 2-D weight toward
+    orthogonality: `factor` times half the mean absolute cosine between distinct rows (or
+    columns), Keras's formula (each unordered pair counted twice, divided by the pair count).
+
+    Args:
+        factor: the penalty's weight, a non-negative number (default 0.01).
+        mode: "rows" or "columns".
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import regularizers
+        >>> float(regularizers.OrthogonalRegularizer(1.0)(np.eye(3)))   # orthogonal already
+        0.0
+        >>> round(float(regularizers.OrthogonalRegularizer(1.0)(np.ones((2, 3)))), 4)
+        1.0
+    """
+
+    def __init__(self, factor=0.01, mode="rows"):
+        self.factor = _factor(factor, "factor")
+        if mode not in ("rows", "columns"):
+            raise ValueError('mode must be "rows" or "columns". '
+                             f"Received: mode={mode!r}")
+        self.mode = mode
+
+    def __call__(self, x):
+        x = jnp.asarray(x, jnp.float32)
+        if x.ndim != 2:
+            raise ValueError("OrthogonalRegularizer applies to rank-2 weights (a Dense "
+                             f"kernel). Received: shape={x.shape}")
+        vectors = x if self.mode == "rows" else x.T
+        unit = ops_nn.normalize(vectors, axis=1)
+        size = unit.shape[0]
+        cosines = (unit @ unit.T) * (1.0 - jnp.eye(size, dtype=unit.dtype))
+        pairs = size * (size - 1.0) / 2.0
+        return self.factor * 0.5 * jnp.sum(jnp.abs(cosines)) / pairs
+
+    def get_config(self) -> dict:
+        return {"factor": self.factor, "mode": self.mode}
+
+
 # Keras's lower-case functional aliases
 l1, l2, l1_l2 = L1, L2, L1L2
+orthogonal_regularizer = OrthogonalRegularizer
 
 _BY_NAME = {"Regularizer": Regularizer, "L1": L1, "L2": L2, "L1L2": L1L2,
-            "l1": L1, "l2": L2, "l1_l2": L1L2, "l1l2": L1L2}
+            "OrthogonalRegularizer": OrthogonalRegularizer,
+            "l1": L1, "l2": L2, "l1_l2": L1L2, "l1l2": L1L2,
+            "orthogonal_regularizer": OrthogonalRegularizer}
 
 
 def serialize(regularizer) -> dict | None:
     """{"class_name", "config"} of a kilnet regularizer (None stays None)."""
     return _small_objects.serialize(regularizer, _BY_NAME, Regularizer)
+
+
+def deserialize(config) -> Regularizer:
+    """The regularizer a config names, as Keras's `regularizers.deserialize`: a name, a
+    {"class_name", "config"} entry (Keras's own, with "module", too) of kilnet's classes or a
+    registered Regularizer subclass.
+
+    Example:
+        >>> from kilnet import regularizers
+        >>> regularizers.deserialize({"module": "keras.regularizers", "class_name": "L2",
+        ...                           "config": {"l2": 0.1}, "registered_name": None})
+        L2(l2=0.1)
+    """
+    return _small_objects.deserialize(config, _BY_NAME, Regularizer, "regularizer")
 
 
 def get(identifier, argument: str = "regularizer"):

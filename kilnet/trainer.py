@@ -82,6 +82,9 @@ class Trainer:
         self.ensure_state(seed)
         if self.spec.custom_step is not None:
             return  # the model's own train_step: its cost is known once fit() compiles it
+        if any(h.loss is not None and not h.loss.labels_match_output
+               for h in self.objective.targets):
+            return  # the labels' shape is the data's (CTC): fit() costs the step
         x_spec = structure.pack([jax.ShapeDtypeStruct((1,) + tuple(spec.shape), spec.dtype)
                                  for spec in self.model.input_specs])
         y_specs = []

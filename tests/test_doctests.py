@@ -48,7 +48,8 @@ MODULES = ["kilnet._small_objects", "kilnet.constraints", "kilnet.metrics", "kil
            "kilnet.mixed_precision", "kilnet.loss_scale", "kilnet.dtype_policies",
            "kilnet.optimizers", "kilnet.initializers", "kilnet.optimizers.schedules",
            "kilnet.callbacks._ema",
-           "kilnet.config", "kilnet.backend"]
+           "kilnet.config", "kilnet.backend", "kilnet.losses", "kilnet._ctc",
+           "kilnet.activations", "kilnet._registry"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -391,3 +391,45 @@ def test_a_shared_layer_is_penalized_once_a_step_as_keras():
     np.testing.assert_allclose(expected, plain + penalty, rtol=1e-5)  # the reference itself
     np.testing.assert_allclose(float(ours.evaluate([xa, xb], y, verbose=0, batch_size=8)),
                                expected, rtol=1e-5)
+
+
+# -- OrthogonalRegularizer -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["rows", "columns"])
+@pytest.mark.parametrize("shape", [(3, 5), (6, 2), (4, 4)])
+def test_orthogonal_regularizer_equals_keras(mode, shape):
+    x = np.random.default_rng(sum(shape)).normal(size=shape).astype(np.float32)
+    x[0] = 0.0   # a zero row: the normalization's epsilon takes part
+    ours = regularizers.OrthogonalRegularizer(0.3, mode=mode)
+    theirs = keras.regularizers.OrthogonalRegularizer(0.3, mode=mode)
+    # Keras's regularizer sees its backend's arrays (on a NumPy array its columns mode divides
+    # by the norms along the wrong axis), so it is given one here.
+    np.testing.assert_allclose(float(ours(x)), float(theirs(keras.ops.convert_to_tensor(x))),
+                               rtol=1e-5)
+    assert ours.get_config() == pytest.approx(theirs.get_config())
+    assert regularizers.get("orthogonal_regularizer").get_config() == {"factor": 0.01,
+                                                                       "mode": "rows"}
+
+
+def test_orthogonal_regularizer_trains_a_dense_kernel_as_keras():
+    x = np.random.default_rng(0).normal(size=(16, 5)).astype(np.float32)
+    y = np.random.default_rng(1).normal(size=(16, 3)).astype(np.float32)
+    losses = []
+    for lib in (kilnet, keras):
+        lib.utils.set_random_seed(0)
+        model = lib.Sequential([lib.Input(shape=(5,)), lib.layers.Dense(
+            3, kernel_regularizer=lib.regularizers.OrthogonalRegularizer(0.5, "columns"))])
+        model.compile(optimizer="sgd", loss="mse")
+        kernel = np.random.default_rng(2).normal(size=(5, 3)).astype(np.float32)
+        model.set_weights([kernel, np.zeros(3, np.float32)])
+        losses.append(model.evaluate(x, y, verbose=0, batch_size=16))
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(factor=-1), "factor=-1"),
+                                           (dict(mode="diagonal"), "mode='diagonal'")])
+def test_orthogonal_regularizer_refuses_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        regularizers.OrthogonalRegularizer(**kwargs)
+    with pytest.raises(ValueError, match=r"rank-2.*Received: shape=\(3,\)"):
+        regularizers.OrthogonalRegularizer()(np.ones(3))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 
+from kilnet import _registry
 from kilnet import losses as losses_lib
 from kilnet.losses import (binary_crossentropy, binary_focal_crossentropy,
                            categorical_crossentropy, categorical_focal_crossentropy,
@@ -60,7 +61,7 @@ __all__ = [
     "R2Score", "PearsonCorrelation", "ConcordanceCorrelation", "BinaryCrossentropy",
     "CategoricalCrossentropy",
     "SparseCategoricalCrossentropy", "KLDivergence", "Poisson", "Hinge", "SquaredHinge",
-    "CategoricalHinge", "METRIC_TYPES", "get",
+    "CategoricalHinge", "METRIC_TYPES", "get", "serialize", "deserialize",
     # Keras's metric functions (per-sample values; those that are losses are the same objects
     # as in kilnet.losses, as in Keras)
     "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
@@ -149,7 +150,7 @@ def get(identifier, *, loss=None, label_shape=None, output_shape=None) -> Metric
     if isinstance(identifier, str) and identifier.lower() in ("accuracy", "acc"):
         return _accuracy_for(loss, label_shape, output_shape)(name=identifier)
     if isinstance(identifier, dict):
-        identifier = _from_dict(identifier)
+        identifier = deserialize(identifier)
     if isinstance(identifier, str):
         if identifier not in _BY_NAME:
             raise _unknown(identifier)
@@ -169,12 +170,41 @@ def get(identifier, *, loss=None, label_shape=None, output_shape=None) -> Metric
     return metric
 
 
-def _from_dict(identifier):
-    cls = METRIC_TYPES.get(identifier.get("class_name"))
-    config = identifier.get("config", {})
-    if cls is None or set(identifier) - {"class_name", "config"} or not isinstance(config,
-                                                                                  dict):
-        raise ValueError("A metric given as a dict needs {'class_name': one of "
-                         f"{sorted(METRIC_TYPES)}, 'config': {{...}}}}. Received: "
-                         f"{identifier!r}")
-    return cls.from_config(config)
+def serialize(metric) -> dict:
+    """A metric as Keras writes it: {"module", "class_name", "config", "registered_name"}.
+
+    Example:
+        >>> from kilnet import metrics
+        >>> entry = metrics.serialize(metrics.MeanSquaredError())
+        >>> entry["module"], entry["class_name"], entry["config"]["name"]
+        ('keras.metrics', 'MeanSquaredError', 'mean_squared_error')
+    """
+    if not isinstance(metric, Metric):
+        raise ValueError("serialize takes a kilnet.metrics.Metric object, e.g. "
+                         f"metrics.AUC(). Received: metric={metric!r:.100}")
+    return _registry.to_config_entry(metric, METRIC_TYPES, "keras.metrics", "metric")
+
+
+def deserialize(config) -> Metric:
+    """The metric a config describes: what `serialize` (or Keras's) writes, a plain
+    {"class_name", "config"} dict, Keras's entry for a metric function
+    ({"class_name": "function", "config": "mean_squared_error", ...}) or a name ("mse",
+    "AUC", "accuracy": the metric of that class, with its default name). Only kilnet's
+    classes and registered ones are created.
+
+    Example:
+        >>> from kilnet import metrics
+        >>> metrics.deserialize({"module": "keras.metrics", "class_name": "AUC",
+        ...                      "config": {"num_thresholds": 10},
+        ...                      "registered_name": None}).num_thresholds
+        10
+        >>> metrics.deserialize("mse").name
+        'mean_squared_error'
+    """
+    if isinstance(config, str):
+        if config not in _BY_NAME:
+            raise _unknown(config)
+        return _instantiate(_BY_NAME[config], config)
+    if isinstance(config, dict) and config.get("class_name") == "function":
+        return deserialize(config.get("config"))
+    return _registry.from_config_entry(config, METRIC_TYPES, Metric, "metric")
