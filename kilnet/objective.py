@@ -66,6 +66,7 @@ class Objective:
         # per-output losses are logged when more than one output has a loss
         self.several_losses = sum(h.loss is not None for h in heads) > 1
         self.targets = [h for h in heads if h.needs_labels]  # the order labels are given in
+        self.has_loss = any(h.loss is not None for h in heads)
 
     # -- names ---------------------------------------------------------------------------------
     @property
@@ -219,12 +220,13 @@ class Objective:
 
 
 # -- from compile()'s arguments ---------------------------------------------------------------------
-def build(model, loss, loss_weights, metrics, *, weighted_metrics=None, custom_loss=False,
-          loss_optional=False) -> Objective:
+def build(model, loss, loss_weights, metrics, *, weighted_metrics=None,
+          custom_loss=False) -> Objective:
     """The Objective for `model` (built or with known output specs) from compile()'s args.
     custom_loss: the model overrides compute_loss, which gets the outputs as the user sees
     them (no logits shortcut) and gives one total (no per-output losses to log).
-    loss_optional: the model has its own train_step, which may compute its loss itself."""
+    No loss at all is allowed, as in Keras: the model's add_loss terms (or its own train_step)
+    are then the loss; the training step refuses a model that has none (programs)."""
     specs = model.output_specs
     names = [s.name for s in specs]
     losses = _per_output(loss, names, "loss", broadcast=True)
@@ -249,9 +251,6 @@ def build(model, loss, loss_weights, metrics, *, weighted_metrics=None, custom_l
                           metric_ids=metric_lists[index],
                           weighted_metric_ids=weighted_lists[index], use_logits=use_logits,
                           given_loss=resolved, masked=masked[index]))
-    if all(h.loss is None for h in heads) and not custom_loss and not loss_optional:
-        raise ValueError("compile() needs a loss for at least one output, e.g. "
-                         f"loss='sparse_categorical_crossentropy'. Received: loss={loss!r}")
     objective = Objective(heads)
     if custom_loss:
         objective.several_losses = False

@@ -173,6 +173,8 @@ def _batch_loss(spec, xb, yb, outputs, weight, denom, training, masks=None):
                                        sample_weight=weight, training=training)
         return loss, jnp.broadcast_to(loss, weight.shape), {}
     per_sample, parts = spec.objective.per_sample_losses(yb, outputs, masks, weight)
+    if per_sample is None:   # compile() got no loss: the add_loss terms are the whole loss
+        per_sample = jnp.zeros(weight.shape, jnp.float32)
     return jnp.sum(per_sample * weight) / denom, per_sample, parts
 
 
@@ -210,6 +212,10 @@ def train_step(spec: StepSpec, state: TrainState, xb, yb, mask, epoch, step, che
                                               masks)
         if extra is not None:  # add_loss() terms: once per batch, as Keras adds them
             loss, per_sample = loss + extra, per_sample + extra
+        elif not (spec.objective.has_loss or spec.custom_loss):
+            raise ValueError("No loss to compute: compile() was given no loss and the model "
+                             "adds none with add_loss(). Received: loss=None. Pass one to "
+                             "compile(), e.g. loss='sparse_categorical_crossentropy'.")
         # Under loss scaling the gradient is of the scaled loss; the optimizer unscales it.
         scaled = loss * loss_scale.current_scale(state.opt_state) if spec.loss_scale else loss
         return scaled, (loss, outputs, model_state, per_sample, parts, masks)

@@ -43,6 +43,8 @@ def targets_of(objective, y, argument: str = "y") -> list:
     """y as a list with one label array per output that has a loss or metrics."""
     heads = objective.targets
     names = [h.name for h in heads]
+    if not heads:   # no loss or metric reads labels (a model trained on its add_loss terms)
+        return []
     if len(heads) == 1:
         if isinstance(y, dict):
             if names[0] in y:

@@ -30,8 +30,6 @@ class Trainer:
 
     def __init__(self, model, *, optimizer, loss, metrics, loss_weights=None,
                  weighted_metrics=None, on_nonfinite="stop", distribution=None):
-        if loss is None and not model.overrides_train_step:
-            raise ValueError("compile() needs a loss, e.g. loss='sparse_categorical_crossentropy'.")
         if on_nonfinite not in ("stop", "skip"):
             raise ValueError("on_nonfinite must be 'stop' or 'skip'. "
                              f"Received: on_nonfinite={on_nonfinite!r}")
@@ -107,8 +105,7 @@ class Trainer:
         self.objective = objective_lib.build(model, self.loss, self.loss_weights,
                                              self.metric_ids,
                                              weighted_metrics=self.weighted_metric_ids,
-                                             custom_loss=custom_loss,
-                                             loss_optional=model.overrides_train_step)
+                                             custom_loss=custom_loss)
         keras_state = KerasState(self)   # the lists a model's own steps receive
         own_eval = model.overrides_test_step or model.overrides_predict_step
         return programs.StepSpec(model=model, objective=self.objective, tx=self.tx,

@@ -455,3 +455,32 @@ def test_an_eager_inference_call_leaves_batch_norm_statistics():
     np.testing.assert_array_equal(np.asarray(bn.moving_mean.value), np.zeros(3))
     bn(x, training=True)
     assert np.all(np.asarray(bn.moving_mean.value) > 0.01)
+
+
+# -- a model whose only loss is add_loss (Keras's subclassing guide: compile(optimizer)) ----------
+
+def test_compile_without_a_loss_trains_on_add_loss_terms_as_keras():
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    keras = pytest.importorskip("keras")
+
+    def model_of(lib):
+        class ActivityRegularization(lib.layers.Layer):
+            def call(self, inputs):
+                self.add_loss(0.5 * lib.ops.mean(lib.ops.square(inputs)))
+                return inputs
+
+        inputs = lib.Input(shape=(3,))
+        outputs = ActivityRegularization()(lib.layers.Dense(2)(inputs))
+        model = lib.Model(inputs, outputs)
+        model.compile(optimizer=lib.optimizers.SGD(0.1))
+        return model
+
+    x = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
+    ours, theirs = model_of(kilnet), model_of(keras)
+    ours.set_weights(theirs.get_weights())
+    history = ours.fit(x, epochs=2, batch_size=8, verbose=0).history["loss"]
+    expected = theirs.fit(x, epochs=2, batch_size=8, verbose=0).history["loss"]
+    np.testing.assert_allclose(history, expected, rtol=1e-5)
+    for mine, keras_weight in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(mine, keras_weight, rtol=1e-5, atol=1e-6)
