@@ -199,6 +199,31 @@ SPECS = [
     # larger than the target (here 3 rows for 4: a window cut short, then resized).
     Spec("RandomCrop", lambda ns: ns.RandomCrop(4, 4), [(3, 5, 1)], keras=False,
          reference=lambda inputs, weights: _keras_deterministic_crop(inputs[0], 4, 4)),
+    # Keras 3's newer augmentation layers: identity at inference, except AutoContrast
+    Spec("RandomGrayscale", lambda ns: ns.RandomGrayscale(0.7), [(4, 4, 3)]),
+    Spec("RandomHue", lambda ns: ns.RandomHue(0.3), [(4, 4, 3)]),
+    Spec("RandomSaturation", lambda ns: ns.RandomSaturation(0.3), [(4, 4, 3)]),
+    Spec("RandomColorDegeneration", lambda ns: ns.RandomColorDegeneration(0.3), [(4, 4, 3)]),
+    Spec("RandomColorJitter", lambda ns: ns.RandomColorJitter(
+        brightness_factor=0.2, contrast_factor=0.2, saturation_factor=0.3, hue_factor=0.1),
+        [(4, 4, 3)]),
+    Spec("RandomInvert", lambda ns: ns.RandomInvert(0.5), [(4, 4, 1)]),
+    Spec("RandomPosterization", lambda ns: ns.RandomPosterization(4), [(4, 4, 1)]),
+    Spec("Solarization", lambda ns: ns.Solarization(0.1, 0.5), [(4, 4, 1)]),
+    Spec("AutoContrast", lambda ns: ns.AutoContrast(value_range=(-2, 2)), [(4, 4, 2)]),
+    Spec("RandomSharpness", lambda ns: ns.RandomSharpness(0.4), [(4, 4, 1)]),
+    Spec("RandomGaussianBlur", lambda ns: ns.RandomGaussianBlur(sigma=0.5), [(4, 4, 1)]),
+    # Keras 3.15's Equalization cannot sit in a functional model (its compute_output_spec
+    # returns its input: "part of a cycle"); at inference it passes images through
+    Spec("Equalization", lambda ns: ns.Equalization(bins=16), [(4, 4, 1)], keras=False,
+         reference=lambda inputs, weights: inputs[0]),
+    Spec("MixUp", lambda ns: ns.MixUp(alpha=0.4), [(4, 4, 1)]),
+    Spec("CutMix", lambda ns: ns.CutMix(0.5), [(4, 4, 1)]),
+    Spec("RandomShear", lambda ns: ns.RandomShear(0.2, 0.1), [(4, 4, 1)]),
+    Spec("RandomErasing", lambda ns: ns.RandomErasing(scale=0.2), [(4, 4, 1)]),
+    Spec("RandAugment", lambda ns: ns.RandAugment(num_ops=1, factor=0.3), [(4, 4, 3)]),
+    Spec("Pipeline", lambda ns: ns.Pipeline([ns.RandomFlip(), ns.AutoContrast((-2, 2))]),
+         [(4, 4, 2)]),
     # recurrent and wrappers
     Spec("SimpleRNN", lambda ns: ns.SimpleRNN(3), [(4, 2)]),
     Spec("LSTM", lambda ns: ns.LSTM(2, return_sequences=True), [(3, 2)]),

@@ -33,6 +33,7 @@ MODULES = ["kilnet._small_objects", "kilnet.constraints", "kilnet.metrics", "kil
            "kilnet.layers._conv_onednn", "kilnet.layers._batch_norm_onednn",
            "kilnet.layers._pooling", "kilnet.loaders",
            "kilnet.layers._preprocessing", "kilnet.layers._augmentation",
+           "kilnet.layers._color_augmentation", "kilnet.layers._mixing_augmentation",
            "kilnet.layers._recurrent", "kilnet.layers._rnn", "kilnet.layers._wrappers",
            "kilnet.layers._activations", "kilnet.layers._regularization", "kilnet.regularizers",
            "kilnet.layers._fingerprints", "kilnet.layers._encoding", "kilnet.layers._lookup",

@@ -601,8 +601,10 @@ def test_variables_inside_jit_through_an_apply_scope():
 # -- the docstring examples ----------------------------------------------------------------------
 
 # The package and each of its modules (every function's examples run in its own module).
-DOCTEST_MODULES = ["kilnet.ops", "kilnet.ops._convert", "kilnet.ops._core", "kilnet.ops._math",
-                   "kilnet.ops.linalg", "kilnet.ops.nn", "kilnet.ops.numpy", "kilnet.random"]
+DOCTEST_MODULES = ["kilnet.ops", "kilnet.ops._convert", "kilnet.ops._core", "kilnet.ops._einops",
+                   "kilnet.ops._math",
+                   "kilnet.ops.image", "kilnet.ops.linalg", "kilnet.ops.nn", "kilnet.ops.numpy",
+                   "kilnet.random"]
 
 
 @pytest.mark.parametrize("name", DOCTEST_MODULES)

@@ -18,7 +18,7 @@ import warnings
 
 from kilnet import initializers, saving
 from kilnet.errors import ModelFileError
-from kilnet.layers import (CELL_TYPES, LAYER_TYPES, RNN, Bidirectional, InputLayer,
+from kilnet.layers import (CELL_TYPES, LAYER_TYPES, RNN, Bidirectional, InputLayer, Pipeline,
                            StackedRNNCells, TimeDistributed)
 from kilnet.layers._operation import OPERATIONS, OPS
 
@@ -241,11 +241,11 @@ def layer_config(cls, config, reader, where):
             out[key] = None if value is None else layer_spec(value, reader)
         elif key == "cell" and cls is RNN:
             out[key] = layer_spec(value, reader)
-        elif key == "cells" and cls is StackedRNNCells:
+        elif (key, cls) in (("cells", StackedRNNCells), ("layers", Pipeline)):
             if not isinstance(value, list):
-                reader.fail(where, f"its cells must be a list of cells. Received: "
+                reader.fail(where, f"its {key} must be a list of {key}. Received: "
                                    f"{value!r:.100}")
-            out[key] = [layer_spec(cell, reader) for cell in value]
+            out[key] = [layer_spec(inner, reader) for inner in value]
         elif key.endswith("_initializer"):
             init = _initializer(key, value, reader, where)
             if key in accepted and init is not None:
@@ -407,8 +407,9 @@ def keras_layer(spec, path):
     for key in ("layer", "backward_layer", "cell"):
         if isinstance(config.get(key), dict):
             config[key] = keras_layer(config[key], path)
-    if name == "StackedRNNCells":
-        config["cells"] = [keras_layer(cell, path) for cell in config["cells"]]
+    if name in ("StackedRNNCells", "Pipeline"):
+        key = "cells" if name == "StackedRNNCells" else "layers"
+        config[key] = [keras_layer(inner, path) for inner in config[key]]
     for key, value in config.items():
         if key.endswith("_regularizer") and isinstance(value, dict):
             config[key] = {"module": "keras.regularizers", **value, "registered_name": None}

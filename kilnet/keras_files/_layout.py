@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from kilnet.layers import GRU, LSTM, RNN, Bidirectional, InputLayer, MultiHeadAttention, SimpleRNN
-from kilnet.layers import StackedRNNCells, TimeDistributed
+from kilnet.layers import Pipeline, StackedRNNCells, TimeDistributed
 from kilnet.models import Model
 
 RNN_TYPES = (SimpleRNN, LSTM, GRU)   # Keras keeps their weights in the `cell` sub-object
@@ -108,6 +108,8 @@ def _layer_slots(layer, prefix, path, slots, seen):
                                   f"{part.name!r}, which Keras's layout does not know")
             _own_slots(part, f"{prefix}{ATTENTION_PARTS[part.name]}/", path + (part.name,),
                        slots)
+    elif isinstance(layer, Pipeline) and not any(inner.weights for inner in layer.layers):
+        pass   # augmentation steps: no weights, so nothing in the file
     elif layer.layers:
         raise LayoutError(f"layer {layer.name!r} ({type(layer).__name__}) holds sub-layers "
                           "whose place in a Keras weights file kilnet does not know")

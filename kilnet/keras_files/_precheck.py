@@ -17,8 +17,8 @@ import numpy as np
 
 from kilnet.errors import ModelFileError
 from kilnet.keras_files import _layout
-from kilnet.layers import (RNN, Bidirectional, InputLayer, MultiHeadAttention, StackedRNNCells,
-                           TimeDistributed)
+from kilnet.layers import (RNN, Bidirectional, InputLayer, MultiHeadAttention, Pipeline,
+                           StackedRNNCells, TimeDistributed)
 from kilnet.layers._conv_lstm import ConvLSTMCell
 from kilnet.layers._rnn import RNNCell
 from kilnet.models import Model
@@ -66,6 +66,10 @@ def _check(layer, shape, group, weights):
         _check(layer.layers[0], tuple(shape[1:]), group + "layer/", weights)
     elif isinstance(layer, RNN):
         _recurrent(layer, shape, group, weights)
+    elif isinstance(layer, Pipeline) and all(
+            inner.is_pure and not (inner.param_names or inner.state_names or inner.layers)
+            for inner in layer.layers):
+        pass   # augmentation steps: no weights, so nothing in the file to check
     elif layer.layers or isinstance(layer, Model) or not layer.is_pure:
         _fail(weights, layer, "it is a layer with sub-layers inside a wrapper, which kilnet "
                               "cannot check against the file before building it")

@@ -3,10 +3,17 @@
 from kilnet.layers._activations import ELU, Identity, LeakyReLU, PReLU, ReLU, Softmax
 from kilnet.layers._attention import AdditiveAttention, Attention, MultiHeadAttention
 from kilnet.layers._augmentation import (RandomBrightness, RandomContrast, RandomCrop,
-                                         RandomFlip, RandomRotation, RandomTranslation,
-                                         RandomZoom)
+                                         RandomFlip, RandomRotation, RandomShear,
+                                         RandomTranslation, RandomZoom)
 from kilnet.layers._base import ActivatedLayer, Layer
 from kilnet.layers._input_spec import InputSpec
+from kilnet.layers._color_augmentation import (AutoContrast, Equalization, RandomColorDegeneration,
+                                               RandomColorJitter, RandomGaussianBlur,
+                                               RandomGrayscale, RandomHue, RandomInvert,
+                                               RandomPosterization, RandomSaturation,
+                                               RandomSharpness, Solarization)
+from kilnet.layers._mixing_augmentation import (CutMix, MixUp, Pipeline, RandAugment,
+                                                RandomErasing)
 from kilnet.layers._conv import Conv2D
 from kilnet.layers._conv1d import Conv1D
 from kilnet.layers._conv_transpose import Conv2DTranspose, Conv3DTranspose
@@ -74,6 +81,10 @@ LAYER_TYPES = {
                 GroupNormalization, UnitNormalization, RMSNormalization,
                 Normalization, Resizing, CenterCrop, RandomFlip, RandomRotation,
                 RandomZoom, RandomTranslation, RandomContrast, RandomBrightness, RandomCrop,
+                RandomGrayscale, RandomHue, RandomSaturation, RandomColorDegeneration,
+                RandomColorJitter, RandomInvert, RandomPosterization, Solarization,
+                AutoContrast, RandomSharpness, RandomGaussianBlur, Equalization, MixUp, CutMix,
+                RandomShear, RandomErasing, RandAugment, Pipeline,
                 SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed,
                 RNN,
                 Conv1DTranspose, DepthwiseConv2D, SeparableConv2D, Conv3D, DepthwiseConv1D,
@@ -119,6 +130,10 @@ __all__ = [
     "MultiHeadAttention", "RMSNormalization", "UnitNormalization",
     "CenterCrop", "Normalization", "RandomBrightness", "RandomContrast", "RandomCrop",
     "RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom", "Resizing",
+    "AutoContrast", "CutMix", "Equalization", "MixUp", "RandomColorDegeneration",
+    "RandomColorJitter", "RandomGaussianBlur", "RandomGrayscale", "RandomHue", "RandomInvert",
+    "RandomPosterization", "RandomSaturation", "RandomSharpness", "Solarization",
+    "RandomShear", "RandomErasing", "RandAugment", "Pipeline",
     "Bidirectional", "GRU", "LSTM", "SimpleRNN", "TimeDistributed",
     "GRUCell", "LSTMCell", "RNN", "SimpleRNNCell", "StackedRNNCells",
     "AveragePooling3D", "Conv1DTranspose", "Conv3D", "DepthwiseConv2D", "MaxPooling3D",

@@ -10,9 +10,9 @@ unchanged, except RandomCrop, which cuts the center window (its output shape is 
 
 `seed` is accepted and saved for Keras compatibility, but the model's key decides the draws.
 
-The geometric layers (rotation, zoom, translation) resample the image through one affine map
-per image, written as Keras writes it: output pixel (row y, column x) reads the input at column
-`a0*x + a1*y + a2` and row `b0*x + b1*y + b2`, interpolated with
+The geometric layers (rotation, zoom, translation, shear) resample the image through one
+affine map per image, written as Keras writes it: output pixel (row y, column x) reads the
+input at column `a0*x + a1*y + a2` and row `b0*x + b1*y + b2`, interpolated with
 `jax.scipy.ndimage.map_coordinates` and filled outside the image by `fill_mode`.
 """
 
@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from kilnet.layers._base import Layer
+from kilnet.ops import image as image_ops
 from kilnet.layers._preprocessing import (as_float, as_size, check_channels_last,
                                           check_image_shape)
 
@@ -32,9 +33,18 @@ _FILL_MODES = ("reflect", "wrap", "constant", "nearest")
 _INTERPOLATIONS = {"nearest": 0, "bilinear": 1}   # map_coordinates' spline order
 
 
-class _RandomImageLayer(Layer):
+class RandomImageLayer(Layer):
     """Shared by the augmentation layers: argument checks, the training switch, and one
-    random key per image."""
+    random key per image (subclasses write `augment`).
+
+    Example:
+        >>> import numpy as np
+        >>> class Negate(RandomImageLayer):
+        ...     def augment(self, images, keys):
+        ...         return -images
+        >>> np.asarray(Negate()(np.ones((1, 1, 1, 1)))).ravel().tolist()
+        [-1.0]
+    """
 
     def __init__(self, seed=None, data_format=None, **kwargs):
         super().__init__(**kwargs)
@@ -67,20 +77,39 @@ class _RandomImageLayer(Layer):
     eager_training_default = True
 
 
-def _uniform(keys, low, high):
-    """One uniform draw in [low, high) per key."""
+def uniform_draws(keys, low, high):
+    """One uniform draw in [low, high) per key.
+
+    Example:
+        >>> import jax
+        >>> draws = uniform_draws(jax.random.split(jax.random.key(0), 3), 2.0, 3.0)
+        >>> draws.shape, bool(((2.0 <= draws) & (draws < 3.0)).all())
+        ((3,), True)
+    """
     return jax.vmap(lambda k: jax.random.uniform(k, (), minval=low, maxval=high))(keys)
 
 
-def _split(keys, count):
-    """`count` independent key arrays from one key per image."""
+def split_keys(keys, count):
+    """`count` independent key arrays from one key per image.
+
+    Example:
+        >>> import jax
+        >>> first, second = split_keys(jax.random.split(jax.random.key(0), 3), 2)
+        >>> first.shape, second.shape
+        ((3,), (3,))
+    """
     split = jax.vmap(lambda k: jax.random.split(k, count))(keys)
     return [split[:, i] for i in range(count)]
 
 
-def _as_range(factor, argument, low, high, *, low_open=False):
+def factor_range(factor, argument, low, high, *, low_open=False):
     """Keras's factor rule: a number f means (-f, f) clipped to [low, high]; a pair is sorted.
-    Every number must lie in [low, high] ((low, high] with low_open)."""
+    Every number must lie in [low, high] ((low, high] with low_open).
+
+    Example:
+        >>> factor_range(0.2, "factor", 0.0, 1.0), factor_range((0.3, -0.1), "factor", -1, 1)
+        ((0.0, 0.2), (-0.1, 0.3))
+    """
     def valid(v):
         return (isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
                 and (low < v if low_open else low <= v) and v <= high)
@@ -99,7 +128,13 @@ def _as_range(factor, argument, low, high, *, low_open=False):
     return max(-f, low), f
 
 
-def _check_fill(fill_mode, interpolation, fill_value):
+def check_fill(fill_mode, interpolation, fill_value):
+    """fill_value as a float, once fill_mode and interpolation are known names.
+
+    Example:
+        >>> check_fill("constant", "nearest", 2)
+        2.0
+    """
     if fill_mode not in _FILL_MODES:
         raise ValueError(f"fill_mode must be one of {list(_FILL_MODES)}. Received: "
                          f"fill_mode={fill_mode!r}")
@@ -112,7 +147,7 @@ def _check_fill(fill_mode, interpolation, fill_value):
 
 
 # -- flips ----------------------------------------------------------------------------------------
-class RandomFlip(_RandomImageLayer):
+class RandomFlip(RandomImageLayer):
     """Randomly flips images while training, as `keras.layers.RandomFlip`.
 
     Args:
@@ -143,7 +178,7 @@ class RandomFlip(_RandomImageLayer):
         self.mode = mode
 
     def augment(self, images, keys):
-        flip = (_uniform(keys, 0.0, 1.0) <= 0.5)[:, None, None, None]
+        flip = (uniform_draws(keys, 0.0, 1.0) <= 0.5)[:, None, None, None]
         if self.mode != "vertical":
             images = jnp.where(flip, images[:, :, ::-1, :], images)
         if self.mode != "horizontal":
@@ -155,23 +190,9 @@ class RandomFlip(_RandomImageLayer):
 def affine_transform(images, matrices, interpolation="bilinear", fill_mode="reflect",
                      fill_value=0.0):
     """Resample each image through its map [a0, a1, a2, b0, b1, b2] (rows of `matrices`):
-    output (row y, column x) reads input column a0*x + a1*y + a2, row b0*x + b1*y + b2."""
-    _, h, w, _ = images.shape
-    y, x = jnp.meshgrid(jnp.arange(h, dtype=images.dtype), jnp.arange(w, dtype=images.dtype),
-                        indexing="ij")
-    order = _INTERPOLATIONS[interpolation]
-
-    def one_image(image, m):
-        cols = m[0] * x + m[1] * y + m[2]
-        rows = m[3] * x + m[4] * y + m[5]
-
-        def one_channel(channel):
-            return jax.scipy.ndimage.map_coordinates(channel, [rows, cols], order=order,
-                                                     mode=fill_mode, cval=fill_value)
-
-        return jax.vmap(one_channel, in_axes=2, out_axes=2)(image)
-
-    return jax.vmap(one_image)(images, matrices.astype(images.dtype))
+    output (row y, column x) reads input column a0*x + a1*y + a2, row b0*x + b1*y + b2
+    (kilnet.ops.image.affine_transform, with the layers' default fill_mode)."""
+    return image_ops.affine_transform(images, matrices, interpolation, fill_mode, fill_value)
 
 
 def rotation_matrices(angles, height, width):
@@ -183,13 +204,13 @@ def rotation_matrices(angles, height, width):
                       sin, cos, cy - cx * sin - cy * cos], axis=1)
 
 
-class _AffineLayer(_RandomImageLayer):
+class _AffineLayer(RandomImageLayer):
     """An augmentation that resamples through one random affine map per image."""
 
     def __init__(self, fill_mode="reflect", interpolation="bilinear", seed=None,
                  fill_value=0.0, data_format=None, **kwargs):
         super().__init__(seed=seed, data_format=data_format, **kwargs)
-        self.fill_value = _check_fill(fill_mode, interpolation, fill_value)
+        self.fill_value = check_fill(fill_mode, interpolation, fill_value)
         self.fill_mode, self.interpolation = fill_mode, interpolation
 
     def matrices(self, keys, height, width):
@@ -228,10 +249,10 @@ class RandomRotation(_AffineLayer):
                  fill_value=0.0, data_format=None, **kwargs):
         super().__init__(fill_mode=fill_mode, interpolation=interpolation, seed=seed,
                          fill_value=fill_value, data_format=data_format, **kwargs)
-        self.factor = _as_range(factor, "factor", -1.0, 1.0)
+        self.factor = factor_range(factor, "factor", -1.0, 1.0)
 
     def matrices(self, keys, height, width):
-        degrees = _uniform(keys, self.factor[0] * 360.0, self.factor[1] * 360.0)
+        degrees = uniform_draws(keys, self.factor[0] * 360.0, self.factor[1] * 360.0)
         return rotation_matrices(degrees * (math.pi / 180.0), height, width)
 
 
@@ -262,16 +283,16 @@ class RandomZoom(_AffineLayer):
                  **kwargs):
         super().__init__(fill_mode=fill_mode, interpolation=interpolation, seed=seed,
                          fill_value=fill_value, data_format=data_format, **kwargs)
-        self._height_range = _as_range(height_factor, "height_factor", -1.0, 1.0,
+        self._height_range = factor_range(height_factor, "height_factor", -1.0, 1.0,
                                        low_open=True)
         self._width_range = (None if width_factor is None else
-                             _as_range(width_factor, "width_factor", -1.0, 1.0, low_open=True))
+                             factor_range(width_factor, "width_factor", -1.0, 1.0, low_open=True))
         self.height_factor, self.width_factor = height_factor, width_factor
 
     def matrices(self, keys, height, width):
-        key_h, key_w = _split(keys, 2)
-        zy = _uniform(key_h, 1.0 + self._height_range[0], 1.0 + self._height_range[1])
-        zx = zy if self._width_range is None else _uniform(
+        key_h, key_w = split_keys(keys, 2)
+        zy = uniform_draws(key_h, 1.0 + self._height_range[0], 1.0 + self._height_range[1])
+        zx = zy if self._width_range is None else uniform_draws(
             key_w, 1.0 + self._width_range[0], 1.0 + self._width_range[1])
         zeros = jnp.zeros_like(zx)
         return jnp.stack([zx, zeros, (width - 1) / 2.0 * (1.0 - zx),
@@ -305,20 +326,81 @@ class RandomTranslation(_AffineLayer):
                  **kwargs):
         super().__init__(fill_mode=fill_mode, interpolation=interpolation, seed=seed,
                          fill_value=fill_value, data_format=data_format, **kwargs)
-        self._height_range = _as_range(height_factor, "height_factor", -1.0, 1.0)
-        self._width_range = _as_range(width_factor, "width_factor", -1.0, 1.0)
+        self._height_range = factor_range(height_factor, "height_factor", -1.0, 1.0)
+        self._width_range = factor_range(width_factor, "width_factor", -1.0, 1.0)
         self.height_factor, self.width_factor = height_factor, width_factor
 
     def matrices(self, keys, height, width):
-        key_h, key_w = _split(keys, 2)
-        dy = _uniform(key_h, *self._height_range) * height
-        dx = _uniform(key_w, *self._width_range) * width
+        key_h, key_w = split_keys(keys, 2)
+        dy = uniform_draws(key_h, *self._height_range) * height
+        dx = uniform_draws(key_w, *self._width_range) * width
         ones, zeros = jnp.ones_like(dx), jnp.zeros_like(dx)
         return jnp.stack([ones, zeros, -dx, zeros, ones, -dy], axis=1)
 
 
+class RandomShear(_AffineLayer):
+    """Randomly shears images while training, as `keras.layers.RandomShear`.
+
+    Output pixel (row y, column x) reads the input at column x + sx * y and row sy * x + y
+    (a shear about the top-left corner, as Keras's), with sx drawn in `x_factor`, sy in
+    `y_factor`, and one random sign per image applied to both (as Keras).
+
+    Args:
+        x_factor: a number f in [0, 1] draws sx in [-f, f]; a pair (low, high) draws in
+            [low, high] (then signed), with values in [-1, 1] (Keras takes [0, 1], but its
+            config saves a number f as (-f, f): kilnet loads that too, and saves the
+            argument as given). Default 0.0 (no horizontal shear).
+        y_factor: the same vertically.
+        interpolation, fill_mode, fill_value, seed: as RandomRotation.
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> images = np.ones((2, 4, 4, 1))
+        >>> kilnet.layers.RandomShear(x_factor=0.3, fill_mode="constant")(images).shape
+        (2, 4, 4, 1)
+    """
+
+    config_keys = ("x_factor", "y_factor", "fill_mode", "interpolation", "seed", "fill_value",
+                   "data_format")
+
+    def __init__(self, x_factor=0.0, y_factor=0.0, interpolation="bilinear",
+                 fill_mode="reflect", fill_value=0.0, data_format=None, seed=None, **kwargs):
+        super().__init__(fill_mode=fill_mode, interpolation=interpolation, seed=seed,
+                         fill_value=fill_value, data_format=data_format, **kwargs)
+        self._x_range = _shear_range(x_factor, "x_factor")
+        self._y_range = _shear_range(y_factor, "y_factor")
+        # saved as given: Keras 3.15 saves a number f as (-f, f), which its own constructor
+        # then refuses, so a file Keras writes that way does not load back into Keras
+        self.x_factor, self.y_factor = x_factor, y_factor
+
+    def matrices(self, keys, height, width):
+        key_sign, key_x, key_y = split_keys(keys, 3)
+        sign = jnp.where(uniform_draws(key_sign, 0.0, 1.0) > 0.5, -1.0, 1.0)
+        sx = sign * uniform_draws(key_x, *self._x_range)
+        sy = sign * uniform_draws(key_y, *self._y_range)
+        ones, zeros = jnp.ones_like(sx), jnp.zeros_like(sx)
+        return jnp.stack([ones, sx, zeros, sy, ones, zeros], axis=1)
+
+
+def _shear_range(factor, argument):
+    """Keras's shear rule: a number f in [0, 1] means (-f, f); a pair is sorted. Pairs may
+    reach down to -1 (Keras takes [0, 1] only), so that the (-f, f) Keras's config saves for
+    a number f loads back."""
+    if isinstance(factor, numbers.Real) and not isinstance(factor, bool):
+        lower, upper = factor_range(factor, argument, 0.0, 1.0)
+        return -upper, upper
+    return factor_range(factor, argument, -1.0, 1.0)
+
+
 # -- pixel values: contrast and brightness --------------------------------------------------------
-def _as_value_range(value_range):
+def value_range_of(value_range):
+    """value_range as a sorted pair of numbers.
+
+    Example:
+        >>> value_range_of([255, 0])
+        (0, 255)
+    """
     if (not isinstance(value_range, (tuple, list)) or len(value_range) != 2
             or not all(isinstance(v, numbers.Real) and not isinstance(v, bool)
                        for v in value_range)):
@@ -327,7 +409,7 @@ def _as_value_range(value_range):
     return tuple(sorted(value_range))
 
 
-class RandomContrast(_RandomImageLayer):
+class RandomContrast(RandomImageLayer):
     """Randomly changes the contrast of images while training, as `keras.layers.RandomContrast`.
 
     Each image becomes `(x - mean) * c + mean`, with `mean` its mean over height and width
@@ -353,16 +435,16 @@ class RandomContrast(_RandomImageLayer):
 
     def __init__(self, factor, value_range=(0, 255), seed=None, data_format=None, **kwargs):
         super().__init__(seed=seed, data_format=data_format, **kwargs)
-        self.factor = _as_range(factor, "factor", 0.0, 1.0)
-        self.value_range = _as_value_range(value_range)
+        self.factor = factor_range(factor, "factor", 0.0, 1.0)
+        self.value_range = value_range_of(value_range)
 
     def augment(self, images, keys):
-        c = _uniform(keys, 1.0 - self.factor[0], 1.0 + self.factor[1])[:, None, None, None]
+        c = uniform_draws(keys, 1.0 - self.factor[0], 1.0 + self.factor[1])[:, None, None, None]
         mean = images.mean(axis=(1, 2), keepdims=True)
         return jnp.clip((images - mean) * c.astype(images.dtype) + mean, *self.value_range)
 
 
-class RandomBrightness(_RandomImageLayer):
+class RandomBrightness(RandomImageLayer):
     """Randomly brightens or darkens images while training, as
     `keras.layers.RandomBrightness`: adds one value per image, drawn in
     [low, high] * (value_range[1] - value_range[0]), then clips to `value_range`.
@@ -385,12 +467,12 @@ class RandomBrightness(_RandomImageLayer):
 
     def __init__(self, factor, value_range=(0, 255), seed=None, data_format=None, **kwargs):
         super().__init__(seed=seed, data_format=data_format, **kwargs)
-        self.factor = _as_range(factor, "factor", -1.0, 1.0)
-        self.value_range = _as_value_range(value_range)
+        self.factor = factor_range(factor, "factor", -1.0, 1.0)
+        self.value_range = value_range_of(value_range)
 
     def augment(self, images, keys):
         span = self.value_range[1] - self.value_range[0]
-        delta = _uniform(keys, self.factor[0], self.factor[1]) * span
+        delta = uniform_draws(keys, self.factor[0], self.factor[1]) * span
         return jnp.clip(images + delta[:, None, None, None].astype(images.dtype),
                         *self.value_range)
 
@@ -404,7 +486,7 @@ def _aspect_offsets(height, width, target_h, target_w):
     return int(float(height - rows) / 2), int(float(width - cols) / 2)
 
 
-class RandomCrop(_RandomImageLayer):
+class RandomCrop(RandomImageLayer):
     """Randomly crops images to (height, width) while training, as `keras.layers.RandomCrop`.
 
     While training, when the images are larger than the target on both sides, one window of

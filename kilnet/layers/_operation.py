@@ -35,8 +35,39 @@ _NUMPY_UNARY = ("Negative", "Exp", "Log", "Log1p", "Sqrt", "Square", "Abs", "Abs
                 "Floor", "Ceil", "Cos", "Sin", "Tanh", "LogicalNot", "Isnan", "Isinf",
                 "Isfinite", "Tan", "Arcsin", "Arccos", "Arctan", "Sinh", "Cosh", "Arcsinh",
                 "Arccosh", "Arctanh", "Exp2", "Expm1", "Log2", "Log10", "Reciprocal", "Trunc")
+_NUMPY_MORE_BINARY = ("DivideNoNan", "Fmod", "Fmax", "Fmin", "Hypot", "Heaviside", "Logaddexp",
+                      "Logaddexp2", "Ldexp", "Nextafter", "Gcd", "Lcm", "BitwiseAnd",
+                      "BitwiseOr", "BitwiseXor", "BitwiseLeftShift", "LeftShift",
+                      "BitwiseRightShift", "RightShift", "Inner", "Vdot", "Kron", "Digitize",
+                      "Hstack", "Vstack", "Dstack", "Select")
+_NUMPY_MORE_UNARY = ("Fabs", "Cbrt", "Deg2rad", "Rad2deg", "Sinc", "I0", "Signbit",
+                     "Isneginf", "Isposinf", "BitwiseInvert", "BitwiseNot", "Real", "Imag",
+                     "Conjugate", "Conj", "Angle", "Isreal", "Ravel", "Fliplr", "Flipud",
+                     "Copy", "Corrcoef", "Slogdet")
+_NUMPY_MORE = {
+    "Amax": ("axis", "keepdims"), "Amin": ("axis", "keepdims"), "Ptp": ("axis", "keepdims"),
+    "Median": ("axis", "keepdims"), "CountNonzero": ("axis",), "Average": ("axis",),
+    "Quantile": ("axis", "method", "keepdims"), "Percentile": ("axis", "method", "keepdims"),
+    "Trapezoid": ("x", "dx", "axis"), "Isclose": ("equal_nan",),
+    **{name: ("axis", "keepdims") for name in (
+        "Nansum", "Nanprod", "Nanmean", "Nanstd", "Nanvar", "Nanmax", "Nanmin", "Nanargmax",
+        "Nanargmin", "Nanmedian")},
+    "Nancumsum": ("axis", "dtype"), "Nancumprod": ("axis", "dtype"),
+    "Nanquantile": ("axis", "method", "keepdims"), "Nanpercentile": ("axis", "method", "keepdims"),
+    "Append": ("axis",), "Roll": ("shift", "axis"), "Rot90": ("k", "axes"), "Diag": ("k",),
+    "Diagflat": ("k",), "Diagonal": ("offset", "axis1", "axis2"), "Diff": ("n", "axis"),
+    "Trace": ("offset", "axis1", "axis2"), "Cross": ("axisa", "axisb", "axisc", "axis"),
+    "Correlate": ("mode",), "Vander": ("N", "increasing"), "Argpartition": ("kth", "axis"),
+    "UnravelIndex": ("shape",), "ArraySplit": ("indices_or_sections", "axis"),
+    "Hsplit": ("indices_or_sections",), "Vsplit": ("indices_or_sections",),
+    "Dsplit": ("indices_or_sections",), "Array": ("dtype",), "View": ("dtype",),
+    "EmptyLike": ("dtype",), "IsIn": ("assume_unique", "invert"), "SearchSorted": ("side",),
+    **{name: () for name in _NUMPY_MORE_BINARY + _NUMPY_MORE_UNARY}}
 _NN_UNARY = ("Relu", "Relu6", "Sigmoid", "LogSigmoid", "Softplus", "Silu", "Selu",
-             "HardSigmoid", "HardSilu", "Softsign")
+             "HardSigmoid", "HardSilu", "Softsign", "HardTanh", "SparsePlus", "SparseSigmoid",
+             "TanhShrink")
+_POOL = ("pool_size", "strides", "padding", "data_format")
+_CONV = ("strides", "padding", "data_format", "dilation_rate")
 _SETTINGS = {
     "numpy": {
         "Clip": ("x_min", "x_max"), "Einsum": ("subscripts",), "Tensordot": ("axes",),
@@ -55,7 +86,7 @@ _SETTINGS = {
         "Round": ("decimals",), "NanToNum": ("nan", "posinf", "neginf"),
         "ZerosLike": ("dtype",), "OnesLike": ("dtype",), "FullLike": ("dtype",),
         "Tril": ("k",), "Triu": ("k",), "Cumprod": ("axis", "dtype"),
-        **{name: () for name in _NUMPY_BINARY + _NUMPY_UNARY}},
+        **{name: () for name in _NUMPY_BINARY + _NUMPY_UNARY}, **_NUMPY_MORE},
     "nn": {
         "Softmax": ("axis",), "LogSoftmax": ("axis",), "Gelu": ("approximate",),
         "LeakyRelu": ("negative_slope",), "Elu": ("alpha",),
@@ -64,15 +95,64 @@ _SETTINGS = {
         "Normalize": ("axis", "order", "epsilon"), "BinaryCrossentropy": ("from_logits",),
         "CategoricalCrossentropy": ("from_logits", "axis"),
         "SparseCategoricalCrossentropy": ("from_logits", "axis"),
-        **{name: () for name in _NN_UNARY}},
+        "Celu": ("alpha",), "Glu": ("axis",), "HardShrink": ("threshold",),
+        "SoftShrink": ("threshold",), "Squareplus": ("b",), "Sparsemax": ("axis",),
+        "Threshold": ("threshold", "default_value"), "MaxPool": _POOL, "AveragePool": _POOL,
+        "AdaptiveMaxPool": ("output_size", "data_format"),
+        "AdaptiveAveragePool": ("output_size", "data_format"), "Conv": _CONV,
+        "DepthwiseConv": _CONV, "SeparableConv": _CONV,
+        "ConvTranspose": ("strides", "padding", "output_padding", "data_format",
+                          "dilation_rate"),
+        "MultiHot": ("num_classes", "axis", "dtype", "sparse"), "BatchNorm": ("axis", "epsilon"),
+        "LayerNorm": ("axis", "epsilon", "rms_scaling"), "RMSNorm": ("axis", "epsilon"),
+        "CTCLoss": ("mask_index",),
+        "DotProductAttention": ("is_causal", "flash_attention", "attn_logits_soft_cap"),
+        "DepthToSpace": ("block_size", "data_format"),
+        "SpaceToDepth": ("block_size", "data_format"),
+        "Unfold": ("kernel_size", "dilation", "padding", "stride"),
+        "Fold": ("output_size", "kernel_size", "dilation", "padding", "stride"),
+        "Polar": (), **{name: () for name in _NN_UNARY}},
     "core": {"Cast": ("dtype",), "ConvertToTensor": ("dtype", "sparse", "ragged"),
              "StopGradient": (), "Unstack": ("num", "axis"), "Slice": ("shape",),
-             "SliceUpdate": ()},
+             "SliceUpdate": (), "SaturateCast": ("dtype",), "ScatterUpdate": ("reduction",)},
     "math": {"Logsumexp": ("axis", "keepdims"), "TopK": ("k", "sorted"), "Rsqrt": (),
-             "Erf": ()},
-    "linalg": {"Norm": ("ord", "axis", "keepdims")},
+             "Erf": (), "SegmentMin": ("num_segments", "sorted"),
+             "SegmentProd": ("num_segments", "sorted"), "InTopK": ("k",), "CDist": (),
+             "Erfc": (), "Erfinv": (), "Logdet": (), "ViewAsComplex": (), "ViewAsReal": (),
+             "FFT": (), "FFT2": (), "IFFT2": (), "RFFT": ("fft_length",),
+             "IRFFT": ("fft_length",), "ExtractSequences": ("sequence_length", "sequence_stride"),
+             "STFT": ("sequence_length", "sequence_stride", "fft_length", "window", "center"),
+             "ISTFT": ("sequence_length", "sequence_stride", "fft_length", "length", "window",
+                       "center")},
+    "linalg": {"Norm": ("ord", "axis", "keepdims"), "Cholesky": ("upper",),
+               "CholeskyInverse": ("upper",), "Det": (), "Eig": (), "Eigh": (), "Inv": (),
+               "LuFactor": (), "Qr": ("mode",), "Solve": (), "SolveTriangular": ("lower",),
+               "SVD": ("full_matrices", "compute_uv"), "Lstsq": ("rcond",),
+               "MatrixRank": ("tol",), "Pinv": ("rcond",)},
+    "image": {
+        "RGBToGrayscale": ("data_format",), "RGBToHSV": ("data_format",),
+        "HSVToRGB": ("data_format",),
+        "Resize": ("size", "interpolation", "antialias", "crop_to_aspect_ratio",
+                   "pad_to_aspect_ratio", "fill_mode", "fill_value", "data_format"),
+        "AffineTransform": ("interpolation", "fill_mode", "fill_value", "data_format"),
+        "ExtractPatches": ("size", "strides", "dilation_rate", "padding", "data_format"),
+        "PadImages": ("top_padding", "left_padding", "bottom_padding", "right_padding",
+                      "target_height", "target_width", "data_format"),
+        "CropImages": ("top_cropping", "left_cropping", "bottom_cropping", "right_cropping",
+                       "target_height", "target_width", "data_format"),
+        "PerspectiveTransform": ("interpolation", "fill_value", "data_format"),
+        "GaussianBlur": ("kernel_size", "sigma", "data_format"),
+        "ElasticTransform": ("alpha", "sigma", "interpolation", "fill_mode", "fill_value",
+                             "seed", "data_format"),
+        "SobelEdges": ("data_format",),
+        "SSIM": ("max_val", "filter_size", "filter_sigma", "k1", "k2", "data_format")},
 }
-OPS = {name: (_names.snake_case(name), f"keras.src.ops.{module}", settings)
+# the op classes whose function is not named as the class in snake case
+_FUNCTION_NAMES = {"BatchNorm": "batch_normalization", "LayerNorm": "layer_normalization",
+                   "RMSNorm": "rms_normalization", "IsIn": "isin", "SearchSorted": "searchsorted",
+                   "CDist": "cdist"}
+OPS = {name: (_FUNCTION_NAMES.get(name) or _names.snake_case(name), f"keras.src.ops.{module}",
+              settings)
        for module, table in _SETTINGS.items() for name, settings in table.items()}
 OPERATIONS = frozenset(OPS)
 _BY_FUNCTION = {function: name for name, (function, _, _) in OPS.items()}
@@ -120,7 +200,7 @@ class Operation(Layer):
 
     @property
     def function(self):
-        return getattr(ops, OPS[self.operation][0])
+        return op_function(self.operation)
 
     def call_input_shape(self, args, kwargs):
         """The per-sample shape of each argument; None for a number, an index or a list."""
@@ -175,6 +255,18 @@ class Operation(Layer):
         return self.function(**dict(zip(names, args)), **kwargs, **self.arguments)
 
 
+def op_function(operation):
+    """The kilnet.ops function of one of Keras's op classes; the image ops are in
+    kilnet.ops.image only, as Keras's are in keras.ops.image.
+
+    Example:
+        >>> op_function("Resize").__module__, op_function("Mean").__name__
+        ('kilnet.ops.image', 'mean')
+    """
+    function, module, _ = OPS[operation]
+    return getattr(ops.image if module.endswith(".image") else ops, function)
+
+
 def record_op(function, args, kwargs):
     """The symbolic output(s) of `function` (a kilnet.ops function) called on symbolic
     tensors: an Operation node of the graph, with Keras's split of its arguments (the op's
@@ -206,6 +298,8 @@ def record_op(function, args, kwargs):
                                 f"keyword arguments. Received: {sorted(value)}")
         else:
             call_args.append(value)
+    if "data_format" in settings and settings["data_format"] is None:
+        settings["data_format"] = "channels_last"   # Keras's configs hold the resolved layout
     return Operation(operation, settings)(*call_args)
 
 

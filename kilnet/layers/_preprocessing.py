@@ -13,17 +13,17 @@ import itertools
 import math
 import numbers
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from kilnet import config
 from kilnet.layers._base import Layer
+from kilnet.ops import image
 
 # Keras divides by max(sqrt(variance), epsilon) with its backend epsilon, so a constant feature
 # (variance 0) maps to 0 instead of NaN.
 
-_RESIZE_INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "lanczos3", "lanczos5")
+_RESIZE_INTERPOLATIONS = image.RESIZE_INTERPOLATIONS
 
 
 # -- Normalization -------------------------------------------------------------------------------
@@ -303,32 +303,6 @@ def as_float(x):
     return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
 
 
-def _resize(images, height, width, method="bilinear", antialias=False):
-    n, _, _, c = images.shape
-    return jax.image.resize(images, (n, height, width, c), method=method, antialias=antialias)
-
-
-def _aspect_crop(images, height, width):
-    """The largest centered crop with the aspect ratio of (height, width) (Keras's rule,
-    including its integer rounding)."""
-    h, w = images.shape[1:3]
-    crop_h = max(min(h, int(float(w * height) / width)), 1)
-    crop_w = max(min(w, int(float(h * width) / height)), 1)
-    top, left = int(float(h - crop_h) / 2), int(float(w - crop_w) / 2)
-    return images[:, top:top + crop_h, left:left + crop_w, :]
-
-
-def _aspect_pad(images, height, width, fill_value):
-    """Pad symmetrically with fill_value to the aspect ratio of (height, width)."""
-    h, w = images.shape[1:3]
-    pad_h = max(h, int(float(w * height) / width))
-    pad_w = max(w, int(float(h * width) / height))
-    top, left = int(float(pad_h - h) / 2), int(float(pad_w - w) / 2)
-    # Keras pads the same amount on both sides (the image may end one pixel short of pad_h).
-    return jnp.pad(images, ((0, 0), (top, top), (left, left), (0, 0)),
-                   constant_values=fill_value)
-
-
 class Resizing(Layer):
     """Resizes images (height, width, channels) to (height, width), as `keras.layers.Resizing`.
 
@@ -387,12 +361,9 @@ class Resizing(Layer):
         return (self.height, self.width, input_shape[2])
 
     def apply(self, params, state, x, **_):
-        x = as_float(x)
-        if self.crop_to_aspect_ratio:
-            x = _aspect_crop(x, self.height, self.width)
-        elif self.pad_to_aspect_ratio:
-            x = _aspect_pad(x, self.height, self.width, self.fill_value)
-        return _resize(x, self.height, self.width, self.interpolation, self.antialias), state
+        return image.resize(as_float(x), (self.height, self.width), self.interpolation,
+                            self.antialias, self.crop_to_aspect_ratio,
+                            self.pad_to_aspect_ratio, self.fill_mode, self.fill_value), state
 
 
 class CenterCrop(Layer):
@@ -426,4 +397,4 @@ class CenterCrop(Layer):
         if h >= self.height and w >= self.width:
             top, left = (h - self.height) // 2, (w - self.width) // 2
             return x[:, top:top + self.height, left:left + self.width, :], state
-        return _resize(_aspect_crop(x, self.height, self.width), self.height, self.width), state
+        return image.resize(x, (self.height, self.width), crop_to_aspect_ratio=True), state

@@ -29,14 +29,15 @@ Example:
 
 from __future__ import annotations
 
-from kilnet.ops import linalg, nn, numpy
+from kilnet.ops import image, linalg, nn, numpy
 from kilnet.ops._core import *  # noqa: F401,F403  (each module's __all__ is its public list)
 from kilnet.ops._core import __all__ as _core_names
+from kilnet.ops._einops import rearrange  # noqa: F401
 from kilnet.ops._math import *  # noqa: F401,F403
 from kilnet.ops._math import __all__ as _math_names
 from kilnet.ops.linalg import *  # noqa: F401,F403
 from kilnet.ops.nn import *  # noqa: F401,F403
 from kilnet.ops.numpy import *  # noqa: F401,F403
 
-__all__ = sorted({*_core_names, *_math_names, *linalg.__all__, *nn.__all__, *numpy.__all__}
-                 | {"linalg", "nn", "numpy"})
+__all__ = sorted({*_core_names, "rearrange", *_math_names, *linalg.__all__, *nn.__all__, *numpy.__all__}
+                 | {"image", "linalg", "nn", "numpy"})

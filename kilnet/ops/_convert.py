@@ -25,8 +25,9 @@ from kilnet.variables import to_array
 
 FLOATX = "float32"  # Keras's default float dtype (keras.config.floatx())
 
-# Answered by a symbolic tensor itself (its static shape), not recorded as a graph node.
-OWN_SHAPE = frozenset({"shape", "ndim", "convert_to_numpy"})
+# Answered by a symbolic tensor itself (its static shape and dtype), not recorded as a graph
+# node.
+OWN_SHAPE = frozenset({"shape", "ndim", "convert_to_numpy", "dtype", "is_tensor"})
 
 
 def as_array(x):

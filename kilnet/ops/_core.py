@@ -1,9 +1,12 @@
-"""The core ops: casts and conversions, shapes, slices, gradients stopped, and control flow
-(`cond`, `while_loop`, `fori_loop`, `scan`) with Keras's conventions; Keras's `keras.ops` core
-functions.
+"""The core ops: casts and conversions (`saturate_cast`, `dtype`), shapes, slices and
+scatters, gradients stopped or defined (`custom_gradient`), and control flow and maps (`cond`,
+`switch`, `while_loop`, `fori_loop`, `scan`, `associative_scan`, `map`, `vectorized_map`) with
+Keras's conventions; Keras's `keras.ops` core functions.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +18,8 @@ from kilnet.variables import to_array
 __all__ = [
     "unstack", "slice", "slice_update", "cast", "convert_to_tensor", "convert_to_numpy",
     "shape", "stop_gradient", "cond", "while_loop", "fori_loop", "scan",
+    "dtype", "is_tensor", "saturate_cast", "scatter", "scatter_update", "switch", "map",
+    "vectorized_map", "associative_scan", "custom_gradient",
 ]
 
 
@@ -127,6 +132,151 @@ def scan(f, init, xs=None, length=None, reverse=False, unroll=1):
     """Carry a state over the leading axis of `xs`: `carry, y = f(carry, x)` for each slice;
     returns `(final carry, stacked ys)` (as `jax.lax.scan`)."""
     return jax.lax.scan(f, init, xs, length=length, reverse=reverse, unroll=unroll)
+
+
+
+# -- dtypes -------------------------------------------------------------------------------------
+
+def dtype(x):
+    """The dtype of `x` as Keras's string ("float32", "int32", "bool", ...); a symbolic tensor
+    answers it too.
+
+    Example:
+        >>> dtype(np.zeros(2, np.int32)), dtype(2.0)
+        ('int32', 'float32')
+    """
+    x = to_array(x)
+    return jnp.dtype(x.dtype).name if hasattr(x, "dtype") else as_array(x).dtype.name
+
+
+def is_tensor(x):
+    """Whether `x` is a JAX array (traced ones included; a Variable, a NumPy array or a
+    symbolic tensor is not)."""
+    return isinstance(x, jax.Array)
+
+
+def saturate_cast(x, dtype):
+    """`x` converted to `dtype`, values beyond its range clipped to its extremes first (a plain
+    `cast` wraps integers around and is undefined for floats out of range).
+
+    Example:
+        >>> saturate_cast(np.array([-1.0, 300.0, np.inf]), "uint8").tolist()
+        [0, 255, 255]
+    """
+    x = as_array(x)
+    low, high = _limits_within(x.dtype, jnp.dtype(dtype))
+    return jnp.clip(x, low, high).astype(dtype)
+
+
+def _limits_within(source, target):
+    """The lowest and highest values of dtype `source` that fit in dtype `target`: the
+    target's range, rounded toward zero where `source` cannot hold its ends exactly."""
+    def extremes(dtype):
+        if dtype == jnp.bool_:
+            return 0, 1
+        info = jnp.iinfo(dtype) if jnp.issubdtype(dtype, jnp.integer) else jnp.finfo(dtype)
+        return info.min, info.max
+
+    (source_low, source_high), (target_low, target_high) = extremes(source), extremes(target)
+    # computed in the source dtype (NumPy; ml_dtypes for bfloat16), as the clip will compare
+    low = np.asarray(np.maximum(source_low, target_low)).astype(source)
+    high = np.asarray(np.minimum(source_high, target_high)).astype(source)
+    # e.g. int32's max in float32 rounds up to 2**31, which int32 cannot hold: step back
+    if low < target_low:
+        low = np.nextafter(low, np.zeros((), source)).astype(source)
+    if high > target_high:
+        high = np.nextafter(high, np.zeros((), source)).astype(source)
+    return low, high
+
+
+
+# -- scatters -----------------------------------------------------------------------------------
+
+def scatter(indices, values, shape):
+    """A zero array of `shape` with `values` added at `indices` (each row of `indices` one
+    position, or the start of a slice when shorter than `shape`); repeated indices add up.
+
+    Example:
+        >>> scatter(np.array([[0, 1], [0, 1], [1, 0]]), np.array([1.0, 2.0, 5.0]), (2, 2)).tolist()
+        [[0.0, 3.0], [5.0, 0.0]]
+    """
+    indices, values = as_array(indices), as_array(values)
+    positions = tuple(jnp.moveaxis(indices, -1, 0))
+    return jnp.zeros(shape, values.dtype).at[positions].add(values)
+
+
+_REDUCTIONS = {None: "set", "add": "add", "max": "max", "min": "min", "mul": "multiply"}
+
+
+def scatter_update(inputs, indices, updates, reduction=None):
+    """`inputs` with `updates` written at `indices` (an (N, k) array: N positions, or slices
+    when k < inputs.ndim); `reduction` "add", "max", "min" or "mul" combines them with the
+    values there instead of replacing them.
+
+    Example:
+        >>> scatter_update(np.zeros((2, 3)), [[1, 2]], np.array([7.0])).tolist()
+        [[0.0, 0.0, 0.0], [0.0, 0.0, 7.0]]
+    """
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"Argument `reduction` must be one of {list(_REDUCTIONS)}. Received: "
+                         f"reduction={reduction!r}")
+    positions = tuple(jnp.transpose(as_array(indices)))
+    update = getattr(as_array(inputs).at[positions], _REDUCTIONS[reduction])
+    return update(as_array(updates))
+
+
+
+# -- functions over arrays ----------------------------------------------------------------------
+
+def switch(index, branches, *operands):
+    """`branches[index](*operands)`, `index` clamped to the valid range; traced, each branch
+    returns the same structure of shapes and dtypes."""
+    return jax.lax.switch(as_array(index), branches, *jax.tree.map(to_array, operands))
+
+
+def map(f, xs):
+    """`f` applied to each slice of `xs` along its leading axis (of each array of a structure),
+    the results stacked; traced once, run sequentially (`vectorized_map` runs them at once)."""
+    return jax.lax.map(f, jax.tree.map(to_array, xs))
+
+
+def vectorized_map(function, elements):
+    """`function` mapped over the leading axis of `elements` (of each array of a structure), by
+    `jax.vmap`: one batched computation."""
+    return jax.vmap(function)(jax.tree.map(to_array, elements))
+
+
+def associative_scan(f, elems, reverse=False, axis=0):
+    """Inclusive scan of an associative `f` along `axis` in parallel (log depth):
+    `f(f(e0, e1), e2), ...` for each prefix; `reverse` scans from the end.
+
+    Example:
+        >>> associative_scan(lambda a, b: a + b, np.array([1, 2, 3, 4])).tolist()
+        [1, 3, 6, 10]
+    """
+    return jax.lax.associative_scan(f, jax.tree.map(to_array, elems), reverse=reverse,
+                                    axis=axis)
+
+
+def custom_gradient(f):
+    """`f` with the gradient it defines: `f(*args)` returns `(output, grad_fn)` and
+    `grad_fn(upstream)` returns the gradient for each argument (`jax.custom_gradient`).
+
+    Example:
+        >>> @custom_gradient
+        ... def clipped_identity(x):
+        ...     return x, lambda upstream: jnp.clip(upstream, -1.0, 1.0)
+        >>> float(jax.grad(lambda x: 5.0 * clipped_identity(x))(2.0))
+        1.0
+    """
+    with_gradient = jax.custom_gradient(f)
+
+    @functools.wraps(f)
+    def function(*args, **kwargs):
+        # Variables among the arguments: their values (JAX cannot differentiate through them)
+        args, kwargs = jax.tree.map(to_array, (args, kwargs))
+        return with_gradient(*args, **kwargs)
+    return function
 
 
 dispatch_symbolic(globals(), __all__)
