@@ -54,7 +54,7 @@ _NAMES = {
 # Submodules reachable as attributes (`kilnet.layers.Dense`) without importing them first.
 _SUBMODULES = (
     "activations", "backend", "callbacks", "checkpoint", "config", "constraints", "datasets",
-    "distribution",
+    "applications", "distribution",
     "dtype_policies", "errors", "initializers", "insight", "layers", "losses", "metrics",
     "mixed_precision", "models", "ops",
     "optimizers", "plot", "preprocessing", "random", "regularizers",
@@ -86,6 +86,7 @@ __all__ = [
     "Variable",
     "__version__",
     "activations",
+    "applications",
     "backend",
     "callbacks",
     "config",

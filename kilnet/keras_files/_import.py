@@ -21,7 +21,7 @@ from kilnet import metrics as metrics_lib
 from kilnet import optimizers as optimizers_lib
 from kilnet import saving
 from kilnet.errors import ModelFileError
-from kilnet.keras_files import _archive, _config, _h5, _layout, _precheck
+from kilnet.keras_files import _archive, _config, _h5, _layout, _legacy, _precheck
 from kilnet.keras_files import _optimizer as _opt_layout
 from kilnet.layers import InputLayer
 from kilnet.models import Model
@@ -295,4 +295,7 @@ def load_keras_weights(model, filepath):
     with open(path, "rb") as f:
         data = f.read()
     with _h5.WeightsFile(data, path) as weights:
-        install_weights(model, weights)
+        if _legacy.is_legacy_weights_file(weights):   # Keras 2's save_weights("w.h5")
+            _legacy.install_weights_by_order(model, weights)
+        else:
+            install_weights(model, weights)

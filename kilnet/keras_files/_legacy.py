@@ -333,6 +333,90 @@ def install_legacy_weights(model, weights):
         variables[key].assign(array)
 
 
+# -- weights-only files: Keras 2's `save_weights("w.h5")`, and Keras's application weights --
+def is_legacy_weights_file(weights) -> bool:
+    """Whether an open HDF5 file is a legacy weights-only file: a `layer_names` attribute at
+    its root (split into layer_names0, layer_names1, ... when long), one group per layer.
+
+    Example:
+        >>> import io, h5py
+        >>> from kilnet.keras_files import _h5, _legacy
+        >>> buffer = io.BytesIO()
+        >>> with h5py.File(buffer, "w") as f:
+        ...     f.attrs["layer_names"] = [b"dense"]
+        >>> with _h5.WeightsFile(buffer.getvalue(), "w.h5") as weights:
+        ...     _legacy.is_legacy_weights_file(weights)
+        True
+    """
+    attrs = weights.file.attrs
+    return ROOT not in weights.file and "layers" not in weights.file and (
+        "layer_names" in attrs or "layer_names0" in attrs)
+
+
+def install_weights_by_order(model, weights):
+    """Set `model`'s weights from a legacy weights-only file as Keras's legacy loader does:
+    the model's layers that have weights, in order, take the file's layers that list weights,
+    in order (names may differ: Keras 2 numbered unnamed layers from 1), each layer's arrays
+    in its `weight_names` order (trainable weights, then the others). Every count and shape
+    is checked before anything is read; an unbuilt model is built first."""
+    saved = [(name, names) for name, names in _saved_layers(weights) if names]
+    if not model.built:
+        model.build(seed=0)
+    mine = []
+    for layer in model.layers:
+        trainable, rest = _legacy_order(layer, (layer.name,), weights)
+        if trainable + rest:
+            mine.append((layer, trainable + rest))
+    if len(saved) != len(mine):
+        weights.fail(f"it holds weights for {len(saved)} layers; this model has {len(mine)} "
+                     "layers with weights. Build the model the file was saved from (same "
+                     "include_top and architecture).")
+    variables = {(kind, tuple(where)): v for where, kind, v in model.variable_paths()}
+    slots = []
+    for (layer, order), (saved_name, names) in zip(mine, saved):
+        if len(order) != len(names):
+            weights.fail(f"layer {layer.name!r} has {len(order)} weights; the file's layer "
+                         f"{saved_name!r} lists {len(names)}.")
+        for key, weight_name in zip(order, names):
+            h5 = f"{saved_name}/{weight_name}"
+            variable = variables[(key[0], tuple(key[1]))]
+            shape = weights.shape_of(h5)
+            if shape is None:
+                weights.fail(f"the weight {h5!r} is missing.")
+            if shape != tuple(variable.shape):
+                weights.fail(f"the weight {h5!r} has shape {shape}; layer {layer.name!r} "
+                             f"({type(layer).__name__}) needs {tuple(variable.shape)}.")
+            slots.append((h5, variable))
+    arrays = [weights.read(h5, v.shape, np.dtype(v.dtype)) for h5, v in slots]
+    for (_, variable), array in zip(slots, arrays):
+        variable.assign(array)
+
+
+def _saved_layers(weights):
+    """[(layer name, [its weight names])] in the file's `layer_names` order."""
+    root = weights.file
+    out = []
+    for name in _chunked_names(root, "layer_names", weights):
+        group = weights.group(name)
+        if group is None:
+            weights.fail(f"its layer_names lists {name!r}, which has no group.")
+        out.append((name, _chunked_names(group, "weight_names", weights)))
+    return out
+
+
+def _chunked_names(group, name, weights):
+    """A names attribute, joined from its chunks (name0, name1, ...) when Keras split it."""
+    if name in group.attrs:
+        return _names_attribute(group, name, weights)
+    names, chunk = [], 0
+    while f"{name}{chunk}" in group.attrs and chunk <= _h5.MAX_OBJECTS:
+        names += _names_attribute(group, f"{name}{chunk}", weights)
+        chunk += 1
+    if not chunk:
+        weights.fail(f"its weights lack a proper {name} attribute.")
+    return names
+
+
 def _layer_groups(model, weights):
     """[(kilnet layer, [h5 paths of its weights in order])] for the layers that have weights."""
     root = weights.file[ROOT]

@@ -1,0 +1,230 @@
+"""InceptionV3 (Szegedy et al., 2015): inception blocks of parallel factorised convolutions,
+as keras.applications.inception_v3, with Keras's layers in Keras's order so that its
+ImageNet weights load (Keras names only the "mixed" concatenations; the weights load by
+order).
+
+Example:
+    >>> from kilnet.applications import inception_v3
+    >>> model = inception_v3.InceptionV3(input_shape=(75, 75, 3), weights=None,
+    ...                                  include_top=False)
+    >>> model.name, model.output.shape
+    ('inception_v3', (None, 1, 1, 2048))
+"""
+
+from __future__ import annotations
+
+import functools
+
+from kilnet import layers
+from kilnet.applications import _builder, imagenet_utils
+from kilnet.applications._origin import keras_file
+
+WEIGHTS_PATH = ("https://storage.googleapis.com/tensorflow/keras-applications/"
+                "inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels.h5")
+WEIGHTS_PATH_NO_TOP = ("https://storage.googleapis.com/tensorflow/keras-applications/"
+                       "inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5")
+# Keras's md5 of the files (with classifier, without).
+WEIGHTS_HASHES = ("9a0d58056eeedaa3f26cb7ebd46da564", "bcbd6486424b2319ff4ef7d526e38f63")
+
+
+class KerasNames:
+    """Keras's default names for unnamed layers in the order they are created (conv2d,
+    conv2d_1, ...), as a fresh Keras session gives them; kilnet alone would number them in
+    the graph's order, which differs here because branches are created before they join.
+
+    Example:
+        >>> from kilnet.applications.inception_v3 import KerasNames
+        >>> names = KerasNames()
+        >>> names("conv2d"), names("conv2d"), names("activation")
+        ('conv2d', 'conv2d_1', 'activation')
+    """
+
+    def __init__(self):
+        self.counts = {}
+
+    def __call__(self, base):
+        count = self.counts.get(base, 0)
+        self.counts[base] = count + 1
+        return base if count == 0 else f"{base}_{count}"
+
+
+def InceptionV3(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                pooling=None, classes=1000, classifier_activation="softmax",
+                name="inception_v3"):
+    """InceptionV3, as keras.applications.InceptionV3 (same arguments, defaults, layers and
+    weights). Its inputs are RGB in [-1, 1]: see `preprocess_input`.
+
+    Args:
+        include_top: whether to end in the 1000-class (or `classes`) classifier.
+        weights: "imagenet" (Keras's pretrained weights, downloaded on first use), None
+            (random) or the path of a weights file.
+        input_tensor: a symbolic tensor to use as the image input.
+        input_shape: (height, width, 3), at least 75x75; (299, 299, 3) with the classifier
+            and ImageNet weights.
+        pooling: without the classifier, None (the last feature map), "avg" or "max".
+        classes: the classifier's classes (1000 with ImageNet weights).
+        classifier_activation: the classifier's activation ("softmax" or None with weights).
+        name: the model's name.
+
+    Returns:
+        A kilnet functional Model.
+
+    Example:
+        >>> from kilnet.applications import InceptionV3
+        >>> InceptionV3(weights=None, input_shape=(75, 75, 3), classes=2).output.shape
+        (None, 2)
+    """
+    _builder.check_arguments(weights, include_top, classes, pooling)
+    input_shape = imagenet_utils.obtain_input_shape(input_shape, 299, min_size=75,
+                                                    require_flatten=include_top,
+                                                    weights=weights)
+    img_input = _builder.image_input(input_tensor, input_shape)
+    names = KerasNames()
+    x = conv2d_bn(img_input, 32, 3, 3, strides=(2, 2), padding="valid", names=names)
+    x = conv2d_bn(x, 32, 3, 3, padding="valid", names=names)
+    x = conv2d_bn(x, 64, 3, 3, names=names)
+    x = _max_pool(x, names)
+    x = conv2d_bn(x, 80, 1, 1, padding="valid", names=names)
+    x = conv2d_bn(x, 192, 3, 3, padding="valid", names=names)
+    x = _max_pool(x, names)
+    for i, pool_filters in enumerate((32, 64, 64)):
+        x = _block_35(x, pool_filters, f"mixed{i}", names)
+    x = _reduction_a(x, names)
+    for i, filters in enumerate((128, 160, 160, 192)):
+        x = _block_17(x, filters, f"mixed{4 + i}", names)
+    x = _reduction_b(x, names)
+    for i in range(2):
+        x = _block_8(x, i, names)
+    if include_top:
+        x = _builder.top(x, include_top, pooling, classes, classifier_activation, weights,
+                         avg_name="avg_pool")
+    else:
+        x = _builder.pooled(x, pooling)
+
+    def imagenet_path():
+        if include_top:
+            return keras_file("inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
+                              WEIGHTS_PATH, WEIGHTS_HASHES[0])
+        return keras_file("inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                          WEIGHTS_PATH_NO_TOP, WEIGHTS_HASHES[1])
+
+    return _builder.make_model(input_tensor, img_input, x, name, weights, imagenet_path)
+
+
+def conv2d_bn(x, filters, num_row, num_col, padding="same", strides=(1, 1), name=None, *,
+              names=None):
+    """A bias-free convolution, batch normalization without scale, ReLU; named
+    "<name>_conv", "<name>_bn" and `name` when a name is given, else by `names` (a
+    KerasNames) when given.
+
+    Example:
+        >>> import kilnet
+        >>> from kilnet.applications.inception_v3 import conv2d_bn
+        >>> conv2d_bn(kilnet.Input(shape=(9, 9, 3)), 4, 1, 7).shape
+        (None, 9, 9, 4)
+    """
+    if name is not None:
+        conv_name, bn_name, act_name = f"{name}_conv", f"{name}_bn", name
+    elif names is not None:
+        conv_name, bn_name, act_name = (names("conv2d"), names("batch_normalization"),
+                                        names("activation"))
+    else:
+        conv_name = bn_name = act_name = None
+    x = layers.Conv2D(filters, (num_row, num_col), strides=strides, padding=padding,
+                      use_bias=False, name=conv_name)(x)
+    x = layers.BatchNormalization(axis=-1, scale=False, name=bn_name)(x)
+    return layers.Activation("relu", name=act_name)(x)
+
+
+def _same_average_pool(x, names):
+    return layers.AveragePooling2D((3, 3), strides=(1, 1), padding="same",
+                                   name=names("average_pooling2d"))(x)
+
+
+def _max_pool(x, names):
+    return layers.MaxPooling2D((3, 3), strides=(2, 2), name=names("max_pooling2d"))(x)
+
+
+def _block_35(x, pool_filters, name, names):
+    """mixed0-2: 1x1, 5x5, double 3x3 and pooled branches (in Keras's creation order)."""
+    conv = functools.partial(conv2d_bn, names=names)
+    branch1x1 = conv(x, 64, 1, 1)
+    branch5x5 = conv(conv(x, 48, 1, 1), 64, 5, 5)
+    branch3x3dbl = conv(conv(conv(x, 64, 1, 1), 96, 3, 3), 96, 3, 3)
+    branch_pool = conv(_same_average_pool(x, names), pool_filters, 1, 1)
+    return layers.concatenate([branch1x1, branch5x5, branch3x3dbl, branch_pool], axis=-1,
+                              name=name)
+
+
+def _reduction_a(x, names):
+    """mixed3: stride-2 3x3 and double 3x3 branches, and max pooling."""
+    conv = functools.partial(conv2d_bn, names=names)
+    branch3x3 = conv(x, 384, 3, 3, strides=(2, 2), padding="valid")
+    branch3x3dbl = conv(conv(x, 64, 1, 1), 96, 3, 3)
+    branch3x3dbl = conv(branch3x3dbl, 96, 3, 3, strides=(2, 2), padding="valid")
+    branch_pool = _max_pool(x, names)
+    return layers.concatenate([branch3x3, branch3x3dbl, branch_pool], axis=-1, name="mixed3")
+
+
+def _block_17(x, filters, name, names):
+    """mixed4-7: 1x1, factorised 7x7 and double 7x7 branches of `filters`, and pooled."""
+    conv = functools.partial(conv2d_bn, names=names)
+    branch1x1 = conv(x, 192, 1, 1)
+    branch7x7 = conv(conv(conv(x, filters, 1, 1), filters, 1, 7), 192, 7, 1)
+    branch7x7dbl = conv(x, filters, 1, 1)
+    for rows, cols in ((7, 1), (1, 7), (7, 1)):
+        branch7x7dbl = conv(branch7x7dbl, filters, rows, cols)
+    branch7x7dbl = conv(branch7x7dbl, 192, 1, 7)
+    branch_pool = conv(_same_average_pool(x, names), 192, 1, 1)
+    return layers.concatenate([branch1x1, branch7x7, branch7x7dbl, branch_pool], axis=-1,
+                              name=name)
+
+
+def _reduction_b(x, names):
+    """mixed8: stride-2 3x3 and 7x7-then-3x3 branches, and max pooling."""
+    conv = functools.partial(conv2d_bn, names=names)
+    branch3x3 = conv(conv(x, 192, 1, 1), 320, 3, 3, strides=(2, 2), padding="valid")
+    branch7x7x3 = conv(conv(conv(x, 192, 1, 1), 192, 1, 7), 192, 7, 1)
+    branch7x7x3 = conv(branch7x7x3, 192, 3, 3, strides=(2, 2), padding="valid")
+    branch_pool = _max_pool(x, names)
+    return layers.concatenate([branch3x3, branch7x7x3, branch_pool], axis=-1, name="mixed8")
+
+
+def _block_8(x, i, names):
+    """mixed9-10: 1x1, split 3x3 and split double 3x3 branches, and pooled."""
+    conv = functools.partial(conv2d_bn, names=names)
+    branch1x1 = conv(x, 320, 1, 1)
+    branch3x3 = conv(x, 384, 1, 1)
+    branch3x3 = layers.concatenate([conv(branch3x3, 384, 1, 3), conv(branch3x3, 384, 3, 1)],
+                                   axis=-1, name=f"mixed9_{i}")
+    branch3x3dbl = conv(conv(x, 448, 1, 1), 384, 3, 3)
+    branch3x3dbl = layers.concatenate([conv(branch3x3dbl, 384, 1, 3),
+                                       conv(branch3x3dbl, 384, 3, 1)],
+                                      axis=-1, name=names("concatenate"))
+    branch_pool = conv(_same_average_pool(x, names), 192, 1, 1)
+    return layers.concatenate([branch1x1, branch3x3, branch3x3dbl, branch_pool], axis=-1,
+                              name=f"mixed{9 + i}")
+
+
+def preprocess_input(x, data_format=None):
+    """Images in [0, 255] scaled to [-1, 1], as InceptionV3's weights expect ("tf" mode of
+    imagenet_utils.preprocess_input).
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet.applications import inception_v3
+        >>> inception_v3.preprocess_input(np.array([0.0])).tolist()
+        [-1.0]
+    """
+    return imagenet_utils.preprocess_input(x, data_format=data_format, mode="tf")
+
+
+def decode_predictions(preds, top=5):
+    """The `top` ImageNet classes of each prediction (imagenet_utils.decode_predictions).
+
+    Example:
+        >>> from kilnet.applications import inception_v3
+        >>> inception_v3.decode_predictions.__name__
+        'decode_predictions'
+    """
+    return imagenet_utils.decode_predictions(preds, top=top)
