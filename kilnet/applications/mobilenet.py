@@ -107,11 +107,9 @@ def _weights_size(shape):
 
 
 def _classifier(x, dropout, classes, classifier_activation, weights):
-    """Global average pooling, dropout, a 1x1 convolution to the classes, the activation.
-    Keras pools with keepdims=True; kilnet's GlobalAveragePooling2D has no keepdims yet, so
-    an extra Reshape (no weights) restores the 1x1 map before "conv_preds"."""
-    x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Reshape((1, 1, x.shape[-1]), name="reshape_1")(x)
+    """Global average pooling kept as a 1x1 map, dropout, a 1x1 convolution to the classes,
+    the activation (Keras's layers and names)."""
+    x = layers.GlobalAveragePooling2D(keepdims=True)(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     x = layers.Conv2D(classes, (1, 1), padding="same", name="conv_preds")(x)
     x = layers.Reshape((classes,), name="reshape_2")(x)

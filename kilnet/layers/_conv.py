@@ -28,10 +28,24 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def output_size(size: int, kernel: int, stride: int, padding: str) -> int:
+def output_size(size, kernel: int, stride: int, padding: str):
+    """The length of an axis after a window slides over it; None for an axis of unknown
+    length (a fully convolutional model's `Input((None, None, 3))`), each compiled program
+    seeing its real length.
+
+    >>> output_size(28, 3, 1, "valid"), output_size(28, 3, 2, "same"), output_size(None, 3, 1, "same")
+    (26, 14, None)
+    """
+    if size is None:
+        return None
     if padding == "same":
         return math.ceil(size / stride)
     return (size - kernel) // stride + 1
+
+
+def too_small(*sizes) -> bool:
+    """Whether a known output length is below 1 (the window does not fit)."""
+    return any(size is not None and size < 1 for size in sizes)
 
 
 def pad_same(x, kernel_hw, strides, value=0.0):
@@ -333,7 +347,7 @@ class Conv2D(KernelLayer):
         (sh, sw), (dh, dw) = self.strides, self.dilation_rate
         kh, kw = dilated_span(self.kernel_size[0], dh), dilated_span(self.kernel_size[1], dw)
         ho, wo = output_size(h, kh, sh, self.padding), output_size(w, kw, sw, self.padding)
-        if ho < 1 or wo < 1:
+        if too_small(ho, wo):
             raise ValueError(
                 f"Conv2D kernel_size={self.kernel_size} does not fit an input of shape "
                 f"{input_shape} with padding='{self.padding}'; use padding='same'."

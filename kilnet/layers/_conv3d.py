@@ -21,7 +21,8 @@ from jax import lax
 from kilnet import constraints, initializers, regularizers
 from kilnet.layers._base import KernelLayer, Layer, check_padding
 from kilnet.layers._bias import add_bias
-from kilnet.layers._conv import dilated_span, onednn_conv, output_size, same_padding
+from kilnet.layers._conv import (dilated_span, onednn_conv, output_size, same_padding,
+                                 too_small)
 from kilnet.layers._conv1d import (
     check_channels_last,
     check_filters,
@@ -148,10 +149,10 @@ class Conv3D(KernelLayer):
         _volumes_only("Conv3D", input_shape)
         # An axis of unknown size (a video's time axis, `Input((None, h, w, c))`, as Keras's
         # next-frame tutorial) stays unknown; each compiled program sees its real size.
-        sizes = tuple(None if input_shape[i] is None else output_size(
-            input_shape[i], dilated_span(self.kernel_size[i], self.dilation_rate[i]),
-            self.strides[i], self.padding) for i in range(3))
-        if min((s for s in sizes if s is not None), default=1) < 1:
+        sizes = tuple(output_size(input_shape[i], dilated_span(self.kernel_size[i],
+                                                               self.dilation_rate[i]),
+                                  self.strides[i], self.padding) for i in range(3))
+        if too_small(*sizes):
             raise ValueError(f"Conv3D kernel_size={self.kernel_size} does not fit an input of "
                              f"shape {tuple(input_shape)} with padding='{self.padding}'; use "
                              "padding='same'.")
@@ -193,7 +194,7 @@ class _Pooling3D(Layer):
         _volumes_only(name, input_shape)
         sizes = tuple(output_size(input_shape[i], self.pool_size[i], self.strides[i],
                                   self.padding) for i in range(3))
-        if min(sizes) < 1:
+        if too_small(*sizes):
             raise ValueError(f"{name} pool_size={self.pool_size} is larger than the input "
                              f"{tuple(input_shape)}.")
         return sizes + (input_shape[-1],)

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from kilnet import initializers, regularizers
 from kilnet.layers import _rnn_cells as cells
 from kilnet.layers._base import Layer, as_pair, check_padding, is_shape
-from kilnet.layers._conv import conv2d, dilated_span, output_size
+from kilnet.layers._conv import conv2d, dilated_span, output_size, too_small
 from kilnet.layers._conv1d import (as_single, check_channels_last, check_filters,
                                    check_no_dilated_strides, conv1d)
 from kilnet.layers._conv3d import as_triple, conv3d
@@ -160,7 +160,7 @@ class ConvLSTMCell(LSTMKind, Layer):
         sizes = tuple(output_size(step_shape[i], dilated_span(self.kernel_size[i],
                                                               self.dilation_rate[i]),
                                   self.strides[i], self.padding) for i in range(self.rank))
-        if min(sizes) < 1:
+        if too_small(*sizes):
             raise ValueError(f"ConvLSTM kernel_size={self.kernel_size} does not fit steps of "
                              f"shape {tuple(step_shape)} with padding='{self.padding}'; use "
                              "padding='same' or a smaller kernel.")

@@ -28,7 +28,8 @@ from jax import lax
 from kilnet import constraints, initializers, regularizers
 from kilnet.layers._base import KernelLayer, as_pair, check_padding
 from kilnet.layers._bias import add_bias
-from kilnet.layers._conv import dilated_span, onednn_conv, output_size, pad_same, window_slices
+from kilnet.layers._conv import (dilated_span, onednn_conv, output_size, pad_same, too_small,
+                                 window_slices)
 from kilnet.layers._conv1d import (
     as_single,
     check_channels_last,
@@ -211,7 +212,7 @@ class _DepthwiseBase(KernelLayer):
         sizes = tuple(
             output_size(input_shape[i], dilated_span(self.kernel_size[i], self.dilation_rate[i]),
                         self.strides[i], self.padding) for i in range(2))
-        if min(sizes) < 1:
+        if too_small(*sizes):
             raise ValueError(f"{name} kernel_size={self.kernel_size} with dilation_rate="
                              f"{self.dilation_rate} does not fit an input of shape "
                              f"{tuple(input_shape)} with padding='{self.padding}'; use "

@@ -20,7 +20,7 @@ class BatchNormalization(Layer):
     # float16); the output is cast back to the compute dtype (Layer.autocast_apply).
     autocast_weights = False
     state_names = ("moving_mean", "moving_variance")
-    config_keys = ("momentum", "epsilon", "center", "scale", "beta_regularizer",
+    config_keys = ("axis", "momentum", "epsilon", "center", "scale", "beta_regularizer",
                    "gamma_regularizer", "beta_constraint", "gamma_constraint")
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
@@ -31,8 +31,14 @@ class BatchNormalization(Layer):
                                             gamma_regularizer=gamma_regularizer)
         constraints.set_layer_constraints(self, beta_constraint=beta_constraint,
                                           gamma_constraint=gamma_constraint)
-        if axis != -1:
-            raise ValueError(f"Only axis=-1 (channels-last) is supported. Received: axis={axis!r}")
+        # Keras's ResNet and friends write the channels axis by number (axis=3 on images):
+        # any spelling of the last axis is accepted, checked against the rank when built.
+        if isinstance(axis, (list, tuple)) and len(axis) == 1:
+            axis = axis[0]
+        if isinstance(axis, bool) or not isinstance(axis, int):
+            raise ValueError("axis must be the channels axis, -1 (or its number, e.g. 3 for "
+                             f"images). Received: axis={axis!r}")
+        self.axis = axis
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"momentum must be in [0, 1]. Received: momentum={momentum!r}")
         self.momentum = float(momentum)
@@ -44,7 +50,20 @@ class BatchNormalization(Layer):
     def param_names(self):
         return (("gamma",) if self.scale else ()) + (("beta",) if self.center else ())
 
+    def compute_output_shape(self, input_shape):
+        self._check_axis(input_shape)
+        return input_shape
+
+    def _check_axis(self, input_shape):
+        rank = len(input_shape) + 1   # with the batch axis, as Keras counts `axis`
+        if self.axis not in (-1, rank - 1):
+            raise ValueError(f"BatchNormalization normalizes the last (channels) axis only: "
+                             f"for inputs of rank {rank} that is axis=-1 or axis={rank - 1}. "
+                             f"Received: axis={self.axis!r}. Move the axis last first "
+                             "(layers.Permute).")
+
     def init(self, rng, input_shape):
+        self._check_axis(input_shape)
         channels = input_shape[-1]
         params = {}
         if self.scale:

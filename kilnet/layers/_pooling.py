@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kilnet.layers._base import Layer, as_pair, check_padding, set_untracked
-from kilnet.layers._conv import output_size, pad_same, window_slices
+from kilnet.layers._conv import output_size, pad_same, too_small, window_slices
 from kilnet.layers._conv1d import as_single, check_channels_last
 
 
@@ -43,7 +43,7 @@ class _Pooling2D(Layer):
         h, w, c = input_shape
         ho = output_size(h, self.pool_size[0], self.strides[0], self.padding)
         wo = output_size(w, self.pool_size[1], self.strides[1], self.padding)
-        if ho < 1 or wo < 1:
+        if too_small(ho, wo):
             raise ValueError(f"pool_size={self.pool_size} is larger than the input {input_shape}.")
         return (ho, wo, c)
 
@@ -280,17 +280,6 @@ class AveragePooling2D(_Pooling2D):
         return total / count, state
 
 
-class GlobalAveragePooling2D(Layer):
-    def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError("GlobalAveragePooling2D expects (height, width, channels) inputs. "
-                             f"Received an input of shape {input_shape}.")
-        return (input_shape[-1],)
-
-    def apply(self, params, state, x, **_):
-        return x.mean(axis=(1, 2)), state
-
-
 # -- 1-D pooling over sequences (steps, channels), and global max pooling ------------------------
 # A 1-D pooling is its 2-D twin on a (steps, 1) image: the same strided slices and the same
 # 'same' rules, so the two cannot drift apart.
@@ -442,6 +431,24 @@ class GlobalMaxPooling2D(_GlobalPooling):
 
     _axes = (1, 2)
     _reduce = staticmethod(jnp.max)
+
+
+class GlobalAveragePooling2D(_GlobalPooling):
+    """The mean over the pixels of each channel: (height, width, channels) -> (channels,), or
+    (1, 1, channels) with keepdims=True (a squeeze-and-excite block's shape), as Keras's.
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> x = np.arange(8.0).reshape(1, 2, 2, 2)
+        >>> kilnet.layers.GlobalAveragePooling2D()(x).tolist()
+        [[3.0, 4.0]]
+        >>> kilnet.layers.GlobalAveragePooling2D(keepdims=True)(x).shape
+        (1, 1, 1, 2)
+    """
+
+    _axes = (1, 2)
+    _reduce = staticmethod(jnp.mean)
 
 
 class GlobalAveragePooling3D(_GlobalPooling):
