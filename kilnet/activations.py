@@ -7,6 +7,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from kilnet.ops import nn as ops_nn
+
 
 def linear(x):
     """x unchanged (a layer's activation=None).
@@ -298,14 +300,7 @@ def sparsemax(x):
         >>> sparsemax(jnp.array([1.0, 0.5, -1.0])).tolist()
         [0.75, 0.25, 0.0]
     """
-    z = jnp.flip(jnp.sort(x, axis=-1), axis=-1)                 # descending
-    k = jnp.arange(1, x.shape[-1] + 1, dtype=x.dtype)
-    cumulative = jnp.cumsum(z, axis=-1)
-    in_support = 1 + k * z > cumulative
-    support = jnp.sum(in_support, axis=-1, keepdims=True)        # at least 1
-    total = jnp.take_along_axis(cumulative, support.astype(jnp.int32) - 1, axis=-1)
-    tau = (total - 1) / support.astype(x.dtype)
-    return jnp.maximum(x - tau, 0)
+    return ops_nn.sparsemax(x, axis=-1)   # one implementation: the op's
 
 
 def glu(x, axis=-1):
@@ -321,7 +316,7 @@ def glu(x, axis=-1):
     if size is None or size % 2:
         raise ValueError(f"glu splits axis {axis} into two halves: it needs an axis of even "
                          f"size. Received: x.shape={x.shape}, axis={axis}")
-    return jax.nn.glu(x, axis=axis)
+    return ops_nn.glu(x, axis=axis)
 
 
 def threshold(x, threshold, default_value):
@@ -332,7 +327,7 @@ def threshold(x, threshold, default_value):
         [-9.0, -9.0, 2.0]
     """
     x = jnp.asarray(x)
-    return jnp.where(x > threshold, x, jnp.asarray(default_value, x.dtype))
+    return ops_nn.threshold(x, threshold, jnp.asarray(default_value, x.dtype))
 
 
 _BY_NAME: dict[str, Callable] = {

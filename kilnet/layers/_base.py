@@ -320,15 +320,13 @@ class Layer:
             return self._call_symbolic(args, kwargs)
         # Outside a functional graph, a sequence mask rides on the arrays (Keras's _keras_mask)
         mask = kwargs.get("mask")
-        if mask is None and self.accepts_mask:
+        if mask is None:
             mask = tensor_masks.masks_of(args[0])
-            if mask is not None:
+            if mask is not None and self.accepts_mask:
                 kwargs = {**kwargs, "mask": mask}
         outputs = self._call_arrays(args, kwargs)
         if self.supports_masking:
-            tensor_masks.attach_masks(
-                outputs, self.compute_mask(args[0], mask if mask is not None
-                                           else tensor_masks.masks_of(args[0])))
+            tensor_masks.attach_masks(outputs, self.compute_mask(args[0], mask))
         return outputs
 
     def _call_arrays(self, args, kwargs):
