@@ -322,7 +322,27 @@ def depthwise_same(images, kernel):
 
 
 # -- layers that adjust every image ---------------------------------------------------------------
-class RandomHue(ImageAugmentation):
+class _FactorLayer(ImageAugmentation):
+    """The shared form of Keras's color layers that take `factor` and `value_range`
+    (RandomHue, RandomSaturation, RandomColorDegeneration, RandomSharpness): the factor is
+    checked against [factor_low, 1], RGB inputs unless `rgb_only` is False."""
+
+    config_keys = ("factor", "value_range", "seed", "data_format")
+    factor_low = 0.0
+    rgb_only = True
+
+    def __init__(self, factor, value_range=(0, 255), data_format=None, seed=None, **kwargs):
+        super().__init__(seed=seed, data_format=data_format, **kwargs)
+        self.factor = factor_range(factor, "factor", self.factor_low, 1.0)
+        self.value_range = value_range_of(value_range)
+
+    def compute_output_shape(self, input_shape):
+        if not self.rgb_only:
+            return super().compute_output_shape(input_shape)
+        return check_channels(self, input_shape, (3,))
+
+
+class RandomHue(_FactorLayer):
     """Shifts the hue of RGB images while training, as `keras.layers.RandomHue`.
 
     Each image's hue (in [0, 1)) moves by +-d/2 (the sign at random), with d drawn in
@@ -342,15 +362,6 @@ class RandomHue(ImageAugmentation):
         [[[[0.0, 255.0, 255.0]]]]
     """
 
-    config_keys = ("factor", "value_range", "seed", "data_format")
-
-    def __init__(self, factor, value_range=(0, 255), data_format=None, seed=None, **kwargs):
-        super().__init__(seed=seed, data_format=data_format, **kwargs)
-        self.factor = factor_range(factor, "factor", 0.0, 1.0)
-        self.value_range = value_range_of(value_range)
-
-    def compute_output_shape(self, input_shape):
-        return check_channels(self, input_shape, (3,))
 
     def augment(self, images, keys):
         key_sign, key_size = split_keys(keys, 2)
@@ -363,7 +374,7 @@ class RandomHue(ImageAugmentation):
         return rescale(rgb, (0, 1), self.value_range)
 
 
-class RandomSaturation(ImageAugmentation):
+class RandomSaturation(_FactorLayer):
     """Scales the saturation of RGB images while training, as `keras.layers.RandomSaturation`.
 
     Each image's saturation is multiplied by f / (1 - f), f drawn in `factor`: 0.5 keeps
@@ -386,15 +397,7 @@ class RandomSaturation(ImageAugmentation):
         [[[[200.0, 200.0, 200.0]]]]
     """
 
-    config_keys = ("factor", "value_range", "seed", "data_format")
-
-    def __init__(self, factor, value_range=(0, 255), data_format=None, seed=None, **kwargs):
-        super().__init__(seed=seed, data_format=data_format, **kwargs)
-        self.factor = factor_range(factor, "factor", -1.0, 1.0)
-        self.value_range = value_range_of(value_range)
-
-    def compute_output_shape(self, input_shape):
-        return check_channels(self, input_shape, (3,))
+    factor_low = -1.0
 
     def augment(self, images, keys):
         f = uniform_draws(keys, *self.factor)
@@ -404,7 +407,7 @@ class RandomSaturation(ImageAugmentation):
         return hsv_to_rgb(hsv.at[..., 1].set(saturation))
 
 
-class RandomColorDegeneration(ImageAugmentation):
+class RandomColorDegeneration(_FactorLayer):
     """Blends RGB images toward their grayscale while training, as
     `keras.layers.RandomColorDegeneration`: x + f * (gray - x) with f drawn in `factor`,
     then clipped to `value_range`.
@@ -424,22 +427,14 @@ class RandomColorDegeneration(ImageAugmentation):
         [162.09, 112.09, 87.09]
     """
 
-    config_keys = ("factor", "value_range", "seed", "data_format")
-
-    def __init__(self, factor, value_range=(0, 255), data_format=None, seed=None, **kwargs):
-        super().__init__(seed=seed, data_format=data_format, **kwargs)
-        self.factor = factor_range(factor, "factor", -1.0, 1.0)
-        self.value_range = value_range_of(value_range)
-
-    def compute_output_shape(self, input_shape):
-        return check_channels(self, input_shape, (3,))
+    factor_low = -1.0
 
     def augment(self, images, keys):
         f = _per_image(uniform_draws(keys, *self.factor)).astype(images.dtype)
         return jnp.clip(images + f * (grayscale(images) - images), *self.value_range)
 
 
-class RandomSharpness(ImageAugmentation):
+class RandomSharpness(_FactorLayer):
     """Sharpens or softens images while training, as `keras.layers.RandomSharpness`.
 
     With f drawn in `factor`, an image becomes x + (1 - 2f) * (smooth - x), where `smooth`
@@ -462,13 +457,9 @@ class RandomSharpness(ImageAugmentation):
         True
     """
 
-    config_keys = ("factor", "value_range", "seed", "data_format")
     _SMOOTHING = ((1.0, 1.0, 1.0), (1.0, 5.0, 1.0), (1.0, 1.0, 1.0))
+    rgb_only = False   # any number of channels
 
-    def __init__(self, factor, value_range=(0, 255), data_format=None, seed=None, **kwargs):
-        super().__init__(seed=seed, data_format=data_format, **kwargs)
-        self.factor = factor_range(factor, "factor", 0.0, 1.0)
-        self.value_range = value_range_of(value_range)
 
     def augment(self, images, keys):
         sharpness = _per_image(uniform_draws(keys, *self.factor) * 2.0).astype(images.dtype)
