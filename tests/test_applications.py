@@ -5,11 +5,8 @@ that KILNET_APPLICATIONS_ORIGIN points kilnet at, loaded with weights="imagenet"
 layer names, weight shapes and predictions. Also preprocess_input per mode,
 decode_predictions, a transfer-learning fit, and the argument checks."""
 
-import hashlib
-import http.server
 import json
 import os
-import threading
 
 import h5py
 import numpy as np
@@ -23,78 +20,9 @@ import kilnet  # noqa: E402
 from kilnet import applications  # noqa: E402
 from kilnet.applications import imagenet_utils  # noqa: E402
 from kilnet.errors import ModelFileError  # noqa: E402
-
-KERAS_FOLDER = "tensorflow/keras-applications"
-
-
-@pytest.fixture(scope="module")
-def www(tmp_path_factory):
-    """A folder served on 127.0.0.1 as Keras's storage host; yields (folder, base URL)."""
-    folder = tmp_path_factory.mktemp("www")
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(folder), **kwargs)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield folder, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-
-
-@pytest.fixture(autouse=True)
-def served(www, tmp_path, monkeypatch):
-    """Downloads go to the local server, into a fresh cache."""
-    folder, url = www
-    monkeypatch.setenv("KILNET_APPLICATIONS_ORIGIN", url)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.delenv("KILNET_OFFLINE", raising=False)
-    return folder
-
-
-def _md5(path):
-    return hashlib.md5(open(path, "rb").read()).hexdigest()
-
-
-def _keras_model(builder, seed=0, **kwargs):
-    """Keras's model with random weights, the batch-norm statistics and biases too."""
-    keras.backend.clear_session()   # Keras's default layer names start again, as kilnet's
-    keras.utils.set_random_seed(seed)
-    model = builder(weights=None, **kwargs)
-    rng = np.random.default_rng(seed)
-    for variable in model.weights:
-        leaf = variable.path.split("/")[-1]
-        if leaf in ("gamma", "moving_variance"):
-            variable.assign(rng.uniform(0.5, 1.5, variable.shape))
-        elif leaf in ("beta", "moving_mean", "bias"):
-            variable.assign(rng.normal(0.0, 0.1, variable.shape))
-    return model
-
-
-def _serve_weights(keras_model, folder, relative):
-    """Keras's model's weights at folder/relative, in the legacy layout (root layer_names,
-    one group per layer listing weight_names) that Keras's application files have."""
-    path = folder / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as f:
-        legacy_h5_format.save_weights_to_hdf5_group(f, keras_model)
-    return _md5(path)
-
-
-def _images(shape, n=2, seed=1):
-    return np.random.default_rng(seed).uniform(-1, 1, (n,) + shape).astype("float32")
-
-
-def _assert_same_model(mine, theirs, x):
-    assert [layer.name for layer in mine.layers] == [layer.name for layer in theirs.layers]
-    assert [tuple(w.shape) for w in mine.weights] == [tuple(w.shape) for w in theirs.weights]
-    np.testing.assert_allclose(mine.predict(x, verbose=0), theirs.predict(x, verbose=0),
-                               rtol=1e-4, atol=1e-5)
-
+from tests._applications_reference import (KERAS_FOLDER, assert_same_model,  # noqa: E402
+                                           images, keras_model, md5, serve_weights, set_hash)
+from tests._applications_reference import served, www  # noqa: E402,F401  (fixtures)
 
 # (kilnet builder, Keras builder, arguments, weights file of the no-top model, hash constant)
 NO_TOP_FAMILIES = {
@@ -121,40 +49,25 @@ NO_TOP_FAMILIES = {
 }
 
 
-def _set_hash(monkeypatch, where, md5):
-    """Keras's hash constant replaced by the served file's (the real files are not here)."""
-    if where is None:
-        return
-    module, attribute, *keys = where
-    table = getattr(module, attribute)
-    if len(keys) == 2:   # {depth: (with top, without)}
-        depth, index = keys
-        table = {**table, depth: tuple(md5 if i == index else h
-                                       for i, h in enumerate(table[depth]))}
-    else:
-        table = tuple(md5 if i == keys[0] else h for i, h in enumerate(table))
-    monkeypatch.setattr(module, attribute, table)
-
-
 @pytest.mark.parametrize("family", list(NO_TOP_FAMILIES))
 def test_imagenet_weights_without_top_load_and_predict_as_keras(family, served, monkeypatch):
     build, keras_name, kwargs, relative, hash_at = NO_TOP_FAMILIES[family]
-    theirs = _keras_model(getattr(keras.applications, keras_name), include_top=False, **kwargs)
-    md5 = _serve_weights(theirs, served, f"{KERAS_FOLDER}/{relative}")
-    _set_hash(monkeypatch, hash_at, md5)
+    theirs = keras_model(getattr(keras.applications, keras_name), include_top=False, **kwargs)
+    md5 = serve_weights(theirs, served, f"{KERAS_FOLDER}/{relative}")
+    set_hash(monkeypatch, hash_at, md5)
     mine = build(weights="imagenet", include_top=False, **kwargs)
     assert mine.name == theirs.name
-    _assert_same_model(mine, theirs, _images(kwargs["input_shape"]))
+    assert_same_model(mine, theirs, images(kwargs["input_shape"]))
 
 
 def test_resnet50_with_classifier_from_a_keras_file_path(tmp_path):
-    theirs = _keras_model(keras.applications.ResNet50, include_top=True,
+    theirs = keras_model(keras.applications.ResNet50, include_top=True,
                           input_shape=(32, 32, 3), classes=7)
     with h5py.File(tmp_path / "resnet.h5", "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, theirs)
     mine = applications.ResNet50(weights=str(tmp_path / "resnet.h5"), input_shape=(32, 32, 3),
                                  classes=7)
-    _assert_same_model(mine, theirs, _images((32, 32, 3)))
+    assert_same_model(mine, theirs, images((32, 32, 3)))
     # The file is Keras's own to read too: the same layout both ways.
     again = keras.applications.ResNet50(weights=str(tmp_path / "resnet.h5"),
                                         input_shape=(32, 32, 3), classes=7)
@@ -167,12 +80,12 @@ def test_a_small_densenet_from_a_keras_file_path(tmp_path):
     def small(**kwargs):   # Keras's DenseNet(blocks, ...), shallow to stay fast
         return KerasDenseNet([1, 2, 1, 1], input_shape=(32, 32, 3), classes=4, **kwargs)
 
-    theirs = _keras_model(small)
+    theirs = keras_model(small)
     with h5py.File(tmp_path / "densenet.h5", "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, theirs)
     mine = applications.densenet.DenseNet([1, 2, 1, 1], input_shape=(32, 32, 3), classes=4,
                                           weights=str(tmp_path / "densenet.h5"))
-    _assert_same_model(mine, theirs, _images((32, 32, 3)))
+    assert_same_model(mine, theirs, images((32, 32, 3)))
 
 
 def test_densenet121_imagenet_weights_use_keras_file_name(served, monkeypatch):
@@ -181,8 +94,8 @@ def test_densenet121_imagenet_weights_use_keras_file_name(served, monkeypatch):
                 "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5")
     (served / relative).parent.mkdir(parents=True, exist_ok=True)
     _write_keras2_weights(donor, served / relative)
-    _set_hash(monkeypatch, (applications.densenet, "WEIGHTS_HASHES", "densenet121", 1),
-              _md5(served / relative))
+    set_hash(monkeypatch, (applications.densenet, "WEIGHTS_HASHES", "densenet121", 1),
+              md5(served / relative))
     mine = applications.DenseNet121(weights="imagenet", include_top=False,
                                     input_shape=(32, 32, 3))
     for got, want in zip(mine.get_weights(), donor.get_weights()):
@@ -190,14 +103,14 @@ def test_densenet121_imagenet_weights_use_keras_file_name(served, monkeypatch):
 
 
 def test_mobilenet_with_classifier_from_a_keras_file_path(tmp_path):
-    theirs = _keras_model(keras.applications.MobileNet, alpha=0.25, input_shape=(32, 32, 3),
+    theirs = keras_model(keras.applications.MobileNet, alpha=0.25, input_shape=(32, 32, 3),
                           classes=5)
     with h5py.File(tmp_path / "mobilenet.h5", "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, theirs)
     mine = applications.MobileNet(alpha=0.25, input_shape=(32, 32, 3), classes=5,
                                   weights=str(tmp_path / "mobilenet.h5"))
     assert [layer.name for layer in mine.layers] == [layer.name for layer in theirs.layers]
-    x = _images((32, 32, 3))
+    x = images((32, 32, 3))
     np.testing.assert_allclose(mine.predict(x, verbose=0), theirs.predict(x, verbose=0),
                                rtol=1e-4, atol=1e-6)
 
@@ -285,7 +198,7 @@ def test_decode_predictions_reads_the_served_class_index(served, monkeypatch):
     path = served / "download.tensorflow.org/data/imagenet_class_index.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(index))
-    monkeypatch.setattr(imagenet_utils, "CLASS_INDEX_HASH", _md5(path))
+    monkeypatch.setattr(imagenet_utils, "CLASS_INDEX_HASH", md5(path))
     monkeypatch.setattr(keras.src.applications.imagenet_utils, "CLASS_INDEX", index)
     preds = np.random.default_rng(0).random((3, 1000)).astype("float32")
     mine = applications.vgg16.decode_predictions(preds, top=4)
