@@ -58,7 +58,7 @@ _SUBMODULES = (
     "dtype_policies", "errors", "initializers", "insight", "layers", "losses", "metrics",
     "mixed_precision", "models", "ops",
     "optimizers", "plot", "preprocessing", "random", "regularizers",
-    "report", "saving",
+    "report", "saving", "tree",
     "utils", "variables",
 )
 
@@ -107,6 +107,7 @@ __all__ = [
     "random",
     "regularizers",
     "report",
+    "tree",
     "utils",
 ]
 
