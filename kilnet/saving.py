@@ -978,3 +978,20 @@ def _legacy_order(info, model, filepath):
     return [(f"{kind}/{'/'.join(path)}", type(layer).__name__)
             for (_, saved_name), layer in zip(saved, layers)
             for path, kind, _ in layer.variable_paths((saved_name,))]
+
+
+# Keras's serialize_keras_object / deserialize_keras_object live in kilnet.serialization, which
+# builds on the Keras-file reader, which builds on this module: looked up when first used
+# (PEP 562), as Keras's keras.saving names them.
+_SERIALIZATION = ("serialize_keras_object", "deserialize_keras_object")
+
+
+def __getattr__(name):
+    if name in _SERIALIZATION:
+        import importlib
+        return getattr(importlib.import_module("kilnet.serialization"), name)
+    raise AttributeError(f"module 'kilnet.saving' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SERIALIZATION))

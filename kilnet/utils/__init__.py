@@ -46,6 +46,8 @@ _ELSEWHERE = {
     "custom_object_scope": "kilnet.saving", "CustomObjectScope": "kilnet.saving",
     "get_registered_name": "kilnet.saving", "get_registered_object": "kilnet.saving",
     "is_keras_tensor": "kilnet.backend",
+    "serialize_keras_object": "kilnet.serialization",
+    "deserialize_keras_object": "kilnet.serialization",
 }
 
 
@@ -57,6 +59,10 @@ def __getattr__(name):
         import importlib
         return getattr(importlib.import_module(_ELSEWHERE[name]), name)
     raise AttributeError(f"module 'kilnet.utils' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
 
 
 __all__ = [
