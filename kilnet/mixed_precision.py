@@ -28,6 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+# Keras names its loss-scaling optimizer here too (keras.mixed_precision.LossScaleOptimizer).
+from kilnet.loss_scale import LossScaleOptimizer  # noqa: F401
+
 # name -> (compute dtype, variable dtype); Keras's names.
 _POLICIES = {
     "float32": ("float32", "float32"),

@@ -224,11 +224,11 @@ def _check_id_range(model, array, argument, index):
 
 
 def _warn_unscaled_images(model, array, argument):
-    """uint8 (or integer image) pixels in 0-255 fed to a model without a Rescaling layer."""
+    """uint8 (or integer image) pixels in 0-255 fed to a model with nothing that scales them
+    (a Rescaling or Normalization layer, or an x / 255 in the graph, nested models included)."""
     if array.dtype.kind not in "iu" or (array.dtype != np.uint8 and array.ndim < 3):
         return
-    from kilnet.layers import Rescaling
-    if any(isinstance(layer, Rescaling) for layer in model.layers):
+    if _scales_inputs(model):
         return
     hi = np.max(array)
     if 1 < hi <= 255 and (array.dtype == np.uint8 or np.min(array) >= 0):
@@ -237,6 +237,18 @@ def _warn_unscaled_images(model, array, argument):
               f"Divide by 255 ({argument} = {argument} / 255.0) or start the model with "
               f"kilnet.layers.Rescaling(1 / 255). Received: {argument} with dtype="
               f"{array.dtype} and max={int(hi)}")
+
+
+def _scales_inputs(layer) -> bool:
+    from kilnet.layers import Normalization, Operation, Rescaling
+    if isinstance(layer, (Rescaling, Normalization)):
+        return True
+    if isinstance(layer, Operation):
+        return layer.get_config().get("operation") in _SCALING_OPS
+    return any(_scales_inputs(inner) for inner in layer.layers)
+
+
+_SCALING_OPS = frozenset({"TrueDivide", "Divide", "Multiply"})
 
 
 def _check_labels_alone(value, argument):

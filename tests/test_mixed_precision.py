@@ -372,3 +372,10 @@ def test_a_loss_scaled_run_saves_and_resumes_with_its_scale(tmp_path):
     for ours, theirs in zip(loaded.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(ours, theirs)
 
+
+
+def test_loss_scale_optimizer_is_named_where_keras_names_it():
+    # keras.mixed_precision.LossScaleOptimizer and keras.optimizers.LossScaleOptimizer
+    assert mixed_precision.LossScaleOptimizer is optimizers.LossScaleOptimizer
+    wrapped = mixed_precision.LossScaleOptimizer(optimizers.SGD(0.1), initial_scale=8.0)
+    assert wrapped.get_config()["initial_scale"] == 8.0

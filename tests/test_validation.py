@@ -306,6 +306,25 @@ def test_uint8_images_without_rescaling_warn_once_per_fit():
         rescaled.predict(images, batch_size=4, verbose=0)
 
 
+def _scaled_by_normalization():   # the ViT tutorial: an adapted Normalization, nested
+    inputs = kilnet.Input((2, 2))
+    prep = kilnet.Sequential([layers.Normalization(mean=100.0, variance=5000.0)], name="prep")
+    return kilnet.Model(inputs, layers.Dense(3)(layers.Flatten()(prep(inputs))))
+
+
+def _scaled_by_an_op():   # x / 255 written in the graph
+    inputs = kilnet.Input((2, 2))
+    return kilnet.Model(inputs, layers.Dense(3)(layers.Flatten()(inputs / 255.0)))
+
+
+@pytest.mark.parametrize("make", [_scaled_by_normalization, _scaled_by_an_op])
+def test_inputs_scaled_inside_the_model_do_not_warn(make):
+    images = np.random.default_rng(2).integers(0, 256, (N, 2, 2), dtype=np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputWarning)
+        make().predict(images, batch_size=4, verbose=0)
+
+
 def test_from_logits_with_softmax_warns():
     model = kilnet.Sequential([layers.Dense(3, activation="softmax")])
     model.compile(optimizer="adam",

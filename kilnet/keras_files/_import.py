@@ -87,7 +87,7 @@ def install_weights(model, weights, build_config=None):
     """Build `model` and set its weights from an open Keras weights file, every dataset's
     declared shape checked before it is read."""
     path = weights.path
-    if model.is_functional:
+    if model.is_functional and not model.built:   # a built model's arrays exist already
         saving.precheck_graph(model, (), _declared(model, "", (), weights), path)
         _precheck.check_composites(model, "", weights)   # layers with sub-layers
         model.build(seed=0)

@@ -15,6 +15,7 @@ import re
 
 from kilnet.layers import GRU, LSTM, RNN, Bidirectional, InputLayer, MultiHeadAttention, SimpleRNN
 from kilnet.layers import Pipeline, StackedRNNCells, TimeDistributed
+from kilnet.layers import LAYER_TYPES, Layer
 from kilnet.models import Model
 
 RNN_TYPES = (SimpleRNN, LSTM, GRU)   # Keras keeps their weights in the `cell` sub-object
@@ -110,11 +111,50 @@ def _layer_slots(layer, prefix, path, slots, seen):
                        slots)
     elif isinstance(layer, Pipeline) and not any(inner.weights for inner in layer.layers):
         pass   # augmentation steps: no weights, so nothing in the file
+    elif layer.layers and LAYER_TYPES.get(type(layer).__name__) is not type(layer):
+        _attribute_slots(layer, prefix, path, slots, seen)
     elif layer.layers:
         raise LayoutError(f"layer {layer.name!r} ({type(layer).__name__}) holds sub-layers "
                           "whose place in a Keras weights file kilnet does not know")
     else:
         _own_slots(layer, prefix, path, slots)
+
+
+def _attribute_slots(layer, prefix, path, slots, seen):
+    """A layer class of yours that holds layers: Keras's saving walks its attributes, so its
+    own weights come first (`vars/<i>`), then each attribute holding a layer, under the
+    attribute's name, in Keras's order (public names sorted, then private ones); a list,
+    tuple or dict of layers numbers them by class (`blocks/dense`, `blocks/dense_1`). A layer
+    reached twice keeps its first place."""
+    _own_slots(layer, prefix, path, slots)
+    skip = _BASE_ATTRIBUTES | {"_sublayers"}
+    for attribute in sorted(vars(layer), key=lambda name: "~" + name if name[0] == "_" else name):
+        if attribute not in skip:
+            _value_slots(getattr(layer, attribute), f"{prefix}{attribute}/", path, slots, seen)
+
+
+def _value_slots(value, prefix, path, slots, seen):
+    if isinstance(value, Layer):
+        if id(value) not in seen:
+            seen.add(id(value))
+            _layer_slots(value, prefix, path + (value.name,), slots, seen)
+    elif isinstance(value, (list, tuple, dict)):
+        items = list(value.values()) if isinstance(value, dict) else list(value)
+        used = {}
+        for item in items:
+            if isinstance(item, Layer):
+                base = snake_case(type(item).__name__)
+            elif isinstance(item, (list, tuple, dict)):
+                base = "container"
+            else:
+                continue
+            used[base] = used.get(base, -1) + 1
+            name = base if used[base] == 0 else f"{base}_{used[base]}"
+            _value_slots(item, f"{prefix}{name}/", path, slots, seen)
+
+
+# Attributes every kilnet layer has: its bookkeeping, never a place in Keras's file.
+_BASE_ATTRIBUTES = frozenset(vars(Layer()))
 
 
 def _own_slots(layer, prefix, path, slots):

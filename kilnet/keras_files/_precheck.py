@@ -17,6 +17,7 @@ import numpy as np
 
 from kilnet.errors import ModelFileError
 from kilnet.keras_files import _layout
+from kilnet.layers import LAYER_TYPES
 from kilnet.layers import (RNN, Bidirectional, InputLayer, MultiHeadAttention, Pipeline,
                            StackedRNNCells, TimeDistributed)
 from kilnet.layers._conv_lstm import ConvLSTMCell
@@ -70,6 +71,11 @@ def _check(layer, shape, group, weights):
             inner.is_pure and not (inner.param_names or inner.state_names or inner.layers)
             for inner in layer.layers):
         pass   # augmentation steps: no weights, so nothing in the file to check
+    elif layer.layers and LAYER_TYPES.get(type(layer).__name__) is not type(layer):
+        # A class of yours (custom_objects or registered) makes its sub-layers in its own
+        # build: kilnet cannot trace that before building, and trusts your code as Keras
+        # does; every array is still checked against its Variable's shape when read.
+        pass
     elif layer.layers or isinstance(layer, Model) or not layer.is_pure:
         _fail(weights, layer, "it is a layer with sub-layers inside a wrapper, which kilnet "
                               "cannot check against the file before building it")
