@@ -348,27 +348,45 @@ class AveragePooling1D(_Pooling1D):
 
 
 class _GlobalPooling(Layer):
+    """The reduction of every spatial axis. Unlike kilnet's other image layers these take
+    data_format="channels_first" too, since it only moves the axes reduced: Keras's
+    timeseries Transformer averages (batch, steps, features) over its last axis with
+    GlobalAveragePooling1D(data_format="channels_first")."""
+
     config_keys = ("data_format", "keepdims")
-    _axes: tuple = ()
+    _axes: tuple = ()   # the spatial axes, channels last
 
     def __init__(self, data_format=None, keepdims=False, **kwargs):
         super().__init__(**kwargs)
-        self.data_format = check_channels_last(data_format)
+        if data_format not in (None, "channels_last", "channels_first"):
+            raise ValueError("data_format must be 'channels_last' or 'channels_first'. "
+                             f"Received: data_format={data_format!r}")
+        self.data_format = data_format or "channels_last"
         if not isinstance(keepdims, bool):
             raise ValueError(f"keepdims must be True or False. Received: keepdims={keepdims!r}")
         self.keepdims = keepdims
+
+    @property
+    def spatial_axes(self) -> tuple:
+        shift = 1 if self.data_format == "channels_first" else 0
+        return tuple(axis + shift for axis in self._axes)
 
     def compute_output_shape(self, input_shape):
         rank = len(self._axes) + 1
         if len(input_shape) != rank:
             what = {2: "(steps, channels)", 3: "(height, width, channels)"}.get(
                 rank, "(depth, height, width, channels)")
+            if self.data_format == "channels_first":
+                what = "(channels, " + what[1:].replace(", channels)", ")")
             raise ValueError(f"{type(self).__name__} expects {what} inputs. Received an input "
                              f"of shape {tuple(input_shape)}.")
-        return ((1,) * len(self._axes) if self.keepdims else ()) + (input_shape[-1],)
+        kept = (1,) * len(self._axes) if self.keepdims else ()
+        if self.data_format == "channels_first":
+            return (input_shape[0],) + kept
+        return kept + (input_shape[-1],)
 
     def apply(self, params, state, x, **_):
-        return self._reduce(x, axis=self._axes, keepdims=self.keepdims), state
+        return self._reduce(x, axis=self.spatial_axes, keepdims=self.keepdims), state
 
 
 class GlobalAveragePooling1D(_GlobalPooling):
@@ -396,9 +414,10 @@ class GlobalAveragePooling1D(_GlobalPooling):
     def apply(self, params, state, x, *, mask=None, **_):
         if mask is None:
             return super().apply(params, state, x)
-        weight = mask.astype(x.dtype)[:, :, None]
-        total = jnp.sum(x * weight, axis=1, keepdims=self.keepdims)
-        return total / jnp.sum(weight, axis=1, keepdims=self.keepdims), state
+        steps = self.spatial_axes[0]
+        weight = jnp.expand_dims(mask.astype(x.dtype), 3 - steps)   # along the channels
+        total = jnp.sum(x * weight, axis=steps, keepdims=self.keepdims)
+        return total / jnp.sum(weight, axis=steps, keepdims=self.keepdims), state
 
 
 class GlobalMaxPooling1D(_GlobalPooling):
