@@ -197,8 +197,8 @@ def _arrays_for_fit(model, trainer, x, y, *, seed, batch_size, epochs, validatio
     xs = validation.check_features(model, structure.inputs_of(model, x), x_names)
     trainer.ensure_state(seed, input_shape=_sample_shapes(xs))
     x_names = structure.argument_names("x", model.input_names)
-    if y is None and model.overrides_train_step:
-        ys, y_names = [], []  # the model's own train_step needs no labels (an autoencoder)
+    if y is None and (model.overrides_train_step or model.overrides_compute_loss):
+        ys, y_names = [], []  # the model's own step or loss needs no labels (an autoencoder)
     else:
         ys = structure.targets_of(trainer.objective, y)
         y_names = _label_names(trainer)

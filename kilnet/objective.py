@@ -44,7 +44,9 @@ class Head:
 
     @property
     def needs_labels(self) -> bool:
-        return self.loss is not None or bool(self.metrics) or bool(self.weighted_metrics)
+        # the metric ids too: compile() knows them before their objects are made
+        return self.loss is not None or bool(self.metrics or self.metric_ids
+                                             or self.weighted_metrics or self.weighted_metric_ids)
 
 
 @dataclass
@@ -252,8 +254,9 @@ def build(model, loss, loss_weights, metrics, *, weighted_metrics=None,
                           weighted_metric_ids=weighted_lists[index], use_logits=use_logits,
                           given_loss=resolved, masked=masked[index]))
     objective = Objective(heads)
-    if custom_loss:
+    if custom_loss:   # your compute_loss reads the labels of every output, as Keras gives them
         objective.several_losses = False
+        objective.targets = list(heads)
     resolve_metrics(objective, label_shapes=None)
     return objective
 

@@ -165,12 +165,20 @@ def _forward(spec, params, model_state, xb, *, training, rng, mask):
     return outputs, new_state, extra, masks
 
 
-def _batch_loss(spec, xb, yb, outputs, weight, denom, training, masks=None):
+def _batch_loss(spec, xb, yb, outputs, weight, denom, training, masks=None, weights=None):
     """(mean loss of the batch's real samples, that loss per sample for the logged sums,
-    per-output losses): from the compiled objective, or the model's own compute_loss."""
+    per-output losses): from the compiled objective, or the model's own compute_loss.
+    `weights`: (params, model state, key) the model's compute_loss sees its layers with, so
+    that a model it calls (a distiller's teacher) is part of the differentiated step, as in
+    Keras; what those calls change in the model state is not kept."""
     if spec.custom_loss:
-        loss = spec.model.compute_loss(x=xb, y=yb, y_pred=spec.model.pack_outputs(outputs),
-                                       sample_weight=weight, training=training)
+        params, model_state, rng = weights
+        rng = None if rng is None else jax.random.fold_in(rng, 1)   # not the forward's draws
+        scope = spec.model.scope_for(params, model_state, training=training, rng=rng,
+                                     sample_mask=weight > 0)
+        with _scope.opened(scope):
+            loss = spec.model.compute_loss_as_keras_calls_it(
+                xb, yb, spec.model.pack_outputs(outputs), weight, training)
         return loss, jnp.broadcast_to(loss, weight.shape), {}
     per_sample, parts = spec.objective.per_sample_losses(yb, outputs, masks, weight)
     if per_sample is None:   # compile() got no loss: the add_loss terms are the whole loss
@@ -209,7 +217,7 @@ def train_step(spec: StepSpec, state: TrainState, xb, yb, mask, epoch, step, che
         outputs, model_state, extra, masks = _forward(spec, full, state.model_state, xb,
                                                       training=True, rng=key, mask=mask)
         loss, per_sample, parts = _batch_loss(spec, xb, yb, outputs, weight, denom, True,
-                                              masks)
+                                              masks, (full, state.model_state, key))
         if extra is not None:  # add_loss() terms: once per batch, as Keras adds them
             loss, per_sample = loss + extra, per_sample + extra
         elif not (spec.objective.has_loss or spec.custom_loss):
@@ -401,7 +409,8 @@ def eval_chunk(spec, batch_size, sums, params, model_state, x, y, order, valid, 
                                             rng=None, mask=mask)
         weight = mask.astype(jnp.float32)
         _, per_sample, parts = _batch_loss(spec, xb, yb, outputs, weight,
-                                           jnp.maximum(jnp.sum(weight), 1.0), False, masks)
+                                           jnp.maximum(jnp.sum(weight), 1.0), False, masks,
+                                           (params, model_state, None))
         if extra is not None:
             per_sample = per_sample + extra
         return _add_metric_sums(spec, sums, yb, outputs, per_sample, parts, weight, masks)

@@ -213,12 +213,9 @@ class Layer:
               **kwargs):
         """Return (outputs, new_state): runs `call` with every weight bound to `params` /
         `state` (pure, so it can be traced)."""
-        bindings = {id(v): params[v.name] for v in self._trainable_vars}
-        bindings.update({id(v): state[v.name] for v in self._non_trainable_vars})
-        layers = {id(sub): [params.get(sub.name, {}), state.get(sub.name, {})]
-                  for sub in self._sublayers}
-        scope = _scope.Scope(bindings=bindings, training=bool(training), rng=rng,
-                             sample_mask=sample_mask, layers=layers)
+        scope = self.scope_for(params, state, training=training, rng=rng,
+                               sample_mask=sample_mask)
+        layers = scope.layers
         with _scope.opened(scope):
             outputs = self._run_call(args, kwargs, training)
             # add_weight(regularizer=...) penalties, once per call, as Keras's layer.losses
@@ -230,6 +227,17 @@ class Layer:
         for sub in self._sublayers:
             new_state[sub.name] = layers[id(sub)][1]
         return outputs, new_state
+
+    def scope_for(self, params, state, *, training=False, rng=None, sample_mask=None):
+        """The scope `call` runs in (kilnet._scope): each of this layer's Variables bound to
+        its array of `params` / `state`, each sub-layer to its part of them. A model's own
+        compute_loss runs in it too, so the layers it calls read the traced weights."""
+        bindings = {id(v): params[v.name] for v in self._trainable_vars}
+        bindings.update({id(v): state[v.name] for v in self._non_trainable_vars})
+        layers = {id(sub): [params.get(sub.name, {}), state.get(sub.name, {})]
+                  for sub in self._sublayers}
+        return _scope.Scope(bindings=bindings, training=bool(training), rng=rng,
+                            sample_mask=sample_mask, layers=layers)
 
     # -- what the Keras form implements --------------------------------------------------------
     def build(self, input_shape) -> None:

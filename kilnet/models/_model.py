@@ -549,6 +549,16 @@ class Model(Layer):
     def overrides_compute_loss(self) -> bool:
         return type(self).compute_loss is not Model.compute_loss
 
+    def compute_loss_as_keras_calls_it(self, x, y, y_pred, sample_weight, training):
+        """`compute_loss`, given `training` only if it takes it, as Keras calls it: overrides
+        written for Keras's earlier signature (`allow_empty=False` in its place, as keras.io's
+        knowledge-distillation example writes it) work too."""
+        parameters = inspect.signature(self.compute_loss).parameters.values()
+        takes_training = any(p.name == "training" or p.kind is p.VAR_KEYWORD
+                             for p in parameters)
+        extra = {"training": training} if takes_training else {}
+        return self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, **extra)
+
     def require_compiled(self):
         """The Trainer compile() made (kilnet.trainer), or a RuntimeError saying to compile."""
         if self.compiled is None:
