@@ -111,3 +111,9 @@ def test_keras_form_layers_trace_unknown_lengths_as_keras():
     model = kilnet.Model(x, Halves()(x))
     out = model.predict(np.ones((2, 4, 3), np.float32), verbose=0)
     assert out.shape == (2, 2, 6)
+
+
+def test_an_eager_embedding_masks_a_python_list_of_ids():
+    layer = kilnet.layers.Embedding(5, 2, mask_zero=True)
+    out = layer([[1, 0, 2]])
+    np.testing.assert_array_equal(out._keras_mask, [[True, False, True]])

@@ -85,7 +85,7 @@ class Embedding(Layer):
         """With mask_zero=True, id 0 is padding: the mask is False there."""
         if not self.mask_zero:
             return None
-        return jnp.not_equal(inputs, 0)
+        return jnp.not_equal(jnp.asarray(inputs), 0)   # a Python list of ids, eagerly
 
     def integer_input_range(self):
         return (0, self.input_dim)
