@@ -133,3 +133,22 @@ def test_bytes_io_input():
     Image.new("RGB", (3, 2), (10, 20, 30)).save(png, format="PNG")
     png.seek(0)
     assert utils.img_to_array(utils.load_img(png))[0, 0].tolist() == [10.0, 20.0, 30.0]
+
+
+@pytest.mark.parametrize("shape, size, data_format", [
+    ((40, 20, 3), (10, 10), "channels_last"), ((2, 33, 47, 3), (16, 20), "channels_last"),
+    ((5, 7, 1), (9, 4), "channels_last"), ((2, 3, 30, 17), (8, 8), "channels_first")])
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest", "bicubic"])
+def test_smart_resize_equals_keras(shape, size, data_format, interpolation):
+    x = np.random.default_rng(0).uniform(size=shape).astype("float32")
+    mine = kilnet.preprocessing.image.smart_resize(x, size, interpolation=interpolation,
+                                                   data_format=data_format)
+    theirs = keras.preprocessing.image.smart_resize(x, size, interpolation=interpolation,
+                                                    data_format=data_format)
+    assert isinstance(mine, np.ndarray)
+    np.testing.assert_allclose(mine, np.asarray(theirs), atol=1e-6)
+
+
+def test_smart_resize_refuses_a_single_channel_plane_with_the_shapes():
+    with pytest.raises(ValueError, match=r"Received: an input of shape \(4, 4\)"):
+        kilnet.utils.smart_resize(np.ones((4, 4)), (2, 2))

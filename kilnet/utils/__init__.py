@@ -16,7 +16,8 @@ from kilnet.utils._arrays import normalize, pad_sequences, to_categorical
 from kilnet.utils._dataset import ArrayDataset, split_dataset
 from kilnet.utils._from_directory import image_dataset_from_directory, text_dataset_from_directory
 from kilnet.utils._get_file import extract_archive, get_file, hash_file, validate_file
-from kilnet.utils._images import array_to_img, img_to_array, load_img, save_img
+from kilnet.utils._images import (array_to_img, img_to_array, load_img, save_img,
+                                 smart_resize)
 from kilnet.utils._packing import pack_x_y_sample_weight, unpack_x_y_sample_weight
 from kilnet.utils._plot_model import plot_model
 from kilnet.utils._seeding import (
@@ -84,6 +85,7 @@ __all__ = [
     "plot_model",
     "raw_key",
     "save_img",
+    "smart_resize",
     "seed_is_set",
     "set_random_seed",
     "split_dataset",

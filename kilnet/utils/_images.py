@@ -208,3 +208,49 @@ def _data_format(data_format):
         raise ValueError("data_format must be 'channels_last' or 'channels_first'. Received: "
                          f"data_format={data_format!r}")
     return data_format
+
+
+def smart_resize(x, size, interpolation="bilinear", data_format="channels_last",
+                 backend_module=None):
+    """Images resized to `size` (height, width) without distorting them, as Keras's
+    `smart_resize`: the largest centered window with the target's aspect ratio is cut out,
+    then resized. A NumPy array gives a NumPy array.
+
+    Args:
+        x: an image (height, width, channels) or a batch (batch, height, width, channels)
+            (channels first with data_format="channels_first").
+        size: the (height, width) to resize to.
+        interpolation: as `kilnet.ops.image.resize` ("bilinear", "nearest", "bicubic", ...).
+        data_format: "channels_last" (default) or "channels_first".
+        backend_module: accepted for Keras compatibility (kilnet computes with kilnet.ops).
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet.utils import smart_resize
+        >>> smart_resize(np.ones((40, 20, 3), "float32"), (10, 10)).shape
+        (10, 10, 3)
+    """
+    del backend_module
+    from kilnet.ops import image as ops_image   # the array functions; JAX only when used
+    if data_format not in ("channels_last", "channels_first"):
+        raise ValueError("data_format must be 'channels_last' or 'channels_first'. "
+                         f"Received: data_format={data_format!r}")
+    if len(size) != 2:
+        raise ValueError(f"size must be (height, width). Received: size={size!r}")
+    rank = len(np.shape(x))
+    if rank not in (3, 4):
+        raise ValueError("smart_resize expects an image (height, width, channels) or a batch "
+                         f"(batch, height, width, channels). Received: an input of shape "
+                         f"{np.shape(x)}")
+    images = x if data_format == "channels_last" else np.moveaxis(np.asarray(x), -3, -1)
+    height, width = np.shape(images)[-3:-1]
+    target_height, target_width = size
+    # Keras's window: integer arithmetic in this order, so the same pixels are kept.
+    crop_height = max(min(height, int(float(width * target_height) / target_width)), 1)
+    crop_width = max(min(width, int(float(height * target_width) / target_height)), 1)
+    top, left = int(float(height - crop_height) / 2), int(float(width - crop_width) / 2)
+    window = images[..., top:top + crop_height, left:left + crop_width, :]
+    resized = ops_image.resize(window, size, interpolation=interpolation)
+    if data_format == "channels_first":
+        resized = np.moveaxis(np.asarray(resized), -1, -3)
+    return np.asarray(resized) if isinstance(x, np.ndarray) else resized
