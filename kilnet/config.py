@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import warnings
 
-_settings = {"epsilon": 1e-7}
+_settings = {"epsilon": 1e-7, "interactive_logging": True}
 
 
 def backend() -> str:
@@ -115,3 +115,39 @@ def enable_unsafe_deserialization() -> None:
         "kilnet has no unsafe deserialization: it never runs code stored in a file. A Lambda "
         "layer loads when the program registers its function with "
         "@kilnet.saving.register_serializable(); nothing else changes.", stacklevel=2)
+
+
+def enable_interactive_logging() -> None:
+    """Progress as live bars on a terminal or in a notebook (the default), as Keras's
+    `keras.config.enable_interactive_logging`."""
+    _settings["interactive_logging"] = True
+
+
+def disable_interactive_logging() -> None:
+    """Progress as Keras writes it when interactive logging is off: no live bars, one line
+    per epoch (and per evaluate / predict / Progbar), sent to Python's `logging` (logger
+    "kilnet", level INFO) instead of the screen, so a server or a batch job keeps it in its
+    logs.
+
+    Example:
+        >>> import kilnet
+        >>> kilnet.config.disable_interactive_logging()
+        >>> kilnet.config.is_interactive_logging_enabled()
+        False
+        >>> kilnet.config.enable_interactive_logging()
+    """
+    _settings["interactive_logging"] = False
+
+
+def is_interactive_logging_enabled() -> bool:
+    """Whether progress is drawn live (True, the default) or logged (see
+    disable_interactive_logging)."""
+    return _settings["interactive_logging"]
+
+
+def set_backend(backend_name) -> None:
+    """Keras's backend switch: kilnet runs on JAX only, so "jax" is accepted and anything else
+    refused with the fix."""
+    if backend_name != "jax":
+        raise ValueError(f"kilnet runs on JAX only; use Keras itself for the "
+                         f"{backend_name!r} backend. Received: backend={backend_name!r}")

@@ -35,7 +35,7 @@ from kilnet import optimizers as optimizers_lib
 from kilnet import _interrupt, feeds, insight, loaders, programs, structure, utils, validation
 from kilnet.callbacks import CallbackList, History
 from kilnet.errors import InputError, NonFiniteError
-from kilnet.progress import EpochProgress, resolve_verbose
+from kilnet.progress import EpochProgress, emit, resolve_verbose
 from kilnet.trainer import DEFAULT_BATCH_SIZE, Trainer
 
 # A chunk aims at this much device time: short enough that the progress bar moves twice a
@@ -433,11 +433,11 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
                 used.close()
     history.skipped_steps = int(trainer.state.skipped) - skipped_before  # host sync, once
     if history.skipped_steps and resolve_verbose(verbose):
-        print(f"kilnet: skipped {history.skipped_steps} training step(s) whose loss or "
-              "gradients were not finite (on_nonfinite='skip'); see history.skipped_steps.")
+        emit(f"kilnet: skipped {history.skipped_steps} training step(s) whose loss or "
+             "gradients were not finite (on_nonfinite='skip'); see history.skipped_steps.")
     cb_list.on_train_end(epoch_logs)
     if progress.verbose and len(history.epoch) >= 2:  # what the epochs' numbers mean
-        print(history.plateau(), file=progress.stream, flush=True)
+        emit(history.plateau(), progress.stream)
     return history
 
 

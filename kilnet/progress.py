@@ -9,17 +9,22 @@
   full line, stored as text/plain (readable on GitHub or offline) and text/html.
 - Anywhere else (a log file, CI) and with verbose=2 an epoch is exactly one plain line, with
   no ANSI codes or carriage returns.
+- With `kilnet.config.disable_interactive_logging()` those plain lines go to Python's
+  `logging` (logger "kilnet", INFO) instead, as Keras logs them then.
 """
 
 from __future__ import annotations
 
 import html
+import logging
 import numbers
 import os
 import sys
 import time
 
 import numpy as np
+
+from kilnet import config
 
 _MIN_UPDATE_SECONDS = 0.1  # live redraws closer together than this are skipped
 _BAR_WIDTHS = (30, 20, 10)  # the bar shrinks through these before it is dropped
@@ -154,12 +159,27 @@ def display_mode(verbose: int, stream=None) -> str:
     """
     if verbose == 0:
         return "off"
-    if verbose == 2:
+    if verbose == 2 or not config.is_interactive_logging_enabled():
         return "lines"
     if stream is None and in_notebook():
         return "notebook"
     tty = bool(getattr(stream or sys.stdout, "isatty", lambda: False)())
     return "terminal" if tty else "lines"
+
+
+def emit(line: str, stream=None) -> None:
+    """One finished line of progress or of fit's closing report: printed, or logged when
+    interactive logging is off (kilnet.config.disable_interactive_logging).
+
+    >>> import io
+    >>> out = io.StringIO()
+    >>> emit("Epoch 1/1 - done", out); out.getvalue()
+    'Epoch 1/1 - done\\n'
+    """
+    if config.is_interactive_logging_enabled():
+        print(line, file=stream or sys.stdout, flush=True)
+    else:
+        logging.getLogger("kilnet").info(line)
 
 
 class _Notebook:
@@ -257,7 +277,7 @@ class EpochProgress:
             self.stream.write("\r\x1b[K" + line + "\n")
             self.stream.flush()
         else:
-            print(line, file=self.stream, flush=True)
+            emit(line, self.stream)
 
     def close(self):
         """Ends a live line that an interruption left unfinished."""
@@ -379,7 +399,7 @@ class Progbar:
                 self._notebook.show(fit_line("", current, self.target, elapsed,
                                              self.averages(), 10_000, widths), fraction)
         else:
-            print(line, file=self.stream, flush=True)
+            emit(line, self.stream)
 
 
 def _per_unit(seconds: float) -> str:

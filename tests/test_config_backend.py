@@ -89,3 +89,32 @@ def test_backend_odds_and_ends():
     K.clear_session()   # frees JAX's caches; a model still builds and runs afterwards
     model = kilnet.Sequential([kilnet.Input(shape=(2,)), kilnet.layers.Dense(1)])
     assert model.predict(np.ones((1, 2), np.float32), verbose=0).shape == (1, 1)
+
+
+def test_without_interactive_logging_progress_goes_to_the_log(caplog, capsys):
+    model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.ones((8, 3), "float32"), np.ones((8, 1), "float32")
+    assert kilnet.config.is_interactive_logging_enabled() and keras.config.\
+        is_interactive_logging_enabled()
+    kilnet.config.disable_interactive_logging()
+    try:
+        with caplog.at_level("INFO", logger="kilnet"):
+            model.fit(x, y, epochs=2, verbose=1)
+            model.evaluate(x, y, verbose=1)
+    finally:
+        kilnet.config.enable_interactive_logging()
+    lines = [r.getMessage() for r in caplog.records if r.name == "kilnet"]
+    assert [line.split(" - ")[0] for line in lines[:2]] == ["Epoch 1/2", "Epoch 2/2"]
+    assert any(line.startswith("Evaluate") for line in lines)
+    assert any("Verdict" in line for line in lines)    # fit's closing report too
+    out = capsys.readouterr().out
+    assert "Epoch 1/2" not in out and "\r" not in out   # nothing drawn on the screen
+    model.fit(x, y, epochs=1, verbose=1)
+    assert "Epoch 1/1" in capsys.readouterr().out      # back on the screen
+
+
+def test_set_backend_takes_jax_only():
+    kilnet.config.set_backend("jax")
+    with pytest.raises(ValueError, match="Received: backend='torch'"):
+        kilnet.config.set_backend("torch")
