@@ -102,12 +102,14 @@ def test_without_interactive_logging_progress_goes_to_the_log(caplog, capsys):
         with caplog.at_level("INFO", logger="kilnet"):
             model.fit(x, y, epochs=2, verbose=1)
             model.evaluate(x, y, verbose=1)
+            model.summary()
     finally:
         kilnet.config.enable_interactive_logging()
     lines = [r.getMessage() for r in caplog.records if r.name == "kilnet"]
     assert [line.split(" - ")[0] for line in lines[:2]] == ["Epoch 1/2", "Epoch 2/2"]
     assert any(line.startswith("Evaluate") for line in lines)
     assert any("Verdict" in line for line in lines)    # fit's closing report too
+    assert any(line.startswith('Model: "sequential"') for line in lines)   # and the summary
     out = capsys.readouterr().out
     assert "Epoch 1/2" not in out and "\r" not in out   # nothing drawn on the screen
     model.fit(x, y, epochs=1, verbose=1)

@@ -619,9 +619,12 @@ class Model(Layer):
 
     def summary(self, print_fn=None, **kwargs) -> None:
         """Print the layers, their output shapes and parameter counts (and compile report);
-        Keras's options (line_length, expand_nested, show_trainable, ...) as kilnet.summary."""
+        Keras's options (line_length, expand_nested, show_trainable, ...) as kilnet.summary.
+        Without print_fn it goes where progress goes (logged when interactive logging is
+        off, kilnet.config)."""
+        from kilnet.progress import emit
         from kilnet.summary import model_summary
-        (print_fn or print)(model_summary(self, **kwargs))
+        (print_fn or emit)(model_summary(self, **kwargs))
 
     # -- configuration and files -----------------------------------------------------------------
     def get_config(self) -> dict:
