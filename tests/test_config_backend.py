@@ -120,3 +120,12 @@ def test_set_backend_takes_jax_only():
     kilnet.config.set_backend("jax")
     with pytest.raises(ValueError, match="Received: backend='torch'"):
         kilnet.config.set_backend("torch")
+
+
+def test_utils_names_keras_keeps_there_too():
+    assert kilnet.utils.standardize_dtype is kilnet.backend.standardize_dtype
+    assert kilnet.utils.standardize_dtype(np.float64) == keras.utils.standardize_dtype(np.float64)
+    for name in ("enable_interactive_logging", "disable_interactive_logging",
+                 "is_interactive_logging_enabled"):
+        assert getattr(kilnet.utils, name) is getattr(kilnet.config, name)
+        assert name in dir(kilnet.utils)

@@ -49,6 +49,9 @@ _ELSEWHERE = {
     "is_keras_tensor": "kilnet.backend",
     "serialize_keras_object": "kilnet.serialization",
     "deserialize_keras_object": "kilnet.serialization",
+    "standardize_dtype": "kilnet.backend", "enable_interactive_logging": "kilnet.config",
+    "disable_interactive_logging": "kilnet.config",
+    "is_interactive_logging_enabled": "kilnet.config",
 }
 
 
