@@ -50,6 +50,10 @@ _NAMES = {
     "DTypePolicy": "kilnet.dtype_policies",
     "KerasTensor": "kilnet.layers",
     "InputSpec": "kilnet.layers",
+    "Operation": "kilnet.layers",
+    "FloatDTypePolicy": "kilnet.dtype_policies",
+    "device": "kilnet.distribution",
+    "version": "kilnet._version",
 }
 # Submodules reachable as attributes (`kilnet.layers.Dense`) without importing them first.
 _SUBMODULES = (
@@ -72,6 +76,10 @@ __all__ = [
     "InputSpec",
     "InputWarning",
     "KerasTensor",
+    "FloatDTypePolicy",
+    "Operation",
+    "device",
+    "version",
     "KilnetError",
     "Layer",
     "Loss",

@@ -47,9 +47,75 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 __all__ = ["DataParallel", "set_distribution", "get_distribution", "initialize", "is_chief",
            "process_shard", "process_count", "process_index", "shared_seed", "chief_value",
-           "any_process", "initialize_from_args"]
+           "any_process", "initialize_from_args", "list_devices", "get_device_count",
+           "device"]
 
 BATCH_AXIS = "batch"
+
+
+# -- the devices, as Keras names them ("cpu:0", "gpu:1") --------------------------------------------
+def _platform_devices(device_type):
+    """JAX's devices of a type ("cpu", "gpu", "tpu"), or all of the default platform's; [] for a
+    type this machine has none of."""
+    if device_type is None:
+        return jax.devices()
+    try:
+        return jax.devices(str(device_type).lower())
+    except RuntimeError:   # JAX raises for a platform that is not present
+        return []
+
+
+def list_devices(device_type=None) -> list:
+    """The devices as Keras lists them: "cpu:0", "gpu:0", ... (all of the default platform's
+    when `device_type` is None).
+
+    Example:
+        >>> import kilnet
+        >>> kilnet.distribution.list_devices("cpu")[0]
+        'cpu:0'
+    """
+    devices = _platform_devices(device_type)
+    if not devices and device_type is not None:
+        raise ValueError(f"This machine has no {device_type!r} device; JAX sees "
+                         f"{sorted({d.platform for d in jax.devices()})}. "
+                         f"Received: device_type={device_type!r}")
+    return [f"{d.platform}:{d.id}" for d in devices]
+
+
+def get_device_count(device_type=None) -> int:
+    """How many devices of a type this process sees (0 for a type it has none of; Keras raises
+    there).
+
+    Example:
+        >>> import kilnet
+        >>> kilnet.distribution.get_device_count("cpu") >= 1
+        True
+    """
+    return len(_platform_devices(device_type))
+
+
+def device(device_name):
+    """A context in which new arrays and eager computations go to one device, as Keras's
+    `keras.device("gpu:0")` (JAX's default_device): a name "type:index" or a jax.Device.
+
+    Example:
+        >>> import kilnet
+        >>> with kilnet.device("cpu:0"):
+        ...     kilnet.ops.ones((2,)).devices() == {jax.devices("cpu")[0]}
+        True
+    """
+    if isinstance(device_name, jax.Device):
+        return jax.default_device(device_name)
+    if not isinstance(device_name, str):
+        raise ValueError("device_name must be a string like 'gpu:0' or a jax.Device. "
+                         f"Received: device_name={device_name!r}")
+    kind, _, index = device_name.lower().partition(":")
+    devices = _platform_devices(kind)
+    position = int(index) if index.isdigit() else 0
+    if position >= len(devices):
+        raise ValueError(f"No device {device_name!r} here; the devices are "
+                         f"{list_devices()}. Received: device_name={device_name!r}")
+    return jax.default_device(devices[position])
 
 
 class DataParallel:

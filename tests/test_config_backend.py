@@ -9,6 +9,7 @@ import os
 os.environ["KERAS_BACKEND"] = "jax"
 
 import keras  # noqa: E402
+import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
@@ -129,3 +130,19 @@ def test_utils_names_keras_keeps_there_too():
                  "is_interactive_logging_enabled"):
         assert getattr(kilnet.utils, name) is getattr(kilnet.config, name)
         assert name in dir(kilnet.utils)
+
+
+def test_top_level_names_and_devices_as_keras():
+    assert kilnet.version() == kilnet.__version__
+    assert kilnet.Operation is kilnet.layers.Operation
+    assert kilnet.FloatDTypePolicy("mixed_float16").compute_dtype == "float16"
+    assert kilnet.distribution.list_devices() == keras.distribution.list_devices()
+    assert kilnet.distribution.list_devices("cpu") == keras.distribution.list_devices("cpu")
+    assert kilnet.distribution.get_device_count() == keras.distribution.get_device_count()
+    with kilnet.device("cpu:0"):
+        assert kilnet.ops.ones((2,)).devices() == {jax.devices("cpu")[0]}
+    with pytest.raises(ValueError, match="Received: device_name='cpu:99'"):
+        kilnet.device("cpu:99")
+    with pytest.raises(ValueError, match="no 'tpu' device"):
+        kilnet.distribution.list_devices("tpu")
+    assert kilnet.distribution.get_device_count("tpu") == 0

@@ -38,7 +38,7 @@ MODULES = ["kilnet._small_objects", "kilnet.tree", "kilnet.serialization", "kiln
            "kilnet.layers._activations", "kilnet.layers._regularization", "kilnet.regularizers",
            "kilnet.layers._fingerprints", "kilnet.layers._encoding", "kilnet.layers._lookup",
            "kilnet.layers._text_vectorization",
-           "kilnet", "kilnet._report_html",
+           "kilnet", "kilnet._report_html", "kilnet.distribution", "kilnet._version",
            "kilnet.progress", "kilnet.run_dir", "kilnet.insight", "kilnet.jobs",
            "kilnet.datasets.cifar10", "kilnet.datasets.cifar100", "kilnet.datasets.imdb",
            "kilnet.datasets.reuters", "kilnet.datasets.boston_housing",
