@@ -93,7 +93,7 @@ def model_summary(model, line_length=None, positions=None, print_fn=None,
                             line_length, len(header), show_trainable)
 
     rows = []
-    for layer in _layers_in_range(model.layers, layer_range):
+    for layer in _layers_in_range(getattr(model, "operations", model.layers), layer_range):
         _add_rows(rows, layer, graph, level=0, chain=chain, expand_nested=expand_nested,
                   show_trainable=show_trainable)
 
@@ -230,17 +230,21 @@ def _add_rows(rows, layer, graph, *, level, chain, expand_nested, show_trainable
     rows.append(row)
     if expand_nested:
         inner_graph = getattr(layer, "graph", None)
-        for sub in layer.layers:
+        for sub in getattr(layer, "operations", layer.layers):
             _add_rows(rows, sub, inner_graph, level=level + 1, chain=chain,
                       expand_nested=expand_nested, show_trainable=show_trainable)
 
 
 def _type_name(layer) -> str:
-    """The class name; "Functional" for kilnet.Model(inputs, outputs), as Keras names it."""
+    """The class name; "Functional" for kilnet.Model(inputs, outputs) and the op's class for
+    an op node ("TrueDivide"), as Keras names them."""
+    from kilnet.layers import Operation
     from kilnet.models import Model
 
     if type(layer) is Model and layer.is_functional:
         return "Functional"
+    if isinstance(layer, Operation):
+        return layer.operation
     return type(layer).__name__
 
 

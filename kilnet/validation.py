@@ -245,7 +245,7 @@ def _scales_inputs(layer) -> bool:
         return True
     if isinstance(layer, Operation):
         return layer.get_config().get("operation") in _SCALING_OPS
-    return any(_scales_inputs(inner) for inner in layer.layers)
+    return any(_scales_inputs(inner) for inner in getattr(layer, "operations", layer.layers))
 
 
 _SCALING_OPS = frozenset({"TrueDivide", "Divide", "Multiply"})

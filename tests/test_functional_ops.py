@@ -206,8 +206,11 @@ def test_kilnet_opens_keras_s_op_nodes_and_computes_the_same(tmp_path):
     x = _x(3, 6, 4)
     for a, b in zip(ours.predict(x, verbose=0), theirs.predict(x, verbose=0)):
         np.testing.assert_allclose(a, np.asarray(b), rtol=1e-5, atol=1e-5)
-    assert [layer.operation for layer in ours.layers if isinstance(
+    assert [layer.operation for layer in ours.operations if isinstance(
         layer, layers.Operation)][:2] == ["Add", "Mean"]
+    # as Keras's: model.layers holds the layers only, model.operations the ops too
+    assert [layer.name for layer in ours.layers] == [layer.name for layer in theirs.layers]
+    assert [op.name for op in ours.operations] == [op.name for op in theirs.operations]
 
 
 def test_ops_nodes_keep_their_inputs_dtypes_under_mixed_precision():

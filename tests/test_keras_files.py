@@ -232,7 +232,7 @@ def test_masking_nodes_travel_both_ways_and_through_kilnet_files(tmp_path):
     x_data = np.random.default_rng(1).normal(size=(6, 5, 3)).astype("float32")
     x_data[:, 3:] = 0.0  # masked steps
     mine = kilnet.models.load_model(tmp_path / "masking.keras")
-    assert [type(layer).__name__ for layer in mine.layers].count("Operation") == 2
+    assert [type(layer).__name__ for layer in mine.operations].count("Operation") == 2
     expected = _keras_out(km, x_data)
     np.testing.assert_allclose(_kilnet_out(mine, x_data), expected, rtol=1e-5, atol=1e-6)
     mine.save(tmp_path / "masking.kilnet")

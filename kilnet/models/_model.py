@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kilnet import _scope, utils
-from kilnet.layers import ActivatedLayer, InputLayer, Layer
+from kilnet.layers import ActivatedLayer, InputLayer, Layer, Operation
 from kilnet.layers._base import set_untracked
 from kilnet.layers._node import KerasTensor, flatten, substitute
 from kilnet.models._graph import Graph
@@ -108,11 +108,19 @@ class Model(Layer):
         return self.is_functional
 
     @property
-    def layers(self) -> list:
-        """The model's layers, in Keras's order (input layers first for a functional model)."""
+    def operations(self) -> list:
+        """Every node of the model in Keras's order: its layers and the ops recorded between
+        them (`x / 255`, `ops.relu(x)`), as Keras's `model.operations`."""
         if self.is_functional:
             return list(self.graph.layers)
         return list(self._sublayers)
+
+    @property
+    def layers(self) -> list:
+        """The model's layers, in Keras's order (input layers first for a functional model).
+        As in Keras, the ops recorded between layers are not among them (they are in
+        `operations`), so `model.layers[i]` is the same layer as in Keras."""
+        return [node for node in self.operations if not isinstance(node, Operation)]
 
     def get_layer(self, name=None, index=None):
         """The layer called `name` (or at position `index` of model.layers)."""

@@ -105,6 +105,11 @@ class Sequential(Model):
         """The layers in order (the input layer is not one of them, as in Keras)."""
         return list(self._chain)
 
+    @property
+    def operations(self) -> list:
+        """The layers: a chain of layers records no ops between them."""
+        return self.layers
+
     def call(self, inputs, training=None):
         """The chain applied in order: how a Sequential whose input shape is not declared runs
         when it is called (nested in another model, or on arrays)."""
