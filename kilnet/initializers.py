@@ -399,6 +399,119 @@ class Orthogonal(RandomInitializer):
         return {**super().get_config(), "gain": self.gain}
 
 
+
+# -- signal processing -----------------------------------------------------------------------------
+WINDOWS = ("hann", "hamming")
+SCALINGS = ("density", "spectrum")
+
+
+class STFT(Initializer):
+    """The real or imaginary half of a discrete Fourier transform as a convolution kernel
+    (frame_length, 1, bins), windowed and scaled, as Keras's STFT initializer (also named
+    STFTInitializer and stft): kernel[t, 0, k] is cos (side "real") or sin (side "imag") of
+    -2 pi t k / ((bins - 1) * 2), times the window, divided by the window's L2 norm
+    (scaling "density") or its sum (scaling "spectrum"). STFTSpectrogram's kernels.
+
+    Args:
+        side: "real" or "imag".
+        window: "hann", "hamming", an array of frame_length values, or None (no window).
+        scaling: "density", "spectrum" or None (no scaling).
+        periodic: True for the periodic window (spectral analysis's), False for the
+            symmetric one.
+
+    The values are computed in float64 and then cast, where Keras computes the angles in the
+    weight's dtype; they agree to about 1e-5.
+
+    Example:
+        >>> import kilnet
+        >>> init = kilnet.initializers.STFT("real", window=None, scaling=None)
+        >>> init(shape=(2, 1, 3))[:, 0, :].round(6).tolist()
+        [[1.0, 1.0, 1.0], [1.0, 0.0, -1.0]]
+    """
+
+    def __init__(self, side="real", window="hann", scaling="density", periodic=False):
+        if side not in ("real", "imag"):
+            raise ValueError(f"side must be 'real' or 'imag'. Received: side={side!r}")
+        self.window = check_window(window)
+        if scaling is not None and scaling not in SCALINGS:
+            raise ValueError("scaling must be None, 'density' or 'spectrum'. Received: "
+                             f"scaling={scaling!r}")
+        if not isinstance(periodic, bool):
+            raise TypeError(f"periodic must be True or False. Received: periodic={periodic!r}")
+        self.side, self.scaling, self.periodic = side, scaling, periodic
+
+    def __call__(self, shape, dtype=None):
+        import jax.numpy as jnp
+
+        return jnp.asarray(self.kernel(tuple(shape)), dtype or "float32")
+
+    def draw(self, rng, shape):
+        return self.kernel(shape).astype(np.float32)
+
+    def kernel(self, shape) -> np.ndarray:
+        """The float64 kernel of `shape` (frame_length, input_channels, bins)."""
+        if len(shape) != 3:
+            raise ValueError("The STFT initializer makes kernels of shape (frame_length, "
+                             f"input_channels, bins). Received: shape={tuple(shape)}")
+        frame_length, _, bins = shape
+        time = np.arange(frame_length).reshape(frame_length, 1, 1)
+        # bins = fft_length // 2 + 1, so (bins - 1) * 2 is the FFT length (an even one)
+        frequency = np.arange(bins).reshape(1, 1, bins) / ((bins - 1) * 2)
+        angle = -2.0 * np.pi * time * frequency
+        values = np.cos(angle) if self.side == "real" else np.sin(angle)
+        if self.window is None:
+            return np.broadcast_to(values, shape).copy()
+        window = window_values(self.window, frame_length, self.periodic).reshape(-1, 1, 1)
+        scale = {"density": np.sqrt(np.sum(window ** 2)), "spectrum": np.sum(np.abs(window)),
+                 None: 1.0}[self.scaling]
+        return np.broadcast_to(values * window / scale, shape).copy()
+
+    def get_config(self):
+        return {"side": self.side, "window": self.window, "periodic": self.periodic,
+                "scaling": self.scaling}
+
+
+def check_window(window):
+    """A window argument as a config keeps it: a name of WINDOWS, None, or a list of values
+    (an array becomes a list).
+
+    Example:
+        >>> check_window("blackman")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: window must be 'hann', 'hamming', ... Received: window='blackman'
+    """
+    if window is None or (isinstance(window, str) and window in WINDOWS):
+        return window
+    if not isinstance(window, str):
+        values = np.asarray(window, dtype=np.float64)
+        if values.ndim == 1 and values.size and np.all(np.isfinite(values)):
+            return values.tolist()
+    raise ValueError("window must be 'hann', 'hamming', an array of window values or None. "
+                     f"Received: window={window!r:.80}")
+
+
+def window_values(window, length, periodic=False) -> np.ndarray:
+    """The float64 values of a window of `length` samples: Hann or Hamming, symmetric or
+    periodic (as SciPy's get_window with fftbins=periodic), or the given values.
+
+    Example:
+        >>> window_values("hann", 4, periodic=True).tolist()
+        [0.0, 0.5, 1.0, 0.5]
+    """
+    if not isinstance(window, str):
+        values = np.asarray(window, dtype=np.float64)
+        if values.shape != (length,):
+            raise ValueError(f"The window must have frame_length={length} values. Received: "
+                             f"a window of shape {values.shape}")
+        return values
+    if length == 1:
+        return np.ones(1)
+    # A periodic window of n samples is the symmetric one of n + 1, its last sample dropped.
+    make = np.hanning if window == "hann" else np.hamming
+    return make(length + 1)[:-1] if periodic else make(length)
+
+
 # Keras's lower-case names for the same classes.
 constant, zeros, ones, identity = Constant, Zeros, Ones, Identity
 random_normal, truncated_normal, random_uniform = RandomNormal, TruncatedNormal, RandomUniform
@@ -407,11 +520,12 @@ glorot_uniform, glorot_normal, he_uniform, he_normal = (GlorotUniform, GlorotNor
                                                         HeNormal)
 lecun_uniform, lecun_normal = LecunUniform, LecunNormal
 IdentityInitializer, OrthogonalInitializer = Identity, Orthogonal
+stft = STFTInitializer = STFT
 
 CLASSES = {cls.__name__: cls for cls in (
     Constant, Zeros, Ones, Identity, RandomNormal, TruncatedNormal, RandomUniform,
     VarianceScaling, GlorotUniform, GlorotNormal, HeUniform, HeNormal, LecunUniform,
-    LecunNormal, Orthogonal)}
+    LecunNormal, Orthogonal, STFT)}
 # Every name Keras's `initializers.get` takes: the classes' names, their snake case, and
 # Keras's older aliases ("uniform" and "normal" with their defaults: U(-0.05, 0.05), N(0, 0.05)).
 _BY_NAME = {**CLASSES, "constant": Constant, "zeros": Zeros, "zero": Zeros, "ones": Ones,
@@ -422,7 +536,7 @@ _BY_NAME = {**CLASSES, "constant": Constant, "zeros": Zeros, "zero": Zeros, "one
             "glorot_uniform": GlorotUniform, "glorot_normal": GlorotNormal,
             "he_uniform": HeUniform, "he_normal": HeNormal, "lecun_uniform": LecunUniform,
             "lecun_normal": LecunNormal, "orthogonal": Orthogonal,
-            "OrthogonalInitializer": Orthogonal}
+            "OrthogonalInitializer": Orthogonal, "stft": STFT, "STFTInitializer": STFT}
 
 
 def get(identifier) -> Initializer:

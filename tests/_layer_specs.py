@@ -50,6 +50,16 @@ def _integer_lookup_reference(inputs, weights):
     return np.vectorize(lambda v: table.get(int(v), 0))(inputs[0]).astype(np.int32)
 
 
+def _hashed_crossing_reference(inputs, weights):
+    # tf.sparse.cross_hashed: FingerprintCat64 of the key 0xDECAFCAFFE with each integer's
+    # own 64 bits, modulo num_bins
+    from kilnet.layers._hashed_crossing import fingerprint_cat64
+    def cross(a, b):
+        return fingerprint_cat64(fingerprint_cat64(0xDECAFCAFFE, int(a) % 2**64),
+                                 int(b) % 2**64) % 5
+    return np.vectorize(cross)(inputs[0], inputs[1]).astype(np.int32)
+
+
 def _hashing_reference(inputs, weights):
     # Keras hashes an integer's decimal string with FarmHash64 (fingerprint64) and takes it
     # modulo num_bins; kilnet's fingerprint was checked against the pyfarmhash package.
@@ -96,9 +106,19 @@ SPECS = [
     Spec("Reshape", lambda ns: ns.Reshape((3, 2)), [(6,)]),
     Spec("Activation", lambda ns: ns.Activation("softplus"), [(4,)]),
     Spec("Dropout", lambda ns: ns.Dropout(0.5), [(4,)]),
+    # Keras keeps these three in its applications' modules (not keras.layers): NumPy decides.
+    Spec("LayerScale", lambda ns: ns.LayerScale(0.5, 3), [(2, 3)], keras=False,
+         reference=lambda xs, w: xs[0] * w[0]),
+    Spec("StochasticDepth", lambda ns: ns.StochasticDepth(0.2), [(4,)], keras=False,
+         reference=lambda xs, w: xs[0]),
+    Spec("CustomScaleLayer", lambda ns: ns.CustomScaleLayer(0.17), [(3,), (3,)], call="list",
+         keras=False, reference=lambda xs, w: xs[0] + xs[1] * np.float32(0.17)),
     Spec("Rescaling", lambda ns: ns.Rescaling(0.5, offset=0.1), [(4,)]),
     Spec("Embedding", lambda ns: ns.Embedding(7, 3, mask_zero=True), [(4,)], dtype="int32",
          grad=False, mask_shape=(4,)),
+    Spec("ReversibleEmbedding", lambda ns: ns.ReversibleEmbedding(
+        7, 3, tie_weights=False, mask_zero=True), [(4,)], dtype="int32", grad=False,
+         mask_shape=(4,)),
     Spec("BatchNormalization", lambda ns: ns.BatchNormalization(), [(3,)]),
     # convolutions and pooling
     Spec("Conv1D", lambda ns: ns.Conv1D(2, 3, padding="same", activation="tanh"), [(5, 2)]),
@@ -128,6 +148,14 @@ SPECS = [
     Spec("GlobalMaxPooling2D", lambda ns: ns.GlobalMaxPooling2D(keepdims=True), [(3, 3, 2)]),
     Spec("GlobalAveragePooling3D", lambda ns: ns.GlobalAveragePooling3D(), [(2, 3, 4, 2)]),
     Spec("GlobalMaxPooling3D", lambda ns: ns.GlobalMaxPooling3D(keepdims=True), [(2, 3, 4, 2)]),
+    Spec("AdaptiveAveragePooling1D", lambda ns: ns.AdaptiveAveragePooling1D(3), [(7, 2)]),
+    Spec("AdaptiveAveragePooling2D", lambda ns: ns.AdaptiveAveragePooling2D((2, 3)),
+         [(5, 4, 2)]),
+    Spec("AdaptiveAveragePooling3D", lambda ns: ns.AdaptiveAveragePooling3D(2), [(3, 5, 4, 1)]),
+    Spec("AdaptiveMaxPooling1D", lambda ns: ns.AdaptiveMaxPooling1D(3), [(7, 2)]),
+    Spec("AdaptiveMaxPooling2D", lambda ns: ns.AdaptiveMaxPooling2D((3, 2)), [(5, 4, 2)]),
+    Spec("AdaptiveMaxPooling3D", lambda ns: ns.AdaptiveMaxPooling3D((1, 2, 3)),
+         [(3, 5, 4, 1)]),
     Spec("ZeroPadding3D", lambda ns: ns.ZeroPadding3D(((1, 0), (0, 2), (1, 1))), [(2, 3, 2, 2)]),
     Spec("Cropping3D", lambda ns: ns.Cropping3D(((1, 0), (0, 1), (1, 1))), [(3, 3, 4, 2)]),
     Spec("UpSampling3D", lambda ns: ns.UpSampling3D((1, 2, 3)), [(2, 2, 2, 2)]),
@@ -152,6 +180,9 @@ SPECS = [
     # attention and normalization
     Spec("MultiHeadAttention", lambda ns: ns.MultiHeadAttention(num_heads=2, key_dim=2),
          [(3, 4), (2, 4)], call="args", rtol=1e-4),
+    Spec("GroupQueryAttention", lambda ns: ns.GroupQueryAttention(
+        head_dim=2, num_query_heads=4, num_key_value_heads=2), [(3, 4), (2, 4)], call="args",
+         rtol=1e-4),
     Spec("Attention", lambda ns: ns.Attention(use_scale=True), [(3, 4), (2, 4)], call="list"),
     Spec("AdditiveAttention", lambda ns: ns.AdditiveAttention(), [(3, 4), (2, 4)],
          call="list"),
@@ -178,6 +209,11 @@ SPECS = [
          grad=False, no_mask_check="gives ids, not features"),
     Spec("Hashing", lambda ns: ns.Hashing(num_bins=4), [(4,)], dtype="int32",
          out_dtype="int32", keras=False, reference=_hashing_reference, grad=False,
+         no_mask_check="gives bin ids, not features"),
+    # Keras's HashedCrossing needs TensorFlow: checked against it in test_gqa_and_augmentation
+    Spec("HashedCrossing", lambda ns: ns.HashedCrossing(num_bins=5), [(1,), (1,)],
+         call="list", dtype="int32", out_dtype="int32", keras=False,
+         reference=_hashed_crossing_reference, grad=False,
          no_mask_check="gives bin ids, not features"),
     Spec("Operation", lambda ns: ns.Operation("Greater"), [(3, 2), (3, 2)], call="args",
          out_dtype="bool", keras=False, grad=False,
@@ -222,6 +258,10 @@ SPECS = [
     Spec("RandomShear", lambda ns: ns.RandomShear(0.2, 0.1), [(4, 4, 1)]),
     Spec("RandomErasing", lambda ns: ns.RandomErasing(scale=0.2), [(4, 4, 1)]),
     Spec("RandAugment", lambda ns: ns.RandAugment(num_ops=1, factor=0.3), [(4, 4, 3)]),
+    Spec("RandomPerspective", lambda ns: ns.RandomPerspective(scale=0.4), [(4, 4, 1)]),
+    Spec("RandomElasticTransform", lambda ns: ns.RandomElasticTransform(scale=0.5),
+         [(4, 4, 1)]),
+    Spec("AugMix", lambda ns: ns.AugMix(num_chains=1, chain_depth=1), [(4, 4, 3)]),
     Spec("Pipeline", lambda ns: ns.Pipeline([ns.RandomFlip(), ns.AutoContrast((-2, 2))]),
          [(4, 4, 2)]),
     # recurrent and wrappers
@@ -242,4 +282,11 @@ SPECS = [
          [(2, 2, 2, 2, 1)], mask_shape=(4, 2, 2, 2, 1),
          mask_make=lambda ns: ns.ConvLSTM3D(1, 2, padding="same")),
     Spec("TimeDistributed", lambda ns: ns.TimeDistributed(ns.Dense(2)), [(3, 4)]),
+    Spec("SpectralNormalization", lambda ns: ns.SpectralNormalization(ns.Dense(3)), [(4,)]),
+    # audio (tests/test_audio.py compares more arguments with Keras)
+    Spec("STFTSpectrogram", lambda ns: ns.STFTSpectrogram(frame_length=8, frame_step=4),
+         [(24, 2)]),
+    Spec("MelSpectrogram", lambda ns: ns.MelSpectrogram(fft_length=16, sequence_stride=8,
+                                                        num_mel_bins=4, sampling_rate=800),
+         [(48,)], rtol=1e-4, atol=1e-4),
 ]

@@ -252,8 +252,6 @@ def test_transfer_learning_keeps_the_frozen_base(served):
     (dict(weights="imagenet", alpha=0.2), r"alpha in .*Received: alpha=0.2"),
     (dict(weights="imagenet", classifier_activation="relu"),
      r"'softmax' or None.*Received: classifier_activation='relu'"),
-    (dict(weights=None, include_top=False), r"need the image size.*Received: input_shape="
-                                            r"\(None, None, 3\)"),
     (dict(weights=None, input_tensor=np.zeros((1, 32, 32, 3))),
      r"symbolic tensor.*Received: input_tensor of type ndarray"),
 ])
@@ -266,3 +264,25 @@ def test_input_tensor_is_adopted():
     images = kilnet.Input(shape=(71, 71, 3))
     model = applications.Xception(input_tensor=images, weights=None, include_top=False)
     assert model.inputs[0] is images and model.output.shape == (None, 3, 3, 2048)
+
+
+@pytest.mark.parametrize("family, kwargs", [
+    ("MobileNetV2", dict(alpha=0.35)), ("MobileNetV3Small", dict(alpha=0.75))])
+def test_images_of_any_size_without_the_classifier_as_keras(family, kwargs):
+    """Keras's default without the classifier is input_shape=(None, None, 3): one model for
+    every image size."""
+    theirs = keras_model(getattr(keras.applications, family), include_top=False,
+                         pooling="avg", **kwargs)
+    mine = getattr(applications, family)(weights=None, include_top=False, pooling="avg",
+                                         **kwargs)
+    assert mine.input_shape == theirs.input_shape == (None, None, None, 3)
+    mine.set_weights([w.numpy() for w in theirs.weights])
+    for size in ((64, 96, 3), (72, 72, 3)):
+        x = images(size)
+        np.testing.assert_allclose(mine.predict(x, verbose=0), theirs.predict(x, verbose=0),
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_nasnet_needs_the_image_size():
+    with pytest.raises(ValueError, match=r"NASNet needs the image size.*Received: input_shape"):
+        applications.NASNetMobile(weights=None, include_top=False, input_shape=(None, None, 3))

@@ -26,12 +26,34 @@ from kilnet.applications.resnet import ResNet50, ResNet101, ResNet152
 from kilnet.applications.vgg16 import VGG16
 from kilnet.applications.vgg19 import VGG19
 from kilnet.applications.xception import Xception
+from kilnet.applications import efficientnet, mobilenet_v3, resnet_v2
+from kilnet.applications.efficientnet import (EfficientNetB0, EfficientNetB1, EfficientNetB2,
+                                              EfficientNetB3, EfficientNetB4, EfficientNetB5,
+                                              EfficientNetB6, EfficientNetB7)
+from kilnet.applications.mobilenet_v3 import MobileNetV3Large, MobileNetV3Small
+from kilnet.applications.resnet_v2 import ResNet50V2, ResNet101V2, ResNet152V2
+from kilnet.applications import convnext, efficientnet_v2, inception_resnet_v2, nasnet
+from kilnet.applications.convnext import (ConvNeXtBase, ConvNeXtLarge, ConvNeXtSmall,
+                                          ConvNeXtTiny, ConvNeXtXLarge)
+from kilnet.applications.efficientnet_v2 import (EfficientNetV2B0, EfficientNetV2B1,
+                                                 EfficientNetV2B2, EfficientNetV2B3,
+                                                 EfficientNetV2L, EfficientNetV2M,
+                                                 EfficientNetV2S)
+from kilnet.applications.inception_resnet_v2 import InceptionResNetV2
+from kilnet.applications.nasnet import NASNetLarge, NASNetMobile
 
 resnet50 = resnet   # Keras also names the ResNet50 module keras.applications.resnet50
 
 __all__ = [
     "DenseNet121", "DenseNet169", "DenseNet201", "InceptionV3", "MobileNet", "MobileNetV2",
     "ResNet50", "ResNet101", "ResNet152", "VGG16", "VGG19", "Xception",
+    "ConvNeXtBase", "ConvNeXtLarge", "ConvNeXtSmall", "ConvNeXtTiny", "ConvNeXtXLarge",
+    "EfficientNetV2B0", "EfficientNetV2B1", "EfficientNetV2B2", "EfficientNetV2B3",
+    "EfficientNetV2L", "EfficientNetV2M", "EfficientNetV2S", "convnext", "efficientnet_v2",
+    "InceptionResNetV2", "inception_resnet_v2", "NASNetLarge", "NASNetMobile", "nasnet",
     "densenet", "imagenet_utils", "inception_v3", "mobilenet", "mobilenet_v2", "resnet",
     "resnet50", "vgg16", "vgg19", "xception",
+    "EfficientNetB0", "EfficientNetB1", "EfficientNetB2", "EfficientNetB3", "EfficientNetB4",
+    "EfficientNetB5", "EfficientNetB6", "EfficientNetB7", "MobileNetV3Large", "MobileNetV3Small",
+    "ResNet50V2", "ResNet101V2", "ResNet152V2", "efficientnet", "mobilenet_v3", "resnet_v2",
 ]

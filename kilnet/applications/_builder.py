@@ -45,12 +45,6 @@ def _is_file(weights):
 def image_input(input_tensor, input_shape):
     """`input_tensor` when given (a symbolic tensor), else a new Input of `input_shape`."""
     if input_tensor is None:
-        if None in tuple(input_shape)[:2]:
-            # Keras accepts (None, None, 3) without the classifier; kilnet's convolution
-            # layers need the image size when the model is made.
-            raise ValueError("kilnet's applications need the image size: pass input_shape="
-                             "(height, width, 3), e.g. input_shape=(224, 224, 3). "
-                             f"Received: input_shape={tuple(input_shape)}")
         return layers.Input(shape=input_shape)
     if not backend.is_keras_tensor(input_tensor):
         raise ValueError("input_tensor must be a symbolic tensor (kilnet.Input(...) or a "

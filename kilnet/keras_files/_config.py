@@ -19,7 +19,8 @@ import warnings
 from kilnet import initializers, saving
 from kilnet.errors import ModelFileError
 from kilnet.layers import (CELL_TYPES, LAYER_TYPES, RNN, Bidirectional, InputLayer, Pipeline,
-                           StackedRNNCells, TimeDistributed)
+                           StackedRNNCells, Wrapper)
+from kilnet.layers._application_layers import KERAS_MODULES as APPLICATION_MODULES
 from kilnet.layers._operation import OPERATIONS, OPS
 
 # The only modules a Keras config may name: Keras's own public namespaces. Nothing is
@@ -110,7 +111,8 @@ def scan(value, reader, where):
                 reader.fail(where, f"it holds a {name!r} object ({item.get('config')!r:.100}):"
                                    " code or raw bytes, which kilnet never loads.")
             if module is not None and module not in MODULES and reader.custom_class(item) \
-                    is None and not (module in OPERATION_MODULES and name in OPERATIONS):
+                    is None and not (module in OPERATION_MODULES and name in OPERATIONS) \
+                    and module != APPLICATION_MODULES.get(name):
                 reader.fail(where, f"it names the module path {module!r:.100}; kilnet imports "
                                    "nothing a file names (only Keras's own layers are mapped, "
                                    "and your classes through custom_objects=).")
@@ -202,7 +204,9 @@ def layer_spec(entry, reader):
     if entry.get("module") in OPERATION_MODULES:
         return _operation_spec(name, config, reader, where)
     cls = (LAYER_TYPES.get(name) or CELL_TYPES.get(name)) if isinstance(name, str) else None
-    if cls is None or entry.get("module", "keras.layers") != "keras.layers":
+    # A few classes Keras keeps in its applications' modules (ConvNeXt's LayerScale, ...).
+    if cls is None or entry.get("module", "keras.layers") != APPLICATION_MODULES.get(
+            name, "keras.layers"):
         reader.fail(where, f"kilnet has no layer {name!r:.100} from module "
                            f"{entry.get('module')!r:.60}; kilnet maps only Keras's layers that "
                            f"it implements ({len(LAYER_TYPES)} types) and your classes given "
@@ -237,7 +241,8 @@ def layer_config(cls, config, reader, where):
         if key == "dtype" and cls is not InputLayer:
             if _check_policy(value, reader, where) != "float32":
                 out[key] = value  # a mixed policy: the layer takes it (kilnet.mixed_precision)
-        elif key in ("layer", "backward_layer") and cls in (Bidirectional, TimeDistributed):
+        elif key in ("layer", "backward_layer") and (cls is Bidirectional
+                                                     or issubclass(cls, Wrapper)):
             out[key] = None if value is None else layer_spec(value, reader)
         elif key == "cell" and cls is RNN:
             out[key] = layer_spec(value, reader)
@@ -417,6 +422,9 @@ def keras_layer(spec, path):
             config[key] = {"module": "keras.constraints", **value, "registered_name": None}
         elif key.endswith("_initializer") and isinstance(value, dict):
             config[key] = _keras_initializer(key, value, path)
+    if name in APPLICATION_MODULES:   # Keras names these by their module (and class)
+        return {"module": APPLICATION_MODULES[name], "class_name": name, "config": config,
+                "registered_name": name}
     return {"module": "keras.layers", "class_name": name, "config": config,
             "registered_name": None}
 

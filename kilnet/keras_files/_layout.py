@@ -14,7 +14,8 @@ from __future__ import annotations
 import re
 
 from kilnet.layers import GRU, LSTM, RNN, Bidirectional, InputLayer, MultiHeadAttention, SimpleRNN
-from kilnet.layers import Pipeline, StackedRNNCells, TimeDistributed
+from kilnet.layers import GroupQueryAttention
+from kilnet.layers import Pipeline, SpectralNormalization, StackedRNNCells, TimeDistributed
 from kilnet.layers import LAYER_TYPES, Layer
 from kilnet.models import Model
 
@@ -22,6 +23,9 @@ RNN_TYPES = (SimpleRNN, LSTM, GRU)   # Keras keeps their weights in the `cell` s
 # MultiHeadAttention's projections: kilnet's sub-layer name -> Keras's attribute
 ATTENTION_PARTS = {"query": "query_dense", "key": "key_dense", "value": "value_dense",
                    "attention_output": "output_dense", "gate": "gate_dense"}
+# Keras's class names where they differ from the exported names kilnet's classes take: a
+# weights file names a layer's group by its class
+KERAS_CLASS_NAMES = {"GroupQueryAttention": "GroupedQueryAttention"}
 
 
 class LayoutError(ValueError):
@@ -46,6 +50,22 @@ def model_slots(model) -> list:
     return slots
 
 
+def attention_part(layer, part_name: str) -> str:
+    """The group of an attention layer's projection in a Keras weights file, named by the
+    attribute Keras saves: MultiHeadAttention's public properties (`query_dense`),
+    GroupQueryAttention's underscored attributes (`_query_dense`), which have none.
+
+    Example:
+        >>> import kilnet
+        >>> attention_part(kilnet.layers.MultiHeadAttention(2, 2), "query")
+        'query_dense'
+        >>> attention_part(kilnet.layers.GroupQueryAttention(2, 2, 1), "query")
+        '_query_dense'
+    """
+    name = ATTENTION_PARTS.get(part_name, part_name)
+    return "_" + name if isinstance(layer, GroupQueryAttention) else name
+
+
 def children(model) -> list:
     """(layer, its h5 name) for a model's layers. Keras names them not by the layers' names but
     by their classes in snake case, numbered in order within the model (`dense`, `dense_1`),
@@ -57,7 +77,7 @@ def numbered(layers) -> list:
     """(layer, its h5 name) for a list of layers named as Keras names them (see children)."""
     used, out = {}, []
     for layer in layers:
-        cls = type(layer).__name__
+        cls = KERAS_CLASS_NAMES.get(type(layer).__name__, type(layer).__name__)
         if isinstance(layer, Model) and cls == "Model":
             cls = "Functional"
         base = snake_case(cls)
@@ -102,12 +122,14 @@ def _layer_slots(layer, prefix, path, slots, seen):
     elif isinstance(layer, TimeDistributed):
         inner = layer.layers[0]
         _layer_slots(inner, prefix + "layer/", path + (inner.name,), slots, seen)
+    elif isinstance(layer, SpectralNormalization):
+        _spectral_slots(layer, prefix, path, slots, seen)
     elif isinstance(layer, MultiHeadAttention):
         for part in layer.layers:
             if part.name not in ATTENTION_PARTS:
                 raise LayoutError(f"MultiHeadAttention {layer.name!r} has a part named "
                                   f"{part.name!r}, which Keras's layout does not know")
-            _own_slots(part, f"{prefix}{ATTENTION_PARTS[part.name]}/", path + (part.name,),
+            _own_slots(part, f"{prefix}{attention_part(layer, part.name)}/", path + (part.name,),
                        slots)
     elif isinstance(layer, Pipeline) and not any(inner.weights for inner in layer.layers):
         pass   # augmentation steps: no weights, so nothing in the file
@@ -155,6 +177,20 @@ def _value_slots(value, prefix, path, slots, seen):
 
 # Attributes every kilnet layer has: its bookkeeping, never a place in Keras's file.
 _BASE_ATTRIBUTES = frozenset(vars(Layer()))
+
+
+def _spectral_slots(layer, prefix, path, slots, seen):
+    """Keras's SpectralNormalization tracks the wrapped kernel as its own weight too, so the
+    file holds it twice: `vars/0` (with `vars/1` its vector_u) and in the wrapped layer's
+    `layer/vars`. Both slots are the one kilnet Variable; reading, the wrapped layer's copy
+    comes last and wins, as in Keras."""
+    inner = layer.layer
+    inner_path = path + (inner.name,)
+    kernel = layer.kernel
+    slots.append((f"{prefix}vars/0", f"params/{'/'.join(inner_path + (kernel.name,))}", kernel))
+    slots.append((f"{prefix}vars/1", f"state/{'/'.join(path + ('vector_u',))}",
+                  layer.vector_u))
+    _layer_slots(inner, prefix + "layer/", inner_path, slots, seen)
 
 
 def _own_slots(layer, prefix, path, slots):

@@ -380,15 +380,18 @@ def install_weights_by_order(model, weights):
         for key, weight_name in zip(order, names):
             h5 = f"{saved_name}/{weight_name}"
             variable = variables[(key[0], tuple(key[1]))]
-            shape = weights.shape_of(h5)
-            if shape is None:
+            # A scalar may be an integer: Normalization's "count" (EfficientNet's files).
+            kinds = ("f", "i", "u") if tuple(variable.shape) == () else ("f",)
+            dataset = weights.dataset(h5)
+            if dataset is None:
                 weights.fail(f"the weight {h5!r} is missing.")
+            shape = tuple(weights.checked(dataset, h5, kinds).shape)
             if shape != tuple(variable.shape):
                 weights.fail(f"the weight {h5!r} has shape {shape}; layer {layer.name!r} "
                              f"({type(layer).__name__}) needs {tuple(variable.shape)}.")
-            slots.append((h5, variable))
-    arrays = [weights.read(h5, v.shape, np.dtype(v.dtype)) for h5, v in slots]
-    for (_, variable), array in zip(slots, arrays):
+            slots.append((h5, variable, kinds))
+    arrays = [weights.read(h5, v.shape, np.dtype(v.dtype), kinds) for h5, v, kinds in slots]
+    for (_, variable, _), array in zip(slots, arrays):
         variable.assign(array)
 
 

@@ -19,7 +19,7 @@ from kilnet.errors import ModelFileError
 from kilnet.keras_files import _layout
 from kilnet.layers import LAYER_TYPES
 from kilnet.layers import (RNN, Bidirectional, InputLayer, MultiHeadAttention, Pipeline,
-                           StackedRNNCells, TimeDistributed)
+                           SpectralNormalization, StackedRNNCells, TimeDistributed)
 from kilnet.layers._conv_lstm import ConvLSTMCell
 from kilnet.layers._rnn import RNNCell
 from kilnet.models import Model
@@ -65,6 +65,8 @@ def _check(layer, shape, group, weights):
         if not isinstance(shape, tuple) or len(shape) < 2:
             _fail(weights, layer, f"its input shape {shape} has no time axis")
         _check(layer.layers[0], tuple(shape[1:]), group + "layer/", weights)
+    elif isinstance(layer, SpectralNormalization):
+        _spectral(layer, shape, group, weights)
     elif isinstance(layer, RNN):
         _recurrent(layer, shape, group, weights)
     elif isinstance(layer, Pipeline) and all(
@@ -81,6 +83,18 @@ def _check(layer, shape, group, weights):
                               "cannot check against the file before building it")
     else:
         _leaf(layer, shape, group, weights)
+
+
+def _spectral(layer, shape, group, weights):
+    """The wrapped layer against `layer/vars`, and the wrapper's own copy of the kernel and
+    its vector_u (1, units) against `vars/0` and `vars/1`."""
+    _check(layer.layer, shape, group + "layer/", weights)
+    kernel = _declared(weights, group + "layer/vars/0", layer)
+    if _declared(weights, group + "vars/0", layer) != kernel:
+        _fail(weights, layer, f"its copy of the kernel {group}vars/0 does not have the "
+                              f"wrapped kernel's shape {kernel}")
+    if _declared(weights, group + "vars/1", layer) != (1, kernel[-1]):
+        _fail(weights, layer, f"its vector_u must have the shape {(1, kernel[-1])}")
 
 
 def _declared(weights, h5_path, layer):
@@ -168,16 +182,18 @@ def _attention(layer, shape, group, weights):
         shapes.append(shapes[1])   # the key defaults to the value, as in Keras
     query, value, key = shapes
     heads = layer.num_heads
+    shared = getattr(layer, "num_key_value_heads", heads)   # GroupedQueryAttention's key/value
     out = tuple(layer.compute_output_shape(shapes)[len(query) - 1:])
-    kernels = {"query": (query[-1], heads, layer.key_dim), "key": (key[-1], heads, layer.key_dim),
+    kernels = {"query": (query[-1], heads, layer.key_dim),
+               "key": (key[-1], shared, layer.key_dim),
                "gate": (query[-1], heads, layer.value_dim),
-               "value": (value[-1], heads, layer.value_dim),
+               "value": (value[-1], shared, layer.value_dim),
                "attention_output": (heads, layer.value_dim) + out}
-    biases = {"query": (heads, layer.key_dim), "key": (heads, layer.key_dim),
-              "gate": (heads, layer.value_dim), "value": (heads, layer.value_dim),
+    biases = {"query": (heads, layer.key_dim), "key": (shared, layer.key_dim),
+              "gate": (heads, layer.value_dim), "value": (shared, layer.value_dim),
               "attention_output": out}
     for part in layer.layers:
-        prefix = f"{group}{_layout.ATTENTION_PARTS.get(part.name, part.name)}/vars/"
+        prefix = f"{group}{_layout.attention_part(layer, part.name)}/vars/"
         wanted = [kernels[part.name]] + ([biases[part.name]] if layer.use_bias else [])
         for index, need in enumerate(wanted):
             found = _declared(weights, f"{prefix}{index}", layer)

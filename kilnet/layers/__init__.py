@@ -1,7 +1,10 @@
 """Keras-named layers. Each layer describes a computation; the model owns its arrays."""
 
 from kilnet.layers._activations import ELU, Identity, LeakyReLU, PReLU, ReLU, Softmax
+from kilnet.layers._application_layers import CustomScaleLayer, LayerScale, StochasticDepth
 from kilnet.layers._attention import AdditiveAttention, Attention, MultiHeadAttention
+from kilnet.layers._grouped_query_attention import GroupedQueryAttention, GroupQueryAttention
+from kilnet.layers._audio import MelSpectrogram, STFTSpectrogram
 from kilnet.layers._augmentation import (RandomBrightness, RandomContrast, RandomCrop,
                                          RandomFlip, RandomRotation, RandomShear,
                                          RandomTranslation, RandomZoom)
@@ -14,6 +17,8 @@ from kilnet.layers._color_augmentation import (AutoContrast, Equalization, Rando
                                                RandomSharpness, Solarization)
 from kilnet.layers._mixing_augmentation import (CutMix, MixUp, Pipeline, RandAugment,
                                                 RandomErasing)
+from kilnet.layers._geometric_augmentation import (AugMix, RandomElasticTransform,
+                                                   RandomPerspective)
 from kilnet.layers._conv import Conv2D
 from kilnet.layers._conv1d import Conv1D
 from kilnet.layers._conv_transpose import Conv2DTranspose, Conv3DTranspose
@@ -50,6 +55,7 @@ from kilnet.layers._pooling import (AveragePooling1D, GlobalAveragePooling1D,
                                     GlobalMaxPooling2D, GlobalMaxPooling3D, MaxPooling1D)
 from kilnet.layers._preprocessing import CenterCrop, Normalization, Resizing
 from kilnet.layers._encoding import CategoryEncoding, Discretization, Hashing
+from kilnet.layers._hashed_crossing import HashedCrossing
 from kilnet.layers._lookup import IntegerLookup, StringLookup
 from kilnet.layers._text_vectorization import TextVectorization
 from kilnet.layers._regularization import (ActivityRegularization, AlphaDropout,
@@ -60,7 +66,12 @@ from kilnet.layers._rnn import RNN, GRUCell, LSTMCell, SimpleRNNCell, StackedRNN
 from kilnet.layers._reshaping import (Cropping1D, Cropping2D, Cropping3D, Permute,
                                       RepeatVector, UpSampling1D, UpSampling2D, UpSampling3D,
                                       ZeroPadding1D, ZeroPadding2D, ZeroPadding3D)
-from kilnet.layers._wrappers import Bidirectional, TimeDistributed
+from kilnet.layers._wrappers import Bidirectional, TimeDistributed, Wrapper
+from kilnet.layers._spectral_normalization import SpectralNormalization
+from kilnet.layers._adaptive_pooling import (AdaptiveAveragePooling1D, AdaptiveAveragePooling2D,
+                                             AdaptiveAveragePooling3D, AdaptiveMaxPooling1D,
+                                             AdaptiveMaxPooling2D, AdaptiveMaxPooling3D)
+from kilnet.layers._reversible_embedding import ReversibleEmbedding
 
 # The allowlist of layer types a model file may name (see kilnet/saving).
 LAYER_TYPES = {
@@ -78,6 +89,7 @@ LAYER_TYPES = {
                 ZeroPadding2D, Cropping1D, Cropping2D, ZeroPadding3D, Cropping3D, UpSampling3D,
                 GlobalAveragePooling3D, GlobalMaxPooling3D,
                 MultiHeadAttention, Attention, AdditiveAttention, LayerNormalization,
+                GroupQueryAttention,
                 GroupNormalization, UnitNormalization, RMSNormalization,
                 Normalization, Resizing, CenterCrop, RandomFlip, RandomRotation,
                 RandomZoom, RandomTranslation, RandomContrast, RandomBrightness, RandomCrop,
@@ -85,12 +97,19 @@ LAYER_TYPES = {
                 RandomColorJitter, RandomInvert, RandomPosterization, Solarization,
                 AutoContrast, RandomSharpness, RandomGaussianBlur, Equalization, MixUp, CutMix,
                 RandomShear, RandomErasing, RandAugment, Pipeline,
+                RandomPerspective, RandomElasticTransform, AugMix,
                 SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed,
+                SpectralNormalization, ReversibleEmbedding,
+                AdaptiveAveragePooling1D, AdaptiveAveragePooling2D, AdaptiveAveragePooling3D,
+                AdaptiveMaxPooling1D, AdaptiveMaxPooling2D, AdaptiveMaxPooling3D,
                 RNN,
                 Conv1DTranspose, DepthwiseConv2D, SeparableConv2D, Conv3D, DepthwiseConv1D,
                 SeparableConv1D, Conv3DTranspose, ConvLSTM1D, ConvLSTM2D, ConvLSTM3D,
                 MaxPooling3D, AveragePooling3D,
-                IntegerLookup, CategoryEncoding, Discretization, Hashing, Operation, Lambda)
+                IntegerLookup, CategoryEncoding, Discretization, Hashing, Operation, Lambda,
+                HashedCrossing,
+                MelSpectrogram, STFTSpectrogram,
+                LayerScale, StochasticDepth, CustomScaleLayer)
     # StringLookup and TextVectorization run on the host, on the data before fit (a model
     # input cannot hold strings yet), so no model file can hold them.
 }
@@ -128,19 +147,26 @@ __all__ = [
     "GlobalAveragePooling3D", "GlobalMaxPooling3D",
     "AdditiveAttention", "Attention", "GroupNormalization", "LayerNormalization",
     "MultiHeadAttention", "RMSNormalization", "UnitNormalization",
+    "GroupQueryAttention", "GroupedQueryAttention",
     "CenterCrop", "Normalization", "RandomBrightness", "RandomContrast", "RandomCrop",
     "RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom", "Resizing",
     "AutoContrast", "CutMix", "Equalization", "MixUp", "RandomColorDegeneration",
     "RandomColorJitter", "RandomGaussianBlur", "RandomGrayscale", "RandomHue", "RandomInvert",
     "RandomPosterization", "RandomSaturation", "RandomSharpness", "Solarization",
     "RandomShear", "RandomErasing", "RandAugment", "Pipeline",
+    "RandomPerspective", "RandomElasticTransform", "AugMix",
     "Bidirectional", "GRU", "LSTM", "SimpleRNN", "TimeDistributed",
+    "Wrapper", "SpectralNormalization", "ReversibleEmbedding",
+    "AdaptiveAveragePooling1D", "AdaptiveAveragePooling2D", "AdaptiveAveragePooling3D",
+    "AdaptiveMaxPooling1D", "AdaptiveMaxPooling2D", "AdaptiveMaxPooling3D",
     "GRUCell", "LSTMCell", "RNN", "SimpleRNNCell", "StackedRNNCells",
     "AveragePooling3D", "Conv1DTranspose", "Conv3D", "DepthwiseConv2D", "MaxPooling3D",
     "SeparableConv2D",
     "CategoryEncoding", "Discretization", "Hashing", "IntegerLookup", "StringLookup",
+    "HashedCrossing",
     "TextVectorization",
     "Operation", "Lambda", "KerasTensor", "EinsumDense",
+    "CustomScaleLayer", "LayerScale", "StochasticDepth",
     "AvgPool1D", "AvgPool2D", "AvgPool3D", "MaxPool1D", "MaxPool2D", "MaxPool3D",
     "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D",
     "GlobalAvgPool3D", "GlobalMaxPool3D",
@@ -148,4 +174,5 @@ __all__ = [
     "Convolution2DTranspose", "SeparableConvolution1D", "SeparableConvolution2D",
     "DepthwiseConv1D", "SeparableConv1D",
     "Conv3DTranspose", "Convolution3DTranspose", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D",
+    "MelSpectrogram", "STFTSpectrogram",
 ]

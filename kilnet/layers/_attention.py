@@ -310,6 +310,7 @@ class MultiHeadAttention(Layer):
         q = project(self._query_dense, x=query)      # (batch, T, heads, key_dim)
         k = project(self._key_dense, x=key)          # (batch, S, heads, key_dim)
         v = project(self._value_dense, x=value)      # (batch, S, heads, value_dim)
+        k, v = self.heads_for_queries(k, v)
         q = q * (1.0 / math.sqrt(self.key_dim))
         attention_mask = _with_sequence_masks(attention_mask, query_mask, value_mask, key_mask)
         mask = self._mask(attention_mask, use_causal_mask, q.shape[1], k.shape[1])
@@ -327,6 +328,11 @@ class MultiHeadAttention(Layer):
             context = context * project(self._gate_dense, x=query)   # sigmoid gate
         output = project(self._output_dense, x=context)
         return ((output, probs) if return_attention_scores else output), state
+
+    def heads_for_queries(self, k, v):
+        """The key and value heads each query head attends with, (batch, S, num_heads, dim):
+        here the projected ones; GroupedQueryAttention repeats its fewer shared heads."""
+        return k, v
 
     def _project(self, projection, params, x, sample_mask=None):
         return projection.apply(params[projection.name], {}, x, sample_mask=sample_mask)[0]

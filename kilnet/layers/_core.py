@@ -142,19 +142,19 @@ class Dropout(Layer):
 
     _supports_masking = True  # passes a sequence mask on, as Keras
 
-    config_keys = ("rate",)
+    config_keys = ("rate", "noise_shape")
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(rate, (int, float)) or not 0 <= rate < 1:
             raise ValueError(f"rate must be a number in [0, 1). Received: rate={rate!r}")
-        if noise_shape is not None:
-            raise ValueError("noise_shape is not supported yet. Received: noise_shape="
-                             f"{noise_shape!r}")
         # Randomness comes from the explicit key the model passes; `seed` is accepted for
         # Keras compatibility and ignored (the model's seed decides).
         del seed
         self.rate = float(rate)
+        # The drop mask's shape (a None entry: the input's size there), e.g. (None, 1, 1, 1)
+        # drops whole samples, as EfficientNet's residual blocks do.
+        self.noise_shape = None if noise_shape is None else list(noise_shape)
 
     def apply(self, params, state, x, *, training=False, rng=None, **_):
         if not training or self.rate == 0.0:
@@ -162,12 +162,23 @@ class Dropout(Layer):
         if rng is None:
             raise ValueError(f"Dropout {self.name!r} was applied in training mode without a "
                              "random key (rng=...).")
-        keep = keep_mask(rng, 1.0 - self.rate, x.shape)
+        shape = x.shape if self.noise_shape is None else tuple(
+            size if given is None else given for given, size in zip(self.noise_shape, x.shape))
+        keep = keep_mask(rng, 1.0 - self.rate, shape)
         return jnp.where(keep, x / (1.0 - self.rate), 0.0), state
 
 
 class Rescaling(Layer):
-    """y = x * scale + offset, e.g. Rescaling(1/255) for images in 0-255."""
+    """y = x * scale + offset, e.g. Rescaling(1/255) for images in 0-255. `scale` and
+    `offset` may also be lists, one value per channel (the last axis), as in Keras (e.g.
+    EfficientNet's division by ImageNet's per-channel deviation).
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> np.asarray(kilnet.layers.Rescaling([1.0, 0.5])(np.array([[4.0, 4.0]]))).tolist()
+        [[4.0, 2.0]]
+    """
 
     _supports_masking = True  # passes a sequence mask on, as Keras
 
@@ -175,11 +186,24 @@ class Rescaling(Layer):
 
     def __init__(self, scale, offset=0.0, **kwargs):
         super().__init__(**kwargs)
-        self.scale = float(scale)
-        self.offset = float(offset)
+        self.scale = _number_or_list(scale, "scale")
+        self.offset = _number_or_list(offset, "offset")
 
     def apply(self, params, state, x, **_):
-        return x * self.scale + self.offset, state
+        dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
+        scale, offset = jnp.asarray(self.scale, dtype), jnp.asarray(self.offset, dtype)
+        return x.astype(dtype) * scale + offset, state
+
+
+def _number_or_list(value, argument):
+    """A number as a float, per-channel values as a list of floats (as Keras's config holds
+    them)."""
+    try:
+        values = np.asarray(value, dtype="float32")
+    except (TypeError, ValueError):
+        raise ValueError(f"{argument} must be a number or a list of numbers (one per channel). "
+                         f"Received: {argument}={value!r}") from None
+    return float(value) if values.ndim == 0 else np.asarray(value, "float64").tolist()
 
 
 class Masking(Layer):

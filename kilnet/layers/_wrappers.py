@@ -1,5 +1,6 @@
-"""Layers that hold another layer: Bidirectional (a recurrent layer read both ways) and
-TimeDistributed (a layer applied to every time step), with Keras 3's arguments and configs.
+"""Layers that hold another layer: Wrapper (Keras's public base of the layers that wrap one
+layer), Bidirectional (a recurrent layer read both ways) and TimeDistributed (a layer applied to
+every time step), with Keras 3's arguments and configs.
 
 Why they are written this way: the inner layers are sub-layers in kilnet's pure form, as
 MultiHeadAttention's projections are: their arrays live in `params[inner.name]`, they are built
@@ -14,11 +15,69 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from kilnet import _scope, utils
 from kilnet.layers._base import Layer, is_shape
 from kilnet.layers._recurrent import RNNBase, check_call_options
 from kilnet.layers._rnn import RNN
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
+
+
+class Wrapper(Layer):
+    """The base of the layers that wrap one layer and change what it does, as Keras's
+    Wrapper: TimeDistributed and SpectralNormalization derive from it, and so can yours.
+
+    The wrapped layer is `self.layer`, a sub-layer (its weights are the wrapper's). `build`
+    builds it for the wrapper's input shape, so a subclass's build can read its weights after
+    `super().build(input_shape)`; the config holds it under "layer" as {"class_name",
+    "config"}, and `from_config` rebuilds it from there.
+
+    Args:
+        layer: the kilnet layer to wrap.
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> class Doubled(kilnet.layers.Wrapper):
+        ...     def call(self, inputs):
+        ...         return 2.0 * self.layer(inputs)
+        >>> doubled = Doubled(kilnet.layers.Dense(1, kernel_initializer="ones"))
+        >>> np.asarray(doubled(np.ones((1, 3)))).tolist()
+        [[6.0]]
+        >>> again = Doubled.from_config(doubled.get_config())
+        >>> type(again.layer).__name__, again.layer.units
+        ('Dense', 1)
+    """
+
+    def __init__(self, layer, **kwargs):
+        if not isinstance(layer, Layer):
+            raise ValueError(f"{type(self).__name__} wraps a kilnet layer; create it first, "
+                             f"e.g. {type(self).__name__}(kilnet.layers.Dense(4)). Received: "
+                             f"layer={layer!r:.100}")
+        super().__init__(**kwargs)
+        self.layer = layer
+
+    def build(self, input_shape=None):
+        """Build the wrapped layer for the wrapper's input shape (batch axis included, as
+        Keras passes it), unless it is built already. kilnet's own wrappers (pure form) build
+        it in `init`, for the shape it sees there (TimeDistributed's: one step's)."""
+        if not self.is_pure and not self.layer.built:
+            rng = _scope.init_rng() or utils.numpy_rng(utils.next_seed())
+            self.layer.build_weights(utils.numpy_rng(int(rng.integers(2**31))),
+                                     _without_batch(input_shape))
+
+    def get_config(self):
+        from kilnet.models import _config
+
+        config = super().get_config()
+        config["layer"] = _config.serialize(self.layer)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        layer = _deserialize(config.pop("layer"))
+        return cls(layer, **config)
 
 
 class Bidirectional(Layer):
@@ -194,7 +253,7 @@ class Bidirectional(Layer):
         return list(initial_state[:half]), list(initial_state[half:])
 
 
-class TimeDistributed(Layer):
+class TimeDistributed(Wrapper):
     """Applies a layer to every time step of its input, as Keras's TimeDistributed: an input
     (batch, time, ...) gives (batch, time, *the layer's output for one step).
 
@@ -213,26 +272,6 @@ class TimeDistributed(Layer):
         >>> [w.shape for w in td.weights]
         [(3, 2), (2,)]
     """
-
-    def __init__(self, layer, **kwargs):
-        super().__init__(**kwargs)
-        if not isinstance(layer, Layer):
-            raise ValueError("TimeDistributed wraps a kilnet layer. Received: "
-                             f"layer={layer!r:.100}")
-        self.layer = layer
-
-    def get_config(self):
-        from kilnet.models import _config
-
-        config = super().get_config()
-        config["layer"] = _config.serialize(self.layer)
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["layer"] = _deserialize(config["layer"])
-        return cls(**config)
 
     def _step_shape(self, input_shape):
         if not is_shape(input_shape) or len(input_shape) < 2:
@@ -295,6 +334,16 @@ def _deserialize(spec):
     from kilnet.models import _config
 
     return _config.deserialize(spec)
+
+
+def _without_batch(shape):
+    """A shape Keras's build receives (batch axis first) as kilnet's (without it)."""
+    if is_shape(shape):
+        return tuple(shape)[1:]
+    if isinstance(shape, (list, tuple)):   # several inputs
+        return [_without_batch(s) for s in shape]
+    raise ValueError("Wrapper.build takes the input shape with its batch axis, e.g. "
+                     f"(None, 3). Received: input_shape={shape!r:.100}")
 
 
 def _count(value) -> str:

@@ -2,9 +2,10 @@
 
 One module per concept: `_seeding` (where the first random key comes from), `_arrays`
 (to_categorical, normalize, pad_sequences), `_dataset` (ArrayDataset, split_dataset),
-`_timeseries`, `_from_directory` (image and text folders), `_images` (one image file in and
-out), `_packing` (a batch's (x, y, sample_weight)), `_get_file` (cached, verified downloads
-and safe extraction) and `_plot_model`.
+`_timeseries`, `_from_directory` (image and text folders), `_audio_files` (WAV folders),
+`_images` (one image file in and out), `_packing` (a batch's (x, y, sample_weight)),
+`_get_file` (cached, verified downloads and safe extraction), `_plot_model` and
+`_feature_space` (FeatureSpace, imported when first used).
 
 Example:
     >>> import kilnet
@@ -13,6 +14,7 @@ Example:
 """
 
 from kilnet.utils._arrays import normalize, pad_sequences, to_categorical
+from kilnet.utils._audio_files import audio_dataset_from_directory
 from kilnet.utils._dataset import ArrayDataset, split_dataset
 from kilnet.utils._from_directory import image_dataset_from_directory, text_dataset_from_directory
 from kilnet.utils._get_file import extract_archive, get_file, hash_file, validate_file
@@ -56,6 +58,9 @@ _ELSEWHERE = {
 
 
 def __getattr__(name):
+    if name == "FeatureSpace":  # built on kilnet.layers, which imports kilnet.utils
+        from kilnet.utils._feature_space import FeatureSpace
+        return FeatureSpace
     if name == "get_source_inputs":
         from kilnet.layers._node import source_inputs
         return source_inputs
@@ -70,9 +75,10 @@ def __dir__():
 
 
 __all__ = [
-    "PyDataset", "Sequence", "Progbar", "get_source_inputs", *_ELSEWHERE,
+    "PyDataset", "Sequence", "Progbar", "get_source_inputs", "FeatureSpace", *_ELSEWHERE,
     "ArrayDataset",
     "array_to_img",
+    "audio_dataset_from_directory",
     "clear_session",
     "extract_archive",
     "get_file",

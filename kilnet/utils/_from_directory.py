@@ -124,7 +124,15 @@ def _label_array(labels, label_mode, num_classes):
     return labels.astype(np.int32)
 
 
-def _check_label_mode(labels, label_mode):
+def check_label_mode(labels, label_mode):
+    """Keras's rules for the labels and label_mode arguments.
+
+    Example:
+        >>> check_label_mode("inferred", "sparse")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: label_mode must be ... Received: label_mode='sparse'
+    """
     if labels not in ("inferred", None) and not isinstance(labels, (list, tuple, np.ndarray)):
         raise ValueError("labels must be 'inferred', None, or a list of integer labels, one per "
                          f"file in sorted order. Received: labels={labels!r}")
@@ -133,9 +141,23 @@ def _check_label_mode(labels, label_mode):
                          f"Received: label_mode={label_mode!r}")
 
 
-def _datasets(directory, labels, label_mode, class_names, batch_size, shuffle, seed,
-              validation_split, subset, follow_links, formats, make_rows, kind, verbose):
-    """The shared path of both functions: list, split and wrap the files."""
+def datasets_from_files(directory, labels, label_mode, class_names, batch_size, shuffle,
+                        seed, validation_split, subset, follow_links, formats, make_rows, kind,
+                        verbose):
+    """The shared path of the *_dataset_from_directory functions: list, split and wrap the
+    files; `make_rows(paths)` gives the rows that read them (an object with len() and
+    [indices]), `kind` names the files in messages.
+
+    Example:
+        >>> import os, tempfile
+        >>> root = tempfile.mkdtemp()
+        >>> for name in ("a.dat", "b.dat"):
+        ...     open(os.path.join(root, name), "w").close()
+        >>> ds = datasets_from_files(root, None, None, None, 2, False, None, None, None, False,
+        ...                          (".dat",), lambda paths: np.array(paths), "data", False)
+        >>> [os.path.basename(p) for p in ds[0]]
+        ['a.dat', 'b.dat']
+    """
     check_split_arguments(validation_split, subset, shuffle, seed)
     if labels is None or label_mode is None:
         labels = label_mode = None
@@ -264,7 +286,7 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
         >>> ds.class_names, ds[0][0].shape
         (['cat', 'dog'], (2, 4, 4, 3))
     """
-    _check_label_mode(labels, label_mode)
+    check_label_mode(labels, label_mode)
     channels = _CHANNELS.get(color_mode)
     if channels is None:
         raise ValueError("color_mode must be 'rgb', 'rgba' or 'grayscale'. "
@@ -281,9 +303,9 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
     def rows(paths):
         return ImageFiles(paths, image_size, channels, interpolation, crop_to_aspect_ratio)
 
-    return _datasets(directory, labels, label_mode, class_names, batch_size, shuffle, seed,
-                     validation_split, subset, follow_links, IMAGE_FORMATS, rows, "image",
-                     verbose)
+    return datasets_from_files(directory, labels, label_mode, class_names, batch_size,
+                               shuffle, seed, validation_split, subset, follow_links,
+                               IMAGE_FORMATS, rows, "image", verbose)
 
 
 def _image_size(image_size):
@@ -348,7 +370,7 @@ def text_dataset_from_directory(directory, labels="inferred", label_mode="int",
         >>> ds[0]
         (array(['a neg review', 'a pos review'], dtype=object), array([0, 1], dtype=int32))
     """
-    _check_label_mode(labels, label_mode)
+    check_label_mode(labels, label_mode)
     if max_length is not None and (isinstance(max_length, bool)
                                    or not isinstance(max_length, (int, np.integer))
                                    or max_length < 1):
@@ -358,5 +380,6 @@ def text_dataset_from_directory(directory, labels="inferred", label_mode="int",
     def rows(paths):
         return TextFiles(paths, max_length)
 
-    return _datasets(directory, labels, label_mode, class_names, batch_size, shuffle, seed,
-                     validation_split, subset, follow_links, (".txt",), rows, "text", verbose)
+    return datasets_from_files(directory, labels, label_mode, class_names, batch_size,
+                               shuffle, seed, validation_split, subset, follow_links,
+                               (".txt",), rows, "text", verbose)
