@@ -481,7 +481,8 @@ class Layer:
             out_shape = (self.compute_call_output_shape(input_shape, kwargs)
                          if self.is_pure or self.built
                          else self._trial_output_shape(input_shape,
-                                                       self.trace_keywords(args, kwargs)))
+                                                       self.trace_keywords(args, kwargs),
+                                                       call_extras=tuple(args[1:])))
         except ValueError as error:
             raise ValueError(f"Layer {self.name!r} ({type(self).__name__}) cannot take an "
                              f"input of shape {_with_batch(input_shape)}: {error}") from None
@@ -736,12 +737,16 @@ class Layer:
         shapes = [tuple(o.shape[1:]) for o in jax.tree.leaves(out)]
         return shapes[0] if not isinstance(out, (list, tuple)) else shapes
 
-    def _trial_output_shape(self, input_shape, call_keywords=None):
+    def _trial_output_shape(self, input_shape, call_keywords=None, call_extras=()):
         """The output shape of an unbuilt Keras-form layer: build it on a throwaway draw, trace,
-        then forget the weights, so that the model's seed decides them when it is built."""
-        self.build_weights(utils.numpy_rng(0), input_shape, call_keywords=call_keywords)
+        then forget the weights, so that the model's seed decides them when it is built.
+        `call_extras`: the call's positional tensors after its input (Keras's guide's
+        `LogisticEndpoint()(targets, logits)`)."""
+        self.build_weights(utils.numpy_rng(0), input_shape, call_extras=call_extras,
+                           call_keywords=call_keywords)
         try:
-            return self._traced_output_shape(input_shape, call_keywords=call_keywords)
+            return self._traced_output_shape(input_shape, call_extras=call_extras,
+                                             call_keywords=call_keywords)
         finally:
             self.unbuild()
 
@@ -887,6 +892,11 @@ class Layer:
             return None
         node = self._inbound_nodes[0]
         return self.trace_keywords(node.args, node.kwargs)
+
+    def first_call_extras(self) -> tuple:
+        """The positional arguments after the input of the layer's first call on symbolic
+        tensors (for the traces that build it), or () if it has never been called so."""
+        return tuple(self._inbound_nodes[0].args[1:]) if self._inbound_nodes else ()
 
     def _first_node(self, what):
         if not self._inbound_nodes:

@@ -319,6 +319,7 @@ class Model(Layer):
         for index, layer in enumerate(self._sublayers):
             if everything or not layer.built:
                 layer.build_weights(utils.numpy_rng(seed, index), layer.build_shape,
+                                    call_extras=layer.first_call_extras(),
                                     call_keywords=layer.first_call_keywords())
         self.built = True
         self._reset_trainer()
