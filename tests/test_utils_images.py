@@ -125,7 +125,7 @@ def test_keras_preprocessing_namespace():
     assert kilnet.preprocessing.image_dataset_from_directory is \
         utils.image_dataset_from_directory
     keras_names = {n for n in dir(keras.preprocessing.image) if not n.startswith("_")}
-    assert keras_names - set(dir(kilnet.preprocessing.image)) == {"smart_resize"}
+    assert keras_names - set(dir(kilnet.preprocessing.image)) == set()
 
 
 def test_bytes_io_input():
