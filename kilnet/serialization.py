@@ -35,7 +35,8 @@ from kilnet.layers import LAYER_TYPES, Layer
 from kilnet.models import _config as model_config
 from kilnet.optimizers import schedules
 
-__all__ = ["deserialize_keras_object", "serialize_keras_object"]
+__all__ = ["deserialize_keras_object", "deserialize_layer", "serialize_keras_object",
+           "serialize_layer"]
 
 PLAIN_TYPES = (str, int, float, bool)
 
@@ -179,6 +180,21 @@ def _function_entry(fn) -> dict:
     raise ValueError(f"serialize_keras_object: the function {fn.__name__!r} is neither one of "
                      "kilnet's activations, losses or metrics nor registered; register it with "
                      f"@kilnet.saving.register_serializable(). Received: {fn!r}")
+
+
+def serialize_layer(layer) -> dict:
+    """A layer or model as Keras's entry (`keras.layers.serialize`, kilnet.layers.serialize).
+
+    Example:
+        >>> import kilnet
+        >>> kilnet.layers.serialize(kilnet.layers.Dropout(0.2))["class_name"]
+        'Dropout'
+    """
+    if not isinstance(layer, Layer):
+        raise ValueError("layers.serialize takes a layer or a model; use "
+                         "kilnet.saving.serialize_keras_object for other objects. Received: "
+                         f"{layer!r:.100}")
+    return serialize_keras_object(layer)
 
 
 # -- from plain data -------------------------------------------------------------------------------
@@ -351,3 +367,20 @@ def _instantiate(obj, config):
         config = config if isinstance(config, dict) else {}
         return obj.from_config(config) if hasattr(obj, "from_config") else obj(**config)
     return obj
+
+
+def deserialize_layer(config, custom_objects=None):
+    """The layer or model a Keras (or kilnet) entry describes (`keras.layers.deserialize`,
+    kilnet.layers.deserialize); the same closed tables as deserialize_keras_object.
+
+    Example:
+        >>> import kilnet
+        >>> kilnet.layers.deserialize({"class_name": "Dense", "config": {"units": 3}}).units
+        3
+    """
+    layer = deserialize_keras_object(config, custom_objects=custom_objects)
+    if not isinstance(layer, Layer):
+        raise ValueError("layers.deserialize takes a layer's entry {'class_name', 'config'}; "
+                         "use kilnet.saving.deserialize_keras_object for other objects. "
+                         f"Received: {config!r:.100}")
+    return layer

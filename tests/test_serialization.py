@@ -181,3 +181,17 @@ def test_unwritable_objects_are_refused_with_the_fix():
         serialize_keras_object(unregistered)
     with pytest.raises(ValueError, match="Received: <object"):
         serialize_keras_object(object())
+
+
+def test_layers_serialize_and_deserialize_as_keras():
+    entry = kilnet.layers.serialize(kilnet.layers.Conv2D(4, 3, name="c"))
+    theirs = keras.layers.serialize(keras.layers.Conv2D(4, 3, name="c"))
+    assert {k: entry[k] for k in ("module", "class_name", "registered_name")} == {
+        k: theirs[k] for k in ("module", "class_name", "registered_name")}
+    layer = kilnet.layers.deserialize(theirs)
+    assert isinstance(layer, kilnet.layers.Conv2D) and layer.filters == 4
+    assert "serialize" in kilnet.layers.__all__
+    with pytest.raises(ValueError, match="takes a layer or a model"):
+        kilnet.layers.serialize(kilnet.initializers.Zeros())
+    with pytest.raises(ValueError, match="takes a layer's entry"):
+        kilnet.layers.deserialize(keras.saving.serialize_keras_object(keras.initializers.Zeros()))

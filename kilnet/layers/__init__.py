@@ -175,4 +175,17 @@ __all__ = [
     "DepthwiseConv1D", "SeparableConv1D",
     "Conv3DTranspose", "Convolution3DTranspose", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D",
     "MelSpectrogram", "STFTSpectrogram",
+    "serialize", "deserialize",
 ]
+
+
+# Keras's layers.serialize / layers.deserialize live in kilnet.serialization, which builds on
+# the layers (and the file readers): looked up when first used (PEP 562).
+_SERIALIZATION = {"serialize": "serialize_layer", "deserialize": "deserialize_layer"}
+
+
+def __getattr__(name):
+    if name in _SERIALIZATION:
+        import importlib
+        return getattr(importlib.import_module("kilnet.serialization"), _SERIALIZATION[name])
+    raise AttributeError(f"module 'kilnet.layers' has no attribute {name!r}")
