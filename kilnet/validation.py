@@ -244,7 +244,7 @@ def _scales_inputs(layer) -> bool:
     if isinstance(layer, (Rescaling, Normalization)):
         return True
     if isinstance(layer, Operation):
-        return layer.get_config().get("operation") in _SCALING_OPS
+        return layer.operation in _SCALING_OPS
     return any(_scales_inputs(inner) for inner in getattr(layer, "operations", layer.layers))
 
 

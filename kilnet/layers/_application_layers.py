@@ -7,11 +7,10 @@ names these classes with their Keras module, KERAS_MODULES).
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 import numpy as np
 
 from kilnet.layers._base import Layer, is_shape
-from kilnet.layers._dropout_masks import keep_mask
+from kilnet.layers._dropout_masks import inverted_dropout
 
 # The Keras module each class lives in, as a `.keras` file names it.
 KERAS_MODULES = {"LayerScale": "keras.src.applications.convnext",
@@ -103,9 +102,8 @@ class StochasticDepth(Layer):
         if rng is None:
             raise ValueError(f"StochasticDepth {self.name!r} was applied in training mode "
                              "without a random key (rng=...).")
-        keep_prob = 1.0 - self.drop_path_rate
-        keep = keep_mask(rng, keep_prob, (x.shape[0],) + (1,) * (x.ndim - 1))
-        return jnp.where(keep, x / keep_prob, 0.0).astype(x.dtype), state
+        whole_samples = (x.shape[0],) + (1,) * (x.ndim - 1)
+        return inverted_dropout(x, rng, self.drop_path_rate, whole_samples).astype(x.dtype), state
 
 
 class CustomScaleLayer(Layer):

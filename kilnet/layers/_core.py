@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kilnet.layers._base import ActivatedLayer, Layer, as_shape
-from kilnet.layers._dropout_masks import keep_mask
+from kilnet.layers._dropout_masks import inverted_dropout, mask_shape
 from kilnet.layers._node import KerasTensor, Node
 
 
@@ -162,10 +162,7 @@ class Dropout(Layer):
         if rng is None:
             raise ValueError(f"Dropout {self.name!r} was applied in training mode without a "
                              "random key (rng=...).")
-        shape = x.shape if self.noise_shape is None else tuple(
-            size if given is None else given for given, size in zip(self.noise_shape, x.shape))
-        keep = keep_mask(rng, 1.0 - self.rate, shape)
-        return jnp.where(keep, x / (1.0 - self.rate), 0.0), state
+        return inverted_dropout(x, rng, self.rate, mask_shape(self.noise_shape, x.shape)), state
 
 
 class Rescaling(Layer):

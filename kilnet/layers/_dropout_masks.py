@@ -44,6 +44,33 @@ def keep_mask(key, keep_prob: float, shape) -> jax.Array:
     return bits < np.uint32(threshold)
 
 
+def mask_shape(noise_shape, shape) -> tuple:
+    """The keep mask's shape for Keras's `noise_shape`: a None entry takes the input's size
+    there (None: the input's shape), e.g. (None, 1, 1, 1) drops whole samples.
+
+    Example:
+        >>> mask_shape((None, 1, 1), (8, 4, 4))
+        (8, 1, 1)
+    """
+    if noise_shape is None:
+        return tuple(shape)
+    return tuple(size if given is None else given for given, size in zip(noise_shape, shape))
+
+
+def inverted_dropout(x, key, rate: float, shape):
+    """Keras's dropout of `x`: the entries (or the slices a smaller `shape` broadcasts over)
+    a keep mask drops are zeroed, the rest divided by 1 - rate.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> y = inverted_dropout(jnp.ones((1000, 3)), jax.random.PRNGKey(0), 0.5, (1000, 1))
+        >>> sorted({float(v) for v in y.ravel()}), bool((y == y[:, :1]).all())
+        ([0.0, 2.0], True)
+    """
+    keep = keep_mask(key, 1.0 - rate, shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
 def _lowbias32(x):
     """A 32-bit integer hash whose output bits each flip with probability ~1/2 for any flipped
     input bit (C. Wellons, "Prospecting for hash functions", 2018)."""

@@ -415,7 +415,8 @@ class GlobalAveragePooling1D(_GlobalPooling):
         if mask is None:
             return super().apply(params, state, x)
         steps = self.spatial_axes[0]
-        weight = jnp.expand_dims(mask.astype(x.dtype), 3 - steps)   # along the channels
+        channels = 1 if self.data_format == "channels_first" else 2
+        weight = jnp.expand_dims(mask.astype(x.dtype), channels)
         total = jnp.sum(x * weight, axis=steps, keepdims=self.keepdims)
         return total / jnp.sum(weight, axis=steps, keepdims=self.keepdims), state
 

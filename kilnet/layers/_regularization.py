@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from kilnet import regularizers
 from kilnet.layers._base import Layer
-from kilnet.layers._dropout_masks import keep_mask
+from kilnet.layers._dropout_masks import inverted_dropout, keep_mask, mask_shape
 
 
 def _rate(value, argument="rate") -> float:
@@ -57,8 +57,7 @@ class _SpatialDropout(Layer):
             return x, state
         # one draw per (sample, channel), shared over the steps / pixels
         shape = (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)
-        keep = keep_mask(_key(self, rng), 1.0 - self.rate, shape)
-        return jnp.where(keep, x / (1.0 - self.rate), 0.0).astype(x.dtype), state
+        return inverted_dropout(x, _key(self, rng), self.rate, shape).astype(x.dtype), state
 
 
 class SpatialDropout1D(_SpatialDropout):
@@ -213,9 +212,7 @@ class AlphaDropout(Layer):
     def apply(self, params, state, x, *, training=False, rng=None, **_):
         if not training or self.rate == 0.0:
             return x, state
-        shape = x.shape if self.noise_shape is None else tuple(
-            size if given is None else given for given, size in zip(self.noise_shape, x.shape))
-        keep = keep_mask(_key(self, rng), 1.0 - self.rate, shape)
+        keep = keep_mask(_key(self, rng), 1.0 - self.rate, mask_shape(self.noise_shape, x.shape))
         alpha_p, rate = self._ALPHA_P, self.rate
         a = ((1.0 - rate) * (1.0 + rate * alpha_p ** 2)) ** -0.5
         b = -a * alpha_p * rate
