@@ -25,6 +25,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -136,11 +137,41 @@ def availability(framework: str) -> str | None:
     return None
 
 
+def machine_cpu_seconds() -> tuple[float, float] | None:
+    """(CPU seconds all processes of the machine have run, CPU seconds the hypervisor gave
+    to others: steal) since boot, from Linux's /proc/stat; None elsewhere."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / tick, steal / tick
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def neighbours(before, after, child_cpu: float, wall: float) -> dict:
+    """What others took of the CPU while one child ran: cores' worth of other processes
+    (the machine's busy time less the child's own) and of steal (a neighbour on the host).
+    A busy core beside the seed MLP doubles kilnet's epoch (its two threads wait for each
+    other) where Keras on JAX's grows about 1.2x, so the ratios of such a run mislead."""
+    if before is None or after is None or wall <= 0:
+        return {}
+    busy, steal = after[0] - before[0], after[1] - before[1]
+    return {"others_cores": max(busy - child_cpu, 0.0) / wall, "steal_cores": steal / wall}
+
+
 def run_child(framework: str, workload: str, extra: list[str], timeout: float) -> dict:
     cmd = [interpreter(framework), RUNNER, "--framework", framework, "--workload", workload, *extra]
     cache_dir = kilnet_cache_dir() if framework == "kilnet" else None
     t0 = time.perf_counter()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    cpu_before, children_before = machine_cpu_seconds(), children_cpu_seconds()
     try:
         proc = subprocess.run(cmd, env=child_env(framework, cache_dir), cwd=ROOT,
                               capture_output=True, text=True, timeout=timeout)
@@ -154,6 +185,9 @@ def run_child(framework: str, workload: str, extra: list[str], timeout: float) -
             result = json.loads(line[len(RESULT_PREFIX):])
             result["loadavg_1m_before"] = load
             result["child_wall_s"] = time.perf_counter() - t0
+            result.update(neighbours(cpu_before, machine_cpu_seconds(),
+                                     children_cpu_seconds() - children_before,
+                                     result["child_wall_s"]))
             if framework == "kilnet":
                 result["kilnet_cache"] = KILNET_CACHE_MODE
             return result
@@ -352,7 +386,9 @@ def run_comparison(args, frameworks: list[str], workloads: list[str]) -> dict:
                           f"epochs {' '.join(f'{t:.3f}' for t in r['epoch_times'])} s, "
                           f"fit wall {r['fit_wall_s']:.2f} s, acc {r['test_acc']:.4f}"
                           + (f", cpu/wall {r['fit_cpu_s'] / r['fit_wall_s']:.2f}" if r.get("fit_cpu_s") else "")
-                          + (f", load {r['loadavg_1m_before']:.1f}" if r.get("loadavg_1m_before") is not None else ""),
+                          + (f", load {r['loadavg_1m_before']:.1f}" if r.get("loadavg_1m_before") is not None else "")
+                          + (f", others {r['others_cores']:.2f} + steal {r['steal_cores']:.2f} cores"
+                             if "others_cores" in r else ""),
                           flush=True)
     return {"results": results,
             "tables": {w: summarize(results, frameworks, w, args.baseline) for w in workloads}}
@@ -378,6 +414,13 @@ def load_note(results: list[dict], workload: str) -> str | None:
     # The bench's own previous run leaves up to `cores` in the 1-minute average.
     if max(loads) > cores + 1:
         line += f" -- well above {cores} cores: other processes competed, figures are noisy"
+    others = [r["others_cores"] + r["steal_cores"] for r in results
+              if r.get("workload") == workload and "others_cores" in r]
+    if others:
+        line += (f"\nother processes and steal during the runs, in cores: median "
+                 f"{statistics.median(others):.2f}, max {max(others):.2f}")
+        if max(others) > 0.3:
+            line += " -- a neighbour took CPU from some runs: their ratios are not the quiet machine's"
     return line
 
 
