@@ -25,7 +25,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -151,6 +150,12 @@ def machine_cpu_seconds() -> tuple[float, float] | None:
 
 
 def children_cpu_seconds() -> float:
+    """CPU seconds of this process's finished children (0 where Python has no `resource`:
+    `machine_cpu_seconds` is None there too, so no neighbour figures are made)."""
+    try:
+        import resource   # Unix only
+    except ImportError:
+        return 0.0
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
@@ -414,13 +419,20 @@ def load_note(results: list[dict], workload: str) -> str | None:
     # The bench's own previous run leaves up to `cores` in the 1-minute average.
     if max(loads) > cores + 1:
         line += f" -- well above {cores} cores: other processes competed, figures are noisy"
+    return line
+
+
+def neighbour_note(results: list[dict], workload: str) -> str | None:
+    """A line on what other processes and the hypervisor took of the CPU during the runs
+    (`neighbours`), with a warning when a neighbour took a third of a core or more."""
     others = [r["others_cores"] + r["steal_cores"] for r in results
               if r.get("workload") == workload and "others_cores" in r]
-    if others:
-        line += (f"\nother processes and steal during the runs, in cores: median "
-                 f"{statistics.median(others):.2f}, max {max(others):.2f}")
-        if max(others) > 0.3:
-            line += " -- a neighbour took CPU from some runs: their ratios are not the quiet machine's"
+    if not others:
+        return None
+    line = (f"other processes and steal during the runs, in cores: median "
+            f"{statistics.median(others):.2f}, max {max(others):.2f}")
+    if max(others) > 0.3:
+        line += " -- a neighbour took CPU from some runs: their ratios are not the quiet machine's"
     return line
 
 
@@ -431,9 +443,9 @@ def print_comparison(report: dict, workloads: list[str], baseline: str, data_nam
               f" | ratio = framework / {baseline} (above 1: {baseline} is faster)")
         for line in table_lines(report["tables"][w], baseline, markdown=False):
             print(line)
-        note = load_note(report["results"], w)
-        if note:
-            print(note)
+        for note in (load_note(report["results"], w), neighbour_note(report["results"], w)):
+            if note:
+                print(note)
     print()
     print("Markdown (for the README):")
     print()
