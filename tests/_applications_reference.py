@@ -39,45 +39,14 @@ def www(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def served(www, tmp_path, monkeypatch):
-    """Downloads go to the local server, into a fresh cache."""
+def served(www, tmp_path, monkeypatch, keras_draws_on_host):
+    """Downloads go to the local server, into a fresh cache; Keras's reference models start
+    from NumPy draws (conftest.keras_draws_on_host)."""
     folder, url = www
     monkeypatch.setenv("KILNET_APPLICATIONS_ORIGIN", url)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("KILNET_OFFLINE", raising=False)
     return folder
-
-
-@pytest.fixture(autouse=True)
-def keras_draws_on_host(monkeypatch):
-    """Keras's reference models draw their starting weights with NumPy: on JAX each of Keras's
-    draws of a new shape is its own XLA program (0.2-0.4 s to compile on a 2-core CPU, over a
-    minute for these files' models), and the comparisons only need random weights, which both
-    libraries then share through Keras's weight files."""
-    from keras.src.backend.jax import random as keras_random
-
-    rng = np.random.default_rng(0)
-
-    def on_device(values, dtype):
-        return keras.ops.convert_to_tensor(values, dtype or keras.config.floatx())
-
-    def uniform(shape, minval=0.0, maxval=1.0, dtype=None, seed=None):
-        return on_device(rng.uniform(minval, maxval, shape), dtype)
-
-    def normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
-        return on_device(rng.normal(mean, stddev, shape), dtype)
-
-    def truncated_normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
-        values = rng.standard_normal(shape)
-        outside = np.abs(values) > 2.0           # Keras truncates at two deviations
-        while outside.any():
-            values[outside] = rng.standard_normal(int(outside.sum()))
-            outside = np.abs(values) > 2.0
-        return on_device(values * stddev + mean, dtype)
-
-    for name, draw in (("uniform", uniform), ("normal", normal),
-                       ("truncated_normal", truncated_normal)):
-        monkeypatch.setattr(keras_random, name, draw)
 
 
 def md5(path):

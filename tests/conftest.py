@@ -55,6 +55,51 @@ def _fresh_module_generators(request):
     yield
 
 
+@pytest.fixture
+def keras_draws_on_host(monkeypatch):
+    """Keras's layers and models made in the test draw their starting weights with NumPy: on
+    JAX each of Keras's draws of a new shape is its own XLA program (0.2-0.4 s to compile on a
+    2-core CPU; the applications tests' reference models took 355 -> 168 CPU seconds with it).
+    For tests whose Keras twins only need random weights, or get kilnet's (set_weights, weight
+    files): `pytestmark = pytest.mark.usefixtures("keras_draws_on_host")`."""
+    import keras
+    from keras.src.backend.jax import random as keras_random
+
+    rng = np.random.default_rng(0)
+
+    def on_device(values, dtype):
+        return keras.ops.convert_to_tensor(values, dtype or keras.config.floatx())
+
+    def uniform(shape, minval=0.0, maxval=1.0, dtype=None, seed=None):
+        return on_device(rng.uniform(minval, maxval, shape), dtype)
+
+    def normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
+        return on_device(rng.normal(mean, stddev, shape), dtype)
+
+    def truncated_normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
+        values = rng.standard_normal(shape)
+        outside = np.abs(values) > 2.0           # Keras truncates at two deviations
+        while outside.any():
+            values[outside] = rng.standard_normal(int(outside.sum()))
+            outside = np.abs(values) > 2.0
+        return on_device(values * stddev + mean, dtype)
+
+    def on_host_when_concrete(name, draw):
+        keras_draw = getattr(keras_random, name)
+
+        def either(shape, *args, **kwargs):
+            # Draws inside a trace (a symbolic shape, Keras's compiled fit) stay Keras's own:
+            # a host draw there would be one constant for every step.
+            concrete = all(isinstance(d, (int, np.integer)) for d in tuple(shape))
+            traced = isinstance(jax.numpy.zeros(()), jax.core.Tracer)
+            return (draw if concrete and not traced else keras_draw)(shape, *args, **kwargs)
+        return either
+
+    for name, draw in (("uniform", uniform), ("normal", normal),
+                       ("truncated_normal", truncated_normal)):
+        monkeypatch.setattr(keras_random, name, on_host_when_concrete(name, draw))
+
+
 def numeric_grad(f, args, index, eps=1e-6):
     """Central finite differences of a scalar f(*args) with respect to args[index]."""
     args = [np.array(a, dtype=np.float64) for a in args]

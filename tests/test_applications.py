@@ -23,7 +23,6 @@ from kilnet.errors import ModelFileError  # noqa: E402
 from tests._applications_reference import (KERAS_FOLDER, assert_same_model,  # noqa: E402
                                            images, keras_model, md5, serve_weights, set_hash)
 from tests._applications_reference import served, www  # noqa: E402,F401  (fixtures)
-from tests._applications_reference import keras_draws_on_host  # noqa: E402,F401  (fixture)
 
 # (kilnet builder, Keras builder, arguments, weights file of the no-top model, hash constant)
 NO_TOP_FAMILIES = {

@@ -25,9 +25,8 @@ from kilnet.applications import (convnext, efficientnet_v2,  # noqa: E402
 from tests._applications_reference import (KERAS_FOLDER, images, keras_model,  # noqa: E402
                                            serve_weights, set_hash)
 from tests._applications_reference import served, www  # noqa: E402,F401  (fixtures)
-from tests._applications_reference import keras_draws_on_host  # noqa: E402,F401  (fixture)
 
-FIXTURES = (keras_draws_on_host, served, www)   # pytest finds them here by name
+FIXTURES = (served, www)   # pytest finds them here by name
 
 # A ConvNeXt small enough for every test (Keras's generic builder takes the same arguments).
 SMALL_CONVNEXT = dict(depths=[1, 2, 1, 1], projection_dims=[8, 16, 24, 32])

@@ -24,7 +24,6 @@ from tests import _applications_reference  # noqa: E402
 
 # The weight server's fixtures, shared with tests/test_applications.py.
 www, served = _applications_reference.www, _applications_reference.served
-keras_draws_on_host = _applications_reference.keras_draws_on_host
 
 SHAPE = (32, 32, 3)
 

@@ -26,6 +26,9 @@ from kilnet.layers._conv3d import conv3d_native, conv3d_patches  # noqa: E402
 from kilnet.layers._conv_more import depthwise_native, depthwise_views  # noqa: E402
 from _training import assert_fit_lowers_loss  # noqa: E402
 
+# Keras's twins here get kilnet's weights or only need random ones (conftest).
+pytestmark = pytest.mark.usefixtures("keras_draws_on_host")
+
 
 def rng(seed=0):
     return np.random.default_rng(seed)

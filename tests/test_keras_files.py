@@ -16,6 +16,9 @@ keras = pytest.importorskip("keras", reason="the parity tests need keras (JAX ba
 import kilnet  # noqa: E402
 from _layer_specs import SPECS  # noqa: E402
 
+# Keras's twins here get kilnet's weights or only need random ones (conftest).
+pytestmark = pytest.mark.usefixtures("keras_draws_on_host")
+
 
 def _data(spec, rng):
     arrays = [rng.integers(0, 7, (4,) + s).astype("int32") if spec.dtype == "int32"

@@ -26,6 +26,9 @@ from conftest import check_grad  # noqa: E402
 import kilnet  # noqa: E402
 from kilnet import layers  # noqa: E402
 
+# Keras's twins here get kilnet's weights or only need random ones (conftest).
+pytestmark = pytest.mark.usefixtures("keras_draws_on_host")
+
 BATCH = 2
 
 
