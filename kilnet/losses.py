@@ -132,6 +132,12 @@ class Loss:
         y_true, y_pred = self._convert(y_true, y_pred)
         return jnp.asarray(self.call(y_true, y_pred)), None
 
+    def values_and_mask(self, y_true, y_pred):
+        """(unreduced values, the mask of the entries that count or None), the mask not folded
+        into the values: for the compiled programs to join it with an output's sequence mask,
+        as Keras joins the two (a step counts where both keep it)."""
+        return self._values_and_mask(y_true, y_pred)
+
     def per_sample(self, y_true, y_pred, rows=None):
         """The unreduced values, shape (batch, ...): what kilnet's compiled programs reduce.
         A scalar from `call` (a loss of the whole batch) is repeated for every sample, so that

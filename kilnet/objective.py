@@ -167,13 +167,19 @@ class Objective:
         for head in self.heads:
             if head.loss is None:
                 continue
+            mask = None if masks is None else masks[head.index]
             if head.loss.batch_level and weight is not None:
                 # a loss of the whole batch: the padding rows must not enter it
                 values = head.loss.per_sample(labels[head.index], outputs[head.index],
                                               rows=weight > 0)
+            elif mask is not None:
+                # a loss's own mask (ignore_class) joins the output's: counted once, as Keras
+                values, counted = head.loss.values_and_mask(labels[head.index],
+                                                            outputs[head.index])
+                if counted is not None:
+                    mask = mask & counted
             else:
                 values = head.loss(labels[head.index], outputs[head.index])
-            mask = None if masks is None else masks[head.index]
             value = (per_sample_mean(values) if mask is None
                      else _masked_per_sample(values, mask, weight))
             if sample_weight is not None:

@@ -217,6 +217,36 @@ def test_ignore_class_per_sample_values_average_to_keras():
     assert values.mean() == pytest.approx(expected, rel=1e-5)
 
 
+def _masked_tagger(lib):
+    """Embedding(mask_zero) -> softmax per step: an output that carries the ids' mask."""
+    inputs = lib.Input((None,), dtype="int32")
+    outputs = lib.layers.Dense(5, activation="softmax")(
+        lib.layers.Embedding(6, 4, mask_zero=True)(inputs))
+    model = lib.Model(inputs, outputs)
+    model.compile(optimizer=lib.optimizers.SGD(0.5),
+                  loss=lib.losses.SparseCategoricalCrossentropy(ignore_class=3))
+    return model
+
+
+def test_ignore_class_on_a_masked_output_counts_each_step_once_as_keras():
+    """A step counts where the output's mask and ignore_class both keep it (the translation
+    tutorial's Transformer): loss, and the update of one SGD step, equal to Keras's."""
+    ids = np.array([[1, 2, 0, 0], [3, 1, 4, 0], [2, 2, 2, 1]])
+    labels = np.array([[1, 3, 0, 0], [3, 4, 2, 1], [2, 3, 1, 0]])
+    ours, theirs = _masked_tagger(kilnet), _masked_tagger(keras)
+    theirs.set_weights(ours.get_weights())
+    probs = ours.predict(ids, verbose=0)
+    kept = (ids != 0) & (labels != 3)
+    picked = np.take_along_axis(probs, labels[..., None], -1)[..., 0]
+    expected = -np.log(picked[kept]).mean()
+    assert ours.evaluate(ids, labels, verbose=0) == pytest.approx(expected, rel=1e-5)
+    assert theirs.evaluate(ids, labels, verbose=0) == pytest.approx(expected, rel=1e-5)
+    ours.fit(ids, labels, epochs=1, batch_size=3, shuffle=False, verbose=0)
+    theirs.fit(ids, labels, epochs=1, batch_size=3, shuffle=False, verbose=0)
+    for mine, keras_weight in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(mine, keras_weight, rtol=1e-5, atol=1e-6)
+
+
 def test_gradients_of_new_losses_are_finite_and_match_keras():
     for name in ("bfce_logits_smooth", "cfce_logits_smooth", "log_cosh", "cosine", "kld",
                  "bce_smooth_logits", "scce_logits"):
