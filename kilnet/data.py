@@ -118,23 +118,28 @@ def label_dtype_for(loss, y: np.ndarray):
     return np.float32
 
 
+def held_out(n: int, validation_split: float) -> int:
+    """How many of n samples `validation_split` holds out: n - floor(n * (1 - split)), Keras's
+    split point (256 samples at 0.2 hold out 52, not floor(51.2))."""
+    return n - int(math.floor(n * (1.0 - validation_split))) if validation_split else 0
+
+
 def split_validation(x, y, validation_split: float):
-    """Keras semantics: the last `validation_split` fraction, taken before any shuffling.
-    x and y may be lists of arrays (several inputs or outputs), split alike."""
-    if isinstance(x, list):
-        n = len(x[0])
-        split = n - int(math.floor(n * validation_split))
-        return (([a[:split] for a in x], [a[:split] for a in y]),
-                ([a[split:] for a in x], [a[split:] for a in y]))
-    n = len(x)
-    n_val = int(math.floor(n * validation_split))
-    if validation_split and (n_val == 0 or n_val == n):
+    """Keras semantics: the last `validation_split` fraction (held_out), taken before any
+    shuffling. x and y may be lists of arrays (several inputs or outputs), split alike."""
+    n = len(x[0]) if isinstance(x, list) else len(x)
+    split = n - held_out(n, validation_split)
+    if validation_split and (split == 0 or split == n):
         raise ValueError(
-            f"validation_split={validation_split} leaves {n - n_val} training and {n_val} "
-            f"validation samples out of {n}; both must be at least 1."
-        )
-    split = n - n_val
-    return (x[:split], y[:split]), (x[split:], y[split:])
+            f"validation_split={validation_split} leaves {split} training and {n - split} "
+            f"validation samples out of {n}; both must be at least 1. Give more samples or "
+            "another validation_split.")
+
+    def part(data, rows):
+        return [a[rows] for a in data] if isinstance(data, list) else data[rows]
+
+    return ((part(x, slice(None, split)), part(y, slice(None, split))),
+            (part(x, slice(split, None)), part(y, slice(split, None))))
 
 
 def steps_for(n: int, batch_size: int) -> int:

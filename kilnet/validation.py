@@ -27,6 +27,7 @@ import warnings
 
 import numpy as np
 
+from kilnet import data
 from kilnet import losses as losses_lib
 from kilnet.errors import InputError, InputTypeError, InputWarning, NonFiniteError
 
@@ -104,7 +105,7 @@ def _check_validation_split(validation_split, n, used=True):
         raise InputError("validation_split must be a number in [0, 1), the fraction of the "
                          "samples held out for validation, e.g. 0.1. "
                          f"Received: validation_split={validation_split!r}")
-    n_val = int(math.floor(n * split)) if used else 0  # as data.split_validation does
+    n_val = data.held_out(n, split) if used else 0  # as data.split_validation splits
     if used and split and (n_val == 0 or n_val == n):
         raise InputError(
             f"validation_split={_py(split)} leaves {n - n_val} training and {n_val} validation "

@@ -73,13 +73,27 @@ def test_validation_split_outside_range(model, split):
 
 
 def test_validation_split_leaving_no_sample(model):
-    # The validation part is floor(n * split) samples, so a split in [0, 1) always leaves a
-    # training sample; it can leave no validation sample.
-    with pytest.raises(InputError, match=r"validation_split=0.05 leaves 8 training and 0 "
+    # Keras's split point floor(n * (1 - split)) always holds out a sample for a split in
+    # (0, 1); it can leave no training sample.
+    with pytest.raises(InputError, match=r"validation_split=0.9 leaves 0 training and 8 "
                                          r"validation samples out of 8"):
-        fit(model, validation_split=0.05)
-    with pytest.raises(InputError, match=r"leaves 1 training and 0 validation"):
+        fit(model, validation_split=0.9)
+    with pytest.raises(InputError, match=r"leaves 0 training and 1 validation"):
         fit(model, x=X[:1], y=Y[:1], validation_split=0.5)
+
+
+@pytest.mark.parametrize("n, split", [(256, 0.2), (8, 0.05), (1000, 0.15), (7, 1 / 3)])
+def test_validation_split_holds_out_the_rows_keras_holds_out(n, split):
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "jax")   # as every Keras check of the suite
+    pytest.importorskip("keras")
+    from keras.src.trainers.data_adapters.array_slicing import train_validation_split
+
+    from kilnet import data
+    x = np.arange(n, dtype=np.float32)[:, None]
+    theirs = train_validation_split((x,), validation_split=split)[1][0]
+    (_, _), (ours, _) = data.split_validation(x, x, split)
+    np.testing.assert_array_equal(ours, theirs)
 
 
 @pytest.mark.parametrize("batch_size", [0, -1, 2.5, True, "32"])
