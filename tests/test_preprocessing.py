@@ -484,3 +484,24 @@ def test_bad_inputs_are_refused_clearly():
         layers.Normalization(mean=0.0, variance=1.0).adapt(np.zeros((4, 3)))
     with pytest.raises(ValueError, match=r"without a random key"):
         layers.RandomFlip().apply({}, {}, jnp.zeros((1, 2, 2, 1)), training=True)
+
+
+def _augmentation_model(lib, x):
+    """The ViT and MLP-Mixer tutorials' pattern: a Sequential without an Input whose
+    Normalization is adapted, then called on the functional model's input."""
+    norm = lib.layers.Normalization()
+    augment = lib.Sequential([norm, lib.layers.Dense(3)])
+    norm.adapt(x)
+    inputs = lib.Input((4,))
+    return lib.Model(inputs, augment(inputs)), norm
+
+
+def test_adapted_normalization_in_a_nested_sequential_keeps_its_statistics_as_keras():
+    x = np.random.default_rng(0).integers(0, 256, (64, 4)).astype("float32")
+    ours, our_norm = _augmentation_model(kilnet, x)
+    theirs, their_norm = _augmentation_model(keras, x)
+    np.testing.assert_allclose(our_norm.get_weights()[0], x.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(our_norm.get_weights()[1], x.var(0), rtol=1e-4)
+    theirs.set_weights(ours.get_weights())
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
+                               rtol=1e-4, atol=1e-5)

@@ -741,19 +741,32 @@ class Layer:
         """The output shape of an unbuilt Keras-form layer: build it on a throwaway draw, trace,
         then forget the weights, so that the model's seed decides them when it is built.
         `call_extras`: the call's positional tensors after its input (Keras's guide's
-        `LogisticEndpoint()(targets, logits)`)."""
+        `LogisticEndpoint()(targets, logits)`). Sub-layers built before keep their weights
+        (a Normalization adapted inside a Sequential, a pretrained block)."""
+        built_before = self._built_sublayers()
         self.build_weights(utils.numpy_rng(0), input_shape, call_extras=call_extras,
                            call_keywords=call_keywords)
         try:
             return self._traced_output_shape(input_shape, call_extras=call_extras,
                                              call_keywords=call_keywords)
         finally:
-            self.unbuild()
+            self.unbuild(keep=built_before)
 
-    def unbuild(self) -> None:
-        """Forget the weights (they are made again by the next build)."""
+    def _built_sublayers(self) -> set:
+        """The ids of the built layers among this layer's sub-layers, at any depth."""
+        found = set()
         for sub in self._sublayers:
-            sub.unbuild()
+            if sub.built:
+                found.add(id(sub))
+            found |= sub._built_sublayers()
+        return found
+
+    def unbuild(self, keep=frozenset()) -> None:
+        """Forget the weights (they are made again by the next build); the sub-layers whose
+        ids are in `keep` keep theirs."""
+        for sub in self._sublayers:
+            if id(sub) not in keep:
+                sub.unbuild(keep)
         for v in self._trainable_vars + self._non_trainable_vars:
             v.release()
         for name in [n for n, v in vars(self).items() if isinstance(v, Variable)]:
