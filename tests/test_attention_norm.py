@@ -581,3 +581,19 @@ def test_bad_inputs_are_clear_errors():
         attention([seq, kilnet.Input(shape=(3, 5))])
     with pytest.raises(ValueError, match=r"mask must be a list \[query_mask, value_mask\]"):
         attention([seq, seq], mask=np.ones((1, 4), bool))
+
+
+@pytest.mark.parametrize("lib", [kilnet, keras], ids=["kilnet", "keras"])
+def test_attention_kernels_count_fans_over_einsum_axes_as_keras(lib):
+    """Keras's EinsumDense projections count a Glorot kernel's fans over its input and output
+    axes: a (256, 4, 64) query kernel has fans 256 and 256 (limit sqrt(6 / 512)), not the
+    convolution rule's 4 * 256 and 64 * 256 (a start six times smaller)."""
+    mha = lib.layers.MultiHeadAttention(num_heads=4, key_dim=64)
+    x = np.zeros((1, 8, 256), np.float32)
+    mha(x, x)
+    kernels = [np.asarray(w) for w in mha.weights if len(w.shape) == 3]
+    assert [k.shape for k in kernels] == [(256, 4, 64)] * 3 + [(4, 64, 256)]
+    limit = np.sqrt(6.0 / 512)
+    for kernel in kernels:
+        assert np.abs(kernel).max() <= limit
+        assert np.std(kernel) == pytest.approx(limit / np.sqrt(3.0), rel=0.05)

@@ -36,6 +36,7 @@ from kilnet import constraints, initializers, regularizers
 from kilnet.layers import _matmul_onednn
 from kilnet.layers._base import Layer, is_shape
 from kilnet.layers._dropout_masks import keep_mask
+from kilnet.layers._einsum_dense import fans_over
 from kilnet.layers._matmul import last_axes_product
 from kilnet.layers._node import KerasTensor
 
@@ -74,7 +75,9 @@ class _Projection(Layer):
 
     def init(self, rng, input_shape):
         kernel_shape = tuple(input_shape[-self.in_axes:]) + self.units
-        params = {"kernel": initializers.get(self.kernel_initializer).sample(rng, kernel_shape)}
+        kernel_init = fans_over(initializers.get(self.kernel_initializer),
+                                range(self.in_axes), range(self.in_axes, len(kernel_shape)))
+        params = {"kernel": kernel_init.sample(rng, kernel_shape)}
         if self.use_bias:
             params["bias"] = initializers.get(self.bias_initializer).sample(rng, self.units)
         return params, {}, self.compute_output_shape(input_shape)

@@ -23,6 +23,18 @@ _FORMS = (("([a-zA-Z]+),([a-zA-Z]+)->([a-zA-Z]+)$", None),
           (r"([a-zA-Z]{2,})\.\.\.,([a-zA-Z]+)->([a-zA-Z]+)\.\.\.$", "right"))
 
 
+def fans_over(kernel_init, input_axes, output_axes):
+    """`kernel_init` counting its fans over the kernel's `input_axes` and `output_axes`, as
+    Keras's EinsumDense sets them (a Glorot / He / LeCun initializer of a (256, 4, 64) kernel
+    has fans 256 and 4 * 64, not Keras's convolution rule); other initializers as they are."""
+    if isinstance(kernel_init, initializers.VarianceScaling) and (
+            kernel_init.input_axes is None or kernel_init.output_axes is None):
+        return type(kernel_init).from_config({**kernel_init.get_config(),
+                                              "input_axes": list(input_axes),
+                                              "output_axes": list(output_axes)})
+    return kernel_init
+
+
 class EinsumDense(KernelLayer):
     """`activation(einsum(equation, inputs, kernel) + bias)`, as Keras's EinsumDense.
 
@@ -151,13 +163,8 @@ class EinsumDense(KernelLayer):
     def init(self, rng, input_shape):
         kernel_shape, bias_shape, output_shape, input_axes, output_axes = self._shapes(
             input_shape)
-        kernel_init = initializers.get(self.kernel_initializer)
-        if isinstance(kernel_init, initializers.VarianceScaling) and (
-                kernel_init.input_axes is None or kernel_init.output_axes is None):
-            # As Keras: the fans count the kernel's input and output axes.
-            kernel_init = type(kernel_init).from_config({
-                **kernel_init.get_config(), "input_axes": input_axes,
-                "output_axes": output_axes})
+        kernel_init = fans_over(initializers.get(self.kernel_initializer), input_axes,
+                                output_axes)
         params = {"kernel": kernel_init.sample(rng, kernel_shape)}
         if bias_shape is not None:
             params["bias"] = initializers.get(self.bias_initializer).sample(rng, bias_shape)
