@@ -291,3 +291,14 @@ def test_models_with_declared_inputs_have_weights_from_construction():
                                rtol=1e-5, atol=1e-6)
     sequential = kilnet.Sequential([kilnet.Input((4,)), layers.Dense(3)])
     assert sequential.count_params() == 15
+
+
+@pytest.mark.parametrize("dtype", ["string", "str", "object"])
+def test_a_string_input_is_refused_with_the_way_to_vectorize_first(dtype):
+    """keras.io's text tutorials write Input(shape=(1,), dtype="string") for an end-to-end
+    model; kilnet's models take numbers, so the message says where the text goes instead."""
+    with pytest.raises(ValueError, match=r"numbers only.*text_vectorization.*"
+                                         rf"Received: dtype='{dtype}'"):
+        kilnet.Input(shape=(1,), dtype=dtype)
+    with pytest.raises(ValueError, match=r"Input dtype must be one of .*Received: dtype="):
+        kilnet.Input(shape=(1,), dtype="complex64")

@@ -315,7 +315,7 @@ def test_learning_rate_errors():
     with pytest.raises(ValueError, match="does not expose its learning rate"):
         optimizers.get_learning_rate(state)
     state = optimizers.SGD().build().init(make_params())
-    with pytest.raises(ValueError, match="learning_rate must be a positive number"):
+    with pytest.raises(ValueError, match="learning_rate must be a number >= 0"):
         optimizers.set_learning_rate(state, -1.0)
 
 
@@ -336,9 +336,9 @@ def test_get_resolves_names_and_objects():
 def test_optimizer_errors():
     with pytest.raises(ValueError, match="Unknown optimizer"):
         optimizers.get("adamm")
-    with pytest.raises(ValueError, match="learning_rate must be a positive number"):
-        optimizers.Adam(learning_rate=0)
-    with pytest.raises(ValueError, match="learning_rate must be a positive number"):
+    with pytest.raises(ValueError, match="learning_rate must be a number >= 0"):
+        optimizers.Adam(learning_rate=-0.001)
+    with pytest.raises(ValueError, match="learning_rate must be a number >= 0"):
         optimizers.SGD(learning_rate="0.1")
     with pytest.raises(ValueError, match="clipnorm must be a positive number"):
         optimizers.SGD(clipnorm=-1)
@@ -396,3 +396,15 @@ def test_setting_the_optimizers_learning_rate_changes_the_compiled_step():
     assert len(model.compile_report.programs) == programs  # nothing recompiled
     with pytest.raises(ValueError, match="learning_rate"):
         model.optimizer.learning_rate = -1.0
+
+
+def test_a_learning_rate_of_zero_trains_nothing_as_keras():
+    """Keras accepts learning_rate=0 (a run that only evaluates, a check of the loop)."""
+    import kilnet
+    model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(2)])
+    model.compile(optimizer=optimizers.SGD(learning_rate=0.0), loss="mse")
+    before = model.get_weights()
+    x = np.ones((8, 3), np.float32)
+    model.fit(x, np.zeros((8, 2), np.float32), epochs=1, verbose=0)
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)

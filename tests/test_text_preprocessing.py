@@ -225,3 +225,17 @@ def test_tiny_text_classifier_trains():
     history = model.fit(x, labels, epochs=15, batch_size=16, verbose=0, seed=0)
     assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
     assert history.history["accuracy"][-1] == 1.0  # the words tell the classes apart
+
+
+def test_a_standardize_function_returning_bytes_is_decoded_as_utf8():
+    """tf.strings.lower / regex_replace return UTF-8 bytes (the translation tutorial's
+    custom_standardization); accented words must come back as the same text."""
+    def to_lower_bytes(text):
+        return np.char.encode(np.char.lower(np.asarray(text, dtype=str)), "utf-8")
+
+    layer = TextVectorization(standardize=to_lower_bytes)
+    layer.adapt(["Qué tal", "qué pasa", "hola"])
+    vocabulary = layer.get_vocabulary()
+    assert "qué" in vocabulary and vocabulary.count("qué") == 1
+    ids = np.asarray(layer(["QUÉ hola"]))
+    assert ids[0, 0] == vocabulary.index("qué") and ids[0, 1] == vocabulary.index("hola")

@@ -30,6 +30,12 @@ class InputLayer(Layer):
         if sparse:
             raise ValueError("Sparse inputs are not supported. Received: sparse=True")
         shape = as_shape(shape, "shape")
+        if isinstance(dtype, str) and dtype in ("string", "str", "object"):
+            raise ValueError(
+                "A kilnet model takes numbers only, so an Input cannot be of strings: turn the "
+                "text into numbers before the model, e.g. "
+                "ds.map(lambda x, y: (text_vectorization(x), y)), and give the Input the "
+                f"vectorized shape and dtype='int64'. Received: dtype={dtype!r}")
         dtype = "float32" if dtype is None else str(np.dtype(dtype))
         if dtype not in _INPUT_DTYPES:
             raise ValueError(f"Input dtype must be one of {list(_INPUT_DTYPES)}. Received: "

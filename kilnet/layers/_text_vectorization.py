@@ -134,7 +134,9 @@ class TextVectorization(Layer):
 
     def _standardized(self, text):
         if callable(self.standardize):
-            return np.asarray(self.standardize(text)).astype(str)
+            # bytes (what tf.strings functions return) decoded as the inputs are
+            return as_text_array(self.standardize(text), self.encoding,
+                                 "TextVectorization's standardize")
         if self.standardize is None:
             return text
         lower = self.standardize in ("lower", "lower_and_strip_punctuation")

@@ -993,9 +993,10 @@ def _check_learning_rate(value):
     if callable(value):
         return
     # A non-finite rate would turn finite gradients into non-finite parameters.
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+    # 0 is allowed, as Keras allows it (a frozen run, a test of the loop).
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
         raise ValueError(
-            "learning_rate must be a positive number or a schedule (a function of the step). "
+            "learning_rate must be a number >= 0 or a schedule (a function of the step). "
             f"Received: learning_rate={value!r}"
         )
 
