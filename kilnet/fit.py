@@ -183,8 +183,13 @@ def _sample_shapes(xs):
     return shapes[0] if len(shapes) == 1 else shapes
 
 
-def _label_names(trainer):
-    return structure.argument_names("y", [h.name for h in trainer.objective.targets])
+def _label_names(trainer, count=None):
+    """How messages name the label arrays: by trained output, or (labels a model's own step
+    reads, with no output named by a loss) by position."""
+    names = [h.name for h in trainer.objective.targets]
+    if count is not None and count != len(names):
+        names = list(range(count))
+    return structure.argument_names("y", names)
 
 
 def _arrays_for_fit(model, trainer, x, y, *, seed, batch_size, epochs, validation_split,
@@ -200,13 +205,14 @@ def _arrays_for_fit(model, trainer, x, y, *, seed, batch_size, epochs, validatio
     if y is None and (model.overrides_train_step or model.overrides_compute_loss):
         ys, y_names = [], []  # the model's own step or loss needs no labels (an autoencoder)
     else:
-        ys = structure.targets_of(trainer.objective, y)
-        y_names = _label_names(trainer)
+        ys = structure.targets_of(trainer.objective, y, own_step=model.overrides_train_step)
+        y_names = _label_names(trainer, len(ys))
     val_lists, val_weight = None, None
     if validation_data is not None:
         vx, vy, val_weight = validation.check_validation_data(validation_data)
         val_lists = (structure.inputs_of(model, vx, "validation_data[0]"),
-                     structure.targets_of(trainer.objective, vy, "validation_data[1]"))
+                     structure.targets_of(trainer.objective, vy, "validation_data[1]",
+                                          own_step=model.overrides_test_step))
     xs, ys, val, batch_size = validation.check_fit_inputs(
         model, xs, ys, x_names=x_names, y_names=y_names, batch_size=batch_size, epochs=epochs,
         validation_split=validation_split, validation_data=val_lists,
@@ -629,8 +635,8 @@ def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False,
         x_names = structure.argument_names("x", model.input_names or ["x"])
         xs = validation.check_features(model, structure.inputs_of(model, x), x_names)
         trainer.ensure_state(input_shape=_sample_shapes(xs))
-        ys = structure.targets_of(trainer.objective, y)
-        y_names = _label_names(trainer)
+        ys = structure.targets_of(trainer.objective, y, own_step=model.overrides_test_step)
+        y_names = _label_names(trainer, len(ys))
         xs, ys, batch_size = validation.check_eval_inputs(
             model, xs, ys, x_names=structure.argument_names("x", model.input_names),
             y_names=y_names, batch_size=batch_size)

@@ -39,11 +39,15 @@ def inputs_of(model, x, argument: str = "x") -> list:
                      f"Received: {type(x).__name__}")
 
 
-def targets_of(objective, y, argument: str = "y") -> list:
-    """y as a list with one label array per output that has a loss or metrics."""
+def targets_of(objective, y, argument: str = "y", own_step: bool = False) -> list:
+    """y as a list with one label array per output that has a loss or metrics. `own_step`:
+    the model's own train_step / test_step reads y, so with no loss or metric to say which
+    outputs have labels, y is kept as given (Keras's JAX guide compiles with no loss)."""
     heads = objective.targets
     names = [h.name for h in heads]
     if not heads:   # no loss or metric reads labels (a model trained on its add_loss terms)
+        if own_step and y is not None and not isinstance(y, dict):
+            return list(y) if isinstance(y, (list, tuple)) else [y]
         return []
     if len(heads) == 1:
         if isinstance(y, dict):
