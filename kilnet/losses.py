@@ -26,7 +26,7 @@ import re
 import jax
 import jax.numpy as jnp
 
-from kilnet import _ctc, _registry
+from kilnet import _ctc, _registry, _scope
 from kilnet import config  # Keras's epsilon, read when a loss is traced
 
 
@@ -156,7 +156,8 @@ class Loss:
         if self._unreduced and sample_weight is None:
             return self.per_sample(y_true, y_pred)  # compile()'s copy: the programs reduce
         values, mask = self._values_and_mask(y_true, y_pred)
-        return reduce_weighted_values(values, sample_weight, mask, self.reduction)
+        return reduce_weighted_values(values, sample_weight, _with_real_rows(mask, values),
+                                      self.reduction)
 
     # -- kilnet's logits shortcut, configuration ---------------------------------------------
     def with_logits(self):
@@ -188,6 +189,18 @@ def _mask_scale(mask, dtype, rows=None):
         total = jnp.sum(jnp.asarray(rows, dtype)) * (mask.size // max(mask.shape[0], 1))
     valid = jnp.sum(mask.astype(dtype))
     return jnp.where(valid > 0, total / jnp.maximum(valid, 1), 0.0)
+
+
+def _with_real_rows(mask, values):
+    """A loss's mask joined with the real rows of kilnet's compiled step (kilnet._scope):
+    called in a model's own train_step, test_step or compute_loss, the padding rows of a
+    padded last batch take no part, so the loss is Keras's on its shorter last batch."""
+    rows = _scope.sample_mask()
+    shape = jnp.shape(values)
+    if rows is None or not shape or jnp.shape(rows) != shape[:1]:
+        return mask
+    rows = jnp.broadcast_to(jnp.reshape(rows, rows.shape + (1,) * (len(shape) - 1)), shape)
+    return rows if mask is None else jnp.logical_and(mask, rows)
 
 
 def reduce_weighted_values(values, sample_weight=None, mask=None,

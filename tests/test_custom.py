@@ -515,3 +515,46 @@ def test_a_custom_train_step_gets_the_labels_when_compile_has_no_loss():
     kernel, bias = model.get_weights()
     np.testing.assert_allclose(kernel, 0.1 * 2 / 8 * x.T @ y, rtol=1e-5)
     np.testing.assert_allclose(bias, [0.1 * 2 / 8 * y.sum()], rtol=1e-5)
+
+
+class _OwnMSE(kilnet.Model):
+    """Keras's JAX guide's train_step and test_step with a Loss object."""
+
+    def train_step(self, state, data):
+        trainable, non_trainable, optimizer_vars, metric_vars = state
+        x, y = data
+
+        def loss_of(weights):
+            y_pred, _ = self.stateless_call(weights, non_trainable, x, training=True)
+            return kilnet.losses.MeanSquaredError()(y, y_pred)
+
+        loss, grads = jax.value_and_grad(loss_of)(trainable)
+        trainable, optimizer_vars = self.optimizer.stateless_apply(optimizer_vars, grads,
+                                                                   trainable)
+        return {"loss": loss}, (trainable, non_trainable, optimizer_vars, metric_vars)
+
+    def test_step(self, state, data):
+        trainable, non_trainable, metric_vars = state
+        x, y = data
+        y_pred, _ = self.stateless_call(trainable, non_trainable, x, training=False)
+        return {"mse": kilnet.losses.MeanSquaredError()(y, y_pred)}, state
+
+
+def test_a_loss_object_in_a_custom_step_leaves_out_the_padding_of_the_last_batch():
+    """40 samples in batches of 32: kilnet pads the last batch to 32 rows; a Loss called in
+    the model's own step averages over its 8 real rows, as Keras's shorter last batch does.
+    Two SGD steps of a zero Dense(1) against the updates by hand."""
+    inputs = kilnet.Input((1,))
+    model = _OwnMSE(inputs, layers.Dense(1, use_bias=False, kernel_initializer="zeros")(inputs))
+    model.compile(optimizer=kilnet.optimizers.SGD(learning_rate=0.1))
+    x = (np.arange(40, dtype=np.float32) / 40)[:, None]
+    y = np.ones((40, 1), np.float32)
+    model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    w = 0.0
+    for rows in (slice(0, 32), slice(32, 40)):
+        xb, yb = x[rows, 0].astype(np.float64), y[rows, 0]
+        w -= 0.1 * np.mean(2 * xb * (w * xb - yb))
+    assert model.get_weights()[0][0, 0] == pytest.approx(w, rel=1e-5)
+    # evaluate reports the last batch's logs: its 8 real rows only
+    logs = model.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
+    assert logs["mse"] == pytest.approx(np.mean((w * x[32:, 0] - 1.0) ** 2), rel=1e-5)
