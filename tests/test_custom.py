@@ -558,3 +558,54 @@ def test_a_loss_object_in_a_custom_step_leaves_out_the_padding_of_the_last_batch
     # evaluate reports the last batch's logs: its 8 real rows only
     logs = model.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
     assert logs["mse"] == pytest.approx(np.mean((w * x[32:, 0] - 1.0) ** 2), rel=1e-5)
+
+
+class _GuideStep(kilnet.Model):
+    """Keras's JAX guide's train_step: stateless_compute_loss, then every metric of
+    model.metrics updated from its slice of metrics_variables."""
+
+    def compute_loss_and_updates(self, trainable, non_trainable, metric_vars, x, y):
+        y_pred, non_trainable = self.stateless_call(trainable, non_trainable, x, training=True)
+        loss, (trainable, non_trainable, metric_vars) = self.stateless_compute_loss(
+            trainable, non_trainable, metric_vars, x=x, y=y, y_pred=y_pred, training=True)
+        return loss, (y_pred, non_trainable, metric_vars)
+
+    def train_step(self, state, data):
+        trainable, non_trainable, optimizer_vars, metric_vars = state
+        x, y = data
+        (loss, (y_pred, non_trainable, metric_vars)), grads = jax.value_and_grad(
+            self.compute_loss_and_updates, has_aux=True)(trainable, non_trainable,
+                                                         metric_vars, x, y)
+        trainable, optimizer_vars = self.optimizer.stateless_apply(optimizer_vars, grads,
+                                                                   trainable)
+        new_vars, logs = [], {}
+        for metric in self.metrics:
+            own = metric_vars[len(new_vars):len(new_vars) + len(metric.variables)]
+            own = (metric.stateless_update_state(own, loss) if metric.name == "loss"
+                   else metric.stateless_update_state(own, y, y_pred))
+            logs[metric.name] = metric.stateless_result(own)
+            new_vars += own
+        return logs, (trainable, non_trainable, optimizer_vars, new_vars)
+
+
+def test_the_jax_guides_stateless_compute_loss_trains_as_the_built_in_step():
+    def make(cls):
+        inputs = kilnet.Input((3,))
+        model = cls(inputs, layers.Dense(1)(inputs))
+        model.compile(optimizer=kilnet.optimizers.SGD(learning_rate=0.1), loss="mse",
+                      metrics=["mae"])
+        return model
+
+    guide, built_in = make(_GuideStep), make(kilnet.Model)
+    built_in.set_weights(guide.get_weights())
+    assert len(guide.metrics_variables) == sum(len(m.variables) for m in guide.metrics) > 0
+    x = np.random.default_rng(1).normal(size=(40, 3)).astype(np.float32)
+    y = x @ np.array([[1.0], [-2.0], [0.5]], np.float32)
+    ours = guide.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0).history
+    theirs = built_in.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0).history
+    for mine, reference in zip(guide.get_weights(), built_in.get_weights()):
+        np.testing.assert_allclose(mine, reference, rtol=1e-5, atol=1e-6)
+    # The guide feeds its loss tracker one value per batch (an unweighted mean of batches, as
+    # in Keras), fit's own tracker weighs each batch by its rows; the compiled metric counts
+    # real rows both ways.
+    np.testing.assert_allclose(ours["mae"], theirs["mae"], rtol=1e-5)

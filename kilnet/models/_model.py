@@ -555,6 +555,33 @@ class Model(Layer):
             trainable_variables, non_trainable_variables, x, training=training, **kwargs)
 
     @property
+    def metrics_variables(self) -> list:
+        """Keras's model.metrics_variables: the variables of `model.metrics`, in order (the
+        order a custom train_step's metrics_variables come in)."""
+        return [variable for metric in self.metrics for variable in metric.variables]
+
+    def stateless_compute_loss(self, trainable_variables, non_trainable_variables,
+                               metrics_variables, x=None, y=None, y_pred=None,
+                               sample_weight=None, training=True):
+        """Keras's JAX stateless_compute_loss, for a custom train_step / test_step: (loss,
+        (trainable, non-trainable, metrics variables)), the loss `compute_loss`'s (the
+        compiled loss, or your override). The variables come back as given: kilnet's
+        compute_loss reads the step's weights from the scope and updates no metric.
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.Input(shape=(2,)), kilnet.layers.Dense(1)])
+            >>> model.compile(optimizer="sgd", loss="mse")
+            >>> loss, _ = model.stateless_compute_loss([], [], [], y=np.zeros((2, 1)),
+            ...                                        y_pred=np.ones((2, 1)))
+            >>> float(loss)
+            1.0
+        """
+        loss = self.compute_loss_as_keras_calls_it(x, y, y_pred, sample_weight, training)
+        return loss, (trainable_variables, non_trainable_variables, metrics_variables)
+
+    @property
     def overrides_compute_loss(self) -> bool:
         return type(self).compute_loss is not Model.compute_loss
 
