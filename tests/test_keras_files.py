@@ -265,3 +265,18 @@ def test_an_op_node_outside_the_closed_table_is_refused(tmp_path):
     with pytest.raises(kilnet.errors.ModelFileError,
                        match="Frobnicate.*module path|no op 'Frobnicate'"):
         kilnet.models.load_model(tmp_path / "unknown_op.keras")
+
+
+def test_keras_weights_of_an_adapted_normalization_load(tmp_path):
+    """Keras keeps an adapted Normalization's count as an int32 scalar; kilnet reads it into
+    its float32 count (the ViT tutorial's augmentation, saved by Keras)."""
+    x = np.random.default_rng(0).normal(3.0, 2.0, (64, 4)).astype("float32")
+    norm = keras.layers.Normalization()
+    norm.adapt(x)
+    theirs = keras.Sequential([keras.Input((4,)), norm, keras.layers.Dense(2)])
+    theirs.save_weights(tmp_path / "w.weights.h5")
+    ours = kilnet.Sequential([kilnet.Input((4,)), kilnet.layers.Normalization(),
+                              kilnet.layers.Dense(2)])
+    ours.load_weights(tmp_path / "w.weights.h5")
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-5)

@@ -86,8 +86,10 @@ class WeightsFile:
 
     def checked(self, ds, h5_path, kinds=_FLOAT_KINDS):
         """`ds` if it is a plain array of a dtype kind in `kinds` (floats by default) whose
-        declared bytes fit in the file."""
-        if ds.dtype.kind not in kinds:
+        declared bytes fit in the file. An integer scalar passes where floats are expected:
+        Keras keeps counts so (an adapted Normalization's `count`), kilnet as float32."""
+        integer_scalar = ds.shape == () and ds.dtype.kind in "iu" and "f" in kinds
+        if ds.dtype.kind not in kinds and not integer_scalar:
             self.fail(f"the weight {h5_path!r} has dtype {ds.dtype}; Keras weights are floats.")
         plist = ds.id.get_create_plist()
         if ds.is_virtual or ds.external or plist.get_nfilters():
