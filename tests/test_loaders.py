@@ -415,3 +415,17 @@ def test_pandas_objects_go_the_array_path():
     pandas.fit(frame, series, batch_size=BATCH, epochs=2, seed=3, verbose=0)
     assert same_weights(arrays, pandas)
     np.testing.assert_array_equal(pandas.predict(frame, verbose=0), pandas.predict(x, verbose=0))
+
+
+def test_array_dataset_batches_answer_numpy_as_tf_tensors():
+    """Tutorials written for tf.data call .numpy() on the batches (`images[i].numpy()`,
+    `inputs.numpy().shape`); an ArrayDataset's arrays answer it and stay NumPy arrays."""
+    x = np.arange(24, dtype=np.float32).reshape(6, 4)
+    ds = kilnet.utils.ArrayDataset(x, np.arange(6), batch_size=4).map(lambda a, b: (a * 2, b))
+    inputs, labels = next(iter(ds))
+    assert type(inputs.numpy()) is np.ndarray and type(inputs[1].numpy()) is np.ndarray
+    np.testing.assert_array_equal(inputs[1].numpy(), x[1] * 2)
+    np.testing.assert_array_equal(labels.numpy(), np.arange(4))
+    assert repr(labels) == repr(np.arange(4))
+    sample = next(iter(kilnet.utils.ArrayDataset(x, batch_size=None)))
+    np.testing.assert_array_equal(sample.numpy(), x[0])

@@ -33,6 +33,7 @@ _TF_ONLY = {
     "window": "use kilnet.utils.timeseries_dataset_from_array",
     "rebatch": "use .unbatch().batch(n)",
     "element_spec": "look at the shapes of ds[0]",
+    # kilnet's loaders read an object with cardinality() and as_numpy_iterator() as tf.data
     "cardinality": "use len(ds)",
 }
 
@@ -225,17 +226,49 @@ class ArrayDataset:
         else:
             element = self._pack(_rows(self._x, rows),
                                  None if self._y is None else _rows(self._y, rows))
-        return _apply(self._batch_maps, element)
+        return _with_numpy(_apply(self._batch_maps, element))
 
     def _sample(self, row: int):
         rows = np.array([row])
         x = _rows(self._x, rows)[0]
         y = None if self._y is None else _rows(self._y, rows)[0]
-        return _apply(self._sample_maps, self._pack(x, y))
+        return _with_numpy(_apply(self._sample_maps, self._pack(x, y)))
 
     @staticmethod
     def _pack(x, y):
         return x if y is None else (x, y)
+
+
+class TensorLikeArray(np.ndarray):
+    """The arrays an ArrayDataset yields: NumPy arrays that also answer tf.Tensor's
+    `.numpy()`, so tutorial lines written for tf.data (`images[0].numpy().astype("uint8")`,
+    `inputs.numpy().shape`) run. Everything else is NumPy's.
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet.utils import ArrayDataset
+        >>> x, y = next(iter(ArrayDataset(np.ones((4, 2)), np.zeros(4), batch_size=2)))
+        >>> x.numpy().shape, type(x.numpy()).__name__
+        ((2, 2), 'ndarray')
+    """
+
+    def numpy(self) -> np.ndarray:
+        """The array as a plain NumPy array, as tf.Tensor.numpy() gives it."""
+        return np.asarray(self)
+
+    def __repr__(self):
+        return repr(np.asarray(self))   # shown as the NumPy array it is
+
+
+def _with_numpy(element):
+    """An element's arrays (in tuples, lists and dicts) as TensorLikeArray views (no copy)."""
+    if isinstance(element, np.ndarray):
+        return element.view(TensorLikeArray)
+    if isinstance(element, (tuple, list)):
+        return type(element)(_with_numpy(e) for e in element)
+    if isinstance(element, dict):
+        return {key: _with_numpy(value) for key, value in element.items()}
+    return element
 
 
 def _apply(maps, element):
