@@ -46,7 +46,13 @@ def targets_of(objective, y, argument: str = "y", own_step: bool = False) -> lis
     heads = objective.targets
     names = [h.name for h in heads]
     if not heads:   # no loss or metric reads labels (a model trained on its add_loss terms)
-        if own_step and y is not None and not isinstance(y, dict):
+        if own_step and isinstance(y, dict):
+            raise InputError(
+                f"With no loss or metric in compile(), {argument} goes to the model's own step "
+                "as an array or a list of arrays, not a dict (no output is named by a loss). "
+                f"Pass a list in the outputs' order. Received: {argument} with keys "
+                f"{sorted(map(str, y))}")
+        if own_step and y is not None:
             return list(y) if isinstance(y, (list, tuple)) else [y]
         return []
     if len(heads) == 1:
