@@ -486,39 +486,6 @@ def test_compile_without_a_loss_trains_on_add_loss_terms_as_keras():
         np.testing.assert_allclose(mine, keras_weight, rtol=1e-5, atol=1e-6)
 
 
-def test_a_custom_train_step_gets_the_labels_when_compile_has_no_loss():
-    """Keras's JAX guide ("going lower-level") compiles with an optimizer only and computes
-    its loss from y in train_step: y must reach the step. One full-batch SGD step of a zero
-    Dense(1) on MSE, against the gradient by hand."""
-
-    class OwnLoss(kilnet.Model):
-        def train_step(self, state, data):
-            trainable, non_trainable, optimizer_vars, metric_vars = state
-            x, y = data
-
-            def loss_of(weights):
-                y_pred, _ = self.stateless_call(weights, non_trainable, x, training=True)
-                return jnp.mean((y_pred - y) ** 2)
-
-            loss, grads = jax.value_and_grad(loss_of)(trainable)
-            trainable, optimizer_vars = self.optimizer.stateless_apply(optimizer_vars, grads,
-                                                                       trainable)
-            return {"loss": loss}, (trainable, non_trainable, optimizer_vars, metric_vars)
-
-    inputs = kilnet.Input((3,))
-    model = OwnLoss(inputs, layers.Dense(1, kernel_initializer="zeros")(inputs))
-    model.compile(optimizer=kilnet.optimizers.SGD(learning_rate=0.1))
-    x = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
-    y = x @ np.array([[1.0], [-2.0], [0.5]], np.float32) + 0.3
-    history = model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
-    assert history.history["loss"][0] == pytest.approx(float(np.mean(y ** 2)), rel=1e-5)
-    with pytest.raises(kilnet.errors.InputError, match=r"not a dict.*Received: y with keys"):
-        model.fit(x, {"dense": y}, epochs=1, verbose=0)
-    kernel, bias = model.get_weights()
-    np.testing.assert_allclose(kernel, 0.1 * 2 / 8 * x.T @ y, rtol=1e-5)
-    np.testing.assert_allclose(bias, [0.1 * 2 / 8 * y.sum()], rtol=1e-5)
-
-
 class _OwnMSE(kilnet.Model):
     """Keras's JAX guide's train_step and test_step with a Loss object."""
 
@@ -540,6 +507,25 @@ class _OwnMSE(kilnet.Model):
         x, y = data
         y_pred, _ = self.stateless_call(trainable, non_trainable, x, training=False)
         return {"mse": kilnet.losses.MeanSquaredError()(y, y_pred)}, state
+
+
+def test_a_custom_train_step_gets_the_labels_when_compile_has_no_loss():
+    """Keras's JAX guide ("going lower-level") compiles with an optimizer only and computes
+    its loss from y in train_step: y must reach the step. One full-batch SGD step of a zero
+    Dense(1) on MSE, against the gradient by hand."""
+
+    inputs = kilnet.Input((3,))
+    model = _OwnMSE(inputs, layers.Dense(1, kernel_initializer="zeros")(inputs))
+    model.compile(optimizer=kilnet.optimizers.SGD(learning_rate=0.1))
+    x = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
+    y = x @ np.array([[1.0], [-2.0], [0.5]], np.float32) + 0.3
+    history = model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    assert history.history["loss"][0] == pytest.approx(float(np.mean(y ** 2)), rel=1e-5)
+    with pytest.raises(kilnet.errors.InputError, match=r"not a dict.*Received: y with keys"):
+        model.fit(x, {"dense": y}, epochs=1, verbose=0)
+    kernel, bias = model.get_weights()
+    np.testing.assert_allclose(kernel, 0.1 * 2 / 8 * x.T @ y, rtol=1e-5)
+    np.testing.assert_allclose(bias, [0.1 * 2 / 8 * y.sum()], rtol=1e-5)
 
 
 def test_a_loss_object_in_a_custom_step_leaves_out_the_padding_of_the_last_batch():
