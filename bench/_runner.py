@@ -514,6 +514,20 @@ def _versions(framework: str) -> dict:
     return v
 
 
+def _device(framework: str) -> str:
+    """Where the framework ran its training: JAX's default device, PyTorch's CUDA device or the
+    CPU, TensorFlow's first GPU or the CPU (the table's device column)."""
+    if framework in ("kilnet", "keras-jax"):
+        import jax
+        return str(jax.devices()[0].device_kind)
+    if framework == "torch":
+        import torch
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    import tensorflow as tf
+    gpus = tf.config.list_physical_devices("GPU")
+    return gpus[0].name if gpus else "cpu"
+
+
 def _threads(framework: str) -> dict:
     out = {"affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
     if framework == "torch":
@@ -614,6 +628,7 @@ def main(argv=None) -> int:
         "import_s": t_import - t_data,
         "process_s": time.perf_counter() - t_start,
         "versions": _versions(args.framework),
+        "device": _device(args.framework),
         "threads": _threads(args.framework),
         # Which big frameworks ended up imported (e.g. Keras on JAX pulling in TensorFlow).
         "frameworks_loaded": [m for m in ("jax", "tensorflow", "torch", "kilnet") if m in sys.modules],

@@ -236,6 +236,7 @@ def machine_info() -> dict:
         pass
     return {
         "cpu": cpu,
+        "gpus": nvidia_gpus(),
         "cpu_flags": flags,
         "cores": os.cpu_count(),
         "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
@@ -246,6 +247,18 @@ def machine_info() -> dict:
         "env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "XLA_FLAGS", "OMP_NUM_THREADS",
                                            "JAX_ENABLE_X64", "GLIBC_TUNABLES") if k in os.environ},
     }
+
+
+def nvidia_gpus() -> list[str]:
+    """Name, driver and memory of each NVIDIA GPU nvidia-smi lists; [] where there is none."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
+                              "--format=csv,noheader"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()]
 
 
 def versions_seen(results: list[dict]) -> dict:
@@ -259,6 +272,8 @@ def versions_seen(results: list[dict]) -> dict:
 def print_machine(info: dict, versions: dict) -> None:
     print(f"machine: {info['cpu']}, {info['cores']} cores ({info['cores_usable']} usable), "
           f"{info['memory_gib']} GiB, {info['platform']}")
+    for gpu in info.get("gpus") or []:
+        print(f"gpu: {gpu}")
     if info.get("cpu_flags") is not None:
         print("cpu flags: " + (" ".join(info["cpu_flags"]) or "none of " + " ".join(CPU_FLAGS)))
     print("versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
@@ -436,6 +451,17 @@ def neighbour_note(results: list[dict], workload: str) -> str | None:
     return line
 
 
+def device_note(results: list[dict], workload: str) -> str | None:
+    """Which device each framework trained on, when any was not the CPU (a GPU run)."""
+    seen: dict[str, str] = {}
+    for r in results:
+        if r.get("workload") == workload and r.get("device"):
+            seen.setdefault(r["framework"], r["device"])
+    if all(d.lower() == "cpu" for d in seen.values()):
+        return None
+    return "devices: " + ", ".join(f"{fw} on {d}" for fw, d in seen.items())
+
+
 def print_comparison(report: dict, workloads: list[str], baseline: str, data_name: str) -> None:
     for w in workloads:
         print()
@@ -443,7 +469,8 @@ def print_comparison(report: dict, workloads: list[str], baseline: str, data_nam
               f" | ratio = framework / {baseline} (above 1: {baseline} is faster)")
         for line in table_lines(report["tables"][w], baseline, markdown=False):
             print(line)
-        for note in (load_note(report["results"], w), neighbour_note(report["results"], w)):
+        for note in (load_note(report["results"], w), neighbour_note(report["results"], w),
+                     device_note(report["results"], w)):
             if note:
                 print(note)
     print()
