@@ -39,8 +39,7 @@ class Trainer:
                                 f"dict by output name. Received: {argument}={value!r}")
         self.model = model
         self.optimizer = _with_loss_scaling(model, optimizer)
-        self.tx = (self.optimizer.build() if isinstance(self.optimizer, LossScaleOptimizer)
-                   else optimizers_lib.transformation(self.optimizer))
+        self.tx = optimizers_lib.transformation(self.optimizer)
         if isinstance(self.optimizer, (optimizers_lib.Optimizer, LossScaleOptimizer)):
             self.optimizer.attach(self)
         # The compile arguments, resolved (a Loss, or a list/dict of them for several outputs);
@@ -209,20 +208,6 @@ class Trainer:
             self._loss_tracker = metrics_lib.Mean(name="loss")
         slots = self.objective.slots if self.objective is not None else []
         return [self._loss_tracker] + [slot.metric for slot in slots]
-
-    def stateless_call(self, trainable_variables, non_trainable_variables, x, training=False,
-                       **kwargs):
-        """(outputs, non-trainable variables) of the model on x, the weights given as lists in
-        Keras's order (model.trainable_variables / non_trainable_variables)."""
-        adapter = KerasState(self)
-        params, frozen, model_state = adapter.trees(self.state, trainable_variables,
-                                                    non_trainable_variables)
-        with _scope.opened(_scope.Scope(training=bool(training))):
-            outputs, new_state = self.model.apply(
-                _tree.merge(params, frozen), model_state, x, training=bool(training),
-                rng=_scope.next_rng() if training else None,
-                sample_mask=_scope.sample_mask(), **kwargs)
-        return outputs, adapter.non_trainable_list(frozen, new_state)
 
     def stateless_apply(self, optimizer_variables, grads, trainable_variables):
         """(new trainable variables, new optimizer variables) after one optimizer update,

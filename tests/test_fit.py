@@ -126,7 +126,7 @@ def reference_training(weights, x, y, *, seed, epochs, batch_size):
     """Plain JAX, one step per batch: the order kilnet documents (NumPy permutation seeded with
     (seed, fit call, epoch)), a mean loss over the batch's real samples, the same optimizer.
     Returns the final weights and exact per-epoch means of the loss and accuracy."""
-    tx = optimizers.SGD(**SGD).build()
+    tx = optimizers.SGD(**SGD).transformation()
     params = [jnp.asarray(w) for w in weights]
     opt_state = tx.init(params)
 

@@ -233,7 +233,7 @@ def test_loss_scale_optimizer_matches_keras_step_by_step():
     theirs.build([variable])
     names = [v.name for v in theirs.variables]
     their_vars, their_w = [v.value for v in theirs.variables], [variable.value]
-    tx = ours.build()
+    tx = ours.transformation()
     params = {"w": jnp.asarray(start)}
     state = tx.init(params)
     for g in grads:

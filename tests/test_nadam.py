@@ -64,7 +64,7 @@ def test_differs_from_optax_nadam():
             p = optax.apply_updates(p, updates)
         return np.asarray(p["w"])
 
-    ours = run(optimizers.Nadam(0.01).build())
+    ours = run(optimizers.Nadam(0.01).transformation())
     assert np.abs(ours - run(optax.nadam(0.01, eps=1e-7))).max() > 1e-3
 
 
@@ -84,7 +84,7 @@ def test_one_step_by_hand():
 
 
 def test_learning_rate_lives_in_the_state_and_errors_name_the_argument():
-    tx = optimizers.Nadam(0.01).build()
+    tx = optimizers.Nadam(0.01).transformation()
     state = tx.init({"w": np.zeros(2, np.float32)})
     assert optimizers.get_learning_rate(state) == pytest.approx(0.01)
     assert optimizers.get_learning_rate(

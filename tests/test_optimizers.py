@@ -289,7 +289,7 @@ def test_clipvalue_clips_each_element():
                                   lambda: optimizers.Adam(learning_rate=0.1),
                                   lambda: optimizers.SGD(learning_rate=0.1, clipnorm=1.0)])
 def test_learning_rate_get_set_changes_the_step_without_recompiling(make):
-    tx = make().build()
+    tx = make().transformation()
     params, grads = make_params(), grad_sequence(1, scale=0.1)[0]
     traces = []
 
@@ -314,7 +314,7 @@ def test_learning_rate_errors():
     state = optax.sgd(0.1).init(make_params())
     with pytest.raises(ValueError, match="does not expose its learning rate"):
         optimizers.get_learning_rate(state)
-    state = optimizers.SGD().build().init(make_params())
+    state = optimizers.SGD().transformation().init(make_params())
     with pytest.raises(ValueError, match="learning_rate must be a number >= 0"):
         optimizers.set_learning_rate(state, -1.0)
 
@@ -361,7 +361,7 @@ def test_host_initialized_state_equals_optax_init(name):
     variants = [opt.get(name), type(opt.get(name))(global_clipnorm=1.0, clipvalue=0.5),
                 type(opt.get(name))(learning_rate=optax.exponential_decay(0.1, 10, 0.5))]
     for optimizer in variants:
-        tx = optimizer.build()
+        tx = optimizer.transformation()
         host, reference = opt.init_state(tx, params), jax.jit(tx.init)(params)
         assert jax.tree.structure(host) == jax.tree.structure(reference)
         for h, r in zip(jax.tree.leaves(host), jax.tree.leaves(reference)):

@@ -54,7 +54,7 @@ def _gradients(steps=5, seed=0):
 
 def _assert_same_steps(ours, theirs, name):
     variables = {k: keras.Variable(v, name=k) for k, v in START.items()}
-    tx = ours.build()
+    tx = ours.transformation()
     params = jax.tree.map(jnp.asarray, START)
     state = tx.init(params)
 

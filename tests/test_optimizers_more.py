@@ -43,7 +43,7 @@ def test_updates_are_keras_step_by_step(name, kwargs):
              "b": np.array([0.5, -0.25], np.float32)}
     theirs = getattr(keras.optimizers, name)(**kwargs)
     variables = {k: keras.Variable(v, name=k) for k, v in start.items()}
-    tx = getattr(optimizers, name)(**kwargs).build()
+    tx = getattr(optimizers, name)(**kwargs).transformation()
     params = jax.tree.map(jnp.asarray, start)
     state = tx.init(params)
     for step, grads in enumerate(_gradients()):

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kilnet import (_names, _scope, activations, constraints, initializers,
+from kilnet import (_names, _scope, _tree, activations, constraints, initializers,
                     mixed_precision, regularizers, utils)
 from kilnet.layers._input_spec import check_input_spec
 from kilnet.layers import _tensor_masks as tensor_masks
@@ -881,6 +881,84 @@ class Layer:
             raise ValueError(f"Layer {self.name!r} has no weights yet: it is built on its first "
                              "call, or by model.build(input_shape).")
         return sum(int(np.prod(v.shape)) for v in self.weights)
+
+    # -- Keras's JAX stateless call ---------------------------------------------------------------
+    def stateless_call(self, trainable_variables, non_trainable_variables, *args,
+                       return_losses=False, **kwargs):
+        """Keras's JAX `stateless_call`: the outputs of a call with these weight values, and
+        the new non-trainable values, as lists in the order of `trainable_variables` and
+        `non_trainable_variables`; nothing stored changes, so it runs inside `jax.jit` and
+        `jax.grad` (a custom train_step, or a training loop of your own without compile()).
+        `return_losses=True` adds the call's `add_loss` values.
+
+        With `training=True` the random layers (Dropout, noise, augmentation) draw keys
+        from the compiled step's state inside a model's own train_step; outside compile()
+        they draw fresh keys on each eager call, and inside your own `jax.jit` a random layer
+        is refused (its key would be a constant of the trace: the same mask every step).
+
+        Example:
+            >>> import jax, numpy as np
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.Input(shape=(3,)), kilnet.layers.Dense(2)])
+            >>> weights = [np.ones((3, 2), np.float32), np.zeros(2, np.float32)]
+            >>> y, _ = jax.jit(model.stateless_call)(weights, [], np.ones((1, 3), np.float32))
+            >>> y.tolist()
+            [[3.0, 3.0]]
+        """
+        params, state, paths = self._stateless_trees(trainable_variables, non_trainable_variables)
+        training = bool(kwargs.pop("training", False))
+        rng = _scope.next_rng() if training else None
+        traced = any(isinstance(leaf, jax.core.Tracer)
+                     for leaf in jax.tree.leaves((trainable_variables, args)))
+        if training and rng is None and not traced:
+            rng = utils.raw_key(utils.next_seed())
+        mask = _scope.sample_mask()
+        if mask is not None:
+            kwargs["sample_mask"] = mask
+        scope = _scope.Scope(training=training)
+        with _scope.opened(scope):
+            try:
+                outputs, new_state = self.autocast_apply(params, state, *args,
+                                                         training=training, rng=rng, **kwargs)
+            except ValueError as error:
+                if rng is not None or "without a random key" not in str(error):
+                    raise
+                raise ValueError(
+                    f"stateless_call(training=True) of {self.name!r} inside your own jax.jit "
+                    "reaches a random layer, which has no key to draw from there (a key made "
+                    "while tracing would give the same mask every step). Compile the model "
+                    "and write the step as its train_step (kilnet gives it fresh keys each "
+                    "step), or call with training=False. Received: " + str(error)) from None
+        new_values = [_tree.get_path(new_state, paths[id(v)][1]) if paths[id(v)][0] == "state"
+                      else value
+                      for v, value in zip(self.non_trainable_variables, non_trainable_variables)]
+        return (outputs, new_values, list(scope.losses)) if return_losses else (outputs,
+                                                                                 new_values)
+
+    def _stateless_trees(self, trainable_variables, non_trainable_variables):
+        """(params tree, state tree, {id(Variable): (kind, path)}) with the lists' values in
+        place of the stored ones; a clear error when a list does not match its variables."""
+        given = {}
+        for argument, variables, values in (
+                ("trainable_variables", self.trainable_variables, trainable_variables),
+                ("non_trainable_variables", self.non_trainable_variables,
+                 non_trainable_variables)):
+            values = list(values)
+            if len(values) != len(variables):
+                raise ValueError(
+                    f"stateless_call: {argument} must hold one value for each of "
+                    f"{self.name!r}'s {len(variables)} {argument.replace('_', ' ')[:-1]}s, "
+                    f"in that order. Received: {len(values)} values")
+            for v, value in zip(variables, values):
+                given[id(v)] = value.value if isinstance(value, Variable) else value
+        params, state, paths = self.params_tree(), self.state_tree(), {}
+        for path, kind, v in self.variable_paths():
+            paths.setdefault(id(v), (kind, path))
+            if kind == "params":
+                params = _tree.replace_path(params, path, given[id(v)])
+            else:
+                state = _tree.replace_path(state, path, given[id(v)])
+        return params, state, paths
 
     # -- the functional API's view of a layer ----------------------------------------------------
     @property

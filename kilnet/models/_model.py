@@ -436,6 +436,35 @@ class Model(Layer):
                 "The model has no weights yet: call model.build(input_shape), give the first "
                 "layer input_shape=..., or fit it on data first.")
 
+    def _weights_made(self) -> None:
+        """Build a model whose input shapes are known, as Keras has a functional model's
+        weights from its construction (model.trainable_variables right after Model(...)); a
+        model of unknown shapes stays without weights."""
+        if not self.built and not self.__dict__.get("_making_weights") and (
+                self.is_functional or self.build_shape is not None):
+            object.__setattr__(self, "_making_weights", True)
+            try:
+                self.build()
+            finally:
+                object.__setattr__(self, "_making_weights", False)
+
+    @property
+    def weights(self) -> list:
+        """Every weight (Variables) in Keras's order, the model built first where its input
+        shapes are known."""
+        self._weights_made()
+        return super().weights
+
+    @property
+    def trainable_weights(self) -> list:
+        """The trained weights (Variables), the model built first where its input shapes
+        are known."""
+        self._weights_made()
+        return super().trainable_weights
+
+    variables = weights
+    trainable_variables = trainable_weights
+
     def get_weights(self) -> list:
         self.require_built()
         return super().get_weights()
@@ -546,13 +575,13 @@ class Model(Layer):
         "loss") then the compiled metrics. A custom train_step may override it with its own."""
         return [] if self.compiled is None else self.compiled.keras_metrics()
 
-    def stateless_call(self, trainable_variables, non_trainable_variables, x, training=False,
-                       **kwargs):
-        """Keras's JAX stateless_call, for a custom train_step: (outputs, non-trainable
-        variables) with the weights given as lists in the order of model.trainable_variables
-        and model.non_trainable_variables."""
-        return self.require_compiled().stateless_call(
-            trainable_variables, non_trainable_variables, x, training=training, **kwargs)
+    def stateless_call(self, trainable_variables, non_trainable_variables, *args, **kwargs):
+        """Keras's JAX stateless_call (kilnet.layers.Layer.stateless_call), on a model that
+        has its weights: in a custom train_step, or in a training loop of your own with
+        `jax.jit` and no compile()."""
+        self.require_built()
+        return super().stateless_call(trainable_variables, non_trainable_variables, *args,
+                                      **kwargs)
 
     @property
     def metrics_variables(self) -> list:

@@ -27,6 +27,7 @@ import optax
 from jax.extend import core as jax_core
 
 from kilnet import _names
+from kilnet.variables import Variable
 from kilnet.optimizers import schedules  # kilnet.optimizers.schedules, as in Keras
 
 
@@ -522,19 +523,123 @@ class Optimizer:
             trainer.learning_rate = float(value)
         self._learning_rate = value
 
-    def stateless_apply(self, optimizer_variables, grads, trainable_variables):
-        """Keras's JAX stateless_apply, for a custom train_step: (new trainable variables,
-        new optimizer variables), all lists, after one update of the compiled optimizer."""
+    # -- Keras's optimizer variables, for a training loop of your own ---------------------------
+    def build(self, var_list) -> None:
+        """Keras's `optimizer.build(var_list)`: make the optimizer's own variables (Adam's
+        moments, the step count, the learning rate) for these variables, for a training loop
+        written without compile(): then `optimizer.variables`, `stateless_apply` (inside
+        `jax.jit`) and `apply` / `apply_gradients` (eagerly) update them. compile() needs no
+        build: the compiled step keeps its optimizer state itself.
+
+        The optimizer variables are Optax's state leaves in Optax's order (Keras's names and
+        order differ): pass them back as `optimizer.variables` gives them.
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.Input(shape=(3,)), kilnet.layers.Dense(2)])
+            >>> optimizer = kilnet.optimizers.SGD(learning_rate=0.5)
+            >>> optimizer.build(model.trainable_variables)
+            >>> grads = [np.ones((3, 2), np.float32), np.ones(2, np.float32)]
+            >>> new, _ = optimizer.stateless_apply(optimizer.variables, grads,
+            ...                                    [np.zeros((3, 2)), np.zeros(2)])
+            >>> new[1].tolist()
+            [-0.5, -0.5]
+        """
+        targets = list(var_list)
+        for index, target in enumerate(targets):
+            if not hasattr(target, "shape"):
+                raise TypeError("optimizer.build takes the variables it will update, e.g. "
+                                "optimizer.build(model.trainable_variables). Received: "
+                                f"var_list[{index}] of type {type(target).__name__}")
+        tx = self.transformation()
+        state = tx.init([_value_of(t) for t in targets])
+        leaves, treedef = jax.tree.flatten(state)
+        self._own = _OwnState(tx, treedef, targets, [
+            Variable(leaf, name=f"{self.name}_state_{i}", trainable=False,
+                     dtype=np.asarray(leaf).dtype) for i, leaf in enumerate(leaves)])
+
+    @property
+    def built(self) -> bool:
+        """Whether `build(var_list)` made the optimizer's own variables."""
+        return getattr(self, "_own", None) is not None
+
+    @property
+    def variables(self) -> list:
+        """The optimizer's variables (Variables): those `build(var_list)` made; else, on a
+        compiled model, the compiled step's optimizer state as it is now, in the order a
+        model's own train_step receives it; else []."""
+        if self.built:
+            return list(self._own.variables)
         trainer = self._trainer() if self._trainer is not None else None
         if trainer is None or trainer.state is None:
-            raise RuntimeError("stateless_apply needs the optimizer of a compiled, built model "
-                               "(it runs inside train_step).")
-        return trainer.stateless_apply(optimizer_variables, grads, trainable_variables)
+            return []
+        return [Variable(leaf, name=f"{self.name}_state_{i}", trainable=False,
+                         dtype=np.asarray(leaf).dtype)
+                for i, leaf in enumerate(jax.tree.leaves(trainer.state.opt_state))]
+
+    def stateless_apply(self, optimizer_variables, grads, trainable_variables):
+        """Keras's JAX stateless_apply: (new trainable variables, new optimizer variables),
+        all lists, after one update, nothing stored changed. In a model's own train_step it
+        updates the compiled step's optimizer state; in a loop of your own, the variables
+        `build(var_list)` made (see build's example)."""
+        trainer = self._trainer() if self._trainer is not None else None
+        if not self.built and trainer is not None and trainer.state is not None:
+            return trainer.stateless_apply(optimizer_variables, grads, trainable_variables)
+        own = self._require_built("stateless_apply")
+        values = _values_of("trainable_variables", trainable_variables, len(own.targets))
+        grads = _values_of("grads", grads, len(own.targets))
+        state = jax.tree.unflatten(own.treedef, _values_of(
+            "optimizer_variables", optimizer_variables, len(own.variables)))
+        updates, state = own.tx.update(grads, state, values)
+        new = optax.apply_updates(values, updates)
+        new = [t.constraint(w) if getattr(t, "constraint", None) is not None else w
+               for t, w in zip(own.targets, new)]
+        return new, jax.tree.leaves(state)
+
+    def apply(self, grads, trainable_variables=None) -> None:
+        """Keras's `optimizer.apply(grads, trainable_variables)`: one update, assigned to
+        the variables (built for them on first use). Outside compile() only.
+
+        Example:
+            >>> import numpy as np
+            >>> from kilnet import optimizers
+            >>> from kilnet.variables import Variable
+            >>> w = Variable(np.ones(2, np.float32), name="w")
+            >>> optimizers.SGD(learning_rate=0.25).apply([np.ones(2, np.float32)], [w])
+            >>> w.numpy().tolist()
+            [0.75, 0.75]
+        """
+        if trainable_variables is None:
+            own = self._require_built("apply(grads)")
+            trainable_variables = own.targets
+        trainable_variables = list(trainable_variables)
+        if not self.built or [id(t) for t in self._own.targets] != [
+                id(t) for t in trainable_variables]:
+            self.build(trainable_variables)
+        new, state = self.stateless_apply(self._own.variables, grads, trainable_variables)
+        for target, value in zip(trainable_variables, new):
+            target.assign(value)
+        for variable, value in zip(self._own.variables, state):
+            variable.assign(value)
+
+    def apply_gradients(self, grads_and_vars) -> None:
+        """Keras's `optimizer.apply_gradients(zip(grads, variables))`: `apply`, pairs given."""
+        pairs = list(grads_and_vars)
+        self.apply([g for g, _ in pairs], [v for _, v in pairs])
+
+    def _require_built(self, what: str):
+        if not self.built:
+            raise RuntimeError(
+                f"optimizer.{what} outside compile() needs the optimizer's variables: call "
+                "optimizer.build(model.trainable_variables) first (or compile() the model "
+                "and call it from its train_step).")
+        return self._own
 
     def core(self, learning_rate) -> optax.GradientTransformation:
         raise NotImplementedError
 
-    def build(self) -> optax.GradientTransformation:
+    def transformation(self) -> optax.GradientTransformation:
         """The full transformation: gradient clipping, then the update with an injected lr."""
         parts = []
         if self.clipvalue is not None:
@@ -974,7 +1079,32 @@ def keeps_non_finite(optimizer) -> bool:
 
 
 def transformation(optimizer) -> optax.GradientTransformation:
-    return optimizer.build() if isinstance(optimizer, Optimizer) else optimizer
+    """The Optax transformation of a kilnet optimizer (or a LossScaleOptimizer), or the
+    Optax transformation given."""
+    if isinstance(optimizer, optax.GradientTransformation):
+        return optimizer
+    return optimizer.transformation()
+
+
+class _OwnState(NamedTuple):
+    """What `Optimizer.build(var_list)` made: the transformation, the structure of its state,
+    the variables it updates and the Variables holding the state's leaves."""
+    tx: Any
+    treedef: Any
+    targets: list
+    variables: list
+
+
+def _value_of(target):
+    return target.value if isinstance(target, Variable) else jnp.asarray(target)
+
+
+def _values_of(argument: str, values, expected: int) -> list:
+    values = [_value_of(v) for v in values]
+    if len(values) != expected:
+        raise ValueError(f"{argument} must hold {expected} values, one for each variable "
+                         f"optimizer.build was given, in that order. Received: {len(values)}")
+    return values
 
 
 def _check_ema(momentum, overwrite_frequency):
