@@ -32,6 +32,7 @@ from kilnet import (_registry, activations, constraints, initializers, losses, m
                     mixed_precision, optimizers, regularizers)
 from kilnet.keras_files import _config as keras_config
 from kilnet.layers import LAYER_TYPES, Layer
+from kilnet.layers._base import with_batch_axis
 from kilnet.models import _config as model_config
 from kilnet.optimizers import schedules
 
@@ -147,7 +148,9 @@ def _layer_entry(layer) -> dict:
              spec["class_name"], "config": spec["config"], "registered_name": registered}
     shape = getattr(layer, "build_shape", None) if layer.built else None
     if shape is not None:
-        entry["build_config"] = {"input_shape": model_config.shape_to_json(shape)}
+        # Keras's build_config holds the shape its build takes: batch axis first
+        entry["build_config"] = {"input_shape": model_config.shape_to_json(
+            with_batch_axis(shape))}
     return entry
 
 
@@ -346,10 +349,27 @@ def _layer(config, custom):
     spec = keras_config.layer_spec(_as_json(config), reader)
     layer = model_config.deserialize(spec, custom, path=reader.path)
     build = config.get("build_config")
-    if isinstance(build, dict) and build.get("input_shape") is not None \
-            and not layer.built and not getattr(layer, "is_functional", False):
-        layer.build(model_config.shape_from_json(build["input_shape"]))
+    shape = _keras_build_shape(build.get("input_shape")) if isinstance(build, dict) else None
+    if shape is not None and not layer.built and not getattr(layer, "is_functional", False):
+        layer.build(shape)
     return layer
+
+
+def _keras_build_shape(value):
+    """A build_config's input shape as Keras writes it (batch axis first, None for a size
+    not fixed; or a list / dict of such shapes; lists in JSON, tuples in Keras's in-memory
+    entries) as `build` takes it, else None."""
+    def one(v):
+        return isinstance(v, (list, tuple)) and bool(v) and all(
+            d is None or (isinstance(d, int) and not isinstance(d, bool) and d > 0) for d in v)
+
+    if one(value):
+        return tuple(value)
+    if isinstance(value, (list, tuple)) and value and all(one(v) for v in value):
+        return [tuple(v) for v in value]
+    if isinstance(value, dict) and value and all(one(v) for v in value.values()):
+        return {key: tuple(v) for key, v in value.items()}
+    return None
 
 
 def _as_json(value):

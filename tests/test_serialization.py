@@ -2,6 +2,7 @@
 Keras 3's: the entries Keras writes for each kind of object, Keras's entries read back into
 kilnet's objects, the serialization guide's layer that holds a sub-layer, and the refusals."""
 
+import json
 import os
 
 import numpy as np
@@ -195,3 +196,17 @@ def test_layers_serialize_and_deserialize_as_keras():
         kilnet.layers.serialize(kilnet.initializers.Zeros())
     with pytest.raises(ValueError, match="takes a layer's entry"):
         kilnet.layers.deserialize(keras.saving.serialize_keras_object(keras.initializers.Zeros()))
+
+
+def test_a_built_layers_build_config_is_keras_and_builds_it_again():
+    ours, theirs = kilnet.layers.Dense(2), keras.layers.Dense(2)
+    ours.build((None, 3))
+    theirs.build((None, 3))
+    theirs_entry = keras.saving.serialize_keras_object(theirs)
+    as_json = lambda entry: json.loads(json.dumps(entry["build_config"]))  # noqa: E731
+    assert as_json(serialize_keras_object(ours)) == as_json(theirs_entry) == {
+        "input_shape": [None, 3]}
+    layer = deserialize_keras_object(theirs_entry)   # Keras's entry: batch axis first
+    assert layer.built and layer.kernel.shape == (3, 2)
+    again = deserialize_keras_object(serialize_keras_object(ours))
+    assert again.built and [v.shape for v in again.weights] == [(3, 2), (2,)]

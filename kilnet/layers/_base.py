@@ -241,7 +241,19 @@ class Layer:
 
     # -- what the Keras form implements --------------------------------------------------------
     def build(self, input_shape) -> None:
-        """Create the layer's weights with `add_weight` (Keras's form). Default: none."""
+        """Create the layer's weights with `add_weight` (Keras's form; default: none). On
+        kilnet's own layers (the init/apply form) it makes their weights for inputs of
+        `input_shape`, batch axis first, as Keras's `build` does.
+
+        Example:
+            >>> import kilnet
+            >>> dense = kilnet.layers.Dense(2)
+            >>> dense.build((None, 3))
+            >>> dense.kernel.shape, dense.bias.shape
+            ((3, 2), (2,))
+        """
+        if self.is_pure and not self.built:
+            self.build_weights(utils.numpy_rng(utils.next_seed()), without_batch_axis(input_shape))
 
     def call(self, inputs, *args, **kwargs):
         """The computation (Keras's form), written with kilnet.ops."""
@@ -686,7 +698,7 @@ class Layer:
             set_untracked(self, "in_build_hook", True)
             try:
                 with _scope.opened(_scope.Scope(init_rng=rng)):
-                    self.build(_build_argument(input_shape))
+                    self.build(with_batch_axis(input_shape))
             finally:
                 set_untracked(self, "in_build_hook", False)
         out_shape = self._traced_output_shape(input_shape, init_rng=rng, call_extras=call_extras,
@@ -1126,11 +1138,42 @@ def _with_batch(shape):
     return shape
 
 
-def _build_argument(input_shape):
-    """Keras passes build() the input shape with its batch axis (None)."""
-    if is_shape(input_shape):
-        return (None,) + tuple(input_shape)
-    return jax.tree.map(lambda s: (None,) + tuple(s), input_shape, is_leaf=is_shape)
+def without_batch_axis(shape):
+    """A shape as Keras's `build` takes it (batch axis first; a tuple or list), or a list or
+    dict of them, without the batch axis: what `build_weights` takes.
+
+    Example:
+        >>> from kilnet.layers._base import without_batch_axis
+        >>> without_batch_axis((None, 5, 3)), without_batch_axis([[None, 2], (None, 4)])
+        ((5, 3), [(2,), (4,)])
+    """
+    if _is_flat_shape(shape):
+        return tuple(shape)[1:]
+    if isinstance(shape, dict):
+        return {key: without_batch_axis(s) for key, s in shape.items()}
+    if isinstance(shape, (list, tuple)) and shape:
+        return [without_batch_axis(s) for s in shape]
+    raise ValueError("build takes the input shape with its batch axis first, e.g. (None, 3), "
+                     f"or a list of such shapes. Received: input_shape={shape!r:.100}")
+
+
+def with_batch_axis(shape):
+    """kilnet's input shape(s) (batch axis excluded) as Keras's `build` and build_config take
+    them: batch axis (None) first.
+
+    Example:
+        >>> from kilnet.layers._base import with_batch_axis
+        >>> with_batch_axis((5, 3)), with_batch_axis([(2,), (4,)])
+        ((None, 5, 3), [(None, 2), (None, 4)])
+    """
+    if is_shape(shape):
+        return (None,) + tuple(shape)
+    return jax.tree.map(lambda s: (None,) + tuple(s), shape, is_leaf=is_shape)
+
+
+def _is_flat_shape(value) -> bool:
+    return isinstance(value, (list, tuple)) and all(
+        d is None or (isinstance(d, int) and not isinstance(d, bool)) for d in value)
 
 
 def _as_input_array(x):

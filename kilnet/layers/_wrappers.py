@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from kilnet import _scope, utils
-from kilnet.layers._base import Layer, is_shape
+from kilnet.layers._base import Layer, is_shape, without_batch_axis
 from kilnet.layers._recurrent import RNNBase, check_call_options
 from kilnet.layers._rnn import RNN
 
@@ -64,7 +64,7 @@ class Wrapper(Layer):
         if not self.is_pure and not self.layer.built:
             rng = _scope.init_rng() or utils.numpy_rng(utils.next_seed())
             self.layer.build_weights(utils.numpy_rng(int(rng.integers(2**31))),
-                                     _without_batch(input_shape))
+                                     without_batch_axis(input_shape))
 
     def get_config(self):
         from kilnet.models import _config
@@ -334,16 +334,6 @@ def _deserialize(spec):
     from kilnet.models import _config
 
     return _config.deserialize(spec)
-
-
-def _without_batch(shape):
-    """A shape Keras's build receives (batch axis first) as kilnet's (without it)."""
-    if is_shape(shape):
-        return tuple(shape)[1:]
-    if isinstance(shape, (list, tuple)):   # several inputs
-        return [_without_batch(s) for s in shape]
-    raise ValueError("Wrapper.build takes the input shape with its batch axis, e.g. "
-                     f"(None, 3). Received: input_shape={shape!r:.100}")
 
 
 def _count(value) -> str:
