@@ -363,9 +363,9 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
         val_feed = make_feed(trainer, val[0], val[1], validation_batch_size or batch_size)
 
     history = History()
-    cb_list = CallbackList(list(callbacks or []) + [history], model,
-                           {"epochs": epochs, "steps": feed.steps, "verbose": verbose,
-                            "batch_size": feed.batch_size, "samples": feed.n})
+    cb_list = CallbackList(list(callbacks or []) + [history], model=model, epochs=epochs,
+                           steps=feed.steps, verbose=verbose, batch_size=feed.batch_size,
+                           samples=feed.n)
     progress = EpochProgress(verbose, epochs, feed.steps)
     model.stop_training = False
     model.history = history
@@ -501,7 +501,7 @@ def _run_epoch(trainer, feed, blocks, cb_list, progress, chunker, epoch, start_s
         chunker.fit_to(train)
         while step < block.limit:
             stop = min(chunker.next_stop(step), block.limit,
-                       step + (trainer.max_chunk_steps or block.limit),
+                       step + (cb_list.steps_until_needed() or block.limit),
                        step + (trainer.steps_per_execution or block.limit))
             cb_list.on_train_batch_begin(step)  # the chunk's first batch
             began = time.perf_counter()
@@ -649,8 +649,8 @@ def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False,
     total = feed.steps if steps is None or feed.steps is None else min(steps, feed.steps)
     cb_list = None
     if callbacks:
-        cb_list = CallbackList(list(callbacks), model,
-                               {"epochs": 1, "steps": total, "verbose": verbose})
+        cb_list = CallbackList(list(callbacks), model=model, epochs=1, steps=total,
+                               verbose=verbose)
     progress = EpochProgress(2 if verbose else 0, 0, total, title="Evaluate")
     try:
         logs, done = _evaluate_feed(trainer, feed, steps=steps, callbacks=cb_list)
@@ -691,8 +691,8 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
     total = feed.steps if steps is None or feed.steps is None else min(steps, feed.steps)
     cb_list = None
     if callbacks:
-        cb_list = CallbackList(list(callbacks), model,
-                               {"epochs": 1, "steps": total, "verbose": verbose})
+        cb_list = CallbackList(list(callbacks), model=model, epochs=1, steps=total,
+                               verbose=verbose)
         cb_list.on_predict_begin()
     progress = EpochProgress(2 if verbose else 0, 0, total, title="Predict")
     model.stop_predicting = False

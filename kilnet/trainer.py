@@ -63,7 +63,6 @@ class Trainer:
         self.report = programs.CompileReport()
         self._programs = {}
         self.resume_point = None     # (epoch, step) set by a checkpoint restore
-        self.max_chunk_steps = None  # cap on a chunk's steps (BackupAndRestore's save_freq)
         self.steps_per_execution = None  # compile()'s cap on a chunk's steps
         # unknown names fail at compile
         for identifier in _flat_metric_ids(self.metric_ids) + _flat_metric_ids(

@@ -405,8 +405,8 @@ def test_disk_full_during_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypa
 
 
 class ShortChunks(Callback):
-    def on_train_begin(self, logs=None):
-        self.model.compiled.max_chunk_steps = 2   # the trainer ends chunks after 2 steps
+    def steps_until_needed(self):
+        return 2   # the trainer ends chunks after 2 steps
 
 
 def test_save_every_seconds(tmp_path):
@@ -436,3 +436,32 @@ def test_arguments_are_checked():
     with pytest.raises(ValueError, match="mode"):
         ModelCheckpoint("f", mode="sideways")
 
+
+
+def _every_ten_steps(lib, folder):
+    """Keras's training guide's ModelCheckpoint(save_freq=N), on 63 steps of one epoch."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((2000, 8), dtype=np.float32), rng.integers(0, 10, 2000)
+    model = lib.Sequential([lib.Input((8,)), lib.layers.Dense(10, activation="softmax")])
+    model.compile("rmsprop", "sparse_categorical_crossentropy")
+    saver = lib.callbacks.ModelCheckpoint(str(folder / "model-{epoch}-{batch}.weights.h5"),
+                                          save_weights_only=True, save_freq=10)
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[saver])
+    return sorted(os.listdir(folder), key=lambda name: (len(name), name))
+
+
+def test_model_checkpoint_saves_every_n_steps_with_keras_names(tmp_path):
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    keras = pytest.importorskip("keras", reason="the reference is Keras's callback")
+    ours = _every_ten_steps(kilnet, tmp_path / "ours")
+    theirs = _every_ten_steps(keras, tmp_path / "theirs")
+    assert ours == theirs == [f"model-1-{n}.weights.h5" for n in (10, 20, 30, 40, 50, 60)]
+
+
+def test_callback_list_takes_keras_arguments():
+    model = worker.build()
+    seen = Callback()
+    callbacks = kilnet.callbacks.CallbackList([seen], add_history=True, model=model, epochs=3,
+                                              steps=7)
+    assert [type(cb).__name__ for cb in callbacks.callbacks] == ["Callback", "History"]
+    assert seen.model is model and seen.params == {"epochs": 3, "steps": 7}

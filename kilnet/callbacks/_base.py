@@ -59,6 +59,13 @@ class Callback:
     def on_predict_batch_begin(self, batch, logs=None): ...
     def on_predict_batch_end(self, batch, logs=None): ...
 
+    def steps_until_needed(self):
+        """kilnet's one addition to the contract: how many more training steps may run before
+        this callback needs its `on_train_batch_end` (a save due every N steps), or None for no
+        such need. fit() ends each compiled chunk at the nearest one, so a hook due at step N
+        runs after step N exactly. Default: None."""
+        return None
+
 
 def _overrides(callback, hook: str) -> bool:
     """Whether `callback` does something in `hook` (its class, or the instance, replaces the
@@ -77,16 +84,36 @@ class CallbackList(Callback):
     as {}, as in Keras; the same logs dict is passed to all, so a callback sees what the ones
     before it added."""
 
-    def __init__(self, callbacks, model, params):
+    def __init__(self, callbacks=None, add_history=False, add_progbar=False, model=None,
+                 **params):
+        """Keras's signature: the callbacks, whether to append a History (`add_history`; a
+        progress bar is kilnet's fit's own, so `add_progbar` adds none), the model, and the
+        params every callback gets ("epochs", "steps", "verbose")."""
         super().__init__()
-        self.callbacks = list(callbacks)
+        self.callbacks = list(callbacks or [])
+        if add_history and not any(isinstance(cb, History) for cb in self.callbacks):
+            self.callbacks.append(History())
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
                 raise TypeError("callbacks must be kilnet.callbacks.Callback objects. "
                                 f"Received: {cb!r}")
+        self.set_model(model)
+        self.set_params(params)
+
+    def set_model(self, model):
+        self.model = model
+        for cb in self.callbacks:
             cb.set_model(model)
+
+    def set_params(self, params):
+        self.params = params
+        for cb in self.callbacks:
             cb.set_params(params)
-        self.model, self.params = model, params
+
+    def steps_until_needed(self):
+        """The fewest steps any callback lets run before it needs a batch hook, or None."""
+        needs = [n for n in (cb.steps_until_needed() for cb in self.callbacks) if n is not None]
+        return max(1, min(needs)) if needs else None
 
     def overrides(self, hook: str) -> bool:
         """Whether any callback does something in `hook`: the loops skip work (a host sync for

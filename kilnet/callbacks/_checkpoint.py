@@ -84,8 +84,6 @@ class BackupAndRestore(Callback):
         self._last_saved, self._last_global = None, None
         self._last_time = time.monotonic()
         self.restored_from, self._pending = None, None
-        if self.save_freq != "epoch":
-            trainer.max_chunk_steps = int(self.save_freq)
         if _is_chief():  # every process reads the latest checkpoint; only one locks and tidies
             checkpoint.acquire_lock(self.backup_dir)   # a second trainer stops here
             checkpoint.cleanup(self.backup_dir)
@@ -135,9 +133,15 @@ class BackupAndRestore(Callback):
         trainer = self.model.compiled
         epoch, step = trainer.position
         self._maybe_save(callbacks, epoch, step)
-        if self.save_freq != "epoch":   # the next chunk ends where the next save is due
-            since = epoch * self._steps + step - (self._last_global or 0)
-            trainer.max_chunk_steps = max(1, self.save_freq - since)
+
+    def steps_until_needed(self):
+        """With save_freq=N, the steps until the next save is due (the chunk ends there)."""
+        trainer = self.model.compiled if self.model is not None else None
+        if self.save_freq == "epoch" or trainer is None:
+            return None
+        epoch, step = getattr(trainer, "position", None) or (0, 0)   # (0, 0): none run yet
+        last = self._last_global if self._last_global is not None else epoch * self._steps
+        return max(1, self.save_freq - (epoch * self._steps + step - last))
 
     def _maybe_save(self, callbacks, epoch, step):
         if self._steps and step >= self._steps:
@@ -158,9 +162,6 @@ class BackupAndRestore(Callback):
         return self._save(callbacks) or self.last_checkpoint
 
     def on_train_end(self, logs=None):
-        trainer = self.model.compiled
-        if trainer is not None:
-            trainer.max_chunk_steps = None
         if self.delete_checkpoint and _is_chief():
             checkpoint.remove_all(self.backup_dir)   # releases the lock too
         elif _is_chief():
@@ -253,6 +254,11 @@ class ModelCheckpoint(Callback):
             self._steps_since = 0
             self._save(epoch, batch, logs)
 
+    def steps_until_needed(self):
+        """With save_freq=N, the steps until the next save (the chunk ends there, so a save
+        lands after every N steps exactly, as Keras's)."""
+        return None if self.save_freq == "epoch" else max(1, self.save_freq - self._steps_since)
+
     def on_epoch_end(self, epoch, logs=None):
         if self.save_freq == "epoch":
             self._save(epoch, None, logs)
@@ -265,7 +271,9 @@ class ModelCheckpoint(Callback):
             return
         logs = dict(logs or {})
         try:
-            path = self.filepath.format(epoch=epoch + 1, batch=batch, **logs)
+            # 1-based, as Keras fills {epoch} and {batch}
+            path = self.filepath.format(epoch=epoch + 1,
+                                        batch=None if batch is None else batch + 1, **logs)
         except (KeyError, IndexError, ValueError) as error:
             raise ValueError(f"ModelCheckpoint cannot fill in filepath={self.filepath!r}: "
                              f"{error!r} is not available. Placeholders may use epoch, batch "
