@@ -662,7 +662,8 @@ def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False,
         progress.epoch_end(0, logs, steps_done=done)
     if return_dict:
         return logs
-    values = list(logs.values())
+    values = [logs[name] for name in model.metrics_names if name in logs]
+    values += [value for name, value in logs.items() if name not in model.metrics_names]
     return values[0] if len(values) == 1 else values
 
 

@@ -108,6 +108,25 @@ class Objective:
         return names + [slot.name for slot in self.slots]
 
     @property
+    def result_names(self) -> list[str]:
+        """The order evaluate() lists its results in, Keras's: the loss and the outputs'
+        losses, then the metrics, as compiled for one output and sorted by name for several
+        (Keras's names of per-output metrics are not its log keys, so it lists them sorted).
+
+        Example:
+            >>> import kilnet
+            >>> inputs = kilnet.Input(shape=(2,))
+            >>> model = kilnet.Model(inputs, [kilnet.layers.Dense(1, name="b")(inputs),
+            ...                               kilnet.layers.Dense(1, name="a")(inputs)])
+            >>> model.compile(loss=["mse", "mse"], metrics=[["mape", "mae"], ["mae"]])
+            >>> model.metrics_names
+            ['loss', 'b_loss', 'a_loss', 'a_mae', 'b_mae', 'b_mape']
+        """
+        front = self.sum_names[:len(self.sum_names) - len(self.slots)]
+        metrics = [slot.name for slot in self.slots]
+        return front + (metrics if len(self.heads) == 1 else sorted(metrics))
+
+    @property
     def weight_names(self) -> list[str]:
         """Sums of metric weights, for metrics whose count is not the sample count: a masked
         output's metrics (means over its real steps) and weighted metrics."""

@@ -575,6 +575,16 @@ class Model(Layer):
         "loss") then the compiled metrics. A custom train_step may override it with its own."""
         return [] if self.compiled is None else self.compiled.keras_metrics()
 
+    @property
+    def metrics_names(self) -> list:
+        """The names of evaluate()'s results, in the order it lists them (Keras's order: the
+        losses, then the metrics), so `dict(zip(model.metrics_names, model.evaluate(...)))`
+        pairs them. Keras 3 names its compiled metrics together "compile_metrics" here."""
+        objective = None if self.compiled is None else self.compiled.objective
+        if objective is None or self.overrides_test_step:
+            return [metric.name for metric in self.metrics]
+        return objective.result_names
+
     def stateless_call(self, trainable_variables, non_trainable_variables, *args, **kwargs):
         """Keras's JAX stateless_call (kilnet.layers.Layer.stateless_call), on a model that
         has its weights: in a custom train_step, or in a training loop of your own with
