@@ -173,6 +173,12 @@ class Variable:
     def __abs__(self):
         return abs(self.value)
 
+    def __float__(self):
+        return float(self.value)
+
+    def __int__(self):
+        return int(self.value)
+
 
 def _binary(name):
     def method(self, other):

@@ -114,7 +114,7 @@ def test_your_own_schedule_trains_and_saves(tmp_path):
     model.fit(x, y, batch_size=16, epochs=2, verbose=0)
     model.save(tmp_path / "m.kilnet")
     again = load_model(tmp_path / "m.kilnet")
-    schedule = again.optimizer.learning_rate
+    schedule = again.optimizer.learning_rate.schedule
     assert isinstance(schedule, WarmupInverseSqrt) and schedule.warmup_steps == 5
     # the loaded model continues exactly as the original does
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
@@ -133,7 +133,7 @@ def test_keras_files_keep_the_schedule_and_the_state_both_ways(tmp_path):
     theirs.fit(x, y, batch_size=16, epochs=2, verbose=0)
     theirs.save(tmp_path / "k.keras")
     ours = load_model(tmp_path / "k.keras")
-    schedule = ours.optimizer.learning_rate
+    schedule = ours.optimizer.learning_rate.schedule
     assert type(schedule) is schedules.ExponentialDecay and schedule.decay_rate == 0.7
     # the optimizer state came with it: one more epoch in each gives the same weights
     theirs.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
@@ -166,3 +166,35 @@ def test_schedules_import_as_a_module_the_keras_way():
     import kilnet.optimizers.schedules as schedules_module
     assert ExponentialDecay is kilnet.optimizers.schedules.ExponentialDecay
     assert CosineDecay.__module__ == schedules_module.__name__ == "kilnet.optimizers.schedules"
+
+
+def _rate_and_count(lib):
+    """The training guide's reading of a schedule's rate and the step count after 8 steps."""
+    x, y = _regression()
+    model = lib.Sequential([lib.Input(shape=(3,)), lib.layers.Dense(1)])
+    decay = lib.optimizers.schedules.ExponentialDecay(0.1, 4, 0.5, staircase=True)
+    model.compile(optimizer=lib.optimizers.RMSprop(learning_rate=decay), loss="mse")
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    return (float(np.array(model.optimizer.learning_rate)),
+            float(np.array(model.optimizer.iterations)))
+
+
+def test_a_schedules_rate_and_the_step_count_read_as_keras():
+    ours, theirs = _rate_and_count(kilnet), _rate_and_count(keras)
+    assert ours == pytest.approx(theirs) and ours == pytest.approx((0.025, 8.0))
+
+
+def test_learning_rate_assign_reaches_the_compiled_step():
+    x, y = _regression()
+    model = kilnet.Sequential([kilnet.Input(shape=(3,)), layers.Dense(1)])
+    model.compile(optimizer=kilnet.optimizers.SGD(0.1), loss="mse")
+    model.fit(x, y, batch_size=64, epochs=1, verbose=0)
+    model.optimizer.learning_rate.assign(0.0)   # Keras's Variable form
+    assert float(model.optimizer.learning_rate) == 0.0 == model.compiled.learning_rate
+    before = model.get_weights()
+    model.fit(x, y, batch_size=64, epochs=1, verbose=0)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)   # a zero rate: no change
+    with pytest.raises(TypeError, match="schedule"):
+        kilnet.optimizers.SGD(kilnet.optimizers.schedules.ExponentialDecay(
+            0.1, 4, 0.5)).learning_rate.assign(0.1)

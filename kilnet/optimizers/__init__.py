@@ -506,9 +506,40 @@ class Optimizer:
 
     @property
     def learning_rate(self):
-        """The learning rate; setting it on a compiled model changes the rate the compiled
-        step uses at once, without recompiling (`model.optimizer.learning_rate = 1e-4`)."""
-        return self._learning_rate
+        """The learning rate now, as Keras's: a number (a float that also answers a Keras
+        Variable's `assign`, `numpy()` and `value`), or with a schedule the rate of the next
+        step (the schedule at `iterations`; still callable as the schedule). Setting it, or
+        `assign`, on a compiled model changes the rate the compiled step uses at once,
+        without recompiling (`model.optimizer.learning_rate = 1e-4`).
+
+        Example:
+            >>> from kilnet import optimizers
+            >>> sgd = optimizers.SGD(learning_rate=0.1)
+            >>> sgd.learning_rate.assign(0.05)
+            >>> float(sgd.learning_rate), sgd.learning_rate * 2
+            (0.05, 0.1)
+            >>> decay = optimizers.schedules.ExponentialDecay(0.1, 4, 0.5, staircase=True)
+            >>> round(float(optimizers.SGD(learning_rate=decay).learning_rate), 6)
+            0.1
+        """
+        rate = self._learning_rate
+        if callable(rate):
+            return ScheduledRate(rate, int(self.iterations))
+        return Rate(rate, self)
+
+    @property
+    def iterations(self):
+        """Keras's `optimizer.iterations`: the updates made so far (a Variable read now, 0
+        before training)."""
+        trainer = self._trainer() if self._trainer is not None else None
+        if self.built:
+            state = jax.tree.unflatten(self._own.treedef, [v.value for v in self._own.variables])
+        elif trainer is not None and trainer.state is not None:
+            state = trainer.state.opt_state
+        else:
+            state = None
+        count = 0 if state is None else step_count(state)
+        return Variable(np.int32(count), name="iterations", trainable=False, dtype=np.int32)
 
     @learning_rate.setter
     def learning_rate(self, value):
@@ -648,14 +679,14 @@ class Optimizer:
             parts.append(clip_by_tensor_norm(self.clipnorm))
         if self.global_clipnorm is not None:
             parts.append(optax.clip_by_global_norm(self.global_clipnorm))
-        parts.append(optax.inject_hyperparams(self.core)(learning_rate=self.learning_rate))
+        parts.append(optax.inject_hyperparams(self.core)(learning_rate=self._learning_rate))
         if self.use_ema:
             parts.append(moving_average_of_weights(self.ema_momentum,
                                                    self.ema_overwrite_frequency))
         return optax.chain(*parts)
 
     def get_config(self) -> dict:
-        rate = self.learning_rate
+        rate = self._learning_rate
         config = {"learning_rate": schedules.serialize(rate) if callable(rate) else float(rate),
                   **self.hyper}
         for key in ("clipnorm", "clipvalue", "global_clipnorm"):
@@ -674,7 +705,7 @@ class Optimizer:
         return cls(**config)
 
     def __repr__(self):
-        return f"{type(self).__name__}(learning_rate={self.learning_rate!r})"
+        return f"{type(self).__name__}(learning_rate={self._learning_rate!r})"
 
 
 class Adam(Optimizer):
@@ -1084,6 +1115,59 @@ def transformation(optimizer) -> optax.GradientTransformation:
     if isinstance(optimizer, optax.GradientTransformation):
         return optimizer
     return optimizer.transformation()
+
+
+class Rate(float):
+    """A constant learning rate as `optimizer.learning_rate` gives it: the number, which also
+    answers what code written for Keras's rate Variable calls (`assign`, `numpy()`, `value`)."""
+
+    def __new__(cls, value, optimizer):
+        rate = super().__new__(cls, float(value))
+        rate._optimizer = optimizer
+        return rate
+
+    def assign(self, value) -> None:
+        """Set the optimizer's learning rate (as `optimizer.learning_rate = value`)."""
+        self._optimizer.learning_rate = float(value)
+
+    def numpy(self):
+        return np.float32(self)
+
+    @property
+    def value(self) -> float:
+        return float(self)
+
+
+class ScheduledRate(float):
+    """A schedule's rate as `optimizer.learning_rate` gives it: the rate of the next step (a
+    float, as Keras's), still callable as the schedule itself (`rate(step)`)."""
+
+    def __new__(cls, schedule, step: int):
+        rate = super().__new__(cls, float(schedule(step)))
+        rate.schedule = schedule
+        return rate
+
+    def __call__(self, step):
+        return self.schedule(step)
+
+    def assign(self, value) -> None:
+        raise TypeError("The learning rate comes from a schedule, computed at each step: to "
+                        "use a constant rate, set optimizer.learning_rate = value (on a "
+                        "compiled model, compile again). Received: assign("
+                        f"{value!r}) on a rate of {type(self.schedule).__name__}")
+
+    def numpy(self):
+        return np.float32(self)
+
+    @property
+    def value(self) -> float:
+        return float(self)
+
+
+def step_count(opt_state) -> int:
+    """The updates an optimizer state has made (its injected hyperparameters' count)."""
+    states = _hyperparam_states(opt_state)
+    return int(states[0].count) if states else 0
 
 
 class _OwnState(NamedTuple):
