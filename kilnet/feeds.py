@@ -59,11 +59,16 @@ class ArrayFeed:
     outputs (kilnet.structure); label_dtype matches y's structure."""
 
     def __init__(self, x, y, batch_size: int, *, shuffle: bool = False, label_dtype=None,
-                 sharding=None):
+                 sharding=None, steps_per_epoch: int | None = None):
         first = x[0] if isinstance(x, tuple) else x
         self.n = len(first)
         self.batch_size = batch_size
-        self.steps = data_lib.steps_for(self.n, batch_size)
+        self.pass_steps = data_lib.steps_for(self.n, batch_size)   # batches in one pass
+        # fit's steps_per_epoch, as Keras reads arrays: each epoch takes that many batches
+        # of the current pass, and an epoch that reaches the pass's end stops there (the next
+        # starts a new pass, reshuffled); without it an epoch is one pass.
+        self.steps = steps_per_epoch or self.pass_steps
+        self.one_shot = False   # a pass cut short is followed by a new one (fit's loop)
         self.sample_shape = tuple(first.shape[1:])
         self.x = (tuple(data_lib.to_device(a, sharding) for a in x) if isinstance(x, tuple)
                   else data_lib.to_device(x, sharding))
@@ -72,12 +77,34 @@ class ArrayFeed:
         self._valid = None
 
     def blocks(self, key, start_step: int = 0) -> Iterator[Block]:
-        order, valid = epoch_order(key, self.n, self.steps * self.batch_size,
-                                   self.shuffle and key is not None)
-        if self._valid is None:
-            self._valid = jax.device_put(valid)
-        yield Block(self.x, self.y, jax.device_put(order), self._valid, base=0,
-                    limit=self.steps)
+        if self.steps == self.pass_steps:   # an epoch is a pass
+            order, valid = epoch_order(key, self.n, self.steps * self.batch_size,
+                                       self.shuffle and key is not None)
+            if self._valid is None:
+                self._valid = jax.device_put(valid)
+            yield Block(self.x, self.y, jax.device_put(order), self._valid, base=0,
+                        limit=self.steps)
+            return
+        yield self._part_of_a_pass(key)
+
+    def _part_of_a_pass(self, key) -> Block:
+        """Epoch `key[2]`'s batches under steps_per_epoch: its stretch of its pass's order
+        (pass and offset follow from the epoch number, so a resumed run reads the same),
+        padded to steps_per_epoch batches so that every epoch runs one compiled program."""
+        seed, calls, epoch = key
+        epochs_per_pass = -(-self.pass_steps // self.steps)
+        pass_index, within = divmod(epoch, epochs_per_pass)
+        first = within * self.steps
+        length = min(self.steps, self.pass_steps - first)
+        order, valid = epoch_order((seed, calls, pass_index), self.n,
+                                   self.pass_steps * self.batch_size, self.shuffle)
+        rows = slice(first * self.batch_size, (first + length) * self.batch_size)
+        size = self.steps * self.batch_size
+        part_order, part_valid = np.zeros(size, np.int32), np.zeros(size, bool)
+        part_order[:rows.stop - rows.start] = order[rows]
+        part_valid[:rows.stop - rows.start] = valid[rows]
+        return Block(self.x, self.y, jax.device_put(part_order), jax.device_put(part_valid),
+                     base=0, limit=length)
 
 
 def _labels_to_device(y, label_dtype, sharding):

@@ -133,7 +133,7 @@ def make_feed(trainer, x, y, batch_size, *, shuffle=False, steps=None, sharding=
         dtypes += [np.float32] * (len(labels) - len(dtypes))  # sample weights
         label_dtypes = structure.pack(dtypes)
     return feeds.ArrayFeed(x, y, batch_size, shuffle=shuffle, label_dtype=label_dtypes,
-                           sharding=sharding)
+                           sharding=sharding, steps_per_epoch=steps)
 
 
 def _batch_feed(trainer, source, y, batch_size, *, shuffle, steps, seed, class_weight, labels):
@@ -346,7 +346,7 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
             validation_split=validation_split, validation_data=validation_data,
             initial_epoch=initial_epoch, verbose=verbose, sample_weight=sample_weight,
             class_weight=class_weight)
-        feed = make_feed(trainer, x, y, batch_size, shuffle=shuffle)
+        feed = make_feed(trainer, x, y, batch_size, shuffle=shuffle, steps=steps_per_epoch)
     if seed is not None:
         trainer.seed = int(seed)
         # The seed decides dropout too, even when the state was made earlier (at compile).
