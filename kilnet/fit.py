@@ -568,6 +568,15 @@ def _raise_non_finite(trainer, epoch, fault, history):
 
 
 # -- evaluate and predict ---------------------------------------------------------------------------
+def _hook_pieces(trainer, callbacks, first: int, stop: int):
+    """The (start, end) step ranges that one evaluate or predict block runs as: the whole
+    block, or pieces of compile()'s steps_per_execution when callbacks are there to see each
+    piece's batch hooks (Keras calls them every steps_per_execution batches)."""
+    every = trainer.steps_per_execution if callbacks is not None else None
+    every = every or (stop - first)
+    return [(start, min(start + every, stop)) for start in range(first, stop, every)]
+
+
 def _evaluate_feed(trainer, feed, *, steps=None, callbacks=None):
     """The loss and metrics over `feed` (its first `steps` batches if given), with the test
     hooks of `callbacks` (a CallbackList) once per block. Returns (logs, batches evaluated)."""
@@ -585,26 +594,29 @@ def _evaluate_feed(trainer, feed, *, steps=None, callbacks=None):
         stop = block.limit if steps is None else min(block.limit, steps)
         if stop <= block.base:
             break
-        if callbacks is not None:
-            callbacks.on_test_batch_begin(block.base)
-        positions = (block.order, block.valid, jnp.int32(block.base), jnp.int32(block.base),
-                     jnp.int32(stop))
-        if own_step is None:
-            args = (sums, programs.model_params(state), state.model_state, block.x, block.y,
-                    *positions)
-            sums = trainer.program("evaluate", feed.batch_size, *args)(*args)
-        else:  # the model's own test_step: what it logs is known once it is traced
-            if own_step.test_log_names is None:
-                own_step.discover_test_logs(feed.batch_size, block.x, block.y)
-            if sums is None:
-                sums = programs.zero_sums(trainer.spec, training=False)
-            args = (sums, state, block.x, block.y, *positions)
-            sums = trainer.program("evaluate_custom", feed.batch_size, *args)(*args)
-        done = stop
-        if callbacks is not None:
-            logs = _logs_from_sums(trainer.spec, jax.device_get(sums),
-                                   test=own_step is not None) if batch_logs else {}
-            callbacks.on_test_batch_end(stop - 1, logs)
+        for start, end in _hook_pieces(trainer, callbacks, block.base, stop):
+            if callbacks is not None:
+                callbacks.on_test_batch_begin(start)
+            positions = (block.order, block.valid, jnp.int32(block.base), jnp.int32(start),
+                         jnp.int32(end))
+            if own_step is None:
+                args = (sums, programs.model_params(state), state.model_state, block.x,
+                        block.y, *positions)
+                sums = trainer.program("evaluate", feed.batch_size, *args)(*args)
+            else:  # the model's own test_step: what it logs is known once it is traced
+                if own_step.test_log_names is None:
+                    own_step.discover_test_logs(feed.batch_size, block.x, block.y)
+                if sums is None:
+                    sums = programs.zero_sums(trainer.spec, training=False)
+                args = (sums, state, block.x, block.y, *positions)
+                sums = trainer.program("evaluate_custom", feed.batch_size, *args)(*args)
+            done = end
+            if callbacks is not None:
+                logs = _logs_from_sums(trainer.spec, jax.device_get(sums),
+                                       test=own_step is not None) if batch_logs else {}
+                callbacks.on_test_batch_end(end - 1, logs)
+            if model.stop_evaluating:
+                break
         if (steps is not None and stop >= steps) or model.stop_evaluating:
             break
     logs = {} if sums is None else _logs_from_sums(  # host sync: once
@@ -708,34 +720,44 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
         stop = block.limit if steps is None else min(block.limit, steps)
         if stop <= block.base:
             break
-        if cb_list is not None:
-            cb_list.on_predict_batch_begin(block.base)
         rows = block.order.shape[0]
-        positions = (block.order, block.valid, jnp.int32(block.base), jnp.int32(block.base),
-                     jnp.int32(stop))
-        if own_step is None:
-            if shapes is None:   # every block has the data's shapes
-                shapes = _output_shapes(model, state, block.x, feed.batch_size)
-            outputs = tuple(jnp.zeros((rows,) + tuple(shape), _prediction_dtype(spec.dtype))
-                            for shape, spec in zip(shapes, model.output_specs))
-            args = (outputs, programs.model_params(state), state.model_state, block.x,
-                    *positions)
-            outputs = trainer.program("predict", feed.batch_size, *args)(*args)
-        else:  # the model's own predict_step: buffers for whatever it returns
-            if own_structure is None:   # traced on the first block
-                own_structure = own_step.predict_structure(feed.batch_size, block.x)
-                pack = functools.partial(jax.tree.unflatten, own_structure[0])
-            outputs = tuple(jnp.zeros((rows,) + leaf.shape[1:], _prediction_dtype(leaf.dtype))
-                            for leaf in own_structure[1])
-            args = (outputs, state, block.x, *positions)
-            outputs = trainer.program("predict_custom", feed.batch_size, *args)(*args)
-        # host sync: this block's predictions, real samples of the batches run only
-        valid = np.asarray(block.valid).copy()
-        valid[(stop - block.base) * feed.batch_size:] = False
-        results.append([np.asarray(out)[valid] for out in outputs])
-        done = stop
-        if cb_list is not None:
-            cb_list.on_predict_batch_end(stop - 1, {"outputs": pack(results[-1])})
+        outputs = None   # the block's output buffers, each piece writing its rows
+        for start, end in _hook_pieces(trainer, cb_list, block.base, stop):
+            if cb_list is not None:
+                cb_list.on_predict_batch_begin(start)
+            positions = (block.order, block.valid, jnp.int32(block.base), jnp.int32(start),
+                         jnp.int32(end))
+            if own_step is None:
+                if shapes is None:   # every block has the data's shapes
+                    shapes = _output_shapes(model, state, block.x, feed.batch_size)
+                if outputs is None:
+                    outputs = tuple(jnp.zeros((rows,) + tuple(shape),
+                                              _prediction_dtype(spec.dtype))
+                                    for shape, spec in zip(shapes, model.output_specs))
+                args = (outputs, programs.model_params(state), state.model_state, block.x,
+                        *positions)
+                outputs = trainer.program("predict", feed.batch_size, *args)(*args)
+            else:  # the model's own predict_step: buffers for whatever it returns
+                if own_structure is None:   # traced on the first block
+                    own_structure = own_step.predict_structure(feed.batch_size, block.x)
+                    pack = functools.partial(jax.tree.unflatten, own_structure[0])
+                if outputs is None:
+                    outputs = tuple(jnp.zeros((rows,) + leaf.shape[1:],
+                                              _prediction_dtype(leaf.dtype))
+                                    for leaf in own_structure[1])
+                args = (outputs, state, block.x, *positions)
+                outputs = trainer.program("predict_custom", feed.batch_size, *args)(*args)
+            # host sync: this piece's predictions, real samples of the batches run only
+            valid = np.zeros(rows, bool)
+            piece = slice((start - block.base) * feed.batch_size,
+                          (end - block.base) * feed.batch_size)
+            valid[piece] = np.asarray(block.valid)[piece]
+            results.append([np.asarray(out)[valid] for out in outputs])
+            done = end
+            if cb_list is not None:
+                cb_list.on_predict_batch_end(end - 1, {"outputs": pack(results[-1])})
+            if model.stop_predicting:
+                break
         if (steps is not None and stop >= steps) or model.stop_predicting:
             break
     if hasattr(feed, "close"):  # a PyDataset's worker pool
