@@ -101,7 +101,8 @@ class LossScaleOptimizer:
     def transformation(self) -> optax.GradientTransformation:
         """The Optax transformation: unscale, then the inner update, or skip and halve."""
         inner = self.inner_optimizer
-        inner_tx = inner if isinstance(inner, optax.GradientTransformation) else inner.transformation()
+        inner_tx = (inner if isinstance(inner, optax.GradientTransformation)
+                    else inner.transformation())
         return scaled_transformation(inner_tx, self.initial_scale, self.dynamic_growth_steps)
 
     def get_config(self) -> dict:
@@ -157,7 +158,8 @@ def current_scale(opt_state) -> jax.Array:
         >>> import numpy as np
         >>> from kilnet import optimizers
         >>> from kilnet.loss_scale import current_scale
-        >>> tx = optimizers.LossScaleOptimizer(optimizers.SGD(0.1), initial_scale=4.0).transformation()
+        >>> tx = optimizers.LossScaleOptimizer(optimizers.SGD(0.1),
+        ...                                    initial_scale=4.0).transformation()
         >>> float(current_scale(tx.init({"w": np.zeros(2, np.float32)})))
         4.0
     """
