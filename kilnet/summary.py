@@ -115,9 +115,16 @@ def model_summary(model, line_length=None, positions=None, print_fn=None,
     if model.built:
         trainable = model.trainable_weights
         non_trainable = model.non_trainable_weights
-        lines.append(f" Total params: {_count_and_size(trainable + non_trainable)}")
+        optimizer = _trained_optimizer_variables(model)
+        weights = trainable + non_trainable
+        total = (_count(weights) + sum(a.size for a in optimizer or []),
+                 _size(weights) + sum(a.nbytes for a in optimizer or []))
+        lines.append(f" Total params: {total[0]:,} ({_readable_size(total[1])})")
         lines.append(f" Trainable params: {_count_and_size(trainable)}")
         lines.append(f" Non-trainable params: {_count_and_size(non_trainable)}")
+        if optimizer is not None:   # as Keras, once the optimizer has its variables
+            lines.append(f" Optimizer params: {sum(a.size for a in optimizer):,} "
+                         f"({_readable_size(sum(a.nbytes for a in optimizer))})")
     else:
         lines.append(" The model is not built yet: its shapes and parameter counts appear once\n"
                      " its input shape is known (give the first layer input_shape=..., start the\n"
@@ -323,8 +330,24 @@ def _count(weights) -> int:
 
 def _count_and_size(weights) -> str:
     """'101,770 (397.54 KB)': the count and the memory the weights take."""
-    size = sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in _unique(weights))
-    return f"{_count(weights):,} ({_readable_size(size)})"
+    return f"{_count(weights):,} ({_readable_size(_size(weights))})"
+
+
+def _size(weights) -> int:
+    return sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in _unique(weights))
+
+
+def _trained_optimizer_variables(model):
+    """The optimizer's variables as Keras counts them in its summary, once the model has been
+    trained (Keras builds its optimizer in fit), else None."""
+    from kilnet import optimizers as optimizers_lib   # fit's state, read only
+    from kilnet.keras_files import keras_optimizer_variables
+
+    trainer = model.compiled
+    if trainer is None or trainer.state is None or not (
+            trainer.fit_calls or optimizers_lib.step_count(trainer.state.opt_state)):
+        return None
+    return keras_optimizer_variables(trainer)
 
 
 def _readable_size(size: float) -> str:

@@ -279,3 +279,28 @@ def test_compile_report_is_appended():
 def test_docstring_example():
     failed, attempted = doctest.testmod(kilnet.summary)
     assert failed == 0 and attempted > 0
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop", "adamw", "nadam", "adagrad"])
+def test_after_fit_the_parameter_lines_are_keras_with_its_optimizer_params(optimizer):
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    keras = pytest.importorskip("keras", reason="the reference is Keras's summary")
+
+    def param_lines(lib):
+        model = lib.Sequential([lib.Input((4,)), lib.layers.Dense(3),
+                                lib.layers.BatchNormalization()])
+        model.compile(optimizer, "mse")
+        before = [line.strip() for line in _summary_lines(model) if "params" in line]
+        model.fit(np.ones((8, 4), np.float32), np.ones((8, 3), np.float32), verbose=0)
+        return before, [line.strip() for line in _summary_lines(model) if "params" in line]
+
+    ours, theirs = param_lines(kilnet), param_lines(keras)
+    assert ours == theirs
+    assert ours[1][-1].startswith("Optimizer params:") and len(ours[0]) == 3
+
+
+def _summary_lines(model):
+    lines = []
+    model.summary(print_fn=lambda text, *args, **kwargs: lines.extend(text.splitlines()))
+    return lines

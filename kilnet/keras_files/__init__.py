@@ -11,10 +11,33 @@ from kilnet.keras_files._archive import is_zip
 from kilnet.keras_files._export import save_keras, save_keras_weights
 from kilnet.keras_files._import import load_keras, load_keras_weights
 from kilnet.keras_files._legacy import load_legacy_h5
+from kilnet.keras_files._optimizer import Unsupported, export_arrays
 
 __all__ = ["load_keras", "load_keras_weights", "load_legacy_h5", "save_keras",
            "save_keras_weights",
-           "is_keras_model_path", "is_keras_weights_path", "is_zip"]
+           "is_keras_model_path", "is_keras_weights_path", "is_zip",
+           "keras_optimizer_variables"]
+
+
+def keras_optimizer_variables(trainer) -> list | None:
+    """A compiled model's optimizer state as Keras's optimizer holds it (`optimizer.variables`:
+    the step count, the learning rate, each trained weight's slots, ...), as NumPy arrays, or
+    None where Keras has no such list (an Optax transformation of yours). Host sync.
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> from kilnet.keras_files import keras_optimizer_variables
+        >>> model = kilnet.Sequential([kilnet.Input(shape=(4,)), kilnet.layers.Dense(3)])
+        >>> model.compile(optimizer="adam", loss="mse")
+        >>> _ = model.fit(np.ones((8, 4)), np.ones((8, 3)), verbose=0)
+        >>> sum(a.size for a in keras_optimizer_variables(model.compiled))   # 2 + 2 * 15
+        32
+    """
+    try:
+        return export_arrays(trainer)
+    except Unsupported:
+        return None
 
 
 def is_keras_model_path(path) -> bool:
