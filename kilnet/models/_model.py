@@ -14,6 +14,7 @@ compiled, the Trainer holds them while it trains.
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 
 import jax
@@ -37,6 +38,11 @@ class TensorSpec:
 
     def __repr__(self):
         return f"TensorSpec(shape={self.shape}, dtype={self.dtype!r}, name={self.name!r})"
+
+
+# Whether the graph being built redraws every layer's weights (kilnet.models.Model.build with a
+# seed) or only the missing ones; a nested model's init reads it.
+_REDRAW_ALL = contextvars.ContextVar("kilnet_redraw_all", default=False)
 
 
 class Model(Layer):
@@ -316,11 +322,19 @@ class Model(Layer):
                              f"being built for {input_shape}.")
 
     def _build_graph_weights(self, seed: int, everything: bool):
-        for index, layer in enumerate(self._sublayers):
-            if everything or not layer.built:
-                layer.build_weights(utils.numpy_rng(seed, index), layer.build_shape,
-                                    call_extras=layer.first_call_extras(),
-                                    call_keywords=layer.first_call_keywords())
+        """Draw the weights of the graph's layers: every one (`everything`: build(seed=...),
+        a file's deterministic start), else only those without weights, so that the layers
+        a model shares with another (feature extraction, a pretrained base model) keep
+        theirs. A nested model built meanwhile follows the same choice."""
+        token = _REDRAW_ALL.set(everything)
+        try:
+            for index, layer in enumerate(self._sublayers):
+                if everything or not layer.built:
+                    layer.build_weights(utils.numpy_rng(seed, index), layer.build_shape,
+                                        call_extras=layer.first_call_extras(),
+                                        call_keywords=layer.first_call_keywords())
+        finally:
+            _REDRAW_ALL.reset(token)
         self.built = True
         self._reset_trainer()
 
@@ -334,8 +348,9 @@ class Model(Layer):
             set_untracked(self, "_traced_output", out)
             return params, state, out
         self._check_declared(input_shape)
-        # A parent builds a nested model only to (re)initialize it: all of it.
-        self._build_graph_weights(int(rng.integers(2**31)), everything=True)
+        # Built by a parent or by its first call: all of its layers when the parent redraws
+        # everything, else those without weights (a shared or pretrained layer keeps its own)
+        self._build_graph_weights(int(rng.integers(2**31)), everything=_REDRAW_ALL.get())
         return self.params_tree(), self.state_tree(), self.compute_output_shape(input_shape)
 
     def compute_output_shape(self, input_shape):
