@@ -597,3 +597,25 @@ def test_the_jax_guides_stateless_compute_loss_trains_as_the_built_in_step():
     # in Keras), fit's own tracker weighs each batch by its rows; the compiled metric counts
     # real rows both ways.
     np.testing.assert_allclose(ours["mae"], theirs["mae"], rtol=1e-5)
+
+
+class Product(layers.Layer):
+    """The VAE's Sampling pattern: a layer of yours whose call unpacks a tuple of tensors."""
+
+    def call(self, inputs):
+        first, second = inputs
+        return first * second
+
+
+def test_a_layer_of_yours_takes_a_tuple_of_tensors_in_a_functional_model():
+    inputs = kilnet.Input(shape=(4,))
+    first, second = layers.Dense(2)(inputs), layers.Dense(2)(inputs)
+    product = Product()((first, second))   # Sampling()((z_mean, z_log_var)) in Keras's VAE
+    assert product.shape == (None, 2)
+    model = kilnet.Model(inputs, product)
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    k1, b1, k2, b2 = model.get_weights()
+    expected = (x @ k1 + b1) * (x @ k2 + b2)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, np.zeros((3, 2), np.float32), epochs=1, verbose=0)

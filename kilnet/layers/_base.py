@@ -499,8 +499,7 @@ class Layer:
         from compute_output_dtype. The call's node is recorded by the caller."""
         input_shape = self.call_input_shape(args, kwargs)
         if self.build_dtype is None:
-            self.build_dtype = jax.tree.map(lambda t: t.dtype, args[0],
-                                            is_leaf=lambda t: isinstance(t, KerasTensor))
+            self.build_dtype = _dtype_of(args[0])
         try:
             out_shape = (self.compute_call_output_shape(input_shape, kwargs)
                          if self.is_pure or self.built
@@ -1142,6 +1141,16 @@ def _shape_of(inputs):
         return [_shape_of(v) for v in inputs]
     raise TypeError(f"A layer's inputs must be arrays or symbolic tensors. Received: "
                     f"{type(inputs).__name__}")
+
+
+def _dtype_of(inputs):
+    """The dtype(s) of an input, in the structure `_shape_of` gives its shapes (a tuple of
+    tensors, as `Sampling()((z_mean, z_log_var))` passes them, as a list)."""
+    if isinstance(inputs, dict):
+        return {k: _dtype_of(v) for k, v in inputs.items()}
+    if isinstance(inputs, (list, tuple)) and not hasattr(inputs, "dtype"):
+        return [_dtype_of(v) for v in inputs]
+    return inputs.dtype
 
 
 def _with_batch(shape):
