@@ -7,6 +7,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from kilnet import _registry
 from kilnet.ops import nn as ops_nn
 
 
@@ -372,11 +373,16 @@ _NOT_LAYER_ACTIVATIONS = {
 
 
 def get(identifier) -> Callable:
-    """Resolve an activation name (or None, or a known function) to the function.
+    """Resolve an activation name (or None, or a function) to the function. A function of
+    yours trains as any; a model file stores it by the name it was registered under
+    (`kilnet.saving.register_serializable`), and refuses one that was not.
 
     Example:
         >>> get("relu") is relu, get(None) is linear
         (True, True)
+        >>> double = lambda x: 2 * x
+        >>> get(double) is double
+        True
     """
     if identifier is None:
         return linear
@@ -387,19 +393,33 @@ def get(identifier) -> Callable:
                 f"layer's activation: {_NOT_LAYER_ACTIVATIONS[identifier]}. Use one of "
                 f"{sorted(_BY_NAME)}, or a layer after this one."
             )
+        registered = _registry.lookup(identifier) if identifier not in _BY_NAME else None
+        if callable(registered):   # a function of yours, saved by its registered name
+            return registered
         if identifier not in _BY_NAME:
             raise ValueError(
                 f"Unknown activation: expected one of {sorted(_BY_NAME)}. "
                 f"Received: activation={identifier!r}"
             )
         return _BY_NAME[identifier]
-    if callable(identifier) and name_of(identifier) is not None:
+    if callable(identifier):   # a function of yours, e.g. lambda x: x * ops.sigmoid(x)
         return identifier
     raise ValueError(
-        "activation must be a name such as 'relu' or one of kilnet.activations' functions "
-        "(model files store activations by name, so arbitrary callables are not accepted). "
-        f"Received: activation={identifier!r}"
+        "activation must be a name such as 'relu', one of kilnet.activations' functions or "
+        f"a function of yours. Received: activation={identifier!r}"
     )
+
+
+def config_name(fn: Callable):
+    """What a layer's config holds for its activation: the activation's name, a function of
+    yours by the name it was registered under (kilnet.saving.register_serializable), or the
+    function itself (it trains, and a file refuses it with the way to register it).
+
+    Example:
+        >>> config_name(get("swish"))
+        'silu'
+    """
+    return name_of(fn) or _registry.name_of(fn) or fn
 
 
 def name_of(fn: Callable) -> str | None:

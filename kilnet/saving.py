@@ -565,6 +565,9 @@ def save_model(model, filepath, *, overwrite=True, include_optimizer=True):
     info = {"kilnet_version": __version__, "model": _config.serialize(model),
             "compile": None, "training": None, "weights": []}
     tensors = {}
+    # A functional model has its weights from its construction on, as in Keras: saved with it
+    # (a model saved before its first call or fit held none, and loaded with new ones)
+    model.build_if_shapes_known()
     if model.built:
         tensors, info["weights"] = _weight_tensors(model)
     trainer = model.compiled

@@ -1053,7 +1053,7 @@ class ActivatedLayer(Layer):
     def __init__(self, activation=None, **kwargs):
         super().__init__(**kwargs)
         self._activation_fn = activations.get(activation)
-        self.activation = activations.name_of(self._activation_fn)
+        self.activation = activations.config_name(self._activation_fn)
 
     def pre_activation(self, params, state, x, *, training, rng, sample_mask):
         raise NotImplementedError

@@ -57,9 +57,9 @@ class CellSettings:
         self._set_regularization(**(regularization or {}))
         self.units = _positive_int(units, "units")
         self._activation_fn = activations.get(activation)
-        self.activation = activations.name_of(self._activation_fn)
+        self.activation = activations.config_name(self._activation_fn)
         self._recurrent_activation_fn = activations.get(recurrent_activation)
-        self.recurrent_activation = activations.name_of(self._recurrent_activation_fn)
+        self.recurrent_activation = activations.config_name(self._recurrent_activation_fn)
         self.use_bias = check_bool(use_bias, "use_bias")
         for argument, value in (("kernel_initializer", kernel_initializer),
                                 ("recurrent_initializer", recurrent_initializer),

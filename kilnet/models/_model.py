@@ -451,10 +451,19 @@ class Model(Layer):
                 "The model has no weights yet: call model.build(input_shape), give the first "
                 "layer input_shape=..., or fit it on data first.")
 
-    def _weights_made(self) -> None:
+    def build_if_shapes_known(self) -> None:
         """Build a model whose input shapes are known, as Keras has a functional model's
         weights from its construction (model.trainable_variables right after Model(...)); a
-        model of unknown shapes stays without weights."""
+        model of unknown shapes stays without weights.
+
+        Example:
+            >>> import kilnet
+            >>> inputs = kilnet.Input(shape=(3,))
+            >>> model = kilnet.Model(inputs, kilnet.layers.Dense(2)(inputs))
+            >>> model.build_if_shapes_known()
+            >>> model.built, kilnet.Sequential([kilnet.layers.Dense(2)]).built
+            (True, False)
+        """
         if not self.built and not self.__dict__.get("_making_weights") and (
                 self.is_functional or self.build_shape is not None):
             object.__setattr__(self, "_making_weights", True)
@@ -467,14 +476,14 @@ class Model(Layer):
     def weights(self) -> list:
         """Every weight (Variables) in Keras's order, the model built first where its input
         shapes are known."""
-        self._weights_made()
+        self.build_if_shapes_known()
         return super().weights
 
     @property
     def trainable_weights(self) -> list:
         """The trained weights (Variables), the model built first where its input shapes
         are known."""
-        self._weights_made()
+        self.build_if_shapes_known()
         return super().trainable_weights
 
     variables = weights
