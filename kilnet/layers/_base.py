@@ -455,15 +455,19 @@ class Layer:
 
     def _call_eager(self, args, kwargs):
         kwargs = dict(kwargs)
-        training = bool(kwargs.pop("training", self.eager_training_default))
+        training = kwargs.pop("training", None)
         args = jax.tree.map(_as_input_array, args)
         if not self.built:
             self.build_weights(utils.numpy_rng(utils.next_seed()),
                                self.call_input_shape(args, kwargs),
                                call_extras=_array_extras(args), call_keywords=kwargs)
+        if training is None and not getattr(self, "is_functional", False):
+            training = self.eager_training_default
+        # A functional model keeps None: each of its layers takes its own default (its graph)
+        training = None if training is None else bool(training)
         self._eager_losses.clear()
-        scope = _scope.Scope(training=training)
-        rng = utils.raw_key(utils.next_seed()) if training else None
+        scope = _scope.Scope(training=bool(training))
+        rng = utils.raw_key(utils.next_seed()) if training or training is None else None
         with _scope.opened(scope):
             outputs, new_state = self.autocast_apply(self.params_tree(), self.state_tree(),
                                                      *args, training=training, rng=rng,

@@ -40,6 +40,18 @@ class TensorSpec:
         return f"TensorSpec(shape={self.shape}, dtype={self.dtype!r}, name={self.name!r})"
 
 
+def _node_training(layer, training, node_training):
+    """A graph layer's training flag: the one its call was made with (Keras:
+    base(x, training=False)), else the model's; a model called eagerly without one (None)
+    leaves each layer its own default, as Keras resolves training=None: the augmentation
+    layers augment, Dropout and BatchNormalization infer (a nested model passes None on)."""
+    if node_training is not None:
+        return bool(node_training)
+    if training is not None:
+        return training
+    return None if getattr(layer, "is_functional", False) else layer.eager_training_default
+
+
 # Whether the graph being built redraws every layer's weights (kilnet.models.Model.build with a
 # seed) or only the missing ones; a nested model's init reads it.
 _REDRAW_ALL = contextvars.ContextVar("kilnet_redraw_all", default=False)
@@ -392,7 +404,7 @@ class Model(Layer):
             node_kwargs.update(_named_masks(layer, node, masks))
             out, new_state[layer.name] = layer.autocast_apply(  # the layer's dtype policy
                 params[layer.name], new_state[layer.name], *node_args,
-                training=training if node_training is None else bool(node_training),
+                training=_node_training(layer, training, node_training),
                 rng=None if rng is None else jax.random.fold_in(rng, position),
                 sample_mask=sample_mask, **node_kwargs)
             for tensor, value in zip(node.outputs, flatten(out)):
