@@ -143,7 +143,7 @@ def _layer_entry(layer) -> dict:
     elif registered is None:
         module = "keras"
     else:
-        module = type(layer).__module__
+        module = _user_module(type(layer))
     entry = {"module": module, "class_name": type(layer).__name__ if registered else
              spec["class_name"], "config": spec["config"], "registered_name": registered}
     shape = getattr(layer, "build_shape", None) if layer.built else None
@@ -159,7 +159,7 @@ def _keras_entry(entry, module, cls) -> dict:
     if "module" in entry:
         return entry
     registered = _registry.name_of(cls)
-    return {"module": module if registered is None else cls.__module__,
+    return {"module": module if registered is None else _user_module(cls),
             "class_name": cls.__name__, "config": entry["config"],
             "registered_name": registered}
 
@@ -172,7 +172,7 @@ def _function_entry(fn) -> dict:
                          f"Received: {fn!r}")
     registered = _registry.name_of(fn)
     if registered is not None:
-        return {"module": fn.__module__, "class_name": "function", "config": registered,
+        return {"module": _user_module(fn), "class_name": "function", "config": registered,
                 "registered_name": registered}
     for module in _FUNCTION_MODULES:
         if getattr(module, fn.__name__, None) is fn:
@@ -183,6 +183,12 @@ def _function_entry(fn) -> dict:
     raise ValueError(f"serialize_keras_object: the function {fn.__name__!r} is neither one of "
                      "kilnet's activations, losses or metrics nor registered; register it with "
                      f"@kilnet.saving.register_serializable(). Received: {fn!r}")
+
+
+def _user_module(obj):
+    """The module Keras writes for a class or function of yours: None for a script's own
+    (`__main__` could not be imported elsewhere), so the registered name finds it."""
+    return None if obj.__module__ == "__main__" else obj.__module__
 
 
 def serialize_layer(layer) -> dict:

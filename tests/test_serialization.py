@@ -210,3 +210,62 @@ def test_a_built_layers_build_config_is_keras_and_builds_it_again():
     assert layer.built and layer.kernel.shape == (3, 2)
     again = deserialize_keras_object(serialize_keras_object(ours))
     assert again.built and [v.shape for v in again.weights] == [(3, 2), (2,)]
+
+
+def _layer_returning_objects(lib):
+    """The serialization guide's layers whose get_config returns objects as they are (a
+    sub-layer, a regularizer), the same class for Keras and kilnet; defined as a script's."""
+    class Holder(lib.layers.Layer):
+        def __init__(self, first_layer, units=3, kernel_regularizer=None, **kwargs):
+            super().__init__(**kwargs)
+            self.first_layer, self.units = first_layer, units
+            self.kernel_regularizer = kernel_regularizer
+
+        def build(self, input_shape):
+            self.kernel = self.add_weight(shape=(self.first_layer.units, self.units), name="kernel",
+                                          initializer="ones",
+                                          regularizer=self.kernel_regularizer)
+
+        def call(self, inputs):
+            return lib.ops.matmul(self.first_layer(inputs), self.kernel)
+
+        def get_config(self):
+            return {**super().get_config(), "first_layer": self.first_layer,
+                    "units": self.units, "kernel_regularizer": self.kernel_regularizer}
+
+        @classmethod
+        def from_config(cls, config):
+            config = dict(config, first_layer=lib.layers.deserialize(config["first_layer"]))
+            return cls(**config)
+
+    Holder.__module__ = "__main__"
+    return lib.saving.register_keras_serializable(package=f"Held{lib.__name__}")(Holder)
+
+
+def test_objects_a_get_config_returns_are_written_as_keras_writes_them(tmp_path):
+    entries, models = {}, {}
+    for lib in (keras, kilnet):
+        holder = _layer_returning_objects(lib)(
+            lib.layers.Dense(4, name="first"), units=3, name="holder",
+            kernel_regularizer=lib.regularizers.L1L2(l1=0.01, l2=0.02))
+        inputs = lib.Input((5,))
+        models[lib] = lib.Model(inputs, holder(inputs))
+        entries[lib] = json.loads(json.dumps(lib.layers.serialize(holder)))
+    mine, theirs = entries[kilnet], entries[keras]
+    assert mine["module"] is None and theirs["module"] is None
+    for key in ("first_layer", "kernel_regularizer"):
+        assert {k: mine["config"][key][k] for k in ("module", "class_name")} == {
+            k: theirs["config"][key][k] for k in ("module", "class_name")}
+    assert mine["config"]["kernel_regularizer"]["config"] == {"l1": 0.01, "l2": 0.02}
+    model = models[kilnet]
+    again = kilnet.Model.from_config(json.loads(json.dumps(model.get_config())))
+    assert again.layers[1].first_layer.units == 4
+    x = np.random.default_rng(0).normal(size=(6, 5)).astype("float32")
+    model.save(tmp_path / "h.kilnet")
+    loaded = kilnet.models.load_model(tmp_path / "h.kilnet")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    loaded(x)
+    model(x)
+    penalty = 0.01 * 12 + 0.02 * 12   # the ones kernel, 4x3
+    np.testing.assert_allclose([float(v) for v in loaded.losses], [penalty], rtol=1e-6)
+    np.testing.assert_allclose([float(v) for v in model.losses], [penalty], rtol=1e-6)

@@ -95,11 +95,30 @@ def serialize(obj, *, build_config: bool = True) -> dict:
         >>> spec["class_name"], spec["config"]["units"]
         ('Dense', 3)
     """
-    spec = {"class_name": class_name(obj), "config": obj.get_config()}
+    spec = {"class_name": class_name(obj), "config": _plain_config(obj.get_config())}
     if (build_config and isinstance(obj, Model) and not obj.is_functional
             and not isinstance(obj, Sequential) and obj.built and obj.build_shape is not None):
         spec["build_config"] = {"input_shape": shape_to_json(obj.build_shape)}
     return spec
+
+
+def _plain_config(config: dict) -> dict:
+    """get_config()'s dict as JSON data: the objects a layer of yours returns in it (a layer,
+    a regularizer, an initializer...) become Keras's entries, as Keras writes them, and come
+    back to its from_config as those entries. Built-in configs are plain and pass unchanged."""
+    if _is_plain(config):
+        return config
+    return saving.serialize_keras_object(config)
+
+
+def _is_plain(value) -> bool:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(key, str) and _is_plain(item) for key, item in value.items())
+    return False
 
 
 def class_name(obj) -> str:
