@@ -85,6 +85,16 @@ class Layer:
     # add_weight(autocast=...)); BatchNormalization keeps float32 weights to compute its
     # statistics in float32 (autocast_apply).
     autocast_weights = True
+    # Whether your `layer.build(shape)` leaves the layer built, as a first call would (see
+    # _completing_build); a Model's build has its own meaning and keeps it.
+    completes_direct_build = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("build")
+        if (cls.completes_direct_build and own is not None
+                and not getattr(own, "completes_build", False)):
+            cls.build = _completing_build(own)
 
     def __init__(self, *, name: str | None = None, input_shape=None, dtype=None,
                  trainable: bool = True, batch_input_shape=None, input_dim=None,
@@ -253,7 +263,7 @@ class Layer:
             ((3, 2), (2,))
         """
         if self.is_pure and not self.built:
-            self.build_weights(utils.numpy_rng(utils.next_seed()), without_batch_axis(input_shape))
+            self.build_weights(_drawing_rng(), without_batch_axis(input_shape))
 
     def call(self, inputs, *args, **kwargs):
         """The computation (Keras's form), written with kilnet.ops."""
@@ -445,9 +455,7 @@ class Layer:
     def _build_inside_call(self, args, kwargs):
         """A sub-layer called for the first time while its parent is being built."""
         if not self.built:
-            rng = _scope.init_rng()
-            self.build_weights(utils.numpy_rng(int(rng.integers(2**31))),
-                               self.call_input_shape(args, kwargs),
+            self.build_weights(_drawing_rng(), self.call_input_shape(args, kwargs),
                                call_extras=_array_extras(args), call_keywords=kwargs)
         entry = [self.params_tree(), self.state_tree()]
         _scope.current().layers[id(self)] = entry
@@ -719,6 +727,27 @@ class Layer:
         out_shape = self._traced_output_shape(input_shape, init_rng=rng, call_extras=call_extras,
                                               call_keywords=call_keywords)
         return self.params_tree(), self.state_tree(), out_shape
+
+    def _build_called_directly(self, build, input_shape, args=(), kwargs=None) -> None:
+        """`layer.build(shape)` called by you on a Keras-form layer, as Keras's tutorials do:
+        your `build` makes the layer's weights; then, as a first call would, one trace of
+        `call` builds the sub-layers it calls that have no weights yet. The layer is then
+        built (Keras's `built` is True after build)."""
+        if self.built:
+            self.unbuild()  # build() again draws new weights, as a first build would
+        rng = _drawing_rng()
+        set_untracked(self, "in_build_hook", True)
+        try:
+            with _scope.opened(_scope.Scope(init_rng=rng)):
+                build(self, input_shape, *args, **(kwargs or {}))
+        finally:
+            set_untracked(self, "in_build_hook", False)
+        shape = without_batch_axis(input_shape)
+        if self._sublayers and not all(sub.built for sub in self._sublayers):
+            with jax.ensure_compile_time_eval():
+                self._traced_output_shape(shape, init_rng=rng)
+        self.built = True
+        self.build_shape = shape
 
     def _traced_output_shape(self, input_shape, init_rng=None, call_extras=(),
                              call_keywords=None):
@@ -1082,6 +1111,29 @@ class KernelLayer(ActivatedLayer):
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+def _completing_build(build):
+    """A Keras-form layer's own `build`, wrapped so that calling it yourself leaves the layer
+    built (Layer._build_called_directly); called by kilnet while making weights, or by a
+    subclass's super().build(), it runs as written."""
+    @functools.wraps(build)
+    def build_and_complete(self, input_shape=None, *args, **kwargs):
+        if self.is_pure or self.__dict__.get("in_build_hook"):
+            return build(self, input_shape, *args, **kwargs)
+        return self._build_called_directly(build, input_shape, args, kwargs)
+
+    build_and_complete.completes_build = True
+    return build_and_complete
+
+
+def _drawing_rng():
+    """The NumPy Generator new weights draw from: from the build under way (so a model's seed
+    decides a sub-layer built inside its parent's build), else from a new seed."""
+    rng = _scope.init_rng()
+    if rng is not None:
+        return utils.numpy_rng(int(rng.integers(2**31)))
+    return utils.numpy_rng(utils.next_seed())
+
+
 def set_untracked(obj, name, value):
     object.__setattr__(obj, name, value)
 

@@ -80,6 +80,9 @@ class Model(Layer):
         (2, 3)
     """
 
+    # A model's build(input_shape) makes every layer's weights itself (Model.build)
+    completes_direct_build = False
+
     def __init__(self, *args, **kwargs):
         inputs = kwargs.pop("inputs", args[0] if args else None)
         outputs = kwargs.pop("outputs", args[1] if len(args) > 1 else None)
