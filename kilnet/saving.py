@@ -674,7 +674,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
         _check_weights_list(info["weights"], tensors, filepath)
     spec = info["model"]
     model = _config.deserialize(spec, custom_objects, path=filepath, what="model",
-                                keys=frozenset({"class_name", "config", "build_config"}))
+                                keys=_config.SPEC_KEYS)
     if not isinstance(model, Model):
         raise ModelFileError(filepath, f"it describes a {type(model).__name__}, not a model.")
     # Built when saved (it has weights, or a training state): build it now, from the checked

@@ -147,7 +147,9 @@ def _layer_entry(layer) -> dict:
     entry = {"module": module, "class_name": type(layer).__name__ if registered else
              spec["class_name"], "config": spec["config"], "registered_name": registered}
     shape = getattr(layer, "build_shape", None) if layer.built else None
-    if shape is not None:
+    if "build_config" in spec:   # a layer of yours that keeps its own
+        entry["build_config"] = spec["build_config"]
+    elif shape is not None:
         # Keras's build_config holds the shape its build takes: batch axis first
         entry["build_config"] = {"input_shape": model_config.shape_to_json(
             with_batch_axis(shape))}
@@ -356,7 +358,11 @@ def _layer(config, custom):
     layer = model_config.deserialize(spec, custom, path=reader.path)
     build = config.get("build_config")
     shape = _keras_build_shape(build.get("input_shape")) if isinstance(build, dict) else None
-    if shape is not None and not layer.built and not getattr(layer, "is_functional", False):
+    if layer.built or getattr(layer, "is_functional", False) or not isinstance(build, dict):
+        return layer
+    if layer.keeps_own_build_config:
+        layer.build_from_config(dict(build))
+    elif shape is not None:
         layer.build(shape)
     return layer
 

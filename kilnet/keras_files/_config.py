@@ -136,7 +136,10 @@ def model_spec(entry, reader):
         return {"class_name": "Functional", "config": _functional(config, reader, where)}
     custom = reader.custom_class(entry)
     if custom is not None:
-        return {"class_name": custom, "config": config}
+        spec = {"class_name": custom, "config": config}
+        if isinstance(entry.get("build_config"), dict):   # for a build_from_config of yours
+            spec["build_config"] = entry["build_config"]
+        return spec
     reader.fail(where, f"its class {name!r:.100} is a subclassed model, whose code is not in "
                        "the file; pass the class as custom_objects={...} to load it.")
 
@@ -168,8 +171,7 @@ def _functional(config, reader, where):
         if not isinstance(entry, dict) or not isinstance(entry.get("inbound_nodes"), list):
             reader.fail(where, f"a layer entry is malformed: {entry!r:.200}")
         spec = layer_spec(entry, reader)
-        layers.append({"class_name": spec["class_name"], "name": entry.get("name"),
-                       "config": spec["config"],
+        layers.append({**spec, "name": entry.get("name"),
                        "inbound_nodes": [_node(n, reader, where) for n in entry["inbound_nodes"]]})
     return {"name": config.get("name"), "trainable": config.get("trainable", True),
             "layers": layers, "input_layers": config.get("input_layers"),
@@ -198,7 +200,10 @@ def layer_spec(entry, reader):
         return model_spec(entry, reader)
     custom = reader.custom_class(entry)
     if custom is not None:
-        return {"class_name": custom, "config": config}
+        spec = {"class_name": custom, "config": config}
+        if isinstance(entry.get("build_config"), dict):   # for a build_from_config of yours
+            spec["build_config"] = entry["build_config"]
+        return spec
     if name in REFUSED:
         reader.fail(where, f"{REFUSED[name]}.")
     if entry.get("module") in OPERATION_MODULES:

@@ -1071,6 +1071,46 @@ class Layer:
     def from_config(cls, config: dict):
         return cls(**config)
 
+    def get_build_config(self):
+        """What `build_from_config` needs to make the weights again (Keras's): the input shape
+        the layer was built for (or is called on in a model's graph), batch axis first; None
+        before either. A layer of yours
+        may add what its build needs beyond the shape (a vocabulary size found by `adapt`);
+        files then keep it and loading passes it to your `build_from_config`.
+
+        Example:
+            >>> import kilnet
+            >>> dense = kilnet.layers.Dense(2)
+            >>> dense.build((None, 3))
+            >>> dense.get_build_config()
+            {'input_shape': (None, 3)}
+        """
+        if self.build_shape is None:  # neither built nor placed in a model's graph
+            return None
+        return {"input_shape": with_batch_axis(self.build_shape)}
+
+    def build_from_config(self, config) -> None:
+        """Build the layer from what `get_build_config` returned (Keras's; default: build for
+        its "input_shape").
+
+        Example:
+            >>> import kilnet
+            >>> dense = kilnet.layers.Dense(2)
+            >>> dense.build_from_config({"input_shape": [None, 3]})
+            >>> dense.kernel.shape
+            (3, 2)
+        """
+        if config and config.get("input_shape") is not None:
+            self.build(config["input_shape"])
+
+    @property
+    def keeps_own_build_config(self) -> bool:
+        """Whether the layer's class writes or reads its own build configuration
+        (get_build_config or build_from_config of yours): model files then keep it."""
+        cls = type(self)
+        return (cls.get_build_config is not Layer.get_build_config
+                or cls.build_from_config is not Layer.build_from_config)
+
     def __repr__(self):
         args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.config_keys)
         return f"<{type(self).__name__} name={self.name!r}{', ' if args else ''}{args}>"

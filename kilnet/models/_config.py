@@ -65,6 +65,7 @@ SLICE = "__slice__"        # an index of x[...] (Keras's markers for both)
 ELLIPSIS = "__ellipsis__"
 FUNCTIONAL_KEYS = {"name", "trainable", "layers", "input_layers", "output_layers"}
 SEQUENTIAL_KEYS = {"name", "input_shape", "layers"}
+SPEC_KEYS = frozenset({"class_name", "config", "build_config"})   # a layer's or model's entry
 
 # The custom_objects of the deserialization under way, so that a registered class whose own
 # from_config deserializes a nested model (Model.from_config) sees them too.
@@ -96,7 +97,11 @@ def serialize(obj, *, build_config: bool = True) -> dict:
         ('Dense', 3)
     """
     spec = {"class_name": class_name(obj), "config": _plain_config(obj.get_config())}
-    if (build_config and isinstance(obj, Model) and not obj.is_functional
+    own_build_config = obj.get_build_config() if obj.keeps_own_build_config else None
+    if own_build_config is not None:
+        # what a layer of yours needs beyond its input shape, wherever it sits
+        spec["build_config"] = _plain_config(own_build_config)
+    elif (build_config and isinstance(obj, Model) and not obj.is_functional
             and not isinstance(obj, Sequential) and obj.built and obj.build_shape is not None):
         spec["build_config"] = {"input_shape": shape_to_json(obj.build_shape)}
     return spec
@@ -159,8 +164,7 @@ def _functional_config(model) -> dict:
         spec = serialize(layer, build_config=False)
         nodes = [_node_config(node, index) for node in layer.inbound_nodes
                  if id(node) in index and not node.is_input]
-        layers.append({"class_name": spec["class_name"], "name": layer.name,
-                       "config": spec["config"], "inbound_nodes": nodes})
+        layers.append({**spec, "name": layer.name, "inbound_nodes": nodes})
     return {"name": model.name, "trainable": model.trainable, "layers": layers,
             "input_layers": _structure_config(model.input, index),
             "output_layers": _structure_config(model.output, index)}
@@ -261,6 +265,7 @@ class _ObjectPlan:
     cls: type
     class_name: str
     config: dict
+    build_config: dict | None = None   # given to the class's own build_from_config
 
 
 @dataclass
@@ -341,11 +346,20 @@ def _spec_parts(spec, reader, keys, what="layer"):
     return spec["class_name"], spec["config"]
 
 
-def _plan(spec, reader, keys=frozenset({"class_name", "config"}), what="layer"):
+def _plan(spec, reader, keys=SPEC_KEYS, what="layer"):
     """The checked plan of a {"class_name", "config"} entry (see the module docstring)."""
     class_name, config = _spec_parts(spec, reader, keys, what)
     cls = _resolve(class_name, reader, what)
-    return _plan_class(cls, class_name, config, reader)
+    plan = _plan_class(cls, class_name, config, reader)
+    build_config = spec.get("build_config")
+    if isinstance(plan, _ObjectPlan) and build_config is not None and (
+            cls.get_build_config is not Layer.get_build_config
+            or cls.build_from_config is not Layer.build_from_config):
+        if not isinstance(build_config, dict):
+            reader.fail(f"the build configuration of a {class_name!r:.100} layer is not a "
+                        f"dict. Received: {build_config!r:.100}")
+        plan.build_config = build_config
+    return plan
 
 
 def _plan_class(cls, class_name, config, reader):
@@ -416,7 +430,7 @@ def _plan_functional(cls, config, reader):
 
 def _plan_graph_layer(entry, reader) -> _GraphLayer:
     keys = {"class_name", "config", "name", "inbound_nodes"}
-    if not isinstance(entry, dict) or set(entry) != keys:
+    if not isinstance(entry, dict) or not keys <= set(entry) <= keys | {"build_config"}:
         reader.fail(f"a layer of the Functional configuration is malformed: expected the keys "
                     f"{sorted(keys)}. Received: {entry!r:.200}")
     name, nodes = entry["name"], entry["inbound_nodes"]
@@ -425,7 +439,8 @@ def _plan_graph_layer(entry, reader) -> _GraphLayer:
                     f"{name!r:.100}.")
     if not isinstance(nodes, list):
         reader.fail(f"the inbound_nodes of layer {name!r} are not a list.")
-    layer_plan = _plan({"class_name": entry["class_name"], "config": entry["config"]}, reader)
+    layer_plan = _plan({k: v for k, v in entry.items() if k not in ("name", "inbound_nodes")},
+                       reader)
     is_input = isinstance(layer_plan, _ObjectPlan) and issubclass(layer_plan.cls, InputLayer)
     if is_input and nodes:
         reader.fail(f"the input layer {name!r} has inbound nodes; an input has none.")
@@ -573,6 +588,12 @@ def _build_object(item, reader):
     if not isinstance(obj, Layer):
         reader.fail(f"{item.class_name}.from_config returned {type(obj).__name__}, not a "
                     "kilnet layer.")
+    if item.build_config is not None:
+        try:
+            obj.build_from_config(dict(item.build_config))
+        except Exception as error:  # the class's own method: its traceback is kept
+            raise reader.error(f"{item.class_name}.build_from_config failed: "
+                               f"{type(error).__name__}: {error}") from error
     return obj
 
 
@@ -668,7 +689,7 @@ _TOO_DEEP = "the configuration's graph is chained or nested too deeply to rebuil
 
 # -- entry points --------------------------------------------------------------------------------
 def deserialize(spec, custom_objects=None, *, path="the configuration", what="layer",
-                keys=frozenset({"class_name", "config"})):
+                keys=SPEC_KEYS):
     """The layer or model that `serialize` described, made only from allowlisted classes.
 
     The whole configuration is checked first (bounds, class names, graph references), then the
@@ -802,7 +823,7 @@ def model_from_json(json_string, custom_objects=None):
     path = "the JSON string"
     spec = parse_json(json_string, path)
     model = deserialize(spec, custom_objects, path=path, what="model",
-                        keys=frozenset({"class_name", "config", "build_config"}))
+                        keys=SPEC_KEYS)
     if not isinstance(model, Model):
         raise ModelFileError(path, f"it describes a {type(model).__name__}, not a model.")
     build_from_config(model, spec.get("build_config"), path)
