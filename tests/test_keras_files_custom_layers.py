@@ -94,3 +94,34 @@ def test_checkpoint_of_a_trained_model_reloads(tmp_path):
     mine.fit(X, y, epochs=1, verbose=0)
     mine.load_weights(path)
     np.testing.assert_allclose(mine.predict(X, verbose=0), best, rtol=1e-6)
+
+
+def _registered_model(lib):
+    cls = lib.saving.register_keras_serializable(package="WholeFile")(encoder_class(lib))
+    inputs = lib.Input((6, 5))
+    return lib.Model(inputs, lib.layers.Dense(2, name="head")(cls(4, name="encoder")(inputs)))
+
+
+def test_a_whole_keras_file_with_a_registered_layer_of_yours_opens_in_keras(tmp_path):
+    """model.save("m.keras") with a layer class of yours registered on both sides (the same
+    code): Keras rebuilds the model from kilnet's file, weights and optimizer state."""
+    _registered_model(keras)   # registers Keras's copy of the class
+    mine = _registered_model(kilnet)
+    mine.compile(optimizer="adam", loss="mse")
+    mine.fit(X, np.ones((3, 6, 2), "float32"), epochs=2, verbose=0)
+    mine.save(tmp_path / "m.keras")
+    theirs = keras.models.load_model(tmp_path / "m.keras")
+    assert type(theirs.get_layer("encoder")).__name__ == "Encoder"
+    np.testing.assert_allclose(theirs.predict(X, verbose=0), mine.predict(X, verbose=0),
+                               rtol=1e-5, atol=1e-5)
+    assert int(theirs.optimizer.iterations) == 2
+    again = kilnet.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(again.predict(X, verbose=0), mine.predict(X, verbose=0))
+
+
+def test_an_unregistered_layer_of_yours_is_refused_with_the_fix(tmp_path):
+    mine = model_of(kilnet)
+    mine.build()
+    with pytest.raises(ValueError, match="not registered.*register_keras_serializable"):
+        mine.save(tmp_path / "m.keras")
+    assert not (tmp_path / "m.keras").exists()

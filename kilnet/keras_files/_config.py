@@ -18,8 +18,9 @@ import warnings
 
 from kilnet import initializers, saving
 from kilnet.errors import ModelFileError
-from kilnet.layers import (CELL_TYPES, LAYER_TYPES, RNN, Bidirectional, InputLayer, Pipeline,
-                           StackedRNNCells, Wrapper)
+from kilnet.layers import (CELL_TYPES, LAYER_TYPES, RNN, Bidirectional, InputLayer, Layer,
+                           Pipeline, StackedRNNCells, Wrapper)
+from kilnet.models import Model
 from kilnet.layers._application_layers import KERAS_MODULES as APPLICATION_MODULES
 from kilnet.layers._operation import OPERATIONS, OPS
 
@@ -355,7 +356,8 @@ def keras_model(spec, path):
         layers = []
         for e in config["layers"]:
             _refuse_fixed_training(e, path)
-            converted = keras_layer({"class_name": e["class_name"], "config": e["config"]}, path)
+            converted = keras_layer({k: v for k, v in e.items()
+                                     if k not in ("name", "inbound_nodes")}, path)
             nodes = e["inbound_nodes"]
             if e["class_name"] == "Operation":   # Keras writes an op's tuples (an index) as lists
                 nodes = _tuples_as_lists(nodes)
@@ -399,9 +401,7 @@ def keras_layer(spec, path):
     if name in MODEL_CLASSES or name == "Functional":
         return keras_model(spec, path)
     if name not in LAYER_TYPES and name not in CELL_TYPES:
-        raise ValueError(f"Cannot save {path} as a Keras file: its layer {config.get('name')!r}"
-                         f" is of the class {name!r}, which is yours, not Keras's. Save it "
-                         "with the extension .kilnet instead.")
+        return _keras_custom_layer(spec, path)
     if name == "Operation":
         return _keras_operation(config)
     if name == "Lambda":
@@ -432,6 +432,26 @@ def keras_layer(spec, path):
                 "registered_name": name}
     return {"module": "keras.layers", "class_name": name, "config": config,
             "registered_name": None}
+
+
+def _keras_custom_layer(spec, path):
+    """Keras's entry of a layer class of yours, registered under the name Keras's
+    registry finds it by ("package>Name"): Keras rebuilds it from your class, registered on
+    its side with the same code (`keras.saving.register_keras_serializable`)."""
+    name, config = spec["class_name"], spec["config"]
+    cls = saving.get_registered_object(name)
+    if not (isinstance(cls, type) and issubclass(cls, Layer)) or issubclass(cls, Model):
+        raise ValueError(f"Cannot save {path} as a Keras file: its layer "
+                         f"{config.get('name')!r} is of the class {name!r}, which is yours and "
+                         "not registered, so Keras could not find it when loading. Register it "
+                         "with @kilnet.saving.register_keras_serializable(package=...) (the "
+                         "same code registered with Keras loads it there), or save with the "
+                         "extension .kilnet.")
+    entry = {"module": None if cls.__module__ == "__main__" else cls.__module__,
+             "class_name": cls.__name__, "config": config, "registered_name": name}
+    if "build_config" in spec:
+        entry["build_config"] = spec["build_config"]
+    return entry
 
 
 def _keras_initializer(key, value, path):
