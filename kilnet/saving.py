@@ -775,7 +775,7 @@ def save_weights(model, filepath, *, overwrite=True):
                            what="the weights file", overwrite=overwrite)
 
 
-def load_weights(model, filepath):
+def load_weights(model, filepath, skip_mismatch=False):
     """Set the model's weights from a weights file or a model file. Arrays are matched by
     layer path; if the paths differ (other layer names), by Keras's weight order, with the
     owning layers' types and the shapes checked. An unbuilt model is built first.
@@ -783,6 +783,9 @@ def load_weights(model, filepath):
     Args:
         model: the model to set.
         filepath: a file written by save_weights or save.
+        skip_mismatch: as Keras's: set each layer whose weights the file holds (matched by
+            layer path) with the same shapes, keep the others as they are (a new head in
+            transfer learning) and name them in a warning.
 
     Returns:
         None.
@@ -809,14 +812,23 @@ def load_weights(model, filepath):
     filepath = os.fspath(filepath)
     from kilnet import keras_files
     if keras_files.is_keras_weights_path(filepath):
-        keras_files.load_keras_weights(model, filepath)
+        keras_files.load_keras_weights(model, filepath, skip_mismatch=skip_mismatch)
         return
     info, tensors, order, input_shape = _read_weights(filepath)
     if not model.built:
-        _precheck_for_weights(model, input_shape, tensors, filepath)
+        if not skip_mismatch:
+            _precheck_for_weights(model, input_shape, tensors, filepath)
         _build_for_weights(model, input_shape, filepath)
     mine = weight_entries(model)
     weights = {n: a for n, a in tensors.items() if n.split("/")[0] in _WEIGHT_KINDS}
+    if skip_mismatch:
+        by_layer = {}
+        for name, _, variable in mine:
+            by_layer.setdefault(name.split("/", 1)[1].rpartition("/")[0], []).append(
+                (name, variable))
+        set_matching_layers(by_layer, lambda name: getattr(weights.get(name), "shape", None),
+                            lambda name: weights[name], filepath)
+        return
     if {name for name, _, _ in mine} == set(weights):
         pairs = [(name, variable) for name, _, variable in mine]
     else:   # other layer names: Keras's weight order
@@ -841,6 +853,24 @@ def load_weights(model, filepath):
                                            f"{np.dtype(variable.dtype)}.")
     for name, variable in pairs:
         variable.assign(weights[name])
+
+
+def set_matching_layers(by_layer, shape_of, read, filepath):
+    """load_weights(skip_mismatch=True): set each layer of `by_layer` ({layer: [(array name,
+    Variable)]}) whose arrays the file holds with the same shapes (`shape_of(name)`: the shape,
+    None if absent; `read(name)`: the array); keep the others and name them in a warning."""
+    skipped = []
+    for layer, entries in by_layer.items():
+        if all(shape_of(name) is not None and tuple(shape_of(name)) == tuple(variable.shape)
+               for name, variable in entries):
+            for name, variable in entries:
+                variable.assign(read(name))
+        else:
+            skipped.append(layer)
+    if skipped:
+        warnings.warn(f"load_weights(skip_mismatch=True): {os.fspath(filepath)} holds no "
+                      f"weights of the same shapes for {len(skipped)} layer(s), which keep "
+                      f"their current weights: {skipped[:10]}", UserWarning, stacklevel=3)
 
 
 def _read_weights(filepath):

@@ -83,13 +83,15 @@ def model_from_keras_config(spec, path, custom_objects=None):
     return model
 
 
-def install_weights(model, weights, build_config=None):
+def install_weights(model, weights, build_config=None, skip_mismatch=False):
     """Build `model` and set its weights from an open Keras weights file, every dataset's
-    declared shape checked before it is read."""
+    declared shape checked before it is read; with `skip_mismatch` (Keras's), the layers whose
+    datasets are missing or of other shapes keep their weights (saving.set_matching_layers)."""
     path = weights.path
     if model.is_functional and not model.built:   # a built model's arrays exist already
-        saving.precheck_graph(model, (), _declared(model, "", (), weights), path)
-        _precheck.check_composites(model, "", weights)   # layers with sub-layers
+        if not skip_mismatch:
+            saving.precheck_graph(model, (), _declared(model, "", (), weights), path)
+            _precheck.check_composites(model, "", weights)   # layers with sub-layers
         model.build(seed=0)
     elif not model.built:
         shape = build_config.get("input_shape") if isinstance(build_config, dict) else None
@@ -100,6 +102,16 @@ def install_weights(model, weights, build_config=None):
         slots = _layout.model_slots(model)
     except _layout.LayoutError as error:
         raise ModelFileError(path, f"{error}.") from None
+    if skip_mismatch:
+        by_layer = {}
+        for h5, name, variable in slots:   # by kilnet's layer path, "params/<path>/<weight>"
+            by_layer.setdefault(name.split("/", 1)[1].rpartition("/")[0], []).append(
+                (h5, variable))
+        shapes = {h5: weights.shape_of(h5) for h5, _, _ in slots}
+        dtypes = {h5: np.dtype(variable.dtype) for h5, _, variable in slots}
+        saving.set_matching_layers(by_layer, shapes.get,
+                                   lambda h5: weights.read(h5, shapes[h5], dtypes[h5]), path)
+        return
     arrays = [weights.read(h5, variable.shape, np.dtype(variable.dtype))
               for h5, _, variable in slots]
     used = {h5 for h5, _, _ in slots}
@@ -270,7 +282,7 @@ def _name(spec):
     return spec.get("class_name") if isinstance(spec, dict) else spec
 
 
-def load_keras_weights(model, filepath):
+def load_keras_weights(model, filepath, skip_mismatch=False):
     """Set `model`'s weights from a Keras `.weights.h5` file (what `keras.Model.save_weights`
     writes), every dataset's shape checked before it is read; an unbuilt functional model is
     built first.
@@ -296,6 +308,10 @@ def load_keras_weights(model, filepath):
         data = f.read()
     with _h5.WeightsFile(data, path) as weights:
         if _legacy.is_legacy_weights_file(weights):   # Keras 2's save_weights("w.h5")
+            if skip_mismatch:
+                raise ValueError(f"load_weights(skip_mismatch=True) reads Keras 3 weights "
+                                 f"files; {path} is a Keras 2 file, matched by layer order. "
+                                 "Load it without skip_mismatch.")
             _legacy.install_weights_by_order(model, weights)
         else:
-            install_weights(model, weights)
+            install_weights(model, weights, skip_mismatch=skip_mismatch)

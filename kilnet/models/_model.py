@@ -815,11 +815,13 @@ class Model(Layer):
             return
         save_weights(self, filepath, overwrite=overwrite)
 
-    def load_weights(self, filepath) -> None:
+    def load_weights(self, filepath, skip_mismatch=False) -> None:
         """Set the weights from a file written by save_weights or save: by layer path, or by
-        Keras's weight order (types and shapes checked) when the layer names differ."""
+        Keras's weight order (types and shapes checked) when the layer names differ. With
+        `skip_mismatch=True` (Keras's), the layers the file has no weights of the same shapes
+        for keep theirs, named in a warning (see kilnet.saving.load_weights)."""
         from kilnet.saving import load_weights
-        load_weights(self, filepath)
+        load_weights(self, filepath, skip_mismatch=skip_mismatch)
 
 
 def _masks_of(structure, masks: dict):
