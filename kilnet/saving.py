@@ -295,8 +295,9 @@ def model_from_config(config, path="the configuration"):
     return _config.model_from_config(Sequential, config, path=path)
 
 
-def _compile_config(trainer):
-    """The compile arguments as allowlisted names and configs, or None (with a warning)."""
+def compile_config(trainer):
+    """The compile arguments as allowlisted names and configs, or None (with a warning): what
+    `.kilnet` files keep and `Model.get_compile_config` returns."""
     problems = []
 
     def spec(obj, types, what):
@@ -334,15 +335,16 @@ def _compile_config(trainer):
     if getattr(trainer, "loss_weights", None) is not None:
         config["loss_weights"] = trainer.loss_weights
     if problems:
-        warnings.warn("The model file is written without its compile configuration and "
-                      f"optimizer state ({'; '.join(problems)}); compile the loaded model "
-                      "again before training it.", stacklevel=4)
+        warnings.warn("The compile configuration cannot be written as data "
+                      f"({'; '.join(problems)}): a model file is written without it and its "
+                      "optimizer state, a clone_model copy is not compiled; compile the loaded "
+                      "model or the copy again before training it.", stacklevel=4)
         return None
     return config
 
 
 def _decode(value, types, what, path, names=False):
-    """The inverse of _compile_config's spec(): objects through the allowlist `types`."""
+    """The inverse of compile_config's spec(): objects through the allowlist `types`."""
     if value is None or (names and isinstance(value, str)):
         return value
     if isinstance(value, list):
@@ -385,7 +387,10 @@ def _loss_weights(value, path):
     raise ModelFileError(path, f"the loss weights {value!r:.100} are not numbers.")
 
 
-def _compile_from_config(model, config, training, path, prepare=True):
+def compile_from_config(model, config, training=None, path="the compile configuration",
+                        prepare=True):
+    """Compile `model` from what `compile_config` returned (objects only through kilnet's
+    allowlists); `training`: a file's training record (the seed, the fit calls), or None."""
     from kilnet.trainer import Trainer
 
     required = {"optimizer", "loss", "metrics", "on_nonfinite"}
@@ -572,7 +577,7 @@ def save_model(model, filepath, *, overwrite=True, include_optimizer=True):
         tensors, info["weights"] = _weight_tensors(model)
     trainer = model.compiled
     if trainer is not None and include_optimizer:
-        info["compile"] = _compile_config(trainer)
+        info["compile"] = compile_config(trainer)
         if info["compile"] is not None and trainer.state is not None:
             tensors.update(tree_to_tensors("opt", trainer.state.opt_state))
             tensors["train/rng"] = np.asarray(jax.device_get(trainer.state.rng))
@@ -685,7 +690,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     elif any(n.startswith("opt/") for n in tensors):
         raise ModelFileError(filepath, "it holds an optimizer state but no weights.")
     if compile and info["compile"] is not None:
-        trainer = _compile_from_config(model, info["compile"], info["training"], filepath,
+        trainer = compile_from_config(model, info["compile"], info["training"], filepath,
                                        prepare=built)
         opt = {n: a for n, a in tensors.items() if n.startswith("opt/")}
         opt = optimizers_lib.upgrade_saved_state(trainer.optimizer, opt)

@@ -193,3 +193,27 @@ def test_workflow_errors():
         model.fit(x, y, steps_per_execution=4)
     with pytest.raises(ValueError, match="samples of shape \\(4,\\) but the model expects"):
         model.fit(np.zeros((4, 4), np.float32), y)
+
+
+def test_clone_model_of_a_compiled_model_is_compiled_as_keras_s():
+    """Keras's clone_model compiles the copy from get_compile_config (a new optimizer of the
+    same settings), so the serialization guide's clone trains at once."""
+    keras = pytest.importorskip("keras")
+    x = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
+    y = np.ones((8, 1), "float32")
+    for lib in (keras, kilnet):
+        inputs = lib.Input((4,))
+        model = lib.Model(inputs, lib.layers.Dense(1)(inputs))
+        model.compile(optimizer=lib.optimizers.RMSprop(learning_rate=0.005), loss="mse",
+                      metrics=["mae"])
+        clone = lib.models.clone_model(model)
+        assert type(clone.optimizer).__name__ == "RMSprop"
+        assert clone.optimizer is not model.optimizer
+        assert float(clone.optimizer.learning_rate) == pytest.approx(0.005)
+        history = clone.fit(x, y, epochs=1, verbose=0).history
+        assert sorted(history) == ["loss", "mae"]
+    model = kilnet.Sequential([kilnet.Input((4,)), kilnet.layers.Dense(1)])
+    assert kilnet.models.clone_model(model).compiled is None   # not compiled: nor the clone
+    model.compile(optimizer="adam", loss=lambda t, p: kilnet.ops.mean((t - p) ** 2))
+    with pytest.warns(UserWarning, match="clone_model copy is not compiled"):
+        assert kilnet.models.clone_model(model).compiled is None

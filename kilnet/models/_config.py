@@ -846,7 +846,8 @@ def clone_model(model, input_tensors=None, clone_function=None):
 
     Returns:
         The new model (weights made by build() or the first fit, so they differ from the
-        original's until set with set_weights).
+        original's until set with set_weights), compiled as the original if it was, with a
+        new optimizer of the same settings.
 
     Example:
         >>> import kilnet
@@ -861,12 +862,17 @@ def clone_model(model, input_tensors=None, clone_function=None):
     """
     clone_function = clone_function or _clone_layer
     if isinstance(model, Sequential):
-        return _clone_sequential(model, input_tensors, clone_function)
-    if isinstance(model, Model) and model.is_functional:
-        return _clone_functional(model, input_tensors, clone_function)
-    if isinstance(model, Model):
-        return type(model).from_config(model.get_config())
-    raise TypeError(f"clone_model takes a kilnet model. Received: {type(model).__name__}")
+        clone = _clone_sequential(model, input_tensors, clone_function)
+    elif isinstance(model, Model) and model.is_functional:
+        clone = _clone_functional(model, input_tensors, clone_function)
+    elif isinstance(model, Model):
+        clone = type(model).from_config(model.get_config())
+    else:
+        raise TypeError(f"clone_model takes a kilnet model. Received: {type(model).__name__}")
+    compile_config = model.get_compile_config()
+    if compile_config is not None:   # compiled as the original, a new optimizer (Keras)
+        clone.compile_from_config(compile_config)
+    return clone
 
 
 def _clone_layer(layer):

@@ -552,6 +552,29 @@ class Model(Layer):
         self.compiled.steps_per_execution = steps_per_execution
         self.compiled.prepare()
 
+    def get_compile_config(self):
+        """The arguments of the last compile() as data (Keras's): the optimizer's and losses'
+        configurations, the metrics; None before compile(). `compile_from_config` compiles a
+        model again from it; clone_model and .kilnet files use it.
+
+        Example:
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(1)])
+            >>> model.compile(optimizer=kilnet.optimizers.SGD(0.1), loss="mse")
+            >>> twin = kilnet.models.clone_model(model)   # compiled as model is
+            >>> twin.compile_from_config(model.get_compile_config())
+            >>> type(twin.optimizer).__name__, float(twin.optimizer.learning_rate)
+            ('SGD', 0.1)
+        """
+        from kilnet import saving
+        return None if self.compiled is None else saving.compile_config(self.compiled)
+
+    def compile_from_config(self, config) -> None:
+        """compile() from what `get_compile_config` returned (Keras's), with a new optimizer
+        of the same settings."""
+        from kilnet import saving
+        saving.compile_from_config(self, config)
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The training loss of a batch, as Keras's `Model.compute_loss`: override it to train
         on your own loss (it runs inside the compiled step, so write it with kilnet.ops).
