@@ -43,6 +43,9 @@ class Scope:
     # the once-a-step terms (weight penalties) are kept apart in once_losses.
     loop: bool = False
     once_losses: list = field(default_factory=list)
+    # Whether weight penalties join `losses`: not in an eager call, whose layer.losses
+    # computes them from the current weights when read (as Keras's).
+    collect_penalties: bool = True
 
 
 def _stack() -> list:
@@ -133,6 +136,8 @@ def add_loss_once(key, value) -> bool:
         if root.parent is None:
             break
         root = root.parent
+    if not root.collect_penalties:
+        return True
     if key not in root.once:
         root.once.add(key)
         # Inside a loop's iteration the term is a value of the loop's trace: the loop returns

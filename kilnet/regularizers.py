@@ -205,6 +205,31 @@ def add_weight_penalties(regularized: dict, params: dict, owner) -> None:
             _scope.add_loss_once((id(owner), name), jnp.sum(regularizer(params[name])))
 
 
+def current_weight_penalties(layer) -> list:
+    """The weight-regularization part of Keras's `layer.losses`: each regularized trainable
+    weight's penalty from its current value, the layer's own weights first, then its
+    sub-layers' (a frozen layer's weights are not penalized, as in training).
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> dense = kilnet.layers.Dense(1, kernel_regularizer=kilnet.regularizers.L2(0.5))
+        >>> dense.build((None, 2))
+        >>> _ = dense.kernel.assign(np.full((2, 1), 2.0))
+        >>> [float(v) for v in current_weight_penalties(dense)]
+        [4.0]
+    """
+    found = []
+    if layer.trainable:
+        for path, kind, variable in layer.variable_paths():
+            regularizer = layer.regularizer_for(path[0]) if len(path) == 1 else None
+            if kind == "params" and regularizer is not None:
+                found.append(jnp.sum(regularizer(variable.value)))
+    for sub in layer.layers:
+        found.extend(current_weight_penalties(sub))
+    return found
+
+
 def activity_penalty(regularizer, outputs, sample_mask=None):
     """Keras's activity penalty of `outputs`: regularizer(outputs) / batch size, over the real
     samples only (`sample_mask`) when the batch is padded."""

@@ -433,3 +433,48 @@ def test_orthogonal_regularizer_refuses_bad_arguments(kwargs, match):
         regularizers.OrthogonalRegularizer(**kwargs)
     with pytest.raises(ValueError, match=r"rank-2.*Received: shape=\(3,\)"):
         regularizers.OrthogonalRegularizer()(np.ones(3))
+
+
+def test_layer_losses_follow_the_current_weights_as_keras_s():
+    """Keras computes layer.losses' weight penalties when read: after assign, after fit, and
+    none for a frozen layer; the add_loss terms are the last eager call's."""
+    keras = pytest.importorskip("keras")
+    x = np.random.default_rng(0).normal(size=(6, 3)).astype("float32")
+    found = {}
+    for lib in (keras, kilnet):
+        class Outer(lib.layers.Layer):
+            def __init__(self):
+                super().__init__()
+                self.dense = lib.layers.Dense(4, kernel_regularizer=lib.regularizers.L2(1e-3),
+                                              bias_regularizer=lib.regularizers.L1(0.1),
+                                              activity_regularizer=lib.regularizers.L1(0.01))
+
+            def call(self, inputs):
+                self.add_loss(lib.ops.mean(inputs) * 0 + 0.5)
+                return self.dense(inputs)
+
+        layer = Outer()
+        layer(x)
+        layer.dense.set_weights([np.full((3, 4), 0.2, "float32"), np.ones(4, "float32")])
+        layer(x)   # the add_loss and activity terms of this call, the same weights for both
+        start = [float(v) for v in layer.losses]
+        layer.dense.set_weights([np.full((3, 4), 0.5, "float32"), np.ones(4, "float32")])
+        assigned = [float(v) for v in layer.losses]
+        layer.dense.trainable = False
+        frozen = [float(v) for v in layer.losses]
+        found[lib] = start, assigned, frozen
+    (k_start, k_assigned, k_frozen), (m_start, m_assigned, m_frozen) = found[keras], found[kilnet]
+    assert len(m_start) == len(k_start) == 4   # add_loss, activity, kernel, bias
+    np.testing.assert_allclose(m_start, k_start, rtol=1e-6)
+    np.testing.assert_allclose(m_assigned, k_assigned, rtol=1e-6)
+    assert 1e-3 * 12 * 0.25 == pytest.approx(sorted(m_assigned)[0], rel=1e-6)
+    np.testing.assert_allclose(m_frozen, k_frozen, rtol=1e-6)
+    assert len(m_frozen) == 2
+
+    model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(
+        2, kernel_regularizer=kilnet.regularizers.L2(0.1))])
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, np.ones((6, 2)), epochs=3, verbose=0)
+    kernel = model.layers[0].kernel.numpy()
+    np.testing.assert_allclose([float(v) for v in model.losses],
+                               [0.1 * float((kernel ** 2).sum())], rtol=1e-5)

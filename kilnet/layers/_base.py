@@ -331,10 +331,25 @@ class Layer:
 
     @property
     def losses(self) -> list:
-        """The add_loss values of the last eager call (of this layer and its sub-layers)."""
+        """Keras's `layer.losses`: the add_loss values of the last eager call (this layer's,
+        then its sub-layers'), then the penalties of the regularized trainable weights,
+        computed from their current values (so they follow assign, set_weights and fit).
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> dense = kilnet.layers.Dense(2, kernel_regularizer=kilnet.regularizers.L1(0.1))
+            >>> dense.build((None, 3))
+            >>> _ = dense.kernel.assign(np.ones((3, 2)))
+            >>> [round(float(v), 4) for v in dense.losses]
+            [0.6]
+        """
+        return self._call_losses() + regularizers.current_weight_penalties(self)
+
+    def _call_losses(self) -> list:
         found = list(self._eager_losses)
         for sub in self._sublayers:
-            found.extend(sub.losses)
+            found.extend(sub._call_losses())
         return found
 
     # -- calling ---------------------------------------------------------------------------------
@@ -474,7 +489,7 @@ class Layer:
         # A functional model keeps None: each of its layers takes its own default (its graph)
         training = None if training is None else bool(training)
         self._eager_losses.clear()
-        scope = _scope.Scope(training=bool(training))
+        scope = _scope.Scope(training=bool(training), collect_penalties=False)
         rng = utils.raw_key(utils.next_seed()) if training or training is None else None
         with _scope.opened(scope):
             outputs, new_state = self.autocast_apply(self.params_tree(), self.state_tree(),
