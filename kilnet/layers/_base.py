@@ -404,8 +404,12 @@ class Layer:
             kwargs = dict(kwargs)
             kwargs.setdefault("training", bool(training))
         # A call may return one of its Variables (a running total it just assigned): as in
-        # Keras, the output is that Variable's current value.
-        return jax.tree.map(to_array, self.call(*args, **kwargs))
+        # Keras, the output is that Variable's current value, and an eager call returns the
+        # Variable itself (the subclassing guide's ComputeSum prints y.numpy()).
+        result = self.call(*args, **kwargs)
+        if isinstance(result, Variable):
+            set_untracked(self, "_returned_variable", result)
+        return jax.tree.map(to_array, result)
 
     def autocast_apply(self, params, state, *args, **kwargs):
         """`apply` under the layer's dtype policy (Keras's autocast), the one place where
@@ -489,6 +493,7 @@ class Layer:
         # A functional model keeps None: each of its layers takes its own default (its graph)
         training = None if training is None else bool(training)
         self._eager_losses.clear()
+        self.__dict__.pop("_returned_variable", None)
         scope = _scope.Scope(training=bool(training), collect_penalties=False)
         rng = utils.raw_key(utils.next_seed()) if training or training is None else None
         with _scope.opened(scope):
@@ -500,7 +505,8 @@ class Layer:
         # running total of yours; BatchNormalization changes its
         # statistics only in training.
         self.assign_state_tree(new_state)
-        return outputs
+        returned = self.__dict__.pop("_returned_variable", None)
+        return outputs if returned is None else returned
 
     def call_input_shape(self, args, kwargs):
         """The input shape(s) of a call, batch axis excluded: what the weights are built for
