@@ -565,3 +565,29 @@ def test_mixing_refuses_other_data_keys():
     data["bounding_boxes"] = np.zeros((2, 1, 4), np.float32)
     with pytest.raises(ValueError, match=r'must hold "images".*Received keys'):
         layers.MixUp()(data)
+
+
+def test_image_layers_take_one_unbatched_image_as_keras():
+    """Keras's image layers take one (height, width, channels) image (a map over single
+    images, `layer(image)`) and return it unbatched."""
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    keras = pytest.importorskip("keras")
+    image = np.random.default_rng(0).uniform(0, 255, (12, 10, 3)).astype("float32")
+    for make in (lambda lib: lib.layers.Resizing(6, 8), lambda lib: lib.layers.CenterCrop(5, 4)):
+        np.testing.assert_allclose(np.asarray(make(kilnet)(image)),
+                                   np.asarray(make(keras)(image)), rtol=1e-5, atol=1e-3)
+    for name in ("RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast",
+                 "RandomBrightness", "RandomCrop"):
+        args = {"RandomTranslation": (0.1, 0.1), "RandomCrop": (6, 6)}.get(name, (0.2,))
+        mine = getattr(kilnet.layers, name)(*args)(image)
+        assert mine.shape == getattr(keras.layers, name)(*args)(image).shape, name
+    flip = kilnet.layers.RandomFlip("horizontal")
+    seen = set()
+    for _ in range(12):   # each draw: the image as it is or mirrored left-right
+        out = np.asarray(flip(image))
+        same, mirrored = np.array_equal(out, image), np.array_equal(out, image[:, ::-1])
+        assert same or mirrored
+        seen.add(mirrored)
+    assert seen == {True, False}
+    np.testing.assert_array_equal(np.asarray(flip(image, training=False)), image)

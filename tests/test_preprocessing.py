@@ -465,7 +465,7 @@ def test_bad_inputs_are_refused_clearly():
     with pytest.raises(ValueError, match=r"expects \(height, width, channels\) images"):
         kilnet.Sequential([kilnet.Input(shape=(8, 8)), layers.RandomFlip()])
     with pytest.raises(ValueError, match=r"expects \(height, width, channels\)"):
-        layers.Resizing(2, 2)(np.zeros((1, 4, 4), np.float32))
+        layers.Resizing(2, 2)(np.zeros((4, 4), np.float32))   # rank 3 is one image, as Keras
     with pytest.raises(ValueError, match=r"cannot keep the batch axis"):
         layers.Normalization(axis=0).adapt(np.zeros((4, 3)))
     with pytest.raises(ValueError, match=r"out of range"):

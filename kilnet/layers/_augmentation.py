@@ -26,14 +26,14 @@ import jax.numpy as jnp
 
 from kilnet.layers._base import Layer
 from kilnet.ops import image as image_ops
-from kilnet.layers._preprocessing import (as_float, as_size, check_channels_last,
+from kilnet.layers._preprocessing import (TakesOneImage, as_float, as_size, check_channels_last,
                                           check_image_shape)
 
 _FILL_MODES = ("reflect", "wrap", "constant", "nearest")
 _INTERPOLATIONS = {"nearest": 0, "bilinear": 1}   # map_coordinates' spline order
 
 
-class RandomImageLayer(Layer):
+class RandomImageLayer(TakesOneImage, Layer):
     """Shared by the augmentation layers: argument checks, the training switch, and one
     random key per image (subclasses write `augment`).
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from kilnet import config
 from kilnet.layers._base import Layer
+from kilnet.layers._node import KerasTensor
 from kilnet.ops import image
 
 # Keras divides by max(sqrt(variance), epsilon) with its backend epsilon, so a constant feature
@@ -292,6 +293,25 @@ def as_size(value, argument: str) -> int:
     return int(value)
 
 
+class TakesOneImage:
+    """Mixed into the image layers: called on one unbatched (height, width, channels) image
+    (`layer(image)`, a map over single images), the layer runs it as a batch of one and
+    returns it unbatched, as Keras's image layers do.
+
+    Example:
+        >>> import numpy as np
+        >>> from kilnet import layers
+        >>> layers.Resizing(4, 6)(np.zeros((8, 8, 3), np.float32)).shape
+        (4, 6, 3)
+    """
+
+    def __call__(self, *args, **kwargs):
+        first = args[0] if args else None
+        if getattr(first, "ndim", None) == 3 and not isinstance(first, KerasTensor):
+            return super().__call__(first[None], *args[1:], **kwargs)[0]
+        return super().__call__(*args, **kwargs)
+
+
 def check_image_shape(layer, input_shape):
     if len(input_shape) != 3:
         raise ValueError(f"{type(layer).__name__} expects (height, width, channels) images. "
@@ -303,7 +323,7 @@ def as_float(x):
     return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
 
 
-class Resizing(Layer):
+class Resizing(TakesOneImage, Layer):
     """Resizes images (height, width, channels) to (height, width), as `keras.layers.Resizing`.
 
     Args:
@@ -366,7 +386,7 @@ class Resizing(Layer):
                             self.pad_to_aspect_ratio, self.fill_mode, self.fill_value), state
 
 
-class CenterCrop(Layer):
+class CenterCrop(TakesOneImage, Layer):
     """Crops the center (height, width) of images, as `keras.layers.CenterCrop`.
 
     An image smaller than the crop on either side is instead cropped to the target aspect
