@@ -622,3 +622,54 @@ def test_a_layer_of_yours_takes_a_tuple_of_tensors_in_a_functional_model():
     np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
     model.compile(optimizer="sgd", loss="mse")
     model.fit(x, np.zeros((3, 2), np.float32), epochs=1, verbose=0)
+
+
+# -- weights made in __init__ (Keras's subclassing guide: Linear(units, input_dim)) ----------------
+
+def _init_weight_layers(lib):
+    class Linear(lib.layers.Layer):
+        def __init__(self, units=32, input_dim=32):
+            super().__init__()
+            self.w = self.add_weight(shape=(input_dim, units), initializer="random_normal",
+                                     trainable=True)
+            self.b = self.add_weight(shape=(units,), initializer="zeros", trainable=True)
+
+        def call(self, inputs):
+            return lib.ops.matmul(inputs, self.w) + self.b
+
+    class ComputeSum(lib.layers.Layer):
+        def __init__(self, input_dim):
+            super().__init__()
+            self.total = self.add_weight(initializer="zeros", shape=(input_dim,),
+                                         trainable=False)
+
+        def call(self, inputs):
+            self.total.assign_add(lib.ops.sum(inputs, axis=0))
+            return inputs + self.total
+
+    return Linear, ComputeSum
+
+
+def test_weights_made_in_init_work_in_sequential_and_functional_models_as_keras():
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    keras = pytest.importorskip("keras")
+    x = np.random.default_rng(1).normal(size=(8, 3)).astype(np.float32)
+    y = np.random.default_rng(2).normal(size=(8, 4)).astype(np.float32)
+    results = {}
+    for lib in (keras, kilnet):
+        linear_cls, sum_cls = _init_weight_layers(lib)
+        linear = linear_cls(4, 3)
+        linear.set_weights([np.full((3, 4), 0.3, np.float32), np.zeros(4, np.float32)])
+        model = lib.Sequential([lib.Input((3,)), linear])
+        assert [tuple(w.shape) for w in model.weights] == [(3, 4), (4,)]
+        model.compile(optimizer=lib.optimizers.SGD(0.1), loss="mse")
+        losses = model.fit(x, y, batch_size=4, epochs=3, shuffle=False, verbose=0)
+        inputs = lib.Input((3,))
+        summed = lib.Model(inputs, sum_cls(3)(inputs))
+        results[lib] = (losses.history["loss"], model.get_weights(),
+                        summed.predict(x[:2], verbose=0))
+    np.testing.assert_allclose(results[kilnet][0], results[keras][0], rtol=1e-5)
+    for mine, theirs in zip(results[kilnet][1], results[keras][1]):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(results[kilnet][2], results[keras][2], rtol=1e-6)

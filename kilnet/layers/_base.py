@@ -308,6 +308,12 @@ class Layer:
         value = _initial_value(initializer, rng, shape)
         variable = Variable(value, name=name, trainable=trainable, constraint=constraint)
         self._track_variable(variable)
+        if not self.__dict__.get("in_build_hook"):
+            # made in __init__ (the subclassing guide's Linear): no build makes it again, so
+            # forgetting the weights (unbuild) keeps it
+            if "_weights_made_in_init" not in self.__dict__:
+                set_untracked(self, "_weights_made_in_init", set())
+            self._weights_made_in_init.add(id(variable))
         if not autocast:  # kept in float32 when the layer computes in 16 bits (Keras)
             if "_uncast_weights" not in self.__dict__:
                 set_untracked(self, "_uncast_weights", set())
@@ -844,12 +850,15 @@ class Layer:
         for sub in self._sublayers:
             if id(sub) not in keep:
                 sub.unbuild(keep)
+        made_in_init = self.__dict__.get("_weights_made_in_init", set())
         for v in self._trainable_vars + self._non_trainable_vars:
             v.release()
-        for name in [n for n, v in vars(self).items() if isinstance(v, Variable)]:
+        for name in [n for n, v in vars(self).items()
+                     if isinstance(v, Variable) and id(v) not in made_in_init]:
             object.__delattr__(self, name)
-        self._trainable_vars.clear()
-        self._non_trainable_vars.clear()
+        self._trainable_vars[:] = [v for v in self._trainable_vars if id(v) in made_in_init]
+        self._non_trainable_vars[:] = [v for v in self._non_trainable_vars
+                                       if id(v) in made_in_init]
         self.built = False
 
     # -- the weights -----------------------------------------------------------------------------
