@@ -85,16 +85,23 @@ class Layer:
     # add_weight(autocast=...)); BatchNormalization keeps float32 weights to compute its
     # statistics in float32 (autocast_apply).
     autocast_weights = True
-    # Whether your `layer.build(shape)` leaves the layer built, as a first call would (see
-    # _completing_build); a Model's build has its own meaning and keeps it.
-    completes_direct_build = True
+    # Whether a subclass's own build and call get the Keras-form handling below: your
+    # `layer.build(shape)` leaves the layer built (_completing_build), your call() on a
+    # built-in layer's subclass is what runs (_apply_through_call). A Model does both itself.
+    keras_form_hooks = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if not cls.keras_form_hooks:
+            return
         own = cls.__dict__.get("build")
-        if (cls.completes_direct_build and own is not None
-                and not getattr(own, "completes_build", False)):
+        if own is not None and not getattr(own, "completes_build", False):
             cls.build = _completing_build(own)
+        if ("call" in cls.__dict__ and "apply" not in cls.__dict__
+                and cls.apply is not Layer.apply and not hasattr(cls.apply, "built_in_apply")):
+            cls.apply = _apply_through_call(cls.apply)
+            if "compute_call_output_shape" not in cls.__dict__:
+                cls.compute_call_output_shape = _traced_call_output_shape
 
     def __init__(self, *, name: str | None = None, input_shape=None, dtype=None,
                  trainable: bool = True, batch_input_shape=None, input_dim=None,
@@ -191,14 +198,21 @@ class Layer:
                                       + self._non_trainable_vars})
                     self._sublayers.append(item)
                 elif isinstance(item, Variable):
-                    self._track_variable(item)
+                    self._track_variable(item, yours=True)
         object.__setattr__(self, name, value)
 
-    def _track_variable(self, variable: Variable):
+    def _track_variable(self, variable: Variable, yours: bool = False):
+        """Keep `variable` among the layer's weights. `yours`: made by your code (add_weight,
+        a Variable kept as an attribute); one made outside build (in __init__, the
+        subclassing guide's Linear) is made by no build again, so unbuild keeps it."""
         if any(variable is v for v in self._trainable_vars + self._non_trainable_vars):
             return
         (self._trainable_vars if variable.trainable else self._non_trainable_vars).append(
             variable)
+        if yours and not self.__dict__.get("in_build_hook"):
+            if "_weights_made_in_init" not in self.__dict__:
+                set_untracked(self, "_weights_made_in_init", set())
+            self._weights_made_in_init.add(id(variable))
 
     # -- what the pure form implements ---------------------------------------------------------
     @property
@@ -266,10 +280,36 @@ class Layer:
             self.build_weights(_drawing_rng(), without_batch_axis(input_shape))
 
     def call(self, inputs, *args, **kwargs):
-        """The computation (Keras's form), written with kilnet.ops."""
+        """The computation (Keras's form), written with kilnet.ops. On kilnet's own layers it
+        runs their built-in computation, so a subclass's call can use super().call(inputs)."""
+        built_in = getattr(type(self).apply, "built_in_apply", None)
+        if built_in is not None:
+            return self._built_in_call(built_in, inputs, *args, **kwargs)
         raise NotImplementedError(
             f"{type(self).__name__} defines neither call(self, inputs) (Keras's form) nor "
             "init/apply (kilnet's form): implement call() to say what the layer computes.")
+
+    def _built_in_call(self, built_in_apply, inputs, *args, **kwargs):
+        """super().call(inputs) in a built-in layer's subclass: the built-in computation on
+        the weights bound in the running call; its new state (a BatchNormalization's
+        statistics) is assigned as a call's assign would."""
+        params = {v.name: to_array(v) for v in self._trainable_vars}
+        state = {v.name: to_array(v) for v in self._non_trainable_vars}
+        for sub in self._sublayers:
+            params[sub.name], state[sub.name] = _scope.layer_entry(sub) or (
+                sub.params_tree(), sub.state_tree())
+        kwargs.pop("training", None)
+        outputs, new_state = built_in_apply(
+            self, params, state, inputs, *args, training=_scope.training_flag(),
+            rng=_scope.next_rng(), sample_mask=_scope.sample_mask(), **kwargs)
+        for v in self._non_trainable_vars:
+            if v.name in new_state:
+                v.assign(new_state[v.name])
+        for sub in self._sublayers:
+            entry = _scope.layer_entry(sub)
+            if entry is not None and sub.name in new_state:
+                entry[1] = new_state[sub.name]
+        return outputs
 
     def add_weight(self, shape=None, initializer=None, dtype=None, trainable=True,
                    name=None, regularizer=None, constraint=None, autocast=True,
@@ -307,13 +347,7 @@ class Layer:
         rng = _scope.init_rng() or utils.numpy_rng(utils.next_seed())
         value = _initial_value(initializer, rng, shape)
         variable = Variable(value, name=name, trainable=trainable, constraint=constraint)
-        self._track_variable(variable)
-        if not self.__dict__.get("in_build_hook"):
-            # made in __init__ (the subclassing guide's Linear): no build makes it again, so
-            # forgetting the weights (unbuild) keeps it
-            if "_weights_made_in_init" not in self.__dict__:
-                set_untracked(self, "_weights_made_in_init", set())
-            self._weights_made_in_init.add(id(variable))
+        self._track_variable(variable, yours=True)
         if not autocast:  # kept in float32 when the layer computes in 16 bits (Keras)
             if "_uncast_weights" not in self.__dict__:
                 set_untracked(self, "_uncast_weights", set())
@@ -1193,6 +1227,26 @@ def _completing_build(build):
 
     build_and_complete.completes_build = True
     return build_and_complete
+
+
+def _apply_through_call(built_in_apply):
+    """The apply of a built-in layer's subclass that overrides call (the saving guide's
+    Dense subclass): your call runs, with the weights bound as in any Keras-form layer, and
+    its super().call(inputs) runs `built_in_apply` (Layer._built_in_call)."""
+    def apply_your_call(self, params, state, *args, **kwargs):
+        return Layer.apply(self, params, state, *args, **kwargs)
+
+    apply_your_call.built_in_apply = built_in_apply
+    return apply_your_call
+
+
+def _traced_call_output_shape(self, input_shape, kwargs):
+    """The output shape of your call, traced (a built-in layer's own shape rule does not know
+    what your call returns): on the layer's weights, or on a throwaway build's."""
+    keywords = {k: v for k, v in kwargs.items() if k != "training"}
+    if self.built:
+        return self._traced_output_shape(input_shape, call_keywords=keywords)
+    return self._trial_output_shape(input_shape, keywords)
 
 
 def _drawing_rng():
