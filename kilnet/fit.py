@@ -672,6 +672,21 @@ def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False,
     if verbose:
         progress.steps = total or done
         progress.epoch_end(0, logs, steps_done=done)
+    return keras_results(model, logs, return_dict)
+
+
+def keras_results(model, logs, return_dict=False):
+    """The results of evaluate / test_on_batch / train_on_batch as Keras gives them: the logs
+    dict with return_dict, else their values in Keras's order (model.metrics_names), one
+    value as a float.
+
+    Example:
+        >>> import kilnet
+        >>> model = kilnet.Sequential([kilnet.Input((2,)), kilnet.layers.Dense(1)])
+        >>> model.compile(loss="mse", metrics=["mae"])
+        >>> keras_results(model, {"mae": 0.5, "loss": 0.25})
+        [0.25, 0.5]
+    """
     if return_dict:
         return logs
     values = [logs[name] for name in model.metrics_names if name in logs]

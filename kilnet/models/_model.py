@@ -80,8 +80,9 @@ class Model(Layer):
         (2, 3)
     """
 
-    # A model's build(input_shape) makes every layer's weights itself (Model.build)
-    completes_direct_build = False
+    # A model's build(input_shape) makes every layer's weights itself (Model.build), and its
+    # call is its own (not a built-in layer's override)
+    keras_form_hooks = False
 
     def __init__(self, *args, **kwargs):
         inputs = kwargs.pop("inputs", args[0] if args else None)
@@ -754,6 +755,44 @@ class Model(Layer):
         return predict(self, x, batch_size=batch_size, verbose=verbose, steps=steps,
                        callbacks=callbacks)
 
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
+                       return_dict=False):
+        """One training step on one batch (Keras's): this batch's loss (a float), or with
+        metrics a list in Keras's order, or a dict with return_dict=True. The step runs
+        through fit's compiled program, compiled once per batch size; `model.history` is
+        left as the last fit() made it.
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(
+            ...     1, kernel_initializer="ones")])
+            >>> model.compile(optimizer=kilnet.optimizers.SGD(0.1), loss="mse", metrics=["mae"])
+            >>> model.train_on_batch(np.ones((4, 3)), np.zeros((4, 1)))
+            [9.0, 3.0]
+            >>> round(model.test_on_batch(np.ones((4, 3)), np.zeros((4, 1)), return_dict=True)
+            ...       ["mae"], 4)
+            0.6
+            >>> [round(float(v), 4) for v in model.predict_on_batch(np.ones((1, 3)))[0]]
+            [0.6]
+        """
+        from kilnet.fit import keras_results
+        before = self.history
+        history = self.fit(x, y, batch_size=_batch_length(x, "x"), epochs=1, verbose=0,
+                           shuffle=False, sample_weight=sample_weight, class_weight=class_weight)
+        object.__setattr__(self, "history", before)
+        logs = {name: values[-1] for name, values in history.history.items()}
+        return keras_results(self, logs, return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        """The loss and metrics on one batch (Keras's), as evaluate gives them."""
+        return self.evaluate(x, y, batch_size=_batch_length(x, "x"), verbose=0,
+                             sample_weight=sample_weight, return_dict=return_dict)
+
+    def predict_on_batch(self, x):
+        """The outputs for one batch (Keras's), as NumPy arrays."""
+        return self.predict(x, batch_size=_batch_length(x, "x"), verbose=0)
+
     def summary(self, print_fn=None, **kwargs) -> None:
         """Print the layers, their output shapes and parameter counts (and compile report);
         Keras's options (line_length, expand_nested, show_trainable, ...) as kilnet.summary.
@@ -845,6 +884,15 @@ class Model(Layer):
         for keep theirs, named in a warning (see kilnet.saving.load_weights)."""
         from kilnet.saving import load_weights
         load_weights(self, filepath, skip_mismatch=skip_mismatch)
+
+
+def _batch_length(data, argument: str) -> int:
+    """The number of samples in one batch of arrays (a list or dict of them too)."""
+    leaves = jax.tree.leaves(data) if isinstance(data, (dict, list, tuple)) else [data]
+    if not leaves or not hasattr(leaves[0], "__len__"):
+        raise ValueError(f"{argument} must be a batch of arrays (samples on the first axis). "
+                         f"Received: {argument}={data!r:.100}")
+    return max(len(leaves[0]), 1)
 
 
 def _masks_of(structure, masks: dict):
