@@ -218,6 +218,7 @@ def _arrays_for_fit(model, trainer, x, y, *, seed, batch_size, epochs, validatio
         validation_split=validation_split, validation_data=val_lists,
         initial_epoch=initial_epoch, verbose=verbose)
     trainer.resolve_accuracy([y.shape for y in ys])
+    trainer.note_labels(len(ys))
     # Labels against the built model's output shapes: before any program is compiled.
     validation.check_targets(model, trainer.objective, ys, None if val is None else val[1],
                              y_names=y_names)
@@ -654,6 +655,7 @@ def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False,
             y_names=y_names, batch_size=batch_size)
         validation.check_targets(model, trainer.objective, ys, y_names=y_names, job="evaluate")
         trainer.resolve_accuracy([labels.shape for labels in ys])
+        trainer.note_labels(len(ys))
         weights = validation.sample_weights(trainer.objective, ys, sample_weight, None)
         if weights is not None:
             ys = ys + [weights]

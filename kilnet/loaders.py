@@ -486,6 +486,8 @@ class BatchReader:
         self.warned = True
         weights = validation.sample_weights(self.objective, ys, weight, self.class_weight,
                                             f"sample_weight (batch {index})")
+        if self.model.compiled is not None:
+            self.model.compiled.note_labels(len(ys))
         return xs, ys + ([weights] if weights is not None else [])
 
     def _needs_y(self):

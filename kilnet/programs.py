@@ -280,7 +280,7 @@ def custom_train_step(spec: StepSpec, state: TrainState, xb, yb, mask, epoch, st
     key = jax.random.fold_in(jax.random.fold_in(state.rng, epoch), step)
     lists = adapter.to_lists(state, state.sums["metric_vars"])
     with _scope.opened(_scope.Scope(training=True, rng=key, sample_mask=mask)):
-        logs, new_lists = spec.model.train_step(lists, (xb, yb))
+        logs, new_lists = spec.model.train_step(lists, adapter.batch_data(xb, yb))
     logs = {name: jnp.asarray(logs[name], jnp.float32) for name in adapter.log_names}
     candidate = adapter.from_lists(state, new_lists)
     finite = _all_finite((candidate.params, candidate.model_state, candidate.opt_state, logs))
@@ -390,7 +390,7 @@ def custom_eval_chunk(spec, batch_size, sums, state, x, y, order, valid, base, s
         trainable, non_trainable, _, metric_vars = adapter.to_lists(state, sums["metric_vars"])
         with _scope.opened(_scope.Scope(training=False, sample_mask=mask)):
             logs, new_lists = spec.model.test_step(
-                (trainable, non_trainable, metric_vars), (xb, yb))
+                (trainable, non_trainable, metric_vars), adapter.batch_data(xb, yb))
         return {"metric_vars": list(new_lists[2]),
                 "logs": {name: jnp.asarray(logs[name], jnp.float32)
                          for name in adapter.test_log_names},
@@ -437,7 +437,8 @@ def predict_chunk(spec, batch_size, outputs, params, model_state, x, order, vali
 def custom_predict_chunk(spec, batch_size, outputs, state, x, order, valid, base, start,
                          stop):
     """Batches start..stop through the model's own predict_step(state, data) in Keras's JAX
-    form: state is (trainable, non-trainable variables) as lists, data is (x,); it returns
+    form: state is (trainable, non-trainable variables) as lists, data is x as Keras gives it
+    (KerasState.batch_data); it returns
     (outputs, non-trainable variables). `outputs` holds one buffer per leaf of what it
     returns (kilnet.trainer.KerasState.predict_structure)."""
     adapter = spec.keras_steps
@@ -448,7 +449,7 @@ def custom_predict_chunk(spec, batch_size, outputs, state, x, order, valid, base
         xb, mask = _shard(spec, xb, valid[positions])
         trainable, non_trainable, _, _ = adapter.to_lists(state, [])
         with _scope.opened(_scope.Scope(training=False, sample_mask=mask)):
-            y, _ = spec.model.predict_step((trainable, non_trainable), (xb,))
+            y, _ = spec.model.predict_step((trainable, non_trainable), adapter.batch_data(xb))
         start = (i - base) * batch_size
         return tuple(lax.dynamic_update_slice_in_dim(out, value.astype(out.dtype), start, axis=0)
                      for out, value in zip(outputs, jax.tree.leaves(y)))

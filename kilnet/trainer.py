@@ -104,6 +104,7 @@ class Trainer:
                                              self.metric_ids,
                                              weighted_metrics=self.weighted_metric_ids,
                                              custom_loss=custom_loss)
+        self.labels_in_batch = None   # see note_labels
         keras_state = KerasState(self)   # the lists a model's own steps receive
         own_eval = model.overrides_test_step or model.overrides_predict_step
         return programs.StepSpec(model=model, objective=self.objective, tx=self.tx,
@@ -224,6 +225,15 @@ class Trainer:
         """The model's whole params tree (trained and frozen weights)."""
         return programs.model_params(self.state)
 
+    def note_labels(self, count: int) -> None:
+        """How many label arrays the batches fit / evaluate pack hold (a sample weight may
+        follow them): the model's own steps get Keras's (x, y, sample_weight) from it
+        (KerasState.batch_data), and the programs are compiled per count."""
+        self.labels_in_batch = count
+        for adapter in (self.spec.custom_step, self.spec.keras_steps):
+            if adapter is not None:
+                adapter.labels_in_batch = count
+
     def resolve_accuracy(self, label_shapes):
         """Keras resolves "accuracy" from the labels' shape, known only at fit/evaluate: redo
         the resolution with it (one-hot labels with an mse loss mean categorical accuracy)."""
@@ -244,7 +254,7 @@ class Trainer:
             custom.discover_logs(batch_size, args[1], args[2])
             self.state = self.state._replace(sums=programs.zero_sums(self.spec))
             args = (self.state,) + tuple(args[1:])
-        key = (kind, batch_size) + tuple(
+        key = (kind, batch_size, self.labels_in_batch) + tuple(
             (a.shape, str(a.dtype)) for a in jax.tree.leaves(args) if hasattr(a, "shape"))
         if key not in self._programs:
             fn, donate = {
@@ -354,6 +364,20 @@ class KerasState:
         self.trainer = trainer
         self.log_names = None   # what the train_step logs, found when it is first traced
         self.test_log_names = None   # what the test_step logs, likewise
+        # How many of a batch's label arrays are labels (a sample weight may follow them):
+        # told by fit / evaluate when they pack the data (Trainer.note_labels)
+        self.labels_in_batch = None
+
+    def batch_data(self, xb, yb=None):
+        """A batch as Keras hands it to a model's own train_step / test_step / predict_step
+        (its pack_x_y_sample_weight): x alone (several inputs as (x,)), (x, y), or (x, y,
+        sample_weight). The VAE and GAN examples read `data` as the images when fit has no
+        labels."""
+        arrays = [] if yb is None else structure.unpack(yb)
+        count = len(arrays) if self.labels_in_batch is None else self.labels_in_batch
+        y = structure.pack(arrays[:count]) if arrays[:count] else None
+        weight = arrays[count] if len(arrays) > count else None
+        return utils.pack_x_y_sample_weight(xb, y, weight)
 
     def _slots(self):
         trainer, model = self.trainer, self.trainer.model
@@ -421,7 +445,8 @@ class KerasState:
                 state, [v for m in model.metrics for v in m.variables])
             with _scope.opened(_scope.Scope(training=False,
                                             sample_mask=jnp.ones((batch_size,), bool))):
-                logs, _ = model.test_step((trainable, non_trainable, metric_vars), (xb, yb))
+                logs, _ = model.test_step((trainable, non_trainable, metric_vars),
+                                          self.batch_data(xb, yb))
             _require_logs(model, "test_step", logs)
             names.extend(logs)
             return logs
@@ -440,7 +465,7 @@ class KerasState:
             trainable, non_trainable, _, _ = self.to_lists(state, [])
             with _scope.opened(_scope.Scope(training=False,
                                             sample_mask=jnp.ones((batch_size,), bool))):
-                result = model.predict_step((trainable, non_trainable), (xb,))
+                result = model.predict_step((trainable, non_trainable), self.batch_data(xb))
             if not isinstance(result, (tuple, list)) or len(result) != 2:
                 raise TypeError(f"{type(model).__name__}.predict_step must return (outputs, "
                                 "non_trainable_variables), as Keras's JAX form does. Received: "
@@ -467,7 +492,7 @@ class KerasState:
             lists = self.to_lists(state, [v for m in model.metrics for v in m.variables])
             with _scope.opened(_scope.Scope(training=True, rng=state.rng,
                                             sample_mask=jnp.ones((batch_size,), bool))):
-                logs, _ = model.train_step(lists, (xb, yb))
+                logs, _ = model.train_step(lists, self.batch_data(xb, yb))
             _require_logs(model, "train_step", logs)
             names.extend(logs)
             return logs

@@ -327,7 +327,7 @@ class VAE(kilnet.Model):
 
     def train_step(self, state, data):
         trainable, non_trainable, optimizer_vars, metric_vars = state
-        x, _ = data
+        x = data   # fit(x) without labels: the batch itself, as Keras hands it
         grad_fn = jax.value_and_grad(self.compute_loss_and_updates, has_aux=True)
         (loss, (kl, non_trainable)), grads = grad_fn(trainable, non_trainable, x, training=True)
         trainable, optimizer_vars = self.optimizer.stateless_apply(optimizer_vars, grads,

@@ -80,7 +80,7 @@ class ClassesOut(kilnet.Model):
         return self.dense(inputs)
 
     def predict_step(self, state, data):
-        (x,) = data
+        x = data   # one input: the batch itself, as Keras hands it
         trainable, non_trainable = state
         logits, non_trainable = self.stateless_call(trainable, non_trainable, x)
         return {"ids": ops.argmax(logits, axis=-1),
@@ -109,7 +109,7 @@ def test_a_predict_step_must_keep_the_batch_axis():
     class Summed(ClassesOut):
         def predict_step(self, state, data):
             trainable, non_trainable = state
-            logits, non_trainable = self.stateless_call(trainable, non_trainable, data[0])
+            logits, non_trainable = self.stateless_call(trainable, non_trainable, data)
             return ops.sum(logits), non_trainable
 
     model = Summed()

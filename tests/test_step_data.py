@@ -1,0 +1,76 @@
+"""The `data` a model's own train_step / test_step / predict_step receives, as Keras 3 packs
+it (pack_x_y_sample_weight): the batch itself without labels (the VAE and GAN examples read
+it as the images), (x, y), (x, y, sample_weight)."""
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ["KERAS_BACKEND"] = "jax"
+keras = pytest.importorskip("keras", reason="the reference is Keras itself")
+
+import kilnet  # noqa: E402
+
+
+def _describe(data):
+    if isinstance(data, (tuple, list)):
+        return (type(data).__name__,) + tuple(_describe(item) for item in data)
+    if isinstance(data, dict):
+        return ("dict",) + tuple((k, _describe(v)) for k, v in sorted(data.items()))
+    return tuple(data.shape)
+
+
+def _recording_model(lib, seen):
+    class Recorder(lib.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.dense = lib.layers.Dense(1)
+            self.tracker = lib.metrics.Mean(name="loss")
+
+        @property
+        def metrics(self):
+            return [self.tracker]
+
+        def call(self, x):
+            return self.dense(x)
+
+        def train_step(self, state, data):
+            seen.append(("train", _describe(data)))
+            trainable, non_trainable, optimizer_vars, metric_vars = state
+            metric_vars = self.tracker.stateless_update_state(metric_vars, 1.0)
+            logs = {"loss": self.tracker.stateless_result(metric_vars)}
+            return logs, (trainable, non_trainable, optimizer_vars, metric_vars)
+
+        def test_step(self, state, data):
+            seen.append(("test", _describe(data)))
+            trainable, non_trainable, metric_vars = state
+            metric_vars = self.tracker.stateless_update_state(metric_vars, 1.0)
+            return {"loss": self.tracker.stateless_result(metric_vars)}, (
+                trainable, non_trainable, metric_vars)
+
+        def predict_step(self, state, data):
+            seen.append(("predict", _describe(data)))
+            return self.stateless_call(state[0], state[1], data)
+
+    return Recorder()
+
+
+X = np.random.default_rng(0).random((8, 4)).astype("float32")
+Y = np.random.default_rng(1).random((8, 1)).astype("float32")
+W = np.linspace(0.5, 1.5, 8).astype("float32")
+
+
+@pytest.mark.parametrize("given", ["x", "x, y", "x, y, sample_weight"])
+def test_fit_and_evaluate_hand_the_batch_as_keras(given):
+    kwargs = {"x": {}, "x, y": {"y": Y}, "x, y, sample_weight": {"y": Y, "sample_weight": W}}
+    seen = {}
+    for lib in (keras, kilnet):
+        seen[lib] = []
+        model = _recording_model(lib, seen[lib])
+        model.compile(optimizer="sgd")
+        model.fit(X, batch_size=8, epochs=1, verbose=0, **kwargs[given])
+        model.evaluate(X, batch_size=8, verbose=0, **kwargs[given])
+        model.predict(X, batch_size=8, verbose=0)
+    assert sorted(set(seen[kilnet])) == sorted(set(seen[keras]))
+
