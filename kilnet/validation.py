@@ -190,7 +190,7 @@ def _as_float32(array):
 def _check_features(model, value, argument, index=0):
     """x (or validation x): numbers, finite, shaped as the model expects. Returns the array
     in the dtype it will have on the device (see kilnet.data.device_dtype)."""
-    source = _numeric(value, argument)
+    source = with_keras_input_rank(model, _numeric(value, argument), index)
     check_input_shape(model, source, argument, index)
     array = _as_float32(source)
     if array.dtype.kind == "f":
@@ -266,6 +266,30 @@ def _check_same_length(x, y, x_name, y_name):
         raise InputError(f"{x_name} and {y_name} must have the same number of samples (one "
                          f"label per input). Received: {x_name} with {len(x)} samples "
                          f"(shape {x.shape}) and {y_name} with {len(y)} (shape {y.shape})")
+
+
+def with_keras_input_rank(model, x, index=0):
+    """x as Keras's functional models take it: samples one axis short of a declared last axis
+    of size 1 get that axis ((n, 28, 28) images for Input((28, 28, 1)), which keras.io's
+    Siamese example feeds), and an extra last axis of size 1 is dropped.
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> inputs = kilnet.Input((4, 4, 1))
+        >>> model = kilnet.Model(inputs, kilnet.layers.Flatten()(inputs))
+        >>> with_keras_input_rank(model, np.zeros((2, 4, 4))).shape
+        (2, 4, 4, 1)
+    """
+    specs = model.input_specs
+    if specs is None or not model.is_functional or x.ndim == 0:
+        return x
+    expected = specs[index].shape
+    if x.ndim - 1 == len(expected) - 1 and expected and expected[-1] == 1:
+        return x[..., None]
+    if x.ndim - 1 == len(expected) + 1 and x.shape[-1] == 1:
+        return x[..., 0]
+    return x
 
 
 def check_input_shape(model, x, argument="x", index=0):

@@ -1,0 +1,42 @@
+"""Keras's functional models reshape inputs one axis off the declared rank when the odd axis
+has size 1 (keras.io's Siamese example feeds (n, 28, 28) images to Input((28, 28, 1))): fit,
+evaluate, predict and a direct call give Keras's numbers from the same weights."""
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ["KERAS_BACKEND"] = "jax"
+keras = pytest.importorskip("keras", reason="the reference is Keras itself")
+
+import kilnet  # noqa: E402
+
+RNG = np.random.default_rng(0)
+
+
+@pytest.mark.parametrize("declared, data", [((4, 4, 1), (12, 4, 4)), ((5,), (12, 5, 1))])
+def test_one_axis_of_size_one_is_added_or_dropped_as_keras(declared, data):
+    x = RNG.random(data).astype("float32")
+    y = RNG.random((12, 1)).astype("float32")
+    results = []
+    weights = None
+    for lib in (keras, kilnet):
+        inputs = lib.Input(declared)
+        model = lib.Model(inputs, lib.layers.Dense(1)(lib.layers.Flatten()(inputs)))
+        if weights is None:
+            weights = model.get_weights()
+        model.set_weights(weights)
+        model.compile(optimizer=lib.optimizers.SGD(0.05), loss="mse")
+        history = model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+        results.append((history.history["loss"], model.evaluate(x, y, verbose=0),
+                        model.predict(x, verbose=0), np.asarray(model(x))))
+    for mine, theirs in zip(results[1], results[0]):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_other_shapes_are_still_refused_with_the_fix():
+    inputs = kilnet.Input((4, 4, 2))
+    model = kilnet.Model(inputs, kilnet.layers.Flatten()(inputs))
+    with pytest.raises(kilnet.errors.InputError, match="Received: x.shape=\\(3, 4, 4\\)"):
+        model.predict(np.zeros((3, 4, 4), "float32"), verbose=0)
