@@ -88,3 +88,23 @@ def test_a_keras_file_with_such_a_layer_loads_with_keras_s_numbers(tmp_path):
     assert loaded.layers[1].size == 4
     np.testing.assert_allclose(loaded.predict(X, verbose=0),
                                theirs.predict(X, verbose=0), rtol=1e-6, atol=1e-6)
+
+
+def test_the_shape_you_build_with_is_the_build_config_as_keras_s():
+    """The saving guide builds its layer with layer.build((8,)): Keras keeps that shape."""
+    configs = {}
+    for lib in (keras, kilnet):
+        class Projection(lib.layers.Layer):
+            def build(self, input_shape):
+                self.w = self.add_weight(shape=(input_shape[-1], 4), name="w")
+
+            def call(self, x):
+                return lib.ops.matmul(x, self.w)
+
+        layer = Projection()
+        layer.build((8,))
+        configs[lib] = layer.get_build_config()
+        again = Projection()
+        again.build_from_config(configs[lib])
+        assert [tuple(w.shape) for w in again.weights] == [(8, 4)]
+    assert configs[kilnet] == configs[keras] == {"input_shape": (8,)}

@@ -803,6 +803,7 @@ class Layer:
                 build(self, input_shape, *args, **(kwargs or {}))
         finally:
             set_untracked(self, "in_build_hook", False)
+        set_untracked(self, "_shape_given_to_build", input_shape)   # Keras's build config
         shape = without_batch_axis(input_shape)
         if self._sublayers and not all(sub.built for sub in self._sublayers):
             with jax.ensure_compile_time_eval():
@@ -1149,6 +1150,9 @@ class Layer:
             >>> dense.get_build_config()
             {'input_shape': (None, 3)}
         """
+        given = self.__dict__.get("_shape_given_to_build")
+        if given is not None and self.built:   # your layer.build(shape): that shape, as Keras
+            return {"input_shape": tuple(given) if is_shape(given) else given}
         if self.build_shape is None:  # neither built nor placed in a model's graph
             return None
         return {"input_shape": with_batch_axis(self.build_shape)}
