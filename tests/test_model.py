@@ -217,3 +217,22 @@ def test_clone_model_of_a_compiled_model_is_compiled_as_keras_s():
     model.compile(optimizer="adam", loss=lambda t, p: kilnet.ops.mean((t - p) ** 2))
     with pytest.warns(UserWarning, match="clone_model copy is not compiled"):
         assert kilnet.models.clone_model(model).compiled is None
+
+
+def test_a_sequential_starting_with_a_functional_model_takes_its_input_as_keras():
+    """The Sequential guide's transfer recipe, Sequential([base_model, Dense(...)]): built at
+    once from the base's input, the base's weights kept."""
+    keras = pytest.importorskip("keras")
+    found = {}
+    for lib in (keras, kilnet):
+        inputs = lib.Input((8,))
+        base = lib.Model(inputs, lib.layers.Dense(4)(inputs), name="base")
+        base.trainable = False
+        before = [np.array(w) for w in base.get_weights()]
+        model = lib.Sequential([base, lib.layers.Dense(2)])
+        # (kilnet makes the weights when first needed: `built` turns True then)
+        found[lib] = (model.input_shape, model.output_shape, len(model.trainable_weights),
+                      model.count_params(), model.built)
+        for a, b in zip(before, base.get_weights()):
+            np.testing.assert_array_equal(a, b)
+    assert found[kilnet] == found[keras]

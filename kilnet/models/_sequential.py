@@ -60,6 +60,11 @@ class Sequential(Model):
                 raise ValueError("kilnet.Input(...) must be the first element of a Sequential.")
             set_untracked(self, "_input_layer", layer)
             return
+        if (isinstance(layer, Model) and layer.is_functional and len(layer.input_specs) == 1
+                and not self._chain and self._input_layer is None):
+            # a functional model first (a pretrained base): its input is the chain's, as Keras
+            spec = layer.input_specs[0]
+            set_untracked(self, "_input_layer", InputLayer(shape=spec.shape, dtype=spec.dtype))
         if layer.declared_input_shape is not None and not isinstance(layer, Model):
             if self._chain or self._input_layer is not None:
                 raise ValueError(
