@@ -237,6 +237,8 @@ class Objective:
                     sample_weight=steps)
                 continue
             values = slot.metric.per_sample(labels[index], predictions[index])
+            if jnp.ndim(values) == 0:   # a function of the whole batch: the batch's value
+                values = jnp.broadcast_to(values, rows.shape)
             if mask is None:
                 values = per_sample_mean(values)
             new[slot.name] = sums[slot.name] + jnp.sum(values * steps)

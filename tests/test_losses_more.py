@@ -480,3 +480,34 @@ def test_saving_keeps_builtin_losses_and_warns_for_functions(tmp_path):
     m.compile(optimizer="sgd", loss=mean_fourth_power)
     with pytest.warns(UserWarning, match="compile configuration cannot be written"):
         m.save(tmp_path / "fn.kilnet")
+
+
+def test_a_metric_or_loss_function_of_the_whole_batch_as_keras():
+    """The saving guide's metric mean_pred returns ops.mean(y_pred), one value per batch:
+    Keras averages the batches' values; a loss doing so is warned about (the padding of a
+    padded last batch enters it)."""
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    keras = pytest.importorskip("keras")
+    x = np.random.default_rng(0).random((6, 8)).astype("float32")
+    y = np.random.default_rng(1).random((6, 4)).astype("float32")
+    found, weights = {}, None
+    for lib in (keras, kilnet):
+        def mean_pred(y_true, y_pred, ops=lib.ops):
+            return ops.mean(y_pred)
+
+        model = lib.Sequential([lib.Input((8,)), lib.layers.Dense(4)])
+        weights = model.get_weights() if weights is None else weights
+        model.set_weights(weights)
+        model.compile(optimizer=lib.optimizers.SGD(0.0), loss="mse", metrics=[mean_pred])
+        history = model.fit(x, y, batch_size=3, shuffle=False, verbose=0)
+        found[lib] = history.history["mean_pred"]
+    np.testing.assert_allclose(found[kilnet], found[keras], rtol=1e-5)
+
+    def batch_mean_loss(y_true, y_pred):
+        return kilnet.ops.mean((y_true - y_pred) ** 2)
+
+    model = kilnet.Sequential([kilnet.Input((8,)), kilnet.layers.Dense(4)])
+    with pytest.warns(UserWarning, match="returns one value for the whole batch"):
+        model.compile(optimizer="sgd", loss=batch_mean_loss)
+        model.fit(x, y, batch_size=4, verbose=0)
