@@ -562,6 +562,7 @@ def save_model(model, filepath, *, overwrite=True, include_optimizer=True):
     from kilnet.models import _config
 
     filepath = os.fspath(filepath)
+    _warn_unused_saving_hooks(model)
     if _keras_format(filepath, "model"):
         from kilnet import keras_files
         keras_files.save_keras(model, filepath, overwrite=overwrite,
@@ -858,6 +859,30 @@ def load_weights(model, filepath, skip_mismatch=False):
                                            f"{np.dtype(variable.dtype)}.")
     for name, variable in pairs:
         variable.assign(weights[name])
+
+
+# Keras's per-layer saving hooks, which kilnet's files do not call: every Variable is saved
+# and loaded by kilnet itself, and nothing else is kept.
+_KERAS_SAVING_HOOKS = ("save_own_variables", "load_own_variables", "save_assets", "load_assets")
+
+
+def _warn_unused_saving_hooks(model):
+    """Say so when a layer of yours defines Keras's saving hooks: kilnet does not call them
+    (a vocabulary kept in save_assets would be lost silently otherwise)."""
+    found = sorted({f"{type(layer).__name__}.{hook}" for layer in _all_layers(model)
+                    for hook in _KERAS_SAVING_HOOKS if hasattr(type(layer), hook)})
+    if found:
+        warnings.warn(f"kilnet's model files do not call Keras's saving hooks {found}: every "
+                      "Variable of your layers is saved and loaded by kilnet itself; what those "
+                      "hooks keep outside Variables (assets, plain arrays) is not saved. Keep "
+                      "such state in Variables (add_weight(trainable=False)).", UserWarning,
+                      stacklevel=4)
+
+
+def _all_layers(layer):
+    yield layer
+    for sub in layer.layers:
+        yield from _all_layers(sub)
 
 
 def set_matching_layers(by_layer, shape_of, read, filepath):

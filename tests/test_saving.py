@@ -379,3 +379,24 @@ def test_malformed_containers_are_rejected(parts, tmp_path):
     os.makedirs(tmp_path / "dir.kilnet")
     _rejected("malformed", tmp_path / "dir.kilnet", "directory")
 
+
+
+def test_keras_saving_hooks_of_your_layer_are_named_in_a_warning(tmp_path):
+    """save_assets / save_own_variables are Keras's hooks kilnet's files do not call: saving
+    says so rather than losing what they keep silently."""
+    @kilnet.saving.register_keras_serializable(package="Hooks")
+    class WithAssets(kilnet.layers.Layer):
+        def call(self, x):
+            return x
+
+        def save_assets(self, dir_path):
+            pass
+
+        def load_assets(self, dir_path):
+            pass
+
+    inputs = kilnet.Input((2,))
+    model = kilnet.Model(inputs, WithAssets()(inputs))
+    for name in ("m.kilnet", "m.keras"):
+        with pytest.warns(UserWarning, match=r"WithAssets.save_assets.*not saved"):
+            model.save(tmp_path / name)
