@@ -83,12 +83,24 @@ class Trainer:
             return  # the labels' shape is the data's (CTC): fit() costs the step
         x_spec = structure.pack([jax.ShapeDtypeStruct((1,) + tuple(spec.shape), spec.dtype)
                                  for spec in self.model.input_specs])
-        y_specs = []
-        for head in self.objective.targets:
-            sparse = isinstance(head.loss, losses_lib.SparseCategoricalCrossentropy)
-            y_shape = (1,) + (head.shape[:-1] if sparse else head.shape)  # ids: no class axis
-            y_specs.append(jax.ShapeDtypeStruct(y_shape, jnp.int32 if sparse else jnp.float32))
-        self._cost_step(x_spec, structure.pack(y_specs), DEFAULT_BATCH_SIZE)
+        yours = [_is_yours(h.loss) for h in self.objective.targets]
+        guesses = [False, True] if any(yours) else [False]
+        for ids_for_yours in guesses:
+            y_specs = []
+            for head, own in zip(self.objective.targets, yours):
+                sparse = (isinstance(head.loss, losses_lib.SparseCategoricalCrossentropy)
+                          or (own and ids_for_yours))
+                y_shape = (1,) + (head.shape[:-1] if sparse else head.shape)  # ids: no class axis
+                y_specs.append(jax.ShapeDtypeStruct(y_shape,
+                                                    jnp.int32 if sparse else jnp.float32))
+            try:
+                self._cost_step(x_spec, structure.pack(y_specs), DEFAULT_BATCH_SIZE)
+                return
+            except (TypeError, ValueError, IndexError):
+                if not any(yours):
+                    raise
+        # A loss of yours takes labels shaped like neither the outputs nor their class ids
+        # (the labels' shape is the data's): fit() costs the step with them.
 
     def _cost_step(self, x_spec, y_spec, batch_size):
         began = time.perf_counter()
@@ -342,6 +354,14 @@ def _weight_constraints(model) -> tuple:
     trained = {id(v) for v in model.trainable_weights}
     return tuple((path, v.constraint) for path, kind, v in model.variable_paths()
                  if kind == "params" and id(v) in trained and v.constraint is not None)
+
+
+def _is_yours(loss) -> bool:
+    """A loss function or Loss subclass of yours: the labels it takes are unknown until fit
+    (class ids or values shaped like the output)."""
+    return loss is not None and (isinstance(loss, losses_lib.LossFunctionWrapper)
+                                 or losses_lib.LOSS_TYPES.get(type(loss).__name__)
+                                 is not type(loss))
 
 
 def _flat_metric_ids(metrics) -> list:

@@ -511,3 +511,29 @@ def test_a_metric_or_loss_function_of_the_whole_batch_as_keras():
     with pytest.warns(UserWarning, match="returns one value for the whole batch"):
         model.compile(optimizer="sgd", loss=batch_mean_loss)
         model.fit(x, y, batch_size=4, verbose=0)
+
+
+def test_a_loss_of_yours_on_class_ids_compiles_on_a_model_of_known_input():
+    """keras.io's NER masked loss: compile() costs the step without knowing the labels'
+    shape; a loss of yours on class ids gets them (it tried the outputs' shape and failed)."""
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    keras = pytest.importorskip("keras")
+    x = np.random.default_rng(0).integers(1, 20, (16, 7))
+    y = x % 5
+    found, weights = {}, None
+    for lib in (keras, kilnet):
+        def masked_loss(y_true, y_pred, lib=lib):
+            loss = lib.losses.sparse_categorical_crossentropy(y_true, y_pred)
+            mask = lib.ops.cast(y_true > 0, "float32")
+            return lib.ops.sum(loss * mask) / lib.ops.sum(mask)
+
+        inputs = lib.Input((7,), dtype="int32")
+        hidden = lib.layers.Embedding(20, 8)(inputs)
+        model = lib.Model(inputs, lib.layers.Dense(5, activation="softmax")(hidden))
+        weights = model.get_weights() if weights is None else weights
+        model.set_weights(weights)
+        model.compile(optimizer=lib.optimizers.Adam(0.01), loss=masked_loss)
+        found[lib] = model.fit(x, y, batch_size=8, epochs=2, shuffle=False,
+                               verbose=0).history["loss"]
+    np.testing.assert_allclose(found[kilnet], found[keras], rtol=1e-4)
