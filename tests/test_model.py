@@ -236,3 +236,31 @@ def test_a_sequential_starting_with_a_functional_model_takes_its_input_as_keras(
         for a, b in zip(before, base.get_weights()):
             np.testing.assert_array_equal(a, b)
     assert found[kilnet] == found[keras]
+
+
+def test_a_subclassed_model_holding_built_models_has_their_weights_before_a_call():
+    """keras.io's VAE, GANs and Distiller hold functional sub-models: Keras lists, reads and
+    sets their weights before the wrapper's first call."""
+    keras = pytest.importorskip("keras")
+    x = np.random.default_rng(0).random((5, 4)).astype("float32")
+    found = {}
+    for lib in (keras, kilnet):
+        inputs = lib.Input((4,))
+        encoder = lib.Model(inputs, lib.layers.Dense(2)(inputs))
+        code = lib.Input((2,))
+        decoder = lib.Model(code, lib.layers.Dense(4)(code))
+
+        class AutoEncoder(lib.Model):
+            def __init__(self, encoder, decoder, **kwargs):
+                super().__init__(**kwargs)
+                self.encoder, self.decoder = encoder, decoder
+
+            def call(self, x):
+                return self.decoder(self.encoder(x))
+
+        model = AutoEncoder(encoder, decoder)
+        shapes = [tuple(w.shape) for w in model.weights]
+        model.set_weights([np.full(s, 0.1 * (i + 1), "float32") for i, s in enumerate(shapes)])
+        found[lib] = (shapes, len(model.trainable_variables), model.predict(x, verbose=0))
+    assert found[kilnet][:2] == found[keras][:2]
+    np.testing.assert_allclose(found[kilnet][2], found[keras][2], rtol=1e-6)

@@ -463,6 +463,8 @@ class Model(Layer):
         if not self.built and (self.is_functional or self.build_shape is not None):
             self.build()
         if not self.built:
+            self.build_if_shapes_known()
+        if not self.built and not self._weights_held_by_sub_layers():
             raise ValueError(
                 "The model has no weights yet: call model.build(input_shape), give the first "
                 "layer input_shape=..., or fit it on data first.")
@@ -487,6 +489,19 @@ class Model(Layer):
                 self.build()
             finally:
                 object.__setattr__(self, "_making_weights", False)
+        elif not self.built and not self.is_functional:
+            # a subclassed model holding models of known shapes (keras.io's VAE, GANs,
+            # Distiller): Keras has their weights from their construction
+            for sub in self._sublayers:
+                if isinstance(sub, Model):
+                    sub.build_if_shapes_known()
+
+    def _weights_held_by_sub_layers(self) -> bool:
+        """A subclassed model not built yet whose weights all live in built sub-layers (its
+        sub-models): its weights can be read and set before its first call, as in Keras."""
+        return (not self.is_functional and not self._trainable_vars
+                and not self._non_trainable_vars and bool(self._sublayers)
+                and all(sub.built for sub in self._sublayers))
 
     @property
     def weights(self) -> list:
