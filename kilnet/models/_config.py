@@ -38,6 +38,7 @@ import contextvars
 import inspect
 import json
 import math
+import types
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -117,7 +118,9 @@ def _plain_config(config: dict) -> dict:
 
 
 def _is_plain(value) -> bool:
-    if value is None or isinstance(value, (str, int, float, bool)):
+    # a function (an activation of yours) is written by the files' own JSON writer: by its
+    # registered name, or refused with the way to register it
+    if value is None or isinstance(value, (str, int, float, bool, types.FunctionType)):
         return True
     if isinstance(value, (list, tuple)):
         return all(_is_plain(item) for item in value)
