@@ -198,8 +198,8 @@ def _arrays_for_fit(model, trainer, x, y, *, seed, batch_size, epochs, validatio
     """fit()'s arrays checked, the model built for them, and the feeds' inputs: returns
     (x, y, val, batch_size) with x, y packed for the programs (kilnet.structure)."""
     validation.check_epochs(epochs, initial_epoch)
-    x_names = structure.argument_names("x", model.input_names or ["x"])
-    xs = validation.check_features(model, structure.inputs_of(model, x), x_names)
+    xs = structure.inputs_of(model, x)
+    xs = validation.check_features(model, xs, structure.input_argument_names(model, len(xs)))
     trainer.ensure_state(seed, input_shape=_sample_shapes(xs))
     x_names = structure.argument_names("x", model.input_names)
     if y is None and (model.overrides_train_step or model.overrides_compute_loss):
@@ -645,8 +645,8 @@ def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False,
         feed = make_feed(trainer, x, y, batch_size, steps=steps)
         trainer.ensure_state(input_shape=feed.sample_shape)
     else:
-        x_names = structure.argument_names("x", model.input_names or ["x"])
-        xs = validation.check_features(model, structure.inputs_of(model, x), x_names)
+        xs = structure.inputs_of(model, x)
+        xs = validation.check_features(model, xs, structure.input_argument_names(model, len(xs)))
         trainer.ensure_state(input_shape=_sample_shapes(xs))
         ys = structure.targets_of(trainer.objective, y, own_step=model.overrides_test_step)
         y_names = _label_names(trainer, len(ys))
@@ -713,9 +713,10 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
         feed = make_feed(trainer, x, None, batch_size, steps=steps, labels=False)
         trainer.ensure_state(input_shape=feed.sample_shape)
     else:
-        x_names = structure.argument_names("x", model.input_names or ["x"])
+        xs = structure.inputs_of(model, x)
         xs, batch_size = validation.check_predict_inputs(
-            model, structure.inputs_of(model, x), x_names=x_names, batch_size=batch_size)
+            model, xs, x_names=structure.input_argument_names(model, len(xs)),
+            batch_size=batch_size)
         trainer.ensure_state(input_shape=_sample_shapes(xs))
         feed = make_feed(trainer, structure.pack(xs), None, batch_size)
     total = feed.steps if steps is None or feed.steps is None else min(steps, feed.steps)

@@ -24,6 +24,9 @@ def inputs_of(model, x, argument: str = "x") -> list:
         if (specs is not None and isinstance(x, (list, tuple)) and len(x) == 1
                 and len(getattr(x[0], "shape", ())) == len(specs[0].shape) + 1):
             return [x[0]]   # [array] for a model of one input (made with inputs=[...]), as Keras
+        if (specs is None and isinstance(x, (list, tuple)) and len(x) > 1
+                and all(len(getattr(item, "shape", ())) >= 1 for item in x)):
+            return list(x)   # a subclassed model's inputs, one array each (Keras's structure)
         return [x]
     names = model.input_names
     if isinstance(x, dict):
@@ -87,6 +90,13 @@ def pack(arrays: list):
 
 def unpack(data) -> list:
     return list(data) if isinstance(data, tuple) else [data]
+
+
+def input_argument_names(model, count: int, argument: str = "x") -> list[str]:
+    """How messages name each of `count` inputs: by the model's input names, or (a
+    subclassed model not built yet, given several arrays) by position."""
+    names = model.input_names or (["x"] if count == 1 else [str(i) for i in range(count)])
+    return argument_names(argument, names)
 
 
 def argument_names(argument: str, names: list) -> list[str]:

@@ -74,3 +74,28 @@ def test_fit_and_evaluate_hand_the_batch_as_keras(given):
         model.predict(X, batch_size=8, verbose=0)
     assert sorted(set(seen[kilnet])) == sorted(set(seen[keras]))
 
+
+
+def test_a_subclassed_model_takes_a_list_of_inputs_as_keras():
+    """fit([x1, x2], y) on a subclassed model whose call unpacks two inputs: Keras hands the
+    list to call; kilnet read it as one stacked array."""
+    x1 = np.random.default_rng(2).random((8, 3)).astype("float32")
+    x2 = np.random.default_rng(3).random((8, 2)).astype("float32")
+    found = {}
+    for lib in (keras, kilnet):
+        class TwoInputs(lib.Model):
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                self.dense = lib.layers.Dense(1, kernel_initializer="ones")
+
+            def call(self, inputs):
+                first, second = inputs
+                return self.dense(lib.ops.concatenate([first, second], axis=-1))
+
+        model = TwoInputs()   # not built: fit builds it from the list of arrays
+        model.compile(optimizer=lib.optimizers.SGD(0.1), loss="mse")
+        history = model.fit([x1, x2], Y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+        found[lib] = (history.history["loss"], model.predict([x1, x2], verbose=0),
+                      model.evaluate([x1, x2], Y, verbose=0))
+    for mine, theirs in zip(found[kilnet], found[keras]):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5)
