@@ -182,3 +182,31 @@ def test_a_convnet_with_batch_norm_trains_the_same_with_and_without_onednn(monke
     for a, b in zip(weights, xla_weights):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
+
+
+def test_a_second_derivative_through_the_normalization_equals_jax_s():
+    """A gradient penalty (keras.io's WGAN-GP) differentiates the normalization's gradient
+    again: oneDNN's first derivative, the JAX formula's second, equal to JAX's throughout."""
+    rng = np.random.default_rng(4)
+    x = jnp.asarray(rng.normal(size=(6, 5, 5, 4)), jnp.float32)
+    gamma = jnp.asarray(rng.normal(1.0, 0.2, size=4), jnp.float32)
+    beta = jnp.zeros(4, jnp.float32)
+    weights = jnp.asarray([1, 1, 1, 1, 1, 0], jnp.float32)
+
+    def reference(x, gamma, beta, weights, epsilon):
+        share = weights.reshape(-1, 1, 1, 1)
+        count = jnp.sum(weights) * 25
+        mean = jnp.sum(share * x, axis=(0, 1, 2)) / count
+        var = jnp.sum(share * (x - mean) ** 2, axis=(0, 1, 2)) / count
+        return (x - mean) * jax.lax.rsqrt(var + epsilon) * gamma + beta, mean, var
+
+    def penalty_gradient(normalize):
+        def penalty(gamma):
+            g = jax.grad(lambda x: jnp.sum(jnp.tanh(
+                normalize(x, gamma, beta, weights, 1e-3)[0]) * weights.reshape(-1, 1, 1, 1)))(x)
+            return jnp.mean((jnp.sqrt(jnp.sum(g ** 2, axis=(1, 2, 3))) - 1.0) ** 2)
+        return jax.value_and_grad(penalty)(gamma)
+
+    ours, theirs = penalty_gradient(batch_norm_onednn), penalty_gradient(reference)
+    np.testing.assert_allclose(ours[0], theirs[0], rtol=1e-4)
+    np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-4, atol=1e-6)

@@ -637,3 +637,38 @@ def test_the_handlers_refuse_mixed_or_unknown_data_types():
             jax.block_until_ready(_onednn.call(
                 "conv_forward", jax.ShapeDtypeStruct((1, 4, 4, 3), dtype), *operands,
                 geometry=geometry))
+
+
+def _penalty_gradient(convolve, x, k):
+    """keras.io WGAN-GP's gradient penalty: the input gradient's norm, differentiated again
+    for the kernel (a second derivative through the convolution)."""
+    def penalty(k):
+        g = jax.grad(lambda x: jnp.sum(jnp.tanh(convolve(x, k))))(x)
+        return jnp.mean((jnp.sqrt(jnp.sum(g ** 2, axis=(1, 2, 3))) - 1.0) ** 2)
+    return jax.value_and_grad(penalty)(k)
+
+
+def test_second_derivatives_run_on_onednn_and_equal_xla_s():
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(4, 9, 9, 3)), jnp.float32)
+    k = jnp.asarray(rng.normal(0, 0.3, size=(3, 3, 3, 5)), jnp.float32)
+    pads = ((1, 1), (1, 1))
+    ours = _penalty_gradient(lambda x, k: _conv_onednn.conv_onednn(x, k, (2, 2), pads, (1, 1)),
+                             x, k)
+    theirs = _penalty_gradient(lambda x, k: reference(x, k, (2, 2), pads, (1, 1)), x, k)
+    np.testing.assert_allclose(ours[0], theirs[0], rtol=1e-5)
+    np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-4, atol=1e-5)
+
+    kt = jnp.asarray(rng.normal(0, 0.3, size=(3, 3, 2, 3)), jnp.float32)   # (kh, kw, out, in)
+    out_size = (17, 17)
+
+    def transposed_reference(x, kt):   # the input gradient of the convolution it undoes
+        _, pullback = jax.vjp(lambda image: reference(image, kt, (2, 2), pads, (1, 1)),
+                              jnp.zeros((x.shape[0], *out_size, kt.shape[2]), x.dtype))
+        return pullback(x)[0]
+
+    ours = _penalty_gradient(lambda x, kt: _conv_onednn.conv2d_transpose_onednn(
+        x, kt, (2, 2), pads, (1, 1), out_size), x[:, :9, :9, :3], kt)
+    theirs = _penalty_gradient(transposed_reference, x[:, :9, :9, :3], kt)
+    np.testing.assert_allclose(ours[0], theirs[0], rtol=1e-5)
+    np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-4, atol=1e-5)

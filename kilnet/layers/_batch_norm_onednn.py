@@ -94,8 +94,7 @@ def _normalize_backward(epsilon, residuals, cotangents):
     x, gamma, weights, mean, var = residuals
     d_y, d_mean, d_var = cotangents
     d_y = jnp.zeros_like(x) if isinstance(d_y, SymbolicZero) else d_y
-    d_x, d_gamma, d_beta = _onednn.call("batch_norm_backward", _result_shapes(x), x, d_y,
-                                        mean, var, gamma, weights, epsilon=np.float32(epsilon))
+    d_x, d_gamma, d_beta = _gradients(x, d_y, mean, var, gamma, weights, epsilon)
     if not (isinstance(d_mean, SymbolicZero) and isinstance(d_var, SymbolicZero)):
         d_mean = jnp.zeros_like(mean) if isinstance(d_mean, SymbolicZero) else d_mean
         d_var = jnp.zeros_like(var) if isinstance(d_var, SymbolicZero) else d_var
@@ -107,3 +106,44 @@ def _normalize_backward(epsilon, residuals, cotangents):
 
 
 _normalize.defvjp(_normalize_forward, _normalize_backward, symbolic_zeros=True)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
+def _gradients(x, d_y, mean, var, gamma, weights, epsilon):
+    """oneDNN's (d_x, d_gamma, d_beta) for y's cotangent d_y. Differentiated again (a
+    gradient penalty, WGAN-GP), its own gradient is that of the same formula written in
+    JAX (`_reference_gradients`): second derivatives are rare enough that XLA's speed does."""
+    return _onednn.call("batch_norm_backward", _result_shapes(x), x, d_y, mean, var, gamma,
+                        weights, epsilon=np.float32(epsilon))
+
+
+def _gradients_forward(x, d_y, mean, var, gamma, weights, epsilon):
+    return _gradients(x, d_y, mean, var, gamma, weights, epsilon), (x, d_y, gamma, weights)
+
+
+def _gradients_backward(epsilon, residuals, cotangents):
+    x, d_y, gamma, weights = residuals
+    _, pullback = jax.vjp(lambda x, d_y, gamma: _reference_gradients(
+        x, d_y, gamma, weights, epsilon), x, d_y, gamma)
+    g_x, g_d_y, g_gamma = pullback(tuple(cotangents))
+    # the statistics are x's, recomputed by the reference: their own cotangents are in g_x
+    zeros = jnp.zeros((x.shape[-1],), jnp.float32)
+    return g_x, g_d_y, zeros, zeros, g_gamma, jnp.zeros_like(weights)
+
+
+_gradients.defvjp(_gradients_forward, _gradients_backward)
+
+
+def _reference_gradients(x, d_y, gamma, weights, epsilon):
+    """(d_x, d_gamma, d_beta) of the weighted batch normalization, in JAX: the formula the
+    oneDNN handlers compute (statistics over the rows whose weight is 1)."""
+    def normalized(x, gamma, beta):
+        share = weights.reshape((-1,) + (1,) * (x.ndim - 1))
+        count = jnp.maximum(jnp.sum(weights), 1.0) * (x.size // (x.shape[0] * x.shape[-1]))
+        axes = tuple(range(x.ndim - 1))
+        mean = jnp.sum(share * x, axis=axes) / count
+        var = jnp.sum(share * jnp.square(x - mean), axis=axes) / count
+        return (x - mean) * jax.lax.rsqrt(var + epsilon) * gamma + beta
+
+    _, pullback = jax.vjp(normalized, x, gamma, jnp.zeros_like(gamma))
+    return pullback(d_y)

@@ -118,6 +118,8 @@ def conv_onednn(x, kernel, strides, pads, dilation, groups=1):
     return _narrowed(_convolve(x, kernel, strides, pads, dilation, groups), result_dtype)
 
 
+# The three oneDNN primitives are linear in each operand, and each one's gradients are the
+# other two: so every gradient, of any order (a gradient penalty's, WGAN-GP), runs on oneDNN.
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
 def _convolve(x, kernel, strides, pads, dilation, groups):
     shape = output_shape(x.shape, kernel.shape, strides, pads, dilation)
@@ -130,12 +132,54 @@ def _forward(x, kernel, strides, pads, dilation, groups):
 
 def _backward(strides, pads, dilation, groups, residuals, dy):
     x, kernel = residuals
-    geometry = _geometry(strides, pads, dilation, groups)
-    return (_call("input_gradient", x.shape, dy, kernel, geometry),
-            _call("kernel_gradient", kernel.shape, x, dy, geometry).astype(kernel.dtype))
+    return (_input_gradient(dy, kernel, strides, pads, dilation, groups, x.shape),
+            _kernel_gradient(x, dy, strides, pads, dilation, groups, kernel.shape)
+            .astype(kernel.dtype))
 
 
 _convolve.defvjp(_forward, _backward)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
+def _input_gradient(dy, kernel, strides, pads, dilation, groups, x_shape):
+    """The convolution's gradient for its input (x_shape): linear in dy and in the kernel."""
+    return _call("input_gradient", x_shape, dy, kernel,
+                 _geometry(strides, pads, dilation, groups))
+
+
+def _input_gradient_forward(dy, kernel, strides, pads, dilation, groups, x_shape):
+    return _input_gradient(dy, kernel, strides, pads, dilation, groups, x_shape), (dy, kernel)
+
+
+def _input_gradient_backward(strides, pads, dilation, groups, x_shape, residuals, g):
+    dy, kernel = residuals
+    return (_convolve(g, kernel, strides, pads, dilation, groups),
+            _kernel_gradient(g, dy, strides, pads, dilation, groups, kernel.shape)
+            .astype(kernel.dtype))
+
+
+_input_gradient.defvjp(_input_gradient_forward, _input_gradient_backward)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
+def _kernel_gradient(x, dy, strides, pads, dilation, groups, kernel_shape):
+    """The convolution's gradient for its kernel, summed in float32: linear in x and dy."""
+    return _call("kernel_gradient", kernel_shape, x, dy,
+                 _geometry(strides, pads, dilation, groups))
+
+
+def _kernel_gradient_forward(x, dy, strides, pads, dilation, groups, kernel_shape):
+    return _kernel_gradient(x, dy, strides, pads, dilation, groups, kernel_shape), (x, dy)
+
+
+def _kernel_gradient_backward(strides, pads, dilation, groups, kernel_shape, residuals, g):
+    x, dy = residuals
+    g = g.astype(x.dtype)
+    return (_input_gradient(dy, g, strides, pads, dilation, groups, x.shape),
+            _convolve(x, g, strides, pads, dilation, groups).astype(dy.dtype))
+
+
+_kernel_gradient.defvjp(_kernel_gradient_forward, _kernel_gradient_backward)
 
 
 def conv2d_transpose_onednn(x, kernel, strides, pads, dilation, out_size):
@@ -165,26 +209,9 @@ def conv2d_transpose_onednn(x, kernel, strides, pads, dilation, out_size):
         raise ValueError(f"conv2d_transpose_onednn: a {out_size} output convolved back gives "
                          f"{expected[1:3]}, not the input's {x.shape[1:3]}")
     x, kernel, result_dtype = _handler_operands(x, kernel)
-    return _narrowed(_transpose(x, kernel, strides, pads, dilation, tuple(out_size)),
+    shape = (x.shape[0], *out_size, kernel.shape[2])
+    return _narrowed(_input_gradient(x, kernel, strides, pads, dilation, 1, shape),
                      result_dtype)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
-def _transpose(x, kernel, strides, pads, dilation, out_size):
-    shape = (x.shape[0], *out_size, kernel.shape[2])
-    return _call("input_gradient", shape, x, kernel, _geometry(strides, pads, dilation, 1))
-
-
-def _transpose_forward(x, kernel, strides, pads, dilation, out_size):
-    return _transpose(x, kernel, strides, pads, dilation, out_size), (x, kernel)
-
-
-def _transpose_backward(strides, pads, dilation, out_size, residuals, dy):
-    x, kernel = residuals
-    geometry = _geometry(strides, pads, dilation, 1)
-    return (_call("forward", x.shape, dy, kernel, geometry),
-            _call("kernel_gradient", kernel.shape, dy, x, geometry).astype(kernel.dtype))
-
-
-_transpose.defvjp(_transpose_forward, _transpose_backward)
 
