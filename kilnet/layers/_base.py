@@ -1137,9 +1137,9 @@ class Layer:
         return cls(**config)
 
     def get_build_config(self):
-        """What `build_from_config` needs to make the weights again (Keras's): the input shape
-        the layer was built for (or is called on in a model's graph), batch axis first; None
-        before either. A layer of yours
+        """What `build_from_config` needs to make the weights again (Keras's): the shape given
+        to your `layer.build(shape)`, else the input shape the layer was built for (or is
+        called on in a model's graph), batch axis first; None before either. A layer of yours
         may add what its build needs beyond the shape (a vocabulary size found by `adapt`);
         files then keep it and loading passes it to your `build_from_config`.
 
