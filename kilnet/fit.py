@@ -796,7 +796,10 @@ def _output_shapes(model, state, x, batch_size) -> list:
     """Each output's per-sample shape: the model's, or where it has an unknown length (a
     variable-length sequence, a Lambda's trace), the one this data gives, traced abstractly."""
     specs = model.output_specs
-    if all(d is not None for spec in specs for d in spec.shape):
+    other_input = not model.is_functional and model.input_specs is not None and any(
+        tuple(a.shape[1:]) != tuple(spec.shape) for a, spec in zip(
+            jax.tree.leaves(x), model.input_specs))   # a subclassed model's other shape
+    if not other_input and all(d is not None for spec in specs for d in spec.shape):
         return [spec.shape for spec in specs]
     batch = jax.tree.map(lambda a: jax.ShapeDtypeStruct((batch_size,) + a.shape[1:], a.dtype),
                          x)
