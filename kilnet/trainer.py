@@ -242,9 +242,6 @@ class Trainer:
         follow them): the model's own steps get Keras's (x, y, sample_weight) from it
         (KerasState.batch_data), and the programs are compiled per count."""
         self.labels_in_batch = count
-        for adapter in (self.spec.custom_step, self.spec.keras_steps):
-            if adapter is not None:
-                adapter.labels_in_batch = count
 
     def resolve_accuracy(self, label_shapes):
         """Keras resolves "accuracy" from the labels' shape, known only at fit/evaluate: redo
@@ -384,9 +381,6 @@ class KerasState:
         self.trainer = trainer
         self.log_names = None   # what the train_step logs, found when it is first traced
         self.test_log_names = None   # what the test_step logs, likewise
-        # How many of a batch's label arrays are labels (a sample weight may follow them):
-        # told by fit / evaluate when they pack the data (Trainer.note_labels)
-        self.labels_in_batch = None
 
     def batch_data(self, xb, yb=None):
         """A batch as Keras hands it to a model's own train_step / test_step / predict_step
@@ -394,7 +388,8 @@ class KerasState:
         sample_weight). The VAE and GAN examples read `data` as the images when fit has no
         labels."""
         arrays = [] if yb is None else structure.unpack(yb)
-        count = len(arrays) if self.labels_in_batch is None else self.labels_in_batch
+        known = self.trainer.labels_in_batch   # told by fit / evaluate (Trainer.note_labels)
+        count = len(arrays) if known is None else known
         y = structure.pack(arrays[:count]) if arrays[:count] else None
         weight = arrays[count] if len(arrays) > count else None
         return utils.pack_x_y_sample_weight(xb, y, weight)
