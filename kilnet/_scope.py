@@ -75,6 +75,34 @@ def opened(scope: Scope):
             scope.parent.losses.extend(scope.losses)
 
 
+def _owners() -> list:
+    owners = getattr(_local, "owners", None)
+    if owners is None:
+        owners = _local.owners = []
+    return owners
+
+
+@contextlib.contextmanager
+def weights_owned_by(owner):
+    """Variables made in this block belong under `owner` (a layer): their `path` starts with
+    the names of the layers building them, outermost first, as Keras's name scopes make it
+    ("sequential/dense/kernel"). A layer already innermost is not named twice."""
+    owners = _owners()
+    pushed = not owners or owners[-1][0] is not owner
+    if pushed:
+        owners.append((owner, owner.name))
+    try:
+        yield
+    finally:
+        if pushed:
+            owners.pop()
+
+
+def weight_path(name: str) -> str:
+    """The path of a Variable named `name` made now (see weights_owned_by)."""
+    return "/".join([owner_name for _, owner_name in _owners()] + [name])
+
+
 def lookup(variable) -> Any:
     """The array bound to `variable` in the active scopes (innermost first), or None."""
     scope, key = current(), id(variable)

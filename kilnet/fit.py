@@ -152,8 +152,9 @@ def _batch_feed(trainer, source, y, batch_size, *, shuffle, steps, seed, class_w
         raise ValueError(f"The data source ({kind}) yielded no batch: there is nothing to read.")
     model = trainer.model
     reader = loaders.BatchReader(model, None, class_weight=class_weight)
-    xs = reader.inputs(loaders.unpack(first, 0)[0], 0)
-    trainer.ensure_state(seed, input_shape=_sample_shapes(xs))
+    first_x = loaders.unpack(first, 0)[0]
+    xs = reader.inputs(first_x, 0)
+    trainer.ensure_state(seed, input_shape=structure.sample_shapes(model, first_x, xs))
     if labels:
         reader.objective = trainer.objective
     xs, ys = reader.read(first, 0)
@@ -178,11 +179,6 @@ def _single_target_loss(trainer):
     return trainer.objective.targets[0].loss if trainer.objective is not None else trainer.loss
 
 
-def _sample_shapes(xs):
-    shapes = [tuple(np.shape(x)[1:]) for x in xs]
-    return shapes[0] if len(shapes) == 1 else shapes
-
-
 def _label_names(trainer, count=None):
     """How messages name the label arrays: by trained output, or (labels a model's own step
     reads, with no output named by a loss) by position."""
@@ -200,7 +196,7 @@ def _arrays_for_fit(model, trainer, x, y, *, seed, batch_size, epochs, validatio
     validation.check_epochs(epochs, initial_epoch)
     xs = structure.inputs_of(model, x)
     xs = validation.check_features(model, xs, structure.input_argument_names(model, len(xs)))
-    trainer.ensure_state(seed, input_shape=_sample_shapes(xs))
+    trainer.ensure_state(seed, input_shape=structure.sample_shapes(model, x, xs))
     x_names = structure.argument_names("x", model.input_names)
     if y is None and (model.overrides_train_step or model.overrides_compute_loss):
         ys, y_names = [], []  # the model's own step or loss needs no labels (an autoencoder)
@@ -647,7 +643,7 @@ def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False,
     else:
         xs = structure.inputs_of(model, x)
         xs = validation.check_features(model, xs, structure.input_argument_names(model, len(xs)))
-        trainer.ensure_state(input_shape=_sample_shapes(xs))
+        trainer.ensure_state(input_shape=structure.sample_shapes(model, x, xs))
         ys = structure.targets_of(trainer.objective, y, own_step=model.overrides_test_step)
         y_names = _label_names(trainer, len(ys))
         xs, ys, batch_size = validation.check_eval_inputs(
@@ -717,7 +713,7 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
         xs, batch_size = validation.check_predict_inputs(
             model, xs, x_names=structure.input_argument_names(model, len(xs)),
             batch_size=batch_size)
-        trainer.ensure_state(input_shape=_sample_shapes(xs))
+        trainer.ensure_state(input_shape=structure.sample_shapes(model, x, xs))
         feed = make_feed(trainer, structure.pack(xs), None, batch_size)
     total = feed.steps if steps is None or feed.steps is None else min(steps, feed.steps)
     cb_list = None

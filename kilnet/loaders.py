@@ -444,7 +444,7 @@ class BatchReader:
         """A batch's x as one checked array per model input (the model may be unbuilt)."""
         xs = [to_numpy(a) for a in structure.inputs_of(self.model, to_numpy(x),
                                                        f"x (batch {index})")]
-        names = structure.argument_names("x", self.model.input_names or ["x"])
+        names = structure.input_argument_names(self.model, len(xs))
         return validation.check_features(self.model, xs,
                                          [f"{name} (batch {index})" for name in names])
 

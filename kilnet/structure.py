@@ -8,12 +8,16 @@ target order (kilnet.objective).
 
 from __future__ import annotations
 
+import numpy as np
+
 from kilnet.errors import InputError
 
 
 def inputs_of(model, x, argument: str = "x") -> list:
     """x as a list with one entry per model input (names from model.input_names)."""
     specs = model.input_specs
+    if specs is None and isinstance(x, dict) and getattr(model, "takes_keyed_inputs", False):
+        return [x[key] for key in sorted(x)]   # its call takes the dict (see sample_shapes)
     if specs is None or len(specs) == 1:
         if isinstance(x, dict):
             if specs is not None and len(x) == 1 and model.input_names[0] in x:
@@ -81,6 +85,17 @@ def targets_of(objective, y, argument: str = "y", own_step: bool = False) -> lis
     raise InputError(f"The model has {len(heads)} trained outputs {names}; {argument} must give "
                      f"labels for each, e.g. {argument}={{{names[0]!r}: ..., {names[1]!r}: ...}}. "
                      f"Received: {type(y).__name__}")
+
+
+def sample_shapes(model, x, xs: list):
+    """The shapes of inputs_of(model, x) without the batch axis, as build takes them: one
+    shape, a list, or a dict by key when the model's call takes x as a dict (a subclassed
+    model; its Keras form `call(inputs)` then reads inputs["title"])."""
+    shapes = [tuple(np.shape(a)[1:]) for a in xs]
+    if isinstance(x, dict) and getattr(model, "takes_keyed_inputs", False) and not isinstance(
+            model.input_specs, list):
+        return dict(zip(sorted(x), shapes))
+    return shapes[0] if len(shapes) == 1 else shapes
 
 
 def pack(arrays: list):

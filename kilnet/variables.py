@@ -45,6 +45,8 @@ class Variable:
             raise ValueError("A variable's name must be a non-empty string without '/'. "
                              f"Received: name={name!r}")
         self.name = name
+        # Keras's path: the names of the layers that made it, then its own
+        self._path = _scope.weight_path(name)
         self.trainable = bool(trainable)
         self.initializer = initializer
         # projects the value after each optimizer update (kilnet.constraints), as in Keras
@@ -79,6 +81,20 @@ class Variable:
                              "it is not built. Build the model (model.build(input_shape)) or "
                              "call it on data first.")
         return self._value
+
+    @property
+    def path(self) -> str:
+        """Where the variable sits: the names of the layers that made it, outermost first,
+        then its own name, as Keras's `Variable.path`.
+
+        Example:
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(2, name="d")],
+            ...                          name="seq")
+            >>> [v.path for v in model.weights]
+            ['seq/d/kernel', 'seq/d/bias']
+        """
+        return self._path
 
     @property
     def has_value(self) -> bool:

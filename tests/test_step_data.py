@@ -101,6 +101,48 @@ def test_a_subclassed_model_takes_a_list_of_inputs_as_keras():
         np.testing.assert_allclose(mine, theirs, rtol=1e-5)
 
 
+def test_a_subclassed_model_takes_a_dict_of_inputs_as_keras():
+    """fit / evaluate / predict with {"tokens": ..., "extra": ...} on a subclassed model whose
+    call reads inputs["tokens"]: built by its first eager call, by fit itself, and fed by a
+    generator of dict batches; kilnet refused the dict (its call got a tuple, then a list of
+    one array)."""
+    rng = np.random.default_rng(4)
+    x = {"tokens": rng.random((12, 3)).astype("float32"),
+         "extra": rng.random((12, 2)).astype("float32")}
+    y = rng.random((12, 1)).astype("float32")
+
+    def batches():
+        for start in range(0, 12, 4):
+            yield {key: value[start:start + 4] for key, value in x.items()}, y[start:start + 4]
+
+    found = {}
+    for lib in (keras, kilnet):
+        class Keyed(lib.Model):
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                self.a = lib.layers.Dense(1, kernel_initializer="ones")
+                self.b = lib.layers.Dense(1, kernel_initializer="ones")
+
+            def call(self, inputs):
+                return self.a(inputs["tokens"]) - 2.0 * self.b(inputs["extra"])
+
+        runs = []
+        for start in ("eager call", "fit", "generator"):
+            model = Keyed()
+            if start == "eager call":
+                model(x)
+            model.compile(optimizer=lib.optimizers.SGD(0.1), loss="mse")
+            data = (batches(),) if start == "generator" else (x, y)
+            history = model.fit(*data, batch_size=None if start == "generator" else 4,
+                                epochs=1, shuffle=False, verbose=0)
+            runs.append((history.history["loss"], model.predict(x, verbose=0),
+                         model.evaluate(x, y, verbose=0)))
+        found[lib] = runs
+    for mine, theirs in zip(found[kilnet], found[keras]):
+        for ours, keras_value in zip(mine, theirs):
+            np.testing.assert_allclose(ours, keras_value, rtol=1e-5)
+
+
 def _tagger(lib):
     class Tagger(lib.Model):
         def __init__(self, **kwargs):

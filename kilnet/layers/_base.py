@@ -19,6 +19,7 @@ building the layer's weights on first use, as Keras does.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import warnings
@@ -346,7 +347,8 @@ class Layer:
                              f"{name!r}; give each add_weight a different name.")
         rng = _scope.init_rng() or utils.numpy_rng(utils.next_seed())
         value = _initial_value(initializer, rng, shape)
-        variable = Variable(value, name=name, trainable=trainable, constraint=constraint)
+        with _scope.weights_owned_by(self):
+            variable = Variable(value, name=name, trainable=trainable, constraint=constraint)
         self._track_variable(variable, yours=True)
         if not autocast:  # kept in float32 when the layer computes in 16 bits (Keras)
             if "_uncast_weights" not in self.__dict__:
@@ -701,7 +703,7 @@ class Layer:
             self.unbuild()  # Keras's form: build() runs again and draws new weights
         # Sub-layers are built on their first call while the parent's call is traced: their
         # weights must be concrete arrays, not values of that trace.
-        with jax.ensure_compile_time_eval():
+        with jax.ensure_compile_time_eval(), self._naming_weights():
             try:
                 params, state, _ = (
                     self._keras_init(rng, input_shape, call_extras, call_keywords)
@@ -712,6 +714,15 @@ class Layer:
             self._adopt(params, state)
         self.built = True
         self.build_shape = input_shape
+
+    # Whether the weights made while this layer builds have its name in their path (Keras's
+    # name scope of a layer building); a functional model's layers are built when the graph
+    # is made, outside the model's scope, so theirs do not.
+    names_built_weights = True
+
+    def _naming_weights(self):
+        return (_scope.weights_owned_by(self) if self.names_built_weights
+                else contextlib.nullcontext())
 
     def _adopt(self, params: dict, state: dict):
         """Keep the arrays `init` made as this layer's Variables (creating them if needed)."""
@@ -727,9 +738,10 @@ class Layer:
                 if name in own:
                     own[name].assign(value)
                 else:
-                    variable = Variable(value, name=name, trainable=trainable,
-                                        constraint=self.constraint_for(name) if trainable
-                                        else None)
+                    with _scope.weights_owned_by(self):
+                        variable = Variable(value, name=name, trainable=trainable,
+                                            constraint=self.constraint_for(name) if trainable
+                                            else None)
                     self._track_variable(variable)
                     # As Keras: dense.kernel, batch_normalization.moving_mean (unless the name
                     # is taken by another attribute, e.g. a `scale` setting).
@@ -1118,9 +1130,8 @@ class Layer:
 
     # -- configuration -------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
-        config = {"name": self.name, "trainable": self.trainable}
-        if self._dtype_policy.name != "float32":  # Keras's serialized form of the policy
-            config["dtype"] = mixed_precision.serialize(self._dtype_policy)
+        config = {"name": self.name, "trainable": self.trainable,
+                  "dtype": mixed_precision.serialize(self._dtype_policy)}   # Keras's form
         if self.declared_input_shape is not None:
             config["input_shape"] = list(self.declared_input_shape)
         for key in self.config_keys:

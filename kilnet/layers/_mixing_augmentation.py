@@ -347,9 +347,12 @@ class Pipeline(Layer):
         from kilnet.models import _config
 
         config = super().get_config()
-        config.pop("trainable")   # Keras's Pipeline config has none, and its constructor
+        # Keras's Pipeline config has neither, and its constructor refuses them
+        config.pop("trainable")
+        if self._dtype_policy.name == "float32":
+            config.pop("dtype")
         config["layers"] = [_config.serialize(layer) for layer in self._pipeline_layers]
-        return config             # refuses one
+        return config
 
     @classmethod
     def from_config(cls, config):

@@ -130,6 +130,16 @@ class Model(Layer):
         return self.is_functional
 
     @property
+    def names_built_weights(self) -> bool:
+        return not self.is_functional
+
+    @property
+    def takes_keyed_inputs(self) -> bool:
+        """Whether inputs given as a dict reach `call` as that dict: a subclassed model's (a
+        functional model takes them by input name, a Sequential takes one array)."""
+        return not self.is_functional
+
+    @property
     def operations(self) -> list:
         """Every node of the model in Keras's order: its layers and the ops recorded between
         them (`x / 255`, `ops.relu(x)`), as Keras's `model.operations`."""
@@ -189,6 +199,9 @@ class Model(Layer):
                     for t in self.graph.inputs]
         if self.build_shape is None:
             return None
+        if isinstance(self.build_shape, dict):   # called on a dict: its inputs by key
+            return [TensorSpec(self.build_shape[key], "float32", key)
+                    for key in sorted(self.build_shape)]
         shapes = self.build_shape if isinstance(self.build_shape, list) else [self.build_shape]
         return [TensorSpec(s, "float32", f"input_{i}") for i, s in enumerate(shapes)]
 
@@ -344,15 +357,19 @@ class Model(Layer):
         theirs. A nested model built meanwhile follows the same choice."""
         token = _REDRAW_ALL.set(everything)
         try:
-            for index, layer in enumerate(self._sublayers):
-                if everything or not layer.built:
-                    layer.build_weights(utils.numpy_rng(seed, index), layer.build_shape,
-                                        call_extras=layer.first_call_extras(),
-                                        call_keywords=layer.first_call_keywords())
+            with self._naming_weights():
+                self._build_each_layer(seed, everything)
         finally:
             _REDRAW_ALL.reset(token)
         self.built = True
         self._reset_trainer()
+
+    def _build_each_layer(self, seed: int, everything: bool):
+        for index, layer in enumerate(self._sublayers):
+            if everything or not layer.built:
+                layer.build_weights(utils.numpy_rng(seed, index), layer.build_shape,
+                                    call_extras=layer.first_call_extras(),
+                                    call_keywords=layer.first_call_keywords())
 
     def _reset_trainer(self):
         if self.compiled is not None:
@@ -385,8 +402,8 @@ class Model(Layer):
         logits: True (or one bool per output) returns the pre-activation of outputs whose
         layer ends in an activation that a loss can fold in (see output_activations)."""
         if not self.is_functional:
-            return super().apply(params, state, inputs, *args, training=training, rng=rng,
-                                 sample_mask=sample_mask, **kwargs)
+            return super().apply(params, state, self._as_called(inputs), *args,
+                                 training=training, rng=rng, sample_mask=sample_mask, **kwargs)
         values = {}
         for tensor, value in zip(self.graph.inputs, self.flatten_inputs(inputs)):
             values[tensor.uid] = value
@@ -418,6 +435,14 @@ class Model(Layer):
         if output_masks is not None:
             output_masks.extend(masks.get(t.uid) for t in self.graph.outputs)
         return self.pack_outputs([values[t.uid] for t in self.graph.outputs]), new_state
+
+    def _as_called(self, inputs):
+        """A subclassed model first called on a dict gets a dict again: fit, evaluate and
+        predict pass its inputs as one array per key, in sorted key order (input_specs)."""
+        keys = sorted(self.build_shape) if isinstance(self.build_shape, dict) else None
+        if keys is None or isinstance(inputs, dict):
+            return inputs
+        return dict(zip(keys, inputs if isinstance(inputs, (tuple, list)) else [inputs]))
 
     def _logit_nodes(self, logits) -> set:
         if logits is False or logits is None:
@@ -947,7 +972,9 @@ def _record_masks(node, output_masks, masks: dict):
 
 
 def _without_batch(shape):
-    """(28, 28), (None, 28, 28) or a list of them -> shapes without the batch axis."""
+    """(28, 28), (None, 28, 28) or a list or dict of them -> shapes without the batch axis."""
+    if isinstance(shape, dict):
+        return {key: _without_batch(tuple(s)) for key, s in shape.items()}
     if isinstance(shape, list) and shape and isinstance(shape[0], (list, tuple)):
         return [_without_batch(tuple(s)) for s in shape]
     shape = tuple(shape)

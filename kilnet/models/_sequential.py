@@ -123,6 +123,10 @@ class Sequential(Model):
             x = layer(x, training=training)
         return x
 
+    # Keras builds a Sequential's layers in its name scope ("sequential/dense/kernel")
+    names_built_weights = True
+    takes_keyed_inputs = False
+
     def build(self, input_shape=None, *, seed: int | None = None) -> None:
         if input_shape is not None and self._input_layer is None:
             set_untracked(self, "_input_layer", InputLayer(shape=_without_batch(input_shape)))
