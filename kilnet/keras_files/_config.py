@@ -364,9 +364,7 @@ def keras_model(spec, path):
             layers.append({**converted, "name": e["name"], "inbound_nodes": nodes})
         return {"module": "keras.src.models.functional", "class_name": "Functional",
                 "config": {**config, "layers": layers}, "registered_name": "Functional"}
-    raise ValueError(f"Cannot save {path} as a Keras file: the model {name!r} is a subclassed "
-                     "or registered class whose code Keras would not have. Save it with the "
-                     "extension .kilnet instead.")
+    return _keras_custom_model(spec, path)
 
 
 def _tuples_as_lists(value):
@@ -432,6 +430,36 @@ def keras_layer(spec, path):
                 "registered_name": name}
     return {"module": "keras.layers", "class_name": name, "config": config,
             "registered_name": None}
+
+
+def _keras_custom_model(spec, path):
+    """Keras's entry of a subclassed model of yours, registered as _keras_custom_layer's
+    classes are: its config, and the input shape Keras's build_from_config builds it for
+    (batch axis first, as Keras writes it)."""
+    name, config = spec["class_name"], spec["config"]
+    cls = saving.get_registered_object(name)
+    if not (isinstance(cls, type) and issubclass(cls, Model)) or "build_config" not in spec:
+        raise ValueError(f"Cannot save {path} as a Keras file: the model {config.get('name')!r}"
+                         f" is of the class {name!r}, a subclassed model that is "
+                         + ("not registered, so Keras could not find it when loading. Register"
+                            " it with @kilnet.saving.register_keras_serializable(package=...) "
+                            "(the same code registered with Keras loads it there)"
+                            if "build_config" in spec else "not built: call it on data or "
+                            "build it first")
+                         + ", or save it with the extension .kilnet.")
+    shape = spec["build_config"]["input_shape"]
+    return {"module": None if cls.__module__ == "__main__" else cls.__module__,
+            "class_name": cls.__name__, "config": config, "registered_name": name,
+            "build_config": {"input_shape": _with_batch_axis(shape)}}
+
+
+def _with_batch_axis(shape):
+    """A sample shape (or a list or dict of them) with Keras's free batch axis first."""
+    if isinstance(shape, dict):
+        return {key: _with_batch_axis(value) for key, value in shape.items()}
+    if shape and all(isinstance(item, list) for item in shape):
+        return [_with_batch_axis(item) for item in shape]
+    return [None] + list(shape)
 
 
 def _keras_custom_layer(spec, path):

@@ -4,7 +4,8 @@ Why a module of its own: users hand their models to people who use Keras, Tensor
 TFLite. What kilnet writes here is what Keras 3 writes (config.json in Keras's layout with
 Keras's module names, metadata.json, model.weights.h5 with Keras's group names), so that
 `keras.models.load_model(path)` opens it in safe mode. A model Keras could not rebuild (a
-subclassed model, a layer class of the user's) is refused, naming `.kilnet`, kilnet's own format.
+subclassed model or a layer class of the user's, not registered) is refused, naming `.kilnet`,
+kilnet's own format; a registered one is written for Keras to find under the same registration.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ KERAS_VERSION = "3.6.0"   # the Keras 3 file format version kilnet writes
 
 
 def save_keras(model, filepath, overwrite=True, include_optimizer=True):
-    """Write `model` (Sequential or functional, built) as a Keras 3 `.keras` file, atomically.
+    """Write `model` (Sequential, functional, or a registered subclassed model; built) as a
+    Keras 3 `.keras` file, atomically.
     A compiled model keeps its compile configuration and optimizer state (include_optimizer),
     where Keras can express them; otherwise they are left out with a warning.
 
@@ -41,13 +43,10 @@ def save_keras(model, filepath, overwrite=True, include_optimizer=True):
         ['config.json', 'metadata.json', 'model.weights.h5']
     """
     path = os.fspath(filepath)
-    if not model.is_functional:
-        raise ValueError(f"Cannot save {path} as a Keras file: the model is not a Sequential "
-                         "with a known input shape or a functional model (a subclassed model's "
-                         "code is not in a file). Build it first, or save it with the "
-                         "extension .kilnet instead.")
     model.require_built()
-    entry = _config.keras_model(kilnet_config.serialize(model, build_config=False), path)
+    # a subclassed model's build_config: the input shape Keras builds it for when loading
+    entry = _config.keras_model(
+        kilnet_config.serialize(model, build_config=not model.is_functional), path)
     compile_config, optimizer = None, None
     if include_optimizer and model.compiled is not None:
         compile_config, optimizer = _training_setup(model.compiled, path)
@@ -92,7 +91,9 @@ def weights_bytes(model, path, optimizer=None) -> bytes:
     if bad:
         raise ValueError(f"Not saving {path}: the model holds NaN or infinite values in "
                          f"{bad[:3]}. Save a model from before training diverged.")
-    groups = {h5.rpartition("/")[0]: h5.split("/")[-3] for h5, _, _ in slots}
+    # each weights group is labelled with its layer (the model itself for its own weights)
+    groups = {h5.rpartition("/")[0]: (h5.split("/")[-3] if h5.count("/") >= 2 else model.name)
+              for h5, _, _ in slots}
     arrays = [(h5, np.asarray(v)) for (h5, _, _), v in zip(slots, values)]
     if optimizer is not None:
         name, opt_arrays = optimizer

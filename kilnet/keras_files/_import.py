@@ -95,9 +95,9 @@ def install_weights(model, weights, build_config=None, skip_mismatch=False):
         model.build(seed=0)
     elif not model.built:
         shape = build_config.get("input_shape") if isinstance(build_config, dict) else None
-        if not isinstance(shape, list) or not shape:
+        if not isinstance(shape, (list, dict)) or not shape:
             raise ModelFileError(path, "its model has no input shape to build it with.")
-        model.build(tuple(shape), seed=0)
+        model.build(_free_batch_axis(shape, path), seed=0)
     try:
         slots = _layout.model_slots(model)
     except _layout.LayoutError as error:
@@ -115,13 +115,31 @@ def install_weights(model, weights, build_config=None, skip_mismatch=False):
     arrays = [weights.read(h5, variable.shape, np.dtype(variable.dtype))
               for h5, _, variable in slots]
     used = {h5 for h5, _, _ in slots}
-    stray = [p for p in (weights.datasets("layers") if "layers" in weights.file else [])
-             if p not in used]
+    # a subclassed model's layers sit under its attributes' names too (kilnet.keras_files.
+    # _layout), not only under "layers"
+    groups = ["layers"] if model.is_functional else [g for g in weights.file
+                                                     if g != "optimizer"]
+    stray = [p for group in groups if group in weights.file
+             for p in weights.datasets(group) if p not in used]
     if stray:
         raise ModelFileError(path, f"its weights hold arrays no layer of the model uses: "
                                    f"{stray[:3]}.")
     for (_, _, variable), array in zip(slots, arrays):
         variable.assign(array)
+
+
+def _free_batch_axis(shape, path):
+    """A build_config's input shape as Keras writes it (the first call's, batch axis first:
+    [2, 5]; a list or dict of them for several inputs) with the batch axis free: what
+    model.build takes."""
+    if isinstance(shape, dict):
+        return {key: _free_batch_axis(value, path) for key, value in shape.items()}
+    if shape and all(isinstance(item, list) for item in shape):
+        return [_free_batch_axis(item, path) for item in shape]
+    if not shape or not all(d is None or (isinstance(d, int) and d >= 0) for d in shape):
+        raise ModelFileError(path, f"its build_config's input shape {shape!r:.100} is not a "
+                                   "list of sizes.")
+    return (None,) + tuple(shape[1:])
 
 
 def _declared(model, h5_prefix, prefix, weights) -> dict:

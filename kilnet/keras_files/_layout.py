@@ -46,7 +46,10 @@ def model_slots(model) -> list:
         [('layers/dense/vars/0', 'params/d/kernel'), ('layers/dense/vars/1', 'params/d/bias')]
     """
     slots, seen = [], set()
-    _container_slots(model, "", (), slots, seen)
+    if model.is_functional:
+        _container_slots(model, "", (), slots, seen)
+    else:
+        _subclassed_slots(model, "", (), slots, seen)
     return slots
 
 
@@ -103,10 +106,10 @@ def _container_slots(model, prefix, path, slots, seen):
 
 def _layer_slots(layer, prefix, path, slots, seen):
     if isinstance(layer, Model):
-        if not layer.is_functional:
-            raise LayoutError(f"the nested model {layer.name!r} is not a Sequential or "
-                              "functional model")
-        _container_slots(layer, prefix, path, slots, seen)
+        if layer.is_functional:
+            _container_slots(layer, prefix, path, slots, seen)
+        else:
+            _subclassed_slots(layer, prefix, path, slots, seen)
     elif isinstance(layer, RNN_TYPES):
         _own_slots(layer, prefix + "cell/", path, slots)
     elif isinstance(layer, RNN):
@@ -142,17 +145,29 @@ def _layer_slots(layer, prefix, path, slots, seen):
         _own_slots(layer, prefix, path, slots)
 
 
-def _attribute_slots(layer, prefix, path, slots, seen):
+def _attribute_slots(layer, prefix, path, slots, seen, extra=None):
     """A layer class of yours that holds layers: Keras's saving walks its attributes, so its
     own weights come first (`vars/<i>`), then each attribute holding a layer, under the
     attribute's name, in Keras's order (public names sorted, then private ones); a list,
     tuple or dict of layers numbers them by class (`blocks/dense`, `blocks/dense_1`). A layer
-    reached twice keeps its first place."""
+    reached twice keeps its first place. `extra`: attributes of Keras's class that kilnet's
+    keeps elsewhere ({"layers": model.layers} for a subclassed model)."""
     _own_slots(layer, prefix, path, slots)
     skip = _BASE_ATTRIBUTES | {"_sublayers"}
-    for attribute in sorted(vars(layer), key=lambda name: "~" + name if name[0] == "_" else name):
-        if attribute not in skip:
-            _value_slots(getattr(layer, attribute), f"{prefix}{attribute}/", path, slots, seen)
+    values = {name: getattr(layer, name) for name in vars(layer) if name not in skip}
+    values.update(extra or {})
+    for attribute in sorted(values, key=lambda name: "~" + name if name[0] == "_" else name):
+        _value_slots(values[attribute], f"{prefix}{attribute}/", path, slots, seen)
+
+
+def _subclassed_slots(model, prefix, path, slots, seen):
+    """A subclassed model, as Keras's saving walks it: a layer of yours whose attributes
+    include Keras's `layers` (every layer it tracks, numbered by class), so that a layer
+    kept in an attribute sorting before "layers" (`bn`, `blocks`) is saved under that
+    attribute and the others under `layers/<class>_<n>` (`layers/dense_2`)."""
+    _attribute_slots(model, prefix, path, slots, seen,
+                     extra={"layers": [layer for layer in model.layers
+                                       if not isinstance(layer, InputLayer)]})
 
 
 def _value_slots(value, prefix, path, slots, seen):
@@ -175,8 +190,8 @@ def _value_slots(value, prefix, path, slots, seen):
             _value_slots(item, f"{prefix}{name}/", path, slots, seen)
 
 
-# Attributes every kilnet layer has: its bookkeeping, never a place in Keras's file.
-_BASE_ATTRIBUTES = frozenset(vars(Layer()))
+# Attributes every kilnet layer and model has: its bookkeeping, never a place in Keras's file.
+_BASE_ATTRIBUTES = frozenset(vars(Layer())) | frozenset(vars(Model()))
 
 
 def _spectral_slots(layer, prefix, path, slots, seen):
