@@ -28,6 +28,7 @@ repeated runs.
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -555,11 +556,25 @@ def _memory_analysis(program):
         return None
 
 
+# XLA's memory analysis of a program costs about 1 ms a call on our 2-core CPU, and fit asks
+# for it at every call (train_on_batch makes one fit call per batch): kept per program.
+_TEMP_BYTES = weakref.WeakKeyDictionary()
+
+
 def temp_bytes(program) -> int | None:
     """The size of the temporary buffer an execution of a compiled `program` allocates, or
     None where XLA does not say."""
+    try:
+        return _TEMP_BYTES[program]
+    except (KeyError, TypeError):   # not seen yet, or not an object a weak key can hold
+        pass
     m = _memory_analysis(program)
-    return None if m is None else int(m.temp_size_in_bytes)
+    found = None if m is None else int(m.temp_size_in_bytes)
+    try:
+        _TEMP_BYTES[program] = found
+    except TypeError:
+        pass
+    return found
 
 
 def abstract(tree):
