@@ -9,6 +9,46 @@ import jax
 import numpy as np
 
 
+class KeyOrderDict(dict):
+    """A dict whose pytree keeps its keys in insertion order. JAX's pytrees put a dict's keys
+    in sorted order, so a dict a layer is called on would reach its `call` re-ordered (a
+    layer looping `for name in inputs` would see other features first than in Keras, whose
+    trees restore the order they were given)."""
+
+    def __reduce_ex__(self, protocol):   # copies and pickles are plain dicts
+        return dict, (dict(self),)
+
+
+jax.tree_util.register_pytree_with_keys(
+    KeyOrderDict,
+    lambda d: ([(jax.tree_util.DictKey(k), v) for k, v in d.items()], tuple(d)),
+    lambda keys, children: KeyOrderDict(zip(keys, children)),
+    flatten_func=lambda d: (list(d.values()), tuple(d)))
+
+
+def keep_key_order(tree):
+    """`tree` with its plain dicts (inside lists, tuples and dicts) made KeyOrderDicts, so
+    that mapping over it keeps each dict's key order.
+
+    Example:
+        >>> mapped = jax.tree.map(lambda v: v * 2, keep_key_order({"zeta": 1, "alpha": 2}))
+        >>> list(mapped)
+        ['zeta', 'alpha']
+    """
+    if type(tree) is dict:
+        return KeyOrderDict((k, keep_key_order(v)) for k, v in tree.items())
+    if type(tree) in (list, tuple):
+        return type(tree)(keep_key_order(v) for v in tree)
+    return tree
+
+
+def has_dict(tree) -> bool:
+    """Whether a plain dict is in `tree` (lists and tuples opened)."""
+    if type(tree) is dict:
+        return True
+    return type(tree) in (list, tuple) and any(has_dict(v) for v in tree)
+
+
 def get_path(tree: dict, path: tuple):
     for key in path:
         tree = tree[key]

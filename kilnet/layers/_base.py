@@ -31,6 +31,7 @@ import numpy as np
 
 from kilnet import (_names, _scope, _tree, activations, constraints, initializers,
                     mixed_precision, regularizers, utils)
+from kilnet.layers import _tracking
 from kilnet.layers._input_spec import check_input_spec
 from kilnet.layers import _tensor_masks as tensor_masks
 from kilnet.layers._node import KerasTensor, Node, is_symbolic
@@ -191,16 +192,27 @@ class Layer:
     # -- attribute tracking: sub-layers and variables assigned as attributes ------------------
     def __setattr__(self, name, value):
         if not name.startswith("__") and "_sublayers" in self.__dict__:
-            for item in (value if isinstance(value, (list, tuple)) else [value]):
-                if isinstance(item, Layer) and item is not self and not any(
-                        item is s for s in self._sublayers):
-                    item.take_name({s.name for s in self._sublayers}
-                                   | {v.name for v in self._trainable_vars
-                                      + self._non_trainable_vars})
-                    self._sublayers.append(item)
-                elif isinstance(item, Variable):
-                    self._track_variable(item, yours=True)
+            # a list or dict that may hold layers reports the ones added to it later
+            value = _tracking.tracked(value, self)
+            for item in _tracking.contents(value):
+                self.track_attribute_item(item)
         object.__setattr__(self, name, value)
+
+    def track_attribute_item(self, item):
+        """Keep `item`, found in an attribute (or a list or dict kept as one), among this
+        layer's sub-layers or weights when it is a layer or a Variable."""
+        if isinstance(item, Layer) and item is not self and not any(
+                item is s for s in self._sublayers):
+            item.take_name({s.name for s in self._sublayers}
+                           | {v.name for v in self._trainable_vars + self._non_trainable_vars})
+            self._sublayers.append(item)
+        elif isinstance(item, Variable):
+            self._track_variable(item, yours=True)
+
+    def untrack_attribute_item(self, item):
+        """A layer removed from a list or dict attribute is no longer a sub-layer (Keras's)."""
+        if isinstance(item, Layer):
+            self._sublayers[:] = [s for s in self._sublayers if s is not item]
 
     def _track_variable(self, variable: Variable, yours: bool = False):
         """Keep `variable` among the layer's weights. `yours`: made by your code (add_weight,
@@ -403,6 +415,8 @@ class Layer:
                             "tensor, e.g. layer(x).")
         if self.input_spec is not None:   # a layer of yours declared what it accepts
             check_input_spec(self.input_spec, args[0], self.name)
+        if any(_tree.has_dict(a) for a in args):   # its call sees the keys in your order
+            args = _tree.keep_key_order(args)
         if is_symbolic((args, kwargs)):
             return self._call_symbolic(args, kwargs)
         # Outside a functional graph, a sequence mask rides on the arrays (Keras's _keras_mask)
