@@ -486,31 +486,51 @@ def _refuse_stream_weights(x, sample_weight, class_weight):
                          "stream (x, y) batches. Received: class_weight with a memmap")
 
 
+# The most steps a chunk runs when your callbacks read every batch's end: the rows of sums
+# it records for them (a few kB; the seed MLP's 1,875 steps then take 8 chunks, not 1-2).
+TRAIL_STEPS = 256
+
+
 def _run_epoch(trainer, feed, blocks, cb_list, progress, chunker, epoch, start_step, history):
     """One epoch's chunks over `blocks`; returns (the epoch's logs, the step it ended at)."""
     model = trainer.model
     step = start_step
+    # kilnet.callbacks: chunk, each or exact; compile's steps_per_execution=N asks for Keras's
+    # own batching, one call per N batches
+    hooks = "chunk" if trainer.steps_per_execution else cb_list.batch_hooks_mode()
+    trail = programs.sums_trail(trainer.state.sums, TRAIL_STEPS) if hooks == "each" else None
     # A resume at the end of an epoch runs no chunk: its logs come from the restored sums.
     logs = _logs_from_sums(trainer.spec, jax.device_get(trainer.state.sums)) if step else {}
     for block in blocks:
         train = trainer.program("train", feed.batch_size, trainer.state, block.x, block.y,
-                                block.order, block.valid, *([jnp.int32(0)] * 4))
+                                block.order, block.valid, *([jnp.int32(0)] * 4),
+                                *([] if trail is None else [trail]))
         chunker.fit_to(train)
         while step < block.limit:
             stop = min(chunker.next_stop(step), block.limit,
                        step + (cb_list.steps_until_needed() or block.limit),
-                       step + (trainer.steps_per_execution or block.limit))
-            cb_list.on_train_batch_begin(step)  # the chunk's first batch
+                       step + (trainer.steps_per_execution or block.limit),
+                       step + {"exact": 1, "each": TRAIL_STEPS}.get(hooks, block.limit))
+            if hooks != "each":
+                cb_list.on_train_batch_begin(step)  # the chunk's first batch
             began = time.perf_counter()
-            sums, fault = _train_chunk(trainer, train, feed, block, epoch, step, stop)
-            trainer.position = (epoch, stop)
+            sums, fault, rows, saved = _train_chunk(trainer, train, feed, block, epoch, step,
+                                                    stop, trail)
             chunker.observe(stop - step, time.perf_counter() - began)
-            logs = _logs_from_sums(trainer.spec, sums)
             if fault != programs.NO_FAULT and trainer.on_nonfinite == "stop":
+                trainer.position = (epoch, stop)
                 _raise_non_finite(trainer, epoch, int(fault), history)
+            if rows is not None:
+                stop, sums = _each_batch_hooks(trainer, train, feed, block, cb_list, rows,
+                                               saved, epoch, step, stop)
+            trainer.position = (epoch, stop)
+            logs = _logs_from_sums(trainer.spec, sums)
             step = stop
             progress.update(step, logs)
-            cb_list.on_train_batch_end(step - 1, logs)  # the chunk's last batch
+            if rows is None:
+                cb_list.on_train_batch_end(step - 1, logs)  # the chunk's last batch
+            else:
+                cb_list.on_chunk_end(step - 1, logs)
             _interrupt.safe_point(trainer, cb_list)  # checkpoints; SIGINT/SIGTERM stop here
             if model.stop_training:
                 return logs, step
@@ -519,24 +539,49 @@ def _run_epoch(trainer, feed, blocks, cb_list, progress, chunker, epoch, start_s
     return logs, step
 
 
-def _train_chunk(trainer, train, feed, block, epoch, step, stop):
-    """Steps step..stop on the device; returns the host's copies of (sums, fault flag), its one
-    sync per chunk. The program checks the state (and the loss sum) once, at the chunk's end;
-    when it is not finite, the chunk is replayed from a copy of its starting state with every
-    step checked before it is applied (kilnet.programs), so no non-finite update is ever kept.
-    The copy costs one pass over the state per chunk; checking every step cost 36% of the seed
-    MLP's epoch, and the per-step conditionals a further 18% (measured)."""
+def _train_chunk(trainer, train, feed, block, epoch, step, stop, trail=None):
+    """Steps step..stop on the device; returns the host's copies of (sums, fault flag, the
+    sums after each step or None) and the chunk's starting state (None after a replay): its
+    one sync per chunk. The program checks the state (and the loss sum) once, at the chunk's
+    end; when it is not finite, the chunk is replayed from a copy of its starting state with
+    every step checked before it is applied (kilnet.programs), so no non-finite update is
+    ever kept. The copy costs one pass over the
+    state per chunk; checking every step cost 36% of the seed MLP's epoch, and the per-step
+    conditionals a further 18% (measured). `trail`: buffers for the sums after each step
+    (programs.train_chunk), for callbacks that read every batch's end."""
     saved = trainer.state_copy()
     args = (block.x, block.y, block.order, block.valid, jnp.int32(epoch), jnp.int32(block.base),
-            jnp.int32(step), jnp.int32(stop))
-    trainer.state = train(trainer.state, *args)
+            jnp.int32(step), jnp.int32(stop)) + (() if trail is None else (trail,))
+    out = train(trainer.state, *args)
+    trainer.state, rows = out if trail is not None else (out, None)
     sums, fault = jax.device_get((trainer.state.sums, trainer.state.fault))
     if fault == programs.STATE_FAULT:
         checked = trainer.program("train_checked", feed.batch_size, saved, *args[:4],
-                                  *([jnp.int32(0)] * 4))
-        trainer.state = checked(saved, *args)
+                                  *([jnp.int32(0)] * 4), *args[8:])
+        out = checked(saved, *args)   # donates the copy: nothing is left to replay from
+        trainer.state, rows = out if trail is not None else (out, None)
         sums, fault = jax.device_get((trainer.state.sums, trainer.state.fault))
-    return sums, int(fault)
+        saved = None
+    return sums, int(fault), None if rows is None else jax.device_get(rows), saved
+
+
+def _each_batch_hooks(trainer, train, feed, block, cb_list, rows, saved, epoch, step, stop):
+    """Your callbacks' batch hooks for each batch of a chunk that has run, with the logs after
+    that batch (from the sums the chunk recorded). Returns (the step the chunk ends at, the
+    sums there): when a hook sets model.stop_training, the chunk is run again from its
+    starting state up to that batch only, so training stops after it, as in Keras (the same
+    steps give the same numbers)."""
+    for index in range(stop - step):
+        sums = jax.tree.map(lambda row, at=index: row[at], rows)
+        cb_list.on_batch_of_chunk(step + index, _logs_from_sums(trainer.spec, sums))
+        if trainer.model.stop_training:
+            break
+    end = step + index + 1
+    if end < stop and saved is not None:
+        trainer.state = saved
+        sums, _, _, _ = _train_chunk(trainer, train, feed, block, epoch, step, end,
+                                     programs.sums_trail(saved.sums, TRAIL_STEPS))
+    return end, sums
 
 
 def _raise_non_finite(trainer, epoch, fault, history):

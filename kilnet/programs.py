@@ -350,30 +350,44 @@ def _positions(i, base, batch_size):
 
 # -- whole-loop programs ------------------------------------------------------------------------
 def train_chunk(spec, batch_size, state, x, y, order, valid, epoch, base, start, stop,
-                checked=False):
+                trail=None, checked=False):
     """Steps start..stop of an epoch in one while loop. Unchecked (the normal loop), the
     state's finiteness is checked once at the end: STATE_FAULT asks the host to replay the
-    chunk `checked`, step by step, from a copy of the chunk's starting state."""
+    chunk `checked`, step by step, from a copy of the chunk's starting state.
+
+    `trail`: None, or buffers shaped like the state's sums with a leading axis of at least
+    stop - start: the sums after each step are written there (row i - start), so that the
+    host can give a callback every batch's logs (kilnet.callbacks); returns (state, trail)."""
     def cond(carry):
-        i, s = carry
+        i, s, _ = carry
         # A fault in "stop" mode ends the chunk early: later steps would not be applied anyway.
         return (i < stop) & ((s.fault == NO_FAULT) | (spec.on_nonfinite != "stop"))
 
     def body(carry):
-        i, s = carry
+        i, s, rows = carry
         positions = _positions(i, base, batch_size)
         xb, yb = _batch(spec, x, y, order[positions])
         xb, yb, mask = _shard(spec, xb, yb, valid[positions])
         if spec.custom_step is not None:
-            return i + 1, custom_train_step(spec, s, xb, yb, mask, epoch, i)
-        return i + 1, train_step(spec, s, xb, yb, mask, epoch, i, checked=checked)
+            s = custom_train_step(spec, s, xb, yb, mask, epoch, i)
+        else:
+            s = train_step(spec, s, xb, yb, mask, epoch, i, checked=checked)
+        if rows is not None:
+            rows = jax.tree.map(lambda row, value: row.at[i - start].set(value), rows, s.sums)
+        return i + 1, s, rows
 
-    state = lax.while_loop(cond, body, (start, state))[1]
-    if checked:
-        return state
-    finite = _state_finite((state.params, state.opt_state, state.model_state,
-                          state.sums.get("loss", 0.0)))
-    return state._replace(fault=jnp.where(finite, state.fault, STATE_FAULT))
+    _, state, trail = lax.while_loop(cond, body, (start, state, trail))
+    if not checked:
+        finite = _state_finite((state.params, state.opt_state, state.model_state,
+                                state.sums.get("loss", 0.0)))
+        state = state._replace(fault=jnp.where(finite, state.fault, STATE_FAULT))
+    return state if trail is None else (state, trail)
+
+
+def sums_trail(sums, steps: int):
+    """Zero buffers for `steps` rows of the sums (train_chunk's `trail`)."""
+    return jax.tree.map(lambda a: jnp.zeros((steps,) + jnp.shape(a), jnp.asarray(a).dtype),
+                        sums)
 
 
 def custom_eval_chunk(spec, batch_size, sums, state, x, y, order, valid, base, start, stop):

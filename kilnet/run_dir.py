@@ -205,6 +205,8 @@ class RunProgress(Callback):
     True
     """
 
+    chunk_batch_hooks = True   # its batch hooks read the chunk's end (kilnet.callbacks)
+
     def __init__(self, history: HistoryWriter, verbose=1):
         super().__init__()
         self.history = history

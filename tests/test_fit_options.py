@@ -427,6 +427,7 @@ def test_fit_batch_hooks_cover_every_batch_once_per_epoch(monkeypatch, chunk):
     x, y = blobs(n=70)
     model = compiled_mlp()
     recorder = Recorder()
+    recorder.chunk_batch_hooks = True   # written for chunks: one begin and end per chunk
     model.fit(x, y, batch_size=8, epochs=2, verbose=0, seed=0, callbacks=[recorder])
     steps = 9
     epochs = [[], []]
@@ -503,6 +504,7 @@ def test_validation_in_fit_fires_test_hooks_before_epoch_end(monkeypatch):
     model = compiled_mlp()
     twin = keras_twin(model, steps_per_execution=3)
     ours, theirs = Recorder(), KerasRecorder()
+    ours.chunk_batch_hooks = True   # one begin and end per chunk, as Keras's per execution
     model.fit(x, y, batch_size=32, epochs=2, verbose=0, seed=0, shuffle=False,
               validation_data=(xv, yv), validation_freq=2, callbacks=[ours])
     twin.fit(x, y, batch_size=32, epochs=2, verbose=0, shuffle=False, validation_data=(xv, yv),

@@ -1,11 +1,17 @@
 """The Callback contract, CallbackList, History, LambdaCallback and TerminateOnNaN.
 
-Callbacks have Keras's hooks and semantics. Hooks run on the host between compiled chunks, so the
-batch hooks fire once per chunk (several batches run as one compiled program), as Keras's do with
-compile(steps_per_execution=N): `on_train_batch_begin` with the index of the chunk's first batch,
-`on_train_batch_end` with the index of its last batch and the logs at that point (the epoch's
-running means). `on_test_batch_*` and `on_predict_batch_*` likewise, once per evaluated or
-predicted block (kilnet.fit)."""
+Callbacks have Keras's hooks and semantics. Hooks run on the host between compiled chunks
+(several batches run as one compiled program). The training batch hooks of your callbacks fire
+for every batch, as Keras's do (CallbackList.batch_hooks_mode):
+- a callback with an `on_train_batch_end` / `on_batch_end` only (a loss recorder) is called for
+  each batch of a chunk after the chunk has run, with that batch's logs (the epoch's running
+  means after it, recorded by the chunk), so training keeps its speed;
+- a callback with an `on_train_batch_begin` / `on_batch_begin` (one that acts before a batch)
+  makes every chunk one batch long, so each hook runs between exactly those batches.
+kilnet's own callbacks written for chunks (`chunk_batch_hooks`) get one call per chunk: begin
+with the chunk's first batch, end with its last batch and its logs, as Keras's hooks with
+compile(steps_per_execution=N). `on_test_batch_*` and `on_predict_batch_*` fire once per
+evaluated or predicted block (kilnet.fit)."""
 
 from __future__ import annotations
 
@@ -26,6 +32,10 @@ class Callback:
     `self.model` is the model being trained, evaluated or predicted with; `self.params` holds
     Keras's parameters ("epochs", "steps", "verbose"). `on_train_batch_begin` / `_end` call
     `on_batch_begin` / `_end` by default, as in Keras."""
+
+    # True for a callback whose training batch hooks are written for kilnet's chunks: called
+    # once per chunk with its last batch, they never make fit report each batch
+    chunk_batch_hooks = False
 
     def __init__(self):
         self.model = None
@@ -114,6 +124,32 @@ class CallbackList(Callback):
         """The fewest steps any callback lets run before it needs a batch hook, or None."""
         needs = [n for n in (cb.steps_until_needed() for cb in self.callbacks) if n is not None]
         return max(1, min(needs)) if needs else None
+
+    def batch_hooks_mode(self) -> str:
+        """How fit calls the training batch hooks (see the module's docstring): "exact" (one
+        batch per chunk) when a callback of yours acts before a batch, "each" (every batch,
+        after its chunk) when one reads the batches' ends, else "chunk"."""
+        yours = [cb for cb in self.callbacks if not cb.chunk_batch_hooks]
+        if any(_overrides(cb, "on_train_batch_begin") for cb in yours):
+            return "exact"
+        if any(_overrides(cb, "on_train_batch_end") for cb in yours):
+            return "each"
+        return "chunk"
+
+    def on_batch_of_chunk(self, batch: int, logs: dict):
+        """A batch of a chunk that has run ("each" mode): its begin and end hooks, the end
+        with that batch's logs, on the callbacks not written for chunks."""
+        for cb in self.callbacks:
+            if not cb.chunk_batch_hooks:
+                cb.on_train_batch_begin(batch, {})
+                cb.on_train_batch_end(batch, logs)
+
+    def on_chunk_end(self, batch: int, logs: dict):
+        """The end hook of a chunk's last batch on the callbacks written for chunks ("each"
+        mode, where the others had theirs from on_batch_of_chunk)."""
+        for cb in self.callbacks:
+            if cb.chunk_batch_hooks:
+                cb.on_train_batch_end(batch, logs)
 
     def overrides(self, hook: str) -> bool:
         """Whether any callback does something in `hook`: the loops skip work (a host sync for

@@ -55,6 +55,8 @@ class BackupAndRestore(Callback):
     delete_checkpoint: delete the backups when training completes (Keras's behaviour).
     """
 
+    chunk_batch_hooks = True   # its batch hooks read the chunk's end (kilnet.callbacks)
+
     def __init__(self, backup_dir, save_freq="epoch", save_every_seconds=None, keep=3,
                  delete_checkpoint=True, verbose=0):
         super().__init__()
@@ -214,6 +216,8 @@ class ModelCheckpoint(Callback):
     model whose weights or optimizer state hold NaN or infinity is never written: that save is
     skipped with a warning and training goes on.
     """
+
+    chunk_batch_hooks = True   # its batch hooks read the chunk's end (kilnet.callbacks)
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
                  save_weights_only=False, mode="auto", save_freq="epoch",

@@ -103,6 +103,8 @@ class TensorBoard(Callback):
     View them with `tensorboard --logdir logs`.
     """
 
+    chunk_batch_hooks = True   # its batch hooks read the chunk's end (kilnet.callbacks)
+
     def __init__(self, log_dir="logs", histogram_freq=0, write_graph=True, write_images=False,
                  write_steps_per_second=False, update_freq="epoch", profile_batch=0,
                  embeddings_freq=0, embeddings_metadata=None):
