@@ -39,6 +39,9 @@ class Block:
     valid: Any
     base: int      # the epoch step whose batch starts at position 0 of `order`
     limit: int     # one past the last epoch step this block can serve
+    # the real rows of the block's last batch when it is padded (a partial last batch), else
+    # None: fit runs it at its own size where your code sees whole batches (kilnet.fit)
+    last_rows: int | None = None
 
 
 def epoch_order(key, n: int, padded: int, shuffle: bool):
@@ -83,7 +86,7 @@ class ArrayFeed:
             if self._valid is None:
                 self._valid = jax.device_put(valid)
             yield Block(self.x, self.y, jax.device_put(order), self._valid, base=0,
-                        limit=self.steps)
+                        limit=self.steps, last_rows=_short(self.n, self.batch_size))
             return
         yield self._part_of_a_pass(key)
 
@@ -104,7 +107,13 @@ class ArrayFeed:
         part_order[:rows.stop - rows.start] = order[rows]
         part_valid[:rows.stop - rows.start] = valid[rows]
         return Block(self.x, self.y, jax.device_put(part_order), jax.device_put(part_valid),
-                     base=0, limit=length)
+                     base=0, limit=length, last_rows=_short(self.n, self.batch_size)
+                     if first + length == self.pass_steps else None)
+
+
+def _short(n: int, batch_size: int) -> int | None:
+    """The rows of a pass's partial last batch, or None when batches divide the samples."""
+    return n % batch_size or None
 
 
 def _labels_to_device(y, label_dtype, sharding):
@@ -162,9 +171,11 @@ class StreamFeed:
             local[:len(idx)][ok] = np.searchsorted(sorted_idx, idx[ok])
             mask = np.zeros(self.block_rows, bool)
             mask[:len(ok)] = ok
+            limit = min(first + self.block_steps, self.steps)
             yield Block(jax.device_put(x), None if y is None else jax.device_put(y),
-                        jax.device_put(local), jax.device_put(mask), base=first,
-                        limit=min(first + self.block_steps, self.steps))
+                        jax.device_put(local), jax.device_put(mask), base=first, limit=limit,
+                        last_rows=_short(self.n, self.batch_size) if limit == self.steps
+                        else None)
 
     def _pad(self, rows, dtype):
         out = data_lib.host_zeros((self.block_rows,) + rows.shape[1:], dtype)
@@ -270,6 +281,7 @@ class BatchFeed:
         ys = None if self.y_specs is None else [
             data_lib.host_zeros((self.block_rows,) + shape, dtype) for shape, dtype in self.y_specs]
         mask = np.zeros(self.block_rows, bool)
+        last_rows = None
         for j, batch in enumerate(chunk):
             index = first + j
             bxs, bys, weight = self.reader.arrays(batch, index)
@@ -286,11 +298,12 @@ class BatchFeed:
             for out, array in zip(ys or [], bys or []):
                 out[rows] = array
             mask[rows] = True
+            last_rows = len(bxs[0]) if len(bxs[0]) < self.batch_size else None
         order = np.arange(self.block_rows, dtype=np.int32)
         x = _packed([jax.device_put(a) for a in xs])
         y = None if ys is None else _packed([jax.device_put(a) for a in ys])
         return Block(x, y, jax.device_put(order), jax.device_put(mask), base=first,
-                     limit=first + len(chunk))
+                     limit=first + len(chunk), last_rows=last_rows)
 
     def _check_shapes(self, arrays, specs, argument, index, whole=True):
         """Each array shaped as the first batch's; whole: as many arrays, too."""

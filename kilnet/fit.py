@@ -18,6 +18,7 @@ that needs every batch can cap the chunk length (BackupAndRestore's save_freq do
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import numbers
@@ -501,8 +502,8 @@ def _run_epoch(trainer, feed, blocks, cb_list, progress, chunker, epoch, start_s
     trail = programs.sums_trail(trainer.state.sums, TRAIL_STEPS) if hooks == "each" else None
     # A resume at the end of an epoch runs no chunk: its logs come from the restored sums.
     logs = _logs_from_sums(trainer.spec, jax.device_get(trainer.state.sums)) if step else {}
-    for block in blocks:
-        train = trainer.program("train", feed.batch_size, trainer.state, block.x, block.y,
+    for block, batch_size in _block_parts(trainer, feed, blocks):
+        train = trainer.program("train", batch_size, trainer.state, block.x, block.y,
                                 block.order, block.valid, *([jnp.int32(0)] * 4),
                                 *([] if trail is None else [trail]))
         chunker.fit_to(train)
@@ -514,15 +515,15 @@ def _run_epoch(trainer, feed, blocks, cb_list, progress, chunker, epoch, start_s
             if hooks != "each":
                 cb_list.on_train_batch_begin(step)  # the chunk's first batch
             began = time.perf_counter()
-            sums, fault, rows, saved = _train_chunk(trainer, train, feed, block, epoch, step,
-                                                    stop, trail)
+            sums, fault, rows, saved = _train_chunk(trainer, train, batch_size, block, epoch,
+                                                    step, stop, trail)
             chunker.observe(stop - step, time.perf_counter() - began)
             if fault != programs.NO_FAULT and trainer.on_nonfinite == "stop":
                 trainer.position = (epoch, stop)
                 _raise_non_finite(trainer, epoch, int(fault), history)
             if rows is not None:
-                stop, sums = _each_batch_hooks(trainer, train, feed, block, cb_list, rows,
-                                               saved, epoch, step, stop)
+                stop, sums = _each_batch_hooks(trainer, train, batch_size, block, cb_list,
+                                               rows, saved, epoch, step, stop)
             trainer.position = (epoch, stop)
             logs = _logs_from_sums(trainer.spec, sums)
             step = stop
@@ -539,7 +540,29 @@ def _run_epoch(trainer, feed, blocks, cb_list, progress, chunker, epoch, start_s
     return logs, step
 
 
-def _train_chunk(trainer, train, feed, block, epoch, step, stop, trail=None):
+def _block_parts(trainer, feed, blocks):
+    """(block, batch size) for each block of the epoch. A block ending with a padded batch,
+    where your code runs in the step (Trainer.runs_your_batch_code), is split in two: its
+    whole batches, then that last batch alone at its own size, which its own program runs,
+    as Keras runs a smaller last batch (an add_loss summing over the batch, a metric counting
+    samples, a loss averaging the batch would count the padding otherwise). kilnet's own
+    layers, losses and metrics leave padding out: their models keep one program."""
+    for block in blocks:
+        rows = block.last_rows
+        # (several devices split each batch evenly: there the last batch stays padded)
+        if rows is None or trainer.distribution is not None or \
+                not trainer.runs_your_batch_code():
+            yield block, feed.batch_size
+            continue
+        last = block.limit - 1
+        if last > block.base:
+            yield dataclasses.replace(block, limit=last), feed.batch_size
+        at = (last - block.base) * feed.batch_size
+        yield dataclasses.replace(block, order=block.order[at:at + rows],
+                                  valid=block.valid[at:at + rows], base=last), rows
+
+
+def _train_chunk(trainer, train, batch_size, block, epoch, step, stop, trail=None):
     """Steps step..stop on the device; returns the host's copies of (sums, fault flag, the
     sums after each step or None) and the chunk's starting state (None after a replay): its
     one sync per chunk. The program checks the state (and the loss sum) once, at the chunk's
@@ -556,7 +579,7 @@ def _train_chunk(trainer, train, feed, block, epoch, step, stop, trail=None):
     trainer.state, rows = out if trail is not None else (out, None)
     sums, fault = jax.device_get((trainer.state.sums, trainer.state.fault))
     if fault == programs.STATE_FAULT:
-        checked = trainer.program("train_checked", feed.batch_size, saved, *args[:4],
+        checked = trainer.program("train_checked", batch_size, saved, *args[:4],
                                   *([jnp.int32(0)] * 4), *args[8:])
         out = checked(saved, *args)   # donates the copy: nothing is left to replay from
         trainer.state, rows = out if trail is not None else (out, None)
@@ -565,7 +588,8 @@ def _train_chunk(trainer, train, feed, block, epoch, step, stop, trail=None):
     return sums, int(fault), None if rows is None else jax.device_get(rows), saved
 
 
-def _each_batch_hooks(trainer, train, feed, block, cb_list, rows, saved, epoch, step, stop):
+def _each_batch_hooks(trainer, train, batch_size, block, cb_list, rows, saved, epoch, step,
+                      stop):
     """Your callbacks' batch hooks for each batch of a chunk that has run, with the logs after
     that batch (from the sums the chunk recorded). Returns (the step the chunk ends at, the
     sums there): when a hook sets model.stop_training, the chunk is run again from its
@@ -579,7 +603,7 @@ def _each_batch_hooks(trainer, train, feed, block, cb_list, rows, saved, epoch, 
     end = step + index + 1
     if end < stop and saved is not None:
         trainer.state = saved
-        sums, _, _, _ = _train_chunk(trainer, train, feed, block, epoch, step, end,
+        sums, _, _, _ = _train_chunk(trainer, train, batch_size, block, epoch, step, end,
                                      programs.sums_trail(saved.sums, TRAIL_STEPS))
     return end, sums
 
@@ -632,7 +656,7 @@ def _evaluate_feed(trainer, feed, *, steps=None, callbacks=None):
     state = trainer.state   # after on_test_begin: SwapEMAWeights puts the averages in it
     model.stop_evaluating = False
     done = 0
-    for block in feed.blocks(None):
+    for block, batch_size in _block_parts(trainer, feed, feed.blocks(None)):
         stop = block.limit if steps is None else min(block.limit, steps)
         if stop <= block.base:
             break
@@ -644,14 +668,14 @@ def _evaluate_feed(trainer, feed, *, steps=None, callbacks=None):
             if own_step is None:
                 args = (sums, programs.model_params(state), state.model_state, block.x,
                         block.y, *positions)
-                sums = trainer.program("evaluate", feed.batch_size, *args)(*args)
+                sums = trainer.program("evaluate", batch_size, *args)(*args)
             else:  # the model's own test_step: what it logs is known once it is traced
                 if own_step.test_log_names is None:
-                    own_step.discover_test_logs(feed.batch_size, block.x, block.y)
+                    own_step.discover_test_logs(batch_size, block.x, block.y)
                 if sums is None:
                     sums = programs.zero_sums(trainer.spec, training=False)
                 args = (sums, state, block.x, block.y, *positions)
-                sums = trainer.program("evaluate_custom", feed.batch_size, *args)(*args)
+                sums = trainer.program("evaluate_custom", batch_size, *args)(*args)
             done = end
             if callbacks is not None:
                 logs = _logs_from_sums(trainer.spec, jax.device_get(sums),
@@ -775,7 +799,7 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
     pack = model.pack_outputs
     own_structure = None   # (tree structure, leaves) of what the model's predict_step returns
     shapes = None          # the outputs' per-sample shapes, found on the first block
-    for block in feed.blocks(None):
+    for block, batch_size in _block_parts(trainer, feed, feed.blocks(None)):
         stop = block.limit if steps is None else min(block.limit, steps)
         if stop <= block.base:
             break
@@ -788,28 +812,28 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
                          jnp.int32(end))
             if own_step is None:
                 if shapes is None:   # every block has the data's shapes
-                    shapes = _output_shapes(model, state, block.x, feed.batch_size)
+                    shapes = _output_shapes(model, state, block.x, batch_size)
                 if outputs is None:
                     outputs = tuple(jnp.zeros((rows,) + tuple(shape),
                                               _prediction_dtype(spec.dtype))
                                     for shape, spec in zip(shapes, model.output_specs))
                 args = (outputs, programs.model_params(state), state.model_state, block.x,
                         *positions)
-                outputs = trainer.program("predict", feed.batch_size, *args)(*args)
+                outputs = trainer.program("predict", batch_size, *args)(*args)
             else:  # the model's own predict_step: buffers for whatever it returns
                 if own_structure is None:   # traced on the first block
-                    own_structure = own_step.predict_structure(feed.batch_size, block.x)
+                    own_structure = own_step.predict_structure(batch_size, block.x)
                     pack = functools.partial(jax.tree.unflatten, own_structure[0])
                 if outputs is None:
                     outputs = tuple(jnp.zeros((rows,) + leaf.shape[1:],
                                               _prediction_dtype(leaf.dtype))
                                     for leaf in own_structure[1])
                 args = (outputs, state, block.x, *positions)
-                outputs = trainer.program("predict_custom", feed.batch_size, *args)(*args)
+                outputs = trainer.program("predict_custom", batch_size, *args)(*args)
             # host sync: this piece's predictions, real samples of the batches run only
             valid = np.zeros(rows, bool)
-            piece = slice((start - block.base) * feed.batch_size,
-                          (end - block.base) * feed.batch_size)
+            piece = slice((start - block.base) * batch_size,
+                          (end - block.base) * batch_size)
             valid[piece] = np.asarray(block.valid)[piece]
             results.append([np.asarray(out)[valid] for out in outputs])
             done = end

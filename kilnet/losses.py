@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import re
-import warnings
 
 import jax
 import jax.numpy as jnp
@@ -147,9 +146,7 @@ class Loss:
         "sum_over_batch_size". `rows`: the real rows of a padded batch, for a `batch_level`
         loss (the others' padding rows are left out by the programs' weights)."""
         values, mask = self._values_and_mask(y_true, y_pred, rows)
-        if values.ndim == 0:
-            if not self.batch_level:
-                _warn_batch_value(self)
+        if values.ndim == 0:   # fit runs a partial last batch at its own size for it
             return jnp.broadcast_to(values, jnp.shape(y_pred)[:1])
         if mask is not None:
             values = jnp.where(mask, values * _mask_scale(mask, values.dtype, rows), 0.0)
@@ -181,25 +178,6 @@ class Loss:
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
-
-
-_WARNED_BATCH_VALUE = set()
-
-
-def _warn_batch_value(loss):
-    """Once per loss: a loss of yours that returns one value for the whole batch (a mean over
-    the batch axis, keras.io's contrastive loss) cannot leave out the padding of a padded last
-    batch, so that batch's value differs from Keras's."""
-    if id(loss) in _WARNED_BATCH_VALUE:
-        return
-    _WARNED_BATCH_VALUE.add(id(loss))
-    warnings.warn(
-        f"The loss {loss.name!r} returns one value for the whole batch, not one per sample. "
-        "When the number of samples is not a multiple of batch_size, kilnet pads the last "
-        "batch to the batch size with copies of its first sample, and those copies enter this "
-        "value (Keras runs a smaller last batch). Return one loss per sample (leave out the "
-        "mean over the batch axis; kilnet averages over the real samples), or choose a "
-        "batch_size that divides the number of samples.", UserWarning, stacklevel=2)
 
 
 def _mask_scale(mask, dtype, rows=None):

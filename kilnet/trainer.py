@@ -65,6 +65,7 @@ class Trainer:
         self.resume_point = None     # (epoch, step) set by a checkpoint restore
         self.steps_per_execution = None  # compile()'s cap on a chunk's steps
         self._metrics_resolved_for = None   # (objective, label shapes): see resolve_accuracy
+        self._your_batch_code = None   # (objective, answer): see runs_your_batch_code
         # unknown names fail at compile
         for identifier in _flat_metric_ids(self.metric_ids) + _flat_metric_ids(
                 self.weighted_metric_ids):
@@ -238,6 +239,23 @@ class Trainer:
         """The model's whole params tree (trained and frozen weights)."""
         return programs.model_params(self.state)
 
+    def runs_your_batch_code(self) -> bool:
+        """Whether a training or test step runs code of yours that sees the whole batch: a
+        layer, loss or metric class or function of yours, or the model's own steps. kilnet's
+        own leave the padding rows of a padded last batch out; yours may not (a sum over the
+        batch in add_loss, a count of samples), so fit and evaluate then run a partial last
+        batch at its own size, as Keras does (kilnet.fit)."""
+        if self._your_batch_code is None or self._your_batch_code[0] is not self.objective:
+            model = self.model
+            found = (model.overrides_train_step or model.overrides_test_step
+                     or model.overrides_compute_loss
+                     or any(_yours(layer) for layer in _layers_within(model))
+                     or any(_yours(item) for head in getattr(self.objective, "heads", [])
+                            for item in [head.loss, *head.metrics, *head.weighted_metrics]
+                            if item is not None))
+            self._your_batch_code = (self.objective, bool(found))
+        return self._your_batch_code[1]
+
     def note_labels(self, count: int) -> None:
         """How many label arrays the batches fit / evaluate pack hold (a sample weight may
         follow them): the model's own steps get Keras's (x, y, sample_weight) from it
@@ -358,6 +376,19 @@ def _weight_constraints(model) -> tuple:
     trained = {id(v) for v in model.trainable_weights}
     return tuple((path, v.constraint) for path, kind, v in model.variable_paths()
                  if kind == "params" and id(v) in trained and v.constraint is not None)
+
+
+def _yours(obj) -> bool:
+    """An object of a class (or a function) written outside kilnet."""
+    fn = getattr(obj, "fn", None)   # a metric or loss function of yours, wrapped by compile
+    return not type(obj).__module__.startswith("kilnet") or (
+        callable(fn) and not getattr(fn, "__module__", "kilnet").startswith("kilnet"))
+
+
+def _layers_within(layer):
+    yield layer
+    for sub in layer.layers:
+        yield from _layers_within(sub)
 
 
 def _is_yours(loss) -> bool:

@@ -1,0 +1,93 @@
+"""A partial last batch where your code sees the whole batch: fit, evaluate and predict run it
+at its own size, as Keras does, so an add_loss summing over the batch, a metric counting the
+samples it sees, a loss averaging the batch and a layer mixing samples give Keras's numbers
+(kilnet pads that batch to the batch size, which its own layers, losses and metrics leave
+out, but your code would count). Compared with Keras itself, from the same weights."""
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ["KERAS_BACKEND"] = "jax"
+keras = pytest.importorskip("keras", reason="the reference is Keras itself")
+
+import kilnet  # noqa: E402
+
+X = np.random.default_rng(0).normal(size=(40, 4)).astype("float32")
+Y = np.random.default_rng(1).normal(size=(40, 1)).astype("float32")
+
+
+def _model(lib, weights=None):
+    layers, ops = lib.layers, lib.ops
+
+    class ActivityPenalty(layers.Layer):   # the training guide's, a sum over the batch
+        def call(self, inputs):
+            self.add_loss(ops.sum(inputs) * 0.1)
+            return inputs
+
+    class SampleCount(lib.metrics.Metric):   # counts what it is shown, ignoring weights
+        def __init__(self, name="sample_count", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            self.count.assign_add(ops.cast(ops.shape(y_true)[0], "float32"))
+
+        def result(self):
+            return self.count.value
+
+    inputs = lib.Input((4,))
+    hidden = ActivityPenalty()(layers.Dense(3, activation="relu", bias_initializer="ones")(
+        inputs))
+    model = lib.Model(inputs, layers.Dense(1)(hidden))
+    if weights is not None:
+        model.set_weights(weights)
+    model.compile(optimizer=lib.optimizers.SGD(0.01), loss="mse", metrics=[SampleCount()])
+    return model
+
+
+def test_add_loss_and_a_counting_metric_see_the_last_batch_at_its_size():
+    found = {}
+    reference = _model(keras)
+    for lib in (keras, kilnet):
+        model = _model(lib, reference.get_weights())
+        history = model.fit(X, Y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+        found[lib] = (history.history, model.evaluate(X, Y, batch_size=32, verbose=0,
+                                                      return_dict=True), model.get_weights())
+    mine, theirs = found[kilnet], found[keras]
+    assert mine[0]["sample_count"] == theirs[0]["sample_count"] == [40.0, 40.0]
+    np.testing.assert_allclose(mine[0]["loss"], theirs[0]["loss"], rtol=1e-5)
+    assert mine[1]["sample_count"] == theirs[1]["sample_count"] == 40.0
+    np.testing.assert_allclose(mine[1]["loss"], theirs[1]["loss"], rtol=1e-5)
+    for a, b in zip(mine[2], theirs[2]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_a_generator_whose_last_batch_is_short():
+    def batches():
+        for start in range(0, 40, 16):   # 16, 16, 8
+            yield X[start:start + 16], Y[start:start + 16]
+
+    found = {}
+    reference = _model(keras)
+    for lib in (keras, kilnet):
+        model = _model(lib, reference.get_weights())
+        history = model.fit(batches(), epochs=1, verbose=0)
+        found[lib] = history.history
+    assert found[kilnet]["sample_count"] == found[keras]["sample_count"] == [40.0]
+    np.testing.assert_allclose(found[kilnet]["loss"], found[keras]["loss"], rtol=1e-5)
+
+
+def test_predict_with_a_layer_mixing_the_batch():
+    """keras.io's collaborative filtering multiplies ops.tensordot(u, m, 2): one number for
+    the whole batch, added to every prediction; the last batch's padding changed it."""
+    found = {}
+    for lib in (keras, kilnet):
+        class BatchMix(lib.layers.Layer):
+            def call(self, x):
+                return x + lib.ops.tensordot(x, x, 2) * 0.01
+
+        model = lib.Sequential([lib.Input((4,)), BatchMix()])
+        found[lib] = model.predict(X, batch_size=32, verbose=0)
+    np.testing.assert_allclose(found[kilnet], found[keras], rtol=1e-5, atol=1e-6)
