@@ -165,6 +165,7 @@ class Loss:
         if self.logits_of is None:
             return self
         loss = type(self).from_config({**self.get_config(), "from_logits": True})
+        loss.from_logits = CLIPPED_LOGITS   # Keras's numbers for the probabilities it replaces
         loss._unreduced = self._unreduced
         return loss
 
@@ -384,6 +385,35 @@ def _smooth_binary(y_true, label_smoothing):
     return y_true * (1.0 - label_smoothing) + 0.5 * label_smoothing
 
 
+class _ClippedLogits:
+    """`from_logits` of the copy compile() makes of a cross-entropy for a model ending in
+    softmax or sigmoid: computed from the logits (no probabilities rounded to 0 or 1), then
+    clipped as Keras clips the probabilities, to [epsilon, 1 - epsilon], in log space, so the
+    values and gradients are Keras's (a sample scored certain and wrong costs at most
+    -log(epsilon) = 16.12, not 150)."""
+
+    def __bool__(self):
+        return True
+
+    def __repr__(self):
+        return "True"
+
+
+CLIPPED_LOGITS = _ClippedLogits()
+
+
+def _log_clipped(log_p, from_logits, complement=False):
+    """log-probabilities clipped as Keras clips probabilities, for CLIPPED_LOGITS: log p with
+    p in [epsilon, 1 - epsilon], or (`complement`) log(1 - p) for that clipped p, whose lower
+    end is log(1 - (1 - epsilon)) as rounded in float32 (Keras's 15.942, not 16.118)."""
+    if from_logits is not CLIPPED_LOGITS:
+        return log_p
+    eps = jnp.asarray(config.epsilon(), log_p.dtype)
+    top = jnp.asarray(1.0 - config.epsilon(), log_p.dtype)   # Keras's rounded 1 - epsilon
+    low, high = (1 - top, 1 - eps) if complement else (eps, top)
+    return jnp.clip(log_p, jnp.log(low), jnp.log(high))
+
+
 def _probabilities(y_pred, axis):
     probs = y_pred / jnp.sum(y_pred, axis=axis, keepdims=True)
     return jnp.clip(probs, config.epsilon(), 1.0 - config.epsilon())
@@ -393,7 +423,8 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
     y_true, y_pred = _floats(y_true, y_pred)
     y_true = _smooth_categorical(y_true, label_smoothing)
     if from_logits:
-        return -jnp.sum(y_true * jax.nn.log_softmax(y_pred, axis=axis), axis=axis)
+        log_p = _log_clipped(jax.nn.log_softmax(y_pred, axis=axis), from_logits)
+        return -jnp.sum(y_true * log_p, axis=axis)
     return -jnp.sum(y_true * jnp.log(_probabilities(y_pred, axis)), axis=axis)
 
 
@@ -423,7 +454,7 @@ def _sparse_values(y_true, y_pred, from_logits, ignore_class):
     labels = y_true.astype(jnp.int32)[..., None]
     if from_logits:
         picked = jnp.take_along_axis(jax.nn.log_softmax(y_pred, axis=-1), labels, axis=-1)
-        values = -picked[..., 0]
+        values = -_log_clipped(picked[..., 0], from_logits)
     else:
         probs = y_pred / jnp.sum(y_pred, axis=-1, keepdims=True)
         picked = jnp.take_along_axis(probs, labels, axis=-1)[..., 0]
@@ -442,6 +473,10 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
 
 
 def _bce(y_true, y_pred, from_logits):
+    if from_logits is CLIPPED_LOGITS:   # Keras's clipped probabilities, from the logits
+        log_p = _log_clipped(jax.nn.log_sigmoid(y_pred), from_logits)
+        log_not_p = _log_clipped(jax.nn.log_sigmoid(-y_pred), from_logits, complement=True)
+        return -(y_true * log_p + (1 - y_true) * log_not_p)
     if from_logits:
         # max(z, 0) - z * y + log(1 + exp(-|z|)): stable for any logit.
         return jnp.maximum(y_pred, 0) - y_pred * y_true + jnp.log1p(jnp.exp(-jnp.abs(y_pred)))
@@ -643,6 +678,8 @@ class _Builtin(Loss):
     def get_config(self):
         config = super().get_config()
         config.update({k: getattr(self, k) for k, _ in self.args})
+        if "from_logits" in config:   # compile()'s clipped copy reads as from_logits=True
+            config["from_logits"] = bool(config["from_logits"])
         return config
 
 

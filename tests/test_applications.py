@@ -286,3 +286,19 @@ def test_images_of_any_size_without_the_classifier_as_keras(family, kwargs):
 def test_nasnet_needs_the_image_size():
     with pytest.raises(ValueError, match=r"NASNet needs the image size.*Received: input_shape"):
         applications.NASNetMobile(weights=None, include_top=False, input_shape=(None, None, 3))
+
+
+def test_every_keras_application_module_imports_by_its_keras_name():
+    """`from keras.applications.resnet50 import preprocess_input` with only the import
+    changed: each module of keras.applications is a module of kilnet.applications."""
+    import importlib
+    import types
+
+    keras_apps = pytest.importorskip("keras").applications
+    names = [name for name in dir(keras_apps)
+             if isinstance(getattr(keras_apps, name), types.ModuleType)]
+    assert "resnet50" in names
+    for name in names:
+        module = importlib.import_module(f"kilnet.applications.{name}")
+        if hasattr(getattr(keras_apps, name), "preprocess_input"):
+            assert callable(module.preprocess_input), name

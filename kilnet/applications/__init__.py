@@ -42,7 +42,7 @@ from kilnet.applications.efficientnet_v2 import (EfficientNetV2B0, EfficientNetV
 from kilnet.applications.inception_resnet_v2 import InceptionResNetV2
 from kilnet.applications.nasnet import NASNetLarge, NASNetMobile
 
-resnet50 = resnet   # Keras also names the ResNet50 module keras.applications.resnet50
+from kilnet.applications import resnet50  # Keras's name for ResNet50's module too
 
 __all__ = [
     "DenseNet121", "DenseNet169", "DenseNet201", "InceptionV3", "MobileNet", "MobileNetV2",
