@@ -135,7 +135,7 @@ class Objective:
 
     def zero_states(self) -> dict:
         """The starting variables of metrics with state (confusion counts), by log name."""
-        return {slot.name + "#state": slot.metric.variables for slot in self.slots
+        return {slot.name + "#state": slot.metric.stateless_reset_state() for slot in self.slots
                 if slot.metric.stateful}
 
     def log_values(self, sums: dict, prefix: str = "") -> dict:

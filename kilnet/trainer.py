@@ -473,7 +473,7 @@ class KerasState:
 
     # -- the sums an epoch starts from --------------------------------------------------------------
     def zero_sums(self, test: bool = False) -> dict:
-        metric_vars = [v for m in self.trainer.model.metrics for v in m.variables]
+        metric_vars = _metric_start(self.trainer.model)
         names = (self.test_log_names if test else self.log_names) or []
         return {"metric_vars": metric_vars,
                 "logs": {n: jnp.zeros((), jnp.float32) for n in names},
@@ -495,7 +495,7 @@ class KerasState:
 
         def probe(state, xb, yb):
             trainable, non_trainable, _, metric_vars = self.to_lists(
-                state, [v for m in model.metrics for v in m.variables])
+                state, _metric_start(model))
             with _scope.opened(_scope.Scope(training=False,
                                             sample_mask=jnp.ones((batch_size,), bool))):
                 logs, _ = model.test_step((trainable, non_trainable, metric_vars),
@@ -542,7 +542,7 @@ class KerasState:
         names = []  # in the dict's own order (a traced dict comes back with sorted keys)
 
         def probe(state, xb, yb):
-            lists = self.to_lists(state, [v for m in model.metrics for v in m.variables])
+            lists = self.to_lists(state, _metric_start(model))
             with _scope.opened(_scope.Scope(training=True, rng=state.rng,
                                             sample_mask=jnp.ones((batch_size,), bool))):
                 logs, _ = model.train_step(lists, self.batch_data(xb, yb))
@@ -553,6 +553,12 @@ class KerasState:
         jax.eval_shape(probe, trainer.state, self._batch_spec(batch_size, x, dtypes),
                        self._batch_spec(batch_size, y))
         self.log_names = names
+
+
+def _metric_start(model) -> list:
+    """The arrays model.metrics' state starts from (not their Variables, which hold the eager
+    state and cannot go into a compiled program), in model.metrics_variables' order."""
+    return [a for metric in model.metrics for a in metric.stateless_reset_state()]
 
 
 def _require_logs(model, step: str, logs):

@@ -29,7 +29,7 @@ def guide_model(lib):
 
 def values_of(variables):
     """What goes into jax.jit: Keras's Variables unwrapped (JAX refuses them as arguments),
-    kilnet's the same way; kilnet's metric variables are arrays already."""
+    kilnet's the same way."""
     return [getattr(v, "value", v) for v in variables]
 
 

@@ -103,8 +103,8 @@ def test_equals_keras(name, kwargs, y_true, y_pred, weighted):
         theirs.update_state(y_true[part], y_pred[part], sample_weight=w)
     expected = np.asarray(theirs.result())
     np.testing.assert_allclose(np.asarray(ours.result()), expected, rtol=1e-5, atol=1e-6)
-    # the stateless form gives the same from the starting variables
-    state = ours.variables
+    # the stateless form gives the same from the starting state
+    state = ours.stateless_reset_state()
     for part in (slice(0, 10), slice(10, N)):
         w = None if weight is None else weight[part]
         state = ours.stateless_update_state(state, y_true[part], y_pred[part],
@@ -217,6 +217,26 @@ X = RNG.normal(size=(N, 5)).astype(np.float32)
 
 def custom_error(y_true, y_pred):
     return jnp.mean(jnp.abs(y_true - y_pred) ** 3, axis=-1)
+
+
+def test_variables_are_the_state_variables_as_keras():
+    """The JAX training-loop guide writes its final state back with variable.assign and
+    reads result(); stateless_result(m.variables) continues from the eager state."""
+    y = np.eye(3, dtype="float32")
+    p = np.array([[.9, .1, 0], [.8, .2, 0], [0, .1, .9]], "float32")
+    values = {}
+    for lib in (kilnet, keras):
+        m = lib.metrics.CategoricalAccuracy()
+        m.update_state(y, p)
+        eager = float(m.stateless_result(m.variables))
+        state = m.stateless_update_state(m.variables, y, p)
+        for variable, value in zip(m.variables, state):
+            variable.assign(value)
+        values[lib.__name__] = (type(m.variables[0]).__name__, [v.name for v in m.variables],
+                                eager, [float(v.numpy()) for v in m.variables],
+                                float(m.result()), len(m.stateless_reset_state()))
+    assert values["kilnet"] == values["keras"]
+    assert values["kilnet"][3] == [4.0, 6.0]
 
 
 def test_keras_form_subclass_and_function_inside_fit_and_evaluate():

@@ -6,8 +6,8 @@ Two kinds, as compile() uses them (kilnet.objective):
   (`per_sample`), which the compiled step sums over the epoch's real samples, so every logged
   value is an exact mean over samples, not a mean of batch means;
 - metrics with state (`stateful` True: confusion counts, F-scores, IoU, R2, RMSE, and any
-  Keras-form subclass of `Metric`): the loop carries `variables` and updates them with
-  `stateless_update_state`; the log is `stateless_result` of the epoch's final state.
+  Keras-form subclass of `Metric`): the loop carries the values of its `variables` (from
+  `stateless_reset_state`) and updates them with `stateless_update_state`; the log is `stateless_result` of the epoch's final state.
 
 Every metric also has Keras's eager interface (`update_state`, `result`, `reset_state`).
 `get` resolves compile()'s identifiers: names as Keras accepts them, Metric objects, metric

@@ -24,7 +24,7 @@ import numpy as np
 from kilnet import _scope
 from kilnet import initializers as initializers_lib
 from kilnet import losses as losses_lib
-from kilnet.variables import Variable
+from kilnet.variables import Variable, to_array
 
 
 def snake_case(name: str) -> str:
@@ -68,9 +68,10 @@ class Metric:
     `model.compile(metrics=[...])`, whose compiled loop carries its state through
     `stateless_update_state` / `stateless_result`.
 
-    `variables` are the arrays the state starts from (what `reset_state` gives), as a list
-    in creation order; the current eager state is in the Variables themselves
-    (`metric.total.numpy()`) and in `result()`.
+    `variables` are the metric's state Variables in creation order, as in Keras: they hold
+    the current eager state, and a training loop of your own writes its final state back
+    with `variable.assign(value)`. `stateless_reset_state()` gives the arrays a state starts
+    from.
 
     Example:
         >>> import numpy as np
@@ -89,8 +90,12 @@ class Metric:
         >>> float(m.result())
         2.0
         >>> state = m.stateless_update_state(m.variables, np.zeros(2), np.array([0.8, 0.6]))
-        >>> float(m.stateless_result(state))
-        2.0
+        >>> float(m.stateless_result(state)), float(m.result())
+        (4.0, 2.0)
+        >>> for variable, value in zip(m.variables, state):
+        ...     _ = variable.assign(value)
+        >>> float(m.result())
+        4.0
     """
 
     #: True: compile() carries the metric's variables through the loop (update_state /
@@ -160,13 +165,9 @@ class Metric:
 
     @property
     def variables(self) -> list:
-        """The arrays the state starts from: what `reset_state` gives (a fresh copy each time,
-        since the compiled loop donates its buffers)."""
-        scope = _scope.Scope(bindings=self._initial_bindings())
-        with _scope.opened(scope):
-            self.reset_state()
-        return [jnp.array(_value_in(scope, v), copy=True)
-                for v in self.state_variables()]
+        """The metric's state Variables (its own, then its sub-metrics'), as Keras's
+        `Metric.variables`: assignable, reading the current state."""
+        return self.state_variables()
 
     def _check_state(self, metric_variables):
         expected = len(self.state_variables())
@@ -178,7 +179,8 @@ class Metric:
 
     def _bound(self, metric_variables):
         self._check_state(metric_variables)
-        return _scope.Scope(bindings={id(v): jnp.asarray(a) for v, a in
+        # a Variable given as state (`m.variables`, as Keras allows) counts with its value
+        return _scope.Scope(bindings={id(v): jnp.asarray(to_array(a)) for v, a in
                                       zip(self.state_variables(), metric_variables)})
 
     # -- Keras's stateless interface ---------------------------------------------------------
@@ -202,8 +204,21 @@ class Metric:
             return jnp.asarray(self.result())
 
     def stateless_reset_state(self) -> list:
-        """The state `reset_state()` gives, as a list of arrays."""
-        return self.variables
+        """The state `reset_state()` gives, as a list of arrays, without changing the metric:
+        what compile()'s loops start an epoch from (a fresh copy each time, since the
+        compiled loop donates its buffers).
+
+        Example:
+            >>> from kilnet import metrics
+            >>> m = metrics.Mean()
+            >>> m.update_state(3.0)
+            >>> [float(a) for a in m.stateless_reset_state()], float(m.result())
+            ([0.0, 0.0], 3.0)
+        """
+        scope = _scope.Scope(bindings=self._initial_bindings())
+        with _scope.opened(scope):
+            self.reset_state()
+        return [jnp.array(_value_in(scope, v), copy=True) for v in self.state_variables()]
 
     def _weighs_padding_itself(self) -> bool:
         # kilnet's own update_state methods take sample_weight as it comes; a user's may

@@ -477,12 +477,11 @@ class AUC(_CountsMetric):
         self._num_labels = int(output_shape[-1])
         self._make_counts((self.num_thresholds, self._num_labels))
 
-    @property
-    def variables(self) -> list:
+    def stateless_reset_state(self) -> list:
         if self.multi_label and self._num_labels is None:
             raise ValueError("AUC(multi_label=True) does not know its number of labels yet: "
                              "give num_labels, update it once, or use it in compile().")
-        return super().variables
+        return super().stateless_reset_state()
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_pred = jnp.asarray(y_pred, jnp.float32)

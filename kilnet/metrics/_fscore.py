@@ -62,13 +62,12 @@ class FBetaScore(Metric):
                      "intermediate_weights"):
             setattr(self, name, self.add_variable(shape=shape, initializer="zeros", name=name))
 
-    @property
-    def variables(self) -> list:
+    def stateless_reset_state(self) -> list:
         if self._classes is None:
             raise ValueError(f"{type(self).__name__} does not know its number of classes yet: "
                              "update it once or use it in compile(), which gives it the "
                              "model's output shape.")
-        return super().variables
+        return super().stateless_reset_state()
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_true = jnp.asarray(y_true, jnp.float32)

@@ -260,12 +260,11 @@ class R2Score(Metric):
         self.total_mse = self.add_variable(shape=(outputs,), name="residual")
         self.count = self.add_variable(shape=(outputs,), name="count")
 
-    @property
-    def variables(self) -> list:
+    def stateless_reset_state(self) -> list:
         if self._outputs is None:
             raise ValueError("R2Score does not know its number of outputs yet: update it once "
                              "or use it in compile(), which gives it the model's output shape.")
-        return super().variables
+        return super().stateless_reset_state()
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_true, y_pred = losses_lib.squeeze_or_expand(jnp.asarray(y_true, jnp.float32),
