@@ -1083,6 +1083,10 @@ _BY_NAME.update({
     "huber_loss": Huber,
 })
 
+# The names above that Keras's losses.get does not read: a .keras file names their class.
+NOT_KERAS_NAMES = frozenset({"huber_loss", "categorical_generalized_cross_entropy",
+                             "CategoricalGeneralizedCrossEntropy"})
+
 
 def get(identifier) -> Loss:
     """compile()'s loss from a name (Keras's function or class names and aliases), a Loss, a

@@ -412,6 +412,8 @@ def compile_from_config(model, config, training=None, path="the compile configur
     except (TypeError, ValueError) as error:
         raise ModelFileError(path, f"the compile configuration is invalid: {error}") from None
     model.compiled = trainer
+    if loss is not None:   # as Model.compile keeps it (a .kilnet file holds Loss objects)
+        model.loss = loss
     seed = None
     if training is not None:
         if (not isinstance(training, dict) or set(training) != {"seed", "fit_calls"}

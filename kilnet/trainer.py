@@ -45,6 +45,7 @@ class Trainer:
         # The compile arguments, resolved (a Loss, or a list/dict of them for several outputs);
         # the Objective that pairs them with the outputs is made once the outputs are known.
         self.loss = _resolve_losses(loss)
+        self.given_loss = loss   # as given: a .keras file keeps names, as Keras writes them
         self.metric_ids = (dict(metrics) if isinstance(metrics, dict)
                            else list(metrics or []))
         self.weighted_metric_ids = (dict(weighted_metrics) if isinstance(weighted_metrics, dict)

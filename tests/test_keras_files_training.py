@@ -176,3 +176,41 @@ def test_a_compiled_keras_model_that_never_trained_loads_without_a_warning(tmp_p
         ours = kilnet.models.load_model(tmp_path / "fresh.keras")
     assert ours.compiled is not None
     assert abs(ours.compiled.learning_rate - 0.01) < 1e-9
+
+
+def _loss_reads(lib, tmp_path):
+    """model.loss before compile, after compile with each form, after save / load_model."""
+    inputs = lib.Input(shape=(4,))
+    model = lib.Model(inputs, lib.layers.Dense(2, name="out")(inputs))
+    reads = [model.loss]
+    for loss in ["mse", ["mae"], {"out": "huber"}, lib.losses.mean_squared_error]:
+        model.compile(optimizer="adam", loss=loss)
+        reads.append(model.loss if not callable(model.loss) else model.loss.__name__)
+    model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+    model.save(tmp_path / f"{lib.__name__}.keras")
+    reads.append(lib.models.load_model(tmp_path / f"{lib.__name__}.keras").loss)
+    reads.append(lib.models.load_model(tmp_path / f"{lib.__name__}.keras", compile=False).loss)
+    return reads
+
+
+def test_model_loss_is_what_compile_was_given_as_keras(tmp_path):
+    ours = _loss_reads(kilnet, tmp_path)
+    assert ours == _loss_reads(keras, tmp_path)
+    assert ours == [None, "mse", ["mae"], {"out": "huber"}, "mean_squared_error", "mse", None]
+    # files cross: each library's file gives the other 'mse' back
+    assert keras.models.load_model(tmp_path / "kilnet.keras").loss == "mse"
+    assert kilnet.models.load_model(tmp_path / "keras.keras").loss == "mse"
+
+
+def test_a_loss_name_keras_does_not_read_is_written_as_its_class(tmp_path):
+    for name in kilnet.losses._BY_NAME:   # the exceptions are exactly Keras's unknown names
+        try:
+            keras.losses.get(name)
+            known = True
+        except ValueError:
+            known = False
+        assert known == (name not in kilnet.losses.NOT_KERAS_NAMES), name
+    model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="huber_loss")
+    model.save(tmp_path / "m.keras")
+    assert type(keras.models.load_model(tmp_path / "m.keras").loss).__name__ == "Huber"

@@ -400,3 +400,11 @@ def test_keras_saving_hooks_of_your_layer_are_named_in_a_warning(tmp_path):
     for name in ("m.kilnet", "m.keras"):
         with pytest.warns(UserWarning, match=r"WithAssets.save_assets.*not saved"):
             model.save(tmp_path / name)
+
+
+def test_a_loaded_kilnet_file_has_its_loss(tmp_path):
+    model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss=kilnet.losses.Huber(delta=2.0))
+    model.save(tmp_path / "m.kilnet")
+    loss = load_model(tmp_path / "m.kilnet").loss   # the Loss object the file keeps
+    assert type(loss).__name__ == "Huber" and loss.get_config()["delta"] == 2.0

@@ -298,8 +298,8 @@ def keras_compile_config(trainer) -> dict:
         >>> model = kilnet.Sequential([kilnet.Input(shape=(3,)), kilnet.layers.Dense(1)])
         >>> model.compile(optimizer=kilnet.optimizers.SGD(0.1), loss="mse", metrics=["mae"])
         >>> config = _optimizer.keras_compile_config(model.compiled)
-        >>> config["optimizer"]["class_name"], config["loss"]["class_name"], config["metrics"]
-        ('SGD', 'MeanSquaredError', ['mae'])
+        >>> config["optimizer"]["class_name"], config["loss"], config["metrics"]
+        ('SGD', 'mse', ['mae'])
     """
     optimizer = trainer.optimizer
     if not isinstance(optimizer, optimizers_lib.Optimizer):
@@ -321,13 +321,28 @@ def keras_compile_config(trainer) -> dict:
     elif trainer.state is not None:
         config["learning_rate"] = optimizers_lib.get_learning_rate(trainer.state.opt_state)
     return {"optimizer": _entry("keras.optimizers", name, {"name": optimizer.name, **config}),
-            "loss": _objects(trainer.loss, losses_lib.LOSS_TYPES, "keras.losses", "loss"),
+            "loss": _objects(_names_kept(getattr(trainer, "given_loss", None), trainer.loss),
+                             losses_lib.LOSS_TYPES, "keras.losses", "loss"),
             "loss_weights": trainer.loss_weights,
             "metrics": _objects(trainer.metric_ids or None, metrics_lib.METRIC_TYPES,
                                 "keras.metrics", "metric"),
             "weighted_metrics": _objects(trainer.weighted_metric_ids or None,
                                          metrics_lib.METRIC_TYPES, "keras.metrics", "metric"),
             **COMPILE_EXTRAS}
+
+
+def _names_kept(given, resolved):
+    """compile()'s loss with the names it was given kept where Keras reads them (Keras writes
+    compile's arguments as given, and a loaded model's `loss` reads 'mse' again); the rest
+    as the resolved Loss objects."""
+    if isinstance(given, str):
+        return resolved if given in losses_lib.NOT_KERAS_NAMES else given
+    if isinstance(given, dict) and isinstance(resolved, dict):
+        return {k: _names_kept(given.get(k), v) for k, v in resolved.items()}
+    if isinstance(given, (list, tuple)) and isinstance(resolved, (list, tuple)) \
+            and len(given) == len(resolved):
+        return [_names_kept(g, r) for g, r in zip(given, resolved)]
+    return resolved
 
 
 def _entry(module, class_name, config):

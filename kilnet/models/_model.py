@@ -592,6 +592,8 @@ class Model(Layer):
                                 distribution=distribution)
         self.compiled.steps_per_execution = steps_per_execution
         self.compiled.prepare()
+        if loss is not None:
+            self.loss = loss
 
     def get_compile_config(self):
         """The arguments of the last compile() as data (Keras's): the optimizer's and losses'
@@ -753,6 +755,27 @@ class Model(Layer):
     @property
     def optimizer(self):
         return None if self.compiled is None else self.compiled.optimizer
+
+    @property
+    def loss(self):
+        """The `loss` compile() was given, as given (Keras's `model.loss`): a name stays a
+        name. None before compile(); a compile() without a loss keeps the previous one, as
+        in Keras. Setting it changes only what it reads: the compiled loss stays.
+
+        Example:
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(1)])
+            >>> model.loss is None
+            True
+            >>> model.compile(optimizer="adam", loss="mse")
+            >>> model.loss
+            'mse'
+        """
+        return self.__dict__.get("_compile_loss")
+
+    @loss.setter
+    def loss(self, value):
+        set_untracked(self, "_compile_loss", value)
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
