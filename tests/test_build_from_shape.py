@@ -49,3 +49,41 @@ def test_a_built_layer_keeps_its_weights_when_called():
     np.testing.assert_allclose(np.asarray(y), [[6.0, 9.0]])
     dense.build((None, 3))   # already built: nothing is redrawn
     np.testing.assert_allclose(dense.kernel.numpy()[2], [4.0, 5.0])
+
+
+def _functional(lib, batch_inputs=False):
+    if batch_inputs:
+        a, b = lib.Input(shape=(3,)), lib.Input(shape=(4,))
+        return lib.Model([a, b], lib.layers.Dense(1)(lib.layers.concatenate([a, b])))
+    inputs = lib.Input(shape=(28, 28, 1))
+    return lib.Model(inputs, lib.layers.Dense(10)(lib.layers.Flatten()(inputs)))
+
+
+def test_model_build_with_one_batch_of_data_as_keras():
+    """Keras's distributed-training guide calls model.build(one_batch) on a functional model:
+    built already, it stays as it is; a Sequential with an Input likewise."""
+    batch = np.zeros((64, 28, 28, 1), "float32")
+    for lib in (kilnet, keras):
+        model = _functional(lib)
+        before = [np.asarray(w) for w in model.get_weights()]
+        model.build(batch)
+        assert model.built and model.count_params() == 7850
+        for a, b in zip(before, model.get_weights()):
+            np.testing.assert_array_equal(a, np.asarray(b))
+        two = _functional(lib, batch_inputs=True)
+        two.build([np.zeros((2, 3), "float32"), np.zeros((2, 4), "float32")])
+        assert two.built and two.count_params() == 8
+        seq = lib.Sequential([lib.Input((28, 28, 1)), lib.layers.Flatten(),
+                              lib.layers.Dense(10)])
+        seq.build(batch)
+        assert seq.built and seq.count_params() == 7850
+
+
+def test_build_with_data_builds_from_its_sample_shape():
+    """Where the input shape is not known yet, kilnet builds for the batch's sample shape (Keras
+    marks such a Sequential built without weights)."""
+    model = kilnet.Sequential([kilnet.layers.Flatten(), kilnet.layers.Dense(10)])
+    model.build(np.zeros((64, 28, 28, 1), "float32"))
+    assert model.count_params() == 7850
+    with pytest.raises(ValueError, match=r"declared for inputs of shape \(28, 28, 1\)"):
+        _functional(kilnet).build(np.zeros((64, 5), "float32"))

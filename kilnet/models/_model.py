@@ -310,18 +310,26 @@ class Model(Layer):
     # -- building -------------------------------------------------------------------------------
     def build(self, input_shape=None, *, seed: int | None = None) -> None:
         """Create the weights for inputs of `input_shape` (batch axis excluded, or Keras's
-        (None, ...) form). Without a seed, layers already built (e.g. pretrained) keep their
-        weights; with one, every weight is drawn again from that seed.
+        (None, ...) form), or for inputs like a batch of data (an array, or a list or dict of
+        them), as Keras's distributed-training guide calls it. Without a seed, layers already
+        built (e.g. pretrained) keep their weights; with one, every weight is drawn again
+        from that seed. A functional model is built from `Model(...)` on: this only checks
+        the shape against its inputs.
 
         Example:
+            >>> import numpy as np
             >>> import kilnet
             >>> model = kilnet.Sequential([kilnet.layers.Dense(2)])
             >>> model.build((3,), seed=0)
             >>> model.count_params()
             8
+            >>> model.build(np.zeros((64, 3), "float32"))   # one batch: the same shape
+            >>> model.count_params()
+            8
         """
         if getattr(self, "in_build_hook", False):
             return  # called by Layer.init as the weight-making hook: the sub-layers build
+        input_shape = shapes_of_data(input_shape)
         if input_shape is not None:
             input_shape = _without_batch(input_shape)
         if self.is_functional:
@@ -992,6 +1000,31 @@ def _record_masks(node, output_masks, masks: dict):
     for tensor, mask in zip(node.outputs, flat):
         if tensor.has_mask and mask is not None:
             masks[tensor.uid] = mask
+
+
+def _is_data(value) -> bool:
+    # an array (NumPy, JAX, a framework tensor) has a dtype and a batch axis; a shape has none
+    return hasattr(value, "dtype") and len(getattr(value, "shape", ())) >= 1
+
+
+def shapes_of_data(value):
+    """Keras's (None, ...) shape of each array in `value` (an array, or a list or dict of
+    them): build(one_batch) builds for the batch's sample shapes. A shape is left as given.
+
+    Example:
+        >>> import numpy as np
+        >>> shapes_of_data(np.zeros((64, 28, 28, 1)))
+        (None, 28, 28, 1)
+        >>> shapes_of_data({"a": np.zeros((8, 3))}), shapes_of_data((28, 28))
+        ({'a': (None, 3)}, (28, 28))
+    """
+    if _is_data(value):
+        return (None,) + tuple(int(d) for d in value.shape[1:])
+    if isinstance(value, dict) and any(map(_is_data, value.values())):
+        return {key: shapes_of_data(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)) and any(map(_is_data, value)):
+        return [shapes_of_data(item) for item in value]
+    return value
 
 
 def _without_batch(shape):

@@ -7,7 +7,7 @@ from kilnet import _names
 from kilnet.layers import InputLayer, Layer
 from kilnet.layers._base import set_untracked
 from kilnet.layers._node import KerasTensor
-from kilnet.models._model import Model, _without_batch
+from kilnet.models._model import Model, _without_batch, shapes_of_data
 
 
 class Sequential(Model):
@@ -128,6 +128,7 @@ class Sequential(Model):
     takes_keyed_inputs = False
 
     def build(self, input_shape=None, *, seed: int | None = None) -> None:
+        input_shape = shapes_of_data(input_shape)   # build(one_batch), as Keras allows
         if input_shape is not None and self._input_layer is None:
             set_untracked(self, "_input_layer", InputLayer(shape=_without_batch(input_shape)))
             self._rebuild_graph(keep_compiled=True)
