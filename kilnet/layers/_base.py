@@ -1449,15 +1449,15 @@ def _check_custom_config(layer):
 
 
 def as_shape(value, argument: str) -> Shape:
-    """A declared sample shape checked: positive ints (None for a variable axis)."""
+    """A declared sample shape checked: positive ints (None for a variable axis); () is a
+    scalar per sample (`Input(shape=())`, a batch of numbers), as Keras allows."""
     if isinstance(value, int):
         value = (value,)
     try:
         shape = tuple(value)
     except TypeError:
         shape = None
-    if shape is None or not all((isinstance(d, int) and d > 0) or d is None for d in shape) \
-            or not shape:
+    if shape is None or not all((isinstance(d, int) and d > 0) or d is None for d in shape):
         raise ValueError(
             f"{argument} must be a tuple of positive integers without the batch axis, "
             f"e.g. {argument}=(28, 28). Received: {argument}={value!r}"
