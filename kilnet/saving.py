@@ -1016,8 +1016,8 @@ def check_values(info, tensors, path):
 def _build_for_weights(model, input_shape, filepath):
     if model.input_specs is not None:
         model.build()
-    elif input_shape is not None:
-        model.build(input_shape)
+    elif input_shape is not None:   # kilnet's build: a build of yours runs inside it
+        model.kilnet_build(input_shape)
     else:
         raise ValueError(f"load_weights needs a built model or a file with an input shape, and "
                          f"{filepath} has none: call model.build(input_shape) first.")

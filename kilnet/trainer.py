@@ -155,8 +155,8 @@ class Trainer:
                 self._hold_variables(self.state)
             return
         model = self.model
-        if not model.built:
-            model.build(input_shape, seed=seed)
+        if not model.built:   # kilnet's build: a build of yours runs inside it
+            model.kilnet_build(input_shape, seed=seed)
         self.seed = utils.next_seed() if seed is None else int(seed)
         self.spec = self._make_spec()
         self.report.params = model.count_params()

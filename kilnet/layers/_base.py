@@ -808,7 +808,10 @@ class Layer:
             set_untracked(self, "in_build_hook", True)
             try:
                 with _scope.opened(_scope.Scope(init_rng=rng)):
-                    self.build(with_batch_axis(input_shape))
+                    if takes_shape(self.build):
+                        self.build(with_batch_axis(input_shape))
+                    else:   # a Model's build(self) of yours (a layer's adapts itself)
+                        self.build()
             finally:
                 set_untracked(self, "in_build_hook", False)
         out_shape = self._traced_output_shape(input_shape, init_rng=rng, call_extras=call_extras,
@@ -829,6 +832,9 @@ class Layer:
                 build(self, input_shape, *args, **(kwargs or {}))
         finally:
             set_untracked(self, "in_build_hook", False)
+        if input_shape is None:
+            self._finish_shapeless_build()
+            return
         set_untracked(self, "_shape_given_to_build", input_shape)   # Keras's build config
         shape = without_batch_axis(input_shape)
         if self._sublayers and not all(sub.built for sub in self._sublayers):
@@ -836,6 +842,16 @@ class Layer:
                 self._traced_output_shape(shape, init_rng=rng)
         self.built = True
         self.build_shape = shape
+
+    def _finish_shapeless_build(self) -> None:
+        """After your `build()` without a shape (keras.io's GRN/VSN layers): built if it left
+        nothing to build, else unbuilt, so the first call builds it all for its input
+        (Keras marks it built and builds the sub-layers at that call)."""
+        if all(sub.built for sub in self._sublayers):
+            self.built = True
+            return
+        self.unbuild()
+        self.built = False
 
     def _traced_output_shape(self, input_shape, init_rng=None, call_extras=(),
                              call_keywords=None):
@@ -1248,14 +1264,46 @@ def _completing_build(build):
     """A Keras-form layer's own `build`, wrapped so that calling it yourself leaves the layer
     built (Layer._build_called_directly); called by kilnet while making weights, or by a
     subclass's super().build(), it runs as written."""
+    run = build if takes_shape(build, bound=False) else _shape_dropped(build)
+
     @functools.wraps(build)
     def build_and_complete(self, input_shape=None, *args, **kwargs):
         if self.is_pure or self.__dict__.get("in_build_hook"):
-            return build(self, input_shape, *args, **kwargs)
-        return self._build_called_directly(build, input_shape, args, kwargs)
+            return run(self, input_shape, *args, **kwargs)
+        return self._build_called_directly(run, input_shape, args, kwargs)
 
     build_and_complete.completes_build = True
     return build_and_complete
+
+
+def takes_shape(build, bound: bool = True) -> bool:
+    """Whether a `build` method names an argument, which gets the input shape. Keras calls a
+    `build(self)` that names none without it (keras.io's GRN/VSN layers build nothing
+    themselves: their sub-layers build at their first call).
+
+    Example:
+        >>> class Gate:
+        ...     def build(self):
+        ...         self.built = True
+        >>> takes_shape(Gate().build), takes_shape(Gate.build, bound=False)
+        (False, False)
+        >>> takes_shape(lambda input_shape: None)
+        True
+    """
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+             inspect.Parameter.KEYWORD_ONLY)
+    named = [p for p in inspect.signature(build).parameters.values() if p.kind in kinds]
+    return len(named) > (0 if bound else 1)
+
+
+def _shape_dropped(build):
+    """`build(self)` called as kilnet calls every build, with the input shape, which it
+    does not take."""
+    @functools.wraps(build)
+    def build_without_shape(self, input_shape=None, *args, **kwargs):
+        return build(self, *args, **kwargs)
+
+    return build_without_shape
 
 
 def _apply_through_call(built_in_apply):

@@ -15,6 +15,7 @@ compiled, the Trainer holds them while it trains.
 from __future__ import annotations
 
 import contextvars
+import functools
 import inspect
 
 import jax
@@ -23,7 +24,7 @@ import numpy as np
 
 from kilnet import _scope, utils
 from kilnet.layers import ActivatedLayer, InputLayer, Layer, Operation
-from kilnet.layers._base import set_untracked
+from kilnet.layers._base import set_untracked, takes_shape
 from kilnet.layers._node import KerasTensor, flatten, substitute
 from kilnet.models._graph import Graph
 
@@ -57,6 +58,13 @@ def _node_training(layer, training, node_training):
 _REDRAW_ALL = contextvars.ContextVar("kilnet_redraw_all", default=False)
 
 
+def kilnets_own(build):
+    """Marks Model.build and Sequential.build, which kilnet_build runs (a subclass's build
+    of yours is wrapped by _yours_inside_kilnets instead)."""
+    build.kilnets_own = True
+    return build
+
+
 class Model(Layer):
     """A model: `kilnet.Model(inputs, outputs)`, or subclass it and define `call`.
 
@@ -83,6 +91,12 @@ class Model(Layer):
     # A model's build(input_shape) makes every layer's weights itself (Model.build), and its
     # call is its own (not a built-in layer's override)
     keras_form_hooks = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("build")
+        if own is not None and not getattr(own, "kilnets_own", False):
+            cls.build = _yours_inside_kilnets(own)
 
     def __init__(self, *args, **kwargs):
         inputs = kwargs.pop("inputs", args[0] if args else None)
@@ -308,6 +322,7 @@ class Model(Layer):
         return shapes[0] if len(shapes) == 1 else list(shapes)
 
     # -- building -------------------------------------------------------------------------------
+    @kilnets_own
     def build(self, input_shape=None, *, seed: int | None = None) -> None:
         """Create the weights for inputs of `input_shape` (batch axis excluded, or Keras's
         (None, ...) form), or for inputs like a batch of data (an array, or a list or dict of
@@ -346,6 +361,32 @@ class Model(Layer):
         seed = utils.next_seed() if seed is None else seed
         self.build_weights(utils.numpy_rng(seed, 0), input_shape)
         self._reset_trainer()
+
+    def kilnet_build(self, input_shape=None, *, seed: int | None = None) -> None:
+        """kilnet's `build` (see Model.build), also where a subclass of yours defines its own
+        `build`: fit and files build through it, and yours runs inside as the weight-making
+        hook, as Keras runs it at the first call.
+
+        Example:
+            >>> import kilnet
+            >>> class Twice(kilnet.Model):
+            ...     def __init__(self):
+            ...         super().__init__()
+            ...         self.dense = kilnet.layers.Dense(2)
+            ...     def build(self):   # keras.io's GRN/VSN form: no shape argument
+            ...         self.built = True
+            ...     def call(self, x):
+            ...         return self.dense(x) * 2
+            >>> model = Twice()
+            >>> model.kilnet_build((3,), seed=0)
+            >>> model.count_params()
+            8
+        """
+        for klass in type(self).__mro__:   # the nearest build that is kilnet's own
+            own = klass.__dict__.get("build")
+            if getattr(own, "kilnets_own", False):
+                return own(self, input_shape, seed=seed)
+        raise TypeError(f"{type(self).__name__} is not a kilnet Model")
 
     def _check_declared(self, input_shape):
         if input_shape is None:
@@ -1000,6 +1041,29 @@ def _record_masks(node, output_masks, masks: dict):
     for tensor, mask in zip(node.outputs, flat):
         if tensor.has_mask and mask is not None:
             masks[tensor.uid] = mask
+
+
+def _yours_inside_kilnets(build):
+    """A subclassed model's own `build` (Keras's `build(self, input_shape)`, or `build(self)`
+    that takes no shape): kilnet's builds (fit's, a file's, each with its seed) make the
+    weights, running yours as their weight-making hook; called by you with a shape, yours
+    runs as written."""
+    named_shape = takes_shape(build, bound=False)
+
+    @functools.wraps(build)
+    def build_model(self, input_shape=None, *args, seed=None, **kwargs):
+        if self.__dict__.get("in_build_hook"):
+            return build(self, input_shape, *args, **kwargs) if named_shape else build(
+                self, *args, **kwargs)
+        if named_shape and input_shape is not None and seed is None:
+            return build(self, input_shape, *args, **kwargs)
+        if not named_shape and input_shape is None and seed is None \
+                and self.build_shape is None and not self.is_functional:
+            build(self, *args, **kwargs)   # nothing to build for yet, as a layer's
+            return self._finish_shapeless_build()
+        return self.kilnet_build(input_shape, seed=seed)
+
+    return build_model
 
 
 def _is_data(value) -> bool:

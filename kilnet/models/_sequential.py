@@ -7,7 +7,7 @@ from kilnet import _names
 from kilnet.layers import InputLayer, Layer
 from kilnet.layers._base import set_untracked
 from kilnet.layers._node import KerasTensor
-from kilnet.models._model import Model, _without_batch, shapes_of_data
+from kilnet.models._model import Model, _without_batch, kilnets_own, shapes_of_data
 
 
 class Sequential(Model):
@@ -127,6 +127,7 @@ class Sequential(Model):
     names_built_weights = True
     takes_keyed_inputs = False
 
+    @kilnets_own
     def build(self, input_shape=None, *, seed: int | None = None) -> None:
         input_shape = shapes_of_data(input_shape)   # build(one_batch), as Keras allows
         if input_shape is not None and self._input_layer is None:
