@@ -21,14 +21,43 @@ def linear(x):
     return x
 
 
-def relu(x):
-    """max(x, 0).
+def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
+    """max(x, 0); with Keras's arguments, x above threshold (capped at max_value) and
+    negative_slope * (x - threshold) at and below it.
+
+    Built from the same pieces as Keras's so that values and gradients agree at the kinks,
+    where an all-zero conv patch lands every step: jax.nn.relu / relu6 (gradient 0 at 0 and
+    at 6), a strict `x > threshold`, and a clip to [0, max_value].
 
     Example:
         >>> relu(jnp.array([-1.0, 2.0])).tolist()
         [0.0, 2.0]
+        >>> relu(jnp.array([-1.0, 0.5, 9.0]), negative_slope=0.5, threshold=0.5).tolist()
+        [-0.75, 0.0, 9.0]
     """
-    return jax.nn.relu(x)
+    x = jnp.asarray(x)
+    if not negative_slope and max_value is None and not threshold:
+        return jax.nn.relu(x)
+    if negative_slope and max_value is None and not threshold:
+        return jax.nn.leaky_relu(x, negative_slope=negative_slope)
+    y = _relu_positive_part(x, max_value, threshold)
+    if negative_slope:
+        y = y - negative_slope * jax.nn.relu(threshold - x)
+    return y.astype(x.dtype)
+
+
+def _relu_positive_part(x, max_value, threshold):
+    """relu's part for x above threshold, capped at max_value; 0 elsewhere."""
+    if threshold:
+        y = jnp.where(x > threshold, x, jnp.zeros_like(x))
+    elif max_value == 6:
+        return jax.nn.relu6(x)   # JAX's relu6: gradient 0 at both kinks, as Keras
+    else:
+        y = jax.nn.relu(x)
+    if max_value is not None:
+        # clip's gradient at max_value is 0.5 (a tie of minimum): Keras's, kept on purpose
+        y = jnp.clip(y, 0.0, max_value)
+    return y
 
 
 def sigmoid(x):
@@ -72,14 +101,15 @@ def gelu(x):
     return jax.nn.gelu(x, approximate=False)
 
 
-def elu(x):
-    """x for x > 0, else exp(x) - 1.
+def elu(x, alpha=1.0):
+    """x for x > 0, else alpha * (exp(x) - 1); the gradient at 0 is alpha's branch, as
+    Keras's (JAX's elu).
 
     Example:
         >>> [round(v, 4) for v in elu(jnp.array([-1.0, 2.0])).tolist()]
         [-0.6321, 2.0]
     """
-    return jax.nn.elu(x)
+    return jax.nn.elu(x, alpha=alpha)
 
 
 def selu(x):
@@ -92,14 +122,14 @@ def selu(x):
     return jax.nn.selu(x)
 
 
-def leaky_relu(x):
-    """x for x >= 0, else 0.2 x (Keras's default slope; JAX's is 0.01).
+def leaky_relu(x, negative_slope=0.2):
+    """x for x >= 0, else negative_slope * x (Keras's default 0.2; JAX's is 0.01).
 
     Example:
         >>> leaky_relu(jnp.array([-5.0, 2.0])).tolist()
         [-1.0, 2.0]
     """
-    return jax.nn.leaky_relu(x, negative_slope=0.2)
+    return jax.nn.leaky_relu(x, negative_slope=negative_slope)
 
 
 def softplus(x):

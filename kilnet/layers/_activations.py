@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from kilnet import constraints, initializers, regularizers
+from kilnet.activations import relu
 from kilnet.layers._base import Layer
 
 
@@ -24,16 +25,6 @@ def _number(value, argument: str, *, allow_none=False, minimum=0.0) -> float | N
         raise ValueError(f"{argument} must be a number >= {minimum}. "
                          f"Received: {argument}={value!r}")
     return float(value)
-
-
-def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
-    """Keras's relu: x from threshold on (capped at max_value), negative_slope * (x -
-    threshold) below it."""
-    below = negative_slope * (x - threshold) if negative_slope else jnp.zeros_like(x)
-    y = jnp.where(x >= threshold, x, below)
-    if max_value is not None:
-        y = jnp.minimum(y, max_value)
-    return y.astype(x.dtype)
 
 
 class ReLU(Layer):
@@ -143,7 +134,9 @@ class PReLU(Layer):
 
     def apply(self, params, state, x, **_):
         regularizers.add_layer_penalties(self, params)
-        return jnp.maximum(x, 0) + params["alpha"] * jnp.minimum(x, 0), state
+        # relu(x) - alpha * relu(-x), as Keras: gradient 0 at x = 0 (maximum/minimum split
+        # it into halves there)
+        return jax.nn.relu(x) - params["alpha"] * jax.nn.relu(-x), state
 
 
 class ELU(Layer):
@@ -166,9 +159,9 @@ class ELU(Layer):
         self.alpha = float(alpha)
 
     def apply(self, params, state, x, **_):
-        # expm1 of min(x, 0): no overflow (and no inf * 0 in the gradient) for large x
-        negative = self.alpha * jnp.expm1(jnp.minimum(x, 0))
-        return jnp.where(x > 0, x, negative).astype(x.dtype), state
+        # JAX's elu, as Keras: gradient alpha at 0 (the negative branch's), and no overflow
+        # in the unused branch for large x
+        return jax.nn.elu(x, alpha=self.alpha).astype(x.dtype), state
 
 
 class Softmax(Layer):
