@@ -567,8 +567,9 @@ def save_model(model, filepath, *, overwrite=True, include_optimizer=True):
     _warn_unused_saving_hooks(model)
     if _keras_format(filepath, "model"):
         from kilnet import keras_files
-        keras_files.save_keras(model, filepath, overwrite=overwrite,
-                               include_optimizer=include_optimizer)
+        save = (keras_files.save_legacy_h5 if keras_files.is_keras_weights_path(filepath)
+                else keras_files.save_keras)
+        save(model, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
         return
     info = {"kilnet_version": __version__, "model": _config.serialize(model),
             "compile": None, "training": None, "weights": []}
@@ -709,21 +710,18 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
 
 
 def _keras_format(filepath, what) -> bool:
-    """Whether `filepath`'s extension asks for Keras's format (.keras models, .weights.h5
-    weights); refuses the Keras extensions kilnet does not write."""
+    """Whether `filepath`'s extension asks for Keras's format (.keras and legacy .h5 models,
+    .weights.h5 weights); refuses the Keras extensions kilnet does not write."""
     from kilnet import keras_files
 
     lower = filepath.lower()
-    if what == "model" and keras_files.is_keras_weights_path(lower):
-        raise ValueError(f"Cannot save {filepath}: kilnet does not write legacy Keras 2 .h5 "
-                         "model files. Use the extension .keras (Keras 3) or .kilnet "
-                         "(kilnet's own, with the optimizer state).")
     if what == "weights" and keras_files.is_keras_weights_path(lower) and not \
             lower.endswith(".weights.h5"):
         raise ValueError(f"Cannot save {filepath}: Keras weights files end in .weights.h5. "
                          f"Received: filepath={filepath!r}")
-    return (keras_files.is_keras_model_path(lower) if what == "model"
-            else keras_files.is_keras_weights_path(lower))
+    if what == "model":   # .keras, or .h5 / .hdf5: the legacy format Keras 3 still writes
+        return keras_files.is_keras_model_path(lower) or keras_files.is_keras_weights_path(lower)
+    return keras_files.is_keras_weights_path(lower)
 
 
 def _is_zip(filepath) -> bool:

@@ -188,8 +188,6 @@ def test_refused_exports_name_kilnet(tmp_path):
         sub.save(tmp_path / "sub.keras")
     model = kilnet.Sequential([kilnet.Input(shape=(3,)), kilnet.layers.Dense(2)])
     model.build(seed=0)
-    with pytest.raises(ValueError, match=r"\.kilnet"):
-        model.save(tmp_path / "legacy.h5")
     with pytest.raises(ValueError, match=r"\.weights\.h5"):
         model.save_weights(tmp_path / "w.h5")
     assert not os.listdir(tmp_path)

@@ -1,4 +1,4 @@
-"""Keras 3 files in and out: `.keras` models and `.weights.h5` weights.
+"""Keras 3 files in and out: `.keras` models, `.weights.h5` weights and legacy `.h5` models.
 
 `kilnet.models.load_model("m.keras")`, `model.save("m.keras")`, `model.save_weights(
 "m.weights.h5")` and `model.load_weights("m.weights.h5")` come here (kilnet.saving dispatches
@@ -11,10 +11,11 @@ from kilnet.keras_files._archive import is_zip
 from kilnet.keras_files._export import save_keras, save_keras_weights
 from kilnet.keras_files._import import load_keras, load_keras_weights
 from kilnet.keras_files._legacy import load_legacy_h5
+from kilnet.keras_files._legacy_export import save_legacy_h5
 from kilnet.keras_files._optimizer import Unsupported, export_arrays
 
 __all__ = ["load_keras", "load_keras_weights", "load_legacy_h5", "save_keras",
-           "save_keras_weights",
+           "save_keras_weights", "save_legacy_h5",
            "is_keras_model_path", "is_keras_weights_path", "is_zip",
            "keras_optimizer_variables"]
 

@@ -49,7 +49,7 @@ def save_keras(model, filepath, overwrite=True, include_optimizer=True):
         kilnet_config.serialize(model, build_config=not model.is_functional), path)
     compile_config, optimizer = None, None
     if include_optimizer and model.compiled is not None:
-        compile_config, optimizer = _training_setup(model.compiled, path)
+        compile_config, optimizer = training_setup(model.compiled, path)
     entry["compile_config"] = compile_config
     config = json.dumps(entry, default=_safefile.json_default)
     metadata = json.dumps({"keras_version": KERAS_VERSION, "kilnet_version": __version__,
@@ -60,7 +60,7 @@ def save_keras(model, filepath, overwrite=True, include_optimizer=True):
     _safefile.atomic_write(path, data, what="the Keras model file", overwrite=overwrite)
 
 
-def _training_setup(trainer, path):
+def training_setup(trainer, path):
     """(Keras's compile_config or None, (optimizer name, its variables) or None)."""
     try:
         compile_config = _optimizer.keras_compile_config(trainer)

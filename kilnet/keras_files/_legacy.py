@@ -254,6 +254,9 @@ def _restore_legacy_optimizer(trainer, weights):
     read; warn and keep a fresh state where it cannot be mapped."""
     from kilnet.keras_files import _optimizer
 
+    if str(weights.file.attrs.get("keras_version", "")).startswith("3."):
+        _restore_keras3_optimizer(trainer, weights)
+        return
     kind = type(trainer.optimizer).__name__
     try:
         names = _optimizer.slot_names(trainer.optimizer)
@@ -279,6 +282,35 @@ def _restore_legacy_optimizer(trainer, weights):
               np.float32(trainer.optimizer.learning_rate)]
     arrays += [weights.read(f"optimizer_weights/{h5}", shape, np.float32)
                for h5, shape in zip(interleaved, shapes)]
+    if not 0 <= arrays[0] < 2**31:
+        weights.fail(f"its optimizer's iteration count {arrays[0]} is invalid.")
+    _optimizer.import_arrays(trainer, arrays)
+
+
+def _restore_keras3_optimizer(trainer, weights):
+    """Set the trainer's optimizer state from a Keras 3 legacy file's `optimizer_weights`:
+    Keras 3's `optimizer.variables` in order (the step, the learning rate, each trainable
+    variable's slots), each shape checked before it is read; warn and keep a fresh state
+    where they are not kilnet's optimizer's."""
+    from kilnet.keras_files import _optimizer
+
+    try:
+        if trainer.state is None:
+            trainer.ensure_state()
+        shapes = _optimizer.expected_shapes(trainer)
+        listed = _chunked_names(weights.group("optimizer_weights"), "weight_names", weights)
+        if len(listed) != len(shapes):
+            raise _optimizer.Unsupported(
+                f"it lists {len(listed)} optimizer variables where kilnet's "
+                f"{type(trainer.optimizer).__name__} has {len(shapes)}")
+    except _optimizer.Unsupported as error:
+        warnings.warn(f"{weights.path}: the optimizer state of this legacy .h5 file is not "
+                      f"restored ({error}); training continues from a fresh optimizer state.",
+                      stacklevel=3)
+        return
+    arrays = [weights.read(f"optimizer_weights/{name}", shape, np.float32,
+                           kinds=("f", "i", "u") if shape == () else ("f",))
+              for name, shape in zip(listed, shapes)]
     if not 0 <= arrays[0] < 2**31:
         weights.fail(f"its optimizer's iteration count {arrays[0]} is invalid.")
     _optimizer.import_arrays(trainer, arrays)

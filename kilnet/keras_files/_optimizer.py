@@ -206,6 +206,32 @@ def export_arrays(trainer) -> list:
     return [np.asarray(a) for a in jax.device_get(arrays)]
 
 
+def keras_variable_paths(trainer, name) -> list:
+    """The names Keras gives the optimizer variables export_arrays lists, in the same order
+    ("adam/iteration", "adam/learning_rate", "adam/dense_kernel_momentum", ...): a legacy .h5
+    file lists them so (Keras reads them back by position).
+
+    Example:
+        >>> import kilnet
+        >>> from kilnet.keras_files import _optimizer
+        >>> model = kilnet.Sequential([kilnet.Input(shape=(3,)), kilnet.layers.Dense(2)])
+        >>> model.compile(optimizer="adam", loss="mse")
+        >>> model.compiled.ensure_state()
+        >>> _optimizer.keras_variable_paths(model.compiled, "adam")[:3]
+        ['adam/iteration', 'adam/learning_rate', 'adam/sequential_dense_kernel_momentum']
+    """
+    optimizer = trainer.optimizer
+    variables = [v.path.replace("/", "_") for _, _, v in trainer.model.variable_paths()
+                 if trainer.variable_slot(v)[0] == "params"]
+    names = [f"{name}/iteration"] + (
+        [f"{name}/learning_rate"] if has_rate_variable(optimizer) else [])
+    if optimizers_lib.moving_average_state(trainer.state.opt_state) is not None:
+        names += [f"{name}/{v}_average" for v in variables]
+    names += _ordered(optimizer, [[f"{name}/{v}_{slot}" for v in variables]
+                                  for slot in slot_names(optimizer)])
+    return names + [f"{name}/{scalar}" for scalar in scalar_names(optimizer)]
+
+
 def _keras_dtype(value):
     """Keras's dtype of a slot: float32, or int32 for Adafactor's placeholders."""
     return np.int32 if jnp.issubdtype(value.dtype, jnp.integer) else np.float32
