@@ -14,9 +14,13 @@ as in-memory arrays are checked (kilnet.validation), naming the batch.
 
 from __future__ import annotations
 
+import ast
 import itertools
 import multiprocessing
 import multiprocessing.pool
+import signal
+import sys
+import warnings
 from typing import Callable, Iterator
 
 import numpy as np
@@ -327,9 +331,7 @@ class _Indexed(Batches):
         """Up to max_queue_size batches in flight in the pool; yielded in index order."""
         if self._pool is None:
             if self.use_multiprocessing:
-                # Spawned, not forked: a fork of a process running JAX's threads can deadlock.
-                context = multiprocessing.get_context("spawn")
-                self._pool = context.Pool(self.workers, _set_worker_dataset, (self.dataset,))
+                self._pool = _process_pool(self.workers, self.dataset)
             else:
                 self._pool = multiprocessing.pool.ThreadPool(self.workers,
                                                              _set_worker_dataset,
@@ -357,6 +359,84 @@ class _Indexed(Batches):
 
 
 _worker_dataset = None  # the dataset a pool worker reads (one per worker process or pool)
+
+_FIX = ("put the script's code under `if __name__ == \"__main__\":`, or pass "
+        "use_multiprocessing=False (threads)")
+
+
+def main_is_guarded() -> bool:
+    """Whether the running script keeps its work under `if __name__ == "__main__":`, so that a
+    spawned worker, which runs the script's top level again, only defines things. False
+    without a script file (a notebook, `python -c`), where spawned workers cannot find what
+    the script defined.
+
+    Example:
+        >>> isinstance(main_is_guarded(), bool)
+        True
+    """
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    try:
+        with open(path, encoding="utf-8") as file:
+            tree = ast.parse(file.read())
+    except (TypeError, OSError, SyntaxError, ValueError):
+        return False
+    return any(isinstance(node, ast.If) and _tests_main_name(node.test) for node in tree.body)
+
+
+def _tests_main_name(test) -> bool:
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1
+            and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return any(isinstance(n, ast.Name) and n.id == "__name__" for n in sides) and any(
+        isinstance(n, ast.Constant) and n.value == "__main__" for n in sides)
+
+
+def _process_pool(workers: int, dataset):
+    """The worker processes of PyDataset(use_multiprocessing=True). A guarded script's workers
+    are spawned: fresh interpreters, where JAX runs too. Otherwise (Keras's guide writes its
+    scripts unguarded; a notebook) they are forked on Linux, as Keras's are: a spawned one
+    would run the whole script again. Measured in a forked worker: NumPy, and JAX
+    computations the parent had compiled, run; compiling a new one hangs (XLA's compiler
+    threads stay behind in the fork), so a forked worker refuses to compile, naming the
+    fix. Elsewhere (macOS, Windows) fork is unsafe or missing: an unguarded script is
+    refused with the fix."""
+    if main_is_guarded():
+        return multiprocessing.get_context("spawn").Pool(workers, _set_worker_dataset,
+                                                         (dataset,))
+    if not sys.platform.startswith("linux"):
+        raise InputError(
+            "PyDataset(use_multiprocessing=True) starts its workers as new Python processes "
+            "on this platform, and each would run this script again from the top: "
+            f"{_FIX}. Received: a script without that guard")
+    with warnings.catch_warnings():
+        # JAX's and Python's notes on forking a threaded process: the workers run only
+        # the dataset's __getitem__ and refuse to compile (_forked_worker)
+        warnings.filterwarnings("ignore", message=r".*fork\(\)", category=RuntimeWarning)
+        warnings.filterwarnings("ignore", message=r".*fork\(\)", category=DeprecationWarning)
+        return multiprocessing.get_context("fork").Pool(workers, _forked_worker, (dataset,))
+
+
+def _forked_worker(dataset):
+    # fit's signal handlers came with the fork: the pool ends its workers with SIGTERM, and
+    # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _set_worker_dataset(dataset)
+    try:   # JAX's private compiler module: where every new computation is compiled
+        from jax._src import compiler
+    except ImportError:   # another JAX layout: nothing to refuse through
+        return
+    if hasattr(compiler, "compile_or_get_cached"):
+        compiler.compile_or_get_cached = _refuse_compiling
+
+
+def _refuse_compiling(*args, **kwargs):
+    raise RuntimeError(
+        "A PyDataset worker forked from this script needed JAX to compile (kilnet.ops or "
+        "jax.numpy on a computation or shape the script had not run), which hangs in a forked "
+        "process: compute the batches with NumPy in __getitem__, or "
+        f"{_FIX}. Received: a JAX compilation in a forked worker")
 
 
 def _set_worker_dataset(dataset):

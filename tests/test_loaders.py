@@ -10,6 +10,8 @@ a dataset with as_numpy_iterator and cardinality).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -300,6 +302,86 @@ def test_pydataset_in_a_process_pool():
         pooled.fit(Picklable(x, y, workers=2, use_multiprocessing=True), epochs=1,
                    shuffle=False, seed=0, verbose=0)
     assert same_weights(model, pooled)
+
+
+_UNGUARDED = """
+import os, sys
+import numpy as np
+if sys.argv[1] == "keras":
+    import keras
+else:
+    import kilnet as keras
+print("body", flush=True)   # once: a spawned worker would run the script again
+class DS(keras.utils.PyDataset):
+    def __init__(self, x, y, **kwargs):
+        super().__init__(**kwargs)
+        self.x, self.y = x, y
+    def __len__(self):
+        return len(self.x) // 32
+    def __getitem__(self, i):
+        x = self.x[i * 32:(i + 1) * 32]
+        if sys.argv[2] == "jax" and i > 0:   # batch 0 is read in the script's process
+            x = np.asarray(keras.ops.tanh(x))
+        return x, self.y[i * 32:(i + 1) * 32]
+x = np.random.default_rng(0).normal(size=(128, 4)).astype("float32")
+inputs = keras.Input(shape=(4,))
+model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+model.compile(optimizer="sgd", loss="mse")
+try:
+    model.fit(DS(x, x.sum(1, keepdims=True), workers=2, use_multiprocessing=True), verbose=0)
+    print("trained", flush=True)
+except RuntimeError as error:
+    print("refused:", error, flush=True)
+"""
+
+
+def _run_unguarded(tmp_path, lib, dataset_uses="numpy"):
+    script = tmp_path / "guide.py"
+    script.write_text(_UNGUARDED)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(kilnet.__file__)),
+               KERAS_BACKEND="jax")
+    done = subprocess.run([sys.executable, str(script), lib, dataset_uses], env=env,
+                          capture_output=True, text=True, timeout=240)
+    return done.stdout.splitlines()
+
+
+def test_pydataset_workers_in_a_script_without_a_main_guard_as_keras(tmp_path):
+    """keras.io's guide writes PyDataset(workers=2, use_multiprocessing=True) in a plain
+    script: the workers are forked as Keras's are, and the script runs once (spawned ones
+    ran it again in every worker)."""
+    assert _run_unguarded(tmp_path, "kilnet") == _run_unguarded(tmp_path, "keras") == [
+        "body", "trained"]
+
+
+def test_a_forked_worker_calling_jax_is_refused_with_the_fix(tmp_path):
+    """JAX cannot compile in a forked worker (it hangs): kilnet's workers say so at once."""
+    lines = _run_unguarded(tmp_path, "kilnet", dataset_uses="jax")
+    assert lines[0] == "body" and lines[1].startswith("refused: A PyDataset worker forked")
+    assert 'if __name__ == "__main__":' in lines[1]
+
+
+def test_a_guarded_script_is_told_from_an_unguarded_one(tmp_path, monkeypatch):
+    main = sys.modules["__main__"]
+    for text, guarded in [("print(1)\n", False),
+                          ("def f():\n    pass\nif __name__ == '__main__':\n    f()\n", True),
+                          ('if "__main__" == __name__:\n    pass\n', True),
+                          ("def f():\n    if __name__ == '__main__':\n        pass\n", False)]:
+        script = tmp_path / "script.py"
+        script.write_text(text)
+        monkeypatch.setattr(main, "__file__", str(script), raising=False)
+        assert loaders.main_is_guarded() is guarded, text
+    monkeypatch.delattr(main, "__file__")   # a notebook, python -c
+    assert loaders.main_is_guarded() is False
+
+
+def test_an_unguarded_script_is_refused_where_workers_cannot_fork(tmp_path, monkeypatch):
+    script = tmp_path / "script.py"
+    script.write_text("print(1)\n")
+    monkeypatch.setattr(sys.modules["__main__"], "__file__", str(script), raising=False)
+    monkeypatch.setattr(sys, "platform", "darwin")
+    x, y = blobs()
+    with pytest.raises(InputError, match=r'if __name__ == "__main__":.*Received: a script'):
+        mlp().fit(Picklable(x, y, workers=2, use_multiprocessing=True), verbose=0)
 
 
 def test_pydataset_steps_per_epoch_continues_the_pass_as_keras():
