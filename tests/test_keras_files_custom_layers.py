@@ -119,9 +119,30 @@ def test_a_whole_keras_file_with_a_registered_layer_of_yours_opens_in_keras(tmp_
     np.testing.assert_array_equal(again.predict(X, verbose=0), mine.predict(X, verbose=0))
 
 
-def test_an_unregistered_layer_of_yours_is_refused_with_the_fix(tmp_path):
-    mine = model_of(kilnet)
-    mine.build()
-    with pytest.raises(ValueError, match="not registered.*register_keras_serializable"):
-        mine.save(tmp_path / "m.keras")
-    assert not (tmp_path / "m.keras").exists()
+def _layer_entry(path, name):
+    import json
+    import zipfile
+    config = json.loads(zipfile.ZipFile(path).read("config.json"))
+    entry = next(e for e in config["config"]["layers"] if e["name"] == name)
+    return {key: entry[key] for key in ("module", "class_name", "registered_name")}
+
+
+def test_an_unregistered_layer_of_yours_is_saved_as_keras_saves_it(tmp_path):
+    """As Keras: written under its class name, with its module; opened with
+    custom_objects={"Encoder": Encoder}, by Keras and by kilnet; refused by both without."""
+    mine = _randomized(model_of(kilnet), 3)
+    mine.save(tmp_path / "mine.keras")
+    model_of(keras).save(tmp_path / "theirs.keras")
+    assert _layer_entry(tmp_path / "mine.keras", "encoder") == _layer_entry(
+        tmp_path / "theirs.keras", "encoder")
+    theirs = keras.models.load_model(tmp_path / "mine.keras",
+                                     custom_objects={"Encoder": encoder_class(keras)})
+    np.testing.assert_allclose(theirs.predict(X, verbose=0), mine.predict(X, verbose=0),
+                               rtol=1e-5, atol=1e-5)
+    again = kilnet.models.load_model(tmp_path / "mine.keras",
+                                     custom_objects={"Encoder": encoder_class(kilnet)})
+    np.testing.assert_array_equal(again.predict(X, verbose=0), mine.predict(X, verbose=0))
+    with pytest.raises(TypeError, match="Encoder"):
+        keras.models.load_model(tmp_path / "mine.keras")
+    with pytest.raises(kilnet.errors.ModelFileError, match="Encoder.*custom_objects"):
+        kilnet.models.load_model(tmp_path / "mine.keras")

@@ -127,20 +127,33 @@ def test_a_kilnet_subclassed_model_opens_in_keras(tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_an_unregistered_or_unbuilt_subclassed_model_is_refused_with_the_way_out(tmp_path):
-    class Plain(kilnet.Model):
+def _plain_class(lib):
+    class Plain(lib.Model):
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
-            self.d = kilnet.layers.Dense(2)
+            self.d = lib.layers.Dense(2)
 
         def call(self, x):
             return self.d(x)
 
-    plain = Plain()
-    plain.build((None, 3), seed=0)
-    with pytest.raises(ValueError, match=r"not registered.*register_keras_serializable"):
-        plain.save(tmp_path / "plain.keras")
+    return Plain
+
+
+def test_an_unregistered_subclassed_model_saves_as_keras_and_an_unbuilt_one_is_refused(
+        tmp_path):
+    """As Keras: an unregistered class is written under its name and opens with
+    custom_objects, in Keras and kilnet; a model with no weights yet is refused."""
+    plain = _plain_class(kilnet)()
+    plain.build((None, 5), seed=0)
+    plain.save(tmp_path / "plain.keras")
+    custom = {"Plain": _plain_class(keras)}
+    theirs = keras.models.load_model(tmp_path / "plain.keras", custom_objects=custom)
+    np.testing.assert_allclose(theirs.predict(X, verbose=0), plain.predict(X, verbose=0),
+                               rtol=1e-6, atol=1e-6)
+    again = kilnet.models.load_model(tmp_path / "plain.keras",
+                                     custom_objects={"Plain": _plain_class(kilnet)})
+    np.testing.assert_array_equal(again.predict(X, verbose=0), plain.predict(X, verbose=0))
     _, net = _classes(kilnet)
     with pytest.raises(ValueError, match=r"no weights yet"):
         net().save(tmp_path / "unbuilt.keras")
-    assert not os.listdir(tmp_path)
+    assert os.listdir(tmp_path) == ["plain.keras"]

@@ -437,19 +437,15 @@ def _keras_custom_model(spec, path):
     classes are: its config, and the input shape Keras's build_from_config builds it for
     (batch axis first, as Keras writes it)."""
     name, config = spec["class_name"], spec["config"]
-    cls = saving.get_registered_object(name)
-    if not (isinstance(cls, type) and issubclass(cls, Model)) or "build_config" not in spec:
+    cls = saving.get_registered_object(name) or _class_named(name, Model)
+    if "build_config" not in spec:
         raise ValueError(f"Cannot save {path} as a Keras file: the model {config.get('name')!r}"
-                         f" is of the class {name!r}, a subclassed model that is "
-                         + ("not registered, so Keras could not find it when loading. Register"
-                            " it with @kilnet.saving.register_keras_serializable(package=...) "
-                            "(the same code registered with Keras loads it there)"
-                            if "build_config" in spec else "not built: call it on data or "
-                            "build it first")
-                         + ", or save it with the extension .kilnet.")
+                         f" is of the class {name!r}, a subclassed model that is not built: "
+                         "call it on data or build it first, or save it with the extension "
+                         ".kilnet.")
     shape = spec["build_config"]["input_shape"]
-    return {"module": None if cls.__module__ == "__main__" else cls.__module__,
-            "class_name": cls.__name__, "config": config, "registered_name": name,
+    return {"module": _module_of(cls), "class_name": _class_name(cls, name), "config": config,
+            "registered_name": name,
             "build_config": {"input_shape": _with_batch_axis(shape)}}
 
 
@@ -463,23 +459,43 @@ def _with_batch_axis(shape):
 
 
 def _keras_custom_layer(spec, path):
-    """Keras's entry of a layer class of yours, registered under the name Keras's
-    registry finds it by ("package>Name"): Keras rebuilds it from your class, registered on
-    its side with the same code (`keras.saving.register_keras_serializable`)."""
+    """Keras's entry of a layer class of yours, as Keras writes it: under the name its registry
+    finds it by ("package>Name" when registered, with `keras.saving.register_keras_serializable`
+    on Keras's side), else under the class's name, which loading finds in `custom_objects`
+    (`load_model(path, custom_objects={"Name": Name})`, in Keras and in kilnet)."""
     name, config = spec["class_name"], spec["config"]
-    cls = saving.get_registered_object(name)
-    if not (isinstance(cls, type) and issubclass(cls, Layer)) or issubclass(cls, Model):
+    cls = saving.get_registered_object(name) or _class_named(name, Layer)
+    if isinstance(cls, type) and issubclass(cls, Model):
         raise ValueError(f"Cannot save {path} as a Keras file: its layer "
-                         f"{config.get('name')!r} is of the class {name!r}, which is yours and "
-                         "not registered, so Keras could not find it when loading. Register it "
-                         "with @kilnet.saving.register_keras_serializable(package=...) (the "
-                         "same code registered with Keras loads it there), or save with the "
-                         "extension .kilnet.")
-    entry = {"module": None if cls.__module__ == "__main__" else cls.__module__,
-             "class_name": cls.__name__, "config": config, "registered_name": name}
+                         f"{config.get('name')!r} is the subclassed model class {name!r} used "
+                         "as a layer; save it with the extension .kilnet.")
+    entry = {"module": _module_of(cls), "class_name": _class_name(cls, name), "config": config,
+             "registered_name": name}
     if "build_config" in spec:
         entry["build_config"] = spec["build_config"]
     return entry
+
+
+def _class_named(name, base):
+    """A subclass of `base` with that name, for the module Keras writes with an unregistered
+    class: None when there is none, or several in different modules."""
+    found, stack = {}, [base]
+    while stack:
+        for sub in stack.pop().__subclasses__():
+            if sub.__name__ == name:
+                found[sub.__module__] = sub
+            stack.append(sub)
+    return next(iter(found.values())) if len(found) == 1 else None
+
+
+def _class_name(cls, registered_name):
+    return cls.__name__ if isinstance(cls, type) else registered_name.rpartition(">")[2]
+
+
+def _module_of(cls):
+    """The module Keras writes for a class of yours: None for one defined in the script."""
+    module = getattr(cls, "__module__", None)
+    return None if module in (None, "__main__") else module
 
 
 def _keras_initializer(key, value, path):
