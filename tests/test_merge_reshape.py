@@ -275,11 +275,11 @@ def test_config_round_trips_with_keras_keys(name, kwargs, in_shape, out_shape):
     assert type(layer).from_config(config).get_config() == config
     assert kilnet.layers.LAYER_TYPES[name] is type(layer)
     theirs = getattr(keras.layers, name)(**kwargs).get_config()
-    assert set(config) == set(theirs) - {"dtype"}
+    assert set(config) == set(theirs) and config["dtype"] == theirs["dtype"]
     for key in layer.config_keys:
         assert plain(config[key]) == plain(theirs[key]), key
-    # A Keras config (less its dtype policy) makes the same kilnet layer.
-    from_keras = type(layer).from_config({k: v for k, v in theirs.items() if k != "dtype"})
+    # A Keras config makes the same kilnet layer.
+    from_keras = type(layer).from_config(theirs)
     assert {k: v for k, v in from_keras.get_config().items() if k != "name"} == {
         k: v for k, v in config.items() if k != "name"}
 

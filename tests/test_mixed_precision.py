@@ -310,7 +310,7 @@ def test_config_carries_the_policy_as_keras_writes_it():
     keras_config = keras.layers.Dense(2, dtype="mixed_bfloat16").get_config()
     assert config["dtype"] == keras_config["dtype"]
     assert layers.Dense.from_config(config).dtype_policy.name == "mixed_bfloat16"
-    assert "dtype" not in layers.Dense(2).get_config()   # float32: as before
+    assert layers.Dense(2).get_config()["dtype"] == keras.layers.Dense(2).get_config()["dtype"]
     inputs = kilnet.Input((3,))
     hidden = layers.Dense(4, dtype="mixed_float16")(inputs)
     model = kilnet.Model(inputs, layers.Dense(2)(hidden))

@@ -330,7 +330,7 @@ CONFIG_CASES = [
     ("TimeDistributed", lambda: layers.TimeDistributed(layers.Dense(3)),
      lambda: keras.layers.TimeDistributed(keras.layers.Dense(3))),
 ]
-NOT_SUPPORTED_KEYS = {"dtype"}
+NOT_SUPPORTED_KEYS = set()
 
 
 @pytest.mark.parametrize("make, make_keras", [c[1:] for c in CONFIG_CASES],
