@@ -210,3 +210,33 @@ def test_a_second_derivative_through_the_normalization_equals_jax_s():
     ours, theirs = penalty_gradient(batch_norm_onednn), penalty_gradient(reference)
     np.testing.assert_allclose(ours[0], theirs[0], rtol=1e-4)
     np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-4, atol=1e-6)
+
+
+def test_a_large_feature_map_keeps_float32s_accuracy():
+    """51,200 values a channel, as a small convnet's first feature map (ReLU outputs: many
+    equal zeros): the statistics, outputs and gradients within float32's rounding of a float64
+    reference, as XLA's are (oneDNN's own kernels summed each channel in one float32 running
+    sum: variance 1e-4 off relative, outputs 4e-4)."""
+    rng = np.random.default_rng(0)
+    shape = (128, 20, 20, 4)
+    x = (np.maximum(rng.standard_normal(shape) + 0.3, 0) + 1).astype(np.float32)
+    gamma, beta = (rng.standard_normal(4).astype(np.float32) for _ in range(2))
+    weights, dy = np.ones(128, np.float32), rng.standard_normal(shape).astype(np.float32)
+
+    def loss(x, gamma, beta):
+        y, mean, var = batch_norm_onednn(x, gamma, beta, weights, EPSILON)
+        return jnp.sum(y * dy), (y, mean, var)
+
+    grads, (y, mean, var) = jax.jit(jax.grad(loss, argnums=(0, 1, 2), has_aux=True))(
+        x, gamma, beta)
+    with jax.enable_x64(True):
+        def reference_loss(x, gamma, beta):
+            ry, rmean, rvar = reference(x, gamma, beta, weights)(x, gamma, beta)
+            return jnp.sum(ry * dy), (ry, rmean, rvar)
+        wide = [jnp.asarray(a, jnp.float64) for a in (x, gamma, beta)]
+        rgrads, (ry, rmean, rvar) = jax.grad(reference_loss, argnums=(0, 1, 2),
+                                             has_aux=True)(*wide)
+    np.testing.assert_allclose(var, rvar, rtol=1e-6)
+    np.testing.assert_allclose(y, ry, rtol=0, atol=5e-6)
+    for grad, rgrad in zip(grads, rgrads):
+        np.testing.assert_allclose(grad, rgrad, rtol=0, atol=1e-6 * np.abs(rgrad).max())

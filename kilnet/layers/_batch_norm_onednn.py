@@ -1,4 +1,8 @@
-"""oneDNN's training-mode batch normalization in kilnet's compiled programs, with its gradient.
+"""Training-mode batch normalization in kilnet's compiled programs through the oneDNN bridge's
+C++ extension, with its gradient. The kernels are kilnet's own loops in `_onednn.cc`
+(vectorized for this processor, OpenMP threads): oneDNN's primitive, used first, summed each
+channel in one float32 running sum (variance 1.2e-4 off, relative, over a (128, 20, 20, 4)
+map; kilnet's blocked sums 6e-8, as XLA's) at no gain in ResNet-8's epoch.
 
 Why: XLA's CPU reductions for the statistics and their gradients are slow at the sizes of a
 small convnet. Measured on a 2-core AMD EPYC, forward and backward of one batch

@@ -1,8 +1,9 @@
 """oneDNN's CPU kernels inside kilnet's compiled programs, through XLA's FFI: the bridge.
 
 `_onednn.cc` beside this file holds XLA FFI handlers around oneDNN's primitives
-(convolutions: forward, input gradient, kernel gradient; bfloat16 matrix products; batch
-normalization: training forward and backward). It is compiled once per machine with the
+(convolutions: forward, input gradient, kernel gradient; bfloat16 matrix products) and
+kilnet's own training-mode batch normalization (forward and backward; oneDNN's lost
+float32 digits in its sums, see the file). It is compiled once per machine with the
 system's C++ compiler against the oneDNN wheels kilnet depends on (`onednn-cpu-gomp` and its
 headers, `onednn-devel-cpu-gomp`), kept under kilnet's cache directory, loaded, and its
 handlers registered with XLA. If any step
@@ -67,13 +68,21 @@ def _cache_dir() -> Path:
 
 
 def _build(include: Path, libdir: Path) -> Path:
-    """Compile the handlers into the cache (once per source, oneDNN, JAX and compiler)."""
+    """Compile the handlers into the cache (once per source, oneDNN, JAX, compiler and
+    processor).
+
+    -march=native: the batch normalization's own loops use this processor's vectors
+    (AVX-512 16 floats, AVX2 8; SSE2's 4 ran its forward and backward 1.6x slower on a 2-core
+    AMD EPYC). The processor's instruction sets are part of the file's key, so a cache shared
+    by different machines holds one build for each. -fopenmp: those loops share oneDNN's
+    OpenMP threads."""
     compiler = os.environ.get("CXX", "g++")
-    flags = ["-O2", "-std=c++17", "-shared", "-fPIC", "-w", f"-I{include}",
-             f"-I{jax.ffi.include_dir()}", f"-L{libdir}", "-ldnnl", f"-Wl,-rpath,{libdir}"]
+    flags = ["-O2", "-march=native", "-fopenmp", "-std=c++17", "-shared", "-fPIC", "-w",
+             f"-I{include}", f"-I{jax.ffi.include_dir()}", f"-L{libdir}", "-ldnnl",
+             f"-Wl,-rpath,{libdir}"]
     digest = hashlib.sha256()
     for part in (SOURCE.read_bytes(), str(libdir).encode(), jax.__version__.encode(),
-                 compiler.encode(), " ".join(flags).encode()):
+                 compiler.encode(), " ".join(flags).encode(), _cpu_flags().encode()):
         digest.update(part)
     target = _cache_dir() / f"kilnet_onednn_{digest.hexdigest()[:16]}.so"
     if target.exists():
@@ -95,6 +104,22 @@ def _build(include: Path, libdir: Path) -> Path:
         if os.path.exists(scratch):
             os.unlink(scratch)
     return target
+
+
+def _cpu_flags() -> str:
+    """This processor's model and instruction-set flags (/proc/cpuinfo; elsewhere Python's
+    name for the processor)."""
+    lines = []
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith(("model name", "flags")):
+                    lines.append(line.strip())
+                if len(lines) == 2:
+                    break
+    except OSError:
+        pass
+    return "\n".join(lines) or platform.processor() or platform.machine()
 
 
 def _cpu_model() -> str:
