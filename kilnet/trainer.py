@@ -289,8 +289,9 @@ class Trainer:
             custom.discover_logs(batch_size, args[1], args[2])
             self.state = self.state._replace(sums=programs.zero_sums(self.spec))
             args = (self.state,) + tuple(args[1:])
+        # dtypes as objects: str() of each leaf's dtype was 0.2 ms a call of train_on_batch
         key = (kind, batch_size, self.labels_in_batch) + tuple(
-            (a.shape, str(a.dtype)) for a in jax.tree.leaves(args) if hasattr(a, "shape"))
+            (a.shape, a.dtype) for a in jax.tree.leaves(args) if hasattr(a, "shape"))
         if key not in self._programs:
             fn, donate = {
                 "train": (lambda *a: programs.train_chunk(self.spec, batch_size, *a), (0,)),
