@@ -88,7 +88,7 @@ class Batches:
 def test_to_categorical_matches_keras(ids, num_classes):
     ours = kilnet.utils.to_categorical(ids, num_classes=num_classes)
     theirs = keras.utils.to_categorical(ids, num_classes=num_classes)
-    assert ours.dtype == np.float32
+    assert ours.dtype == theirs.dtype == np.float64
     assert ours.shape == theirs.shape
     np.testing.assert_array_equal(ours, theirs)
 

@@ -12,15 +12,15 @@ def to_categorical(x, num_classes=None) -> np.ndarray:
     added last, a trailing axis of size 1 is dropped first ((n, 1) ids give (n, classes)), and
     `num_classes` defaults to max(x) + 1. Float ids are truncated to integers, as in Keras.
 
-    Returns a float32 NumPy array. Ids below 0 or not below `num_classes` are refused (Keras
-    would wrap a negative id to the last class).
+    Returns a float64 NumPy array, as Keras's (fit takes the labels as float32). Ids below 0
+    or not below `num_classes` are refused (Keras would wrap a negative id to the last class).
 
     Example:
         >>> import kilnet
         >>> kilnet.utils.to_categorical([0, 2, 1], num_classes=3)
         array([[1., 0., 0.],
                [0., 0., 1.],
-               [0., 1., 0.]], dtype=float32)
+               [0., 1., 0.]])
         >>> kilnet.utils.to_categorical([[1], [0]]).shape
         (2, 2)
     """
@@ -41,7 +41,7 @@ def to_categorical(x, num_classes=None) -> np.ndarray:
         raise ValueError(f"to_categorical: class ids must be in [0, {num_classes}) for "
                          f"num_classes={num_classes}. Received ids from {int(ids.min())} to "
                          f"{int(ids.max())}.")
-    out = np.zeros((ids.size, num_classes), np.float32)
+    out = np.zeros((ids.size, num_classes))
     out[np.arange(ids.size), ids] = 1.0
     return out.reshape(tuple(shape) + (num_classes,))
 

@@ -120,7 +120,7 @@ def _label_array(labels, label_mode, num_classes):
     if label_mode == "binary":
         return labels.astype(np.float32).reshape(-1, 1)
     if label_mode == "categorical":
-        return to_categorical(labels, num_classes)
+        return to_categorical(labels, num_classes).astype(np.float32)   # tf.one_hot's, as Keras
     return labels.astype(np.int32)
 
 
