@@ -98,6 +98,20 @@ def weights_owned_by(owner):
             owners.pop()
 
 
+@contextlib.contextmanager
+def weights_named(name):
+    """Variables made in this block have `name` after their owners' in their path (None: no
+    segment): a recurrent layer's cell, as Keras names it ("lstm/lstm_cell/kernel")."""
+    owners = _owners()
+    if name is not None:
+        owners.append((None, name))
+    try:
+        yield
+    finally:
+        if name is not None:
+            owners.pop()
+
+
 def weight_path(name: str) -> str:
     """The path of a Variable named `name` made now (see weights_owned_by)."""
     return "/".join([owner_name for _, owner_name in _owners()] + [name])

@@ -58,6 +58,14 @@ def _paths(lib):
     alone = layers.Dense(2, name="alone")
     alone.build((None, 3))
     found["layer alone"] = [v.path for v in alone.weights]
+    # recurrent layers: Keras keeps the weights in a cell layer, named in the path
+    recurrent = lib.Sequential([lib.Input((5, 3)), layers.SimpleRNN(2, return_sequences=True),
+                                layers.GRU(2, return_sequences=True), layers.LSTM(2)],
+                               name="rec")
+    found["recurrent"] = [v.path for v in recurrent.weights]
+    cell = layers.RNN(layers.LSTMCell(2), name="wrapped")
+    cell.build((None, 5, 3))
+    found["RNN of a cell"] = [v.path for v in cell.weights]
     return found
 
 
@@ -65,6 +73,7 @@ def test_weight_paths_are_keras_paths():
     ours, theirs = _paths(kilnet), _paths(keras)
     assert ours == theirs
     assert ours["sequential"] == ["seq/d/kernel", "seq/d/bias"]   # not only the name
+    assert ours["recurrent"][-1] == "rec/lstm/lstm_cell/bias"
 
 
 def test_a_layer_of_yours_has_keras_dtype_entry_in_its_config():

@@ -91,6 +91,9 @@ class Layer:
     # `layer.build(shape)` leaves the layer built (_completing_build), your call() on a
     # built-in layer's subclass is what runs (_apply_through_call). A Model does both itself.
     keras_form_hooks = True
+    # A name between the layer's and its weights' in their paths: Keras's LSTM keeps its
+    # weights in a cell layer ("lstm/lstm_cell/kernel"), kilnet's LSTM holds them itself.
+    weight_scope = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -752,7 +755,7 @@ class Layer:
                 if name in own:
                     own[name].assign(value)
                 else:
-                    with _scope.weights_owned_by(self):
+                    with _scope.weights_owned_by(self), _scope.weights_named(self.weight_scope):
                         variable = Variable(value, name=name, trainable=trainable,
                                             constraint=self.constraint_for(name) if trainable
                                             else None)

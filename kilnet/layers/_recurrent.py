@@ -390,6 +390,8 @@ class SimpleRNN(SimpleRNNKind, RNNBase):
         [('kernel', (3, 4)), ('recurrent_kernel', (4, 4)), ('bias', (4,))]
     """
 
+    weight_scope = "simple_rnn_cell"   # Keras's cell name, in the weights' paths
+
     config_keys = ("return_sequences", "return_state", "go_backwards", "stateful", "unroll",
                    "zero_output_for_mask", "units", "activation", "use_bias",
                    "kernel_initializer", "recurrent_initializer", "bias_initializer",
@@ -439,6 +441,8 @@ class LSTM(LSTMKind, RNNBase):
         >>> layer.init(np.random.default_rng(0), (7, 3))[0]["bias"].tolist()
         [0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
     """
+
+    weight_scope = "lstm_cell"   # Keras's cell name, in the weights' paths
 
     config_keys = ("return_sequences", "return_state", "go_backwards", "stateful", "unroll",
                    "zero_output_for_mask", "units", "activation", "recurrent_activation",
@@ -493,6 +497,8 @@ class GRU(GRUKind, RNNBase):
         >>> [w.shape for w in gru.weights]
         [(3, 12), (4, 12), (2, 12)]
     """
+
+    weight_scope = "gru_cell"   # Keras's cell name, in the weights' paths
 
     config_keys = ("return_sequences", "return_state", "go_backwards", "stateful", "unroll",
                    "zero_output_for_mask", "units", "activation", "recurrent_activation",
