@@ -59,11 +59,13 @@ def _paths(lib):
     alone.build((None, 3))
     found["layer alone"] = [v.path for v in alone.weights]
     # recurrent layers: Keras keeps the weights in a cell layer, named in the path
-    recurrent = lib.Sequential([lib.Input((5, 3)), layers.SimpleRNN(2, return_sequences=True),
-                                layers.GRU(2, return_sequences=True), layers.LSTM(2)],
-                               name="rec")
+    # (named: automatic names depend on what the process made before)
+    recurrent = lib.Sequential([lib.Input((5, 3)),
+                                layers.SimpleRNN(2, return_sequences=True, name="simple"),
+                                layers.GRU(2, return_sequences=True, name="gru"),
+                                layers.LSTM(2, name="lstm")], name="rec")
     found["recurrent"] = [v.path for v in recurrent.weights]
-    cell = layers.RNN(layers.LSTMCell(2), name="wrapped")
+    cell = layers.RNN(layers.LSTMCell(2, name="cell"), name="wrapped")
     cell.build((None, 5, 3))
     found["RNN of a cell"] = [v.path for v in cell.weights]
     return found
