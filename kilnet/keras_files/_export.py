@@ -87,10 +87,7 @@ def weights_bytes(model, path, optimizer=None) -> bytes:
         raise ValueError(f"Cannot save {path} in Keras's format: {error}. Save it with the "
                          "extension .kilnet instead.") from None
     values = jax.device_get([variable.value for _, _, variable in slots])
-    bad = [name for (_, name, _), v in zip(slots, values) if not np.isfinite(v).all()]
-    if bad:
-        raise ValueError(f"Not saving {path}: the model holds NaN or infinite values in "
-                         f"{bad[:3]}. Save a model from before training diverged.")
+    refuse_non_finite(path, [name for _, name, _ in slots], values)
     # each weights group is labelled with its layer (the model itself for its own weights)
     groups = {h5.rpartition("/")[0]: (h5.split("/")[-3] if h5.count("/") >= 2 else model.name)
               for h5, _, _ in slots}
@@ -100,6 +97,15 @@ def weights_bytes(model, path, optimizer=None) -> bytes:
         arrays += [(f"{_optimizer.PREFIX}{i}", a) for i, a in enumerate(opt_arrays)]
         groups[_optimizer.PREFIX.rstrip("/")] = name
     return _h5.write_weights(arrays, groups)
+
+
+def refuse_non_finite(path, names, values):
+    """A ValueError naming the first weights (of `names`, with host `values`) that hold NaN or
+    infinity: nothing is written from a diverged model."""
+    bad = [name for name, value in zip(names, values) if not np.isfinite(value).all()]
+    if bad:
+        raise ValueError(f"Not saving {path}: the model holds NaN or infinite values in "
+                         f"{bad[:3]}. Save a model from before training diverged.")
 
 
 def save_keras_weights(model, filepath, overwrite=True):

@@ -31,7 +31,7 @@ import numpy as np
 
 from kilnet import _safefile
 from kilnet.keras_files import _config, _optimizer
-from kilnet.keras_files._export import KERAS_VERSION, training_setup
+from kilnet.keras_files._export import KERAS_VERSION, refuse_non_finite, training_setup
 from kilnet.models import Sequential
 from kilnet.models import _config as kilnet_config
 
@@ -157,11 +157,8 @@ def _file_bytes(model, attributes, optimizer, path) -> bytes:
     layers = [(layer.name, list(layer.trainable_weights) + list(layer.non_trainable_weights))
               for layer in model.layers]
     values = jax.device_get([[w.value for w in weights] for _, weights in layers])
-    bad = [w.path for (_, weights), arrays in zip(layers, values)
-           for w, a in zip(weights, arrays) if not np.isfinite(a).all()]
-    if bad:
-        raise ValueError(f"Not saving {path}: the model holds NaN or infinite values in "
-                         f"{bad[:3]}. Save a model from before training diverged.")
+    refuse_non_finite(path, [w.path for _, weights in layers for w in weights],
+                      [a for arrays in values for a in arrays])
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as f:
         for key, value in attributes.items():
