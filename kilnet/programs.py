@@ -102,6 +102,10 @@ class StepSpec:
     # loss times the scale in its state, and a non-finite gradient is a skipped step, not a
     # fault.
     loss_scale: bool = False
+    # The optimizer's own (grads, opt_state, params) -> (new params, opt_state), equal to
+    # tx.update and optax.apply_updates (Optimizer.weights_update: Adam's one pass per weight
+    # on the CPU); None: those two.
+    weights_update: Any = None
 
     @property
     def sum_names(self):
@@ -235,9 +239,12 @@ def train_step(spec: StepSpec, state: TrainState, xb, yb, mask, epoch, step, che
         loss_fn, has_aux=True)(state.params)
 
     def update(_):
-        updates, opt_state = spec.tx.update(grads, state.opt_state, state.params)
-        params = apply_constraints(spec, optax.apply_updates(state.params, updates))
-        return params, model_state, opt_state
+        if spec.weights_update is not None:
+            params, opt_state = spec.weights_update(grads, state.opt_state, state.params)
+        else:
+            updates, opt_state = spec.tx.update(grads, state.opt_state, state.params)
+            params = optax.apply_updates(state.params, updates)
+        return apply_constraints(spec, params), model_state, opt_state
 
     if not checked:
         params, new_model_state, opt_state = update(None)

@@ -132,8 +132,17 @@ class Trainer:
                                  constraints=_weight_constraints(model),
                                  check_gradients=not self.update_keeps_non_finite(model),
                                  loss_scale=isinstance(self.optimizer, LossScaleOptimizer),
+                                 weights_update=self._weights_update(),
                                  batch_sharding=getattr(self.distribution, "batch_sharding",
                                                         None))
+
+    def _weights_update(self):
+        """The optimizer's update giving new weights itself (Optimizer.weights_update), for a
+        kilnet optimizer on one device; None: Optax's update and apply_updates."""
+        if self.distribution is not None or not isinstance(self.optimizer,
+                                                           optimizers_lib.Optimizer):
+            return None
+        return self.optimizer.weights_update()
 
     def update_keeps_non_finite(self, model) -> bool:
         """Whether every non-finite gradient leaves a trace in the weights or optimizer state

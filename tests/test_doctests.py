@@ -65,6 +65,7 @@ MODULES = ["kilnet._small_objects", "kilnet.tree", "kilnet.serialization", "kiln
            "kilnet._names", "kilnet._safefile", "kilnet.checkpoint", "kilnet.saving",
            "kilnet.mixed_precision", "kilnet.loss_scale", "kilnet.dtype_policies",
            "kilnet.optimizers", "kilnet.initializers", "kilnet.optimizers.schedules",
+           "kilnet.optimizers._adam_kernel",
            "kilnet.callbacks._ema",
            "kilnet.config", "kilnet.backend", "kilnet.losses", "kilnet._ctc",
            "kilnet.activations", "kilnet._registry"]

@@ -1,9 +1,10 @@
 """oneDNN's CPU kernels inside kilnet's compiled programs, through XLA's FFI: the bridge.
 
 `_onednn.cc` beside this file holds XLA FFI handlers around oneDNN's primitives
-(convolutions: forward, input gradient, kernel gradient; bfloat16 matrix products) and
+(convolutions: forward, input gradient, kernel gradient; bfloat16 matrix products),
 kilnet's own training-mode batch normalization (forward and backward; oneDNN's lost
-float32 digits in its sums, see the file). It is compiled once per machine with the
+float32 digits in its sums, see the file) and Keras's Adam update in one pass
+(`kilnet.optimizers._adam_kernel`). It is compiled once per machine with the
 system's C++ compiler against the oneDNN wheels kilnet depends on (`onednn-cpu-gomp` and its
 headers, `onednn-devel-cpu-gomp`), kept under kilnet's cache directory, loaded, and its
 handlers registered with XLA. If any step
@@ -40,7 +41,8 @@ _HANDLERS = {"conv_forward": "KilnetConvForward",
              "conv_kernel_gradient": "KilnetConvKernelGradient",
              "product": "KilnetProduct",
              "batch_norm_forward": "KilnetBatchNormForward",
-             "batch_norm_backward": "KilnetBatchNormBackward"}
+             "batch_norm_backward": "KilnetBatchNormBackward",
+             "adam_update": "KilnetAdamUpdate"}
 _TARGET_PREFIX = "kilnet_onednn_"
 
 # Read when a program is traced: False keeps XLA's kernels (KILNET_ONEDNN=0 at start).
@@ -75,9 +77,11 @@ def _build(include: Path, libdir: Path) -> Path:
     (AVX-512 16 floats, AVX2 8; SSE2's 4 ran its forward and backward 1.6x slower on a 2-core
     AMD EPYC). The processor's instruction sets are part of the file's key, so a cache shared
     by different machines holds one build for each. -fopenmp: those loops share oneDNN's
-    OpenMP threads."""
+    OpenMP threads. -fno-math-errno: a square root that may set errno is a library call, which
+    keeps the Adam update's loop from being vectorized (scalar, it ran 3.4x slower)."""
     compiler = os.environ.get("CXX", "g++")
-    flags = ["-O2", "-march=native", "-fopenmp", "-std=c++17", "-shared", "-fPIC", "-w",
+    flags = ["-O2", "-march=native", "-fopenmp", "-fno-math-errno", "-std=c++17", "-shared",
+             "-fPIC", "-w",
              f"-I{include}", f"-I{jax.ffi.include_dir()}", f"-L{libdir}", "-ldnnl",
              f"-Wl,-rpath,{libdir}"]
     digest = hashlib.sha256()
@@ -209,9 +213,10 @@ def takes_bfloat16() -> bool:
     return available() and bool(_state["library"].KilnetNativeBfloat16())
 
 
-def call(handler: str, results, *operands, **attributes):
+def call(handler: str, results, *operands, aliases: dict | None = None, **attributes):
     """Run oneDNN handler `handler` (a key of the handler table) on `operands` inside the
-    program being traced; `results`: the jax.ShapeDtypeStruct (or tuple of them) it returns.
+    program being traced; `results`: the jax.ShapeDtypeStruct (or tuple of them) it returns;
+    `aliases`: {operand index: result index} that may share their buffer (updated in place).
 
     Example:
         >>> import jax, jax.numpy as jnp, numpy as np
@@ -225,8 +230,8 @@ def call(handler: str, results, *operands, **attributes):
     """
     if not available():  # builds and registers the handlers on a process's first call
         raise RuntimeError(f"oneDNN's kernels are not available here: {status()}")
-    return jax.ffi.ffi_call(_TARGET_PREFIX + handler, results, vmap_method="sequential")(
-        *operands, **attributes)
+    return jax.ffi.ffi_call(_TARGET_PREFIX + handler, results, vmap_method="sequential",
+                            input_output_aliases=aliases)(*operands, **attributes)
 
 
 def choices_file() -> Path | None:
