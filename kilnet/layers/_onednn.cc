@@ -40,6 +40,7 @@
 #include <numeric>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <unordered_map>
 #include <vector>
@@ -932,34 +933,46 @@ struct AdamStep {
   bool decoupled;
 };
 
-void adam_range(const AdamLeaf& leaf, const AdamStep& s, int64_t lo, int64_t hi) {
-  const float* __restrict g = leaf.g;
-  const float* __restrict m = leaf.m;
-  const float* __restrict v = leaf.v;
-  const float* __restrict p = leaf.p;
-  float* __restrict m_out = leaf.m_out;
-  float* __restrict v_out = leaf.v_out;
-  float* __restrict p_out = leaf.p_out;
+template <bool decoupled>
+void adam_loop(const float* __restrict g, const float* __restrict m, const float* __restrict v,
+               const float* __restrict p, float* __restrict m_out, float* __restrict v_out,
+               float* __restrict p_out, const float neg_alpha, const float decay,
+               const float c1, const float c2, const float eps, int64_t lo, int64_t hi) {
 #pragma omp simd
   for (int64_t i = lo; i < hi; ++i) {
-    const float mi = multiply_add(g[i] - m[i], s.c1, m[i]);              // m + (g - m) c1
-    const float vi = multiply_add(multiply_add(g[i], g[i], -v[i]), s.c2, v[i]);
-    const float r = 1.0f / (std::sqrt(vi) + s.eps);
-    const float step = s.decoupled ? multiply_add(s.neg_alpha * mi, r, -(s.decay * p[i]))
-                                   : (s.neg_alpha * mi) * r;
+    const float mi = multiply_add(g[i] - m[i], c1, m[i]);              // m + (g - m) c1
+    const float vi = multiply_add(multiply_add(g[i], g[i], -v[i]), c2, v[i]);
+    const float r = 1.0f / (std::sqrt(vi) + eps);
     m_out[i] = mi;
     v_out[i] = vi;
-    p_out[i] = s.decoupled ? p[i] + step : multiply_add(s.neg_alpha * mi, r, p[i]);
+    if (decoupled)  // p + ((-alpha m) r - lr wd p)
+      p_out[i] = p[i] + multiply_add(neg_alpha * mi, r, -(decay * p[i]));
+    else            // p + (-alpha m) r
+      p_out[i] = multiply_add(neg_alpha * mi, r, p[i]);
   }
+}
+
+void adam_range(const AdamLeaf& l, const AdamStep& s, int64_t lo, int64_t hi) {
+  (s.decoupled ? adam_loop<true> : adam_loop<false>)(
+      l.g, l.m, l.v, l.p, l.m_out, l.v_out, l.p_out, s.neg_alpha, s.decay, s.c1, s.c2, s.eps,
+      lo, hi);
 }
 #pragma GCC pop_options
 
-inline void spin_pause() {  // a polite busy wait: the helper's piece takes microseconds
+// Waits until `done` says all `count` pieces are finished: a short busy wait (a helper's piece
+// takes microseconds), then giving the core away, so that a helper that shares it (fewer
+// cores than threads; a process pinned to one core) can finish its piece: busy waiting
+// alone made each update 4x slower on one core.
+void wait_for(const std::atomic<int64_t>& done, int64_t count) {
+  for (int spin = 0; done.load(std::memory_order_acquire) < count; ++spin) {
+    if (spin < 256) {
 #if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
+      __builtin_ia32_pause();
 #endif
+    } else {
+      std::this_thread::yield();
+    }
+  }
 }
 
 // Pieces of at most this many numbers (a multiple of 16: whole cache lines) are the units the
@@ -1018,7 +1031,7 @@ ffi::Error AdamUpdate(ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args,
   // it outlives this call.
   for (int64_t h = 0; h < helpers; ++h) pool.Schedule([work]() { work->run(); });
   work->run();
-  while (work->finished.load(std::memory_order_acquire) < pieces) spin_pause();
+  wait_for(work->finished, pieces);
   return ffi::Error::Success();
 }
 
