@@ -543,3 +543,25 @@ def test_a_loss_of_yours_on_class_ids_compiles_on_a_model_of_known_input():
         found[lib] = model.fit(x, y, batch_size=8, epochs=2, shuffle=False,
                                verbose=0).history["loss"]
     np.testing.assert_allclose(found[kilnet], found[keras], rtol=1e-4)
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_sparse_cross_entropy_picks_the_label_and_marks_an_unknown_class(from_logits):
+    """The label's log-probability, its gradient on the label's column (softmax - one-hot
+    from logits), and NaN for a class id outside the output (the run's non-finite check
+    stops on it; nothing trains silently on it)."""
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((6, 5)).astype(np.float32)
+    labels = np.array([0, 4, 2, 2, 1, 3])
+    y_pred = logits if from_logits else np.asarray(jax.nn.softmax(logits))
+    values = losses.sparse_categorical_crossentropy(labels, y_pred, from_logits=from_logits)
+    log_p = np.log(np.exp(logits) / np.exp(logits).sum(-1, keepdims=True))
+    np.testing.assert_allclose(values, -log_p[np.arange(6), labels], rtol=1e-5)
+    if from_logits:
+        grad = jax.grad(lambda z: jnp.sum(losses.sparse_categorical_crossentropy(
+            labels, z, from_logits=True)))(logits)
+        expected = np.exp(log_p) - np.eye(5)[labels]
+        np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-6)
+    bad = losses.sparse_categorical_crossentropy(np.array([5, -1, 1]), y_pred[:3],
+                                                 from_logits=from_logits)
+    assert np.isnan(bad[0]) and np.isnan(bad[1]) and np.isfinite(bad[2])
