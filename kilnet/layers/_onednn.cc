@@ -46,6 +46,7 @@
 #include <vector>
 
 #include <omp.h>
+#include <sched.h>
 
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
@@ -983,11 +984,31 @@ struct AdamWork {
   std::vector<AdamLeaf> leaves;
   std::vector<std::tuple<int, int64_t, int64_t>> pieces;  // leaf, from, to
   AdamStep step;
-  std::atomic<int64_t> next{0}, finished{0};
+  std::atomic<int64_t> finished{0};
+  std::atomic<uint64_t> range{0};  // (first piece not taken) << 32 | (last piece not taken + 1)
+
+  // Threads on even cores take pieces from the front, the others from the back, so each
+  // core updates the same end of every weight from step to step and finds its moments in
+  // its own cache: 44 -> 34 us a call for the seed MLP's weights (2-core Xeon), where
+  // pieces went to whichever thread came first (XLA runs the call on either of its threads).
+  int64_t claim(bool front) {
+    uint64_t r = range.load(std::memory_order_relaxed);
+    for (;;) {
+      const uint64_t first = r >> 32, end = r & 0xffffffffu;
+      if (first >= end) return -1;
+      const uint64_t taken = front ? ((first + 1) << 32) | end : (first << 32) | (end - 1);
+      if (range.compare_exchange_weak(r, taken, std::memory_order_relaxed))
+        return static_cast<int64_t>(front ? first : end - 1);
+    }
+  }
 
   void run() {  // take pieces until none is left
-    const int64_t count = static_cast<int64_t>(pieces.size());
-    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < count;) {
+#if defined(__linux__)
+    const bool front = sched_getcpu() % 2 == 0;
+#else
+    const bool front = true;
+#endif
+    for (int64_t i; (i = claim(front)) >= 0;) {
       const auto& [leaf, lo, hi] = pieces[i];
       adam_range(leaves[leaf], step, lo, hi);
       finished.fetch_add(1, std::memory_order_release);
@@ -1026,6 +1047,7 @@ ffi::Error AdamUpdate(ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args,
     work->leaves.push_back(leaf);
   }
   const int64_t pieces = static_cast<int64_t>(work->pieces.size());
+  work->range.store(static_cast<uint64_t>(pieces));
   const int64_t helpers = std::min<int64_t>(pool.num_threads() - 1, pieces - 1);
   // A helper that starts after the pieces are all taken finds none: `work` is shared so that
   // it outlives this call.
