@@ -894,7 +894,6 @@ ffi::Error Product(ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::AnyBuffe
   });
 }
 
-
 // ---- Keras's Adam update -----------------------------------------------------------------------
 // One pass over each weight's gradient g, moments m, v and value p:
 //   m <- m + (g - m) c1;  v <- v + (g^2 - v) c2;  p <- p + (-alpha m) / (sqrt(v) + eps)
@@ -904,9 +903,10 @@ ffi::Error Product(ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::AnyBuffe
 // (tests/test_adam_kernel.py).
 // XLA runs that update as three passes per weight (the two moments, then the weight), each
 // split over its threads. Measured on a 2-core Xeon (seed MLP, 784x128 kernel, in its training
-// loop): 57 us a step in XLA's three passes, 40 us here. The work is shared with XLA's own
+// loop): 57 us a step in XLA's three passes, 34-43 us here. The work is shared with XLA's own
 // threads (the FFI's thread pool): on threads of our own (OpenMP) the next XLA kernel waited
 // for its sleeping threads to wake, 15 -> 48 us.
+
 // x * y + z rounded once where the processor has fused multiply-adds, as XLA's code contracts
 // it there (LLVM's rules: a product added to or subtracted from something becomes one
 // multiply-add); rounded twice elsewhere, as XLA's code does without them. Written out, not
