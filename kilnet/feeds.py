@@ -83,9 +83,11 @@ class ArrayFeed:
         if self.steps == self.pass_steps:   # an epoch is a pass
             order, valid = epoch_order(key, self.n, self.steps * self.batch_size,
                                        self.shuffle and key is not None)
-            if self._valid is None:
-                self._valid = jax.device_put(valid)
-            yield Block(self.x, self.y, jax.device_put(order), self._valid, base=0,
+            if self._valid is None:   # one transfer for both (0.015 ms less a call)
+                order, self._valid = jax.device_put((order, valid))
+            else:
+                order = jax.device_put(order)
+            yield Block(self.x, self.y, order, self._valid, base=0,
                         limit=self.steps, last_rows=_short(self.n, self.batch_size))
             return
         yield self._part_of_a_pass(key)

@@ -813,10 +813,10 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
             if own_step is None:
                 if shapes is None:   # every block has the data's shapes
                     shapes = _output_shapes(model, state, block.x, batch_size)
-                if outputs is None:
-                    outputs = tuple(jnp.zeros((rows,) + tuple(shape),
-                                              _prediction_dtype(spec.dtype))
-                                    for shape, spec in zip(shapes, model.output_specs))
+                if outputs is None:   # host zeros in one transfer: cheaper than jnp.zeros
+                    outputs = jax.device_put(tuple(
+                        np.zeros((rows,) + tuple(shape), _prediction_dtype(spec.dtype))
+                        for shape, spec in zip(shapes, model.output_specs)))
                 args = (outputs, programs.model_params(state), state.model_state, block.x,
                         *positions)
                 outputs = trainer.program("predict", batch_size, *args)(*args)
