@@ -1030,18 +1030,24 @@ ffi::Error AdamUpdate(ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args,
   for (size_t w = 0; w < weights; ++w) {
     AdamLeaf leaf;
     const float** in[4] = {&leaf.g, &leaf.m, &leaf.v, &leaf.p};
+    float** out[3] = {&leaf.m_out, &leaf.v_out, &leaf.p_out};
+    size_t sizes[7];
     for (int k = 0; k < 4; ++k) {
       auto buffer = args.get<ffi::Buffer<ffi::F32>>(4 * w + k);
       if (!buffer.has_value()) return buffer.error();
       *in[k] = buffer->typed_data();
-      leaf.size = static_cast<int64_t>(buffer->element_count());
+      sizes[k] = buffer->element_count();
     }
-    float** out[3] = {&leaf.m_out, &leaf.v_out, &leaf.p_out};
     for (int k = 0; k < 3; ++k) {
       auto buffer = rets.get<ffi::Buffer<ffi::F32>>(3 * w + k);
       if (!buffer.has_value()) return buffer.error();
       *out[k] = (*buffer)->typed_data();
+      sizes[4 + k] = (*buffer)->element_count();
     }
+    if (std::count(sizes, sizes + 7, sizes[0]) != 7)
+      return ffi::Error::InvalidArgument("adam_update: a weight's gradient, moments and "
+                                         "results differ in size");
+    leaf.size = static_cast<int64_t>(sizes[0]);
     for (int64_t lo = 0; lo < leaf.size; lo += kAdamPiece)
       work->pieces.emplace_back(static_cast<int>(w), lo, std::min(leaf.size, lo + kAdamPiece));
     work->leaves.push_back(leaf);

@@ -684,6 +684,11 @@ class Optimizer:
 
     def transformation(self) -> optax.GradientTransformation:
         """The full transformation: gradient clipping, then the update with an injected lr."""
+        return self._chain(self.core)
+
+    def _chain(self, core) -> optax.GradientTransformation:
+        """transformation() around `core` (a function of the learning rate giving the
+        update): weights_update's state is this same chain's."""
         parts = []
         if self.clipvalue is not None:
             parts.append(optax.clip(self.clipvalue))
@@ -691,7 +696,7 @@ class Optimizer:
             parts.append(clip_by_tensor_norm(self.clipnorm))
         if self.global_clipnorm is not None:
             parts.append(optax.clip_by_global_norm(self.global_clipnorm))
-        parts.append(optax.inject_hyperparams(self.core)(learning_rate=self._learning_rate))
+        parts.append(optax.inject_hyperparams(core)(learning_rate=self._learning_rate))
         if self.use_ema:
             parts.append(moving_average_of_weights(self.ema_momentum,
                                                    self.ema_overwrite_frequency))
@@ -721,8 +726,7 @@ class Optimizer:
         if core is None or self.use_ema or (
                 self.clipvalue, self.clipnorm, self.global_clipnorm) != (None, None, None):
             return None
-        return optax.chain(optax.inject_hyperparams(core)(
-            learning_rate=self._learning_rate)).update
+        return self._chain(core).update
 
     def get_config(self) -> dict:
         rate = self._learning_rate

@@ -75,12 +75,13 @@ def new_weights(grads, mu, nu, params, neg_alpha, *, beta_1: float, beta_2: floa
     m_leaves, v_leaves, p_leaves = (treedef.flatten_up_to(t) for t in (mu, nu, params))
     native = [i for i, p in enumerate(p_leaves) if p.dtype == jnp.float32] \
         if accepts(p_leaves) else []
+    in_xla = set(range(len(p_leaves))) - set(native)
     out_m, out_v, out_p = list(m_leaves), list(v_leaves), list(p_leaves)
-    for i, (g, m, v, p) in enumerate(zip(g_leaves, m_leaves, v_leaves, p_leaves)):
-        if i not in native:
-            out_m[i], out_v[i] = first_moment(m, g, beta_1), second_moment(v, g, beta_2)
-            # optax.apply_updates's sum, in the weight's dtype
-            out_p[i] = (p + change(out_m[i], out_v[i], neg_alpha, epsilon, decay, p)).astype(p.dtype)
+    for i in sorted(in_xla):
+        g, m, v, p = g_leaves[i], m_leaves[i], v_leaves[i], p_leaves[i]
+        out_m[i], out_v[i] = first_moment(m, g, beta_1), second_moment(v, g, beta_2)
+        step = change(out_m[i], out_v[i], neg_alpha, epsilon, decay, p)
+        out_p[i] = (p + step).astype(p.dtype)   # optax.apply_updates's sum, in p's dtype
     if native:
         results = _native(native, g_leaves, m_leaves, v_leaves, p_leaves, neg_alpha,
                           beta_1, beta_2, epsilon, decay)
