@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kilnet import layers
-from kilnet.layers._bias import add_bias, channel_sums
+from kilnet.layers._bias import ROWS_FOR_PRODUCT, add_bias, add_row_bias, channel_sums
 
 
 @pytest.mark.parametrize("shape", [
@@ -89,6 +89,9 @@ def test_a_second_derivative_through_add_bias():
     (layers.Conv1D(16, 5), (64, 200, 8)),
     (layers.Conv3D(8, 3), (16, 12, 12, 12, 2)),
     (layers.DepthwiseConv2D(3), (64, 30, 30, 8)),
+    (layers.Dense(64), (64, 200, 32)),     # 12,800 rows: the product with a row of ones
+    (layers.Dense(10), (32, 784)),         # few rows: XLA's own sum
+    (layers.EinsumDense("abc,cd->abd", output_shape=(None, 48), bias_axes="d"), (16, 100, 8)),
 ])
 def test_layer_bias_gradients_match_numpy(layer, input_shape):
     # The bias gradient of a layer is the sum of its output's gradient over every row:
@@ -105,3 +108,32 @@ def test_layer_bias_gradients_match_numpy(layer, input_shape):
     got = np.asarray(jax.jit(jax.grad(objective))(params["bias"]))
     want = cotangent.astype(np.float64).reshape(-1, cotangent.shape[-1]).sum(axis=0)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.sqrt(cotangent.size))
+
+
+def test_add_row_bias_sums_many_rows_as_a_product():
+    """The mechanism: from ROWS_FOR_PRODUCT float32 rows on the CPU the bias gradient is a
+    product (a dot) with a row of ones, not a sum; below, or in bfloat16, XLA's own sum. Both
+    give the column sums, and a gradient of that gradient."""
+    def primitives(rows, dtype=jnp.float32):
+        y, bias = jnp.ones((rows, 8), dtype), jnp.zeros((8,), dtype)
+        grad = jax.make_jaxpr(jax.grad(lambda b: jnp.sum(add_row_bias(y, b) ** 2)))(bias)
+        return {eqn.primitive.name for eqn in grad.jaxpr.eqns} | {
+            e.primitive.name for eqn in grad.jaxpr.eqns for sub in jax.core.jaxprs_in_params(
+                eqn.params) for e in sub.eqns}
+
+    if jax.default_backend() == "cpu":
+        assert "dot_general" in primitives(ROWS_FOR_PRODUCT)
+    assert "dot_general" not in primitives(ROWS_FOR_PRODUCT - 1)
+    assert "dot_general" not in primitives(ROWS_FOR_PRODUCT, jnp.bfloat16)
+    rng = np.random.default_rng(5)
+    y = rng.standard_normal((3000, 8)).astype(np.float32)
+    d = rng.standard_normal((3000, 8)).astype(np.float32)
+    bias = rng.standard_normal(8).astype(np.float32)
+    got = jax.grad(lambda b: jnp.sum(add_row_bias(jnp.asarray(y), b) * d))(bias)
+    np.testing.assert_allclose(got, d.astype(np.float64).sum(axis=0), rtol=1e-5, atol=1e-3)
+    # second order: d/dy of |d(loss)/d(bias)|^2 through the product, against the plain sum
+    def outer(add):
+        return jax.grad(lambda yy: jnp.sum(jax.grad(
+            lambda b: jnp.sum(add(yy, b) ** 2))(bias) ** 2))(jnp.asarray(y))
+    np.testing.assert_allclose(outer(add_row_bias), outer(lambda a, b: a + b), rtol=1e-4,
+                               atol=1e-2)

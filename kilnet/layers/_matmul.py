@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 
 from kilnet.layers import _matmul_onednn
+from kilnet.layers._bias import add_row_bias
 
 
 def matrix_product(a, b):
@@ -54,5 +55,5 @@ def last_axes_product(x, kernel, bias=None, in_axes: int = 1):
     matrix = kernel.reshape(math.prod(kernel.shape[:in_axes]), math.prod(out_shape))
     y = matrix_product(x.reshape(rows, matrix.shape[0]), matrix)
     if bias is not None:
-        y = y + bias.reshape(-1)
+        y = add_row_bias(y, bias.reshape(-1))
     return y.reshape(batch_shape + out_shape)
