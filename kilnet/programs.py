@@ -79,6 +79,27 @@ def model_params(state: TrainState):
     return state.params if not state.frozen else _tree.merge(state.params, state.frozen)
 
 
+# One compiled dispatch (5 us); jax.random.fold_in called eagerly cost 0.27 ms a call.
+_advance_key = jax.jit(lambda key: jax.random.fold_in(key, 1))
+
+
+def next_draws(state: TrainState) -> TrainState:
+    """The state for the next training call (fit, train_on_batch): its dropout key advanced.
+
+    A step's key is the state's key folded with (epoch, step), so without this every call
+    would draw the masks the previous one drew (each train_on_batch is epoch 0, step 0); as
+    Keras's seed generator moves on at every draw, each call draws new ones. A run resumed
+    from a checkpoint made during a call still draws what the interrupted call drew.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> state = TrainState(None, None, None, jnp.zeros(2, jnp.uint32), {}, -1, 0)
+        >>> bool((next_draws(state).rng != state.rng).any())
+        True
+    """
+    return state._replace(rng=_advance_key(state.rng))
+
+
 @dataclass
 class StepSpec:
     """What the compiled step computes. Built by compile() (kilnet.trainer.Trainer)."""
@@ -112,10 +133,11 @@ class StepSpec:
         return self.objective.sum_names
 
 
-def zero_sums(spec: StepSpec, training: bool = True) -> dict:
+def zero_sums(spec: StepSpec, training: bool = True, on_host: bool = False) -> dict:
     """The running sums an epoch (or an evaluation) starts from. A model's own train_step (or
     test_step, evaluating) keeps Keras metric variables and the logs of its last step
-    instead."""
+    instead. `on_host`: kilnet's sums as NumPy zeros, which the program's call copies to the
+    device (for a call that starts from them once: train_on_batch)."""
     if training and spec.custom_step is not None:
         return spec.custom_step.zero_sums()
     if not training and spec.keras_steps is not None and spec.model.overrides_test_step:
@@ -123,7 +145,9 @@ def zero_sums(spec: StepSpec, training: bool = True) -> dict:
     names = spec.sum_names + spec.objective.weight_names + ["count"]
     # one batched transfer of host zeros: a jnp.zeros per name cost 0.08 ms each, at every
     # train_on_batch call (seed MLP: 0.25 of its 2.8 ms)
-    sums = jax.device_put({name: np.zeros((), np.float32) for name in names})
+    sums = {name: np.zeros((), np.float32) for name in names}
+    if not on_host:
+        sums = jax.device_put(sums)
     sums.update(spec.objective.zero_states())
     return sums
 
@@ -348,7 +372,13 @@ def _state_finite(tree):
             sizes[dtype] = 0
         groups[dtype][-1].append(jnp.ravel(leaf))
         sizes[dtype] += leaf.size
-    checks = [jnp.all(jnp.isfinite(jnp.concatenate(group) if len(group) > 1 else group[0]))
+    # x * 0 is 0 where x is finite and NaN where it is not (XLA keeps IEEE products: it does
+    # not fold a float x * 0), so one sum of it says whether all are finite, with no
+    # overflow of its own. One multiply-and-sum pass instead of is-finite, a windowed
+    # pre-reduction and the last reduction: the seed MLP's one-step program
+    # 0.64 -> 0.59 ms (2-core Intel Xeon), its compilation shorter too.
+    checks = [jnp.isfinite(jnp.sum(jnp.concatenate(group) * 0 if len(group) > 1
+                                   else group[0] * 0))
               for per_dtype in groups.values() for group in per_dtype]
     return jnp.all(jnp.stack(checks)) if checks else jnp.bool_(True)
 

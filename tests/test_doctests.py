@@ -68,7 +68,8 @@ MODULES = ["kilnet._small_objects", "kilnet.tree", "kilnet.serialization", "kiln
            "kilnet.optimizers._adam_kernel",
            "kilnet.callbacks._ema",
            "kilnet.config", "kilnet.backend", "kilnet.losses", "kilnet._ctc",
-           "kilnet.activations", "kilnet._registry"]
+           "kilnet.activations", "kilnet._registry", "kilnet.programs", "kilnet.fit",
+           "kilnet.data"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -4,6 +4,7 @@ numbers as Keras's from the same weights."""
 
 import os
 
+import jax
 import numpy as np
 import pytest
 
@@ -55,3 +56,111 @@ def test_history_stays_the_last_fit_s():
     assert model.history is history and len(history.history["loss"]) == 2
     with pytest.raises(ValueError, match="batch of arrays"):
         model.train_on_batch(3.0, Y)
+
+
+def test_use_ema_leaves_the_raw_weights_between_calls_as_keras():
+    """Keras's train_on_batch does not swap the moving averages in (fit does, at its end): the
+    next call trains from the raw weights. Through fit() each call swapped them in, and the
+    third step's loss differed from Keras's (1.49 against 0.84)."""
+    x = np.random.default_rng(0).normal(size=(6, 3)).astype("float32")
+    y = np.ones((6, 1), "float32")
+    losses, weights = [], []
+    for lib in (kilnet, keras):
+        model = lib.Sequential([lib.Input((3,)), lib.layers.Dense(1, kernel_initializer="ones")])
+        model.compile(optimizer=lib.optimizers.SGD(0.1, use_ema=True, ema_momentum=0.5),
+                      loss="mse")
+        losses.append([model.train_on_batch(x, y) for _ in range(4)])
+        weights.append(model.get_weights())
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def _dropout_model():
+    model = kilnet.Sequential([kilnet.Input((64,)), kilnet.layers.Dropout(0.5),
+                               kilnet.layers.Dense(1, kernel_initializer="ones",
+                                                   use_bias=False)])
+    model.compile(optimizer=kilnet.optimizers.SGD(0.0), loss="mae")  # weights stay put
+    return model
+
+
+def test_each_training_call_draws_new_dropout_masks():
+    """Each train_on_batch or fit call draws new masks, as Keras's seed generator moves on;
+    the loss of a mean-absolute error over dropped inputs tells the masks apart (before,
+    every call was epoch 0, step 0 and drew the same masks: one loss, four times)."""
+    x, y = np.ones((4, 64), "float32"), np.zeros((4, 1), "float32")
+    model = _dropout_model()
+    on_batch = [model.train_on_batch(x, y) for _ in range(4)]
+    assert len(set(on_batch)) == 4
+    fits = [model.fit(x, y, verbose=0).history["loss"][0] for _ in range(3)]
+    assert len(set(fits)) == 3
+    # a seed still decides them: the same seed, the same masks
+    seeded = [model.fit(x, y, verbose=0, seed=7).history["loss"][0] for _ in range(2)]
+    assert seeded[0] == seeded[1]
+
+
+def test_the_draws_continue_across_a_saved_model(tmp_path):
+    """The key a training call leaves is the model's: a copy saved after a call and trained
+    on draws what the original draws next."""
+    x, y = np.ones((4, 64), "float32"), np.zeros((4, 1), "float32")
+    model = _dropout_model()
+    model.train_on_batch(x, y)
+    path = str(tmp_path / "model.kilnet")
+    model.save(path)
+    again = kilnet.models.load_model(path)
+    assert again.train_on_batch(x, y) == model.train_on_batch(x, y)
+
+
+@pytest.mark.parametrize("on_nonfinite", ["stop", "skip"])
+def test_a_non_finite_step_is_not_applied(on_nonfinite):
+    """train_on_batch keeps fit's guard without fit's copy of the state: the program leaves its
+    input intact, so a step whose update is not finite is replayed checked from it."""
+    model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(2)])
+    model.compile(optimizer=kilnet.optimizers.SGD(0.1), loss="mse", on_nonfinite=on_nonfinite)
+    small, y = np.full((4, 3), 0.1, "float32"), np.zeros((4, 2), "float32")
+    model.train_on_batch(small, y)  # a finite step
+    before = model.get_weights()
+    huge = np.full((4, 3), 3e38, "float32")  # finite, so the input checks accept it
+    if on_nonfinite == "stop":
+        with pytest.raises(kilnet.NonFiniteError, match="not applied"):
+            model.train_on_batch(huge, y)
+    else:
+        model.train_on_batch(huge, y)
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+    assert np.isfinite(model.train_on_batch(small, y))  # training goes on
+    assert not all(np.array_equal(a, b) for a, b in zip(model.get_weights(), before))
+
+
+class _OwnStep(kilnet.Model):
+    """A subclassed model with its own train_step (Keras's JAX form), through train_on_batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense = kilnet.layers.Dense(1, kernel_initializer="ones", use_bias=False)
+
+    def call(self, x):
+        return self.dense(x)
+
+    def train_step(self, state, data):
+        trainable, non_trainable, optimizer_variables, metrics_variables = state
+        x, y = data
+
+        def loss_fn(weights):
+            pred, _ = self.stateless_call(weights, non_trainable, x)
+            return kilnet.ops.mean((pred - y) ** 2)
+
+        loss, grads = jax.value_and_grad(loss_fn)(trainable)
+        trainable, optimizer_variables = self.optimizer.stateless_apply(
+            optimizer_variables, grads, trainable)
+        return {"loss": loss}, (trainable, non_trainable, optimizer_variables, metrics_variables)
+
+
+def test_a_model_with_its_own_train_step():
+    model = _OwnStep()
+    model.compile(optimizer=kilnet.optimizers.SGD(0.5))
+    x, y = np.ones((2, 2), "float32"), np.zeros((2, 1), "float32")
+    assert model.train_on_batch(x, y, return_dict=True) == {"loss": 4.0}
+    # the step was applied: the prediction is w1 + w2 = 2, each weight's gradient
+    # 2 * (2 - 0) * 1 = 4, so w <- 1 - 0.5 * 4 = -1
+    np.testing.assert_array_equal(model.get_weights()[0], np.full((2, 1), -1.0, "float32"))

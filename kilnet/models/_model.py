@@ -875,8 +875,8 @@ class Model(Layer):
                        return_dict=False):
         """One training step on one batch (Keras's): this batch's loss (a float), or with
         metrics a list in Keras's order, or a dict with return_dict=True. The step runs
-        through fit's compiled program, compiled once per batch size; `model.history` is
-        left as the last fit() made it.
+        fit's compiled program, compiled once per batch size (kilnet.fit.train_on_batch);
+        `model.history` is left as the last fit() made it.
 
         Example:
             >>> import numpy as np
@@ -892,22 +892,22 @@ class Model(Layer):
             >>> [round(float(v), 4) for v in model.predict_on_batch(np.ones((1, 3)))[0]]
             [0.6]
         """
-        from kilnet.fit import keras_results
-        before = self.history
-        history = self.fit(x, y, batch_size=_batch_length(x, "x"), epochs=1, verbose=0,
-                           shuffle=False, sample_weight=sample_weight, class_weight=class_weight)
-        object.__setattr__(self, "history", before)
-        logs = {name: values[-1] for name, values in history.history.items()}
+        from kilnet.fit import keras_results, train_on_batch
+        _batch_length(x, "x")  # a batch of arrays, not a generator
+        logs = train_on_batch(self, x, y, sample_weight=sample_weight,
+                              class_weight=class_weight)
         return keras_results(self, logs, return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """The loss and metrics on one batch (Keras's), as evaluate gives them."""
-        return self.evaluate(x, y, batch_size=_batch_length(x, "x"), verbose=0,
-                             sample_weight=sample_weight, return_dict=return_dict)
+        from kilnet.fit import evaluate
+        return evaluate(self, x, y, batch_size=_batch_length(x, "x"), verbose=0,
+                        sample_weight=sample_weight, return_dict=return_dict, one_batch=True)
 
     def predict_on_batch(self, x):
         """The outputs for one batch (Keras's), as NumPy arrays."""
-        return self.predict(x, batch_size=_batch_length(x, "x"), verbose=0)
+        from kilnet.fit import predict
+        return predict(self, x, batch_size=_batch_length(x, "x"), verbose=0, one_batch=True)
 
     def summary(self, print_fn=None, **kwargs) -> None:
         """Print the layers, their output shapes and parameter counts (and compile report);
