@@ -575,7 +575,7 @@ def _train_chunk(trainer, train, batch_size, block, epoch, step, stop, trail=Non
     state per chunk; checking every step cost 36% of the seed MLP's epoch, and the per-step
     conditionals a further 18% (measured). `trail`: buffers for the sums after each step
     (programs.train_chunk), for callbacks that read every batch's end. `keeps_input`: `train`
-    leaves its input state intact (the "train_kept" program), which is then the starting
+    leaves its input state intact (the "train_batch" program), which is then the starting
     state kept, with no copy."""
     saved = trainer.state if keeps_input else trainer.state_copy()
     args = (block.x, block.y, block.order, block.valid, np.int32(epoch), np.int32(block.base),
@@ -667,16 +667,15 @@ def train_on_batch(model, x, y=None, *, sample_weight=None, class_weight=None) -
     feed = make_feed(trainer, x, y, batch_size, on_host=True)
     trainer.state = trainer.state._replace(sums=programs.zero_sums(trainer.spec, on_host=True),
                                            fault=np.int32(programs.NO_FAULT))
-    for block, batch_size in _block_parts(trainer, feed, feed.blocks(None)):
-        # A program that leaves its input intact: the starting state to replay from, if the
-        # step is not finite, without fit's copy of it (0.26 ms a call for the MLP above)
-        train = trainer.program("train_kept", batch_size, trainer.state, block.x, block.y,
-                                block.order, block.valid, *([np.int32(0)] * 4))
-        sums, fault, _, _ = _train_chunk(trainer, train, batch_size, block, 0, block.base,
-                                         block.limit, keeps_input=True)
-        if fault != programs.NO_FAULT:
-            break
-    trainer.state = programs.next_draws(trainer.state)
+    (block, batch_size), = _block_parts(trainer, feed, feed.blocks(None))  # one batch
+    # A program that leaves its input intact: the starting state to replay from, if the step
+    # is not finite, without fit's copy of it (0.26 ms a call for the MLP above)
+    train = trainer.program("train_batch", batch_size, trainer.state, block.x, block.y,
+                            block.order, block.valid, *([np.int32(0)] * 4))
+    sums, fault, _, kept = _train_chunk(trainer, train, batch_size, block, 0, block.base,
+                                        block.limit, keeps_input=True)
+    if kept is None:  # replayed checked: the replay leaves the dropout key where it was
+        trainer.state = programs.next_draws(trainer.state)
     if fault != programs.NO_FAULT and trainer.on_nonfinite == "stop":
         _raise_non_finite(trainer, 0, fault, History())
     return _logs_from_sums(trainer.spec, sums)
@@ -825,21 +824,14 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     verbose = resolve_verbose(verbose)
     steps = _check_count(steps, "steps")
-    if model.compiled is None:  # Keras allows predict on an uncompiled model
-        model.compiled = Trainer(model, optimizer="sgd", loss="mse", metrics=[])
-    trainer = model.compiled
+    trainer = _prediction_trainer(model)
     (x,) = distribution_lib.global_arrays(trainer, x)  # several processes: all shards
     verbose = verbose if distribution_lib.is_chief() else 0
     if feeds.is_stream(x):
         feed = make_feed(trainer, x, None, batch_size, steps=steps, labels=False)
         trainer.ensure_state(input_shape=feed.sample_shape)
     else:
-        xs = structure.inputs_of(model, x)
-        xs, batch_size = validation.check_predict_inputs(
-            model, xs, x_names=structure.input_argument_names(model, len(xs)),
-            batch_size=batch_size)
-        trainer.ensure_state(input_shape=structure.sample_shapes(model, x, xs))
-        feed = make_feed(trainer, structure.pack(xs), None, batch_size, on_host=one_batch)
+        feed = _prediction_feed(model, trainer, x, batch_size, one_batch)
     total = feed.steps if steps is None or feed.steps is None else min(steps, feed.steps)
     cb_list = None
     if callbacks:
@@ -913,6 +905,52 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
                                             _prediction_dtype(spec.dtype))
                                    for spec in model.output_specs])
     return pack([np.concatenate(parts) for parts in zip(*results)])
+
+
+def _prediction_trainer(model):
+    """The model's Trainer; Keras allows predict on an uncompiled model."""
+    if model.compiled is None:
+        model.compiled = Trainer(model, optimizer="sgd", loss="mse", metrics=[])
+    return model.compiled
+
+
+def _prediction_feed(model, trainer, x, batch_size, on_host=False):
+    """The ArrayFeed of predict's arrays, checked, with the model built for them."""
+    xs = structure.inputs_of(model, x)
+    xs, batch_size = validation.check_predict_inputs(
+        model, xs, x_names=structure.input_argument_names(model, len(xs)),
+        batch_size=batch_size)
+    trainer.ensure_state(input_shape=structure.sample_shapes(model, x, xs))
+    return make_feed(trainer, structure.pack(xs), None, batch_size, on_host=on_host)
+
+
+def predict_on_batch(model, x):
+    """The model's outputs for one batch of arrays, as Keras's predict_on_batch: predict's
+    checks and compiled program without its loop over blocks (callbacks, progress, the
+    outputs' assembly), the batch and the output buffers handed to the program's call. A
+    model's own predict_step, and several devices, go through predict().
+
+    Example:
+        >>> import numpy as np, kilnet
+        >>> model = kilnet.Sequential([kilnet.Input((2,)), kilnet.layers.Dense(
+        ...     1, kernel_initializer="ones")])
+        >>> predict_on_batch(model, np.array([[1.0, 2.0]])).tolist()
+        [[3.0]]
+    """
+    trainer = _prediction_trainer(model)
+    rows = len(jax.tree.leaves(x)[0] if isinstance(x, (dict, list, tuple)) else x)
+    if trainer.distribution is not None or model.overrides_predict_step or not rows:
+        return predict(model, x, batch_size=max(rows, 1), verbose=0, one_batch=True)
+    feed = _prediction_feed(model, trainer, x, rows, on_host=True)
+    block = next(feed.blocks(None))
+    state = trainer.state
+    outputs = tuple(np.zeros((rows,) + tuple(shape), _prediction_dtype(spec.dtype))
+                    for shape, spec in zip(_output_shapes(model, state, block.x, rows),
+                                           model.output_specs))
+    args = (outputs, programs.model_params(state), state.model_state, block.x, block.order,
+            block.valid, np.int32(0), np.int32(0), np.int32(1))
+    outputs = trainer.program("predict", rows, *args)(*args)
+    return model.pack_outputs([np.asarray(out) for out in outputs])
 
 
 def _output_shapes(model, state, x, batch_size) -> list:

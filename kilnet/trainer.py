@@ -292,7 +292,7 @@ class Trainer:
     def program(self, kind: str, batch_size: int, *args):
         """The compiled program `kind` for these argument shapes, compiling it on first use."""
         custom = self.spec.custom_step
-        if kind in ("train", "train_kept") and custom is not None and custom.log_names is None:
+        if kind in ("train", "train_batch") and custom is not None and custom.log_names is None:
             # The model's own train_step says what it logs only when traced: find out, then
             # give the training state sums of that structure.
             custom.discover_logs(batch_size, args[1], args[2])
@@ -304,9 +304,9 @@ class Trainer:
         if key not in self._programs:
             fn, donate = {
                 "train": (lambda *a: programs.train_chunk(self.spec, batch_size, *a), (0,)),
-                # the same, leaving its input state intact: what train_on_batch runs, the
-                # state it started from kept for a replay without a copy (kilnet.fit)
-                "train_kept": (lambda *a: programs.train_chunk(self.spec, batch_size, *a), ()),
+                # one step, leaving its input state intact: train_on_batch's, the state it
+                # started from kept for a replay without a copy (kilnet.fit)
+                "train_batch": (lambda *a: programs.train_batch(self.spec, batch_size, *a), ()),
                 # the same steps, each checked before it is applied: replays a chunk whose
                 # end state was not finite (kilnet.fit), so compiled only when that happens
                 "train_checked": (lambda *a: programs.train_chunk(self.spec, batch_size, *a,
@@ -319,7 +319,7 @@ class Trainer:
                 "predict_custom": (lambda *a: programs.custom_predict_chunk(
                     self.spec, batch_size, *a), (0,)),
             }[kind]
-            x_at = {"train": 1, "train_kept": 1, "evaluate_custom": 2,
+            x_at = {"train": 1, "train_batch": 1, "evaluate_custom": 2,
                     "predict_custom": 2}.get(kind, 3)
             rows = jax.tree.leaves(args[x_at])[0].shape[0]
             what = "train loop, checked replay" if kind == "train_checked" else f"{kind} loop"
@@ -333,7 +333,7 @@ class Trainer:
                 compiled, info, lowered = programs.compile_program(
                     name, dist.replicate_outputs(fn), donate, *dist.abstract(args))
                 compiled = dist.wrap(compiled)
-            if kind in ("train", "train_kept") and custom is None and \
+            if kind in ("train", "train_batch") and custom is None and \
                     self.report.batch_size != batch_size:
                 # The report's step cost is for the batch size fit() trains with, not
                 # compile()'s: the loop's, whose body is one step (no second trace of it:

@@ -164,3 +164,22 @@ def test_a_model_with_its_own_train_step():
     # the step was applied: the prediction is w1 + w2 = 2, each weight's gradient
     # 2 * (2 - 0) * 1 = 4, so w <- 1 - 0.5 * 4 = -1
     np.testing.assert_array_equal(model.get_weights()[0], np.full((2, 1), -1.0, "float32"))
+
+
+def test_predict_on_batch_of_several_inputs_and_outputs_is_predict_s():
+    """predict_on_batch runs predict's program without its loop over blocks: the same numbers,
+    for inputs given as a dict or a list and a model of two outputs; bad input is refused."""
+    a, b = kilnet.Input((3,), name="a"), kilnet.Input((2,), name="b")
+    joined = kilnet.layers.Concatenate()([a, b])
+    model = kilnet.Model([a, b], [kilnet.layers.Dense(1)(joined),
+                                  kilnet.layers.Dense(4, activation="softmax")(joined)])
+    rng = np.random.default_rng(2)
+    xa, xb = rng.normal(size=(5, 3)).astype("float32"), rng.normal(size=(5, 2)).astype("float32")
+    want = model.predict([xa, xb], verbose=0)
+    for given in ({"a": xa, "b": xb}, [xa, xb]):
+        got = model.predict_on_batch(given)
+        assert [g.shape for g in got] == [(5, 1), (5, 4)]
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+    with pytest.raises(ValueError, match="shape"):
+        model.predict_on_batch([xa[:, :2], xb])

@@ -906,8 +906,9 @@ class Model(Layer):
 
     def predict_on_batch(self, x):
         """The outputs for one batch (Keras's), as NumPy arrays."""
-        from kilnet.fit import predict
-        return predict(self, x, batch_size=_batch_length(x, "x"), verbose=0, one_batch=True)
+        from kilnet.fit import predict_on_batch
+        _batch_length(x, "x")  # a batch of arrays, not a generator
+        return predict_on_batch(self, x)
 
     def summary(self, print_fn=None, **kwargs) -> None:
         """Print the layers, their output shapes and parameter counts (and compile report);
