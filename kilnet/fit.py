@@ -926,8 +926,8 @@ def _prediction_feed(model, trainer, x, batch_size, on_host=False):
 
 def predict_on_batch(model, x):
     """The model's outputs for one batch of arrays, as Keras's predict_on_batch: predict's
-    checks and compiled program without its loop over blocks (callbacks, progress, the
-    outputs' assembly), the batch and the output buffers handed to the program's call. A
+    checks, then the model's forward pass on the whole batch (programs.predict_batch: no loop
+    over blocks, positions or output buffers), the batch handed to the program's call. A
     model's own predict_step, and several devices, go through predict().
 
     Example:
@@ -942,15 +942,11 @@ def predict_on_batch(model, x):
     if trainer.distribution is not None or model.overrides_predict_step or not rows:
         return predict(model, x, batch_size=max(rows, 1), verbose=0, one_batch=True)
     feed = _prediction_feed(model, trainer, x, rows, on_host=True)
-    block = next(feed.blocks(None))
     state = trainer.state
-    outputs = tuple(np.zeros((rows,) + tuple(shape), _prediction_dtype(spec.dtype))
-                    for shape, spec in zip(_output_shapes(model, state, block.x, rows),
-                                           model.output_specs))
-    args = (outputs, programs.model_params(state), state.model_state, block.x, block.order,
-            block.valid, np.int32(0), np.int32(0), np.int32(1))
-    outputs = trainer.program("predict", rows, *args)(*args)
-    return model.pack_outputs([np.asarray(out) for out in outputs])
+    args = (programs.model_params(state), state.model_state, feed.x)
+    outputs = trainer.program("predict_batch", rows, *args)(*args)
+    return model.pack_outputs([np.asarray(out, _prediction_dtype(out.dtype))
+                               for out in outputs])
 
 
 def _output_shapes(model, state, x, batch_size) -> list:

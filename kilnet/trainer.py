@@ -313,6 +313,8 @@ class Trainer:
                                                                   checked=True), (0,)),
                 "evaluate": (lambda *a: programs.eval_chunk(self.spec, batch_size, *a), (0,)),
                 "predict": (lambda *a: programs.predict_chunk(self.spec, batch_size, *a), (0,)),
+                "predict_batch": (lambda *a: programs.predict_batch(self.spec, batch_size, *a),
+                                  ()),
                 # the model's own test_step / predict_step (Keras's JAX form)
                 "evaluate_custom": (lambda *a: programs.custom_eval_chunk(
                     self.spec, batch_size, *a), (0,)),
@@ -320,7 +322,7 @@ class Trainer:
                     self.spec, batch_size, *a), (0,)),
             }[kind]
             x_at = {"train": 1, "train_batch": 1, "evaluate_custom": 2,
-                    "predict_custom": 2}.get(kind, 3)
+                    "predict_custom": 2, "predict_batch": 2}.get(kind, 3)
             rows = jax.tree.leaves(args[x_at])[0].shape[0]
             what = "train loop, checked replay" if kind == "train_checked" else f"{kind} loop"
             name = f"{what} ({rows:,} samples, batch {batch_size})"

@@ -183,3 +183,19 @@ def test_predict_on_batch_of_several_inputs_and_outputs_is_predict_s():
             np.testing.assert_array_equal(g, w)
     with pytest.raises(ValueError, match="shape"):
         model.predict_on_batch([xa[:, :2], xb])
+
+
+def test_predict_on_batch_under_mixed_precision_and_of_uint8_images():
+    """The one-batch program casts the batch to the input's dtype and returns float32, as
+    predict does: bfloat16 outputs widened, uint8 images read as they are stored."""
+    kilnet.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = kilnet.Sequential([kilnet.Input((4, 4, 1)), kilnet.layers.Rescaling(1 / 255),
+                                   kilnet.layers.Flatten(), kilnet.layers.Dense(3)])
+    finally:
+        kilnet.mixed_precision.set_global_policy("float32")
+    images = np.random.default_rng(3).integers(0, 256, (6, 4, 4, 1)).astype("uint8")
+    got = model.predict_on_batch(images)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, model.predict(images, verbose=0))
+    np.testing.assert_array_equal(got, model.predict_on_batch(images.astype("float32")))
