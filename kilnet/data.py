@@ -47,10 +47,9 @@ def device_dtype(array: np.ndarray):
 SMALL_BYTES = 1 << 20
 
 
-def device_array(array: np.ndarray | None, sharding=None):
+def device_array(array: np.ndarray | None):
     """`array` as a NumPy array in the dtype it has on the device (device_dtype), left on the
-    host: for an array that a program's call takes once. `sharding` is not used (a sharded
-    array is placed with to_device).
+    host: for an array that a program's call takes once.
 
     Example:
         >>> device_array(np.arange(3.0)).dtype

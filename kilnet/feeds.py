@@ -77,9 +77,12 @@ class ArrayFeed:
         # device's dtypes and go to the device with the program's call, which copies each in
         # a few microseconds where a jax.device_put costs about 25 (2-core Intel Xeon).
         self.on_host = on_host and sharding is None
-        move = data_lib.device_array if self.on_host else data_lib.to_device
-        self.x = (tuple(move(a, sharding) for a in x) if isinstance(x, tuple)
-                  else move(x, sharding))
+
+        def move(array):
+            return (data_lib.device_array(array) if self.on_host
+                    else data_lib.to_device(array, sharding))
+
+        self.x = tuple(move(a) for a in x) if isinstance(x, tuple) else move(x)
         self.y = None if y is None else _labels_to_device(y, label_dtype, sharding,
                                                           self.on_host)
         self.shuffle = shuffle

@@ -99,6 +99,10 @@ def test_predict_runs_the_model_s_own_predict_step_and_keeps_its_structure():
     np.testing.assert_array_equal(out["ids"], logits.argmax(-1))
     expected = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     np.testing.assert_allclose(out["scores"], expected, rtol=1e-5, atol=1e-6)
+    one = model.predict_on_batch(x[:5])   # the same step on one batch
+    assert set(one) == {"ids", "scores"}
+    np.testing.assert_array_equal(one["ids"], out["ids"][:5])
+    np.testing.assert_allclose(one["scores"], out["scores"][:5], rtol=1e-6)
     # evaluate still runs kilnet's own step: the compiled loss on the same weights
     y = logits.argmax(-1)
     loss = model.evaluate(x, y, verbose=0)

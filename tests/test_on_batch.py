@@ -199,3 +199,21 @@ def test_predict_on_batch_under_mixed_precision_and_of_uint8_images():
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, model.predict(images, verbose=0))
     np.testing.assert_array_equal(got, model.predict_on_batch(images.astype("float32")))
+
+
+def test_the_per_batch_calls_with_data_parallelism_on_one_device():
+    """compile(distribution=DataParallel()) takes the distributed path (the batch placed with
+    its sharding, predict_on_batch through predict): on one device, the plain path's numbers."""
+    x = np.random.default_rng(4).normal(size=(8, 3)).astype("float32")
+    y = (np.arange(8) % 2).astype("float32").reshape(8, 1)
+    results = []
+    for distribution in (None, kilnet.distribution.DataParallel()):
+        kilnet.utils.set_random_seed(5)
+        model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(4, activation="relu"),
+                                   kilnet.layers.Dropout(0.3), kilnet.layers.Dense(1)])
+        model.compile(optimizer="adam", loss="mse", metrics=["mae"], distribution=distribution)
+        losses = [model.train_on_batch(x, y) for _ in range(3)]
+        results.append((losses, model.test_on_batch(x, y), model.predict_on_batch(x)))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-6)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-6)
+    np.testing.assert_allclose(results[0][2], results[1][2], rtol=1e-6)

@@ -685,12 +685,7 @@ class Layer:
     @property
     def accepts_mask(self) -> bool:
         """Whether apply (kilnet's form) or call (Keras's form) takes the mask argument."""
-        fn = type(self).apply if self.is_pure else type(self).call
-        try:
-            parameters = inspect.signature(fn).parameters
-        except (TypeError, ValueError):
-            return False
-        return "mask" in parameters
+        return "mask" in parameter_names(type(self).apply if self.is_pure else type(self).call)
 
     def integer_input_range(self):
         """(low, high) when the layer takes integer ids in [low, high) (Embedding), else None:
@@ -1336,6 +1331,22 @@ def _drawing_rng():
     if rng is not None:
         return utils.numpy_rng(int(rng.integers(2**31)))
     return utils.numpy_rng(utils.next_seed())
+
+
+@functools.lru_cache(maxsize=None)
+def parameter_names(fn) -> tuple:
+    """The names of function `fn`'s parameters, () when Python cannot tell. Cached per
+    function: every eager model call asks this of each layer's call, and inspect.signature
+    took about 0.1 of the seed MLP's 1.0 ms eager call (2-core Intel Xeon).
+
+    Example:
+        >>> parameter_names(lambda inputs, mask=None: inputs)
+        ('inputs', 'mask')
+    """
+    try:
+        return tuple(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return ()
 
 
 def set_untracked(obj, name, value):

@@ -24,7 +24,7 @@ import numpy as np
 
 from kilnet import _scope, utils
 from kilnet.layers import ActivatedLayer, InputLayer, Layer, Operation
-from kilnet.layers._base import set_untracked, takes_shape
+from kilnet.layers._base import parameter_names, set_untracked, takes_shape
 from kilnet.layers._node import KerasTensor, flatten, substitute
 from kilnet.models._graph import Graph
 
@@ -1023,9 +1023,8 @@ def _named_masks(layer, node, masks: dict) -> dict:
     value_mask, key_mask): the propagated mask of that argument's tensor, where the call did
     not give one, as Keras fills them."""
     fn, skipped = (type(layer).apply, 3) if layer.is_pure else (type(layer).call, 1)
-    try:
-        names = list(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
+    names = parameter_names(fn)
+    if not names:
         return {}
     given = dict(zip(names[skipped:], node.args))
     given.update(node.kwargs)
