@@ -643,8 +643,8 @@ def train_on_batch(model, x, y=None, *, sample_weight=None, class_weight=None) -
     """One optimizer step on one batch of arrays, as Keras's train_on_batch; returns that
     batch's logs (loss, then metrics). fit()'s checks, compiled program and non-finite guard,
     without its epoch machinery (callbacks, progress, History, interrupt handling): 1.92 ->
-    1.11 ms a call for a 784-128-10 MLP at batch 32 on a 2-core Intel Xeon, where it went
-    through fit() (Keras 3 on JAX: 0.98 ms; bench/on_batch.py). As Keras's, the call does not swap the
+    1.06 ms a call for a 784-128-10 MLP at batch 32 on a 2-core Intel Xeon, where it went
+    through fit() (Keras 3 on JAX: 1.00 ms; bench/on_batch.py). As Keras's, the call does not swap the
     optimizer's moving averages into the weights (use_ema: fit() does, at its end), and each
     call draws new dropout masks.
 
