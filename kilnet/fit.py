@@ -352,7 +352,7 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
         trainer.state = trainer.state._replace(rng=utils.raw_key(trainer.seed, 1))
     trainer.fit_calls += 1
     # A fault that stopped an earlier fit is cleared (the parameters are its last finite ones).
-    trainer.state = trainer.state._replace(fault=jnp.asarray(programs.NO_FAULT, jnp.int32))
+    trainer.state = trainer.state._replace(fault=np.int32(programs.NO_FAULT))
     skipped_before = int(trainer.state.skipped)  # host sync, once per fit
     val_feed = None
     if val_stream is not None:
@@ -371,12 +371,15 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
     history.skipped_steps = 0  # non-finite steps skipped by this fit (on_nonfinite="skip")
     chunker = Chunker(feed.steps, _initial_chunk(trainer, feed.steps or 1))
 
+    compiled_for = None  # (key, block): the block compiled for, which epoch 0 then reads
     if isinstance(feed, feeds.ArrayFeed):
         # Compile before the first epoch, so the compile report is complete when training
         # starts and epoch 1's time is training time.
-        block = next(feed.blocks((trainer.seed, trainer.fit_calls, 0)))
+        key = (trainer.seed, trainer.fit_calls, 0)
+        block = next(feed.blocks(key))
         trainer.program("train", feed.batch_size, trainer.state, block.x, block.y, block.order,
                         block.valid, *([np.int32(0)] * 4))
+        compiled_for = (key, block)
     cb_list.on_train_begin()
     _interrupt.after_train_begin(cb_list)  # callback state restored by BackupAndRestore
     epoch_logs = {}
@@ -390,14 +393,19 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
     try:
         for epoch in range(start_epoch, epochs):
             key = (trainer.seed, trainer.fit_calls, epoch)  # decides the epoch's data order
-            blocks = feed.blocks(key, start_step)
+            # an array's epoch is one block: the one compiled for, if its key is the same (a
+            # restored checkpoint may have changed the seed), not a second order drawn and sent
+            same = compiled_for is not None and compiled_for[0] == key
+            blocks = iter([compiled_for[1]]) if same else feed.blocks(key, start_step)
+            compiled_for = None
             first = next(blocks, None)  # a stream that is used up has none: no epoch begins
             if first is None and (feed.steps is None or start_step < feed.steps):
                 _warn_ran_out(feed, epoch, 0, steps_run, initial_epoch, epochs, steps_per_epoch)
                 break
             blocks = itertools.chain([first], blocks) if first is not None else iter(())
-            if start_step == 0:
-                trainer.state = trainer.state._replace(sums=programs.zero_sums(trainer.spec))
+            if start_step == 0:  # zeros the chunk's call copies in (no device_put each)
+                trainer.state = trainer.state._replace(sums=programs.zero_sums(trainer.spec,
+                                                                               on_host=True))
             cb_list.on_epoch_begin(epoch)
             progress.epoch_begin(epoch)
             expected = feed.steps
