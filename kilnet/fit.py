@@ -647,9 +647,9 @@ def _raise_non_finite(trainer, epoch, fault, history):
 
 
 # -- one batch: Keras's train_on_batch ---------------------------------------------------------------
-def train_on_batch(model, x, y=None, *, sample_weight=None, class_weight=None) -> dict:
-    """One optimizer step on one batch of arrays, as Keras's train_on_batch; returns that
-    batch's logs (loss, then metrics). fit()'s checks, compiled program and non-finite guard,
+def train_on_batch(model, x, y, batch_size, *, sample_weight=None, class_weight=None) -> dict:
+    """One optimizer step on one batch of arrays (`batch_size` samples), as Keras's
+    train_on_batch; returns that batch's logs (loss, then metrics). fit()'s checks, compiled program and non-finite guard,
     without its epoch machinery (callbacks, progress, History, interrupt handling): 1.92 ->
     1.06 ms a call for a 784-128-10 MLP at batch 32 on a 2-core Intel Xeon, where it went
     through fit() (Keras 3 on JAX: 1.00 ms; bench/on_batch.py). As Keras's, the call does not swap the
@@ -661,7 +661,7 @@ def train_on_batch(model, x, y=None, *, sample_weight=None, class_weight=None) -
         >>> model = kilnet.Sequential([kilnet.Input((2,)), kilnet.layers.Dense(
         ...     1, kernel_initializer="ones", use_bias=False)])
         >>> model.compile(optimizer=kilnet.optimizers.SGD(0.5), loss="mse")
-        >>> train_on_batch(model, np.ones((2, 2)), np.zeros((2, 1)))
+        >>> train_on_batch(model, np.ones((2, 2)), np.zeros((2, 1)), 2)
         {'loss': 4.0}
         >>> model.get_weights()[0].ravel().tolist()
         [-1.0, -1.0]
@@ -669,7 +669,7 @@ def train_on_batch(model, x, y=None, *, sample_weight=None, class_weight=None) -
     trainer = model.require_compiled()
     x, y = distribution_lib.global_arrays(trainer, x, y)  # several processes: all shards
     x, y, _, batch_size = _arrays_for_fit(
-        model, trainer, x, y, seed=None, batch_size=len(structure.unpack(x)[0]), epochs=1,
+        model, trainer, x, y, seed=None, batch_size=batch_size, epochs=1,
         validation_split=0.0, validation_data=None, initial_epoch=0, verbose=0,
         sample_weight=sample_weight, class_weight=class_weight)
     feed = make_feed(trainer, x, y, batch_size, on_host=True)
@@ -677,7 +677,7 @@ def train_on_batch(model, x, y=None, *, sample_weight=None, class_weight=None) -
                                            fault=np.int32(programs.NO_FAULT))
     (block, batch_size), = _block_parts(trainer, feed, feed.blocks(None))  # one batch
     # A program that leaves its input intact: the starting state to replay from, if the step
-    # is not finite, without fit's copy of it (0.26 ms a call for the MLP above)
+    # is not finite, without fit's copy of it (about 0.25 ms a call for the MLP above, profiled)
     train = trainer.program("train_batch", batch_size, trainer.state, block.x, block.y,
                             block.order, block.valid, *([np.int32(0)] * 4))
     sums, fault, _, kept = _train_chunk(trainer, train, batch_size, block, 0, block.base,
@@ -827,8 +827,8 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
     only. callbacks get on_predict_begin, on_predict_batch_begin / on_predict_batch_end once
     per predicted block (logs {"outputs": that block's outputs}) and on_predict_end, as in
     Keras; a callback can set model.stop_predicting = True to end early. `one_batch`: x is
-    one batch of arrays, read once (predict_on_batch): its arrays and the output buffers go
-    to the device with the program's call (feeds.ArrayFeed's on_host)."""
+    one batch of arrays, read once (predict_on_batch of a model's own predict_step): its
+    arrays go to the device with the program's call (feeds.ArrayFeed's on_host)."""
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     verbose = resolve_verbose(verbose)
     steps = _check_count(steps, "steps")
@@ -870,11 +870,9 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
                 if shapes is None:   # every block has the data's shapes
                     shapes = _output_shapes(model, state, block.x, batch_size)
                 if outputs is None:   # host zeros in one transfer: cheaper than jnp.zeros
-                    outputs = tuple(
+                    outputs = jax.device_put(tuple(
                         np.zeros((rows,) + tuple(shape), _prediction_dtype(spec.dtype))
-                        for shape, spec in zip(shapes, model.output_specs))
-                    if not getattr(feed, "on_host", False):
-                        outputs = jax.device_put(outputs)
+                        for shape, spec in zip(shapes, model.output_specs)))
                 args = (outputs, programs.model_params(state), state.model_state, block.x,
                         *positions)
                 outputs = trainer.program("predict", batch_size, *args)(*args)
@@ -932,8 +930,8 @@ def _prediction_feed(model, trainer, x, batch_size, on_host=False):
     return make_feed(trainer, structure.pack(xs), None, batch_size, on_host=on_host)
 
 
-def predict_on_batch(model, x):
-    """The model's outputs for one batch of arrays, as Keras's predict_on_batch: predict's
+def predict_on_batch(model, x, rows):
+    """The model's outputs for one batch of arrays (`rows` samples), as Keras's predict_on_batch: predict's
     checks, then the model's forward pass on the whole batch (programs.predict_batch: no loop
     over blocks, positions or output buffers), the batch handed to the program's call. A
     model's own predict_step, and several devices, go through predict().
@@ -942,13 +940,12 @@ def predict_on_batch(model, x):
         >>> import numpy as np, kilnet
         >>> model = kilnet.Sequential([kilnet.Input((2,)), kilnet.layers.Dense(
         ...     1, kernel_initializer="ones")])
-        >>> predict_on_batch(model, np.array([[1.0, 2.0]])).tolist()
+        >>> predict_on_batch(model, np.array([[1.0, 2.0]]), 1).tolist()
         [[3.0]]
     """
     trainer = _prediction_trainer(model)
-    rows = len(jax.tree.leaves(x)[0] if isinstance(x, (dict, list, tuple)) else x)
-    if trainer.distribution is not None or model.overrides_predict_step or not rows:
-        return predict(model, x, batch_size=max(rows, 1), verbose=0, one_batch=True)
+    if trainer.distribution is not None or model.overrides_predict_step:
+        return predict(model, x, batch_size=rows, verbose=0, one_batch=True)
     feed = _prediction_feed(model, trainer, x, rows, on_host=True)
     state = trainer.state
     args = (programs.model_params(state), state.model_state, feed.x)

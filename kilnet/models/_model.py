@@ -893,8 +893,7 @@ class Model(Layer):
             [0.6]
         """
         from kilnet.fit import keras_results, train_on_batch
-        _batch_length(x, "x")  # a batch of arrays, not a generator
-        logs = train_on_batch(self, x, y, sample_weight=sample_weight,
+        logs = train_on_batch(self, x, y, _batch_length(x, "x"), sample_weight=sample_weight,
                               class_weight=class_weight)
         return keras_results(self, logs, return_dict)
 
@@ -907,8 +906,7 @@ class Model(Layer):
     def predict_on_batch(self, x):
         """The outputs for one batch (Keras's), as NumPy arrays."""
         from kilnet.fit import predict_on_batch
-        _batch_length(x, "x")  # a batch of arrays, not a generator
-        return predict_on_batch(self, x)
+        return predict_on_batch(self, x, _batch_length(x, "x"))
 
     def summary(self, print_fn=None, **kwargs) -> None:
         """Print the layers, their output shapes and parameter counts (and compile report);
