@@ -680,10 +680,9 @@ def train_on_batch(model, x, y, batch_size, *, sample_weight=None, class_weight=
     # is not finite, without fit's copy of it (about 0.25 ms a call for the MLP above, profiled)
     train = trainer.program("train_batch", batch_size, trainer.state, block.x, block.y,
                             block.order, block.valid, *([np.int32(0)] * 4))
-    sums, fault, _, kept = _train_chunk(trainer, train, batch_size, block, 0, block.base,
-                                        block.limit, keeps_input=True)
-    if kept is None:  # replayed checked: the replay leaves the dropout key where it was
-        trainer.state = programs.next_draws(trainer.state)
+    sums, fault, _, _ = _train_chunk(trainer, train, batch_size, block, 0, block.base,
+                                     block.limit, keeps_input=True)
+    trainer.state = programs.next_draws(trainer.state)
     if fault != programs.NO_FAULT and trainer.on_nonfinite == "stop":
         _raise_non_finite(trainer, 0, fault, History())
     return _logs_from_sums(trainer.spec, sums)

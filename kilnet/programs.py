@@ -79,25 +79,25 @@ def model_params(state: TrainState):
     return state.params if not state.frozen else _tree.merge(state.params, state.frozen)
 
 
-# One compiled dispatch (5 us); jax.random.fold_in called eagerly cost 0.27 ms a call.
-_advance_key = jax.jit(lambda key: jax.random.fold_in(key, 1))
-
-
 def next_draws(state: TrainState) -> TrainState:
     """The state for the next training call (fit, train_on_batch): its dropout key advanced.
 
     A step's key is the state's key folded with (epoch, step), so without this every call
     would draw the masks the previous one drew (each train_on_batch is epoch 0, step 0); as
     Keras's seed generator moves on at every draw, each call draws new ones. A run resumed
-    from a checkpoint made during a call still draws what the interrupted call drew.
+    from a checkpoint made during a call still draws what the interrupted call drew. The new
+    key is made on the host, as utils.raw_key makes the first: a jitted fold_in cost 0.135 s
+    of compilation in every new process (the cold fit the bench times).
 
     Example:
-        >>> import jax.numpy as jnp
-        >>> state = TrainState(None, None, None, jnp.zeros(2, jnp.uint32), {}, -1, 0)
+        >>> import numpy as np
+        >>> state = TrainState(None, None, None, np.zeros(2, np.uint32), {}, -1, 0)
         >>> bool((next_draws(state).rng != state.rng).any())
         True
     """
-    return state._replace(rng=_advance_key(state.rng))
+    key = np.asarray(jax.device_get(state.rng), np.uint32)  # 8 bytes, after the call's sync
+    return state._replace(rng=np.random.SeedSequence([*key.tolist(), 1]).generate_state(
+        2, np.uint32))
 
 
 @dataclass
@@ -437,13 +437,12 @@ def train_chunk(spec, batch_size, state, x, y, order, valid, epoch, base, start,
 
 def train_batch(spec, batch_size, state, x, y, order, valid, epoch, base, start, stop):
     """train_on_batch's program: step `start` alone (`stop` is start + 1), with no loop, then
-    train_chunk's closing check, and the dropout key advanced for the next call
-    (next_draws). Its caller keeps the input state (not donated) to replay from; inside a
+    train_chunk's closing check. Its caller keeps the input state (not donated) to replay from; inside a
     loop XLA first copied that state into the loop's own buffers (seed MLP, the program
     alone: 0.73 -> 0.64 ms a call, 2-core Intel Xeon)."""
     del stop  # one step: the signature is train_chunk's, so the host runs either alike
     state = _train_at(spec, batch_size, state, x, y, order, valid, epoch, base, start)
-    return next_draws(_closing_check(state))
+    return _closing_check(state)
 
 
 def sums_trail(sums, steps: int):
