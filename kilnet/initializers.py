@@ -170,7 +170,7 @@ class RandomNormal(RandomInitializer):
         self.mean, self.stddev = float(mean), float(stddev)
 
     def draw(self, rng, shape):
-        return (self.mean + self.stddev * rng.standard_normal(shape)).astype(np.float32)
+        return _affine(rng.standard_normal(shape, dtype=np.float32), self.stddev, self.mean)
 
     def get_config(self):
         return {**super().get_config(), "mean": self.mean, "stddev": self.stddev}
@@ -192,8 +192,7 @@ class TruncatedNormal(RandomInitializer):
         self.mean, self.stddev = float(mean), float(stddev)
 
     def draw(self, rng, shape):
-        return (self.mean + _truncated_unit_normal(rng, shape) * self.stddev).astype(
-            np.float32)
+        return _affine(_truncated_unit_normal(rng, shape), self.stddev, self.mean)
 
     def get_config(self):
         return {**super().get_config(), "mean": self.mean, "stddev": self.stddev}
@@ -214,7 +213,7 @@ class RandomUniform(RandomInitializer):
         self.minval, self.maxval = float(minval), float(maxval)
 
     def draw(self, rng, shape):
-        return rng.uniform(self.minval, self.maxval, shape).astype(np.float32)
+        return _uniform(rng, self.minval, self.maxval, shape)
 
     def get_config(self):
         return {**super().get_config(), "minval": self.minval, "maxval": self.maxval}
@@ -261,14 +260,12 @@ class VarianceScaling(RandomInitializer):
         variance = self.scale / max(1.0, n)
         if self.distribution == "truncated_normal":
             # 0.8796... is the standard deviation of a unit normal truncated at +-2.
-            values = _truncated_unit_normal(rng, shape) * (math.sqrt(variance)
-                                                            / 0.87962566103423978)
-        elif self.distribution == "untruncated_normal":
-            values = rng.standard_normal(shape) * math.sqrt(variance)
-        else:
-            limit = math.sqrt(3.0 * variance)
-            values = rng.uniform(-limit, limit, shape)
-        return values.astype(np.float32)
+            return _affine(_truncated_unit_normal(rng, shape),
+                           math.sqrt(variance) / 0.87962566103423978)
+        if self.distribution == "untruncated_normal":
+            return _affine(rng.standard_normal(shape, dtype=np.float32), math.sqrt(variance))
+        limit = math.sqrt(3.0 * variance)
+        return _uniform(rng, -limit, limit, shape)
 
     def get_config(self):
         return {**super().get_config(), "scale": self.scale, "mode": self.mode,
@@ -610,13 +607,34 @@ def fans(shape, input_axes=None, output_axes=None) -> tuple[int, int]:
     return shape[-2] * receptive, shape[-1] * receptive
 
 
+# The random initializers draw float32 numbers, as the weights are float32: drawing float64
+# and rounding took 2.4x as long (10 million uniform numbers: 51 against 21 ms; 2-core Intel
+# Xeon) and twice the memory, most of the time it took to build a large model (ConvNeXtBase:
+# 1.16 of its 1.53 s).
 def _truncated_unit_normal(rng, shape):
-    """Unit normal values, those beyond two standard deviations redrawn (Keras's truncation)."""
-    values = rng.standard_normal(shape)
+    """Unit normal float32 values, those beyond two standard deviations redrawn (Keras's
+    truncation)."""
+    values = rng.standard_normal(shape, dtype=np.float32)
     bad = np.abs(values) > 2
     while bad.any():
-        values[bad] = rng.standard_normal(int(bad.sum()))
+        values[bad] = rng.standard_normal(int(bad.sum()), dtype=np.float32)
         bad = np.abs(values) > 2
+    return values
+
+
+def _affine(values, scale, shift=0.0):
+    """values * scale + shift, in place, in float32."""
+    values *= np.float32(scale)
+    if shift:
+        values += np.float32(shift)
+    return values
+
+
+def _uniform(rng, low, high, shape):
+    """float32 numbers uniform in [low, high)."""
+    values = _affine(rng.random(shape, dtype=np.float32), high - low, low)
+    if high > low:  # float32 rounding may reach `high` itself
+        np.minimum(values, np.nextafter(np.float32(high), np.float32(low)), out=values)
     return values
 
 
