@@ -222,3 +222,20 @@ def test_bad_initializers_are_refused_with_the_choices():
         initializers.deserialize({"class_name": "os.system", "config": {}})
     with pytest.raises(ValueError, match="invalid config"):
         initializers.deserialize({"class_name": "RandomNormal", "config": {"sigma": 1}})
+
+
+class _HighestDraws:
+    """A NumPy generator stand-in whose every uniform draw is the largest float32 below 1."""
+
+    def random(self, shape, dtype):
+        return np.full(shape, np.nextafter(np.float32(1), np.float32(0)), dtype)
+
+
+@pytest.mark.parametrize("minval, maxval", [(0.1, 0.15), (0.1, 0.11), (-0.05, 0.05), (0.0, 1.0)])
+def test_uniform_draws_stay_below_maxval_in_float32(minval, maxval):
+    """Uniform numbers are drawn in float32 and scaled there; where that rounding would reach
+    maxval itself ((0.1, 0.15) and (0.1, 0.11) do), the largest float32 below it is kept."""
+    values = initializers.RandomUniform(minval, maxval).draw(_HighestDraws(), (3,))
+    assert values.dtype == np.float32
+    assert (values < maxval).all() and (values >= minval).all()
+    assert (values >= np.nextafter(np.float32(maxval), np.float32(0)) - 1e-6).all()
