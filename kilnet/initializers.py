@@ -609,8 +609,7 @@ def fans(shape, input_axes=None, output_axes=None) -> tuple[int, int]:
 
 # The random initializers draw float32 numbers, as the weights are float32: drawing float64
 # and rounding took 2.4x as long (10 million uniform numbers: 51 against 21 ms; 2-core Intel
-# Xeon) and twice the memory, most of the time it took to build a large model (ConvNeXtBase:
-# 1.16 of its 1.53 s).
+# Xeon) and twice the memory: building ConvNeXtBase 0.64 -> 0.41 s, ConvNeXtLarge 1.10 -> 0.65 s.
 def _truncated_unit_normal(rng, shape):
     """Unit normal float32 values, those beyond two standard deviations redrawn (Keras's
     truncation)."""
