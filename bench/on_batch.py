@@ -5,7 +5,9 @@ train_on_batch, test_on_batch, predict_on_batch and model(x), kilnet against Ker
 
 Each framework runs in its own process (alternating, `--repeats` times), builds the seed MLP
 (784-128-10, Adam, sparse cross-entropy, accuracy) and times each call on one batch of 32
-after a warm-up; the table shows the median microseconds a call over the repeats and each
+after a warm-up, and times the eager call of Keras's Atari Q-network example (three
+convolutions, two Dense layers) on one 84x84x4 state, as its action loop makes it;
+the table shows the median microseconds a call over the repeats and each
 peer's ratio to kilnet (above 1: kilnet is faster). Interpreters as bench.py's: the repo's
 .venv for kilnet, bench/.venv-peers (or KILNET_BENCH_PEERS_PYTHON) for Keras.
 """
@@ -23,7 +25,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (interpreters, environments, the machine's description)
 
-CALLS = ("train_on_batch", "test_on_batch", "predict_on_batch", "model(x)")
+CALLS = ("train_on_batch", "test_on_batch", "predict_on_batch", "model(x)", "q_network(state)")
 RESULT = "ON_BATCH_RESULT "
 
 
@@ -45,7 +47,8 @@ def measure(framework: str, calls: int) -> dict:
     work = {"train_on_batch": lambda: model.train_on_batch(x, y),
             "test_on_batch": lambda: model.test_on_batch(x, y),
             "predict_on_batch": lambda: model.predict_on_batch(x),
-            "model(x)": lambda: np.asarray(model(x))}
+            "model(x)": lambda: np.asarray(model(x)),
+            "q_network(state)": _q_network_call(lib, rng)}
     result = {}
     for name in CALLS:
         for _ in range(20):   # compilation, caches
@@ -57,6 +60,20 @@ def measure(framework: str, calls: int) -> dict:
             times.append(time.perf_counter() - began)
         result[name] = statistics.median(times) * 1e6
     return result
+
+
+def _q_network_call(lib, rng):
+    """Keras's "Deep Q-Learning for Atari Breakout" network and its action step's call."""
+    import numpy as np
+    layers = lib.layers
+    inputs = layers.Input(shape=(84, 84, 4))
+    x = layers.Conv2D(32, 8, strides=4, activation="relu")(inputs)
+    x = layers.Conv2D(64, 4, strides=2, activation="relu")(x)
+    x = layers.Conv2D(64, 3, strides=1, activation="relu")(x)
+    x = layers.Dense(512, activation="relu")(layers.Flatten()(x))
+    model = lib.Model(inputs, layers.Dense(4, activation="linear")(x))
+    state = rng.random((1, 84, 84, 4), dtype="float32")
+    return lambda: np.asarray(model(state, training=False))
 
 
 def run_child(framework: str, calls: int) -> dict:
@@ -87,7 +104,7 @@ def main(argv=None) -> int:
             runs[framework].append(run_child(framework, args.calls))
     info = bench.machine_info()
     print(f"{info['cpu']}, {info['cores_usable']} usable cores; median us a call over "
-          f"{args.repeats} processes of {args.calls} calls each (batch 32, 784-128-10 MLP)")
+          f"{args.repeats} processes of {args.calls} calls each (batch 32, 784-128-10 MLP; the Q-network on one state)")
     header = "| call | " + " | ".join(frameworks) + " |"
     print(header)
     print("|---" * (len(frameworks) + 1) + "|")

@@ -8,7 +8,14 @@ import jax
 import jax.numpy as jnp
 
 from kilnet import _registry
+from kilnet._custom_gradients import eager_shortcut
 from kilnet.ops import nn as ops_nn
+
+# JAX's relu and relu6 (custom derivatives: gradient 0 at the kinks, as Keras's), called
+# directly on arrays outside any trace (an eager model(x)): 182 -> 54 us a call on a
+# (1, 20, 20, 32) array, 2-core Intel Xeon (kilnet._custom_gradients).
+_jax_relu = eager_shortcut(jax.nn.relu)
+_jax_relu6 = eager_shortcut(jax.nn.relu6)
 
 
 def linear(x):
@@ -37,12 +44,12 @@ def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
     """
     x = jnp.asarray(x)
     if not negative_slope and max_value is None and not threshold:
-        return jax.nn.relu(x)
+        return _jax_relu(x)
     if negative_slope and max_value is None and not threshold:
         return jax.nn.leaky_relu(x, negative_slope=negative_slope)
     y = _relu_positive_part(x, max_value, threshold)
     if negative_slope:
-        y = y - negative_slope * jax.nn.relu(threshold - x)
+        y = y - negative_slope * _jax_relu(threshold - x)
     return y.astype(x.dtype)
 
 
@@ -51,9 +58,9 @@ def _relu_positive_part(x, max_value, threshold):
     if threshold:
         y = jnp.where(x > threshold, x, jnp.zeros_like(x))
     elif max_value == 6:
-        return jax.nn.relu6(x)   # JAX's relu6: gradient 0 at both kinks, as Keras
+        return _jax_relu6(x)   # JAX's relu6: gradient 0 at both kinks, as Keras
     else:
-        y = jax.nn.relu(x)
+        y = _jax_relu(x)
     if max_value is not None:
         # clip's gradient at max_value is 0.5 (a tie of minimum): Keras's, kept on purpose
         y = jnp.clip(y, 0.0, max_value)
@@ -162,7 +169,7 @@ def relu6(x):
         >>> relu6(jnp.array([-1.0, 3.0, 9.0])).tolist()
         [0.0, 3.0, 6.0]
     """
-    return jax.nn.relu6(x)
+    return _jax_relu6(x)
 
 
 def hard_sigmoid(x):

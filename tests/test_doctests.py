@@ -25,7 +25,7 @@ MODULES = ["kilnet._small_objects", "kilnet.tree", "kilnet.serialization", "kiln
            "kilnet.utils._get_file", "kilnet.utils._plot_model", "kilnet.utils._images",
            "kilnet.utils._packing", "kilnet.preprocessing",
            "kilnet.layers._merge", "kilnet.layers._reshaping", "kilnet.layers._operation",
-           "kilnet._toposort",
+           "kilnet._toposort", "kilnet._custom_gradients",
            "kilnet.layers._attention", "kilnet.layers._layer_norm",
            "kilnet.layers._embedding", "kilnet.layers._conv1d", "kilnet.layers._conv_transpose",
            "kilnet.layers._conv_lstm",

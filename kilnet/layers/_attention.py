@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kilnet._custom_gradients import custom_vjp
 from kilnet import constraints, initializers, regularizers
 from kilnet.layers import _matmul_onednn
 from kilnet.layers._base import Layer, is_shape
@@ -581,7 +582,7 @@ def attend_in_parts(q, k, v, mask=None, keep=None):
         *(jnp.array_split(t, parts) for t in (q, k, v)), masks, keeps)])
 
 
-@jax.custom_vjp
+@custom_vjp
 def attend(q, k, v, mask=None, keep=None):
     """softmax(q k^T) v per head, for q (batch, T, heads, d) already scaled, k (batch, S,
     heads, d) and v (batch, S, heads, dv): (batch, T, heads, dv). `mask`, None or booleans

@@ -19,13 +19,13 @@ dx = 0 (the loss ignores them, so their gradient is zero in the XLA form too).
 
 from __future__ import annotations
 
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
+from kilnet._custom_gradients import custom_vjp
 from kilnet.layers import _onednn
 
 
@@ -78,7 +78,7 @@ def _result_shapes(x):
     return jax.ShapeDtypeStruct(x.shape, jnp.float32), vector, vector
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+@custom_vjp(nondiff_argnums=(4,))
 def _normalize(x, gamma, beta, weights, epsilon):
     return _onednn.call("batch_norm_forward", _result_shapes(x), x, gamma, beta, weights,
                         epsilon=np.float32(epsilon))
@@ -112,7 +112,7 @@ def _normalize_backward(epsilon, residuals, cotangents):
 _normalize.defvjp(_normalize_forward, _normalize_backward, symbolic_zeros=True)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
+@custom_vjp(nondiff_argnums=(6,))
 def _gradients(x, d_y, mean, var, gamma, weights, epsilon):
     """oneDNN's (d_x, d_gamma, d_beta) for y's cotangent d_y. Differentiated again (a
     gradient penalty, WGAN-GP), its own gradient is that of the same formula written in

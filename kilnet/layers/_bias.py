@@ -32,6 +32,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from kilnet._custom_gradients import custom_vjp
+
 # Rows side by side in the first pass: a wide row of about this many values (2,048 and 1,024
 # measured alike; 8,192 slower on the 26x26 case above).
 _WIDE_ROW = 2048
@@ -62,7 +64,7 @@ def channel_sums(x):
     return sums if whole == rows.shape[0] else sums + rows[whole:].sum(axis=0)
 
 
-@jax.custom_vjp
+@custom_vjp
 def add_bias(y, bias):
     """`y + bias` (with NumPy's promotion), `bias` one value per channel (y's last axis),
     whose bias gradient is `channel_sums` of the output's gradient.
@@ -115,7 +117,7 @@ def add_row_bias(y, bias):
     return y + bias
 
 
-@jax.custom_vjp
+@custom_vjp
 def _bias_by_product(y, bias):
     return y + bias
 

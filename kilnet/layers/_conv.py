@@ -8,13 +8,13 @@ same numbers (tests/test_layers.py compares them).
 
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from kilnet._custom_gradients import custom_vjp
 from kilnet import constraints, initializers, regularizers
 from kilnet.layers._base import KernelLayer, as_pair, check_padding
 from kilnet.layers import _conv_onednn
@@ -120,7 +120,7 @@ def _explicit_padding(x_shape, kernel_shape, strides, padding, dilation):
                               strides[a]) for a in range(len(strides)))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+@custom_vjp(nondiff_argnums=(2, 3, 4))
 def conv2d_canonical(x, kernel, strides, padding, dilation):
     """conv2d_native (groups 1) whose gradients are canonical-layout convolutions too.
     `padding`: "valid", "same", or explicit ((top, bottom), (left, right)) as a tuple."""

@@ -19,12 +19,12 @@ included), Conv3D, DepthwiseConv2D, SeparableConv2D and Conv2DTranspose.
 
 from __future__ import annotations
 
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kilnet._custom_gradients import custom_vjp
 from kilnet.layers import _onednn
 
 
@@ -120,7 +120,7 @@ def conv_onednn(x, kernel, strides, pads, dilation, groups=1):
 
 # The three oneDNN primitives are linear in each operand, and each one's gradients are the
 # other two: so every gradient, of any order (a gradient penalty's, WGAN-GP), runs on oneDNN.
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+@custom_vjp(nondiff_argnums=(2, 3, 4, 5))
 def _convolve(x, kernel, strides, pads, dilation, groups):
     shape = output_shape(x.shape, kernel.shape, strides, pads, dilation)
     return _call("forward", shape, x, kernel, _geometry(strides, pads, dilation, groups))
@@ -140,7 +140,7 @@ def _backward(strides, pads, dilation, groups, residuals, dy):
 _convolve.defvjp(_forward, _backward)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
+@custom_vjp(nondiff_argnums=(2, 3, 4, 5, 6))
 def _input_gradient(dy, kernel, strides, pads, dilation, groups, x_shape):
     """The convolution's gradient for its input (x_shape): linear in dy and in the kernel."""
     return _call("input_gradient", x_shape, dy, kernel,
@@ -161,7 +161,7 @@ def _input_gradient_backward(strides, pads, dilation, groups, x_shape, residuals
 _input_gradient.defvjp(_input_gradient_forward, _input_gradient_backward)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
+@custom_vjp(nondiff_argnums=(2, 3, 4, 5, 6))
 def _kernel_gradient(x, dy, strides, pads, dilation, groups, kernel_shape):
     """The convolution's gradient for its kernel, summed in float32: linear in x and dy."""
     return _call("kernel_gradient", kernel_shape, x, dy,

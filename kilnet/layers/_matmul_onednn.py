@@ -18,12 +18,12 @@ enough to gain (MIN_WORK). The same handler multiplies stacks of matrices (batch
 
 from __future__ import annotations
 
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kilnet._custom_gradients import custom_vjp
 from kilnet.layers import _onednn
 
 # m * k * n below which a product stays XLA's: the handler's call and its operands' AMX
@@ -112,7 +112,7 @@ def _call(a, b, transpose_a, transpose_b, dtype):
                         transposes=np.array([transpose_a, transpose_b], np.int64))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+@custom_vjp(nondiff_argnums=(2, 3))
 def _product(a, b, transpose_a, transpose_b):
     """op(a) @ op(b) in a's dtype, op transposing where asked."""
     return _call(a, b, transpose_a, transpose_b, a.dtype)
@@ -127,7 +127,7 @@ def _summed_in_float32(a, b, transpose_a, transpose_b, dtype):
     return _float32_product(a, b, transpose_a, transpose_b).astype(dtype)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+@custom_vjp(nondiff_argnums=(2, 3))
 def _float32_product(a, b, transpose_a, transpose_b):
     """op(a) @ op(b) of bfloat16 operands, summed and returned in float32."""
     return _call(a, b, transpose_a, transpose_b, jnp.float32)

@@ -8,14 +8,13 @@ derivative of strided slices pads each one with zeros, and XLA sums those padded
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kilnet._custom_gradients import custom_jvp, custom_vjp
 from kilnet.layers._base import Layer, as_pair, check_padding, set_untracked
 from kilnet.layers._conv import output_size, pad_same, too_small, window_slices
 from kilnet.layers._conv1d import as_single, check_channels_last
@@ -126,7 +125,7 @@ def _whole_windows(x, pool_size):
                                     for size, window in zip(x.shape[1:-1], pool_size))]
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+@custom_jvp(nondiff_argnums=(1,))
 def _maximum_of_tiles(x, pool_size):
     return first_maximum(_tile_views(_tiles(x, pool_size), pool_size))
 
@@ -210,7 +209,7 @@ def _strided_views(x, pool_size, strides):
             for offsets in itertools.product(*(range(window) for window in pool_size))]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+@custom_vjp(nondiff_argnums=(1, 2))
 def _strided_maximum(x, pool_size, strides):
     return first_maximum(_strided_views(x, pool_size, strides))
 

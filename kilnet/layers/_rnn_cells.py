@@ -21,12 +21,12 @@ number of gates, or None (no dropout: inference, or a rate of 0).
 
 from __future__ import annotations
 
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kilnet._custom_gradients import custom_vjp
 from kilnet.layers._dropout_masks import keep_mask
 
 
@@ -217,7 +217,7 @@ def _fused_forward(static, inputs, input_weights, states, kernel, bias, keep, *,
     return outputs, final, saved
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+@custom_vjp(nondiff_argnums=(0,))
 def _fused_recurrence(static, inputs, input_weights, states, kernel, bias, keep):
     outputs, final, _ = _fused_forward(static, inputs, input_weights, states, kernel, bias, keep,
                                        save=False)

@@ -18,6 +18,7 @@ import numpy as np
 from jax import lax
 
 from kilnet import _ctc, config
+from kilnet._custom_gradients import eager_shortcut
 from kilnet.ops._convert import as_array, as_float, FLOATX, dispatch_symbolic
 
 __all__ = [
@@ -41,14 +42,20 @@ __all__ = [
 
 # -- neural network functions -------------------------------------------------------------------
 
+# JAX's relu and relu6, whose custom derivatives (0 at the kinks) Keras's have too, called
+# directly on arrays outside any trace (kilnet._custom_gradients).
+_jax_relu = eager_shortcut(jax.nn.relu)
+_jax_relu6 = eager_shortcut(jax.nn.relu6)
+
+
 def relu(x):
     """`max(x, 0)`."""
-    return jax.nn.relu(as_array(x))
+    return _jax_relu(as_array(x))
 
 
 def relu6(x):
     """`min(max(x, 0), 6)`."""
-    return jax.nn.relu6(as_array(x))
+    return _jax_relu6(as_array(x))
 
 
 def sigmoid(x):
