@@ -24,15 +24,20 @@ def _traced(args, kwargs) -> bool:
 
 
 class _EagerShortcut:
-    """A jax.custom_vjp / custom_jvp object that, on untraced arguments, calls its function."""
+    """A jax.custom_vjp / custom_jvp object that, on untraced arguments, calls its function
+    (compiled, with the nondiff arguments static, when `compiled`)."""
 
-    def __init__(self, custom):
+    def __init__(self, custom, nondiff_argnums=(), compiled=False):
         self._custom = custom
+        self._static = tuple(nondiff_argnums)
+        self._compiled = jax.jit(custom.fun, static_argnums=self._static) if compiled else None
         functools.update_wrapper(self, custom.fun)   # name, docstring (doctests), __wrapped__
 
     def __call__(self, *args, **kwargs):
         if _traced(args, kwargs):
             return self._custom(*args, **kwargs)
+        if self._compiled is not None and not kwargs and _hashable(args, self._static):
+            return self._compiled(*args)
         return self._custom.fun(*args, **kwargs)
 
     def defvjp(self, fwd, bwd, **kwargs):
@@ -41,6 +46,15 @@ class _EagerShortcut:
     def defjvp(self, jvp, **kwargs):
         self._custom.defjvp(jvp, **kwargs)
         return jvp   # as JAX's: usable as a decorator that leaves the rule in the module
+
+
+def _hashable(args, static) -> bool:
+    """Whether the static arguments can key a compiled program (a setting of yours may not)."""
+    try:
+        hash(tuple(args[i] for i in static))
+    except TypeError:
+        return False
+    return True
 
 
 def eager_shortcut(custom):
@@ -56,9 +70,11 @@ def eager_shortcut(custom):
     return _EagerShortcut(custom)
 
 
-def custom_vjp(fun=None, *, nondiff_argnums=()):
+def custom_vjp(fun=None, *, nondiff_argnums=(), eager_compiled=False):
     """`jax.custom_vjp` (same arguments, same `defvjp`) that runs `fun` itself when no
-    argument is traced.
+    argument is traced; with `eager_compiled`, as one compiled program (the nondiff
+    arguments static: hashable, equal from call to call), for a function of many small
+    operations or a loop, which op by op would be one dispatch each or compiled anew.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -70,13 +86,15 @@ def custom_vjp(fun=None, *, nondiff_argnums=()):
         (6.0, 10.0)
     """
     if fun is None:
-        return functools.partial(custom_vjp, nondiff_argnums=nondiff_argnums)
-    return _EagerShortcut(jax.custom_vjp(fun, nondiff_argnums=nondiff_argnums))
+        return functools.partial(custom_vjp, nondiff_argnums=nondiff_argnums,
+                                 eager_compiled=eager_compiled)
+    return _EagerShortcut(jax.custom_vjp(fun, nondiff_argnums=nondiff_argnums),
+                          nondiff_argnums, eager_compiled)
 
 
-def custom_jvp(fun=None, *, nondiff_argnums=()):
+def custom_jvp(fun=None, *, nondiff_argnums=(), eager_compiled=False):
     """`jax.custom_jvp` (same arguments, same `defjvp`) that runs `fun` itself when no
-    argument is traced.
+    argument is traced (compiled with `eager_compiled`, as custom_vjp's).
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -90,5 +108,7 @@ def custom_jvp(fun=None, *, nondiff_argnums=()):
         (9.0, 3.0)
     """
     if fun is None:
-        return functools.partial(custom_jvp, nondiff_argnums=nondiff_argnums)
-    return _EagerShortcut(jax.custom_jvp(fun, nondiff_argnums=nondiff_argnums))
+        return functools.partial(custom_jvp, nondiff_argnums=nondiff_argnums,
+                                 eager_compiled=eager_compiled)
+    return _EagerShortcut(jax.custom_jvp(fun, nondiff_argnums=nondiff_argnums),
+                          nondiff_argnums, eager_compiled)

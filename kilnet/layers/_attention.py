@@ -582,7 +582,7 @@ def attend_in_parts(q, k, v, mask=None, keep=None):
         *(jnp.array_split(t, parts) for t in (q, k, v)), masks, keeps)])
 
 
-@custom_vjp
+@custom_vjp(eager_compiled=True)   # an eager call: one program, not a dozen operations
 def attend(q, k, v, mask=None, keep=None):
     """softmax(q k^T) v per head, for q (batch, T, heads, d) already scaled, k (batch, S,
     heads, d) and v (batch, S, heads, dv): (batch, T, heads, dv). `mask`, None or booleans

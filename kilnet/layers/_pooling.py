@@ -125,7 +125,7 @@ def _whole_windows(x, pool_size):
                                     for size, window in zip(x.shape[1:-1], pool_size))]
 
 
-@custom_jvp(nondiff_argnums=(1,))
+@custom_jvp(nondiff_argnums=(1,), eager_compiled=True)   # eager: one call, not one a tile
 def _maximum_of_tiles(x, pool_size):
     return first_maximum(_tile_views(_tiles(x, pool_size), pool_size))
 
@@ -209,7 +209,7 @@ def _strided_views(x, pool_size, strides):
             for offsets in itertools.product(*(range(window) for window in pool_size))]
 
 
-@custom_vjp(nondiff_argnums=(1, 2))
+@custom_vjp(nondiff_argnums=(1, 2), eager_compiled=True)
 def _strided_maximum(x, pool_size, strides):
     return first_maximum(_strided_views(x, pool_size, strides))
 

@@ -149,7 +149,7 @@ class SimpleRNNKind(CellSettings):
     """SimpleRNN's step: h = activation(x W + b + h_prev U)."""
 
     def _cell(self):
-        return functools.partial(cells.simple_rnn_cell, activation=self._activation_fn)
+        return cells.cell_step(cells.simple_rnn_cell, activation=self._activation_fn)
 
     def _step(self, params, recurrent_masks):
         return functools.partial(cells.simple_rnn_step,
@@ -172,8 +172,8 @@ class LSTMKind(CellSettings):
                                fill(rng, (2 * self.units,))])
 
     def _cell(self):
-        return functools.partial(cells.lstm_cell, activation=self._activation_fn,
-                                 recurrent_activation=self._recurrent_activation_fn)
+        return cells.cell_step(cells.lstm_cell, activation=self._activation_fn,
+                               recurrent_activation=self._recurrent_activation_fn)
 
     def _step(self, params, recurrent_masks):
         return functools.partial(cells.lstm_step, recurrent_kernel=params["recurrent_kernel"],
@@ -203,8 +203,8 @@ class GRUKind(CellSettings):
     def _cell(self):
         if not self.reset_after:
             return None
-        return functools.partial(cells.gru_cell, activation=self._activation_fn,
-                                 recurrent_activation=self._recurrent_activation_fn)
+        return cells.cell_step(cells.gru_cell, activation=self._activation_fn,
+                               recurrent_activation=self._recurrent_activation_fn)
 
     def _step(self, params, recurrent_masks):
         return functools.partial(

@@ -21,6 +21,8 @@ number of gates, or None (no dropout: inference, or a rate of 0).
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -168,6 +170,31 @@ def scan(step, inputs, states, mask, *, go_backwards: bool, zero_output_for_mask
 # input projection stays inside it: measured, a hoisted projection makes XLA CPU read each step
 # through a dynamic slice fused into the gates' exp/tanh, 1.5x slower).
 # Measured on the bench's LSTM(64) (200 steps, batch 64, 2-core AMD EPYC): see issue 13's note.
+@dataclasses.dataclass(frozen=True)
+class CellStep:
+    """A cell function with its settings (activations), equal to another of the same: the
+    fused recurrence called eagerly compiles once per layer and shape, where a new
+    functools.partial each call compiled the loop again (kilnet._custom_gradients)."""
+
+    function: Callable
+    settings: tuple   # (name, value) pairs
+
+    def __call__(self, *args):
+        return self.function(*args, **dict(self.settings))
+
+
+def cell_step(function, **settings) -> CellStep:
+    """`function` with keyword `settings`, as functools.partial, but equal by value.
+
+    Example:
+        >>> cell_step(max, key=abs)(-3, 2) == cell_step(max, key=abs)(-3, 2) == -3
+        True
+        >>> cell_step(max, key=abs) == cell_step(max, key=abs)
+        True
+    """
+    return CellStep(function, tuple(sorted(settings.items())))
+
+
 def fused_scan(cell, inputs, states, input_weights, recurrent_kernel, recurrent_bias, mask,
                *, additive: bool, go_backwards: bool, zero_output_for_mask: bool,
                sequences: bool):
@@ -217,7 +244,7 @@ def _fused_forward(static, inputs, input_weights, states, kernel, bias, keep, *,
     return outputs, final, saved
 
 
-@custom_vjp(nondiff_argnums=(0,))
+@custom_vjp(nondiff_argnums=(0,), eager_compiled=True)   # an eager call: one program
 def _fused_recurrence(static, inputs, input_weights, states, kernel, bias, keep):
     outputs, final, _ = _fused_forward(static, inputs, input_weights, states, kernel, bias, keep,
                                        save=False)
