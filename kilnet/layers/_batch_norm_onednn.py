@@ -19,7 +19,6 @@ dx = 0 (the loss ignores them, so their gradient is zero in the XLA form too).
 
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -19,7 +19,6 @@ included), Conv3D, DepthwiseConv2D, SeparableConv2D and Conv2DTranspose.
 
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np

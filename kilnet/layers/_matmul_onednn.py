@@ -18,7 +18,6 @@ enough to gain (MIN_WORK). The same handler multiplies stacks of matrices (batch
 
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
