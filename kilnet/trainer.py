@@ -324,7 +324,8 @@ class Trainer:
             x_at = {"train": 1, "train_batch": 1, "evaluate_custom": 2,
                     "predict_custom": 2, "predict_batch": 2}.get(kind, 3)
             rows = jax.tree.leaves(args[x_at])[0].shape[0]
-            what = "train loop, checked replay" if kind == "train_checked" else f"{kind} loop"
+            what = {"train_checked": "train loop, checked replay", "train_batch": "train step",
+                    "predict_batch": "predict step"}.get(kind, f"{kind} loop")
             name = f"{what} ({rows:,} samples, batch {batch_size})"
             dist = self.distribution
             if dist is None:

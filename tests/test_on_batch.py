@@ -217,3 +217,41 @@ def test_the_per_batch_calls_with_data_parallelism_on_one_device():
     np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-6)
     np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-6)
     np.testing.assert_allclose(results[0][2], results[1][2], rtol=1e-6)
+
+
+def test_a_fit_on_one_batch_runs_the_one_step_program_as_keras_fits():
+    """A reinforcement learner's fit on its replay batch at every step: the epoch is one
+    batch, so fit runs train_on_batch's one-step program (no loop, no copy of the state),
+    with the same numbers as Keras's fit."""
+    mine, theirs = _model(kilnet, ["accuracy"]), _model(keras, ["accuracy"])
+    mine.build()
+    mine.set_weights(theirs.get_weights())
+    for _ in range(3):
+        got = mine.fit(X, Y, epochs=2, shuffle=False, verbose=0).history
+        want = theirs.fit(X, Y, epochs=2, shuffle=False, verbose=0).history
+        for name in want:
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-5)
+    for a, b in zip(mine.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    names = [program["name"] for program in mine.compile_report.programs]
+    assert any(n.startswith("train step") for n in names), names
+    assert not any(n.startswith("train loop") for n in names), names
+
+
+@pytest.mark.parametrize("on_nonfinite", ["stop", "skip"])
+def test_a_non_finite_step_of_a_one_batch_fit_is_not_applied(on_nonfinite):
+    model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(2)])
+    model.compile(optimizer=kilnet.optimizers.SGD(0.1), loss="mse", on_nonfinite=on_nonfinite)
+    small, y = np.full((4, 3), 0.1, "float32"), np.zeros((4, 2), "float32")
+    model.fit(small, y, verbose=0)
+    before = model.get_weights()
+    huge = np.full((4, 3), 3e38, "float32")  # finite, so the input checks accept it
+    if on_nonfinite == "stop":
+        with pytest.raises(kilnet.NonFiniteError, match="not applied"):
+            model.fit(huge, y, verbose=0)
+    else:
+        model.fit(huge, y, verbose=0)
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+    assert np.isfinite(model.fit(small, y, verbose=0).history["loss"][-1])
+    assert not all(np.array_equal(a, b) for a, b in zip(model.get_weights(), before))
