@@ -51,7 +51,7 @@ class _EagerShortcut:
 def _hashable(args, static) -> bool:
     """Whether the static arguments can key a compiled program (a setting of yours may not)."""
     try:
-        hash(tuple(args[i] for i in static))
+        hash(tuple(args[i] for i in static if i < len(args)))
     except TypeError:
         return False
     return True
@@ -85,11 +85,7 @@ def custom_vjp(fun=None, *, nondiff_argnums=(), eager_compiled=False):
         >>> double(jnp.float32(3.0)).item(), jax.grad(double)(jnp.float32(3.0)).item()
         (6.0, 10.0)
     """
-    if fun is None:
-        return functools.partial(custom_vjp, nondiff_argnums=nondiff_argnums,
-                                 eager_compiled=eager_compiled)
-    return _EagerShortcut(jax.custom_vjp(fun, nondiff_argnums=nondiff_argnums),
-                          nondiff_argnums, eager_compiled)
+    return _decorated(jax.custom_vjp, custom_vjp, fun, nondiff_argnums, eager_compiled)
 
 
 def custom_jvp(fun=None, *, nondiff_argnums=(), eager_compiled=False):
@@ -107,8 +103,14 @@ def custom_jvp(fun=None, *, nondiff_argnums=(), eager_compiled=False):
         >>> square(jnp.float32(3.0)).item(), jax.grad(square)(jnp.float32(3.0)).item()
         (9.0, 3.0)
     """
+    return _decorated(jax.custom_jvp, custom_jvp, fun, nondiff_argnums, eager_compiled)
+
+
+def _decorated(jax_custom, ours, fun, nondiff_argnums, eager_compiled):
+    """`fun` made jax_custom (jax.custom_vjp or custom_jvp) with the shortcut, or, called
+    with settings only (`@custom_vjp(nondiff_argnums=...)`), the decorator that does it."""
     if fun is None:
-        return functools.partial(custom_jvp, nondiff_argnums=nondiff_argnums,
+        return functools.partial(ours, nondiff_argnums=nondiff_argnums,
                                  eager_compiled=eager_compiled)
-    return _EagerShortcut(jax.custom_jvp(fun, nondiff_argnums=nondiff_argnums),
-                          nondiff_argnums, eager_compiled)
+    return _EagerShortcut(jax_custom(fun, nondiff_argnums=nondiff_argnums), nondiff_argnums,
+                          eager_compiled)
