@@ -37,7 +37,7 @@ from kilnet import _interrupt, feeds, insight, loaders, programs, structure, uti
 from kilnet.callbacks import CallbackList, History
 from kilnet.errors import InputError, NonFiniteError
 from kilnet.progress import EpochProgress, emit, resolve_verbose
-from kilnet.trainer import DEFAULT_BATCH_SIZE, Trainer
+from kilnet.trainer import Trainer
 
 # A chunk aims at this much device time: short enough that the progress bar moves twice a
 # second, long enough that each execution's own costs vanish: dispatch and the sync (~0.1 ms).
@@ -115,6 +115,9 @@ def make_feed(trainer, x, y, batch_size, *, shuffle=False, steps=None, sharding=
     batches (kilnet.loaders: generators, PyDatasets, torch and tf.data loaders), for which the
     model is built from the first batch (seed) and `labels=False` (predict) reads x only.
     `on_host`: arrays read once stay on the host until the program's call (feeds.ArrayFeed)."""
+    stateful = trainer.stateful_batch_size()
+    if stateful is not None:   # before any program is traced for another batch size
+        _check_stateful_batches(stateful, batch_size, None)
     if trainer.distribution is not None:  # data replicated on every device
         sharding = trainer.distribution.replicated
         if not feeds.is_stream(x) or isinstance(x, np.ndarray):
@@ -316,7 +319,8 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
     validation_freq = _check_validation_freq(validation_freq)
     validation_steps = _check_count(validation_steps, "validation_steps")
     validation_batch_size = _check_count(validation_batch_size, "validation_batch_size")
-    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
+    batch_size = trainer.default_batch_size() if batch_size is None else batch_size
+    _note_batch_size(model, batch_size)
     # Several processes: each passed its shard; train on all (kilnet.distribution). Log once.
     x, y, validation_data = distribution_lib.global_arrays(trainer, x, y, validation_data)
     verbose = verbose if distribution_lib.is_chief() else 0
@@ -351,6 +355,11 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
             len(structure.unpack(x)[0]), batch_size) == 1
         feed = make_feed(trainer, x, y, batch_size, shuffle=shuffle, steps=steps_per_epoch,
                          on_host=one_batch)
+    if shuffle and trainer.stateful_batch_size() is not None and feed.steps != 1:
+        warnings.warn("The model has stateful layers, whose states carry row i of a batch to "
+                      "row i of the next, and fit shuffles the samples (shuffle=True, the "
+                      "default): pass shuffle=False to keep each row's sequence in order.",
+                      UserWarning, stacklevel=3)
     if seed is not None:
         trainer.seed = int(seed)
         # The seed decides dropout too, even when the state was made earlier (at compile).
@@ -574,8 +583,12 @@ def _block_parts(trainer, feed, blocks):
     whole batches, then that last batch alone at its own size, which its own program runs,
     as Keras runs a smaller last batch (an add_loss summing over the batch, a metric counting
     samples, a loss averaging the batch would count the padding otherwise). kilnet's own
-    layers, losses and metrics leave padding out: their models keep one program."""
+    layers, losses and metrics leave padding out: their models keep one program. A model with
+    stateful layers takes whole batches of their size only (_check_stateful_batches)."""
+    stateful = trainer.stateful_batch_size()
     for block in blocks:
+        if stateful is not None:
+            _check_stateful_batches(stateful, feed.batch_size, block.last_rows)
         rows = block.last_rows
         # (several devices split each batch evenly: there the last batch stays padded)
         if rows is None or trainer.distribution is not None or \
@@ -588,6 +601,26 @@ def _block_parts(trainer, feed, blocks):
         at = (last - block.base) * feed.batch_size
         yield dataclasses.replace(block, order=block.order[at:at + rows],
                                   valid=block.valid[at:at + rows], base=last), rows
+
+
+def _note_batch_size(model, batch_size: int) -> None:
+    """A model built by this job (a subclassed model's first fit) is built for its batch
+    size, as Keras builds it on the first batch: a stateful layer's states need it."""
+    if not model.built and model.build_batch_size is None:
+        model.build_batch_size = batch_size
+
+
+def _check_stateful_batches(stateful: int, batch_size: int, last_rows) -> None:
+    """A stateful layer keeps one state per row of its batch size: every batch must have
+    that many rows (a padded last batch would leave padding in some rows' states)."""
+    if batch_size != stateful or last_rows is not None:
+        raise InputError(
+            f"The model has stateful layers that keep one state per row of a batch of "
+            f"{stateful}: every batch must have {stateful} rows, so batch_size must be "
+            f"{stateful} and the number of samples a multiple of it. Received: batch_size="
+            f"{batch_size}" + ("" if last_rows is None else
+                               f", with a last batch of {last_rows} rows")
+            + f". Pass batch_size={stateful} and drop or add samples to make whole batches.")
 
 
 def _train_chunk(trainer, train, batch_size, block, epoch, step, stop, trail=None,
@@ -743,7 +776,8 @@ def _evaluate_feed(trainer, feed, *, steps=None, callbacks=None):
             if own_step is None:
                 args = (sums, programs.model_params(state), state.model_state, block.x,
                         block.y, *positions)
-                sums = trainer.program("evaluate", batch_size, *args)(*args)
+                sums, model_state = trainer.program("evaluate", batch_size, *args)(*args)
+                state = trainer.keep_model_state(model_state)
             else:  # the model's own test_step: what it logs is known once it is traced
                 if own_step.test_log_names is None:
                     own_step.discover_test_logs(batch_size, block.x, block.y)
@@ -778,7 +812,8 @@ def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False,
     trainer = model.require_compiled()
     verbose = resolve_verbose(verbose)
     steps = _check_count(steps, "steps")
-    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
+    batch_size = trainer.default_batch_size() if batch_size is None else batch_size
+    _note_batch_size(model, batch_size)
     x, y = distribution_lib.global_arrays(trainer, x, y)  # several processes: all shards
     verbose = verbose if distribution_lib.is_chief() else 0
     if feeds.is_stream(x):
@@ -846,10 +881,11 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
     Keras; a callback can set model.stop_predicting = True to end early. `one_batch`: x is
     one batch of arrays, read once (predict_on_batch of a model's own predict_step): its
     arrays go to the device with the program's call (feeds.ArrayFeed's on_host)."""
-    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     verbose = resolve_verbose(verbose)
     steps = _check_count(steps, "steps")
     trainer = _prediction_trainer(model)
+    batch_size = trainer.default_batch_size() if batch_size is None else batch_size
+    _note_batch_size(model, batch_size)
     (x,) = distribution_lib.global_arrays(trainer, x)  # several processes: all shards
     verbose = verbose if distribution_lib.is_chief() else 0
     if feeds.is_stream(x):
@@ -892,7 +928,8 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
                         for shape, spec in zip(shapes, model.output_specs)))
                 args = (outputs, programs.model_params(state), state.model_state, block.x,
                         *positions)
-                outputs = trainer.program("predict", batch_size, *args)(*args)
+                outputs, model_state = trainer.program("predict", batch_size, *args)(*args)
+                state = trainer.keep_model_state(model_state)
             else:  # the model's own predict_step: buffers for whatever it returns
                 if own_structure is None:   # traced on the first block
                     own_structure = own_step.predict_structure(batch_size, block.x)
@@ -966,7 +1003,8 @@ def predict_on_batch(model, x, rows):
     feed = _prediction_feed(model, trainer, x, rows, on_host=True)
     state = trainer.state
     args = (programs.model_params(state), state.model_state, feed.x)
-    outputs = trainer.program("predict_batch", rows, *args)(*args)
+    outputs, model_state = trainer.program("predict_batch", rows, *args)(*args)
+    trainer.keep_model_state(model_state)
     return model.pack_outputs([np.asarray(out, _prediction_dtype(out.dtype))
                                for out in outputs])
 

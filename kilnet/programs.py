@@ -11,10 +11,12 @@ device (docs/architecture.md):
   masked out of the loss, the gradients, BatchNorm statistics and the metrics, so a last
   partial batch is exact without a second program. Loop bounds are runtime values, so the host
   can cut an epoch into chunks of any length without recompiling.
-- eval_chunk(sums, params, model_state, x, y, order, valid, base, start, stop) -> sums
-- predict_chunk(outputs, params, model_state, x, order, valid, base, start, stop) -> outputs,
-  a tuple (one array per model output) where row p is the prediction for position p of the
-  block.
+- eval_chunk(sums, params, model_state, x, y, order, valid, base, start, stop) -> (sums,
+  model_state)
+- predict_chunk(outputs, params, model_state, x, order, valid, base, start, stop) -> (outputs,
+  model_state), outputs a tuple (one array per model output) where row p is the prediction
+  for position p of the block. The model state carries from batch to batch and comes back
+  (a stateful RNN's states, what a layer of yours assigns in call), as in training.
 
 With several model inputs `x` is a tuple of arrays; with labels for several outputs, `y` too.
 
@@ -477,48 +479,56 @@ def custom_eval_chunk(spec, batch_size, sums, state, x, y, order, valid, base, s
 
 def eval_chunk(spec, batch_size, sums, params, model_state, x, y, order, valid, base, start,
                stop):
-    def body(i, sums):
+    """Batches start..stop evaluated: (sums, model state). The state a batch's forward pass
+    leaves (a stateful RNN's states, a counter a layer of yours assigns in call) is the next
+    batch's, and is returned, as Keras keeps what a test step assigns."""
+    def body(i, carry):
+        sums, model_state = carry
         positions = _positions(i, base, batch_size)
         xb, yb = _batch(spec, x, y, order[positions])
         xb, yb, mask = _shard(spec, xb, yb, valid[positions])
-        outputs, _, extra, masks = _forward(spec, params, model_state, xb, training=False,
-                                            rng=None, mask=mask)
+        outputs, new_state, extra, masks = _forward(spec, params, model_state, xb,
+                                                    training=False, rng=None, mask=mask)
         weight = mask.astype(jnp.float32)
         _, per_sample, parts = _batch_loss(spec, xb, yb, outputs, weight,
                                            jnp.maximum(jnp.sum(weight), 1.0), False, masks,
                                            (params, model_state, None))
         if extra is not None:
             per_sample = per_sample + extra
-        return _add_metric_sums(spec, sums, yb, outputs, per_sample, parts, weight, masks)
+        return (_add_metric_sums(spec, sums, yb, outputs, per_sample, parts, weight, masks),
+                new_state)
 
-    return lax.fori_loop(start, stop, body, sums)
+    return lax.fori_loop(start, stop, body, (sums, model_state))
 
 
 def predict_chunk(spec, batch_size, outputs, params, model_state, x, order, valid, base, start,
                   stop):
-    def body(i, outputs):
+    """Batches start..stop predicted into `outputs`: (outputs, model state), the state
+    carried from batch to batch as in eval_chunk."""
+    def body(i, carry):
+        outputs, model_state = carry
         positions = _positions(i, base, batch_size)
         xb, _ = _batch(spec, x, None, order[positions])
         xb, mask = _shard(spec, xb, valid[positions])
         with _scope.opened(_scope.Scope()):
-            y, _ = spec.model.apply(params, model_state, xb, training=False, rng=None,
-                                    sample_mask=mask)
+            y, model_state = spec.model.apply(params, model_state, xb, training=False,
+                                              rng=None, sample_mask=mask)
         start = (i - base) * batch_size
         return tuple(lax.dynamic_update_slice_in_dim(out, value.astype(out.dtype), start, axis=0)
-                     for out, value in zip(outputs, spec.model.output_list(y)))
+                     for out, value in zip(outputs, spec.model.output_list(y))), model_state
 
-    return lax.fori_loop(start, stop, body, outputs)
+    return lax.fori_loop(start, stop, body, (outputs, model_state))
 
 
 def predict_batch(spec, batch_size, params, model_state, x):
     """predict_on_batch's program: the model's outputs (a tuple) for `x`, one batch whose
     rows are all samples, with no loop, positions or output buffers (seed MLP at batch 32:
-    0.35 -> 0.23 ms a call, 2-core Intel Xeon)."""
+    0.35 -> 0.23 ms a call, 2-core Intel Xeon), and the model state the call leaves."""
     with _scope.opened(_scope.Scope()):
-        y, _ = spec.model.apply(params, model_state, _as_input_dtypes(spec, x),
-                                training=False, rng=None,
-                                sample_mask=jnp.ones((batch_size,), bool))
-    return tuple(spec.model.output_list(y))
+        y, model_state = spec.model.apply(params, model_state, _as_input_dtypes(spec, x),
+                                          training=False, rng=None,
+                                          sample_mask=jnp.ones((batch_size,), bool))
+    return tuple(spec.model.output_list(y)), model_state
 
 
 def custom_predict_chunk(spec, batch_size, outputs, state, x, order, valid, base, start,

@@ -483,8 +483,9 @@ def precheck_graph(model, prefix, tensors, path):
 def _precheck_layer(layer, where, tensors, path):
     """Does `layer`, for its input shape, take the file's arrays and give its output shape?
     A layer holding sub-layers (wrappers, attention) is checked after building, like one of
-    several inputs: its arrays nest under the sub-layers' names."""
-    if layer.layers:
+    several inputs: its arrays nest under the sub-layers' names. A stateful layer (states
+    made for its batch size, not in the file) is checked after building too."""
+    if layer.layers or layer.carried_state_names:
         return
     arrays = {}
     for kind, names in (("params", layer.param_names), ("state", layer.state_names)):

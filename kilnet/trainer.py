@@ -97,7 +97,7 @@ class Trainer:
                 y_specs.append(jax.ShapeDtypeStruct(y_shape,
                                                     jnp.int32 if sparse else jnp.float32))
             try:
-                self._cost_step(x_spec, structure.pack(y_specs), DEFAULT_BATCH_SIZE)
+                self._cost_step(x_spec, structure.pack(y_specs), self.default_batch_size())
                 return
             except (TypeError, ValueError, IndexError):
                 if not any(yours):
@@ -186,7 +186,8 @@ class Trainer:
         """Move the model's weights into `state` (params / frozen / model_state) and make this
         Trainer their holder: one copy of every weight, read through by the Variables."""
         model = self.model
-        paths = list(model.variable_paths())
+        # the weights, and the carried states (a stateful RNN's), which live in model_state
+        paths = list(model.variable_paths()) + list(model.carried_paths())
         for _, _, v in paths:
             if v.holder is not None and v.holder is not self:
                 v.release()  # another model's Trainer had it: take a copy
@@ -216,6 +217,24 @@ class Trainer:
         field, path = self._var_paths[id(variable)]
         tree = _tree.replace_path(getattr(self.state, field), path, value)
         self.state = self.state._replace(**{field: tree})
+
+    def stateful_batch_size(self) -> int | None:
+        """The batch size the model's stateful layers keep their states for (their carried
+        states' first axis), or None when it has none."""
+        sizes = {v.shape[0] for _, _, v in self.model.carried_paths()}
+        return min(sizes) if sizes else None
+
+    def default_batch_size(self) -> int:
+        """fit / evaluate / predict's batch size when none is given: 32, as Keras's, or the
+        size a model's stateful layers keep their states for (Keras asks for it again)."""
+        return self.stateful_batch_size() or DEFAULT_BATCH_SIZE
+
+    def keep_model_state(self, model_state):
+        """Keep the model state an evaluate or predict program returned (what its forward
+        passes assigned: a stateful RNN's states, a counter of yours) in the training state,
+        as Keras keeps a test or predict step's non-trainable variables. Returns the state."""
+        self.state = self.state._replace(model_state=model_state)
+        return self.state
 
     def release_variables(self):
         """Give every weight back to its Variable (a copy): the Trainer is being replaced."""

@@ -234,7 +234,8 @@ def test_transposed_scatter_equals_native_in_3d():
 # -- errors ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("make,message", [
     (lambda: layers.ConvLSTM2D(2, 3, data_format="channels_first"), "channels_last"),
-    (lambda: layers.ConvLSTM2D(2, 3, stateful=True), "initial_state"),
+    (lambda: kilnet.Sequential([kilnet.Input((3, 5, 5, 1)), layers.ConvLSTM2D(
+        2, 3, stateful=True)]).build(), "stateful=True.*batch size must be known"),
     (lambda: layers.ConvLSTM2D(0, 3), "filters must be a positive integer"),
     (lambda: layers.ConvLSTM3D(2, (3, 3)), "kernel_size must be"),
     (lambda: layers.ConvLSTM1D(2, 3, strides=2, dilation_rate=2), "dilation_rate"),

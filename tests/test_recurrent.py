@@ -423,7 +423,7 @@ def test_encoder_decoder_with_states_round_trips(tmp_path):
 # -- errors ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("make, error, match", [
     (lambda: layers.LSTM(0), ValueError, "units must be a positive integer"),
-    (lambda: layers.GRU(3, stateful=True), ValueError, r"\(stateful=True\) is not supported"),
+    (lambda: layers.GRU(3, stateful="yes"), TypeError, "stateful must be True or False"),
     (lambda: layers.SimpleRNN(3, kernel_regularizer="l3"), ValueError,
      "kernel_regularizer must be None, one of 'l1'"),
     (lambda: layers.LSTM(3, dropout=1.0), ValueError, r"dropout must be a number in \[0, 1\)"),

@@ -393,7 +393,7 @@ class WrongOutputCell(MinimalRNNCell):
 @pytest.mark.parametrize("make, error, match", [
     (lambda: layers.RNN(NoStateSize()), ValueError, "needs a state_size attribute"),
     (lambda: layers.RNN("lstm"), ValueError, "must be a kilnet layer with a call"),
-    (lambda: layers.RNN(layers.LSTMCell(2), stateful=True), ValueError, "stateful=True"),
+    (lambda: layers.RNN(layers.LSTMCell(2), stateful=1), TypeError, "stateful must be True"),
     (lambda: layers.RNN(layers.LSTMCell(2), return_sequences=1), TypeError, "True or False"),
     (lambda: layers.StackedRNNCells([]), ValueError, "non-empty list"),
     (lambda: layers.LSTMCell(0), ValueError, "units must be a positive integer"),

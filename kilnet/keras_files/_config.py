@@ -409,7 +409,8 @@ def keras_layer(spec, path):
                          "registered with kilnet.saving.register_serializable), or write a Layer "
                          "subclass.")
     if name == "InputLayer":
-        config = {"batch_shape": [None] + list(config.pop("shape")), **config}
+        config = {"batch_shape": [config.pop("batch_size", None)] + list(config.pop("shape")),
+                  **config}
     if name in NO_TRAINABLE and config.get("trainable", True) is True:
         config.pop("trainable", None)   # Keras's constructor refuses the argument
     for key in ("layer", "backward_layer", "cell"):

@@ -115,7 +115,7 @@ def _leaf(layer, shape, group, weights):
     try:
         expected = tuple(layer.compute_output_shape(shape))
         out, _ = jax.eval_shape(lambda p, s, x: layer.apply(p, s, x, training=False),
-                                arrays["params"], arrays["state"],
+                                arrays["params"], {**arrays["state"], **_carried(layer, 1)},
                                 jax.ShapeDtypeStruct((1,) + shape, np.float32))
         got = [tuple(leaf.shape[1:]) for leaf in jax.tree.leaves(out)]
         if got != [expected]:
@@ -151,7 +151,8 @@ def _recurrent(layer, shape, group, weights):
         expected = layer.compute_output_shape(steps)
         expected = expected if isinstance(expected, list) else [expected]
         out, _ = jax.eval_shape(lambda p, s, x: layer.apply(p, s, x, training=False),
-                                params, state, jax.ShapeDtypeStruct((1,) + steps, np.float32))
+                                params, {**state, **_carried(layer, 1)},
+                                jax.ShapeDtypeStruct((1,) + steps, np.float32))
         got = [tuple(leaf.shape[1:]) for leaf in jax.tree.leaves(out)]
         if got != [tuple(e) for e in expected]:
             raise ValueError(f"its arrays give outputs of shape {got}, expected {expected}")
@@ -202,6 +203,11 @@ def _attention(layer, shape, group, weights):
                                       f"{layer.key_dim}, value_dim={layer.value_dim}) declares "
                                       f"{part.name} weights of shape {need}, but the file holds "
                                       f"{found}")
+
+
+def _carried(layer, batch) -> dict:
+    """A stateful layer's carried states (not in files) for a trace at `batch`."""
+    return layer.carried_state_specs(batch) if layer.carried_state_names else {}
 
 
 def _fail(weights, layer, problem):

@@ -125,6 +125,9 @@ class Layer:
         set_untracked(self, "_sublayers", [])
         set_untracked(self, "_trainable_vars", [])
         set_untracked(self, "_non_trainable_vars", [])
+        # state carried from call to call that is not a weight (a stateful RNN's states):
+        # in the state tree the compiled programs carry, not in weights or files (as Keras)
+        set_untracked(self, "_carried_vars", [])
         set_untracked(self, "_inbound_nodes", [])
         set_untracked(self, "_eager_losses", [])
         set_untracked(self, "_trainable", bool(trainable))
@@ -134,6 +137,9 @@ class Layer:
         self.built = False
         self.build_shape = None   # the input shape the weights were made for
         self.build_dtype = None   # the input dtype(s) seen on the first call
+        # the batch size of the first call, where known: an eager call's arrays, a symbolic
+        # tensor from an Input given batch_size or batch_shape (a stateful RNN needs it)
+        self.build_batch_size = None
 
     @property
     def default_name(self) -> str:
@@ -533,6 +539,7 @@ class Layer:
     def _build_inside_call(self, args, kwargs):
         """A sub-layer called for the first time while its parent is being built."""
         if not self.built:
+            self.note_batch_size(args)
             self.build_weights(_drawing_rng(), self.call_input_shape(args, kwargs),
                                call_extras=_array_extras(args), call_keywords=kwargs)
         entry = [self.params_tree(), self.state_tree()]
@@ -544,6 +551,7 @@ class Layer:
         training = kwargs.pop("training", None)
         args = jax.tree.map(_as_input_array, args)
         if not self.built:
+            self.note_batch_size(args)
             self.build_weights(utils.numpy_rng(utils.next_seed()),
                                self.call_input_shape(args, kwargs),
                                call_extras=_array_extras(args), call_keywords=kwargs)
@@ -592,6 +600,7 @@ class Layer:
         input_shape = self.call_input_shape(args, kwargs)
         if self.build_dtype is None:
             self.build_dtype = _dtype_of(args[0])
+        self.note_batch_size(args)
         try:
             out_shape = (self.compute_call_output_shape(input_shape, kwargs)
                          if self.is_pure or self.built
@@ -604,12 +613,18 @@ class Layer:
         if self.build_shape is None:
             self.build_shape = input_shape
         out_dtype = self.compute_output_dtype(self.build_dtype)
+        batch = (common_batch_size(args),)   # as Keras, a known batch size carries through
         if isinstance(out_shape, list):
             outputs = self.pack_symbolic_outputs(
-                [KerasTensor((None,) + tuple(s), out_dtype) for s in out_shape])
+                [KerasTensor(batch + tuple(s), out_dtype) for s in out_shape])
         else:
-            outputs = KerasTensor((None,) + tuple(out_shape), out_dtype)
+            outputs = KerasTensor(batch + tuple(out_shape), out_dtype)
         return outputs
+
+    def note_batch_size(self, args) -> None:
+        """Keep the batch size of a first call's inputs (build_batch_size), when known."""
+        if self.build_batch_size is None:
+            self.build_batch_size = common_batch_size(args)
 
     def trace_keywords(self, args, kwargs) -> dict:
         """The keyword arguments of a symbolic call for the traces that build a Keras-form
@@ -741,6 +756,9 @@ class Layer:
         if not self.is_pure:
             return  # Keras's form: add_weight made the Variables already
         subs = {sub.name: sub for sub in self._sublayers}
+        carried = {name: state.pop(name) for name in self.carried_state_names
+                   if name in state}
+        self._adopt_carried(carried)
         for tree, trainable in ((params, True), (state, False)):
             own = {v.name: v for v in (self._trainable_vars if trainable
                                        else self._non_trainable_vars)}
@@ -760,6 +778,30 @@ class Layer:
                     current = self.__dict__.get(name, variable)
                     if not hasattr(type(self), name) and isinstance(current, Variable):
                         object.__setattr__(self, name, variable)
+
+    @property
+    def carried_state_names(self) -> tuple:
+        """The names of the entries of `init`'s state that are carried state, not weights (a
+        stateful RNN's states): kept as Variables outside `weights`."""
+        return ()
+
+    def _adopt_carried(self, carried: dict) -> None:
+        own = {v.name: v for v in self._carried_vars}
+        for name, value in carried.items():
+            if name in own:
+                own[name].assign(value)
+                continue
+            with _scope.weights_owned_by(self), _scope.weights_named(self.weight_scope):
+                variable = Variable(value, name=name, trainable=False)
+            self._carried_vars.append(variable)
+
+    def carried_paths(self, prefix=()):
+        """(path, "state", Variable) for every carried state (see carried_state_names), at
+        any depth: in the state tree, not among the weights."""
+        for v in self._carried_vars:
+            yield prefix + (v.name,), "state", v
+        for sub in self._sublayers:
+            yield from sub.carried_paths(prefix + (sub.name,))
 
     def constraint_for(self, weight_name: str):
         """The constraint of one of this layer's own weights: Keras's `<weight>_constraint`
@@ -870,9 +912,12 @@ class Layer:
     def _output_shape_at(self, input_shape, dtypes, extras, init_rng, unknown_length):
         """The traced output shape(s) with each None input axis given `unknown_length`;
         `extras`: (positional arguments after the input, keyword arguments), arrays or
-        tensors among them traced abstractly (batch 1), other values passed as they are."""
+        tensors among them traced abstractly (at the layer's build_batch_size, else 1), other
+        values passed as they are."""
+        batch = self.build_batch_size or 1   # a stateful layer inside makes states for it
+
         def sized(shape):
-            return (1,) + tuple(unknown_length if d is None else d for d in shape[1:])
+            return (batch,) + tuple(unknown_length if d is None else d for d in shape[1:])
 
         specs = jax.tree.map(lambda s, d: jax.ShapeDtypeStruct(sized((1,) + tuple(s)), d),
                              input_shape, dtypes, is_leaf=is_shape)
@@ -926,8 +971,9 @@ class Layer:
             if id(sub) not in keep:
                 sub.unbuild(keep)
         made_in_init = self.__dict__.get("_weights_made_in_init", set())
-        for v in self._trainable_vars + self._non_trainable_vars:
+        for v in self._trainable_vars + self._non_trainable_vars + self._carried_vars:
             v.release()
+        self._carried_vars.clear()
         for name in [n for n, v in vars(self).items()
                      if isinstance(v, Variable) and id(v) not in made_in_init]:
             object.__delattr__(self, name)
@@ -946,13 +992,13 @@ class Layer:
 
     def state_tree(self) -> dict:
         """The same for non-trainable weights (moving statistics and other state)."""
-        tree = {v.name: v.value for v in self._non_trainable_vars}
+        tree = {v.name: v.value for v in self._non_trainable_vars + self._carried_vars}
         for sub in self._sublayers:
             tree[sub.name] = sub.state_tree()
         return tree
 
     def assign_state_tree(self, state: dict) -> None:
-        for v in self._non_trainable_vars:
+        for v in self._non_trainable_vars + self._carried_vars:
             if state.get(v.name) is not None:
                 v.assign(state[v.name])
         for sub in self._sublayers:
@@ -1375,6 +1421,22 @@ def _array_extras(args) -> tuple:
     extras = tuple(args[1:])
     leaves = jax.tree.leaves(extras)
     return extras if leaves and all(_is_array(a) for a in leaves) else ()
+
+
+def common_batch_size(args):
+    """The batch size the inputs among `args` share (symbolic tensors or arrays), or None
+    when one is unknown or they differ.
+
+    Example:
+        >>> import numpy as np
+        >>> common_batch_size((np.zeros((4, 3)), [np.ones((4, 2))])), common_batch_size(
+        ...     (KerasTensor((None, 3)),))
+        (4, None)
+    """
+    sizes = {t.shape[0] if t.shape else None for t in jax.tree.leaves(
+        args, is_leaf=lambda t: isinstance(t, KerasTensor))
+        if isinstance(t, KerasTensor) or _is_array(t) or isinstance(t, jax.core.Tracer)}
+    return sizes.pop() if len(sizes) == 1 else None
 
 
 def _is_tensor_tree(value) -> bool:

@@ -17,8 +17,8 @@ Weights as Keras's, kept by the cell (a Keras file holds them under `cell/`): ke
 (*conv output size, filters). Dropout: as Keras, one mask per gate, of the whole step's shape
 (per position and channel), drawn once per sequence.
 
-Channels-last only, as kilnet's other convolutions; stateful=True is refused as for the other
-recurrent layers (pass initial_state= and take return_state=True).
+Channels-last only, as kilnet's other convolutions; stateful=True as for the other recurrent
+layers (kilnet.layers._recurrent.StatefulStates).
 """
 
 from __future__ import annotations
@@ -300,12 +300,6 @@ class ConvLSTM(RNN):
                  recurrent_constraint=None, bias_constraint=None, dropout=0.0,
                  recurrent_dropout=0.0, seed=None, return_sequences=False, return_state=False,
                  go_backwards=False, stateful=False, **kwargs):
-        if stateful is not False:
-            raise ValueError(
-                f"{type(self).__name__}(stateful=True) is not supported: kilnet's compiled "
-                "epochs keep no state from one batch to the next. Pass the state explicitly "
-                "with initial_state=[h, c] (and return_state=True). Received: "
-                f"stateful={stateful!r}")
         cell = ConvLSTMCell(
             self.RANK, filters, kernel_size, strides=strides, padding=padding,
             data_format=data_format, dilation_rate=dilation_rate, activation=activation,
@@ -318,7 +312,7 @@ class ConvLSTM(RNN):
             dropout=dropout, recurrent_dropout=recurrent_dropout, seed=seed,
             name="conv_lstm_cell", dtype=kwargs.get("dtype"))
         super().__init__(cell, return_sequences=return_sequences, return_state=return_state,
-                         go_backwards=go_backwards, stateful=False, **kwargs)
+                         go_backwards=go_backwards, stateful=stateful, **kwargs)
         regularizers.set_layer_regularizers(self, activity_regularizer=activity_regularizer)
 
     filters = _cell_setting("filters")
@@ -394,7 +388,8 @@ class ConvLSTM(RNN):
     def init(self, rng, input_shape):
         self._check_sequences(input_shape)
         self.cell.build_weights(rng, tuple(input_shape[1:]))
-        return self.params_tree(), self.state_tree(), self.compute_output_shape(input_shape)
+        return (self.params_tree(), {**self.state_tree(), **self.carried_state_init()},
+                self.compute_output_shape(input_shape))
 
     def apply(self, params, state, x, *, training=False, rng=None, sample_mask=None,
               mask=None, initial_state=None):
@@ -429,7 +424,7 @@ class ConvLSTM2D(ConvLSTM):
             ("zeros"), unit_forget_bias (True), the regularizers and constraints, dropout and
             recurrent_dropout (one mask per gate, per sequence), seed: as LSTM's.
         return_sequences, return_state, go_backwards: as LSTM's (return_state gives
-            `[output, h, c]`). stateful: only False. unroll: accepted, ignored.
+            `[output, h, c]`). stateful: as LSTM's. unroll: accepted, ignored.
 
     Call: `layer(sequences, initial_state=None, mask=None, training=None)`; initial_state is
     `[h, c]`, each of the output's per-step shape; time may vary between batches.

@@ -22,9 +22,15 @@ class InputLayer(Layer):
 
     def __init__(self, shape=None, *, name=None, dtype="float32", batch_size=None,
                  input_shape=None, batch_shape=None, sparse=None, **kwargs):
-        del batch_size  # the batch size is chosen by fit/evaluate/predict
         if shape is None and batch_shape is not None:
             shape = tuple(batch_shape)[1:]
+            batch_size = batch_size if batch_size is not None else tuple(batch_shape)[0]
+        # None for any batch (fit, evaluate and predict choose it); a size given here is
+        # the model's, as Keras's (a stateful RNN's states are made for it)
+        if batch_size is not None and (not isinstance(batch_size, (int, np.integer))
+                                       or isinstance(batch_size, bool) or batch_size < 1):
+            raise ValueError("An Input's batch_size must be a positive integer or None. "
+                             f"Received: batch_size={batch_size!r}")
         if shape is None:
             shape = input_shape
         if sparse:
@@ -43,8 +49,9 @@ class InputLayer(Layer):
         super().__init__(name=name, input_shape=shape, **kwargs)
         self.shape = shape
         self.dtype = dtype
+        self.batch_size = None if batch_size is None else int(batch_size)
         self.built = True
-        self.output_tensor = KerasTensor((None,) + shape, dtype, name=self.name)
+        self.output_tensor = KerasTensor((self.batch_size,) + shape, dtype, name=self.name)
         self._inbound_nodes.append(Node(self, (), {}, self.output_tensor))
 
     @property
@@ -52,7 +59,10 @@ class InputLayer(Layer):
         return "input_layer"
 
     def get_config(self):
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        config = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        if self.batch_size is not None:
+            config["batch_size"] = self.batch_size
+        return config
 
     def compute_output_dtype(self, input_dtype):
         return self.dtype
@@ -68,11 +78,15 @@ def Input(shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None
 
     Args:
         shape: the shape of one sample, without the batch axis, e.g. (28, 28).
+        batch_size: the model's fixed batch size, or None (default) for any: a stateful RNN
+            needs it. fit, evaluate and predict then take batches of that size.
         dtype: "float32" (default) or an integer dtype for token ids.
+        batch_shape: the shape with the batch axis first, e.g. (32, 28, 28): the batch size
+            and shape in one, as Keras's.
         name: the input's name (the key of its array when fit() gets a dict).
 
     Returns:
-        A KerasTensor with a batch axis of None.
+        A KerasTensor whose batch axis is batch_size (None unless given).
 
     Example:
         >>> import kilnet

@@ -19,7 +19,12 @@ same parts. `RNNBase` adds what a recurrent layer adds to the layer contract:
 
 Weights are named and shaped as Keras's (kernel, recurrent_kernel, bias), so
 `keras_layer.set_weights(kilnet_layer.get_weights())` makes a Keras layer that computes the
-same. stateful=True is refused: kilnet's compiled epochs hold no state between batches.
+same.
+
+stateful=True (`StatefulStates`) keeps the final states of a batch as the next batch's initial
+states: they are carried state of the layer (kilnet.layers.Layer.carried_state_names), in the
+state tree the compiled programs carry from batch to batch, and not weights (as Keras's
+untracked `rnn_state` variables: not in `weights`, not in files).
 """
 
 from __future__ import annotations
@@ -214,6 +219,86 @@ class GRUKind(CellSettings):
             recurrent_activation=self._recurrent_activation_fn, reset_after=self.reset_after)
 
 
+class StatefulStates:
+    """Keras's `stateful=True` for a recurrent layer (a mixin of kilnet.layers.Layer with
+    STATES, `_carried_shapes(batch)` and `stateful`): each call starts from the states the
+    previous call ended with, one per row of a batch of fixed size, and leaves its final
+    states for the next. Keras's `states` and `reset_state()` / `reset_states()`."""
+
+    @property
+    def carried_state_names(self) -> tuple:
+        if not self.stateful:
+            return ()
+        return tuple("rnn_state" if i == 0 else f"rnn_state_{i}" for i in range(self.STATES))
+
+    def carried_state_init(self) -> dict:
+        """Zeros for each state at the batch size of the layer's first call (init's part)."""
+        if not self.stateful:
+            return {}
+        batch = self.build_batch_size
+        if batch is None:
+            raise ValueError(
+                f"{type(self).__name__}(stateful=True) keeps one state per row of a batch of "
+                "fixed size, so the batch size must be known when it is built. Give it to the "
+                "model's input: kilnet.Input(shape, batch_size=32) or "
+                "kilnet.Input(batch_shape=(32, ...)), and the same batch_size to fit, evaluate "
+                "and predict. Received: an input of unknown batch size")
+        return {name: np.zeros(shape, self.variable_dtype) for name, shape in zip(
+            self.carried_state_names, self._carried_shapes(batch))}
+
+    def carried_state_specs(self, batch) -> dict:
+        """The carried states' shapes and dtypes at `batch` (a trace without arrays)."""
+        return {name: jax.ShapeDtypeStruct(shape, self.variable_dtype) for name, shape in zip(
+            self.carried_state_names, self._carried_shapes(batch))}
+
+    def carried_states(self, state, batch) -> list | None:
+        """The states the previous call left (stateful), else None; refuses another batch
+        size than the one they were made for."""
+        if not self.stateful:
+            return None
+        states = [state[name] for name in self.carried_state_names]
+        if batch != states[0].shape[0]:
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r} is stateful with a batch size of "
+                f"{states[0].shape[0]} (one state per row): every batch must have that many "
+                f"rows. Received: a batch of {batch}. Pass batch_size={states[0].shape[0]} to "
+                "fit, evaluate and predict, with a number of samples that is a multiple of it.")
+        return states
+
+    def carry(self, state, final) -> dict:
+        """`state` with the call's final states kept for the next call (stateful)."""
+        if not self.stateful:
+            return state
+        return dict(state, **{name: value.astype(state[name].dtype) for name, value in zip(
+            self.carried_state_names, jax.tree.leaves(final))})
+
+    @property
+    def states(self):
+        """The carried states as Variables (a list), or None when the layer is not stateful
+        or not built, as Keras's `states`."""
+        return list(self._carried_vars) if self.stateful and self._carried_vars else None
+
+    def reset_state(self, states=None) -> None:
+        """Set the carried states to zeros, as Keras's reset_state(), or to `states` (arrays
+        of the states' shapes, in order). Nothing to do for a layer that is not stateful."""
+        carried = self.states or []
+        if states is not None:
+            values = [np.asarray(s) for s in (states if isinstance(states, (list, tuple))
+                                              else [states])]
+            if [v.shape for v in values] != [tuple(v.shape) for v in carried]:
+                raise ValueError(
+                    f"reset_state of {self.name!r} takes {len(carried)} array(s) of shapes "
+                    f"{[tuple(v.shape) for v in carried]}. Received: shapes "
+                    f"{[v.shape for v in values]}")
+        for index, variable in enumerate(carried):
+            variable.assign(np.zeros(variable.shape, variable.dtype) if states is None
+                            else values[index].astype(variable.dtype))
+
+    def reset_states(self, states=None) -> None:
+        """Keras's alias of reset_state."""
+        self.reset_state(states)
+
+
 class SequenceMasks:
     """The mask rule of every recurrent layer (a mixin of kilnet.layers.Layer): as Keras, the
     output sequence keeps the input's mask with return_sequences; states have none."""
@@ -225,7 +310,7 @@ class SequenceMasks:
         return output_mask
 
 
-class RNNBase(CellSettings, SequenceMasks, Layer):
+class RNNBase(CellSettings, StatefulStates, SequenceMasks, Layer):
     """What SimpleRNN, LSTM and GRU share beyond their step: the sequence (kilnet's generic
     `RNN(cell)` is kilnet/layers/_rnn.py)."""
 
@@ -236,11 +321,6 @@ class RNNBase(CellSettings, SequenceMasks, Layer):
                  regularization=None, **kwargs):
         super().__init__(**kwargs)
         name = type(self).__name__
-        if stateful is not False:
-            raise ValueError(
-                f"{name}(stateful=True) is not supported: kilnet's compiled epochs keep no "
-                "state from one batch to the next. Pass the state explicitly with "
-                f"initial_state=[...] (and return_state=True). Received: stateful={stateful!r}")
         if use_cudnn not in ("auto", False):
             raise ValueError(f"{name}(use_cudnn=...) must be 'auto' or False: kilnet runs the "
                              "recurrence as an XLA loop, never through cuDNN. Received: "
@@ -254,9 +334,12 @@ class RNNBase(CellSettings, SequenceMasks, Layer):
         self.return_sequences = check_bool(return_sequences, "return_sequences")
         self.return_state = check_bool(return_state, "return_state")
         self.go_backwards = check_bool(go_backwards, "go_backwards")
-        self.stateful = False
+        self.stateful = check_bool(stateful, "stateful")
         self.unroll = check_bool(unroll, "unroll")  # accepted; the scan is compiled once
         self.zero_output_for_mask = check_bool(zero_output_for_mask, "zero_output_for_mask")
+
+    def _carried_shapes(self, batch) -> list:
+        return [(batch, self.units)] * self.STATES
 
     # -- shapes ----------------------------------------------------------------------------------
     def _check_input_shape(self, input_shape):
@@ -282,8 +365,8 @@ class RNNBase(CellSettings, SequenceMasks, Layer):
     # -- weights -------------------------------------------------------------------------------
     def init(self, rng, input_shape):
         self._check_input_shape(input_shape)
-        return self.make_weights(rng, input_shape[-1]), {}, self.compute_output_shape(
-            input_shape)
+        return (self.make_weights(rng, input_shape[-1]), self.carried_state_init(),
+                self.compute_output_shape(input_shape))
 
     # -- calling ---------------------------------------------------------------------------------
     def apply(self, params, state, x, *, training=False, rng=None, sample_mask=None,
@@ -297,7 +380,10 @@ class RNNBase(CellSettings, SequenceMasks, Layer):
                              f"shape (batch, time, {features}). Received: input of shape "
                              f"{tuple(x.shape)}")
         batch = x.shape[0]
-        states = self._initial_states(initial_state, batch, x.dtype)
+        carried = self.carried_states(state, batch)
+        states = (self._initial_states(initial_state, batch, x.dtype)
+                  if initial_state is not None or carried is None
+                  else [s.astype(x.dtype) for s in carried])
         input_masks, recurrent_masks = self._dropout_masks(training, rng, batch, features)
         inputs = jnp.swapaxes(x, 0, 1)
 
@@ -322,7 +408,7 @@ class RNNBase(CellSettings, SequenceMasks, Layer):
                   else outputs[:, -1] if sequences else final[0])
         result = [output, *final] if self.return_state else output
         regularizers.add_layer_penalties(self, params, lambda: result, sample_mask)
-        return result, state
+        return result, self.carry(state, final)
 
     def _initial_states(self, initial_state, batch, dtype):
         if initial_state is None:
@@ -374,7 +460,11 @@ class SimpleRNN(SimpleRNNKind, RNNBase):
             weights; activity_regularizer: of each output (the states too with
             return_state); kernel_constraint, recurrent_constraint, bias_constraint:
             projections after each update (kilnet.regularizers, kilnet.constraints).
-        stateful: only False. unroll: accepted, ignored (kilnet always compiles a scan).
+        stateful: each batch starts from the states the previous one ended with (row i
+            continues row i), as Keras's: the batch size must be known (the model's
+            `Input(shape, batch_size=...)` or `Input(batch_shape=...)`); `states` holds them,
+            `reset_state()` sets them to zeros.
+        unroll: accepted, ignored (kilnet always compiles a scan).
         seed: accepted; dropout draws from the key the model passes.
 
     Call: `layer(sequences, initial_state=None, mask=None, training=None)` with sequences of

@@ -34,11 +34,11 @@ from kilnet.layers import _rnn_cells as cells
 from kilnet.layers._base import Layer, is_shape
 from kilnet.layers._node import KerasTensor
 from kilnet.layers._recurrent import (GRUKind, LSTMKind, SequenceMasks, SimpleRNNKind,
-                                      check_bool, check_call_options,
+                                      StatefulStates, check_bool, check_call_options,
                                       regularization_arguments, sequence_mask)
 
 
-class RNN(SequenceMasks, Layer):
+class RNN(StatefulStates, SequenceMasks, Layer):
     """Runs a recurrent cell over the time axis of its input, as Keras's `RNN(cell)`.
 
     Args:
@@ -49,8 +49,9 @@ class RNN(SequenceMasks, Layer):
         return_state: also return the final states: `[output, *states]`.
         go_backwards: read the sequence from its end (outputs come in that order).
         zero_output_for_mask: masked steps output zeros instead of the previous output.
-        stateful: only False (kilnet's compiled epochs keep no state between batches: pass
-            `initial_state=` and take `return_state=True` instead).
+        stateful: each batch starts from the states the previous batch ended with (row i
+            continues row i), as Keras's; the batch size must then be known: give it to the
+            model's Input (`batch_size=` or `batch_shape=`). `reset_state()` sets them to zeros.
         unroll: accepted and ignored (the loop is compiled once).
 
     Call: `layer(sequences, initial_state=None, mask=None, training=None)`, sequences of shape
@@ -90,16 +91,11 @@ class RNN(SequenceMasks, Layer):
         if isinstance(cell, (list, tuple)):
             cell = StackedRNNCells(list(cell))
         _check_cell(cell, "cell")
-        if stateful is not False:
-            raise ValueError(
-                "RNN(stateful=True) is not supported: kilnet's compiled epochs keep no state "
-                "from one batch to the next. Pass the state explicitly with "
-                f"initial_state=[...] (and return_state=True). Received: stateful={stateful!r}")
         self.cell = cell
         self.return_sequences = check_bool(return_sequences, "return_sequences")
         self.return_state = check_bool(return_state, "return_state")
         self.go_backwards = check_bool(go_backwards, "go_backwards")
-        self.stateful = False
+        self.stateful = check_bool(stateful, "stateful")
         self.unroll = check_bool(unroll, "unroll")  # accepted; the scan is compiled once
         self.zero_output_for_mask = check_bool(zero_output_for_mask, "zero_output_for_mask")
 
@@ -181,7 +177,12 @@ class RNN(SequenceMasks, Layer):
                              f"None). Received: input of shape {(None,) + tuple(input_shape)}")
         states = self._default_states(1, self.cell.compute_dtype)
         self.cell.build_weights(rng, step_shape, call_extras=(states,))
-        return self.params_tree(), self.state_tree(), self.compute_output_shape(input_shape)
+        return (self.params_tree(), {**self.state_tree(), **self.carried_state_init()},
+                self.compute_output_shape(input_shape))
+
+    def _carried_shapes(self, batch) -> list:
+        return [tuple(s.shape) for s in jax.tree.leaves(
+            self._default_states(batch, self.cell.compute_dtype))]
 
     # -- calling ---------------------------------------------------------------------------------
     def apply(self, params, state, x, *, training=False, rng=None, sample_mask=None,
@@ -195,6 +196,9 @@ class RNN(SequenceMasks, Layer):
                              f"time, {', '.join(map(str, step or ('...',)))}). Received: "
                              f"input of shape {tuple(x.shape)}")
         batch, dtype = x.shape[0], x.dtype   # the compute dtype (autocast_apply cast x)
+        carried = self.carried_states(state, batch)
+        if initial_state is None and carried is not None:
+            initial_state = carried
         states = (self._default_states(batch, dtype) if initial_state is None
                   else self._given_states(initial_state, batch, dtype))
         inputs = jnp.swapaxes(x, 0, 1)
@@ -212,7 +216,7 @@ class RNN(SequenceMasks, Layer):
                                             self.return_sequences),
             (states, cell_state, last), (inputs, keep))
         run_cell.add_losses(losses)
-        state = dict(state, **{cell.name: cell_state})
+        state = self.carry(dict(state, **{cell.name: cell_state}), final)
         output = jnp.swapaxes(outputs, 0, 1) if self.return_sequences else last
         return ([output, *final] if self.return_state else output), state
 

@@ -135,6 +135,27 @@ class Bidirectional(Layer):
             inner.zero_output_for_mask = inner.return_sequences
         self.return_sequences = self.forward_layer.return_sequences
         self.return_state = self.forward_layer.return_state
+        self.stateful = self.forward_layer.stateful
+
+    @property
+    def states(self):
+        """The forward layer's carried states, then the backward layer's (stateful), else
+        None, as Keras's."""
+        forward, backward = self.forward_layer.states, self.backward_layer.states
+        return tuple(forward + backward) if forward and backward else None
+
+    def reset_state(self, states=None) -> None:
+        """Both directions' states to zeros (or to `states`: the forward layer's, then the
+        backward layer's), as Keras's reset_state."""
+        if not self.stateful:
+            raise AttributeError("Layer must be stateful.")
+        half = None if states is None else len(states) // 2
+        self.forward_layer.reset_state(None if states is None else states[:half])
+        self.backward_layer.reset_state(None if states is None else states[half:])
+
+    def reset_states(self, states=None) -> None:
+        """Keras's alias of reset_state."""
+        self.reset_state(states)
 
     def _check_directions(self):
         forward, backward = self.forward_layer, self.backward_layer
@@ -142,7 +163,7 @@ class Bidirectional(Layer):
             raise ValueError("Bidirectional's forward and backward layers must read in "
                              "opposite directions. Received: go_backwards="
                              f"{forward.go_backwards} for both")
-        for attribute in ("return_sequences", "return_state"):
+        for attribute in ("return_sequences", "return_state", "stateful"):
             if getattr(forward, attribute) != getattr(backward, attribute):
                 raise ValueError(
                     f"Bidirectional's forward and backward layers must agree on {attribute}. "
@@ -203,6 +224,7 @@ class Bidirectional(Layer):
     # -- weights and calling ---------------------------------------------------------------------
     def init(self, rng, input_shape):
         for inner in (self.forward_layer, self.backward_layer):
+            inner.build_batch_size = self.build_batch_size   # a stateful layer's states
             inner.build_weights(rng, input_shape)
         return self.params_tree(), self.state_tree(), self.compute_output_shape(input_shape)
 

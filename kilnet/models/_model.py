@@ -252,7 +252,8 @@ class Model(Layer):
         specs = self.input_specs
         if specs is None:
             return None
-        shapes = [(None,) + s.shape for s in specs]
+        tensors = self.graph.inputs if self.is_functional else [None] * len(specs)
+        shapes = [_batch_of(t) + s.shape for s, t in zip(specs, tensors)]
         return shapes[0] if len(shapes) == 1 else shapes
 
     @property
@@ -260,7 +261,8 @@ class Model(Layer):
         specs = self.output_specs
         if specs is None:
             return None
-        shapes = [(None,) + s.shape for s in specs]
+        tensors = self.graph.outputs if self.is_functional else [None] * len(specs)
+        shapes = [_batch_of(t) + s.shape for s, t in zip(specs, tensors)]
         return shapes[0] if len(shapes) == 1 else shapes
 
     def flatten_inputs(self, x) -> list:
@@ -609,6 +611,22 @@ class Model(Layer):
     def count_params(self) -> int:
         self.require_built()
         return sum(int(np.prod(v.shape)) for v in self.weights)
+
+    def reset_states(self) -> None:
+        """Keras 2's `model.reset_states()`: every stateful layer's states (at any depth)
+        back to zeros. Keras 3 keeps only each layer's `reset_state()`; kilnet keeps both.
+
+        Example:
+            >>> import numpy as np, kilnet
+            >>> model = kilnet.Sequential([kilnet.Input(batch_shape=(2, 3, 1)),
+            ...                            kilnet.layers.SimpleRNN(2, stateful=True)])
+            >>> first = model.predict(np.ones((2, 3, 1)), verbose=0)
+            >>> model.reset_states()
+            >>> bool(np.allclose(model.predict(np.ones((2, 3, 1)), verbose=0), first))
+            True
+        """
+        for _, _, variable in self.carried_paths():
+            variable.assign(np.zeros(variable.shape, variable.dtype))
 
     def trainable_count(self) -> int:
         self.require_built()
@@ -1123,3 +1141,8 @@ def _reject_unsupported(method: str, kwargs: dict, tolerated: tuple):
     unknown = sorted(set(kwargs) - set(tolerated))
     if unknown:
         raise TypeError(f"{method}() got unsupported arguments: {unknown}.")
+
+
+def _batch_of(tensor) -> tuple:
+    """(batch size,) of a graph's symbolic tensor: None unless its Input was given one."""
+    return (None,) if tensor is None else (tensor.shape[0],)
