@@ -784,7 +784,9 @@ def _evaluate_feed(trainer, feed, *, steps=None, callbacks=None):
                 if sums is None:
                     sums = programs.zero_sums(trainer.spec, training=False)
                 args = (sums, state, block.x, block.y, *positions)
-                sums = trainer.program("evaluate_custom", batch_size, *args)(*args)
+                sums, model_state = trainer.program("evaluate_custom", batch_size,
+                                                    *args)(*args)
+                state = trainer.keep_model_state(model_state)
             done = end
             if callbacks is not None:
                 logs = _logs_from_sums(trainer.spec, jax.device_get(sums),
@@ -939,7 +941,9 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
                                               _prediction_dtype(leaf.dtype))
                                     for leaf in own_structure[1])
                 args = (outputs, state, block.x, *positions)
-                outputs = trainer.program("predict_custom", batch_size, *args)(*args)
+                outputs, model_state = trainer.program("predict_custom", batch_size,
+                                                       *args)(*args)
+                state = trainer.keep_model_state(model_state)
             # host sync: this piece's predictions, real samples of the batches run only
             valid = np.zeros(rows, bool)
             piece = slice((start - block.base) * batch_size,

@@ -458,23 +458,31 @@ def custom_eval_chunk(spec, batch_size, sums, state, x, y, order, valid, base, s
     form: it gets (trainable, non-trainable, metric variables) as lists and returns (logs,
     state); the metric variables carry from batch to batch, the logs kept are the last
     batch's (as Keras reports them). The sample mask of a padded last batch comes through the
-    scope (kilnet._scope), so stateless_call and metrics see it."""
+    scope (kilnet._scope), so stateless_call and metrics see it. Returns (sums, model state):
+    the non-trainable variables a step returns carry to the next, as in eval_chunk."""
     adapter = spec.keras_steps
 
-    def body(i, sums):
+    def body(i, carry):
+        sums, model_state = carry
+        current = state._replace(model_state=model_state)
         positions = _positions(i, base, batch_size)
         xb, yb = _batch(spec, x, y, order[positions])
         xb, yb, mask = _shard(spec, xb, yb, valid[positions])
-        trainable, non_trainable, _, metric_vars = adapter.to_lists(state, sums["metric_vars"])
-        with _scope.opened(_scope.Scope(training=False, sample_mask=mask)):
+        trainable, non_trainable, _, metric_vars = adapter.to_lists(current,
+                                                                    sums["metric_vars"])
+        scope = _scope.Scope(training=False, sample_mask=mask,
+                             bindings=adapter.carried_bindings(model_state))
+        with _scope.opened(scope):
             logs, new_lists = spec.model.test_step(
                 (trainable, non_trainable, metric_vars), adapter.batch_data(xb, yb))
-        return {"metric_vars": list(new_lists[2]),
-                "logs": {name: jnp.asarray(logs[name], jnp.float32)
-                         for name in adapter.test_log_names},
-                "count": sums["count"] + jnp.sum(mask.astype(jnp.float32))}
+        model_state = adapter.trees(current, trainable, new_lists[1])[2]
+        return ({"metric_vars": list(new_lists[2]),
+                 "logs": {name: jnp.asarray(logs[name], jnp.float32)
+                          for name in adapter.test_log_names},
+                 "count": sums["count"] + jnp.sum(mask.astype(jnp.float32))},
+                adapter.with_carried(model_state, scope.assigned))
 
-    return lax.fori_loop(start, stop, body, sums)
+    return lax.fori_loop(start, stop, body, (sums, state.model_state))
 
 
 def eval_chunk(spec, batch_size, sums, params, model_state, x, y, order, valid, base, start,
@@ -537,21 +545,30 @@ def custom_predict_chunk(spec, batch_size, outputs, state, x, order, valid, base
     form: state is (trainable, non-trainable variables) as lists, data is x as Keras gives it
     (KerasState.batch_data); it returns
     (outputs, non-trainable variables). `outputs` holds one buffer per leaf of what it
-    returns (kilnet.trainer.KerasState.predict_structure)."""
+    returns (kilnet.trainer.KerasState.predict_structure). Returns (outputs, model state), the
+    non-trainable variables carried from batch to batch."""
     adapter = spec.keras_steps
 
-    def body(i, outputs):
+    def body(i, carry):
+        outputs, model_state = carry
+        current = state._replace(model_state=model_state)
         positions = _positions(i, base, batch_size)
         xb, _ = _batch(spec, x, None, order[positions])
         xb, mask = _shard(spec, xb, valid[positions])
-        trainable, non_trainable, _, _ = adapter.to_lists(state, [])
-        with _scope.opened(_scope.Scope(training=False, sample_mask=mask)):
-            y, _ = spec.model.predict_step((trainable, non_trainable), adapter.batch_data(xb))
+        trainable, non_trainable, _, _ = adapter.to_lists(current, [])
+        scope = _scope.Scope(training=False, sample_mask=mask,
+                             bindings=adapter.carried_bindings(model_state))
+        with _scope.opened(scope):
+            y, non_trainable = spec.model.predict_step((trainable, non_trainable),
+                                                       adapter.batch_data(xb))
         start = (i - base) * batch_size
-        return tuple(lax.dynamic_update_slice_in_dim(out, value.astype(out.dtype), start, axis=0)
-                     for out, value in zip(outputs, jax.tree.leaves(y)))
+        model_state = adapter.trees(current, trainable, non_trainable)[2]
+        return (tuple(lax.dynamic_update_slice_in_dim(out, value.astype(out.dtype), start,
+                                                      axis=0)
+                      for out, value in zip(outputs, jax.tree.leaves(y))),
+                adapter.with_carried(model_state, scope.assigned))
 
-    return lax.fori_loop(start, stop, body, outputs)
+    return lax.fori_loop(start, stop, body, (outputs, state.model_state))
 
 
 # -- compilation and its report -----------------------------------------------------------------

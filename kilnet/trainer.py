@@ -166,6 +166,7 @@ class Trainer:
         model = self.model
         if not model.built:   # kilnet's build: a build of yours runs inside it
             model.kilnet_build(input_shape, seed=seed)
+        _refuse_stateful_train_step(model)
         self.seed = utils.next_seed() if seed is None else int(seed)
         self.spec = self._make_spec()
         self.report.params = model.count_params()
@@ -448,6 +449,20 @@ def _flat_metric_ids(metrics) -> list:
     return flat
 
 
+def _refuse_stateful_train_step(model) -> None:
+    """A model's own train_step cannot hand on its stateful layers' states: they are not among
+    the non-trainable variables stateless_call takes and returns (as in Keras), and what it
+    computes under jax.grad cannot leave that trace another way. Refused, with the ways out."""
+    carried = sorted({"/".join(path[:-1]) for path, _, _ in model.carried_paths()})
+    if model.overrides_train_step and carried:
+        raise ValueError(
+            f"{type(model).__name__} has its own train_step and stateful layers ({carried}), "
+            "whose states a train_step cannot carry from batch to batch: stateless_call's "
+            "non-trainable variables do not hold them (as in Keras). Train with the built-in "
+            "step (no train_step), or make the layers stateless and pass their states with "
+            "initial_state= and return_state=True.")
+
+
 class KerasState:
     """Keras's JAX training state, (trainable, non-trainable, optimizer, metric variables) as
     lists in Keras's variable order, mapped onto kilnet's TrainState trees and back: what a
@@ -475,6 +490,21 @@ class KerasState:
         slots = [trainer.variable_slot(v) for _, _, v in model.variable_paths()]
         return ([p for field, p in slots if field == "params"],
                 [(field, p) for field, p in slots if field != "params"])
+
+    # -- the carried states of stateful layers: not in the lists, as in Keras -------------------
+    def carried_bindings(self, model_state) -> dict:
+        """{id(Variable): value in model_state} of the model's carried states (a stateful
+        RNN's): bound in the scope around the model's own test_step / predict_step, where
+        stateless_call reads them and records their new values (Layer.stateless_call)."""
+        return {id(v): _tree.get_path(model_state, path)
+                for path, _, v in self.trainer.model.carried_paths()}
+
+    def with_carried(self, model_state, assigned: dict):
+        """model_state with the carried states a step recorded (a scope's `assigned`)."""
+        for path, _, v in self.trainer.model.carried_paths():
+            if id(v) in assigned:
+                model_state = _tree.replace_path(model_state, path, assigned[id(v)])
+        return model_state
 
     # -- trees <-> lists ---------------------------------------------------------------------------
     def trainable_list(self, params) -> list:

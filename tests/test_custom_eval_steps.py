@@ -119,3 +119,65 @@ def test_a_predict_step_must_keep_the_batch_axis():
     model = Summed()
     with pytest.raises(ValueError, match="one row per sample.*Received"):
         model.predict(np.zeros((4, 4), "f4"), verbose=0)
+
+
+class StatefulOwnSteps(kilnet.Model):
+    """A stateful LSTM under the model's own test_step / predict_step: the non-trainable
+    variables they return (the LSTM's states) carry to the next batch, as Keras keeps them."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.lstm = layers.LSTM(3, stateful=True)
+
+    def call(self, inputs, training=None):
+        return self.lstm(inputs)
+
+    def test_step(self, state, data):
+        x, y = data
+        trainable, non_trainable, metric_vars = state
+        y_pred, non_trainable = self.stateless_call(trainable, non_trainable, x,
+                                                    training=False)
+        return {"out": ops.mean(y_pred)}, (trainable, non_trainable, metric_vars)
+
+    def predict_step(self, state, data):
+        trainable, non_trainable = state
+        x = data[0] if isinstance(data, tuple) else data
+        return self.stateless_call(trainable, non_trainable, x, training=False)
+
+
+def test_own_test_and_predict_steps_carry_a_stateful_layer_s_states():
+    x = RNG.normal(size=(4, 6, 2)).astype("f4")
+    model = StatefulOwnSteps()
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, np.zeros((4, 3), "f4"), batch_size=2, shuffle=False, verbose=0)
+    reference = layers.LSTM(3, return_state=True)
+    reference(x[:2, :1])
+    reference.set_weights(model.lstm.get_weights())
+
+    def run(states):   # the two batches of 2 rows, row i of the second continuing the first
+        out, *states = reference(x[:2], initial_state=states)
+        second, *states = reference(x[2:], initial_state=states)
+        return np.concatenate([out, second]), states
+
+    model.lstm.reset_state()
+    got = model.predict(x, batch_size=2, verbose=0)
+    want, states = run(None)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    model.evaluate(x, np.zeros((4, 3), "f4"), batch_size=2, verbose=0)
+    _, states = run(states)
+    for got_state, want_state in zip(model.lstm.states, states):
+        np.testing.assert_allclose(np.asarray(got_state), np.asarray(want_state), rtol=1e-5,
+                                   atol=1e-6)
+
+
+def test_an_own_train_step_with_a_stateful_layer_is_refused_with_the_ways_out():
+    class OwnTrainStep(StatefulOwnSteps):
+        def train_step(self, state, data):
+            return {}, state
+
+    model = OwnTrainStep()
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match=r"own train_step and stateful layers \(\['lstm'\]\).*"
+                                         r"initial_state="):
+        model.fit(np.zeros((4, 6, 2), "f4"), np.zeros((4, 3), "f4"), batch_size=2,
+                  shuffle=False, verbose=0)

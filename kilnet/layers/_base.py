@@ -1139,6 +1139,11 @@ class Layer:
         new_values = [_tree.get_path(new_state, paths[id(v)][1]) if paths[id(v)][0] == "state"
                       else value
                       for v, value in zip(self.non_trainable_variables, non_trainable_variables)]
+        # A stateful layer's states are in neither list (as Keras's): inside a compiled model's
+        # own test_step / predict_step, whose scope binds them, their new values are recorded
+        # there for the next batch; in a loop of your own they stay as they were.
+        for path, _, variable in self.carried_paths():
+            _scope.record_assign(variable, _tree.get_path(new_state, path))
         return (outputs, new_values, list(scope.losses)) if return_losses else (outputs,
                                                                                  new_values)
 
