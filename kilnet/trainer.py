@@ -227,7 +227,9 @@ class Trainer:
 
     def default_batch_size(self) -> int:
         """fit / evaluate / predict's batch size when none is given: 32, as Keras's, or the
-        size a model's stateful layers keep their states for (Keras asks for it again)."""
+        size a model's stateful layers keep their states for (Keras asks for it again); a
+        model whose input shapes are known is built first, to know it."""
+        self.model.build_if_shapes_known()
         return self.stateful_batch_size() or DEFAULT_BATCH_SIZE
 
     def keep_model_state(self, model_state):

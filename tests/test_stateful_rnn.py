@@ -165,24 +165,26 @@ def test_batches_of_another_size_are_refused_with_the_fix():
 def test_the_batch_size_of_the_input_shows_as_keras_and_survives_files(tmp_path):
     def build(lib):
         inputs = lib.Input(shape=(5, 3), batch_size=4)
+        scaled = inputs * 2.0   # an op node keeps the batch size too
         h = lib.layers.Bidirectional(lib.layers.LSTM(3, stateful=True, return_sequences=True))(
-            inputs)
+            scaled)
         outputs = lib.layers.GRU(2, stateful=True)(h)
-        return lib.Model(inputs, outputs)
+        return lib.Model(inputs, outputs), [scaled, h, outputs]
 
-    mine, theirs = build(kilnet), build(keras)
+    (mine, my_tensors), (theirs, their_tensors) = build(kilnet), build(keras)
+    assert [t.shape for t in my_tensors] == [tuple(t.shape) for t in their_tensors]
     assert mine.input_shape == theirs.input_shape == (4, 5, 3)
     assert mine.output_shape == tuple(theirs.output_shape) == (4, 2)
     assert mine.count_params() == theirs.count_params()
-    assert len(mine.layers[1].states) == 4   # forward h, c then backward h, c
+    bidirectional, = [la for la in mine.layers if isinstance(la, kilnet.layers.Bidirectional)]
+    assert len(bidirectional.states) == 4   # forward h, c then backward h, c
     before = mine.predict(X[:4, :5], verbose=0)
     path = tmp_path / "stateful.keras"
     mine.save(path)
     loaded = kilnet.saving.load_model(path)
     assert loaded.input_shape == (4, 5, 3) and loaded.layers[-1].stateful
     # the states are not in the file: the loaded model starts from zeros, as a reset one
-    mine.layers[1].reset_state()
-    mine.layers[2].reset_state()
+    mine.reset_states()
     np.testing.assert_allclose(loaded.predict(X[:4, :5], verbose=0), before, rtol=1e-5)
     keras_model = keras.saving.load_model(path)
     assert tuple(keras_model.input_shape) == (4, 5, 3)

@@ -1429,18 +1429,20 @@ def _array_extras(args) -> tuple:
 
 
 def common_batch_size(args):
-    """The batch size the inputs among `args` share (symbolic tensors or arrays), or None
-    when one is unknown or they differ.
+    """The batch size the inputs among `args` share, or None when one is unknown or they
+    differ: the symbolic tensors' where there are any (an array beside them is a constant),
+    else the arrays'.
 
     Example:
         >>> import numpy as np
         >>> common_batch_size((np.zeros((4, 3)), [np.ones((4, 2))])), common_batch_size(
-        ...     (KerasTensor((None, 3)),))
-        (4, None)
+        ...     (KerasTensor((None, 3)),)), common_batch_size((KerasTensor((4, 3)), np.ones(3)))
+        (4, None, 4)
     """
-    sizes = {t.shape[0] if t.shape else None for t in jax.tree.leaves(
-        args, is_leaf=lambda t: isinstance(t, KerasTensor))
-        if isinstance(t, KerasTensor) or _is_array(t) or isinstance(t, jax.core.Tracer)}
+    leaves = jax.tree.leaves(args, is_leaf=lambda t: isinstance(t, KerasTensor))
+    inputs = [t for t in leaves if isinstance(t, KerasTensor)] or [
+        t for t in leaves if _is_array(t) or isinstance(t, jax.core.Tracer)]
+    sizes = {t.shape[0] if t.shape else None for t in inputs}
     return sizes.pop() if len(sizes) == 1 else None
 
 

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from kilnet import _names, ops
-from kilnet.layers._base import Layer
+from kilnet.layers._base import Layer, common_batch_size
 from kilnet.layers._node import KerasTensor, trace_symbolic
 
 # Keras 3's op classes kilnet records: class name -> (kilnet.ops function, the module Keras
@@ -227,12 +227,17 @@ class Operation(Layer):
         """The op's symbolic outputs, their shapes and dtypes found by tracing the op
         abstractly, as Keras computes an op's output spec."""
         try:
-            return trace_symbolic(self.run, args, kwargs)
+            outputs = trace_symbolic(self.run, args, kwargs)
         except ValueError as error:
             raise ValueError(
                 f"kilnet.ops.{OPS[self.operation][0]} ({self.operation}) with "
                 f"{self.arguments}: {error}. Reduce or index the other axes (axis=1, x[:, 0]), "
                 "or compute it inside a layer's call().") from None
+        batch = common_batch_size(args)   # the trace checked the batch axis stays first
+        if batch is None:
+            return outputs
+        return jax.tree.map(lambda t: KerasTensor((batch,) + t.shape[1:], t.dtype), outputs,
+                            is_leaf=lambda t: isinstance(t, KerasTensor))
 
     def autocast_apply(self, params, state, *args, **kwargs):
         """Runs the op as it is: an op has no dtype policy in Keras (its inputs' dtypes
