@@ -229,3 +229,17 @@ def test_a_subclassed_model_builds_its_stateful_layer_for_the_fit_batch_size():
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)
     model.reset_states()   # Keras 2's name, every stateful layer
     assert not any(np.asarray(s).any() for s in model.lstm.states)
+
+
+@pytest.mark.parametrize("extension", ["kilnet", "keras"])
+def test_a_stateful_sequential_keeps_its_batch_size_in_files(tmp_path, extension):
+    model = kilnet.Sequential([kilnet.Input(batch_shape=(4, 5, 3)),
+                               kilnet.layers.SimpleRNN(2, stateful=True)])
+    first = model.predict(X[:4, :5], verbose=0)
+    path = tmp_path / f"model.{extension}"
+    model.save(path)
+    loaded = kilnet.saving.load_model(path)
+    assert loaded.input_shape == (4, 5, 3)
+    np.testing.assert_allclose(loaded.predict(X[:4, :5], verbose=0), first, rtol=1e-6)
+    if extension == "keras":
+        assert tuple(keras.saving.load_model(path).input_shape) == (4, 5, 3)

@@ -341,16 +341,17 @@ def keras_model(spec, path):
     """The Keras 3 config entry of kilnet's model spec (kilnet.models._config.serialize)."""
     name, config = spec["class_name"], spec["config"]
     if name == "Sequential":
-        shape = config.get("input_shape")
+        shape, batch = config.get("input_shape"), config.get("batch_size")
         layers = [keras_layer(e, path) for e in config["layers"]]
         if shape is not None:
             layers.insert(0, keras_layer({"class_name": "InputLayer", "config": {
-                "shape": shape, "name": f"{config['name']}_input"}}, path))
+                "shape": shape, "name": f"{config['name']}_input",
+                **({} if batch is None else {"batch_size": batch})}}, path))
         entry = {"module": "keras", "class_name": "Sequential",
                  "config": {"name": config["name"], "trainable": True, "dtype": POLICY,
                             "layers": layers}, "registered_name": None}
         if shape is not None:
-            entry["build_config"] = {"input_shape": [None] + list(shape)}
+            entry["build_config"] = {"input_shape": [batch] + list(shape)}
         return entry
     if name == "Functional":
         layers = []

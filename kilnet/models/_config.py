@@ -65,7 +65,7 @@ TUPLE = "__tuple__"
 SLICE = "__slice__"        # an index of x[...] (Keras's markers for both)
 ELLIPSIS = "__ellipsis__"
 FUNCTIONAL_KEYS = {"name", "trainable", "layers", "input_layers", "output_layers"}
-SEQUENTIAL_KEYS = {"name", "input_shape", "layers"}
+SEQUENTIAL_KEYS = {"name", "input_shape", "batch_size", "layers"}
 SPEC_KEYS = frozenset({"class_name", "config", "build_config"})   # a layer's or model's entry
 
 # The custom_objects of the deserialization under way, so that a registered class whose own
@@ -277,6 +277,7 @@ class _SequentialPlan:
     name: str | None
     input_shape: tuple | None
     layers: list
+    batch_size: int | None = None
 
 
 @dataclass
@@ -393,9 +394,14 @@ def _plan_sequential(cls, config, reader):
     input_shape = config.get("input_shape")
     if input_shape is not None and not _is_shape_json(input_shape):
         reader.fail(f"the input shape {input_shape!r:.100} is invalid.")
+    batch_size = config.get("batch_size")
+    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(
+            batch_size, bool) or batch_size < 1):
+        reader.fail(f"the batch size {batch_size!r:.100} is invalid.")
     layers = [_plan(entry, reader) for entry in config["layers"]]
     return _SequentialPlan(cls, config.get("name") or None,
-                           None if input_shape is None else tuple(input_shape), layers)
+                           None if input_shape is None else tuple(input_shape), layers,
+                           batch_size)
 
 
 def _is_shape_json(shape) -> bool:
@@ -605,7 +611,7 @@ def _build_sequential(item, reader):
     try:
         if item.input_shape is not None and (
                 not layers or layers[0].declared_input_shape is None):
-            layers = [InputLayer(shape=item.input_shape)] + layers
+            layers = [InputLayer(shape=item.input_shape, batch_size=item.batch_size)] + layers
         model = item.cls(layers, name=item.name)
         if item.input_shape is not None and tuple(model.input_specs[0].shape) != \
                 item.input_shape:

@@ -142,14 +142,17 @@ class Sequential(Model):
 
     def get_config(self) -> dict:
         """{"name", "input_shape", "layers": [{"class_name", "config"}]}: the format of every
-        kilnet version; a nested model is a layer with class_name "Functional", "Sequential"
-        or its registered name."""
+        kilnet version, with "batch_size" when the input has one (a stateful RNN's); a nested
+        model is a layer with class_name "Functional", "Sequential" or its registered name."""
         from kilnet.models import _config
 
         shape = None if self._input_layer is None else list(self._input_layer.shape)
-        return {"name": self.name, "input_shape": shape,
-                "layers": [_config.serialize(layer, build_config=False)
-                           for layer in self._chain]}
+        config = {"name": self.name, "input_shape": shape,
+                  "layers": [_config.serialize(layer, build_config=False)
+                             for layer in self._chain]}
+        if self._input_layer is not None and self._input_layer.batch_size is not None:
+            config["batch_size"] = self._input_layer.batch_size
+        return config
 
     @property
     def input_layer(self):
