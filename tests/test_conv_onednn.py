@@ -39,12 +39,18 @@ def assert_equals_float64(ours, theirs, arrays, rng):
     """`ours` on float32 copies of `arrays` against `theirs` in float64: the output, and the
     gradient for each array under one random output gradient, each to 1e-5 of its largest
     value (float32 sums)."""
+    def value_and_vjp(f):   # one compiled program: the output and its pullback of dy
+        def run(dy, *arrays):
+            y, vjp = jax.vjp(f, *arrays)
+            return (y,) + vjp(dy)
+        return jax.jit(run)
+
     with jax.enable_x64(True):
-        y64, vjp = jax.vjp(theirs, *map(jnp.asarray, arrays))
-        dy = rng.standard_normal(y64.shape)
-        expected = (y64,) + vjp(jnp.asarray(dy))
-    y, vjp = jax.vjp(ours, *(jnp.asarray(a, jnp.float32) for a in arrays))
-    got = (y,) + vjp(jnp.asarray(dy, jnp.float32))
+        arrays64 = tuple(map(jnp.asarray, arrays))
+        dy = rng.standard_normal(jax.eval_shape(theirs, *arrays64).shape)
+        expected = value_and_vjp(theirs)(jnp.asarray(dy), *arrays64)
+    got = value_and_vjp(ours)(jnp.asarray(dy, jnp.float32),
+                              *(jnp.asarray(a, jnp.float32) for a in arrays))
     names = ["output"] + [f"gradient {i}" for i in range(len(arrays))]
     for name, a, b in zip(names, got, expected):
         assert a.shape == b.shape, name
