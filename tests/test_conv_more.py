@@ -329,8 +329,12 @@ def test_cpu_convolution_gradients_equal_jax(kernel, strides, dilation, padding,
                 x, k, strides, pads,
                 rhs_dilation=dilation, dimension_numbers=("NHWC", "HWIO", "NHWC"))))
 
-        np.testing.assert_allclose(ours(x, k), theirs(x, k), rtol=1e-12)
-        for a, b in zip(jax.grad(ours, (0, 1))(x, k), jax.grad(theirs, (0, 1))(x, k)):
+        # both values and gradients traced into one compiled program, not op by op
+        ours_value, theirs_value, ours_grads, theirs_grads = jax.jit(lambda x, k: (
+            ours(x, k), theirs(x, k), jax.grad(ours, (0, 1))(x, k),
+            jax.grad(theirs, (0, 1))(x, k)))(x, k)
+        np.testing.assert_allclose(ours_value, theirs_value, rtol=1e-12)
+        for a, b in zip(ours_grads, theirs_grads):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
@@ -451,14 +455,19 @@ def test_tiled_max_pooling_forward_and_second_order_derivatives(make, shape):
     def hessian_times(f, x, x_dot):
         return jax.jvp(jax.grad(lambda v: jnp.sum(jnp.sin(f(v)))), (x,), (x_dot,))[1]
 
+    def derivatives(f, x, x_dot):   # the value, jvp and Hessian product of f
+        return f(x), jax.jvp(f, (x,), (x_dot,))[1], hessian_times(f, x, x_dot)
+
     with jax.enable_x64(True):
         x = jnp.asarray(rng(6).integers(0, 3, size=shape), jnp.float64)
         x_dot = jnp.asarray(normal(shape, 7), jnp.float64)
-        np.testing.assert_array_equal(ours(x), reference(x))
-        np.testing.assert_array_equal(jax.jvp(ours, (x,), (x_dot,))[1],
-                                      jax.jvp(reference, (x,), (x_dot,))[1])
-        hvp = hessian_times(ours, x, x_dot)
-        np.testing.assert_allclose(hvp, hessian_times(reference, x, x_dot), rtol=1e-12, atol=0)
+        # ours and the reference traced into one compiled program, not op by op
+        (value, tangent, hvp), (want_value, want_tangent, want_hvp) = jax.jit(
+            lambda x, x_dot: (derivatives(ours, x, x_dot), derivatives(reference, x, x_dot)))(
+                x, x_dot)
+        np.testing.assert_array_equal(value, want_value)
+        np.testing.assert_array_equal(tangent, want_tangent)
+        np.testing.assert_allclose(hvp, want_hvp, rtol=1e-12, atol=0)
         assert np.abs(hvp).max() > 0
 
 
@@ -486,16 +495,20 @@ def test_strided_max_pooling_gradients_equal_jax_derivative_of_the_views(pool_si
 
     with jax.enable_x64(True):
         x = jnp.asarray(rng(11).integers(0, 3, size=shape), jnp.float64)
-        r = jnp.asarray(normal(reference(x).shape, 12), jnp.float64)
-        np.testing.assert_array_equal(ours(x), reference(x))
+        r = jnp.asarray(normal(jax.eval_shape(reference, x).shape, 12), jnp.float64)
 
         def gradient(f):
             return jax.grad(lambda v: jnp.sum(jnp.sin(f(v)) * r))
 
-        np.testing.assert_allclose(gradient(ours)(x), gradient(reference)(x), rtol=1e-14, atol=0)
-        second = jax.grad(lambda v: jnp.sum(gradient(ours)(v) ** 2))(x)
-        np.testing.assert_allclose(second, jax.grad(
-            lambda v: jnp.sum(gradient(reference)(v) ** 2))(x), rtol=1e-12, atol=1e-12)
+        def derivatives(f, x):   # the value, gradient and gradient of the gradient's norm
+            return f(x), gradient(f)(x), jax.grad(lambda v: jnp.sum(gradient(f)(v) ** 2))(x)
+
+        # ours and the reference traced into one compiled program, not op by op
+        (value, grad, second), (want_value, want_grad, want_second) = jax.jit(
+            lambda x: (derivatives(ours, x), derivatives(reference, x)))(x)
+        np.testing.assert_array_equal(value, want_value)
+        np.testing.assert_allclose(grad, want_grad, rtol=1e-14, atol=0)
+        np.testing.assert_allclose(second, want_second, rtol=1e-12, atol=1e-12)
         assert np.abs(second).max() > 0
 
 
