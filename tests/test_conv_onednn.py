@@ -655,10 +655,10 @@ def test_the_handlers_refuse_mixed_or_unknown_data_types():
 def _penalty_gradient(convolve, x, k):
     """keras.io WGAN-GP's gradient penalty: the input gradient's norm, differentiated again
     for the kernel (a second derivative through the convolution)."""
-    def penalty(k):
+    def penalty(k, x):
         g = jax.grad(lambda x: jnp.sum(jnp.tanh(convolve(x, k))))(x)
         return jnp.mean((jnp.sqrt(jnp.sum(g ** 2, axis=(1, 2, 3))) - 1.0) ** 2)
-    return jax.value_and_grad(penalty)(k)
+    return jax.jit(jax.value_and_grad(penalty))(k, x)   # one program, not op by op
 
 
 def test_second_derivatives_run_on_onednn_and_equal_xla_s():
