@@ -63,13 +63,15 @@ def test_eager_calls_and_states_equal_keras(kind):
     for start in (0, 3, 6):
         np.testing.assert_allclose(mine(X[:4, start:start + 3]),
                                    theirs(X[:4, start:start + 3]), rtol=1e-5, atol=1e-6)
-    assert len(mine.states) == len(their_states)
-    for got, want in zip(mine.states, their_states):
+    # nested as Keras nests them (a stacked cell's: [h1, [h2, c2]])
+    assert jax.tree.map(lambda v: tuple(v.shape), mine.states) == keras.tree.map_structure(
+        lambda v: tuple(v.shape), theirs.states)
+    for got, want in zip(jax.tree.leaves(mine.states), their_states):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)
     # the states are not weights (Keras keeps them untracked)
     assert [w.shape for w in mine.weights] == [tuple(w.shape) for w in theirs.weights]
     mine.reset_states()
-    assert all(not np.asarray(s).any() for s in mine.states)
+    assert all(not np.asarray(s).any() for s in jax.tree.leaves(mine.states))
 
 
 def _stateful_model(batch=4, sequences=False, lr=0.0):

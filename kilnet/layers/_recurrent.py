@@ -274,17 +274,23 @@ class StatefulStates:
 
     @property
     def states(self):
-        """The carried states as Variables (a list), or None when the layer is not stateful
-        or not built, as Keras's `states`."""
-        return list(self._carried_vars) if self.stateful and self._carried_vars else None
+        """The carried states as Variables (a list, nested as a stacked cell's states are), or
+        None when the layer is not stateful or not built, as Keras's `states`."""
+        if not (self.stateful and self._carried_vars):
+            return None
+        return self.nest_states(list(self._carried_vars))
+
+    def nest_states(self, states: list):
+        """The states in the nesting the layer's cell gives them (flat here)."""
+        return states
 
     def reset_state(self, states=None) -> None:
         """Set the carried states to zeros, as Keras's reset_state(), or to `states` (arrays
-        of the states' shapes, in order). Nothing to do for a layer that is not stateful."""
-        carried = self.states or []
+        of the states' shapes, in order, flat or nested as `states`). Nothing to do for a
+        layer that is not stateful."""
+        carried = list(self._carried_vars) if self.stateful else []
         if states is not None:
-            values = [np.asarray(s) for s in (states if isinstance(states, (list, tuple))
-                                              else [states])]
+            values = [np.asarray(s) for s in jax.tree.leaves(states)]
             if [v.shape for v in values] != [tuple(v.shape) for v in carried]:
                 raise ValueError(
                     f"reset_state of {self.name!r} takes {len(carried)} array(s) of shapes "

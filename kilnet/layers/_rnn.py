@@ -180,6 +180,14 @@ class RNN(StatefulStates, SequenceMasks, Layer):
         return (self.params_tree(), {**self.state_tree(), **self.carried_state_init()},
                 self.compute_output_shape(input_shape))
 
+    def nest_states(self, states: list):
+        """A stacked cell's states as a list per cell (one state too), as Keras's RNN holds
+        them: [[h1], [h2, c2]]."""
+        if not isinstance(self.cell, StackedRNNCells):
+            return states
+        shapes = [[(s,) for s in _as_list(size)] for size in self.state_size]
+        return jax.tree.unflatten(jax.tree.structure(shapes, is_leaf=is_shape), states)
+
     def _carried_shapes(self, batch) -> list:
         return [tuple(s.shape) for s in jax.tree.leaves(
             self._default_states(batch, self.cell.compute_dtype))]
