@@ -118,6 +118,19 @@ def run_devices(out_path):
     results["whole_batch_four"] = np.asarray(make_model(DataParallel()).evaluate(
         x, y, batch_size=1000, verbose=0))
 
+    # A stateful LSTM (its states carried in the model state, replicated) on 1 and 4 devices.
+    for name, dist in (("stateful1", None), ("stateful4", DataParallel())):
+        kilnet.utils.set_random_seed(SEED)
+        model = kilnet.Sequential([kilnet.Input(batch_shape=(8, 4, 3)),
+                                   kilnet.layers.LSTM(3, stateful=True),
+                                   kilnet.layers.Dense(2)])
+        model.compile(optimizer=kilnet.optimizers.SGD(0.1), loss="mse", distribution=dist)
+        sequences = np.random.default_rng(SEED).normal(size=(16, 4, 3)).astype("float32")
+        model.fit(sequences, sequences[:, -1, :2], epochs=2, shuffle=False, verbose=0)
+        results[f"{name}/predict"] = model.predict(sequences, verbose=0)
+        for i, state in enumerate(model.layers[0].states):
+            results[f"{name}/state{i}"] = np.asarray(state)
+
     # Weights trained on 4 devices, used on 1; weights trained on 1, trained on from 4.
     on_one = make_model(None)
     on_one.set_weights(model4.get_weights())

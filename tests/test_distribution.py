@@ -103,6 +103,14 @@ def test_four_and_two_devices_train_like_one(devices_run):
     assert devices_run["four_replicated"]  # parameters replicated on all 4 devices
 
 
+def test_a_stateful_lstm_on_four_devices_carries_its_states_as_on_one(devices_run):
+    """The states ride in the replicated model state: fit, then predict, carry them from
+    batch to batch on 4 devices as on one."""
+    one = _prefix(devices_run, "stateful1/")
+    assert {"predict", "state0", "state1"} <= set(one) and np.abs(one["state0"]).sum() > 0
+    _compare(devices_run, "stateful4/", one)
+
+
 def test_multi_device_run_matches_this_process(devices_run):
     """The subprocess's one-device run is the same computation as here (same seeds, data)."""
     _, here = worker.train(None, *worker.make_data())
