@@ -245,3 +245,30 @@ def test_a_stateful_sequential_keeps_its_batch_size_in_files(tmp_path, extension
     np.testing.assert_allclose(loaded.predict(X[:4, :5], verbose=0), first, rtol=1e-6)
     if extension == "keras":
         assert tuple(keras.saving.load_model(path).input_shape) == (4, 5, 3)
+
+
+def test_a_cell_s_own_initial_state_starts_the_states_as_in_keras():
+    def make(lib):
+        class OnesStart(lib.layers.Layer):
+            """A cell that adds its input's sum to a state starting at ones."""
+
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                self.state_size = 2
+
+            def call(self, inputs, states):
+                new = states[0] + lib.ops.sum(inputs, axis=-1, keepdims=True)
+                return new, [new]
+
+            def get_initial_state(self, batch_size=None):
+                return [lib.ops.ones((batch_size, 2))]
+
+        return lib.layers.RNN(OnesStart(), stateful=True)
+
+    mine, theirs = make(kilnet), make(keras)
+    for start in (0, 3):
+        np.testing.assert_allclose(mine(X[:4, start:start + 3]), theirs(X[:4, start:start + 3]),
+                                   rtol=1e-5, atol=1e-6)
+    mine.reset_state()   # zeros, as Keras's reset_state
+    theirs.reset_state()
+    np.testing.assert_allclose(mine(X[:4, :3]), theirs(X[:4, :3]), rtol=1e-5, atol=1e-6)

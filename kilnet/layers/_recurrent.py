@@ -232,7 +232,8 @@ class StatefulStates:
         return tuple("rnn_state" if i == 0 else f"rnn_state_{i}" for i in range(self.STATES))
 
     def carried_state_init(self) -> dict:
-        """Zeros for each state at the batch size of the layer's first call (init's part)."""
+        """Each state's first value at the batch size of the layer's first call (init's
+        part): `_first_states`, zeros unless a cell of yours says otherwise."""
         if not self.stateful:
             return {}
         batch = self.build_batch_size
@@ -243,8 +244,10 @@ class StatefulStates:
                 "model's input: kilnet.Input(shape, batch_size=32) or "
                 "kilnet.Input(batch_shape=(32, ...)), and the same batch_size to fit, evaluate "
                 "and predict. Received: an input of unknown batch size")
-        return {name: np.zeros(shape, self.variable_dtype) for name, shape in zip(
-            self.carried_state_names, self._carried_shapes(batch))}
+        return dict(zip(self.carried_state_names, self._first_states(batch)))
+
+    def _first_states(self, batch) -> list:
+        return [np.zeros(shape, self.variable_dtype) for shape in self._carried_shapes(batch)]
 
     def carried_state_specs(self, batch) -> dict:
         """The carried states' shapes and dtypes at `batch` (a trace without arrays)."""

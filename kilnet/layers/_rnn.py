@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from kilnet import _scope, regularizers
 from kilnet.layers import _rnn_cells as cells
@@ -191,6 +192,12 @@ class RNN(StatefulStates, SequenceMasks, Layer):
     def _carried_shapes(self, batch) -> list:
         return [tuple(s.shape) for s in jax.tree.leaves(
             self._default_states(batch, self.cell.compute_dtype))]
+
+    def _first_states(self, batch) -> list:
+        """The cell's get_initial_state (zeros without one), as Keras makes its state
+        variables from it; reset_state() sets zeros, as Keras's does."""
+        return [np.asarray(s, self.variable_dtype) for s in jax.tree.leaves(
+            self._default_states(batch, self.variable_dtype))]
 
     # -- calling ---------------------------------------------------------------------------------
     def apply(self, params, state, x, *, training=False, rng=None, sample_mask=None,
