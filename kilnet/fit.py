@@ -319,8 +319,7 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
     validation_freq = _check_validation_freq(validation_freq)
     validation_steps = _check_count(validation_steps, "validation_steps")
     validation_batch_size = _check_count(validation_batch_size, "validation_batch_size")
-    batch_size = trainer.default_batch_size() if batch_size is None else batch_size
-    _note_batch_size(model, batch_size)
+    batch_size = _job_batch_size(trainer, batch_size)
     # Several processes: each passed its shard; train on all (kilnet.distribution). Log once.
     x, y, validation_data = distribution_lib.global_arrays(trainer, x, y, validation_data)
     verbose = verbose if distribution_lib.is_chief() else 0
@@ -603,11 +602,15 @@ def _block_parts(trainer, feed, blocks):
                                   valid=block.valid[at:at + rows], base=last), rows
 
 
-def _note_batch_size(model, batch_size: int) -> None:
-    """A model built by this job (a subclassed model's first fit) is built for its batch
-    size, as Keras builds it on the first batch: a stateful layer's states need it."""
+def _job_batch_size(trainer, batch_size) -> int:
+    """The batch size of a fit / evaluate / predict: the one given, else the Trainer's
+    default. A model built by this job (a subclassed model's first fit) is built for it, as
+    Keras builds it on the first batch: a stateful layer's states need it."""
+    batch_size = trainer.default_batch_size() if batch_size is None else batch_size
+    model = trainer.model
     if not model.built and model.build_batch_size is None:
         model.build_batch_size = batch_size
+    return batch_size
 
 
 def _check_stateful_batches(stateful: int, batch_size: int, last_rows) -> None:
@@ -814,8 +817,7 @@ def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False,
     trainer = model.require_compiled()
     verbose = resolve_verbose(verbose)
     steps = _check_count(steps, "steps")
-    batch_size = trainer.default_batch_size() if batch_size is None else batch_size
-    _note_batch_size(model, batch_size)
+    batch_size = _job_batch_size(trainer, batch_size)
     x, y = distribution_lib.global_arrays(trainer, x, y)  # several processes: all shards
     verbose = verbose if distribution_lib.is_chief() else 0
     if feeds.is_stream(x):
@@ -886,8 +888,7 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
     verbose = resolve_verbose(verbose)
     steps = _check_count(steps, "steps")
     trainer = _prediction_trainer(model)
-    batch_size = trainer.default_batch_size() if batch_size is None else batch_size
-    _note_batch_size(model, batch_size)
+    batch_size = _job_batch_size(trainer, batch_size)
     (x,) = distribution_lib.global_arrays(trainer, x)  # several processes: all shards
     verbose = verbose if distribution_lib.is_chief() else 0
     if feeds.is_stream(x):

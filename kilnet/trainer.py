@@ -189,7 +189,8 @@ class Trainer:
         Trainer their holder: one copy of every weight, read through by the Variables."""
         model = self.model
         # the weights, and the carried states (a stateful RNN's), which live in model_state
-        paths = list(model.variable_paths()) + list(model.carried_paths())
+        carried = list(model.carried_paths())
+        paths = list(model.variable_paths()) + carried
         for _, _, v in paths:
             if v.holder is not None and v.holder is not self:
                 v.release()  # another model's Trainer had it: take a copy
@@ -201,7 +202,7 @@ class Trainer:
                                    "params" if path in self._trainable_paths else "frozen", path)
                            for path, kind, v in paths}
         self._held = [v for _, _, v in paths]
-        self._stateful_batch = _stateful_batch(model.carried_paths())
+        self._stateful_batch = _stateful_batch(carried)
         for v in self._held:
             v.hold_by(self)
         return state
