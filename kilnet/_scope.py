@@ -218,3 +218,22 @@ def sample_mask():
 def training_flag(default=False) -> bool:
     scope = current()
     return default if scope is None else scope.training
+
+
+@contextlib.contextmanager
+def output_layouts(lay_out):
+    """While a program is traced for several devices: `lay_out(path, value)` gives each
+    layer's output the layout its distribution names for it (kilnet.distribution)."""
+    before = getattr(_local, "lay_out", None)
+    _local.lay_out = lay_out
+    try:
+        yield
+    finally:
+        _local.lay_out = before
+
+
+def laid_out(path, value):
+    """A layer's output with the layout of the program being traced (`output_layouts`), or
+    unchanged: outside such a trace, or for a layer not built yet (no path)."""
+    lay_out = getattr(_local, "lay_out", None)
+    return value if lay_out is None or path is None else lay_out(path, value)

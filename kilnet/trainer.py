@@ -64,6 +64,7 @@ class Trainer:
         self.fit_calls = 0
         self.report = programs.CompileReport()
         self._programs = {}
+        self._placement = None       # kilnet.distribution.Placement, when distributed
         self.resume_point = None     # (epoch, step) set by a checkpoint restore
         self.steps_per_execution = None  # compile()'s cap on a chunk's steps
         self._metrics_resolved_for = None   # (objective, label shapes): see resolve_accuracy
@@ -314,7 +315,15 @@ class Trainer:
     def reset_state(self):
         self.release_variables()
         self.state = None
+        self._placement = None
         self._programs.clear()
+
+    def placement(self):
+        """Where the training state lives on the distribution's devices (the layout of each
+        weight, kilnet.distribution.Placement), once the model is built."""
+        if self._placement is None:
+            self._placement = self.distribution.placement(self.model)
+        return self._placement
 
     def program(self, kind: str, batch_size: int, *args):
         """The compiled program `kind` for these argument shapes, compiling it on first use."""
@@ -358,11 +367,12 @@ class Trainer:
             if dist is None:
                 compiled, info, lowered = programs.compile_program(name, fn, donate,
                                                                    *programs.abstract(args))
-            else:  # state replicated in and out, batches split inside (kilnet.distribution)
+            else:  # the state laid out in and out, batches split inside (kilnet.distribution)
                 dist.check_batch_size(batch_size)
+                placement = self.placement()
                 compiled, info, lowered = programs.compile_program(
-                    name, dist.replicate_outputs(fn), donate, *dist.abstract(args))
-                compiled = dist.wrap(compiled)
+                    name, placement.program(fn), donate, *placement.abstract(args))
+                compiled = placement.wrap(compiled, args)
             if kind in ("train", "train_batch") and custom is None and \
                     self.report.batch_size != batch_size:
                 # The report's step cost is for the batch size fit() trains with, not

@@ -6,6 +6,9 @@ CPU device, so the multi-device runs happen here, with XLA's forced host device 
     python tests/_dist_worker.py devices OUT.npz
         one process, 4 CPU devices: 1-device vs 4- and 2-device training, the batch-size
         policy, weights moved between 1 and 4 devices
+    python tests/_dist_worker.py model OUT.npz
+        one process, 4 CPU devices as a 2 x 2 mesh ("data", "model"): ModelParallel against
+        one device and against Keras's own ModelParallel, its errors, its model files
     python tests/_dist_worker.py process PORT PROCESS_ID NUM_PROCESSES OUT.npz
         one process (2 CPU devices) of a jax.distributed run over 127.0.0.1:PORT; trains on its
         own shard of the data
@@ -19,7 +22,7 @@ from __future__ import annotations
 import os
 import sys
 
-DEVICES = {"devices": 4, "process": 2}
+DEVICES = {"devices": 4, "model": 4, "process": 2}
 
 if __name__ == "__main__":
     # Before JAX starts: the device count, the CPU backend, no persistent compilation cache
@@ -28,6 +31,7 @@ if __name__ == "__main__":
                                f"device_count={DEVICES[sys.argv[1]]}").strip()
     os.environ["JAX_PLATFORMS"] = "cpu"
     os.environ["KILNET_COMPILATION_CACHE"] = "0"
+    os.environ["KERAS_BACKEND"] = "jax"   # the ModelParallel reference: Keras 3 on JAX
 
 import numpy as np  # noqa: E402
 
@@ -169,6 +173,164 @@ def run_devices(out_path):
     np.savez(out_path, **results)
 
 
+# -- ModelParallel on a 2 x 2 mesh ------------------------------------------------------------------
+def guide_model(lib, distribution=None, *, rate=0.4, optimizer="adam"):
+    """Keras's distribution guide's model (Flatten, Dense "d1", Dropout, Dense "d2"), on
+    small images; `distribution` goes to kilnet's compile (Keras takes the global one)."""
+    inputs = lib.layers.Input(shape=(8, 8, 1))
+    y = lib.layers.Flatten()(inputs)
+    y = lib.layers.Dense(units=20, activation="relu", name="d1")(y)
+    y = lib.layers.Dropout(rate)(y)
+    y = lib.layers.Dense(units=10, activation="softmax", name="d2")(y)
+    model = lib.Model(inputs=inputs, outputs=y)
+    kwargs = {} if lib.__name__ == "keras" else {"distribution": distribution}
+    model.compile(loss="mse", optimizer=optimizer, **kwargs)
+    return model
+
+
+def guide_layouts(lib, mesh):
+    """The guide's LayoutMap: d1's kernel and bias split over "model", d2's output over
+    "data"; the batch over "data"."""
+    layout_map = lib.distribution.LayoutMap(mesh)
+    layout_map["d1/kernel"] = (None, "model")
+    layout_map["d1/bias"] = ("model",)
+    layout_map["d2/output"] = ("data", None)
+    return lib.distribution.ModelParallel(layout_map=layout_map, batch_dim_name="data")
+
+
+def _guide_run(model, x, y, prefix, **fit_kwargs):
+    history = model.fit(x, y, epochs=2, batch_size=16, verbose=0, **fit_kwargs)
+    out = {"loss": history.history["loss"], "evaluate": model.evaluate(x, y, verbose=0),
+           "predict": model.predict(x, batch_size=16, verbose=0)}
+    out.update({f"w{i}": w for i, w in enumerate(model.get_weights())})
+    return _prefixed(prefix, {k: np.asarray(v) for k, v in out.items()})
+
+
+def run_model_parallel(out_path):
+    import jax
+
+    import kilnet
+    from kilnet.distribution import DeviceMesh
+
+    assert jax.device_count() == 4, jax.devices()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8, 8, 1)).astype(np.float32)
+    y = rng.normal(size=(64, 10)).astype(np.float32)
+    mesh = DeviceMesh(shape=(2, 2), axis_names=["data", "model"])
+    results = {}
+
+    # kilnet's ModelParallel against one device, Dropout and Adam included
+    for name, dist in (("one", None), ("mp", guide_layouts(kilnet, mesh))):
+        kilnet.utils.set_random_seed(SEED)
+        model = guide_model(kilnet, dist)
+        results.update(_guide_run(model, x, y, f"guide/{name}", seed=SEED))
+    state = model.compiled.state
+    results["guide/kernel_shards"] = np.array(
+        [s.data.shape for s in state.params["d1"]["kernel"].addressable_shards])
+    results["guide/slot_specs"] = np.array([
+        str(leaf.sharding.spec) for path, leaf in jax.tree_util.tree_leaves_with_path(
+            state.opt_state) if jax.tree_util.keystr(path).endswith("['d1']['kernel']")])
+    results["guide/d2_spec"] = np.array(str(state.params["d2"]["kernel"].sharding.spec))
+
+    results.update(_against_keras(x, y))
+    results.update(_model_parallel_files(mesh, x, y, model))
+    results["errors"] = np.array(_model_parallel_errors(mesh, x, y))
+    np.savez(out_path, **results)
+
+
+def _against_keras(x, y):
+    """Keras 3's own ModelParallel (JAX backend) on the same mesh and layouts, from the same
+    weights, plain SGD, no dropout, no shuffling: kilnet's must train the same."""
+    import keras
+
+    import kilnet
+
+    keras.utils.set_random_seed(SEED)
+    keras_mesh = keras.distribution.DeviceMesh(shape=(2, 2), axis_names=["data", "model"])
+    keras.distribution.set_distribution(guide_layouts(keras, keras_mesh))
+    try:
+        theirs = guide_model(keras, rate=0.0, optimizer=keras.optimizers.SGD(0.1))
+        start = theirs.get_weights()
+        out = _guide_run(theirs, x, y, "keras/theirs", shuffle=False)
+        out["keras/theirs_kernel_spec"] = np.array(str(theirs.layers[2].kernel.value.sharding
+                                                       .spec))
+    finally:
+        keras.distribution.set_distribution(None)
+    mesh = kilnet.distribution.DeviceMesh(shape=(2, 2), axis_names=["data", "model"])
+    ours = guide_model(kilnet, guide_layouts(kilnet, mesh), rate=0.0,
+                       optimizer=kilnet.optimizers.SGD(0.1))
+    ours.set_weights(start)
+    out.update(_guide_run(ours, x, y, "keras/ours", shuffle=False))
+    return out
+
+
+def _model_parallel_files(mesh, x, y, trained):
+    """A model trained split over the mesh, saved, loaded on one device (the same
+    predictions) and loaded under set_distribution (training continues as the original's)."""
+    import tempfile
+
+    import kilnet
+    from kilnet.models import load_model
+
+    out = {}
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "mp.kilnet")
+        trained.save(path)
+        on_one = load_model(path)
+        out["file/one_devices"] = np.asarray(on_one.compiled.distribution is None)
+        out["file/one_predict"] = on_one.predict(x, verbose=0)
+        out["file/original_predict"] = trained.predict(x, verbose=0)
+        with guide_layouts(kilnet, mesh).scope():
+            loaded = load_model(path)
+        out["file/loaded_kind"] = np.array(type(loaded.compiled.distribution).__name__)
+        for label, model in (("loaded", loaded), ("original", trained)):
+            history = model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+            out[f"file/{label}/loss"] = np.asarray(history.history["loss"])
+            for i, w in enumerate(model.get_weights()):
+                out[f"file/{label}/w{i}"] = w
+    return out
+
+
+def _model_parallel_errors(mesh, x, y):
+    """The messages of what ModelParallel refuses, in order (see the test)."""
+    import kilnet
+    from kilnet.distribution import LayoutMap, ModelParallel
+
+    def message(action):
+        try:
+            action()
+        except (ValueError, TypeError) as error:
+            return str(error)
+        return "no error"
+
+    def layouts(**keys):
+        layout_map = LayoutMap(mesh)
+        for key, axes in keys.items():
+            layout_map[key.replace("__", "/")] = axes
+        return ModelParallel(layout_map=layout_map, batch_dim_name="data")
+
+    def fit(dist, batch_size=16):
+        guide_model(kilnet, dist).fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
+
+    def fit_odd_units():   # 3 units cannot be split over 2 devices
+        inputs = kilnet.Input((4,))
+        model = kilnet.Model(inputs, kilnet.layers.Dense(3, name="odd")(inputs))
+        model.compile(loss="mse", distribution=layouts(odd__kernel=(None, "model")))
+        model.fit(x[:, 0, :4, 0], y[:, :3], batch_size=16, epochs=1, verbose=0)
+
+    layout_map = LayoutMap(mesh)
+    layout_map["d1/kernel"] = (None, "model")
+    return [
+        message(lambda: fit(layouts(d1__kernel=(None, "model")), batch_size=15)),
+        message(lambda: fit(layouts(d1__kernel=("model",)))),
+        message(fit_odd_units),
+        message(lambda: layouts(d1__kernel=(None, "tensor"))),
+        message(lambda: layout_map.__setitem__("d1/kernel", ("model", None))),
+        message(lambda: fit(layouts(**{"d1.*": (None, "model"), ".*kernel": (None, "model")}))),
+        message(lambda: ModelParallel(layout_map=layout_map, batch_dim_name="batch")),
+    ]
+
+
 def one_weights(results):
     return [results[f"w{i}"] for i in range(sum(k.startswith("w") for k in results))]
 
@@ -197,6 +359,8 @@ if __name__ == "__main__":
     scenario = sys.argv[1]
     if scenario == "devices":
         run_devices(sys.argv[2])
+    elif scenario == "model":
+        run_model_parallel(sys.argv[2])
     elif scenario == "process":
         run_process(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
     else:

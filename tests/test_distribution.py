@@ -211,6 +211,143 @@ def test_process_helpers_in_a_single_process():
     assert kilnet.distribution is distribution
 
 
+def _one_device_mesh(axes=("data", "model")):
+    return distribution.DeviceMesh((1,) * len(axes), list(axes), devices=jax.devices()[:1])
+
+
+def test_layout_map_finds_layouts_as_keras_does():
+    """Exact keys first, else the one key whose regular expression matches the whole path,
+    None when none does, an error when several do: the same answers as Keras 3's LayoutMap."""
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    import keras
+
+    keys = {"d1/kernel": (None, "model"), ".*dense.*kernel": ("model", None),
+            "dense_1/bias": ("model",), "conv.*": (None, None, None, "model"),
+            ".*conv2d_1.*": ("model", None, None, None)}
+    paths = ["d1/kernel", "dense_1/kernel", "seq/dense/kernel", "dense_1/bias", "dense_2/bias",
+             "d1/kernel/extra", "conv2d/kernel", "conv2d_1/kernel", "x/conv2d_1/bias", "d1"]
+    ours = distribution.LayoutMap(_one_device_mesh())
+    theirs = keras.distribution.LayoutMap(keras.distribution.DeviceMesh(
+        (1, 1), ["data", "model"], devices=keras.distribution.list_devices()[:1]))
+    for key, axes in keys.items():
+        ours[key], theirs[key] = axes, axes
+
+    def answer(layout_map, path):
+        try:
+            found = layout_map[path]
+        except ValueError:
+            return "several"
+        return None if found is None else tuple(found.axes)
+
+    answers = [answer(ours, path) for path in paths]
+    assert answers == [answer(theirs, path) for path in paths]
+    assert answers.count(None) >= 2 and "several" in answers   # every kind of answer
+    assert len(ours) == 5 and list(ours) == list(keys)
+    del ours["d1/kernel"]
+    assert ours["d1/kernel"] is None
+
+
+def test_layer_paths_are_keras_paths():
+    """`layer.path` (what "<path>/output" keys lay out) as Keras's: a Sequential's layers
+    under its name, a functional model's under none, a subclassed model's attributes under
+    its name, nested models under their own."""
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    import keras
+
+    def paths(lib):
+        seq = lib.Sequential([lib.Input((4,)), lib.layers.Dense(3, name="a"),
+                              lib.layers.Flatten(name="f")], name="seq")
+        inner_input = lib.Input((3,))
+        inner = lib.Model(inner_input, lib.layers.Dense(2, name="b")(inner_input),
+                          name="inner")
+        inputs = lib.Input((4,))
+        outer = lib.Model(inputs, lib.layers.Dense(1, name="c")(inner(seq(inputs))),
+                          name="outer")
+
+        class Sub(lib.Model):
+            def __init__(self):
+                super().__init__(name="sub")
+                self.dense = lib.layers.Dense(2, name="e")
+
+            def call(self, x):
+                return self.dense(x)
+
+        sub = Sub()
+        sub(np.ones((1, 4), "float32"))
+        outer.predict(np.ones((1, 4), "float32"), verbose=0)
+        return [layer.path for layer in [seq, *seq.layers, inner, inner.layers[-1], outer,
+                                         outer.layers[-1], sub, sub.dense]]
+
+    ours = paths(kilnet)
+    assert ours == paths(keras)
+    assert ours[:3] == ["seq", "seq/a", "seq/f"] and ours[-1] == "sub/e"
+
+
+def test_an_output_layout_constrains_that_layer_in_the_program():
+    """A "<layer path>/output" key puts a sharding constraint on that layer's output in the
+    traced program (as Keras's layers relayout their outputs); without it, none."""
+    import re
+
+    def constraints(keys):
+        layout_map = distribution.LayoutMap(_one_device_mesh())
+        for key, axes in keys.items():
+            layout_map[key] = axes
+        inputs = kilnet.Input((6,))
+        y = kilnet.layers.Dense(8, name="d2")(kilnet.layers.Dense(4, name="d1")(inputs))
+        model = kilnet.Model(inputs, y)
+        model.build()
+        placement = distribution.ModelParallel(layout_map=layout_map).placement(model)
+        forward = placement.program(lambda p, s, x: model.apply(p, s, x)[0])
+        text = jax.jit(forward).lower(model.params_tree(), model.state_tree(),
+                                      np.ones((2, 6), np.float32)).as_text()
+        return re.findall(r"sharding_constraint[^\n]*tensor<2x(\d)xf32>", text), text
+
+    plain, _ = constraints({})
+    laid_out, text = constraints({"d2/output": ("data", "model")})
+    assert len(laid_out) == len(plain) + 1 and laid_out.count("8") == plain.count("8") + 1
+    assert '[{"data"}, {"model"}]' in text
+
+
+def test_meshes_and_layouts_refuse_what_cannot_work():
+    with pytest.raises(ValueError, match=r"needs 8 devices\. Received: 1 devices"):
+        distribution.DeviceMesh((2, 4), ["data", "model"], devices=jax.devices()[:1])
+    with pytest.raises(ValueError, match="one distinct name per axis"):
+        distribution.DeviceMesh((1,), ["data", "model"], devices=jax.devices()[:1])
+    with pytest.raises(ValueError, match="names such as 'cpu:0'"):
+        distribution.DeviceMesh((1,), ["data"], devices=["tpu:7"])
+    with pytest.raises(ValueError, match="needs layout_map=kilnet.distribution.LayoutMap"):
+        distribution.ModelParallel(layout_map={"d1/kernel": (None, "model")})
+    layout_map = distribution.LayoutMap(_one_device_mesh())
+    with pytest.raises(ValueError, match="a TensorLayout or a tuple of axis names"):
+        layout_map["d1/kernel"] = "model"
+    with pytest.raises(ValueError, match="has no DeviceMesh yet"):
+        distribution.TensorLayout((None, "model")).backend_layout
+
+
+def test_data_parallel_takes_keras_arguments():
+    """DataParallel(device_mesh=DeviceMesh(...)) and DataParallel(devices=[...]) as Keras; a
+    mesh of device names ("cpu:0", as list_devices gives them) too; and scope()."""
+    mesh = distribution.DeviceMesh((1,), ["batch"], devices=distribution.list_devices()[:1])
+    dp = distribution.DataParallel(device_mesh=mesh)
+    assert dp.batch_dim_name == "batch" and dp.num_devices == 1 and dp.device_mesh is mesh
+    assert distribution.DataParallel(devices=jax.devices()[:1]).devices == jax.devices()[:1]
+    with dp.scope():
+        assert distribution.distribution() is dp
+        assert worker.make_model().compiled.distribution is dp
+    assert distribution.distribution() is None
+
+
+def test_distribute_tensor_places_arrays_and_constrains_traced_ones():
+    layout = distribution.TensorLayout(("data", None), _one_device_mesh())
+    placed = distribution.distribute_tensor(np.ones((2, 3)), layout)
+    assert placed.sharding == layout.backend_layout
+    text = jax.jit(lambda a: distribution.distribute_tensor(a * 2, layout)).lower(
+        np.ones((2, 3), np.float32)).as_text()
+    assert 'sharding_constraint' in text and '[{"data"}, {}]' in text
+    symbolic = kilnet.Input((3,))
+    assert distribution.distribute_tensor(symbolic, layout) is symbolic
+
+
 # -- kilnet train --coordinator ... --num-processes 2 --process-id I -------------------------------
 def test_cli_two_processes_write_one_run_folder(tmp_path):
     rng = np.random.default_rng(0)
@@ -248,3 +385,62 @@ def test_set_distribution_is_the_default_of_compile():
     assert worker.make_model().compiled.distribution is None
     with pytest.raises(TypeError, match="Received: distribution='mirrored'"):
         distribution.set_distribution("mirrored")
+
+
+# -- ModelParallel: one process, 4 CPU devices as a 2 x 2 mesh ("data", "model") --------------------
+@pytest.fixture(scope="module")
+def model_parallel_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist") / "model.npz"
+    with _processes([[sys.executable, str(WORKER), "model", str(out)]], env=_env()) as procs:
+        _wait(procs)
+    return dict(np.load(out))
+
+
+def test_model_parallel_trains_as_one_device(model_parallel_run):
+    """Keras's distribution guide's model and LayoutMap (d1 split over "model", the batch
+    over "data"), Dropout and Adam included: the same losses, results and weights as on one
+    device; d1's kernel really is split in two on each replica, and Adam's slots for it
+    take its layout."""
+    one = _prefix(model_parallel_run, "guide/one/")
+    assert {"loss", "evaluate", "predict", "w0", "w3"} <= set(one)
+    _compare(model_parallel_run, "guide/mp/", one)
+    assert model_parallel_run["guide/kernel_shards"].tolist() == [[64, 10]] * 4
+    assert model_parallel_run["guide/slot_specs"].tolist() == ["P(None, 'model')"] * 2
+    assert str(model_parallel_run["guide/d2_spec"]) == "P()"   # no layout: replicated
+
+
+def test_model_parallel_trains_as_keras_model_parallel(model_parallel_run):
+    """Keras 3's own ModelParallel on the same mesh and LayoutMap, from the same weights:
+    the same loss history, results and trained weights."""
+    theirs = _prefix(model_parallel_run, "keras/theirs/")
+    assert {"loss", "evaluate", "predict", "w0", "w3"} <= set(theirs)
+    assert str(model_parallel_run["keras/theirs_kernel_spec"]) == "P(None, 'model')"
+    _compare(model_parallel_run, "keras/ours/", theirs)
+
+
+def test_model_parallel_files_move_between_layouts(model_parallel_run):
+    """Saved from the mesh, loaded on one device: the same predictions; loaded within the
+    distribution's scope(): laid out again, and training continues as the original's."""
+    assert bool(model_parallel_run["file/one_devices"])
+    np.testing.assert_allclose(model_parallel_run["file/one_predict"],
+                               model_parallel_run["file/original_predict"], **TOL)
+    assert str(model_parallel_run["file/loaded_kind"]) == "ModelParallel"
+    original = _prefix(model_parallel_run, "file/original/")
+    assert {"loss", "w0"} <= set(original)
+    _compare(model_parallel_run, "file/loaded/", original)
+
+
+def test_model_parallel_errors_name_the_cause(model_parallel_run):
+    batch, rank, uneven, axis, duplicate, ambiguous, batch_axis = (
+        str(m) for m in model_parallel_run["errors"])
+    assert "multiple of the number of model replicas (devices along the mesh's 'data' axis)" \
+        in batch and "nearest valid sizes: 14 or 16. Received: batch_size=15" in batch
+    assert "The layout ('model',) of 'd1/kernel' (shape (64, 20)) needs one entry per axis" \
+        in rank
+    assert "'odd/kernel' (shape (4, 3)) cannot be split over the mesh axis 'model' of 2 " \
+           "devices" in uneven
+    assert "name ['tensor'], which the mesh does not have; its axes are ['data', 'model']" \
+        in axis
+    assert "already has the key 'd1/kernel'" in duplicate
+    assert "'d1/kernel' matches several LayoutMap keys: ['d1.*', '.*kernel']" in ambiguous
+    assert "batch_dim_name must be an axis of the mesh" in batch_axis

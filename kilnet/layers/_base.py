@@ -157,6 +157,21 @@ class Layer:
         set_untracked(self, "_name", value)
 
     @property
+    def path(self):
+        """Keras's `layer.path`: the names of the layers it was built inside, then its own
+        ("sequential/dense"; "dense" for a functional model's layer); None until built. A
+        LayoutMap key "<path>/output" lays out its output (kilnet.distribution).
+
+        Example:
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(2)])
+            >>> model.build()   # built: the path is known
+            >>> model.path, model.layers[0].path
+            ('sequential', 'sequential/dense')
+        """
+        return self.__dict__.get("_path")
+
+    @property
     def name_is_fixed(self) -> bool:
         """True once the name was given or fixed by a model (it no longer changes)."""
         return self._name is not None
@@ -497,7 +512,8 @@ class Layer:
             ('bfloat16', 'float32')
         """
         if getattr(self, "is_functional", False):
-            return self.apply(params, state, *args, **kwargs)
+            outputs, new_state = self.apply(params, state, *args, **kwargs)
+            return _scope.laid_out(self.path, outputs), new_state
         compute = self.compute_dtype
         if self.autocast:
             args = mixed_precision.cast_floating(args, compute)
@@ -506,7 +522,7 @@ class Layer:
             if self.autocast_weights and compute != self.variable_dtype:
                 params = self._cast_own_weights(params, compute)
         outputs, new_state = self.apply(params, state, *args, **kwargs)
-        outputs = mixed_precision.cast_floating(outputs, compute)
+        outputs = _scope.laid_out(self.path, mixed_precision.cast_floating(outputs, compute))
         if jax.tree.structure(new_state) == jax.tree.structure(state):
             new_state = jax.tree.map(_as_dtype_of, new_state, state)
         return outputs, new_state
@@ -728,6 +744,8 @@ class Layer:
         call_keywords = {k: v for k, v in (call_keywords or {}).items() if k != "training"}
         if self.built and not self.is_pure:
             self.unbuild()  # Keras's form: build() runs again and draws new weights
+        # Keras's layer.path: the names of the layers it is built inside, then its own
+        set_untracked(self, "_path", _scope.weight_path(self.name))
         # Sub-layers are built on their first call while the parent's call is traced: their
         # weights must be concrete arrays, not values of that trace.
         with jax.ensure_compile_time_eval(), self._naming_weights():

@@ -406,6 +406,8 @@ class Model(Layer):
         a file's deterministic start), else only those without weights, so that the layers
         a model shares with another (feature extraction, a pretrained base model) keep
         theirs. A nested model built meanwhile follows the same choice."""
+        if self.path is None:   # Keras's model.path (build_weights sets it for a nested one)
+            set_untracked(self, "_path", _scope.weight_path(self.name))
         token = _REDRAW_ALL.set(everything)
         try:
             with self._naming_weights():
