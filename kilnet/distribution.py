@@ -494,13 +494,13 @@ class ModelParallel(Distribution):
             raise ValueError(f"batch_dim_name must be an axis of the mesh, one of "
                              f"{list(mesh.axis_names)}. Received: "
                              f"batch_dim_name={batch_dim_name!r}")
-        if jax.process_count() > 1:
-            raise ValueError(
-                "ModelParallel runs in one process for now: weights split over the "
-                "devices of several processes cannot be read back or saved by kilnet yet. "
-                "Use DataParallel() across processes.")
+        _refuse_several_processes()
         super().__init__(mesh, batch_dim_name, auto_shard_dataset)
         self._layout_map = layout_map
+
+    def placement(self, model) -> "Placement":
+        _refuse_several_processes()   # initialize() may have come after the constructor
+        return super().placement(model)
 
     layout_map = property(lambda self: self._layout_map, doc="The LayoutMap.")
 
@@ -514,6 +514,16 @@ class ModelParallel(Distribution):
     def __repr__(self):
         return (f"ModelParallel(mesh {self.device_mesh.shape} {list(self.device_mesh.axis_names)}"
                 f", batch axis {self.batch_dim_name!r}, {len(self._layout_map)} layouts)")
+
+
+def _refuse_several_processes():
+    if jax.process_count() > 1:
+        # Weights split over several processes' devices are not addressable from one
+        # process, and model.save runs in process 0 alone: reading them back would need
+        # every process to join in.
+        raise ValueError("ModelParallel runs in one process for now: kilnet cannot yet read "
+                         "back or save weights split over the devices of several processes. "
+                         "Use DataParallel() across processes.")
 
 
 class Placement:

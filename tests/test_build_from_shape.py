@@ -87,3 +87,27 @@ def test_build_with_data_builds_from_its_sample_shape():
     assert model.count_params() == 7850
     with pytest.raises(ValueError, match=r"declared for inputs of shape \(28, 28, 1\)"):
         _functional(kilnet).build(np.zeros((64, 5), "float32"))
+
+
+def test_a_declared_model_takes_a_shape_with_its_batch_size_as_keras():
+    """Keras's build(input_shape) counts the batch axis ("Distributed training with JAX"
+    builds with model.build((BATCH_SIZE, 28, 28, 1))): a model whose inputs are declared
+    takes that form as Keras does, and keeps its weights; a shape that fits neither way is
+    still refused."""
+    for lib in (kilnet, keras):
+        model = _functional(lib)
+        before = [np.asarray(w) for w in model.get_weights()]
+        model.build((32, 28, 28, 1))
+        assert model.built and model.count_params() == 7850
+        for a, b in zip(before, model.get_weights()):
+            np.testing.assert_array_equal(a, np.asarray(b))
+        _functional(lib, batch_inputs=True).build([(2, 3), (2, 4)])
+    # (Keras's Sequential refuses a batch size there; kilnet's takes it as its functional
+    # models do)
+    seq = kilnet.Sequential([kilnet.Input((28, 28, 1)), kilnet.layers.Flatten(),
+                             kilnet.layers.Dense(10)])
+    seq.build((32, 28, 28, 1))
+    assert seq.count_params() == 7850
+    with pytest.raises(ValueError, match=r"declared for inputs of shape \(28, 28, 1\) but is "
+                                         r"being built for \(32, 28, 28, 3\)"):
+        _functional(kilnet).build((32, 28, 28, 3))

@@ -331,7 +331,8 @@ class Model(Layer):
         them), as Keras's distributed-training guide calls it. Without a seed, layers already
         built (e.g. pretrained) keep their weights; with one, every weight is drawn again
         from that seed. A functional model is built from `Model(...)` on: this only checks
-        the shape against its inputs.
+        the shape against its inputs, given with or without the batch axis (Keras's
+        `build((32, 28, 28, 1))` counts it).
 
         Example:
             >>> import numpy as np
@@ -397,7 +398,8 @@ class Model(Layer):
             input_shape = self.flatten_inputs(input_shape)
             input_shape = input_shape[0] if len(input_shape) == 1 else input_shape
         declared = self.build_shape
-        if _shapes_differ(declared, input_shape):
+        if _shapes_differ(declared, input_shape) and _shapes_differ(
+                declared, _leading_axis_dropped(input_shape)):
             raise ValueError(f"The model was declared for inputs of shape {declared} but is "
                              f"being built for {input_shape}.")
 
@@ -1123,6 +1125,14 @@ def _without_batch(shape):
     if shape and shape[0] is None:
         shape = shape[1:]
     return tuple(int(d) if d is not None else None for d in shape)
+
+
+def _leading_axis_dropped(shape):
+    """A shape (or a list of them) without its first axis: Keras's build((32, 28, 28, 1)),
+    whose first axis is the batch, checked against a functional model's declared inputs."""
+    if isinstance(shape, list):
+        return [_leading_axis_dropped(s) for s in shape]
+    return tuple(shape)[1:]
 
 
 def _shapes_differ(declared, given) -> bool:
