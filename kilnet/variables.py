@@ -11,11 +11,13 @@ A Variable is a handle. Its value lives in one place at a time:
 
 JAX no longer converts foreign objects implicitly (`__jax_array__` is refused while tracing),
 so a Variable converts explicitly: through `kilnet.ops` functions, Python operators, or
-`variable.value`.
+`variable.value`; and JAX's transformations see it as the array it stands for (a pytree of
+that one leaf), so `jax.device_put`, `jax.jit` and `jax.grad` take lists of Variables.
 """
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 
 from kilnet import _scope
@@ -222,3 +224,12 @@ def to_array(x):
         3.0
     """
     return x.value if isinstance(x, Variable) else x
+
+
+# JAX sees a Variable as the array it stands for: `jax.device_put(model.trainable_variables,
+# sharding)`, `jax.jit(step)(model.trainable_variables, ...)` and `jax.grad` take lists of
+# Variables and give back arrays (Keras's "Distributed training with JAX" guide passes them
+# so; Keras's own Variables relied on `__jax_array__`, which JAX refuses now). A structure
+# rebuilt by JAX holds the arrays, not new Variables: nothing outside a layer owns a weight.
+jax.tree_util.register_pytree_node(Variable, lambda v: ((v.value,), None),
+                                   lambda _, children: children[0])
