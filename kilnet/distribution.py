@@ -727,29 +727,76 @@ def get(distribution):
 
 
 # -- several processes ---------------------------------------------------------------------------
-def initialize(coordinator_address: str, num_processes: int, process_id: int, *,
-               timeout_seconds: int = 300):
-    """Join a multi-process run: `jax.distributed.initialize`, before any other JAX work.
+def initialize(job_addresses=None, num_processes=None, process_id=None, *,
+               coordinator_address=None, timeout_seconds: int = 300):
+    """Join a multi-process run, as `keras.distribution.initialize`: `jax.distributed
+    .initialize`, before any other JAX work.
 
-    coordinator_address: "host:port" of process 0, reachable by every process.
-    Afterwards jax.devices() lists the devices of every process, DataParallel() spans them all,
-    and, unless kilnet.utils.set_random_seed was called, all processes share one random seed
-    (chosen by process 0) so that they build the same initial model.
+    job_addresses: "host:port" of process 0, reachable by every process, or Keras's
+        comma-separated addresses of every process (the first is the coordinator; there
+        must be num_processes of them). `coordinator_address` is kilnet's earlier name.
+    num_processes, process_id: the run's size and this process's place in it (0 is the
+        coordinator).
+    Each argument left None is read from Keras's environment variables
+    KERAS_DISTRIBUTION_JOB_ADDRESSES, KERAS_DISTRIBUTION_NUM_PROCESSES and
+    KERAS_DISTRIBUTION_PROCESS_ID; with none of them anywhere, JAX finds the cluster itself
+    (Cloud TPU, SLURM, ...). Afterwards jax.devices() lists the devices of every process,
+    DataParallel() spans them all, and, unless kilnet.utils.set_random_seed was called, all
+    processes share one random seed (chosen by process 0) so that they build the same
+    initial model.
     """
-    if not isinstance(coordinator_address, str) or not re.fullmatch(r"\S+:\d+",
-                                                                     coordinator_address):
-        raise ValueError("coordinator_address must be 'host:port', e.g. '10.0.0.1:1234'. "
-                         f"Received: coordinator_address={coordinator_address!r}")
+    given = _from_environment(job_addresses if job_addresses is not None
+                              else coordinator_address, num_processes, process_id)
+    if given == (None, None, None):
+        jax.distributed.initialize(initialization_timeout=int(timeout_seconds))
+    else:
+        coordinator, num_processes, process_id = _checked_cluster(*given)
+        jax.distributed.initialize(coordinator_address=coordinator,
+                                   num_processes=num_processes, process_id=process_id,
+                                   initialization_timeout=int(timeout_seconds))
+    _share_seed()
+
+
+def _from_environment(job_addresses, num_processes, process_id) -> tuple:
+    """The arguments, each None one from Keras's environment variable (still None if unset)."""
+    environ = {"job_addresses": "KERAS_DISTRIBUTION_JOB_ADDRESSES",
+               "num_processes": "KERAS_DISTRIBUTION_NUM_PROCESSES",
+               "process_id": "KERAS_DISTRIBUTION_PROCESS_ID"}
+    values = {"job_addresses": job_addresses, "num_processes": num_processes,
+              "process_id": process_id}
+    for name, variable in environ.items():
+        if values[name] is None and os.environ.get(variable):
+            text = os.environ[variable]
+            values[name] = text if name == "job_addresses" else _integer(variable, text)
+    return values["job_addresses"], values["num_processes"], values["process_id"]
+
+
+def _integer(name, text):
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer. Received: {name}={text!r}") from None
+
+
+def _checked_cluster(job_addresses, num_processes, process_id) -> tuple:
+    """(coordinator address, num_processes, process_id), checked, with errors that name them."""
+    addresses = job_addresses.split(",") if isinstance(job_addresses, str) else [job_addresses]
+    if not all(isinstance(a, str) and re.fullmatch(r"[^\s,:]+:\d+", a.strip())
+               for a in addresses):
+        raise ValueError("job_addresses must be 'host:port' of process 0, e.g. "
+                         "'10.0.0.1:1234', or the comma-separated addresses of every process. "
+                         f"Received: job_addresses={job_addresses!r}")
     for name, value in (("num_processes", num_processes), ("process_id", process_id)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise TypeError(f"{name} must be an integer. Received: {name}={value!r}")
     if num_processes < 1 or not 0 <= process_id < num_processes:
         raise ValueError("Need num_processes >= 1 and 0 <= process_id < num_processes. "
                          f"Received: num_processes={num_processes}, process_id={process_id}")
-    jax.distributed.initialize(coordinator_address=coordinator_address,
-                               num_processes=int(num_processes), process_id=int(process_id),
-                               initialization_timeout=int(timeout_seconds))
-    _share_seed()
+    if len(addresses) > 1 and len(addresses) != num_processes:
+        raise ValueError(f"job_addresses lists {len(addresses)} processes but num_processes "
+                         f"is {num_processes}: give every process's address, or process 0's "
+                         f"alone. Received: job_addresses={job_addresses!r}")
+    return addresses[0].strip(), int(num_processes), int(process_id)
 
 
 def _share_seed():

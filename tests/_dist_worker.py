@@ -340,7 +340,15 @@ def run_process(port, process_id, num_processes, out_path):
 
     from kilnet import distribution
 
-    distribution.initialize(f"127.0.0.1:{port}", num_processes, process_id, timeout_seconds=60)
+    if process_id == 0:   # kilnet's arguments
+        distribution.initialize(f"127.0.0.1:{port}", num_processes, process_id,
+                                timeout_seconds=60)
+    else:   # Keras's environment variables, every process's address
+        os.environ["KERAS_DISTRIBUTION_JOB_ADDRESSES"] = ",".join(
+            f"127.0.0.1:{port + i}" for i in range(num_processes))
+        os.environ["KERAS_DISTRIBUTION_NUM_PROCESSES"] = str(num_processes)
+        os.environ["KERAS_DISTRIBUTION_PROCESS_ID"] = str(process_id)
+        distribution.initialize(timeout_seconds=60)
     x, y = make_data()
     xv, yv = make_data(23, seed=1)
     shard = distribution.process_shard

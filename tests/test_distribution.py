@@ -181,11 +181,28 @@ def test_errors_name_the_argument():
         worker.make_model(distribution="mirrored")
     with pytest.raises(ValueError, match="non-empty list of jax devices"):
         distribution.DataParallel(devices=[])
-    with pytest.raises(ValueError, match="coordinator_address must be 'host:port'"):
+    with pytest.raises(ValueError, match="job_addresses must be 'host:port' of process 0"):
         distribution.initialize("localhost", 2, 0)
+    with pytest.raises(ValueError, match="job_addresses lists 3 processes but num_processes "
+                                         "is 2"):
+        distribution.initialize("a:1,b:2,c:3", 2, 0)
     with pytest.raises(ValueError, match="process_id=2"):
         distribution.initialize("localhost:1234", 2, 2)
     assert distribution.DataParallel().check_batch_size(7) == 7  # one device: any size
+
+
+def test_initialize_reads_keras_environment_variables(monkeypatch):
+    """Arguments left None come from KERAS_DISTRIBUTION_*, as Keras's initialize reads them
+    (the two-process run below starts one process so); their errors name the variable."""
+    monkeypatch.setenv("KERAS_DISTRIBUTION_JOB_ADDRESSES", "a:1,b:2,c:3")
+    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")
+    monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "0")
+    with pytest.raises(ValueError, match="lists 3 processes but num_processes is 2"):
+        distribution.initialize()
+    monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "first")
+    with pytest.raises(ValueError, match="KERAS_DISTRIBUTION_PROCESS_ID must be an integer. "
+                                         "Received: KERAS_DISTRIBUTION_PROCESS_ID='first'"):
+        distribution.initialize()
 
 
 def test_batch_size_message_for_a_pretend_mesh():
