@@ -46,6 +46,9 @@ class Scope:
     # Whether weight penalties join `losses`: not in an eager call, whose layer.losses
     # computes them from the current weights when read (as Keras's).
     collect_penalties: bool = True
+    # Whether a random layer given no key and no bound SeedGenerator state draws a fresh key
+    # made on the host (an eager stateless_call; under a trace it would be a constant).
+    host_keys: bool = False
 
 
 def _stack() -> list:
@@ -153,6 +156,14 @@ def next_rng():
         return None
     scope.draws += 1
     return jax.random.fold_in(scope.rng, scope.draws)
+
+
+def host_keys() -> bool:
+    """Whether an enclosing scope lets a random layer with no key draw a fresh host key."""
+    scope = current()
+    while scope is not None and not scope.host_keys:
+        scope = scope.parent
+    return scope is not None
 
 
 def add_loss(value) -> bool:

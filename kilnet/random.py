@@ -6,9 +6,11 @@ each call. This module turns each kind of `seed` into a key:
 
 - a `SeedGenerator`: inside a training step (an apply scope that carries a key, see
   kilnet._scope) the key comes from that step's key, so every draw in a compiled step differs,
-  every step differs, and re-tracing the step gives the same keys. Outside any scope the key
-  is made on the host from the generator's seed and a counter, so successive eager calls
-  differ, reproducibly for a given seed.
+  every step differs, and re-tracing the step gives the same keys. Where its `state` is bound
+  (`Layer.stateless_call`, under your own `jax.jit` too) the bound value is the key and the
+  advanced state is returned with the non-trainable variables, as Keras's; outside any scope
+  the stored state is the key and advances, so successive eager calls differ, reproducibly
+  for a given seed (the same numbers as Keras's generator on JAX).
 - an int: always the same key, so the same numbers on every call (Keras's stateless seeds).
 - None: the scope's next key inside a step; otherwise a key from `kilnet.utils.next_seed()`
   (reproducible after `kilnet.utils.set_random_seed`).
@@ -26,13 +28,15 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import numbers
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from kilnet import _scope, utils
-from kilnet.variables import to_array
+from kilnet.variables import Variable, to_array
 
 __all__ = [
     "SeedGenerator",
@@ -60,16 +64,26 @@ class SeedGenerator:
     """A source of fresh keys for the random functions' `seed` argument, as
     `keras.random.SeedGenerator`: keep one on a layer and pass it on every call.
 
+    Its `state` is Keras's: a uint32 Variable of shape (2,) named "seed_generator_state",
+    starting at `[seed, 0]`, not trainable, listed in its layer's `variables` and
+    `non_trainable_variables` (not in `weights` or saved files). Each draw uses the state as
+    the raw JAX key and advances it by `[0, 1]`, so an eager sequence of draws gives the same
+    numbers as Keras's on JAX.
+
     Args:
         seed: an int; None takes one from `kilnet.utils.next_seed()`.
-        name: a name, for the layer that owns it (Keras's argument; informational).
+        name: the generator's name (default "seed_generator", "seed_generator_1", ...): the
+            first segment of its state's path, as Keras's.
 
     Example:
+        >>> import numpy as np
         >>> from kilnet import random
         >>> a, b = random.SeedGenerator(3), random.SeedGenerator(3)
         >>> [bool((random.normal((2,), seed=a) == random.normal((2,), seed=b)).all())
         ...  for _ in range(2)]
         [True, True]
+        >>> a.state.numpy().tolist(), str(a.state.dtype), a.state.trainable
+        ([3, 2], 'uint32', False)
     """
 
     def __init__(self, seed=None, name=None):
@@ -78,19 +92,36 @@ class SeedGenerator:
                             f"Received: seed={seed!r} (of type {type(seed).__name__})")
         self._initial_seed = seed
         self.seed = utils.next_seed() if seed is None else int(seed)
-        self.name = name or "seed_generator"
-        self._draws = 0   # eager (host-side) keys handed out so far
+        self.name = name or _auto_name()
+        with _scope.weights_named(self.name):
+            self.state = Variable(np.array([self.seed % 2**32, 0], np.uint32),
+                                  name="seed_generator_state", trainable=False, dtype="uint32")
 
     def next(self):
-        """A fresh JAX key: from the active scope's key inside a training step, else from
-        this generator's seed and a host counter. Under `jax.jit` with no scope the host key
-        is fixed when tracing (a constant of the compiled program)."""
+        """A fresh JAX key, as Keras's `next()`:
+
+        - inside a compiled kilnet step (its scope carries a key): derived from that step's
+          key, so every draw and every step differs and the state is left as it is;
+        - where the state is bound to a value (`stateless_call`, also under your own
+          `jax.jit`): that value is the key, and the advanced value (+[0, 1]) is recorded as
+          the state's new value, which stateless_call returns;
+        - otherwise (an eager call): the state's current value is the key and the state
+          advances by [0, 1]. Under a trace with no binding this key is fixed when tracing.
+        """
         scope_key = _scope.next_rng()
         if scope_key is not None:
             # Distinct generators drawing in the same step get distinct keys.
             return jax.random.fold_in(scope_key, self.seed % 2**32)
-        self._draws += 1
-        return utils.raw_key(_unsigned(self.seed), self._draws)
+        bound = _scope.lookup(self.state)
+        if bound is not None:
+            bound = jnp.asarray(bound, jnp.uint32)
+            self.state.assign(bound + jnp.asarray([0, 1], jnp.uint32))
+            return bound
+        current = self.state.numpy()
+        # a host value even while tracing: the stored state must stay a concrete array
+        with jax.ensure_compile_time_eval():
+            self.state.assign(current + np.array([0, 1], np.uint32))
+        return jnp.asarray(current)
 
     def get_config(self) -> dict:
         return {"seed": self._initial_seed, "name": self.name}
@@ -101,6 +132,15 @@ class SeedGenerator:
 
     def __repr__(self):
         return f"<SeedGenerator {self.name!r} seed={self.seed}>"
+
+
+_generator_count = itertools.count()
+
+
+def _auto_name() -> str:
+    """Keras's default generator names: "seed_generator", then "seed_generator_1", ..."""
+    count = next(_generator_count)
+    return "seed_generator" if count == 0 else f"seed_generator_{count}"
 
 
 def _unsigned(seed: int) -> int:

@@ -508,10 +508,15 @@ class KerasState:
         return utils.pack_x_y_sample_weight(xb, y, weight)
 
     def _slots(self):
+        """(trainable slots: paths in params; non-trainable slots in
+        `model.non_trainable_variables` order: (TrainState field, path) for a weight, ("seed",
+        Variable) for a SeedGenerator's state, which the training state does not hold)."""
         trainer, model = self.trainer, self.trainer.model
         slots = [trainer.variable_slot(v) for _, _, v in model.variable_paths()]
+        weights = {id(v) for _, _, v in model.variable_paths()}
         return ([p for field, p in slots if field == "params"],
-                [(field, p) for field, p in slots if field != "params"])
+                [trainer.variable_slot(v) if id(v) in weights else ("seed", v)
+                 for v in model.non_trainable_variables])
 
     # -- the carried states of stateful layers: not in the lists, as in Keras -------------------
     def carried_bindings(self, model_state) -> dict:
@@ -539,14 +544,20 @@ class KerasState:
         return tree
 
     def non_trainable_list(self, frozen, model_state) -> list:
+        """The non-trainable values in Keras's order; a SeedGenerator's state is its stored
+        value, a constant of the step: the step's key decides its draws (SeedGenerator.next)."""
         trees = {"frozen": frozen, "model_state": model_state}
-        return [_tree.get_path(trees[field], p) for field, p in self._slots()[1]]
+        return [p.value if field == "seed" else _tree.get_path(trees[field], p)
+                for field, p in self._slots()[1]]
 
     def trees(self, state, trainable, non_trainable):
-        """(params, frozen, model_state) with the lists' values."""
+        """(params, frozen, model_state) with the lists' values. What the step returns for a
+        SeedGenerator's state is dropped: inside kilnet's compiled steps the draws come from
+        the step's key, so the states are not advanced (unlike Keras's fit)."""
         trees = {"frozen": state.frozen, "model_state": state.model_state}
         for (field, path), value in zip(self._slots()[1], non_trainable):
-            trees[field] = _tree.replace_path(trees[field], path, value)
+            if field != "seed":
+                trees[field] = _tree.replace_path(trees[field], path, value)
         return self.trainable_tree(state, trainable), trees["frozen"], trees["model_state"]
 
     def to_lists(self, state, metric_vars):

@@ -138,17 +138,20 @@ def test_apply_honours_a_variables_constraint_as_keras():
     assert dense.kernel.numpy().min() == 0.0   # projected after the step, not negative
 
 
-def test_a_random_layer_inside_your_own_jit_is_refused_and_runs_eagerly():
-    model = kilnet.Sequential([kilnet.Input(shape=(4,)), kilnet.layers.Dropout(0.5),
+def test_a_random_layer_inside_your_own_jit_draws_from_the_seed_states_given():
+    model = kilnet.Sequential([kilnet.Input(shape=(4,)), kilnet.layers.Dropout(0.5, seed=7),
                                kilnet.layers.Dense(1)])
     trainable = values_of(model.trainable_variables)
+    seeds = values_of(model.non_trainable_variables)
     x = np.ones((64, 4), np.float32)
-    with pytest.raises(ValueError, match="train_step"):
-        jax.jit(lambda t: model.stateless_call(t, [], x, training=True))(trainable)
-    first, _ = model.stateless_call(trainable, [], x, training=True)   # eager: fresh keys
-    second, _ = model.stateless_call(trainable, [], x, training=True)
+    step = jax.jit(lambda t, n: model.stateless_call(t, n, x, training=True))
+    first, advanced = step(trainable, seeds)
+    second, _ = step(trainable, advanced)
+    assert np.asarray(advanced[0]).tolist() == [7, 1]   # Keras's advance: [seed, draws]
     assert not np.array_equal(np.asarray(first), np.asarray(second))
-    inference, _ = jax.jit(lambda t: model.stateless_call(t, [], x))(trainable)
+    eager, _ = model.stateless_call(trainable, seeds, x, training=True)   # the same state
+    np.testing.assert_allclose(np.asarray(eager), np.asarray(first), rtol=1e-6)
+    inference, _ = jax.jit(lambda t, n: model.stateless_call(t, n, x))(trainable, seeds)
     np.testing.assert_allclose(np.asarray(inference), np.asarray(model(x)), rtol=1e-6)
 
 

@@ -99,11 +99,9 @@ class StochasticDepth(Layer):
     def apply(self, params, state, x, *, training=False, rng=None, **_):
         if not training or self.drop_path_rate == 0:
             return x, state
-        if rng is None:
-            raise ValueError(f"StochasticDepth {self.name!r} was applied in training mode "
-                             "without a random key (rng=...).")
+        # no SeedGenerator, as Keras's (its draws take the global one)
         whole_samples = (x.shape[0],) + (1,) * (x.ndim - 1)
-        return inverted_dropout(x, rng, self.drop_path_rate, whole_samples).astype(x.dtype), state
+        return inverted_dropout(x, self.random_key(rng), self.drop_path_rate, whole_samples).astype(x.dtype), state
 
 
 class CustomScaleLayer(Layer):

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kilnet._custom_gradients import custom_vjp
-from kilnet import constraints, initializers, regularizers
+from kilnet import constraints, initializers, random, regularizers
 from kilnet.layers import _matmul_onednn
 from kilnet.layers._base import Layer, is_shape
 from kilnet.layers._dropout_masks import keep_mask
@@ -118,7 +118,8 @@ class MultiHeadAttention(Layer):
             bias_constraint: given to every projection (query, key, value, gate, output), as
             Keras gives them to its EinsumDense sub-layers: the activity penalty is of each
             projection's output.
-        seed: accepted for Keras compatibility; dropout draws from the key the model passes.
+        seed: the start of the dropout's SeedGenerator state (made when dropout > 0, as
+            Keras's); a compiled step's key decides the draws there.
 
     Call arguments: `mha(query, value, key=None, attention_mask=None,
     return_attention_scores=False, training=None, use_causal_mask=False)` with query of shape
@@ -142,6 +143,8 @@ class MultiHeadAttention(Layer):
         [('kernel', (6, 2, 4)), ('bias', (2, 4)), ('kernel', (7, 2, 4)), ('bias', (2, 4))]
     """
 
+    # Keras's dropout generator sits on its inner Dropout layer, before the output projection
+    seed_states_before = "_output_dense"
     config_keys = ("num_heads", "key_dim", "value_dim", "dropout", "use_bias",
                    "attention_axes", "sliding_window", "use_gate", "kernel_initializer",
                    "bias_initializer", "kernel_regularizer", "bias_regularizer",
@@ -180,7 +183,9 @@ class MultiHeadAttention(Layer):
         initializers.get(kernel_initializer), initializers.get(bias_initializer)
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
-        del seed  # randomness comes from the key the model passes (as kilnet's Dropout)
+        # Keras keeps it on its inner Dropout layer, which comes before the output projection
+        if self.dropout > 0:
+            self.seed_generator = random.SeedGenerator(seed)
         # The projections, in Keras's weight order.
         common = dict(use_bias=self.use_bias, kernel_initializer=kernel_initializer,
                       bias_initializer=bias_initializer,
@@ -322,11 +327,11 @@ class MultiHeadAttention(Layer):
             # softmax and product with a written-out gradient (`attend`; the Transformer bench
             # epoch 1.04-1.09x faster, in-process A/B)
             keep = _dropout_scale((q.shape[0], q.shape[2], q.shape[1], k.shape[1]), q.dtype,
-                                  self.dropout, training, rng, self.name)
+                                  self.dropout, training, rng, self)
             context, probs = attend_in_parts(q, k, v, mask, keep), None
         else:
             probs = attention_probabilities(_heads_product("btnh,bsnh->bnts", q, k), mask)
-            kept = _dropout(probs, self.dropout, training, rng, self.name)
+            kept = _dropout(probs, self.dropout, training, rng, self)
             context = _heads_product("bnts,bsnh->btnh", kept, v)
         if self.use_gate:
             context = context * project(self._gate_dense, x=query)   # sigmoid gate
@@ -373,7 +378,8 @@ class Attention(Layer):
         score_mode: "dot" (`query @ key^T`) or "concat" (`concat_score_weight *
             sum(tanh(scale * (query + key)))` over features, per query and key position).
         dropout: dropout rate on the attention probabilities (in training).
-        seed: accepted for Keras compatibility; dropout draws from the key the model passes.
+        seed: the start of the dropout's SeedGenerator state (made when dropout > 0, as
+            Keras's); a compiled step's key decides the draws there.
 
     Call arguments: `layer([query, value, key], mask=None, return_attention_scores=False,
     training=None, use_causal_mask=False)` with query (batch, Tq, dim), value (batch, Tv,
@@ -408,7 +414,8 @@ class Attention(Layer):
         self.use_scale = _check_bool(use_scale, "use_scale")
         self.score_mode = score_mode
         self.dropout = _rate(dropout)
-        del seed  # randomness comes from the key the model passes (as kilnet's Dropout)
+        if self.dropout > 0:   # as Keras's
+            self.seed_generator = random.SeedGenerator(seed)
 
     @property
     def param_names(self):
@@ -483,7 +490,7 @@ class Attention(Layer):
             # As Keras's Attention: masked scores lowered by 1e9 (no zeroing afterwards).
             scores = jnp.where(allowed, scores, scores - 1e9)
         probs = jax.nn.softmax(scores, axis=-1)
-        output = _stacked_product(_dropout(probs, self.dropout, training, rng, self.name),
+        output = _stacked_product(_dropout(probs, self.dropout, training, rng, self),
                                   value)
         if query_mask is not None:
             output = jnp.where((jnp.asarray(query_mask) != 0)[..., None], output, 0.0)
@@ -750,9 +757,9 @@ def _as_stack(array, form):
     return array.reshape((-1,) + array.shape[2:])
 
 
-def _dropout(probs, rate, training, rng, name):
+def _dropout(probs, rate, training, rng, layer):
     """Keras's attention dropout: zero probabilities with `rate` in training, scale the rest."""
-    keep = _dropout_scale(probs.shape, probs.dtype, rate, training, rng, name)
+    keep = _dropout_scale(probs.shape, probs.dtype, rate, training, rng, layer)
     return probs if keep is None else _times(probs, keep)
 
 
@@ -761,15 +768,12 @@ def _times(x, keep):
     return (x * keep).astype(x.dtype)
 
 
-def _dropout_scale(shape, dtype, rate, training, rng, name):
+def _dropout_scale(shape, dtype, rate, training, rng, layer):
     """None outside training or without dropout, else the factors dropout multiplies the
     probabilities by: 0 with probability `rate`, else 1 / (1 - rate)."""
     if not training or rate == 0.0:
         return None
-    if rng is None:
-        raise ValueError(f"Layer {name!r} has dropout={rate} and was applied in training mode "
-                         "without a random key (rng=...).")
-    keep = keep_mask(rng, 1.0 - rate, shape)
+    keep = keep_mask(layer.random_key(rng), 1.0 - rate, shape)
     # float32 at least: in bfloat16 1 / (1 - rate) would be off by up to 0.4%, a bias
     return jnp.where(keep, 1.0 / (1.0 - rate), 0.0).astype(jnp.promote_types(dtype,
                                                                            jnp.float32))

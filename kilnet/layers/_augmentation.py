@@ -24,6 +24,7 @@ import numbers
 import jax
 import jax.numpy as jnp
 
+from kilnet import random
 from kilnet.layers._base import Layer
 from kilnet.ops import image as image_ops
 from kilnet.layers._preprocessing import (TakesOneImage, as_float, as_size, check_channels_last,
@@ -46,12 +47,18 @@ class RandomImageLayer(TakesOneImage, Layer):
         [-1.0]
     """
 
+    # Whether the layer draws, so owns a SeedGenerator (Keras's AutoContrast and
+    # Equalization do not)
+    draws_randomly = True
+
     def __init__(self, seed=None, data_format=None, **kwargs):
         super().__init__(**kwargs)
         if seed is not None and (not isinstance(seed, numbers.Integral)
                                  or isinstance(seed, bool)):
             raise TypeError(f"seed must be an integer or None. Received: seed={seed!r}")
-        self.seed = seed  # kept for Keras's config; the model's key decides the draws
+        self.seed = seed  # kept for Keras's config
+        if self.draws_randomly:   # Keras's attribute name; a compiled step's key decides
+            self.generator = random.SeedGenerator(seed)
         self.data_format = check_channels_last(data_format)
 
     def compute_output_shape(self, input_shape):
@@ -62,9 +69,7 @@ class RandomImageLayer(TakesOneImage, Layer):
         x = as_float(x)
         if not training:
             return x, state
-        if rng is None:
-            raise ValueError(f"{type(self).__name__} {self.name!r} was applied in training mode "
-                             "without a random key (rng=...).")
+        rng = self.random_key(rng)
         keys = jax.vmap(lambda i: jax.random.fold_in(rng, i))(jnp.arange(x.shape[0]))
         return self.augment(x, keys), state
 
@@ -534,10 +539,7 @@ class RandomCrop(RandomImageLayer):
         x = as_float(x)
         h, w = x.shape[1:3]
         if training and h > self.height and w > self.width:
-            if rng is None:
-                raise ValueError(f"RandomCrop {self.name!r} was applied in training mode "
-                                 "without a random key (rng=...).")
-            return self._random_window(x, rng), state
+            return self._random_window(x, self.random_key(rng)), state
         return self._deterministic(x), state
 
     def _random_window(self, images, rng):

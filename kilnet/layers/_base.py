@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kilnet import (_names, _scope, _tree, activations, constraints, initializers,
-                    mixed_precision, regularizers, utils)
+                    mixed_precision, random, regularizers, utils)
 from kilnet.layers import _tracking
 from kilnet.layers._input_spec import check_input_spec
 from kilnet.layers import _tensor_masks as tensor_masks
@@ -128,6 +128,8 @@ class Layer:
         # state carried from call to call that is not a weight (a stateful RNN's states):
         # in the state tree the compiled programs carry, not in weights or files (as Keras)
         set_untracked(self, "_carried_vars", [])
+        # the SeedGenerators kept as attributes: their states are variables, not weights
+        set_untracked(self, "_seed_generators", [])
         set_untracked(self, "_inbound_nodes", [])
         set_untracked(self, "_eager_losses", [])
         set_untracked(self, "_trainable", bool(trainable))
@@ -232,6 +234,9 @@ class Layer:
             self._sublayers.append(item)
         elif isinstance(item, Variable):
             self._track_variable(item, yours=True)
+        elif isinstance(item, random.SeedGenerator) and not any(
+                item is g for g in self._seed_generators):
+            self._seed_generators.append(item)
 
     def untrack_attribute_item(self, item):
         """A layer removed from a list or dict attribute is no longer a sub-layer (Keras's)."""
@@ -1062,7 +1067,82 @@ class Layer:
                 out.append(v)
         return out
 
-    variables = weights
+    @property
+    def variables(self) -> list:
+        """Every variable, as Keras's `layer.variables`: the weights plus the state of each
+        SeedGenerator kept as an attribute, in Keras's order (a layer's own weights, its own
+        generators' states, then its sub-layers' variables).
+
+        Example:
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(2),
+            ...                            kilnet.layers.Dropout(0.5, seed=1)])
+            >>> [v.name for v in model.variables], len(model.weights)
+            (['kernel', 'bias', 'seed_generator_state'], 2)
+        """
+        seen, out = set(), []
+        for v in self._variables_in_order():
+            if id(v) not in seen:
+                seen.add(id(v))
+                out.append(v)
+        return out
+
+    # The sub-layer (an attribute name) the layer's own seed states come before in
+    # `variables`, where Keras's layer keeps its generator on a sub-layer that kilnet's does not
+    # have (MultiHeadAttention's dropout layer); None: right after the layer's own weights.
+    seed_states_before = None
+
+    def _variables_in_order(self):
+        if type(self).variable_paths is not Layer.variable_paths:
+            # a layer that orders its weights itself (SpectralNormalization): its order
+            yield from (v for _, _, v in self.variable_paths())
+            yield from self.seed_states()
+            return
+        yield from self._trainable_vars + self._non_trainable_vars
+        before = (None if self.seed_states_before is None
+                  else self.__dict__.get(self.seed_states_before))
+        if before is None:
+            yield from self.seed_states()
+        for sub in self._sublayers:
+            if sub is before:
+                yield from self.seed_states()
+            yield from sub._variables_in_order()
+
+    def seed_states(self) -> list:
+        """The state Variables of this layer's own SeedGenerators (not its sub-layers')."""
+        return [generator.state for generator in self._seed_generators]
+
+    def bound_key(self):
+        """The next key of this layer's first SeedGenerator whose state is bound in the
+        active scope (stateless_call binds them), advancing that state; None when none is."""
+        for generator in self._seed_generators:
+            if _scope.lookup(generator.state) is not None:
+                return generator.next()
+        return None
+
+    def random_key(self, rng):
+        """The JAX key a random layer draws from in training: `rng` when its caller gave one
+        (a compiled step, an eager call); else the next key of the layer's SeedGenerator whose
+        state is bound (`stateless_call`, under your own `jax.jit` too), which advances it;
+        else a fresh host key in an eager stateless_call. Refused where there is no key.
+
+        Example:
+            >>> import jax
+            >>> from kilnet import layers
+            >>> layers.Dropout(0.5).random_key(jax.random.key(0)).shape
+            ()
+        """
+        if rng is not None:
+            return rng
+        key = self.bound_key()
+        if key is not None:
+            return key
+        if _scope.host_keys():
+            return utils.raw_key(utils.next_seed())
+        raise ValueError(
+            f"{type(self).__name__} {self.name!r} was applied in training mode without a random "
+            "key: pass rng=... to apply, or call the layer or model (`layer(x, training=True)`, "
+            "`stateless_call`), which gives one.")
 
     @property
     def trainable_weights(self) -> list:
@@ -1080,7 +1160,14 @@ class Layer:
         trainable = {id(v) for v in self.trainable_weights}
         return [v for v in self.weights if id(v) not in trainable]
 
-    non_trainable_variables = non_trainable_weights
+    @property
+    def non_trainable_variables(self) -> list:
+        """The variables the optimizer does not update, as Keras's: the non-trainable weights
+        and the SeedGenerator states, in `variables` order (all variables when frozen)."""
+        if not self.trainable:
+            return self.variables
+        trainable = {id(v) for v in self.trainable_weights}
+        return [v for v in self.variables if id(v) not in trainable]
 
     def get_weights(self) -> list:
         """The weights as NumPy arrays, in Keras's order."""
@@ -1117,9 +1204,11 @@ class Layer:
         `return_losses=True` adds the call's `add_loss` values.
 
         With `training=True` the random layers (Dropout, noise, augmentation) draw keys
-        from the compiled step's state inside a model's own train_step; outside compile()
-        they draw fresh keys on each eager call, and inside your own `jax.jit` a random layer
-        is refused (its key would be a constant of the trace: the same mask every step).
+        from the compiled step's key inside a model's own train_step (the seed states in
+        `non_trainable_variables` then come back as given); elsewhere, eagerly or inside
+        your own `jax.jit`, they draw from the SeedGenerator states given in
+        `non_trainable_variables` and the returned list holds them advanced, as Keras's: pass
+        them back at the next step for a new mask.
 
         Example:
             >>> import jax, numpy as np
@@ -1130,32 +1219,24 @@ class Layer:
             >>> y.tolist()
             [[3.0, 3.0]]
         """
-        params, state, paths = self._stateless_trees(trainable_variables, non_trainable_variables)
+        params, state, paths, seeds = self._stateless_trees(trainable_variables,
+                                                            non_trainable_variables)
         training = bool(kwargs.pop("training", False))
+        # Inside a compiled kilnet step the step's key; elsewhere (your own jax.jit, an eager
+        # call) the random layers draw from the seed states given, as Keras's do.
         rng = _scope.next_rng() if training else None
-        traced = any(isinstance(leaf, jax.core.Tracer)
-                     for leaf in jax.tree.leaves((trainable_variables, args)))
-        if training and rng is None and not traced:
-            rng = utils.raw_key(utils.next_seed())
+        traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(
+            (trainable_variables, non_trainable_variables, args)))
         mask = _scope.sample_mask()
         if mask is not None:
             kwargs["sample_mask"] = mask
-        scope = _scope.Scope(training=training)
+        # the seed states bound: SeedGenerator.next reads them and records the advanced ones
+        scope = _scope.Scope(training=training, bindings=seeds,
+                             host_keys=training and not traced)
         with _scope.opened(scope):
-            try:
-                outputs, new_state = self.autocast_apply(params, state, *args,
-                                                         training=training, rng=rng, **kwargs)
-            except ValueError as error:
-                if rng is not None or "without a random key" not in str(error):
-                    raise
-                raise ValueError(
-                    f"stateless_call(training=True) of {self.name!r} inside your own jax.jit "
-                    "reaches a random layer, which has no key to draw from there (a key made "
-                    "while tracing would give the same mask every step). Compile the model "
-                    "and write the step as its train_step (kilnet gives it fresh keys each "
-                    "step), or call with training=False. Received: " + str(error)) from None
-        new_values = [_tree.get_path(new_state, paths[id(v)][1]) if paths[id(v)][0] == "state"
-                      else value
+            outputs, new_state = self.autocast_apply(params, state, *args, training=training,
+                                                     rng=rng, **kwargs)
+        new_values = [self._stateless_new_value(v, value, paths, new_state, scope.assigned)
                       for v, value in zip(self.non_trainable_variables, non_trainable_variables)]
         # A stateful layer's states are in neither list (as Keras's): inside a compiled model's
         # own test_step / predict_step, whose scope binds them, their new values are recorded
@@ -1165,9 +1246,19 @@ class Layer:
         return (outputs, new_values, list(scope.losses)) if return_losses else (outputs,
                                                                                  new_values)
 
+    @staticmethod
+    def _stateless_new_value(variable, given, paths, new_state, assigned):
+        """A non-trainable variable's value after a stateless_call: a state's from the new
+        state tree, a seed state's as the draws advanced it, a frozen weight's as given."""
+        if id(variable) not in paths:   # a SeedGenerator's state
+            return assigned.get(id(variable), given)
+        kind, path = paths[id(variable)]
+        return _tree.get_path(new_state, path) if kind == "state" else given
+
     def _stateless_trees(self, trainable_variables, non_trainable_variables):
-        """(params tree, state tree, {id(Variable): (kind, path)}) with the lists' values in
-        place of the stored ones; a clear error when a list does not match its variables."""
+        """(params tree, state tree, {id(Variable): (kind, path)}, {id(seed state): value})
+        with the lists' values in place of the stored ones; a clear error when a list does not
+        match its variables."""
         given = {}
         for argument, variables, values in (
                 ("trainable_variables", self.trainable_variables, trainable_variables),
@@ -1178,7 +1269,7 @@ class Layer:
                 raise ValueError(
                     f"stateless_call: {argument} must hold one value for each of "
                     f"{self.name!r}'s {len(variables)} {argument.replace('_', ' ')[:-1]}s, "
-                    f"in that order. Received: {len(values)} values")
+                    f"in that order (`model.{argument}`). Received: {len(values)} values")
             for v, value in zip(variables, values):
                 given[id(v)] = value.value if isinstance(value, Variable) else value
         params, state, paths = self.params_tree(), self.state_tree(), {}
@@ -1188,7 +1279,8 @@ class Layer:
                 params = _tree.replace_path(params, path, given[id(v)])
             else:
                 state = _tree.replace_path(state, path, given[id(v)])
-        return params, state, paths
+        seeds = {key: value for key, value in given.items() if key not in paths}
+        return params, state, paths, seeds
 
     # -- the functional API's view of a layer ----------------------------------------------------
     @property

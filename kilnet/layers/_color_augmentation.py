@@ -634,6 +634,8 @@ class AutoContrast(ImageAugmentation):
         [0.0, 127.5, 255.0]
     """
 
+    draws_randomly = False
+
     config_keys = ("value_range", "data_format")
 
     def __init__(self, value_range=(0, 255), data_format=None, **kwargs):
@@ -677,6 +679,8 @@ class Equalization(ImageAugmentation):
         >>> np.asarray(kilnet.layers.Equalization()(images)).ravel().tolist()
         [0.0, 170.0, 170.0, 255.0]
     """
+
+    draws_randomly = False
 
     config_keys = ("bins", "value_range", "data_format")
 

@@ -231,10 +231,7 @@ class ConvLSTMCell(LSTMKind, Layer):
         one mask per gate, drawn once per sequence (the RNN passes the same key each step)."""
         if not training or (self.dropout == 0.0 and self.recurrent_dropout == 0.0):
             return None, None
-        if rng is None:
-            raise ValueError(f"Layer {self.name!r} has dropout and was applied in training "
-                             "mode without a random key (rng=...).")
-        input_key, recurrent_key = jax.random.split(rng)
+        input_key, recurrent_key = jax.random.split(self.random_key(rng))
         input_masks = (cells.dropout_masks(input_key, self.dropout, self.GATES, input_shape)
                        if self.dropout > 0.0 else None)
         recurrent_masks = (cells.dropout_masks(recurrent_key, self.recurrent_dropout,

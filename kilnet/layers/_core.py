@@ -7,6 +7,7 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
+from kilnet import random
 from kilnet.layers._base import ActivatedLayer, Layer, as_shape
 from kilnet.layers._dropout_masks import inverted_dropout, mask_shape
 from kilnet.layers._node import KerasTensor, Node
@@ -168,10 +169,11 @@ class Dropout(Layer):
         super().__init__(**kwargs)
         if not isinstance(rate, (int, float)) or not 0 <= rate < 1:
             raise ValueError(f"rate must be a number in [0, 1). Received: rate={rate!r}")
-        # Randomness comes from the explicit key the model passes; `seed` is accepted for
-        # Keras compatibility and ignored (the model's seed decides).
-        del seed
         self.rate = float(rate)
+        # As Keras's: a generator only when something is dropped. A compiled step's key
+        # decides the draws; the generator's state serves stateless_call and eager draws.
+        if self.rate > 0:
+            self.seed_generator = random.SeedGenerator(seed)
         # The drop mask's shape (a None entry: the input's size there), e.g. (None, 1, 1, 1)
         # drops whole samples, as EfficientNet's residual blocks do.
         self.noise_shape = None if noise_shape is None else list(noise_shape)
@@ -179,10 +181,8 @@ class Dropout(Layer):
     def apply(self, params, state, x, *, training=False, rng=None, **_):
         if not training or self.rate == 0.0:
             return x, state
-        if rng is None:
-            raise ValueError(f"Dropout {self.name!r} was applied in training mode without a "
-                             "random key (rng=...).")
-        return inverted_dropout(x, rng, self.rate, mask_shape(self.noise_shape, x.shape)), state
+        key = self.random_key(rng)
+        return inverted_dropout(x, key, self.rate, mask_shape(self.noise_shape, x.shape)), state
 
 
 class Rescaling(Layer):

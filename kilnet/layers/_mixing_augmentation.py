@@ -47,10 +47,7 @@ class _BatchMixing(ImageAugmentation):
         images = as_float(images_of(x))
         labels = x.get("labels") if isinstance(x, dict) else None
         if training and images.ndim == 4:
-            if rng is None:
-                raise ValueError(f"{type(self).__name__} {self.name!r} was applied in "
-                                 "training mode without a random key (rng=...).")
-            key_order, key_rows = jax.random.split(rng)
+            key_order, key_rows = jax.random.split(self.random_key(rng))
             order = jax.random.permutation(key_order, images.shape[0])
             keys = jax.vmap(lambda i: jax.random.fold_in(key_rows, i))(
                 jnp.arange(images.shape[0]))

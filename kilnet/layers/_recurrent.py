@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kilnet import activations, constraints, initializers, regularizers
+from kilnet import activations, constraints, initializers, random, regularizers
 from kilnet.layers import _rnn_cells as cells
 from kilnet.layers._base import Layer, is_shape
 from kilnet.layers._node import KerasTensor
@@ -75,8 +75,10 @@ class CellSettings:
         self.bias_initializer = bias_initializer
         self.dropout = _rate(dropout, "dropout")
         self.recurrent_dropout = _rate(recurrent_dropout, "recurrent_dropout")
-        # Dropout draws from the key the model passes; seed is kept for the config only.
         self.seed = seed
+        # As Keras's cells, always: a compiled step's key decides the draws; the generator's
+        # state serves stateless_call (kilnet's SimpleRNN/LSTM/GRU are their own cells)
+        self.seed_generator = random.SeedGenerator(seed)
 
     def _set_regularization(self, kernel_regularizer=None, recurrent_regularizer=None,
                             bias_regularizer=None, activity_regularizer=None,
@@ -137,9 +139,7 @@ class CellSettings:
         sequence, one per gate when recurrent_dropout is set (Keras's implementation 1)."""
         if not training or (self.dropout == 0.0 and self.recurrent_dropout == 0.0):
             return None, None
-        if rng is None:
-            raise ValueError(f"Layer {self.name!r} has dropout and was applied in training "
-                             "mode without a random key (rng=...).")
+        rng = self.random_key(rng)
         count = self.GATES if self.recurrent_dropout > 0.0 else 1
         input_key, recurrent_key = jax.random.split(rng)
         input_masks = (cells.dropout_masks(input_key, self.dropout, count, (batch, features))

@@ -5,8 +5,9 @@ Why: they fight overfitting in ways Dropout cannot. Spatial dropout drops whole 
 (neighbouring steps or pixels are correlated, so dropping single values barely regularizes a
 convolution); the Gaussian layers perturb instead of zeroing; ActivityRegularization penalizes
 large activations through the loss. The random ones act only in training, drawing from the
-JAX key `apply` receives (the model's seed decides; `seed` is accepted for Keras code and not
-used), and are the identity at inference.
+JAX key `apply` receives (in a compiled step the model's seed decides), else from their
+SeedGenerator (as Keras's: `seed` starts its state; see Layer.random_key), and are the identity
+at inference.
 """
 
 from __future__ import annotations
@@ -16,22 +17,22 @@ import math
 import jax
 import jax.numpy as jnp
 
-from kilnet import regularizers
+from kilnet import random, regularizers
 from kilnet.layers._base import Layer
 from kilnet.layers._dropout_masks import inverted_dropout, keep_mask, mask_shape
+
+
+def _own_generator(layer, amount, seed) -> None:
+    """As Keras's: a SeedGenerator only when the layer perturbs anything (rate or stddev
+    above 0)."""
+    if amount > 0:
+        layer.seed_generator = random.SeedGenerator(seed)
 
 
 def _rate(value, argument="rate") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
         raise ValueError(f"{argument} must be a number in [0, 1). Received: {argument}={value!r}")
     return float(value)
-
-
-def _key(layer, rng):
-    if rng is None:
-        raise ValueError(f"{type(layer).__name__} {layer.name!r} was applied in training mode "
-                         "without a random key (rng=...).")
-    return rng
 
 
 class _SpatialDropout(Layer):
@@ -42,7 +43,7 @@ class _SpatialDropout(Layer):
     def __init__(self, rate, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.rate = _rate(rate)
-        del seed  # the model's key decides (see the module docstring)
+        _own_generator(self, self.rate, seed)
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) + 1 != self.rank:
@@ -57,7 +58,7 @@ class _SpatialDropout(Layer):
             return x, state
         # one draw per (sample, channel), shared over the steps / pixels
         shape = (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)
-        return inverted_dropout(x, _key(self, rng), self.rate, shape).astype(x.dtype), state
+        return inverted_dropout(x, self.random_key(rng), self.rate, shape).astype(x.dtype), state
 
 
 class SpatialDropout1D(_SpatialDropout):
@@ -140,12 +141,12 @@ class GaussianNoise(Layer):
             raise ValueError("stddev must be a number in [0, 1] (as Keras). "
                              f"Received: stddev={stddev!r}")
         self.stddev = float(stddev)
-        del seed
+        _own_generator(self, self.stddev, seed)
 
     def apply(self, params, state, x, *, training=False, rng=None, **_):
         if not training or self.stddev == 0.0:
             return x, state
-        noise = jax.random.normal(_key(self, rng), x.shape, x.dtype) * self.stddev
+        noise = jax.random.normal(self.random_key(rng), x.shape, x.dtype) * self.stddev
         return x + noise, state
 
 
@@ -167,13 +168,13 @@ class GaussianDropout(Layer):
     def __init__(self, rate, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.rate = _rate(rate)
-        del seed
+        _own_generator(self, self.rate, seed)
 
     def apply(self, params, state, x, *, training=False, rng=None, **_):
         if not training or self.rate == 0.0:
             return x, state
         stddev = math.sqrt(self.rate / (1.0 - self.rate))
-        noise = 1.0 + jax.random.normal(_key(self, rng), x.shape, x.dtype) * stddev
+        noise = 1.0 + jax.random.normal(self.random_key(rng), x.shape, x.dtype) * stddev
         return x * noise, state
 
 
@@ -187,7 +188,7 @@ class AlphaDropout(Layer):
         rate: the fraction of values dropped, in [0, 1).
         noise_shape: the shape of the drop mask, None for the input's; a None entry takes the
             input's length (e.g. (None, 1, features) drops the same features at every step).
-        seed: accepted for Keras code; the model's key decides.
+        seed: the start of its SeedGenerator's state (a compiled step's key decides there).
 
     Example:
         >>> import numpy as np
@@ -207,12 +208,14 @@ class AlphaDropout(Layer):
         super().__init__(**kwargs)
         self.rate = _rate(rate)
         self.noise_shape = None if noise_shape is None else list(noise_shape)
-        self.seed = seed   # kept for the config; the model's key decides
+        self.seed = seed   # kept for the config
+        _own_generator(self, self.rate, seed)
 
     def apply(self, params, state, x, *, training=False, rng=None, **_):
         if not training or self.rate == 0.0:
             return x, state
-        keep = keep_mask(_key(self, rng), 1.0 - self.rate, mask_shape(self.noise_shape, x.shape))
+        keep = keep_mask(self.random_key(rng), 1.0 - self.rate,
+                         mask_shape(self.noise_shape, x.shape))
         alpha_p, rate = self._ALPHA_P, self.rate
         a = ((1.0 - rate) * (1.0 + rate * alpha_p ** 2)) ** -0.5
         b = -a * alpha_p * rate

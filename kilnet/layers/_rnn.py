@@ -224,6 +224,10 @@ class RNN(StatefulStates, SequenceMasks, Layer):
             keep = None if keep is None else jnp.flip(keep, axis=0)
         cell, cell_params, cell_state = self.cell, params[self.cell.name], state[
             self.cell.name]
+        if training and rng is None:
+            # The cell draws inside the loop, where a SeedGenerator's state cannot advance:
+            # its key is drawn here, once per sequence (stateless_call binds the states).
+            rng = _bound_key(cell)
         run_cell = _CellRunner(cell, cell_params, training, rng, sample_mask)
         last = self._first_previous_output(states, batch, dtype)
         (final, cell_state, last), (outputs, losses) = jax.lax.scan(
@@ -278,6 +282,15 @@ class RNN(StatefulStates, SequenceMasks, Layer):
         if hasattr(first, "shape") and tuple(first.shape) == shape:
             return first.astype(dtype)
         return jnp.zeros(shape, dtype)
+
+
+def _bound_key(layer):
+    """The next key of the first SeedGenerator, on `layer` or a layer inside it, whose
+    state is bound (stateless_call), or None."""
+    key = layer.bound_key()
+    for sub in layer.layers:
+        key = _bound_key(sub) if key is None else key
+    return key
 
 
 class _CellRunner:

@@ -601,7 +601,13 @@ class Model(Layer):
         self.build_if_shapes_known()
         return super().trainable_weights
 
-    variables = weights
+    @property
+    def variables(self) -> list:
+        """Every variable (the weights and the SeedGenerator states, Layer.variables), the
+        model built first where its input shapes are known."""
+        self.build_if_shapes_known()
+        return super().variables
+
     trainable_variables = trainable_weights
 
     def get_weights(self) -> list:
