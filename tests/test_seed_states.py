@@ -83,6 +83,23 @@ def subclassed(lib):
     return model
 
 
+def composite_augmentation(lib):
+    L = lib.layers
+    return lib.Sequential([lib.Input((8, 8, 3)),
+                           L.RandomColorJitter(brightness_factor=0.2, hue_factor=0.1, seed=5),
+                           L.RandAugment(seed=6), L.AugMix(seed=7)])
+
+
+def frozen_attention(lib):
+    inputs = lib.Input((4, 8))
+    grouped = (lib.layers.GroupQueryAttention if lib is keras
+               else kilnet.layers.GroupedQueryAttention)(4, 2, 1, dropout=0.1, seed=3)
+    x = lib.layers.MultiHeadAttention(2, 4, dropout=0.1, seed=5)(inputs, inputs)
+    model = lib.Model(inputs, grouped(x, x))
+    model.trainable = False
+    return model
+
+
 def frozen(lib):
     model = noisy_sequential(lib)
     model.trainable = False
@@ -90,7 +107,8 @@ def frozen(lib):
 
 
 @pytest.mark.parametrize("make", [noisy_sequential, attention_and_lstm, augmentation,
-                                  subclassed, frozen])
+                                  subclassed, composite_augmentation, frozen,
+                                  frozen_attention])
 def test_non_trainable_variables_are_keras_s(make):
     ours, theirs = make(kilnet), make(keras)
     assert signature(ours.non_trainable_variables) == signature(theirs.non_trainable_variables)

@@ -73,6 +73,13 @@ class RandomImageLayer(TakesOneImage, Layer):
         keys = jax.vmap(lambda i: jax.random.fold_in(rng, i))(jnp.arange(x.shape[0]))
         return self.augment(x, keys), state
 
+    def keep_generators_for(self, operations) -> None:
+        """A SeedGenerator for each random operation the layer runs inside (RandAugment's,
+        RandomColorJitter's), as Keras's sub-layers each hold one, so `variables` lists as many
+        states as Keras's; the operations draw from the layer's own key."""
+        self.operation_generators = [random.SeedGenerator(self.seed) for op in operations
+                                     if op.draws_randomly]
+
     def augment(self, images, keys):
         """The augmented images; keys holds one JAX key per image."""
         raise NotImplementedError

@@ -604,6 +604,7 @@ class RandomColorJitter(ImageAugmentation):
         # the steps compute; they hold no weights, so the layer does not track them
         set_untracked(self, "_steps", tuple(kind(factor, value_range=value_range)
                                             for kind, factor in kinds if factor is not None))
+        self.keep_generators_for(self._steps)
 
     def compute_output_shape(self, input_shape):
         for step in self._steps:

@@ -47,7 +47,7 @@ class GroupQueryAttention(MultiHeadAttention):
             bias_constraint: given to every projection, as Keras gives them.
         use_gate: gate the heads with `sigmoid(query @ gate_kernel + gate_bias)` before the
             output projection.
-        seed: saved in the config for Keras; dropout draws from the key the model passes.
+        seed: saved in the config; starts the dropout's SeedGenerator state (as Keras's).
 
     Call arguments: `gqa(query, value, key=None, query_mask=None, value_mask=None,
     key_mask=None, attention_mask=None, return_attention_scores=False, training=None,
@@ -95,7 +95,7 @@ class GroupQueryAttention(MultiHeadAttention):
                          bias_regularizer=bias_regularizer,
                          activity_regularizer=activity_regularizer,
                          kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
-                         use_gate=use_gate, **kwargs)
+                         use_gate=use_gate, seed=seed, **kwargs)
         if seed is not None and (not isinstance(seed, numbers.Integral)
                                  or isinstance(seed, bool)):
             raise TypeError(f"seed must be an integer or None. Received: seed={seed!r}")

@@ -279,6 +279,7 @@ class RandAugment(ImageAugmentation):
         self.factor = factor_range(factor, "factor", 0.0, 1.0)
         # the operations compute; they hold no weights, so the layer does not track them
         set_untracked(self, "_operations", self._build_operations())
+        self.keep_generators_for(self._operations)
 
     def _build_operations(self):
         f, vr, interpolation = self.factor, self.value_range, self.interpolation
