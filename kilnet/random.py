@@ -107,6 +107,12 @@ class SeedGenerator:
           the state's new value, which stateless_call returns;
         - otherwise (an eager call): the state's current value is the key and the state
           advances by [0, 1]. Under a trace with no binding this key is fixed when tracing.
+
+        Example:
+            >>> from kilnet import random
+            >>> gen = random.SeedGenerator(5)
+            >>> gen.next().tolist(), gen.next().tolist(), gen.state.numpy().tolist()
+            ([5, 0], [5, 1], [5, 2])
         """
         scope_key = _scope.next_rng()
         if scope_key is not None:

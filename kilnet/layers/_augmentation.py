@@ -76,7 +76,13 @@ class RandomImageLayer(TakesOneImage, Layer):
     def keep_generators_for(self, operations) -> None:
         """A SeedGenerator for each random operation the layer runs inside (RandAugment's,
         RandomColorJitter's), as Keras's sub-layers each hold one, so `variables` lists as many
-        states as Keras's; the operations draw from the layer's own key."""
+        states as Keras's; the operations draw from the layer's own key.
+
+        Example:
+            >>> from kilnet import layers
+            >>> len(layers.RandomColorJitter(brightness_factor=0.2, hue_factor=0.1).variables)
+            3
+        """
         self.operation_generators = [random.SeedGenerator(self.seed) for op in operations
                                      if op.draws_randomly]
 

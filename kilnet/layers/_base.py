@@ -1109,12 +1109,34 @@ class Layer:
             yield from sub._variables_in_order()
 
     def seed_states(self) -> list:
-        """The state Variables of this layer's own SeedGenerators (not its sub-layers')."""
+        """The state Variables of this layer's own SeedGenerators (not its sub-layers').
+
+        Example:
+            >>> from kilnet import layers
+            >>> [v.numpy().tolist() for v in layers.Dropout(0.5, seed=4).seed_states()]
+            [[4, 0]]
+            >>> layers.Dropout(0.0).seed_states()   # as Keras's: nothing dropped, no generator
+            []
+        """
         return [generator.state for generator in self._seed_generators]
 
     def bound_key(self):
         """The next key of this layer's first SeedGenerator whose state is bound in the
-        active scope (stateless_call binds them), advancing that state; None when none is."""
+        active scope (stateless_call binds them), advancing that state; None when none is.
+
+        Example:
+            >>> import numpy as np
+            >>> from kilnet import _scope, layers
+            >>> dropout = layers.Dropout(0.5, seed=4)
+            >>> dropout.bound_key() is None   # nothing bound: eager calls get their own keys
+            True
+            >>> state = dropout.seed_states()[0]
+            >>> scope = _scope.Scope(bindings={id(state): np.array([4, 7], np.uint32)})
+            >>> with _scope.opened(scope):
+            ...     key = dropout.bound_key()
+            >>> key.tolist(), scope.assigned[id(state)].tolist()
+            ([4, 7], [4, 8])
+        """
         for generator in self._seed_generators:
             if _scope.lookup(generator.state) is not None:
                 return generator.next()
@@ -1163,7 +1185,15 @@ class Layer:
     @property
     def non_trainable_variables(self) -> list:
         """The variables the optimizer does not update, as Keras's: the non-trainable weights
-        and the SeedGenerator states, in `variables` order (all variables when frozen)."""
+        and the SeedGenerator states, in `variables` order (all variables when frozen).
+
+        Example:
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dropout(0.5),
+            ...                            kilnet.layers.BatchNormalization()])
+            >>> [v.name for v in model.non_trainable_variables]
+            ['seed_generator_state', 'moving_mean', 'moving_variance']
+        """
         if not self.trainable:
             return self.variables
         trainable = {id(v) for v in self.trainable_weights}
