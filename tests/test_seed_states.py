@@ -230,8 +230,14 @@ def test_eager_draws_advance_the_state_and_equal_keras_s_numbers():
 
 def test_a_random_layer_without_any_key_is_refused_clearly():
     with pytest.raises(ValueError, match="Dropout 'd' was applied in training mode without a "
-                                         "random key: pass rng"):
+                                         "random key.*Pass rng="):
         kilnet.layers.Dropout(0.5, name="d").apply({}, {}, jnp.ones((2, 3)), training=True)
+    model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.StochasticDepth(0.5)])
+    x = np.ones((4, 3), np.float32)
+    eager, _ = model.stateless_call([], [], x, training=True)   # a fresh host key
+    assert eager.shape == (4, 3)
+    with pytest.raises(ValueError, match="StochasticDepth .* has none"):
+        jax.jit(lambda x: model.stateless_call([], [], x, training=True))(x)
 
 
 # -- a model's own train_step (Keras's JAX form) ------------------------------------------------

@@ -1163,8 +1163,10 @@ class Layer:
             return utils.raw_key(utils.next_seed())
         raise ValueError(
             f"{type(self).__name__} {self.name!r} was applied in training mode without a random "
-            "key: pass rng=... to apply, or call the layer or model (`layer(x, training=True)`, "
-            "`stateless_call`), which gives one.")
+            "key, and no SeedGenerator state of it is bound to draw from (stateless_call binds "
+            "those given in non_trainable_variables; this layer has none). Pass rng=... to "
+            "apply, call the layer or model eagerly, or train with compile() and fit, whose "
+            "steps give keys.")
 
     @property
     def trainable_weights(self) -> list:
