@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import numbers
+import random as python_random
 
 import jax
 import jax.numpy as jnp
@@ -71,7 +72,8 @@ class SeedGenerator:
     numbers as Keras's on JAX.
 
     Args:
-        seed: an int; None takes one from `kilnet.utils.next_seed()`.
+        seed: an int; None draws one as Keras's does (Python's `random`, which
+            `kilnet.utils.set_random_seed` seeds).
         name: the generator's name (default "seed_generator", "seed_generator_1", ...): the
             first segment of its state's path, as Keras's.
 
@@ -91,7 +93,9 @@ class SeedGenerator:
             raise TypeError("Argument `seed` of SeedGenerator must be an int or None. "
                             f"Received: seed={seed!r} (of type {type(seed).__name__})")
         self._initial_seed = seed
-        self.seed = utils.next_seed() if seed is None else int(seed)
+        # None: Keras's default seed, from Python's generator (set_random_seed seeds it); not
+        # from utils.next_seed, whose stream decides the models' own seeds
+        self.seed = python_random.randint(1, 10**9) if seed is None else int(seed)
         self.name = name or _auto_name()
         with _scope.weights_named(self.name):
             self.state = Variable(np.array([self.seed % 2**32, 0], np.uint32),
