@@ -233,6 +233,7 @@ def run_model_parallel(out_path):
     results["guide/d2_spec"] = np.array(str(state.params["d2"]["kernel"].sharding.spec))
 
     results.update(_against_keras(x, y))
+    results.update(_jax_guide())
     results.update(_model_parallel_files(mesh, x, y, model))
     results["errors"] = np.array(_model_parallel_errors(mesh, x, y))
     np.savez(out_path, **results)
@@ -261,6 +262,23 @@ def _against_keras(x, y):
                        optimizer=kilnet.optimizers.SGD(0.1))
     ours.set_weights(start)
     out.update(_guide_run(ours, x, y, "keras/ours", shuffle=False))
+    return out
+
+
+def _jax_guide():
+    """Keras's "Distributed training with JAX" guide as written (tests/
+    test_jax_distributed_guide.py), Dropout and BatchNormalization training, its batches
+    split over 4 devices and over 1."""
+    import jax
+
+    from test_jax_distributed_guide import train_as_the_guide
+
+    out = {}
+    for name, devices in (("four", jax.devices()), ("one", jax.devices()[:1])):
+        losses, weights, non_trainable = train_as_the_guide(devices=devices)
+        out[f"jax_guide/{name}/loss"] = np.asarray(losses)
+        out.update({f"jax_guide/{name}/w{i}": w for i, w in enumerate(weights)})
+        out.update({f"jax_guide/{name}/n{i}": v for i, v in enumerate(non_trainable)})
     return out
 
 

@@ -435,6 +435,19 @@ def test_model_parallel_trains_as_keras_model_parallel(model_parallel_run):
     _compare(model_parallel_run, "keras/ours/", theirs)
 
 
+def test_the_jax_distributed_guide_on_four_devices_trains_as_on_one(model_parallel_run):
+    """Keras's "Distributed training with JAX" guide as written (tests/
+    test_jax_distributed_guide.py: jax.device_put of the Variables, each batch split over
+    the mesh, Dropout drawing from its seed state): the same losses, weights, BatchNorm
+    statistics and seed state on 4 devices as on 1."""
+    one = _prefix(model_parallel_run, "jax_guide/one/")
+    assert {"loss", "w0", "n0"} <= set(one) and len(one["loss"]) == 8
+    for key, value in one.items():
+        np.testing.assert_allclose(model_parallel_run[f"jax_guide/four/{key}"], value,
+                                   rtol=1e-5, atol=1e-4 if key[0] == "w" else 1e-6,
+                                   err_msg=key)
+
+
 def test_model_parallel_files_move_between_layouts(model_parallel_run):
     """Saved from the mesh, loaded on one device: the same predictions; loaded within the
     distribution's scope(): laid out again, and training continues as the original's."""

@@ -74,10 +74,11 @@ def images(count=4 * BATCH_SIZE, seed=0):
             rng.integers(0, 10, count))
 
 
-def run_guide(model, optimizer, train_step, place, epochs=2):
+def run_guide(model, optimizer, train_step, place, epochs=2, devices=None):
     """The guide's loop: the state placed by `place`, each batch split over the mesh's batch
-    axis, the final state assigned back to the model's Variables. Returns the losses."""
-    devices = jax.devices()
+    axis (all devices, as the guide, or `devices`), the final state assigned back to the
+    model's Variables. Returns the losses."""
+    devices = jax.devices() if devices is None else devices
     data_sharding = NamedSharding(Mesh(devices, axis_names=("batch",)), P("batch"))
     train_state = place(model, optimizer, NamedSharding(Mesh(devices, axis_names=("_",)), P()))
     x, y = images()
@@ -144,3 +145,38 @@ def test_the_guides_loop_trains_as_keras_loop_from_the_same_weights():
     for a, b in zip(our_weights, their_weights):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     assert not np.allclose(our_weights[0], start[0])   # assigned back to the model
+
+
+def train_as_the_guide(training=True, devices=None, jit=True):
+    """kilnet's run of the guide as written, from weights fixed by a seed: (losses, the
+    model's weights, its non-trainable variables after the loop)."""
+    kilnet.utils.set_random_seed(5)
+    model = guide_model(kilnet)
+    model.build((BATCH_SIZE, 28, 28, 1))
+    optimizer = kilnet.optimizers.Adam(1e-3)
+    optimizer.build(model.trainable_variables)
+    step = guide_step(kilnet, model, optimizer, training)
+    losses = run_guide(model, optimizer, step if jit else step.__wrapped__, place_variables,
+                       devices=devices)
+    return (losses, [np.asarray(w) for w in model.get_weights()],
+            [np.asarray(v.numpy()) for v in model.non_trainable_variables])
+
+
+def test_the_guides_loop_in_training_mode_draws_new_dropout_masks_each_step():
+    """training=True, as the guide: Dropout draws from its SeedGenerator's state in the
+    non-trainable variables, which each step returns advanced, and BatchNormalization
+    updates its statistics. The jitted loop equals the same loop run eagerly, step by step
+    (the same states give the same masks); the state advanced once a step."""
+    losses, weights, non_trainable = train_as_the_guide()
+    eager_losses, eager_weights, _ = train_as_the_guide(jit=False)
+    np.testing.assert_allclose(losses, eager_losses, rtol=1e-5)
+    for a, b in zip(weights, eager_weights):
+        # a tenth of one Adam step (lr 1e-3): near-zero gradients' m / sqrt(v) carries the
+        # rounding differences of the jitted and eager sums
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    seed_state = [v for v in non_trainable if v.dtype == np.uint32]
+    assert len(seed_state) == 1 and seed_state[0][1] == len(losses)   # [seed, steps]
+    steps = len(losses) // 2
+    assert all(b < a for a, b in zip(losses[:steps], losses[steps:]))
+    # the masks matter: without training mode the same loop gives other losses
+    assert not np.allclose(losses, train_as_the_guide(training=False)[0], rtol=1e-3)
