@@ -310,7 +310,17 @@ class Distribution:
     """What DataParallel and ModelParallel share (Keras's `Distribution`): a mesh, the axis
     the batch is split over, the layout of each variable, and the placement of a training
     run's arrays on the mesh (`placement`). `scope()` makes it the default of compile()
-    within a block."""
+    within a block.
+
+    Example:
+        >>> import kilnet
+        >>> dp = kilnet.distribution.DataParallel(devices=jax.devices()[:1])
+        >>> with dp.scope():
+        ...     kilnet.distribution.distribution() is dp
+        True
+        >>> dp.get_data_layout((32, 784)).axes, dp.num_model_replicas
+        (('batch', None), 1)
+    """
 
     def __init__(self, device_mesh, batch_dim_name, auto_shard_dataset=True):
         self._device_mesh = device_mesh
@@ -529,10 +539,28 @@ def _refuse_several_processes():
 class Placement:
     """Where the arrays of one training run live on a distribution's mesh: each weight, and
     whatever mirrors it (its optimizer slots, a frozen copy), with its layout; everything
-    else (keys, sums, the dataset) replicated. A leaf is matched by the dict keys of its
+    else (keys, sums, the dataset) replicated. A leaf is matched by the keys of its
     path in any of the programs' argument or result trees: the longest tail of those keys
     that is a weight's path in the model, with the weight's shape (an optimizer slot of
-    another shape, Adafactor's factored ones, stays replicated)."""
+    another shape, Adafactor's factored ones, stays replicated).
+
+    Example:
+        >>> import kilnet
+        >>> from kilnet.distribution import DeviceMesh, LayoutMap, ModelParallel
+        >>> layout_map = LayoutMap(DeviceMesh((1, 1), ["batch", "model"],
+        ...                                   devices=jax.devices()[:1]))
+        >>> layout_map["d/kernel"] = (None, "model")
+        >>> inputs = kilnet.Input((3,))
+        >>> model = kilnet.Model(inputs, kilnet.layers.Dense(4, name="d")(inputs))
+        >>> model.build()
+        >>> placement = ModelParallel(layout_map=layout_map).placement(model)
+        >>> slot = (jax.tree_util.GetAttrKey("mu"), jax.tree_util.DictKey("d"),
+        ...         jax.tree_util.DictKey("kernel"))   # Adam's first moment of d's kernel
+        >>> tuple(placement.sharding_of(slot, (3, 4)).spec)
+        (None, 'model')
+        >>> placement.sharding_of(slot, (4,)) == placement.replicated   # another shape
+        True
+    """
 
     def __init__(self, distribution, layouts: dict):
         self.distribution = distribution
