@@ -6,6 +6,8 @@ saved models and clear errors."""
 
 from __future__ import annotations
 
+import json
+
 import os
 
 os.environ["KERAS_BACKEND"] = "jax"  # before keras is imported: the reference runs on JAX
@@ -268,8 +270,10 @@ def test_activity_penalty_counts_only_real_samples():
 
 
 REG_LAYER_CASES = [
-    ("SpatialDropout1D", {"rate": 0.3}), ("SpatialDropout2D", {"rate": 0.3}),
-    ("GaussianNoise", {"stddev": 0.2}), ("GaussianDropout", {"rate": 0.4}),
+    ("SpatialDropout1D", {"rate": 0.3}), ("SpatialDropout2D", {"rate": 0.3, "seed": 2}),
+    ("SpatialDropout3D", {"rate": 0.3}), ("Dropout", {"rate": 0.3, "seed": 7,
+                                                      "noise_shape": [None, 1]}),
+    ("GaussianNoise", {"stddev": 0.2, "seed": 5}), ("GaussianDropout", {"rate": 0.4}),
     ("ActivityRegularization", {"l1": 0.1, "l2": 0.2}),
 ]
 
@@ -281,8 +285,9 @@ def test_regularization_layer_configs(name, kwargs):
     assert type(layer).from_config(config).get_config() == config
     assert layers.LAYER_TYPES[name] is type(layer)
     theirs = getattr(keras.layers, name)(**kwargs).get_config()
-    for key in layer.config_keys:
-        assert config[key] == theirs[key], key
+    for key in layer.config_keys:   # as the JSON of a file has them (tuples as lists)
+        assert json.loads(json.dumps(config[key])) == json.loads(json.dumps(theirs[key])), key
+    assert set(theirs) <= set(config)   # every Keras key, "seed" and "data_format" too
 
 
 def test_regularization_layer_errors():

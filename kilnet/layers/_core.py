@@ -163,13 +163,14 @@ class Dropout(Layer):
 
     _supports_masking = True  # passes a sequence mask on, as Keras
 
-    config_keys = ("rate", "noise_shape")
+    config_keys = ("rate", "seed", "noise_shape")
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(rate, (int, float)) or not 0 <= rate < 1:
             raise ValueError(f"rate must be a number in [0, 1). Received: rate={rate!r}")
         self.rate = float(rate)
+        self.seed = seed   # kept for the config, as Keras's
         # As Keras's: a generator only when something is dropped. A compiled step's key
         # decides the draws; the generator's state serves stateless_call and eager draws.
         if self.rate > 0:

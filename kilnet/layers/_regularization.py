@@ -23,8 +23,9 @@ from kilnet.layers._dropout_masks import inverted_dropout, keep_mask, mask_shape
 
 
 def _own_generator(layer, amount, seed) -> None:
-    """As Keras's: a SeedGenerator only when the layer perturbs anything (rate or stddev
-    above 0)."""
+    """As Keras's: the `seed` kept for the config, and a SeedGenerator only when the layer
+    perturbs anything (rate or stddev above 0)."""
+    layer.seed = seed
     if amount > 0:
         layer.seed_generator = random.SeedGenerator(seed)
 
@@ -37,7 +38,7 @@ def _rate(value, argument="rate") -> float:
 
 class _SpatialDropout(Layer):
     _supports_masking = True
-    config_keys = ("rate",)
+    config_keys = ("rate", "seed")
     rank = 0  # the input's rank with the batch axis
 
     def __init__(self, rate, seed=None, **kwargs):
@@ -87,6 +88,7 @@ class SpatialDropout2D(_SpatialDropout):
         True
     """
 
+    config_keys = ("rate", "seed", "data_format")
     rank = 4
 
     def __init__(self, rate, data_format=None, seed=None, **kwargs):
@@ -110,6 +112,7 @@ class SpatialDropout3D(_SpatialDropout):
         True
     """
 
+    config_keys = ("rate", "seed", "data_format")
     rank = 5
 
     def __init__(self, rate, data_format=None, seed=None, **kwargs):
@@ -132,7 +135,7 @@ class GaussianNoise(Layer):
     """
 
     _supports_masking = True
-    config_keys = ("stddev",)
+    config_keys = ("stddev", "seed")
 
     def __init__(self, stddev, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -163,7 +166,7 @@ class GaussianDropout(Layer):
     """
 
     _supports_masking = True
-    config_keys = ("rate",)
+    config_keys = ("rate", "seed")
 
     def __init__(self, rate, seed=None, **kwargs):
         super().__init__(**kwargs)
