@@ -440,8 +440,7 @@ class Layer:
 
     def __call__(self, *args, **kwargs):
         if not args:
-            raise TypeError(f"Layer {self.name!r} was called without inputs; call it on a "
-                            "tensor, e.g. layer(x).")
+            args, kwargs = self._inputs_by_name(kwargs)
         if self.input_spec is not None:   # a layer of yours declared what it accepts
             check_input_spec(self.input_spec, args[0], self.name)
         if any(_tree.has_dict(a) for a in args):   # its call sees the keys in your order
@@ -458,6 +457,19 @@ class Layer:
         if self.supports_masking:
             tensor_masks.attach_masks(outputs, self.compute_mask(args[0], mask))
         return outputs
+
+    def _inputs_by_name(self, kwargs):
+        """(args, kwargs) of a call whose inputs come by keyword, as Keras takes them: the
+        first argument of `call` (`apply`'s input) given by name (`layer(logits=...,
+        targets=...)`, keras.io's endpoint-layer pattern) becomes the positional input."""
+        names = (parameter_names(type(self).call)[1:2] if not self.is_pure
+                 else parameter_names(type(self).apply)[3:4])
+        if not names or names[0] not in kwargs:
+            raise TypeError(f"Layer {self.name!r} was called without inputs; call it on a "
+                            "tensor, e.g. layer(x)"
+                            + (f" or layer({names[0]}=x)." if names else "."))
+        kwargs = dict(kwargs)
+        return (kwargs.pop(names[0]),), kwargs
 
     def _call_arrays(self, args, kwargs):
         entry = _scope.layer_entry(self)
