@@ -362,9 +362,23 @@ class Conv2D(KernelLayer):
             params["bias"] = initializers.get(self.bias_initializer).sample(rng, (self.filters,))
         return params, {}, out_shape
 
+    def convolution_op(self, inputs, kernel):
+        """The convolution of `inputs` with `kernel` (no bias, no activation), as Keras's
+        `Conv2D.convolution_op`: the layer computes through it, so a subclass that overrides
+        it (keras.io's weight-standardized convolution) changes what the layer computes.
+
+        Example:
+            >>> import numpy as np
+            >>> from kilnet import layers
+            >>> conv = layers.Conv2D(1, 2)
+            >>> conv.convolution_op(np.ones((1, 3, 3, 1)), np.ones((2, 2, 1, 1))).shape
+            (1, 2, 2, 1)
+        """
+        return conv2d(inputs, kernel, self.strides, self.padding, self.dilation_rate,
+                      self.groups)
+
     def pre_activation(self, params, state, x, sample_mask=None, **_):
-        y = conv2d(x, params["kernel"], self.strides, self.padding, self.dilation_rate,
-                   self.groups)
+        y = self.convolution_op(x, params["kernel"])
         if self.use_bias:
             y = add_bias(y, params["bias"])
         regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)

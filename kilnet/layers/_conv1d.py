@@ -189,8 +189,20 @@ class Conv1D(KernelLayer):
             params["bias"] = initializers.get(self.bias_initializer).sample(rng, (self.filters,))
         return params, {}, out_shape
 
+    def convolution_op(self, inputs, kernel):
+        """The convolution of `inputs` with `kernel`, as Keras's `Conv1D.convolution_op`:
+        the layer computes through it, so a subclass may override it.
+
+        Example:
+            >>> import numpy as np
+            >>> from kilnet import layers
+            >>> layers.Conv1D(1, 2).convolution_op(np.ones((1, 5, 1)), np.ones((2, 1, 1))).shape
+            (1, 4, 1)
+        """
+        return conv1d(inputs, kernel, self.strides[0], self.dilation_rate[0], self.padding)
+
     def pre_activation(self, params, state, x, sample_mask=None, **_):
-        y = conv1d(x, params["kernel"], self.strides[0], self.dilation_rate[0], self.padding)
+        y = self.convolution_op(x, params["kernel"])
         if self.use_bias:
             y = add_bias(y, params["bias"])
         regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)

@@ -170,8 +170,21 @@ class Conv3D(KernelLayer):
         return constraints.serialize_into(regularizers.serialize_into(
             super().get_config(), self), self)
 
+    def convolution_op(self, inputs, kernel):
+        """The convolution of `inputs` with `kernel`, as Keras's `Conv3D.convolution_op`:
+        the layer computes through it, so a subclass may override it.
+
+        Example:
+            >>> import numpy as np
+            >>> from kilnet import layers
+            >>> layers.Conv3D(1, 2).convolution_op(np.ones((1, 3, 3, 3, 1)),
+            ...                                    np.ones((2, 2, 2, 1, 1))).shape
+            (1, 2, 2, 2, 1)
+        """
+        return conv3d(inputs, kernel, self.strides, self.padding, self.dilation_rate)
+
     def pre_activation(self, params, state, x, sample_mask=None, **_):
-        y = conv3d(x, params["kernel"], self.strides, self.padding, self.dilation_rate)
+        y = self.convolution_op(x, params["kernel"])
         if self.use_bias:
             y = add_bias(y, params["bias"])
         regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)
