@@ -32,6 +32,11 @@ class Scope:
     draws: int = 0                                   # keys handed out so far
     # Sub-layers called inside this call(): id(layer) -> [params, state] (state updated in place)
     layers: dict = field(default_factory=dict)
+    # Those sub-layers themselves, so that a call() reading or assigning a sub-layer's weight
+    # before calling it (keras.io's PixelCNN masks its convolution's kernel) goes through
+    # their [params, state] above; `sub_index` is built on the first such access.
+    sublayers: list = field(default_factory=list)
+    sub_index: Any = None
     # While building: a NumPy Generator for weights made by add_weight and for sub-layers
     # built on their first call (None when not building).
     init_rng: Any = None
@@ -121,27 +126,73 @@ def weight_path(name: str) -> str:
 
 
 def lookup(variable) -> Any:
-    """The array bound to `variable` in the active scopes (innermost first), or None."""
+    """The array bound to `variable` in the active scopes (innermost first), or None: its
+    binding, its assigned value, or its value in the [params, state] of a sub-layer the
+    scope's call runs."""
     scope, key = current(), id(variable)
     while scope is not None:
         if key in scope.assigned:
             return scope.assigned[key]
         if key in scope.bindings:
             return scope.bindings[key]
+        found = _in_sublayer(scope, key)
+        if found is not None:
+            entry, slot, path = found
+            return _get_path(entry[slot], path)
         scope = scope.parent
     return None
 
 
 def record_assign(variable, value) -> bool:
-    """Inside a scope that binds `variable`, remember `value` as its new value: True. Outside
-    any binding scope: False (the caller stores the value itself)."""
+    """Inside a scope that binds `variable` (or runs the sub-layer that owns it), remember
+    `value` as its new value: True; the sub-layer's call then reads it. Outside any such
+    scope: False (the caller stores the value itself)."""
     scope, key = current(), id(variable)
     while scope is not None:
         if key in scope.bindings or key in scope.assigned:
             scope.assigned[key] = value
             return True
+        found = _in_sublayer(scope, key)
+        if found is not None:
+            entry, slot, path = found
+            entry[slot] = _replace_path(entry[slot], path, value)
+            return True
         scope = scope.parent
     return False
+
+
+def _in_sublayer(scope, key):
+    """(entry, 0 for params or 1 for state, path) of the Variable with id `key` if a
+    sub-layer of the scope's call owns it, else None."""
+    if not scope.sublayers:
+        return None
+    if scope.sub_index is None:
+        index = {}
+        for sub in scope.sublayers:
+            entry = scope.layers.get(id(sub))
+            for path, kind, variable in ([] if entry is None else sub.variable_paths()):
+                index.setdefault(id(variable),
+                                 (entry, 0 if kind == "params" else 1, tuple(path)))
+        scope.sub_index = index
+    found = scope.sub_index.get(key)
+    if found is None or _get_path(found[0][found[1]], found[2]) is None:
+        return None   # a sub-layer not built yet: its weights are not in the entry
+    return found
+
+
+def _get_path(tree, path):
+    for name in path:
+        if not isinstance(tree, dict) or name not in tree:
+            return None
+        tree = tree[name]
+    return tree
+
+
+def _replace_path(tree, path, value):
+    """A copy of the nested dict `tree` with `value` at `path` (the trees are shared)."""
+    if not path:
+        return value
+    return {**tree, path[0]: _replace_path(tree[path[0]], path[1:], value)}
 
 
 def next_rng():

@@ -303,7 +303,8 @@ class Layer:
         layers = {id(sub): [params.get(sub.name, {}), state.get(sub.name, {})]
                   for sub in self._sublayers}
         return _scope.Scope(bindings=bindings, training=bool(training), rng=rng,
-                            sample_mask=sample_mask, layers=layers)
+                            sample_mask=sample_mask, layers=layers,
+                            sublayers=list(self._sublayers))
 
     # -- what the Keras form implements --------------------------------------------------------
     def build(self, input_shape) -> None:
