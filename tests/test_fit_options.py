@@ -16,6 +16,8 @@ import warnings
 
 os.environ["KERAS_BACKEND"] = "jax"  # before keras is imported: the reference runs on JAX
 
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -111,6 +113,20 @@ def test_normalize_matches_keras(axis, order):
     np.testing.assert_allclose(ours, keras.utils.normalize(x, axis=axis, order=order),
                                rtol=1e-12)
     assert ours.dtype == x.dtype
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_normalize_of_a_jax_array_is_keras_backend_tensor_form(order):
+    """A JAX array (as keras.io's supervised contrastive learning normalizes a batch's
+    features inside the compiled step) goes through ops.normalize, as Keras's does: the same
+    numbers eagerly and under jax.jit, a JAX array back."""
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(4, 6)), jnp.float32)
+    want = np.asarray(keras.utils.normalize(x, order=order))
+    ours = kilnet.utils.normalize(x, order=order)
+    assert isinstance(ours, jax.Array)
+    np.testing.assert_allclose(np.asarray(ours), want, rtol=1e-6)
+    jitted = jax.jit(lambda a: kilnet.utils.normalize(a, order=order))(x)
+    np.testing.assert_allclose(np.asarray(jitted), want, rtol=1e-6)
 
 
 def test_normalize_integer_input_and_axis_zero():

@@ -5,6 +5,7 @@ They take and return NumPy arrays on the host: they prepare data before it reach
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 
 def to_categorical(x, num_classes=None) -> np.ndarray:
@@ -46,18 +47,26 @@ def to_categorical(x, num_classes=None) -> np.ndarray:
     return out.reshape(tuple(shape) + (num_classes,))
 
 
-def normalize(x, axis=-1, order=2) -> np.ndarray:
-    """`x` divided by its `order`-norm along `axis`, as keras.utils.normalize on NumPy input:
-    a slice whose norm is 0 is left as it is (divided by 1). `order` is any np.linalg.norm
-    order for vectors (1, 2, np.inf, ...). Integer input gives float32; float input keeps its
-    dtype.
+def normalize(x, axis=-1, order=2):
+    """`x` divided by its `order`-norm along `axis`, as keras.utils.normalize. On NumPy input
+    (and lists): a slice whose norm is 0 is left as it is (divided by 1); `order` is any
+    np.linalg.norm order for vectors (1, 2, np.inf, ...); integer input gives float32, float
+    input keeps its dtype. On a JAX array (also inside a compiled step, as keras.io's
+    supervised contrastive learning calls it on a batch's features) or a Variable:
+    `kilnet.ops.nn.normalize`, as Keras hands a backend tensor to `keras.ops.normalize`.
 
     Example:
         >>> import numpy as np, kilnet
         >>> kilnet.utils.normalize(np.array([[3.0, 4.0], [0.0, 0.0]]))
         array([[0.6, 0.8],
                [0. , 0. ]])
+        >>> kilnet.utils.normalize(jax.numpy.array([[3.0, 4.0]])).tolist()
+        [[0.6000000238418579, 0.800000011920929]]
     """
+    if isinstance(x, jax.Array) or hasattr(x, "assign"):   # a backend tensor or a Variable
+        from kilnet.ops import nn   # kilnet.ops builds on kilnet.utils: imported when used
+
+        return nn.normalize(x, axis=axis, order=order)
     x = np.asarray(x)
     if not np.issubdtype(x.dtype, np.floating):
         x = x.astype(np.float32)
