@@ -111,3 +111,31 @@ def test_a_declared_model_takes_a_shape_with_its_batch_size_as_keras():
     with pytest.raises(ValueError, match=r"declared for inputs of shape \(28, 28, 1\) but is "
                                          r"being built for \(32, 28, 28, 3\)"):
         _functional(kilnet).build((32, 28, 28, 3))
+
+
+def test_the_transfer_learning_guides_trainable_api_cells_run_as_keras():
+    """keras.io's "Transfer learning & fine-tuning" reads a layer's weights right after
+    `Sequential([Input(...), layer1, layer2])`: Keras has them from that call. kilnet draws
+    them there, the model keeps them when it builds, and freezing keeps them through fit."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((2, 3), dtype=np.float32), rng.random((2, 3), dtype=np.float32)
+    counts = []
+    for lib in (kilnet, keras):
+        layer1 = lib.layers.Dense(3, activation="relu")
+        layer2 = lib.layers.Dense(3, activation="sigmoid")
+        model = lib.Sequential([lib.Input(shape=(3,)), layer1, layer2])
+        layer1.trainable = False
+        initial = layer1.get_weights()
+        counts.append((len(initial), len(layer1.weights), len(layer1.trainable_weights),
+                       len(layer1.non_trainable_weights), layer1.count_params()))
+        if lib is kilnet:   # the model builds around layer1's weights, keeping them
+            np.testing.assert_array_equal(model.get_weights()[0], initial[0])
+            assert layer1.kernel is model.weights[0]
+        layer2_before = layer2.get_weights()[0]
+        model.compile(optimizer="adam", loss="mse")
+        model.fit(x, y, verbose=0)
+        final = layer1.get_weights()
+        np.testing.assert_allclose(initial[0], final[0])
+        np.testing.assert_allclose(initial[1], final[1])
+        assert not np.allclose(layer2.get_weights()[0], layer2_before)   # the rest trained
+    assert counts[0] == counts[1] == (2, 2, 0, 2, 12)

@@ -765,16 +765,21 @@ class Layer:
         # Keras's layer.path: the names of the layers it is built inside, then its own
         set_untracked(self, "_path", _scope.weight_path(self.name))
         # Sub-layers are built on their first call while the parent's call is traced: their
-        # weights must be concrete arrays, not values of that trace.
-        with jax.ensure_compile_time_eval(), self._naming_weights():
-            try:
-                params, state, _ = (
-                    self._keras_init(rng, input_shape, call_extras, call_keywords)
-                    if (call_extras or call_keywords) and not self.is_pure
-                    else self.init(rng, input_shape))
-            except ValueError as error:
-                raise ValueError(f"Layer {self.name!r}: {error}") from None
-            self._adopt(params, state)
+        # weights must be concrete arrays, not values of that trace. Reading this layer's
+        # weights meanwhile must not start another build (build_if_shapes_known).
+        object.__setattr__(self, "_making_weights", True)
+        try:
+            with jax.ensure_compile_time_eval(), self._naming_weights():
+                try:
+                    params, state, _ = (
+                        self._keras_init(rng, input_shape, call_extras, call_keywords)
+                        if (call_extras or call_keywords) and not self.is_pure
+                        else self.init(rng, input_shape))
+                except ValueError as error:
+                    raise ValueError(f"Layer {self.name!r}: {error}") from None
+                self._adopt(params, state)
+        finally:
+            object.__setattr__(self, "_making_weights", False)
         self.built = True
         self.build_shape = input_shape
 
@@ -1070,9 +1075,31 @@ class Layer:
         for sub in self._sublayers:
             sub.trainable = value
 
+    def build_if_shapes_known(self) -> None:
+        """Draw the weights of a layer called on symbolic tensors (a functional model's, a
+        Sequential's that starts with Input) when they are first read: Keras has them from
+        that call (the transfer-learning guide reads `layer1.get_weights()` of a layer of
+        `Sequential([Input(...), layer1, ...])` right away). Its model builds the others when
+        first needed, keeping these.
+
+        Example:
+            >>> import kilnet
+            >>> dense = kilnet.layers.Dense(3)
+            >>> model = kilnet.Sequential([kilnet.Input((4,)), dense])
+            >>> [w.shape for w in dense.get_weights()]
+            [(4, 3), (3,)]
+        """
+        if self.built or self.__dict__.get("_making_weights") or not self._inbound_nodes \
+                or self.build_shape is None:
+            return
+        self.build_weights(utils.numpy_rng(utils.next_seed()), self.build_shape,
+                           call_extras=self.first_call_extras(),
+                           call_keywords=self.first_call_keywords())
+
     @property
     def weights(self) -> list:
         """Every weight (Variables), in Keras's get_weights order."""
+        self.build_if_shapes_known()
         seen, out = set(), []
         for _, _, v in self.variable_paths():
             if id(v) not in seen:
@@ -1183,6 +1210,7 @@ class Layer:
 
     @property
     def trainable_weights(self) -> list:
+        self.build_if_shapes_known()
         if not self.trainable:
             return []
         out = [v for v in self._trainable_vars if v.trainable]
@@ -1234,6 +1262,7 @@ class Layer:
             v.assign(np.asarray(value))
 
     def count_params(self) -> int:
+        self.build_if_shapes_known()
         if not self.built:
             raise ValueError(f"Layer {self.name!r} has no weights yet: it is built on its first "
                              "call, or by model.build(input_shape).")
