@@ -446,3 +446,22 @@ def test_bad_input_shapes_are_clear_errors(name, kwargs, in_shape, match):
               else kilnet.Input(shape=in_shape))
     with pytest.raises(ValueError, match=f"cannot take an input.*{match}"):
         make(name, kwargs)(inputs)
+
+
+def test_reshape_and_flatten_of_an_axis_of_any_length_as_keras():
+    """keras.io's CTC speech model reshapes Input((None, 193)) with Reshape((-1, 193, 1)):
+    the -1 axis is unknown too (as Keras's symbolic shapes), and the arrays of any length
+    reshape when they come."""
+    for target in [(-1, 4, 1), (2, -1), (-1, 2, 2)]:
+        ours = kilnet.layers.Reshape(target)(kilnet.Input((None, 4))).shape
+        assert ours == keras.layers.Reshape(target)(keras.Input((None, 4))).shape
+    assert kilnet.layers.Flatten()(kilnet.Input((None, 4))).shape == \
+        keras.layers.Flatten()(keras.Input((None, 4))).shape == (None, None)
+    inputs = kilnet.Input((None, 6))
+    x = kilnet.layers.Reshape((-1, 6, 1))(inputs)
+    x = kilnet.layers.Conv2D(2, 3, padding="same")(x)
+    outputs = kilnet.layers.Dense(3)(kilnet.layers.Reshape((-1, 12))(x))
+    model = kilnet.Model(inputs, outputs)
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(np.ones((4, 7, 6), np.float32), np.ones((4, 7, 3), np.float32), verbose=0)
+    assert model.predict(np.ones((2, 5, 6), np.float32), verbose=0).shape == (2, 5, 3)

@@ -105,6 +105,8 @@ def Input(shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None
 
 class Flatten(Layer):
     def compute_output_shape(self, input_shape):
+        if any(d is None for d in input_shape):   # an axis of any length: as Keras, unknown
+            return (None,)
         return (math.prod(input_shape),)
 
     def apply(self, params, state, x, **_):
@@ -127,6 +129,10 @@ class Reshape(Layer):
         self.target_shape = target_shape
 
     def compute_output_shape(self, input_shape):
+        if any(d is None for d in input_shape):
+            # an axis of any length (a sequence's time steps, keras.io's CTC speech model):
+            # the -1 axis is unknown too, as Keras's; the arrays are checked when they come
+            return tuple(None if d == -1 else d for d in self.target_shape)
         size = math.prod(input_shape)
         known = math.prod(d for d in self.target_shape if d != -1)
         if -1 in self.target_shape:
