@@ -193,6 +193,15 @@ def _label_names(trainer, count=None):
     return structure.argument_names("y", names)
 
 
+def _take_other_lengths(model, xs):
+    """A built subclassed model fitted or evaluated on samples of other axis lengths than
+    it was built for, which its call takes, takes them (Model.widen_input_axes), as Keras
+    traces its call again (keras.io's NER tagger fits a batch of each length)."""
+    shape = getattr(xs[0], "shape", None) if len(xs) == 1 else None
+    if shape is not None and len(shape) >= 1:   # an array: other inputs are checked first
+        model.widen_input_axes(tuple(shape)[1:])
+
+
 def _arrays_for_fit(model, trainer, x, y, *, seed, batch_size, epochs, validation_split,
                     validation_data, initial_epoch, verbose, sample_weight=None,
                     class_weight=None):
@@ -200,6 +209,7 @@ def _arrays_for_fit(model, trainer, x, y, *, seed, batch_size, epochs, validatio
     (x, y, val, batch_size) with x, y packed for the programs (kilnet.structure)."""
     validation.check_epochs(epochs, initial_epoch)
     xs = structure.inputs_of(model, x)
+    _take_other_lengths(model, xs)
     xs = validation.check_features(model, xs, structure.input_argument_names(model, len(xs)))
     trainer.ensure_state(seed, input_shape=structure.sample_shapes(model, x, xs))
     x_names = structure.argument_names("x", model.input_names)
@@ -826,6 +836,7 @@ def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False,
         trainer.ensure_state(input_shape=feed.sample_shape)
     else:
         xs = structure.inputs_of(model, x)
+        _take_other_lengths(model, xs)
         xs = validation.check_features(model, xs, structure.input_argument_names(model, len(xs)))
         trainer.ensure_state(input_shape=structure.sample_shapes(model, x, xs))
         ys = structure.targets_of(trainer.objective, y, own_step=model.overrides_test_step)

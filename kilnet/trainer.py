@@ -318,6 +318,15 @@ class Trainer:
         self._placement = None
         self._programs.clear()
 
+    def outputs_changed(self):
+        """The model's input axes became of any length (Model.widen_input_axes): the
+        objective is made again from its outputs' shapes; the training state stays."""
+        if self.spec is not None:
+            self.spec = self._make_spec()
+            self._programs.clear()
+            self._metrics_resolved_for = None
+            self._your_batch_code = None
+
     def placement(self):
         """Where the training state lives on the distribution's devices (the layout of each
         weight, kilnet.distribution.Placement), once the model is built."""

@@ -310,7 +310,7 @@ def check_input_shape(model, x, argument="x", index=0, any_shape_call_takes=Fals
                f"model.build(({free}))")
     elif got + (1,) == expected:
         fix = f"add the missing last axis: {argument} = {argument}[..., None]"
-    elif math.prod(got) == math.prod(expected):
+    elif None not in expected and math.prod(got) == math.prod(expected):
         fix = (f"reshape the data ({argument}.reshape(len({argument}), "
                f"{', '.join(map(str, expected))})), or declare the model's input as "
                f"input_shape={got} and add a Flatten or Reshape layer")

@@ -391,6 +391,45 @@ class Model(Layer):
                 return own(self, input_shape, seed=seed)
         raise TypeError(f"{type(self).__name__} is not a kilnet Model")
 
+    def widen_input_axes(self, sample_shape) -> bool:
+        """A built subclassed model of one input, given samples whose shape differs from the
+        one it was built for only in the length of some axes, which its call takes (a tagger
+        fitted on batches of each length, as keras.io's NER example feeds it): those axes
+        become of any length, as if built with None there (`model.build((None, None))`),
+        weights and training state kept, as Keras traces its call again. Returns whether it
+        did.
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> class Tagger(kilnet.Model):
+            ...     def __init__(self):
+            ...         super().__init__()
+            ...         self.dense = kilnet.layers.Dense(2)
+            ...     def call(self, x):
+            ...         return self.dense(x)
+            >>> model = Tagger()
+            >>> model.build((19, 4))
+            >>> model.widen_input_axes((17, 4)), model.build_shape, model.output_shape
+            (True, (None, 4), (None, None, 2))
+        """
+        declared = self.build_shape
+        if self.is_functional or not self.built or not isinstance(declared, tuple):
+            return False
+        got = tuple(sample_shape)
+        if len(got) != len(declared) or all(d is None or d == g for d, g in zip(declared, got)):
+            return False
+        widened = tuple(None if d != g else d for d, g in zip(declared, got))
+        try:
+            output = self.compute_output_shape(widened)
+        except Exception:   # the call does not take it: the shape check explains
+            return False
+        self.build_shape = widened
+        set_untracked(self, "_traced_output", output)
+        if self.compiled is not None:
+            self.compiled.outputs_changed()
+        return True
+
     def _check_declared(self, input_shape):
         if input_shape is None:
             return

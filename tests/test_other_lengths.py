@@ -1,0 +1,78 @@
+"""A subclassed model fitted and evaluated on samples of other lengths than it was first
+built for, as keras.io's NER example feeds its tagger one padded batch length at a time:
+Keras traces its call again; kilnet makes those axes of any length, keeping the weights
+and the training state."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["KERAS_BACKEND"] = "jax"  # before keras is imported: the reference runs on JAX
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import keras  # noqa: E402
+import kilnet  # noqa: E402
+
+
+def tagger(lib):
+    class Tagger(lib.Model):
+        def __init__(self):
+            super().__init__()
+            self.embedding = lib.layers.Embedding(20, 8)
+            self.hidden = lib.layers.Dense(8, activation="relu")
+            self.tags = lib.layers.Dense(4)
+
+        def call(self, tokens):
+            return self.tags(self.hidden(self.embedding(tokens)))
+
+    return Tagger()
+
+
+def sentences(length, seed, n=16):
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(0, 20, (n, length)).astype("int32")
+    return tokens, (tokens % 4).astype("int32")   # each token's tag: learnable
+
+
+def test_batches_of_each_length_train_as_keras_from_the_same_weights():
+    runs = []
+    for lib in (kilnet, keras):
+        model = tagger(lib)
+        model(sentences(19, 0)[0][:1])   # built on the first length
+        if lib is kilnet:
+            start = model.get_weights()
+        else:
+            model.set_weights(start)
+        model.compile(optimizer=lib.optimizers.SGD(0.5), loss=lib.losses.
+                      SparseCategoricalCrossentropy(from_logits=True))
+        losses = []
+        for length, seed in ((19, 0), (17, 1), (19, 2), (11, 3)):
+            history = model.fit(*sentences(length, seed), batch_size=8, shuffle=False,
+                                verbose=0)
+            losses += history.history["loss"]
+        runs.append((losses, model.evaluate(*sentences(13, 4), verbose=0),
+                     model.predict(sentences(8, 5)[0], verbose=0)))
+    (ours, our_eval, our_pred), (theirs, their_eval, their_pred) = runs
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5)
+    assert ours[-1] < ours[0]
+    np.testing.assert_allclose(our_eval, their_eval, rtol=1e-5)
+    np.testing.assert_allclose(our_pred, their_pred, rtol=1e-5, atol=1e-6)
+
+
+def test_the_axes_become_of_any_length_and_nothing_is_redrawn():
+    model = tagger(kilnet)
+    tokens, tags = sentences(19, 0)
+    model.compile(optimizer="adam", loss=kilnet.losses.SparseCategoricalCrossentropy(
+        from_logits=True))
+    model.fit(tokens, tags, verbose=0)
+    before = model.predict(tokens, verbose=0)
+    iterations = int(model.optimizer.iterations)
+    model.evaluate(*sentences(17, 1), verbose=0)
+    assert model.build_shape == (None,) and model.output_shape == (None, None, 4)
+    np.testing.assert_array_equal(model.predict(tokens, verbose=0), before)
+    model.fit(*sentences(17, 1), verbose=0)
+    assert int(model.optimizer.iterations) == iterations + 1   # the optimizer state went on
+    with pytest.raises(kilnet.errors.InputError, match="samples of shape"):
+        model.fit(np.ones((4, 3, 2), "int32"), np.ones((4, 3, 2), "int32"), verbose=0)
