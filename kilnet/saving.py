@@ -818,7 +818,7 @@ def load_weights(model, filepath, skip_mismatch=False):
     """
     filepath = os.fspath(filepath)
     from kilnet import keras_files
-    if keras_files.is_keras_weights_path(filepath):
+    if keras_files.is_keras_weights_path(filepath) or keras_files.is_keras_model_path(filepath):
         keras_files.load_keras_weights(model, filepath, skip_mismatch=skip_mismatch)
         return
     info, tensors, order, input_shape = _read_weights(filepath)

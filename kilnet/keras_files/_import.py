@@ -302,7 +302,8 @@ def _name(spec):
 
 def load_keras_weights(model, filepath, skip_mismatch=False):
     """Set `model`'s weights from a Keras `.weights.h5` file (what `keras.Model.save_weights`
-    writes), every dataset's shape checked before it is read; an unbuilt functional model is
+    writes) or the weights of a `.keras` model file (as `keras.Model.load_weights` takes
+    one), every dataset's shape checked before it is read; an unbuilt functional model is
     built first.
 
     Example:
@@ -321,9 +322,15 @@ def load_keras_weights(model, filepath, skip_mismatch=False):
         True
     """
     path = os.fspath(filepath)
-    _archive.regular_file_size(path)
-    with open(path, "rb") as f:
-        data = f.read()
+    if _archive.is_zip(path):   # a .keras model file, whose weights Keras's load_weights takes
+        members = _archive.read_members(path)
+        if _archive.WEIGHTS not in members:
+            raise ModelFileError(path, f"it has no {_archive.WEIGHTS}.")
+        data = members[_archive.WEIGHTS]
+    else:
+        _archive.regular_file_size(path)
+        with open(path, "rb") as f:
+            data = f.read()
     with _h5.WeightsFile(data, path) as weights:
         if _legacy.is_legacy_weights_file(weights):   # Keras 2's save_weights("w.h5")
             if skip_mismatch:
