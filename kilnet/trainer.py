@@ -195,9 +195,10 @@ class Trainer:
         for _, _, v in paths:
             if v.holder is not None and v.holder is not self:
                 v.release()  # another model's Trainer had it: take a copy
-        params, frozen = _tree.split(model.params_tree(),
+        params, frozen = _tree.split(self._on_one_device(model.params_tree()),
                                      lambda p: p in self._trainable_paths)
-        state = state._replace(params=params, frozen=frozen, model_state=model.state_tree())
+        state = state._replace(params=params, frozen=frozen,
+                               model_state=self._on_one_device(model.state_tree()))
         self.state = state
         self._var_paths = {id(v): ("model_state" if kind == "state" else
                                    "params" if path in self._trainable_paths else "frozen", path)
@@ -207,6 +208,16 @@ class Trainer:
         for v in self._held:
             v.hold_by(self)
         return state
+
+    def _on_one_device(self, tree):
+        """Without a distribution, arrays a user placed on several devices (the distributed
+        JAX guide assigns its replicated results back to the Variables) go to the first
+        device, where the one-device programs run; a distribution's programs place theirs."""
+        if self.distribution is not None:
+            return tree
+        device = jax.devices()[0]
+        return jax.tree.map(lambda a: jax.device_put(a, device) if isinstance(a, jax.Array)
+                            and len(a.sharding.device_set) > 1 else a, tree)
 
     def variable_slot(self, variable):
         """(TrainState field, path) where a held Variable's value lives."""
@@ -220,6 +231,7 @@ class Trainer:
     def write_variable(self, variable, value):
         """Set a held Variable's value inside the training state (set_weights during fit)."""
         field, path = self._var_paths[id(variable)]
+        value = self._on_one_device(value)
         tree = _tree.replace_path(getattr(self.state, field), path, value)
         self.state = self.state._replace(**{field: tree})
 

@@ -149,7 +149,8 @@ def test_the_guides_loop_trains_as_keras_loop_from_the_same_weights():
 
 def train_as_the_guide(training=True, devices=None, jit=True):
     """kilnet's run of the guide as written, from weights fixed by a seed: (losses, the
-    model's weights, its non-trainable variables after the loop)."""
+    model's weights, its non-trainable variables after the loop, then its predictions from
+    them: on several devices the values assigned back are replicated over them)."""
     kilnet.utils.set_random_seed(5)
     model = guide_model(kilnet)
     model.build((BATCH_SIZE, 28, 28, 1))
@@ -159,7 +160,8 @@ def train_as_the_guide(training=True, devices=None, jit=True):
     losses = run_guide(model, optimizer, step if jit else step.__wrapped__, place_variables,
                        devices=devices)
     return (losses, [np.asarray(w) for w in model.get_weights()],
-            [np.asarray(v.numpy()) for v in model.non_trainable_variables])
+            [np.asarray(v.numpy()) for v in model.non_trainable_variables]
+            + [model.predict(images(8, seed=1)[0], verbose=0)])
 
 
 def test_the_guides_loop_in_training_mode_draws_new_dropout_masks_each_step():
