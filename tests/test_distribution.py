@@ -83,12 +83,17 @@ def _compare(results, prefix, reference):
 
 
 # -- one process, 4 CPU devices -------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def devices_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dist") / "devices.npz"
-    with _processes([[sys.executable, str(WORKER), "devices", str(out)]], env=_env()) as procs:
+def _worker_results(tmp_path_factory, scenario):
+    """The arrays tests/_dist_worker.py saves for `scenario`, run in its own process."""
+    out = tmp_path_factory.mktemp("dist") / f"{scenario}.npz"
+    with _processes([[sys.executable, str(WORKER), scenario, str(out)]], env=_env()) as procs:
         _wait(procs)
     return dict(np.load(out))
+
+
+@pytest.fixture(scope="module")
+def devices_run(tmp_path_factory):
+    return _worker_results(tmp_path_factory, "devices")
 
 
 def _prefix(results, prefix):
@@ -407,10 +412,7 @@ def test_set_distribution_is_the_default_of_compile():
 # -- ModelParallel: one process, 4 CPU devices as a 2 x 2 mesh ("data", "model") --------------------
 @pytest.fixture(scope="module")
 def model_parallel_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dist") / "model.npz"
-    with _processes([[sys.executable, str(WORKER), "model", str(out)]], env=_env()) as procs:
-        _wait(procs)
-    return dict(np.load(out))
+    return _worker_results(tmp_path_factory, "model")
 
 
 def test_model_parallel_trains_as_one_device(model_parallel_run):

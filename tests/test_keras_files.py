@@ -159,11 +159,14 @@ def test_uncompiled_sequential_roundtrip_and_frozen_flag(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def _two_dense(lib):
+    return lib.Sequential([lib.Input(shape=(3,)), lib.layers.Dense(4), lib.layers.Dense(2)])
+
+
 def test_keras_weights_files_both_ways(tmp_path):
-    km = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(2)])
+    km = _two_dense(keras)
     km.save_weights(tmp_path / "k.weights.h5")
-    mine = kilnet.Sequential([kilnet.Input(shape=(3,)), kilnet.layers.Dense(4),
-                              kilnet.layers.Dense(2)])
+    mine = _two_dense(kilnet)
     mine.load_weights(tmp_path / "k.weights.h5")
     x = np.arange(6, dtype="float32").reshape(2, 3)
     np.testing.assert_allclose(mine.predict(x, verbose=0), km.predict(x, verbose=0), rtol=1e-5)
@@ -176,17 +179,15 @@ def test_keras_weights_files_both_ways(tmp_path):
 def test_load_weights_takes_a_keras_model_file_as_keras_does(tmp_path):
     """keras.io's 3D image classification saves its best model with ModelCheckpoint(".keras")
     and then calls model.load_weights("....keras"): the weights of the archive, as Keras."""
-    km = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(2)])
+    km = _two_dense(keras)
     km.save(tmp_path / "best.keras")
-    mine = kilnet.Sequential([kilnet.Input(shape=(3,)), kilnet.layers.Dense(4),
-                              kilnet.layers.Dense(2)])
+    mine = _two_dense(kilnet)
     mine.load_weights(tmp_path / "best.keras")
     x = np.arange(6, dtype="float32").reshape(2, 3)
     np.testing.assert_allclose(mine.predict(x, verbose=0), km.predict(x, verbose=0), rtol=1e-5)
     mine.set_weights([w * 2 for w in mine.get_weights()])
     mine.save(tmp_path / "mine.keras")
-    again = kilnet.Sequential([kilnet.Input(shape=(3,)), kilnet.layers.Dense(4),
-                               kilnet.layers.Dense(2)])
+    again = _two_dense(kilnet)
     again.load_weights(tmp_path / "mine.keras")
     for a, b in zip(again.get_weights(), mine.get_weights()):
         np.testing.assert_array_equal(a, b)
