@@ -1,5 +1,6 @@
 """The scope a layer's `call` runs in: which array each Variable stands for, the random key,
-the losses `add_loss` collects. A leaf module: it imports nothing from kilnet.
+the losses `add_loss` collects. A leaf module: of kilnet it imports only kilnet._tree, another
+leaf.
 
 Why it exists: Keras-style layers read their weights as attributes (`self.kernel`) and draw
 randomness from a `SeedGenerator`, while everything compiled must be a pure function of the
@@ -15,6 +16,8 @@ import contextlib
 import threading
 from dataclasses import dataclass, field
 from typing import Any
+
+from kilnet import _tree
 
 _local = threading.local()
 
@@ -137,8 +140,7 @@ def lookup(variable) -> Any:
             return scope.bindings[key]
         found = _in_sublayer(scope, key)
         if found is not None:
-            entry, slot, path = found
-            return _get_path(entry[slot], path)
+            return found[3]
         scope = scope.parent
     return None
 
@@ -154,16 +156,16 @@ def record_assign(variable, value) -> bool:
             return True
         found = _in_sublayer(scope, key)
         if found is not None:
-            entry, slot, path = found
-            entry[slot] = _replace_path(entry[slot], path, value)
+            entry, slot, path, _ = found
+            entry[slot] = _tree.replace_path(entry[slot], path, value)
             return True
         scope = scope.parent
     return False
 
 
 def _in_sublayer(scope, key):
-    """(entry, 0 for params or 1 for state, path) of the Variable with id `key` if a
-    sub-layer of the scope's call owns it, else None."""
+    """(entry, 0 for params or 1 for state, path, current value) of the Variable with id `key`
+    if a sub-layer of the scope's call owns it, else None."""
     if not scope.sublayers:
         return None
     if scope.sub_index is None:
@@ -175,24 +177,13 @@ def _in_sublayer(scope, key):
                                  (entry, 0 if kind == "params" else 1, tuple(path)))
         scope.sub_index = index
     found = scope.sub_index.get(key)
-    if found is None or _get_path(found[0][found[1]], found[2]) is None:
-        return None   # a sub-layer not built yet: its weights are not in the entry
-    return found
-
-
-def _get_path(tree, path):
-    for name in path:
-        if not isinstance(tree, dict) or name not in tree:
-            return None
-        tree = tree[name]
-    return tree
-
-
-def _replace_path(tree, path, value):
-    """A copy of the nested dict `tree` with `value` at `path` (the trees are shared)."""
-    if not path:
-        return value
-    return {**tree, path[0]: _replace_path(tree[path[0]], path[1:], value)}
+    if found is None:
+        return None
+    entry, slot, path = found
+    try:
+        return entry, slot, path, _tree.get_path(entry[slot], path)
+    except (KeyError, TypeError, IndexError):   # a sub-layer not built yet: no weights there
+        return None
 
 
 def next_rng():

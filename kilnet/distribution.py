@@ -127,13 +127,20 @@ def device(device_name):
     if not isinstance(device_name, str):
         raise ValueError("device_name must be a string like 'gpu:0' or a jax.Device. "
                          f"Received: device_name={device_name!r}")
-    kind, _, index = device_name.lower().partition(":")
-    devices = _platform_devices(kind)
-    position = int(index) if index.isdigit() else 0
-    if position >= len(devices):
+    found = _named_device(device_name)
+    if found is None:
         raise ValueError(f"No device {device_name!r} here; the devices are "
                          f"{list_devices()}. Received: device_name={device_name!r}")
-    return jax.default_device(devices[position])
+    return jax.default_device(found)
+
+
+def _named_device(name: str):
+    """The jax.Device a Keras device name ("cpu:0", "gpu"; index 0 by default) names, or
+    None when this machine has no such device."""
+    kind, _, index = name.lower().partition(":")
+    devices = _platform_devices(kind)
+    position = int(index) if index.isdigit() else 0
+    return devices[position] if position < len(devices) else None
 
 
 # -- meshes and layouts, as Keras names them ----------------------------------------------------------
@@ -141,12 +148,9 @@ def _as_device(device):
     """A jax.Device from a jax.Device or a Keras device name ("cpu:0")."""
     if isinstance(device, jax.Device):
         return device
-    if isinstance(device, str):
-        kind, _, index = device.lower().partition(":")
-        devices = _platform_devices(kind)
-        position = int(index) if index.isdigit() else 0
-        if position < len(devices):
-            return devices[position]
+    found = _named_device(device) if isinstance(device, str) else None
+    if found is not None:
+        return found
     raise ValueError("devices must be jax devices or names such as 'cpu:0' (see "
                      f"list_devices(): {list_devices()}). Received: {device!r}")
 

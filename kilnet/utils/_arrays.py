@@ -8,6 +8,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from kilnet.variables import Variable
+
 def to_categorical(x, num_classes=None) -> np.ndarray:
     """One-hot rows for integer class ids, as keras.utils.to_categorical: the class axis is
     added last, a trailing axis of size 1 is dropped first ((n, 1) ids give (n, classes)), and
@@ -63,7 +65,7 @@ def normalize(x, axis=-1, order=2):
         >>> kilnet.utils.normalize(jax.numpy.array([[3.0, 4.0]])).tolist()
         [[0.6000000238418579, 0.800000011920929]]
     """
-    if isinstance(x, jax.Array) or hasattr(x, "assign"):   # a backend tensor or a Variable
+    if isinstance(x, (jax.Array, Variable)):   # a backend tensor, as Keras tells them apart
         from kilnet.ops import nn   # kilnet.ops builds on kilnet.utils: imported when used
 
         return nn.normalize(x, axis=axis, order=order)
