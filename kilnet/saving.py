@@ -42,7 +42,7 @@ import warnings
 import jax
 import numpy as np
 
-from kilnet import _registry, _safefile
+from kilnet import _registry, _safefile, _saving_hooks
 from kilnet import losses as losses_lib
 from kilnet import metrics as metrics_lib
 from kilnet import optimizers as optimizers_lib
@@ -393,6 +393,8 @@ def compile_from_config(model, config, training=None, path="the compile configur
     allowlists); `training`: a file's training record (the seed, the fit calls), or None."""
     from kilnet.trainer import Trainer
 
+    if isinstance(config, dict) and set(config) == {OWN_COMPILE}:
+        return _compile_own_way(model, config[OWN_COMPILE], training, path, prepare)
     required = {"optimizer", "loss", "metrics", "on_nonfinite"}
     if not isinstance(config, dict) or not required <= set(config) <= required | {
             "loss_weights"}:
@@ -414,6 +416,24 @@ def compile_from_config(model, config, training=None, path="the compile configur
     model.compiled = trainer
     if loss is not None:   # as Model.compile keeps it (a .kilnet file holds Loss objects)
         model.loss = loss
+    return _resume(trainer, training, path, prepare)
+
+
+def _compile_own_way(model, config, training, path, prepare):
+    """A model class's own compile_from_config with what its get_compile_config wrote."""
+    if not model.keeps_own_compile_config:
+        raise ModelFileError(path, f"its compile configuration was written by a "
+                                   f"get_compile_config of the model's class, which "
+                                   f"{type(model).__name__} does not have.")
+    _saving_hooks.compile_own_way(model, config, path)
+    if model.compiled is None:
+        raise ModelFileError(path, f"{type(model).__name__}.compile_from_config did not "
+                                   "compile the model.")
+    return _resume(model.compiled, training, path, prepare)
+
+
+def _resume(trainer, training, path, prepare):
+    """Apply a file's training record (the seed, the fit calls) and prepare the trainer."""
     seed = None
     if training is not None:
         if (not isinstance(training, dict) or set(training) != {"seed", "fit_calls"}
@@ -485,7 +505,7 @@ def _precheck_layer(layer, where, tensors, path):
     A layer holding sub-layers (wrappers, attention) is checked after building, like one of
     several inputs: its arrays nest under the sub-layers' names. A stateful layer (states
     made for its batch size, not in the file) is checked after building too."""
-    if layer.layers or layer.carried_state_names:
+    if layer.layers or layer.carried_state_names or checked_once_built(layer):
         return
     arrays = {}
     for kind, names in (("params", layer.param_names), ("state", layer.state_names)):
@@ -512,6 +532,20 @@ def _precheck_layer(layer, where, tensors, path):
     except Exception as error:  # shape errors from any layer's own code
         raise ModelFileError(path, f"layer {'/'.join(where)!r} ({type(layer).__name__}) does "
                                    f"not fit its arrays: {error}") from None
+
+
+def checked_once_built(layer) -> bool:
+    """Whether a leaf layer's arrays in a file are checked once it is built rather than
+    abstractly before: a class of yours that loads its own variables (its entries are what
+    its save_own_variables wrote), or a layer that has weights already (a Variable your
+    `__init__` made: the arrays then include it).
+
+    Example:
+        >>> import kilnet
+        >>> checked_once_built(kilnet.layers.Dense(2))
+        False
+    """
+    return layer.keeps_own_variables or next(iter(layer.variable_paths()), None) is not None
 
 
 def _check_weights_list(order, tensors, path):
@@ -565,7 +599,6 @@ def save_model(model, filepath, *, overwrite=True, include_optimizer=True):
     from kilnet.models import _config
 
     filepath = os.fspath(filepath)
-    _warn_unused_saving_hooks(model)
     if _keras_format(filepath, "model"):
         from kilnet import keras_files
         save = (keras_files.save_legacy_h5 if keras_files.is_keras_weights_path(filepath)
@@ -580,9 +613,10 @@ def save_model(model, filepath, *, overwrite=True, include_optimizer=True):
     model.build_if_shapes_known()
     if model.built:
         tensors, info["weights"] = _weight_tensors(model)
+    tensors.update(_hook_tensors(model, filepath))
     trainer = model.compiled
     if trainer is not None and include_optimizer:
-        info["compile"] = compile_config(trainer)
+        info["compile"] = _compile_entry(model)
         if info["compile"] is not None and trainer.state is not None:
             tensors.update(tree_to_tensors("opt", trainer.state.opt_state))
             tensors["train/rng"] = np.asarray(jax.device_get(trainer.state.rng))
@@ -678,7 +712,8 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
         raise ModelFileError(filepath, f"its info has the keys {sorted(info)}; expected "
                                        f"{sorted(_MODEL_INFO_KEYS | {'weights'})}.")
     _config.check_bounds(info, filepath, "description of the model")
-    _check_tensor_names(tensors, ("params", "state", "opt", "train"), filepath)
+    _check_tensor_names(tensors, ("params", "state", "opt", "train", _HOOKS,
+                                  _saving_hooks.ASSETS.rstrip("/")), filepath)
     check_values(info, tensors, filepath)
     if "weights" in info:
         _check_weights_list(info["weights"], tensors, filepath)
@@ -694,6 +729,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
         _install_weights(model, spec, tensors, filepath)
     elif any(n.startswith("opt/") for n in tensors):
         raise ModelFileError(filepath, "it holds an optimizer state but no weights.")
+    _load_hook_tensors(model, tensors, filepath)
     if compile and info["compile"] is not None:
         trainer = compile_from_config(model, info["compile"], info["training"], filepath,
                                        prepare=built)
@@ -862,28 +898,87 @@ def load_weights(model, filepath, skip_mismatch=False):
         variable.assign(weights[name])
 
 
-# Keras's per-layer saving hooks, which kilnet's files do not call: every Variable is saved
-# and loaded by kilnet itself, and nothing else is kept.
-_KERAS_SAVING_HOOKS = ("save_own_variables", "load_own_variables", "save_assets", "load_assets")
+# -- Keras's saving hooks in .kilnet files (kilnet._saving_hooks calls them) -----------------
+# A layer of yours with its own save_own_variables keeps its entries as
+# "hooks/<layer path>/<key>" (its weights stay under params/ and state/ too); the files its
+# save_assets writes are "assets/<layer path>/<file>" uint8 arrays; a model's own
+# get_compile_config is kept as info["compile"] = {OWN_COMPILE: what it returned, serialized}.
+_HOOKS = "hooks"
+OWN_COMPILE = "keras_compile_config"
 
 
-def _warn_unused_saving_hooks(model):
-    """Say so when a layer of yours defines Keras's saving hooks: kilnet does not call them
-    (a vocabulary kept in save_assets would be lost silently otherwise)."""
-    found = sorted({f"{type(layer).__name__}.{hook}" for layer in _all_layers(model)
-                    for hook in _KERAS_SAVING_HOOKS if hasattr(type(layer), hook)})
-    if found:
-        warnings.warn(f"kilnet's model files do not call Keras's saving hooks {found}: every "
-                      "Variable of your layers is saved and loaded by kilnet itself; what those "
-                      "hooks keep outside Variables (assets, plain arrays) is not saved. Keep "
-                      "such state in Variables (add_weight(trainable=False)).", UserWarning,
-                      stacklevel=4)
+def _layer_groups(model) -> list:
+    """(layer path, layer) for the model ("") and every layer it holds, once each."""
+    groups, seen = [], set()
+
+    def visit(layer, path):
+        if id(layer) in seen:
+            return
+        seen.add(id(layer))
+        groups.append(("/".join(path), layer))
+        for sub in layer.layers:
+            visit(sub, path + (sub.name,))
+
+    visit(model, ())
+    return groups
 
 
-def _all_layers(layer):
-    yield layer
-    for sub in layer.layers:
-        yield from _all_layers(sub)
+def _hooked(groups) -> list:
+    return [(f"{_HOOKS}/{path}" if path else _HOOKS, layer) for path, layer in groups
+            if layer.keeps_own_variables and layer.built]
+
+
+def _hook_tensors(model, filepath) -> dict:
+    """The arrays of your layers' save_own_variables and save_assets, named as above."""
+    groups = _layer_groups(model)
+    tensors = dict(_saving_hooks.own_variables_arrays(_hooked(groups), filepath))
+    for name, data in _saving_hooks.saved_assets(groups, filepath).items():
+        tensors[name] = np.frombuffer(data, dtype=np.uint8)
+    return tensors
+
+
+def _load_hook_tensors(model, tensors, filepath) -> None:
+    """Call your layers' load_own_variables and load_assets with the file's entries for
+    them; an entry no layer reads is an error, as a stray weight is."""
+    groups = _layer_groups(model)
+    hooked = _hooked(groups)
+    read = set()
+
+    def read_group(group):
+        found = {name[len(group) + 1:]: array for name, array in tensors.items()
+                 if name.startswith(group + "/") and "/" not in name[len(group) + 1:]}
+        read.update(f"{group}/{key}" for key in found)
+        return found
+
+    _saving_hooks.load_own_variables(hooked, read_group, filepath)
+    stray = sorted(n for n in tensors if n.split("/")[0] == _HOOKS and n not in read)
+    if stray:
+        raise ModelFileError(filepath, f"it holds entries no layer's load_own_variables "
+                                       f"reads: {stray[:3]}.")
+    assets = {}
+    for name, array in tensors.items():
+        if name.startswith(_saving_hooks.ASSETS):
+            if array.dtype != np.uint8 or array.ndim != 1 or \
+                    not _saving_hooks.is_asset_name(name):
+                raise ModelFileError(filepath, f"its asset {name!r:.100} is not a file's bytes "
+                                               "under a plain relative name.")
+            assets[name] = array.tobytes()
+    _saving_hooks.load_assets(groups, assets, filepath)
+
+
+def _compile_entry(model):
+    """info["compile"]: kilnet's compile configuration, or what the model's own
+    get_compile_config returns (serialized as Keras writes it); None, with a warning, when
+    it cannot be written as data."""
+    if not model.keeps_own_compile_config:
+        return compile_config(model.compiled)
+    try:
+        return {OWN_COMPILE: _saving_hooks.own_compile_config(model)}
+    except ValueError as error:
+        warnings.warn(f"The model's own compile configuration cannot be written as data "
+                      f"({error}): the file is written without it and its optimizer state; "
+                      "compile the loaded model again before training it.", stacklevel=4)
+        return None
 
 
 def set_matching_layers(by_layer, shape_of, read, filepath):

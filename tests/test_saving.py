@@ -381,27 +381,6 @@ def test_malformed_containers_are_rejected(parts, tmp_path):
 
 
 
-def test_keras_saving_hooks_of_your_layer_are_named_in_a_warning(tmp_path):
-    """save_assets / save_own_variables are Keras's hooks kilnet's files do not call: saving
-    says so rather than losing what they keep silently."""
-    @kilnet.saving.register_keras_serializable(package="Hooks")
-    class WithAssets(kilnet.layers.Layer):
-        def call(self, x):
-            return x
-
-        def save_assets(self, dir_path):
-            pass
-
-        def load_assets(self, dir_path):
-            pass
-
-    inputs = kilnet.Input((2,))
-    model = kilnet.Model(inputs, WithAssets()(inputs))
-    for name in ("m.kilnet", "m.keras"):
-        with pytest.warns(UserWarning, match=r"WithAssets.save_assets.*not saved"):
-            model.save(tmp_path / name)
-
-
 def test_a_loaded_kilnet_file_has_its_loss(tmp_path):
     model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(1)])
     model.compile(optimizer="sgd", loss=kilnet.losses.Huber(delta=2.0))

@@ -3,9 +3,10 @@
 Why a module of its own: a `.keras` file is a zip archive from anywhere, and zip readers have
 their own classes of attack (members named `../../etc/passwd`, zip bombs whose members inflate a
 thousandfold, special files in place of the archive). Reading here never extracts anything: the
-path must be a regular file of bounded size, only Keras 3's three member names are accepted,
-every member's declared size is capped and compared with its compressed size before it is
-inflated, and the bytes come back in memory.
+path must be a regular file of bounded size, only Keras 3's three member names are accepted
+(and the files layers' save_assets wrote, under `assets/` with plain relative names), every
+member's declared size is capped and compared with its compressed size before it is inflated,
+and the bytes come back in memory.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import os
 import stat
 import zipfile
 
+from kilnet._saving_hooks import ASSETS, is_asset_name
 from kilnet.errors import ModelFileError
 
 CONFIG = "config.json"
 METADATA = "metadata.json"
 WEIGHTS = "model.weights.h5"
 MEMBERS = (CONFIG, METADATA, WEIGHTS)
+MAX_ASSETS = 10_000
 
 # Caps on what a file may hold. Real configs are kB to a few MB; weights files are as large as
 # the model, so their cap is generous but finite.
@@ -94,17 +97,19 @@ def read_members(path) -> dict:
 def _check_entries(entries, path):
     names = [e.filename for e in entries]
     for name in names:
-        if name not in MEMBERS:
+        if name not in MEMBERS and not is_asset_name(name):
             raise ModelFileError(path, f"it holds the member {name!r:.100}, which is not part "
-                                       f"of a Keras 3 model file (expected only {list(MEMBERS)};"
-                                       " assets such as vocabulary files are not supported).")
+                                       f"of a Keras 3 model file (expected {list(MEMBERS)} "
+                                       f"and files under {ASSETS!r} with plain relative names).")
+    if sum(name.startswith(ASSETS) for name in names) > MAX_ASSETS:
+        raise ModelFileError(path, f"it holds more than {MAX_ASSETS:,} asset files.")
     if len(set(names)) != len(names):
         raise ModelFileError(path, "it holds the same member twice.")
     if CONFIG not in names:
         raise ModelFileError(path, f"it has no {CONFIG}; it is not a Keras 3 model file.")
     total = 0
     for entry in entries:
-        cap = MAX_MEMBER_BYTES[entry.filename]
+        cap = MAX_MEMBER_BYTES.get(entry.filename, MAX_FILE_BYTES)
         if entry.file_size > cap:
             raise ModelFileError(path, f"its member {entry.filename} declares "
                                        f"{entry.file_size:,} bytes, above the cap of {cap:,}.")

@@ -93,10 +93,26 @@ class Reader:
         return None
 
 
+    def class_named(self, name):
+        """The class of yours that custom_class named."""
+        return self.custom.get(name) or saving.get_registered_object(name)
+
+    def custom_function(self, entry):
+        """The function of yours a Keras function entry names ({"class_name": "function",
+        "config": "package>name", ...}): registered, or in custom_objects; None otherwise."""
+        name = entry.get("registered_name")
+        name = name if isinstance(name, str) and name != "function" else entry.get("config")
+        if not isinstance(name, str):
+            return None
+        found = self.custom.get(name) or saving.get_registered_object(name)
+        return found if callable(found) and not isinstance(found, type) else None
+
+
 # -- Keras -> kilnet -------------------------------------------------------------------------
 def scan(value, reader, where):
     """Refuse any object reference in `value` that is not a plain Keras class name from
-    Keras's own modules: functions, lambdas, bytes, module paths. Iterative."""
+    Keras's own modules (or a class or function of yours, registered or in custom_objects):
+    other functions, lambdas, bytes, module paths. Iterative."""
     stack = [value]
     while stack:
         item = stack.pop()
@@ -107,6 +123,8 @@ def scan(value, reader, where):
             name, module = item.get("class_name"), item.get("module")
             if not isinstance(name, str):
                 reader.fail(where, f"it names a class that is not a string: {name!r:.100}.")
+            if name == "function" and reader.custom_function(item) is not None:
+                continue   # a function of yours, registered: named, not code
             if name == "function" or name == "__lambda__" or (
                     name.startswith("__") and name not in MARKERS):
                 reader.fail(where, f"it holds a {name!r} object ({item.get('config')!r:.100}):"
@@ -201,7 +219,8 @@ def layer_spec(entry, reader):
         return model_spec(entry, reader)
     custom = reader.custom_class(entry)
     if custom is not None:
-        spec = {"class_name": custom, "config": config}
+        spec = {"class_name": custom,
+                "config": _without_neutral_keys(reader.class_named(custom), config)}
         if isinstance(entry.get("build_config"), dict):   # for a build_from_config of yours
             spec["build_config"] = entry["build_config"]
         return spec
@@ -218,6 +237,20 @@ def layer_spec(entry, reader):
                            f"it implements ({len(LAYER_TYPES)} types) and your classes given "
                            "as custom_objects=.")
     return {"class_name": name, "config": layer_config(cls, config, reader, where)}
+
+
+def _without_neutral_keys(cls, config):
+    """The config of your subclass of one of kilnet's layers (a Dense of yours) without the
+    arguments Keras's base class writes at their neutral values and kilnet's does not take
+    (Keras 3.15's Dense writes quantization_config=None): your __init__ passes the rest on."""
+    bases = [base for base in getattr(cls, "__mro__", ())
+             if LAYER_TYPES.get(base.__name__) is base]
+    if not bases:
+        return config
+    accepted = _arguments(cls) | _arguments(bases[0])
+    return {key: value for key, value in config.items()
+            if key in accepted or key not in NEUTRAL
+            or not (NEUTRAL[key] is ANY or value in NEUTRAL[key])}
 
 
 def _operation_spec(name, config, reader, where):

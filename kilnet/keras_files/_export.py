@@ -19,6 +19,7 @@ import numpy as np
 
 from kilnet import _safefile
 from kilnet._version import __version__
+from kilnet import _saving_hooks
 from kilnet.keras_files import _archive, _config, _h5, _layout, _optimizer
 from kilnet.models import _config as kilnet_config
 
@@ -49,22 +50,30 @@ def save_keras(model, filepath, overwrite=True, include_optimizer=True):
         kilnet_config.serialize(model, build_config=not model.is_functional), path)
     compile_config, optimizer = None, None
     if include_optimizer and model.compiled is not None:
-        compile_config, optimizer = training_setup(model.compiled, path)
+        compile_config, optimizer = training_setup(model, path)
     entry["compile_config"] = compile_config
     config = json.dumps(entry, default=_safefile.json_default)
     metadata = json.dumps({"keras_version": KERAS_VERSION, "kilnet_version": __version__,
                            "date_saved": time.strftime("%Y-%m-%d@%H:%M:%S")})
+    layout = _model_layout(model, path)
     data = _archive.write_members({_archive.METADATA: metadata.encode(),
                                    _archive.CONFIG: config.encode(),
-                                   _archive.WEIGHTS: weights_bytes(model, path, optimizer)})
+                                   _archive.WEIGHTS: weights_bytes(model, path, optimizer,
+                                                                   layout),
+                                   **_saving_hooks.saved_assets(layout.groups, path)})
     _safefile.atomic_write(path, data, what="the Keras model file", overwrite=overwrite)
 
 
-def training_setup(trainer, path):
-    """(Keras's compile_config or None, (optimizer name, its variables) or None)."""
+def training_setup(model, path, own_config=True):
+    """(Keras's compile_config or None, (optimizer name, its variables) or None) of a
+    compiled model; with `own_config`, a model class of yours with its own
+    get_compile_config writes what that returns (the legacy format has no place for it)."""
+    trainer = model.compiled
     try:
-        compile_config = _optimizer.keras_compile_config(trainer)
-    except _optimizer.Unsupported as error:
+        compile_config = (_saving_hooks.own_compile_config(model)
+                          if own_config and model.keeps_own_compile_config
+                          else _optimizer.keras_compile_config(trainer))
+    except (_optimizer.Unsupported, ValueError) as error:
         _optimizer.warn_left_out(path, f"its compile configuration is left out ({error})")
         return None, None
     if trainer.state is None:
@@ -75,23 +84,35 @@ def training_setup(trainer, path):
         _optimizer.warn_left_out(path, f"its optimizer state is left out ({error}); Keras "
                                        "starts from a fresh optimizer state")
         return compile_config, None
-    return compile_config, (compile_config["optimizer"]["config"]["name"], arrays)
+    return compile_config, (trainer.optimizer.name, arrays)
 
 
-def weights_bytes(model, path, optimizer=None) -> bytes:
-    """The model's weights as a Keras 3 weights file (HDF5), in memory, with the optimizer's
-    variables when `optimizer` is (its name, [arrays in Keras's order]). Host sync."""
+def _model_layout(model, path):
     try:
-        slots = _layout.model_slots(model)
+        return _layout.model_layout(model)
     except _layout.LayoutError as error:
         raise ValueError(f"Cannot save {path} in Keras's format: {error}. Save it with the "
                          "extension .kilnet instead.") from None
+
+
+def weights_bytes(model, path, optimizer=None, layout=None) -> bytes:
+    """The model's weights as a Keras 3 weights file (HDF5), in memory, with the optimizer's
+    variables when `optimizer` is (its name, [arrays in Keras's order]); a layer of yours
+    with its own save_own_variables writes its entries (`layout`: the model's, if known).
+    Host sync."""
+    layout = layout or _model_layout(model, path)
+    slots = layout.slots
     values = jax.device_get([variable.value for _, _, variable in slots])
-    refuse_non_finite(path, [name for _, name, _ in slots], values)
+    arrays = [(h5, np.asarray(v)) for (h5, _, _), v in zip(slots, values)]
+    hooked = _saving_hooks.own_variables_arrays(layout.hooked, path)
+    refuse_non_finite(path, [name for _, name, _ in slots] + [h5 for h5, _ in hooked],
+                      values + [value for _, value in hooked])
     # each weights group is labelled with its layer (the model itself for its own weights)
     groups = {h5.rpartition("/")[0]: (h5.split("/")[-3] if h5.count("/") >= 2 else model.name)
               for h5, _, _ in slots}
-    arrays = [(h5, np.asarray(v)) for (h5, _, _), v in zip(slots, values)]
+    groups.update({group: layer.name for group, layer in layout.hooked
+                   if any(h5.startswith(group + "/") for h5, _ in hooked)})
+    arrays += hooked
     if optimizer is not None:
         name, opt_arrays = optimizer
         arrays += [(f"{_optimizer.PREFIX}{i}", a) for i, a in enumerate(opt_arrays)]

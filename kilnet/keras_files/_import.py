@@ -21,6 +21,7 @@ from kilnet import metrics as metrics_lib
 from kilnet import optimizers as optimizers_lib
 from kilnet import saving
 from kilnet.errors import ModelFileError
+from kilnet import _saving_hooks
 from kilnet.keras_files import _archive, _config, _h5, _layout, _legacy, _precheck
 from kilnet.keras_files import _optimizer as _opt_layout
 from kilnet.layers import InputLayer
@@ -56,9 +57,15 @@ def load_keras(filepath, custom_objects=None, compile=True):
     if _archive.WEIGHTS not in members:
         raise ModelFileError(path, f"it has no {_archive.WEIGHTS}.")
     with _h5.WeightsFile(members[_archive.WEIGHTS], path) as weights:
-        install_weights(model, weights, spec.get("build_config"))
+        layout = install_weights(model, weights, spec.get("build_config"))
         if compile and spec.get("compile_config"):
-            compile_from_keras(model, spec["compile_config"], path, weights)
+            if model.keeps_own_compile_config:
+                _saving_hooks.compile_own_way(model, spec["compile_config"], path)
+                if model.compiled is not None and "optimizer" in weights.file:
+                    restore_optimizer(model.compiled, weights)
+            else:
+                compile_from_keras(model, spec["compile_config"], path, weights)
+    _saving_hooks.load_assets(layout.groups, members, path)
     return model
 
 
@@ -86,7 +93,9 @@ def model_from_keras_config(spec, path, custom_objects=None):
 def install_weights(model, weights, build_config=None, skip_mismatch=False):
     """Build `model` and set its weights from an open Keras weights file, every dataset's
     declared shape checked before it is read; with `skip_mismatch` (Keras's), the layers whose
-    datasets are missing or of other shapes keep their weights (saving.set_matching_layers)."""
+    datasets are missing or of other shapes keep their weights (saving.set_matching_layers).
+    Layers of yours with their own load_own_variables read their entries after the others
+    are set. Returns the model's _layout.Layout."""
     path = weights.path
     if model.is_functional and not model.built:   # a built model's arrays exist already
         if not skip_mismatch:
@@ -99,9 +108,10 @@ def install_weights(model, weights, build_config=None, skip_mismatch=False):
             raise ModelFileError(path, "its model has no input shape to build it with.")
         model.build(_free_batch_axis(shape, path), seed=0)
     try:
-        slots = _layout.model_slots(model)
+        layout = _layout.model_layout(model)
     except _layout.LayoutError as error:
         raise ModelFileError(path, f"{error}.") from None
+    slots = layout.slots
     if skip_mismatch:
         by_layer = {}
         for h5, name, variable in slots:   # by kilnet's layer path, "params/<path>/<weight>"
@@ -111,10 +121,14 @@ def install_weights(model, weights, build_config=None, skip_mismatch=False):
         dtypes = {h5: np.dtype(variable.dtype) for h5, _, variable in slots}
         saving.set_matching_layers(by_layer, shapes.get,
                                    lambda h5: weights.read(h5, shapes[h5], dtypes[h5]), path)
-        return
+        _load_hooked_or_skip(layout, weights)
+        return layout
     arrays = [weights.read(h5, variable.shape, np.dtype(variable.dtype))
               for h5, _, variable in slots]
     used = {h5 for h5, _, _ in slots}
+    for group, _ in layout.hooked:   # read by the layers' own load_own_variables, below
+        if weights.group(group) is not None:
+            used.update(weights.datasets(group))
     # a subclassed model's layers sit under its attributes' names too (kilnet.keras_files.
     # _layout), not only under "layers"
     groups = ["layers"] if model.is_functional else [g for g in weights.file
@@ -126,6 +140,43 @@ def install_weights(model, weights, build_config=None, skip_mismatch=False):
                                    f"{stray[:3]}.")
     for (_, _, variable), array in zip(slots, arrays):
         variable.assign(array)
+    _saving_hooks.load_own_variables(layout.hooked, _group_reader(weights), path)
+    return layout
+
+
+def _load_hooked_or_skip(layout, weights):
+    """load_weights(skip_mismatch=True) for the layers of yours that load their own
+    variables: one whose load_own_variables fails keeps its weights, named in a warning."""
+    failed = []
+    for entry in layout.hooked:
+        try:
+            _saving_hooks.load_own_variables([entry], _group_reader(weights),
+                                             weights.path)
+        except ModelFileError as error:
+            failed.append(f"{entry[1].name!r} ({error.__cause__ or error})")
+    if failed:
+        warnings.warn(f"{weights.path}: skipped loading the layers {failed[:5]}: their "
+                      "load_own_variables did not take the file's entries (skip_mismatch=True).",
+                      stacklevel=4)
+
+
+def _group_reader(weights):
+    """read_group for _saving_hooks: a layer's `vars` group as {key: array}, every dataset
+    checked (a plain numeric array within the file's size, no nested groups) before it is
+    read; {} where the group is absent (a store the layer left empty)."""
+    def read_group(group):
+        found = {}
+        if weights.group(group) is None:
+            return found
+        for h5 in weights.datasets(group):
+            key = h5[len(group) + 1:]
+            if "/" in key:
+                weights.fail(f"its group {group!r} holds a nested group ({h5!r}); a layer's "
+                             "vars hold arrays only.")
+            ds = weights.checked(weights.dataset(h5), h5, kinds=_saving_hooks.ARRAY_KINDS)
+            found[key] = np.asarray(ds[()])
+        return found
+    return read_group
 
 
 def _free_batch_axis(shape, path):
@@ -153,7 +204,7 @@ def _declared(model, h5_prefix, prefix, weights) -> dict:
         if isinstance(layer, Model):
             if layer.is_functional:
                 found.update(_declared(layer, group, where, weights))
-        elif layer.is_pure and not layer.layers:
+        elif layer.is_pure and not layer.layers and not saving.checked_once_built(layer):
             for h5, name in _layout.leaf_names(layer, group, where):
                 shape = weights.shape_of(h5)
                 if shape is None:
@@ -206,7 +257,7 @@ def restore_optimizer(trainer, weights):
     shapes = _opt_layout.expected_shapes(trainer)
     stored = weights.datasets("optimizer")
     fixed = _opt_layout.has_rate_variable(trainer.optimizer)
-    if len(stored) <= (2 if fixed else 1):
+    if len(stored) <= (2 if fixed else 1) < len(shapes):
         return  # only the step count (and learning rate): Keras's optimizer never ran
     if len(stored) != len(shapes):
         warnings.warn(f"{path}: Keras's optimizer state holds {len(stored)} variables where "

@@ -6,11 +6,15 @@ saving code walks (`layers/<layer name>/vars/<i>`, an RNN's `cell/vars`, a stack
 the correspondence, for reading and for writing; a layer with sub-layers that is not in it is
 refused rather than guessed.
 
-A *slot* is (h5 dataset path, kilnet array name "params/<layer path>/<weight>", Variable).
+A *slot* is (h5 dataset path, kilnet array name "params/<layer path>/<weight>", Variable). A
+layer of yours that overrides Keras's `save_own_variables` / `load_own_variables` has no slots:
+its own weights are what those methods write and read in its group's `vars` (a *hooked*
+layer, kilnet._saving_hooks).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from kilnet.layers import GRU, LSTM, RNN, Bidirectional, InputLayer, MultiHeadAttention, SimpleRNN
@@ -32,9 +36,24 @@ class LayoutError(ValueError):
     """A layer whose weights have no known place in a Keras weights file."""
 
 
-def model_slots(model) -> list:
-    """Every weight of a built functional or Sequential model as (h5 path, kilnet name,
-    Variable), in Keras's weight order; a layer shared by several calls appears once.
+@dataclasses.dataclass
+class Layout:
+    """Where a model's state lives in a Keras weights file, in Keras's order.
+
+    slots: (h5 path, kilnet name, Variable) of the weights kilnet writes and reads itself;
+    hooked: (vars group, layer) of the layers whose own weights their save_own_variables /
+        load_own_variables write and read;
+    groups: (group, layer) for every layer reached ("" for the model itself), where
+        save_assets / load_assets keep their files (Keras's `assets/<group>/`).
+    """
+    slots: list = dataclasses.field(default_factory=list)
+    hooked: list = dataclasses.field(default_factory=list)
+    groups: list = dataclasses.field(default_factory=list)
+
+
+def model_layout(model) -> Layout:
+    """The Layout of a built functional, Sequential or subclassed model; a layer shared by
+    several calls appears once.
 
     Example:
         >>> import kilnet
@@ -42,16 +61,19 @@ def model_slots(model) -> list:
         >>> model = kilnet.Sequential([kilnet.Input(shape=(3,)),
         ...                            kilnet.layers.Dense(2, name="d")])
         >>> model.build(seed=0)
-        >>> [(h5, name) for h5, name, _ in _layout.model_slots(model)]
+        >>> layout = _layout.model_layout(model)
+        >>> [(h5, name) for h5, name, _ in layout.slots]
         [('layers/dense/vars/0', 'params/d/kernel'), ('layers/dense/vars/1', 'params/d/bias')]
+        >>> [group for group, _ in layout.groups]
+        ['', 'layers/dense']
     """
-    slots, seen = [], set()
+    layout, seen = Layout(), set()
     if model.is_functional:
-        _container_slots(model, "", (), slots, seen)
+        _own_slots(model, "", (), layout)
+        _container_slots(model, "", (), layout, seen)
     else:
-        _subclassed_slots(model, "", (), slots, seen)
-    return slots
-
+        _subclassed_slots(model, "", (), layout, seen)
+    return layout
 
 def attention_part(layer, part_name: str) -> str:
     """The group of an attention layer's projection in a Keras weights file, named by the
@@ -96,85 +118,86 @@ def snake_case(name: str) -> str:
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-def _container_slots(model, prefix, path, slots, seen):
+def _container_slots(model, prefix, path, layout, seen):
     for layer, h5_name in children(model):
         if isinstance(layer, InputLayer) or id(layer) in seen:
             continue
         seen.add(id(layer))
-        _layer_slots(layer, f"{prefix}layers/{h5_name}/", path + (layer.name,), slots, seen)
+        _layer_slots(layer, f"{prefix}layers/{h5_name}/", path + (layer.name,), layout, seen)
 
 
-def _layer_slots(layer, prefix, path, slots, seen):
+def _layer_slots(layer, prefix, path, layout, seen):
     if isinstance(layer, Model):
         if layer.is_functional:
-            _container_slots(layer, prefix, path, slots, seen)
+            _own_slots(layer, prefix, path, layout)
+            _container_slots(layer, prefix, path, layout, seen)
         else:
-            _subclassed_slots(layer, prefix, path, slots, seen)
+            _subclassed_slots(layer, prefix, path, layout, seen)
     elif isinstance(layer, RNN_TYPES):
-        _own_slots(layer, prefix + "cell/", path, slots)
+        _own_slots(layer, prefix + "cell/", path, layout)
     elif isinstance(layer, RNN):
-        _layer_slots(layer.cell, prefix + "cell/", path + (layer.cell.name,), slots, seen)
+        _layer_slots(layer.cell, prefix + "cell/", path + (layer.cell.name,), layout, seen)
     elif isinstance(layer, StackedRNNCells):
         for cell, h5_name in numbered(layer.cells):
-            _layer_slots(cell, f"{prefix}cells/{h5_name}/", path + (cell.name,), slots, seen)
+            _layer_slots(cell, f"{prefix}cells/{h5_name}/", path + (cell.name,), layout, seen)
     elif isinstance(layer, Bidirectional):
         _layer_slots(layer.forward_layer, prefix + "forward_layer/",
-                     path + (layer.forward_layer.name,), slots, seen)
+                     path + (layer.forward_layer.name,), layout, seen)
         _layer_slots(layer.backward_layer, prefix + "backward_layer/",
-                     path + (layer.backward_layer.name,), slots, seen)
+                     path + (layer.backward_layer.name,), layout, seen)
     elif isinstance(layer, TimeDistributed):
         inner = layer.layers[0]
-        _layer_slots(inner, prefix + "layer/", path + (inner.name,), slots, seen)
+        _layer_slots(inner, prefix + "layer/", path + (inner.name,), layout, seen)
     elif isinstance(layer, SpectralNormalization):
-        _spectral_slots(layer, prefix, path, slots, seen)
+        _spectral_slots(layer, prefix, path, layout, seen)
     elif isinstance(layer, MultiHeadAttention):
         for part in layer.layers:
             if part.name not in ATTENTION_PARTS:
                 raise LayoutError(f"MultiHeadAttention {layer.name!r} has a part named "
                                   f"{part.name!r}, which Keras's layout does not know")
             _own_slots(part, f"{prefix}{attention_part(layer, part.name)}/", path + (part.name,),
-                       slots)
+                       layout)
     elif isinstance(layer, Pipeline) and not any(inner.weights for inner in layer.layers):
         pass   # augmentation steps: no weights, so nothing in the file
     elif layer.layers and LAYER_TYPES.get(type(layer).__name__) is not type(layer):
-        _attribute_slots(layer, prefix, path, slots, seen)
+        _attribute_slots(layer, prefix, path, layout, seen)
     elif layer.layers:
         raise LayoutError(f"layer {layer.name!r} ({type(layer).__name__}) holds sub-layers "
                           "whose place in a Keras weights file kilnet does not know")
     else:
-        _own_slots(layer, prefix, path, slots)
+        _own_slots(layer, prefix, path, layout)
 
 
-def _attribute_slots(layer, prefix, path, slots, seen, extra=None):
+def _attribute_slots(layer, prefix, path, layout, seen, extra=None):
     """A layer class of yours that holds layers: Keras's saving walks its attributes, so its
     own weights come first (`vars/<i>`), then each attribute holding a layer, under the
     attribute's name, in Keras's order (public names sorted, then private ones); a list,
     tuple or dict of layers numbers them by class (`blocks/dense`, `blocks/dense_1`). A layer
     reached twice keeps its first place. `extra`: attributes of Keras's class that kilnet's
     keeps elsewhere ({"layers": model.layers} for a subclassed model)."""
-    _own_slots(layer, prefix, path, slots)
+    _own_slots(layer, prefix, path, layout)
     skip = _BASE_ATTRIBUTES | {"_sublayers"}
     values = {name: getattr(layer, name) for name in vars(layer) if name not in skip}
     values.update(extra or {})
     for attribute in sorted(values, key=lambda name: "~" + name if name[0] == "_" else name):
-        _value_slots(values[attribute], f"{prefix}{attribute}/", path, slots, seen)
+        _value_slots(values[attribute], f"{prefix}{attribute}/", path, layout, seen)
 
 
-def _subclassed_slots(model, prefix, path, slots, seen):
+def _subclassed_slots(model, prefix, path, layout, seen):
     """A subclassed model, as Keras's saving walks it: a layer of yours whose attributes
     include Keras's `layers` (every layer it tracks, numbered by class), so that a layer
     kept in an attribute sorting before "layers" (`bn`, `blocks`) is saved under that
     attribute and the others under `layers/<class>_<n>` (`layers/dense_2`)."""
-    _attribute_slots(model, prefix, path, slots, seen,
+    _attribute_slots(model, prefix, path, layout, seen,
                      extra={"layers": [layer for layer in model.layers
                                        if not isinstance(layer, InputLayer)]})
 
 
-def _value_slots(value, prefix, path, slots, seen):
+def _value_slots(value, prefix, path, layout, seen):
     if isinstance(value, Layer):
         if id(value) not in seen:
             seen.add(id(value))
-            _layer_slots(value, prefix, path + (value.name,), slots, seen)
+            _layer_slots(value, prefix, path + (value.name,), layout, seen)
     elif isinstance(value, (list, tuple, dict)):
         items = list(value.values()) if isinstance(value, dict) else list(value)
         used = {}
@@ -187,14 +210,14 @@ def _value_slots(value, prefix, path, slots, seen):
                 continue
             used[base] = used.get(base, -1) + 1
             name = base if used[base] == 0 else f"{base}_{used[base]}"
-            _value_slots(item, f"{prefix}{name}/", path, slots, seen)
+            _value_slots(item, f"{prefix}{name}/", path, layout, seen)
 
 
 # Attributes every kilnet layer and model has: its bookkeeping, never a place in Keras's file.
 _BASE_ATTRIBUTES = frozenset(vars(Layer())) | frozenset(vars(Model()))
 
 
-def _spectral_slots(layer, prefix, path, slots, seen):
+def _spectral_slots(layer, prefix, path, layout, seen):
     """Keras's SpectralNormalization tracks the wrapped kernel as its own weight too, so the
     file holds it twice: `vars/0` (with `vars/1` its vector_u) and in the wrapped layer's
     `layer/vars`. Both slots are the one kilnet Variable; reading, the wrapped layer's copy
@@ -202,16 +225,22 @@ def _spectral_slots(layer, prefix, path, slots, seen):
     inner = layer.layer
     inner_path = path + (inner.name,)
     kernel = layer.kernel
-    slots.append((f"{prefix}vars/0", f"params/{'/'.join(inner_path + (kernel.name,))}", kernel))
-    slots.append((f"{prefix}vars/1", f"state/{'/'.join(path + ('vector_u',))}",
+    layout.slots.append((f"{prefix}vars/0", f"params/{'/'.join(inner_path + (kernel.name,))}",
+                         kernel))
+    layout.slots.append((f"{prefix}vars/1", f"state/{'/'.join(path + ('vector_u',))}",
                   layer.vector_u))
-    _layer_slots(inner, prefix + "layer/", inner_path, slots, seen)
+    _layer_slots(inner, prefix + "layer/", inner_path, layout, seen)
 
 
-def _own_slots(layer, prefix, path, slots):
+def _own_slots(layer, prefix, path, layout):
+    layout.groups.append((prefix.rstrip("/"), layer))
+    if layer.keeps_own_variables:
+        layout.hooked.append((prefix + "vars", layer))
+        return
     own = [(p, kind, v) for p, kind, v in layer.variable_paths(path) if len(p) == len(path) + 1]
     for index, (p, kind, variable) in enumerate(own):
-        slots.append((f"{prefix}vars/{index}", f"{kind}/{'/'.join(p)}", variable))
+        layout.slots.append((f"{prefix}vars/{index}", f"{kind}/{'/'.join(p)}", variable))
+
 
 
 def leaf_names(layer, prefix, path) -> list:

@@ -70,7 +70,7 @@ def save_legacy_h5(model, filepath, overwrite=True, include_optimizer=True):
                   "model_config": _json(legacy_model_config(entry))}
     optimizer = None
     if include_optimizer and model.compiled is not None:
-        compile_config, optimizer = training_setup(model.compiled, path)
+        compile_config, optimizer = training_setup(model, path, own_config=False)
         if compile_config is not None:
             attributes["training_config"] = _json(legacy_training_config(compile_config))
     data = _file_bytes(model, attributes, optimizer, path)

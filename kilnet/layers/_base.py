@@ -110,10 +110,17 @@ class Layer:
 
     def __init__(self, *, name: str | None = None, input_shape=None, dtype=None,
                  trainable: bool = True, batch_input_shape=None, input_dim=None,
-                 autocast: bool = True, **kwargs):
+                 autocast: bool = True, activity_regularizer=None, **kwargs):
         if kwargs:
             raise TypeError(f"{type(self).__name__} got unexpected keyword arguments "
                             f"{sorted(kwargs)}.")
+        if activity_regularizer is not None:
+            # Keras's base layer takes it (its configs write None for every layer); kilnet
+            # applies it in the layers that take it by name and in ActivityRegularization
+            raise ValueError(f"{type(self).__name__} does not apply an activity_regularizer; "
+                             "kilnet's Dense, convolution, Embedding and recurrent layers take "
+                             "one, or add a layers.ActivityRegularization after this layer. "
+                             f"Received: activity_regularizer={activity_regularizer!r:.80}")
         if name is not None:
             _names.check_name(name)   # the rule model files need: what saves, loads
         set_untracked(self, "_dtype_policy", mixed_precision.get(dtype, "dtype"))
@@ -644,7 +651,10 @@ class Layer:
         except ValueError as error:
             raise ValueError(f"Layer {self.name!r} ({type(self).__name__}) cannot take an "
                              f"input of shape {_with_batch(input_shape)}: {error}") from None
-        if self.build_shape is None:
+        if self.build_shape is None or (self.__dict__.get("_shape_given_to_build") is not None
+                                        and self.build_shape != input_shape):
+            # a shape given to your build() may lack the batch axis (Keras does not mind:
+            # keras.io's `build(input_shape=(8,))`); the shape called with is the one to keep
             self.build_shape = input_shape
         out_dtype = self.compute_output_dtype(self.build_dtype)
         batch = (common_batch_size(args),)   # as Keras, a known batch size carries through
@@ -761,6 +771,10 @@ class Layer:
         keyword arguments (a mask, options), given to that trace too."""
         call_keywords = {k: v for k, v in (call_keywords or {}).items() if k != "training"}
         if self.built and not self.is_pure:
+            # A class that keeps its own build configuration (a build() taking more than the
+            # shape) is made again through its build_from_config, as a file loads it
+            if self.keeps_own_build_config:
+                set_untracked(self, "_rebuild_config", self.get_build_config())
             self.unbuild()  # Keras's form: build() runs again and draws new weights
         # Keras's layer.path: the names of the layers it is built inside, then its own
         set_untracked(self, "_path", _scope.weight_path(self.name))
@@ -887,9 +901,12 @@ class Layer:
             # `in_build_hook` lets a Model's build() (Keras's user-facing method of the same
             # name) tell that it runs as the weight-making hook and must not recurse.
             set_untracked(self, "in_build_hook", True)
+            own_config = self.__dict__.pop("_rebuild_config", None)
             try:
                 with _scope.opened(_scope.Scope(init_rng=rng)):
-                    if takes_shape(self.build):
+                    if own_config is not None:
+                        self.build_from_config(own_config)
+                    elif takes_shape(self.build):
                         self.build(with_batch_axis(input_shape))
                     else:   # a Model's build(self) of yours (a layer's adapts itself)
                         self.build()
@@ -1410,6 +1427,68 @@ class Layer:
     def from_config(cls, config: dict):
         return cls(**config)
 
+    def save_own_variables(self, store) -> None:
+        """Write the layer's own weights (not its sub-layers') into `store`, a dict-like
+        store, under "0", "1", ... in Keras's order (trainable, then non-trainable), as
+        Keras's default does. Override it with `load_own_variables` to keep more (a
+        Variable your `__init__` made, an array): model files and weights files in Keras's
+        format then call yours, as Keras's do.
+
+        Example:
+            >>> import kilnet
+            >>> dense = kilnet.layers.Dense(2)
+            >>> dense.build((None, 3))
+            >>> store = {}
+            >>> dense.save_own_variables(store)
+            >>> {key: tuple(value.shape) for key, value in store.items()}
+            {'0': (3, 2), '1': (2,)}
+        """
+        for index, variable in enumerate(self._saved_own_variables()):
+            store[str(index)] = variable
+
+    # Keras's Dense, EinsumDense, Embedding and Conv1D/2D/3D save only their declared weights
+    # (kernel and bias, embeddings), not a Variable a subclass of yours adds: so do theirs
+    saves_declared_weights_only = False
+
+    def _saved_own_variables(self) -> list:
+        own = self._trainable_vars + self._non_trainable_vars
+        if not self.saves_declared_weights_only:
+            return own
+        by_name = {variable.name: variable for variable in own}
+        return [by_name[name] for name in (*self.param_names, *self.state_names)
+                if name in by_name]
+
+    def load_own_variables(self, store) -> None:
+        """Set the layer's own weights from `store`, as `save_own_variables` wrote them
+        ("0", "1", ...); keys that are not numbers belong to an override of yours and are
+        left to it. ValueError, naming the layer, when the numbered entries do not match
+        its weights in count or shape.
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> dense = kilnet.layers.Dense(2)
+            >>> dense.build((None, 3))
+            >>> dense.load_own_variables({"0": np.ones((3, 2)), "1": np.zeros(2)})
+            >>> float(dense.kernel.numpy().sum())
+            6.0
+        """
+        own = self._saved_own_variables()
+        numbered = sorted((key for key in store.keys() if str(key).isdigit()), key=int)
+        if numbered != [str(index) for index in range(len(own))]:
+            raise ValueError(f"Layer {self.name!r} ({type(self).__name__}) has {len(own)} "
+                             f"weights of its own {[v.name for v in own]}; the store holds "
+                             f"the numbered entries {numbered[:8]}. Load a file saved from "
+                             "the same architecture, or override load_own_variables to read "
+                             "what your save_own_variables wrote.")
+        for index, variable in enumerate(own):
+            value = np.asarray(store[str(index)])
+            if value.shape != tuple(variable.shape):
+                raise ValueError(f"Layer {self.name!r}: the entry {str(index)!r} has shape "
+                                 f"{value.shape}; its weight {variable.name!r} has shape "
+                                 f"{tuple(variable.shape)}.")
+            variable.assign(value)
+
     def get_build_config(self):
         """What `build_from_config` needs to make the weights again (Keras's): the shape given
         to your `layer.build(shape)`, else the input shape the layer was built for (or is
@@ -1444,6 +1523,24 @@ class Layer:
         """
         if config and config.get("input_shape") is not None:
             self.build(config["input_shape"])
+
+    @property
+    def keeps_own_variables(self) -> bool:
+        """Whether the layer's class overrides save_own_variables or load_own_variables:
+        files in Keras's format then keep its own weights as those methods write them.
+
+        Example:
+            >>> import kilnet
+            >>> class Tagged(kilnet.layers.Dense):
+            ...     def save_own_variables(self, store):
+            ...         super().save_own_variables(store)
+            ...         store["tag"] = 1
+            >>> Tagged(2).keeps_own_variables, kilnet.layers.Dense(2).keeps_own_variables
+            (True, False)
+        """
+        cls = type(self)
+        return (cls.save_own_variables is not Layer.save_own_variables
+                or cls.load_own_variables is not Layer.load_own_variables)
 
     @property
     def keeps_own_build_config(self) -> bool:

@@ -293,6 +293,7 @@ def conv2d(x, kernel, strides, padding, dilation=(1, 1), groups=1):
 
 
 class Conv2D(KernelLayer):
+    saves_declared_weights_only = True   # as Keras's save_own_variables does
     config_keys = ("filters", "kernel_size", "strides", "padding", "activation", "use_bias",
                    "kernel_initializer", "bias_initializer", "dilation_rate", "groups",
                    "kernel_regularizer", "bias_regularizer", "activity_regularizer",

@@ -132,6 +132,7 @@ class Conv1D(KernelLayer):
         >>> [w.shape for w in layer.get_weights()]
         [(3, 8, 4), (4,)]
     """
+    saves_declared_weights_only = True   # as Keras's save_own_variables does
 
     config_keys = ("filters", "kernel_size", "strides", "padding", "data_format",
                    "dilation_rate", "activation", "use_bias", "kernel_initializer",

@@ -113,6 +113,7 @@ class Conv3D(KernelLayer):
         >>> [w.shape for w in layer.get_weights()]
         [(3, 3, 3, 2, 4), (4,)]
     """
+    saves_declared_weights_only = True   # as Keras's save_own_variables does
 
     config_keys = ("filters", "kernel_size", "strides", "padding", "data_format",
                    "dilation_rate", "groups", "activation", "use_bias", "kernel_initializer",

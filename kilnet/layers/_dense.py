@@ -8,6 +8,7 @@ from kilnet.layers._matmul import last_axes_product
 
 
 class Dense(KernelLayer):
+    saves_declared_weights_only = True   # as Keras's save_own_variables does
     _supports_masking = True  # passes a sequence mask on, as Keras
     config_keys = ("units", "activation", "use_bias", "kernel_initializer", "bias_initializer",
                    "kernel_regularizer", "bias_regularizer", "activity_regularizer",

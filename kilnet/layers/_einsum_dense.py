@@ -57,6 +57,7 @@ class EinsumDense(KernelLayer):
         >>> layer(np.ones((3, 5, 8))).shape, [w.shape for w in layer.weights]
         ((3, 5, 2, 4), [(8, 2, 4), (2, 4)])
     """
+    saves_declared_weights_only = True   # as Keras's save_own_variables does
 
     config_keys = ("output_shape", "equation", "activation", "bias_axes", "kernel_initializer",
                    "bias_initializer", "kernel_regularizer", "bias_regularizer",

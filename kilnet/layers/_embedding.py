@@ -49,6 +49,7 @@ class Embedding(Layer):
         >>> kilnet.layers.Embedding(1000, 8)(inputs).shape
         (None, None, 8)
     """
+    saves_declared_weights_only = True   # as Keras's save_own_variables does
 
     param_names = ("embeddings",)
     config_keys = ("input_dim", "output_dim", "embeddings_initializer", "embeddings_regularizer",

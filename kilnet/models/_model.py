@@ -738,6 +738,21 @@ class Model(Layer):
         from kilnet import saving
         saving.compile_from_config(self, config)
 
+    @property
+    def keeps_own_compile_config(self) -> bool:
+        """Whether the model's class overrides get_compile_config or compile_from_config
+        (Keras's hooks for a compile() of its own): model files then keep what yours returns
+        and load through yours.
+
+        Example:
+            >>> import kilnet
+            >>> kilnet.Sequential().keeps_own_compile_config
+            False
+        """
+        cls = type(self)
+        return (cls.get_compile_config is not Model.get_compile_config
+                or cls.compile_from_config is not Model.compile_from_config)
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The training loss of a batch, as Keras's `Model.compute_loss`: override it to train
         on your own loss (it runs inside the compiled step, so write it with kilnet.ops).
