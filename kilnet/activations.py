@@ -80,25 +80,29 @@ def tanh(x):
     return jnp.tanh(x)
 
 
-def softmax(x):
-    """exp(x) / sum(exp(x)) over the last axis.
+def softmax(x, axis=-1):
+    """exp(x) / sum(exp(x)) over `axis` (the last by default, as Keras's).
 
     Example:
         >>> softmax(jnp.array([1.0, 1.0])).tolist()
         [0.5, 0.5]
+        >>> softmax(jnp.array([[0.0, 1.0], [0.0, 1.0]]), axis=0).tolist()
+        [[0.5, 0.5], [0.5, 0.5]]
     """
-    return jax.nn.softmax(x, axis=-1)
+    return jax.nn.softmax(x, axis=axis)
 
 
-def gelu(x):
+def gelu(x, approximate=False):
     """x * Phi(x), Phi the standard normal's distribution function (Keras's default,
-    approximate=False; JAX's default is the tanh approximation).
+    approximate=False; JAX's default is the tanh approximation, approximate=True here).
 
     Example:
         >>> round(float(gelu(jnp.array(1.0))), 4)
         0.8413
+        >>> round(float(gelu(jnp.array(1.0), approximate=True)), 4)
+        0.8412
     """
-    return jax.nn.gelu(x, approximate=False)
+    return jax.nn.gelu(x, approximate=bool(approximate))
 
 
 def elu(x, alpha=1.0):
@@ -228,14 +232,14 @@ def mish(x):
     return x * jnp.tanh(jax.nn.softplus(x))
 
 
-def log_softmax(x):
-    """log(softmax(x)) over the last axis, computed stably.
+def log_softmax(x, axis=-1):
+    """log(softmax(x)) over `axis` (the last by default), computed stably.
 
     Example:
         >>> [round(v, 4) for v in log_softmax(jnp.array([0.0, 0.0])).tolist()]
         [-0.6931, -0.6931]
     """
-    return jax.nn.log_softmax(x, axis=-1)
+    return jax.nn.log_softmax(x, axis=axis)
 
 
 def log_sigmoid(x):
@@ -248,34 +252,42 @@ def log_sigmoid(x):
     return jax.nn.log_sigmoid(x)
 
 
-def celu(x):
-    """Keras's celu with alpha 1: x for x > 0, else exp(x) - 1.
+def celu(x, alpha=1.0):
+    """x for x > 0, else alpha * (exp(x / alpha) - 1) (Keras's default alpha 1).
 
     Example:
         >>> [round(v, 4) for v in celu(jnp.array([-1.0, 2.0])).tolist()]
         [-0.6321, 2.0]
+        >>> round(float(celu(jnp.array(-1.0), alpha=2.0)), 4)
+        -0.7869
     """
-    return jax.nn.celu(x, alpha=1.0)
+    return jax.nn.celu(x, alpha=alpha)
 
 
-def hard_shrink(x):
-    """x where |x| > 0.5 (Keras's default threshold), else 0.
+def hard_shrink(x, threshold=0.5):
+    """x where |x| > threshold (Keras's default 0.5), else 0.
 
     Example:
         >>> hard_shrink(jnp.array([-1.0, 0.25, 0.75])).tolist()
         [-1.0, 0.0, 0.75]
+        >>> hard_shrink(jnp.array([-1.0, 0.25, 0.75]), threshold=0.8).tolist()
+        [-1.0, 0.0, 0.0]
     """
-    return jnp.where(jnp.abs(x) > 0.5, x, jnp.zeros_like(x))
+    return jnp.where(jnp.abs(x) > threshold, x, jnp.zeros_like(x))
 
 
-def soft_shrink(x):
-    """x moved 0.5 towards 0 (Keras's default threshold), 0 within [-0.5, 0.5].
+def soft_shrink(x, threshold=0.5):
+    """x moved `threshold` towards 0 (Keras's default 0.5), 0 within [-threshold,
+    threshold].
 
     Example:
         >>> soft_shrink(jnp.array([-1.0, 0.25, 0.75])).tolist()
         [-0.5, 0.0, 0.25]
+        >>> soft_shrink(jnp.array([-1.0, 0.25, 0.75]), threshold=0.25).tolist()
+        [-0.75, 0.0, 0.5]
     """
-    return jnp.where(x > 0.5, x - 0.5, jnp.where(x < -0.5, x + 0.5, jnp.zeros_like(x)))
+    return jnp.where(x > threshold, x - threshold,
+                     jnp.where(x < -threshold, x + threshold, jnp.zeros_like(x)))
 
 
 def tanh_shrink(x):
@@ -308,18 +320,20 @@ def sparse_sigmoid(x):
     return jax.nn.sparse_sigmoid(x)
 
 
-def squareplus(x):
-    """(x + sqrt(x^2 + 4)) / 2 (Keras's default b = 4).
+def squareplus(x, b=4):
+    """(x + sqrt(x^2 + b)) / 2 (Keras's default b = 4).
 
     Example:
         >>> squareplus(jnp.array([0.0])).tolist()
         [1.0]
+        >>> squareplus(jnp.array([0.0]), b=16).tolist()
+        [2.0]
     """
-    return jax.nn.squareplus(x, b=4)
+    return jax.nn.squareplus(x, b=b)
 
 
-def sparsemax(x):
-    """The Euclidean projection of x onto the probability simplex over the last axis (Martins &
+def sparsemax(x, axis=-1):
+    """The Euclidean projection of x onto the probability simplex over `axis` (Martins &
     Astudillo, 2016): like softmax, but small scores get exactly 0. Keras 3.15's differs where
     more than one score is in the support: it sums every partial sum of the support for the
     threshold, not the last one, so its outputs need not sum to 1 ([0.5, 0.25, 0.0] gives
@@ -331,7 +345,7 @@ def sparsemax(x):
         >>> sparsemax(jnp.array([1.0, 0.5, -1.0])).tolist()
         [0.75, 0.25, 0.0]
     """
-    return ops_nn.sparsemax(x, axis=-1)   # one implementation: the op's
+    return ops_nn.sparsemax(x, axis=axis)   # one implementation: the op's
 
 
 def glu(x, axis=-1):

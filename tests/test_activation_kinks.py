@@ -92,6 +92,37 @@ def test_activation_functions_with_arguments():
                      lambda x: keras.activations.leaky_relu(x, negative_slope=0.1))
 
 
+# Keras's activations that take more than x, with a setting other than the default
+_WITH_ARGUMENTS = [("celu", {"alpha": 2.0}), ("gelu", {"approximate": True}),
+                   ("hard_shrink", {"threshold": 0.8}), ("soft_shrink", {"threshold": 0.25}),
+                   ("squareplus", {"b": 16}), ("softmax", {"axis": 0}),
+                   ("log_softmax", {"axis": 0}), ("sparsemax", {"axis": 0})]
+
+
+def test_every_activation_takes_keras_arguments():
+    """The same parameters, with the same defaults, as keras.activations' functions."""
+    import inspect
+    for name in keras.activations.__dict__:
+        theirs = getattr(keras.activations, name)
+        if name.startswith("_") or name in ("get", "serialize", "deserialize") \
+                or not inspect.isfunction(theirs):
+            continue
+        assert inspect.signature(getattr(activations, name)) == inspect.signature(theirs), name
+
+
+@pytest.mark.parametrize("name,kwargs", _WITH_ARGUMENTS, ids=str)
+def test_activation_arguments_as_keras(name, kwargs):
+    """keras.io's Switch Transformer calls softmax(logits, axis=-1): each setting gives
+    Keras's values (sparsemax's on a matrix whose columns have one score in their support,
+    where Keras 3.15's threshold is the definition's)."""
+    x = jnp.stack([X, -X, X / 4.0])
+    if name == "sparsemax":
+        x = jnp.array([[3.0, -1.0], [0.0, 2.0], [-2.0, 0.5]])
+    ours = getattr(activations, name)(x, **kwargs)
+    theirs = getattr(keras.activations, name)(x, **kwargs)
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-6, atol=1e-7)
+
+
 def test_prelu_layer():
     ours = kilnet.layers.PReLU(alpha_initializer=kilnet.initializers.Constant(0.25))
     ours.build((None, X.shape[0]))
