@@ -579,8 +579,9 @@ def attend_in_parts(q, k, v, mask=None, keep=None):
         >>> bool(np.allclose(attend_in_parts(q, k, v), attend(q, k, v)))
         True
     """
-    parts = min(_CPU_ATTENTION_PARTS, q.shape[0]) if jax.default_backend() == "cpu" else 1
-    if parts < 2:
+    parts = min(_CPU_ATTENTION_PARTS, q.shape[0]) if (
+        jax.default_backend() == "cpu" and isinstance(q.shape[0], int)) else 1
+    if parts < 2:   # (one part too for a symbolic batch size, while shapes are traced)
         return attend(q, k, v, mask, keep)
     per_sample = mask is not None and mask.ndim == 4 and mask.shape[0] > 1
     masks = jnp.array_split(mask, parts) if per_sample else [mask] * parts

@@ -955,24 +955,42 @@ class Layer:
                              call_keywords=None):
         """The output shape(s), batch axis excluded, of `call` traced abstractly. An axis of
         unknown length (None: a sequence's) is traced at two lengths; an output axis that
-        follows them is unknown too (None), one that does not is fixed."""
+        follows them is unknown too (None), one that does not is fixed.
+
+        A call that fails so (keras.io's Switch Transformer reshapes its input to a fixed
+        total of tokens, which a batch of 1 does not have) is traced once more as Keras traces
+        every call: the batch axis and the axes of unknown length as one symbolic size."""
         dtypes = self.build_dtype or jax.tree.map(lambda _: "float32", input_shape,
                                                    is_leaf=is_shape)
         extras = (tuple(call_extras), dict(call_keywords or {}))
-        if not any(d is None for d in jax.tree.leaves(
-                jax.tree.map(list, input_shape, is_leaf=is_shape), is_leaf=lambda d: d is None)):
-            return self._output_shape_at(input_shape, dtypes, extras, init_rng, None)
-        first, second = (self._output_shape_at(input_shape, dtypes, extras, init_rng, length)
-                         for length in _TRIAL_LENGTHS)
+        try:
+            if not any(d is None for d in jax.tree.leaves(
+                    jax.tree.map(list, input_shape, is_leaf=is_shape),
+                    is_leaf=lambda d: d is None)):
+                return self._output_shape_at(input_shape, dtypes, extras, init_rng, None)
+            first, second = (self._output_shape_at(input_shape, dtypes, extras, init_rng,
+                                                   length)
+                             for length in _TRIAL_LENGTHS)
+        except Exception as error:  # the call's own code, at these sizes
+            try:
+                size = _symbolic_size()
+                shapes = self._output_shape_at(input_shape, dtypes, extras, init_rng, size,
+                                               batch=size)
+            except Exception:
+                raise error from None
+            return jax.tree.map(lambda s: tuple(d if isinstance(d, int) else None for d in s),
+                                shapes, is_leaf=is_shape)
         return jax.tree.map(lambda a, b: tuple(x if x == y else None for x, y in zip(a, b)),
                             first, second, is_leaf=is_shape)
 
-    def _output_shape_at(self, input_shape, dtypes, extras, init_rng, unknown_length):
+    def _output_shape_at(self, input_shape, dtypes, extras, init_rng, unknown_length,
+                         batch=None):
         """The traced output shape(s) with each None input axis given `unknown_length`;
         `extras`: (positional arguments after the input, keyword arguments), arrays or
-        tensors among them traced abstractly (at the layer's build_batch_size, else 1), other
-        values passed as they are."""
-        batch = self.build_batch_size or 1   # a stateful layer inside makes states for it
+        tensors among them traced abstractly (at `batch`, else the layer's build_batch_size,
+        else 1), other values passed as they are."""
+        # a stateful layer inside makes states for the build batch size
+        batch = batch if batch is not None else (self.build_batch_size or 1)
 
         def sized(shape):
             return (batch,) + tuple(unknown_length if d is None else d for d in shape[1:])
@@ -1745,6 +1763,12 @@ def _as_dtype_of(new, old):
 # The lengths an axis of unknown length (None) takes in the two abstract traces of a Keras-form
 # call: even, so a call that halves or quarters a sequence traces.
 _TRIAL_LENGTHS = (8, 12)
+
+
+def _symbolic_size():
+    """One symbolic size for the batch axis and the axes of unknown length, as Keras's JAX
+    backend traces calls (at least 2, so that JAX does not take it for a broadcast axis)."""
+    return jax.export.symbolic_shape("(size)", constraints=["size>=2"])[0]
 
 
 def is_shape(value) -> bool:

@@ -111,7 +111,8 @@ def add_row_bias(y, bias):
         >>> jax.grad(lambda b: add_row_bias(y, b).sum())(bias).tolist()
         [2048.0, 2048.0]
     """
-    if (jax.default_backend() == "cpu" and y.ndim == 2 and y.shape[0] >= ROWS_FOR_PRODUCT
+    if (jax.default_backend() == "cpu" and y.ndim == 2 and isinstance(y.shape[0], int)
+            and y.shape[0] >= ROWS_FOR_PRODUCT   # (a symbolic size, while shapes are traced)
             and jnp.dtype(y.dtype) == jnp.float32 and jnp.dtype(bias.dtype) == jnp.float32):
         return _bias_by_product(y, bias)
     return y + bias
