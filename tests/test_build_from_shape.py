@@ -139,3 +139,39 @@ def test_the_transfer_learning_guides_trainable_api_cells_run_as_keras():
         np.testing.assert_allclose(initial[1], final[1])
         assert not np.allclose(layer2.get_weights()[0], layer2_before)   # the rest trained
     assert counts[0] == counts[1] == (2, 2, 0, 2, 12)
+
+
+def _weights_of_graph_layers(lib):
+    """A functional model of a Dense and a layer of yours, and their weight attributes read
+    right after it was made, as Keras users read them."""
+    class Scale(lib.layers.Layer):
+        def build(self, input_shape):
+            # probing its own attributes while building must not start another build
+            assert not hasattr(self, "w") or self.w is not None
+            self.w = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+
+        def call(self, x):
+            return x * self.w
+
+    inputs = lib.Input((3,))
+    layer1, scale = lib.layers.Dense(4), Scale()
+    hidden = layer1(inputs)
+    outputs = scale(scale(hidden))   # a second symbolic call traces an unbuilt layer again
+    model = lib.Model(inputs, outputs)
+    read = [layer1.kernel, layer1.bias, scale.w]
+    return model, read
+
+
+def test_a_weight_attribute_of_a_graph_layer_is_there_right_away_as_keras():
+    """Keras builds a layer at its symbolic call, so `layer1.kernel` (and a layer of yours's
+    `self.w`) exists once the model is made; kilnet draws them on that first read, and the
+    model keeps them when it builds."""
+    ours, ours_read = _weights_of_graph_layers(kilnet)
+    theirs, theirs_read = _weights_of_graph_layers(keras)
+    assert [(tuple(v.shape), v.name) for v in ours_read] == [
+        (tuple(v.shape), v.name) for v in theirs_read]
+    model_weights = ours.weights
+    assert all(any(v is w for w in model_weights) for v in ours_read)
+    np.testing.assert_array_equal(ours.get_weights()[0], ours_read[0].numpy())
+    with pytest.raises(AttributeError, match="has no attribute 'kernl'"):
+        ours.layers[1].kernl

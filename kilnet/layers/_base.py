@@ -22,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import os
+import sys
 import warnings
 from typing import Any
 
@@ -38,6 +40,14 @@ from kilnet.layers._node import KerasTensor, Node, is_symbolic
 from kilnet.variables import Variable, to_array
 
 Shape = tuple  # a shape without its batch axis, e.g. (28, 28)
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _read_by_kilnet(frame) -> bool:
+    """Whether `frame` (the reader of a missing layer attribute) is kilnet's own code: its
+    probes (`getattr(layer, "num_key_value_heads", heads)` while a file is checked before
+    anything is built) must not draw weights; only yours read weights that way."""
+    return frame.f_code.co_filename.startswith(_PACKAGE_DIR)
 
 
 class Layer:
@@ -1109,6 +1119,37 @@ class Layer:
             v.trainable = value
         for sub in self._sublayers:
             sub.trainable = value
+
+    def __getattr__(self, name):
+        """A weight attribute read before anything drew the weights of a layer called on
+        symbolic tensors (`layer1.kernel`, a layer of yours's `self.w` made in build): drawn
+        now, as Keras has them from that call. Python reaches this only after the normal
+        lookup failed, so ordinary attribute reads cost nothing more.
+
+        Example:
+            >>> import kilnet
+            >>> inputs = kilnet.Input((3,))
+            >>> layer1 = kilnet.layers.Dense(4)
+            >>> model = kilnet.Model(inputs, layer1(inputs))
+            >>> layer1.kernel.shape
+            (3, 4)
+        """
+        if self._weights_drawable_on_read(name) and not _read_by_kilnet(sys._getframe(1)):
+            self.build_if_shapes_known()
+            return object.__getattribute__(self, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}",
+                             name=name, obj=self)
+
+    def _weights_drawable_on_read(self, name: str) -> bool:
+        """Whether reading the missing attribute `name` should draw the weights first: the
+        layer was called on symbolic tensors and is not built, and no build is under way (a
+        build() that probes its own attributes must not start another). Read from __dict__:
+        a half-made or unpickled layer has none of these yet, and must not recurse here."""
+        known = self.__dict__
+        return (not name.startswith("__") and not known.get("built", True)
+                and bool(known.get("_inbound_nodes")) and known.get("build_shape") is not None
+                and not known.get("_making_weights") and not known.get("in_build_hook")
+                and _scope.init_rng() is None)
 
     def build_if_shapes_known(self) -> None:
         """Draw the weights of a layer called on symbolic tensors (a functional model's, a
