@@ -1,7 +1,7 @@
-"""A subclassed model fitted and evaluated on samples of other lengths than it was first
-built for, as keras.io's NER example feeds its tagger one padded batch length at a time:
-Keras traces its call again; kilnet makes those axes of any length, keeping the weights
-and the training state."""
+"""A subclassed model fitted and evaluated (and trained, tested and run one batch at a
+time) on samples of other lengths than it was first built for, as keras.io's NER example
+feeds its tagger one padded batch length at a time: Keras traces its call again; kilnet
+makes those axes of any length, keeping the weights and the training state."""
 
 from __future__ import annotations
 
@@ -76,3 +76,42 @@ def test_the_axes_become_of_any_length_and_nothing_is_redrawn():
     assert int(model.optimizer.iterations) == iterations + 1   # the optimizer state went on
     with pytest.raises(kilnet.errors.InputError, match="samples of shape"):
         model.fit(np.ones((4, 3, 2), "int32"), np.ones((4, 3, 2), "int32"), verbose=0)
+
+
+def recurrent_tagger(lib):
+    class RecurrentTagger(lib.Model):
+        def __init__(self):
+            super().__init__()
+            self.embedding = lib.layers.Embedding(20, 8)
+            self.gru = lib.layers.GRU(6, return_sequences=True)
+            self.tags = lib.layers.Dense(4)
+
+        def call(self, tokens):
+            return self.tags(self.gru(self.embedding(tokens)))
+
+    return RecurrentTagger()
+
+
+def test_the_on_batch_calls_take_other_lengths_as_keras_from_the_same_weights():
+    """train_on_batch / test_on_batch / predict_on_batch go through fit's, evaluate's and
+    predict's checks, so a batch of another length is taken as fit takes it: the losses and
+    outputs equal Keras's, which traces its call again."""
+    runs = []
+    for lib in (kilnet, keras):
+        model = recurrent_tagger(lib)
+        model(sentences(5, 0)[0][:1])   # built for length 5
+        if lib is kilnet:
+            start = model.get_weights()
+        else:
+            model.set_weights(start)
+        model.compile(optimizer=lib.optimizers.SGD(0.5), loss=lib.losses.
+                      SparseCategoricalCrossentropy(from_logits=True))
+        losses = [model.train_on_batch(*sentences(length, seed))
+                  for length, seed in ((5, 0), (7, 1), (5, 2))]
+        runs.append((losses, model.test_on_batch(*sentences(9, 3)),
+                     model.predict_on_batch(sentences(6, 4)[0])))
+    (ours, our_test, our_pred), (theirs, their_test, their_pred) = runs
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5)
+    np.testing.assert_allclose(our_test, their_test, rtol=1e-5)
+    assert our_pred.shape == (16, 6, 4)
+    np.testing.assert_allclose(our_pred, their_pred, rtol=1e-5, atol=1e-6)
