@@ -3,7 +3,8 @@
 Keras numbers default names per process, so the same model code gets other names when it runs
 again in a notebook; kilnet numbers them per model (Sequential.add, kilnet.Model(...), a
 sub-layer assigned as an attribute), so names, files and checkpoints are the same on every run.
-A leaf module.
+A layer that no model has named yet reads Keras's per-process name (numbered_in_process), so
+two layers made on their own are told apart, and serialized, as Keras's are. A leaf module.
 """
 
 from __future__ import annotations
@@ -34,6 +35,34 @@ class Names(set):
     def __init__(self, names=()):
         super().__init__(names)
         self.next_suffix = {}
+
+
+# How many layers of each base name this process has named so far (numbered_in_process).
+_PROCESS_COUNTS: dict = {}
+
+
+def numbered_in_process(base: str) -> str:
+    """Keras's default name for a new layer: `base` for the first of its kind made in the
+    process, then base_1, base_2, ... (Keras's `uniquify`, counted per base name). A layer
+    reads it until a model fixes its name per model (`unique_among`).
+
+    >>> reset_process_numbering()
+    >>> numbered_in_process("my_dense"), numbered_in_process("my_dense")
+    ('my_dense', 'my_dense_1')
+    """
+    count = _PROCESS_COUNTS.get(base, 0)
+    _PROCESS_COUNTS[base] = count + 1
+    return base if count == 0 else f"{base}_{count}"
+
+
+def reset_process_numbering() -> None:
+    """Start numbered_in_process again from the bare names, as Keras's clear_session does.
+
+    >>> reset_process_numbering()
+    >>> numbered_in_process("dense")
+    'dense'
+    """
+    _PROCESS_COUNTS.clear()
 
 
 def unique_among(base: str, taken) -> str:

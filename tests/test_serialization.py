@@ -269,3 +269,37 @@ def test_objects_a_get_config_returns_are_written_as_keras_writes_them(tmp_path)
     penalty = 0.01 * 12 + 0.02 * 12   # the ones kernel, 4x3
     np.testing.assert_allclose([float(v) for v in loaded.losses], [penalty], rtol=1e-6)
     np.testing.assert_allclose([float(v) for v in model.losses], [penalty], rtol=1e-6)
+
+
+def _two_layers_of_yours(lib):
+    """Two unnamed instances of a registered layer class of yours, and two of Dense, each
+    pair made after the library's names were numbered afresh (clear_session)."""
+    @lib.saving.register_keras_serializable(package="naming_test")
+    class MyDense(lib.layers.Layer):
+        def __init__(self, units=32, **kwargs):
+            super().__init__(**kwargs)
+            self.units = units
+
+        def call(self, x):
+            return x
+
+        def get_config(self):
+            return {**super().get_config(), "units": self.units}
+
+    lib.utils.clear_session()
+    return [MyDense(), MyDense(4), lib.layers.Dense(2), lib.layers.Dense(3)]
+
+
+def test_layers_made_on_their_own_are_numbered_as_keras_numbers_them():
+    """Keras names the second unnamed layer of a kind "<kind>_1", in its name, its config
+    and its serialized entry; kilnet too, for a layer of yours and for its own, until a
+    model numbers its layers itself."""
+    ours, theirs = _two_layers_of_yours(kilnet), _two_layers_of_yours(keras)
+    expected = ["my_dense", "my_dense_1", "dense", "dense_1"]
+    assert [layer.name for layer in theirs] == expected
+    assert [layer.name for layer in ours] == expected
+    assert [layer.get_config()["name"] for layer in ours] == expected
+    assert [serialize_keras_object(layer)["config"]["name"] for layer in ours] == [
+        keras.saving.serialize_keras_object(layer)["config"]["name"] for layer in theirs]
+    model = kilnet.Sequential([kilnet.Input((3,)), ours[3], ours[1]])
+    assert [layer.name for layer in model.layers] == ["dense", "my_dense"]   # per model

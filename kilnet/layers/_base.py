@@ -104,6 +104,10 @@ class Layer:
     # A name between the layer's and its weights' in their paths: Keras's LSTM keeps its
     # weights in a cell layer ("lstm/lstm_cell/kernel"), kilnet's LSTM holds them itself.
     weight_scope = None
+    # Whether a layer made without a name reads Keras's per-process name until a model fixes
+    # one (_names.numbered_in_process); a model keeps its own default name (its files and
+    # paths stay the same on every run) and an op node is named by its graph.
+    numbered_in_process = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -151,6 +155,8 @@ class Layer:
         set_untracked(self, "_eager_losses", [])
         set_untracked(self, "_trainable", bool(trainable))
         set_untracked(self, "_name", name)  # None until a model names it (see `name`)
+        set_untracked(self, "_process_name", _names.numbered_in_process(self.default_name)
+                      if name is None and self.numbered_in_process else None)
         self.declared_input_shape = (as_shape(input_shape, "input_shape")
                                      if input_shape is not None else None)
         self.built = False
@@ -167,7 +173,34 @@ class Layer:
     @property
     def name(self) -> str:
         """The layer's name: given, else numbered within the first model that holds it
-        ("dense", "dense_1", ...), else its default name."""
+        ("dense", "dense_1", ...), else numbered per process by its default name as Keras
+        names it (the second layer of a kind made on its own is "dense_1").
+
+        Example:
+            >>> import kilnet
+            >>> kilnet.utils.clear_session()
+            >>> first, second = kilnet.layers.Dense(2), kilnet.layers.Dense(3)
+            >>> first.name, second.name
+            ('dense', 'dense_1')
+            >>> model = kilnet.Sequential([kilnet.Input((4,)), second])
+            >>> second.name   # numbered within its model from now on
+            'dense'
+        """
+        return self._name or self.__dict__.get("_process_name") or self.default_name
+
+    @property
+    def stable_name(self) -> str:
+        """The given or fixed name, else the unnumbered default: what a name derived from
+        this layer is built on (Bidirectional's "forward_lstm"), so that it does not depend
+        on how many layers the process made before.
+
+        Example:
+            >>> import kilnet
+            >>> kilnet.utils.clear_session()
+            >>> _, lstm = kilnet.layers.LSTM(2), kilnet.layers.LSTM(2)
+            >>> lstm.name, lstm.stable_name
+            ('lstm_1', 'lstm')
+        """
         return self._name or self.default_name
 
     @name.setter

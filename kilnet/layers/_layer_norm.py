@@ -136,10 +136,10 @@ class GroupNormalization(Layer):
         >>> x = np.array([[1.0, 3.0, 10.0, 30.0]])
         >>> np.asarray(layer(x)).astype(float).round(2).tolist()
         [[-1.0, 1.0, -1.0, 1.0]]
-        >>> kilnet.layers.GroupNormalization(groups=3)(np.zeros((1, 4)))
+        >>> kilnet.layers.GroupNormalization(groups=3, name="norm")(np.zeros((1, 4)))
         Traceback (most recent call last):
         ...
-        ValueError: Layer 'group_normalization': groups=3 must divide the 4 channels of axis -1.
+        ValueError: Layer 'norm': groups=3 must divide the 4 channels of axis -1.
     """
 
     _supports_masking = True  # passes a sequence mask on, as Keras

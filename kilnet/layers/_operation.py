@@ -180,6 +180,7 @@ class Operation(Layer):
 
     OPS = OPS
     config_keys = ("operation", "arguments")
+    numbered_in_process = False   # named by the graph it is a node of, from its operation
 
     def __init__(self, operation, arguments=None, *, axis=None, keepdims=False, dtype_to=None,
                  **kwargs):

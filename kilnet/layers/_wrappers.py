@@ -124,9 +124,9 @@ class Bidirectional(Layer):
                              "layer is built, with set_weights. Received: weights of type "
                              f"{type(weights).__name__}")
         self.merge_mode = merge_mode
-        self.forward_layer = _copy(layer, name=f"forward_{_strip(layer.name, 'forward_')}")
+        self.forward_layer = _copy(layer, name=f"forward_{_strip(layer.stable_name, 'forward_')}")
         if backward_layer is None:
-            backward_layer = _copy(layer, name=f"backward_{_strip(layer.name, 'backward_')}",
+            backward_layer = _copy(layer, name=f"backward_{_strip(layer.stable_name, 'backward_')}",
                                    go_backwards=not layer.go_backwards)
         self.backward_layer = backward_layer
         self._check_directions()

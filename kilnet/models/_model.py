@@ -88,6 +88,9 @@ class Model(Layer):
         (2, 3)
     """
 
+    # A model keeps its default name ("functional", "sequential") when none is given, so
+    # its files and layer paths are the same on every run (see Layer.numbered_in_process).
+    numbered_in_process = False
     # A model's build(input_shape) makes every layer's weights itself (Model.build), and its
     # call is its own (not a built-in layer's override)
     keras_form_hooks = False

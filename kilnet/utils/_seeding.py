@@ -9,6 +9,8 @@ import random
 import jax
 import numpy as np
 
+from kilnet import _names
+
 _seed = {"value": None, "drawn": 0}
 
 
@@ -26,15 +28,17 @@ def set_random_seed(seed: int) -> None:
 
 def clear_session() -> None:
     """Free JAX's compiled-program caches, as Keras's keras.utils.clear_session frees its
-    backend state. Layer names need no reset: kilnet numbers them per model.
+    backend state, and number the default names of layers made on their own from the bare
+    name again, as Keras does (a model numbers its layers' names itself).
 
     Example:
         >>> import kilnet
         >>> kilnet.utils.clear_session()
-        >>> kilnet.layers.Dense(2).name
-        'dense'
+        >>> kilnet.layers.Dense(2).name, kilnet.layers.Dense(2).name
+        ('dense', 'dense_1')
     """
     jax.clear_caches()
+    _names.reset_process_numbering()
 
 
 def seed_is_set() -> bool:
