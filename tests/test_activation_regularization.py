@@ -469,3 +469,42 @@ def test_regularized_dense_model_trains_and_reloads(tmp_path):
     # the reloaded model still pays the penalties: same evaluation loss
     np.testing.assert_allclose(loaded.evaluate(x, y, verbose=0),
                                model.evaluate(x, y, verbose=0), rtol=1e-6)
+
+
+# -- activity_regularizer on any layer (Keras's base layer takes it) -------------------------------
+def _activity_model(lib):
+    class Scale(lib.layers.Layer):
+        def build(self, shape):
+            self.w = self.add_weight(shape=(shape[-1],), initializer="ones")
+
+        def call(self, x):
+            return x * self.w
+
+    inputs = lib.Input((4,))
+    hidden = Scale(activity_regularizer="l2", name="scale")(inputs)
+    hidden = lib.layers.Flatten(activity_regularizer=lib.regularizers.L1(0.1))(hidden)
+    return lib.Model(inputs, lib.layers.Dense(1)(hidden))
+
+
+def test_activity_regularizer_of_any_layer_trains_as_keras(tmp_path):
+    """A layer of yours and a Flatten given activity_regularizer= (Keras's base layer
+    argument): the same losses and weights as Keras from the same start, and the argument
+    kept by the layer's config and a saved model."""
+    x = data(8, 4)
+    y = np.ones((8, 1), np.float32)
+    ours, theirs = _activity_model(kilnet), _activity_model(keras)
+    theirs.set_weights(ours.get_weights())
+    for model in (ours, theirs):
+        model.compile(optimizer="sgd", loss="mse")
+    history = [m.fit(x, y, epochs=2, batch_size=4, shuffle=False, verbose=0).history["loss"]
+               for m in (ours, theirs)]
+    np.testing.assert_allclose(history[0], history[1], rtol=1e-6)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert ours.layers[2].get_config()["activity_regularizer"] == {
+        "class_name": "L1", "config": {"l1": 0.1}}
+    ours.save(tmp_path / "m.kilnet")
+    loaded = load_model(tmp_path / "m.kilnet", custom_objects={
+        "Scale": type(ours.get_layer("scale"))})
+    assert loaded.evaluate(x, y, verbose=0) == pytest.approx(ours.evaluate(x, y, verbose=0),
+                                                             rel=1e-6)

@@ -274,7 +274,7 @@ def _operation_spec(name, config, reader, where):
 
 def layer_config(cls, config, reader, where):
     """A Keras layer config as the kilnet layer's constructor arguments."""
-    accepted = _arguments(cls) | {"name", "trainable"}
+    accepted = _arguments(cls) | {"name", "trainable", "activity_regularizer"}   # any layer's
     out = {}
     for key, value in config.items():
         if key == "dtype" and cls is not InputLayer:

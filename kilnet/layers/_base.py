@@ -128,13 +128,13 @@ class Layer:
         if kwargs:
             raise TypeError(f"{type(self).__name__} got unexpected keyword arguments "
                             f"{sorted(kwargs)}.")
+        # Keras's base layer takes an activity_regularizer for any layer: a class that does
+        # not apply one itself (Dense, the convolutions... take theirs by name) passes it on
+        # to here, and autocast_apply penalizes the outputs with it
+        set_untracked(self, "_base_activity_regularizer",
+                      regularizers.get(activity_regularizer, "activity_regularizer"))
         if activity_regularizer is not None:
-            # Keras's base layer takes it (its configs write None for every layer); kilnet
-            # applies it in the layers that take it by name and in ActivityRegularization
-            raise ValueError(f"{type(self).__name__} does not apply an activity_regularizer; "
-                             "kilnet's Dense, convolution, Embedding and recurrent layers take "
-                             "one, or add a layers.ActivityRegularization after this layer. "
-                             f"Received: activity_regularizer={activity_regularizer!r:.80}")
+            set_untracked(self, "activity_regularizer", self._base_activity_regularizer)
         if name is not None:
             _names.check_name(name)   # the rule model files need: what saves, loads
         set_untracked(self, "_dtype_policy", mixed_precision.get(dtype, "dtype"))
@@ -591,6 +591,10 @@ class Layer:
                 params = self._cast_own_weights(params, compute)
         outputs, new_state = self.apply(params, state, *args, **kwargs)
         outputs = _scope.laid_out(self.path, mixed_precision.cast_floating(outputs, compute))
+        activity = self.__dict__.get("_base_activity_regularizer")
+        if activity is not None:   # each output, as Keras's Layer.__call__ penalizes them
+            for output in jax.tree.leaves(outputs):
+                regularizers.add_activity_penalty(activity, output, kwargs.get("sample_mask"))
         if jax.tree.structure(new_state) == jax.tree.structure(state):
             new_state = jax.tree.map(_as_dtype_of, new_state, state)
         return outputs, new_state
@@ -1511,6 +1515,9 @@ class Layer:
             if isinstance(value, initializers.Initializer):   # an object: its config
                 value = initializers.serialize(value)
             config[key] = list(value) if isinstance(value, tuple) else value
+        if self.__dict__.get("_base_activity_regularizer") is not None:
+            config["activity_regularizer"] = regularizers.serialize(
+                self._base_activity_regularizer)
         if not self.config_keys and type(self).__init__ is not Layer.__init__ and not self.is_pure:
             _check_custom_config(self)
         return config
