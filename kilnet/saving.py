@@ -8,10 +8,13 @@ A model file (suggested extension `.kilnet`) is one safetensors file (kilnet/_sa
               state/<layer path>/<name>    non-trainable arrays (BatchNormalization's statistics)
               opt/<path>                   optimizer state (path in the Optax state pytree)
               train/rng                    the base dropout key of the training state
+              hooks/<layer path>/<key>     what a layer's own save_own_variables wrote
+              assets/<layer path>/<file>   the bytes of the files its save_assets wrote
     info      {"kilnet_version",
                "model": {"class_name", "config"[, "build_config"]} (kilnet.models._config),
                "compile": {"optimizer": {"class_name", "config"}, "loss": ..., "metrics": [...],
-                           "on_nonfinite"[, "loss_weights"]},
+                           "on_nonfinite"[, "loss_weights"]}
+                          or {"keras_compile_config": a model's own get_compile_config},
                "training": {"seed", "fit_calls"},
                "weights": [[array name, owning layer's class], ...] in Keras's weight order}
 
@@ -808,6 +811,7 @@ def save_weights(model, filepath, *, overwrite=True):
         keras_files.save_keras_weights(model, filepath, overwrite=overwrite)
         return
     tensors, order = _weight_tensors(model)
+    tensors.update(_hook_tensors(model, filepath, assets=False))
     _refuse_nonfinite(tensors, filepath)
     shape = model.build_shape
     info = {"kilnet_version": __version__,
@@ -871,7 +875,14 @@ def load_weights(model, filepath, skip_mismatch=False):
                 (name, variable))
         set_matching_layers(by_layer, lambda name: getattr(weights.get(name), "shape", None),
                             lambda name: weights[name], filepath)
+        try:
+            _load_hook_tensors(model, tensors, filepath, assets=False)
+        except ModelFileError as error:
+            warnings.warn(f"{filepath}: a layer's own load_own_variables did not take the "
+                          f"file's entries, and keeps its weights (skip_mismatch=True): "
+                          f"{error.problem}", stacklevel=3)
         return
+    hooks = {n: a for n, a in tensors.items() if n.split("/")[0] == _HOOKS}
     if {name for name, _, _ in mine} == set(weights):
         pairs = [(name, variable) for name, _, variable in mine]
     else:   # other layer names: Keras's weight order
@@ -887,6 +898,7 @@ def load_weights(model, filepath, skip_mismatch=False):
         extra = sorted(set(weights) - {name for name, _ in pairs})
         if extra:
             raise ModelFileError(filepath, f"it holds arrays no layer uses: {extra[:3]}.")
+        hooks = _hooks_renamed(hooks, order, mine)
     for name, variable in pairs:
         found = weights[name]
         if (found.shape, found.dtype) != (tuple(variable.shape), np.dtype(variable.dtype)):
@@ -896,6 +908,7 @@ def load_weights(model, filepath, skip_mismatch=False):
                                            f"{np.dtype(variable.dtype)}.")
     for name, variable in pairs:
         variable.assign(weights[name])
+    _load_hook_tensors(model, hooks, filepath, assets=False)
 
 
 # -- Keras's saving hooks in .kilnet files (kilnet._saving_hooks calls them) -----------------
@@ -928,18 +941,19 @@ def _hooked(groups) -> list:
             if layer.keeps_own_variables and layer.built]
 
 
-def _hook_tensors(model, filepath) -> dict:
-    """The arrays of your layers' save_own_variables and save_assets, named as above."""
+def _hook_tensors(model, filepath, assets=True) -> dict:
+    """The arrays of your layers' save_own_variables and (with `assets`: a model file, not a
+    weights file, as Keras's) save_assets, named as above."""
     groups = _layer_groups(model)
     tensors = dict(_saving_hooks.own_variables_arrays(_hooked(groups), filepath))
-    for name, data in _saving_hooks.saved_assets(groups, filepath).items():
+    for name, data in (_saving_hooks.saved_assets(groups, filepath).items() if assets else ()):
         tensors[name] = np.frombuffer(data, dtype=np.uint8)
     return tensors
 
 
-def _load_hook_tensors(model, tensors, filepath) -> None:
-    """Call your layers' load_own_variables and load_assets with the file's entries for
-    them; an entry no layer reads is an error, as a stray weight is."""
+def _load_hook_tensors(model, tensors, filepath, assets=True) -> None:
+    """Call your layers' load_own_variables and (with `assets`) load_assets with the file's
+    entries for them; an entry no layer reads is an error, as a stray weight is."""
     groups = _layer_groups(model)
     hooked = _hooked(groups)
     read = set()
@@ -955,6 +969,27 @@ def _load_hook_tensors(model, tensors, filepath) -> None:
     if stray:
         raise ModelFileError(filepath, f"it holds entries no layer's load_own_variables "
                                        f"reads: {stray[:3]}.")
+    if assets:
+        _load_asset_tensors(groups, tensors, filepath)
+
+
+def _hooks_renamed(hooks, order, mine) -> dict:
+    """The hook entries of a weights file matched by weight order: each under the path of
+    the model's layer that takes the weights of the file's layer of that path."""
+    def layer_path(name):
+        return name.split("/", 1)[1].rpartition("/")[0]
+
+    paths = {layer_path(theirs): layer_path(ours)
+             for (theirs, _), (ours, _, _) in zip(order, mine)}
+    renamed = {}
+    for name, array in hooks.items():
+        path, _, key = name[len(_HOOKS) + 1:].rpartition("/")
+        path = paths.get(path, path)
+        renamed[f"{_HOOKS}/{path}/{key}" if path else f"{_HOOKS}/{key}"] = array
+    return renamed
+
+
+def _load_asset_tensors(groups, tensors, filepath) -> None:
     assets = {}
     for name, array in tensors.items():
         if name.startswith(_saving_hooks.ASSETS):

@@ -175,10 +175,12 @@ def test_keras_files_with_hooks_open_both_ways(tmp_path, source, target):
     np.testing.assert_allclose(np.asarray(loaded(X)), np.asarray(model(X)), atol=1e-6)
 
 
-@pytest.mark.parametrize("source,target", [(keras, kilnet), (kilnet, keras), (kilnet, kilnet)])
-def test_weights_files_call_the_variable_hooks(tmp_path, source, target):
+@pytest.mark.parametrize("source,target,suffix", [
+    (keras, kilnet, ".weights.h5"), (kilnet, keras, ".weights.h5"),
+    (kilnet, kilnet, ".weights.h5"), (kilnet, kilnet, ".weights.kilnet")])
+def test_weights_files_call_the_variable_hooks(tmp_path, source, target, suffix):
     model = _hooked_model(source)
-    path = tmp_path / "m.weights.h5"
+    path = tmp_path / f"m{suffix}"
     model.save_weights(path)
     twin = _hooked_model(target)
     twin.layers[0].my_variable.assign(np.zeros(3, "float32"))
@@ -317,3 +319,16 @@ def test_kilnet_file_entries_no_layer_reads_are_refused(tmp_path):
     with pytest.raises(ModelFileError, match="entries no layer's load_own_variables reads"):
         kilnet.models.load_model(tmp_path / "m.kilnet",
                                  custom_objects={"kilnet_test_hooks>Tagged": Plain})
+
+
+def test_a_weights_file_matched_by_order_gives_each_layer_its_entries(tmp_path):
+    """load_weights of a kilnet weights file whose layer names differ (matched by Keras's
+    weight order): the hook entries follow their layer too."""
+    Tagged, _, _, _ = _classes(kilnet)
+    model = kilnet.Sequential([kilnet.Input((10,)), Tagged(3, name="first")])
+    model.layers[0].my_variable.assign(np.array([4.0, 5.0, 6.0], "float32"))
+    model.save_weights(tmp_path / "m.weights.kilnet")
+    other = kilnet.Sequential([kilnet.Input((10,)), Tagged(3, name="renamed")])
+    other.load_weights(tmp_path / "m.weights.kilnet")
+    np.testing.assert_array_equal(other.layers[0].my_variable.numpy(), [4.0, 5.0, 6.0])
+    np.testing.assert_allclose(np.asarray(other(X)), np.asarray(model(X)), atol=0)
