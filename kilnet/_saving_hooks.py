@@ -174,8 +174,8 @@ def _inside(name, group) -> bool:
 def own_compile_config(model):
     """What your get_compile_config returns, as Keras writes it (objects serialized), or
     None when the model was not compiled."""
-    # kilnet.serialization reads layer entries through this package's _config: imported
-    # here, when a model of yours is saved, not when the package loads.
+    # kilnet.serialization reads layer entries through kilnet.keras_files, which imports
+    # this module: imported here, when a model of yours is saved, not at import time.
     from kilnet.serialization import serialize_keras_object
 
     config = model.get_compile_config()
