@@ -15,13 +15,14 @@ from __future__ import annotations
 import collections
 import itertools
 import numbers
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from kilnet import _scope
-from kilnet.layers._base import Layer
+from kilnet.layers._base import Layer, set_untracked
 from kilnet.layers._encoding import (ENCODINGS, as_salt, check_output_mode,
                                      encode_categorical, encoded_shape, refuse_sparse)
 from kilnet.layers._fingerprints import hash_bucket
@@ -79,9 +80,13 @@ class _IndexLookup(Layer):
                 raise ValueError(f"{kind}: vocabulary_size={vocabulary_size!r} disagrees with "
                                  f"the vocabulary given ({self.vocabulary_size()} entries).")
         elif vocabulary_size is not None:
-            raise ValueError(f"{kind}: the config has vocabulary_size={vocabulary_size!r} but "
-                             "no vocabulary (Keras keeps an adapted vocabulary in an asset "
-                             "file, which kilnet does not read); pass vocabulary=[...].")
+            # Keras's config of an adapted layer: its vocabulary is in the model file's
+            # assets, which load_assets reads; until then the layer refuses to run
+            if isinstance(vocabulary_size, bool) or not isinstance(vocabulary_size, int) \
+                    or vocabulary_size < 1:
+                raise ValueError(f"{kind}: vocabulary_size must be a positive integer. "
+                                 f"Received: vocabulary_size={vocabulary_size!r}")
+            self._vocabulary_in_assets = vocabulary_size
         elif self.output_mode == "tf_idf" and idf_weights is not None:
             raise ValueError(f"{kind}: idf_weights need a vocabulary of the same length.")
 
@@ -120,8 +125,10 @@ class _IndexLookup(Layer):
         return (special if include_special_tokens else []) + list(self.tokens)
 
     def vocabulary_size(self) -> int:
-        """The number of indices, mask and OOV indices included."""
-        return self._token_start() + len(self.tokens)
+        """The number of indices, mask and OOV indices included (the config's, for a
+        vocabulary still to be read from a model file's assets)."""
+        pending = self.__dict__.get("_vocabulary_in_assets")
+        return pending if pending is not None else self._token_start() + len(self.tokens)
 
     def set_vocabulary(self, vocabulary, idf_weights=None) -> None:
         """Replace the vocabulary (a list or 1-D array of tokens; with or without the mask and
@@ -185,6 +192,67 @@ class _IndexLookup(Layer):
         front = 0 if has_special else self._token_start()
         weights = np.concatenate([np.full(front, weights.mean()), weights])
         return weights.astype(np.float32)
+
+    # -- Keras's saving hooks: an adapted vocabulary in the assets, idf weights as variables --
+    def save_own_variables(self, store) -> None:
+        """Keras's layout: with output_mode="tf_idf", the idf weights (special indices
+        included) under "idf_weights"; nothing otherwise (the vocabulary is data).
+
+        Example:
+            >>> from kilnet import layers
+            >>> lookup = layers.IntegerLookup(vocabulary=[4, 7], output_mode="tf_idf",
+            ...                               idf_weights=[0.5, 1.5])
+            >>> store = {}
+            >>> lookup.save_own_variables(store)
+            >>> store["idf_weights"].tolist()
+            [1.0, 0.5, 1.5]
+        """
+        if self.output_mode == "tf_idf" and self.idf_weights is not None:
+            store["idf_weights"] = np.asarray(self.idf_weights[:self.vocabulary_size()],
+                                              np.float32)
+
+    def load_own_variables(self, store) -> None:
+        """The idf weights Keras's file keeps for output_mode="tf_idf" (read before the
+        vocabulary they belong to, as Keras reads them)."""
+        if self.output_mode != "tf_idf":
+            return
+        if "idf_weights" not in store:
+            if self.__dict__.get("_vocabulary_in_assets") is None and self.tokens:
+                return   # a vocabulary given with its idf weights in the config
+            raise ValueError(f"{type(self).__name__} {self.name!r}: output_mode='tf_idf' and "
+                             "the file holds no idf_weights for it.")
+        weights = np.asarray(store["idf_weights"], np.float32)
+        if weights.ndim != 1:
+            raise ValueError(f"{type(self).__name__} {self.name!r}: idf_weights must be 1-D. "
+                             f"Received: shape {weights.shape}")
+        set_untracked(self, "_idf_from_file", weights)
+        if self.tokens:
+            self.idf_weights = self._padded_idf(weights, len(weights), True)
+
+    def load_assets(self, dir_path) -> None:
+        """An adapted vocabulary from Keras's asset `vocabulary.txt` (one token a line,
+        special tokens first), as Keras's load_assets reads it; nothing when the config gave
+        the vocabulary. The vocabulary is checked as set_vocabulary checks one, and against
+        the config's vocabulary_size."""
+        pending = self.__dict__.get("_vocabulary_in_assets")
+        if pending is None:
+            return
+        path = os.path.join(dir_path, "vocabulary.txt")
+        if not os.path.isfile(path):
+            raise ValueError(f"{type(self).__name__} {self.name!r}: the file's assets hold no "
+                             "vocabulary.txt for this layer.")
+        with open(path, encoding=self.encoding if self._string else "utf-8") as f:
+            lines = f.read().splitlines()
+        while lines and lines[-1] == "":
+            lines.pop()
+        tokens = lines if self._string else [_integer_line(line, self) for line in lines]
+        idf = self.__dict__.get("_idf_from_file")
+        self.__dict__.pop("_vocabulary_in_assets")
+        self.set_vocabulary(tokens, idf_weights=idf)
+        self.has_input_vocabulary = False   # adapted, as in the file
+        if self.vocabulary_size() != pending:
+            raise ValueError(f"{type(self).__name__} {self.name!r}: the assets' vocabulary "
+                             f"has {self.vocabulary_size()} entries; the config says {pending}.")
 
     # -- adapt -------------------------------------------------------------------------------
     def adapt(self, data, steps=None) -> None:
@@ -250,6 +318,13 @@ class _IndexLookup(Layer):
 
     def check_ready(self):
         """Encoded outputs need the vocabulary size: refuse a call before it is known."""
+        pending = self.__dict__.get("_vocabulary_in_assets")
+        if pending is not None:
+            raise ValueError(f"{type(self).__name__} {self.name!r} has no vocabulary yet: "
+                             f"its config says {pending} entries, which Keras keeps for an "
+                             "adapted layer in the model file's assets (vocabulary.txt). Load "
+                             "the whole .keras file with kilnet.models.load_model (a file "
+                             "without that asset is incomplete), or pass vocabulary=[...].")
         if self.output_mode != "int" and not self.pad_to_max_tokens and not self.tokens:
             raise ValueError(f"{type(self).__name__} with output_mode={self.output_mode!r} "
                              "needs its vocabulary before it is called: pass vocabulary=[...] "
@@ -305,7 +380,8 @@ class _IndexLookup(Layer):
     def compute_output_shape(self, input_shape):
         if self.output_mode == "int":
             return tuple(input_shape)
-        self.check_ready()
+        if self.__dict__.get("_vocabulary_in_assets") is None:   # else its size is known
+            self.check_ready()
         return encoded_shape(input_shape, self.output_mode, self.depth())
 
     # -- configuration -----------------------------------------------------------------------
@@ -513,6 +589,14 @@ class IntegerLookup(_IndexLookup):
             raise ValueError("IntegerLookup inside a model computes in int32; its vocabulary "
                              "holds tokens outside the int32 range. Apply it to the data "
                              "on the host instead.")
+
+
+def _integer_line(line, layer):
+    try:
+        return int(line)
+    except ValueError:
+        raise ValueError(f"{type(layer).__name__} {layer.name!r}: its vocabulary.txt holds "
+                         f"{line[:40]!r}, not an integer token.") from None
 
 
 # -- helpers shared with TextVectorization ---------------------------------------------------
