@@ -32,6 +32,14 @@ from kilnet.errors import (  # exceptions: cheap, and `except kilnet.InputError`
     SaveError,
 )
 
+# Keras's import makes `PIL.Image` reachable after a bare `import PIL` (its image utilities
+# import it), and keras.io's examples rely on that (`PIL.Image.BICUBIC` in the sub-pixel
+# super-resolution example): so does kilnet's, for about 9 ms. Pillow is a dependency.
+try:
+    import PIL.Image  # noqa: F401
+except ImportError:   # a broken install: kilnet's image utilities say so when used
+    pass
+
 # Public names defined in a submodule: name -> the module that defines it.
 _NAMES = {
     "Input": "kilnet.layers",

@@ -19,6 +19,14 @@ def test_import_kilnet_does_not_import_jax():
     assert _python("import kilnet, sys; print('jax' in sys.modules)") == "False"
 
 
+def test_import_kilnet_makes_pil_image_reachable_as_keras_does():
+    """keras.io's super-resolution example writes `import PIL` and then `PIL.Image.BICUBIC`,
+    which works because importing Keras imports PIL.Image; importing kilnet does too, still
+    without JAX."""
+    assert _python("import kilnet, PIL, sys; print(PIL.Image.BICUBIC, 'jax' in sys.modules)") \
+        == "3 False"
+
+
 def test_the_command_line_module_does_not_import_jax():
     # The first line of `kilnet train` is printed from here, before the heavy imports.
     assert _python("import kilnet.cli, sys; kilnet.cli.build_parser(); "
