@@ -17,9 +17,8 @@ import time
 import jax
 import numpy as np
 
-from kilnet import _safefile
+from kilnet import _safefile, _saving_hooks
 from kilnet._version import __version__
-from kilnet import _saving_hooks
 from kilnet.keras_files import _archive, _config, _h5, _layout, _optimizer
 from kilnet.models import _config as kilnet_config
 

@@ -19,9 +19,8 @@ import numpy as np
 from kilnet import losses as losses_lib
 from kilnet import metrics as metrics_lib
 from kilnet import optimizers as optimizers_lib
-from kilnet import saving
+from kilnet import _saving_hooks, saving
 from kilnet.errors import ModelFileError
-from kilnet import _saving_hooks
 from kilnet.keras_files import _archive, _config, _h5, _layout, _legacy, _precheck
 from kilnet.keras_files import _optimizer as _opt_layout
 from kilnet.layers import InputLayer
@@ -257,8 +256,9 @@ def restore_optimizer(trainer, weights):
     shapes = _opt_layout.expected_shapes(trainer)
     stored = weights.datasets("optimizer")
     fixed = _opt_layout.has_rate_variable(trainer.optimizer)
-    if len(stored) <= (2 if fixed else 1) < len(shapes):
-        return  # only the step count (and learning rate): Keras's optimizer never ran
+    scalars = 2 if fixed else 1   # the step count (and the learning rate)
+    if len(stored) <= scalars < len(shapes):
+        return  # only those, where the optimizer has slots: Keras's optimizer never ran
     if len(stored) != len(shapes):
         warnings.warn(f"{path}: Keras's optimizer state holds {len(stored)} variables where "
                       f"kilnet's {type(trainer.optimizer).__name__} (slots {names}) needs "

@@ -75,6 +75,7 @@ def model_layout(model) -> Layout:
         _subclassed_slots(model, "", (), layout, seen)
     return layout
 
+
 def attention_part(layer, part_name: str) -> str:
     """The group of an attention layer's projection in a Keras weights file, named by the
     attribute Keras saves: MultiHeadAttention's public properties (`query_dense`),
