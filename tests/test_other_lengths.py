@@ -36,17 +36,24 @@ def sentences(length, seed, n=16):
     return tokens, (tokens % 4).astype("int32")   # each token's tag: learnable
 
 
-def test_batches_of_each_length_train_as_keras_from_the_same_weights():
-    runs = []
+def _twins(make, length):
+    """`make(lib)` for kilnet and for Keras, each built on samples of `length`, Keras's
+    given kilnet's weights, both compiled alike."""
+    models = []
     for lib in (kilnet, keras):
-        model = tagger(lib)
-        model(sentences(19, 0)[0][:1])   # built on the first length
-        if lib is kilnet:
-            start = model.get_weights()
-        else:
-            model.set_weights(start)
+        model = make(lib)
+        model(sentences(length, 0)[0][:1])
+        if models:
+            model.set_weights(models[0].get_weights())
         model.compile(optimizer=lib.optimizers.SGD(0.5), loss=lib.losses.
                       SparseCategoricalCrossentropy(from_logits=True))
+        models.append(model)
+    return models
+
+
+def test_batches_of_each_length_train_as_keras_from_the_same_weights():
+    runs = []
+    for model in _twins(tagger, 19):   # built on the first length
         losses = []
         for length, seed in ((19, 0), (17, 1), (19, 2), (11, 3)):
             history = model.fit(*sentences(length, seed), batch_size=8, shuffle=False,
@@ -97,15 +104,7 @@ def test_the_on_batch_calls_take_other_lengths_as_keras_from_the_same_weights():
     predict's checks, so a batch of another length is taken as fit takes it: the losses and
     outputs equal Keras's, which traces its call again."""
     runs = []
-    for lib in (kilnet, keras):
-        model = recurrent_tagger(lib)
-        model(sentences(5, 0)[0][:1])   # built for length 5
-        if lib is kilnet:
-            start = model.get_weights()
-        else:
-            model.set_weights(start)
-        model.compile(optimizer=lib.optimizers.SGD(0.5), loss=lib.losses.
-                      SparseCategoricalCrossentropy(from_logits=True))
+    for model in _twins(recurrent_tagger, 5):   # built for length 5
         losses = [model.train_on_batch(*sentences(length, seed))
                   for length, seed in ((5, 0), (7, 1), (5, 2))]
         runs.append((losses, model.test_on_batch(*sentences(9, 3)),
