@@ -197,9 +197,11 @@ def _take_other_lengths(model, xs):
     """A built subclassed model fitted or evaluated on samples of other axis lengths than
     it was built for, which its call takes, takes them (Model.widen_input_axes), as Keras
     traces its call again (keras.io's NER tagger fits a batch of each length)."""
-    shape = getattr(xs[0], "shape", None) if len(xs) == 1 else None
-    if shape is not None and len(shape) >= 1:   # an array: other inputs are checked first
-        model.widen_input_axes(tuple(shape)[1:])
+    shapes = [getattr(x, "shape", None) for x in xs]
+    if not xs or any(shape is None or len(shape) < 1 for shape in shapes):
+        return   # not arrays: the other checks explain
+    samples = [tuple(shape)[1:] for shape in shapes]
+    model.widen_input_axes(samples[0] if len(samples) == 1 else samples)
 
 
 def _arrays_for_fit(model, trainer, x, y, *, seed, batch_size, epochs, validation_split,

@@ -24,7 +24,7 @@ import numpy as np
 
 from kilnet import _scope, utils
 from kilnet.layers import ActivatedLayer, InputLayer, Layer, Operation
-from kilnet.layers._base import parameter_names, set_untracked, takes_shape
+from kilnet.layers._base import is_shape, parameter_names, set_untracked, takes_shape
 from kilnet.layers._node import KerasTensor, flatten, substitute
 from kilnet.models._graph import Graph
 
@@ -395,12 +395,13 @@ class Model(Layer):
         raise TypeError(f"{type(self).__name__} is not a kilnet Model")
 
     def widen_input_axes(self, sample_shape) -> bool:
-        """A built subclassed model of one input, given samples whose shape differs from the
-        one it was built for only in the length of some axes, which its call takes (a tagger
-        fitted on batches of each length, as keras.io's NER example feeds it): those axes
-        become of any length, as if built with None there (`model.build((None, None))`),
-        weights and training state kept, as Keras traces its call again. Returns whether it
-        did.
+        """A built subclassed model given samples whose shape differs from the one it was
+        built for only in the length of some axes, which its call takes (a tagger fitted on
+        batches of each length, as keras.io's NER example feeds it): those axes become of
+        any length, as if built with None there (`model.build((None, None))`), weights and
+        training state kept, as Keras traces its call again. `sample_shape`: one shape, or a
+        list of them for a model of several inputs (an encoder's and a decoder's sequences).
+        Returns whether it did.
 
         Example:
             >>> import numpy as np
@@ -417,12 +418,19 @@ class Model(Layer):
             (True, (None, 4), (None, None, 2))
         """
         declared = self.build_shape
-        if self.is_functional or not self.built or not isinstance(declared, tuple):
+        if self.is_functional or not self.built:
             return False
-        got = tuple(sample_shape)
-        if len(got) != len(declared) or all(d is None or d == g for d, g in zip(declared, got)):
+        if isinstance(declared, tuple):
+            widened = _widened(declared, sample_shape)
+        elif isinstance(declared, list) and isinstance(sample_shape, list) and \
+                len(declared) == len(sample_shape) and all(map(is_shape, declared)):
+            widened = [_widened(d, g) for d, g in zip(declared, sample_shape)]   # per input
+            widened = None if None in widened else [
+                w if w is not False else d for w, d in zip(widened, declared)]
+        else:
             return False
-        widened = tuple(None if d != g else d for d, g in zip(declared, got))
+        if not widened or widened == declared:
+            return False
         try:
             output = self.compute_output_shape(widened)
         except Exception:   # the call does not take it: the shape check explains
@@ -1196,6 +1204,17 @@ def _leading_axis_dropped(shape):
     if isinstance(shape, list):
         return [_leading_axis_dropped(s) for s in shape]
     return tuple(shape)[1:]
+
+
+def _widened(declared, got):
+    """`declared` with None where the sample shape `got` has another length: False when
+    they are equal already, None when the ranks differ (the shape check explains)."""
+    got = tuple(got)
+    if len(got) != len(declared):
+        return None
+    if all(d is None or d == g for d, g in zip(declared, got)):
+        return False
+    return tuple(None if d != g else d for d, g in zip(declared, got))
 
 
 def _shapes_differ(declared, given) -> bool:
