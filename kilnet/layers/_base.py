@@ -950,7 +950,7 @@ class Layer:
             set_untracked(self, "in_build_hook", True)
             own_config = self.__dict__.pop("_rebuild_config", None)
             try:
-                with _scope.opened(_scope.Scope(init_rng=rng)):
+                with _scope.opened(_scope.Scope(init_rng=rng)), self._noting_sublayers_made():
                     if own_config is not None:
                         self.build_from_config(own_config)
                     elif takes_shape(self.build):
@@ -973,7 +973,7 @@ class Layer:
         rng = _drawing_rng()
         set_untracked(self, "in_build_hook", True)
         try:
-            with _scope.opened(_scope.Scope(init_rng=rng)):
+            with _scope.opened(_scope.Scope(init_rng=rng)), self._noting_sublayers_made():
                 build(self, input_shape, *args, **(kwargs or {}))
         finally:
             set_untracked(self, "in_build_hook", False)
@@ -1087,9 +1087,26 @@ class Layer:
             found |= sub._built_sublayers()
         return found
 
+    @contextlib.contextmanager
+    def _noting_sublayers_made(self):
+        """Around your build(): the sub-layers it makes (keras.io's Involution makes its
+        kernel generator there) are remembered, so that unbuild forgets them, as the next
+        build() makes them anew (a model holds no orphaned copy's weights)."""
+        before = {id(sub) for sub in self._sublayers}
+        try:
+            yield
+        finally:
+            made = [sub for sub in self._sublayers if id(sub) not in before]
+            set_untracked(self, "_sublayers_made_by_build",
+                          self.__dict__.get("_sublayers_made_by_build", []) + made)
+
     def unbuild(self, keep=frozenset()) -> None:
         """Forget the weights (they are made again by the next build); the sub-layers whose
-        ids are in `keep` keep theirs."""
+        ids are in `keep` keep theirs; those your build() made are forgotten."""
+        made = {id(sub) for sub in self.__dict__.pop("_sublayers_made_by_build", [])
+                if id(sub) not in keep}
+        if made:
+            self._sublayers[:] = [sub for sub in self._sublayers if id(sub) not in made]
         for sub in self._sublayers:
             if id(sub) not in keep:
                 sub.unbuild(keep)

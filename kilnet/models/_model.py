@@ -304,7 +304,10 @@ class Model(Layer):
         return ranges
 
     def output_list(self, outputs) -> list:
-        """The model's outputs as a list in output order, from what apply returned."""
+        """The model's outputs as a list in output order, from what apply returned (the
+        inverse of pack_outputs)."""
+        if self.is_functional and isinstance(self._outputs_structure, (list, tuple, dict)):
+            return jax.tree.leaves(outputs)   # the graph's order, nested structures too
         if isinstance(outputs, dict):
             return [outputs[name] for name in self.output_names]
         if isinstance(outputs, (list, tuple)):
@@ -312,13 +315,22 @@ class Model(Layer):
         return [outputs]
 
     def pack_outputs(self, values: list):
-        """Outputs in the structure the model was defined with (one array, a list, a dict)."""
+        """Outputs in the structure the model was defined with: one array, a list, a dict,
+        or a nesting of them (keras.io's involution visualizer takes each layer's (output,
+        kernel) pair); tuples come back as lists, as Keras gives them.
+
+        Example:
+            >>> import kilnet
+            >>> inputs = kilnet.Input((2,))
+            >>> model = kilnet.Model(inputs, [inputs, {"b": inputs, "a": inputs}])
+            >>> model.pack_outputs([1, 2, 3])
+            [1, {'a': 2, 'b': 3}]
+        """
         structure = self._outputs_structure if self.is_functional else None
-        if isinstance(structure, dict):
-            return dict(zip(sorted(structure), values))
-        if isinstance(structure, (list, tuple)):
-            return list(values)
-        return values[0] if len(values) == 1 else list(values)
+        if not isinstance(structure, (list, tuple, dict)):
+            return values[0] if len(values) == 1 else list(values)
+        treedef = jax.tree.structure(structure, is_leaf=lambda t: isinstance(t, KerasTensor))
+        return _tuples_as_lists(jax.tree.unflatten(treedef, list(values)))
 
     def pack_symbolic_outputs(self, tensors: list):
         return self.pack_outputs(tensors)
@@ -1204,6 +1216,14 @@ def _leading_axis_dropped(shape):
     if isinstance(shape, list):
         return [_leading_axis_dropped(s) for s in shape]
     return tuple(shape)[1:]
+
+
+def _tuples_as_lists(tree):
+    if isinstance(tree, (list, tuple)):
+        return [_tuples_as_lists(item) for item in tree]
+    if isinstance(tree, dict):
+        return {key: _tuples_as_lists(value) for key, value in tree.items()}
+    return tree
 
 
 def _widened(declared, got):
