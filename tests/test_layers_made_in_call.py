@@ -56,5 +56,50 @@ def test_a_layer_with_weights_made_in_call_is_refused():
             return kilnet.layers.Dense(2, name="made_in_call")(inputs)
 
     model = Net()
-    with pytest.raises(ValueError, match=r"'made_in_call'.*weights have no home.*__init__"):
+    with pytest.raises(ValueError, match=r"'made_in_call'.*trainable weights would not train"
+                                         r".*__init__"):
         model.predict(np.ones((2, 3), np.float32), verbose=0)
+
+
+def _normalized(lib, norm):
+    class Net(lib.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = lib.layers.Dense(2)
+
+        def call(self, inputs):
+            return self.dense(norm(inputs))   # a module-level layer, not an attribute
+
+    return Net()
+
+
+def test_a_built_layer_without_trainable_weights_runs_with_them_as_constants():
+    """keras.io's Perceiver calls its module-level augmentation Sequential (an adapted
+    Normalization first) in its model's call: Keras runs it with its weights as they are,
+    and so does kilnet; the losses equal Keras's from the same weights."""
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(3.0, 2.0, (32, 4)).astype("float32"), rng.random((32, 2))
+    models = []
+    for lib in (kilnet, keras):
+        norm = lib.layers.Normalization()
+        norm.adapt(x)
+        models.append(_normalized(lib, norm))
+        models[-1].predict(x[:2], verbose=0)
+    ours, theirs = models
+    theirs.set_weights(ours.get_weights())
+    losses = [m.compile(optimizer="sgd", loss="mse") or m.fit(
+        x, y, batch_size=8, epochs=2, shuffle=False, verbose=0).history["loss"]
+              for m in models]
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+    assert len(ours.trainable_weights) == 2
+
+
+def test_a_module_level_layer_with_trainable_weights_is_refused():
+    dense = kilnet.layers.Dense(3, name="outside")
+    dense.build((None, 4))
+    model = _normalized(kilnet, dense)
+    with pytest.raises(ValueError, match=r"'outside'.*trainable weights would not train.*"
+                                         r"trainable = False"):
+        model.predict(np.ones((2, 4), "float32"), verbose=0)
+    dense.trainable = False   # frozen: used as it is
+    assert model.predict(np.ones((2, 4), "float32"), verbose=0).shape == (2, 2)

@@ -533,19 +533,21 @@ class Layer:
         return self._call_eager(args, kwargs)
 
     def _call_unowned(self, args, kwargs):
-        """A layer made inside another's call() and not kept as its attribute: Keras runs it
-        (e.g. `layers.Dot(axes=1)([u, v])` written in `call`), and so does kilnet when the
-        layer holds no weights, which nothing would keep from one step to the next."""
+        """A layer called inside another's call() and not kept as its attribute: Keras runs
+        it (`layers.Dot(axes=1)([u, v])` written in `call`; keras.io's Perceiver calls a
+        module-level, adapted augmentation Sequential), and so does kilnet, its weights as
+        constants. One with trainable weights is refused: nothing would train them."""
         if not self.built:
             self.build_weights(utils.numpy_rng(utils.next_seed()),
                                self.call_input_shape(args, kwargs),
                                call_extras=_array_extras(args), call_keywords=kwargs)
-        if self.weights:
+        if self.trainable_weights:
             raise ValueError(
                 f"Layer {self.name!r} is called inside the call() of another layer or model "
-                "but is not one of its attributes, so its weights have no home. Create it in "
-                f"__init__ and keep it as an attribute (self.{self.name} = ...).")
-        return self._call_in_scope([{}, {}], args, kwargs)
+                "but is not one of its attributes, so its trainable weights would not train. "
+                f"Create it in __init__ and keep it as an attribute (self.{self.name} = ...), "
+                "or freeze it (trainable = False) to use its weights as they are.")
+        return self._call_in_scope([self.params_tree(), self.state_tree()], args, kwargs)
 
     def _run_call(self, args, kwargs, training):
         if self._accepts("training"):
