@@ -358,16 +358,19 @@ def _same_length(arrays, names):
 
 
 def check_validation_data(validation_data):
-    """validation_data must be (x_val, y_val) or (x_val, y_val, sample_weight_val); returns
-    (x_val, y_val, sample_weight_val or None)."""
-    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+    """validation_data must be (x_val, y_val), (x_val, y_val, sample_weight_val) or, as
+    Keras unpacks it, (x_val,) for a model that needs no targets (its loss from add_loss:
+    keras.io's endpoint and OCR models); returns (x_val, y_val or None, sample_weight_val or
+    None)."""
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (1, 2, 3):
         raise InputError("validation_data must be a tuple (x_val, y_val) or (x_val, y_val, "
-                         "sample_weight_val). Received: validation_data of type "
+                         "sample_weight_val), or (x_val,) for a model that needs no targets. "
+                         "Received: validation_data of type "
                          f"{type(validation_data).__name__}"
                          + (f" with {len(validation_data)} elements"
                             if isinstance(validation_data, (tuple, list)) else ""))
-    x, y = validation_data[0], validation_data[1]
-    return x, y, (validation_data[2] if len(validation_data) == 3 else None)
+    padded = tuple(validation_data) + (None,) * (3 - len(validation_data))
+    return padded[0], padded[1], padded[2]
 
 
 def sample_weights(objective, ys, sample_weight, class_weight, argument="sample_weight"):

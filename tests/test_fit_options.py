@@ -640,3 +640,33 @@ def test_steps_per_execution_caps_the_compiled_chunks():
     assert all(b - a <= 3 for a, b in zip([-1] + ends, ends))
     with pytest.raises(ValueError, match="steps_per_execution must be a positive integer"):
         model.compile(optimizer="sgd", loss="mse", steps_per_execution=0)
+
+
+def _endpoint_model(lib):
+    class Endpoint(lib.layers.Layer):
+        def call(self, targets, predictions):
+            self.add_loss(lib.ops.mean(lib.ops.square(targets - predictions)))
+            return predictions
+
+    features, targets = lib.Input((3,), name="x"), lib.Input((2,), name="t")
+    outputs = Endpoint()(targets, lib.layers.Dense(2)(features))
+    return lib.Model([features, targets], outputs)
+
+
+def test_validation_data_of_inputs_only_for_a_model_without_targets_as_keras():
+    """keras.io's endpoint and OCR models validate on inputs alone (their loss comes from
+    add_loss): validation_data=(x_val,) gives Keras's val_loss from the same weights."""
+    rng = np.random.default_rng(3)
+    data = {"x": rng.normal(size=(16, 3)).astype("float32"),
+            "t": rng.normal(size=(16, 2)).astype("float32")}
+    held_out = {"x": rng.normal(size=(8, 3)).astype("float32"),
+                "t": rng.normal(size=(8, 2)).astype("float32")}
+    ours, theirs = _endpoint_model(kilnet), _endpoint_model(keras)
+    theirs.set_weights(ours.get_weights())
+    histories = []
+    for model in (ours, theirs):
+        model.compile(optimizer="sgd")
+        histories.append(model.fit(data, validation_data=(held_out,), batch_size=8, epochs=2,
+                                   shuffle=False, verbose=0).history)
+    assert sorted(histories[0]) == sorted(histories[1]) == ["loss", "val_loss"]
+    np.testing.assert_allclose(histories[0]["val_loss"], histories[1]["val_loss"], rtol=1e-5)
