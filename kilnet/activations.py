@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 
 from kilnet import _registry
+from kilnet import ops
 from kilnet.ops import nn as ops_nn
 
 
@@ -373,6 +376,58 @@ def threshold(x, threshold, default_value):
     """
     x = jnp.asarray(x)
     return ops_nn.threshold(x, threshold, jnp.asarray(default_value, x.dtype))
+
+
+# -- on symbolic tensors ---------------------------------------------------------------------
+# Keras's activations called on a functional model's symbolic tensors (keras.io's
+# `keras.activations.sigmoid(logits) * 5`) make a graph node, as Keras's do through its ops.
+# Each routes to the kilnet.ops function of its name (its settings passed explicitly: ops.gelu's
+# default differs), composed of ops where Keras has no op of that name.
+_COMPOSED = {
+    "linear": lambda x: x,
+    "exponential": lambda x: ops.exp(x),
+    "mish": lambda x: ops.multiply(x, ops.tanh(ops.softplus(x))),
+}
+
+
+def _also_symbolic(function):
+    name = function.__name__
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def activation(x, *args, **kwargs):
+        if not hasattr(type(x), "__kilnet_op__"):
+            return function(x, *args, **kwargs)
+        bound = signature.bind(x, *args, **kwargs)
+        bound.apply_defaults()
+        settings = {k: v for k, v in bound.arguments.items() if k != "x"}
+        if name in _COMPOSED and not settings:
+            return _COMPOSED[name](x)
+        op = getattr(ops, name, None)
+        unknown = set(settings) - set(inspect.signature(op).parameters) if op else settings
+        changed = {k: v for k, v in settings.items()
+                   if k in unknown and v != signature.parameters[k].default}
+        if op is None or changed:
+            raise TypeError(
+                f"kilnet.activations.{name}({', '.join(f'{k}={v!r}' for k, v in changed.items())}"
+                ") cannot be a node of a functional model: no op takes those settings. Use "
+                "the layer (kilnet.layers.ReLU(...), LeakyReLU, ELU, or Activation) instead.")
+        return op(x, **{k: v for k, v in settings.items() if k not in unknown})
+    return activation
+
+
+_WRAPPED: dict = {}
+for _name in ("relu", "sigmoid", "tanh", "softmax", "log_softmax", "gelu", "elu", "selu",
+              "leaky_relu", "softplus", "softsign", "swish", "silu", "relu6", "hard_sigmoid",
+              "hard_silu", "hard_swish", "hard_tanh", "exponential", "mish", "linear", "celu",
+              "glu", "hard_shrink", "soft_shrink", "tanh_shrink", "squareplus", "sparse_plus",
+              "sparse_sigmoid", "sparsemax", "log_sigmoid"):
+    _original = globals()[_name]
+    _wrapped = _WRAPPED.get(id(_original))
+    if _wrapped is None:   # an alias (silu = swish) stays the same function
+        _wrapped = _WRAPPED[id(_original)] = _also_symbolic(_original)
+    globals()[_name] = _wrapped
+del _name, _original, _wrapped
 
 
 _BY_NAME: dict[str, Callable] = {

@@ -156,3 +156,46 @@ def test_layer_activation_at_zero(kind, activation):
                 (5, 5, 2))
     grads = [np.asarray(_bias_grad_on_zeros(*make(lib))) for lib in (kilnet, keras)]
     np.testing.assert_array_equal(grads[0], grads[1])
+
+
+_ON_SYMBOLIC = [("sigmoid", {}), ("relu", {}), ("softmax", {"axis": -1}), ("gelu", {}),
+                ("gelu", {"approximate": True}), ("exponential", {}),
+                ("linear", {}), ("leaky_relu", {"negative_slope": 0.1}), ("elu", {"alpha": 0.5}),
+                ("log_softmax", {}), ("silu", {})]
+
+
+def _scored(lib, name, kwargs):
+    inputs = lib.Input((3,))
+    logits = lib.layers.Dense(4)(inputs)
+    return lib.Model(inputs, getattr(lib.activations, name)(logits, **kwargs) * 5.0)
+
+
+@pytest.mark.parametrize("name,kwargs", _ON_SYMBOLIC, ids=str)
+def test_activations_on_symbolic_tensors_make_nodes_as_keras(name, kwargs, tmp_path):
+    """keras.io's memory-efficient embeddings write `keras.activations.sigmoid(logits) * 5`
+    in a functional model: the same predictions as Keras's from the same weights, and the
+    model saved as .keras opens in Keras with them."""
+    x = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
+    ours, theirs = _scored(kilnet, name, kwargs), _scored(keras, name, kwargs)
+    theirs.set_weights(ours.get_weights())
+    expected = theirs.predict(x, verbose=0)
+    np.testing.assert_allclose(ours.predict(x, verbose=0), expected, rtol=2e-5, atol=1e-6)
+    ours.save(tmp_path / "m.keras")
+    np.testing.assert_allclose(keras.models.load_model(tmp_path / "m.keras").predict(
+        x, verbose=0), expected, rtol=2e-5, atol=1e-6)
+
+
+def test_mish_on_symbolic_tensors_is_composed_of_ops():
+    """Keras 3.15's mish cannot take a symbolic tensor (it calls JAX directly); kilnet's
+    composes x * tanh(softplus(x)) of ops nodes, checked against NumPy."""
+    inputs = kilnet.Input((3,))
+    model = kilnet.Model(inputs, activations.mish(inputs))
+    x = np.linspace(-3, 3, 12, dtype=np.float32).reshape(4, 3)
+    np.testing.assert_allclose(model.predict(x, verbose=0),
+                               x * np.tanh(np.log1p(np.exp(x))), rtol=1e-6, atol=1e-7)
+
+
+def test_an_activation_setting_no_op_takes_is_refused_on_symbolic_tensors():
+    with pytest.raises(TypeError, match=r"relu\(max_value=6.0\) cannot be a node.*"
+                                        r"kilnet\.layers\.ReLU"):
+        activations.relu(kilnet.Input((3,)), max_value=6.0)
