@@ -267,7 +267,8 @@ class Layer:
 
     # -- attribute tracking: sub-layers and variables assigned as attributes ------------------
     def __setattr__(self, name, value):
-        if not name.startswith("__") and "_sublayers" in self.__dict__:
+        if not name.startswith("__") and "_sublayers" in self.__dict__ \
+                and name not in _BOOKKEEPING:
             # a list or dict that may hold layers reports the ones added to it later
             value = _tracking.tracked(value, self)
             for item in _tracking.contents(value):
@@ -1863,6 +1864,10 @@ def _as_dtype_of(new, old):
 # The lengths an axis of unknown length (None) takes in the two abstract traces of a Keras-form
 # call: even, so a call that halves or quarters a sequence traces.
 _TRIAL_LENGTHS = (8, 12)
+# Attributes of kilnet's own bookkeeping that hold shapes and dtypes, never layers: kept as
+# given (a dict of input shapes stays a dict, not a tracked one; keras.io's variable
+# selection network calls its layer on a dict of inputs).
+_BOOKKEEPING = frozenset({"build_shape", "build_dtype", "declared_input_shape"})
 
 
 def _symbolic_size():
