@@ -23,15 +23,30 @@ import numpy as np
 from kilnet import _scope
 
 
+# Keras's short dtype names, as its standardize_dtype reads them (JAX keeps 32 bits).
+_DTYPE_NAMES = {"int": "int32", "float": "float32", "uint": "uint32", "bool": "bool"}
+
+
+def _standard_dtype(dtype):
+    """A dtype argument as NumPy's, Keras's short names included; None stays None."""
+    if dtype is None:
+        return None
+    return np.dtype(_DTYPE_NAMES.get(dtype, dtype) if isinstance(dtype, str) else dtype)
+
+
 class Variable:
     """A named, shaped weight whose value is read through the active apply scope.
 
     Args:
-        value: the initial value (array-like), or None for a variable whose value is made
-            later (Layer.add_weight before the model is built).
+        value: the initial value (array-like), or an initializer (a name such as "zeros",
+            an Initializer, a function of (shape, dtype)) called with `shape`, as Keras's
+            first argument takes either; None for a variable whose value is made later.
         name: the name inside its layer, e.g. "kernel".
         trainable: whether the optimizer updates it.
-        shape, dtype: required when value is None.
+        shape: required with an initializer, or when value is None.
+        dtype: the value's own dtype by default (an int array stays int32), float32 for an
+            initializer; Keras's names ("int", "float32", ...).
+        initializer: Keras's keyword for the first argument.
 
     Example:
         >>> import numpy as np
@@ -39,29 +54,49 @@ class Variable:
         >>> v = Variable(np.ones((2, 3), np.float32), name="kernel")
         >>> v.shape, str(v.dtype), float((v * 2).sum())
         ((2, 3), 'float32', 12.0)
+        >>> index = Variable(initializer=np.array([2, 0, 1]), shape=(3,), dtype="int")
+        >>> str(index.dtype), Variable("ones", shape=(2,)).numpy().tolist()
+        ('int32', [1.0, 1.0])
     """
 
     def __init__(self, value=None, *, name: str = "variable", trainable: bool = True,
-                 shape=None, dtype="float32", initializer=None, constraint=None):
+                 shape=None, dtype=None, initializer=None, constraint=None):
         if not isinstance(name, str) or not name or "/" in name:
             raise ValueError("A variable's name must be a non-empty string without '/'. "
                              f"Received: name={name!r}")
+        if value is not None and initializer is not None:
+            raise ValueError(f"Variable {name!r}: give its initial value or an initializer, "
+                             "not both (Keras's Variable takes one, as its first argument).")
         self.name = name
         # Keras's path: the names of the layers that made it, then its own
         self._path = _scope.weight_path(name)
         self.trainable = bool(trainable)
+        source = value if value is not None else initializer
         self.initializer = initializer
         # projects the value after each optimizer update (kilnet.constraints), as in Keras
         self.constraint = constraint
         self._holder = None   # a Trainer holding the live value, or None
-        if value is None:
+        dtype = _standard_dtype(dtype)
+        if source is None:
             if shape is None:
                 raise ValueError(f"Variable {name!r} needs a value or a shape.")
             self._shape = tuple(int(d) for d in shape)
-            self._dtype = np.dtype(dtype)
+            self._dtype = np.dtype(dtype or "float32")
             self._value = None
+        elif isinstance(source, str) or (callable(source) and not hasattr(source, "shape")):
+            if shape is None:
+                raise ValueError(f"Variable {name!r} is made from the initializer {source!r} "
+                                 "and needs its shape: Variable(initializer, shape=(...)).")
+            from kilnet import initializers   # initializers import this module
+
+            init = initializers.get(source) if isinstance(source, str) else source
+            self._set(init(tuple(int(d) for d in shape), dtype=dtype or "float32"),
+                      dtype or "float32")
         else:
-            self._set(value, np.dtype(dtype) if dtype is not None else None)
+            self._set(source, dtype)
+            if shape is not None and tuple(int(d) for d in shape) != self._shape:
+                raise ValueError(f"Variable {name!r}: its value has shape {self._shape}; "
+                                 f"shape={tuple(shape)} was given.")
 
     # -- the value ----------------------------------------------------------------------------
     def _set(self, value, dtype=None):
