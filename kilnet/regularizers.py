@@ -225,7 +225,7 @@ def current_weight_penalties(layer) -> list:
             regularizer = layer.regularizer_for(path[0]) if len(path) == 1 else None
             if kind == "params" and regularizer is not None:
                 found.append(jnp.sum(regularizer(variable.value)))
-    for sub in layer.layers:
+    for sub in layer.sublayers:
         found.extend(current_weight_penalties(sub))
     return found
 

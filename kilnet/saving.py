@@ -237,7 +237,7 @@ def weight_entries(model) -> list:
 def _layer_at(model, names) -> str:
     layer = model
     for name in names:
-        layer = next((sub for sub in layer.layers if sub.name == name), None)
+        layer = next((sub for sub in layer.sublayers if sub.name == name), None)
         if layer is None:
             return "?"
     return type(layer).__name__
@@ -508,7 +508,7 @@ def _precheck_layer(layer, where, tensors, path):
     A layer holding sub-layers (wrappers, attention) is checked after building, like one of
     several inputs: its arrays nest under the sub-layers' names. A stateful layer (states
     made for its batch size, not in the file) is checked after building too."""
-    if layer.layers or layer.carried_state_names or checked_once_built(layer):
+    if layer.sublayers or layer.carried_state_names or checked_once_built(layer):
         return
     arrays = {}
     for kind, names in (("params", layer.param_names), ("state", layer.state_names)):
@@ -929,7 +929,7 @@ def _layer_groups(model) -> list:
             return
         seen.add(id(layer))
         groups.append(("/".join(path), layer))
-        for sub in layer.layers:
+        for sub in layer.sublayers:
             visit(sub, path + (sub.name,))
 
     visit(model, ())

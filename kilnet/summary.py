@@ -237,7 +237,7 @@ def _add_rows(rows, layer, graph, *, level, chain, expand_nested, show_trainable
     rows.append(row)
     if expand_nested:
         inner_graph = getattr(layer, "graph", None)
-        for sub in getattr(layer, "operations", layer.layers):
+        for sub in getattr(layer, "operations", layer.sublayers):
             _add_rows(rows, sub, inner_graph, level=level + 1, chain=chain,
                       expand_nested=expand_nested, show_trainable=show_trainable)
 

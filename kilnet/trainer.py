@@ -465,7 +465,7 @@ def _yours(obj) -> bool:
 
 def _layers_within(layer):
     yield layer
-    for sub in layer.layers:
+    for sub in layer.sublayers:
         yield from _layers_within(sub)
 
 

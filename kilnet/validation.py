@@ -246,7 +246,7 @@ def _scales_inputs(layer) -> bool:
         return True
     if isinstance(layer, Operation):
         return layer.operation in _SCALING_OPS
-    return any(_scales_inputs(inner) for inner in getattr(layer, "operations", layer.layers))
+    return any(_scales_inputs(inner) for inner in getattr(layer, "operations", layer.sublayers))
 
 
 _SCALING_OPS = frozenset({"TrueDivide", "Divide", "Multiply"})

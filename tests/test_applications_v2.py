@@ -216,6 +216,8 @@ def test_custom_scale_layer_in_a_keras_file_both_ways(tmp_path):
 
 # -- the layers of Keras's application modules ---------------------------------------------------
 def test_application_layers_have_keras_configs():
+    for lib in (kilnet, keras):   # both name a layer made on its own per process: afresh
+        lib.utils.clear_session()
     pairs = [(kilnet.layers.LayerScale(1e-6, 4), keras_convnext.LayerScale(1e-6, 4)),
              (kilnet.layers.StochasticDepth(0.1), keras_convnext.StochasticDepth(0.1))]
     from keras.src.applications.inception_resnet_v2 import CustomScaleLayer

@@ -53,5 +53,5 @@ def test_a_new_seed_leaves_no_orphaned_copy():
         model.build(seed=seed)
     assert _summary(model) == before
     layer = model.get_layer("involution")
-    assert [sub.name for sub in layer.layers] == ["sequential"]
-    assert layer.generator is layer.layers[0]
+    assert [sub.name for sub in layer.sublayers] == ["sequential"]
+    assert layer.generator is layer.sublayers[0]

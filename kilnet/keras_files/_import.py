@@ -203,7 +203,7 @@ def _declared(model, h5_prefix, prefix, weights) -> dict:
         if isinstance(layer, Model):
             if layer.is_functional:
                 found.update(_declared(layer, group, where, weights))
-        elif layer.is_pure and not layer.layers and not saving.checked_once_built(layer):
+        elif layer.is_pure and not layer.sublayers and not saving.checked_once_built(layer):
             for h5, name in _layout.leaf_names(layer, group, where):
                 shape = weights.shape_of(h5)
                 if shape is None:

@@ -147,22 +147,22 @@ def _layer_slots(layer, prefix, path, layout, seen):
         _layer_slots(layer.backward_layer, prefix + "backward_layer/",
                      path + (layer.backward_layer.name,), layout, seen)
     elif isinstance(layer, TimeDistributed):
-        inner = layer.layers[0]
+        inner = layer.sublayers[0]
         _layer_slots(inner, prefix + "layer/", path + (inner.name,), layout, seen)
     elif isinstance(layer, SpectralNormalization):
         _spectral_slots(layer, prefix, path, layout, seen)
     elif isinstance(layer, MultiHeadAttention):
-        for part in layer.layers:
+        for part in layer.sublayers:
             if part.name not in ATTENTION_PARTS:
                 raise LayoutError(f"MultiHeadAttention {layer.name!r} has a part named "
                                   f"{part.name!r}, which Keras's layout does not know")
             _own_slots(part, f"{prefix}{attention_part(layer, part.name)}/", path + (part.name,),
                        layout)
-    elif isinstance(layer, Pipeline) and not any(inner.weights for inner in layer.layers):
+    elif isinstance(layer, Pipeline) and not any(inner.weights for inner in layer.sublayers):
         pass   # augmentation steps: no weights, so nothing in the file
-    elif layer.layers and LAYER_TYPES.get(type(layer).__name__) is not type(layer):
+    elif layer.sublayers and LAYER_TYPES.get(type(layer).__name__) is not type(layer):
         _attribute_slots(layer, prefix, path, layout, seen)
-    elif layer.layers:
+    elif layer.sublayers:
         raise LayoutError(f"layer {layer.name!r} ({type(layer).__name__}) holds sub-layers "
                           "whose place in a Keras weights file kilnet does not know")
     else:

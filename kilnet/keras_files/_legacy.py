@@ -487,12 +487,12 @@ def _legacy_order(layer, where, weights, frozen=False):
         if not layer.is_functional:
             weights.fail(f"the nested model {layer.name!r} has no input shape.")
         parts = [_legacy_order(sub, where + (sub.name,), weights, frozen)
-                 for sub in layer.layers]
+                 for sub in layer.sublayers]
         if frozen:
             return [], [w for trainable, rest in parts for w in trainable + rest]
         return ([w for trainable, _ in parts for w in trainable],
                 [w for _, rest in parts for w in rest])
-    if layer.layers or not layer.is_pure:
+    if layer.sublayers or not layer.is_pure:
         weights.fail(f"layer {layer.name!r} ({type(layer).__name__}) holds sub-layers, which "
                      "kilnet does not read from legacy .h5 files yet; open the model in Keras "
                      "and save it as .keras.")

@@ -51,7 +51,7 @@ def check_composites(model, h5_prefix, weights):
         if isinstance(layer, Model):
             if layer.is_functional:
                 check_composites(layer, group, weights)
-        elif layer.layers:
+        elif layer.sublayers:
             _check(layer, layer.build_shape, group, weights)
 
 
@@ -64,21 +64,21 @@ def _check(layer, shape, group, weights):
     elif isinstance(layer, TimeDistributed):
         if not isinstance(shape, tuple) or len(shape) < 2:
             _fail(weights, layer, f"its input shape {shape} has no time axis")
-        _check(layer.layers[0], tuple(shape[1:]), group + "layer/", weights)
+        _check(layer.sublayers[0], tuple(shape[1:]), group + "layer/", weights)
     elif isinstance(layer, SpectralNormalization):
         _spectral(layer, shape, group, weights)
     elif isinstance(layer, RNN):
         _recurrent(layer, shape, group, weights)
     elif isinstance(layer, Pipeline) and all(
-            inner.is_pure and not (inner.param_names or inner.state_names or inner.layers)
-            for inner in layer.layers):
+            inner.is_pure and not (inner.param_names or inner.state_names or inner.sublayers)
+            for inner in layer.sublayers):
         pass   # augmentation steps: no weights, so nothing in the file to check
-    elif layer.layers and LAYER_TYPES.get(type(layer).__name__) is not type(layer):
+    elif layer.sublayers and LAYER_TYPES.get(type(layer).__name__) is not type(layer):
         # A class of yours (custom_objects or registered) makes its sub-layers in its own
         # build: kilnet cannot trace that before building, and trusts your code as Keras
         # does; every array is still checked against its Variable's shape when read.
         pass
-    elif layer.layers or isinstance(layer, Model) or not layer.is_pure:
+    elif layer.sublayers or isinstance(layer, Model) or not layer.is_pure:
         _fail(weights, layer, "it is a layer with sub-layers inside a wrapper, which kilnet "
                               "cannot check against the file before building it")
     else:
@@ -193,7 +193,7 @@ def _attention(layer, shape, group, weights):
     biases = {"query": (heads, layer.key_dim), "key": (shared, layer.key_dim),
               "gate": (heads, layer.value_dim), "value": (shared, layer.value_dim),
               "attention_output": out}
-    for part in layer.layers:
+    for part in layer.sublayers:
         prefix = f"{group}{_layout.attention_part(layer, part.name)}/vars/"
         wanted = [kernels[part.name]] + ([biases[part.name]] if layer.use_bias else [])
         for index, need in enumerate(wanted):

@@ -1159,8 +1159,19 @@ class Layer:
             yield from sub.variable_paths(prefix + (sub.name,))
 
     @property
-    def layers(self) -> list:
-        """The layers this one holds (sub-layers of a Keras-form layer)."""
+    def sublayers(self) -> list:
+        """The layers this one holds, one level down: a Keras-form layer's sub-layers, a
+        model's layers, a Pipeline's steps. (Only a model and a Pipeline have Keras's
+        `layers` attribute: code that walks a model with `hasattr(layer, "layers")`, as
+        keras.io's packaging recipe does, treats every other layer as a leaf.)
+
+        Example:
+            >>> import kilnet
+            >>> attention = kilnet.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+            >>> _ = attention(kilnet.Input((3, 4)), kilnet.Input((3, 4)))
+            >>> [sub.name for sub in attention.sublayers][:2], hasattr(attention, "layers")
+            (['query', 'key'], False)
+        """
         return list(self._sublayers)
 
     @property

@@ -339,7 +339,12 @@ class Pipeline(Layer):
 
     @property
     def layers(self):
+        """The steps, in order (Keras's Pipeline.layers)."""
         return list(self._pipeline_layers)
+
+    @property
+    def sublayers(self):
+        return self.layers
 
     def get_config(self):
         from kilnet.models import _config

@@ -288,7 +288,7 @@ def _bound_key(layer):
     """The next key of the first SeedGenerator, on `layer` or a layer inside it, whose
     state is bound (stateless_call), or None."""
     key = layer.bound_key()
-    for sub in layer.layers:
+    for sub in layer.sublayers:
         key = _bound_key(sub) if key is None else key
     return key
 

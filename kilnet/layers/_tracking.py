@@ -58,7 +58,7 @@ class TrackedList(list):
         ...         for block in self.blocks:
         ...             x = block(x)
         ...         return x
-        >>> len(Stack().layers)
+        >>> len(Stack().sublayers)
         2
     """
 
@@ -132,7 +132,7 @@ class TrackedDict(dict):
         ...         self.heads["rating"] = kilnet.layers.Dense(1)
         ...     def call(self, x):
         ...         return self.heads["price"](x) + self.heads["rating"](x)
-        >>> [layer.name for layer in Heads().layers]
+        >>> [layer.name for layer in Heads().sublayers]
         ['dense', 'dense_1']
     """
 

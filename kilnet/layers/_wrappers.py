@@ -103,7 +103,7 @@ class Bidirectional(Layer):
         >>> bi = kilnet.layers.Bidirectional(kilnet.layers.LSTM(4, return_sequences=True))
         >>> bi(np.ones((2, 5, 3))).shape
         (2, 5, 8)
-        >>> [layer.name for layer in bi.layers]
+        >>> [layer.name for layer in bi.sublayers]
         ['forward_lstm', 'backward_lstm']
         >>> kilnet.layers.Bidirectional(kilnet.layers.GRU(4), merge_mode="sum")(
         ...     kilnet.Input(shape=(None, 3))).shape

@@ -165,6 +165,11 @@ class Model(Layer):
         return list(self._sublayers)
 
     @property
+    def sublayers(self) -> list:
+        """The model's layers (Layer.sublayers): `layers`."""
+        return self.layers
+
+    @property
     def layers(self) -> list:
         """The model's layers, in Keras's order (input layers first for a functional model).
         As in Keras, the ops recorded between layers are not among them (they are in
