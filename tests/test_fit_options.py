@@ -670,3 +670,21 @@ def test_validation_data_of_inputs_only_for_a_model_without_targets_as_keras():
                                    shuffle=False, verbose=0).history)
     assert sorted(histories[0]) == sorted(histories[1]) == ["loss", "val_loss"]
     np.testing.assert_allclose(histories[0]["val_loss"], histories[1]["val_loss"], rtol=1e-5)
+
+
+def test_run_eagerly_and_jit_compile_read_as_keras():
+    """keras.io examples read and set model.run_eagerly; kilnet keeps the setting (its steps
+    stay compiled, which it says once) and reads jit_compile as Keras's JAX backend does."""
+    states = []
+    for lib in (kilnet, keras):
+        model = lib.Sequential([lib.Input((3,)), lib.layers.Dense(1)])
+        before = model.run_eagerly
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.compile(optimizer="sgd", loss="mse", run_eagerly=True)
+        after_compile = model.run_eagerly
+        model.run_eagerly = False
+        states.append((before, after_compile, model.run_eagerly, bool(model.jit_compile)))
+        if lib is kilnet:
+            assert any("compiled programs" in str(w.message) for w in caught)
+    assert states[0] == states[1] == (False, True, False, False)   # Keras: no jit when eager

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -705,6 +706,44 @@ class Model(Layer):
         for _, _, variable in self.carried_paths():
             variable.assign(np.zeros(variable.shape, variable.dtype))
 
+    @property
+    def run_eagerly(self) -> bool:
+        """Keras's setting, kept as given (compile(run_eagerly=...) or set): kilnet always
+        runs fit, evaluate and predict as compiled programs, so True changes nothing but
+        says so once. A `print` in your call() runs when a step is traced; to see values,
+        call the model on data eagerly (`model(x)`).
+
+        Example:
+            >>> import warnings
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(1)])
+            >>> model.run_eagerly
+            False
+            >>> with warnings.catch_warnings(record=True) as caught:
+            ...     warnings.simplefilter("always")
+            ...     model.compile(optimizer="sgd", loss="mse", run_eagerly=True)
+            >>> model.run_eagerly, "compiled programs" in str(caught[0].message)
+            (True, True)
+        """
+        return self.__dict__.get("_run_eagerly", False)
+
+    @run_eagerly.setter
+    def run_eagerly(self, value) -> None:
+        value = bool(value)
+        if value and not self.__dict__.get("_run_eagerly", False):
+            warnings.warn("run_eagerly=True: kilnet runs fit, evaluate and predict as compiled "
+                          "programs all the same (a print in call() runs when a step is "
+                          "traced; call the model on data, model(x), to see values). The "
+                          "setting is kept as model.run_eagerly.", UserWarning, stacklevel=3)
+        set_untracked(self, "_run_eagerly", value)
+
+    @property
+    def jit_compile(self) -> bool:
+        """Keras's setting as its JAX backend resolves it at compile() (False when compiled
+        with run_eagerly=True or jit_compile=False, else True); kilnet's programs are compiled
+        either way."""
+        return self.__dict__.get("_jit_compile", True)
+
     def trainable_count(self) -> int:
         self.require_built()
         return sum(int(np.prod(v.shape)) for v in self.trainable_weights)
@@ -726,6 +765,10 @@ class Model(Layer):
         from kilnet.trainer import Trainer
 
         _reject_unsupported("compile", unsupported, ("jit_compile", "run_eagerly"))
+        self.run_eagerly = bool(unsupported.get("run_eagerly", False))
+        jit = unsupported.get("jit_compile", "auto")   # Keras's resolution of it, recorded
+        set_untracked(self, "_jit_compile", not self.run_eagerly and (jit == "auto" or
+                                                                      bool(jit)))
         if steps_per_execution is not None and (
                 isinstance(steps_per_execution, bool) or not isinstance(steps_per_execution, int)
                 or steps_per_execution < 1):
