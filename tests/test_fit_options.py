@@ -688,3 +688,9 @@ def test_run_eagerly_and_jit_compile_read_as_keras():
         if lib is kilnet:
             assert any("compiled programs" in str(w.message) for w in caught)
     assert states[0] == states[1] == (False, True, False, False)   # Keras: no jit when eager
+
+
+def test_quantize_says_it_is_not_implemented_and_what_to_use():
+    model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(1)])
+    with pytest.raises(NotImplementedError, match=r"quantize\('int8'\).*mixed_bfloat16"):
+        model.quantize("int8")

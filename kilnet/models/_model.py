@@ -737,6 +737,23 @@ class Model(Layer):
                           "setting is kept as model.run_eagerly.", UserWarning, stacklevel=3)
         set_untracked(self, "_run_eagerly", value)
 
+    def quantize(self, mode=None, **kwargs):
+        """Keras's post-training quantization (int8, int4, float8, GPTQ, AWQ) is not
+        implemented: NotImplementedError, saying what to use instead.
+
+        Example:
+            >>> import kilnet
+            >>> kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(1)]).quantize("int8")
+            Traceback (most recent call last):
+            ...
+            NotImplementedError: model.quantize('int8'): kilnet does not quantize models ...
+        """
+        raise NotImplementedError(
+            f"model.quantize({mode!r}): kilnet does not quantize models after training (Keras's "
+            "int8 / int4 / float8 / GPTQ / AWQ modes); the weights stay float32. For smaller "
+            "and faster compute, train and predict under mixed precision: "
+            "kilnet.mixed_precision.set_global_policy('mixed_bfloat16').")
+
     @property
     def jit_compile(self) -> bool:
         """Keras's setting as its JAX backend resolves it at compile() (False when compiled
