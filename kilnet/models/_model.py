@@ -743,7 +743,8 @@ class Model(Layer):
 
         Example:
             >>> import kilnet
-            >>> kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(1)]).quantize("int8")
+            >>> model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(1)])
+            >>> model.quantize("int8")  # doctest: +ELLIPSIS
             Traceback (most recent call last):
             ...
             NotImplementedError: model.quantize('int8'): kilnet does not quantize models ...
