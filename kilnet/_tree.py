@@ -42,6 +42,21 @@ def keep_key_order(tree):
     return tree
 
 
+def tuples_as_lists(tree):
+    """`tree` with every tuple a list, at any depth (dicts kept): as JSON gives a config
+    back, and as Keras gives a nested model's outputs.
+
+    Example:
+        >>> tuples_as_lists({"a": (1, [2, (3,)])})
+        {'a': [1, [2, [3]]]}
+    """
+    if isinstance(tree, (list, tuple)):
+        return [tuples_as_lists(item) for item in tree]
+    if isinstance(tree, dict):
+        return {key: tuples_as_lists(value) for key, value in tree.items()}
+    return tree
+
+
 def has_dict(tree) -> bool:
     """Whether a plain dict is in `tree` (lists and tuples opened)."""
     if type(tree) is dict:

@@ -28,7 +28,7 @@ import types
 import jax
 import numpy as np
 
-from kilnet import (_registry, activations, constraints, initializers, losses, metrics,
+from kilnet import (_registry, _tree, activations, constraints, initializers, losses, metrics,
                     mixed_precision, optimizers, regularizers)
 from kilnet.keras_files import _config as keras_config
 from kilnet.layers import LAYER_TYPES, Layer
@@ -354,7 +354,8 @@ def _layer(config, custom):
     """A layer or model through the checked paths that files take: Keras's entries through
     the closed Keras table, kilnet's through kilnet's configuration reader."""
     reader = keras_config.Reader("the config given to deserialize_keras_object", custom)
-    spec = keras_config.layer_spec(_as_json(config), reader)
+    # as a config read from JSON has it (Keras's entries made in Python keep tuples)
+    spec = keras_config.layer_spec(_tree.tuples_as_lists(config), reader)
     layer = model_config.deserialize(spec, custom, path=reader.path)
     build = config.get("build_config")
     shape = _keras_build_shape(build.get("input_shape")) if isinstance(build, dict) else None
@@ -382,16 +383,6 @@ def _keras_build_shape(value):
     if isinstance(value, dict) and value and all(one(v) for v in value.values()):
         return {key: tuple(v) for key, v in value.items()}
     return None
-
-
-def _as_json(value):
-    """Tuples as lists, as a config read from JSON has them (Keras's entries made in Python
-    keep tuples: a node's arguments, a kernel size)."""
-    if isinstance(value, (list, tuple)):
-        return [_as_json(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _as_json(item) for key, item in value.items()}
-    return value
 
 
 def _instantiate(obj, config):

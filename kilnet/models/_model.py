@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kilnet import _scope, utils
+from kilnet import _scope, _tree, utils
 from kilnet.layers import ActivatedLayer, InputLayer, Layer, Operation
 from kilnet.layers._base import is_shape, parameter_names, set_untracked, takes_shape
 from kilnet.layers._node import KerasTensor, flatten, substitute
@@ -336,7 +336,7 @@ class Model(Layer):
         if not isinstance(structure, (list, tuple, dict)):
             return values[0] if len(values) == 1 else list(values)
         treedef = jax.tree.structure(structure, is_leaf=lambda t: isinstance(t, KerasTensor))
-        return _tuples_as_lists(jax.tree.unflatten(treedef, list(values)))
+        return _tree.tuples_as_lists(jax.tree.unflatten(treedef, list(values)))
 
     def pack_symbolic_outputs(self, tensors: list):
         return self.pack_outputs(tensors)
@@ -1282,14 +1282,6 @@ def _leading_axis_dropped(shape):
     if isinstance(shape, list):
         return [_leading_axis_dropped(s) for s in shape]
     return tuple(shape)[1:]
-
-
-def _tuples_as_lists(tree):
-    if isinstance(tree, (list, tuple)):
-        return [_tuples_as_lists(item) for item in tree]
-    if isinstance(tree, dict):
-        return {key: _tuples_as_lists(value) for key, value in tree.items()}
-    return tree
 
 
 def _widened(declared, got):
