@@ -163,14 +163,23 @@ def _two_dense(lib):
     return lib.Sequential([lib.Input(shape=(3,)), lib.layers.Dense(4), lib.layers.Dense(2)])
 
 
-def test_keras_weights_files_both_ways(tmp_path):
+def _loaded_from_keras(tmp_path, name, save):
+    """A Keras model written by `save(model, path)` to `name`, loaded by kilnet's
+    load_weights: (Keras's model, kilnet's, the input), their predictions checked equal;
+    kilnet's weights then doubled."""
     km = _two_dense(keras)
-    km.save_weights(tmp_path / "k.weights.h5")
+    save(km, tmp_path / name)
     mine = _two_dense(kilnet)
-    mine.load_weights(tmp_path / "k.weights.h5")
+    mine.load_weights(tmp_path / name)
     x = np.arange(6, dtype="float32").reshape(2, 3)
     np.testing.assert_allclose(mine.predict(x, verbose=0), km.predict(x, verbose=0), rtol=1e-5)
     mine.set_weights([w * 2 for w in mine.get_weights()])
+    return km, mine, x
+
+
+def test_keras_weights_files_both_ways(tmp_path):
+    km, mine, x = _loaded_from_keras(tmp_path, "k.weights.h5",
+                                     lambda model, path: model.save_weights(path))
     mine.save_weights(tmp_path / "m.weights.h5")
     km.load_weights(tmp_path / "m.weights.h5")
     np.testing.assert_allclose(km.predict(x, verbose=0), mine.predict(x, verbose=0), rtol=1e-5)
@@ -179,13 +188,7 @@ def test_keras_weights_files_both_ways(tmp_path):
 def test_load_weights_takes_a_keras_model_file_as_keras_does(tmp_path):
     """keras.io's 3D image classification saves its best model with ModelCheckpoint(".keras")
     and then calls model.load_weights("....keras"): the weights of the archive, as Keras."""
-    km = _two_dense(keras)
-    km.save(tmp_path / "best.keras")
-    mine = _two_dense(kilnet)
-    mine.load_weights(tmp_path / "best.keras")
-    x = np.arange(6, dtype="float32").reshape(2, 3)
-    np.testing.assert_allclose(mine.predict(x, verbose=0), km.predict(x, verbose=0), rtol=1e-5)
-    mine.set_weights([w * 2 for w in mine.get_weights()])
+    _, mine, _ = _loaded_from_keras(tmp_path, "best.keras", lambda model, path: model.save(path))
     mine.save(tmp_path / "mine.keras")
     again = _two_dense(kilnet)
     again.load_weights(tmp_path / "mine.keras")

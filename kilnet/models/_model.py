@@ -443,11 +443,10 @@ class Model(Layer):
         elif isinstance(declared, list) and isinstance(sample_shape, list) and \
                 len(declared) == len(sample_shape) and all(map(is_shape, declared)):
             widened = [_widened(d, g) for d, g in zip(declared, sample_shape)]   # per input
-            widened = None if None in widened else [
-                w if w is not False else d for w, d in zip(widened, declared)]
+            widened = None if None in widened else widened
         else:
             return False
-        if not widened or widened == declared:
+        if widened is None or widened == declared:
             return False
         try:
             output = self.compute_output_shape(widened)
@@ -1285,14 +1284,12 @@ def _leading_axis_dropped(shape):
 
 
 def _widened(declared, got):
-    """`declared` with None where the sample shape `got` has another length: False when
-    they are equal already, None when the ranks differ (the shape check explains)."""
+    """`declared` with None where the sample shape `got` has another length (`declared`
+    itself where none has); None when the ranks differ (the shape check explains)."""
     got = tuple(got)
     if len(got) != len(declared):
         return None
-    if all(d is None or d == g for d, g in zip(declared, got)):
-        return False
-    return tuple(None if d != g else d for d, g in zip(declared, got))
+    return tuple(None if d is None or d != g else d for d, g in zip(declared, got))
 
 
 def _shapes_differ(declared, given) -> bool:
