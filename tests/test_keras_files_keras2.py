@@ -274,6 +274,10 @@ OPTIMIZER_CASES = {
     "adam_legacy": ({"class_name": "Adam", "config": {
         "name": "Adam", "learning_rate": 0.01, "decay": 0.0, "beta_1": 0.9, "beta_2": 0.999,
         "epsilon": 1e-07, "amsgrad": False}}, ["m", "v"], "Adam/{var}/{slot}:0", False),
+    "adam_amsgrad": ({"class_name": "Custom>Adam", "config": {
+        "name": "Adam", "learning_rate": 0.01, "beta_1": 0.9, "beta_2": 0.999,
+        "epsilon": 1e-07, "amsgrad": True, "jit_compile": True,
+        "is_legacy_optimizer": False}}, ["m", "v", "vhat"], "Adam/{slot}/{var}:0", False),
     "sgd_momentum": ({"class_name": "Custom>SGD", "config": {
         "name": "SGD", "learning_rate": 0.05, "momentum": 0.9, "nesterov": False,
         "jit_compile": True, "is_legacy_optimizer": False}}, ["m"],
@@ -294,7 +298,7 @@ def test_keras2_optimizer_state_continues_as_keras(case, tmp_path):
                      rng.normal(size=1).astype("float32")]}
     variables = ["h/kernel", "h/bias", "o/kernel", "o/bias"]
     shapes = [(4, 3), (3,), (3, 1), (1,)]
-    state = {(v, s): (rng.uniform(0.01, 0.1, shape) if s == "v" else
+    state = {(v, s): (rng.uniform(0.01, 0.1, shape) if s in ("v", "vhat") else
                       rng.normal(0, 0.1, shape)).astype("float32")
              for v, shape in zip(variables, shapes) for s in slot_words}
     order = ([(v, s) for v in variables for s in slot_words] if interleaved else
@@ -316,8 +320,11 @@ def test_keras2_optimizer_state_continues_as_keras(case, tmp_path):
     km.compile(optimizer=getattr(keras.optimizers, config.pop("name"))(**config), loss="mse")
     km.optimizer.build(km.trainable_variables)
     km.optimizer.iterations.assign(5)
-    keras_slots = [km.optimizer.variables[2 + i * len(slot_words) + k]
-                   for i in range(4) for k in range(len(slot_words))]
+    # Keras 3 lists momentum and velocity variable by variable, then amsgrad's velocity_hats
+    paired = [s for s in slot_words if s != "vhat"]
+    keras_slots = [km.optimizer.variables[2 + i * len(paired) + k if s != "vhat" else
+                                          2 + 4 * len(paired) + i]
+                   for i in range(4) for k, s in enumerate(slot_words)]
     for slot, (v, s) in zip(keras_slots, [(v, s) for v in variables for s in slot_words]):
         slot.assign(state[(v, s)])
     for model in (mine, km):

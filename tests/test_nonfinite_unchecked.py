@@ -22,6 +22,7 @@ ALL_OPTIMIZERS = [
                                                                            momentum=0.5),
     optimizers.Adam(), optimizers.AdamW(), optimizers.RMSprop(), optimizers.Adagrad(),
     optimizers.Nadam(), optimizers.Adam(clipnorm=1.0), optimizers.Adam(global_clipnorm=1.0),
+    optimizers.Adam(amsgrad=True), optimizers.AdamW(amsgrad=True),
     optimizers.SGD(0.1, global_clipnorm=1.0),
     optimizers.Adamax(), optimizers.Adamax(weight_decay=0.1), optimizers.Adadelta(),
     optimizers.Adadelta(weight_decay=0.1), optimizers.Lion(), optimizers.Lion(weight_decay=0.1),

@@ -134,7 +134,8 @@ def test_adam_docstring_formula_is_keras():
     adam = optimizers.get("adam")
     assert isinstance(adam, optimizers.Adam)
     assert adam.learning_rate == 0.001
-    assert adam.hyper == {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "weight_decay": None}
+    assert adam.hyper == {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "amsgrad": False,
+                          "weight_decay": None}
 
 
 @pytest.mark.parametrize("steps", [1, 2, 5])

@@ -244,7 +244,7 @@ def _keras3_optimizer(entry):
 # optimizers write "Adam/m/dense/kernel:0" and "SGD/m/dense/kernel:0", its legacy ones
 # (optimizer_v2) "Adam/dense/kernel/m:0" and "SGD/dense/kernel/momentum:0". Adam and SGD compute
 # the same update from the same state in Keras 2 and kilnet.
-LEGACY_SLOTS = {"Adam": {"momentum": ("m",), "velocity": ("v",)},
+LEGACY_SLOTS = {"Adam": {"momentum": ("m",), "velocity": ("v",), "velocity_hat": ("vhat",)},
                 "SGD": {"momentum": ("m", "momentum")}}
 
 
@@ -276,12 +276,12 @@ def _restore_legacy_optimizer(trainer, weights):
                       f"restored ({error or kind}); training continues from a fresh optimizer "
                       "state.", stacklevel=3)
         return
-    interleaved = [s[i] for i in range(len(slots[0]) if slots else 0) for s in slots]
+    in_order = _optimizer.keras_order(trainer.optimizer, slots)
     arrays = [weights.read(f"optimizer_weights/{count}", (), np.float32,
                            kinds=("f", "i", "u")),
               np.float32(trainer.optimizer.learning_rate)]
     arrays += [weights.read(f"optimizer_weights/{h5}", shape, np.float32)
-               for h5, shape in zip(interleaved, shapes)]
+               for h5, shape in zip(in_order, shapes)]
     if not 0 <= arrays[0] < 2**31:
         weights.fail(f"its optimizer's iteration count {arrays[0]} is invalid.")
     _optimizer.import_arrays(trainer, arrays)

@@ -63,7 +63,7 @@ def slot_names(optimizer) -> list:
                               "correspondence that holds for a constant learning rate only")
         return ["momentum"] if hyper.get("momentum") else []
     if name in ("Adam", "AdamW", "Nadam"):
-        return ["momentum", "velocity"]
+        return ["momentum", "velocity"] + (["velocity_hat"] if hyper.get("amsgrad") else [])
     if name == "RMSprop":
         return ["velocity"] + (["momentum"] if hyper.get("momentum") else []) + (
             ["average_gradient"] if hyper.get("centered") else [])
@@ -113,7 +113,7 @@ def _slot_trees(optimizer, inner) -> list:
     """The params-shaped trees of the inner Optax state, one per Keras slot name."""
     name = type(optimizer).__name__
     if name in ("Adam", "AdamW", "Nadam"):
-        return [inner.mu, inner.nu]
+        return [inner.mu, inner.nu] + ([inner.nu_hat] if hasattr(inner, "nu_hat") else [])
     if name == "SGD":
         return [inner[0].trace] if slot_names(optimizer) else []
     if name == "RMSprop":   # optax's chain: (scale_by_rms or _by_stddev, lr, trace)
@@ -128,7 +128,7 @@ def _with_slot_trees(optimizer, inner, trees, count, scalars=()):
     name = type(optimizer).__name__
     if name in ("Adam", "AdamW", "Nadam"):
         inner = inner._replace(count=jnp.asarray(count, inner.count.dtype), mu=trees[0],
-                               nu=trees[1])
+                               nu=trees[1], **({"nu_hat": trees[2]} if len(trees) > 2 else {}))
         if name == "Nadam":
             inner = inner._replace(u_product=jnp.asarray(scalars[0], inner.u_product.dtype))
         return inner
@@ -156,11 +156,17 @@ def _like(tree, old):
     return jax.tree.map(lambda new, was: jnp.asarray(new, was.dtype), tree, old)
 
 
-def _interleaved(optimizer) -> bool:
-    """Whether Keras lists the slots variable by variable (Adam's momentum and velocity are
-    made by one add_optimizer_variables call) or slot by slot (RMSprop makes its velocities,
-    then its momentums, then its average gradients)."""
-    return type(optimizer).__name__ != "RMSprop"
+def _slot_groups(optimizer) -> list:
+    """How many slots each of Keras's add_optimizer_variables calls makes, in order: one call
+    lists its slots variable by variable (Adam's momentum and velocity interleaved), and the
+    calls follow one another (Adam's velocity_hats after all of those; RMSprop makes its
+    velocities, then its momentums, then its average gradients)."""
+    names = slot_names(optimizer)
+    if type(optimizer).__name__ == "RMSprop":
+        return [1] * len(names)
+    if names[-1:] == ["velocity_hat"]:
+        return [len(names) - 1, 1]
+    return [len(names)] if names else []
 
 
 def _keras_sign(optimizer, slot, values, lr):
@@ -173,11 +179,33 @@ def _keras_sign(optimizer, slot, values, lr):
     return values
 
 
-def _ordered(optimizer, per_slot) -> list:
-    """[slot lists per variable] in Keras's order (see _interleaved)."""
-    if _interleaved(optimizer):
-        return [v for values in zip(*per_slot) for v in values] if per_slot else []
-    return [v for values in per_slot for v in values]
+def keras_order(optimizer, per_slot) -> list:
+    """The slots' values ([a list per slot name, each over the variables]) as one list in
+    Keras's order (see _slot_groups).
+
+    Example:
+        >>> import kilnet
+        >>> from kilnet.keras_files import _optimizer
+        >>> adam = kilnet.optimizers.Adam(amsgrad=True)
+        >>> _optimizer.keras_order(adam, [["m1", "m2"], ["v1", "v2"], ["h1", "h2"]])
+        ['m1', 'v1', 'm2', 'v2', 'h1', 'h2']
+    """
+    ordered, start = [], 0
+    for size in _slot_groups(optimizer):
+        ordered += [v for values in zip(*per_slot[start:start + size]) for v in values]
+        start += size
+    return ordered
+
+
+def _per_slot(optimizer, ordered) -> list:
+    """keras_order's inverse: a list per slot name from the values in Keras's order."""
+    n_vars = len(ordered) // max(len(slot_names(optimizer)), 1)
+    per_slot, start = [], 0
+    for size in _slot_groups(optimizer):
+        group = ordered[start:start + size * n_vars]
+        per_slot += [group[k::size] for k in range(size)]
+        start += size * n_vars
+    return per_slot
 
 
 def export_arrays(trainer) -> list:
@@ -200,7 +228,8 @@ def export_arrays(trainer) -> list:
     if averages is not None:   # use_ema: Keras makes the averages first, one per variable
         arrays.extend(np.asarray(v, np.float32) for v in adapter.trainable_list(
             averages.average))
-    arrays.extend(np.asarray(v, _keras_dtype(v)) for v in _ordered(trainer.optimizer, per_slot))
+    arrays.extend(np.asarray(v, _keras_dtype(v))
+                  for v in keras_order(trainer.optimizer, per_slot))
     arrays.extend(np.asarray(getattr(inject.inner_state, name), np.float32)
                   for name in scalar_names(trainer.optimizer))
     return [np.asarray(a) for a in jax.device_get(arrays)]
@@ -227,7 +256,7 @@ def keras_variable_paths(trainer, name) -> list:
         [f"{name}/learning_rate"] if has_rate_variable(optimizer) else [])
     if optimizers_lib.moving_average_state(trainer.state.opt_state) is not None:
         names += [f"{name}/{v}_average" for v in variables]
-    names += _ordered(optimizer, [[f"{name}/{v}_{slot}" for v in variables]
+    names += keras_order(optimizer, [[f"{name}/{v}_{slot}" for v in variables]
                                   for slot in slot_names(optimizer)])
     return names + [f"{name}/{scalar}" for scalar in scalar_names(optimizer)]
 
@@ -247,7 +276,7 @@ def expected_shapes(trainer) -> list:
     head = [(), ()] if has_rate_variable(trainer.optimizer) else [()]
     if optimizers_lib.moving_average_state(trainer.state.opt_state) is not None:
         head += [tuple(np.shape(v)) for v in adapter.trainable_list(trainer.state.params)]
-    return head + _ordered(trainer.optimizer, per_slot) + [
+    return head + keras_order(trainer.optimizer, per_slot) + [
         () for _ in scalar_names(trainer.optimizer)]
 
 
@@ -271,11 +300,8 @@ def import_arrays(trainer, arrays):
                 averages.average))
         head += n_averages
     per_var, scalars = arrays[head:len(arrays) - n_scalars], arrays[len(arrays) - n_scalars:]
-    n_vars = len(per_var) // max(len(names), 1)
     trees = []
-    for k, name in enumerate(names):
-        values = per_var[k::len(names)] if _interleaved(trainer.optimizer) else \
-            per_var[k * n_vars:(k + 1) * n_vars]
+    for name, values in zip(names, _per_slot(trainer.optimizer, per_var)):
         values = _keras_sign(trainer.optimizer, name, [jnp.asarray(v) for v in values], lr)
         if type(trainer.optimizer).__name__ == "SGD":
             values = [-v / lr for v in values]   # Keras's m = -lr * kilnet's trace

@@ -38,17 +38,39 @@ class KerasAdamState(NamedTuple):
     nu: Any
 
 
+class KerasAmsgradState(NamedTuple):
+    """Keras's Adam state with amsgrad: the step count, the moments, and the largest second
+    moment so far per weight (Keras's `velocity_hat`), which the step divides by.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> state = keras_adam(0.01, amsgrad=True).init({"w": jnp.zeros(2)})
+        >>> type(state).__name__, state.nu_hat["w"].shape
+        ('KerasAmsgradState', (2,))
+    """
+
+    count: jax.Array
+    mu: Any
+    nu: Any
+    nu_hat: Any
+
+
 def keras_adam(learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None,
-               gives_weights=False):
+               amsgrad=False, gives_weights=False):
     """Keras's Adam/AdamW update as one Optax transformation.
 
     m <- m + (g - m)(1 - b1);  v <- v + (g^2 - v)(1 - b2)
     p <- p - lr * wd * p - lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
-    (the operations of `_adam_kernel`: first_moment, second_moment, change).
+    (the operations of `_adam_kernel`: first_moment, second_moment, change). With `amsgrad`
+    the step divides by v_hat <- max(v_hat, v) in place of v (Keras's velocity_hat, kept in a
+    KerasAmsgradState).
     `gives_weights`: the update returns the new weights in place of the changes (computed in
     one pass per weight on the CPU, `_adam_kernel.new_weights`); `Optimizer.weights_update`
     uses it, and nothing else may: Optax's callers add what an update returns.
     """
+    if amsgrad and gives_weights:
+        raise ValueError("The one-pass Adam update keeps two moments; amsgrad's third goes "
+                         "through keras_adam's changes (gives_weights=False).")
 
     def update(grads, state, params=None):
         count = state.count + 1
@@ -65,16 +87,19 @@ def keras_adam(learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_dec
         mu = jax.tree.map(lambda m, g: _adam_kernel.first_moment(m, g, beta_1), state.mu, grads)
         nu = jax.tree.map(lambda v, g: _adam_kernel.second_moment(v, g, beta_2), state.nu,
                           grads)
+        divisor = jax.tree.map(jnp.maximum, state.nu_hat, nu) if amsgrad else nu
         if decay is None:
             updates = jax.tree.map(lambda m, v: _adam_kernel.change(m, v, -alpha, epsilon),
-                                   mu, nu)
+                                   mu, divisor)
         else:
             updates = jax.tree.map(
                 lambda m, v, p: _adam_kernel.change(m, v, -alpha, epsilon, decay, p),
-                mu, nu, params)
+                mu, divisor, params)
+        if amsgrad:
+            return updates, KerasAmsgradState(count, mu, nu, divisor)
         return updates, KerasAdamState(count, mu, nu)
 
-    return optax.GradientTransformation(_moments_init, update)
+    return optax.GradientTransformation(_amsgrad_init if amsgrad else _moments_init, update)
 
 
 def _moments_init(params) -> KerasAdamState:
@@ -82,6 +107,11 @@ def _moments_init(params) -> KerasAdamState:
     zeros = lambda p: jnp.zeros_like(p)
     return KerasAdamState(jnp.zeros((), jnp.int32), jax.tree.map(zeros, params),
                           jax.tree.map(zeros, params))
+
+
+def _amsgrad_init(params) -> KerasAmsgradState:
+    """_moments_init's state and a zero v_hat per weight."""
+    return KerasAmsgradState(*_moments_init(params), jax.tree.map(jnp.zeros_like, params))
 
 
 class KerasNadamState(NamedTuple):
@@ -754,7 +784,8 @@ class Optimizer:
 class Adam(Optimizer):
     name = "adam"
     # Keras's Adam takes weight_decay too (decoupled, as AdamW's; None: off).
-    defaults = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "weight_decay": None}
+    defaults = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "amsgrad": False,
+                "weight_decay": None}
 
     def core(self, learning_rate):
         return keras_adam(learning_rate, **self.hyper)
@@ -762,10 +793,16 @@ class Adam(Optimizer):
     def weights_core(self, learning_rate):
         return keras_adam(learning_rate, **self.hyper, gives_weights=True)
 
+    def weights_update(self):
+        # The native one-pass update keeps Adam's two moments; amsgrad's largest second
+        # moment makes a third, so that variant adds keras_adam's changes in XLA.
+        return None if self.hyper["amsgrad"] else super().weights_update()
+
 
 class AdamW(Adam):
     name = "adamw"
-    defaults = {"weight_decay": 0.004, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}
+    defaults = {"weight_decay": 0.004, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7,
+                "amsgrad": False}
 
 
 class SGD(Optimizer):
@@ -1013,8 +1050,6 @@ KERAS_BASE_CONFIG = {"weight_decay": None, "clipnorm": None, "global_clipnorm": 
                      "clipvalue": None, "use_ema": False, "ema_momentum": 0.99,
                      "ema_overwrite_frequency": None, "loss_scale_factor": None,
                      "gradient_accumulation_steps": None}
-# Settings Keras's config has and kilnet's optimizer lacks, at the only value kilnet computes.
-_KERAS_ONLY = {"Adam": {"amsgrad": False}, "AdamW": {"amsgrad": False}}
 
 
 def serialize(optimizer) -> dict:
@@ -1041,7 +1076,7 @@ def serialize(optimizer) -> dict:
     config = {"name": _names.snake_case(name),
               "learning_rate": _schedule_entry(rate) if isinstance(rate, dict)
               else float(np.float32(rate)),
-              **KERAS_BASE_CONFIG, **own, **_KERAS_ONLY.get(name, {})}
+              **KERAS_BASE_CONFIG, **own}
     return {"module": "keras.optimizers", "class_name": name, "config": config,
             "registered_name": None}
 
@@ -1080,7 +1115,7 @@ def deserialize(config) -> Optimizer:
     kwargs = {}
     accepted = {"learning_rate", "clipnorm", "clipvalue", "global_clipnorm", "use_ema",
                 "ema_momentum", "ema_overwrite_frequency", *cls.defaults}
-    neutral = {**KERAS_BASE_CONFIG, **_KERAS_ONLY.get(cls.__name__, {})}
+    neutral = KERAS_BASE_CONFIG
     for key, value in (config.get("config") or {}).items():
         if key in accepted:
             kwargs[key] = value
