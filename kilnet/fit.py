@@ -873,8 +873,8 @@ def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False,
 
 def keras_results(model, logs, return_dict=False):
     """The results of evaluate / test_on_batch / train_on_batch as Keras gives them: the logs
-    dict with return_dict, else their values in Keras's order (model.metrics_names), one
-    value as a float.
+    dict with return_dict (keys sorted), else their values in Keras's order
+    (model.metrics_names, then the other logs by name), one value as a float.
 
     Example:
         >>> import kilnet
@@ -883,6 +883,7 @@ def keras_results(model, logs, return_dict=False):
         >>> keras_results(model, {"mae": 0.5, "loss": 0.25})
         [0.25, 0.5]
     """
+    logs = dict(sorted(logs.items()))   # Keras's order: by name
     if return_dict:
         return logs
     values = [logs[name] for name in model.metrics_names if name in logs]

@@ -91,7 +91,7 @@ def test_train_writes_the_run_folder(tmp_path):
     assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert all(len(values) == 1 for values in history.values())
     csv_lines = (out / "history.csv").read_text().splitlines()
-    assert csv_lines[0] == "epoch,loss,accuracy,val_loss,val_accuracy" and len(csv_lines) == 2
+    assert csv_lines[0] == "epoch,accuracy,loss,val_accuracy,val_loss" and len(csv_lines) == 2
 
     assert json.loads((out / "compile_report.json").read_text())["programs"]
     assert set(json.loads((out / "metrics.json").read_text())) == {"loss", "accuracy"}

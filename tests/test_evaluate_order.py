@@ -56,3 +56,27 @@ def test_evaluate_lists_results_in_keras_order(make, y):
     assert ours.metrics_names == order
     result = dict(zip(ours.metrics_names, ours.evaluate(X, y, verbose=0)))
     assert result == pytest.approx(ours.evaluate(X, y, verbose=0, return_dict=True))
+
+
+def logs_seen(lib, make, y):
+    """The key order of everything fit, evaluate and train_on_batch hand back or to callbacks."""
+    model = make(lib)
+    seen = {}
+    recorder = lib.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: seen.setdefault("epoch", list(logs)),
+        on_train_batch_end=lambda batch, logs: seen.setdefault("batch", list(logs)))
+    history = model.fit(X, y, batch_size=16, epochs=1, validation_split=0.25, verbose=0,
+                        callbacks=[recorder, lib.callbacks.ReduceLROnPlateau()])
+    seen["history"] = list(history.history)
+    seen["evaluate"] = list(model.evaluate(X, y, verbose=0, return_dict=True))
+    seen["train_on_batch"] = list(model.train_on_batch(X[:8], [v[:8] for v in y] if isinstance(
+        y, list) else y[:8], return_dict=True))
+    return seen
+
+
+@pytest.mark.parametrize("make, y", [(two_outputs, Y), (one_output, Y[1])],
+                         ids=["two outputs", "one output"])
+def test_logs_and_history_keys_come_in_keras_order(make, y):
+    ours, theirs = logs_seen(kilnet, make, y), logs_seen(keras, make, y)
+    assert ours == theirs
+    assert ours["evaluate"] == sorted(ours["evaluate"]) and len(ours["evaluate"]) > 1

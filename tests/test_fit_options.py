@@ -136,7 +136,9 @@ def test_normalize_integer_input_and_axis_zero():
 
 
 # -- verbose ------------------------------------------------------------------------------------
-EPOCH_LINE = re.compile(r"^Epoch (\d)/3 - 3/3 - \d+\.\ds - loss: \d+\.\d{4}")
+# the logs by name, as Keras's progress line: accuracy before loss
+EPOCH_LINE = re.compile(
+    r"^Epoch (\d)/3 - 3/3 - \d+\.\ds - accuracy: [\d.]+( \([+-][\d.]+\))? - loss: \d+\.\d{4}")
 
 
 def run_all(verbose, epochs=3):

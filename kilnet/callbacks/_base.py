@@ -139,6 +139,7 @@ class CallbackList(Callback):
     def on_batch_of_chunk(self, batch: int, logs: dict):
         """A batch of a chunk that has run ("each" mode): its begin and end hooks, the end
         with that batch's logs, on the callbacks not written for chunks."""
+        _sorted_in_place(logs)
         for cb in self.callbacks:
             if not cb.chunk_batch_hooks:
                 cb.on_train_batch_begin(batch, {})
@@ -147,6 +148,7 @@ class CallbackList(Callback):
     def on_chunk_end(self, batch: int, logs: dict):
         """The end hook of a chunk's last batch on the callbacks written for chunks ("each"
         mode, where the others had theirs from on_batch_of_chunk)."""
+        _sorted_in_place(logs)
         for cb in self.callbacks:
             if cb.chunk_batch_hooks:
                 cb.on_train_batch_end(batch, logs)
@@ -157,7 +159,7 @@ class CallbackList(Callback):
         return any(_overrides(cb, hook) for cb in self.callbacks)
 
     def _call(self, hook, *args, logs=None):
-        logs = {} if logs is None else logs
+        logs = _sorted_in_place({} if logs is None else logs)
         for cb in self.callbacks:
             getattr(cb, hook)(*args, logs)
 
@@ -191,6 +193,16 @@ class CallbackList(Callback):
 
     def on_predict_batch_end(self, batch, logs=None):
         self._call("on_predict_batch_end", batch, logs=logs)
+
+
+def _sorted_in_place(logs: dict) -> dict:
+    """`logs` with its keys in sorted order, as Keras hands logs to every callback (History's
+    keys read "accuracy", "loss", "val_accuracy", ...). The same dict, reordered: the caller
+    keeps the one callbacks write into (a rate a callback logs reaches the progress line)."""
+    ordered = sorted(logs.items())
+    logs.clear()
+    logs.update(ordered)
+    return logs
 
 
 class History(Callback):
