@@ -157,6 +157,23 @@ def test_config_keys_are_keras_keys(spec):
     assert ours - theirs == set(), f"keys Keras does not have: {sorted(ours - theirs)}"
 
 
+# RandomShear's x_factor / y_factor stay as given: Keras 3.15 writes the (-f, f) pair its own
+# constructor refuses (tests/test_augmentation_more.py).
+AS_GIVEN = {("RandomShear", "x_factor"), ("RandomShear", "y_factor")}
+
+
+@pytest.mark.parametrize("spec", params_of([s for s in SPECS if s.keras]))
+def test_config_keeps_keras_tuples(spec):
+    """Where Keras's get_config() gives a tuple (kernel_size, strides, pool_size, padding,
+    target_shape, ...), kilnet's gives the same tuple: code such as `config["kernel_size"] ==
+    (5, 5)` reads the same in both."""
+    ours, theirs = spec.make(layers).get_config(), spec.make(keras.layers).get_config()
+    name = type(spec.make(layers)).__name__
+    for key, value in theirs.items():
+        if isinstance(value, tuple) and key in ours and (name, key) not in AS_GIVEN:
+            assert isinstance(ours[key], tuple) and ours[key] == value, (key, ours[key], value)
+
+
 # -- saving -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("spec", params_of(SPECS))
 @pytest.mark.filterwarnings("ignore:.*does not support masking")

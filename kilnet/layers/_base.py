@@ -1545,7 +1545,7 @@ class Layer:
             value = getattr(self, key)
             if isinstance(value, initializers.Initializer):   # an object: its config
                 value = initializers.serialize(value)
-            config[key] = list(value) if isinstance(value, tuple) else value
+            config[key] = value
         if self.__dict__.get("_base_activity_regularizer") is not None:
             config["activity_regularizer"] = regularizers.serialize(
                 self._base_activity_regularizer)

@@ -408,7 +408,7 @@ class _Steps1D:
     def get_config(self):
         config = super().get_config()
         for key in ("kernel_size", "strides", "dilation_rate"):
-            config[key] = [config[key][0]]
+            config[key] = (config[key][0],)
         return config
 
     def compute_output_shape(self, input_shape):
