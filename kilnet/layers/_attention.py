@@ -18,6 +18,11 @@ from its inputs' masks; they may also be given in the call) and combines them wi
 attention_mask and use_causal_mask; Attention gets mask=[query_mask, value_mask]. Both pass the
 query's mask on to the next layer.
 
+MultiHeadAttention also takes inputs of a higher rank, (batch, ..., features), attending over
+its `attention_axes` as Keras's einsums do; it folds the other axes into the batch and the
+attended ones into one sequence, so the same kernels (and their written-out gradient) serve,
+and (batch, sequence, features) inputs keep their program unchanged.
+
 Weights are named and shaped as Keras's: MultiHeadAttention holds projections named query,
 key, (gate,) value and attention_output, each with a kernel and a bias, so
 `keras_mha.set_weights(kilnet_mha.get_weights())` makes a Keras layer that computes the same.
@@ -107,8 +112,12 @@ class MultiHeadAttention(Layer):
         use_bias: whether the projections have biases.
         output_shape: the output's feature shape (an int or a tuple); default: the query's
             feature size.
-        attention_axes: only the default, attention over the sequence axis (None, or (1,) as
-            Keras writes it once built).
+        attention_axes: the axes attended over, an int or a tuple of them (negative ones
+            count from the end, as Keras's): the query's positions along them attend to the
+            key's; the other axes between the batch and the features are batch-like. Default
+            None: every axis between the batch and the features (the sequence axis of
+            (batch, sequence, features) inputs). Once built, the layer keeps them resolved
+            (non-negative), as Keras's config writes them.
         sliding_window: each query position attends only to key positions less than this far
             away (combine with use_causal_mask for a causal window).
         use_gate: gate the heads with `sigmoid(query @ gate_kernel + gate_bias)` before the
@@ -128,6 +137,14 @@ class MultiHeadAttention(Layer):
     (batch, T, dim) by default, and with return_attention_scores=True also the attention
     probabilities (batch, num_heads, T, S).
 
+    Inputs of a higher rank, (batch, ..., features), all of one rank, attend over
+    `attention_axes`, as Keras's: the probabilities have the shape (batch, <batch-like
+    axes>, num_heads, <query's attended axes>, <key's attended axes>), normalized over the
+    key's attended axes together, and an attention_mask broadcasts against it once Keras has
+    given it the axes it lacks, just before its last 2 * len(attention_axes) axes (so
+    (batch, T..., S...) gets the heads and batch-like axes). use_causal_mask and
+    sliding_window order the positions of a single attended axis.
+
     Example:
         >>> import numpy as np
         >>> import kilnet
@@ -141,6 +158,11 @@ class MultiHeadAttention(Layer):
         (1, 3, 6)
         >>> [(w.name, w.shape) for w in cross.weights[:4]]
         [('kernel', (6, 2, 4)), ('bias', (2, 4)), ('kernel', (7, 2, 4)), ('bias', (2, 4))]
+        >>> patches = kilnet.Input(shape=(4, 9, 16))          # (batch, patches, tokens, dim)
+        >>> axial = kilnet.layers.MultiHeadAttention(num_heads=2, key_dim=4, attention_axes=2)
+        >>> y, scores = axial(patches, patches, return_attention_scores=True)
+        >>> y.shape, scores.shape, axial.get_config()["attention_axes"]
+        ((None, 4, 9, 16), (None, 4, 2, 9, 9), [2])
     """
 
     # Keras's dropout generator sits on its inner Dropout layer, before the output projection
@@ -225,15 +247,40 @@ class MultiHeadAttention(Layer):
                 shapes.append(shapes[1])  # as Keras: the key defaults to the value
         query, value, key = shapes
         for name, shape in (("query", query), ("value", value), ("key", key)):
-            if len(shape) != 2 or shape[-1] is None:
+            if len(shape) < 2 or shape[-1] is None:
                 raise ValueError(
-                    f"MultiHeadAttention takes {name} of shape (batch, sequence, features) "
-                    "with a known number of features (attention over other axes is not "
-                    f"supported yet). Received: {name} of shape {(None,) + shape}")
-        if None not in (value[0], key[0]) and value[0] != key[0]:
-            raise ValueError(f"value and key must have the same sequence length. Received: "
-                             f"value of shape {(None,) + value}, key of shape {(None,) + key}")
+                    f"MultiHeadAttention takes {name} of shape (batch, sequence, features), or "
+                    "of a higher rank (batch, ..., features), with a known number of features. "
+                    f"Received: {name} of shape {(None,) + shape}")
+        if not _same_sizes(value[:-1], key[:-1]):
+            raise ValueError(f"value and key must have the same sequence length (every axis "
+                             f"but the features alike). Received: value of shape "
+                             f"{(None,) + value}, key of shape {(None,) + key}")
+        self._check_batch_like_axes(query, value)
         return query, value, key
+
+    def _check_batch_like_axes(self, query, value):
+        """query and value of one rank, alike on the axes not attended over: those pair a
+        query with its keys (Keras's einsum shares their letters)."""
+        if len(query) != len(value):
+            raise ValueError(f"query, value and key must have the same rank. Received: query "
+                             f"of shape {(None,) + query}, value of shape {(None,) + value}")
+        axes = _resolved_axes(self.attention_axes, len(query) + 1)
+        batch_like = [axis for axis in range(1, len(query)) if axis not in axes]
+        if not _same_sizes([query[a - 1] for a in batch_like], [value[a - 1] for a in batch_like]):
+            raise ValueError(
+                f"query and value must have the same sizes on the axes not attended over "
+                f"{tuple(batch_like)} (attention_axes={axes}). Received: query of shape "
+                f"{(None,) + query}, value of shape {(None,) + value}. Attend over those axes "
+                f"too (attention_axes), or give inputs that agree there")
+
+    def _scores_shape(self, query, value):
+        """The attention probabilities' sample shape, Keras's: (<batch-like axes>, num_heads,
+        <query's attended axes>, <key's attended axes>); (num_heads, T, S) for sequences."""
+        axes = _resolved_axes(self.attention_axes, len(query) + 1)
+        batch_like = tuple(query[a - 1] for a in range(1, len(query)) if a not in axes)
+        return (batch_like + (self.num_heads,) + tuple(query[a - 1] for a in axes)
+                + tuple(value[a - 1] for a in axes))
 
     def compute_output_shape(self, input_shape):
         query, _, _ = self._input_shapes(input_shape)
@@ -242,6 +289,8 @@ class MultiHeadAttention(Layer):
     # -- weights ---------------------------------------------------------------------------------
     def init(self, rng, input_shape):
         query, value, key = self._input_shapes(input_shape)
+        # Keras's config writes the axes resolved once built: (1,) for sequences, not None
+        self.attention_axes = _resolved_axes(self.attention_axes, len(query) + 1)
         # The output goes back to the query's feature size unless output_shape says otherwise:
         # only known now.
         self._output_dense.units = self._output_shape or (query[-1],)
@@ -249,7 +298,7 @@ class MultiHeadAttention(Layer):
         if self.use_gate:
             builds.append((self._gate_dense, query))
         builds += [(self._value_dense, value),
-                   (self._output_dense, (query[0], self.num_heads, self.value_dim))]
+                   (self._output_dense, query[:-1] + (self.num_heads, self.value_dim))]
         for projection, shape in builds:
             projection.build_weights(rng, shape)
         return self.params_tree(), self.state_tree(), self.compute_output_shape(query)
@@ -268,20 +317,21 @@ class MultiHeadAttention(Layer):
         _check_flag(options.get("return_attention_scores", False), "return_attention_scores")
         _check_flag(options.get("use_causal_mask", False), "use_causal_mask")
         inputs = [query, value] + ([] if key is None else [key])
+        samples = [_sample_shape(t) for t in inputs]
+        self._check_built_for(samples)
         try:
-            shapes = list(self._input_shapes([_sample_shape(t) for t in inputs]))
+            shapes = list(self._input_shapes(samples))
         except ValueError as error:
             raise ValueError(f"Layer {self.name!r} (MultiHeadAttention): {error}") from None
-        self._check_built_for(shapes)
         if isinstance(options.get("attention_mask"), KerasTensor):
-            _check_mask_shape(options["attention_mask"].shape, shapes[0][0], shapes[1][0])
+            self._check_symbolic_mask(options["attention_mask"].shape, *shapes[:2])
         if key is not None:
             options["key"] = key
-        for name, mask, steps in (("query_mask", query_mask, shapes[0][0]),
-                                  ("value_mask", value_mask, shapes[1][0]),
-                                  ("key_mask", key_mask, shapes[1][0])):
+        for name, mask, shape in (("query_mask", query_mask, shapes[0]),
+                                  ("value_mask", value_mask, shapes[1]),
+                                  ("key_mask", key_mask, shapes[2])):
             if mask is not None:
-                _check_sequence_mask(name, tuple(mask.shape), steps)
+                _check_sequence_mask(name, tuple(mask.shape), shape[:-1])
                 options[name] = mask
         return super().__call__(query, value, **options)
 
@@ -298,14 +348,28 @@ class MultiHeadAttention(Layer):
         if not kwargs.get("return_attention_scores", False):
             return output
         query, value, _ = self._input_shapes(input_shape)
-        return [output, (self.num_heads, query[0], value[0])]
+        return [output, self._scores_shape(query, value)]
+
+    def _check_symbolic_mask(self, mask_shape, query, value):
+        if len(query) == 2:
+            _check_mask_shape(mask_shape, query[0], value[0])
+        else:
+            _expanded_mask_shape(tuple(mask_shape), (None,) + self._scores_shape(query, value),
+                                 len(_resolved_axes(self.attention_axes, len(query) + 1)),
+                                 "attention_mask")
 
     def _check_built_for(self, shapes):
-        """A layer called again (shared) must get the feature sizes its weights are for."""
+        """A layer called again (shared) must get the rank and feature sizes its weights and
+        attention axes are for."""
         if self.build_shape is None:
             return
         built = self._input_shapes(self.build_shape)
         for name, got, expected in zip(("query", "value", "key"), shapes, built):
+            if len(got) != len(expected):
+                raise ValueError(
+                    f"Layer {self.name!r} (MultiHeadAttention) is built for {name} of rank "
+                    f"{len(expected) + 1}, shape {(None,) + expected}. Received: {name} of "
+                    f"shape {(None,) + got}. Use another MultiHeadAttention layer for it")
             if got[-1] != expected[-1]:
                 raise ValueError(
                     f"Layer {self.name!r} (MultiHeadAttention) is built for {name} with "
@@ -319,24 +383,75 @@ class MultiHeadAttention(Layer):
         q = project(self._query_dense, x=query)      # (batch, T, heads, key_dim)
         k = project(self._key_dense, x=key)          # (batch, S, heads, key_dim)
         v = project(self._value_dense, x=value)      # (batch, S, heads, value_dim)
+        masks = (attention_mask, query_mask, value_mask, key_mask)
+        attend_heads = self._attend_sequence if q.ndim == 4 else self._attend_over_axes
+        context, probs = attend_heads(q, k, v, masks, use_causal_mask, training, rng,
+                                      return_attention_scores)
+        if self.use_gate:
+            context = context * project(self._gate_dense, x=query)   # sigmoid gate
+        output = project(self._output_dense, x=context)
+        return ((output, probs) if return_attention_scores else output), state
+
+    def _attend_sequence(self, q, k, v, masks, use_causal_mask, training, rng,
+                         return_attention_scores):
+        """(context, probabilities or None) of (batch, sequence, heads, dim) projections."""
         k, v = self.heads_for_queries(k, v)
         q = q * (1.0 / math.sqrt(self.key_dim))
-        attention_mask = _with_sequence_masks(attention_mask, query_mask, value_mask, key_mask)
+        attention_mask = _with_sequence_masks(*masks)
         mask = self._mask(attention_mask, use_causal_mask, q.shape[1], k.shape[1])
+        return self._attend_heads(q, k, v, mask, training, rng, return_attention_scores)
+
+    def _attend_over_axes(self, q, k, v, masks, use_causal_mask, training, rng,
+                          return_attention_scores):
+        """Attention over `attention_axes` of projections of a higher rank, (batch, ...,
+        heads, dim), as Keras's einsums compute it. The batch-like axes are folded into the
+        batch and the attended ones into one sequence (`_AxesFolding`), so the sequence
+        kernels and their written-out gradient serve: a softmax over the flattened key
+        positions is Keras's softmax over the key's attended axes together."""
+        folding = _AxesFolding(_resolved_axes(self.attention_axes, q.ndim - 1), q.shape,
+                               k.shape)
+        q, k, v = folding.fold(q), folding.fold(k), folding.fold(v)
+        k, v = self.heads_for_queries(k, v)
+        q = q * (1.0 / math.sqrt(self.key_dim))
+        mask = self._mask_over_axes(folding, masks, use_causal_mask, heads=q.shape[2])
+        context, probs = self._attend_heads(q, k, v, mask, training, rng,
+                                            return_attention_scores)
+        return (folding.unfold_context(context),
+                None if probs is None else folding.unfold_scores(probs))
+
+    def _attend_heads(self, q, k, v, mask, training, rng, return_attention_scores):
+        """(context, probabilities or None) for q (batch, T, heads, d) already scaled, k and v
+        (batch, S, heads, d) and a boolean mask broadcasting to (batch, heads, T, S)."""
         if not return_attention_scores:
             # softmax and product with a written-out gradient (`attend`; the Transformer bench
             # epoch 1.04-1.09x faster, in-process A/B)
             keep = _dropout_scale((q.shape[0], q.shape[2], q.shape[1], k.shape[1]), q.dtype,
                                   self.dropout, training, rng, self)
-            context, probs = attend_in_parts(q, k, v, mask, keep), None
-        else:
-            probs = attention_probabilities(_heads_product("btnh,bsnh->bnts", q, k), mask)
-            kept = _dropout(probs, self.dropout, training, rng, self)
-            context = _heads_product("bnts,bsnh->btnh", kept, v)
-        if self.use_gate:
-            context = context * project(self._gate_dense, x=query)   # sigmoid gate
-        output = project(self._output_dense, x=context)
-        return ((output, probs) if return_attention_scores else output), state
+            return attend_in_parts(q, k, v, mask, keep), None
+        probs = attention_probabilities(_heads_product("btnh,bsnh->bnts", q, k), mask)
+        kept = _dropout(probs, self.dropout, training, rng, self)
+        return _heads_product("bnts,bsnh->btnh", kept, v), probs
+
+    def _mask_over_axes(self, folding, masks, use_causal_mask, heads):
+        """Keras's mask for inputs of a higher rank, folded as the scores are: the
+        attention_mask ANDed with the inputs' masks and, for one attended axis, the causal and
+        sliding-window masks over its positions."""
+        combined = _with_sequence_masks(*masks)
+        if use_causal_mask or self.sliding_window is not None:
+            if len(folding.axes) != 1:
+                raise ValueError(
+                    "use_causal_mask and sliding_window order the positions of one attended "
+                    f"axis, as Keras's; this layer attends over attention_axes="
+                    f"{folding.axes}. Pass use_causal_mask=False and sliding_window=None, and "
+                    "give the order as an attention_mask, or attend over a single axis")
+            (t,), (s,) = folding.query_positions, folding.key_positions
+            positions = self._mask(None, use_causal_mask, t, s)            # (T, S)
+            combined = positions if combined is None else combined & positions
+        if combined is None:
+            return None
+        given = [name for name, mask in zip(
+            ("attention_mask", "query_mask", "value_mask", "key_mask"), masks) if mask is not None]
+        return folding.fold_mask(combined, heads, what=" & ".join(given))
 
     def heads_for_queries(self, k, v):
         """The key and value heads each query head attends with, (batch, S, num_heads, dim):
@@ -559,6 +674,85 @@ def _check_mask_shape(shape, t, s):
         raise ValueError(f"attention_mask must have the shape (batch, T, S) = (batch, {t}, "
                          f"{s}) or broadcast to it. Received: attention_mask of shape "
                          f"{tuple(shape)}")
+
+
+class _AxesFolding:
+    """How projections of a higher rank, (batch, ..., heads, dim), attend over `axes` with the
+    sequence kernels: the batch-like axes (neither the batch, attended, heads nor dim) join
+    the batch, the attended ones become one sequence, in the order `axes` lists them (Keras's
+    order for the scores' axes), and back.
+
+    Example:
+        >>> import numpy as np
+        >>> q = np.zeros((2, 3, 5, 4, 8))               # (batch, patches, tokens, heads, dim)
+        >>> folding = _AxesFolding((2,), q.shape, q.shape)
+        >>> folding.fold(q).shape                          # tokens attend, patches batch-like
+        (6, 5, 4, 8)
+        >>> folding.unfold_scores(np.zeros((6, 4, 5, 5))).shape
+        (2, 3, 4, 5, 5)
+    """
+
+    def __init__(self, axes, query_shape, key_shape):
+        rank = len(query_shape)
+        self.axes = tuple(axes)
+        batch_like = tuple(a for a in range(1, rank - 2) if a not in self.axes)
+        self.order = (0,) + batch_like + self.axes + (rank - 2, rank - 1)
+        self.lead = tuple(query_shape[a] for a in (0,) + batch_like)
+        self.query_positions = tuple(query_shape[a] for a in self.axes)
+        self.key_positions = tuple(key_shape[a] for a in self.axes)
+
+    def fold(self, x):
+        """(batch, ..., heads, dim) -> (batch * batch-like sizes, positions, heads, dim)."""
+        x = jnp.transpose(x, self.order)
+        positions = math.prod(x.shape[len(self.lead):-2])
+        return x.reshape((math.prod(self.lead), positions) + x.shape[-2:])
+
+    def unfold_context(self, context):
+        """The folded (batch, T, heads, dim) back in the query's layout."""
+        context = context.reshape(self.lead + self.query_positions + context.shape[-2:])
+        return jnp.transpose(context, tuple(np.argsort(self.order)))
+
+    def unfold_scores(self, probs):
+        """The folded (batch, heads, T, S) as Keras's (batch, <batch-like axes>, heads,
+        <query's attended axes>, <key's attended axes>)."""
+        return probs.reshape(self.lead + probs.shape[1:2] + self.query_positions
+                             + self.key_positions)
+
+    def fold_mask(self, mask, heads, what="attention_mask"):
+        """A boolean mask, Keras-expanded and checked against the scores, folded to (batch or
+        1, heads or 1, T, S) for the sequence kernels."""
+        scores_shape = self.lead + (heads,) + self.query_positions + self.key_positions
+        mask = mask.reshape(_expanded_mask_shape(mask.shape, scores_shape, len(self.axes),
+                                                 what))
+        lead = len(self.lead)
+        # a mask shared by every sample stays one, not a copy per sample
+        shared = all(size == 1 for size in mask.shape[:lead])
+        lead_shape = mask.shape[:lead] if shared else self.lead
+        mask = jnp.broadcast_to(mask, lead_shape + mask.shape[lead:lead + 1]
+                                + self.query_positions + self.key_positions)
+        return mask.reshape((math.prod(lead_shape), mask.shape[lead],
+                             math.prod(self.query_positions), math.prod(self.key_positions)))
+
+
+def _expanded_mask_shape(shape, scores_shape, attended, what) -> tuple:
+    """The mask's shape with the axes it lacks, as Keras adds them: one at a time just before
+    its last 2 * attended axes (the query's and key's attended positions), so (batch, T...,
+    S...) gets the heads and batch-like axes; checked to broadcast to the scores. None stands
+    for a size not known yet."""
+    shape, tail = tuple(shape), 2 * attended
+    missing = len(scores_shape) - len(shape)
+    expanded = shape[:len(shape) - tail] + (1,) * missing + shape[len(shape) - tail:]
+    if missing < 0 or (missing and len(shape) < tail) or not all(
+            got in (None, 1, wanted) or wanted is None
+            for got, wanted in zip(expanded, scores_shape)):
+        named = ", ".join("batch" if size is None else str(size) for size in scores_shape)
+        raise ValueError(
+            f"{what} must broadcast to the attention scores, of shape (batch, <batch-like "
+            f"axes>, heads, <query's attended axes>, <key's attended axes>) = ({named}), once "
+            f"the axes it lacks are added before its last {tail} axes, as Keras adds them (a "
+            f"(batch, <query's attended axes>, <key's attended axes>) mask gets the heads and "
+            f"batch-like axes). Received: {what} of shape {shape}")
+    return expanded
 
 
 # XLA's CPU backend computes a batched matrix product's batch elements one after another on one
@@ -806,15 +1000,26 @@ def _check_mask_list(mask):
     return mask[0], mask[1]
 
 
-def _check_sequence_mask(name, shape, steps):
-    if len(shape) != 2 or shape[1] not in (None, steps) and steps is not None:
-        raise ValueError(f"{name} must have the shape (batch, {steps}): one flag per step of "
-                         f"its sequence. Received: {name} of shape {shape}")
+def _check_sequence_mask(name, shape, positions):
+    """A query/value/key mask: (batch, *positions), one flag per position of its input (every
+    axis but the features; (batch, steps) for a sequence)."""
+    if len(shape) != len(positions) + 1 or not _same_sizes(shape[1:], positions):
+        raise ValueError(f"{name} must have the shape (batch, "
+                         f"{', '.join(str(size) for size in positions)}): one flag per step "
+                         f"of its input (all its axes but the features). Received: {name} of "
+                         f"shape {shape}")
+
+
+def _same_sizes(sizes, others) -> bool:
+    """Two shapes of one rank, alike where both sizes are known."""
+    return len(sizes) == len(others) and all(
+        a is None or b is None or a == b for a, b in zip(sizes, others))
 
 
 def _with_sequence_masks(attention_mask, query_mask, value_mask, key_mask):
     """attention_mask (batch, T, S) ANDed with the sequence masks, as Keras's MultiHeadAttention
-    combines them: a query step attends where it is real, to value/key steps that are real."""
+    combines them: a query step attends where it is real, to value/key steps that are real.
+    (Inputs of a higher rank: the masks have all their axes but the features, the same way.)"""
     combined = None if attention_mask is None else jnp.asarray(attention_mask) != 0
     for mask, axis in ((query_mask, -1), (value_mask, -2), (key_mask, -2)):
         if mask is not None:
@@ -864,15 +1069,37 @@ def _check_output_shape(output_shape):
     return tuple(shape)
 
 
+_AXES_EXPECTED = ("None, an axis or a tuple of distinct axes between the batch axis (0) and "
+                  "the features (-1), e.g. 1 for a sequence, (1, 2) for an image's rows and "
+                  "columns")
+
+
 def _check_attention_axes(attention_axes):
-    """Only attention over the sequence axis: None, or (1,) as Keras writes it once built."""
+    """None, or the axes as a tuple (an int n: (n,), as Keras keeps it), refusing what no rank
+    allows: the batch axis 0, the features -1, repeats, an empty tuple, non-integers."""
     if attention_axes is None:
         return None
     axes = (attention_axes,) if isinstance(attention_axes, int) else attention_axes
-    if isinstance(axes, (list, tuple)) and list(axes) == [1]:
-        return (1,)
-    raise ValueError(
-        "MultiHeadAttention supports only the default attention_axes (None: attention over the "
-        "sequence axis of (batch, sequence, features) inputs). Received: "
-        f"attention_axes={attention_axes!r}")
+    if (not isinstance(axes, (list, tuple)) or not axes
+            or not all(isinstance(a, int) and not isinstance(a, bool) for a in axes)
+            or len(set(axes)) != len(axes) or 0 in axes or -1 in axes):
+        raise ValueError(f"attention_axes must be {_AXES_EXPECTED}. Received: "
+                         f"attention_axes={attention_axes!r}")
+    return tuple(axes)
+
+
+def _resolved_axes(attention_axes, rank) -> tuple:
+    """The attended axes of inputs of `rank` (batch axis included), non-negative, in the
+    order given (Keras's order for the scores' axes): default every axis between the batch
+    and the features. Negative axes count from the end of the input, as Keras's do."""
+    if attention_axes is None:
+        return tuple(range(1, rank - 1))
+    resolved = tuple(axis + rank if axis < 0 else axis for axis in attention_axes)
+    if not all(1 <= axis <= rank - 2 for axis in resolved) or len(set(resolved)) != len(
+            resolved):
+        raise ValueError(
+            f"attention_axes must be {_AXES_EXPECTED}; inputs of rank {rank} have them from 1 "
+            f"to {rank - 2} (or {-(rank - 1)} to -2). Received: attention_axes="
+            f"{attention_axes!r}. Give axes of the inputs between their batch and features")
+    return resolved
 

@@ -115,6 +115,11 @@ class GroupQueryAttention(MultiHeadAttention):
 
     def _input_shapes(self, input_shape):
         query, value, key = super()._input_shapes(input_shape)
+        if len(query) != 2:   # Keras's attends over the sequence only
+            raise ValueError(
+                f"GroupQueryAttention takes query, value and key of shape (batch, sequence, "
+                f"features). Received: query of shape {(None,) + query}. For inputs of a "
+                f"higher rank use MultiHeadAttention (attention_axes)")
         if query[-1] != value[-1]:
             raise ValueError(
                 f"GroupQueryAttention needs value with as many features as query (its output "
