@@ -162,7 +162,7 @@ class MultiHeadAttention(Layer):
         >>> axial = kilnet.layers.MultiHeadAttention(num_heads=2, key_dim=4, attention_axes=2)
         >>> y, scores = axial(patches, patches, return_attention_scores=True)
         >>> y.shape, scores.shape, axial.get_config()["attention_axes"]
-        ((None, 4, 9, 16), (None, 4, 2, 9, 9), [2])
+        ((None, 4, 9, 16), (None, 4, 2, 9, 9), (2,))
     """
 
     # Keras's dropout generator sits on its inner Dropout layer, before the output projection
