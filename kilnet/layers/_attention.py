@@ -1075,8 +1075,9 @@ _AXES_EXPECTED = ("None, an axis or a tuple of distinct axes between the batch a
 
 
 def _check_attention_axes(attention_axes):
-    """None, or the axes as a tuple (an int n: (n,), as Keras keeps it), refusing what no rank
-    allows: the batch axis 0, the features -1, repeats, an empty tuple, non-integers."""
+    """None, or the axes as given (an int n: (n,), as Keras keeps it; a list stays a list
+    until the layer is built, as in Keras's config), refusing what no rank allows: the batch
+    axis 0, the features -1, repeats, an empty tuple, non-integers."""
     if attention_axes is None:
         return None
     axes = (attention_axes,) if isinstance(attention_axes, int) else attention_axes
@@ -1085,7 +1086,7 @@ def _check_attention_axes(attention_axes):
             or len(set(axes)) != len(axes) or 0 in axes or -1 in axes):
         raise ValueError(f"attention_axes must be {_AXES_EXPECTED}. Received: "
                          f"attention_axes={attention_axes!r}")
-    return tuple(axes)
+    return axes
 
 
 def _resolved_axes(attention_axes, rank) -> tuple:
