@@ -286,6 +286,19 @@ class Trainer:
         params = programs.apply_constraints(self.spec, optax.apply_updates(params, updates))
         return adapter.trainable_list(params), jax.tree.leaves(opt_state)
 
+    # -- params-shaped trees as Keras's lists (an optimizer's apply() of yours sees them) ------
+    def trainable_list(self, tree) -> list:
+        """A params-shaped tree (gradients) as a list in model.trainable_variables' order."""
+        return KerasState(self).trainable_list(tree)
+
+    def with_trainable_list(self, tree, values):
+        """trainable_list's inverse: `tree` with `values` in place."""
+        return KerasState(self).with_trainable_list(tree, values)
+
+    def trainable_variables(self) -> list:
+        """The model's trainable Variables, in the order trainable_list gives."""
+        return list(self.model.trainable_variables)
+
     def model_params(self):
         """The model's whole params tree (trained and frozen weights)."""
         return programs.model_params(self.state)
@@ -560,7 +573,10 @@ class KerasState:
         return [_tree.get_path(params, p) for p in self._slots()[0]]
 
     def trainable_tree(self, state, values):
-        tree = state.params
+        return self.with_trainable_list(state.params, values)
+
+    def with_trainable_list(self, tree, values):
+        """A params-shaped `tree` with `values` (Keras's trainable order) in place."""
         for path, value in zip(self._slots()[0], values):
             tree = _tree.replace_path(tree, path, value)
         return tree

@@ -683,6 +683,10 @@ class Optimizer:
             >>> w.numpy().tolist()
             [0.75, 0.75]
         """
+        capture = self.__dict__.get("_gradients_of_apply")
+        if capture is not None:   # reached through your apply() while an update is traced
+            capture.append(list(grads))
+            return
         if trainable_variables is None:
             own = self._require_built("apply(grads)")
             trainable_variables = own.targets
@@ -690,7 +694,8 @@ class Optimizer:
         if not self.built or [id(t) for t in self._own.targets] != [
                 id(t) for t in trainable_variables]:
             self.build(trainable_variables)
-        new, state = self.stateless_apply(self._own.variables, grads, trainable_variables)
+        with _apply_has_run(self):   # your apply() is this call: the update must not rerun it
+            new, state = self.stateless_apply(self._own.variables, grads, trainable_variables)
         for target, value in zip(trainable_variables, new):
             target.assign(value)
         for variable, value in zip(self._own.variables, state):
@@ -710,7 +715,15 @@ class Optimizer:
         return self._own
 
     def core(self, learning_rate) -> optax.GradientTransformation:
-        raise NotImplementedError
+        """The update as an Optax transformation of the learning rate (each subclass's)."""
+        reason = ("its Keras-style update_step(gradient, variable, learning_rate) is not run"
+                  if hasattr(self, "update_step") else "it defines no update (core)")
+        raise NotImplementedError(
+            f"kilnet cannot compile {type(self).__name__}: {reason}; kilnet's optimizers are "
+            "Optax transformations. Subclass one of kilnet.optimizers' optimizers and "
+            "override apply(grads, trainable_variables) to change the gradients before "
+            "super().apply(...) (as Keras's gradient-centralization recipe), or pass an "
+            "optax.GradientTransformation to compile(optimizer=...).")
 
     def transformation(self) -> optax.GradientTransformation:
         """The full transformation: gradient clipping, then the update with an injected lr."""
@@ -730,7 +743,43 @@ class Optimizer:
         if self.use_ema:
             parts.append(moving_average_of_weights(self.ema_momentum,
                                                    self.ema_overwrite_frequency))
-        return optax.chain(*parts)
+        chain = optax.chain(*parts)
+        return _through_your_apply(self, chain) if overrides_apply(self) else chain
+
+    def gradients_of_apply(self, grads, params):
+        """The gradients your `apply(grads, trainable_variables)` override passes on to
+        `super().apply(...)`, traced: Keras's fit reaches the update through `apply`, so an
+        override that changes the gradients (gradient centralization) changes training.
+        `grads` and `params` are trees (the compiled step's) or lists (a built optimizer's);
+        your apply gets them as lists in the model's trainable-variable order, with the
+        model's Variables (their values are the weights before this step)."""
+        trainer = self._trainer() if self._trainer is not None else None
+        if isinstance(grads, list):
+            listed, variables = grads, (self._own.targets if self.built else params)
+        elif trainer is not None and trainer.state is not None:
+            listed, variables = trainer.trainable_list(grads), trainer.trainable_variables()
+        else:
+            listed, variables = jax.tree.leaves(grads), jax.tree.leaves(params)
+        captured = []
+        self._gradients_of_apply = captured
+        try:
+            self.apply(list(listed), list(variables))
+        finally:
+            del self._gradients_of_apply
+        if not captured:
+            raise ValueError(
+                f"{type(self).__name__}.apply(grads, trainable_variables) returned without "
+                "calling super().apply(grads, trainable_variables): kilnet's optimizer "
+                "applies the update there, with the gradients you pass it.")
+        new = captured[-1]
+        if len(new) != len(listed):
+            raise ValueError(f"{type(self).__name__}.apply passed {len(new)} gradients to "
+                             f"super().apply; expected one per variable, {len(listed)}.")
+        if isinstance(grads, list):
+            return new
+        if trainer is not None and trainer.state is not None:
+            return trainer.with_trainable_list(grads, new)
+        return jax.tree.unflatten(jax.tree.structure(grads), new)
 
     def weights_update(self):
         """The update as one function (grads, opt_state, params) -> (new params, opt_state),
@@ -1246,6 +1295,46 @@ def step_count(opt_state) -> int:
     """The updates an optimizer state has made (its injected hyperparameters' count)."""
     states = _hyperparam_states(opt_state)
     return int(states[0].count) if states else 0
+
+
+def overrides_apply(optimizer) -> bool:
+    """Whether `optimizer` is of a subclass of yours whose `apply` changes what kilnet's
+    does (see Optimizer.gradients_of_apply).
+
+    Example:
+        >>> from kilnet import optimizers
+        >>> class Centered(optimizers.SGD):
+        ...     def apply(self, grads, trainable_variables=None):
+        ...         return super().apply([g - g.mean() for g in grads], trainable_variables)
+        >>> overrides_apply(Centered()), overrides_apply(optimizers.SGD())
+        (True, False)
+    """
+    return type(optimizer).apply is not Optimizer.apply
+
+
+def _through_your_apply(optimizer, tx) -> optax.GradientTransformation:
+    """`tx` fed the gradients the optimizer's own apply() passes on (gradients_of_apply),
+    except inside kilnet's apply, reached after yours has already run."""
+
+    def update(grads, state, params=None):
+        if not optimizer.__dict__.get("_apply_has_run"):
+            grads = optimizer.gradients_of_apply(grads, params)
+        return tx.update(grads, state, params)
+
+    return optax.GradientTransformation(tx.init, update)
+
+
+class _apply_has_run:
+    """Marks an optimizer's apply() as running its update (see _through_your_apply)."""
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+
+    def __enter__(self):
+        self.optimizer._apply_has_run = True
+
+    def __exit__(self, *exc):
+        self.optimizer.__dict__.pop("_apply_has_run", None)
 
 
 class _OwnState(NamedTuple):
