@@ -11,9 +11,11 @@ chunk, with the index of its first batch in the epoch, and `on_train_batch_end(b
 after it, with the index of its last batch and the logs at that point (the epoch's running
 means). Over an epoch the chunks' [first, last] ranges cover every batch exactly once, in order.
 Evaluation (evaluate(), and validation inside fit()) calls `on_test_batch_begin` /
-`on_test_batch_end` once per evaluated block, and predict() `on_predict_batch_begin` /
-`on_predict_batch_end` (logs {"outputs": that block's predictions}) once per block. A callback
-that needs every batch can cap the chunk length (BackupAndRestore's save_freq does).
+`on_test_batch_end`, and predict() `on_predict_batch_begin` / `on_predict_batch_end` (logs
+{"outputs": those batches' predictions}), around every batch when a callback of yours has
+those hooks (as Keras's default), every steps_per_execution batches when compile() sets it,
+else once per evaluated block (kilnet's own callbacks, written for chunks). A callback that
+needs every training batch can cap the chunk length (BackupAndRestore's save_freq does).
 """
 
 from __future__ import annotations
@@ -755,11 +757,16 @@ def train_on_batch(model, x, y, batch_size, *, sample_weight=None, class_weight=
 
 
 # -- evaluate and predict ---------------------------------------------------------------------------
-def _hook_pieces(trainer, callbacks, first: int, stop: int):
-    """The (start, end) step ranges that one evaluate or predict block runs as: the whole
-    block, or pieces of compile()'s steps_per_execution when callbacks are there to see each
-    piece's batch hooks (Keras calls them every steps_per_execution batches)."""
-    every = trainer.steps_per_execution if callbacks is not None else None
+def _hook_pieces(trainer, callbacks, first: int, stop: int, kind: str):
+    """The (start, end) step ranges that one evaluate or predict block (`kind` "test" or
+    "predict") runs as: the whole block, or pieces of compile()'s steps_per_execution when
+    callbacks are there to see each piece's batch hooks (Keras calls them every
+    steps_per_execution batches), or single batches when a callback of yours has this kind's
+    batch hooks and steps_per_execution is not set (Keras's default: every batch)."""
+    every = None
+    if callbacks is not None:
+        every = trainer.steps_per_execution or (
+            1 if callbacks.reads_each_batch(kind) else None)
     every = every or (stop - first)
     return [(start, min(start + every, stop)) for start in range(first, stop, every)]
 
@@ -783,7 +790,7 @@ def _evaluate_feed(trainer, feed, *, steps=None, callbacks=None):
         stop = block.limit if steps is None else min(block.limit, steps)
         if stop <= block.base:
             break
-        for start, end in _hook_pieces(trainer, callbacks, block.base, stop):
+        for start, end in _hook_pieces(trainer, callbacks, block.base, stop, "test"):
             if callbacks is not None:
                 callbacks.on_test_batch_begin(start)
             positions = (block.order, block.valid, np.int32(block.base), np.int32(start),
@@ -931,7 +938,7 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
             break
         rows = block.order.shape[0]
         outputs = None   # the block's output buffers, each piece writing its rows
-        for start, end in _hook_pieces(trainer, cb_list, block.base, stop):
+        for start, end in _hook_pieces(trainer, cb_list, block.base, stop, "predict"):
             if cb_list is not None:
                 cb_list.on_predict_batch_begin(start)
             positions = (block.order, block.valid, np.int32(block.base), np.int32(start),

@@ -355,19 +355,22 @@ def names(events):
 def test_evaluate_callbacks_fire_in_keras_order_with_keras_arguments():
     x, y = blobs()
     model = compiled_mlp()
-    # Keras running all 3 batches as one execution is what one kilnet block is.
-    twin = keras_twin(model, steps_per_execution=3)
+    twin = keras_twin(model)
     ours, theirs = Recorder(), KerasRecorder()
     result = model.evaluate(x, y, batch_size=32, verbose=0, callbacks=[ours], return_dict=True)
     reference = twin.evaluate(x, y, batch_size=32, verbose=0, callbacks=[theirs],
                               return_dict=True)
+    # a callback of yours with batch hooks gets every batch, with the running logs, as Keras's
+    each = [event for batch in range(3) for event in (
+        ("test_batch_begin", batch, []), ("test_batch_end", batch, ["accuracy", "loss"]))]
     assert names(ours.events) == names(theirs.events) == [
-        ("test_begin", []), ("test_batch_begin", 0, []),
-        ("test_batch_end", 2, ["accuracy", "loss"]), ("test_end", ["accuracy", "loss"])]
+        ("test_begin", []), *each, ("test_end", ["accuracy", "loss"])]
     assert ours.events[-1][-1] == result
     for name, value in reference.items():
         assert ours.events[-1][-1][name] == pytest.approx(value, rel=1e-5)
-        assert ours.events[2][-1][name] == pytest.approx(theirs.events[2][-1][name], rel=1e-5)
+        for at in (2, 4, 6):
+            assert ours.events[at][-1][name] == pytest.approx(theirs.events[at][-1][name],
+                                                              rel=1e-5)
     assert ours.params == {"epochs": 1, "steps": 3, "verbose": 0}
     assert ours.params == {k: theirs.params[k] for k in ours.params}
 
@@ -375,22 +378,33 @@ def test_evaluate_callbacks_fire_in_keras_order_with_keras_arguments():
 def test_predict_callbacks_fire_in_keras_order_with_the_outputs():
     x, _ = blobs()
     model = compiled_mlp()
-    twin = keras_twin(model, steps_per_execution=3)
+    twin = keras_twin(model)
     ours, theirs = Recorder(), KerasRecorder()
     out = model.predict(x, batch_size=32, verbose=0, callbacks=[ours])
     twin.predict(x, batch_size=32, verbose=0, callbacks=[theirs])
+    each = [event for batch in range(3) for event in (
+        ("predict_batch_begin", batch, []), ("predict_batch_end", batch, ["outputs"]))]
     assert names(ours.events) == names(theirs.events) == [
-        ("predict_begin", []), ("predict_batch_begin", 0, []),
-        ("predict_batch_end", 2, ["outputs"]), ("predict_end", [])]
-    np.testing.assert_array_equal(ours.events[2][-1]["outputs"], out)
-    np.testing.assert_allclose(ours.events[2][-1]["outputs"],
-                               np.asarray(theirs.events[2][-1]["outputs"]), rtol=1e-5,
-                               atol=1e-6)
+        ("predict_begin", []), *each, ("predict_end", [])]
+    np.testing.assert_array_equal(
+        np.concatenate([ours.events[at][-1]["outputs"] for at in (2, 4, 6)]), out)
+    for at in (2, 4, 6):
+        np.testing.assert_allclose(ours.events[at][-1]["outputs"],
+                                   np.asarray(theirs.events[at][-1]["outputs"]), rtol=1e-5,
+                                   atol=1e-6)
 
 
-def test_stop_evaluating_and_stop_predicting_from_a_callback(monkeypatch):
-    # Streamed data: one block per 2 batches, so a callback can stop between blocks.
-    monkeypatch.setattr(kilnet.feeds, "STREAM_BLOCK_BYTES", 2 * 8 * FEATURES * 4)
+def test_batch_hooks_of_kilnet_callbacks_alone_keep_whole_blocks():
+    recorder = Recorder()
+    recorder.chunk_batch_hooks = True   # as kilnet's own callbacks, written for chunks
+    x, y = blobs()
+    model = compiled_mlp()
+    model.evaluate(x, y, batch_size=32, verbose=0, callbacks=[recorder])
+    assert [e[:2] for e in recorder.events[1:3]] == [("test_batch_begin", 0),
+                                                     ("test_batch_end", 2)]
+
+
+def test_stop_evaluating_and_stop_predicting_from_a_callback():
     x, y = blobs(n=48)
     model = compiled_mlp()
 
@@ -405,11 +419,12 @@ def test_stop_evaluating_and_stop_predicting_from_a_callback(monkeypatch):
     logs = model.evaluate(batches(x, y, 8), verbose=0, callbacks=[Stop(), recorder],
                           return_dict=True)
     assert [e[:2] for e in recorder.events] == [("test_begin", {}), ("test_batch_begin", 0),
-                                                ("test_batch_end", 1), ("test_end", logs)]
-    expected = model.evaluate(x[:16], y[:16], batch_size=8, verbose=0, return_dict=True)
+                                                ("test_batch_end", 0), ("test_end", logs)]
+    expected = model.evaluate(x[:8], y[:8], batch_size=8, verbose=0, return_dict=True)
     assert logs["loss"] == pytest.approx(expected["loss"], rel=1e-6)
-    out = model.predict(batches(x, None, 8), verbose=0, callbacks=[Stop()])
-    assert out.shape == (16, CLASSES)
+    assert model.predict(batches(x, None, 8), verbose=0, callbacks=[Stop()]).shape == (
+        8, CLASSES)
+    assert model.predict(x, batch_size=8, verbose=0, callbacks=[Stop()]).shape == (8, CLASSES)
 
 
 def test_evaluate_and_predict_steps_on_arrays():
@@ -696,3 +711,25 @@ def test_quantize_says_it_is_not_implemented_and_what_to_use():
     model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(1)])
     with pytest.raises(NotImplementedError, match=r"quantize\('int8'\).*mixed_bfloat16"):
         model.quantize("int8")
+
+
+def test_validation_inside_fit_gives_every_batch_its_test_hooks_as_keras():
+    """keras.io's super-resolution callback averages a metric over on_test_batch_end calls."""
+    x, y = blobs()
+
+    def seen(lib, model):
+        class TestBatches(lib.callbacks.Callback):
+            found = []
+
+            def on_test_batch_end(self, batch, logs=None):
+                TestBatches.found.append((batch, logs["loss"]))
+
+        model.fit(x, y, batch_size=32, epochs=1, shuffle=False, validation_data=(x, y),
+                  callbacks=[TestBatches()], verbose=0)
+        return TestBatches.found
+
+    model = compiled_mlp()
+    theirs = seen(keras, keras_twin(model))
+    ours = seen(kilnet, model)
+    assert [b for b, _ in ours] == [b for b, _ in theirs] == [0, 1, 2]
+    np.testing.assert_allclose([v for _, v in ours], [v for _, v in theirs], rtol=1e-5)

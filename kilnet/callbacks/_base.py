@@ -136,6 +136,14 @@ class CallbackList(Callback):
             return "each"
         return "chunk"
 
+    def reads_each_batch(self, kind: str) -> bool:
+        """Whether a callback of yours (not written for chunks) has batch hooks of `kind`
+        ("test", "predict"): evaluate and predict then run one batch per call, so that each
+        batch gets its hooks, as in Keras."""
+        return any(not cb.chunk_batch_hooks and (_overrides(cb, f"on_{kind}_batch_begin")
+                                                 or _overrides(cb, f"on_{kind}_batch_end"))
+                   for cb in self.callbacks)
+
     def on_batch_of_chunk(self, batch: int, logs: dict):
         """A batch of a chunk that has run ("each" mode): its begin and end hooks, the end
         with that batch's logs, on the callbacks not written for chunks."""
