@@ -792,6 +792,12 @@ class Model(Layer):
             raise ValueError("steps_per_execution must be a positive integer (the most steps one "
                              f"compiled chunk runs). Received: steps_per_execution="
                              f"{steps_per_execution!r}")
+        # what `model.optimizer = ...` compiles again with (its setter)
+        set_untracked(self, "_compile_arguments", dict(
+            loss=loss, metrics=metrics, loss_weights=loss_weights,
+            weighted_metrics=weighted_metrics, on_nonfinite=on_nonfinite,
+            distribution=distribution, steps_per_execution=steps_per_execution, **unsupported))
+        self.__dict__.pop("_optimizer_before_compile", None)
         if self.compiled is not None:
             self.compiled.release_variables()
         self.compiled = Trainer(self, optimizer=optimizer, loss=loss, metrics=metrics,
@@ -977,7 +983,32 @@ class Model(Layer):
 
     @property
     def optimizer(self):
-        return None if self.compiled is None else self.compiled.optimizer
+        """The compiled optimizer (None before compile()). Setting it, as Keras's
+        `model.optimizer = ...` (a compile() of yours that sets it after super().compile(),
+        keras.io's Zero-DCE), compiles the model again with the same other arguments and the
+        new optimizer, whose state starts afresh; before compile() it is only kept, and
+        compile() replaces it, as in Keras.
+
+        Example:
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(1)])
+            >>> model.compile(optimizer="sgd", loss="mse")
+            >>> model.optimizer = kilnet.optimizers.Adam(learning_rate=0.01)
+            >>> type(model.optimizer).__name__, model.loss
+            ('Adam', 'mse')
+        """
+        if self.compiled is None:
+            return self.__dict__.get("_optimizer_before_compile")
+        return self.compiled.optimizer
+
+    @optimizer.setter
+    def optimizer(self, value):
+        if self.compiled is None:
+            set_untracked(self, "_optimizer_before_compile", value)
+            return
+        # Model.compile, not type(self).compile: a compile() of yours that sets the optimizer
+        # would call itself
+        Model.compile(self, value, **self.__dict__["_compile_arguments"])
 
     @property
     def loss(self):
