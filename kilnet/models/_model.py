@@ -518,12 +518,16 @@ class Model(Layer):
 
     # -- the pure forward pass ------------------------------------------------------------------
     def apply(self, params, state, inputs, *args, training=False, rng=None, sample_mask=None,
-              logits=False, output_masks=None, **kwargs):
+              logits=False, output_masks=None, mask=None, **kwargs):
         """Run the model: returns (outputs, new_state). Pure: traced in compiled programs.
 
         logits: True (or one bool per output) returns the pre-activation of outputs whose
-        layer ends in an activation that a loss can fold in (see output_activations)."""
+        layer ends in an activation that a loss can fold in (see output_activations).
+        mask: the inputs' sequence masks (a functional model nested in another gets those of
+        the tensors it is called on), given to its graph's inputs, as Keras's Functional."""
         if not self.is_functional:
+            if mask is not None:
+                kwargs["mask"] = mask
             return super().apply(params, state, self._as_called(inputs), *args,
                                  training=training, rng=rng, sample_mask=sample_mask, **kwargs)
         values = {}
@@ -531,7 +535,9 @@ class Model(Layer):
             values[tensor.uid] = value
         logit_nodes = self._logit_nodes(logits)
         new_state = dict(state)
-        masks = {}  # filled below; output_masks (a list, if given) gets the outputs' masks  # tensor uid -> its sequence mask, where a layer made one (Keras's masks)
+        # tensor uid -> its sequence mask, where a layer made one or the call gave one (Keras's
+        # masks); output_masks (a list, if given) gets the outputs' masks
+        masks = self._given_input_masks(mask)
         for position, node in enumerate(self.graph.run_nodes):
             layer = node.layer
             node_args = substitute(node.args, values)
@@ -556,11 +562,25 @@ class Model(Layer):
                 sample_mask=sample_mask, **node_kwargs)
             for tensor, value in zip(node.outputs, flatten(out)):
                 values[tensor.uid] = value
-            if any(t.has_mask for t in node.outputs):
-                _record_masks(node, layer.compute_mask(node_args[0], previous_mask), masks)
+            # a mask given to the model's inputs flows on as the graph's own (has_mask marks
+            # those only), through the layers that support masking
+            given_flows = layer.supports_masking and any(
+                m is not None for m in jax.tree.leaves(previous_mask))
+            if given_flows or any(t.has_mask for t in node.outputs):
+                _record_masks(node, layer.compute_mask(node_args[0], previous_mask), masks,
+                              given_flows)
         if output_masks is not None:
             output_masks.extend(masks.get(t.uid) for t in self.graph.outputs)
         return self.pack_outputs([values[t.uid] for t in self.graph.outputs]), new_state
+
+    def _given_input_masks(self, mask) -> dict:
+        """{input tensor uid: its mask} for the masks a call gave the graph's inputs."""
+        if mask is None:
+            return {}
+        given = jax.tree.leaves(mask, is_leaf=lambda m: m is None)
+        if len(given) != len(self.graph.inputs):
+            return {}   # not one per input: Keras sets none either (zip of unequal lengths)
+        return {tensor.uid: m for tensor, m in zip(self.graph.inputs, given) if m is not None}
 
     def _as_called(self, inputs):
         """A subclassed model first called on a dict gets a dict again: fit, evaluate and
@@ -1237,12 +1257,14 @@ def _named_masks(layer, node, masks: dict) -> dict:
     return filled
 
 
-def _record_masks(node, output_masks, masks: dict):
+def _record_masks(node, output_masks, masks: dict, given_flows=False):
+    """The node's output masks into `masks`: those its outputs were marked to carry
+    (has_mask), and any, when a mask given to the model's inputs reached the node."""
     flat = jax.tree.leaves(output_masks, is_leaf=lambda m: m is None)
     if len(flat) == 1 and len(node.outputs) > 1:
         flat = flat * len(node.outputs)
     for tensor, mask in zip(node.outputs, flat):
-        if tensor.has_mask and mask is not None:
+        if (tensor.has_mask or given_flows) and mask is not None:
             masks[tensor.uid] = mask
 
 
