@@ -161,7 +161,7 @@ def _batch_feed(trainer, source, y, batch_size, *, shuffle, steps, seed, class_w
     reader = loaders.BatchReader(model, None, class_weight=class_weight)
     first_x = loaders.unpack(first, 0)[0]
     xs = reader.inputs(first_x, 0)
-    trainer.ensure_state(seed, input_shape=structure.sample_shapes(model, first_x, xs))
+    trainer.ensure_state(seed, input_shape=structure.sample_batch(model, first_x, xs))
     if labels:
         reader.objective = trainer.objective
     xs, ys = reader.read(first, 0)
@@ -215,7 +215,7 @@ def _arrays_for_fit(model, trainer, x, y, *, seed, batch_size, epochs, validatio
     xs = structure.inputs_of(model, x)
     _take_other_lengths(model, xs)
     xs = validation.check_features(model, xs, structure.input_argument_names(model, len(xs)))
-    trainer.ensure_state(seed, input_shape=structure.sample_shapes(model, x, xs))
+    trainer.ensure_state(seed, input_shape=structure.sample_batch(model, x, xs))
     x_names = structure.argument_names("x", model.input_names)
     if y is None and (model.overrides_train_step or model.overrides_compute_loss):
         ys, y_names = [], []  # the model's own step or loss needs no labels (an autoencoder)
@@ -847,7 +847,7 @@ def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False,
         xs = structure.inputs_of(model, x)
         _take_other_lengths(model, xs)
         xs = validation.check_features(model, xs, structure.input_argument_names(model, len(xs)))
-        trainer.ensure_state(input_shape=structure.sample_shapes(model, x, xs))
+        trainer.ensure_state(input_shape=structure.sample_batch(model, x, xs))
         ys = structure.targets_of(trainer.objective, y, own_step=model.overrides_test_step)
         y_names = _label_names(trainer, len(ys))
         xs, ys, batch_size = validation.check_eval_inputs(
@@ -1006,7 +1006,7 @@ def _prediction_feed(model, trainer, x, batch_size, on_host=False):
     xs, batch_size = validation.check_predict_inputs(
         model, xs, x_names=structure.input_argument_names(model, len(xs)),
         batch_size=batch_size)
-    trainer.ensure_state(input_shape=structure.sample_shapes(model, x, xs))
+    trainer.ensure_state(input_shape=structure.sample_batch(model, x, xs))
     return make_feed(trainer, structure.pack(xs), None, batch_size, on_host=on_host)
 
 

@@ -8,8 +8,10 @@ target order (kilnet.objective).
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 
+from kilnet import data as data_lib
 from kilnet.errors import InputError
 
 
@@ -17,7 +19,7 @@ def inputs_of(model, x, argument: str = "x") -> list:
     """x as a list with one entry per model input (names from model.input_names)."""
     specs = model.input_specs
     if specs is None and isinstance(x, dict) and getattr(model, "takes_keyed_inputs", False):
-        return [x[key] for key in sorted(x)]   # its call takes the dict (see sample_shapes)
+        return [x[key] for key in sorted(x)]   # its call takes the dict (see sample_batch)
     if specs is None or len(specs) == 1:
         if isinstance(x, dict):
             if specs is not None and len(x) == 1 and model.input_names[0] in x:
@@ -87,15 +89,18 @@ def targets_of(objective, y, argument: str = "y", own_step: bool = False) -> lis
                      f"Received: {type(y).__name__}")
 
 
-def sample_shapes(model, x, xs: list):
-    """The shapes of inputs_of(model, x) without the batch axis, as build takes them: one
-    shape, a list, or a dict by key when the model's call takes x as a dict (a subclassed
-    model; its Keras form `call(inputs)` then reads inputs["title"])."""
-    shapes = [tuple(np.shape(a)[1:]) for a in xs]
+def sample_batch(model, x, xs: list):
+    """A batch of one sample of inputs_of(model, x), abstractly (jax.ShapeDtypeStruct, in
+    the dtype each array has on the device), as build(one_batch) takes it, so that the
+    model is built for the data's shapes and traced on its dtypes (integer ids stay
+    integers): one array, a list, or a dict by key when the model's call takes x as a dict
+    (a subclassed model; its Keras form `call(inputs)` then reads inputs["title"])."""
+    specs = [jax.ShapeDtypeStruct((1,) + tuple(np.shape(a)[1:]), data_lib.device_dtype(
+        np.asarray(a[:1]))) for a in xs]
     if isinstance(x, dict) and getattr(model, "takes_keyed_inputs", False) and not isinstance(
             model.input_specs, list):
-        return dict(zip(sorted(x), shapes))
-    return shapes[0] if len(shapes) == 1 else shapes
+        return dict(zip(sorted(x), specs))
+    return specs[0] if len(specs) == 1 else specs
 
 
 def pack(arrays: list):

@@ -324,7 +324,8 @@ class Layer:
         layers run `build` and trace `call` once (building sub-layers on their first call)."""
         if self.is_pure:
             return {}, {}, self.compute_output_shape(input_shape)
-        return self._keras_init(rng, input_shape)
+        params, state, outputs = self._keras_init(rng, input_shape)
+        return params, state, output_shapes(outputs)
 
     def apply(self, params, state, *args, training=False, rng=None, sample_mask=None,
               **kwargs):
@@ -631,6 +632,7 @@ class Layer:
         """A sub-layer called for the first time while its parent is being built."""
         if not self.built:
             self.note_batch_size(args)
+            self.note_input_dtype(args)
             self.build_weights(_drawing_rng(), self.call_input_shape(args, kwargs),
                                call_extras=_array_extras(args), call_keywords=kwargs)
         entry = [self.params_tree(), self.state_tree()]
@@ -643,6 +645,7 @@ class Layer:
         args = jax.tree.map(_as_input_array, args)
         if not self.built:
             self.note_batch_size(args)
+            self.note_input_dtype(args)
             self.build_weights(utils.numpy_rng(utils.next_seed()),
                                self.call_input_shape(args, kwargs),
                                call_extras=_array_extras(args), call_keywords=kwargs)
@@ -689,8 +692,7 @@ class Layer:
         compute_output_shape (or a trial trace of a Keras-form layer not built yet), the dtype
         from compute_output_dtype. The call's node is recorded by the caller."""
         input_shape = self.call_input_shape(args, kwargs)
-        if self.build_dtype is None:
-            self.build_dtype = _dtype_of(args[0])
+        self.note_input_dtype(args)
         self.note_batch_size(args)
         try:
             out_shape = (self.compute_call_output_shape(input_shape, kwargs)
@@ -714,6 +716,14 @@ class Layer:
         else:
             outputs = KerasTensor(batch + tuple(out_shape), out_dtype)
         return outputs
+
+    def note_input_dtype(self, args) -> None:
+        """Keep the dtype of each array of a first call's input (build_dtype, in the
+        structure of its shapes): the trace that builds a Keras-form layer runs `call` on
+        those dtypes, as Keras traces the call on the arrays given, so that integer indices
+        next to float features stay integers (keras.io's GAT: `ops.take(x, edges)`)."""
+        if self.build_dtype is None:
+            self.build_dtype = _dtype_of(args[0])
 
     def note_batch_size(self, args) -> None:
         """Keep the batch size of a first call's inputs (build_batch_size), when known."""
@@ -946,7 +956,8 @@ class Layer:
 
     def _keras_init(self, rng, input_shape, call_extras=(), call_keywords=None):
         """Keras's form: build() makes the weights, then one abstract trace of call() (on the
-        input and `call_extras`) builds the sub-layers it calls and gives the output shape."""
+        input and `call_extras`) builds the sub-layers it calls and gives the outputs
+        (traced_outputs: KerasTensors in the structure `call` returns)."""
         if not self.built:
             # `in_build_hook` lets a Model's build() (Keras's user-facing method of the same
             # name) tell that it runs as the weight-making hook and must not recurse.
@@ -962,9 +973,9 @@ class Layer:
                         self.build()
             finally:
                 set_untracked(self, "in_build_hook", False)
-        out_shape = self._traced_output_shape(input_shape, init_rng=rng, call_extras=call_extras,
-                                              call_keywords=call_keywords)
-        return self.params_tree(), self.state_tree(), out_shape
+        outputs = self.traced_outputs(input_shape, init_rng=rng, call_extras=call_extras,
+                                      call_keywords=call_keywords)
+        return self.params_tree(), self.state_tree(), outputs
 
     def _build_called_directly(self, build, input_shape, args=(), kwargs=None) -> None:
         """`layer.build(shape)` called by you on a Keras-form layer, as Keras's tutorials do:
@@ -1003,42 +1014,58 @@ class Layer:
 
     def _traced_output_shape(self, input_shape, init_rng=None, call_extras=(),
                              call_keywords=None):
-        """The output shape(s), batch axis excluded, of `call` traced abstractly. An axis of
-        unknown length (None: a sequence's) is traced at two lengths; an output axis that
-        follows them is unknown too (None), one that does not is fixed.
+        """The output shape(s), batch axis excluded, of `call` traced abstractly
+        (traced_outputs): one shape, or a flat list of them for a call returning a list or
+        tuple."""
+        return output_shapes(self.traced_outputs(input_shape, init_rng, call_extras,
+                                                 call_keywords))
+
+    def traced_outputs(self, input_shape, init_rng=None, call_extras=(), call_keywords=None):
+        """The outputs of `call` traced abstractly: a KerasTensor (batch axis None) per
+        output, in the structure `call` returns them (a dict, a tuple holding dicts...). The
+        inputs have the dtypes of the first call's arrays (build_dtype), float32 where none
+        was seen (a build from a shape, as Keras's build(input_shape)). An axis of unknown
+        length (None: a sequence's) is traced at two lengths; an output axis that follows
+        them is unknown too (None), one that does not is fixed.
 
         A call that fails so (keras.io's Switch Transformer reshapes its input to a fixed
         total of tokens, which a batch of 1 does not have) is traced once more as Keras traces
         every call: the batch axis and the axes of unknown length as one symbolic size."""
-        dtypes = self.build_dtype or jax.tree.map(lambda _: "float32", input_shape,
-                                                   is_leaf=is_shape)
+        dtypes = self._input_dtypes_for(input_shape)
         extras = (tuple(call_extras), dict(call_keywords or {}))
         try:
             if not any(d is None for d in jax.tree.leaves(
                     jax.tree.map(list, input_shape, is_leaf=is_shape),
                     is_leaf=lambda d: d is None)):
-                return self._output_shape_at(input_shape, dtypes, extras, init_rng, None)
-            first, second = (self._output_shape_at(input_shape, dtypes, extras, init_rng,
-                                                   length)
+                return self._outputs_at(input_shape, dtypes, extras, init_rng, None)
+            first, second = (self._outputs_at(input_shape, dtypes, extras, init_rng, length)
                              for length in _TRIAL_LENGTHS)
         except Exception as error:  # the call's own code, at these sizes
+            size = _symbolic_size()
             try:
-                size = _symbolic_size()
-                shapes = self._output_shape_at(input_shape, dtypes, extras, init_rng, size,
-                                               batch=size)
+                return self._outputs_at(input_shape, dtypes, extras, init_rng, size,
+                                        batch=size)
             except Exception:
                 raise error from None
-            return jax.tree.map(lambda s: tuple(d if isinstance(d, int) else None for d in s),
-                                shapes, is_leaf=is_shape)
-        return jax.tree.map(lambda a, b: tuple(x if x == y else None for x, y in zip(a, b)),
-                            first, second, is_leaf=is_shape)
+        return jax.tree.map(
+            lambda a, b: KerasTensor(tuple(x if x == y else None
+                                           for x, y in zip(a.shape, b.shape)), a.dtype),
+            first, second)
 
-    def _output_shape_at(self, input_shape, dtypes, extras, init_rng, unknown_length,
-                         batch=None):
-        """The traced output shape(s) with each None input axis given `unknown_length`;
-        `extras`: (positional arguments after the input, keyword arguments), arrays or
-        tensors among them traced abstractly (at `batch`, else the layer's build_batch_size,
-        else 1), other values passed as they are."""
+    def _input_dtypes_for(self, input_shape):
+        """The dtype of each input of `input_shape` for the build trace: the first call's
+        (build_dtype) when it has their structure, else float32 for every one."""
+        floats = jax.tree.map(lambda _: "float32", input_shape, is_leaf=is_shape)
+        seen = self.build_dtype
+        if seen is not None and jax.tree.structure(seen) == jax.tree.structure(floats):
+            return seen
+        return floats
+
+    def _outputs_at(self, input_shape, dtypes, extras, init_rng, unknown_length, batch=None):
+        """The traced outputs (KerasTensors, batch axis None) with each None input axis given
+        `unknown_length`; `extras`: (positional arguments after the input, keyword arguments),
+        arrays or tensors among them traced abstractly (at `batch`, else the layer's
+        build_batch_size, else 1), other values passed as they are."""
         # a stateful layer inside makes states for the build batch size
         batch = batch if batch is not None else (self.build_batch_size or 1)
 
@@ -1063,8 +1090,9 @@ class Layer:
                 return self._run_call((x, *extras[0]), {**options, **extras[1]}, False)
 
         out = jax.eval_shape(run, specs, abstract)
-        shapes = [tuple(o.shape[1:]) for o in jax.tree.leaves(out)]
-        return shapes[0] if not isinstance(out, (list, tuple)) else shapes
+        # an axis of the symbolic size (not an int) is of unknown length
+        return jax.tree.map(lambda o: KerasTensor((None,) + tuple(
+            d if isinstance(d, int) else None for d in o.shape[1:]), o.dtype), out)
 
     def _trial_output_shape(self, input_shape, call_keywords=None, call_extras=()):
         """The output shape of an unbuilt Keras-form layer: build it on a throwaway draw, trace,
@@ -1905,13 +1933,20 @@ def _shape_of(inputs):
 
 
 def _dtype_of(inputs):
-    """The dtype(s) of an input, in the structure `_shape_of` gives its shapes (a tuple of
-    tensors, as `Sampling()((z_mean, z_log_var))` passes them, as a list)."""
+    """The dtype name(s) of an input, in the structure `_shape_of` gives its shapes (a tuple
+    of tensors, as `Sampling()((z_mean, z_log_var))` passes them, as a list)."""
     if isinstance(inputs, dict):
         return {k: _dtype_of(v) for k, v in inputs.items()}
     if isinstance(inputs, (list, tuple)) and not hasattr(inputs, "dtype"):
         return [_dtype_of(v) for v in inputs]
-    return inputs.dtype
+    return str(np.dtype(inputs.dtype))
+
+
+def output_shapes(outputs):
+    """The shape(s), batch axis excluded, of traced outputs (KerasTensors in any structure):
+    one shape, or a flat list of them for outputs in a list or tuple."""
+    shapes = [tensor.sample_shape for tensor in jax.tree.leaves(outputs)]
+    return shapes[0] if not isinstance(outputs, (list, tuple)) else shapes
 
 
 def _with_batch(shape):

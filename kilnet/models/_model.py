@@ -112,6 +112,8 @@ class Model(Layer):
                          trainable=kwargs.pop("trainable", True), **kwargs)
         set_untracked(self, "graph", None)
         set_untracked(self, "_inputs_structure", None)
+        # the outputs given to Model(inputs, outputs), or for a subclassed model those its
+        # call returned when traced to build it (KerasTensors in the call's structure)
         set_untracked(self, "_outputs_structure", None)
         set_untracked(self, "compiled", None)    # a kilnet.trainer.Trainer after compile()
         set_untracked(self, "stop_training", False)
@@ -222,22 +224,32 @@ class Model(Layer):
                     for t in self.graph.inputs]
         if self.build_shape is None:
             return None
+        # the dtypes of the first call's or the data's arrays (integer ids stay integers)
+        dtypes = self._input_dtypes_for(self.build_shape)
         if isinstance(self.build_shape, dict):   # called on a dict: its inputs by key
-            return [TensorSpec(self.build_shape[key], "float32", key)
+            return [TensorSpec(self.build_shape[key], dtypes[key], key)
                     for key in sorted(self.build_shape)]
-        shapes = self.build_shape if isinstance(self.build_shape, list) else [self.build_shape]
-        return [TensorSpec(s, "float32", f"input_{i}") for i, s in enumerate(shapes)]
+        if not isinstance(self.build_shape, list):
+            return [TensorSpec(self.build_shape, dtypes, "input_0")]
+        return [TensorSpec(s, d, f"input_{i}")
+                for i, (s, d) in enumerate(zip(self.build_shape, dtypes))]
 
     @property
     def output_specs(self) -> list[TensorSpec] | None:
-        if self.is_functional:
-            return [TensorSpec(t.sample_shape, t.dtype, name)
-                    for t, name in zip(self.graph.outputs, self.output_names)]
-        shape = getattr(self, "_traced_output", None)
-        if shape is None:
+        tensors = self._output_tensors()
+        if tensors is None:
             return None
-        shapes = shape if isinstance(shape, list) else [shape]
-        return [TensorSpec(s, "float32", f"output_{i}") for i, s in enumerate(shapes)]
+        return [TensorSpec(t.sample_shape, t.dtype, name)
+                for t, name in zip(tensors, self.output_names)]
+
+    def _output_tensors(self) -> list[KerasTensor] | None:
+        """One KerasTensor per output, in output order: the graph's, or for a subclassed
+        model those its call returned when traced (None before)."""
+        if self.is_functional:
+            return list(self.graph.outputs)
+        if self._outputs_structure is None:
+            return None
+        return jax.tree.leaves(self._outputs_structure)
 
     @property
     def input_names(self) -> list[str]:
@@ -248,12 +260,13 @@ class Model(Layer):
     @property
     def output_names(self) -> list[str]:
         """Names of the outputs: dict keys, else the names of the layers producing them."""
+        structure = self._outputs_structure
+        if isinstance(structure, dict) and not any(
+                isinstance(v, (list, tuple, dict)) for v in structure.values()):
+            return sorted(structure)  # the order the outputs flatten in
         if self.is_functional:
-            if isinstance(self._outputs_structure, dict):
-                return sorted(self._outputs_structure)  # graph.outputs' (flattened) order
             return [t.node.layer.name for t in self.graph.outputs]
-        specs = self.output_specs
-        return [] if specs is None else [s.name for s in specs]
+        return [f"output_{i}" for i in range(len(self._output_tensors() or []))]
 
     @property
     def input_shape(self):
@@ -310,20 +323,16 @@ class Model(Layer):
         return ranges
 
     def output_list(self, outputs) -> list:
-        """The model's outputs as a list in output order, from what apply returned (the
-        inverse of pack_outputs)."""
-        if self.is_functional and isinstance(self._outputs_structure, (list, tuple, dict)):
-            return jax.tree.leaves(outputs)   # the graph's order, nested structures too
-        if isinstance(outputs, dict):
-            return [outputs[name] for name in self.output_names]
-        if isinstance(outputs, (list, tuple)):
-            return list(outputs)
-        return [outputs]
+        """The model's outputs as a list in output order, from what apply returned, nested
+        structures too (the inverse of pack_outputs)."""
+        return jax.tree.leaves(outputs)
 
     def pack_outputs(self, values: list):
-        """Outputs in the structure the model was defined with: one array, a list, a dict,
-        or a nesting of them (keras.io's involution visualizer takes each layer's (output,
-        kernel) pair); tuples come back as lists, as Keras gives them.
+        """Outputs in the structure the model was defined with, or a subclassed model's
+        call returns: one array, a list, a dict, or a nesting of them (keras.io's involution
+        visualizer takes each layer's (output, kernel) pair; its CaiT returns (logits, dict,
+        dict)). As Keras gives them, a functional model's tuples come back as lists, a
+        subclassed model's stay tuples.
 
         Example:
             >>> import kilnet
@@ -332,11 +341,12 @@ class Model(Layer):
             >>> model.pack_outputs([1, 2, 3])
             [1, {'a': 2, 'b': 3}]
         """
-        structure = self._outputs_structure if self.is_functional else None
+        structure = self._outputs_structure
         if not isinstance(structure, (list, tuple, dict)):
             return values[0] if len(values) == 1 else list(values)
         treedef = jax.tree.structure(structure, is_leaf=lambda t: isinstance(t, KerasTensor))
-        return _tree.tuples_as_lists(jax.tree.unflatten(treedef, list(values)))
+        packed = jax.tree.unflatten(treedef, list(values))
+        return _tree.tuples_as_lists(packed) if self.is_functional else packed
 
     def pack_symbolic_outputs(self, tensors: list):
         return self.pack_outputs(tensors)
@@ -368,6 +378,8 @@ class Model(Layer):
         """
         if getattr(self, "in_build_hook", False):
             return  # called by Layer.init as the weight-making hook: the sub-layers build
+        if holds_data(input_shape):   # its call is traced on the data's dtypes
+            self.note_input_dtype((input_shape,))
         input_shape = shapes_of_data(input_shape)
         if input_shape is not None:
             input_shape = _without_batch(input_shape)
@@ -449,11 +461,11 @@ class Model(Layer):
         if widened is None or widened == declared:
             return False
         try:
-            output = self.compute_output_shape(widened)
+            outputs = self.traced_outputs(widened)
         except Exception:   # the call does not take it: the shape check explains
             return False
         self.build_shape = widened
-        set_untracked(self, "_traced_output", output)
+        set_untracked(self, "_outputs_structure", outputs)
         if self.compiled is not None:
             self.compiled.outputs_changed()
         return True
@@ -497,11 +509,17 @@ class Model(Layer):
         if self.compiled is not None:
             self.compiled.reset_state()
 
+    def _keras_init(self, rng, input_shape, call_extras=(), call_keywords=None):
+        """A subclassed model's build: its call's traced outputs are kept (they give
+        output_specs, and the structure predict returns)."""
+        params, state, outputs = super()._keras_init(rng, input_shape, call_extras,
+                                                     call_keywords)
+        set_untracked(self, "_outputs_structure", outputs)
+        return params, state, outputs
+
     def init(self, rng, input_shape):
         if not self.is_functional:
-            params, state, out = super().init(rng, input_shape)
-            set_untracked(self, "_traced_output", out)
-            return params, state, out
+            return super().init(rng, input_shape)
         self._check_declared(input_shape)
         # Built by a parent or by its first call: all of its layers when the parent redraws
         # everything, else those without weights (a shared or pretrained layer keeps its own)
@@ -1296,6 +1314,15 @@ def _is_data(value) -> bool:
     return hasattr(value, "dtype") and len(getattr(value, "shape", ())) >= 1
 
 
+def holds_data(value) -> bool:
+    """Whether `value` is an array or a list or dict of them (build(one_batch)), not shapes."""
+    if isinstance(value, dict):
+        return any(map(_is_data, value.values()))
+    if isinstance(value, (list, tuple)):
+        return any(map(_is_data, value))
+    return _is_data(value)
+
+
 def shapes_of_data(value):
     """Keras's (None, ...) shape of each array in `value` (an array, or a list or dict of
     them): build(one_batch) builds for the batch's sample shapes. A shape is left as given.
@@ -1309,11 +1336,11 @@ def shapes_of_data(value):
     """
     if _is_data(value):
         return (None,) + tuple(int(d) for d in value.shape[1:])
-    if isinstance(value, dict) and any(map(_is_data, value.values())):
+    if not holds_data(value):
+        return value
+    if isinstance(value, dict):
         return {key: shapes_of_data(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)) and any(map(_is_data, value)):
-        return [shapes_of_data(item) for item in value]
-    return value
+    return [shapes_of_data(item) for item in value]
 
 
 def _without_batch(shape):
