@@ -77,13 +77,33 @@ def training_setup(model, path, own_config=True):
         return None, None
     if trainer.state is None:
         return compile_config, None   # compiled, never built: Keras builds it fresh too
+    return compile_config, optimizer_state(trainer, path)
+
+
+def optimizer_state(trainer, path):
+    """(optimizer name, its variables in Keras's order) of a compiled model whose optimizer
+    state exists, for the file's `optimizer/vars`; None, with a warning, where kilnet's state
+    has no Keras layout (the file then starts Keras from a fresh optimizer state)."""
     try:
         arrays = _optimizer.export_arrays(trainer)
     except _optimizer.Unsupported as error:
         _optimizer.warn_left_out(path, f"its optimizer state is left out ({error}); Keras "
-                                       "starts from a fresh optimizer state")
-        return compile_config, None
-    return compile_config, (trainer.optimizer.name, arrays)
+                                       "starts from a fresh optimizer state", stacklevel=5)
+        return None
+    return trainer.optimizer.name, arrays
+
+
+def weights_file_optimizer(model, path):
+    """What Keras's save_weights writes under `optimizer/vars` for `model`: nothing for a
+    model never compiled; the step count (and learning rate) alone for an optimizer that
+    never ran, as Keras's unbuilt optimizer holds; else the whole state (optimizer_state)."""
+    trainer = model.compiled
+    if trainer is None:
+        return None
+    if not _optimizer.keras_built(trainer):
+        fresh = _optimizer.fresh_arrays(trainer.optimizer)
+        return None if fresh is None else (trainer.optimizer.name, fresh)
+    return optimizer_state(trainer, path)
 
 
 def _model_layout(model, path):
@@ -111,6 +131,10 @@ def weights_bytes(model, path, optimizer=None, layout=None) -> bytes:
               for h5, _, _ in slots}
     groups.update({group: layer.name for group, layer in layout.hooked
                    if any(h5.startswith(group + "/") for h5, _ in hooked)})
+    # Keras makes a named `vars` group for the model and for every layer it walks, weights or
+    # none (a Dropout's is empty): the same listing as Keras's file
+    for group, layer in layout.groups:
+        groups.setdefault(f"{group}/vars" if group else "vars", layer.name)
     arrays += hooked
     if optimizer is not None:
         name, opt_arrays = optimizer
@@ -130,7 +154,9 @@ def refuse_non_finite(path, names, values):
 
 def save_keras_weights(model, filepath, overwrite=True):
     """Write the weights in Keras's `.weights.h5` layout (what `keras.Model.save_weights`
-    writes), atomically.
+    writes), atomically; a compiled model's optimizer variables go with them under
+    `optimizer/vars`, as Keras writes them (see weights_file_optimizer), for load_weights to
+    restore.
 
     Example:
         >>> import os, tempfile
@@ -145,5 +171,5 @@ def save_keras_weights(model, filepath, overwrite=True):
     """
     path = os.fspath(filepath)
     model.require_built()
-    _safefile.atomic_write(path, weights_bytes(model, path), what="the weights file",
-                           overwrite=overwrite)
+    data = weights_bytes(model, path, weights_file_optimizer(model, path))
+    _safefile.atomic_write(path, data, what="the weights file", overwrite=overwrite)

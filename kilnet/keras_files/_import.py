@@ -244,27 +244,45 @@ def compile_from_keras(model, config, path, weights=None):
 def restore_optimizer(trainer, weights):
     """Set the trainer's optimizer state from the file's `optimizer/vars/<i>`, each declared
     shape checked before it is read; warn and keep a fresh state where it does not fit."""
-    path = weights.path
+    if _mappable(trainer, weights.path):
+        if trainer.state is None:
+            trainer.ensure_state()
+        arrays = read_optimizer_state(trainer, weights)
+        if arrays is not None:
+            _opt_layout.import_arrays(trainer, arrays)
+
+
+def _mappable(trainer, path, stacklevel=5) -> bool:
+    """Whether kilnet's optimizer keeps its state in Keras's layout; if not, warn that the
+    file's state is not restored."""
     try:
-        names = _opt_layout.slot_names(trainer.optimizer)
+        _opt_layout.slot_names(trainer.optimizer)
     except _opt_layout.Unsupported as error:
         warnings.warn(f"{path}: Keras's optimizer state is not restored ({error}); training "
-                      "continues from a fresh optimizer state.", stacklevel=4)
-        return
-    if trainer.state is None:
-        trainer.ensure_state()
-    shapes = _opt_layout.expected_shapes(trainer)
+                      "continues from a fresh optimizer state.", stacklevel=stacklevel)
+        return False
+    return True
+
+
+def read_optimizer_state(trainer, weights, shapes=None):
+    """The file's optimizer variables (Keras's list, see _optimizer.export_arrays) for the
+    trainer's optimizer state (`shapes`: those it needs, by default its state's), each
+    declared shape checked before it is read; None, with a warning, where their number is not
+    the state's (another optimizer: Keras skips it so too), and None without one where the
+    file holds only the step count and learning rate of a Keras optimizer that never ran."""
+    path = weights.path
+    shapes = _opt_layout.expected_shapes(trainer) if shapes is None else shapes
     stored = weights.datasets("optimizer")
     fixed = _opt_layout.has_rate_variable(trainer.optimizer)
     scalars = 2 if fixed else 1   # the step count (and the learning rate)
     if len(stored) <= scalars < len(shapes):
-        return  # only those, where the optimizer has slots: Keras's optimizer never ran
+        return None  # only those, where the optimizer has slots: Keras's optimizer never ran
     if len(stored) != len(shapes):
         warnings.warn(f"{path}: Keras's optimizer state holds {len(stored)} variables where "
-                      f"kilnet's {type(trainer.optimizer).__name__} (slots {names}) needs "
-                      f"{len(shapes)}; training continues from a fresh optimizer state.",
-                      stacklevel=4)
-        return
+                      f"kilnet's {type(trainer.optimizer).__name__} (slots "
+                      f"{_opt_layout.slot_names(trainer.optimizer)}) needs {len(shapes)}; "
+                      "training continues from the optimizer state it has.", stacklevel=5)
+        return None
     # Scalars may be integers: the step count, and Adafactor's int32 placeholders.
     arrays = [weights.read(f"{_opt_layout.PREFIX}{i}", shape, np.float32,
                            kinds=("f", "i", "u") if shape == () else ("f",))
@@ -273,7 +291,7 @@ def restore_optimizer(trainer, weights):
                                                         and arrays[1] > 0))):
         raise ModelFileError(path, f"its optimizer's step count {arrays[0]} or learning rate "
                                    f"{arrays[1] if fixed else '(a schedule)'} is invalid.")
-    _opt_layout.import_arrays(trainer, arrays)
+    return arrays
 
 
 def _loss_weights(value):
@@ -390,4 +408,62 @@ def load_keras_weights(model, filepath, skip_mismatch=False):
                                  "Load it without skip_mismatch.")
             _legacy.install_weights_by_order(model, weights)
         else:
+            # read (and checked) before any weight is set: a bad file changes nothing
+            optimizer_arrays = _weights_file_optimizer(model, weights, skip_mismatch)
             install_weights(model, weights, skip_mismatch=skip_mismatch)
+            if optimizer_arrays is not None:
+                model.compiled.ensure_state()   # plain SGD's, whose state never ran yet
+                _opt_layout.import_arrays(model.compiled, optimizer_arrays)
+
+
+def _weights_file_optimizer(model, weights, skip_mismatch):
+    """The optimizer variables of a weights file for load_weights to restore, as Keras's
+    load_weights restores them: into a compiled model whose optimizer has run (Keras's
+    optimizer built, see _optimizer.keras_built), or whose optimizer has no variables but the
+    step count and learning rate (plain SGD, whose Keras optimizer holds the same before and
+    after it is built).
+    None where there is nothing to restore: an uncompiled model ignores the file's optimizer,
+    as Keras's; a warning says where the file's and the optimizer's states differ (as Keras
+    warns), and with skip_mismatch where their shapes differ (Keras raises without it, as
+    kilnet does, before any weight is set)."""
+    trainer, path = model.compiled, weights.path
+    if trainer is None:
+        return None
+    if "optimizer" not in weights.file:
+        if _opt_layout.keras_built(trainer):   # a state of its own, which the file lacks
+            warnings.warn(f"{path}: the file holds no optimizer variables; the optimizer "
+                          "keeps its state (Keras's load_weights skips it so too).",
+                          stacklevel=5)
+        return None
+    if not _mappable(trainer, path, stacklevel=6):
+        return None
+    if not _opt_layout.keras_built(trainer):
+        return _fresh_optimizer_state(trainer, weights)
+    if not skip_mismatch:
+        return read_optimizer_state(trainer, weights)
+    try:
+        return read_optimizer_state(trainer, weights)
+    except ModelFileError as error:
+        warnings.warn(f"{path}: the optimizer's variables are not loaded ({error.problem}); "
+                      "it keeps its state (skip_mismatch=True).", stacklevel=5)
+        return None
+
+
+def _fresh_optimizer_state(trainer, weights):
+    """The file's optimizer variables for a compiled model that has not trained yet: Keras's
+    optimizer then holds its step count and learning rate only, and loads a file's only where
+    it holds as many (plain SGD's; a never-run Adam's, whose kilnet state starts fresh
+    anyway); else it is skipped with a warning, as Keras's."""
+    optimizer, path = trainer.optimizer, weights.path
+    fresh = _opt_layout.fresh_arrays(optimizer)
+    stored = len(weights.datasets("optimizer"))
+    if fresh is not None and stored == len(fresh):
+        if _opt_layout.holds_more_once_built(optimizer):
+            return None
+        return read_optimizer_state(trainer, weights, shapes=[()] * len(fresh))
+    warnings.warn(f"{path}: the file's optimizer variables are not loaded: the model has not "
+                  f"trained since compile(), so its {type(optimizer).__name__} has no state "
+                  "to load them into (Keras's load_weights skips an optimizer not yet built "
+                  "so too). To resume training with its optimizer state, keep the model in a "
+                  ".kilnet file (model.save).", stacklevel=5)
+    return None

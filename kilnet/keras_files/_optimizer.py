@@ -333,6 +333,46 @@ def _at_step(schedule_state, count):
     return schedule_state
 
 
+def fresh_arrays(optimizer):
+    """The variables Keras's optimizer holds before its first update (it makes its slots
+    when built): the step count 0, then the learning rate unless a schedule gives it; None for
+    an optimizer Keras does not have (an Optax transformation, a class of yours).
+
+    Example:
+        >>> import kilnet
+        >>> from kilnet.keras_files import _optimizer
+        >>> [a.tolist() for a in _optimizer.fresh_arrays(kilnet.optimizers.Adam(0.5))]
+        [0, 0.5]
+    """
+    name = type(optimizer).__name__
+    if not isinstance(optimizer, optimizers_lib.Optimizer) or \
+            optimizers_lib.OPTIMIZER_TYPES.get(name) is not type(optimizer):
+        return None
+    arrays = [np.asarray(0, np.int32)]
+    if has_rate_variable(optimizer):
+        arrays.append(np.asarray(float(optimizer.learning_rate), np.float32))
+    return arrays
+
+
+def keras_built(trainer) -> bool:
+    """Whether Keras's optimizer would be built (hold its slots) where this compiled model's
+    is: Keras builds it at its first update, so before that its files and load_weights know
+    only the step count and learning rate. kilnet makes a state (of zeros) already at
+    compile() of a built model, so its step count tells. An optimizer Keras lacks (its step
+    count not where kilnet reads it) counts as built once its state exists."""
+    if trainer.state is None:
+        return False
+    return fresh_arrays(trainer.optimizer) is None or \
+        optimizers_lib.step_count(trainer.state.opt_state) > 0
+
+
+def holds_more_once_built(optimizer) -> bool:
+    """Whether Keras's optimizer makes variables when built (slots, use_ema's averages,
+    Nadam's scalar), so that its variables before and after its first update differ in
+    number; plain SGD keeps its step count and learning rate only."""
+    return bool(slot_names(optimizer) or optimizer.use_ema or scalar_names(optimizer))
+
+
 def has_rate_variable(optimizer) -> bool:
     """Whether Keras keeps the learning rate among the optimizer's variables: a number does; a
     schedule, computed from the step count, does not."""
