@@ -292,6 +292,15 @@ def conv2d(x, kernel, strides, padding, dilation=(1, 1), groups=1):
     return conv2d_patches(x, kernel, strides, padding, dilation, groups) if y is None else y
 
 
+def cpu_convolution(x, kernel, strides, padding, dilation, groups=1):
+    """kilnet.ops.conv's CPU convolution (1 to 3 spatial axes), the one the layers run:
+    conv2d_cpu for a 2-D convolution of groups 1, else oneDNN's where it takes the case,
+    else None (XLA's)."""
+    if x.ndim == 4 and groups == 1:
+        return conv2d_cpu(x, kernel, strides, padding, dilation)
+    return onednn_conv(x, kernel, strides, padding, dilation, groups)
+
+
 class Conv2D(KernelLayer):
     saves_declared_weights_only = True   # as Keras's save_own_variables does
     config_keys = ("filters", "kernel_size", "strides", "padding", "activation", "use_bias",

@@ -478,6 +478,17 @@ def conv_dimension_numbers(rank: int):
                                     tuple(range(rank)), out_spec=features)
 
 
+def _layer_convolution():
+    """The CPU convolution kilnet's convolution layers run (oneDNN's, with their gradients:
+    kilnet.layers._conv.cpu_convolution), imported at the first conv(): the native kernels
+    live with the layers, which import ops. Why: XLA's CPU convolution inside a compiled
+    chunk's loop is far slower than alone; a custom layer's ops.conv training step (keras.io's
+    mixture of experts, 3x3 32 -> 128 on 16x16, batch 64, 2-core AMD EPYC) took 50 s for 8
+    steps with XLA's, 0.5 s in Keras, 0.4 s this way."""
+    from kilnet.layers._conv import cpu_convolution
+    return cpu_convolution
+
+
 def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
     """N-D convolution (cross-correlation, as Keras) of `inputs` (batch, *spatial, channels)
     with `kernel` (*spatial, in_channels, out_channels). An input with more channels than
@@ -499,9 +510,15 @@ def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_
             "The input's channels must be a multiple of the kernel's in_channels "
             f"(kernel.shape[-2]). Received: inputs.shape={inputs.shape}, "
             f"kernel.shape={kernel.shape}")
+    strides = spatial_tuple(strides, rank, "strides")
+    dilation = spatial_tuple(dilation_rate, rank, "dilation_rate")
+    padding = lax_padding(padding)
+    if jax.default_backend() == "cpu":
+        y = _layer_convolution()(inputs, kernel, strides, padding.lower(), dilation, groups)
+        if y is not None:
+            return y
     return lax.conv_general_dilated(
-        inputs, kernel, spatial_tuple(strides, rank, "strides"), lax_padding(padding),
-        rhs_dilation=spatial_tuple(dilation_rate, rank, "dilation_rate"),
+        inputs, kernel, strides, padding, rhs_dilation=dilation,
         dimension_numbers=conv_dimension_numbers(rank), feature_group_count=groups)
 
 
