@@ -104,3 +104,66 @@ def test_a_custom_layer_calling_ops_conv_trains_as_keras():
         losses.append(model.fit(x, y, batch_size=8, epochs=2, shuffle=False,
                                 verbose=0).history["loss"])
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-4)
+
+
+TRANSPOSE_CASES = [  # (input shape, kernel shape, strides, padding, output_padding, dilation)
+    ((2, 5, 5, 4), (3, 3, 6, 4), 2, "same", None, 1),
+    ((2, 5, 6, 4), (3, 3, 6, 4), 2, "valid", None, 1),
+    ((2, 5, 5, 4), (4, 4, 3, 4), 2, "same", 1, 1),
+    ((2, 6, 5, 3), (3, 3, 2, 3), 1, "same", None, 2),
+    ((2, 7, 3), (3, 5, 3), 2, "same", None, 1),         # 1-D
+    ((1, 3, 4, 3, 2), (2, 2, 2, 3, 2), 2, "valid", None, 1),   # 3-D
+]
+
+
+def xla_conv_transpose(x, k, strides, padding, output_padding, dilation):
+    rank = x.ndim - 2
+    pads = [ops_nn.transpose_padding(size, strides, dilation, padding.upper(), output_padding)
+            for size in k.shape[:rank]]
+    return lax.conv_transpose(x, k, (strides,) * rank, pads, rhs_dilation=(dilation,) * rank,
+                              dimension_numbers=ops_nn.conv_dimension_numbers(rank),
+                              transpose_kernel=True)
+
+
+@pytest.mark.parametrize("case", TRANSPOSE_CASES,
+                         ids=lambda c: f"{c[0]}x{c[1]}-s{c[2]}-{c[3]}-o{c[4]}-d{c[5]}")
+def test_conv_transpose_values_and_gradients_are_xlas_and_keras(case):
+    x_shape, k_shape, strides, padding, output_padding, dilation = case
+    x, k = operands(x_shape, k_shape)
+
+    def ours_of(x, k):
+        return kilnet.ops.conv_transpose(x, k, strides=strides, padding=padding,
+                                         output_padding=output_padding,
+                                         dilation_rate=dilation)
+
+    ours = ours_of(x, k)
+    want = xla_conv_transpose(x, k, strides, padding, output_padding, dilation)
+    np.testing.assert_allclose(ours, want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ours, keras.ops.conv_transpose(
+        x, k, strides=strides, padding=padding, output_padding=output_padding,
+        dilation_rate=dilation), rtol=1e-4, atol=1e-4)
+    weights = np.random.default_rng(1).normal(size=np.shape(ours)).astype("float32")
+
+    def grads_of(fn):
+        return jax.jit(jax.grad(lambda x, k: jnp.sum(fn(x, k) * weights), argnums=(0, 1)))(x, k)
+
+    for a, b in zip(grads_of(ours_of), grads_of(lambda x, k: xla_conv_transpose(
+            x, k, strides, padding, output_padding, dilation))):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+def test_the_layers_transposed_convolution_runs_it_on_the_cpu(monkeypatch):
+    if jax.default_backend() != "cpu":
+        pytest.skip("the layers' transposed convolution is the CPU path")
+    from kilnet.layers import _conv_transpose
+    calls = []
+    layer_transpose = _conv_transpose.conv_transpose
+
+    def counted(*args):
+        calls.append(args[0].shape)
+        return layer_transpose(*args)
+
+    monkeypatch.setattr(_conv_transpose, "conv_transpose", counted)
+    x, k = operands((2, 5, 5, 4), (3, 3, 6, 4))
+    kilnet.ops.conv_transpose(x, k, strides=2, padding="same")
+    assert calls == [(2, 5, 5, 4)]
