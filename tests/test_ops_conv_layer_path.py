@@ -63,23 +63,6 @@ def test_values_and_gradients_are_xlas_and_keras(case):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
 
 
-def test_the_layers_convolution_runs_it_on_the_cpu(monkeypatch):
-    if jax.default_backend() != "cpu":
-        pytest.skip("the layers' convolution is the CPU path")
-    from kilnet.layers import _conv
-    calls = []
-    layer_convolution = _conv.cpu_convolution
-
-    def counted(*args):
-        calls.append(args[0].shape)
-        return layer_convolution(*args)
-
-    monkeypatch.setattr(_conv, "cpu_convolution", counted)
-    x, k = operands((2, 9, 9, 4), (3, 3, 4, 6))
-    kilnet.ops.conv(x, k, padding="same")
-    assert calls == [(2, 9, 9, 4)]
-
-
 def test_a_custom_layer_calling_ops_conv_trains_as_keras():
     def model_of(ns):
         class ConvK(ns.layers.Layer):   # the mixture-of-experts recipe's Conv2DMoE core
@@ -152,18 +135,24 @@ def test_conv_transpose_values_and_gradients_are_xlas_and_keras(case):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
 
 
-def test_the_layers_transposed_convolution_runs_it_on_the_cpu(monkeypatch):
+@pytest.mark.parametrize("module, function, op, kernel_shape, options", [
+    ("_conv", "cpu_convolution", "conv", (3, 3, 4, 6), dict(padding="same")),
+    ("_conv_transpose", "conv_transpose", "conv_transpose", (3, 3, 6, 4),
+     dict(strides=2, padding="same")),
+], ids=["conv", "conv_transpose"])
+def test_the_layers_convolution_runs_the_op_on_the_cpu(monkeypatch, module, function, op,
+                                                       kernel_shape, options):
     if jax.default_backend() != "cpu":
-        pytest.skip("the layers' transposed convolution is the CPU path")
-    from kilnet.layers import _conv_transpose
+        pytest.skip("the layers' convolutions are the CPU path")
+    layers_module = __import__(f"kilnet.layers.{module}", fromlist=[function])
     calls = []
-    layer_transpose = _conv_transpose.conv_transpose
+    layers_function = getattr(layers_module, function)
 
     def counted(*args):
         calls.append(args[0].shape)
-        return layer_transpose(*args)
+        return layers_function(*args)
 
-    monkeypatch.setattr(_conv_transpose, "conv_transpose", counted)
-    x, k = operands((2, 5, 5, 4), (3, 3, 6, 4))
-    kilnet.ops.conv_transpose(x, k, strides=2, padding="same")
+    monkeypatch.setattr(layers_module, function, counted)
+    x, k = operands((2, 5, 5, 4), kernel_shape)
+    getattr(kilnet.ops, op)(x, k, **options)
     assert calls == [(2, 5, 5, 4)]
