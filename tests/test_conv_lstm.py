@@ -90,7 +90,7 @@ def test_weights_and_config_follow_keras():
     theirs = keras.layers.ConvLSTM2D(4, 3, padding="same", dropout=0.2, recurrent_dropout=0.1,
                                      kernel_regularizer="l2", recurrent_constraint="non_neg")
     assert set(config) - {"activity_regularizer"} <= set(theirs.get_config())
-    assert "cell" not in config and config["kernel_size"] == [3, 3]
+    assert "cell" not in config and config["kernel_size"] == (3, 3)   # Keras's tuple
     again = layers.ConvLSTM2D.from_config(config)
     assert again.get_config() == config
     assert layers.Convolution3DTranspose is layers.Conv3DTranspose

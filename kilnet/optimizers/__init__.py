@@ -16,6 +16,7 @@ recompilation. `serialize` / `deserialize` read and write Keras's optimizer conf
 
 from __future__ import annotations
 
+import contextlib
 import math
 import weakref
 from typing import Any, NamedTuple
@@ -1324,17 +1325,14 @@ def _through_your_apply(optimizer, tx) -> optax.GradientTransformation:
     return optax.GradientTransformation(tx.init, update)
 
 
-class _apply_has_run:
+@contextlib.contextmanager
+def _apply_has_run(optimizer):
     """Marks an optimizer's apply() as running its update (see _through_your_apply)."""
-
-    def __init__(self, optimizer):
-        self.optimizer = optimizer
-
-    def __enter__(self):
-        self.optimizer._apply_has_run = True
-
-    def __exit__(self, *exc):
-        self.optimizer.__dict__.pop("_apply_has_run", None)
+    optimizer._apply_has_run = True
+    try:
+        yield
+    finally:
+        optimizer.__dict__.pop("_apply_has_run", None)
 
 
 class _OwnState(NamedTuple):
