@@ -295,10 +295,6 @@ class Trainer:
         """trainable_list's inverse: `tree` with `values` in place."""
         return KerasState(self).with_trainable_list(tree, values)
 
-    def trainable_variables(self) -> list:
-        """The model's trainable Variables, in the order trainable_list gives."""
-        return list(self.model.trainable_variables)
-
     def model_params(self):
         """The model's whole params tree (trained and frozen weights)."""
         return programs.model_params(self.state)

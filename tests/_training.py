@@ -11,3 +11,14 @@ def assert_fit_lowers_loss(model, x, y, below, **fit_args):
     after = model.evaluate(x, y, verbose=0, return_dict=True)["loss"]
     assert after < below * before, (before, after)
     return history
+
+
+def sgd_mse_losses(models, x, y, **fit_args):
+    """The epochs' training losses of each of `models` (twins: kilnet's and Keras's, set to
+    the same weights) compiled with SGD and mean squared error and fit on (x, y) in order
+    (`fit_args` go to fit), for comparing one library's training with the other's."""
+    losses = []
+    for model in models:
+        model.compile(optimizer="sgd", loss="mse")
+        losses.append(model.fit(x, y, shuffle=False, verbose=0, **fit_args).history["loss"])
+    return losses

@@ -11,6 +11,7 @@ os.environ["KERAS_BACKEND"] = "jax"
 keras = pytest.importorskip("keras", reason="the reference is Keras itself")
 
 import kilnet  # noqa: E402
+from _training import sgd_mse_losses  # noqa: E402
 
 
 def _model(lib, own_build):
@@ -39,9 +40,5 @@ def test_a_layer_on_a_dict_of_inputs_trains_as_keras(own_build):
     ours, theirs = _model(kilnet, own_build), _model(keras, own_build)
     assert ours.count_params() == theirs.count_params() == 21
     theirs.set_weights(ours.get_weights())
-    losses = []
-    for model in (ours, theirs):
-        model.compile(optimizer="sgd", loss="mse")
-        losses.append(model.fit(x, y, batch_size=8, epochs=2, shuffle=False,
-                                verbose=0).history["loss"])
+    losses = sgd_mse_losses((ours, theirs), x, y, batch_size=8, epochs=2)
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)

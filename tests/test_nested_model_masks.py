@@ -13,6 +13,7 @@ os.environ["KERAS_BACKEND"] = "jax"
 keras = pytest.importorskip("keras", reason="the parity tests need keras (JAX backend)")
 
 import kilnet  # noqa: E402
+from _training import sgd_mse_losses  # noqa: E402
 
 IDS = np.array([[3, 5, 2, 0, 0], [4, 1, 0, 0, 0], [7, 8, 9, 6, 2]], dtype="int32")
 
@@ -101,8 +102,5 @@ def test_training_through_the_nested_mask_matches_keras():
     ours, theirs = quietly(lambda: recurrent(kilnet)), quietly(lambda: recurrent(keras))
     theirs.set_weights(ours.get_weights())
     y = np.array([[0.5], [-1.0], [2.0]], "float32")
-    for model in (ours, theirs):
-        model.compile(optimizer="sgd", loss="mse")
-    ours_loss = ours.fit(IDS, y, batch_size=3, epochs=3, verbose=0).history["loss"]
-    theirs_loss = theirs.fit(IDS, y, batch_size=3, epochs=3, verbose=0).history["loss"]
+    ours_loss, theirs_loss = sgd_mse_losses((ours, theirs), IDS, y, batch_size=3, epochs=3)
     np.testing.assert_allclose(ours_loss, theirs_loss, rtol=1e-5)

@@ -15,6 +15,7 @@ os.environ["KERAS_BACKEND"] = "jax"
 keras = pytest.importorskip("keras", reason="the parity tests need keras (JAX backend)")
 
 import kilnet  # noqa: E402
+from _training import sgd_mse_losses  # noqa: E402
 from kilnet.ops import nn as ops_nn  # noqa: E402
 
 CASES = [  # (input shape, kernel shape, strides, padding, dilation)
@@ -81,11 +82,7 @@ def test_a_custom_layer_calling_ops_conv_trains_as_keras():
     y = rng.random((32, 1)).astype("float32")
     ours, theirs = model_of(kilnet), model_of(keras)
     theirs.set_weights(ours.get_weights())
-    losses = []
-    for model in (ours, theirs):
-        model.compile(optimizer="sgd", loss="mse")
-        losses.append(model.fit(x, y, batch_size=8, epochs=2, shuffle=False,
-                                verbose=0).history["loss"])
+    losses = sgd_mse_losses((ours, theirs), x, y, batch_size=8, epochs=2)
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-4)
 
 

@@ -758,7 +758,7 @@ class Optimizer:
         if isinstance(grads, list):
             listed, variables = grads, (self._own.targets if self.built else params)
         elif trainer is not None and trainer.state is not None:
-            listed, variables = trainer.trainable_list(grads), trainer.trainable_variables()
+            listed, variables = trainer.trainable_list(grads), trainer.model.trainable_variables
         else:
             listed, variables = jax.tree.leaves(grads), jax.tree.leaves(params)
         captured = []
