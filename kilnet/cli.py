@@ -431,7 +431,7 @@ def cmd_info(args) -> int:
     import kilnet
     from kilnet import _runtime  # noqa: F401  (kilnet's JAX settings, shown below)
     from kilnet.datasets import cache_dir
-    from kilnet.layers import _onednn  # builds oneDNN's kernels on first use
+    from kilnet._kernels import onednn  # builds oneDNN's kernels on first use
 
     xla_cache = jax.config.jax_compilation_cache_dir
     rows = [
@@ -447,8 +447,8 @@ def cmd_info(args) -> int:
         ("KILNET_DATA", os.environ.get("KILNET_DATA") or "(not set)"),
         ("KILNET_OFFLINE", os.environ.get("KILNET_OFFLINE") or "(not set)"),
         ("XLA cache", xla_cache or "disabled (KILNET_COMPILATION_CACHE=0)"),
-        ("oneDNN kernels", _onednn.status()),
-        ("oneDNN choices", _remembered_choices(_onednn)),
+        ("oneDNN kernels", onednn.status()),
+        ("oneDNN choices", _remembered_choices(onednn)),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:

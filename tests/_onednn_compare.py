@@ -4,7 +4,7 @@ XLA's (KILNET_ONEDNN=0's flag), compared to a 16-bit precision."""
 import jax
 import numpy as np
 
-from kilnet.layers import _onednn
+from kilnet._kernels import onednn
 
 
 def assert_matches_xla(run, program, params, x, monkeypatch, target, bits=6):
@@ -12,7 +12,7 @@ def assert_matches_xla(run, program, params, x, monkeypatch, target, bits=6):
     `program()`, the traced text, calls no `target`): the gradients come as float32, and each
     result equals XLA's to 2**-bits of its largest value."""
     with_onednn = jax.value_and_grad(run)(params, x)
-    monkeypatch.setattr(_onednn, "ENABLED", False)
+    monkeypatch.setattr(onednn, "ENABLED", False)
     assert target not in program()
     without = jax.value_and_grad(run)(params, x)
     assert all(g.dtype == np.float32 for g in jax.tree.leaves(with_onednn[1]))

@@ -1,5 +1,5 @@
 """Keras's Adam update in one native pass per weight (kilnet/optimizers/_adam_kernel.py and
-the "adam_update" handler of kilnet/layers/_onednn.cc): the same numbers, to the bit, as
+the "adam_update" handler of kilnet/_kernels/onednn.cc): the same numbers, to the bit, as
 Optax's update followed by optax.apply_updates (itself checked against a NumPy transcription
 of Keras's formula in tests/test_optimizers.py), in one step, over several steps, with weight
 decay, a schedule, non-finite gradients, and in a whole fit."""
@@ -15,7 +15,7 @@ import pytest
 
 import kilnet
 from kilnet import layers, optimizers
-from kilnet.layers import _onednn
+from kilnet._kernels import onednn
 from kilnet.optimizers import _adam_kernel
 
 pytestmark = pytest.mark.skipif(
@@ -80,7 +80,7 @@ OPTIMIZERS = {
 
 
 def test_the_native_handler_is_built_here():
-    assert _onednn.available(), _onednn.status()
+    assert onednn.available(), onednn.status()
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)

@@ -1,4 +1,4 @@
-"""oneDNN's training-mode batch normalization (kilnet/layers/_batch_norm_onednn.py): outputs,
+"""oneDNN's training-mode batch normalization (kilnet/_kernels/onednn_batch_norm.py): outputs,
 statistics and gradients against float64 references, padded batches, the layer's use of it and
 training with and without it (and under DataParallel: tests/test_conv_onednn.py)."""
 
@@ -12,8 +12,8 @@ import pytest
 
 import kilnet
 from kilnet import layers
-from kilnet.layers import _batch_norm_onednn, _onednn
-from kilnet.layers._batch_norm_onednn import batch_norm_onednn
+from kilnet._kernels import onednn_batch_norm, onednn
+from kilnet._kernels.onednn_batch_norm import batch_norm_onednn
 
 pytestmark = pytest.mark.skipif(
     not (sys.platform == "linux" and platform.machine() == "x86_64"),
@@ -112,15 +112,15 @@ def test_bad_shapes_are_named():
 @pytest.fixture
 def small_inputs_too(monkeypatch):
     """The tests' small images go to oneDNN as a model's large ones do."""
-    monkeypatch.setattr(_batch_norm_onednn, "MIN_SIZE", 1)
+    monkeypatch.setattr(onednn_batch_norm, "MIN_SIZE", 1)
 
 
 def test_small_inputs_and_rows_keep_the_xla_form():
     big_rows = jnp.zeros((2048, 512))
-    assert big_rows.size >= _batch_norm_onednn.MIN_SIZE
-    assert not _batch_norm_onednn.accepts(big_rows)
-    assert not _batch_norm_onednn.accepts(jnp.zeros((32, 8, 8, 32)))
-    assert _batch_norm_onednn.accepts(jnp.zeros((128, 16, 16, 32)))
+    assert big_rows.size >= onednn_batch_norm.MIN_SIZE
+    assert not onednn_batch_norm.accepts(big_rows)
+    assert not onednn_batch_norm.accepts(jnp.zeros((32, 8, 8, 32)))
+    assert onednn_batch_norm.accepts(jnp.zeros((128, 16, 16, 32)))
 
 
 @pytest.mark.parametrize("shape", [(6, 5, 5, 3), (6, 4, 3)], ids=str)
@@ -141,16 +141,16 @@ def test_the_layer_takes_onednn_in_float32(shape, monkeypatch, small_inputs_too)
     def program():  # traced afresh each time
         return jax.jit(lambda x, p: run(x, p)).lower(x, params).as_text()
 
-    assert _batch_norm_onednn.accepts(x)
+    assert onednn_batch_norm.accepts(x)
     assert "kilnet_onednn_batch_norm_forward" in program()
     with_onednn = jax.value_and_grad(run, argnums=(0, 1), has_aux=True)(x, params)
-    monkeypatch.setattr(_onednn, "ENABLED", False)
-    assert not _batch_norm_onednn.accepts(x)
+    monkeypatch.setattr(onednn, "ENABLED", False)
+    assert not onednn_batch_norm.accepts(x)
     assert "kilnet_onednn_batch_norm" not in program()
     without = jax.value_and_grad(run, argnums=(0, 1), has_aux=True)(x, params)
     for a, b in zip(jax.tree.leaves(with_onednn), jax.tree.leaves(without)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
-    assert not _batch_norm_onednn.accepts(x.astype(jnp.bfloat16))
+    assert not onednn_batch_norm.accepts(x.astype(jnp.bfloat16))
 
 
 def test_a_convnet_with_batch_norm_trains_the_same_with_and_without_onednn(monkeypatch,
@@ -173,7 +173,7 @@ def test_a_convnet_with_batch_norm_trains_the_same_with_and_without_onednn(monke
         return losses, model.get_weights()
 
     losses, weights = train()
-    monkeypatch.setattr(_onednn, "ENABLED", False)
+    monkeypatch.setattr(onednn, "ENABLED", False)
     xla_losses, xla_weights = train()
     np.testing.assert_allclose(losses, xla_losses, rtol=1e-5)
     # Adam divides each gradient by its own running size, so two roundings of a gradient near

@@ -351,10 +351,10 @@ def test_info(capsys):
     assert code == 0
     for field in ("kilnet", "jax", "optax", "numpy", "devices", "data cache", "XLA cache"):
         assert field in out
-    from kilnet.layers._onednn import status
+    from kilnet._kernels.onednn import status
 
     assert f"oneDNN kernels  {status()}" in out
-    from kilnet.layers._onednn import choices_file
+    from kilnet._kernels.onednn import choices_file
 
     path = choices_file()
     assert (f"oneDNN choices  {path} (" if path else "oneDNN choices  (oneDNN not in use)") in out

@@ -19,7 +19,7 @@ import pytest  # noqa: E402
 
 import kilnet  # noqa: E402
 from kilnet import layers  # noqa: E402
-from kilnet.layers._conv_transpose import (conv_transpose_native,  # noqa: E402
+from kilnet._kernels.conv_transpose import (conv_transpose_native,  # noqa: E402
                                            conv_transpose_scatter, transpose_padding)
 
 

@@ -21,7 +21,7 @@ from conftest import check_grad  # noqa: E402
 
 import kilnet  # noqa: E402
 from kilnet import layers  # noqa: E402
-from kilnet.layers._conv import conv2d_native, conv2d_patches  # noqa: E402
+from kilnet._kernels.conv import conv2d_native, conv2d_patches  # noqa: E402
 from kilnet.layers._conv3d import conv3d_native, conv3d_patches  # noqa: E402
 from kilnet.layers._conv_more import depthwise_native, depthwise_views  # noqa: E402
 from _training import assert_fit_lowers_loss  # noqa: E402
@@ -310,10 +310,10 @@ def test_shape_errors(layer, shape, match):
 @pytest.mark.parametrize("padding", ["same", "valid", ((2, 1), (0, 3))])
 @pytest.mark.parametrize("size", [(9, 9), (8, 11)])
 def test_cpu_convolution_gradients_equal_jax(kernel, strides, dilation, padding, size):
-    """The CPU convolution (kilnet.layers._conv: 1x1 kernels as products, the others with
+    """The CPU convolution (kilnet._kernels.conv: 1x1 kernels as products, the others with
     hand-written gradients in canonical layouts, strided input gradients phase by phase)
     against JAX's own differentiation of lax.conv, in float64."""
-    from kilnet.layers._conv import conv2d_cpu
+    from kilnet._kernels.conv import conv2d_cpu
 
     rng = np.random.default_rng(0)
     with jax.enable_x64(True):
@@ -350,18 +350,20 @@ def test_kilnet_compiles_for_the_cpu_with_its_measured_options(monkeypatch):
 def test_kernel_gradient_in_batch_chunks_equals_jax(batch):
     """Batches of 32+ samples with 16+ channels take the kernel gradient in chunks of the
     batch (67: uneven chunks); the sum equals JAX's own gradient, in float64."""
-    from kilnet.layers import _conv
+    from kilnet._kernels import conv as kernel_conv
 
-    assert batch // _conv.KERNEL_GRADIENT_MIN_CHUNK >= 2  # the chunked path runs
+    assert batch // kernel_conv.KERNEL_GRADIENT_MIN_CHUNK >= 2  # the chunked path runs
     rng = np.random.default_rng(1)
     with jax.enable_x64(True):
-        x = jnp.asarray(rng.standard_normal((batch, 6, 5, _conv.KERNEL_GRADIENT_MIN_CHANNELS)))
+        channels = kernel_conv.KERNEL_GRADIENT_MIN_CHANNELS
+        x = jnp.asarray(rng.standard_normal((batch, 6, 5, channels)))
         k = jnp.asarray(rng.standard_normal((3, 3, x.shape[-1], 4)))
 
         def loss(conv, k):
             return jnp.sum(jnp.sin(conv(x, k)))
 
-        ours = jax.grad(loss, 1)(lambda x, k: _conv.conv2d_cpu(x, k, (1, 1), "same", (1, 1)), k)
+        ours = jax.grad(loss, 1)(
+            lambda x, k: kernel_conv.conv2d_cpu(x, k, (1, 1), "same", (1, 1)), k)
         theirs = jax.grad(loss, 1)(lambda x, k: conv2d_native(x, k, (1, 1), "same"), k)
         np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)
 
@@ -415,7 +417,7 @@ def _primitives(jaxpr):
 def test_tiled_max_pooling_gradient_is_one_masked_pass():
     """Windows that tile the image get a gradient with no zero-padded array per window
     position (JAX's own gradient of the strided views has one `pad` each)."""
-    from kilnet.layers._conv import window_slices
+    from kilnet._kernels.conv import window_slices
     from kilnet.layers._pooling import first_maximum
 
     x = jnp.ones((2, 8, 6, 3))
@@ -515,7 +517,7 @@ def test_strided_max_pooling_gradients_equal_jax_derivative_of_the_views(pool_si
 def test_strided_max_pooling_gradient_spreads_no_zeros_between_windows():
     """JAX's derivative of strided views pads each one with zeros between its elements
     (`pad` with interior padding); the phase-by-phase gradient has no such pad."""
-    from kilnet.layers._conv import window_slices
+    from kilnet._kernels.conv import window_slices
     from kilnet.layers._pooling import first_maximum
 
     def interior_pads(f):
@@ -558,14 +560,14 @@ def test_max_pooling_1d_gradient_goes_to_the_first_maximum_as_keras():
 def test_kernel_gradient_chunks_add_in_float32_under_bfloat16():
     """Under a 16-bit policy the chunks' partial kernel gradients add before rounding: every
     entry is the float32 gradient rounded once to bfloat16 (relative error 2^-8 at most)."""
-    from kilnet.layers import _conv
+    from kilnet._kernels import conv as kernel_conv
 
     rng = np.random.default_rng(5)
     x = jnp.asarray(rng.standard_normal((64, 8, 8, 16)), jnp.bfloat16)
     dy = jnp.asarray(rng.standard_normal((64, 8, 8, 4)), jnp.bfloat16)
     pads = ((1, 1), (1, 1))
-    ours = _conv._kernel_gradient(x, dy, (3, 3), (1, 1), pads, (1, 1))
-    exact = _conv._kernel_gradient(x.astype(jnp.float32), dy.astype(jnp.float32), (3, 3),
+    ours = kernel_conv._kernel_gradient(x, dy, (3, 3), (1, 1), pads, (1, 1))
+    exact = kernel_conv._kernel_gradient(x.astype(jnp.float32), dy.astype(jnp.float32), (3, 3),
                                    (1, 1), pads, (1, 1))
     assert ours.dtype == jnp.bfloat16
     error = np.abs(np.asarray(ours, np.float32) - np.asarray(exact))

@@ -1,4 +1,4 @@
-"""oneDNN's convolutions (kilnet/layers/_conv_onednn.py): numbers against JAX's own
+"""oneDNN's convolutions (kilnet/_kernels/onednn_conv.py): numbers against JAX's own
 convolution and derivative in float64, use inside compiled loops, and the way back to XLA's
 convolution when oneDNN cannot be built or is switched off."""
 
@@ -15,7 +15,7 @@ from jax import lax
 
 import kilnet
 from kilnet import layers
-from kilnet.layers import _conv, _conv_onednn, _onednn
+from kilnet._kernels import conv as kernel_conv, onednn, onednn_conv
 from _onednn_compare import assert_matches_xla
 
 import platform
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_onednn_is_built_and_registered():
-    assert _onednn.status() == "ready"
+    assert onednn.status() == "ready"
 
 
 def reference(x, k, strides, pads, dilation):
@@ -75,9 +75,9 @@ def test_forward_and_gradients_equal_jax_in_float64(kernel, strides, dilation, p
     cin, cout = channels
     x = rng.standard_normal((2,) + size + (cin,))
     k = rng.standard_normal(kernel + (cin, cout))
-    pads = _conv._explicit_padding(x.shape, k.shape, strides, padding, dilation)
+    pads = kernel_conv._explicit_padding(x.shape, k.shape, strides, padding, dilation)
     assert_equals_float64(
-        jax.jit(lambda x, k: _conv_onednn.conv_onednn(x, k, strides, pads, dilation)),
+        jax.jit(lambda x, k: onednn_conv.conv_onednn(x, k, strides, pads, dilation)),
         lambda x, k: reference(x, k, strides, pads, dilation), (x, k), rng)
 
 
@@ -91,14 +91,14 @@ def test_grouped_and_depthwise_equal_jax_in_float64(channels, groups, strides, p
     cin, cout = channels
     x = rng.standard_normal((2, 9, 8, cin))
     k = rng.standard_normal((3, 2, cin // groups, cout))
-    pads = _conv._explicit_padding(x.shape, k.shape, strides, padding, (1, 1))
+    pads = kernel_conv._explicit_padding(x.shape, k.shape, strides, padding, (1, 1))
 
     def expected_conv(x, k):
         return lax.conv_general_dilated(x, k, strides, pads, feature_group_count=groups,
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
     assert_equals_float64(
-        lambda x, k: _conv_onednn.conv_onednn(x, k, strides, pads, (1, 1), groups),
+        lambda x, k: onednn_conv.conv_onednn(x, k, strides, pads, (1, 1), groups),
         expected_conv, (x, k), rng)
 
 
@@ -108,8 +108,8 @@ def test_negative_padding_is_refused_and_conv2d_cpu_crops_with_xla():
     x, k = jnp.ones((1, 6, 6, 2)), jnp.ones((3, 3, 2, 3))
     pads = ((-1, 1), (0, -1))
     with pytest.raises(ValueError, match="no negative padding"):
-        _conv_onednn.conv_onednn(x, k, (1, 1), pads, (1, 1))
-    np.testing.assert_allclose(_conv.conv2d_cpu(x, k, (1, 1), pads, (1, 1)),
+        onednn_conv.conv_onednn(x, k, (1, 1), pads, (1, 1))
+    np.testing.assert_allclose(kernel_conv.conv2d_cpu(x, k, (1, 1), pads, (1, 1)),
                                reference(x, k, (1, 1), pads, (1, 1)))
 
 
@@ -130,7 +130,7 @@ def test_one_column_images_equal_jax_in_float64(kernel, stride, dilation, pads, 
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
     assert_equals_float64(
-        lambda x, k: _conv_onednn.conv_onednn(x, k, strides, pads2, dilations, groups),
+        lambda x, k: onednn_conv.conv_onednn(x, k, strides, pads2, dilations, groups),
         expected_conv, (x, k), rng)
 
 
@@ -153,7 +153,7 @@ def test_conv3d_equals_jax_in_float64(kernel, strides, dilation, padding):
 
 def test_groups_must_divide_the_channels():
     with pytest.raises(ValueError, match="do not make 3 groups"):
-        _conv_onednn.conv_onednn(jnp.ones((1, 5, 5, 4)), jnp.ones((3, 3, 1, 4)), (1, 1),
+        onednn_conv.conv_onednn(jnp.ones((1, 5, 5, 4)), jnp.ones((3, 3, 1, 4)), (1, 1),
                                    ((0, 0), (0, 0)), (1, 1), 3)
 
 
@@ -176,7 +176,7 @@ def test_depthwise_separable_and_grouped_layers_take_onednn(layer, monkeypatch):
 
     assert "kilnet_onednn_conv_forward" in program()
     with_onednn = jax.value_and_grad(run)(x)
-    monkeypatch.setattr(_onednn, "ENABLED", False)
+    monkeypatch.setattr(onednn, "ENABLED", False)
     assert "kilnet_onednn_conv_forward" not in program()
     for a, b in zip(with_onednn, jax.value_and_grad(run)(x)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
@@ -193,7 +193,7 @@ def test_conv2d_transpose_equals_jax_in_float64(kernel, strides, dilation, paddi
                                                 output_padding, on_onednn):
     """Conv2DTranspose's CPU form (oneDNN's input gradient where the convolution it transposes
     has no negative padding) against lax.conv_transpose and its derivative in float64."""
-    from kilnet.layers._conv_transpose import (
+    from kilnet._kernels.conv_transpose import (
         conv2d_transpose,
         conv2d_transpose_native,
         transpose_padding,
@@ -218,7 +218,7 @@ def test_conv2d_transpose_equals_jax_in_float64(kernel, strides, dilation, paddi
 
 def test_conv2d_transpose_onednn_checks_its_output_size():
     with pytest.raises(ValueError, match="convolved back gives"):
-        _conv_onednn.conv2d_transpose_onednn(jnp.ones((1, 2, 2, 1)), jnp.ones((2, 2, 1, 1)),
+        onednn_conv.conv2d_transpose_onednn(jnp.ones((1, 2, 2, 1)), jnp.ones((2, 2, 1, 1)),
                                              (2, 2), ((0, 0), (0, 0)), (1, 1), (6, 6))
 
 
@@ -229,7 +229,7 @@ def test_output_shape_matches_lax():
         expected = jax.eval_shape(lambda x, k: reference(x, k, strides, pads, dilation),
                                   jax.ShapeDtypeStruct(x_shape, jnp.float32),
                                   jax.ShapeDtypeStruct(k_shape, jnp.float32)).shape
-        assert _conv_onednn.output_shape(x_shape, k_shape, strides, pads, dilation) == expected
+        assert onednn_conv.output_shape(x_shape, k_shape, strides, pads, dilation) == expected
 
 
 def test_gradient_steps_in_a_scan_equal_xla_convolution():
@@ -251,7 +251,7 @@ def test_gradient_steps_in_a_scan_equal_xla_convolution():
 
         return jax.jit(lambda ks: lax.scan(step, ks, x))((k1, k2))
 
-    (a1, a2), losses_a = train(_conv_onednn.conv_onednn)
+    (a1, a2), losses_a = train(onednn_conv.conv_onednn)
     (b1, b2), losses_b = train(lambda x, k, s, p, d: reference(x, k, s, p, d))
     assert losses_a[-1] < losses_a[0]
     np.testing.assert_allclose(losses_a, losses_b, rtol=1e-4)
@@ -272,7 +272,7 @@ def test_conv2d_layer_takes_onednn_in_float32_only(monkeypatch, kernel_size):
 
     assert "kilnet_onednn_conv_forward" in program(x)
     with_onednn = layer.apply(params, state, x)[0]
-    monkeypatch.setattr(_onednn, "ENABLED", False)
+    monkeypatch.setattr(onednn, "ENABLED", False)
     assert "kilnet_onednn_conv_forward" not in program(x)
     np.testing.assert_allclose(layer.apply(params, state, x)[0], with_onednn, rtol=1e-5,
                                atol=1e-5)
@@ -298,7 +298,7 @@ def test_a_convnet_trains_the_same_with_and_without_onednn(monkeypatch):
         return losses, before, model.evaluate(X, y, verbose=0)
 
     with_onednn, before, after = fit()
-    monkeypatch.setattr(_onednn, "ENABLED", False)
+    monkeypatch.setattr(onednn, "ENABLED", False)
     np.testing.assert_allclose(with_onednn, fit()[0], rtol=1e-4)
     # Judged on the whole data before and after: at Adam's default rate the epochs' mean
     # training losses fell by 1.6-5% only (10 data and weight draws); at 0.01 for 5 epochs,
@@ -320,7 +320,7 @@ def test_first_call_in_a_process_registers_the_handlers():
     """conv_onednn called before anything asked for oneDNN's status builds and registers it
     itself (XLA would otherwise find no handler when the program runs)."""
     code = ("import jax.numpy as jnp\n"
-            "from kilnet.layers._conv_onednn import conv_onednn\n"
+            "from kilnet._kernels.onednn_conv import conv_onednn\n"
             "y = conv_onednn(jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 2)), (1, 1),\n"
             "                  ((1, 1), (1, 1)), (1, 1))\n"
             "print(float(y[0, 1, 1, 0]), float(y[0, 0, 0, 1]))\n")
@@ -328,7 +328,7 @@ def test_first_call_in_a_process_registers_the_handlers():
 
 
 def test_switched_off_by_the_environment():
-    out, err = run_fresh("from kilnet.layers import _onednn as o; print(o.status())",
+    out, err = run_fresh("from kilnet._kernels import onednn as o; print(o.status())",
                          KILNET_ONEDNN="0")
     assert out == "disabled (KILNET_ONEDNN=0)" and "oneDNN" not in err
 
@@ -337,7 +337,7 @@ def test_without_a_compiler_conv2d_falls_back_to_xla(tmp_path):
     """No C++ compiler and nothing built in the cache: one warning and the status name the
     compiler, and a Conv2D still runs (XLA's convolution)."""
     code = ("import jax.numpy as jnp, kilnet\n"
-            "from kilnet.layers import _onednn as o\n"
+            "from kilnet._kernels import onednn as o\n"
             "print(o.status())\n"
             "m = kilnet.Sequential([kilnet.Input((5, 5, 1)), kilnet.layers.Conv2D(2, 3)])\n"
             "print(m.predict(jnp.ones((1, 5, 5, 1)), verbose=0).shape)\n")
@@ -350,9 +350,9 @@ def test_without_a_compiler_conv2d_falls_back_to_xla(tmp_path):
 
 
 def test_a_missing_package_is_named(monkeypatch):
-    monkeypatch.setattr(_onednn, "LIBRARY_DIST", "no-such-onednn-wheel")
+    monkeypatch.setattr(onednn, "LIBRARY_DIST", "no-such-onednn-wheel")
     with pytest.raises(OSError, match="'no-such-onednn-wheel' package is not installed"):
-        _onednn._load()
+        onednn._load()
 
 
 def test_data_parallel_convnet_on_four_devices_trains_like_one():
@@ -362,9 +362,9 @@ def test_data_parallel_convnet_on_four_devices_trains_like_one():
     code = '''
 import numpy as np, kilnet
 from kilnet import layers
-from kilnet.layers import _batch_norm_onednn, _onednn
+from kilnet._kernels import onednn_batch_norm, onednn
 
-_batch_norm_onednn.MIN_SIZE = 1  # this small image's batch norm goes to oneDNN too
+onednn_batch_norm.MIN_SIZE = 1  # this small image's batch norm goes to oneDNN too
 
 def run(distribution):
     kilnet.utils.set_random_seed(0)
@@ -380,7 +380,7 @@ def run(distribution):
     return losses, model.get_weights()
 
 (a, wa), (b, wb) = run(None), run(kilnet.distribution.DataParallel())
-assert kilnet.distribution.DataParallel().num_devices == 4 and _onednn.available()
+assert kilnet.distribution.DataParallel().num_devices == 4 and onednn.available()
 print(max(abs(p - q) for p, q in zip(a, b)), max(float(np.abs(p - q).max()) for p, q in zip(wa, wb)))
 '''
     import os
@@ -399,7 +399,7 @@ PLAN_LINE = re.compile(r"^(?P<description>.*): (?P<implementation>[^,]+), "
 
 def plans_of(src_text):
     """The plan lines of the convolutions whose oneDNN source shape is `src_text`, parsed."""
-    lines = [PLAN_LINE.match(line) for line in _onednn.convolution_plans()]
+    lines = [PLAN_LINE.match(line) for line in onednn.convolution_plans()]
     return [m.groupdict() for m in lines if m and f" src {src_text} " in m["description"]]
 
 
@@ -429,13 +429,13 @@ def test_every_implementation_computes_the_same_convolution(case):
     numbers = (image, image[1:-1] + "IO", image)
 
     def ours(x, k):
-        return _conv_onednn.conv_onednn(x, k, strides, pads, dilation, groups)
+        return onednn_conv.conv_onednn(x, k, strides, pads, dilation, groups)
 
     def theirs(x, k):
         return lax.conv_general_dilated(x, k, strides, pads, rhs_dilation=dilation,
                                         dimension_numbers=numbers, feature_group_count=groups)
 
-    _onednn.force_convolution_candidate(None)
+    onednn.force_convolution_candidate(None)
     assert_equals_float64(ours, theirs, arrays, rng)
     src = "x".join(map(str, (batch, spatial[-1], *spatial[:-1])))
     plans = plans_of(src)
@@ -447,10 +447,10 @@ def test_every_implementation_computes_the_same_convolution(case):
         assert most > 1
     try:
         for index in range(most):
-            _onednn.force_convolution_candidate(index)
+            onednn.force_convolution_candidate(index)
             assert_equals_float64(ours, theirs, arrays, rng)
     finally:
-        _onednn.force_convolution_candidate(None)
+        onednn.force_convolution_candidate(None)
     forced = [p for p in plans_of(src) if p["chosen_by"] == "forced"]
     assert {int(p["index"]) for p in forced} == set(range(most))
 
@@ -460,17 +460,17 @@ def test_choices_are_measured_once_and_remembered_on_the_machine(tmp_path):
     kilnet's cache; the next process takes the same ones without measuring; a remembered name
     that no longer matches oneDNN's implementation at that place is measured again."""
     code = ("import jax, jax.numpy as jnp\n"
-            "from kilnet.layers import _conv_onednn, _onednn\n"
-            "f = lambda x, k: _conv_onednn.conv_onednn(x, k, (2, 2), ((0, 1), (0, 1)),\n"
+            "from kilnet._kernels import onednn_conv, onednn\n"
+            "f = lambda x, k: onednn_conv.conv_onednn(x, k, (2, 2), ((0, 1), (0, 1)),\n"
             "                                          (1, 1)).sum()\n"
             "jax.grad(f, (0, 1))(jnp.ones((3, 12, 12, 8)), jnp.ones((3, 3, 8, 16)))\n"
-            "print('\\n'.join(_onednn.convolution_plans()))\n")
+            "print('\\n'.join(onednn.convolution_plans()))\n")
     cache = tmp_path / "cache"
     # The fresh cache gets the library this machine built (a build is about 6 s of CPU); the
     # choices, what this test is about, start unknown.
-    assert _onednn.available()
+    assert onednn.available()
     (cache / "kilnet" / "native").mkdir(parents=True)
-    for library in _onednn._cache_dir().glob("kilnet_onednn_*.so"):
+    for library in onednn._cache_dir().glob("kilnet_onednn_*.so"):
         shutil.copy(library, cache / "kilnet" / "native")
 
     def plans():
@@ -511,17 +511,17 @@ def test_bfloat16_runs_natively_exactly_where_the_processor_has_bfloat16_instruc
     then get float32). float32, bfloat16 and float16 operands are taken, mixed or integer ones
     not."""
     native = bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
-    assert _onednn.takes_bfloat16() == native
+    assert onednn.takes_bfloat16() == native
     x, k = jnp.ones((1, 5, 5, 2), jnp.bfloat16), jnp.ones((3, 3, 2, 4), jnp.bfloat16)
-    assert _conv_onednn.accepts((x, k), ((1, 1), (1, 1)))
-    assert not _conv_onednn.accepts((x, k.astype(jnp.float32)), ((1, 1), (1, 1)))
-    assert _conv_onednn.accepts((x.astype(jnp.float16), k.astype(jnp.float16)),
+    assert onednn_conv.accepts((x, k), ((1, 1), (1, 1)))
+    assert not onednn_conv.accepts((x, k.astype(jnp.float32)), ((1, 1), (1, 1)))
+    assert onednn_conv.accepts((x.astype(jnp.float16), k.astype(jnp.float16)),
                                 ((1, 1), (1, 1)))
-    assert not _conv_onednn.accepts((x.astype(jnp.int32), k.astype(jnp.int32)),
+    assert not onednn_conv.accepts((x.astype(jnp.int32), k.astype(jnp.int32)),
                                     ((1, 1), (1, 1)))
     with pytest.raises(ValueError, match="float32, bfloat16 or float16.*Received: x int32, "
                                          "kernel int32"):
-        _conv_onednn.conv_onednn(x.astype(jnp.int32), k.astype(jnp.int32), (1, 1),
+        onednn_conv.conv_onednn(x.astype(jnp.int32), k.astype(jnp.int32), (1, 1),
                                  ((1, 1), (1, 1)), (1, 1))
 
 
@@ -565,11 +565,11 @@ def test_bfloat16_convolutions_equal_float64_on_the_rounded_numbers(case):
     image = "NWC NHWC NDHWC".split()[len(strides) - 1]
     numbers = (image, image[1:-1] + "IO", image)
     x, k = (jnp.asarray(a, jnp.bfloat16) for a in arrays)
-    if not _onednn.takes_bfloat16():
+    if not onednn.takes_bfloat16():
         pytest.skip("no bfloat16 instructions here: the widened path is tested below")
 
     def ours(x, k):
-        return _conv_onednn.conv_onednn(x, k, strides, pads, dilation, groups)
+        return onednn_conv.conv_onednn(x, k, strides, pads, dilation, groups)
 
     def theirs(x, k):
         return lax.conv_general_dilated(x, k, strides, pads, rhs_dilation=dilation,
@@ -578,10 +578,10 @@ def test_bfloat16_convolutions_equal_float64_on_the_rounded_numbers(case):
     src = "x".join(map(str, (batch, spatial[-1], *spatial[:-1])))
     try:
         for index in [None, *range(8)]:
-            _onednn.force_convolution_candidate(index)
+            onednn.force_convolution_candidate(index)
             assert_equals_rounded_float64(ours, theirs, arrays, rng)
     finally:
-        _onednn.force_convolution_candidate(None)
+        onednn.force_convolution_candidate(None)
     plans = plans_of(src)
     assert {p["description"].split()[1] for p in plans} == {
         "forward", "input_gradient", "kernel_gradient"}
@@ -589,8 +589,8 @@ def test_bfloat16_convolutions_equal_float64_on_the_rounded_numbers(case):
 
     # The kernel gradient's own float32 result, before the custom VJP rounds it.
     dy = jnp.asarray(rng.standard_normal(ours(x, k).shape), jnp.bfloat16)
-    geometry = _conv_onednn._geometry(strides, pads, dilation, groups)
-    dk = _onednn.call("conv_kernel_gradient", jax.ShapeDtypeStruct(k.shape, jnp.float32), x,
+    geometry = onednn_conv._geometry(strides, pads, dilation, groups)
+    dk = onednn.call("conv_kernel_gradient", jax.ShapeDtypeStruct(k.shape, jnp.float32), x,
                       dy, geometry=geometry)
     with jax.enable_x64(True):
         _, vjp64 = jax.vjp(lambda k: theirs(jnp.asarray(x, jnp.float64), k),
@@ -614,10 +614,10 @@ def test_mixed_precision_layers_take_onednn(layer, policy, native, monkeypatch):
     has none); under mixed_float16 always widened. Either way with the numbers of XLA's 16-bit
     convolution (KILNET_ONEDNN=0's flag) to 16-bit precision, and the kernel gradient reaches
     its float32 variable as float32."""
-    if native and not _onednn.takes_bfloat16():
+    if native and not onednn.takes_bfloat16():
         pytest.skip("no bfloat16 instructions here: only the widened path runs")
     if not native:
-        monkeypatch.setattr(_onednn, "takes_bfloat16", lambda: False)
+        monkeypatch.setattr(onednn, "takes_bfloat16", lambda: False)
     layer = layer(policy)
     compute = jnp.dtype(layer.compute_dtype)
     x = jnp.asarray(np.random.default_rng(7).standard_normal((2, 9, 9, 3)), jnp.float32)
@@ -639,7 +639,7 @@ def test_mixed_precision_layers_take_onednn(layer, policy, native, monkeypatch):
 def test_the_handlers_refuse_mixed_or_unknown_data_types():
     """The C++ handlers check the buffers XLA hands them, whatever the Python side asked: a
     float32 result of bfloat16 operands, operands of two types, float16."""
-    geometry = _conv_onednn._geometry((1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+    geometry = onednn_conv._geometry((1, 1), ((1, 1), (1, 1)), (1, 1), 1)
     x, k = jnp.ones((1, 4, 4, 2), jnp.bfloat16), jnp.ones((3, 3, 2, 3), jnp.bfloat16)
     cases = [((x, k), jnp.float32, "result's data type"),
              ((x, k.astype(jnp.float32)), jnp.bfloat16, "operands differ"),
@@ -647,7 +647,7 @@ def test_the_handlers_refuse_mixed_or_unknown_data_types():
               "take float32 or bfloat16")]
     for operands, dtype, message in cases:
         with pytest.raises(Exception, match=message):
-            jax.block_until_ready(_onednn.call(
+            jax.block_until_ready(onednn.call(
                 "conv_forward", jax.ShapeDtypeStruct((1, 4, 4, 3), dtype), *operands,
                 geometry=geometry))
 
@@ -666,7 +666,7 @@ def test_second_derivatives_run_on_onednn_and_equal_xla_s():
     x = jnp.asarray(rng.normal(size=(4, 9, 9, 3)), jnp.float32)
     k = jnp.asarray(rng.normal(0, 0.3, size=(3, 3, 3, 5)), jnp.float32)
     pads = ((1, 1), (1, 1))
-    ours = _penalty_gradient(lambda x, k: _conv_onednn.conv_onednn(x, k, (2, 2), pads, (1, 1)),
+    ours = _penalty_gradient(lambda x, k: onednn_conv.conv_onednn(x, k, (2, 2), pads, (1, 1)),
                              x, k)
     theirs = _penalty_gradient(lambda x, k: reference(x, k, (2, 2), pads, (1, 1)), x, k)
     np.testing.assert_allclose(ours[0], theirs[0], rtol=1e-5)
@@ -680,7 +680,7 @@ def test_second_derivatives_run_on_onednn_and_equal_xla_s():
                               jnp.zeros((x.shape[0], *out_size, kt.shape[2]), x.dtype))
         return pullback(x)[0]
 
-    ours = _penalty_gradient(lambda x, kt: _conv_onednn.conv2d_transpose_onednn(
+    ours = _penalty_gradient(lambda x, kt: onednn_conv.conv2d_transpose_onednn(
         x, kt, (2, 2), pads, (1, 1), out_size), x[:, :9, :9, :3], kt)
     theirs = _penalty_gradient(transposed_reference, x[:, :9, :9, :3], kt)
     np.testing.assert_allclose(ours[0], theirs[0], rtol=1e-5)

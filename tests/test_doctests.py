@@ -33,8 +33,8 @@ MODULES = ["kilnet._small_objects", "kilnet.tree", "kilnet.serialization", "kiln
            "kilnet.layers._embedding", "kilnet.layers._conv1d", "kilnet.layers._conv_transpose",
            "kilnet.layers._conv_lstm",
            "kilnet.layers._einsum_dense",
-           "kilnet.layers._conv_more", "kilnet.layers._conv3d", "kilnet.layers._onednn",
-           "kilnet.layers._conv_onednn", "kilnet.layers._batch_norm_onednn",
+           "kilnet.layers._conv_more", "kilnet.layers._conv3d", "kilnet._kernels.onednn",
+           "kilnet._kernels.onednn_conv", "kilnet._kernels.onednn_batch_norm",
            "kilnet.layers._pooling", "kilnet.loaders",
            "kilnet.layers._preprocessing", "kilnet.layers._augmentation",
            "kilnet.layers._color_augmentation", "kilnet.layers._mixing_augmentation",
@@ -74,7 +74,8 @@ MODULES = ["kilnet._small_objects", "kilnet.tree", "kilnet.serialization", "kiln
            "kilnet.config", "kilnet.backend", "kilnet.losses", "kilnet._ctc",
            "kilnet.activations", "kilnet._registry", "kilnet.programs", "kilnet.fit",
            "kilnet.data", "kilnet._tree", "kilnet.layers._bias", "kilnet.layers._conv",
-           "kilnet.layers._lambda", "kilnet.layers._matmul", "kilnet.layers._matmul_onednn",
+           "kilnet._kernels.conv",
+           "kilnet.layers._lambda", "kilnet.layers._matmul", "kilnet._kernels.onednn_matmul",
            "kilnet.layers._rnn_cells", "kilnet.layers._tracking", "kilnet.objective",
            "kilnet.validation", "kilnet.applications.resnet50"]
 

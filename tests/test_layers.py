@@ -13,7 +13,7 @@ from conftest import check_grad, numeric_grad
 
 import kilnet
 from kilnet import layers
-from kilnet.layers._conv import conv2d_native, conv2d_patches
+from kilnet._kernels.conv import conv2d_native, conv2d_patches
 
 KEY = jax.random.PRNGKey(0)  # dropout keys; weights are drawn from NumPy generators
 

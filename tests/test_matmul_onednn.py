@@ -1,4 +1,4 @@
-"""bfloat16 matrix products on oneDNN (kilnet/layers/_matmul_onednn.py): numbers against
+"""bfloat16 matrix products on oneDNN (kilnet/_kernels/onednn_matmul.py): numbers against
 float64 products of the same rounded numbers, gradients of every transposition, a second
 derivative, and where Dense under mixed_bfloat16 takes them."""
 
@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from kilnet import layers
-from kilnet.layers import _matmul, _matmul_onednn, _onednn
+from kilnet._kernels import onednn, onednn_matmul
+from kilnet.layers import _matmul
 from _onednn_compare import assert_matches_xla
 
 pytestmark = pytest.mark.skipif(
@@ -35,16 +36,16 @@ def assert_close(got, expected, bits=8):
 
 def test_only_large_bfloat16_products_on_a_cpu_with_bfloat16_instructions():
     big = jnp.ones((64, 256), jnp.bfloat16), jnp.ones((256, 64), jnp.bfloat16)
-    assert 64 * 256 * 64 >= _matmul_onednn.MIN_WORK
-    assert _matmul_onednn.accepts(*big) == _onednn.takes_bfloat16()
-    assert not _matmul_onednn.accepts(*(m.astype(jnp.float32) for m in big))
-    assert not _matmul_onednn.accepts(big[0][:4, :4], big[1][:4, :4])  # too small to gain
-    if _onednn.takes_bfloat16():
+    assert 64 * 256 * 64 >= onednn_matmul.MIN_WORK
+    assert onednn_matmul.accepts(*big) == onednn.takes_bfloat16()
+    assert not onednn_matmul.accepts(*(m.astype(jnp.float32) for m in big))
+    assert not onednn_matmul.accepts(big[0][:4, :4], big[1][:4, :4])  # too small to gain
+    if onednn.takes_bfloat16():
         with pytest.raises(ValueError, match="bfloat16 matrices. Received: float32"):
-            _matmul_onednn.matmul_onednn(big[0].astype(jnp.float32), big[1])
+            onednn_matmul.matmul_onednn(big[0].astype(jnp.float32), big[1])
     else:
         with pytest.raises(RuntimeError, match="does not take bfloat16"):
-            _matmul_onednn.matmul_onednn(*big)
+            onednn_matmul.matmul_onednn(*big)
 
 
 @pytest.mark.parametrize("transpose_a", [False, True])
@@ -52,7 +53,7 @@ def test_only_large_bfloat16_products_on_a_cpu_with_bfloat16_instructions():
 def test_every_transposition_and_its_gradients_equal_float64(transpose_a, transpose_b):
     """op(a) @ op(b) and its gradients for a and b, on the rounded numbers: the product and the
     gradient for a in bfloat16, the gradient for b summed in float32 then rounded."""
-    if not _onednn.takes_bfloat16():
+    if not onednn.takes_bfloat16():
         pytest.skip("this processor has no bfloat16 instructions: XLA keeps the products")
     rng = np.random.default_rng(int(transpose_a) * 2 + int(transpose_b))
     m, k, n = 37, 150, 23
@@ -63,7 +64,7 @@ def test_every_transposition_and_its_gradients_equal_float64(transpose_a, transp
     op_b = b64.T if transpose_b else b64
 
     def product(a, b):
-        return _matmul_onednn._product(a, b, transpose_a, transpose_b)
+        return onednn_matmul._product(a, b, transpose_a, transpose_b)
 
     c, vjp = jax.vjp(product, a, b)
     da, db = vjp(dc)
@@ -77,12 +78,12 @@ def test_every_transposition_and_its_gradients_equal_float64(transpose_a, transp
 def test_the_kernel_gradient_is_summed_in_float32():
     """Before its one rounding, the gradient for b is float32 to float32 precision: a sum over
     4,096 rows in bfloat16 would be off by far more."""
-    if not _onednn.takes_bfloat16():
+    if not onednn.takes_bfloat16():
         pytest.skip("this processor has no bfloat16 instructions: XLA keeps the products")
     rng = np.random.default_rng(3)
     a, a64 = rounded(rng, (4096, 32))
     dc, dc64 = rounded(rng, (4096, 16))
-    db = _matmul_onednn._float32_product(a, dc, True, False)
+    db = onednn_matmul._float32_product(a, dc, True, False)
     assert db.dtype == jnp.float32
     expected = a64.T @ dc64
     np.testing.assert_allclose(np.asarray(db, np.float64), expected, rtol=0,
@@ -92,7 +93,7 @@ def test_the_kernel_gradient_is_summed_in_float32():
 def test_second_derivative_equals_float64():
     """The gradients are products on oneDNN too, so they differentiate again (in reverse
     mode): a Hessian-vector product of sum(sin(a @ b)) against float64's on the rounded numbers."""
-    if not _onednn.takes_bfloat16():
+    if not onednn.takes_bfloat16():
         pytest.skip("this processor has no bfloat16 instructions: XLA keeps the products")
     rng = np.random.default_rng(4)
     a, a64 = rounded(rng, (24, 40))
@@ -106,7 +107,7 @@ def test_second_derivative_equals_float64():
         return jax.grad(lambda a: jnp.vdot(jax.grad(lambda a: loss(a, product))(a), v)
                         .astype(jnp.float32))(a)
 
-    ours = hessian_times(v, lambda a: _matmul_onednn.matmul_onednn(a, b), a)
+    ours = hessian_times(v, lambda a: onednn_matmul.matmul_onednn(a, b), a)
     with jax.enable_x64(True):
         theirs = hessian_times(jnp.asarray(v64), lambda a: a @ jnp.asarray(b64),
                                jnp.asarray(a64))
@@ -131,7 +132,7 @@ def test_mixed_bfloat16_dense_takes_onednn_for_large_products(units, features, o
     def program():
         return jax.jit(jax.grad(run)).lower(params, x).as_text()
 
-    assert ("kilnet_onednn_product" in program()) == (on_onednn and _onednn.takes_bfloat16())
+    assert ("kilnet_onednn_product" in program()) == (on_onednn and onednn.takes_bfloat16())
     assert_matches_xla(run, program, params, x, monkeypatch, "kilnet_onednn_product")
 
 
@@ -143,15 +144,15 @@ def test_matrix_product_keeps_other_dtypes_on_xla():
 # -- stacks of products (MultiHeadAttention's products per head) ----------------------------
 def test_stacks_count_their_batch_towards_the_work():
     a, b = jnp.ones((16, 64, 32), jnp.bfloat16), jnp.ones((16, 64, 32), jnp.bfloat16)
-    assert 16 * 64 * 32 * 64 >= _matmul_onednn.MIN_WORK > 64 * 32 * 64
-    assert _matmul_onednn.accepts(a, b, transpose_b=True) == _onednn.takes_bfloat16()
-    assert not _matmul_onednn.accepts(a[:1], b[:1], transpose_b=True)  # one product: small
-    assert not _matmul_onednn.accepts(a, b[:8], transpose_b=True)      # stacks differ
-    assert not _matmul_onednn.accepts(a, b[0], transpose_b=True)       # a stack and a matrix
-    if _onednn.takes_bfloat16():
+    assert 16 * 64 * 32 * 64 >= onednn_matmul.MIN_WORK > 64 * 32 * 64
+    assert onednn_matmul.accepts(a, b, transpose_b=True) == onednn.takes_bfloat16()
+    assert not onednn_matmul.accepts(a[:1], b[:1], transpose_b=True)  # one product: small
+    assert not onednn_matmul.accepts(a, b[:8], transpose_b=True)      # stacks differ
+    assert not onednn_matmul.accepts(a, b[0], transpose_b=True)       # a stack and a matrix
+    if onednn.takes_bfloat16():
         with pytest.raises(ValueError, match=r"\(batch, m, k\) @ \(batch, k, n\).*"
                                              r"Received: \(16, 64, 32\) and \(16, 64, 32\)"):
-            _matmul_onednn.batched_matmul_onednn(a, b)  # k 32 against 64
+            onednn_matmul.batched_matmul_onednn(a, b)  # k 32 against 64
 
 
 @pytest.mark.parametrize("transpose_a", [False, True])
@@ -159,7 +160,7 @@ def test_stacks_count_their_batch_towards_the_work():
 def test_stacked_products_and_their_gradients_equal_float64(transpose_a, transpose_b):
     """op(a[i]) @ op(b[i]) for each of 5 pairs, and the gradients for a and b, on the rounded
     numbers: each matrix of the stack its own product (no sum over the batch)."""
-    if not _onednn.takes_bfloat16():
+    if not onednn.takes_bfloat16():
         pytest.skip("this processor has no bfloat16 instructions: XLA keeps the products")
     rng = np.random.default_rng(10 + int(transpose_a) * 2 + int(transpose_b))
     batch, m, k, n = 5, 19, 70, 13
@@ -168,7 +169,7 @@ def test_stacked_products_and_their_gradients_equal_float64(transpose_a, transpo
     dc, dc64 = rounded(rng, (batch, m, n))
     op_a = np.swapaxes(a64, 1, 2) if transpose_a else a64
     op_b = np.swapaxes(b64, 1, 2) if transpose_b else b64
-    c, vjp = jax.vjp(lambda a, b: _matmul_onednn.batched_matmul_onednn(
+    c, vjp = jax.vjp(lambda a, b: onednn_matmul.batched_matmul_onednn(
         a, b, transpose_a, transpose_b), a, b)
     da, db = vjp(dc)
     assert c.dtype == da.dtype == db.dtype == jnp.bfloat16
@@ -205,7 +206,7 @@ def test_mixed_bfloat16_attention_takes_onednn(dropout, monkeypatch):
     # computes side by side (_attention.attend_in_parts)
     stacks = re.findall(r"custom_call @kilnet_onednn_product.*: \(tensor<\d+x\d+x\d+xbf16>",
                         program())
-    assert len(stacks) % 6 == 0 and (len(stacks) > 0) == _onednn.takes_bfloat16()
+    assert len(stacks) % 6 == 0 and (len(stacks) > 0) == onednn.takes_bfloat16()
     assert_matches_xla(run, program, params, x, monkeypatch, "kilnet_onednn_product", bits=5)
 
 
@@ -238,6 +239,6 @@ def test_other_bfloat16_attention_products_take_onednn(make, call, monkeypatch):
     params, run, program = setup("mixed_bfloat16")
     stacks = re.findall(r"custom_call @kilnet_onednn_product.*: \(tensor<\d+x\d+x\d+xbf16>",
                         program())
-    assert (len(stacks) >= 4) == _onednn.takes_bfloat16()  # two products and their gradients
+    assert (len(stacks) >= 4) == onednn.takes_bfloat16()  # two products and their gradients
     assert_matches_xla(lambda x, _: run(params, x), program, x, None, monkeypatch,
                        "kilnet_onednn_product", bits=5)

@@ -16,6 +16,7 @@ keras = pytest.importorskip("keras", reason="the parity tests need keras (JAX ba
 
 import kilnet  # noqa: E402
 from _training import sgd_mse_losses  # noqa: E402
+from kilnet._kernels.conv_transpose import transpose_padding  # noqa: E402
 from kilnet.ops import nn as ops_nn  # noqa: E402
 
 CASES = [  # (input shape, kernel shape, strides, padding, dilation)
@@ -98,7 +99,7 @@ TRANSPOSE_CASES = [  # (input shape, kernel shape, strides, padding, output_padd
 
 def xla_conv_transpose(x, k, strides, padding, output_padding, dilation):
     rank = x.ndim - 2
-    pads = [ops_nn.transpose_padding(size, strides, dilation, padding.upper(), output_padding)
+    pads = [transpose_padding(size, strides, dilation, padding, output_padding)
             for size in k.shape[:rank]]
     return lax.conv_transpose(x, k, (strides,) * rank, pads, rhs_dilation=(dilation,) * rank,
                               dimension_numbers=ops_nn.conv_dimension_numbers(rank),
@@ -132,24 +133,32 @@ def test_conv_transpose_values_and_gradients_are_xlas_and_keras(case):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
 
 
-@pytest.mark.parametrize("module, function, op, kernel_shape, options", [
+@pytest.mark.parametrize("layer_module, function, op, kernel_shape, options", [
     ("_conv", "cpu_convolution", "conv", (3, 3, 4, 6), dict(padding="same")),
-    ("_conv_transpose", "conv_transpose", "conv_transpose", (3, 3, 6, 4),
+    ("_conv_transpose", "transposed_convolution", "conv_transpose", (3, 3, 6, 4),
      dict(strides=2, padding="same")),
 ], ids=["conv", "conv_transpose"])
-def test_the_layers_convolution_runs_the_op_on_the_cpu(monkeypatch, module, function, op,
+def test_the_layers_convolution_runs_the_op_on_the_cpu(monkeypatch, layer_module, function, op,
                                                        kernel_shape, options):
     if jax.default_backend() != "cpu":
         pytest.skip("the layers' convolutions are the CPU path")
-    layers_module = __import__(f"kilnet.layers.{module}", fromlist=[function])
+    from kilnet._kernels import conv as kernel_conv, conv_transpose as kernel_conv_transpose
+    layers_module = __import__(f"kilnet.layers.{layer_module}", fromlist=["_"])
+    # the op's function is the kernels' one the layer runs
+    if op == "conv":
+        assert ops_nn.cpu_convolution is kernel_conv.cpu_convolution
+        assert layers_module.conv2d is kernel_conv.conv2d
+    else:
+        assert ops_nn.transposed_convolution is kernel_conv_transpose.conv_transpose
+        assert layers_module.conv_transpose is kernel_conv_transpose.conv_transpose
     calls = []
-    layers_function = getattr(layers_module, function)
+    op_function = getattr(ops_nn, function)
 
     def counted(*args):
         calls.append(args[0].shape)
-        return layers_function(*args)
+        return op_function(*args)
 
-    monkeypatch.setattr(layers_module, function, counted)
+    monkeypatch.setattr(ops_nn, function, counted)
     x, k = operands((2, 5, 5, 4), kernel_shape)
     getattr(kilnet.ops, op)(x, k, **options)
     assert calls == [(2, 5, 5, 4)]

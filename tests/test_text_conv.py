@@ -27,7 +27,7 @@ from kilnet.layers._conv1d import (  # noqa: E402
     conv1d_padding,
     conv1d_cpu,
 )
-from kilnet.layers._conv_transpose import (  # noqa: E402
+from kilnet._kernels.conv_transpose import (  # noqa: E402
     conv2d_transpose_native,
     conv2d_transpose_scatter,
     transpose_padding,

@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kilnet.layers import _attention, _conv, _normalization
+from kilnet._kernels import conv as kernel_conv
+from kilnet.layers import _attention, _normalization
 from kilnet.layers._matmul import last_axes_product
 
 
@@ -68,7 +69,7 @@ def test_channels_first_is_an_exact_transposition(channels):
     """Below 129 channels it is a product with the identity: still exactly the transposition,
     bit for bit, in float32."""
     x = np.random.default_rng(channels).normal(size=(3, 5, 4, channels)).astype(np.float32)
-    got = np.asarray(_conv._channels_first(jnp.asarray(x)))
+    got = np.asarray(kernel_conv._channels_first(jnp.asarray(x)))
     np.testing.assert_array_equal(got, np.transpose(x, (3, 1, 2, 0)))
 
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from kilnet._custom_gradients import custom_vjp
 from kilnet import constraints, initializers, random, regularizers
-from kilnet.layers import _matmul_onednn
+from kilnet._kernels import onednn_matmul
 from kilnet.layers._base import Layer, is_shape
 from kilnet.layers._dropout_masks import keep_mask
 from kilnet.layers._einsum_dense import fans_over
@@ -920,14 +920,14 @@ _STACKED = {
 def _stacked_product(a, b, transpose_b=False):
     """a @ b (b transposed where asked) for (batch, rows, cols) stacks: Attention's products,
     bfloat16 ones on oneDNN where it takes them (see `_heads_product`)."""
-    if _matmul_onednn.accepts(a, b, False, transpose_b):
-        return _matmul_onednn.batched_matmul_onednn(a, b, False, transpose_b)
+    if onednn_matmul.accepts(a, b, False, transpose_b):
+        return onednn_matmul.batched_matmul_onednn(a, b, False, transpose_b)
     return a @ (jnp.swapaxes(b, -2, -1) if transpose_b else b)
 
 
 def _heads_product(pattern, x, y):
     """jnp.einsum(pattern, x, y) for MultiHeadAttention's products per head. bfloat16 ones
-    (mixed_bfloat16) run on oneDNN where it takes them (`_matmul_onednn.accepts`): XLA's CPU
+    (mixed_bfloat16) run on oneDNN where it takes them (`onednn_matmul.accepts`): XLA's CPU
     backend computes a bfloat16 product in float32. Bench Transformer under mixed_bfloat16
     (1,280 samples, in-process A/B, 2-core Xeon with AMX): epoch 2.57 -> 1.74 s. float32
     ones stay XLA's: oneDNN's float32 stacks measured 0.98-1.04x there (1.73 against 1.77 s
@@ -936,9 +936,9 @@ def _heads_product(pattern, x, y):
     if x.dtype != jnp.bfloat16 or y.dtype != jnp.bfloat16:
         return jnp.einsum(pattern, x, y)
     a, b = _as_stack(x, x_form), _as_stack(y, y_form)
-    if not _matmul_onednn.accepts(a, b, transpose_x, transpose_y):
+    if not onednn_matmul.accepts(a, b, transpose_x, transpose_y):
         return jnp.einsum(pattern, x, y)
-    product = _matmul_onednn.batched_matmul_onednn(a, b, transpose_x, transpose_y)
+    product = onednn_matmul.batched_matmul_onednn(a, b, transpose_x, transpose_y)
     batch, heads = x.shape[0], (x.shape[1] if x_form == "scores" else x.shape[2])
     product = product.reshape((batch, heads) + product.shape[1:])
     return product if out_form == "scores" else jnp.transpose(product, (0, 2, 1, 3))

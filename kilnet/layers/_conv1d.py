@@ -3,7 +3,7 @@ padding and dilation.
 
 On CPU the steps are the rows of a one-column image and the convolution is Conv2D's, whose
 gradients are written in the layout XLA's CPU backend runs fast inside the training loop
-(kilnet/layers/_conv.py; a text Conv1D model's epoch measured 1.97 s with patches + one matmul,
+(kilnet/_kernels/conv.py; a text Conv1D model's epoch measured 1.97 s with patches + one matmul,
 1.51 s this way); elsewhere the native `lax.conv_general_dilated`. Both get the same explicit
 (left, right) padding, so they compute the same numbers (tests/test_text_conv.py compares them).
 
@@ -21,7 +21,7 @@ from jax import lax
 from kilnet import constraints, initializers, regularizers
 from kilnet.layers._base import KernelLayer
 from kilnet.layers._bias import add_bias
-from kilnet.layers._conv import conv2d_cpu
+from kilnet._kernels.conv import conv2d_cpu
 
 PADDINGS = ("valid", "same", "causal")
 

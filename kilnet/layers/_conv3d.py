@@ -1,8 +1,8 @@
 """Conv3D, MaxPooling3D and AveragePooling3D: volumes and videos (depth, height, width,
 channels), channels-last.
 
-On CPU the float32 convolution is oneDNN's where it can (kilnet/layers/_conv_onednn.py, as
-Conv2D's); otherwise, as for Conv2D (kilnet/layers/_conv.py), it is written as patches + one
+On CPU the float32 convolution is oneDNN's where it can (kilnet/_kernels/onednn_conv.py, as
+Conv2D's); otherwise, as for Conv2D (kilnet/_kernels/conv.py), it is written as patches + one
 matmul, and pooling as strided slices, because XLA's CPU convolution and windowed reductions are
 very slow inside the training loop. Measured on CPU, a lax.scan of 50 gradient steps over a
 (32, 8, 16, 16, 8) input, 3x3x3 kernel, 8 filters, padding "same": 1.1 s with patches + matmul
@@ -21,8 +21,8 @@ from jax import lax
 from kilnet import constraints, initializers, regularizers
 from kilnet.layers._base import KernelLayer, Layer, check_padding
 from kilnet.layers._bias import add_bias
-from kilnet.layers._conv import (dilated_span, onednn_conv, output_size, same_padding,
-                                 too_small)
+from kilnet._kernels.conv import (dilated_span, onednn_convolution, output_size, same_padding,
+                                  too_small)
 from kilnet.layers._conv1d import (
     check_channels_last,
     check_filters,
@@ -80,7 +80,7 @@ def conv3d(x, kernel, strides, padding, dilation):
     """On CPU oneDNN's convolution where it can, else patches + one matmul; XLA's elsewhere."""
     if jax.default_backend() != "cpu":
         return conv3d_native(x, kernel, strides, padding, dilation)
-    y = onednn_conv(x, kernel, strides, padding, dilation)
+    y = onednn_convolution(x, kernel, strides, padding, dilation)
     return conv3d_patches(x, kernel, strides, padding, dilation) if y is None else y
 
 

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from kilnet import initializers, regularizers
 from kilnet.layers import _rnn_cells as cells
 from kilnet.layers._base import Layer, as_pair, check_padding, is_shape
-from kilnet.layers._conv import conv2d, dilated_span, output_size, too_small
+from kilnet._kernels.conv import conv2d, dilated_span, output_size, too_small
 from kilnet.layers._conv1d import (as_single, check_channels_last, check_filters,
                                    check_no_dilated_strides, conv1d)
 from kilnet.layers._conv3d import as_triple, conv3d

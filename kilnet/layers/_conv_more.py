@@ -11,7 +11,7 @@ Conv1DTranspose is Conv2DTranspose on a (steps, 1) image, so the two share one c
 A depthwise convolution filters each input channel on its own (`depth_multiplier` filters per
 channel; output channel c * depth_multiplier + m). On CPU it is written as the kh*kw shifted
 views of the input stacked, then one einsum with the kernel, because `lax.conv` inside the XLA
-training loop is very slow there (see kilnet/layers/_conv.py). Measured on CPU, a lax.scan of
+training loop is very slow there (see kilnet/_kernels/conv.py). Measured on CPU, a lax.scan of
 50 gradient steps over a (32, 16, 16, 8) input, 3x3 kernel, padding "same": DepthwiseConv2D
 0.014 s with views + einsum against 0.95 s with lax.conv (feature groups); SeparableConv2D (16
 filters) 0.05 s against 0.94 s; Conv1DTranspose (the Conv2DTranspose scatter, (32, 16, 8)
@@ -28,15 +28,15 @@ from jax import lax
 from kilnet import constraints, initializers, regularizers
 from kilnet.layers._base import KernelLayer, as_pair, check_padding
 from kilnet.layers._bias import add_bias
-from kilnet.layers._conv import (dilated_span, onednn_conv, output_size, pad_same, too_small,
-                                 window_slices)
+from kilnet._kernels.conv import (dilated_span, onednn_convolution, output_size, pad_same,
+                                  too_small, window_slices)
 from kilnet.layers._conv1d import (
     as_single,
     check_channels_last,
     check_filters,
     check_no_dilated_strides,
 )
-from kilnet.layers._conv_transpose import conv2d_transpose, transpose_size
+from kilnet._kernels.conv_transpose import conv2d_transpose, transpose_size
 
 
 def _images_only(layer, input_shape):
@@ -181,7 +181,7 @@ def depthwise_conv2d(x, kernel, strides, padding, dilation):
     if jax.default_backend() != "cpu":
         return depthwise_native(x, kernel, strides, padding, dilation)
     kh, kw, channels, multiplier = kernel.shape
-    y = onednn_conv(x, kernel.reshape(kh, kw, 1, channels * multiplier), strides, padding,
+    y = onednn_convolution(x, kernel.reshape(kh, kw, 1, channels * multiplier), strides, padding,
                     dilation, groups=channels)
     return depthwise_views(x, kernel, strides, padding, dilation) if y is None else y
 

@@ -11,28 +11,28 @@ AMD EPYC): input (64, 200, 64), 64 units: 10.5 -> 7.3 ms a step; 128 units: 16.9
 a 2-D input is the same program either way.
 
 Under the mixed_bfloat16 policy on a CPU with bfloat16 instructions, large products go
-through oneDNN (`_matmul_onednn`): XLA's CPU backend would compute them in float32.
+through oneDNN (`onednn_matmul`): XLA's CPU backend would compute them in float32.
 """
 
 from __future__ import annotations
 
 import math
 
-from kilnet.layers import _matmul_onednn
+from kilnet._kernels import onednn_matmul
 from kilnet.layers._bias import add_row_bias
 
 
 def matrix_product(a, b):
     """The product of matrices `a` and `b`: on oneDNN for large bfloat16 ones on a CPU that
-    has bfloat16 instructions (`_matmul_onednn.accepts`), else `a @ b`.
+    has bfloat16 instructions (`onednn_matmul.accepts`), else `a @ b`.
 
     Example:
         >>> import numpy as np
         >>> matrix_product(np.ones((2, 3)), np.ones((3, 4))).tolist()
         [[3.0, 3.0, 3.0, 3.0], [3.0, 3.0, 3.0, 3.0]]
     """
-    if _matmul_onednn.accepts(a, b):
-        return _matmul_onednn.matmul_onednn(a, b)
+    if onednn_matmul.accepts(a, b):
+        return onednn_matmul.matmul_onednn(a, b)
     return a @ b
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from kilnet._custom_gradients import custom_vjp
 from kilnet import constraints, regularizers
-from kilnet.layers import _batch_norm_onednn
+from kilnet._kernels import onednn_batch_norm
 from kilnet.layers._base import Layer
 
 
@@ -107,14 +107,14 @@ def _normalize_batch(x, gamma, beta, sample_mask, epsilon, mask=None):
     The statistics count only the real samples of a padded batch (`sample_mask`) and the
     unmasked positions of a sequence mask (`mask`, x's shape without channels); gamma and beta
     may be None (scale / center off). oneDNN's kernels where they take x (float32 on the CPU,
-    no sequence mask; `_batch_norm_onednn`), else the XLA form below."""
+    no sequence mask; `onednn_batch_norm`), else the XLA form below."""
     channels = x.shape[-1]
     scale = jnp.ones((channels,), x.dtype) if gamma is None else gamma
     shift = jnp.zeros((channels,), x.dtype) if beta is None else beta
-    if mask is None and _batch_norm_onednn.accepts(x):
+    if mask is None and onednn_batch_norm.accepts(x):
         weights = (jnp.ones(x.shape[:1], x.dtype) if sample_mask is None
                    else sample_mask.astype(x.dtype))
-        return _batch_norm_onednn.batch_norm_onednn(x, scale, shift, weights, epsilon)
+        return onednn_batch_norm.batch_norm_onednn(x, scale, shift, weights, epsilon)
     rows = x.reshape(-1, channels)
     y, mean, var = _batch_norm_rows(rows, scale, shift, _row_weights(x, sample_mask, mask),
                                     epsilon)

@@ -16,7 +16,7 @@ import numpy as np
 
 from kilnet._custom_gradients import custom_jvp, custom_vjp
 from kilnet.layers._base import Layer, as_pair, check_padding, set_untracked
-from kilnet.layers._conv import output_size, pad_same, too_small, window_slices
+from kilnet._kernels.conv import output_size, pad_same, too_small, window_slices
 from kilnet.layers._conv1d import as_single, check_channels_last
 
 

@@ -19,6 +19,8 @@ from jax import lax
 
 from kilnet import _ctc, config
 from kilnet._custom_gradients import eager_shortcut
+from kilnet._kernels.conv import cpu_convolution
+from kilnet._kernels.conv_transpose import conv_transpose as transposed_convolution
 from kilnet.ops._convert import as_array, as_float, FLOATX, dispatch_symbolic
 
 __all__ = [
@@ -478,27 +480,6 @@ def conv_dimension_numbers(rank: int):
                                     tuple(range(rank)), out_spec=features)
 
 
-def _layer_convolution():
-    """The CPU convolution kilnet's convolution layers run (oneDNN's, with their gradients:
-    kilnet.layers._conv.cpu_convolution), imported at the first conv(): the native kernels
-    live with the layers, which import ops. Why: XLA's CPU convolution inside a compiled
-    chunk's loop is far slower than alone; a custom layer's ops.conv training step (keras.io's
-    mixture of experts, 3x3 32 -> 128 on 16x16, batch 64, 2-core AMD EPYC, quiet) took 14.6 s
-    for 8 steps with XLA's, 0.21 s in Keras on JAX, 0.14 s this way."""
-    from kilnet.layers._conv import cpu_convolution
-    return cpu_convolution
-
-
-def _layer_conv_transpose():
-    """The transposed convolution kilnet's Conv*DTranspose layers run (oneDNN's for 2-D on
-    the CPU, else a scatter form), imported at the first conv_transpose(), as
-    _layer_convolution: a custom layer's ops.conv_transpose training step (3x3, stride 2,
-    32 -> 64 channels on 16x16, batch 64, 2-core AMD EPYC, quiet) took 9.1 s for 8 steps with
-    XLA's inside a chunk's loop, 1.5 s in Keras on JAX, 0.12 s this way."""
-    from kilnet.layers._conv_transpose import conv_transpose as layers_conv_transpose
-    return layers_conv_transpose
-
-
 def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
     """N-D convolution (cross-correlation, as Keras) of `inputs` (batch, *spatial, channels)
     with `kernel` (*spatial, in_channels, out_channels). An input with more channels than
@@ -523,8 +504,12 @@ def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_
     strides = spatial_tuple(strides, rank, "strides")
     dilation = spatial_tuple(dilation_rate, rank, "dilation_rate")
     padding = lax_padding(padding)
+    # On the CPU, the layers' convolution (oneDNN's, with its gradients): XLA's CPU convolution
+    # inside a compiled chunk's loop is far slower than alone. A custom layer's ops.conv
+    # training step (keras.io's mixture of experts, 3x3 32 -> 128 on 16x16, batch 64, 2-core
+    # AMD EPYC, quiet) took 14.6 s for 8 steps with XLA's, 0.21 s in Keras on JAX, 0.14 s so.
     if jax.default_backend() == "cpu":
-        y = _layer_convolution()(inputs, kernel, strides, padding.lower(), dilation, groups)
+        y = cpu_convolution(inputs, kernel, strides, padding.lower(), dilation, groups)
         if y is not None:
             return y
     return lax.conv_general_dilated(
@@ -560,25 +545,6 @@ def separable_conv(inputs, depthwise_kernel, pointwise_kernel, strides=1, paddin
     return conv(depthwise, pointwise_kernel, 1, "valid", data_format, dilation_rate)
 
 
-def transpose_padding(kernel: int, stride: int, dilation: int, padding: str,
-                      output_padding) -> tuple[int, int]:
-    """lax.conv_transpose's (left, right) padding of one axis for Keras's `padding` and
-    `output_padding` (None: the size Keras's layers compute).
-
-    Example:
-        >>> transpose_padding(3, 2, 1, "same", None)   # output = input * stride
-        (2, 1)
-    """
-    span = (kernel - 1) * dilation + 1
-    if padding == "VALID":
-        extra = max(span, stride) - span if output_padding is None else output_padding
-        return span - 1, span - 1 + extra
-    total = (stride + span - 2 if output_padding is None
-             else span + span % 2 - 2 + output_padding)
-    left = min(total // 2 + total % 2, span - 1)
-    return left, total - left
-
-
 def conv_transpose(inputs, kernel, strides=1, padding="valid", output_padding=None,
                    data_format=None, dilation_rate=1):
     """The transpose (gradient) of `conv`, as Keras's Conv*DTranspose: `kernel` is
@@ -599,13 +565,12 @@ def conv_transpose(inputs, kernel, strides=1, padding="valid", output_padding=No
     dilations = spatial_tuple(dilation_rate, rank, "dilation_rate")
     extras = (None,) * rank if output_padding is None else spatial_tuple(
         output_padding, rank, "output_padding")
-    if jax.default_backend() == "cpu":
-        return _layer_conv_transpose()(inputs, kernel, steps, dilations, padding.lower(),
-                                       None if output_padding is None else extras)
-    pads = [transpose_padding(k, s, d, padding, e)
-            for k, s, d, e in zip(kernel.shape[:rank], steps, dilations, extras)]
-    return lax.conv_transpose(inputs, kernel, steps, pads, rhs_dilation=dilations,
-                              dimension_numbers=conv_dimension_numbers(rank), transpose_kernel=True)
+    # The layers' transposed convolution (oneDNN's for 2-D on the CPU, else a scatter form;
+    # lax.conv_transpose off the CPU): a custom layer's ops.conv_transpose training step (3x3,
+    # stride 2, 32 -> 64 channels on 16x16, batch 64, 2-core AMD EPYC, quiet) took 9.1 s for 8
+    # steps with XLA's inside a chunk's loop, 1.5 s in Keras on JAX, 0.12 s so.
+    return transposed_convolution(inputs, kernel, steps, dilations, padding.lower(),
+                                  None if output_padding is None else extras)
 
 
 # -- normalizations -----------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Why: XLA runs the update of a weight as three passes (the first moment, the second, then the
 weight), each split over its threads. The seed MLP's 784x128 kernel spent 57 us a step in
 them, a sixth of the epoch (2-core Xeon, XLA's per-kernel trace); the native handler
-(`_onednn.cc`, "adam_update") reads the gradient, moments and weight once and writes the
+(`onednn.cc`, "adam_update") reads the gradient, moments and weight once and writes the
 moments and weight once, on XLA's own threads: 40 us, and the seed MLP's epoch 0.30 -> 0.26 s
 in a hand-written training loop.
 
@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kilnet.layers import _onednn
+from kilnet._kernels import onednn
 
 # Below this many float32 numbers in all, the weights stay in XLA's fusions: the handler's
 # call and its threads cost more than they save on tiny models.
@@ -52,7 +52,7 @@ def accepts(weights) -> bool:
     MIN_ELEMENTS numbers in all."""
     count = sum(w.size for w in weights if w.dtype == jnp.float32)
     return (count >= MIN_ELEMENTS and jax.default_backend() == "cpu"
-            and _onednn.available())
+            and onednn.available())
 
 
 def new_weights(grads, mu, nu, params, neg_alpha, *, beta_1: float, beta_2: float,
@@ -103,6 +103,6 @@ def _native(indices, g_leaves, m_leaves, v_leaves, p_leaves, neg_alpha, beta_1, 
         results += [shape, shape, shape]
         first = 1 + 4 * k   # operand index of this weight's gradient
         aliases.update({first + 1: 3 * k, first + 2: 3 * k + 1, first + 3: 3 * k + 2})
-    return _onednn.call("adam_update", tuple(results), *operands, aliases=aliases,
+    return onednn.call("adam_update", tuple(results), *operands, aliases=aliases,
                         c1=np.float32(1 - beta_1), c2=np.float32(1 - beta_2),
                         epsilon=np.float32(epsilon), decoupled=decay is not None)

@@ -5,10 +5,10 @@ Measured in a loop on a 2-core AMD EPYC (batch 128), the MNIST convnet's 3x3 32 
 convolution on 13x13 images: XLA forward 3.1 ms, input gradient 5.0, kernel gradient 9.4;
 oneDNN 2.8 / 3.1 / 2.9. Keras on TensorFlow runs oneDNN's kernels too.
 
-How: the forward, input-gradient and kernel-gradient handlers of `_onednn.cc` (built and
-registered by `kilnet.layers._onednn`), wrapped in custom VJPs. float32 goes through oneDNN
-where it is available (`_onednn.available()`), bfloat16 (the mixed_bfloat16 policy) where the
-processor has bfloat16 instructions (`_onednn.takes_bfloat16()`); elsewhere bfloat16, and
+How: the forward, input-gradient and kernel-gradient handlers of `onednn.cc` (built and
+registered by `kilnet._kernels.onednn`), wrapped in custom VJPs. float32 goes through oneDNN
+where it is available (`onednn.available()`), bfloat16 (the mixed_bfloat16 policy) where the
+processor has bfloat16 instructions (`onednn.takes_bfloat16()`); elsewhere bfloat16, and
 float16 (mixed_float16) everywhere, run through the float32 handlers, their operands widened
 (exactly) and the result rounded back, as XLA runs a 16-bit product, since XLA's own 16-bit
 convolutions are slower still. Other dtypes and devices keep XLA's. On a 2-core Xeon with AMX, the convnet's 3x3 32 -> 64
@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kilnet._custom_gradients import custom_vjp
-from kilnet.layers import _onednn
+from kilnet._kernels import onednn
 
 
 def accepts(arrays, pads) -> bool:
@@ -33,7 +33,7 @@ def accepts(arrays, pads) -> bool:
     negative (cropping) pad, oneDNN available."""
     dtypes = {jnp.dtype(a.dtype) for a in arrays}
     return (len(dtypes) == 1 and dtypes.pop() in (jnp.float32, jnp.bfloat16, jnp.float16)
-            and not _crops(pads) and _onednn.available())
+            and not _crops(pads) and onednn.available())
 
 
 def _handler_operands(x, kernel):
@@ -44,7 +44,7 @@ def _handler_operands(x, kernel):
     and backward in a loop (one run): bfloat16 this way 12.3 ms, float32 11.5, native bfloat16
     4.3, XLA's bfloat16 53 ms, XLA's float16 55 ms."""
     narrow = x.dtype
-    if narrow == jnp.float16 or (narrow == jnp.bfloat16 and not _onednn.takes_bfloat16()):
+    if narrow == jnp.float16 or (narrow == jnp.bfloat16 and not onednn.takes_bfloat16()):
         return x.astype(jnp.float32), kernel.astype(jnp.float32), narrow
     return x, kernel, None
 
@@ -83,20 +83,20 @@ def _call(handler, shape, a, b, geometry):
     """A handler's result: in the operands' dtype, but the kernel gradient is summed and
     returned in float32 (cast to the kernel's dtype by the caller)."""
     dtype = jnp.float32 if handler == "kernel_gradient" else a.dtype
-    return _onednn.call("conv_" + handler, jax.ShapeDtypeStruct(shape, dtype), a, b,
+    return onednn.call("conv_" + handler, jax.ShapeDtypeStruct(shape, dtype), a, b,
                         geometry=geometry)
 
 
 def conv_onednn(x, kernel, strides, pads, dilation, groups=1):
     """The float32, bfloat16 or float16 (see `_handler_operands`) convolution of
     (batch, spatial..., in) x by a (window..., in / groups, out) kernel, 1 to 3 spatial axes,
-    explicit ((before, after), ...) zero padding, on oneDNN (see `_onednn.available`). With
+    explicit ((before, after), ...) zero padding, on oneDNN (see `onednn.available`). With
     groups, XLA's `feature_group_count` (depthwise: groups = in).
 
     Example:
         >>> import jax, jax.numpy as jnp
-        >>> from kilnet.layers._conv_onednn import conv_onednn
-        >>> from kilnet.layers._onednn import available
+        >>> from kilnet._kernels.onednn_conv import conv_onednn
+        >>> from kilnet._kernels.onednn import available
         >>> x, k = jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 2))
         >>> y = conv_onednn(x, k, (1, 1), ((1, 1), (1, 1)), (1, 1)) if available() else (
         ...     jax.lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)),
@@ -104,8 +104,8 @@ def conv_onednn(x, kernel, strides, pads, dilation, groups=1):
         >>> y[0, :, :, 0].tolist()
         [[4.0, 6.0, 6.0, 4.0], [6.0, 9.0, 9.0, 6.0], [6.0, 9.0, 9.0, 6.0], [4.0, 6.0, 6.0, 4.0]]
     """
-    if not _onednn.available():
-        raise RuntimeError(f"oneDNN's convolutions are not available here: {_onednn.status()}")
+    if not onednn.available():
+        raise RuntimeError(f"oneDNN's convolutions are not available here: {onednn.status()}")
     _check_operands(x, kernel, pads)
     if not 3 <= x.ndim <= 5 or x.ndim != kernel.ndim:
         raise ValueError(f"conv_onednn: 1 to 3 spatial axes. Received: x {x.shape}, "
@@ -189,8 +189,8 @@ def conv2d_transpose_onednn(x, kernel, strides, pads, dilation, out_size):
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from kilnet.layers._conv_onednn import conv2d_transpose_onednn
-        >>> from kilnet.layers._onednn import available
+        >>> from kilnet._kernels.onednn_conv import conv2d_transpose_onednn
+        >>> from kilnet._kernels.onednn import available
         >>> x, k = jnp.ones((1, 2, 2, 1)), jnp.ones((2, 2, 1, 1))
         >>> if available():
         ...     y = conv2d_transpose_onednn(x, k, (2, 2), ((0, 0), (0, 0)), (1, 1), (4, 4))
@@ -199,8 +199,8 @@ def conv2d_transpose_onednn(x, kernel, strides, pads, dilation, out_size):
         ...     print((1, 4, 4, 1), 16.0)
         (1, 4, 4, 1) 16.0
     """
-    if not _onednn.available():
-        raise RuntimeError(f"oneDNN's convolutions are not available here: {_onednn.status()}")
+    if not onednn.available():
+        raise RuntimeError(f"oneDNN's convolutions are not available here: {onednn.status()}")
     _check_operands(x, kernel, pads)
     expected = output_shape((x.shape[0], *out_size, kernel.shape[2]), kernel.shape, strides,
                             pads, dilation)

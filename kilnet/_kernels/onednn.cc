@@ -1,7 +1,7 @@
-// oneDNN's kernels called by XLA on CPU through its FFI (kilnet/layers/_onednn.py builds
+// oneDNN's kernels called by XLA on CPU through its FFI (kilnet/_kernels/onednn.py builds
 // and registers this file): convolutions (forward, input gradient, kernel gradient; wrapped
-// by _conv_onednn.py), training-mode batch normalization (forward, backward; wrapped by
-// _batch_norm_onednn.py) and Keras's Adam update (kilnet/optimizers/_adam_kernel.py).
+// by onednn_conv.py), training-mode batch normalization (forward, backward; wrapped by
+// onednn_batch_norm.py) and Keras's Adam update (kilnet/optimizers/_adam_kernel.py).
 //
 // ---- Convolutions ----------------------------------------------------------------------------
 // Layouts are XLA's: activations (batch, height, width, channels) row-major, kernels
@@ -329,7 +329,7 @@ std::atomic<int> forced_candidate{-1};
 
 std::mutex plans_lock;  // guards the three below
 std::map<std::pair<int, std::string>, std::shared_ptr<Plan>> plans_made;
-// Choices measured earlier on this machine (see _onednn.py), by description: (index, name).
+// Choices measured earlier on this machine (see onednn.py), by description: (index, name).
 std::map<std::string, std::pair<size_t, std::string>> remembered;
 std::string choices_file;
 
@@ -539,7 +539,7 @@ auto two_operands_one_result(const char* attribute = "geometry") {
 // about a pivot near the mean, so that the variance's E[d^2] - E[d]^2 loses nothing), one to
 // normalize; one over x and dy for the gradient's sums, one for dx. Threads (OpenMP, as
 // oneDNN's) take fixed shares of the rows, so a result is the same on every run with the same
-// number of threads. Built with -march=native (_onednn.py): the vectors are this processor's.
+// number of threads. Built with -march=native (onednn.py): the vectors are this processor's.
 
 struct Rows {
   int64_t batch, positions, channels;
@@ -823,7 +823,7 @@ ffi::Error NormBackward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
 }
 
 
-// ---- Matrix products (bfloat16; wrapped by _matmul_onednn.py) ------------------------------
+// ---- Matrix products (bfloat16; wrapped by onednn_matmul.py) ------------------------------
 // C (m, n) = op(A) @ op(B), row-major, op transposing an operand stored the other way round
 // (attribute "transposes": [A's, B's]), so that a product's gradients read their operands
 // where they lie; or stacks of them, C[i] = op(A[i]) @ op(B[i]) over a leading batch axis
@@ -1065,7 +1065,7 @@ ffi::Error AdamUpdate(ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args,
 
 }  // namespace
 
-// For _onednn.py. KilnetConvPlans: one line per plan made in this process, "description:
+// For onednn.py. KilnetConvPlans: one line per plan made in this process, "description:
 // implementation, chosen by, index of candidates, milliseconds", written into `out` when
 // `capacity` holds it; returns the text's length.
 extern "C" size_t KilnetConvPlans(char* out, size_t capacity) {

@@ -1,5 +1,5 @@
 """Training-mode batch normalization in kilnet's compiled programs through the oneDNN bridge's
-C++ extension, with its gradient. The kernels are kilnet's own loops in `_onednn.cc`
+C++ extension, with its gradient. The kernels are kilnet's own loops in `onednn.cc`
 (vectorized for this processor, OpenMP threads): oneDNN's primitive, used first, summed each
 channel in one float32 running sum (variance 1.2e-4 off, relative, over a (128, 20, 20, 4)
 map; kilnet's blocked sums 6e-8, as XLA's) at no gain in ResNet-8's epoch.
@@ -10,7 +10,7 @@ normalization over (128, 32, 32, 16): XLA 4.98 ms in a loop, oneDNN 1.14 ms; (12
 32) 1.79 against 0.44; (128, 8, 8, 64) 0.78 against 0.21. ResNet-8's training step 1.13x
 faster, a separable-convolution net's 1.22x, a depthwise one's 1.29x (in-process A/Bs).
 
-How: the batch-norm handlers of `_onednn.cc` (built and registered by `kilnet.layers._onednn`)
+How: the batch-norm handlers of `onednn.cc` (built and registered by `kilnet._kernels.onednn`)
 normalize over every axis but the last. The statistics count the real samples of a padded
 last batch only (`weights`: 1 for a real sample, 0 for padding), as XLA's form does; the
 handlers gather the real samples when there is padding, and give padded rows y = 0 and
@@ -25,7 +25,7 @@ import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
 from kilnet._custom_gradients import custom_vjp
-from kilnet.layers import _onednn
+from kilnet._kernels import onednn
 
 
 # Below this many numbers, or on (batch, channels) rows, XLA's form is faster: forward and
@@ -39,7 +39,7 @@ def accepts(x) -> bool:
     """Whether oneDNN normalizes `x` in a program traced now: float32 on the CPU, positions
     between batch and channels, at least MIN_SIZE numbers, oneDNN available."""
     return (x.dtype == jnp.float32 and x.ndim >= 3 and x.size >= MIN_SIZE
-            and jax.default_backend() == "cpu" and _onednn.available())
+            and jax.default_backend() == "cpu" and onednn.available())
 
 
 def batch_norm_onednn(x, gamma, beta, weights, epsilon):
@@ -49,8 +49,8 @@ def batch_norm_onednn(x, gamma, beta, weights, epsilon):
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from kilnet.layers._batch_norm_onednn import batch_norm_onednn
-        >>> from kilnet.layers._onednn import available
+        >>> from kilnet._kernels.onednn_batch_norm import batch_norm_onednn
+        >>> from kilnet._kernels.onednn import available
         >>> x = jnp.array([[1.0], [3.0], [100.0]])
         >>> if available():
         ...     y, mean, var = batch_norm_onednn(x, jnp.ones(1), jnp.zeros(1),
@@ -60,9 +60,9 @@ def batch_norm_onednn(x, gamma, beta, weights, epsilon):
         ...     print([-1.0, 1.0, 0.0], [2.0], [1.0])
         [-1.0, 1.0, 0.0] [2.0] [1.0]
     """
-    if not _onednn.available():
+    if not onednn.available():
         raise RuntimeError(f"oneDNN's batch normalization is not available here: "
-                           f"{_onednn.status()}")
+                           f"{onednn.status()}")
     if (x.ndim < 2 or not gamma.shape == beta.shape == (x.shape[-1],)
             or weights.shape != x.shape[:1]):
         raise ValueError(f"batch_norm_onednn: x (batch, ..., channels), gamma and beta "
@@ -79,7 +79,7 @@ def _result_shapes(x):
 
 @custom_vjp(nondiff_argnums=(4,))
 def _normalize(x, gamma, beta, weights, epsilon):
-    return _onednn.call("batch_norm_forward", _result_shapes(x), x, gamma, beta, weights,
+    return onednn.call("batch_norm_forward", _result_shapes(x), x, gamma, beta, weights,
                         epsilon=np.float32(epsilon))
 
 
@@ -116,7 +116,7 @@ def _gradients(x, d_y, mean, var, gamma, weights, epsilon):
     """oneDNN's (d_x, d_gamma, d_beta) for y's cotangent d_y. Differentiated again (a
     gradient penalty, WGAN-GP), its own gradient is that of the same formula written in
     JAX (`_reference_gradients`): second derivatives are rare enough that XLA's speed does."""
-    return _onednn.call("batch_norm_backward", _result_shapes(x), x, d_y, mean, var, gamma,
+    return onednn.call("batch_norm_backward", _result_shapes(x), x, d_y, mean, var, gamma,
                         weights, epsilon=np.float32(epsilon))
 
 

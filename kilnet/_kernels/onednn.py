@@ -1,6 +1,6 @@
 """oneDNN's CPU kernels inside kilnet's compiled programs, through XLA's FFI: the bridge.
 
-`_onednn.cc` beside this file holds XLA FFI handlers around oneDNN's primitives
+`onednn.cc` beside this file holds XLA FFI handlers around oneDNN's primitives
 (convolutions: forward, input gradient, kernel gradient; bfloat16 matrix products),
 kilnet's own training-mode batch normalization (forward and backward; oneDNN's lost
 float32 digits in its sums, see the file) and Keras's Adam update in one pass
@@ -10,7 +10,7 @@ headers, `onednn-devel-cpu-gomp`), kept under kilnet's cache directory, loaded, 
 handlers registered with XLA. If any step
 fails (no wheel on this platform, no compiler), or KILNET_ONEDNN=0 is set, `available()` is
 False, `status()` says why, and the layers keep their XLA forms. `call` runs a handler;
-`_conv_onednn`, `_matmul_onednn` and `_batch_norm_onednn` wrap them with their gradients.
+`onednn_conv`, `onednn_matmul` and `onednn_batch_norm` wrap them with their gradients.
 
 oneDNN offers several implementations of each convolution and its first choice is not always
 the fastest, so the first call of each convolution direction and shape times them all on its
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import jax
 
-SOURCE = Path(__file__).with_name("_onednn.cc")
+SOURCE = Path(__file__).with_name("onednn.cc")
 LIBRARY_DIST, HEADERS_DIST = "onednn-cpu-gomp", "onednn-devel-cpu-gomp"
 _HANDLERS = {"conv_forward": "KilnetConvForward",
              "conv_input_gradient": "KilnetConvInputGradient",
@@ -166,7 +166,7 @@ def status() -> str:
     Builds and registers them on first call.
 
     Example:
-        >>> from kilnet.layers._onednn import status
+        >>> from kilnet._kernels.onednn import status
         >>> status() in ("ready", "disabled (KILNET_ONEDNN=0)") or status().startswith("unavailable")
         True
     """
@@ -192,7 +192,7 @@ def available() -> bool:
     traced now.
 
     Example:
-        >>> from kilnet.layers._onednn import available, status
+        >>> from kilnet._kernels.onednn import available, status
         >>> available() == (status() == "ready")
         True
     """
@@ -203,10 +203,10 @@ def takes_bfloat16() -> bool:
     """Whether oneDNN runs bfloat16 on this processor's own instructions (AVX512-BF16 or AMX):
     then bfloat16 convolutions and large products run in bfloat16 on oneDNN. Elsewhere oneDNN
     would emulate them, slower than float32: the convolutions are widened to float32
-    (`_conv_onednn`), the products stay XLA's.
+    (`onednn_conv`), the products stay XLA's.
 
     Example:
-        >>> from kilnet.layers._onednn import available, takes_bfloat16
+        >>> from kilnet._kernels.onednn import available, takes_bfloat16
         >>> takes_bfloat16() <= available()
         True
     """
@@ -220,7 +220,7 @@ def call(handler: str, results, *operands, aliases: dict | None = None, **attrib
 
     Example:
         >>> import jax, jax.numpy as jnp, numpy as np
-        >>> from kilnet.layers._onednn import available, call
+        >>> from kilnet._kernels.onednn import available, call
         >>> x, k = jnp.ones((1, 3, 3, 1)), jnp.ones((3, 3, 1, 1))
         >>> geometry = np.array([1, 1, 1, 1, 1, 1, 1, 1, 1], np.int64)  # groups, then per axis
         >>> y = call("conv_forward", jax.ShapeDtypeStruct((1, 3, 3, 1), jnp.float32), x, k,
@@ -240,7 +240,7 @@ def choices_file() -> Path | None:
     oneDNN's kernels are not in use. Deleting it makes the next runs measure again.
 
     Example:
-        >>> from kilnet.layers._onednn import available, choices_file
+        >>> from kilnet._kernels.onednn import available, choices_file
         >>> (choices_file() is not None) == available()
         True
     """
@@ -252,7 +252,7 @@ def remembered_count() -> int:
     there is none yet, or oneDNN's kernels are not in use).
 
     Example:
-        >>> from kilnet.layers._onednn import remembered_count
+        >>> from kilnet._kernels.onednn import remembered_count
         >>> remembered_count() >= 0
         True
     """
@@ -270,7 +270,7 @@ def convolution_plans() -> list[str]:
     measured milliseconds (0 when not measured).
 
     Example:
-        >>> from kilnet.layers._onednn import convolution_plans
+        >>> from kilnet._kernels.onednn import convolution_plans
         >>> isinstance(convolution_plans(), list)
         True
     """
@@ -290,7 +290,7 @@ def force_convolution_candidate(index: int | None) -> None:
     measuring. For tests that check every implementation's numbers.
 
     Example:
-        >>> from kilnet.layers._onednn import force_convolution_candidate
+        >>> from kilnet._kernels.onednn import force_convolution_candidate
         >>> force_convolution_candidate(None)
     """
     if available():

@@ -4,13 +4,13 @@ Why: XLA's CPU backend computes a bfloat16 product in float32, after converting 
 operands, so the mixed_bfloat16 policy made Dense layers slower on a CPU, not faster. oneDNN
 multiplies bfloat16 on the processor's own instructions, summing in float32.
 
-How: the product handler of `_onednn.cc` (built and registered by `kilnet.layers._onednn`),
+How: the product handler of `onednn.cc` (built and registered by `kilnet._kernels.onednn`),
 C = op(A) @ op(B) where op transposes an operand stored the other way round, wrapped in a
 custom VJP whose gradients are such products too (so they read their operands where they lie,
 and can be differentiated again, in reverse mode: a custom VJP has no forward mode). The
 gradient of a layer's kernel is summed and returned in float32, then rounded once to the
 kernel's dtype. `accepts` decides which products go there:
-bfloat16 operands on a CPU whose oneDNN takes bfloat16 (`_onednn.takes_bfloat16`), large
+bfloat16 operands on a CPU whose oneDNN takes bfloat16 (`onednn.takes_bfloat16`), large
 enough to gain (MIN_WORK). The same handler multiplies stacks of matrices (batch, m, k) @
 (batch, k, n), one product per batch element: MultiHeadAttention's products per head
 (`_attention`), the same custom VJP differentiating them.
@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kilnet._custom_gradients import custom_vjp
-from kilnet.layers import _onednn
+from kilnet._kernels import onednn
 
 # m * k * n below which a product stays XLA's: the handler's call and its operands' AMX
 # layout cost more than they save on the smallest products. Forward and both gradients in a
@@ -45,7 +45,7 @@ def accepts(a, b, transpose_a: bool = False, transpose_b: bool = False) -> bool:
     batch = a.shape[0] if a.ndim == 3 else 1
     return (a.dtype == jnp.bfloat16 and b.dtype == jnp.bfloat16
             and batch * m * k * n >= MIN_WORK
-            and jax.default_backend() == "cpu" and _onednn.takes_bfloat16())
+            and jax.default_backend() == "cpu" and onednn.takes_bfloat16())
 
 
 def matmul_onednn(a, b):
@@ -54,17 +54,17 @@ def matmul_onednn(a, b):
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from kilnet.layers._matmul_onednn import matmul_onednn
-        >>> from kilnet.layers._onednn import takes_bfloat16
+        >>> from kilnet._kernels.onednn_matmul import matmul_onednn
+        >>> from kilnet._kernels.onednn import takes_bfloat16
         >>> a, b = jnp.ones((4, 3), jnp.bfloat16), jnp.ones((3, 2), jnp.bfloat16)
         >>> y = matmul_onednn(a, b) if takes_bfloat16() else a @ b
         >>> y.dtype, y.tolist()
         (dtype(bfloat16), [[3.0, 3.0], [3.0, 3.0], [3.0, 3.0], [3.0, 3.0]])
     """
-    if not _onednn.takes_bfloat16():
+    if not onednn.takes_bfloat16():
         raise RuntimeError("oneDNN does not take bfloat16 products here: "
-                           f"{_onednn.status()}, bfloat16 instructions: "
-                           f"{_onednn.takes_bfloat16()}")
+                           f"{onednn.status()}, bfloat16 instructions: "
+                           f"{onednn.takes_bfloat16()}")
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
         raise ValueError(f"matmul_onednn multiplies an (m, k) by a (k, n) matrix. Received: "
                          f"{a.shape} and {b.shape}")
@@ -80,18 +80,18 @@ def batched_matmul_onednn(a, b, transpose_a: bool = False, transpose_b: bool = F
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from kilnet.layers._matmul_onednn import batched_matmul_onednn
-        >>> from kilnet.layers._onednn import takes_bfloat16
+        >>> from kilnet._kernels.onednn_matmul import batched_matmul_onednn
+        >>> from kilnet._kernels.onednn import takes_bfloat16
         >>> a, b = jnp.ones((2, 3, 4), jnp.bfloat16), jnp.ones((2, 5, 4), jnp.bfloat16)
         >>> y = (batched_matmul_onednn(a, b, transpose_b=True) if takes_bfloat16()
         ...      else a @ jnp.swapaxes(b, 1, 2))
         >>> y.shape, float(y[1, 2, 4])
         ((2, 3, 5), 4.0)
     """
-    if not _onednn.takes_bfloat16():
+    if not onednn.takes_bfloat16():
         raise RuntimeError("oneDNN does not take bfloat16 products here: "
-                           f"{_onednn.status()}, bfloat16 instructions: "
-                           f"{_onednn.takes_bfloat16()}")
+                           f"{onednn.status()}, bfloat16 instructions: "
+                           f"{onednn.takes_bfloat16()}")
     inner_a = a.shape[1] if transpose_a else a.shape[-1]
     inner_b = b.shape[-1] if transpose_b else b.shape[1]
     if a.ndim != 3 or b.ndim != 3 or a.shape[0] != b.shape[0] or inner_a != inner_b:
@@ -107,7 +107,7 @@ def batched_matmul_onednn(a, b, transpose_a: bool = False, transpose_b: bool = F
 def _call(a, b, transpose_a, transpose_b, dtype):
     m = a.shape[-1] if transpose_a else a.shape[-2]
     n = b.shape[-2] if transpose_b else b.shape[-1]
-    return _onednn.call("product", jax.ShapeDtypeStruct(a.shape[:-2] + (m, n), dtype), a, b,
+    return onednn.call("product", jax.ShapeDtypeStruct(a.shape[:-2] + (m, n), dtype), a, b,
                         transposes=np.array([transpose_a, transpose_b], np.int64))
 
 

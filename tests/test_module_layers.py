@@ -1,0 +1,43 @@
+"""The package's layering (docs/architecture.md, "The modules, in the order data flows"):
+`kilnet._kernels` imports nothing from ops, layers or models; `kilnet.ops` runs without
+loading the layers, its convolutions included. Each check runs in a fresh interpreter so that
+what the tests before it imported does not count."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+def loaded_after(code: str) -> set[str]:
+    """The kilnet modules a fresh interpreter has loaded after running `code`."""
+    script = code + "\nimport sys\nprint(' '.join(m for m in sys.modules if m.startswith('kilnet')))"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    return set(done.stdout.split())
+
+
+def below(modules: set[str], package: str) -> set[str]:
+    return {m for m in modules if m == package or m.startswith(package + ".")}
+
+
+@pytest.mark.parametrize("module", ["conv", "conv_transpose", "onednn", "onednn_conv",
+                                    "onednn_matmul", "onednn_batch_norm"])
+def test_kernels_import_neither_ops_nor_layers(module):
+    modules = loaded_after(f"import kilnet._kernels.{module}")
+    assert f"kilnet._kernels.{module}" in modules
+    for package in ("kilnet.ops", "kilnet.layers", "kilnet.models", "kilnet.optimizers"):
+        assert not below(modules, package), (module, below(modules, package))
+
+
+def test_ops_convolutions_run_without_the_layers():
+    modules = loaded_after(
+        "import numpy as np\n"
+        "from kilnet import ops\n"
+        "x = np.ones((1, 5, 5, 2), 'float32')\n"
+        "assert ops.conv(x, np.ones((3, 3, 2, 4), 'float32'), padding='same').shape == (1, 5, 5, 4)\n"
+        "assert ops.conv_transpose(x, np.ones((3, 3, 4, 2), 'float32'), strides=2,\n"
+        "                          padding='same').shape == (1, 10, 10, 4)\n")
+    assert "kilnet.ops.nn" in modules and "kilnet._kernels.conv" in modules
+    assert not below(modules, "kilnet.layers"), below(modules, "kilnet.layers")
