@@ -268,6 +268,31 @@ def sample_mask():
     return None if scope is None else scope.sample_mask
 
 
+def _running_calls() -> list:
+    running = getattr(_local, "running_calls", None)
+    if running is None:
+        running = _local.running_calls = []
+    return running
+
+
+@contextlib.contextmanager
+def running_call(layer):
+    """While `layer`'s call() runs in this thread: a call of the layer inside it is its own
+    (`in_own_call`)."""
+    running = _running_calls()
+    running.append(id(layer))
+    try:
+        yield
+    finally:
+        running.pop()
+
+
+def in_own_call(layer) -> bool:
+    """Whether `layer` is called inside its own call() (a model calling itself on other
+    inputs), in this thread."""
+    return id(layer) in _running_calls()
+
+
 def training_flag(default=False) -> bool:
     scope = current()
     return default if scope is None else scope.training

@@ -525,6 +525,8 @@ class Layer:
         return (kwargs.pop(names[0]),), kwargs
 
     def _call_arrays(self, args, kwargs):
+        if _scope.in_own_call(self):
+            return self._call_itself(args, kwargs)
         entry = _scope.layer_entry(self)
         if entry is None and _scope.init_rng() is not None:
             entry = self._build_inside_call(args, kwargs)
@@ -533,6 +535,20 @@ class Layer:
         if _scope.current() is not None:
             return self._call_unowned(args, kwargs)
         return self._call_eager(args, kwargs)
+
+    def _call_itself(self, args, kwargs):
+        """The layer called inside its own call(): keras.io's GAT model, called on node
+        indices, calls itself on [features, integer edges]. Keras's __call__ runs call() again
+        on the same weights; so does kilnet, in the scope already open (its sub-layers' weights,
+        the same training flag and randomness), building nothing anew."""
+        kwargs = dict(kwargs)
+        training = kwargs.pop("training", None)
+        if training is None:
+            training = _scope.training_flag()
+        args = jax.tree.map(_as_input_array, args)
+        if self.autocast:
+            args = mixed_precision.cast_floating(args, self.compute_dtype)
+        return self._run_call(args, kwargs, bool(training))
 
     def _call_unowned(self, args, kwargs):
         """A layer called inside another's call() and not kept as its attribute: Keras runs
@@ -558,7 +574,8 @@ class Layer:
         # A call may return one of its Variables (a running total it just assigned): as in
         # Keras, the output is that Variable's current value, and an eager call returns the
         # Variable itself (the subclassing guide's ComputeSum prints y.numpy()).
-        result = self.call(*args, **kwargs)
+        with _scope.running_call(self):
+            result = self.call(*args, **kwargs)
         if isinstance(result, Variable):
             set_untracked(self, "_returned_variable", result)
         return jax.tree.map(to_array, result)
