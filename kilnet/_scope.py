@@ -293,6 +293,23 @@ def in_own_call(layer) -> bool:
     return id(layer) in _running_calls()
 
 
+@contextlib.contextmanager
+def shapes_only():
+    """While a call is traced for its output shapes and dtypes only (a symbolic call, the
+    trace that builds a layer): random draws leave their SeedGenerator states as they are,
+    as Keras's symbolic calls do."""
+    _local.shape_traces = getattr(_local, "shape_traces", 0) + 1
+    try:
+        yield
+    finally:
+        _local.shape_traces -= 1
+
+
+def tracing_shapes_only() -> bool:
+    """Whether a call is being traced for its shapes only (`shapes_only`), in this thread."""
+    return getattr(_local, "shape_traces", 0) > 0
+
+
 def training_flag(default=False) -> bool:
     scope = current()
     return default if scope is None else scope.training

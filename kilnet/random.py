@@ -109,6 +109,8 @@ class SeedGenerator:
         - where the state is bound to a value (`stateless_call`, also under your own
           `jax.jit`): that value is the key, and the advanced value (+[0, 1]) is recorded as
           the state's new value, which stateless_call returns;
+        - in a trace for shapes only (a symbolic call, a layer's build): the state's value,
+          which stays as it is (Keras's symbolic calls leave it too);
         - otherwise (an eager call): the state's current value is the key and the state
           advances by [0, 1]. Under a trace with no binding this key is fixed when tracing.
 
@@ -128,6 +130,8 @@ class SeedGenerator:
             self.state.assign(bound + jnp.asarray([0, 1], jnp.uint32))
             return bound
         current = self.state.numpy()
+        if _scope.tracing_shapes_only():   # a symbolic call or a build: nothing is drawn
+            return jnp.asarray(current)
         # a host value even while tracing: the stored state must stay a concrete array
         with jax.ensure_compile_time_eval():
             self.state.assign(current + np.array([0, 1], np.uint32))

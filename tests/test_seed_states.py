@@ -228,6 +228,42 @@ def test_eager_draws_advance_the_state_and_equal_keras_s_numbers():
         "/seed_generator_state")
 
 
+def always_noisy(lib):
+    """keras.io's VAE: a layer drawing from its own generator at every call, in a functional
+    model."""
+    class Sampling(lib.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.seed_generator = lib.random.SeedGenerator(1337)
+
+        def call(self, x):
+            return x + lib.random.normal(lib.ops.shape(x), seed=self.seed_generator)
+
+    inputs = lib.Input((2,))
+    return lib.Model(inputs, Sampling()(lib.layers.Dense(2)(inputs)))
+
+
+def test_building_and_stateless_calls_leave_the_states_and_draw_as_keras():
+    """Building (the symbolic calls, the weights made on first use) draws nothing, and
+    stateless_call returns the advanced state without changing the variable, as Keras's; then
+    eager calls draw Keras's numbers from [1337, 0] on."""
+    ours, theirs = always_noisy(kilnet), always_noisy(keras)
+    ours.set_weights(theirs.get_weights())
+    assert signature(ours.non_trainable_variables) == signature(theirs.non_trainable_variables)
+    assert value_of(ours.non_trainable_variables[0]).tolist() == [1337, 0]
+    x = np.arange(6, dtype=np.float32).reshape(3, 2)
+    results = [model.stateless_call([v.value for v in model.trainable_variables],
+                                    [v.value for v in model.non_trainable_variables], x)
+               for model in (ours, theirs)]
+    np.testing.assert_allclose(results[0][0], np.asarray(results[1][0]), rtol=1e-6)
+    assert [value_of(v).tolist() for v in results[0][1]] == [
+        value_of(v).tolist() for v in results[1][1]] == [[1337, 1]]
+    assert signature(ours.non_trainable_variables) == signature(theirs.non_trainable_variables)
+    for count in (1, 2):
+        np.testing.assert_allclose(ours(x), np.asarray(theirs(x)), rtol=1e-6)
+        assert value_of(ours.non_trainable_variables[0]).tolist() == [1337, count]
+
+
 def test_a_random_layer_without_any_key_is_refused_clearly():
     with pytest.raises(ValueError, match="Dropout 'd' was applied in training mode without a "
                                          "random key.*Pass rng="):

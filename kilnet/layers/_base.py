@@ -1103,7 +1103,7 @@ class Layer:
             layers = {id(sub): [sub.params_tree(), sub.state_tree()]
                       for sub in self._sublayers if sub.built}
             scope = _scope.Scope(bindings=bindings, layers=layers, init_rng=init_rng)
-            with _scope.opened(scope):
+            with _scope.opened(scope), _scope.shapes_only():
                 return self._run_call((x, *extras[0]), {**options, **extras[1]}, False)
 
         out = jax.eval_shape(run, specs, abstract)

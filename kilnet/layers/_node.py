@@ -13,7 +13,7 @@ import itertools
 import jax
 import numpy as np
 
-from kilnet import ops
+from kilnet import _scope, ops
 
 _tensor_ids = itertools.count()
 
@@ -195,7 +195,8 @@ def trace_symbolic(function, args, kwargs):
         specs = [jax.ShapeDtypeStruct((batch,) + tuple(
             length if d is None else d for d in t.shape[1:]), t.dtype) for t in tensors]
         try:
-            traced.append(jax.eval_shape(run, *specs))
+            with _scope.shapes_only():
+                traced.append(jax.eval_shape(run, *specs))
         except (TypeError, ValueError, IndexError) as error:
             raise ValueError(f"it cannot be computed on inputs of shapes "
                              f"{[t.shape for t in tensors]}: {error}") from None
