@@ -116,12 +116,15 @@ def is_torch_dataset(value) -> bool:
 
 
 def is_tf_dataset(value) -> bool:
-    """A `tf.data.Dataset`, or anything read the same way (as_numpy_iterator, cardinality).
+    """A `tf.data.Dataset`, or anything read the same way (as_numpy_iterator, cardinality),
+    that is not read by index (`__getitem__`: kilnet's ArrayDataset answers tf.data's calls
+    too, and is read by index).
 
     >>> is_tf_dataset(iter([]))
     False
     """
-    return hasattr(value, "as_numpy_iterator") and hasattr(value, "cardinality")
+    return (hasattr(value, "as_numpy_iterator") and hasattr(value, "cardinality")
+            and not hasattr(value, "__getitem__"))
 
 
 def is_indexed(value) -> bool:
@@ -180,8 +183,10 @@ def to_numpy(value):
             _array_like(value[0]) or isinstance(value[0], (tuple, list, dict))):
         return type(value)(to_numpy(item) for item in value) if isinstance(value, tuple) \
             else [to_numpy(item) for item in value]
-    if value is None or isinstance(value, np.ndarray):
+    if value is None or type(value) is np.ndarray:
         return value
+    if isinstance(value, np.ndarray):   # a subclass (an ArrayDataset's batches): its data
+        return np.asarray(value)
     if hasattr(value, "numpy") and not hasattr(value, "__array_interface__"):
         if hasattr(value, "detach"):   # a torch tensor, possibly on a GPU
             value = value.detach().cpu()

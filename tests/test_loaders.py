@@ -511,3 +511,39 @@ def test_array_dataset_batches_answer_numpy_as_tf_tensors():
     assert repr(labels) == repr(np.arange(4))
     sample = next(iter(kilnet.utils.ArrayDataset(x, batch_size=None)))
     np.testing.assert_array_equal(sample.numpy(), x[0])
+
+
+def test_array_dataset_elements_and_text_answer_numpy_as_tf_tensors():
+    """As a tf.Tensor's: an element of a batch (`y[0]`, `x[0, 0, 0]`) still answers .numpy()
+    with a NumPy scalar (keras.io's weather forecasting plots `y[0].numpy()`), text comes
+    out of .numpy() as UTF-8 bytes (`text.numpy()[0].decode("utf-8")`, as a tf.string's),
+    and cardinality() is the number of batches, read by int() (keras.io's text
+    classification prints it)."""
+    x = np.arange(24, dtype=np.float32).reshape(6, 2, 2)
+    ds = kilnet.utils.ArrayDataset(x, np.arange(6) * 1.5, batch_size=4)
+    inputs, labels = next(iter(ds))
+    assert labels[1].numpy() == np.float64(1.5) and type(labels[1].numpy()) is np.float64
+    assert inputs[1, 0, 1].numpy() == np.float32(5.0) and type(inputs[1, 0, 1].numpy()) is np.float32
+    np.testing.assert_array_equal(inputs[0][:, 1].numpy(), x[0][:, 1])
+    assert int(ds.cardinality()) == len(ds) == 2 and ds.cardinality().numpy() == 2
+    assert int(ds.unbatch().cardinality()) == 6
+    names = ["a", "b", "c", "d", "e", "f"]
+    assert names[next(iter(kilnet.utils.ArrayDataset(np.arange(6), batch_size=6)))[3]] == "d"
+
+    texts = np.array(["the cat", "a dog ü", "x"], dtype=object)
+    batch, _ = next(iter(kilnet.utils.ArrayDataset(texts, np.zeros(3), batch_size=3)))
+    assert batch[1] == "a dog ü"   # the array keeps Python strings for the text layers
+    assert batch.numpy().tolist() == [b"the cat", "a dog ü".encode("utf-8"), b"x"]
+    assert batch.numpy()[1].decode("utf-8") == "a dog ü"
+    fixed = next(iter(kilnet.utils.ArrayDataset(np.array(["ab", "c"]), batch_size=2)))
+    assert fixed.numpy().tolist() == [b"ab", b"c"] and fixed.numpy().dtype == object
+
+
+def test_an_array_dataset_is_read_by_index_not_as_tf_data():
+    """It answers tf.data's cardinality() and as_numpy_iterator(), yet fit reads it by index
+    as before."""
+    from kilnet import loaders
+    ds = kilnet.utils.ArrayDataset(np.zeros((4, 2)), np.zeros(4), batch_size=2)
+    assert not loaders.is_tf_dataset(ds) and loaders.is_indexed(ds)
+    x, y = loaders.to_numpy(ds[0])   # what fit reads: plain arrays
+    assert type(x) is np.ndarray and type(y) is np.ndarray

@@ -121,3 +121,21 @@ def test_text_dataset_matches_keras_files_and_reads_strings(tmp_path):
     assert texts.dtype == object and len(texts) == 6
     for path, text in zip(paths, texts):
         assert text == open(path, "rb").read()[:10].decode("utf-8", errors="ignore")
+
+
+def test_a_split_prints_keras_s_using_lines(tmp_path, capsys):
+    """Keras prints how many files each subset uses (whatever `verbose` says), after its
+    "Found ..." line (which `verbose` controls)."""
+    for name in ("neg", "pos"):
+        os.makedirs(tmp_path / name)
+        for i in range(5):
+            (tmp_path / name / f"{i}.txt").write_text(f"{name} {i}")
+    utils.text_dataset_from_directory(tmp_path, validation_split=0.2, subset="both", seed=1)
+    assert capsys.readouterr().out.splitlines() == [
+        "Found 10 files belonging to 2 classes.", "Using 8 files for training.",
+        "Using 2 files for validation."]
+    utils.text_dataset_from_directory(tmp_path, validation_split=0.2, subset="validation",
+                                      seed=1, verbose=False)
+    assert capsys.readouterr().out.splitlines() == ["Using 2 files for validation."]
+    utils.text_dataset_from_directory(tmp_path, seed=1, verbose=False)
+    assert capsys.readouterr().out == ""

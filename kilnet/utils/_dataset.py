@@ -33,8 +33,6 @@ _TF_ONLY = {
     "window": "use kilnet.utils.timeseries_dataset_from_array",
     "rebatch": "use .unbatch().batch(n)",
     "element_spec": "look at the shapes of ds[0]",
-    # kilnet's loaders read an object with cardinality() and as_numpy_iterator() as tf.data
-    "cardinality": "use len(ds)",
 }
 
 
@@ -106,6 +104,19 @@ class ArrayDataset:
         if self._shuffle and self._reshuffle:
             self._passes += 1
         return (self._element(order, i) for i in range(count))
+
+    def cardinality(self):
+        """The number of elements in one pass, as tf.data's `cardinality()` gives it: a
+        scalar that `int()` and `.numpy()` read (keras.io's text classification prints
+        `int(ds.cardinality())`). The same as `len(ds)`.
+
+        Example:
+            >>> import numpy as np
+            >>> from kilnet.utils import ArrayDataset
+            >>> int(ArrayDataset(np.zeros(10), batch_size=4).cardinality())
+            3
+        """
+        return np.asarray(len(self), np.int64).view(TensorLikeArray)
 
     def as_numpy_iterator(self):
         """An iterator over one pass (the elements are NumPy arrays already)."""
@@ -242,19 +253,38 @@ class ArrayDataset:
 class TensorLikeArray(np.ndarray):
     """The arrays an ArrayDataset yields: NumPy arrays that also answer tf.Tensor's
     `.numpy()`, so tutorial lines written for tf.data (`images[0].numpy().astype("uint8")`,
-    `inputs.numpy().shape`) run. Everything else is NumPy's.
+    `inputs.numpy().shape`, `y[0].numpy()`, `text.numpy()[0].decode("utf-8")`) run.
+    Everything else is NumPy's. As a tensor's, a number taken out (`y[0]`) is a scalar array
+    that still answers `.numpy()`, and `.numpy()` gives text as UTF-8 bytes, as a tf.string
+    tensor's does (the array itself keeps Python strings, which kilnet's text layers take, and
+    a text element taken out is that string).
 
     Example:
         >>> import numpy as np
         >>> from kilnet.utils import ArrayDataset
         >>> x, y = next(iter(ArrayDataset(np.ones((4, 2)), np.zeros(4), batch_size=2)))
-        >>> x.numpy().shape, type(x.numpy()).__name__
-        ((2, 2), 'ndarray')
+        >>> x.numpy().shape, type(x.numpy()).__name__, y[0].numpy()
+        ((2, 2), 'ndarray', np.float64(0.0))
+        >>> text, _ = next(iter(ArrayDataset(np.array(["good", "bad"], object), np.zeros(2))))
+        >>> text.numpy()[0], text.numpy()[1].decode("utf-8"), text[1]
+        (b'good', 'bad', 'bad')
     """
 
-    def numpy(self) -> np.ndarray:
-        """The array as a plain NumPy array, as tf.Tensor.numpy() gives it."""
-        return np.asarray(self)
+    def __getitem__(self, index):
+        item = super().__getitem__(index)
+        if isinstance(item, (np.ndarray, str, bytes)) or self.dtype == object:
+            return item   # a text element stays a Python string (os.path, str methods)
+        return np.asarray(item, dtype=self.dtype).view(TensorLikeArray)
+
+    def numpy(self):
+        """The array as NumPy gives it, as tf.Tensor.numpy() does: an array (text as UTF-8
+        bytes, in an object array), or a NumPy scalar (bytes for text) for a scalar."""
+        array = np.asarray(self)
+        if array.dtype.kind == "U" or (array.dtype == object and any(
+                isinstance(item, str) for item in array.flat)):
+            array = np.array([item.encode("utf-8") if isinstance(item, str) else item
+                              for item in array.flat], dtype=object).reshape(array.shape)
+        return array[()] if array.ndim == 0 else array
 
     def __repr__(self):
         return repr(np.asarray(self))   # shown as the NumPy array it is

@@ -174,6 +174,8 @@ def datasets_from_files(directory, labels, label_mode, class_names, batch_size, 
     out = []
     for part in subsets:
         part_paths, part_ids = split_files(paths, ids, validation_split, part)
+        if validation_split:   # Keras prints it whatever `verbose` says
+            print(f"Using {len(part_paths)} files for {part}.")
         if not part_paths:
             raise ValueError(f"No {kind} files found for subset={part!r} in {directory!r}. "
                              f"Allowed formats: {formats}")
