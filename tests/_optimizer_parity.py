@@ -3,6 +3,8 @@ built in kilnet or Keras from one description, one more training step, and the c
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 
@@ -28,3 +30,9 @@ def assert_same(got, want):
     assert len(got) == len(want)
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def unnumbered(name: str) -> str:
+    """An optimizer's default name without the number Keras and kilnet give each further
+    instance in a process ("adam_3" -> "adam"): the two libraries' counts differ."""
+    return re.sub(r"_\d+$", "", name)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import inspect
 import os
-import re
 import warnings
 
 os.environ["KERAS_BACKEND"] = "jax"
@@ -19,6 +18,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import _optimizer_parity as parity  # noqa: E402
+from _optimizer_parity import unnumbered  # noqa: E402
 import kilnet  # noqa: E402
 from kilnet import optimizers  # noqa: E402
 
@@ -100,6 +100,7 @@ def test_signatures_configs_and_names_are_keras(name):
     assert ours.from_config(config).get_config() == config
     keras_config = theirs(learning_rate=0.01).get_config()
     assert keras_config["learning_rate"] == pytest.approx(config.pop("learning_rate"))
+    assert unnumbered(keras_config["name"]) == unnumbered(config.pop("name"))
     assert {k: keras_config[k] for k in config} == config
 
 
@@ -149,11 +150,11 @@ def test_serialize_is_keras_serialize(name):
 
 
 def _assert_same_entry(ours, theirs):
-    """Equal, but for the suffix Keras numbers its default names with per process (lamb_5),
-    which kilnet leaves out, as it does for layers' names."""
+    """Equal, but for the number each library gives its further default names in a process
+    (lamb_5): the counts differ."""
     ours, theirs = dict(ours), dict(theirs)
     ours["config"], theirs["config"] = dict(ours["config"]), dict(theirs["config"])
-    assert re.fullmatch(ours["config"].pop("name") + r"(_\d+)?", theirs["config"].pop("name"))
+    assert unnumbered(ours["config"].pop("name")) == unnumbered(theirs["config"].pop("name"))
     assert ours == theirs
 
 
@@ -288,3 +289,23 @@ def test_ema_state_crosses_keras_files_both_ways(name, tmp_path):
     back = keras.models.load_model(tmp_path / "m.keras")
     assert back.optimizer.ema_momentum == 0.9
     parity.assert_same(parity.one_more_step(back, x, y), parity.one_more_step(ours, x, y))
+
+
+def test_names_are_keras_s():
+    """`name=` names an optimizer (Keras's argument, in its config and files); the default is
+    the class's name in snake case, numbered from the second instance of a process on, as
+    Keras's (both libraries' numbering starts again at clear_session)."""
+    for ns in (kilnet, keras):
+        ns.backend.clear_session()
+    for name in ALL + ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Nadam"]:
+        ours, theirs = getattr(optimizers, name), getattr(keras.optimizers, name)
+        assert ours().name == theirs().name   # "adam_w", "rm_sprop"
+        assert ours().name == theirs().name   # numbered: "adam_w_1"
+        named = ours(learning_rate=0.5, name="mine")
+        assert named.name == named.get_config()["name"] == "mine"
+        assert optimizers.serialize(named)["config"]["name"] == "mine"
+        assert optimizers.deserialize(keras.optimizers.serialize(theirs(name="theirs"))).name \
+            == "theirs"
+        assert type(named).from_config(named.get_config()).name == "mine"
+    with pytest.raises(ValueError, match="name must be a non-empty string"):
+        optimizers.Adam(name="a/b")

@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import _optimizer_parity as parity  # noqa: E402
+from _optimizer_parity import unnumbered  # noqa: E402
 import kilnet  # noqa: E402
 from kilnet import optimizers  # noqa: E402
 from kilnet.models import load_model  # noqa: E402
@@ -68,6 +69,7 @@ def test_signatures_configs_and_names_are_keras(name):
     assert ours.from_config(config).get_config() == config
     keras_config = theirs(learning_rate=0.01).get_config()
     assert keras_config["learning_rate"] == pytest.approx(config.pop("learning_rate"))
+    assert unnumbered(keras_config["name"]) == unnumbered(config.pop("name"))
     assert {k: keras_config[k] for k in config} == config
 
 

@@ -20,9 +20,9 @@ from _optimizer_parity import assert_same, data, layers, one_more_step  # noqa: 
 from kilnet.keras_files import keras_optimizer_variables  # noqa: E402
 
 def _named(ns, name):
-    """Keras's optimizer name argument (kilnet's optimizers take none: each class has its
-    name, Keras's default for the first instance); set so Keras's file names it alike."""
-    return {"name": name} if ns is keras else {}
+    """Keras's optimizer name argument, set so that both files name the optimizer alike
+    (each library numbers its further default names in a process, "adam_3")."""
+    return {"name": name}
 
 
 OPTIMIZERS = {

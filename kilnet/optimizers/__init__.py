@@ -515,13 +515,19 @@ class Optimizer:
         (True, 0.99, None)
     """
 
+    # The string compile() and get() know the class by ("adamw"); an instance's own `name`
+    # (Keras's, the argument or the class's in snake case) replaces it on the instance.
     name = "optimizer"
     defaults: dict[str, Any] = {}
 
     def __init__(self, learning_rate=0.001, *, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, use_ema=False, ema_momentum=0.99,
-                 ema_overwrite_frequency=None, **hyper):
+                 ema_overwrite_frequency=None, name=None, **hyper):
         _check_learning_rate(learning_rate)
+        # Keras's default name: the class's in snake case ("adam", "adam_w", "rm_sprop"),
+        # numbered within the process as Keras numbers it ("adam_1" for the second Adam)
+        self.name = (_names.check_name(name) if name is not None else
+                     _names.numbered_in_process(_names.snake_case(type(self).__name__)))
         if use_ema:   # checked only then, as Keras does
             _check_ema(ema_momentum, ema_overwrite_frequency)
         for arg, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
@@ -810,7 +816,8 @@ class Optimizer:
 
     def get_config(self) -> dict:
         rate = self._learning_rate
-        config = {"learning_rate": schedules.serialize(rate) if callable(rate) else float(rate),
+        config = {"name": self.name,
+                  "learning_rate": schedules.serialize(rate) if callable(rate) else float(rate),
                   **self.hyper}
         for key in ("clipnorm", "clipvalue", "global_clipnorm"):
             if getattr(self, key) is not None:
@@ -1109,7 +1116,7 @@ def serialize(optimizer) -> dict:
 
     Example:
         >>> from kilnet import optimizers
-        >>> entry = optimizers.serialize(optimizers.SGD(0.1, momentum=0.9))
+        >>> entry = optimizers.serialize(optimizers.SGD(0.1, momentum=0.9, name="sgd"))
         >>> config = entry["config"]
         >>> entry["module"], entry["class_name"], config["name"], config["momentum"]
         ('keras.optimizers', 'SGD', 'sgd', 0.9)
@@ -1120,10 +1127,9 @@ def serialize(optimizer) -> dict:
                          f"transformation has no Keras config). Received: {optimizer!r:.100}")
     own = optimizer.get_config()
     rate = own.pop("learning_rate")
-    # Keras's default name is the class's in snake case ("adam_w", "rm_sprop").
     # Keras reads its rate back from a float32 variable (0.1 -> 0.10000000149011612), as
     # kilnet's compiled step holds it.
-    config = {"name": _names.snake_case(name),
+    config = {"name": own.pop("name"),
               "learning_rate": _schedule_entry(rate) if isinstance(rate, dict)
               else float(np.float32(rate)),
               **KERAS_BASE_CONFIG, **own}
@@ -1143,8 +1149,9 @@ def _schedule_entry(entry):
 def deserialize(config) -> Optimizer:
     """The optimizer a config describes: Keras's `serialize` form ({"module", "class_name",
     "config", "registered_name"}) or the plain {"class_name", "config"}, the class name in any
-    case ("adam" or "Adam"), a learning-rate schedule inside as its own entry. Keras's settings
-    at their neutral values (`KERAS_BASE_CONFIG`, `name`) are accepted and dropped.
+    case ("adam" or "Adam"), a learning-rate schedule inside as its own entry, `name` naming
+    the optimizer. Keras's settings at their neutral values (`KERAS_BASE_CONFIG`) are accepted
+    and dropped.
 
     Example:
         >>> from kilnet import optimizers
@@ -1163,7 +1170,7 @@ def deserialize(config) -> Optimizer:
                          f"{sorted(OPTIMIZER_TYPES)} (in any case). Received: "
                          f"class_name={config['class_name']!r}")
     kwargs = {}
-    accepted = {"learning_rate", "clipnorm", "clipvalue", "global_clipnorm", "use_ema",
+    accepted = {"name", "learning_rate", "clipnorm", "clipvalue", "global_clipnorm", "use_ema",
                 "ema_momentum", "ema_overwrite_frequency", *cls.defaults}
     neutral = KERAS_BASE_CONFIG
     for key, value in (config.get("config") or {}).items():
@@ -1173,7 +1180,7 @@ def deserialize(config) -> Optimizer:
             raise ValueError(f"kilnet's {cls.__name__} has no {key} other than "
                              f"{neutral[key]!r}; leave it out of the config. Received: "
                              f"{key}={value!r}")
-        elif key not in neutral and key != "name":
+        elif key not in neutral:
             kwargs[key] = value   # the constructor names what it does not know
     rate = kwargs.get("learning_rate")
     if isinstance(rate, dict):
