@@ -127,11 +127,43 @@ def from_config_entry(config, builtins: dict, base: type, what: str):
         raise ValueError(f"The {what} {name} has an invalid config: {error}") from None
 
 
+def user_module(obj):
+    """The module Keras writes for a class or function of yours: None for a script's own
+    (`__main__` could not be imported elsewhere), so that the registered name finds it."""
+    module = getattr(obj, "__module__", None)
+    return None if module in (None, "__main__") else module
 
-def to_config_entry(obj, builtins: dict, module: str, what: str) -> dict:
-    """Keras's entry for an object: {"module", "class_name", "config", "registered_name"},
-    for one of `builtins` (under Keras's `module`) or a registered class (under its
-    registered name); ValueError naming `what` otherwise (nothing else could be rebuilt).
+
+def config_entry(cls, config: dict, keras_module=None) -> dict:
+    """Keras's entry for an object of class `cls` whose get_config() is `config`:
+    {"module", "class_name", "config", "registered_name"}, as Keras's
+    `serialize_keras_object` writes it. kilnet's own classes are written under Keras's
+    module (`keras_module`, e.g. "keras.initializers") with no registered name; a class of
+    yours (`keras_module` None) under its own module (None for a script's) and its
+    registered name (its class name when it is not registered, as Keras writes it).
+
+    Example:
+        >>> class Box: ...
+        >>> entry = config_entry(Box, {"size": 1}, "keras.boxes")
+        >>> entry["module"], entry["class_name"], entry["config"], entry["registered_name"]
+        ('keras.boxes', 'Box', {'size': 1}, None)
+        >>> register("Doc>Box", Box)
+        >>> config_entry(Box, {})["registered_name"]
+        'Doc>Box'
+    """
+    if keras_module is not None:
+        return {"module": keras_module, "class_name": cls.__name__, "config": config,
+                "registered_name": None}
+    return {"module": user_module(cls), "class_name": cls.__name__, "config": config,
+            "registered_name": name_of(cls) or cls.__name__}
+
+
+def to_config_entry(obj, builtins: dict, module: str, what: str, strict: bool = True) -> dict:
+    """Keras's entry for an object (config_entry): one of `builtins` (kilnet's own classes,
+    by name) under Keras's `module`, or a registered class under its registered name. Any
+    other object is a ValueError naming `what` (nothing else could be rebuilt from a file),
+    unless `strict` is False: then an unregistered class is written under its class name,
+    which loading finds only in the `custom_objects` given.
 
     Example:
         >>> class Box:
@@ -143,12 +175,9 @@ def to_config_entry(obj, builtins: dict, module: str, what: str) -> dict:
     """
     cls = type(obj)
     if builtins.get(cls.__name__) is cls:
-        return {"module": module, "class_name": cls.__name__, "config": obj.get_config(),
-                "registered_name": None}
-    registered = name_of(cls)
-    if registered is None:
+        return config_entry(cls, obj.get_config(), module)
+    if strict and (name_of(cls) is None or not hasattr(obj, "get_config")):
         raise ValueError(f"Only kilnet's {what} classes and classes registered with "
                          "@kilnet.saving.register_serializable() can be written to a config. "
                          f"Received: {obj!r:.100}")
-    return {"module": None, "class_name": cls.__name__, "config": obj.get_config(),
-            "registered_name": registered}
+    return config_entry(cls, obj.get_config())

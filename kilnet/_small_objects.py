@@ -1,10 +1,11 @@
 """The small configurable objects layers hold (regularizers, constraints): how an argument
 names one, and how a config holds one.
 
-A layer argument may be None, a name ("l2", "max_norm"), a saved config
-({"class_name": ..., "config": {...}}), an object of the module's classes, or a plain callable.
-A config is rebuilt from the module's own table of classes only: a file never names code to
-import.
+A layer argument may be None, a name ("l2", "max_norm"), a saved config (Keras's
+{"module", "class_name", "config", "registered_name"}, or kilnet's older
+{"class_name", "config"}), an object of the module's classes, or a plain callable.
+A config is rebuilt from the module's own table of classes, or a subclass registered with
+kilnet.saving.register_serializable, only: a file never names code to import.
 """
 
 from __future__ import annotations
@@ -63,35 +64,45 @@ def resolve(identifier, by_name: dict, base: type, argument: str, names: str):
         return identifier
     if isinstance(identifier, str) and identifier in by_name:
         return by_name[identifier]()
-    if isinstance(identifier, dict) and set(identifier) <= _CONFIG_KEYS \
-            and identifier.get("class_name") in by_name:
-        config = identifier.get("config") or {}
-        if not isinstance(config, dict):
-            raise ValueError(f"{argument}: a {base.__name__.lower()}'s config must be a dict. "
-                             f"Received: {argument}={identifier!r}")
-        return by_name[identifier["class_name"]].from_config(config)
+    if isinstance(identifier, dict) and set(identifier) <= _CONFIG_KEYS:
+        # kilnet's older {"class_name", "config"} or Keras's four keys; a class of yours by
+        # its registered name
+        cls = _registry.class_named(identifier.get("registered_name")
+                                    or identifier.get("class_name"), by_name, base)
+        if cls is not None:
+            config = identifier.get("config") or {}
+            if not isinstance(config, dict):
+                raise ValueError(f"{argument}: a {base.__name__.lower()}'s config must be a "
+                                 f"dict. Received: {argument}={identifier!r}")
+            return cls.from_config(config)
     if callable(identifier) and not isinstance(identifier, type):
         return identifier
     raise ValueError(f"{argument} must be None, one of {names}, a {base.__module__} object, "
                      f"its config or a callable. Received: {argument}={identifier!r}")
 
 
-def serialize(obj, by_name: dict, base: type) -> dict | None:
-    """{"class_name", "config"} of one of the module's objects (None stays None).
+def serialize(obj, by_name: dict, base: type, module: str, what: str):
+    """Keras's entry for one of the module's objects, {"module", "class_name", "config",
+    "registered_name"} (`module` is Keras's, e.g. "keras.regularizers"; a registered class
+    of yours is written under its own module and registered name). None, a name and an
+    entry already made stay as they are, as Keras's `serialize` keeps them.
 
     >>> class Box:
     ...     def get_config(self):
     ...         return {"size": 1}
-    >>> serialize(Box(), {"Box": Box}, Box)
-    {'class_name': 'Box', 'config': {'size': 1}}
+    >>> serialize(Box(), {"Box": Box}, Box, "keras.boxes", "box")["module"]
+    'keras.boxes'
+    >>> serialize("box", {"Box": Box}, Box, "keras.boxes", "box")
+    'box'
     """
-    if obj is None:
-        return None
-    if not isinstance(obj, base) or by_name.get(type(obj).__name__) is not type(obj):
-        raise ValueError(f"Only {base.__module__} objects can be saved in a config; a plain "
-                         "function or your own class cannot be rebuilt from a file. "
-                         f"Received: {obj!r}")
-    return {"class_name": type(obj).__name__, "config": obj.get_config()}
+    if obj is None or isinstance(obj, (str, dict)):
+        return obj
+    if not isinstance(obj, base):
+        raise ValueError(f"Only {base.__module__} objects (and subclasses of "
+                         f"{base.__module__}.{base.__name__} registered with "
+                         "@kilnet.saving.register_serializable()) can be saved in a config; a "
+                         f"plain function cannot be rebuilt from a file. Received: {obj!r}")
+    return _registry.to_config_entry(obj, by_name, module, what)
 
 
 def deserialize(config, by_name: dict, base: type, what: str):

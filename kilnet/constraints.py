@@ -7,8 +7,9 @@ its config, and that projects the weight back into the allowed set after every o
 as Keras's optimizers do. The compiled training step applies it right after the update
 (kilnet.programs), so the weights fit sees at every step are the projected ones.
 
-In a saved config a constraint is `{"class_name": "MaxNorm", "config": {"max_value": 2, ...}}`,
-rebuilt by `get` from this module's own classes only (a file never names code to import).
+In a saved config a constraint is Keras's entry `{"module": "keras.constraints", "class_name":
+"MaxNorm", "config": {"max_value": 2, ...}, "registered_name": None}`, rebuilt by `get` from this
+module's own classes and registered subclasses only (a file never names code to import).
 """
 
 from __future__ import annotations
@@ -161,15 +162,19 @@ _BY_NAME = {"Constraint": Constraint, "MaxNorm": MaxNorm, "NonNeg": NonNeg,
             "non_neg": NonNeg, "unit_norm": UnitNorm, "min_max_norm": MinMaxNorm}
 
 
-def serialize(constraint) -> dict | None:
-    """{"class_name", "config"} of a kilnet constraint (None stays None).
+def serialize(constraint):
+    """A constraint as Keras's `constraints.serialize` writes it: {"module":
+    "keras.constraints", "class_name", "config", "registered_name": None} (a registered class
+    of yours under its module and registered name); None and a name stay as they are.
 
     Example:
         >>> from kilnet import constraints
         >>> constraints.serialize(constraints.NonNeg())
-        {'class_name': 'NonNeg', 'config': {}}
+        {'module': 'keras.constraints', 'class_name': 'NonNeg', 'config': {}, \
+'registered_name': None}
     """
-    return _small_objects.serialize(constraint, _BY_NAME, Constraint)
+    return _small_objects.serialize(constraint, _BY_NAME, Constraint, "keras.constraints",
+                                    "constraint")
 
 
 def deserialize(config) -> Constraint:

@@ -3,7 +3,9 @@
 `kernel_initializer=` and the other `*_initializer` arguments take a name ("glorot_uniform",
 "he_normal", "zeros", ...), an initializer object (`RandomNormal(stddev=0.02)`,
 `Constant(0.1)`, `VarianceScaling(2.0, mode="fan_out")`, ...), its config
-({"class_name", "config"}, as files hold it) or your own `Initializer` subclass. Called as Keras
+(Keras's {"module", "class_name", "config", "registered_name"}, as files hold it, or
+kilnet's older {"class_name", "config"}) or your own `Initializer` subclass. kilnet's layers hold
+the Initializer object (`set_layer_initializers`), and their configs its entry, as Keras's. Called as Keras
 calls them, `init(shape, dtype=None)` returns the values.
 
 Inside a model the values are drawn from a NumPy Generator that the model's seed decides
@@ -560,21 +562,50 @@ def get(identifier) -> Initializer:
         f"{identifier!r:.100}")
 
 
-def serialize(initializer) -> dict | str | None:
-    """An initializer as config data: names stay names; an object becomes
-    {"class_name", "config"} (a class of yours under its registered name).
+def set_layer_initializers(layer, **given) -> None:
+    """Resolve a layer's `*_initializer` arguments onto it as Initializer objects, as Keras's
+    layers hold them (`Dense(2).kernel_initializer` is a GlorotUniform, whose call gives new
+    values: `layer.kernel.assign(layer.kernel_initializer(layer.kernel.shape))`). Each is
+    checked, the argument named in the error. kilnet's layers call it; a layer of yours keeps
+    what it stores itself.
+
+    Example:
+        >>> import kilnet
+        >>> layer = kilnet.layers.Layer()
+        >>> set_layer_initializers(layer, kernel_initializer="he_normal")
+        >>> layer.kernel_initializer
+        HeNormal(seed=None, input_axes=None, output_axes=None)
+        >>> set_layer_initializers(layer, bias_initializer="zeroes")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: bias_initializer: Unknown initializer: ...
+    """
+    for argument, value in given.items():
+        try:
+            initializer = get(value)
+        except ValueError as error:
+            raise ValueError(f"{argument}: {error}") from None
+        setattr(layer, argument, initializer)
+
+
+def serialize(initializer):
+    """An initializer as Keras's `initializers.serialize` writes it: {"module":
+    "keras.initializers", "class_name", "config", "registered_name": None} (a class of yours
+    under its module and registered name, its class name when not registered, as Keras);
+    None, a name and an entry already made stay as they are.
 
     Example:
         >>> import kilnet
         >>> kilnet.initializers.serialize(kilnet.initializers.Constant(0.1))
-        {'class_name': 'Constant', 'config': {'value': 0.1}}
+        {'module': 'keras.initializers', 'class_name': 'Constant', 'config': {'value': 0.1}, \
+'registered_name': None}
+        >>> kilnet.initializers.serialize("he_normal")
+        'he_normal'
     """
-    if initializer is None or isinstance(initializer, str):
+    if initializer is None or isinstance(initializer, (str, dict)):
         return initializer
-    if isinstance(initializer, dict):
-        return initializer
-    return {"class_name": _registry.name_of(type(initializer)) or type(initializer).__name__,
-            "config": initializer.get_config()}
+    return _registry.to_config_entry(initializer, CLASSES, "keras.initializers",
+                                     "initializer", strict=False)
 
 
 def deserialize(config) -> Initializer:

@@ -164,13 +164,15 @@ class Loss:
         """The same loss, computed from logits (for a model whose last layer is softmax etc.)."""
         if self.logits_of is None:
             return self
-        loss = type(self).from_config({**self.get_config(), "from_logits": True})
+        loss = type(self).from_config({**self.get_config(), "from_logits": True,
+                                       "dtype": self.dtype})
         loss.from_logits = CLIPPED_LOGITS   # Keras's numbers for the probabilities it replaces
         loss._unreduced = self._unreduced
         return loss
 
     def get_config(self):
-        return {"name": self.name, "reduction": self.reduction, "dtype": self.dtype}
+        # Keras's keys exactly: Keras's Loss.get_config does not write the dtype either
+        return {"name": self.name, "reduction": self.reduction}
 
     @classmethod
     def from_config(cls, config):
@@ -654,7 +656,8 @@ class _Builtin(Loss):
 
     fn = None            # the formula (a function above)
     default_name = None
-    args: tuple = ()     # (argument, default) pairs, in Keras's get_config order
+    args: tuple = ()     # (argument, default) pairs, in Keras's constructor order
+    config_order: tuple = ()   # Keras's get_config order of args, where it differs
 
     def __init__(self, *, reduction="sum_over_batch_size", name=None, dtype=None, **kwargs):
         super().__init__(name=name or self.default_name, reduction=reduction, dtype=dtype)
@@ -689,7 +692,7 @@ class _Builtin(Loss):
 
     def get_config(self):
         config = super().get_config()
-        config.update({k: getattr(self, k) for k, _ in self.args})
+        config.update({k: getattr(self, k) for k in self.config_order or dict(self.args)})
         if "from_logits" in config:   # compile()'s clipped copy reads as from_logits=True
             config["from_logits"] = bool(config["from_logits"])
         return config
@@ -813,6 +816,8 @@ class BinaryFocalCrossentropy(BinaryCrossentropy):
     default_name = "binary_focal_crossentropy"
     args = (("apply_class_balancing", False), ("alpha", 0.25), ("gamma", 2.0),
             ("from_logits", False), ("label_smoothing", 0.0), ("axis", -1))
+    config_order = ("from_logits", "label_smoothing", "axis", "apply_class_balancing", "alpha",
+                    "gamma")
 
 
 @_positional
@@ -830,6 +835,7 @@ class CategoricalFocalCrossentropy(CategoricalCrossentropy):
     default_name = "categorical_focal_crossentropy"
     args = (("alpha", 0.25), ("gamma", 2.0), ("from_logits", False), ("label_smoothing", 0.0),
             ("axis", -1))
+    config_order = ("from_logits", "label_smoothing", "axis", "alpha", "gamma")
 
 
 class SparseCategoricalCrossentropy(_Builtin):
@@ -1156,7 +1162,7 @@ def serialize(loss) -> dict:
     Example:
         >>> from kilnet import losses
         >>> losses.serialize(losses.Dice(axis=(1, 2)))["config"]
-        {'name': 'dice', 'reduction': 'sum_over_batch_size', 'dtype': None, 'axis': (1, 2)}
+        {'name': 'dice', 'reduction': 'sum_over_batch_size', 'axis': (1, 2)}
     """
     return _registry.to_config_entry(_resolve(loss), LOSS_TYPES, "keras.losses", "loss")
 
@@ -1175,7 +1181,7 @@ def deserialize(config) -> Loss:
         ...                     "registered_name": None}).alpha
         0.7
         >>> losses.deserialize("mse")
-        MeanSquaredError(name='mean_squared_error', reduction='sum_over_batch_size', dtype=None)
+        MeanSquaredError(name='mean_squared_error', reduction='sum_over_batch_size')
     """
     if isinstance(config, str):
         if config not in _BY_NAME:

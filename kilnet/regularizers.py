@@ -15,8 +15,9 @@ collects them exactly as Keras adds `model.losses`. Every layer does it the same
   (`add_activity_penalty`); kilnet counts only the real samples of a padded last batch, which
   is what Keras sees on its shorter last batch.
 
-In a saved config a regularizer is `{"class_name": "L2", "config": {"l2": 0.01}}`, rebuilt by
-`get` from this module's own classes only (a file never names code to import).
+In a saved config a regularizer is Keras's entry `{"module": "keras.regularizers", "class_name":
+"L2", "config": {"l2": 0.01}, "registered_name": None}`, rebuilt by `get` from this module's own
+classes and registered subclasses only (a file never names code to import).
 """
 
 from __future__ import annotations
@@ -170,9 +171,19 @@ _BY_NAME = {"Regularizer": Regularizer, "L1": L1, "L2": L2, "L1L2": L1L2,
             "orthogonal_regularizer": OrthogonalRegularizer}
 
 
-def serialize(regularizer) -> dict | None:
-    """{"class_name", "config"} of a kilnet regularizer (None stays None)."""
-    return _small_objects.serialize(regularizer, _BY_NAME, Regularizer)
+def serialize(regularizer):
+    """A regularizer as Keras's `regularizers.serialize` writes it: {"module":
+    "keras.regularizers", "class_name", "config", "registered_name": None} (a registered
+    class of yours under its module and registered name); None and a name stay as they are.
+
+    Example:
+        >>> from kilnet import regularizers
+        >>> regularizers.serialize(regularizers.L2(0.1))
+        {'module': 'keras.regularizers', 'class_name': 'L2', 'config': {'l2': 0.1}, \
+'registered_name': None}
+    """
+    return _small_objects.serialize(regularizer, _BY_NAME, Regularizer, "keras.regularizers",
+                                    "regularizer")
 
 
 def deserialize(config) -> Regularizer:

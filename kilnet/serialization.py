@@ -143,7 +143,7 @@ def _layer_entry(layer) -> dict:
     elif registered is None:
         module = "keras"
     else:
-        module = _user_module(type(layer))
+        module = _registry.user_module(type(layer))
     entry = {"module": module, "class_name": type(layer).__name__ if registered else
              spec["class_name"], "config": spec["config"], "registered_name": registered}
     shape = getattr(layer, "build_shape", None) if layer.built else None
@@ -157,13 +157,13 @@ def _layer_entry(layer) -> dict:
 
 
 def _keras_entry(entry, module, cls) -> dict:
-    """A module's {"class_name", "config"} completed into Keras's four-key entry."""
+    """A module's entry as Keras's four keys: the initializers', regularizers', constraints',
+    losses', metrics' and optimizers' serialize write them already; a schedule's
+    {"class_name", "config"} is completed (_registry.config_entry)."""
     if "module" in entry:
         return entry
-    registered = _registry.name_of(cls)
-    return {"module": module if registered is None else _user_module(cls),
-            "class_name": cls.__name__, "config": entry["config"],
-            "registered_name": registered}
+    builtin = _registry.name_of(cls) is None
+    return _registry.config_entry(cls, entry["config"], module if builtin else None)
 
 
 def _function_entry(fn) -> dict:
@@ -174,8 +174,8 @@ def _function_entry(fn) -> dict:
                          f"Received: {fn!r}")
     registered = _registry.name_of(fn)
     if registered is not None:
-        return {"module": _user_module(fn), "class_name": "function", "config": registered,
-                "registered_name": registered}
+        return {"module": _registry.user_module(fn), "class_name": "function",
+                "config": registered, "registered_name": registered}
     for module in _FUNCTION_MODULES:
         if getattr(module, fn.__name__, None) is fn:
             name = activations.serialize(fn) if module is activations else fn.__name__
@@ -185,12 +185,6 @@ def _function_entry(fn) -> dict:
     raise ValueError(f"serialize_keras_object: the function {fn.__name__!r} is neither one of "
                      "kilnet's activations, losses or metrics nor registered; register it with "
                      f"@kilnet.saving.register_serializable(). Received: {fn!r}")
-
-
-def _user_module(obj):
-    """The module Keras writes for a class or function of yours: None for a script's own
-    (`__main__` could not be imported elsewhere), so the registered name finds it."""
-    return None if obj.__module__ == "__main__" else obj.__module__
 
 
 def serialize_layer(layer) -> dict:

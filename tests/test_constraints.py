@@ -147,5 +147,5 @@ def test_bad_constraints_are_clear_errors(tmp_path):
         constraints.UnitNorm(axis="rows")
     model = kilnet.Sequential([kilnet.Input(shape=(2,)),
                                kilnet.layers.Dense(1, kernel_constraint=lambda w: w)])
-    with pytest.raises(ValueError, match="Only kilnet.constraints objects can be saved"):
+    with pytest.raises(ValueError, match="Only kilnet.constraints objects"):
         model.save(tmp_path / "m.kilnet")

@@ -166,9 +166,11 @@ def test_objects_in_configs_and_kilnet_files(tmp_path):
     model = kilnet.Model(inputs, outputs)
     config = model.layers[1].get_config()
     assert config["kernel_initializer"] == {
-        "class_name": "HeNormal", "config": {"seed": 2, "input_axes": None, "output_axes": None}}
+        "module": "keras.initializers", "class_name": "HeNormal",
+        "config": {"seed": 2, "input_axes": None, "output_axes": None}, "registered_name": None}
     assert model.layers[-1].get_config()["kernel_initializer"] == {
-        "class_name": "TestInit>Halves", "config": {"scale": 0.25}}
+        "module": Halves.__module__, "class_name": "Halves", "config": {"scale": 0.25},
+        "registered_name": "TestInit>Halves"}
     x = np.ones((2, 3), np.float32)
     before = model.predict(x, verbose=0)
     np.testing.assert_array_equal(model.layers[-1].kernel.numpy(), 0.25)

@@ -300,8 +300,6 @@ def test_names_and_configs_follow_keras(cls_name):
     ours, theirs = getattr(losses, cls_name)(), getattr(keras.losses, cls_name)()
     assert ours.name == theirs.name
     ours_config, theirs_config = ours.get_config(), theirs.get_config()
-    assert ours_config.pop("dtype") is None
-    theirs_config.pop("dtype", None)
     assert ours_config == theirs_config
     assert list(ours_config) == list(theirs_config)
     assert type(losses.get(ours.name)) is type(ours)
@@ -376,7 +374,7 @@ def test_registered_loss_classes_round_trip_by_registered_name():
 
     entry = losses.serialize(Cubed(name="cubed"))
     assert (entry["module"], entry["class_name"], entry["registered_name"]) == (
-        None, "Cubed", "LossTest>Cubed")
+        Cubed.__module__, "Cubed", "LossTest>Cubed")   # as Keras writes it
     again = losses.deserialize(entry)
     assert type(again) is Cubed and again.name == "cubed"
 

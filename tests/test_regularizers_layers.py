@@ -188,8 +188,9 @@ def test_bidirectional_penalties_land_on_both_directions():
                 0.1 * np.abs(out[:, 2:]).sum() / 3]
     np.testing.assert_allclose(sorted(float(v) for v in layer.losses), sorted(expected),
                                rtol=1e-5)
-    assert backward.get_config()["kernel_regularizer"] == {"class_name": "L2",
-                                                           "config": {"l2": 0.5}}
+    assert backward.get_config()["kernel_regularizer"] == {
+        "module": "keras.regularizers", "class_name": "L2", "config": {"l2": 0.5},
+        "registered_name": None}
 
 
 def test_simple_rnn_activity_penalty():
@@ -264,9 +265,12 @@ def test_configs_and_model_files_keep_them(tmp_path):
     model.save(tmp_path / "m.kilnet")
     loaded = kilnet.models.load_model(tmp_path / "m.kilnet")
     mha = loaded.layers[1]
-    assert mha.get_config()["kernel_regularizer"] == {"class_name": "L2",
-                                                      "config": {"l2": 0.03}}
-    assert mha.get_config()["bias_constraint"] == {"class_name": "NonNeg", "config": {}}
+    assert mha.get_config()["kernel_regularizer"] == {
+        "module": "keras.regularizers", "class_name": "L2", "config": {"l2": 0.03},
+        "registered_name": None}
+    assert mha.get_config()["bias_constraint"] == {
+        "module": "keras.constraints", "class_name": "NonNeg", "config": {},
+        "registered_name": None}
     assert [type(v.constraint).__name__ for v in mha.weights][:2] == ["MaxNorm", "NonNeg"]
     y = np.zeros((24, 1), np.float32)
     np.testing.assert_allclose(loaded.evaluate(x, y, verbose=0), model.evaluate(x, y, verbose=0),
@@ -284,14 +288,16 @@ def test_keras_files_carry_them(tmp_path):
     ours = kilnet.models.load_model(tmp_path / "rnn.keras")
     lstm = ours.layers[-2]
     assert lstm.get_config()["activity_regularizer"] == {  # Keras keeps a float32 factor
-        "class_name": "L1", "config": {"l1": pytest.approx(0.02)}}
+        "module": "keras.regularizers", "class_name": "L1",
+        "config": {"l1": pytest.approx(0.02)}, "registered_name": None}
     assert lstm.constraint_for("kernel") == constraints.MinMaxNorm(0.2, 0.5, rate=0.5)
     ours.save(tmp_path / "back.keras")
     again = keras.models.load_model(tmp_path / "back.keras")
     assert type(again.layers[-2].kernel_constraint).__name__ == "MinMaxNorm"
     assert float(again.layers[-2].activity_regularizer.l1) == pytest.approx(0.02)
     assert ours.layers[1].get_config()["recurrent_regularizer"] == {
-        "class_name": "L1L2", "config": {"l1": pytest.approx(0.1), "l2": pytest.approx(0.2)}}
+        "module": "keras.regularizers", "class_name": "L1L2",
+        "config": {"l1": pytest.approx(0.1), "l2": pytest.approx(0.2)}, "registered_name": None}
     assert type(again.layers[1].bias_constraint).__name__ == "NonNeg"
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import warnings
 
-from kilnet import initializers, saving
+from kilnet import _registry, initializers, saving
 from kilnet.errors import ModelFileError
 from kilnet.layers import (CELL_TYPES, LAYER_TYPES, RNN, Bidirectional, InputLayer, Layer,
                            Pipeline, StackedRNNCells, Wrapper)
@@ -69,6 +69,7 @@ DEFAULT_INIT = {"beta_initializer": "Zeros", "gamma_initializer": "Ones",
 # Keras layers whose constructor does not take `trainable` (their get_config omits it).
 NO_TRAINABLE = frozenset({"SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
                           "Discretization"})
+ENTRY_KEYS = ("module", "class_name", "config", "registered_name")
 POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"},
           "registered_name": None}
 
@@ -299,7 +300,8 @@ def layer_config(cls, config, reader, where):
                                    f"{key}={value!r:.100}")
         elif key.endswith(("_regularizer", "_constraint")) and key in accepted \
                 and isinstance(value, dict):
-            out[key] = {"class_name": value.get("class_name"), "config": value.get("config")}
+            # Keras's entry as it is: its registered_name finds a registered class of yours
+            out[key] = {k: value[k] for k in ENTRY_KEYS if k in value}
         elif key in accepted:
             out[key] = value
         elif key in NEUTRAL and (NEUTRAL[key] is ANY or value in NEUTRAL[key]):
@@ -333,6 +335,10 @@ def _initializer(key, value, reader, where):
     if not isinstance(value, dict):
         reader.fail(where, f"{key} is malformed: {value!r:.100}")
     name, config = value.get("class_name"), dict(value.get("config") or {})
+    registered = value.get("registered_name")
+    mine = saving.get_registered_object(registered) if isinstance(registered, str) else None
+    if isinstance(mine, type) and issubclass(mine, initializers.Initializer):
+        return {k: value[k] for k in ENTRY_KEYS if k in value}   # a class of yours
     if name in INITIALIZERS and all(
             k in _NEUTRAL_INIT and v in _NEUTRAL_INIT[k] for k, v in config.items()):
         return INITIALIZERS[name]
@@ -455,9 +461,9 @@ def keras_layer(spec, path):
         config[key] = [keras_layer(inner, path) for inner in config[key]]
     for key, value in config.items():
         if key.endswith("_regularizer") and isinstance(value, dict):
-            config[key] = {"module": "keras.regularizers", **value, "registered_name": None}
+            config[key] = _keras_object_entry(value, "keras.regularizers")
         elif key.endswith("_constraint") and isinstance(value, dict):
-            config[key] = {"module": "keras.constraints", **value, "registered_name": None}
+            config[key] = _keras_object_entry(value, "keras.constraints")
         elif key.endswith("_initializer") and isinstance(value, dict):
             config[key] = _keras_initializer(key, value, path)
     if name in APPLICATION_MODULES:   # Keras names these by their module (and class)
@@ -529,17 +535,31 @@ def _class_name(cls, registered_name):
 
 def _module_of(cls):
     """The module Keras writes for a class of yours: None for one defined in the script."""
-    module = getattr(cls, "__module__", None)
-    return None if module in (None, "__main__") else module
+    return _registry.user_module(cls)
+
+
+def _keras_object_entry(value, module):
+    """Keras's four-key entry of an initializer, regularizer or constraint: the layers'
+    configs hold it already (a registered class of yours keeps its module and registered
+    name); kilnet's older {"class_name", "config"} gets Keras's `module`."""
+    entry = {"module": module, **value}
+    entry.setdefault("registered_name", None)
+    return entry
 
 
 def _keras_initializer(key, value, path):
-    """Keras's entry of a kilnet initializer object (one of the classes both have)."""
-    if value.get("class_name") not in initializers.CLASSES:
+    """Keras's entry of a kilnet initializer: one of the classes both have, or a class of
+    yours registered with kilnet.saving.register_serializable (which Keras finds under the
+    same registered name, registered with keras.saving.register_keras_serializable)."""
+    registered = value.get("registered_name")
+    if value.get("class_name") not in initializers.CLASSES and not (
+            isinstance(registered, str) and saving.get_registered_object(registered)):
         raise ValueError(f"Cannot save {path} as a Keras file: its {key} is your initializer "
-                         f"class {value.get('class_name')!r}, which Keras cannot rebuild. Save "
+                         f"class {value.get('class_name')!r}, which Keras cannot rebuild. "
+                         "Register it with @kilnet.saving.register_serializable() (and with "
+                         "keras.saving.register_keras_serializable() on Keras's side), or save "
                          "it with the extension .kilnet instead.")
-    return {"module": "keras.initializers", **value, "registered_name": None}
+    return _keras_object_entry(value, "keras.initializers")
 
 
 def _keras_operation(config):

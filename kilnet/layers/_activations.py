@@ -96,14 +96,13 @@ class PReLU(Layer):
     def __init__(self, alpha_initializer="zeros", alpha_regularizer=None, alpha_constraint=None,
                  shared_axes=None, **kwargs):
         super().__init__(**kwargs)
-        initializers.get(alpha_initializer)
+        initializers.set_layer_initializers(self, alpha_initializer=alpha_initializer)
         if shared_axes is not None and not isinstance(shared_axes, (list, tuple)):
             shared_axes = [shared_axes]
         if shared_axes is not None and not all(
                 isinstance(a, int) and not isinstance(a, bool) and a >= 1 for a in shared_axes):
             raise ValueError("shared_axes must be None or a list of axes >= 1 (axis 0 is the "
                              f"batch). Received: shared_axes={shared_axes!r}")
-        self.alpha_initializer = alpha_initializer
         self.shared_axes = None if shared_axes is None else list(shared_axes)
         regularizers.set_layer_regularizers(self, alpha_regularizer=alpha_regularizer)
         constraints.set_layer_constraints(self, alpha_constraint=alpha_constraint)

@@ -202,9 +202,8 @@ class MultiHeadAttention(Layer):
         self.attention_axes = _check_attention_axes(attention_axes)
         self.sliding_window = (None if sliding_window is None
                                else _positive_int(sliding_window, "sliding_window"))
-        initializers.get(kernel_initializer), initializers.get(bias_initializer)
-        self.kernel_initializer = kernel_initializer
-        self.bias_initializer = bias_initializer
+        initializers.set_layer_initializers(
+            self, kernel_initializer=kernel_initializer, bias_initializer=bias_initializer)
         # Keras keeps it on its inner Dropout layer, which comes before the output projection
         if self.dropout > 0:
             self.seed_generator = random.SeedGenerator(seed)

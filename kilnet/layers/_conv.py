@@ -29,7 +29,8 @@ class Conv2D(KernelLayer):
         if data_format not in (None, "channels_last"):
             raise ValueError("Only data_format='channels_last' is supported. "
                              f"Received: data_format={data_format!r}")
-        initializers.get(kernel_initializer), initializers.get(bias_initializer)
+        initializers.set_layer_initializers(
+            self, kernel_initializer=kernel_initializer, bias_initializer=bias_initializer)
         self.filters = filters
         self.kernel_size = as_pair(kernel_size, "kernel_size")
         self.strides = as_pair(strides, "strides")
@@ -50,8 +51,6 @@ class Conv2D(KernelLayer):
         constraints.set_layer_constraints(self, kernel_constraint=kernel_constraint,
                                           bias_constraint=bias_constraint)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = kernel_initializer
-        self.bias_initializer = bias_initializer
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:

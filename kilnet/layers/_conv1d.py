@@ -160,12 +160,11 @@ class Conv1D(KernelLayer):
         regularizers.set_layer_regularizers(self, kernel_regularizer=kernel_regularizer,
                                             bias_regularizer=bias_regularizer,
                                             activity_regularizer=activity_regularizer)
-        initializers.get(kernel_initializer), initializers.get(bias_initializer)
+        initializers.set_layer_initializers(
+            self, kernel_initializer=kernel_initializer, bias_initializer=bias_initializer)
         self.padding = padding.lower()
         self.data_format = check_channels_last(data_format)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = kernel_initializer
-        self.bias_initializer = bias_initializer
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 2 or input_shape[-1] is None:

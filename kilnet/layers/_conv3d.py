@@ -140,11 +140,10 @@ class Conv3D(KernelLayer):
                                             activity_regularizer=activity_regularizer)
         constraints.set_layer_constraints(self, kernel_constraint=kernel_constraint,
                                           bias_constraint=bias_constraint)
-        initializers.get(kernel_initializer), initializers.get(bias_initializer)
+        initializers.set_layer_initializers(
+            self, kernel_initializer=kernel_initializer, bias_initializer=bias_initializer)
         self.data_format = check_channels_last(data_format)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = kernel_initializer
-        self.bias_initializer = bias_initializer
 
     def compute_output_shape(self, input_shape):
         _volumes_only("Conv3D", input_shape)

@@ -98,11 +98,10 @@ class Conv1DTranspose(KernelLayer):
                                             activity_regularizer=activity_regularizer)
         constraints.set_layer_constraints(self, kernel_constraint=kernel_constraint,
                                           bias_constraint=bias_constraint)
-        initializers.get(kernel_initializer), initializers.get(bias_initializer)
+        initializers.set_layer_initializers(
+            self, kernel_initializer=kernel_initializer, bias_initializer=bias_initializer)
         self.data_format = check_channels_last(data_format)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = kernel_initializer
-        self.bias_initializer = bias_initializer
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 2 or input_shape[-1] is None:
@@ -265,10 +264,9 @@ class DepthwiseConv2D(_DepthwiseBase):
                                             activity_regularizer=activity_regularizer)
         constraints.set_layer_constraints(self, depthwise_constraint=depthwise_constraint,
                                           bias_constraint=bias_constraint)
-        initializers.get(depthwise_initializer), initializers.get(bias_initializer)
+        initializers.set_layer_initializers(
+            self, depthwise_initializer=depthwise_initializer, bias_initializer=bias_initializer)
         self.use_bias = bool(use_bias)
-        self.depthwise_initializer = depthwise_initializer
-        self.bias_initializer = bias_initializer
 
     def compute_output_shape(self, input_shape):
         return self._image_output_shape(input_shape)
@@ -350,12 +348,10 @@ class SeparableConv2D(_DepthwiseBase):
         constraints.set_layer_constraints(self, depthwise_constraint=depthwise_constraint,
                                           pointwise_constraint=pointwise_constraint,
                                           bias_constraint=bias_constraint)
-        for initializer in (depthwise_initializer, pointwise_initializer, bias_initializer):
-            initializers.get(initializer)
+        initializers.set_layer_initializers(
+            self, depthwise_initializer=depthwise_initializer,
+            pointwise_initializer=pointwise_initializer, bias_initializer=bias_initializer)
         self.use_bias = bool(use_bias)
-        self.depthwise_initializer = depthwise_initializer
-        self.pointwise_initializer = pointwise_initializer
-        self.bias_initializer = bias_initializer
 
     @property
     def param_names(self):

@@ -21,11 +21,10 @@ class Dense(KernelLayer):
         super().__init__(activation=activation, **kwargs)
         if not isinstance(units, int) or isinstance(units, bool) or units < 1:
             raise ValueError(f"units must be a positive integer. Received: units={units!r}")
-        initializers.get(kernel_initializer), initializers.get(bias_initializer)
+        initializers.set_layer_initializers(
+            self, kernel_initializer=kernel_initializer, bias_initializer=bias_initializer)
         self.units = units
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = kernel_initializer
-        self.bias_initializer = bias_initializer
         regularizers.set_layer_regularizers(self, kernel_regularizer=kernel_regularizer,
                                             bias_regularizer=bias_regularizer,
                                             activity_regularizer=activity_regularizer)

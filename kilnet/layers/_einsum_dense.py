@@ -85,9 +85,8 @@ class EinsumDense(KernelLayer):
             raise ValueError(f"bias_axes must be letters of the output {self._specs[2]!r}. "
                              f"Received: bias_axes={bias_axes!r}")
         self.bias_axes = bias_axes
-        initializers.get(kernel_initializer), initializers.get(bias_initializer)
-        self.kernel_initializer = kernel_initializer
-        self.bias_initializer = bias_initializer
+        initializers.set_layer_initializers(
+            self, kernel_initializer=kernel_initializer, bias_initializer=bias_initializer)
         regularizers.set_layer_regularizers(self, kernel_regularizer=kernel_regularizer,
                                             bias_regularizer=bias_regularizer,
                                             activity_regularizer=activity_regularizer)

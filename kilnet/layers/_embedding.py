@@ -73,10 +73,9 @@ class Embedding(Layer):
             warnings.warn("Embedding: the argument input_length is deprecated in Keras 3 and "
                           "ignored; declare the sequence length with kilnet.Input(shape=...).",
                           stacklevel=2)
-        initializers.get(embeddings_initializer)
+        initializers.set_layer_initializers(self, embeddings_initializer=embeddings_initializer)
         self.input_dim = input_dim
         self.output_dim = output_dim
-        self.embeddings_initializer = embeddings_initializer
         self.mask_zero = mask_zero
         regularizers.set_layer_regularizers(self, embeddings_regularizer=embeddings_regularizer)
         constraints.set_layer_constraints(self, embeddings_constraint=embeddings_constraint)

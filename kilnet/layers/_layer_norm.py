@@ -69,9 +69,8 @@ class LayerNormalization(Layer):
         self.epsilon = _check_epsilon(epsilon)
         self.center = _check_bool(center, "center")
         self.scale = _check_bool(scale, "scale")
-        initializers.get(beta_initializer), initializers.get(gamma_initializer)
-        self.beta_initializer = beta_initializer
-        self.gamma_initializer = gamma_initializer
+        initializers.set_layer_initializers(
+            self, beta_initializer=beta_initializer, gamma_initializer=gamma_initializer)
 
     @property
     def param_names(self):
@@ -167,9 +166,8 @@ class GroupNormalization(Layer):
         self.epsilon = _check_epsilon(epsilon)
         self.center = _check_bool(center, "center")
         self.scale = _check_bool(scale, "scale")
-        initializers.get(beta_initializer), initializers.get(gamma_initializer)
-        self.beta_initializer = beta_initializer
-        self.gamma_initializer = gamma_initializer
+        initializers.set_layer_initializers(
+            self, beta_initializer=beta_initializer, gamma_initializer=gamma_initializer)
 
     @property
     def param_names(self):

@@ -66,13 +66,9 @@ class CellSettings:
         self._recurrent_activation_fn = activations.get(recurrent_activation)
         self.recurrent_activation = activations.config_name(self._recurrent_activation_fn)
         self.use_bias = check_bool(use_bias, "use_bias")
-        for argument, value in (("kernel_initializer", kernel_initializer),
-                                ("recurrent_initializer", recurrent_initializer),
-                                ("bias_initializer", bias_initializer)):
-            _check_initializer(value, argument)
-        self.kernel_initializer = kernel_initializer
-        self.recurrent_initializer = recurrent_initializer
-        self.bias_initializer = bias_initializer
+        initializers.set_layer_initializers(
+            self, kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer)
         self.dropout = _rate(dropout, "dropout")
         self.recurrent_dropout = _rate(recurrent_dropout, "recurrent_dropout")
         self.seed = seed
@@ -656,13 +652,6 @@ def regularization_arguments(kernel_regularizer, recurrent_regularizer, bias_reg
                 recurrent_regularizer=recurrent_regularizer, bias_regularizer=bias_regularizer,
                 activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
                 recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint)
-
-
-def _check_initializer(value, argument):
-    try:
-        initializers.get(value)
-    except ValueError as error:
-        raise ValueError(f"{argument}: {error}") from None
 
 
 def _positive_int(value, argument: str) -> int:
