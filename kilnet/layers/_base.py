@@ -1739,8 +1739,41 @@ class ActivatedLayer(Layer):
 
     def __init__(self, activation=None, **kwargs):
         super().__init__(**kwargs)
-        self._activation_fn = activations.get(activation)
-        self.activation = activations.config_name(self._activation_fn)
+        self.activation = activation
+
+    @property
+    def activation(self):
+        """The activation function, as Keras's `layer.activation` (`linear` for None).
+        Setting it (a name, a function or None) changes what the layer computes from then on,
+        in the models built with it too: keras.io's Grad-CAM sets
+        `model.layers[-1].activation = None` to take the gradient of the logits.
+
+        Example:
+            >>> import numpy as np
+            >>> from kilnet import layers
+            >>> dense = layers.Dense(2, activation="softmax")
+            >>> dense.activation.__name__, float(dense(np.ones((1, 3))).sum())
+            ('softmax', 1.0)
+            >>> dense.activation = None
+            >>> dense.get_config()["activation"], bool(dense(np.ones((1, 3))).sum() == 1.0)
+            ('linear', False)
+        """
+        return self._activation_fn
+
+    @activation.setter
+    def activation(self, value):
+        self._activation_fn = activations.get(value)
+
+    @property
+    def activation_name(self):
+        """What the layer's config holds for its activation (`activations.config_name`)."""
+        return activations.config_name(self._activation_fn)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        if "activation" in config:
+            config["activation"] = self.activation_name
+        return config
 
     def pre_activation(self, params, state, x, *, training, rng, sample_mask):
         raise NotImplementedError

@@ -628,7 +628,7 @@ class Model(Layer):
         return its logits instead (apply(..., logits=...)), else None."""
         if not self.is_functional:
             return [None] * len(self.output_specs or [None])
-        return [None if (layer := self._activation_of(t)) is None else layer.activation
+        return [None if (layer := self._activation_of(t)) is None else layer.activation_name
                 for t in self.graph.outputs]
 
     def activate_output(self, index: int, z):
