@@ -172,7 +172,8 @@ def test_activation_values(name):
     expected = NUMPY_ACTIVATIONS[name](x.astype(np.float64))
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
     # Keras's configs name the function, not the alias ("swish" is silu)
-    assert layers.Activation(name).activation == {"swish": "silu"}.get(name, name)
+    assert layers.Activation(name).get_config()["activation"] == {"swish": "silu"}.get(name,
+                                                                                       name)
 
 
 def test_activation_gradients():

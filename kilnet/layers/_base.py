@@ -1726,7 +1726,7 @@ class Layer:
                 or cls.build_from_config is not Layer.build_from_config)
 
     def __repr__(self):
-        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.config_keys)
+        args = ", ".join(f"{k}={_shown(getattr(self, k))!r}" for k in self.config_keys)
         return f"<{type(self).__name__} name={self.name!r}{', ' if args else ''}{args}>"
 
 
@@ -1980,6 +1980,12 @@ def _shape_of(inputs):
         return [_shape_of(v) for v in inputs]
     raise TypeError(f"A layer's inputs must be arrays or symbolic tensors. Received: "
                     f"{type(inputs).__name__}")
+
+
+def _shown(value):
+    """A setting as a layer's repr shows it: a function (an activation) by its name."""
+    return activations.name_of(value) or value.__name__ if callable(value) and hasattr(
+        value, "__name__") and not isinstance(value, type) else value
 
 
 def _dtype_of(inputs):
