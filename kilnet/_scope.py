@@ -268,6 +268,16 @@ def sample_mask():
     return None if scope is None else scope.sample_mask
 
 
+def rows_mask(sample_mask, x):
+    """The batch's sample mask for `x` when x's first axis is the batch's (its rows are the
+    samples), else None: a tensor of other rows (keras.io's graph network runs
+    BatchNormalization on the node-feature table its model holds, then takes the batch's
+    nodes) has no padded samples to leave out."""
+    if sample_mask is None or getattr(x, "ndim", 0) == 0 or x.shape[0] != sample_mask.shape[0]:
+        return None
+    return sample_mask
+
+
 def _running_calls() -> list:
     running = getattr(_local, "running_calls", None)
     if running is None:

@@ -247,6 +247,7 @@ def activity_penalty(regularizer, outputs, sample_mask=None):
     outputs = jnp.asarray(outputs)
     if outputs.ndim == 0:
         return jnp.sum(regularizer(outputs))
+    sample_mask = _scope.rows_mask(sample_mask, outputs)
     if sample_mask is None:
         count = outputs.shape[0]
     else:

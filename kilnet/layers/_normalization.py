@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kilnet._custom_gradients import custom_vjp
-from kilnet import constraints, regularizers
+from kilnet import _scope, constraints, regularizers
 from kilnet._kernels import onednn_batch_norm
 from kilnet.layers._base import Layer
 
@@ -88,7 +88,8 @@ class BatchNormalization(Layer):
         if training and self.trainable:  # frozen: inference mode, as Keras
             # A sequence mask (Keras's masked moments): the statistics count unmasked steps.
             y, mean, var = _normalize_batch(x, params.get("gamma"), params.get("beta"),
-                                            sample_mask, self.epsilon, mask)
+                                            _scope.rows_mask(sample_mask, x), self.epsilon,
+                                            mask)
             m = self.momentum
             state = {"moving_mean": state["moving_mean"] * m + mean * (1 - m),
                      "moving_variance": state["moving_variance"] * m + var * (1 - m)}
