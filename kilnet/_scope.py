@@ -59,11 +59,17 @@ class Scope:
     host_keys: bool = False
 
 
+def _thread_list(name: str) -> list:
+    """This thread's list called `name` (each thread traces its own calls)."""
+    found = getattr(_local, name, None)
+    if found is None:
+        found = []
+        setattr(_local, name, found)
+    return found
+
+
 def _stack() -> list:
-    stack = getattr(_local, "stack", None)
-    if stack is None:
-        stack = _local.stack = []
-    return stack
+    return _thread_list("stack")
 
 
 def current() -> Scope | None:
@@ -87,10 +93,7 @@ def opened(scope: Scope):
 
 
 def _owners() -> list:
-    owners = getattr(_local, "owners", None)
-    if owners is None:
-        owners = _local.owners = []
-    return owners
+    return _thread_list("owners")
 
 
 @contextlib.contextmanager
@@ -278,18 +281,11 @@ def rows_mask(sample_mask, x):
     return sample_mask
 
 
-def _running_calls() -> list:
-    running = getattr(_local, "running_calls", None)
-    if running is None:
-        running = _local.running_calls = []
-    return running
-
-
 @contextlib.contextmanager
 def running_call(layer):
     """While `layer`'s call() runs in this thread: a call of the layer inside it is its own
     (`in_own_call`)."""
-    running = _running_calls()
+    running = _thread_list("running_calls")
     running.append(id(layer))
     try:
         yield
@@ -300,7 +296,7 @@ def running_call(layer):
 def in_own_call(layer) -> bool:
     """Whether `layer` is called inside its own call() (a model calling itself on other
     inputs), in this thread."""
-    return id(layer) in _running_calls()
+    return id(layer) in _thread_list("running_calls")
 
 
 @contextlib.contextmanager
