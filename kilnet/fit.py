@@ -545,8 +545,10 @@ def _run_epoch(trainer, feed, blocks, cb_list, progress, chunker, epoch, start_s
     model = trainer.model
     step = start_step
     # kilnet.callbacks: chunk, each or exact; compile's steps_per_execution=N asks for Keras's
-    # own batching, one call per N batches
-    hooks = "chunk" if trainer.steps_per_execution else cb_list.batch_hooks_mode()
+    # own batching, one call per N batches; run_eagerly, one batch per call with its hooks
+    # around it, as Keras runs it (a print in your step falls between them)
+    hooks = "chunk" if trainer.steps_per_execution else (
+        "exact" if trainer.runs_eagerly else cb_list.batch_hooks_mode())
     trail = programs.sums_trail(trainer.state.sums, TRAIL_STEPS) if hooks == "each" else None
     # A resume at the end of an epoch runs no chunk: its logs come from the restored sums.
     logs = _logs_from_sums(trainer.spec, jax.device_get(trainer.state.sums)) if step else {}
@@ -566,7 +568,8 @@ def _run_epoch(trainer, feed, blocks, cb_list, progress, chunker, epoch, start_s
             began = time.perf_counter()
             sums, fault, rows, saved = _train_chunk(trainer, train, batch_size, block, epoch,
                                                     step, stop, trail,
-                                                    keeps_input=kind == "train_batch")
+                                                    keeps_input=kind == "train_batch"
+                                                    or trainer.runs_eagerly)
             chunker.observe(stop - step, time.perf_counter() - began)
             if fault != programs.NO_FAULT and trainer.on_nonfinite == "stop":
                 trainer.position = (epoch, stop)
@@ -651,8 +654,10 @@ def _train_chunk(trainer, train, batch_size, block, epoch, step, stop, trail=Non
     state per chunk; checking every step cost 36% of the seed MLP's epoch, and the per-step
     conditionals a further 18% (measured). `trail`: buffers for the sums after each step
     (programs.train_chunk), for callbacks that read every batch's end. `keeps_input`: `train`
-    leaves its input state intact (the "train_batch" program), which is then the starting
-    state kept, with no copy."""
+    leaves its input state intact (the "train_batch" program, or any run eagerly), which is
+    then the starting state kept, with no copy. Run eagerly (model.run_eagerly) `train`
+    checks each step itself (kilnet.trainer.Trainer.program): no replay runs your code
+    twice."""
     saved = trainer.state if keeps_input else trainer.state_copy()
     args = (block.x, block.y, block.order, block.valid, np.int32(epoch), np.int32(block.base),
             np.int32(step), np.int32(stop)) + (() if trail is None else (trail,))
@@ -801,7 +806,7 @@ def _evaluate_feed(trainer, feed, *, steps=None, callbacks=None):
                 sums, model_state = trainer.program("evaluate", batch_size, *args)(*args)
                 state = trainer.keep_model_state(model_state)
             else:  # the model's own test_step: what it logs is known once it is traced
-                if own_step.test_log_names is None:
+                if own_step.test_log_names is None and not trainer.runs_eagerly:
                     own_step.discover_test_logs(batch_size, block.x, block.y)
                 if sums is None:
                     sums = programs.zero_sums(trainer.spec, training=False)
