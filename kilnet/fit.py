@@ -953,24 +953,27 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
                     shapes = _output_shapes(model, state, block.x, batch_size)
                 if outputs is None:   # host zeros in one transfer: cheaper than jnp.zeros
                     outputs = jax.device_put(tuple(
-                        np.zeros((rows,) + tuple(shape), _prediction_dtype(spec.dtype))
+                        np.zeros((rows,) + tuple(shape), programs.prediction_dtype(spec.dtype))
                         for shape, spec in zip(shapes, model.output_specs)))
                 args = (outputs, programs.model_params(state), state.model_state, block.x,
                         *positions)
                 outputs, model_state = trainer.program("predict", batch_size, *args)(*args)
                 state = trainer.keep_model_state(model_state)
             else:  # the model's own predict_step: buffers for whatever it returns
-                if own_structure is None:   # traced on the first block
+                eager = trainer.runs_eagerly   # then its first batch makes them
+                if own_structure is None and not eager:   # traced on the first block
                     own_structure = own_step.predict_structure(batch_size, block.x)
-                    pack = functools.partial(jax.tree.unflatten, own_structure[0])
-                if outputs is None:
+                if outputs is None and not eager:
                     outputs = tuple(jnp.zeros((rows,) + leaf.shape[1:],
-                                              _prediction_dtype(leaf.dtype))
+                                              programs.prediction_dtype(leaf.dtype))
                                     for leaf in own_structure[1])
                 args = (outputs, state, block.x, *positions)
                 outputs, model_state = trainer.program("predict_custom", batch_size,
                                                        *args)(*args)
                 state = trainer.keep_model_state(model_state)
+                if own_structure is None:
+                    own_structure = (own_step.predicted, None)
+                pack = functools.partial(jax.tree.unflatten, own_structure[0])
             # host sync: this piece's predictions, real samples of the batches run only
             valid = np.zeros(rows, bool)
             piece = slice((start - block.base) * batch_size,
@@ -993,7 +996,7 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
         progress.epoch_end(0, {}, steps_done=done)
     if not results:
         return model.pack_outputs([np.zeros((0,) + tuple(spec.shape),
-                                            _prediction_dtype(spec.dtype))
+                                            programs.prediction_dtype(spec.dtype))
                                    for spec in model.output_specs])
     return pack([np.concatenate(parts) for parts in zip(*results)])
 
@@ -1036,7 +1039,7 @@ def predict_on_batch(model, x, rows):
     args = (programs.model_params(state), state.model_state, feed.x)
     outputs, model_state = trainer.program("predict_batch", rows, *args)(*args)
     trainer.keep_model_state(model_state)
-    return model.pack_outputs([np.asarray(out, _prediction_dtype(out.dtype))
+    return model.pack_outputs([np.asarray(out, programs.prediction_dtype(out.dtype))
                                for out in outputs])
 
 
@@ -1055,11 +1058,3 @@ def _output_shapes(model, state, x, batch_size) -> list:
         lambda params, model_state, xb: model.apply(params, model_state, xb)[0],
         programs.model_params(state), state.model_state, batch)
     return [out.shape[1:] for out in model.output_list(outputs)]
-
-
-def _prediction_dtype(dtype):
-    """What predict returns for an output of `dtype`: float32 for every floating dtype (a
-    mixed-precision model's bfloat16 too), else the output's own (ids, counts and masks stay
-    integers and booleans, as in Keras)."""
-    dtype = jax.dtypes.canonicalize_dtype(dtype or "float32")
-    return np.dtype(np.float32) if jnp.issubdtype(dtype, jnp.floating) else dtype

@@ -592,7 +592,9 @@ def custom_predict_chunk(spec, batch_size, outputs, state, x, order, valid, base
     (KerasState.batch_data); it returns
     (outputs, non-trainable variables). `outputs` holds one buffer per leaf of what it
     returns (kilnet.trainer.KerasState.predict_structure). Returns (outputs, model state), the
-    non-trainable variables carried from batch to batch."""
+    non-trainable variables carried from batch to batch. `outputs` None: run eagerly
+    (run_eagerly), where nothing traced the step before; the first batch's result makes the
+    buffers and names the structure (`KerasState.predicted`)."""
     adapter = spec.keras_steps
 
     def body(i, carry):
@@ -605,8 +607,14 @@ def custom_predict_chunk(spec, batch_size, outputs, state, x, order, valid, base
         scope = _scope.Scope(training=False, sample_mask=mask,
                              bindings=adapter.carried_bindings(model_state))
         with _scope.opened(scope):
-            y, non_trainable = spec.model.predict_step((trainable, non_trainable),
-                                                       adapter.batch_data(xb))
+            result = spec.model.predict_step((trainable, non_trainable),
+                                             adapter.batch_data(xb))
+        y, non_trainable = adapter.checked_prediction(result, batch_size)
+        if outputs is None:   # eagerly, the first batch: buffers for what it returned
+            adapter.predicted = jax.tree.structure(y)
+            outputs = tuple(jnp.zeros((order.shape[0],) + leaf.shape[1:],
+                                      prediction_dtype(leaf.dtype))
+                            for leaf in jax.tree.leaves(y))
         start = (i - base) * batch_size
         model_state = adapter.trees(current, trainable, non_trainable)[2]
         return (tuple(lax.dynamic_update_slice_in_dim(out, value.astype(out.dtype), start,
@@ -615,6 +623,19 @@ def custom_predict_chunk(spec, batch_size, outputs, state, x, order, valid, base
                 adapter.with_carried(model_state, scope.assigned))
 
     return lax.fori_loop(start, stop, body, (outputs, state.model_state))
+
+
+def prediction_dtype(dtype):
+    """What predict returns for an output of `dtype`: float32 for every floating dtype (a
+    mixed-precision model's bfloat16 too), else the output's own (ids, counts and masks stay
+    integers and booleans, as in Keras).
+
+    Example:
+        >>> prediction_dtype("bfloat16"), prediction_dtype("int32")
+        (dtype('float32'), dtype('int32'))
+    """
+    dtype = jax.dtypes.canonicalize_dtype(dtype or "float32")
+    return np.dtype(np.float32) if jnp.issubdtype(dtype, jnp.floating) else dtype
 
 
 # -- compilation and its report -----------------------------------------------------------------

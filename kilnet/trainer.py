@@ -559,6 +559,9 @@ class KerasState:
         self.trainer = trainer
         self.log_names = None   # what the train_step logs, found when it is first traced
         self.test_log_names = None   # what the test_step logs, likewise
+        # the tree structure of what predict_step returns, found by its first eager batch
+        # (run_eagerly: kilnet.programs.custom_predict_chunk)
+        self.predicted = None
 
     def batch_data(self, xb, yb=None):
         """A batch as Keras hands it to a model's own train_step / test_step / predict_step
@@ -688,21 +691,28 @@ class KerasState:
             with _scope.opened(_scope.Scope(training=False,
                                             sample_mask=jnp.ones((batch_size,), bool))):
                 result = model.predict_step((trainable, non_trainable), self.batch_data(xb))
-            if not isinstance(result, (tuple, list)) or len(result) != 2:
-                raise TypeError(f"{type(model).__name__}.predict_step must return (outputs, "
-                                "non_trainable_variables), as Keras's JAX form does. Received: "
-                                f"{type(result).__name__}")
-            return result[0]
+            return self.checked_prediction(result, batch_size)[0]
 
         traced = jax.eval_shape(probe, self.trainer.state, self._batch_spec(
             batch_size, x, [s.dtype for s in model.input_specs]))
         leaves, treedef = jax.tree.flatten(traced)
-        for leaf in leaves:
-            if not leaf.shape or leaf.shape[0] != batch_size:
-                raise ValueError(f"{type(model).__name__}.predict_step must return arrays with "
-                                 f"one row per sample (the batch axis first). Received: an "
-                                 f"output of shape {leaf.shape} for a batch of {batch_size}")
         return treedef, leaves
+
+    def checked_prediction(self, result, batch_size):
+        """What the model's predict_step returned, (outputs, non-trainable variables), checked:
+        a pair, and outputs with one row per sample of the batch."""
+        name = type(self.trainer.model).__name__
+        if not isinstance(result, (tuple, list)) or len(result) != 2:
+            raise TypeError(f"{name}.predict_step must return (outputs, "
+                            "non_trainable_variables), as Keras's JAX form does. Received: "
+                            f"{type(result).__name__}")
+        for leaf in jax.tree.leaves(result[0]):
+            shape = jnp.shape(leaf)
+            if not shape or shape[0] != batch_size:
+                raise ValueError(f"{name}.predict_step must return arrays with one row per "
+                                 f"sample (the batch axis first). Received: an output of "
+                                 f"shape {shape} for a batch of {batch_size}")
+        return result
 
     def discover_logs(self, batch_size, x, y):
         """Trace the train_step once, abstractly, for the names of the logs it returns."""

@@ -288,3 +288,49 @@ def test_the_non_finite_guard_checks_each_eager_step_and_runs_it_once():
     assert caught.value.step == 0 and len(calls) == 3   # that step ran once, not replayed
     for a, b in zip(model.get_weights(), before):
         np.testing.assert_array_equal(a, b)
+
+
+def _own_eval_steps(lib, seen):
+    """A model's own test_step and predict_step (Keras's JAX form) that print a value of
+    each batch with "%.4f"."""
+    class OwnSteps(lib.Model):
+        def test_step(self, state, data):
+            tv, ntv, mv = state
+            x, y = data
+            p, ntv = self.stateless_call(tv, ntv, x)
+            loss = lib.ops.mean((p - y) ** 2)
+            seen.append("test %.4f" % loss)
+            return {"mse": loss}, (tv, ntv, mv)
+
+        def predict_step(self, state, data):
+            tv, ntv = state
+            x = data[0] if isinstance(data, tuple) else data
+            p, ntv = self.stateless_call(tv, ntv, x)
+            seen.append("predict %.4f" % lib.ops.mean(p))
+            return {"p": p, "twice": 2 * p}, ntv
+
+    inputs = lib.Input((8,))
+    return OwnSteps(inputs, lib.layers.Dense(3)(inputs))
+
+
+def test_a_models_own_test_and_predict_steps_run_eagerly_as_keras():
+    results, weights = [], None
+    for lib in LIBS:
+        seen = []
+        model = _own_eval_steps(lib, seen)
+        weights = model.get_weights() if weights is None else weights
+        model.set_weights(weights)
+        model.compile(optimizer="sgd", loss="mse", run_eagerly=True)
+        logs = model.evaluate(X[:40], np.ones((40, 3)), batch_size=16, verbose=0,
+                              return_dict=True)
+        predicted = model.predict(X[:40], batch_size=16, verbose=0)
+        results.append((seen, logs, predicted))
+    (mine, my_logs, my_pred), (theirs, their_logs, their_pred) = results
+    assert [s.split()[0] for s in mine] == ["test"] * 3 + ["predict"] * 3
+    assert [s.split()[0] for s in theirs] == [s.split()[0] for s in mine]
+    np.testing.assert_allclose([float(s.split()[1]) for s in mine],
+                               [float(s.split()[1]) for s in theirs], atol=2e-4)
+    np.testing.assert_allclose(my_logs["mse"], their_logs["mse"], rtol=1e-5)
+    assert sorted(my_pred) == ["p", "twice"] and my_pred["p"].shape == (40, 3)
+    for name in my_pred:
+        np.testing.assert_allclose(my_pred[name], their_pred[name], rtol=1e-5, atol=1e-6)
