@@ -545,8 +545,10 @@ def _run_epoch(trainer, feed, blocks, cb_list, progress, chunker, epoch, start_s
     model = trainer.model
     step = start_step
     # kilnet.callbacks: chunk, each or exact; compile's steps_per_execution=N asks for Keras's
-    # own batching, one call per N batches
-    hooks = "chunk" if trainer.steps_per_execution else cb_list.batch_hooks_mode()
+    # own batching, one call per N batches; run_eagerly, one batch per call with its hooks
+    # around it, as Keras runs it (a print in your step falls between them)
+    hooks = "chunk" if trainer.steps_per_execution else (
+        "exact" if trainer.runs_eagerly else cb_list.batch_hooks_mode())
     trail = programs.sums_trail(trainer.state.sums, TRAIL_STEPS) if hooks == "each" else None
     # A resume at the end of an epoch runs no chunk: its logs come from the restored sums.
     logs = _logs_from_sums(trainer.spec, jax.device_get(trainer.state.sums)) if step else {}
@@ -566,7 +568,8 @@ def _run_epoch(trainer, feed, blocks, cb_list, progress, chunker, epoch, start_s
             began = time.perf_counter()
             sums, fault, rows, saved = _train_chunk(trainer, train, batch_size, block, epoch,
                                                     step, stop, trail,
-                                                    keeps_input=kind == "train_batch")
+                                                    keeps_input=kind == "train_batch"
+                                                    or trainer.runs_eagerly)
             chunker.observe(stop - step, time.perf_counter() - began)
             if fault != programs.NO_FAULT and trainer.on_nonfinite == "stop":
                 trainer.position = (epoch, stop)
@@ -651,8 +654,10 @@ def _train_chunk(trainer, train, batch_size, block, epoch, step, stop, trail=Non
     state per chunk; checking every step cost 36% of the seed MLP's epoch, and the per-step
     conditionals a further 18% (measured). `trail`: buffers for the sums after each step
     (programs.train_chunk), for callbacks that read every batch's end. `keeps_input`: `train`
-    leaves its input state intact (the "train_batch" program), which is then the starting
-    state kept, with no copy."""
+    leaves its input state intact (the "train_batch" program, or any run eagerly), which is
+    then the starting state kept, with no copy. Run eagerly (model.run_eagerly) `train`
+    checks each step itself (kilnet.trainer.Trainer.program): no replay runs your code
+    twice."""
     saved = trainer.state if keeps_input else trainer.state_copy()
     args = (block.x, block.y, block.order, block.valid, np.int32(epoch), np.int32(block.base),
             np.int32(step), np.int32(stop)) + (() if trail is None else (trail,))
@@ -801,7 +806,7 @@ def _evaluate_feed(trainer, feed, *, steps=None, callbacks=None):
                 sums, model_state = trainer.program("evaluate", batch_size, *args)(*args)
                 state = trainer.keep_model_state(model_state)
             else:  # the model's own test_step: what it logs is known once it is traced
-                if own_step.test_log_names is None:
+                if own_step.test_log_names is None and not trainer.runs_eagerly:
                     own_step.discover_test_logs(batch_size, block.x, block.y)
                 if sums is None:
                     sums = programs.zero_sums(trainer.spec, training=False)
@@ -948,24 +953,27 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
                     shapes = _output_shapes(model, state, block.x, batch_size)
                 if outputs is None:   # host zeros in one transfer: cheaper than jnp.zeros
                     outputs = jax.device_put(tuple(
-                        np.zeros((rows,) + tuple(shape), _prediction_dtype(spec.dtype))
+                        np.zeros((rows,) + tuple(shape), programs.prediction_dtype(spec.dtype))
                         for shape, spec in zip(shapes, model.output_specs)))
                 args = (outputs, programs.model_params(state), state.model_state, block.x,
                         *positions)
                 outputs, model_state = trainer.program("predict", batch_size, *args)(*args)
                 state = trainer.keep_model_state(model_state)
             else:  # the model's own predict_step: buffers for whatever it returns
-                if own_structure is None:   # traced on the first block
+                eager = trainer.runs_eagerly   # then its first batch makes them
+                if own_structure is None and not eager:   # traced on the first block
                     own_structure = own_step.predict_structure(batch_size, block.x)
-                    pack = functools.partial(jax.tree.unflatten, own_structure[0])
-                if outputs is None:
+                if outputs is None and not eager:
                     outputs = tuple(jnp.zeros((rows,) + leaf.shape[1:],
-                                              _prediction_dtype(leaf.dtype))
+                                              programs.prediction_dtype(leaf.dtype))
                                     for leaf in own_structure[1])
                 args = (outputs, state, block.x, *positions)
                 outputs, model_state = trainer.program("predict_custom", batch_size,
                                                        *args)(*args)
                 state = trainer.keep_model_state(model_state)
+                if own_structure is None:
+                    own_structure = (own_step.predicted, None)
+                pack = functools.partial(jax.tree.unflatten, own_structure[0])
             # host sync: this piece's predictions, real samples of the batches run only
             valid = np.zeros(rows, bool)
             piece = slice((start - block.base) * batch_size,
@@ -988,7 +996,7 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
         progress.epoch_end(0, {}, steps_done=done)
     if not results:
         return model.pack_outputs([np.zeros((0,) + tuple(spec.shape),
-                                            _prediction_dtype(spec.dtype))
+                                            programs.prediction_dtype(spec.dtype))
                                    for spec in model.output_specs])
     return pack([np.concatenate(parts) for parts in zip(*results)])
 
@@ -1031,7 +1039,7 @@ def predict_on_batch(model, x, rows):
     args = (programs.model_params(state), state.model_state, feed.x)
     outputs, model_state = trainer.program("predict_batch", rows, *args)(*args)
     trainer.keep_model_state(model_state)
-    return model.pack_outputs([np.asarray(out, _prediction_dtype(out.dtype))
+    return model.pack_outputs([np.asarray(out, programs.prediction_dtype(out.dtype))
                                for out in outputs])
 
 
@@ -1050,11 +1058,3 @@ def _output_shapes(model, state, x, batch_size) -> list:
         lambda params, model_state, xb: model.apply(params, model_state, xb)[0],
         programs.model_params(state), state.model_state, batch)
     return [out.shape[1:] for out in model.output_list(outputs)]
-
-
-def _prediction_dtype(dtype):
-    """What predict returns for an output of `dtype`: float32 for every floating dtype (a
-    mixed-precision model's bfloat16 too), else the output's own (ids, counts and masks stay
-    integers and booleans, as in Keras)."""
-    dtype = jax.dtypes.canonicalize_dtype(dtype or "float32")
-    return np.dtype(np.float32) if jnp.issubdtype(dtype, jnp.floating) else dtype

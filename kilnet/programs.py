@@ -308,6 +308,49 @@ def train_step(spec: StepSpec, state: TrainState, xb, yb, mask, epoch, step, che
     )
 
 
+def run_eagerly(fn):
+    """`fn` (a program's function: train_chunk, eval_chunk, ...) to call uncompiled, under
+    `jax.disable_jit()`: JAX runs its while and fori loops and its conds as Python on
+    concrete arrays, so each batch's step runs once, op by op, as Keras's
+    compile(run_eagerly=True) runs it (kilnet.trainer.Trainer.program). Slow: every operation
+    is dispatched on its own.
+
+    Example:
+        >>> import numpy as np
+        >>> seen = []
+        >>> def chunk(total, start, stop):
+        ...     def body(i, total):
+        ...         seen.append(float(total))   # concrete: float() of a traced value fails
+        ...         return total + i
+        ...     return lax.fori_loop(start, stop, body, total)
+        >>> float(run_eagerly(chunk)(np.float32(0), 0, 3)), seen
+        (3.0, [0.0, 0.0, 1.0])
+    """
+    def eager(*args):
+        with jax.disable_jit():
+            return fn(*args)
+    return eager
+
+
+def _named_logs(names, logs, step_name):
+    """A model's own step's logs as the sums keep them (float32, in `names`' order). `names`
+    None: the step ran eagerly before anything traced it (run_eagerly), so its logs name
+    themselves; returns (names, logs)."""
+    if names is None:
+        if not isinstance(logs, dict):
+            raise TypeError(f"{step_name} must return (logs, state) with logs a dict of "
+                            f"scalars. Received: logs of type {type(logs).__name__}")
+        names = list(logs)
+    return names, {name: jnp.asarray(logs[name], jnp.float32) for name in names}
+
+
+def _with_logs(sums, names):
+    """Sums whose "logs" hold `names` (zeros for those not logged yet: before a model's own
+    step first ran eagerly, the sums had no names)."""
+    return dict(sums, logs={name: sums["logs"].get(name, jnp.zeros((), jnp.float32))
+                            for name in names})
+
+
 def custom_train_step(spec: StepSpec, state: TrainState, xb, yb, mask, epoch, step):
     """One step of the model's own train_step(state, data) in Keras's JAX form: kilnet passes
     (trainable, non-trainable, optimizer, metric variables) as lists and takes back the logs
@@ -318,7 +361,9 @@ def custom_train_step(spec: StepSpec, state: TrainState, xb, yb, mask, epoch, st
     lists = adapter.to_lists(state, state.sums["metric_vars"])
     with _scope.opened(_scope.Scope(training=True, rng=key, sample_mask=mask)):
         logs, new_lists = spec.model.train_step(lists, adapter.batch_data(xb, yb))
-    logs = {name: jnp.asarray(logs[name], jnp.float32) for name in adapter.log_names}
+    adapter.log_names, logs = _named_logs(adapter.log_names, logs,
+                                          f"{type(spec.model).__name__}.train_step")
+    state = state._replace(sums=_with_logs(state.sums, adapter.log_names))
     candidate = adapter.from_lists(state, new_lists)
     finite = _all_finite((candidate.params, candidate.model_state, candidate.opt_state, logs))
     apply = finite & (state.fault == NO_FAULT) if spec.on_nonfinite == "stop" else finite
@@ -476,9 +521,10 @@ def custom_eval_chunk(spec, batch_size, sums, state, x, y, order, valid, base, s
             logs, new_lists = spec.model.test_step(
                 (trainable, non_trainable, metric_vars), adapter.batch_data(xb, yb))
         model_state = adapter.trees(current, trainable, new_lists[1])[2]
+        adapter.test_log_names, logs = _named_logs(adapter.test_log_names, logs,
+                                                   f"{type(spec.model).__name__}.test_step")
         return ({"metric_vars": list(new_lists[2]),
-                 "logs": {name: jnp.asarray(logs[name], jnp.float32)
-                          for name in adapter.test_log_names},
+                 "logs": logs,
                  "count": sums["count"] + jnp.sum(mask.astype(jnp.float32))},
                 adapter.with_carried(model_state, scope.assigned))
 
@@ -546,7 +592,9 @@ def custom_predict_chunk(spec, batch_size, outputs, state, x, order, valid, base
     (KerasState.batch_data); it returns
     (outputs, non-trainable variables). `outputs` holds one buffer per leaf of what it
     returns (kilnet.trainer.KerasState.predict_structure). Returns (outputs, model state), the
-    non-trainable variables carried from batch to batch."""
+    non-trainable variables carried from batch to batch. `outputs` None: run eagerly
+    (run_eagerly), where nothing traced the step before; the first batch's result makes the
+    buffers and names the structure (`KerasState.predicted`)."""
     adapter = spec.keras_steps
 
     def body(i, carry):
@@ -559,8 +607,14 @@ def custom_predict_chunk(spec, batch_size, outputs, state, x, order, valid, base
         scope = _scope.Scope(training=False, sample_mask=mask,
                              bindings=adapter.carried_bindings(model_state))
         with _scope.opened(scope):
-            y, non_trainable = spec.model.predict_step((trainable, non_trainable),
-                                                       adapter.batch_data(xb))
+            result = spec.model.predict_step((trainable, non_trainable),
+                                             adapter.batch_data(xb))
+        y, non_trainable = adapter.checked_prediction(result, batch_size)
+        if outputs is None:   # eagerly, the first batch: buffers for what it returned
+            adapter.predicted = jax.tree.structure(y)
+            outputs = tuple(jnp.zeros((order.shape[0],) + leaf.shape[1:],
+                                      prediction_dtype(leaf.dtype))
+                            for leaf in jax.tree.leaves(y))
         start = (i - base) * batch_size
         model_state = adapter.trees(current, trainable, non_trainable)[2]
         return (tuple(lax.dynamic_update_slice_in_dim(out, value.astype(out.dtype), start,
@@ -569,6 +623,19 @@ def custom_predict_chunk(spec, batch_size, outputs, state, x, order, valid, base
                 adapter.with_carried(model_state, scope.assigned))
 
     return lax.fori_loop(start, stop, body, (outputs, state.model_state))
+
+
+def prediction_dtype(dtype):
+    """What predict returns for an output of `dtype`: float32 for every floating dtype (a
+    mixed-precision model's bfloat16 too), else the output's own (ids, counts and masks stay
+    integers and booleans, as in Keras).
+
+    Example:
+        >>> prediction_dtype("bfloat16"), prediction_dtype("int32")
+        (dtype('float32'), dtype('int32'))
+    """
+    dtype = jax.dtypes.canonicalize_dtype(dtype or "float32")
+    return np.dtype(np.float32) if jnp.issubdtype(dtype, jnp.floating) else dtype
 
 
 # -- compilation and its report -----------------------------------------------------------------

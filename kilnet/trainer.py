@@ -83,6 +83,8 @@ class Trainer:
         self.ensure_state(seed)
         if self.spec.custom_step is not None:
             return  # the model's own train_step: its cost is known once fit() compiles it
+        if self.runs_eagerly:
+            return  # no program to size, and costing traces the step (a print in call runs)
         if any(h.loss is not None and not h.loss.labels_match_output
                for h in self.objective.targets):
             return  # the labels' shape is the data's (CTC): fit() costs the step
@@ -356,9 +358,41 @@ class Trainer:
             self._placement = self.distribution.placement(self.model)
         return self._placement
 
+    @property
+    def runs_eagerly(self) -> bool:
+        """Whether fit, evaluate and predict run each batch's step as Python on concrete
+        arrays (`model.run_eagerly`, read at each call as Keras reads it): see `program`."""
+        return bool(self.model.run_eagerly)
+
     def program(self, kind: str, batch_size: int, *args):
-        """The compiled program `kind` for these argument shapes, compiling it on first use."""
+        """The compiled program `kind` for these argument shapes, compiling it on first use.
+
+        When the model runs eagerly (`runs_eagerly`), the same function is returned
+        uncompiled, run under `jax.disable_jit()` (`programs.run_eagerly`): JAX's loops and
+        conditionals then run as Python, so each batch's step runs once, on concrete arrays,
+        as Keras's run_eagerly runs it (a print shows values, an exception points at your
+        line). The training kinds are then all the checked loop: each step is checked before
+        it is applied, since a replay from the chunk's start would run your code twice."""
         custom = self.spec.custom_step
+        if self.runs_eagerly:
+            # a model's own train_step / test_step names its logs at its first eager step: an
+            # abstract trace of it would run your code on tracers ("%.4f" % loss fails)
+            fn = {
+                "train": lambda *a: programs.train_chunk(self.spec, batch_size, *a,
+                                                         checked=True),
+                "evaluate": lambda *a: programs.eval_chunk(self.spec, batch_size, *a),
+                "predict": lambda *a: programs.predict_chunk(self.spec, batch_size, *a),
+                "predict_batch": lambda *a: programs.predict_batch(self.spec, batch_size, *a),
+                "evaluate_custom": lambda *a: programs.custom_eval_chunk(self.spec,
+                                                                         batch_size, *a),
+                "predict_custom": lambda *a: programs.custom_predict_chunk(self.spec,
+                                                                           batch_size, *a),
+            }[{"train_batch": "train", "train_checked": "train"}.get(kind, kind)]
+            if self.distribution is not None:
+                self.distribution.check_batch_size(batch_size)
+                return self.placement().wrap(programs.run_eagerly(
+                    self.placement().program(fn)), args)
+            return programs.run_eagerly(fn)
         if kind in ("train", "train_batch") and custom is not None and custom.log_names is None:
             # The model's own train_step says what it logs only when traced: find out, then
             # give the training state sums of that structure.
@@ -525,6 +559,9 @@ class KerasState:
         self.trainer = trainer
         self.log_names = None   # what the train_step logs, found when it is first traced
         self.test_log_names = None   # what the test_step logs, likewise
+        # the tree structure of what predict_step returns, found by its first eager batch
+        # (run_eagerly: kilnet.programs.custom_predict_chunk)
+        self.predicted = None
 
     def batch_data(self, xb, yb=None):
         """A batch as Keras hands it to a model's own train_step / test_step / predict_step
@@ -654,21 +691,28 @@ class KerasState:
             with _scope.opened(_scope.Scope(training=False,
                                             sample_mask=jnp.ones((batch_size,), bool))):
                 result = model.predict_step((trainable, non_trainable), self.batch_data(xb))
-            if not isinstance(result, (tuple, list)) or len(result) != 2:
-                raise TypeError(f"{type(model).__name__}.predict_step must return (outputs, "
-                                "non_trainable_variables), as Keras's JAX form does. Received: "
-                                f"{type(result).__name__}")
-            return result[0]
+            return self.checked_prediction(result, batch_size)[0]
 
         traced = jax.eval_shape(probe, self.trainer.state, self._batch_spec(
             batch_size, x, [s.dtype for s in model.input_specs]))
         leaves, treedef = jax.tree.flatten(traced)
-        for leaf in leaves:
-            if not leaf.shape or leaf.shape[0] != batch_size:
-                raise ValueError(f"{type(model).__name__}.predict_step must return arrays with "
-                                 f"one row per sample (the batch axis first). Received: an "
-                                 f"output of shape {leaf.shape} for a batch of {batch_size}")
         return treedef, leaves
+
+    def checked_prediction(self, result, batch_size):
+        """What the model's predict_step returned, (outputs, non-trainable variables), checked:
+        a pair, and outputs with one row per sample of the batch."""
+        name = type(self.trainer.model).__name__
+        if not isinstance(result, (tuple, list)) or len(result) != 2:
+            raise TypeError(f"{name}.predict_step must return (outputs, "
+                            "non_trainable_variables), as Keras's JAX form does. Received: "
+                            f"{type(result).__name__}")
+        for leaf in jax.tree.leaves(result[0]):
+            shape = jnp.shape(leaf)
+            if not shape or shape[0] != batch_size:
+                raise ValueError(f"{name}.predict_step must return arrays with one row per "
+                                 f"sample (the batch axis first). Received: an output of "
+                                 f"shape {shape} for a batch of {batch_size}")
+        return result
 
     def discover_logs(self, batch_size, x, y):
         """Trace the train_step once, abstractly, for the names of the logs it returns."""

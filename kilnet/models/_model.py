@@ -745,34 +745,42 @@ class Model(Layer):
 
     @property
     def run_eagerly(self) -> bool:
-        """Keras's setting, kept as given (compile(run_eagerly=...) or set): kilnet always
-        runs fit, evaluate and predict as compiled programs, so True changes nothing but
-        says so once. A `print` in your call() runs when a step is traced; to see values,
-        call the model on data eagerly (`model(x)`).
+        """Keras's setting (compile(run_eagerly=...), or set at any time; read at each call):
+        when True, fit, evaluate and predict (and train_on_batch, test_on_batch,
+        predict_on_batch) run each batch's step as plain Python on concrete arrays, not as
+        a compiled XLA program, so that a print in your train_step, test_step, predict_step
+        or call shows each step's values, a Python counter counts steps, an exception points
+        at your line, and `float()` of a value works outside `jax.grad` (inside the
+        differentiated loss, as in Keras on JAX, values are JAX's gradient tracers: a print
+        shows them as `GradTracer(primal=...)`). Everything else is as compiled: callbacks
+        around every batch, metrics, validation, the steps' dropout keys, the non-finite
+        guard (checked at each step). It is slow, many times slower than compiled, as in
+        Keras: use it to debug, not to train.
 
         Example:
-            >>> import warnings
+            >>> import numpy as np
             >>> import kilnet
-            >>> model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(1)])
+            >>> from kilnet import ops
+            >>> class Shown(kilnet.Sequential):
+            ...     def test_step(self, state, data):
+            ...         x, y = data
+            ...         print("batch mean %.2f" % ops.mean(x))   # concrete: no tracer
+            ...         return {"seen": ops.mean(x)}, state
+            >>> model = Shown([kilnet.Input((2,)), kilnet.layers.Dense(1)])
             >>> model.run_eagerly
             False
-            >>> with warnings.catch_warnings(record=True) as caught:
-            ...     warnings.simplefilter("always")
-            ...     model.compile(optimizer="sgd", loss="mse", run_eagerly=True)
-            >>> model.run_eagerly, "compiled programs" in str(caught[0].message)
-            (True, True)
+            >>> model.compile(loss="mse", run_eagerly=True)
+            >>> model.evaluate(np.array([[1.0, 1], [3, 3]]), np.zeros((2, 1)), batch_size=1,
+            ...                verbose=0)
+            batch mean 1.00
+            batch mean 3.00
+            3.0
         """
         return self.__dict__.get("_run_eagerly", False)
 
     @run_eagerly.setter
     def run_eagerly(self, value) -> None:
-        value = bool(value)
-        if value and not self.__dict__.get("_run_eagerly", False):
-            warnings.warn("run_eagerly=True: kilnet runs fit, evaluate and predict as compiled "
-                          "programs all the same (a print in call() runs when a step is "
-                          "traced; call the model on data, model(x), to see values). The "
-                          "setting is kept as model.run_eagerly.", UserWarning, stacklevel=3)
-        set_untracked(self, "_run_eagerly", value)
+        set_untracked(self, "_run_eagerly", bool(value))
 
     def quantize(self, mode=None, **kwargs):
         """Keras's post-training quantization (int8, int4, float8, GPTQ, AWQ) is not
@@ -795,8 +803,11 @@ class Model(Layer):
     @property
     def jit_compile(self) -> bool:
         """Keras's setting as its JAX backend resolves it at compile() (False when compiled
-        with run_eagerly=True or jit_compile=False, else True); kilnet's programs are compiled
-        either way."""
+        with run_eagerly=True or jit_compile=False, else True). Differs: kilnet compiles its
+        programs whatever this says, and runs eagerly only with run_eagerly=True. On JAX
+        every operation is XLA's either way; jit_compile=False is mostly passed for other
+        backends (TensorFlow's XLA lacks some operations), and an uncompiled step is many
+        times slower, so kilnet leaves that to run_eagerly, Keras's setting for debugging."""
         return self.__dict__.get("_jit_compile", True)
 
     def trainable_count(self) -> int:
