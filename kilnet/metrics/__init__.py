@@ -134,7 +134,7 @@ def get(identifier, *, loss=None, label_shape=None, output_shape=None) -> Metric
 
     A name gives a new metric with that name (as Keras logs it); "accuracy"/"acc" depend on
     the loss and the label/output shapes (Keras's rule); a function becomes a
-    MeanMetricWrapper named after it. `output_shape` (the model output's, without the batch
+    MeanMetricWrapper named after it in snake case, as Keras logs it. `output_shape` (the model output's, without the batch
     axis) lets metrics whose state depends on it (F-scores, R2Score, multi-label AUC) make
     their variables when the head is known (given together with `loss` or `label_shape`).
 
@@ -161,7 +161,9 @@ def get(identifier, *, loss=None, label_shape=None, output_shape=None) -> Metric
     elif inspect.isclass(identifier) and issubclass(identifier, Metric):
         metric = _instantiate(identifier, identifier.__name__)
     elif callable(identifier) and not inspect.isclass(identifier):
-        metric = MeanMetricWrapper(identifier, name=getattr(identifier, "__name__", None))
+        # Keras's log name for a function: its name in snake case ("PSNR" logs "psnr")
+        metric = MeanMetricWrapper(identifier, name=snake_case(
+            getattr(identifier, "__name__", type(identifier).__name__)))
     else:
         raise _unknown(identifier)
     builder = getattr(metric, "build_for_output", None)
