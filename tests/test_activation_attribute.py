@@ -34,12 +34,20 @@ def twins():
     lambda ns: ns.layers.Dense(2), lambda ns: ns.layers.Dense(2, activation="softmax"),
     lambda ns: ns.layers.Conv2D(2, 3, activation="relu"),
     lambda ns: ns.layers.Activation("tanh"),
-], ids=["dense-none", "dense-softmax", "conv-relu", "activation-tanh"])
+    lambda ns: ns.layers.LSTM(3), lambda ns: ns.layers.GRU(3, activation="relu"),
+    lambda ns: ns.layers.SimpleRNN(3), lambda ns: ns.layers.ConvLSTM2D(2, 3),
+    lambda ns: ns.layers.LSTMCell(3),
+], ids=["dense-none", "dense-softmax", "conv-relu", "activation-tanh", "lstm", "gru-relu",
+        "simple-rnn", "conv-lstm", "lstm-cell"])
 def test_the_attribute_is_the_function_as_keras_s(make):
     ours, theirs = make(kilnet), make(keras)
     assert callable(ours.activation)
     assert ours.activation.__name__ == theirs.activation.__name__
     assert ours.get_config()["activation"] == theirs.get_config()["activation"]
+    if hasattr(theirs, "recurrent_activation") and "recurrent_activation" in theirs.get_config():
+        assert ours.recurrent_activation.__name__ == theirs.recurrent_activation.__name__
+        assert ours.get_config()["recurrent_activation"] == \
+            theirs.get_config()["recurrent_activation"]
 
 
 def test_setting_none_gives_the_logits_as_keras():

@@ -1590,6 +1590,8 @@ class Layer:
             value = getattr(self, key)
             if isinstance(value, initializers.Initializer):   # an object: its config
                 value = initializers.serialize(value)
+            elif key.endswith("activation") and callable(value):   # a function: its name
+                value = activations.config_name(value)
             config[key] = value
         if self.__dict__.get("_base_activity_regularizer") is not None:
             config["activity_regularizer"] = regularizers.serialize(
@@ -1768,12 +1770,6 @@ class ActivatedLayer(Layer):
     def activation_name(self):
         """What the layer's config holds for its activation (`activations.config_name`)."""
         return activations.config_name(self._activation_fn)
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        if "activation" in config:
-            config["activation"] = self.activation_name
-        return config
 
     def pre_activation(self, params, state, x, *, training, rng, sample_mask):
         raise NotImplementedError

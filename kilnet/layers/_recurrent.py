@@ -56,15 +56,31 @@ class CellSettings:
     # Whether the step takes `x W + b + h_prev U` summed (SimpleRNN, LSTM) or apart (GRU).
     ADDITIVE = True
 
+    @property
+    def activation(self):
+        """The activation function, as Keras's `layer.activation` (`linear` for None)."""
+        return self._activation_fn
+
+    @activation.setter
+    def activation(self, value):
+        self._activation_fn = activations.get(value)
+
+    @property
+    def recurrent_activation(self):
+        """The gates' activation function, as Keras's `layer.recurrent_activation`."""
+        return self._recurrent_activation_fn
+
+    @recurrent_activation.setter
+    def recurrent_activation(self, value):
+        self._recurrent_activation_fn = activations.get(value)
+
     def _set_cell_settings(self, units, *, activation, recurrent_activation, use_bias,
                            kernel_initializer, recurrent_initializer, bias_initializer,
                            dropout, recurrent_dropout, seed, regularization=None):
         self._set_regularization(**(regularization or {}))
         self.units = _positive_int(units, "units")
-        self._activation_fn = activations.get(activation)
-        self.activation = activations.config_name(self._activation_fn)
-        self._recurrent_activation_fn = activations.get(recurrent_activation)
-        self.recurrent_activation = activations.config_name(self._recurrent_activation_fn)
+        self.activation = activation
+        self.recurrent_activation = recurrent_activation
         self.use_bias = check_bool(use_bias, "use_bias")
         initializers.set_layer_initializers(
             self, kernel_initializer=kernel_initializer,
