@@ -159,6 +159,22 @@ class Loss:
         return reduce_weighted_values(values, sample_weight, _with_real_rows(mask, values),
                                       self.reduction)
 
+    @property
+    def overrides_call(self) -> bool:
+        """Whether the loss's class defines its own `__call__(y_true, y_pred, sample_weight)`
+        (keras.io's SupervisedContrastiveLoss returns one number for the batch there): Keras's
+        compile calls that, so kilnet's compiled steps do too (objective.per_sample_losses).
+
+        Example:
+            >>> from kilnet import losses, ops
+            >>> class BatchMean(losses.Loss):
+            ...     def __call__(self, y_true, y_pred, sample_weight=None):
+            ...         return ops.mean(ops.abs(y_true - y_pred))
+            >>> BatchMean().overrides_call, losses.MeanSquaredError().overrides_call
+            (True, False)
+        """
+        return type(self).__call__ is not Loss.__call__
+
     # -- kilnet's logits shortcut, configuration ---------------------------------------------
     def with_logits(self):
         """The same loss, computed from logits (for a model whose last layer is softmax etc.)."""
@@ -1111,8 +1127,13 @@ def get(identifier) -> Loss:
     Loss class, a config dict {"class_name", "config"}, or any function fn(y_true, y_pred)
     (wrapped in LossFunctionWrapper). The result is compile()'s own copy: called without
     sample weights it returns the unreduced values (`per_sample`) that kilnet's compiled
-    programs reduce; the object you gave is left as it is."""
+    programs reduce; the object you gave is left as it is. A Loss whose class defines its own
+    `__call__` is returned as it is: that `__call__` is what compile runs, as in Keras."""
     loss = _resolve(identifier)
+    if loss.overrides_call:
+        # Keras's compile calls your __call__ and trains on what it returns (reduced as your
+        # __call__ reduces it): the programs call it so too (objective.per_sample_losses)
+        return loss
     if loss.reduction not in COMPILED_REDUCTIONS:
         raise ValueError(
             f"compile() takes losses with reduction='sum_over_batch_size' only: kilnet's "

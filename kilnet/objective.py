@@ -187,29 +187,38 @@ class Objective:
             if head.loss is None:
                 continue
             mask = None if masks is None else masks[head.index]
-            if head.loss.batch_level and weight is not None:
-                # a loss of the whole batch: the padding rows must not enter it
-                values = head.loss.per_sample(labels[head.index], outputs[head.index],
-                                              rows=weight > 0)
-            elif mask is not None:
-                # a loss's own mask (ignore_class) joins the output's: counted once, as Keras
-                values, counted = head.loss.values_and_mask(labels[head.index],
-                                                            outputs[head.index])
-                if counted is not None:
-                    mask = mask & counted
+            if head.loss.overrides_call:
+                value = _your_call(head.loss, labels[head.index], outputs[head.index],
+                                   sample_weight)
             else:
-                values = head.loss(labels[head.index], outputs[head.index])
-            value = (per_sample_mean(values) if mask is None
-                     else _masked_per_sample(values, mask, weight))
-            if sample_weight is not None:
-                # Keras's sum_over_batch_size: sum(loss * weight) / the batch's samples
-                value = value * sample_weight
+                value = self._per_sample_loss(head, labels[head.index], outputs[head.index],
+                                              mask, weight, sample_weight)
             if self.several_losses:
                 parts[f"{head.name}_loss"] = value
             if head.weight is not None:
                 value = value * head.weight
             total = value if total is None else total + value
         return total, parts
+
+    @staticmethod
+    def _per_sample_loss(head, labels, output, mask, weight, sample_weight):
+        """One output's loss per sample, from its loss's unreduced values."""
+        if head.loss.batch_level and weight is not None:
+            # a loss of the whole batch: the padding rows must not enter it
+            values = head.loss.per_sample(labels, output, rows=weight > 0)
+        elif mask is not None:
+            # a loss's own mask (ignore_class) joins the output's: counted once, as Keras
+            values, counted = head.loss.values_and_mask(labels, output)
+            if counted is not None:
+                mask = mask & counted
+        else:
+            values = head.loss(labels, output)
+        value = (per_sample_mean(values) if mask is None
+                 else _masked_per_sample(values, mask, weight))
+        if sample_weight is not None:
+            # Keras's sum_over_batch_size: sum(loss * weight) / the batch's samples
+            value = value * sample_weight
+        return value
 
     def predictions(self, model, outputs: list) -> list:
         """The outputs as the user sees them (activation applied where logits were kept)."""
@@ -248,6 +257,24 @@ class Objective:
         return new
 
 
+def _your_call(loss, y_true, y_pred, sample_weight):
+    """Per-sample values from a Loss class of yours that defines its own `__call__`: it gets
+    what Keras's compile gives it, `(y_true, y_pred, sample_weight)` (so the sample weights
+    are its to use, and are not applied again), and returns the batch's loss, which Keras
+    trains on as it stands. The programs reduce per-sample values (a step's loss is their
+    mean, an epoch's the sum over its samples / its samples), so a single number is given to
+    every row: the step trains on that number, and the epoch's loss is the batches' numbers
+    weighted by batch size, as Keras's loss tracker weighs each batch by its size. Such a
+    number cannot leave a padded last batch's padding rows out, so none reaches it: the class
+    is code of yours, for which fit and evaluate run a partial last batch at its own size
+    (Trainer.runs_your_batch_code), and its number is the real batch's, as in Keras. A
+    result with a batch axis is taken as per-sample values (averaged over further axes)."""
+    values = jnp.asarray(loss(y_true, y_pred, sample_weight), jnp.float32)
+    if values.ndim == 0:
+        return jnp.broadcast_to(values, jnp.shape(y_pred)[:1])
+    return per_sample_mean(values)
+
+
 # -- from compile()'s arguments ---------------------------------------------------------------------
 def build(model, loss, loss_weights, metrics, *, weighted_metrics=None,
           custom_loss=False) -> Objective:
@@ -271,8 +298,9 @@ def build(model, loss, loss_weights, metrics, *, weighted_metrics=None,
         if weight is not None and not isinstance(weight, (int, float)):
             raise TypeError(f"loss_weights must hold numbers. Received: {weight!r} for output "
                             f"{spec.name!r}")
+        # (a __call__ of yours gets the outputs as Keras's does: no logits shortcut)
         use_logits = (not custom_loss and resolved is not None and not resolved.from_logits
-                      and resolved.logits_of is not None
+                      and resolved.logits_of is not None and not resolved.overrides_call
                       and activations[index] == resolved.logits_of)
         heads.append(Head(index=index, name=spec.name, shape=tuple(spec.shape),
                           loss=resolved.with_logits() if use_logits else resolved,

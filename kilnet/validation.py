@@ -281,15 +281,9 @@ def with_keras_input_rank(model, x, index=0):
         >>> with_keras_input_rank(model, np.zeros((2, 4, 4))).shape
         (2, 4, 4, 1)
     """
-    specs = model.input_specs
-    if specs is None or not model.is_functional or x.ndim == 0:
+    if model.input_specs is None or not model.is_functional:
         return x
-    expected = specs[index].shape
-    if x.ndim - 1 == len(expected) - 1 and expected and expected[-1] == 1:
-        return x[..., None]
-    if x.ndim - 1 == len(expected) + 1 and x.shape[-1] == 1:
-        return x[..., 0]
-    return x
+    return model.with_declared_rank(x, index)   # the rule of the model's own call
 
 
 def check_input_shape(model, x, argument="x", index=0, any_shape_call_takes=False):

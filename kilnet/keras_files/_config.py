@@ -20,7 +20,8 @@ from kilnet import _registry, initializers, saving
 from kilnet.errors import ModelFileError
 from kilnet.layers import (CELL_TYPES, LAYER_TYPES, RNN, Bidirectional, InputLayer, Layer,
                            Pipeline, StackedRNNCells, Wrapper)
-from kilnet.models import Model
+from kilnet.models import Model, Sequential
+from kilnet.models._config import functional_like_constructor
 from kilnet.layers._application_layers import KERAS_MODULES as APPLICATION_MODULES
 from kilnet.layers._operation import OPERATIONS, OPS
 
@@ -155,6 +156,11 @@ def model_spec(entry, reader):
     if name in ("Functional", "Model") and "layers" in config:
         return {"class_name": "Functional", "config": _functional(config, reader, where)}
     custom = reader.custom_class(entry)
+    cls = reader.class_named(custom) if custom is not None else None
+    if "layers" in config and isinstance(cls, type) and issubclass(cls, Model) \
+            and not issubclass(cls, Sequential) and functional_like_constructor(cls):
+        # a class of yours taking Model's arguments: Keras wrote its graph (see keras_model)
+        return {"class_name": custom, "config": _functional(config, reader, where)}
     if custom is not None:
         spec = {"class_name": custom, "config": config}
         if isinstance(entry.get("build_config"), dict):   # for a build_from_config of yours
@@ -393,18 +399,24 @@ def keras_model(spec, path):
             entry["build_config"] = {"input_shape": [batch] + list(shape)}
         return entry
     if name == "Functional":
-        layers = []
-        for e in config["layers"]:
-            _refuse_fixed_training(e, path)
-            converted = keras_layer({k: v for k, v in e.items()
-                                     if k not in ("name", "inbound_nodes")}, path)
-            nodes = e["inbound_nodes"]
-            if e["class_name"] == "Operation":   # Keras writes an op's tuples (an index) as lists
-                nodes = _tuples_as_lists(nodes)
-            layers.append({**converted, "name": e["name"], "inbound_nodes": nodes})
         return {"module": "keras.src.models.functional", "class_name": "Functional",
-                "config": {**config, "layers": layers}, "registered_name": "Functional"}
+                "config": _keras_functional(config, path), "registered_name": "Functional"}
     return _keras_custom_model(spec, path)
+
+
+def _keras_functional(config, path):
+    """Keras's config of a functional graph (kilnet's, with each layer's entry in Keras's
+    form)."""
+    layers = []
+    for e in config["layers"]:
+        _refuse_fixed_training(e, path)
+        converted = keras_layer({k: v for k, v in e.items()
+                                 if k not in ("name", "inbound_nodes")}, path)
+        nodes = e["inbound_nodes"]
+        if e["class_name"] == "Operation":   # Keras writes an op's tuples (an index) as lists
+            nodes = _tuples_as_lists(nodes)
+        layers.append({**converted, "name": e["name"], "inbound_nodes": nodes})
+    return {**config, "layers": layers}
 
 
 def _tuples_as_lists(value):
@@ -479,15 +491,22 @@ def _keras_custom_model(spec, path):
     (batch axis first, as Keras writes it)."""
     name, config = spec["class_name"], spec["config"]
     cls = saving.get_registered_object(name) or _class_named(name, Model)
+    if {"layers", "input_layers", "output_layers"} <= set(config):
+        # a class of yours taking Model's own arguments: Keras saves its graph, to be
+        # rebuilt through them, and a Functional's build_config (no input shape)
+        return {"module": _module_of(cls), "class_name": _class_name(cls, name),
+                "config": _keras_functional(config, path), "registered_name": name,
+                "build_config": {"input_shape": None}}
     if "build_config" not in spec:
         raise ValueError(f"Cannot save {path} as a Keras file: the model {config.get('name')!r}"
                          f" is of the class {name!r}, a subclassed model that is not built: "
                          "call it on data or build it first, or save it with the extension "
                          ".kilnet.")
     shape = spec["build_config"]["input_shape"]
+    # None: a class of yours that makes its functional graph in __init__ (built from then on)
     return {"module": _module_of(cls), "class_name": _class_name(cls, name), "config": config,
             "registered_name": name,
-            "build_config": {"input_shape": _with_batch_axis(shape)}}
+            "build_config": {"input_shape": None if shape is None else _with_batch_axis(shape)}}
 
 
 def _with_batch_axis(shape):

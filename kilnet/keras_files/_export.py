@@ -45,8 +45,8 @@ def save_keras(model, filepath, overwrite=True, include_optimizer=True):
     path = os.fspath(filepath)
     model.require_built()
     # a subclassed model's build_config: the input shape Keras builds it for when loading
-    entry = _config.keras_model(
-        kilnet_config.serialize(model, build_config=not model.is_functional), path)
+    # (none for a class of yours that makes a functional graph in its __init__)
+    entry = _config.keras_model(kilnet_config.serialize(model), path)
     compile_config, optimizer = None, None
     if include_optimizer and model.compiled is not None:
         compile_config, optimizer = training_setup(model, path)

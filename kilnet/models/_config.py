@@ -105,6 +105,12 @@ def serialize(obj, *, build_config: bool = True) -> dict:
     elif (build_config and isinstance(obj, Model) and not obj.is_functional
             and not isinstance(obj, Sequential) and obj.built and obj.build_shape is not None):
         spec["build_config"] = {"input_shape": shape_to_json(obj.build_shape)}
+    elif (build_config and isinstance(obj, Model) and obj.is_functional
+            and not _is_functional_config(spec["config"])):
+        # a class of yours whose __init__ makes its graph (Keras's "functional subclassing"):
+        # its own arguments rebuild it, graph and all, so no input shape is needed; Keras's
+        # Functional writes this build_config for it
+        spec["build_config"] = {"input_shape": None}
     return spec
 
 
@@ -140,11 +146,33 @@ def class_name(obj) -> str:
 def model_config(model) -> dict:
     """`Model.get_config()`: a functional model's graph, or a subclassed model's base config
     ({"name", "trainable"}), which the subclass's own get_config extends with its arguments."""
-    if model.is_functional and type(model).__init__ is Model.__init__:
+    if model.is_functional and functional_like_constructor(type(model)):
         return _functional_config(model)
     if type(model).get_config is Model.get_config:
         _require_rebuildable(type(model))
     return {"name": model.name, "trainable": model.trainable}
+
+
+def functional_like_constructor(cls) -> bool:
+    """Whether a functional model of class `cls` is rebuilt from its graph's configuration,
+    as Keras decides it (`functional_like_constructor`): Model's own constructor, one taking
+    `(inputs, outputs, name)`, or one passing `*args, **kwargs` on. Any other `__init__` of a
+    subclass makes the graph itself, and its arguments are its configuration.
+
+    Example:
+        >>> import kilnet
+        >>> class Head(kilnet.Model):
+        ...     def __init__(self, units=2, **kwargs):
+        ...         inputs = kilnet.Input(shape=(3,))
+        ...         super().__init__(inputs, kilnet.layers.Dense(units)(inputs), **kwargs)
+        >>> functional_like_constructor(kilnet.Model), functional_like_constructor(Head)
+        (True, False)
+    """
+    if cls.__init__ is Model.__init__:
+        return True
+    spec = inspect.getfullargspec(cls.__init__)
+    return spec.args[1:] == ["inputs", "outputs", "name"] or (
+        spec.varargs is not None and spec.varkw is not None)
 
 
 def _require_rebuildable(cls):
@@ -373,7 +401,8 @@ def _plan_class(cls, class_name, config, reader):
             Model.from_config.__func__:
         if issubclass(cls, Sequential):
             return _plan_sequential(cls, config, reader)
-        if cls is Model or _is_functional_config(config):
+        if cls is Model or (_is_functional_config(config)
+                            and functional_like_constructor(cls)):
             return _plan_functional(cls, config, reader)
     return _ObjectPlan(cls, class_name, config)
 
@@ -748,7 +777,8 @@ def model_from_config(cls, config, custom_objects=None, path="the configuration"
     custom = dict(_custom_objects.get() or {}, **(custom_objects or {}))
     reader = _Reader(str(path), custom)
     check_bounds(config, reader.path)
-    if issubclass(cls, Sequential) or cls is Model or _is_functional_config(config):
+    if issubclass(cls, Sequential) or cls is Model or (
+            _is_functional_config(config) and functional_like_constructor(cls)):
         token = _custom_objects.set(custom)
         try:
             planned = (_plan_sequential(cls, config, reader) if issubclass(cls, Sequential)
@@ -763,8 +793,8 @@ def model_from_config(cls, config, custom_objects=None, path="the configuration"
 
 def build_from_config(model, build_config, path="the configuration"):
     """Build a subclassed model for the input shape its configuration recorded."""
-    if build_config is None:
-        return
+    if build_config is None or model.is_functional:
+        return   # a functional model has its graph (and shapes) from its construction
     shape = shape_from_json(build_config.get("input_shape") if isinstance(build_config, dict)
                             else None)
     if shape is None or set(build_config) != {"input_shape"}:

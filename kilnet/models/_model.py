@@ -306,6 +306,32 @@ class Model(Layer):
             return list(x)
         return [x]
 
+    def with_declared_rank(self, x, index: int = 0):
+        """A batch `x` (a NumPy or JAX array) for input `index` as a functional model takes
+        it, Keras's Functional rule (`_adjust_input_rank`): one axis short of a declared last
+        axis of size 1, it gets that axis ((n, 28, 28) images for `Input((28, 28, 1))`); with
+        an extra last axis of size 1, that axis goes. The same rule holds wherever the
+        model's inputs come from: fit's data, an eager call, a model or a train_step of yours
+        calling it (its graph runs on the adjusted arrays, `apply`). A subclassed model
+        takes its inputs as they are.
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> inputs = kilnet.Input((4, 4, 1))
+            >>> model = kilnet.Model(inputs, kilnet.layers.Flatten()(inputs))
+            >>> model.with_declared_rank(np.zeros((2, 4, 4))).shape
+            (2, 4, 4, 1)
+        """
+        if not self.is_functional or getattr(x, "ndim", 0) == 0:
+            return x
+        adjusted = keras_sample_shape(x.shape[1:], self.graph.inputs[index].sample_shape)
+        if len(adjusted) > x.ndim - 1:
+            return x[..., None]
+        if len(adjusted) < x.ndim - 1:
+            return x[..., 0]
+        return x
+
     def integer_input_ranges(self) -> list:
         """Per input: (low, high, layer) when a layer that takes it directly accepts integer
         ids in [low, high) only (an Embedding), else None."""
@@ -517,6 +543,15 @@ class Model(Layer):
         set_untracked(self, "_outputs_structure", outputs)
         return params, state, outputs
 
+    def build_weights(self, rng, input_shape, *, call_extras=(), call_keywords=None) -> None:
+        """Layer.build_weights; a functional model keeps its declared input shapes as its
+        build shape: a parent may build it for inputs of another rank, which its call adjusts
+        (with_declared_rank), or for a length where it declared None."""
+        super().build_weights(rng, input_shape, call_extras=call_extras,
+                              call_keywords=call_keywords)
+        if self.is_functional:
+            self.build_shape = self._sample_shapes([t.sample_shape for t in self.graph.inputs])
+
     def init(self, rng, input_shape):
         if not self.is_functional:
             return super().init(rng, input_shape)
@@ -549,8 +584,9 @@ class Model(Layer):
             return super().apply(params, state, self._as_called(inputs), *args,
                                  training=training, rng=rng, sample_mask=sample_mask, **kwargs)
         values = {}
-        for tensor, value in zip(self.graph.inputs, self.flatten_inputs(inputs)):
-            values[tensor.uid] = value
+        for index, (tensor, value) in enumerate(zip(self.graph.inputs,
+                                                    self.flatten_inputs(inputs))):
+            values[tensor.uid] = self.with_declared_rank(value, index)
         logit_nodes = self._logit_nodes(logits)
         new_state = dict(state)
         # tensor uid -> its sequence mask, where a layer made one or the call gave one (Keras's
@@ -1374,6 +1410,23 @@ def _leading_axis_dropped(shape):
     return tuple(shape)[1:]
 
 
+def keras_sample_shape(shape, declared) -> tuple:
+    """The sample shape `shape` (batch axis excluded) of an input declared as `declared`,
+    after Keras's Functional adjusts its rank (Model.with_declared_rank): a missing last axis
+    of size 1 added, an extra one dropped; otherwise `shape` unchanged.
+
+    Example:
+        >>> keras_sample_shape((28, 28), (28, 28, 1)), keras_sample_shape((5, 1), (5,))
+        ((28, 28, 1), (5,))
+    """
+    shape, declared = tuple(shape), tuple(declared)
+    if len(shape) + 1 == len(declared) and declared[-1] == 1:
+        return shape + (1,)
+    if len(shape) == len(declared) + 1 and shape and shape[-1] == 1:
+        return shape[:-1]
+    return shape
+
+
 def _widened(declared, got):
     """`declared` with None where the sample shape `got` has another length (`declared`
     itself where none has); None when the ranks differ (the shape check explains)."""
@@ -1391,7 +1444,8 @@ def _shapes_differ(declared, given) -> bool:
                 len(declared) != len(given):
             return True
         return any(_shapes_differ(tuple(d), tuple(g)) for d, g in zip(declared, given))
-    declared, given = tuple(declared), tuple(given)
+    # the rank the model's call gives its inputs (Model.with_declared_rank) is what counts
+    declared, given = tuple(declared), keras_sample_shape(given, declared)
     return len(declared) != len(given) or any(
         d is not None and g is not None and d != g for d, g in zip(declared, given))
 
