@@ -66,9 +66,12 @@ class Embedding(Layer):
                                  f"{argument}={value!r}")
         if not isinstance(mask_zero, bool):
             raise ValueError(f"mask_zero must be True or False. Received: mask_zero={mask_zero!r}")
-        _refuse_unsupported(weights=weights,
-                            lora_rank=lora_rank, lora_alpha=lora_alpha,
+        _refuse_unsupported(lora_rank=lora_rank, lora_alpha=lora_alpha,
                             quantization_config=quantization_config)
+        # Keras's `weights=[matrix]`: the table starts as the matrix (keras.io's masked
+        # language model fixes sinusoidal position embeddings so), in every build
+        self._given_table = None if weights is None else _given_table(weights, input_dim,
+                                                                      output_dim)
         if input_length is not None:
             warnings.warn("Embedding: the argument input_length is deprecated in Keras 3 and "
                           "ignored; declare the sequence length with kilnet.Input(shape=...).",
@@ -94,8 +97,9 @@ class Embedding(Layer):
         return tuple(input_shape) + (self.output_dim,)
 
     def init(self, rng, input_shape):
-        table = initializers.get(self.embeddings_initializer).sample(
-            rng, (self.input_dim, self.output_dim))
+        table = (self._given_table.copy() if self._given_table is not None else
+                 initializers.get(self.embeddings_initializer).sample(
+                     rng, (self.input_dim, self.output_dim)))
         return {"embeddings": table}, {}, self.compute_output_shape(input_shape)
 
     def get_config(self):
@@ -124,6 +128,22 @@ def _check_ids(ids, input_dim):
             f"Embedding ids must be in [0, input_dim) = [0, {input_dim}); raise input_dim to "
             f"the vocabulary size (largest id + 1). Received: {int(bad.sum())} ids out of "
             f"range, e.g. {int(values[bad][0])}")
+
+
+def _given_table(weights, input_dim, output_dim) -> np.ndarray:
+    """The starting table of Embedding(weights=...): one (input_dim, output_dim) matrix, alone
+    or in a list (Keras's form), as float32."""
+    matrix = weights[0] if isinstance(weights, (list, tuple)) and len(weights) == 1 else weights
+    try:
+        table = np.array(matrix, dtype=np.float32)
+    except (TypeError, ValueError):
+        table = None
+    if table is None or table.shape != (input_dim, output_dim):
+        raise ValueError(
+            "Embedding: weights must be one matrix of shape (input_dim, output_dim) = "
+            f"({input_dim}, {output_dim}), or a list holding it (weights=[matrix]). Received: "
+            f"weights of shape {getattr(table, 'shape', None) or type(weights).__name__}")
+    return table
 
 
 def _refuse_unsupported(**options):
