@@ -98,6 +98,26 @@ class LossScaleOptimizer:
         if callable(getattr(self.inner_optimizer, "attach", None)):
             self.inner_optimizer.attach(trainer)
 
+    def finalize_variable_values(self, var_list) -> None:
+        """The inner optimizer's finalize_variable_values (Keras's): its moving averages
+        (use_ema=True) into `var_list`; nothing for an Optax transformation.
+
+        Example:
+            >>> import numpy as np
+            >>> from kilnet import optimizers
+            >>> from kilnet.variables import Variable
+            >>> w = Variable(np.zeros(1, np.float32), name="w")
+            >>> inner = optimizers.SGD(learning_rate=1.0, use_ema=True, ema_momentum=0.5)
+            >>> for _ in range(2):
+            ...     inner.apply([np.ones(1, np.float32)], [w])
+            >>> optimizers.LossScaleOptimizer(inner).finalize_variable_values([w])
+            >>> w.numpy().tolist()
+            [-1.5]
+        """
+        finalize = getattr(self.inner_optimizer, "finalize_variable_values", None)
+        if callable(finalize):
+            finalize(var_list)
+
     def transformation(self) -> optax.GradientTransformation:
         """The Optax transformation: unscale, then the inner update, or skip and halve."""
         inner = self.inner_optimizer

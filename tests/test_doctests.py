@@ -70,7 +70,7 @@ MODULES = ["kilnet._small_objects", "kilnet.tree", "kilnet.serialization", "kiln
            "kilnet.mixed_precision", "kilnet.loss_scale", "kilnet.dtype_policies",
            "kilnet.optimizers", "kilnet.initializers", "kilnet.optimizers.schedules",
            "kilnet.optimizers._adam_kernel",
-           "kilnet.callbacks._ema",
+           "kilnet.callbacks._ema", "kilnet.callbacks._loggers",
            "kilnet.config", "kilnet.backend", "kilnet.losses", "kilnet._ctc",
            "kilnet.activations", "kilnet._registry", "kilnet.programs", "kilnet.fit",
            "kilnet.data", "kilnet._tree", "kilnet.layers._bias", "kilnet.layers._conv",

@@ -10,9 +10,9 @@ from kilnet.callbacks._base import (
 from kilnet.callbacks._checkpoint import BackupAndRestore, ModelCheckpoint
 from kilnet.callbacks._early_stopping import EarlyStopping
 from kilnet.callbacks._ema import SwapEMAWeights
-from kilnet.callbacks._loggers import CSVLogger, TensorBoard
+from kilnet.callbacks._loggers import CSVLogger, RemoteMonitor, TensorBoard
 from kilnet.callbacks._lr import LearningRateScheduler, ReduceLROnPlateau
 
 __all__ = ["BackupAndRestore", "CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History",
            "LambdaCallback", "LearningRateScheduler", "ModelCheckpoint", "ReduceLROnPlateau",
-           "SwapEMAWeights", "TensorBoard", "TerminateOnNaN"]
+           "RemoteMonitor", "SwapEMAWeights", "TensorBoard", "TerminateOnNaN"]

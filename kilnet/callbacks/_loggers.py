@@ -1,17 +1,24 @@
-"""CSVLogger and TensorBoard: per-epoch logs written to files, with Keras's layout.
+"""CSVLogger, TensorBoard and RemoteMonitor: per-epoch logs written to files, with Keras's
+layout, or posted to a server.
 
 TensorBoard's event files are written with the `tensorboard` package alone (its event-file
 writer and protocol buffers; no TensorFlow): `pip install tensorboard`, then
-`tensorboard --logdir logs`.
+`tensorboard --logdir logs`. RemoteMonitor posts with the standard library's urllib (Keras's
+uses `requests`, which kilnet does not depend on), the same bodies and content types.
 """
 
 from __future__ import annotations
 
 import collections
 import csv
+import http.client
 import json
 import os
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import warnings
 
 import numpy as np
 
@@ -220,3 +227,71 @@ def _is_number(value) -> bool:
     if isinstance(value, np.ndarray):
         return value.ndim == 0
     return isinstance(value, (int, float, np.number))
+
+
+class RemoteMonitor(Callback):
+    """Keras's RemoteMonitor: at each epoch's end, POST the epoch's logs, with "epoch" (from
+    0) first, to `root + path`. By default the body is a form, `field=<the logs as JSON>`
+    (application/x-www-form-urlencoded); with `send_as_json=True` it is the JSON itself
+    (application/json). `headers` (a dict) are added to the request; a Content-Type there
+    replaces the default. NumPy values are sent as the Python numbers they hold. A server that
+    cannot be reached gives a warning naming it, and training goes on; the server's answer,
+    an error status included, is not read, as Keras's.
+
+    Example:
+        >>> import kilnet
+        >>> monitor = kilnet.callbacks.RemoteMonitor(root="http://127.0.0.1:9000")
+        >>> monitor.root + monitor.path, monitor.field, monitor.send_as_json
+        ('http://127.0.0.1:9000/publish/epoch/end/', 'data', False)
+    """
+
+    def __init__(self, root="http://localhost:9000", path="/publish/epoch/end/", field="data",
+                 headers=None, send_as_json=False):
+        super().__init__()
+        self.root = root
+        self.path = path
+        self.field = field
+        self.headers = headers
+        self.send_as_json = send_as_json
+
+    def on_epoch_end(self, epoch, logs=None):
+        send = {"epoch": epoch}
+        for key, value in (logs or {}).items():
+            send[key] = _json_number(value)
+        url = self.root + self.path
+        if self.send_as_json:
+            # requests' json= refuses NaN and infinity (it sends nothing; Keras warns)
+            try:
+                body = json.dumps(send, allow_nan=False).encode("utf-8")
+            except ValueError:
+                warnings.warn(f"RemoteMonitor sent nothing to {url} for epoch {epoch}: its "
+                              "logs hold NaN or infinity, which JSON cannot carry; "
+                              f"send_as_json=False sends them. Logs: {send!r:.200}",
+                              stacklevel=2)
+                return
+            content_type = "application/json"
+        else:
+            # the bytes requests makes of a dict of form fields
+            body = urllib.parse.urlencode({self.field: json.dumps(send)}).encode("ascii")
+            content_type = "application/x-www-form-urlencoded"
+        headers = {str(k): str(v) for k, v in (self.headers or {}).items()}
+        if not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = content_type
+        try:
+            request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+            with urllib.request.urlopen(request):
+                pass
+        except urllib.error.HTTPError as error:
+            error.close()   # the server answered: Keras does not look at the status either
+        except (OSError, http.client.HTTPException, ValueError):
+            # URLError (refused, unknown host) is an OSError; ValueError: a malformed URL
+            warnings.warn(f"Could not reach RemoteMonitor root server at {self.root} "
+                          f"(posting to {url})", stacklevel=2)
+
+
+def _json_number(value):
+    """A log value as JSON can hold it: NumPy's (and JAX's) arrays as Python numbers or
+    lists, anything else as it is."""
+    if hasattr(value, "__array__") and not isinstance(value, (str, bytes)):
+        return np.asarray(value).tolist()
+    return value

@@ -713,6 +713,51 @@ class Optimizer:
         pairs = list(grads_and_vars)
         self.apply([g for g, _ in pairs], [v for _, v in pairs])
 
+    def finalize_variable_values(self, var_list) -> None:
+        """Keras's `optimizer.finalize_variable_values(var_list)`: with use_ema=True, assign
+        the moving averages the optimizer keeps to `var_list` (the variables it updates, in
+        the order it was built for, e.g. `model.trainable_variables`), as Keras's fit does
+        at its end (kilnet's fit already has); without use_ema it does nothing. For a
+        training loop of your own after `build` / `apply`; on a compiled model, it reads the
+        compiled step's averages.
+
+        Example:
+            >>> import numpy as np
+            >>> from kilnet import optimizers
+            >>> from kilnet.variables import Variable
+            >>> w = Variable(np.zeros(1, np.float32), name="w")
+            >>> sgd = optimizers.SGD(learning_rate=1.0, use_ema=True, ema_momentum=0.5)
+            >>> for _ in range(2):   # w: -1, then -2; the average: -1, then -1.5
+            ...     sgd.apply([np.ones(1, np.float32)], [w])
+            >>> sgd.finalize_variable_values([w])
+            >>> w.numpy().tolist()
+            [-1.5]
+        """
+        if not self.use_ema:
+            return
+        trainer = self._trainer() if self._trainer is not None else None
+        if self.built:
+            state = jax.tree.unflatten(self._own.treedef, [v.value for v in self._own.variables])
+            found = moving_average_state(state)
+            averages = None if found is None else list(found.average)
+        elif trainer is not None and trainer.state is not None:
+            found = moving_average_state(trainer.state.opt_state)
+            averages = None if found is None else trainer.trainable_list(found.average)
+        else:
+            self._require_built("finalize_variable_values")
+        if averages is None:   # a subclass whose transformation() dropped the average stage
+            raise ValueError(f"{type(self).__name__} was made with use_ema=True but its "
+                             "optimizer state holds no moving average of the weights.")
+        var_list = list(var_list)
+        if len(var_list) != len(averages):
+            raise ValueError(
+                f"The length of model variables ({len(var_list)}) to override does not match "
+                f"the length of model variables stored in the optimizer ({len(averages)}). "
+                "Pass the variables the optimizer was built for, e.g. "
+                "optimizer.finalize_variable_values(model.trainable_variables).")
+        for variable, average in zip(var_list, averages):
+            variable.assign(average)
+
     def _require_built(self, what: str):
         if not self.built:
             raise RuntimeError(
