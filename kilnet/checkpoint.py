@@ -421,9 +421,14 @@ def setup_of(trainer, *, batch_size, samples) -> dict:
             config = None
         return {"class_name": type(obj).__name__, "config": config}
 
+    optimizer = describe(trainer.optimizer)
+    if isinstance(optimizer["config"], dict):
+        # its name labels it only (a process numbers its default names: "adam_1" in the run
+        # resumed, "adam_2" in the one resuming), and checkpoints before names had none
+        optimizer["config"] = {k: v for k, v in optimizer["config"].items() if k != "name"}
     return {
         "model": trainer.model.architecture(),
-        "optimizer": describe(trainer.optimizer),
+        "optimizer": optimizer,
         "loss": describe(trainer.loss),
         "metrics": [m if isinstance(m, str) else describe(m) for m in trainer.metric_ids],
         "batch_size": batch_size,

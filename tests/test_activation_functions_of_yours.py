@@ -51,7 +51,8 @@ def test_a_registered_function_is_saved_by_name(tmp_path, extension):
     path = tmp_path / f"m.{extension}"
     model.save(path)   # right after construction: the weights go with it
     again = kilnet.models.load_model(path)
-    assert again.layers[1].activation == "tests_activation>squared"
+    assert again.layers[1].activation is squared
+    assert again.layers[1].get_config()["activation"] == "tests_activation>squared"
     np.testing.assert_allclose(again.predict(X, verbose=0), model.predict(X, verbose=0),
                                rtol=1e-6)
 
