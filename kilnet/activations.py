@@ -509,6 +509,30 @@ def get(identifier) -> Callable:
     )
 
 
+class Setting:
+    """A layer attribute holding an activation function, as Keras's `layer.activation`: it
+    reads as the function (`linear` for None) and takes a name, a function or None (`get`),
+    kept as `_<attribute>_fn`, which the layer's computation calls.
+
+    Example:
+        >>> class Layer:
+        ...     activation = Setting()
+        >>> layer = Layer()
+        >>> layer.activation = "relu"
+        >>> layer.activation.__name__, layer._activation_fn.__name__
+        ('relu', 'relu')
+    """
+
+    def __set_name__(self, owner, name):
+        self.slot = f"_{name}_fn"
+
+    def __get__(self, obj, objtype=None):
+        return self if obj is None else getattr(obj, self.slot)
+
+    def __set__(self, obj, value):
+        object.__setattr__(obj, self.slot, get(value))
+
+
 def config_name(fn: Callable):
     """What a layer's config holds for its activation: the activation's name, a function of
     yours by the name it was registered under (kilnet.saving.register_serializable), or the

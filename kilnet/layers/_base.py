@@ -1743,28 +1743,11 @@ class ActivatedLayer(Layer):
         super().__init__(**kwargs)
         self.activation = activation
 
-    @property
-    def activation(self):
-        """The activation function, as Keras's `layer.activation` (`linear` for None).
-        Setting it (a name, a function or None) changes what the layer computes from then on,
-        in the models built with it too: keras.io's Grad-CAM sets
-        `model.layers[-1].activation = None` to take the gradient of the logits.
-
-        Example:
-            >>> import numpy as np
-            >>> from kilnet import layers
-            >>> dense = layers.Dense(2, activation="softmax")
-            >>> dense.activation.__name__, float(dense(np.ones((1, 3))).sum())
-            ('softmax', 1.0)
-            >>> dense.activation = None
-            >>> dense.get_config()["activation"], bool(dense(np.ones((1, 3))).sum() == 1.0)
-            ('linear', False)
-        """
-        return self._activation_fn
-
-    @activation.setter
-    def activation(self, value):
-        self._activation_fn = activations.get(value)
+    # The activation function, as Keras's `layer.activation` (`linear` for None). Setting it
+    # (a name, a function or None) changes what the layer computes from then on, in the
+    # models built with it too: keras.io's Grad-CAM sets `model.layers[-1].activation = None`
+    # to take the gradient of the logits.
+    activation = activations.Setting()
 
     @property
     def activation_name(self):

@@ -56,23 +56,9 @@ class CellSettings:
     # Whether the step takes `x W + b + h_prev U` summed (SimpleRNN, LSTM) or apart (GRU).
     ADDITIVE = True
 
-    @property
-    def activation(self):
-        """The activation function, as Keras's `layer.activation` (`linear` for None)."""
-        return self._activation_fn
-
-    @activation.setter
-    def activation(self, value):
-        self._activation_fn = activations.get(value)
-
-    @property
-    def recurrent_activation(self):
-        """The gates' activation function, as Keras's `layer.recurrent_activation`."""
-        return self._recurrent_activation_fn
-
-    @recurrent_activation.setter
-    def recurrent_activation(self, value):
-        self._recurrent_activation_fn = activations.get(value)
+    # The functions, as Keras's `layer.activation` / `layer.recurrent_activation`
+    activation = activations.Setting()
+    recurrent_activation = activations.Setting()
 
     def _set_cell_settings(self, units, *, activation, recurrent_activation, use_bias,
                            kernel_initializer, recurrent_initializer, bias_initializer,
