@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kilnet import losses as losses_lib
+from kilnet.errors import InputError
 from kilnet import metrics as metrics_lib
 
 
@@ -177,6 +178,23 @@ class Objective:
             return ys[:-1], ys[-1]
         return ((y,) if len(self.targets) == 1 else tuple(y)), None
 
+    def split_sample_weight(self, y) -> tuple:
+        """(labels as the model's loss takes them: one array for one trained output, else a
+        tuple; fit's sample weights or None), from what the programs got."""
+        labels, weights = self._split(y)
+        return (labels[0] if len(self.targets) == 1 else tuple(labels)), weights
+
+    def with_sample_weight(self, y, sample_weight) -> tuple:
+        """The labels `y` carrying `sample_weight` as the programs' labels carry fit's, times
+        any weights they carry already (one per sample or one per value)."""
+        if sample_weight is None:
+            return y
+        labels, carried = self._split(y)
+        weights = jnp.asarray(sample_weight, jnp.float32)
+        if carried is not None:
+            weights = weights_product(carried, weights)
+        return tuple(labels) + (weights,)
+
     def per_sample_losses(self, y, outputs: list, masks=None, weight=None) -> tuple:
         """(total per sample, {log name: per-sample loss of each output}). `masks`: each
         output's sequence mask (or None); `weight`: the batch's real samples (1) and padding."""
@@ -213,9 +231,13 @@ class Objective:
                 mask = mask & counted
         else:
             values = head.loss(labels, output)
+        if sample_weight is not None and sample_weight.ndim > 1:
+            # weights per loss value (a sequence loss's tokens): Keras's sum_over_batch_size,
+            # sum(loss * weight) / the number of values, is the mean of these per sample
+            values = values * element_weights(sample_weight, values.shape, head.name)
         value = (per_sample_mean(values) if mask is None
                  else _masked_per_sample(values, mask, weight))
-        if sample_weight is not None:
+        if sample_weight is not None and sample_weight.ndim == 1:
             # Keras's sum_over_batch_size: sum(loss * weight) / the batch's samples
             value = value * sample_weight
         return value
@@ -237,9 +259,9 @@ class Objective:
             new[name] = sums[name] + jnp.sum(value * weight)
         for slot in self.slots:
             index = slot.head.index
-            rows = weight if not slot.weighted or sample_weight is None else weight * sample_weight
             mask = None if masks is None else masks[index]
-            steps = rows if mask is None else mask.astype(jnp.float32) * rows[:, None]
+            steps = _metric_weights(weight, sample_weight if slot.weighted else None, mask,
+                                    slot.head.name)
             if slot.metric.stateful:  # confusion counts: the metric updates its own state
                 new[slot.name + "#state"] = slot.metric.stateless_update_state(
                     sums[slot.name + "#state"], labels[index], predictions[index],
@@ -247,9 +269,9 @@ class Objective:
                 continue
             values = slot.metric.per_sample(labels[index], predictions[index])
             if jnp.ndim(values) == 0:   # a function of the whole batch: the batch's value
-                values = jnp.broadcast_to(values, rows.shape)
-            if mask is None:
-                values = per_sample_mean(values)
+                values = jnp.broadcast_to(values, steps.shape)
+            values = _mean_to_rank(values, steps.ndim)
+            steps = element_weights(steps, values.shape, slot.head.name, "the metric's values")
             new[slot.name] = sums[slot.name] + jnp.sum(values * steps)
             if slot.name + "#weight" in sums:
                 new[slot.name + "#weight"] = sums[slot.name + "#weight"] + jnp.sum(steps)
@@ -314,6 +336,70 @@ def build(model, loss, loss_weights, metrics, *, weighted_metrics=None,
         objective.targets = list(heads)
     resolve_metrics(objective, label_shapes=None)
     return objective
+
+
+def element_weights(sample_weight, shape, output_name, what="the loss's values"):
+    """Weights per value (rank >= 2) brought to `shape`, the values' shape, by Keras's rule
+    (a trailing axis of size 1 on either side is dropped or added), or an InputError saying
+    which shapes disagree.
+
+    Example:
+        >>> import numpy as np
+        >>> element_weights(np.ones((4, 3, 1)), (4, 3), "dense").shape
+        (4, 3)
+    """
+    weights = jnp.asarray(sample_weight, jnp.float32)
+    if weights.ndim == len(shape) + 1 and weights.shape[-1] == 1:
+        weights = weights[..., 0]
+    elif len(shape) == weights.ndim + 1 and shape[-1] == 1:
+        weights = weights[..., None]
+    try:
+        if jnp.broadcast_shapes(weights.shape, tuple(shape)) == tuple(shape):
+            return jnp.broadcast_to(weights, shape)
+    except ValueError:
+        pass
+    raise InputError(
+        f"sample_weight of shape {tuple(sample_weight.shape)} (per sample in a batch) does not "
+        f"fit {what} of output {output_name!r}, shape {tuple(shape)}: give one weight per "
+        f"sample, shape ({shape[0]},), or one per value, shape {tuple(shape)}")
+
+
+def weights_product(a, b):
+    """Two sets of sample weights multiplied, the one of lower rank spread over the other's
+    extra axes (per-sample weights times per-token ones).
+
+    Example:
+        >>> import numpy as np
+        >>> weights_product(np.array([1.0, 0.0]), np.ones((2, 3))).tolist()
+        [[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]
+    """
+    a, b = jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32)
+    if a.ndim < b.ndim:
+        a = a.reshape(a.shape + (1,) * (b.ndim - a.ndim))
+    elif b.ndim < a.ndim:
+        b = b.reshape(b.shape + (1,) * (a.ndim - b.ndim))
+    return a * b
+
+
+def _metric_weights(weight, sample_weight, mask, output_name):
+    """What each metric value of the batch counts: the real samples (`weight`), times the
+    sample weights of a weighted metric, times the output's sequence mask."""
+    rows = weight if sample_weight is None or sample_weight.ndim > 1 else weight * sample_weight
+    steps = rows if mask is None else mask.astype(jnp.float32) * rows[:, None]
+    if sample_weight is not None and sample_weight.ndim > 1:
+        shape = sample_weight.shape[:1] + (mask.shape[1:] if mask is not None
+                                           else sample_weight.shape[1:])
+        per_value = element_weights(sample_weight, shape, output_name, "the metric's values")
+        steps = per_value * steps.reshape(steps.shape + (1,) * (per_value.ndim - steps.ndim))
+    return steps
+
+
+def _mean_to_rank(values, ndim):
+    """Values averaged over their axes past `ndim`, as Keras reduces a metric's values to
+    its weights' rank."""
+    if values.ndim <= ndim:
+        return values
+    return values.mean(axis=tuple(range(ndim, values.ndim)))
 
 
 def _masked_per_sample(values, mask, weight):

@@ -42,6 +42,7 @@ from jax import lax
 
 from kilnet import _runtime  # JAX's settings (the compilation cache) first
 from kilnet import _scope, _tree, loss_scale, mixed_precision
+from kilnet import objective as objective_lib
 
 # The fault flag of the training state: NO_FAULT, or the step (within the epoch) of the first
 # step that was not applied: its loss or gradients were not finite (the step itself), or they
@@ -210,9 +211,13 @@ def _batch_loss(spec, xb, yb, outputs, weight, denom, training, masks=None, weig
         rng = None if rng is None else jax.random.fold_in(rng, 1)   # not the forward's draws
         scope = spec.model.scope_for(params, model_state, training=training, rng=rng,
                                      sample_mask=weight > 0)
+        # Keras's arguments: the labels, and fit's sample weights (0 on the padding rows)
+        labels, fit_weights = spec.objective.split_sample_weight(yb)
+        sample_weight = (weight if fit_weights is None
+                         else objective_lib.weights_product(fit_weights, weight))
         with _scope.opened(scope):
             loss = spec.model.compute_loss_as_keras_calls_it(
-                xb, yb, spec.model.pack_outputs(outputs), weight, training)
+                xb, labels, spec.model.pack_outputs(outputs), sample_weight, training)
         return loss, jnp.broadcast_to(loss, weight.shape), {}
     per_sample, parts = spec.objective.per_sample_losses(yb, outputs, masks, weight)
     if per_sample is None:   # compile() got no loss: the add_loss terms are the whole loss

@@ -368,8 +368,11 @@ def check_validation_data(validation_data):
 
 
 def sample_weights(objective, ys, sample_weight, class_weight, argument="sample_weight"):
-    """One float32 weight per sample from sample_weight (an array) or class_weight (a dict
-    class -> weight, read from the labels of the one trained output, as Keras), or None."""
+    """Float32 weights from sample_weight (an array) or class_weight (a dict class -> weight,
+    read from the labels of the one trained output, as Keras), or None. sample_weight holds
+    one weight per sample, shape (samples,), or, as Keras takes it for a sequence loss, one
+    per loss value ("temporal" weights, e.g. (samples, timesteps): kilnet.objective weighs
+    each value with it)."""
     if sample_weight is not None and class_weight is not None:
         raise InputError("Give sample_weight or class_weight, not both (as Keras). Received: "
                          "both")
@@ -378,9 +381,10 @@ def sample_weights(objective, ys, sample_weight, class_weight, argument="sample_
         weights = _numeric(sample_weight, argument).astype(np.float64)
         if weights.ndim == 2 and weights.shape[1] == 1:
             weights = weights[:, 0]
-        if weights.ndim != 1 or len(weights) != n:
-            raise InputError(f"{argument} must hold one weight per sample, shape ({n},). "
-                             f"Received: {argument}.shape={weights.shape}")
+        if weights.ndim == 0 or len(weights) != n:
+            raise InputError(f"{argument} must hold one weight per sample, shape ({n},), or "
+                             f"one per loss value, e.g. ({n}, timesteps) for a sequence "
+                             f"loss. Received: {argument}.shape={weights.shape}")
         check_finite(weights.astype(np.float32), argument)
         return weights.astype(np.float32)
     if class_weight is None:

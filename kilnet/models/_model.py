@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
-import warnings
 
 import jax
 import jax.numpy as jnp
@@ -936,9 +935,12 @@ class Model(Layer):
         """The training loss of a batch, as Keras's `Model.compute_loss`: override it to train
         on your own loss (it runs inside the compiled step, so write it with kilnet.ops).
 
-        The default is the compiled loss(es). `sample_weight` is 1 for real samples and 0 for
-        the padding of a last partial batch: weight your per-sample losses with it.
-        add_loss() terms are added by kilnet after this method, as Keras adds them.
+        The default is the compiled loss(es), weighted by `sample_weight` as Keras weighs
+        them: sum(loss * weight) over the batch's samples (or values, for weights per token).
+        When fit calls an override of yours, `y` holds the labels and `sample_weight` fit's
+        sample weights with 0 for the padding of a last partial batch (1 for each real sample
+        without sample weights): weight your per-sample losses with it. add_loss() terms
+        are added by kilnet after this method, as Keras adds them.
 
         Example:
             >>> import numpy as np
@@ -954,13 +956,15 @@ class Model(Layer):
             >>> logs = model.evaluate(np.ones((4, 2)), np.zeros((4, 1)), verbose=0)
         """
         objective = self.require_compiled().objective
+        y = objective.with_sample_weight(y, sample_weight)
         per_sample, _ = objective.per_sample_losses(y, self.output_list(y_pred))
-        if sample_weight is None:   # called from a train_step / test_step of yours: the
-            mask = _scope.sample_mask()   # padding of a last partial batch does not count
-            if mask is None or mask.shape != per_sample.shape[:1]:
-                return jnp.mean(per_sample)
-            sample_weight = mask.astype(jnp.float32)
-        return jnp.sum(per_sample * sample_weight) / jnp.maximum(jnp.sum(sample_weight), 1.0)
+        # the padding of a last partial batch does not count (kilnet pads it; Keras's last
+        # batch is smaller): the mean over the batch's real samples
+        mask = _scope.sample_mask()
+        if mask is None or mask.shape != per_sample.shape[:1]:
+            return jnp.mean(per_sample)
+        real = mask.astype(jnp.float32)
+        return jnp.sum(per_sample * real) / jnp.maximum(jnp.sum(real), 1.0)
 
     def architecture(self) -> dict:
         """The model's configuration for records (checkpoints, run folders, logs): get_config(),
