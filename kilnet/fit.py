@@ -237,12 +237,11 @@ def _arrays_for_fit(model, trainer, x, y, *, seed, batch_size, epochs, validatio
     # Labels against the built model's output shapes: before any program is compiled.
     validation.check_targets(model, trainer.objective, ys, None if val is None else val[1],
                              y_names=y_names)
-    weights = validation.sample_weights(trainer.objective, ys, sample_weight, class_weight)
-    if weights is not None:  # the programs find them after the labels (kilnet.objective)
-        ys = ys + [weights]
+    # the programs find the weights after the labels (kilnet.objective)
+    ys = ys + validation.sample_weights(trainer.objective, ys, sample_weight, class_weight)
     if val is not None and val_weight is not None:
-        val = (val[0], val[1] + [validation.sample_weights(
-            trainer.objective, val[1], val_weight, None, "validation_data[2]")])
+        val = (val[0], val[1] + validation.sample_weights(
+            trainer.objective, val[1], val_weight, None, "validation_data[2]"))
     if validation_split and validation_data is None:
         (xs, ys), val = data_lib.split_validation(xs, ys, validation_split)
     if val is not None:
@@ -301,7 +300,7 @@ def _validation_arrays(trainer, validation_data):
     vys = [np.asarray(a) for a in
            structure.targets_of(trainer.objective, vy, "validation_data[1]")]
     if weight is not None:
-        vys.append(validation.sample_weights(trainer.objective, vys, weight, None,
+        vys.extend(validation.sample_weights(trainer.objective, vys, weight, None,
                                              "validation_data[2]"))
     return structure.pack(vxs), structure.pack(vys)
 
@@ -861,9 +860,7 @@ def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False,
         validation.check_targets(model, trainer.objective, ys, y_names=y_names, job="evaluate")
         trainer.resolve_accuracy([labels.shape for labels in ys])
         trainer.note_labels(len(ys))
-        weights = validation.sample_weights(trainer.objective, ys, sample_weight, None)
-        if weights is not None:
-            ys = ys + [weights]
+        ys = ys + validation.sample_weights(trainer.objective, ys, sample_weight, None)
         feed = make_feed(trainer, structure.pack(xs), structure.pack(ys), batch_size,
                          on_host=one_batch)
     total = feed.steps if steps is None or feed.steps is None else min(steps, feed.steps)

@@ -573,7 +573,7 @@ class BatchReader:
                                             f"sample_weight (batch {index})")
         if self.model.compiled is not None:
             self.model.compiled.note_labels(len(ys))
-        return xs, ys + ([weights] if weights is not None else [])
+        return xs, ys + weights
 
     def _needs_y(self):
         return bool(self.objective.targets) and not self.model.overrides_train_step

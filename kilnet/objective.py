@@ -172,39 +172,79 @@ class Objective:
 
     def _split(self, y):
         """(labels, sample weights or None): fit(sample_weight=...) appends the weights to
-        the labels the programs get (kilnet.fit), one entry more than the targets."""
+        the labels the programs get (kilnet.fit): one array for every output (one entry more
+        than the targets), or one per trained output (twice the targets' entries). The
+        weights come as a tuple of one array, or of one per trained output."""
         ys = (y,) if not isinstance(y, tuple) else y
-        if len(ys) == len(self.targets) + 1:
-            return ys[:-1], ys[-1]
-        return ((y,) if len(self.targets) == 1 else tuple(y)), None
+        count = len(self.targets)
+        if count > 1 and len(ys) == 2 * count:
+            return ys[:count], ys[count:]
+        if len(ys) == count + 1:
+            return ys[:-1], ys[-1:]
+        return ((y,) if count == 1 else tuple(y)), None
+
+    def _weights_by_head(self, weights) -> dict:
+        """Head index -> its sample weights (or None), from _split's weights."""
+        if weights is None:
+            return {}
+        if len(weights) == 1:
+            return {head.index: weights[0] for head in self.targets}
+        return {head.index: w for head, w in zip(self.targets, weights)}
 
     def split_sample_weight(self, y) -> tuple:
         """(labels as the model's loss takes them: one array for one trained output, else a
-        tuple; fit's sample weights or None), from what the programs got."""
+        tuple; fit's sample weights: None, one array, or a list with one per output), from
+        what the programs got."""
         labels, weights = self._split(y)
+        if weights is not None:
+            weights = weights[0] if len(weights) == 1 else list(weights)
         return (labels[0] if len(self.targets) == 1 else tuple(labels)), weights
 
     def with_sample_weight(self, y, sample_weight) -> tuple:
-        """The labels `y` carrying `sample_weight` as the programs' labels carry fit's, times
-        any weights they carry already (one per sample or one per value)."""
+        """The labels `y` carrying `sample_weight` (one array, or one per trained output as a
+        list or a dict by name, as Keras's compute_loss takes them) as the programs' labels
+        carry fit's, times any weights they carry already.
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.Input(shape=(2,)), kilnet.layers.Dense(1)])
+            >>> model.compile(loss="mse")
+            >>> labels, weights = model.compiled.objective.with_sample_weight(
+            ...     np.zeros((3, 1)), np.array([1.0, 2.0, 0.0]))
+            >>> weights.tolist()
+            [1.0, 2.0, 0.0]
+        """
         if sample_weight is None:
             return y
         labels, carried = self._split(y)
-        weights = jnp.asarray(sample_weight, jnp.float32)
+        given = self._given_weights(sample_weight)
         if carried is not None:
-            weights = weights_product(carried, weights)
-        return tuple(labels) + (weights,)
+            if len(carried) != len(given):   # one for all against one per output
+                carried, given = (carried * len(given), given * len(carried))
+            given = tuple(weights_product(c, g) for c, g in zip(carried, given))
+        return tuple(labels) + given
+
+    def _given_weights(self, sample_weight) -> tuple:
+        names = [head.name for head in self.targets]
+        if isinstance(sample_weight, dict):
+            return tuple(jnp.asarray(sample_weight[name], jnp.float32) for name in names)
+        if (len(names) > 1 and isinstance(sample_weight, (list, tuple))
+                and len(sample_weight) == len(names)):
+            return tuple(jnp.asarray(w, jnp.float32) for w in sample_weight)
+        return (jnp.asarray(sample_weight, jnp.float32),)
 
     def per_sample_losses(self, y, outputs: list, masks=None, weight=None) -> tuple:
         """(total per sample, {log name: per-sample loss of each output}). `masks`: each
         output's sequence mask (or None); `weight`: the batch's real samples (1) and padding."""
         labels = self.labels_by_head(y)
-        sample_weight = self._split(y)[1]
+        weights = self._weights_by_head(self._split(y)[1])
         total, parts = None, {}
         for head in self.heads:
             if head.loss is None:
                 continue
             mask = None if masks is None else masks[head.index]
+            sample_weight = weights.get(head.index)
             if head.loss.overrides_call:
                 value = _your_call(head.loss, labels[head.index], outputs[head.index],
                                    sample_weight)
@@ -252,7 +292,7 @@ class Objective:
         metrics of a masked output add its real steps, with their own count (as Keras weighs
         metrics by the mask); weighted metrics weigh each sample by its sample weight."""
         labels = self.labels_by_head(y)
-        sample_weight = self._split(y)[1]
+        weights = self._weights_by_head(self._split(y)[1])
         new = dict(sums)
         new["loss"] = sums["loss"] + jnp.sum(per_sample_total * weight)
         for name, value in parts.items():
@@ -260,8 +300,8 @@ class Objective:
         for slot in self.slots:
             index = slot.head.index
             mask = None if masks is None else masks[index]
-            steps = _metric_weights(weight, sample_weight if slot.weighted else None, mask,
-                                    slot.head.name)
+            steps = _metric_weights(weight, weights.get(index) if slot.weighted else None,
+                                    mask, slot.head.name)
             if slot.metric.stateful:  # confusion counts: the metric updates its own state
                 new[slot.name + "#state"] = slot.metric.stateless_update_state(
                     sums[slot.name + "#state"], labels[index], predictions[index],

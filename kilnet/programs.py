@@ -213,8 +213,12 @@ def _batch_loss(spec, xb, yb, outputs, weight, denom, training, masks=None, weig
                                      sample_mask=weight > 0)
         # Keras's arguments: the labels, and fit's sample weights (0 on the padding rows)
         labels, fit_weights = spec.objective.split_sample_weight(yb)
-        sample_weight = (weight if fit_weights is None
-                         else objective_lib.weights_product(fit_weights, weight))
+        if fit_weights is None:
+            sample_weight = weight
+        elif isinstance(fit_weights, list):   # one per output
+            sample_weight = [objective_lib.weights_product(w, weight) for w in fit_weights]
+        else:
+            sample_weight = objective_lib.weights_product(fit_weights, weight)
         with _scope.opened(scope):
             loss = spec.model.compute_loss_as_keras_calls_it(
                 xb, labels, spec.model.pack_outputs(outputs), sample_weight, training)

@@ -572,7 +572,8 @@ class KerasState:
         known = self.trainer.labels_in_batch   # told by fit / evaluate (Trainer.note_labels)
         count = len(arrays) if known is None else known
         y = structure.pack(arrays[:count]) if arrays[:count] else None
-        weight = arrays[count] if len(arrays) > count else None
+        weights = arrays[count:]   # one array for all outputs, or one per output (a list)
+        weight = None if not weights else weights[0] if len(weights) == 1 else list(weights)
         return utils.pack_x_y_sample_weight(xb, y, weight)
 
     def _slots(self):

@@ -368,27 +368,62 @@ def check_validation_data(validation_data):
 
 
 def sample_weights(objective, ys, sample_weight, class_weight, argument="sample_weight"):
-    """Float32 weights from sample_weight (an array) or class_weight (a dict class -> weight,
-    read from the labels of the one trained output, as Keras), or None. sample_weight holds
-    one weight per sample, shape (samples,), or, as Keras takes it for a sequence loss, one
-    per loss value ("temporal" weights, e.g. (samples, timesteps): kilnet.objective weighs
-    each value with it)."""
+    """The float32 weight arrays the programs find after the labels (kilnet.objective): []
+    for none, [weights] for every output, or one array per trained output. They come from
+    sample_weight or from class_weight (a dict class -> weight, read from the labels of the
+    one trained output, as Keras). sample_weight holds one weight per sample, shape
+    (samples,), or, as Keras takes it for a sequence loss, one per loss value ("temporal"
+    weights, e.g. (samples, timesteps)); for a model with several trained outputs, also a
+    list of such arrays, one per output, or a dict by output name (as Keras)."""
     if sample_weight is not None and class_weight is not None:
         raise InputError("Give sample_weight or class_weight, not both (as Keras). Received: "
                          "both")
     n = len(ys[0]) if ys else None
     if sample_weight is not None:
-        weights = _numeric(sample_weight, argument).astype(np.float64)
-        if weights.ndim == 2 and weights.shape[1] == 1:
-            weights = weights[:, 0]
-        if weights.ndim == 0 or len(weights) != n:
-            raise InputError(f"{argument} must hold one weight per sample, shape ({n},), or "
-                             f"one per loss value, e.g. ({n}, timesteps) for a sequence "
-                             f"loss. Received: {argument}.shape={weights.shape}")
-        check_finite(weights.astype(np.float32), argument)
-        return weights.astype(np.float32)
+        per_output = _weights_per_output(objective, sample_weight, argument)
+        if per_output is not None:
+            return [_weight_array(w, n, f"{argument}[{key!r}]") for key, w in per_output]
+        return [_weight_array(sample_weight, n, argument)]
     if class_weight is None:
-        return None
+        return []
+    return [_class_weights(objective, ys, class_weight)]
+
+
+def _weights_per_output(objective, sample_weight, argument):
+    """[(name, weights)] in the order of the trained outputs when sample_weight is given per
+    output (a dict by name, or a list of arrays, one per output), else None."""
+    names = [head.name for head in objective.targets]
+    if isinstance(sample_weight, dict):
+        if set(sample_weight) != set(names):
+            raise InputError(
+                f"{argument} as a dict needs one entry per trained output, by name: "
+                f"{names}. Received: {argument} with keys {sorted(map(str, sample_weight))}")
+        return [(name, sample_weight[name]) for name in names]
+    if (len(names) > 1 and isinstance(sample_weight, (list, tuple))
+            and all(np.ndim(w) >= 1 for w in sample_weight)):
+        if len(sample_weight) != len(names):
+            raise InputError(
+                f"{argument} as a list needs one array per trained output ({len(names)}: "
+                f"{names}), or pass one array for all. Received: {len(sample_weight)} arrays")
+        return list(zip(names, sample_weight))
+    return None
+
+
+def _weight_array(sample_weight, n, argument):
+    """One float32 weights array: one weight per sample, or one per loss value."""
+    weights = _numeric(sample_weight, argument).astype(np.float64)
+    if weights.ndim == 2 and weights.shape[1] == 1:
+        weights = weights[:, 0]
+    if weights.ndim == 0 or len(weights) != n:
+        raise InputError(f"{argument} must hold one weight per sample, shape ({n},), or "
+                         f"one per loss value, e.g. ({n}, timesteps) for a sequence "
+                         f"loss. Received: {argument}.shape={weights.shape}")
+    check_finite(weights.astype(np.float32), argument)
+    return weights.astype(np.float32)
+
+
+def _class_weights(objective, ys, class_weight):
+    """One weight per sample from class_weight and the labels of the one trained output."""
     if not isinstance(class_weight, dict) or not all(
             _is_int(k) and isinstance(v, numbers.Real) and not isinstance(v, bool)
             for k, v in class_weight.items()):
