@@ -398,10 +398,11 @@ def element_weights(sample_weight, shape, output_name, what="the loss's values")
             return jnp.broadcast_to(weights, shape)
     except ValueError:
         pass
+    per_value = ", ".join(["samples"] + [str(d) for d in shape[1:]])
     raise InputError(
-        f"sample_weight of shape {tuple(sample_weight.shape)} (per sample in a batch) does not "
-        f"fit {what} of output {output_name!r}, shape {tuple(shape)}: give one weight per "
-        f"sample, shape ({shape[0]},), or one per value, shape {tuple(shape)}")
+        f"sample_weight does not fit {what} of output {output_name!r}: a batch of it has "
+        f"shape {tuple(sample_weight.shape)}, the values {tuple(shape)}. Give one weight per "
+        f"sample, shape (samples,), or one per value, shape ({per_value})")
 
 
 def weights_product(a, b):
@@ -429,8 +430,8 @@ def _metric_weights(weight, sample_weight, mask, output_name):
     if sample_weight is not None and sample_weight.ndim > 1:
         shape = sample_weight.shape[:1] + (mask.shape[1:] if mask is not None
                                            else sample_weight.shape[1:])
-        per_value = element_weights(sample_weight, shape, output_name, "the metric's values")
-        steps = per_value * steps.reshape(steps.shape + (1,) * (per_value.ndim - steps.ndim))
+        steps = weights_product(
+            element_weights(sample_weight, shape, output_name, "the metric's values"), steps)
     return steps
 
 

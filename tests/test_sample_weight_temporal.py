@@ -145,8 +145,8 @@ def test_streamed_batches_carry_per_token_weights():
 def test_weights_that_fit_no_loss_value_are_refused_clearly():
     x, y, _ = data()
     ours, _ = pair()
-    with pytest.raises(InputError, match=r"sample_weight of shape \(\d+, 7\).*one per value, "
-                                         r"shape \(\d+, 6\)"):
+    with pytest.raises(InputError, match=r"a batch of it has shape \(\d+, 7\), the values "
+                                         r"\(\d+, 6\).*one per value, shape \(samples, 6\)"):
         ours.fit(x, y, sample_weight=np.ones((N, T + 1), np.float32), verbose=0)
     with pytest.raises(InputError, match=r"one weight per sample, shape \(40,\), or one per "
                                          r"loss value"):
