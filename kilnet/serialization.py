@@ -25,15 +25,13 @@ from __future__ import annotations
 
 import types
 
-import jax
-import numpy as np
-
 from kilnet import (_registry, _tree, activations, constraints, initializers, losses, metrics,
                     mixed_precision, optimizers, regularizers)
 from kilnet.keras_files import _config as keras_config
 from kilnet.layers import LAYER_TYPES, Layer
 from kilnet.layers._base import with_batch_axis
 from kilnet.models import _config as model_config
+from kilnet.models import _constants as constants
 from kilnet.optimizers import schedules
 
 __all__ = ["deserialize_keras_object", "deserialize_layer", "serialize_keras_object",
@@ -124,14 +122,8 @@ def _structural_entry(obj):
             "step": serialize_keras_object(obj.step)}}
     if obj is Ellipsis:
         return {"class_name": "__ellipsis__", "config": {}}
-    if isinstance(obj, jax.Array):
-        return {"class_name": "__tensor__",
-                "config": {"value": np.asarray(obj).tolist(), "dtype": str(obj.dtype)}}
-    if isinstance(obj, np.ndarray) and obj.ndim > 0:
-        return {"class_name": "__numpy__",
-                "config": {"value": obj.tolist(), "dtype": str(obj.dtype)}}
-    if isinstance(obj, (np.generic, np.ndarray)):
-        return obj.item()
+    if constants.is_array(obj):
+        return constants.array_config(obj)
     return None
 
 
@@ -276,10 +268,11 @@ def _structural_object(config, custom, module_objects):
                        for k in ("start", "stop", "step")))
     if name == "__ellipsis__":
         return Ellipsis
-    if name == "__numpy__":
-        return np.asarray(inner["value"], dtype=inner.get("dtype"))
-    if name == "__tensor__":
-        return jax.numpy.asarray(np.asarray(inner["value"], dtype=inner.get("dtype")))
+    if name in constants.KINDS:
+        try:
+            return constants.array_from_config(config)
+        except ValueError as error:
+            raise ValueError(f"deserialize_keras_object: {error}") from None
     if name in ("__lambda__", "__keras_tensor__", "__typespec__"):
         raise ValueError(f"deserialize_keras_object: a {name} entry is not data kilnet "
                          "rebuilds (a lambda is Python bytecode, which kilnet never runs; "

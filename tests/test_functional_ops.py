@@ -4,7 +4,9 @@ and saves in kilnet's and Keras's files, which Keras itself opens (and the rever
 
 import importlib
 import inspect
+import json
 import os
+import zipfile
 
 import jax
 import numpy as np
@@ -276,3 +278,167 @@ def test_a_model_of_one_input_takes_it_in_a_list_of_one_as_keras_does():
     np.testing.assert_allclose(model.predict([x], verbose=0), x.sum(-1), rtol=1e-5)
     assert np.isfinite(model.fit([x], np.zeros((6, 3)), epochs=1, verbose=0)
                        .history["loss"][0])
+
+
+# -- constant operands -------------------------------------------------------------------------
+# A concrete array in the graph (keras.io's masked language model adds the output of an
+# Embedding called on ops.arange to the word embeddings): Keras keeps it in the node as
+# {"class_name": "__tensor__" / "__numpy__", "config": {"value", "dtype"}}, a NumPy scalar as a
+# number, and so does kilnet.
+def _graph_with_constants(lib):
+    kops, klayers = lib.ops, lib.layers
+    tokens = lib.Input(shape=(4,), dtype="int32", name="tokens")
+    words = klayers.Embedding(10, 3, name="word_embedding")(tokens)
+    positions = klayers.Embedding(4, 3, name="position_embedding")(kops.arange(0, 4, 1))
+    h = klayers.Dense(3, name="dense")(words + positions)                 # a JAX array
+    h = kops.multiply(h, np.linspace(0.5, 2.0, 3).astype("float32"))    # a NumPy array
+    h = h * kops.convert_to_tensor(3.0) + np.float32(0.25)             # 0-d tensor, scalar
+    h = kops.subtract(np.ones(3, "float32"), h)                        # the constant first
+    mask = np.tril(np.ones((4, 4), bool))[None]                        # a layer's argument
+    h = klayers.MultiHeadAttention(2, 2, name="attention")(h, h, attention_mask=mask)
+    ids = kops.cast(tokens + kops.arange(4), "float32")                  # an integer one
+    return lib.Model(tokens, klayers.Concatenate(name="joined")([h, ids[..., None]]))
+
+
+_TOKENS = np.array([[1, 2, 3, 4], [0, 0, 9, 1], [5, 6, 7, 8]], "int32")
+
+
+def _constants_in(config) -> list:
+    """The arrays and numbers the graph's nodes hold, layer by layer, in order."""
+    found = []
+
+    def walk(value):
+        if isinstance(value, dict) and value.get("class_name") in ("__tensor__", "__numpy__"):
+            found.append(value)
+        elif isinstance(value, dict) and value.get("class_name") != "__keras_tensor__":
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            found.append(value)
+
+    for layer in config["layers"]:
+        walk(layer["inbound_nodes"])
+    return found
+
+
+def test_constant_operands_are_kept_in_the_config_as_keras_writes_them():
+    ours = _graph_with_constants(kilnet).get_config()
+    theirs = _graph_with_constants(keras).get_config()
+    mine, keras_s = _constants_in(ours), _constants_in(theirs)
+    kinds = [c["class_name"] if isinstance(c, dict) else c for c in mine]
+    assert kinds == ["__tensor__", "__numpy__", "__tensor__", 0.25, "__tensor__", "__numpy__",
+                     "__numpy__"], kinds
+    assert [c["config"]["dtype"] for c in mine if isinstance(c, dict)] == [
+        "float32", "float32", "float32", "int32", "float32", "bool"]
+    # the position embeddings are drawn: the same kind, dtype and shape as Keras's; the
+    # others are the same values
+    assert _shape_of(mine[0]) == _shape_of(keras_s[0]) == (4, 3)
+    assert mine[1:] == keras_s[1:]
+    assert mine[0]["class_name"] == keras_s[0]["class_name"] and \
+        mine[0]["config"]["dtype"] == keras_s[0]["config"]["dtype"]
+
+
+def _shape_of(entry):
+    return np.asarray(entry["config"]["value"]).shape
+
+
+def test_a_graph_with_constants_saves_and_loads_in_kilnet_files_and_configs(tmp_path):
+    model = _graph_with_constants(kilnet)
+    before = model.predict(_TOKENS, verbose=0)
+    model.save(tmp_path / "m.kilnet")
+    model.save(tmp_path / "m.keras")
+    rebuilt = [kilnet.models.load_model(tmp_path / "m.kilnet"),
+               kilnet.models.load_model(tmp_path / "m.keras"),
+               kilnet.Model.from_config(model.get_config()),
+               kilnet.models.model_from_json(model.to_json())]
+    for copy in rebuilt:
+        copy.set_weights(model.get_weights())
+        np.testing.assert_array_equal(copy.predict(_TOKENS, verbose=0), before)
+        # each constant keeps its kind, dtype and values
+        assert _constants_in(copy.get_config()) == _constants_in(model.get_config())
+    # the constant is no layer: the position Embedding's weights are not the model's (Keras)
+    assert [layer.name for layer in model.layers if layer.weights] == [
+        "word_embedding", "dense", "attention"]
+    _assert_summarized_as_keras(rebuilt[1], _graph_with_constants(keras))
+
+
+def _assert_summarized_as_keras(model, keras_model):
+    """The constants are no rows and connect nothing: the rows are Keras's layers and ops,
+    with their output shapes and counts."""
+    lines = []
+    model.summary(print_fn=lines.append, line_length=160)
+    cells = [[c.strip() for c in line.strip("│").split("│")]
+             for line in "\n".join(lines).splitlines() if line.startswith("│")]
+    ours = [(c[0].rpartition(" (")[2].rstrip(")"), c[1], c[2]) for c in cells]
+    assert ours == [(type(op).__name__, str(op.output.shape),
+                     str(op.count_params() if isinstance(op, keras.layers.Layer) else 0))
+                    for op in keras_model.operations]
+    assert [c[3] for c in cells if c[0].startswith("add (")] == ["word_embedding[0][0]"]
+
+
+def test_keras_and_kilnet_open_each_other_s_constants_and_compute_the_same(tmp_path):
+    keras.utils.set_random_seed(5)
+    theirs = _graph_with_constants(keras)
+    theirs.save(tmp_path / "k.keras")
+    ours = kilnet.models.load_model(tmp_path / "k.keras")
+    np.testing.assert_allclose(ours.predict(_TOKENS, verbose=0),
+                               np.asarray(theirs.predict(_TOKENS, verbose=0)),
+                               rtol=1e-5, atol=1e-6)
+    mine = _graph_with_constants(kilnet)
+    mine.save(tmp_path / "m.keras")
+    in_keras = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(np.asarray(in_keras.predict(_TOKENS, verbose=0)),
+                               mine.predict(_TOKENS, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_a_merge_layer_takes_a_constant_among_its_inputs(tmp_path):
+    """Add()([x, array]) records the array in the node (it made kilnet fail looking for the
+    array's mask), computes x + array and saves in both formats."""
+    inputs = kilnet.Input(shape=(4, 3))
+    shift = np.linspace(-1, 1, 12).astype("float32").reshape(1, 4, 3)
+    model = kilnet.Model(inputs, layers.Add()([inputs, shift]))
+    x = _x(2, 4, 3)
+    np.testing.assert_allclose(model.predict(x, verbose=0), x + shift, rtol=1e-6)
+    for name in ("m.kilnet", "m.keras"):
+        model.save(tmp_path / name)
+        np.testing.assert_allclose(
+            kilnet.models.load_model(tmp_path / name).predict(x, verbose=0), x + shift,
+            rtol=1e-6)
+
+
+@pytest.mark.parametrize("value, dtype, problem", [
+    ([1.0, 2.0], "object", "dtype 'object'"),
+    ([[1.0], [2.0, 3.0]], "float32", "one regular shape"),
+    ([1.0, "2.0"], "float32", "numbers only"),
+    ([1.0, None], "float32", "numbers only"),
+    ([1.5, 2.0], "int32", "fractional"),
+    ([300, 1], "int8", "outside the range"),
+])
+def test_a_malformed_constant_is_refused_as_data(tmp_path, value, dtype, problem):
+    """A constant in a Keras file or a config is read as numbers of a closed set of dtypes,
+    nothing else."""
+    def spoiled(config):
+        node = next(layer for layer in config["layers"]
+                    if layer["class_name"] in ("Add", "Operation"))["inbound_nodes"][0]
+        node["args"][1]["config"] = {"value": value, "dtype": dtype}
+        return config
+
+    inputs = keras.Input(shape=(2,))
+    keras.Model(inputs, inputs + np.ones(2, "float32")).save(tmp_path / "k.keras")
+    with zipfile.ZipFile(tmp_path / "k.keras") as archive:
+        members = {n: archive.read(n) for n in archive.namelist()}
+    entry = json.loads(members["config.json"])
+    spoiled(entry["config"])
+    members["config.json"] = json.dumps(entry)
+    with zipfile.ZipFile(tmp_path / "bad.keras", "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with pytest.raises(kilnet.errors.ModelFileError, match=f"constant argument.*{problem}"):
+        kilnet.models.load_model(tmp_path / "bad.keras")
+    ours = kilnet.Input(shape=(2,))
+    config = spoiled(kilnet.Model(ours, ours + np.ones(2, "float32")).get_config())
+    with pytest.raises(kilnet.errors.ModelFileError, match=f"constant argument.*{problem}"):
+        kilnet.Model.from_config(config)

@@ -81,6 +81,18 @@ def test_plain_data_arrays_and_markers_as_keras():
     assert deserialize_keras_object("relu") == "relu"   # a bare name stays a name, as Keras
 
 
+def test_an_array_entry_is_read_as_numbers_of_a_numeric_dtype_only():
+    entry = keras.saving.serialize_keras_object(np.array([[True, False]]))
+    np.testing.assert_array_equal(deserialize_keras_object(entry), [[True, False]])
+    for config, problem in [({"value": [1, 2], "dtype": "object"}, "dtype 'object'"),
+                            ({"value": ["1", "2"], "dtype": "float32"}, "numbers only"),
+                            ({"value": [1, 2]}, "malformed")]:
+        with pytest.raises(ValueError, match=f"deserialize_keras_object: .*{problem}"):
+            deserialize_keras_object({"class_name": "__numpy__", "config": config})
+    with pytest.raises(ValueError, match="dtypes .* Received: an array of dtype <U1"):
+        serialize_keras_object(np.array(["a"]))
+
+
 def test_a_keras_functional_model_entry_becomes_a_kilnet_model():
     inputs = keras.Input((4,), name="features")
     hidden = keras.layers.Dense(5, activation="relu", name="hidden")(inputs)

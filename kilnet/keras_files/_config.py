@@ -22,6 +22,7 @@ from kilnet.layers import (CELL_TYPES, LAYER_TYPES, RNN, Bidirectional, InputLay
                            Pipeline, StackedRNNCells, Wrapper)
 from kilnet.models import Model, Sequential
 from kilnet.models._config import functional_like_constructor
+from kilnet.models._constants import KINDS
 from kilnet.layers._application_layers import KERAS_MODULES as APPLICATION_MODULES
 from kilnet.layers._operation import OPERATIONS, OPS
 
@@ -35,8 +36,9 @@ MODULES = frozenset({"keras", "keras.layers", "keras.models", "keras.src.models.
 # Where Keras's graph-node ops live; a config may name them only for the ops of kilnet's
 # closed table (kilnet.layers.Operation), which kilnet computes itself.
 OPERATION_MODULES = frozenset(module for _, module, _ in OPS.values())
-# structure, not objects: tensors, tuples, an index's slices and `...`
-MARKERS = frozenset({"__keras_tensor__", "__tuple__", "__slice__", "__ellipsis__"})
+# structure and data, not objects: tensors, tuples, an index's slices and `...`, constant
+# arrays (read as numbers by kilnet.models._constants)
+MARKERS = frozenset({"__keras_tensor__", "__tuple__", "__slice__", "__ellipsis__"}) | KINDS
 MODEL_CLASSES = frozenset({"Functional", "Sequential", "Model"})
 # Classes Keras has and kilnet refuses on purpose, with the reason given to the user.
 REFUSED = {

@@ -781,7 +781,7 @@ class Layer:
             return jax.ShapeDtypeStruct(tuple(1 if d is None else d for d in t.shape), t.dtype)
 
         def mask_spec(t):
-            if not t.has_mask:
+            if not isinstance(t, KerasTensor) or not t.has_mask:   # a constant has no mask
                 return None
             return jax.ShapeDtypeStruct(tuple(1 if d is None else d for d in t.shape[:2]),
                                         jnp.bool_)

@@ -24,7 +24,9 @@ A functional model's configuration has Keras 3's shape:
 where a symbolic tensor in a node's arguments is {"class_name": "__keras_tensor__", "config":
 {"shape", "dtype", "keras_history": [layer_name, node_index, tensor_index]}} (an index's slices
 and `...` are {"class_name": "__slice__", "config": {"start", "stop", "step"}} and
-{"class_name": "__ellipsis__", "config": {}}, as Keras writes them), node_index counts
+{"class_name": "__ellipsis__", "config": {}}, and a constant array {"class_name":
+"__tensor__" or "__numpy__", "config": {"value", "dtype"}} (kilnet.models._constants), as
+Keras writes them), node_index counts
 the calls of that layer within this model (from 0), and input_layers / output_layers keep the
 structure the model was defined with (one [layer_name, node_index, tensor_index], a list or a
 dict of them). A Sequential keeps its own format {"name", "input_shape", "layers": [{"class_name",
@@ -41,13 +43,12 @@ import math
 import types
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from kilnet import _safefile, saving
 from kilnet._toposort import calls_in_order
 from kilnet.errors import ModelFileError
 from kilnet.layers import CELL_TYPES, LAYER_TYPES, InputLayer, Layer
 from kilnet.layers._node import KerasTensor, flatten, substitute, tensors_in
+from kilnet.models import _constants as constants
 from kilnet.models._model import Model
 from kilnet.models._sequential import Sequential
 
@@ -242,12 +243,14 @@ def _argument_config(value, index):
                                                 "step": value.step}}
     if value is Ellipsis:
         return {"class_name": ELLIPSIS, "config": {}}
-    if isinstance(value, (np.integer, np.floating, np.bool_)):
-        return value.item()
+    if constants.is_array(value):   # a constant operand, kept in the graph as Keras keeps it
+        return constants.array_config(value)
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise TypeError(f"A layer was called with an argument of type {type(value).__name__}, "
-                    f"which a model configuration cannot hold. Received: {value!r:.100}")
+                    "which a model configuration cannot hold (it holds symbolic tensors, "
+                    "numbers, strings, arrays and lists, tuples and dicts of them). Received: "
+                    f"{value!r:.100}")
 
 
 def _structure_config(structure, index):
@@ -512,6 +515,11 @@ def _plan_argument(value, reader):
             if value != {"class_name": ELLIPSIS, "config": {}}:
                 reader.fail(f"an ellipsis argument is malformed. Received: {value!r:.200}")
             return Ellipsis
+        if constants.is_array_config(value):
+            try:
+                return constants.array_from_config(value)
+            except ValueError as error:
+                reader.fail(f"a constant argument is invalid: {error}")
         return {k: _plan_argument(v, reader) for k, v in value.items()}
     return value
 
