@@ -152,6 +152,7 @@ def _layer_slots(layer, prefix, path, layout, seen):
     elif isinstance(layer, SpectralNormalization):
         _spectral_slots(layer, prefix, path, layout, seen)
     elif isinstance(layer, MultiHeadAttention):
+        _own_slots(layer, prefix, path, layout)   # a subclass's own variables (vars/0, ...)
         for part in layer.sublayers:
             if part.name not in ATTENTION_PARTS:
                 raise LayoutError(f"MultiHeadAttention {layer.name!r} has a part named "

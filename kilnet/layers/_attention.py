@@ -38,9 +38,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from kilnet._custom_gradients import custom_vjp
-from kilnet import constraints, initializers, random, regularizers
+from kilnet import _scope, constraints, initializers, random, regularizers
 from kilnet._kernels import onednn_matmul
-from kilnet.layers._base import Layer, is_shape
+from kilnet.layers._attention_names import KerasPrivateSettings, attention_equations
+from kilnet.layers._base import Layer, is_shape, set_untracked
 from kilnet.layers._dropout_masks import keep_mask
 from kilnet.layers._einsum_dense import fans_over
 from kilnet.layers._matmul import last_axes_product
@@ -48,6 +49,22 @@ from kilnet.layers._node import KerasTensor
 
 # Keras pushes masked scores to -1e9 (float32) before the softmax.
 _MASKED = -1e9
+
+
+def kilnet_hook(method):
+    """Mark `method` as kilnet's own version of one of Keras's attention hooks
+    (`_compute_attention`, `_masked_softmax`, ...), so that the layer tells a subclass's
+    override from it: kilnet's versions keep kilnet's fused kernels.
+
+    Example:
+        >>> @kilnet_hook
+        ... def _masked_softmax(self, scores, mask=None):
+        ...     return scores
+        >>> _masked_softmax.kilnet_default
+        True
+    """
+    method.kilnet_default = True
+    return method
 
 
 class _Projection(Layer):
@@ -97,7 +114,7 @@ class _Projection(Layer):
         return y, state
 
 
-class MultiHeadAttention(Layer):
+class MultiHeadAttention(KerasPrivateSettings, Layer):
     """Multi-head attention (Vaswani et al., 2017), as Keras's MultiHeadAttention.
 
     query, key and value are projected to `num_heads` heads (of `key_dim`, `key_dim` and
@@ -144,6 +161,16 @@ class MultiHeadAttention(Layer):
     given it the axes it lacks, just before its last 2 * len(attention_axes) axes (so
     (batch, T..., S...) gets the heads and batch-like axes). use_causal_mask and
     sliding_window order the positions of a single attended axis.
+
+    Subclassing, as Keras's: the call runs through the methods subclasses written for Keras
+    override, with Keras's arguments and results: `_compute_attention_mask` (the masks
+    combined), `_compute_attention` (the heads' attention from the projected query, key and
+    value), and within the default `_compute_attention`, `_masked_softmax` and the members
+    `_build_attention` makes (`_dot_product_equation`, `_combine_equation`, `_softmax`,
+    `_dropout_layer`); Keras's private settings (`_key_dim`, `_num_heads`, ...) read the
+    layer's, and the projections are `query_dense`, `key_dense`, `value_dense` and
+    `output_dense` (`_query_dense`, ...). Variables a subclass keeps are weights of the layer,
+    trained and saved with it. Overriding none of these keeps kilnet's own kernels.
 
     Example:
         >>> import numpy as np
@@ -300,7 +327,66 @@ class MultiHeadAttention(Layer):
                    (self._output_dense, query[:-1] + (self.num_heads, self.value_dim))]
         for projection, shape in builds:
             projection.build_weights(rng, shape)
+        self._build_attention(len(query) + 2)
         return self.params_tree(), self.state_tree(), self.compute_output_shape(query)
+
+    @property
+    def query_dense(self) -> _Projection:
+        """The query's projection (Keras's EinsumDense "query"): kernel (dim, heads,
+        key_dim), bias (heads, key_dim).
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> attention = kilnet.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+            >>> _ = attention(np.ones((1, 3, 6)), np.ones((1, 5, 6)))
+            >>> attention.query_dense.kernel.shape, attention._query_dense.bias.shape
+            ((6, 2, 4), (2, 4))
+        """
+        return self._query_dense
+
+    @property
+    def key_dense(self) -> _Projection:
+        """The key's projection (Keras's EinsumDense "key"), as `query_dense`."""
+        return self._key_dense
+
+    @property
+    def value_dense(self) -> _Projection:
+        """The value's projection (Keras's EinsumDense "value"), as `query_dense`."""
+        return self._value_dense
+
+    @property
+    def output_dense(self) -> _Projection:
+        """The heads' projection to the output (Keras's EinsumDense "attention_output"):
+        kernel (heads, value_dim, output features), as `query_dense`."""
+        return self._output_dense
+
+    @kilnet_hook
+    def _build_attention(self, rank):
+        """Keras's hook that makes what `_compute_attention` uses, for projections of `rank`
+        axes (batch, ..., heads, features): the attention axes resolved, the einsum
+        equations `_dot_product_equation` (key, query -> scores) and `_combine_equation`
+        (probabilities, value -> output), `_softmax` (over the key's attended axes of the
+        scores, taking a mask) and `_dropout_layer` (the dropout of the probabilities). A
+        subclass overriding it (or `_masked_softmax`) has the default `_compute_attention`
+        go through these members, as Keras's does, instead of kilnet's fused kernels.
+
+        Example:
+            >>> import kilnet
+            >>> attention = kilnet.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+            >>> _ = attention(kilnet.Input((3, 6)), kilnet.Input((5, 6)))
+            >>> attention._dot_product_equation, attention._combine_equation
+            ('aecd,abcd->acbe', 'acbe,aecd->abcd')
+        """
+        self.attention_axes = _resolved_axes(self.attention_axes, rank - 1)
+        dot_product, combine = attention_equations(rank, self.attention_axes)
+        attended = len(self.attention_axes)
+        scores_rank = rank - 1 + attended
+        set_untracked(self, "_dot_product_equation", dot_product)
+        set_untracked(self, "_combine_equation", combine)
+        set_untracked(self, "_softmax", ScoresSoftmax(
+            tuple(range(scores_rank - attended, scores_rank))))
+        set_untracked(self, "_dropout_layer", ScoresDropout(self))
 
     # -- calling ---------------------------------------------------------------------------------
     def __call__(self, query=None, value=None, key=None, *, query_mask=None, value_mask=None,
@@ -378,30 +464,204 @@ class MultiHeadAttention(Layer):
               sample_mask=None, attention_mask=None, return_attention_scores=False,
               use_causal_mask=False, query_mask=None, value_mask=None, key_mask=None):
         key = value if key is None else jnp.asarray(key)
+        mask = self._compute_attention_mask(
+            query, value, query_mask=query_mask, value_mask=value_mask, key_mask=key_mask,
+            attention_mask=attention_mask, use_causal_mask=use_causal_mask)
         project = functools.partial(self._project, params=params, sample_mask=sample_mask)
         q = project(self._query_dense, x=query)      # (batch, T, heads, key_dim)
         k = project(self._key_dense, x=key)          # (batch, S, heads, key_dim)
         v = project(self._value_dense, x=value)      # (batch, S, heads, value_dim)
-        masks = (attention_mask, query_mask, value_mask, key_mask)
-        attend_heads = self._attend_sequence if q.ndim == 4 else self._attend_over_axes
-        context, probs = attend_heads(q, k, v, masks, use_causal_mask, training, rng,
-                                      return_attention_scores)
+        k, v = self.heads_for_queries(k, v)
+        # The heads attend in a scope binding the layer's own Variables (a subclass's
+        # learned temperature) and giving its random key, so that an overriding
+        # _compute_attention reads them as Keras's does.
+        scope = self.scope_for(params, state, training=training, rng=rng,
+                               sample_mask=sample_mask)
+        with _scope.opened(scope):
+            context, probs = self.attend_heads(q, k, v, mask, training,
+                                               return_attention_scores)
         if self.use_gate:
             context = context * project(self._gate_dense, x=query)   # sigmoid gate
         output = project(self._output_dense, x=context)
-        return ((output, probs) if return_attention_scores else output), state
+        assigned = {v.name: scope.assigned[id(v)] for v in self._non_trainable_vars
+                    if id(v) in scope.assigned}
+        return ((output, probs) if return_attention_scores else output), {**state, **assigned}
 
-    def _attend_sequence(self, q, k, v, masks, use_causal_mask, training, rng,
-                         return_attention_scores):
-        """(context, probabilities or None) of (batch, sequence, heads, dim) projections."""
-        k, v = self.heads_for_queries(k, v)
+    def attend_heads(self, query, key, value, attention_mask, training,
+                     return_attention_scores):
+        """(output, probabilities or None) of the projected heads: `_compute_attention`
+        called as Keras's MultiHeadAttention calls it, so an override receives Keras's
+        arguments (GroupQueryAttention calls it as Keras's GroupedQueryAttention does).
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> attention = kilnet.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+            >>> q = np.ones((1, 3, 2, 4), np.float32)
+            >>> output, probs = attention.attend_heads(q, q, q, None, False, False)
+            >>> output.shape, probs
+            ((1, 3, 2, 4), None)
+        """
+        return self._compute_attention(query, key, value, attention_mask, training,
+                                       return_attention_scores)
+
+    @kilnet_hook
+    def _compute_attention_mask(self, query, value, query_mask=None, value_mask=None,
+                                key_mask=None, attention_mask=None, use_causal_mask=False):
+        """Keras's hook for the mask `_compute_attention` receives: attention_mask ANDed with
+        the query's, value's and key's masks (a query step attends where it is real, to
+        steps that are real), the causal mask and the sliding window, as booleans
+        broadcasting to (batch, T, S), or None where nothing masks. Inputs of a higher rank
+        give (batch, <query's positions>, <key's positions>) in the same way; the causal mask
+        and the window order the positions of the one attended axis.
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> attention = kilnet.layers.MultiHeadAttention(num_heads=1, key_dim=2)
+            >>> x = np.ones((1, 3, 2))
+            >>> attention._compute_attention_mask(x, x, use_causal_mask=True).astype(int).tolist()
+            [[[1, 0, 0], [1, 1, 0], [1, 1, 1]]]
+        """
+        masks = (attention_mask, query_mask, value_mask, key_mask)
+        combined = _with_sequence_masks(*masks)
+        query_shape, value_shape = jnp.shape(query), jnp.shape(value)
+        if len(query_shape) == 3:
+            if combined is not None:
+                _check_mask_shape(combined.shape, query_shape[1], value_shape[1])
+            return _both(combined, self._positions_mask(use_causal_mask, query_shape[1],
+                                                        value_shape[1]))
+        axes = _resolved_axes(self.attention_axes, len(query_shape))
+        if use_causal_mask or self.sliding_window is not None:
+            if len(axes) != 1:
+                raise ValueError(
+                    "use_causal_mask and sliding_window order the positions of one attended "
+                    f"axis, as Keras's; this layer attends over attention_axes={axes}. Pass "
+                    "use_causal_mask=False and sliding_window=None, and give the order as an "
+                    "attention_mask, or attend over a single axis")
+            combined = _both(combined, self._positions_mask(
+                use_causal_mask, query_shape[axes[0]], value_shape[axes[0]]))
+        if combined is not None:
+            given = [name for name, mask in zip(
+                ("attention_mask", "query_mask", "value_mask", "key_mask"), masks)
+                if mask is not None]
+            scores_shape = (query_shape[0],) + self._scores_shape(query_shape[1:],
+                                                                  value_shape[1:])
+            _expanded_mask_shape(combined.shape, scores_shape, len(axes),
+                                 " & ".join(given) or "the causal mask")
+        return combined
+
+    @kilnet_hook
+    def _compute_attention(self, query, key, value, attention_mask=None, training=None,
+                           return_attention_scores=False, use_causal_mask=False):
+        """Keras's hook for the heads' attention, which a subclass overrides to change it
+        (keras.io's vit_small_ds scales the queries by a learned temperature). It receives the
+        projected query (batch, T, heads, key_dim), not yet scaled, key (batch, S, heads,
+        key_dim) and value (batch, S, heads, value_dim) (inputs of a higher rank: (batch,
+        ..., heads, dim)), the mask `_compute_attention_mask` made (or None), the training
+        flag and whether the scores are asked for; it returns the heads' output, laid out as
+        the query with value_dim features, and the probabilities (batch, heads, T, S), or None
+        when they are not asked for. `use_causal_mask`: AND a causal mask over the sequence
+        (Keras's flag for its fused kernel; kilnet's call passes it in the mask).
+
+        kilnet's own softmax and product (a written gradient, the batch split in parts on
+        CPU) compute it, unless the class overrides `_masked_softmax` or `_build_attention`:
+        then Keras's steps run through them (`_dot_product_equation`, `_masked_softmax`,
+        `_dropout_layer`, `_combine_equation`).
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> attention = kilnet.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+            >>> q = k = v = np.ones((1, 3, 2, 4), np.float32)
+            >>> output, probs = attention._compute_attention(q, k, v,
+            ...                                              return_attention_scores=True)
+            >>> output.shape, np.allclose(probs, 1 / 3)        # equal scores: equal weights
+            ((1, 3, 2, 4), True)
+        """
+        query, key, value = (jnp.asarray(t) for t in (query, key, value))
+        if use_causal_mask:
+            if query.ndim != 4:
+                raise ValueError(
+                    "_compute_attention(use_causal_mask=True) orders the positions of "
+                    "(batch, T, heads, dim) projections, as Keras's. Received: query of shape "
+                    f"{query.shape}. Give the causal order in attention_mask "
+                    "(_compute_attention_mask(..., use_causal_mask=True) makes it)")
+            attention_mask = _both(None if attention_mask is None
+                                   else jnp.asarray(attention_mask) != 0,
+                                   self._positions_mask(True, query.shape[1], key.shape[1]))
+        if training is None:
+            training = _scope.training_flag()
+        if self._overrides("_masked_softmax") or self._overrides("_build_attention"):
+            return self._attention_by_equations(query, key, value, attention_mask, training)
+        # Keras's arguments carry no random key: the dropout draws from the one apply gave,
+        # which the scope apply opened holds (the same key as before the hooks existed)
+        scope = _scope.current()
+        rng = None if scope is None else scope.rng
+        attend = self._attend_sequence if query.ndim == 4 else self._attend_over_axes
+        return attend(query, key, value, attention_mask, bool(training), rng,
+                      return_attention_scores)
+
+    @kilnet_hook
+    def _masked_softmax(self, attention_scores, attention_mask=None):
+        """Keras's hook for the probabilities: `_softmax` of the scores, the mask given the
+        axes it lacks just before its last 2 * len(attention_axes) axes (the heads', and the
+        batch-like ones), as Keras's. A subclass overriding it has the default
+        `_compute_attention` take Keras's steps through it.
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> attention = kilnet.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+            >>> _ = attention(np.ones((1, 2, 4)), np.ones((1, 2, 4)))
+            >>> mask = np.array([[[True, False], [True, True]]])
+            >>> np.asarray(attention._masked_softmax(np.zeros((1, 2, 2, 2)), mask))[0, 1].tolist()
+            [[1.0, 0.0], [0.5, 0.5]]
+        """
+        if attention_mask is not None:
+            attention_mask = jnp.asarray(attention_mask)
+            axis = -2 * len(self.attention_axes) - 1
+            while attention_mask.ndim < jnp.ndim(attention_scores):
+                attention_mask = jnp.expand_dims(attention_mask, axis)
+        return self._softmax(attention_scores, mask=attention_mask)
+
+    def _attention_by_equations(self, query, key, value, attention_mask, training):
+        """Keras's attention step by step, through the members a subclass may replace: the
+        query scaled, the scores by `_dot_product_equation`, `_masked_softmax`, the dropout
+        of `_dropout_layer`, the output by `_combine_equation`."""
+        query = query * jnp.asarray(self._inverse_sqrt_key_dim, query.dtype)
+        probs = self._masked_softmax(self.dot_product(query, key), attention_mask)
+        kept = self._dropout_layer(probs, training=training) if self.dropout > 0 else probs
+        return jnp.einsum(self._combine_equation, kept, value), probs
+
+    def dot_product(self, query, key):
+        """The scores of the scaled query and the key by `_dot_product_equation`, whose
+        operands come in Keras's order for the class (MultiHeadAttention's: key, query).
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> attention = kilnet.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+            >>> _ = attention(np.ones((1, 3, 6)), np.ones((1, 5, 6)))
+            >>> attention.dot_product(np.ones((1, 3, 2, 4)), np.ones((1, 5, 2, 4))).shape
+            (1, 2, 3, 5)
+        """
+        return jnp.einsum(self._dot_product_equation, key, query)
+
+    def _overrides(self, method: str) -> bool:
+        """Whether a class of yours replaces kilnet's `method` (one of Keras's hooks)."""
+        return not getattr(getattr(type(self), method), "kilnet_default", False)
+
+    def _attend_sequence(self, q, k, v, mask, training, rng, return_attention_scores):
+        """(context, probabilities or None) of (batch, sequence, heads, dim) projections and
+        a mask broadcasting to (batch, T, S)."""
         q = q * (1.0 / math.sqrt(self.key_dim))
-        attention_mask = _with_sequence_masks(*masks)
-        mask = self._mask(attention_mask, use_causal_mask, q.shape[1], k.shape[1])
-        return self._attend_heads(q, k, v, mask, training, rng, return_attention_scores)
+        if mask is not None:
+            while mask.ndim < 4:   # the heads axis, then a batch axis
+                mask = jnp.expand_dims(mask, -3)
+        return self._attend_scaled(q, k, v, mask, training, rng, return_attention_scores)
 
-    def _attend_over_axes(self, q, k, v, masks, use_causal_mask, training, rng,
-                          return_attention_scores):
+    def _attend_over_axes(self, q, k, v, mask, training, rng, return_attention_scores):
         """Attention over `attention_axes` of projections of a higher rank, (batch, ...,
         heads, dim), as Keras's einsums compute it. The batch-like axes are folded into the
         batch and the attended ones into one sequence (`_AxesFolding`), so the sequence
@@ -410,15 +670,15 @@ class MultiHeadAttention(Layer):
         folding = _AxesFolding(_resolved_axes(self.attention_axes, q.ndim - 1), q.shape,
                                k.shape)
         q, k, v = folding.fold(q), folding.fold(k), folding.fold(v)
-        k, v = self.heads_for_queries(k, v)
         q = q * (1.0 / math.sqrt(self.key_dim))
-        mask = self._mask_over_axes(folding, masks, use_causal_mask, heads=q.shape[2])
-        context, probs = self._attend_heads(q, k, v, mask, training, rng,
+        if mask is not None:
+            mask = folding.fold_mask(mask, heads=q.shape[2])
+        context, probs = self._attend_scaled(q, k, v, mask, training, rng,
                                             return_attention_scores)
         return (folding.unfold_context(context),
                 None if probs is None else folding.unfold_scores(probs))
 
-    def _attend_heads(self, q, k, v, mask, training, rng, return_attention_scores):
+    def _attend_scaled(self, q, k, v, mask, training, rng, return_attention_scores):
         """(context, probabilities or None) for q (batch, T, heads, d) already scaled, k and v
         (batch, S, heads, d) and a boolean mask broadcasting to (batch, heads, T, S)."""
         if not return_attention_scores:
@@ -431,27 +691,6 @@ class MultiHeadAttention(Layer):
         kept = _dropout(probs, self.dropout, training, rng, self)
         return _heads_product("bnts,bsnh->btnh", kept, v), probs
 
-    def _mask_over_axes(self, folding, masks, use_causal_mask, heads):
-        """Keras's mask for inputs of a higher rank, folded as the scores are: the
-        attention_mask ANDed with the inputs' masks and, for one attended axis, the causal and
-        sliding-window masks over its positions."""
-        combined = _with_sequence_masks(*masks)
-        if use_causal_mask or self.sliding_window is not None:
-            if len(folding.axes) != 1:
-                raise ValueError(
-                    "use_causal_mask and sliding_window order the positions of one attended "
-                    f"axis, as Keras's; this layer attends over attention_axes="
-                    f"{folding.axes}. Pass use_causal_mask=False and sliding_window=None, and "
-                    "give the order as an attention_mask, or attend over a single axis")
-            (t,), (s,) = folding.query_positions, folding.key_positions
-            positions = self._mask(None, use_causal_mask, t, s)            # (T, S)
-            combined = positions if combined is None else combined & positions
-        if combined is None:
-            return None
-        given = [name for name, mask in zip(
-            ("attention_mask", "query_mask", "value_mask", "key_mask"), masks) if mask is not None]
-        return folding.fold_mask(combined, heads, what=" & ".join(given))
-
     def heads_for_queries(self, k, v):
         """The key and value heads each query head attends with, (batch, S, num_heads, dim):
         here the projected ones; GroupedQueryAttention repeats its fewer shared heads."""
@@ -460,26 +699,83 @@ class MultiHeadAttention(Layer):
     def _project(self, projection, params, x, sample_mask=None):
         return projection.apply(params[projection.name], {}, x, sample_mask=sample_mask)[0]
 
-    def _mask(self, attention_mask, use_causal_mask, t, s):
-        """The boolean (batch or 1, 1, T, S) mask of allowed (query, key) pairs, or None."""
+    def _positions_mask(self, use_causal_mask, t, s):
+        """The boolean (1, T, S) mask of the (query, key) positions the causal mask and the
+        sliding window allow (Keras's shape for them), or None where neither applies."""
+        rows, cols = jnp.arange(t)[None, :, None], jnp.arange(s)[None, None, :]
         masks = []
-        if attention_mask is not None:
-            mask = jnp.asarray(attention_mask) != 0   # Keras casts to bool: nonzero attends
-            _check_mask_shape(mask.shape, t, s)
-            while mask.ndim < 4:   # the heads axis, then a batch axis
-                mask = jnp.expand_dims(mask, -3)
-            masks.append(mask)
-        rows, cols = jnp.arange(t)[:, None], jnp.arange(s)[None, :]
         if use_causal_mask:
             masks.append(rows >= cols)
         if self.sliding_window is not None:
             masks.append(jnp.abs(rows - cols) < self.sliding_window)
-        if not masks:
-            return None
-        combined = masks[0]
-        for mask in masks[1:]:
-            combined = combined & mask
+        combined = None
+        for mask in masks:
+            combined = _both(combined, mask)
         return combined
+
+
+class ScoresSoftmax:
+    """Keras's Softmax layer as MultiHeadAttention keeps it in `_softmax`: `softmax(scores,
+    mask=None)` over `axis`, the last axes of the scores (the key's attended ones, together),
+    masked positions (False, or at most 0.5) getting no weight and a row masked throughout
+    giving zeros. kilnet's attention softmax computes it.
+
+    Example:
+        >>> import numpy as np
+        >>> softmax = ScoresSoftmax((2, 3))
+        >>> np.asarray(softmax(np.zeros((1, 1, 2, 2)), mask=np.array([[1, 1], [1, 0]])))
+        array([[[[0.33333334, 0.33333334],
+                 [0.33333334, 0.        ]]]], dtype=float32)
+    """
+
+    def __init__(self, axis):
+        self.axis = tuple(axis)
+
+    def __call__(self, inputs, mask=None):
+        inputs = jnp.asarray(inputs)
+        if mask is not None:
+            mask = jnp.asarray(mask)
+            if not _broadcasts(mask.shape, inputs.shape):
+                raise ValueError(
+                    f"the mask of the attention softmax must broadcast to the scores, of shape "
+                    f"{inputs.shape}. Received: mask of shape {mask.shape}. Give it the "
+                    "scores' axes (size 1 where it is shared)")
+            mask = mask if mask.dtype == jnp.bool_ else mask > 0.5   # Keras's rule
+        rows = inputs.shape[:inputs.ndim - len(self.axis)] + (-1,)
+        if mask is not None and len(self.axis) > 1:
+            mask = jnp.broadcast_to(mask, inputs.shape).reshape(rows)
+        return attention_probabilities(inputs.reshape(rows), mask).reshape(inputs.shape)
+
+
+class ScoresDropout:
+    """Keras's Dropout layer as MultiHeadAttention keeps it in `_dropout_layer`:
+    `dropout(probabilities, training=None)` zeroes them with the layer's `rate` in training
+    (None: the running call's flag) and scales the rest by 1 / (1 - rate), drawing from the
+    running call's key.
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> attention = kilnet.layers.MultiHeadAttention(num_heads=2, key_dim=4, dropout=0.5)
+        >>> dropout = ScoresDropout(attention)
+        >>> dropout.rate, np.asarray(dropout(np.ones((2, 2)), training=False)).tolist()
+        (0.5, [[1.0, 1.0], [1.0, 1.0]])
+    """
+
+    def __init__(self, layer):
+        self.layer = layer
+
+    @property
+    def rate(self) -> float:
+        return self.layer.dropout
+
+    def __call__(self, inputs, training=None):
+        inputs = jnp.asarray(inputs)
+        if training is None:
+            training = _scope.training_flag()
+        if not training or self.rate == 0.0:
+            return inputs
+        return _dropout(inputs, self.rate, True, _scope.next_rng(), self.layer)
 
 
 class Attention(Layer):
@@ -1025,6 +1321,19 @@ def _with_sequence_masks(attention_mask, query_mask, value_mask, key_mask):
             mask = jnp.expand_dims(jnp.asarray(mask) != 0, axis)
             combined = mask if combined is None else combined & mask
     return combined
+
+
+def _both(mask, other):
+    """mask & other, either of which may be None (nothing masked)."""
+    if mask is None:
+        return other
+    return mask if other is None else mask & other
+
+
+def _broadcasts(shape, target) -> bool:
+    """Whether an array of `shape` broadcasts to `target` (no more axes, each 1 or equal)."""
+    return len(shape) <= len(target) and all(
+        size in (1, wanted) for size, wanted in zip(shape[::-1], target[::-1]))
 
 
 def _check_flag(value, argument):

@@ -15,6 +15,11 @@ head_dim, feature), each with its bias where use_bias; the output has the query'
 Keras exports the layer as GroupQueryAttention, the name its `.keras` configs give, but its
 class is GroupedQueryAttention, the name of its default layer names and of its group in a
 weights file (kilnet/keras_files/_layout.py maps it); kilnet has both names.
+
+A subclass written for Keras's GroupedQueryAttention finds its hooks as Keras's has them:
+`_compute_attention(query, key, value, attention_mask=None, training=None)` receives the key
+and value heads already repeated, its einsum equations take (query, key) in that order
+("bquh,bkuh->buqk"), and `_return_attention_scores` says whether the scores are asked for.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import numbers
 
 import jax.numpy as jnp
 
-from kilnet.layers._attention import MultiHeadAttention
+from kilnet.layers._attention import MultiHeadAttention, kilnet_hook
+from kilnet.layers._base import set_untracked
 
 
 class GroupQueryAttention(MultiHeadAttention):
@@ -103,6 +109,14 @@ class GroupQueryAttention(MultiHeadAttention):
         # key and value are projected to the shared heads only
         self._key_dense.units = (self.num_key_value_heads, self.head_dim)
         self._value_dense.units = (self.num_key_value_heads, self.head_dim)
+        # Keras's: whether the running call asked for the scores, which its
+        # _compute_attention reads rather than takes
+        set_untracked(self, "_return_attention_scores", False)
+
+    @property
+    def _inverse_sqrt_head_dim(self) -> float:
+        """Keras's private name for the scale of the queries, 1 / sqrt(head_dim)."""
+        return self._inverse_sqrt_key_dim
 
     @property
     def default_name(self) -> str:
@@ -126,6 +140,43 @@ class GroupQueryAttention(MultiHeadAttention):
                 f"has the query's). Received: query of shape {(None,) + query}, value of "
                 f"shape {(None,) + value}")
         return query, value, key
+
+    @kilnet_hook
+    def _build_attention(self, rank):
+        """MultiHeadAttention's members, with Keras's GroupedQueryAttention's equations,
+        whose scores take the query first.
+
+        Example:
+            >>> import numpy as np
+            >>> gqa = GroupQueryAttention(head_dim=2, num_query_heads=2, num_key_value_heads=1)
+            >>> _ = gqa(np.ones((1, 3, 4)), np.ones((1, 3, 4)))
+            >>> gqa._dot_product_equation, gqa._combine_equation
+            ('bquh,bkuh->buqk', 'buqk,bkuh->bquh')
+        """
+        super()._build_attention(rank)
+        set_untracked(self, "_dot_product_equation", "bquh,bkuh->buqk")
+        set_untracked(self, "_combine_equation", "buqk,bkuh->bquh")
+
+    def dot_product(self, query, key):
+        """The scores by Keras's GroupedQueryAttention's `_dot_product_equation`: query,
+        then key."""
+        return jnp.einsum(self._dot_product_equation, query, key)
+
+    def attend_heads(self, query, key, value, attention_mask, training,
+                     return_attention_scores):
+        """`_compute_attention` called as Keras's GroupedQueryAttention calls it: the mask
+        and training flag by keyword, the scores asked for in `_return_attention_scores`."""
+        set_untracked(self, "_return_attention_scores", return_attention_scores)
+        return self._compute_attention(query, key, value, attention_mask=attention_mask,
+                                       training=training)
+
+    @kilnet_hook
+    def _compute_attention(self, query, key, value, attention_mask=None, training=None,
+                           use_causal_mask=False):
+        """Keras's GroupedQueryAttention's hook, taking its arguments: MultiHeadAttention's
+        attention of the query heads with the repeated key and value heads."""
+        return super()._compute_attention(query, key, value, attention_mask, training,
+                                          self._return_attention_scores, use_causal_mask)
 
     def heads_for_queries(self, k, v):
         """Each shared key/value head repeated for the query heads of its group (Keras's
