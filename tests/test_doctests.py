@@ -26,7 +26,7 @@ MODULES = ["kilnet._small_objects", "kilnet.tree", "kilnet.serialization", "kiln
            "kilnet.utils", "kilnet.utils._seeding", "kilnet.utils._arrays",
            "kilnet.utils._dataset", "kilnet.utils._timeseries", "kilnet.utils._from_directory",
            "kilnet.utils._get_file", "kilnet.utils._plot_model", "kilnet.utils._images",
-           "kilnet.utils._packing", "kilnet.preprocessing",
+           "kilnet.utils._packing", "kilnet.utils._tf_pixels", "kilnet.preprocessing",
            "kilnet.layers._merge", "kilnet.layers._reshaping", "kilnet.layers._operation",
            "kilnet._toposort", "kilnet._custom_gradients",
            "kilnet.layers._attention", "kilnet.layers._layer_norm",
