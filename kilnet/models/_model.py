@@ -17,13 +17,12 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
-import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kilnet import _scope, _tree, utils
+from kilnet import _scope, _tree, structure, utils
 from kilnet.layers import ActivatedLayer, InputLayer, Layer, Operation
 from kilnet.layers._base import is_shape, parameter_names, set_untracked, takes_shape
 from kilnet.layers._node import KerasTensor, flatten, substitute
@@ -304,6 +303,9 @@ class Model(Layer):
                 raise ValueError(f"The model has {len(specs)} inputs {names}. Received: a "
                                  f"{type(x).__name__} of {len(x)} arrays")
             return list(x)
+        if isinstance(x, (list, tuple)) and len(x) == 1 and len(specs) == 1 \
+                and hasattr(x[0], "shape"):
+            return [x[0]]   # [array] for a model of one input, as fit hands it to a step
         return [x]
 
     def with_declared_rank(self, x, index: int = 0):
@@ -936,8 +938,10 @@ class Model(Layer):
         """The training loss of a batch, as Keras's `Model.compute_loss`: override it to train
         on your own loss (it runs inside the compiled step, so write it with kilnet.ops).
 
-        The default is the compiled loss(es). `sample_weight` is 1 for real samples and 0 for
-        the padding of a last partial batch: weight your per-sample losses with it.
+        The default is the compiled loss(es), weighted by `sample_weight` and summed over the
+        batch's samples, divided by their number (Keras's "sum_over_batch_size"). Called by
+        kilnet's own step, `sample_weight` is 1 for real samples and 0 for the padding of a
+        last partial batch: weight your per-sample losses with it.
         add_loss() terms are added by kilnet after this method, as Keras adds them.
 
         Example:
@@ -954,13 +958,19 @@ class Model(Layer):
             >>> logs = model.evaluate(np.ones((4, 2)), np.zeros((4, 1)), verbose=0)
         """
         objective = self.require_compiled().objective
+        # y and sample_weight as a train_step of yours got them (in the list, tuple or dict
+        # fit was given) or as kilnet's programs carry them
+        y, sample_weight = structure.program_labels(objective, y), \
+            structure.one_sample_weight(sample_weight)
         per_sample, _ = objective.per_sample_losses(y, self.output_list(y_pred))
-        if sample_weight is None:   # called from a train_step / test_step of yours: the
-            mask = _scope.sample_mask()   # padding of a last partial batch does not count
-            if mask is None or mask.shape != per_sample.shape[:1]:
-                return jnp.mean(per_sample)
-            sample_weight = mask.astype(jnp.float32)
-        return jnp.sum(per_sample * sample_weight) / jnp.maximum(jnp.sum(sample_weight), 1.0)
+        real = _scope.sample_mask()   # the padding of a last partial batch does not count
+        if real is None or real.shape != per_sample.shape[:1]:
+            real = jnp.ones(per_sample.shape[:1], bool)
+        real = real.astype(jnp.float32)
+        if sample_weight is not None:
+            per_sample = per_sample * sample_weight
+        # Keras's sum_over_batch_size: the weighted sum over the number of samples
+        return jnp.sum(per_sample * real) / jnp.maximum(jnp.sum(real), 1.0)
 
     def architecture(self) -> dict:
         """The model's configuration for records (checkpoints, run folders, logs): get_config(),
