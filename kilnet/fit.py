@@ -130,6 +130,7 @@ def make_feed(trainer, x, y, batch_size, *, shuffle=False, steps=None, sharding=
             return _batch_feed(trainer, x, y, batch_size, shuffle=shuffle, steps=steps,
                                seed=seed, class_weight=class_weight, labels=labels)
         loss = _single_target_loss(trainer)  # a memmap
+        trainer.note_containers(None, None)
         return feeds.StreamFeed(x, batch_size, y=y, shuffle=shuffle,
                                 label_dtype=data_lib.label_dtype_for(loss, y))
     label_dtypes = None
@@ -213,6 +214,7 @@ def _arrays_for_fit(model, trainer, x, y, *, seed, batch_size, epochs, validatio
     (x, y, val, batch_size) with x, y packed for the programs (kilnet.structure)."""
     validation.check_epochs(epochs, initial_epoch)
     xs = structure.inputs_of(model, x)
+    x_container = structure.container_of(x, xs)
     _take_other_lengths(model, xs)
     xs = validation.check_features(model, xs, structure.input_argument_names(model, len(xs)))
     trainer.ensure_state(seed, input_shape=structure.sample_batch(model, x, xs))
@@ -222,6 +224,7 @@ def _arrays_for_fit(model, trainer, x, y, *, seed, batch_size, epochs, validatio
     else:
         ys = structure.targets_of(trainer.objective, y, own_step=model.overrides_train_step)
         y_names = _label_names(trainer, len(ys))
+    y_container = structure.container_of(y, ys)
     val_lists, val_weight = None, None
     if validation_data is not None:
         vx, vy, val_weight = validation.check_validation_data(validation_data)
@@ -234,6 +237,7 @@ def _arrays_for_fit(model, trainer, x, y, *, seed, batch_size, epochs, validatio
         initial_epoch=initial_epoch, verbose=verbose)
     trainer.resolve_accuracy([y.shape for y in ys])
     trainer.note_labels(len(ys))
+    trainer.note_containers(x_container, y_container)
     # Labels against the built model's output shapes: before any program is compiled.
     validation.check_targets(model, trainer.objective, ys, None if val is None else val[1],
                              y_names=y_names)
@@ -849,10 +853,12 @@ def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False,
         trainer.ensure_state(input_shape=feed.sample_shape)
     else:
         xs = structure.inputs_of(model, x)
+        x_container = structure.container_of(x, xs)
         _take_other_lengths(model, xs)
         xs = validation.check_features(model, xs, structure.input_argument_names(model, len(xs)))
         trainer.ensure_state(input_shape=structure.sample_batch(model, x, xs))
         ys = structure.targets_of(trainer.objective, y, own_step=model.overrides_test_step)
+        y_container = structure.container_of(y, ys)
         y_names = _label_names(trainer, len(ys))
         xs, ys, batch_size = validation.check_eval_inputs(
             model, xs, ys, x_names=structure.argument_names("x", model.input_names),
@@ -860,6 +866,7 @@ def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False,
         validation.check_targets(model, trainer.objective, ys, y_names=y_names, job="evaluate")
         trainer.resolve_accuracy([labels.shape for labels in ys])
         trainer.note_labels(len(ys))
+        trainer.note_containers(x_container, y_container)
         ys = ys + validation.sample_weights(trainer.objective, ys, sample_weight, None)
         feed = make_feed(trainer, structure.pack(xs), structure.pack(ys), batch_size,
                          on_host=one_batch)
@@ -1008,10 +1015,12 @@ def _prediction_trainer(model):
 def _prediction_feed(model, trainer, x, batch_size, on_host=False):
     """The ArrayFeed of predict's arrays, checked, with the model built for them."""
     xs = structure.inputs_of(model, x)
+    x_container = structure.container_of(x, xs)
     xs, batch_size = validation.check_predict_inputs(
         model, xs, x_names=structure.input_argument_names(model, len(xs)),
         batch_size=batch_size)
     trainer.ensure_state(input_shape=structure.sample_batch(model, x, xs))
+    trainer.note_containers(x_container)
     return make_feed(trainer, structure.pack(xs), None, batch_size, on_host=on_host)
 
 

@@ -524,6 +524,8 @@ class BatchReader:
         self.model, self.objective = model, objective
         self.class_weight = class_weight
         self.warned = False  # the last-layer warnings of check_targets: once per fit
+        # the containers of the last batch's x and y (structure.container_of)
+        self.containers = (None, None)
 
     def inputs(self, x, index: int) -> list:
         """A batch's x as one checked array per model input (the model may be unbuilt)."""
@@ -541,8 +543,10 @@ class BatchReader:
         """(xs, ys or None, sample_weight or None) as NumPy, in the programs' order, unchecked
         (so that a caller can first compare their shapes with the first batch's)."""
         x, y, weight = unpack(batch, index)
-        xs = [to_numpy(a) for a in structure.inputs_of(self.model, to_numpy(x),
-                                                       f"x (batch {index})")]
+        x = to_numpy(x)
+        xs = structure.inputs_of(self.model, x, f"x (batch {index})")
+        self.containers = (structure.container_of(x, xs), None)
+        xs = [to_numpy(a) for a in xs]
         if self.objective is None or (y is None and weight is None
                                       and self.class_weight is None and not self._needs_y()):
             return xs, None, None
@@ -557,16 +561,18 @@ class BatchReader:
         names = structure.argument_names("x", self.model.input_names or ["x"])
         xs = validation.check_features(self.model, xs,
                                        [f"{name} (batch {index})" for name in names])
+        if self.model.compiled is not None:
+            self.model.compiled.note_containers(*self.containers)
         if ys is None:
             return xs, None
         n = len(xs[0])
-        for array, name in zip(ys, self._names("y", index)):
+        for array, name in zip(ys, self._names("y", index, len(ys))):
             if len(array) != n:
                 raise InputError(f"Batch {index} has {n} samples in x but {len(array)} in "
                                  f"{name}; every part of a batch needs the same samples. "
                                  f"Received: {name}.shape={array.shape}")
         validation.check_targets(self.model, self.objective, ys,
-                                 y_names=self._names("y", index),
+                                 y_names=self._names("y", index, len(ys)),
                                  job="evaluate" if self.warned else "fit")
         self.warned = True
         weights = validation.sample_weights(self.objective, ys, weight, self.class_weight,
@@ -578,14 +584,22 @@ class BatchReader:
     def _needs_y(self):
         return bool(self.objective.targets) and not self.model.overrides_train_step
 
-    def _names(self, argument, index):
-        names = structure.argument_names(argument, [h.name for h in self.objective.targets])
-        return [f"{name} (batch {index})" for name in names]
+    def _names(self, argument, index, count=None):
+        """How messages name the batch's label arrays: by trained output, or (labels a
+        model's own step reads, with no output named by a loss) by position."""
+        names = [h.name for h in self.objective.targets]
+        if count is not None and count != len(names):
+            names = list(range(count))
+        return [f"{name} (batch {index})" for name in structure.argument_names(argument, names)]
 
     def _labels(self, y, index):
-        ys = structure.targets_of(self.objective, to_numpy(y), f"y (batch {index})")
+        y = to_numpy(y)
+        # a model's own step reads the labels even when no loss or metric names an output
+        own_step = self.model.overrides_train_step or self.model.overrides_test_step
+        ys = structure.targets_of(self.objective, y, f"y (batch {index})", own_step=own_step)
+        self.containers = (self.containers[0], structure.container_of(y, ys))
         out = []
-        for array, name in zip(ys, self._names("y", index)):
+        for array, name in zip(ys, self._names("y", index, len(ys))):
             array = to_numpy(array)
             if array.dtype.kind not in "biuf":
                 raise InputError(f"{name} must hold numbers. Received: {name} of dtype "

@@ -214,7 +214,9 @@ deserialize = get
 
 def cast_floating(tree, dtype):
     """`tree` with its floating arrays cast to `dtype`; integers, booleans and anything that is
-    not an array (Python flags, None) stay as they are (Embedding's ids stay integers).
+    not an array (Python flags, None) stay as they are (Embedding's ids stay integers). A `dtype`
+    that is not floating casts nothing: a layer whose compute dtype names its tokens (Keras's
+    IntegerLookup computes in "int64") keeps its inputs and outputs as they are.
 
     Example:
         >>> import numpy as np
@@ -224,7 +226,12 @@ def cast_floating(tree, dtype):
         >>> str(x.dtype), str(ids.dtype)
         ('bfloat16', 'int64')
     """
-    target = jnp.dtype(dtype)
+    try:
+        target = jnp.dtype(dtype)
+    except TypeError:    # "string"
+        return tree
+    if not jnp.issubdtype(target, jnp.floating):
+        return tree
 
     def cast(leaf):
         if (isinstance(leaf, (jax.Array, np.ndarray)) and jnp.issubdtype(leaf.dtype, jnp.floating)

@@ -229,8 +229,8 @@ class Objective:
         names = [head.name for head in self.targets]
         if isinstance(sample_weight, dict):
             return tuple(jnp.asarray(sample_weight[name], jnp.float32) for name in names)
-        if (len(names) > 1 and isinstance(sample_weight, (list, tuple))
-                and len(sample_weight) == len(names)):
+        if (isinstance(sample_weight, (list, tuple)) and len(sample_weight) == len(names)
+                and all(jnp.ndim(w) >= 1 for w in sample_weight)):   # one per output
             return tuple(jnp.asarray(w, jnp.float32) for w in sample_weight)
         return (jnp.asarray(sample_weight, jnp.float32),)
 

@@ -3,7 +3,9 @@ programs take them: one array per model input, one label array per output that i
 
 A single input or label stays a bare array all the way to the programs (the seed job's path
 does not change); several travel as a tuple, in the model's input order and the objective's
-target order (kilnet.objective).
+target order (kilnet.objective). A model's own train_step / test_step / predict_step gets them
+back in the containers x and y were given in (`container_of`, `in_container`), as Keras hands
+a step the user's list, tuple or dict.
 """
 
 from __future__ import annotations
@@ -51,16 +53,13 @@ def inputs_of(model, x, argument: str = "x") -> list:
 def targets_of(objective, y, argument: str = "y", own_step: bool = False) -> list:
     """y as a list with one label array per output that has a loss or metrics. `own_step`:
     the model's own train_step / test_step reads y, so with no loss or metric to say which
-    outputs have labels, y is kept as given (Keras's JAX guide compiles with no loss)."""
+    outputs have labels, y is kept as given, a dict's entries by sorted key (Keras's JAX
+    guide compiles with no loss)."""
     heads = objective.targets
     names = [h.name for h in heads]
     if not heads:   # no loss or metric reads labels (a model trained on its add_loss terms)
         if own_step and isinstance(y, dict):
-            raise InputError(
-                f"With no loss or metric in compile(), {argument} goes to the model's own step "
-                "as an array or a list of arrays, not a dict (no output is named by a loss). "
-                f"Pass a list in the outputs' order. Received: {argument} with keys "
-                f"{sorted(map(str, y))}")
+            return [y[key] for key in sorted(y)]   # Keras's order of a dict's entries
         if own_step and y is not None:
             return list(y) if isinstance(y, (list, tuple)) else [y]
         return []
@@ -73,6 +72,8 @@ def targets_of(objective, y, argument: str = "y", own_step: bool = False) -> lis
         if isinstance(y, (list, tuple)) and len(y) == len(objective.heads) and \
                 len(objective.heads) > 1 and not _looks_like_one_array(y, len(objective.heads)):
             return [y[heads[0].index]]
+        if isinstance(y, (list, tuple)) and len(y) == 1 and len(getattr(y[0], "shape", ())):
+            return [y[0]]   # [labels] for a model of one output, as Keras reads it
         return [y]
     if isinstance(y, dict):
         return _from_dict(y, names, argument, "outputs with a loss")
@@ -101,6 +102,62 @@ def sample_batch(model, x, xs: list):
             model.input_specs, list):
         return dict(zip(sorted(x), specs))
     return specs[0] if len(specs) == 1 else specs
+
+
+def container_of(data, carried: list):
+    """How `data` (x or y as given) holds `carried`, the arrays inputs_of / targets_of took
+    from it for the programs: ("list", n) or ("tuple", n) when they are its entries,
+    ("dict", keys in carried order) for a dict; None for one array, or for a list whose
+    entries are not all carried (the labels of outputs without a loss). A model's own steps
+    get the arrays back in that container (in_container), as Keras hands them the user's.
+
+    Example:
+        >>> import numpy as np
+        >>> a, b = np.zeros(2), np.ones(2)
+        >>> container_of([a, b], [a, b]), container_of({"u": a, "v": b}, [b, a])
+        (('list', 2), ('dict', ('v', 'u')))
+        >>> container_of(a, [a]) is None
+        True
+    """
+    if isinstance(data, dict):
+        unused, keys = list(data.items()), []
+        for array in carried:
+            found = next((i for i, (_, value) in enumerate(unused) if value is array), None)
+            if found is None:
+                return None
+            keys.append(unused.pop(found)[0])
+        return ("dict", tuple(keys))
+    if isinstance(data, (list, tuple)) and len(data) == len(carried) and all(
+            given is array for given, array in zip(data, carried)):
+        return ("list" if isinstance(data, list) else "tuple", len(data))
+    return None
+
+
+def in_container(container, packed):
+    """The programs' arrays (`packed`: one array, or a tuple) in the `container` that
+    container_of found; as they are for None.
+
+    Example:
+        >>> in_container(("dict", ("v", "u")), (1, 2)), in_container(("list", 1), 7)
+        ({'v': 1, 'u': 2}, [7])
+    """
+    if container is None:
+        return packed
+    arrays = unpack(packed)
+    if container[0] == "dict":
+        return dict(zip(container[1], arrays))
+    return list(arrays) if container[0] == "list" else tuple(arrays)
+
+
+def program_labels(objective, y):
+    """Labels as a model's own step hands them to compute_loss (in the container fit got
+    them in, or the programs' form) as the programs take them: one array, or a tuple in the
+    objective's target order."""
+    if isinstance(y, (list, dict)) and objective.targets:
+        return pack(targets_of(objective, y, "y"))
+    if isinstance(y, tuple) and len(y) == 1 == len(objective.targets):
+        return y[0]
+    return y
 
 
 def pack(arrays: list):

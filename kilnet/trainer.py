@@ -125,6 +125,7 @@ class Trainer:
                                              weighted_metrics=self.weighted_metric_ids,
                                              custom_loss=custom_loss)
         self.labels_in_batch = None   # see note_labels
+        self.containers = (None, None)   # see note_containers
         keras_state = KerasState(self)   # the lists a model's own steps receive
         own_eval = model.overrides_test_step or model.overrides_predict_step
         return programs.StepSpec(model=model, objective=self.objective, tx=self.tx,
@@ -324,6 +325,14 @@ class Trainer:
         (KerasState.batch_data), and the programs are compiled per count."""
         self.labels_in_batch = count
 
+    def note_containers(self, x_container=None, y_container=None) -> None:
+        """The containers the batches' x and y were given in (structure.container_of: a list,
+        a tuple, a dict, or None for one array), told by fit / evaluate / predict: a model's
+        own steps get them back in those (KerasState.batch_data), and so, when the model
+        has its own steps, the programs are compiled per containers (a list and a tuple are
+        different structures to trace)."""
+        self.containers = (x_container, y_container)
+
     def resolve_accuracy(self, label_shapes):
         """Keras resolves "accuracy" from the labels' shape, known only at fit/evaluate: redo
         the resolution with it (one-hot labels with an mse loss mean categorical accuracy).
@@ -399,8 +408,11 @@ class Trainer:
             custom.discover_logs(batch_size, args[1], args[2])
             self.state = self.state._replace(sums=programs.zero_sums(self.spec))
             args = (self.state,) + tuple(args[1:])
+        model = self.model
+        containers = self.containers if (model.overrides_train_step or model.overrides_test_step
+                                         or model.overrides_predict_step) else None
         # dtypes as objects: str() of each leaf's dtype was 0.2 ms a call of train_on_batch
-        key = (kind, batch_size, self.labels_in_batch) + tuple(
+        key = (kind, batch_size, self.labels_in_batch, containers) + tuple(
             (a.shape, a.dtype) for a in jax.tree.leaves(args) if hasattr(a, "shape"))
         if key not in self._programs:
             fn, donate = {
@@ -565,16 +577,26 @@ class KerasState:
 
     def batch_data(self, xb, yb=None):
         """A batch as Keras hands it to a model's own train_step / test_step / predict_step
-        (its pack_x_y_sample_weight): x alone (several inputs as (x,)), (x, y), or (x, y,
-        sample_weight). The VAE and GAN examples read `data` as the images when fit has no
+        (its pack_x_y_sample_weight): x alone (a list or tuple of inputs as (x,)), (x, y), or
+        (x, y, sample_weight), x and y in the list, tuple or dict they were given in, and the
+        sample weight repeated in y's container, as Keras's fit repeats one array for each
+        label array. The VAE and GAN examples read `data` as the images when fit has no
         labels."""
         arrays = [] if yb is None else structure.unpack(yb)
         known = self.trainer.labels_in_batch   # told by fit / evaluate (Trainer.note_labels)
         count = len(arrays) if known is None else known
-        y = structure.pack(arrays[:count]) if arrays[:count] else None
-        weights = arrays[count:]   # one array for all outputs, or one per output (a list)
-        weight = None if not weights else weights[0] if len(weights) == 1 else list(weights)
-        return utils.pack_x_y_sample_weight(xb, y, weight)
+        x_container, y_container = self.trainer.containers   # Trainer.note_containers
+        y, weight = None, None
+        if arrays[:count]:
+            y = structure.in_container(y_container, structure.pack(arrays[:count]))
+        weights = tuple(arrays[count:])
+        if len(weights) == 1:   # one array for every output: repeated in y's container, as
+            weights = weights * count   # Keras's fit hands it
+        if weights:   # ... or one array per output, in y's container
+            weight = (weights[0] if y_container is None and len(weights) == 1
+                      else structure.in_container(y_container or ("list", len(weights)),
+                                                  weights))
+        return utils.pack_x_y_sample_weight(structure.in_container(x_container, xb), y, weight)
 
     def _slots(self):
         """(trainable slots: paths in params; non-trainable slots in

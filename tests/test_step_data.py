@@ -14,6 +14,8 @@ import kilnet  # noqa: E402
 
 
 def _describe(data):
+    if data is None:
+        return ("None",)
     if isinstance(data, (tuple, list)):
         return (type(data).__name__,) + tuple(_describe(item) for item in data)
     if isinstance(data, dict):
@@ -176,3 +178,154 @@ def test_a_subclassed_model_predicts_other_lengths_than_it_trained_on():
     free.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     free.fit(ids, ids % 5, epochs=1, verbose=0)
     assert np.isfinite(free.evaluate(ids[:, :10], ids[:, :10] % 5, verbose=0))
+
+
+# -- the containers x and y were given in --------------------------------------------------------
+def _functional_recorder(lib, seen, keyed=False, outputs=1):
+    """A functional model of three inputs (named a, b, c; a dict of them when `keyed`) and
+    `outputs` outputs (named o0, o1), whose own steps record (x, y) of the `data` they get."""
+    names = ("a", "b", "c")
+    inputs = [lib.Input((4,), name=name) for name in names]
+    summed = lib.layers.Add()([lib.layers.Dense(2)(tensor) for tensor in inputs])
+    heads = [lib.layers.Dense(1, name=f"o{i}")(summed) for i in range(outputs)]
+
+    class Recorder(lib.Model):
+        def train_step(self, state, data):
+            seen.append(("train", _describe(lib.utils.unpack_x_y_sample_weight(data))))
+            return {"n": 0.0}, state
+
+        def test_step(self, state, data):
+            seen.append(("test", _describe(lib.utils.unpack_x_y_sample_weight(data))))
+            return {"n": 0.0}, state
+
+        def predict_step(self, state, data):
+            x = lib.utils.unpack_x_y_sample_weight(data)[0]
+            seen.append(("predict", _describe(x)))
+            return self.stateless_call(state[0], state[1], x)
+
+    return Recorder(dict(zip(names, inputs)) if keyed else inputs,
+                    heads if outputs > 1 else heads[0])
+
+
+X3 = [X, X * 2, X * 3]
+Y2 = [Y, Y * 2]
+CONTAINERS = {   # (x, y, sample_weight, keyed inputs, outputs)
+    "x=list": (X3, None, None, False, 1),
+    "x=tuple": (tuple(X3), None, None, False, 1),
+    "x=dict": (dict(zip("abc", X3)), None, None, True, 1),
+    "x=list, y": (X3, Y, None, False, 1),
+    "x=list, y, sample_weight": (X3, Y, W, False, 1),
+    "x=tuple, y": (tuple(X3), Y, None, False, 1),
+    "x=dict, y, sample_weight": (dict(zip("abc", X3)), Y, W, True, 1),
+    "x, y=[y]": (X3, [Y], W, False, 1),
+    "y=list, sample_weight": (X3, Y2, W, False, 2),
+    "y=tuple": (X3, tuple(Y2), None, False, 2),
+    "y=dict, sample_weight": (X3, {"o0": Y, "o1": Y * 2}, W, False, 2),
+}
+
+
+@pytest.mark.parametrize("given", list(CONTAINERS))
+def test_steps_get_the_containers_x_and_y_were_given_in(given):
+    """Keras hands a model's own steps the user's list, tuple or dict (fit([a, b, c]) gives
+    ([a, b, c],)), and the sample weight once per label array in y's container; kilnet
+    turned every list and dict into a tuple."""
+    x, y, weight, keyed, outputs = CONTAINERS[given]
+    seen = {}
+    for lib in (keras, kilnet):
+        seen[lib] = []
+        model = _functional_recorder(lib, seen[lib], keyed, outputs)
+        model.compile(optimizer="sgd")
+        labels = {} if y is None else {"y": y, "sample_weight": weight}
+        model.fit(x, batch_size=4, epochs=1, verbose=0, **labels)
+        model.evaluate(x, batch_size=4, verbose=0, **labels)
+        if y is None:
+            model.predict(x, batch_size=4, verbose=0)
+    assert seen[kilnet]
+    assert sorted(set(seen[kilnet]), key=repr) == sorted(set(seen[keras]), key=repr)
+
+
+def _repeat(batch):
+    while True:
+        yield batch
+
+
+def test_batch_calls_and_generators_keep_the_containers():
+    """train_on_batch, test_on_batch, predict_on_batch and sources of batches hand a step x
+    and y in their containers too (compared as unpack_x_y_sample_weight reads `data`: Keras's
+    *_on_batch calls also hand (x, y, None) and (x,))."""
+    seen = {}
+    for lib in (keras, kilnet):
+        seen[lib] = []
+        model = _functional_recorder(lib, seen[lib], keyed=True)
+        model.compile(optimizer="sgd")
+        batch = {"a": X[:4], "b": X[:4], "c": X[:4]}
+        model.train_on_batch(batch, [Y[:4]])
+        model.test_on_batch(batch, Y[:4])
+        model.predict_on_batch(batch)
+        model.fit(_repeat((batch, (Y[:4],))), steps_per_epoch=2, verbose=0)
+        model.evaluate(_repeat((batch, {"o0": Y[:4]})), steps=2, verbose=0)
+        model.predict(_repeat(([X[:4]] * 3,)), steps=2, verbose=0)
+    assert len(seen[kilnet]) >= 6
+    assert sorted(set(seen[kilnet]), key=repr) == sorted(set(seen[keras]), key=repr)
+
+
+def _loss_stepper(lib):
+    """Two outputs trained by the train_step of Keras's "customizing fit() with JAX" guide:
+    compute_loss on y and sample_weight as the step gets them."""
+    import jax
+
+    inputs = [lib.Input((4,), name=name) for name in ("a", "b")]
+    summed = lib.layers.Concatenate()(inputs)
+    heads = [lib.layers.Dense(1, name=name)(summed) for name in ("o0", "o1")]
+
+    class Stepper(lib.Model):
+        def loss_and_updates(self, trainable, non_trainable, metric_vars, x, y, weight):
+            y_pred, non_trainable = self.stateless_call(trainable, non_trainable, x,
+                                                        training=True)
+            loss, (trainable, non_trainable, metric_vars) = self.stateless_compute_loss(
+                trainable, non_trainable, metric_vars, x=x, y=y, y_pred=y_pred,
+                sample_weight=weight, training=True)
+            return loss, (non_trainable, metric_vars)
+
+        def train_step(self, state, data):
+            trainable, non_trainable, optimizer_vars, metric_vars = state
+            x, y, weight = data
+            assert isinstance(x, list) and isinstance(y, dict) and isinstance(weight, dict)
+            grad_fn = jax.value_and_grad(self.loss_and_updates, has_aux=True)
+            (loss, (non_trainable, metric_vars)), grads = grad_fn(
+                trainable, non_trainable, metric_vars, x, y, weight)
+            trainable, optimizer_vars = self.optimizer.stateless_apply(
+                optimizer_vars, grads, trainable)
+            return {"loss": loss}, (trainable, non_trainable, optimizer_vars, metric_vars)
+
+    return Stepper(inputs, {"o0": heads[0], "o1": heads[1]})
+
+
+def test_compute_loss_takes_y_and_sample_weight_in_their_containers():
+    x = [X, X[:, ::-1] * 2]
+    y = {"o0": Y, "o1": 1 - Y}
+    losses = []
+    models = [_loss_stepper(lib) for lib in (kilnet, keras)]
+    models[1].set_weights(models[0].get_weights())
+    for model, lib in zip(models, (kilnet, keras)):
+        model.compile(optimizer=lib.optimizers.SGD(0.05), loss={"o0": "mse", "o1": "mae"})
+        history = model.fit(x, y, sample_weight=W, batch_size=4, epochs=3, shuffle=False,
+                            verbose=0)
+        losses.append(history.history["loss"])
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+
+
+def test_labels_in_a_list_of_one_train_a_model_of_one_output_as_keras():
+    """fit(x, [y]) on a model of one output: Keras reads the list as that output's labels;
+    kilnet read it as one array of one sample."""
+    losses = []
+    models = []
+    for lib in (kilnet, keras):
+        inputs = lib.Input((4,))
+        models.append(lib.Model(inputs, lib.layers.Dense(1)(inputs)))
+    models[1].set_weights(models[0].get_weights())
+    for model, lib in zip(models, (kilnet, keras)):
+        model.compile(optimizer=lib.optimizers.SGD(0.1), loss="mse")
+        history = model.fit(X, [Y], batch_size=4, epochs=2, shuffle=False, verbose=0)
+        losses.append(history.history["loss"] + [model.evaluate(X, [Y], verbose=0)])
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)

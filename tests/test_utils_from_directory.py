@@ -90,9 +90,110 @@ def test_image_refusals(tmp_path):
                           (dict(image_size=(0, 3)), "image_size"),
                           (dict(validation_split=0.2, subset="training"), "seed"),
                           (dict(validation_split=0.2), "together"),
-                          (dict(pad_to_aspect_ratio=True), "pad_to_aspect_ratio")]:
+                          (dict(pad_to_aspect_ratio=True, crop_to_aspect_ratio=True),
+                           "only one of pad_to_aspect_ratio and crop_to_aspect_ratio")]:
         with pytest.raises(ValueError, match=match):
             utils.image_dataset_from_directory(tmp_path, verbose=False, **kwargs)
+
+
+def _one_image_dataset(root, image, name, **kwargs):
+    os.makedirs(root / "a", exist_ok=True)
+    image.save(root / "a" / name)
+    ds = utils.image_dataset_from_directory(root, shuffle=False, label_mode=None,
+                                            verbose=False, **kwargs)
+    return ds[0][0]
+
+
+def _libpng_grey(rgb):
+    """libpng's RGB-to-grey with the weights TensorFlow's PNG decoder sets (0.299, 0.587),
+    by hand: 15-bit fixed-point weights, the remainder dropped."""
+    red, green = int(0.299 * 32768), int(0.587 * 32768)    # 9797, 19234
+    blue = 32768 - red - green                               # 3737
+    rgb = rgb.astype(np.int64)
+    return (red * rgb[..., 0] + green * rgb[..., 1] + blue * rgb[..., 2]) // 32768
+
+
+# TensorFlow 2.21's decode_image(channels=1) of a PNG holding these pixels (Keras reads this);
+# Pillow's convert("L") rounds six of them one level up.
+PNG_RGB = [[10, 200, 30], [255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255], [1, 1, 0],
+           [128, 64, 32], [17, 99, 250], [200, 201, 202], [90, 180, 45]]
+PNG_GREY_TF = [123, 76, 149, 29, 255, 0, 79, 91, 200, 137]
+
+
+def test_grayscale_of_colour_png_is_tensorflows(tmp_path):
+    pixels = np.array([PNG_RGB], np.uint8)
+    grey = _one_image_dataset(tmp_path, Image.fromarray(pixels), "row.png", image_size=(1, 10),
+                              color_mode="grayscale")
+    assert grey[..., 0].ravel().tolist() == PNG_GREY_TF == _libpng_grey(pixels).ravel().tolist()
+    noise = np.random.default_rng(4).integers(0, 256, (9, 11, 4), dtype=np.uint8)
+    for name, image, rgb in [("rgb.png", Image.fromarray(noise[..., :3]), noise[..., :3]),
+                             ("rgba.png", Image.fromarray(noise, "RGBA"), noise[..., :3]),
+                             ("gif.gif", Image.fromarray(noise[..., :3]).quantize(40), None)]:
+        rgb = np.asarray(image.convert("RGB")) if rgb is None else rgb
+        grey = _one_image_dataset(tmp_path / name, image, name, image_size=(9, 11),
+                                  color_mode="grayscale")
+        np.testing.assert_array_equal(grey[..., 0], _libpng_grey(rgb), err_msg=name)
+
+
+# An 8x8 colour gradient saved by Pillow as JPEG (quality 90), and TensorFlow 2.21's
+# decode_image(channels=1) of those bytes: libjpeg's luma plane with its fast integer DCT.
+JPEG_SHA256 = "2fffc4de095fc459e857c9387582fcd68e2f2bd725bcf9e181ac3795d853e62e"
+JPEG_GREY_TF = [
+    29, 39, 49, 58, 70, 79, 89, 100, 43, 53, 63, 72, 84, 94, 103, 114, 57, 67, 77, 86, 98,
+    107, 117, 127, 69, 79, 89, 99, 110, 120, 130, 140, 84, 94, 104, 113, 125, 134, 144, 155,
+    96, 106, 116, 126, 137, 147, 157, 167, 110, 120, 130, 139, 151, 160, 170, 181, 124, 134,
+    144, 153, 165, 175, 184, 195]
+
+
+def test_grayscale_of_jpeg_is_tensorflows(tmp_path):
+    import hashlib
+    import io
+
+    rows, cols = np.mgrid[0:8, 0:8]
+    gradient = np.stack([cols * 30, rows * 28 + cols * 3, 255 - rows * 25 - cols * 5], -1)
+    encoded = io.BytesIO()
+    Image.fromarray(gradient.astype(np.uint8)).save(encoded, "JPEG", quality=90)
+    if hashlib.sha256(encoded.getvalue()).hexdigest() != JPEG_SHA256:
+        pytest.skip("this Pillow's JPEG encoder writes other bytes than those measured")
+    os.makedirs(tmp_path / "colour" / "a")
+    (tmp_path / "colour" / "a" / "g.jpg").write_bytes(encoded.getvalue())
+    grey = utils.image_dataset_from_directory(tmp_path / "colour", image_size=(8, 8),
+                                              color_mode="grayscale", label_mode=None,
+                                              verbose=False)[0][0]
+    assert grey.ravel().tolist() == JPEG_GREY_TF
+    # a grey JPEG decodes the same way, its level repeated in colour
+    plane = Image.open(tmp_path / "colour" / "a" / "g.jpg").convert("L")
+    rgb = _one_image_dataset(tmp_path / "grey", plane, "p.jpg", image_size=(8, 8))
+    alone = _one_image_dataset(tmp_path / "grey2", plane, "p.jpg", image_size=(8, 8),
+                               color_mode="grayscale")
+    np.testing.assert_array_equal(rgb, np.repeat(alone, 3, axis=-1))
+
+
+def test_16_bit_grey_png_keeps_the_high_byte(tmp_path):
+    deep = np.random.default_rng(5).integers(0, 65536, (6, 7), dtype=np.uint16)
+    for color_mode, channels in (("grayscale", 1), ("rgb", 3)):
+        x = _one_image_dataset(tmp_path / color_mode, Image.fromarray(deep), "d.png",
+                               image_size=(6, 7), color_mode=color_mode)
+        np.testing.assert_array_equal(x, np.repeat((deep >> 8)[..., None], channels, -1))
+
+
+@pytest.mark.parametrize("shape, size", [((20, 24), (20, 40)), ((30, 20), (10, 10)),
+                                         ((13, 40), (16, 16))])
+def test_pad_to_aspect_ratio_as_tensorflows_resize_with_pad(tmp_path, shape, size):
+    pixels = np.random.default_rng(6).integers(0, 256, shape + (3,), dtype=np.uint8)
+    x = _one_image_dataset(tmp_path, Image.fromarray(pixels), "p.png", image_size=size,
+                           pad_to_aspect_ratio=True)
+    # tf.image.resize_with_pad's rule, by hand: the smaller scale, sizes rounded down, the
+    # top/left padding half of what the unrounded size leaves, rounded down
+    scale = min(size[0] / shape[0], size[1] / shape[1])
+    inner = (int(shape[0] * scale + 1e-6), int(shape[1] * scale + 1e-6))
+    top = int((size[0] - shape[0] * scale) / 2 + 1e-6)
+    left = int((size[1] - shape[1] * scale) / 2 + 1e-6)
+    want = np.zeros(size + (3,), np.float32)
+    want[top:top + inner[0], left:left + inner[1]] = np.asarray(keras.ops.image.resize(
+        pixels.astype(np.float32), inner, antialias=False))
+    assert x.shape == size + (3,)
+    np.testing.assert_allclose(x, want, rtol=1e-5, atol=1e-3)
 
 
 def test_decompression_bomb_is_refused_before_decoding(tmp_path, monkeypatch):

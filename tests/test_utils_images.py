@@ -44,6 +44,22 @@ def test_load_img_and_img_to_array_match_keras(tmp_path, mode, options):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("name", ["colour.jpg", "deep.png"])
+def test_load_img_grayscale_is_pillows_as_keras(tmp_path, name):
+    """load_img converts with Pillow in Keras too (only image_dataset_from_directory decodes
+    through TensorFlow): a colour JPEG's grey is Pillow's "L", a 16-bit grey PNG keeps its
+    16-bit values."""
+    rng = np.random.default_rng(1)
+    if name.endswith(".jpg"):
+        Image.fromarray(rng.integers(0, 256, (12, 9, 3), dtype=np.uint8)).save(tmp_path / name)
+    else:
+        Image.fromarray(rng.integers(0, 65536, (12, 9), dtype=np.uint16)).save(tmp_path / name)
+    ours = utils.load_img(tmp_path / name, color_mode="grayscale")
+    theirs = keras.utils.load_img(tmp_path / name, color_mode="grayscale")
+    assert ours.mode == theirs.mode
+    np.testing.assert_array_equal(utils.img_to_array(ours), keras.utils.img_to_array(theirs))
+
+
 @pytest.mark.parametrize("shape, scale", [((5, 4, 3), True), ((5, 4, 4), False),
                                           ((5, 4, 1), True), ((5, 4, 1), False)])
 def test_array_to_img_and_save_img_match_keras(tmp_path, shape, scale):

@@ -46,18 +46,21 @@ def refuse_sparse(layer_name, sparse):
                          f"sparse={sparse!r}")
 
 
-def encode_categorical(ids, output_mode, depth, count_weights=None, xp=jnp):
+def encode_categorical(ids, output_mode, depth, count_weights=None, xp=jnp, dtype="float32"):
     """Encode integer ids (batch axis first) as Keras's encode_categorical_inputs does.
 
     "one_hot" adds an axis of size `depth` (replacing a last axis of size 1); "multi_hot" and
     "count" treat the last axis as one sample's tokens: (batch, tokens) -> (batch, depth), and
     a 1-D input is a single sample -> (depth,). Ids outside [0, depth) contribute nothing
-    (that is how masked tokens are dropped). `xp` is numpy or jax.numpy.
+    (that is how masked tokens are dropped). `xp` is numpy or jax.numpy; `dtype` is the
+    output's (float32, as CategoryEncoding's; the lookups' are int32).
 
     Example:
         >>> import numpy as np
         >>> encode_categorical(np.array([[0, 2, 2]]), "count", 4, xp=np).tolist()
         [[1.0, 0.0, 2.0, 0.0]]
+        >>> encode_categorical(np.array([[0, 2, 2]]), "multi_hot", 4, xp=np, dtype="int32").tolist()
+        [[1, 0, 1, 0]]
     """
     ids = xp.asarray(ids)
     if ids.ndim == 0:
@@ -65,17 +68,17 @@ def encode_categorical(ids, output_mode, depth, count_weights=None, xp=jnp):
     if output_mode == "one_hot":
         if ids.ndim > 1 and ids.shape[-1] == 1:
             ids = ids.reshape(ids.shape[:-1])
-        return (ids[..., None] == xp.arange(depth)).astype(xp.float32)
+        return (ids[..., None] == xp.arange(depth)).astype(dtype)
     if ids.ndim > 2:
         raise ValueError(f'output_mode="{output_mode}" encodes (batch, tokens) inputs. '
                          f"Received: an input of shape {tuple(ids.shape)}")
-    one_hot = (ids[..., None] == xp.arange(depth)).astype(xp.float32)
+    one_hot = (ids[..., None] == xp.arange(depth)).astype(dtype)
     axis = 1 if ids.ndim > 1 else 0
     if output_mode == "multi_hot":
         return one_hot.max(axis=axis)
     if count_weights is not None:
         one_hot = one_hot * xp.asarray(count_weights, xp.float32)[..., None]
-    return one_hot.sum(axis=axis)
+    return one_hot.sum(axis=axis, dtype=one_hot.dtype)   # NumPy would widen int32 to int64
 
 
 def encoded_shape(input_shape, output_mode, depth):

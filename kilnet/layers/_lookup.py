@@ -370,12 +370,30 @@ class _IndexLookup(Layer):
         if self.output_mode == "int":
             return ids
         mode = "count" if self.output_mode == "tf_idf" else self.output_mode
-        out = encode_categorical(ids, mode, self.depth(), xp=xp)
+        out = encode_categorical(ids, mode, self.depth(), xp=xp,
+                                 dtype=self.compute_output_dtype(None))
         if self.output_mode == "tf_idf":
             weights = np.zeros(self.depth(), np.float32)
             weights[:len(self.idf_weights)] = self.idf_weights[:self.depth()]
             out = out * xp.asarray(weights)
         return out
+
+    def compute_output_dtype(self, input_dtype):
+        # Keras's lookups count in integers (TensorFlow's int64, int32 once on JAX): one-hot,
+        # multi-hot and count outputs are int32 as the ids are; tf-idf's are float32.
+        return "float32" if self.output_mode == "tf_idf" else "int32"
+
+    # Keras reports the token type as these layers' dtypes ("string" or "int64"); their dtype
+    # policy, which configs hold, stays float32. Nothing is cast to it (mixed_precision).
+    @property
+    def compute_dtype(self) -> str:
+        """The dtype of the tokens, as Keras's: "string" or "int64"."""
+        return self.vocabulary_dtype
+
+    @property
+    def variable_dtype(self) -> str:
+        """The dtype of the tokens, as Keras's: "string" or "int64"."""
+        return self.vocabulary_dtype
 
     def compute_output_shape(self, input_shape):
         if self.output_mode == "int":
@@ -424,7 +442,8 @@ class StringLookup(_IndexLookup):
         salt: with num_oov_indices > 1, hash OOV strings with SipHash keyed by it.
 
     It runs on the host (NumPy): call it on the data, e.g. in a dataset map, before the model.
-    Integer outputs are int32 (Keras: int64).
+    Outputs are int32 (indices, and the one-hot, multi-hot and count vectors, as Keras's on
+    JAX; TensorFlow's are int64), float32 for tf_idf. `dtype` is "string", as Keras's.
 
     Example:
         >>> import numpy as np
@@ -448,7 +467,7 @@ class StringLookup(_IndexLookup):
         except (LookupError, TypeError):
             raise ValueError(f"StringLookup: encoding must be a text encoding Python knows. "
                              f"Received: encoding={encoding!r}") from None
-        self.encoding = encoding
+        self.encoding, self.vocabulary_dtype = encoding, "string"
         if oov_method != "floormod":  # Keras accepts it, but strings always use FarmHash
             raise ValueError("StringLookup: oov_method only applies to IntegerLookup; strings "
                              f"always hash with FarmHash. Received: oov_method={oov_method!r}")
@@ -502,8 +521,10 @@ class IntegerLookup(_IndexLookup):
 
     With a vocabulary it also works inside a compiled model (pure jax.numpy): declare an
     integer input, `kilnet.Input(shape=(n,), dtype="int32")`. Called on host arrays it computes
-    with NumPy. Integer outputs are int32 (Keras: int64); an OOV token with num_oov_indices=0
-    is an error on the host and -1 inside a compiled model.
+    with NumPy. Outputs are int32 (indices, and the one-hot, multi-hot and count vectors, as
+    Keras's on JAX; TensorFlow's are int64), float32 for tf_idf; `dtype` is "int64", as
+    Keras's. An OOV token with num_oov_indices=0 is an error on the host and -1 inside a
+    compiled model.
 
     Example:
         >>> import numpy as np
@@ -546,9 +567,6 @@ class IntegerLookup(_IndexLookup):
 
     def get_config(self):
         return {**super().get_config(), "vocabulary_dtype": "int64", "oov_method": "floormod"}
-
-    def compute_output_dtype(self, input_dtype):
-        return "int32" if self.output_mode == "int" else "float32"
 
     def __call__(self, *args, **kwargs):
         if args and not is_symbolic((args, kwargs)) and _scope.current() is None \

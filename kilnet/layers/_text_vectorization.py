@@ -36,8 +36,8 @@ _TOKEN = re.compile("[^ \t\n\v\f\r]+")
 
 
 class TextVectorization(Layer):
-    """Turns strings into int32 token ids (or multi-hot / count / tf-idf vectors), as
-    `keras.layers.TextVectorization`.
+    """Turns strings into int32 token ids (or int32 multi-hot / count, float32 tf-idf
+    vectors), as `keras.layers.TextVectorization` on JAX; its `dtype` is "string".
 
     Args:
         max_tokens: the largest vocabulary size, padding "" and OOV "[UNK]" included.
@@ -200,7 +200,8 @@ class TextVectorization(Layer):
         return self.compute(args[0])
 
     def compute(self, data):
-        """The layer's output for a batch of strings: int32 ids, or float32 vectors."""
+        """The layer's output for a batch of strings: int32 ids, int32 multi-hot or count
+        vectors (as Keras's on JAX), or float32 tf-idf vectors."""
         lookup = self.lookup_layer
         rows = self.tokenize(data)
         flat = np.asarray([t for row in rows for t in row], dtype=str)
@@ -221,9 +222,25 @@ class TextVectorization(Layer):
             raise ValueError(f"TextVectorization with output_mode={self.output_mode!r} needs "
                              "its vocabulary first: call adapt(data) or pass vocabulary=[...].")
         rows = [lookup.encode(ids[a:b].reshape(1, -1)) for a, b in zip(bounds[:-1], bounds[1:])]
+        dtype = lookup.compute_output_dtype(None)
         if not rows:
-            return np.zeros((0, lookup.depth()), np.float32)
-        return np.concatenate(rows).astype(np.float32)
+            return np.zeros((0, lookup.depth()), dtype)
+        return np.concatenate(rows).astype(dtype)
+
+    def compute_output_dtype(self, input_dtype):
+        return self.lookup_layer.compute_output_dtype(input_dtype)
+
+    # Keras reports "string", the input's type, as this layer's dtype; its dtype policy, which
+    # configs hold, stays float32.
+    @property
+    def compute_dtype(self) -> str:
+        """"string", as Keras's."""
+        return "string"
+
+    @property
+    def variable_dtype(self) -> str:
+        """"string", as Keras's."""
+        return "string"
 
     def compute_output_shape(self, input_shape):
         if self.output_mode == "int":

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kilnet import _scope, _tree, utils
+from kilnet import _scope, _tree, structure, utils
 from kilnet.layers import ActivatedLayer, InputLayer, Layer, Operation
 from kilnet.layers._base import is_shape, parameter_names, set_untracked, takes_shape
 from kilnet.layers._node import KerasTensor, flatten, substitute
@@ -303,6 +303,9 @@ class Model(Layer):
                 raise ValueError(f"The model has {len(specs)} inputs {names}. Received: a "
                                  f"{type(x).__name__} of {len(x)} arrays")
             return list(x)
+        if isinstance(x, (list, tuple)) and len(x) == 1 and len(specs) == 1 \
+                and hasattr(x[0], "shape"):
+            return [x[0]]   # [array] for a model of one input, as fit hands it to a step
         return [x]
 
     def with_declared_rank(self, x, index: int = 0):
@@ -936,11 +939,14 @@ class Model(Layer):
         on your own loss (it runs inside the compiled step, so write it with kilnet.ops).
 
         The default is the compiled loss(es), weighted by `sample_weight` as Keras weighs
-        them: sum(loss * weight) over the batch's samples (or values, for weights per token).
-        When fit calls an override of yours, `y` holds the labels and `sample_weight` fit's
-        sample weights with 0 for the padding of a last partial batch (1 for each real sample
-        without sample weights): weight your per-sample losses with it. add_loss() terms
-        are added by kilnet after this method, as Keras adds them.
+        them: sum(loss * weight) over the batch's samples (or values, for weights per token),
+        divided by their number (Keras's "sum_over_batch_size"); `y` and `sample_weight` as
+        a train_step of yours got them (in the list, tuple or dict fit was given; one weights
+        array for all outputs, or one per output). When fit calls an override of yours, `y`
+        holds the labels and `sample_weight` fit's sample weights with 0 for the padding of a
+        last partial batch (1 for each real sample without sample weights): weight your
+        per-sample losses with it. add_loss() terms are added by kilnet after this method,
+        as Keras adds them.
 
         Example:
             >>> import numpy as np
@@ -956,7 +962,9 @@ class Model(Layer):
             >>> logs = model.evaluate(np.ones((4, 2)), np.zeros((4, 1)), verbose=0)
         """
         objective = self.require_compiled().objective
-        y = objective.with_sample_weight(y, sample_weight)
+        # y and sample_weight as a train_step of yours got them (in the list, tuple or dict
+        # fit was given) or as kilnet's programs carry them
+        y = objective.with_sample_weight(structure.program_labels(objective, y), sample_weight)
         per_sample, _ = objective.per_sample_losses(y, self.output_list(y_pred))
         # the padding of a last partial batch does not count (kilnet pads it; Keras's last
         # batch is smaller): the mean over the batch's real samples

@@ -4,8 +4,9 @@ an ArrayDataset.
 Files are listed, labelled, shuffled and split exactly as Keras does (sorted class folders,
 sorted walk, NumPy RandomState(seed) shuffle of the paths, the last `validation_split` of them
 for validation), so one seed picks the same files for each subset as Keras would. Images are
-decoded with Pillow when a batch is read, never all at once, and resized as Keras's
-`ops.image.resize` does on JAX.
+decoded with Pillow when a batch is read, never all at once, to the pixels TensorFlow gives
+Keras (kilnet.utils._tf_pixels), and resized as Keras's `ops.image.resize` does on JAX, cropped
+or padded to the target's aspect ratio as Keras's `smart_resize` and `tf.image.resize_with_pad`.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import numpy as np
 
 from kilnet.utils._arrays import to_categorical
 from kilnet.utils._dataset import ArrayDataset
+from kilnet.utils._tf_pixels import keras_pixels
 
 IMAGE_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 _CHANNELS = {"rgb": 3, "rgba": 4, "grayscale": 1}
-_PIL_MODES = {3: "RGB", 4: "RGBA", 1: "L"}
 _INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "lanczos3", "lanczos5")
 _KERAS_ONLY_INTERPOLATIONS = ("area", "gaussian", "mitchellcubic")
 MAX_IMAGE_PIXELS = 89_478_485   # Pillow's decompression-bomb limit (about 0.25 GiB as RGB)
@@ -194,10 +195,12 @@ def datasets_from_files(directory, labels, label_mode, class_names, batch_size, 
 class ImageFiles:
     """Rows read on demand: `[indices]` decodes and resizes those images (float32)."""
 
-    def __init__(self, paths, image_size, channels, interpolation, crop_to_aspect_ratio):
+    def __init__(self, paths, image_size, channels, interpolation, crop_to_aspect_ratio,
+                 pad_to_aspect_ratio=False):
         self.paths = paths
         self.image_size, self.channels = tuple(image_size), channels
         self.interpolation, self.crop = interpolation, crop_to_aspect_ratio
+        self.pad = pad_to_aspect_ratio
 
     def __len__(self):
         return len(self.paths)
@@ -211,33 +214,64 @@ class ImageFiles:
         pixels = read_image(path, self.channels)
         if self.crop:
             pixels = _center_crop(pixels, *self.image_size)
-        size = self.image_size + (self.channels,)
+        size, (top, left) = self.image_size, (0, 0)
+        if self.pad:
+            size, (top, left) = fit_inside(pixels.shape[:2], self.image_size)
         method = "nearest" if self.interpolation == "nearest" else self.interpolation
         with jax.default_device(jax.devices("cpu")[0]):
-            resized = jax.image.resize(pixels, size, method=method, antialias=False)
-        return np.asarray(resized, dtype=np.float32)
+            resized = jax.image.resize(pixels, size + (self.channels,), method=method,
+                                       antialias=False)
+        resized = np.asarray(resized, dtype=np.float32)
+        if not self.pad:
+            return resized
+        out = np.zeros(self.image_size + (self.channels,), np.float32)
+        out[top:top + size[0], left:left + size[1]] = resized
+        return out
+
+
+def fit_inside(shape, target):
+    """((height, width), (top, left)): the size an image of `shape` (height, width) is resized
+    to so that it fits inside `target` without distortion, and where it goes in the zeros
+    around it, as `tf.image.resize_with_pad` (Keras's pad_to_aspect_ratio) computes them, in
+    float32: the smaller scale of the two sides, the size rounded down, the top and left
+    padding half of what the unrounded size leaves, rounded down (the rest goes below and to
+    the right).
+
+    Example:
+        >>> fit_inside((20, 24), (20, 40))
+        ((20, 24), (0, 8))
+        >>> fit_inside((30, 20), (10, 10))
+        ((10, 6), (0, 1))
+    """
+    height, width = np.float32(shape[0]), np.float32(shape[1])
+    target_height, target_width = np.float32(target[0]), np.float32(target[1])
+    ratio = max(width / target_width, height / target_height)
+    new_height, new_width = height / ratio, width / ratio
+    top = max(0, int(np.floor((target_height - new_height) / np.float32(2))))
+    left = max(0, int(np.floor((target_width - new_width) / np.float32(2))))
+    # at least one pixel: an image 100 times wider than the target (TensorFlow fails there)
+    size = (max(1, int(np.floor(new_height))), max(1, int(np.floor(new_width))))
+    return size, (top, left)
 
 
 def read_image(path, channels) -> np.ndarray:
     """(height, width, channels) float32 pixels of an image file, through Pillow: the first
-    frame of a GIF, converted to the requested channels. Refuses an image whose header claims
-    more than MAX_IMAGE_PIXELS pixels before decoding it."""
+    frame of a GIF, with the requested channels, as TensorFlow decodes them for Keras
+    (kilnet.utils._tf_pixels). Refuses an image whose header claims more than
+    MAX_IMAGE_PIXELS pixels before decoding it."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
             check_pixel_count(image, path, "Shrink it or remove it from the folder.")
-            mode = _PIL_MODES[channels]
-            if image.mode != mode and not (channels == 1 and image.mode in ("I;16", "I")):
-                image = image.convert(mode)
-            pixels = np.asarray(image, dtype=np.float32)
+            pixels = keras_pixels(image, channels).astype(np.float32)
     except Image.DecompressionBombError as error:
         raise ValueError(f"{path}: Pillow refused it as a decompression bomb ({error}). "
                          "Shrink it or remove it from the folder.") from error
     except (OSError, SyntaxError) as error:
         raise ValueError(f"{path} could not be decoded as an image ({error}). Remove or "
                          "repair the file.") from error
-    return pixels[:, :, None] if pixels.ndim == 2 else pixels
+    return pixels
 
 
 def check_pixel_count(image, where, fix=""):
@@ -273,8 +307,14 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
     skipped, as in Keras. `subset="both"` returns [training, validation]. The dataset also
     has `file_paths`.
 
-    Refused: `pad_to_aspect_ratio=True`, `data_format="channels_first"`, and the
-    "area", "gaussian" and "mitchellcubic" interpolations (JAX has no such resize).
+    The pixels are those TensorFlow decodes for Keras (a colour PNG read as grey through
+    libpng's integer weights, a JPEG's own grey plane, 16-bit PNGs as their high byte: see
+    kilnet.utils._tf_pixels). `crop_to_aspect_ratio=True` resizes the largest centred window
+    with the target's aspect ratio; `pad_to_aspect_ratio=True` resizes the whole image to fit
+    inside the target and centres it on zeros, as Keras's (give one of the two).
+
+    Refused: `data_format="channels_first"`, and the "area", "gaussian" and "mitchellcubic"
+    interpolations (JAX has no such resize).
 
     Example:
         >>> import os, tempfile, kilnet
@@ -295,15 +335,17 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
                          f"Received: color_mode={color_mode!r}")
     image_size = _image_size(image_size)
     interpolation = _interpolation(interpolation)
-    if pad_to_aspect_ratio:
-        raise ValueError("pad_to_aspect_ratio=True is not supported by kilnet; use "
-                         "crop_to_aspect_ratio=True, or pad the images beforehand.")
+    if pad_to_aspect_ratio and crop_to_aspect_ratio:
+        raise ValueError("Give only one of pad_to_aspect_ratio and crop_to_aspect_ratio, as "
+                         "Keras: an image is either padded or cropped to the target's aspect "
+                         "ratio. Received: pad_to_aspect_ratio=True, crop_to_aspect_ratio=True")
     if data_format not in (None, "channels_last"):
         raise ValueError("kilnet's images are channels_last. Received: "
                          f"data_format={data_format!r}; transpose the batches with map().")
 
     def rows(paths):
-        return ImageFiles(paths, image_size, channels, interpolation, crop_to_aspect_ratio)
+        return ImageFiles(paths, image_size, channels, interpolation, crop_to_aspect_ratio,
+                          pad_to_aspect_ratio)
 
     return datasets_from_files(directory, labels, label_mode, class_names, batch_size,
                                shuffle, seed, validation_split, subset, follow_links,
