@@ -238,7 +238,7 @@ def test_summary_and_count_params_are_keras():
         "Non-trainable params: 466 (571.00 B)"]
 
 
-def test_training_after_quantize_needs_compile_then_matches_keras():
+def test_training_after_quantize_needs_compile_then_matches_keras(tmp_path):
     km, nm = _twins(_guide_mlp)
     rng = np.random.default_rng(9)
     x, y = rng.random((96, 10)).astype("float32"), rng.random((96, 1)).astype("float32")
@@ -249,6 +249,11 @@ def test_training_after_quantize_needs_compile_then_matches_keras():
     # evaluate and predict work on the compiled model; fit wants compile() first (Keras's
     # fit fails there too: its optimizer was built for the float kernels)
     _assert_close(nm.evaluate(x, y, verbose=0), km.evaluate(x, y, verbose=0))
+    # keras.io's guide: the compiled, quantized model saved and loaded back
+    nm.save(tmp_path / "int8.keras")
+    for reloaded in (keras.saving.load_model(tmp_path / "int8.keras"),
+                     kilnet.saving.load_model(tmp_path / "int8.keras")):
+        _assert_close(np.asarray(reloaded(x)), np.asarray(km(x)))
     with pytest.raises(ValueError, match="compile"):
         nm.fit(x, y, verbose=0)
     with pytest.raises(ValueError, match="compile"):

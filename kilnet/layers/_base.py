@@ -287,7 +287,15 @@ class Layer:
         """Quantize the layer's weights in place (Keras's `Layer.quantize`): kilnet's Dense,
         EinsumDense, Embedding, ReversibleEmbedding and attention projections implement "int8"
         (`model.quantize("int8")` calls it on each); other layers keep their float weights
-        and raise NotImplementedError, with Keras's message."""
+        and raise NotImplementedError, with Keras's message.
+
+        Example:
+            >>> import kilnet
+            >>> kilnet.layers.Flatten().quantize("int8")
+            Traceback (most recent call last):
+            ...
+            NotImplementedError: Layer Flatten does not have a `quantize` method implemented.
+        """
         raise NotImplementedError(f"Layer {type(self).__name__} does not have a `quantize` "
                                   "method implemented.")
 
