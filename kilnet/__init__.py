@@ -69,7 +69,7 @@ _SUBMODULES = (
     "applications", "distribution",
     "dtype_policies", "errors", "initializers", "insight", "layers", "losses", "metrics",
     "mixed_precision", "models", "ops",
-    "optimizers", "plot", "preprocessing", "random", "regularizers",
+    "optimizers", "plot", "preprocessing", "quantizers", "random", "regularizers",
     "report", "saving", "tree",
     "utils", "variables",
 )
@@ -120,6 +120,7 @@ __all__ = [
     "optimizers",
     "plot_history",
     "preprocessing",
+    "quantizers",
     "random",
     "regularizers",
     "report",

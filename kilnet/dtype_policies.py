@@ -10,9 +10,13 @@ Example:
 from kilnet.mixed_precision import (  # noqa: F401  (re-exported)
     DTypePolicy,
     FloatDTypePolicy,
+    QuantizedDTypePolicy,
     deserialize,
     get,
     serialize,
 )
 
-__all__ = ["DTypePolicy", "FloatDTypePolicy", "deserialize", "get", "serialize"]
+from kilnet.quantizers import QUANTIZATION_MODES  # noqa: F401  (re-exported)
+
+__all__ = ["DTypePolicy", "FloatDTypePolicy", "QUANTIZATION_MODES", "QuantizedDTypePolicy",
+           "deserialize", "get", "serialize"]

@@ -332,6 +332,7 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
     logs of the steps it ran, and History holds the epochs that ran.
     """
     trainer = model.require_compiled()
+    trainer.check_trainable()
     resolve_verbose(verbose)  # a wrong value fails before any work
     validation_freq = _check_validation_freq(validation_freq)
     validation_steps = _check_count(validation_steps, "validation_steps")
@@ -743,6 +744,7 @@ def train_on_batch(model, x, y, batch_size, *, sample_weight=None, class_weight=
         [-1.0, -1.0]
     """
     trainer = model.require_compiled()
+    trainer.check_trainable()
     x, y = distribution_lib.global_arrays(trainer, x, y)  # several processes: all shards
     x, y, _, batch_size = _arrays_for_fit(
         model, trainer, x, y, seed=None, batch_size=batch_size, epochs=1,

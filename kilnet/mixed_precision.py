@@ -13,7 +13,10 @@ inputs and the layer's own floating weights are cast to its compute dtype before
 kilnet.loss_scale.
 
 kilnet keeps every weight in float32, so the pure low-precision policies ("float16",
-"bfloat16": 16-bit weights) can be made and inspected but not given to a layer.
+"bfloat16": 16-bit weights) can be made and inspected but not given to a layer. The one
+exception is Keras's int8 quantization: a `QuantizedDTypePolicy` ("int8_from_float32", what
+`model.quantize("int8")` gives each layer it quantizes) keeps a layer's kernel in int8 with
+float32 scales, computing in its source policy's dtype.
 
 Example:
     >>> from kilnet import mixed_precision
@@ -28,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kilnet import quantizers
 # Keras names its loss-scaling optimizer here too (keras.mixed_precision.LossScaleOptimizer).
 from kilnet.loss_scale import LossScaleOptimizer  # noqa: F401
 
@@ -87,7 +91,8 @@ class DTypePolicy:
 
     @property
     def quantization_mode(self):
-        """None: kilnet does not quantize (Keras's attribute, for code that reads it)."""
+        """The quantization mode of a QuantizedDTypePolicy ("int8"), None for the others
+        (Keras's attribute)."""
         return None
 
     def get_config(self) -> dict:
@@ -105,6 +110,70 @@ class DTypePolicy:
 
     def __repr__(self):
         return f'<DTypePolicy "{self._name}">'
+
+
+class QuantizedDTypePolicy(DTypePolicy):
+    """The policy of a quantized layer (Keras's `keras.dtype_policies.QuantizedDTypePolicy`):
+    named "<mode>_from_<source>" ("int8_from_float32"), computing and keeping its float
+    weights (the bias, the scales) as the source policy does; its kernel is int8.
+    `model.quantize("int8")` gives it to each layer it quantizes, and a layer made with it
+    (`dtype="int8_from_float32"`, or read from a file) is built quantized.
+
+    Args:
+        mode: the quantization mode; kilnet implements "int8".
+        source_name: the policy the layer had before ("float32", "mixed_bfloat16"); None:
+            the global policy's name.
+
+    Example:
+        >>> from kilnet import mixed_precision
+        >>> policy = mixed_precision.QuantizedDTypePolicy("int8", "mixed_bfloat16")
+        >>> policy, policy.compute_dtype, policy.quantization_mode
+        (<QuantizedDTypePolicy "int8_from_mixed_bfloat16">, 'bfloat16', 'int8')
+    """
+
+    def __init__(self, mode, source_name=None):
+        if source_name is None:
+            source_name = global_policy().name
+        if not isinstance(source_name, str) or source_name not in _POLICIES:
+            raise ValueError(f"QuantizedDTypePolicy: source_name must name a dtype policy, one "
+                             f"of {sorted(_POLICIES)}. Received: source_name={source_name!r}")
+        if mode not in quantizers.QUANTIZATION_MODES:
+            raise ValueError(f"Invalid quantization mode. Expected one of "
+                             f"{quantizers.QUANTIZATION_MODES}. Received: mode={mode!r}")
+        if mode not in quantizers.SUPPORTED_MODES:
+            raise NotImplementedError(
+                f"QuantizedDTypePolicy: kilnet implements the quantization modes "
+                f"{quantizers.SUPPORTED_MODES}, not {mode!r} (Keras's int4, float8, GPTQ and AWQ"
+                f" layers are not implemented). Received: mode={mode!r}")
+        self._compute_dtype, self._variable_dtype = _POLICIES[source_name]
+        if mode == "int8" and self._compute_dtype == "float16":
+            raise ValueError(f"Quantization mode='{mode}' doesn't work well with "
+                             "compute_dtype='float16' (Keras's rule). Use 'mixed_bfloat16' or "
+                             f"'float32' as the source policy. Received: source_name="
+                             f"{source_name!r}")
+        self._name = f"{mode}_from_{source_name}"
+        self._mode, self._source_name = mode, source_name
+
+    @property
+    def quantization_mode(self):
+        return self._mode
+
+    @property
+    def source_name(self) -> str:
+        """The policy the layer computes under: its name without "<mode>_from_"."""
+        return self._source_name
+
+    def get_config(self) -> dict:
+        return {"mode": self._mode, "source_name": self._source_name}
+
+    def __eq__(self, other):
+        return isinstance(other, QuantizedDTypePolicy) and other.name == self._name
+
+    def __hash__(self):
+        return hash(("QuantizedDTypePolicy", self._name))
+
+    def __repr__(self):
+        return f'<QuantizedDTypePolicy "{self._name}">'
 
 
 Policy = DTypePolicy  # Keras's legacy name (keras.mixed_precision.Policy)
@@ -167,12 +236,9 @@ def get(identifier, argument: str = "dtype") -> DTypePolicy:
     if isinstance(identifier, DTypePolicy):
         policy = identifier
     elif isinstance(identifier, dict):
-        if identifier.get("class_name") not in ("DTypePolicy", "FloatDTypePolicy") or \
-                not isinstance(identifier.get("config"), dict):
-            raise ValueError(f"{argument} must be a policy name or Keras's serialized "
-                             "{'class_name': 'DTypePolicy', 'config': {'name': ...}}. "
-                             f"Received: {argument}={identifier!r:.200}")
-        policy = DTypePolicy(identifier["config"].get("name"))
+        policy = _from_entry(identifier, argument)
+    elif isinstance(identifier, str) and "_from_" in identifier:
+        policy = _quantized_named(identifier, argument)
     elif isinstance(identifier, str) or _is_dtype(identifier):
         name = identifier if isinstance(identifier, str) else str(np.dtype(identifier))
         try:
@@ -184,6 +250,32 @@ def get(identifier, argument: str = "dtype") -> DTypePolicy:
         raise TypeError(f"{argument} must be a policy name such as 'mixed_bfloat16' or a "
                         f"kilnet.mixed_precision.DTypePolicy. Received: {argument}={identifier!r}")
     return check_layer_policy(policy, argument)
+
+
+def _from_entry(entry: dict, argument: str) -> DTypePolicy:
+    """The policy of Keras's serialized form: a DTypePolicy's {"config": {"name"}}, a
+    QuantizedDTypePolicy's {"config": {"mode", "source_name"}}."""
+    name, config = entry.get("class_name"), entry.get("config")
+    if name == "QuantizedDTypePolicy" and isinstance(config, dict) and set(config) == {
+            "mode", "source_name"}:
+        return QuantizedDTypePolicy(config["mode"], config["source_name"])
+    if name not in ("DTypePolicy", "FloatDTypePolicy") or not isinstance(config, dict):
+        raise ValueError(f"{argument} must be a policy name or Keras's serialized "
+                         "{'class_name': 'DTypePolicy', 'config': {'name': ...}} (or a "
+                         "QuantizedDTypePolicy's {'mode': 'int8', 'source_name': ...}). "
+                         f"Received: {argument}={entry!r:.200}")
+    return DTypePolicy(config.get("name"))
+
+
+def _quantized_named(name: str, argument: str) -> DTypePolicy:
+    """Keras's "<mode>_from_<source>" name of a quantized policy ("int8_from_float32")."""
+    mode, _, source = name.partition("_from_")
+    if mode not in quantizers.QUANTIZATION_MODES:
+        raise ValueError(f"{argument} names no dtype policy: a quantized policy is "
+                         f"'<mode>_from_<source>' with a mode in "
+                         f"{quantizers.QUANTIZATION_MODES}, e.g. 'int8_from_float32'. "
+                         f"Received: {argument}={name!r}")
+    return QuantizedDTypePolicy(mode, source)
 
 
 def check_layer_policy(policy: DTypePolicy, argument: str) -> DTypePolicy:
@@ -205,6 +297,9 @@ def serialize(policy: DTypePolicy) -> dict:
         >>> mixed_precision.serialize(mixed_precision.DTypePolicy("mixed_float16"))["config"]
         {'name': 'mixed_float16'}
     """
+    if isinstance(policy, QuantizedDTypePolicy):
+        return {"module": "keras.dtype_policies", "class_name": "QuantizedDTypePolicy",
+                "config": policy.get_config(), "registered_name": None}
     return {"module": "keras", "class_name": "DTypePolicy", "config": policy.get_config(),
             "registered_name": None}
 

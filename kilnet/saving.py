@@ -485,6 +485,28 @@ def _install_weights(model, spec, tensors, path):
         variable.assign(tensors[name])
 
 
+def _refuse_unrecorded_quantization(model, path) -> None:
+    """A MultiHeadAttention (or GroupQueryAttention) whose projections model.quantize made
+    int8: its config, Keras's, records no quantization of its projections, so a model file
+    would be rebuilt with float ones that cannot take the int8 arrays (Keras 3.15 cannot load
+    the file it writes for such a model either). Refused, with the way that works."""
+    from kilnet.layers import MultiHeadAttention
+
+    stack = list(model.sublayers)
+    while stack:
+        layer = stack.pop()
+        stack.extend(layer.sublayers)
+        if isinstance(layer, MultiHeadAttention) and any(
+                part.quantization_mode for part in layer.sublayers):
+            raise ValueError(
+                f"Cannot save {path}: the projections of {type(layer).__name__} "
+                f"{layer.name!r} are quantized, and its config (Keras's) does not record it, "
+                "so the file could not be loaded (Keras 3.15 cannot load the file it writes "
+                "for such a model either). Save the weights instead: "
+                "model.save_weights('m.weights.h5'); to load them, build the same model, "
+                "call model.quantize('int8'), then model.load_weights('m.weights.h5').")
+
+
 def precheck_graph(model, prefix, tensors, path):
     """Check, abstractly (jax.eval_shape), that each of kilnet's own leaf layers in a functional
     graph takes the arrays `tensors` names for it ({"params/<layer path>/<weight>": anything
@@ -602,6 +624,7 @@ def save_model(model, filepath, *, overwrite=True, include_optimizer=True):
     from kilnet.models import _config
 
     filepath = os.fspath(filepath)
+    _refuse_unrecorded_quantization(model, filepath)
     if _keras_format(filepath, "model"):
         from kilnet import keras_files
         save = (keras_files.save_legacy_h5 if keras_files.is_keras_weights_path(filepath)

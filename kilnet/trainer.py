@@ -69,6 +69,7 @@ class Trainer:
         self.steps_per_execution = None  # compile()'s cap on a chunk's steps
         self._metrics_resolved_for = None   # (objective, label shapes): see resolve_accuracy
         self._your_batch_code = None   # (objective, answer): see runs_your_batch_code
+        self.training_refused_by = None   # see weights_replaced
         # unknown names fail at compile
         for identifier in _flat_metric_ids(self.metric_ids) + _flat_metric_ids(
                 self.weighted_metric_ids):
@@ -344,6 +345,24 @@ class Trainer:
         if objective_lib.resolve_metrics(self.objective, shapes):
             self._programs.clear()  # they were traced with the other metrics
         self._metrics_resolved_for = (self.objective, shapes)
+
+    def weights_replaced(self, by: str) -> None:
+        """The model's weights were replaced by others (`by`: model.quantize): the training
+        state goes (evaluate and predict make a new one), and training is refused until
+        compile() runs again, as in Keras, whose optimizer was built for the old weights."""
+        self.reset_state()
+        self.training_refused_by = by
+
+    def check_trainable(self) -> None:
+        """ValueError when training must wait for a new compile() (see weights_replaced)."""
+        by = self.training_refused_by
+        if by is not None:
+            raise ValueError(
+                f"The model's weights were replaced by {by} after compile(): the optimizer "
+                "was built for the old ones, so Keras refuses to train it as it is. Call "
+                "model.compile(...) again, then fit trains the weights that stay float "
+                "(biases, normalizations, the layers before a quantized one); evaluate and "
+                "predict work without it.")
 
     def reset_state(self):
         self.release_variables()

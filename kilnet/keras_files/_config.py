@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import warnings
 
-from kilnet import _registry, initializers, saving
+from kilnet import _registry, initializers, quantizers, saving
 from kilnet.errors import ModelFileError
 from kilnet.layers import (CELL_TYPES, LAYER_TYPES, RNN, Bidirectional, InputLayer, Layer,
                            Pipeline, StackedRNNCells, Wrapper)
@@ -32,7 +32,7 @@ MODULES = frozenset({"keras", "keras.layers", "keras.models", "keras.src.models.
                      "keras.src.models.sequential", "keras.initializers",
                      "keras.regularizers", "keras.constraints", "keras.activations",
                      "keras.optimizers", "keras.optimizers.schedules", "keras.losses",
-                     "keras.metrics"})
+                     "keras.metrics", "keras.dtype_policies", "keras.quantizers"})
 # Where Keras's graph-node ops live; a config may name them only for the ops of kilnet's
 # closed table (kilnet.layers.Operation), which kilnet computes itself.
 OPERATION_MODULES = frozenset(module for _, module, _ in OPS.values())
@@ -75,6 +75,10 @@ NO_TRAINABLE = frozenset({"SpatialDropout1D", "SpatialDropout2D", "SpatialDropou
 ENTRY_KEYS = ("module", "class_name", "config", "registered_name")
 POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"},
           "registered_name": None}
+# Keras's int8 activation quantizer (AbsMaxQuantizer()), as its quantized layers' configs hold
+# it: the settings kilnet's int8 layers compute with (kilnet.quantizers)
+INT8_INPUTS = {"value_range": [quantizers.INT8_RANGE[0], quantizers.INT8_RANGE[1]],
+               "epsilon": quantizers.EPSILON, "output_dtype": "int8"}
 
 
 class Reader:
@@ -287,8 +291,10 @@ def layer_config(cls, config, reader, where):
     out = {}
     for key, value in config.items():
         if key == "dtype" and cls is not InputLayer:
-            if _check_policy(value, reader, where) != "float32":
+            if _check_policy(value, reader, where, quantized=cls.builds_int8) != "float32":
                 out[key] = value  # a mixed policy: the layer takes it (kilnet.mixed_precision)
+        elif key == "quantization_config" and value is not None:
+            _check_quantization_config(value, reader, where)   # Keras's int8 default: kilnet's
         elif key in ("layer", "backward_layer") and (cls is Bidirectional
                                                      or issubclass(cls, Wrapper)):
             out[key] = None if value is None else layer_spec(value, reader)
@@ -368,13 +374,42 @@ def _initializer(key, value, reader, where):
     return None
 
 
-def _check_policy(value, reader, where):
-    """The policy's name: float32 or a mixed one (float32 weights); others are refused."""
+def _check_policy(value, reader, where, quantized=False):
+    """The policy's name: float32 or a mixed one (float32 weights), or where `quantized` (a
+    layer kilnet quantizes) Keras's int8 QuantizedDTypePolicy ("int8_from_float32"); others
+    are refused."""
+    if isinstance(value, dict) and value.get("class_name") == "QuantizedDTypePolicy":
+        config = value.get("config") if isinstance(value.get("config"), dict) else {}
+        name = f"{config.get('mode')}_from_{config.get('source_name')}"
+        if not quantized or config.get("mode") != "int8" or config.get("source_name") not in (
+                "float32", "mixed_bfloat16"):
+            reader.fail(where, f"it is quantized with dtype policy {name!r:.60}; kilnet reads "
+                               "Keras's int8 quantization ('int8_from_float32', "
+                               "'int8_from_mixed_bfloat16') of Dense, EinsumDense, Embedding and "
+                               "ReversibleEmbedding layers.")
+        return name
     name = value.get("config", {}).get("name") if isinstance(value, dict) else value
     if name not in (None, "float32", "mixed_float16", "mixed_bfloat16"):
         reader.fail(where, f"it computes in dtype policy {name!r:.50}; kilnet layers take "
                            "'float32', 'mixed_float16' and 'mixed_bfloat16' (float32 weights).")
     return name or "float32"
+
+
+def _check_quantization_config(value, reader, where):
+    """A quantized layer's `quantization_config`: Keras's int8 default, whose inputs
+    quantizer is the AbsMaxQuantizer kilnet's int8 layers compute with (its weights
+    quantizer only mattered when the file's weights were quantized)."""
+    config = value.get("config") if isinstance(value, dict) else None
+    inputs = config.get("activation_quantizer") if isinstance(config, dict) else None
+    inputs_config = inputs.get("config") if isinstance(inputs, dict) else None
+    if not (isinstance(value, dict) and value.get("class_name") == "Int8QuantizationConfig"
+            and isinstance(
+            inputs_config, dict) and inputs.get("class_name") == "AbsMaxQuantizer" and {
+            k: v for k, v in inputs_config.items() if k != "axis"} == INT8_INPUTS):
+        reader.fail(where, f"its quantization_config is {value!r:.300}; kilnet computes Keras's "
+                           "default int8 quantization only (Int8QuantizationConfig with the "
+                           "inputs quantized by AbsMaxQuantizer(value_range=(-127, 127), "
+                           "epsilon=1e-7)).")
 
 
 def _refuse_keys(config, known, reader, where):
@@ -473,6 +508,9 @@ def keras_layer(spec, path):
     if name in ("StackedRNNCells", "Pipeline"):
         key = "cells" if name == "StackedRNNCells" else "layers"
         config[key] = [keras_layer(inner, path) for inner in config[key]]
+    policy = config.get("dtype")
+    if isinstance(policy, dict) and policy.get("class_name") == "QuantizedDTypePolicy":
+        config["quantization_config"] = _int8_config()   # what Keras's quantize() records
     for key, value in config.items():
         if key.endswith("_regularizer") and isinstance(value, dict):
             config[key] = _keras_object_entry(value, "keras.regularizers")
@@ -484,6 +522,15 @@ def keras_layer(spec, path):
         return {"module": APPLICATION_MODULES[name], "class_name": name, "config": config,
                 "registered_name": name}
     return {"module": "keras.layers", "class_name": name, "config": config,
+            "registered_name": None}
+
+
+def _int8_config():
+    """Keras's entry of its default Int8QuantizationConfig, as its quantized layers write it."""
+    return {"module": "keras.quantizers", "class_name": "Int8QuantizationConfig",
+            "config": {"weight_quantizer": None, "activation_quantizer": {
+                "module": "keras.quantizers", "class_name": "AbsMaxQuantizer",
+                "config": dict(INT8_INPUTS), "registered_name": None}},
             "registered_name": None}
 
 

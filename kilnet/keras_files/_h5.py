@@ -4,7 +4,8 @@ bounds.
 Why a module of its own: HDF5 can do far more than hold arrays. A dataset may declare a
 terabyte shape with no stored bytes (reading it would allocate the fill value), keep its bytes
 in an external file, be a virtual view of other files, or be reached through a soft or external
-link. Reading here follows hard links only, accepts plain uncompressed float datasets only, and
+link. Reading here follows hard links only, accepts plain uncompressed float datasets only
+(and int8 ones for the int8 weights of a quantized layer), and
 checks each dataset's declared shape against the layer that will receive it, and its size
 against the file's size, before any bytes are read.
 """
@@ -20,6 +21,8 @@ from kilnet.errors import ModelFileError
 
 MAX_OBJECTS = 100_000   # groups and datasets visited when looking for stray arrays
 _FLOAT_KINDS = ("f",)
+# the kinds a weight may be stored as: floats, and int8 for a quantized layer's kernel
+_WEIGHT_KINDS = ("f", "i")
 
 
 class WeightsFile:
@@ -80,17 +83,39 @@ class WeightsFile:
         return node
 
     def shape_of(self, h5_path):
-        """The declared shape of a checked dataset (see `checked`), or None if absent."""
+        """The declared shape of a checked dataset (see `checked`; floats, or int8 for a
+        quantized layer's weights), or None if absent."""
         ds = self.dataset(h5_path)
-        return None if ds is None else tuple(self.checked(ds, h5_path).shape)
+        return None if ds is None else tuple(self.checked(ds, h5_path, _WEIGHT_KINDS).shape)
+
+    def dtype_of(self, h5_path):
+        """int8 for a quantized layer's int8 weight, float32 (what kilnet keeps) otherwise.
+
+        Example:
+            >>> import numpy as np
+            >>> from kilnet.keras_files import _h5
+            >>> data = _h5.write_weights([("w", np.ones(2, "int8")), ("b", np.ones(2))], {})
+            >>> with _h5.WeightsFile(data, "w.h5") as f:
+            ...     f.dtype_of("w").name, f.dtype_of("b").name
+            ('int8', 'float32')
+        """
+        ds = self.checked(self.dataset(h5_path), h5_path, _WEIGHT_KINDS)
+        quantized = ds.dtype == np.int8 and ds.shape != ()   # not a count (kilnet: float32)
+        return np.dtype(np.int8) if quantized else np.dtype(np.float32)
 
     def checked(self, ds, h5_path, kinds=_FLOAT_KINDS):
-        """`ds` if it is a plain array of a dtype kind in `kinds` (floats by default) whose
-        declared bytes fit in the file. An integer scalar passes where floats are expected:
-        Keras keeps counts so (an adapted Normalization's `count`), kilnet as float32."""
+        """`ds` if it is a plain array of a dtype kind in `kinds` (floats by default; "i":
+        int8 only, a quantized layer's) whose declared bytes fit in the file. An integer
+        scalar passes where floats are expected: Keras keeps counts so (an adapted
+        Normalization's `count`), kilnet as float32."""
         integer_scalar = ds.shape == () and ds.dtype.kind in "iu" and "f" in kinds
         if ds.dtype.kind not in kinds and not integer_scalar:
-            self.fail(f"the weight {h5_path!r} has dtype {ds.dtype}; Keras weights are floats.")
+            self.fail(f"the weight {h5_path!r} has dtype {ds.dtype}; Keras weights are floats"
+                      + (" (int8 for a quantized layer's)." if "i" in kinds else "."))
+        if kinds == _WEIGHT_KINDS and ds.dtype.kind == "i" and ds.dtype != np.int8 \
+                and not integer_scalar:
+            self.fail(f"the weight {h5_path!r} has dtype {ds.dtype}; a quantized layer's "
+                      "integer weights are int8.")
         plist = ds.id.get_create_plist()
         if ds.is_virtual or ds.external or plist.get_nfilters():
             self.fail(f"the weight {h5_path!r} is virtual, external or compressed; kilnet reads "
@@ -101,12 +126,19 @@ class WeightsFile:
                       f"file holds ({self.size:,} bytes).")
         return ds
 
-    def read(self, h5_path, shape, dtype, kinds=_FLOAT_KINDS):
-        """The array at `h5_path`, after checking it has `shape` and fits in the file."""
+    def read(self, h5_path, shape, dtype, kinds=None):
+        """The array at `h5_path`, after checking it has `shape` and fits in the file; `kinds`
+        (see `checked`) defaults to floats, or int8 where `dtype` is (a quantized kernel)."""
         ds = self.dataset(h5_path)
         if ds is None:
             self.fail(f"the weight {h5_path!r} is missing.")
+        if kinds is None:
+            kinds = ("i",) if np.dtype(dtype) == np.int8 else _FLOAT_KINDS
         self.checked(ds, h5_path, kinds)
+        if "i" in kinds and ds.dtype.kind == "i" and ds.dtype != np.dtype(dtype) \
+                and ds.shape != ():
+            self.fail(f"the weight {h5_path!r} has dtype {ds.dtype}; the layer keeps it as "
+                      f"{np.dtype(dtype)}.")
         if tuple(ds.shape) != tuple(shape):
             self.fail(f"the weight {h5_path!r} has shape {tuple(ds.shape)}; the layer needs "
                       f"{tuple(shape)}.")

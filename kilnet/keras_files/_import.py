@@ -209,7 +209,7 @@ def _declared(model, h5_prefix, prefix, weights) -> dict:
                 if shape is None:
                     raise ModelFileError(weights.path, f"the weight {h5!r} of layer "
                                                        f"{layer.name!r} is missing.")
-                found[name] = jax.ShapeDtypeStruct(shape, np.float32)
+                found[name] = jax.ShapeDtypeStruct(shape, weights.dtype_of(h5))
     return found
 
 

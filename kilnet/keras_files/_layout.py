@@ -240,6 +240,8 @@ def _own_slots(layer, prefix, path, layout):
         layout.hooked.append((prefix + "vars", layer))
         return
     own = [(p, kind, v) for p, kind, v in layer.variable_paths(path) if len(p) == len(path) + 1]
+    if layer.saved_weight_order:   # a quantized layer: Keras's save_own_variables order
+        own.sort(key=lambda entry: layer.saved_weight_order.index(entry[2].name))
     for index, (p, kind, variable) in enumerate(own):
         layout.slots.append((f"{prefix}vars/{index}", f"{kind}/{'/'.join(p)}", variable))
 
@@ -253,6 +255,8 @@ def leaf_names(layer, prefix, path) -> list:
         prefix += "cell/"
     names = [("params", n) for n in layer.param_names] + [("state", n)
                                                           for n in layer.state_names]
+    if layer.saved_weight_order:   # a quantized layer: Keras's save_own_variables order
+        names.sort(key=lambda entry: layer.saved_weight_order.index(entry[1]))
     return [(f"{prefix}vars/{i}", f"{kind}/{'/'.join(path + (name,))}")
             for i, (kind, name) in enumerate(names)]
 

@@ -109,7 +109,8 @@ def _leaf(layer, shape, group, weights):
     arrays = {"params": {}, "state": {}}
     for h5, name in _layout.leaf_names(layer, group, ()):
         kind, _, weight = name.partition("/")
-        arrays[kind][weight] = jax.ShapeDtypeStruct(_declared(weights, h5, layer), np.float32)
+        arrays[kind][weight] = jax.ShapeDtypeStruct(_declared(weights, h5, layer),
+                                                    weights.dtype_of(h5))   # int8: quantized
     if not isinstance(shape, tuple) or None in shape:
         _fail(weights, layer, f"its input shape {shape} is not fully known")
     try:

@@ -40,6 +40,7 @@ import numpy as np
 from kilnet._custom_gradients import custom_vjp
 from kilnet import _scope, constraints, initializers, random, regularizers
 from kilnet._kernels import onednn_matmul
+from kilnet.layers import _int8
 from kilnet.layers._attention_names import KerasPrivateSettings, attention_equations
 from kilnet.layers._base import Layer, is_shape, set_untracked
 from kilnet.layers._dropout_masks import keep_mask
@@ -67,10 +68,11 @@ def kilnet_hook(method):
     return method
 
 
-class _Projection(Layer):
+class _Projection(_int8.QuantizableKernel, Layer):
     """`activation(x @ kernel + bias)` contracting the last `in_axes` axes of x into the axes
     `units`: the einsum dense projections of MultiHeadAttention, with Keras's kernel shape
-    (*contracted input axes, *units) and bias shape `units`."""
+    (*contracted input axes, *units) and bias shape `units`. `model.quantize("int8")`
+    quantizes it as Keras quantizes its EinsumDense projections."""
 
     def __init__(self, units, *, in_axes, use_bias, kernel_initializer, bias_initializer,
                  name, activation=None, kernel_regularizer=None, bias_regularizer=None,
@@ -89,25 +91,40 @@ class _Projection(Layer):
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
 
-    @property
-    def param_names(self):
-        return ("kernel", "bias") if self.use_bias else ("kernel",)
-
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-self.in_axes]) + self.units
 
+    def kernel_shape(self, input_shape) -> tuple:
+        return tuple(input_shape[-self.in_axes:]) + self.units
+
     def init(self, rng, input_shape):
-        kernel_shape = tuple(input_shape[-self.in_axes:]) + self.units
-        kernel_init = fans_over(initializers.get(self.kernel_initializer),
-                                range(self.in_axes), range(self.in_axes, len(kernel_shape)))
-        params = {"kernel": kernel_init.sample(rng, kernel_shape)}
+        kernel_shape = self.kernel_shape(input_shape)
+        if self.quantization_mode == "int8":   # Keras's quantized build: no float kernel
+            params, state = {}, self.int8_state(input_shape)
+        else:
+            kernel_init = fans_over(initializers.get(self.kernel_initializer),
+                                    range(self.in_axes), range(self.in_axes, len(kernel_shape)))
+            params, state = {"kernel": kernel_init.sample(rng, kernel_shape)}, {}
         if self.use_bias:
             params["bias"] = initializers.get(self.bias_initializer).sample(rng, self.units)
-        return params, {}, self.compute_output_shape(input_shape)
+        return params, state, self.compute_output_shape(input_shape)
+
+    def quantize(self, mode=None, type_check=True, config=None):
+        """Quantize the kernel to int8 in place, as Keras's EinsumDense.quantize."""
+        _int8.quantize_layer(self, _Projection, mode, type_check, config)
+
+    def kernel_contraction(self, input_ndim):
+        return _int8.last_axes(input_ndim, self.in_axes + len(self.units), self.in_axes)
 
     def apply(self, params, state, x, sample_mask=None, **_):
-        y = last_axes_product(x, params["kernel"], params["bias"] if self.use_bias else None,
-                              in_axes=self.in_axes)
+        if self.quantization_mode == "int8":
+            y = self.int8_product(x, state)
+            if self.use_bias:
+                y = y + params["bias"]
+        else:
+            y = last_axes_product(x, params["kernel"],
+                                  params["bias"] if self.use_bias else None,
+                                  in_axes=self.in_axes)
         if self.activation is not None:
             y = self.activation(y)
         regularizers.add_layer_penalties(self, params, lambda: y, sample_mask)
@@ -467,7 +484,8 @@ class MultiHeadAttention(KerasPrivateSettings, Layer):
         mask = self._compute_attention_mask(
             query, value, query_mask=query_mask, value_mask=value_mask, key_mask=key_mask,
             attention_mask=attention_mask, use_causal_mask=use_causal_mask)
-        project = functools.partial(self._project, params=params, sample_mask=sample_mask)
+        project = functools.partial(self._project, params=params, state=state,
+                                    sample_mask=sample_mask)
         q = project(self._query_dense, x=query)      # (batch, T, heads, key_dim)
         k = project(self._key_dense, x=key)          # (batch, S, heads, key_dim)
         v = project(self._value_dense, x=value)      # (batch, S, heads, value_dim)
@@ -696,8 +714,10 @@ class MultiHeadAttention(KerasPrivateSettings, Layer):
         here the projected ones; GroupedQueryAttention repeats its fewer shared heads."""
         return k, v
 
-    def _project(self, projection, params, x, sample_mask=None):
-        return projection.apply(params[projection.name], {}, x, sample_mask=sample_mask)[0]
+    def _project(self, projection, params, state, x, sample_mask=None):
+        # the state holds a quantized projection's int8 kernel and scale
+        return projection.apply(params[projection.name], state.get(projection.name, {}), x,
+                                sample_mask=sample_mask)[0]
 
     def _positions_mask(self, use_causal_mask, t, s):
         """The boolean (1, T, S) mask of the (query, key) positions the causal mask and the

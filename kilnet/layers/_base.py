@@ -137,7 +137,7 @@ class Layer:
             set_untracked(self, "activity_regularizer", self._base_activity_regularizer)
         if name is not None:
             _names.check_name(name)   # the rule model files need: what saves, loads
-        set_untracked(self, "_dtype_policy", mixed_precision.get(dtype, "dtype"))
+        set_untracked(self, "_dtype_policy", self._checked_policy(dtype, "dtype"))
         set_untracked(self, "autocast", bool(autocast))
         if input_shape is None and batch_input_shape is not None:
             input_shape = tuple(batch_input_shape)[1:]
@@ -243,7 +243,17 @@ class Layer:
 
     @dtype_policy.setter
     def dtype_policy(self, value):
-        set_untracked(self, "_dtype_policy", mixed_precision.get(value, "dtype_policy"))
+        set_untracked(self, "_dtype_policy", self._checked_policy(value, "dtype_policy"))
+
+    def _checked_policy(self, value, argument):
+        policy = mixed_precision.get(value, argument)
+        if policy.quantization_mode is not None and not self.builds_int8:
+            raise ValueError(
+                f"{type(self).__name__} has no quantized form: the policy {policy.name!r} is for "
+                "the layers Keras quantizes (Dense, EinsumDense, Embedding, "
+                "ReversibleEmbedding). Use a float policy such as 'float32'. Received: "
+                f"{argument}={policy.name!r}")
+        return policy
 
     @property
     def compute_dtype(self) -> str:
@@ -254,6 +264,40 @@ class Layer:
     def variable_dtype(self) -> str:
         """The dtype of the layer's weights (float32 in kilnet)."""
         return self._dtype_policy.variable_dtype
+
+    # Whether the layer computes with int8 weights under a QuantizedDTypePolicy (Dense,
+    # EinsumDense, Embedding, ...: kilnet.layers._int8); the others refuse such a policy.
+    builds_int8 = False
+
+    @property
+    def quantization_mode(self):
+        """The layer's quantization mode ("int8" once `model.quantize("int8")` quantized it,
+        or when made with a quantized dtype policy), else None: Keras's attribute.
+
+        Example:
+            >>> import kilnet
+            >>> kilnet.layers.Dense(2).quantization_mode is None
+            True
+            >>> kilnet.layers.Dense(2, dtype="int8_from_float32").quantization_mode
+            'int8'
+        """
+        return self._dtype_policy.quantization_mode
+
+    def quantize(self, mode=None, type_check=True, config=None):
+        """Quantize the layer's weights in place (Keras's `Layer.quantize`): kilnet's Dense,
+        EinsumDense, Embedding, ReversibleEmbedding and attention projections implement "int8"
+        (`model.quantize("int8")` calls it on each); other layers keep their float weights
+        and raise NotImplementedError, with Keras's message.
+
+        Example:
+            >>> import kilnet
+            >>> kilnet.layers.Flatten().quantize("int8")
+            Traceback (most recent call last):
+            ...
+            NotImplementedError: Layer Flatten does not have a `quantize` method implemented.
+        """
+        raise NotImplementedError(f"Layer {type(self).__name__} does not have a `quantize` "
+                                  "method implemented.")
 
     @property
     def dtype(self) -> str:
@@ -910,6 +954,49 @@ class Layer:
                     current = self.__dict__.get(name, variable)
                     if not hasattr(type(self), name) and isinstance(current, Variable):
                         object.__setattr__(self, name, variable)
+
+    def replace_own_weights(self, params: dict, state: dict) -> None:
+        """Make the layer's own weights the arrays of `params` (trainable) and `state`
+        (non-trainable), as Keras's `quantize` replaces a float kernel by an int8 one and
+        its scale: a weight of the same name and kind keeps its Variable and takes the new
+        value; the others are dropped, and new Variables are made after the kept ones, under
+        the same path (`dense/kernel_scale`) and as attributes (`layer.kernel_scale`). Any
+        Trainer holding the old weights must have released them first.
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> dense = kilnet.layers.Dense(2)
+            >>> dense.build((None, 3))
+            >>> dense.replace_own_weights({"bias": np.ones(2)},
+            ...                           {"kernel": np.zeros((3, 2), np.int8)})
+            >>> [(w.name, str(w.dtype)) for w in dense.weights], dense.kernel.trainable
+            ([('bias', 'float32'), ('kernel', 'int8')], False)
+        """
+        own = [(v, True) for v in self._trainable_vars] + [
+            (v, False) for v in self._non_trainable_vars]
+        prefix = own[0][0].path.rpartition("/")[0] if own else (self.path or "")
+        wanted = {(name, True): value for name, value in params.items()}
+        wanted.update({(name, False): value for name, value in state.items()})
+        for variable, trainable in own:
+            if (variable.name, trainable) in wanted:
+                variable.assign(wanted.pop((variable.name, trainable)))
+                continue
+            variable.release()
+            (self._trainable_vars if trainable else self._non_trainable_vars).remove(variable)
+            if self.__dict__.get(variable.name) is variable:
+                object.__delattr__(self, variable.name)
+        for (name, trainable), value in wanted.items():
+            with _scope.weights_named(prefix or None):
+                variable = Variable(value, name=name, trainable=trainable)
+            self._track_variable(variable)
+            if not hasattr(type(self), name) and name not in self.__dict__:
+                object.__setattr__(self, name, variable)
+
+    # The order of the layer's own weights in Keras's files when it differs from the weight
+    # order (a quantized Dense writes kernel, bias, kernel_scale, as Keras's
+    # save_own_variables does, and lists bias, kernel, kernel_scale among its weights)
+    saved_weight_order = None
 
     @property
     def carried_state_names(self) -> tuple:
@@ -1632,8 +1719,8 @@ class Layer:
         if not self.saves_declared_weights_only:
             return own
         by_name = {variable.name: variable for variable in own}
-        return [by_name[name] for name in (*self.param_names, *self.state_names)
-                if name in by_name]
+        names = self.saved_weight_order or (*self.param_names, *self.state_names)
+        return [by_name[name] for name in names if name in by_name]
 
     def load_own_variables(self, store) -> None:
         """Set the layer's own weights from `store`, as `save_own_variables` wrote them

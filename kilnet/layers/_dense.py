@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from kilnet import constraints, initializers, regularizers
+from kilnet.layers import _int8
 from kilnet.layers._base import KernelLayer
 from kilnet.layers._matmul import last_axes_product
 
 
-class Dense(KernelLayer):
+class Dense(_int8.QuantizableKernel, KernelLayer):
     saves_declared_weights_only = True   # as Keras's save_own_variables does
     _supports_masking = True  # passes a sequence mask on, as Keras
     config_keys = ("units", "activation", "use_bias", "kernel_initializer", "bias_initializer",
@@ -38,17 +39,54 @@ class Dense(KernelLayer):
     def compute_output_shape(self, input_shape):
         return input_shape[:-1] + (self.units,)
 
+    def kernel_shape(self, input_shape) -> tuple:
+        return (input_shape[-1], self.units)
+
     def init(self, rng, input_shape):
-        params = {"kernel": initializers.get(self.kernel_initializer).sample(
-            rng, (input_shape[-1], self.units))}
+        if self.quantization_mode == "int8":   # Keras's quantized build: no float kernel
+            params, state = {}, self.int8_state(input_shape)
+        else:
+            params, state = {"kernel": initializers.get(self.kernel_initializer).sample(
+                rng, self.kernel_shape(input_shape))}, {}
         if self.use_bias:
             params["bias"] = initializers.get(self.bias_initializer).sample(rng, (self.units,))
-        return params, {}, self.compute_output_shape(input_shape)
+        return params, state, self.compute_output_shape(input_shape)
 
     def pre_activation(self, params, state, x, sample_mask=None, **_):
-        y = last_axes_product(x, params["kernel"], params["bias"] if self.use_bias else None)
+        if self.quantization_mode == "int8":
+            y = self.int8_product(x, state)
+            if self.use_bias:
+                y = y + params["bias"]
+        else:
+            y = last_axes_product(x, params["kernel"], params["bias"] if self.use_bias else None)
         regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)
         return y, state
+
+    # -- int8 (model.quantize("int8"); kilnet.layers._int8) ---------------------------------
+    def quantize(self, mode=None, type_check=True, config=None):
+        """Quantize the kernel to int8 in place, as Keras's Dense.quantize: an int8 `kernel`
+        and a float32 `kernel_scale` of shape (units,), both non-trainable; each call then
+        quantizes its inputs per row (abs-max) and multiplies in integers.
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> dense = kilnet.layers.Dense(2, kernel_initializer="ones")
+            >>> dense.build((None, 3))
+            >>> dense.quantize("int8")
+            >>> [(w.name, str(w.dtype)) for w in dense.weights], dense.dtype_policy.name
+            ([('bias', 'float32'), ('kernel', 'int8'), ('kernel_scale', 'float32')], \
+'int8_from_float32')
+            >>> np.asarray(dense(np.array([[1.0, 2.0, 3.0]]))).round(2).tolist()
+            [[6.0, 6.0]]
+        """
+        _int8.quantize_layer(self, Dense, mode, type_check, config)
+
+    def kernel_contraction(self, input_ndim):
+        return _int8.last_axes(input_ndim, 2)
+
+    def stored_scale_shape(self, shape) -> tuple:
+        return (self.units,)   # Keras's Dense keeps one scale per unit, unexpanded
 
 
 _REGULARIZERS = ("kernel_regularizer", "bias_regularizer", "activity_regularizer")

@@ -16,6 +16,7 @@ import re
 import jax.numpy as jnp
 
 from kilnet import constraints, initializers, regularizers
+from kilnet.layers import _int8
 from kilnet.layers._base import KernelLayer
 
 _FORMS = (("([a-zA-Z]+),([a-zA-Z]+)->([a-zA-Z]+)$", None),
@@ -35,7 +36,7 @@ def fans_over(kernel_init, input_axes, output_axes):
     return kernel_init
 
 
-class EinsumDense(KernelLayer):
+class EinsumDense(_int8.QuantizableKernel, KernelLayer):
     """`activation(einsum(equation, inputs, kernel) + bias)`, as Keras's EinsumDense.
 
     Args:
@@ -47,7 +48,8 @@ class EinsumDense(KernelLayer):
         kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
         activity_regularizer, kernel_constraint, bias_constraint: as Dense's.
         lora_rank, lora_alpha, gptq_unpacked_column_size, quantization_config: only None
-            (kilnet has no LoRA or quantized layers).
+            (kilnet has no LoRA; `quantize("int8")` quantizes with Keras's default
+            configuration).
 
     Example:
         >>> import numpy as np
@@ -75,7 +77,8 @@ class EinsumDense(KernelLayer):
                             ("quantization_config", quantization_config)):
             if value is not None:
                 raise ValueError(f"EinsumDense({name}=...) is not supported: kilnet has no LoRA "
-                                 f"or quantized layers. Received: {name}={value!r}")
+                                 "and quantizes with Keras's default int8 configuration only "
+                                 f"(model.quantize('int8')). Received: {name}={value!r}")
         self.equation = equation
         self._specs, self._elided = _parse(equation)
         self.output_shape = ((output_shape,) if isinstance(output_shape, int)
@@ -160,22 +163,52 @@ class EinsumDense(KernelLayer):
     def compute_output_shape(self, input_shape):
         return self._shapes(input_shape)[2]
 
+    def kernel_shape(self, input_shape) -> tuple:
+        return self._shapes(input_shape)[0]
+
     def init(self, rng, input_shape):
         kernel_shape, bias_shape, output_shape, input_axes, output_axes = self._shapes(
             input_shape)
-        kernel_init = fans_over(initializers.get(self.kernel_initializer), input_axes,
-                                output_axes)
-        params = {"kernel": kernel_init.sample(rng, kernel_shape)}
+        if self.quantization_mode == "int8":   # Keras's quantized build: no float kernel
+            params, state = {}, self.int8_state(input_shape)
+        else:
+            kernel_init = fans_over(initializers.get(self.kernel_initializer), input_axes,
+                                    output_axes)
+            params, state = {"kernel": kernel_init.sample(rng, kernel_shape)}, {}
         if bias_shape is not None:
             params["bias"] = initializers.get(self.bias_initializer).sample(rng, bias_shape)
-        return params, {}, output_shape
+        return params, state, output_shape
 
     def pre_activation(self, params, state, x, sample_mask=None, **_):
-        y = jnp.einsum(self.equation, x, params["kernel"])
+        if self.quantization_mode == "int8":
+            y = self.int8_product(x, state)
+        else:
+            y = jnp.einsum(self.equation, x, params["kernel"])
         if self.use_bias:
             y = y + params["bias"]
         regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)
         return y, state
+
+    # -- int8 (model.quantize("int8"); kilnet.layers._int8) ---------------------------------
+    def quantize(self, mode=None, type_check=True, config=None):
+        """Quantize the kernel to int8 in place, as Keras's EinsumDense.quantize: an int8
+        `kernel` and a float32 `kernel_scale` with one scale per output channel, laid out as
+        the output (1 on the axes the kernel lacks); each call quantizes its inputs per
+        slice over the summed axes.
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> layer = kilnet.layers.EinsumDense("abc,cde->abde", output_shape=(None, 2, 4))
+            >>> layer.build((None, 5, 8))
+            >>> layer.quantize("int8")
+            >>> layer.kernel.dtype.name, layer.kernel_scale.shape
+            ('int8', (1, 1, 2, 4))
+        """
+        _int8.quantize_layer(self, EinsumDense, mode, type_check, config)
+
+    def kernel_contraction(self, input_ndim):
+        return _int8.einsum_contraction(self.equation, input_ndim)
 
 
 def _parse(equation):

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kilnet import constraints, initializers, regularizers
+from kilnet.layers import _int8
 from kilnet.layers._base import Layer
 
 
@@ -50,8 +51,7 @@ class Embedding(Layer):
         (None, None, 8)
     """
     saves_declared_weights_only = True   # as Keras's save_own_variables does
-
-    param_names = ("embeddings",)
+    builds_int8 = True   # quantize("int8"); kilnet.layers._int8
     config_keys = ("input_dim", "output_dim", "embeddings_initializer", "embeddings_regularizer",
                    "embeddings_constraint", "mask_zero")
 
@@ -96,11 +96,53 @@ class Embedding(Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)
 
+    @property
+    def param_names(self):
+        return () if self.quantization_mode else ("embeddings",)
+
+    @property
+    def state_names(self):
+        return ("embeddings", "embeddings_scale") if self.quantization_mode else ()
+
     def init(self, rng, input_shape):
+        if self.quantization_mode == "int8":   # Keras's quantized build: no float table
+            return {}, self.int8_state(), self.compute_output_shape(input_shape)
         table = (self._given_table.copy() if self._given_table is not None else
                  initializers.get(self.embeddings_initializer).sample(
                      rng, (self.input_dim, self.output_dim)))
         return {"embeddings": table}, {}, self.compute_output_shape(input_shape)
+
+    # -- int8 (model.quantize("int8"); kilnet.layers._int8) ---------------------------------
+    def quantize(self, mode=None, type_check=True, config=None):
+        """Quantize the table to int8 in place, as Keras's Embedding.quantize: int8
+        `embeddings` with one float32 scale per row (`embeddings_scale`, (input_dim,)), both
+        non-trainable; a lookup divides each row by its scale.
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> layer = kilnet.layers.Embedding(5, 2, embeddings_initializer="ones")
+            >>> layer.build((None, 3))
+            >>> layer.quantize("int8")
+            >>> [(w.name, str(w.dtype)) for w in layer.weights]
+            [('embeddings', 'int8'), ('embeddings_scale', 'float32')]
+            >>> np.asarray(layer(np.array([[1, 4]]))).round(4).tolist()   # 127 / scale
+            [[[1.0, 1.0], [1.0, 1.0]]]
+        """
+        _int8.quantize_layer(self, Embedding, mode, type_check, config)
+
+    def int8_state(self, embeddings=None) -> dict:
+        """The int8 table and its row scales: from the float table, or as a quantized build
+        makes them (zeros and ones, which a file's arrays then replace)."""
+        if embeddings is None:
+            return {"embeddings": np.zeros((self.input_dim, self.output_dim), np.int8),
+                    "embeddings_scale": np.ones((self.input_dim,), np.float32)}
+        table, scale = _int8.quantize_rows(embeddings)
+        return {"embeddings": table, "embeddings_scale": scale}
+
+    def int8_weights(self) -> tuple:
+        """(params, state) of the int8 form, from the float table."""
+        return {}, self.int8_state(self.embeddings.numpy())
 
     def get_config(self):
         config = regularizers.serialize_into(super().get_config(), self,
@@ -115,6 +157,9 @@ class Embedding(Layer):
         # jnp.take fills ids >= input_dim with NaN but wraps negative ones: send those past the
         # end of the table too, so that every missing row shows.
         ids = jnp.where(ids < 0, self.input_dim, ids)
+        if self.quantization_mode == "int8":
+            return _int8.looked_up_rows(state["embeddings"], state["embeddings_scale"], ids,
+                                        self.compute_dtype), state
         return jnp.take(params["embeddings"], ids, axis=0, mode="fill",
                         fill_value=jnp.nan), state
 

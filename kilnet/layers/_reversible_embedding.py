@@ -10,8 +10,10 @@ padding mask of mask_zero); only the reverse call is new, a matmul with the tabl
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 
 from kilnet import initializers
+from kilnet.layers import _int8
 from kilnet.layers._embedding import Embedding
 
 
@@ -75,14 +77,59 @@ class ReversibleEmbedding(Embedding):
 
     @property
     def param_names(self):
-        return ("embeddings",) if self.tie_weights else ("embeddings", "reverse_embeddings")
+        if self.quantization_mode or self.tie_weights:
+            return super().param_names
+        return ("embeddings", "reverse_embeddings")
+
+    @property
+    def state_names(self):
+        reverse = () if self.tie_weights else ("reverse_embeddings", "reverse_embeddings_scale")
+        return super().state_names + reverse if self.quantization_mode else ()
 
     def init(self, rng, input_shape):
         params, state, _ = super().init(rng, input_shape)
-        if not self.tie_weights:
+        if not self.tie_weights and self.quantization_mode is None:
             params["reverse_embeddings"] = initializers.get(self.embeddings_initializer).sample(
                 rng, (self.output_dim, self.input_dim))
         return params, state, self.compute_output_shape(input_shape)
+
+    # -- int8 (model.quantize("int8"); kilnet.layers._int8) ---------------------------------
+    def quantize(self, mode=None, type_check=True, config=None):
+        """Quantize in place, as Keras's ReversibleEmbedding.quantize: the table as
+        Embedding's (int8 rows, a scale per row), and an untied `reverse_embeddings` to int8
+        with a scale per column (`reverse_embeddings_scale`, (input_dim,)); the reverse call
+        then quantizes its inputs per vector and multiplies in integers.
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> layer = kilnet.layers.ReversibleEmbedding(6, 3, tie_weights=False)
+            >>> layer.build((None, 2))
+            >>> layer.quantize("int8")
+            >>> [w.name for w in layer.weights]
+            ['embeddings', 'embeddings_scale', 'reverse_embeddings', 'reverse_embeddings_scale']
+            >>> layer(np.ones((1, 3), np.float32), reverse=True).shape
+            (1, 6)
+        """
+        _int8.quantize_layer(self, ReversibleEmbedding, mode, type_check, config)
+
+    def int8_state(self, embeddings=None, reverse=None) -> dict:
+        state = super().int8_state(embeddings)
+        if not self.tie_weights:
+            contraction = _int8.last_axes(2, 2)
+            if reverse is None:
+                state["reverse_embeddings"] = np.zeros((self.output_dim, self.input_dim),
+                                                       np.int8)
+                state["reverse_embeddings_scale"] = np.ones((self.input_dim,), np.float32)
+            else:
+                kernel, scale = _int8.quantize_kernel(contraction, reverse)
+                state["reverse_embeddings"] = kernel
+                state["reverse_embeddings_scale"] = scale.reshape(self.input_dim)
+        return state
+
+    def int8_weights(self) -> tuple:
+        reverse = None if self.tie_weights else self.reverse_embeddings.numpy()
+        return {}, self.int8_state(self.embeddings.numpy(), reverse)
 
     def compute_mask(self, inputs, previous_mask=None):
         """The mask_zero mask of a forward call (integer ids); none after a reverse call,
@@ -103,15 +150,28 @@ class ReversibleEmbedding(Embedding):
     def apply(self, params, state, x, *, reverse=False, **kwargs):
         if not reverse:
             return super().apply(params, state, x, **kwargs)
-        kernel = (params["embeddings"].T if self.tie_weights
-                  else params["reverse_embeddings"])
         x = jnp.asarray(x)
-        if self.reverse_dtype is not None:
-            x, kernel = x.astype(self.reverse_dtype), kernel.astype(self.reverse_dtype)
-        logits = jnp.matmul(x, kernel)
+        if self.quantization_mode == "int8":
+            logits = self._int8_reverse(state, x)
+        else:
+            kernel = (params["embeddings"].T if self.tie_weights
+                      else params["reverse_embeddings"])
+            if self.reverse_dtype is not None:
+                x, kernel = x.astype(self.reverse_dtype), kernel.astype(self.reverse_dtype)
+            logits = jnp.matmul(x, kernel)
         if self.logit_soft_cap is not None:
             logits = jnp.tanh(logits / self.logit_soft_cap) * self.logit_soft_cap
         return logits, state
+
+    def _int8_reverse(self, state, x):
+        """Keras's int8 reverse call: the int8 table's transpose (tied; its row scales become
+        column scales) or reverse_embeddings, in the compute dtype (reverse_dtype is not
+        applied, as in Keras), with no gradient reaching the inputs, as Keras's has none."""
+        if self.tie_weights:
+            kernel, scale = state["embeddings"].T, state["embeddings_scale"]
+        else:
+            kernel, scale = state["reverse_embeddings"], state["reverse_embeddings_scale"]
+        return _int8.product(_int8.last_axes(x.ndim, 2), x, kernel, scale)
 
 
 def _check_float_dtype(dtype):

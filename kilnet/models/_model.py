@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -820,23 +821,71 @@ class Model(Layer):
     def run_eagerly(self, value) -> None:
         set_untracked(self, "_run_eagerly", bool(value))
 
-    def quantize(self, mode=None, **kwargs):
-        """Keras's post-training quantization (int8, int4, float8, GPTQ, AWQ) is not
-        implemented: NotImplementedError, saying what to use instead.
+    def quantize(self, mode=None, config=None, filters=None, **kwargs):
+        """Quantize the model's weights in place, as Keras's post-training quantization
+        (`model.quantize("int8")`): each Dense, EinsumDense, Embedding, ReversibleEmbedding
+        and attention projection, at any depth, gets an int8 kernel (table) with a float32
+        scale per output channel (row), and quantizes its inputs at each call (abs-max per
+        slice), with Keras's numbers; its dtype policy becomes "int8_from_<policy>". Other
+        layers keep their float weights (a warning names each one that has weights). The
+        model must be built. Saving keeps the quantization (.keras, .kilnet, weights files).
+
+        Args:
+            mode: "int8" (Keras's "int4", "float8", "gptq" and "awq" raise
+                NotImplementedError).
+            config: only None (Keras's default int8 configuration).
+            filters: which layers to quantize: a regex searched in each layer's name, a
+                list of them, or a function of the layer returning True; None: all.
+            type_check: False quantizes subclasses of those layers too (Keras's keyword).
+
+        A compiled model keeps evaluating and predicting with the int8 weights; to train
+        again (the float weights left, biases and normalizations, and the layers before a
+        quantized one, through its dequantized kernel), compile() again first, as Keras
+        requires: its optimizer was made for the float kernels.
 
         Example:
+            >>> import numpy as np
             >>> import kilnet
-            >>> model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(1)])
-            >>> model.quantize("int8")  # doctest: +ELLIPSIS
-            Traceback (most recent call last):
-            ...
-            NotImplementedError: model.quantize('int8'): kilnet does not quantize models ...
+            >>> model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(4),
+            ...                            kilnet.layers.Dense(1)])
+            >>> model.build(seed=0)
+            >>> x = np.linspace(-1, 1, 6, dtype="float32").reshape(2, 3)
+            >>> before = model.predict(x, verbose=0)
+            >>> model.quantize("int8")
+            >>> [(w.name, str(w.dtype)) for w in model.layers[0].weights]
+            [('bias', 'float32'), ('kernel', 'int8'), ('kernel_scale', 'float32')]
+            >>> bool(np.allclose(model.predict(x, verbose=0), before, atol=0.02))
+            True
         """
-        raise NotImplementedError(
-            f"model.quantize({mode!r}): kilnet does not quantize models after training (Keras's "
-            "int8 / int4 / float8 / GPTQ / AWQ modes); the weights stay float32. For smaller "
-            "and faster compute, train and predict under mixed precision: "
-            "kilnet.mixed_precision.set_global_policy('mixed_bfloat16').")
+        from kilnet.layers import _int8
+
+        type_check = kwargs.pop("type_check", True)
+        if kwargs:
+            raise ValueError(f"Unrecognized keyword arguments passed to {type(self).__name__}."
+                             f"quantize: {kwargs}. It takes mode, config, filters and "
+                             "type_check.")
+        _int8.check_mode(mode, config, what="model.quantize")
+        _int8.check_filters(filters)
+        self.build_if_shapes_known()
+        _int8.check_quantizable(self, mode)
+        chosen = [layer for layer in _leaf_layers(self) if _int8.selected(layer, filters)]
+        targets = [layer for layer in chosen if _int8.quantizes(layer, type_check)]
+        for layer in targets:
+            _int8.check_quantizable(layer, mode)
+        for layer in chosen:
+            if layer not in targets and layer.weights:
+                warnings.warn(f"Layer {type(layer).__name__} does not have a `quantize` method "
+                              f"implemented: {layer.name!r} keeps its float weights.",
+                              stacklevel=2)
+        if not targets:
+            return
+        if self.compiled is not None:   # its state holds the float kernels
+            self.compiled.weights_replaced("model.quantize(...)")
+        for layer in targets:
+            try:
+                layer.quantize(mode, type_check=type_check, config=config)
+            except NotImplementedError as error:   # a quantize of yours that declines
+                warnings.warn(str(error), stacklevel=2)
 
     @property
     def jit_compile(self) -> bool:
@@ -1297,6 +1346,23 @@ class Model(Layer):
         for keep theirs, named in a warning (see kilnet.saving.load_weights)."""
         from kilnet.saving import load_weights
         load_weights(self, filepath, skip_mismatch=skip_mismatch)
+
+
+def _leaf_layers(model) -> list:
+    """The layers without sub-layers at any depth below `model`, each once, in order (the
+    layers Keras's quantize walks: a Dense inside a layer of yours, the projections of an
+    attention layer)."""
+    leaves, seen, stack = [], set(), list(reversed(model.sublayers))
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if layer.sublayers:
+            stack.extend(reversed(layer.sublayers))
+        else:
+            leaves.append(layer)
+    return leaves
 
 
 def _batch_length(data, argument: str) -> int:
