@@ -137,14 +137,7 @@ class QuantizedDTypePolicy(DTypePolicy):
         if not isinstance(source_name, str) or source_name not in _POLICIES:
             raise ValueError(f"QuantizedDTypePolicy: source_name must name a dtype policy, one "
                              f"of {sorted(_POLICIES)}. Received: source_name={source_name!r}")
-        if mode not in quantizers.QUANTIZATION_MODES:
-            raise ValueError(f"Invalid quantization mode. Expected one of "
-                             f"{quantizers.QUANTIZATION_MODES}. Received: mode={mode!r}")
-        if mode not in quantizers.SUPPORTED_MODES:
-            raise NotImplementedError(
-                f"QuantizedDTypePolicy: kilnet implements the quantization modes "
-                f"{quantizers.SUPPORTED_MODES}, not {mode!r} (Keras's int4, float8, GPTQ and AWQ"
-                f" layers are not implemented). Received: mode={mode!r}")
+        quantizers.check_mode(mode, "QuantizedDTypePolicy")
         self._compute_dtype, self._variable_dtype = _POLICIES[source_name]
         if mode == "int8" and self._compute_dtype == "float16":
             raise ValueError(f"Quantization mode='{mode}' doesn't work well with "

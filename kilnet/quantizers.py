@@ -36,6 +36,28 @@ EPSILON = 1e-7
 __all__ = ["QUANTIZATION_MODES", "abs_max_quantize"]
 
 
+def check_mode(mode, what: str) -> None:
+    """Keras's check of a quantization mode, then kilnet's: only "int8" is implemented.
+    `what` names the call in the messages.
+
+    Example:
+        >>> check_mode("int8", "model.quantize")
+        >>> check_mode("int3", "model.quantize")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: Invalid quantization mode. Expected one of (...). Received: mode=int3
+    """
+    if mode not in QUANTIZATION_MODES:
+        raise ValueError(f"Invalid quantization mode. Expected one of {QUANTIZATION_MODES}. "
+                         f"Received: mode={mode}")   # Keras's words
+    if mode not in SUPPORTED_MODES:
+        raise NotImplementedError(
+            f"{what}(mode={mode!r}): kilnet implements the quantization modes "
+            f"{SUPPORTED_MODES} (Keras's int8: int8 weights with a float scale per output "
+            "channel, inputs quantized at each call); Keras's int4, float8, GPTQ and AWQ modes "
+            "are not implemented. Use mode='int8'.")
+
+
 def abs_max_quantize(inputs, axis, value_range=INT8_RANGE, dtype="int8", epsilon=EPSILON,
                      to_numpy=False):
     """Quantize `inputs` by the absolute maximum along `axis` (Keras's

@@ -199,15 +199,7 @@ def check_mode(mode, config=None, what: str = "quantize") -> None:
     if mode is None and config is None:
         raise ValueError(f"You must provide either `mode` or `config` to `quantize`: "
                          f"{what}('int8').")
-    if mode not in quantizers.QUANTIZATION_MODES:
-        raise ValueError(f"Invalid quantization mode. Expected one of "
-                         f"{quantizers.QUANTIZATION_MODES}. Received: mode={mode}")
-    if mode not in quantizers.SUPPORTED_MODES:
-        raise NotImplementedError(
-            f"{what}(mode={mode!r}): kilnet implements the quantization modes "
-            f"{quantizers.SUPPORTED_MODES} (Keras's int8: int8 weights with a float scale per "
-            "output channel, inputs quantized at each call); Keras's int4, float8, GPTQ and "
-            "AWQ modes are not implemented. Use model.quantize('int8').")
+    quantizers.check_mode(mode, what)
     if config is not None:
         raise NotImplementedError(
             f"{what}(config={config!r}): kilnet quantizes with Keras's default int8 "
