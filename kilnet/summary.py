@@ -228,7 +228,7 @@ def _layers_in_range(layers, layer_range) -> list:
 def _add_rows(rows, layer, graph, *, level, chain, expand_nested, show_trainable):
     prefix = _NESTED_INDENT * level + "└ " if level else ""
     nodes = _nodes_in(layer, graph)
-    row = [f"{prefix}{layer.name} ({_type_name(layer)})", _output_shape(layer, nodes),
+    row = [f"{prefix}{layer.name} ({layer.keras_class_name})", _output_shape(layer, nodes),
            _param_count(layer)]
     if not chain:
         row.append(_connections(nodes))
@@ -240,19 +240,6 @@ def _add_rows(rows, layer, graph, *, level, chain, expand_nested, show_trainable
         for sub in getattr(layer, "operations", layer.sublayers):
             _add_rows(rows, sub, inner_graph, level=level + 1, chain=chain,
                       expand_nested=expand_nested, show_trainable=show_trainable)
-
-
-def _type_name(layer) -> str:
-    """The class name; "Functional" for kilnet.Model(inputs, outputs) and the op's class for
-    an op node ("TrueDivide"), as Keras names them."""
-    from kilnet.layers import Operation
-    from kilnet.models import Model
-
-    if type(layer) is Model and layer.is_functional:
-        return "Functional"
-    if isinstance(layer, Operation):
-        return layer.operation
-    return type(layer).__name__
 
 
 def _nodes_in(layer, graph) -> list:

@@ -1814,9 +1814,28 @@ class Layer:
         return (cls.get_build_config is not Layer.get_build_config
                 or cls.build_from_config is not Layer.build_from_config)
 
+    @property
+    def keras_class_name(self) -> str:
+        """The class name Keras shows for this layer (reprs, `summary()`): the class's own,
+        "Functional" for `kilnet.Model(inputs, outputs)`, an op node's op ("TrueDivide").
+
+        Example:
+            >>> import kilnet
+            >>> kilnet.layers.Dense(2).keras_class_name
+            'Dense'
+        """
+        return type(self).__name__
+
     def __repr__(self):
-        args = ", ".join(f"{k}={_shown(getattr(self, k))!r}" for k in self.config_keys)
-        return f"<{type(self).__name__} name={self.name!r}{', ' if args else ''}{args}>"
+        """Keras's repr: the class and name, and whether the weights exist (`get_config()`
+        has the settings).
+
+        Example:
+            >>> import kilnet
+            >>> kilnet.layers.Dense(2, name="dense")
+            <Dense name=dense, built=False>
+        """
+        return f"<{self.keras_class_name} name={self.name}, built={self.built}>"
 
 
 class ActivatedLayer(Layer):
@@ -2046,12 +2065,6 @@ def _shape_of(inputs):
         return [_shape_of(v) for v in inputs]
     raise TypeError(f"A layer's inputs must be arrays or symbolic tensors. Received: "
                     f"{type(inputs).__name__}")
-
-
-def _shown(value):
-    """A setting as a layer's repr shows it: a function (an activation) by its name."""
-    return activations.name_of(value) or value.__name__ if callable(value) and hasattr(
-        value, "__name__") and not isinstance(value, type) else value
 
 
 def _dtype_of(inputs):

@@ -171,8 +171,8 @@ class Operation(Layer):
         >>> from kilnet import ops
         >>> x = kilnet.Input(shape=(3,))
         >>> y = ops.mean(x * 2.0 + 1.0, axis=-1, keepdims=True)
-        >>> y.node.layer
-        <Operation name='mean', operation='Mean', arguments={'axis': -1, 'keepdims': True}>
+        >>> y.node.layer, y.node.layer.keras_class_name
+        (<Operation name=mean>, 'Mean')
         >>> model = kilnet.Model(x, y)
         >>> model.predict(np.array([[1.0, 2.0, 3.0]]), verbose=0).tolist()
         [[5.0]]
@@ -194,6 +194,14 @@ class Operation(Layer):
         legacy = {"axis": axis, "keepdims": keepdims} if operation in ("Any", "All") else (
             {"dtype": dtype_to} if operation == "Cast" else {})
         self.arguments = _check_settings(operation, {**legacy, **(arguments or {})})
+
+    @property
+    def keras_class_name(self) -> str:
+        """Keras's class of the op ("Mean", "TrueDivide"), as its summary names the node."""
+        return self.operation
+
+    def __repr__(self):
+        return f"<Operation name={self.name}>"   # Keras's Operation repr
 
     @property
     def default_name(self) -> str:

@@ -983,6 +983,21 @@ class Model(Layer):
         return (cls.get_compile_config is not Model.get_compile_config
                 or cls.compile_from_config is not Model.compile_from_config)
 
+    @property
+    def keras_class_name(self) -> str:
+        """"Functional" for `kilnet.Model(inputs, outputs)` (Keras's class of such models),
+        else the class's own name.
+
+        Example:
+            >>> import kilnet
+            >>> x = kilnet.Input(shape=(2,))
+            >>> kilnet.Model(x, kilnet.layers.Dense(1)(x)).keras_class_name
+            'Functional'
+        """
+        if type(self) is Model and self.is_functional:
+            return "Functional"
+        return super().keras_class_name
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The training loss of a batch, as Keras's `Model.compute_loss`: override it to train
         on your own loss (it runs inside the compiled step, so write it with kilnet.ops).
