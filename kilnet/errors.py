@@ -33,6 +33,17 @@ class InputWarning(UserWarning):
     """The data will train, but probably not as the user meant (unscaled pixels, ...)."""
 
 
+class KerasQuirkWarning(UserWarning):
+    """kilnet did what Keras does, so a program written for Keras runs as it does there, but
+    what Keras does here is probably not what was meant (a model that leaves layers out, a fit
+    with no loss to train on). The message says what happened, why it matters and the fix.
+
+    Example:
+        >>> issubclass(KerasQuirkWarning, UserWarning)
+        True
+    """
+
+
 class ModelFileError(KilnetError, ValueError):
     """A model, weights or checkpoint file is malformed, truncated, corrupted, or names a type
     kilnet does not allow. Nothing from it was used. `path` is the file, `problem` what is wrong.
