@@ -5,6 +5,12 @@ ValueError, TypeError or FloatingPointError as Keras users expect. The first sen
 message states the problem on its own, so a command line can show just that line.
 """
 
+import os
+import sys
+import warnings
+
+_KILNET_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
 
 class KilnetError(Exception):
     """Base of the errors kilnet raises on purpose (bad input, numeric faults)."""
@@ -31,6 +37,17 @@ class NonFiniteError(KilnetError, FloatingPointError):
 
 class InputWarning(UserWarning):
     """The data will train, but probably not as the user meant (unscaled pixels, ...)."""
+
+
+class KerasQuirkWarning(UserWarning):
+    """kilnet did what Keras does, so a program written for Keras runs as it does there, but
+    what Keras does here is probably not what was meant (a model that leaves layers out, a fit
+    with no loss to train on). The message says what happened, why it matters and the fix.
+
+    Example:
+        >>> issubclass(KerasQuirkWarning, UserWarning)
+        True
+    """
 
 
 class ModelFileError(KilnetError, ValueError):
@@ -69,3 +86,27 @@ class TrainingInterrupted(SystemExit):
 
     def __str__(self):
         return self.message
+
+
+def warn_at_your_line(message, category, skipping=()) -> None:
+    """`warnings.warn(message, category)` attributed to the line of yours that called into
+    kilnet: the first frame of the call stack outside kilnet and the modules named in
+    `skipping` (a warning given while JAX traces a step skips "jax"), so the warning shows
+    your line, and Python's once-per-line rule applies to it.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     warn_at_your_line("careful", InputWarning)
+        >>> caught[0].category.__name__, str(caught[0].message)
+        ('InputWarning', 'careful')
+    """
+    prefixes = (_KILNET_DIR,) + tuple(
+        os.path.dirname(os.path.abspath(module.__file__)) + os.sep
+        for module in (sys.modules.get(name) for name in skipping)
+        if module is not None and getattr(module, "__file__", None))
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(prefixes):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

@@ -344,7 +344,8 @@ def build(model, loss, loss_weights, metrics, *, weighted_metrics=None,
     custom_loss: the model overrides compute_loss, which gets the outputs as the user sees
     them (no logits shortcut) and gives one total (no per-output losses to log).
     No loss at all is allowed, as in Keras: the model's add_loss terms (or its own train_step)
-    are then the loss; the training step refuses a model that has none (programs)."""
+    are then the loss; a model that has none trains on a loss of 0, as Keras's, with a
+    warning (programs.warn_nothing_trains)."""
     specs = model.output_specs
     names = [s.name for s in specs]
     losses = _per_output(loss, names, "loss", broadcast=True)

@@ -29,6 +29,7 @@ repeated runs.
 
 from __future__ import annotations
 
+import contextvars
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from jax import lax
 from kilnet import _runtime  # JAX's settings (the compilation cache) first
 from kilnet import _scope, _tree, loss_scale, mixed_precision
 from kilnet import objective as objective_lib
+from kilnet.errors import KerasQuirkWarning, warn_at_your_line
 
 # The fault flag of the training state: NO_FAULT, or the step (within the epoch) of the first
 # step that was not applied: its loss or gradients were not finite (the step itself), or they
@@ -236,6 +238,44 @@ def _add_metric_sums(spec, sums, yb, outputs, per_sample_loss, parts, weight, ma
                                    masks)
 
 
+# The objectives (one per compile()) whose training step was told to have no loss, and
+# whether the step is being traced only to cost it (compile() does; fit may never be called)
+_TOLD_NO_LOSS = weakref.WeakSet()
+_COSTING = contextvars.ContextVar("kilnet_costing_step", default=False)
+
+
+def warn_nothing_trains(spec: StepSpec) -> None:
+    """Says, once per compile(), when a training step is traced for fit or train_on_batch,
+    that it has no loss to train on: compile() got none and the model adds none (add_loss).
+    Keras 3 trains such a model without a word (a loss of 0, zero gradients, the optimizer
+    stepping), and keras.io's saving guide fits one (its compile() of its own keeps the loss
+    to itself), so kilnet trains it as Keras does.
+
+    Example:
+        >>> import warnings
+        >>> from kilnet import objective
+        >>> spec = StepSpec(model=None, objective=objective.Objective([]), tx=None)
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     warn_nothing_trains(spec)
+        ...     warn_nothing_trains(spec)   # once per compile()
+        >>> [w.category.__name__ for w in caught]
+        ['KerasQuirkWarning']
+    """
+    if _COSTING.get() or spec.objective in _TOLD_NO_LOSS:
+        return
+    _TOLD_NO_LOSS.add(spec.objective)
+    warn_at_your_line(
+        "Training with no loss: compile() was given no loss and the model adds none with "
+        "add_loss(), so the loss is 0 and every gradient is zero: nothing is learned. As in "
+        "Keras, fit and train_on_batch still run: the loss is logged as 0.0 and the optimizer "
+        "steps (its iterations count advances, and weight decay, if set, still shrinks the "
+        "weights). Pass a loss to compile(), e.g. compile(optimizer='adam', loss='mse') (a "
+        "compile() of your own must pass it on to super().compile()), add one with "
+        "self.add_loss() in call(), or override compute_loss() or train_step().",
+        KerasQuirkWarning, skipping=("jax", "optax"))
+
+
 def train_step(spec: StepSpec, state: TrainState, xb, yb, mask, epoch, step, checked=False):
     """One optimizer step.
 
@@ -264,9 +304,7 @@ def train_step(spec: StepSpec, state: TrainState, xb, yb, mask, epoch, step, che
         if extra is not None:  # add_loss() terms: once per batch, as Keras adds them
             loss, per_sample = loss + extra, per_sample + extra
         elif not (spec.objective.has_loss or spec.custom_loss):
-            raise ValueError("No loss to compute: compile() was given no loss and the model "
-                             "adds none with add_loss(). Received: loss=None. Pass one to "
-                             "compile(), e.g. loss='sparse_categorical_crossentropy'.")
+            warn_nothing_trains(spec)   # the loss stays 0, as Keras's: a guide's fit goes on
         # Under loss scaling the gradient is of the scaled loss; the optimizer unscales it.
         scaled = loss * loss_scale.current_scale(state.opt_state) if spec.loss_scale else loss
         return scaled, (loss, outputs, model_state, per_sample, parts, masks)
@@ -707,8 +745,12 @@ def step_cost(spec: StepSpec, state: TrainState, x_spec, y_spec, batch_size):
     xb, yb = batched(x_spec), batched(y_spec)
     mask = jax.ShapeDtypeStruct((batch_size,), jnp.bool_)
     scalar = jax.ShapeDtypeStruct((), jnp.int32)
-    lowered = jax.jit(lambda s, a, b, m, e, i: train_step(spec, s, a, b, m, e, i)).lower(
-        state, xb, yb, mask, scalar, scalar)
+    costing = _COSTING.set(True)
+    try:
+        lowered = jax.jit(lambda s, a, b, m, e, i: train_step(spec, s, a, b, m, e, i)).lower(
+            state, xb, yb, mask, scalar, scalar)
+    finally:
+        _COSTING.reset(costing)
     return lowered_cost(lowered)
 
 

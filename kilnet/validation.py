@@ -22,19 +22,17 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import sys
-import warnings
 
 import numpy as np
 
 from kilnet import data
 from kilnet import losses as losses_lib
-from kilnet.errors import InputError, InputTypeError, InputWarning, NonFiniteError
+from kilnet.errors import (InputError, InputTypeError, InputWarning, NonFiniteError,
+                           warn_at_your_line)
 
 # What fit/evaluate/predict raise about the user's data and arguments, and about numeric faults.
 DOCUMENTED_ERRORS = (InputError, InputTypeError, NonFiniteError)
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _INT32 = np.iinfo(np.int32)
 
 
@@ -686,7 +684,4 @@ def assert_all_finite(tree, what="the model"):
 # -- warnings ---------------------------------------------------------------------------------------
 def _warn(message):
     """warnings.warn, attributed to the user's line that called into kilnet."""
-    frame, level = sys._getframe(1), 2
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-        frame, level = frame.f_back, level + 1
-    warnings.warn(message, InputWarning, stacklevel=level)
+    warn_at_your_line(message, InputWarning)

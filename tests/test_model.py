@@ -183,9 +183,11 @@ def test_workflow_errors():
     x, y = np.zeros((4, 3), np.float32), np.zeros((4, 2), np.float32)
     with pytest.raises(RuntimeError, match="must be compiled"):
         model.fit(x, y)
-    with pytest.raises(ValueError, match="No loss to compute.*Received: loss=None"):
-        model.compile(optimizer="adam")   # no loss and no add_loss: refused (compile traces)
-        model.fit(x, y)
+    model.compile(optimizer="adam")   # no loss and no add_loss: trains nothing, as Keras
+    before = model.get_weights()
+    with pytest.warns(kilnet.KerasQuirkWarning, match="Training with no loss"):
+        assert model.fit(x, y, verbose=0).history == {"loss": [0.0]}
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
     with pytest.raises(TypeError, match="unsupported arguments: \\['foo'\\]"):
         model.compile(optimizer="adam", loss="mse", foo=1)
     model.compile(optimizer="adam", loss="mse", jit_compile=True)  # tolerated, as in Keras

@@ -70,6 +70,71 @@ def test_normalization_adapt_matches_keras(axis, shape):
     np.testing.assert_allclose(y, np.asarray(fresh(x)), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("axis, shape", [(-1, (40, 3)), (None, (40, 3)), ((1, 2), (30, 4, 2)),
+                                         (1, (30, 4, 2)), (-1, (12, 5, 5, 3))])
+def test_normalization_mean_and_variance_have_keras_s_broadcast_shape(axis, shape):
+    """keras.io's preprocessing-layers guide prints `layer.mean` after adapt: Keras keeps it
+    in the inputs' broadcast shape ((1, 3) for (n, 3) data), so `layer.mean[0]` is the row of
+    per-feature means; the weights (adapt_mean, get_weights) keep the kept axes' shape."""
+    data = rng().normal(3.0, 2.0, size=shape).astype(np.float32)
+    ours, theirs = layers.Normalization(axis=axis), keras.layers.Normalization(axis=axis)
+    assert ours.mean is None and ours.variance is None   # unbuilt: Keras's mean is None
+    ours.adapt(data)
+    theirs.adapt(data)
+    for mine, keras_value in ((ours.mean, theirs.mean), (ours.variance, theirs.variance),
+                              (ours.mean[0], theirs.mean[0])):
+        assert mine.shape == keras_value.shape and mine.dtype == keras_value.dtype
+        np.testing.assert_allclose(mine, keras_value, rtol=1e-6, atol=1e-6)
+    assert ours.adapt_mean.shape == tuple(theirs.adapt_mean.shape)
+    assert ours.adapt_variance.shape == tuple(theirs.adapt_variance.shape)
+    assert [w.shape for w in ours.get_weights()] == [w.shape for w in theirs.get_weights()]
+
+
+def test_normalization_given_statistics_read_back_in_keras_s_broadcast_shape():
+    x = np.ones((2, 4, 3), np.float32)
+    for kwargs in ({"mean": 2.0, "variance": 4.0}, {"mean": [1.0, 2.0, 3.0],
+                                                    "variance": [1.0, 1.0, 4.0]},
+                   {"axis": (1, 2), "mean": [1.0, 2.0, 3.0], "variance": [1.0, 1.0, 4.0]}):
+        ours, theirs = layers.Normalization(**kwargs), keras.layers.Normalization(**kwargs)
+        assert ours.mean is None and theirs.mean is None   # not built yet
+        ours(x), theirs(x)
+        assert ours.adapt_mean is None   # no weights: the statistics are settings
+        for mine, keras_value in ((ours.mean, theirs.mean), (ours.variance, theirs.variance)):
+            assert mine.shape == keras_value.shape
+            np.testing.assert_array_equal(mine, keras_value)
+
+
+def test_normalization_mean_shape_after_a_symbolic_call_loading_and_set_weights(tmp_path):
+    data = rng().normal(3.0, 2.0, size=(20, 3)).astype(np.float32)
+
+    def model_of(lib):
+        inputs = lib.Input((3,))
+        norm = lib.layers.Normalization()
+        outputs = lib.layers.Dense(1)(norm(inputs))
+        assert tuple(norm.mean.shape) == (1, 3)   # built by the call on an Input, as Keras's
+        norm.adapt(data)
+        return lib.Model(inputs, outputs)
+
+    ours, theirs = model_of(kilnet), model_of(keras)
+    ours.save(tmp_path / "kilnet.keras")
+    theirs.save(tmp_path / "keras.keras")
+    ours.save(tmp_path / "m.kilnet")
+    expected = np.asarray(theirs.layers[1].mean)
+    assert expected.shape == (1, 3)
+    for path in ("kilnet.keras", "keras.keras", "m.kilnet"):
+        loaded = kilnet.models.load_model(tmp_path / path).layers[1]
+        np.testing.assert_allclose(np.asarray(loaded.mean), expected, rtol=1e-6)
+        assert loaded.variance.shape == (1, 3)
+    in_keras = keras.saving.load_model(tmp_path / "kilnet.keras").layers[1]
+    np.testing.assert_allclose(np.asarray(in_keras.mean), expected, rtol=1e-6)
+    # kilnet's statistics are the weights' own: current after set_weights (Keras's are
+    # refreshed by adapt and loading only)
+    norm = ours.layers[1]
+    mean, variance, count = norm.get_weights()
+    norm.set_weights([mean + 1.0, variance, count])
+    np.testing.assert_allclose(np.asarray(norm.mean), expected + 1.0, rtol=1e-6)
+
+
 def test_normalization_adapt_on_batches_is_the_streaming_mean_and_variance():
     data = rng().normal(-2.0, 5.0, size=(50, 4)).astype(np.float32)
     batches = [data[:16], data[16:32], data[32:48], data[48:]]   # a short last batch

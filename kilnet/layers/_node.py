@@ -132,10 +132,14 @@ def tensors_in(tree) -> list:
     return [t for t in flatten(tree) if isinstance(t, KerasTensor)]
 
 
-def substitute(tree, values: dict):
-    """`tree` with every KerasTensor replaced by values[tensor.uid]."""
-    return jax.tree.map(lambda t: values[t.uid] if isinstance(t, KerasTensor) else t, tree,
-                        is_leaf=lambda t: isinstance(t, KerasTensor))
+def substitute(tree, values: dict, keep_others: bool = False):
+    """`tree` with every KerasTensor replaced by values[tensor.uid]; with `keep_others`, a
+    KerasTensor whose uid is not in `values` stays as it is."""
+    def swap(t):
+        if not isinstance(t, KerasTensor) or (keep_others and t.uid not in values):
+            return t
+        return values[t.uid]
+    return jax.tree.map(swap, tree, is_leaf=lambda t: isinstance(t, KerasTensor))
 
 
 # The lengths tried for what a symbolic tensor does not know: its batch axis (large, so that a

@@ -82,8 +82,8 @@ class Normalization(Layer):
             if np.any(np.asarray(variance) < 0):
                 raise ValueError(f"variance must not be negative. Received: variance="
                                  f"{variance!r}")
-        # Config values (JSON-friendly numbers or nested lists), under Keras's attribute names:
-        # once built, `layer.mean` and `layer.variance` are the adapted weights, as in Keras.
+        # Config values (JSON-friendly numbers or nested lists), under Keras's attribute names;
+        # `mean` and `variance` are what the layer computes with (properties below).
         self.input_mean, self.input_variance = mean, variance
 
     @property
@@ -93,6 +93,58 @@ class Normalization(Layer):
     def get_config(self):
         return {**super().get_config(), "mean": self.input_mean,
                 "variance": self.input_variance}
+
+    # -- the statistics, as Keras's attributes ---------------------------------------------------
+    @property
+    def mean(self):
+        """The mean the layer subtracts, as Keras's `layer.mean`: shaped to broadcast against
+        the inputs, with the batch axis ((1, 3) for inputs of shape (None, 3), (1, 1, 1, 3)
+        for images, (1, 1) with axis=None), in the compute dtype; None until the layer is
+        built. Read from the weights each time, so it is current after adapt, set_weights,
+        training or loading.
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> layer = kilnet.layers.Normalization()
+            >>> layer.adapt(np.array([[0.0, 7.0], [2.0, 9.0]]))
+            >>> np.asarray(layer.mean).tolist(), layer.adapt_mean.shape
+            ([[1.0, 8.0]], (2,))
+        """
+        return self._broadcast_statistic(0)
+
+    @property
+    def variance(self):
+        """The variance the layer divides by (its square root), shaped as `mean`; None until
+        the layer is built."""
+        return self._broadcast_statistic(1)
+
+    @property
+    def adapt_mean(self):
+        """Keras's name for the weight `adapt` fills with the mean (a Variable of the kept
+        axes' shape, as `get_weights()` gives it); None when the layer was given `mean` and
+        `variance` or is not built."""
+        return self._statistic_weight("mean")
+
+    @property
+    def adapt_variance(self):
+        """Keras's name for the weight `adapt` fills with the variance; see `adapt_mean`."""
+        return self._statistic_weight("variance")
+
+    def _statistic_weight(self, name):
+        self.build_if_shapes_known()   # called on an Input: built then, as Keras's
+        return next((v for v in self._non_trainable_vars if v.name == name), None)
+
+    def _broadcast_statistic(self, which):
+        self.build_if_shapes_known()
+        if not self.built or self.build_shape is None:
+            return None
+        if self.input_mean is not None:
+            value = self._given_statistics(self.build_shape)[which]
+        else:
+            weight = self._statistic_weight(("mean", "variance")[which])
+            value = np.reshape(weight.numpy(), self._broadcast_shape(self.build_shape))
+        return jnp.asarray(value, self.compute_dtype)
 
     # -- shapes ---------------------------------------------------------------------------------
     def _kept_axes(self, input_shape) -> tuple[int, ...]:

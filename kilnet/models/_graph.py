@@ -18,62 +18,29 @@ class Graph:
     def __init__(self, inputs, outputs):
         self.inputs = _tensors(inputs, "inputs")
         self.outputs = _tensors(outputs, "outputs")
-        for tensor in self.inputs:
+        if len({t.uid for t in self.inputs}) != len(self.inputs):
+            raise ValueError("The same tensor is given twice in the model's inputs: give each "
+                             "input once.")
+        for tensor in self.inputs:   # Model takes other tensors through start_from_inputs
             if tensor.node is None or not tensor.node.is_input:
                 raise ValueError(
                     "Model inputs must be made by kilnet.Input(...). Received: "
                     f"{tensor!r}; to start a model from an intermediate tensor, make a new "
                     "kilnet.Input of the same shape and call the layers on it.")
-        if len({t.uid for t in self.inputs}) != len(self.inputs):
-            raise ValueError("The same kilnet.Input is given twice in the model's inputs.")
         self.nodes = self._walk()                 # every node, parents before children
         self.run_nodes = [n for n in self.nodes if not n.is_input]
         self.layers = _keras_layer_order(self.nodes, self.outputs)
         self._check_names()
 
     def _walk(self):
-        """Post-order walk back from the outputs; stops at the model's inputs. Iterative (an
-        explicit stack), so a chain of any depth walks without reaching Python's recursion
-        limit."""
-        input_uids = {t.uid for t in self.inputs}
-        order, state = [], {}  # id(node) -> "visiting" or "done"
-
-        def enter(tensor):
-            """A new frame (node, its parents still to visit), or None if already done."""
-            node = tensor.node
-            if node is None:
-                raise ValueError(f"{tensor!r} was not produced by a layer call.")
-            if state.get(id(node)) == "done":
-                return None
-            if state.get(id(node)) == "visiting":
-                raise ValueError("The model's graph has a cycle.")
-            if node.is_input and tensor.uid not in input_uids:
-                raise ValueError(
-                    f"The model's outputs depend on the input {tensor.name!r}, which is not in "
-                    "its inputs: add it to kilnet.Model(inputs=[...], ...).")
-            state[id(node)] = "visiting"
-            parents = [] if tensor.uid in input_uids else node.inputs
-            return node, iter(parents)
-
-        for tensor in self.outputs:
-            first = enter(tensor)
-            stack = [] if first is None else [first]
-            while stack:
-                node, parents = stack[-1]
-                for parent in parents:  # resumes where the frame stopped
-                    frame = enter(parent)
-                    if frame is not None:
-                        stack.append(frame)
-                        break
-                else:
-                    stack.pop()
-                    state[id(node)] = "done"
-                    order.append(node)
-        # Inputs that no output uses still belong to the model (Keras allows them).
+        """Every node from the inputs to the outputs, parents before children; inputs that no
+        output uses still belong to the model (Keras allows them)."""
+        order = walk_back(self.outputs, {t.uid for t in self.inputs})
+        walked = {id(node) for node in order}
         for tensor in self.inputs:
-            if state.get(id(tensor.node)) != "done":
+            if id(tensor.node) not in walked:
                 order.insert(0, tensor.node)
-                state[id(tensor.node)] = "done"
+                walked.add(id(tensor.node))
         return order
 
     def _check_names(self):
@@ -93,6 +60,57 @@ class Graph:
     def consumers(self, tensor) -> int:
         """How many nodes of this graph take `tensor` as an input."""
         return sum(any(t.uid == tensor.uid for t in node.inputs) for node in self.run_nodes)
+
+
+def walk_back(outputs, stops) -> list:
+    """The nodes that compute `outputs` (KerasTensors), parents before children (a post-order
+    walk back from the outputs). The walk stops at the tensors whose uid is in `stops`: an
+    Input tensor's node is included, the node that made any other one is not (it lies
+    upstream of a model's input). Iterative (an explicit stack), so a chain of any depth walks
+    without reaching Python's recursion limit.
+
+    Example:
+        >>> import kilnet
+        >>> x = kilnet.Input(shape=(2,), name="x")
+        >>> y = kilnet.layers.Dense(1, name="d")(kilnet.layers.Dense(3, name="h")(x))
+        >>> [node.layer.name for node in walk_back([y], {x.uid})]
+        ['x', 'h', 'd']
+    """
+    order, state = [], {}  # id(node) -> "visiting" or "done"
+
+    def enter(tensor):
+        """A new frame (node, its parents still to visit), or None if already done."""
+        node = tensor.node
+        if node is None:
+            raise ValueError(f"{tensor!r} was not produced by a layer call.")
+        if tensor.uid in stops and not node.is_input:
+            return None
+        if state.get(id(node)) == "done":
+            return None
+        if state.get(id(node)) == "visiting":
+            raise ValueError("The model's graph has a cycle.")
+        if node.is_input and tensor.uid not in stops:
+            raise ValueError(
+                f"The model's outputs depend on the input {tensor.name!r}, which is not in "
+                "its inputs: add it to kilnet.Model(inputs=[...], ...).")
+        state[id(node)] = "visiting"
+        return node, iter(node.inputs)
+
+    for tensor in outputs:
+        first = enter(tensor)
+        stack = [] if first is None else [first]
+        while stack:
+            node, parents = stack[-1]
+            for parent in parents:  # resumes where the frame stopped
+                frame = enter(parent)
+                if frame is not None:
+                    stack.append(frame)
+                    break
+            else:
+                stack.pop()
+                state[id(node)] = "done"
+                order.append(node)
+    return order
 
 
 def _tensors(structure, argument):

@@ -28,6 +28,7 @@ from kilnet.layers import ActivatedLayer, InputLayer, Layer, Operation
 from kilnet.layers._base import is_shape, parameter_names, set_untracked, takes_shape
 from kilnet.layers._node import KerasTensor, flatten, substitute
 from kilnet.models._graph import Graph
+from kilnet.models._intermediate_inputs import start_from_inputs
 
 
 class TensorSpec:
@@ -132,6 +133,8 @@ class Model(Layer):
 
     # -- the functional graph ---------------------------------------------------------------
     def _set_graph(self, inputs, outputs):
+        # inputs that layers computed become new Inputs, as Keras's (with a warning)
+        inputs, outputs = start_from_inputs(inputs, outputs)
         graph = Graph(inputs, outputs)
         set_untracked(self, "graph", graph)
         set_untracked(self, "_inputs_structure", inputs)

@@ -111,8 +111,8 @@ def _preprocessor_entry(layer):
     if type(layer) is Identity:
         return _keras_entry("TFDIdentity", entry["config"])
     if isinstance(layer, Normalization) and layer.input_mean is None and layer.built:
-        entry["config"].update(mean=np.asarray(layer.mean).tolist(),
-                               variance=np.asarray(layer.variance).tolist())
+        entry["config"].update(mean=np.asarray(layer.adapt_mean).tolist(),
+                               variance=np.asarray(layer.adapt_variance).tolist())
     return entry
 
 
