@@ -80,7 +80,8 @@ MODULES = ["kilnet._small_objects", "kilnet.tree", "kilnet.serialization", "kiln
            "kilnet._kernels.conv",
            "kilnet.layers._lambda", "kilnet.layers._matmul", "kilnet._kernels.onednn_matmul",
            "kilnet.layers._rnn_cells", "kilnet.layers._tracking", "kilnet.objective",
-           "kilnet.validation", "kilnet.applications.resnet50"]
+           "kilnet.validation", "kilnet.applications.resnet50", "kilnet.errors",
+           "kilnet.models._intermediate_inputs", "kilnet.models._graph"]
 
 # Modules whose examples other tests run (tests/test_ops.py, test_graph_saving.py,
 # test_summary.py), and one whose only example downloads (skipped).
