@@ -20,6 +20,7 @@ MODULES = ["kilnet._small_objects", "kilnet.tree", "kilnet.serialization", "kiln
            "kilnet.keras_files._legacy_export",
            "kilnet.keras_files._keras2_graph",
            "kilnet.layers._base", "kilnet.layers._input_spec", "kilnet.layers._tensor_masks",
+           "kilnet.layers._call_context",
            "kilnet.layers._core",
            "kilnet.layers._node",
            "kilnet.models._model", "kilnet.models._sequential", "kilnet.models._constants",

@@ -104,3 +104,44 @@ def test_a_layer_called_on_a_dict_sees_the_keys_in_the_order_given():
         found[lib] = (float(model.predict(data, verbose=0)[0, 0]),
                       float(np.asarray(FirstKey()(data))[0, 0]))
     assert found[kilnet] == found[keras] == (1.0, 1.0)
+
+
+def _set_before_init(lib):
+    """keras.io's Switch Transformer style: the layers, a weight and a SeedGenerator kept
+    before super().__init__() is called."""
+    layers = lib.layers
+
+    class Early(lib.Model):
+        def __init__(self):
+            self.units = 3
+            self.blocks = []
+            self.blocks.append(layers.Dense(self.units))
+            self.head = layers.Dense(2)
+            self.scale = lib.Variable(np.full((2,), 0.5, "float32"), name="scale")
+            self.noise = lib.random.SeedGenerator(3)
+            super().__init__()
+
+        def call(self, x):
+            return self.head(self.blocks[0](x)) * self.scale
+
+    return Early()
+
+
+def test_attributes_set_before_super_init_are_tracked_as_in_keras():
+    x = np.random.default_rng(0).random((4, 5)).astype("float32")
+    y = np.random.default_rng(1).random((4, 2)).astype("float32")
+    found = {lib: _set_before_init(lib) for lib in (keras, kilnet)}
+    for model in found.values():
+        model(x)
+    ours, theirs = found[kilnet], found[keras]
+    assert ours.count_params() == theirs.count_params() == 2 + 18 + 8
+    assert [tuple(w.shape) for w in ours.weights] == [tuple(w.shape) for w in theirs.weights]
+    assert len(ours.layers) == len(theirs.layers) == 2
+    assert len(ours.seed_states()) == 1   # the SeedGenerator's state, a variable, not a weight
+    assert len(ours.non_trainable_variables) == len(theirs.non_trainable_variables) == 1
+    ours.set_weights(theirs.get_weights())
+    for lib, model in found.items():
+        model.compile(optimizer=lib.optimizers.SGD(0.1), loss="mse")
+        model.fit(x, y, batch_size=2, epochs=2, shuffle=False, verbose=0)
+    for mine, keras_weight in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(mine, keras_weight, rtol=1e-5, atol=1e-7)

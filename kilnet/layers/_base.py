@@ -34,6 +34,7 @@ import numpy as np
 from kilnet import (_names, _scope, _tree, activations, constraints, initializers,
                     mixed_precision, random, regularizers, utils)
 from kilnet.layers import _tracking
+from kilnet.layers._call_context import described_call
 from kilnet.layers._input_spec import check_input_spec
 from kilnet.layers import _tensor_masks as tensor_masks
 from kilnet.layers._node import KerasTensor, Node, is_symbolic
@@ -151,6 +152,7 @@ class Layer:
         set_untracked(self, "_carried_vars", [])
         # the SeedGenerators kept as attributes: their states are variables, not weights
         set_untracked(self, "_seed_generators", [])
+        self._track_attributes_set_before_init()
         set_untracked(self, "_inbound_nodes", [])
         set_untracked(self, "_eager_losses", [])
         set_untracked(self, "_trainable", bool(trainable))
@@ -311,13 +313,25 @@ class Layer:
 
     # -- attribute tracking: sub-layers and variables assigned as attributes ------------------
     def __setattr__(self, name, value):
-        if not name.startswith("__") and "_sublayers" in self.__dict__ \
-                and name not in _BOOKKEEPING:
-            # a list or dict that may hold layers reports the ones added to it later
-            value = _tracking.tracked(value, self)
-            for item in _tracking.contents(value):
-                self.track_attribute_item(item)
+        if not name.startswith("__") and name not in _BOOKKEEPING:
+            if "_sublayers" in self.__dict__:
+                # a list or dict that may hold layers reports the ones added to it later
+                value = _tracking.tracked(value, self)
+                for item in _tracking.contents(value):
+                    self.track_attribute_item(item)
+            else:
+                # Before Layer.__init__ (keras.io's Switch Transformer sets its experts and
+                # router first, then calls super().__init__()): Keras tracks these too, so
+                # Layer.__init__ tracks them, in the order they were set
+                self.__dict__.setdefault("_set_before_init", {})[name] = None
         object.__setattr__(self, name, value)
+
+    def _track_attributes_set_before_init(self) -> None:
+        """Track the attributes a subclass's __init__ set before calling Layer.__init__, as
+        if set now: its sub-layers, weights and SeedGenerators, in the order it set them."""
+        for name in self.__dict__.pop("_set_before_init", {}):
+            if name in self.__dict__:
+                setattr(self, name, self.__dict__[name])
 
     def track_attribute_item(self, item):
         """Keep `item`, found in an attribute (or a list or dict kept as one), among this
@@ -618,11 +632,19 @@ class Layer:
         # A call may return one of its Variables (a running total it just assigned): as in
         # Keras, the output is that Variable's current value, and an eager call returns the
         # Variable itself (the subclassing guide's ComputeSum prints y.numpy()).
-        with _scope.running_call(self):
+        with _scope.running_call(self), self._described_call(args, kwargs):
             result = self.call(*args, **kwargs)
         if isinstance(result, Variable):
             set_untracked(self, "_returned_variable", result)
         return jax.tree.map(to_array, result)
+
+    def _described_call(self, args, kwargs):
+        """Around a run of `call`: an error it raises names this call and its arguments, as
+        Keras's does. Not in a trace for shapes only (building, a symbolic call), whose
+        probe batch is not the user's: there the symbolic call names the input's shape."""
+        if _scope.tracing_shapes_only():
+            return contextlib.nullcontext()
+        return described_call(self, args, kwargs)
 
     def autocast_apply(self, params, state, *args, **kwargs):
         """`apply` under the layer's dtype policy (Keras's autocast), the one place where
@@ -787,9 +809,11 @@ class Layer:
             self.build_dtype = _dtype_of(args[0])
 
     def note_batch_size(self, args) -> None:
-        """Keep the batch size of a first call's inputs (build_batch_size), when known."""
+        """Keep the batch size of a first call's inputs (build_batch_size), when known: a
+        number (not the symbolic size of a trace at no particular batch size)."""
         if self.build_batch_size is None:
-            self.build_batch_size = common_batch_size(args)
+            size = common_batch_size(args)
+            self.build_batch_size = size if isinstance(size, int) else None
 
     def trace_keywords(self, args, kwargs) -> dict:
         """The keyword arguments of a symbolic call for the traces that build a Keras-form
@@ -1149,8 +1173,10 @@ class Layer:
             try:
                 return self._outputs_at(input_shape, dtypes, extras, init_rng, size,
                                         batch=size)
-            except Exception:
-                raise error from None
+            except Exception as retry_error:
+                # the first error names concrete shapes; the retry's stays attached, as it
+                # may be the real cause (a sub-layer the call cannot run at any batch size)
+                raise error from retry_error
         return jax.tree.map(
             lambda a, b: KerasTensor(tuple(x if x == y else None
                                            for x, y in zip(a.shape, b.shape)), a.dtype),
