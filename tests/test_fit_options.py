@@ -707,10 +707,11 @@ def test_run_eagerly_and_jit_compile_read_as_keras():
     assert states[0] == states[1] == (False, True, False, False)   # Keras: no jit when eager
 
 
-def test_quantize_says_it_is_not_implemented_and_what_to_use():
+def test_quantize_modes_other_than_int8_say_what_to_use():
     model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(1)])
-    with pytest.raises(NotImplementedError, match=r"quantize\('int8'\).*mixed_bfloat16"):
-        model.quantize("int8")
+    model.build()
+    with pytest.raises(NotImplementedError, match=r"mode='int4'.*\('int8',\).*mode='int8'"):
+        model.quantize("int4")
 
 
 def test_validation_inside_fit_gives_every_batch_its_test_hooks_as_keras():
