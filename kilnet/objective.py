@@ -226,13 +226,50 @@ class Objective:
         return tuple(labels) + given
 
     def _given_weights(self, sample_weight) -> tuple:
+        per_output = self.weights_per_output(sample_weight)
+        if per_output is not None:
+            return tuple(jnp.asarray(w, jnp.float32) for _, w in per_output)
+        return (jnp.asarray(sample_weight, jnp.float32),)
+
+    def weights_per_output(self, sample_weight, argument="sample_weight"):
+        """[(output name, its weights)] in the trained outputs' order when `sample_weight` is
+        given per output, as Keras takes it (a dict by name, or a list or tuple of arrays, one
+        per output; a one-output model's weights in a list of one, as a step's data holds
+        them), else None (one array for every output). fit's checks (kilnet.validation) and
+        compute_loss read them so.
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> x = kilnet.Input(shape=(2,))
+            >>> model = kilnet.Model(x, [kilnet.layers.Dense(1, name="a")(x),
+            ...                          kilnet.layers.Dense(1, name="b")(x)])
+            >>> model.compile(loss="mse")
+            >>> pairs = model.compiled.objective.weights_per_output({"b": np.ones(3),
+            ...                                                    "a": np.zeros(3)})
+            >>> [(name, w.tolist()) for name, w in pairs]
+            [('a', [0.0, 0.0, 0.0]), ('b', [1.0, 1.0, 1.0])]
+        """
         names = [head.name for head in self.targets]
         if isinstance(sample_weight, dict):
-            return tuple(jnp.asarray(sample_weight[name], jnp.float32) for name in names)
-        if (isinstance(sample_weight, (list, tuple)) and len(sample_weight) == len(names)
-                and all(jnp.ndim(w) >= 1 for w in sample_weight)):   # one per output
-            return tuple(jnp.asarray(w, jnp.float32) for w in sample_weight)
-        return (jnp.asarray(sample_weight, jnp.float32),)
+            if set(sample_weight) != set(names):
+                raise InputError(
+                    f"{argument} as a dict needs one entry per trained output, by name: "
+                    f"{names}. Received: {argument} with keys "
+                    f"{sorted(map(str, sample_weight))}")
+            return [(name, sample_weight[name]) for name in names]
+        if not isinstance(sample_weight, (list, tuple)) or not all(
+                np.ndim(w) >= 1 for w in sample_weight):
+            return None
+        if len(names) == 1:   # a list of one array (a step's container), not nested numbers
+            if len(sample_weight) == 1 and hasattr(sample_weight[0], "shape"):
+                return [(names[0], sample_weight[0])]
+            return None
+        if len(sample_weight) != len(names):
+            raise InputError(
+                f"{argument} as a list needs one array per trained output ({len(names)}: "
+                f"{names}), or pass one array for all. Received: {len(sample_weight)} arrays")
+        return list(zip(names, sample_weight))
 
     def per_sample_losses(self, y, outputs: list, masks=None, weight=None) -> tuple:
         """(total per sample, {log name: per-sample loss of each output}). `masks`: each

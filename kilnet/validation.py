@@ -378,33 +378,13 @@ def sample_weights(objective, ys, sample_weight, class_weight, argument="sample_
                          "both")
     n = len(ys[0]) if ys else None
     if sample_weight is not None:
-        per_output = _weights_per_output(objective, sample_weight, argument)
+        per_output = objective.weights_per_output(sample_weight, argument)
         if per_output is not None:
             return [_weight_array(w, n, f"{argument}[{key!r}]") for key, w in per_output]
         return [_weight_array(sample_weight, n, argument)]
     if class_weight is None:
         return []
     return [_class_weights(objective, ys, class_weight)]
-
-
-def _weights_per_output(objective, sample_weight, argument):
-    """[(name, weights)] in the order of the trained outputs when sample_weight is given per
-    output (a dict by name, or a list of arrays, one per output), else None."""
-    names = [head.name for head in objective.targets]
-    if isinstance(sample_weight, dict):
-        if set(sample_weight) != set(names):
-            raise InputError(
-                f"{argument} as a dict needs one entry per trained output, by name: "
-                f"{names}. Received: {argument} with keys {sorted(map(str, sample_weight))}")
-        return [(name, sample_weight[name]) for name in names]
-    if (len(names) > 1 and isinstance(sample_weight, (list, tuple))
-            and all(np.ndim(w) >= 1 for w in sample_weight)):
-        if len(sample_weight) != len(names):
-            raise InputError(
-                f"{argument} as a list needs one array per trained output ({len(names)}: "
-                f"{names}), or pass one array for all. Received: {len(sample_weight)} arrays")
-        return list(zip(names, sample_weight))
-    return None
 
 
 def _weight_array(sample_weight, n, argument):
