@@ -133,6 +133,26 @@ class Variable:
         """
         return self._path
 
+    def rename_owner(self, old: str, new: str) -> None:
+        """Put the path under `new` where it starts with the owner name `old` (a layer whose
+        default name a model fixed after the variable was made).
+
+        Example:
+            >>> import kilnet
+            >>> class Scale(kilnet.layers.Layer):
+            ...     def __init__(self):
+            ...         super().__init__()
+            ...         self.w = self.add_weight(shape=(3,), initializer="ones")
+            ...     def call(self, x):
+            ...         return x * self.w
+            >>> model = kilnet.Sequential([kilnet.Input((3,)), Scale(), Scale()])
+            >>> [v.path for v in model.weights]   # each named as its layer (rename_owner)
+            ['scale/variable', 'scale_1/variable']
+        """
+        head, sep, rest = self._path.partition("/")
+        if head == old:
+            self._path = new + sep + rest
+
     @property
     def has_value(self) -> bool:
         return self._value is not None or self._holder is not None

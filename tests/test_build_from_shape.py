@@ -167,6 +167,7 @@ def test_a_weight_attribute_of_a_graph_layer_is_there_right_away_as_keras():
     `self.w`) exists once the model is made; kilnet draws them on that first read, and the
     model keeps them when it builds."""
     ours, ours_read = _weights_of_graph_layers(kilnet)
+    keras.utils.clear_session()   # Keras numbers unnamed weights per process ("variable_6")
     theirs, theirs_read = _weights_of_graph_layers(keras)
     assert [(tuple(v.shape), v.name) for v in ours_read] == [
         (tuple(v.shape), v.name) for v in theirs_read]

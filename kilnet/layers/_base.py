@@ -234,7 +234,12 @@ class Layer:
         """Fix a default name unique among `taken` (the names of its siblings in a model);
         a given or already fixed name is kept."""
         if self._name is None:
+            before = self.name
             set_untracked(self, "_name", _names.unique_among(self.default_name, taken))
+            # Weights made in __init__ took the name it had then in their paths; several
+            # instances of one class would share "tree/variable" (Keras's are told apart).
+            for variable in self._trainable_vars + self._non_trainable_vars:
+                variable.rename_owner(before, self._name)
         return self._name
 
     # -- the dtype policy (kilnet.mixed_precision) ---------------------------------------------
