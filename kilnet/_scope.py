@@ -57,6 +57,10 @@ class Scope:
     # Whether a random layer given no key and no bound SeedGenerator state draws a fresh key
     # made on the host (an eager stateless_call; under a trace it would be a constant).
     host_keys: bool = False
+    # An eager call (`layer(x)` on arrays): a random layer given no key (a layer called with
+    # training=True in a call that infers) draws from its own SeedGenerator's stored state,
+    # which advances, as Keras's layers draw.
+    eager: bool = False
 
 
 def _thread_list(name: str) -> list:
@@ -209,6 +213,59 @@ def host_keys() -> bool:
     while scope is not None and not scope.host_keys:
         scope = scope.parent
     return scope is not None
+
+
+def in_eager_call() -> bool:
+    """Whether an enclosing scope is an eager call's (Scope.eager).
+
+    Example:
+        >>> with opened(Scope(eager=True)), opened(Scope()):
+        ...     in_eager_call()
+        True
+        >>> in_eager_call()
+        False
+    """
+    scope = current()
+    while scope is not None and not scope.eager:
+        scope = scope.parent
+    return scope is not None
+
+
+class SeedStatesNeeded(Exception):
+    """A random draw with no key and no bound SeedGenerator state, met while an inference
+    program is traced for the first time (`probing_draws`): the program is to be traced
+    again with the model's seed states bound (kilnet.trainer)."""
+
+
+@contextlib.contextmanager
+def probing_draws():
+    """While an inference program (evaluate, predict) is first traced without the model's
+    SeedGenerator states: a draw that would need one raises SeedStatesNeeded
+    (`unkeyed_draw`), so that only models that draw at inference get programs carrying
+    the states.
+
+    Example:
+        >>> unkeyed_draw()   # outside a probe: nothing happens
+        >>> with probing_draws():
+        ...     try:
+        ...         unkeyed_draw()
+        ...     except SeedStatesNeeded:
+        ...         print("traced again with the states")
+        traced again with the states
+    """
+    before = getattr(_local, "probing_draws", False)
+    _local.probing_draws = True
+    try:
+        yield
+    finally:
+        _local.probing_draws = before
+
+
+def unkeyed_draw() -> None:
+    """Called by a random draw that finds no key and no bound SeedGenerator state: raises
+    SeedStatesNeeded inside `probing_draws`, else returns (the caller decides)."""
+    if getattr(_local, "probing_draws", False):
+        raise SeedStatesNeeded("a random draw needs the model's SeedGenerator states")
 
 
 def add_loss(value) -> bool:

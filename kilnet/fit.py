@@ -35,7 +35,8 @@ import numpy as np
 from kilnet import data as data_lib
 from kilnet import distribution as distribution_lib
 from kilnet import optimizers as optimizers_lib
-from kilnet import _interrupt, feeds, insight, loaders, programs, structure, utils, validation
+from kilnet import (_interrupt, _scope, feeds, insight, loaders, programs, structure, utils,
+                    validation)
 from kilnet.callbacks import CallbackList, History
 from kilnet.errors import InputError, NonFiniteError
 from kilnet.progress import EpochProgress, emit, resolve_verbose
@@ -446,8 +447,9 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
             ran_out = (expected is not None and step < expected and not model.stop_training)
             start_step = 0
             if val_feed is not None and _should_validate(epoch, validation_freq):
-                val_logs, _ = _evaluate_feed(trainer, val_feed, steps=validation_steps,
-                                             callbacks=cb_list)
+                with trainer.validating(epoch):   # its draws from fit's key, as training's
+                    val_logs, _ = _evaluate_feed(trainer, val_feed, steps=validation_steps,
+                                                 callbacks=cb_list)
                 epoch_logs.update({"val_" + name: value for name, value in val_logs.items()})
             trainer.position = (epoch + 1, 0)
             cb_list.on_epoch_end(epoch, epoch_logs)
@@ -1062,7 +1064,8 @@ def _output_shapes(model, state, x, batch_size) -> list:
         return [spec.shape for spec in specs]
     batch = jax.tree.map(lambda a: jax.ShapeDtypeStruct((batch_size,) + a.shape[1:], a.dtype),
                          x)
-    outputs = jax.eval_shape(
-        lambda params, model_state, xb: model.apply(params, model_state, xb)[0],
-        programs.model_params(state), state.model_state, batch)
+    with _scope.shapes_only():   # a layer called with training=True draws nothing here
+        outputs = jax.eval_shape(
+            lambda params, model_state, xb: model.apply(params, model_state, xb)[0],
+            programs.model_params(state), state.model_state, batch)
     return [out.shape[1:] for out in model.output_list(outputs)]

@@ -29,6 +29,7 @@ repeated runs.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import time
 import weakref
@@ -132,6 +133,9 @@ class StepSpec:
     # tx.update and optax.apply_updates (Optimizer.weights_update: Adam's one pass per weight
     # on the CPU); None: those two.
     weights_update: Any = None
+    # The state Variables of the model's SeedGenerators (Layer.all_seed_states), which the
+    # evaluate and predict programs of a model that draws at inference bind and carry
+    seed_states: tuple = ()
 
     @property
     def sum_names(self):
@@ -545,23 +549,26 @@ def sums_trail(sums, steps: int):
                         sums)
 
 
-def custom_eval_chunk(spec, batch_size, sums, state, x, y, order, valid, base, start, stop):
+def custom_eval_chunk(spec, batch_size, sums, state, x, y, order, valid, base, start, stop,
+                      seeds=None):
     """Batches start..stop through the model's own test_step(state, data) in Keras's JAX
     form: it gets (trainable, non-trainable, metric variables) as lists and returns (logs,
     state); the metric variables carry from batch to batch, the logs kept are the last
     batch's (as Keras reports them). The sample mask of a padded last batch comes through the
     scope (kilnet._scope), so stateless_call and metrics see it. Returns (sums, model state):
-    the non-trainable variables a step returns carry to the next, as in eval_chunk."""
+    the non-trainable variables a step returns carry to the next, as in eval_chunk; with
+    `seeds`, the SeedGenerator states the step returns too (see eval_chunk)."""
     adapter = spec.keras_steps
 
     def body(i, carry):
-        sums, model_state = carry
+        sums, model_state, seeds = carry
         current = state._replace(model_state=model_state)
         positions = _positions(i, base, batch_size)
         xb, yb = _batch(spec, x, y, order[positions])
         xb, yb, mask = _shard(spec, xb, yb, valid[positions])
         trainable, non_trainable, _, metric_vars = adapter.to_lists(current,
                                                                     sums["metric_vars"])
+        non_trainable = adapter.with_seed_values(non_trainable, seeds)
         scope = _scope.Scope(training=False, sample_mask=mask,
                              bindings=adapter.carried_bindings(model_state))
         with _scope.opened(scope):
@@ -573,67 +580,102 @@ def custom_eval_chunk(spec, batch_size, sums, state, x, y, order, valid, base, s
         return ({"metric_vars": list(new_lists[2]),
                  "logs": logs,
                  "count": sums["count"] + jnp.sum(mask.astype(jnp.float32))},
-                adapter.with_carried(model_state, scope.assigned))
+                adapter.with_carried(model_state, scope.assigned),
+                adapter.seeds_returned(non_trainable, new_lists[1], seeds))
 
-    return lax.fori_loop(start, stop, body, (sums, state.model_state))
+    return _seeded(lax.fori_loop(start, stop, body, (sums, state.model_state, seeds)))
 
 
 def eval_chunk(spec, batch_size, sums, params, model_state, x, y, order, valid, base, start,
-               stop):
+               stop, seeds=None):
     """Batches start..stop evaluated: (sums, model state). The state a batch's forward pass
     leaves (a stateful RNN's states, a counter a layer of yours assigns in call) is the next
-    batch's, and is returned, as Keras keeps what a test step assigns."""
+    batch's, and is returned, as Keras keeps what a test step assigns.
+
+    `seeds`: None, or the values of the model's SeedGenerator states (`StepSpec.seed_states`)
+    for a model that draws at inference (a Dropout called with training=True, a layer of
+    yours drawing from its generator): each batch draws from them and advances them, as
+    Keras's test step does, and they come back as a third result."""
     def body(i, carry):
-        sums, model_state = carry
+        sums, model_state, seeds = carry
         positions = _positions(i, base, batch_size)
         xb, yb = _batch(spec, x, y, order[positions])
         xb, yb, mask = _shard(spec, xb, yb, valid[positions])
-        outputs, new_state, extra, masks = _forward(spec, params, model_state, xb,
-                                                    training=False, rng=None, mask=mask)
-        weight = mask.astype(jnp.float32)
-        _, per_sample, parts = _batch_loss(spec, xb, yb, outputs, weight,
-                                           jnp.maximum(jnp.sum(weight), 1.0), False, masks,
-                                           (params, model_state, None))
+        with _drawing_from(spec, seeds) as drawn:
+            outputs, new_state, extra, masks = _forward(spec, params, model_state, xb,
+                                                        training=False, rng=None, mask=mask)
+            weight = mask.astype(jnp.float32)
+            _, per_sample, parts = _batch_loss(spec, xb, yb, outputs, weight,
+                                               jnp.maximum(jnp.sum(weight), 1.0), False,
+                                               masks, (params, model_state, None))
         if extra is not None:
             per_sample = per_sample + extra
         return (_add_metric_sums(spec, sums, yb, outputs, per_sample, parts, weight, masks),
-                new_state)
+                new_state, _advanced(spec, seeds, drawn))
 
-    return lax.fori_loop(start, stop, body, (sums, model_state))
+    return _seeded(lax.fori_loop(start, stop, body, (sums, model_state, seeds)))
 
 
 def predict_chunk(spec, batch_size, outputs, params, model_state, x, order, valid, base, start,
-                  stop):
+                  stop, seeds=None):
     """Batches start..stop predicted into `outputs`: (outputs, model state), the state
-    carried from batch to batch as in eval_chunk."""
+    carried from batch to batch as in eval_chunk; with `seeds`, the advanced SeedGenerator
+    states too (see eval_chunk)."""
     def body(i, carry):
-        outputs, model_state = carry
+        outputs, model_state, seeds = carry
         positions = _positions(i, base, batch_size)
         xb, _ = _batch(spec, x, None, order[positions])
         xb, mask = _shard(spec, xb, valid[positions])
-        with _scope.opened(_scope.Scope()):
+        with _drawing_from(spec, seeds) as drawn, _scope.opened(_scope.Scope()):
             y, model_state = spec.model.apply(params, model_state, xb, training=False,
                                               rng=None, sample_mask=mask)
         start = (i - base) * batch_size
-        return tuple(lax.dynamic_update_slice_in_dim(out, value.astype(out.dtype), start, axis=0)
-                     for out, value in zip(outputs, spec.model.output_list(y))), model_state
+        return (tuple(lax.dynamic_update_slice_in_dim(out, value.astype(out.dtype), start,
+                                                      axis=0)
+                      for out, value in zip(outputs, spec.model.output_list(y))),
+                model_state, _advanced(spec, seeds, drawn))
 
-    return lax.fori_loop(start, stop, body, (outputs, model_state))
+    return _seeded(lax.fori_loop(start, stop, body, (outputs, model_state, seeds)))
 
 
-def predict_batch(spec, batch_size, params, model_state, x):
+def predict_batch(spec, batch_size, params, model_state, x, seeds=None):
     """predict_on_batch's program: the model's outputs (a tuple) for `x`, one batch whose
     rows are all samples, with no loop, positions or output buffers (seed MLP at batch 32:
-    0.35 -> 0.23 ms a call, 2-core Intel Xeon), and the model state the call leaves."""
-    with _scope.opened(_scope.Scope()):
+    0.35 -> 0.23 ms a call, 2-core Intel Xeon), and the model state the call leaves; with
+    `seeds`, the advanced SeedGenerator states too (see eval_chunk)."""
+    with _drawing_from(spec, seeds) as drawn, _scope.opened(_scope.Scope()):
         y, model_state = spec.model.apply(params, model_state, _as_input_dtypes(spec, x),
                                           training=False, rng=None,
                                           sample_mask=jnp.ones((batch_size,), bool))
-    return tuple(spec.model.output_list(y)), model_state
+    return _seeded((tuple(spec.model.output_list(y)), model_state,
+                    _advanced(spec, seeds, drawn)))
+
+
+def _drawing_from(spec, seeds):
+    """The scope one batch's inference pass runs in: the model's SeedGenerator states bound
+    to `seeds` (SeedGenerator.next and Layer.random_key draw from them and record the
+    advanced values there); none when the program carries no states."""
+    if seeds is None:
+        return contextlib.nullcontext()
+    return _scope.opened(_scope.Scope(bindings={id(v): value for v, value
+                                                in zip(spec.seed_states, seeds)}))
+
+
+def _advanced(spec, seeds, drawn):
+    """The seed states after a batch drew in the scope `drawn` (None when carried none)."""
+    if seeds is None:
+        return None
+    return [drawn.assigned.get(id(v), value) for v, value in zip(spec.seed_states, seeds)]
+
+
+def _seeded(results):
+    """An inference program's results: without seed states carried (their slot None), the
+    two results it always had."""
+    return results if results[-1] is not None else results[:-1]
 
 
 def custom_predict_chunk(spec, batch_size, outputs, state, x, order, valid, base, start,
-                         stop):
+                         stop, seeds=None):
     """Batches start..stop through the model's own predict_step(state, data) in Keras's JAX
     form: state is (trainable, non-trainable variables) as lists, data is x as Keras gives it
     (KerasState.batch_data); it returns
@@ -641,21 +683,23 @@ def custom_predict_chunk(spec, batch_size, outputs, state, x, order, valid, base
     returns (kilnet.trainer.KerasState.predict_structure). Returns (outputs, model state), the
     non-trainable variables carried from batch to batch. `outputs` None: run eagerly
     (run_eagerly), where nothing traced the step before; the first batch's result makes the
-    buffers and names the structure (`KerasState.predicted`)."""
+    buffers and names the structure (`KerasState.predicted`). With `seeds`, the
+    SeedGenerator states predict_step returns carry from batch to batch and come back too
+    (see eval_chunk)."""
     adapter = spec.keras_steps
 
     def body(i, carry):
-        outputs, model_state = carry
+        outputs, model_state, seeds = carry
         current = state._replace(model_state=model_state)
         positions = _positions(i, base, batch_size)
         xb, _ = _batch(spec, x, None, order[positions])
         xb, mask = _shard(spec, xb, valid[positions])
-        trainable, non_trainable, _, _ = adapter.to_lists(current, [])
+        trainable, given, _, _ = adapter.to_lists(current, [])
+        given = adapter.with_seed_values(given, seeds)
         scope = _scope.Scope(training=False, sample_mask=mask,
                              bindings=adapter.carried_bindings(model_state))
         with _scope.opened(scope):
-            result = spec.model.predict_step((trainable, non_trainable),
-                                             adapter.batch_data(xb))
+            result = spec.model.predict_step((trainable, given), adapter.batch_data(xb))
         y, non_trainable = adapter.checked_prediction(result, batch_size)
         if outputs is None:   # eagerly, the first batch: buffers for what it returned
             adapter.predicted = jax.tree.structure(y)
@@ -667,9 +711,10 @@ def custom_predict_chunk(spec, batch_size, outputs, state, x, order, valid, base
         return (tuple(lax.dynamic_update_slice_in_dim(out, value.astype(out.dtype), start,
                                                       axis=0)
                       for out, value in zip(outputs, jax.tree.leaves(y))),
-                adapter.with_carried(model_state, scope.assigned))
+                adapter.with_carried(model_state, scope.assigned),
+                adapter.seeds_returned(given, non_trainable, seeds))
 
-    return lax.fori_loop(start, stop, body, (outputs, state.model_state))
+    return _seeded(lax.fori_loop(start, stop, body, (outputs, state.model_state, seeds)))
 
 
 def prediction_dtype(dtype):

@@ -7,8 +7,10 @@ each call. This module turns each kind of `seed` into a key:
 - a `SeedGenerator`: inside a training step (an apply scope that carries a key, see
   kilnet._scope) the key comes from that step's key, so every draw in a compiled step differs,
   every step differs, and re-tracing the step gives the same keys. Where its `state` is bound
-  (`Layer.stateless_call`, under your own `jax.jit` too) the bound value is the key and the
-  advanced state is returned with the non-trainable variables, as Keras's; outside any scope
+  (`Layer.stateless_call`, under your own `jax.jit` too; kilnet's evaluate and predict
+  programs, which carry the model's states from batch to batch and store them after each
+  call) the bound value is the key and the advanced state is returned with the
+  non-trainable variables, as Keras's; outside any scope
   the stored state is the key and advances, so successive eager calls differ, reproducibly
   for a given seed (the same numbers as Keras's generator on JAX).
 - an int: always the same key, so the same numbers on every call (Keras's stateless seeds).
@@ -111,6 +113,9 @@ class SeedGenerator:
           the state's new value, which stateless_call returns;
         - in a trace for shapes only (a symbolic call, a layer's build): the state's value,
           which stays as it is (Keras's symbolic calls leave it too);
+        - in kilnet's evaluate and predict programs (and the `*_on_batch` calls) the model's
+          states are bound, as in stateless_call: each batch draws from them and they
+          advance, so every call draws anew, as Keras's;
         - otherwise (an eager call): the state's current value is the key and the state
           advances by [0, 1]. Under a trace with no binding this key is fixed when tracing.
 
@@ -132,6 +137,8 @@ class SeedGenerator:
         current = self.state.numpy()
         if _scope.tracing_shapes_only():   # a symbolic call or a build: nothing is drawn
             return jnp.asarray(current)
+        # the first trace of an inference program: it is traced again with the states bound
+        _scope.unkeyed_draw()
         # a host value even while tracing: the stored state must stay a concrete array
         with jax.ensure_compile_time_eval():
             self.state.assign(current + np.array([0, 1], np.uint32))

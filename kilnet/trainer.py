@@ -6,10 +6,12 @@ per data shape (kilnet.programs). The loops that drive it are in kilnet.fit.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from kilnet import distribution as distribution_lib
@@ -22,6 +24,11 @@ from kilnet import _scope, _tree, programs, structure, utils
 from kilnet.loss_scale import LossScaleOptimizer
 
 DEFAULT_BATCH_SIZE = 32
+
+# The programs that run the model in inference (evaluate, predict, the *_on_batch calls but
+# train_on_batch, fit's validation): their random draws come from the SeedGenerator states
+INFERENCE_KINDS = frozenset({"evaluate", "predict", "predict_batch", "evaluate_custom",
+                             "predict_custom"})
 
 
 class Trainer:
@@ -64,6 +71,9 @@ class Trainer:
         self.fit_calls = 0
         self.report = programs.CompileReport()
         self._programs = {}
+        # the INFERENCE_KINDS whose programs draw, so carry the seed states (see program)
+        self._drawing_kinds = set()
+        self._validation_draws = None   # while fit validates (see validating)
         self._placement = None       # kilnet.distribution.Placement, when distributed
         self.resume_point = None     # (epoch, step) set by a checkpoint restore
         self.steps_per_execution = None  # compile()'s cap on a chunk's steps
@@ -140,6 +150,7 @@ class Trainer:
                                  check_gradients=not self.update_keeps_non_finite(model),
                                  loss_scale=isinstance(self.optimizer, LossScaleOptimizer),
                                  weights_update=self._weights_update(),
+                                 seed_states=tuple(model.all_seed_states()),
                                  batch_sharding=getattr(self.distribution, "batch_sharding",
                                                         None))
 
@@ -369,6 +380,7 @@ class Trainer:
         self.state = None
         self._placement = None
         self._programs.clear()
+        self._drawing_kinds.clear()
 
     def outputs_changed(self):
         """The model's input axes became of any length (Model.widen_input_axes): the
@@ -376,6 +388,7 @@ class Trainer:
         if self.spec is not None:
             self.spec = self._make_spec()
             self._programs.clear()
+            self._drawing_kinds.clear()
             self._metrics_resolved_for = None
             self._your_batch_code = None
 
@@ -393,6 +406,105 @@ class Trainer:
         return bool(self.model.run_eagerly)
 
     def program(self, kind: str, batch_size: int, *args):
+        """The compiled program `kind` for these argument shapes, compiling it on first use.
+
+        An evaluate or predict program (INFERENCE_KINDS) of a model that draws at inference
+        (a Dropout called with training=True in the graph, a layer of yours drawing from its
+        SeedGenerator whatever the mode) also carries the model's SeedGenerator states: each
+        batch draws from them and advances them, and the call stores them back, as Keras's
+        predict and test steps do (`_drawing_program`). Which models draw is found by tracing
+        the program without them first (`_scope.probing_draws`): the others' programs stay
+        what they were.
+        """
+        if kind not in INFERENCE_KINDS or not self.spec.seed_states:
+            return self._program(kind, batch_size, *args)
+        if self.runs_eagerly or kind in self._drawing_kinds:
+            return self._drawing_program(kind, batch_size, args)
+        try:
+            with _scope.probing_draws():
+                return self._program(kind, batch_size, *args)
+        except _scope.SeedStatesNeeded:
+            self._drawing_kinds.add(kind)
+            return self._drawing_program(kind, batch_size, args)
+
+    def carries_seed_states(self, kind: str) -> bool:
+        """Whether the programs of `kind` (one of INFERENCE_KINDS) carry the model's
+        SeedGenerator states, found when the first of them was compiled: True for a model that
+        draws at inference, False for the others (their programs are those of a model without
+        generators) or before the first.
+
+        Example:
+            >>> import numpy as np, kilnet
+            >>> inputs = kilnet.Input((3,))
+            >>> mc = kilnet.Model(inputs, kilnet.layers.Dropout(0.5)(inputs, training=True))
+            >>> _ = mc.predict(np.ones((2, 3), np.float32), verbose=0)
+            >>> mc.compiled.carries_seed_states("predict")
+            True
+        """
+        return kind in self._drawing_kinds
+
+    def _drawing_program(self, kind: str, batch_size: int, args):
+        """The program `kind` with the model's SeedGenerator states as its last argument and
+        result, as a function of `args` alone that passes the states' stored values in and
+        stores the advanced ones (kilnet.programs.eval_chunk's `seeds`); while fit
+        validates, the values `validating` makes instead, which fit does not store."""
+        states = self.spec.seed_states
+        compiled = self._program(kind, batch_size, *args, [v.value for v in states])
+        validation = kind in ("evaluate", "evaluate_custom")
+
+        def run(*call_args):
+            in_fit = validation and self._validation_draws is not None
+            start = self._fit_seed_values() if in_fit else [v.value for v in states]
+            *results, advanced = compiled(*call_args, start)
+            if in_fit:
+                self._validation_draws["values"] = list(advanced)
+            else:
+                for variable, value in zip(states, advanced):
+                    variable.assign(value)
+            return tuple(results)
+
+        return run
+
+    @contextlib.contextmanager
+    def validating(self, epoch: int):
+        """While fit validates after `epoch`: the random layers of a model that draws at
+        inference draw from seed-state values made from fit's key and the epoch, carried
+        from block to block and then dropped, so that fit, as its training steps, leaves the
+        SeedGenerator states where they were, and a run resumed from a checkpoint validates
+        with the draws of the run it resumes.
+
+        Example:
+            >>> import numpy as np, kilnet
+            >>> inputs = kilnet.Input((3,))
+            >>> dropout = kilnet.layers.Dropout(0.5, seed=1)
+            >>> model = kilnet.Model(inputs, dropout(inputs, training=True))
+            >>> model.compile(loss="mse")
+            >>> x = np.ones((4, 3), np.float32)
+            >>> with model.compiled.validating(epoch=0):
+            ...     _ = model.evaluate(x, x, verbose=0)
+            >>> dropout.seed_states()[0].numpy().tolist()
+            [1, 0]
+            >>> _ = model.evaluate(x, x, verbose=0)
+            >>> dropout.seed_states()[0].numpy().tolist()
+            [1, 1]
+        """
+        self._validation_draws = {"epoch": epoch, "values": None}
+        try:
+            yield
+        finally:
+            self._validation_draws = None
+
+    def _fit_seed_values(self) -> list:
+        """The seed-state values fit's validation draws from now (see `validating`)."""
+        draws = self._validation_draws
+        if draws["values"] is None:
+            key = np.asarray(jax.device_get(self.state.rng), np.uint32)  # host sync: 8 bytes
+            draws["values"] = [np.random.SeedSequence([*key.ravel().tolist(), draws["epoch"],
+                                                       index]).generate_state(2, np.uint32)
+                               for index in range(len(self.spec.seed_states))]
+        return draws["values"]
+
+    def _program(self, kind: str, batch_size: int, *args):
         """The compiled program `kind` for these argument shapes, compiling it on first use.
 
         When the model runs eagerly (`runs_eagerly`), the same function is returned
@@ -642,6 +754,33 @@ class KerasState:
             if id(v) in assigned:
                 model_state = _tree.replace_path(model_state, path, assigned[id(v)])
         return model_state
+
+    # -- the SeedGenerator states in the non-trainable list, where evaluate and predict carry them
+    def with_seed_values(self, non_trainable, seeds) -> list:
+        """The non-trainable list with `seeds` (the values of `StepSpec.seed_states`) at the
+        SeedGenerator states' places; None: the list as it is."""
+        if seeds is None:
+            return non_trainable
+        value_of = {id(v): value for v, value in zip(self.trainer.spec.seed_states, seeds)}
+        return [value_of.get(id(where), value) if field == "seed" else value
+                for (field, where), value in zip(self._slots()[1], non_trainable)]
+
+    def seeds_returned(self, given, returned, seeds):
+        """The SeedGenerator states a model's own test_step / predict_step returned in its
+        non-trainable list (`returned`, for `given`), to carry to the next batch. Without
+        `seeds` (the program's first trace, carrying none) None, after asking for them
+        (`_scope.unkeyed_draw`) where the step advanced any: it drew."""
+        slots = self._slots()[1]
+        if seeds is None:
+            if any(field == "seed" and new is not old
+                   for (field, _), old, new in zip(slots, given, returned)):
+                _scope.unkeyed_draw()
+            return None
+        returned = list(returned)
+        value_of = {id(where): value for (field, where), value in zip(slots, returned)
+                    if field == "seed"}
+        return [value_of.get(id(v), value)
+                for v, value in zip(self.trainer.spec.seed_states, seeds)]
 
     # -- trees <-> lists ---------------------------------------------------------------------------
     def trainable_list(self, params) -> list:

@@ -456,9 +456,12 @@ class Layer:
         for sub in self._sublayers:
             params[sub.name], state[sub.name] = _scope.layer_entry(sub) or (
                 sub.params_tree(), sub.state_tree())
-        kwargs.pop("training", None)
+        # super().call(inputs, training=True) (keras.io's Monte-Carlo dropout) trains the
+        # built-in computation whatever the call's mode, as Keras's
+        training = kwargs.pop("training", None)
         outputs, new_state = built_in_apply(
-            self, params, state, inputs, *args, training=_scope.training_flag(),
+            self, params, state, inputs, *args,
+            training=_scope.training_flag() if training is None else bool(training),
             rng=_scope.next_rng(), sample_mask=_scope.sample_mask(), **kwargs)
         for v in self._non_trainable_vars:
             if v.name in new_state:
@@ -743,7 +746,7 @@ class Layer:
         training = None if training is None else bool(training)
         self._eager_losses.clear()
         self.__dict__.pop("_returned_variable", None)
-        scope = _scope.Scope(training=bool(training), collect_penalties=False)
+        scope = _scope.Scope(training=bool(training), collect_penalties=False, eager=True)
         rng = utils.raw_key(utils.next_seed()) if training or training is None else None
         with _scope.opened(scope):
             outputs, new_state = self.autocast_apply(self.params_tree(), self.state_tree(),
@@ -1467,6 +1470,28 @@ class Layer:
         """
         return [generator.state for generator in self._seed_generators]
 
+    def all_seed_states(self) -> list:
+        """The state Variables of every SeedGenerator of this layer and the layers inside it,
+        in `variables` order: what evaluate and predict carry from batch to batch for a model
+        that draws at inference.
+
+        Example:
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.Input((3,)),
+            ...                            kilnet.layers.Dropout(0.5, seed=1),
+            ...                            kilnet.layers.Dense(2),
+            ...                            kilnet.layers.GaussianNoise(0.1, seed=2)])
+            >>> [v.numpy().tolist() for v in model.all_seed_states()]
+            [[1, 0], [2, 0]]
+        """
+        seeds = set()
+        pending = [self]
+        while pending:
+            layer = pending.pop()
+            seeds.update(id(state) for state in layer.seed_states())
+            pending.extend(layer.sublayers)
+        return [v for v in self.variables if id(v) in seeds]
+
     def bound_key(self):
         """The next key of this layer's first SeedGenerator whose state is bound in the
         active scope (stateless_call binds them), advancing that state; None when none is.
@@ -1491,21 +1516,39 @@ class Layer:
 
     def random_key(self, rng):
         """The JAX key a random layer draws from in training: `rng` when its caller gave one
-        (a compiled step, an eager call); else the next key of the layer's SeedGenerator whose
-        state is bound (`stateless_call`, under your own `jax.jit` too), which advances it;
-        else a fresh host key in an eager stateless_call. Refused where there is no key.
+        (fit's step, an eager call in training); else the next key of the layer's
+        SeedGenerator whose state is bound (`stateless_call`, under your own `jax.jit` too;
+        evaluate and predict, for a layer called with training=True), which advances it;
+        in an eager call that infers, its generator's stored state, which advances (Keras's
+        draw); in a trace for shapes only, a key that draws nothing; else a fresh host key in
+        an eager stateless_call. Refused where there is no key.
 
         Example:
             >>> import jax
             >>> from kilnet import layers
             >>> layers.Dropout(0.5).random_key(jax.random.key(0)).shape
             ()
+            >>> dropout = layers.Dropout(0.5, seed=4)
+            >>> from kilnet import _scope
+            >>> with _scope.opened(_scope.Scope(eager=True)):
+            ...     dropout.random_key(None).tolist()
+            [4, 0]
+            >>> dropout.seed_states()[0].numpy().tolist()
+            [4, 1]
         """
         if rng is not None:
             return rng
         key = self.bound_key()
         if key is not None:
             return key
+        generator = self._seed_generators[0] if self._seed_generators else None
+        if _scope.tracing_shapes_only():   # a symbolic call or a build: nothing is drawn
+            return (jnp.zeros((2,), jnp.uint32) if generator is None
+                    else jnp.asarray(generator.state.numpy()))
+        if generator is not None:
+            if _scope.in_eager_call():
+                return generator.next()
+            _scope.unkeyed_draw()   # in an inference program's first trace: traced again
         if _scope.host_keys():
             return utils.raw_key(utils.next_seed())
         raise ValueError(
