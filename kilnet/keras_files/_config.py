@@ -69,17 +69,9 @@ NEUTRAL = {"kernel_constraint": (None,), "bias_constraint": (None,),
 # BatchNormalization's initializers, which kilnet fixes to Keras's defaults.
 DEFAULT_INIT = {"beta_initializer": "Zeros", "gamma_initializer": "Ones",
                 "moving_mean_initializer": "Zeros", "moving_variance_initializer": "Ones"}
-# Keras layers whose constructor does not take `trainable` (their get_config omits it).
-NO_TRAINABLE = frozenset({"SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
-                          "Discretization"})
 ENTRY_KEYS = ("module", "class_name", "config", "registered_name")
 POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"},
           "registered_name": None}
-# Keras's int8 activation quantizer (AbsMaxQuantizer()), as its quantized layers' configs hold
-# it: the settings kilnet's int8 layers compute with (kilnet.quantizers)
-INT8_INPUTS = {"value_range": [quantizers.INT8_RANGE[0], quantizers.INT8_RANGE[1]],
-               "epsilon": quantizers.EPSILON, "output_dtype": "int8"}
-
 
 class Reader:
     """Where the config comes from (for errors) and the caller's custom_objects."""
@@ -399,13 +391,7 @@ def _check_quantization_config(value, reader, where):
     """A quantized layer's `quantization_config`: Keras's int8 default, whose inputs
     quantizer is the AbsMaxQuantizer kilnet's int8 layers compute with (its weights
     quantizer only mattered when the file's weights were quantized)."""
-    config = value.get("config") if isinstance(value, dict) else None
-    inputs = config.get("activation_quantizer") if isinstance(config, dict) else None
-    inputs_config = inputs.get("config") if isinstance(inputs, dict) else None
-    if not (isinstance(value, dict) and value.get("class_name") == "Int8QuantizationConfig"
-            and isinstance(
-            inputs_config, dict) and inputs.get("class_name") == "AbsMaxQuantizer" and {
-            k: v for k, v in inputs_config.items() if k != "axis"} == INT8_INPUTS):
+    if not quantizers.is_int8_config(value):
         reader.fail(where, f"its quantization_config is {value!r:.300}; kilnet computes Keras's "
                            "default int8 quantization only (Int8QuantizationConfig with the "
                            "inputs quantized by AbsMaxQuantizer(value_range=(-127, 127), "
@@ -497,11 +483,8 @@ def keras_layer(spec, path):
                          "kilnet never writes. Save it with the extension .kilnet (its function "
                          "registered with kilnet.saving.register_serializable), or write a Layer "
                          "subclass.")
-    if name == "InputLayer":
-        config = {"batch_shape": [config.pop("batch_size", None)] + list(config.pop("shape")),
-                  **config}
-    if name in NO_TRAINABLE and config.get("trainable", True) is True:
-        config.pop("trainable", None)   # Keras's constructor refuses the argument
+    if name == "InputLayer":   # Keras's keys, from either form kilnet writes
+        config = InputLayer.from_config(config).get_config()
     for key in ("layer", "backward_layer", "cell"):
         if isinstance(config.get(key), dict):
             config[key] = keras_layer(config[key], path)
@@ -510,7 +493,7 @@ def keras_layer(spec, path):
         config[key] = [keras_layer(inner, path) for inner in config[key]]
     policy = config.get("dtype")
     if isinstance(policy, dict) and policy.get("class_name") == "QuantizedDTypePolicy":
-        config["quantization_config"] = _int8_config()   # what Keras's quantize() records
+        config["quantization_config"] = quantizers.int8_config()   # what Keras records
     for key, value in config.items():
         if key.endswith("_regularizer") and isinstance(value, dict):
             config[key] = _keras_object_entry(value, "keras.regularizers")
@@ -522,15 +505,6 @@ def keras_layer(spec, path):
         return {"module": APPLICATION_MODULES[name], "class_name": name, "config": config,
                 "registered_name": name}
     return {"module": "keras.layers", "class_name": name, "config": config,
-            "registered_name": None}
-
-
-def _int8_config():
-    """Keras's entry of its default Int8QuantizationConfig, as its quantized layers write it."""
-    return {"module": "keras.quantizers", "class_name": "Int8QuantizationConfig",
-            "config": {"weight_quantizer": None, "activation_quantizer": {
-                "module": "keras.quantizers", "class_name": "AbsMaxQuantizer",
-                "config": dict(INT8_INPUTS), "registered_name": None}},
             "registered_name": None}
 
 

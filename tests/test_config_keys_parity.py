@@ -1,0 +1,278 @@
+"""Every layer's get_config() is Keras 3.15's: the same keys in the same order, and the same
+values as Keras's JSON writes them, for each layer type kilnet exports that Keras also has
+(kilnet.layers.LAYER_TYPES, CELL_TYPES, StringLookup and TextVectorization), built with its
+default arguments and with a set of non-default ones. `.keras` files written by kilnet then
+open in Keras with the same configs, and Keras's in kilnet.
+
+One table below (CASES) says how to make each layer, from a top-level module `k` (`kilnet` or
+`keras`), so one line describes both the layer under test and the Keras layer it is compared
+with. Wrappers and RNNs hold a small inner layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import types
+from typing import Callable
+
+os.environ["KERAS_BACKEND"] = "jax"  # before keras is imported
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import kilnet  # noqa: E402
+from kilnet.keras_files import _config as keras_files_config  # noqa: E402
+from kilnet.models import _config as model_config  # noqa: E402
+
+# Types with no Keras twin to compare with, and why.
+NOT_COMPARED = {
+    "Operation": "kilnet's graph node for Keras's ops (each op class has its own config)",
+    "Lambda": "Keras's config holds the function's bytecode, which kilnet never writes",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    name: str                       # the class name (LAYER_TYPES / CELL_TYPES key)
+    default: Callable               # default(k) -> the layer with default arguments
+    custom: Callable                # custom(k) -> the layer with non-default arguments
+
+
+def _apps(k):
+    """Where Keras keeps ConvNeXt's and Inception-ResNet's layers; kilnet.layers for kilnet."""
+    if k is kilnet:
+        return kilnet.layers
+    from keras.src.applications import convnext, inception_resnet_v2
+    return types.SimpleNamespace(LayerScale=convnext.LayerScale,
+                                 StochasticDepth=convnext.StochasticDepth,
+                                 CustomScaleLayer=inception_resnet_v2.CustomScaleLayer)
+
+
+def _weights(k, prefix="kernel", bias=True, activity=True):
+    """Non-default initializers, regularizers and constraints of a layer's weights."""
+    out = {f"{prefix}_initializer": k.initializers.HeNormal(seed=3),
+           f"{prefix}_regularizer": k.regularizers.L1L2(l1=0.1, l2=0.2),
+           f"{prefix}_constraint": k.constraints.MaxNorm(max_value=2.0, axis=0)}
+    if bias:
+        out.update(bias_initializer=k.initializers.Constant(0.25), bias_regularizer="l2",
+                   bias_constraint="non_neg")
+    if activity:
+        out["activity_regularizer"] = k.regularizers.L1(0.3)
+    return out
+
+
+def _recurrent(k):
+    return {**_weights(k), "recurrent_initializer": "glorot_normal",
+            "recurrent_regularizer": k.regularizers.L2(0.05),
+            "recurrent_constraint": "unit_norm", "use_bias": True, "dropout": 0.1,
+            "recurrent_dropout": 0.2, "seed": 7}
+
+
+def _cell_args(k):
+    args = _recurrent(k)
+    del args["activity_regularizer"]   # a cell's outputs are its RNN's
+    return args
+
+
+def _sequence(k):
+    return dict(return_sequences=True, return_state=True, go_backwards=True, unroll=True)
+
+
+def _conv(k, rank):
+    ones = (1,) * rank
+    return dict(strides=(2,) + ones[1:], padding="same", dilation_rate=ones,
+                activation="relu", use_bias=True, data_format="channels_last",
+                **_weights(k), name="custom", dtype="mixed_bfloat16")
+
+
+def _separable(k, rank):
+    return dict(strides=2, padding="same", depth_multiplier=2, activation="tanh",
+                depthwise_initializer="he_uniform", pointwise_initializer="lecun_normal",
+                bias_initializer="ones", depthwise_regularizer="l2",
+                pointwise_regularizer=k.regularizers.L1(0.02), bias_regularizer="l1",
+                activity_regularizer="l2", depthwise_constraint="non_neg",
+                pointwise_constraint="unit_norm", bias_constraint="max_norm",
+                data_format="channels_last", name="custom")
+
+
+def _depthwise(k):
+    return dict(strides=2, padding="same", depth_multiplier=3, activation="elu",
+                depthwise_initializer="he_uniform", bias_initializer="ones",
+                depthwise_regularizer="l2", bias_regularizer="l1", activity_regularizer="l2",
+                depthwise_constraint="non_neg", bias_constraint="max_norm",
+                data_format="channels_last", name="custom")
+
+
+def _conv_lstm(k):
+    return dict(strides=1, padding="same", dilation_rate=1, activation="relu",
+                recurrent_activation="hard_sigmoid", unit_forget_bias=False,
+                data_format="channels_last", return_sequences=True, go_backwards=True,
+                **_recurrent(k))
+
+
+def _image(k, **extra):
+    return dict(seed=5, data_format="channels_last", name="custom", **extra)
+
+
+def C(name, default, custom):   # noqa: N802 - a table row
+    return Case(name, default, custom)
+
+
+CASES = [
+    # activations
+    C("ReLU", lambda k: k.layers.ReLU(),
+      lambda k: k.layers.ReLU(max_value=6.0, negative_slope=0.1, threshold=0.5, name="custom")),
+    C("LeakyReLU", lambda k: k.layers.LeakyReLU(),
+      lambda k: k.layers.LeakyReLU(negative_slope=0.2, trainable=False)),
+    C("PReLU", lambda k: k.layers.PReLU(),
+      lambda k: k.layers.PReLU(alpha_initializer="he_normal", alpha_regularizer="l2",
+                               alpha_constraint="non_neg", shared_axes=[1, 2])),
+    C("ELU", lambda k: k.layers.ELU(), lambda k: k.layers.ELU(alpha=0.5)),
+    C("Softmax", lambda k: k.layers.Softmax(), lambda k: k.layers.Softmax(axis=1)),
+    # Keras's Identity and ELU configure themselves from their arguments: the base keys
+    # given to the constructor come in the order given (here Keras's own order)
+    C("Identity", lambda k: k.layers.Identity(),
+      lambda k: k.layers.Identity(name="custom", trainable=False, dtype="mixed_bfloat16")),
+    # regularization
+    C("SpatialDropout1D", lambda k: k.layers.SpatialDropout1D(0.1),
+      lambda k: k.layers.SpatialDropout1D(0.3, seed=3, name="custom")),
+    C("SpatialDropout2D", lambda k: k.layers.SpatialDropout2D(0.1),
+      lambda k: k.layers.SpatialDropout2D(0.3, data_format="channels_last", seed=3)),
+    C("SpatialDropout3D", lambda k: k.layers.SpatialDropout3D(0.1),
+      lambda k: k.layers.SpatialDropout3D(0.3, data_format="channels_last", seed=3)),
+    C("GaussianNoise", lambda k: k.layers.GaussianNoise(0.1),
+      lambda k: k.layers.GaussianNoise(0.2, seed=1)),
+    C("GaussianDropout", lambda k: k.layers.GaussianDropout(0.1),
+      lambda k: k.layers.GaussianDropout(0.2, seed=1)),
+    C("AlphaDropout", lambda k: k.layers.AlphaDropout(0.1),
+      lambda k: k.layers.AlphaDropout(0.2, noise_shape=(None, 1), seed=1)),
+    C("ActivityRegularization", lambda k: k.layers.ActivityRegularization(),
+      lambda k: k.layers.ActivityRegularization(l1=0.1, l2=0.2)),
+    # core
+    C("InputLayer", lambda k: k.layers.InputLayer(shape=(3,)),
+      lambda k: k.layers.InputLayer(batch_shape=(4, 3), dtype="int32", name="custom")),
+    C("Masking", lambda k: k.layers.Masking(), lambda k: k.layers.Masking(mask_value=-1.0)),
+    C("Dense", lambda k: k.layers.Dense(2),
+      lambda k: k.layers.Dense(3, activation="relu", use_bias=True, **_weights(k),
+                               name="custom", dtype="mixed_bfloat16")),
+    C("EinsumDense", lambda k: k.layers.EinsumDense("ab,bc->ac", 2),
+      lambda k: k.layers.EinsumDense("abc,cde->abde", output_shape=(None, 2, 3),
+                                     bias_axes="de", activation="tanh", **_weights(k))),
+    C("Flatten", lambda k: k.layers.Flatten(),
+      lambda k: k.layers.Flatten(data_format="channels_last", name="custom")),
+    C("Reshape", lambda k: k.layers.Reshape((2,)), lambda k: k.layers.Reshape((3, -1))),
+    C("Activation", lambda k: k.layers.Activation("relu"),
+      lambda k: k.layers.Activation("softmax", name="custom")),
+    C("Dropout", lambda k: k.layers.Dropout(0.1),
+      lambda k: k.layers.Dropout(0.3, noise_shape=(None, 1), seed=2)),
+    C("Rescaling", lambda k: k.layers.Rescaling(0.5),
+      lambda k: k.layers.Rescaling(1 / 255, offset=-1.0)),
+    C("LayerScale", lambda k: _apps(k).LayerScale(0.5, 3),
+      lambda k: _apps(k).LayerScale(1e-6, 8, name="custom")),
+    C("StochasticDepth", lambda k: _apps(k).StochasticDepth(0.2),
+      lambda k: _apps(k).StochasticDepth(0.5, name="custom")),
+    C("CustomScaleLayer", lambda k: _apps(k).CustomScaleLayer(0.17),
+      lambda k: _apps(k).CustomScaleLayer(1.0, name="custom")),
+    C("Embedding", lambda k: k.layers.Embedding(5, 2),
+      lambda k: k.layers.Embedding(7, 3, embeddings_initializer="he_normal",
+                                   embeddings_regularizer="l2", activity_regularizer="l1",
+                                   embeddings_constraint="unit_norm", mask_zero=True)),
+    C("ReversibleEmbedding", lambda k: k.layers.ReversibleEmbedding(5, 2),
+      lambda k: k.layers.ReversibleEmbedding(7, 3, tie_weights=False,
+                                             embeddings_initializer="he_normal",
+                                             embeddings_regularizer="l2",
+                                             embeddings_constraint="unit_norm", mask_zero=True,
+                                             reverse_dtype="float32", logit_soft_cap=30.0)),
+]
+FORMS = ("default", "custom")
+PARAMS = [pytest.param(case, form, id=f"{case.name}-{form}") for case in CASES
+          for form in FORMS]
+RECORDED = {}   # configs of Keras layers that need TensorFlow
+DIFFERENT_VALUES = {}   # (name, form) -> keys whose values differ on purpose
+NOT_IN_MODEL_FILES = set()   # layers kilnet refuses in model files
+
+
+def _make(case, form, k):
+    return getattr(case, form)(k)
+
+
+def _keras_config(case, form):
+    """Keras's config of the case's layer, its objects serialized as Keras's JSON writer
+    does (tuples kept)."""
+    if (case.name, form) in RECORDED:
+        return RECORDED[case.name, form]
+    return keras.saving.serialize_keras_object(_make(case, form, keras).get_config())
+
+
+def _comparable(config, case, form, tuples=True):
+    """A config as JSON text to compare: tuples told from lists (where `tuples`: Keras's
+    printed configs and code reading them tell them apart; a file's JSON does not), NumPy
+    scalars as Python numbers, layer names without the number Keras and kilnet add to a
+    default name in their own ways, the values that differ on purpose left out."""
+    config = {key: value for key, value in config.items()
+              if key not in DIFFERENT_VALUES.get((case.name, form), ())}
+    return json.dumps(_normalized(config, tuples))
+
+
+def _normalized(value, tuples):
+    if isinstance(value, dict):
+        return {key: re.sub(r"_\d+$", "", item) if key == "name" and isinstance(item, str)
+                else _normalized(item, tuples) for key, item in value.items()}
+    if isinstance(value, tuple) and tuples:
+        return {"__tuple__": [_normalized(item, tuples) for item in value]}
+    if isinstance(value, (list, tuple)):
+        return [_normalized(item, tuples) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _written_by_kilnet(layer):
+    """The layer's entry as kilnet's `.keras` writer writes it into config.json."""
+    spec = keras_files_config.keras_layer(model_config.serialize(layer), "m.keras")
+    return json.loads(json.dumps(spec))
+
+
+# -- keys and values ----------------------------------------------------------------------------
+@pytest.mark.parametrize("case, form", PARAMS)
+def test_config_keys_are_keras_keys_in_keras_order(case, form):
+    assert list(_make(case, form, kilnet).get_config()) == list(_keras_config(case, form))
+
+
+@pytest.mark.parametrize("case, form", PARAMS)
+def test_config_values_are_keras_values(case, form):
+    tuples = (case.name, form) not in RECORDED   # recorded as JSON
+    ours = _comparable(_make(case, form, kilnet).get_config(), case, form, tuples)
+    assert ours == _comparable(_keras_config(case, form), case, form, tuples)
+
+
+# -- both ways through Keras's files ------------------------------------------------------------
+FILE_PARAMS = [param for param in PARAMS if param.values[0].name not in NOT_IN_MODEL_FILES]
+
+
+@pytest.mark.parametrize("case, form", [param for param in FILE_PARAMS
+                                        if (param.values[0].name, param.values[1])
+                                        not in RECORDED])
+def test_keras_rebuilds_the_layers_kilnet_writes(case, form):
+    rebuilt = keras.layers.deserialize(_written_by_kilnet(_make(case, form, kilnet)))
+    assert type(rebuilt) is type(_make(case, form, keras))
+    ours = _comparable(keras.saving.serialize_keras_object(rebuilt.get_config()), case, form,
+                       tuples=False)
+    assert ours == _comparable(_keras_config(case, form), case, form, tuples=False)
+
+
+@pytest.mark.parametrize("case, form", FILE_PARAMS)
+def test_kilnet_reads_the_layers_keras_writes(case, form):
+    entry = (keras.layers.serialize(_make(case, form, keras))
+             if (case.name, form) not in RECORDED else
+             {"module": "keras.layers", "class_name": case.name,
+              "config": RECORDED[case.name, form], "registered_name": None})
+    read = kilnet.layers.deserialize(json.loads(json.dumps(entry)))
+    assert type(read).__name__ == case.name
+    ours = _comparable(read.get_config(), case, form, tuples=False)
+    assert ours == _comparable(_keras_config(case, form), case, form, tuples=False)
+
