@@ -66,9 +66,6 @@ NEUTRAL = {"kernel_constraint": (None,), "bias_constraint": (None,),
            "data_format": ("channels_last",), "keepdims": (False,),
            "zero_output_for_mask": (False,), "seed": (None,), "activity_regularizer": (None,),
            "noise_shape": (None,), "lora_rank": (None,), "lora_alpha": (None,)}
-# BatchNormalization's initializers, which kilnet fixes to Keras's defaults.
-DEFAULT_INIT = {"beta_initializer": "Zeros", "gamma_initializer": "Ones",
-                "moving_mean_initializer": "Zeros", "moving_variance_initializer": "Ones"}
 ENTRY_KEYS = ("module", "class_name", "config", "registered_name")
 POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"},
           "registered_name": None}
@@ -301,7 +298,7 @@ def layer_config(cls, config, reader, where):
             init = _initializer(key, value, reader, where)
             if key in accepted and init is not None:
                 out[key] = init
-            elif key not in accepted and DEFAULT_INIT.get(key) != _class_of(value):
+            elif key not in accepted:
                 reader.fail(where, f"kilnet's {cls.__name__} has no {key}. Received: "
                                    f"{key}={value!r:.100}")
         elif key.endswith(("_regularizer", "_constraint")) and key in accepted \
@@ -325,10 +322,6 @@ def _arguments(cls) -> set:
     named = {p.name for p in inspect.signature(cls.__init__).parameters.values()
              if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self"}
     return named | set(getattr(cls, "config_keys", ()))
-
-
-def _class_of(value):
-    return value.get("class_name") if isinstance(value, dict) else value
 
 
 def _initializer(key, value, reader, where):
