@@ -23,6 +23,7 @@ from kilnet.layers import (CELL_TYPES, LAYER_TYPES, RNN, Bidirectional, InputLay
 from kilnet.models import Model, Sequential
 from kilnet.models._config import functional_like_constructor
 from kilnet.models._constants import KINDS
+from kilnet.layers import _nested
 from kilnet.layers._application_layers import KERAS_MODULES as APPLICATION_MODULES
 from kilnet.layers._operation import OPERATIONS, OPS
 
@@ -480,10 +481,10 @@ def keras_layer(spec, path):
         config = InputLayer.from_config(config).get_config()
     for key in ("layer", "backward_layer", "cell"):
         if isinstance(config.get(key), dict):
-            config[key] = keras_layer(config[key], path)
+            config[key] = _keras_held_layer(config[key], path)
     if name in ("StackedRNNCells", "Pipeline"):
         key = "cells" if name == "StackedRNNCells" else "layers"
-        config[key] = [keras_layer(inner, path) for inner in config[key]]
+        config[key] = [_keras_held_layer(inner, path) for inner in config[key]]
     policy = config.get("dtype")
     if isinstance(policy, dict) and policy.get("class_name") == "QuantizedDTypePolicy":
         config["quantization_config"] = quantizers.int8_config()   # what Keras records
@@ -499,6 +500,15 @@ def keras_layer(spec, path):
                 "registered_name": name}
     return {"module": "keras.layers", "class_name": name, "config": config,
             "registered_name": None}
+
+
+def _keras_held_layer(entry, path):
+    """Keras's entry of a layer held in another's config (either form kilnet writes), with
+    its build_config where it has one, as Keras nests it."""
+    converted = keras_layer(_nested.as_spec(entry), path)
+    if "build_config" in entry and "build_config" not in converted:
+        converted["build_config"] = entry["build_config"]
+    return converted
 
 
 def _keras_custom_model(spec, path):
