@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import kilnet  # noqa: E402
+from kilnet import layers  # noqa: E402
 from kilnet.keras_files import _config as keras_files_config  # noqa: E402
 from kilnet.models import _config as model_config  # noqa: E402
 
@@ -313,6 +314,122 @@ CASES = [
       lambda k: k.layers.UnitNormalization(axis=[1, 2])),
     C("RMSNormalization", lambda k: k.layers.RMSNormalization(),
       lambda k: k.layers.RMSNormalization(axis=1, epsilon=1e-5)),
+    # preprocessing
+    C("Normalization", lambda k: k.layers.Normalization(),
+      lambda k: k.layers.Normalization(axis=1, mean=[0.5, -1.0], variance=[4.0, 0.25],
+                                       invert=True)),
+    C("Resizing", lambda k: k.layers.Resizing(2, 2),
+      lambda k: k.layers.Resizing(4, 6, interpolation="nearest", crop_to_aspect_ratio=True,
+                                  fill_mode="constant", fill_value=1.0, antialias=True,
+                                  data_format="channels_last")),
+    C("CenterCrop", lambda k: k.layers.CenterCrop(2, 2),
+      lambda k: k.layers.CenterCrop(3, 4, data_format="channels_last", name="custom")),
+    C("CategoryEncoding", lambda k: k.layers.CategoryEncoding(3),
+      lambda k: k.layers.CategoryEncoding(num_tokens=8, output_mode="count")),
+    C("Discretization", lambda k: k.layers.Discretization(bin_boundaries=[0.0]),
+      lambda k: k.layers.Discretization(bin_boundaries=[0.0, 0.5], output_mode="one_hot",
+                                        epsilon=0.1, name="custom")),
+    C("Hashing", lambda k: k.layers.Hashing(3),
+      lambda k: k.layers.Hashing(num_bins=4, mask_value=0, salt=3, output_mode="one_hot")),
+    C("HashedCrossing", lambda k: k.layers.HashedCrossing(3),
+      lambda k: k.layers.HashedCrossing(num_bins=5, output_mode="one_hot", name="custom")),
+    C("IntegerLookup", lambda k: k.layers.IntegerLookup(),
+      lambda k: k.layers.IntegerLookup(vocabulary=[2, 3, 5], num_oov_indices=2, mask_token=0,
+                                       oov_token=-2, output_mode="multi_hot")),
+    C("StringLookup", lambda k: k.layers.StringLookup(),
+      lambda k: k.layers.StringLookup(vocabulary=["a", "b"], num_oov_indices=2,
+                                      mask_token="", oov_token="?", output_mode="count")),
+    C("TextVectorization", lambda k: k.layers.TextVectorization(),
+      lambda k: k.layers.TextVectorization(max_tokens=10, standardize="lower", split=None,
+                                           ngrams=2, output_mode="int",
+                                           output_sequence_length=4,
+                                           vocabulary=["a", "b"])),
+    # augmentation
+    C("RandomFlip", lambda k: k.layers.RandomFlip(),
+      lambda k: k.layers.RandomFlip("horizontal", **_image(k))),
+    C("RandomRotation", lambda k: k.layers.RandomRotation(0.1),
+      lambda k: k.layers.RandomRotation((-0.2, 0.3), fill_mode="constant",
+                                        interpolation="nearest", fill_value=1.0, **_image(k))),
+    C("RandomZoom", lambda k: k.layers.RandomZoom(0.1),
+      lambda k: k.layers.RandomZoom((-0.2, 0.1), width_factor=0.3, fill_mode="wrap",
+                                    interpolation="nearest", fill_value=1.0, **_image(k))),
+    C("RandomTranslation", lambda k: k.layers.RandomTranslation(0.1, 0.1),
+      lambda k: k.layers.RandomTranslation((-0.2, 0.1), 0.3, fill_mode="nearest",
+                                           interpolation="nearest", fill_value=1.0,
+                                           **_image(k))),
+    C("RandomContrast", lambda k: k.layers.RandomContrast(0.2),
+      lambda k: k.layers.RandomContrast((0.1, 0.3), value_range=(0, 1), seed=2)),
+    C("RandomBrightness", lambda k: k.layers.RandomBrightness(0.2),
+      lambda k: k.layers.RandomBrightness((-0.1, 0.3), value_range=(0, 1), seed=2)),
+    C("RandomCrop", lambda k: k.layers.RandomCrop(2, 2),
+      lambda k: k.layers.RandomCrop(3, 4, **_image(k))),
+    C("RandomGrayscale", lambda k: k.layers.RandomGrayscale(),
+      lambda k: k.layers.RandomGrayscale(0.7, **_image(k))),
+    C("RandomHue", lambda k: k.layers.RandomHue(0.3),
+      lambda k: k.layers.RandomHue((0.1, 0.4), value_range=(0, 1), **_image(k))),
+    C("RandomSaturation", lambda k: k.layers.RandomSaturation(0.3),
+      lambda k: k.layers.RandomSaturation((0.1, 0.4), value_range=(0, 1), **_image(k))),
+    C("RandomColorDegeneration", lambda k: k.layers.RandomColorDegeneration(0.3),
+      lambda k: k.layers.RandomColorDegeneration((0.1, 0.4), value_range=(0, 1),
+                                                 **_image(k))),
+    C("RandomColorJitter", lambda k: k.layers.RandomColorJitter(),
+      lambda k: k.layers.RandomColorJitter(value_range=(0, 1), brightness_factor=0.2,
+                                           contrast_factor=0.2, saturation_factor=(0.1, 0.3),
+                                           hue_factor=0.1, **_image(k))),
+    C("RandomInvert", lambda k: k.layers.RandomInvert(),
+      lambda k: k.layers.RandomInvert(0.5, value_range=(0, 1), **_image(k))),
+    C("RandomPosterization", lambda k: k.layers.RandomPosterization(4),
+      lambda k: k.layers.RandomPosterization(2, value_range=(0, 1), **_image(k))),
+    C("Solarization", lambda k: k.layers.Solarization(),
+      lambda k: k.layers.Solarization(0.1, 0.5, value_range=(0, 1), seed=2, name="custom")),
+    C("AutoContrast", lambda k: k.layers.AutoContrast(),
+      lambda k: k.layers.AutoContrast(value_range=(-2, 2), name="custom")),
+    C("RandomSharpness", lambda k: k.layers.RandomSharpness(0.4),
+      lambda k: k.layers.RandomSharpness((0.1, 0.6), value_range=(0, 1), **_image(k))),
+    C("RandomGaussianBlur", lambda k: k.layers.RandomGaussianBlur(),
+      lambda k: k.layers.RandomGaussianBlur(0.5, kernel_size=5, sigma=(0.2, 0.8),
+                                            value_range=(0, 1), **_image(k))),
+    C("Equalization", lambda k: k.layers.Equalization(),
+      lambda k: k.layers.Equalization(value_range=(0, 1), bins=16,
+                                      data_format="channels_last", name="custom")),
+    C("MixUp", lambda k: k.layers.MixUp(), lambda k: k.layers.MixUp(alpha=0.4, **_image(k))),
+    C("CutMix", lambda k: k.layers.CutMix(), lambda k: k.layers.CutMix(0.5, **_image(k))),
+    C("RandomShear", lambda k: k.layers.RandomShear(),
+      lambda k: k.layers.RandomShear(0.2, 0.1, interpolation="nearest", fill_mode="constant",
+                                     fill_value=1.0, **_image(k))),
+    C("RandomErasing", lambda k: k.layers.RandomErasing(),
+      lambda k: k.layers.RandomErasing(0.5, scale=(0.1, 0.2), fill_value=0.5,
+                                       value_range=(0, 1), **_image(k))),
+    C("RandAugment", lambda k: k.layers.RandAugment(),
+      lambda k: k.layers.RandAugment(value_range=(0, 1), num_ops=1, factor=0.3,
+                                     interpolation="nearest", **_image(k))),
+    C("RandomPerspective", lambda k: k.layers.RandomPerspective(),
+      lambda k: k.layers.RandomPerspective(0.5, scale=0.4, interpolation="nearest",
+                                           fill_value=1.0, **_image(k))),
+    C("RandomElasticTransform", lambda k: k.layers.RandomElasticTransform(),
+      lambda k: k.layers.RandomElasticTransform(0.5, scale=0.5, interpolation="nearest",
+                                                fill_mode="constant", fill_value=1.0,
+                                                value_range=(0, 1), **_image(k))),
+    C("AugMix", lambda k: k.layers.AugMix(),
+      lambda k: k.layers.AugMix(value_range=(0, 1), num_chains=1, chain_depth=2, factor=0.5,
+                                alpha=0.5, all_ops=False, interpolation="nearest",
+                                **_image(k))),
+    C("Pipeline", lambda k: k.layers.Pipeline([k.layers.RandomFlip(name="flip")]),
+      lambda k: k.layers.Pipeline([k.layers.RandomFlip("vertical", seed=1, name="flip"),
+                                   k.layers.AutoContrast((-2, 2), name="contrast")],
+                                  name="custom")),
+    # audio
+    C("STFTSpectrogram", lambda k: k.layers.STFTSpectrogram(),
+      lambda k: k.layers.STFTSpectrogram(mode="magnitude", frame_length=8, frame_step=4,
+                                         fft_length=16, window="hamming", periodic=True,
+                                         scaling="spectrum", padding="same", expand_dims=True,
+                                         data_format="channels_last")),
+    C("MelSpectrogram", lambda k: k.layers.MelSpectrogram(),
+      lambda k: k.layers.MelSpectrogram(fft_length=16, sequence_stride=8, sequence_length=12,
+                                        window="hamming", sampling_rate=800, num_mel_bins=4,
+                                        min_freq=10.0, max_freq=300.0, power_to_db=False,
+                                        top_db=60.0, mag_exp=1.0, min_power=1e-8,
+                                        ref_power=2.0)),
     # recurrent, cells and wrappers
     # Keras 3.15's SimpleRNN drops an activity_regularizer (its config writes null, and it
     # adds no penalty); kilnet's applies and keeps it (tests/test_regularizers_layers.py)
@@ -363,9 +480,66 @@ CASES = [
 FORMS = ("default", "custom")
 PARAMS = [pytest.param(case, form, id=f"{case.name}-{form}") for case in CASES
           for form in FORMS]
-RECORDED = {}   # configs of Keras layers that need TensorFlow
-DIFFERENT_VALUES = {}   # (name, form) -> keys whose values differ on purpose
-NOT_IN_MODEL_FILES = set()   # layers kilnet refuses in model files
+# Keras 3.15 builds these with TensorFlow, which the tests do not install: their configs as
+# Keras's JSON writes them, recorded from Keras 3.15.1 with TensorFlow (bench/.venv-peers)
+# for the same arguments.
+_POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"},
+           "registered_name": None}
+_LOOKUP = {"invert": False, "max_tokens": None, "num_oov_indices": 1, "oov_token": "[UNK]",
+           "mask_token": None, "output_mode": "int", "sparse": False, "pad_to_max_tokens": False,
+           "idf_weights": None, "vocabulary": None, "vocabulary_size": None,
+           "oov_method": "floormod", "salt": None, "encoding": "utf-8"}
+_INTEGER_LOOKUP = {**{key: value for key, value in _LOOKUP.items() if key != "encoding"},
+                   "oov_token": -1}
+_INTEGER_LOOKUP = {key: _INTEGER_LOOKUP[key] for key in (
+    "invert", "max_tokens", "num_oov_indices", "oov_token", "mask_token", "output_mode",
+    "sparse", "pad_to_max_tokens")} | {"vocabulary_dtype": "int64"} | {
+    key: _INTEGER_LOOKUP[key] for key in ("idf_weights", "vocabulary", "vocabulary_size",
+                                          "oov_method", "salt")}
+_TEXT = {"max_tokens": None, "standardize": "lower_and_strip_punctuation",
+         "split": "whitespace", "ngrams": None, "output_mode": "int",
+         "output_sequence_length": None, "pad_to_max_tokens": False, "sparse": False,
+         "ragged": False, "vocabulary": None, "idf_weights": None, "encoding": "utf-8",
+         "vocabulary_size": 2}
+
+
+def _base(name):
+    return {"name": name, "trainable": True, "dtype": _POLICY}
+
+
+RECORDED = {
+    ("Hashing", "default"): {**_base("hashing"), "dtype": {**_POLICY, "config": {"name": "int64"}},
+                             "num_bins": 3, "salt": None, "mask_value": None,
+                             "output_mode": "int", "sparse": False},
+    ("Hashing", "custom"): {**_base("hashing"), "num_bins": 4, "salt": [3, 3], "mask_value": 0,
+                            "output_mode": "one_hot", "sparse": False},
+    ("HashedCrossing", "default"): {"num_bins": 3, "output_mode": "int", "sparse": False,
+                                    "name": "hashed_crossing", "dtype": "int64"},
+    ("HashedCrossing", "custom"): {"num_bins": 5, "output_mode": "one_hot", "sparse": False,
+                                   "name": "custom", "dtype": "float32"},
+    ("IntegerLookup", "default"): {**_base("integer_lookup"), **_INTEGER_LOOKUP},
+    ("IntegerLookup", "custom"): {**_base("integer_lookup"), **_INTEGER_LOOKUP, "num_oov_indices": 2,
+                                  "oov_token": -2, "mask_token": 0,
+                                  "output_mode": "multi_hot", "vocabulary": [2, 3, 5],
+                                  "vocabulary_size": 5},
+    ("StringLookup", "default"): {**_base("string_lookup"), **_LOOKUP},
+    ("StringLookup", "custom"): {**_base("string_lookup"), **_LOOKUP, "num_oov_indices": 2, "oov_token": "?",
+                                 "mask_token": "", "output_mode": "count",
+                                 "vocabulary": ["a", "b"], "vocabulary_size": 4},
+    ("TextVectorization", "default"): {**_base("text_vectorization"), **_TEXT},
+    ("TextVectorization", "custom"): {**_base("text_vectorization"), **_TEXT, "max_tokens": 10,
+                                      "standardize": "lower", "split": None, "ngrams": 2,
+                                      "output_sequence_length": 4, "vocabulary": ["a", "b"],
+                                      "vocabulary_size": 4},
+}
+# Values that differ on purpose (their keys do not): Keras 3.15's RandomCrop draws a seed
+# when none is given (kilnet's model seed decides); kilnet's RandomShear keeps its factors as
+# given, where Keras 3.15 writes a (-f, f) pair its own constructor refuses (README).
+DIFFERENT_VALUES = {("RandomCrop", "default"): ("seed",),
+                    ("RandomShear", "default"): ("x_factor", "y_factor"),
+                    ("RandomShear", "custom"): ("x_factor", "y_factor")}
+# kilnet refuses these in model files: they run on strings, which a kilnet model does not take.
+NOT_IN_MODEL_FILES = {"StringLookup", "TextVectorization"}
 
 
 def _make(case, form, k):
@@ -409,6 +583,18 @@ def _written_by_kilnet(layer):
     return json.loads(json.dumps(spec))
 
 
+# -- the table is complete ----------------------------------------------------------------------
+def test_every_layer_type_has_a_case():
+    names = [case.name for case in CASES]
+    assert len(names) == len(set(names)), "a layer has two cases"
+    exported = set(layers.LAYER_TYPES) | set(layers.CELL_TYPES) | {"StringLookup",
+                                                                    "TextVectorization"}
+    assert set(names) == exported - set(NOT_COMPARED)
+    for case in CASES:
+        for form in FORMS:
+            assert type(_make(case, form, kilnet)).__name__ == case.name
+
+
 # -- keys and values ----------------------------------------------------------------------------
 @pytest.mark.parametrize("case, form", PARAMS)
 def test_config_keys_are_keras_keys_in_keras_order(case, form):
@@ -448,3 +634,47 @@ def test_kilnet_reads_the_layers_keras_writes(case, form):
     ours = _comparable(read.get_config(), case, form, tuples=False)
     assert ours == _comparable(_keras_config(case, form), case, form, tuples=False)
 
+
+def _image_model(k):
+    inputs = k.Input((6, 6, 4))
+    x = k.layers.Conv2D(4, 3, padding="same", groups=2, data_format="channels_last",
+                        activity_regularizer=k.regularizers.L1(0.3), name="conv")(inputs)
+    x = k.layers.BatchNormalization(beta_initializer="random_normal",
+                                    moving_variance_initializer=k.initializers.Constant(2.0),
+                                    name="norm")(x)
+    x = k.layers.MaxPooling2D(data_format="channels_last", name="pool")(x)
+    x = k.layers.Flatten(data_format="channels_last", name="flat")(x)
+    return k.Model(inputs, k.layers.Dense(3, kernel_regularizer="l1", name="head")(x))
+
+
+def _sequence_model(k):
+    inputs = k.Input((5,), dtype="int32")
+    x = k.layers.Embedding(9, 4, activity_regularizer="l2", name="embed")(inputs)
+    x = k.layers.MultiHeadAttention(2, 2, output_shape=(4,), seed=3, name="attend")(x, x)
+    x = k.layers.LayerNormalization(name="norm")(x)
+    x = k.layers.Bidirectional(k.layers.LSTM(3, name="inner"), name="both")(x)
+    return k.Model(inputs, k.layers.Dense(2, name="head")(x))
+
+
+@pytest.mark.usefixtures("keras_draws_on_host")
+@pytest.mark.parametrize("make", [_image_model, _sequence_model])
+def test_keras_files_carry_the_configs_both_ways(make, tmp_path):
+    """A model saved by kilnet opens in Keras, and Keras's opens in kilnet, with every layer's
+    config Keras's."""
+    ours, twin = make(kilnet), make(keras)
+    ours.build(seed=0)
+    ours.save(tmp_path / "kilnet.keras")
+    twin.save(tmp_path / "keras.keras")
+    theirs = keras.models.load_model(tmp_path / "kilnet.keras")
+    mine = kilnet.models.load_model(tmp_path / "keras.keras")
+
+    def config(model, name):
+        # (a built Keras wrapper nests its inner layer's build_config; kilnet's does not)
+        return json.dumps(json.loads(json.dumps(keras.saving.serialize_keras_object(
+            model.get_layer(name).get_config())), object_hook=lambda entry: {
+                key: value for key, value in entry.items() if key != "build_config"}))
+
+    for layer in twin.layers[1:]:
+        expected = config(twin, layer.name)
+        assert config(theirs, layer.name) == expected, layer.name
+        assert config(mine, layer.name) == expected, layer.name

@@ -24,6 +24,7 @@ from kilnet.models import Model, Sequential
 from kilnet.models._config import functional_like_constructor
 from kilnet.models._constants import KINDS
 from kilnet.layers import _nested
+from kilnet.layers._encoding import ID_DTYPES
 from kilnet.layers._application_layers import KERAS_MODULES as APPLICATION_MODULES
 from kilnet.layers._operation import OPERATIONS, OPS
 
@@ -281,7 +282,8 @@ def layer_config(cls, config, reader, where):
     out = {}
     for key, value in config.items():
         if key == "dtype" and cls is not InputLayer:
-            if _check_policy(value, reader, where, quantized=cls.builds_int8) != "float32":
+            if _check_policy(value, reader, where, quantized=cls.builds_int8,
+                             ids=getattr(cls, "accepts_id_dtype", False)) != "float32":
                 out[key] = value  # a mixed policy: the layer takes it (kilnet.mixed_precision)
         elif key == "quantization_config" and value is not None:
             _check_quantization_config(value, reader, where)   # Keras's int8 default: kilnet's
@@ -360,10 +362,10 @@ def _initializer(key, value, reader, where):
     return None
 
 
-def _check_policy(value, reader, where, quantized=False):
+def _check_policy(value, reader, where, quantized=False, ids=False):
     """The policy's name: float32 or a mixed one (float32 weights), or where `quantized` (a
-    layer kilnet quantizes) Keras's int8 QuantizedDTypePolicy ("int8_from_float32"); others
-    are refused."""
+    layer kilnet quantizes) Keras's int8 QuantizedDTypePolicy ("int8_from_float32"), or where
+    `ids` (a hashing layer) the integer dtype of Keras's ids; others are refused."""
     if isinstance(value, dict) and value.get("class_name") == "QuantizedDTypePolicy":
         config = value.get("config") if isinstance(value.get("config"), dict) else {}
         name = f"{config.get('mode')}_from_{config.get('source_name')}"
@@ -375,6 +377,8 @@ def _check_policy(value, reader, where, quantized=False):
                                "ReversibleEmbedding layers.")
         return name
     name = value.get("config", {}).get("name") if isinstance(value, dict) else value
+    if ids and name in ID_DTYPES:
+        return name
     if name not in (None, "float32", "mixed_float16", "mixed_bfloat16"):
         reader.fail(where, f"it computes in dtype policy {name!r:.50}; kilnet layers take "
                            "'float32', 'mixed_float16' and 'mixed_bfloat16' (float32 weights).")
