@@ -58,6 +58,48 @@ def check_mode(mode, what: str) -> None:
             "are not implemented. Use mode='int8'.")
 
 
+def int8_config() -> dict:
+    """Keras's entry of its default `Int8QuantizationConfig`, which an int8 layer's config
+    holds under "quantization_config" (the configuration kilnet's int8 layers compute with:
+    inputs quantized by Keras's `AbsMaxQuantizer` with its range and epsilon, weights per
+    output channel).
+
+    Example:
+        >>> from kilnet import quantizers
+        >>> entry = quantizers.int8_config()
+        >>> entry["class_name"], entry["config"]["activation_quantizer"]["class_name"]
+        ('Int8QuantizationConfig', 'AbsMaxQuantizer')
+    """
+    inputs = {"value_range": INT8_RANGE, "epsilon": EPSILON, "output_dtype": "int8"}
+    return {"module": "keras.quantizers", "class_name": "Int8QuantizationConfig",
+            "config": {"weight_quantizer": None, "activation_quantizer": {
+                "module": "keras.quantizers", "class_name": "AbsMaxQuantizer",
+                "config": inputs, "registered_name": None}},
+            "registered_name": None}
+
+
+def is_int8_config(value) -> bool:
+    """Whether `value` is Keras's default int8 configuration (`int8_config()`, as a file's
+    JSON or Keras's Python objects' entries write it; the inputs quantizer's axis may be
+    given): the one configuration kilnet's int8 layers compute with.
+
+    Example:
+        >>> from kilnet import quantizers
+        >>> quantizers.is_int8_config(quantizers.int8_config()), quantizers.is_int8_config({})
+        (True, False)
+    """
+    config = value.get("config") if isinstance(value, dict) else None
+    inputs = config.get("activation_quantizer") if isinstance(config, dict) else None
+    settings = inputs.get("config") if isinstance(inputs, dict) else None
+    if not (isinstance(settings, dict) and value.get("class_name") == "Int8QuantizationConfig"
+            and inputs.get("class_name") == "AbsMaxQuantizer"):
+        return False
+    settings = {key: list(item) if isinstance(item, tuple) else item
+                for key, item in settings.items() if key != "axis"}
+    return settings == {"value_range": list(INT8_RANGE), "epsilon": EPSILON,
+                        "output_dtype": "int8"}
+
+
 def abs_max_quantize(inputs, axis, value_range=INT8_RANGE, dtype="int8", epsilon=EPSILON,
                      to_numpy=False):
     """Quantize `inputs` by the absolute maximum along `axis` (Keras's

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from kilnet import _scope, _small_objects
 from kilnet.ops import nn as ops_nn
@@ -97,7 +98,9 @@ class L1(Regularizer):
         return self.l1 * jnp.sum(jnp.abs(jnp.asarray(x, jnp.float32)))
 
     def get_config(self) -> dict:
-        return {"l1": self.l1}
+        # Keras's L1 holds its factor as a float32 tensor, so its configs and files hold the
+        # float32 value (0.01 as 0.009999999776482582); the penalty is computed in float32
+        return {"l1": float(np.float32(self.l1))}
 
 
 class L2(Regularizer):

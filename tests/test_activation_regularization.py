@@ -501,9 +501,8 @@ def test_activity_regularizer_of_any_layer_trains_as_keras(tmp_path):
     np.testing.assert_allclose(history[0], history[1], rtol=1e-6)
     for a, b in zip(ours.get_weights(), theirs.get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-6)
-    assert ours.layers[2].get_config()["activity_regularizer"] == {
-        "module": "keras.regularizers", "class_name": "L1", "config": {"l1": 0.1},
-        "registered_name": None}
+    assert ours.layers[2].get_config()["activity_regularizer"] == theirs.layers[
+        2].get_config()["activity_regularizer"]
     ours.save(tmp_path / "m.kilnet")
     loaded = load_model(tmp_path / "m.kilnet", custom_objects={
         "Scale": type(ours.get_layer("scale"))})

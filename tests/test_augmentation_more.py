@@ -532,7 +532,7 @@ def test_keras_files_both_ways(tmp_path):
     (lambda: layers.RandomPosterization(9), ValueError, r"integer in \[1, 8\].*factor=9"),
     (lambda: layers.RandomPosterization(2.5), ValueError, r"Received: factor=2.5"),
     (lambda: layers.Solarization(threshold_factor=1.5), ValueError,
-     r"threshold_factor must be.*Received: threshold_factor=\(0.0, 1.5\)"),
+     r"threshold_factor must be.*Received: threshold_factor=\(0, 1.5\)"),
     (lambda: layers.RandomGaussianBlur(kernel_size=4), ValueError,
      r"kernel_size must be an odd.*Received: kernel_size=4"),
     (lambda: layers.RandomGaussianBlur(sigma=2.0), ValueError, r"sigma must be.*sigma=2.0"),

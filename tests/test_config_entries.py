@@ -55,7 +55,8 @@ def _layers(lib):
                                   kernel_regularizer=reg.OrthogonalRegularizer(0.1))),
         ("ConvLSTM2D", L.ConvLSTM2D(2, 2, kernel_initializer="he_normal")),
         ("BatchNormalization", L.BatchNormalization(beta_regularizer="l2",
-                                                    gamma_constraint="non_neg")),
+                                                    gamma_constraint="non_neg",
+                                                    moving_variance_initializer="he_normal")),
         ("LayerNormalization", L.LayerNormalization(gamma_initializer=ini.Constant(2.0),
                                                     beta_regularizer=reg.L2(0.1))),
         ("MultiHeadAttention", L.MultiHeadAttention(
@@ -70,10 +71,6 @@ def _layers(lib):
 
 
 NAMES = [name for name, _ in _layers(kilnet)]
-# kilnet's BatchNormalization fixes its initializers to Keras's defaults (no arguments)
-KILNET_LACKS = {"BatchNormalization": {"beta_initializer", "gamma_initializer",
-                                       "moving_mean_initializer",
-                                       "moving_variance_initializer"}}
 
 
 def _entries(config):
@@ -94,7 +91,7 @@ def test_layer_config_entries_equal_keras(name):
     # and Keras's Dense and a few others write it only when one is set
     missing = {key for key in set(keras_entries) - set(mine)
                if key != "activity_regularizer" or keras_entries[key] is not None}
-    assert missing == KILNET_LACKS.get(name, set())
+    assert missing == set()
     if "activity_regularizer" not in keras_entries:
         assert mine.pop("activity_regularizer", None) is None
     # (Keras keeps a regularizer's factor as a float32 tensor: 0.01 reads 0.009999999776...)
@@ -108,7 +105,7 @@ def test_layer_config_entries_equal_keras(name):
                                                  **{key: keras_entries[key] for key in mine}}
 
 
-@pytest.mark.parametrize("name", [name for name in NAMES if name not in KILNET_LACKS])
+@pytest.mark.parametrize("name", NAMES)
 def test_layers_hold_initializer_objects(name):
     ours, theirs = _pair(name)
     keys = [key for key in ours.get_config() if key.endswith("_initializer")]

@@ -43,6 +43,7 @@ MODULES = ["kilnet._small_objects", "kilnet.tree", "kilnet.serialization", "kiln
            "kilnet.layers._preprocessing", "kilnet.layers._augmentation",
            "kilnet.layers._color_augmentation", "kilnet.layers._mixing_augmentation",
            "kilnet.layers._recurrent", "kilnet.layers._rnn", "kilnet.layers._wrappers",
+           "kilnet.layers._nested",
            "kilnet.layers._spectral_normalization", "kilnet.layers._adaptive_pooling",
            "kilnet.layers._reversible_embedding",
            "kilnet.layers._activations", "kilnet.layers._regularization", "kilnet.regularizers",

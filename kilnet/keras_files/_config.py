@@ -23,6 +23,8 @@ from kilnet.layers import (CELL_TYPES, LAYER_TYPES, RNN, Bidirectional, InputLay
 from kilnet.models import Model, Sequential
 from kilnet.models._config import functional_like_constructor
 from kilnet.models._constants import KINDS
+from kilnet.layers import _nested
+from kilnet.layers._encoding import ID_DTYPES
 from kilnet.layers._application_layers import KERAS_MODULES as APPLICATION_MODULES
 from kilnet.layers._operation import OPERATIONS, OPS
 
@@ -66,20 +68,9 @@ NEUTRAL = {"kernel_constraint": (None,), "bias_constraint": (None,),
            "data_format": ("channels_last",), "keepdims": (False,),
            "zero_output_for_mask": (False,), "seed": (None,), "activity_regularizer": (None,),
            "noise_shape": (None,), "lora_rank": (None,), "lora_alpha": (None,)}
-# BatchNormalization's initializers, which kilnet fixes to Keras's defaults.
-DEFAULT_INIT = {"beta_initializer": "Zeros", "gamma_initializer": "Ones",
-                "moving_mean_initializer": "Zeros", "moving_variance_initializer": "Ones"}
-# Keras layers whose constructor does not take `trainable` (their get_config omits it).
-NO_TRAINABLE = frozenset({"SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
-                          "Discretization"})
 ENTRY_KEYS = ("module", "class_name", "config", "registered_name")
 POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"},
           "registered_name": None}
-# Keras's int8 activation quantizer (AbsMaxQuantizer()), as its quantized layers' configs hold
-# it: the settings kilnet's int8 layers compute with (kilnet.quantizers)
-INT8_INPUTS = {"value_range": [quantizers.INT8_RANGE[0], quantizers.INT8_RANGE[1]],
-               "epsilon": quantizers.EPSILON, "output_dtype": "int8"}
-
 
 class Reader:
     """Where the config comes from (for errors) and the caller's custom_objects."""
@@ -291,7 +282,8 @@ def layer_config(cls, config, reader, where):
     out = {}
     for key, value in config.items():
         if key == "dtype" and cls is not InputLayer:
-            if _check_policy(value, reader, where, quantized=cls.builds_int8) != "float32":
+            if _check_policy(value, reader, where, quantized=cls.builds_int8,
+                             ids=getattr(cls, "accepts_id_dtype", False)) != "float32":
                 out[key] = value  # a mixed policy: the layer takes it (kilnet.mixed_precision)
         elif key == "quantization_config" and value is not None:
             _check_quantization_config(value, reader, where)   # Keras's int8 default: kilnet's
@@ -309,7 +301,7 @@ def layer_config(cls, config, reader, where):
             init = _initializer(key, value, reader, where)
             if key in accepted and init is not None:
                 out[key] = init
-            elif key not in accepted and DEFAULT_INIT.get(key) != _class_of(value):
+            elif key not in accepted:
                 reader.fail(where, f"kilnet's {cls.__name__} has no {key}. Received: "
                                    f"{key}={value!r:.100}")
         elif key.endswith(("_regularizer", "_constraint")) and key in accepted \
@@ -333,10 +325,6 @@ def _arguments(cls) -> set:
     named = {p.name for p in inspect.signature(cls.__init__).parameters.values()
              if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self"}
     return named | set(getattr(cls, "config_keys", ()))
-
-
-def _class_of(value):
-    return value.get("class_name") if isinstance(value, dict) else value
 
 
 def _initializer(key, value, reader, where):
@@ -374,10 +362,10 @@ def _initializer(key, value, reader, where):
     return None
 
 
-def _check_policy(value, reader, where, quantized=False):
+def _check_policy(value, reader, where, quantized=False, ids=False):
     """The policy's name: float32 or a mixed one (float32 weights), or where `quantized` (a
-    layer kilnet quantizes) Keras's int8 QuantizedDTypePolicy ("int8_from_float32"); others
-    are refused."""
+    layer kilnet quantizes) Keras's int8 QuantizedDTypePolicy ("int8_from_float32"), or where
+    `ids` (a hashing layer) the integer dtype of Keras's ids; others are refused."""
     if isinstance(value, dict) and value.get("class_name") == "QuantizedDTypePolicy":
         config = value.get("config") if isinstance(value.get("config"), dict) else {}
         name = f"{config.get('mode')}_from_{config.get('source_name')}"
@@ -389,6 +377,8 @@ def _check_policy(value, reader, where, quantized=False):
                                "ReversibleEmbedding layers.")
         return name
     name = value.get("config", {}).get("name") if isinstance(value, dict) else value
+    if ids and name in ID_DTYPES:
+        return name
     if name not in (None, "float32", "mixed_float16", "mixed_bfloat16"):
         reader.fail(where, f"it computes in dtype policy {name!r:.50}; kilnet layers take "
                            "'float32', 'mixed_float16' and 'mixed_bfloat16' (float32 weights).")
@@ -399,13 +389,7 @@ def _check_quantization_config(value, reader, where):
     """A quantized layer's `quantization_config`: Keras's int8 default, whose inputs
     quantizer is the AbsMaxQuantizer kilnet's int8 layers compute with (its weights
     quantizer only mattered when the file's weights were quantized)."""
-    config = value.get("config") if isinstance(value, dict) else None
-    inputs = config.get("activation_quantizer") if isinstance(config, dict) else None
-    inputs_config = inputs.get("config") if isinstance(inputs, dict) else None
-    if not (isinstance(value, dict) and value.get("class_name") == "Int8QuantizationConfig"
-            and isinstance(
-            inputs_config, dict) and inputs.get("class_name") == "AbsMaxQuantizer" and {
-            k: v for k, v in inputs_config.items() if k != "axis"} == INT8_INPUTS):
+    if not quantizers.is_int8_config(value):
         reader.fail(where, f"its quantization_config is {value!r:.300}; kilnet computes Keras's "
                            "default int8 quantization only (Int8QuantizationConfig with the "
                            "inputs quantized by AbsMaxQuantizer(value_range=(-127, 127), "
@@ -497,20 +481,17 @@ def keras_layer(spec, path):
                          "kilnet never writes. Save it with the extension .kilnet (its function "
                          "registered with kilnet.saving.register_serializable), or write a Layer "
                          "subclass.")
-    if name == "InputLayer":
-        config = {"batch_shape": [config.pop("batch_size", None)] + list(config.pop("shape")),
-                  **config}
-    if name in NO_TRAINABLE and config.get("trainable", True) is True:
-        config.pop("trainable", None)   # Keras's constructor refuses the argument
+    if name == "InputLayer":   # Keras's keys, from either form kilnet writes
+        config = InputLayer.from_config(config).get_config()
     for key in ("layer", "backward_layer", "cell"):
         if isinstance(config.get(key), dict):
-            config[key] = keras_layer(config[key], path)
+            config[key] = _keras_held_layer(config[key], path)
     if name in ("StackedRNNCells", "Pipeline"):
         key = "cells" if name == "StackedRNNCells" else "layers"
-        config[key] = [keras_layer(inner, path) for inner in config[key]]
+        config[key] = [_keras_held_layer(inner, path) for inner in config[key]]
     policy = config.get("dtype")
     if isinstance(policy, dict) and policy.get("class_name") == "QuantizedDTypePolicy":
-        config["quantization_config"] = _int8_config()   # what Keras's quantize() records
+        config["quantization_config"] = quantizers.int8_config()   # what Keras records
     for key, value in config.items():
         if key.endswith("_regularizer") and isinstance(value, dict):
             config[key] = _keras_object_entry(value, "keras.regularizers")
@@ -525,13 +506,13 @@ def keras_layer(spec, path):
             "registered_name": None}
 
 
-def _int8_config():
-    """Keras's entry of its default Int8QuantizationConfig, as its quantized layers write it."""
-    return {"module": "keras.quantizers", "class_name": "Int8QuantizationConfig",
-            "config": {"weight_quantizer": None, "activation_quantizer": {
-                "module": "keras.quantizers", "class_name": "AbsMaxQuantizer",
-                "config": dict(INT8_INPUTS), "registered_name": None}},
-            "registered_name": None}
+def _keras_held_layer(entry, path):
+    """Keras's entry of a layer held in another's config (either form kilnet writes), with
+    its build_config where it has one, as Keras nests it."""
+    converted = keras_layer(_nested.as_spec(entry), path)
+    if "build_config" in entry and "build_config" not in converted:
+        converted["build_config"] = entry["build_config"]
+    return converted
 
 
 def _keras_custom_model(spec, path):

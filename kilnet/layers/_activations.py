@@ -157,6 +157,12 @@ class ELU(Layer):
             raise ValueError(f"alpha must be a number. Received: alpha={alpha!r}")
         self.alpha = float(alpha)
 
+    def get_config(self):
+        # Keras's ELU has no get_config of its own: its automatic one lists the constructor's
+        # arguments after the name, before the base layer's keys
+        config = super().get_config()
+        return {"name": config.pop("name"), "alpha": config.pop("alpha"), **config}
+
     def apply(self, params, state, x, **_):
         # JAX's elu, as Keras: gradient alpha at 0 (the negative branch's), and no overflow
         # in the unused branch for large x

@@ -211,10 +211,10 @@ class MultiHeadAttention(KerasPrivateSettings, Layer):
 
     # Keras's dropout generator sits on its inner Dropout layer, before the output projection
     seed_states_before = "_output_dense"
-    config_keys = ("num_heads", "key_dim", "value_dim", "dropout", "use_bias",
-                   "attention_axes", "sliding_window", "use_gate", "kernel_initializer",
+    config_keys = ("num_heads", "key_dim", "value_dim", "dropout", "use_bias", "use_gate",
+                   "attention_axes", "sliding_window", "kernel_initializer",
                    "bias_initializer", "kernel_regularizer", "bias_regularizer",
-                   "activity_regularizer", "kernel_constraint", "bias_constraint")
+                   "activity_regularizer", "kernel_constraint", "bias_constraint", "seed")
     # The arguments of a call besides query, value and key (training is the base class's).
     CALL_OPTIONS = ("attention_mask", "return_attention_scores", "training", "use_causal_mask")
 
@@ -249,6 +249,7 @@ class MultiHeadAttention(KerasPrivateSettings, Layer):
         initializers.set_layer_initializers(
             self, kernel_initializer=kernel_initializer, bias_initializer=bias_initializer)
         # Keras keeps it on its inner Dropout layer, which comes before the output projection
+        self.seed = seed   # kept for the config, as Keras's
         if self.dropout > 0:
             self.seed_generator = random.SeedGenerator(seed)
         # The projections, in Keras's weight order.
@@ -272,11 +273,16 @@ class MultiHeadAttention(KerasPrivateSettings, Layer):
                                          name="attention_output", **common)
 
     def get_config(self):
-        config = constraints.serialize_into(regularizers.serialize_into(
-            super().get_config(), self), self)
-        config["output_shape"] = None if self._output_shape is None else list(
-            self._output_shape)
-        return config
+        return self._in_keras_order(constraints.serialize_into(regularizers.serialize_into(
+            super().get_config(), self), self))
+
+    def _in_keras_order(self, config):
+        """Keras's MultiHeadAttention keeps its activity regularizer among its own settings
+        (its base layer never sees it), and writes output_shape after use_gate."""
+        config["output_shape"] = self._output_shape
+        own = self.config_keys[:6] + ("output_shape",) + self.config_keys[6:]
+        return {**{key: value for key, value in config.items() if key not in own},
+                **{key: config[key] for key in own}}
 
     # -- shapes ----------------------------------------------------------------------------------
     def _input_shapes(self, input_shape):
@@ -833,7 +839,7 @@ class Attention(Layer):
         (None, 3, 6)
     """
 
-    config_keys = ("use_scale", "score_mode", "dropout")
+    config_keys = ("use_scale", "score_mode", "dropout", "seed")
     CALL_OPTIONS = ("mask", "return_attention_scores", "training", "use_causal_mask")
 
     def __init__(self, use_scale=False, score_mode="dot", dropout=0.0, seed=None, **kwargs):
@@ -844,6 +850,7 @@ class Attention(Layer):
         self.use_scale = _check_bool(use_scale, "use_scale")
         self.score_mode = score_mode
         self.dropout = _rate(dropout)
+        self.seed = seed   # kept for the config, as Keras's
         if self.dropout > 0:   # as Keras's
             self.seed_generator = random.SeedGenerator(seed)
 
@@ -958,7 +965,7 @@ class AdditiveAttention(Attention):
         ((2, 3, 4), [(4,)])
     """
 
-    config_keys = ("use_scale", "dropout")
+    config_keys = ("use_scale", "dropout", "seed")
 
     def __init__(self, use_scale=True, dropout=0.0, **kwargs):
         super().__init__(use_scale=use_scale, dropout=dropout, **kwargs)

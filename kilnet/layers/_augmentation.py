@@ -125,8 +125,8 @@ def factor_range(factor, argument, low, high, *, low_open=False):
     Every number must lie in [low, high] ((low, high] with low_open).
 
     Example:
-        >>> factor_range(0.2, "factor", 0.0, 1.0), factor_range((0.3, -0.1), "factor", -1, 1)
-        ((0.0, 0.2), (-0.1, 0.3))
+        >>> factor_range(0.2, "factor", 0, 1), factor_range((0.3, -0.1), "factor", -1, 1)
+        ((0, 0.2), (-0.1, 0.3))
     """
     def valid(v):
         return (isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
@@ -138,11 +138,11 @@ def factor_range(factor, argument, low, high, *, low_open=False):
     if isinstance(factor, (tuple, list)):
         if len(factor) != 2 or not all(valid(v) for v in factor):
             raise ValueError(message)
-        lower, upper = sorted(float(v) for v in factor)
+        lower, upper = sorted(factor)   # the numbers as given, as Keras's config keeps them
         return lower, upper
     if not valid(factor):
         raise ValueError(message)
-    f = abs(float(factor))
+    f = abs(factor)
     return max(-f, low), f
 
 
@@ -186,7 +186,7 @@ class RandomFlip(RandomImageLayer):
         [0.0, 1.0, 2.0, 3.0]
     """
 
-    config_keys = ("mode", "seed", "data_format")
+    config_keys = ("seed", "mode", "data_format")   # Keras's order
     _MODES = ("horizontal", "vertical", "horizontal_and_vertical")
 
     def __init__(self, mode="horizontal_and_vertical", seed=None, data_format=None, **kwargs):
@@ -267,7 +267,7 @@ class RandomRotation(_AffineLayer):
                  fill_value=0.0, data_format=None, **kwargs):
         super().__init__(fill_mode=fill_mode, interpolation=interpolation, seed=seed,
                          fill_value=fill_value, data_format=data_format, **kwargs)
-        self.factor = factor_range(factor, "factor", -1.0, 1.0)
+        self.factor = factor_range(factor, "factor", -1, 1)
 
     def matrices(self, keys, height, width):
         degrees = uniform_draws(keys, self.factor[0] * 360.0, self.factor[1] * 360.0)
@@ -301,10 +301,10 @@ class RandomZoom(_AffineLayer):
                  **kwargs):
         super().__init__(fill_mode=fill_mode, interpolation=interpolation, seed=seed,
                          fill_value=fill_value, data_format=data_format, **kwargs)
-        self._height_range = factor_range(height_factor, "height_factor", -1.0, 1.0,
+        self._height_range = factor_range(height_factor, "height_factor", -1, 1,
                                        low_open=True)
         self._width_range = (None if width_factor is None else
-                             factor_range(width_factor, "width_factor", -1.0, 1.0, low_open=True))
+                             factor_range(width_factor, "width_factor", -1, 1, low_open=True))
         self.height_factor, self.width_factor = height_factor, width_factor
 
     def matrices(self, keys, height, width):
@@ -344,8 +344,8 @@ class RandomTranslation(_AffineLayer):
                  **kwargs):
         super().__init__(fill_mode=fill_mode, interpolation=interpolation, seed=seed,
                          fill_value=fill_value, data_format=data_format, **kwargs)
-        self._height_range = factor_range(height_factor, "height_factor", -1.0, 1.0)
-        self._width_range = factor_range(width_factor, "width_factor", -1.0, 1.0)
+        self._height_range = factor_range(height_factor, "height_factor", -1, 1)
+        self._width_range = factor_range(width_factor, "width_factor", -1, 1)
         self.height_factor, self.width_factor = height_factor, width_factor
 
     def matrices(self, keys, height, width):
@@ -406,25 +406,27 @@ def _shear_range(factor, argument):
     reach down to -1 (Keras takes [0, 1] only), so that the (-f, f) Keras's config saves for
     a number f loads back."""
     if isinstance(factor, numbers.Real) and not isinstance(factor, bool):
-        lower, upper = factor_range(factor, argument, 0.0, 1.0)
+        lower, upper = factor_range(factor, argument, 0, 1)
         return -upper, upper
-    return factor_range(factor, argument, -1.0, 1.0)
+    return factor_range(factor, argument, -1, 1)
 
 
 # -- pixel values: contrast and brightness --------------------------------------------------------
-def value_range_of(value_range):
-    """value_range as a sorted pair of numbers.
+def value_range_of(value_range, as_list=False):
+    """value_range as a sorted pair of numbers, a tuple or a list as it was given (Keras's
+    config keeps it so), or a list where Keras's layer sorts it into one (`as_list`).
 
     Example:
-        >>> value_range_of([255, 0])
-        (0, 255)
+        >>> value_range_of((255, 0)), value_range_of([0, 1]), value_range_of((0, 1), True)
+        ((0, 255), [0, 1], [0, 1])
     """
     if (not isinstance(value_range, (tuple, list)) or len(value_range) != 2
             or not all(isinstance(v, numbers.Real) and not isinstance(v, bool)
                        for v in value_range)):
         raise ValueError("value_range must be a pair of numbers (low, high). Received: "
                          f"value_range={value_range!r}")
-    return tuple(sorted(value_range))
+    return sorted(value_range) if as_list or isinstance(value_range, list) else tuple(
+        sorted(value_range))
 
 
 class RandomContrast(RandomImageLayer):
@@ -453,7 +455,7 @@ class RandomContrast(RandomImageLayer):
 
     def __init__(self, factor, value_range=(0, 255), seed=None, data_format=None, **kwargs):
         super().__init__(seed=seed, data_format=data_format, **kwargs)
-        self.factor = factor_range(factor, "factor", 0.0, 1.0)
+        self.factor = factor_range(factor, "factor", 0, 1)
         self.value_range = value_range_of(value_range)
 
     def augment(self, images, keys):
@@ -485,8 +487,8 @@ class RandomBrightness(RandomImageLayer):
 
     def __init__(self, factor, value_range=(0, 255), seed=None, data_format=None, **kwargs):
         super().__init__(seed=seed, data_format=data_format, **kwargs)
-        self.factor = factor_range(factor, "factor", -1.0, 1.0)
-        self.value_range = value_range_of(value_range)
+        self.factor = factor_range(factor, "factor", -1, 1)
+        self.value_range = value_range_of(value_range, as_list=True)   # as Keras sorts it
 
     def augment(self, images, keys):
         span = self.value_range[1] - self.value_range[0]

@@ -90,6 +90,8 @@ class Layer:
     eager_training_default = False
     # Constructor arguments saved in a config, beyond name/input_shape.
     config_keys: tuple[str, ...] = ()
+    # Keras's base-layer argument: set by the constructor (None: no penalty on the outputs)
+    activity_regularizer = None
     # Keras's argument prefix of a weight whose name does not say it: DepthwiseConv2D's
     # "kernel" takes depthwise_regularizer / depthwise_constraint (see regularizer_for).
     weight_arguments: dict = {}
@@ -1745,6 +1747,11 @@ class Layer:
     def get_config(self) -> dict[str, Any]:
         config = {"name": self.name, "trainable": self.trainable,
                   "dtype": mixed_precision.serialize(self._dtype_policy)}   # Keras's form
+        # Keras's base layer writes a set activity regularizer here, before the layer's own
+        # keys (a layer whose own keys hold it, Conv2D, keeps it in this place when set)
+        activity = getattr(self, "activity_regularizer", None)
+        if activity is not None:
+            config["activity_regularizer"] = regularizers.serialize(activity)
         if self.declared_input_shape is not None:
             config["input_shape"] = list(self.declared_input_shape)
         for key in self.config_keys:
@@ -1754,9 +1761,6 @@ class Layer:
             elif key.endswith("activation") and callable(value):   # a function: its name
                 value = activations.config_name(value)
             config[key] = value
-        if self.__dict__.get("_base_activity_regularizer") is not None:
-            config["activity_regularizer"] = regularizers.serialize(
-                self._base_activity_regularizer)
         if not self.config_keys and type(self).__init__ is not Layer.__init__ and not self.is_pure:
             _check_custom_config(self)
         return config
@@ -2280,6 +2284,23 @@ def check_padding(padding: str) -> str:
     if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
         raise ValueError(f"padding must be 'valid' or 'same'. Received: padding={padding!r}")
     return padding.lower()
+
+
+def check_channels_last(data_format) -> str:
+    """Keras's `data_format` argument as kilnet's layers take it: None (Keras's default,
+    `keras.config.image_data_format()`, which kilnet fixes) or "channels_last"; the value
+    their configs keep, as Keras's.
+
+    Example:
+        >>> check_channels_last(None)
+        'channels_last'
+    """
+    if data_format not in (None, "channels_last"):
+        raise ValueError("Only data_format='channels_last' is supported: kilnet's layers take "
+                         "the channels on the last axis. Move them there (np.moveaxis(x, 1, -1)"
+                         " or a Permute layer) and leave data_format out. Received: "
+                         f"data_format={data_format!r}")
+    return "channels_last"
 
 
 def float32(x):

@@ -226,7 +226,7 @@ class RandomInvert(ImageAugmentation):
     def __init__(self, factor=1.0, value_range=(0, 255), seed=None, data_format=None,
                  **kwargs):
         super().__init__(seed=seed, data_format=data_format, **kwargs)
-        self.factor = factor_range(factor, "factor", 0.0, 1.0)
+        self.factor = factor_range(factor, "factor", 0, 1)
         self.value_range = value_range_of(value_range)
 
     def augment(self, images, keys):
@@ -267,9 +267,9 @@ class RandomGaussianBlur(ImageAugmentation):
     def __init__(self, factor=1.0, kernel_size=3, sigma=1.0, value_range=(0, 255),
                  data_format=None, seed=None, **kwargs):
         super().__init__(seed=seed, data_format=data_format, **kwargs)
-        self.factor = factor_range(factor, "factor", 0.0, 1.0)
+        self.factor = factor_range(factor, "factor", 0, 1)
         self.kernel_size = _odd_pair(kernel_size)
-        self.sigma = factor_range(sigma, "sigma", 0.0, 1.0)
+        self.sigma = factor_range(sigma, "sigma", 0, 1)
         self.value_range = value_range_of(value_range)
 
     def augment(self, images, keys):
@@ -328,13 +328,14 @@ class _FactorLayer(ImageAugmentation):
     checked against [factor_low, 1], RGB inputs unless `rgb_only` is False."""
 
     config_keys = ("factor", "value_range", "seed", "data_format")
-    factor_low = 0.0
+    factor_low = 0
     rgb_only = True
+    sorts_value_range = True   # into a list, as Keras's layer keeps it (not RandomHue)
 
     def __init__(self, factor, value_range=(0, 255), data_format=None, seed=None, **kwargs):
         super().__init__(seed=seed, data_format=data_format, **kwargs)
-        self.factor = factor_range(factor, "factor", self.factor_low, 1.0)
-        self.value_range = value_range_of(value_range)
+        self.factor = factor_range(factor, "factor", self.factor_low, 1)
+        self.value_range = value_range_of(value_range, as_list=self.sorts_value_range)
 
     def compute_output_shape(self, input_shape):
         if not self.rgb_only:
@@ -362,6 +363,7 @@ class RandomHue(_FactorLayer):
         [[[[0.0, 255.0, 255.0]]]]
     """
 
+    sorts_value_range = False
 
     def augment(self, images, keys):
         key_sign, key_size = split_keys(keys, 2)
@@ -397,7 +399,7 @@ class RandomSaturation(_FactorLayer):
         [[[[200.0, 200.0, 200.0]]]]
     """
 
-    factor_low = -1.0
+    factor_low = -1
 
     def augment(self, images, keys):
         f = uniform_draws(keys, *self.factor)
@@ -427,7 +429,7 @@ class RandomColorDegeneration(_FactorLayer):
         [162.09, 112.09, 87.09]
     """
 
-    factor_low = -1.0
+    factor_low = -1
 
     def augment(self, images, keys):
         f = _per_image(uniform_draws(keys, *self.factor)).astype(images.dtype)
@@ -493,7 +495,7 @@ class RandomPosterization(ImageAugmentation):
     def __init__(self, factor, value_range=(0, 255), data_format=None, seed=None, **kwargs):
         super().__init__(seed=seed, data_format=data_format, **kwargs)
         self.factor = _bits_range(factor)
-        self.value_range = value_range_of(value_range)
+        self.value_range = value_range_of(value_range, as_list=True)   # as Keras sorts it
 
     def augment(self, images, keys):
         low, high = self.factor
@@ -550,7 +552,7 @@ class Solarization(ImageAugmentation):
         super().__init__(seed=seed, data_format=data_format, **kwargs)
         self.addition_factor = _zero_based_range(addition_factor, "addition_factor")
         self.threshold_factor = _zero_based_range(threshold_factor, "threshold_factor")
-        self.value_range = value_range_of(value_range)
+        self.value_range = value_range_of(value_range, as_list=True)   # as Keras sorts it
 
     def augment(self, images, keys):
         key_a, key_t = split_keys(keys, 2)
@@ -565,8 +567,8 @@ class Solarization(ImageAugmentation):
 def _zero_based_range(factor, argument):
     """Solarization's rule: a number f means (0, f), a pair is sorted; all in [0, 1]."""
     if isinstance(factor, numbers.Real) and not isinstance(factor, bool):
-        factor = (0.0, factor)
-    return factor_range(factor, argument, 0.0, 1.0)
+        factor = (0, factor)   # Keras's (0, f)
+    return factor_range(factor, argument, 0, 1)
 
 
 class RandomColorJitter(ImageAugmentation):
@@ -641,7 +643,7 @@ class AutoContrast(ImageAugmentation):
 
     def __init__(self, value_range=(0, 255), data_format=None, **kwargs):
         super().__init__(data_format=data_format, **kwargs)
-        self.value_range = value_range_of(value_range)
+        self.value_range = value_range_of(value_range, as_list=True)   # as Keras sorts it
 
     def apply(self, params, state, x, *, training=False, rng=None, **_):
         x = as_float(x)
@@ -691,7 +693,7 @@ class Equalization(ImageAugmentation):
             raise ValueError("bins must be an integer of at least 2 (default 256). Received: "
                              f"bins={bins!r}")
         self.bins = int(bins)
-        self.value_range = value_range_of(value_range)
+        self.value_range = value_range_of(value_range, as_list=True)   # as Keras sorts it
 
     def augment(self, images, keys):
         levels = rescale(images, self.value_range, (0, 255))

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 from kilnet import constraints, initializers, regularizers
 from kilnet._kernels.conv import conv2d, dilated_span, output_size, too_small
-from kilnet.layers._base import KernelLayer, as_pair, check_padding
+from kilnet.layers._base import KernelLayer, as_pair, check_channels_last, check_padding
 from kilnet.layers._bias import add_bias
 
 
 class Conv2D(KernelLayer):
     saves_declared_weights_only = True   # as Keras's save_own_variables does
-    config_keys = ("filters", "kernel_size", "strides", "padding", "activation", "use_bias",
-                   "kernel_initializer", "bias_initializer", "dilation_rate", "groups",
-                   "kernel_regularizer", "bias_regularizer", "activity_regularizer",
-                   "kernel_constraint", "bias_constraint")
+    config_keys = ("filters", "kernel_size", "strides", "padding", "data_format",
+                   "dilation_rate", "groups", "activation", "use_bias", "kernel_initializer",
+                   "bias_initializer", "kernel_regularizer", "bias_regularizer",
+                   "activity_regularizer", "kernel_constraint", "bias_constraint")
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
@@ -26,9 +26,7 @@ class Conv2D(KernelLayer):
         super().__init__(activation=activation, **kwargs)
         if not isinstance(filters, int) or filters < 1:
             raise ValueError(f"filters must be a positive integer. Received: filters={filters!r}")
-        if data_format not in (None, "channels_last"):
-            raise ValueError("Only data_format='channels_last' is supported. "
-                             f"Received: data_format={data_format!r}")
+        self.data_format = check_channels_last(data_format)
         initializers.set_layer_initializers(
             self, kernel_initializer=kernel_initializer, bias_initializer=bias_initializer)
         self.filters = filters

@@ -19,7 +19,7 @@ import jax
 from jax import lax
 
 from kilnet import constraints, initializers, regularizers
-from kilnet.layers._base import KernelLayer
+from kilnet.layers._base import KernelLayer, check_channels_last
 from kilnet.layers._bias import add_bias
 from kilnet._kernels.conv import conv2d_cpu
 
@@ -45,13 +45,6 @@ def check_filters(filters):
     if not isinstance(filters, int) or isinstance(filters, bool) or filters < 1:
         raise ValueError(f"filters must be a positive integer. Received: filters={filters!r}")
     return filters
-
-
-def check_channels_last(data_format) -> str:
-    if data_format not in (None, "channels_last"):
-        raise ValueError("Only data_format='channels_last' is supported. "
-                         f"Received: data_format={data_format!r}")
-    return "channels_last"
 
 
 def check_no_dilated_strides(strides, dilation_rate):
@@ -135,7 +128,7 @@ class Conv1D(KernelLayer):
     saves_declared_weights_only = True   # as Keras's save_own_variables does
 
     config_keys = ("filters", "kernel_size", "strides", "padding", "data_format",
-                   "dilation_rate", "activation", "use_bias", "kernel_initializer",
+                   "dilation_rate", "groups", "activation", "use_bias", "kernel_initializer",
                    "bias_initializer", "kernel_regularizer", "bias_regularizer",
                    "activity_regularizer", "kernel_constraint", "bias_constraint")
 
@@ -154,7 +147,10 @@ class Conv1D(KernelLayer):
             raise ValueError("padding must be 'valid', 'same' or 'causal'. "
                              f"Received: padding={padding!r}")
         if groups != 1:
-            raise ValueError(f"Conv1D supports groups=1 only for now. Received: groups={groups!r}")
+            raise ValueError("Conv1D supports groups=1 only for now (Conv2D takes groups: "
+                             "reshape the sequence to a (steps, 1) image). Received: "
+                             f"groups={groups!r}")
+        self.groups = 1
         constraints.set_layer_constraints(self, kernel_constraint=kernel_constraint,
                                           bias_constraint=bias_constraint)
         regularizers.set_layer_regularizers(self, kernel_regularizer=kernel_regularizer,

@@ -192,7 +192,7 @@ class Conv3D(KernelLayer):
 
 
 class _Pooling3D(Layer):
-    config_keys = ("pool_size", "strides", "padding", "data_format")
+    config_keys = ("pool_size", "padding", "strides", "data_format")   # Keras's order
 
     def __init__(self, pool_size=(2, 2, 2), strides=None, padding="valid", data_format=None,
                  **kwargs):

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kilnet import random
-from kilnet.layers._base import ActivatedLayer, Layer, as_shape
+from kilnet.layers._base import ActivatedLayer, Layer, as_shape, check_channels_last
 from kilnet.layers._dropout_masks import inverted_dropout, mask_shape
 from kilnet.layers._node import KerasTensor, Node
 
@@ -22,7 +22,8 @@ class InputLayer(Layer):
     config_keys = ("shape", "dtype")
 
     def __init__(self, shape=None, *, name=None, dtype="float32", batch_size=None,
-                 input_shape=None, batch_shape=None, sparse=None, **kwargs):
+                 input_shape=None, batch_shape=None, sparse=None, ragged=None, optional=False,
+                 **kwargs):
         if shape is None and batch_shape is not None:
             shape = tuple(batch_shape)[1:]
             batch_size = batch_size if batch_size is not None else tuple(batch_shape)[0]
@@ -34,8 +35,11 @@ class InputLayer(Layer):
                              f"Received: batch_size={batch_size!r}")
         if shape is None:
             shape = input_shape
-        if sparse:
-            raise ValueError("Sparse inputs are not supported. Received: sparse=True")
+        for argument, value in (("sparse", sparse), ("ragged", ragged), ("optional", optional)):
+            if value:
+                raise ValueError(f"Inputs that are {argument} are not supported (kilnet's "
+                                 f"inputs are dense arrays, always given); leave {argument} "
+                                 f"out. Received: {argument}={value!r}")
         shape = as_shape(shape, "shape")
         if isinstance(dtype, str) and dtype in ("string", "str", "object"):
             raise ValueError(
@@ -60,10 +64,9 @@ class InputLayer(Layer):
         return "input_layer"
 
     def get_config(self):
-        config = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
-        if self.batch_size is not None:
-            config["batch_size"] = self.batch_size
-        return config
+        # Keras's: the shape with its batch axis, and the options kilnet takes at their defaults
+        return {"batch_shape": (self.batch_size,) + tuple(self.shape), "dtype": self.dtype,
+                "sparse": False, "ragged": False, "name": self.name, "optional": False}
 
     def compute_output_dtype(self, input_dtype):
         return self.dtype
@@ -104,6 +107,12 @@ def Input(shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None
 
 
 class Flatten(Layer):
+    config_keys = ("data_format",)
+
+    def __init__(self, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.data_format = check_channels_last(data_format)
+
     def compute_output_shape(self, input_shape):
         if any(d is None for d in input_shape):   # an axis of any length: as Keras, unknown
             return (None,)
@@ -183,7 +192,7 @@ class Dropout(Layer):
             self.seed_generator = random.SeedGenerator(seed)
         # The drop mask's shape (a None entry: the input's size there), e.g. (None, 1, 1, 1)
         # drops whole samples, as EfficientNet's residual blocks do.
-        self.noise_shape = None if noise_shape is None else list(noise_shape)
+        self.noise_shape = None if noise_shape is None else tuple(noise_shape)   # as Keras's
 
     def apply(self, params, state, x, *, training=False, rng=None, **_):
         if not training or self.rate == 0.0:

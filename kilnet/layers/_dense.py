@@ -11,17 +11,20 @@ from kilnet.layers._matmul import last_axes_product
 class Dense(_int8.QuantizableKernel, KernelLayer):
     saves_declared_weights_only = True   # as Keras's save_own_variables does
     _supports_masking = True  # passes a sequence mask on, as Keras
+    # Keras's Dense writes its activity regularizer only when set (kilnet.layers.Layer does)
     config_keys = ("units", "activation", "use_bias", "kernel_initializer", "bias_initializer",
-                   "kernel_regularizer", "bias_regularizer", "activity_regularizer",
-                   "kernel_constraint", "bias_constraint")
+                   "kernel_regularizer", "bias_regularizer", "kernel_constraint",
+                   "bias_constraint", "quantization_config")
 
     def __init__(self, units, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
-                 kernel_constraint=None, bias_constraint=None, **kwargs):
+                 kernel_constraint=None, bias_constraint=None, quantization_config=None,
+                 **kwargs):
         super().__init__(activation=activation, **kwargs)
         if not isinstance(units, int) or isinstance(units, bool) or units < 1:
             raise ValueError(f"units must be a positive integer. Received: units={units!r}")
+        _int8.check_quantization_config(quantization_config, "Dense")
         initializers.set_layer_initializers(
             self, kernel_initializer=kernel_initializer, bias_initializer=bias_initializer)
         self.units = units
@@ -89,5 +92,5 @@ class Dense(_int8.QuantizableKernel, KernelLayer):
         return (self.units,)   # Keras's Dense keeps one scale per unit, unexpanded
 
 
-_REGULARIZERS = ("kernel_regularizer", "bias_regularizer", "activity_regularizer")
+_REGULARIZERS = ("kernel_regularizer", "bias_regularizer")
 _CONSTRAINTS = ("kernel_constraint", "bias_constraint")

@@ -47,9 +47,9 @@ class EinsumDense(_int8.QuantizableKernel, KernelLayer):
         bias_axes: the output letters the bias spans (e.g. "c"), or None for no bias.
         kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
         activity_regularizer, kernel_constraint, bias_constraint: as Dense's.
-        lora_rank, lora_alpha, gptq_unpacked_column_size, quantization_config: only None
-            (kilnet has no LoRA; `quantize("int8")` quantizes with Keras's default
-            configuration).
+        lora_rank, lora_alpha, gptq_unpacked_column_size: only None (kilnet has no LoRA).
+        quantization_config: None, or Keras's default int8 configuration (what the config
+            of an int8 layer holds): `quantize("int8")` quantizes with that one.
 
     Example:
         >>> import numpy as np
@@ -63,7 +63,8 @@ class EinsumDense(_int8.QuantizableKernel, KernelLayer):
 
     config_keys = ("output_shape", "equation", "activation", "bias_axes", "kernel_initializer",
                    "bias_initializer", "kernel_regularizer", "bias_regularizer",
-                   "activity_regularizer", "kernel_constraint", "bias_constraint")
+                   "activity_regularizer", "kernel_constraint", "bias_constraint",
+                   "quantization_config")
 
     def __init__(self, equation, output_shape, activation=None, bias_axes=None,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
@@ -72,9 +73,9 @@ class EinsumDense(_int8.QuantizableKernel, KernelLayer):
                  gptq_unpacked_column_size=None, quantization_config=None,
                  activity_regularizer=None, **kwargs):
         super().__init__(activation=activation, **kwargs)
+        _int8.check_quantization_config(quantization_config, "EinsumDense")
         for name, value in (("lora_rank", lora_rank), ("lora_alpha", lora_alpha),
-                            ("gptq_unpacked_column_size", gptq_unpacked_column_size),
-                            ("quantization_config", quantization_config)):
+                            ("gptq_unpacked_column_size", gptq_unpacked_column_size)):
             if value is not None:
                 raise ValueError(f"EinsumDense({name}=...) is not supported: kilnet has no LoRA "
                                  "and quantizes with Keras's default int8 configuration only "

@@ -26,7 +26,7 @@ from kilnet.layers import _int8
 from kilnet.layers._base import Layer
 
 
-class Embedding(Layer):
+class Embedding(_int8.Int8Configured, Layer):
     """Turns integer ids into dense vectors: `output[..., :] = embeddings[id]`.
 
     Args:
@@ -53,7 +53,8 @@ class Embedding(Layer):
     saves_declared_weights_only = True   # as Keras's save_own_variables does
     builds_int8 = True   # quantize("int8"); kilnet.layers._int8
     config_keys = ("input_dim", "output_dim", "embeddings_initializer", "embeddings_regularizer",
-                   "embeddings_constraint", "mask_zero")
+                   "activity_regularizer", "embeddings_constraint", "mask_zero",
+                   "quantization_config")
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
                  embeddings_regularizer=None, embeddings_constraint=None, mask_zero=False,
@@ -66,8 +67,8 @@ class Embedding(Layer):
                                  f"{argument}={value!r}")
         if not isinstance(mask_zero, bool):
             raise ValueError(f"mask_zero must be True or False. Received: mask_zero={mask_zero!r}")
-        _refuse_unsupported(lora_rank=lora_rank, lora_alpha=lora_alpha,
-                            quantization_config=quantization_config)
+        _refuse_unsupported(lora_rank=lora_rank, lora_alpha=lora_alpha)
+        _int8.check_quantization_config(quantization_config, type(self).__name__)
         # Keras's `weights=[matrix]`: the table starts as the matrix (keras.io's masked
         # language model fixes sinusoidal position embeddings so), in every build
         self._given_table = None if weights is None else _given_table(weights, input_dim,
@@ -146,7 +147,7 @@ class Embedding(Layer):
 
     def get_config(self):
         config = regularizers.serialize_into(super().get_config(), self,
-                                             ("embeddings_regularizer",))
+                                             ("embeddings_regularizer", "activity_regularizer"))
         return constraints.serialize_into(config, self, ("embeddings_constraint",))
 
     def apply(self, params, state, x, **_):

@@ -29,6 +29,40 @@ from kilnet.layers._node import is_symbolic
 ENCODINGS = ("one_hot", "multi_hot", "count")
 
 
+# -- integer ids' dtype -------------------------------------------------------------------------
+# Keras's hashing layers give integer ids in dtype "int64" (their default dtype, written in
+# their configs); kilnet's ids are int32 (JAX's), whatever the dtype says.
+ID_DTYPES = ("int64", "int32")
+
+
+def without_id_dtype(output_mode, kwargs) -> dict:
+    """A hashing layer's keyword arguments without an integer `dtype` (a name or Keras's
+    DTypePolicy entry) given with integer ids (output_mode "int"), which changes nothing.
+
+    Example:
+        >>> without_id_dtype("int", {"dtype": "int64", "name": "h"})
+        {'name': 'h'}
+    """
+    dtype = kwargs.get("dtype")
+    name = (dtype.get("config") or {}).get("name") if isinstance(dtype, dict) else dtype
+    if output_mode == "int" and name in ID_DTYPES:
+        return {key: value for key, value in kwargs.items() if key != "dtype"}
+    return kwargs
+
+
+def id_dtype_name(layer) -> str:
+    """The dtype a hashing layer's config names, as Keras's: "int64" for integer ids (its
+    default), else the layer's policy.
+
+    Example:
+        >>> import kilnet
+        >>> id_dtype_name(kilnet.layers.Hashing(3)), id_dtype_name(
+        ...     kilnet.layers.Hashing(3, output_mode="one_hot"))
+        ('int64', 'float32')
+    """
+    return "int64" if layer.output_mode == "int" else layer.dtype_policy.name
+
+
 # -- the shared encoding rule ------------------------------------------------------------------
 def check_output_mode(layer_name, output_mode, allowed):
     """Keras's output_mode, with its old names ("binary", "tf-idf") accepted as Keras does."""
@@ -198,9 +232,11 @@ class Discretization(Layer):
                                else _as_boundaries(bin_boundaries))
 
     def get_config(self):
-        return {**super().get_config(), "bin_boundaries": self.bin_boundaries,
-                "num_bins": self.num_bins, "epsilon": self.epsilon,
-                "output_mode": self.output_mode, "sparse": self.sparse}
+        # Keras's Discretization writes its settings, then the name and a dtype name (its
+        # constructor takes no `trainable`)
+        return {"bin_boundaries": self.bin_boundaries, "num_bins": self.num_bins,
+                "epsilon": self.epsilon, "output_mode": self.output_mode,
+                "sparse": self.sparse, "name": self.name, "dtype": self.dtype_policy.name}
 
     @classmethod
     def from_config(cls, config):
@@ -335,10 +371,11 @@ class Hashing(Layer):
     """
 
     config_keys = ("num_bins", "salt", "mask_value", "output_mode", "sparse")
+    accepts_id_dtype = True   # Keras's configs say "int64" (ID_DTYPES)
 
     def __init__(self, num_bins, mask_value=None, salt=None, output_mode="int", sparse=False,
                  **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(**without_id_dtype(output_mode, kwargs))
         if num_bins is None:
             raise ValueError("Hashing: num_bins must be a positive integer. Received: "
                              "num_bins=None")
@@ -354,6 +391,13 @@ class Hashing(Layer):
                             f"mask_value={mask_value!r}")
         self.mask_value = mask_value
         self.salt = as_salt(salt, "Hashing")
+
+    def get_config(self):
+        config = super().get_config()
+        if self.output_mode == "int":   # Keras's default dtype policy for ids
+            config["dtype"] = {"module": "keras", "class_name": "DTypePolicy",
+                               "config": {"name": id_dtype_name(self)}, "registered_name": None}
+        return config
 
     # -- the host computation ------------------------------------------------------------------
     def hash_values(self, values) -> np.ndarray:

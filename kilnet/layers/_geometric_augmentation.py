@@ -92,7 +92,7 @@ class RandomPerspective(ImageAugmentation):
     def __init__(self, factor=1.0, scale=1.0, interpolation="bilinear", fill_value=0.0,
                  seed=None, data_format=None, **kwargs):
         super().__init__(seed=seed, data_format=data_format, **kwargs)
-        self.factor = factor_range(factor, "factor", 0.0, 1.0)
+        self.factor = factor_range(factor, "factor", 0, 1)
         self.scale = _unit_number(scale, "scale")
         self.interpolation = _interpolation(interpolation)
         self.fill_value = _number(fill_value, "fill_value")
@@ -149,8 +149,8 @@ class RandomElasticTransform(ImageAugmentation):
     def __init__(self, factor=1.0, scale=1.0, interpolation="bilinear", fill_mode="reflect",
                  fill_value=0.0, value_range=(0, 255), seed=None, data_format=None, **kwargs):
         super().__init__(seed=seed, data_format=data_format, **kwargs)
-        self.factor = factor_range(factor, "factor", 0.0, 1.0)
-        self.scale = factor_range(scale, "scale", 0.0, 1.0)
+        self.factor = factor_range(factor, "factor", 0, 1)
+        self.scale = factor_range(scale, "scale", 0, 1)
         self.interpolation = _interpolation(interpolation)
         if fill_mode not in image_ops.FILL_MODES:
             raise ValueError(f"fill_mode must be one of {list(image_ops.FILL_MODES)}. "
@@ -253,7 +253,7 @@ class AugMix(ImageAugmentation):
         self.value_range = value_range_of(value_range)
         self.num_chains = _count(num_chains, "num_chains", smallest=1)
         self.chain_depth = _count(chain_depth, "chain_depth", smallest=0)
-        self.factor = factor_range(factor, "factor", 0.0, 1.0)
+        self.factor = factor_range(factor, "factor", 0, 1)
         if (isinstance(alpha, bool) or not isinstance(alpha, numbers.Real)
                 or not alpha > 0):
             raise ValueError("alpha must be a positive number (the Dirichlet and Beta "

@@ -122,9 +122,9 @@ class GroupQueryAttention(MultiHeadAttention):
     def default_name(self) -> str:
         return "grouped_query_attention"   # Keras's, from its class name
 
-    def get_config(self):
-        config = super().get_config()
-        del config["output_shape"]   # always the query's feature size, not in Keras's config
+    def _in_keras_order(self, config):
+        # Keras's GroupQueryAttention gives its activity regularizer to its base layer, and
+        # has no output_shape (always the query's feature size)
         return config
 
     def _input_shapes(self, input_shape):

@@ -23,7 +23,8 @@ import numpy as np
 from kilnet import _scope
 from kilnet.layers._base import Layer
 from kilnet.layers._encoding import (check_output_mode, encode_categorical, encoded_shape,
-                                     is_string_data, refuse_sparse)
+                                     id_dtype_name, is_string_data, refuse_sparse,
+                                     without_id_dtype)
 from kilnet.layers._fingerprints import as_hash_bytes, fingerprint64
 from kilnet.layers._node import is_symbolic
 
@@ -99,11 +100,10 @@ class HashedCrossing(Layer):
     """
 
     config_keys = ("num_bins", "output_mode", "sparse")
+    accepts_id_dtype = True   # Keras's configs say "int64" (ID_DTYPES)
 
     def __init__(self, num_bins, output_mode="int", sparse=False, **kwargs):
-        if output_mode == "int" and kwargs.get("dtype") in ("int64", "int32"):
-            kwargs.pop("dtype")   # Keras's config says int64; kilnet's ids are int32
-        super().__init__(**kwargs)
+        super().__init__(**without_id_dtype(output_mode, kwargs))
         if (isinstance(num_bins, bool) or not isinstance(num_bins, numbers.Integral)
                 or not 0 < num_bins < 2**31):
             raise ValueError("HashedCrossing: num_bins must be a positive integer (below "
@@ -112,6 +112,12 @@ class HashedCrossing(Layer):
         self.output_mode = check_output_mode("HashedCrossing", output_mode, ("int", "one_hot"))
         refuse_sparse("HashedCrossing", sparse)
         self.sparse = False
+
+    def get_config(self):
+        # Keras's HashedCrossing writes its settings, then the name and a dtype name (its
+        # constructor takes no `trainable`)
+        return {"num_bins": self.num_bins, "output_mode": self.output_mode,
+                "sparse": self.sparse, "name": self.name, "dtype": id_dtype_name(self)}
 
     # -- the host computation ------------------------------------------------------------------
     def cross_values(self, *features) -> np.ndarray:

@@ -269,7 +269,27 @@ def quantize_layer(layer, own_class, mode, type_check, config) -> None:
     layer.dtype_policy = mixed_precision.QuantizedDTypePolicy(mode, layer.dtype_policy.name)
 
 
-class QuantizableKernel:
+class Int8Configured:
+    """Keras's `quantization_config` of a layer that can be quantized (Dense, EinsumDense,
+    Embedding): written in its config, as Keras 3.15 writes it, None until the layer is
+    int8, then Keras's default int8 configuration (kilnet.quantizers.int8_config)."""
+
+    @property
+    def quantization_config(self):
+        return quantizers.int8_config() if self.quantization_mode == "int8" else None
+
+
+def check_quantization_config(value, layer_class: str) -> None:
+    """A `quantization_config=` argument: None or Keras's default int8 configuration (a
+    config read back from a file of an int8 layer); others are refused."""
+    if value is not None and not quantizers.is_int8_config(value):
+        raise ValueError(f"{layer_class}(quantization_config=...): kilnet quantizes with "
+                         "Keras's default int8 configuration only (model.quantize('int8'), or "
+                         "dtype='int8_from_float32'); pass None. Received: "
+                         f"quantization_config={value!r:.200}")
+
+
+class QuantizableKernel(Int8Configured):
     """What a layer with a `kernel` and an optional `bias` (Dense, EinsumDense, the attention
     projections) needs to be quantized to int8 as Keras's Dense and EinsumDense are: its
     weight names per mode, its int8 weights from its float ones, and its built-quantized

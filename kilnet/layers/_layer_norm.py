@@ -48,7 +48,7 @@ class LayerNormalization(Layer):
 
     _supports_masking = True  # passes a sequence mask on, as Keras
 
-    config_keys = ("axis", "epsilon", "center", "scale", "beta_initializer",
+    config_keys = ("axis", "epsilon", "center", "scale", "rms_scaling", "beta_initializer",
                    "gamma_initializer", "beta_regularizer", "gamma_regularizer", "beta_constraint",
                    "gamma_constraint")
 
@@ -64,7 +64,9 @@ class LayerNormalization(Layer):
         if rms_scaling:
             # Keras 3 deprecates it: it scales by the variance, not the root mean square.
             raise ValueError("LayerNormalization(rms_scaling=True) is not supported (Keras 3 "
-                             "deprecates it). Received: rms_scaling=True")
+                             "deprecates it); use layers.RMSNormalization, or leave "
+                             "rms_scaling=False. Received: rms_scaling=True")
+        self.rms_scaling = False   # Keras 3.15 writes it in the config
         self.axis = _check_axes(axis, "LayerNormalization")
         self.epsilon = _check_epsilon(epsilon)
         self.center = _check_bool(center, "center")

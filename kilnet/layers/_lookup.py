@@ -76,6 +76,9 @@ class _IndexLookup(Layer):
         self.has_input_vocabulary = vocabulary is not None
         if vocabulary is not None:
             self.set_vocabulary(vocabulary, idf_weights)
+            # as given, for the config (Keras's), while these tokens are the vocabulary
+            set_untracked(self, "_given_vocabulary",
+                          (_listed(vocabulary), _listed(idf_weights), self.tokens))
             if vocabulary_size is not None and vocabulary_size != self.vocabulary_size():
                 raise ValueError(f"{kind}: vocabulary_size={vocabulary_size!r} disagrees with "
                                  f"the vocabulary given ({self.vocabulary_size()} entries).")
@@ -404,20 +407,39 @@ class _IndexLookup(Layer):
 
     # -- configuration -----------------------------------------------------------------------
     def get_config(self):
-        # The vocabulary (adapted or given) is saved as data, with its special entries, so a
-        # saved model carries it; Keras saves an adapted one in an asset file instead.
-        has_vocabulary = bool(self.tokens)
-        idf = None
-        if self.idf_weights is not None and has_vocabulary:
-            idf = [float(w) for w in self.idf_weights[:self.vocabulary_size()]]
-        return {**super().get_config(), "invert": self.invert, "max_tokens": self.max_tokens,
-                "num_oov_indices": self.num_oov_indices, "oov_token": self.oov_token,
-                "mask_token": self.mask_token, "output_mode": self.output_mode,
-                "sparse": self.sparse, "pad_to_max_tokens": self.pad_to_max_tokens,
-                "idf_weights": idf,
-                "vocabulary": self.get_vocabulary() if has_vocabulary else None,
-                "vocabulary_size": self.vocabulary_size() if has_vocabulary else None,
-                "salt": self.salt}
+        config = {**super().get_config(), "invert": self.invert, "max_tokens": self.max_tokens,
+                  "num_oov_indices": self.num_oov_indices, "oov_token": self.oov_token,
+                  "mask_token": self.mask_token, "output_mode": self.output_mode,
+                  "sparse": self.sparse, "pad_to_max_tokens": self.pad_to_max_tokens}
+        if not self._string:
+            config["vocabulary_dtype"] = "int64"
+        vocabulary, idf = self.config_vocabulary()
+        return {**config, "idf_weights": idf, "vocabulary": vocabulary,
+                "vocabulary_size": self.vocabulary_size() if self.tokens else None,
+                "oov_method": "floormod", "salt": self.salt}
+
+    def config_vocabulary(self) -> tuple:
+        """(vocabulary, idf_weights) as the config holds them: as given to the constructor,
+        as Keras's; an adapted or replaced vocabulary as data, with its special entries, so
+        a saved model carries it (Keras saves an adapted one in an asset file instead).
+
+        Example:
+            >>> from kilnet import layers
+            >>> layers.IntegerLookup(vocabulary=[5, 7]).config_vocabulary()
+            ([5, 7], None)
+            >>> adapted = layers.IntegerLookup()
+            >>> adapted.adapt([7, 7, 5])
+            >>> adapted.config_vocabulary()
+            ([-1, 7, 5], None)
+        """
+        given = self.__dict__.get("_given_vocabulary")
+        if given is not None and given[2] is self.tokens:
+            return given[0], given[1]
+        if not self.tokens:
+            return None, None
+        idf = (None if self.idf_weights is None
+               else [float(w) for w in self.idf_weights[:self.vocabulary_size()]])
+        return self.get_vocabulary(), idf
 
 
 class StringLookup(_IndexLookup):
@@ -487,7 +509,7 @@ class StringLookup(_IndexLookup):
         return np.asarray(flat, np.int32).reshape(np.shape(values))
 
     def get_config(self):
-        return {**super().get_config(), "encoding": self.encoding, "oov_method": "floormod"}
+        return {**super().get_config(), "encoding": self.encoding}
 
     def __call__(self, *args, **kwargs):
         if is_symbolic((args, kwargs)) or _scope.current() is not None:
@@ -566,7 +588,12 @@ class IntegerLookup(_IndexLookup):
         return xp.mod(values, self.num_oov_indices).astype(xp.int32)
 
     def get_config(self):
-        return {**super().get_config(), "vocabulary_dtype": "int64", "oov_method": "floormod"}
+        config = super().get_config()
+        for key in ("oov_token", "mask_token"):   # as Keras's: Python integers
+            config[key] = None if config[key] is None else int(config[key])
+        if config["vocabulary"] is not None:
+            config["vocabulary"] = [int(token) for token in config["vocabulary"]]
+        return config
 
     def __call__(self, *args, **kwargs):
         if args and not is_symbolic((args, kwargs)) and _scope.current() is None \
@@ -607,6 +634,11 @@ class IntegerLookup(_IndexLookup):
             raise ValueError("IntegerLookup inside a model computes in int32; its vocabulary "
                              "holds tokens outside the int32 range. Apply it to the data "
                              "on the host instead.")
+
+
+def _listed(values):
+    """A vocabulary or weights as a config holds them: arrays as lists, the rest as given."""
+    return np.asarray(values).tolist() if isinstance(values, np.ndarray) else values
 
 
 def _integer_line(line, layer):

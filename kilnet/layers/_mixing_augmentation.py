@@ -17,6 +17,7 @@ import numbers
 import jax
 import jax.numpy as jnp
 
+from kilnet.layers import _nested
 from kilnet.layers._augmentation import (RandomBrightness, RandomContrast, RandomRotation,
                                          RandomShear, RandomTranslation, factor_range,
                                          split_keys, uniform_draws, value_range_of)
@@ -137,7 +138,7 @@ class CutMix(_BatchMixing):
 
     def __init__(self, factor=1.0, seed=None, data_format=None, **kwargs):
         super().__init__(seed=seed, data_format=data_format, **kwargs)
-        self.factor = factor_range(factor, "factor", 0.0, 1.0)
+        self.factor = factor_range(factor, "factor", 0, 1)
 
     def mix(self, images, labels, order, keys):
         n, height, width, _ = images.shape
@@ -202,8 +203,8 @@ class RandomErasing(ImageAugmentation):
     def __init__(self, factor=1.0, scale=(0.02, 0.33), fill_value=None, value_range=(0, 255),
                  seed=None, data_format=None, **kwargs):
         super().__init__(seed=seed, data_format=data_format, **kwargs)
-        self.factor = factor_range(factor, "factor", 0.0, 1.0)
-        self.scale = factor_range(scale, "scale", 0.0, 1.0)
+        self.factor = factor_range(factor, "factor", 0, 1)
+        self.scale = factor_range(scale, "scale", 0, 1)
         self.fill_value = _check_fill_value(fill_value)
         self.value_range = value_range_of(value_range)
 
@@ -276,7 +277,7 @@ class RandAugment(ImageAugmentation):
                              f"num_ops={num_ops!r}")
         self.value_range = value_range_of(value_range)
         self.num_ops, self.interpolation = int(num_ops), interpolation
-        self.factor = factor_range(factor, "factor", 0.0, 1.0)
+        self.factor = factor_range(factor, "factor", 0, 1)
         # the operations compute; they hold no weights, so the layer does not track them
         set_untracked(self, "_operations", self._build_operations())
         self.keep_generators_for(self._operations)
@@ -347,25 +348,21 @@ class Pipeline(Layer):
         return self.layers
 
     def get_config(self):
-        from kilnet.models import _config
-
-        config = super().get_config()
-        # Keras's Pipeline config has neither, and its constructor refuses them
-        config.pop("trainable")
-        if self._dtype_policy.name == "float32":
-            config.pop("dtype")
-        config["layers"] = [_config.serialize(layer) for layer in self._pipeline_layers]
+        # Keras's Pipeline config holds its layers and name only (its constructor refuses
+        # trainable and dtype); kilnet adds a policy other than float32
+        config = {"layers": [_nested.keras_entry(layer) for layer in self._pipeline_layers],
+                  "name": self.name}
+        if self._dtype_policy.name != "float32":
+            config["dtype"] = super().get_config()["dtype"]
         return config
 
     @classmethod
     def from_config(cls, config):
-        from kilnet.models import _config
-
         layers = config.get("layers")
         if not isinstance(layers, (list, tuple)):
             raise ValueError('A Pipeline config needs "layers", a list of layer configs. '
                              f"Received: layers={layers!r:.100}")
-        return cls(**dict(config, layers=[_config.deserialize(spec) for spec in layers]))
+        return cls(**dict(config, layers=[_nested.rebuilt(entry) for entry in layers]))
 
     def call_input_shape(self, args, kwargs):
         return tuple(images_of(args[0]).shape[1:])

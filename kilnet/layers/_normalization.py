@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from kilnet._custom_gradients import custom_vjp
-from kilnet import _scope, constraints, regularizers
+from kilnet import _scope, constraints, initializers, regularizers
 from kilnet._kernels import onednn_batch_norm
 from kilnet.layers._base import Layer
 
@@ -19,13 +18,24 @@ class BatchNormalization(Layer):
     # float16); the output is cast back to the compute dtype (Layer.autocast_apply).
     autocast_weights = False
     state_names = ("moving_mean", "moving_variance")
-    config_keys = ("axis", "momentum", "epsilon", "center", "scale", "beta_regularizer",
-                   "gamma_regularizer", "beta_constraint", "gamma_constraint")
+    config_keys = ("axis", "momentum", "epsilon", "center", "scale", "beta_initializer",
+                   "gamma_initializer", "moving_mean_initializer", "moving_variance_initializer",
+                   "beta_regularizer", "gamma_regularizer", "beta_constraint",
+                   "gamma_constraint", "synchronized", "renorm", "renorm_clipping",
+                   "renorm_momentum")
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones",
+                 moving_mean_initializer="zeros", moving_variance_initializer="ones",
                  beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
-                 gamma_constraint=None, **kwargs):
+                 gamma_constraint=None, renorm=False, renorm_clipping=None,
+                 renorm_momentum=0.99, synchronized=False, **kwargs):
         super().__init__(**kwargs)
+        _refuse_unsupported(renorm, synchronized)
+        initializers.set_layer_initializers(
+            self, beta_initializer=beta_initializer, gamma_initializer=gamma_initializer,
+            moving_mean_initializer=moving_mean_initializer,
+            moving_variance_initializer=moving_variance_initializer)
         regularizers.set_layer_regularizers(self, beta_regularizer=beta_regularizer,
                                             gamma_regularizer=gamma_regularizer)
         constraints.set_layer_constraints(self, beta_constraint=beta_constraint,
@@ -44,6 +54,10 @@ class BatchNormalization(Layer):
         self.epsilon = float(epsilon)
         self.center = bool(center)
         self.scale = bool(scale)
+        # Keras's batch renormalization settings, kept for the config as Keras keeps them
+        # (without renorm they change nothing)
+        self.synchronized, self.renorm = False, False
+        self.renorm_clipping, self.renorm_momentum = renorm_clipping, renorm_momentum
 
     @property
     def param_names(self):
@@ -65,12 +79,12 @@ class BatchNormalization(Layer):
         self._check_axis(input_shape)
         channels = input_shape[-1]
         params = {}
-        if self.scale:
-            params["gamma"] = np.ones((channels,), np.float32)
-        if self.center:
-            params["beta"] = np.zeros((channels,), np.float32)
-        state = {"moving_mean": np.zeros((channels,), np.float32),
-                 "moving_variance": np.ones((channels,), np.float32)}
+        for name, initializer, used in (("gamma", self.gamma_initializer, self.scale),
+                                        ("beta", self.beta_initializer, self.center)):
+            if used:
+                params[name] = initializer.sample(rng, (channels,))
+        state = {"moving_mean": self.moving_mean_initializer.sample(rng, (channels,)),
+                 "moving_variance": self.moving_variance_initializer.sample(rng, (channels,))}
         return params, state, input_shape
 
     def get_config(self):
@@ -101,6 +115,16 @@ class BatchNormalization(Layer):
         if self.center:
             y = y + params["beta"]
         return y, state
+
+
+def _refuse_unsupported(renorm, synchronized):
+    if synchronized:   # Keras's words: on JAX its layer refuses it too
+        raise ValueError("Argument synchronized=True is only supported with the TensorFlow "
+                         "backend.")
+    if renorm:
+        raise ValueError("BatchNormalization(renorm=True) (batch renormalization) is not "
+                         "implemented in kilnet; leave renorm=False (renorm_clipping and "
+                         "renorm_momentum then change nothing). Received: renorm=True")
 
 
 def _normalize_batch(x, gamma, beta, sample_mask, epsilon, mask=None):

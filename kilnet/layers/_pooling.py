@@ -15,20 +15,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from kilnet._custom_gradients import custom_jvp, custom_vjp
-from kilnet.layers._base import Layer, as_pair, check_padding, set_untracked
+from kilnet.layers._base import Layer, as_pair, check_channels_last, check_padding, set_untracked
 from kilnet._kernels.conv import output_size, pad_same, too_small, window_slices
-from kilnet.layers._conv1d import as_single, check_channels_last
+from kilnet.layers._conv1d import as_single
 
 
 class _Pooling2D(Layer):
-    config_keys = ("pool_size", "strides", "padding")
+    config_keys = ("pool_size", "padding", "strides", "data_format")   # Keras's order
 
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None,
                  **kwargs):
         super().__init__(**kwargs)
-        if data_format not in (None, "channels_last"):
-            raise ValueError("Only data_format='channels_last' is supported. "
-                             f"Received: data_format={data_format!r}")
+        self.data_format = check_channels_last(data_format)
         self.pool_size = as_pair(pool_size, "pool_size")
         self.strides = as_pair(strides if strides is not None else self.pool_size, "strides")
         self.padding = check_padding(padding)
@@ -283,7 +281,7 @@ class AveragePooling2D(_Pooling2D):
 # A 1-D pooling is its 2-D twin on a (steps, 1) image: the same strided slices and the same
 # 'same' rules, so the two cannot drift apart.
 class _Pooling1D(Layer):
-    config_keys = ("pool_size", "strides", "padding", "data_format")
+    config_keys = ("pool_size", "padding", "strides", "data_format")   # Keras's order
     _twin_type: type = _Pooling2D
 
     def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None, **kwargs):

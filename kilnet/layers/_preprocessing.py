@@ -363,6 +363,17 @@ class TakesOneImage:
             return super().__call__(first[None], *args[1:], **kwargs)[0]
         return super().__call__(*args, **kwargs)
 
+    def get_config(self):
+        # Keras's image layers write data_format (their base class's key) before their own
+        config = super().get_config()
+        if "data_format" not in config:
+            return config
+        own = [key for key in self.config_keys if key in config and key != "data_format"]
+        base = {key: value for key, value in config.items()
+                if key not in own and key != "data_format"}
+        return {**base, "data_format": config["data_format"],
+                **{key: config[key] for key in own}}
+
 
 def check_image_shape(layer, input_shape):
     if len(input_shape) != 3:

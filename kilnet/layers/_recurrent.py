@@ -492,9 +492,9 @@ class SimpleRNN(SimpleRNNKind, RNNBase):
     config_keys = ("return_sequences", "return_state", "go_backwards", "stateful", "unroll",
                    "zero_output_for_mask", "units", "activation", "use_bias",
                    "kernel_initializer", "recurrent_initializer", "bias_initializer",
-                   "dropout", "recurrent_dropout", "kernel_regularizer",
-                   "recurrent_regularizer", "bias_regularizer", "activity_regularizer",
-                   "kernel_constraint", "recurrent_constraint", "bias_constraint")
+                   "kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
+                   "activity_regularizer", "kernel_constraint", "recurrent_constraint",
+                   "bias_constraint", "dropout", "recurrent_dropout")
 
     def __init__(self, units, activation="tanh", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
@@ -544,10 +544,10 @@ class LSTM(LSTMKind, RNNBase):
     config_keys = ("return_sequences", "return_state", "go_backwards", "stateful", "unroll",
                    "zero_output_for_mask", "units", "activation", "recurrent_activation",
                    "use_bias", "kernel_initializer", "recurrent_initializer",
-                   "bias_initializer", "unit_forget_bias", "dropout", "recurrent_dropout",
-                   "seed", "kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
-                   "activity_regularizer", "kernel_constraint", "recurrent_constraint",
-                   "bias_constraint")
+                   "bias_initializer", "unit_forget_bias", "kernel_regularizer",
+                   "recurrent_regularizer", "bias_regularizer", "activity_regularizer",
+                   "kernel_constraint", "recurrent_constraint", "bias_constraint", "dropout",
+                   "recurrent_dropout", "seed")
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
                  use_bias=True, kernel_initializer="glorot_uniform",
@@ -600,10 +600,10 @@ class GRU(GRUKind, RNNBase):
     config_keys = ("return_sequences", "return_state", "go_backwards", "stateful", "unroll",
                    "zero_output_for_mask", "units", "activation", "recurrent_activation",
                    "use_bias", "kernel_initializer", "recurrent_initializer",
-                   "bias_initializer", "dropout", "recurrent_dropout", "reset_after", "seed",
-                   "kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
-                   "activity_regularizer", "kernel_constraint", "recurrent_constraint",
-                   "bias_constraint")
+                   "bias_initializer", "kernel_regularizer", "recurrent_regularizer",
+                   "bias_regularizer", "activity_regularizer", "kernel_constraint",
+                   "recurrent_constraint", "bias_constraint", "dropout", "recurrent_dropout",
+                   "reset_after", "seed")
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
                  use_bias=True, kernel_initializer="glorot_uniform",

@@ -46,6 +46,15 @@ class _SpatialDropout(Layer):
         self.rate = _rate(rate)
         _own_generator(self, self.rate, seed)
 
+    def get_config(self):
+        # Keras's spatial dropouts write their settings, then the name and a dtype name (their
+        # constructors take no `trainable`); kilnet writes its policy's name there
+        config = {"rate": self.rate, "seed": self.seed, "name": self.name,
+                  "dtype": self.dtype_policy.name}
+        if "data_format" in self.config_keys:
+            config["data_format"] = self.data_format
+        return config
+
     def compute_output_shape(self, input_shape):
         if len(input_shape) + 1 != self.rank:
             raise ValueError(f"{type(self).__name__} expects inputs of rank {self.rank} (batch "
@@ -210,8 +219,10 @@ class AlphaDropout(Layer):
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.rate = _rate(rate)
-        self.noise_shape = None if noise_shape is None else list(noise_shape)
-        self.seed = seed   # kept for the config
+        # kept as given for the config, as Keras's
+        self.noise_shape = (noise_shape if noise_shape is None or isinstance(noise_shape, tuple)
+                            else list(noise_shape))
+        self.seed = seed
         _own_generator(self, self.rate, seed)
 
     def apply(self, params, state, x, *, training=False, rng=None, **_):
@@ -245,6 +256,12 @@ class ActivityRegularization(Layer):
         super().__init__(**kwargs)
         self.activity_regularizer = regularizers.L1L2(l1=l1, l2=l2)
         self.l1, self.l2 = self.activity_regularizer.l1, self.activity_regularizer.l2
+
+    def get_config(self):
+        # l1 and l2 describe the penalty: Keras leaves the regularizer they make out
+        config = super().get_config()
+        del config["activity_regularizer"]
+        return config
 
     def apply(self, params, state, x, *, sample_mask=None, **_):
         regularizers.add_activity_penalty(self.activity_regularizer, x, sample_mask)

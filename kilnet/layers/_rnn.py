@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kilnet import _scope, regularizers
+from kilnet.layers import _nested
 from kilnet.layers import _rnn_cells as cells
 from kilnet.layers._base import Layer, is_shape
 from kilnet.layers._node import KerasTensor
@@ -101,16 +102,12 @@ class RNN(StatefulStates, SequenceMasks, Layer):
         self.zero_output_for_mask = check_bool(zero_output_for_mask, "zero_output_for_mask")
 
     def get_config(self):
-        from kilnet.models import _config
-
-        return {**super().get_config(), "cell": _config.serialize(self.cell)}
+        return {**super().get_config(), "cell": _nested.keras_entry(self.cell)}
 
     @classmethod
     def from_config(cls, config):
-        from kilnet.models import _config
-
         config = dict(config)
-        config["cell"] = _config.deserialize(config["cell"])
+        config["cell"] = _nested.rebuilt(config["cell"])
         return cls(**config)
 
     # -- the cell's sizes ------------------------------------------------------------------------
@@ -488,8 +485,8 @@ class LSTMCell(LSTMKind, RNNCell):
         ([3, 3], (2, 3), (2, 3))
     """
 
-    config_keys = _CELL_KEYS[:2] + ("recurrent_activation",) + _CELL_KEYS[2:] + (
-        "unit_forget_bias",)
+    config_keys = (_CELL_KEYS[:2] + ("recurrent_activation", "use_bias", "unit_forget_bias")
+                   + _CELL_KEYS[3:])   # Keras's order
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
                  use_bias=True, kernel_initializer="glorot_uniform",
@@ -522,8 +519,8 @@ class GRUCell(GRUKind, RNNCell):
         ((2, 3), (2, 3), [(4, 9), (3, 9), (2, 9)])
     """
 
-    config_keys = _CELL_KEYS[:2] + ("recurrent_activation",) + _CELL_KEYS[2:] + (
-        "reset_after",)
+    config_keys = (_CELL_KEYS[:2] + ("recurrent_activation",) + _CELL_KEYS[2:-1]
+                   + ("reset_after", "seed"))   # Keras's order
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
                  use_bias=True, kernel_initializer="glorot_uniform",
@@ -568,16 +565,13 @@ class StackedRNNCells(Layer):
         self.cells = list(cells)
 
     def get_config(self):
-        from kilnet.models import _config
-
-        return {**super().get_config(), "cells": [_config.serialize(c) for c in self.cells]}
+        return {**super().get_config(),
+                "cells": [_nested.keras_entry(cell) for cell in self.cells]}
 
     @classmethod
     def from_config(cls, config):
-        from kilnet.models import _config
-
         config = dict(config)
-        config["cells"] = [_config.deserialize(c) for c in config["cells"]]
+        config["cells"] = [_nested.rebuilt(cell) for cell in config["cells"]]
         return cls(**config)
 
     @property

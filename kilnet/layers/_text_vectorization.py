@@ -256,16 +256,15 @@ class TextVectorization(Layer):
                                  "kilnet configs hold data, never code. Use one of the named "
                                  f"options, or keep the layer in memory. Received: {name}="
                                  f"{getattr(self, name)!r}")
-        lookup = self.lookup_layer.get_config()
-        return {**super().get_config(), "max_tokens": lookup["max_tokens"],
-                "standardize": self.standardize, "split": self.split,
-                "ngrams": list(self.ngrams) if isinstance(self.ngrams, tuple) else self.ngrams,
+        lookup = self.lookup_layer
+        vocabulary, idf = lookup.config_vocabulary()
+        return {**super().get_config(), "max_tokens": lookup.max_tokens,
+                "standardize": self.standardize, "split": self.split, "ngrams": self.ngrams,
                 "output_mode": self.output_mode,
                 "output_sequence_length": self.output_sequence_length,
-                "pad_to_max_tokens": lookup["pad_to_max_tokens"], "sparse": False,
-                "ragged": False, "vocabulary": lookup["vocabulary"],
-                "idf_weights": lookup["idf_weights"], "encoding": self.encoding,
-                "vocabulary_size": lookup["vocabulary_size"]}
+                "pad_to_max_tokens": lookup.pad_to_max_tokens, "sparse": False,
+                "ragged": False, "vocabulary": vocabulary, "idf_weights": idf,
+                "encoding": self.encoding, "vocabulary_size": lookup.vocabulary_size()}
 
     @classmethod
     def from_config(cls, config):

@@ -6,8 +6,8 @@ Why they are written this way: the inner layers are sub-layers in kilnet's pure 
 MultiHeadAttention's projections are: their arrays live in `params[inner.name]`, they are built
 in `init`, and `apply` calls their `apply`. So their weights are exactly the inner layers'
 (Bidirectional: the forward layer's, then the backward layer's, as Keras orders them), and a
-config nests the inner layer's {"class_name", "config"}, rebuilt through the model-file
-allowlist (kilnet.models._config.deserialize) by `from_config`.
+config nests the inner layer's Keras entry (kilnet.layers._nested), rebuilt through the
+model-file allowlist by `from_config`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from kilnet import _scope, utils
+from kilnet.layers import _nested
 from kilnet.layers._base import Layer, is_shape, without_batch_axis
 from kilnet.layers._recurrent import RNNBase, check_call_options
 from kilnet.layers._rnn import RNN
@@ -29,8 +30,8 @@ class Wrapper(Layer):
 
     The wrapped layer is `self.layer`, a sub-layer (its weights are the wrapper's). `build`
     builds it for the wrapper's input shape, so a subclass's build can read its weights after
-    `super().build(input_shape)`; the config holds it under "layer" as {"class_name",
-    "config"}, and `from_config` rebuilds it from there.
+    `super().build(input_shape)`; the config holds its Keras entry under "layer", and
+    `from_config` rebuilds it from there.
 
     Args:
         layer: the kilnet layer to wrap.
@@ -67,16 +68,14 @@ class Wrapper(Layer):
                                      without_batch_axis(input_shape))
 
     def get_config(self):
-        from kilnet.models import _config
-
         config = super().get_config()
-        config["layer"] = _config.serialize(self.layer)
+        config["layer"] = _nested.keras_entry(self.layer)
         return config
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        layer = _deserialize(config.pop("layer"))
+        layer = _nested.rebuilt(config.pop("layer"))
         return cls(layer, **config)
 
 
@@ -174,20 +173,18 @@ class Bidirectional(Layer):
                              f"names. Received: {forward.name!r} for both")
 
     def get_config(self):
-        from kilnet.models import _config
-
         config = super().get_config()
         config["merge_mode"] = self.merge_mode
-        config["layer"] = _config.serialize(self.forward_layer)
-        config["backward_layer"] = _config.serialize(self.backward_layer)
+        config["layer"] = _nested.keras_entry(self.forward_layer)
+        config["backward_layer"] = _nested.keras_entry(self.backward_layer)
         return config
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        config["layer"] = _deserialize(config["layer"])
+        config["layer"] = _nested.rebuilt(config["layer"])
         if config.get("backward_layer") is not None:
-            config["backward_layer"] = _deserialize(config["backward_layer"])
+            config["backward_layer"] = _nested.rebuilt(config["backward_layer"])
         return cls(**config)
 
     # -- shapes ----------------------------------------------------------------------------------
@@ -349,13 +346,6 @@ def _copy(layer, *, name, **changes):
 
 def _strip(name: str, prefix: str) -> str:
     return name[len(prefix):] if name.startswith(prefix) else name
-
-
-def _deserialize(spec):
-    """An inner layer from its {"class_name", "config"}, through the model-file allowlist."""
-    from kilnet.models import _config
-
-    return _config.deserialize(spec)
 
 
 def _count(value) -> str:
