@@ -14,8 +14,9 @@ loader, kilnet.keras_files._legacy) opens it:
   `top_level_model_weights`;
 - `optimizer_weights/`: the optimizer's variables in Keras's order (`weight_names`).
 
-Only Sequential and functional models are written: the format has no place for a subclassed
-model's code, as in Keras 2, which refused them too; `.keras` takes them.
+Only Sequential and functional models are written, with no subclassed model among their layers:
+the format has no place for a subclassed model's code or its attributes' weights, as in Keras 2,
+which refused them too; `.keras` takes them.
 """
 
 from __future__ import annotations
