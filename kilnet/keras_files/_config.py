@@ -539,6 +539,14 @@ def _keras_custom_model(spec, path):
             "build_config": {"input_shape": None if shape is None else _with_batch_axis(shape)}}
 
 
+def _keras_nested_model(spec, path):
+    """Keras's entry of a subclassed model of yours called as a layer of another model (a
+    backbone written as a Model subclass, a head added functionally): the top-level entry,
+    with the empty compile configuration Keras writes for a model inside another (loading
+    compiles only the outer model)."""
+    return {**_keras_custom_model(spec, path), "compile_config": {}}
+
+
 def _with_batch_axis(shape):
     """A sample shape (or a list or dict of them) with Keras's free batch axis first."""
     if isinstance(shape, dict):
@@ -556,9 +564,7 @@ def _keras_custom_layer(spec, path):
     name, config = spec["class_name"], spec["config"]
     cls = saving.get_registered_object(name) or _class_named(name, Layer)
     if isinstance(cls, type) and issubclass(cls, Model):
-        raise ValueError(f"Cannot save {path} as a Keras file: its layer "
-                         f"{config.get('name')!r} is the subclassed model class {name!r} used "
-                         "as a layer; save it with the extension .kilnet.")
+        return _keras_nested_model(spec, path)
     entry = {"module": _module_of(cls), "class_name": _class_name(cls, name), "config": config,
              "registered_name": name}
     if "build_config" in spec:

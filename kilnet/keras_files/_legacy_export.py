@@ -14,8 +14,9 @@ loader, kilnet.keras_files._legacy) opens it:
   `top_level_model_weights`;
 - `optimizer_weights/`: the optimizer's variables in Keras's order (`weight_names`).
 
-Only Sequential and functional models are written: the format has no place for a subclassed
-model's code, as in Keras 2, which refused them too; `.keras` takes them.
+Only Sequential and functional models are written, with no subclassed model among their layers:
+the format has no place for a subclassed model's code or its attributes' weights, as in Keras 2,
+which refused them too; `.keras` takes them.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import numpy as np
 from kilnet import _safefile
 from kilnet.keras_files import _config, _optimizer
 from kilnet.keras_files._export import KERAS_VERSION, refuse_non_finite, training_setup
-from kilnet.models import Sequential
+from kilnet.models import Model, Sequential
 from kilnet.models import _config as kilnet_config
 
 # An HDF5 attribute kept in an object's header holds at most this many bytes; Keras splits a
@@ -65,6 +66,7 @@ def save_legacy_h5(model, filepath, overwrite=True, include_optimizer=True):
             f"models only, and {type(model).__name__} is a subclassed model. Save it with the "
             "extension .keras (Keras 3) or .kilnet (kilnet's own).")
     model.require_built()
+    _refuse_nested_subclassed(model, path)
     entry = _config.keras_model(kilnet_config.serialize(model, build_config=False), path)
     attributes = {"keras_version": KERAS_VERSION, "backend": "jax",
                   "model_config": _json(legacy_model_config(entry))}
@@ -76,6 +78,20 @@ def save_legacy_h5(model, filepath, overwrite=True, include_optimizer=True):
     data = _file_bytes(model, attributes, optimizer, path)
     _warn_legacy(path)
     _safefile.atomic_write(path, data, what="the Keras model file", overwrite=overwrite)
+
+
+def _refuse_nested_subclassed(model, path):
+    """A subclassed model called as a layer has no place in the legacy format either (its
+    weights are found by walking its attributes, which the format does not record)."""
+    for layer in model.layers:
+        if isinstance(layer, Sequential) or (isinstance(layer, Model) and layer.is_functional):
+            _refuse_nested_subclassed(layer, path)
+        elif isinstance(layer, Model):
+            raise ValueError(
+                f"Cannot save {path}: a legacy .h5 model file holds Sequential and functional "
+                f"models only, and its layer {layer.name!r} is the subclassed model class "
+                f"{type(layer).__name__!r}. Save it with the extension .keras (Keras 3) or "
+                ".kilnet (kilnet's own).")
 
 
 def legacy_model_config(entry) -> dict:

@@ -193,7 +193,7 @@ def _functional_config(model) -> dict:
     index = _node_indices(graph)
     layers = []
     for layer in graph.layers:
-        spec = serialize(layer, build_config=False)
+        spec = serialize(layer)
         nodes = [_node_config(node, index) for node in layer.inbound_nodes
                  if id(node) in index and not node.is_input]
         layers.append({**spec, "name": layer.name, "inbound_nodes": nodes})

@@ -148,8 +148,7 @@ class Sequential(Model):
 
         shape = None if self._input_layer is None else list(self._input_layer.shape)
         config = {"name": self.name, "input_shape": shape,
-                  "layers": [_config.serialize(layer, build_config=False)
-                             for layer in self._chain]}
+                  "layers": [_config.serialize(layer) for layer in self._chain]}
         if self._input_layer is not None and self._input_layer.batch_size is not None:
             config["batch_size"] = self._input_layer.batch_size
         return config
