@@ -93,6 +93,19 @@ def test_validation_data_of_one_array_for_a_model_of_one_input_as_keras():
     _assert_same_history(_fit(ours, x, x_val), _fit(theirs, x, x_val))
 
 
+def test_validation_data_as_a_dict_beside_batches_of_inputs_as_keras():
+    """Training batches from a generator of (x,) and validation_data a dict of inputs."""
+    def batches():
+        while True:
+            for start in (0, 4):
+                yield ({key: value[start:start + 4] for key, value in X.items()},)
+
+    ours, theirs = _pair(_two_input_model)
+    histories = [model.fit(batches(), steps_per_epoch=2, validation_data=X_VAL, epochs=2,
+                           verbose=0).history for model in (ours, theirs)]
+    _assert_same_history(*histories)
+
+
 def test_validation_data_of_inputs_alone_for_a_model_that_needs_targets_names_it():
     model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(1)])
     model.compile(optimizer="sgd", loss="mse")
