@@ -226,15 +226,13 @@ def _arrays_for_fit(model, trainer, x, y, *, seed, batch_size, epochs, validatio
         ys = structure.targets_of(trainer.objective, y, own_step=model.overrides_train_step)
         y_names = _label_names(trainer, len(ys))
     y_container = structure.container_of(y, ys)
-    val_lists, val_weight = None, None
+    val_lists, val_weight, val_x_argument = None, None, "validation_data[0]"
     if validation_data is not None:
-        vx, vy, val_weight = validation.check_validation_data(validation_data)
-        val_lists = (structure.inputs_of(model, vx, "validation_data[0]"),
-                     structure.targets_of(trainer.objective, vy, "validation_data[1]",
-                                          own_step=model.overrides_test_step))
+        val_lists, val_weight, val_x_argument = _validation_lists(trainer, validation_data)
     xs, ys, val, batch_size = validation.check_fit_inputs(
         model, xs, ys, x_names=x_names, y_names=y_names, batch_size=batch_size, epochs=epochs,
         validation_split=validation_split, validation_data=val_lists,
+        validation_x_argument=val_x_argument,
         initial_epoch=initial_epoch, verbose=verbose)
     trainer.resolve_accuracy([y.shape for y in ys])
     trainer.note_labels(len(ys))
@@ -250,8 +248,21 @@ def _arrays_for_fit(model, trainer, x, y, *, seed, batch_size, epochs, validatio
     if validation_split and validation_data is None:
         (xs, ys), val = data_lib.split_validation(xs, ys, validation_split)
     if val is not None:
-        val = (structure.pack(val[0]), structure.pack(val[1]) if val[1] else None)
-    return structure.pack(xs), structure.pack(ys) if ys else None, val, batch_size
+        val = (structure.pack(val[0]), structure.pack_labels(val[1]))
+    return structure.pack(xs), structure.pack_labels(ys), val, batch_size
+
+
+def _validation_lists(trainer, validation_data):
+    """validation_data unpacked as Keras unpacks it (x_val alone when not a tuple): returns
+    ((xs_val, ys_val) as lists, sample_weight_val or None, how messages name x_val)."""
+    model = trainer.model
+    unpacked = validation.check_validation_data(validation_data)
+    validation.check_validation_targets(trainer.objective, unpacked,
+                                        own_step=model.overrides_test_step)
+    lists = (structure.inputs_of(model, unpacked.x, unpacked.x_argument),
+             structure.targets_of(trainer.objective, unpacked.y, "validation_data[1]",
+                                  own_step=model.overrides_test_step))
+    return lists, unpacked.sample_weight, unpacked.x_argument
 
 
 def _check_validation_freq(validation_freq):
@@ -298,16 +309,17 @@ def _validation_stream_feed(trainer, source, steps, batch_size):
 def _validation_arrays(trainer, validation_data):
     """validation_data arrays beside streamed training data, in the programs' structure."""
     model = trainer.model
-    vx, vy, weight = validation.check_validation_data(validation_data)
-    names = structure.argument_names("validation_data[0]", model.input_names)
-    vxs = validation.check_features(model, structure.inputs_of(model, vx, "validation_data[0]"),
-                                    names)
+    unpacked = validation.check_validation_data(validation_data)
+    validation.check_validation_targets(trainer.objective, unpacked)
+    names = structure.argument_names(unpacked.x_argument, model.input_names)
+    vxs = validation.check_features(
+        model, structure.inputs_of(model, unpacked.x, unpacked.x_argument), names)
     vys = [np.asarray(a) for a in
-           structure.targets_of(trainer.objective, vy, "validation_data[1]")]
-    if weight is not None:
-        vys.extend(validation.sample_weights(trainer.objective, vys, weight, None,
-                                             "validation_data[2]"))
-    return structure.pack(vxs), structure.pack(vys)
+           structure.targets_of(trainer.objective, unpacked.y, "validation_data[1]")]
+    if unpacked.sample_weight is not None:
+        vys.extend(validation.sample_weights(trainer.objective, vys, unpacked.sample_weight,
+                                             None, "validation_data[2]"))
+    return structure.pack(vxs), structure.pack_labels(vys)
 
 
 def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=None,
@@ -872,7 +884,7 @@ def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False,
         trainer.note_labels(len(ys))
         trainer.note_containers(x_container, y_container)
         ys = ys + validation.sample_weights(trainer.objective, ys, sample_weight, None)
-        feed = make_feed(trainer, structure.pack(xs), structure.pack(ys), batch_size,
+        feed = make_feed(trainer, structure.pack(xs), structure.pack_labels(ys), batch_size,
                          on_host=one_batch)
     total = feed.steps if steps is None or feed.steps is None else min(steps, feed.steps)
     cb_list = None

@@ -165,6 +165,18 @@ def pack(arrays: list):
     return arrays[0] if len(arrays) == 1 else tuple(arrays)
 
 
+def pack_labels(arrays: list):
+    """The labels (and weights) the programs take: as `pack`, and None when there are none
+    (a model trained on its add_loss terms), so that evaluate and fit's validation give the
+    programs the same argument and share one compiled program.
+
+    Example:
+        >>> pack_labels([]) is None, pack_labels([1])
+        (True, 1)
+    """
+    return pack(arrays) if arrays else None
+
+
 def unpack(data) -> list:
     return list(data) if isinstance(data, tuple) else [data]
 

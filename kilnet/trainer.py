@@ -542,9 +542,13 @@ class Trainer:
         model = self.model
         containers = self.containers if (model.overrides_train_step or model.overrides_test_step
                                          or model.overrides_predict_step) else None
-        # dtypes as objects: str() of each leaf's dtype was 0.2 ms a call of train_on_batch
-        key = (kind, batch_size, self.labels_in_batch, containers) + tuple(
-            (a.shape, a.dtype) for a in jax.tree.leaves(args) if hasattr(a, "shape"))
+        # The arguments' tree is part of the key, not only their shapes: the same arrays may
+        # come in other containers (no labels as None or as ()), and a compiled program
+        # refuses any tree but its own. Dtypes as objects: str() of each leaf's dtype was
+        # 0.2 ms a call of train_on_batch.
+        leaves, tree = jax.tree.flatten(args)
+        key = (kind, batch_size, self.labels_in_batch, containers, tree) + tuple(
+            (a.shape, a.dtype) for a in leaves if hasattr(a, "shape"))
         if key not in self._programs:
             fn, donate = {
                 "train": (lambda *a: programs.train_chunk(self.spec, batch_size, *a), (0,)),

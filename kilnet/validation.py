@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+from typing import NamedTuple
 
 import numpy as np
 
@@ -349,20 +350,52 @@ def _same_length(arrays, names):
         _check_same_length(arrays[0], array, names[0], name)
 
 
-def check_validation_data(validation_data):
-    """validation_data must be (x_val, y_val), (x_val, y_val, sample_weight_val) or, as
-    Keras unpacks it, (x_val,) for a model that needs no targets (its loss from add_loss:
-    keras.io's endpoint and OCR models); returns (x_val, y_val or None, sample_weight_val or
-    None)."""
-    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (1, 2, 3):
+class ValidationData(NamedTuple):
+    """fit()'s validation_data unpacked (`check_validation_data`): y and sample_weight are
+    None where not given; x_argument is how messages name x_val."""
+    x: object
+    y: object
+    sample_weight: object
+    x_argument: str
+
+
+def check_validation_data(validation_data) -> ValidationData:
+    """validation_data unpacked as Keras unpacks it: a tuple or list is (x_val, y_val),
+    (x_val, y_val, sample_weight_val) or (x_val,); anything else (a dict by input name, one
+    array) is x_val alone, for a model that needs no targets (its loss from add_loss:
+    keras.io's endpoint and OCR models; `check_validation_targets` says when one is needed).
+
+    Example:
+        >>> import numpy as np
+        >>> check_validation_data({"a": np.zeros(2)}).x_argument
+        'validation_data'
+        >>> check_validation_data((np.zeros(2), np.ones(2))).y
+        array([1., 1.])
+    """
+    if not isinstance(validation_data, (tuple, list)):
+        return ValidationData(validation_data, None, None, "validation_data")
+    if len(validation_data) not in (1, 2, 3):
         raise InputError("validation_data must be a tuple (x_val, y_val) or (x_val, y_val, "
-                         "sample_weight_val), or (x_val,) for a model that needs no targets. "
-                         "Received: validation_data of type "
-                         f"{type(validation_data).__name__}"
-                         + (f" with {len(validation_data)} elements"
-                            if isinstance(validation_data, (tuple, list)) else ""))
+                         "sample_weight_val), or x_val alone ((x_val,), a dict by input name) "
+                         "for a model that needs no targets. Received: validation_data of type "
+                         f"{type(validation_data).__name__} with {len(validation_data)} "
+                         "elements")
     padded = tuple(validation_data) + (None,) * (3 - len(validation_data))
-    return padded[0], padded[1], padded[2]
+    return ValidationData(*padded, "validation_data[0]")
+
+
+def check_validation_targets(objective, val: ValidationData, own_step: bool = False):
+    """validation_data with no targets (x_val alone, or (x_val,)) for a model whose loss or
+    metrics read them: the error names validation_data, not a label deep in the checks. A
+    model's own test_step (`own_step`) decides for itself what it reads."""
+    if val.y is not None or own_step or not objective.targets:
+        return
+    given = ("(x_val,)" if val.x_argument != "validation_data"
+             else f"x_val alone (a {type(val.x).__name__}, which Keras reads as inputs only)")
+    raise InputError("validation_data must give targets: the model's loss or metrics read "
+                     "labels for " + ", ".join(repr(h.name) for h in objective.targets)
+                     + ". Pass validation_data=(x_val, y_val). Received: validation_data as "
+                     + given)
 
 
 def sample_weights(objective, ys, sample_weight, class_weight, argument="sample_weight"):
@@ -376,6 +409,8 @@ def sample_weights(objective, ys, sample_weight, class_weight, argument="sample_
     if sample_weight is not None and class_weight is not None:
         raise InputError("Give sample_weight or class_weight, not both (as Keras). Received: "
                          "both")
+    if sample_weight is not None and not ys:
+        return _weights_without_targets(objective, argument)
     n = len(ys[0]) if ys else None
     if sample_weight is not None:
         per_output = objective.weights_per_output(sample_weight, argument)
@@ -385,6 +420,21 @@ def sample_weights(objective, ys, sample_weight, class_weight, argument="sample_
     if class_weight is None:
         return []
     return [_class_weights(objective, ys, class_weight)]
+
+
+def _weights_without_targets(objective, argument):
+    """sample_weight for a model whose loss reads no targets (its loss from add_loss): it
+    weights nothing, and Keras ignores it; kilnet ignores it too, and says so."""
+    if objective.targets:   # your compute_loss, given no y: the weights have no labels to go with
+        raise InputError(f"{argument} needs the targets it weights: the model's loss reads "
+                         "labels for " + ", ".join(repr(h.name) for h in objective.targets)
+                         + f". Pass y (or (x_val, y_val, sample_weight_val)). Received: "
+                         f"{argument} with no targets")
+    warn_at_your_line(f"{argument} has no effect: sample weights weight the losses that "
+                      "compile(loss=...) computes from targets, and this model has none (its "
+                      "loss comes from add_loss, which Keras does not weight either). Remove "
+                      f"{argument}, or weight the add_loss terms in your layer.", InputWarning)
+    return []
 
 
 def _weight_array(sample_weight, n, argument):
@@ -426,16 +476,18 @@ def _class_weights(objective, ys, class_weight):
 
 
 def check_fit_inputs(model, xs, ys, *, x_names, y_names, batch_size, epochs, validation_split,
-                     validation_data, initial_epoch, verbose):
+                     validation_data, initial_epoch, verbose,
+                     validation_x_argument="validation_data[0]"):
     """Arguments and arrays of fit(); xs were checked already (check_features, before the
-    model is built). validation_data, if given, is (xs_val, ys_val) as lists.
+    model is built). validation_data, if given, is (xs_val, ys_val) as lists, and
+    validation_x_argument how messages name xs_val (ValidationData.x_argument).
     Returns (xs, ys, (xs_val, ys_val) or None, batch_size)."""
     check_epochs(epochs, initial_epoch)
     ys = _labels(ys, y_names)
     _same_length(xs + ys, x_names + y_names)
     val = None
     if validation_data is not None:
-        v_x_names = [n.replace("x", "validation_data[0]", 1) for n in x_names]
+        v_x_names = [n.replace("x", validation_x_argument, 1) for n in x_names]
         v_y_names = [n.replace("y", "validation_data[1]", 1) for n in y_names]
         vxs = check_features(model, validation_data[0], v_x_names)
         vys = _labels(validation_data[1], v_y_names)
