@@ -196,9 +196,36 @@ def _functional(config, reader, where):
         spec = layer_spec(entry, reader)
         layers.append({**spec, "name": entry.get("name"),
                        "inbound_nodes": [_node(n, reader, where) for n in entry["inbound_nodes"]]})
+    shifted = _functional_names(layers)
     return {"name": config.get("name"), "trainable": config.get("trainable", True),
-            "layers": layers, "input_layers": config.get("input_layers"),
-            "output_layers": config.get("output_layers")}
+            "layers": layers,
+            "input_layers": _shift_calls(config.get("input_layers"), shifted, -1),
+            "output_layers": _shift_calls(config.get("output_layers"), shifted, -1)}
+
+
+def _functional_names(layers) -> set:
+    """The names of the nested functional models among a graph's layer entries (either
+    form): Keras counts a functional model's own construction as its call 0, so the model's
+    input_layers / output_layers number their calls from 1 (Sequential from 0)."""
+    return {e.get("name") for e in layers
+            if isinstance(e.get("config"), dict) and "input_layers" in e["config"]}
+
+
+def _shift_calls(refs, names, step):
+    """input_layers / output_layers with the call index of each reference to a layer in
+    `names` moved by `step` (never below 0: a file that numbered them from 0 reads as is).
+
+    Example:
+        >>> _shift_calls([["inner", 1, 0], ["dense", 0, 0]], {"inner"}, -1)
+        [['inner', 0, 0], ['dense', 0, 0]]
+    """
+    if isinstance(refs, dict):
+        return {k: _shift_calls(v, names, step) for k, v in refs.items()}
+    if not isinstance(refs, list):
+        return refs
+    if len(refs) == 3 and isinstance(refs[0], str) and isinstance(refs[1], int):
+        return [refs[0], max(refs[1] + step, 0) if refs[0] in names else refs[1], refs[2]]
+    return [_shift_calls(r, names, step) for r in refs]
 
 
 def _node(node, reader, where):
@@ -437,7 +464,10 @@ def _keras_functional(config, path):
         if e["class_name"] == "Operation":   # Keras writes an op's tuples (an index) as lists
             nodes = _tuples_as_lists(nodes)
         layers.append({**converted, "name": e["name"], "inbound_nodes": nodes})
-    return {**config, "layers": layers}
+    shifted = _functional_names(config["layers"])
+    return {**config, "layers": layers,
+            "input_layers": _shift_calls(config["input_layers"], shifted, 1),
+            "output_layers": _shift_calls(config["output_layers"], shifted, 1)}
 
 
 def _tuples_as_lists(value):
