@@ -11,7 +11,10 @@ each call. This module turns each kind of `seed` into a key:
   advanced state is returned with the non-trainable variables, as Keras's; outside any scope
   the stored state is the key and advances, so successive eager calls differ, reproducibly
   for a given seed (the same numbers as Keras's generator on JAX).
-- an int: always the same key, so the same numbers on every call (Keras's stateless seeds).
+- an int: the key `SeedGenerator(seed)` draws first (`[seed, 0]`, uint32), as Keras's
+  `draw_seed`: the same numbers on every call, eagerly and inside a compiled step, and the
+  same numbers as Keras's on JAX from the same int. Seeds outside [0, 2**32) are taken modulo
+  2**32, as a generator's are (Keras refuses them).
 - None: the scope's next key inside a step; otherwise a key from `kilnet.utils.next_seed()`
   (reproducible after `kilnet.utils.set_random_seed`).
 - a JAX key array (typed, or raw uint32): used as is.
@@ -98,7 +101,7 @@ class SeedGenerator:
         self.seed = python_random.randint(1, 10**9) if seed is None else int(seed)
         self.name = name or _auto_name()
         with _scope.weights_named(self.name):
-            self.state = Variable(np.array([self.seed % 2**32, 0], np.uint32),
+            self.state = Variable(_first_key(self.seed),
                                   name="seed_generator_state", trainable=False, dtype="uint32")
 
     def next(self):
@@ -157,9 +160,10 @@ def _auto_name() -> str:
     return "seed_generator" if count == 0 else f"seed_generator_{count}"
 
 
-def _unsigned(seed: int) -> int:
-    # utils.raw_key takes non-negative ints; Keras also accepts negative seeds
-    return int(seed) % 2**64
+def _first_key(seed: int) -> np.ndarray:
+    """A generator's starting state, which is also the key of an int seed: Keras derives
+    both from the seed the same way, so `seed=s` and `seed=SeedGenerator(s)` draw alike."""
+    return np.array([int(seed) % 2**32, 0], np.uint32)
 
 
 def _is_key(seed) -> bool:
@@ -175,7 +179,8 @@ def draw_key(seed=None):
     if isinstance(seed, SeedGenerator):
         return seed.next()
     if _is_int(seed):
-        return utils.raw_key(_unsigned(seed))
+        # made on the host, as the generator's eager keys: a constant even under a trace
+        return jax.device_put(_first_key(seed))
     if seed is None:
         key = _scope.next_rng()
         return utils.raw_key(utils.next_seed()) if key is None else key
@@ -214,8 +219,13 @@ def categorical(logits, num_samples, dtype="int32", seed=None):
     """`num_samples` class indices per row of `logits` (shape `(batch, classes)`, unnormalized
     log-probabilities); returns shape `(batch, num_samples)`."""
     logits = jnp.asarray(to_array(logits))
-    # One logits row per sample: broadcast each row against num_samples draws.
-    samples = jax.random.categorical(draw_key(seed), logits[:, None, :], axis=-1,
+    if logits.ndim != 2:
+        raise ValueError("Argument `logits` must be 2-D, of shape (batch_size, num_classes). "
+                         f"Received: logits of shape {logits.shape}; add a batch axis with "
+                         "`logits[None]` for a single row")
+    # Keras's layout: the classes on axis 1 and the samples broadcast along a trailing axis,
+    # so the Gumbel noise is drawn in the same order (batch, classes, samples) as Keras's.
+    samples = jax.random.categorical(draw_key(seed), logits[..., None], axis=1,
                                      shape=(logits.shape[0], num_samples))
     return samples.astype(dtype)
 
