@@ -236,7 +236,9 @@ def dropout(inputs, rate, noise_shape=None, seed=None):
     the input's shape; None entries take the input's size) shares one draw across an axis."""
     if isinstance(rate, numbers.Real) and not 0 <= rate < 1:
         raise ValueError(f"Argument `rate` must be in [0, 1). Received: rate={rate!r}")
-    inputs = jnp.asarray(to_array(inputs))
+    inputs = to_array(inputs)
+    if not isinstance(inputs, (np.ndarray, jax.Array)):
+        inputs = jnp.asarray(inputs)
     if isinstance(rate, numbers.Real) and rate == 0:
         return inputs   # as Keras: nothing dropped, no key drawn
     if noise_shape is None:
@@ -245,8 +247,11 @@ def dropout(inputs, rate, noise_shape=None, seed=None):
                         for i, size in enumerate(noise_shape))
     keep_prob = 1.0 - rate
     keep = jax.random.bernoulli(draw_key(seed), keep_prob, noise_shape)
+    # A NumPy input is scaled by NumPy, as in Keras: its float32 division rounds differently
+    # from XLA's in the last bit, so this keeps the kept values equal to Keras's.
+    scaled = inputs / keep_prob
     # broadcast_to, not implicit broadcasting: a noise_shape that does not fit is an error
-    return jnp.where(jnp.broadcast_to(keep, inputs.shape), inputs / keep_prob, 0)
+    return jnp.where(jnp.broadcast_to(keep, inputs.shape), scaled, 0)
 
 
 def shuffle(x, axis=0, seed=None):
