@@ -175,7 +175,12 @@ def _is_key(seed) -> bool:
 
 
 def draw_key(seed=None):
-    """The JAX key a random function uses for `seed` (see the module docstring)."""
+    """The JAX key a random function uses for `seed` (see the module docstring).
+
+    Example:
+        >>> draw_key(1).tolist()   # an int's key is Keras's: [seed, 0], uint32
+        [1, 0]
+    """
     if isinstance(seed, SeedGenerator):
         return seed.next()
     if _is_int(seed):
@@ -217,7 +222,13 @@ def randint(shape, minval, maxval, dtype="int32", seed=None):
 
 def categorical(logits, num_samples, dtype="int32", seed=None):
     """`num_samples` class indices per row of `logits` (shape `(batch, classes)`, unnormalized
-    log-probabilities); returns shape `(batch, num_samples)`."""
+    log-probabilities); returns shape `(batch, num_samples)`.
+
+    Example:
+        >>> import numpy as np
+        >>> categorical(np.log([[0.5, 0.5, 1e-9]]), 4, seed=0).shape
+        (1, 4)
+    """
     logits = jnp.asarray(to_array(logits))
     if logits.ndim != 2:
         raise ValueError("Argument `logits` must be 2-D, of shape (batch_size, num_classes). "
@@ -255,8 +266,20 @@ def dropout(inputs, rate, noise_shape=None, seed=None):
 
 
 def shuffle(x, axis=0, seed=None):
-    """`x` with its slices along `axis` in a random order (each slice kept whole, as
-    keras.random.shuffle on the TensorFlow and PyTorch backends)."""
+    """`x` with its slices along `axis` in a random order.
+
+    A 1-D `x` comes out in Keras's order on JAX. An N-D `x` keeps each slice whole (as
+    keras.random.shuffle on the TensorFlow and PyTorch backends; Keras 3 on JAX shuffles each
+    column on its own), its slices in the order a 1-D `arange` of their count would take.
+
+    Example:
+        >>> import numpy as np
+        >>> shuffle(np.arange(10), seed=1).tolist()   # Keras's numbers for seed=1
+        [9, 4, 7, 0, 1, 6, 5, 2, 3, 8]
+        >>> pairs = shuffle(np.arange(6).reshape(3, 2), seed=2)
+        >>> bool((pairs[:, 1] - pairs[:, 0] == 1).all())
+        True
+    """
     return jax.random.permutation(draw_key(seed), jnp.asarray(to_array(x)), axis=axis,
                                   independent=False)
 
