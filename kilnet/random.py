@@ -13,7 +13,10 @@ each call. This module turns each kind of `seed` into a key:
   non-trainable variables, as Keras's; outside any scope
   the stored state is the key and advances, so successive eager calls differ, reproducibly
   for a given seed (the same numbers as Keras's generator on JAX).
-- an int: always the same key, so the same numbers on every call (Keras's stateless seeds).
+- an int: the key `SeedGenerator(seed)` draws first (`[seed, 0]`, uint32), as Keras's
+  `draw_seed`: the same numbers on every call, eagerly and inside a compiled step, and the
+  same numbers as Keras's on JAX from the same int. Seeds outside [0, 2**32) are taken modulo
+  2**32, as a generator's are (Keras refuses them).
 - None: the scope's next key inside a step; otherwise a key from `kilnet.utils.next_seed()`
   (reproducible after `kilnet.utils.set_random_seed`).
 - a JAX key array (typed, or raw uint32): used as is.
@@ -100,7 +103,7 @@ class SeedGenerator:
         self.seed = python_random.randint(1, 10**9) if seed is None else int(seed)
         self.name = name or _auto_name()
         with _scope.weights_named(self.name):
-            self.state = Variable(np.array([self.seed % 2**32, 0], np.uint32),
+            self.state = Variable(_first_key(self.seed),
                                   name="seed_generator_state", trainable=False, dtype="uint32")
 
     def next(self):
@@ -164,9 +167,10 @@ def _auto_name() -> str:
     return "seed_generator" if count == 0 else f"seed_generator_{count}"
 
 
-def _unsigned(seed: int) -> int:
-    # utils.raw_key takes non-negative ints; Keras also accepts negative seeds
-    return int(seed) % 2**64
+def _first_key(seed: int) -> np.ndarray:
+    """A generator's starting state, which is also the key of an int seed: Keras derives
+    both from the seed the same way, so `seed=s` and `seed=SeedGenerator(s)` draw alike."""
+    return np.array([int(seed) % 2**32, 0], np.uint32)
 
 
 def _is_key(seed) -> bool:
@@ -178,11 +182,17 @@ def _is_key(seed) -> bool:
 
 
 def draw_key(seed=None):
-    """The JAX key a random function uses for `seed` (see the module docstring)."""
+    """The JAX key a random function uses for `seed` (see the module docstring).
+
+    Example:
+        >>> draw_key(1).tolist()   # an int's key is Keras's: [seed, 0], uint32
+        [1, 0]
+    """
     if isinstance(seed, SeedGenerator):
         return seed.next()
     if _is_int(seed):
-        return utils.raw_key(_unsigned(seed))
+        # made on the host, as the generator's eager keys: a constant even under a trace
+        return jax.device_put(_first_key(seed))
     if seed is None:
         key = _scope.next_rng()
         return utils.raw_key(utils.next_seed()) if key is None else key
@@ -219,10 +229,21 @@ def randint(shape, minval, maxval, dtype="int32", seed=None):
 
 def categorical(logits, num_samples, dtype="int32", seed=None):
     """`num_samples` class indices per row of `logits` (shape `(batch, classes)`, unnormalized
-    log-probabilities); returns shape `(batch, num_samples)`."""
+    log-probabilities); returns shape `(batch, num_samples)`.
+
+    Example:
+        >>> import numpy as np
+        >>> categorical(np.log([[0.5, 0.5, 1e-9]]), 4, seed=0).shape
+        (1, 4)
+    """
     logits = jnp.asarray(to_array(logits))
-    # One logits row per sample: broadcast each row against num_samples draws.
-    samples = jax.random.categorical(draw_key(seed), logits[:, None, :], axis=-1,
+    if logits.ndim != 2:
+        raise ValueError("Argument `logits` must be 2-D, of shape (batch_size, num_classes). "
+                         f"Received: logits of shape {logits.shape}; add a batch axis with "
+                         "`logits[None]` for a single row")
+    # Keras's layout: the classes on axis 1 and the samples broadcast along a trailing axis,
+    # so the Gumbel noise is drawn in the same order (batch, classes, samples) as Keras's.
+    samples = jax.random.categorical(draw_key(seed), logits[..., None], axis=1,
                                      shape=(logits.shape[0], num_samples))
     return samples.astype(dtype)
 
@@ -233,7 +254,9 @@ def dropout(inputs, rate, noise_shape=None, seed=None):
     the input's shape; None entries take the input's size) shares one draw across an axis."""
     if isinstance(rate, numbers.Real) and not 0 <= rate < 1:
         raise ValueError(f"Argument `rate` must be in [0, 1). Received: rate={rate!r}")
-    inputs = jnp.asarray(to_array(inputs))
+    inputs = to_array(inputs)
+    if not isinstance(inputs, (np.ndarray, jax.Array)):
+        inputs = jnp.asarray(inputs)
     if isinstance(rate, numbers.Real) and rate == 0:
         return inputs   # as Keras: nothing dropped, no key drawn
     if noise_shape is None:
@@ -242,13 +265,28 @@ def dropout(inputs, rate, noise_shape=None, seed=None):
                         for i, size in enumerate(noise_shape))
     keep_prob = 1.0 - rate
     keep = jax.random.bernoulli(draw_key(seed), keep_prob, noise_shape)
+    # A NumPy input is scaled by NumPy, as in Keras: its float32 division rounds differently
+    # from XLA's in the last bit, so this keeps the kept values equal to Keras's.
+    scaled = inputs / keep_prob
     # broadcast_to, not implicit broadcasting: a noise_shape that does not fit is an error
-    return jnp.where(jnp.broadcast_to(keep, inputs.shape), inputs / keep_prob, 0)
+    return jnp.where(jnp.broadcast_to(keep, inputs.shape), scaled, 0)
 
 
 def shuffle(x, axis=0, seed=None):
-    """`x` with its slices along `axis` in a random order (each slice kept whole, as
-    keras.random.shuffle on the TensorFlow and PyTorch backends)."""
+    """`x` with its slices along `axis` in a random order.
+
+    A 1-D `x` comes out in Keras's order on JAX. An N-D `x` keeps each slice whole (as
+    keras.random.shuffle on the TensorFlow and PyTorch backends; Keras 3 on JAX shuffles each
+    column on its own), its slices in the order a 1-D `arange` of their count would take.
+
+    Example:
+        >>> import numpy as np
+        >>> shuffle(np.arange(10), seed=1).tolist()   # Keras's numbers for seed=1
+        [9, 4, 7, 0, 1, 6, 5, 2, 3, 8]
+        >>> pairs = shuffle(np.arange(6).reshape(3, 2), seed=2)
+        >>> bool((pairs[:, 1] - pairs[:, 0] == 1).all())
+        True
+    """
     return jax.random.permutation(draw_key(seed), jnp.asarray(to_array(x)), axis=axis,
                                   independent=False)
 

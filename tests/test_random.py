@@ -134,7 +134,7 @@ def test_int_seed_gives_the_same_numbers_every_call():
     assert same(a, b)
     assert not same(a, kr.normal((5,), seed=43))
     assert same(kr.uniform((5,), seed=np.int64(42)), kr.uniform((5,), seed=42))
-    # negative seeds are accepted, as in Keras, and differ from their absolute value
+    # negative seeds wrap modulo 2**32 (Keras refuses them): not their absolute value
     assert not same(kr.normal((5,), seed=-42), a)
 
 
