@@ -1025,6 +1025,7 @@ def _prediction_trainer(model):
     """The model's Trainer; Keras allows predict on an uncompiled model."""
     if model.compiled is None:
         model.compiled = Trainer(model, optimizer="sgd", loss="mse", metrics=[])
+        model.compiled.for_prediction_only = True
     return model.compiled
 
 

@@ -641,7 +641,7 @@ def save_model(model, filepath, *, overwrite=True, include_optimizer=True):
         tensors, info["weights"] = _weight_tensors(model)
     tensors.update(_hook_tensors(model, filepath))
     trainer = model.compiled
-    if trainer is not None and include_optimizer:
+    if model.is_compiled and include_optimizer:
         info["compile"] = _compile_entry(model)
         if info["compile"] is not None and trainer.state is not None:
             tensors.update(tree_to_tensors("opt", trainer.state.opt_state))
@@ -673,7 +673,7 @@ def nonfinite_arrays(model, include_optimizer=True) -> list:
         return []
     tensors, _ = _weight_tensors(model)
     trainer = model.compiled
-    if include_optimizer and trainer is not None and trainer.state is not None:
+    if include_optimizer and model.is_compiled and trainer.state is not None:
         tensors.update(tree_to_tensors("opt", trainer.state.opt_state))
     return nonfinite(tensors)
 

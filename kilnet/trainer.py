@@ -35,6 +35,10 @@ class Trainer:
     """What compile() builds: the resolved optimizer/loss/metrics, the step specification, the
     training state and a cache of ahead-of-time compiled programs per data shape."""
 
+    # True for the one predict() makes on a model compile() never saw: it predicts, and
+    # training, evaluation and files treat the model as not compiled (Keras's).
+    for_prediction_only = False
+
     def __init__(self, model, *, optimizer, loss, metrics, loss_weights=None,
                  weighted_metrics=None, on_nonfinite="stop", distribution=None):
         if on_nonfinite not in ("stop", "skip"):

@@ -48,7 +48,7 @@ def save_keras(model, filepath, overwrite=True, include_optimizer=True):
     # (none for a class of yours that makes a functional graph in its __init__)
     entry = _config.keras_model(kilnet_config.serialize(model), path)
     compile_config, optimizer = None, None
-    if include_optimizer and model.compiled is not None:
+    if include_optimizer and model.is_compiled:
         compile_config, optimizer = training_setup(model, path)
     entry["compile_config"] = compile_config
     config = json.dumps(entry, default=_safefile.json_default)

@@ -71,7 +71,7 @@ def save_legacy_h5(model, filepath, overwrite=True, include_optimizer=True):
     attributes = {"keras_version": KERAS_VERSION, "backend": "jax",
                   "model_config": _json(legacy_model_config(entry))}
     optimizer = None
-    if include_optimizer and model.compiled is not None:
+    if include_optimizer and model.is_compiled:
         compile_config, optimizer = training_setup(model, path, own_config=False)
         if compile_config is not None:
             attributes["training_config"] = _json(legacy_training_config(compile_config))

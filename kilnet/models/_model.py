@@ -963,7 +963,7 @@ class Model(Layer):
             ('SGD', 0.1)
         """
         from kilnet import saving
-        return None if self.compiled is None else saving.compile_config(self.compiled)
+        return saving.compile_config(self.compiled) if self.is_compiled else None
 
     def compile_from_config(self, config) -> None:
         """compile() from what `get_compile_config` returned (Keras's), with a new optimizer
@@ -1071,7 +1071,7 @@ class Model(Layer):
     def metrics(self) -> list:
         """Keras's model.metrics: after compile(), a loss tracker (kilnet.metrics.Mean named
         "loss") then the compiled metrics. A custom train_step may override it with its own."""
-        return [] if self.compiled is None else self.compiled.keras_metrics()
+        return self.compiled.keras_metrics() if self.is_compiled else []
 
     @property
     def metrics_names(self) -> list:
@@ -1132,9 +1132,27 @@ class Model(Layer):
         extra = {"training": training} if takes_training else {}
         return self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, **extra)
 
+    @property
+    def is_compiled(self) -> bool:
+        """Whether compile() ran, as Keras's `model.compiled` (kilnet's `model.compiled` is
+        the Trainer it made). `predict` on a model never compiled runs without compiling it:
+        fit and evaluate still ask for compile(), and files hold no training setup.
+
+        Example:
+            >>> import kilnet, numpy as np
+            >>> model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(1)])
+            >>> _ = model.predict(np.ones((2, 3), "float32"), verbose=0)
+            >>> model.is_compiled, model.optimizer
+            (False, None)
+            >>> model.compile(optimizer="sgd", loss="mse")
+            >>> model.is_compiled
+            True
+        """
+        return self.compiled is not None and not self.compiled.for_prediction_only
+
     def require_compiled(self):
         """The Trainer compile() made (kilnet.trainer), or a RuntimeError saying to compile."""
-        if self.compiled is None:
+        if not self.is_compiled:
             raise RuntimeError(
                 "The model must be compiled before training or evaluation: call "
                 "model.compile(optimizer='adam', loss='sparse_categorical_crossentropy', "
@@ -1161,13 +1179,13 @@ class Model(Layer):
             >>> type(model.optimizer).__name__, model.loss
             ('Adam', 'mse')
         """
-        if self.compiled is None:
+        if not self.is_compiled:
             return self.__dict__.get("_optimizer_before_compile")
         return self.compiled.optimizer
 
     @optimizer.setter
     def optimizer(self, value):
-        if self.compiled is None:
+        if not self.is_compiled:
             set_untracked(self, "_optimizer_before_compile", value)
             return
         # Model.compile, not type(self).compile: a compile() of yours that sets the optimizer
