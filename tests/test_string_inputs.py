@@ -175,6 +175,23 @@ _KERAS_SCRIPT = textwrap.dedent("""
     model = keras.Model(colour, layers.Dense(1, activation="sigmoid")(hidden))
     model.set_weights([data[f"lookup_{i}"] for i in range(int(data["lookup_count"]))])
     out["lookup_predict"] = model.predict(colours, verbose=0).tolist()
+
+    # kilnet's files opened by Keras
+    out["kilnet_text_file"] = keras.models.load_model("text.keras").predict(
+        texts, verbose=0).tolist()
+    out["kilnet_lookup_file"] = keras.models.load_model("lookup.keras").predict(
+        colours, verbose=0).tolist()
+
+    # Keras's file of an adapted TextVectorization (its vocabulary in the assets)
+    vectorize = layers.TextVectorization(max_tokens=15, output_sequence_length=5)
+    vectorize.adapt(texts)
+    keras.utils.set_random_seed(3)
+    text = keras.Input((1,), dtype="string", name="text")
+    hidden = layers.GlobalAveragePooling1D()(layers.Embedding(15, 3)(vectorize(text)))
+    model = keras.Model(text, layers.Dense(2, activation="softmax")(hidden))
+    model.save("keras_text.keras")
+    out["keras_file_predict"] = model.predict(texts, verbose=0).tolist()
+    out["keras_file_vocabulary"] = vectorize.get_vocabulary()
     print(json.dumps(out))
 """)
 
@@ -194,6 +211,8 @@ def keras_tf(tmp_path_factory):
         arrays[f"{name}_count"] = np.array(len(weights))
         arrays.update({f"{name}_{i}": w for i, w in enumerate(weights)})
     np.savez(folder / "data.npz", **arrays)
+    text_model.save(folder / "text.keras")
+    lookup_model.save(folder / "lookup.keras")
     script = folder / "peer.py"
     script.write_text(_KERAS_SCRIPT)
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "CUDA_VISIBLE_DEVICES": "",
@@ -202,7 +221,7 @@ def keras_tf(tmp_path_factory):
     done = subprocess.run([str(PEERS), str(script), str(folder / "data.npz")], env=env,
                           capture_output=True, text=True, timeout=600, cwd=folder)
     assert done.returncode == 0, done.stderr[-3000:]
-    return {"text": text_model, "lookup": lookup_model,
+    return {"text": text_model, "lookup": lookup_model, "folder": folder,
             "keras": json.loads(done.stdout.strip().splitlines()[-1])}
 
 
@@ -217,3 +236,33 @@ def test_text_model_matches_keras_tensorflow(keras_tf):
 def test_lookup_model_matches_keras_tensorflow(keras_tf):
     np.testing.assert_allclose(keras_tf["lookup"].predict(COLOURS, verbose=0),
                                keras_tf["keras"]["lookup_predict"], rtol=1e-5, atol=1e-6)
+
+
+def test_keras_opens_kilnets_string_model_files(keras_tf):
+    np.testing.assert_allclose(keras_tf["keras"]["kilnet_text_file"],
+                               keras_tf["text"].predict(TEXTS, verbose=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(keras_tf["keras"]["kilnet_lookup_file"],
+                               keras_tf["lookup"].predict(COLOURS, verbose=0), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_kilnet_opens_keras_string_model_files(keras_tf):
+    """Keras with TensorFlow writes an adapted TextVectorization's vocabulary in the file's
+    assets and its ids as int64 tensors in the config."""
+    model = kilnet.models.load_model(keras_tf["folder"] / "keras_text.keras")
+    assert model.layers[1].get_vocabulary() == keras_tf["keras"]["keras_file_vocabulary"]
+    assert model.inputs[0].dtype == "string"
+    np.testing.assert_allclose(model.predict(TEXTS, verbose=0),
+                               keras_tf["keras"]["keras_file_predict"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".kilnet"])
+def test_string_models_round_trip_through_files(tmp_path, suffix):
+    for model, data in ((_text_model()[0], TEXTS), (_lookup_model()[0], COLOURS)):
+        path = tmp_path / f"model{suffix}"
+        model.save(path)
+        again = kilnet.models.load_model(path)
+        assert [layer.name for layer in again.layers] == [layer.name for layer in model.layers]
+        assert again.get_config() == model.get_config()
+        np.testing.assert_allclose(again.predict(data, verbose=0),
+                                   model.predict(data, verbose=0), rtol=1e-6)

@@ -253,6 +253,20 @@ class TextVectorization(Layer):
         depth = self.lookup_layer.vocabulary_size()
         return (self.lookup_layer.max_tokens if self.lookup_layer.pad_to_max_tokens else depth,)
 
+    # -- Keras's saving hooks: those of its lookup, as Keras's ----------------------------------
+    def save_own_variables(self, store) -> None:
+        """The lookup's (Keras's layout): the idf weights with output_mode="tf_idf"."""
+        self.lookup_layer.save_own_variables(store)
+
+    def load_own_variables(self, store) -> None:
+        """The idf weights a Keras file keeps with output_mode="tf_idf"."""
+        self.lookup_layer.load_own_variables(store)
+
+    def load_assets(self, dir_path) -> None:
+        """An adapted vocabulary from a Keras file's asset vocabulary.txt (Keras writes a
+        TextVectorization's vocabulary there, its config saying only its size)."""
+        self.lookup_layer.load_assets(dir_path)
+
     # -- configuration -------------------------------------------------------------------------
     def get_config(self):
         for name in ("standardize", "split"):

@@ -44,6 +44,11 @@ class HostStage:
         self.fed = ([t for t in graph.inputs if t.dtype != "string"]
                     + [t for node in self.nodes for t in node.outputs])
 
+    @property
+    def layer_ids(self) -> set:
+        """id() of each layer the host stage runs (they have no weights to draw)."""
+        return {id(node.layer) for node in self.nodes}
+
     def fed_arrays(self, x, argument: str = "x") -> list:
         """The arrays the compiled programs take (one per fed tensor) for `x` as a user gives
         the model's inputs: one array or list of strings, a list in input order, or a dict by

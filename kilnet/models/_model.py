@@ -561,7 +561,10 @@ class Model(Layer):
         self._reset_trainer()
 
     def _build_each_layer(self, seed: int, everything: bool):
+        on_host = set() if self.host_stage is None else self.host_stage.layer_ids
         for index, layer in enumerate(self._sublayers):
+            if id(layer) in on_host:
+                continue   # a string layer: no weights, it runs on the host
             if everything or not layer.built:
                 layer.build_weights(utils.numpy_rng(seed, index), layer.build_shape,
                                     call_extras=layer.first_call_extras(),
