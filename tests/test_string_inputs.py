@@ -12,6 +12,7 @@ import os
 import pathlib
 import subprocess
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -142,6 +143,39 @@ def test_numeric_models_do_not_take_the_host_stage(monkeypatch):
     model.compile("adam", "mse")
     model.fit(np.ones((8, 4)), np.ones(8), epochs=1, verbose=0)
     assert model.host_stage is None
+
+
+def test_feature_space_inference_model_takes_raw_features():
+    """keras.io's "Structured data classification with FeatureSpace": a model trained on the
+    encoded features, then an inference model from get_inputs() on raw values."""
+    space = kilnet.utils.FeatureSpace(
+        {"thal": kilnet.utils.FeatureSpace.string_categorical(num_oov_indices=1),
+         "age": "float_normalized", "sex": "integer_categorical",
+         "city": kilnet.utils.FeatureSpace.string_hashed(8)},
+        crosses=[kilnet.utils.FeatureSpace.cross(("sex", "thal"), crossing_dim=4)])
+    data = {"thal": np.array(["fixed", "normal", "normal", "reversible", "fixed", "normal"]),
+            "age": np.array([50.0, 60, 70, 40, 55, 65]), "sex": np.array([0, 1, 1, 0, 1, 0]),
+            "city": np.array(["a", "b", "c", "a", "b", "zz"])}
+    space.adapt(data)
+    dict_inputs = space.get_inputs()
+    assert {key: t.dtype for key, t in dict_inputs.items()} == {
+        "thal": "string", "age": "float32", "sex": "int32", "city": "string"}
+    encoded = space.get_encoded_features()
+    predictions = layers.Dense(1, activation="sigmoid")(
+        layers.Dense(8, activation="relu")(encoded))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", kilnet.errors.KerasQuirkWarning)
+        training_model = kilnet.Model(inputs=encoded, outputs=predictions)
+    inference_model = kilnet.Model(inputs=dict_inputs, outputs=predictions)
+    np.testing.assert_allclose(inference_model.predict(data, verbose=0),
+                               training_model.predict(space(data), verbose=0), rtol=1e-5,
+                               atol=1e-6)
+    sample = {"thal": "fixed", "age": 60.0, "sex": 1, "city": "b"}
+    one = inference_model.predict(
+        {name: kilnet.ops.convert_to_tensor([value]) for name, value in sample.items()},
+        verbose=0)
+    np.testing.assert_allclose(one, training_model.predict(space(sample)[None], verbose=0),
+                               rtol=1e-5, atol=1e-6)
 
 
 # -- Keras with TensorFlow, from the same weights ---------------------------------------------

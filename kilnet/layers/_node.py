@@ -45,6 +45,9 @@ class KerasTensor:
         self.node = node        # the Node that produced it (None while being made)
         self.index = index      # which of the node's outputs it is
         self.has_mask = False   # it will carry a sequence mask (Embedding(mask_zero=True)...)
+        # made to be a model's input though a layer computes it (FeatureSpace's encoded
+        # features): a model started from it gets no warning (models._intermediate_inputs)
+        self.meant_as_input = False
         self.uid = next(_tensor_ids)
 
     @property
