@@ -145,30 +145,38 @@ def test_numeric_models_do_not_take_the_host_stage(monkeypatch):
     assert model.host_stage is None
 
 
-def test_feature_space_inference_model_takes_raw_features():
-    """keras.io's "Structured data classification with FeatureSpace": a model trained on the
-    encoded features, then an inference model from get_inputs() on raw values."""
+FEATURES = {"thal": np.array(["fixed", "normal", "normal", "reversible", "fixed", "normal"]),
+            "age": np.array([50.0, 60, 70, 40, 55, 65], "float32"),
+            "sex": np.array([0, 1, 1, 0, 1, 0], "int32"),
+            "city": np.array(["a", "b", "c", "a", "b", "zz"])}
+
+
+def _feature_space_models():
+    """keras.io's "Structured data classification with FeatureSpace": a model trained on
+    the encoded features, and the inference model from get_inputs() on raw values."""
+    kilnet.utils.set_random_seed(2)
     space = kilnet.utils.FeatureSpace(
         {"thal": kilnet.utils.FeatureSpace.string_categorical(num_oov_indices=1),
          "age": "float_normalized", "sex": "integer_categorical",
          "city": kilnet.utils.FeatureSpace.string_hashed(8)},
         crosses=[kilnet.utils.FeatureSpace.cross(("sex", "thal"), crossing_dim=4)])
-    data = {"thal": np.array(["fixed", "normal", "normal", "reversible", "fixed", "normal"]),
-            "age": np.array([50.0, 60, 70, 40, 55, 65]), "sex": np.array([0, 1, 1, 0, 1, 0]),
-            "city": np.array(["a", "b", "c", "a", "b", "zz"])}
-    space.adapt(data)
+    space.adapt(FEATURES)
     dict_inputs = space.get_inputs()
-    assert {key: t.dtype for key, t in dict_inputs.items()} == {
-        "thal": "string", "age": "float32", "sex": "int32", "city": "string"}
     encoded = space.get_encoded_features()
     predictions = layers.Dense(1, activation="sigmoid")(
         layers.Dense(8, activation="relu")(encoded))
     with warnings.catch_warnings():
         warnings.simplefilter("error", kilnet.errors.KerasQuirkWarning)
         training_model = kilnet.Model(inputs=encoded, outputs=predictions)
-    inference_model = kilnet.Model(inputs=dict_inputs, outputs=predictions)
-    np.testing.assert_allclose(inference_model.predict(data, verbose=0),
-                               training_model.predict(space(data), verbose=0), rtol=1e-5,
+    return space, training_model, kilnet.Model(inputs=dict_inputs, outputs=predictions)
+
+
+def test_feature_space_inference_model_takes_raw_features():
+    space, training_model, inference_model = _feature_space_models()
+    assert {key: t.dtype for key, t in space.get_inputs().items()} == {
+        "thal": "string", "age": "float32", "sex": "int32", "city": "string"}
+    np.testing.assert_allclose(inference_model.predict(FEATURES, verbose=0),
+                               training_model.predict(space(FEATURES), verbose=0), rtol=1e-5,
                                atol=1e-6)
     sample = {"thal": "fixed", "age": 60.0, "sex": 1, "city": "b"}
     one = inference_model.predict(
@@ -226,6 +234,21 @@ _KERAS_SCRIPT = textwrap.dedent("""
     model.save("keras_text.keras")
     out["keras_file_predict"] = model.predict(texts, verbose=0).tolist()
     out["keras_file_vocabulary"] = vectorize.get_vocabulary()
+
+    # keras.io's FeatureSpace inference model, kilnet's Dense weights
+    FS = keras.utils.FeatureSpace
+    features = {key: data[f"feature_{key}"] for key in ("thal", "age", "sex", "city")}
+    space = FS({"thal": FS.string_categorical(num_oov_indices=1), "age": "float_normalized",
+                "sex": "integer_categorical", "city": FS.string_hashed(8)},
+               crosses=[FS.cross(("sex", "thal"), crossing_dim=4)])
+    space.adapt(tf.data.Dataset.from_tensor_slices(features).batch(32))
+    dict_inputs = space.get_inputs()
+    predictions = layers.Dense(1, activation="sigmoid")(
+        layers.Dense(8, activation="relu")(space.get_encoded_features()))
+    model = keras.Model(inputs=dict_inputs, outputs=predictions)
+    model.set_weights([data[f"space_{i}"] for i in range(int(data["space_count"]))])
+    out["space_predict"] = model.predict(
+        {key: tf.constant(value) for key, value in features.items()}, verbose=0).tolist()
     print(json.dumps(out))
 """)
 
@@ -240,7 +263,10 @@ def keras_tf(tmp_path_factory):
     lookup_model, _ = _lookup_model()
     arrays = {"texts": TEXTS, "labels": LABELS, "colours": COLOURS,
               "vocabulary": np.array(VOCABULARY)}
-    for name, model in (("text", text_model), ("lookup", lookup_model)):
+    _, _, space_model = _feature_space_models()
+    arrays.update({f"feature_{key}": value for key, value in FEATURES.items()})
+    for name, model in (("text", text_model), ("lookup", lookup_model),
+                        ("space", space_model)):
         weights = model.get_weights()
         arrays[f"{name}_count"] = np.array(len(weights))
         arrays.update({f"{name}_{i}": w for i, w in enumerate(weights)})
@@ -255,7 +281,7 @@ def keras_tf(tmp_path_factory):
     done = subprocess.run([str(PEERS), str(script), str(folder / "data.npz")], env=env,
                           capture_output=True, text=True, timeout=600, cwd=folder)
     assert done.returncode == 0, done.stderr[-3000:]
-    return {"text": text_model, "lookup": lookup_model, "folder": folder,
+    return {"text": text_model, "lookup": lookup_model, "space": space_model, "folder": folder,
             "keras": json.loads(done.stdout.strip().splitlines()[-1])}
 
 
@@ -300,3 +326,8 @@ def test_string_models_round_trip_through_files(tmp_path, suffix):
         assert again.get_config() == model.get_config()
         np.testing.assert_allclose(again.predict(data, verbose=0),
                                    model.predict(data, verbose=0), rtol=1e-6)
+
+
+def test_feature_space_model_matches_keras_tensorflow(keras_tf):
+    np.testing.assert_allclose(keras_tf["space"].predict(FEATURES, verbose=0),
+                               keras_tf["keras"]["space_predict"], rtol=1e-5, atol=1e-6)
