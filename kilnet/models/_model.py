@@ -150,6 +150,13 @@ class Model(Layer):
         self.built = all(layer.built for layer in self._sublayers)
 
     def __call__(self, *args, **kwargs):
+        if self.host_stage is not None and is_symbolic((args, kwargs)):
+            raise TypeError(
+                f"Model {self.name!r} takes strings, whose layers kilnet runs on the host "
+                "before the compiled program, so it cannot be called inside another model's "
+                "graph. Call its string layers on the outer model's string Input and the "
+                "numeric part (a model of its own) on their output, as keras.io's "
+                "end-to-end text model does.")
         if (self.host_stage is not None and args and not is_symbolic((args, kwargs))
                 and _scope.current() is None):
             # raw text: through the host stage, then the model on the numbers it gives
