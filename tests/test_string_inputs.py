@@ -125,6 +125,23 @@ def test_string_lookup_inside_a_model():
                                rtol=1e-5)
 
 
+def test_string_and_numeric_inputs_together():
+    word = kilnet.Input(shape=(1,), dtype="string", name="word")
+    count = kilnet.Input(shape=(2,), name="count")
+    lookup = layers.StringLookup(vocabulary=["u", "v"], output_mode="one_hot")
+    joined = layers.Concatenate()([layers.Flatten()(lookup(word)), count])
+    model = kilnet.Model({"word": word, "count": count}, layers.Dense(1)(joined))
+    words, counts = ["u", "v", "w"], np.arange(6, dtype="float32").reshape(3, 2)
+    kernel, bias = model.get_weights()
+    expected = np.concatenate([lookup(np.array(words)), counts], axis=1) @ kernel + bias
+    np.testing.assert_allclose(model.predict({"word": words, "count": counts}, verbose=0),
+                               expected, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(model({"word": words, "count": counts})), expected,
+                               rtol=1e-5)
+    with pytest.raises(kilnet.errors.InputError, match="misses \\['word'\\]"):
+        model.predict({"count": counts}, verbose=0)
+
+
 def test_a_numeric_layer_on_strings_is_refused_naming_it():
     text = kilnet.Input(shape=(1,), dtype="string")
     with pytest.raises(TypeError, match="'dense_on_text'.*string layers"):
