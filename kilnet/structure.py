@@ -18,7 +18,12 @@ from kilnet.errors import InputError
 
 
 def inputs_of(model, x, argument: str = "x") -> list:
-    """x as a list with one entry per model input (names from model.input_names)."""
+    """x as a list with one entry per model input (names from model.input_names); for a
+    model with string inputs, what its host stage computes from them (one entry per fed
+    tensor, kilnet.models._host_stage)."""
+    host_stage = getattr(model, "host_stage", None)
+    if host_stage is not None:
+        return host_stage.fed_arrays(x, argument)
     specs = model.input_specs
     if specs is None and isinstance(x, dict) and getattr(model, "takes_keyed_inputs", False):
         return [x[key] for key in sorted(x)]   # its call takes the dict (see sample_batch)

@@ -538,8 +538,6 @@ RECORDED = {
 DIFFERENT_VALUES = {("RandomCrop", "default"): ("seed",),
                     ("RandomShear", "default"): ("x_factor", "y_factor"),
                     ("RandomShear", "custom"): ("x_factor", "y_factor")}
-# kilnet refuses these in model files: they run on strings, which a kilnet model does not take.
-NOT_IN_MODEL_FILES = {"StringLookup", "TextVectorization"}
 
 
 def _make(case, form, k):
@@ -609,7 +607,7 @@ def test_config_values_are_keras_values(case, form):
 
 
 # -- both ways through Keras's files ------------------------------------------------------------
-FILE_PARAMS = [param for param in PARAMS if param.values[0].name not in NOT_IN_MODEL_FILES]
+FILE_PARAMS = PARAMS
 
 
 @pytest.mark.parametrize("case, form", [param for param in FILE_PARAMS

@@ -116,7 +116,7 @@ def test_messages_name_the_layer_and_why(tmp_path):
     cases = _cases(tmp_path, tmp_path / "marker")
     for name, pattern in [("marshalled Lambda", r"'lam'.*code"),
                           ("TFSMLayer", r"TFSMLayer.*external"),
-                          ("vocabulary path", r"StringLookup runs on strings"),
+                          ("vocabulary path", r"StringLookup.*not a file path"),
                           ("module path", r"module path 'subprocess'"),
                           ("enable_unsafe_deserialization", r"layer 'dense'.*function"),
                           ("terabyte shapes", r"more than the whole weights file"),

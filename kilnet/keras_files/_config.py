@@ -46,9 +46,6 @@ MODEL_CLASSES = frozenset({"Functional", "Sequential", "Model"})
 REFUSED = {
     "Lambda": "a Lambda layer holds Python code (marshalled bytecode), which kilnet never runs",
     "TFSMLayer": "a TFSMLayer loads an external TensorFlow SavedModel from a path",
-    "StringLookup": "a StringLookup runs on strings, which a kilnet model does not take",
-    "TextVectorization": "a TextVectorization runs on strings, which a kilnet model does not "
-                         "take (its standardize and split may also be functions)",
 }
 INITIALIZERS = {"GlorotUniform": "glorot_uniform", "GlorotNormal": "glorot_normal",
                 "HeUniform": "he_uniform", "HeNormal": "he_normal", "Zeros": "zeros",

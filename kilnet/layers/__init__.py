@@ -107,11 +107,11 @@ LAYER_TYPES = {
                 SeparableConv1D, Conv3DTranspose, ConvLSTM1D, ConvLSTM2D, ConvLSTM3D,
                 MaxPooling3D, AveragePooling3D,
                 IntegerLookup, CategoryEncoding, Discretization, Hashing, Operation, Lambda,
-                HashedCrossing,
+                HashedCrossing, StringLookup, TextVectorization,
                 MelSpectrogram, STFTSpectrogram,
                 LayerScale, StochasticDepth, CustomScaleLayer)
-    # StringLookup and TextVectorization run on the host, on the data before fit (a model
-    # input cannot hold strings yet), so no model file can hold them.
+    # StringLookup and TextVectorization take strings: in a model they follow a string
+    # Input and run on the host, before its program (kilnet.models._host_stage)
 }
 # Keras's other names for the same classes (`layers.MaxPool2D is layers.MaxPooling2D`); files
 # name the classes by their own names.

@@ -35,6 +35,7 @@ from kilnet import (_names, _scope, _tree, activations, constraints, initializer
                     mixed_precision, random, regularizers, utils)
 from kilnet.layers import _tracking
 from kilnet.layers._call_context import described_call
+from kilnet.layers._host_call import refuse_strings, takes_strings
 from kilnet.layers._input_spec import check_input_spec
 from kilnet.layers import _tensor_masks as tensor_masks
 from kilnet.layers._node import KerasTensor, Node, is_symbolic
@@ -775,10 +776,17 @@ class Layer:
         return self.compute_output_shape(input_shape)
 
     def _call_symbolic(self, args, kwargs):
+        if takes_strings((args, kwargs)):
+            refuse_strings(self)
         outputs = self.symbolic_outputs(args, kwargs)
         self._mark_masks(args, outputs)
-        self._inbound_nodes.append(Node(self, args, kwargs, outputs))
+        self.record_node(args, kwargs, outputs)
         return outputs
+
+    def record_node(self, args, kwargs, outputs) -> None:
+        """Record a call on symbolic tensors (`args`, `kwargs`) that gave `outputs` as one of
+        the layer's inbound nodes (the functional graph's edges)."""
+        self._inbound_nodes.append(Node(self, args, kwargs, outputs))
 
     def symbolic_outputs(self, args, kwargs):
         """The symbolic tensor(s) a call on symbolic tensors returns: shapes from

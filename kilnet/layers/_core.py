@@ -13,7 +13,7 @@ from kilnet.layers._dropout_masks import inverted_dropout, mask_shape
 from kilnet.layers._node import KerasTensor, Node
 
 
-_INPUT_DTYPES = ("float32", "int32", "int64", "uint8", "bool")
+_INPUT_DTYPES = ("float32", "int32", "int64", "uint8", "bool", "string")
 
 
 class InputLayer(Layer):
@@ -41,13 +41,15 @@ class InputLayer(Layer):
                                  f"inputs are dense arrays, always given); leave {argument} "
                                  f"out. Received: {argument}={value!r}")
         shape = as_shape(shape, "shape")
-        if isinstance(dtype, str) and dtype in ("string", "str", "object"):
-            raise ValueError(
-                "A kilnet model takes numbers only, so an Input cannot be of strings: turn the "
-                "text into numbers before the model, e.g. "
-                "ds.map(lambda x, y: (text_vectorization(x), y)), and give the Input the "
-                f"vectorized shape and dtype='int64'. Received: dtype={dtype!r}")
-        dtype = "float32" if dtype is None else str(np.dtype(dtype))
+        if dtype in ("string", "str", str):
+            # text: the layers that take it run on the host before the compiled program
+            # (kilnet.models._host_stage)
+            dtype = "string"
+        elif isinstance(dtype, str) and dtype == "object":
+            raise ValueError("An Input of Python objects is not supported; for text, give "
+                             "dtype='string'. Received: dtype='object'")
+        else:
+            dtype = "float32" if dtype is None else str(np.dtype(dtype))
         if dtype not in _INPUT_DTYPES:
             raise ValueError(f"Input dtype must be one of {list(_INPUT_DTYPES)}. Received: "
                              f"dtype={dtype!r}")
@@ -84,7 +86,9 @@ def Input(shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None
         shape: the shape of one sample, without the batch axis, e.g. (28, 28).
         batch_size: the model's fixed batch size, or None (default) for any: a stateful RNN
             needs it. fit, evaluate and predict then take batches of that size.
-        dtype: "float32" (default) or an integer dtype for token ids.
+        dtype: "float32" (default), an integer dtype for token ids, or "string" for text,
+            which only the string layers (TextVectorization, StringLookup, Hashing,
+            HashedCrossing) may take: they run on the host before the compiled model.
         batch_shape: the shape with the batch axis first, e.g. (32, 28, 28): the batch size
             and shape in one, as Keras's.
         name: the input's name (the key of its array when fit() gets a dict).

@@ -24,6 +24,7 @@ import numpy as np
 from kilnet import _scope
 from kilnet.layers._base import Layer
 from kilnet.layers._fingerprints import hash_bucket
+from kilnet.layers._host_call import record_host_call, takes_strings
 from kilnet.layers._node import is_symbolic
 
 ENCODINGS = ("one_hot", "multi_hot", "count")
@@ -370,6 +371,8 @@ class Hashing(Layer):
         [1, 0, 1, 0, 2]
     """
 
+    runs_on_strings = True   # a model runs it on the host (kilnet.models._host_stage)
+
     config_keys = ("num_bins", "salt", "mask_value", "output_mode", "sparse")
     accepts_id_dtype = True   # Keras's configs say "int64" (ID_DTYPES)
 
@@ -423,6 +426,8 @@ class Hashing(Layer):
         return out.astype(np.int32)
 
     def __call__(self, *args, **kwargs):
+        if args and takes_strings((args, kwargs)) and _scope.current() is None:
+            return record_host_call(self, args, kwargs)   # a model runs it on the host
         if args and not is_symbolic((args, kwargs)) and is_string_data(args[0]):
             if _scope.current() is not None:
                 raise TypeError("Hashing got strings inside another layer's call; hash "

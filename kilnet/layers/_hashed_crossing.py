@@ -26,6 +26,7 @@ from kilnet.layers._encoding import (check_output_mode, encode_categorical, enco
                                      id_dtype_name, is_string_data, refuse_sparse,
                                      without_id_dtype)
 from kilnet.layers._fingerprints import as_hash_bytes, fingerprint64
+from kilnet.layers._host_call import record_host_call, takes_strings
 from kilnet.layers._node import is_symbolic
 
 _MASK = (1 << 64) - 1
@@ -99,6 +100,8 @@ class HashedCrossing(Layer):
         (2, 4)
     """
 
+    runs_on_strings = True   # a model runs it on the host (kilnet.models._host_stage)
+
     config_keys = ("num_bins", "output_mode", "sparse")
     accepts_id_dtype = True   # Keras's configs say "int64" (ID_DTYPES)
 
@@ -136,6 +139,8 @@ class HashedCrossing(Layer):
 
     def __call__(self, inputs, *args, **kwargs):
         inputs = _check_inputs(inputs)
+        if takes_strings((inputs, kwargs)) and _scope.current() is None:
+            return record_host_call(self, (list(inputs),) + args, kwargs)   # run on the host
         if is_symbolic((inputs, kwargs)) or (_scope.current() is not None
                                              and not any(is_string_data(x) for x in inputs)):
             return super().__call__(list(inputs), *args, **kwargs)

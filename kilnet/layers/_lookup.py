@@ -26,6 +26,7 @@ from kilnet.layers._base import Layer, set_untracked
 from kilnet.layers._encoding import (ENCODINGS, as_salt, check_output_mode,
                                      encode_categorical, encoded_shape, refuse_sparse)
 from kilnet.layers._fingerprints import hash_bucket
+from kilnet.layers._host_call import record_host_call, takes_strings
 from kilnet.layers._node import is_symbolic
 
 _MODES = ("int",) + ENCODINGS + ("tf_idf",)
@@ -480,6 +481,8 @@ class StringLookup(_IndexLookup):
         ['b', '[UNK]']
     """
 
+    runs_on_strings = True   # a model runs it on the host (kilnet.models._host_stage)
+
     def __init__(self, max_tokens=None, num_oov_indices=1, mask_token=None, oov_token="[UNK]",
                  vocabulary=None, idf_weights=None, invert=False, output_mode="int",
                  pad_to_max_tokens=False, sparse=False, encoding="utf-8", salt=None,
@@ -512,6 +515,9 @@ class StringLookup(_IndexLookup):
         return {**super().get_config(), "encoding": self.encoding}
 
     def __call__(self, *args, **kwargs):
+        if args and takes_strings((args, kwargs)) and _scope.current() is None \
+                and not self.invert:
+            return record_host_call(self, args, kwargs)   # a model runs it on the host
         if is_symbolic((args, kwargs)) or _scope.current() is not None:
             raise TypeError(host_only_message("StringLookup", "lookup"))
         if not args:
@@ -651,8 +657,10 @@ def _integer_line(line, layer):
 
 # -- helpers shared with TextVectorization ---------------------------------------------------
 def host_only_message(layer_name, verb):
-    return (f"{layer_name} works on strings on the host and cannot run inside a model (kilnet "
-            "programs hold numbers only). Apply it to the data before fit, e.g. "
+    return (f"{layer_name} works on strings on the host and cannot run inside a compiled "
+            "program (kilnet programs hold numbers only). In a functional model, call it on "
+            "a string Input (kilnet.Input(shape=(1,), dtype='string')): the model runs it on "
+            "the host before its program. Otherwise apply it to the data before fit, e.g. "
             f"`x_ids = {verb}_layer(x_strings)`, or in a dataset: "
             f"`ds = ds.map(lambda x, y: ({verb}_layer(x), y))`, and give the model an integer "
             "input: kilnet.Input(shape=(length,), dtype='int32').")

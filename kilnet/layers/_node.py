@@ -39,11 +39,15 @@ class KerasTensor:
 
     def __init__(self, shape, dtype="float32", *, name=None, node=None, index=0):
         self.shape = tuple(None if d is None else int(d) for d in shape)
-        self.dtype = str(np.dtype(dtype))
+        # Keras's name for text, which NumPy has no dtype for (a string Input's tensors)
+        self.dtype = "string" if dtype == "string" else str(np.dtype(dtype))
         self.name = name
         self.node = node        # the Node that produced it (None while being made)
         self.index = index      # which of the node's outputs it is
         self.has_mask = False   # it will carry a sequence mask (Embedding(mask_zero=True)...)
+        # made to be a model's input though a layer computes it (FeatureSpace's encoded
+        # features): a model started from it gets no warning (models._intermediate_inputs)
+        self.meant_as_input = False
         self.uid = next(_tensor_ids)
 
     @property

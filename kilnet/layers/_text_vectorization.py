@@ -24,6 +24,7 @@ import numpy as np
 from kilnet import _scope
 from kilnet.layers._base import Layer, set_untracked
 from kilnet.layers._encoding import refuse_sparse
+from kilnet.layers._host_call import record_host_call, takes_strings
 from kilnet.layers._lookup import StringLookup, as_text_array, host_only_message
 from kilnet.layers._node import is_symbolic
 
@@ -65,6 +66,8 @@ class TextVectorization(Layer):
         >>> layer(np.array(["the Dog ran", "a cat"])).tolist()
         [[2, 4, 1, 0], [6, 5, 0, 0]]
     """
+
+    runs_on_strings = True   # a model runs it on the host (kilnet.models._host_stage)
 
     def __init__(self, max_tokens=None, standardize="lower_and_strip_punctuation",
                  split="whitespace", ngrams=None, output_mode="int",
@@ -193,6 +196,8 @@ class TextVectorization(Layer):
 
     # -- calling -------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
+        if args and takes_strings((args, kwargs)) and _scope.current() is None:
+            return record_host_call(self, args, kwargs)   # a model runs it on the host
         if is_symbolic((args, kwargs)) or _scope.current() is not None:
             raise TypeError(host_only_message("TextVectorization", "vectorize"))
         if not args:
@@ -247,6 +252,20 @@ class TextVectorization(Layer):
             return (self.output_sequence_length,)
         depth = self.lookup_layer.vocabulary_size()
         return (self.lookup_layer.max_tokens if self.lookup_layer.pad_to_max_tokens else depth,)
+
+    # -- Keras's saving hooks: those of its lookup, as Keras's ----------------------------------
+    def save_own_variables(self, store) -> None:
+        """The lookup's (Keras's layout): the idf weights with output_mode="tf_idf"."""
+        self.lookup_layer.save_own_variables(store)
+
+    def load_own_variables(self, store) -> None:
+        """The idf weights a Keras file keeps with output_mode="tf_idf"."""
+        self.lookup_layer.load_own_variables(store)
+
+    def load_assets(self, dir_path) -> None:
+        """An adapted vocabulary from a Keras file's asset vocabulary.txt (Keras writes a
+        TextVectorization's vocabulary there, its config saying only its size)."""
+        self.lookup_layer.load_assets(dir_path)
 
     # -- configuration -------------------------------------------------------------------------
     def get_config(self):

@@ -716,7 +716,7 @@ def _substitute(tree, produced, reader):
                         f"{len(tensors)}.")
         tensor = tensors[tree.tensor]
         if tree.shape is not None and (tree.shape != list(tensor.shape)
-                                       or tree.dtype != tensor.dtype):
+                                       or not _same_dtype(tree.dtype, tensor.dtype)):
             reader.fail(f"the configuration says layer {tree.layer!r} makes a tensor of shape "
                         f"{tree.shape} and dtype {tree.dtype!r:.20}; the rebuilt layer makes "
                         f"{list(tensor.shape)} {tensor.dtype}.")
@@ -728,6 +728,13 @@ def _substitute(tree, produced, reader):
     if isinstance(tree, dict):
         return {k: _substitute(v, produced, reader) for k, v in tree.items()}
     return tree
+
+
+def _same_dtype(in_file, rebuilt) -> bool:
+    """Whether a tensor's dtype in a file is the rebuilt layer's: the same, or int64 where
+    kilnet computes int32 (Keras with TensorFlow writes its lookups' and TextVectorization's
+    ids as int64; JAX's, and so kilnet's, are int32)."""
+    return in_file == rebuilt or (in_file == "int64" and rebuilt == "int32")
 
 
 _TOO_DEEP = "the configuration's graph is chained or nested too deeply to rebuild."

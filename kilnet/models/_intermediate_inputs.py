@@ -51,7 +51,8 @@ def start_from_inputs(inputs, outputs):
     nodes = walk_back(tensors_in(outputs), {t.uid for t in given})
     values = _fresh_inputs(cut, inputs, nodes)
     kept = _replay(nodes, values)
-    _warn(cut, inputs, values, kept)
+    if not all(t.meant_as_input for t in cut):   # else the model is what was meant
+        _warn(cut, inputs, values, kept)
     return (substitute(inputs, values, keep_others=True),
             substitute(outputs, values, keep_others=True))
 

@@ -26,8 +26,9 @@ import numpy as np
 from kilnet import _scope, _tree, structure, utils
 from kilnet.layers import ActivatedLayer, InputLayer, Layer, Operation
 from kilnet.layers._base import is_shape, parameter_names, set_untracked, takes_shape
-from kilnet.layers._node import KerasTensor, flatten, substitute
+from kilnet.layers._node import KerasTensor, flatten, is_symbolic, substitute
 from kilnet.models._graph import Graph
+from kilnet.models._host_stage import HostStage
 from kilnet.models._intermediate_inputs import start_from_inputs
 
 
@@ -112,6 +113,8 @@ class Model(Layer):
         super().__init__(name=kwargs.pop("name", None),
                          trainable=kwargs.pop("trainable", True), **kwargs)
         set_untracked(self, "graph", None)
+        # the nodes a model with string inputs runs on the host, before its programs
+        set_untracked(self, "host_stage", None)
         set_untracked(self, "_inputs_structure", None)
         # the outputs given to Model(inputs, outputs), or for a subclassed model those its
         # call returned when traced to build it (KerasTensors in the call's structure)
@@ -137,16 +140,47 @@ class Model(Layer):
         inputs, outputs = start_from_inputs(inputs, outputs)
         graph = Graph(inputs, outputs)
         set_untracked(self, "graph", graph)
+        if any(t.dtype == "string" for t in graph.inputs):
+            set_untracked(self, "host_stage", HostStage(graph))
         set_untracked(self, "_inputs_structure", inputs)
         set_untracked(self, "_outputs_structure", outputs)
         set_untracked(self, "_sublayers", [layer for layer in graph.layers
                                         if not isinstance(layer, InputLayer)])
-        self.build_shape = self._sample_shapes([t.sample_shape for t in graph.inputs])
+        self.build_shape = self._sample_shapes([t.sample_shape for t in self.fed_tensors])
         self.built = all(layer.built for layer in self._sublayers)
+
+    def __call__(self, *args, **kwargs):
+        if self.host_stage is not None and is_symbolic((args, kwargs)):
+            raise TypeError(
+                f"Model {self.name!r} takes strings, whose layers kilnet runs on the host "
+                "before the compiled program, so it cannot be called inside another model's "
+                "graph. Call its string layers on the outer model's string Input and the "
+                "numeric part (a model of its own) on their output, as keras.io's "
+                "end-to-end text model does.")
+        if (self.host_stage is not None and args and not is_symbolic((args, kwargs))
+                and _scope.current() is None):
+            # raw text: through the host stage, then the model on the numbers it gives
+            fed = self.host_stage.fed_arrays(args[0])
+            args = (fed[0] if len(fed) == 1 else fed,) + args[1:]
+        return super().__call__(*args, **kwargs)
 
     @property
     def is_functional(self) -> bool:
         return self.graph is not None
+
+    @property
+    def fed_tensors(self) -> list:
+        """The symbolic tensors a functional model's compiled programs take: its inputs, or
+        with string inputs, its numeric inputs and what its host stage computes from the
+        strings (kilnet.models._host_stage)."""
+        return self.graph.inputs if self.host_stage is None else self.host_stage.fed
+
+    @property
+    def _compiled_nodes(self) -> list:
+        """The graph's nodes that run in the compiled programs, in an order that runs them."""
+        if self.host_stage is None:
+            return self.graph.run_nodes
+        return self.host_stage.device_nodes
 
     @property
     def is_pure(self) -> bool:
@@ -224,7 +258,7 @@ class Model(Layer):
         """One TensorSpec per input, or None while the input shape is unknown."""
         if self.is_functional:
             return [TensorSpec(t.sample_shape, t.dtype, t.node.layer.name)
-                    for t in self.graph.inputs]
+                    for t in self.fed_tensors]
         if self.build_shape is None:
             return None
         # the dtypes of the first call's or the data's arrays (integer ids stay integers)
@@ -256,7 +290,8 @@ class Model(Layer):
 
     @property
     def input_names(self) -> list[str]:
-        if self.is_functional and isinstance(self._inputs_structure, dict):
+        if self.is_functional and isinstance(self._inputs_structure, dict) \
+                and self.host_stage is None:
             return sorted(self._inputs_structure)  # the order graph.inputs flattens them in
         return [spec.name for spec in (self.input_specs or [])]
 
@@ -277,8 +312,10 @@ class Model(Layer):
         specs = self.input_specs
         if specs is None:
             return None
-        tensors = self.graph.inputs if self.is_functional else [None] * len(specs)
-        shapes = [_batch_of(t) + s.shape for s, t in zip(specs, tensors)]
+        if self.is_functional:   # Keras's inputs, a string one too
+            shapes = [_batch_of(t) + t.sample_shape for t in self.graph.inputs]
+        else:
+            shapes = [_batch_of(None) + s.shape for s in specs]
         return shapes[0] if len(shapes) == 1 else shapes
 
     @property
@@ -331,7 +368,7 @@ class Model(Layer):
         """
         if not self.is_functional or getattr(x, "ndim", 0) == 0:
             return x
-        adjusted = keras_sample_shape(x.shape[1:], self.graph.inputs[index].sample_shape)
+        adjusted = keras_sample_shape(x.shape[1:], self.fed_tensors[index].sample_shape)
         if len(adjusted) > x.ndim - 1:
             return x[..., None]
         if len(adjusted) < x.ndim - 1:
@@ -344,9 +381,9 @@ class Model(Layer):
         if not self.is_functional:
             return [None] * len(self.input_specs or [])
         ranges = []
-        for tensor in self.graph.inputs:
+        for tensor in self.fed_tensors:
             found = None
-            for node in self.graph.run_nodes:
+            for node in self._compiled_nodes:
                 if any(t.uid == tensor.uid for t in node.inputs):
                     bounds = node.layer.integer_input_range()
                     if bounds is not None and (found is None or bounds[1] < found[1]):
@@ -531,7 +568,10 @@ class Model(Layer):
         self._reset_trainer()
 
     def _build_each_layer(self, seed: int, everything: bool):
+        on_host = set() if self.host_stage is None else self.host_stage.layer_ids
         for index, layer in enumerate(self._sublayers):
+            if id(layer) in on_host:
+                continue   # a string layer: no weights, it runs on the host
             if everything or not layer.built:
                 layer.build_weights(utils.numpy_rng(seed, index), layer.build_shape,
                                     call_extras=layer.first_call_extras(),
@@ -556,7 +596,7 @@ class Model(Layer):
         super().build_weights(rng, input_shape, call_extras=call_extras,
                               call_keywords=call_keywords)
         if self.is_functional:
-            self.build_shape = self._sample_shapes([t.sample_shape for t in self.graph.inputs])
+            self.build_shape = self._sample_shapes([t.sample_shape for t in self.fed_tensors])
 
     def init(self, rng, input_shape):
         if not self.is_functional:
@@ -590,7 +630,7 @@ class Model(Layer):
             return super().apply(params, state, self._as_called(inputs), *args,
                                  training=training, rng=rng, sample_mask=sample_mask, **kwargs)
         values = {}
-        for index, (tensor, value) in enumerate(zip(self.graph.inputs,
+        for index, (tensor, value) in enumerate(zip(self.fed_tensors,
                                                     self.flatten_inputs(inputs))):
             values[tensor.uid] = self.with_declared_rank(value, index)
         logit_nodes = self._logit_nodes(logits)
@@ -598,7 +638,7 @@ class Model(Layer):
         # tensor uid -> its sequence mask, where a layer made one or the call gave one (Keras's
         # masks); output_masks (a list, if given) gets the outputs' masks
         masks = self._given_input_masks(mask)
-        for position, node in enumerate(self.graph.run_nodes):
+        for position, node in enumerate(self._compiled_nodes):
             layer = node.layer
             node_args = substitute(node.args, values)
             node_kwargs = substitute(node.kwargs, values)
@@ -638,9 +678,9 @@ class Model(Layer):
         if mask is None:
             return {}
         given = jax.tree.leaves(mask, is_leaf=lambda m: m is None)
-        if len(given) != len(self.graph.inputs):
+        if len(given) != len(self.fed_tensors):
             return {}   # not one per input: Keras sets none either (zip of unequal lengths)
-        return {tensor.uid: m for tensor, m in zip(self.graph.inputs, given) if m is not None}
+        return {tensor.uid: m for tensor, m in zip(self.fed_tensors, given) if m is not None}
 
     def _as_called(self, inputs):
         """A subclassed model first called on a dict gets a dict again: fit, evaluate and
@@ -1403,6 +1443,10 @@ def _leaf_layers(model) -> list:
 
 def _batch_length(data, argument: str) -> int:
     """The number of samples in one batch of arrays (a list or dict of them too)."""
+    if isinstance(data, dict) and data:   # by input name: the first input's samples
+        return _batch_length(data[sorted(data)[0]], argument)
+    if isinstance(data, (list, tuple)) and data and isinstance(data[0], (str, bytes)):
+        return len(data)   # a batch of strings for a string Input
     leaves = jax.tree.leaves(data) if isinstance(data, (dict, list, tuple)) else [data]
     if not leaves or not hasattr(leaves[0], "__len__"):
         raise ValueError(f"{argument} must be a batch of arrays (samples on the first axis). "

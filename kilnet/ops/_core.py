@@ -58,12 +58,31 @@ def cast(x, dtype):
 
 
 def convert_to_tensor(x, dtype=None, sparse=None, ragged=None):
-    """A JAX array holding `x` (a Variable's current value, a NumPy array, a list, a scalar)."""
+    """A JAX array holding `x` (a Variable's current value, a NumPy array, a list, a scalar);
+    text stays a NumPy array of str (JAX has no strings), which a model's string Input takes,
+    as keras.io's FeatureSpace example passes `convert_to_tensor([value])` to predict.
+
+    Example:
+        >>> convert_to_tensor([1, 2]).dtype, convert_to_tensor(["fixed"]).tolist()
+        (dtype('int32'), ['fixed'])
+    """
     if sparse or ragged:
         raise ValueError("kilnet has no sparse or ragged tensors. "
                          f"Received: sparse={sparse}, ragged={ragged}")
+    if dtype in (None, "string") and _is_text(x):
+        return np.asarray(x, dtype=str)
     x = as_array(x)
     return x if dtype is None else x.astype(dtype)
+
+
+def _is_text(x) -> bool:
+    """Whether `x` is a string, or a (nested) list or NumPy array of them."""
+    while isinstance(x, (list, tuple)) and x:
+        x = x[0]
+    if isinstance(x, np.ndarray):
+        return x.dtype.kind in "US" or (x.dtype.kind == "O" and x.size > 0
+                                        and isinstance(x.reshape(-1)[0], (str, bytes)))
+    return isinstance(x, (str, bytes))
 
 
 def convert_to_numpy(x):

@@ -16,8 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 from kilnet import serialization
-from kilnet.layers import (CategoryEncoding, Discretization, HashedCrossing, Hashing, Identity,
-                           Input, IntegerLookup, Normalization, Rescaling, StringLookup)
+from kilnet.layers import (CategoryEncoding, Concatenate, Discretization, HashedCrossing,
+                           Hashing, Identity, Input, IntegerLookup, Normalization, Rescaling,
+                           StringLookup)
+from kilnet.layers._node import tensors_in
 
 # Keras's module for its Feature, Cross and TFDIdentity entries in a config.
 _KERAS_MODULE = "keras.src.layers.preprocessing.feature_space"
@@ -161,10 +163,10 @@ class FeatureSpace:
     (batch, width) in "concat" mode. `preprocessors`, `crossers` and `one_hot_encoders` hold
     the underlying layers, under Keras's names.
 
-    Differences from Keras: the space runs on the host (NumPy) and is not a layer of a model:
-    call it on the data before the model. `get_encoded_features()` is therefore a
-    `kilnet.Input` of the encoded width, to start the model from, not a tensor connected to
-    `get_inputs()`; `get_inputs()` refuses string features (kilnet models take numbers only).
+    Differences from Keras: called on data, the space runs on the host (NumPy).
+    `get_inputs()` and `get_encoded_features()` are Keras's symbolic tensors, connected through
+    the space's layers (a model from `get_inputs()` runs its string layers on the host, the
+    rest compiled); the space itself is not a layer of that model (its layers are).
     Integer outputs ("int" mode) are int32 (Keras: int64). Default preprocessor names are not
     numbered per process. `save()` is not supported: keep `get_config()` (JSON-ready, and it
     carries the adapted vocabularies, boundaries and statistics) and use `from_config`.
@@ -491,33 +493,28 @@ class FeatureSpace:
 
     # -- models ------------------------------------------------------------------------------------
     def get_inputs(self):
-        """Keras's dict of model inputs, one `kilnet.Input(shape=(1,))` per feature. Only for
-        numeric features: kilnet models take numbers only, so string features are refused.
+        """Keras's dict of model inputs, one `kilnet.Input(shape=(1,))` per feature, of the
+        feature's dtype ("float32", "int32", or "string" for text: a model's string inputs
+        run through their string layers on the host, before its compiled program).
 
         Example:
             >>> import kilnet
-            >>> space = kilnet.utils.FeatureSpace({"x": "float"})
-            >>> space.get_inputs()["x"].shape
-            (None, 1)
+            >>> space = kilnet.utils.FeatureSpace({"x": "float", "city": "string_hashed"})
+            >>> {key: t.dtype for key, t in space.get_inputs().items()}
+            {'x': 'float32', 'city': 'string'}
         """
-        self._check_adapted()
-        strings = [key for key, f in self.features.items() if f.dtype == "string"]
-        if strings:
-            raise TypeError(
-                "FeatureSpace.get_inputs: kilnet models take numbers only, and string "
-                "features are encoded on the host. Call the space on the data instead "
-                "(`ds.map(lambda x, y: (feature_space(x), y))`) and start the model from "
-                f"feature_space.get_encoded_features(). Received: string features {strings}")
         if self._inputs is None:
             self._inputs = {key: Input(shape=(1,), dtype=f.dtype, name=key)
                             for key, f in self.features.items()}
         return self._inputs
 
     def get_encoded_features(self):
-        """A model input standing for the encoded features: a `kilnet.Input` of the concat
-        width ("concat") or a dict of them ("dict"), e.g.
-        `kilnet.Model(encoded, kilnet.layers.Dense(1)(encoded))`, trained on
-        `feature_space(x)`. Unlike Keras's, it is not connected to `get_inputs()`.
+        """The encoded features as symbolic tensors computed from `get_inputs()` through the
+        space's layers, as Keras's: one tensor of the concat width ("concat") or a dict of
+        them ("dict"). keras.io's pattern: train
+        `kilnet.Model(encoded, outputs)` on `feature_space(x)` (its input becomes a new
+        Input of the encoded width, without the warning such a model otherwise gets), and
+        predict on raw features with `kilnet.Model(feature_space.get_inputs(), outputs)`.
 
         Example:
             >>> import kilnet
@@ -527,15 +524,20 @@ class FeatureSpace:
         """
         self._check_adapted()
         if self._encoded_features is None:
-            widths = {key: self._width(key, spec) for key, spec in self._specs()}
+            inputs = self.get_inputs()
+            preprocessed = {key: self.preprocessors[key](inputs[key]) for key in self.features}
+            crossed = {cross.name: self.crossers[cross.name](
+                [preprocessed[key] for key in cross.feature_names]) for cross in self.crosses}
+            encoded = {}
+            for key, _ in self._specs():
+                value = preprocessed[key] if key in preprocessed else crossed[key]
+                encoder = self.one_hot_encoders.get(key)
+                encoded[key] = encoder(value) if encoder else value
             if self.output_mode == "concat":
-                self._encoded_features = Input(shape=(sum(widths.values()),),
-                                               name="encoded_features")
-            else:
-                self._encoded_features = {
-                    key: Input(shape=(width,), name=key,
-                               dtype="int32" if spec.output_mode == "int" else "float32")
-                    for (key, spec), width in zip(self._specs(), widths.values())}
+                encoded = Concatenate(axis=-1)(list(encoded.values()))
+            for tensor in tensors_in(encoded):   # keras.io trains a model started here
+                tensor.meant_as_input = True
+            self._encoded_features = encoded
         return self._encoded_features
 
     def _width(self, key, spec):
