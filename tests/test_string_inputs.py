@@ -2,9 +2,10 @@
 the compiled program (keras.io's "Text classification from scratch" end-to-end model, the
 preprocessing guide's StringLookup inside a model).
 
-Numbers are compared with Keras 3.15 with TensorFlow (which can run string models), run in a
-subprocess from the same weights, where bench/.venv-peers has it, and always with the hand
-pipeline: the text layer applied to the data first, then the numeric model.
+Numbers are compared with the hand pipeline (the text layer applied to the data first, then
+the numeric model) and, in the tests marked `peers` (`make test ARGS="-m peers"` after
+bench/setup_peers.sh), with Keras 3.15 with TensorFlow, which can run string models, in a
+subprocess from the same weights.
 """
 
 import json
@@ -21,8 +22,6 @@ import kilnet
 from kilnet import layers
 
 PEERS = pathlib.Path(__file__).resolve().parents[1] / "bench" / ".venv-peers" / "bin" / "python"
-if not PEERS.exists():
-    PEERS = pathlib.Path("/work/main/bench/.venv-peers/bin/python")
 
 TEXTS = np.array(["The cat sat on the mat.", "A dog ran far away!", "the dog sat",
                   "cats and dogs, together", "a cat ran", "unknown words only here",
@@ -279,8 +278,7 @@ _KERAS_SCRIPT = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def keras_tf(tmp_path_factory):
     """Keras 3.15 with TensorFlow run on the same data and weights as kilnet's models."""
-    if not PEERS.exists():
-        pytest.skip("Keras with TensorFlow (bench/.venv-peers) is not installed")
+    assert PEERS.exists(), "the peers tests need Keras with TensorFlow: run bench/setup_peers.sh"
     folder = tmp_path_factory.mktemp("keras_tf")
     text_model, _, _ = _text_model()
     lookup_model, _ = _lookup_model()
@@ -308,6 +306,7 @@ def keras_tf(tmp_path_factory):
             "keras": json.loads(done.stdout.strip().splitlines()[-1])}
 
 
+@pytest.mark.peers
 def test_text_model_matches_keras_tensorflow(keras_tf):
     model = _compiled(keras_tf["text"])
     np.testing.assert_allclose(model.predict(TEXTS, verbose=0),
@@ -316,11 +315,13 @@ def test_text_model_matches_keras_tensorflow(keras_tf):
                                keras_tf["keras"]["text_evaluate"], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.peers
 def test_lookup_model_matches_keras_tensorflow(keras_tf):
     np.testing.assert_allclose(keras_tf["lookup"].predict(COLOURS, verbose=0),
                                keras_tf["keras"]["lookup_predict"], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.peers
 def test_keras_opens_kilnets_string_model_files(keras_tf):
     np.testing.assert_allclose(keras_tf["keras"]["kilnet_text_file"],
                                keras_tf["text"].predict(TEXTS, verbose=0), rtol=1e-5, atol=1e-6)
@@ -329,6 +330,7 @@ def test_keras_opens_kilnets_string_model_files(keras_tf):
                                atol=1e-6)
 
 
+@pytest.mark.peers
 def test_kilnet_opens_keras_string_model_files(keras_tf):
     """Keras with TensorFlow writes an adapted TextVectorization's vocabulary in the file's
     assets and its ids as int64 tensors in the config."""
@@ -351,6 +353,7 @@ def test_string_models_round_trip_through_files(tmp_path, suffix):
                                    model.predict(data, verbose=0), rtol=1e-6)
 
 
+@pytest.mark.peers
 def test_feature_space_model_matches_keras_tensorflow(keras_tf):
     np.testing.assert_allclose(keras_tf["space"].predict(FEATURES, verbose=0),
                                keras_tf["keras"]["space_predict"], rtol=1e-5, atol=1e-6)
