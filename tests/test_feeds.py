@@ -107,3 +107,24 @@ def test_batches_of_the_wrong_shape_are_rejected(data):
 
     with pytest.raises(kilnet.InputError, match="every batch must have"):
         make_model().fit(batches(), epochs=1, verbose=0)
+
+
+def test_a_short_source_of_unknown_length_is_not_padded_to_a_whole_block(data, small_blocks):
+    """A generator that fits in one block is held in the power of two of batches at or above
+    its length (it was padded to the whole streamed block, 64 MB: 4 M rows of 4 numbers); a
+    longer one keeps one block size, so one program."""
+    x, y = data
+    model = make_model()
+
+    def batches(count):
+        return ((x[i * BATCH:(i + 1) * BATCH], y[i * BATCH:(i + 1) * BATCH])
+                for i in range(count))
+
+    short = model.evaluate(batches(2), verbose=0)   # 2 batches: blocks hold 3
+    assert short == pytest.approx(model.evaluate(x[:2 * BATCH], y[:2 * BATCH],
+                                                 batch_size=BATCH, verbose=0), rel=1e-6)
+    model.evaluate(batches(13), verbose=0)           # 5 blocks, the last holding 1 batch
+    evaluations = [p["name"] for p in model.compile_report.programs
+                   if p["name"].startswith("evaluate")]
+    assert evaluations == [f"evaluate loop ({2 * BATCH} samples, batch {BATCH})",
+                           f"evaluate loop ({3 * BATCH} samples, batch {BATCH})"]
