@@ -699,7 +699,9 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
         custom_objects: {"Name": cls} for layer and model classes of yours that are not
             registered with `register_serializable`.
         compile: restore the compile configuration and optimizer state.
-        safe_mode: must be True: kilnet files never hold code.
+        safe_mode: accepted as Keras's, and changes nothing: kilnet never runs code from a
+            file (Keras's `safe_mode=False` lets a Lambda's stored bytecode run; kilnet
+            refuses such a layer either way, naming the fix).
 
     Returns:
         The model.
@@ -724,8 +726,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     from kilnet.models import Model
     from kilnet.models import _config
 
-    if not safe_mode:
-        raise ValueError("kilnet files never hold code, so safe_mode=False has no meaning.")
+    del safe_mode   # nothing in a file is ever run, so there is nothing it could allow
     filepath = os.fspath(filepath)
     from kilnet import keras_files
     if keras_files.is_keras_weights_path(filepath):
