@@ -30,8 +30,9 @@ help:
 train: $(STAMP)
 	$(BIN)/kilnet train $(ARGS)
 
+# --durations: the slowest tests end the log, to keep the suite (and CI) short
 test: $(TEST_STAMP)
-	$(BIN)/python -m pytest -n $(JOBS) $(ARGS)
+	$(BIN)/python -m pytest -n $(JOBS) --durations=15 $(ARGS)
 
 info: $(STAMP)
 	$(BIN)/kilnet info
