@@ -155,7 +155,15 @@ class Variable:
 
     def key_apart_from(self, taken) -> None:
         """Take the first of name, name_1, ... not in `taken` (the keys its layer already
-        holds) as tree_key; the name and path stay."""
+        holds) as tree_key; the name and path stay.
+
+        Example:
+            >>> import numpy as np
+            >>> v = Variable(np.zeros(2, np.float32), name="pos")
+            >>> v.key_apart_from({"pos"})
+            >>> v.name, v.tree_key
+            ('pos', 'pos_1')
+        """
         self._tree_key = _names.unique_among(self.name, taken)
 
     def rename_owner(self, old: str, new: str) -> None:
