@@ -61,6 +61,10 @@ class Scope:
     # training=True in a call that infers) draws from its own SeedGenerator's stored state,
     # which advances, as Keras's layers draw.
     eager: bool = False
+    # Whether `training` was said: by the caller, an outer call or a call signature's
+    # default. An eager call that says none (Keras's None) lets each inner layer take its
+    # own call's default, as Keras resolves it.
+    training_given: bool = True
 
 
 def _thread_list(name: str) -> list:
@@ -376,6 +380,13 @@ def tracing_shapes_only() -> bool:
 def training_flag(default=False) -> bool:
     scope = current()
     return default if scope is None else scope.training
+
+
+def outer_training():
+    """The training flag of the call running now, or None where none is running or it was
+    given none (an inner layer then takes its own call's default)."""
+    scope = current()
+    return scope.training if scope is not None and scope.training_given else None
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from kilnet import _scope
+from kilnet import _names, _scope
 
 
 # Keras's short dtype names, as its standardize_dtype reads them (JAX keeps 32 bits).
@@ -68,6 +68,9 @@ class Variable:
             raise ValueError(f"Variable {name!r}: give its initial value or an initializer, "
                              "not both (Keras's Variable takes one, as its first argument).")
         self.name = name
+        # Its key in the owning layer's weight trees (params_tree, variable_paths): the name,
+        # unless the layer holds another weight of that name (see tree_key)
+        self._tree_key = name
         # Keras's path: the names of the layers that made it, then its own
         self._path = _scope.weight_path(name)
         self.trainable = bool(trainable)
@@ -132,6 +135,36 @@ class Variable:
             ['seq/d/kernel', 'seq/d/bias']
         """
         return self._path
+
+    @property
+    def tree_key(self) -> str:
+        """Its key among its layer's weights in kilnet's weight trees (`params_tree`,
+        `variable_paths`, .kilnet and weights files): its name, or name_1, name_2, ... where
+        its layer already held a weight of that name when it was added (Keras allows two
+        add_weight calls under one name; both keep the name and the path Keras gives them).
+
+        Example:
+            >>> import kilnet
+            >>> layer = kilnet.layers.Layer()
+            >>> first = layer.add_weight(shape=(2,), name="pos")
+            >>> second = layer.add_weight(shape=(2,), name="pos")
+            >>> (first.name, first.tree_key), (second.name, second.tree_key)
+            (('pos', 'pos'), ('pos', 'pos_1'))
+        """
+        return self._tree_key
+
+    def key_apart_from(self, taken) -> None:
+        """Take the first of name, name_1, ... not in `taken` (the keys its layer already
+        holds) as tree_key; the name and path stay.
+
+        Example:
+            >>> import numpy as np
+            >>> v = Variable(np.zeros(2, np.float32), name="pos")
+            >>> v.key_apart_from({"pos"})
+            >>> v.name, v.tree_key
+            ('pos', 'pos_1')
+        """
+        self._tree_key = _names.unique_among(self.name, taken)
 
     def rename_owner(self, old: str, new: str) -> None:
         """Put the path under `new` where it starts with the owner name `old` (a layer whose

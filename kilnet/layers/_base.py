@@ -346,8 +346,7 @@ class Layer:
         layer's sub-layers or weights when it is a layer or a Variable."""
         if isinstance(item, Layer) and item is not self and not any(
                 item is s for s in self._sublayers):
-            item.take_name({s.name for s in self._sublayers}
-                           | {v.name for v in self._trainable_vars + self._non_trainable_vars})
+            item.take_name({s.name for s in self._sublayers} | self._own_weight_keys())
             self._sublayers.append(item)
         elif isinstance(item, Variable):
             self._track_variable(item, yours=True)
@@ -366,12 +365,19 @@ class Layer:
         subclassing guide's Linear) is made by no build again, so unbuild keeps it."""
         if any(variable is v for v in self._trainable_vars + self._non_trainable_vars):
             return
+        # Keras keeps two weights of one name apart by position; kilnet's trees need keys
+        taken = self._own_weight_keys() | {s.name for s in self._sublayers}
+        if variable.tree_key in taken:
+            variable.key_apart_from(taken)
         (self._trainable_vars if variable.trainable else self._non_trainable_vars).append(
             variable)
         if yours and not self.__dict__.get("in_build_hook"):
             if "_weights_made_in_init" not in self.__dict__:
                 set_untracked(self, "_weights_made_in_init", set())
             self._weights_made_in_init.add(id(variable))
+
+    def _own_weight_keys(self) -> set:
+        return {v.tree_key for v in self._trainable_vars + self._non_trainable_vars}
 
     # -- what the pure form implements ---------------------------------------------------------
     @property
@@ -406,7 +412,7 @@ class Layer:
             if self.trainable:
                 regularizers.add_weight_penalties(
                     self.__dict__.get("_weight_regularizers", {}), params, self)
-        new_state = {v.name: scope.assigned.get(id(v), state[v.name])
+        new_state = {v.tree_key: scope.assigned.get(id(v), state[v.tree_key])
                      for v in self._non_trainable_vars}
         for sub in self._sublayers:
             new_state[sub.name] = layers[id(sub)][1]
@@ -416,11 +422,12 @@ class Layer:
         """The scope `call` runs in (kilnet._scope): each of this layer's Variables bound to
         its array of `params` / `state`, each sub-layer to its part of them. A model's own
         compute_loss runs in it too, so the layers it calls read the traced weights."""
-        bindings = {id(v): params[v.name] for v in self._trainable_vars}
-        bindings.update({id(v): state[v.name] for v in self._non_trainable_vars})
+        bindings = {id(v): params[v.tree_key] for v in self._trainable_vars}
+        bindings.update({id(v): state[v.tree_key] for v in self._non_trainable_vars})
         layers = {id(sub): [params.get(sub.name, {}), state.get(sub.name, {})]
                   for sub in self._sublayers}
         return _scope.Scope(bindings=bindings, training=bool(training), rng=rng,
+                            training_given=training is not None,
                             sample_mask=sample_mask, layers=layers,
                             sublayers=list(self._sublayers))
 
@@ -454,8 +461,8 @@ class Layer:
         """super().call(inputs) in a built-in layer's subclass: the built-in computation on
         the weights bound in the running call; its new state (a BatchNormalization's
         statistics) is assigned as a call's assign would."""
-        params = {v.name: to_array(v) for v in self._trainable_vars}
-        state = {v.name: to_array(v) for v in self._non_trainable_vars}
+        params = {v.tree_key: to_array(v) for v in self._trainable_vars}
+        state = {v.tree_key: to_array(v) for v in self._non_trainable_vars}
         for sub in self._sublayers:
             params[sub.name], state[sub.name] = _scope.layer_entry(sub) or (
                 sub.params_tree(), sub.state_tree())
@@ -464,11 +471,11 @@ class Layer:
         training = kwargs.pop("training", None)
         outputs, new_state = built_in_apply(
             self, params, state, inputs, *args,
-            training=_scope.training_flag() if training is None else bool(training),
-            rng=_scope.next_rng(), sample_mask=_scope.sample_mask(), **kwargs)
+            training=bool(self.resolved_training(training)), rng=_scope.next_rng(),
+            sample_mask=_scope.sample_mask(), **kwargs)
         for v in self._non_trainable_vars:
-            if v.name in new_state:
-                v.assign(new_state[v.name])
+            if v.tree_key in new_state:
+                v.assign(new_state[v.tree_key])
         for sub in self._sublayers:
             entry = _scope.layer_entry(sub)
             if entry is not None and sub.name in new_state:
@@ -502,12 +509,8 @@ class Layer:
             raise ValueError(f"add_weight: only float32 weights are supported for now. "
                              f"Received: dtype={dtype!r}")
         shape = () if shape is None else tuple(int(d) for d in shape)
-        taken = {v.name for v in self._trainable_vars + self._non_trainable_vars}
         if name is None:
-            name = _names.unique_among("variable", taken)
-        elif name in taken or name in {s.name for s in self._sublayers}:
-            raise ValueError(f"Layer {self.name!r} already has a weight or sub-layer named "
-                             f"{name!r}; give each add_weight a different name.")
+            name = _names.unique_among("variable", self._own_weight_keys())
         rng = _scope.init_rng() or utils.numpy_rng(utils.next_seed())
         value = _initial_value(initializer, rng, shape)
         with _scope.weights_owned_by(self):
@@ -516,12 +519,12 @@ class Layer:
         if not autocast:  # kept in float32 when the layer computes in 16 bits (Keras)
             if "_uncast_weights" not in self.__dict__:
                 set_untracked(self, "_uncast_weights", set())
-            self._uncast_weights.add(name)
+            self._uncast_weights.add(variable.tree_key)
         if regularizer is not None:
-            # Kept by weight name: regularizer_for finds it, and apply adds its penalty.
+            # Kept by tree key: regularizer_for finds it, and apply adds its penalty.
             if "_weight_regularizers" not in self.__dict__:
                 set_untracked(self, "_weight_regularizers", {})
-            self._weight_regularizers[name] = regularizer
+            self._weight_regularizers[variable.tree_key] = regularizer
         return variable
 
     def add_loss(self, value) -> None:
@@ -611,9 +614,7 @@ class Layer:
         on the same weights; so does kilnet, in the scope already open (its sub-layers' weights,
         the same training flag and randomness), building nothing anew."""
         kwargs = dict(kwargs)
-        training = kwargs.pop("training", None)
-        if training is None:
-            training = _scope.training_flag()
+        training = self.resolved_training(kwargs.pop("training", None))
         args = jax.tree.map(_as_input_array, args)
         if self.autocast:
             args = mixed_precision.cast_floating(args, self.compute_dtype)
@@ -703,21 +704,60 @@ class Layer:
         layer (its sub-layers are called through autocast_apply with their own policies)."""
         if self.is_pure:
             return mixed_precision.cast_floating(params, dtype)
-        own = {v.name for v in self._trainable_vars
-               if v.name not in self.__dict__.get("_uncast_weights", ())}
+        own = {v.tree_key for v in self._trainable_vars
+               if v.tree_key not in self.__dict__.get("_uncast_weights", ())}
         return {name: mixed_precision.cast_floating(value, dtype) if name in own else value
                 for name, value in params.items()}
 
     def _accepts(self, argument: str) -> bool:
         return _call_arguments(type(self)).get(argument, False)
 
+    def resolved_training(self, given=None):
+        """The training flag a call runs with, by Keras's rule: `given` (the call's own
+        `training`) when not None, else the running outer call's, else `training_default`.
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> class Noisy(kilnet.layers.Layer):
+            ...     def call(self, x, training=True):
+            ...         return x + 1 if training else x
+            >>> Noisy().resolved_training(), Noisy().resolved_training(False)
+            (True, False)
+            >>> Noisy()(np.zeros(1, np.float32)).tolist()   # the call's default: training
+            [1.0]
+        """
+        if given is not None:
+            return bool(given)
+        outer = _scope.outer_training()
+        return outer if outer is not None else self.training_default
+
+    @property
+    def training_default(self):
+        """The training flag of a call given none, outside any other call: the call
+        signature's `training` default when it is not None (`call(self, x, training=True)`,
+        as Keras takes it), else eager_training_default when True (the augmentation layers);
+        else False for kilnet's own layers and None for a Keras-form layer or a functional
+        model (its inner layers then each take their own call's default).
+
+        Example:
+            >>> import kilnet
+            >>> kilnet.layers.Dropout(0.5).training_default
+            False
+        """
+        declared = _call_training_default(type(self))
+        if declared is not None:
+            return bool(declared)
+        if self.eager_training_default:
+            return True
+        passes_none_on = not self.is_pure or getattr(self, "is_functional", False)
+        return None if passes_none_on else False
+
     def _call_in_scope(self, entry, args, kwargs):
         kwargs = dict(kwargs)
-        training = kwargs.pop("training", None)
-        if training is None:
-            training = _scope.training_flag()
+        training = self.resolved_training(kwargs.pop("training", None))
         params, state = entry
-        outputs, entry[1] = self.autocast_apply(params, state, *args, training=bool(training),
+        outputs, entry[1] = self.autocast_apply(params, state, *args, training=training,
                                                 rng=_scope.next_rng(),
                                                 sample_mask=_scope.sample_mask(), **kwargs)
         return outputs
@@ -743,13 +783,13 @@ class Layer:
             self.build_weights(utils.numpy_rng(utils.next_seed()),
                                self.call_input_shape(args, kwargs),
                                call_extras=_array_extras(args), call_keywords=kwargs)
-        if training is None and not getattr(self, "is_functional", False):
-            training = self.eager_training_default
-        # A functional model keeps None: each of its layers takes its own default (its graph)
-        training = None if training is None else bool(training)
+        # None where nothing says (a functional model's, or a Keras-form layer's whose call
+        # has no default): each inner layer then takes its own call's default, as in Keras
+        training = self.resolved_training(training)
         self._eager_losses.clear()
         self.__dict__.pop("_returned_variable", None)
-        scope = _scope.Scope(training=bool(training), collect_penalties=False, eager=True)
+        scope = _scope.Scope(training=bool(training), collect_penalties=False, eager=True,
+                             training_given=training is not None)
         rng = utils.raw_key(utils.next_seed()) if training or training is None else None
         with _scope.opened(scope):
             outputs, new_state = self.autocast_apply(self.params_tree(), self.state_tree(),
@@ -836,8 +876,10 @@ class Layer:
     def trace_keywords(self, args, kwargs) -> dict:
         """The keyword arguments of a symbolic call for the traces that build a Keras-form
         layer, with the sequence mask the input carries when `call` takes one (Keras passes it
-        to the call)."""
-        keywords = {k: v for k, v in kwargs.items() if k != "training"}
+        to the call), and the call's `training` when it says one and `call` takes it (the
+        trace runs in that mode, as Keras's symbolic call does)."""
+        keywords = {k: v for k, v in kwargs.items()
+                    if k != "training" or (v is not None and self._accepts("training"))}
         first = args[0]
         if (self.accepts_mask and keywords.get("mask") is None
                 and isinstance(first, KerasTensor) and first.has_mask):
@@ -1229,13 +1271,19 @@ class Layer:
                                 (positional, tensors),
                                 is_leaf=lambda a: isinstance(a, KerasTensor))
 
+        # Keras traces a symbolic call as it would run: `training` as given, else the call's
+        # default (a call returning two outputs in training makes a two-output graph)
+        given = options.pop("training", None)
+        training = bool(given if given is not None else _call_training_default(type(self)))
+
         def run(x, extras):
             bindings = {id(v): v.value for v in self._trainable_vars + self._non_trainable_vars}
             layers = {id(sub): [sub.params_tree(), sub.state_tree()]
                       for sub in self._sublayers if sub.built}
-            scope = _scope.Scope(bindings=bindings, layers=layers, init_rng=init_rng)
+            scope = _scope.Scope(bindings=bindings, layers=layers, init_rng=init_rng,
+                                 training=training)
             with _scope.opened(scope), _scope.shapes_only():
-                return self._run_call((x, *extras[0]), {**options, **extras[1]}, False)
+                return self._run_call((x, *extras[0]), {**options, **extras[1]}, training)
 
         out = jax.eval_shape(run, specs, abstract)
         # an axis of the symbolic size (not an int) is of unknown length
@@ -1304,22 +1352,22 @@ class Layer:
     # -- the weights -----------------------------------------------------------------------------
     def params_tree(self) -> dict:
         """{weight name: array} of the declared-trainable weights, sub-layers nested by name."""
-        tree = {v.name: v.value for v in self._trainable_vars}
+        tree = {v.tree_key: v.value for v in self._trainable_vars}
         for sub in self._sublayers:
             tree[sub.name] = sub.params_tree()
         return tree
 
     def state_tree(self) -> dict:
         """The same for non-trainable weights (moving statistics and other state)."""
-        tree = {v.name: v.value for v in self._non_trainable_vars + self._carried_vars}
+        tree = {v.tree_key: v.value for v in self._non_trainable_vars + self._carried_vars}
         for sub in self._sublayers:
             tree[sub.name] = sub.state_tree()
         return tree
 
     def assign_state_tree(self, state: dict) -> None:
         for v in self._non_trainable_vars + self._carried_vars:
-            if state.get(v.name) is not None:
-                v.assign(state[v.name])
+            if state.get(v.tree_key) is not None:
+                v.assign(state[v.tree_key])
         for sub in self._sublayers:
             if sub.name in state:
                 sub.assign_state_tree(state[sub.name])
@@ -1328,9 +1376,9 @@ class Layer:
         """(path, kind, Variable) for every weight, kind "params" or "state", in Keras's
         weight order: own trainable, own non-trainable, then sub-layers'."""
         for v in self._trainable_vars:
-            yield prefix + (v.name,), "params", v
+            yield prefix + (v.tree_key,), "params", v
         for v in self._non_trainable_vars:
-            yield prefix + (v.name,), "state", v
+            yield prefix + (v.tree_key,), "state", v
         for sub in self._sublayers:
             yield from sub.variable_paths(prefix + (sub.name,))
 
@@ -2062,6 +2110,18 @@ def parameter_names(fn) -> tuple:
 
 def set_untracked(obj, name, value):
     object.__setattr__(obj, name, value)
+
+
+@functools.lru_cache(maxsize=None)
+def _call_training_default(cls):
+    """The default of `training` in the signature of cls.call (None when it has none)."""
+    try:
+        parameter = inspect.signature(cls.call).parameters.get("training")
+    except (TypeError, ValueError):
+        return None
+    if parameter is None or parameter.default is inspect.Parameter.empty:
+        return None
+    return parameter.default
 
 
 @functools.lru_cache(maxsize=None)

@@ -47,13 +47,14 @@ class TensorSpec:
 def _node_training(layer, training, node_training):
     """A graph layer's training flag: the one its call was made with (Keras:
     base(x, training=False)), else the model's; a model called eagerly without one (None)
-    leaves each layer its own default, as Keras resolves training=None: the augmentation
-    layers augment, Dropout and BatchNormalization infer (a nested model passes None on)."""
+    leaves each layer its own default (Layer.training_default), as Keras resolves
+    training=None: the augmentation layers augment, Dropout and BatchNormalization infer, a
+    call(x, training=True) trains (a nested model passes None on)."""
     if node_training is not None:
         return bool(node_training)
     if training is not None:
         return training
-    return None if getattr(layer, "is_functional", False) else layer.eager_training_default
+    return layer.training_default
 
 
 # Whether the graph being built redraws every layer's weights (kilnet.models.Model.build with a
