@@ -683,6 +683,8 @@ class MultiHeadAttention(KerasPrivateSettings, Layer):
         if mask is not None:
             while mask.ndim < 4:   # the heads axis, then a batch axis
                 mask = jnp.expand_dims(mask, -3)
+            if self.dropout == 0 and not return_attention_scores:
+                q, mask = _uniform_where_nothing_attended(q, mask)
         return self._attend_scaled(q, k, v, mask, training, rng, return_attention_scores)
 
     def _attend_over_axes(self, q, k, v, mask, training, rng, return_attention_scores):
@@ -1131,6 +1133,29 @@ def attend(q, k, v, mask=None, keep=None):
     """
     probs = attention_probabilities(_heads_product("btnh,bsnh->bnts", q, k), mask)
     return _heads_product("bnts,bsnh->btnh", probs if keep is None else _times(probs, keep), v)
+
+
+def _uniform_where_nothing_attended(q, mask):
+    """(q, mask) for which a query allowed no key attends to every key alike, as Keras's
+    fused path (`ops.dot_product_attention`, taken without dropout or returned scores) does:
+    its scores are all the same large negative number there, so the weights are uniform (the
+    mean of the values), where Keras's einsum path, and `attend`, give zeros. That query's
+    scores become 0 (its row of q zeroed) and its keys all allowed; the gradient reaching q
+    and k through it is 0, as through Keras's constant scores. q: (batch, T, heads, d);
+    mask: booleans broadcasting to (batch, heads, T, S).
+
+    Example:
+        >>> import numpy as np
+        >>> q = np.ones((1, 2, 1, 1), np.float32)
+        >>> mask = np.array([[[[True, False], [False, False]]]])
+        >>> q2, mask2 = _uniform_where_nothing_attended(q, mask)
+        >>> q2.ravel().tolist(), mask2.tolist()
+        ([1.0, 0.0], [[[[True, False], [True, True]]]])
+    """
+    mask = jnp.asarray(mask)
+    nothing = ~jnp.any(mask, axis=-1, keepdims=True)             # (batch, heads, T, 1)
+    q = jnp.where(jnp.swapaxes(nothing, 1, 2), jnp.zeros((), q.dtype), q)
+    return q, mask | nothing
 
 
 def attention_probabilities(scores, mask=None):

@@ -38,6 +38,7 @@ from kilnet.layers._call_context import described_call
 from kilnet.layers._host_call import refuse_strings, takes_strings
 from kilnet.layers._input_spec import check_input_spec
 from kilnet.layers import _tensor_masks as tensor_masks
+from kilnet.layers._mask_arguments import CallArguments, automatic_masks
 from kilnet.layers._node import KerasTensor, Node, is_symbolic
 from kilnet.variables import Variable, to_array
 
@@ -573,11 +574,10 @@ class Layer:
         if is_symbolic((args, kwargs)):
             return self._call_symbolic(args, kwargs)
         # Outside a functional graph, a sequence mask rides on the arrays (Keras's _keras_mask)
+        kwargs = {**kwargs, **self.automatic_masks(args, kwargs, tensor_masks.mask_of)}
         mask = kwargs.get("mask")
-        if mask is None:
+        if mask is None:   # what compute_mask passes on: the first argument's, as in Keras
             mask = tensor_masks.masks_of(args[0])
-            if mask is not None and self.accepts_mask:
-                kwargs = {**kwargs, "mask": mask}
         outputs = self._call_arrays(args, kwargs)
         if self.supports_masking:
             tensor_masks.attach_masks(outputs, self.compute_mask(args[0], mask))
@@ -880,10 +880,13 @@ class Layer:
         trace runs in that mode, as Keras's symbolic call does)."""
         keywords = {k: v for k, v in kwargs.items()
                     if k != "training" or (v is not None and self._accepts("training"))}
-        first = args[0]
-        if (self.accepts_mask and keywords.get("mask") is None
-                and isinstance(first, KerasTensor) and first.has_mask):
-            keywords["mask"] = jax.ShapeDtypeStruct(tuple(first.shape[:2]), jnp.bool_)
+
+        def mask_spec(tensor):
+            if not isinstance(tensor, KerasTensor) or not tensor.has_mask:
+                return None
+            return jax.ShapeDtypeStruct(tuple(tensor.shape[:2]), jnp.bool_)
+
+        keywords.update(self.automatic_masks(args, keywords, mask_spec))
         return keywords
 
     def _mark_masks(self, args, outputs):
@@ -945,6 +948,25 @@ class Layer:
         """The mask of the outputs (bool, (batch, time)) from the inputs and their mask: the
         same mask by default. Traced in the compiled programs."""
         return previous_mask
+
+    def automatic_masks(self, args, kwargs, mask_of) -> dict:
+        """{argument name: mask} for the mask arguments a call on `args` / `kwargs` fills by
+        itself (kilnet.layers._mask_arguments: Keras's rule for `mask` and `<argument>_mask`);
+        `mask_of(tensor)` gives each tensor's mask or None.
+
+        Example:
+            >>> import numpy as np
+            >>> from kilnet import layers
+            >>> class Decoder(layers.Layer):
+            ...     def call(self, inputs, encoder_outputs, inputs_mask=None, mask=None):
+            ...         return inputs + encoder_outputs
+            >>> x, m = np.ones((1, 2, 3)), np.array([[True, False]])
+            >>> list(Decoder().automatic_masks((x, x + 1), {}, lambda t: m if t is x else None))
+            ['inputs_mask']
+        """
+        fn, skipped = (type(self).apply, 3) if self.is_pure else (type(self).call, 1)
+        return automatic_masks(CallArguments.of(fn, skipped), args, kwargs, mask_of,
+                               first_fills_mask=self.is_pure)
 
     @property
     def accepts_mask(self) -> bool:

@@ -25,8 +25,9 @@ import numpy as np
 
 from kilnet import _scope, _tree, structure, utils
 from kilnet.layers import ActivatedLayer, InputLayer, Layer, Operation
-from kilnet.layers._base import is_shape, parameter_names, set_untracked, takes_shape
+from kilnet.layers._base import is_shape, set_untracked, takes_shape
 from kilnet.layers._node import KerasTensor, flatten, is_symbolic, substitute
+from kilnet.layers._tensor_masks import attach_mask
 from kilnet.models._graph import Graph
 from kilnet.models._host_stage import HostStage
 from kilnet.models._intermediate_inputs import start_from_inputs
@@ -648,10 +649,9 @@ class Model(Layer):
             if id(node) in logit_nodes:
                 node_kwargs["logits"] = True
             previous_mask = _masks_of(node.args[0], masks)
-            if layer.accepts_mask and node_kwargs.get("mask") is None and any(
-                    m is not None for m in jax.tree.leaves(previous_mask)):
-                node_kwargs["mask"] = previous_mask
-            node_kwargs.update(_named_masks(layer, node, masks))
+            node_kwargs.update(_graph_call_masks(layer, node, masks))
+            if masks:   # a Keras-form call finds them on its arrays, as Keras's _keras_mask
+                _attach_argument_masks((node.args, node.kwargs), values, masks)
             layer_training = _node_training(layer, training, node_training)
             # a layer in inference gets no key of its own (a draw it makes anyway comes from
             # the model's): folding one was 0.1 ms a layer in every eager model(x) call
@@ -1461,24 +1461,30 @@ def _masks_of(structure, masks: dict):
                         structure, is_leaf=lambda t: isinstance(t, KerasTensor))
 
 
-def _named_masks(layer, node, masks: dict) -> dict:
-    """Masks for call arguments named `<argument>_mask` (MultiHeadAttention's query_mask,
-    value_mask, key_mask): the propagated mask of that argument's tensor, where the call did
-    not give one, as Keras fills them."""
-    fn, skipped = (type(layer).apply, 3) if layer.is_pure else (type(layer).call, 1)
-    names = parameter_names(fn)
-    if not names:
-        return {}
-    given = dict(zip(names[skipped:], node.args))
-    given.update(node.kwargs)
-    filled = {}
-    for name in names:
-        source = given.get(name[:-len("_mask")]) if name.endswith("_mask") else None
-        if isinstance(source, KerasTensor) and given.get(name) is None:
-            mask = masks.get(source.uid)
-            if mask is not None:
-                filled[name] = mask
-    return filled
+def _mask_of(tensor, masks: dict):
+    """The sequence mask a graph tensor carries in this run (None for a constant)."""
+    return masks.get(tensor.uid) if isinstance(tensor, KerasTensor) else None
+
+
+def _graph_call_masks(layer, node, masks: dict) -> dict:
+    """The mask arguments a layer's call in the graph gets by itself. Keras records the masks
+    its symbolic call filled in the node, so that when the graph runs they are arguments
+    given, and count as tensor arguments for the rule once more: `call(self, inputs,
+    inputs_mask=None, mask=None)` gets `mask` when the model is made, then both."""
+    mask_of = functools.partial(_mask_of, masks=masks)
+    made = layer.automatic_masks(node.args, node.kwargs, mask_of)
+    if not made:
+        return made
+    return {**made, **layer.automatic_masks(node.args, {**node.kwargs, **made}, mask_of)}
+
+
+def _attach_argument_masks(arguments, values: dict, masks: dict) -> None:
+    """Let the arrays a layer is called on carry their tensors' masks, so that a layer called
+    inside its `call` (MultiHeadAttention on the tensor the call received) picks them up as
+    Keras's does from `_keras_mask`."""
+    for tensor in jax.tree.leaves(arguments, is_leaf=lambda t: isinstance(t, KerasTensor)):
+        if isinstance(tensor, KerasTensor) and masks.get(tensor.uid) is not None:
+            attach_mask(values[tensor.uid], masks[tensor.uid])
 
 
 def _record_masks(node, output_masks, masks: dict, given_flows=False):
