@@ -128,7 +128,9 @@ class SeedGenerator:
             >>> gen.next().tolist(), gen.next().tolist(), gen.state.numpy().tolist()
             ([5, 0], [5, 1], [5, 2])
         """
-        scope_key = _scope.next_rng()
+        # An eager call draws from the stored state, as Keras's does, whatever its mode
+        # (its own key serves kilnet's layers; one given no training may still carry one)
+        scope_key = None if _scope.in_eager_call() else _scope.next_rng()
         if scope_key is not None:
             # Distinct generators drawing in the same step get distinct keys.
             return jax.random.fold_in(scope_key, self.seed % 2**32)

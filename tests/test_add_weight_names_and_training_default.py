@@ -119,7 +119,7 @@ def _deit_like(lib):
             super().__init__(**kwargs)
             self.pos = self.add_weight(shape=(1, 3, 4), initializer="zeros",
                                        name="pos_embedding")
-            self.head = lib.layers.Dense(2)
+            self.head = lib.layers.Dense(2, name="head")   # Keras numbers unnamed per process
 
         def call(self, x):
             return self.head(x + self.pos)
