@@ -112,12 +112,14 @@ def _logs_from_sums(spec, sums: dict, prefix: str = "", test: bool = False) -> d
 
 # -- fit ------------------------------------------------------------------------------------------
 def make_feed(trainer, x, y, batch_size, *, shuffle=False, steps=None, sharding=None, seed=None,
-              class_weight=None, labels=True, on_host=False):
+              class_weight=None, labels=True, on_host=False, own_step=False):
     """An ArrayFeed for arrays in memory (x and y: an array, or a tuple for several inputs or
     outputs; kilnet.structure), a StreamFeed for memmaps, a BatchFeed for any other source of
     batches (kilnet.loaders: generators, PyDatasets, torch and tf.data loaders), for which the
     model is built from the first batch (seed) and `labels=False` (predict) reads x only.
-    `on_host`: arrays read once stay on the host until the program's call (feeds.ArrayFeed)."""
+    `on_host`: arrays read once stay on the host until the program's call (feeds.ArrayFeed).
+    `own_step`: the model overrides the step that reads a source's batches, so a dict batch
+    of keys of its own reaches that step as given (structure.is_step_batch)."""
     stateful = trainer.stateful_batch_size()
     if stateful is not None:   # before any program is traced for another batch size
         _check_stateful_batches(stateful, batch_size, None)
@@ -129,7 +131,8 @@ def make_feed(trainer, x, y, batch_size, *, shuffle=False, steps=None, sharding=
     if feeds.is_stream(x):
         if not isinstance(x, np.ndarray):
             return _batch_feed(trainer, x, y, batch_size, shuffle=shuffle, steps=steps,
-                               seed=seed, class_weight=class_weight, labels=labels)
+                               seed=seed, class_weight=class_weight, labels=labels,
+                               own_step=own_step)
         loss = _single_target_loss(trainer)  # a memmap
         trainer.note_containers(None, None)
         return feeds.StreamFeed(x, batch_size, y=y, shuffle=shuffle,
@@ -145,7 +148,8 @@ def make_feed(trainer, x, y, batch_size, *, shuffle=False, steps=None, sharding=
                            sharding=sharding, steps_per_epoch=steps, on_host=on_host)
 
 
-def _batch_feed(trainer, source, y, batch_size, *, shuffle, steps, seed, class_weight, labels):
+def _batch_feed(trainer, source, y, batch_size, *, shuffle, steps, seed, class_weight, labels,
+                own_step):
     """A BatchFeed over any source of batches; builds the model from the first batch."""
     kind = type(source).__name__
     if y is not None:  # as Keras: the labels travel inside the batches
@@ -160,7 +164,7 @@ def _batch_feed(trainer, source, y, batch_size, *, shuffle, steps, seed, class_w
     if first is None:
         raise ValueError(f"The data source ({kind}) yielded no batch: there is nothing to read.")
     model = trainer.model
-    reader = loaders.BatchReader(model, None, class_weight=class_weight)
+    reader = loaders.BatchReader(model, None, class_weight=class_weight, own_step=own_step)
     first_x = loaders.unpack(first, 0)[0]
     xs = reader.inputs(first_x, 0)
     trainer.ensure_state(seed, input_shape=structure.sample_batch(model, first_x, xs))
@@ -197,6 +201,23 @@ def _label_names(trainer, count=None):
     return structure.argument_names("y", names)
 
 
+def _checked_inputs(model, x, own_step: bool, argument: str = "x"):
+    """x's arrays for the programs, checked (the model may be unbuilt): returns (xs, their
+    container (structure.container_of), how messages name them). A dict the model's own
+    step unpacks itself (structure.is_step_batch) keeps its keys, its arrays checked on
+    their own; anything else is checked against the model's inputs."""
+    xs = structure.inputs_of(model, x, argument, own_step=own_step)
+    container = structure.container_of(x, xs)
+    if structure.is_step_batch(model, x, own_step):
+        names = structure.step_batch_names(x, argument)
+        return validation.check_features(model, xs, names, against_inputs=False), container, \
+            names
+    _take_other_lengths(model, xs)
+    xs = validation.check_features(model, xs, structure.input_argument_names(
+        model, len(xs), argument))
+    return xs, container, structure.argument_names(argument, model.input_names)
+
+
 def _take_other_lengths(model, xs):
     """A built subclassed model fitted or evaluated on samples of other axis lengths than
     it was built for, which its call takes, takes them (Model.widen_input_axes), as Keras
@@ -214,12 +235,8 @@ def _arrays_for_fit(model, trainer, x, y, *, seed, batch_size, epochs, validatio
     """fit()'s arrays checked, the model built for them, and the feeds' inputs: returns
     (x, y, val, batch_size) with x, y packed for the programs (kilnet.structure)."""
     validation.check_epochs(epochs, initial_epoch)
-    xs = structure.inputs_of(model, x)
-    x_container = structure.container_of(x, xs)
-    _take_other_lengths(model, xs)
-    xs = validation.check_features(model, xs, structure.input_argument_names(model, len(xs)))
+    xs, x_container, x_names = _checked_inputs(model, x, model.overrides_train_step)
     trainer.ensure_state(seed, input_shape=structure.sample_batch(model, x, xs))
-    x_names = structure.argument_names("x", model.input_names)
     if y is None and (model.overrides_train_step or model.overrides_compute_loss):
         ys, y_names = [], []  # the model's own step or loss needs no labels (an autoencoder)
     else:
@@ -227,12 +244,14 @@ def _arrays_for_fit(model, trainer, x, y, *, seed, batch_size, epochs, validatio
         y_names = _label_names(trainer, len(ys))
     y_container = structure.container_of(y, ys)
     val_lists, val_weight, val_x_argument = None, None, "validation_data[0]"
+    val_x_names = None
     if validation_data is not None:
-        val_lists, val_weight, val_x_argument = _validation_lists(trainer, validation_data)
+        val_lists, val_weight, val_x_argument, val_x_names = _validation_lists(
+            trainer, validation_data)
     xs, ys, val, batch_size = validation.check_fit_inputs(
         model, xs, ys, x_names=x_names, y_names=y_names, batch_size=batch_size, epochs=epochs,
         validation_split=validation_split, validation_data=val_lists,
-        validation_x_argument=val_x_argument,
+        validation_x_argument=val_x_argument, validation_x_names=val_x_names,
         initial_epoch=initial_epoch, verbose=verbose)
     trainer.resolve_accuracy([y.shape for y in ys])
     trainer.note_labels(len(ys))
@@ -254,15 +273,19 @@ def _arrays_for_fit(model, trainer, x, y, *, seed, batch_size, epochs, validatio
 
 def _validation_lists(trainer, validation_data):
     """validation_data unpacked as Keras unpacks it (x_val alone when not a tuple): returns
-    ((xs_val, ys_val) as lists, sample_weight_val or None, how messages name x_val)."""
+    ((xs_val, ys_val) as lists, sample_weight_val or None, how messages name x_val, and
+    the names of x_val's arrays when the model's own test_step unpacks them itself, else
+    None: structure.is_step_batch)."""
     model = trainer.model
+    own_step = model.overrides_test_step
     unpacked = validation.check_validation_data(validation_data)
-    validation.check_validation_targets(trainer.objective, unpacked,
-                                        own_step=model.overrides_test_step)
-    lists = (structure.inputs_of(model, unpacked.x, unpacked.x_argument),
+    validation.check_validation_targets(trainer.objective, unpacked, own_step=own_step)
+    lists = (structure.inputs_of(model, unpacked.x, unpacked.x_argument, own_step=own_step),
              structure.targets_of(trainer.objective, unpacked.y, "validation_data[1]",
-                                  own_step=model.overrides_test_step))
-    return lists, unpacked.sample_weight, unpacked.x_argument
+                                  own_step=own_step))
+    as_given = structure.is_step_batch(model, unpacked.x, own_step)
+    x_names = structure.step_batch_names(unpacked.x, unpacked.x_argument) if as_given else None
+    return lists, unpacked.sample_weight, unpacked.x_argument, x_names
 
 
 def _check_validation_freq(validation_freq):
@@ -303,19 +326,19 @@ def _validation_stream_feed(trainer, source, steps, batch_size):
             "the number of batches each validation reads. Without it every validation would "
             "read the iterator to its end, which an endless generator never reaches, and a "
             "finite one is used up by the first validation.")
-    return make_feed(trainer, source, None, batch_size, steps=steps)
+    return make_feed(trainer, source, None, batch_size, steps=steps,
+                     own_step=trainer.model.overrides_test_step)
 
 
 def _validation_arrays(trainer, validation_data):
     """validation_data arrays beside streamed training data, in the programs' structure."""
     model = trainer.model
     unpacked = validation.check_validation_data(validation_data)
-    validation.check_validation_targets(trainer.objective, unpacked)
-    names = structure.argument_names(unpacked.x_argument, model.input_names)
-    vxs = validation.check_features(
-        model, structure.inputs_of(model, unpacked.x, unpacked.x_argument), names)
-    vys = [np.asarray(a) for a in
-           structure.targets_of(trainer.objective, unpacked.y, "validation_data[1]")]
+    own_step = model.overrides_test_step
+    validation.check_validation_targets(trainer.objective, unpacked, own_step=own_step)
+    vxs, _, _ = _checked_inputs(model, unpacked.x, own_step, unpacked.x_argument)
+    vys = [np.asarray(a) for a in structure.targets_of(
+        trainer.objective, unpacked.y, "validation_data[1]", own_step=own_step)]
     if unpacked.sample_weight is not None:
         vys.extend(validation.sample_weights(trainer.objective, vys, unpacked.sample_weight,
                                              None, "validation_data[2]"))
@@ -367,7 +390,8 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
         if validation_split and validation_data is None:  # a memmap: its last rows, as Keras
             (x, y), validation_data = data_lib.split_validation(x, y, validation_split)
         feed = make_feed(trainer, x, y, batch_size, shuffle=shuffle, steps=steps_per_epoch,
-                         seed=seed, class_weight=class_weight)
+                         seed=seed, class_weight=class_weight,
+                         own_step=model.overrides_train_step)
         trainer.ensure_state(seed, input_shape=feed.sample_shape)
         if isinstance(x, np.ndarray) and y is not None:  # a memmap's labels, read once
             validation.check_targets(model, trainer.objective, [np.asarray(y)], y_names=["y"])
@@ -865,20 +889,17 @@ def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False,
     verbose = verbose if distribution_lib.is_chief() else 0
     if feeds.is_stream(x):
         _refuse_stream_weights(x, sample_weight, None)
-        feed = make_feed(trainer, x, y, batch_size, steps=steps)
+        feed = make_feed(trainer, x, y, batch_size, steps=steps,
+                         own_step=model.overrides_test_step)
         trainer.ensure_state(input_shape=feed.sample_shape)
     else:
-        xs = structure.inputs_of(model, x)
-        x_container = structure.container_of(x, xs)
-        _take_other_lengths(model, xs)
-        xs = validation.check_features(model, xs, structure.input_argument_names(model, len(xs)))
+        xs, x_container, x_names = _checked_inputs(model, x, model.overrides_test_step)
         trainer.ensure_state(input_shape=structure.sample_batch(model, x, xs))
         ys = structure.targets_of(trainer.objective, y, own_step=model.overrides_test_step)
         y_container = structure.container_of(y, ys)
         y_names = _label_names(trainer, len(ys))
         xs, ys, batch_size = validation.check_eval_inputs(
-            model, xs, ys, x_names=structure.argument_names("x", model.input_names),
-            y_names=y_names, batch_size=batch_size)
+            model, xs, ys, x_names=x_names, y_names=y_names, batch_size=batch_size)
         validation.check_targets(model, trainer.objective, ys, y_names=y_names, job="evaluate")
         trainer.resolve_accuracy([labels.shape for labels in ys])
         trainer.note_labels(len(ys))
@@ -938,7 +959,8 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
     (x,) = distribution_lib.global_arrays(trainer, x)  # several processes: all shards
     verbose = verbose if distribution_lib.is_chief() else 0
     if feeds.is_stream(x):
-        feed = make_feed(trainer, x, None, batch_size, steps=steps, labels=False)
+        feed = make_feed(trainer, x, None, batch_size, steps=steps, labels=False,
+                         own_step=model.overrides_predict_step)
         trainer.ensure_state(input_shape=feed.sample_shape)
     else:
         feed = _prediction_feed(model, trainer, x, batch_size, one_batch)
@@ -1031,11 +1053,14 @@ def _prediction_trainer(model):
 
 def _prediction_feed(model, trainer, x, batch_size, on_host=False):
     """The ArrayFeed of predict's arrays, checked, with the model built for them."""
-    xs = structure.inputs_of(model, x)
+    own_step = model.overrides_predict_step
+    xs = structure.inputs_of(model, x, own_step=own_step)
     x_container = structure.container_of(x, xs)
+    as_given = structure.is_step_batch(model, x, own_step)
     xs, batch_size = validation.check_predict_inputs(
-        model, xs, x_names=structure.input_argument_names(model, len(xs)),
-        batch_size=batch_size)
+        model, xs, x_names=structure.step_batch_names(x) if as_given
+        else structure.input_argument_names(model, len(xs)),
+        batch_size=batch_size, against_inputs=not as_given)
     trainer.ensure_state(input_shape=structure.sample_batch(model, x, xs))
     trainer.note_containers(x_container)
     return make_feed(trainer, structure.pack(xs), None, batch_size, on_host=on_host)

@@ -511,7 +511,9 @@ class BatchReader:
     sample weights when the batch has them (or class_weight makes them; kilnet.objective).
 
     `model` must be built for `read` (the first batch's `inputs` are enough to build it);
-    `objective` is the trainer's, None for predict (labels are then not read).
+    `objective` is the trainer's, None for predict (labels are then not read). `own_step`:
+    the model's own step reads the batches, so an x that is a dict of keys other than the
+    model's input names is handed to it as given (kilnet.structure.is_step_batch).
 
     >>> import kilnet
     >>> model = kilnet.Sequential([kilnet.Input(shape=(2,)), kilnet.layers.Dense(1)])
@@ -520,20 +522,27 @@ class BatchReader:
     (dtype('float32'), None)
     """
 
-    def __init__(self, model, objective, *, class_weight=None):
+    def __init__(self, model, objective, *, class_weight=None, own_step=False):
         self.model, self.objective = model, objective
         self.class_weight = class_weight
+        self.own_step = own_step
+        # how messages name the last batch's x arrays when the step unpacks x itself, or None
+        self.step_batch_names = None
         self.warned = False  # the last-layer warnings of check_targets: once per fit
         # the containers of the last batch's x and y (structure.container_of)
         self.containers = (None, None)
 
     def inputs(self, x, index: int) -> list:
         """A batch's x as one checked array per model input (the model may be unbuilt)."""
-        xs = [to_numpy(a) for a in structure.inputs_of(self.model, to_numpy(x),
-                                                       f"x (batch {index})")]
-        names = structure.input_argument_names(self.model, len(xs))
+        x = to_numpy(x)
+        xs = [to_numpy(a) for a in structure.inputs_of(self.model, x, f"x (batch {index})",
+                                                       own_step=self.own_step)]
+        as_given = structure.is_step_batch(self.model, x, self.own_step)
+        names = (structure.step_batch_names(x) if as_given
+                 else structure.input_argument_names(self.model, len(xs)))
         return validation.check_features(self.model, xs,
-                                         [f"{name} (batch {index})" for name in names])
+                                         [f"{name} (batch {index})" for name in names],
+                                         against_inputs=not as_given)
 
     def read(self, batch, index: int):
         """The batch's (xs, ys), checked."""
@@ -544,8 +553,10 @@ class BatchReader:
         (so that a caller can first compare their shapes with the first batch's)."""
         x, y, weight = unpack(batch, index)
         x = to_numpy(x)
-        xs = structure.inputs_of(self.model, x, f"x (batch {index})")
+        xs = structure.inputs_of(self.model, x, f"x (batch {index})", own_step=self.own_step)
         self.containers = (structure.container_of(x, xs), None)
+        self.step_batch_names = (structure.step_batch_names(x) if structure.is_step_batch(
+            self.model, x, self.own_step) else None)
         xs = [to_numpy(a) for a in xs]
         if self.objective is None or (y is None and weight is None
                                       and self.class_weight is None and not self._needs_y()):
@@ -558,9 +569,11 @@ class BatchReader:
 
     def check(self, xs, ys, weight, index: int):
         """The checks of in-memory arrays on one batch; returns (xs, ys + [weights])."""
-        names = structure.argument_names("x", self.model.input_names or ["x"])
+        names = self.step_batch_names or structure.argument_names(
+            "x", self.model.input_names or ["x"])
         xs = validation.check_features(self.model, xs,
-                                       [f"{name} (batch {index})" for name in names])
+                                       [f"{name} (batch {index})" for name in names],
+                                       against_inputs=self.step_batch_names is None)
         if self.model.compiled is not None:
             self.model.compiled.note_containers(*self.containers)
         if ys is None:

@@ -172,6 +172,9 @@ def _batch(spec, x, y, idx):
 def _as_input_dtypes(spec, x):
     """Inputs cast to their model input's dtype, per batch: uint8 images stay uint8 on the
     device (4x less memory) and integer token ids stay integers."""
+    adapter = spec.custom_step or spec.keras_steps
+    if adapter is not None and adapter.batch_as_given():
+        return x   # a dict the model's own step unpacks itself: not the model's inputs
     xs = x if isinstance(x, tuple) else (x,)
     cast = [a if a.dtype == jnp.dtype(dtype) else a.astype(dtype)
             for a, dtype in zip(xs, spec.input_dtypes)]

@@ -17,10 +17,13 @@ from kilnet import data as data_lib
 from kilnet.errors import InputError
 
 
-def inputs_of(model, x, argument: str = "x") -> list:
+def inputs_of(model, x, argument: str = "x", own_step: bool = False) -> list:
     """x as a list with one entry per model input (names from model.input_names); for a
     model with string inputs, what its host stage computes from them (one entry per fed
-    tensor, kilnet.models._host_stage)."""
+    tensor, kilnet.models._host_stage). `own_step`: the model's own step reads the batch,
+    so a dict of other keys is its batch, its arrays by sorted key (is_step_batch)."""
+    if is_step_batch(model, x, own_step):
+        return [x[key] for key in sorted(x)]
     host_stage = getattr(model, "host_stage", None)
     if host_stage is not None:
         return host_stage.fed_arrays(x, argument)
@@ -53,6 +56,46 @@ def inputs_of(model, x, argument: str = "x") -> list:
     raise InputError(f"The model has {len(names)} inputs {names}; {argument} must give one "
                      f"array for each, e.g. {argument}={{{names[0]!r}: ..., {names[1]!r}: ...}}. "
                      f"Received: {type(x).__name__}")
+
+
+def is_step_batch(model, x, own_step: bool) -> bool:
+    """Whether x is a dict that the model's own train_step / test_step / predict_step
+    (`own_step`: the model overrides the step that reads it) unpacks by keys of its own,
+    not the model's input names: keras.io's transformer_asr reads `batch["source"]` and
+    `batch["target"]`. Keras hands such a batch to the step as it is; so does kilnet, its
+    arrays unchecked against the model's inputs. Without an own step the keys must be the
+    input names (inputs_of says which are missing).
+
+    Example:
+        >>> import kilnet
+        >>> inputs = kilnet.Input((2,), name="a")
+        >>> model = kilnet.Model(inputs, kilnet.layers.Dense(1)(inputs))
+        >>> is_step_batch(model, {"source": 0}, True), is_step_batch(model, {"a": 0}, True)
+        (True, False)
+        >>> is_step_batch(model, {"source": 0}, False)
+        False
+    """
+    if not own_step or not isinstance(x, dict) or model.input_specs is None:
+        return False   # an unbuilt subclassed model takes the dict itself (takes_keyed_inputs)
+    return any(name not in x for name in model.input_names)
+
+
+def is_step_batch_container(model, container) -> bool:
+    """Whether `container` (container_of's) holds a batch that is_step_batch hands to the
+    model's own step as given: a dict whose keys are not the model's input names."""
+    return (container is not None and container[0] == "dict"
+            and model.input_specs is not None
+            and any(name not in container[1] for name in model.input_names))
+
+
+def step_batch_names(x, argument: str = "x") -> list[str]:
+    """How messages name the arrays of a step's own dict batch (is_step_batch), by key.
+
+    Example:
+        >>> step_batch_names({"target": 0, "source": 1})
+        ["x['source']", "x['target']"]
+    """
+    return argument_names(argument, sorted(x))
 
 
 def targets_of(objective, y, argument: str = "y", own_step: bool = False) -> list:

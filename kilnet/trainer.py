@@ -737,6 +737,12 @@ class KerasState:
                                                   weights))
         return utils.pack_x_y_sample_weight(structure.in_container(x_container, xb), y, weight)
 
+    def batch_as_given(self) -> bool:
+        """Whether the batches are dicts the model's own steps unpack by keys of their own
+        (structure.is_step_batch): their arrays are not the model's inputs, so they reach
+        the step in their own dtypes, as Keras hands them."""
+        return structure.is_step_batch_container(self.trainer.model, self.trainer.containers[0])
+
     def _slots(self):
         """(trainable slots: paths in params; non-trainable slots in
         `model.non_trainable_variables` order: (TrainState field, path) for a weight, ("seed",
@@ -840,6 +846,13 @@ class KerasState:
                 "logs": {n: jnp.zeros((), jnp.float32) for n in names},
                 "count": jnp.zeros((), jnp.float32)}
 
+    def _input_dtypes(self):
+        """The dtypes the programs cast a batch's x to (kilnet.programs._batch): the model
+        inputs', or None (each array's own) for batches handed to the steps as given."""
+        if self.batch_as_given():
+            return None
+        return [spec.dtype for spec in self.trainer.model.input_specs]
+
     def _batch_spec(self, batch_size, tree, dtypes=None):
         """Abstract batches of `batch_size` rows shaped like the dataset `tree`, cast to the
         model inputs' dtypes when given (as kilnet.programs._batch casts them)."""
@@ -866,7 +879,7 @@ class KerasState:
             return logs
 
         jax.eval_shape(probe, self.trainer.state,
-                       self._batch_spec(batch_size, x, [s.dtype for s in model.input_specs]),
+                       self._batch_spec(batch_size, x, self._input_dtypes()),
                        self._batch_spec(batch_size, y))
         self.test_log_names = names
 
@@ -883,7 +896,7 @@ class KerasState:
             return self.checked_prediction(result, batch_size)[0]
 
         traced = jax.eval_shape(probe, self.trainer.state, self._batch_spec(
-            batch_size, x, [s.dtype for s in model.input_specs]))
+            batch_size, x, self._input_dtypes()))
         leaves, treedef = jax.tree.flatten(traced)
         return treedef, leaves
 
@@ -906,7 +919,7 @@ class KerasState:
     def discover_logs(self, batch_size, x, y):
         """Trace the train_step once, abstractly, for the names of the logs it returns."""
         trainer, model = self.trainer, self.trainer.model
-        dtypes = [spec.dtype for spec in model.input_specs]
+        dtypes = self._input_dtypes()
         names = []  # in the dict's own order (a traced dict comes back with sorted keys)
 
         def probe(state, xb, yb):

@@ -191,6 +191,13 @@ def _check_features(model, value, argument, index=0, any_shape_call_takes=False)
     in the dtype it will have on the device (see kilnet.data.device_dtype)."""
     source = with_keras_input_rank(model, _numeric(value, argument), index)
     check_input_shape(model, source, argument, index, any_shape_call_takes)
+    array = _check_numbers(source, argument)
+    _check_id_range(model, array, argument, index)
+    return array
+
+
+def _check_numbers(source, argument):
+    """The array in its device dtype (float32 for floats), finite, integers within int32."""
     array = _as_float32(source)
     if array.dtype.kind == "f":
         check_finite(array, argument, source if array is not source else None)
@@ -202,7 +209,6 @@ def _check_features(model, value, argument, index=0, any_shape_call_takes=False)
                 f"{argument} holds integers beyond the int32 range, which kilnet would wrap "
                 f"around on the device. Convert it to floats, e.g. "
                 f"{argument}.astype('float32'), and rescale it. Received: {where}")
-    _check_id_range(model, array, argument, index)
     return array
 
 
@@ -335,8 +341,12 @@ def _subclassed_call_takes(model, got, expected, inputs: int) -> bool:
     return True
 
 
-def check_features(model, xs, names, any_shape_call_takes=False):
-    """Each x on its own and against its model input's declared shape. Returns the arrays."""
+def check_features(model, xs, names, any_shape_call_takes=False, against_inputs=True):
+    """Each x on its own and against its model input's declared shape. Returns the arrays.
+    `against_inputs=False`: the arrays of a batch the model's own step unpacks itself
+    (kilnet.structure.is_step_batch), checked on their own only (numbers, finite)."""
+    if not against_inputs:
+        return [_check_numbers(_numeric(x, name), name) for x, name in zip(xs, names)]
     return [_check_features(model, x, name, index, any_shape_call_takes)
             for index, (x, name) in enumerate(zip(xs, names))]
 
@@ -477,22 +487,26 @@ def _class_weights(objective, ys, class_weight):
 
 def check_fit_inputs(model, xs, ys, *, x_names, y_names, batch_size, epochs, validation_split,
                      validation_data, initial_epoch, verbose,
-                     validation_x_argument="validation_data[0]"):
+                     validation_x_argument="validation_data[0]", validation_x_names=None):
     """Arguments and arrays of fit(); xs were checked already (check_features, before the
     model is built). validation_data, if given, is (xs_val, ys_val) as lists, and
-    validation_x_argument how messages name xs_val (ValidationData.x_argument).
+    validation_x_argument how messages name xs_val (ValidationData.x_argument);
+    `validation_x_names`, when given, names xs_val's arrays of a batch the model's own
+    test_step unpacks itself (kilnet.structure.is_step_batch), checked on their own only.
     Returns (xs, ys, (xs_val, ys_val) or None, batch_size)."""
     check_epochs(epochs, initial_epoch)
     ys = _labels(ys, y_names)
     _same_length(xs + ys, x_names + y_names)
     val = None
     if validation_data is not None:
-        v_x_names = [n.replace("x", validation_x_argument, 1) for n in x_names]
+        as_given = validation_x_names is not None
+        v_x_names = validation_x_names if as_given else [
+            n.replace("x", validation_x_argument, 1) for n in x_names]
         v_y_names = [n.replace("y", "validation_data[1]", 1) for n in y_names]
-        vxs = check_features(model, validation_data[0], v_x_names)
+        vxs = check_features(model, validation_data[0], v_x_names, against_inputs=not as_given)
         vys = _labels(validation_data[1], v_y_names)
         _same_length(vxs + vys, v_x_names + v_y_names)
-        for vx, x, name in zip(vxs, xs, v_x_names):
+        for vx, x, name in zip([] if as_given else vxs, xs, v_x_names):
             if vx.shape[1:] != x.shape[1:]:
                 raise InputError(f"{name} must have samples shaped like x's, "
                                  f"{x.shape[1:]}. Received: {name}.shape={vx.shape}")
@@ -517,8 +531,10 @@ def check_eval_inputs(model, xs, ys, *, x_names, y_names, batch_size):
     return xs, ys, batch_size
 
 
-def check_predict_inputs(model, xs, *, x_names, batch_size):
-    xs = check_features(model, xs, x_names, any_shape_call_takes=True)
+def check_predict_inputs(model, xs, *, x_names, batch_size, against_inputs=True):
+    """predict()'s arrays (`against_inputs`: see check_features)."""
+    xs = check_features(model, xs, x_names, any_shape_call_takes=True,
+                        against_inputs=against_inputs)
     _same_length(xs, x_names)
     batch_size = _check_batch_size(batch_size, len(xs[0]), warn=False)
     for x, name in zip(xs, x_names):
