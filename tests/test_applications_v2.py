@@ -96,7 +96,7 @@ def test_efficientnet_v2_s_has_keras_layers_and_weights():
     assert [tuple(w.shape) for w in mine.weights] == [tuple(w.shape) for w in theirs.weights]
     drops = [(layer.name, layer.rate, layer.noise_shape) for layer in mine.layers
              if isinstance(layer, kilnet.layers.Dropout)]
-    assert drops == [(layer.name, layer.rate, list(layer.noise_shape)) for layer in theirs.layers
+    assert drops == [(layer.name, layer.rate, layer.noise_shape) for layer in theirs.layers
                      if isinstance(layer, keras.layers.Dropout)]
     assert drops   # the residual blocks drop samples
 
@@ -238,7 +238,7 @@ def test_stochastic_depth_and_dropout_noise_shape_drop_whole_samples():
         assert 0.4 < (y[:, 0, 0] == 0).mean() < 0.6
     np.testing.assert_array_equal(kilnet.layers.StochasticDepth(0.5)(x), x)   # inference
     assert kilnet.layers.Dropout(0.5, noise_shape=(None, 1, 1)).get_config()["noise_shape"] \
-        == list(keras.layers.Dropout(0.5, noise_shape=(None, 1, 1)).get_config()["noise_shape"])
+        == keras.layers.Dropout(0.5, noise_shape=(None, 1, 1)).get_config()["noise_shape"]
 
 
 # -- preprocessing -------------------------------------------------------------------------------
