@@ -213,9 +213,9 @@ def _checked_inputs(model, x, own_step: bool, argument: str = "x"):
         return validation.check_features(model, xs, names, against_inputs=False), container, \
             names
     _take_other_lengths(model, xs)
-    xs = validation.check_features(model, xs, structure.input_argument_names(
-        model, len(xs), argument))
-    return xs, container, structure.argument_names(argument, model.input_names)
+    # by count, not model.input_names: a Sequential without an Input has none until built
+    names = structure.input_argument_names(model, len(xs), argument)
+    return validation.check_features(model, xs, names), container, names
 
 
 def _take_other_lengths(model, xs):
