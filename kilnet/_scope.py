@@ -76,6 +76,17 @@ def _thread_list(name: str) -> list:
     return found
 
 
+@contextlib.contextmanager
+def _thread_value(name: str, value):
+    """This thread's `name` is `value` for the block, then what it was before."""
+    before = getattr(_local, name, None)
+    setattr(_local, name, value)
+    try:
+        yield
+    finally:
+        setattr(_local, name, before)
+
+
 def _stack() -> list:
     return _thread_list("stack")
 
@@ -257,12 +268,8 @@ def probing_draws():
         ...         print("traced again with the states")
         traced again with the states
     """
-    before = getattr(_local, "probing_draws", False)
-    _local.probing_draws = True
-    try:
+    with _thread_value("probing_draws", True):
         yield
-    finally:
-        _local.probing_draws = before
 
 
 def unkeyed_draw() -> None:
@@ -393,12 +400,8 @@ def outer_training():
 def output_layouts(lay_out):
     """While a program is traced for several devices: `lay_out(path, value)` gives each
     layer's output the layout its distribution names for it (kilnet.distribution)."""
-    before = getattr(_local, "lay_out", None)
-    _local.lay_out = lay_out
-    try:
+    with _thread_value("lay_out", lay_out):
         yield
-    finally:
-        _local.lay_out = before
 
 
 def laid_out(path, value):

@@ -36,8 +36,9 @@ def test_predict_leaves_the_model_uncompiled_as_keras():
     ours, theirs = _predicted(kilnet), _predicted(keras)
     assert ours.is_compiled is theirs.compiled is False
     assert ours.optimizer is None   # as before compile() (Keras's has no optimizer then)
-    assert not ours.get_compile_config() and not theirs.get_compile_config()   # None, {}
+    assert ours.get_compile_config() == theirs.get_compile_config() == {}
     assert ours.metrics == [] and theirs.metrics == []
+    assert ours.metrics_names == theirs.metrics_names == []   # not the made-up "loss"
 
 
 @pytest.mark.parametrize("call", ["fit", "evaluate", "train_on_batch", "test_on_batch"])
@@ -53,12 +54,22 @@ def test_training_after_predict_still_asks_for_compile(call):
 def test_a_file_saved_after_predict_holds_no_training_setup_as_keras(tmp_path):
     ours = _saved(_predicted(kilnet), tmp_path / "ours.keras")
     theirs = _saved(_predicted(keras), tmp_path / "theirs.keras")
-    # no compile entry (Keras writes {}, kilnet None: each reads both) and no optimizer group
-    assert not ours[0] and not theirs[0]
+    # an empty compile entry, as Keras writes it, and no optimizer group
+    assert ours[0] == theirs[0] == {}
     assert ours[1] == theirs[1] == ["layers", "vars"]
     model = _predicted(kilnet)
     model.save(tmp_path / "m.kilnet")
     assert not kilnet.models.load_model(tmp_path / "m.kilnet").is_compiled
+
+
+def test_compile_from_an_empty_config_uses_compile_defaults_as_keras():
+    ours, theirs = _predicted(kilnet), _predicted(keras)
+    ours.compile_from_config(ours.get_compile_config())
+    theirs.compile_from_config(theirs.get_compile_config())
+    assert ours.is_compiled and theirs.compiled
+    assert type(ours.optimizer).__name__ == type(theirs.optimizer).__name__ == "RMSprop"
+    clone = kilnet.models.clone_model(_predicted(kilnet))   # not compiled, as its original
+    assert not clone.is_compiled
 
 
 def test_compile_after_predict_keeps_the_weights_and_trains():

@@ -50,7 +50,7 @@ def save_keras(model, filepath, overwrite=True, include_optimizer=True):
     compile_config, optimizer = None, None
     if include_optimizer and model.is_compiled:
         compile_config, optimizer = training_setup(model, path)
-    entry["compile_config"] = compile_config
+    entry["compile_config"] = {} if compile_config is None else compile_config   # Keras's {}
     config = json.dumps(entry, default=_safefile.json_default)
     metadata = json.dumps({"keras_version": KERAS_VERSION, "kilnet_version": __version__,
                            "date_saved": time.strftime("%Y-%m-%d@%H:%M:%S")})

@@ -924,7 +924,7 @@ def clone_model(model, input_tensors=None, clone_function=None):
     else:
         raise TypeError(f"clone_model takes a kilnet model. Received: {type(model).__name__}")
     compile_config = model.get_compile_config()
-    if compile_config is not None:   # compiled as the original, a new optimizer (Keras)
+    if compile_config:   # compiled as the original, a new optimizer (Keras)
         clone.compile_from_config(compile_config)
     return clone
 

@@ -991,8 +991,8 @@ class Model(Layer):
 
     def get_compile_config(self):
         """The arguments of the last compile() as data (Keras's): the optimizer's and losses'
-        configurations, the metrics; None before compile(). `compile_from_config` compiles a
-        model again from it; clone_model and .kilnet files use it.
+        configurations, the metrics; {} before compile(), as Keras's. `compile_from_config`
+        compiles a model again from it; clone_model and .kilnet files use it.
 
         Example:
             >>> import kilnet
@@ -1004,12 +1004,18 @@ class Model(Layer):
             ('SGD', 0.1)
         """
         from kilnet import saving
-        return saving.compile_config(self.compiled) if self.is_compiled else None
+        if not self.is_compiled:
+            return {}
+        return saving.compile_config(self.compiled)
 
     def compile_from_config(self, config) -> None:
         """compile() from what `get_compile_config` returned (Keras's), with a new optimizer
-        of the same settings."""
+        of the same settings; an empty config compiles with compile()'s defaults, as Keras's
+        does."""
         from kilnet import saving
+        if config == {}:
+            self.compile()
+            return
         saving.compile_from_config(self, config)
 
     @property
@@ -1119,7 +1125,7 @@ class Model(Layer):
         """The names of evaluate()'s results, in the order it lists them (Keras's order: the
         losses, then the metrics), so `dict(zip(model.metrics_names, model.evaluate(...)))`
         pairs them. Keras 3 names its compiled metrics together "compile_metrics" here."""
-        objective = None if self.compiled is None else self.compiled.objective
+        objective = self.compiled.objective if self.is_compiled else None
         if objective is None or self.overrides_test_step:
             return [metric.name for metric in self.metrics]
         return objective.result_names
