@@ -7,6 +7,7 @@ nested functional model under its attribute, a custom layer's sub-layers under t
 Keras writes must open in kilnet with the same predictions and optimizer state, and a file
 kilnet writes must open in Keras (the same classes registered on both sides)."""
 
+import json
 import os
 import zipfile
 
@@ -157,3 +158,18 @@ def test_an_unregistered_subclassed_model_saves_as_keras_and_an_unbuilt_one_is_r
     with pytest.raises(ValueError, match=r"no weights yet"):
         net().save(tmp_path / "unbuilt.keras")
     assert os.listdir(tmp_path) == ["plain.keras"]
+
+
+def test_a_subclassed_model_config_has_keras_base_keys(tmp_path):
+    """Keras's base config of a model class of yours is name, trainable and dtype (the
+    policy as Keras serializes it), and its file entry holds the same."""
+    configs = {}
+    for lib in (kilnet, keras):
+        model = _classes(lib)[1](name="net")
+        model(X[:2])
+        model.save(tmp_path / f"{lib.__name__}.keras")
+        with zipfile.ZipFile(tmp_path / f"{lib.__name__}.keras") as archive:
+            entry = json.loads(archive.read("config.json"))
+        configs[lib.__name__] = (model.get_config(), entry["config"])
+    assert configs["kilnet"] == configs["keras"]
+    assert list(configs["kilnet"][0]) == ["name", "trainable", "dtype", "hidden"]

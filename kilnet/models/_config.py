@@ -43,7 +43,7 @@ import math
 import types
 from dataclasses import dataclass, field
 
-from kilnet import _safefile, saving
+from kilnet import _safefile, mixed_precision, saving
 from kilnet._toposort import calls_in_order
 from kilnet.errors import ModelFileError
 from kilnet.layers import CELL_TYPES, LAYER_TYPES, InputLayer, Layer
@@ -146,12 +146,13 @@ def class_name(obj) -> str:
 
 def model_config(model) -> dict:
     """`Model.get_config()`: a functional model's graph, or a subclassed model's base config
-    ({"name", "trainable"}), which the subclass's own get_config extends with its arguments."""
+    ({"name", "trainable", "dtype"}), which the subclass's own get_config extends with its arguments."""
     if model.is_functional and functional_like_constructor(type(model)):
         return _functional_config(model)
     if type(model).get_config is Model.get_config:
         _require_rebuildable(type(model))
-    return {"name": model.name, "trainable": model.trainable}
+    return {"name": model.name, "trainable": model.trainable,
+            "dtype": mixed_precision.serialize(model.dtype_policy)}   # Keras's three keys
 
 
 def functional_like_constructor(cls) -> bool:

@@ -1351,7 +1351,7 @@ class Model(Layer):
     def get_config(self) -> dict:
         """The model as plain data: a functional model's graph (Keras 3's layout: "layers"
         with their "inbound_nodes", "input_layers", "output_layers"), or a subclassed model's
-        {"name", "trainable"}, which its own get_config extends with its arguments."""
+        {"name", "trainable", "dtype"}, which its own get_config extends with its arguments."""
         from kilnet.models import _config
         return _config.model_config(self)
 
