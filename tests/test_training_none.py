@@ -137,6 +137,30 @@ def test_functional_model_in_no_mode_passes_none_to_keras_form_calls():
     assert results["kilnet"] == results["keras"]
 
 
+def _keeps_first_column_when_inferring(lib):
+    class KeepsFirstColumn(lib.layers.Layer):   # its output's width depends on the mode
+        def call(self, x, training=True):
+            return x * 2 if training else x[:, :1]
+
+    return KeepsFirstColumn
+
+
+def test_sequential_without_input_builds_in_its_layers_default_modes_as_keras():
+    """A Sequential without an Input builds at its first call, running its layers in no
+    mode: each layer takes its own default there (a call(training=True) trains), as Keras's,
+    so the Dense after it is built for the width the calls give."""
+    results = {}
+    for lib in (keras, kilnet):
+        model = lib.Sequential([_keeps_first_column_when_inferring(lib)(),
+                                lib.layers.Dense(2, name="after")])
+        first = np.asarray(model(X))
+        model.get_layer("after").set_weights([np.full((3, 2), 0.5, "float32"),
+                                              np.zeros(2, "float32")])
+        results[lib.__name__] = (first.shape, np.asarray(model(X)).tolist())
+    assert results["kilnet"] == results["keras"]
+    assert results["kilnet"][0] == (2, 2)
+
+
 # -- evaluate(x) and a model's own test_step -----------------------------------------------------
 def _own_test_step_model(lib):
     class OwnTestStep(lib.Model):   # Keras's JAX form
