@@ -2174,7 +2174,6 @@ def set_untracked(obj, name, value):
     object.__setattr__(obj, name, value)
 
 
-@functools.lru_cache(maxsize=None)
 def _explicit_training(given, default):
     """`training` as a caller passed it (None included), else `default`."""
     if given is UNSAID:
@@ -2182,6 +2181,7 @@ def _explicit_training(given, default):
     return None if given is None else bool(given)
 
 
+@functools.lru_cache(maxsize=None)
 def _call_training_default(cls):
     """The default of `training` in the signature of cls.call (None when it has none)."""
     try:
