@@ -103,6 +103,8 @@ def targets_of(objective, y, argument: str = "y", own_step: bool = False) -> lis
     the model's own train_step / test_step reads y, so with no loss or metric to say which
     outputs have labels, y is kept as given, a dict's entries by sorted key (Keras's JAX
     guide compiles with no loss)."""
+    if own_step and y is None:
+        return []   # x alone: the step gets the batch itself, as Keras's (the loss unread)
     heads = objective.targets
     names = [h.name for h in heads]
     if not heads:   # no loss or metric reads labels (a model trained on its add_loss terms)

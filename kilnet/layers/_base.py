@@ -44,6 +44,9 @@ from kilnet.variables import Variable, to_array
 
 Shape = tuple  # a shape without its batch axis, e.g. (28, 28)
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+# A call given no `training` at all: unlike `training=None` passed by the caller, which Keras
+# hands to `call` as it is (and under which inner layers take their own defaults).
+UNSAID = object()
 
 
 def _read_by_kilnet(frame) -> bool:
@@ -469,7 +472,7 @@ class Layer:
                 sub.params_tree(), sub.state_tree())
         # super().call(inputs, training=True) (keras.io's Monte-Carlo dropout) trains the
         # built-in computation whatever the call's mode, as Keras's
-        training = kwargs.pop("training", None)
+        training = kwargs.pop("training", UNSAID)
         outputs, new_state = built_in_apply(
             self, params, state, inputs, *args,
             training=bool(self.resolved_training(training)), rng=_scope.next_rng(),
@@ -614,11 +617,11 @@ class Layer:
         on the same weights; so does kilnet, in the scope already open (its sub-layers' weights,
         the same training flag and randomness), building nothing anew."""
         kwargs = dict(kwargs)
-        training = self.resolved_training(kwargs.pop("training", None))
+        training = self.resolved_training(kwargs.pop("training", UNSAID))
         args = jax.tree.map(_as_input_array, args)
         if self.autocast:
             args = mixed_precision.cast_floating(args, self.compute_dtype)
-        return self._run_call(args, kwargs, bool(training))
+        return self._run_call(args, kwargs, training)
 
     def _call_unowned(self, args, kwargs):
         """A layer called inside another's call() and not kept as its attribute: Keras runs
@@ -638,9 +641,10 @@ class Layer:
         return self._call_in_scope([self.params_tree(), self.state_tree()], args, kwargs)
 
     def _run_call(self, args, kwargs, training):
+        # None included: a call run in no mode gets training=None, as Keras's
         if self._accepts("training"):
             kwargs = dict(kwargs)
-            kwargs.setdefault("training", bool(training))
+            kwargs.setdefault("training", training)
         # A call may return one of its Variables (a running total it just assigned): as in
         # Keras, the output is that Variable's current value, and an eager call returns the
         # Variable itself (the subclassing guide's ComputeSum prints y.numpy()).
@@ -712,9 +716,12 @@ class Layer:
     def _accepts(self, argument: str) -> bool:
         return _call_arguments(type(self)).get(argument, False)
 
-    def resolved_training(self, given=None):
+    def resolved_training(self, given=UNSAID):
         """The training flag a call runs with, by Keras's rule: `given` (the call's own
-        `training`) when not None, else the running outer call's, else `training_default`.
+        `training`) when the caller passed one, None included; else the running outer
+        call's, when it has a mode; else `training_default`. None means no mode: a
+        Keras-form `call` gets training=None and the layers it calls take their own
+        defaults; kilnet's own layers infer.
 
         Example:
             >>> import numpy as np
@@ -722,13 +729,13 @@ class Layer:
             >>> class Noisy(kilnet.layers.Layer):
             ...     def call(self, x, training=True):
             ...         return x + 1 if training else x
-            >>> Noisy().resolved_training(), Noisy().resolved_training(False)
-            (True, False)
+            >>> Noisy().resolved_training(), Noisy().resolved_training(None)
+            (True, None)
             >>> Noisy()(np.zeros(1, np.float32)).tolist()   # the call's default: training
             [1.0]
         """
-        if given is not None:
-            return bool(given)
+        if given is not UNSAID:
+            return _explicit_training(given, None)
         outer = _scope.outer_training()
         return outer if outer is not None else self.training_default
 
@@ -750,12 +757,37 @@ class Layer:
             return bool(declared)
         if self.eager_training_default:
             return True
-        passes_none_on = not self.is_pure or getattr(self, "is_functional", False)
-        return None if passes_none_on else False
+        return None if self.passes_training_none else False
+
+    @property
+    def passes_training_none(self) -> bool:
+        """Whether a call run in no mode (training None) reaches `call` as None, as Keras
+        passes it: a Keras-form layer's (its `call` sees None, the layers it calls take
+        their own defaults) and a functional model's (likewise for its graph's layers).
+        kilnet's own layers run it as inference, as Keras's built-in layers treat None.
+
+        Example:
+            >>> import kilnet
+            >>> kilnet.layers.Dropout(0.5).passes_training_none
+            False
+        """
+        return not self.is_pure or getattr(self, "is_functional", False)
+
+    def training_for_apply(self, training):
+        """The `training` that `apply` runs with for a call resolved to `training`: None kept
+        where it passes on (`passes_training_none`), else inference (False).
+
+        Example:
+            >>> import kilnet
+            >>> kilnet.layers.Dropout(0.5).training_for_apply(None)
+            False
+        """
+        return training if training is not None or self.passes_training_none else False
 
     def _call_in_scope(self, entry, args, kwargs):
         kwargs = dict(kwargs)
-        training = self.resolved_training(kwargs.pop("training", None))
+        training = self.training_for_apply(
+            self.resolved_training(kwargs.pop("training", UNSAID)))
         params, state = entry
         outputs, entry[1] = self.autocast_apply(params, state, *args, training=training,
                                                 rng=_scope.next_rng(),
@@ -775,7 +807,7 @@ class Layer:
 
     def _call_eager(self, args, kwargs):
         kwargs = dict(kwargs)
-        training = kwargs.pop("training", None)
+        training = kwargs.pop("training", UNSAID)
         args = jax.tree.map(_as_input_array, args)
         if not self.built:
             self.note_batch_size(args)
@@ -784,8 +816,9 @@ class Layer:
                                self.call_input_shape(args, kwargs),
                                call_extras=_array_extras(args), call_keywords=kwargs)
         # None where nothing says (a functional model's, or a Keras-form layer's whose call
-        # has no default): each inner layer then takes its own call's default, as in Keras
-        training = self.resolved_training(training)
+        # has no default) or the caller passed None: each inner layer then takes its own
+        # call's default, as in Keras
+        training = self.training_for_apply(self.resolved_training(training))
         self._eager_losses.clear()
         self.__dict__.pop("_returned_variable", None)
         scope = _scope.Scope(training=bool(training), collect_penalties=False, eager=True,
@@ -1293,17 +1326,19 @@ class Layer:
                                 (positional, tensors),
                                 is_leaf=lambda a: isinstance(a, KerasTensor))
 
-        # Keras traces a symbolic call as it would run: `training` as given, else the call's
-        # default (a call returning two outputs in training makes a two-output graph)
-        given = options.pop("training", None)
-        training = bool(given if given is not None else _call_training_default(type(self)))
+        # Keras traces a symbolic call as it would run: `training` as given (None included),
+        # else the call's default (a call returning two outputs in training makes a
+        # two-output graph); in no mode, the layers it calls take their own defaults
+        given = options.pop("training", UNSAID)
+        training = given if given is not UNSAID else _call_training_default(type(self))
 
         def run(x, extras):
             bindings = {id(v): v.value for v in self._trainable_vars + self._non_trainable_vars}
             layers = {id(sub): [sub.params_tree(), sub.state_tree()]
                       for sub in self._sublayers if sub.built}
             scope = _scope.Scope(bindings=bindings, layers=layers, init_rng=init_rng,
-                                 training=training)
+                                 training=bool(training),
+                                 training_given=training is not None)
             with _scope.opened(scope), _scope.shapes_only():
                 return self._run_call((x, *extras[0]), {**options, **extras[1]}, training)
 
@@ -1725,7 +1760,11 @@ class Layer:
         """
         params, state, paths, seeds = self._stateless_trees(trainable_variables,
                                                             non_trainable_variables)
-        training = bool(kwargs.pop("training", False))
+        # Keras's stateless_call is a call: given no training, each layer takes its call's
+        # default (a Keras-form call sees None, Dropout infers, augmentation augments). The
+        # mode of a compiled step it runs in is not a layer call's, so it is not inherited.
+        training = self.training_for_apply(
+            _explicit_training(kwargs.pop("training", UNSAID), self.training_default))
         # Inside a compiled kilnet step the step's key; elsewhere (your own jax.jit, an eager
         # call) the random layers draw from the seed states given, as Keras's do.
         rng = _scope.next_rng() if training else None
@@ -1735,8 +1774,9 @@ class Layer:
         if mask is not None:
             kwargs["sample_mask"] = mask
         # the seed states bound: SeedGenerator.next reads them and records the advanced ones
-        scope = _scope.Scope(training=training, bindings=seeds,
-                             host_keys=training and not traced)
+        scope = _scope.Scope(training=bool(training), bindings=seeds,
+                             training_given=training is not None,
+                             host_keys=training is not False and not traced)
         with _scope.opened(scope):
             outputs, new_state = self.autocast_apply(params, state, *args, training=training,
                                                      rng=rng, **kwargs)
@@ -2132,6 +2172,13 @@ def parameter_names(fn) -> tuple:
 
 def set_untracked(obj, name, value):
     object.__setattr__(obj, name, value)
+
+
+def _explicit_training(given, default):
+    """`training` as a caller passed it (None included), else `default`."""
+    if given is UNSAID:
+        return default
+    return None if given is None else bool(given)
 
 
 @functools.lru_cache(maxsize=None)

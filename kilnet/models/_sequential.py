@@ -118,9 +118,12 @@ class Sequential(Model):
     def call(self, inputs, training=None):
         """The chain applied in order: how a Sequential whose input shape is not declared runs
         when it is called (nested in another model, or on arrays)."""
+        # a mode only where there is one: with None, each layer takes its own default (as
+        # Keras's fallback passes it), where an explicit None would be that layer's mode
+        mode = {} if training is None else {"training": training}
         x = inputs
         for layer in self._chain:
-            x = layer(x, training=training)
+            x = layer(x, **mode)
         return x
 
     # Keras builds a Sequential's layers in its name scope ("sequential/dense/kernel")
