@@ -1012,9 +1012,13 @@ class Layer:
         return None
 
     def pack_symbolic_outputs(self, tensors: list):
-        """Several symbolic outputs in the structure the layer returns (a list; a model may
-        return a dict)."""
-        return tensors
+        """Several symbolic outputs in the structure the layer's call returned when last
+        traced (a tuple, a dict, a nesting of them), as Keras's symbolic call keeps it; a
+        list where no trace says (a layer giving its output shapes itself)."""
+        structure = self.__dict__.get("_traced_structure")
+        if structure is None or structure.num_leaves != len(tensors):
+            return tensors
+        return jax.tree.unflatten(structure, tensors)
 
     def compute_output_dtype(self, input_dtype) -> str:
         """The dtype of the outputs: the layer's compute dtype (kilnet.mixed_precision)."""
@@ -1260,8 +1264,11 @@ class Layer:
         """The output shape(s), batch axis excluded, of `call` traced abstractly
         (traced_outputs): one shape, or a flat list of them for a call returning a list or
         tuple."""
-        return output_shapes(self.traced_outputs(input_shape, init_rng, call_extras,
-                                                 call_keywords))
+        traced = self.traced_outputs(input_shape, init_rng, call_extras, call_keywords)
+        # the structure `call` returns (a tuple, a dict, nested), for pack_symbolic_outputs
+        set_untracked(self, "_traced_structure", jax.tree.structure(
+            traced, is_leaf=lambda t: isinstance(t, KerasTensor)))
+        return output_shapes(traced)
 
     def traced_outputs(self, input_shape, init_rng=None, call_extras=(), call_keywords=None):
         """The outputs of `call` traced abstractly: a KerasTensor (batch axis None) per
@@ -1834,13 +1841,26 @@ class Layer:
 
     @property
     def input(self):
-        """The symbolic input of the layer's first call on symbolic tensors."""
-        return self._first_node("input").args[0]
+        """The symbolic inputs of the layer's first call on symbolic tensors: the one tensor,
+        or a flat list of all the call's tensors, as Keras's (a call on two tensors gives
+        both).
+
+        Example:
+            >>> import kilnet
+            >>> a, b = kilnet.Input((2,)), kilnet.Input((2,))
+            >>> add = kilnet.layers.Add()
+            >>> _ = add([a, b])
+            >>> len(add.input), add.output.shape
+            (2, (None, 2))
+        """
+        return _one_or_list(self._first_node("input").inputs)
 
     @property
     def output(self):
-        """The symbolic output of the layer's first call on symbolic tensors."""
-        return self._first_node("output").outputs_structure
+        """The symbolic outputs of the layer's first call on symbolic tensors: the one tensor,
+        or a flat list of them, as Keras's (a layer returning a tuple or a dict gives a list,
+        dict values in sorted key order)."""
+        return _one_or_list(self._first_node("output").outputs)
 
     def first_call_keywords(self):
         """The keyword arguments of the layer's first call on symbolic tensors, for the traces
@@ -2294,9 +2314,11 @@ def _dtype_of(inputs):
 
 def output_shapes(outputs):
     """The shape(s), batch axis excluded, of traced outputs (KerasTensors in any structure):
-    one shape, or a flat list of them for outputs in a list or tuple."""
-    shapes = [tensor.sample_shape for tensor in jax.tree.leaves(outputs)]
-    return shapes[0] if not isinstance(outputs, (list, tuple)) else shapes
+    one shape, or a flat list of them for outputs in a structure (a dict's by sorted key)."""
+    if isinstance(outputs, KerasTensor):
+        return outputs.sample_shape
+    return [tensor.sample_shape for tensor in jax.tree.leaves(
+        outputs, is_leaf=lambda t: isinstance(t, KerasTensor))]
 
 
 def _with_batch(shape):
@@ -2442,3 +2464,8 @@ def check_channels_last(data_format) -> str:
 
 def float32(x):
     return jnp.asarray(x, jnp.float32)
+
+
+def _one_or_list(tensors: list):
+    """A node's tensors as Keras's layer.input / layer.output give them."""
+    return tensors[0] if len(tensors) == 1 else list(tensors)

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kilnet import _scope, _tree, structure, utils
+from kilnet import _scope, structure, utils
 from kilnet.layers import ActivatedLayer, InputLayer, Layer, Operation
 from kilnet.layers._base import is_shape, set_untracked, takes_shape
 from kilnet.layers._node import KerasTensor, flatten, is_symbolic, substitute
@@ -402,8 +402,7 @@ class Model(Layer):
         """Outputs in the structure the model was defined with, or a subclassed model's
         call returns: one array, a list, a dict, or a nesting of them (keras.io's involution
         visualizer takes each layer's (output, kernel) pair; its CaiT returns (logits, dict,
-        dict)). As Keras gives them, a functional model's tuples come back as lists, a
-        subclassed model's stay tuples.
+        dict)), tuples as tuples, as Keras gives them.
 
         Example:
             >>> import kilnet
@@ -417,7 +416,7 @@ class Model(Layer):
             return values[0] if len(values) == 1 else list(values)
         treedef = jax.tree.structure(structure, is_leaf=lambda t: isinstance(t, KerasTensor))
         packed = jax.tree.unflatten(treedef, list(values))
-        return _tree.tuples_as_lists(packed) if self.is_functional else packed
+        return packed
 
     def pack_symbolic_outputs(self, tensors: list):
         return self.pack_outputs(tensors)
