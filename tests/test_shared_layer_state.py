@@ -141,3 +141,31 @@ def test_files_load_across(tmp_path, suffix):
     np.testing.assert_allclose(into_kilnet.predict(X, verbose=0),
                                reference.predict(X, verbose=0), atol=1e-6)
     assert len(into_kilnet.weights) == 6
+
+
+class _StopAfterFirstEpoch(kilnet.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        raise RuntimeError("stopped")
+
+
+def test_a_run_resumed_from_its_checkpoint_and_kilnet_files_keep_the_shared_weights(tmp_path):
+    start = _built(kilnet).get_weights()
+
+    def fit(model, callbacks):
+        model.compile(optimizer=kilnet.optimizers.Adam(0.05), loss="mse")
+        model.fit(X, Y, batch_size=4, epochs=3, shuffle=False, verbose=0, callbacks=callbacks)
+
+    whole = _built(kilnet, start)
+    fit(whole, [])
+    with pytest.raises(RuntimeError, match="stopped"):
+        fit(_built(kilnet, start), [kilnet.callbacks.BackupAndRestore(str(tmp_path / "b")),
+                                    _StopAfterFirstEpoch()])
+    resumed = _built(kilnet, start)
+    fit(resumed, [kilnet.callbacks.BackupAndRestore(str(tmp_path / "b"))])
+    for have, expected in zip(resumed.get_weights(), whole.get_weights(), strict=True):
+        np.testing.assert_array_equal(have, expected)
+    assert len(kilnet.saving.weight_entries(resumed)) == 6   # each weight once in the file
+    resumed.save_weights(tmp_path / "w.kilnet")
+    loaded = _built(kilnet)
+    loaded.load_weights(tmp_path / "w.kilnet")
+    np.testing.assert_array_equal(loaded.predict(X, verbose=0), whole.predict(X, verbose=0))

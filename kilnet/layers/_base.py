@@ -1392,6 +1392,7 @@ class Layer:
             >>> dense = kilnet.layers.Dense(2, name="d")
             >>> model = kilnet.Sequential([kilnet.Input((3,)), dense,
             ...                            kilnet.Sequential([dense], name="again")])
+            >>> model.build(seed=0)
             >>> {name: sorted(sub) for name, sub in model.params_tree().items()}
             {'d': ['bias', 'kernel'], 'again': []}
         """
