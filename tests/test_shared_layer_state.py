@@ -169,3 +169,41 @@ def test_a_run_resumed_from_its_checkpoint_and_kilnet_files_keep_the_shared_weig
     loaded = _built(kilnet)
     loaded.load_weights(tmp_path / "w.kilnet")
     np.testing.assert_array_equal(loaded.predict(X, verbose=0), whole.predict(X, verbose=0))
+
+
+@pytest.mark.parametrize("attribute_first", [True, False])
+def test_a_shared_batch_normalization_keeps_one_set_of_statistics(attribute_first):
+    """The statistics of a layer run at its later place (inside the Sequential) are those
+    the model keeps at its first (the attribute), updated once per step as Keras's."""
+    def make(lib):
+        class Stats(lib.Model):
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                norm = lib.layers.BatchNormalization(name="norm")
+                if attribute_first:
+                    self.norm = norm
+                self.seq = lib.Sequential([lib.layers.Dense(4, name="d"), norm], name="seq")
+                if not attribute_first:
+                    self.norm = norm
+                self.out = lib.layers.Dense(2, name="out")
+
+            def call(self, x, training=None):
+                return self.out(self.seq(x, training=training))
+        model = Stats(name="stats")
+        model(X[:1])
+        return model
+
+    keras.utils.clear_session()
+    reference, model = make(keras), make(kilnet)
+    model.set_weights(reference.get_weights())
+    losses = []
+    for lib, each in ((keras, reference), (kilnet, model)):
+        each.compile(optimizer=lib.optimizers.SGD(0.1), loss="mse")
+        losses.append(each.fit(X, Y, batch_size=4, epochs=2, shuffle=False,
+                               verbose=0).history["loss"])
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+    assert len(model.weights) == len(reference.weights) == 8
+    np.testing.assert_allclose(model.norm.moving_mean.numpy(), reference.norm.moving_mean,
+                               atol=1e-6)
+    for have, expected in zip(model.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(have, expected, atol=1e-5)
