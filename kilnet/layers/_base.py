@@ -33,7 +33,7 @@ import numpy as np
 
 from kilnet import (_names, _scope, _tree, activations, constraints, initializers,
                     mixed_precision, random, regularizers, utils)
-from kilnet.layers import _tracking
+from kilnet.layers import _shared_layers, _tracking
 from kilnet.layers._call_context import described_call
 from kilnet.layers._host_call import refuse_strings, takes_strings
 from kilnet.layers._input_spec import check_input_spec
@@ -406,7 +406,11 @@ class Layer:
     def apply(self, params, state, *args, training=False, rng=None, sample_mask=None,
               **kwargs):
         """Return (outputs, new_state): runs `call` with every weight bound to `params` /
-        `state` (pure, so it can be traced)."""
+        `state` (pure, so it can be traced). A layer reached at several places finds its
+        arrays at each (kilnet.layers._shared_layers)."""
+        given_state = state
+        params, state, filled = _shared_layers.expanded(params, state,
+                                                        _shared_layers.alias_paths(self))
         scope = self.scope_for(params, state, training=training, rng=rng,
                                sample_mask=sample_mask)
         layers = scope.layers
@@ -420,7 +424,7 @@ class Layer:
                      for v in self._non_trainable_vars}
         for sub in self._sublayers:
             new_state[sub.name] = layers[id(sub)][1]
-        return outputs, new_state
+        return outputs, _shared_layers.collapsed(new_state, given_state, filled)
 
     def scope_for(self, params, state, *, training=False, rng=None, sample_mask=None):
         """The scope `call` runs in (kilnet._scope): each of this layer's Variables bound to
@@ -1159,11 +1163,17 @@ class Layer:
 
     def carried_paths(self, prefix=()):
         """(path, "state", Variable) for every carried state (see carried_state_names), at
-        any depth: in the state tree, not among the weights."""
+        any depth: in the state tree, not among the weights. A layer reached at several
+        places: at the first, once (as variable_paths)."""
+        seen = set()
         for v in self._carried_vars:
+            seen.add(id(v))
             yield prefix + (v.name,), "state", v
         for sub in self._sublayers:
-            yield from sub.carried_paths(prefix + (sub.name,))
+            for entry in sub.carried_paths(prefix + (sub.name,)):
+                if id(entry[2]) not in seen:
+                    seen.add(id(entry[2]))
+                    yield entry
 
     def constraint_for(self, weight_name: str):
         """The constraint of one of this layer's own weights: Keras's `<weight>_constraint`
@@ -1415,17 +1425,37 @@ class Layer:
 
     # -- the weights -----------------------------------------------------------------------------
     def params_tree(self) -> dict:
-        """{weight name: array} of the declared-trainable weights, sub-layers nested by name."""
+        """{weight name: array} of the declared-trainable weights, sub-layers nested by name;
+        a layer reached at several places is there once, at the first (as Keras counts it:
+        kilnet.layers._shared_layers).
+
+        Example:
+            >>> import kilnet
+            >>> dense = kilnet.layers.Dense(2, name="d")
+            >>> model = kilnet.Sequential([kilnet.Input((3,)), dense,
+            ...                            kilnet.Sequential([dense], name="again")])
+            >>> model.build(seed=0)
+            >>> {name: sorted(sub) for name, sub in model.params_tree().items()}
+            {'d': ['bias', 'kernel'], 'again': []}
+        """
+        return _shared_layers.without_aliases(self._every_params_tree(),
+                                              _shared_layers.alias_paths(self))
+
+    def _every_params_tree(self) -> dict:
         tree = {v.tree_key: v.value for v in self._trainable_vars}
         for sub in self._sublayers:
-            tree[sub.name] = sub.params_tree()
+            tree[sub.name] = sub._every_params_tree()
         return tree
 
     def state_tree(self) -> dict:
         """The same for non-trainable weights (moving statistics and other state)."""
+        return _shared_layers.without_aliases(self._every_state_tree(),
+                                              _shared_layers.alias_paths(self))
+
+    def _every_state_tree(self) -> dict:
         tree = {v.tree_key: v.value for v in self._non_trainable_vars + self._carried_vars}
         for sub in self._sublayers:
-            tree[sub.name] = sub.state_tree()
+            tree[sub.name] = sub._every_state_tree()
         return tree
 
     def assign_state_tree(self, state: dict) -> None:
@@ -1438,7 +1468,16 @@ class Layer:
 
     def variable_paths(self, prefix=()):
         """(path, kind, Variable) for every weight, kind "params" or "state", in Keras's
-        weight order: own trainable, own non-trainable, then sub-layers'."""
+        weight order: own trainable, own non-trainable, then sub-layers'. Each Variable
+        once: a layer reached at several places is listed at the first, as Keras's
+        `weights` lists it (the path `params_tree` holds it at)."""
+        seen = set()
+        for entry in self._own_then_sublayer_paths(prefix):
+            if id(entry[2]) not in seen:
+                seen.add(id(entry[2]))
+                yield entry
+
+    def _own_then_sublayer_paths(self, prefix):
         for v in self._trainable_vars:
             yield prefix + (v.tree_key,), "params", v
         for v in self._non_trainable_vars:

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kilnet import _scope, structure, utils
-from kilnet.layers import ActivatedLayer, InputLayer, Layer, Operation
+from kilnet.layers import ActivatedLayer, InputLayer, Layer, Operation, _shared_layers
 from kilnet.layers._base import is_shape, set_untracked, takes_shape
 from kilnet.layers._node import KerasTensor, flatten, is_symbolic, substitute
 from kilnet.layers._tensor_masks import attach_mask
@@ -630,6 +630,10 @@ class Model(Layer):
                 kwargs["mask"] = mask
             return super().apply(params, state, self._as_called(inputs), *args,
                                  training=training, rng=rng, sample_mask=sample_mask, **kwargs)
+        # a layer reached at several places (inside a nested model too) finds its arrays at each
+        given_state = state
+        params, state, filled = _shared_layers.expanded(params, state,
+                                                        _shared_layers.alias_paths(self))
         values = {}
         for index, (tensor, value) in enumerate(zip(self.fed_tensors,
                                                     self.flatten_inputs(inputs))):
@@ -671,7 +675,8 @@ class Model(Layer):
                               given_flows)
         if output_masks is not None:
             output_masks.extend(masks.get(t.uid) for t in self.graph.outputs)
-        return self.pack_outputs([values[t.uid] for t in self.graph.outputs]), new_state
+        return (self.pack_outputs([values[t.uid] for t in self.graph.outputs]),
+                _shared_layers.collapsed(new_state, given_state, filled))
 
     def _given_input_masks(self, mask) -> dict:
         """{input tensor uid: its mask} for the masks a call gave the graph's inputs."""
