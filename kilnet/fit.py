@@ -591,11 +591,14 @@ def _run_epoch(trainer, feed, blocks, cb_list, progress, chunker, epoch, start_s
     # around it, as Keras runs it (a print in your step falls between them)
     hooks = "chunk" if trainer.steps_per_execution else (
         "exact" if trainer.runs_eagerly else cb_list.batch_hooks_mode())
-    trail = programs.sums_trail(trainer.state.sums, TRAIL_STEPS) if hooks == "each" else None
     # A resume at the end of an epoch runs no chunk: its logs come from the restored sums.
     logs = _logs_from_sums(trainer.spec, jax.device_get(trainer.state.sums)) if step else {}
     kind = _steps_program(trainer, feed, cb_list)
     for block, batch_size in _block_parts(trainer, feed, blocks):
+        # shaped like the sums, which a model's own train_step gives their logs when first
+        # traced (the first block of a streamed source)
+        trainer.discover_step_logs(batch_size, block.x, block.y)
+        trail = programs.sums_trail(trainer.state.sums, TRAIL_STEPS) if hooks == "each" else None
         train = trainer.program(kind, batch_size, trainer.state, block.x, block.y, block.order,
                                 block.valid, *([np.int32(0)] * 4),
                                 *([] if trail is None else [trail]))

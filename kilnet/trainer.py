@@ -409,6 +409,16 @@ class Trainer:
         arrays (`model.run_eagerly`, read at each call as Keras reads it): see `program`."""
         return bool(self.model.run_eagerly)
 
+    def discover_step_logs(self, batch_size, x, y) -> None:
+        """The model's own train_step says what it logs only when traced: find out, once,
+        and give the training state sums of that structure (what buffers shaped like the
+        sums, a callback's per-batch trail, must be made after)."""
+        custom = self.spec.custom_step
+        if custom is None or custom.log_names is not None or self.runs_eagerly:
+            return   # run eagerly, the step's first run names its logs itself
+        custom.discover_logs(batch_size, x, y)
+        self.state = self.state._replace(sums=programs.zero_sums(self.spec))
+
     def program(self, kind: str, batch_size: int, *args):
         """The compiled program `kind` for these argument shapes, compiling it on first use.
 
@@ -538,10 +548,7 @@ class Trainer:
                     self.placement().program(fn)), args)
             return programs.run_eagerly(fn)
         if kind in ("train", "train_batch") and custom is not None and custom.log_names is None:
-            # The model's own train_step says what it logs only when traced: find out, then
-            # give the training state sums of that structure.
-            custom.discover_logs(batch_size, args[1], args[2])
-            self.state = self.state._replace(sums=programs.zero_sums(self.spec))
+            self.discover_step_logs(batch_size, args[1], args[2])
             args = (self.state,) + tuple(args[1:])
         model = self.model
         containers = self.containers if (model.overrides_train_step or model.overrides_test_step
