@@ -222,3 +222,52 @@ def test_unmasked_models_are_unchanged():
     x = np.random.default_rng(5).normal(size=(4, 6)).astype("float32")
     ours, theirs = predict_both(mlp, x)
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+# -- a recurrent layer given its initial state ------------------------------------------------------
+def recurrent_with_initial_state(lib, kind, bidirectional, sequences):
+    """keras.io's seq2seq decoder: a masked sequence and the encoder's states. Two tensor
+    arguments, so Keras 3 gives the recurrent layer no mask (the padding steps run)."""
+    embedding = lib.layers.Embedding(10, 4, mask_zero=True, name="embedding")
+    recurrent = getattr(lib.layers, kind)(3, return_sequences=sequences, return_state=True,
+                                          name="recurrent")
+    if bidirectional:
+        recurrent = lib.layers.Bidirectional(recurrent, name="bidirectional")
+    tokens = lib.Input((5,), dtype="int32")
+    states = [lib.Input((3,)) for _ in initial_states(kind, bidirectional)]
+    outputs = recurrent(embedding(tokens), initial_state=states)
+    return lib.Model([tokens, *states], outputs), embedding, recurrent
+
+
+def initial_states(kind, bidirectional):
+    rng = np.random.default_rng(6)
+    count = (2 if kind == "LSTM" else 1) * (2 if bidirectional else 1)
+    return [rng.normal(size=(2, 3)).astype("float32") for _ in range(count)]
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "SimpleRNN"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("sequences", [False, True])
+def test_an_initial_state_leaves_the_input_mask_unapplied(kind, bidirectional, sequences):
+    ours, theirs = both(lambda lib: recurrent_with_initial_state(
+        lib, kind, bidirectional, sequences)[0])
+    states = initial_states(kind, bidirectional)
+    got = ours.predict([IDS, *states], verbose=0)
+    expected = theirs.predict([IDS, *states], verbose=0)
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # eagerly, on the array carrying the embedding's mask, with the same weights
+    eager = []
+    for model in (ours, theirs):
+        embedding, recurrent = model.get_layer("embedding"), model.layers[-1]
+        embedded = embedding(IDS)
+        outputs = recurrent(embedded, initial_state=states)
+        eager.append(outputs)
+        masked = recurrent(embedded, initial_state=states, mask=IDS != 0)
+        assert not np.allclose(np.asarray(masked[0]), np.asarray(outputs[0]))
+    for a, b in zip(*eager):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    # the output still carries the input's mask where it is a sequence, as Keras's
+    mask = getattr(eager[0][0], "_keras_mask", None)
+    assert (mask is not None) == sequences == (getattr(eager[1][0], "_keras_mask", None)
+                                              is not None)

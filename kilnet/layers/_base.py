@@ -965,8 +965,7 @@ class Layer:
             ['inputs_mask']
         """
         fn, skipped = (type(self).apply, 3) if self.is_pure else (type(self).call, 1)
-        return automatic_masks(CallArguments.of(fn, skipped), args, kwargs, mask_of,
-                               first_fills_mask=self.is_pure)
+        return automatic_masks(CallArguments.of(fn, skipped), args, kwargs, mask_of)
 
     @property
     def accepts_mask(self) -> bool:
