@@ -271,3 +271,46 @@ def test_an_initial_state_leaves_the_input_mask_unapplied(kind, bidirectional, s
     mask = getattr(eager[0][0], "_keras_mask", None)
     assert (mask is not None) == sequences == (getattr(eager[1][0], "_keras_mask", None)
                                               is not None)
+
+
+# -- a mixed-precision layer's own call -------------------------------------------------------------
+def pooling_block(lib, policy):
+    """A layer of yours computing in bfloat16 on a float32 masked input: the cast its policy
+    makes carries the mask (Keras's autocast keeps `_keras_mask`), so the pooling it calls in
+    `call` averages the real steps only."""
+    class Block(lib.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.pool = lib.layers.GlobalAveragePooling1D()
+
+        def call(self, x):
+            return self.pool(x)
+
+    features = lib.Input((5, 4))
+    masked = lib.layers.Masking(dtype="float32", name="masking")(features)
+    return lib.Model(features, Block(dtype=policy, name="block")(masked))
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", None])
+@pytest.mark.parametrize("where", ["graph", "eager"])
+def test_a_mixed_precision_call_sees_the_mask_of_its_input(policy, where):
+    x = np.random.default_rng(7).normal(size=(2, 5, 4)).astype("float32")
+    x[0, 3:] = 0.0
+    x[1, 1:] = 0.0
+    outputs = []
+    for lib in (kilnet, keras):
+        if policy is None:   # the global policy
+            lib.mixed_precision.set_global_policy("mixed_bfloat16")
+        try:
+            model = pooling_block(lib, policy)
+        finally:
+            lib.mixed_precision.set_global_policy("float32")
+        if where == "graph":
+            outputs.append(np.asarray(model.predict(x, verbose=0), "float32"))
+        else:
+            masked = model.get_layer("masking")(x)
+            outputs.append(np.asarray(model.get_layer("block")(masked), "float32"))
+    real = (x != 0).any(-1, keepdims=True)
+    masked_mean = (x * real).sum(1) / real.sum(1)
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=2e-2, atol=2e-2)
+    np.testing.assert_allclose(outputs[0], masked_mean, rtol=2e-2, atol=2e-2)

@@ -617,7 +617,7 @@ class Layer:
         training = self.resolved_training(kwargs.pop("training", None))
         args = jax.tree.map(_as_input_array, args)
         if self.autocast:
-            args = mixed_precision.cast_floating(args, self.compute_dtype)
+            args = _cast_keeping_masks(args, self.compute_dtype)
         return self._run_call(args, kwargs, bool(training))
 
     def _call_unowned(self, args, kwargs):
@@ -683,8 +683,8 @@ class Layer:
             return _scope.laid_out(self.path, outputs), new_state
         compute = self.compute_dtype
         if self.autocast:
-            args = mixed_precision.cast_floating(args, compute)
-            kwargs = {k: mixed_precision.cast_floating(v, compute) if _is_array(v) else v
+            args = _cast_keeping_masks(args, compute)
+            kwargs = {k: _cast_keeping_masks(v, compute) if _is_array(v) else v
                       for k, v in kwargs.items()}
             if self.autocast_weights and compute != self.variable_dtype:
                 params = self._cast_own_weights(params, compute)
@@ -2157,6 +2157,14 @@ def _call_arguments(cls) -> dict:
 
 def _is_array(value) -> bool:
     return isinstance(value, (jax.Array, np.ndarray))
+
+
+def _cast_keeping_masks(tree, dtype):
+    """A call's arguments cast to its compute dtype, each cast array carrying its original's
+    sequence mask (Keras's autocast keeps `_keras_mask`)."""
+    cast = mixed_precision.cast_floating(tree, dtype)
+    tensor_masks.carry_masks(tree, cast)
+    return cast
 
 
 def _array_extras(args) -> tuple:
