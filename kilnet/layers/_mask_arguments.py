@@ -58,6 +58,19 @@ def automatic_masks(signature: "CallArguments", args, kwargs, mask_of) -> dict:
     return found
 
 
+def arguments_named(signature: "CallArguments", args, kwargs, names) -> list:
+    """The values of the call arguments called `names` that the call was given (not None).
+
+    Example:
+        >>> names = CallArguments(("query", "value", "key"))
+        >>> arguments_named(names, ("q", "v"), {}, ("query", "value", "key"))
+        ['q', 'v']
+    """
+    bound = dict(zip(signature.positional, args))
+    bound.update(kwargs)
+    return [bound[name] for name in names if bound.get(name) is not None]
+
+
 class CallArguments:
     """The argument names of a call: those that can come by position, in order, and all of
     them (keyword-only ones too), as the mask rule binds a call's arguments.
