@@ -49,7 +49,7 @@ class GraphMasks:
         symbolic call) and as the arrays will carry them (the call's own `mask`, else the
         first argument's carried masks: Keras's previous_mask)."""
         made = self._first_argument_masks(node, self.made)
-        if records_its_mask(layer, node):
+        if not self.made or records_its_mask(layer, node):   # no mask yet: nothing to tell apart
             return made, made
         return made, self._first_argument_masks(node, self.carried)
 
