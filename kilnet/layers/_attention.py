@@ -217,6 +217,9 @@ class MultiHeadAttention(KerasPrivateSettings, Layer):
                    "activity_regularizer", "kernel_constraint", "bias_constraint", "seed")
     # The arguments of a call besides query, value and key (training is the base class's).
     CALL_OPTIONS = ("attention_mask", "return_attention_scores", "training", "use_causal_mask")
+    # As Keras's: a call takes the masks off its inputs (its later consumers see none), and
+    # reads the query's mask from the query itself (an explicit query_mask is not used)
+    consumes_masks_of = ("query", "value", "key")
 
     def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True,
                  output_shape=None, attention_axes=None, sliding_window=None,
@@ -442,6 +445,24 @@ class MultiHeadAttention(KerasPrivateSettings, Layer):
                 _check_sequence_mask(name, tuple(mask.shape), shape[:-1])
                 options[name] = mask
         return super().__call__(query, value, **options)
+
+    def automatic_masks(self, args, kwargs, mask_of) -> dict:
+        """Keras's mask arguments, except `query_mask`: Keras's MultiHeadAttention takes the
+        mask the query carries, in place of a given one (None where the query carries none).
+
+        Example:
+            >>> import numpy as np
+            >>> from kilnet import layers
+            >>> x, m = np.ones((1, 2, 4)), np.array([[True, False]])
+            >>> attention = layers.MultiHeadAttention(num_heads=1, key_dim=2)
+            >>> attention.automatic_masks((x, x), {"query_mask": m}, lambda t: None)
+            {'query_mask': None}
+        """
+        found = super().automatic_masks(args, kwargs, mask_of)
+        if "query" in self.consumes_masks_of:
+            query = args[0] if args else kwargs.get("query")
+            found["query_mask"] = None if query is None else mask_of(query)
+        return found
 
     def call_input_shape(self, args, kwargs):
         """The query's, value's and key's shapes: the weights are built from all three."""

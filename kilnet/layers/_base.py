@@ -38,7 +38,7 @@ from kilnet.layers._call_context import described_call
 from kilnet.layers._host_call import refuse_strings, takes_strings
 from kilnet.layers._input_spec import check_input_spec
 from kilnet.layers import _tensor_masks as tensor_masks
-from kilnet.layers._mask_arguments import CallArguments, automatic_masks
+from kilnet.layers._mask_arguments import CallArguments, arguments_named, automatic_masks
 from kilnet.layers._node import KerasTensor, Node, is_symbolic
 from kilnet.variables import Variable, to_array
 
@@ -570,6 +570,9 @@ class Layer:
 
     # -- calling ---------------------------------------------------------------------------------
     input_spec = None   # Keras's InputSpec (or a list of them) that calls are checked against
+    # Names of call arguments whose sequence masks a call takes off the arrays it is given
+    # (Keras's MultiHeadAttention clears its query's, value's and key's `_keras_mask`)
+    consumes_masks_of: tuple = ()
 
     def __call__(self, *args, **kwargs):
         if not args:
@@ -588,6 +591,8 @@ class Layer:
         outputs = self._call_arrays(args, kwargs)
         if self.supports_masking:
             tensor_masks.attach_masks(outputs, self.compute_mask(args[0], mask))
+        for consumed in self.mask_consuming_arguments(args, kwargs):
+            tensor_masks.attach_masks(consumed, None)
         return outputs
 
     def _inputs_by_name(self, kwargs):
@@ -624,7 +629,7 @@ class Layer:
         training = self.resolved_training(kwargs.pop("training", UNSAID))
         args = jax.tree.map(_as_input_array, args)
         if self.autocast:
-            args = mixed_precision.cast_floating(args, self.compute_dtype)
+            args = _cast_keeping_masks(args, self.compute_dtype)
         return self._run_call(args, kwargs, training)
 
     def _call_unowned(self, args, kwargs):
@@ -691,8 +696,8 @@ class Layer:
             return _scope.laid_out(self.path, outputs), new_state
         compute = self.compute_dtype
         if self.autocast:
-            args = mixed_precision.cast_floating(args, compute)
-            kwargs = {k: mixed_precision.cast_floating(v, compute) if _is_array(v) else v
+            args = _cast_keeping_masks(args, compute)
+            kwargs = {k: _cast_keeping_masks(v, compute) if _is_array(v) else v
                       for k, v in kwargs.items()}
             if self.autocast_weights and compute != self.variable_dtype:
                 params = self._cast_own_weights(params, compute)
@@ -1002,8 +1007,26 @@ class Layer:
             ['inputs_mask']
         """
         fn, skipped = (type(self).apply, 3) if self.is_pure else (type(self).call, 1)
-        return automatic_masks(CallArguments.of(fn, skipped), args, kwargs, mask_of,
-                               first_fills_mask=self.is_pure)
+        return automatic_masks(CallArguments.of(fn, skipped), args, kwargs, mask_of)
+
+    def mask_consuming_arguments(self, args, kwargs) -> list:
+        """The arguments of a call on `args` / `kwargs` whose sequence masks the call takes off
+        (`consumes_masks_of`): after Keras's MultiHeadAttention, its query, value and key
+        carry no mask, so a second attention layer on the same tensor gets none.
+
+        Example:
+            >>> import numpy as np
+            >>> from kilnet import layers
+            >>> x = np.ones((1, 2, 4), np.float32)
+            >>> attention = layers.MultiHeadAttention(num_heads=1, key_dim=2)
+            >>> len(attention.mask_consuming_arguments((x, x), {"key": x}))
+            3
+        """
+        if not self.consumes_masks_of:
+            return []
+        fn, skipped = (type(self).apply, 3) if self.is_pure else (type(self).call, 1)
+        return arguments_named(CallArguments.of(fn, skipped), args, kwargs,
+                               self.consumes_masks_of)
 
     @property
     def accepts_mask(self) -> bool:
@@ -2264,6 +2287,14 @@ def _call_arguments(cls) -> dict:
 
 def _is_array(value) -> bool:
     return isinstance(value, (jax.Array, np.ndarray))
+
+
+def _cast_keeping_masks(tree, dtype):
+    """A call's arguments cast to its compute dtype, each cast array carrying its original's
+    sequence mask (Keras's autocast keeps `_keras_mask`)."""
+    cast = mixed_precision.cast_floating(tree, dtype)
+    tensor_masks.carry_masks(tree, cast)
+    return cast
 
 
 def _array_extras(args) -> tuple:

@@ -74,6 +74,8 @@ class GroupQueryAttention(MultiHeadAttention):
         [(8, 4, 4), (8, 2, 4), (8, 2, 4), (4, 4, 8)]
     """
 
+    # Keras's GroupedQueryAttention leaves its inputs' masks on them and uses a given query_mask
+    consumes_masks_of = ()
     config_keys = ("head_dim", "num_query_heads", "num_key_value_heads", "use_bias",
                    "use_gate", "sliding_window", "dropout", "kernel_initializer",
                    "bias_initializer", "kernel_regularizer", "bias_regularizer",

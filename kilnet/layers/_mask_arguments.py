@@ -10,7 +10,10 @@ The rule, as Keras applies it to the arguments of `call` bound to their names:
 - with SEVERAL, each argument `<name>` whose call also takes `<name>_mask` gets its mask there,
   and `mask` gets nothing (`call(self, inputs, encoder_outputs, mask=None)` receives None;
   `call(self, inputs, encoder_outputs, inputs_mask=None)` receives the mask of `inputs`).
-A mask argument given by the caller is never replaced.
+A mask argument given by the caller is never replaced. kilnet's own layers follow it too: an
+RNN called with `initial_state=` has two tensor arguments, so its input's mask is not applied,
+as in Keras 3 (keras.io's seq2seq encoder-decoders feed the encoder's states this way; the
+output still carries the input's mask, which `compute_mask` passes on from the first argument).
 """
 
 from __future__ import annotations
@@ -21,14 +24,11 @@ import inspect
 import jax
 
 
-def automatic_masks(signature: "CallArguments", args, kwargs, mask_of, *,
-                    first_fills_mask: bool = False) -> dict:
+def automatic_masks(signature: "CallArguments", args, kwargs, mask_of) -> dict:
     """{mask argument name: mask} for the masks a call on `args` / `kwargs` gets by itself.
 
     `mask_of(leaf)` gives a tensor's mask (or None); an argument whose tensors carry none
-    fills nothing. `first_fills_mask`: `mask` gets the first argument's mask whatever the number
-    of tensor arguments (kilnet's own layers, whose `apply` takes `mask` for the first input
-    only: an RNN called with `initial_state=`).
+    fills nothing.
 
     Example:
         >>> import numpy as np
@@ -43,11 +43,8 @@ def automatic_masks(signature: "CallArguments", args, kwargs, mask_of, *,
     bound.update(kwargs)
     tensors = {name: value for name, value in bound.items() if is_tensor_argument(value)}
     targets = {}
-    if "mask" in signature.names and bound.get("mask") is None:
-        if first_fills_mask and args:
-            targets["mask"] = args[0]
-        elif len(tensors) == 1:
-            targets["mask"] = next(iter(tensors.values()))
+    if "mask" in signature.names and bound.get("mask") is None and len(tensors) == 1:
+        targets["mask"] = next(iter(tensors.values()))
     if len(tensors) > 1:
         for name, value in tensors.items():
             wanted = f"{name}_mask"
@@ -59,6 +56,19 @@ def automatic_masks(signature: "CallArguments", args, kwargs, mask_of, *,
         if any(m is not None for m in jax.tree.leaves(masks, is_leaf=lambda m: m is None)):
             found[name] = masks
     return found
+
+
+def arguments_named(signature: "CallArguments", args, kwargs, names) -> list:
+    """The values of the call arguments called `names` that the call was given (not None).
+
+    Example:
+        >>> names = CallArguments(("query", "value", "key"))
+        >>> arguments_named(names, ("q", "v"), {}, ("query", "value", "key"))
+        ['q', 'v']
+    """
+    bound = dict(zip(signature.positional, args))
+    bound.update(kwargs)
+    return [bound[name] for name in names if bound.get(name) is not None]
 
 
 class CallArguments:

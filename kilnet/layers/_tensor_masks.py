@@ -75,5 +75,27 @@ def attach_masks(outputs, masks) -> None:
         attach_mask(output, mask)
 
 
+def carry_masks(originals, copies) -> None:
+    """Let each array of `copies` that is not its original (`originals`, the same structure)
+    carry its original's mask: the cast a layer's dtype policy makes of its inputs, as Keras's
+    autocast keeps `_keras_mask`, so a layer called inside a mixed-precision `call` still sees
+    the padding mask.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> x = jnp.ones((1, 2))
+        >>> attach_mask(x, jnp.array([[True, False]]))
+        >>> y = x.astype("bfloat16")
+        >>> carry_masks((x,), (y,))
+        >>> mask_of(y).tolist()
+        [[True, False]]
+    """
+    for original, copy in zip(jax.tree.leaves(originals), jax.tree.leaves(copies)):
+        if copy is not original and _is_array_like(copy):
+            mask = mask_of(original)
+            if mask is not None:
+                attach_mask(copy, mask)
+
+
 def _is_array_like(value) -> bool:
     return hasattr(value, "shape") and hasattr(value, "dtype")

@@ -29,6 +29,7 @@ class Graph:
                     "kilnet.Input of the same shape and call the layers on it.")
         self.nodes = self._walk()                 # every node, parents before children
         self.run_nodes = [n for n in self.nodes if not n.is_input]
+        self.keras_rank = _keras_run_ranks(self.nodes)   # id(node) -> place in Keras's run
         self.layers = _keras_layer_order(self.nodes, self.outputs)
         self._check_names()
 
@@ -120,6 +121,24 @@ def _tensors(structure, argument):
             f"kilnet.Model({argument}=...) takes symbolic tensors (from kilnet.Input and layer "
             f"calls), alone or in a list or dict. Received: {structure!r:.200}")
     return tensors
+
+
+def _keras_run_ranks(nodes) -> dict:
+    """{id(node): its place in the order Keras's Functional runs the nodes}: by decreasing
+    depth (the longest path to an output), ties in the order a walk from the outputs back to
+    the inputs first meets them; a shared layer's nodes are at least as deep as its deepest
+    node met before. Which of two layers on the same tensor runs first decides which one a
+    MultiHeadAttention leaves without the tensor's mask (kilnet.models._graph_masks)."""
+    depth, layer_depth = {}, {}
+    for node in reversed(nodes):   # children before parents
+        d = max(depth.setdefault(id(node), 0), layer_depth.get(id(node.layer), 0))
+        layer_depth[id(node.layer)] = depth[id(node)] = d
+        for parent_tensor in node.inputs:
+            parent = id(parent_tensor.node)
+            depth[parent] = max(depth.get(parent, 0), d + 1)
+    met = {key: index for index, key in enumerate(depth)}   # dict order: first met
+    ordered = sorted(depth, key=lambda key: (-depth[key], met[key]))
+    return {key: rank for rank, key in enumerate(ordered)}
 
 
 def _keras_layer_order(nodes, outputs):

@@ -27,8 +27,8 @@ from kilnet import _scope, structure, utils
 from kilnet.layers import ActivatedLayer, InputLayer, Layer, Operation, _shared_layers
 from kilnet.layers._base import is_shape, set_untracked, takes_shape
 from kilnet.layers._node import KerasTensor, flatten, is_symbolic, substitute
-from kilnet.layers._tensor_masks import attach_mask
 from kilnet.models._graph import Graph
+from kilnet.models._graph_masks import GraphMasks
 from kilnet.models._host_stage import HostStage
 from kilnet.models._intermediate_inputs import start_from_inputs
 
@@ -642,8 +642,8 @@ class Model(Layer):
         new_state = dict(state)
         # tensor uid -> its sequence mask, where a layer made one or the call gave one (Keras's
         # masks); output_masks (a list, if given) gets the outputs' masks
-        masks = self._given_input_masks(mask)
-        for position, node in enumerate(self._compiled_nodes):
+        masks = GraphMasks(self._given_input_masks(mask))
+        for position, node in self._run_schedule():
             layer = node.layer
             node_args = substitute(node.args, values)
             node_kwargs = substitute(node.kwargs, values)
@@ -651,10 +651,10 @@ class Model(Layer):
             node_training = node_kwargs.pop("training", None)
             if id(node) in logit_nodes:
                 node_kwargs["logits"] = True
-            previous_mask = _masks_of(node.args[0], masks)
-            node_kwargs.update(_graph_call_masks(layer, node, masks))
+            previous = masks.previous_masks(layer, node)
+            node_kwargs.update(masks.call_masks(layer, node))
             if masks:   # a Keras-form call finds them on its arrays, as Keras's _keras_mask
-                _attach_argument_masks((node.args, node.kwargs), values, masks)
+                masks.attach_to_arguments(node, values)
             layer_training = _node_training(layer, training, node_training)
             # a layer in inference gets no key of its own (a draw it makes anyway comes from
             # the model's): folding one was 0.1 ms a layer in every eager model(x) call
@@ -666,17 +666,23 @@ class Model(Layer):
                 sample_mask=sample_mask, **node_kwargs)
             for tensor, value in zip(node.outputs, flatten(out)):
                 values[tensor.uid] = value
-            # a mask given to the model's inputs flows on as the graph's own (has_mask marks
-            # those only), through the layers that support masking
-            given_flows = layer.supports_masking and any(
-                m is not None for m in jax.tree.leaves(previous_mask))
-            if given_flows or any(t.has_mask for t in node.outputs):
-                _record_masks(node, layer.compute_mask(node_args[0], previous_mask), masks,
-                              given_flows)
+            if masks:
+                masks.after_call(layer, node, values)
+            masks.record(layer, node, node_args[0], previous)
         if output_masks is not None:
-            output_masks.extend(masks.get(t.uid) for t in self.graph.outputs)
+            output_masks.extend(masks.carried_by(t.uid for t in self.graph.outputs))
         return (self.pack_outputs([values[t.uid] for t in self.graph.outputs]),
                 _shared_layers.collapsed(new_state, given_state, filled))
+
+    def _run_schedule(self) -> list:
+        """(position, node) of the nodes the programs run, in the order Keras's Functional runs
+        them (which decides the masks a MultiHeadAttention leaves to the layers after it);
+        a node's position (its random key) is its place in the graph's walk."""
+        ranks = self.graph.keras_rank
+        schedule = list(enumerate(self._compiled_nodes))
+        if not all(id(node) in ranks for _, node in schedule):
+            return schedule
+        return sorted(schedule, key=lambda item: ranks[id(item[1])])
 
     def _given_input_masks(self, mask) -> dict:
         """{input tensor uid: its mask} for the masks a call gave the graph's inputs."""
@@ -1463,49 +1469,6 @@ def _batch_length(data, argument: str) -> int:
         raise ValueError(f"{argument} must be a batch of arrays (samples on the first axis). "
                          f"Received: {argument}={data!r:.100}")
     return max(len(leaves[0]), 1)
-
-
-def _masks_of(structure, masks: dict):
-    """The sequence masks of a call's first argument (same structure, None where none)."""
-    return jax.tree.map(lambda t: masks.get(t.uid) if isinstance(t, KerasTensor) else None,
-                        structure, is_leaf=lambda t: isinstance(t, KerasTensor))
-
-
-def _mask_of(tensor, masks: dict):
-    """The sequence mask a graph tensor carries in this run (None for a constant)."""
-    return masks.get(tensor.uid) if isinstance(tensor, KerasTensor) else None
-
-
-def _graph_call_masks(layer, node, masks: dict) -> dict:
-    """The mask arguments a layer's call in the graph gets by itself. Keras records the masks
-    its symbolic call filled in the node, so that when the graph runs they are arguments
-    given, and count as tensor arguments for the rule once more: `call(self, inputs,
-    inputs_mask=None, mask=None)` gets `mask` when the model is made, then both."""
-    mask_of = functools.partial(_mask_of, masks=masks)
-    made = layer.automatic_masks(node.args, node.kwargs, mask_of)
-    if not made:
-        return made
-    return {**made, **layer.automatic_masks(node.args, {**node.kwargs, **made}, mask_of)}
-
-
-def _attach_argument_masks(arguments, values: dict, masks: dict) -> None:
-    """Let the arrays a layer is called on carry their tensors' masks, so that a layer called
-    inside its `call` (MultiHeadAttention on the tensor the call received) picks them up as
-    Keras's does from `_keras_mask`."""
-    for tensor in jax.tree.leaves(arguments, is_leaf=lambda t: isinstance(t, KerasTensor)):
-        if isinstance(tensor, KerasTensor) and masks.get(tensor.uid) is not None:
-            attach_mask(values[tensor.uid], masks[tensor.uid])
-
-
-def _record_masks(node, output_masks, masks: dict, given_flows=False):
-    """The node's output masks into `masks`: those its outputs were marked to carry
-    (has_mask), and any, when a mask given to the model's inputs reached the node."""
-    flat = jax.tree.leaves(output_masks, is_leaf=lambda m: m is None)
-    if len(flat) == 1 and len(node.outputs) > 1:
-        flat = flat * len(node.outputs)
-    for tensor, mask in zip(node.outputs, flat):
-        if (tensor.has_mask or given_flows) and mask is not None:
-            masks[tensor.uid] = mask
 
 
 def _yours_inside_kilnets(build):
