@@ -62,17 +62,15 @@ def inputs_of(model, x, argument: str = "x", own_step: bool = False) -> list:
 
 class WholeBatch:
     """A tuple or list batch that the model's own train_step / test_step / predict_step
-    gets whole, as Keras hands it (whole_step_batch): `items` its arrays, `kind` tuple or
-    list.
+    gets whole (whole_step_batch), as a tuple, as Keras hands it: `items` its arrays.
 
     Example:
-        >>> batch = WholeBatch([1, 2, 3])
-        >>> batch.items, batch.kind.__name__
-        ((1, 2, 3), 'list')
+        >>> WholeBatch([1, 2, 3]).items
+        (1, 2, 3)
     """
 
     def __init__(self, batch):
-        self.items, self.kind = tuple(batch), type(batch)
+        self.items = tuple(batch)
 
 
 def whole_step_batch(model, batch, own_step: bool):
@@ -225,8 +223,8 @@ def sample_batch(model, x, xs: list):
 def container_of(data, carried: list):
     """How `data` (x or y as given) holds `carried`, the arrays inputs_of / targets_of took
     from it for the programs: ("list", n) or ("tuple", n) when they are its entries,
-    ("dict", keys in carried order) for a dict, ("whole", "tuple" or "list", n) for a
-    WholeBatch; None for one array, or for a list whose
+    ("dict", keys in carried order) for a dict, ("whole", n) for a WholeBatch (handed as
+    a tuple); None for one array, or for a list whose
     entries are not all carried (the labels of outputs without a loss). A model's own steps
     get the arrays back in that container (in_container), as Keras hands them the user's.
 
@@ -239,7 +237,7 @@ def container_of(data, carried: list):
         True
     """
     if isinstance(data, WholeBatch):
-        return ("whole", data.kind.__name__, len(data.items))
+        return ("whole", len(data.items))
     if isinstance(data, dict):
         unused, keys = list(data.items()), []
         for array in carried:
@@ -267,8 +265,7 @@ def in_container(container, packed):
     arrays = unpack(packed)
     if container[0] == "dict":
         return dict(zip(container[1], arrays))
-    kind = container[1] if container[0] == "whole" else container[0]
-    return list(arrays) if kind == "list" else tuple(arrays)
+    return list(arrays) if container[0] == "list" else tuple(arrays)
 
 
 def program_labels(objective, y):
