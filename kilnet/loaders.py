@@ -536,8 +536,8 @@ class BatchReader:
     def split(self, batch, index: int):
         """(x, y, sample_weight) of one batch: Keras's reading (unpack), or the whole batch
         as x (a kilnet.structure.WholeBatch) when the model's own step gets it whole."""
-        whole = structure.whole_step_batch(self.model, to_numpy(batch), self.own_step)
-        return (whole, None, None) if whole is not None else unpack(batch, index)
+        whole = self.own_step and structure.whole_step_batch(self.model, to_numpy(batch), True)
+        return (whole, None, None) if whole else unpack(batch, index)
 
     def inputs(self, x, index: int) -> list:
         """A batch's x (split's) as one checked array per model input (the model may be

@@ -216,3 +216,13 @@ def test_without_its_own_steps_a_tuple_batch_is_x_y_sample_weight():
     model.compile(optimizer="sgd", loss="mse")
     with pytest.raises(InputError, match=r"3 inputs \['a', 'b', 'c'\]; x \(batch 0\)"):
         model.fit(_pydataset(kilnet, TRAIN, 8), verbose=0)
+
+
+def test_run_eagerly_hands_the_step_the_same_batches():
+    def run(lib, model):
+        if lib is kilnet:   # each step as plain Python; Keras's compiled run is the reference
+            model.compile(optimizer=kilnet.optimizers.Adam(0.05), run_eagerly=True)
+        history = model.fit(_pydataset(lib, TRAIN, 8), epochs=2, shuffle=False, verbose=0,
+                            validation_data=_pydataset(lib, VAL, 8)).history
+        return [history["loss"], history["val_loss"]]
+    _assert_same(*_both(run))
