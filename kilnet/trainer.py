@@ -743,8 +743,9 @@ class KerasState:
 
     def batch_as_given(self) -> bool:
         """Whether the batches are ones the model's own steps unpack themselves (dicts by
-        keys of their own, tuples they get whole: structure.is_step_batch): their arrays are not the model's inputs, so they reach
-        the step in their own dtypes, as Keras hands them."""
+        keys of their own, tuples they get whole: structure.is_step_batch): their arrays
+        are not the model's inputs, so they reach the step in their own dtypes, as Keras
+        hands them."""
         return structure.is_step_batch_container(self.trainer.model, self.trainer.containers[0])
 
     def _slots(self):
