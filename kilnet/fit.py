@@ -165,7 +165,7 @@ def _batch_feed(trainer, source, y, batch_size, *, shuffle, steps, seed, class_w
         raise ValueError(f"The data source ({kind}) yielded no batch: there is nothing to read.")
     model = trainer.model
     reader = loaders.BatchReader(model, None, class_weight=class_weight, own_step=own_step)
-    first_x = loaders.unpack(first, 0)[0]
+    first_x = reader.split(first, 0)[0]
     xs = reader.inputs(first_x, 0)
     trainer.ensure_state(seed, input_shape=structure.sample_batch(model, first_x, xs))
     if labels:

@@ -513,7 +513,8 @@ class BatchReader:
     `model` must be built for `read` (the first batch's `inputs` are enough to build it);
     `objective` is the trainer's, None for predict (labels are then not read). `own_step`:
     the model's own step reads the batches, so an x that is a dict of keys other than the
-    model's input names is handed to it as given (kilnet.structure.is_step_batch).
+    model's input names, or a tuple batch whose first entry is not the model's inputs, is
+    handed to it as given (kilnet.structure.is_step_batch, whole_step_batch).
 
     >>> import kilnet
     >>> model = kilnet.Sequential([kilnet.Input(shape=(2,)), kilnet.layers.Dense(1)])
@@ -532,9 +533,16 @@ class BatchReader:
         # the containers of the last batch's x and y (structure.container_of)
         self.containers = (None, None)
 
+    def split(self, batch, index: int):
+        """(x, y, sample_weight) of one batch: Keras's reading (unpack), or the whole batch
+        as x (a kilnet.structure.WholeBatch) when the model's own step gets it whole."""
+        whole = self.own_step and structure.whole_step_batch(self.model, to_numpy(batch), True)
+        return (whole, None, None) if whole else unpack(batch, index)
+
     def inputs(self, x, index: int) -> list:
-        """A batch's x as one checked array per model input (the model may be unbuilt)."""
-        x = to_numpy(x)
+        """A batch's x (split's) as one checked array per model input (the model may be
+        unbuilt)."""
+        x = x if isinstance(x, structure.WholeBatch) else to_numpy(x)
         xs = [to_numpy(a) for a in structure.inputs_of(self.model, x, f"x (batch {index})",
                                                        own_step=self.own_step)]
         as_given = structure.is_step_batch(self.model, x, self.own_step)
@@ -551,8 +559,8 @@ class BatchReader:
     def arrays(self, batch, index: int):
         """(xs, ys or None, sample_weight or None) as NumPy, in the programs' order, unchecked
         (so that a caller can first compare their shapes with the first batch's)."""
-        x, y, weight = unpack(batch, index)
-        x = to_numpy(x)
+        x, y, weight = self.split(batch, index)
+        x = x if isinstance(x, structure.WholeBatch) else to_numpy(x)
         xs = structure.inputs_of(self.model, x, f"x (batch {index})", own_step=self.own_step)
         self.containers = (structure.container_of(x, xs), None)
         self.step_batch_names = (structure.step_batch_names(x) if structure.is_step_batch(

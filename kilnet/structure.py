@@ -22,6 +22,8 @@ def inputs_of(model, x, argument: str = "x", own_step: bool = False) -> list:
     model with string inputs, what its host stage computes from them (one entry per fed
     tensor, kilnet.models._host_stage). `own_step`: the model's own step reads the batch,
     so a dict of other keys is its batch, its arrays by sorted key (is_step_batch)."""
+    if isinstance(x, WholeBatch):
+        return list(x.items)
     if is_step_batch(model, x, own_step):
         return [x[key] for key in sorted(x)]
     host_stage = getattr(model, "host_stage", None)
@@ -58,13 +60,63 @@ def inputs_of(model, x, argument: str = "x", own_step: bool = False) -> list:
                      f"Received: {type(x).__name__}")
 
 
+class WholeBatch:
+    """A tuple or list batch that the model's own train_step / test_step / predict_step
+    gets whole (whole_step_batch), as a tuple, as Keras hands it: `items` its arrays.
+
+    Example:
+        >>> WholeBatch([1, 2, 3]).items
+        (1, 2, 3)
+    """
+
+    def __init__(self, batch):
+        self.items = tuple(batch)
+
+
+def whole_step_batch(model, batch, own_step: bool):
+    """A WholeBatch of `batch` (a tuple or list from a source of batches) when the model's
+    own step (`own_step`: the model overrides the step that reads it) must get it whole,
+    else None. Keras's JAX trainer hands a source's batch to an overridden step as it is;
+    only its default steps read it as (x, y, sample_weight). kilnet reads it so to check
+    x against the model's inputs and y against the outputs, and keeps that reading where
+    it fits; where it cannot, the batch is the step's own: more than 3 entries, or a first
+    entry that is not the model's inputs (keras.io's siamese_network yields (anchor,
+    positive, negative) for a 3-input network: the anchor alone is not its inputs).
+
+    Example:
+        >>> import kilnet, numpy as np
+        >>> inputs = [kilnet.Input((2,)), kilnet.Input((2,))]
+        >>> model = kilnet.Model(inputs, kilnet.layers.Add()(inputs))
+        >>> a = np.zeros((4, 2))
+        >>> whole_step_batch(model, (a, a), True).items == (a, a)
+        True
+        >>> whole_step_batch(model, ((a, a), a), True), whole_step_batch(model, (a, a), False)
+        (None, None)
+    """
+    if not own_step or model.input_specs is None or not isinstance(batch, (tuple, list)):
+        return None   # an unbuilt model is built from x as Keras reads it
+    if len(batch) > 3 or not _gives_inputs(model, batch[0]):
+        return WholeBatch(batch)
+    return None
+
+
+def _gives_inputs(model, x) -> bool:
+    """Whether x gives the model's inputs (inputs_of finds one array for each)."""
+    try:
+        inputs_of(model, x)
+    except InputError:
+        return False
+    return True
+
+
 def is_step_batch(model, x, own_step: bool) -> bool:
-    """Whether x is a dict that the model's own train_step / test_step / predict_step
-    (`own_step`: the model overrides the step that reads it) unpacks by keys of its own,
-    not the model's input names: keras.io's transformer_asr reads `batch["source"]` and
-    `batch["target"]`. Keras hands such a batch to the step as it is; so does kilnet, its
-    arrays unchecked against the model's inputs. Without an own step the keys must be the
-    input names (inputs_of says which are missing).
+    """Whether x is a batch that the model's own train_step / test_step / predict_step
+    (`own_step`: the model overrides the step that reads it) unpacks itself: a WholeBatch
+    (whole_step_batch), or a dict by keys of its own, not the model's input names
+    (keras.io's transformer_asr reads `batch["source"]` and `batch["target"]`). Keras hands
+    such a batch to the step as it is; so does kilnet, its arrays unchecked against the
+    model's inputs. Without an own step the keys must be the input names (inputs_of says
+    which are missing).
 
     Example:
         >>> import kilnet
@@ -75,6 +127,8 @@ def is_step_batch(model, x, own_step: bool) -> bool:
         >>> is_step_batch(model, {"source": 0}, False)
         False
     """
+    if isinstance(x, WholeBatch):
+        return True
     if not own_step or not isinstance(x, dict) or model.input_specs is None:
         return False   # an unbuilt subclassed model takes the dict itself (takes_keyed_inputs)
     return any(name not in x for name in model.input_names)
@@ -82,19 +136,33 @@ def is_step_batch(model, x, own_step: bool) -> bool:
 
 def is_step_batch_container(model, container) -> bool:
     """Whether `container` (container_of's) holds a batch that is_step_batch hands to the
-    model's own step as given: a dict whose keys are not the model's input names."""
+    model's own step as given: a WholeBatch, or a dict whose keys are not the model's
+    input names."""
+    if container is not None and container[0] == "whole":
+        return True
     return (container is not None and container[0] == "dict"
             and model.input_specs is not None
             and any(name not in container[1] for name in model.input_names))
 
 
+def is_whole_container(container) -> bool:
+    """Whether `container` (container_of's) is a WholeBatch's: the step gets it as the
+    batch itself, not packed as (x, y, sample_weight)."""
+    return container is not None and container[0] == "whole"
+
+
 def step_batch_names(x, argument: str = "x") -> list[str]:
-    """How messages name the arrays of a step's own dict batch (is_step_batch), by key.
+    """How messages name the arrays of a batch a step unpacks itself (is_step_batch): a
+    dict's by key, a WholeBatch's by position (`batch`).
 
     Example:
         >>> step_batch_names({"target": 0, "source": 1})
         ["x['source']", "x['target']"]
+        >>> step_batch_names(WholeBatch((0, 1)))
+        ['batch[0]', 'batch[1]']
     """
+    if isinstance(x, WholeBatch):
+        return [f"batch[{i}]" for i in range(len(x.items))]
     return argument_names(argument, sorted(x))
 
 
@@ -157,7 +225,8 @@ def sample_batch(model, x, xs: list):
 def container_of(data, carried: list):
     """How `data` (x or y as given) holds `carried`, the arrays inputs_of / targets_of took
     from it for the programs: ("list", n) or ("tuple", n) when they are its entries,
-    ("dict", keys in carried order) for a dict; None for one array, or for a list whose
+    ("dict", keys in carried order) for a dict, ("whole", n) for a WholeBatch (handed as
+    a tuple); None for one array, or for a list whose
     entries are not all carried (the labels of outputs without a loss). A model's own steps
     get the arrays back in that container (in_container), as Keras hands them the user's.
 
@@ -169,6 +238,8 @@ def container_of(data, carried: list):
         >>> container_of(a, [a]) is None
         True
     """
+    if isinstance(data, WholeBatch):
+        return ("whole", len(data.items))
     if isinstance(data, dict):
         unused, keys = list(data.items()), []
         for array in carried:

@@ -727,7 +727,11 @@ class KerasState:
         (x, y, sample_weight), x and y in the list, tuple or dict they were given in, and the
         sample weight repeated in y's container, as Keras's fit repeats one array for each
         label array. The VAE and GAN examples read `data` as the images when fit has no
-        labels."""
+        labels. A batch the step gets whole (kilnet.structure.WholeBatch) is handed as it
+        is: keras.io's siamese_network reads its (anchor, positive, negative) batches."""
+        x_container = self.trainer.containers[0]
+        if structure.is_whole_container(x_container):
+            return structure.in_container(x_container, xb)
         arrays = [] if yb is None else structure.unpack(yb)
         known = self.trainer.labels_in_batch   # told by fit / evaluate (Trainer.note_labels)
         count = len(arrays) if known is None else known
@@ -745,9 +749,10 @@ class KerasState:
         return utils.pack_x_y_sample_weight(structure.in_container(x_container, xb), y, weight)
 
     def batch_as_given(self) -> bool:
-        """Whether the batches are dicts the model's own steps unpack by keys of their own
-        (structure.is_step_batch): their arrays are not the model's inputs, so they reach
-        the step in their own dtypes, as Keras hands them."""
+        """Whether the batches are ones the model's own steps unpack themselves (dicts by
+        keys of their own, tuples they get whole: structure.is_step_batch): their arrays
+        are not the model's inputs, so they reach the step in their own dtypes, as Keras
+        hands them."""
         return structure.is_step_batch_container(self.trainer.model, self.trainer.containers[0])
 
     def _slots(self):

@@ -342,6 +342,8 @@ class Model(Layer):
                                  + (f" (unknown {extra})" if extra else ""))
             return [x[n] for n in names]
         if isinstance(x, (list, tuple)) and len(specs) > 1:
+            if len(x) != len(specs) and _nested_inputs(x, len(specs)):
+                return self._flattened_inputs(x)
             if len(x) != len(specs):
                 raise ValueError(f"The model has {len(specs)} inputs {names}. Received: a "
                                  f"{type(x).__name__} of {len(x)} arrays")
@@ -350,6 +352,17 @@ class Model(Layer):
                 and hasattr(x[0], "shape"):
             return [x[0]]   # [array] for a model of one input, as fit hands it to a step
         return [x]
+
+    def _flattened_inputs(self, x) -> list:
+        """The arrays of a nested x with one leaf per input, in order, as Keras's functional
+        call flattens it (with its warning): a step of yours handed `((a, p, n),)`, the
+        batch fit packs from `fit(x=(a, p, n))`, passes it to a 3-input model (keras.io's
+        siamese_network)."""
+        warnings.warn(f"The structure of the inputs does not match the model's: it has "
+                      f"{len(self.input_names)} inputs {self.input_names}; the nested "
+                      f"{type(x).__name__} given is read as its arrays in order.",
+                      UserWarning, stacklevel=3)
+        return jax.tree.leaves(x)
 
     def with_declared_rank(self, x, index: int = 0):
         """A batch `x` (a NumPy or JAX array) for input `index` as a functional model takes
@@ -1593,6 +1606,12 @@ def _reject_unsupported(method: str, kwargs: dict, tolerated: tuple):
     unknown = sorted(set(kwargs) - set(tolerated))
     if unknown:
         raise TypeError(f"{method}() got unsupported arguments: {unknown}.")
+
+
+def _nested_inputs(x, count: int) -> bool:
+    """Whether x nests lists or tuples of arrays that are `count` arrays in all."""
+    return (any(isinstance(item, (list, tuple)) for item in x)
+            and len(jax.tree.leaves(x)) == count)
 
 
 def _batch_of(tensor) -> tuple:
