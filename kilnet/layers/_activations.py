@@ -199,10 +199,18 @@ class Softmax(Layer):
                                  f"input of shape {(None,) + tuple(input_shape)}")
         return input_shape
 
-    def apply(self, params, state, x, **_):
+    def apply(self, params, state, x, *, mask=None, **_):
+        """The softmax of `x`; with a `mask` (broadcastable to x: True or > 0.5 where a value
+        counts), the masked positions take no share and are 0 in the output, as Keras's
+        (an axis wholly masked is all zeros, not uniform)."""
         self.compute_output_shape(tuple(x.shape[1:]))
         axis = tuple(self.axis) if isinstance(self.axis, list) else self.axis
-        return jax.nn.softmax(x, axis=axis), state
+        if mask is None:
+            return jax.nn.softmax(x, axis=axis), state
+        keep = _broadcastable_mask(mask, x)
+        # Keras's large negative number: -1e9, or -3e4 where float16 cannot hold it
+        masked = jnp.where(keep, x, -3e4 if x.dtype == jnp.float16 else -1e9)
+        return jnp.where(keep, jax.nn.softmax(masked, axis=axis), 0.0).astype(x.dtype), state
 
 
 class Identity(Layer):
@@ -219,3 +227,20 @@ class Identity(Layer):
 
     def apply(self, params, state, x, **_):
         return x, state
+
+
+def _broadcastable_mask(mask, x):
+    """Softmax's mask as booleans (a float mask counts where > 0.5), checked to broadcast to
+    `x` as Keras checks it: no more axes, each trailing axis 1 or x's."""
+    mask = jnp.asarray(mask)
+    shape_ok = mask.ndim <= x.ndim and all(
+        m in (1, i) for m, i in zip(mask.shape[::-1], x.shape[::-1]))
+    if not shape_ok:
+        raise ValueError("Softmax's mask must broadcast to its inputs (no more axes, each "
+                         "trailing axis 1 or the input's). Received: inputs.shape="
+                         f"{tuple(x.shape)}, mask.shape={tuple(mask.shape)}. Pass a mask "
+                         "shaped like the inputs or with axes of size 1 to broadcast; a "
+                         "sequence mask of an earlier layer (Masking, Embedding(mask_zero="
+                         "True)) reaches Softmax as its mask too, as in Keras: use "
+                         "Dense(..., activation='softmax') or ops.softmax there instead.")
+    return mask if mask.dtype == jnp.bool_ else mask > 0.5
