@@ -571,8 +571,11 @@ class BatchReader:
         """The checks of in-memory arrays on one batch; returns (xs, ys + [weights])."""
         names = self.step_batch_names or structure.argument_names(
             "x", self.model.input_names or ["x"])
+        # a subclassed model takes batches of other shapes its call traces on (a text
+        # pipeline pads each batch to its own length), as Keras traces its step again
         xs = validation.check_features(self.model, xs,
                                        [f"{name} (batch {index})" for name in names],
+                                       any_shape_call_takes=True,
                                        against_inputs=self.step_batch_names is None)
         if self.model.compiled is not None:
             self.model.compiled.note_containers(*self.containers)
@@ -586,7 +589,8 @@ class BatchReader:
                                  f"Received: {name}.shape={array.shape}")
         validation.check_targets(self.model, self.objective, ys,
                                  y_names=self._names("y", index, len(ys)),
-                                 job="evaluate" if self.warned else "fit")
+                                 job="evaluate" if self.warned else "fit",
+                                 output_shapes=validation.batch_output_shapes(self.model, xs))
         self.warned = True
         weights = validation.sample_weights(self.objective, ys, weight, self.class_weight,
                                             f"sample_weight (batch {index})")
