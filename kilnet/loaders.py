@@ -571,11 +571,9 @@ class BatchReader:
         """The checks of in-memory arrays on one batch; returns (xs, ys + [weights])."""
         names = self.step_batch_names or structure.argument_names(
             "x", self.model.input_names or ["x"])
-        # a subclassed model takes batches of other shapes its call traces on (a text
-        # pipeline pads each batch to its own length), as Keras traces its step again
+        self._take_other_lengths(xs, ys)
         xs = validation.check_features(self.model, xs,
                                        [f"{name} (batch {index})" for name in names],
-                                       any_shape_call_takes=True,
                                        against_inputs=self.step_batch_names is None)
         if self.model.compiled is not None:
             self.model.compiled.note_containers(*self.containers)
@@ -589,14 +587,29 @@ class BatchReader:
                                  f"Received: {name}.shape={array.shape}")
         validation.check_targets(self.model, self.objective, ys,
                                  y_names=self._names("y", index, len(ys)),
-                                 job="evaluate" if self.warned else "fit",
-                                 output_shapes=validation.batch_output_shapes(self.model, xs))
+                                 job="evaluate" if self.warned else "fit")
         self.warned = True
         weights = validation.sample_weights(self.objective, ys, weight, self.class_weight,
                                             f"sample_weight (batch {index})")
         if self.model.compiled is not None:
             self.model.compiled.note_labels(len(ys))
         return xs, ys + weights
+
+    def _take_other_lengths(self, xs, ys):
+        """A built subclassed model given a batch of other axis lengths than it was built
+        for, which its call takes (a text pipeline pads each batch to its own length), takes
+        them (Model.widen_input_axes), as Keras traces its step again; the Trainer then
+        makes its objective again, which the labels are checked against from here on."""
+        if self.step_batch_names is not None or any(np.ndim(a) < 1 for a in xs):
+            return
+        samples = [tuple(np.shape(a))[1:] for a in xs]
+        trainer = self.model.compiled
+        if not self.model.widen_input_axes(samples[0] if len(samples) == 1 else samples) \
+                or self.objective is None or trainer is None:
+            return
+        self.objective = trainer.objective
+        if ys is not None:   # Keras's "accuracy" follows the labels' shape (as fit resolves it)
+            trainer.resolve_accuracy([np.shape(a) for a in ys[:len(self.objective.targets)]])
 
     def _needs_y(self):
         return bool(self.objective.targets) and not self.model.overrides_train_step

@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import weakref
 from typing import NamedTuple
 
 import numpy as np
@@ -335,55 +334,11 @@ def _subclassed_call_takes(model, got, expected, inputs: int) -> bool:
     `got` (same rank as `expected`), abstractly."""
     if model.is_functional or not model.built or inputs != 1 or len(got) != len(expected):
         return False
-    return _traced_outputs(model, tuple(got), tuple(expected)) is not None
-
-
-def _traced_outputs(model, got, expected):
-    """The per-sample output shapes (a list) a subclassed model built for samples of shape
-    `expected` gives samples of shape `got`, or None where its call fails on them. A source
-    of batches padded each to its own length asks at each batch: each shape is traced once."""
-    taken = _SHAPES_TAKEN.setdefault(model, {})
-    if (got, expected) not in taken:
-        try:
-            shapes = model.compute_output_shape(got)
-        except Exception:   # your call fails on that shape: the shape check speaks instead
-            shapes = None
-        if shapes is not None and all(isinstance(d, int) or d is None for d in shapes):
-            shapes = [shapes]   # one output
-        taken[(got, expected)] = None if shapes is None else [tuple(s) for s in shapes]
-    return taken[(got, expected)]
-
-
-# each subclassed model's outputs for the sample shapes of batches it was not built for
-_SHAPES_TAKEN: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def batch_output_shapes(model, xs):
-    """The per-sample output shapes a batch `xs` (one array per input) gives where they are
-    not the model's own: a subclassed model built for other samples (a batch padded to its
-    own length). None otherwise, or where the call does not take them.
-
-    Example:
-        >>> import numpy as np, kilnet
-        >>> class Tagger(kilnet.Model):
-        ...     def __init__(self):
-        ...         super().__init__()
-        ...         self.tag = kilnet.layers.Dense(3)
-        ...     def call(self, x):
-        ...         return self.tag(x)
-        >>> model = Tagger()
-        >>> _ = model(np.zeros((2, 7, 4), np.float32))
-        >>> batch_output_shapes(model, [np.zeros((2, 5, 4), np.float32)])
-        [(5, 3)]
-    """
-    specs = model.input_specs
-    if model.is_functional or not model.built or specs is None or len(specs) != 1 \
-            or len(xs) != 1:
-        return None
-    got, expected = tuple(xs[0].shape[1:]), tuple(specs[0].shape)
-    if got == expected or len(got) != len(expected):
-        return None
-    return _traced_outputs(model, got, expected)
+    try:
+        model.compute_output_shape(got)
+    except Exception:   # your call fails on that shape: the shape check speaks instead
+        return False
+    return True
 
 
 def check_features(model, xs, names, any_shape_call_takes=False, against_inputs=True):
@@ -588,12 +543,10 @@ def check_predict_inputs(model, xs, *, x_names, batch_size, against_inputs=True)
 
 
 # -- after the model is built: labels against the loss and the output shape -----------------------
-def check_targets(model, objective, ys, val=None, *, y_names, job="fit", output_shapes=None):
-    """Labels against each trained output's loss and shape; warnings about the last layer.
-    `output_shapes`: the outputs' per-sample shapes for this batch where they are not the
-    model's (batch_output_shapes)."""
+def check_targets(model, objective, ys, val=None, *, y_names, job="fit"):
+    """Labels against each trained output's loss and shape; warnings about the last layer."""
     for index, head in enumerate(objective.targets[:len(ys)]):
-        out = tuple(head.shape if output_shapes is None else output_shapes[head.index])
+        out = tuple(head.shape)
         if not out or head.loss is None:  # a model without a feature axis: nothing to compare
             continue
         _check_labels(head.given_loss, ys[index], out, y_names[index])
