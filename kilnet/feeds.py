@@ -9,14 +9,17 @@ step i is x[order[(i - base) * B : ...]], `valid` marking real samples (kilnet.p
   shuffled order an ArrayFeed would use (same batches, same results).
 - BatchFeed: batches from any loader (generators, PyDatasets, torch and tf.data loaders:
   kilnet.loaders), consumed in the source's order, as Keras does.
-Every streamed block has the same shape, so streaming compiles once, not once per chunk.
+Every streamed block has the same shape, so streaming compiles once, not once per chunk. A
+source whose batches change shape (each padded to its own longest sequence) ends a block at
+each change: the blocks of each shape get a program of their own, as Keras's step is traced
+again for each new shape.
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import jax
 import numpy as np
@@ -42,6 +45,9 @@ class Block:
     # the real rows of the block's last batch when it is padded (a partial last batch), else
     # None: fit runs it at its own size where your code sees whole batches (kilnet.fit)
     last_rows: int | None = None
+    # the rows of each batch of the block where they are not the feed's batch_size (a source
+    # whose batches grow: BatchFeed), else None
+    batch_size: int | None = None
 
 
 def epoch_order(key, n: int, padded: int, shuffle: bool):
@@ -195,11 +201,47 @@ class StreamFeed:
         out[:len(rows)] = rows
         return out
 
+class BatchLayout(NamedTuple):
+    """What the batches of one streamed block share: at most `rows` samples each, and the
+    per-sample shapes of their x arrays and label arrays (None without labels).
+
+    >>> first = BatchLayout(4, ((7,),), ((7,),))
+    >>> first.holds(BatchLayout(3, ((7,),), ((7,),))), first.holds(BatchLayout(4, ((5,),), ((5,),)))
+    (True, False)
+    """
+    rows: int
+    x_shapes: tuple
+    y_shapes: tuple | None
+
+    def holds(self, batch: "BatchLayout") -> bool:
+        """Whether a batch of layout `batch` fits in a block of this one (padded)."""
+        return (batch.rows <= self.rows and batch.x_shapes == self.x_shapes
+                and batch.y_shapes == self.y_shapes)
+
+
+def _layout_of(xs, ys) -> BatchLayout:
+    return BatchLayout(len(xs[0]), tuple(tuple(a.shape[1:]) for a in xs),
+                       None if ys is None else tuple(tuple(a.shape[1:]) for a in ys))
+
+
+class _ReadBatch(NamedTuple):
+    index: int     # its epoch step
+    xs: list
+    ys: list | None
+    layout: BatchLayout
+
+
 class BatchFeed:
     """Batches from any loader (kilnet.loaders): generators, PyDatasets, torch and tf.data
-    loaders. Each block holds block_steps batches, padded to the first batch's size, so the
-    programs compile once; x and y are one array or a tuple (several inputs, outputs, and the
-    sample weights after the labels), as in an ArrayFeed.
+    loaders. Each block holds up to block_steps batches of one layout (BatchLayout), padded to
+    the first batch's size, so the programs compile once; x and y are one array or a tuple
+    (several inputs, outputs, and the sample weights after the labels), as in an ArrayFeed.
+
+    Batches whose shapes change (a text pipeline padding each batch to its longest sentence)
+    or that hold more samples than the first: a batch that does not fit the block's layout
+    ends the block and begins the next, so each layout runs with programs of its own shapes
+    (the Trainer caches them by shape), as Keras traces its step again for each new shape.
+    The arrays keep the first batch's dtypes.
 
     Training reads `steps` batches per epoch (steps_per_epoch, else one pass). As in Keras, an
     epoch continues the pass the last one left off, and a new pass (shuffled from the epoch's
@@ -216,30 +258,23 @@ class BatchFeed:
         self.steps = steps if steps is not None else batches.steps
         self.shuffle = shuffle
         self.one_shot = batches.one_shot
-        self.x_specs = [(tuple(a.shape[1:]), data_lib.device_dtype(a)) for a in xs]
-        shapes = [shape for shape, _ in self.x_specs]
-        self.sample_shape = shapes[0] if len(shapes) == 1 else shapes
-        self.y_specs = None if ys is None else [
-            (tuple(a.shape[1:]), dtype or a.dtype)
-            for a, dtype in zip(ys, label_dtypes or [None] * len(ys))]
-        sample_bytes = sum(int(np.prod(shape)) * np.dtype(dtype).itemsize
-                           for shape, dtype in self.x_specs)
-        self.block_steps = _block_steps(sample_bytes, self.batch_size, self.steps)
+        self.layout = _layout_of(xs, ys)   # the first batch's
+        self.x_dtypes = [data_lib.device_dtype(a) for a in xs]
+        self.y_dtypes = None if ys is None else [
+            dtype or a.dtype for a, dtype in zip(ys, label_dtypes or [None] * len(ys))]
+        shapes = self.layout.x_shapes
+        self.sample_shape = shapes[0] if len(shapes) == 1 else list(shapes)
+        self.block_steps = self._steps_per_block(self.layout)
         self._pass, self._seen = None, 0   # the training pass under way
 
     @property
     def block_rows(self) -> int:
         return self.block_steps * self.batch_size
 
-    def _rows_for(self, chunk, whole_pass: bool) -> int:
-        """The rows of the block holding `chunk`: block_rows, but for a pass of unknown length
-        that fits in one block, the power of two of batches at or above its length: a
-        generator of 3 batches of 2 samples is not padded to the 64 MB block (4 M rows:
-        evaluating it took 330 ms, against 1.5 ms so), and its programs come in few sizes. A
-        longer pass keeps one block size, so one program."""
-        if not whole_pass or self.steps is not None:
-            return self.block_rows
-        return min(self.block_steps, 1 << (len(chunk) - 1).bit_length()) * self.batch_size
+    def _steps_per_block(self, layout: BatchLayout) -> int:
+        sample_bytes = sum(int(np.prod(shape)) * np.dtype(dtype).itemsize
+                           for shape, dtype in zip(layout.x_shapes, self.x_dtypes))
+        return _block_steps(sample_bytes, layout.rows, self.steps)
 
     def blocks(self, key, start_step: int = 0) -> Iterator[Block]:
         """The epoch's blocks (key None: an evaluation pass, never shuffled)."""
@@ -247,20 +282,52 @@ class BatchFeed:
         try:
             if start_step:
                 batches = itertools.islice(epoch, start_step, None)
-            first = start_step
-            while self.steps is None or first < self.steps:
-                want = self.block_steps if self.steps is None else min(self.block_steps,
-                                                                       self.steps - first)
-                chunk = list(itertools.islice(batches, want))
-                if not chunk:
-                    break
-                whole_pass = first == start_step and len(chunk) < want
-                yield self._block(chunk, first, self._rows_for(chunk, whole_pass))
-                first += len(chunk)
-                if len(chunk) < want:
-                    break
+            read = (self._read(batch, index)
+                    for index, batch in enumerate(batches, start_step))
+            for run, layout, batches_held in self._runs(read, start_step):
+                yield self._block(run, layout, batches_held)
         finally:
             epoch.close()  # the source's on_epoch_end
+
+    def _runs(self, read, start_step):
+        """The read batches in runs that one block each holds: consecutive batches of one
+        layout, at most a block's steps (and the steps the epoch has left). Yields (run, its
+        layout, the batches its block holds)."""
+        first, waiting = start_step, None   # waiting: a batch that ended the last run
+        while self.steps is None or first < self.steps:
+            head = waiting if waiting is not None else next(read, None)
+            if head is None:
+                return
+            layout = head.layout._replace(rows=max(self.batch_size, head.layout.rows))
+            want = self._steps_per_block(layout)
+            if self.steps is not None:
+                want = min(want, self.steps - first)
+            run, waiting = [head], None
+            while len(run) < want:
+                batch = next(read, None)
+                if batch is None or not layout.holds(batch.layout):
+                    waiting = batch
+                    break
+                run.append(batch)
+            ended = waiting is None and len(run) < want   # the source has no more batches
+            whole_pass = ended and first == start_step
+            yield run, layout, self._batches_held(run, layout, waiting is not None, whole_pass)
+            if ended:
+                return
+            first += len(run)
+
+    def _batches_held(self, run, layout, cut: bool, whole_pass: bool) -> int:
+        """The batches a block for `run` holds: a whole block of the first batch's layout
+        (block_steps), so one program runs every block. A run of another layout, or one that
+        a batch of another layout cut short, holds the power of two at or above its length,
+        so that its programs come in few sizes; as does a pass of unknown length that fits
+        in one block: a generator of 3 batches of 2 samples is not padded to the 64 MB block
+        (4 M rows: evaluating it took 330 ms, against 1.5 ms so)."""
+        own_size = cut or layout != self.layout or (
+            whole_pass and self.steps is None)
+        if not own_size:
+            return self.block_steps
+        return min(self._steps_per_block(layout), 1 << (len(run) - 1).bit_length())
 
     def close(self):
         """Release the source's workers (a PyDataset's pool)."""
@@ -299,51 +366,47 @@ class BatchFeed:
         finally:
             source.end_epoch()
 
-    def _block(self, chunk, first, block_rows):
-        xs = [data_lib.host_zeros((block_rows,) + shape, dtype) for shape, dtype in self.x_specs]
-        ys = None if self.y_specs is None else [
-            data_lib.host_zeros((block_rows,) + shape, dtype) for shape, dtype in self.y_specs]
-        mask = np.zeros(block_rows, bool)
-        last_rows = None
-        for j, batch in enumerate(chunk):
-            index = first + j
-            bxs, bys, weight = self.reader.arrays(batch, index)
-            # Shapes first: a batch unlike the first one is the likelier mistake.
-            self._check_shapes(bxs, self.x_specs, "x", index)
-            if ys is not None and bys is not None:
-                self._check_shapes(bys, self.y_specs, "y", index, whole=False)
-            bxs, bys = self.reader.check(bxs, bys, weight, index)
-            if ys is not None:
-                self._check_shapes(bys, self.y_specs, "y", index)
-            rows = slice(j * self.batch_size, j * self.batch_size + len(bxs[0]))
-            for out, array in zip(xs, bxs):
-                out[rows] = array
-            for out, array in zip(ys or [], bys or []):
-                out[rows] = array
-            mask[rows] = True
-            last_rows = len(bxs[0]) if len(bxs[0]) < self.batch_size else None
-        order = np.arange(block_rows, dtype=np.int32)
+    def _read(self, batch, index: int) -> _ReadBatch:
+        """One batch's arrays, checked as in-memory arrays are, with its layout."""
+        bxs, bys, weight = self.reader.arrays(batch, index)
+        self._check_count(bxs, len(self.x_dtypes), "x", index)
+        bxs, bys = self.reader.check(bxs, bys, weight, index)
+        if self.y_dtypes is None:
+            bys = None   # the first batch had no labels: the programs take none
+        else:
+            self._check_count(bys, len(self.y_dtypes), "y", index)
+        return _ReadBatch(index, bxs, bys, _layout_of(bxs, bys))
+
+    def _block(self, run, layout: BatchLayout, batches_held: int) -> Block:
+        rows = batches_held * layout.rows
+        xs = [data_lib.host_zeros((rows,) + shape, dtype)
+              for shape, dtype in zip(layout.x_shapes, self.x_dtypes)]
+        ys = None if layout.y_shapes is None else [
+            data_lib.host_zeros((rows,) + shape, dtype)
+            for shape, dtype in zip(layout.y_shapes, self.y_dtypes)]
+        mask = np.zeros(rows, bool)
+        for j, batch in enumerate(run):
+            at = slice(j * layout.rows, j * layout.rows + batch.layout.rows)
+            for out, array in zip(xs + (ys or []), batch.xs + (batch.ys or [])):
+                out[at] = array
+            mask[at] = True
+        last = run[-1].layout.rows
         x = _packed([jax.device_put(a) for a in xs])
         y = None if ys is None else _packed([jax.device_put(a) for a in ys])
-        return Block(x, y, jax.device_put(order), jax.device_put(mask), base=first,
-                     limit=first + len(chunk), last_rows=last_rows)
+        return Block(x, y, jax.device_put(np.arange(rows, dtype=np.int32)),
+                     jax.device_put(mask), base=run[0].index, limit=run[-1].index + 1,
+                     last_rows=last if last < layout.rows else None,
+                     batch_size=None if layout.rows == self.batch_size else layout.rows)
 
-    def _check_shapes(self, arrays, specs, argument, index, whole=True):
-        """Each array shaped as the first batch's; whole: as many arrays, too."""
-        if whole and (arrays is None or len(arrays) != len(specs)):
+    @staticmethod
+    def _check_count(arrays, count: int, argument: str, index: int):
+        """As many arrays as the first batch had."""
+        if arrays is None or len(arrays) != count:
             got = 0 if arrays is None else len(arrays)
             raise InputError(
                 f"Batch {index} has {got} {argument} arrays (labels, then sample weights) where "
-                f"the first batch had {len(specs)}; every batch must have the same structure. "
+                f"the first batch had {count}; every batch must have the same structure. "
                 f"Received at batch {index}: {got} arrays")
-        for k, (array, (shape, _)) in enumerate(zip(arrays, specs)):
-            if len(array) > self.batch_size or tuple(array.shape[1:]) != shape:
-                name = argument if len(specs) == 1 else f"{argument}[{k}]"
-                raise InputError(
-                    f"Batch {index} of the data has {name} of shape {array.shape}; every batch "
-                    f"must have at most {self.batch_size} samples (the first batch's size) of "
-                    f"shape {shape}, as the first batch has. Received at batch {index}: "
-                    f"{name}.shape={array.shape}")
 
 
 _END = object()

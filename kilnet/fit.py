@@ -648,18 +648,19 @@ def _block_parts(trainer, feed, blocks):
     stateful layers takes whole batches of their size only (_check_stateful_batches)."""
     stateful = trainer.stateful_batch_size()
     for block in blocks:
+        batch_size = block.batch_size or feed.batch_size   # a source's batches may grow
         if stateful is not None:
-            _check_stateful_batches(stateful, feed.batch_size, block.last_rows)
+            _check_stateful_batches(stateful, batch_size, block.last_rows)
         rows = block.last_rows
         # (several devices split each batch evenly: there the last batch stays padded)
         if rows is None or trainer.distribution is not None or \
                 not trainer.runs_your_batch_code():
-            yield block, feed.batch_size
+            yield block, batch_size
             continue
         last = block.limit - 1
         if last > block.base:
-            yield dataclasses.replace(block, limit=last), feed.batch_size
-        at = (last - block.base) * feed.batch_size
+            yield dataclasses.replace(block, limit=last), batch_size
+        at = (last - block.base) * batch_size
         yield dataclasses.replace(block, order=block.order[at:at + rows],
                                   valid=block.valid[at:at + rows], base=last), rows
 
@@ -980,9 +981,11 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
     results = []
     done = 0
     pack = model.pack_outputs
-    own_structure = None   # (tree structure, leaves) of what the model's predict_step returns
-    shapes = None          # the outputs' per-sample shapes, found on the first block
+    # by the block's batch size and input shapes (a source's batches may change shape):
+    own_structures = {}    # (tree structure, leaves) of what the model's predict_step returns
+    output_shapes = {}     # the outputs' per-sample shapes
     for block, batch_size in _block_parts(trainer, feed, feed.blocks(None)):
+        layout = (batch_size,) + tuple(a.shape[1:] for a in jax.tree.leaves(block.x))
         stop = block.limit if steps is None else min(block.limit, steps)
         if stop <= block.base:
             break
@@ -994,8 +997,9 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
             positions = (block.order, block.valid, np.int32(block.base), np.int32(start),
                          np.int32(end))
             if own_step is None:
-                if shapes is None:   # every block has the data's shapes
-                    shapes = _output_shapes(model, state, block.x, batch_size)
+                if layout not in output_shapes:
+                    output_shapes[layout] = _output_shapes(model, state, block.x, batch_size)
+                shapes = output_shapes[layout]
                 if outputs is None:   # host zeros in one transfer: cheaper than jnp.zeros
                     outputs = jax.device_put(tuple(
                         np.zeros((rows,) + tuple(shape), programs.prediction_dtype(spec.dtype))
@@ -1006,8 +1010,9 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
                 state = trainer.keep_model_state(model_state)
             else:  # the model's own predict_step: buffers for whatever it returns
                 eager = trainer.runs_eagerly   # then its first batch makes them
-                if own_structure is None and not eager:   # traced on the first block
-                    own_structure = own_step.predict_structure(batch_size, block.x)
+                if layout not in own_structures and not eager:   # traced once per layout
+                    own_structures[layout] = own_step.predict_structure(batch_size, block.x)
+                own_structure = own_structures.get(layout)
                 if outputs is None and not eager:
                     outputs = tuple(jnp.zeros((rows,) + leaf.shape[1:],
                                               programs.prediction_dtype(leaf.dtype))
@@ -1017,7 +1022,7 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
                                                        *args)(*args)
                 state = trainer.keep_model_state(model_state)
                 if own_structure is None:
-                    own_structure = (own_step.predicted, None)
+                    own_structure = own_structures[layout] = (own_step.predicted, None)
                 pack = functools.partial(jax.tree.unflatten, own_structure[0])
             # host sync: this piece's predictions, real samples of the batches run only
             valid = np.zeros(rows, bool)
@@ -1043,7 +1048,21 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
         return model.pack_outputs([np.zeros((0,) + tuple(spec.shape),
                                             programs.prediction_dtype(spec.dtype))
                                    for spec in model.output_specs])
-    return pack([np.concatenate(parts) for parts in zip(*results)])
+    return pack([_joined(parts, index) for index, parts in enumerate(zip(*results))])
+
+
+def _joined(parts, index: int):
+    """One output's predictions, its pieces joined along the batch axis. Batches of other
+    shapes (each padded to its own length) may give it other shapes, which one array cannot
+    hold: Keras's predict fails joining them too."""
+    shapes = list(dict.fromkeys(tuple(part.shape[1:]) for part in parts))
+    if len(shapes) > 1:
+        raise InputError(
+            f"predict's batches gave output {index} samples of different shapes, which one "
+            f"array cannot hold: the batches' shapes differ (each padded to its own length?). "
+            f"Predict each batch on its own (model.predict_on_batch(x) or model(x) for each "
+            f"batch), or pad every batch to one length. Received: per-sample shapes {shapes}")
+    return np.concatenate(parts)
 
 
 def _prediction_trainer(model):

@@ -579,6 +579,7 @@ class BatchReader:
         """The checks of in-memory arrays on one batch; returns (xs, ys + [weights])."""
         names = self.step_batch_names or structure.argument_names(
             "x", self.model.input_names or ["x"])
+        self._take_other_lengths(xs, ys)
         xs = validation.check_features(self.model, xs,
                                        [f"{name} (batch {index})" for name in names],
                                        against_inputs=self.step_batch_names is None)
@@ -601,6 +602,22 @@ class BatchReader:
         if self.model.compiled is not None:
             self.model.compiled.note_labels(len(ys))
         return xs, ys + weights
+
+    def _take_other_lengths(self, xs, ys):
+        """A built subclassed model given a batch of other axis lengths than it was built
+        for, which its call takes (a text pipeline pads each batch to its own length), takes
+        them (Model.widen_input_axes), as Keras traces its step again; the Trainer then
+        makes its objective again, which the labels are checked against from here on."""
+        if self.step_batch_names is not None or any(np.ndim(a) < 1 for a in xs):
+            return
+        samples = [tuple(np.shape(a))[1:] for a in xs]
+        trainer = self.model.compiled
+        if not self.model.widen_input_axes(samples[0] if len(samples) == 1 else samples) \
+                or self.objective is None or trainer is None:
+            return
+        self.objective = trainer.objective
+        if ys is not None:   # Keras's "accuracy" follows the labels' shape (as fit resolves it)
+            trainer.resolve_accuracy([np.shape(a) for a in ys[:len(self.objective.targets)]])
 
     def _needs_y(self):
         return bool(self.objective.targets) and not self.model.overrides_train_step

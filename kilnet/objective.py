@@ -13,6 +13,7 @@ has it already; then they are "weighted_<metric>" (Keras's CompileMetrics rule).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import jax.numpy as jnp
@@ -349,6 +350,11 @@ class Objective:
                 values = jnp.broadcast_to(values, steps.shape)
             values = _mean_to_rank(values, steps.ndim)
             steps = element_weights(steps, values.shape, slot.head.name, "the metric's values")
+            if steps.ndim > 1:
+                # Keras averages each sample's weights and weighted values over its steps, so
+                # a step of a batch of longer sequences counts less (batches padded each to
+                # its own length); batches of one length give the same ratio either way
+                steps = steps / math.prod(steps.shape[1:])
             new[slot.name] = sums[slot.name] + jnp.sum(values * steps)
             if slot.name + "#weight" in sums:
                 new[slot.name + "#weight"] = sums[slot.name + "#weight"] + jnp.sum(steps)

@@ -41,7 +41,7 @@ MODULES = ["kilnet._small_objects", "kilnet.tree", "kilnet.serialization", "kiln
            "kilnet.quantizers",
            "kilnet.layers._conv_more", "kilnet.layers._conv3d", "kilnet._kernels.onednn",
            "kilnet._kernels.onednn_conv", "kilnet._kernels.onednn_batch_norm",
-           "kilnet.layers._pooling", "kilnet.loaders", "kilnet.structure",
+           "kilnet.layers._pooling", "kilnet.loaders", "kilnet.feeds", "kilnet.structure",
            "kilnet.layers._preprocessing", "kilnet.layers._augmentation",
            "kilnet.layers._color_augmentation", "kilnet.layers._mixing_augmentation",
            "kilnet.layers._recurrent", "kilnet.layers._rnn", "kilnet.layers._wrappers",
