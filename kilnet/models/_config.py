@@ -146,7 +146,8 @@ def class_name(obj) -> str:
 
 def model_config(model) -> dict:
     """`Model.get_config()`: a functional model's graph, or a subclassed model's base config
-    ({"name", "trainable", "dtype"}), which the subclass's own get_config extends with its arguments."""
+    ({"name", "trainable", "dtype"}), which the subclass's own get_config extends with its
+    arguments."""
     if model.is_functional and functional_like_constructor(type(model)):
         return _functional_config(model)
     if type(model).get_config is Model.get_config:

@@ -3,13 +3,12 @@
 Why a module of its own: Keras's Functional runs its layers on arrays that carry their masks
 (`_keras_mask`), and what a layer receives depends on where its mask comes from. Where Keras's
 symbolic call filled `mask` itself (a call taking `mask`, one tensor argument given by
-position, no keyword arguments, already of the layer's compute dtype), the mask is recorded in the node and given
-again when the graph runs: the mask as the graph made it. Every other mask argument, and the
-masks the arrays carry into a layer's own `call`, are those the arrays carry at that point of
-the run, and a MultiHeadAttention call (directly in the graph or inside a layer's `call`) takes
-the masks off its query, value and key: the layers run after it see none on that tensor.
-So two tables: the masks as made, and the masks the arrays still carry.
-"""
+position, no keyword arguments, already of the layer's compute dtype), the mask is recorded in
+the node and given again when the graph runs: the mask as the graph made it. Every other mask
+argument, and the masks the arrays carry into a layer's own `call`, are those the arrays carry
+at that point of the run, and a MultiHeadAttention call (directly in the graph or inside a
+layer's `call`) takes the masks off its query, value and key: the layers run after it see none
+on that tensor. So two tables: the masks as made, and the masks the arrays still carry."""
 
 from __future__ import annotations
 
@@ -75,7 +74,7 @@ class GraphMasks:
         """Let the arrays the node's layer is called on carry their tensors' masks, so that a
         layer called inside its `call` (MultiHeadAttention on the tensor the call received)
         picks them up as Keras's does from `_keras_mask`."""
-        for tensor in _tensors_of(node):
+        for tensor in node.inputs:
             if self.carried.get(tensor.uid) is not None:
                 attach_mask(values[tensor.uid], self.carried[tensor.uid])
 
@@ -88,7 +87,7 @@ class GraphMasks:
                 if isinstance(tensor, KerasTensor):
                     self.carried.pop(tensor.uid, None)
                     attach_mask(values[tensor.uid], None)
-        for tensor in _tensors_of(node):
+        for tensor in node.inputs:
             if tensor.uid in self.carried and mask_of(values[tensor.uid]) is None:
                 del self.carried[tensor.uid]
 
@@ -137,11 +136,6 @@ def records_its_mask(layer, node) -> bool:
         return jnp.dtype(node.args[0].dtype) == jnp.dtype(layer.compute_dtype)
     except TypeError:   # a string tensor, a dtype of no floating kind
         return False
-
-
-def _tensors_of(node) -> list:
-    leaves = jax.tree.leaves((node.args, node.kwargs), is_leaf=_is_tensor)
-    return [t for t in leaves if isinstance(t, KerasTensor)]
 
 
 def _mask_in(tensor, table: dict):
