@@ -40,6 +40,7 @@ from kilnet.layers._input_spec import check_input_spec
 from kilnet.layers import _tensor_masks as tensor_masks
 from kilnet.layers._mask_arguments import CallArguments, arguments_named, automatic_masks
 from kilnet.layers._node import KerasTensor, Node, is_symbolic
+from kilnet.layers._positional_values import refuse_positional_values
 from kilnet.variables import Variable, to_array
 
 Shape = tuple  # a shape without its batch axis, e.g. (28, 28)
@@ -116,7 +117,6 @@ class Layer:
     # one (_names.numbered_in_process); a model keeps its own default name (its files and
     # paths stay the same on every run) and an op node is named by its graph.
     numbered_in_process = True
-
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if not cls.keras_form_hooks:
@@ -577,6 +577,8 @@ class Layer:
     def __call__(self, *args, **kwargs):
         if not args:
             args, kwargs = self._inputs_by_name(kwargs)
+        if len(args) > 1:
+            refuse_positional_values(self.name, type(self).call, args)
         if self.input_spec is not None:   # a layer of yours declared what it accepts
             check_input_spec(self.input_spec, args[0], self.name)
         if any(_tree.has_dict(a) for a in args):   # its call sees the keys in your order
