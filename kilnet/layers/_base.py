@@ -117,6 +117,11 @@ class Layer:
     # one (_names.numbered_in_process); a model keeps its own default name (its files and
     # paths stay the same on every run) and an op node is named by its graph.
     numbered_in_process = True
+    # Whether Python values (ints, bools, strings) may follow the input by position. Keras
+    # refuses them for every layer (_positional_values); an op recorded as a graph node
+    # (`ops.not_equal(x, 0)`) is Keras's Operation, which takes them.
+    positional_values_allowed = False
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if not cls.keras_form_hooks:
@@ -577,7 +582,7 @@ class Layer:
     def __call__(self, *args, **kwargs):
         if not args:
             args, kwargs = self._inputs_by_name(kwargs)
-        if len(args) > 1:
+        if len(args) > 1 and not self.positional_values_allowed:
             refuse_positional_values(self.name, type(self).call, args)
         if self.input_spec is not None:   # a layer of yours declared what it accepts
             check_input_spec(self.input_spec, args[0], self.name)

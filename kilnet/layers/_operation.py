@@ -181,6 +181,7 @@ class Operation(Layer):
     OPS = OPS
     config_keys = ("operation", "arguments")
     numbered_in_process = False   # named by the graph it is a node of, from its operation
+    positional_values_allowed = True   # ops.not_equal(x, 0): Keras's Operation takes them
 
     def __init__(self, operation, arguments=None, *, axis=None, keepdims=False, dtype_to=None,
                  **kwargs):
