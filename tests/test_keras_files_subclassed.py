@@ -173,3 +173,47 @@ def test_a_subclassed_model_config_has_keras_base_keys(tmp_path):
         configs[lib.__name__] = (model.get_config(), entry["config"])
     assert configs["kilnet"] == configs["keras"]
     assert list(configs["kilnet"][0]) == ["name", "trainable", "dtype", "hidden"]
+
+
+def _holder(lib):
+    """A model of yours keeping a functional network in an attribute sorting after `layers`
+    (keras.io ddim's `self.network`): Keras saves it in its `layers` list, under the snake-cased
+    class of a functional model, `functional`."""
+    class Holder(lib.Model):
+        def __init__(self):
+            super().__init__(name="holder")
+            inputs = lib.Input((5,), name="x")
+            self.network = lib.Model(inputs, lib.layers.Dense(2, name="d")(inputs), name="net")
+
+        def call(self, x):
+            return self.network(x)
+
+    model = Holder()
+    model(X)
+    return model
+
+
+def _dataset_names(path):
+    names = []
+    with h5py.File(path, "r") as f:
+        f.visit(lambda name: names.append(name) if isinstance(f[name], h5py.Dataset) else None)
+    return sorted(names)
+
+
+def test_a_functional_network_in_an_attribute_after_layers_has_keras_weights_file_path(
+        tmp_path):
+    ours, theirs = _holder(kilnet), _holder(keras)
+    ours.set_weights([np.arange(10, dtype="float32").reshape(5, 2), np.ones(2, "float32")])
+    theirs.set_weights([-np.arange(10, dtype="float32").reshape(5, 2), np.zeros(2, "float32")])
+    ours.save_weights(tmp_path / "ours.weights.h5")
+    theirs.save_weights(tmp_path / "theirs.weights.h5")
+    assert _dataset_names(tmp_path / "ours.weights.h5") == _dataset_names(
+        tmp_path / "theirs.weights.h5")
+    assert "layers/functional/layers/dense/vars/0" in _dataset_names(tmp_path / "ours.weights.h5")
+
+    keras_reads_ours, kilnet_reads_theirs = _holder(keras), _holder(kilnet)
+    keras_reads_ours.load_weights(tmp_path / "ours.weights.h5")
+    kilnet_reads_theirs.load_weights(tmp_path / "theirs.weights.h5")
+    np.testing.assert_allclose(np.asarray(keras_reads_ours(X)), np.asarray(ours(X)), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(kilnet_reads_theirs(X)), np.asarray(theirs(X)),
+                               rtol=1e-6)

@@ -103,13 +103,26 @@ def numbered(layers) -> list:
     """(layer, its h5 name) for a list of layers named as Keras names them (see children)."""
     used, out = {}, []
     for layer in layers:
-        cls = KERAS_CLASS_NAMES.get(type(layer).__name__, type(layer).__name__)
-        if isinstance(layer, Model) and cls == "Model":
-            cls = "Functional"
-        base = snake_case(cls)
+        base = class_base_name(layer)
         used[base] = used.get(base, -1) + 1
         out.append((layer, base if used[base] == 0 else f"{base}_{used[base]}"))
     return out
+
+
+def class_base_name(layer) -> str:
+    """The name Keras's weights file gives a layer in a list of layers, before its number: its
+    Keras class in snake case (a functional model's class is Keras's `Functional`).
+
+    Example:
+        >>> import kilnet
+        >>> inputs = kilnet.Input((2,))
+        >>> class_base_name(kilnet.Model(inputs, kilnet.layers.Dense(1)(inputs)))
+        'functional'
+    """
+    cls = KERAS_CLASS_NAMES.get(type(layer).__name__, type(layer).__name__)
+    if isinstance(layer, Model) and cls == "Model":
+        cls = "Functional"
+    return snake_case(cls)
 
 
 def snake_case(name: str) -> str:
@@ -205,7 +218,7 @@ def _value_slots(value, prefix, path, layout, seen):
         used = {}
         for item in items:
             if isinstance(item, Layer):
-                base = snake_case(type(item).__name__)
+                base = class_base_name(item)
             elif isinstance(item, (list, tuple, dict)):
                 base = "container"
             else:
