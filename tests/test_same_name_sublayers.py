@@ -217,12 +217,15 @@ def test_weights_files_open_on_either_side(kind, tmp_path):
     np.testing.assert_allclose(np.asarray(fresh_theirs(X)), expected, rtol=1e-6, atol=1e-6)
 
 
-def test_keras_file_round_trip(tmp_path):
+def test_keras_and_kilnet_files_round_trip(tmp_path):
     mine, theirs = _twins(MAKERS["two Dense"])
     mine.save(tmp_path / "two.keras")
     again = kilnet.models.load_model(tmp_path / "two.keras")
     np.testing.assert_array_equal(np.asarray(again(X)), np.asarray(mine(X)))
     assert [key for key, _ in again.keyed_sublayers()] == ["d", "d_1"]
+    mine.save(tmp_path / "two.kilnet")
+    again = kilnet.models.load_model(tmp_path / "two.kilnet")
+    np.testing.assert_array_equal(np.asarray(again(X)), np.asarray(mine(X)))
     in_keras = keras.models.load_model(tmp_path / "two.keras")
     np.testing.assert_allclose(np.asarray(in_keras(X)), np.asarray(theirs(X)), rtol=1e-6,
                                atol=1e-6)
@@ -249,3 +252,25 @@ def test_unique_names_keep_their_keys():
     assert [key for key, _ in model.keyed_sublayers()] == ["d", "d_1", "dense"]
     assert [path for path, _, _ in model.variable_paths()] == [
         (layer, weight) for layer in ("d", "d_1", "dense") for weight in ("kernel", "bias")]
+
+
+def _stacked_cells_model(lib):
+    """Two recurrent cells of one name stacked in an RNN (kept apart by object in Keras)."""
+    cells = [lib.layers.SimpleRNNCell(2, name="c"), lib.layers.SimpleRNNCell(2, name="c")]
+    inputs = lib.Input((4, 3), name="x")
+    return lib.Model(inputs, lib.layers.RNN(cells, name="rnn")(inputs), name="stacked")
+
+
+def test_stacked_cells_of_one_name_as_keras(tmp_path):
+    sequences = np.random.default_rng(3).random((2, 4, 3)).astype("float32")
+    mine, theirs = _stacked_cells_model(kilnet), _stacked_cells_model(keras)
+    weights = _weights(theirs)
+    mine.set_weights(weights)
+    theirs.set_weights(weights)
+    np.testing.assert_allclose(mine.predict(sequences, verbose=0),
+                               theirs.predict(sequences, verbose=0), rtol=1e-5, atol=1e-6)
+    mine.save_weights(tmp_path / "mine.weights.h5")
+    fresh = _stacked_cells_model(keras)
+    fresh.load_weights(tmp_path / "mine.weights.h5")
+    np.testing.assert_allclose(fresh.predict(sequences, verbose=0),
+                               theirs.predict(sequences, verbose=0), rtol=1e-6, atol=1e-6)

@@ -139,8 +139,10 @@ def _layer_slots(layer, prefix, path, layout, seen):
     elif isinstance(layer, RNN):
         _layer_slots(layer.cell, prefix + "cell/", path + (layer.cell.name,), layout, seen)
     elif isinstance(layer, StackedRNNCells):
+        keys = {id(cell): key for key, cell in layer.keyed_sublayers()}
         for cell, h5_name in numbered(layer.cells):
-            _layer_slots(cell, f"{prefix}cells/{h5_name}/", path + (cell.name,), layout, seen)
+            _layer_slots(cell, f"{prefix}cells/{h5_name}/", path + (keys[id(cell)],), layout,
+                         seen)
     elif isinstance(layer, Bidirectional):
         _layer_slots(layer.forward_layer, prefix + "forward_layer/",
                      path + (layer.forward_layer.name,), layout, seen)
