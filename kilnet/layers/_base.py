@@ -1530,10 +1530,16 @@ class Layer:
             >>> [(key, sub.name) for key, sub in Two().keyed_sublayers()]
             [('d', 'd'), ('d_1', 'd')]
         """
-        taken = _names.Names(self._own_weight_keys())
-        keyed = []
-        for sub in self._sublayers:
-            key = _names.unique_among(sub.name, taken)
+        if not self._sublayers:
+            return []
+        named = [(sub.name, sub) for sub in self._sublayers]
+        own = self._own_weight_keys()
+        names = {name for name, _ in named}
+        if len(names) == len(named) and names.isdisjoint(own):
+            return named   # the common case, read at every call: each keyed by its name
+        taken, keyed = _names.Names(own), []
+        for name, sub in named:
+            key = _names.unique_among(name, taken)
             taken.add(key)
             keyed.append((key, sub))
         return keyed
