@@ -234,10 +234,10 @@ def weight_entries(model) -> list:
     return entries
 
 
-def _layer_at(model, names) -> str:
+def _layer_at(model, keys) -> str:
     layer = model
-    for name in names:
-        layer = next((sub for sub in layer.sublayers if sub.name == name), None)
+    for key in keys:
+        layer = dict(layer.keyed_sublayers()).get(key)
         if layer is None:
             return "?"
     return type(layer).__name__
@@ -953,8 +953,8 @@ def _layer_groups(model) -> list:
             return
         seen.add(id(layer))
         groups.append(("/".join(path), layer))
-        for sub in layer.sublayers:
-            visit(sub, path + (sub.name,))
+        for key, sub in layer.keyed_sublayers():
+            visit(sub, path + (key,))
 
     visit(model, ())
     return groups

@@ -152,8 +152,10 @@ def _layer_slots(layer, prefix, path, layout, seen):
     elif isinstance(layer, RNN):
         _layer_slots(layer.cell, prefix + "cell/", path + (layer.cell.name,), layout, seen)
     elif isinstance(layer, StackedRNNCells):
+        keys = {id(cell): key for key, cell in layer.keyed_sublayers()}
         for cell, h5_name in numbered(layer.cells):
-            _layer_slots(cell, f"{prefix}cells/{h5_name}/", path + (cell.name,), layout, seen)
+            _layer_slots(cell, f"{prefix}cells/{h5_name}/", path + (keys[id(cell)],), layout,
+                         seen)
     elif isinstance(layer, Bidirectional):
         _layer_slots(layer.forward_layer, prefix + "forward_layer/",
                      path + (layer.forward_layer.name,), layout, seen)
@@ -194,8 +196,10 @@ def _attribute_slots(layer, prefix, path, layout, seen, extra=None):
     skip = _BASE_ATTRIBUTES | {"_sublayers"}
     values = {name: getattr(layer, name) for name in vars(layer) if name not in skip}
     values.update(extra or {})
+    # each held layer's arrays are under its key in the layer's trees (two may share a name)
+    keys = {id(sub): key for key, sub in layer.keyed_sublayers()}
     for attribute in sorted(values, key=lambda name: "~" + name if name[0] == "_" else name):
-        _value_slots(values[attribute], f"{prefix}{attribute}/", path, layout, seen)
+        _value_slots(values[attribute], f"{prefix}{attribute}/", path, keys, layout, seen)
 
 
 def _subclassed_slots(model, prefix, path, layout, seen):
@@ -208,11 +212,12 @@ def _subclassed_slots(model, prefix, path, layout, seen):
                                        if not isinstance(layer, InputLayer)]})
 
 
-def _value_slots(value, prefix, path, layout, seen):
+def _value_slots(value, prefix, path, keys, layout, seen):
     if isinstance(value, Layer):
         if id(value) not in seen:
             seen.add(id(value))
-            _layer_slots(value, prefix, path + (value.name,), layout, seen)
+            _layer_slots(value, prefix, path + (keys.get(id(value), value.name),), layout,
+                         seen)
     elif isinstance(value, (list, tuple, dict)):
         items = list(value.values()) if isinstance(value, dict) else list(value)
         used = {}
@@ -225,7 +230,7 @@ def _value_slots(value, prefix, path, layout, seen):
                 continue
             used[base] = used.get(base, -1) + 1
             name = base if used[base] == 0 else f"{base}_{used[base]}"
-            _value_slots(item, f"{prefix}{name}/", path, layout, seen)
+            _value_slots(item, f"{prefix}{name}/", path, keys, layout, seen)
 
 
 # Attributes every kilnet layer and model has: its bookkeeping, never a place in Keras's file.

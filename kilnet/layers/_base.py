@@ -375,7 +375,7 @@ class Layer:
         if any(variable is v for v in self._trainable_vars + self._non_trainable_vars):
             return
         # Keras keeps two weights of one name apart by position; kilnet's trees need keys
-        taken = self._own_weight_keys() | {s.name for s in self._sublayers}
+        taken = self._own_weight_keys() | {key for key, _ in self.keyed_sublayers()}
         if variable.tree_key in taken:
             variable.key_apart_from(taken)
         (self._trainable_vars if variable.trainable else self._non_trainable_vars).append(
@@ -427,8 +427,8 @@ class Layer:
                     self.__dict__.get("_weight_regularizers", {}), params, self)
         new_state = {v.tree_key: scope.assigned.get(id(v), state[v.tree_key])
                      for v in self._non_trainable_vars}
-        for sub in self._sublayers:
-            new_state[sub.name] = layers[id(sub)][1]
+        for key, sub in self.keyed_sublayers():
+            new_state[key] = layers[id(sub)][1]
         return outputs, _shared_layers.collapsed(new_state, given_state, filled)
 
     def scope_for(self, params, state, *, training=False, rng=None, sample_mask=None):
@@ -437,8 +437,8 @@ class Layer:
         compute_loss runs in it too, so the layers it calls read the traced weights."""
         bindings = {id(v): params[v.tree_key] for v in self._trainable_vars}
         bindings.update({id(v): state[v.tree_key] for v in self._non_trainable_vars})
-        layers = {id(sub): [params.get(sub.name, {}), state.get(sub.name, {})]
-                  for sub in self._sublayers}
+        layers = {id(sub): [params.get(key, {}), state.get(key, {})]
+                  for key, sub in self.keyed_sublayers()}
         return _scope.Scope(bindings=bindings, training=bool(training), rng=rng,
                             training_given=training is not None,
                             sample_mask=sample_mask, layers=layers,
@@ -476,8 +476,9 @@ class Layer:
         statistics) is assigned as a call's assign would."""
         params = {v.tree_key: to_array(v) for v in self._trainable_vars}
         state = {v.tree_key: to_array(v) for v in self._non_trainable_vars}
-        for sub in self._sublayers:
-            params[sub.name], state[sub.name] = _scope.layer_entry(sub) or (
+        keyed = self.keyed_sublayers()
+        for key, sub in keyed:
+            params[key], state[key] = _scope.layer_entry(sub) or (
                 sub.params_tree(), sub.state_tree())
         # super().call(inputs, training=True) (keras.io's Monte-Carlo dropout) trains the
         # built-in computation whatever the call's mode, as Keras's
@@ -489,10 +490,10 @@ class Layer:
         for v in self._non_trainable_vars:
             if v.tree_key in new_state:
                 v.assign(new_state[v.tree_key])
-        for sub in self._sublayers:
+        for key, sub in keyed:
             entry = _scope.layer_entry(sub)
-            if entry is not None and sub.name in new_state:
-                entry[1] = new_state[sub.name]
+            if entry is not None and key in new_state:
+                entry[1] = new_state[key]
         return outputs
 
     def add_weight(self, shape=None, initializer=None, dtype=None, trainable=True,
@@ -1108,7 +1109,7 @@ class Layer:
         """Keep the arrays `init` made as this layer's Variables (creating them if needed)."""
         if not self.is_pure:
             return  # Keras's form: add_weight made the Variables already
-        subs = {sub.name: sub for sub in self._sublayers}
+        subs = dict(self.keyed_sublayers())
         carried = {name: state.pop(name) for name in self.carried_state_names
                    if name in state}
         self._adopt_carried(carried)
@@ -1199,8 +1200,8 @@ class Layer:
         for v in self._carried_vars:
             seen.add(id(v))
             yield prefix + (v.name,), "state", v
-        for sub in self._sublayers:
-            for entry in sub.carried_paths(prefix + (sub.name,)):
+        for key, sub in self.keyed_sublayers():
+            for entry in sub.carried_paths(prefix + (key,)):
                 if id(entry[2]) not in seen:
                     seen.add(id(entry[2]))
                     yield entry
@@ -1473,8 +1474,8 @@ class Layer:
 
     def _every_params_tree(self) -> dict:
         tree = {v.tree_key: v.value for v in self._trainable_vars}
-        for sub in self._sublayers:
-            tree[sub.name] = sub._every_params_tree()
+        for key, sub in self.keyed_sublayers():
+            tree[key] = sub._every_params_tree()
         return tree
 
     def state_tree(self) -> dict:
@@ -1484,17 +1485,17 @@ class Layer:
 
     def _every_state_tree(self) -> dict:
         tree = {v.tree_key: v.value for v in self._non_trainable_vars + self._carried_vars}
-        for sub in self._sublayers:
-            tree[sub.name] = sub._every_state_tree()
+        for key, sub in self.keyed_sublayers():
+            tree[key] = sub._every_state_tree()
         return tree
 
     def assign_state_tree(self, state: dict) -> None:
         for v in self._non_trainable_vars + self._carried_vars:
             if state.get(v.tree_key) is not None:
                 v.assign(state[v.tree_key])
-        for sub in self._sublayers:
-            if sub.name in state:
-                sub.assign_state_tree(state[sub.name])
+        for key, sub in self.keyed_sublayers():
+            if key in state:
+                sub.assign_state_tree(state[key])
 
     def variable_paths(self, prefix=()):
         """(path, kind, Variable) for every weight, kind "params" or "state", in Keras's
@@ -1512,8 +1513,43 @@ class Layer:
             yield prefix + (v.tree_key,), "params", v
         for v in self._non_trainable_vars:
             yield prefix + (v.tree_key,), "state", v
-        for sub in self._sublayers:
-            yield from sub.variable_paths(prefix + (sub.name,))
+        for key, sub in self.keyed_sublayers():
+            yield from sub.variable_paths(prefix + (key,))
+
+    def keyed_sublayers(self) -> list:
+        """(key, sub-layer) for each sub-layer, in `sublayers` order: its key in this
+        layer's weight trees (`params_tree`, `variable_paths`, kilnet's files and
+        checkpoints). The key is the sub-layer's name, or name_1, name_2, ... where an earlier
+        sub-layer or one of this layer's own weights already took it: Keras tracks layers by
+        object and two sub-layers may share a name (keras.io's DDIM keeps a network and its
+        `clone_model` copy, which keeps the name), so the trees keep them apart, as
+        `Variable.tree_key` does two weights of one name.
+
+        Example:
+            >>> import kilnet
+            >>> class Two(kilnet.layers.Layer):
+            ...     def __init__(self):
+            ...         super().__init__()
+            ...         self.a = kilnet.layers.Dense(1, name="d")
+            ...         self.b = kilnet.layers.Dense(1, name="d")
+            ...     def call(self, x):
+            ...         return self.a(x) + self.b(x)
+            >>> [(key, sub.name) for key, sub in Two().keyed_sublayers()]
+            [('d', 'd'), ('d_1', 'd')]
+        """
+        if not self._sublayers:
+            return []
+        named = [(sub.name, sub) for sub in self._sublayers]
+        own = self._own_weight_keys()
+        names = {name for name, _ in named}
+        if len(names) == len(named) and names.isdisjoint(own):
+            return named   # the common case, read at every call: each keyed by its name
+        taken, keyed = _names.Names(own), []
+        for name, sub in named:
+            key = _names.unique_among(name, taken)
+            taken.add(key)
+            keyed.append((key, sub))
+        return keyed
 
     @property
     def sublayers(self) -> list:

@@ -383,9 +383,11 @@ class Pipeline(Layer):
         state = dict(state)
         keys = (jax.random.split(rng, len(self._pipeline_layers)) if rng is not None
                 else [None] * len(self._pipeline_layers))
+        # two steps may share a name (Keras's are kept apart by object)
+        tree_keys = {id(layer): key for key, layer in self.keyed_sublayers()}
         for layer, key in zip(self._pipeline_layers, keys):
+            at = tree_keys[id(layer)]
             # a layer without arrays may have no entry (augmentation layers have none)
-            x, state[layer.name] = layer.apply(params.get(layer.name, {}),
-                                               state.get(layer.name, {}), x,
-                                               training=training, rng=key)
+            x, state[at] = layer.apply(params.get(at, {}), state.get(at, {}), x,
+                                       training=training, rng=key)
         return x, state

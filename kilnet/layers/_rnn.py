@@ -616,10 +616,13 @@ class StackedRNNCells(Layer):
             raise ValueError(f"StackedRNNCells {self.name!r} takes one entry of states per "
                              f"cell ({len(self.cells)}). Received: {states!r:.100}")
         state, new_states = dict(state), []
+        # two cells may share a name (Keras's are kept apart by object)
+        tree_keys = {id(cell): key for key, cell in self.keyed_sublayers()}
         for index, (cell, cell_states) in enumerate(zip(self.cells, states)):
             key = None if rng is None else jax.random.fold_in(rng, index)
-            (inputs, out_states), state[cell.name] = cell.apply(
-                params[cell.name], state[cell.name], inputs, _as_list(cell_states),
+            at = tree_keys[id(cell)]
+            (inputs, out_states), state[at] = cell.apply(
+                params[at], state[at], inputs, _as_list(cell_states),
                 training=training, rng=key, sample_mask=sample_mask)
             if not isinstance(out_states, (list, tuple)):
                 out_states = [out_states]

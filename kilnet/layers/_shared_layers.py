@@ -10,7 +10,8 @@ of the tree's root fills them from the first path before running (`expanded`), s
 container finds its sub-layers' arrays where it looks, and a gradient reaching the layer from
 both places adds up on the one array; it folds the new state back after (`collapsed`).
 
-A path is a tuple of layer names from the root (`("encoder", "speech_feature_embedding")`).
+A path is a tuple of sub-layer keys from the root (`("encoder", "speech_feature_embedding")`:
+each a layer's name, numbered where two sub-layers of one layer share it, `Layer.keyed_sublayers`).
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ def alias_paths(root) -> list:
     first, aliases = {id(root): ()}, []
 
     def visit(layer, path):
-        for sub in layer.sublayers:
-            where = path + (sub.name,)
+        for key, sub in layer.keyed_sublayers():
+            where = path + (key,)
             if id(sub) in first:
                 aliases.append((where, first[id(sub)]))
             else:
