@@ -284,8 +284,6 @@ def test_adapted_config_round_trip_through_json(adapted):
     again = FeatureSpace.from_config(json.loads(json.dumps(space.get_config())))
     data = heart_table(9, seed=4)
     np.testing.assert_allclose(again(data), space(data), atol=1e-6)
-    with pytest.raises(NotImplementedError, match="Received: filepath"):
-        space.save("space.keras")
 
 
 # -- bad inputs ------------------------------------------------------------------------------
@@ -311,3 +309,104 @@ def test_bad_inputs_are_refused(adapted):
         tutorial_space().adapt({"sex": [1, 2]})
     with pytest.raises(TypeError, match="Received: int"):
         tutorial_space().adapt(3)
+
+
+# -- .keras files ----------------------------------------------------------------------------
+def _file_members(path):
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def _h5_datasets(data):
+    import io
+
+    import h5py
+
+    found = {}
+    with h5py.File(io.BytesIO(data), "r") as f:
+        f.visititems(lambda name, obj: found.__setitem__(name, obj[()])
+                     if isinstance(obj, h5py.Dataset) else None)
+    return found
+
+
+@pytest.mark.parametrize("output_mode", ["concat", "dict"])
+def test_a_saved_space_opens_again_encoding_as_before(tmp_path, output_mode):
+    train, data = heart_table(), heart_table(9, seed=4)
+    space = tutorial_space(output_mode=output_mode)
+    space.adapt(train)
+    space.save(tmp_path / "space.keras")
+    again = kilnet.models.load_model(tmp_path / "space.keras")
+    assert type(again) is FeatureSpace and again.output_mode == output_mode
+    expected, got = space(data), again(data)
+    if output_mode == "dict":
+        assert list(got) == list(expected)
+        for key in expected:
+            np.testing.assert_allclose(got[key], expected[key], atol=1e-6)
+    else:
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_the_file_is_laid_out_as_keras_writes_a_feature_space(tmp_path):
+    """What Keras 3.15's FeatureSpace.save wrote for such a space (read with TensorFlow
+    installed): the class at the top with each preprocessor's build config, a
+    Normalization's mean, variance and count in the weights file, not in its config."""
+    train = heart_table()
+    space = tutorial_space()
+    space.adapt(train)
+    space.save(tmp_path / "space.keras")
+    members = _file_members(tmp_path / "space.keras")
+    assert sorted(members) == ["config.json", "metadata.json", "model.weights.h5"]
+    config = json.loads(members["config.json"])
+    assert (config["module"], config["class_name"], config["registered_name"]) == (
+        "keras.utils", "FeatureSpace", None)
+    assert config["build_config"]["chol"] == {"input_shape": [None, 1]}
+    chol = config["config"]["features"]["chol"]["config"]["preprocessor"]["config"]
+    assert chol["mean"] is None and chol["variance"] is None
+    datasets = _h5_datasets(members["model.weights.h5"])
+    assert sorted(datasets) == [f"preprocessors/normalization/vars/{i}" for i in range(3)]
+    column = np.asarray(train["chol"], np.float64)
+    np.testing.assert_allclose(datasets["preprocessors/normalization/vars/0"], [column.mean()],
+                               rtol=1e-5)
+    np.testing.assert_allclose(datasets["preprocessors/normalization/vars/1"], [column.var()],
+                               rtol=1e-4)
+    # Keras's adapted FeatureSpace writes a count of 0 too (its adapt sets mean and variance)
+    assert int(datasets["preprocessors/normalization/vars/2"]) == 0
+
+
+def test_a_space_written_the_keras_way_opens_with_its_vocabulary_from_the_assets(tmp_path):
+    """Keras writes an adapted lookup with `vocabulary: null` and its tokens in
+    `assets/preprocessors/<lookup>/vocabulary.txt`: the file is made here in that form."""
+    import zipfile
+
+    def table(n=N, seed=0):
+        return {key: heart_table(n, seed)[key] for key in ("thal", "chol")}
+
+    space = FeatureSpace({"thal": "string_categorical", "chol": "float_normalized"})
+    space.adapt(table())
+    space.save(tmp_path / "ours.keras")
+    members = _file_members(tmp_path / "ours.keras")
+    config = json.loads(members["config.json"])
+    lookup = config["config"]["features"]["thal"]["config"]["preprocessor"]["config"]
+    tokens = lookup["vocabulary"]
+    lookup.update(vocabulary=None, vocabulary_size=len(tokens))
+    members["config.json"] = json.dumps(config).encode()
+    members["assets/preprocessors/string_lookup/vocabulary.txt"] = "\n".join(tokens).encode()
+    with zipfile.ZipFile(tmp_path / "keras_form.keras", "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    again = kilnet.models.load_model(tmp_path / "keras_form.keras")
+    data = table(9, seed=4)
+    assert again.preprocessors["thal"].get_vocabulary() == tokens
+    ids, depth = lookup_reference(table()["thal"], data["thal"])
+    chol = np.asarray(table()["chol"], np.float64)
+    reference = np.concatenate([((data["chol"] - chol.mean()) / chol.std())[:, None],
+                                multi_hot(ids, depth)], axis=1)
+    np.testing.assert_allclose(again(data), reference, atol=1e-5)
+
+
+def test_an_unadapted_space_is_not_saved(tmp_path):
+    with pytest.raises(ValueError, match="adapt"):
+        tutorial_space().save(tmp_path / "space.keras")
+    assert not (tmp_path / "space.keras").exists()

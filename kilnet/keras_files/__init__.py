@@ -9,12 +9,14 @@ allocated (see _archive, _h5, _config, _layout, _import, _export).
 
 from kilnet.keras_files._archive import is_zip
 from kilnet.keras_files._export import save_keras, save_keras_weights
+from kilnet.keras_files._feature_space import save_feature_space
 from kilnet.keras_files._import import load_keras, load_keras_weights
 from kilnet.keras_files._legacy import load_legacy_h5
 from kilnet.keras_files._legacy_export import save_legacy_h5
 from kilnet.keras_files._optimizer import Unsupported, export_arrays
 
-__all__ = ["load_keras", "load_keras_weights", "load_legacy_h5", "save_keras",
+__all__ = ["load_keras", "load_keras_weights", "load_legacy_h5", "save_feature_space",
+           "save_keras",
            "save_keras_weights", "save_legacy_h5",
            "is_keras_model_path", "is_keras_weights_path", "is_zip",
            "keras_optimizer_variables"]

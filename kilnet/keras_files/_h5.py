@@ -17,6 +17,7 @@ import io
 import h5py
 import numpy as np
 
+from kilnet._saving_hooks import ARRAY_KINDS
 from kilnet.errors import ModelFileError
 
 MAX_OBJECTS = 100_000   # groups and datasets visited when looking for stray arrays
@@ -176,3 +177,22 @@ def write_weights(arrays, groups: dict) -> bytes:
         for group, name in groups.items():
             f.require_group(group).attrs["name"] = name
     return buffer.getvalue()
+
+
+def group_reader(weights):
+    """read_group for _saving_hooks: a layer's `vars` group as {key: array}, every dataset
+    checked (a plain numeric array within the file's size, no nested groups) before it is
+    read; {} where the group is absent (a store the layer left empty)."""
+    def read_group(group):
+        found = {}
+        if weights.group(group) is None:
+            return found
+        for h5 in weights.datasets(group):
+            key = h5[len(group) + 1:]
+            if "/" in key:
+                weights.fail(f"its group {group!r} holds a nested group ({h5!r}); a layer's "
+                             "vars hold arrays only.")
+            ds = weights.checked(weights.dataset(h5), h5, kinds=ARRAY_KINDS)
+            found[key] = np.asarray(ds[()])
+        return found
+    return read_group

@@ -22,6 +22,8 @@ from kilnet import optimizers as optimizers_lib
 from kilnet import _saving_hooks, saving
 from kilnet.errors import ModelFileError
 from kilnet.keras_files import _archive, _config, _h5, _layout, _legacy, _precheck
+from kilnet.keras_files import _feature_space
+from kilnet.keras_files._h5 import group_reader
 from kilnet.keras_files import _optimizer as _opt_layout
 from kilnet.layers import InputLayer
 from kilnet.models import Model
@@ -52,6 +54,8 @@ def load_keras(filepath, custom_objects=None, compile=True):
     members = _archive.read_members(path)
     spec = kilnet_config.parse_json(members[_archive.CONFIG], path)
     kilnet_config.check_bounds(spec, path)
+    if _feature_space.is_feature_space(spec):   # FeatureSpace.save's file, Keras's or ours
+        return _feature_space.load_feature_space(spec, members, path)
     model = model_from_keras_config(spec, path, custom_objects)
     if _archive.WEIGHTS not in members:
         raise ModelFileError(path, f"it has no {_archive.WEIGHTS}.")
@@ -139,7 +143,7 @@ def install_weights(model, weights, build_config=None, skip_mismatch=False):
                                    f"{stray[:3]}.")
     for (_, _, variable), array in zip(slots, arrays):
         variable.assign(array)
-    _saving_hooks.load_own_variables(layout.hooked, _group_reader(weights), path)
+    _saving_hooks.load_own_variables(layout.hooked, group_reader(weights), path)
     return layout
 
 
@@ -149,7 +153,7 @@ def _load_hooked_or_skip(layout, weights):
     failed = []
     for entry in layout.hooked:
         try:
-            _saving_hooks.load_own_variables([entry], _group_reader(weights),
+            _saving_hooks.load_own_variables([entry], group_reader(weights),
                                              weights.path)
         except ModelFileError as error:
             failed.append(f"{entry[1].name!r} ({error.__cause__ or error})")
@@ -157,25 +161,6 @@ def _load_hooked_or_skip(layout, weights):
         warnings.warn(f"{weights.path}: skipped loading the layers {failed[:5]}: their "
                       "load_own_variables did not take the file's entries (skip_mismatch=True).",
                       stacklevel=4)
-
-
-def _group_reader(weights):
-    """read_group for _saving_hooks: a layer's `vars` group as {key: array}, every dataset
-    checked (a plain numeric array within the file's size, no nested groups) before it is
-    read; {} where the group is absent (a store the layer left empty)."""
-    def read_group(group):
-        found = {}
-        if weights.group(group) is None:
-            return found
-        for h5 in weights.datasets(group):
-            key = h5[len(group) + 1:]
-            if "/" in key:
-                weights.fail(f"its group {group!r} holds a nested group ({h5!r}); a layer's "
-                             "vars hold arrays only.")
-            ds = weights.checked(weights.dataset(h5), h5, kinds=_saving_hooks.ARRAY_KINDS)
-            found[key] = np.asarray(ds[()])
-        return found
-    return read_group
 
 
 def _free_batch_axis(shape, path):

@@ -76,6 +76,27 @@ def model_layout(model) -> Layout:
     return layout
 
 
+def feature_space_layout(space) -> Layout:
+    """The Layout of a `kilnet.utils.FeatureSpace`, as Keras's saving walks its Keras twin (a
+    layer): the dicts of layers `crossers`, `one_hot_encoders` and `preprocessors`, in that
+    (sorted) order, each numbered by class (`preprocessors/normalization/vars/0`).
+
+    Example:
+        >>> import kilnet
+        >>> from kilnet.keras_files import _layout
+        >>> space = kilnet.utils.FeatureSpace({"x": "float_normalized"})
+        >>> space.adapt({"x": [1.0, 2.0, 3.0]})
+        >>> [h5 for h5, _, _ in _layout.feature_space_layout(space).slots]
+        ['preprocessors/normalization/vars/0', 'preprocessors/normalization/vars/1', \
+'preprocessors/normalization/vars/2']
+    """
+    layout, seen = Layout(), set()
+    for attribute in ("crossers", "one_hot_encoders", "preprocessors"):
+        _value_slots(getattr(space, attribute), f"{attribute}/", (attribute,), {}, layout,
+                     seen)
+    return layout
+
+
 def attention_part(layer, part_name: str) -> str:
     """The group of an attention layer's projection in a Keras weights file, named by the
     attribute Keras saves: MultiHeadAttention's public properties (`query_dense`),

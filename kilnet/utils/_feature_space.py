@@ -580,22 +580,84 @@ class FeatureSpace:
         """
         return cls(**config)
 
-    def save(self, filepath):
-        """Not supported: refused with the fix (keep the config, which is JSON-ready).
+    def keras_file_config(self) -> dict:
+        """get_config() as a Keras `.keras` file holds it: an adapted Normalization's mean and
+        variance are left to the weights file, where Keras keeps them (its `vars/0` to
+        `vars/2`); an adapted vocabulary stays in the config, which Keras reads too.
 
         Example:
             >>> import kilnet
-            >>> kilnet.utils.FeatureSpace({"x": "float"}).save("space.keras")  # doctest: +ELLIPSIS
-            Traceback (most recent call last):
-            ...
-            NotImplementedError: FeatureSpace.save: ...
+            >>> space = kilnet.utils.FeatureSpace({"x": "float_normalized"})
+            >>> space.adapt({"x": [1.0, 2.0, 3.0]})
+            >>> entry = space.keras_file_config()["features"]["x"]["config"]["preprocessor"]
+            >>> entry["config"]["mean"], space.get_config()["features"]["x"]["config"][
+            ...     "preprocessor"]["config"]["mean"]
+            (None, [2.0])
         """
-        raise NotImplementedError(
-            "FeatureSpace.save: kilnet's model files hold models, not feature spaces. Keep "
-            "the config instead (it carries the adapted vocabularies, boundaries and "
-            "statistics): `json.dump(feature_space.get_config(), f)`, then "
-            "`FeatureSpace.from_config(json.load(f))`. Received: "
-            f"filepath={filepath!r}")
+        config = self.get_config()
+        for key, layer in self.preprocessors.items():
+            if isinstance(layer, Normalization) and layer.input_mean is None:
+                entry = config["features"][key]["config"]["preprocessor"]["config"]
+                entry.update(mean=None, variance=None)
+        return config
+
+    def get_build_config(self) -> dict:
+        """What each preprocessor was built for, by feature name, as Keras's: a `.keras`
+        file's `build_config`, which `build_from_config` reads back.
+
+        Example:
+            >>> import kilnet
+            >>> space = kilnet.utils.FeatureSpace({"x": "float_normalized"})
+            >>> space.adapt({"x": [1.0, 2.0, 3.0]})
+            >>> space.get_build_config()
+            {'x': {'input_shape': [None, 1]}}
+        """
+        self._check_adapted()
+        return {key: _json_ready(layer.get_build_config() or {})
+                for key, layer in self.preprocessors.items()}
+
+    def build_from_config(self, config) -> None:
+        """Build the preprocessors for what `get_build_config` gave (Keras's), so that a
+        file's weights and vocabularies can be set into them; the space then counts as
+        adapted, as Keras's does.
+
+        Example:
+            >>> import kilnet
+            >>> space = kilnet.utils.FeatureSpace({"x": "float_normalized"})
+            >>> space.build_from_config({"x": {"input_shape": [None, 1]}})
+            >>> space.preprocessors["x"].built
+            True
+        """
+        if not isinstance(config, dict) or not set(config) <= set(self.preprocessors):
+            raise ValueError("FeatureSpace.build_from_config: expected a dict of build "
+                             "configs by feature name, for the features "
+                             f"{list(self.preprocessors)}. Received: {config!r:.200}")
+        for key, layer_config in config.items():
+            layer = self.preprocessors[key]
+            if not layer.built and layer_config:
+                layer.build_from_config(layer_config)
+        self._is_adapted = True
+
+    def save(self, filepath):
+        """Write the space, adapted, as a Keras `.keras` file, which
+        `kilnet.saving.load_model` and Keras's `keras.models.load_model` open.
+
+        Example:
+            >>> import os, tempfile
+            >>> import kilnet
+            >>> space = kilnet.utils.FeatureSpace({"color": "string_categorical"})
+            >>> space.adapt({"color": ["red", "blue", "red"]})
+            >>> path = os.path.join(tempfile.mkdtemp(), "space.keras")
+            >>> space.save(path)
+            >>> again = kilnet.saving.load_model(path)
+            >>> again({"color": ["blue"]}).tolist()
+            [[0.0, 0.0, 1.0]]
+        """
+        self._check_adapted()
+        # files come after the data in kilnet's order: the writer is reached when saving
+        from kilnet.keras_files import save_feature_space
+
+        save_feature_space(self, filepath)
 
 
 # -- helpers -----------------------------------------------------------------------------------------
@@ -614,6 +676,15 @@ def _is_adaptable(layer):
     if isinstance(layer, Discretization) and layer.num_bins is None:
         return False
     return hasattr(layer, "adapt")
+
+
+def _json_ready(value):
+    """A build config with tuples as lists, as JSON gives them back."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    return value
 
 
 def _needs_adapt(layer):
