@@ -87,8 +87,9 @@ def whole_step_batch(model, batch, own_step: bool):
     it fits; where it cannot, the batch is the step's own: more than 3 entries, a first
     entry that is not the model's inputs (is_step_batch: keras.io's siamese_network yields
     (anchor, positive, negative) for a 3-input network, semisupervised_simclr
-    ((unlabeled, dummy labels), (labeled, labels)) for a 2-input one), or any batch of a
-    model without a call() of its own (Model.defines_call).
+    ((unlabeled, dummy labels), (labeled, labels)) for a 2-input one), arrays of different
+    numbers of rows (simclr's 16 unlabeled and 8 labeled images), or any batch of a model
+    without a call() of its own (Model.defines_call).
 
     Example:
         >>> import kilnet, numpy as np
@@ -106,9 +107,14 @@ def whole_step_batch(model, batch, own_step: bool):
         return None
     if model.input_specs is None and defines_call(model):
         return None   # an unbuilt model is built from x as Keras reads it
-    if len(batch) > 3 or is_step_batch(model, batch[0], True):
+    if len(batch) > 3 or is_step_batch(model, batch[0], True) or not _one_row_count(batch):
         return WholeBatch(batch)
     return None
+
+
+def _one_row_count(batch) -> bool:
+    """Whether the arrays of a batch have one number of rows, as (x, y, sample_weight) do."""
+    return len({np.shape(a)[0] for a in jax.tree.leaves(batch) if np.ndim(a)}) <= 1
 
 
 def defines_call(model) -> bool:

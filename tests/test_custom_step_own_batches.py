@@ -33,9 +33,11 @@ def _images(rows, shift):
 ROWS = [(6, 3), (6, 3), (4, 2)]
 
 
-def _zipped(lib, as_dict):
+def _zipped(lib, as_dict, image_like_dummies=False):
     """simclr's zip of two datasets: each batch ((unlabeled, dummy labels), (labeled,
-    labels)), or the same arrays in a dict whose keys are not the model's inputs."""
+    labels)), or the same arrays in a dict whose keys are not the model's inputs.
+    `image_like_dummies`: the dummy labels shaped as images, so that (unlabeled, dummy
+    labels) reads as the model's two inputs, and the batch as (x, y) but for its rows."""
     class Zip(lib.utils.PyDataset):
         def __len__(self):
             return len(ROWS)
@@ -44,6 +46,8 @@ def _zipped(lib, as_dict):
             u, n = ROWS[i]
             unlabeled, labeled = _images(u, i), _images(n, -0.5 * i)
             dummy, labels = np.full((u,), -1.0, "float32"), np.linspace(0, 1, n, dtype="float32")
+            if image_like_dummies:
+                dummy = np.full((u, FEATURES), -1.0, "float32")
             if as_dict:
                 return {"u": unlabeled, "u_y": dummy, "l": labeled, "l_y": labels}
             return (unlabeled, dummy), (labeled, labels)
@@ -102,22 +106,25 @@ def _two_input_model(lib, as_dict):
 VAL_X, VAL_Y = _images(5, 0.25), np.linspace(1, 0, 5, dtype="float32")
 
 
-def _history(lib, as_dict):
+def _history(lib, as_dict, image_like_dummies=False):
     if lib is keras:
         keras.utils.clear_session()
     model = _two_input_model(lib, as_dict)
-    history = model.fit(_zipped(lib, as_dict), epochs=2, shuffle=False, verbose=0,
+    history = model.fit(_zipped(lib, as_dict, image_like_dummies), epochs=2, shuffle=False,
+                        verbose=0,
                         validation_data=(VAL_X, VAL_Y), validation_batch_size=2)
     return history.history, model.evaluate(VAL_X, VAL_Y, batch_size=2, verbose=0)
 
 
-@pytest.mark.parametrize("as_dict", [False, True], ids=["nested_tuples", "dict"])
-def test_step_batches_of_their_own_rows_train_as_keras(as_dict):
+@pytest.mark.parametrize("as_dict, image_like_dummies",
+                         [(False, False), (True, False), (False, True)],
+                         ids=["nested_tuples", "dict", "x_like_inputs"])
+def test_step_batches_of_their_own_rows_train_as_keras(as_dict, image_like_dummies):
     """Each batch reaches the step as given, its arrays at their own rows (6 and 3, then a
-    last batch of 4 and 2); validation and evaluate hand (images, labels) to the test_step
-    of a two-input model."""
-    got, got_eval = _history(kilnet, as_dict)
-    want, want_eval = _history(keras, as_dict)
+    last batch of 4 and 2), also where its first entry reads as the model's inputs;
+    validation and evaluate hand (images, labels) to the test_step of a two-input model."""
+    got, got_eval = _history(kilnet, as_dict, image_like_dummies)
+    want, want_eval = _history(keras, as_dict, image_like_dummies)
     assert sorted(got) == sorted(want) == ["l", "val_l"]
     for name in want:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6)
