@@ -232,3 +232,75 @@ def test_model_without_call_not_built_says_how_to_build_it():
         _without_call(keras, built=False).fit(DATA, batch_size=4, verbose=0)
     with pytest.raises(RuntimeError, match=r"defines no call\(\).*model.built = True"):
         _without_call(kilnet, built=False).fit(DATA, batch_size=4, verbose=0)
+
+
+# -- training and validation data in different containers ------------------------------------------
+def _container_recorder(lib):
+    """A two-input model whose train_step and test_step record the container x reaches
+    them in (at trace time)."""
+    class Recorder(lib.Model):
+        def __init__(self):
+            super().__init__()
+            self.head = lib.layers.Dense(1, name="head")
+            self.tracker = lib.metrics.Mean(name="l")
+            self.seen = {"train": set(), "test": set()}
+
+        def call(self, inputs):
+            return self.head(inputs[0]) + self.head(inputs[1])
+
+        @property
+        def metrics(self):
+            return [self.tracker]
+
+        def _loss(self, tv, ntv, data, step):
+            x, y = data
+            self.seen[step].add(type(x).__name__)
+            out, _ = self.stateless_call(tv, ntv, x)
+            return lib.ops.mean((out[:, 0] - y) ** 2)
+
+        def train_step(self, state, data):
+            tv, ntv, ov, mv = state
+            loss, grads = jax.value_and_grad(lambda t: self._loss(t, ntv, data, "train"))(tv)
+            tv, ov = self.optimizer.stateless_apply(ov, grads, tv)
+            mv = self.tracker.stateless_update_state(mv, loss)
+            return {"l": self.tracker.stateless_result(mv)}, (tv, ntv, ov, mv)
+
+        def test_step(self, state, data):
+            tv, ntv, mv = state
+            mv = self.tracker.stateless_update_state(mv, self._loss(tv, ntv, data, "test"))
+            return {"l": self.tracker.stateless_result(mv)}, (tv, ntv, mv)
+
+    model = Recorder()
+    model.compile(optimizer=lib.optimizers.SGD(0.05))
+    zeros = np.zeros((1, FEATURES), "float32")
+    model([zeros, zeros])
+    model.head.set_weights([KERNEL, np.zeros(1, "float32")])
+    return model
+
+
+def _list_then_tuple(lib):
+    if lib is keras:
+        keras.utils.clear_session()
+    model = _container_recorder(lib)
+    a, b, y = _images(6, 0), _images(6, 0.5), np.linspace(0, 1, 6, dtype="float32")
+
+    class TupleBatches(lib.utils.PyDataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return (a[i * 3:(i + 1) * 3], b[i * 3:(i + 1) * 3]), y[i * 3:(i + 1) * 3]
+
+    history = model.fit([a, b], y, batch_size=3, epochs=2, shuffle=False, verbose=0,
+                        validation_data=TupleBatches())
+    return history.history, model.seen
+
+
+def test_validation_batches_keep_their_own_containers():
+    """Training arrays given as a list and validation batches as tuples: each step gets its
+    own data's container, in every epoch (validation's did not leak into training)."""
+    got, got_seen = _list_then_tuple(kilnet)
+    want, want_seen = _list_then_tuple(keras)
+    assert got_seen == want_seen == {"train": {"list"}, "test": {"tuple"}}
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6)
