@@ -266,7 +266,9 @@ class BatchFeed:
     or that hold more samples than the first: a batch that does not fit the block's layout
     ends the block and begins the next, so each layout runs with programs of its own shapes
     (the Trainer caches them by shape), as Keras traces its step again for each new shape.
-    The arrays keep the first batch's dtypes.
+    A batch a model's own step unpacks whose arrays differ in rows (16 unlabeled and 8
+    labeled images) is held at its own rows, never padded (a structure.ByBatch block of
+    that layout only). The arrays keep the first batch's dtypes.
 
     Training reads `steps` batches per epoch (steps_per_epoch, else one pass). As in Keras, an
     epoch continues the pass the last one left off, and a new pass (shuffled from the epoch's
