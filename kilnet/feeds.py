@@ -25,7 +25,7 @@ import jax
 import numpy as np
 
 from kilnet import data as data_lib
-from kilnet import loaders
+from kilnet import loaders, structure
 from kilnet.errors import InputError
 from kilnet import utils
 
@@ -48,6 +48,10 @@ class Block:
     # the rows of each batch of the block where they are not the feed's batch_size (a source
     # whose batches grow: BatchFeed), else None
     batch_size: int | None = None
+    # the containers the block's x and y came in (kilnet.structure.container_of), which a
+    # model's own steps get them back in: told to the Trainer as each block runs (fit's
+    # training and validation data may come in different ones); None: as the Trainer has
+    containers: tuple | None = None
 
 
 def epoch_order(key, n: int, padded: int, shuffle: bool):
@@ -68,8 +72,10 @@ class ArrayFeed:
     outputs (kilnet.structure); label_dtype matches y's structure."""
 
     def __init__(self, x, y, batch_size: int, *, shuffle: bool = False, label_dtype=None,
-                 sharding=None, steps_per_epoch: int | None = None, on_host: bool = False):
+                 sharding=None, steps_per_epoch: int | None = None, on_host: bool = False,
+                 containers=None):
         first = x[0] if isinstance(x, tuple) else x
+        self.containers = containers   # Block.containers
         self.n = len(first)
         self.batch_size = batch_size
         self.pass_steps = data_lib.steps_for(self.n, batch_size)   # batches in one pass
@@ -105,7 +111,8 @@ class ArrayFeed:
             else:
                 order = jax.device_put(order)
             yield Block(self.x, self.y, order, self._valid, base=0,
-                        limit=self.steps, last_rows=_short(self.n, self.batch_size))
+                        limit=self.steps, last_rows=_short(self.n, self.batch_size),
+                        containers=self.containers)
             return
         yield self._part_of_a_pass(key)
 
@@ -127,7 +134,8 @@ class ArrayFeed:
         part_valid[:rows.stop - rows.start] = valid[rows]
         return Block(self.x, self.y, jax.device_put(part_order), jax.device_put(part_valid),
                      base=0, limit=length, last_rows=_short(self.n, self.batch_size)
-                     if first + length == self.pass_steps else None)
+                     if first + length == self.pass_steps else None,
+                     containers=self.containers)
 
 
 def _short(n: int, batch_size: int) -> int | None:
@@ -194,7 +202,7 @@ class StreamFeed:
             yield Block(jax.device_put(x), None if y is None else jax.device_put(y),
                         jax.device_put(local), jax.device_put(mask), base=first, limit=limit,
                         last_rows=_short(self.n, self.batch_size) if limit == self.steps
-                        else None)
+                        else None, containers=(None, None))   # one array each
 
     def _pad(self, rows, dtype):
         out = data_lib.host_zeros((self.block_rows,) + rows.shape[1:], dtype)
@@ -202,26 +210,43 @@ class StreamFeed:
         return out
 
 class BatchLayout(NamedTuple):
-    """What the batches of one streamed block share: at most `rows` samples each, and the
-    per-sample shapes of their x arrays and label arrays (None without labels).
+    """What the batches of one streamed block share: at most `rows` samples each, the
+    per-sample shapes of their x arrays and label arrays (None without labels), the rows of
+    each x array where they differ (`x_rows`, a batch a step of yours unpacks: then every
+    batch of the block has exactly these rows, none padded; else None), and the containers
+    x and y came in (Block.containers).
 
     >>> first = BatchLayout(4, ((7,),), ((7,),))
     >>> first.holds(BatchLayout(3, ((7,),), ((7,),))), first.holds(BatchLayout(4, ((5,),), ((5,),)))
     (True, False)
+    >>> shapes = ((7,), (7,))
+    >>> BatchLayout(4, shapes, None, (4, 2)).holds(BatchLayout(3, shapes, None, (3, 2)))
+    False
     """
     rows: int
     x_shapes: tuple
     y_shapes: tuple | None
+    x_rows: tuple | None = None
+    containers: tuple | None = None
 
     def holds(self, batch: "BatchLayout") -> bool:
         """Whether a batch of layout `batch` fits in a block of this one (padded)."""
-        return (batch.rows <= self.rows and batch.x_shapes == self.x_shapes
-                and batch.y_shapes == self.y_shapes)
+        if self.x_rows is not None:
+            return batch == self
+        return batch.rows <= self.rows and batch._replace(rows=self.rows) == self
+
+    def batch_bytes(self, x_dtypes) -> int:
+        """The bytes of a batch's x arrays at this layout's rows."""
+        rows = self.x_rows or (self.rows,) * len(self.x_shapes)
+        return sum(r * int(np.prod(shape)) * np.dtype(dtype).itemsize
+                   for r, shape, dtype in zip(rows, self.x_shapes, x_dtypes))
 
 
-def _layout_of(xs, ys) -> BatchLayout:
-    return BatchLayout(len(xs[0]), tuple(tuple(a.shape[1:]) for a in xs),
-                       None if ys is None else tuple(tuple(a.shape[1:]) for a in ys))
+def _layout_of(xs, ys, containers=None) -> BatchLayout:
+    rows = tuple(len(a) for a in xs)
+    return BatchLayout(rows[0], tuple(tuple(a.shape[1:]) for a in xs),
+                       None if ys is None else tuple(tuple(a.shape[1:]) for a in ys),
+                       None if len(set(rows)) == 1 else rows, containers)
 
 
 class _ReadBatch(NamedTuple):
@@ -241,7 +266,9 @@ class BatchFeed:
     or that hold more samples than the first: a batch that does not fit the block's layout
     ends the block and begins the next, so each layout runs with programs of its own shapes
     (the Trainer caches them by shape), as Keras traces its step again for each new shape.
-    The arrays keep the first batch's dtypes.
+    A batch a model's own step unpacks whose arrays differ in rows (16 unlabeled and 8
+    labeled images) is held at its own rows, never padded (a structure.ByBatch block of
+    that layout only). The arrays keep the first batch's dtypes.
 
     Training reads `steps` batches per epoch (steps_per_epoch, else one pass). As in Keras, an
     epoch continues the pass the last one left off, and a new pass (shuffled from the epoch's
@@ -258,7 +285,7 @@ class BatchFeed:
         self.steps = steps if steps is not None else batches.steps
         self.shuffle = shuffle
         self.one_shot = batches.one_shot
-        self.layout = _layout_of(xs, ys)   # the first batch's
+        self.layout = _layout_of(xs, ys, reader.containers)   # the first batch's
         self.x_dtypes = [data_lib.device_dtype(a) for a in xs]
         self.y_dtypes = None if ys is None else [
             dtype or a.dtype for a, dtype in zip(ys, label_dtypes or [None] * len(ys))]
@@ -272,8 +299,7 @@ class BatchFeed:
         return self.block_steps * self.batch_size
 
     def _steps_per_block(self, layout: BatchLayout) -> int:
-        sample_bytes = sum(int(np.prod(shape)) * np.dtype(dtype).itemsize
-                           for shape, dtype in zip(layout.x_shapes, self.x_dtypes))
+        sample_bytes = -(-layout.batch_bytes(self.x_dtypes) // layout.rows)
         return _block_steps(sample_bytes, layout.rows, self.steps)
 
     def blocks(self, key, start_step: int = 0) -> Iterator[Block]:
@@ -298,7 +324,9 @@ class BatchFeed:
             head = waiting if waiting is not None else next(read, None)
             if head is None:
                 return
-            layout = head.layout._replace(rows=max(self.batch_size, head.layout.rows))
+            layout = head.layout
+            if layout.x_rows is None:   # padded to the first batch's rows at least
+                layout = layout._replace(rows=max(self.batch_size, layout.rows))
             want = self._steps_per_block(layout)
             if self.steps is not None:
                 want = min(want, self.steps - first)
@@ -375,28 +403,33 @@ class BatchFeed:
             bys = None   # the first batch had no labels: the programs take none
         else:
             self._check_count(bys, len(self.y_dtypes), "y", index)
-        return _ReadBatch(index, bxs, bys, _layout_of(bxs, bys))
+        return _ReadBatch(index, bxs, bys, _layout_of(bxs, bys, self.reader.containers))
 
     def _block(self, run, layout: BatchLayout, batches_held: int) -> Block:
         rows = batches_held * layout.rows
-        xs = [data_lib.host_zeros((rows,) + shape, dtype)
-              for shape, dtype in zip(layout.x_shapes, self.x_dtypes)]
+        x_rows = layout.x_rows or (layout.rows,) * len(layout.x_shapes)
+        xs = [data_lib.host_zeros((batches_held * r,) + shape, dtype)
+              for r, shape, dtype in zip(x_rows, layout.x_shapes, self.x_dtypes)]
         ys = None if layout.y_shapes is None else [
             data_lib.host_zeros((rows,) + shape, dtype)
             for shape, dtype in zip(layout.y_shapes, self.y_dtypes)]
         mask = np.zeros(rows, bool)
         for j, batch in enumerate(run):
+            for out, array, r in zip(xs, batch.xs, x_rows):
+                out[j * r:j * r + len(array)] = array
             at = slice(j * layout.rows, j * layout.rows + batch.layout.rows)
-            for out, array in zip(xs + (ys or []), batch.xs + (batch.ys or [])):
+            for out, array in zip(ys or [], batch.ys or []):
                 out[at] = array
             mask[at] = True
         last = run[-1].layout.rows
-        x = _packed([jax.device_put(a) for a in xs])
+        x = [jax.device_put(a) for a in xs]
+        x = _packed(x) if layout.x_rows is None else structure.ByBatch(x, layout.x_rows)
         y = None if ys is None else _packed([jax.device_put(a) for a in ys])
         return Block(x, y, jax.device_put(np.arange(rows, dtype=np.int32)),
                      jax.device_put(mask), base=run[0].index, limit=run[-1].index + 1,
                      last_rows=last if last < layout.rows else None,
-                     batch_size=None if layout.rows == self.batch_size else layout.rows)
+                     batch_size=None if layout.rows == self.batch_size else layout.rows,
+                     containers=layout.containers)
 
     @staticmethod
     def _check_count(arrays, count: int, argument: str, index: int):

@@ -112,14 +112,16 @@ def _logs_from_sums(spec, sums: dict, prefix: str = "", test: bool = False) -> d
 
 # -- fit ------------------------------------------------------------------------------------------
 def make_feed(trainer, x, y, batch_size, *, shuffle=False, steps=None, sharding=None, seed=None,
-              class_weight=None, labels=True, on_host=False, own_step=False):
+              class_weight=None, labels=True, on_host=False, own_step=False, containers=None):
     """An ArrayFeed for arrays in memory (x and y: an array, or a tuple for several inputs or
     outputs; kilnet.structure), a StreamFeed for memmaps, a BatchFeed for any other source of
     batches (kilnet.loaders: generators, PyDatasets, torch and tf.data loaders), for which the
     model is built from the first batch (seed) and `labels=False` (predict) reads x only.
     `on_host`: arrays read once stay on the host until the program's call (feeds.ArrayFeed).
-    `own_step`: the model overrides the step that reads a source's batches, so a dict batch
-    of keys of its own reaches that step as given (structure.is_step_batch)."""
+    `own_step`: the model overrides the step that reads a source's batches, so a batch
+    that is not the model's inputs reaches that step as given (structure.is_step_batch).
+    `containers`: those the arrays came in (feeds.Block.containers), the Trainer's by
+    default."""
     stateful = trainer.stateful_batch_size()
     if stateful is not None:   # before any program is traced for another batch size
         _check_stateful_batches(stateful, batch_size, None)
@@ -145,7 +147,8 @@ def make_feed(trainer, x, y, batch_size, *, shuffle=False, steps=None, sharding=
         dtypes += [np.float32] * (len(labels) - len(dtypes))  # sample weights
         label_dtypes = structure.pack(dtypes)
     return feeds.ArrayFeed(x, y, batch_size, shuffle=shuffle, label_dtype=label_dtypes,
-                           sharding=sharding, steps_per_epoch=steps, on_host=on_host)
+                           sharding=sharding, steps_per_epoch=steps, on_host=on_host,
+                           containers=containers or trainer.containers)
 
 
 def _batch_feed(trainer, source, y, batch_size, *, shuffle, steps, seed, class_weight, labels,
@@ -203,11 +206,11 @@ def _label_names(trainer, count=None):
 
 def _checked_inputs(model, x, own_step: bool, argument: str = "x"):
     """x's arrays for the programs, checked (the model may be unbuilt): returns (xs, their
-    container (structure.container_of), how messages name them). A dict the model's own
-    step unpacks itself (structure.is_step_batch) keeps its keys, its arrays checked on
-    their own; anything else is checked against the model's inputs."""
+    container (structure.x_container), how messages name them). A batch the model's own
+    step unpacks itself (structure.is_step_batch) keeps its structure, its arrays checked
+    on their own; anything else is checked against the model's inputs."""
     xs = structure.inputs_of(model, x, argument, own_step=own_step)
-    container = structure.container_of(x, xs)
+    container = structure.x_container(model, x, xs, own_step)
     if structure.is_step_batch(model, x, own_step):
         names = structure.step_batch_names(x, argument)
         return validation.check_features(model, xs, names, against_inputs=False), container, \
@@ -244,10 +247,10 @@ def _arrays_for_fit(model, trainer, x, y, *, seed, batch_size, epochs, validatio
         y_names = _label_names(trainer, len(ys))
     y_container = structure.container_of(y, ys)
     val_lists, val_weight, val_x_argument = None, None, "validation_data[0]"
-    val_x_names = None
+    val_x_names, val_containers = None, None
     if validation_data is not None:
-        val_lists, val_weight, val_x_argument, val_x_names = _validation_lists(
-            trainer, validation_data)
+        val_lists, val_weight, val_x_argument, val_x_names, val_containers = \
+            _validation_lists(trainer, validation_data)
     xs, ys, val, batch_size = validation.check_fit_inputs(
         model, xs, ys, x_names=x_names, y_names=y_names, batch_size=batch_size, epochs=epochs,
         validation_split=validation_split, validation_data=val_lists,
@@ -267,15 +270,16 @@ def _arrays_for_fit(model, trainer, x, y, *, seed, batch_size, epochs, validatio
     if validation_split and validation_data is None:
         (xs, ys), val = data_lib.split_validation(xs, ys, validation_split)
     if val is not None:
-        val = (structure.pack(val[0]), structure.pack_labels(val[1]))
+        val = (structure.pack(val[0]), structure.pack_labels(val[1]),
+               val_containers or (x_container, y_container))
     return structure.pack(xs), structure.pack_labels(ys), val, batch_size
 
 
 def _validation_lists(trainer, validation_data):
     """validation_data unpacked as Keras unpacks it (x_val alone when not a tuple): returns
-    ((xs_val, ys_val) as lists, sample_weight_val or None, how messages name x_val, and
-    the names of x_val's arrays when the model's own test_step unpacks them itself, else
-    None: structure.is_step_batch)."""
+    ((xs_val, ys_val) as lists, sample_weight_val or None, how messages name x_val, the
+    names of x_val's arrays when the model's own test_step unpacks them itself, else None
+    (structure.is_step_batch), and the containers x_val and y_val came in)."""
     model = trainer.model
     own_step = model.overrides_test_step
     unpacked = validation.check_validation_data(validation_data)
@@ -285,7 +289,9 @@ def _validation_lists(trainer, validation_data):
                                   own_step=own_step))
     as_given = structure.is_step_batch(model, unpacked.x, own_step)
     x_names = structure.step_batch_names(unpacked.x, unpacked.x_argument) if as_given else None
-    return lists, unpacked.sample_weight, unpacked.x_argument, x_names
+    containers = (structure.x_container(model, unpacked.x, lists[0], own_step),
+                  structure.container_of(unpacked.y, lists[1]))
+    return lists, unpacked.sample_weight, unpacked.x_argument, x_names, containers
 
 
 def _check_validation_freq(validation_freq):
@@ -331,18 +337,21 @@ def _validation_stream_feed(trainer, source, steps, batch_size):
 
 
 def _validation_arrays(trainer, validation_data):
-    """validation_data arrays beside streamed training data, in the programs' structure."""
+    """validation_data arrays beside streamed training data, in the programs' structure,
+    and the containers they came in: (x, y, containers)."""
     model = trainer.model
     unpacked = validation.check_validation_data(validation_data)
     own_step = model.overrides_test_step
     validation.check_validation_targets(trainer.objective, unpacked, own_step=own_step)
-    vxs, _, _ = _checked_inputs(model, unpacked.x, own_step, unpacked.x_argument)
-    vys = [np.asarray(a) for a in structure.targets_of(
-        trainer.objective, unpacked.y, "validation_data[1]", own_step=own_step)]
+    vxs, x_container, _ = _checked_inputs(model, unpacked.x, own_step, unpacked.x_argument)
+    given = structure.targets_of(trainer.objective, unpacked.y, "validation_data[1]",
+                                 own_step=own_step)
+    containers = (x_container, structure.container_of(unpacked.y, given))
+    vys = [np.asarray(a) for a in given]
     if unpacked.sample_weight is not None:
         vys.extend(validation.sample_weights(trainer.objective, vys, unpacked.sample_weight,
                                              None, "validation_data[2]"))
-    return structure.pack(vxs), structure.pack_labels(vys)
+    return structure.pack(vxs), structure.pack_labels(vys), containers
 
 
 def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=None,
@@ -427,7 +436,8 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
         val_feed = _validation_stream_feed(trainer, val_stream, validation_steps,
                                            validation_batch_size or batch_size)
     elif val is not None:
-        val_feed = make_feed(trainer, val[0], val[1], validation_batch_size or batch_size)
+        val_feed = make_feed(trainer, val[0], val[1], validation_batch_size or batch_size,
+                             containers=val[2])
 
     history = History()
     cb_list = CallbackList(list(callbacks or []) + [history], model=model, epochs=epochs,
@@ -648,6 +658,8 @@ def _block_parts(trainer, feed, blocks):
     stateful layers takes whole batches of their size only (_check_stateful_batches)."""
     stateful = trainer.stateful_batch_size()
     for block in blocks:
+        if block.containers is not None:   # fit's training and validation data may differ
+            trainer.note_containers(*block.containers)
         batch_size = block.batch_size or feed.batch_size   # a source's batches may grow
         if stateful is not None:
             _check_stateful_batches(stateful, batch_size, block.last_rows)
@@ -1077,7 +1089,7 @@ def _prediction_feed(model, trainer, x, batch_size, on_host=False):
     """The ArrayFeed of predict's arrays, checked, with the model built for them."""
     own_step = model.overrides_predict_step
     xs = structure.inputs_of(model, x, own_step=own_step)
-    x_container = structure.container_of(x, xs)
+    x_container = structure.x_container(model, x, xs, own_step)
     as_given = structure.is_step_batch(model, x, own_step)
     xs, batch_size = validation.check_predict_inputs(
         model, xs, x_names=structure.step_batch_names(x) if as_given

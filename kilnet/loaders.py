@@ -562,9 +562,9 @@ class BatchReader:
         x, y, weight = self.split(batch, index)
         x = x if isinstance(x, structure.WholeBatch) else to_numpy(x)
         xs = structure.inputs_of(self.model, x, f"x (batch {index})", own_step=self.own_step)
-        self.containers = (structure.container_of(x, xs), None)
-        self.step_batch_names = (structure.step_batch_names(x) if structure.is_step_batch(
-            self.model, x, self.own_step) else None)
+        as_given = structure.is_step_batch(self.model, x, self.own_step)
+        self.containers = (structure.x_container(self.model, x, xs, self.own_step), None)
+        self.step_batch_names = structure.step_batch_names(x) if as_given else None
         xs = [to_numpy(a) for a in xs]
         if self.objective is None or (y is None and weight is None
                                       and self.class_weight is None and not self._needs_y()):
@@ -583,8 +583,9 @@ class BatchReader:
         xs = validation.check_features(self.model, xs,
                                        [f"{name} (batch {index})" for name in names],
                                        against_inputs=self.step_batch_names is None)
-        if self.model.compiled is not None:
-            self.model.compiled.note_containers(*self.containers)
+        if self.step_batch_names is None:
+            self._check_same_rows(xs, structure.input_argument_names(self.model, len(xs)),
+                                  index)
         if ys is None:
             return xs, None
         n = len(xs[0])
@@ -602,6 +603,17 @@ class BatchReader:
         if self.model.compiled is not None:
             self.model.compiled.note_labels(len(ys))
         return xs, ys + weights
+
+    @staticmethod
+    def _check_same_rows(xs, names, index: int):
+        """The model's inputs in one batch have one row per sample each (a batch a step of
+        yours unpacks may hold arrays of other rows: the step takes them as they are)."""
+        for array, name in zip(xs[1:], names[1:]):
+            if len(array) != len(xs[0]):
+                raise InputError(
+                    f"Batch {index} has {len(xs[0])} samples in {names[0]} but {len(array)} "
+                    f"in {name}; the model's inputs need one row per sample each. Received: "
+                    f"{name}.shape={array.shape}")
 
     def _take_other_lengths(self, xs, ys):
         """A built subclassed model given a batch of other axis lengths than it was built

@@ -389,7 +389,8 @@ def build(model, loss, loss_weights, metrics, *, weighted_metrics=None,
     No loss at all is allowed, as in Keras: the model's add_loss terms (or its own train_step)
     are then the loss; a model that has none trains on a loss of 0, as Keras's, with a
     warning (programs.warn_nothing_trains)."""
-    specs = model.output_specs
+    # a model without call() has no outputs: its own steps compute what they train on
+    specs = model.output_specs if getattr(model, "defines_call", True) else []
     names = [s.name for s in specs]
     losses = _per_output(loss, names, "loss", broadcast=True)
     weights = _per_output(loss_weights, names, "loss_weights", broadcast=False)

@@ -43,7 +43,7 @@ import optax
 from jax import lax
 
 from kilnet import _runtime  # JAX's settings (the compilation cache) first
-from kilnet import _scope, _tree, loss_scale, mixed_precision
+from kilnet import _scope, _tree, loss_scale, mixed_precision, structure
 from kilnet import objective as objective_lib
 from kilnet.errors import KerasQuirkWarning, warn_at_your_line
 
@@ -164,8 +164,13 @@ def zero_sums(spec: StepSpec, training: bool = True, on_host: bool = False) -> d
 # -- one step --------------------------------------------------------------------------------
 def _batch(spec, x, y, idx):
     """The batch at positions `idx` of the dataset on the device. Several inputs or labels
-    come as tuples."""
-    return (_as_input_dtypes(spec, jax.tree.map(lambda a: a[idx], x)),
+    come as tuples. A streamed block of batches whose arrays differ in rows
+    (structure.ByBatch) is in its batches' order: `idx` starts at its batch's first row."""
+    if isinstance(x, structure.ByBatch):
+        xb = x.batch(idx[0] // idx.shape[0])
+    else:
+        xb = jax.tree.map(lambda a: a[idx], x)
+    return (_as_input_dtypes(spec, xb),
             None if y is None else jax.tree.map(lambda a: a[idx], y))
 
 

@@ -21,11 +21,12 @@ def inputs_of(model, x, argument: str = "x", own_step: bool = False) -> list:
     """x as a list with one entry per model input (names from model.input_names); for a
     model with string inputs, what its host stage computes from them (one entry per fed
     tensor, kilnet.models._host_stage). `own_step`: the model's own step reads the batch,
-    so a dict of other keys is its batch, its arrays by sorted key (is_step_batch)."""
+    so an x that is not the model's inputs is its batch, its arrays in tree order (a
+    dict's by sorted key: is_step_batch)."""
     if isinstance(x, WholeBatch):
         return list(x.items)
     if is_step_batch(model, x, own_step):
-        return [x[key] for key in sorted(x)]
+        return jax.tree.leaves(x)   # a dict's by sorted key, as Keras's tree orders them
     host_stage = getattr(model, "host_stage", None)
     if host_stage is not None:
         return host_stage.fed_arrays(x, argument)
@@ -61,16 +62,20 @@ def inputs_of(model, x, argument: str = "x", own_step: bool = False) -> list:
 
 
 class WholeBatch:
-    """A tuple or list batch that the model's own train_step / test_step / predict_step
-    gets whole (whole_step_batch), as a tuple, as Keras hands it: `items` its arrays.
+    """A batch from a source of batches that the model's own train_step / test_step /
+    predict_step gets whole (whole_step_batch), as Keras hands it: a tuple (a list given
+    becomes one, as Keras's PyDataset adapter makes it) of arrays nested in any way.
+    `items` are its arrays in tree order, `treedef` its structure (container_of).
 
     Example:
-        >>> WholeBatch([1, 2, 3]).items
-        (1, 2, 3)
+        >>> batch = WholeBatch([(1, 2), 3])
+        >>> batch.items, batch.treedef.unflatten(batch.items)
+        ((1, 2, 3), ((1, 2), 3))
     """
 
     def __init__(self, batch):
-        self.items = tuple(batch)
+        leaves, self.treedef = jax.tree.flatten(tuple(batch))
+        self.items = tuple(leaves)
 
 
 def whole_step_batch(model, batch, own_step: bool):
@@ -79,44 +84,81 @@ def whole_step_batch(model, batch, own_step: bool):
     else None. Keras's JAX trainer hands a source's batch to an overridden step as it is;
     only its default steps read it as (x, y, sample_weight). kilnet reads it so to check
     x against the model's inputs and y against the outputs, and keeps that reading where
-    it fits; where it cannot, the batch is the step's own: more than 3 entries, or a first
-    entry that is not the model's inputs (keras.io's siamese_network yields (anchor,
-    positive, negative) for a 3-input network: the anchor alone is not its inputs).
+    it fits; where it cannot, the batch is the step's own: more than 3 entries, a first
+    entry that is not the model's inputs (is_step_batch: keras.io's siamese_network yields
+    (anchor, positive, negative) for a 3-input network, semisupervised_simclr
+    ((unlabeled, dummy labels), (labeled, labels)) for a 2-input one), arrays of different
+    numbers of rows (simclr's 16 unlabeled and 8 labeled images), or any batch of a model
+    without a call() of its own (Model.defines_call).
+
+    Example:
+        >>> import kilnet, numpy as np
+        >>> inputs = [kilnet.Input((2,)), kilnet.Input((2,))]
+        >>> model = kilnet.Model(inputs, kilnet.layers.Add()(inputs))
+        >>> a, labels = np.zeros((4, 2)), np.zeros(4)
+        >>> whole_step_batch(model, (a, a), True).items == (a, a)
+        True
+        >>> whole_step_batch(model, ((a, labels), a), True).items == (a, labels, a)
+        True
+        >>> whole_step_batch(model, ((a, a), a), True), whole_step_batch(model, (a, a), False)
+        (None, None)
+    """
+    if not own_step or not isinstance(batch, (tuple, list)):
+        return None
+    if model.input_specs is None and defines_call(model):
+        return None   # an unbuilt model is built from x as Keras reads it
+    if len(batch) > 3 or is_step_batch(model, batch[0], True) or not _one_row_count(batch):
+        return WholeBatch(batch)
+    return None
+
+
+def _one_row_count(batch) -> bool:
+    """Whether the arrays of a batch have one number of rows, as (x, y, sample_weight) do."""
+    return len({np.shape(a)[0] for a in jax.tree.leaves(batch) if np.ndim(a)}) <= 1
+
+
+def defines_call(model) -> bool:
+    """Whether the model computes outputs from inputs (Model.defines_call); anything else
+    passed as a model here does."""
+    return getattr(model, "defines_call", True)
+
+
+def gives_inputs(model, x) -> bool:
+    """Whether x gives the built model's inputs: one array for each (inputs_of), and, for
+    a list or tuple, each with its input's number of sample axes (one more or fewer where
+    a functional model's last axis is 1, which it adds or drops: Model.with_declared_rank).
+    An array of another rank in a tuple is not an input (a batch's dummy labels).
 
     Example:
         >>> import kilnet, numpy as np
         >>> inputs = [kilnet.Input((2,)), kilnet.Input((2,))]
         >>> model = kilnet.Model(inputs, kilnet.layers.Add()(inputs))
         >>> a = np.zeros((4, 2))
-        >>> whole_step_batch(model, (a, a), True).items == (a, a)
-        True
-        >>> whole_step_batch(model, ((a, a), a), True), whole_step_batch(model, (a, a), False)
-        (None, None)
+        >>> gives_inputs(model, (a, a)), gives_inputs(model, (a, a[:, 0])), gives_inputs(model, a)
+        (True, False, False)
     """
-    if not own_step or model.input_specs is None or not isinstance(batch, (tuple, list)):
-        return None   # an unbuilt model is built from x as Keras reads it
-    if len(batch) > 3 or not _gives_inputs(model, batch[0]):
-        return WholeBatch(batch)
-    return None
-
-
-def _gives_inputs(model, x) -> bool:
-    """Whether x gives the model's inputs (inputs_of finds one array for each)."""
     try:
-        inputs_of(model, x)
+        xs = inputs_of(model, x)
     except InputError:
         return False
-    return True
+    if not isinstance(x, (list, tuple)):
+        return True   # one array, or a dict by input name: its shapes are checked as inputs
+    slack = 1 if model.is_functional else 0
+    return all(abs(np.ndim(array) - 1 - len(spec.shape)) <= slack
+               and (np.ndim(array) - 1 == len(spec.shape) or spec.shape[-1:] == (1,))
+               for array, spec in zip(xs, model.input_specs))
 
 
 def is_step_batch(model, x, own_step: bool) -> bool:
     """Whether x is a batch that the model's own train_step / test_step / predict_step
     (`own_step`: the model overrides the step that reads it) unpacks itself: a WholeBatch
-    (whole_step_batch), or a dict by keys of its own, not the model's input names
-    (keras.io's transformer_asr reads `batch["source"]` and `batch["target"]`). Keras hands
-    such a batch to the step as it is; so does kilnet, its arrays unchecked against the
-    model's inputs. Without an own step the keys must be the input names (inputs_of says
-    which are missing).
+    (whole_step_batch), a dict by keys of its own, not the model's input names (keras.io's
+    transformer_asr reads `batch["source"]` and `batch["target"]`), any other x that is
+    not the built model's inputs (gives_inputs: semisupervised_simclr validates on one
+    array of images for a model of two inputs), or any x of a model without a call() of
+    its own (keras.io's ddim trains its networks in its steps). Keras hands such a batch
+    to the step as it is; so does kilnet, its arrays unchecked against the model's inputs.
+    Without an own step x must be the model's inputs (inputs_of says how it is not).
 
     Example:
         >>> import kilnet
@@ -129,20 +171,21 @@ def is_step_batch(model, x, own_step: bool) -> bool:
     """
     if isinstance(x, WholeBatch):
         return True
-    if not own_step or not isinstance(x, dict) or model.input_specs is None:
+    if not own_step:
+        return False
+    if not defines_call(model):
+        return True
+    if model.input_specs is None:
         return False   # an unbuilt subclassed model takes the dict itself (takes_keyed_inputs)
-    return any(name not in x for name in model.input_names)
+    if isinstance(x, dict):
+        return any(name not in x for name in model.input_names)
+    return not gives_inputs(model, x)
 
 
 def is_step_batch_container(model, container) -> bool:
     """Whether `container` (container_of's) holds a batch that is_step_batch hands to the
-    model's own step as given: a WholeBatch, or a dict whose keys are not the model's
-    input names."""
-    if container is not None and container[0] == "whole":
-        return True
-    return (container is not None and container[0] == "dict"
-            and model.input_specs is not None
-            and any(name not in container[1] for name in model.input_names))
+    model's own step as given: a WholeBatch's or another step batch's (step_container)."""
+    return container is not None and container[0] in ("whole", "tree")
 
 
 def is_whole_container(container) -> bool:
@@ -151,19 +194,72 @@ def is_whole_container(container) -> bool:
     return container is not None and container[0] == "whole"
 
 
+def step_container(x):
+    """The container of a batch is_step_batch hands to the step as given: ("whole",
+    structure) for a WholeBatch, else ("tree", structure); in_container puts the arrays
+    back in that structure, nested as they came.
+
+    Example:
+        >>> container = step_container({"v": (1, 2), "u": 3})
+        >>> container[0], in_container(container, (3, 1, 2))
+        ('tree', {'u': 3, 'v': (1, 2)})
+    """
+    if isinstance(x, WholeBatch):
+        return ("whole", x.treedef)
+    return ("tree", jax.tree.structure(x))
+
+
+@jax.tree_util.register_pytree_node_class
+class ByBatch:
+    """A streamed block's x for batches whose arrays hold different numbers of rows (a step
+    of yours unpacking 16 unlabeled and 8 labeled images: keras.io's semisupervised_simclr),
+    as Keras hands each such batch to the step as it is: array i holds the block's batches
+    one after another, `rows[i]` rows each. A block's batches are in their order
+    (kilnet.feeds.BatchFeed), so batch k of the block is rows k * rows[i] onward of each.
+
+    Example:
+        >>> import numpy as np
+        >>> block = ByBatch([np.arange(4), np.arange(8)], rows=(2, 4))
+        >>> [a.tolist() for a in block.batch(1)]
+        [[2, 3], [4, 5, 6, 7]]
+    """
+
+    def __init__(self, arrays, rows):
+        self.arrays, self.rows = tuple(arrays), tuple(rows)
+
+    def tree_flatten(self):
+        return self.arrays, self.rows
+
+    @classmethod
+    def tree_unflatten(cls, rows, arrays):
+        return cls(arrays, rows)
+
+    def batch(self, number):
+        """Batch `number` of the block (a traced integer in the programs): a tuple."""
+        return tuple(jax.lax.dynamic_slice_in_dim(a, number * r, r)
+                     for a, r in zip(self.arrays, self.rows))
+
+    def abstract_batch(self, dtypes=None):
+        """One batch as jax.ShapeDtypeStructs (in `dtypes` where given), for tracing."""
+        dtypes = dtypes or [a.dtype for a in self.arrays]
+        return tuple(jax.ShapeDtypeStruct((r,) + tuple(a.shape[1:]), dtype)
+                     for a, r, dtype in zip(self.arrays, self.rows, dtypes))
+
+
 def step_batch_names(x, argument: str = "x") -> list[str]:
-    """How messages name the arrays of a batch a step unpacks itself (is_step_batch): a
-    dict's by key, a WholeBatch's by position (`batch`).
+    """How messages name the arrays of a batch a step unpacks itself (is_step_batch), in
+    inputs_of's order, by where they sit: a dict's by key, a WholeBatch's as `batch`.
 
     Example:
         >>> step_batch_names({"target": 0, "source": 1})
         ["x['source']", "x['target']"]
-        >>> step_batch_names(WholeBatch((0, 1)))
-        ['batch[0]', 'batch[1]']
+        >>> step_batch_names(WholeBatch(((0, 1), 2)))
+        ['batch[0][0]', 'batch[0][1]', 'batch[1]']
     """
     if isinstance(x, WholeBatch):
-        return [f"batch[{i}]" for i in range(len(x.items))]
-    return argument_names(argument, sorted(x))
+        x, argument = x.treedef.unflatten(x.items), "batch"
+    paths = jax.tree_util.tree_flatten_with_path(x)[0]
+    return [argument + jax.tree_util.keystr(path) for path, _ in paths]
 
 
 def targets_of(objective, y, argument: str = "y", own_step: bool = False) -> list:
@@ -225,8 +321,8 @@ def sample_batch(model, x, xs: list):
 def container_of(data, carried: list):
     """How `data` (x or y as given) holds `carried`, the arrays inputs_of / targets_of took
     from it for the programs: ("list", n) or ("tuple", n) when they are its entries,
-    ("dict", keys in carried order) for a dict, ("whole", n) for a WholeBatch (handed as
-    a tuple); None for one array, or for a list whose
+    ("dict", keys in carried order) for a dict, step_container's for a WholeBatch; None
+    for one array, or for a list whose
     entries are not all carried (the labels of outputs without a loss). A model's own steps
     get the arrays back in that container (in_container), as Keras hands them the user's.
 
@@ -239,7 +335,7 @@ def container_of(data, carried: list):
         True
     """
     if isinstance(data, WholeBatch):
-        return ("whole", len(data.items))
+        return step_container(data)
     if isinstance(data, dict):
         unused, keys = list(data.items()), []
         for array in carried:
@@ -254,6 +350,14 @@ def container_of(data, carried: list):
     return None
 
 
+def x_container(model, x, xs: list, own_step: bool):
+    """The container of x's arrays `xs` (inputs_of's): step_container's for a batch the
+    model's own step unpacks itself (is_step_batch), else container_of's."""
+    if is_step_batch(model, x, own_step):
+        return step_container(x)
+    return container_of(x, xs)
+
+
 def in_container(container, packed):
     """The programs' arrays (`packed`: one array, or a tuple) in the `container` that
     container_of found; as they are for None.
@@ -265,6 +369,8 @@ def in_container(container, packed):
     if container is None:
         return packed
     arrays = unpack(packed)
+    if container[0] in ("whole", "tree"):
+        return container[1].unflatten(arrays)
     if container[0] == "dict":
         return dict(zip(container[1], arrays))
     return list(arrays) if container[0] == "list" else tuple(arrays)

@@ -144,7 +144,8 @@ class Trainer:
         keras_state = KerasState(self)   # the lists a model's own steps receive
         own_eval = model.overrides_test_step or model.overrides_predict_step
         return programs.StepSpec(model=model, objective=self.objective, tx=self.tx,
-                                 input_dtypes=tuple(s.dtype for s in model.input_specs),
+                                 # (a model without call() has no inputs)
+                                 input_dtypes=tuple(s.dtype for s in model.input_specs or ()),
                                  custom_loss=custom_loss,
                                  custom_step=keras_state if model.overrides_train_step
                                  else None,
@@ -187,6 +188,7 @@ class Trainer:
             return
         model = self.model
         if not model.built:   # kilnet's build: a build of yours runs inside it
+            model.check_buildable()
             model.kilnet_build(input_shape, seed=seed)
         _refuse_stateful_train_step(model)
         self.seed = utils.next_seed() if seed is None else int(seed)
@@ -868,6 +870,8 @@ class KerasState:
     def _batch_spec(self, batch_size, tree, dtypes=None):
         """Abstract batches of `batch_size` rows shaped like the dataset `tree`, cast to the
         model inputs' dtypes when given (as kilnet.programs._batch casts them)."""
+        if isinstance(tree, structure.ByBatch):   # each array its own rows
+            return tree.abstract_batch(dtypes)
         leaves, treedef = jax.tree.flatten(tree)
         dtypes = dtypes or [leaf.dtype for leaf in leaves]
         return jax.tree.unflatten(treedef, [

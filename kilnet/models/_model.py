@@ -1122,6 +1122,37 @@ class Model(Layer):
                                 for path, _, v in self.variable_paths()]}
 
     @property
+    def defines_call(self) -> bool:
+        """Whether the model computes outputs from inputs: a functional graph, a Sequential,
+        or a call() (or kilnet's apply) of its class. A subclassed model without one trains
+        its sub-networks in its own train_step / test_step and is never called (keras.io's
+        ddim DiffusionModel): it has no inputs or outputs, its steps get every batch as
+        given, and once you have built its sub-networks you say it is built
+        (`model.built = True`), as Keras asks.
+
+        Example:
+            >>> import kilnet
+            >>> class Trainer(kilnet.Model):
+            ...     def train_step(self, state, data):
+            ...         return {}, state
+            >>> Trainer().defines_call, kilnet.Sequential().defines_call
+            (False, True)
+        """
+        return (self.is_functional or type(self).call is not Layer.call
+                or type(self).apply is not Model.apply)
+
+    def check_buildable(self) -> None:
+        """Refuse to build a model without a call() of its own (defines_call), which fit,
+        evaluate and predict would build by calling it, as Keras's do: say how to build it."""
+        if not self.built and not self.defines_call:
+            raise RuntimeError(
+                f"Unable to build the model {self.name!r}: {type(self).__name__} defines no "
+                "call(), so fit, evaluate and predict cannot build it by calling it on a "
+                "batch. Build what it holds (call its sub-networks once, or give them "
+                "inputs) and then set model.built = True, as Keras asks; or define call(). "
+                "Received: an unbuilt model without call()")
+
+    @property
     def overrides_train_step(self) -> bool:
         """The model defines train_step(self, state, data) in Keras's JAX form."""
         return getattr(type(self), "train_step", None) is not None
