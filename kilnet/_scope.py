@@ -132,6 +132,20 @@ def weights_owned_by(owner):
 
 
 @contextlib.contextmanager
+def weights_owned_by_none():
+    """Variables made in this block have paths of their own layers only, whatever layers are
+    building around it: a functional model's layers, which Keras builds when the graph is
+    made, outside any model ("dense/kernel", also for a network held by a model of yours)."""
+    owners = _owners()
+    outer = owners[:]
+    owners.clear()
+    try:
+        yield
+    finally:
+        owners[:] = outer
+
+
+@contextlib.contextmanager
 def weights_named(name):
     """Variables made in this block have `name` after their owners' in their path (None: no
     segment): a recurrent layer's cell, as Keras names it ("lstm/lstm_cell/kernel")."""

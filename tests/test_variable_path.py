@@ -96,3 +96,35 @@ def test_a_layer_of_yours_has_keras_dtype_entry_in_its_config():
         assert ours["dtype"] == theirs["dtype"]
     assert kilnet.layers.Dense(2).get_config()["dtype"] == keras.layers.Dense(2).get_config()[
         "dtype"]
+
+
+def _holder(lib):
+    """A model of yours holding a functional network its call runs and a `clone_model` copy
+    of it that no call runs (keras.io ddim's network and EMA network)."""
+    inputs = lib.Input((3,), name="x")
+    network = lib.Model(inputs, lib.layers.Dense(2, name="d")(inputs), name="net")
+
+    class Holder(lib.Model):
+        def __init__(self):
+            super().__init__(name="holder")
+            self.network = network
+            self.ema_network = lib.models.clone_model(network)
+
+        def call(self, x):
+            return self.network(x)
+
+    model = Holder()
+    model(np.ones((2, 3), "float32"))
+    return model
+
+
+def test_networks_held_by_a_model_have_keras_weights_and_paths():
+    """Keras builds a functional network when it is made, outside any model: its weights
+    are `d/kernel` whoever calls it, and a copy no call runs has its weights too. kilnet
+    named the first `holder/d/kernel` and left the copy's weights out of the first read of
+    `model.weights`."""
+    ours, theirs = _holder(kilnet), _holder(keras)
+    assert [v.path for v in ours.weights] == [v.path for v in theirs.weights] == [
+        "d/kernel", "d/bias"] * 2
+    assert len(ours.trainable_variables) == len(theirs.trainable_variables) == 4
+    assert [w.shape for w in ours.get_weights()] == [w.shape for w in theirs.get_weights()]

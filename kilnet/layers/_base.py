@@ -1098,12 +1098,12 @@ class Layer:
 
     # Whether the weights made while this layer builds have its name in their path (Keras's
     # name scope of a layer building); a functional model's layers are built when the graph
-    # is made, outside the model's scope, so theirs do not.
+    # is made, outside any model's scope, so theirs have only their own layer's name.
     names_built_weights = True
 
     def _naming_weights(self):
         return (_scope.weights_owned_by(self) if self.names_built_weights
-                else contextlib.nullcontext())
+                else _scope.weights_owned_by_none())
 
     def _adopt(self, params: dict, state: dict):
         """Keep the arrays `init` made as this layer's Variables (creating them if needed)."""

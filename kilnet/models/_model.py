@@ -784,11 +784,12 @@ class Model(Layer):
                 self.build()
             finally:
                 object.__setattr__(self, "_making_weights", False)
-        elif not self.built and not self.is_functional:
+        elif not self.is_functional:
             # a subclassed model holding models of known shapes (keras.io's VAE, GANs,
-            # Distiller): Keras has their weights from their construction
+            # Distiller; ddim's clone_model copy that its call never runs, built or not
+            # itself): Keras has their weights from their construction
             for sub in self._sublayers:
-                if isinstance(sub, Model):
+                if isinstance(sub, Model) and not sub.built:
                     sub.build_if_shapes_known()
 
     def _weights_held_by_sub_layers(self) -> bool:
