@@ -636,12 +636,14 @@ class Layer:
         """A layer called inside another's call() and not kept as its attribute: Keras runs
         it (`layers.Dot(axes=1)([u, v])` written in `call`; keras.io's Perceiver calls a
         module-level, adapted augmentation Sequential), and so does kilnet, its weights as
-        constants. One with trainable weights is refused: nothing would train them."""
+        constants. One with trainable weights is refused (nothing would train them), except
+        inside a metric, where nothing trains in Keras either (keras.io's KID metric calls
+        the InceptionV3 encoder it holds)."""
         if not self.built:
             self.build_weights(utils.numpy_rng(utils.next_seed()),
                                self.call_input_shape(args, kwargs),
                                call_extras=_array_extras(args), call_keywords=kwargs)
-        if self.trainable_weights:
+        if self.trainable_weights and not _scope.trains_nothing():
             raise ValueError(
                 f"Layer {self.name!r} is called inside the call() of another layer or model "
                 "but is not one of its attributes, so its trainable weights would not train. "
