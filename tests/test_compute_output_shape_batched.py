@@ -349,3 +349,25 @@ def test_models_answer_as_keras(batch):
             expected if not isinstance(expected, dict) else list(expected.values())), name
         if isinstance(got, dict):
             assert list(got) == list(expected), name
+
+
+def test_the_graph_reads_your_answer_in_keras_form():
+    """A built layer of yours called again on symbolic tensors: its output shape is your
+    compute_output_shape's answer, given the batch axis first, as Keras asks it."""
+    def make(lib):
+        class Twice(lib.layers.Layer):
+            def call(self, x):
+                return lib.ops.concatenate([x, x], axis=-1)
+
+            def compute_output_shape(self, input_shape):
+                return (input_shape[0], 2 * input_shape[-1])
+
+        twice = Twice(name="twice")
+        first, second = lib.Input((5,)), lib.Input((3,))
+        twice(np.ones((2, 5), np.float32))   # built by a call on arrays
+        return twice, lib.Model([first, second], twice(second))
+
+    (_, ours), (_, theirs) = make(kilnet), make(keras)
+    assert tuple(ours.output_shape) == tuple(theirs.output_shape) == (None, 6)
+    x = [np.ones((2, 5), np.float32), np.ones((2, 3), np.float32)]
+    assert ours.predict(x, verbose=0).shape == theirs.predict(x, verbose=0).shape == (2, 6)
