@@ -65,6 +65,10 @@ class Scope:
     # default. An eager call that says none (Keras's None) lets each inner layer take its
     # own call's default, as Keras resolves it.
     training_given: bool = True
+    # A metric's update_state or result (kilnet.metrics): nothing computed there trains, as
+    # Keras's metrics train nothing, so a layer it calls (keras.io's KID metric keeps an
+    # InceptionV3 encoder) runs on its weights as they are.
+    trains_nothing: bool = False
 
 
 def _thread_list(name: str) -> list:
@@ -334,6 +338,15 @@ def layer_entry(layer):
             return scope.layers[key]
         scope = scope.parent
     return None
+
+
+def trains_nothing() -> bool:
+    """Whether the code running now is inside a metric's update_state or result (a scope
+    opened with `trains_nothing`, at any depth), where no weight trains."""
+    scope = current()
+    while scope is not None and not scope.trains_nothing:
+        scope = scope.parent
+    return scope is not None
 
 
 def init_rng():

@@ -546,7 +546,7 @@ def _precheck_layer(layer, where, tensors, path):
     shape = tuple(1 if d is None else d for d in shape)
     dtype = layer.build_dtype if isinstance(layer.build_dtype, str) else "float32"
     try:
-        expected = layer.compute_output_shape(shape)
+        expected = layer.sample_output_shape(shape)
         expected = [tuple(s) for s in (expected if isinstance(expected, list) else [expected])]
         out, _ = jax.eval_shape(lambda p, s, x: layer.apply(p, s, x, training=False),
                                 arrays["params"], arrays["state"],

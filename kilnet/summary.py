@@ -263,7 +263,7 @@ def _output_shape(layer, nodes) -> str:
     if not layer.built or layer.build_shape is None:
         return "?"
     try:
-        shape = layer.compute_output_shape(layer.build_shape)
+        shape = layer.sample_output_shape(layer.build_shape)
     except Exception:  # noqa: BLE001 - a shape the layer cannot tell on its own
         return "?"
     return _format_structure(shape, batch=True)

@@ -335,7 +335,7 @@ def _subclassed_call_takes(model, got, expected, inputs: int) -> bool:
     if model.is_functional or not model.built or inputs != 1 or len(got) != len(expected):
         return False
     try:
-        model.compute_output_shape(got)
+        model.sample_output_shape(got)
     except Exception:   # your call fails on that shape: the shape check speaks instead
         return False
     return True

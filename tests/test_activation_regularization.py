@@ -56,7 +56,7 @@ def test_activation_layers_match_keras(name, kwargs, shape):
     x = data(6, *shape)
     ours = getattr(layers, name)(**kwargs)
     y = np.asarray(ours(x))
-    assert y.shape == (6,) + ours.compute_output_shape(shape) and y.dtype == np.float32
+    assert y.shape == (6,) + ours.sample_output_shape(shape) and y.dtype == np.float32
     theirs = getattr(keras.layers, name)(**kwargs)
     theirs.build((None,) + shape)
     theirs.set_weights(ours.get_weights())  # also proves the weight names and order
@@ -208,7 +208,7 @@ def test_noise_layers_are_identity_at_inference():
     for layer in (layers.SpatialDropout1D(0.5), layers.GaussianNoise(0.5),
                   layers.GaussianDropout(0.5), layers.ActivityRegularization(0.1, 0.1)):
         np.testing.assert_array_equal(layer(x), x)
-        assert layer.compute_output_shape((5, 3)) == (5, 3) and layer.supports_masking
+        assert layer.sample_output_shape((5, 3)) == (5, 3) and layer.supports_masking
     image = data(2, 4, 4, 3)
     np.testing.assert_array_equal(layers.SpatialDropout2D(0.5)(image), image)
 

@@ -79,7 +79,7 @@ def test_output_shapes_and_dtypes(make, in_shapes, options, out_shapes):
     layer = make()
     build = in_shapes if len(in_shapes) > 1 else in_shapes[0]
     params, state, declared = layer.init(np.random.default_rng(0), build)
-    assert declared == out_shapes[0] == layer.compute_output_shape(build)
+    assert declared == out_shapes[0] == layer.sample_output_shape(build)
     specs = [jax.ShapeDtypeStruct((3,) + s, jnp.float32) for s in in_shapes]
 
     def run(p, s, xs):

@@ -97,7 +97,7 @@ def test_matches_keras_with_its_shape_and_dtype(name, kwargs, shape):
     keras_layer = getattr(keras.layers, name)(**kwargs)
     x = normal(shape)
     y, expected = against_keras(layer, keras_layer, x)
-    assert y.shape[1:] == layer.compute_output_shape(shape[1:]) == expected.shape[1:]
+    assert y.shape[1:] == layer.sample_output_shape(shape[1:]) == expected.shape[1:]
     assert y.dtype == np.float32
     assert [w.shape for w in layer.get_weights()] == [
         tuple(w.shape) for w in keras_layer.weights]
@@ -299,7 +299,7 @@ def test_argument_errors(make, error, match):
 ])
 def test_shape_errors(layer, shape, match):
     with pytest.raises(ValueError, match=match):
-        layer.compute_output_shape(shape)
+        layer.sample_output_shape(shape)
 
 
 @pytest.mark.parametrize("kernel, strides, dilation", [

@@ -26,7 +26,7 @@ def test_category_encoding_matches_keras(mode, shape):
     theirs = keras.layers.CategoryEncoding(num_tokens=5, output_mode=mode)
     out = np.asarray(ours(ids))
     np.testing.assert_array_equal(out, np.asarray(theirs(ids)))
-    assert out.shape[1:] == ours.compute_output_shape(shape[1:])
+    assert out.shape[1:] == ours.sample_output_shape(shape[1:])
     assert out.dtype == np.float32
 
 

@@ -25,7 +25,7 @@ def test_channels_first_equals_keras(kind, dims, keepdims):
     theirs = getattr(keras.layers, name)(data_format="channels_first", keepdims=keepdims)
     mine = getattr(kilnet.layers, name)(data_format="channels_first", keepdims=keepdims)
     np.testing.assert_allclose(mine(x), theirs(x), rtol=1e-6)
-    assert mine.compute_output_shape(shape[1:]) == tuple(theirs.compute_output_shape(shape))[1:]
+    assert mine.compute_output_shape(shape) == tuple(theirs.compute_output_shape(shape))
     assert mine.get_config()["data_format"] == "channels_first"
 
 

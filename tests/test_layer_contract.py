@@ -98,7 +98,7 @@ def test_output_shape_and_dtype(spec):
     xs = make_inputs(spec)
     y = run(layer, spec, params, state, xs)
     symbolic = spec.make(layers)(*pack(spec, symbolic_inputs(spec)))
-    assert tuple(declared) == tuple(layer.compute_output_shape(init_shape(spec)))
+    assert tuple(declared) == tuple(layer.sample_output_shape(init_shape(spec)))
     assert y.shape == (BATCH,) + tuple(declared)
     assert symbolic.shape == (None,) + tuple(declared)
     assert y.dtype == np.dtype(symbolic.dtype) == np.dtype(spec.out_dtype)

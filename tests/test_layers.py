@@ -79,7 +79,7 @@ def test_output_shape_and_dtype(make, in_shape, out_shape, training):
     y, new_state = jax.eval_shape(
         lambda p, s, x: layer.apply(p, s, x, training=training, rng=KEY), params, state, x)
     assert declared == out_shape
-    assert layer.compute_output_shape(in_shape) == out_shape
+    assert layer.sample_output_shape(in_shape) == out_shape
     assert y.shape == (3,) + out_shape
     assert y.dtype == jnp.float32
     assert jax.tree.map(lambda a: (a.shape, a.dtype), new_state) == jax.tree.map(
@@ -390,7 +390,7 @@ def test_pooling_gradients(kind, pool_size, strides, padding):
     cls = layers.MaxPooling2D if kind == "max" else layers.AveragePooling2D
     layer = cls(pool_size, strides=strides, padding=padding)
     x = rng().normal(size=(1, 5, 4, 2))
-    shape = (1,) + layer.compute_output_shape(x.shape[1:])
+    shape = (1,) + layer.sample_output_shape(x.shape[1:])
     r = rng(1).normal(size=shape)
     check_grad(lambda xx: jnp.sum(layer.apply({}, {}, xx)[0] * r), x)
 
@@ -537,11 +537,11 @@ def test_layer_argument_errors():
 
 def test_layer_shape_errors():
     with pytest.raises(ValueError, match="Conv2D expects images"):
-        layers.Conv2D(2, 3).compute_output_shape((28, 28))
+        layers.Conv2D(2, 3).sample_output_shape((28, 28))
     with pytest.raises(ValueError, match="does not fit"):
-        layers.Conv2D(2, 5).compute_output_shape((3, 3, 1))
+        layers.Conv2D(2, 5).sample_output_shape((3, 3, 1))
     with pytest.raises(ValueError, match="Reshape cannot turn"):
-        layers.Reshape((5,)).compute_output_shape((2, 3))
+        layers.Reshape((5,)).sample_output_shape((2, 3))
     # As in Keras, the error comes as soon as the layer meets the input shape.
     with pytest.raises(ValueError, match=r"conv2d.*\(None, 28, 28\).*Reshape"):
         kilnet.Sequential([layers.Input(shape=(28, 28)), layers.Conv2D(2, 3)])

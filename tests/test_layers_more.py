@@ -124,7 +124,7 @@ def test_einsum_dense_matches_keras(equation, output_shape, bias_axes, shape):
     got = np.asarray(ours(x))
     np.testing.assert_allclose(got, np.asarray(theirs(x)), rtol=1e-5, atol=1e-6)
     # kilnet's symbolic shape is the output's (Keras's leaves axes None that the input fixes)
-    assert ours.compute_output_shape(shape) == got.shape[1:]
+    assert ours.sample_output_shape(shape) == got.shape[1:]
 
 
 def test_einsum_dense_glorot_counts_the_kernels_axes():

@@ -102,7 +102,7 @@ def test_output_shape_and_dtype(name, kwargs, in_shape, out_shape):
     layer = make(name, kwargs)
     params, state, declared = layer.init(np.random.default_rng(0), in_shape)
     assert params == {} and state == {} and layer.param_names == () == layer.state_names
-    assert declared == out_shape == layer.compute_output_shape(in_shape)
+    assert declared == out_shape == layer.sample_output_shape(in_shape)
     specs = jax.tree.map(lambda s: jax.ShapeDtypeStruct((2,) + s, jnp.float32), in_shape,
                          is_leaf=lambda s: isinstance(s, tuple))
     y, _ = jax.eval_shape(lambda x: layer.apply(params, state, x), specs)
@@ -154,7 +154,7 @@ def test_integer_inputs_give_the_dtype_the_symbolic_tensor_declares(name, kwargs
     ("Cropping2D", {"cropping": 1}, (None, 4, 3), (None, 2, 3)),
 ])
 def test_variable_length_axes_stay_unknown(name, kwargs, in_shape, out_shape):
-    assert make(name, kwargs).compute_output_shape(in_shape) == out_shape
+    assert make(name, kwargs).sample_output_shape(in_shape) == out_shape
 
 
 # -- values -----------------------------------------------------------------------------------
@@ -440,7 +440,7 @@ def test_bad_arguments_are_clear_errors(name, kwargs, error, match):
 ])
 def test_bad_input_shapes_are_clear_errors(name, kwargs, in_shape, match):
     with pytest.raises(ValueError, match=match):
-        make(name, kwargs).compute_output_shape(in_shape)
+        make(name, kwargs).sample_output_shape(in_shape)
     # The same error, with the layer named, when a model is being made.
     inputs = ([kilnet.Input(shape=s) for s in in_shape] if isinstance(in_shape, list)
               else kilnet.Input(shape=in_shape))

@@ -43,7 +43,7 @@ def run(layer, x, training=False, key=0):
 
 def check_shape_and_dtype(layer, x, y):
     assert y.dtype == np.float32
-    assert y.shape[1:] == tuple(layer.compute_output_shape(x.shape[1:]))
+    assert y.shape[1:] == tuple(layer.sample_output_shape(x.shape[1:]))
 
 
 # -- Normalization --------------------------------------------------------------------------------

@@ -102,7 +102,7 @@ def test_output_shape_and_dtype(make, in_shape, out_shape):
     dtype = jnp.int32 if isinstance(layer, layers.Embedding) else jnp.float32
     x = jax.ShapeDtypeStruct((3,) + in_shape, dtype)
     y, new_state = jax.eval_shape(lambda p, s, x: layer.apply(p, s, x), params, state, x)
-    assert declared == layer.compute_output_shape(in_shape) == out_shape
+    assert declared == layer.sample_output_shape(in_shape) == out_shape
     assert y.shape == (3,) + out_shape
     assert y.dtype == jnp.float32
     assert [k for k in params] == list(layer.param_names) and new_state == {}
@@ -119,7 +119,7 @@ def test_output_shape_and_dtype(make, in_shape, out_shape):
     (lambda: layers.Conv2DTranspose(2, 3, strides=2), (None, None, 4), (None, None, 2)),
 ])
 def test_variable_length_shapes(make, in_shape, out_shape):
-    assert make().compute_output_shape(in_shape) == out_shape
+    assert make().sample_output_shape(in_shape) == out_shape
 
 
 # -- values against Keras 3 ------------------------------------------------------------------------
@@ -139,7 +139,7 @@ def test_conv1d_matches_keras(kwargs):
     x = normal((2, 11, 3))
     layer = layers.Conv1D(**kwargs)
     y, expected = against_keras(layer, keras.layers.Conv1D(**kwargs), x)
-    assert y.shape == expected.shape == (2,) + layer.compute_output_shape((11, 3))
+    assert y.shape == expected.shape == (2,) + layer.sample_output_shape((11, 3))
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
 
 
@@ -164,7 +164,7 @@ def test_conv2d_transpose_matches_keras(kwargs):
     x = normal((2, 5, 4, 3))
     layer = layers.Conv2DTranspose(**kwargs)
     y, expected = against_keras(layer, keras.layers.Conv2DTranspose(**kwargs), x)
-    assert y.shape == expected.shape == (2,) + layer.compute_output_shape((5, 4, 3))
+    assert y.shape == expected.shape == (2,) + layer.sample_output_shape((5, 4, 3))
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
 
 
@@ -183,7 +183,7 @@ def test_pooling1d_matches_keras_and_numpy(name, kwargs):
     x = normal((2, 7, 3))
     layer = getattr(layers, name)(**kwargs)
     y, expected = against_keras(layer, getattr(keras.layers, name)(**kwargs), x)
-    assert y.shape == expected.shape == (2,) + layer.compute_output_shape((7, 3))
+    assert y.shape == expected.shape == (2,) + layer.sample_output_shape((7, 3))
     np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(y, np_pool1d(x, layer.pool_size[0], layer.strides[0],
                                             layer.padding, name[:3]), rtol=1e-6, atol=1e-6)
@@ -197,7 +197,7 @@ def test_global_pooling_matches_keras_and_numpy(name, x_shape, keepdims):
     x = normal(x_shape)
     layer = getattr(layers, name)(keepdims=keepdims)
     y, expected = against_keras(layer, getattr(keras.layers, name)(keepdims=keepdims), x)
-    assert y.shape == expected.shape == (2,) + layer.compute_output_shape(x_shape[1:])
+    assert y.shape == expected.shape == (2,) + layer.sample_output_shape(x_shape[1:])
     np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6)
     reduce = np.mean if "Average" in name else np.max
     np.testing.assert_allclose(y, reduce(x, axis=tuple(range(1, len(x_shape) - 1)),
@@ -394,7 +394,7 @@ def test_pooling_gradients(make):
     x = rng().permutation(2 * 6 * 2 * 2).reshape(2, 6, 2, 2) / 10.0  # no ties for max
     if "1D" in type(layer).__name__:
         x = x.reshape(2, 12, 2)
-    r = rng(1).normal(size=(2,) + layer.compute_output_shape(x.shape[1:]))
+    r = rng(1).normal(size=(2,) + layer.sample_output_shape(x.shape[1:]))
     check_grad(lambda xx: jnp.sum(layer.apply({}, {}, xx)[0] * r), x)
 
 
@@ -592,7 +592,7 @@ def test_embedding_input_length_is_ignored_with_a_warning():
 ])
 def test_shape_errors(layer, shape, match):
     with pytest.raises(ValueError, match=match):
-        layer.compute_output_shape(shape)
+        layer.sample_output_shape(shape)
 
 
 def test_shape_errors_name_the_layer_in_a_model():

@@ -114,7 +114,7 @@ def _leaf(layer, shape, group, weights):
     if not isinstance(shape, tuple) or None in shape:
         _fail(weights, layer, f"its input shape {shape} is not fully known")
     try:
-        expected = tuple(layer.compute_output_shape(shape))
+        expected = tuple(layer.sample_output_shape(shape))
         out, _ = jax.eval_shape(lambda p, s, x: layer.apply(p, s, x, training=False),
                                 arrays["params"], {**arrays["state"], **_carried(layer, 1)},
                                 jax.ShapeDtypeStruct((1,) + shape, np.float32))
@@ -149,7 +149,7 @@ def _recurrent(layer, shape, group, weights):
         _fail(weights, layer, f"its input shape {shape} has steps of unknown shape")
     steps = (2 if shape[0] is None else shape[0],) + tuple(shape[1:])
     try:
-        expected = layer.compute_output_shape(steps)
+        expected = layer.sample_output_shape(steps)
         expected = expected if isinstance(expected, list) else [expected]
         out, _ = jax.eval_shape(lambda p, s, x: layer.apply(p, s, x, training=False),
                                 params, {**state, **_carried(layer, 1)},
@@ -185,7 +185,7 @@ def _attention(layer, shape, group, weights):
     query, value, key = shapes
     heads = layer.num_heads
     shared = getattr(layer, "num_key_value_heads", heads)   # GroupedQueryAttention's key/value
-    out = tuple(layer.compute_output_shape(shapes)[len(query) - 1:])
+    out = tuple(layer.sample_output_shape(shapes)[len(query) - 1:])
     kernels = {"query": (query[-1], heads, layer.key_dim),
                "key": (key[-1], shared, layer.key_dim),
                "gate": (query[-1], heads, layer.value_dim),

@@ -111,7 +111,7 @@ class PReLU(Layer):
         config = regularizers.serialize_into(super().get_config(), self)
         return constraints.serialize_into(config, self)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         for axis in self.shared_axes or ():
             if axis > len(input_shape):
                 raise ValueError(f"PReLU shared_axes={self.shared_axes} names an axis beyond "
@@ -125,7 +125,7 @@ class PReLU(Layer):
         return input_shape
 
     def init(self, rng, input_shape):
-        self.compute_output_shape(input_shape)
+        self.sample_output_shape(input_shape)
         shape = [1 if axis + 1 in (self.shared_axes or ()) else d
                  for axis, d in enumerate(input_shape)]
         alpha = initializers.get(self.alpha_initializer).sample(rng, tuple(shape))
@@ -191,7 +191,7 @@ class Softmax(Layer):
                              f"axis). Received: axis={axis!r}")
         self.axis = list(axis) if isinstance(axis, (list, tuple)) else axis
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         rank = len(input_shape) + 1
         for a in (self.axis if isinstance(self.axis, list) else [self.axis]):
             if not -rank < a < rank or a % rank == 0:
@@ -203,7 +203,7 @@ class Softmax(Layer):
         """The softmax of `x`; with a `mask` (broadcastable to x: True or > 0.5 where a value
         counts), the masked positions take no share and are 0 in the output, as Keras's
         (an axis wholly masked is all zeros, not uniform)."""
-        self.compute_output_shape(tuple(x.shape[1:]))
+        self.sample_output_shape(tuple(x.shape[1:]))
         axis = tuple(self.axis) if isinstance(self.axis, list) else self.axis
         if mask is None:
             return jax.nn.softmax(x, axis=axis), state

@@ -43,7 +43,7 @@ class AdaptivePooling(Layer):
         self.output_size = spatial_output_size(output_size, self.rank)
         self.data_format = check_channels_last(data_format)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         if len(input_shape) != self.rank + 1:
             raise ValueError(f"{type(self).__name__} expects {_SPATIAL_NAMES[self.rank]} "
                              f"inputs. Received: an input of shape {tuple(input_shape)}")

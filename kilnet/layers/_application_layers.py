@@ -49,7 +49,7 @@ class LayerScale(Layer):
         self.init_values = init_values
         self.projection_dim = projection_dim
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         if input_shape[-1] not in (None, self.projection_dim, 1):
             raise ValueError(f"LayerScale {self.name!r} scales {self.projection_dim} channels;"
                              " its input's last axis must have that size (or pass "
@@ -59,7 +59,7 @@ class LayerScale(Layer):
 
     def init(self, rng, input_shape):
         del rng
-        shape = self.compute_output_shape(input_shape)
+        shape = self.sample_output_shape(input_shape)
         gamma = np.full((self.projection_dim,), self.init_values, dtype=np.float32)
         return {"variable": gamma}, {}, shape
 
@@ -125,7 +125,7 @@ class CustomScaleLayer(Layer):
         super().__init__(**kwargs)
         self.scale = scale
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         if not isinstance(input_shape, (list, tuple)) or is_shape(input_shape) \
                 or len(input_shape) != 2:
             raise ValueError("CustomScaleLayer takes a list of two tensors, [shortcut, "

@@ -91,7 +91,7 @@ class _Projection(_int8.QuantizableKernel, Layer):
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         return tuple(input_shape[:-self.in_axes]) + self.units
 
     def kernel_shape(self, input_shape) -> tuple:
@@ -107,7 +107,7 @@ class _Projection(_int8.QuantizableKernel, Layer):
             params, state = {"kernel": kernel_init.sample(rng, kernel_shape)}, {}
         if self.use_bias:
             params["bias"] = initializers.get(self.bias_initializer).sample(rng, self.units)
-        return params, state, self.compute_output_shape(input_shape)
+        return params, state, self.sample_output_shape(input_shape)
 
     def quantize(self, mode=None, type_check=True, config=None):
         """Quantize the kernel to int8 in place, as Keras's EinsumDense.quantize."""
@@ -334,9 +334,21 @@ class MultiHeadAttention(KerasPrivateSettings, Layer):
         return (batch_like + (self.num_heads,) + tuple(query[a - 1] for a in axes)
                 + tuple(value[a - 1] for a in axes))
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         query, _, _ = self._input_shapes(input_shape)
         return query[:-1] + (self._output_shape or (query[-1],))
+
+    def compute_output_shape(self, query_shape, value_shape, key_shape=None):
+        """The output shape, as Keras's: the query's, value's and (optional) key's shapes,
+        batch axis first.
+
+        Example:
+            >>> from kilnet import layers
+            >>> layers.MultiHeadAttention(2, 4).compute_output_shape((None, 5, 3), (None, 6, 3))
+            (None, 5, 3)
+        """
+        shapes = (query_shape, value_shape) + (() if key_shape is None else (key_shape,))
+        return super().compute_output_shape(*shapes)
 
     # -- weights ---------------------------------------------------------------------------------
     def init(self, rng, input_shape):
@@ -354,7 +366,7 @@ class MultiHeadAttention(KerasPrivateSettings, Layer):
         for projection, shape in builds:
             projection.build_weights(rng, shape)
         self._build_attention(len(query) + 2)
-        return self.params_tree(), self.state_tree(), self.compute_output_shape(query)
+        return self.params_tree(), self.state_tree(), self.sample_output_shape(query)
 
     @property
     def query_dense(self) -> _Projection:
@@ -473,7 +485,7 @@ class MultiHeadAttention(KerasPrivateSettings, Layer):
         return tuple(tensors)  # (output, scores), as apply returns them
 
     def compute_call_output_shape(self, input_shape, kwargs):
-        output = self.compute_output_shape(input_shape)
+        output = self.sample_output_shape(input_shape)
         if not kwargs.get("return_attention_scores", False):
             return output
         query, value, _ = self._input_shapes(input_shape)
@@ -902,14 +914,14 @@ class Attention(Layer):
                              f"{(None,) + query}, key of shape {(None,) + key}")
         return query, value, key
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         query, value, _ = self._input_shapes(input_shape)
         return query[:-1] + (value[-1],)
 
     def init(self, rng, input_shape):
         self._input_shapes(input_shape)
         params = {name: initializers.get("ones").sample(rng, ()) for name in self.param_names}
-        return params, {}, self.compute_output_shape(input_shape)
+        return params, {}, self.sample_output_shape(input_shape)
 
     def pack_symbolic_outputs(self, tensors):
         return tuple(tensors)  # (output, scores), as apply returns them
@@ -926,7 +938,7 @@ class Attention(Layer):
         _check_flag(kwargs.get("return_attention_scores", False), "return_attention_scores")
         _check_flag(kwargs.get("use_causal_mask", False), "use_causal_mask")
         _check_mask_list(kwargs.get("mask"))
-        output = self.compute_output_shape(input_shape)
+        output = self.sample_output_shape(input_shape)
         if not kwargs.get("return_attention_scores", False):
             return output
         query, value, _ = self._input_shapes(input_shape)
@@ -1001,7 +1013,7 @@ class AdditiveAttention(Attention):
         query, _, _ = self._input_shapes(input_shape)
         params = ({"scale": initializers.get("glorot_uniform").sample(rng, (query[-1],))}
                   if self.use_scale else {})
-        return params, {}, self.compute_output_shape(input_shape)
+        return params, {}, self.sample_output_shape(input_shape)
 
     def _scores(self, params, query, key):
         pairs = jnp.tanh(query[:, :, None, :] + key[:, None, :, :])    # (batch, Tq, Tv, dim)

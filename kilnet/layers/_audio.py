@@ -155,7 +155,7 @@ class STFTSpectrogram(Layer):
             return (f"{self.mode}_kernel",)
         return ("real_kernel", "imag_kernel")
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         if len(input_shape) != 2:
             raise ValueError("STFTSpectrogram takes signals of shape (batch, time, channels) "
                              f"(channels_first: (batch, channels, time)). Received: an input "
@@ -177,7 +177,7 @@ class STFTSpectrogram(Layer):
         return (channels, frames, bins) if self.expand_dims else (channels * bins, frames)
 
     def init(self, rng, input_shape):
-        out_shape = self.compute_output_shape(input_shape)
+        out_shape = self.sample_output_shape(input_shape)
         shape = (self.frame_length, 1, self.bins)
         params = {name: initializers.STFT(_KERNEL_SIDES[name], self.window, self.scaling,
                                           self.periodic).sample(rng, shape)
@@ -331,7 +331,7 @@ class MelSpectrogram(Layer):
         shape = tuple(args[0].shape)
         return shape if len(shape) == 1 and not is_symbolic(args[0]) else shape[1:]
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         if len(input_shape) != 1:
             raise ValueError("MelSpectrogram takes signals of shape (batch, samples) or one "
                              f"signal (samples,). Received: an input of shape "

@@ -61,7 +61,7 @@ class RandomImageLayer(TakesOneImage, Layer):
             self.generator = random.SeedGenerator(seed)
         self.data_format = check_channels_last(data_format)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         check_image_shape(self, input_shape)
         return input_shape
 
@@ -543,7 +543,7 @@ class RandomCrop(RandomImageLayer):
         super().__init__(seed=seed, data_format=data_format, **kwargs)
         self.height, self.width = as_size(height, "height"), as_size(width, "width")
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         check_image_shape(self, input_shape)
         if input_shape[0] is None or input_shape[1] is None:
             raise ValueError("RandomCrop needs images of known height and width. Received: "

@@ -33,7 +33,7 @@ import numpy as np
 
 from kilnet import (_names, _scope, _tree, activations, constraints, initializers,
                     mixed_precision, random, regularizers, utils)
-from kilnet.layers import _shared_layers, _tracking
+from kilnet.layers import _batch_axis, _shared_layers, _tracking
 from kilnet.layers._call_context import described_call
 from kilnet.layers._host_call import refuse_strings, takes_strings
 from kilnet.layers._input_spec import check_input_spec
@@ -124,6 +124,9 @@ class Layer:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if "compute_output_shape" in cls.__dict__ and "sample_output_shape" not in cls.__dict__:
+            # your compute_output_shape (Keras's form) is the class's shape rule, as in Keras
+            cls.sample_output_shape = _batch_axis.sample_rule_from_yours
         if not cls.keras_form_hooks:
             return
         own = cls.__dict__.get("build")
@@ -394,8 +397,30 @@ class Layer:
         """True for layers written in kilnet's init/apply form (they override apply)."""
         return type(self).apply is not Layer.apply
 
-    def compute_output_shape(self, input_shape):
-        """The output shape (batch axis excluded) for an input of `input_shape`."""
+    def compute_output_shape(self, input_shape, *more_shapes, **options):
+        """The output shape for an input of `input_shape`, as Keras's: the shape with its
+        batch axis first (None, or a known size), answered with it; a list of shapes for a
+        layer of several inputs (a merge layer), or one argument each where Keras's layer
+        takes them so. A class of yours may override it in this form (calling a sub-layer's
+        `compute_output_shape`, or `super().compute_output_shape`); kilnet's graph reads
+        your answer.
+
+        Example:
+            >>> from kilnet import layers
+            >>> layers.Conv2D(4, 3).compute_output_shape((None, 8, 8, 1))
+            (None, 6, 6, 4)
+            >>> layers.Flatten().compute_output_shape((32, 8, 8, 3))
+            (32, 192)
+        """
+        shapes = [input_shape, *more_shapes] if more_shapes else input_shape
+        batch, samples = _batch_axis.split_batch(shapes)
+        rule = _batch_axis.built_in_rule(type(self))
+        return _batch_axis.with_batch(batch, rule(self, samples, **options))
+
+    def sample_output_shape(self, input_shape):
+        """The output shape (batch axis excluded) for an input of `input_shape` (batch axis
+        excluded): kilnet's per-sample form of `compute_output_shape`, which the functional
+        graph and `init` use."""
         if self.is_pure:
             return input_shape
         return self._traced_output_shape(input_shape)
@@ -404,7 +429,7 @@ class Layer:
         """Return (params, state, output_shape) for an input of `input_shape`; Keras-form
         layers run `build` and trace `call` once (building sub-layers on their first call)."""
         if self.is_pure:
-            return {}, {}, self.compute_output_shape(input_shape)
+            return {}, {}, self.sample_output_shape(input_shape)
         params, state, outputs = self._keras_init(rng, input_shape)
         return params, state, output_shapes(outputs)
 
@@ -644,12 +669,14 @@ class Layer:
         """A layer called inside another's call() and not kept as its attribute: Keras runs
         it (`layers.Dot(axes=1)([u, v])` written in `call`; keras.io's Perceiver calls a
         module-level, adapted augmentation Sequential), and so does kilnet, its weights as
-        constants. One with trainable weights is refused: nothing would train them."""
+        constants. One with trainable weights is refused (nothing would train them), except
+        inside a metric, where nothing trains in Keras either (keras.io's KID metric calls
+        the InceptionV3 encoder it holds)."""
         if not self.built:
             self.build_weights(utils.numpy_rng(utils.next_seed()),
                                self.call_input_shape(args, kwargs),
                                call_extras=_array_extras(args), call_keywords=kwargs)
-        if self.trainable_weights:
+        if self.trainable_weights and not _scope.trains_nothing():
             raise ValueError(
                 f"Layer {self.name!r} is called inside the call() of another layer or model "
                 "but is not one of its attributes, so its trainable weights would not train. "
@@ -855,15 +882,15 @@ class Layer:
 
     def call_input_shape(self, args, kwargs):
         """The input shape(s) of a call, batch axis excluded: what the weights are built for
-        and what compute_output_shape receives. Default: the first argument's (one tensor, or
+        and what sample_output_shape receives. Default: the first argument's (one tensor, or
         a list for merge layers); a layer called on several arguments (attention's query,
         value and key) gives all of theirs."""
         return _shape_of(args[0])
 
     def compute_call_output_shape(self, input_shape, kwargs):
         """The output shape(s) of a call with these keyword arguments: a list for several
-        outputs (e.g. attention scores asked for). Default: compute_output_shape."""
-        return self.compute_output_shape(input_shape)
+        outputs (e.g. attention scores asked for). Default: sample_output_shape."""
+        return self.sample_output_shape(input_shape)
 
     def _call_symbolic(self, args, kwargs):
         if takes_strings((args, kwargs)):
@@ -880,7 +907,7 @@ class Layer:
 
     def symbolic_outputs(self, args, kwargs):
         """The symbolic tensor(s) a call on symbolic tensors returns: shapes from
-        compute_output_shape (or a trial trace of a Keras-form layer not built yet), the dtype
+        sample_output_shape (or a trial trace of a Keras-form layer not built yet), the dtype
         from compute_output_dtype. The call's node is recorded by the caller."""
         input_shape = self.call_input_shape(args, kwargs)
         self.note_input_dtype(args)

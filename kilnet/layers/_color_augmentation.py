@@ -195,7 +195,7 @@ class RandomGrayscale(ImageAugmentation):
         super().__init__(seed=seed, data_format=data_format, **kwargs)
         self.factor = _check_unit_number(factor, "factor")
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         return check_channels(self, input_shape, (1, 3))
 
     def augment(self, images, keys):
@@ -337,9 +337,9 @@ class _FactorLayer(ImageAugmentation):
         self.factor = factor_range(factor, "factor", self.factor_low, 1)
         self.value_range = value_range_of(value_range, as_list=self.sorts_value_range)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         if not self.rgb_only:
-            return super().compute_output_shape(input_shape)
+            return super().sample_output_shape(input_shape)
         return check_channels(self, input_shape, (3,))
 
 
@@ -608,9 +608,9 @@ class RandomColorJitter(ImageAugmentation):
                                             for kind, factor in kinds if factor is not None))
         self.keep_generators_for(self._steps)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         for step in self._steps:
-            step.compute_output_shape(input_shape)
+            step.sample_output_shape(input_shape)
         return input_shape
 
     def augment(self, images, keys):

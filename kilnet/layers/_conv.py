@@ -50,7 +50,7 @@ class Conv2D(KernelLayer):
                                           bias_constraint=bias_constraint)
         self.use_bias = bool(use_bias)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         if len(input_shape) != 3:
             raise ValueError(
                 "Conv2D expects images of shape (height, width, channels). Received an input "
@@ -72,7 +72,7 @@ class Conv2D(KernelLayer):
         return (ho, wo, self.filters)
 
     def init(self, rng, input_shape):
-        out_shape = self.compute_output_shape(input_shape)
+        out_shape = self.sample_output_shape(input_shape)
         shape = self.kernel_size + (input_shape[-1] // self.groups, self.filters)
         params = {"kernel": initializers.get(self.kernel_initializer).sample(rng, shape)}
         if self.use_bias:

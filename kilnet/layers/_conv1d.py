@@ -162,7 +162,7 @@ class Conv1D(KernelLayer):
         self.data_format = check_channels_last(data_format)
         self.use_bias = bool(use_bias)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         if len(input_shape) != 2 or input_shape[-1] is None:
             raise ValueError(
                 "Conv1D expects sequences of shape (steps, channels) with a known number of "
@@ -178,7 +178,7 @@ class Conv1D(KernelLayer):
         return (steps, self.filters)
 
     def init(self, rng, input_shape):
-        out_shape = self.compute_output_shape(input_shape)
+        out_shape = self.sample_output_shape(input_shape)
         shape = self.kernel_size + (input_shape[-1], self.filters)
         params = {"kernel": initializers.get(self.kernel_initializer).sample(rng, shape)}
         if self.use_bias:

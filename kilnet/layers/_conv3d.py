@@ -145,7 +145,7 @@ class Conv3D(KernelLayer):
         self.data_format = check_channels_last(data_format)
         self.use_bias = bool(use_bias)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         _volumes_only("Conv3D", input_shape)
         # An axis of unknown size (a video's time axis, `Input((None, h, w, c))`, as Keras's
         # next-frame tutorial) stays unknown; each compiled program sees its real size.
@@ -159,7 +159,7 @@ class Conv3D(KernelLayer):
         return sizes + (self.filters,)
 
     def init(self, rng, input_shape):
-        out_shape = self.compute_output_shape(input_shape)
+        out_shape = self.sample_output_shape(input_shape)
         shape = self.kernel_size + (input_shape[-1], self.filters)
         params = {"kernel": initializers.get(self.kernel_initializer).sample(rng, shape)}
         if self.use_bias:
@@ -202,7 +202,7 @@ class _Pooling3D(Layer):
         self.strides = as_triple(strides if strides is not None else self.pool_size, "strides")
         self.padding = check_padding(padding)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         name = type(self).__name__
         _volumes_only(name, input_shape)
         sizes = tuple(output_size(input_shape[i], self.pool_size[i], self.strides[i],

@@ -175,7 +175,7 @@ class ConvLSTMCell(LSTMKind, Layer):
         shape = (batch_size,) + self.state_shape(self.build_shape)
         return [jnp.zeros(shape, self.compute_dtype) for _ in range(self.STATES)]
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         return self.state_shape(input_shape)
 
     # -- weights ---------------------------------------------------------------------------------
@@ -357,7 +357,7 @@ class ConvLSTM(RNN):
                 f"time, {axes}), {self.RANK + 3} dimensions. Received: input of shape {shown}")
         self.cell.check_step_shape(tuple(input_shape[1:]))
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         self._check_sequences(input_shape)
         state = self.cell.state_shape(tuple(input_shape[1:]))
         output = (input_shape[0],) + state if self.return_sequences else state
@@ -365,7 +365,7 @@ class ConvLSTM(RNN):
 
     def compute_call_output_shape(self, input_shape, kwargs):
         check_call_options(self, kwargs)
-        shapes = self.compute_output_shape(input_shape)
+        shapes = self.sample_output_shape(input_shape)
         if kwargs.get("initial_state") is not None:
             self._check_symbolic_initial_state(kwargs["initial_state"],
                                                self.cell.state_shape(tuple(input_shape[1:])))
@@ -386,7 +386,7 @@ class ConvLSTM(RNN):
         self._check_sequences(input_shape)
         self.cell.build_weights(rng, tuple(input_shape[1:]))
         return (self.params_tree(), {**self.state_tree(), **self.carried_state_init()},
-                self.compute_output_shape(input_shape))
+                self.sample_output_shape(input_shape))
 
     def apply(self, params, state, x, *, training=False, rng=None, sample_mask=None,
               mask=None, initial_state=None):

@@ -103,7 +103,7 @@ class Conv1DTranspose(KernelLayer):
         self.data_format = check_channels_last(data_format)
         self.use_bias = bool(use_bias)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         if len(input_shape) != 2 or input_shape[-1] is None:
             raise ValueError(
                 "Conv1DTranspose expects sequences of shape (steps, channels) with a known "
@@ -114,7 +114,7 @@ class Conv1DTranspose(KernelLayer):
         return (steps, self.filters)
 
     def init(self, rng, input_shape):
-        out_shape = self.compute_output_shape(input_shape)
+        out_shape = self.sample_output_shape(input_shape)
         shape = self.kernel_size + (self.filters, input_shape[-1])
         params = {"kernel": initializers.get(self.kernel_initializer).sample(rng, shape)}
         if self.use_bias:
@@ -268,7 +268,7 @@ class DepthwiseConv2D(_DepthwiseBase):
             self, depthwise_initializer=depthwise_initializer, bias_initializer=bias_initializer)
         self.use_bias = bool(use_bias)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         return self._image_output_shape(input_shape)
 
     def _image_output_shape(self, input_shape):
@@ -358,7 +358,7 @@ class SeparableConv2D(_DepthwiseBase):
         names = ("depthwise_kernel", "pointwise_kernel")
         return names + ("bias",) if self.use_bias else names
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         return self._image_output_shape(input_shape)
 
     def _image_output_shape(self, input_shape):
@@ -407,7 +407,7 @@ class _Steps1D:
             config[key] = (config[key][0],)
         return config
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         if len(input_shape) != 2 or input_shape[-1] is None:
             raise ValueError(f"{type(self).__name__} expects sequences of shape (steps, "
                              f"channels) with a known number of channels. Received: input "
@@ -420,7 +420,7 @@ class _Steps1D:
         # (k, 1, C, m) -> (k, C, m); a pointwise (1, 1, C*m, filters) -> (1, C*m, filters)
         flat = {name: (value[:, 0] if value.ndim == 4 else value)
                 for name, value in params.items()}
-        return flat, state, self.compute_output_shape(input_shape)
+        return flat, state, self.sample_output_shape(input_shape)
 
     def pre_activation(self, params, state, x, sample_mask=None, **_):
         image = {name: (value[:, None] if name in ("kernel", "depthwise_kernel")

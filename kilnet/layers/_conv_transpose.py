@@ -55,7 +55,7 @@ class _ConvTranspose(KernelLayer):
         self.data_format = check_channels_last(data_format)
         self.use_bias = bool(use_bias)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         name = type(self).__name__
         if len(input_shape) != self.RANK + 1 or input_shape[-1] is None:
             what = ("images of shape (height, width, channels)" if self.RANK == 2
@@ -71,7 +71,7 @@ class _ConvTranspose(KernelLayer):
         return sizes + (self.filters,)
 
     def init(self, rng, input_shape):
-        out_shape = self.compute_output_shape(input_shape)
+        out_shape = self.sample_output_shape(input_shape)
         shape = self.kernel_size + (self.filters, input_shape[-1])
         params = {"kernel": initializers.get(self.kernel_initializer).sample(rng, shape)}
         if self.use_bias:

@@ -117,7 +117,7 @@ class Flatten(Layer):
         super().__init__(**kwargs)
         self.data_format = check_channels_last(data_format)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         if any(d is None for d in input_shape):   # an axis of any length: as Keras, unknown
             return (None,)
         return (math.prod(input_shape),)
@@ -141,7 +141,7 @@ class Reshape(Layer):
             )
         self.target_shape = target_shape
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         if any(d is None for d in input_shape):
             # an axis of any length (a sequence's time steps, keras.io's CTC speech model):
             # the -1 axis is unknown too, as Keras's; the arrays are checked when they come
@@ -163,7 +163,7 @@ class Reshape(Layer):
         )
 
     def apply(self, params, state, x, **_):
-        return x.reshape((x.shape[0],) + self.compute_output_shape(x.shape[1:])), state
+        return x.reshape((x.shape[0],) + self.sample_output_shape(x.shape[1:])), state
 
 
 class Activation(ActivatedLayer):

@@ -39,7 +39,7 @@ class Dense(_int8.QuantizableKernel, KernelLayer):
         config = regularizers.serialize_into(super().get_config(), self, _REGULARIZERS)
         return constraints.serialize_into(config, self, _CONSTRAINTS)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         return input_shape[:-1] + (self.units,)
 
     def kernel_shape(self, input_shape) -> tuple:
@@ -53,7 +53,7 @@ class Dense(_int8.QuantizableKernel, KernelLayer):
                 rng, self.kernel_shape(input_shape))}, {}
         if self.use_bias:
             params["bias"] = initializers.get(self.bias_initializer).sample(rng, (self.units,))
-        return params, state, self.compute_output_shape(input_shape)
+        return params, state, self.sample_output_shape(input_shape)
 
     def pre_activation(self, params, state, x, sample_mask=None, **_):
         if self.quantization_mode == "int8":

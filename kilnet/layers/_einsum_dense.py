@@ -161,7 +161,7 @@ class EinsumDense(_int8.QuantizableKernel, KernelLayer):
         return (tuple(kernel), None if bias is None else tuple(bias), shape, input_axes,
                 output_axes)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         return self._shapes(input_shape)[2]
 
     def kernel_shape(self, input_shape) -> tuple:

@@ -94,7 +94,7 @@ class Embedding(_int8.Int8Configured, Layer):
     def integer_input_range(self):
         return (0, self.input_dim)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)
 
     @property
@@ -107,11 +107,11 @@ class Embedding(_int8.Int8Configured, Layer):
 
     def init(self, rng, input_shape):
         if self.quantization_mode == "int8":   # Keras's quantized build: no float table
-            return {}, self.int8_state(), self.compute_output_shape(input_shape)
+            return {}, self.int8_state(), self.sample_output_shape(input_shape)
         table = (self._given_table.copy() if self._given_table is not None else
                  initializers.get(self.embeddings_initializer).sample(
                      rng, (self.input_dim, self.output_dim)))
-        return {"embeddings": table}, {}, self.compute_output_shape(input_shape)
+        return {"embeddings": table}, {}, self.sample_output_shape(input_shape)
 
     # -- int8 (model.quantize("int8"); kilnet.layers._int8) ---------------------------------
     def quantize(self, mode=None, type_check=True, config=None):

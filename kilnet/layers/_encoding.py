@@ -171,7 +171,7 @@ class CategoryEncoding(Layer):
         refuse_sparse("CategoryEncoding", sparse)
         self.sparse = False
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         return encoded_shape(input_shape, self.output_mode, self.num_tokens)
 
     def apply(self, params, state, x, *, count_weights=None, **_):
@@ -255,7 +255,7 @@ class Discretization(Layer):
             return self.num_bins
         return len(self.bin_boundaries) + 1
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         if self.output_mode == "int":
             return tuple(input_shape)
         return encoded_shape(input_shape, self.output_mode, self._depth())
@@ -438,7 +438,7 @@ class Hashing(Layer):
             return encode_categorical(ids, self.output_mode, self.num_bins, xp=np)
         return super().__call__(*args, **kwargs)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         if self.output_mode == "int":
             return tuple(input_shape)
         return encoded_shape(input_shape, self.output_mode, self.num_bins)

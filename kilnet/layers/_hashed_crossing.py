@@ -157,7 +157,7 @@ class HashedCrossing(Layer):
         _check_shapes([a.shape for a in arrays])
         return self._encode(self.cross_values(*arrays), np)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         shapes = [tuple(s) for s in input_shape]
         _check_shapes([(None,) + s for s in shapes])
         if self.output_mode == "int":

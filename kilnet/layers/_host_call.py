@@ -23,7 +23,7 @@ def takes_strings(tree) -> bool:
 
 def record_host_call(layer, args, kwargs):
     """The symbolic output of `layer` (a string layer) called on string tensors, its node
-    recorded in `layer.inbound_nodes`: the shape from `compute_output_shape`, the dtype from
+    recorded in `layer.inbound_nodes`: the shape from `sample_output_shape`, the dtype from
     `compute_output_dtype`, the batch axis the input's.
 
     Example:
@@ -36,7 +36,7 @@ def record_host_call(layer, args, kwargs):
     first = tensors_in(args[0])[0]
     sample_shape = ([t.sample_shape for t in args[0]] if isinstance(args[0], (list, tuple))
                     else first.sample_shape)   # HashedCrossing takes a list of features
-    out_shape = tuple(layer.compute_output_shape(sample_shape))
+    out_shape = tuple(layer.sample_output_shape(sample_shape))
     out_dtype = layer.compute_output_dtype("string")
     output = KerasTensor((first.shape[0],) + out_shape, out_dtype)
     layer.build_shape = sample_shape

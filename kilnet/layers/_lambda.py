@@ -74,7 +74,7 @@ class Lambda(Layer):
         return self.mask
 
     # -- shapes: given, or traced --------------------------------------------------------------
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         if callable(self.output_shape):   # Keras: whole shapes, batch axis included
             return tuple(self.output_shape((None,) + tuple(input_shape)))[1:]
         if self.output_shape is not None:
@@ -91,7 +91,7 @@ class Lambda(Layer):
                                is_leaf=lambda t: isinstance(t, KerasTensor))[0].dtype
 
     def init(self, rng, input_shape):
-        return {}, {}, None if input_shape is None else self.compute_output_shape(input_shape)
+        return {}, {}, None if input_shape is None else self.sample_output_shape(input_shape)
 
     def _traced(self, input_shape):
         """The function's outputs as symbolic tensors, for inputs of this shape (per sample)

@@ -78,7 +78,7 @@ class LayerNormalization(Layer):
     def param_names(self):
         return _gamma_beta(self)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         _sample_axes(self.axis, input_shape)
         return tuple(input_shape)
 
@@ -93,7 +93,7 @@ class LayerNormalization(Layer):
             params["gamma"] = initializers.get(self.gamma_initializer).sample(rng, shape)
         if self.center:
             params["beta"] = initializers.get(self.beta_initializer).sample(rng, shape)
-        return params, {}, self.compute_output_shape(input_shape)
+        return params, {}, self.sample_output_shape(input_shape)
 
     def get_config(self):
         return constraints.serialize_into(regularizers.serialize_into(
@@ -188,7 +188,7 @@ class GroupNormalization(Layer):
                              f"axis {self.axis}.")
         return axis, groups
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         self._channels(input_shape)
         return tuple(input_shape)
 
@@ -200,7 +200,7 @@ class GroupNormalization(Layer):
             params["gamma"] = initializers.get(self.gamma_initializer).sample(rng, shape)
         if self.center:
             params["beta"] = initializers.get(self.beta_initializer).sample(rng, shape)
-        return params, {}, self.compute_output_shape(input_shape)
+        return params, {}, self.sample_output_shape(input_shape)
 
     def get_config(self):
         return constraints.serialize_into(regularizers.serialize_into(
@@ -250,7 +250,7 @@ class UnitNormalization(Layer):
         super().__init__(**kwargs)
         self.axis = _check_axes(axis, "UnitNormalization")
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         _sample_axes(self.axis, input_shape)
         return tuple(input_shape)
 
@@ -294,7 +294,7 @@ class RMSNormalization(Layer):
     def param_names(self):
         return ("scale",)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         _sample_axes(self.axis, input_shape)
         return tuple(input_shape)
 

@@ -399,7 +399,7 @@ class _IndexLookup(Layer):
         """The dtype of the tokens, as Keras's: "string" or "int64"."""
         return self.vocabulary_dtype
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         if self.output_mode == "int":
             return tuple(input_shape)
         if self.__dict__.get("_vocabulary_in_assets") is None:   # else its size is known

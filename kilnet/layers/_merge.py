@@ -52,12 +52,12 @@ def _shapes_of_list(layer, input_shape, count=None) -> list:
 
 
 def _arrays_of_list(layer, x) -> list:
-    """The input arrays of `apply`, checked as compute_output_shape checks their shapes (a
+    """The input arrays of `apply`, checked as sample_output_shape checks their shapes (a
     built layer may be called again on other shapes)."""
     if not isinstance(x, (list, tuple)):
         _shapes_of_list(layer, tuple(x.shape[1:]))  # raises: one tensor, not a list
     x = list(x)
-    layer.compute_output_shape([tuple(v.shape[1:]) for v in x])
+    layer.sample_output_shape([tuple(v.shape[1:]) for v in x])
     return x
 
 
@@ -107,7 +107,7 @@ class _ElementwiseMerge(Layer):
 
     input_count = None  # an exact number of inputs, or None for any number from 1
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         shapes = _shapes_of_list(self, input_shape, self.input_count)
         out = shapes[0]
         try:
@@ -329,7 +329,7 @@ class Concatenate(Layer):
         super().__init__(**kwargs)
         self.axis = _check_axis(axis, "axis")
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         shapes = _shapes_of_list(self, input_shape)
         if len({len(s) for s in shapes}) != 1:
             raise ValueError(self._mismatch(shapes, "inputs of the same rank"))
@@ -416,7 +416,7 @@ class Dot(Layer):
         return tuple(_sample_axis(a, len(s), "axes", f"an input of shape {_batched(s)}")
                      for a, s in zip(pair, shapes))
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         shapes = _shapes_of_list(self, input_shape, count=2)
         if not all(shapes):
             raise ValueError("A Dot layer needs inputs with at least one axis besides the "

@@ -367,16 +367,16 @@ class Pipeline(Layer):
     def call_input_shape(self, args, kwargs):
         return tuple(images_of(args[0]).shape[1:])
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         for layer in self._pipeline_layers:
-            input_shape = layer.compute_output_shape(input_shape)
+            input_shape = layer.sample_output_shape(input_shape)
         return input_shape
 
     def init(self, rng, input_shape):
         shape = input_shape
         for layer in self._pipeline_layers:
             layer.build_weights(rng, shape)
-            shape = layer.compute_output_shape(shape)
+            shape = layer.sample_output_shape(shape)
         return self.params_tree(), self.state_tree(), shape
 
     def apply(self, params, state, x, *, training=False, rng=None, **_):

@@ -63,7 +63,7 @@ class BatchNormalization(Layer):
     def param_names(self):
         return (("gamma",) if self.scale else ()) + (("beta",) if self.center else ())
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         self._check_axis(input_shape)
         return input_shape
 

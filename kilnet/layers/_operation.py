@@ -216,7 +216,7 @@ class Operation(Layer):
         """The per-sample shape of each argument; None for a number, an index or a list."""
         return [tuple(a.shape[1:]) if _is_tensor(a) else None for a in args]
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         """The output's per-sample shape for arguments that are all float32 tensors of these
         per-sample shapes (other calls: their symbolic tensors say it)."""
         if any(s is None for s in input_shape):
@@ -231,7 +231,7 @@ class Operation(Layer):
         """No weights to make. The output shape where the arguments are all tensors; else
         None: the non-tensor arguments decide it, and symbolic_outputs sees them."""
         known = isinstance(input_shape, list) and all(s is not None for s in input_shape)
-        return {}, {}, self.compute_output_shape(input_shape) if known else None
+        return {}, {}, self.sample_output_shape(input_shape) if known else None
 
     def symbolic_outputs(self, args, kwargs):
         """The op's symbolic outputs, their shapes and dtypes found by tracing the op

@@ -31,7 +31,7 @@ class _Pooling2D(Layer):
         self.strides = as_pair(strides if strides is not None else self.pool_size, "strides")
         self.padding = check_padding(padding)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         if len(input_shape) != 3:
             raise ValueError(
                 f"{type(self).__name__} expects (height, width, channels) inputs. "
@@ -295,7 +295,7 @@ class _Pooling1D(Layer):
             pool_size=(self.pool_size[0], 1), strides=(self.strides[0], 1),
             padding=self.padding))
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         if len(input_shape) != 2:
             raise ValueError(f"{type(self).__name__} expects (steps, channels) inputs. "
                              f"Received an input of shape {tuple(input_shape)}.")
@@ -368,7 +368,7 @@ class _GlobalPooling(Layer):
         shift = 1 if self.data_format == "channels_first" else 0
         return tuple(axis + shift for axis in self._axes)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         rank = len(self._axes) + 1
         if len(input_shape) != rank:
             what = {2: "(steps, channels)", 3: "(height, width, channels)"}.get(

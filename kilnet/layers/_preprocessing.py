@@ -173,7 +173,7 @@ class Normalization(Layer):
         kept = self._kept_axes(input_shape)
         return (1,) + tuple(d if a in kept else 1 for a, d in enumerate(input_shape, 1))
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         self._kept_axes(input_shape)
         if self.input_mean is not None:
             self._given_statistics(input_shape)  # fails early when they cannot broadcast
@@ -199,7 +199,7 @@ class Normalization(Layer):
 
     # -- weights and computation ----------------------------------------------------------------
     def init(self, rng, input_shape):
-        self.compute_output_shape(input_shape)
+        self.sample_output_shape(input_shape)
         if self.input_mean is not None:
             return {}, {}, input_shape
         shape = self._statistics_shape(input_shape)
@@ -439,7 +439,7 @@ class Resizing(TakesOneImage, Layer):
         self.antialias = antialias
         self.data_format = check_channels_last(data_format)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         check_image_shape(self, input_shape)
         return (self.height, self.width, input_shape[2])
 
@@ -470,7 +470,7 @@ class CenterCrop(TakesOneImage, Layer):
         self.height, self.width = as_size(height, "height"), as_size(width, "width")
         self.data_format = check_channels_last(data_format)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         check_image_shape(self, input_shape)
         return (self.height, self.width, input_shape[2])
 

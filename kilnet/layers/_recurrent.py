@@ -356,7 +356,7 @@ class RNNBase(CellSettings, StatefulStates, SequenceMasks, Layer):
                 f"{type(self).__name__} takes sequences of shape (batch, time, features) with "
                 f"a known number of features. Received: input of shape {shown}")
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         self._check_input_shape(input_shape)
         output = (input_shape[0], self.units) if self.return_sequences else (self.units,)
         if self.return_state:
@@ -367,13 +367,13 @@ class RNNBase(CellSettings, StatefulStates, SequenceMasks, Layer):
         check_call_options(self, kwargs)
         if kwargs.get("initial_state") is not None:
             self._state_list(kwargs["initial_state"])
-        return self.compute_output_shape(input_shape)
+        return self.sample_output_shape(input_shape)
 
     # -- weights -------------------------------------------------------------------------------
     def init(self, rng, input_shape):
         self._check_input_shape(input_shape)
         return (self.make_weights(rng, input_shape[-1]), self.carried_state_init(),
-                self.compute_output_shape(input_shape))
+                self.sample_output_shape(input_shape))
 
     # -- calling ---------------------------------------------------------------------------------
     def apply(self, params, state, x, *, training=False, rng=None, sample_mask=None,

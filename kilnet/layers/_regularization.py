@@ -55,7 +55,7 @@ class _SpatialDropout(Layer):
             config["data_format"] = self.data_format
         return config
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         if len(input_shape) + 1 != self.rank:
             raise ValueError(f"{type(self).__name__} expects inputs of rank {self.rank} (batch "
                              "axis included), channels last. Received: an input of shape "
@@ -63,7 +63,7 @@ class _SpatialDropout(Layer):
         return input_shape
 
     def apply(self, params, state, x, *, training=False, rng=None, **_):
-        self.compute_output_shape(tuple(x.shape[1:]))
+        self.sample_output_shape(tuple(x.shape[1:]))
         if not training or self.rate == 0.0:
             return x, state
         # one draw per (sample, channel), shared over the steps / pixels

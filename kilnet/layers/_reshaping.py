@@ -117,12 +117,12 @@ class Permute(_Movement):
                              f"from 1 (the batch axis is not included). Received: dims={dims!r}")
         self.dims = order
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         _check_rank(self, input_shape, len(self.dims), f"of {len(self.dims)} axes, as dims")
         return tuple(input_shape[d - 1] for d in self.dims)
 
     def apply(self, params, state, x, **_):
-        self.compute_output_shape(x.shape[1:])
+        self.sample_output_shape(x.shape[1:])
         return jnp.transpose(x, (0,) + self.dims), state
 
 
@@ -146,12 +146,12 @@ class RepeatVector(_Movement):
             raise ValueError(f"n must be a positive integer. Received: n={n!r}")
         self.n = n
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         (features,) = _check_rank(self, input_shape, 1, "(features,)")
         return (self.n, features)
 
     def apply(self, params, state, x, **_):
-        self.compute_output_shape(x.shape[1:])
+        self.sample_output_shape(x.shape[1:])
         return jnp.repeat(x[:, None, :], self.n, axis=1), state
 
 
@@ -175,12 +175,12 @@ class UpSampling1D(_Movement):
             raise ValueError(f"size must be a positive integer. Received: size={size!r}")
         self.size = size
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         steps, features = _check_rank(self, input_shape, 2, "(steps, features)")
         return (_scaled(steps, self.size), features)
 
     def apply(self, params, state, x, **_):
-        self.compute_output_shape(x.shape[1:])
+        self.sample_output_shape(x.shape[1:])
         return jnp.repeat(x, self.size, axis=1), state
 
 
@@ -207,7 +207,7 @@ class UpSampling2D(_Movement):
                              f"Received: interpolation={interpolation!r}")
         self.interpolation = interpolation.lower()
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         h, w, c = _check_rank(self, input_shape, 3, "(height, width, channels)")
         return (_scaled(h, self.size[0]), _scaled(w, self.size[1]), c)
 
@@ -217,7 +217,7 @@ class UpSampling2D(_Movement):
             else "float32"
 
     def apply(self, params, state, x, **_):
-        self.compute_output_shape(x.shape[1:])
+        self.sample_output_shape(x.shape[1:])
         (sh, sw), (n, h, w, c) = self.size, x.shape
         if self.interpolation == "nearest":
             return jnp.repeat(jnp.repeat(x, sh, axis=1), sw, axis=2), state
@@ -246,12 +246,12 @@ class ZeroPadding1D(_Movement):
         self.padding = _int_tuple(padding, 2, "padding", allow_zero=True)
         self.data_format = _channels_last(data_format)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         steps, features = _check_rank(self, input_shape, 2, "(steps, features)")
         return (None if steps is None else steps + sum(self.padding), features)
 
     def apply(self, params, state, x, **_):
-        self.compute_output_shape(x.shape[1:])
+        self.sample_output_shape(x.shape[1:])
         return jnp.pad(x, ((0, 0), self.padding, (0, 0))), state
 
 
@@ -273,14 +273,14 @@ class ZeroPadding2D(_Movement):
         self.padding = _pairs_2d(padding, "padding")
         self.data_format = _channels_last(data_format)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         h, w, c = _check_rank(self, input_shape, 3, "(height, width, channels)")
         (top, bottom), (left, right) = self.padding
         return (None if h is None else h + top + bottom,
                 None if w is None else w + left + right, c)
 
     def apply(self, params, state, x, **_):
-        self.compute_output_shape(x.shape[1:])
+        self.sample_output_shape(x.shape[1:])
         return jnp.pad(x, ((0, 0),) + self.padding + ((0, 0),)), state
 
 
@@ -312,12 +312,12 @@ class Cropping1D(_Movement):
         super().__init__(**kwargs)
         self.cropping = _int_tuple(cropping, 2, "cropping", allow_zero=True)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         steps, features = _check_rank(self, input_shape, 2, "(steps, features)")
         return (_cropped(steps, *self.cropping, self, "cropping", input_shape), features)
 
     def apply(self, params, state, x, **_):
-        self.compute_output_shape(x.shape[1:])
+        self.sample_output_shape(x.shape[1:])
         start, end = self.cropping
         return x[:, start:x.shape[1] - end, :], state
 
@@ -340,14 +340,14 @@ class Cropping2D(_Movement):
         self.cropping = _pairs_2d(cropping, "cropping")
         self.data_format = _channels_last(data_format)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         h, w, c = _check_rank(self, input_shape, 3, "(height, width, channels)")
         rows, cols = self.cropping
         return (_cropped(h, *rows, self, "cropping", input_shape),
                 _cropped(w, *cols, self, "cropping", input_shape), c)
 
     def apply(self, params, state, x, **_):
-        self.compute_output_shape(x.shape[1:])
+        self.sample_output_shape(x.shape[1:])
         (top, bottom), (left, right) = self.cropping
         return x[:, top:x.shape[1] - bottom, left:x.shape[2] - right, :], state
 
@@ -374,13 +374,13 @@ class ZeroPadding3D(_Movement):
         self.padding = _pairs(padding, 3, "padding")
         self.data_format = _channels_last(data_format)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         *spatial, c = _check_rank(self, input_shape, 4, _VOLUME)
         return tuple(None if size is None else size + sum(sides)
                      for size, sides in zip(spatial, self.padding)) + (c,)
 
     def apply(self, params, state, x, **_):
-        self.compute_output_shape(x.shape[1:])
+        self.sample_output_shape(x.shape[1:])
         return jnp.pad(x, ((0, 0),) + self.padding + ((0, 0),)), state
 
 
@@ -402,13 +402,13 @@ class Cropping3D(_Movement):
         self.cropping = _pairs(cropping, 3, "cropping")
         self.data_format = _channels_last(data_format)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         *spatial, c = _check_rank(self, input_shape, 4, _VOLUME)
         return tuple(_cropped(size, *sides, self, "cropping", input_shape)
                      for size, sides in zip(spatial, self.cropping)) + (c,)
 
     def apply(self, params, state, x, **_):
-        self.compute_output_shape(x.shape[1:])
+        self.sample_output_shape(x.shape[1:])
         kept = tuple(slice(start, size - end)
                      for size, (start, end) in zip(x.shape[1:4], self.cropping))
         return x[(slice(None),) + kept + (slice(None),)], state
@@ -431,12 +431,12 @@ class UpSampling3D(_Movement):
         self.size = _int_tuple(size, 3, "size", allow_zero=False)
         self.data_format = _channels_last(data_format)
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         *spatial, c = _check_rank(self, input_shape, 4, _VOLUME)
         return tuple(_scaled(n, k) for n, k in zip(spatial, self.size)) + (c,)
 
     def apply(self, params, state, x, **_):
-        self.compute_output_shape(x.shape[1:])
+        self.sample_output_shape(x.shape[1:])
         for axis, times in enumerate(self.size, start=1):
             x = jnp.repeat(x, times, axis=axis)
         return x, state

@@ -91,7 +91,7 @@ class ReversibleEmbedding(Embedding):
         if not self.tie_weights and self.quantization_mode is None:
             params["reverse_embeddings"] = initializers.get(self.embeddings_initializer).sample(
                 rng, (self.output_dim, self.input_dim))
-        return params, state, self.compute_output_shape(input_shape)
+        return params, state, self.sample_output_shape(input_shape)
 
     # -- int8 (model.quantize("int8"); kilnet.layers._int8) ---------------------------------
     def quantize(self, mode=None, type_check=True, config=None):
@@ -139,13 +139,13 @@ class ReversibleEmbedding(Embedding):
             return None
         return super().compute_mask(inputs, previous_mask)
 
-    def compute_output_shape(self, input_shape, reverse=False):
+    def sample_output_shape(self, input_shape, reverse=False):
         if reverse:
             return tuple(input_shape[:-1]) + (self.input_dim,)
-        return super().compute_output_shape(input_shape)
+        return super().sample_output_shape(input_shape)
 
     def compute_call_output_shape(self, input_shape, kwargs):
-        return self.compute_output_shape(input_shape, reverse=bool(kwargs.get("reverse")))
+        return self.sample_output_shape(input_shape, reverse=bool(kwargs.get("reverse")))
 
     def apply(self, params, state, x, *, reverse=False, **kwargs):
         if not reverse:

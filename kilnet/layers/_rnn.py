@@ -146,7 +146,7 @@ class RNN(StatefulStates, SequenceMasks, Layer):
             raise ValueError("RNN takes sequences of shape (batch, time, ...) with at least 3 "
                              f"dimensions. Received: input of shape {shown}")
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         self._check_input_shape(input_shape)
         step = (self.output_size,)
         output = (input_shape[0],) + step if self.return_sequences else step
@@ -158,7 +158,7 @@ class RNN(StatefulStates, SequenceMasks, Layer):
         check_call_options(self, kwargs)
         if kwargs.get("initial_state") is not None:
             self._check_symbolic_states(kwargs["initial_state"])
-        return self.compute_output_shape(input_shape)
+        return self.sample_output_shape(input_shape)
 
     def pack_symbolic_outputs(self, tensors):
         """`[output, *states]`, each state nested as the cell holds it (a stacked LSTMCell's
@@ -176,7 +176,7 @@ class RNN(StatefulStates, SequenceMasks, Layer):
         states = self._default_states(1, self.cell.compute_dtype)
         self.cell.build_weights(rng, step_shape, call_extras=(states,))
         return (self.params_tree(), {**self.state_tree(), **self.carried_state_init()},
-                self.compute_output_shape(input_shape))
+                self.sample_output_shape(input_shape))
 
     def nest_states(self, states: list):
         """A stacked cell's states as a list per cell (one state too), as Keras's RNN holds
@@ -403,7 +403,7 @@ class RNNCell(Layer):
         """Zeros (batch_size, units) for each state, in the compute dtype, as a list."""
         return [jnp.zeros((batch_size, self.units), self.compute_dtype)] * self.STATES
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         raise ValueError(f"{type(self).__name__} computes one time step; run it over a "
                          f"sequence with kilnet.layers.RNN({type(self).__name__}(...)).")
 
@@ -599,7 +599,7 @@ class StackedRNNCells(Layer):
             states.append(made)
         return states
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         raise ValueError("StackedRNNCells computes one time step; run it over a sequence with "
                          "kilnet.layers.RNN(StackedRNNCells([...])).")
 

@@ -79,8 +79,8 @@ class SpectralNormalization(Wrapper):
                          f"{type(self.layer).__name__} with the weights "
                          f"{[w.name for w in self.layer.weights]}")
 
-    def compute_output_shape(self, input_shape):
-        return self.layer.compute_output_shape(input_shape)
+    def sample_output_shape(self, input_shape):
+        return self.layer.sample_output_shape(input_shape)
 
     def init(self, rng, input_shape):
         self.layer.build_weights(rng, input_shape)
@@ -88,7 +88,7 @@ class SpectralNormalization(Wrapper):
         self.input_spec = InputSpec(min_ndim=1, axes={-1: input_shape[-1]})
         vector_u = initializers.TruncatedNormal(stddev=0.02).sample(rng, (1, units))
         return (self.params_tree(), {**self.state_tree(), "vector_u": vector_u},
-                self.compute_output_shape(input_shape))
+                self.sample_output_shape(input_shape))
 
     def variable_paths(self, prefix=()):
         # Keras's order: the kernel first (its wrapper tracks it as its own), then vector_u,

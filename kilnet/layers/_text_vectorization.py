@@ -247,7 +247,7 @@ class TextVectorization(Layer):
         """"string", as Keras's."""
         return "string"
 
-    def compute_output_shape(self, input_shape):
+    def sample_output_shape(self, input_shape):
         if self.output_mode == "int":
             return (self.output_sequence_length,)
         depth = self.lookup_layer.vocabulary_size()

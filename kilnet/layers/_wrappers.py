@@ -188,8 +188,8 @@ class Bidirectional(Layer):
         return cls(**config)
 
     # -- shapes ----------------------------------------------------------------------------------
-    def compute_output_shape(self, input_shape):
-        shapes = self.forward_layer.compute_output_shape(input_shape)
+    def sample_output_shape(self, input_shape):
+        shapes = self.forward_layer.sample_output_shape(input_shape)
         output, states = (shapes[0], shapes[1:]) if self.return_state else (shapes, [])
         if self.merge_mode == "concat":
             outputs = [output[:-1] + (2 * output[-1],)]
@@ -205,7 +205,7 @@ class Bidirectional(Layer):
         check_call_options(self, kwargs)
         if kwargs.get("initial_state") is not None:
             self._split_states(kwargs["initial_state"])
-        return self.compute_output_shape(input_shape)
+        return self.sample_output_shape(input_shape)
 
     def compute_mask(self, inputs, previous_mask=None):
         if self.return_sequences:
@@ -223,7 +223,7 @@ class Bidirectional(Layer):
         for inner in (self.forward_layer, self.backward_layer):
             inner.build_batch_size = self.build_batch_size   # a stateful layer's states
             inner.build_weights(rng, input_shape)
-        return self.params_tree(), self.state_tree(), self.compute_output_shape(input_shape)
+        return self.params_tree(), self.state_tree(), self.sample_output_shape(input_shape)
 
     def apply(self, params, state, x, *, training=False, rng=None, sample_mask=None,
               mask=None, initial_state=None):
@@ -299,8 +299,8 @@ class TimeDistributed(Wrapper):
                              f"{_with_batch(input_shape)}")
         return tuple(input_shape[1:])
 
-    def compute_output_shape(self, input_shape):
-        step = self.layer.compute_output_shape(self._step_shape(input_shape))
+    def sample_output_shape(self, input_shape):
+        step = self.layer.sample_output_shape(self._step_shape(input_shape))
         if not is_shape(step):
             raise ValueError("TimeDistributed wraps layers with one output. Received: a layer "
                              f"giving outputs of shapes {step}")
@@ -311,7 +311,7 @@ class TimeDistributed(Wrapper):
 
     def init(self, rng, input_shape):
         self.layer.build_weights(rng, self._step_shape(input_shape))
-        return self.params_tree(), self.state_tree(), self.compute_output_shape(input_shape)
+        return self.params_tree(), self.state_tree(), self.sample_output_shape(input_shape)
 
     def apply(self, params, state, x, *, training=False, rng=None, sample_mask=None,
               mask=None):

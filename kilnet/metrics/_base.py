@@ -181,7 +181,8 @@ class Metric:
         self._check_state(metric_variables)
         # a Variable given as state (`m.variables`, as Keras allows) counts with its value
         return _scope.Scope(bindings={id(v): jnp.asarray(to_array(a)) for v, a in
-                                      zip(self.state_variables(), metric_variables)})
+                                      zip(self.state_variables(), metric_variables)},
+                            trains_nothing=True)
 
     # -- Keras's stateless interface ---------------------------------------------------------
     def stateless_update_state(self, metric_variables, *args, **kwargs) -> list:
@@ -215,7 +216,7 @@ class Metric:
             >>> [float(a) for a in m.stateless_reset_state()], float(m.result())
             ([0.0, 0.0], 3.0)
         """
-        scope = _scope.Scope(bindings=self._initial_bindings())
+        scope = _scope.Scope(bindings=self._initial_bindings(), trains_nothing=True)
         with _scope.opened(scope):
             self.reset_state()
         return [jnp.array(_value_in(scope, v), copy=True) for v in self.state_variables()]

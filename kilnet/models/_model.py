@@ -619,9 +619,28 @@ class Model(Layer):
         # Built by a parent or by its first call: all of its layers when the parent redraws
         # everything, else those without weights (a shared or pretrained layer keeps its own)
         self._build_graph_weights(int(rng.integers(2**31)), everything=_REDRAW_ALL.get())
-        return self.params_tree(), self.state_tree(), self.compute_output_shape(input_shape)
+        return self.params_tree(), self.state_tree(), self.sample_output_shape(input_shape)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape, *more_shapes, **options):
+        """The output shape(s) for inputs of these shapes, batch axis first, as Keras's: a
+        functional model's in the structure of its outputs (a dict by key, a list, ...).
+
+        Example:
+            >>> import kilnet
+            >>> inputs = kilnet.Input((8, 8, 3))
+            >>> model = kilnet.Model(inputs, {"flat": kilnet.layers.Flatten()(inputs)})
+            >>> model.compute_output_shape((None, 8, 8, 3))
+            {'flat': (None, 192)}
+        """
+        shapes = super().compute_output_shape(input_shape, *more_shapes, **options)
+        structure = self._outputs_structure
+        if not self.is_functional or not isinstance(structure, (list, tuple, dict)):
+            return shapes
+        return jax.tree.unflatten(
+            jax.tree.structure(structure, is_leaf=lambda t: isinstance(t, KerasTensor)),
+            list(shapes))
+
+    def sample_output_shape(self, input_shape):
         if not self.is_functional:
             return self._traced_output_shape(input_shape)
         self._check_declared(input_shape)

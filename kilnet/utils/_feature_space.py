@@ -545,7 +545,7 @@ class FeatureSpace:
             return self.one_hot_encoders[key].num_tokens
         if key in self.crossers:
             return 1
-        return int(self.preprocessors[key].compute_output_shape((1,))[-1])
+        return int(self.preprocessors[key].sample_output_shape((1,))[-1])
 
     # -- configuration -----------------------------------------------------------------------------
     def get_config(self):
