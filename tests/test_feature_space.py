@@ -410,3 +410,28 @@ def test_an_unadapted_space_is_not_saved(tmp_path):
     with pytest.raises(ValueError, match="adapt"):
         tutorial_space().save(tmp_path / "space.keras")
     assert not (tmp_path / "space.keras").exists()
+
+
+def test_features_made_with_the_constructors_are_named_as_keras_numbers_them():
+    """keras.io's feature_space_advanced makes nine features with
+    FeatureSpace.string_categorical(): Keras numbers each default name per process, so the
+    inference model on space.get_inputs() has distinct layers (kilnet named them all
+    string_categorical_preprocessor and refused that model)."""
+    def names(lib):
+        lib.utils.clear_session()
+        space = lib.utils.FeatureSpace({
+            "a": lib.utils.FeatureSpace.float_normalized(),
+            "b": lib.utils.FeatureSpace.float_normalized(),
+            "c": lib.utils.FeatureSpace.float_rescaled(scale=2.0),
+            "d": lib.utils.FeatureSpace.float_rescaled(scale=2.0)})
+        return [space.preprocessors[key].name for key in "abcd"]
+
+    assert names(kilnet) == names(keras) == [
+        "float_normalized_preprocessor", "float_normalized_1_preprocessor",
+        "float_rescaled_preprocessor", "float_rescaled_1_preprocessor"]
+    space = FeatureSpace({"x": FeatureSpace.string_categorical(num_oov_indices=0),
+                          "y": FeatureSpace.string_categorical(num_oov_indices=0)})
+    space.adapt({"x": np.array(["p", "q", "p"]), "y": np.array(["u", "v", "v"])})
+    model = kilnet.Model(space.get_inputs(),
+                         kilnet.layers.Dense(1)(space.get_encoded_features()))
+    assert len({layer.name for layer in model.layers}) == len(model.layers)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kilnet import serialization
+from kilnet import _names, serialization
 from kilnet.layers import (CategoryEncoding, Concatenate, Discretization, HashedCrossing,
                            Hashing, Identity, Input, IntegerLookup, Normalization, Rescaling,
                            StringLookup)
@@ -662,8 +662,10 @@ class FeatureSpace:
 
 # -- helpers -----------------------------------------------------------------------------------------
 def _preprocessor_name(name, kind):
-    # Keras numbers default names per process (float_1, ...); kilnet keeps them stable.
-    return f"{name or kind}_preprocessor"
+    """The preprocessor's name: Keras's default numbers the kind per process (a second
+    `string_categorical()` is string_categorical_1_preprocessor), so that the layers of a
+    space made with the constructors keep distinct names in its model and files."""
+    return f"{name or _names.numbered_in_process(kind)}_preprocessor"
 
 
 def _is_adaptable(layer):
