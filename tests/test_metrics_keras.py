@@ -259,7 +259,7 @@ def test_compiled_classification_metrics_equal_sklearn_on_predictions():
     model.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=[
         metrics.F1Score(average="macro"), metrics.FBetaScore(average="weighted", beta=2.0),
         metrics.Precision(top_k=2, name="p_top2"), metrics.Recall(class_id=1, name="r1"),
-        metrics.MeanIoU(num_classes=C, sparse_y_true=False, sparse_y_pred=False),
+        metrics.MeanIoU(num_classes=C, sparse_y_true=False, sparse_y_pred=False, name="miou"),
         metrics.AUC(multi_label=True, name="ml_auc"), "top_k_categorical_accuracy",
         metrics.TruePositives(name="tp"), "categorical_crossentropy"])
     logs = model.evaluate(X, ONE_HOT, batch_size=8, verbose=0, return_dict=True)
@@ -276,7 +276,7 @@ def test_compiled_classification_metrics_equal_sklearn_on_predictions():
                                            rel=1e-5)
     assert logs["r1"] == pytest.approx(skm.recall_score(LABELS == 1, p[:, 1] > 0.5,
                                                         zero_division=0), abs=1e-6)
-    assert logs["mean_io_u"] == pytest.approx(
+    assert logs["miou"] == pytest.approx(
         skm.jaccard_score(LABELS, guess, average="macro", labels=range(C)), rel=1e-5)
     assert logs["tp"] == float(np.sum((ONE_HOT == 1) & (p > 0.5)))
     expected_auc = keras.metrics.AUC(multi_label=True)
@@ -357,7 +357,8 @@ def test_names_as_keras_resolves_them():
     for ours, theirs in ((metrics.OneHotIoU(3, [0, 1]), keras.metrics.OneHotIoU(3, [0, 1])),
                          (metrics.OneHotMeanIoU(3), keras.metrics.OneHotMeanIoU(3)),
                          (metrics.PearsonCorrelation(), keras.metrics.PearsonCorrelation())):
-        assert ours.name == re.sub(r"_\d+$", "", theirs.name)  # Keras numbers repeated names
+        # both number a default name per process, each counting its own objects
+        assert re.sub(r"_\d+$", "", ours.name) == re.sub(r"_\d+$", "", theirs.name)
         assert set(ours.get_config()) == set(theirs.get_config())
     assert isinstance(metrics.get(metrics.RootMeanSquaredError), metrics.RootMeanSquaredError)
 
@@ -427,3 +428,29 @@ def test_a_metric_function_in_compile_logs_under_its_name():
                   metrics=[kilnet.metrics.sparse_categorical_accuracy, "accuracy"])
     logs = model.evaluate(x, y, verbose=0, return_dict=True)
     assert logs["sparse_categorical_accuracy"] == pytest.approx(logs["accuracy"])
+
+
+def test_default_names_are_numbered_per_process_as_keras_numbers_them():
+    """keras.io's active-learning example compiles new FalseNegatives() for each fit: Keras's
+    history keys are false_negatives, false_negatives_1, ...; metrics whose class gives a
+    fixed default (Mean's "mean") and names given stay as they are."""
+    def names(lib):
+        lib.utils.clear_session()
+        made = [lib.metrics.FalseNegatives(), lib.metrics.FalseNegatives(), lib.metrics.AUC(),
+                lib.metrics.AUC(), lib.metrics.MeanIoU(2), lib.metrics.PrecisionAtRecall(0.5),
+                lib.metrics.PrecisionAtRecall(0.5), lib.metrics.Mean(), lib.metrics.Mean(),
+                lib.metrics.AUC(name="auc")]
+        return [m.name for m in made]
+
+    assert names(kilnet) == names(keras)
+    assert names(kilnet)[:4] == ["false_negatives", "false_negatives_1", "auc", "auc_1"]
+    x = np.linspace(0, 1, 12, dtype="float32").reshape(6, 2)
+    y = (x[:, :1] > 0.5).astype("float32")
+    keys = []
+    for _ in range(2):
+        model = kilnet.Sequential([kilnet.Input((2,)),
+                                   kilnet.layers.Dense(1, activation="sigmoid")])
+        model.compile("sgd", "binary_crossentropy", metrics=[kilnet.metrics.Recall(),
+                                                              "precision"])
+        keys.append(sorted(model.fit(x, y, epochs=1, verbose=0).history))
+    assert keys[1] == ["loss", "precision", keys[0][2] + "_1"]

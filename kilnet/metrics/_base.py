@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kilnet import _scope
+from kilnet import _names, _scope
 from kilnet import initializers as initializers_lib
 from kilnet import losses as losses_lib
 from kilnet.variables import Variable, to_array
@@ -106,7 +106,9 @@ class Metric:
         object.__setattr__(self, "_tracked_variables", [])
         object.__setattr__(self, "_initial_values", [])
         object.__setattr__(self, "_submetrics", [])
-        self.name = name or snake_case(type(self).__name__)
+        # Keras's default: the class in snake case, numbered per process (a second AUC() is
+        # auc_1, as history keys show it); kilnet.utils.clear_session starts again
+        self.name = name or _names.numbered_in_process(snake_case(type(self).__name__))
         self._dtype = _check_dtype(dtype)
 
     def __setattr__(self, name, value):

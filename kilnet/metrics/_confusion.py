@@ -157,7 +157,7 @@ class TruePositives(_ConditionCount):
     _counts = ("true_positives",)
 
     def __init__(self, thresholds=None, name=None, dtype=None):
-        super().__init__(thresholds, name or "true_positives", dtype)
+        super().__init__(thresholds, name, dtype)
 
 
 class FalsePositives(_ConditionCount):
@@ -174,7 +174,7 @@ class FalsePositives(_ConditionCount):
     _counts = ("false_positives",)
 
     def __init__(self, thresholds=None, name=None, dtype=None):
-        super().__init__(thresholds, name or "false_positives", dtype)
+        super().__init__(thresholds, name, dtype)
 
 
 class TrueNegatives(_ConditionCount):
@@ -191,7 +191,7 @@ class TrueNegatives(_ConditionCount):
     _counts = ("true_negatives",)
 
     def __init__(self, thresholds=None, name=None, dtype=None):
-        super().__init__(thresholds, name or "true_negatives", dtype)
+        super().__init__(thresholds, name, dtype)
 
 
 class FalseNegatives(_ConditionCount):
@@ -208,7 +208,7 @@ class FalseNegatives(_ConditionCount):
     _counts = ("false_negatives",)
 
     def __init__(self, thresholds=None, name=None, dtype=None):
-        super().__init__(thresholds, name or "false_negatives", dtype)
+        super().__init__(thresholds, name, dtype)
 
 
 class _PrecisionRecall(_CountsMetric):
@@ -248,7 +248,7 @@ class Precision(_PrecisionRecall):
     _counts = ("true_positives", "false_positives")
 
     def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
-        super().__init__(thresholds, top_k, class_id, name or "precision", dtype)
+        super().__init__(thresholds, top_k, class_id, name, dtype)
 
     def result(self):
         tp = self.true_positives.value
@@ -271,7 +271,7 @@ class Recall(_PrecisionRecall):
     _counts = ("true_positives", "false_negatives")
 
     def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
-        super().__init__(thresholds, top_k, class_id, name or "recall", dtype)
+        super().__init__(thresholds, top_k, class_id, name, dtype)
 
     def result(self):
         tp = self.true_positives.value
@@ -338,7 +338,7 @@ class SensitivityAtSpecificity(_AtValue):
 
     def __init__(self, specificity, num_thresholds=200, class_id=None, name=None, dtype=None):
         super().__init__(specificity, num_thresholds, class_id,
-                         name or "sensitivity_at_specificity", dtype)
+                         name, dtype)
         self.specificity = specificity
 
     def result(self):
@@ -361,7 +361,7 @@ class SpecificityAtSensitivity(_AtValue):
 
     def __init__(self, sensitivity, num_thresholds=200, class_id=None, name=None, dtype=None):
         super().__init__(sensitivity, num_thresholds, class_id,
-                         name or "specificity_at_sensitivity", dtype)
+                         name, dtype)
         self.sensitivity = sensitivity
 
     def result(self):
@@ -383,7 +383,7 @@ class PrecisionAtRecall(_AtValue):
     value_name = "recall"
 
     def __init__(self, recall, num_thresholds=200, class_id=None, name=None, dtype=None):
-        super().__init__(recall, num_thresholds, class_id, name or "precision_at_recall",
+        super().__init__(recall, num_thresholds, class_id, name,
                          dtype)
         self.recall = recall
 
@@ -406,7 +406,7 @@ class RecallAtPrecision(_AtValue):
     value_name = "precision"
 
     def __init__(self, precision, num_thresholds=200, class_id=None, name=None, dtype=None):
-        super().__init__(precision, num_thresholds, class_id, name or "recall_at_precision",
+        super().__init__(precision, num_thresholds, class_id, name,
                          dtype)
         self.precision = precision
 
@@ -433,7 +433,7 @@ class AUC(_CountsMetric):
     def __init__(self, num_thresholds=200, curve="ROC", summation_method="interpolation",
                  name=None, dtype=None, thresholds=None, multi_label=False, num_labels=None,
                  label_weights=None, from_logits=False):
-        super().__init__(name=name or "auc", dtype=dtype)
+        super().__init__(name=name, dtype=dtype)
         if not isinstance(curve, str) or curve.upper() not in ("ROC", "PR"):
             raise ValueError(f"curve must be 'ROC' or 'PR' ('PRGAIN' is not supported). "
                              f"Received: curve={curve!r}")

@@ -111,7 +111,7 @@ class MeanIoU(IoU):
     def __init__(self, num_classes, name=None, dtype=None, ignore_class=None,
                  sparse_y_true=True, sparse_y_pred=True, axis=-1):
         super().__init__(num_classes, list(range(_check_classes(num_classes))),
-                         name=name or "mean_io_u", dtype=dtype, ignore_class=ignore_class,
+                         name=name, dtype=dtype, ignore_class=ignore_class,
                          sparse_y_true=sparse_y_true, sparse_y_pred=sparse_y_pred, axis=axis)
 
     def get_config(self):
@@ -132,7 +132,7 @@ class BinaryIoU(IoU):
     """
 
     def __init__(self, target_class_ids=(0, 1), threshold=0.5, name=None, dtype=None):
-        super().__init__(2, target_class_ids, name=name or "binary_io_u", dtype=dtype)
+        super().__init__(2, target_class_ids, name=name, dtype=dtype)
         self.threshold = float(threshold)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
@@ -159,7 +159,7 @@ class OneHotIoU(IoU):
 
     def __init__(self, num_classes, target_class_ids, name=None, dtype=None,
                  ignore_class=None, sparse_y_pred=False, axis=-1):
-        super().__init__(num_classes, target_class_ids, name=name or "one_hot_io_u",
+        super().__init__(num_classes, target_class_ids, name=name,
                          dtype=dtype, ignore_class=ignore_class, sparse_y_true=False,
                          sparse_y_pred=sparse_y_pred, axis=axis)
 
@@ -184,7 +184,7 @@ class OneHotMeanIoU(MeanIoU):
 
     def __init__(self, num_classes, name=None, dtype=None, ignore_class=None,
                  sparse_y_pred=False, axis=-1):
-        super().__init__(num_classes, name=name or "one_hot_mean_io_u", dtype=dtype,
+        super().__init__(num_classes, name=name, dtype=dtype,
                          ignore_class=ignore_class, sparse_y_true=False,
                          sparse_y_pred=sparse_y_pred, axis=axis)
 
