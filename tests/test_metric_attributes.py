@@ -58,6 +58,16 @@ def tracked_step_model(lib):
                     "count": metric_vars[3]}
             return logs, (trainable, non_trainable, optimizer_vars, metric_vars)
 
+        def test_step(self, state, data):
+            trainable, non_trainable, metric_vars = state
+            y_pred, _ = self.stateless_call(trainable, non_trainable, data[0])
+            metric_vars = list(metric_vars)
+            metric_vars[2:4] = self.tracker.stateless_update_state(
+                metric_vars[2:4], lib.ops.mean(lib.ops.abs(y_pred - data[1])))
+            logs = {"l": self.tracker.stateless_result(metric_vars[2:4]),
+                    "count": metric_vars[3]}
+            return logs, (trainable, non_trainable, metric_vars)
+
     model = Tracked()
     model.compile(optimizer=lib.optimizers.SGD(0.1))
     model(X)
@@ -81,6 +91,13 @@ def test_an_own_train_step_finds_an_attribute_metric_at_keras_positions():
     np.testing.assert_allclose(_values(ours.tracker.variables),
                                _values(theirs.tracker.variables), rtol=1e-6)
     assert float(ours.tracker.result()) == pytest.approx(mine["l"][-1], rel=1e-6)
+    # an own test_step's evaluation starts from the reset state and leaves its own
+    mine = ours.evaluate(X, Y, batch_size=4, verbose=0, return_dict=True)
+    reference = theirs.evaluate(X, Y, batch_size=4, verbose=0, return_dict=True)
+    assert mine["count"] == reference["count"] == 2.0
+    np.testing.assert_allclose(mine["l"], reference["l"], rtol=1e-6)
+    np.testing.assert_allclose(_values(ours.tracker.variables),
+                               _values(theirs.tracker.variables), rtol=1e-6)
 
 
 def gap_model(lib):
