@@ -8,6 +8,7 @@ as Keras's do. Each case runs Keras itself from the same weights."""
 from __future__ import annotations
 
 import os
+import zipfile
 
 os.environ["KERAS_BACKEND"] = "jax"  # before keras is imported: the reference runs on JAX
 
@@ -198,15 +199,20 @@ def test_layers_metrics_in_keras_order_before_and_after_compile(tmp_path):
                                rtol=1e-6)   # loss, l, om, hm, hm
     # the metrics' state is in no weights file, as Keras writes none
     groups = {}
-    for model in (ours, theirs):
+    for lib, model in (("kilnet", ours), ("keras", theirs)):
         model.tracker.update_state(3.0)
-        path = tmp_path / f"{type(model).__module__.split('.')[0]}.weights.h5"
+        path = tmp_path / f"{lib}.weights.h5"
         model.save_weights(str(path))
-        with h5py.File(path) as f:
-            names = []
-            f.visit(names.append)
-        groups[str(path)] = sorted(names)
-    assert len(set(map(tuple, groups.values()))) == 1
+        model.save(str(tmp_path / f"{lib}.keras"))
+        with zipfile.ZipFile(tmp_path / f"{lib}.keras") as archive:
+            archive.extract("model.weights.h5", tmp_path / lib)
+        for name, path in (("weights.h5", path), (".keras", tmp_path / lib / "model.weights.h5")):
+            with h5py.File(path) as f:
+                names = []
+                f.visit(names.append)
+            groups[lib, name] = sorted(names)
+    assert groups["kilnet", "weights.h5"] == groups["keras", "weights.h5"]
+    assert groups["kilnet", ".keras"] == groups["keras", ".keras"]
     assert not any("tracker" in name or "hm" in name for name in sum(groups.values(), []))
 
 

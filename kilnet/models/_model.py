@@ -1221,6 +1221,8 @@ class Model(Layer):
         """The entries of `metrics` that compile() did not make (the metrics kept as
         attributes, or those of a `metrics` override of yours): the built-in steps log
         their results and leave their state as it starts, as Keras's do."""
+        if type(self).metrics is Model.metrics:   # no override: read at every chunk's logs
+            return _held_metrics_in_keras_order(self)
         made = ({id(metric) for metric in self.compiled.keras_metrics()}
                 if self.is_compiled else set())
         return [metric for metric in self.metrics if id(metric) not in made]
