@@ -107,7 +107,42 @@ def _logs_from_sums(spec, sums: dict, prefix: str = "", test: bool = False) -> d
     if "logs" in sums:  # in the order the step wrote them (a pytree's keys come sorted)
         names = spec.keras_steps.test_log_names if test else spec.custom_step.log_names
         return {prefix + name: float(sums["logs"][name]) for name in names}
-    return spec.objective.log_values(sums, prefix)
+    return {**spec.objective.log_values(sums, prefix), **_untouched_metric_logs(spec.model,
+                                                                                prefix)}
+
+
+def _untouched_metric_logs(model, prefix: str = "") -> dict:
+    """The logs of the metrics the built-in steps do not update (model.metrics_beyond_compiled:
+    those kept as attributes): each one's result from the state it starts from, as Keras's
+    steps log them (it resets them at the start of every epoch and evaluation). A result
+    that is a dict gives its entries, as Keras's."""
+    logs = {}
+    for metric in model.metrics_beyond_compiled():
+        result = metric.stateless_result(metric.stateless_reset_state())
+        results = result if isinstance(result, dict) else {metric.name: result}
+        logs.update({prefix + name: _log_value(value) for name, value in results.items()})
+    return logs
+
+
+def _log_value(value):
+    value = np.asarray(value)
+    return float(value) if value.size == 1 else value
+
+
+def _store_metric_state(trainer, sums) -> None:
+    """Leave model.metrics' Variables as Keras's fit, evaluate and the on_batch calls leave
+    them: a model's own steps' final metric state (`sums` of its program: its
+    metrics_variables in order), and, for the built-in steps, the metrics they do not
+    update reset (their state at every start). Keras syncs after each epoch's training and
+    after each evaluation (fit's validation too), so the last of those wins."""
+    model = trainer.model
+    if "metric_vars" in sums:
+        values = jax.device_get(sums["metric_vars"])
+        for variable, value in zip(model.metrics_variables, values):
+            variable.assign(value)
+        return
+    for metric in model.metrics_beyond_compiled():
+        metric.reset_state()
 
 
 # -- fit ------------------------------------------------------------------------------------------
@@ -489,6 +524,7 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
             expected = feed.steps
             epoch_logs, step = _run_epoch(trainer, feed, blocks, cb_list, progress, chunker,
                                           epoch, start_step, history)
+            _store_metric_state(trainer, trainer.state.sums)
             steps_run += step - start_step
             ran_out = (expected is not None and step < expected and not model.stop_training)
             start_step = 0
@@ -817,6 +853,7 @@ def train_on_batch(model, x, y, batch_size, *, sample_weight=None, class_weight=
     trainer.state = programs.next_draws(trainer.state)
     if fault != programs.NO_FAULT and trainer.on_nonfinite == "stop":
         _raise_non_finite(trainer, 0, fault, History())
+    _store_metric_state(trainer, sums)
     return _logs_from_sums(trainer.spec, sums)
 
 
@@ -884,6 +921,8 @@ def _evaluate_feed(trainer, feed, *, steps=None, callbacks=None):
             break
     logs = {} if sums is None else _logs_from_sums(  # host sync: once
         trainer.spec, jax.device_get(sums), test=own_step is not None)
+    if sums is not None:
+        _store_metric_state(trainer, sums)
     if callbacks is not None:
         callbacks.on_test_end(logs)
     return logs, done

@@ -41,6 +41,7 @@ from kilnet.layers import _tensor_masks as tensor_masks
 from kilnet.layers._mask_arguments import CallArguments, arguments_named, automatic_masks
 from kilnet.layers._node import KerasTensor, Node, is_symbolic
 from kilnet.layers._positional_values import refuse_positional_values
+from kilnet.metrics import Metric
 from kilnet.variables import Variable, to_array
 
 Shape = tuple  # a shape without its batch axis, e.g. (28, 28)
@@ -167,6 +168,8 @@ class Layer:
         set_untracked(self, "_carried_vars", [])
         # the SeedGenerators kept as attributes: their states are variables, not weights
         set_untracked(self, "_seed_generators", [])
+        # the Metric objects kept as attributes (Keras's tracked metrics): `metrics`
+        set_untracked(self, "_held_metrics", [])
         self._track_attributes_set_before_init()
         set_untracked(self, "_inbound_nodes", [])
         set_untracked(self, "_eager_losses", [])
@@ -365,6 +368,8 @@ class Layer:
         elif isinstance(item, random.SeedGenerator) and not any(
                 item is g for g in self._seed_generators):
             self._seed_generators.append(item)
+        elif isinstance(item, Metric) and not any(item is m for m in self._held_metrics):
+            self._held_metrics.append(item)
 
     def untrack_attribute_item(self, item):
         """A layer removed from a list or dict attribute is no longer a sub-layer (Keras's)."""
@@ -1593,6 +1598,34 @@ class Layer:
             (['query', 'key'], False)
         """
         return list(self._sublayers)
+
+    @property
+    def metrics(self) -> list:
+        """The Metric objects this layer keeps as attributes (in the order they were set),
+        then each sub-layer's `metrics`, as Keras's `Layer.metrics`. They are no weights:
+        neither in `weights` nor in weight files, as in Keras.
+
+        Example:
+            >>> import kilnet
+            >>> class Gate(kilnet.layers.Layer):
+            ...     def __init__(self):
+            ...         super().__init__()
+            ...         self.dense = kilnet.layers.Dense(1)
+            ...         self.opened = kilnet.metrics.Mean(name="opened")
+            ...     def call(self, x):
+            ...         return self.dense(x)
+            >>> [metric.name for metric in Gate().metrics]
+            ['opened']
+        """
+        found = list(self.__dict__.get("_held_metrics", []))
+        for sub in self._sublayers:
+            found.extend(sub.metrics)
+        return found
+
+    @property
+    def metrics_variables(self) -> list:
+        """The state Variables of `metrics`, in their order (Keras's)."""
+        return [variable for metric in self.metrics for variable in metric.variables]
 
     @property
     def trainable(self) -> bool:

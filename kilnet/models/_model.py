@@ -14,6 +14,7 @@ compiled, the Trainer holds them while it trains.
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import functools
 import inspect
@@ -1191,18 +1192,57 @@ class Model(Layer):
     @property
     def metrics(self) -> list:
         """Keras's model.metrics: after compile(), a loss tracker (kilnet.metrics.Mean named
-        "loss") then the compiled metrics. A custom train_step may override it with its own."""
-        return self.compiled.keras_metrics() if self.is_compiled else []
+        "loss") and the compiled metrics; then, compiled or not, the Metric objects the model
+        keeps as attributes (`self.tracker = kilnet.metrics.Mean(name="l")` in `__init__`)
+        and those its layers keep, in Keras's order. A custom train_step may override it with
+        its own list. The built-in steps log an attribute metric's result without updating
+        it (Keras's); your own steps update it through `metrics_variables`.
+
+        Example:
+            >>> import kilnet
+            >>> class Tracked(kilnet.Model):
+            ...     def __init__(self):
+            ...         super().__init__()
+            ...         self.dense = kilnet.layers.Dense(1)
+            ...         self.tracker = kilnet.metrics.Mean(name="l")
+            ...     def call(self, x):
+            ...         return self.dense(x)
+            >>> model = Tracked()
+            >>> [metric.name for metric in model.metrics]
+            ['l']
+            >>> model.compile(optimizer="sgd", loss="mse")
+            >>> [metric.name for metric in model.metrics], len(model.metrics_variables)
+            (['loss', 'l'], 4)
+        """
+        compiled = self.compiled.keras_metrics() if self.is_compiled else []
+        return compiled + _held_metrics_in_keras_order(self)
+
+    def metrics_beyond_compiled(self) -> list:
+        """The entries of `metrics` that compile() did not make (the metrics kept as
+        attributes, or those of a `metrics` override of yours): the built-in steps log
+        their results and leave their state as it starts, as Keras's do."""
+        if type(self).metrics is Model.metrics:   # no override: read at every chunk's logs
+            return _held_metrics_in_keras_order(self)
+        made = ({id(metric) for metric in self.compiled.keras_metrics()}
+                if self.is_compiled else set())
+        return [metric for metric in self.metrics if id(metric) not in made]
+
+    def reset_metrics(self):
+        """Reset the state of every metric in `metrics`, as Keras's `reset_metrics`."""
+        for metric in self.metrics:
+            metric.reset_state()
 
     @property
     def metrics_names(self) -> list:
         """The names of evaluate()'s results, in the order it lists them (Keras's order: the
-        losses, then the metrics), so `dict(zip(model.metrics_names, model.evaluate(...)))`
-        pairs them. Keras 3 names its compiled metrics together "compile_metrics" here."""
+        losses, then the compiled metrics, then the metrics kept as attributes), so
+        `dict(zip(model.metrics_names, model.evaluate(...)))` pairs them. Keras 3 names its
+        compiled metrics together "compile_metrics" here."""
         objective = self.compiled.objective if self.is_compiled else None
         if objective is None or self.overrides_test_step:
             return [metric.name for metric in self.metrics]
-        return objective.result_names
+        return objective.result_names + [metric.name for metric in
+                                         self.metrics_beyond_compiled()]
 
     def stateless_call(self, trainable_variables, non_trainable_variables, *args, **kwargs):
         """Keras's JAX stateless_call (kilnet.layers.Layer.stateless_call), on a model that
@@ -1211,12 +1251,6 @@ class Model(Layer):
         self.require_built()
         return super().stateless_call(trainable_variables, non_trainable_variables, *args,
                                       **kwargs)
-
-    @property
-    def metrics_variables(self) -> list:
-        """Keras's model.metrics_variables: the variables of `model.metrics`, in order (the
-        order a custom train_step's metrics_variables come in)."""
-        return [variable for metric in self.metrics for variable in metric.variables]
 
     def stateless_compute_loss(self, trainable_variables, non_trainable_variables,
                                metrics_variables, x=None, y=None, y_pred=None,
@@ -1503,6 +1537,25 @@ class Model(Layer):
         for keep theirs, named in a warning (see kilnet.saving.load_weights)."""
         from kilnet.saving import load_weights
         load_weights(self, filepath, skip_mismatch=skip_mismatch)
+
+
+def _held_metrics_in_keras_order(model) -> list:
+    """The metrics a model keeps as attributes, then its layers' (`Layer.metrics`), visited
+    as Keras's Trainer visits them: each sub-layer before its siblings, the children of one
+    layer taken in reverse, nested models skipped (their sub-layers not). Keras lists a
+    metric of a layer inside a layer twice (once per level): so does this, as
+    `metrics_variables`' positions depend on it."""
+    found = list(model.__dict__.get("_held_metrics", []))
+    seen, waiting = set(), collections.deque(model.sublayers)
+    while waiting:
+        layer = waiting.popleft()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        waiting.extendleft(layer.sublayers)
+        if not isinstance(layer, Model):
+            found.extend(layer.metrics)
+    return found
 
 
 def _leaf_layers(model) -> list:
