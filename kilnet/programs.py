@@ -430,10 +430,15 @@ def custom_train_step(spec: StepSpec, state: TrainState, xb, yb, mask, epoch, st
                                           f"{type(spec.model).__name__}.train_step")
     state = state._replace(sums=_with_logs(state.sums, adapter.log_names))
     candidate = adapter.from_lists(state, new_lists)
-    new_sums = {"metric_vars": list(new_lists[3]), "logs": logs,
-                "count": state.sums["count"] + jnp.sum(mask.astype(jnp.float32))}
+    count = state.sums["count"] + jnp.sum(mask.astype(jnp.float32))
     if not checked:
-        return candidate._replace(sums=new_sums)
+        # Logs need not carry a fault to later steps (a value of this batch alone, not a
+        # running mean): a non-finite one leaves NaN in the count, which the closing check
+        # sees, as train_step leaves a hidden gradient's in the loss sum.
+        count = count + jnp.where(_all_finite(logs), 0.0, jnp.nan)
+        return candidate._replace(sums={"metric_vars": list(new_lists[3]), "logs": logs,
+                                        "count": count})
+    new_sums = {"metric_vars": list(new_lists[3]), "logs": logs, "count": count}
     return _checked_custom_update(spec, state, candidate, new_sums, logs, step)
 
 

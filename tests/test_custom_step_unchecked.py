@@ -25,9 +25,11 @@ FEATURES = 3
 BATCH = 8
 
 
-def _model_class(lib):
+def _model_class(lib, peak_log=False):
     """A Model subclass with a train_step of its own in Keras's JAX form over a list of
-    Dense layers (real_nvp's shape: many weights, a loss tracker, stateless_call)."""
+    Dense layers (real_nvp's shape: many weights, a loss tracker, stateless_call).
+    `peak_log`: the step learns from its batch clipped to [-10, 10] and also logs ten times
+    the batch's largest value, a log of that batch alone."""
 
     class OwnStep(lib.Model):
         def __init__(self):
@@ -51,19 +53,23 @@ def _model_class(lib):
 
         def train_step(self, state, data):
             tv, ntv, ov, mv = state
+            x = lib.ops.clip(data, -10.0, 10.0) if peak_log else data
             (loss, ntv), grads = jax.value_and_grad(
-                lambda t: self._loss(t, ntv, data), has_aux=True)(tv)
+                lambda t: self._loss(t, ntv, x), has_aux=True)(tv)
             tv, ov = self.optimizer.stateless_apply(ov, grads, tv)
             mv = self.loss_tracker.stateless_update_state(mv, loss)
-            return {"loss": self.loss_tracker.stateless_result(mv)}, (tv, ntv, ov, mv)
+            logs = {"loss": self.loss_tracker.stateless_result(mv)}
+            if peak_log:
+                logs["peak"] = lib.ops.max(data) * 10.0
+            return logs, (tv, ntv, ov, mv)
 
     return OwnStep
 
 
-def _twins():
+def _twins(peak_log=False):
     keras.utils.clear_session()
-    theirs = _model_class(keras)()
-    ours = _model_class(kilnet)()
+    theirs = _model_class(keras, peak_log)()
+    ours = _model_class(kilnet, peak_log)()
     x = np.zeros((1, FEATURES), np.float32)
     theirs(x), ours(x)
     ours.set_weights(theirs.get_weights())
@@ -114,3 +120,17 @@ def test_a_non_finite_step_stops_fit_there_with_the_weights_before_it():
     (replay,) = _train_programs(ours, "train_checked")
     leaves = 3 * len(ours.trainable_weights)
     assert _ands(replay) < 6 * leaves < leaves ** 2 / 10
+
+
+def test_a_step_whose_log_alone_is_not_finite_stops_fit_there():
+    """The step's weights and metric variables stay finite (it learns from the clipped
+    batch) and the next step's log is finite again: the fault is in that step's logs only."""
+    theirs, ours = _twins(peak_log=True)
+    x = _data(3 * BATCH)
+    theirs.fit(x[:BATCH], batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+    bad = x.copy()
+    bad[BATCH + 2, 1] = 3e38   # ten times it is not finite
+    with pytest.raises(NonFiniteError, match=r"epoch 1, step 2\b"):
+        ours.fit(bad, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+    for mine, keras_weight in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(mine, keras_weight, rtol=1e-5, atol=1e-6)
