@@ -1342,8 +1342,15 @@ class Layer:
         set_untracked(self, "_shape_given_to_build", input_shape)   # Keras's build config
         shape = without_batch_axis(input_shape)
         if self._sublayers and not all(sub.built for sub in self._sublayers):
-            with jax.ensure_compile_time_eval():
-                self._traced_output_shape(shape, init_rng=rng)
+            try:
+                with jax.ensure_compile_time_eval():
+                    self._traced_output_shape(shape, init_rng=rng)
+            except CallReadsValues:
+                # no trace builds what a call reading values calls (Keras builds it at the
+                # first call): as after a build without a shape, the first call builds it all
+                self.unbuild()
+                set_untracked(self, "_call_reads_values", True)
+                return
         self.built = True
         self.build_shape = shape
 
@@ -1462,12 +1469,16 @@ class Layer:
     def _outputs_on_arrays(self, init_rng, args, kwargs):
         """The outputs of `call` run on concrete arrays while building, as Keras runs an
         eager first call: the sub-layers it meets are built as it goes (for a call that reads
-        a tensor's value into Python, which no trace can run)."""
+        a tensor's value into Python, which no trace can run). As traced_outputs, they come
+        as KerasTensors, batch axis None."""
         options = dict(kwargs)
         training = self._building_training(options)
         args = jax.tree.map(_as_input_array, args)
         with _scope.opened(self._building_scope(init_rng, training)):
-            return self._run_call(args, options, training)
+            outputs = self._run_call(args, options, training)
+        # described as a trace describes them: any batch size
+        return jax.tree.map(lambda o: KerasTensor((None,) + tuple(o.shape[1:]), o.dtype),
+                            outputs)
 
     def _trial_output_shape(self, input_shape, call_keywords=None, call_extras=()):
         """The output shape of an unbuilt Keras-form layer: build it on a throwaway draw, trace,

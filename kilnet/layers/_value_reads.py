@@ -60,6 +60,8 @@ def _explained(layer, error) -> str:
             "`if` on a tensor). That needs concrete arrays: it runs in an eager call "
             "(layer(x) on arrays), but not where the call is traced: inside fit, evaluate or "
             "predict (compiled programs, as in Keras), jax.jit, or a call on symbolic inputs "
-            "(keras.Input). To use the layer there, compute the value with tensor ops instead "
-            "(ops.take, ops.take_along_axis, ops.where, ops.cond). "
+            "(keras.Input). Either compute the value with tensor ops instead (ops.take, "
+            "ops.take_along_axis, ops.where, ops.cond), or build the model with an eager call "
+            "(model(x)) and compile it with run_eagerly=True: kilnet then runs fit, evaluate "
+            "and predict on concrete arrays (Keras on JAX does not). "
             f"JAX said: {type(error).__name__}: {first_line}")
