@@ -143,3 +143,31 @@ def test_fit_says_the_layer_reads_a_value_into_python():
     with pytest.raises(TypeError, match=r"'pick' \(PickExperts\) reads a tensor's value into "
                                         r"Python in call\(\).*fit.*run_eagerly=True"):
         ours.fit(X, y, verbose=0)
+
+
+def test_run_eagerly_fits_such_a_model_from_the_loss_keras_computes():
+    """Keras on JAX cannot fit it (its fit traces the model); kilnet's run_eagerly runs
+    each step on concrete arrays: the first step's loss is Keras's from the same weights."""
+    y = np.ones((2, 1), np.float32)
+    ours, theirs, _ = twins(picking_model)
+    expected = float(np.mean((np.asarray(theirs(X)) - y) ** 2))
+    ours.compile(kilnet.optimizers.SGD(0.01), "mse", run_eagerly=True)
+    loss = ours.fit(X, y, batch_size=2, epochs=1, shuffle=False, verbose=0).history["loss"]
+    np.testing.assert_allclose(loss, [expected], rtol=1e-5)
+
+
+def test_run_eagerly_says_a_value_read_inside_the_loss_is_a_gradient_tracer():
+    class ReadsWhatTrains(kilnet.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.dense = kilnet.layers.Dense(2)
+
+        def call(self, x):
+            h = self.dense(x)
+            return h * float(kilnet.ops.convert_to_numpy(kilnet.ops.sum(h)))
+
+    model = kilnet.Sequential([ReadsWhatTrains(name="reads_h")])
+    model(X)
+    model.compile("sgd", "mse", run_eagerly=True)
+    with pytest.raises(TypeError, match=r"'reads_h'.*gradient tracers.*ops.stop_gradient"):
+        model.fit(X, np.ones((2, 2), np.float32), verbose=0)

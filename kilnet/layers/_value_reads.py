@@ -24,8 +24,7 @@ class CallReadsValues(TypeError):
     """A layer's call() read a traced value into Python: it runs only on concrete arrays.
 
     Example:
-        >>> import kilnet
-        >>> issubclass(CallReadsValues, TypeError)
+        >>> issubclass(CallReadsValues, TypeError)   # as JAX's errors for it are
         True
     """
 
@@ -44,8 +43,8 @@ def reading_values(layer):
         >>> try:
         ...     jax.jit(read)(1)
         ... except CallReadsValues as error:
-        ...     print(str(error).split(":")[0])
-        Layer 'reader' (Identity) reads a tensor's value into Python in call() (int(), float()
+        ...     print(str(error)[:56])
+        Layer 'reader' (Identity) reads a tensor's value into Py
     """
     try:
         yield
@@ -55,13 +54,21 @@ def reading_values(layer):
 
 def _explained(layer, error) -> str:
     first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return (f"Layer {layer.name!r} ({type(layer).__name__}) reads a tensor's value into "
-            "Python in call() (int(), float(), bool(), .numpy(), ops.convert_to_numpy, or "
-            "`if` on a tensor). That needs concrete arrays: it runs in an eager call "
-            "(layer(x) on arrays), but not where the call is traced: inside fit, evaluate or "
-            "predict (compiled programs, as in Keras), jax.jit, or a call on symbolic inputs "
-            "(keras.Input). Either compute the value with tensor ops instead (ops.take, "
-            "ops.take_along_axis, ops.where, ops.cond), or build the model with an eager call "
-            "(model(x)) and compile it with run_eagerly=True: kilnet then runs fit, evaluate "
-            "and predict on concrete arrays (Keras on JAX does not). "
-            f"JAX said: {type(error).__name__}: {first_line}")
+    said = f"JAX said: {type(error).__name__}: {first_line}"
+    reads = (f"Layer {layer.name!r} ({type(layer).__name__}) reads a tensor's value into "
+             "Python in call() (int(), float(), bool(), .numpy(), ops.convert_to_numpy, or "
+             "`if` on a tensor). ")
+    if jax.config.jax_disable_jit:
+        # run eagerly (run_eagerly=True): only the differentiated loss's values are traced
+        return reads + ("Run eagerly, the values inside the differentiated loss are JAX's "
+                        "gradient tracers, as in Keras: read the value of "
+                        "ops.stop_gradient(tensor) (nothing differentiates through a Python "
+                        "value), or compute it with tensor ops (ops.take, ops.where). " + said)
+    return reads + (
+        "That needs concrete arrays: it runs in an eager call (layer(x) on arrays), but not "
+        "where the call is traced: inside fit, evaluate or predict (compiled programs, as in "
+        "Keras), jax.jit, or a call on symbolic inputs (keras.Input). Either compute the "
+        "value with tensor ops instead (ops.take, ops.take_along_axis, ops.where, ops.cond), "
+        "or build the model with an eager call (model(x)) and compile it with "
+        "run_eagerly=True: kilnet then runs fit, evaluate and predict on concrete arrays "
+        "(Keras on JAX does not). " + said)
