@@ -20,6 +20,7 @@ building the layer's weights on first use, as Keras does.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import inspect
 import os
@@ -41,6 +42,7 @@ from kilnet.layers import _tensor_masks as tensor_masks
 from kilnet.layers._mask_arguments import CallArguments, arguments_named, automatic_masks
 from kilnet.layers._node import KerasTensor, Node, is_symbolic
 from kilnet.layers._positional_values import refuse_positional_values
+from kilnet.layers._value_reads import CallReadsValues, reading_values
 from kilnet.metrics import Metric
 from kilnet.variables import Variable, to_array
 
@@ -678,9 +680,7 @@ class Layer:
         inside a metric, where nothing trains in Keras either (keras.io's KID metric calls
         the InceptionV3 encoder it holds)."""
         if not self.built:
-            self.build_weights(utils.numpy_rng(utils.next_seed()),
-                               self.call_input_shape(args, kwargs),
-                               call_extras=_array_extras(args), call_keywords=kwargs)
+            self._build_for_call(utils.numpy_rng(utils.next_seed()), args, kwargs)
         if self.trainable_weights and not _scope.trains_nothing():
             raise ValueError(
                 f"Layer {self.name!r} is called inside the call() of another layer or model "
@@ -697,7 +697,8 @@ class Layer:
         # A call may return one of its Variables (a running total it just assigned): as in
         # Keras, the output is that Variable's current value, and an eager call returns the
         # Variable itself (the subclassing guide's ComputeSum prints y.numpy()).
-        with _scope.running_call(self), self._described_call(args, kwargs):
+        with _scope.running_call(self), self._described_call(args, kwargs), \
+                reading_values(self):
             result = self.call(*args, **kwargs)
         if isinstance(result, Variable):
             set_untracked(self, "_returned_variable", result)
@@ -848,8 +849,7 @@ class Layer:
         if not self.built:
             self.note_batch_size(args)
             self.note_input_dtype(args)
-            self.build_weights(_drawing_rng(), self.call_input_shape(args, kwargs),
-                               call_extras=_array_extras(args), call_keywords=kwargs)
+            self._build_for_call(_drawing_rng(), args, kwargs)
         entry = [self.params_tree(), self.state_tree()]
         _scope.current().layers[id(self)] = entry
         return entry
@@ -861,9 +861,7 @@ class Layer:
         if not self.built:
             self.note_batch_size(args)
             self.note_input_dtype(args)
-            self.build_weights(utils.numpy_rng(utils.next_seed()),
-                               self.call_input_shape(args, kwargs),
-                               call_extras=_array_extras(args), call_keywords=kwargs)
+            self._build_for_call(utils.numpy_rng(utils.next_seed()), args, kwargs)
         # None where nothing says (a functional model's, or a Keras-form layer's whose call
         # has no default) or the caller passed None: each inner layer then takes its own
         # call's default, as in Keras
@@ -884,6 +882,29 @@ class Layer:
         self.assign_state_tree(new_state)
         returned = self.__dict__.pop("_returned_variable", None)
         return outputs if returned is None else returned
+
+    def _build_for_call(self, rng, args, kwargs) -> None:
+        """Build the weights for a first call on `args`: by one abstract trace of `call`
+        (build_weights), or, for a call that reads a tensor's value into Python
+        (CallReadsValues) and is given concrete arrays, by running `call` on them as Keras's
+        eager first call runs it, building the sub-layers it meets. Such a layer is
+        remembered, so that building it again runs on the arrays at once."""
+        shape = self.call_input_shape(args, kwargs)
+        on_arrays = (args, kwargs) if _all_concrete((args, kwargs)) else None
+        if on_arrays is not None and self.__dict__.get("_call_reads_values"):
+            self.build_weights(rng, shape, call_keywords=kwargs, on_arrays=on_arrays)
+            return
+        untouched_rng, built_before = copy.deepcopy(rng), self._built_sublayers()
+        try:
+            self.build_weights(rng, shape, call_extras=_array_extras(args),
+                               call_keywords=kwargs)
+        except CallReadsValues:
+            if on_arrays is None or self.is_pure:
+                raise
+            self.unbuild(keep=built_before)   # what the failed trace built
+            set_untracked(self, "_call_reads_values", True)
+            self.build_weights(untouched_rng, shape, call_keywords=kwargs,
+                               on_arrays=on_arrays)
 
     def call_input_shape(self, args, kwargs):
         """The input shape(s) of a call, batch axis excluded: what the weights are built for
@@ -1092,14 +1113,17 @@ class Layer:
         return self.compute_dtype
 
     # -- building weights ------------------------------------------------------------------------
-    def build_weights(self, rng, input_shape, *, call_extras=(), call_keywords=None) -> None:
+    def build_weights(self, rng, input_shape, *, call_extras=(), call_keywords=None,
+                      on_arrays=None) -> None:
         """Make the weights for inputs of `input_shape`, drawing from the NumPy Generator
         `rng`: the pure form's `init`, kept as Variables. A built layer is made anew.
 
         `call_extras`: the positional arguments a Keras-form `call` takes after its input
         (an RNN cell's states), as arrays or jax.ShapeDtypeStruct with a batch axis, for the
         one abstract trace of `call` that builds its sub-layers; `call_keywords`: the call's
-        keyword arguments (a mask, options), given to that trace too."""
+        keyword arguments (a mask, options), given to that trace too. `on_arrays`: the
+        (args, kwargs) of an eager first call, concrete arrays: `call` runs on them in place
+        of the trace, for a call that reads a tensor's value (kilnet.layers._value_reads)."""
         call_keywords = {k: v for k, v in (call_keywords or {}).items() if k != "training"}
         if self.built and not self.is_pure:
             # A class that keeps its own build configuration (a build() taking more than the
@@ -1117,8 +1141,9 @@ class Layer:
             with jax.ensure_compile_time_eval(), self._naming_weights():
                 try:
                     params, state, _ = (
-                        self._keras_init(rng, input_shape, call_extras, call_keywords)
-                        if (call_extras or call_keywords) and not self.is_pure
+                        self._keras_init(rng, input_shape, call_extras, call_keywords,
+                                         on_arrays)
+                        if (call_extras or call_keywords or on_arrays) and not self.is_pure
                         else self.init(rng, input_shape))
                 except ValueError as error:
                     raise ValueError(f"Layer {self.name!r}: {error}") from None
@@ -1274,10 +1299,12 @@ class Layer:
                 return value if callable(value) else None
         return None
 
-    def _keras_init(self, rng, input_shape, call_extras=(), call_keywords=None):
+    def _keras_init(self, rng, input_shape, call_extras=(), call_keywords=None,
+                    on_arrays=None):
         """Keras's form: build() makes the weights, then one abstract trace of call() (on the
         input and `call_extras`) builds the sub-layers it calls and gives the outputs
-        (traced_outputs: KerasTensors in the structure `call` returns)."""
+        (traced_outputs: KerasTensors in the structure `call` returns); with `on_arrays`,
+        call() runs on those concrete (args, kwargs) instead, building them as it goes."""
         if not self.built:
             # `in_build_hook` lets a Model's build() (Keras's user-facing method of the same
             # name) tell that it runs as the weight-making hook and must not recurse.
@@ -1293,6 +1320,9 @@ class Layer:
                         self.build()
             finally:
                 set_untracked(self, "in_build_hook", False)
+        if on_arrays is not None:
+            return self.params_tree(), self.state_tree(), self._outputs_on_arrays(rng,
+                                                                                   *on_arrays)
         outputs = self.traced_outputs(input_shape, init_rng=rng, call_extras=call_extras,
                                       call_keywords=call_keywords)
         return self.params_tree(), self.state_tree(), outputs
@@ -1317,8 +1347,15 @@ class Layer:
         set_untracked(self, "_shape_given_to_build", input_shape)   # Keras's build config
         shape = without_batch_axis(input_shape)
         if self._sublayers and not all(sub.built for sub in self._sublayers):
-            with jax.ensure_compile_time_eval():
-                self._traced_output_shape(shape, init_rng=rng)
+            try:
+                with jax.ensure_compile_time_eval():
+                    self._traced_output_shape(shape, init_rng=rng)
+            except CallReadsValues:
+                # no trace builds what a call reading values calls (Keras builds it at the
+                # first call): as after a build without a shape, the first call builds it all
+                self.unbuild()
+                set_untracked(self, "_call_reads_values", True)
+                return
         self.built = True
         self.build_shape = shape
 
@@ -1406,26 +1443,47 @@ class Layer:
                                 (positional, tensors),
                                 is_leaf=lambda a: isinstance(a, KerasTensor))
 
-        # Keras traces a symbolic call as it would run: `training` as given (None included),
-        # else the call's default (a call returning two outputs in training makes a
-        # two-output graph); in no mode, the layers it calls take their own defaults
-        given = options.pop("training", UNSAID)
-        training = given if given is not UNSAID else _call_training_default(type(self))
+        training = self._building_training(options)
 
         def run(x, extras):
-            bindings = {id(v): v.value for v in self._trainable_vars + self._non_trainable_vars}
-            layers = {id(sub): [sub.params_tree(), sub.state_tree()]
-                      for sub in self._sublayers if sub.built}
-            scope = _scope.Scope(bindings=bindings, layers=layers, init_rng=init_rng,
-                                 training=bool(training),
-                                 training_given=training is not None)
-            with _scope.opened(scope), _scope.shapes_only():
+            with _scope.opened(self._building_scope(init_rng, training)), _scope.shapes_only():
                 return self._run_call((x, *extras[0]), {**options, **extras[1]}, training)
 
         out = jax.eval_shape(run, specs, abstract)
         # an axis of the symbolic size (not an int) is of unknown length
         return jax.tree.map(lambda o: KerasTensor((None,) + tuple(
             d if isinstance(d, int) else None for d in o.shape[1:]), o.dtype), out)
+
+    def _building_training(self, options: dict):
+        """The mode a building run of `call` runs in, taken out of its keyword `options`.
+        Keras traces a symbolic call as it would run: `training` as given (None included),
+        else the call's default (a call returning two outputs in training makes a two-output
+        graph); in no mode, the layers it calls take their own defaults."""
+        given = options.pop("training", UNSAID)
+        return given if given is not UNSAID else _call_training_default(type(self))
+
+    def _building_scope(self, init_rng, training):
+        """The scope of a run of `call` that builds: the weights made so far bound to their
+        values, sub-layers built on their first call drawing from `init_rng`."""
+        bindings = {id(v): v.value for v in self._trainable_vars + self._non_trainable_vars}
+        layers = {id(sub): [sub.params_tree(), sub.state_tree()]
+                  for sub in self._sublayers if sub.built}
+        return _scope.Scope(bindings=bindings, layers=layers, init_rng=init_rng,
+                            training=bool(training), training_given=training is not None)
+
+    def _outputs_on_arrays(self, init_rng, args, kwargs):
+        """The outputs of `call` run on concrete arrays while building, as Keras runs an
+        eager first call: the sub-layers it meets are built as it goes (for a call that reads
+        a tensor's value into Python, which no trace can run). As traced_outputs, they come
+        as KerasTensors, batch axis None."""
+        options = dict(kwargs)
+        training = self._building_training(options)
+        args = jax.tree.map(_as_input_array, args)
+        with _scope.opened(self._building_scope(init_rng, training)):
+            outputs = self._run_call(args, options, training)
+        # described as a trace describes them: any batch size
+        return jax.tree.map(lambda o: KerasTensor((None,) + tuple(o.shape[1:]), o.dtype),
+                            outputs)
 
     def _trial_output_shape(self, input_shape, call_keywords=None, call_extras=()):
         """The output shape of an unbuilt Keras-form layer: build it on a throwaway draw, trace,
@@ -2398,6 +2456,11 @@ def _cast_keeping_masks(tree, dtype):
     cast = mixed_precision.cast_floating(tree, dtype)
     tensor_masks.carry_masks(tree, cast)
     return cast
+
+
+def _all_concrete(tree) -> bool:
+    """Whether no leaf of `tree` is a JAX trace's value (so Python can read them)."""
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(tree))
 
 
 def _array_extras(args) -> tuple:

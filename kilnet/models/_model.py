@@ -596,20 +596,22 @@ class Model(Layer):
         if self.compiled is not None:
             self.compiled.reset_state()
 
-    def _keras_init(self, rng, input_shape, call_extras=(), call_keywords=None):
+    def _keras_init(self, rng, input_shape, call_extras=(), call_keywords=None,
+                    on_arrays=None):
         """A subclassed model's build: its call's traced outputs are kept (they give
         output_specs, and the structure predict returns)."""
         params, state, outputs = super()._keras_init(rng, input_shape, call_extras,
-                                                     call_keywords)
+                                                     call_keywords, on_arrays)
         set_untracked(self, "_outputs_structure", outputs)
         return params, state, outputs
 
-    def build_weights(self, rng, input_shape, *, call_extras=(), call_keywords=None) -> None:
+    def build_weights(self, rng, input_shape, *, call_extras=(), call_keywords=None,
+                      on_arrays=None) -> None:
         """Layer.build_weights; a functional model keeps its declared input shapes as its
         build shape: a parent may build it for inputs of another rank, which its call adjusts
         (with_declared_rank), or for a length where it declared None."""
         super().build_weights(rng, input_shape, call_extras=call_extras,
-                              call_keywords=call_keywords)
+                              call_keywords=call_keywords, on_arrays=on_arrays)
         if self.is_functional:
             self.build_shape = self._sample_shapes([t.sample_shape for t in self.fed_tensors])
 
