@@ -36,11 +36,13 @@ def refuse_positional_values(layer_name: str, call, args: tuple) -> None:
         ...     print(str(error).split(". ")[0])
         Layer 'block' takes only tensors as positional arguments, as Keras does: its argument 'height' was given the Python value 3 (int)
     """
-    names = _call_parameter_names(call)
     for position, argument in enumerate(args[1:], start=1):
         value = _first_python_value(argument)
         if value is None:
             continue
+        # the signature is read only to word the error: every eager call of a layer taking
+        # several tensors (an attention's query and value) passes through here
+        names = _call_parameter_names(call)
         name = names[position] if position < len(names) else None
         which = repr(name) if name else f"number {position + 1} (the input is 1)"
         example = (f", e.g. {_keyword_form(layer_name, names, args)}" if name
