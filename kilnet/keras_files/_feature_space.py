@@ -22,6 +22,7 @@ from kilnet._version import __version__
 from kilnet.errors import ModelFileError
 from kilnet.keras_files import _archive, _h5, _layout
 from kilnet.keras_files._export import KERAS_VERSION, refuse_non_finite
+from kilnet.keras_files._install import install_layout
 
 CLASS_NAME = "FeatureSpace"
 
@@ -75,11 +76,7 @@ def load_feature_space(spec, members, path):
     if _archive.WEIGHTS not in members:
         raise ModelFileError(path, f"it has no {_archive.WEIGHTS}.")
     with _h5.WeightsFile(members[_archive.WEIGHTS], path) as weights:
-        arrays = [weights.read(h5, variable.shape, np.dtype(variable.dtype))
-                  for h5, _, variable in layout.slots]
-        for (_, _, variable), array in zip(layout.slots, arrays):
-            variable.assign(array)
-        _saving_hooks.load_own_variables(layout.hooked, _h5.group_reader(weights), path)
+        install_layout(layout, weights, [""], "the feature space")
     _saving_hooks.load_assets(layout.groups, members, path)
     return space
 
