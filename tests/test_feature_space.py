@@ -434,9 +434,25 @@ def test_a_space_file_holding_an_array_no_preprocessor_uses_is_refused(tmp_path)
 
 
 def test_an_unadapted_space_is_not_saved(tmp_path):
-    with pytest.raises(ValueError, match="adapt"):
+    with pytest.raises(ValueError) as raised:
         tutorial_space().save(tmp_path / "space.keras")
+    assert str(raised.value) == (
+        "FeatureSpace: call `.adapt(data)` before using the space; the features "
+        "['sex', 'cp', 'ca', 'thal', 'age', 'chol'] learn from the data.")
     assert not (tmp_path / "space.keras").exists()
+
+
+def test_saving_checks_adaptation_once(tmp_path, monkeypatch):
+    checks = []
+    space = tutorial_space()
+    space.adapt(heart_table())
+    check = FeatureSpace._check_adapted
+    monkeypatch.setattr(FeatureSpace, "_check_adapted",
+                        lambda self: checks.append(1) or check(self))
+    space.save(tmp_path / "space.keras")
+    assert len(checks) == 1
+    assert kilnet.models.load_model(tmp_path / "space.keras").features.keys() == \
+        space.features.keys()
 
 
 def test_features_made_with_the_constructors_are_named_as_keras_numbers_them():

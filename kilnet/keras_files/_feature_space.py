@@ -42,9 +42,10 @@ def save_feature_space(space, filepath, overwrite=True) -> None:
         ['config.json', 'metadata.json', 'model.weights.h5']
     """
     path = os.fspath(filepath)
+    build_config = space.get_build_config()   # first: it refuses an unadapted space
     entry = {"module": "keras.utils", "class_name": CLASS_NAME, "config":
              space.keras_file_config(), "registered_name": None,
-             "build_config": space.get_build_config()}
+             "build_config": build_config}
     metadata = {"keras_version": KERAS_VERSION, "kilnet_version": __version__,
                 "date_saved": time.strftime("%Y-%m-%d@%H:%M:%S")}
     layout = _layout.feature_space_layout(space)
