@@ -10,13 +10,13 @@ import os
 
 os.environ["KERAS_BACKEND"] = "jax"  # before keras is imported: the reference runs on JAX
 
-import jax  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import kilnet  # noqa: E402
 from kilnet.errors import InputError  # noqa: E402
+from _keras_twins import OwnSteps  # noqa: E402
 
 LIBS = (kilnet, keras)
 TOKENS = 4
@@ -38,12 +38,12 @@ TRAIN, VAL = _batches(24, 0), _batches(16, 1)
 def _seq2seq(lib):
     """A subclassed model whose call takes [source, decoder input], with its own steps
     that unpack the dict batch (transformer_asr's shape)."""
-    class Seq2Seq(lib.Model):
+    class Seq2Seq(OwnSteps, lib.Model):
         def __init__(self):
             super().__init__()
             self.encode = lib.layers.Dense(TOKENS)
             self.embed = lib.layers.Embedding(TOKENS, TOKENS)
-            self.loss_tracker = lib.metrics.Mean(name="loss")
+            self.tracker = lib.metrics.Mean(name="loss")
             self.loss_fn = lib.losses.SparseCategoricalCrossentropy(from_logits=True)
 
         def call(self, inputs):
@@ -52,26 +52,12 @@ def _seq2seq(lib):
 
         @property
         def metrics(self):
-            return [self.loss_tracker]
+            return [self.tracker]
 
-        def _loss(self, tv, ntv, batch):
+        def step_loss(self, tv, ntv, batch, step):
             source, target = batch["source"], batch["target"]
             logits, ntv = self.stateless_call(tv, ntv, [source, target[:, :-1]])
             return self.loss_fn(target[:, 1:], logits, sample_weight=batch["weight"]), ntv
-
-        def train_step(self, state, batch):
-            tv, ntv, ov, mv = state
-            (loss, ntv), grads = jax.value_and_grad(
-                lambda t: self._loss(t, ntv, batch), has_aux=True)(tv)
-            tv, ov = self.optimizer.stateless_apply(ov, grads, tv)
-            mv = self.loss_tracker.stateless_update_state(mv, loss)
-            return {"loss": self.loss_tracker.stateless_result(mv)}, (tv, ntv, ov, mv)
-
-        def test_step(self, state, batch):
-            tv, ntv, mv = state
-            loss, ntv = self._loss(tv, ntv, batch)
-            mv = self.loss_tracker.stateless_update_state(mv, loss)
-            return {"loss": self.loss_tracker.stateless_result(mv)}, (tv, ntv, mv)
 
         def predict_step(self, state, data):
             tv, ntv = state

@@ -12,13 +12,13 @@ import os
 
 os.environ["KERAS_BACKEND"] = "jax"  # before keras is imported: the reference runs on JAX
 
-import jax  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import kilnet  # noqa: E402
 from kilnet.errors import InputError  # noqa: E402
+from _keras_twins import OwnSteps  # noqa: E402
 
 FEATURES = 4
 KERNEL = np.linspace(-0.3, 0.4, FEATURES, dtype="float32").reshape(FEATURES, 1)
@@ -58,7 +58,9 @@ def _zipped(lib, as_dict, image_like_dummies=False):
 def _two_input_model(lib, as_dict):
     """simclr's pretraining model: its call takes (images, labeled images), its train_step
     unpacks the zipped batch, its test_step (images, labels)."""
-    class Pretraining(lib.Model):
+    class Pretraining(OwnSteps, lib.Model):
+        log_name = "l"
+
         def __init__(self):
             super().__init__()
             self.head = lib.layers.Dense(1, name="head")
@@ -72,28 +74,17 @@ def _two_input_model(lib, as_dict):
         def metrics(self):
             return [self.tracker]
 
-        def train_step(self, state, data):
-            tv, ntv, ov, mv = state
+        def step_loss(self, tv, ntv, data, step):
+            if step == "test":
+                images, y = data
+                (_, pl), _ = self.stateless_call(tv, ntv, (images, images))
+                return lib.ops.mean((pl[:, 0] - y) ** 2), ntv
             if as_dict:
                 (u, _), (images, y) = (data["u"], data["u_y"]), (data["l"], data["l_y"])
             else:
                 (u, _), (images, y) = data
-
-            def loss_of(tv):
-                (pu, pl), _ = self.stateless_call(tv, ntv, (u, images))
-                return lib.ops.mean(pu ** 2) + lib.ops.mean((pl[:, 0] - y) ** 2)
-
-            loss, grads = jax.value_and_grad(loss_of)(tv)
-            tv, ov = self.optimizer.stateless_apply(ov, grads, tv)
-            mv = self.tracker.stateless_update_state(mv, loss)
-            return {"l": self.tracker.stateless_result(mv)}, (tv, ntv, ov, mv)
-
-        def test_step(self, state, data):
-            tv, ntv, mv = state
-            images, y = data
-            (_, pl), _ = self.stateless_call(tv, ntv, (images, images))
-            mv = self.tracker.stateless_update_state(mv, lib.ops.mean((pl[:, 0] - y) ** 2))
-            return {"l": self.tracker.stateless_result(mv)}, (tv, ntv, mv)
+            (pu, pl), _ = self.stateless_call(tv, ntv, (u, images))
+            return lib.ops.mean(pu ** 2) + lib.ops.mean((pl[:, 0] - y) ** 2), ntv
 
     model = Pretraining()
     model.compile(optimizer=lib.optimizers.SGD(0.05))
@@ -157,7 +148,9 @@ def _without_call(lib, built=True):
     inputs = lib.Input((3,))
     network = lib.Model(inputs, lib.layers.Dense(1, name="d")(inputs), name="network")
 
-    class Diffusion(lib.Model):
+    class Diffusion(OwnSteps, lib.Model):
+        log_name = "l"
+
         def __init__(self, network):
             super().__init__()
             self.network = network
@@ -167,22 +160,9 @@ def _without_call(lib, built=True):
         def metrics(self):
             return [self.tracker]
 
-        def _loss(self, tv, ntv, data):
+        def step_loss(self, tv, ntv, data, step):
             y, ntv = self.network.stateless_call(tv, ntv, data["x"], training=True)
             return lib.ops.mean((y - data["t"]) ** 2), ntv
-
-        def train_step(self, state, data):
-            tv, ntv, ov, mv = state
-            (loss, ntv), grads = jax.value_and_grad(self._loss, has_aux=True)(tv, ntv, data)
-            tv, ov = self.optimizer.stateless_apply(ov, grads, tv)
-            mv = self.tracker.stateless_update_state(mv, loss)
-            return {"l": self.tracker.stateless_result(mv)}, (tv, ntv, ov, mv)
-
-        def test_step(self, state, data):
-            tv, ntv, mv = state
-            loss, _ = self._loss(tv, ntv, data)
-            mv = self.tracker.stateless_update_state(mv, loss)
-            return {"l": self.tracker.stateless_result(mv)}, (tv, ntv, mv)
 
     model = Diffusion(network)
     model.compile(optimizer=lib.optimizers.SGD(0.1))
@@ -238,7 +218,9 @@ def test_model_without_call_not_built_says_how_to_build_it():
 def _container_recorder(lib):
     """A two-input model whose train_step and test_step record the container x reaches
     them in (at trace time)."""
-    class Recorder(lib.Model):
+    class Recorder(OwnSteps, lib.Model):
+        log_name = "l"
+
         def __init__(self):
             super().__init__()
             self.head = lib.layers.Dense(1, name="head")
@@ -252,23 +234,11 @@ def _container_recorder(lib):
         def metrics(self):
             return [self.tracker]
 
-        def _loss(self, tv, ntv, data, step):
+        def step_loss(self, tv, ntv, data, step):
             x, y = data
             self.seen[step].add(type(x).__name__)
             out, _ = self.stateless_call(tv, ntv, x)
-            return lib.ops.mean((out[:, 0] - y) ** 2)
-
-        def train_step(self, state, data):
-            tv, ntv, ov, mv = state
-            loss, grads = jax.value_and_grad(lambda t: self._loss(t, ntv, data, "train"))(tv)
-            tv, ov = self.optimizer.stateless_apply(ov, grads, tv)
-            mv = self.tracker.stateless_update_state(mv, loss)
-            return {"l": self.tracker.stateless_result(mv)}, (tv, ntv, ov, mv)
-
-        def test_step(self, state, data):
-            tv, ntv, mv = state
-            mv = self.tracker.stateless_update_state(mv, self._loss(tv, ntv, data, "test"))
-            return {"l": self.tracker.stateless_result(mv)}, (tv, ntv, mv)
+            return lib.ops.mean((out[:, 0] - y) ** 2), ntv
 
     model = Recorder()
     model.compile(optimizer=lib.optimizers.SGD(0.05))

@@ -20,6 +20,7 @@ import pytest  # noqa: E402
 
 import kilnet  # noqa: E402
 from kilnet.errors import InputError  # noqa: E402
+from _keras_twins import OwnSteps  # noqa: E402
 
 FEATURES = 5
 
@@ -50,11 +51,11 @@ def _siamese(lib):
     network = lib.Model(inputs, Distance(name="distance")(*[embedding(t) for t in inputs]),
                         name="siamese_network")
 
-    class Siamese(lib.Model):
+    class Siamese(OwnSteps, lib.Model):
         def __init__(self):
             super().__init__()
             self.network = network
-            self.loss_tracker = lib.metrics.Mean(name="loss")
+            self.tracker = lib.metrics.Mean(name="loss")
             self.batch_types = []
 
         def call(self, inputs):
@@ -62,26 +63,12 @@ def _siamese(lib):
 
         @property
         def metrics(self):
-            return [self.loss_tracker]
+            return [self.tracker]
 
-        def _loss(self, tv, ntv, data):
+        def step_loss(self, tv, ntv, data, step):
             self.batch_types.append(type(data).__name__)   # at trace time
             (ap, an), ntv = self.stateless_call(tv, ntv, data)
             return lib.ops.mean(lib.ops.maximum(ap - an + 0.5, 0.0)), ntv
-
-        def train_step(self, state, data):
-            tv, ntv, ov, mv = state
-            (loss, ntv), grads = jax.value_and_grad(
-                lambda t: self._loss(t, ntv, data), has_aux=True)(tv)
-            tv, ov = self.optimizer.stateless_apply(ov, grads, tv)
-            mv = self.loss_tracker.stateless_update_state(mv, loss)
-            return {"loss": self.loss_tracker.stateless_result(mv)}, (tv, ntv, ov, mv)
-
-        def test_step(self, state, data):
-            tv, ntv, mv = state
-            loss, ntv = self._loss(tv, ntv, data)
-            mv = self.loss_tracker.stateless_update_state(mv, loss)
-            return {"loss": self.loss_tracker.stateless_result(mv)}, (tv, ntv, mv)
 
         def predict_step(self, state, data):
             tv, ntv = state

@@ -12,13 +12,13 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import jax
 import keras
 import numpy as np
 import pytest
 
 import kilnet
 from kilnet.errors import NonFiniteError
+from _keras_twins import OwnTrainStep
 
 LAYERS = 12
 FEATURES = 3
@@ -31,37 +31,32 @@ def _model_class(lib, peak_log=False):
     `peak_log`: the step learns from its batch clipped to [-10, 10] and also logs ten times
     the batch's largest value, a log of that batch alone."""
 
-    class OwnStep(lib.Model):
+    class OwnStep(OwnTrainStep, lib.Model):
         def __init__(self):
             super().__init__()
             self.stack = [lib.layers.Dense(FEATURES, activation="tanh", name=f"d{i}")
                           for i in range(LAYERS)]
-            self.loss_tracker = lib.metrics.Mean(name="loss")
+            self.tracker = lib.metrics.Mean(name="loss")
 
         @property
         def metrics(self):
-            return [self.loss_tracker]
+            return [self.tracker]
 
         def call(self, x):
             for layer in self.stack:
                 x = layer(x)
             return x
 
-        def _loss(self, tv, ntv, x):
+        def step_loss(self, tv, ntv, data, step):
+            x = lib.ops.clip(data, -10.0, 10.0) if peak_log else data
             y, ntv = self.stateless_call(tv, ntv, x)
             return lib.ops.mean(lib.ops.square(y - x)), ntv
 
         def train_step(self, state, data):
-            tv, ntv, ov, mv = state
-            x = lib.ops.clip(data, -10.0, 10.0) if peak_log else data
-            (loss, ntv), grads = jax.value_and_grad(
-                lambda t: self._loss(t, ntv, x), has_aux=True)(tv)
-            tv, ov = self.optimizer.stateless_apply(ov, grads, tv)
-            mv = self.loss_tracker.stateless_update_state(mv, loss)
-            logs = {"loss": self.loss_tracker.stateless_result(mv)}
+            logs, state = super().train_step(state, data)
             if peak_log:
                 logs["peak"] = lib.ops.max(data) * 10.0
-            return logs, (tv, ntv, ov, mv)
+            return logs, state
 
     return OwnStep
 

@@ -406,10 +406,53 @@ def test_a_space_written_the_keras_way_opens_with_its_vocabulary_from_the_assets
     np.testing.assert_allclose(again(data), reference, atol=1e-5)
 
 
+def test_a_space_file_holding_an_array_no_preprocessor_uses_is_refused(tmp_path):
+    """As a model's file is: an array nothing reads means the file was written for another
+    config, so it is refused, naming the array, rather than opened half-used."""
+    import zipfile
+
+    import h5py
+
+    space = tutorial_space()
+    space.adapt(heart_table())
+    space.save(tmp_path / "space.keras")
+    members = _file_members(tmp_path / "space.keras")
+    weights_path = tmp_path / "model.weights.h5"
+    weights_path.write_bytes(members["model.weights.h5"])
+    with h5py.File(weights_path, "a") as f:
+        f.create_dataset("preprocessors/normalization_9/vars/0", data=np.ones(3, "float32"))
+    members["model.weights.h5"] = weights_path.read_bytes()
+    with zipfile.ZipFile(tmp_path / "extra.keras", "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    assert sorted(_h5_datasets(members["model.weights.h5"]))[-1] == \
+        "preprocessors/normalization_9/vars/0"
+    with pytest.raises(kilnet.errors.ModelFileError,
+                       match=r"no layer of the feature space uses: "
+                             r"\['preprocessors/normalization_9/vars/0'\]"):
+        kilnet.models.load_model(tmp_path / "extra.keras")
+
+
 def test_an_unadapted_space_is_not_saved(tmp_path):
-    with pytest.raises(ValueError, match="adapt"):
+    with pytest.raises(ValueError) as raised:
         tutorial_space().save(tmp_path / "space.keras")
+    assert str(raised.value) == (
+        "FeatureSpace: call `.adapt(data)` before using the space; the features "
+        "['sex', 'cp', 'ca', 'thal', 'age', 'chol'] learn from the data.")
     assert not (tmp_path / "space.keras").exists()
+
+
+def test_saving_checks_adaptation_once(tmp_path, monkeypatch):
+    checks = []
+    space = tutorial_space()
+    space.adapt(heart_table())
+    check = FeatureSpace._check_adapted
+    monkeypatch.setattr(FeatureSpace, "_check_adapted",
+                        lambda self: checks.append(1) or check(self))
+    space.save(tmp_path / "space.keras")
+    assert len(checks) == 1
+    assert kilnet.models.load_model(tmp_path / "space.keras").features.keys() == \
+        space.features.keys()
 
 
 def test_features_made_with_the_constructors_are_named_as_keras_numbers_them():

@@ -4,7 +4,7 @@
 "m.weights.h5")` and `model.load_weights("m.weights.h5")` come here (kilnet.saving dispatches
 on the extension). A Keras file is read as data: a closed table maps Keras's layer classes to
 kilnet's, nothing in a file is imported or executed, and every size is bounded before memory is
-allocated (see _archive, _h5, _config, _layout, _import, _export).
+allocated (see _archive, _h5, _config, _layout, _install, _import, _export).
 """
 
 from kilnet.keras_files._archive import is_zip

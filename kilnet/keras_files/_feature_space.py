@@ -22,6 +22,7 @@ from kilnet._version import __version__
 from kilnet.errors import ModelFileError
 from kilnet.keras_files import _archive, _h5, _layout
 from kilnet.keras_files._export import KERAS_VERSION, refuse_non_finite
+from kilnet.keras_files._install import install_layout
 
 CLASS_NAME = "FeatureSpace"
 
@@ -41,9 +42,10 @@ def save_feature_space(space, filepath, overwrite=True) -> None:
         ['config.json', 'metadata.json', 'model.weights.h5']
     """
     path = os.fspath(filepath)
+    build_config = space.get_build_config()   # first: it refuses an unadapted space
     entry = {"module": "keras.utils", "class_name": CLASS_NAME, "config":
              space.keras_file_config(), "registered_name": None,
-             "build_config": space.get_build_config()}
+             "build_config": build_config}
     metadata = {"keras_version": KERAS_VERSION, "kilnet_version": __version__,
                 "date_saved": time.strftime("%Y-%m-%d@%H:%M:%S")}
     layout = _layout.feature_space_layout(space)
@@ -75,11 +77,7 @@ def load_feature_space(spec, members, path):
     if _archive.WEIGHTS not in members:
         raise ModelFileError(path, f"it has no {_archive.WEIGHTS}.")
     with _h5.WeightsFile(members[_archive.WEIGHTS], path) as weights:
-        arrays = [weights.read(h5, variable.shape, np.dtype(variable.dtype))
-                  for h5, _, variable in layout.slots]
-        for (_, _, variable), array in zip(layout.slots, arrays):
-            variable.assign(array)
-        _saving_hooks.load_own_variables(layout.hooked, _h5.group_reader(weights), path)
+        install_layout(layout, weights, [""], "the feature space")
     _saving_hooks.load_assets(layout.groups, members, path)
     return space
 

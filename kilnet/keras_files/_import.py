@@ -24,6 +24,7 @@ from kilnet.errors import ModelFileError
 from kilnet.keras_files import _archive, _config, _h5, _layout, _legacy, _precheck
 from kilnet.keras_files import _feature_space
 from kilnet.keras_files._h5 import group_reader
+from kilnet.keras_files._install import install_layout
 from kilnet.keras_files import _optimizer as _opt_layout
 from kilnet.layers import InputLayer
 from kilnet.models import Model
@@ -126,24 +127,11 @@ def install_weights(model, weights, build_config=None, skip_mismatch=False):
                                    lambda h5: weights.read(h5, shapes[h5], dtypes[h5]), path)
         _load_hooked_or_skip(layout, weights)
         return layout
-    arrays = [weights.read(h5, variable.shape, np.dtype(variable.dtype))
-              for h5, _, variable in slots]
-    used = {h5 for h5, _, _ in slots}
-    for group, _ in layout.hooked:   # read by the layers' own load_own_variables, below
-        if weights.group(group) is not None:
-            used.update(weights.datasets(group))
     # a subclassed model's layers sit under its attributes' names too (kilnet.keras_files.
     # _layout), not only under "layers"
-    groups = ["layers"] if model.is_functional else [g for g in weights.file
-                                                     if g != "optimizer"]
-    stray = [p for group in groups if group in weights.file
-             for p in weights.datasets(group) if p not in used]
-    if stray:
-        raise ModelFileError(path, f"its weights hold arrays no layer of the model uses: "
-                                   f"{stray[:3]}.")
-    for (_, _, variable), array in zip(slots, arrays):
-        variable.assign(array)
-    _saving_hooks.load_own_variables(layout.hooked, group_reader(weights), path)
+    scanned = ["layers"] if model.is_functional else [g for g in weights.file
+                                                      if g != "optimizer"]
+    install_layout(layout, weights, scanned, "the model")
     return layout
 
 

@@ -653,8 +653,8 @@ class FeatureSpace:
             >>> again({"color": ["blue"]}).tolist()
             [[0.0, 0.0, 1.0]]
         """
-        self._check_adapted()
-        # files come after the data in kilnet's order: the writer is reached when saving
+        # files come after the data in kilnet's order: the writer is reached when saving;
+        # it refuses an unadapted space (get_build_config checks) before writing anything
         from kilnet.keras_files import save_feature_space
 
         save_feature_space(self, filepath)
