@@ -21,6 +21,7 @@ from kilnet.layers import GRU, LSTM, RNN, Bidirectional, InputLayer, MultiHeadAt
 from kilnet.layers import GroupQueryAttention
 from kilnet.layers import Pipeline, SpectralNormalization, StackedRNNCells, TimeDistributed
 from kilnet.layers import LAYER_TYPES, Layer
+from kilnet.metrics import Metric
 from kilnet.models import Model
 
 RNN_TYPES = (SimpleRNN, LSTM, GRU)   # Keras keeps their weights in the `cell` sub-object
@@ -163,6 +164,9 @@ def _container_slots(model, prefix, path, layout, seen):
 
 def _layer_slots(layer, prefix, path, layout, seen):
     if isinstance(layer, Model):
+        # a model no built model holds (a metric's encoder) is built by nothing else, while
+        # Keras has its weights from its construction
+        layer.build_if_shapes_known()
         if layer.is_functional:
             _own_slots(layer, prefix, path, layout)
             _container_slots(layer, prefix, path, layout, seen)
@@ -217,10 +221,43 @@ def _attribute_slots(layer, prefix, path, layout, seen, extra=None):
     skip = _BASE_ATTRIBUTES | {"_sublayers"}
     values = {name: getattr(layer, name) for name in vars(layer) if name not in skip}
     values.update(extra or {})
-    # each held layer's arrays are under its key in the layer's trees (two may share a name)
+    # each held layer's arrays are under its key in the layer's trees (two may share a name);
+    # of the metrics, only those the layer tracks are walked: compile()'s, kept in kilnet's
+    # bookkeeping attributes, are none of Keras's walk
     keys = {id(sub): key for key, sub in layer.keyed_sublayers()}
+    keys.update((id(metric), metric.name) for metric in layer.own_metrics)
+    _walk_attributes(values, prefix, path, keys, layout, seen)
+
+
+def _walk_attributes(values, prefix, path, keys, layout, seen):
+    """Each of `values` ({attribute: value}) under its attribute's name, in Keras's order:
+    public names sorted, then private ones."""
     for attribute in sorted(values, key=lambda name: "~" + name if name[0] == "_" else name):
         _value_slots(values[attribute], f"{prefix}{attribute}/", path, keys, layout, seen)
+
+
+def _metric_slots(metric, prefix, path, layout, seen):
+    """A Metric kept as an attribute (keras.io's KID metric holds an InceptionV3 encoder):
+    Keras's saving walks it as it walks a layer of yours, but a metric writes no variables of
+    its own (its state is in no weights file), so only the layers it holds have places,
+    under their attributes' names (`kid/encoder/layers/...`)."""
+    values = {name: value for name, value in vars(metric).items()
+              if name not in _METRIC_BASE_ATTRIBUTES}
+    # every attribute of a metric is yours: each metric in them is walked
+    keys = {id(held): held.name for held in _metrics_in(list(values.values()))}
+    _walk_attributes(values, prefix, path, keys, layout, seen)
+
+
+def _metrics_in(values) -> list:
+    """The Metric objects among `values`, inside lists, tuples and dicts too."""
+    found = []
+    for value in values:
+        if isinstance(value, Metric):
+            found.append(value)
+        elif isinstance(value, (list, tuple, dict)):
+            found.extend(_metrics_in(list(value.values()) if isinstance(value, dict)
+                                     else value))
+    return found
 
 
 def _subclassed_slots(model, prefix, path, layout, seen):
@@ -239,12 +276,18 @@ def _value_slots(value, prefix, path, keys, layout, seen):
             seen.add(id(value))
             _layer_slots(value, prefix, path + (keys.get(id(value), value.name),), layout,
                          seen)
+    elif isinstance(value, Metric):
+        if id(value) in keys and id(value) not in seen:
+            seen.add(id(value))
+            _metric_slots(value, prefix, path + (keys[id(value)],), layout, seen)
     elif isinstance(value, (list, tuple, dict)):
         items = list(value.values()) if isinstance(value, dict) else list(value)
         used = {}
         for item in items:
             if isinstance(item, Layer):
                 base = class_base_name(item)
+            elif isinstance(item, Metric):   # numbered by class as Keras numbers any saveable
+                base = snake_case(type(item).__name__)
             elif isinstance(item, (list, tuple, dict)):
                 base = "container"
             else:
@@ -256,6 +299,8 @@ def _value_slots(value, prefix, path, keys, layout, seen):
 
 # Attributes every kilnet layer and model has: its bookkeeping, never a place in Keras's file.
 _BASE_ATTRIBUTES = frozenset(vars(Layer())) | frozenset(vars(Model()))
+# Attributes every kilnet Metric has: its state and bookkeeping, none of them saved by Keras
+_METRIC_BASE_ATTRIBUTES = frozenset(vars(Metric()))
 
 
 def _spectral_slots(layer, prefix, path, layout, seen):

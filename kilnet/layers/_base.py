@@ -1681,6 +1681,28 @@ class Layer:
         return found
 
     @property
+    def own_metrics(self) -> list:
+        """The Metric objects this layer itself keeps as attributes (also inside lists and
+        dicts kept as attributes), in the order they were set: `metrics` without the
+        sub-layers'. Keras's saving walks them, so the layers such a metric holds (keras.io's
+        KID metric and its encoder) have places in Keras's weights files; the metrics
+        compile() is given are not among them.
+
+        Example:
+            >>> import kilnet
+            >>> class Gate(kilnet.layers.Layer):
+            ...     def __init__(self):
+            ...         super().__init__()
+            ...         self.inner = kilnet.layers.Dense(1)
+            ...         self.trackers = [kilnet.metrics.Mean(name="a"), kilnet.metrics.Sum(name="b")]
+            ...     def call(self, x):
+            ...         return self.inner(x)
+            >>> [metric.name for metric in Gate().own_metrics]
+            ['a', 'b']
+        """
+        return list(self.__dict__.get("_held_metrics", []))
+
+    @property
     def metrics_variables(self) -> list:
         """The state Variables of `metrics`, in their order (Keras's)."""
         return [variable for metric in self.metrics for variable in metric.variables]
