@@ -7,7 +7,8 @@ randomness from a `SeedGenerator`, while everything compiled must be a pure func
 training state. Layer.apply opens a scope that binds each Variable to the array passed in
 (traced inside the compiled programs, concrete when called eagerly), so the same `call`
 runs both ways; values written with `variable.assign` inside the scope are collected as the
-new non-trainable state instead of mutating anything.
+new non-trainable state instead of mutating anything (an eager call also keeps its trainable
+writes, in `kept_writes`, and stores them when it ends).
 """
 
 from __future__ import annotations
@@ -69,6 +70,11 @@ class Scope:
     # Keras's metrics train nothing, so a layer it calls (keras.io's KID metric keeps an
     # InceptionV3 encoder) runs on its weights as they are.
     trains_nothing: bool = False
+    # An eager call's writes to trainable Variables: id(Variable) -> (Variable, value),
+    # shared by the scopes of the calls it runs (kept_writes_here) and stored when it ends,
+    # as Keras's eager assign stores them. None elsewhere: a building run, a compiled step
+    # and stateless_call return only the non-trainable state, as Keras's do.
+    kept_writes: dict | None = None
 
 
 def _thread_list(name: str) -> list:
@@ -173,9 +179,12 @@ def lookup(variable) -> Any:
     binding, its assigned value, or its value in the [params, state] of a sub-layer the
     scope's call runs."""
     scope, key = current(), id(variable)
+    kept = scope.kept_writes if scope is not None else None
     while scope is not None:
         if key in scope.assigned:
             return scope.assigned[key]
+        if kept and key in kept:   # written by an earlier call of the same eager call
+            return kept[key][1]
         if key in scope.bindings:
             return scope.bindings[key]
         found = _in_sublayer(scope, key)
@@ -193,14 +202,45 @@ def record_assign(variable, value) -> bool:
     while scope is not None:
         if key in scope.bindings or key in scope.assigned:
             scope.assigned[key] = value
+            _keep_write(scope, variable, value)
             return True
         found = _in_sublayer(scope, key)
         if found is not None:
             entry, slot, path, _ = found
             entry[slot] = _tree.replace_path(entry[slot], path, value)
+            _keep_write(scope, variable, value)
             return True
         scope = scope.parent
     return False
+
+
+def _keep_write(scope, variable, value) -> None:
+    """Note a trainable Variable's new value in the eager call `scope` runs in, to be stored
+    when the call ends (the non-trainable ones come back as the call's new state). A traced
+    value (a jax.jit or loop inside the call) cannot outlive its trace: not kept."""
+    if scope.kept_writes is None or not variable.trainable:
+        return
+    import jax  # kept local so the module stays a leaf of kilnet
+
+    if not isinstance(value, jax.core.Tracer):
+        scope.kept_writes[id(variable)] = (variable, value)
+
+
+def kept_writes_here():
+    """The kept_writes of the innermost scope: what a call's own scope (Layer.apply) shares,
+    so that the writes of the calls an eager call runs are kept, and a building run's are
+    not (its scope has none).
+
+    Example:
+        >>> kept = {}
+        >>> with opened(Scope(kept_writes=kept)):
+        ...     kept_writes_here() is kept
+        True
+        >>> kept_writes_here() is None
+        True
+    """
+    scope = current()
+    return scope.kept_writes if scope is not None else None
 
 
 def _in_sublayer(scope, key):

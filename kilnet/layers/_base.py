@@ -474,7 +474,8 @@ class Layer:
         return _scope.Scope(bindings=bindings, training=bool(training), rng=rng,
                             training_given=training is not None,
                             sample_mask=sample_mask, layers=layers,
-                            sublayers=list(self._sublayers))
+                            sublayers=list(self._sublayers),
+                            kept_writes=_scope.kept_writes_here())
 
     # -- what the Keras form implements --------------------------------------------------------
     def build(self, input_shape) -> None:
@@ -868,8 +869,10 @@ class Layer:
         training = self.training_for_apply(self.resolved_training(training))
         self._eager_losses.clear()
         self.__dict__.pop("_returned_variable", None)
+        trainable_writes = {}
         scope = _scope.Scope(training=bool(training), collect_penalties=False, eager=True,
-                             training_given=training is not None)
+                             training_given=training is not None,
+                             kept_writes=trainable_writes)
         rng = utils.raw_key(utils.next_seed()) if training or training is None else None
         with _scope.opened(scope):
             outputs, new_state = self.autocast_apply(self.params_tree(), self.state_tree(),
@@ -877,9 +880,12 @@ class Layer:
                                                      **kwargs)
         self._eager_losses.extend(scope.losses)
         # What the call assigned stays, as a Keras variable's assign does in an eager call: a
-        # running total of yours; BatchNormalization changes its
-        # statistics only in training.
+        # running total of yours, trainable (keras.io's mnist_moe counts its experts' use in
+        # a keras.Variable) or not; BatchNormalization changes its statistics only in
+        # training. The building trace or run before it kept nothing, so nothing counts twice.
         self.assign_state_tree(new_state)
+        for variable, value in trainable_writes.values():
+            variable.assign(value)
         returned = self.__dict__.pop("_returned_variable", None)
         return outputs if returned is None else returned
 
