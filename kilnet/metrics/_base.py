@@ -140,7 +140,9 @@ class Metric:
         shape = tuple(int(d) for d in shape)
         name = name or f"variable_{len(self._tracked_variables)}"
         value = _initial_value(initializer, shape, dtype)
-        variable = Variable(value, name=name, trainable=False, dtype=dtype)
+        # Keras's path: the metric's name (at creation) before the variable's ("mean/total")
+        with _scope.weights_owned_by(self):
+            variable = Variable(value, name=name, trainable=False, dtype=dtype)
         self._tracked_variables.append(variable)
         self._initial_values.append(value)
         return variable
