@@ -1194,9 +1194,10 @@ class Model(Layer):
     @property
     def metrics(self) -> list:
         """Keras's model.metrics: after compile(), a loss tracker (kilnet.metrics.Mean named
-        "loss") and the compiled metrics; then, compiled or not, the Metric objects the model
-        keeps as attributes (`self.tracker = kilnet.metrics.Mean(name="l")` in `__init__`)
-        and those its layers keep, in Keras's order. A custom train_step may override it with
+        "loss") and the compiled metrics together as one metric named "compile_metrics"
+        (its result a dict by log name, as Keras's); then, compiled or not, the Metric
+        objects the model keeps as attributes (`self.tracker = kilnet.metrics.Mean(name="l")`
+        in `__init__`) and those its layers keep, in Keras's order. A custom train_step may override it with
         its own list. The built-in steps log an attribute metric's result without updating
         it (Keras's); your own steps update it through `metrics_variables`.
 
