@@ -159,3 +159,60 @@ def test_the_compiled_metrics_of_several_outputs_in_a_step_of_yours():
                     if name in ("a_mae", "a_weighted_mae", "b_mse")}
     assert got[kilnet] == got[keras]
     assert len(got[keras]) == 3
+
+
+def hooked_model(lib, hook):
+    """A model overriding compute_metrics (an extra entry and a metric of its own, as Keras's
+    compute_metrics docstring shows) or get_metrics_result (renamed entries)."""
+    class Hooked(lib.Model):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.spread = lib.metrics.Mean(name="spread")
+
+        if hook == "compute_metrics":
+            def compute_metrics(self, x, y, y_pred, sample_weight=None):
+                results = dict(super().compute_metrics(x, y, y_pred, sample_weight))
+                self.spread.update_state(lib.ops.abs(y_pred - y))
+                results["spread"] = self.spread.result()
+                results["double_mae"] = results["mae"] * 2
+                return results
+        else:
+            def get_metrics_result(self):
+                results = super().get_metrics_result()
+                return {"my_" + name: value for name, value in results.items()}
+
+    inputs = lib.Input((4,), name="x")
+    outputs = lib.layers.Dense(1, kernel_initializer="ones", name="d")(inputs)
+    model = Hooked(inputs, outputs)
+    model.compile(lib.optimizers.SGD(0.05), "mse", metrics=["mae"])
+    return model
+
+
+def _fit_and_evaluate(model):
+    history = model.fit(X, Y, epochs=2, batch_size=3, verbose=0, shuffle=False,
+                        validation_data=(X[:5], Y[:5]))
+    history = {name: [round(v, 4) for v in values] for name, values in history.history.items()}
+    return (list(history), history,
+            {name: round(v, 4) for name, v in model.evaluate(X, Y, verbose=0,
+                                                             return_dict=True).items()},
+            [round(v, 4) for v in model.evaluate(X, Y, verbose=0)])
+
+
+def test_fit_and_evaluate_log_what_a_compute_metrics_override_returns():
+    got = {}
+    for lib in (keras, kilnet):
+        lib.utils.clear_session()
+        got[lib] = _fit_and_evaluate(hooked_model(lib, "compute_metrics"))
+    assert got[kilnet] == got[keras]
+    assert got[keras][0] == ["double_mae", "loss", "mae", "spread", "val_double_mae",
+                             "val_loss", "val_mae", "val_spread"]
+
+
+def test_fit_and_evaluate_log_what_a_get_metrics_result_override_returns():
+    got = {}
+    for lib in (keras, kilnet):
+        lib.utils.clear_session()
+        got[lib] = _fit_and_evaluate(hooked_model(lib, "get_metrics_result"))
+    assert got[kilnet] == got[keras]
+    assert got[keras][0] == ["my_loss", "my_mae", "my_spread", "val_my_loss", "val_my_mae",
+                             "val_my_spread"]
