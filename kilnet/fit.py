@@ -927,7 +927,9 @@ def _evaluate_feed(trainer, feed, *, steps=None, callbacks=None):
     if sums is not None:
         _store_metric_state(trainer, sums)
     if callbacks is not None:
-        callbacks.on_test_end(logs)
+        # Keras flattens evaluate's logs before on_test_end, which sorts that flat copy again
+        # by name alone ("loss" before a step's "compile_metrics" entries)
+        callbacks.on_test_end(dict(logs))
     return logs, done
 
 

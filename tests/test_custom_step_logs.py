@@ -216,3 +216,33 @@ def test_fit_and_evaluate_log_what_a_get_metrics_result_override_returns():
     assert got[kilnet] == got[keras]
     assert got[keras][0] == ["my_loss", "my_mae", "my_spread", "val_my_loss", "val_my_mae",
                              "val_my_spread"]
+
+
+def test_the_logs_each_callback_hook_gets_from_a_step_logging_a_dict():
+    got = {}
+    for lib in (keras, kilnet):
+        lib.utils.clear_session()
+        seen = {}
+
+        class Record(lib.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                seen.setdefault("train_batch", list(logs))
+
+            def on_test_batch_end(self, batch, logs=None):
+                seen.setdefault("test_batch", list(logs))
+
+            def on_test_end(self, logs=None):
+                seen.setdefault("test_end", list(logs))
+
+            def on_epoch_end(self, epoch, logs=None):
+                seen.setdefault("epoch", list(logs))
+
+            def on_train_end(self, logs=None):
+                seen.setdefault("train_end", list(logs))
+
+        guide_model(lib).fit(X, Y, epochs=1, batch_size=4, verbose=0,
+                             validation_data=(X, Y), callbacks=[Record()])
+        got[lib] = seen
+    assert got[kilnet] == got[keras]
+    assert got[keras]["test_end"] == ["loss", "mae"]   # a flat copy, sorted again
+    assert got[keras]["test_batch"] == ["mae", "loss"]
