@@ -35,9 +35,10 @@ import numpy as np
 from kilnet import data as data_lib
 from kilnet import distribution as distribution_lib
 from kilnet import optimizers as optimizers_lib
-from kilnet import (_interrupt, _scope, feeds, insight, loaders, programs, structure, utils,
-                    validation)
+from kilnet import (_interrupt, _scope, _step_logs, feeds, insight, loaders, programs,
+                    structure, utils, validation)
 from kilnet.callbacks import CallbackList, History
+from kilnet.compile_metrics import CompileMetrics
 from kilnet.errors import InputError, NonFiniteError
 from kilnet.progress import EpochProgress, emit, resolve_verbose
 from kilnet.trainer import Trainer
@@ -104,9 +105,11 @@ def _initial_chunk(trainer, total_steps):
 def _logs_from_sums(spec, sums: dict, prefix: str = "", test: bool = False) -> dict:
     """Exact epoch means, in Keras's order: loss first, then the metrics as compiled. A model's
     own train_step (test_step when `test`): the logs of its last step, as Keras shows them."""
-    if "logs" in sums:  # in the order the step wrote them (a pytree's keys come sorted)
+    if "logs" in sums:  # flat, each name with its path in the step's logs (Keras's order)
         names = spec.keras_steps.test_log_names if test else spec.custom_step.log_names
-        return {prefix + name: float(sums["logs"][name]) for name in names}
+        return _step_logs.PathedLogs(
+            {prefix + name: float(sums["logs"][name]) for name in names},
+            {prefix + name: (prefix + path[0],) + path[1:] for name, path in names.items()})
     return {**spec.objective.log_values(sums, prefix), **_untouched_metric_logs(spec.model,
                                                                                 prefix)}
 
@@ -924,7 +927,9 @@ def _evaluate_feed(trainer, feed, *, steps=None, callbacks=None):
     if sums is not None:
         _store_metric_state(trainer, sums)
     if callbacks is not None:
-        callbacks.on_test_end(logs)
+        # Keras flattens evaluate's logs before on_test_end, which sorts that flat copy again
+        # by name alone ("loss" before a step's "compile_metrics" entries)
+        callbacks.on_test_end(dict(logs))
     return logs, done
 
 
@@ -981,8 +986,9 @@ def evaluate(model, x, y, *, batch_size=None, verbose="auto", return_dict=False,
 
 def keras_results(model, logs, return_dict=False):
     """The results of evaluate / test_on_batch / train_on_batch as Keras gives them: the logs
-    dict with return_dict (keys sorted), else their values in Keras's order
-    (model.metrics_names, then the other logs by name), one value as a float.
+    dict with return_dict (keys sorted, a model's own step's as Keras flattens them: see
+    kilnet._step_logs), else their values in Keras's order (model.metrics_names, the compiled
+    metrics' entry by their names, then the other logs by name), one value as a float.
 
     Example:
         >>> import kilnet
@@ -991,12 +997,24 @@ def keras_results(model, logs, return_dict=False):
         >>> keras_results(model, {"mae": 0.5, "loss": 0.25})
         [0.25, 0.5]
     """
-    logs = dict(sorted(logs.items()))   # Keras's order: by name
+    logs = _step_logs.keras_sorted(logs)
     if return_dict:
         return logs
-    values = [logs[name] for name in model.metrics_names if name in logs]
-    values += [value for name, value in logs.items() if name not in model.metrics_names]
+    ordered = _result_order(model)
+    values = [logs[name] for name in ordered if name in logs]
+    values += [value for name, value in sorted(logs.items()) if name not in ordered]
     return values[0] if len(values) == 1 else values
+
+
+def _result_order(model) -> list:
+    """model.metrics_names with the compiled metrics' entry ("compile_metrics", listed so
+    with a test_step of yours) replaced by their log names, as Keras orders results."""
+    held = {metric.name: metric for metric in model.metrics}
+    order = []
+    for name in model.metrics_names:
+        metric = held.get(name)
+        order += metric.result_names() if isinstance(metric, CompileMetrics) else [name]
+    return order
 
 
 def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=None,

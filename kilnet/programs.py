@@ -43,7 +43,7 @@ import optax
 from jax import lax
 
 from kilnet import _runtime  # JAX's settings (the compilation cache) first
-from kilnet import _scope, _tree, loss_scale, mixed_precision, structure
+from kilnet import _scope, _step_logs, _tree, loss_scale, mixed_precision, structure
 from kilnet import objective as objective_lib
 from kilnet.errors import KerasQuirkWarning, warn_at_your_line
 
@@ -392,15 +392,18 @@ def run_eagerly(fn):
 
 
 def _named_logs(names, logs, step_name):
-    """A model's own step's logs as the sums keep them (float32, in `names`' order). `names`
-    None: the step ran eagerly before anything traced it (run_eagerly), so its logs name
-    themselves; returns (names, logs)."""
+    """A model's own step's logs as the sums keep them: flat (a dict among them, a metric's
+    dict result, gives its entries, as Keras flattens logs: kilnet._step_logs), float32, in
+    `names`' order (flat name -> its path in the logs). `names` None: the step ran eagerly
+    before anything traced it (run_eagerly), so its logs name themselves; returns (names,
+    logs)."""
+    if not isinstance(logs, dict):
+        raise TypeError(f"{step_name} must return (logs, state) with logs a dict of "
+                        f"scalars. Received: logs of type {type(logs).__name__}")
     if names is None:
-        if not isinstance(logs, dict):
-            raise TypeError(f"{step_name} must return (logs, state) with logs a dict of "
-                            f"scalars. Received: logs of type {type(logs).__name__}")
-        names = list(logs)
-    return names, {name: jnp.asarray(logs[name], jnp.float32) for name in names}
+        names = _step_logs.flat_paths(logs)
+    values = _step_logs.flat_values(logs)
+    return names, {name: jnp.asarray(values[name], jnp.float32) for name in names}
 
 
 def _with_logs(sums, names):

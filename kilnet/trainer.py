@@ -20,7 +20,8 @@ from kilnet import metrics as metrics_lib
 from kilnet import objective as objective_lib
 from kilnet import constraints as constraints_lib
 from kilnet import optimizers as optimizers_lib
-from kilnet import _scope, _tree, programs, structure, utils
+from kilnet import _scope, _step_logs, _tree, programs, structure, utils
+from kilnet.compile_metrics import CompileMetrics
 from kilnet.loss_scale import LossScaleOptimizer
 
 DEFAULT_BATCH_SIZE = 32
@@ -289,11 +290,16 @@ class Trainer:
 
     # -- Keras's JAX train_step interface -------------------------------------------------------
     def keras_metrics(self) -> list:
-        """model.metrics of a compiled model: the loss tracker, then the compiled metrics."""
+        """model.metrics of a compiled model: the loss tracker, then the compiled metrics
+        together as one metric named "compile_metrics" (when compile() made any), as Keras's."""
         if getattr(self, "_loss_tracker", None) is None:
             self._loss_tracker = metrics_lib.Mean(name="loss")
-        slots = self.objective.slots if self.objective is not None else []
-        return [self._loss_tracker] + [slot.metric for slot in slots]
+        if self.objective is None or not self.objective.slots:
+            return [self._loss_tracker]
+        held = getattr(self, "_compile_metrics", None)
+        if held is None or held.objective is not self.objective:
+            held = self._compile_metrics = CompileMetrics(self.objective, self.model)
+        return [self._loss_tracker, held]
 
     def stateless_apply(self, optimizer_variables, grads, trainable_variables):
         """(new trainable variables, new optimizer variables) after one optimizer update,
@@ -717,7 +723,9 @@ class KerasState:
 
     def __init__(self, trainer):
         self.trainer = trainer
-        self.log_names = None   # what the train_step logs, found when it is first traced
+        # what the train_step logs, found when it is first traced: flat name -> its path in
+        # the step's logs (kilnet._step_logs), in Keras's order
+        self.log_names = None
         self.test_log_names = None   # what the test_step logs, likewise
         # the tree structure of what predict_step returns, found by its first eager batch
         # (run_eagerly: kilnet.programs.custom_predict_chunk)
@@ -881,7 +889,7 @@ class KerasState:
     def discover_test_logs(self, batch_size, x, y):
         """Trace the test_step once, abstractly, for the names of the logs it returns."""
         model = self.trainer.model
-        names = []
+        names = {}   # flat name -> its path in the logs, in Keras's order (kilnet._step_logs)
 
         def probe(state, xb, yb):
             trainable, non_trainable, _, metric_vars = self.to_lists(
@@ -891,7 +899,7 @@ class KerasState:
                 logs, _ = model.test_step((trainable, non_trainable, metric_vars),
                                           self.batch_data(xb, yb))
             _require_logs(model, "test_step", logs)
-            names.extend(logs)
+            names.update(_step_logs.flat_paths(logs))
             return logs
 
         jax.eval_shape(probe, self.trainer.state,
@@ -936,7 +944,7 @@ class KerasState:
         """Trace the train_step once, abstractly, for the names of the logs it returns."""
         trainer, model = self.trainer, self.trainer.model
         dtypes = self._input_dtypes()
-        names = []  # in the dict's own order (a traced dict comes back with sorted keys)
+        names = {}   # flat name -> its path in the logs, in Keras's order (kilnet._step_logs)
 
         def probe(state, xb, yb):
             lists = self.to_lists(state, _metric_start(model))
@@ -944,7 +952,7 @@ class KerasState:
                                             sample_mask=jnp.ones((batch_size,), bool))):
                 logs, _ = model.train_step(lists, self.batch_data(xb, yb))
             _require_logs(model, "train_step", logs)
-            names.extend(logs)
+            names.update(_step_logs.flat_paths(logs))
             return logs
 
         jax.eval_shape(probe, trainer.state, self._batch_spec(batch_size, x, dtypes),

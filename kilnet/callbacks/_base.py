@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 
+from kilnet import _step_logs
+
 # Every hook a callback can have, as Keras names them.
 HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
          "on_batch_begin", "on_batch_end",
@@ -205,9 +207,10 @@ class CallbackList(Callback):
 
 def _sorted_in_place(logs: dict) -> dict:
     """`logs` with its keys in sorted order, as Keras hands logs to every callback (History's
-    keys read "accuracy", "loss", "val_accuracy", ...). The same dict, reordered: the caller
-    keeps the one callbacks write into (a rate a callback logs reaches the progress line)."""
-    ordered = sorted(logs.items())
+    keys read "accuracy", "loss", "val_accuracy", ...; a model's own step's logs as Keras
+    flattens them, see kilnet._step_logs). The same dict, reordered: the caller keeps the one
+    callbacks write into (a rate a callback logs reaches the progress line)."""
+    ordered = _step_logs.keras_sorted(logs)
     logs.clear()
     logs.update(ordered)
     return logs

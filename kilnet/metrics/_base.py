@@ -140,7 +140,9 @@ class Metric:
         shape = tuple(int(d) for d in shape)
         name = name or f"variable_{len(self._tracked_variables)}"
         value = _initial_value(initializer, shape, dtype)
-        variable = Variable(value, name=name, trainable=False, dtype=dtype)
+        # Keras's path: the metric's name (at creation) before the variable's ("mean/total")
+        with _scope.weights_owned_by(self):
+            variable = Variable(value, name=name, trainable=False, dtype=dtype)
         self._tracked_variables.append(variable)
         self._initial_values.append(value)
         return variable
@@ -201,10 +203,15 @@ class Metric:
         return _with_padding_weight(kwargs["sample_weight"], run)
 
     def stateless_result(self, metric_variables):
-        """`result()` computed from the given state (a list of arrays as `variables`)."""
+        """`result()` computed from the given state (a list of arrays as `variables`): an
+        array, or a dict of them for a metric whose result is a dict (the compiled metrics
+        together, `model.metrics[1]`), as Keras's."""
         scope = self._bound(metric_variables)
-        with _scope.opened(scope):
-            return jnp.asarray(self.result())
+        with _scope.opened(scope):   # a result that is a Variable reads its bound state
+            result = self.result()
+            if isinstance(result, dict):
+                return {name: jnp.asarray(value) for name, value in result.items()}
+            return jnp.asarray(result)
 
     def stateless_reset_state(self) -> list:
         """The state `reset_state()` gives, as a list of arrays, without changing the metric:

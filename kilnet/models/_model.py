@@ -30,6 +30,7 @@ from kilnet.layers._base import is_shape, set_untracked, takes_shape
 from kilnet.layers._node import KerasTensor, flatten, is_symbolic, substitute
 from kilnet.models._graph import Graph
 from kilnet.models._graph_masks import GraphMasks
+from kilnet.models import _keras_steps
 from kilnet.models._host_stage import HostStage
 from kilnet.models._intermediate_inputs import start_from_inputs
 
@@ -106,6 +107,7 @@ class Model(Layer):
         own = cls.__dict__.get("build")
         if own is not None and not getattr(own, "kilnets_own", False):
             cls.build = _yours_inside_kilnets(own)
+        _keras_steps_for_metric_hooks(cls)
 
     def __init__(self, *args, **kwargs):
         inputs = kwargs.pop("inputs", args[0] if args else None)
@@ -1194,9 +1196,10 @@ class Model(Layer):
     @property
     def metrics(self) -> list:
         """Keras's model.metrics: after compile(), a loss tracker (kilnet.metrics.Mean named
-        "loss") and the compiled metrics; then, compiled or not, the Metric objects the model
-        keeps as attributes (`self.tracker = kilnet.metrics.Mean(name="l")` in `__init__`)
-        and those its layers keep, in Keras's order. A custom train_step may override it with
+        "loss") and the compiled metrics together as one metric named "compile_metrics"
+        (its result a dict by log name, as Keras's); then, compiled or not, the Metric
+        objects the model keeps as attributes (`self.tracker = kilnet.metrics.Mean(name="l")`
+        in `__init__`) and those its layers keep, in Keras's order. A custom train_step may override it with
         its own list. The built-in steps log an attribute metric's result without updating
         it (Keras's); your own steps update it through `metrics_variables`.
 
@@ -1218,6 +1221,48 @@ class Model(Layer):
         """
         compiled = self.compiled.keras_metrics() if self.is_compiled else []
         return compiled + _held_metrics_in_keras_order(self)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None) -> dict:
+        """Update the compiled metrics with a batch's labels and predictions and return every
+        metric's result (`get_metrics_result`), as Keras's `Model.compute_metrics`. Override
+        it (calling `super().compute_metrics(...)`) to update metrics of your own or add
+        entries: fit and evaluate then log what it returns, as Keras's do.
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.Input((2,)), kilnet.layers.Dense(1)])
+            >>> model.compile(loss="mse", metrics=["mae"])
+            >>> results = model.compute_metrics(None, np.zeros((2, 1)), np.ones((2, 1)))
+            >>> {name: float(value) for name, value in results.items()}
+            {'loss': 0.0, 'mae': 1.0}
+        """
+        del x   # the default does not use it, as Keras's
+        if self.is_compiled:   # the compiled metrics: after the loss tracker, if any
+            for container in self.compiled.keras_metrics()[1:]:
+                container.update_state(y, y_pred, sample_weight)
+        return self.get_metrics_result()
+
+    def get_metrics_result(self) -> dict:
+        """Every metric's result by name (a metric whose result is a dict, the compiled
+        metrics', gives its entries), as Keras's `Model.get_metrics_result`. Override it to
+        rename or add entries: fit and evaluate then log what it returns, as Keras's do.
+
+        Example:
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.Input((2,)), kilnet.layers.Dense(1)])
+            >>> model.compile(loss="mse", metrics=["mae"])
+            >>> sorted(model.get_metrics_result())
+            ['loss', 'mae']
+        """
+        results = {}
+        for metric in self.metrics:
+            result = metric.result()
+            if isinstance(result, dict):
+                results.update(result)
+            else:
+                results[metric.name] = result
+        return results
 
     def metrics_beyond_compiled(self) -> list:
         """The entries of `metrics` that compile() did not make (the metrics kept as
@@ -1588,6 +1633,19 @@ def _batch_length(data, argument: str) -> int:
         raise ValueError(f"{argument} must be a batch of arrays (samples on the first axis). "
                          f"Received: {argument}={data!r:.100}")
     return max(len(leaves[0]), 1)
+
+
+def _keras_steps_for_metric_hooks(cls) -> None:
+    """A model class overriding compute_metrics or get_metrics_result, without a train_step /
+    test_step of its own, runs Keras's default steps, which call them (kilnet's built-in
+    steps compute the compiled metrics themselves and would not log what they return)."""
+    hooks = ("compute_metrics", "get_metrics_result")
+    if not any(getattr(cls, hook) is not getattr(Model, hook) for hook in hooks):
+        return
+    if getattr(cls, "train_step", None) is None:
+        cls.train_step = _keras_steps.keras_train_step
+    if getattr(cls, "test_step", None) is None:
+        cls.test_step = _keras_steps.keras_test_step
 
 
 def _yours_inside_kilnets(build):

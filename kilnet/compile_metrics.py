@@ -1,0 +1,85 @@
+"""The metrics compile() made, held together as one metric named "compile_metrics", as Keras 3
+lists them in `model.metrics` (after the loss tracker). A JAX-form train_step written for
+Keras walks `model.metrics`, updates this one with `(y, y_pred)` and gets its result as a dict
+of the compiled metrics' results by log name ({"mae": ...}); its variables are theirs, in
+order, so `metrics_variables` is laid out as Keras's."""
+
+from __future__ import annotations
+
+from kilnet import metrics as metrics_lib
+from kilnet import structure
+
+
+class CompileMetrics(metrics_lib.Metric):
+    """The compiled metrics of a model (`objective`: its kilnet.objective.Objective) as one
+    metric, as Keras's `model.metrics[1]` after compile(metrics=...).
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> model = kilnet.Sequential([kilnet.Input((2,)), kilnet.layers.Dense(1)])
+        >>> model.compile(loss="mse", metrics=["mae"])
+        >>> container = model.metrics[1]
+        >>> container.name, [m.name for m in container.metrics]
+        ('compile_metrics', ['mae'])
+        >>> state = container.stateless_update_state(
+        ...     container.stateless_reset_state(), np.zeros((2, 1)), np.ones((2, 1)))
+        >>> {name: float(value) for name, value in container.stateless_result(state).items()}
+        {'mae': 1.0}
+    """
+
+    def __init__(self, objective, model):
+        super().__init__(name="compile_metrics")
+        object.__setattr__(self, "objective", objective)
+        object.__setattr__(self, "_model", model)
+        for position, slot in enumerate(objective.slots):
+            # a Metric attribute joins this one's state (Metric.__setattr__), in slot order
+            setattr(self, f"slot_{position}", slot.metric)
+
+    @property
+    def metrics(self) -> list:
+        """The compiled metrics, the unweighted ones first, as Keras's `CompileMetrics.metrics`."""
+        return [slot.metric for slot in self.objective.slots]
+
+    def stateless_update_state(self, metric_variables, y_true, y_pred, sample_weight=None):
+        """The new state after `update_state(y_true, y_pred, sample_weight)`, as
+        Metric.stateless_update_state."""
+        # given on, as it came (one array per output too): each weighted metric takes its own
+        return super().stateless_update_state(metric_variables, y_true, y_pred, sample_weight)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        """Update each compiled metric from its output's labels and predictions (`y_true`,
+        `y_pred` as a step gets and computes them); the weighted metrics also take
+        `sample_weight` (one array for every output, or one per output), as Keras's."""
+        objective = self.objective
+        labels = structure.program_labels(objective, y_true)
+        weights = None
+        if sample_weight is not None:
+            labels, weights = objective.split_sample_weight(
+                objective.with_sample_weight(labels, sample_weight))
+        by_head = objective.labels_by_head(labels)
+        outputs = self._model.output_list(y_pred)
+        for slot in objective.slots:
+            index = slot.head.index
+            if not slot.weighted:
+                slot.metric.update_state(by_head[index], outputs[index])
+                continue
+            weight = weights
+            if isinstance(weights, list):   # one per output with labels, in their order
+                weight = weights[[h.index for h in objective.targets].index(index)]
+            slot.metric.update_state(by_head[index], outputs[index], sample_weight=weight)
+
+    def result_names(self) -> list:
+        """The names its result holds, in order: the compiled metrics' log names."""
+        return [slot.name for slot in self.objective.slots]
+
+    def result(self) -> dict:
+        return {slot.name: slot.metric.result() for slot in self.objective.slots}
+
+    def reset_state(self) -> None:
+        for slot in self.objective.slots:
+            slot.metric.reset_state()
+
+    def get_config(self) -> dict:
+        raise NotImplementedError("The compiled metrics are made by compile(): compile the "
+                                  "model again instead of saving this metric's config.")

@@ -1,0 +1,63 @@
+"""Keras's default train_step and test_step in its JAX form, for a model that overrides
+`compute_metrics` or `get_metrics_result`: Keras's fit and evaluate log what those return
+(extra entries, renamed keys), so such a model runs these steps, which call them as Keras's
+do, instead of kilnet's built-in steps (which compute the compiled metrics themselves).
+They run inside kilnet's compiled loops as a train_step / test_step of yours would."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from kilnet import _scope, utils
+
+
+def keras_train_step(model, state, data):
+    """One training step as Keras's JAX trainer runs it: the loss from `compute_loss`, its
+    gradients applied by the optimizer, then the loss tracker and `compute_metrics`."""
+    trainable, non_trainable, optimizer_vars, metric_vars = state
+    x, y, sample_weight = utils.unpack_x_y_sample_weight(data)
+
+    def loss_fn(trainable):
+        y_pred, new_non_trainable = model.stateless_call(trainable, non_trainable, x,
+                                                         training=True)
+        loss, _ = model.stateless_compute_loss(trainable, new_non_trainable, metric_vars, x,
+                                               y, y_pred, sample_weight, training=True)
+        return loss, (y_pred, new_non_trainable)
+
+    (loss, (y_pred, non_trainable)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        trainable)
+    trainable, optimizer_vars = model.optimizer.stateless_apply(optimizer_vars, grads,
+                                                                trainable)
+    logs, metric_vars = metrics_after_batch(model, metric_vars, loss, x, y, y_pred,
+                                            sample_weight)
+    return logs, (trainable, non_trainable, optimizer_vars, metric_vars)
+
+
+def keras_test_step(model, state, data):
+    """One evaluation step as Keras's JAX trainer runs it (see keras_train_step)."""
+    trainable, non_trainable, metric_vars = state
+    x, y, sample_weight = utils.unpack_x_y_sample_weight(data)
+    y_pred, non_trainable = model.stateless_call(trainable, non_trainable, x, training=False)
+    loss, _ = model.stateless_compute_loss(trainable, non_trainable, metric_vars, x, y,
+                                           y_pred, sample_weight, training=False)
+    logs, metric_vars = metrics_after_batch(model, metric_vars, loss, x, y, y_pred,
+                                            sample_weight)
+    return logs, (trainable, non_trainable, metric_vars)
+
+
+def metrics_after_batch(model, metric_vars, loss, x, y, y_pred, sample_weight):
+    """(logs, new metrics_variables) after a batch, from the state `metric_vars`: the loss
+    tracker takes the loss weighted by the batch's size and `model.compute_metrics` the rest,
+    as Keras's steps update them; the model's metric Variables are left as they were."""
+    variables = model.metrics_variables
+    scope = _scope.Scope(bindings={id(v): value for v, value in zip(variables, metric_vars)},
+                         trains_nothing=True)
+    with _scope.opened(scope):
+        batch_size = jax.tree.leaves(x)[0].shape[0]
+        loss_tracker = model.compiled.keras_metrics()[0]
+        loss_tracker.update_state(loss, sample_weight=batch_size)
+        # read inside the scope: a result that is a Variable reads its bound state
+        logs = jax.tree.map(jnp.asarray, model.compute_metrics(x, y, y_pred, sample_weight))
+    new = [scope.assigned.get(id(v), scope.bindings[id(v)]) for v in variables]
+    return logs, new
