@@ -168,3 +168,52 @@ def test_a_resumed_run_computes_the_metric_with_the_checkpointed_encoder(tmp_pat
     _fit(resumed, tmp_path / "b", epochs=3)
     _assert_same_held_weights(resumed, first)
     assert _kid(resumed) == _kid(first)
+
+
+def test_a_resumed_run_validates_with_the_checkpointed_encoder(tmp_path):
+    """A test_step of yours (Keras's JAX form) updating the metric: the resumed fit's
+    validation runs the encoder the checkpoint kept, not the one the new process drew."""
+    diffusion = _classes(kilnet)[1]
+
+    class Validated(diffusion):
+        def test_step(self, state, data):
+            trainable, non_trainable, metric_vars = state
+            x, _ = data
+            out, _ = self.stateless_call(trainable, non_trainable, x)
+            n = len(self.kid.variables)
+            kid = self.kid.stateless_update_state(metric_vars[-n:], x, out)
+            return ({"kid": self.kid.stateless_result(kid)},
+                    (trainable, non_trainable, list(metric_vars[:-n]) + list(kid)))
+
+        @property
+        def metrics(self):
+            return [self.kid]
+
+    def make(seed):
+        model = Validated()
+        model(X)
+        rng = np.random.default_rng(seed)
+        for part in _held_parts(model):
+            part.set_weights([rng.random(w.shape).astype("float32") + 0.5
+                              for w in part.get_weights()])
+        model.compile(optimizer="adam", loss="mse")
+        return model
+
+    def fit(model, epochs):
+        backup = kilnet.callbacks.BackupAndRestore(str(tmp_path / "b"), delete_checkpoint=False)
+        return model.fit(X, X, batch_size=2, epochs=epochs, validation_data=(X, X), verbose=0,
+                         callbacks=[backup]).history["val_kid"]
+
+    fit(make(seed=9), epochs=2)
+    resumed = make(seed=10)
+    drawn = [w.copy() for w in _held_weights(resumed)]
+    val_kid = fit(resumed, epochs=3)
+    assert len(val_kid) == 1
+    resumed.kid.reset_state()
+    resumed.kid.update_state(X, resumed.network(X))
+    np.testing.assert_allclose(val_kid[-1], float(resumed.kid.result()), rtol=1e-5)
+    stale = _classes(kilnet)[0]()
+    for part, weights in zip((stale.encoder, stale.head), (drawn[:6], drawn[6:])):
+        part.set_weights(weights)
+    stale.update_state(X, resumed.network(X))
+    assert abs(float(stale.result()) - val_kid[-1]) > 1e-3 * abs(val_kid[-1])
