@@ -6,7 +6,9 @@
                                        next (Keras's "Epoch 8" starts from it)
         state.safetensors   the TrainState pytree (params, optimizer state, BatchNorm state,
                             RNG key, metric sums of the epoch in progress, fault flags) under
-                            state/<path>, and callbacks' arrays under callbacks/<key>/...
+                            state/<path>, the weights of layers a Metric attribute holds (a
+                            KID metric's encoder) under held/... (kilnet._metric_held_layers),
+                            and callbacks' arrays under callbacks/<key>/...
                             (a kilnet file of kind "checkpoint", kilnet/_safefile.py)
         meta.json           position (epoch, step), trainer seed and fit count (they decide the
                             data order), callbacks' state, and the setup that wrote it (model
@@ -42,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kilnet import _safefile, _tree
+from kilnet import _metric_held_layers, _safefile, _tree
 from kilnet.errors import CheckpointMismatchError, KilnetError, ModelFileError
 
 PREFIX, TMP_PREFIX, DEL_PREFIX = "ckpt-", ".tmp-ckpt-", ".del-ckpt-"
@@ -381,7 +383,7 @@ def _check_tensors(meta, tensors, path):
     """The arrays: only the format's names, the callbacks' arrays present, all finite, and
     learning rates, variances and counts non-negative."""
     for name in tensors:
-        if not name.startswith(("state/", "callbacks/")):
+        if not name.startswith(("state/", "callbacks/", _metric_held_layers.PREFIX + "/")):
             raise ModelFileError(path, f"it holds an array named {name!r:.100}, which is not "
                                        "part of the format.")
     for key, count in meta["callback_arrays"].items():
@@ -469,8 +471,11 @@ def check_compatible(ckpt: Checkpoint, current: dict) -> None:
 
 
 def capture_state(trainer) -> dict:
-    """The TrainState as named host arrays (host sync: one copy of the whole state)."""
-    return _tree.tree_to_tensors("state", trainer.state)
+    """The TrainState as named host arrays, with the weights of the layers the model's
+    metrics hold, which are no part of it (host sync: one copy of the whole state)."""
+    tensors = _tree.tree_to_tensors("state", trainer.state)
+    tensors.update(_metric_held_layers.held_tensors(trainer.model))
+    return tensors
 
 
 def restore_state(trainer, ckpt: Checkpoint) -> None:
@@ -481,3 +486,9 @@ def restore_state(trainer, ckpt: Checkpoint) -> None:
         raise CheckpointMismatchError(
             f"Cannot resume from {ckpt.path}: its training state does not fit this model and "
             f"optimizer ({error}).") from None
+    if any(name.startswith(_metric_held_layers.PREFIX + "/") for name in ckpt.tensors):
+        try:   # a checkpoint of an earlier kilnet has none: they keep what the run made
+            _metric_held_layers.assign_held(trainer.model, ckpt.tensors)
+        except _metric_held_layers.HeldWeightsError as error:
+            raise CheckpointMismatchError(
+                f"Cannot resume from {ckpt.path}: {error}.") from None

@@ -9,6 +9,8 @@ A model file (suggested extension `.kilnet`) is one safetensors file (kilnet/_sa
               opt/<path>                   optimizer state (path in the Optax state pytree)
               train/rng                    the base dropout key of the training state
               hooks/<layer path>/<key>     what a layer's own save_own_variables wrote
+              held/<kind>/<metric>/...     the weights of layers a Metric attribute holds
+                                           (a KID metric's encoder; kilnet._metric_held_layers)
               assets/<layer path>/<file>   the bytes of the files its save_assets wrote
     info      {"kilnet_version",
                "model": {"class_name", "config"[, "build_config"]} (kilnet.models._config),
@@ -45,7 +47,7 @@ import warnings
 import jax
 import numpy as np
 
-from kilnet import _registry, _safefile, _saving_hooks
+from kilnet import _metric_held_layers, _registry, _safefile, _saving_hooks
 from kilnet import losses as losses_lib
 from kilnet import metrics as metrics_lib
 from kilnet import optimizers as optimizers_lib
@@ -640,6 +642,7 @@ def save_model(model, filepath, *, overwrite=True, include_optimizer=True):
     if model.built:
         tensors, info["weights"] = _weight_tensors(model)
     tensors.update(_hook_tensors(model, filepath))
+    tensors.update(_metric_held_layers.held_tensors(model))
     trainer = model.compiled
     if model.is_compiled and include_optimizer:
         info["compile"] = _compile_entry(model)
@@ -740,7 +743,8 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
                                        f"{sorted(_MODEL_INFO_KEYS | {'weights'})}.")
     _config.check_bounds(info, filepath, "description of the model")
     _check_tensor_names(tensors, ("params", "state", "opt", "train", _HOOKS,
-                                  _saving_hooks.ASSETS.rstrip("/")), filepath)
+                                  _saving_hooks.ASSETS.rstrip("/"),
+                                  _metric_held_layers.PREFIX), filepath)
     check_values(info, tensors, filepath)
     if "weights" in info:
         _check_weights_list(info["weights"], tensors, filepath)
@@ -757,6 +761,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     elif any(n.startswith("opt/") for n in tensors):
         raise ModelFileError(filepath, "it holds an optimizer state but no weights.")
     _load_hook_tensors(model, tensors, filepath)
+    load_held_weights(model, tensors, filepath)
     if compile and info["compile"] is not None:
         trainer = compile_from_config(model, info["compile"], info["training"], filepath,
                                        prepare=built)
@@ -836,6 +841,7 @@ def save_weights(model, filepath, *, overwrite=True):
         return
     tensors, order = _weight_tensors(model)
     tensors.update(_hook_tensors(model, filepath, assets=False))
+    tensors.update(_metric_held_layers.held_tensors(model))
     _refuse_nonfinite(tensors, filepath)
     shape = model.build_shape
     info = {"kilnet_version": __version__,
@@ -901,10 +907,11 @@ def load_weights(model, filepath, skip_mismatch=False):
                             lambda name: weights[name], filepath)
         try:
             _load_hook_tensors(model, tensors, filepath, assets=False)
+            load_held_weights(model, tensors, filepath)
         except ModelFileError as error:
-            warnings.warn(f"{filepath}: a layer's own load_own_variables did not take the "
-                          f"file's entries, and keeps its weights (skip_mismatch=True): "
-                          f"{error.problem}", stacklevel=3)
+            warnings.warn(f"{filepath}: a layer's own load_own_variables or a layer a metric "
+                          f"holds did not take the file's entries, and keeps its weights "
+                          f"(skip_mismatch=True): {error.problem}", stacklevel=3)
         return
     hooks = {n: a for n, a in tensors.items() if n.split("/")[0] == _HOOKS}
     if {name for name, _, _ in mine} == set(weights):
@@ -930,9 +937,33 @@ def load_weights(model, filepath, skip_mismatch=False):
                                            f"dtype {found.dtype}; this model's weight needs "
                                            f"{tuple(variable.shape)} "
                                            f"{np.dtype(variable.dtype)}.")
+    load_held_weights(model, tensors, filepath)
     for name, variable in pairs:
         variable.assign(weights[name])
     _load_hook_tensors(model, hooks, filepath, assets=False)
+
+
+def load_held_weights(model, tensors, filepath) -> None:
+    """Set the layers the model's metrics hold (keras.io's KID encoder) from a file's `held/`
+    arrays (kilnet._metric_held_layers), every one checked first. A file of an earlier
+    kilnet, which kept none, leaves them as they are, with a warning when there are some.
+
+    Example:
+        >>> import kilnet
+        >>> model = kilnet.Sequential([kilnet.Input((2,)), kilnet.layers.Dense(1)])
+        >>> load_held_weights(model, {}, "m.kilnet")   # no metric holds layers: nothing to set
+    """
+    prefix = _metric_held_layers.PREFIX + "/"
+    if not any(name.startswith(prefix) for name in tensors):
+        if _metric_held_layers.held_weight_entries(model):
+            warnings.warn(f"{filepath} holds no weights for the layers this model's metrics "
+                          "hold (an earlier kilnet did not keep them): they keep the values "
+                          "they have now.", stacklevel=3)
+        return
+    try:
+        _metric_held_layers.assign_held(model, tensors)
+    except _metric_held_layers.HeldWeightsError as error:
+        raise ModelFileError(filepath, f"{error}.") from None
 
 
 # -- Keras's saving hooks in .kilnet files (kilnet._saving_hooks calls them) -----------------

@@ -70,8 +70,7 @@ def model_layout(model) -> Layout:
     """
     layout, seen = Layout(), set()
     if model.is_functional:
-        _own_slots(model, "", (), layout)
-        _container_slots(model, "", (), layout, seen)
+        _functional_slots(model, "", (), layout, seen)
     else:
         _subclassed_slots(model, "", (), layout, seen)
     return layout
@@ -162,14 +161,25 @@ def _container_slots(model, prefix, path, layout, seen):
         _layer_slots(layer, f"{prefix}layers/{h5_name}/", path + (layer.name,), layout, seen)
 
 
+def _functional_slots(model, prefix, path, layout, seen):
+    """A functional or Sequential model: its graph's layers under `layers/`, then, for a
+    class of yours (`class MyModel(keras.Model)` calling `super().__init__(inputs, outputs)`,
+    a Sequential subclass), the layers and metrics its other attributes hold, under their
+    attributes' names, as Keras's saving walks `layers` first and then every attribute (a
+    graph layer kept in an attribute too keeps its place under `layers/`)."""
+    _own_slots(model, prefix, path, layout)
+    _container_slots(model, prefix, path, layout, seen)
+    if not type(model).__module__.startswith("kilnet."):
+        _attribute_slots(model, prefix, path, layout, seen, own=False)
+
+
 def _layer_slots(layer, prefix, path, layout, seen):
     if isinstance(layer, Model):
         # a model no built model holds (a metric's encoder) is built by nothing else, while
         # Keras has its weights from its construction
         layer.build_if_shapes_known()
         if layer.is_functional:
-            _own_slots(layer, prefix, path, layout)
-            _container_slots(layer, prefix, path, layout, seen)
+            _functional_slots(layer, prefix, path, layout, seen)
         else:
             _subclassed_slots(layer, prefix, path, layout, seen)
     elif isinstance(layer, RNN_TYPES):
@@ -210,15 +220,18 @@ def _layer_slots(layer, prefix, path, layout, seen):
         _own_slots(layer, prefix, path, layout)
 
 
-def _attribute_slots(layer, prefix, path, layout, seen, extra=None):
+def _attribute_slots(layer, prefix, path, layout, seen, extra=None, own=True):
     """A layer class of yours that holds layers: Keras's saving walks its attributes, so its
     own weights come first (`vars/<i>`), then each attribute holding a layer, under the
     attribute's name, in Keras's order (public names sorted, then private ones); a list,
     tuple or dict of layers numbers them by class (`blocks/dense`, `blocks/dense_1`). A layer
     reached twice keeps its first place. `extra`: attributes of Keras's class that kilnet's
-    keeps elsewhere ({"layers": model.layers} for a subclassed model)."""
-    _own_slots(layer, prefix, path, layout)
-    skip = _BASE_ATTRIBUTES | {"_sublayers"}
+    keeps elsewhere ({"layers": model.layers} for a subclassed model). `own`: whether the
+    layer's own weights are still to be placed (a functional model's are already)."""
+    if own:
+        _own_slots(layer, prefix, path, layout)
+    # a Sequential's input layer is none of Keras's saved objects (it has no weights)
+    skip = _BASE_ATTRIBUTES | {"_sublayers", "_input_layer"}
     values = {name: getattr(layer, name) for name in vars(layer) if name not in skip}
     values.update(extra or {})
     # each held layer's arrays are under its key in the layer's trees (two may share a name);
