@@ -53,7 +53,9 @@ def json_default(value):
             f"The Python function {getattr(value, '__qualname__', value)!r:.80} cannot be saved: "
             "kilnet files hold no code. For a Lambda layer's function, register it with "
             "@kilnet.saving.register_serializable() (it is then saved by name), or write a "
-            "Layer subclass; model.save_weights() saves the weights alone.")
+            "Layer subclass; a function given as an initializer is not saved, registered or "
+            "not: write a kilnet.initializers.Initializer subclass with get_config and register "
+            "it. model.save_weights() saves the weights alone.")
     raise TypeError(f"{type(value).__name__} values cannot be saved: {value!r:.100}")
 
 

@@ -29,7 +29,6 @@ import warnings
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from kilnet import data as data_lib
@@ -1083,22 +1082,26 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
                     own_structures[layout] = own_step.predict_structure(batch_size, block.x)
                 own_structure = own_structures.get(layout)
                 if outputs is None and not eager:
-                    outputs = tuple(jnp.zeros((rows,) + leaf.shape[1:],
-                                              programs.prediction_dtype(leaf.dtype))
+                    outputs = tuple(programs.prediction_buffer(leaf, rows, batch_size)
                                     for leaf in own_structure[1])
                 args = (outputs, state, block.x, *positions)
                 outputs, model_state = trainer.program("predict_custom", batch_size,
                                                        *args)(*args)
                 state = trainer.keep_model_state(model_state)
                 if own_structure is None:
-                    own_structure = own_structures[layout] = (own_step.predicted, None)
+                    own_structure = own_structures[layout] = own_step.predicted
                 pack = functools.partial(jax.tree.unflatten, own_structure[0])
             # host sync: this piece's predictions, real samples of the batches run only
             valid = np.zeros(rows, bool)
             piece = slice((start - block.base) * batch_size,
                           (end - block.base) * batch_size)
             valid[piece] = np.asarray(block.valid)[piece]
-            results.append([np.asarray(out)[valid] for out in outputs])
+            batches = slice(start - block.base, end - block.base)
+            results.append([np.asarray(out)[valid] if whole is None else
+                            _batch_outputs(np.asarray(out)[batches], whole, one_batch)
+                            for out, whole in zip(outputs, _per_batch_shapes(
+                                own_structure if own_step is not None else None, outputs,
+                                batch_size))])
             done = end
             if cb_list is not None:
                 cb_list.on_predict_batch_end(end - 1, {"outputs": pack(results[-1])})
@@ -1120,6 +1123,31 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
     return pack([_joined(parts, index) for index, parts in enumerate(zip(*results))])
 
 
+def _per_batch_shapes(own_structure, outputs, batch_size) -> list:
+    """For each predict output, None where it is kept per sample, else the shape of the
+    whole output each batch gave (a model's own predict_step returning a per-batch
+    summary: kilnet.programs.per_sample)."""
+    if own_structure is None:
+        return [None] * len(outputs)
+    return [None if programs.per_sample(tuple(leaf.shape), batch_size) else tuple(leaf.shape)
+            for leaf in own_structure[1]]
+
+
+def _batch_outputs(per_batch, shape, one_batch: bool):
+    """The outputs a run of batches gave, each `shape`, joined along their first axis as
+    Keras's predict concatenates them; predict_on_batch's one batch gives its own."""
+    if one_batch:
+        return np.array(per_batch[0])
+    if not shape:
+        raise InputError(
+            "predict_step returned a scalar for a batch, and predict joins the batches' "
+            "outputs along their first axis, which a scalar has none of (Keras's predict "
+            "fails so too: zero-dimensional arrays cannot be concatenated). Return it with an "
+            "axis, ops.reshape(value, (1,)), or use predict_on_batch, which returns it as it "
+            "is.")
+    return per_batch.reshape((-1,) + shape[1:])
+
+
 def _joined(parts, index: int):
     """One output's predictions, its pieces joined along the batch axis. Batches of other
     shapes (each padded to its own length) may give it other shapes, which one array cannot
@@ -1131,6 +1159,8 @@ def _joined(parts, index: int):
             f"array cannot hold: the batches' shapes differ (each padded to its own length?). "
             f"Predict each batch on its own (model.predict_on_batch(x) or model(x) for each "
             f"batch), or pad every batch to one length. Received: per-sample shapes {shapes}")
+    if len(parts) == 1 and parts[0].ndim == 0:   # predict_on_batch's scalar, as it came
+        return parts[0]
     return np.concatenate(parts)
 
 

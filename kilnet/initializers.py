@@ -4,7 +4,8 @@
 "he_normal", "zeros", ...), an initializer object (`RandomNormal(stddev=0.02)`,
 `Constant(0.1)`, `VarianceScaling(2.0, mode="fan_out")`, ...), its config
 (Keras's {"module", "class_name", "config", "registered_name"}, as files hold it, or
-kilnet's older {"class_name", "config"}) or your own `Initializer` subclass. kilnet's layers hold
+kilnet's older {"class_name", "config"}), your own `Initializer` subclass, or, as Keras, a
+function or other callable `f(shape, dtype=None)` (`initial_values` calls it). kilnet's layers hold
 the Initializer object (`set_layer_initializers`), and their configs its entry, as Keras's. Called as Keras
 calls them, `init(shape, dtype=None)` returns the values.
 
@@ -538,16 +539,22 @@ _BY_NAME = {**CLASSES, "constant": Constant, "zeros": Zeros, "zero": Zeros, "one
             "OrthogonalInitializer": Orthogonal, "stft": STFT, "STFTInitializer": STFT}
 
 
-def get(identifier) -> Initializer:
+def get(identifier):
     """The initializer an argument names, as Keras's `initializers.get`: a name, an
-    Initializer, a config {"class_name", "config"}, or None (None stays None).
+    Initializer, a config {"class_name", "config"}, an Initializer class (made with its
+    defaults), a function or other callable `f(shape, dtype=None)` (kept as it is), an array
+    (the values of a weight of its shape), or None (None stays None).
 
     Example:
+        >>> import numpy as np
         >>> import kilnet
         >>> kilnet.initializers.get("he_normal")
         HeNormal(seed=None, input_axes=None, output_axes=None)
         >>> kilnet.initializers.get({"class_name": "RandomNormal", "config": {"stddev": 0.02}})
         RandomNormal(seed=None, mean=0.0, stddev=0.02)
+        >>> halves = lambda shape, dtype=None: np.full(shape, 0.5, dtype or "float32")
+        >>> kilnet.initializers.get(halves) is halves
+        True
     """
     if identifier is None or isinstance(identifier, Initializer):
         return identifier
@@ -555,11 +562,60 @@ def get(identifier) -> Initializer:
         return _BY_NAME[identifier]()
     if isinstance(identifier, dict):
         return deserialize(identifier)
+    if isinstance(identifier, type) and issubclass(identifier, Initializer):
+        return identifier()   # as Keras: a class stands for its default instance
+    if hasattr(identifier, "shape") and hasattr(identifier, "dtype"):
+        return _given_values(identifier)
+    if callable(identifier) and not isinstance(identifier, type):
+        return identifier
     raise ValueError(
         "Unknown initializer: expected a name (one of "
         f"{sorted(n for n in _BY_NAME if n.islower())}), a kilnet.initializers object such as "
-        "RandomNormal(stddev=0.02), or its config. Received: "
-        f"{identifier!r:.100}")
+        "RandomNormal(stddev=0.02), its config, a function f(shape, dtype=None) or an array "
+        f"of the weight's values. Received: {identifier!r:.100}")
+
+
+def initial_values(initializer, rng, shape) -> np.ndarray:
+    """The float32 values a layer's weight of `shape` starts from, whatever `get` accepts:
+    an Initializer draws from `rng` (the model's NumPy Generator) or its own seed; a function
+    of yours is called as Keras calls it, `f(shape, dtype="float32")`.
+
+    Example:
+        >>> import numpy as np
+        >>> initial_values(lambda shape, dtype=None: np.ones(shape), None, (2,)).tolist()
+        [1.0, 1.0]
+        >>> initial_values("zeros", np.random.default_rng(0), (1, 2)).tolist()
+        [[0.0, 0.0]]
+    """
+    initializer = get(initializer)
+    if isinstance(initializer, Initializer):
+        return initializer.sample(rng, shape)
+    shape = tuple(int(d) for d in shape)
+    try:
+        values = initializer(shape, dtype="float32")
+    except TypeError as error:
+        if "dtype" not in str(error):
+            raise
+        raise TypeError(
+            "An initializer function is called as Keras calls it, f(shape, dtype=...), and "
+            f"{initializer!r:.80} does not take `dtype`. Define it as "
+            f"`def f(shape, dtype=None)`. Received the error: {error}") from None
+    values = np.asarray(values, np.float32)
+    if values.shape != shape:
+        raise ValueError(f"The initializer {initializer!r:.80} returned values of shape "
+                         f"{values.shape} for a weight of shape {shape}: return an array of "
+                         "the shape it is given.")
+    return values
+
+
+def _given_values(array):
+    """An initializer giving `array`'s values, for a weight of its shape only (as Keras)."""
+    def initialize_fn(shape, dtype=None):
+        if tuple(shape) != tuple(array.shape):
+            raise ValueError(f"Expected `shape` to be {tuple(array.shape)} for an array given as "
+                             f"the initializer. Received shape={tuple(shape)}")
+        return np.asarray(array, dtype or "float32")
+    return initialize_fn
 
 
 def set_layer_initializers(layer, **given) -> None:

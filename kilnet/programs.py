@@ -739,21 +739,50 @@ def custom_predict_chunk(spec, batch_size, outputs, state, x, order, valid, base
                              bindings=adapter.carried_bindings(model_state))
         with _scope.opened(scope):
             result = spec.model.predict_step((trainable, given), adapter.batch_data(xb))
-        y, non_trainable = adapter.checked_prediction(result, batch_size)
+        y, non_trainable = adapter.checked_prediction(result)
+        leaves = jax.tree.leaves(y)
         if outputs is None:   # eagerly, the first batch: buffers for what it returned
-            adapter.predicted = jax.tree.structure(y)
-            outputs = tuple(jnp.zeros((order.shape[0],) + leaf.shape[1:],
-                                      prediction_dtype(leaf.dtype))
-                            for leaf in jax.tree.leaves(y))
-        start = (i - base) * batch_size
+            adapter.predicted = (jax.tree.structure(y),
+                                 [jax.ShapeDtypeStruct(jnp.shape(v), v.dtype) for v in leaves])
+            outputs = tuple(prediction_buffer(leaf, order.shape[0], batch_size)
+                            for leaf in adapter.predicted[1])
         model_state = adapter.trees(current, trainable, non_trainable)[2]
-        return (tuple(lax.dynamic_update_slice_in_dim(out, value.astype(out.dtype), start,
-                                                      axis=0)
-                      for out, value in zip(outputs, jax.tree.leaves(y))),
+        return (tuple(_written(out, value, i - base, batch_size)
+                      for out, value in zip(outputs, leaves)),
                 adapter.with_carried(model_state, scope.assigned),
                 adapter.seeds_returned(given, non_trainable, seeds))
 
     return _seeded(lax.fori_loop(start, stop, body, (outputs, state.model_state, seeds)))
+
+
+def per_sample(shape, batch_size) -> bool:
+    """Whether a predict_step output of `shape` has one row per sample of a batch of
+    `batch_size` (its rows are kept where the batch's samples are real); any other output
+    (a per-batch summary, a scalar) is kept whole for each batch, and predict joins the
+    batches' outputs along their first axis, as Keras's predict concatenates them.
+
+    Example:
+        >>> per_sample((32, 10), 32), per_sample((1, 10), 32), per_sample((), 32)
+        (True, False, False)
+    """
+    return len(shape) > 0 and shape[0] == batch_size
+
+
+def prediction_buffer(leaf, rows, batch_size):
+    """Zeros for one predict_step output over a block of `rows` samples: a row per sample
+    for a per-sample output, else one whole output per batch."""
+    shape = tuple(leaf.shape)
+    if per_sample(shape, batch_size):
+        return jnp.zeros((rows,) + shape[1:], prediction_dtype(leaf.dtype))
+    return jnp.zeros((rows // batch_size,) + shape, prediction_dtype(leaf.dtype))
+
+
+def _written(buffer, value, batch_index, batch_size):
+    """`buffer` with the output `value` of the block's batch `batch_index` written in."""
+    value = value.astype(buffer.dtype)
+    if per_sample(jnp.shape(value), batch_size):
+        return lax.dynamic_update_slice_in_dim(buffer, value, batch_index * batch_size, axis=0)
+    return lax.dynamic_update_index_in_dim(buffer, value, batch_index, axis=0)
 
 
 def prediction_dtype(dtype):

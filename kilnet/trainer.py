@@ -727,8 +727,8 @@ class KerasState:
         # the step's logs (kilnet._step_logs), in Keras's order
         self.log_names = None
         self.test_log_names = None   # what the test_step logs, likewise
-        # the tree structure of what predict_step returns, found by its first eager batch
-        # (run_eagerly: kilnet.programs.custom_predict_chunk)
+        # (tree structure, leaves as ShapeDtypeStructs) of what predict_step returns, found
+        # by its first eager batch (run_eagerly: kilnet.programs.custom_predict_chunk)
         self.predicted = None
 
     def batch_data(self, xb, yb=None):
@@ -917,27 +917,22 @@ class KerasState:
             with _scope.opened(_scope.Scope(training=False,
                                             sample_mask=jnp.ones((batch_size,), bool))):
                 result = model.predict_step((trainable, non_trainable), self.batch_data(xb))
-            return self.checked_prediction(result, batch_size)[0]
+            return self.checked_prediction(result)[0]
 
         traced = jax.eval_shape(probe, self.trainer.state, self._batch_spec(
             batch_size, x, self._input_dtypes()))
         leaves, treedef = jax.tree.flatten(traced)
         return treedef, leaves
 
-    def checked_prediction(self, result, batch_size):
+    def checked_prediction(self, result):
         """What the model's predict_step returned, (outputs, non-trainable variables), checked:
-        a pair, and outputs with one row per sample of the batch."""
+        a pair. Its outputs may have any shapes: predict joins each batch's along their first
+        axis, as Keras's (kilnet.programs.per_sample)."""
         name = type(self.trainer.model).__name__
         if not isinstance(result, (tuple, list)) or len(result) != 2:
             raise TypeError(f"{name}.predict_step must return (outputs, "
                             "non_trainable_variables), as Keras's JAX form does. Received: "
                             f"{type(result).__name__}")
-        for leaf in jax.tree.leaves(result[0]):
-            shape = jnp.shape(leaf)
-            if not shape or shape[0] != batch_size:
-                raise ValueError(f"{name}.predict_step must return arrays with one row per "
-                                 f"sample (the batch axis first). Received: an output of "
-                                 f"shape {shape} for a batch of {batch_size}")
         return result
 
     def discover_logs(self, batch_size, x, y):

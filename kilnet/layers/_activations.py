@@ -128,7 +128,7 @@ class PReLU(Layer):
         self.sample_output_shape(input_shape)
         shape = [1 if axis + 1 in (self.shared_axes or ()) else d
                  for axis, d in enumerate(input_shape)]
-        alpha = initializers.get(self.alpha_initializer).sample(rng, tuple(shape))
+        alpha = initializers.initial_values(self.alpha_initializer, rng, tuple(shape))
         return {"alpha": alpha}, {}, input_shape
 
     def apply(self, params, state, x, **_):

@@ -104,9 +104,10 @@ class _Projection(_int8.QuantizableKernel, Layer):
         else:
             kernel_init = fans_over(initializers.get(self.kernel_initializer),
                                     range(self.in_axes), range(self.in_axes, len(kernel_shape)))
-            params, state = {"kernel": kernel_init.sample(rng, kernel_shape)}, {}
+            kernel = initializers.initial_values(kernel_init, rng, kernel_shape)
+            params, state = {"kernel": kernel}, {}
         if self.use_bias:
-            params["bias"] = initializers.get(self.bias_initializer).sample(rng, self.units)
+            params["bias"] = initializers.initial_values(self.bias_initializer, rng, self.units)
         return params, state, self.sample_output_shape(input_shape)
 
     def quantize(self, mode=None, type_check=True, config=None):
@@ -920,7 +921,7 @@ class Attention(Layer):
 
     def init(self, rng, input_shape):
         self._input_shapes(input_shape)
-        params = {name: initializers.get("ones").sample(rng, ()) for name in self.param_names}
+        params = {name: initializers.initial_values("ones", rng, ()) for name in self.param_names}
         return params, {}, self.sample_output_shape(input_shape)
 
     def pack_symbolic_outputs(self, tensors):
@@ -1011,7 +1012,7 @@ class AdditiveAttention(Attention):
 
     def init(self, rng, input_shape):
         query, _, _ = self._input_shapes(input_shape)
-        params = ({"scale": initializers.get("glorot_uniform").sample(rng, (query[-1],))}
+        params = ({"scale": initializers.initial_values("glorot_uniform", rng, (query[-1],))}
                   if self.use_scale else {})
         return params, {}, self.sample_output_shape(input_shape)
 

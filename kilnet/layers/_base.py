@@ -2645,7 +2645,7 @@ def _initial_value(initializer, rng, shape):
     if initializer is None:
         initializer = "glorot_uniform"
     if isinstance(initializer, (str, dict, initializers.Initializer)):
-        return initializers.get(initializer).sample(rng, shape)
+        return initializers.initial_values(initializer, rng, shape)
     if callable(initializer):
         value = initializer(shape, dtype="float32")
         return np.asarray(value, np.float32)

@@ -74,9 +74,10 @@ class Conv2D(KernelLayer):
     def init(self, rng, input_shape):
         out_shape = self.sample_output_shape(input_shape)
         shape = self.kernel_size + (input_shape[-1] // self.groups, self.filters)
-        params = {"kernel": initializers.get(self.kernel_initializer).sample(rng, shape)}
+        params = {"kernel": initializers.initial_values(self.kernel_initializer, rng, shape)}
         if self.use_bias:
-            params["bias"] = initializers.get(self.bias_initializer).sample(rng, (self.filters,))
+            params["bias"] = initializers.initial_values(self.bias_initializer, rng,
+                                                             (self.filters,))
         return params, {}, out_shape
 
     def convolution_op(self, inputs, kernel):

@@ -161,9 +161,10 @@ class Conv3D(KernelLayer):
     def init(self, rng, input_shape):
         out_shape = self.sample_output_shape(input_shape)
         shape = self.kernel_size + (input_shape[-1], self.filters)
-        params = {"kernel": initializers.get(self.kernel_initializer).sample(rng, shape)}
+        params = {"kernel": initializers.initial_values(self.kernel_initializer, rng, shape)}
         if self.use_bias:
-            params["bias"] = initializers.get(self.bias_initializer).sample(rng, (self.filters,))
+            params["bias"] = initializers.initial_values(self.bias_initializer, rng,
+                                                             (self.filters,))
         return params, {}, out_shape
 
     def get_config(self):

@@ -193,8 +193,8 @@ class ConvLSTMCell(LSTMKind, Layer):
         shape = self.state_shape(input_shape)
         shapes = self.weight_shapes(input_shape[-1])
         params = {
-            "kernel": initializers.get(self.kernel_initializer).sample(rng, shapes["kernel"]),
-            "recurrent_kernel": initializers.get(self.recurrent_initializer).sample(
+            "kernel": initializers.initial_values(self.kernel_initializer, rng, shapes["kernel"]),
+            "recurrent_kernel": initializers.initial_values(self.recurrent_initializer,
                 rng, shapes["recurrent_kernel"]),
         }
         if self.use_bias:

@@ -116,9 +116,10 @@ class Conv1DTranspose(KernelLayer):
     def init(self, rng, input_shape):
         out_shape = self.sample_output_shape(input_shape)
         shape = self.kernel_size + (self.filters, input_shape[-1])
-        params = {"kernel": initializers.get(self.kernel_initializer).sample(rng, shape)}
+        params = {"kernel": initializers.initial_values(self.kernel_initializer, rng, shape)}
         if self.use_bias:
-            params["bias"] = initializers.get(self.bias_initializer).sample(rng, (self.filters,))
+            params["bias"] = initializers.initial_values(self.bias_initializer, rng,
+                                                             (self.filters,))
         return params, {}, out_shape
 
     def get_config(self):
@@ -277,9 +278,9 @@ class DepthwiseConv2D(_DepthwiseBase):
     def init(self, rng, input_shape):
         out_shape = self._image_output_shape(input_shape)
         shape = self.kernel_size + (input_shape[-1], self.depth_multiplier)
-        params = {"kernel": initializers.get(self.depthwise_initializer).sample(rng, shape)}
+        params = {"kernel": initializers.initial_values(self.depthwise_initializer, rng, shape)}
         if self.use_bias:
-            params["bias"] = initializers.get(self.bias_initializer).sample(rng, out_shape[-1:])
+            params["bias"] = initializers.initial_values(self.bias_initializer, rng, out_shape[-1:])
         return params, {}, out_shape
 
     def get_config(self):
@@ -368,13 +369,14 @@ class SeparableConv2D(_DepthwiseBase):
         out_shape = self._image_output_shape(input_shape)
         channels = input_shape[-1]
         params = {
-            "depthwise_kernel": initializers.get(self.depthwise_initializer).sample(
+            "depthwise_kernel": initializers.initial_values(self.depthwise_initializer,
                 rng, self.kernel_size + (channels, self.depth_multiplier)),
-            "pointwise_kernel": initializers.get(self.pointwise_initializer).sample(
+            "pointwise_kernel": initializers.initial_values(self.pointwise_initializer,
                 rng, (1, 1, channels * self.depth_multiplier, self.filters)),
         }
         if self.use_bias:
-            params["bias"] = initializers.get(self.bias_initializer).sample(rng, (self.filters,))
+            params["bias"] = initializers.initial_values(self.bias_initializer, rng,
+                                                             (self.filters,))
         return params, {}, out_shape
 
     def get_config(self):

@@ -49,10 +49,10 @@ class Dense(_int8.QuantizableKernel, KernelLayer):
         if self.quantization_mode == "int8":   # Keras's quantized build: no float kernel
             params, state = {}, self.int8_state(input_shape)
         else:
-            params, state = {"kernel": initializers.get(self.kernel_initializer).sample(
+            params, state = {"kernel": initializers.initial_values(self.kernel_initializer,
                 rng, self.kernel_shape(input_shape))}, {}
         if self.use_bias:
-            params["bias"] = initializers.get(self.bias_initializer).sample(rng, (self.units,))
+            params["bias"] = initializers.initial_values(self.bias_initializer, rng, (self.units,))
         return params, state, self.sample_output_shape(input_shape)
 
     def pre_activation(self, params, state, x, sample_mask=None, **_):

@@ -175,9 +175,10 @@ class EinsumDense(_int8.QuantizableKernel, KernelLayer):
         else:
             kernel_init = fans_over(initializers.get(self.kernel_initializer), input_axes,
                                     output_axes)
-            params, state = {"kernel": kernel_init.sample(rng, kernel_shape)}, {}
+            kernel = initializers.initial_values(kernel_init, rng, kernel_shape)
+            params, state = {"kernel": kernel}, {}
         if bias_shape is not None:
-            params["bias"] = initializers.get(self.bias_initializer).sample(rng, bias_shape)
+            params["bias"] = initializers.initial_values(self.bias_initializer, rng, bias_shape)
         return params, state, output_shape
 
     def pre_activation(self, params, state, x, sample_mask=None, **_):

@@ -109,7 +109,7 @@ class Embedding(_int8.Int8Configured, Layer):
         if self.quantization_mode == "int8":   # Keras's quantized build: no float table
             return {}, self.int8_state(), self.sample_output_shape(input_shape)
         table = (self._given_table.copy() if self._given_table is not None else
-                 initializers.get(self.embeddings_initializer).sample(
+                 initializers.initial_values(self.embeddings_initializer,
                      rng, (self.input_dim, self.output_dim)))
         return {"embeddings": table}, {}, self.sample_output_shape(input_shape)
 

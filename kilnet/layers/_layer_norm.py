@@ -90,9 +90,9 @@ class LayerNormalization(Layer):
                              f"of shape {tuple(input_shape)} and axis={self.axis!r}")
         params = {}
         if self.scale:
-            params["gamma"] = initializers.get(self.gamma_initializer).sample(rng, shape)
+            params["gamma"] = initializers.initial_values(self.gamma_initializer, rng, shape)
         if self.center:
-            params["beta"] = initializers.get(self.beta_initializer).sample(rng, shape)
+            params["beta"] = initializers.initial_values(self.beta_initializer, rng, shape)
         return params, {}, self.sample_output_shape(input_shape)
 
     def get_config(self):
@@ -197,9 +197,9 @@ class GroupNormalization(Layer):
         shape = (input_shape[axis - 1],)
         params = {}
         if self.scale:
-            params["gamma"] = initializers.get(self.gamma_initializer).sample(rng, shape)
+            params["gamma"] = initializers.initial_values(self.gamma_initializer, rng, shape)
         if self.center:
-            params["beta"] = initializers.get(self.beta_initializer).sample(rng, shape)
+            params["beta"] = initializers.initial_values(self.beta_initializer, rng, shape)
         return params, {}, self.sample_output_shape(input_shape)
 
     def get_config(self):

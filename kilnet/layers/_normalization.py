@@ -82,9 +82,11 @@ class BatchNormalization(Layer):
         for name, initializer, used in (("gamma", self.gamma_initializer, self.scale),
                                         ("beta", self.beta_initializer, self.center)):
             if used:
-                params[name] = initializer.sample(rng, (channels,))
-        state = {"moving_mean": self.moving_mean_initializer.sample(rng, (channels,)),
-                 "moving_variance": self.moving_variance_initializer.sample(rng, (channels,))}
+                params[name] = initializers.initial_values(initializer, rng, (channels,))
+        state = {"moving_mean": initializers.initial_values(
+                     self.moving_mean_initializer, rng, (channels,)),
+                 "moving_variance": initializers.initial_values(
+                     self.moving_variance_initializer, rng, (channels,))}
         return params, state, input_shape
 
     def get_config(self):

@@ -104,8 +104,8 @@ class CellSettings:
         """The step's weights for inputs of `features` features, drawn from `rng`."""
         width = self.GATES * self.units
         params = {
-            "kernel": initializers.get(self.kernel_initializer).sample(rng, (features, width)),
-            "recurrent_kernel": initializers.get(self.recurrent_initializer).sample(
+            "kernel": initializers.initial_values(self.kernel_initializer, rng, (features, width)),
+            "recurrent_kernel": initializers.initial_values(self.recurrent_initializer,
                 rng, (self.units, width)),
         }
         if self.use_bias:
@@ -113,7 +113,7 @@ class CellSettings:
         return params
 
     def _initial_bias(self, rng):
-        return initializers.get(self.bias_initializer).sample(rng, (self.GATES * self.units,))
+        return initializers.initial_values(self.bias_initializer, rng, (self.GATES * self.units,))
 
     def _input_bias(self, params):
         return params.get("bias")
@@ -170,9 +170,10 @@ class LSTMKind(CellSettings):
         if not self.unit_forget_bias:
             return super()._initial_bias(rng)
         # As Keras: the initializer for i, ones for f, the initializer for c and o.
-        fill = initializers.get(self.bias_initializer).sample
-        return np.concatenate([fill(rng, (self.units,)), np.ones(self.units, np.float32),
-                               fill(rng, (2 * self.units,))])
+        def fill(shape):
+            return initializers.initial_values(self.bias_initializer, rng, shape)
+        return np.concatenate([fill((self.units,)), np.ones(self.units, np.float32),
+                               fill((2 * self.units,))])
 
     def _cell(self):
         return cells.cell_step(cells.lstm_cell, activation=self._activation_fn,
@@ -193,7 +194,7 @@ class GRUKind(CellSettings):
 
     def _initial_bias(self, rng):
         shape = (2, 3 * self.units) if self.reset_after else (3 * self.units,)
-        return initializers.get(self.bias_initializer).sample(rng, shape)
+        return initializers.initial_values(self.bias_initializer, rng, shape)
 
     def _input_bias(self, params):
         bias = params.get("bias")

@@ -89,7 +89,7 @@ class ReversibleEmbedding(Embedding):
     def init(self, rng, input_shape):
         params, state, _ = super().init(rng, input_shape)
         if not self.tie_weights and self.quantization_mode is None:
-            params["reverse_embeddings"] = initializers.get(self.embeddings_initializer).sample(
+            params["reverse_embeddings"] = initializers.initial_values(self.embeddings_initializer,
                 rng, (self.output_dim, self.input_dim))
         return params, state, self.sample_output_shape(input_shape)
 

@@ -52,7 +52,7 @@ def _initial_value(initializer, shape, dtype):
     if initializer is None:
         initializer = "zeros"
     if isinstance(initializer, (str, dict, initializers_lib.Initializer)):
-        values = initializers_lib.get(initializer).sample(np.random.default_rng(0), shape)
+        values = initializers_lib.initial_values(initializer, np.random.default_rng(0), shape)
         return jnp.asarray(values, dtype)
     if callable(initializer):
         return jnp.asarray(initializer(shape, dtype), dtype)
