@@ -147,10 +147,11 @@ def test_the_guides_loop_trains_as_keras_loop_from_the_same_weights():
     assert not np.allclose(our_weights[0], start[0])   # assigned back to the model
 
 
-def train_as_the_guide(training=True, devices=None, jit=True):
+def train_as_the_guide(training=True, devices=None, jit=True, predict=True):
     """kilnet's run of the guide as written, from weights fixed by a seed: (losses, the
     model's weights, its non-trainable variables after the loop, then its predictions from
-    them: on several devices the values assigned back are replicated over them)."""
+    them: on several devices the values assigned back are replicated over them). predict=False
+    leaves the predictions out (their program is compiled for each new model)."""
     kilnet.utils.set_random_seed(5)
     model = guide_model(kilnet)
     model.build((BATCH_SIZE, 28, 28, 1))
@@ -159,9 +160,9 @@ def train_as_the_guide(training=True, devices=None, jit=True):
     step = guide_step(kilnet, model, optimizer, training)
     losses = run_guide(model, optimizer, step if jit else step.__wrapped__, place_variables,
                        devices=devices)
+    predictions = [model.predict(images(8, seed=1)[0], verbose=0)] if predict else []
     return (losses, [np.asarray(w) for w in model.get_weights()],
-            [np.asarray(v.numpy()) for v in model.non_trainable_variables]
-            + [model.predict(images(8, seed=1)[0], verbose=0)])
+            [np.asarray(v.numpy()) for v in model.non_trainable_variables] + predictions)
 
 
 def test_the_guides_loop_in_training_mode_draws_new_dropout_masks_each_step():
@@ -169,8 +170,8 @@ def test_the_guides_loop_in_training_mode_draws_new_dropout_masks_each_step():
     non-trainable variables, which each step returns advanced, and BatchNormalization
     updates its statistics. The jitted loop equals the same loop run eagerly, step by step
     (the same states give the same masks); the state advanced once a step."""
-    losses, weights, non_trainable = train_as_the_guide()
-    eager_losses, eager_weights, _ = train_as_the_guide(jit=False)
+    losses, weights, non_trainable = train_as_the_guide(predict=False)
+    eager_losses, eager_weights, _ = train_as_the_guide(jit=False, predict=False)
     np.testing.assert_allclose(losses, eager_losses, rtol=1e-5)
     for a, b in zip(weights, eager_weights):
         # a tenth of one Adam step (lr 1e-3): near-zero gradients' m / sqrt(v) carries the
@@ -181,4 +182,5 @@ def test_the_guides_loop_in_training_mode_draws_new_dropout_masks_each_step():
     steps = len(losses) // 2
     assert all(b < a for a, b in zip(losses[:steps], losses[steps:]))
     # the masks matter: without training mode the same loop gives other losses
-    assert not np.allclose(losses, train_as_the_guide(training=False)[0], rtol=1e-3)
+    assert not np.allclose(losses, train_as_the_guide(training=False,
+                                                                  predict=False)[0], rtol=1e-3)
