@@ -909,35 +909,41 @@ class AdamW(Adam):
 
 class SGD(Optimizer):
     name = "sgd"
-    defaults = {"momentum": 0.0, "nesterov": False}
+    # weight_decay: Keras's base argument, decoupled (p <- p - lr * wd * p before the step;
+    # None: off). decay_first keeps Optax's state as it is without it (keras_files reads it).
+    defaults = {"momentum": 0.0, "nesterov": False, "weight_decay": None}
 
     def __init__(self, learning_rate=0.01, **kwargs):
         super().__init__(learning_rate, **kwargs)
 
     def core(self, learning_rate):
         momentum = self.hyper["momentum"] or None
-        return optax.sgd(learning_rate, momentum=momentum, nesterov=self.hyper["nesterov"])
+        step = optax.sgd(learning_rate, momentum=momentum, nesterov=self.hyper["nesterov"])
+        return decay_first(step, learning_rate, self.hyper["weight_decay"])
 
 
 class RMSprop(Optimizer):
     name = "rmsprop"
-    defaults = {"rho": 0.9, "momentum": 0.0, "epsilon": 1e-7, "centered": False}
+    defaults = {"rho": 0.9, "momentum": 0.0, "epsilon": 1e-7, "centered": False,
+                "weight_decay": None}
 
     def core(self, learning_rate):
         h = self.hyper
         # Keras adds epsilon inside the square root, as optax's default eps_in_sqrt does.
-        return optax.rmsprop(learning_rate, decay=h["rho"], eps=h["epsilon"],
+        step = optax.rmsprop(learning_rate, decay=h["rho"], eps=h["epsilon"],
                              momentum=h["momentum"] or None, centered=h["centered"])
+        return decay_first(step, learning_rate, h["weight_decay"])
 
 
 class Adagrad(Optimizer):
     name = "adagrad"
-    defaults = {"initial_accumulator_value": 0.1, "epsilon": 1e-7}
+    defaults = {"initial_accumulator_value": 0.1, "epsilon": 1e-7, "weight_decay": None}
 
     def core(self, learning_rate):
-        return optax.adagrad(learning_rate, **{
+        step = optax.adagrad(learning_rate, **{
             "initial_accumulator_value": self.hyper["initial_accumulator_value"],
             "eps": self.hyper["epsilon"]})
+        return decay_first(step, learning_rate, self.hyper["weight_decay"])
 
 
 class Nadam(Optimizer):
