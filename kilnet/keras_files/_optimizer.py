@@ -11,7 +11,9 @@ few steps in one continues in the other as it would have. A state that cannot be
 out with a warning, and training starts from a fresh state. Nadam has one variable more, after
 all the slots: `u_product`, the running product of its momentum schedule (Keras makes it after
 its momentums and velocities). With use_ema, the weights' moving averages come first, one per
-trainable variable, before any slot. Adafactor's slots are not shaped like the weights: a row
+trainable variable, before any slot; with gradient_accumulation_steps, the gradients summed since
+the last update (one per trainable variable) come after them, and the step count is Keras's
+raw one (every step, updates or not). Adafactor's slots are not shaped like the weights: a row
 and a column mean per weight of rank >= 2, int32 scalar placeholders for the others.
 
 kilnet's SGD keeps Optax's trace t (t <- g + momentum * t, step -lr * t); Keras keeps
@@ -33,6 +35,7 @@ import numpy as np
 from kilnet import losses as losses_lib
 from kilnet import metrics as metrics_lib
 from kilnet import optimizers as optimizers_lib
+from kilnet.optimizers import _accumulation
 from kilnet.trainer import KerasState
 
 PREFIX = "optimizer/vars/"
@@ -222,12 +225,17 @@ def export_arrays(trainer) -> list:
         per_slot = [[-lr * t for t in per_slot[0]]]
     per_slot = [_keras_sign(trainer.optimizer, n, values, lr)
                 for n, values in zip(names, per_slot)]
-    arrays = [np.asarray(inject.count, np.int32)] + (
+    accumulation = _accumulation.accumulation_state(trainer.state.opt_state)
+    steps = inject.count if accumulation is None else accumulation.count
+    arrays = [np.asarray(steps, np.int32)] + (
         [np.asarray(lr, np.float32)] if has_rate_variable(trainer.optimizer) else [])
     averages = optimizers_lib.moving_average_state(trainer.state.opt_state)
     if averages is not None:   # use_ema: Keras makes the averages first, one per variable
         arrays.extend(np.asarray(v, np.float32) for v in adapter.trainable_list(
             averages.average))
+    if accumulation is not None:   # Keras makes the accumulators next, one per variable
+        arrays.extend(np.asarray(v, np.float32) for v in adapter.trainable_list(
+            accumulation.summed_gradients))
     arrays.extend(np.asarray(v, _keras_dtype(v))
                   for v in keras_order(trainer.optimizer, per_slot))
     arrays.extend(np.asarray(getattr(inject.inner_state, name), np.float32)
@@ -256,6 +264,8 @@ def keras_variable_paths(trainer, name) -> list:
         [f"{name}/learning_rate"] if has_rate_variable(optimizer) else [])
     if optimizers_lib.moving_average_state(trainer.state.opt_state) is not None:
         names += [f"{name}/{v}_average" for v in variables]
+    if optimizer.gradient_accumulation_steps:
+        names += [f"{name}/{v}_gradient_accumulator" for v in variables]
     names += keras_order(optimizer, [[f"{name}/{v}_{slot}" for v in variables]
                                   for slot in slot_names(optimizer)])
     return names + [f"{name}/{scalar}" for scalar in scalar_names(optimizer)]
@@ -276,6 +286,8 @@ def expected_shapes(trainer) -> list:
     head = [(), ()] if has_rate_variable(trainer.optimizer) else [()]
     if optimizers_lib.moving_average_state(trainer.state.opt_state) is not None:
         head += [tuple(np.shape(v)) for v in adapter.trainable_list(trainer.state.params)]
+    if trainer.optimizer.gradient_accumulation_steps:
+        head += [tuple(np.shape(v)) for v in adapter.trainable_list(trainer.state.params)]
     return head + keras_order(trainer.optimizer, per_slot) + [
         () for _ in scalar_names(trainer.optimizer)]
 
@@ -286,19 +298,29 @@ def import_arrays(trainer, arrays):
     state = trainer.state
     inject = _inject(state.opt_state)
     fixed = has_rate_variable(trainer.optimizer)
-    count = int(arrays[0])
-    lr = float(arrays[1]) if fixed else float(trainer.optimizer.learning_rate(count))
+    steps = int(arrays[0])   # Keras's raw step count
+    count = steps // (trainer.optimizer.gradient_accumulation_steps or 1)   # updates made
+    lr = float(arrays[1]) if fixed else float(trainer.optimizer.learning_rate(steps))
     n_scalars, head = len(scalar_names(trainer.optimizer)), 2 if fixed else 1
     adapter = KerasState(trainer)
     averages = optimizers_lib.moving_average_state(state.opt_state)
     if averages is not None:   # use_ema: the averages come first (see export_arrays)
         n_averages = len(adapter.trainable_list(state.params))
         new_averages = averages._replace(
-            count=jnp.asarray(count, averages.count.dtype), average=_like(
+            count=jnp.asarray(steps, averages.count.dtype), average=_like(
                 adapter.trainable_tree(state, [jnp.asarray(v) for v in
                                                arrays[head:head + n_averages]]),
                 averages.average))
         head += n_averages
+    accumulation = _accumulation.accumulation_state(state.opt_state)
+    if accumulation is not None:   # the summed gradients come next (see export_arrays)
+        n_sums = len(adapter.trainable_list(state.params))
+        new_accumulation = accumulation._replace(
+            count=jnp.asarray(steps, accumulation.count.dtype), summed_gradients=_like(
+                adapter.trainable_tree(state, [jnp.asarray(v) for v in
+                                               arrays[head:head + n_sums]]),
+                accumulation.summed_gradients))
+        head += n_sums
     per_var, scalars = arrays[head:len(arrays) - n_scalars], arrays[len(arrays) - n_scalars:]
     trees = []
     for name, values in zip(names, _per_slot(trainer.optimizer, per_var)):
@@ -320,6 +342,11 @@ def import_arrays(trainer, arrays):
     replaced = {id(inject): new_inject}
     if averages is not None:
         replaced[id(averages)] = new_averages
+    if accumulation is not None:
+        # The inner state sits inside the accumulation state: replace it there first.
+        replaced = {id(accumulation): jax.tree.map(
+            lambda s: replaced.get(id(s), s), new_accumulation,
+            is_leaf=lambda s: id(s) in replaced), **replaced}
     opt_state = jax.tree.map(lambda s: replaced.get(id(s), s), state.opt_state,
                              is_leaf=lambda s: id(s) in replaced)
     trainer.state = state._replace(opt_state=opt_state)
@@ -362,15 +389,18 @@ def keras_built(trainer) -> bool:
     count not where kilnet reads it) counts as built once its state exists."""
     if trainer.state is None:
         return False
+    accumulation = _accumulation.accumulation_state(trainer.state.opt_state)
     return fresh_arrays(trainer.optimizer) is None or \
-        optimizers_lib.step_count(trainer.state.opt_state) > 0
+        optimizers_lib.step_count(trainer.state.opt_state) > 0 or \
+        (accumulation is not None and int(accumulation.count) > 0)
 
 
 def holds_more_once_built(optimizer) -> bool:
     """Whether Keras's optimizer makes variables when built (slots, use_ema's averages,
     Nadam's scalar), so that its variables before and after its first update differ in
     number; plain SGD keeps its step count and learning rate only."""
-    return bool(slot_names(optimizer) or optimizer.use_ema or scalar_names(optimizer))
+    return bool(slot_names(optimizer) or optimizer.use_ema or scalar_names(optimizer)
+                or optimizer.gradient_accumulation_steps)
 
 
 def has_rate_variable(optimizer) -> bool:

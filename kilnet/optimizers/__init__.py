@@ -31,6 +31,7 @@ from kilnet import _names
 from kilnet.variables import Variable
 from kilnet.optimizers import schedules  # kilnet.optimizers.schedules, as in Keras
 from kilnet.optimizers import _adam_kernel
+from kilnet.optimizers import _accumulation
 
 
 class KerasAdamState(NamedTuple):
@@ -426,12 +427,14 @@ class MovingAverageState(NamedTuple):
     average: Any
 
 
-def moving_average_of_weights(momentum=0.99, overwrite_frequency=None):
+def moving_average_of_weights(momentum=0.99, overwrite_frequency=None, steps_per_update=1):
     """Keras's `use_ema` as the last Optax stage of an optimizer: after each update, with w the
     updated weights, average <- m * average + (1 - m) * w, where m is `momentum` except at the
     first update (0: the average starts at the weights); every `overwrite_frequency` updates
     (None: never) the weights themselves are set to the average. Optax's `ema` averages the
-    updates, not the weights, so this is written out.
+    updates, not the weights, so this is written out. With gradient accumulation Keras
+    averages at every step but counts updates (`steps_per_update` steps each) for the first
+    update and the overwrite frequency.
 
     Example:
         >>> import jax.numpy as jnp
@@ -450,10 +453,11 @@ def moving_average_of_weights(momentum=0.99, overwrite_frequency=None):
         if params is None:
             raise ValueError("use_ema needs the parameters to average them.")
         weights = optax.apply_updates(params, updates)
-        m = jnp.where(state.count == 0, 0.0, momentum)
+        updates_made = state.count // steps_per_update
+        m = jnp.where(updates_made == 0, 0.0, momentum)
         average = jax.tree.map(lambda a, w: m * a + (1 - m) * w, state.average, weights)
         if overwrite_frequency:
-            overwrite = (state.count + 1) % overwrite_frequency == 0
+            overwrite = (updates_made + 1) % overwrite_frequency == 0
             updates = jax.tree.map(lambda u, a, p: jnp.where(overwrite, a - p, u), updates,
                                    average, params)
         return updates, MovingAverageState(state.count + 1, average)
@@ -522,7 +526,8 @@ class Optimizer:
 
     def __init__(self, learning_rate=0.001, *, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, use_ema=False, ema_momentum=0.99,
-                 ema_overwrite_frequency=None, name=None, **hyper):
+                 ema_overwrite_frequency=None, gradient_accumulation_steps=None, name=None,
+                 **hyper):
         _check_learning_rate(learning_rate)
         # Keras's default name: the class's in snake case ("adam", "adam_w", "rm_sprop"),
         # numbered within the process as Keras numbers it ("adam_1" for the second Adam)
@@ -537,6 +542,8 @@ class Optimizer:
         if clipnorm is not None and global_clipnorm is not None:
             raise ValueError("Pass clipnorm or global_clipnorm, not both. "
                              f"Received: clipnorm={clipnorm}, global_clipnorm={global_clipnorm}")
+        _accumulation.check_steps(gradient_accumulation_steps)
+        self.gradient_accumulation_steps = gradient_accumulation_steps
         unknown = set(hyper) - set(self.defaults)
         if unknown:
             raise TypeError(f"{type(self).__name__} got unexpected arguments {sorted(unknown)}; "
@@ -791,10 +798,14 @@ class Optimizer:
             parts.append(clip_by_tensor_norm(self.clipnorm))
         if self.global_clipnorm is not None:
             parts.append(optax.clip_by_global_norm(self.global_clipnorm))
-        parts.append(optax.inject_hyperparams(core)(learning_rate=self._learning_rate))
+        steps = self.gradient_accumulation_steps or 1
+        parts.append(optax.inject_hyperparams(core)(
+            learning_rate=_at_keras_step(self._learning_rate, steps)))
+        if steps > 1:   # the clipping and the update act on the mean, at every N-th step
+            parts = [_accumulation.accumulate_gradients(optax.chain(*parts), steps)]
         if self.use_ema:
             parts.append(moving_average_of_weights(self.ema_momentum,
-                                                   self.ema_overwrite_frequency))
+                                                   self.ema_overwrite_frequency, steps))
         chain = optax.chain(*parts)
         return _through_your_apply(self, chain) if overrides_apply(self) else chain
 
@@ -854,7 +865,7 @@ class Optimizer:
             True
         """
         core = getattr(self, "weights_core", None)
-        if core is None or self.use_ema or (
+        if core is None or self.use_ema or self.gradient_accumulation_steps or (
                 self.clipvalue, self.clipnorm, self.global_clipnorm) != (None, None, None):
             return None
         return self._chain(core).update
@@ -870,6 +881,8 @@ class Optimizer:
         if self.use_ema:
             config.update(use_ema=True, ema_momentum=self.ema_momentum,
                           ema_overwrite_frequency=self.ema_overwrite_frequency)
+        if self.gradient_accumulation_steps:
+            config["gradient_accumulation_steps"] = self.gradient_accumulation_steps
         return config
 
     @classmethod
@@ -1117,6 +1130,15 @@ class Ftrl(Optimizer):
                            self.hyper["weight_decay"])
 
 
+def _at_keras_step(learning_rate, steps_per_update):
+    """The rate Optax injects at its n-th update (n from 0), given the schedule Keras calls
+    with its raw step count: with gradient accumulation, updates fall on Keras's steps
+    steps_per_update - 1, 2 * steps_per_update - 1, ... A constant rate is unchanged."""
+    if not callable(learning_rate) or steps_per_update == 1:
+        return learning_rate
+    return lambda count: learning_rate(count * steps_per_update + steps_per_update - 1)
+
+
 def _with_decay(parts, learning_rate, weight_decay):
     if weight_decay:
         parts = parts + [decoupled_weight_decay(learning_rate, weight_decay)]
@@ -1222,7 +1244,8 @@ def deserialize(config) -> Optimizer:
                          f"class_name={config['class_name']!r}")
     kwargs = {}
     accepted = {"name", "learning_rate", "clipnorm", "clipvalue", "global_clipnorm", "use_ema",
-                "ema_momentum", "ema_overwrite_frequency", *cls.defaults}
+                "ema_momentum", "ema_overwrite_frequency", "gradient_accumulation_steps",
+                *cls.defaults}
     neutral = KERAS_BASE_CONFIG
     for key, value in (config.get("config") or {}).items():
         if key in accepted:
