@@ -608,8 +608,8 @@ def save_model(model, filepath, *, overwrite=True, include_optimizer=True):
 
     Raises:
         ValueError: the weights hold NaN or infinity (nothing is written).
-        NotImplementedError: a subclassed model or custom layer has constructor arguments but
-            no get_config().
+        NotImplementedError: a subclassed model or custom layer without get_config() was made
+            with arguments that are not plain data (its automatic config cannot hold them).
         kilnet.errors.SaveError: the file could not be written (the previous one is intact).
 
     Example:

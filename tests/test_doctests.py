@@ -23,7 +23,7 @@ MODULES = ["kilnet._small_objects", "kilnet.tree", "kilnet.serialization", "kiln
            "kilnet.layers._base", "kilnet.layers._input_spec", "kilnet.layers._tensor_masks",
            "kilnet.layers._batch_axis", "kilnet.layers._call_context", "kilnet.layers._host_call",
            "kilnet.layers._mask_arguments", "kilnet.layers._positional_values",
-           "kilnet.layers._value_reads",
+           "kilnet.layers._value_reads", "kilnet.layers._auto_config",
            "kilnet.layers._shared_layers",
            "kilnet.models._host_stage", "kilnet.models._graph_masks",
            "kilnet.layers._core",

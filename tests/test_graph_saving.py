@@ -421,10 +421,10 @@ def test_custom_objects_allow_an_unregistered_class(tmp_path):
     assert _same(loaded.get_weights(), model.get_weights())
 
 
-def test_a_subclassed_model_without_get_config_cannot_be_saved(tmp_path):
+def test_a_subclassed_model_without_get_config_is_saved_with_its_arguments(tmp_path):
     class Bare(kilnet.Model):
-        def __init__(self, units):
-            super().__init__()
+        def __init__(self, units, **kwargs):   # **kwargs: the config's name, trainable, dtype
+            super().__init__(**kwargs)
             self.dense = layers.Dense(units)
 
         def call(self, inputs):
@@ -432,8 +432,10 @@ def test_a_subclassed_model_without_get_config_cannot_be_saved(tmp_path):
 
     model = Bare(2)
     model.build((3,), seed=0)
-    with pytest.raises(NotImplementedError, match="get_config"):
-        model.save(tmp_path / "bare.kilnet")
+    model.save(tmp_path / "bare.kilnet")   # Keras's automatic config: {"units": 2, ...}
+    loaded = load_model(tmp_path / "bare.kilnet", custom_objects={"Bare": Bare})
+    assert loaded.get_config()["units"] == 2
+    assert _same(loaded.get_weights(), model.get_weights())
     model.save_weights(tmp_path / "bare_weights.kilnet")   # weights need no configuration
     other = Bare(2)
     other.load_weights(tmp_path / "bare_weights.kilnet")

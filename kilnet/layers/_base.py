@@ -34,7 +34,7 @@ import numpy as np
 
 from kilnet import (_names, _scope, _tree, activations, constraints, initializers,
                     mixed_precision, random, regularizers, utils)
-from kilnet.layers import _batch_axis, _shared_layers, _tracking
+from kilnet.layers import _auto_config, _batch_axis, _shared_layers, _tracking
 from kilnet.layers._call_context import described_call
 from kilnet.layers._host_call import refuse_strings, takes_strings
 from kilnet.layers._input_spec import check_input_spec
@@ -140,6 +140,15 @@ class Layer:
             cls.apply = _apply_through_call(cls.apply)
             if "compute_call_output_shape" not in cls.__dict__:
                 cls.compute_call_output_shape = _traced_call_output_shape
+
+    def __new__(cls, *args, **kwargs):
+        layer = super().__new__(cls)
+        # Keras's automatic config: a class of yours without get_config() is configured by
+        # the arguments it was made with, which only its constructor call sees
+        if not cls.config_keys and getattr(cls.get_config, "reads_recorded_arguments", False):
+            set_untracked(layer, "_recorded_arguments",
+                          _auto_config.recorded_arguments(cls, args, kwargs))
+        return layer
 
     def __init__(self, *, name: str | None = None, input_shape=None, dtype=None,
                  trainable: bool = True, batch_input_shape=None, input_dim=None,
@@ -2134,6 +2143,16 @@ class Layer:
 
     # -- configuration -------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
+        """The layer's settings as plain data (Keras's keys, in Keras's order): `name`,
+        `trainable`, `dtype`, then the layer's arguments; for a class of yours that takes
+        constructor arguments and defines no get_config, the arguments it was made with
+        (Keras 3's automatic config).
+
+        Example:
+            >>> import kilnet
+            >>> kilnet.layers.Dense(2, name="d").get_config()["units"]
+            2
+        """
         config = {"name": self.name, "trainable": self.trainable,
                   "dtype": mixed_precision.serialize(self._dtype_policy)}   # Keras's form
         # Keras's base layer writes a set activity regularizer here, before the layer's own
@@ -2150,9 +2169,13 @@ class Layer:
             elif key.endswith("activation") and callable(value):   # a function: its name
                 value = activations.config_name(value)
             config[key] = value
-        if not self.config_keys and type(self).__init__ is not Layer.__init__ and not self.is_pure:
-            _check_custom_config(self)
+        if (not self.config_keys and type(self).__init__ is not Layer.__init__
+                and not self.is_pure and _has_own_arguments(self)):
+            config = _auto_config.with_constructor_arguments(self, config)
         return config
+
+    # Layer.__new__ records the constructor's arguments for this method (not for a class's own)
+    get_config.reads_recorded_arguments = True
 
     @classmethod
     def from_config(cls, config: dict):
@@ -2655,20 +2678,11 @@ def _initial_value(initializer, rng, shape):
                     f"callable f(shape, dtype). Received: initializer={initializer!r}")
 
 
-def _check_custom_config(layer):
-    """A Keras-form layer with constructor arguments must say how to rebuild itself."""
-    if type(layer).get_config is Layer.get_config:
-        # As Keras: any constructor argument of its own (required or not) must be in a config,
-        # or a saved or cloned layer would silently come back with the defaults.
-        base = set(inspect.signature(Layer.__init__).parameters)
-        params = [p for p in inspect.signature(type(layer).__init__).parameters.values()
-                  if p.name not in base | {"args", "kwargs"}
-                  and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
-        if params:
-            raise NotImplementedError(
-                f"Layer {type(layer).__name__} has constructor arguments "
-                f"{[p.name for p in params]} but no get_config(): define get_config() to return "
-                "them (with super().get_config()), so the model can be saved and cloned.")
+def _has_own_arguments(layer) -> bool:
+    """Whether `layer` is of a class of yours that takes constructor arguments of its own
+    and defines no get_config(): Keras then configures it automatically."""
+    return (type(layer).get_config is Layer.get_config
+            and _auto_config.takes_own_arguments(type(layer), Layer.__init__))
 
 
 def as_shape(value, argument: str) -> Shape:

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from kilnet import _safefile, mixed_precision, saving
 from kilnet._toposort import calls_in_order
 from kilnet.errors import ModelFileError
-from kilnet.layers import CELL_TYPES, LAYER_TYPES, InputLayer, Layer
+from kilnet.layers import CELL_TYPES, LAYER_TYPES, InputLayer, Layer, _auto_config
 from kilnet.layers._node import KerasTensor, flatten, substitute, tensors_in
 from kilnet.models import _constants as constants
 from kilnet.models._model import Model
@@ -150,10 +150,13 @@ def model_config(model) -> dict:
     arguments."""
     if model.is_functional and functional_like_constructor(type(model)):
         return _functional_config(model)
-    if type(model).get_config is Model.get_config:
-        _require_rebuildable(type(model))
-    return {"name": model.name, "trainable": model.trainable,
-            "dtype": mixed_precision.serialize(model.dtype_policy)}   # Keras's three keys
+    config = {"name": model.name, "trainable": model.trainable,
+              "dtype": mixed_precision.serialize(model.dtype_policy)}   # Keras's three keys
+    if (type(model).get_config is Model.get_config
+            and _auto_config.takes_own_arguments(type(model), Model.__init__)):
+        # Keras's automatic config: the arguments the model was made with
+        return _auto_config.with_constructor_arguments(model, config)
+    return config
 
 
 def functional_like_constructor(cls) -> bool:
@@ -176,18 +179,6 @@ def functional_like_constructor(cls) -> bool:
     spec = inspect.getfullargspec(cls.__init__)
     return spec.args[1:] == ["inputs", "outputs", "name"] or (
         spec.varargs is not None and spec.varkw is not None)
-
-
-def _require_rebuildable(cls):
-    required = [p.name for p in inspect.signature(cls.__init__).parameters.values()
-                if p.name != "self" and p.default is p.empty
-                and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
-    if required:
-        raise NotImplementedError(
-            f"Model {cls.__name__} has constructor arguments {required} but no get_config(), so "
-            "it cannot be saved, cloned or converted to JSON. Define get_config() to return them "
-            "(starting from super().get_config()) and register the class with "
-            "@kilnet.saving.register_serializable().")
 
 
 def _functional_config(model) -> dict:

@@ -1510,6 +1510,8 @@ class Model(Layer):
         from kilnet.models import _config
         return _config.model_config(self)
 
+    get_config.reads_recorded_arguments = True   # Layer.__new__ records them for it
+
     @classmethod
     def from_config(cls, config: dict, custom_objects=None):
         """A new model from get_config()'s dict, with new weights.
