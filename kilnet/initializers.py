@@ -575,10 +575,10 @@ def get(identifier):
         f"of the weight's values. Received: {identifier!r:.100}")
 
 
-def initial_values(initializer, rng, shape) -> np.ndarray:
-    """The float32 values a layer's weight of `shape` starts from, whatever `get` accepts:
+def initial_values(initializer, rng, shape, dtype="float32") -> np.ndarray:
+    """The values (of `dtype`) a weight of `shape` starts from, whatever `get` accepts:
     an Initializer draws from `rng` (the model's NumPy Generator) or its own seed; a function
-    of yours is called as Keras calls it, `f(shape, dtype="float32")`.
+    of yours is called as Keras calls it, `f(shape, dtype=dtype)`.
 
     Example:
         >>> import numpy as np
@@ -586,26 +586,37 @@ def initial_values(initializer, rng, shape) -> np.ndarray:
         [1.0, 1.0]
         >>> initial_values("zeros", np.random.default_rng(0), (1, 2)).tolist()
         [[0.0, 0.0]]
+        >>> initial_values(Ones, None, (2,), "int32").tolist()   # a class: its default instance
+        [1, 1]
     """
     initializer = get(initializer)
     if isinstance(initializer, Initializer):
-        return initializer.sample(rng, shape)
+        return np.asarray(initializer.sample(rng, shape), dtype)
     shape = tuple(int(d) for d in shape)
-    try:
-        values = initializer(shape, dtype="float32")
-    except TypeError as error:
-        if "dtype" not in str(error):
-            raise
-        raise TypeError(
-            "An initializer function is called as Keras calls it, f(shape, dtype=...), and "
-            f"{initializer!r:.80} does not take `dtype`. Define it as "
-            f"`def f(shape, dtype=None)`. Received the error: {error}") from None
-    values = np.asarray(values, np.float32)
+    _require_dtype_argument(initializer)
+    values = np.asarray(initializer(shape, dtype=dtype), dtype)
     if values.shape != shape:
         raise ValueError(f"The initializer {initializer!r:.80} returned values of shape "
                          f"{values.shape} for a weight of shape {shape}: return an array of "
                          "the shape it is given.")
     return values
+
+
+def _require_dtype_argument(function) -> None:
+    """Refuse, before calling it, a function that cannot be called as Keras calls an
+    initializer, f(shape, dtype=...): an error raised inside a function that does take it is
+    the function's own and is left as it is."""
+    import inspect
+
+    try:
+        inspect.signature(function).bind((1,), dtype="float32")
+    except ValueError:   # no signature to read (a builtin): let the call decide
+        return
+    except TypeError:
+        raise TypeError(
+            "An initializer function is called as Keras calls it, f(shape, dtype=...), and "
+            f"{function!r:.80} does not take those arguments. Define it as "
+            "`def f(shape, dtype=None)`.") from None
 
 
 def _given_values(array):

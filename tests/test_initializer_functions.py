@@ -106,3 +106,63 @@ def test_saving_a_function_initializer_says_why(tmp_path, extension):
     # Keras writes a registered function by name; kilnet refuses any, saying what to write
     with pytest.raises(TypeError, match="'ramp' cannot be saved.*Initializer subclass"):
         twin(kilnet).save(tmp_path / f"m.{extension}")
+
+
+class Holder:
+    """A layer of yours making its weight with add_weight, as Keras's guides write one."""
+
+    @staticmethod
+    def make(lib, initializer):
+        class Hold(lib.layers.Layer):
+            def build(self, input_shape):
+                self.w = self.add_weight(shape=(input_shape[-1], 2), initializer=initializer)
+
+            def call(self, x):
+                return x @ self.w
+
+        return Hold()
+
+
+@pytest.mark.parametrize("given", sorted(INITIALIZERS))
+def test_add_weight_takes_what_a_built_in_layer_takes(given):
+    x = np.ones((1, 3), "float32")
+    ours = Holder.make(kilnet, INITIALIZERS[given](kilnet) if given != "array" else ramp)
+    theirs = Holder.make(keras, INITIALIZERS[given](keras) if given != "array" else ramp)
+    np.testing.assert_allclose(np.asarray(ours(x)), keras.ops.convert_to_numpy(theirs(x)),
+                               rtol=1e-6)
+
+
+def test_add_weight_refuses_a_function_without_dtype_with_the_fix():
+    with pytest.raises(TypeError, match=r"def f\(shape, dtype=None\)"):
+        Holder.make(kilnet, shape_only)(np.ones((1, 3), "float32"))
+
+
+def test_an_error_raised_inside_a_function_is_its_own():
+    def broken(shape, dtype=None):
+        raise TypeError("unsupported dtype for this draw")
+
+    with pytest.raises(TypeError, match="unsupported dtype for this draw"):
+        kilnet.layers.Dense(2, kernel_initializer=broken)(np.ones((1, 3), "float32"))
+
+
+def test_a_metric_variable_takes_an_initializer_class_as_keras():
+    def make(lib):
+        class Count(lib.metrics.Metric):
+            def __init__(self):
+                super().__init__(name="count_up")
+                self.total = self.add_variable(shape=(2,), initializer=lib.initializers.Ones,
+                                               name="total")
+
+            def update_state(self, values):
+                self.total.assign(self.total + values)
+
+            def result(self):
+                return self.total
+
+        return Count()
+
+    ours, theirs = make(kilnet), make(keras)
+    ours.update_state(np.array([1.0, 2.0], "float32"))
+    theirs.update_state(np.array([1.0, 2.0], "float32"))
+    np.testing.assert_array_equal(np.asarray(ours.result()),
+                                  keras.ops.convert_to_numpy(theirs.result()))

@@ -2665,17 +2665,14 @@ def _as_input_array(x):
 
 
 def _initial_value(initializer, rng, shape):
+    """A weight's starting values: a number or an array broadcast to its shape (kilnet's
+    shorthand), else anything initializers.get takes (a name, an Initializer or its class, a
+    config, a function f(shape, dtype=None)), as Keras's add_weight."""
     if initializer is None:
         initializer = "glorot_uniform"
-    if isinstance(initializer, (str, dict, initializers.Initializer)):
-        return initializers.initial_values(initializer, rng, shape)
-    if callable(initializer):
-        value = initializer(shape, dtype="float32")
-        return np.asarray(value, np.float32)
-    if isinstance(initializer, (int, float, np.ndarray)):
+    if isinstance(initializer, (int, float, np.ndarray)) and not isinstance(initializer, bool):
         return np.broadcast_to(np.asarray(initializer, np.float32), shape).copy()
-    raise TypeError("initializer must be an initializer name, e.g. 'glorot_uniform', or a "
-                    f"callable f(shape, dtype). Received: initializer={initializer!r}")
+    return initializers.initial_values(initializer, rng, shape)
 
 
 def _has_own_arguments(layer) -> bool:

@@ -47,16 +47,16 @@ def _check_dtype(dtype):
 
 
 def _initial_value(initializer, shape, dtype):
-    """The starting array of a metric variable: a kilnet initializer name, a number, an array,
-    or a callable f(shape, dtype)."""
+    """The starting array of a metric variable: a number or an array broadcast to its shape,
+    else anything kilnet.initializers.get takes (a name, an Initializer or its class, a
+    function f(shape, dtype=None))."""
     if initializer is None:
         initializer = "zeros"
-    if isinstance(initializer, (str, dict, initializers_lib.Initializer)):
-        values = initializers_lib.initial_values(initializer, np.random.default_rng(0), shape)
-        return jnp.asarray(values, dtype)
-    if callable(initializer):
-        return jnp.asarray(initializer(shape, dtype), dtype)
-    return jnp.broadcast_to(jnp.asarray(initializer, dtype), shape)
+    if isinstance(initializer, (int, float, np.ndarray)) or hasattr(initializer, "shape"):
+        return jnp.broadcast_to(jnp.asarray(initializer, dtype), shape)
+    values = initializers_lib.initial_values(initializer, np.random.default_rng(0), shape,
+                                             np.dtype(dtype))
+    return jnp.asarray(values, dtype)
 
 
 class Metric:
