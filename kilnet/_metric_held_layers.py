@@ -155,8 +155,21 @@ def assign_held(model, pairs) -> None:
         return
     for variable, array in pairs:
         variable.assign(array)
+    retrace_after_held_change(model)
+
+
+def retrace_after_held_change(model) -> None:
+    """Have `model`'s compiled programs traced again when its metrics hold layers, whose
+    weights were just set (by this module, or by a Keras weights file's loader): the
+    programs read those weights as constants, being none of the training state.
+
+    Example:
+        >>> import kilnet
+        >>> model = kilnet.Sequential([kilnet.Input((2,)), kilnet.layers.Dense(1)])
+        >>> retrace_after_held_change(model)   # no metric holds layers: nothing to redo
+    """
     trainer = getattr(model, "compiled", None)
-    if trainer is not None:
+    if trainer is not None and held_layers(model):
         trainer.drop_compiled_programs()
 
 

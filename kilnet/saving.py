@@ -890,6 +890,7 @@ def load_weights(model, filepath, skip_mismatch=False):
     from kilnet import keras_files
     if keras_files.is_keras_weights_path(filepath) or keras_files.is_keras_model_path(filepath):
         keras_files.load_keras_weights(model, filepath, skip_mismatch=skip_mismatch)
+        _metric_held_layers.retrace_after_held_change(model)
         return
     info, tensors, order, input_shape = _read_weights(filepath)
     if not model.built:

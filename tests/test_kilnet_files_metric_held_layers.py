@@ -305,16 +305,17 @@ def _evaluated_kid(model):
     return model.evaluate(X, X, batch_size=2, verbose=0, return_dict=True)["kid"]
 
 
-@pytest.mark.parametrize("how", ["load_weights", "checkpoint"])
+@pytest.mark.parametrize("how", ["load_weights", "keras_weights", "checkpoint"])
 def test_a_compiled_model_computes_with_the_held_weights_it_loaded(tmp_path, how):
     """evaluate ran before the load (its program traced with the old encoder): after it,
     evaluate computes what a fresh model with the loaded encoder computes."""
     source, model = _validated(seed=24), _validated(seed=25)
     model.network.set_weights(source.network.get_weights())
     before = _evaluated_kid(model)
-    if how == "load_weights":
-        source.save_weights(tmp_path / "w.kilnet")
-        model.load_weights(tmp_path / "w.kilnet")
+    if how != "checkpoint":
+        path = tmp_path / ("w.kilnet" if how == "load_weights" else "w.weights.h5")
+        source.save_weights(path)
+        model.load_weights(path)
     else:
         _evaluated_kid(source)   # gives the source its training state
         tensors = checkpoint.capture_state(source.compiled)
