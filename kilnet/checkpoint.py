@@ -479,6 +479,9 @@ def capture_state(trainer) -> dict:
 
 
 def restore_state(trainer, ckpt: Checkpoint) -> None:
+    """Set the training state and the held layers' weights from `ckpt`, both checked before
+    either is set: a refused checkpoint leaves the model as it was."""
+    held = _checked_held(trainer.model, ckpt)
     state = {n: a for n, a in ckpt.tensors.items() if n.startswith("state/")}
     try:
         trainer.state = _tree.tensors_to_tree("state", trainer.state, state)
@@ -486,9 +489,16 @@ def restore_state(trainer, ckpt: Checkpoint) -> None:
         raise CheckpointMismatchError(
             f"Cannot resume from {ckpt.path}: its training state does not fit this model and "
             f"optimizer ({error}).") from None
-    if any(name.startswith(_metric_held_layers.PREFIX + "/") for name in ckpt.tensors):
-        try:   # a checkpoint of an earlier kilnet has none: they keep what the run made
-            _metric_held_layers.assign_held(trainer.model, ckpt.tensors)
-        except _metric_held_layers.HeldWeightsError as error:
-            raise CheckpointMismatchError(
-                f"Cannot resume from {ckpt.path}: {error}.") from None
+    _metric_held_layers.assign_held(trainer.model, held)
+
+
+def _checked_held(model, ckpt: Checkpoint) -> list:
+    """The held layers' (Variable, array) pairs of `ckpt`, none set yet; none for a
+    checkpoint of an earlier kilnet, which kept no held arrays (with a warning)."""
+    if not _metric_held_layers.has_held_arrays(ckpt.tensors):
+        _metric_held_layers.warn_not_kept(model, ckpt.path)
+        return []
+    try:
+        return _metric_held_layers.checked_held(model, ckpt.tensors)
+    except _metric_held_layers.HeldWeightsError as error:
+        raise CheckpointMismatchError(f"Cannot resume from {ckpt.path}: {error}.") from None

@@ -890,6 +890,7 @@ def load_weights(model, filepath, skip_mismatch=False):
     from kilnet import keras_files
     if keras_files.is_keras_weights_path(filepath) or keras_files.is_keras_model_path(filepath):
         keras_files.load_keras_weights(model, filepath, skip_mismatch=skip_mismatch)
+        _metric_held_layers.retrace_after_held_change(model)
         return
     info, tensors, order, input_shape = _read_weights(filepath)
     if not model.built:
@@ -953,17 +954,14 @@ def load_held_weights(model, tensors, filepath) -> None:
         >>> model = kilnet.Sequential([kilnet.Input((2,)), kilnet.layers.Dense(1)])
         >>> load_held_weights(model, {}, "m.kilnet")   # no metric holds layers: nothing to set
     """
-    prefix = _metric_held_layers.PREFIX + "/"
-    if not any(name.startswith(prefix) for name in tensors):
-        if _metric_held_layers.held_weight_entries(model):
-            warnings.warn(f"{filepath} holds no weights for the layers this model's metrics "
-                          "hold (an earlier kilnet did not keep them): they keep the values "
-                          "they have now.", stacklevel=3)
+    if not _metric_held_layers.has_held_arrays(tensors):
+        _metric_held_layers.warn_not_kept(model, filepath)
         return
     try:
-        _metric_held_layers.assign_held(model, tensors)
+        pairs = _metric_held_layers.checked_held(model, tensors)
     except _metric_held_layers.HeldWeightsError as error:
         raise ModelFileError(filepath, f"{error}.") from None
+    _metric_held_layers.assign_held(model, pairs)
 
 
 # -- Keras's saving hooks in .kilnet files (kilnet._saving_hooks calls them) -----------------

@@ -387,6 +387,22 @@ class Trainer:
                 "(biases, normalizations, the layers before a quantized one); evaluate and "
                 "predict work without it.")
 
+    def drop_compiled_programs(self) -> None:
+        """Forget the compiled train, test and predict programs, so the next call traces them
+        again. For values they read as constants having changed, being none of the training
+        state they are given: the weights of the layers a metric attribute holds (a KID
+        metric's encoder) once a file or checkpoint has set them. The training state stays.
+
+        Example:
+            >>> import kilnet, numpy as np
+            >>> model = kilnet.Sequential([kilnet.Input((2,)), kilnet.layers.Dense(1)])
+            >>> model.compile(loss="mse")
+            >>> _ = model.evaluate(np.ones((2, 2)), np.ones((2, 1)), verbose=0)
+            >>> model.compiled.drop_compiled_programs()
+            >>> _ = model.evaluate(np.ones((2, 2)), np.ones((2, 1)), verbose=0)   # traced again
+        """
+        self._programs.clear()
+
     def reset_state(self):
         self.release_variables()
         self.state = None

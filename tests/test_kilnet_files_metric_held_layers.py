@@ -217,3 +217,170 @@ def test_a_resumed_run_validates_with_the_checkpointed_encoder(tmp_path):
         part.set_weights(weights)
     stale.update_state(X, resumed.network(X))
     assert abs(float(stale.result()) - val_kid[-1]) > 1e-3 * abs(val_kid[-1])
+
+
+def _unnamed_classes():
+    """The model of `_classes` keeping a metric left to its default name, which the process
+    numbers (`unnamed_kid`, `unnamed_kid_1` in the second model)."""
+    kid, diffusion = _classes(kilnet)
+
+    class UnnamedKid(kid):
+        def __init__(self):
+            super().__init__(name=None)
+
+    class Unnamed(diffusion):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.kid = UnnamedKid()
+
+    return Unnamed
+
+
+def _unnamed_model(seed):
+    model = _unnamed_classes()()
+    model(X)
+    rng = np.random.default_rng(seed)
+    for part in _held_parts(model):
+        part.set_weights([rng.random(w.shape).astype("float32") + 0.5
+                          for w in part.get_weights()])
+    return model
+
+
+def test_held_arrays_are_named_by_attributes_not_by_the_metric_numbered_name(tmp_path):
+    """Two models of one class in one process: their metrics' names differ (`_1`), the
+    places their layers' arrays have in files do not."""
+    first, second = _unnamed_model(seed=20), _unnamed_model(seed=21)
+    assert first.kid.name != second.kid.name
+    first.save_weights(tmp_path / "w.kilnet")
+    second.load_weights(tmp_path / "w.kilnet")
+    _assert_same_held_weights(second, first)
+    first.save(tmp_path / "m.kilnet")
+    loaded = kilnet.models.load_model(tmp_path / "m.kilnet",
+                                      custom_objects={"Unnamed": type(first)})
+    _assert_same_held_weights(loaded, first)
+
+
+def test_a_resumed_run_with_a_default_named_metric_gets_the_checkpointed_encoder(tmp_path):
+    first = _unnamed_model(seed=22)
+    _fit(first, tmp_path / "b", epochs=2)
+    resumed = _unnamed_model(seed=23)
+    _fit(resumed, tmp_path / "b", epochs=3)
+    _assert_same_held_weights(resumed, first)
+
+
+def _validated_class():
+    """A model whose test_step (Keras's JAX form) updates the KID-like metric: evaluate
+    returns what the held encoder computes."""
+    diffusion = _classes(kilnet)[1]
+
+    class Validated(diffusion):
+        def test_step(self, state, data):
+            trainable, non_trainable, metric_vars = state
+            x, _ = data
+            out, _ = self.stateless_call(trainable, non_trainable, x)
+            n = len(self.kid.variables)
+            kid = self.kid.stateless_update_state(metric_vars[-n:], x, out)
+            return ({"kid": self.kid.stateless_result(kid)},
+                    (trainable, non_trainable, list(metric_vars[:-n]) + list(kid)))
+
+        @property
+        def metrics(self):
+            return [self.kid]
+
+    return Validated
+
+
+def _validated(seed):
+    model = _validated_class()()
+    model(X)
+    rng = np.random.default_rng(seed)
+    for part in _held_parts(model):
+        part.set_weights([rng.random(w.shape).astype("float32") + 0.5
+                          for w in part.get_weights()])
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
+def _evaluated_kid(model):
+    return model.evaluate(X, X, batch_size=2, verbose=0, return_dict=True)["kid"]
+
+
+@pytest.mark.parametrize("how", ["load_weights", "keras_weights", "checkpoint"])
+def test_a_compiled_model_computes_with_the_held_weights_it_loaded(tmp_path, how):
+    """evaluate ran before the load (its program traced with the old encoder): after it,
+    evaluate computes what a fresh model with the loaded encoder computes."""
+    source, model = _validated(seed=24), _validated(seed=25)
+    model.network.set_weights(source.network.get_weights())
+    before = _evaluated_kid(model)
+    if how != "checkpoint":
+        path = tmp_path / ("w.kilnet" if how == "load_weights" else "w.weights.h5")
+        source.save_weights(path)
+        model.load_weights(path)
+    else:
+        _evaluated_kid(source)   # gives the source its training state
+        tensors = checkpoint.capture_state(source.compiled)
+        checkpoint.restore_state(model.compiled, checkpoint.Checkpoint("c", {}, tensors))
+    expected = _evaluated_kid(source)
+    assert abs(before - expected) > 1e-3 * abs(expected)
+    np.testing.assert_allclose(_evaluated_kid(model), expected, rtol=1e-5)
+
+
+def test_a_refused_checkpoint_leaves_the_training_state_as_it_was(tmp_path):
+    source, model = _model(kilnet, seed=26), _model(kilnet, seed=27)
+    for m in (source, model):
+        m.compile(optimizer="adam", loss="mse")
+        m.evaluate(X, X, verbose=0)
+    tensors = checkpoint.capture_state(source.compiled)
+    del tensors["held/params/kid/encoder/conv/kernel"]
+    params_before = [np.asarray(w) for w in model.get_weights()]
+    with pytest.raises(kilnet.errors.CheckpointMismatchError, match="conv/kernel"):
+        checkpoint.restore_state(model.compiled, checkpoint.Checkpoint("c", {}, tensors))
+    for a, b in zip(model.get_weights(), params_before):
+        np.testing.assert_array_equal(a, b)
+    assert not all(np.array_equal(a, b)
+                   for a, b in zip(source.get_weights(), params_before))
+
+
+def test_a_checkpoint_without_held_arrays_resumes_with_a_warning(tmp_path):
+    source, model = _model(kilnet, seed=28), _model(kilnet, seed=29)
+    for m in (source, model):
+        m.compile(optimizer="adam", loss="mse")
+        m.evaluate(X, X, verbose=0)
+    earlier = {n: a for n, a in checkpoint.capture_state(source.compiled).items()
+               if not n.startswith("held/")}
+    held_before = _held_weights(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        checkpoint.restore_state(model.compiled, checkpoint.Checkpoint("c", {}, earlier))
+    assert any("metrics hold" in str(w.message) for w in caught)
+    for a, b in zip(_held_weights(model), held_before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_list_holding_itself_next_to_a_metric_is_saved(tmp_path):
+    model, other = _model(kilnet, seed=30), _model(kilnet, seed=31)
+    for m in (model, other):
+        loop = [m.kid]
+        loop.append(loop)
+        m.kid.loop = loop
+    model.save_weights(tmp_path / "w.kilnet")
+    other.load_weights(tmp_path / "w.kilnet")
+    _assert_same_held_weights(other, model)
+    model.save_weights(tmp_path / "w.weights.h5")
+    model.compile(optimizer="adam", loss="mse")
+    model.evaluate(X, X, verbose=0)
+    assert "held/params/kid/encoder/conv/kernel" in checkpoint.capture_state(model.compiled)
+
+
+def test_an_unnamed_metric_takes_the_first_number_as_in_keras():
+    """Importing kilnet and its saving modules makes no numbered metric: the first Metric()
+    of a process is `metric`, as Keras's."""
+    import subprocess
+    import sys
+    code = ("import {0}, {0}.saving; {1}; print({0}.metrics.Metric().name)")
+    env = dict(os.environ, KERAS_BACKEND="jax")
+    names = [subprocess.run([sys.executable, "-c", code.format(lib, setup)], env=env, check=True,
+                            capture_output=True, text=True).stdout.split()[-1]
+             for lib, setup in (("kilnet", "import kilnet.checkpoint, kilnet.keras_files"),
+                                ("keras", "pass"))]
+    assert names == ["metric", "metric"]

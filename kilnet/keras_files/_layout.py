@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from kilnet._metric_held_layers import metric_attributes, walk_attribute
 from kilnet.layers import GRU, LSTM, RNN, Bidirectional, InputLayer, MultiHeadAttention, SimpleRNN
 from kilnet.layers import GroupQueryAttention
 from kilnet.layers import Pipeline, SpectralNormalization, StackedRNNCells, TimeDistributed
@@ -254,23 +255,13 @@ def _metric_slots(metric, prefix, path, layout, seen):
     Keras's saving walks it as it walks a layer of yours, but a metric writes no variables of
     its own (its state is in no weights file), so only the layers it holds have places,
     under their attributes' names (`kid/encoder/layers/...`)."""
-    values = {name: value for name, value in vars(metric).items()
-              if name not in _METRIC_BASE_ATTRIBUTES}
+    values = metric_attributes(metric)
     # every attribute of a metric is yours: each metric in them is walked
-    keys = {id(held): held.name for held in _metrics_in(list(values.values()))}
+    keys = {id(held): held.name
+            for attribute, value in values.items()
+            for _, held in walk_attribute(value, (attribute,), set())
+            if isinstance(held, Metric)}
     _walk_attributes(values, prefix, path, keys, layout, seen)
-
-
-def _metrics_in(values) -> list:
-    """The Metric objects among `values`, inside lists, tuples and dicts too."""
-    found = []
-    for value in values:
-        if isinstance(value, Metric):
-            found.append(value)
-        elif isinstance(value, (list, tuple, dict)):
-            found.extend(_metrics_in(list(value.values()) if isinstance(value, dict)
-                                     else value))
-    return found
 
 
 def _subclassed_slots(model, prefix, path, layout, seen):
@@ -293,7 +284,8 @@ def _value_slots(value, prefix, path, keys, layout, seen):
         if id(value) in keys and id(value) not in seen:
             seen.add(id(value))
             _metric_slots(value, prefix, path + (keys[id(value)],), layout, seen)
-    elif isinstance(value, (list, tuple, dict)):
+    elif isinstance(value, (list, tuple, dict)) and id(value) not in seen:
+        seen.add(id(value))   # a container holding itself is walked once
         items = list(value.values()) if isinstance(value, dict) else list(value)
         used = {}
         for item in items:
@@ -312,8 +304,6 @@ def _value_slots(value, prefix, path, keys, layout, seen):
 
 # Attributes every kilnet layer and model has: its bookkeeping, never a place in Keras's file.
 _BASE_ATTRIBUTES = frozenset(vars(Layer())) | frozenset(vars(Model()))
-# Attributes every kilnet Metric has: its state and bookkeeping, none of them saved by Keras
-_METRIC_BASE_ATTRIBUTES = frozenset(vars(Metric()))
 
 
 def _spectral_slots(layer, prefix, path, layout, seen):
