@@ -22,7 +22,7 @@ from kilnet import constraints as constraints_lib
 from kilnet import optimizers as optimizers_lib
 from kilnet import _scope, _step_logs, _tree, programs, structure, utils
 from kilnet.compile_metrics import CompileMetrics
-from kilnet.loss_scale import LossScaleOptimizer
+from kilnet.loss_scale import LossScaleOptimizer, current_scale
 
 DEFAULT_BATCH_SIZE = 32
 
@@ -300,6 +300,28 @@ class Trainer:
         if held is None or held.objective is not self.objective:
             held = self._compile_metrics = CompileMetrics(self.objective, self.model)
         return [self._loss_tracker, held]
+
+    def scale_loss(self, loss, optimizer_variables):
+        """`loss` times the current loss scale held in `optimizer_variables` (a list, as
+        stateless_apply takes them) under a LossScaleOptimizer, else `loss` itself: what a
+        step differentiates, as Keras's optimizer.scale_loss (stateless_apply unscales the
+        gradients by that scale).
+
+        Example:
+            >>> import jax, kilnet
+            >>> model = kilnet.Sequential([kilnet.Input((2,)), kilnet.layers.Dense(1)])
+            >>> model.compile(kilnet.optimizers.LossScaleOptimizer(
+            ...     kilnet.optimizers.SGD(), initial_scale=8.0), "mse")
+            >>> trainer = model.require_compiled()
+            >>> _ = trainer.ensure_state()
+            >>> float(trainer.scale_loss(1.5, jax.tree.leaves(trainer.state.opt_state)))
+            12.0
+        """
+        if not self.spec.loss_scale:
+            return loss
+        opt_state = jax.tree.unflatten(jax.tree.structure(self.state.opt_state),
+                                       list(optimizer_variables))
+        return loss * current_scale(opt_state)
 
     def stateless_apply(self, optimizer_variables, grads, trainable_variables):
         """(new trainable variables, new optimizer variables) after one optimizer update,

@@ -246,3 +246,36 @@ def test_the_logs_each_callback_hook_gets_from_a_step_logging_a_dict():
     assert got[kilnet] == got[keras]
     assert got[keras]["test_end"] == ["loss", "mae"]   # a flat copy, sorted again
     assert got[keras]["test_batch"] == ["mae", "loss"]
+
+
+def _mixed_float16_history(lib, model_class):
+    lib.utils.clear_session()
+    lib.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        inputs = lib.Input((4,), name="x")
+        hidden = lib.layers.Dense(3, kernel_initializer="ones", name="h")(inputs)
+        outputs = lib.layers.Dense(1, kernel_initializer="ones", name="d",
+                                   dtype="float32")(hidden)
+        model = (model_class or lib.Model)(inputs, outputs)
+        model.compile(lib.optimizers.SGD(0.01), "mse", metrics=["mae"])
+        history = model.fit(X, Y, epochs=3, batch_size=4, verbose=0, shuffle=False).history
+    finally:
+        lib.mixed_precision.set_global_policy("float32")
+    return history
+
+
+def test_a_compute_metrics_override_trains_under_mixed_float16_as_keras():
+    # the loss is scaled before its gradients are taken, and the compiled LossScaleOptimizer
+    # unscales them: the same steps as without the override
+    got = {}
+    for lib in (keras, kilnet):
+        class Passing(lib.Model):
+            def compute_metrics(self, x, y, y_pred, sample_weight=None):
+                return super().compute_metrics(x, y, y_pred, sample_weight)
+
+        got[lib] = [_mixed_float16_history(lib, cls) for cls in (None, Passing)]
+    for plain, hooked in [got[kilnet], got[keras], (got[kilnet][1], got[keras][1])]:
+        assert list(plain) == list(hooked) == ["loss", "mae"]
+        for name in plain:
+            np.testing.assert_allclose(plain[name], hooked[name], rtol=1e-3)
+    assert got[keras][0]["loss"][-1] < 0.75 * got[keras][0]["loss"][0]   # it trains

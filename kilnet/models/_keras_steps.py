@@ -14,21 +14,40 @@ from kilnet import _scope, utils
 
 def keras_train_step(model, state, data):
     """One training step as Keras's JAX trainer runs it: the loss from `compute_loss`, its
-    gradients applied by the optimizer, then the loss tracker and `compute_metrics`."""
+    gradients applied by the optimizer, then the loss tracker and `compute_metrics`. Under a
+    LossScaleOptimizer (mixed_float16) the gradients are of the scaled loss, which the
+    compiled optimizer unscales, as Keras's `compute_loss_and_updates` scales it.
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> class Hooked(kilnet.Model):
+        ...     def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        ...         return dict(super().compute_metrics(x, y, y_pred, sample_weight), seen=1.0)
+        >>> inputs = kilnet.Input((2,))
+        >>> model = Hooked(inputs, kilnet.layers.Dense(1)(inputs))
+        >>> type(model).train_step is keras_train_step   # a metric hook brings these steps
+        True
+        >>> model.compile("sgd", "mse")
+        >>> sorted(model.fit(np.ones((4, 2)), np.ones((4, 1)), verbose=0).history)
+        ['loss', 'seen']
+    """
     trainable, non_trainable, optimizer_vars, metric_vars = state
     x, y, sample_weight = utils.unpack_x_y_sample_weight(data)
+    trainer = model.require_compiled()
 
     def loss_fn(trainable):
         y_pred, new_non_trainable = model.stateless_call(trainable, non_trainable, x,
                                                          training=True)
         loss, _ = model.stateless_compute_loss(trainable, new_non_trainable, metric_vars, x,
                                                y, y_pred, sample_weight, training=True)
-        return loss, (y_pred, new_non_trainable)
+        scaled = trainer.scale_loss(loss, optimizer_vars)
+        return scaled, (loss, y_pred, new_non_trainable)
 
-    (loss, (y_pred, non_trainable)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+    (_, (loss, y_pred, non_trainable)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         trainable)
-    trainable, optimizer_vars = model.optimizer.stateless_apply(optimizer_vars, grads,
-                                                                trainable)
+    # the Trainer's own apply: the compiled optimizer (a LossScaleOptimizer's unscaling too)
+    trainable, optimizer_vars = trainer.stateless_apply(optimizer_vars, grads, trainable)
     logs, metric_vars = metrics_after_batch(model, metric_vars, loss, x, y, y_pred,
                                             sample_weight)
     return logs, (trainable, non_trainable, optimizer_vars, metric_vars)
