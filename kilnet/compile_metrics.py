@@ -53,21 +53,18 @@ class CompileMetrics(metrics_lib.Metric):
         `sample_weight` (one array for every output, or one per output), as Keras's."""
         objective = self.objective
         labels = structure.program_labels(objective, y_true)
-        weights = None
         if sample_weight is not None:
-            labels, weights = objective.split_sample_weight(
-                objective.with_sample_weight(labels, sample_weight))
+            labels = objective.with_sample_weight(labels, sample_weight)
         by_head = objective.labels_by_head(labels)
+        weights = objective.weights_by_head(labels)
         outputs = self._model.output_list(y_pred)
         for slot in objective.slots:
             index = slot.head.index
-            if not slot.weighted:
+            if slot.weighted:
+                slot.metric.update_state(by_head[index], outputs[index],
+                                         sample_weight=weights.get(index))
+            else:
                 slot.metric.update_state(by_head[index], outputs[index])
-                continue
-            weight = weights
-            if isinstance(weights, list):   # one per output with labels, in their order
-                weight = weights[[h.index for h in objective.targets].index(index)]
-            slot.metric.update_state(by_head[index], outputs[index], sample_weight=weight)
 
     def result_names(self) -> list:
         """The names its result holds, in order: the compiled metrics' log names."""
