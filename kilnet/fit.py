@@ -1005,12 +1005,17 @@ def keras_results(model, logs, return_dict=False):
 
 def _result_order(model) -> list:
     """model.metrics_names with the compiled metrics' entry ("compile_metrics", listed so
-    with a test_step of yours) replaced by their log names, as Keras orders results."""
+    with a test_step of yours) replaced by its metrics' own names, as Keras's
+    _flatten_metrics_in_order: those of several outputs ("mae", not the log's "a_mae") match
+    no log name, so those logs follow the others sorted by name, as in Keras."""
     held = {metric.name: metric for metric in model.metrics}
     order = []
     for name in model.metrics_names:
         metric = held.get(name)
-        order += metric.result_names() if isinstance(metric, CompileMetrics) else [name]
+        if isinstance(metric, CompileMetrics):
+            order += [each.name for each in metric.metrics]
+        else:
+            order.append(name)
     return order
 
 

@@ -103,11 +103,26 @@ class Objective:
         return slots
 
     @property
+    def output_loss_names(self) -> list[str]:
+        """The log names of each output's own loss ("a_loss"), logged when several outputs
+        have a loss, as Keras's; else none.
+
+        Example:
+            >>> import kilnet
+            >>> inputs = kilnet.Input((2,))
+            >>> model = kilnet.Model(inputs, [kilnet.layers.Dense(1, name="a")(inputs),
+            ...                               kilnet.layers.Dense(1, name="b")(inputs)])
+            >>> model.compile(loss=["mse", "mae"])
+            >>> model.compiled.objective.output_loss_names
+            ['a_loss', 'b_loss']
+        """
+        if not self.several_losses:
+            return []
+        return [f"{h.name}_loss" for h in self.heads if h.loss is not None]
+
+    @property
     def sum_names(self) -> list[str]:
-        names = ["loss"]
-        if self.several_losses:
-            names += [f"{h.name}_loss" for h in self.heads if h.loss is not None]
-        return names + [slot.name for slot in self.slots]
+        return ["loss", *self.output_loss_names] + [slot.name for slot in self.slots]
 
     @property
     def result_names(self) -> list[str]:

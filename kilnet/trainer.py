@@ -291,15 +291,39 @@ class Trainer:
     # -- Keras's JAX train_step interface -------------------------------------------------------
     def keras_metrics(self) -> list:
         """model.metrics of a compiled model: the loss tracker, then the compiled metrics
-        together as one metric named "compile_metrics" (when compile() made any), as Keras's."""
+        together as one metric named "compile_metrics" (when compile() made any), then a
+        tracker of each output's loss when several outputs have one ("a_loss"), as Keras's."""
         if getattr(self, "_loss_tracker", None) is None:
             self._loss_tracker = metrics_lib.Mean(name="loss")
-        if self.objective is None or not self.objective.slots:
+        if self.objective is None:
             return [self._loss_tracker]
-        held = getattr(self, "_compile_metrics", None)
-        if held is None or held.objective is not self.objective:
-            held = self._compile_metrics = CompileMetrics(self.objective, self.model)
-        return [self._loss_tracker, held]
+        held = [self._loss_tracker]
+        if self.objective.slots:
+            container = getattr(self, "_compile_metrics", None)
+            if container is None or container.objective is not self.objective:
+                container = self._compile_metrics = CompileMetrics(self.objective, self.model)
+            held.append(container)
+        return held + list(self.output_loss_trackers().values())
+
+    def output_loss_trackers(self) -> dict:
+        """Log name ("a_loss") -> the Mean that tracks that output's loss in Keras's steps
+        (kilnet.models._keras_steps), when several outputs have a loss; else empty.
+
+        Example:
+            >>> import kilnet
+            >>> inputs = kilnet.Input((2,))
+            >>> model = kilnet.Model(inputs, [kilnet.layers.Dense(1, name="a")(inputs),
+            ...                               kilnet.layers.Dense(1, name="b")(inputs)])
+            >>> model.compile(loss=["mse", "mae"])
+            >>> list(model.compiled.output_loss_trackers())
+            ['a_loss', 'b_loss']
+        """
+        held = getattr(self, "_output_loss_trackers", None)
+        if held is None or held[0] is not self.objective:
+            names = [] if self.objective is None else self.objective.output_loss_names
+            held = self._output_loss_trackers = (
+                self.objective, {name: metrics_lib.Mean(name=name) for name in names})
+        return held[1]
 
     def scale_loss(self, loss, optimizer_variables):
         """`loss` times the current loss scale held in `optimizer_variables` (a list, as

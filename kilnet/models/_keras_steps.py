@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from kilnet import _scope, utils
+from kilnet import _scope, structure, utils
 
 
 def keras_train_step(model, state, data):
@@ -67,7 +67,8 @@ def keras_test_step(model, state, data):
 
 def metrics_after_batch(model, metric_vars, loss, x, y, y_pred, sample_weight):
     """(logs, new metrics_variables) after a batch, from the state `metric_vars`: the loss
-    tracker takes the loss weighted by the batch's size and `model.compute_metrics` the rest,
+    tracker takes the loss weighted by the batch's size (each output's tracker that output's
+    loss, with several), and `model.compute_metrics` the rest,
     as Keras's steps update them; the model's metric Variables are left as they were."""
     variables = model.metrics_variables
     scope = _scope.Scope(bindings={id(v): value for v, value in zip(variables, metric_vars)},
@@ -76,7 +77,23 @@ def metrics_after_batch(model, metric_vars, loss, x, y, y_pred, sample_weight):
         batch_size = jax.tree.leaves(x)[0].shape[0]
         loss_tracker = model.compiled.keras_metrics()[0]
         loss_tracker.update_state(loss, sample_weight=batch_size)
+        _update_output_loss_trackers(model, y, y_pred, sample_weight, batch_size)
         # read inside the scope: a result that is a Variable reads its bound state
         logs = jax.tree.map(jnp.asarray, model.compute_metrics(x, y, y_pred, sample_weight))
     new = [scope.assigned.get(id(v), scope.bindings[id(v)]) for v in variables]
     return logs, new
+
+
+def _update_output_loss_trackers(model, y, y_pred, sample_weight, batch_size):
+    """Each output's loss tracker ("a_loss") takes that output's batch loss, before its loss
+    weight, as Keras's compiled loss updates them. A compute_loss of yours replaces the
+    compiled losses: its trackers are left alone."""
+    trackers = model.compiled.output_loss_trackers()
+    if not trackers or model.overrides_compute_loss:
+        return
+    objective = model.compiled.objective
+    labels = objective.with_sample_weight(structure.program_labels(objective, y), sample_weight)
+    _, parts = objective.per_sample_losses(labels, model.output_list(y_pred))
+    for name, tracker in trackers.items():
+        tracker.update_state(_scope.mean_over_real_samples(parts[name]),
+                             sample_weight=batch_size)
