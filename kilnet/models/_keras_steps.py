@@ -48,24 +48,40 @@ def keras_train_step(model, state, data):
         trainable)
     # the Trainer's own apply: the compiled optimizer (a LossScaleOptimizer's unscaling too)
     trainable, optimizer_vars = trainer.stateless_apply(optimizer_vars, grads, trainable)
-    logs, metric_vars = metrics_after_batch(model, metric_vars, loss, x, y, y_pred,
+    logs, metric_vars = _metrics_after_batch(model, metric_vars, loss, x, y, y_pred,
                                             sample_weight)
     return logs, (trainable, non_trainable, optimizer_vars, metric_vars)
 
 
 def keras_test_step(model, state, data):
-    """One evaluation step as Keras's JAX trainer runs it (see keras_train_step)."""
+    """One evaluation step as Keras's JAX trainer runs it (see keras_train_step): the loss
+    from `compute_loss`, then the loss trackers and `compute_metrics`.
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> class Renamed(kilnet.Model):
+        ...     def get_metrics_result(self):
+        ...         return {"my_" + k: v for k, v in super().get_metrics_result().items()}
+        >>> inputs = kilnet.Input((2,))
+        >>> model = Renamed(inputs, kilnet.layers.Dense(1, kernel_initializer="zeros")(inputs))
+        >>> type(model).test_step is keras_test_step
+        True
+        >>> model.compile("sgd", "mse")
+        >>> model.evaluate(np.ones((4, 2)), np.ones((4, 1)), verbose=0, return_dict=True)
+        {'my_loss': 1.0}
+    """
     trainable, non_trainable, metric_vars = state
     x, y, sample_weight = utils.unpack_x_y_sample_weight(data)
     y_pred, non_trainable = model.stateless_call(trainable, non_trainable, x, training=False)
     loss, _ = model.stateless_compute_loss(trainable, non_trainable, metric_vars, x, y,
                                            y_pred, sample_weight, training=False)
-    logs, metric_vars = metrics_after_batch(model, metric_vars, loss, x, y, y_pred,
+    logs, metric_vars = _metrics_after_batch(model, metric_vars, loss, x, y, y_pred,
                                             sample_weight)
     return logs, (trainable, non_trainable, metric_vars)
 
 
-def metrics_after_batch(model, metric_vars, loss, x, y, y_pred, sample_weight):
+def _metrics_after_batch(model, metric_vars, loss, x, y, y_pred, sample_weight):
     """(logs, new metrics_variables) after a batch, from the state `metric_vars`: the loss
     tracker takes the loss weighted by the batch's size (each output's tracker that output's
     loss, with several), and `model.compute_metrics` the rest,
