@@ -18,6 +18,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import jax.numpy as jnp
+
 from kilnet import _tree
 
 _local = threading.local()
@@ -404,6 +406,25 @@ def sample_mask():
     while scope is not None and scope.sample_mask is None:
         scope = scope.parent
     return None if scope is None else scope.sample_mask
+
+
+def mean_over_real_samples(values):
+    """The mean of per-sample `values` over the batch's real samples (sample_mask): the
+    padding of a last partial batch does not count (kilnet pads it; Keras's last batch is
+    smaller).
+
+    Example:
+        >>> import numpy as np
+        >>> scope = Scope(sample_mask=np.array([True, True, False]))
+        >>> with opened(scope):
+        ...     float(mean_over_real_samples(np.array([1.0, 3.0, 100.0])))
+        2.0
+    """
+    mask = sample_mask()
+    if mask is None or mask.shape != values.shape[:1]:
+        return jnp.mean(values)
+    real = mask.astype(jnp.float32)
+    return jnp.sum(values * real) / jnp.maximum(jnp.sum(real), 1.0)
 
 
 def rows_mask(sample_mask, x):

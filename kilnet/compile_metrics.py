@@ -38,48 +38,116 @@ class CompileMetrics(metrics_lib.Metric):
 
     @property
     def metrics(self) -> list:
-        """The compiled metrics, the unweighted ones first, as Keras's `CompileMetrics.metrics`."""
+        """The compiled metrics: every output's unweighted ones, then every output's weighted
+        ones, as Keras's `CompileMetrics.metrics` orders them.
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.Input((2,)), kilnet.layers.Dense(1)])
+            >>> model.compile(loss="mse", metrics=["mae"], weighted_metrics=["mse"])
+            >>> container = model.metrics[1]
+            >>> [metric.name for metric in container.metrics]
+            ['mae', 'mse']
+        """
         return [slot.metric for slot in self.objective.slots]
 
     def stateless_update_state(self, metric_variables, y_true, y_pred, sample_weight=None):
         """The new state after `update_state(y_true, y_pred, sample_weight)`, as
-        Metric.stateless_update_state."""
+        Metric.stateless_update_state; the metric itself is left as it was.
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.Input((2,)), kilnet.layers.Dense(1)])
+            >>> model.compile(loss="mse", metrics=["mae"], weighted_metrics=["mse"])
+            >>> container = model.metrics[1]
+            >>> state = container.stateless_update_state(
+            ...     container.stateless_reset_state(), np.zeros((2, 1)), np.ones((2, 1)),
+            ...     sample_weight=np.array([1.0, 0.0]))
+            >>> {k: float(v) for k, v in container.stateless_result(state).items()}
+            {'mae': 1.0, 'mse': 1.0}
+        """
         # given on, as it came (one array per output too): each weighted metric takes its own
         return super().stateless_update_state(metric_variables, y_true, y_pred, sample_weight)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         """Update each compiled metric from its output's labels and predictions (`y_true`,
         `y_pred` as a step gets and computes them); the weighted metrics also take
-        `sample_weight` (one array for every output, or one per output), as Keras's."""
+        `sample_weight` (one array for every output, or one per output), as Keras's.
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.Input((2,)), kilnet.layers.Dense(1)])
+            >>> model.compile(loss="mse", metrics=["mae"], weighted_metrics=["mse"])
+            >>> container = model.metrics[1]
+            >>> container.update_state(np.zeros((2, 1)), np.array([[1.0], [3.0]]),
+            ...                        sample_weight=np.array([1.0, 0.0]))
+            >>> {k: float(v) for k, v in container.result().items()}
+            {'mae': 2.0, 'mse': 1.0}
+        """
         objective = self.objective
         labels = structure.program_labels(objective, y_true)
-        weights = None
         if sample_weight is not None:
-            labels, weights = objective.split_sample_weight(
-                objective.with_sample_weight(labels, sample_weight))
+            labels = objective.with_sample_weight(labels, sample_weight)
         by_head = objective.labels_by_head(labels)
+        weights = objective.weights_by_head(labels)
         outputs = self._model.output_list(y_pred)
         for slot in objective.slots:
             index = slot.head.index
-            if not slot.weighted:
+            if slot.weighted:
+                slot.metric.update_state(by_head[index], outputs[index],
+                                         sample_weight=weights.get(index))
+            else:
                 slot.metric.update_state(by_head[index], outputs[index])
-                continue
-            weight = weights
-            if isinstance(weights, list):   # one per output with labels, in their order
-                weight = weights[[h.index for h in objective.targets].index(index)]
-            slot.metric.update_state(by_head[index], outputs[index], sample_weight=weight)
-
-    def result_names(self) -> list:
-        """The names its result holds, in order: the compiled metrics' log names."""
-        return [slot.name for slot in self.objective.slots]
 
     def result(self) -> dict:
+        """The compiled metrics' results by log name ("mae"; "a_mae" with several outputs),
+        as Keras's.
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.Input((2,)), kilnet.layers.Dense(1)])
+            >>> model.compile(loss="mse", metrics=["mae"], weighted_metrics=["mse"])
+            >>> container = model.metrics[1]
+            >>> container.update_state(np.zeros((2, 1)), np.ones((2, 1)))
+            >>> {k: float(v) for k, v in container.result().items()}
+            {'mae': 1.0, 'mse': 1.0}
+        """
         return {slot.name: slot.metric.result() for slot in self.objective.slots}
 
     def reset_state(self) -> None:
+        """Reset every compiled metric, as Keras's.
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.Input((2,)), kilnet.layers.Dense(1)])
+            >>> model.compile(loss="mse", metrics=["mae"], weighted_metrics=["mse"])
+            >>> container = model.metrics[1]
+            >>> container.update_state(np.zeros((2, 1)), np.ones((2, 1)))
+            >>> container.reset_state()
+            >>> {k: float(v) for k, v in container.result().items()}
+            {'mae': 0.0, 'mse': 0.0}
+        """
         for slot in self.objective.slots:
             slot.metric.reset_state()
 
     def get_config(self) -> dict:
+        """Not saved: compile() makes this metric (Keras's raises too).
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.Input((2,)), kilnet.layers.Dense(1)])
+            >>> model.compile(loss="mse", metrics=["mae"], weighted_metrics=["mse"])
+            >>> container = model.metrics[1]
+            >>> container.get_config()
+            Traceback (most recent call last):
+            ...
+            NotImplementedError: The compiled metrics are made by compile(): compile the model again instead of saving this metric's config.
+        """
         raise NotImplementedError("The compiled metrics are made by compile(): compile the "
                                   "model again instead of saving this metric's config.")

@@ -101,19 +101,17 @@ def _initial_chunk(trainer, total_steps):
     return int(np.clip(ASSUMED_FLOPS_PER_SECOND * CHUNK_SECONDS / flops, 1, total_steps))
 
 
-def _logs_from_sums(spec, sums: dict, prefix: str = "", test: bool = False) -> dict:
+def _logs_from_sums(spec, sums: dict, test: bool = False) -> dict:
     """Exact epoch means, in Keras's order: loss first, then the metrics as compiled. A model's
     own train_step (test_step when `test`): the logs of its last step, as Keras shows them."""
     if "logs" in sums:  # flat, each name with its path in the step's logs (Keras's order)
         names = spec.keras_steps.test_log_names if test else spec.custom_step.log_names
-        return _step_logs.PathedLogs(
-            {prefix + name: float(sums["logs"][name]) for name in names},
-            {prefix + name: (prefix + path[0],) + path[1:] for name, path in names.items()})
-    return {**spec.objective.log_values(sums, prefix), **_untouched_metric_logs(spec.model,
-                                                                                prefix)}
+        return _step_logs.PathedLogs({name: float(sums["logs"][name]) for name in names},
+                                     names)
+    return {**spec.objective.log_values(sums), **_untouched_metric_logs(spec.model)}
 
 
-def _untouched_metric_logs(model, prefix: str = "") -> dict:
+def _untouched_metric_logs(model) -> dict:
     """The logs of the metrics the built-in steps do not update (model.metrics_beyond_compiled:
     those kept as attributes): each one's result from the state it starts from, as Keras's
     steps log them (it resets them at the start of every epoch and evaluation). A result
@@ -122,7 +120,7 @@ def _untouched_metric_logs(model, prefix: str = "") -> dict:
     for metric in model.metrics_beyond_compiled():
         result = metric.stateless_result(metric.stateless_reset_state())
         results = result if isinstance(result, dict) else {metric.name: result}
-        logs.update({prefix + name: _log_value(value) for name, value in results.items()})
+        logs.update({name: _log_value(value) for name, value in results.items()})
     return logs
 
 
@@ -1007,12 +1005,17 @@ def keras_results(model, logs, return_dict=False):
 
 def _result_order(model) -> list:
     """model.metrics_names with the compiled metrics' entry ("compile_metrics", listed so
-    with a test_step of yours) replaced by their log names, as Keras orders results."""
+    with a test_step of yours) replaced by its metrics' own names, as Keras's
+    _flatten_metrics_in_order: those of several outputs ("mae", not the log's "a_mae") match
+    no log name, so those logs follow the others sorted by name, as in Keras."""
     held = {metric.name: metric for metric in model.metrics}
     order = []
     for name in model.metrics_names:
         metric = held.get(name)
-        order += metric.result_names() if isinstance(metric, CompileMetrics) else [name]
+        if isinstance(metric, CompileMetrics):
+            order += [each.name for each in metric.metrics]
+        else:
+            order.append(name)
     return order
 
 

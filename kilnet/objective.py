@@ -103,11 +103,26 @@ class Objective:
         return slots
 
     @property
+    def output_loss_names(self) -> list[str]:
+        """The log names of each output's own loss ("a_loss"), logged when several outputs
+        have a loss, as Keras's; else none.
+
+        Example:
+            >>> import kilnet
+            >>> inputs = kilnet.Input((2,))
+            >>> model = kilnet.Model(inputs, [kilnet.layers.Dense(1, name="a")(inputs),
+            ...                               kilnet.layers.Dense(1, name="b")(inputs)])
+            >>> model.compile(loss=["mse", "mae"])
+            >>> model.compiled.objective.output_loss_names
+            ['a_loss', 'b_loss']
+        """
+        if not self.several_losses:
+            return []
+        return [f"{h.name}_loss" for h in self.heads if h.loss is not None]
+
+    @property
     def sum_names(self) -> list[str]:
-        names = ["loss"]
-        if self.several_losses:
-            names += [f"{h.name}_loss" for h in self.heads if h.loss is not None]
-        return names + [slot.name for slot in self.slots]
+        return ["loss", *self.output_loss_names] + [slot.name for slot in self.slots]
 
     @property
     def result_names(self) -> list[str]:
@@ -140,7 +155,7 @@ class Objective:
         return {slot.name + "#state": slot.metric.stateless_reset_state() for slot in self.slots
                 if slot.metric.stateful}
 
-    def log_values(self, sums: dict, prefix: str = "") -> dict:
+    def log_values(self, sums: dict) -> dict:
         """The epoch's logs from the sums (host values): means over the real samples (or the
         real steps of a masked output, or the weights), and results of metrics with state."""
         count = float(sums["count"])  # 0 when every step so far was skipped: no mean, nan
@@ -150,10 +165,10 @@ class Objective:
             if name in stateful:
                 result = np.asarray(stateful[name].stateless_result(sums[name + "#state"]))
                 # one value per class or threshold (F1Score(average=None)): a list, as JSON
-                logs[prefix + name] = float(result) if result.ndim == 0 else result.tolist()
+                logs[name] = float(result) if result.ndim == 0 else result.tolist()
                 continue
             weight = float(sums[name + "#weight"]) if name + "#weight" in sums else count
-            logs[prefix + name] = float(sums[name]) / weight if weight else float("nan")
+            logs[name] = float(sums[name]) / weight if weight else float("nan")
         return logs
 
     @property
@@ -184,8 +199,25 @@ class Objective:
             return ys[:-1], ys[-1:]
         return ((y,) if count == 1 else tuple(y)), None
 
-    def _weights_by_head(self, weights) -> dict:
-        """Head index -> its sample weights (or None), from _split's weights."""
+    def weights_by_head(self, y) -> dict:
+        """Output index -> its sample weights, from the programs' labels `y` (as
+        with_sample_weight makes them): one array given for all outputs goes to each trained
+        one; empty when `y` carries no weights.
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> inputs = kilnet.Input((2,))
+            >>> model = kilnet.Model(inputs, [kilnet.layers.Dense(1, name="a")(inputs),
+            ...                               kilnet.layers.Dense(1, name="b")(inputs)])
+            >>> model.compile(loss=["mse", "mse"])
+            >>> objective = model.compiled.objective
+            >>> y = objective.with_sample_weight((np.zeros((2, 1)), np.zeros((2, 1))),
+            ...                                  np.array([1.0, 2.0]))
+            >>> {index: w.tolist() for index, w in objective.weights_by_head(y).items()}
+            {0: [1.0, 2.0], 1: [1.0, 2.0]}
+        """
+        weights = self._split(y)[1]
         if weights is None:
             return {}
         if len(weights) == 1:
@@ -276,7 +308,7 @@ class Objective:
         """(total per sample, {log name: per-sample loss of each output}). `masks`: each
         output's sequence mask (or None); `weight`: the batch's real samples (1) and padding."""
         labels = self.labels_by_head(y)
-        weights = self._weights_by_head(self._split(y)[1])
+        weights = self.weights_by_head(y)
         total, parts = None, {}
         for head in self.heads:
             if head.loss is None:
@@ -330,7 +362,7 @@ class Objective:
         metrics of a masked output add its real steps, with their own count (as Keras weighs
         metrics by the mask); weighted metrics weigh each sample by its sample weight."""
         labels = self.labels_by_head(y)
-        weights = self._weights_by_head(self._split(y)[1])
+        weights = self.weights_by_head(y)
         new = dict(sums)
         new["loss"] = sums["loss"] + jnp.sum(per_sample_total * weight)
         for name, value in parts.items():

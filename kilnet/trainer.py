@@ -22,7 +22,7 @@ from kilnet import constraints as constraints_lib
 from kilnet import optimizers as optimizers_lib
 from kilnet import _scope, _step_logs, _tree, programs, structure, utils
 from kilnet.compile_metrics import CompileMetrics
-from kilnet.loss_scale import LossScaleOptimizer
+from kilnet.loss_scale import LossScaleOptimizer, current_scale
 
 DEFAULT_BATCH_SIZE = 32
 
@@ -291,15 +291,61 @@ class Trainer:
     # -- Keras's JAX train_step interface -------------------------------------------------------
     def keras_metrics(self) -> list:
         """model.metrics of a compiled model: the loss tracker, then the compiled metrics
-        together as one metric named "compile_metrics" (when compile() made any), as Keras's."""
+        together as one metric named "compile_metrics" (when compile() made any), then a
+        tracker of each output's loss when several outputs have one ("a_loss"), as Keras's."""
         if getattr(self, "_loss_tracker", None) is None:
             self._loss_tracker = metrics_lib.Mean(name="loss")
-        if self.objective is None or not self.objective.slots:
+        if self.objective is None:
             return [self._loss_tracker]
-        held = getattr(self, "_compile_metrics", None)
-        if held is None or held.objective is not self.objective:
-            held = self._compile_metrics = CompileMetrics(self.objective, self.model)
-        return [self._loss_tracker, held]
+        held = [self._loss_tracker]
+        if self.objective.slots:
+            container = getattr(self, "_compile_metrics", None)
+            if container is None or container.objective is not self.objective:
+                container = self._compile_metrics = CompileMetrics(self.objective, self.model)
+            held.append(container)
+        return held + list(self.output_loss_trackers().values())
+
+    def output_loss_trackers(self) -> dict:
+        """Log name ("a_loss") -> the Mean that tracks that output's loss in Keras's steps
+        (kilnet.models._keras_steps), when several outputs have a loss; else empty.
+
+        Example:
+            >>> import kilnet
+            >>> inputs = kilnet.Input((2,))
+            >>> model = kilnet.Model(inputs, [kilnet.layers.Dense(1, name="a")(inputs),
+            ...                               kilnet.layers.Dense(1, name="b")(inputs)])
+            >>> model.compile(loss=["mse", "mae"])
+            >>> list(model.compiled.output_loss_trackers())
+            ['a_loss', 'b_loss']
+        """
+        held = getattr(self, "_output_loss_trackers", None)
+        if held is None or held[0] is not self.objective:
+            names = [] if self.objective is None else self.objective.output_loss_names
+            held = self._output_loss_trackers = (
+                self.objective, {name: metrics_lib.Mean(name=name) for name in names})
+        return held[1]
+
+    def scale_loss(self, loss, optimizer_variables):
+        """`loss` times the current loss scale held in `optimizer_variables` (a list, as
+        stateless_apply takes them) under a LossScaleOptimizer, else `loss` itself: what a
+        step differentiates, as Keras's optimizer.scale_loss (stateless_apply unscales the
+        gradients by that scale).
+
+        Example:
+            >>> import jax, kilnet
+            >>> model = kilnet.Sequential([kilnet.Input((2,)), kilnet.layers.Dense(1)])
+            >>> model.compile(kilnet.optimizers.LossScaleOptimizer(
+            ...     kilnet.optimizers.SGD(), initial_scale=8.0), "mse")
+            >>> trainer = model.require_compiled()
+            >>> _ = trainer.ensure_state()
+            >>> float(trainer.scale_loss(1.5, jax.tree.leaves(trainer.state.opt_state)))
+            12.0
+        """
+        if not self.spec.loss_scale:
+            return loss
+        opt_state = jax.tree.unflatten(jax.tree.structure(self.state.opt_state),
+                                       list(optimizer_variables))
+        return loss * current_scale(opt_state)
 
     def stateless_apply(self, optimizer_variables, grads, trainable_variables):
         """(new trainable variables, new optimizer variables) after one optimizer update,

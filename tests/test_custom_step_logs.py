@@ -154,11 +154,12 @@ def test_the_compiled_metrics_of_several_outputs_in_a_step_of_yours():
         model = build(lib)
         history = model.fit(X, [Y, 2 * Y], sample_weight=weights, epochs=1, batch_size=8,
                             verbose=0).history
-        # Keras's model.metrics also hold a tracker per output's loss, which kilnet's do not
-        got[lib] = {name: round(values[0], 5) for name, values in history.items()
-                    if name in ("a_mae", "a_weighted_mae", "b_mse")}
+        # model.metrics hold a tracker per output's loss after the compiled metrics
+        got[lib] = ({name: round(values[0], 5) for name, values in history.items()},
+                    [metric.name for metric in model.metrics], len(model.metrics_variables))
     assert got[kilnet] == got[keras]
-    assert len(got[keras]) == 3
+    assert got[keras][1] == ["loss", "compile_metrics", "a_loss", "b_loss"]
+    assert len(got[keras][0]) == 6
 
 
 def hooked_model(lib, hook):
@@ -246,3 +247,68 @@ def test_the_logs_each_callback_hook_gets_from_a_step_logging_a_dict():
     assert got[kilnet] == got[keras]
     assert got[keras]["test_end"] == ["loss", "mae"]   # a flat copy, sorted again
     assert got[keras]["test_batch"] == ["mae", "loss"]
+
+
+def _mixed_float16_history(lib, model_class):
+    lib.utils.clear_session()
+    lib.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        inputs = lib.Input((4,), name="x")
+        hidden = lib.layers.Dense(3, kernel_initializer="ones", name="h")(inputs)
+        outputs = lib.layers.Dense(1, kernel_initializer="ones", name="d",
+                                   dtype="float32")(hidden)
+        model = (model_class or lib.Model)(inputs, outputs)
+        model.compile(lib.optimizers.SGD(0.01), "mse", metrics=["mae"])
+        history = model.fit(X, Y, epochs=3, batch_size=4, verbose=0, shuffle=False).history
+    finally:
+        lib.mixed_precision.set_global_policy("float32")
+    return history
+
+
+def test_a_compute_metrics_override_trains_under_mixed_float16_as_keras():
+    # the loss is scaled before its gradients are taken, and the compiled LossScaleOptimizer
+    # unscales them: the same steps as without the override
+    got = {}
+    for lib in (keras, kilnet):
+        class Passing(lib.Model):
+            def compute_metrics(self, x, y, y_pred, sample_weight=None):
+                return super().compute_metrics(x, y, y_pred, sample_weight)
+
+        got[lib] = [_mixed_float16_history(lib, cls) for cls in (None, Passing)]
+    for plain, hooked in [got[kilnet], got[keras], (got[kilnet][1], got[keras][1])]:
+        assert list(plain) == list(hooked) == ["loss", "mae"]
+        for name in plain:
+            np.testing.assert_allclose(plain[name], hooked[name], rtol=1e-3)
+    assert got[keras][0]["loss"][-1] < 0.75 * got[keras][0]["loss"][0]   # it trains
+
+
+def test_a_metric_hook_of_several_outputs_logs_each_outputs_loss_as_keras():
+    # Keras's model.metrics hold a tracker per output's loss, which its steps update and
+    # get_metrics_result reads; evaluate's list puts them after the loss, as Keras's
+    # _flatten_metrics_in_order does (the compiled metrics' own names, "mae", match no log
+    # name "a_mae" there, so those follow sorted by name)
+    weights = np.linspace(0, 1, 8).astype("float32")
+    got = {}
+    for lib in (keras, kilnet):
+        class Hooked(lib.Model):
+            def compute_metrics(self, x, y, y_pred, sample_weight=None):
+                return dict(super().compute_metrics(x, y, y_pred, sample_weight), extra=1.0)
+
+        lib.utils.clear_session()
+        inputs = lib.Input((4,), name="x")
+        a = lib.layers.Dense(1, kernel_initializer="ones", name="a")(inputs)
+        b = lib.layers.Dense(1, kernel_initializer="zeros", name="b")(inputs)
+        model = Hooked(inputs, [a, b])
+        model.compile(lib.optimizers.SGD(0.05), ["mse", "mae"], loss_weights=[0.5, 2.0],
+                      metrics=[["mae"], ["mse"]], weighted_metrics=[["mae"], []])
+        history = model.fit(X, [Y, 2 * Y], sample_weight=weights, epochs=2, batch_size=3,
+                            verbose=0, shuffle=False, validation_data=(X, [Y, 2 * Y])).history
+        got[lib] = ({name: [round(v, 4) for v in values] for name, values in history.items()},
+                    [round(float(v), 4) for v in model.evaluate(X, [Y, 2 * Y], verbose=0)],
+                    model.metrics_names)
+    assert got[kilnet] == got[keras]
+    assert list(got[keras][0]) == ["a_loss", "a_mae", "a_weighted_mae", "b_loss", "b_mse",
+                                   "extra", "loss", *("val_" + name for name in (
+                                       "a_loss", "a_mae", "a_weighted_mae", "b_loss",
+                                       "b_mse", "extra", "loss"))]
+    assert len(got[keras][1]) == 7 and got[keras][1][-1] == 1.0

@@ -21,11 +21,11 @@ import inspect
 import warnings
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from kilnet import _scope, structure, utils
 from kilnet.layers import ActivatedLayer, InputLayer, Layer, Operation, _shared_layers
+from kilnet.compile_metrics import CompileMetrics
 from kilnet.layers._base import is_shape, set_untracked, takes_shape
 from kilnet.layers._node import KerasTensor, flatten, is_symbolic, substitute
 from kilnet.models._graph import Graph
@@ -1128,13 +1128,7 @@ class Model(Layer):
         # fit was given) or as kilnet's programs carry them
         y = objective.with_sample_weight(structure.program_labels(objective, y), sample_weight)
         per_sample, _ = objective.per_sample_losses(y, self.output_list(y_pred))
-        # the padding of a last partial batch does not count (kilnet pads it; Keras's last
-        # batch is smaller): the mean over the batch's real samples
-        mask = _scope.sample_mask()
-        if mask is None or mask.shape != per_sample.shape[:1]:
-            return jnp.mean(per_sample)
-        real = mask.astype(jnp.float32)
-        return jnp.sum(per_sample * real) / jnp.maximum(jnp.sum(real), 1.0)
+        return _scope.mean_over_real_samples(per_sample)
 
     def architecture(self) -> dict:
         """The model's configuration for records (checkpoints, run folders, logs): get_config(),
@@ -1238,9 +1232,10 @@ class Model(Layer):
             {'loss': 0.0, 'mae': 1.0}
         """
         del x   # the default does not use it, as Keras's
-        if self.is_compiled:   # the compiled metrics: after the loss tracker, if any
-            for container in self.compiled.keras_metrics()[1:]:
-                container.update_state(y, y_pred, sample_weight)
+        if self.is_compiled:
+            for metric in self.compiled.keras_metrics():
+                if isinstance(metric, CompileMetrics):   # the loss trackers: by the steps
+                    metric.update_state(y, y_pred, sample_weight)
         return self.get_metrics_result()
 
     def get_metrics_result(self) -> dict:
