@@ -7,6 +7,7 @@ with Keras's own training from the same weights."""
 import os
 import warnings
 
+import jax
 import numpy as np
 import pytest
 
@@ -59,6 +60,34 @@ def test_a_schedule_reads_every_step_as_keras():
         model.compile(optimizer=ns.optimizers.SGD(decay, gradient_accumulation_steps=2),
                       loss="mse")
         model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    assert_same(mine.get_weights(), theirs.get_weights())
+    # 10 steps, 5 updates: the rate shown is the schedule's at Keras's raw step count
+    assert int(mine.optimizer.iterations) == int(theirs.optimizer.iterations) == 5
+    np.testing.assert_allclose(float(mine.optimizer.learning_rate),
+                               float(theirs.optimizer.learning_rate), rtol=1e-6)
+    np.testing.assert_allclose(float(mine.optimizer.learning_rate), 0.1 * 0.5 ** 5, rtol=1e-6)
+
+
+def test_epochs_and_programs_that_split_an_accumulation_train_as_keras():
+    """5 batches an epoch, 2 steps a compiled program, 3 steps an update: updates fall inside
+    programs and epochs, and an epoch's last program runs 1 step."""
+    x, y = data(samples=40)
+    mine, theirs = _twins(seed=10)
+    for model, ns in ((mine, kilnet), (theirs, keras)):
+        model.compile(optimizer=ns.optimizers.Adam(0.05, gradient_accumulation_steps=3),
+                      loss="mse", steps_per_execution=2)
+        model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
+    assert_same(mine.get_weights(), theirs.get_weights())
+    assert int(mine.optimizer.iterations) == int(theirs.optimizer.iterations) == 5
+
+
+def test_weight_decay_acts_on_update_steps_only_as_keras():
+    x, y = data(samples=40)
+    mine, theirs = _twins(seed=11)
+    for model, ns in ((mine, kilnet), (theirs, keras)):
+        model.compile(optimizer=ns.optimizers.SGD(0.05, momentum=0.9, weight_decay=0.2,
+                                                  gradient_accumulation_steps=3), loss="mse")
+        model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
     assert_same(mine.get_weights(), theirs.get_weights())
 
 
@@ -128,7 +157,7 @@ def test_keras_state_mid_accumulation_continues_in_kilnet(tmp_path):
 
 
 def test_kilnet_file_resumes_mid_accumulation_exactly(tmp_path):
-    x, y = data(samples=40)
+    x, y = data(samples=48)
     made = []
     for _ in range(2):
         model = kilnet.Sequential(layers(kilnet))
@@ -137,11 +166,17 @@ def test_kilnet_file_resumes_mid_accumulation_exactly(tmp_path):
                       loss="mse")
         made.append(model)
     straight, halted = made
-    _fit_steps(straight, x, y, 5)
-    _fit_steps(halted, x, y, 4)
+    _fit_steps(straight, x, y, 6)
+    _fit_steps(halted, x, y, 4)   # one update, step 4's gradients held
     halted.save(tmp_path / "m.kilnet")
     resumed = kilnet.models.load_model(tmp_path / "m.kilnet")
     assert resumed.optimizer.gradient_accumulation_steps == 3
-    resumed.fit(x[32:40], y[32:40], batch_size=8, epochs=1, shuffle=False, verbose=0)
+    held = lambda model: jax.tree.leaves(optimizers.accumulation_state(
+        model.compiled.state.opt_state).summed_gradients)
+    assert any(np.any(np.asarray(s) != 0) for s in held(halted))
+    for got, want in zip(held(resumed), held(halted)):
+        np.testing.assert_array_equal(got, want)
+    # steps 5 and 6: step 6's update reads the sum of steps 4 and 5
+    resumed.fit(x[32:48], y[32:48], batch_size=8, epochs=1, shuffle=False, verbose=0)
     for got, want in zip(resumed.get_weights(), straight.get_weights()):
         np.testing.assert_array_equal(got, want)

@@ -35,7 +35,6 @@ import numpy as np
 from kilnet import losses as losses_lib
 from kilnet import metrics as metrics_lib
 from kilnet import optimizers as optimizers_lib
-from kilnet.optimizers import _accumulation
 from kilnet.trainer import KerasState
 
 PREFIX = "optimizer/vars/"
@@ -225,7 +224,7 @@ def export_arrays(trainer) -> list:
         per_slot = [[-lr * t for t in per_slot[0]]]
     per_slot = [_keras_sign(trainer.optimizer, n, values, lr)
                 for n, values in zip(names, per_slot)]
-    accumulation = _accumulation.accumulation_state(trainer.state.opt_state)
+    accumulation = optimizers_lib.accumulation_state(trainer.state.opt_state)
     steps = inject.count if accumulation is None else accumulation.count
     arrays = [np.asarray(steps, np.int32)] + (
         [np.asarray(lr, np.float32)] if has_rate_variable(trainer.optimizer) else [])
@@ -312,7 +311,7 @@ def import_arrays(trainer, arrays):
                                                arrays[head:head + n_averages]]),
                 averages.average))
         head += n_averages
-    accumulation = _accumulation.accumulation_state(state.opt_state)
+    accumulation = optimizers_lib.accumulation_state(state.opt_state)
     if accumulation is not None:   # the summed gradients come next (see export_arrays)
         n_sums = len(adapter.trainable_list(state.params))
         new_accumulation = accumulation._replace(
@@ -389,7 +388,7 @@ def keras_built(trainer) -> bool:
     count not where kilnet reads it) counts as built once its state exists."""
     if trainer.state is None:
         return False
-    accumulation = _accumulation.accumulation_state(trainer.state.opt_state)
+    accumulation = optimizers_lib.accumulation_state(trainer.state.opt_state)
     return fresh_arrays(trainer.optimizer) is None or \
         optimizers_lib.step_count(trainer.state.opt_state) > 0 or \
         (accumulation is not None and int(accumulation.count) > 0)

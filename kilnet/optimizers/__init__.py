@@ -32,6 +32,9 @@ from kilnet.variables import Variable
 from kilnet.optimizers import schedules  # kilnet.optimizers.schedules, as in Keras
 from kilnet.optimizers import _adam_kernel
 from kilnet.optimizers import _accumulation
+# accumulation_state is kilnet.optimizers's, next to moving_average_state and step_count: the
+# .keras layout reads the held gradient sums through it.
+from kilnet.optimizers._accumulation import accumulation_state
 
 
 class KerasAdamState(NamedTuple):
@@ -238,10 +241,12 @@ def decoupled_weight_decay(learning_rate, weight_decay) -> optax.GradientTransfo
 
 
 def decay_first(inner, learning_rate, weight_decay) -> optax.GradientTransformation:
-    """Keras's `weight_decay` for the optimizers whose update reads the weights (Lamb's trust
-    ratio, Adafactor's weight scale, Ftrl's closed-form weights): Keras decays the variables
-    (`p <- p - lr * wd * p`) before the update step, so `inner` sees the decayed weights and
-    the decay is added to its update. With weight_decay None or 0, `inner` as it is.
+    """Keras's `weight_decay` as one stage wrapped around an optimizer's update: Keras decays
+    the variables (`p <- p - lr * wd * p`) before the update step, so `inner` sees the decayed
+    weights and the decay is added to its update. Needed where the update reads the weights
+    (Lamb's trust ratio, Adafactor's weight scale, Ftrl's closed-form weights); SGD, RMSprop
+    and Adagrad use it too, so that their state keeps Optax's own optimizer's layout (the
+    decay adds no state of its own). With weight_decay None or 0, `inner` as it is.
 
     Example:
         >>> import jax.numpy as jnp, optax
@@ -580,20 +585,33 @@ class Optimizer:
         """
         rate = self._learning_rate
         if callable(rate):
-            return ScheduledRate(rate, int(self.iterations))
+            return ScheduledRate(rate, self._steps_taken())
         return Rate(rate, self)
+
+    def _current_state(self):
+        """The optimizer state now: its own variables once built, else the compiled model's
+        (None before either exists)."""
+        trainer = self._trainer() if self._trainer is not None else None
+        if self.built:
+            return jax.tree.unflatten(self._own.treedef, [v.value for v in self._own.variables])
+        if trainer is not None and trainer.state is not None:
+            return trainer.state.opt_state
+        return None
+
+    def _steps_taken(self) -> int:
+        """Keras's raw step count (`_iterations`), which its schedules read: with gradient
+        accumulation every step counts, not only the updates that `iterations` counts."""
+        state = self._current_state()
+        if state is None:
+            return 0
+        accumulation = accumulation_state(state)
+        return step_count(state) if accumulation is None else int(accumulation.count)
 
     @property
     def iterations(self):
         """Keras's `optimizer.iterations`: the updates made so far (a Variable read now, 0
         before training)."""
-        trainer = self._trainer() if self._trainer is not None else None
-        if self.built:
-            state = jax.tree.unflatten(self._own.treedef, [v.value for v in self._own.variables])
-        elif trainer is not None and trainer.state is not None:
-            state = trainer.state.opt_state
-        else:
-            state = None
+        state = self._current_state()
         count = 0 if state is None else step_count(state)
         return Variable(np.int32(count), name="iterations", trainable=False, dtype=np.int32)
 

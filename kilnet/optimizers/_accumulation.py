@@ -20,7 +20,15 @@ import optax
 
 class AccumulationState(NamedTuple):
     """The steps taken (Keras's raw `_iterations`), the gradients summed since the last
-    update (Keras's `gradient_accumulator` variables) and the inner update's state."""
+    update (Keras's `gradient_accumulator` variables) and the inner update's state.
+
+    Example:
+        >>> import jax.numpy as jnp, optax
+        >>> tx = accumulate_gradients(optax.sgd(1.0), 3)
+        >>> _, state = tx.update({"w": jnp.array([2.0])}, tx.init({"w": jnp.zeros(1)}))
+        >>> int(state.count), float(state.summed_gradients["w"][0])   # held, not applied
+        (1, 2.0)
+    """
 
     count: jax.Array
     summed_gradients: Any
@@ -83,7 +91,17 @@ def accumulation_state(opt_state):
 
 
 def check_steps(gradient_accumulation_steps) -> None:
-    """Keras's rule: None (off) or an int >= 2."""
+    """Keras's rule for gradient_accumulation_steps: None (off) or an int >= 2; anything
+    else raises a ValueError naming the argument.
+
+    Example:
+        >>> check_steps(None), check_steps(4)
+        (None, None)
+        >>> check_steps(1)   # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: gradient_accumulation_steps must be an integer >= 2 ... Received: ...=1
+    """
     value = gradient_accumulation_steps
     if value is None:
         return
