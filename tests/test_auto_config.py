@@ -182,3 +182,69 @@ def test_functional_subclass_with_a_required_argument_saves_and_loads(tmp_path):
     loaded = kilnet.models.load_model(tmp_path / "b.kilnet", custom_objects={"Block": Block})
     np.testing.assert_allclose(loaded.predict(X, verbose=0), model.predict(X, verbose=0),
                                rtol=1e-6)
+
+
+def passing_on_classes(lib, base):
+    """A parent taking `units` (no get_config) and children passing their arguments on."""
+
+    class Parent(base):
+        def __init__(self, units, **kwargs):
+            super().__init__(**kwargs)
+            self.units = units
+
+        def call(self, x):
+            return x
+
+    class Child(Parent):   # its own __init__ names none of the arguments
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+
+    class Spread(Parent):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+
+    return Child, Spread
+
+
+@pytest.mark.parametrize("base", ["Layer", "Model"])
+def test_arguments_passed_on_through_kwargs_are_configured_as_in_keras(base):
+    # Keras's layer is the reference for both: Keras 3.15's Model records only its defaults
+    # (the README's documented difference), kilnet's model the arguments as its layers do
+    theirs = passing_on_classes(keras, keras.layers.Layer)[0](units=3, name="child").get_config()
+    ours_base = kilnet.layers.Layer if base == "Layer" else kilnet.Model
+    ours = passing_on_classes(kilnet, ours_base)[0](units=3, name="child").get_config()
+    assert list(ours) == list(theirs) == ["name", "units", "trainable", "dtype"]
+    assert _plain(ours) == _plain(theirs)
+
+
+@pytest.mark.parametrize("base", ["Layer", "Model"])
+def test_variadic_positional_values_are_refused_as_keras_refuses_them(base):
+    Spread = passing_on_classes(keras, keras.layers.Layer)[1]
+    with pytest.raises(NotImplementedError):
+        Spread(3).get_config()
+    Spread = passing_on_classes(kilnet, kilnet.layers.Layer if base == "Layer" else kilnet.Model)[1]
+    with pytest.raises(NotImplementedError, match=r"\*args"):
+        Spread(3).get_config()
+    assert Spread(units=3).get_config()["units"] == 3
+
+
+def test_layers_made_without_arguments_keep_the_base_config():
+    class Plain(kilnet.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+
+        def call(self, x):
+            return x
+
+    class Fixed(kilnet.layers.Layer):
+        def __init__(self):
+            super().__init__(name="fixed")
+
+        def call(self, x):
+            return x
+
+    assert list(Plain(name="p").get_config()) == ["name", "trainable", "dtype"]
+    assert list(Fixed().get_config()) == ["name", "trainable", "dtype"]
+    dense = kilnet.layers.Dense(2, name="d")
+    assert dense.get_config() == keras.layers.Dense(2, name="d").get_config() | {
+        "dtype": dense.get_config()["dtype"]}

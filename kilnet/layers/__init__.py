@@ -9,6 +9,8 @@ from kilnet.layers._augmentation import (RandomBrightness, RandomContrast, Rando
                                          RandomFlip, RandomRotation, RandomShear,
                                          RandomTranslation, RandomZoom)
 from kilnet.layers._base import ActivatedLayer, Layer
+# Keras's automatic get_config, which kilnet.models' configs use too
+from kilnet.layers._auto_config import configures_automatically, with_constructor_arguments
 from kilnet.layers._input_spec import InputSpec
 from kilnet.layers._color_augmentation import (AutoContrast, Equalization, RandomColorDegeneration,
                                                RandomColorJitter, RandomGaussianBlur,
@@ -139,6 +141,7 @@ __all__ = [
     "Dropout", "Flatten", "GlobalAveragePooling2D", "Input", "InputLayer", "InputSpec",
     "LAYER_TYPES", "Layer",
     "CELL_TYPES", "MaxPooling2D", "Rescaling", "Reshape",
+    "configures_automatically", "with_constructor_arguments",
     "AveragePooling1D", "Conv1D", "Conv2DTranspose", "Embedding", "GlobalAveragePooling1D",
     "GlobalMaxPooling1D", "GlobalMaxPooling2D", "MaxPooling1D",
     "Add", "Average", "Concatenate", "Dot", "Maximum", "Minimum", "Multiply", "Subtract",

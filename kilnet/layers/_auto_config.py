@@ -16,7 +16,18 @@ PLAIN_TYPES = (str, int, float, bool, type(None))
 
 class RecordedArguments:
     """The constructor arguments of one object as keyword arguments (defaults filled in,
-    **kwargs spread out, `self` and `name` left out), or why they cannot make a config."""
+    **kwargs spread out, `self` and `name` left out), or why they cannot make a config.
+
+    `arguments` is a dict, or None where `problem` says why no config can hold them.
+
+    Example:
+        >>> RecordedArguments({"units": 3}).arguments
+        {'units': 3}
+        >>> class Stack:
+        ...     def __init__(self, *layers): pass
+        >>> recorded_arguments(Stack, (1, 2), {}).problem
+        'it was given variadic positional arguments (*layers), which a config cannot hold'
+    """
 
     def __init__(self, arguments: dict | None, problem: str | None = None):
         self.arguments = arguments
@@ -110,21 +121,30 @@ def automatic_config(obj, name: str) -> dict:
     return config
 
 
-def takes_own_arguments(cls, base_init) -> bool:
-    """Whether `cls.__init__` takes arguments (required or not) beyond those of `base_init`,
-    the constructor of the kilnet class it extends.
+def configures_automatically(obj, base_class) -> bool:
+    """Whether `obj`'s get_config() is Keras's automatic config: its class keeps
+    `base_class`'s get_config(), has an __init__ of its own, and was made with arguments
+    (its own, or ones its `**kwargs` pass on to a parent), or with ones no config can hold.
+    A class of yours made with no arguments keeps the base config.
 
     Example:
         >>> import kilnet
-        >>> class Scale(kilnet.layers.Layer):
-        ...     def __init__(self, factor, **kwargs):
+        >>> class Parent(kilnet.layers.Layer):
+        ...     def __init__(self, units, **kwargs):
         ...         super().__init__(**kwargs)
-        >>> takes_own_arguments(Scale, kilnet.layers.Layer.__init__)
+        >>> class Child(Parent):
+        ...     def __init__(self, **kwargs):
+        ...         super().__init__(**kwargs)
+        >>> configures_automatically(Child(units=3), kilnet.layers.Layer)
         True
+        >>> configures_automatically(kilnet.layers.Dense(2), kilnet.layers.Layer)
+        False
     """
-    base = set(inspect.signature(base_init).parameters) | {"args", "kwargs"}
-    return any(p.name not in base and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-               for p in inspect.signature(cls.__init__).parameters.values())
+    cls = type(obj)
+    if cls.get_config is not base_class.get_config or cls.__init__ is base_class.__init__:
+        return False
+    recorded = obj.__dict__.get("_recorded_arguments")
+    return recorded is not None and (recorded.problem is not None or bool(recorded.arguments))
 
 
 def with_constructor_arguments(obj, base_config: dict) -> dict:

@@ -2169,8 +2169,8 @@ class Layer:
             elif key.endswith("activation") and callable(value):   # a function: its name
                 value = activations.config_name(value)
             config[key] = value
-        if (not self.config_keys and type(self).__init__ is not Layer.__init__
-                and not self.is_pure and _has_own_arguments(self)):
+        if (not self.config_keys and not self.is_pure
+                and _auto_config.configures_automatically(self, Layer)):
             config = _auto_config.with_constructor_arguments(self, config)
         return config
 
@@ -2673,13 +2673,6 @@ def _initial_value(initializer, rng, shape):
     if isinstance(initializer, (int, float, np.ndarray)) and not isinstance(initializer, bool):
         return np.broadcast_to(np.asarray(initializer, np.float32), shape).copy()
     return initializers.initial_values(initializer, rng, shape)
-
-
-def _has_own_arguments(layer) -> bool:
-    """Whether `layer` is of a class of yours that takes constructor arguments of its own
-    and defines no get_config(): Keras then configures it automatically."""
-    return (type(layer).get_config is Layer.get_config
-            and _auto_config.takes_own_arguments(type(layer), Layer.__init__))
 
 
 def as_shape(value, argument: str) -> Shape:

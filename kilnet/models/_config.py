@@ -46,7 +46,8 @@ from dataclasses import dataclass, field
 from kilnet import _safefile, mixed_precision, saving
 from kilnet._toposort import calls_in_order
 from kilnet.errors import ModelFileError
-from kilnet.layers import CELL_TYPES, LAYER_TYPES, InputLayer, Layer, _auto_config
+from kilnet.layers import (CELL_TYPES, LAYER_TYPES, InputLayer, Layer, configures_automatically,
+                           with_constructor_arguments)
 from kilnet.layers._node import KerasTensor, flatten, substitute, tensors_in
 from kilnet.models import _constants as constants
 from kilnet.models._model import Model
@@ -152,10 +153,9 @@ def model_config(model) -> dict:
         return _functional_config(model)
     config = {"name": model.name, "trainable": model.trainable,
               "dtype": mixed_precision.serialize(model.dtype_policy)}   # Keras's three keys
-    if (type(model).get_config is Model.get_config
-            and _auto_config.takes_own_arguments(type(model), Model.__init__)):
+    if configures_automatically(model, Model):
         # Keras's automatic config: the arguments the model was made with
-        return _auto_config.with_constructor_arguments(model, config)
+        return with_constructor_arguments(model, config)
     return config
 
 
