@@ -297,13 +297,30 @@ class Trainer:
             self._loss_tracker = metrics_lib.Mean(name="loss")
         if self.objective is None:
             return [self._loss_tracker]
-        held = [self._loss_tracker]
-        if self.objective.slots:
-            container = getattr(self, "_compile_metrics", None)
-            if container is None or container.objective is not self.objective:
-                container = self._compile_metrics = CompileMetrics(self.objective, self.model)
-            held.append(container)
+        container = self.compiled_metrics_container()
+        held = [self._loss_tracker] + ([container] if container is not None else [])
         return held + list(self.output_loss_trackers().values())
+
+    def compiled_metrics_container(self):
+        """The metric named "compile_metrics" that holds the metrics compile() made (its
+        result a dict by log name, as Keras's), or None when compile() made none.
+
+        Example:
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.Input((2,)), kilnet.layers.Dense(1)])
+            >>> model.compile(loss="mse", metrics=["mae"])
+            >>> model.compiled.compiled_metrics_container().name
+            'compile_metrics'
+            >>> model.compile(loss="mse")
+            >>> model.compiled.compiled_metrics_container() is None
+            True
+        """
+        if self.objective is None or not self.objective.slots:
+            return None
+        container = getattr(self, "_compile_metrics", None)
+        if container is None or container.objective is not self.objective:
+            container = self._compile_metrics = CompileMetrics(self.objective, self.model)
+        return container
 
     def output_loss_trackers(self) -> dict:
         """Log name ("a_loss") -> the Mean that tracks that output's loss in Keras's steps
@@ -438,6 +455,11 @@ class Trainer:
         again. For values they read as constants having changed, being none of the training
         state they are given: the weights of the layers a metric attribute holds (a KID
         metric's encoder) once a file or checkpoint has set them. The training state stays.
+
+        A fit in progress picks the new programs up at its next block of steps: a callback
+        that reloads a held encoder's weights mid-epoch takes effect from the next epoch.
+        Changing such weights directly (`encoder.set_weights(...)`) retraces nothing: call
+        this method after it.
 
         Example:
             >>> import kilnet, numpy as np

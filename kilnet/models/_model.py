@@ -25,7 +25,6 @@ import numpy as np
 
 from kilnet import _scope, structure, utils
 from kilnet.layers import ActivatedLayer, InputLayer, Layer, Operation, _shared_layers
-from kilnet.compile_metrics import CompileMetrics
 from kilnet.layers._base import is_shape, set_untracked, takes_shape
 from kilnet.layers._node import KerasTensor, flatten, is_symbolic, substitute
 from kilnet.models._graph import Graph
@@ -1232,10 +1231,10 @@ class Model(Layer):
             {'loss': 0.0, 'mae': 1.0}
         """
         del x   # the default does not use it, as Keras's
-        if self.is_compiled:
-            for metric in self.compiled.keras_metrics():
-                if isinstance(metric, CompileMetrics):   # the loss trackers: by the steps
-                    metric.update_state(y, y_pred, sample_weight)
+        # (the loss trackers are updated by the steps)
+        container = self.compiled.compiled_metrics_container() if self.is_compiled else None
+        if container is not None:
+            container.update_state(y, y_pred, sample_weight)
         return self.get_metrics_result()
 
     def get_metrics_result(self) -> dict:
