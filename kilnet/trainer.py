@@ -335,12 +335,42 @@ class Trainer:
             >>> list(model.compiled.output_loss_trackers())
             ['a_loss', 'b_loss']
         """
+        names = self._output_loss_names()
         held = getattr(self, "_output_loss_trackers", None)
-        if held is None or held[0] is not self.objective:
-            names = [] if self.objective is None else self.objective.output_loss_names
+        if held is None or held[0] is not self.objective or list(held[1]) != names:
             held = self._output_loss_trackers = (
                 self.objective, {name: metrics_lib.Mean(name=name) for name in names})
         return held[1]
+
+    def _output_loss_names(self) -> list:
+        """The per-output loss trackers' names: under a compute_loss of yours, only once a
+        step was seen to reach the default compute_loss (note_default_loss_reached), as
+        Keras's compiled loss makes its trackers when first called."""
+        objective = self.objective
+        if objective is None or not objective.several_output_losses:
+            return []
+        if self.model.overrides_compute_loss and getattr(
+                self, "_default_loss_reached", None) is not objective:
+            return []
+        return [f"{h.name}_loss" for h in objective.heads if h.loss is not None]
+
+    def note_default_loss_reached(self) -> bool:
+        """Record that a step of Keras's form reached the default compute_loss (a
+        `super().compute_loss(...)` in yours): its per-output loss trackers exist from then
+        on, as Keras's. True when that adds trackers (the step's logs are to be found again).
+
+        Example:
+            >>> import kilnet
+            >>> inputs = kilnet.Input((2,))
+            >>> model = kilnet.Model(inputs, [kilnet.layers.Dense(1, name="a")(inputs),
+            ...                               kilnet.layers.Dense(1, name="b")(inputs)])
+            >>> model.compile(loss=["mse", "mae"])
+            >>> model.compiled.note_default_loss_reached()   # trackers there already
+            False
+        """
+        before = list(self.output_loss_trackers())
+        self._default_loss_reached = self.objective
+        return list(self.output_loss_trackers()) != before
 
     def scale_loss(self, loss, optimizer_variables):
         """`loss` times the current loss scale held in `optimizer_variables` (a list, as
@@ -986,9 +1016,13 @@ class KerasState:
             names.update(_step_logs.flat_paths(logs))
             return logs
 
-        jax.eval_shape(probe, self.trainer.state,
-                       self._batch_spec(batch_size, x, self._input_dtypes()),
-                       self._batch_spec(batch_size, y))
+        specs = (self._batch_spec(batch_size, x, self._input_dtypes()),
+                 self._batch_spec(batch_size, y))
+        before = list(self.trainer.output_loss_trackers())
+        jax.eval_shape(probe, self.trainer.state, *specs)
+        if list(self.trainer.output_loss_trackers()) != before:   # trackers made: again
+            names.clear()   # (a new function: eval_shape would reuse the first trace)
+            jax.eval_shape(lambda *args: probe(*args), self.trainer.state, *specs)
         self.test_log_names = names
 
     def predict_structure(self, batch_size, x):
@@ -1034,8 +1068,12 @@ class KerasState:
             names.update(_step_logs.flat_paths(logs))
             return logs
 
-        jax.eval_shape(probe, trainer.state, self._batch_spec(batch_size, x, dtypes),
-                       self._batch_spec(batch_size, y))
+        specs = (self._batch_spec(batch_size, x, dtypes), self._batch_spec(batch_size, y))
+        before = list(trainer.output_loss_trackers())
+        jax.eval_shape(probe, trainer.state, *specs)
+        if list(trainer.output_loss_trackers()) != before:   # trackers made: again
+            names.clear()   # (a new function: eval_shape would reuse the first trace)
+            jax.eval_shape(lambda *args: probe(*args), trainer.state, *specs)
         self.log_names = names
 
 

@@ -1126,7 +1126,9 @@ class Model(Layer):
         # y and sample_weight as a train_step of yours got them (in the list, tuple or dict
         # fit was given) or as kilnet's programs carry them
         y = objective.with_sample_weight(structure.program_labels(objective, y), sample_weight)
-        per_sample, _ = objective.per_sample_losses(y, self.output_list(y_pred))
+        per_sample, parts = objective.per_sample_losses(y, self.output_list(y_pred))
+        # Keras's compiled loss updates each output's loss tracker when it runs
+        _keras_steps.record_output_losses(self, parts)
         return _scope.mean_over_real_samples(per_sample)
 
     def architecture(self) -> dict:
