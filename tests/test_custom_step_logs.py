@@ -361,3 +361,15 @@ def test_a_compute_loss_not_calling_super_leaves_each_outputs_loss_alone_as_kera
 
 def lib_ops(model):
     return keras.ops if isinstance(model, keras.Model) else kilnet.ops
+
+
+def test_a_compute_loss_reading_a_weight_trains_it_as_keras():
+    # the extra term reads a kernel: Keras's step differentiates it with the rest (a weight
+    # penalty), so the weights, losses and per-output losses follow Keras's
+    def penalized(self, x, y, y_pred, sample_weight, training):
+        loss = super(type(self), self).compute_loss(x, y, y_pred, sample_weight,
+                                                    training=training)
+        return loss + 0.1 * self.get_layer("a").kernel[0, 0] ** 2
+
+    got = {lib: _two_output_history(lib, penalized) for lib in (keras, kilnet)}
+    assert got[kilnet] == got[keras]

@@ -1313,7 +1313,15 @@ class Model(Layer):
             >>> float(loss)
             1.0
         """
-        loss = self.compute_loss_as_keras_calls_it(x, y, y_pred, sample_weight, training)
+        # a compute_loss of yours that reads a weight (`self.dense.kernel`) reads these values,
+        # so the step's gradients reach it, as Keras's stateless scope does
+        bindings = {}
+        for variables, values in ((self.trainable_variables, trainable_variables),
+                                  (self.non_trainable_variables, non_trainable_variables)):
+            if len(variables) == len(values):
+                bindings.update((id(v), value) for v, value in zip(variables, values))
+        with _scope.opened(_scope.Scope(bindings=bindings)):
+            loss = self.compute_loss_as_keras_calls_it(x, y, y_pred, sample_weight, training)
         return loss, (trainable_variables, non_trainable_variables, metrics_variables)
 
     @property
