@@ -21,6 +21,7 @@ Keras's weights-file layout (kilnet.keras_files) walks them with it.
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import jax
@@ -240,6 +241,21 @@ def walk_attribute(value, path, seen) -> list:
             for found in walk_attribute(item, path + (str(key),), seen)]
 
 
+@functools.cache
+def layer_base_attributes() -> frozenset:
+    """The attributes every kilnet layer and model has: its bookkeeping, never a place of
+    yours, so neither held names here nor Keras's weights-file layout (kilnet.keras_files)
+    walk them, and names never depend on what kilnet keeps there.
+
+    Example:
+        >>> "_held_metrics" in layer_base_attributes(), "encoder" in layer_base_attributes()
+        (True, False)
+    """
+    # imported here: kilnet.models imports saving, which imports this module
+    from kilnet.models import Model
+    return frozenset(vars(Layer())) | frozenset(vars(Model()))
+
+
 def _layers_of(model) -> list:
     """(key path, layer) for the model (path ()) and every layer it holds, once each."""
     found, seen = [], set()
@@ -263,7 +279,7 @@ def _metrics_by_attribute(layer) -> list:
     own = {id(metric) for metric in layer.own_metrics}
     found, seen = [], set()
     for attribute, value in vars(layer).items():
-        if attribute == "_held_metrics":   # the bookkeeping list of them, no place of yours
+        if attribute in layer_base_attributes():
             continue
         for path, item in walk_attribute(value, (attribute,), seen):
             if isinstance(item, Metric) and id(item) in own:

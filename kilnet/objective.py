@@ -69,6 +69,9 @@ class Objective:
         self.multi = len(heads) > 1   # metric names carry the output's name
         # per-output losses are logged when more than one output has a loss
         self.several_losses = sum(h.loss is not None for h in heads) > 1
+        # ... and computed then, also under a compute_loss of yours, which may call the
+        # default one (its logging is kilnet.models._keras_steps's)
+        self.several_output_losses = self.several_losses
         self.targets = [h for h in heads if h.needs_labels]  # the order labels are given in
         self.has_loss = any(h.loss is not None for h in heads)
 
@@ -321,7 +324,7 @@ class Objective:
             else:
                 value = self._per_sample_loss(head, labels[head.index], outputs[head.index],
                                               mask, weight, sample_weight)
-            if self.several_losses:
+            if self.several_output_losses:
                 parts[f"{head.name}_loss"] = value
             if head.weight is not None:
                 value = value * head.weight

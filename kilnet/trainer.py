@@ -297,13 +297,30 @@ class Trainer:
             self._loss_tracker = metrics_lib.Mean(name="loss")
         if self.objective is None:
             return [self._loss_tracker]
-        held = [self._loss_tracker]
-        if self.objective.slots:
-            container = getattr(self, "_compile_metrics", None)
-            if container is None or container.objective is not self.objective:
-                container = self._compile_metrics = CompileMetrics(self.objective, self.model)
-            held.append(container)
+        container = self.compiled_metrics_container()
+        held = [self._loss_tracker] + ([container] if container is not None else [])
         return held + list(self.output_loss_trackers().values())
+
+    def compiled_metrics_container(self):
+        """The metric named "compile_metrics" that holds the metrics compile() made (its
+        result a dict by log name, as Keras's), or None when compile() made none.
+
+        Example:
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.Input((2,)), kilnet.layers.Dense(1)])
+            >>> model.compile(loss="mse", metrics=["mae"])
+            >>> model.compiled.compiled_metrics_container().name
+            'compile_metrics'
+            >>> model.compile(loss="mse")
+            >>> model.compiled.compiled_metrics_container() is None
+            True
+        """
+        if self.objective is None or not self.objective.slots:
+            return None
+        container = getattr(self, "_compile_metrics", None)
+        if container is None or container.objective is not self.objective:
+            container = self._compile_metrics = CompileMetrics(self.objective, self.model)
+        return container
 
     def output_loss_trackers(self) -> dict:
         """Log name ("a_loss") -> the Mean that tracks that output's loss in Keras's steps
@@ -318,12 +335,42 @@ class Trainer:
             >>> list(model.compiled.output_loss_trackers())
             ['a_loss', 'b_loss']
         """
+        names = self._output_loss_names()
         held = getattr(self, "_output_loss_trackers", None)
-        if held is None or held[0] is not self.objective:
-            names = [] if self.objective is None else self.objective.output_loss_names
+        if held is None or held[0] is not self.objective or list(held[1]) != names:
             held = self._output_loss_trackers = (
                 self.objective, {name: metrics_lib.Mean(name=name) for name in names})
         return held[1]
+
+    def _output_loss_names(self) -> list:
+        """The per-output loss trackers' names: under a compute_loss of yours, only once a
+        step was seen to reach the default compute_loss (note_default_loss_reached), as
+        Keras's compiled loss makes its trackers when first called."""
+        objective = self.objective
+        if objective is None or not objective.several_output_losses:
+            return []
+        if self.model.overrides_compute_loss and getattr(
+                self, "_default_loss_reached", None) is not objective:
+            return []
+        return [f"{h.name}_loss" for h in objective.heads if h.loss is not None]
+
+    def note_default_loss_reached(self) -> bool:
+        """Record that a step of Keras's form reached the default compute_loss (a
+        `super().compute_loss(...)` in yours): its per-output loss trackers exist from then
+        on, as Keras's. True when that adds trackers (the step's logs are to be found again).
+
+        Example:
+            >>> import kilnet
+            >>> inputs = kilnet.Input((2,))
+            >>> model = kilnet.Model(inputs, [kilnet.layers.Dense(1, name="a")(inputs),
+            ...                               kilnet.layers.Dense(1, name="b")(inputs)])
+            >>> model.compile(loss=["mse", "mae"])
+            >>> model.compiled.note_default_loss_reached()   # trackers there already
+            False
+        """
+        before = list(self.output_loss_trackers())
+        self._default_loss_reached = self.objective
+        return list(self.output_loss_trackers()) != before
 
     def scale_loss(self, loss, optimizer_variables):
         """`loss` times the current loss scale held in `optimizer_variables` (a list, as
@@ -438,6 +485,11 @@ class Trainer:
         again. For values they read as constants having changed, being none of the training
         state they are given: the weights of the layers a metric attribute holds (a KID
         metric's encoder) once a file or checkpoint has set them. The training state stays.
+
+        A fit in progress picks the new programs up at its next block of steps: a callback
+        that reloads a held encoder's weights mid-epoch takes effect from the next epoch.
+        Changing such weights directly (`encoder.set_weights(...)`) retraces nothing: call
+        this method after it.
 
         Example:
             >>> import kilnet, numpy as np
@@ -964,9 +1016,13 @@ class KerasState:
             names.update(_step_logs.flat_paths(logs))
             return logs
 
-        jax.eval_shape(probe, self.trainer.state,
-                       self._batch_spec(batch_size, x, self._input_dtypes()),
-                       self._batch_spec(batch_size, y))
+        specs = (self._batch_spec(batch_size, x, self._input_dtypes()),
+                 self._batch_spec(batch_size, y))
+        before = list(self.trainer.output_loss_trackers())
+        jax.eval_shape(probe, self.trainer.state, *specs)
+        if list(self.trainer.output_loss_trackers()) != before:   # trackers made: again
+            names.clear()   # (a new function: eval_shape would reuse the first trace)
+            jax.eval_shape(lambda *args: probe(*args), self.trainer.state, *specs)
         self.test_log_names = names
 
     def predict_structure(self, batch_size, x):
@@ -1012,8 +1068,12 @@ class KerasState:
             names.update(_step_logs.flat_paths(logs))
             return logs
 
-        jax.eval_shape(probe, trainer.state, self._batch_spec(batch_size, x, dtypes),
-                       self._batch_spec(batch_size, y))
+        specs = (self._batch_spec(batch_size, x, dtypes), self._batch_spec(batch_size, y))
+        before = list(trainer.output_loss_trackers())
+        jax.eval_shape(probe, trainer.state, *specs)
+        if list(trainer.output_loss_trackers()) != before:   # trackers made: again
+            names.clear()   # (a new function: eval_shape would reuse the first trace)
+            jax.eval_shape(lambda *args: probe(*args), trainer.state, *specs)
         self.log_names = names
 
 

@@ -312,3 +312,64 @@ def test_a_metric_hook_of_several_outputs_logs_each_outputs_loss_as_keras():
                                        "a_loss", "a_mae", "a_weighted_mae", "b_loss",
                                        "b_mse", "extra", "loss"))]
     assert len(got[keras][1]) == 7 and got[keras][1][-1] == 1.0
+
+
+def _two_output_history(lib, own_compute_loss):
+    """fit + validation history of a two-output model with a pass-through compute_metrics
+    override and the given compute_loss (rounded), built from fixed weights."""
+    class Hooked(lib.Model):
+        def compute_metrics(self, x, y, y_pred, sample_weight=None):
+            return super().compute_metrics(x, y, y_pred, sample_weight)
+
+        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
+                         training=True):
+            return own_compute_loss(self, x, y, y_pred, sample_weight, training)
+
+    lib.utils.clear_session()
+    inputs = lib.Input((4,), name="x")
+    a = lib.layers.Dense(1, kernel_initializer="ones", name="a")(inputs)
+    b = lib.layers.Dense(1, kernel_initializer="zeros", name="b")(inputs)
+    model = Hooked(inputs, [a, b])
+    model.compile(lib.optimizers.SGD(0.05), ["mse", "mae"], loss_weights=[0.5, 2.0])
+    history = model.fit(X, [Y, 2 * Y], epochs=2, batch_size=3, verbose=0, shuffle=False,
+                        validation_data=(X, [Y, 2 * Y])).history
+    return {name: [round(v, 4) for v in values] for name, values in history.items()}
+
+
+def test_a_compute_loss_calling_super_logs_each_outputs_loss_as_keras():
+    # `loss = super().compute_loss(...); return loss + extra`: Keras's compiled loss updates
+    # each output's tracker inside the base compute_loss, so a_loss / b_loss log real values
+    def plus_extra(self, x, y, y_pred, sample_weight, training):
+        loss = super(type(self), self).compute_loss(x, y, y_pred, sample_weight,
+                                                    training=training)
+        return loss + 0.1 * lib_ops(self).mean(y_pred[1] ** 2)
+
+    got = {lib: _two_output_history(lib, plus_extra) for lib in (keras, kilnet)}
+    assert got[kilnet] == got[keras]
+    assert min(got[keras]["a_loss"] + got[keras]["b_loss"]) > 0
+
+
+def test_a_compute_loss_not_calling_super_leaves_each_outputs_loss_alone_as_keras():
+    def own_loss(self, x, y, y_pred, sample_weight, training):
+        return lib_ops(self).mean((y[0] - y_pred[0]) ** 2)
+
+    got = {lib: _two_output_history(lib, own_loss) for lib in (keras, kilnet)}
+    assert got[kilnet] == got[keras]
+    # never reached, Keras's compiled loss never builds its trackers: they log nothing
+    assert "a_loss" not in got[keras] and "b_loss" not in got[keras]
+
+
+def lib_ops(model):
+    return keras.ops if isinstance(model, keras.Model) else kilnet.ops
+
+
+def test_a_compute_loss_reading_a_weight_trains_it_as_keras():
+    # the extra term reads a kernel: Keras's step differentiates it with the rest (a weight
+    # penalty), so the weights, losses and per-output losses follow Keras's
+    def penalized(self, x, y, y_pred, sample_weight, training):
+        loss = super(type(self), self).compute_loss(x, y, y_pred, sample_weight,
+                                                    training=training)
+        return loss + 0.1 * self.get_layer("a").kernel[0, 0] ** 2
+
+    got = {lib: _two_output_history(lib, penalized) for lib in (keras, kilnet)}
+    assert got[kilnet] == got[keras]

@@ -384,3 +384,39 @@ def test_an_unnamed_metric_takes_the_first_number_as_in_keras():
              for lib, setup in (("kilnet", "import kilnet.checkpoint, kilnet.keras_files"),
                                 ("keras", "pass"))]
     assert names == ["metric", "metric"]
+
+
+def test_a_metric_reached_through_kilnets_bookkeeping_keeps_its_held_names():
+    # names follow the attribute of yours that keeps the metric: one that kilnet's own
+    # bookkeeping on every layer also reaches (first, in attribute order) names nothing
+    from kilnet import _metric_held_layers
+
+    class Kid(kilnet.metrics.Metric):
+        def __init__(self):
+            super().__init__(name="kid")
+            self.encoder = kilnet.Sequential([kilnet.Input((2,)),
+                                              kilnet.layers.Dense(1, name="d")])
+
+    class Net(kilnet.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = kilnet.layers.Dense(1)
+            self.kid = Kid()
+
+        def call(self, x):
+            return self.dense(x)
+
+    net = Net()
+    plain = [path for path, _ in _metric_held_layers.held_layers(net)]
+    # (the weight lists and sub-layers are read as such by the walk itself: left as they are)
+    bookkeeping = sorted(_metric_held_layers.layer_base_attributes() - {
+        "_held_metrics", "_trainable_vars", "_non_trainable_vars", "_sublayers"})
+    assert bookkeeping and all(name in vars(net) for name in bookkeeping)
+    for name in bookkeeping:   # each bookkeeping attribute holding the metric, in turn
+        kept = vars(net)[name]
+        vars(net)[name] = [net.kid]
+        try:
+            assert [path for path, _ in _metric_held_layers.held_layers(net)] == plain, name
+        finally:
+            vars(net)[name] = kept
+    assert plain == [("kid", "encoder")]

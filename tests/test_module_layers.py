@@ -41,3 +41,23 @@ def test_ops_convolutions_run_without_the_layers():
         "                          padding='same').shape == (1, 10, 10, 4)\n")
     assert "kilnet.ops.nn" in modules and "kilnet._kernels.conv" in modules
     assert not below(modules, "kilnet.layers"), below(modules, "kilnet.layers")
+
+
+def test_models_import_nothing_of_the_training_layers_above_them():
+    # models/ sits below compile_metrics, trainer and fit: what a model needs of them the
+    # Trainer hands it (model.compiled), so no module of models/ imports them when loaded
+    # (compile() and fit() load theirs when called)
+    import ast
+    import pathlib
+
+    import kilnet
+
+    above = {"kilnet.compile_metrics", "kilnet.trainer", "kilnet.fit"}
+    found = []
+    for path in sorted((pathlib.Path(kilnet.__file__).parent / "models").rglob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.module
+                     else [])
+            found += [(path.name, name) for name in names if name in above]
+    assert not found, found

@@ -17,7 +17,8 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from kilnet._metric_held_layers import metric_attributes, walk_attribute
+from kilnet._metric_held_layers import layer_base_attributes, metric_attributes
+from kilnet._metric_held_layers import walk_attribute
 from kilnet.layers import GRU, LSTM, RNN, Bidirectional, InputLayer, MultiHeadAttention, SimpleRNN
 from kilnet.layers import GroupQueryAttention
 from kilnet.layers import Pipeline, SpectralNormalization, StackedRNNCells, TimeDistributed
@@ -232,7 +233,7 @@ def _attribute_slots(layer, prefix, path, layout, seen, extra=None, own=True):
     if own:
         _own_slots(layer, prefix, path, layout)
     # a Sequential's input layer is none of Keras's saved objects (it has no weights)
-    skip = _BASE_ATTRIBUTES | {"_sublayers", "_input_layer"}
+    skip = layer_base_attributes() | {"_sublayers", "_input_layer"}
     values = {name: getattr(layer, name) for name in vars(layer) if name not in skip}
     values.update(extra or {})
     # each held layer's arrays are under its key in the layer's trees (two may share a name);
@@ -300,10 +301,6 @@ def _value_slots(value, prefix, path, keys, layout, seen):
             used[base] = used.get(base, -1) + 1
             name = base if used[base] == 0 else f"{base}_{used[base]}"
             _value_slots(item, f"{prefix}{name}/", path, keys, layout, seen)
-
-
-# Attributes every kilnet layer and model has: its bookkeeping, never a place in Keras's file.
-_BASE_ATTRIBUTES = frozenset(vars(Layer())) | frozenset(vars(Model()))
 
 
 def _spectral_slots(layer, prefix, path, layout, seen):

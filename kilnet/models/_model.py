@@ -25,7 +25,6 @@ import numpy as np
 
 from kilnet import _scope, structure, utils
 from kilnet.layers import ActivatedLayer, InputLayer, Layer, Operation, _shared_layers
-from kilnet.compile_metrics import CompileMetrics
 from kilnet.layers._base import is_shape, set_untracked, takes_shape
 from kilnet.layers._node import KerasTensor, flatten, is_symbolic, substitute
 from kilnet.models._graph import Graph
@@ -1127,7 +1126,9 @@ class Model(Layer):
         # y and sample_weight as a train_step of yours got them (in the list, tuple or dict
         # fit was given) or as kilnet's programs carry them
         y = objective.with_sample_weight(structure.program_labels(objective, y), sample_weight)
-        per_sample, _ = objective.per_sample_losses(y, self.output_list(y_pred))
+        per_sample, parts = objective.per_sample_losses(y, self.output_list(y_pred))
+        # Keras's compiled loss updates each output's loss tracker when it runs
+        _keras_steps.record_output_losses(self, parts)
         return _scope.mean_over_real_samples(per_sample)
 
     def architecture(self) -> dict:
@@ -1232,10 +1233,10 @@ class Model(Layer):
             {'loss': 0.0, 'mae': 1.0}
         """
         del x   # the default does not use it, as Keras's
-        if self.is_compiled:
-            for metric in self.compiled.keras_metrics():
-                if isinstance(metric, CompileMetrics):   # the loss trackers: by the steps
-                    metric.update_state(y, y_pred, sample_weight)
+        # (the loss trackers are updated by the steps)
+        container = self.compiled.compiled_metrics_container() if self.is_compiled else None
+        if container is not None:
+            container.update_state(y, y_pred, sample_weight)
         return self.get_metrics_result()
 
     def get_metrics_result(self) -> dict:
@@ -1312,7 +1313,15 @@ class Model(Layer):
             >>> float(loss)
             1.0
         """
-        loss = self.compute_loss_as_keras_calls_it(x, y, y_pred, sample_weight, training)
+        # a compute_loss of yours that reads a weight (`self.dense.kernel`) reads these values,
+        # so the step's gradients reach it, as Keras's stateless scope does
+        bindings = {}
+        for variables, values in ((self.trainable_variables, trainable_variables),
+                                  (self.non_trainable_variables, non_trainable_variables)):
+            if len(variables) == len(values):
+                bindings.update((id(v), value) for v, value in zip(variables, values))
+        with _scope.opened(_scope.Scope(bindings=bindings)):
+            loss = self.compute_loss_as_keras_calls_it(x, y, y_pred, sample_weight, training)
         return loss, (trainable_variables, non_trainable_variables, metrics_variables)
 
     @property
