@@ -147,3 +147,53 @@ def check_grad(f, *args, eps=1e-6, rtol=1e-5, atol=1e-7):
             numeric = numeric_grad(fj, args, index, eps)
             np.testing.assert_allclose(np.asarray(grad), numeric, rtol=rtol, atol=atol,
                                        err_msg=f"gradient with respect to argument {index}")
+
+
+_USERS_LEVEL_OUTCOMES: dict = {}
+
+
+@pytest.fixture
+def at_users_xla_level(request, tmp_path_factory):
+    """For a test whose assertion holds for the programs users get, compiled at XLA's default
+    optimization level (bit-equality of kilnet's native Adam pass with Optax's optimized XLA
+    code): when this process compiles at level 0 (_compile_tests_cheaply), the test's module
+    runs once more in a subprocess at the default level, and the fixture asserts that this
+    test passed there; it returns True, and the test returns without repeating itself at
+    level 0. In a process at the default level it returns False and the test runs here.
+
+        def test_bits(at_users_xla_level):
+            if at_users_xla_level:
+                return
+            ...
+    """
+    if "xla_backend_optimization_level=0" not in os.environ.get("XLA_FLAGS", "") \
+            or os.environ.get("KILNET_TEST_XLA_OPTIMIZE", "") not in ("", "0"):
+        return False   # already at the default level, or that subprocess itself
+    path = str(request.path)
+    if path not in _USERS_LEVEL_OUTCOMES:
+        _USERS_LEVEL_OUTCOMES[path] = _run_at_default_level(path, tmp_path_factory)
+    outcomes = _USERS_LEVEL_OUTCOMES[path]
+    name = request.node.name
+    assert name in outcomes, f"{name} did not run at XLA's default level: {sorted(outcomes)}"
+    assert outcomes[name] is None, f"at XLA's default level: {outcomes[name]}"
+    return True
+
+
+def _run_at_default_level(path, tmp_path_factory) -> dict:
+    """{test name: None if it passed, else its failure text} for the module at `path`, run in
+    a subprocess with XLA's default optimization level."""
+    import subprocess
+    import sys
+    import xml.etree.ElementTree as ElementTree
+
+    report = tmp_path_factory.mktemp("users_level") / "report.xml"
+    flags = os.environ.get("XLA_FLAGS", "").replace("--xla_backend_optimization_level=0", "")
+    env = dict(os.environ, XLA_FLAGS=flags.strip(), KILNET_TEST_XLA_OPTIMIZE="1")
+    subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p",
+                    "no:xdist", "-q", "-W", "ignore", f"--junitxml={report}", path],
+                   env=env, capture_output=True, timeout=600)
+    outcomes = {}
+    for case in ElementTree.parse(report).getroot().iter("testcase"):
+        failed = case.find("failure") if case.find("failure") is not None else case.find("error")
+        outcomes[case.get("name")] = None if failed is None else failed.get("message", "failed")
+    return outcomes
