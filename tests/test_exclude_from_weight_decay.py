@@ -74,6 +74,21 @@ def test_fit_with_exclusions_is_keras(name, exclusion):
     assert not np.allclose(all_decayed[changed], ours[changed], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("base", [dict(gradient_accumulation_steps=2), dict(use_ema=True),
+                                  dict(global_clipnorm=0.5)], ids=["accumulation", "ema", "clip"])
+def test_exclusions_with_keras_base_arguments_train_as_keras(base):
+    x, y = parity.data()
+    weights = []
+    for ns in (kilnet, keras):
+        model = _model(ns)
+        optimizer = ns.optimizers.AdamW(learning_rate=0.05, weight_decay=0.2, **base)
+        optimizer.exclude_from_weight_decay(var_names=["bias"])
+        model.compile(optimizer=optimizer, loss="mse")
+        model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+        weights.append(model.get_weights())
+    parity.assert_same(*weights)
+
+
 def test_an_exclusion_made_after_compile_and_before_fit_applies_as_in_keras():
     """Keras builds its optimizer when fit starts; kilnet's compile() may already have made
     the training state (the model's input shape is known), not yet any step."""
