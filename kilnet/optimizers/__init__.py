@@ -586,6 +586,9 @@ class Optimizer:
     # (Keras's, the argument or the class's in snake case) replaces it on the instance.
     name = "optimizer"
     defaults: dict[str, Any] = {}
+    # exclude_from_weight_decay's (variables, compiled pattern of names); none by default, also
+    # for a subclass of yours whose __init__ does not reach Optimizer's
+    _decay_exclusions: tuple = ((), None)
 
     def __init__(self, learning_rate=0.001, *, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, use_ema=False, ema_momentum=0.99,
@@ -617,8 +620,6 @@ class Optimizer:
         self.use_ema, self.ema_momentum = bool(use_ema), ema_momentum
         self.ema_overwrite_frequency = ema_overwrite_frequency
         self.hyper = {**self.defaults, **hyper}
-        # exclude_from_weight_decay's (variables, compiled pattern of names): none at first
-        self._decay_exclusions = ((), None)
 
     def attach(self, trainer) -> None:
         """compile() tells the optimizer which Trainer holds its state (a weak reference), so
