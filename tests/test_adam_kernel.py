@@ -111,6 +111,37 @@ def test_steps_equal_optax_update_and_apply_updates_to_the_bit(name, at_users_xl
     assert hlo.count("kilnet_onednn_adam_update") == 1
 
 
+def test_weights_excluded_from_decay_take_the_undecayed_native_pass(at_users_xla_level):
+    """exclude_from_weight_decay's mask (here as a tree): the decayed weights in one handler
+    call, the excluded ones in another without decay, each the numbers of XLA's update, and
+    the excluded ones those of Adam without weight decay."""
+    if at_users_xla_level:
+        return
+    mask = {"dense": True, "ragged": False, "conv": False, "bias": True, "half": True}
+    native = optimizers.keras_adam(0.01, weight_decay=0.1, decay_mask=mask, gives_weights=True)
+    in_xla = optimizers.keras_adam(0.01, weight_decay=0.1, decay_mask=mask)
+    undecayed = optimizers.keras_adam(0.01)
+
+    def xla_step(tx):
+        def step(grads, state, params):
+            updates, state = tx.update(grads, state, params)
+            return optax.apply_updates(params, updates), state
+        return jax.jit(step)
+
+    params = weights()
+    state = native.init(params)
+    grads = gradients(params, seed=3)
+    got, _ = jax.jit(native.update)(grads, state, params)
+    expected, _ = xla_step(in_xla)(grads, state, params)
+    plain, _ = xla_step(undecayed)(grads, state, params)
+    assert_bitwise(got, expected)
+    assert_bitwise({k: got[k] for k in ("ragged", "conv")},
+                   {k: plain[k] for k in ("ragged", "conv")})
+    assert not np.array_equal(got["dense"], plain["dense"])   # the decay did apply there
+    hlo = jax.jit(native.update).lower(grads, state, params).as_text()
+    assert hlo.count("kilnet_onednn_adam_update") == 2
+
+
 def test_small_models_stay_in_xla():
     optimizer = optimizers.Adam()
     params = {"w": jnp.ones((8, 8)), "b": jnp.zeros(8)}

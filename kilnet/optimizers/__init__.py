@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import weakref
 from typing import Any, NamedTuple
 
@@ -61,7 +62,7 @@ class KerasAmsgradState(NamedTuple):
 
 
 def keras_adam(learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None,
-               amsgrad=False, gives_weights=False):
+               amsgrad=False, gives_weights=False, decay_mask=None):
     """Keras's Adam/AdamW update as one Optax transformation.
 
     m <- m + (g - m)(1 - b1);  v <- v + (g^2 - v)(1 - b2)
@@ -72,6 +73,7 @@ def keras_adam(learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_dec
     `gives_weights`: the update returns the new weights in place of the changes (computed in
     one pass per weight on the CPU, `_adam_kernel.new_weights`); `Optimizer.weights_update`
     uses it, and nothing else may: Optax's callers add what an update returns.
+    `decay_mask`: the weights weight decay applies to (see weight_decay_flags); None: all.
     """
     if amsgrad and gives_weights:
         raise ValueError("The one-pass Adam update keeps two moments; amsgrad's third goes "
@@ -84,10 +86,11 @@ def keras_adam(learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_dec
         decay = learning_rate * weight_decay if weight_decay else None
         if weight_decay and params is None:
             raise ValueError("AdamW needs the parameters to apply weight decay.")
+        decayed = None if decay is None else weight_decay_flags(decay_mask, params)
         if gives_weights:
             mu, nu, weights = _adam_kernel.new_weights(
                 grads, state.mu, state.nu, params, -alpha, beta_1=beta_1, beta_2=beta_2,
-                epsilon=epsilon, decay=decay)
+                epsilon=epsilon, decay=decay, decayed=decayed)
             return weights, KerasAdamState(count, mu, nu)
         mu = jax.tree.map(lambda m, g: _adam_kernel.first_moment(m, g, beta_1), state.mu, grads)
         nu = jax.tree.map(lambda v, g: _adam_kernel.second_moment(v, g, beta_2), state.nu,
@@ -98,8 +101,9 @@ def keras_adam(learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_dec
                                    mu, divisor)
         else:
             updates = jax.tree.map(
-                lambda m, v, p: _adam_kernel.change(m, v, -alpha, epsilon, decay, p),
-                mu, divisor, params)
+                lambda m, v, p, d: _adam_kernel.change(m, v, -alpha, epsilon,
+                                                       decay if d else None, p),
+                mu, divisor, params, decayed)
         if amsgrad:
             return updates, KerasAmsgradState(count, mu, nu, divisor)
         return updates, KerasAdamState(count, mu, nu)
@@ -148,7 +152,8 @@ def nadam_momentum(beta_1, step):
     return beta_1 * (1.0 - 0.5 * jnp.power(jnp.float32(0.96), t))
 
 
-def keras_nadam(learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None):
+def keras_nadam(learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None,
+                decay_mask=None):
     """Keras 3's Nadam update (Dozat's Nesterov Adam with a momentum schedule) as one Optax
     transformation; Optax's `nadam` is a different algorithm (no schedule), so it is written
     out here.
@@ -157,6 +162,7 @@ def keras_nadam(learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_de
     m <- m + (g - m)(1 - b1);  v <- v + (g^2 - v)(1 - b2)
     m_hat = u_{t+1} m / (1 - P_t u_{t+1}) + (1 - u_t) g / (1 - P_t);  v_hat = v / (1 - b2^t)
     p <- p - lr * wd * p - lr * m_hat / (sqrt(v_hat) + eps)
+    (the decay on the weights `decay_mask` leaves it to: see weight_decay_flags)
 
     Example:
         >>> import jax.numpy as jnp
@@ -193,8 +199,8 @@ def keras_nadam(learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_de
         if weight_decay:
             if params is None:
                 raise ValueError("Nadam with weight_decay needs the parameters to decay them.")
-            updates = jax.tree.map(lambda u, p: u - learning_rate * weight_decay * p,
-                                   updates, params)
+            updates = decay_where(lambda u, p: u - learning_rate * weight_decay * p,
+                                  updates, params, decay_mask)
         return updates, KerasNadamState(count, mu, nu, u_product)
 
     return optax.GradientTransformation(init, update)
@@ -226,27 +232,76 @@ def keras_adamax(learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
     return optax.GradientTransformation(_moments_init, update)
 
 
-def decoupled_weight_decay(learning_rate, weight_decay) -> optax.GradientTransformation:
-    """Keras's `weight_decay` of its other optimizers: `p <- p - lr * wd * p` beside the
-    update (Keras applies it to the variables before the update step, which reads only the
-    gradient); chained after an update already scaled by the learning rate."""
+def weight_decay_flags(mask, params):
+    """Which weights weight decay applies to: a tree of Python bools shaped like `params`
+    (False: excluded, Keras's `exclude_from_weight_decay`). `mask` is None (every weight),
+    such a tree, or a function of `params` giving one or None (Optimizer.weight_decay_mask,
+    called when the update is traced). The bools decide the traced program: with every
+    weight decayed it is the program of an update without a mask.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> weight_decay_flags(None, {"b": jnp.zeros(2), "w": jnp.ones(2)})
+        {'b': True, 'w': True}
+    """
+    flags = mask(params) if callable(mask) else mask
+    return jax.tree.map(lambda _: True, params) if flags is None else flags
+
+
+def decay_where(decay, tree, params, mask=None):
+    """`decay(leaf, weight)` on each leaf of `tree` (shaped like `params`) whose weight `mask`
+    decays (see weight_decay_flags); the leaves of the excluded weights as they are.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> params = {"b": jnp.ones(1), "w": jnp.ones(1)}
+        >>> out = decay_where(lambda u, p: u - 0.1 * p, {"b": jnp.zeros(1), "w": jnp.zeros(1)},
+        ...                   params, {"b": False, "w": True})
+        >>> float(out["b"][0]), round(float(out["w"][0]), 6)
+        (0.0, -0.1)
+    """
+    flags = weight_decay_flags(mask, params)
+    return jax.tree.map(lambda t, p, d: decay(t, p) if d else t, tree, params, flags)
+
+
+def weight_decay_stage(decay, mask=None) -> optax.GradientTransformation:
+    """An Optax stage applying `decay(update, weight)` to the updates of the weights `mask`
+    decays (decay_where); no state of its own.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> tx = weight_decay_stage(lambda u, p: u + 0.5 * p)
+        >>> updates, _ = tx.update({"w": jnp.zeros(1)}, tx.init(None), {"w": jnp.ones(1)})
+        >>> float(updates["w"][0])
+        0.5
+    """
 
     def update(updates, state, params=None):
         if params is None:
             raise ValueError("weight_decay needs the parameters to decay them.")
-        return jax.tree.map(lambda u, p: u - learning_rate * weight_decay * p, updates,
-                            params), state
+        return decay_where(decay, updates, params, mask), state
 
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
-def decay_first(inner, learning_rate, weight_decay) -> optax.GradientTransformation:
+def decoupled_weight_decay(learning_rate, weight_decay,
+                           mask=None) -> optax.GradientTransformation:
+    """Keras's `weight_decay` of its other optimizers: `p <- p - lr * wd * p` beside the
+    update (Keras applies it to the variables before the update step, which reads only the
+    gradient); chained after an update already scaled by the learning rate. `mask`: the
+    weights it decays (weight_decay_flags)."""
+    return weight_decay_stage(lambda u, p: u - learning_rate * weight_decay * p, mask)
+
+
+def decay_first(inner, learning_rate, weight_decay,
+                mask=None) -> optax.GradientTransformation:
     """Keras's `weight_decay` as one stage wrapped around an optimizer's update: Keras decays
     the variables (`p <- p - lr * wd * p`) before the update step, so `inner` sees the decayed
     weights and the decay is added to its update. Needed where the update reads the weights
     (Lamb's trust ratio, Adafactor's weight scale, Ftrl's closed-form weights); SGD, RMSprop
     and Adagrad use it too, so that their state keeps Optax's own optimizer's layout (the
-    decay adds no state of its own). With weight_decay None or 0, `inner` as it is.
+    decay adds no state of its own). With weight_decay None or 0, `inner` as it is. `mask`:
+    the weights it decays (weight_decay_flags); the others reach `inner` as they are.
 
     Example:
         >>> import jax.numpy as jnp, optax
@@ -261,9 +316,12 @@ def decay_first(inner, learning_rate, weight_decay) -> optax.GradientTransformat
     def update(grads, state, params=None):
         if params is None:
             raise ValueError("weight_decay needs the parameters to decay them.")
-        decayed = jax.tree.map(lambda p: p - p * (weight_decay * learning_rate), params)
+        flags = weight_decay_flags(mask, params)
+        decayed = decay_where(lambda p, _: p - p * (weight_decay * learning_rate), params,
+                              params, flags)
         updates, state = inner.update(grads, state, decayed)
-        return jax.tree.map(lambda u, d, p: u + (d - p), updates, decayed, params), state
+        return jax.tree.map(lambda u, d, p, f: u + (d - p) if f else u, updates, decayed,
+                            params, flags), state
 
     return optax.GradientTransformation(inner.init, update)
 
@@ -528,6 +586,9 @@ class Optimizer:
     # (Keras's, the argument or the class's in snake case) replaces it on the instance.
     name = "optimizer"
     defaults: dict[str, Any] = {}
+    # exclude_from_weight_decay's (variables, compiled pattern of names); none by default, also
+    # for a subclass of yours whose __init__ does not reach Optimizer's
+    _decay_exclusions: tuple = ((), None)
 
     def __init__(self, learning_rate=0.001, *, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, use_ema=False, ema_momentum=0.99,
@@ -783,6 +844,104 @@ class Optimizer:
         for variable, average in zip(var_list, averages):
             variable.assign(average)
 
+    # -- which weights weight decay applies to (Keras's exclude_from_weight_decay) --------------
+    def exclude_from_weight_decay(self, var_list=None, var_names=None) -> None:
+        """Keras's `exclude_from_weight_decay`: weight decay skips the variables in
+        `var_list` and those whose name (`variable.name`, e.g. "bias"; not the path) a regular
+        expression in `var_names` finds (`re.search`). A call replaces the exclusions of the
+        one before; called with neither, every weight decays again. Call it before the
+        optimizer is built: before `optimizer.build(...)` / `apply(...)`, or on a compiled
+        model before its first training step. Keras's get_config leaves the exclusions out,
+        and so does kilnet's: an optimizer loaded from a file or config decays every weight.
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> layer = kilnet.layers.Dense(1, kernel_initializer="ones", bias_initializer="ones")
+            >>> layer.build((None, 1))
+            >>> opt = kilnet.optimizers.AdamW(learning_rate=0.1, weight_decay=0.5)
+            >>> opt.exclude_from_weight_decay(var_names=["bias"])
+            >>> opt.apply([np.zeros((1, 1), np.float32), np.zeros(1, np.float32)],
+            ...           layer.trainable_variables)
+            >>> float(layer.kernel.numpy()[0, 0]), float(layer.bias.numpy()[0])
+            (0.949999988079071, 1.0)
+        """
+        refusal = self._why_decay_is_fixed()
+        if refusal is not None:
+            raise ValueError(
+                "exclude_from_weight_decay() can only be called before the optimizer is "
+                f"built: {refusal}, and the weights it decays were fixed then. Call it "
+                "first, e.g. opt.exclude_from_weight_decay(var_names=['bias']) before "
+                "model.compile(optimizer=opt) and fit, or use a new optimizer.")
+        if isinstance(var_names, str) or not isinstance(var_names, (list, tuple, type(None))) \
+                or not all(isinstance(n, str) for n in var_names or ()):
+            raise TypeError("var_names must be a list of strings (regular expressions searched "
+                            "in each variable's name), e.g. var_names=['bias']. Received: "
+                            f"var_names={var_names!r}")
+        if var_list is not None and not isinstance(var_list, (list, tuple)):
+            raise TypeError("var_list must be a list of variables, e.g. "
+                            f"var_list=[layer.kernel]. Received: var_list={var_list!r:.100}")
+        pattern = re.compile("|".join(sorted(set(var_names)))) if var_names else None
+        self._decay_exclusions = (tuple(var_list or ()), pattern)
+        trainer = self._trainer() if self._trainer is not None else None
+        if trainer is not None and trainer.state is not None:
+            trainer.drop_compiled_programs()   # none has trained yet: they read the old ones
+
+    def _why_decay_is_fixed(self):
+        """Why the weights weight decay applies to can no longer change (None: they can)."""
+        if self.built:
+            return "optimizer.build (or apply) made its variables"
+        if self._steps_taken() > 0:
+            return "the compiled model has trained with it"
+        return None
+
+    def uses_weight_decay(self, variable) -> bool:
+        """Whether weight decay applies to `variable` (Keras's `_use_weight_decay`): False for
+        the variables and names given to exclude_from_weight_decay.
+
+        Example:
+            >>> from kilnet import optimizers
+            >>> from kilnet.variables import Variable
+            >>> opt = optimizers.SGD(weight_decay=0.1)
+            >>> opt.exclude_from_weight_decay(var_names=["bias", "gamma"])
+            >>> opt.uses_weight_decay(Variable([1.0], name="kernel")), opt.uses_weight_decay(
+            ...     Variable([1.0], name="bias"))
+            (True, False)
+        """
+        variables, pattern = self._decay_exclusions
+        if any(variable is v for v in variables):
+            return False
+        return pattern is None or pattern.search(variable.name) is None
+
+    def weight_decay_mask(self, params):
+        """The weights weight decay applies to, as the update of `params` is traced: a tree of
+        bools shaped like `params` (uses_weight_decay of each one's variable), or None when
+        nothing is excluded. `params` is the list of values of the variables `build` was
+        given, or a compiled model's trainable weights (its training state's tree).
+
+        Example:
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(2)])
+            >>> opt = kilnet.optimizers.AdamW()
+            >>> opt.exclude_from_weight_decay(var_list=[model.layers[0].kernel])
+            >>> opt.build(model.trainable_variables)
+            >>> opt.weight_decay_mask([v.value for v in model.trainable_variables])
+            [False, True]
+        """
+        if self._decay_exclusions == ((), None):
+            return None
+        trainer = self._trainer() if self._trainer is not None else None
+        if isinstance(params, list) and self.built and len(params) == len(self._own.targets):
+            return [self.uses_weight_decay(t) for t in self._own.targets]
+        if trainer is not None and trainer.state is not None:
+            decays = [self.uses_weight_decay(v) for v in trainer.model.trainable_variables]
+            return trainer.with_trainable_list(jax.tree.map(lambda _: True, params), decays)
+        raise ValueError(
+            f"{type(self).__name__} excludes weights from weight decay, but cannot tell which "
+            "variables these parameters are: use it through model.compile(optimizer=...) or "
+            "optimizer.build(variables) / apply(grads, variables), not through its Optax "
+            f"transformation alone. Received: parameters of type {type(params).__name__}")
+
     def _require_built(self, what: str):
         if not self.built:
             raise RuntimeError(
@@ -921,10 +1080,11 @@ class Adam(Optimizer):
                 "weight_decay": None}
 
     def core(self, learning_rate):
-        return keras_adam(learning_rate, **self.hyper)
+        return keras_adam(learning_rate, **self.hyper, decay_mask=self.weight_decay_mask)
 
     def weights_core(self, learning_rate):
-        return keras_adam(learning_rate, **self.hyper, gives_weights=True)
+        return keras_adam(learning_rate, **self.hyper, gives_weights=True,
+                          decay_mask=self.weight_decay_mask)
 
     def weights_update(self):
         # The native one-pass update keeps Adam's two moments; amsgrad's largest second
@@ -950,7 +1110,8 @@ class SGD(Optimizer):
     def core(self, learning_rate):
         momentum = self.hyper["momentum"] or None
         step = optax.sgd(learning_rate, momentum=momentum, nesterov=self.hyper["nesterov"])
-        return decay_first(step, learning_rate, self.hyper["weight_decay"])
+        return decay_first(step, learning_rate, self.hyper["weight_decay"],
+                           self.weight_decay_mask)
 
 
 class RMSprop(Optimizer):
@@ -963,7 +1124,7 @@ class RMSprop(Optimizer):
         # Keras adds epsilon inside the square root, as optax's default eps_in_sqrt does.
         step = optax.rmsprop(learning_rate, decay=h["rho"], eps=h["epsilon"],
                              momentum=h["momentum"] or None, centered=h["centered"])
-        return decay_first(step, learning_rate, h["weight_decay"])
+        return decay_first(step, learning_rate, h["weight_decay"], self.weight_decay_mask)
 
 
 class Adagrad(Optimizer):
@@ -974,7 +1135,8 @@ class Adagrad(Optimizer):
         step = optax.adagrad(learning_rate, **{
             "initial_accumulator_value": self.hyper["initial_accumulator_value"],
             "eps": self.hyper["epsilon"]})
-        return decay_first(step, learning_rate, self.hyper["weight_decay"])
+        return decay_first(step, learning_rate, self.hyper["weight_decay"],
+                           self.weight_decay_mask)
 
 
 class Nadam(Optimizer):
@@ -993,7 +1155,7 @@ class Nadam(Optimizer):
     defaults = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "weight_decay": None}
 
     def core(self, learning_rate):
-        return keras_nadam(learning_rate, **self.hyper)
+        return keras_nadam(learning_rate, **self.hyper, decay_mask=self.weight_decay_mask)
 
 
 class Adamax(Optimizer):
@@ -1012,7 +1174,7 @@ class Adamax(Optimizer):
     def core(self, learning_rate):
         h = self.hyper
         parts = [keras_adamax(learning_rate, h["beta_1"], h["beta_2"], h["epsilon"])]
-        return _with_decay(parts, learning_rate, h["weight_decay"])
+        return _with_decay(parts, learning_rate, h["weight_decay"], self.weight_decay_mask)
 
 
 class Adadelta(Optimizer):
@@ -1032,7 +1194,7 @@ class Adadelta(Optimizer):
         h = self.hyper
         parts = [optax.scale_by_adadelta(h["rho"], h["epsilon"]),
                  optax.scale_by_learning_rate(learning_rate)]
-        return _with_decay(parts, learning_rate, h["weight_decay"])
+        return _with_decay(parts, learning_rate, h["weight_decay"], self.weight_decay_mask)
 
 
 class Lion(Optimizer):
@@ -1060,8 +1222,13 @@ class Lion(Optimizer):
 
     def core(self, learning_rate):
         h = self.hyper
-        return optax.lion(learning_rate, b1=h["beta_1"], b2=h["beta_2"],
-                          weight_decay=h["weight_decay"] or 0.0)
+        if not h["weight_decay"]:
+            return optax.lion(learning_rate, b1=h["beta_1"], b2=h["beta_2"], weight_decay=0.0)
+        # optax.lion's three stages, its decay (g + wd * p) leaving out the excluded weights
+        return optax.chain(optax.scale_by_lion(b1=h["beta_1"], b2=h["beta_2"]),
+                           weight_decay_stage(lambda g, p: g + h["weight_decay"] * p,
+                                              self.weight_decay_mask),
+                           optax.scale_by_learning_rate(learning_rate))
 
 
 class Lamb(Optimizer):
@@ -1084,7 +1251,7 @@ class Lamb(Optimizer):
         step = optax.chain(optax.scale_by_adam(h["beta_1"], h["beta_2"], h["epsilon"]),
                            optax.scale_by_trust_ratio(),
                            optax.scale_by_learning_rate(learning_rate))
-        return decay_first(step, learning_rate, h["weight_decay"])
+        return decay_first(step, learning_rate, h["weight_decay"], self.weight_decay_mask)
 
 
 class Adafactor(Optimizer):
@@ -1107,7 +1274,7 @@ class Adafactor(Optimizer):
         h = {k: v for k, v in self.hyper.items() if k != "weight_decay"}
         # A chain of one: the state sits at [0], as for the other optimizers (keras_files).
         return decay_first(optax.chain(keras_adafactor(learning_rate, **h)), learning_rate,
-                           self.hyper["weight_decay"])
+                           self.hyper["weight_decay"], self.weight_decay_mask)
 
 
 class Ftrl(Optimizer):
@@ -1145,7 +1312,7 @@ class Ftrl(Optimizer):
         h = {k: v for k, v in self.hyper.items() if k != "weight_decay"}
         # A chain of one: the state sits at [0], as for the other optimizers (keras_files).
         return decay_first(optax.chain(keras_ftrl(learning_rate, **h)), learning_rate,
-                           self.hyper["weight_decay"])
+                           self.hyper["weight_decay"], self.weight_decay_mask)
 
 
 def _at_keras_step(learning_rate, steps_per_update):
@@ -1157,9 +1324,9 @@ def _at_keras_step(learning_rate, steps_per_update):
     return lambda count: learning_rate(count * steps_per_update + steps_per_update - 1)
 
 
-def _with_decay(parts, learning_rate, weight_decay):
+def _with_decay(parts, learning_rate, weight_decay, mask):
     if weight_decay:
-        parts = parts + [decoupled_weight_decay(learning_rate, weight_decay)]
+        parts = parts + [decoupled_weight_decay(learning_rate, weight_decay, mask)]
     return optax.chain(*parts)
 
 

@@ -56,11 +56,12 @@ def accepts(weights) -> bool:
 
 
 def new_weights(grads, mu, nu, params, neg_alpha, *, beta_1: float, beta_2: float,
-                epsilon: float, decay=None):
+                epsilon: float, decay=None, decayed=None):
     """(mu, nu, params) after one Adam step, as trees shaped like `params`: the float32
     weights in one native pass where `accepts` them, the others as XLA computes them.
     `neg_alpha`: minus the step's rate with Keras's bias corrections; `decay`: learning rate
-    times weight decay (AdamW), or None.
+    times weight decay (AdamW), or None; `decayed`: a tree of bools shaped like `params`, the
+    weights `decay` applies to (those excluded from weight decay are False), or None: all.
 
     Example:
         >>> import jax.numpy as jnp
@@ -75,19 +76,30 @@ def new_weights(grads, mu, nu, params, neg_alpha, *, beta_1: float, beta_2: floa
     m_leaves, v_leaves, p_leaves = (treedef.flatten_up_to(t) for t in (mu, nu, params))
     native = [i for i, p in enumerate(p_leaves) if p.dtype == jnp.float32] \
         if accepts(p_leaves) else []
+    decay_of = ([decay] * len(p_leaves) if decayed is None or decay is None else
+                [decay if d else None for d in treedef.flatten_up_to(decayed)])
     in_xla = set(range(len(p_leaves))) - set(native)
     out_m, out_v, out_p = list(m_leaves), list(v_leaves), list(p_leaves)
     for i in sorted(in_xla):
         g, m, v, p = g_leaves[i], m_leaves[i], v_leaves[i], p_leaves[i]
         out_m[i], out_v[i] = first_moment(m, g, beta_1), second_moment(v, g, beta_2)
-        step = change(out_m[i], out_v[i], neg_alpha, epsilon, decay, p)
+        step = change(out_m[i], out_v[i], neg_alpha, epsilon, decay_of[i], p)
         out_p[i] = (p + step).astype(p.dtype)   # optax.apply_updates's sum, in p's dtype
-    if native:
-        results = _native(native, g_leaves, m_leaves, v_leaves, p_leaves, neg_alpha,
-                          beta_1, beta_2, epsilon, decay)
-        for k, i in enumerate(native):
+    # One native call per decay: the handler takes one for all the weights it is given.
+    for group in _by_decay(native, decay_of):
+        results = _native(group, g_leaves, m_leaves, v_leaves, p_leaves, neg_alpha,
+                          beta_1, beta_2, epsilon, decay_of[group[0]])
+        for k, i in enumerate(group):
             out_m[i], out_v[i], out_p[i] = results[3 * k: 3 * k + 3]
     return tuple(jax.tree.unflatten(treedef, leaves) for leaves in (out_m, out_v, out_p))
+
+
+def _by_decay(indices, decay_of) -> list:
+    """`indices` in groups of one decay each (the decayed weights, then the excluded ones),
+    in their order; no group is empty."""
+    decayed = [i for i in indices if decay_of[i] is not None]
+    excluded = [i for i in indices if decay_of[i] is None]
+    return [group for group in (decayed, excluded) if group]
 
 
 def _native(indices, g_leaves, m_leaves, v_leaves, p_leaves, neg_alpha, beta_1, beta_2,
