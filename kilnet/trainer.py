@@ -821,13 +821,24 @@ def _refuse_stateful_train_step(model) -> None:
     the non-trainable variables stateless_call takes and returns (as in Keras), and what it
     computes under jax.grad cannot leave that trace another way. Refused, with the ways out."""
     carried = sorted({"/".join(path[:-1]) for path, _, _ in model.carried_paths()})
-    if model.overrides_train_step and carried:
+    if not (model.overrides_train_step and carried):
+        return
+    hooks = model.overridden_metric_hooks
+    if hooks and model.trains_with_keras_default_step:
         raise ValueError(
-            f"{type(model).__name__} has its own train_step and stateful layers ({carried}), "
-            "whose states a train_step cannot carry from batch to batch: stateless_call's "
-            "non-trainable variables do not hold them (as in Keras). Train with the built-in "
-            "step (no train_step), or make the layers stateless and pass their states with "
+            f"{type(model).__name__} overrides {' and '.join(hooks)} and has stateful layers "
+            f"({carried}): a model overriding {hooks[0]} trains with Keras's form of "
+            "train_step, which cannot carry the layers' states from batch to batch "
+            "(stateless_call's non-trainable variables do not hold them, as in Keras). Drop "
+            f"the {hooks[0]} override (kilnet's built-in step logs the compiled metrics and "
+            "carries the states), or make the layers stateless and pass their states with "
             "initial_state= and return_state=True.")
+    raise ValueError(
+        f"{type(model).__name__} has its own train_step and stateful layers ({carried}), "
+        "whose states a train_step cannot carry from batch to batch: stateless_call's "
+        "non-trainable variables do not hold them (as in Keras). Train with the built-in "
+        "step (no train_step), or make the layers stateless and pass their states with "
+        "initial_state= and return_state=True.")
 
 
 class KerasState:

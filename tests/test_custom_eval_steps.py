@@ -182,3 +182,18 @@ def test_an_own_train_step_with_a_stateful_layer_is_refused_with_the_ways_out():
                                          r"initial_state="):
         model.fit(np.zeros((4, 6, 2), "f4"), np.zeros((4, 3), "f4"), batch_size=2,
                   shuffle=False, verbose=0)
+
+
+def test_a_compute_metrics_override_with_a_stateful_layer_is_refused_naming_the_override():
+    # Such a model trains with Keras's form of train_step (which calls compute_metrics): the
+    # message names the override it has, not a train_step it does not have.
+    class OwnMetrics(StatefulOwnSteps):
+        def compute_metrics(self, x, y, y_pred, sample_weight=None):
+            return super().compute_metrics(x, y, y_pred, sample_weight)
+
+    model = OwnMetrics()
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match=r"overrides compute_metrics and has stateful layers "
+                                         r"\(\['lstm'\]\).*Drop the compute_metrics override"):
+        model.fit(np.zeros((4, 6, 2), "f4"), np.zeros((4, 3), "f4"), batch_size=2,
+                  shuffle=False, verbose=0)

@@ -1184,6 +1184,39 @@ class Model(Layer):
         return getattr(type(self), "test_step", None) is not None
 
     @property
+    def overridden_metric_hooks(self) -> list:
+        """The metric hooks of Keras's steps (compute_metrics, get_metrics_result) the model's
+        class overrides: with any, and no train_step / test_step of its own, the model runs
+        Keras's default steps, which call them (kilnet's built-in steps would not log what
+        they return).
+
+        Example:
+            >>> import kilnet
+            >>> class Logged(kilnet.Model):
+            ...     def compute_metrics(self, x, y, y_pred, sample_weight=None):
+            ...         return super().compute_metrics(x, y, y_pred, sample_weight)
+            >>> Logged().overridden_metric_hooks, kilnet.Model().overridden_metric_hooks
+            (['compute_metrics'], [])
+        """
+        return _metric_hooks_overridden(type(self))
+
+    @property
+    def trains_with_keras_default_step(self) -> bool:
+        """Whether fit runs Keras's default train_step (its JAX form) rather than kilnet's
+        built-in step or yours: so for a class overriding a metric hook
+        (overridden_metric_hooks) without a train_step of its own.
+
+        Example:
+            >>> import kilnet
+            >>> class Logged(kilnet.Model):
+            ...     def get_metrics_result(self):
+            ...         return super().get_metrics_result()
+            >>> [model.trains_with_keras_default_step for model in (Logged(), kilnet.Model())]
+            [True, False]
+        """
+        return getattr(type(self), "train_step", None) is _keras_steps.keras_train_step
+
+    @property
     def overrides_predict_step(self) -> bool:
         """The model defines predict_step(self, state, data) in Keras's JAX form."""
         return getattr(type(self), "predict_step", None) is not None
@@ -1641,12 +1674,17 @@ def _batch_length(data, argument: str) -> int:
     return max(len(leaves[0]), 1)
 
 
+def _metric_hooks_overridden(cls) -> list:
+    """The metric hooks of Keras's steps a model class overrides (Model.overridden_metric_hooks)."""
+    return [hook for hook in ("compute_metrics", "get_metrics_result")
+            if getattr(cls, hook) is not getattr(Model, hook)]
+
+
 def _keras_steps_for_metric_hooks(cls) -> None:
     """A model class overriding compute_metrics or get_metrics_result, without a train_step /
     test_step of its own, runs Keras's default steps, which call them (kilnet's built-in
     steps compute the compiled metrics themselves and would not log what they return)."""
-    hooks = ("compute_metrics", "get_metrics_result")
-    if not any(getattr(cls, hook) is not getattr(Model, hook) for hook in hooks):
+    if not _metric_hooks_overridden(cls):
         return
     if getattr(cls, "train_step", None) is None:
         cls.train_step = _keras_steps.keras_train_step
