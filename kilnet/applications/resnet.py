@@ -22,6 +22,8 @@ WEIGHTS_HASHES = {
 }
 # Blocks per stage (conv2..conv5) of each depth.
 STAGES = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3), "resnet152": (3, 8, 36, 3)}
+# The bottleneck width of each stage's blocks (conv2..conv5), in v1 and v2 alike.
+STAGE_FILTERS = (64, 128, 256, 512)
 _EPSILON = 1.001e-5
 
 
@@ -37,20 +39,43 @@ def ResNet(weights_name, include_top=True, weights="imagenet", input_tensor=None
         ...        pooling="max").output.shape
         (None, 2048)
     """
-    _builder.check_arguments(weights, include_top, classes, pooling)
-    img_input = _builder.sized_image_input(input_tensor, input_shape, 224, 32, include_top,
-                                           weights)
-    x = stem(img_input)
-    for stage, (filters, blocks) in enumerate(zip((64, 128, 256, 512), STAGES[weights_name])):
-        x = stack_residual_blocks_v1(x, filters, blocks, stride1=1 if stage == 0 else 2,
-                                     name=f"conv{stage + 2}")
-    x = _builder.top(x, include_top, pooling, classes, classifier_activation, weights,
-                     avg_name="avg_pool", max_name="max_pool")
+    def stacks(x):
+        for stage, (filters, blocks) in enumerate(zip(STAGE_FILTERS, STAGES[weights_name])):
+            x = stack_residual_blocks_v1(x, filters, blocks, stride1=1 if stage == 0 else 2,
+                                         name=f"conv{stage + 2}")
+        return x
 
     def imagenet_path():
         return _builder.keras_weights(BASE_WEIGHTS_PATH, weights_name + _builder.TF_KERNELS,
                                       WEIGHTS_HASHES[weights_name], include_top)
 
+    return build_resnet(stacks, False, include_top, weights, input_tensor, input_shape,
+                        pooling, classes, classifier_activation, name, imagenet_path)
+
+
+def build_resnet(stacks, preact, include_top, weights, input_tensor, input_shape, pooling,
+                 classes, classifier_activation, name, imagenet_path):
+    """Keras's ResNet around its residual stages `stacks(x)`: the stem before them; for a
+    pre-activation net (`preact`, v2) a batch norm and ReLU after them; then the classifier
+    or the pooling. `imagenet_path()` fetches the ImageNet weights. ResNet and ResNetV2
+    call it.
+
+    Example:
+        >>> from kilnet.applications.resnet import build_resnet
+        >>> build_resnet(lambda x: x, True, False, None, None, (32, 32, 3), "avg", 1000,
+        ...              None, "stem_only", None).output.shape
+        (None, 64)
+    """
+    _builder.check_arguments(weights, include_top, classes, pooling)
+    img_input = _builder.sized_image_input(input_tensor, input_shape, 224, 32, include_top,
+                                           weights)
+    # A pre-activation net's stem has no batch norm: each block normalises its own input.
+    x = stacks(stem(img_input, batch_norm=not preact))
+    if preact:
+        x = layers.BatchNormalization(axis=-1, epsilon=_EPSILON, name="post_bn")(x)
+        x = layers.Activation("relu", name="post_relu")(x)
+    x = _builder.top(x, include_top, pooling, classes, classifier_activation, weights,
+                     avg_name="avg_pool", max_name="max_pool")
     return _builder.make_model(input_tensor, img_input, x, name, weights, imagenet_path)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from kilnet import layers
 from kilnet.applications import _builder, imagenet_utils
-from kilnet.applications.resnet import BASE_WEIGHTS_PATH, stem
+from kilnet.applications.resnet import BASE_WEIGHTS_PATH, STAGE_FILTERS, build_resnet
 
 # Keras's md5 of each (with classifier, without) weights file.
 WEIGHTS_HASHES = {
@@ -39,27 +39,21 @@ def ResNetV2(weights_name, include_top=True, weights="imagenet", input_tensor=No
         ...          pooling="max").output.shape
         (None, 2048)
     """
-    _builder.check_arguments(weights, include_top, classes, pooling)
-    img_input = _builder.sized_image_input(input_tensor, input_shape, 224, 32, include_top,
-                                           weights)
-    # No batch norm in the stem: each block normalises its own input (pre-activation).
-    x = stem(img_input, batch_norm=False)
-    stages = STAGES[weights_name]
-    for stage, (filters, blocks) in enumerate(zip((64, 128, 256, 512), stages)):
-        # The stride-2 block ends each stage but the last (Keras's v2 layout).
-        x = stack_residual_blocks_v2(x, filters, blocks,
-                                     stride1=1 if stage == len(stages) - 1 else 2,
-                                     name=f"conv{stage + 2}")
-    x = layers.BatchNormalization(axis=-1, epsilon=_EPSILON, name="post_bn")(x)
-    x = layers.Activation("relu", name="post_relu")(x)
-    x = _builder.top(x, include_top, pooling, classes, classifier_activation, weights,
-                     avg_name="avg_pool", max_name="max_pool")
+    def stacks(x):
+        stages = STAGES[weights_name]
+        for stage, (filters, blocks) in enumerate(zip(STAGE_FILTERS, stages)):
+            # The stride-2 block ends each stage but the last (Keras's v2 layout).
+            x = stack_residual_blocks_v2(x, filters, blocks,
+                                         stride1=1 if stage == len(stages) - 1 else 2,
+                                         name=f"conv{stage + 2}")
+        return x
 
     def imagenet_path():
         return _builder.keras_weights(BASE_WEIGHTS_PATH, weights_name + _builder.TF_KERNELS,
                                       WEIGHTS_HASHES[weights_name], include_top)
 
-    return _builder.make_model(input_tensor, img_input, x, name, weights, imagenet_path)
+    return build_resnet(stacks, True, include_top, weights, input_tensor, input_shape,
+                        pooling, classes, classifier_activation, name, imagenet_path)
 
 
 def residual_block_v2(x, filters, kernel_size=3, stride=1, conv_shortcut=False, name=None):
