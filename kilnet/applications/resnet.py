@@ -45,25 +45,22 @@ def ResNet(weights_name, include_top=True, weights="imagenet", input_tensor=None
                                          name=f"conv{stage + 2}")
         return x
 
-    def imagenet_path():
-        return _builder.keras_weights(BASE_WEIGHTS_PATH, weights_name + _builder.TF_KERNELS,
-                                      WEIGHTS_HASHES[weights_name], include_top)
-
-    return build_resnet(stacks, False, include_top, weights, input_tensor, input_shape,
-                        pooling, classes, classifier_activation, name, imagenet_path)
+    return build_resnet(stacks, False, weights_name, WEIGHTS_HASHES, include_top, weights,
+                        input_tensor, input_shape, pooling, classes, classifier_activation,
+                        name)
 
 
-def build_resnet(stacks, preact, include_top, weights, input_tensor, input_shape, pooling,
-                 classes, classifier_activation, name, imagenet_path):
+def build_resnet(stacks, preact, weights_name, weights_hashes, include_top, weights,
+                 input_tensor, input_shape, pooling, classes, classifier_activation, name):
     """Keras's ResNet around its residual stages `stacks(x)`: the stem before them; for a
     pre-activation net (`preact`, v2) a batch norm and ReLU after them; then the classifier
-    or the pooling. `imagenet_path()` fetches the ImageNet weights. ResNet and ResNetV2
-    call it.
+    or the pooling. Its ImageNet weights are Keras's file of `weights_name`, checked against
+    `weights_hashes[weights_name]`. ResNet and ResNetV2 call it.
 
     Example:
         >>> from kilnet.applications.resnet import build_resnet
-        >>> build_resnet(lambda x: x, True, False, None, None, (32, 32, 3), "avg", 1000,
-        ...              None, "stem_only", None).output.shape
+        >>> build_resnet(lambda x: x, True, "stem_only", {}, False, None, None, (32, 32, 3),
+        ...              "avg", 1000, None, "stem_only").output.shape
         (None, 64)
     """
     _builder.check_arguments(weights, include_top, classes, pooling)
@@ -76,6 +73,11 @@ def build_resnet(stacks, preact, include_top, weights, input_tensor, input_shape
         x = layers.Activation("relu", name="post_relu")(x)
     x = _builder.top(x, include_top, pooling, classes, classifier_activation, weights,
                      avg_name="avg_pool", max_name="max_pool")
+
+    def imagenet_path():
+        return _builder.keras_weights(BASE_WEIGHTS_PATH, weights_name + _builder.TF_KERNELS,
+                                      weights_hashes[weights_name], include_top)
+
     return _builder.make_model(input_tensor, img_input, x, name, weights, imagenet_path)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from kilnet import layers
 from kilnet.applications import _builder, imagenet_utils
-from kilnet.applications.resnet import BASE_WEIGHTS_PATH, STAGE_FILTERS, build_resnet
+from kilnet.applications.resnet import STAGE_FILTERS, build_resnet
 
 # Keras's md5 of each (with classifier, without) weights file.
 WEIGHTS_HASHES = {
@@ -48,12 +48,9 @@ def ResNetV2(weights_name, include_top=True, weights="imagenet", input_tensor=No
                                          name=f"conv{stage + 2}")
         return x
 
-    def imagenet_path():
-        return _builder.keras_weights(BASE_WEIGHTS_PATH, weights_name + _builder.TF_KERNELS,
-                                      WEIGHTS_HASHES[weights_name], include_top)
-
-    return build_resnet(stacks, True, include_top, weights, input_tensor, input_shape,
-                        pooling, classes, classifier_activation, name, imagenet_path)
+    return build_resnet(stacks, True, weights_name, WEIGHTS_HASHES, include_top, weights,
+                        input_tensor, input_shape, pooling, classes, classifier_activation,
+                        name)
 
 
 def residual_block_v2(x, filters, kernel_size=3, stride=1, conv_shortcut=False, name=None):
