@@ -19,7 +19,6 @@ import numpy as np
 
 from kilnet import layers
 from kilnet.applications import _builder, imagenet_utils
-from kilnet.applications._origin import keras_file
 from kilnet.layers import LayerScale, StochasticDepth
 from kilnet.models import Sequential
 
@@ -87,10 +86,8 @@ def ConvNeXt(depths, projection_dims, drop_path_rate=0.0, layer_scale_init_value
     _builder.check_arguments(weights, include_top, classes, pooling)
     if weights == "imagenet":
         _check_variant(depths, projection_dims, name, weights_name)
-    input_shape = imagenet_utils.obtain_input_shape(input_shape, default_size, min_size=32,
-                                                    require_flatten=include_top,
-                                                    weights=weights)
-    img_input = _builder.image_input(input_tensor, input_shape)
+    img_input = _builder.sized_image_input(input_tensor, input_shape, default_size, 32,
+                                           include_top, weights)
     x = img_input
     if include_preprocessing and x.shape[-1] == 3:
         x = layers.Normalization(mean=_IMAGENET_MEAN, variance=_IMAGENET_VARIANCE,
@@ -113,9 +110,8 @@ def ConvNeXt(depths, projection_dims, drop_path_rate=0.0, layer_scale_init_value
         x = layers.LayerNormalization(epsilon=1e-6)(_builder.pooled(x, pooling))
 
     def imagenet_path():
-        suffix, index = (".h5", 0) if include_top else ("_notop.h5", 1)
-        return keras_file(name + suffix, BASE_WEIGHTS_PATH + name + suffix,
-                          WEIGHTS_HASHES[weights_name][index])
+        return _builder.keras_weights(BASE_WEIGHTS_PATH, name, WEIGHTS_HASHES[weights_name],
+                                      include_top)
 
     return _builder.make_model(input_tensor, img_input, x, name, weights, imagenet_path)
 
@@ -206,21 +202,7 @@ def _variant(size):
     layer names and weights). Its inputs are RGB in [0, 255]: the model normalizes them
     itself (include_preprocessing=False: it expects ImageNet-normalized inputs).
 
-    Args:
-        include_top: whether to end in the 1000-class (or `classes`) classifier.
-        include_preprocessing: whether the model normalizes its inputs itself.
-        weights: "imagenet" (Keras's pretrained weights, downloaded on first use), None
-            (random) or the path of a weights file.
-        input_tensor: a symbolic tensor to use as the image input.
-        input_shape: (height, width, 3), at least 32x32; (224, 224, 3) with the classifier
-            and ImageNet weights.
-        pooling: without the classifier, None (the last feature map), "avg" or "max".
-        classes: the classifier's classes (1000 with ImageNet weights).
-        classifier_activation: the classifier's activation ("softmax" or None with weights).
-        name: the model's name (with ImageNet weights it must contain "convnext_{size}").
-
-    Returns:
-        A kilnet functional Model.
+    <arguments>
 
     Example:
         >>> from kilnet.applications import convnext
@@ -228,7 +210,9 @@ def _variant(size):
         ...                        include_top=False).name
         'convnext_{size}'
     """
-    return builder
+    return _builder.documented(
+        builder, include_preprocessing="whether the model normalizes its inputs itself.",
+        name=f'the model\'s name (with ImageNet weights it must contain "convnext_{size}").')
 
 
 ConvNeXtTiny = _variant("tiny")
@@ -238,26 +222,5 @@ ConvNeXtLarge = _variant("large")
 ConvNeXtXLarge = _variant("xlarge")
 
 
-def preprocess_input(x, data_format=None):
-    """`x` unchanged: ConvNeXt normalizes its inputs itself (kept, as in Keras, so that code
-    written for the other applications runs).
-
-    Example:
-        >>> import numpy as np
-        >>> from kilnet.applications import convnext
-        >>> convnext.preprocess_input(np.array([0.0, 255.0])).tolist()
-        [0.0, 255.0]
-    """
-    del data_format
-    return x
-
-
-def decode_predictions(preds, top=5):
-    """The `top` ImageNet classes of each prediction (imagenet_utils.decode_predictions).
-
-    Example:
-        >>> from kilnet.applications import convnext
-        >>> convnext.decode_predictions.__name__
-        'decode_predictions'
-    """
-    return imagenet_utils.decode_predictions(preds, top=top)
+preprocess_input = _builder.preprocessing(None, __name__)
+decode_predictions = imagenet_utils.decode_predictions

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from kilnet import layers
 from kilnet.applications import _builder, imagenet_utils
-from kilnet.applications._origin import keras_file
 
 BASE_WEIGHTS_PATH = "https://storage.googleapis.com/tensorflow/keras-applications/densenet/"
 # Blocks per dense block of each depth, and Keras's md5 of its (with classifier, without)
@@ -47,10 +46,8 @@ def DenseNet(blocks, include_top=True, weights="imagenet", input_tensor=None,
     if weights == "imagenet" and depth_name is None:
         raise ValueError(f"DenseNet has ImageNet weights for blocks in {list(BLOCKS.values())} "
                          f"only; pass weights=None or a file. Received: blocks={blocks}")
-    input_shape = imagenet_utils.obtain_input_shape(input_shape, 224, min_size=32,
-                                                    require_flatten=include_top,
-                                                    weights=weights)
-    img_input = _builder.image_input(input_tensor, input_shape)
+    img_input = _builder.sized_image_input(input_tensor, input_shape, 224, 32, include_top,
+                                           weights)
     x = layers.ZeroPadding2D(padding=((3, 3), (3, 3)))(img_input)   # unnamed in Keras
     x = layers.Conv2D(64, 7, strides=2, use_bias=False, name="conv1_conv")(x)
     x = layers.BatchNormalization(axis=-1, epsilon=_EPSILON, name="conv1_bn")(x)
@@ -67,10 +64,8 @@ def DenseNet(blocks, include_top=True, weights="imagenet", input_tensor=None,
                      avg_name="avg_pool", max_name="max_pool")
 
     def imagenet_path():
-        suffix = "" if include_top else "_notop"
-        file_name = f"{depth_name}_weights_tf_dim_ordering_tf_kernels{suffix}.h5"
-        file_hash = WEIGHTS_HASHES[depth_name][0 if include_top else 1]
-        return keras_file(file_name, BASE_WEIGHTS_PATH + file_name, file_hash)
+        return _builder.keras_weights(BASE_WEIGHTS_PATH, depth_name + _builder.TF_KERNELS,
+                                      WEIGHTS_HASHES[depth_name], include_top)
 
     return _builder.make_model(input_tensor, img_input, x, name, weights, imagenet_path)
 
@@ -126,40 +121,10 @@ def conv_block(x, growth_rate, name):
 
 
 def _depth_builder(depth_name):
-    def builder(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
-                pooling=None, classes=1000, classifier_activation="softmax", name=depth_name):
-        return DenseNet(BLOCKS[depth_name], include_top=include_top, weights=weights,
-                        input_tensor=input_tensor, input_shape=input_shape, pooling=pooling,
-                        classes=classes, classifier_activation=classifier_activation,
-                        name=name)
-
-    depth = depth_name[len("densenet"):]
-    builder.__name__ = builder.__qualname__ = f"DenseNet{depth}"
-    builder.__doc__ = f"""DenseNet{depth}, as keras.applications.DenseNet{depth} (same
-    arguments, defaults, layer names and weights). Its inputs are "torch"-preprocessed: see
-    `preprocess_input`.
-
-    Args:
-        include_top: whether to end in the 1000-class (or `classes`) classifier.
-        weights: "imagenet" (Keras's pretrained weights, downloaded on first use), None
-            (random) or the path of a weights file.
-        input_tensor: a symbolic tensor to use as the image input.
-        input_shape: (height, width, 3), at least 32x32; (224, 224, 3) with the classifier
-            and ImageNet weights.
-        pooling: without the classifier, None (the last feature map), "avg" or "max".
-        classes: the classifier's classes (1000 with ImageNet weights).
-        classifier_activation: the classifier's activation ("softmax" or None with weights).
-        name: the model's name.
-
-    Returns:
-        A kilnet functional Model.
-
-    Example:
-        >>> from kilnet.applications import DenseNet{depth}
-        >>> DenseNet{depth}(weights=None, input_shape=(32, 32, 3), include_top=False).name
-        'densenet{depth}'
-    """
-    return builder
+    return _builder.variant_builder(
+        f"DenseNet{depth_name[len('densenet'):]}", depth_name,
+        'Its inputs are "torch"-preprocessed: see `preprocess_input`.', DenseNet,
+        BLOCKS[depth_name])
 
 
 DenseNet121 = _depth_builder("densenet121")
@@ -167,25 +132,5 @@ DenseNet169 = _depth_builder("densenet169")
 DenseNet201 = _depth_builder("densenet201")
 
 
-def preprocess_input(x, data_format=None):
-    """Images in [0, 255] as DenseNet's weights expect: scaled to [0, 1], then standardised
-    per channel with ImageNet's mean and std ("torch" mode of imagenet_utils.preprocess_input).
-
-    Example:
-        >>> import numpy as np
-        >>> from kilnet.applications import densenet
-        >>> densenet.preprocess_input(np.zeros((1, 3))).round(3).tolist()
-        [[-2.118, -2.036, -1.804]]
-    """
-    return imagenet_utils.preprocess_input(x, data_format=data_format, mode="torch")
-
-
-def decode_predictions(preds, top=5):
-    """The `top` ImageNet classes of each prediction (imagenet_utils.decode_predictions).
-
-    Example:
-        >>> from kilnet.applications import densenet
-        >>> densenet.decode_predictions.__name__
-        'decode_predictions'
-    """
-    return imagenet_utils.decode_predictions(preds, top=top)
+preprocess_input = _builder.preprocessing("torch", __name__)
+decode_predictions = imagenet_utils.decode_predictions

@@ -21,7 +21,6 @@ import math
 
 from kilnet import layers
 from kilnet.applications import _builder, imagenet_utils
-from kilnet.applications._origin import keras_file
 
 BASE_WEIGHTS_PATH = "https://storage.googleapis.com/keras-applications/"
 # Keras's md5 of each (with classifier, without) weights file.
@@ -84,10 +83,8 @@ def EfficientNet(width_coefficient, depth_coefficient, default_size, dropout_rat
         raise ValueError("weights='imagenet' needs the variant whose file to load: "
                          f"weights_name in {sorted(WEIGHTS_HASHES)} (or use EfficientNetB0.."
                          f"B7). Received: weights_name={weights_name!r}")
-    input_shape = imagenet_utils.obtain_input_shape(input_shape, default_size, min_size=32,
-                                                    require_flatten=include_top,
-                                                    weights=weights)
-    img_input = _builder.image_input(input_tensor, input_shape)
+    img_input = _builder.sized_image_input(input_tensor, input_shape, default_size, 32,
+                                           include_top, weights)
 
     def round_filters(filters):
         return _round_filters(filters, width_coefficient, depth_divisor)
@@ -125,21 +122,14 @@ def EfficientNet(width_coefficient, depth_coefficient, default_size, dropout_rat
                       kernel_initializer=CONV_KERNEL_INITIALIZER, name="top_conv")(x)
     x = layers.BatchNormalization(axis=-1, name="top_bn")(x)
     x = layers.Activation(activation, name="top_activation")(x)
-    if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        if dropout_rate > 0:
-            x = layers.Dropout(dropout_rate, name="top_dropout")(x)
-        imagenet_utils.validate_activation(classifier_activation, weights)
-        x = layers.Dense(classes, activation=classifier_activation,
-                         kernel_initializer=DENSE_KERNEL_INITIALIZER, name="predictions")(x)
-    else:
-        x = _builder.pooled(x, pooling, "avg_pool", "max_pool")
+    x = _builder.top(x, include_top, pooling, classes, classifier_activation, weights,
+                     "avg_pool", "max_pool", dropout_rate=dropout_rate,
+                     kernel_initializer=DENSE_KERNEL_INITIALIZER)
 
     def imagenet_path():
         # Keras names the file after the model's `name` (the default name finds it).
-        file_name = name + (".h5" if include_top else "_notop.h5")
-        file_hash = WEIGHTS_HASHES[weights_name][0 if include_top else 1]
-        return keras_file(file_name, BASE_WEIGHTS_PATH + file_name, file_hash)
+        return _builder.keras_weights(BASE_WEIGHTS_PATH, name, WEIGHTS_HASHES[weights_name],
+                                      include_top)
 
     return _builder.make_model(input_tensor, img_input, x, name, weights, imagenet_path)
 
@@ -197,7 +187,7 @@ def block(inputs, activation="swish", drop_rate=0.0, name="", filters_in=32, fil
     x = layers.BatchNormalization(axis=-1, name=f"{name}bn")(x)
     x = layers.Activation(activation, name=f"{name}activation")(x)
     if 0 < se_ratio <= 1:
-        x = _squeeze_excite(x, filters, max(1, int(filters_in * se_ratio)), activation, name)
+        x = squeeze_excite(x, filters, max(1, int(filters_in * se_ratio)), activation, name)
     x = layers.Conv2D(filters_out, 1, padding="same", use_bias=False,
                       kernel_initializer=CONV_KERNEL_INITIALIZER, name=f"{name}project_conv")(x)
     x = layers.BatchNormalization(axis=-1, name=f"{name}project_bn")(x)
@@ -208,9 +198,16 @@ def block(inputs, activation="swish", drop_rate=0.0, name="", filters_in=32, fil
     return x
 
 
-def _squeeze_excite(x, filters, squeezed, activation, name):
+def squeeze_excite(x, filters, squeezed, activation, name):
     """The channels' means through a `squeezed`-wide 1x1 convolution and back to `filters`
-    (sigmoid), scaling the channels of `x`."""
+    (sigmoid), scaling the channels of `x` (Keras's se_* layers, named after `name`).
+
+    Example:
+        >>> import kilnet
+        >>> from kilnet.applications.efficientnet import squeeze_excite
+        >>> squeeze_excite(kilnet.Input(shape=(4, 4, 16)), 16, 4, "swish", "b_").shape
+        (None, 4, 4, 16)
+    """
     se = layers.GlobalAveragePooling2D(name=f"{name}se_squeeze")(x)
     se = layers.Reshape((1, 1, filters), name=f"{name}se_reshape")(se)
     se = layers.Conv2D(squeezed, 1, padding="same", activation=activation,
@@ -222,45 +219,13 @@ def _squeeze_excite(x, filters, squeezed, activation, name):
 
 def _variant_builder(weights_name):
     width, depth, size, dropout_rate = VARIANTS[weights_name]
-
-    def builder(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
-                pooling=None, classes=1000, classifier_activation="softmax",
-                name=f"efficientnet{weights_name}"):
-        return EfficientNet(width, depth, size, dropout_rate, name=name,
-                            include_top=include_top, weights=weights,
-                            input_tensor=input_tensor, input_shape=input_shape,
-                            pooling=pooling, classes=classes,
-                            classifier_activation=classifier_activation,
-                            weights_name=weights_name)
-
-    title = f"EfficientNet{weights_name.upper()}"
-    builder.__name__ = builder.__qualname__ = title
-    builder.__doc__ = f"""{title}, as keras.applications.{title} (same arguments, defaults,
-    layer names and weights): width x{width}, depth x{depth}, trained at {size}x{size}. Its
-    inputs are RGB pixels in [0, 255]: the model scales them itself.
-
-    Args:
-        include_top: whether to end in the 1000-class (or `classes`) classifier.
-        weights: "imagenet" (Keras's pretrained weights, downloaded on first use), None
-            (random) or the path of a weights file.
-        input_tensor: a symbolic tensor to use as the image input.
-        input_shape: (height, width, 3), at least 32x32; ({size}, {size}, 3) with the
-            classifier and ImageNet weights.
-        pooling: without the classifier, None (the last feature map), "avg" or "max".
-        classes: the classifier's classes (1000 with ImageNet weights).
-        classifier_activation: the classifier's activation ("softmax" or None with weights).
-        name: the model's name (with weights="imagenet", also the weights file's name, as in
-            Keras: keep the default).
-
-    Returns:
-        A kilnet functional Model.
-
-    Example:
-        >>> from kilnet.applications import {title}
-        >>> {title}(weights=None, input_shape=(32, 32, 3), include_top=False).name
-        'efficientnet{weights_name}'
-    """
-    return builder
+    return _builder.variant_builder(
+        f"EfficientNet{weights_name.upper()}", f"efficientnet{weights_name}",
+        f"Width x{width}, depth x{depth}, trained at {size}x{size}. Its inputs are RGB pixels "
+        'in [0, 255]: the model scales them itself. With weights="imagenet", `name` also '
+        "names the weights file, as in Keras: keep the default.",
+        EfficientNet, width, depth, size, dropout_rate, image_size=size,
+        weights_name=weights_name)
 
 
 EfficientNetB0 = _variant_builder("b0")
@@ -273,26 +238,5 @@ EfficientNetB6 = _variant_builder("b6")
 EfficientNetB7 = _variant_builder("b7")
 
 
-def preprocess_input(x, data_format=None):
-    """`x` unchanged, as Keras's: EfficientNet models scale their inputs themselves, so they
-    take pixels in [0, 255].
-
-    Example:
-        >>> import numpy as np
-        >>> from kilnet.applications import efficientnet
-        >>> efficientnet.preprocess_input(np.array([0.0, 255.0])).tolist()
-        [0.0, 255.0]
-    """
-    del data_format   # accepted for the families' common signature
-    return x
-
-
-def decode_predictions(preds, top=5):
-    """The `top` ImageNet classes of each prediction (imagenet_utils.decode_predictions).
-
-    Example:
-        >>> from kilnet.applications import efficientnet
-        >>> efficientnet.decode_predictions.__name__
-        'decode_predictions'
-    """
-    return imagenet_utils.decode_predictions(preds, top=top)
+preprocess_input = _builder.preprocessing(None, __name__)
+decode_predictions = imagenet_utils.decode_predictions

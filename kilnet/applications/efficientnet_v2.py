@@ -18,7 +18,8 @@ import math
 
 from kilnet import layers
 from kilnet.applications import _builder, imagenet_utils
-from kilnet.applications._origin import keras_file
+from kilnet.applications.efficientnet import (CONV_KERNEL_INITIALIZER,
+                                              DENSE_KERNEL_INITIALIZER, squeeze_excite)
 
 BASE_WEIGHTS_PATH = ("https://storage.googleapis.com/tensorflow/keras-applications/"
                      "efficientnet_v2/")
@@ -63,12 +64,6 @@ DEFAULT_BLOCKS_ARGS = {
                                 (7, 384, 640, 6, 0.25, 1, 0)),
     **{f"efficientnetv2-b{i}": copy.deepcopy(_B_STAGES) for i in range(4)},
 }
-CONV_KERNEL_INITIALIZER = {"class_name": "VarianceScaling",
-                           "config": {"scale": 2.0, "mode": "fan_out",
-                                      "distribution": "truncated_normal"}}
-DENSE_KERNEL_INITIALIZER = {"class_name": "VarianceScaling",
-                            "config": {"scale": 1.0 / 3.0, "mode": "fan_out",
-                                       "distribution": "uniform"}}
 # ImageNet's RGB mean and variance in [0, 1], which the B variants' weights were trained with.
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_VARIANCE = (0.229 ** 2, 0.224 ** 2, 0.225 ** 2)
@@ -128,10 +123,8 @@ def EfficientNetV2(width_coefficient, depth_coefficient, default_size, dropout_r
                              f"{sorted(DEFAULT_BLOCKS_ARGS)}; pass blocks_args (a list of "
                              f"stage dicts) for another. Received: name={name!r}")
         blocks_args = DEFAULT_BLOCKS_ARGS[variant]
-    input_shape = imagenet_utils.obtain_input_shape(input_shape, default_size, min_size=32,
-                                                    require_flatten=include_top,
-                                                    weights=weights)
-    img_input = _builder.image_input(input_tensor, input_shape)
+    img_input = _builder.sized_image_input(input_tensor, input_shape, default_size, 32,
+                                           include_top, weights)
     x = img_input
     if include_preprocessing:
         x = _preprocessing(x, b_variant=variant.split("-")[-1].startswith("b"))
@@ -154,12 +147,13 @@ def EfficientNetV2(width_coefficient, depth_coefficient, default_size, dropout_r
                       use_bias=False, name="top_conv")(x)
     x = batch_norm("top_bn")(x)
     x = layers.Activation(activation, name="top_activation")(x)
-    x = _top(x, include_top, pooling, classes, classifier_activation, weights, dropout_rate)
+    x = _builder.top(x, include_top, pooling, classes, classifier_activation, weights,
+                     "avg_pool", "max_pool", dropout_rate=dropout_rate,
+                     kernel_initializer=DENSE_KERNEL_INITIALIZER)
 
     def imagenet_path():
-        suffix, index = (".h5", 0) if include_top else ("_notop.h5", 1)
-        return keras_file(variant + suffix, BASE_WEIGHTS_PATH + variant + suffix,
-                          WEIGHTS_HASHES[weights_name][index])
+        return _builder.keras_weights(BASE_WEIGHTS_PATH, variant, WEIGHTS_HASHES[weights_name],
+                                      include_top)
 
     return _builder.make_model(input_tensor, img_input, x, name, weights, imagenet_path)
 
@@ -198,18 +192,6 @@ def _stages_of(x, blocks_args, filters, depth_coefficient, drop_connect_rate, co
     return x
 
 
-def _top(x, include_top, pooling, classes, classifier_activation, weights, dropout_rate):
-    if not include_top:
-        return _builder.pooled(x, pooling, "avg_pool", "max_pool")
-    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    if dropout_rate > 0:
-        x = layers.Dropout(dropout_rate, name="top_dropout")(x)
-    imagenet_utils.validate_activation(classifier_activation, weights)
-    return layers.Dense(classes, activation=classifier_activation,
-                        kernel_initializer=DENSE_KERNEL_INITIALIZER,
-                        bias_initializer="zeros", name="predictions")(x)
-
-
 def round_filters(filters, width_coefficient, min_depth, depth_divisor):
     """`filters` scaled by `width_coefficient`, rounded to a multiple of `depth_divisor`
     (at least `min_depth`, or `depth_divisor` when it is None), as Keras rounds them.
@@ -233,18 +215,6 @@ def round_repeats(repeats, depth_coefficient):
         12
     """
     return int(math.ceil(depth_coefficient * repeats))
-
-
-def _squeeze_excite(x, filters, input_filters, se_ratio, activation, name):
-    """Channel weights from the pooled features, multiplied in (Keras's se_* layers)."""
-    reduced = max(1, int(input_filters * se_ratio))
-    se = layers.GlobalAveragePooling2D(name=f"{name}se_squeeze")(x)
-    se = layers.Reshape((1, 1, filters), name=f"{name}se_reshape")(se)
-    se = layers.Conv2D(reduced, 1, padding="same", activation=activation,
-                       kernel_initializer=CONV_KERNEL_INITIALIZER, name=f"{name}se_reduce")(se)
-    se = layers.Conv2D(filters, 1, padding="same", activation="sigmoid",
-                       kernel_initializer=CONV_KERNEL_INITIALIZER, name=f"{name}se_expand")(se)
-    return layers.multiply([x, se], name=f"{name}se_excite")
 
 
 def _conv_bn(x, filters, kernel_size, strides, bn_momentum, names, activation=None,
@@ -295,7 +265,8 @@ def mb_conv_block(inputs, input_filters, output_filters, expand_ratio=1, kernel_
     x = layers.BatchNormalization(axis=-1, momentum=bn_momentum, name=f"{name}bn")(x)
     x = layers.Activation(activation, name=f"{name}activation")(x)
     if 0 < se_ratio <= 1:
-        x = _squeeze_excite(x, filters, input_filters, se_ratio, activation, name)
+        x = squeeze_excite(x, filters, max(1, int(input_filters * se_ratio)), activation,
+                           name)
     x = _conv_bn(x, output_filters, 1, 1, bn_momentum,
                  (f"{name}project_conv", f"{name}project_bn"))
     return _residual(x, inputs, strides, input_filters, output_filters, drop_rate, name)
@@ -321,7 +292,8 @@ def fused_mb_conv_block(inputs, input_filters, output_filters, expand_ratio=1, k
                      (f"{name}expand_conv", f"{name}expand_bn"), activation,
                      f"{name}expand_activation")
     if 0 < se_ratio <= 1:
-        x = _squeeze_excite(x, filters, input_filters, se_ratio, activation, name)
+        x = squeeze_excite(x, filters, max(1, int(input_filters * se_ratio)), activation,
+                           name)
     fused = expand_ratio == 1
     x = _conv_bn(x, output_filters, kernel_size if fused else 1, strides if fused else 1,
                  bn_momentum, (f"{name}project_conv", f"{name}project_bn"),
@@ -348,21 +320,7 @@ def _variant(suffix, width, depth, size, weights_name):
     [0, 255]: the model scales them itself (include_preprocessing=False: it expects what
     the preprocessing would give).
 
-    Args:
-        include_top: whether to end in the 1000-class (or `classes`) classifier.
-        weights: "imagenet" (Keras's pretrained weights, downloaded on first use), None
-            (random) or the path of a weights file.
-        input_tensor: a symbolic tensor to use as the image input.
-        input_shape: (height, width, 3), at least 32x32; ({size}, {size}, 3) with the
-            classifier and ImageNet weights.
-        pooling: without the classifier, None (the last feature map), "avg" or "max".
-        classes: the classifier's classes (1000 with ImageNet weights).
-        classifier_activation: the classifier's activation ("softmax" or None with weights).
-        include_preprocessing: whether the model scales its [0, 255] inputs itself.
-        name: the model's name.
-
-    Returns:
-        A kilnet functional Model.
+    <arguments>
 
     Example:
         >>> from kilnet.applications import efficientnet_v2
@@ -371,7 +329,8 @@ def _variant(suffix, width, depth, size, weights_name):
         >>> model.name
         'efficientnetv2-{suffix}'
     """
-    return builder
+    return _builder.documented(builder, size=size, include_preprocessing="whether the model "
+                               "scales its [0, 255] inputs itself.")
 
 
 EfficientNetV2B0 = _variant("b0", 1.0, 1.0, 224, "b0")
@@ -383,26 +342,5 @@ EfficientNetV2M = _variant("m", 1.0, 1.0, 480, "-m")
 EfficientNetV2L = _variant("l", 1.0, 1.0, 480, "-l")
 
 
-def preprocess_input(x, data_format=None):
-    """`x` unchanged: EfficientNetV2 scales its inputs itself (kept, as in Keras, so that
-    code written for the other applications runs).
-
-    Example:
-        >>> import numpy as np
-        >>> from kilnet.applications import efficientnet_v2
-        >>> efficientnet_v2.preprocess_input(np.array([0.0, 255.0])).tolist()
-        [0.0, 255.0]
-    """
-    del data_format
-    return x
-
-
-def decode_predictions(preds, top=5):
-    """The `top` ImageNet classes of each prediction (imagenet_utils.decode_predictions).
-
-    Example:
-        >>> from kilnet.applications import efficientnet_v2
-        >>> efficientnet_v2.decode_predictions.__name__
-        'decode_predictions'
-    """
-    return imagenet_utils.decode_predictions(preds, top=top)
+preprocess_input = _builder.preprocessing(None, __name__)
+decode_predictions = imagenet_utils.decode_predictions

@@ -15,40 +15,25 @@ import functools
 
 from kilnet import layers
 from kilnet.applications import _builder, imagenet_utils
-from kilnet.applications._origin import keras_file
 from kilnet.applications.inception_v3 import KerasNames
 from kilnet.layers import CustomScaleLayer
 
 BASE_WEIGHT_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/"
                    "inception_resnet_v2/")
-WEIGHTS_FILES = ("inception_resnet_v2_weights_tf_dim_ordering_tf_kernels.h5",
-                 "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5")
 # Keras's md5 of the files (with classifier, without).
 WEIGHTS_HASHES = ("e693bd0210a403b3192acc6073ad2e96", "d19885ff4a710c122648d3b5c3b684e4")
 # (block type, residual scale, repeats) of the three residual stages.
 _STAGES = {"block35": (0.17, 10), "block17": (0.1, 20), "block8": (0.2, 10)}
 
 
+@_builder.documented(size=299, min_size=75)
 def InceptionResNetV2(include_top=True, weights="imagenet", input_tensor=None,
                       input_shape=None, pooling=None, classes=1000,
                       classifier_activation="softmax", name="inception_resnet_v2"):
     """InceptionResNetV2, as keras.applications.InceptionResNetV2 (same arguments, defaults,
     layers and weights). Its inputs are RGB in [-1, 1]: see `preprocess_input`.
 
-    Args:
-        include_top: whether to end in the 1000-class (or `classes`) classifier.
-        weights: "imagenet" (Keras's pretrained weights, downloaded on first use), None
-            (random) or the path of a weights file.
-        input_tensor: a symbolic tensor to use as the image input.
-        input_shape: (height, width, 3), at least 75x75; (299, 299, 3) with the classifier
-            and ImageNet weights.
-        pooling: without the classifier, None (the last feature map), "avg" or "max".
-        classes: the classifier's classes (1000 with ImageNet weights).
-        classifier_activation: the classifier's activation ("softmax" or None with weights).
-        name: the model's name.
-
-    Returns:
-        A kilnet functional Model.
+    <arguments>
 
     Example:
         >>> from kilnet.applications import InceptionResNetV2
@@ -57,10 +42,8 @@ def InceptionResNetV2(include_top=True, weights="imagenet", input_tensor=None,
         ((None, 2), 782)
     """
     _builder.check_arguments(weights, include_top, classes, pooling)
-    input_shape = imagenet_utils.obtain_input_shape(input_shape, 299, min_size=75,
-                                                    require_flatten=include_top,
-                                                    weights=weights)
-    img_input = _builder.image_input(input_tensor, input_shape)
+    img_input = _builder.sized_image_input(input_tensor, input_shape, 299, 75, include_top,
+                                           weights)
     names = KerasNames()
     x = _stem(img_input, names)
     x = _mixed_5b(x, names)
@@ -70,16 +53,15 @@ def InceptionResNetV2(include_top=True, weights="imagenet", input_tensor=None,
     x = _mixed_7a(x, names)
     x = _stage(x, "block8", names)
     x = conv2d_bn(x, 1536, 1, name="conv_7b")
-    if include_top:
-        x = _builder.top(x, include_top, pooling, classes, classifier_activation, weights,
-                         avg_name="avg_pool")
+    if include_top:   # Keras names the pooling only under its classifier
+        x = _builder.classifier(x, classes, classifier_activation, weights, "avg_pool")
     else:
         x = _builder.pooled(x, pooling)
 
     def imagenet_path():
-        file_name = WEIGHTS_FILES[0 if include_top else 1]
-        return keras_file(file_name, BASE_WEIGHT_URL + file_name,
-                          WEIGHTS_HASHES[0 if include_top else 1])
+        return _builder.keras_weights(BASE_WEIGHT_URL,
+                                      "inception_resnet_v2" + _builder.TF_KERNELS,
+                                      WEIGHTS_HASHES, include_top)
 
     return _builder.make_model(input_tensor, img_input, x, name, weights, imagenet_path)
 
@@ -199,25 +181,5 @@ def inception_resnet_block(x, scale, block_type, block_idx, activation="relu", *
     return x
 
 
-def preprocess_input(x, data_format=None):
-    """Images in [0, 255] scaled to [-1, 1], as InceptionResNetV2's weights expect ("tf"
-    mode of imagenet_utils.preprocess_input).
-
-    Example:
-        >>> import numpy as np
-        >>> from kilnet.applications import inception_resnet_v2
-        >>> inception_resnet_v2.preprocess_input(np.array([0.0, 255.0])).tolist()
-        [-1.0, 1.0]
-    """
-    return imagenet_utils.preprocess_input(x, data_format=data_format, mode="tf")
-
-
-def decode_predictions(preds, top=5):
-    """The `top` ImageNet classes of each prediction (imagenet_utils.decode_predictions).
-
-    Example:
-        >>> from kilnet.applications import inception_resnet_v2
-        >>> inception_resnet_v2.decode_predictions.__name__
-        'decode_predictions'
-    """
-    return imagenet_utils.decode_predictions(preds, top=top)
+preprocess_input = _builder.preprocessing("tf", __name__)
+decode_predictions = imagenet_utils.decode_predictions

@@ -17,12 +17,12 @@ import functools
 
 from kilnet import layers
 from kilnet.applications import _builder, imagenet_utils
-from kilnet.applications._origin import keras_file
 
-WEIGHTS_PATH = ("https://storage.googleapis.com/tensorflow/keras-applications/"
-                "inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels.h5")
-WEIGHTS_PATH_NO_TOP = ("https://storage.googleapis.com/tensorflow/keras-applications/"
-                       "inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5")
+BASE_WEIGHTS_PATH = ("https://storage.googleapis.com/tensorflow/keras-applications/"
+                     "inception_v3/")
+# Keras's names for the two files' URLs.
+WEIGHTS_PATH = f"{BASE_WEIGHTS_PATH}inception_v3{_builder.TF_KERNELS}.h5"
+WEIGHTS_PATH_NO_TOP = f"{BASE_WEIGHTS_PATH}inception_v3{_builder.TF_KERNELS}_notop.h5"
 # Keras's md5 of the files (with classifier, without).
 WEIGHTS_HASHES = ("9a0d58056eeedaa3f26cb7ebd46da564", "bcbd6486424b2319ff4ef7d526e38f63")
 
@@ -48,26 +48,14 @@ class KerasNames:
         return base if count == 0 else f"{base}_{count}"
 
 
+@_builder.documented(size=299, min_size=75)
 def InceptionV3(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
                 pooling=None, classes=1000, classifier_activation="softmax",
                 name="inception_v3"):
     """InceptionV3, as keras.applications.InceptionV3 (same arguments, defaults, layers and
     weights). Its inputs are RGB in [-1, 1]: see `preprocess_input`.
 
-    Args:
-        include_top: whether to end in the 1000-class (or `classes`) classifier.
-        weights: "imagenet" (Keras's pretrained weights, downloaded on first use), None
-            (random) or the path of a weights file.
-        input_tensor: a symbolic tensor to use as the image input.
-        input_shape: (height, width, 3), at least 75x75; (299, 299, 3) with the classifier
-            and ImageNet weights.
-        pooling: without the classifier, None (the last feature map), "avg" or "max".
-        classes: the classifier's classes (1000 with ImageNet weights).
-        classifier_activation: the classifier's activation ("softmax" or None with weights).
-        name: the model's name.
-
-    Returns:
-        A kilnet functional Model.
+    <arguments>
 
     Example:
         >>> from kilnet.applications import InceptionV3
@@ -75,10 +63,8 @@ def InceptionV3(include_top=True, weights="imagenet", input_tensor=None, input_s
         (None, 2)
     """
     _builder.check_arguments(weights, include_top, classes, pooling)
-    input_shape = imagenet_utils.obtain_input_shape(input_shape, 299, min_size=75,
-                                                    require_flatten=include_top,
-                                                    weights=weights)
-    img_input = _builder.image_input(input_tensor, input_shape)
+    img_input = _builder.sized_image_input(input_tensor, input_shape, 299, 75, include_top,
+                                           weights)
     names = KerasNames()
     x = conv2d_bn(img_input, 32, 3, 3, strides=(2, 2), padding="valid", names=names)
     x = conv2d_bn(x, 32, 3, 3, padding="valid", names=names)
@@ -95,18 +81,14 @@ def InceptionV3(include_top=True, weights="imagenet", input_tensor=None, input_s
     x = _reduction_b(x, names)
     for i in range(2):
         x = _block_8(x, i, names)
-    if include_top:
-        x = _builder.top(x, include_top, pooling, classes, classifier_activation, weights,
-                         avg_name="avg_pool")
+    if include_top:   # Keras names the pooling only under its classifier
+        x = _builder.classifier(x, classes, classifier_activation, weights, "avg_pool")
     else:
         x = _builder.pooled(x, pooling)
 
     def imagenet_path():
-        if include_top:
-            return keras_file("inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
-                              WEIGHTS_PATH, WEIGHTS_HASHES[0])
-        return keras_file("inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                          WEIGHTS_PATH_NO_TOP, WEIGHTS_HASHES[1])
+        return _builder.keras_weights(BASE_WEIGHTS_PATH, "inception_v3" + _builder.TF_KERNELS,
+                                      WEIGHTS_HASHES, include_top)
 
     return _builder.make_model(input_tensor, img_input, x, name, weights, imagenet_path)
 
@@ -206,25 +188,5 @@ def _block_8(x, i, names):
                               name=f"mixed{9 + i}")
 
 
-def preprocess_input(x, data_format=None):
-    """Images in [0, 255] scaled to [-1, 1], as InceptionV3's weights expect ("tf" mode of
-    imagenet_utils.preprocess_input).
-
-    Example:
-        >>> import numpy as np
-        >>> from kilnet.applications import inception_v3
-        >>> inception_v3.preprocess_input(np.array([0.0])).tolist()
-        [-1.0]
-    """
-    return imagenet_utils.preprocess_input(x, data_format=data_format, mode="tf")
-
-
-def decode_predictions(preds, top=5):
-    """The `top` ImageNet classes of each prediction (imagenet_utils.decode_predictions).
-
-    Example:
-        >>> from kilnet.applications import inception_v3
-        >>> inception_v3.decode_predictions.__name__
-        'decode_predictions'
-    """
-    return imagenet_utils.decode_predictions(preds, top=top)
+preprocess_input = _builder.preprocessing("tf", __name__)
+decode_predictions = imagenet_utils.decode_predictions

@@ -12,11 +12,8 @@ Example:
 
 from __future__ import annotations
 
-import warnings
-
 from kilnet import layers
 from kilnet.applications import _builder, imagenet_utils
-from kilnet.applications._origin import keras_file
 
 BASE_WEIGHT_PATH = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet/"
 # The sizes and widths Keras publishes ImageNet weights for, and how its file names spell
@@ -28,29 +25,20 @@ BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (
           (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1))
 
 
+@_builder.documented(
+    input_shape="(height, width, 3), at least 32x32; only with include_top=False unless it is a "
+                "published size (128, 160, 192 or 224 square).",
+    alpha="the width multiplier (ImageNet weights exist for 0.25, 0.5, 0.75, 1.0).",
+    depth_multiplier="the depthwise convolutions' channel multiplier (1 with weights).",
+    dropout="the dropout rate before the classifier.",
+    name='the model\'s name; None: "mobilenet_<alpha>_<rows>" as Keras.')
 def MobileNet(input_shape=None, alpha=1.0, depth_multiplier=1, dropout=1e-3, include_top=True,
               weights="imagenet", input_tensor=None, pooling=None, classes=1000,
               classifier_activation="softmax", name=None):
     """MobileNet, as keras.applications.MobileNet (same arguments, defaults, layer names and
     weights). Its inputs are RGB in [-1, 1]: see `preprocess_input`.
 
-    Args:
-        input_shape: (height, width, 3), at least 32x32; only with include_top=False unless
-            it is a published size (128, 160, 192 or 224 square).
-        alpha: the width multiplier (ImageNet weights exist for 0.25, 0.5, 0.75, 1.0).
-        depth_multiplier: the depthwise convolutions' channel multiplier (1 with weights).
-        dropout: the dropout rate before the classifier.
-        include_top: whether to end in the 1000-class (or `classes`) classifier.
-        weights: "imagenet" (Keras's pretrained weights, downloaded on first use), None
-            (random) or the path of a weights file.
-        input_tensor: a symbolic tensor to use as the image input.
-        pooling: without the classifier, None (the last feature map), "avg" or "max".
-        classes: the classifier's classes (1000 with ImageNet weights).
-        classifier_activation: the classifier's activation ("softmax" or None with weights).
-        name: the model's name; None: "mobilenet_<alpha>_<rows>" as Keras.
-
-    Returns:
-        A kilnet functional Model.
+    <arguments>
 
     Example:
         >>> from kilnet.applications import MobileNet
@@ -58,7 +46,7 @@ def MobileNet(input_shape=None, alpha=1.0, depth_multiplier=1, dropout=1e-3, inc
         (None, 3)
     """
     _builder.check_arguments(weights, include_top, classes, pooling)
-    default_size = _weights_size(input_shape) or 224
+    default_size = _builder.published_size(input_shape, WEIGHT_SIZES) or 224
     input_shape = imagenet_utils.obtain_input_shape(input_shape, default_size, min_size=32,
                                                     require_flatten=include_top,
                                                     weights=weights)
@@ -71,11 +59,7 @@ def MobileNet(input_shape=None, alpha=1.0, depth_multiplier=1, dropout=1e-3, inc
             raise ValueError(f"MobileNet's ImageNet weights exist for alpha in "
                              f"{tuple(ALPHA_TEXT)}; pass one of them, or weights=None. "
                              f"Received: alpha={alpha}")
-        if _weights_size(input_shape) is None:
-            rows = 224
-            warnings.warn("input_shape is undefined, not square, or its size is not one of "
-                          f"{WEIGHT_SIZES}: the weights for 224x224 inputs are loaded.",
-                          stacklevel=2)
+        rows = _builder.weights_size(input_shape, WEIGHT_SIZES)
     img_input = _builder.image_input(input_tensor, input_shape)
     x = layers.Conv2D(int(32 * alpha), (3, 3), padding="same", use_bias=False, strides=(2, 2),
                       name="conv1")(img_input)
@@ -91,19 +75,11 @@ def MobileNet(input_shape=None, alpha=1.0, depth_multiplier=1, dropout=1e-3, inc
         name = f"mobilenet_{alpha:0.2f}_{rows}"
 
     def imagenet_path():
-        suffix = "" if include_top else "_no_top"
-        file_name = f"mobilenet_{ALPHA_TEXT[alpha]}_{rows}_tf{suffix}.h5"
-        return keras_file(file_name, BASE_WEIGHT_PATH + file_name)   # Keras gives no hash
+        stem = f"mobilenet_{ALPHA_TEXT[alpha]}_{rows}_tf"
+        return _builder.keras_weights(BASE_WEIGHT_PATH, stem,
+                                      (None, None), include_top, "_no_top")   # no hash in Keras
 
     return _builder.make_model(input_tensor, img_input, x, name, weights, imagenet_path)
-
-
-def _weights_size(shape):
-    """The square size of (height, width, ...) if Keras publishes weights for it, else None."""
-    if shape is None or len(shape) < 2:
-        return None
-    rows, cols = shape[0], shape[1]
-    return rows if rows == cols and rows in WEIGHT_SIZES else None
 
 
 def _classifier(x, dropout, classes, classifier_activation, weights):
@@ -134,25 +110,5 @@ def _depthwise_conv_block(inputs, filters, alpha, depth_multiplier, stride, bloc
     return layers.ReLU(6.0, name=f"conv_pw_{block_id}_relu")(x)
 
 
-def preprocess_input(x, data_format=None):
-    """Images in [0, 255] scaled to [-1, 1], as MobileNet's weights expect ("tf" mode of
-    imagenet_utils.preprocess_input).
-
-    Example:
-        >>> import numpy as np
-        >>> from kilnet.applications import mobilenet
-        >>> mobilenet.preprocess_input(np.array([255.0])).tolist()
-        [1.0]
-    """
-    return imagenet_utils.preprocess_input(x, data_format=data_format, mode="tf")
-
-
-def decode_predictions(preds, top=5):
-    """The `top` ImageNet classes of each prediction (imagenet_utils.decode_predictions).
-
-    Example:
-        >>> from kilnet.applications import mobilenet
-        >>> mobilenet.decode_predictions.__name__
-        'decode_predictions'
-    """
-    return imagenet_utils.decode_predictions(preds, top=top)
+preprocess_input = _builder.preprocessing('tf', __name__)
+decode_predictions = imagenet_utils.decode_predictions

@@ -11,11 +11,8 @@ Example:
 
 from __future__ import annotations
 
-import warnings
-
 from kilnet import layers
 from kilnet.applications import _builder, imagenet_utils
-from kilnet.applications._origin import keras_file
 
 BASE_WEIGHT_PATH = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
 # The sizes and widths Keras publishes ImageNet weights for.
@@ -31,28 +28,18 @@ BLOCKS = ((1, 16, 1),
           (6, 320, 1))
 
 
+@_builder.documented(
+    input_shape="(height, width, 3), at least 32x32; only with include_top=False unless it is "
+                "(224, 224, 3). None: (224, 224, 3) with the classifier, else any size.",
+    alpha="the width multiplier (ImageNet weights exist for 0.35, 0.5, 0.75, 1.0, 1.3, 1.4).",
+    name='the model\'s name; None: "mobilenetv2_<alpha>_<rows>" as Keras.')
 def MobileNetV2(input_shape=None, alpha=1.0, include_top=True, weights="imagenet",
                 input_tensor=None, pooling=None, classes=1000,
                 classifier_activation="softmax", name=None):
     """MobileNetV2, as keras.applications.MobileNetV2 (same arguments, defaults, layer names
     and weights). Its inputs are RGB in [-1, 1]: see `preprocess_input`.
 
-    Args:
-        input_shape: (height, width, 3), at least 32x32; only with include_top=False unless it
-            is (224, 224, 3). None: (224, 224, 3) with the classifier, else any size.
-        alpha: the width multiplier (ImageNet weights exist for 0.35, 0.5, 0.75, 1.0, 1.3,
-            1.4).
-        include_top: whether to end in the 1000-class (or `classes`) classifier.
-        weights: "imagenet" (Keras's pretrained weights, downloaded on first use), None
-            (random) or the path of a weights file.
-        input_tensor: a symbolic tensor to use as the image input.
-        pooling: without the classifier, None (the last feature map), "avg" or "max".
-        classes: the classifier's classes (1000 with ImageNet weights).
-        classifier_activation: the classifier's activation ("softmax" or None with weights).
-        name: the model's name; None: "mobilenetv2_<alpha>_<rows>" as Keras.
-
-    Returns:
-        A kilnet functional Model.
+    <arguments>
 
     Example:
         >>> from kilnet.applications import MobileNetV2
@@ -63,7 +50,7 @@ def MobileNetV2(input_shape=None, alpha=1.0, include_top=True, weights="imagenet
     _builder.check_arguments(weights, include_top, classes, pooling)
     shape_source = input_shape if input_shape is not None else (
         input_tensor.shape[1:] if input_tensor is not None else None)
-    default_size = _weights_size(shape_source) or 224
+    default_size = _builder.published_size(shape_source, WEIGHT_SIZES) or 224
     input_shape = imagenet_utils.obtain_input_shape(input_shape, default_size, min_size=32,
                                                     require_flatten=include_top,
                                                     weights=weights)
@@ -73,11 +60,7 @@ def MobileNetV2(input_shape=None, alpha=1.0, include_top=True, weights="imagenet
             raise ValueError("MobileNetV2's ImageNet weights exist for alpha in "
                              f"{WEIGHT_ALPHAS}; pass one of them, or weights=None. "
                              f"Received: alpha={alpha}")
-        if _weights_size(input_shape) is None:
-            rows = 224
-            warnings.warn("input_shape is undefined, not square, or its size is not one of "
-                          f"{WEIGHT_SIZES}: the weights for 224x224 inputs are loaded.",
-                          stacklevel=2)
+        rows = _builder.weights_size(input_shape, WEIGHT_SIZES)
     img_input = _builder.image_input(input_tensor, input_shape)
     x = layers.Conv2D(make_divisible(32 * alpha, 8), kernel_size=3, strides=(2, 2),
                       padding="same", use_bias=False, name="Conv1")(img_input)
@@ -95,20 +78,11 @@ def MobileNetV2(input_shape=None, alpha=1.0, include_top=True, weights="imagenet
         name = f"mobilenetv2_{alpha:0.2f}_{rows}"
 
     def imagenet_path():
-        suffix = "" if include_top else "_no_top"
-        file_name = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_{rows}" \
-                    f"{suffix}.h5"
-        return keras_file(file_name, BASE_WEIGHT_PATH + file_name)   # Keras gives no hash
+        stem = f"mobilenet_v2{_builder.TF_KERNELS}_{float(alpha)}_{rows}"
+        return _builder.keras_weights(BASE_WEIGHT_PATH, stem, (None, None), include_top,
+                                      "_no_top")   # Keras gives no hash
 
     return _builder.make_model(input_tensor, img_input, x, name, weights, imagenet_path)
-
-
-def _weights_size(shape):
-    """The square size of (height, width, ...) if Keras publishes weights for it, else None."""
-    if shape is None or len(shape) < 2:
-        return None
-    rows, cols = shape[0], shape[1]
-    return rows if rows == cols and rows in WEIGHT_SIZES else None
 
 
 def _batch_norm(name):
@@ -158,25 +132,5 @@ def make_divisible(value, divisor, min_value=None):
     return rounded
 
 
-def preprocess_input(x, data_format=None):
-    """Images in [0, 255] scaled to [-1, 1], as MobileNetV2's weights expect ("tf" mode of
-    imagenet_utils.preprocess_input).
-
-    Example:
-        >>> import numpy as np
-        >>> from kilnet.applications import mobilenet_v2
-        >>> mobilenet_v2.preprocess_input(np.array([0.0, 255.0])).tolist()
-        [-1.0, 1.0]
-    """
-    return imagenet_utils.preprocess_input(x, data_format=data_format, mode="tf")
-
-
-def decode_predictions(preds, top=5):
-    """The `top` ImageNet classes of each prediction (imagenet_utils.decode_predictions).
-
-    Example:
-        >>> from kilnet.applications import mobilenet_v2
-        >>> mobilenet_v2.decode_predictions.__name__
-        'decode_predictions'
-    """
-    return imagenet_utils.decode_predictions(preds, top=top)
+preprocess_input = _builder.preprocessing('tf', __name__)
+decode_predictions = imagenet_utils.decode_predictions

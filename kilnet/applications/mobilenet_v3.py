@@ -19,7 +19,6 @@ import warnings
 
 from kilnet import layers
 from kilnet.applications import _builder, imagenet_utils
-from kilnet.applications._origin import keras_file
 from kilnet.applications.mobilenet_v2 import make_divisible
 
 BASE_WEIGHT_PATH = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v3/"
@@ -123,10 +122,8 @@ def MobileNetV3(blocks, model_type, input_shape=None, alpha=1.0, minimalistic=Fa
         variant = "_minimalistic" if minimalistic else ""
         # float(): Keras writes str(alpha), so alpha=1 (an int) finds no file there.
         model_name = f"{model_type}{variant}_224_{float(alpha)}_float"
-        suffix = "" if include_top else "_no_top_v2"
-        file_name = f"weights_mobilenet_v3_{model_name}{suffix}.h5"
-        file_hash = WEIGHTS_HASHES[model_name][0 if include_top else 1]
-        return keras_file(file_name, BASE_WEIGHT_PATH + file_name, file_hash)
+        return _builder.keras_weights(BASE_WEIGHT_PATH, f"weights_mobilenet_v3_{model_name}",
+                                      WEIGHTS_HASHES[model_name], include_top, "_no_top_v2")
 
     return _builder.make_model(input_tensor, img_input, x, name, weights, imagenet_path)
 
@@ -310,27 +307,7 @@ def _variant_builder(model_type, blocks):
     layer names and weights). Its inputs are RGB pixels in [0, 255] (the model scales them
     itself), or in [-1, 1] with include_preprocessing=False.
 
-    Args:
-        input_shape: (height, width, 3), at least 32x32; the ImageNet weights were trained
-            at (224, 224, 3) (other sizes load them with a warning). None: input_tensor's
-            shape, else (224, 224, 3) with the classifier (Keras leaves the size open;
-            kilnet needs it), else an error asking for it.
-        alpha: the width multiplier (ImageNet weights exist for 0.75 and 1.0, and 1.0 only
-            when minimalistic).
-        minimalistic: the variant without squeeze-excite, hard-swish and 5x5 convolutions.
-        include_top: whether to end in the 1000-class (or `classes`) classifier.
-        weights: "imagenet" (Keras's pretrained weights, downloaded on first use), None
-            (random) or the path of a weights file.
-        input_tensor: a symbolic tensor to use as the image input.
-        classes: the classifier's classes (1000 with ImageNet weights).
-        pooling: without the classifier, None (the last feature map), "avg" or "max".
-        dropout_rate: the dropout before the classifier's logits.
-        classifier_activation: the classifier's activation ("softmax" or None with weights).
-        include_preprocessing: whether the model starts with its Rescaling to [-1, 1].
-        name: the model's name.
-
-    Returns:
-        A kilnet functional Model.
+    <arguments>
 
     Example:
         >>> from kilnet.applications import {title}
@@ -338,33 +315,25 @@ def _variant_builder(model_type, blocks):
         >>> model.name, model.output.shape
         ('{title}', (None, 3))
     """
-    return builder
+    return _builder.documented(builder, **_ARGUMENT_DOCS)
+
+
+# The builders' own arguments, and those they take otherwise than the other applications.
+_ARGUMENT_DOCS = dict(
+    input_shape="(height, width, 3), at least 32x32; the ImageNet weights were trained at "
+                "(224, 224, 3) (other sizes load them with a warning). None: input_tensor's "
+                "shape, else (224, 224, 3) with the classifier (Keras leaves the size open; "
+                "kilnet needs it), else an error asking for it.",
+    alpha="the width multiplier (ImageNet weights exist for 0.75 and 1.0, and 1.0 only when "
+          "minimalistic).",
+    minimalistic="the variant without squeeze-excite, hard-swish and 5x5 convolutions.",
+    dropout_rate="the dropout before the classifier's logits.",
+    include_preprocessing="whether the model starts with its Rescaling to [-1, 1].")
 
 
 MobileNetV3Small = _variant_builder("small", SMALL_BLOCKS)
 MobileNetV3Large = _variant_builder("large", LARGE_BLOCKS)
 
 
-def preprocess_input(x, data_format=None):
-    """`x` unchanged, as Keras's: MobileNetV3 models scale their inputs themselves (their
-    Rescaling layer), so they take pixels in [0, 255].
-
-    Example:
-        >>> import numpy as np
-        >>> from kilnet.applications import mobilenet_v3
-        >>> mobilenet_v3.preprocess_input(np.array([0.0, 255.0])).tolist()
-        [0.0, 255.0]
-    """
-    del data_format   # accepted for the families' common signature
-    return x
-
-
-def decode_predictions(preds, top=5):
-    """The `top` ImageNet classes of each prediction (imagenet_utils.decode_predictions).
-
-    Example:
-        >>> from kilnet.applications import mobilenet_v3
-        >>> mobilenet_v3.decode_predictions.__name__
-        'decode_predictions'
-    """
-    return imagenet_utils.decode_predictions(preds, top=top)
+preprocess_input = _builder.preprocessing(None, __name__)
+decode_predictions = imagenet_utils.decode_predictions

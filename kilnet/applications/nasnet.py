@@ -108,9 +108,8 @@ def NASNet(input_shape=None, penultimate_filters=4032, num_blocks=6, stem_block_
             x, p = _normal_a_cell(x, p, filters * filter_multiplier ** stage, block_id, names)
     x = layers.Activation("relu", name=names("activation"))(x)
     if include_top:
-        x = layers.GlobalAveragePooling2D(name=names("global_average_pooling2d"))(x)
-        imagenet_utils.validate_activation(classifier_activation, weights)
-        x = layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+        x = _builder.classifier(x, classes, classifier_activation, weights,
+                                names("global_average_pooling2d"))
     else:
         x = _builder.pooled(x, pooling, names("global_average_pooling2d") if pooling == "avg"
                             else None,
@@ -122,26 +121,15 @@ def NASNet(input_shape=None, penultimate_filters=4032, num_blocks=6, stem_block_
     return _builder.make_model(input_tensor, img_input, x, name, weights, imagenet_path)
 
 
+@_builder.documented(input_shape="(height, width, 3), at least 32x32; (224, 224, 3) with the "
+                                 "classifier and ImageNet weights, and by default.")
 def NASNetMobile(input_shape=None, include_top=True, weights="imagenet", input_tensor=None,
                  pooling=None, classes=1000, classifier_activation="softmax",
                  name="nasnet_mobile"):
     """NASNetMobile (NASNet-A 4 @ 1056), as keras.applications.NASNetMobile (same arguments,
     defaults, layers and weights). Its inputs are RGB in [-1, 1]: see `preprocess_input`.
 
-    Args:
-        input_shape: (height, width, 3), at least 32x32; (224, 224, 3) with the classifier
-            and ImageNet weights, and by default.
-        include_top: whether to end in the 1000-class (or `classes`) classifier.
-        weights: "imagenet" (Keras's pretrained weights, downloaded on first use), None
-            (random) or the path of a weights file.
-        input_tensor: a symbolic tensor to use as the image input.
-        pooling: without the classifier, None (the last feature map), "avg" or "max".
-        classes: the classifier's classes (1000 with ImageNet weights).
-        classifier_activation: the classifier's activation ("softmax" or None with weights).
-        name: the model's name.
-
-    Returns:
-        A kilnet functional Model.
+    <arguments>
 
     Example:
         >>> from kilnet.applications import NASNetMobile
@@ -157,26 +145,14 @@ def NASNetMobile(input_shape=None, include_top=True, weights="imagenet", input_t
                   classifier_activation=classifier_activation, name=name)
 
 
+@_builder.documented(size=331)
 def NASNetLarge(input_shape=None, include_top=True, weights="imagenet", input_tensor=None,
                 pooling=None, classes=1000, classifier_activation="softmax",
                 name="nasnet_large"):
     """NASNetLarge (NASNet-A 6 @ 4032), as keras.applications.NASNetLarge (same arguments,
     defaults, layers and weights). Its inputs are RGB in [-1, 1]: see `preprocess_input`.
 
-    Args:
-        input_shape: (height, width, 3), at least 32x32; (331, 331, 3) with the classifier
-            and ImageNet weights.
-        include_top: whether to end in the 1000-class (or `classes`) classifier.
-        weights: "imagenet" (Keras's pretrained weights, downloaded on first use), None
-            (random) or the path of a weights file.
-        input_tensor: a symbolic tensor to use as the image input.
-        pooling: without the classifier, None (the last feature map), "avg" or "max".
-        classes: the classifier's classes (1000 with ImageNet weights).
-        classifier_activation: the classifier's activation ("softmax" or None with weights).
-        name: the model's name.
-
-    Returns:
-        A kilnet functional Model.
+    <arguments>
 
     Example:
         >>> from kilnet.applications import NASNetLarge
@@ -299,25 +275,5 @@ def _reduction_a_cell(ip, p, filters, block_id, names):
     return x, ip
 
 
-def preprocess_input(x, data_format=None):
-    """Images in [0, 255] scaled to [-1, 1], as NASNet's weights expect ("tf" mode of
-    imagenet_utils.preprocess_input).
-
-    Example:
-        >>> import numpy as np
-        >>> from kilnet.applications import nasnet
-        >>> nasnet.preprocess_input(np.array([0.0, 255.0])).tolist()
-        [-1.0, 1.0]
-    """
-    return imagenet_utils.preprocess_input(x, data_format=data_format, mode="tf")
-
-
-def decode_predictions(preds, top=5):
-    """The `top` ImageNet classes of each prediction (imagenet_utils.decode_predictions).
-
-    Example:
-        >>> from kilnet.applications import nasnet
-        >>> nasnet.decode_predictions.__name__
-        'decode_predictions'
-    """
-    return imagenet_utils.decode_predictions(preds, top=top)
+preprocess_input = _builder.preprocessing('tf', __name__)
+decode_predictions = imagenet_utils.decode_predictions

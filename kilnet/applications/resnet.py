@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from kilnet import layers
 from kilnet.applications import _builder, imagenet_utils
-from kilnet.applications._origin import keras_file
 
 BASE_WEIGHTS_PATH = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
 # Keras's md5 of each (with classifier, without) weights file.
@@ -23,6 +22,8 @@ WEIGHTS_HASHES = {
 }
 # Blocks per stage (conv2..conv5) of each depth.
 STAGES = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3), "resnet152": (3, 8, 36, 3)}
+# The bottleneck width of each stage's blocks (conv2..conv5), in v1 and v2 alike.
+STAGE_FILTERS = (64, 128, 256, 512)
 _EPSILON = 1.001e-5
 
 
@@ -38,30 +39,66 @@ def ResNet(weights_name, include_top=True, weights="imagenet", input_tensor=None
         ...        pooling="max").output.shape
         (None, 2048)
     """
+    def stacks(x):
+        for stage, (filters, blocks) in enumerate(zip(STAGE_FILTERS, STAGES[weights_name])):
+            x = stack_residual_blocks_v1(x, filters, blocks, stride1=1 if stage == 0 else 2,
+                                         name=f"conv{stage + 2}")
+        return x
+
+    return build_resnet(stacks, False, weights_name, WEIGHTS_HASHES, include_top, weights,
+                        input_tensor, input_shape, pooling, classes, classifier_activation,
+                        name)
+
+
+def build_resnet(stacks, preact, weights_name, weights_hashes, include_top, weights,
+                 input_tensor, input_shape, pooling, classes, classifier_activation, name):
+    """Keras's ResNet around its residual stages `stacks(x)`: the stem before them; for a
+    pre-activation net (`preact`, v2) a batch norm and ReLU after them; then the classifier
+    or the pooling. Its ImageNet weights are Keras's file of `weights_name`, checked against
+    `weights_hashes[weights_name]`. ResNet and ResNetV2 call it.
+
+    Example:
+        >>> from kilnet.applications.resnet import build_resnet
+        >>> build_resnet(lambda x: x, True, "stem_only", {}, False, None, None, (32, 32, 3),
+        ...              "avg", 1000, None, "stem_only").output.shape
+        (None, 64)
+    """
     _builder.check_arguments(weights, include_top, classes, pooling)
-    input_shape = imagenet_utils.obtain_input_shape(input_shape, 224, min_size=32,
-                                                    require_flatten=include_top,
-                                                    weights=weights)
-    img_input = _builder.image_input(input_tensor, input_shape)
-    x = layers.ZeroPadding2D(padding=((3, 3), (3, 3)), name="conv1_pad")(img_input)
-    x = layers.Conv2D(64, 7, strides=2, use_bias=True, name="conv1_conv")(x)
-    x = layers.BatchNormalization(axis=-1, epsilon=_EPSILON, name="conv1_bn")(x)
-    x = layers.Activation("relu", name="conv1_relu")(x)
-    x = layers.ZeroPadding2D(padding=((1, 1), (1, 1)), name="pool1_pad")(x)
-    x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
-    for stage, (filters, blocks) in enumerate(zip((64, 128, 256, 512), STAGES[weights_name])):
-        x = stack_residual_blocks_v1(x, filters, blocks, stride1=1 if stage == 0 else 2,
-                                     name=f"conv{stage + 2}")
+    img_input = _builder.sized_image_input(input_tensor, input_shape, 224, 32, include_top,
+                                           weights)
+    # A pre-activation net's stem has no batch norm: each block normalises its own input.
+    x = stacks(stem(img_input, batch_norm=not preact))
+    if preact:
+        x = layers.BatchNormalization(axis=-1, epsilon=_EPSILON, name="post_bn")(x)
+        x = layers.Activation("relu", name="post_relu")(x)
     x = _builder.top(x, include_top, pooling, classes, classifier_activation, weights,
                      avg_name="avg_pool", max_name="max_pool")
 
     def imagenet_path():
-        suffix = "" if include_top else "_notop"
-        file_name = f"{weights_name}_weights_tf_dim_ordering_tf_kernels{suffix}.h5"
-        file_hash = WEIGHTS_HASHES[weights_name][0 if include_top else 1]
-        return keras_file(file_name, BASE_WEIGHTS_PATH + file_name, file_hash)
+        return _builder.keras_weights(BASE_WEIGHTS_PATH, weights_name + _builder.TF_KERNELS,
+                                      weights_hashes[weights_name], include_top)
 
     return _builder.make_model(input_tensor, img_input, x, name, weights, imagenet_path)
+
+
+def stem(x, batch_norm=True):
+    """Keras's ResNet stem: conv1 (a padded 7x7 stride-2 convolution to 64 channels), its
+    batch norm and ReLU when `batch_norm` (v1; v2's blocks normalise their own inputs), and
+    pool1 (a padded 3x3 stride-2 max pooling).
+
+    Example:
+        >>> import kilnet
+        >>> from kilnet.applications.resnet import stem
+        >>> stem(kilnet.Input(shape=(32, 32, 3)), batch_norm=False).shape
+        (None, 8, 8, 64)
+    """
+    x = layers.ZeroPadding2D(padding=((3, 3), (3, 3)), name="conv1_pad")(x)
+    x = layers.Conv2D(64, 7, strides=2, use_bias=True, name="conv1_conv")(x)
+    if batch_norm:
+        x = layers.BatchNormalization(axis=-1, epsilon=_EPSILON, name="conv1_bn")(x)
+        x = layers.Activation("relu", name="conv1_relu")(x)
+    x = layers.ZeroPadding2D(padding=((1, 1), (1, 1)), name="pool1_pad")(x)
+    return layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
 
 
 def residual_block_v1(x, filters, kernel_size=3, stride=1, conv_shortcut=True, name=None):
@@ -109,40 +146,10 @@ def stack_residual_blocks_v1(x, filters, blocks, stride1=2, name=None):
 
 
 def _depth_builder(weights_name):
-    def builder(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
-                pooling=None, classes=1000, classifier_activation="softmax",
-                name=weights_name):
-        return ResNet(weights_name, include_top=include_top, weights=weights,
-                      input_tensor=input_tensor, input_shape=input_shape, pooling=pooling,
-                      classes=classes, classifier_activation=classifier_activation, name=name)
-
-    depth = weights_name[len("resnet"):]
-    builder.__name__ = builder.__qualname__ = f"ResNet{depth}"
-    builder.__doc__ = f"""ResNet{depth}, as keras.applications.ResNet{depth} (same arguments,
-    defaults, layer names and weights). Its inputs are "caffe"-preprocessed (BGR, minus the
-    ImageNet mean pixel): see `preprocess_input`.
-
-    Args:
-        include_top: whether to end in the 1000-class (or `classes`) classifier.
-        weights: "imagenet" (Keras's pretrained weights, downloaded on first use), None
-            (random) or the path of a weights file.
-        input_tensor: a symbolic tensor to use as the image input.
-        input_shape: (height, width, 3), at least 32x32; (224, 224, 3) with the classifier
-            and ImageNet weights.
-        pooling: without the classifier, None (the last feature map), "avg" or "max".
-        classes: the classifier's classes (1000 with ImageNet weights).
-        classifier_activation: the classifier's activation ("softmax" or None with weights).
-        name: the model's name.
-
-    Returns:
-        A kilnet functional Model.
-
-    Example:
-        >>> from kilnet.applications import ResNet{depth}
-        >>> ResNet{depth}(weights=None, input_shape=(32, 32, 3), include_top=False).name
-        'resnet{depth}'
-    """
-    return builder
+    return _builder.variant_builder(
+        f"ResNet{weights_name[len('resnet'):]}", weights_name,
+        'Its inputs are "caffe"-preprocessed (BGR, minus the ImageNet mean pixel): see '
+        "`preprocess_input`.", ResNet, weights_name)
 
 
 ResNet50 = _depth_builder("resnet50")
@@ -150,25 +157,5 @@ ResNet101 = _depth_builder("resnet101")
 ResNet152 = _depth_builder("resnet152")
 
 
-def preprocess_input(x, data_format=None):
-    """Images in [0, 255] as ResNet's weights expect: RGB to BGR, minus ImageNet's mean pixel
-    ("caffe" mode of imagenet_utils.preprocess_input).
-
-    Example:
-        >>> import numpy as np
-        >>> from kilnet.applications import resnet
-        >>> resnet.preprocess_input(np.zeros((1, 3))).tolist()
-        [[-103.939, -116.779, -123.68]]
-    """
-    return imagenet_utils.preprocess_input(x, data_format=data_format, mode="caffe")
-
-
-def decode_predictions(preds, top=5):
-    """The `top` ImageNet classes of each prediction (imagenet_utils.decode_predictions).
-
-    Example:
-        >>> from kilnet.applications import resnet
-        >>> resnet.decode_predictions.__name__
-        'decode_predictions'
-    """
-    return imagenet_utils.decode_predictions(preds, top=top)
+preprocess_input = _builder.preprocessing("caffe", __name__)
+decode_predictions = imagenet_utils.decode_predictions

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from kilnet import layers
 from kilnet.applications import _builder, imagenet_utils
-from kilnet.applications._origin import keras_file
-from kilnet.applications.resnet import BASE_WEIGHTS_PATH
+from kilnet.applications.resnet import STAGE_FILTERS, build_resnet
 
 # Keras's md5 of each (with classifier, without) weights file.
 WEIGHTS_HASHES = {
@@ -40,34 +39,18 @@ def ResNetV2(weights_name, include_top=True, weights="imagenet", input_tensor=No
         ...          pooling="max").output.shape
         (None, 2048)
     """
-    _builder.check_arguments(weights, include_top, classes, pooling)
-    input_shape = imagenet_utils.obtain_input_shape(input_shape, 224, min_size=32,
-                                                    require_flatten=include_top,
-                                                    weights=weights)
-    img_input = _builder.image_input(input_tensor, input_shape)
-    x = layers.ZeroPadding2D(padding=((3, 3), (3, 3)), name="conv1_pad")(img_input)
-    x = layers.Conv2D(64, 7, strides=2, use_bias=True, name="conv1_conv")(x)
-    # No batch norm here: each block normalises its own input (pre-activation).
-    x = layers.ZeroPadding2D(padding=((1, 1), (1, 1)), name="pool1_pad")(x)
-    x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
-    stages = STAGES[weights_name]
-    for stage, (filters, blocks) in enumerate(zip((64, 128, 256, 512), stages)):
-        # The stride-2 block ends each stage but the last (Keras's v2 layout).
-        x = stack_residual_blocks_v2(x, filters, blocks,
-                                     stride1=1 if stage == len(stages) - 1 else 2,
-                                     name=f"conv{stage + 2}")
-    x = layers.BatchNormalization(axis=-1, epsilon=_EPSILON, name="post_bn")(x)
-    x = layers.Activation("relu", name="post_relu")(x)
-    x = _builder.top(x, include_top, pooling, classes, classifier_activation, weights,
-                     avg_name="avg_pool", max_name="max_pool")
+    def stacks(x):
+        stages = STAGES[weights_name]
+        for stage, (filters, blocks) in enumerate(zip(STAGE_FILTERS, stages)):
+            # The stride-2 block ends each stage but the last (Keras's v2 layout).
+            x = stack_residual_blocks_v2(x, filters, blocks,
+                                         stride1=1 if stage == len(stages) - 1 else 2,
+                                         name=f"conv{stage + 2}")
+        return x
 
-    def imagenet_path():
-        suffix = "" if include_top else "_notop"
-        file_name = f"{weights_name}_weights_tf_dim_ordering_tf_kernels{suffix}.h5"
-        file_hash = WEIGHTS_HASHES[weights_name][0 if include_top else 1]
-        return keras_file(file_name, BASE_WEIGHTS_PATH + file_name, file_hash)
-
-    return _builder.make_model(input_tensor, img_input, x, name, weights, imagenet_path)
+    return build_resnet(stacks, True, weights_name, WEIGHTS_HASHES, include_top, weights,
+                        input_tensor, input_shape, pooling, classes, classifier_activation,
+                        name)
 
 
 def residual_block_v2(x, filters, kernel_size=3, stride=1, conv_shortcut=False, name=None):
@@ -117,40 +100,9 @@ def stack_residual_blocks_v2(x, filters, blocks, stride1=2, name=None):
 
 
 def _depth_builder(weights_name):
-    def builder(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
-                pooling=None, classes=1000, classifier_activation="softmax",
-                name=weights_name):
-        return ResNetV2(weights_name, include_top=include_top, weights=weights,
-                        input_tensor=input_tensor, input_shape=input_shape, pooling=pooling,
-                        classes=classes, classifier_activation=classifier_activation,
-                        name=name)
-
-    title = f"ResNet{weights_name[len('resnet'):-len('v2')]}V2"
-    builder.__name__ = builder.__qualname__ = title
-    builder.__doc__ = f"""{title}, as keras.applications.{title} (same arguments, defaults,
-    layer names and weights). Its inputs are RGB in [-1, 1]: see `preprocess_input`.
-
-    Args:
-        include_top: whether to end in the 1000-class (or `classes`) classifier.
-        weights: "imagenet" (Keras's pretrained weights, downloaded on first use), None
-            (random) or the path of a weights file.
-        input_tensor: a symbolic tensor to use as the image input.
-        input_shape: (height, width, 3), at least 32x32; (224, 224, 3) with the classifier
-            and ImageNet weights.
-        pooling: without the classifier, None (the last feature map), "avg" or "max".
-        classes: the classifier's classes (1000 with ImageNet weights).
-        classifier_activation: the classifier's activation ("softmax" or None with weights).
-        name: the model's name.
-
-    Returns:
-        A kilnet functional Model.
-
-    Example:
-        >>> from kilnet.applications import {title}
-        >>> {title}(weights=None, input_shape=(32, 32, 3), include_top=False).name
-        '{weights_name}'
-    """
-    return builder
+    return _builder.variant_builder(
+        f"ResNet{weights_name[len('resnet'):-len('v2')]}V2", weights_name,
+        "Its inputs are RGB in [-1, 1]: see `preprocess_input`.", ResNetV2, weights_name)
 
 
 ResNet50V2 = _depth_builder("resnet50v2")
@@ -158,25 +110,5 @@ ResNet101V2 = _depth_builder("resnet101v2")
 ResNet152V2 = _depth_builder("resnet152v2")
 
 
-def preprocess_input(x, data_format=None):
-    """Images in [0, 255] scaled to [-1, 1], as ResNet V2's weights expect ("tf" mode of
-    imagenet_utils.preprocess_input).
-
-    Example:
-        >>> import numpy as np
-        >>> from kilnet.applications import resnet_v2
-        >>> resnet_v2.preprocess_input(np.array([0.0, 255.0])).tolist()
-        [-1.0, 1.0]
-    """
-    return imagenet_utils.preprocess_input(x, data_format=data_format, mode="tf")
-
-
-def decode_predictions(preds, top=5):
-    """The `top` ImageNet classes of each prediction (imagenet_utils.decode_predictions).
-
-    Example:
-        >>> from kilnet.applications import resnet_v2
-        >>> resnet_v2.decode_predictions.__name__
-        'decode_predictions'
-    """
-    return imagenet_utils.decode_predictions(preds, top=top)
+preprocess_input = _builder.preprocessing("tf", __name__)
+decode_predictions = imagenet_utils.decode_predictions

@@ -13,35 +13,23 @@ from __future__ import annotations
 
 from kilnet import layers
 from kilnet.applications import _builder, imagenet_utils
-from kilnet.applications._origin import keras_file
 
-WEIGHTS_PATH = ("https://storage.googleapis.com/tensorflow/keras-applications/"
-                "xception/xception_weights_tf_dim_ordering_tf_kernels.h5")
-WEIGHTS_PATH_NO_TOP = ("https://storage.googleapis.com/tensorflow/keras-applications/"
-                       "xception/xception_weights_tf_dim_ordering_tf_kernels_notop.h5")
+BASE_WEIGHTS_PATH = ("https://storage.googleapis.com/tensorflow/keras-applications/"
+                     "xception/")
+# Keras's names for the two files' URLs.
+WEIGHTS_PATH = f"{BASE_WEIGHTS_PATH}xception{_builder.TF_KERNELS}.h5"
+WEIGHTS_PATH_NO_TOP = f"{BASE_WEIGHTS_PATH}xception{_builder.TF_KERNELS}_notop.h5"
 # Keras's md5 of the files (with classifier, without).
 WEIGHTS_HASHES = ("0a58e3b7378bc2990ea3b43d5981f1f6", "b0042744bf5b25fce3cb969f33bebb97")
 
 
+@_builder.documented(size=299, min_size=71)
 def Xception(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
              pooling=None, classes=1000, classifier_activation="softmax", name="xception"):
     """Xception, as keras.applications.Xception (same arguments, defaults, layer names and
     weights). Its inputs are RGB in [-1, 1]: see `preprocess_input`.
 
-    Args:
-        include_top: whether to end in the 1000-class (or `classes`) classifier.
-        weights: "imagenet" (Keras's pretrained weights, downloaded on first use), None
-            (random) or the path of a weights file.
-        input_tensor: a symbolic tensor to use as the image input.
-        input_shape: (height, width, 3), at least 71x71; (299, 299, 3) with the classifier
-            and ImageNet weights.
-        pooling: without the classifier, None (the last feature map), "avg" or "max".
-        classes: the classifier's classes (1000 with ImageNet weights).
-        classifier_activation: the classifier's activation ("softmax" or None with weights).
-        name: the model's name.
-
-    Returns:
-        A kilnet functional Model.
+    <arguments>
 
     Example:
         >>> from kilnet.applications import Xception
@@ -49,10 +37,8 @@ def Xception(include_top=True, weights="imagenet", input_tensor=None, input_shap
         (None, 2)
     """
     _builder.check_arguments(weights, include_top, classes, pooling)
-    input_shape = imagenet_utils.obtain_input_shape(input_shape, 299, min_size=71,
-                                                    require_flatten=include_top,
-                                                    weights=weights)
-    img_input = _builder.image_input(input_tensor, input_shape)
+    img_input = _builder.sized_image_input(input_tensor, input_shape, 299, 71, include_top,
+                                           weights)
     x = layers.Conv2D(32, (3, 3), strides=(2, 2), use_bias=False, name="block1_conv1")(img_input)
     x = layers.BatchNormalization(axis=-1, name="block1_conv1_bn")(x)
     x = layers.Activation("relu", name="block1_conv1_act")(x)
@@ -70,18 +56,14 @@ def Xception(include_top=True, weights="imagenet", input_tensor=None, input_shap
     x = layers.Activation("relu", name="block14_sepconv1_act")(x)
     x = _separable(x, 2048, "block14_sepconv2")
     x = layers.Activation("relu", name="block14_sepconv2_act")(x)
-    if include_top:
-        x = _builder.top(x, include_top, pooling, classes, classifier_activation, weights,
-                         avg_name="avg_pool")
+    if include_top:   # Keras names the pooling only under its classifier
+        x = _builder.classifier(x, classes, classifier_activation, weights, "avg_pool")
     else:
         x = _builder.pooled(x, pooling)
 
     def imagenet_path():
-        if include_top:
-            return keras_file("xception_weights_tf_dim_ordering_tf_kernels.h5", WEIGHTS_PATH,
-                              WEIGHTS_HASHES[0])
-        return keras_file("xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                          WEIGHTS_PATH_NO_TOP, WEIGHTS_HASHES[1])
+        return _builder.keras_weights(BASE_WEIGHTS_PATH, "xception" + _builder.TF_KERNELS,
+                                      WEIGHTS_HASHES, include_top)
 
     return _builder.make_model(input_tensor, img_input, x, name, weights, imagenet_path)
 
@@ -118,25 +100,5 @@ def _middle_block(x, block):
     return layers.add([x, residual])
 
 
-def preprocess_input(x, data_format=None):
-    """Images in [0, 255] scaled to [-1, 1], as Xception's weights expect ("tf" mode of
-    imagenet_utils.preprocess_input).
-
-    Example:
-        >>> import numpy as np
-        >>> from kilnet.applications import xception
-        >>> xception.preprocess_input(np.array([127.5])).tolist()
-        [0.0]
-    """
-    return imagenet_utils.preprocess_input(x, data_format=data_format, mode="tf")
-
-
-def decode_predictions(preds, top=5):
-    """The `top` ImageNet classes of each prediction (imagenet_utils.decode_predictions).
-
-    Example:
-        >>> from kilnet.applications import xception
-        >>> xception.decode_predictions.__name__
-        'decode_predictions'
-    """
-    return imagenet_utils.decode_predictions(preds, top=top)
+preprocess_input = _builder.preprocessing("tf", __name__)
+decode_predictions = imagenet_utils.decode_predictions
