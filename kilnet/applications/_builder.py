@@ -10,7 +10,6 @@ from __future__ import annotations
 import inspect
 import os
 import textwrap
-import warnings
 
 from kilnet import backend, layers, utils
 from kilnet.applications import imagenet_utils
@@ -107,9 +106,9 @@ def weights_size(input_shape, sizes):
     """
     size = published_size(input_shape, sizes)
     if size is None:
-        # stacklevel: the user's call of the public builder, two frames up.
-        warnings.warn("input_shape is undefined, not square, or its size is not one of "
-                      f"{sizes}: the weights for 224x224 inputs are loaded.", stacklevel=3)
+        imagenet_utils.warn_at_users_call(
+            "input_shape is undefined, not square, or its size is not one of "
+            f"{sizes}: the weights for 224x224 inputs are loaded.")
         return 224
     return size
 

@@ -15,6 +15,8 @@ Example:
 from __future__ import annotations
 
 import json
+import os
+import sys
 import warnings
 
 import numpy as np
@@ -165,6 +167,26 @@ def _class_index():
 
 
 # -- the builders' shared checks ----------------------------------------------------------------
+def warn_at_users_call(message: str) -> None:
+    """A UserWarning that points at the line of yours that called an application builder
+    (the first frame outside kilnet.applications), however deep inside the builders it is
+    raised.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     warn_at_users_call("a note")
+        >>> str(caught[0].message), caught[0].filename.endswith("imagenet_utils.py")
+        ('a note', False)
+    """
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, stacklevel=level)
+
+
 def obtain_input_shape(input_shape, default_size, min_size, require_flatten, weights=None):
     """The (height, width, channels) a builder uses, checked as Keras's builders check it:
     the default size with a classifier on ImageNet weights, 3 channels for ImageNet weights,
@@ -183,8 +205,8 @@ def obtain_input_shape(input_shape, default_size, min_size, require_flatten, wei
         input_shape = tuple(input_shape)
     if weights != "imagenet" and input_shape and len(input_shape) == 3:
         if input_shape[-1] not in (1, 3):
-            warnings.warn(f"This model usually expects 1 or 3 input channels; input_shape has "
-                          f"{input_shape[-1]}.", stacklevel=3)
+            warn_at_users_call(f"This model usually expects 1 or 3 input channels; "
+                               f"input_shape has {input_shape[-1]}.")
         default_shape = (default_size, default_size, input_shape[-1])
     else:
         default_shape = (default_size, default_size, 3)

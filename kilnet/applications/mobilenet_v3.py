@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import warnings
 
 from kilnet import layers
 from kilnet.applications import _builder, imagenet_utils
@@ -170,8 +169,9 @@ def _check_imagenet_variant(alpha, minimalistic, input_shape):
                          f"Received: alpha={alpha}")
     rows, cols = input_shape[:2]
     if rows != cols or rows != 224:
-        warnings.warn("input_shape is undefined, not square, or its size is not 224: the "
-                      "weights for 224x224 inputs are loaded.", stacklevel=4)
+        imagenet_utils.warn_at_users_call("input_shape is undefined, not square, or its size "
+                                          "is not 224: the weights for 224x224 inputs are "
+                                          "loaded.")
 
 
 def _classifier(x, last_point_channels, activation, dropout_rate, classes,
