@@ -5,7 +5,6 @@ elsewhere).
 
 from __future__ import annotations
 
-from kilnet import initializers
 from kilnet._kernels.conv import conv2d, dilated_span, output_size, too_small
 from kilnet.layers._base import as_pair, check_channels_last, check_padding
 from kilnet.layers._conv_base import ConvolutionLayer
@@ -61,12 +60,6 @@ class Conv2D(ConvolutionLayer):
                 f"{input_shape} with padding='{self.padding}'; use padding='same'."
             )
         return (ho, wo, self.filters)
-
-    def init(self, rng, input_shape):
-        out_shape = self.sample_output_shape(input_shape)
-        shape = self.kernel_size + (input_shape[-1] // self.groups, self.filters)
-        kernel = initializers.initial_values(self.kernel_initializer, rng, shape)
-        return {"kernel": kernel, **self._bias_weights(rng, self.filters)}, {}, out_shape
 
     def convolution_op(self, inputs, kernel):
         """The convolution of `inputs` with `kernel` (no bias, no activation), as Keras's

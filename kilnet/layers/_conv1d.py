@@ -18,7 +18,6 @@ import math
 import jax
 from jax import lax
 
-from kilnet import initializers
 from kilnet.layers._base import check_channels_last
 from kilnet.layers._conv_base import ConvolutionLayer, as_single, check_filters
 from kilnet._kernels.conv import conv2d_cpu
@@ -143,12 +142,6 @@ class Conv1D(ConvolutionLayer):
                 f"{self.dilation_rate[0]} does not fit {input_shape[0]} steps with padding="
                 f"'{self.padding}'; use padding='same' or a smaller kernel.")
         return (steps, self.filters)
-
-    def init(self, rng, input_shape):
-        out_shape = self.sample_output_shape(input_shape)
-        shape = self.kernel_size + (input_shape[-1], self.filters)
-        kernel = initializers.initial_values(self.kernel_initializer, rng, shape)
-        return {"kernel": kernel, **self._bias_weights(rng, self.filters)}, {}, out_shape
 
     def convolution_op(self, inputs, kernel):
         """The convolution of `inputs` with `kernel`, as Keras's `Conv1D.convolution_op`:

@@ -18,7 +18,6 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from kilnet import initializers
 from kilnet.layers._base import Layer, check_channels_last, check_padding
 from kilnet._kernels.conv import (dilated_span, onednn_convolution, output_size, same_padding,
                                   too_small)
@@ -146,12 +145,6 @@ class Conv3D(ConvolutionLayer):
                              f"shape {tuple(input_shape)} with padding='{self.padding}'; use "
                              "padding='same'.")
         return sizes + (self.filters,)
-
-    def init(self, rng, input_shape):
-        out_shape = self.sample_output_shape(input_shape)
-        shape = self.kernel_size + (input_shape[-1], self.filters)
-        kernel = initializers.initial_values(self.kernel_initializer, rng, shape)
-        return {"kernel": kernel, **self._bias_weights(rng, self.filters)}, {}, out_shape
 
     def convolution_op(self, inputs, kernel):
         """The convolution of `inputs` with `kernel`, as Keras's `Conv3D.convolution_op`:

@@ -102,6 +102,17 @@ class ConvolutionLayer(KernelLayer):
         initializers.set_layer_initializers(self, **ending("_initializer"))
         self.use_bias = bool(use_bias)
 
+    def init(self, rng, input_shape):
+        out_shape = self.sample_output_shape(input_shape)
+        shape = self._kernel_shape(input_shape[-1])
+        kernel = initializers.initial_values(self.kernel_initializer, rng, shape)
+        return {"kernel": kernel, **self._bias_weights(rng, self.filters)}, {}, out_shape
+
+    def _kernel_shape(self, channels: int) -> tuple:
+        """Keras's kernel shape for inputs of `channels` channels: (window..., channels per
+        group, filters); the transposed convolutions swap the last two."""
+        return self.kernel_size + (channels // self.groups, self.filters)
+
     def _bias_weights(self, rng, size: int) -> dict:
         """{"bias": (size,) values} with use_bias, else {}."""
         if not self.use_bias:

@@ -101,11 +101,8 @@ class Conv1DTranspose(ConvolutionLayer):
                                None if self.output_padding is None else self.output_padding[0])
         return (steps, self.filters)
 
-    def init(self, rng, input_shape):
-        out_shape = self.sample_output_shape(input_shape)
-        shape = self.kernel_size + (self.filters, input_shape[-1])
-        kernel = initializers.initial_values(self.kernel_initializer, rng, shape)
-        return {"kernel": kernel, **self._bias_weights(rng, self.filters)}, {}, out_shape
+    def _kernel_shape(self, channels: int) -> tuple:
+        return self.kernel_size + (self.filters, channels)
 
     def pre_activation(self, params, state, x, sample_mask=None, **_):
         # The 2-D transposed convolution of a (steps, 1) image with a (k, 1) kernel.

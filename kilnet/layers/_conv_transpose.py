@@ -7,7 +7,6 @@ kilnet/layers/_conv_more.py, runs the 2-D one on a one-column image).
 
 from __future__ import annotations
 
-from kilnet import initializers
 from kilnet._kernels.conv_transpose import conv_transpose, transpose_size
 from kilnet.layers._base import as_pair, check_channels_last, check_padding
 from kilnet.layers._conv_base import ConvolutionLayer, check_filters
@@ -59,11 +58,8 @@ class _ConvTranspose(ConvolutionLayer):
                       for i in range(self.RANK))
         return sizes + (self.filters,)
 
-    def init(self, rng, input_shape):
-        out_shape = self.sample_output_shape(input_shape)
-        shape = self.kernel_size + (self.filters, input_shape[-1])
-        kernel = initializers.initial_values(self.kernel_initializer, rng, shape)
-        return {"kernel": kernel, **self._bias_weights(rng, self.filters)}, {}, out_shape
+    def _kernel_shape(self, channels: int) -> tuple:
+        return self.kernel_size + (self.filters, channels)
 
     def pre_activation(self, params, state, x, sample_mask=None, **_):
         y = conv_transpose(x, params["kernel"], self.strides, self.dilation_rate, self.padding,
