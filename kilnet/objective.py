@@ -121,7 +121,23 @@ class Objective:
         """
         if not self.several_losses:
             return []
-        return [f"{h.name}_loss" for h in self.heads if h.loss is not None]
+        return [name for name, _ in self.heads_with_loss]
+
+    @property
+    def heads_with_loss(self) -> list[tuple[str, Head]]:
+        """(log name of its own loss, head) of each output that has a loss, in output order:
+        the names of the per-output losses wherever they are logged or tracked.
+
+        Example:
+            >>> import kilnet
+            >>> inputs = kilnet.Input((2,))
+            >>> model = kilnet.Model(inputs, [kilnet.layers.Dense(1, name="a")(inputs),
+            ...                               kilnet.layers.Dense(1, name="b")(inputs)])
+            >>> model.compile(loss=[None, "mae"])
+            >>> [(name, head.index) for name, head in model.compiled.objective.heads_with_loss]
+            [('b_loss', 1)]
+        """
+        return [(f"{head.name}_loss", head) for head in self.heads if head.loss is not None]
 
     @property
     def sum_names(self) -> list[str]:
@@ -313,9 +329,7 @@ class Objective:
         labels = self.labels_by_head(y)
         weights = self.weights_by_head(y)
         total, parts = None, {}
-        for head in self.heads:
-            if head.loss is None:
-                continue
+        for name, head in self.heads_with_loss:
             mask = None if masks is None else masks[head.index]
             sample_weight = weights.get(head.index)
             if head.loss.overrides_call:
@@ -325,7 +339,7 @@ class Objective:
                 value = self._per_sample_loss(head, labels[head.index], outputs[head.index],
                                               mask, weight, sample_weight)
             if self.several_output_losses:
-                parts[f"{head.name}_loss"] = value
+                parts[name] = value
             if head.weight is not None:
                 value = value * head.weight
             total = value if total is None else total + value

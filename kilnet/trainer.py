@@ -352,7 +352,7 @@ class Trainer:
         if self.model.overrides_compute_loss and getattr(
                 self, "_default_loss_reached", None) is not objective:
             return []
-        return [f"{h.name}_loss" for h in objective.heads if h.loss is not None]
+        return [name for name, _ in objective.heads_with_loss]
 
     def note_default_loss_reached(self) -> bool:
         """Record that a step of Keras's form reached the default compute_loss (a

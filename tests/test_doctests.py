@@ -85,6 +85,7 @@ MODULES = ["kilnet._small_objects", "kilnet.tree", "kilnet.serialization", "kiln
            "kilnet.activations", "kilnet._registry", "kilnet.programs", "kilnet.fit",
            "kilnet.trainer", "kilnet._scope", "kilnet.compile_metrics", "kilnet._step_logs", "kilnet.models._keras_steps", "kilnet._metric_held_layers", "kilnet.optimizers._accumulation",
            "kilnet.data", "kilnet._tree", "kilnet.layers._bias", "kilnet.layers._conv",
+           "kilnet.layers._conv_base",
            "kilnet._kernels.conv",
            "kilnet.layers._lambda", "kilnet.layers._matmul", "kilnet._kernels.onednn_matmul",
            "kilnet.layers._rnn_cells", "kilnet.layers._tracking", "kilnet.objective",

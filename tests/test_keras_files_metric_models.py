@@ -19,6 +19,7 @@ import pytest  # noqa: E402
 keras = pytest.importorskip("keras", reason="the reference is Keras itself")
 
 import kilnet  # noqa: E402
+from tests._metric_models import draw_weights, tracked_metric  # noqa: E402
 
 SHAPE = (6, 6, 2)
 X = np.random.default_rng(0).random((3,) + SHAPE).astype("float32")
@@ -31,10 +32,9 @@ def _classes(lib):
     layers = lib.layers
     register = lib.saving.register_keras_serializable(package="kilnet_test_metric_models")
 
-    class Kid(lib.metrics.Metric):
+    class Kid(tracked_metric(lib)):
         def __init__(self, name="kid", **kwargs):
             super().__init__(name=name, **kwargs)
-            self.kid_tracker = lib.metrics.Mean(name="kid_tracker")
             inputs = lib.Input(SHAPE, name="backbone_in")
             x = layers.Conv2D(3, 3, name="conv")(inputs)
             x = layers.BatchNormalization(name="bn")(x)
@@ -46,12 +46,6 @@ def _classes(lib):
         def update_state(self, real, generated, sample_weight=None):
             gap = self.encoder(real, training=False) - self.encoder(generated, training=False)
             self.kid_tracker.update_state(lib.ops.mean(gap))
-
-        def result(self):
-            return self.kid_tracker.result()
-
-        def reset_state(self):
-            self.kid_tracker.reset_state()
 
     class Diffusion(lib.Model):
         def __init__(self, **kwargs):
@@ -73,10 +67,7 @@ def _model(lib, seed):
     drawn from `seed`, so that a load that skipped any array would show."""
     model = _classes(lib)[1]()
     model(X)
-    rng = np.random.default_rng(seed)
-    for part in (model, model.kid.encoder):
-        part.set_weights([rng.random(w.shape).astype("float32") + 0.5
-                          for w in part.get_weights()])
+    draw_weights((model, model.kid.encoder), seed)
     return model
 
 

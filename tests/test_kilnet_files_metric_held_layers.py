@@ -17,6 +17,7 @@ import pytest  # noqa: E402
 import kilnet  # noqa: E402
 from kilnet import checkpoint  # noqa: E402
 from kilnet.errors import ModelFileError  # noqa: E402
+from tests._metric_models import draw_weights, tracked_metric  # noqa: E402
 
 SHAPE = (6, 6, 2)
 RNG = np.random.default_rng(0)
@@ -30,10 +31,9 @@ def _classes(lib):
     layers = lib.layers
     register = lib.saving.register_keras_serializable(package="kilnet_test_held_layers")
 
-    class Kid(lib.metrics.Metric):
+    class Kid(tracked_metric(lib)):
         def __init__(self, name="kid", **kwargs):
             super().__init__(name=name, **kwargs)
-            self.kid_tracker = lib.metrics.Mean(name="kid_tracker")
             inputs = lib.Input(SHAPE, name="enc_in")
             x = layers.Conv2D(3, 3, name="conv")(inputs)
             x = layers.BatchNormalization(name="bn")(x)
@@ -46,12 +46,6 @@ def _classes(lib):
             real = self.head(self.encoder(real, training=False))
             generated = self.head(self.encoder(generated, training=False))
             self.kid_tracker.update_state(lib.ops.mean(lib.ops.square(real - generated)))
-
-        def result(self):
-            return self.kid_tracker.result()
-
-        def reset_state(self):
-            self.kid_tracker.reset_state()
 
     class Diffusion(lib.Model):
         def __init__(self, **kwargs):
@@ -74,10 +68,7 @@ def _model(lib, seed):
     drawn from `seed`, so that a load that missed any array would show."""
     model = _classes(lib)[1]()
     model(X)
-    rng = np.random.default_rng(seed)
-    for part in _held_parts(model):
-        part.set_weights([rng.random(w.shape).astype("float32") + 0.5
-                          for w in part.get_weights()])
+    draw_weights(_held_parts(model), seed)
     return model
 
 
@@ -173,39 +164,13 @@ def test_a_resumed_run_computes_the_metric_with_the_checkpointed_encoder(tmp_pat
 def test_a_resumed_run_validates_with_the_checkpointed_encoder(tmp_path):
     """A test_step of yours (Keras's JAX form) updating the metric: the resumed fit's
     validation runs the encoder the checkpoint kept, not the one the new process drew."""
-    diffusion = _classes(kilnet)[1]
-
-    class Validated(diffusion):
-        def test_step(self, state, data):
-            trainable, non_trainable, metric_vars = state
-            x, _ = data
-            out, _ = self.stateless_call(trainable, non_trainable, x)
-            n = len(self.kid.variables)
-            kid = self.kid.stateless_update_state(metric_vars[-n:], x, out)
-            return ({"kid": self.kid.stateless_result(kid)},
-                    (trainable, non_trainable, list(metric_vars[:-n]) + list(kid)))
-
-        @property
-        def metrics(self):
-            return [self.kid]
-
-    def make(seed):
-        model = Validated()
-        model(X)
-        rng = np.random.default_rng(seed)
-        for part in _held_parts(model):
-            part.set_weights([rng.random(w.shape).astype("float32") + 0.5
-                              for w in part.get_weights()])
-        model.compile(optimizer="adam", loss="mse")
-        return model
-
     def fit(model, epochs):
         backup = kilnet.callbacks.BackupAndRestore(str(tmp_path / "b"), delete_checkpoint=False)
         return model.fit(X, X, batch_size=2, epochs=epochs, validation_data=(X, X), verbose=0,
                          callbacks=[backup]).history["val_kid"]
 
-    fit(make(seed=9), epochs=2)
-    resumed = make(seed=10)
+    fit(_validated(seed=9), epochs=2)
+    resumed = _validated(seed=10)
     drawn = [w.copy() for w in _held_weights(resumed)]
     val_kid = fit(resumed, epochs=3)
     assert len(val_kid) == 1
@@ -239,10 +204,7 @@ def _unnamed_classes():
 def _unnamed_model(seed):
     model = _unnamed_classes()()
     model(X)
-    rng = np.random.default_rng(seed)
-    for part in _held_parts(model):
-        part.set_weights([rng.random(w.shape).astype("float32") + 0.5
-                          for w in part.get_weights()])
+    draw_weights(_held_parts(model), seed)
     return model
 
 
@@ -293,10 +255,7 @@ def _validated_class():
 def _validated(seed):
     model = _validated_class()()
     model(X)
-    rng = np.random.default_rng(seed)
-    for part in _held_parts(model):
-        part.set_weights([rng.random(w.shape).astype("float32") + 0.5
-                          for w in part.get_weights()])
+    draw_weights(_held_parts(model), seed)
     model.compile(optimizer="adam", loss="mse")
     return model
 

@@ -57,19 +57,19 @@ class WeightsFile:
 
     def group(self, h5_path):
         """The group at `h5_path`, reached by hard links only, or None if absent."""
-        node = self.file
-        for part in h5_path.split("/"):
-            link = node.get(part, getlink=True) if isinstance(node, h5py.Group) else None
-            if link is None:
-                return None
-            if not isinstance(link, h5py.HardLink):
-                self.fail(f"its weights reach {h5_path!r} through a {type(link).__name__}; "
-                          "only plain (hard-linked) groups and datasets are accepted.")
-            node = node[part]
+        node = self._hard_linked(h5_path)
         return node if isinstance(node, h5py.Group) else None
 
     def dataset(self, h5_path):
         """The dataset at `h5_path`, reached by hard links only, or None if absent."""
+        node = self._hard_linked(h5_path)
+        if node is not None and not isinstance(node, h5py.Dataset):
+            self.fail(f"{h5_path!r} in its weights is not a dataset.")
+        return node
+
+    def _hard_linked(self, h5_path):
+        """The object at `h5_path`, or None if absent; a soft or external link on the way is
+        refused (a file must not make the reader follow it elsewhere)."""
         node = self.file
         for part in h5_path.split("/"):
             link = node.get(part, getlink=True) if isinstance(node, h5py.Group) else None
@@ -79,8 +79,6 @@ class WeightsFile:
                 self.fail(f"its weights reach {h5_path!r} through a {type(link).__name__}; "
                           "only plain (hard-linked) groups and datasets are accepted.")
             node = node[part]
-        if not isinstance(node, h5py.Dataset):
-            self.fail(f"{h5_path!r} in its weights is not a dataset.")
         return node
 
     def shape_of(self, h5_path):

@@ -158,6 +158,14 @@ def _like(tree, old):
     return jax.tree.map(lambda new, was: jnp.asarray(new, was.dtype), tree, old)
 
 
+def _per_weight_tree(adapter, state, arrays, head: int, old) -> tuple:
+    """(the arrays of Keras's list from `head` on, one per trainable weight, as a tree in the
+    dtypes of `old`, the position after them)."""
+    end = head + len(adapter.trainable_list(state.params))
+    tree = adapter.trainable_tree(state, [jnp.asarray(v) for v in arrays[head:end]])
+    return _like(tree, old), end
+
+
 def _slot_groups(optimizer) -> list:
     """How many slots each of Keras's add_optimizer_variables calls makes, in order: one call
     lists its slots variable by variable (Adam's momentum and velocity interleaved), and the
@@ -304,22 +312,15 @@ def import_arrays(trainer, arrays):
     adapter = KerasState(trainer)
     averages = optimizers_lib.moving_average_state(state.opt_state)
     if averages is not None:   # use_ema: the averages come first (see export_arrays)
-        n_averages = len(adapter.trainable_list(state.params))
-        new_averages = averages._replace(
-            count=jnp.asarray(steps, averages.count.dtype), average=_like(
-                adapter.trainable_tree(state, [jnp.asarray(v) for v in
-                                               arrays[head:head + n_averages]]),
-                averages.average))
-        head += n_averages
+        average, head = _per_weight_tree(adapter, state, arrays, head, averages.average)
+        new_averages = averages._replace(count=jnp.asarray(steps, averages.count.dtype),
+                                         average=average)
     accumulation = optimizers_lib.accumulation_state(state.opt_state)
     if accumulation is not None:   # the summed gradients come next (see export_arrays)
-        n_sums = len(adapter.trainable_list(state.params))
+        summed, head = _per_weight_tree(adapter, state, arrays, head,
+                                        accumulation.summed_gradients)
         new_accumulation = accumulation._replace(
-            count=jnp.asarray(steps, accumulation.count.dtype), summed_gradients=_like(
-                adapter.trainable_tree(state, [jnp.asarray(v) for v in
-                                               arrays[head:head + n_sums]]),
-                accumulation.summed_gradients))
-        head += n_sums
+            count=jnp.asarray(steps, accumulation.count.dtype), summed_gradients=summed)
     per_var, scalars = arrays[head:len(arrays) - n_scalars], arrays[len(arrays) - n_scalars:]
     trees = []
     for name, values in zip(names, _per_slot(trainer.optimizer, per_var)):

@@ -5,13 +5,12 @@ elsewhere).
 
 from __future__ import annotations
 
-from kilnet import constraints, initializers, regularizers
 from kilnet._kernels.conv import conv2d, dilated_span, output_size, too_small
-from kilnet.layers._base import KernelLayer, as_pair, check_channels_last, check_padding
-from kilnet.layers._bias import add_bias
+from kilnet.layers._base import as_pair, check_channels_last, check_padding
+from kilnet.layers._conv_base import ConvolutionLayer
 
 
-class Conv2D(KernelLayer):
+class Conv2D(ConvolutionLayer):
     saves_declared_weights_only = True   # as Keras's save_own_variables does
     config_keys = ("filters", "kernel_size", "strides", "padding", "data_format",
                    "dilation_rate", "groups", "activation", "use_bias", "kernel_initializer",
@@ -27,28 +26,19 @@ class Conv2D(KernelLayer):
         if not isinstance(filters, int) or filters < 1:
             raise ValueError(f"filters must be a positive integer. Received: filters={filters!r}")
         self.data_format = check_channels_last(data_format)
-        initializers.set_layer_initializers(
-            self, kernel_initializer=kernel_initializer, bias_initializer=bias_initializer)
         self.filters = filters
-        self.kernel_size = as_pair(kernel_size, "kernel_size")
-        self.strides = as_pair(strides, "strides")
+        self._set_window_sizes(as_pair, kernel_size, strides, dilation_rate)
         self.padding = check_padding(padding)
-        self.dilation_rate = as_pair(dilation_rate, "dilation_rate")
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            raise ValueError("strides > 1 cannot be combined with dilation_rate > 1 (as in "
-                             f"Keras). Received: strides={self.strides}, "
-                             f"dilation_rate={self.dilation_rate}")
         if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1 \
                 or filters % groups:
             raise ValueError("groups must be a positive integer that divides filters="
                              f"{filters}. Received: groups={groups!r}")
         self.groups = groups
-        regularizers.set_layer_regularizers(self, kernel_regularizer=kernel_regularizer,
-                                            bias_regularizer=bias_regularizer,
-                                            activity_regularizer=activity_regularizer)
-        constraints.set_layer_constraints(self, kernel_constraint=kernel_constraint,
-                                          bias_constraint=bias_constraint)
-        self.use_bias = bool(use_bias)
+        self._set_weight_arguments(
+            use_bias, kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint, kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer)
 
     def sample_output_shape(self, input_shape):
         if len(input_shape) != 3:
@@ -71,15 +61,6 @@ class Conv2D(KernelLayer):
             )
         return (ho, wo, self.filters)
 
-    def init(self, rng, input_shape):
-        out_shape = self.sample_output_shape(input_shape)
-        shape = self.kernel_size + (input_shape[-1] // self.groups, self.filters)
-        params = {"kernel": initializers.initial_values(self.kernel_initializer, rng, shape)}
-        if self.use_bias:
-            params["bias"] = initializers.initial_values(self.bias_initializer, rng,
-                                                             (self.filters,))
-        return params, {}, out_shape
-
     def convolution_op(self, inputs, kernel):
         """The convolution of `inputs` with `kernel` (no bias, no activation), as Keras's
         `Conv2D.convolution_op`: the layer computes through it, so a subclass that overrides
@@ -97,15 +78,4 @@ class Conv2D(KernelLayer):
 
     def pre_activation(self, params, state, x, sample_mask=None, **_):
         y = self.convolution_op(x, params["kernel"])
-        if self.use_bias:
-            y = add_bias(y, params["bias"])
-        regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)
-        return y, state
-
-    def get_config(self):
-        config = regularizers.serialize_into(super().get_config(), self, _REGULARIZERS)
-        return constraints.serialize_into(config, self, _CONSTRAINTS)
-
-
-_REGULARIZERS = ("kernel_regularizer", "bias_regularizer", "activity_regularizer")
-_CONSTRAINTS = ("kernel_constraint", "bias_constraint")
+        return self._biased_output(y, params, sample_mask), state

@@ -18,39 +18,11 @@ import math
 import jax
 from jax import lax
 
-from kilnet import constraints, initializers, regularizers
-from kilnet.layers._base import KernelLayer, check_channels_last
-from kilnet.layers._bias import add_bias
+from kilnet.layers._base import check_channels_last
+from kilnet.layers._conv_base import ConvolutionLayer, as_single, check_filters
 from kilnet._kernels.conv import conv2d_cpu
 
 PADDINGS = ("valid", "same", "causal")
-
-
-# -- arguments shared by the convolution modules --------------------------------------------------
-def as_single(value, argument: str) -> tuple[int]:
-    """Keras accepts `3` or `(3,)` for a 1-D kernel size, stride or dilation."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value,)
-    try:
-        single = tuple(int(v) for v in value)
-    except (TypeError, ValueError):
-        single = ()
-    if len(single) != 1 or single[0] < 1:
-        raise ValueError(f"{argument} must be a positive integer (or a tuple of one). "
-                         f"Received: {argument}={value!r}")
-    return single
-
-
-def check_filters(filters):
-    if not isinstance(filters, int) or isinstance(filters, bool) or filters < 1:
-        raise ValueError(f"filters must be a positive integer. Received: filters={filters!r}")
-    return filters
-
-
-def check_no_dilated_strides(strides, dilation_rate):
-    if max(strides) > 1 and max(dilation_rate) > 1:
-        raise ValueError("strides > 1 cannot be combined with dilation_rate > 1 (as in Keras). "
-                         f"Received: strides={strides}, dilation_rate={dilation_rate}")
 
 
 # -- the computation -----------------------------------------------------------------------------
@@ -101,7 +73,7 @@ def conv1d(x, kernel, stride: int, dilation: int, padding: str):
     return conv1d_native(x, kernel, stride, dilation, pads)
 
 
-class Conv1D(KernelLayer):
+class Conv1D(ConvolutionLayer):
     """1-D convolution over the steps of a sequence: inputs (steps, channels), outputs
     (new steps, filters).
 
@@ -139,10 +111,7 @@ class Conv1D(KernelLayer):
                  kernel_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(activation=activation, **kwargs)
         self.filters = check_filters(filters)
-        self.kernel_size = as_single(kernel_size, "kernel_size")
-        self.strides = as_single(strides, "strides")
-        self.dilation_rate = as_single(dilation_rate, "dilation_rate")
-        check_no_dilated_strides(self.strides, self.dilation_rate)
+        self._set_window_sizes(as_single, kernel_size, strides, dilation_rate)
         if not isinstance(padding, str) or padding.lower() not in PADDINGS:
             raise ValueError("padding must be 'valid', 'same' or 'causal'. "
                              f"Received: padding={padding!r}")
@@ -151,16 +120,13 @@ class Conv1D(KernelLayer):
                              "reshape the sequence to a (steps, 1) image). Received: "
                              f"groups={groups!r}")
         self.groups = 1
-        constraints.set_layer_constraints(self, kernel_constraint=kernel_constraint,
-                                          bias_constraint=bias_constraint)
-        regularizers.set_layer_regularizers(self, kernel_regularizer=kernel_regularizer,
-                                            bias_regularizer=bias_regularizer,
-                                            activity_regularizer=activity_regularizer)
-        initializers.set_layer_initializers(
-            self, kernel_initializer=kernel_initializer, bias_initializer=bias_initializer)
+        self._set_weight_arguments(
+            use_bias, kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint, kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer)
         self.padding = padding.lower()
         self.data_format = check_channels_last(data_format)
-        self.use_bias = bool(use_bias)
 
     def sample_output_shape(self, input_shape):
         if len(input_shape) != 2 or input_shape[-1] is None:
@@ -177,15 +143,6 @@ class Conv1D(KernelLayer):
                 f"'{self.padding}'; use padding='same' or a smaller kernel.")
         return (steps, self.filters)
 
-    def init(self, rng, input_shape):
-        out_shape = self.sample_output_shape(input_shape)
-        shape = self.kernel_size + (input_shape[-1], self.filters)
-        params = {"kernel": initializers.initial_values(self.kernel_initializer, rng, shape)}
-        if self.use_bias:
-            params["bias"] = initializers.initial_values(self.bias_initializer, rng,
-                                                             (self.filters,))
-        return params, {}, out_shape
-
     def convolution_op(self, inputs, kernel):
         """The convolution of `inputs` with `kernel`, as Keras's `Conv1D.convolution_op`:
         the layer computes through it, so a subclass may override it.
@@ -200,15 +157,4 @@ class Conv1D(KernelLayer):
 
     def pre_activation(self, params, state, x, sample_mask=None, **_):
         y = self.convolution_op(x, params["kernel"])
-        if self.use_bias:
-            y = add_bias(y, params["bias"])
-        regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)
-        return y, state
-
-    def get_config(self):
-        config = regularizers.serialize_into(super().get_config(), self, _REGULARIZERS)
-        return constraints.serialize_into(config, self, _CONSTRAINTS)
-
-
-_REGULARIZERS = ("kernel_regularizer", "bias_regularizer", "activity_regularizer")
-_CONSTRAINTS = ("kernel_constraint", "bias_constraint")
+        return self._biased_output(y, params, sample_mask), state

@@ -18,16 +18,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from kilnet import constraints, initializers, regularizers
-from kilnet.layers._base import KernelLayer, Layer, check_padding
-from kilnet.layers._bias import add_bias
+from kilnet.layers._base import Layer, check_channels_last, check_padding
 from kilnet._kernels.conv import (dilated_span, onednn_convolution, output_size, same_padding,
                                   too_small)
-from kilnet.layers._conv1d import (
-    check_channels_last,
-    check_filters,
-    check_no_dilated_strides,
-)
+from kilnet.layers._conv_base import ConvolutionLayer, check_filters
 from kilnet.layers._pooling import window_maximum
 
 
@@ -90,7 +84,7 @@ def _volumes_only(layer, input_shape):
                          f"Received an input of shape {tuple(input_shape)}.")
 
 
-class Conv3D(KernelLayer):
+class Conv3D(ConvolutionLayer):
     """3-D convolution over volumes or videos: inputs (depth, height, width, channels),
     outputs (depth', height', width', filters).
 
@@ -127,23 +121,17 @@ class Conv3D(KernelLayer):
                  kernel_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(activation=activation, **kwargs)
         self.filters = check_filters(filters)
-        self.kernel_size = as_triple(kernel_size, "kernel_size")
-        self.strides = as_triple(strides, "strides")
-        self.dilation_rate = as_triple(dilation_rate, "dilation_rate")
-        check_no_dilated_strides(self.strides, self.dilation_rate)
+        self._set_window_sizes(as_triple, kernel_size, strides, dilation_rate)
         self.padding = check_padding(padding)
         if groups != 1:
             raise ValueError(f"Conv3D supports groups=1 only for now. Received: groups={groups!r}")
         self.groups = 1
-        regularizers.set_layer_regularizers(self, kernel_regularizer=kernel_regularizer,
-                                            bias_regularizer=bias_regularizer,
-                                            activity_regularizer=activity_regularizer)
-        constraints.set_layer_constraints(self, kernel_constraint=kernel_constraint,
-                                          bias_constraint=bias_constraint)
-        initializers.set_layer_initializers(
-            self, kernel_initializer=kernel_initializer, bias_initializer=bias_initializer)
+        self._set_weight_arguments(
+            use_bias, kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint, kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer)
         self.data_format = check_channels_last(data_format)
-        self.use_bias = bool(use_bias)
 
     def sample_output_shape(self, input_shape):
         _volumes_only("Conv3D", input_shape)
@@ -157,19 +145,6 @@ class Conv3D(KernelLayer):
                              f"shape {tuple(input_shape)} with padding='{self.padding}'; use "
                              "padding='same'.")
         return sizes + (self.filters,)
-
-    def init(self, rng, input_shape):
-        out_shape = self.sample_output_shape(input_shape)
-        shape = self.kernel_size + (input_shape[-1], self.filters)
-        params = {"kernel": initializers.initial_values(self.kernel_initializer, rng, shape)}
-        if self.use_bias:
-            params["bias"] = initializers.initial_values(self.bias_initializer, rng,
-                                                             (self.filters,))
-        return params, {}, out_shape
-
-    def get_config(self):
-        return constraints.serialize_into(regularizers.serialize_into(
-            super().get_config(), self), self)
 
     def convolution_op(self, inputs, kernel):
         """The convolution of `inputs` with `kernel`, as Keras's `Conv3D.convolution_op`:
@@ -186,10 +161,7 @@ class Conv3D(KernelLayer):
 
     def pre_activation(self, params, state, x, sample_mask=None, **_):
         y = self.convolution_op(x, params["kernel"])
-        if self.use_bias:
-            y = add_bias(y, params["bias"])
-        regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)
-        return y, state
+        return self._biased_output(y, params, sample_mask), state
 
 
 class _Pooling3D(Layer):

@@ -30,8 +30,8 @@ from kilnet import initializers, regularizers
 from kilnet.layers import _rnn_cells as cells
 from kilnet.layers._base import Layer, as_pair, check_padding, is_shape
 from kilnet._kernels.conv import conv2d, dilated_span, output_size, too_small
-from kilnet.layers._conv1d import (as_single, check_channels_last, check_filters,
-                                   check_no_dilated_strides, conv1d)
+from kilnet.layers._conv1d import check_channels_last, conv1d
+from kilnet.layers._conv_base import as_single, check_filters, check_no_dilated_strides
 from kilnet.layers._conv3d import as_triple, conv3d
 from kilnet.layers._node import KerasTensor
 from kilnet.layers._recurrent import (LSTMKind, check_bool, check_call_options,

@@ -25,17 +25,11 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from kilnet import constraints, initializers, regularizers
-from kilnet.layers._base import KernelLayer, as_pair, check_padding
-from kilnet.layers._bias import add_bias
+from kilnet import initializers
+from kilnet.layers._base import as_pair, check_channels_last, check_padding
 from kilnet._kernels.conv import (dilated_span, onednn_convolution, output_size, pad_same,
                                   too_small, window_slices)
-from kilnet.layers._conv1d import (
-    as_single,
-    check_channels_last,
-    check_filters,
-    check_no_dilated_strides,
-)
+from kilnet.layers._conv_base import ConvolutionLayer, as_single, check_filters
 from kilnet._kernels.conv_transpose import conv2d_transpose, transpose_size
 
 
@@ -47,7 +41,7 @@ def _images_only(layer, input_shape):
 
 
 # -- Conv1DTranspose -----------------------------------------------------------------------------
-class Conv1DTranspose(KernelLayer):
+class Conv1DTranspose(ConvolutionLayer):
     """Transposed 1-D convolution: upsamples sequences (steps, channels), e.g. doubles their
     length with strides=2 and padding="same".
 
@@ -87,21 +81,15 @@ class Conv1DTranspose(KernelLayer):
                  kernel_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(activation=activation, **kwargs)
         self.filters = check_filters(filters)
-        self.kernel_size = as_single(kernel_size, "kernel_size")
-        self.strides = as_single(strides, "strides")
-        self.dilation_rate = as_single(dilation_rate, "dilation_rate")
-        check_no_dilated_strides(self.strides, self.dilation_rate)
+        self._set_window_sizes(as_single, kernel_size, strides, dilation_rate)
         self.padding = check_padding(padding)
         self.output_padding = _check_1d_output_padding(output_padding, self.strides)
-        regularizers.set_layer_regularizers(self, kernel_regularizer=kernel_regularizer,
-                                            bias_regularizer=bias_regularizer,
-                                            activity_regularizer=activity_regularizer)
-        constraints.set_layer_constraints(self, kernel_constraint=kernel_constraint,
-                                          bias_constraint=bias_constraint)
-        initializers.set_layer_initializers(
-            self, kernel_initializer=kernel_initializer, bias_initializer=bias_initializer)
+        self._set_weight_arguments(
+            use_bias, kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint, kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer)
         self.data_format = check_channels_last(data_format)
-        self.use_bias = bool(use_bias)
 
     def sample_output_shape(self, input_shape):
         if len(input_shape) != 2 or input_shape[-1] is None:
@@ -113,18 +101,8 @@ class Conv1DTranspose(KernelLayer):
                                None if self.output_padding is None else self.output_padding[0])
         return (steps, self.filters)
 
-    def init(self, rng, input_shape):
-        out_shape = self.sample_output_shape(input_shape)
-        shape = self.kernel_size + (self.filters, input_shape[-1])
-        params = {"kernel": initializers.initial_values(self.kernel_initializer, rng, shape)}
-        if self.use_bias:
-            params["bias"] = initializers.initial_values(self.bias_initializer, rng,
-                                                             (self.filters,))
-        return params, {}, out_shape
-
-    def get_config(self):
-        return constraints.serialize_into(regularizers.serialize_into(
-            super().get_config(), self), self)
+    def _kernel_shape(self, channels: int) -> tuple:
+        return self.kernel_size + (self.filters, channels)
 
     def pre_activation(self, params, state, x, sample_mask=None, **_):
         # The 2-D transposed convolution of a (steps, 1) image with a (k, 1) kernel.
@@ -132,10 +110,7 @@ class Conv1DTranspose(KernelLayer):
         y = conv2d_transpose(x[:, :, None, :], params["kernel"][:, None],
                              (self.strides[0], 1), (self.dilation_rate[0], 1), self.padding,
                              output_padding)[:, :, 0, :]
-        if self.use_bias:
-            y = add_bias(y, params["bias"])
-        regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)
-        return y, state
+        return self._biased_output(y, params, sample_mask), state
 
 
 def _check_1d_output_padding(output_padding, strides):
@@ -194,7 +169,7 @@ def _check_depth_multiplier(depth_multiplier):
     return depth_multiplier
 
 
-class _DepthwiseBase(KernelLayer):
+class _DepthwiseBase(ConvolutionLayer):
     """The arguments and output size shared by DepthwiseConv2D and SeparableConv2D."""
 
     def _set_window(self, kernel_size, strides, padding, depth_multiplier, data_format,
@@ -260,14 +235,11 @@ class DepthwiseConv2D(_DepthwiseBase):
         super().__init__(activation=activation, **kwargs)
         self._set_window(kernel_size, strides, padding, depth_multiplier, data_format,
                          dilation_rate)
-        regularizers.set_layer_regularizers(self, depthwise_regularizer=depthwise_regularizer,
-                                            bias_regularizer=bias_regularizer,
-                                            activity_regularizer=activity_regularizer)
-        constraints.set_layer_constraints(self, depthwise_constraint=depthwise_constraint,
-                                          bias_constraint=bias_constraint)
-        initializers.set_layer_initializers(
-            self, depthwise_initializer=depthwise_initializer, bias_initializer=bias_initializer)
-        self.use_bias = bool(use_bias)
+        self._set_weight_arguments(
+            use_bias, depthwise_regularizer=depthwise_regularizer,
+            bias_regularizer=bias_regularizer, activity_regularizer=activity_regularizer,
+            depthwise_constraint=depthwise_constraint, bias_constraint=bias_constraint,
+            depthwise_initializer=depthwise_initializer, bias_initializer=bias_initializer)
 
     def sample_output_shape(self, input_shape):
         return self._image_output_shape(input_shape)
@@ -278,22 +250,13 @@ class DepthwiseConv2D(_DepthwiseBase):
     def init(self, rng, input_shape):
         out_shape = self._image_output_shape(input_shape)
         shape = self.kernel_size + (input_shape[-1], self.depth_multiplier)
-        params = {"kernel": initializers.initial_values(self.depthwise_initializer, rng, shape)}
-        if self.use_bias:
-            params["bias"] = initializers.initial_values(self.bias_initializer, rng, out_shape[-1:])
-        return params, {}, out_shape
-
-    def get_config(self):
-        return constraints.serialize_into(regularizers.serialize_into(
-            super().get_config(), self), self)
+        kernel = initializers.initial_values(self.depthwise_initializer, rng, shape)
+        return {"kernel": kernel, **self._bias_weights(rng, out_shape[-1])}, {}, out_shape
 
     def pre_activation(self, params, state, x, sample_mask=None, **_):
         y = depthwise_conv2d(x, params["kernel"], self.strides, self.padding,
                              self.dilation_rate)
-        if self.use_bias:
-            y = add_bias(y, params["bias"])
-        regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)
-        return y, state
+        return self._biased_output(y, params, sample_mask), state
 
 
 class SeparableConv2D(_DepthwiseBase):
@@ -342,17 +305,13 @@ class SeparableConv2D(_DepthwiseBase):
         self.filters = check_filters(filters)
         self._set_window(kernel_size, strides, padding, depth_multiplier, data_format,
                          dilation_rate)
-        regularizers.set_layer_regularizers(self, depthwise_regularizer=depthwise_regularizer,
-                                            pointwise_regularizer=pointwise_regularizer,
-                                            bias_regularizer=bias_regularizer,
-                                            activity_regularizer=activity_regularizer)
-        constraints.set_layer_constraints(self, depthwise_constraint=depthwise_constraint,
-                                          pointwise_constraint=pointwise_constraint,
-                                          bias_constraint=bias_constraint)
-        initializers.set_layer_initializers(
-            self, depthwise_initializer=depthwise_initializer,
+        self._set_weight_arguments(
+            use_bias, depthwise_regularizer=depthwise_regularizer,
+            pointwise_regularizer=pointwise_regularizer, bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer, depthwise_constraint=depthwise_constraint,
+            pointwise_constraint=pointwise_constraint, bias_constraint=bias_constraint,
+            depthwise_initializer=depthwise_initializer,
             pointwise_initializer=pointwise_initializer, bias_initializer=bias_initializer)
-        self.use_bias = bool(use_bias)
 
     @property
     def param_names(self):
@@ -373,24 +332,15 @@ class SeparableConv2D(_DepthwiseBase):
                 rng, self.kernel_size + (channels, self.depth_multiplier)),
             "pointwise_kernel": initializers.initial_values(self.pointwise_initializer,
                 rng, (1, 1, channels * self.depth_multiplier, self.filters)),
+            **self._bias_weights(rng, self.filters),
         }
-        if self.use_bias:
-            params["bias"] = initializers.initial_values(self.bias_initializer, rng,
-                                                             (self.filters,))
         return params, {}, out_shape
-
-    def get_config(self):
-        return constraints.serialize_into(regularizers.serialize_into(
-            super().get_config(), self), self)
 
     def pre_activation(self, params, state, x, sample_mask=None, **_):
         y = depthwise_conv2d(x, params["depthwise_kernel"], self.strides, self.padding,
                              self.dilation_rate)
         y = y @ params["pointwise_kernel"][0, 0]
-        if self.use_bias:
-            y = add_bias(y, params["bias"])
-        regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)
-        return y, state
+        return self._biased_output(y, params, sample_mask), state
 
 
 class _Steps1D:

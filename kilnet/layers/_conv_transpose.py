@@ -7,19 +7,13 @@ kilnet/layers/_conv_more.py, runs the 2-D one on a one-column image).
 
 from __future__ import annotations
 
-from kilnet import constraints, initializers, regularizers
 from kilnet._kernels.conv_transpose import conv_transpose, transpose_size
-from kilnet.layers._base import KernelLayer, as_pair, check_padding
-from kilnet.layers._bias import add_bias
-from kilnet.layers._conv1d import (
-    check_channels_last,
-    check_filters,
-    check_no_dilated_strides,
-)
+from kilnet.layers._base import as_pair, check_channels_last, check_padding
+from kilnet.layers._conv_base import ConvolutionLayer, check_filters
 from kilnet.layers._conv3d import as_triple
 
 
-class _ConvTranspose(KernelLayer):
+class _ConvTranspose(ConvolutionLayer):
     """What Conv2DTranspose and Conv3DTranspose share: Keras's arguments, output sizes,
     kernel (spatial..., filters, in_channels) and computation, for RANK spatial axes. Each
     subclass keeps Keras's own argument order and defaults."""
@@ -37,23 +31,17 @@ class _ConvTranspose(KernelLayer):
                  kernel_regularizer, bias_regularizer, activity_regularizer, kernel_constraint,
                  bias_constraint, **kwargs):
         super().__init__(activation=activation, **kwargs)
-        as_tuple = as_pair if self.RANK == 2 else as_triple
         self.filters = check_filters(filters)
-        self.kernel_size = as_tuple(kernel_size, "kernel_size")
-        self.strides = as_tuple(strides, "strides")
-        self.dilation_rate = as_tuple(dilation_rate, "dilation_rate")
-        check_no_dilated_strides(self.strides, self.dilation_rate)
+        self._set_window_sizes(as_pair if self.RANK == 2 else as_triple, kernel_size, strides,
+                               dilation_rate)
         self.padding = check_padding(padding)
         self.output_padding = _check_output_padding(output_padding, self.strides)
-        regularizers.set_layer_regularizers(self, kernel_regularizer=kernel_regularizer,
-                                            bias_regularizer=bias_regularizer,
-                                            activity_regularizer=activity_regularizer)
-        constraints.set_layer_constraints(self, kernel_constraint=kernel_constraint,
-                                          bias_constraint=bias_constraint)
-        initializers.set_layer_initializers(
-            self, kernel_initializer=kernel_initializer, bias_initializer=bias_initializer)
+        self._set_weight_arguments(
+            use_bias, kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint, kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer)
         self.data_format = check_channels_last(data_format)
-        self.use_bias = bool(use_bias)
 
     def sample_output_shape(self, input_shape):
         name = type(self).__name__
@@ -70,26 +58,13 @@ class _ConvTranspose(KernelLayer):
                       for i in range(self.RANK))
         return sizes + (self.filters,)
 
-    def init(self, rng, input_shape):
-        out_shape = self.sample_output_shape(input_shape)
-        shape = self.kernel_size + (self.filters, input_shape[-1])
-        params = {"kernel": initializers.initial_values(self.kernel_initializer, rng, shape)}
-        if self.use_bias:
-            params["bias"] = initializers.initial_values(self.bias_initializer, rng,
-                                                             (self.filters,))
-        return params, {}, out_shape
-
-    def get_config(self):
-        return constraints.serialize_into(regularizers.serialize_into(
-            super().get_config(), self), self)
+    def _kernel_shape(self, channels: int) -> tuple:
+        return self.kernel_size + (self.filters, channels)
 
     def pre_activation(self, params, state, x, sample_mask=None, **_):
         y = conv_transpose(x, params["kernel"], self.strides, self.dilation_rate, self.padding,
                            self.output_padding)
-        if self.use_bias:
-            y = add_bias(y, params["bias"])
-        regularizers.add_layer_penalties(self, params, lambda: self.activate(y), sample_mask)
-        return y, state
+        return self._biased_output(y, params, sample_mask), state
 
 
 class Conv2DTranspose(_ConvTranspose):

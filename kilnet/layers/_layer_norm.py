@@ -20,7 +20,45 @@ from kilnet import constraints, initializers, regularizers
 from kilnet.layers._base import Layer
 
 
-class LayerNormalization(Layer):
+class _GammaBeta:
+    """What LayerNormalization and GroupNormalization share after normalizing (a mixin of
+    kilnet.layers.Layer): Keras's center / scale arguments, the gamma and beta weights (one
+    shape, initialized, penalized and constrained as Keras's) and `y * gamma + beta`."""
+
+    def _set_center_and_scale(self, center, scale, beta_initializer, gamma_initializer):
+        self.center = _check_bool(center, "center")
+        self.scale = _check_bool(scale, "scale")
+        initializers.set_layer_initializers(
+            self, beta_initializer=beta_initializer, gamma_initializer=gamma_initializer)
+
+    @property
+    def param_names(self):
+        # Keras's weight order: gamma (with scale), then beta (with center).
+        return (("gamma",) if self.scale else ()) + (("beta",) if self.center else ())
+
+    def _gamma_beta_weights(self, rng, shape) -> dict:
+        params = {}
+        if self.scale:
+            params["gamma"] = initializers.initial_values(self.gamma_initializer, rng, shape)
+        if self.center:
+            params["beta"] = initializers.initial_values(self.beta_initializer, rng, shape)
+        return params
+
+    def get_config(self):
+        return constraints.serialize_into(regularizers.serialize_into(
+            super().get_config(), self), self)
+
+    def _scale_and_shift(self, y, params, weight_shape):
+        """`y * gamma + beta`, the weights reshaped to `weight_shape` (size 1 on the axes
+        they do not span)."""
+        if self.scale:
+            y = y * params["gamma"].reshape(weight_shape)
+        if self.center:
+            y = y + params["beta"].reshape(weight_shape)
+        return y
+
+
+class LayerNormalization(_GammaBeta, Layer):
     """Normalizes each sample over `axis` to mean 0 and variance 1, then scales by `gamma`
     and shifts by `beta` (weights spanning the normalized axes), as Keras's.
 
@@ -69,14 +107,7 @@ class LayerNormalization(Layer):
         self.rms_scaling = False   # Keras 3.15 writes it in the config
         self.axis = _check_axes(axis, "LayerNormalization")
         self.epsilon = _check_epsilon(epsilon)
-        self.center = _check_bool(center, "center")
-        self.scale = _check_bool(scale, "scale")
-        initializers.set_layer_initializers(
-            self, beta_initializer=beta_initializer, gamma_initializer=gamma_initializer)
-
-    @property
-    def param_names(self):
-        return _gamma_beta(self)
+        self._set_center_and_scale(center, scale, beta_initializer, gamma_initializer)
 
     def sample_output_shape(self, input_shape):
         _sample_axes(self.axis, input_shape)
@@ -88,16 +119,8 @@ class LayerNormalization(Layer):
         if None in shape:
             raise ValueError(f"the normalized axes must have a known size. Received: an input "
                              f"of shape {tuple(input_shape)} and axis={self.axis!r}")
-        params = {}
-        if self.scale:
-            params["gamma"] = initializers.initial_values(self.gamma_initializer, rng, shape)
-        if self.center:
-            params["beta"] = initializers.initial_values(self.beta_initializer, rng, shape)
-        return params, {}, self.sample_output_shape(input_shape)
-
-    def get_config(self):
-        return constraints.serialize_into(regularizers.serialize_into(
-            super().get_config(), self), self)
+        return (self._gamma_beta_weights(rng, shape), {},
+                self.sample_output_shape(input_shape))
 
     def apply(self, params, state, x, **_):
         regularizers.add_layer_penalties(self, params)
@@ -108,14 +131,10 @@ class LayerNormalization(Layer):
         y = (x - mean) * jnp.reciprocal(jnp.sqrt(var + self.epsilon))
         # The weights have the normalized axes only: give them size-1 axes elsewhere.
         weight_shape = [x.shape[a] if a in axes else 1 for a in range(x.ndim)]
-        if self.scale:
-            y = y * params["gamma"].reshape(weight_shape)
-        if self.center:
-            y = y + params["beta"].reshape(weight_shape)
-        return y, state
+        return self._scale_and_shift(y, params, weight_shape), state
 
 
-class GroupNormalization(Layer):
+class GroupNormalization(_GammaBeta, Layer):
     """Splits the channels (`axis`) into `groups` and normalizes each group of each sample
     over the group's channels and every other axis of the sample; then a per-channel `gamma`
     and `beta`, as Keras's. groups=1 normalizes whole samples, groups=-1 (one channel per
@@ -166,14 +185,7 @@ class GroupNormalization(Layer):
         self.groups = groups
         self.axis = _check_axes(axis, "GroupNormalization")
         self.epsilon = _check_epsilon(epsilon)
-        self.center = _check_bool(center, "center")
-        self.scale = _check_bool(scale, "scale")
-        initializers.set_layer_initializers(
-            self, beta_initializer=beta_initializer, gamma_initializer=gamma_initializer)
-
-    @property
-    def param_names(self):
-        return _gamma_beta(self)
+        self._set_center_and_scale(center, scale, beta_initializer, gamma_initializer)
 
     def _channels(self, input_shape) -> tuple[int, int]:
         """(the channels axis counted with the batch axis, the number of groups), checked."""
@@ -195,16 +207,8 @@ class GroupNormalization(Layer):
     def init(self, rng, input_shape):
         axis, _ = self._channels(input_shape)
         shape = (input_shape[axis - 1],)
-        params = {}
-        if self.scale:
-            params["gamma"] = initializers.initial_values(self.gamma_initializer, rng, shape)
-        if self.center:
-            params["beta"] = initializers.initial_values(self.beta_initializer, rng, shape)
-        return params, {}, self.sample_output_shape(input_shape)
-
-    def get_config(self):
-        return constraints.serialize_into(regularizers.serialize_into(
-            super().get_config(), self), self)
+        return (self._gamma_beta_weights(rng, shape), {},
+                self.sample_output_shape(input_shape))
 
     def apply(self, params, state, x, **_):
         regularizers.add_layer_penalties(self, params)
@@ -220,11 +224,7 @@ class GroupNormalization(Layer):
         var = jnp.square(grouped - mean).mean(axis=axes, keepdims=True)
         y = ((grouped - mean) * jnp.reciprocal(jnp.sqrt(var + self.epsilon))).reshape(x.shape)
         weight_shape = [channels if a == axis else 1 for a in range(x.ndim)]
-        if self.scale:
-            y = y * params["gamma"].reshape(weight_shape)
-        if self.center:
-            y = y + params["beta"].reshape(weight_shape)
-        return y, state
+        return self._scale_and_shift(y, params, weight_shape), state
 
 
 class UnitNormalization(Layer):
@@ -381,11 +381,6 @@ def set_gamma_beta_regularization(layer, beta_regularizer, gamma_regularizer,
                                         gamma_regularizer=gamma_regularizer)
     constraints.set_layer_constraints(layer, beta_constraint=beta_constraint,
                                       gamma_constraint=gamma_constraint)
-
-
-def _gamma_beta(layer) -> tuple:
-    """Keras's weight order of a normalization: gamma (with scale), then beta (with center)."""
-    return (("gamma",) if layer.scale else ()) + (("beta",) if layer.center else ())
 
 
 def _at_least_float32(x):

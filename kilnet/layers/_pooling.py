@@ -17,7 +17,7 @@ import numpy as np
 from kilnet._custom_gradients import custom_jvp, custom_vjp
 from kilnet.layers._base import Layer, as_pair, check_channels_last, check_padding, set_untracked
 from kilnet._kernels.conv import output_size, pad_same, too_small, window_slices
-from kilnet.layers._conv1d import as_single
+from kilnet.layers._conv_base import as_single
 
 
 class _Pooling2D(Layer):
