@@ -1,11 +1,14 @@
-"""What the optimizer-state tests of Keras files share: a small regression task, the model
-built in kilnet or Keras from one description, one more training step, and the comparison."""
+"""What the optimizer tests share: a small regression task, the model built in kilnet or Keras
+from one description, one more training step, the comparison, and the check of an optimizer
+class's signature and config against Keras's."""
 
 from __future__ import annotations
 
+import inspect
 import re
 
 import numpy as np
+import pytest
 
 
 def data(samples=32, offset=0.1):
@@ -36,3 +39,24 @@ def unnumbered(name: str) -> str:
     """An optimizer's default name without the number Keras and kilnet give each further
     instance in a process ("adam_3" -> "adam"): the two libraries' counts differ."""
     return re.sub(r"_\d+$", "", name)
+
+
+def assert_signature_and_config_are_keras(name: str) -> None:
+    """kilnet's optimizer class `name` has Keras's defaults, learning rate, get() name and
+    get_config (round trip through from_config; keys, values and name as Keras's)."""
+    import keras
+
+    from kilnet import optimizers
+    ours, theirs = getattr(optimizers, name), getattr(keras.optimizers, name)
+    keras_defaults = {p.name: p.default for p in inspect.signature(theirs.__init__).parameters
+                      .values() if p.default is not p.empty}
+    for key, value in ours.defaults.items():
+        assert keras_defaults[key] == value, key
+    assert keras_defaults["learning_rate"] == ours().learning_rate
+    config = ours(learning_rate=0.01).get_config()
+    assert type(optimizers.get(name.lower())) is ours
+    assert ours.from_config(config).get_config() == config
+    keras_config = theirs(learning_rate=0.01).get_config()
+    assert keras_config["learning_rate"] == pytest.approx(config.pop("learning_rate"))
+    assert unnumbered(keras_config["name"]) == unnumbered(config.pop("name"))
+    assert {k: keras_config[k] for k in config} == config

@@ -5,7 +5,6 @@ training through compile(); `optimizers.serialize` / `deserialize` against Keras
 from __future__ import annotations
 
 import copy
-import inspect
 import os
 import warnings
 
@@ -89,19 +88,7 @@ def test_a_schedule_drives_the_rate_as_in_keras(name):
 
 @pytest.mark.parametrize("name", NEW)
 def test_signatures_configs_and_names_are_keras(name):
-    ours, theirs = getattr(optimizers, name), getattr(keras.optimizers, name)
-    keras_defaults = {p.name: p.default for p in inspect.signature(theirs.__init__).parameters
-                      .values() if p.default is not p.empty}
-    for key, value in ours.defaults.items():
-        assert keras_defaults[key] == value, key
-    assert keras_defaults["learning_rate"] == ours().learning_rate
-    config = ours(learning_rate=0.01).get_config()
-    assert type(optimizers.get(name.lower())) is ours
-    assert ours.from_config(config).get_config() == config
-    keras_config = theirs(learning_rate=0.01).get_config()
-    assert keras_config["learning_rate"] == pytest.approx(config.pop("learning_rate"))
-    assert unnumbered(keras_config["name"]) == unnumbered(config.pop("name"))
-    assert {k: keras_config[k] for k in config} == config
+    parity.assert_signature_and_config_are_keras(name)
 
 
 @pytest.mark.parametrize("argument", ["learning_rate_power", "initial_accumulator_value",

@@ -4,7 +4,6 @@ their state in Keras's .keras files both ways (tests/_optimizer_parity.py)."""
 
 from __future__ import annotations
 
-import inspect
 import os
 
 os.environ["KERAS_BACKEND"] = "jax"
@@ -16,7 +15,6 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import _optimizer_parity as parity  # noqa: E402
-from _optimizer_parity import unnumbered  # noqa: E402
 import kilnet  # noqa: E402
 from kilnet import optimizers  # noqa: E402
 from kilnet.models import load_model  # noqa: E402
@@ -58,19 +56,7 @@ def test_updates_are_keras_step_by_step(name, kwargs):
 
 @pytest.mark.parametrize("name", ["Adamax", "Adadelta", "Lion"])
 def test_signatures_configs_and_names_are_keras(name):
-    ours, theirs = getattr(optimizers, name), getattr(keras.optimizers, name)
-    keras_defaults = {p.name: p.default for p in inspect.signature(theirs.__init__).parameters
-                      .values() if p.default is not p.empty}
-    for key, value in ours.defaults.items():
-        assert keras_defaults[key] == value, key
-    assert keras_defaults["learning_rate"] == ours().learning_rate
-    config = ours(learning_rate=0.01).get_config()
-    assert type(optimizers.get(name.lower())) is ours
-    assert ours.from_config(config).get_config() == config
-    keras_config = theirs(learning_rate=0.01).get_config()
-    assert keras_config["learning_rate"] == pytest.approx(config.pop("learning_rate"))
-    assert unnumbered(keras_config["name"]) == unnumbered(config.pop("name"))
-    assert {k: keras_config[k] for k in config} == config
+    parity.assert_signature_and_config_are_keras(name)
 
 
 @pytest.mark.parametrize("name", ["adamax", "adadelta", "lion"])
