@@ -96,12 +96,7 @@ class Reader:
     def custom_function(self, entry):
         """The function of yours a Keras function entry names ({"class_name": "function",
         "config": "package>name", ...}): registered, or in custom_objects; None otherwise."""
-        name = entry.get("registered_name")
-        name = name if isinstance(name, str) and name != "function" else entry.get("config")
-        if not isinstance(name, str):
-            return None
-        found = self.custom.get(name) or saving.get_registered_object(name)
-        return found if callable(found) and not isinstance(found, type) else None
+        return _registry.function_named(entry, self.custom)
 
 
 # -- Keras -> kilnet -------------------------------------------------------------------------
@@ -121,6 +116,13 @@ def scan(value, reader, where):
                 reader.fail(where, f"it names a class that is not a string: {name!r:.100}.")
             if name == "function" and reader.custom_function(item) is not None:
                 continue   # a function of yours, registered: named, not code
+            if name == "function" and ">" in str(item.get("config")):   # "package>name"
+                reader.fail(where, f"it names your function {item['config']!r:.80}, which is "
+                                   "not registered in this program; register it under that "
+                                   "name with @kilnet.saving.register_keras_serializable("
+                                   "package=..., name=...) (or pass it as custom_objects="
+                                   "{...}) before loading. Files name functions; kilnet never "
+                                   "loads code.")
             if name == "function" or name == "__lambda__" or (
                     name.startswith("__") and name not in MARKERS):
                 reader.fail(where, f"it holds a {name!r} object ({item.get('config')!r:.100}):"
@@ -360,6 +362,8 @@ def _initializer(key, value, reader, where):
         return value
     if not isinstance(value, dict):
         reader.fail(where, f"{key} is malformed: {value!r:.100}")
+    if _registry.is_function_entry(value) and reader.custom_function(value) is not None:
+        return {k: value[k] for k in ENTRY_KEYS if k in value}   # a function of yours
     name, config = value.get("class_name"), dict(value.get("config") or {})
     registered = value.get("registered_name")
     mine = saving.get_registered_object(registered) if isinstance(registered, str) else None
@@ -630,12 +634,13 @@ def _keras_object_entry(value, module):
 
 
 def _keras_initializer(key, value, path):
-    """Keras's entry of a kilnet initializer: one of the classes both have, or a class of
-    yours registered with kilnet.saving.register_serializable (which Keras finds under the
-    same registered name, registered with keras.saving.register_keras_serializable)."""
+    """Keras's entry of a kilnet initializer: one of the classes both have, or a class or
+    function of yours registered with kilnet.saving.register_serializable (which Keras finds
+    under the same registered name, registered with keras.saving.register_keras_serializable)."""
     registered = value.get("registered_name")
     if value.get("class_name") not in initializers.CLASSES and not (
-            isinstance(registered, str) and saving.get_registered_object(registered)):
+            isinstance(registered, str) and saving.get_registered_object(registered)) \
+            and _registry.function_named(value) is None:   # nor a function of yours
         raise ValueError(f"Cannot save {path} as a Keras file: its {key} is your initializer "
                          f"class {value.get('class_name')!r}, which Keras cannot rebuild. "
                          "Register it with @kilnet.saving.register_serializable() (and with "

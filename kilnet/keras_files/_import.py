@@ -19,7 +19,7 @@ import numpy as np
 from kilnet import losses as losses_lib
 from kilnet import metrics as metrics_lib
 from kilnet import optimizers as optimizers_lib
-from kilnet import _saving_hooks, saving
+from kilnet import _registry, _saving_hooks, saving
 from kilnet.errors import ModelFileError
 from kilnet.keras_files import _archive, _config, _h5, _layout, _legacy, _precheck
 from kilnet.keras_files import _feature_space
@@ -311,13 +311,16 @@ def _optimizer(spec):
 
 def _objects(value, types, what):
     """Losses and metrics: names stay names; Keras's {"class_name", "config"} through the
-    allowlist `types`; lists and dicts (per output) kept."""
+    allowlist `types`; a function of yours by its registered name (as Keras's compile
+    takes it); lists and dicts (per output) kept."""
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, list):
         return [_objects(v, types, what) for v in value]
     if isinstance(value, dict) and "class_name" not in value:
         return {k: _objects(v, types, what) for k, v in value.items()}
+    if _registry.is_function_entry(value):
+        return _registry.function_from_entry(value, what)
     if not isinstance(value, dict) or value.get("class_name") not in types or not isinstance(
             value.get("config") or {}, dict):
         raise ValueError(f"{what} {_name(value)!r:.60} is not one of kilnet's")
