@@ -78,6 +78,21 @@ def close_scope(previous: dict) -> None:
     _scope = previous
 
 
+def widen_scope(objects: dict) -> dict:
+    """Open a scope holding the open scope's objects and `objects` (a load_model's
+    custom_objects, which the layers it makes look their functions up in, as Keras's
+    loading does); returns the previous scope for `close_scope`.
+
+    Example:
+        >>> previous = widen_scope({"doc_min": min})
+        >>> lookup("doc_min") is min
+        True
+        >>> close_scope(previous); lookup("doc_min") is None
+        True
+    """
+    return open_scope({**_scope, **objects})
+
+
 def class_named(name, builtins: dict, base: type):
     """The class a config names: one of `builtins` (kilnet's own, by name), else a subclass
     of `base` registered under that name; None for anything else.
@@ -184,9 +199,9 @@ def function_named(entry, custom_objects=None):
     return found if callable(found) and not isinstance(found, type) else None
 
 
-def function_from_entry(entry, what="function"):
+def function_from_entry(entry, what="function", custom_objects=None):
     """function_named, or a ValueError naming `what` that says how to register it."""
-    found = function_named(entry)
+    found = function_named(entry, custom_objects)
     if found is None:
         raise ValueError(
             f"The {what} {entry.get('config')!r:.80} is a function that is not registered in "

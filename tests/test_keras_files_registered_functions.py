@@ -143,3 +143,18 @@ def test_a_function_not_registered_is_not_written(tmp_path):
 
 def config_loss(path):
     return json.loads(zipfile.ZipFile(path).read("config.json"))["compile_config"].get("loss")
+
+
+def test_a_function_given_as_custom_objects_is_found(tmp_path):
+    def keras_only_init(shape, dtype=None):
+        return np.full(shape, 0.1, dtype or "float32")
+
+    keras.saving.register_keras_serializable(package="tests_fns", name="keras_only_init")(
+        keras_only_init)
+    theirs = model_of(keras, initializer=keras_only_init)
+    theirs.save(tmp_path / "k.keras")
+    mine = kilnet.models.load_model(tmp_path / "k.keras", custom_objects={
+        "tests_fns>keras_only_init": keras_only_init})
+    assert mine.get_layer("hidden").kernel_initializer is keras_only_init
+    assert_same_model(mine, theirs)
+    assert kilnet.saving.get_registered_object("tests_fns>keras_only_init") is None

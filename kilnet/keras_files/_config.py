@@ -116,13 +116,13 @@ def scan(value, reader, where):
                 reader.fail(where, f"it names a class that is not a string: {name!r:.100}.")
             if name == "function" and reader.custom_function(item) is not None:
                 continue   # a function of yours, registered: named, not code
-            if name == "function" and ">" in str(item.get("config")):   # "package>name"
-                reader.fail(where, f"it names your function {item['config']!r:.80}, which is "
-                                   "not registered in this program; register it under that "
-                                   "name with @kilnet.saving.register_keras_serializable("
-                                   "package=..., name=...) (or pass it as custom_objects="
-                                   "{...}) before loading. Files name functions; kilnet never "
-                                   "loads code.")
+            if name == "function" and isinstance(item.get("config"), str):
+                reader.fail(where, f"it names the function {item['config']!r:.80}, which is "
+                                   "not registered in this program. If it is yours, register "
+                                   "it under that name with @kilnet.saving."
+                                   "register_keras_serializable(package=..., name=...) or pass "
+                                   "it as custom_objects={name: function} before loading; "
+                                   "kilnet never imports or runs what a file names.")
             if name == "function" or name == "__lambda__" or (
                     name.startswith("__") and name not in MARKERS):
                 reader.fail(where, f"it holds a {name!r} object ({item.get('config')!r:.100}):"

@@ -57,6 +57,16 @@ def load_keras(filepath, custom_objects=None, compile=True):
     kilnet_config.check_bounds(spec, path)
     if _feature_space.is_feature_space(spec):   # FeatureSpace.save's file, Keras's or ours
         return _feature_space.load_feature_space(spec, members, path)
+    # the functions of yours that layers and compile() get by name may be custom_objects
+    previous = _registry.widen_scope(custom_objects or {})
+    try:
+        return _model_with_weights(spec, members, path, custom_objects, compile)
+    finally:
+        _registry.close_scope(previous)
+
+
+def _model_with_weights(spec, members, path, custom_objects, compile):
+    """load_keras's model from its parsed config and archive members."""
     model = model_from_keras_config(spec, path, custom_objects)
     if _archive.WEIGHTS not in members:
         raise ModelFileError(path, f"it has no {_archive.WEIGHTS}.")
