@@ -158,3 +158,16 @@ def test_a_function_given_as_custom_objects_is_found(tmp_path):
     assert mine.get_layer("hidden").kernel_initializer is keras_only_init
     assert_same_model(mine, theirs)
     assert kilnet.saving.get_registered_object("tests_fns>keras_only_init") is None
+
+
+def test_keras_own_loss_and_metric_functions_load_compiled(tmp_path):
+    theirs = model_of(keras, loss=keras.losses.mean_squared_error,
+                      metric=keras.metrics.mean_absolute_error)
+    theirs.save(tmp_path / "k.keras")
+    mine = kilnet.models.load_model(tmp_path / "k.keras")
+    assert mine.is_compiled
+    ours = mine.evaluate(X, Y, verbose=0, return_dict=True)
+    expected = theirs.evaluate(X, Y, verbose=0, return_dict=True)
+    assert sorted(ours) == sorted(expected) == ["loss", "mean_absolute_error"]
+    for key in ours:
+        np.testing.assert_allclose(ours[key], expected[key], rtol=1e-6)

@@ -17,6 +17,8 @@ import inspect
 import warnings
 
 from kilnet import _registry, initializers, quantizers, saving
+from kilnet import losses as losses_lib
+from kilnet import metrics as metrics_lib
 from kilnet.errors import ModelFileError
 from kilnet.layers import (CELL_TYPES, LAYER_TYPES, RNN, Bidirectional, InputLayer, Layer,
                            Pipeline, StackedRNNCells, Wrapper)
@@ -114,8 +116,9 @@ def scan(value, reader, where):
             name, module = item.get("class_name"), item.get("module")
             if not isinstance(name, str):
                 reader.fail(where, f"it names a class that is not a string: {name!r:.100}.")
-            if name == "function" and reader.custom_function(item) is not None:
-                continue   # a function of yours, registered: named, not code
+            if name == "function" and (reader.custom_function(item) is not None
+                                       or keras_function(item)):
+                continue   # a function of yours, registered, or Keras's: named, not code
             if name == "function" and isinstance(item.get("config"), str):
                 reader.fail(where, f"it names the function {item['config']!r:.80}, which is "
                                    "not registered in this program. If it is yours, register "
@@ -135,6 +138,32 @@ def scan(value, reader, where):
                                    "and your classes through custom_objects=).")
         elif isinstance(item, list):
             stack.extend(item)
+
+
+def keras_function(entry) -> bool:
+    """Whether a function entry names one of Keras's own loss or metric functions (compile's
+    `loss=keras.losses.mean_squared_error`, which Keras writes as {"module": "builtins",
+    "class_name": "function", "config": "mean_squared_error"}) by a name kilnet's losses or
+    metrics know: data, which compile() takes by that name.
+
+    Example:
+        >>> keras_function({"module": "builtins", "class_name": "function",
+        ...                 "config": "mean_squared_error", "registered_name": "function"})
+        True
+        >>> keras_function({"module": "os", "class_name": "function", "config": "system"})
+        False
+    """
+    name, module = entry.get("config"), entry.get("module")
+    if not isinstance(name, str) or not (module in (None, "builtins")
+                                         or str(module).startswith("keras.")):
+        return False
+    for get in (losses_lib.get, metrics_lib.get):
+        try:
+            get(name)
+            return True
+        except (TypeError, ValueError):
+            continue
+    return False
 
 
 def model_spec(entry, reader):

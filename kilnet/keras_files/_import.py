@@ -322,7 +322,7 @@ def _optimizer(spec):
 def _objects(value, types, what):
     """Losses and metrics: names stay names; Keras's {"class_name", "config"} through the
     allowlist `types`; a function of yours by its registered name (as Keras's compile
-    takes it); lists and dicts (per output) kept."""
+    takes it), one of Keras's by its name; lists and dicts (per output) kept."""
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, list):
@@ -330,6 +330,8 @@ def _objects(value, types, what):
     if isinstance(value, dict) and "class_name" not in value:
         return {k: _objects(v, types, what) for k, v in value.items()}
     if _registry.is_function_entry(value):
+        if _registry.function_named(value) is None and _config.keras_function(value):
+            return value["config"]   # one of Keras's functions: kilnet's of the same name
         return _registry.function_from_entry(value, what)
     if not isinstance(value, dict) or value.get("class_name") not in types or not isinstance(
             value.get("config") or {}, dict):
