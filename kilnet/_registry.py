@@ -184,9 +184,9 @@ def function_named(entry, custom_objects=None):
     (nothing is imported).
 
     Example:
-        >>> register("Doc>negate", abs)
-        >>> function_named({"class_name": "function", "config": "Doc>negate",
-        ...                 "registered_name": "Doc>negate"}) is abs
+        >>> register("Doc>absolute", abs)
+        >>> function_named({"class_name": "function", "config": "Doc>absolute",
+        ...                 "registered_name": "function"}) is abs
         True
         >>> function_named({"class_name": "function", "config": "os.system"}) is None
         True
@@ -199,9 +199,10 @@ def function_named(entry, custom_objects=None):
     return found if callable(found) and not isinstance(found, type) else None
 
 
-def function_from_entry(entry, what="function", custom_objects=None):
-    """function_named, or a ValueError naming `what` that says how to register it."""
-    found = function_named(entry, custom_objects)
+def function_from_entry(entry, what="function"):
+    """function_named (the open scope holds a load_model's custom_objects), or a ValueError
+    naming `what` that says how to register it."""
+    found = function_named(entry)
     if found is None:
         raise ValueError(
             f"The {what} {entry.get('config')!r:.80} is a function that is not registered in "
