@@ -171,3 +171,27 @@ def test_keras_own_loss_and_metric_functions_load_compiled(tmp_path):
     assert sorted(ours) == sorted(expected) == ["loss", "mean_absolute_error"]
     for key in ours:
         np.testing.assert_allclose(ours[key], expected[key], rtol=1e-6)
+
+
+def test_a_kilnet_file_keeps_the_compile_configuration_with_your_functions(tmp_path):
+    mine = model_of(kilnet)
+    mine.fit(X, Y, batch_size=4, epochs=1, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # nothing is left out
+        mine.save(tmp_path / "m.kilnet")
+        again = kilnet.models.load_model(tmp_path / "m.kilnet")
+    assert again.is_compiled and again.loss is cubed_error
+    assert_holds_the_functions(again)
+    assert again.evaluate(X, Y, verbose=0) == mine.evaluate(X, Y, verbose=0)
+
+
+def test_a_kilnet_file_naming_a_function_no_longer_registered_is_refused(tmp_path):
+    def scaled_error(y_true, y_pred):
+        return keras.ops.mean(keras.ops.abs(y_pred - y_true), axis=-1)
+
+    kilnet.saving.register_keras_serializable(package="tests_fns", name="gone")(scaled_error)
+    model_of(kilnet, loss=scaled_error).save(tmp_path / "m.kilnet")
+    del kilnet.saving.get_custom_objects()["tests_fns>gone"]
+    with pytest.raises(ModelFileError, match="tests_fns>gone.*not registered.*"
+                                             "register_keras_serializable"):
+        kilnet.models.load_model(tmp_path / "m.kilnet")
