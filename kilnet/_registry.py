@@ -84,11 +84,11 @@ def widen_scope(objects: dict) -> dict:
     loading does); returns the previous scope for `close_scope`.
 
     Example:
-        >>> previous = widen_scope({"doc_min": min})
-        >>> lookup("doc_min") is min
+        >>> outer = open_scope({"doc_abs": abs})
+        >>> inner = widen_scope({"doc_min": min})
+        >>> lookup("doc_abs") is abs and lookup("doc_min") is min   # both, where open_scope
         True
-        >>> close_scope(previous); lookup("doc_min") is None
-        True
+        >>> close_scope(inner); close_scope(outer)                  # would replace the first
     """
     return open_scope({**_scope, **objects})
 
