@@ -78,6 +78,21 @@ def close_scope(previous: dict) -> None:
     _scope = previous
 
 
+def widen_scope(objects: dict) -> dict:
+    """Open a scope holding the open scope's objects and `objects` (a load_model's
+    custom_objects, which the layers it makes look their functions up in, as Keras's
+    loading does); returns the previous scope for `close_scope`.
+
+    Example:
+        >>> outer = open_scope({"doc_abs": abs})
+        >>> inner = widen_scope({"doc_min": min})
+        >>> lookup("doc_abs") is abs and lookup("doc_min") is min   # both, where open_scope
+        True
+        >>> close_scope(inner); close_scope(outer)                  # would replace the first
+    """
+    return open_scope({**_scope, **objects})
+
+
 def class_named(name, builtins: dict, base: type):
     """The class a config names: one of `builtins` (kilnet's own, by name), else a subclass
     of `base` registered under that name; None for anything else.
@@ -125,6 +140,76 @@ def from_config_entry(config, builtins: dict, base: type, what: str):
         return cls.from_config(dict(config.get("config") or {}))
     except TypeError as error:
         raise ValueError(f"The {what} {name} has an invalid config: {error}") from None
+
+
+FUNCTION = "function"   # the class_name of Keras's entry for a function
+
+
+def function_entry(fn, what="function") -> dict:
+    """Keras's entry for a function of yours registered with
+    `kilnet.saving.register_keras_serializable`, as Keras's `serialize_keras_object` writes
+    it (a layer's initializer, compile's loss): {"module": "builtins", "class_name":
+    "function", "config": its registered name, "registered_name": "function"}; Keras and
+    kilnet find the function by that name in their registries. A function that is not
+    registered is a ValueError naming `what` (a file can name registered functions only),
+    with the fix.
+
+    Example:
+        >>> def doc_double(x):
+        ...     return 2 * x
+        >>> register("Doc>double", doc_double)
+        >>> function_entry(doc_double)
+        {'module': 'builtins', 'class_name': 'function', 'config': 'Doc>double', \
+'registered_name': 'function'}
+    """
+    name = name_of(fn)
+    if name is None:
+        raise ValueError(
+            f"The {what} {getattr(fn, '__qualname__', fn)!r:.80} cannot be written to a file: "
+            "files name functions, never hold their code. Register it with "
+            "@kilnet.saving.register_keras_serializable(package=..., name=...) (and with "
+            "keras.saving.register_keras_serializable on Keras's side) to save it by name.")
+    return {"module": "builtins", "class_name": FUNCTION, "config": name,
+            "registered_name": FUNCTION}
+
+
+def is_function_entry(value) -> bool:
+    """Whether `value` is Keras's entry for a function ({"class_name": "function", ...})."""
+    return isinstance(value, dict) and value.get("class_name") == FUNCTION
+
+
+def function_named(entry, custom_objects=None):
+    """The function of yours a function entry names (its registered name, as Keras looks it
+    up): in `custom_objects`, the open custom object scope or the registry; None otherwise
+    (nothing is imported).
+
+    Example:
+        >>> register("Doc>absolute", abs)
+        >>> function_named({"class_name": "function", "config": "Doc>absolute",
+        ...                 "registered_name": "function"}) is abs
+        True
+        >>> function_named({"class_name": "function", "config": "os.system"}) is None
+        True
+    """
+    name = entry.get("registered_name")
+    name = name if isinstance(name, str) and name != FUNCTION else entry.get("config")
+    if not isinstance(name, str):
+        return None
+    found = (custom_objects or {}).get(name) or lookup(name)
+    return found if callable(found) and not isinstance(found, type) else None
+
+
+def function_from_entry(entry, what="function"):
+    """function_named (the open scope holds a load_model's custom_objects), or a ValueError
+    naming `what` that says how to register it."""
+    found = function_named(entry)
+    if found is None:
+        raise ValueError(
+            f"The {what} {entry.get('config')!r:.80} is a function that is not registered in "
+            "this program: register it with @kilnet.saving.register_keras_serializable("
+            "package=..., name=...) under that name before loading (files name functions, "
+            "never hold their code).")
+    return found
 
 
 def user_module(obj):

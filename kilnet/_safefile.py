@@ -51,11 +51,12 @@ def json_default(value):
     if callable(value):
         raise TypeError(
             f"The Python function {getattr(value, '__qualname__', value)!r:.80} cannot be saved: "
-            "kilnet files hold no code. For a Lambda layer's function, register it with "
-            "@kilnet.saving.register_serializable() (it is then saved by name), or write a "
-            "Layer subclass; a function given as an initializer is not saved, registered or "
-            "not: write a kilnet.initializers.Initializer subclass with get_config and register "
-            "it. model.save_weights() saves the weights alone.")
+            "kilnet files hold no code. Register it with "
+            "@kilnet.saving.register_keras_serializable(package=..., name=...) (kilnet's "
+            "register_serializable) and it is saved by name (a Lambda layer's function, an "
+            "initializer, regularizer or constraint), "
+            "or write a Layer or kilnet.initializers.Initializer subclass with get_config. "
+            "model.save_weights() saves the weights alone.")
     raise TypeError(f"{type(value).__name__} values cannot be saved: {value!r:.100}")
 
 

@@ -4,8 +4,8 @@ names one, and how a config holds one.
 A layer argument may be None, a name ("l2", "max_norm"), a saved config (Keras's
 {"module", "class_name", "config", "registered_name"}, or kilnet's older
 {"class_name", "config"}), an object of the module's classes, or a plain callable.
-A config is rebuilt from the module's own table of classes, or a subclass registered with
-kilnet.saving.register_serializable, only: a file never names code to import.
+A config is rebuilt from the module's own table of classes, or a subclass or function
+registered with kilnet.saving.register_serializable, only: a file never names code to import.
 """
 
 from __future__ import annotations
@@ -64,6 +64,11 @@ def resolve(identifier, by_name: dict, base: type, argument: str, names: str):
         return identifier
     if isinstance(identifier, str) and identifier in by_name:
         return by_name[identifier]()
+    if _registry.is_function_entry(identifier):   # a registered function of yours, by name
+        try:
+            return _registry.function_from_entry(identifier, base.__name__.lower())
+        except ValueError as error:
+            raise ValueError(f"{argument}: {error}") from None
     if isinstance(identifier, dict) and set(identifier) <= _CONFIG_KEYS:
         # kilnet's older {"class_name", "config"} or Keras's four keys; a class of yours by
         # its registered name
@@ -97,11 +102,14 @@ def serialize(obj, by_name: dict, base: type, module: str, what: str):
     """
     if obj is None or isinstance(obj, (str, dict)):
         return obj
+    if not isinstance(obj, base) and callable(obj) and _registry.name_of(obj) is not None:
+        return _registry.function_entry(obj, what)   # a registered function, by its name
     if not isinstance(obj, base):
-        raise ValueError(f"Only {base.__module__} objects (and subclasses of "
-                         f"{base.__module__}.{base.__name__} registered with "
-                         "@kilnet.saving.register_serializable()) can be saved in a config; a "
-                         f"plain function cannot be rebuilt from a file. Received: {obj!r}")
+        raise ValueError(f"Only {base.__module__} objects, subclasses of "
+                         f"{base.__module__}.{base.__name__} and functions registered with "
+                         "@kilnet.saving.register_keras_serializable() can be saved in a "
+                         "config; a plain function cannot be rebuilt from a file: register it "
+                         f"to save it by name. Received: {obj!r}")
     return _registry.to_config_entry(obj, by_name, module, what)
 
 

@@ -560,6 +560,8 @@ def get(identifier):
         return identifier
     if isinstance(identifier, str) and identifier in _BY_NAME:
         return _BY_NAME[identifier]()
+    if _registry.is_function_entry(identifier):   # a registered function of yours, by name
+        return _registry.function_from_entry(identifier, "initializer")
     if isinstance(identifier, dict):
         return deserialize(identifier)
     if isinstance(identifier, type) and issubclass(identifier, Initializer):
@@ -658,8 +660,10 @@ def set_layer_initializers(layer, **given) -> None:
 def serialize(initializer):
     """An initializer as Keras's `initializers.serialize` writes it: {"module":
     "keras.initializers", "class_name", "config", "registered_name": None} (a class of yours
-    under its module and registered name, its class name when not registered, as Keras);
-    None, a name and an entry already made stay as they are.
+    under its module and registered name, its class name when not registered, as Keras; a
+    function of yours registered with `kilnet.saving.register_keras_serializable` as Keras's
+    function entry, by its registered name); None, a name and an entry already made stay as
+    they are.
 
     Example:
         >>> import kilnet
@@ -671,6 +675,8 @@ def serialize(initializer):
     """
     if initializer is None or isinstance(initializer, (str, dict)):
         return initializer
+    if not isinstance(initializer, Initializer) and callable(initializer):
+        return _registry.function_entry(initializer, "initializer")
     return _registry.to_config_entry(initializer, CLASSES, "keras.initializers",
                                      "initializer", strict=False)
 

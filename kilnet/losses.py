@@ -294,6 +294,22 @@ class LossFunctionWrapper(Loss):
     def __repr__(self):
         return f"LossFunctionWrapper({self.fn!r}, kwargs={self._fn_kwargs})"
 
+    @property
+    def plain_function(self):
+        """The function this loss wraps as compile() wraps `loss=fn` (no arguments of its
+        own, the default reduction): what a file names it by, or None for another wrapper.
+
+        Example:
+            >>> def fourth(y_true, y_pred):
+            ...     return (y_pred - y_true) ** 4
+            >>> LossFunctionWrapper(fourth).plain_function is fourth
+            True
+            >>> LossFunctionWrapper(fourth, power=2).plain_function is None
+            True
+        """
+        plain = not self._fn_kwargs and self.reduction == "sum_over_batch_size"
+        return self.fn if plain else None
+
 
 # -- the formulas (Keras's function forms; each returns the unreduced values) -----------------
 def _floats(y_true, y_pred):

@@ -313,6 +313,13 @@ def compile_config(trainer):
         if isinstance(obj, dict):
             return {"class_name": PER_OUTPUT,
                     "config": {k: spec(v, types, what) for k, v in obj.items()}}
+        function = _function_of(obj)
+        if function is not None:   # a function of yours: by its registered name, as Keras
+            try:
+                return _registry.function_entry(function, what)
+            except ValueError as error:
+                problems.append(str(error))
+                return None
         name = type(obj).__name__
         if types.get(name) is not type(obj):
             problems.append(f"the {what} {obj!r} is not one of kilnet's {what} types")
@@ -348,10 +355,24 @@ def compile_config(trainer):
     return config
 
 
+def _function_of(obj):
+    """The function of yours a compile() argument is (a metric function) or wraps (a loss
+    function, in compile's LossFunctionWrapper), else None."""
+    if isinstance(obj, losses_lib.LossFunctionWrapper):
+        return obj.plain_function
+    return obj if inspect.isroutine(obj) else None
+
+
 def _decode(value, types, what, path, names=False):
-    """The inverse of compile_config's spec(): objects through the allowlist `types`."""
+    """The inverse of compile_config's spec(): objects through the allowlist `types`, and
+    functions registered under the names the file gives."""
     if value is None or (names and isinstance(value, str)):
         return value
+    if _registry.is_function_entry(value):
+        try:
+            return _registry.function_from_entry(value, what)
+        except ValueError as error:
+            raise ModelFileError(path, str(error)) from None
     if isinstance(value, list):
         return [_decode(item, types, what, path, names) for item in value]
     if isinstance(value, dict) and value.get("class_name") == PER_OUTPUT:

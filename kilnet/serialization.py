@@ -164,10 +164,8 @@ def _function_entry(fn) -> dict:
                          "(Keras stores its bytecode, which kilnet never runs). Write a named "
                          "function and register it with @kilnet.saving.register_serializable(). "
                          f"Received: {fn!r}")
-    registered = _registry.name_of(fn)
-    if registered is not None:
-        return {"module": _registry.user_module(fn), "class_name": "function",
-                "config": registered, "registered_name": registered}
+    if _registry.name_of(fn) is not None:   # yours, by its registered name, as Keras's
+        return _registry.function_entry(fn)
     for module in _FUNCTION_MODULES:
         if getattr(module, fn.__name__, None) is fn:
             name = activations.serialize(fn) if module is activations else fn.__name__
@@ -285,7 +283,7 @@ def _structural_object(config, custom, module_objects):
 def _function_named(config, custom):
     name = config.get("registered_name")
     name = name if isinstance(name, str) and name != "function" else config.get("config")
-    found = custom.get(name) if isinstance(name, str) else None
+    found = _registry.function_named(config, custom)
     for module in _FUNCTION_MODULES:
         if found is None and isinstance(name, str) and name in getattr(module, "__all__", ()):
             candidate = getattr(module, name)

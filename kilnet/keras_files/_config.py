@@ -17,6 +17,8 @@ import inspect
 import warnings
 
 from kilnet import _registry, initializers, quantizers, saving
+from kilnet import losses as losses_lib
+from kilnet import metrics as metrics_lib
 from kilnet.errors import ModelFileError
 from kilnet.layers import (CELL_TYPES, LAYER_TYPES, RNN, Bidirectional, InputLayer, Layer,
                            Pipeline, StackedRNNCells, Wrapper)
@@ -96,12 +98,7 @@ class Reader:
     def custom_function(self, entry):
         """The function of yours a Keras function entry names ({"class_name": "function",
         "config": "package>name", ...}): registered, or in custom_objects; None otherwise."""
-        name = entry.get("registered_name")
-        name = name if isinstance(name, str) and name != "function" else entry.get("config")
-        if not isinstance(name, str):
-            return None
-        found = self.custom.get(name) or saving.get_registered_object(name)
-        return found if callable(found) and not isinstance(found, type) else None
+        return _registry.function_named(entry, self.custom)
 
 
 # -- Keras -> kilnet -------------------------------------------------------------------------
@@ -119,8 +116,16 @@ def scan(value, reader, where):
             name, module = item.get("class_name"), item.get("module")
             if not isinstance(name, str):
                 reader.fail(where, f"it names a class that is not a string: {name!r:.100}.")
-            if name == "function" and reader.custom_function(item) is not None:
-                continue   # a function of yours, registered: named, not code
+            if name == "function" and (reader.custom_function(item) is not None
+                                       or keras_function(item)):
+                continue   # a function of yours, registered, or Keras's: named, not code
+            if name == "function" and isinstance(item.get("config"), str):
+                reader.fail(where, f"it names the function {item['config']!r:.80}, which is "
+                                   "not registered in this program. If it is yours, register "
+                                   "it under that name with @kilnet.saving."
+                                   "register_keras_serializable(package=..., name=...) or pass "
+                                   "it as custom_objects={name: function} before loading; "
+                                   "kilnet never imports or runs what a file names.")
             if name == "function" or name == "__lambda__" or (
                     name.startswith("__") and name not in MARKERS):
                 reader.fail(where, f"it holds a {name!r} object ({item.get('config')!r:.100}):"
@@ -133,6 +138,32 @@ def scan(value, reader, where):
                                    "and your classes through custom_objects=).")
         elif isinstance(item, list):
             stack.extend(item)
+
+
+def keras_function(entry) -> bool:
+    """Whether a function entry names one of Keras's own loss or metric functions (compile's
+    `loss=keras.losses.mean_squared_error`, which Keras writes as {"module": "builtins",
+    "class_name": "function", "config": "mean_squared_error"}) by a name kilnet's losses or
+    metrics know: data, which compile() takes by that name.
+
+    Example:
+        >>> keras_function({"module": "builtins", "class_name": "function",
+        ...                 "config": "mean_squared_error", "registered_name": "function"})
+        True
+        >>> keras_function({"module": "os", "class_name": "function", "config": "system"})
+        False
+    """
+    name, module = entry.get("config"), entry.get("module")
+    if not isinstance(name, str) or not (module in (None, "builtins")
+                                         or str(module).startswith("keras.")):
+        return False
+    for get in (losses_lib.get, metrics_lib.get):
+        try:
+            get(name)
+            return True
+        except (TypeError, ValueError):
+            continue
+    return False
 
 
 def model_spec(entry, reader):
@@ -360,6 +391,8 @@ def _initializer(key, value, reader, where):
         return value
     if not isinstance(value, dict):
         reader.fail(where, f"{key} is malformed: {value!r:.100}")
+    if _registry.is_function_entry(value) and reader.custom_function(value) is not None:
+        return {k: value[k] for k in ENTRY_KEYS if k in value}   # a function of yours
     name, config = value.get("class_name"), dict(value.get("config") or {})
     registered = value.get("registered_name")
     mine = saving.get_registered_object(registered) if isinstance(registered, str) else None
@@ -630,12 +663,13 @@ def _keras_object_entry(value, module):
 
 
 def _keras_initializer(key, value, path):
-    """Keras's entry of a kilnet initializer: one of the classes both have, or a class of
-    yours registered with kilnet.saving.register_serializable (which Keras finds under the
-    same registered name, registered with keras.saving.register_keras_serializable)."""
+    """Keras's entry of a kilnet initializer: one of the classes both have, or a class or
+    function of yours registered with kilnet.saving.register_serializable (which Keras finds
+    under the same registered name, registered with keras.saving.register_keras_serializable)."""
     registered = value.get("registered_name")
     if value.get("class_name") not in initializers.CLASSES and not (
-            isinstance(registered, str) and saving.get_registered_object(registered)):
+            isinstance(registered, str) and saving.get_registered_object(registered)) \
+            and _registry.function_named(value) is None:   # nor a function of yours
         raise ValueError(f"Cannot save {path} as a Keras file: its {key} is your initializer "
                          f"class {value.get('class_name')!r}, which Keras cannot rebuild. "
                          "Register it with @kilnet.saving.register_serializable() (and with "

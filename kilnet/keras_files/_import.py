@@ -19,7 +19,7 @@ import numpy as np
 from kilnet import losses as losses_lib
 from kilnet import metrics as metrics_lib
 from kilnet import optimizers as optimizers_lib
-from kilnet import _saving_hooks, saving
+from kilnet import _registry, _saving_hooks, saving
 from kilnet.errors import ModelFileError
 from kilnet.keras_files import _archive, _config, _h5, _layout, _legacy, _precheck
 from kilnet.keras_files import _feature_space
@@ -57,6 +57,16 @@ def load_keras(filepath, custom_objects=None, compile=True):
     kilnet_config.check_bounds(spec, path)
     if _feature_space.is_feature_space(spec):   # FeatureSpace.save's file, Keras's or ours
         return _feature_space.load_feature_space(spec, members, path)
+    # the functions of yours that layers and compile() get by name may be custom_objects
+    previous = _registry.widen_scope(custom_objects or {})
+    try:
+        return _model_with_weights(spec, members, path, custom_objects, compile)
+    finally:
+        _registry.close_scope(previous)
+
+
+def _model_with_weights(spec, members, path, custom_objects, compile):
+    """load_keras's model from its parsed config and archive members."""
     model = model_from_keras_config(spec, path, custom_objects)
     if _archive.WEIGHTS not in members:
         raise ModelFileError(path, f"it has no {_archive.WEIGHTS}.")
@@ -311,13 +321,18 @@ def _optimizer(spec):
 
 def _objects(value, types, what):
     """Losses and metrics: names stay names; Keras's {"class_name", "config"} through the
-    allowlist `types`; lists and dicts (per output) kept."""
+    allowlist `types`; a function of yours by its registered name (as Keras's compile
+    takes it), one of Keras's by its name; lists and dicts (per output) kept."""
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, list):
         return [_objects(v, types, what) for v in value]
     if isinstance(value, dict) and "class_name" not in value:
         return {k: _objects(v, types, what) for k, v in value.items()}
+    if _registry.is_function_entry(value):
+        if _registry.function_named(value) is None and _config.keras_function(value):
+            return value["config"]   # one of Keras's functions: kilnet's of the same name
+        return _registry.function_from_entry(value, what)
     if not isinstance(value, dict) or value.get("class_name") not in types or not isinstance(
             value.get("config") or {}, dict):
         raise ValueError(f"{what} {_name(value)!r:.60} is not one of kilnet's")

@@ -26,12 +26,14 @@ variable by variable (momentum and velocity interleaved).
 
 from __future__ import annotations
 
+import inspect
 import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kilnet import _registry
 from kilnet import losses as losses_lib
 from kilnet import metrics as metrics_lib
 from kilnet import optimizers as optimizers_lib
@@ -455,10 +457,13 @@ def keras_compile_config(trainer) -> dict:
 
 def _names_kept(given, resolved):
     """compile()'s loss with the names it was given kept where Keras reads them (Keras writes
-    compile's arguments as given, and a loaded model's `loss` reads 'mse' again); the rest
-    as the resolved Loss objects."""
+    compile's arguments as given, and a loaded model's `loss` reads 'mse' again), and a
+    registered function of yours as given (written by its name); the rest as the resolved
+    Loss objects."""
     if isinstance(given, str):
         return resolved if given in losses_lib.NOT_KERAS_NAMES else given
+    if inspect.isroutine(given) and isinstance(resolved, losses_lib.LossFunctionWrapper):
+        return given   # a function of yours: written by its registered name
     if isinstance(given, dict) and isinstance(resolved, dict):
         return {k: _names_kept(given.get(k), v) for k, v in resolved.items()}
     if isinstance(given, (list, tuple)) and isinstance(resolved, (list, tuple)) \
@@ -479,6 +484,11 @@ def _objects(value, types, module, what):
         return [_objects(v, types, module, what) for v in value]
     if isinstance(value, dict):
         return {k: _objects(v, types, module, what) for k, v in value.items()}
+    if inspect.isroutine(value):   # a function of yours: by its registered name, as Keras
+        try:
+            return _registry.function_entry(value, what)
+        except ValueError as error:
+            raise Unsupported(str(error)) from None
     name = type(value).__name__
     if types.get(name) is not type(value):
         raise Unsupported(f"the {what} {value!r:.80} is not one of Keras's {what} classes")

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kilnet import (_names, _scope, _tree, activations, constraints, initializers,
+from kilnet import (_names, _registry, _scope, _tree, activations, constraints, initializers,
                     mixed_precision, random, regularizers, utils)
 from kilnet.layers import _auto_config, _batch_axis, _shared_layers, _tracking
 from kilnet.layers._call_context import described_call
@@ -2164,7 +2164,10 @@ class Layer:
             config["input_shape"] = list(self.declared_input_shape)
         for key in self.config_keys:
             value = getattr(self, key)
-            if isinstance(value, initializers.Initializer):   # an object: its config
+            if isinstance(value, initializers.Initializer) or (
+                    key.endswith("_initializer") and _registry.name_of(value) is not None):
+                # an object: its config; a registered function of yours: its name (an
+                # unregistered one stays as it is, refused when saved, with the fix)
                 value = initializers.serialize(value)
             elif key.endswith("activation") and callable(value):   # a function: its name
                 value = activations.config_name(value)
