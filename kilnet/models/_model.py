@@ -1131,6 +1131,28 @@ class Model(Layer):
         _keras_steps.record_output_losses(self, parts)
         return _scope.mean_over_real_samples(per_sample)
 
+    def recording_output_losses(self):
+        """A context that collects, in the list it yields, each output's batch loss
+        ({"a_loss": ...}) each time the default compute_loss runs inside it: the compiled
+        steps log them from it under a compute_loss of yours that calls
+        `super().compute_loss(...)`, as Keras's compiled loss tracks them
+        (kilnet.models._keras_steps.recording_output_losses).
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> inputs = kilnet.Input((2,))
+            >>> model = kilnet.Model(inputs, [kilnet.layers.Dense(1, name="a")(inputs),
+            ...                               kilnet.layers.Dense(1, name="b")(inputs)])
+            >>> model.compile(loss=["mae", "mse"])
+            >>> with model.recording_output_losses() as output_losses:
+            ...     _ = model.compute_loss(y=[np.zeros((1, 1)), np.ones((1, 1))],
+            ...                            y_pred=[np.ones((1, 1)), np.ones((1, 1))])
+            >>> sorted(output_losses[0])
+            ['a_loss', 'b_loss']
+        """
+        return _keras_steps.recording_output_losses(self)
+
     def architecture(self) -> dict:
         """The model's configuration for records (checkpoints, run folders, logs): get_config(),
         or, for a subclassed model without one, its class and weight shapes by path."""
