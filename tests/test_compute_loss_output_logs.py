@@ -107,3 +107,26 @@ def test_one_output_under_a_compute_loss_calling_super_logs_as_before_as_keras()
                     rounded(model.evaluate(X, Y[0], batch_size=4, verbose=0)))
     assert got[kilnet] == got[keras]
     assert got[keras][0] == ["loss", "mae", "val_loss", "val_mae"]
+
+
+def calling_super_twice(lib):
+    class TwiceSuper(lib.Model):
+        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, **kwargs):
+            loss = super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                                        **kwargs)
+            return loss + super().compute_loss(x=x, y=y, y_pred=[2 * y_pred[0], y_pred[1]],
+                                               sample_weight=sample_weight, **kwargs)
+    return TwiceSuper
+
+
+def test_each_call_of_super_counts_in_the_outputs_losses_as_keras():
+    # Keras's compiled loss updates each output's tracker at every call: a step calling it
+    # twice logs the mean of both calls' losses, on batches and over an epoch
+    got = {}
+    for lib in (keras, kilnet):
+        names, history = fit_history(lib, calling_super_twice)
+        model = two_output_model(lib, calling_super_twice)
+        on_batch = model.train_on_batch(X, Y, sample_weight=SAMPLE_WEIGHT, return_dict=True)
+        got[lib] = (names, history, rounded(on_batch))
+    assert got[kilnet] == got[keras]
+    assert "a_loss" in got[keras][2]
