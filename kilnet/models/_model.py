@@ -1141,15 +1141,16 @@ class Model(Layer):
         Example:
             >>> import numpy as np
             >>> import kilnet
-            >>> inputs = kilnet.Input((2,))
-            >>> model = kilnet.Model(inputs, [kilnet.layers.Dense(1, name="a")(inputs),
-            ...                               kilnet.layers.Dense(1, name="b")(inputs)])
-            >>> model.compile(loss=["mae", "mse"])
-            >>> with model.recording_output_losses() as output_losses:
-            ...     _ = model.compute_loss(y=[np.zeros((1, 1)), np.ones((1, 1))],
-            ...                            y_pred=[np.ones((1, 1)), np.ones((1, 1))])
-            >>> sorted(output_losses[0])
-            ['a_loss', 'b_loss']
+            >>> x = kilnet.Input((2,))
+            >>> two = kilnet.Model(x, {"p": kilnet.layers.Dense(1)(x),
+            ...                        "q": kilnet.layers.Dense(1)(x)})
+            >>> two.compile(loss={"p": "mae", "q": "mse"})
+            >>> zeros = np.zeros((1, 1))
+            >>> with two.recording_output_losses() as recorded:
+            ...     _ = two.compute_loss(y={"p": zeros, "q": zeros},
+            ...                          y_pred={"p": zeros + 2, "q": zeros + 3})
+            >>> {name: float(value) for name, value in recorded[0].items()}
+            {'p_loss': 2.0, 'q_loss': 9.0}
         """
         return _keras_steps.recording_output_losses(self)
 
