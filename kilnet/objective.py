@@ -67,11 +67,14 @@ class Objective:
     def __init__(self, heads: list[Head]):
         self.heads = heads
         self.multi = len(heads) > 1   # metric names carry the output's name
-        # per-output losses are logged when more than one output has a loss
-        self.several_losses = sum(h.loss is not None for h in heads) > 1
-        # ... and computed then, also under a compute_loss of yours, which may call the
-        # default one (its logging is kilnet.models._keras_steps's)
-        self.several_output_losses = self.several_losses
+        # per-output losses are computed (and logged) when more than one output has a loss
+        self.several_output_losses = sum(h.loss is not None for h in heads) > 1
+        # The model overrides compute_loss (build's custom_loss): its outputs' losses are
+        # logged only once a step was seen to reach the default compute_loss (a
+        # `super().compute_loss(...)` in yours), as Keras's compiled loss makes its trackers
+        # when first called; the trainer notes it (Trainer.note_default_loss_reached).
+        self.custom_loss = False
+        self.default_loss_reached = False
         self.targets = [h for h in heads if h.needs_labels]  # the order labels are given in
         self.has_loss = any(h.loss is not None for h in heads)
 
@@ -108,7 +111,8 @@ class Objective:
     @property
     def output_loss_names(self) -> list[str]:
         """The log names of each output's own loss ("a_loss"), logged when several outputs
-        have a loss, as Keras's; else none.
+        have a loss, as Keras's (under a compute_loss of yours, once it was seen to call the
+        default one: see custom_loss); else none.
 
         Example:
             >>> import kilnet
@@ -119,7 +123,32 @@ class Objective:
             >>> model.compiled.objective.output_loss_names
             ['a_loss', 'b_loss']
         """
-        if not self.several_losses:
+        if self.custom_loss and not self.default_loss_reached:
+            return []
+        return self.summed_output_loss_names
+
+    @property
+    def summed_output_loss_names(self) -> list[str]:
+        """The per-output losses the compiled programs sum, by log name: every output's with
+        a loss when several have one, also under a compute_loss of yours before they are
+        logged (its calls of the default one are only seen as the step is traced, after
+        the sums were made).
+
+        Example:
+            >>> import kilnet
+            >>> class Yours(kilnet.Model):
+            ...     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
+            ...                      training=True):
+            ...         return super().compute_loss(x, y, y_pred, sample_weight, training)
+            >>> inputs = kilnet.Input((2,))
+            >>> model = Yours(inputs, [kilnet.layers.Dense(1, name="a")(inputs),
+            ...                        kilnet.layers.Dense(1, name="b")(inputs)])
+            >>> model.compile(loss=["mse", "mae"])
+            >>> objective = model.compiled.objective
+            >>> objective.summed_output_loss_names, objective.output_loss_names
+            (['a_loss', 'b_loss'], [])
+        """
+        if not self.several_output_losses:
             return []
         return [name for name, _ in self.heads_with_loss]
 
@@ -434,7 +463,8 @@ def build(model, loss, loss_weights, metrics, *, weighted_metrics=None,
           custom_loss=False) -> Objective:
     """The Objective for `model` (built or with known output specs) from compile()'s args.
     custom_loss: the model overrides compute_loss, which gets the outputs as the user sees
-    them (no logits shortcut) and gives one total (no per-output losses to log).
+    them (no logits shortcut) and gives one total (the per-output losses are logged only
+    where it calls the default one: Objective.output_loss_names).
     No loss at all is allowed, as in Keras: the model's add_loss terms (or its own train_step)
     are then the loss; a model that has none trains on a loss of 0, as Keras's, with a
     warning (programs.warn_nothing_trains)."""
@@ -466,7 +496,7 @@ def build(model, loss, loss_weights, metrics, *, weighted_metrics=None,
                           given_loss=resolved, masked=masked[index]))
     objective = Objective(heads)
     if custom_loss:   # your compute_loss reads the labels of every output, as Keras gives them
-        objective.several_losses = False
+        objective.custom_loss = True
         objective.targets = list(heads)
     resolve_metrics(objective, label_shapes=None)
     return objective

@@ -151,7 +151,9 @@ def zero_sums(spec: StepSpec, training: bool = True, on_host: bool = False) -> d
         return spec.custom_step.zero_sums()
     if not training and spec.keras_steps is not None and spec.model.overrides_test_step:
         return spec.keras_steps.zero_sums(test=True)
-    names = spec.sum_names + spec.objective.weight_names + ["count"]
+    # (the outputs' losses a compute_loss of yours may reach: summed before they are logged)
+    names = (spec.sum_names + spec.objective.summed_output_loss_names
+             + spec.objective.weight_names + ["count"])
     # one batched transfer of host zeros: a jnp.zeros per name cost 0.08 ms each, at every
     # train_on_batch call (seed MLP: 0.25 of its 2.8 ms)
     sums = {name: np.zeros((), np.float32) for name in names}
@@ -216,7 +218,8 @@ def _forward(spec, params, model_state, xb, *, training, rng, mask):
 
 def _batch_loss(spec, xb, yb, outputs, weight, denom, training, masks=None, weights=None):
     """(mean loss of the batch's real samples, that loss per sample for the logged sums,
-    per-output losses): from the compiled objective, or the model's own compute_loss.
+    per-output losses): from the compiled objective, or the model's own compute_loss (whose
+    per-output losses are those of its calls of the default one: _reached_output_losses).
     `weights`: (params, model state, key) the model's compute_loss sees its layers with, so
     that a model it calls (a distiller's teacher) is part of the differentiated step, as in
     Keras; what those calls change in the model state is not kept."""
@@ -233,14 +236,36 @@ def _batch_loss(spec, xb, yb, outputs, weight, denom, training, masks=None, weig
             sample_weight = [objective_lib.weights_product(w, weight) for w in fit_weights]
         else:
             sample_weight = objective_lib.weights_product(fit_weights, weight)
-        with _scope.opened(scope):
+        with _scope.opened(scope), _recording_output_losses(spec.model) as reached:
             loss = spec.model.compute_loss_as_keras_calls_it(
                 xb, labels, spec.model.pack_outputs(outputs), sample_weight, training)
-        return loss, jnp.broadcast_to(loss, weight.shape), {}
+        return (loss, jnp.broadcast_to(loss, weight.shape),
+                _reached_output_losses(reached, weight.shape))
     per_sample, parts = spec.objective.per_sample_losses(yb, outputs, masks, weight)
     if per_sample is None:   # compile() got no loss: the add_loss terms are the whole loss
         per_sample = jnp.zeros(weight.shape, jnp.float32)
     return jnp.sum(per_sample * weight) / denom, per_sample, parts
+
+
+def _recording_output_losses(model):
+    """model.recording_output_losses(), but while the step is traced only to cost it
+    (compile() does; fit may never be called), when nothing is recorded: Keras's trackers
+    of the outputs' losses are made when the compiled loss first runs in a step."""
+    if _COSTING.get():
+        return contextlib.nullcontext([])
+    return model.recording_output_losses()
+
+
+def _reached_output_losses(reached, shape):
+    """Each output's loss (by log name) that a compute_loss of yours reached through the
+    default one, as per-sample values of `shape` for the sums: the batch's loss for every
+    sample, so that the epoch's log is the batches' losses weighted by their real samples,
+    as Keras's tracker weighs each update by the batch size. Reached several times in a
+    step (every step alike), the mean of those calls' losses: Keras's tracker takes each."""
+    names = dict.fromkeys(name for losses in reached for name in losses)
+    return {name: jnp.broadcast_to(jnp.mean(jnp.stack([losses[name] for losses in reached
+                                                       if name in losses])), shape)
+            for name in names}
 
 
 def _add_metric_sums(spec, sums, yb, outputs, per_sample_loss, parts, weight, masks=None):

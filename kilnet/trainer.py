@@ -335,29 +335,18 @@ class Trainer:
             >>> list(model.compiled.output_loss_trackers())
             ['a_loss', 'b_loss']
         """
-        names = self._output_loss_names()
+        names = [] if self.objective is None else self.objective.output_loss_names
         held = getattr(self, "_output_loss_trackers", None)
         if held is None or held[0] is not self.objective or list(held[1]) != names:
             held = self._output_loss_trackers = (
                 self.objective, {name: metrics_lib.Mean(name=name) for name in names})
         return held[1]
 
-    def _output_loss_names(self) -> list:
-        """The per-output loss trackers' names: under a compute_loss of yours, only once a
-        step was seen to reach the default compute_loss (note_default_loss_reached), as
-        Keras's compiled loss makes its trackers when first called."""
-        objective = self.objective
-        if objective is None or not objective.several_output_losses:
-            return []
-        if self.model.overrides_compute_loss and getattr(
-                self, "_default_loss_reached", None) is not objective:
-            return []
-        return [name for name, _ in objective.heads_with_loss]
-
     def note_default_loss_reached(self) -> bool:
-        """Record that a step of Keras's form reached the default compute_loss (a
-        `super().compute_loss(...)` in yours): its per-output loss trackers exist from then
-        on, as Keras's. True when that adds trackers (the step's logs are to be found again).
+        """Record that a step reached the default compute_loss (a `super().compute_loss(...)`
+        in yours): its per-output losses are logged, and their trackers exist, from then
+        on, as Keras's. True when that adds trackers (a step of Keras's form then finds its
+        logs again).
 
         Example:
             >>> import kilnet
@@ -369,7 +358,7 @@ class Trainer:
             False
         """
         before = list(self.output_loss_trackers())
-        self._default_loss_reached = self.objective
+        self.objective.default_loss_reached = True
         return list(self.output_loss_trackers()) != before
 
     def scale_loss(self, loss, optimizer_variables):

@@ -1131,6 +1131,29 @@ class Model(Layer):
         _keras_steps.record_output_losses(self, parts)
         return _scope.mean_over_real_samples(per_sample)
 
+    def recording_output_losses(self):
+        """A context that collects, in the list it yields, each output's batch loss
+        ({"a_loss": ...}) each time the default compute_loss runs inside it: the compiled
+        steps log them from it under a compute_loss of yours that calls
+        `super().compute_loss(...)`, as Keras's compiled loss tracks them
+        (kilnet.models._keras_steps.recording_output_losses).
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> x = kilnet.Input((2,))
+            >>> two = kilnet.Model(x, {"p": kilnet.layers.Dense(1)(x),
+            ...                        "q": kilnet.layers.Dense(1)(x)})
+            >>> two.compile(loss={"p": "mae", "q": "mse"})
+            >>> zeros = np.zeros((1, 1))
+            >>> with two.recording_output_losses() as recorded:
+            ...     _ = two.compute_loss(y={"p": zeros, "q": zeros},
+            ...                          y_pred={"p": zeros + 2, "q": zeros + 3})
+            >>> {name: float(value) for name, value in recorded[0].items()}
+            {'p_loss': 2.0, 'q_loss': 9.0}
+        """
+        return _keras_steps.recording_output_losses(self)
+
     def architecture(self) -> dict:
         """The model's configuration for records (checkpoints, run folders, logs): get_config(),
         or, for a subclassed model without one, its class and weight shapes by path."""
