@@ -81,6 +81,15 @@ def test_a_sequential_of_preprocessing_layers_in_a_map_gives_keras_numbers():
         np.testing.assert_allclose(our_batch, their_batch, rtol=1e-5, atol=1e-5)
 
 
+def test_a_functional_model_in_a_map_gives_its_output_shape_and_numbers():
+    inputs = kilnet.Input((16, 12, 3))
+    model = kilnet.Model(inputs, layers.Resizing(8, 6)(layers.Rescaling(0.5)(inputs)))
+    spec, batches = _mapped(model, IMAGES, batch_size=3)
+    assert spec.shape.as_list() == [None, 8, 6, 3] and spec.dtype == tf.float32
+    np.testing.assert_allclose(np.concatenate(batches), model.predict(IMAGES, verbose=0),
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_a_layer_mapped_over_single_images_gives_the_element_shape():
     """keras.io maps Resizing over the images before batching them."""
     dataset = tf.data.Dataset.from_tensor_slices(IMAGES).map(layers.Resizing(8, 6))
