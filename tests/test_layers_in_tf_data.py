@@ -105,6 +105,13 @@ def test_strings_reach_the_text_layers_as_bytes_and_give_the_ids_of_str():
     np.testing.assert_array_equal(np.concatenate(batches), vectorize(TEXTS))
 
 
+def test_an_inverted_string_lookup_in_a_map_gives_strings():
+    invert = layers.StringLookup(vocabulary=["cat", "dög"], invert=True)
+    spec, batches = _mapped(invert, np.array([[1], [2], [0]]), batch_size=3)
+    assert spec.dtype == tf.string
+    assert batches[0].tolist() == [[b"cat"], ["dög".encode()], [b"[UNK]"]]
+
+
 def test_a_random_layer_in_a_map_augments_as_keras_and_draws_anew_for_each_batch():
     """Keras's augmentation layers augment in a tf.data map (their call's training defaults
     to True); each batch gets its own draw, as from Keras's seed generator."""
