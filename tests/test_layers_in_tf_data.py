@@ -126,6 +126,19 @@ def test_a_random_layer_in_a_map_augments_as_keras_and_draws_anew_for_each_batch
         assert all(b.min() >= 0 and b.max() <= 255 for b in batches)
 
 
+def test_a_seeded_random_layer_in_a_map_draws_from_its_seed_generator():
+    """As Keras's: two layers of the same seed draw alike in a map, whatever is drawn from
+    kilnet's global seed in between, and the layer's SeedGenerator state advances."""
+    runs = []
+    for _ in range(2):
+        rotate = layers.RandomRotation(0.2, seed=7)
+        runs.append(_mapped(rotate, IMAGES, batch_size=2)[1])
+        layers.GaussianNoise(1.0)(np.ones((2, 2), np.float32), training=True)
+        assert rotate.generator.state.numpy().tolist() == [7, 3]   # three batches drawn
+    for first, second in zip(*runs, strict=True):
+        np.testing.assert_array_equal(first, second)
+
+
 def test_a_random_layer_in_a_map_with_training_false_passes_images_through():
     flip = layers.RandomFlip("horizontal")
     dataset = tf.data.Dataset.from_tensor_slices(IMAGES).batch(3).map(

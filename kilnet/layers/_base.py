@@ -887,10 +887,12 @@ class Layer:
         self._eager_losses.clear()
         self.__dict__.pop("_returned_variable", None)
         trainable_writes = {}
+        own_draws = _scope.draws_from_seed_generators()   # a host call for tf.data
         scope = _scope.Scope(training=bool(training), collect_penalties=False, eager=True,
                              training_given=training is not None,
-                             kept_writes=trainable_writes)
-        rng = utils.raw_key(utils.next_seed()) if training or training is None else None
+                             kept_writes=trainable_writes, host_keys=own_draws)
+        rng = (utils.raw_key(utils.next_seed())
+               if (training or training is None) and not own_draws else None)
         with _scope.opened(scope):
             outputs, new_state = self.autocast_apply(self.params_tree(), self.state_tree(),
                                                      *args, training=training, rng=rng,

@@ -5,8 +5,9 @@ Keras's preprocessing layers switch to TensorFlow ops there. kilnet's layers com
 and NumPy, so a call on a TensorFlow graph tensor becomes one `tf.numpy_function` node: when
 the pipeline runs, the layer's own kilnet computation runs on the host, eagerly, on the NumPy
 value of each element or batch, and the node's output carries the static shape and dtype the
-layer computes for the input's static shape. A call on an eager TensorFlow tensor runs on its
-NumPy value. Strings arrive as NumPy arrays of bytes, which kilnet's text layers read.
+layer computes for the input's static shape. Random layers draw there from their own
+SeedGenerators, as Keras's do (a new draw per call). A call on an eager TensorFlow tensor
+runs on its NumPy value. Strings arrive as NumPy arrays of bytes, which kilnet's text layers read.
 
 kilnet never imports TensorFlow: an argument whose type comes from a `tensorflow` module
 means the caller has imported it, and it is taken from `sys.modules`.
@@ -21,8 +22,11 @@ import threading
 import jax
 import numpy as np
 
+from kilnet import _scope
+
 # The tf.data threads run host calls one at a time: a first call builds the layer, and a
-# random layer advances its seed state; neither may interleave with another thread's call.
+# random layer advances its SeedGenerator's state; neither may interleave with another
+# thread's call.
 _HOST_CALLS = threading.RLock()
 
 
@@ -96,7 +100,7 @@ def _call_in_tensorflow_graph(tf, layer, call, args, kwargs):
     extra_args = args[1:]
 
     def on_host(array):
-        with _HOST_CALLS:
+        with _HOST_CALLS, _scope.seed_generator_draws():
             result = call(layer, array, *extra_args, **kwargs)
         return _as_numpy_output(layer, result, dtype)
 
