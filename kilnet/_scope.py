@@ -290,6 +290,31 @@ def host_keys() -> bool:
     return scope is not None
 
 
+@contextlib.contextmanager
+def seed_generator_draws():
+    """While a layer runs as a host call for a TensorFlow pipeline (tf.data's map): an eager
+    call in training leaves its random layers without a key, so each draws from its own
+    SeedGenerator, which advances, as Keras's layers draw there (a call with no generator
+    takes a fresh host key). The draws then follow each layer's seed, not the order in which
+    tf.data's threads and the main thread take global seeds.
+
+    Example:
+        >>> with seed_generator_draws():
+        ...     draws_from_seed_generators()
+        True
+        >>> draws_from_seed_generators()
+        False
+    """
+    with _thread_value("seed_generator_draws", True):
+        yield
+
+
+def draws_from_seed_generators() -> bool:
+    """Whether this thread's eager calls draw from their layers' SeedGenerators
+    (`seed_generator_draws`)."""
+    return bool(getattr(_local, "seed_generator_draws", False))
+
+
 def in_eager_call() -> bool:
     """Whether an enclosing scope is an eager call's (Scope.eager).
 

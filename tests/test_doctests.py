@@ -22,6 +22,7 @@ MODULES = ["kilnet._small_objects", "kilnet.tree", "kilnet.serialization", "kiln
            "kilnet.keras_files._keras2_graph", "kilnet.keras_files._config",
            "kilnet.layers._base", "kilnet.layers._input_spec", "kilnet.layers._tensor_masks",
            "kilnet.layers._batch_axis", "kilnet.layers._call_context", "kilnet.layers._host_call",
+           "kilnet.layers._tensorflow_calls",
            "kilnet.layers._mask_arguments", "kilnet.layers._positional_values",
            "kilnet.layers._value_reads", "kilnet.layers._auto_config",
            "kilnet.layers._shared_layers",

@@ -37,6 +37,7 @@ from kilnet import (_names, _registry, _scope, _tree, activations, constraints, 
 from kilnet.layers import _auto_config, _batch_axis, _shared_layers, _tracking
 from kilnet.layers._call_context import described_call
 from kilnet.layers._host_call import refuse_strings, takes_strings
+from kilnet.layers._tensorflow_calls import takes_tensorflow_tensors
 from kilnet.layers._input_spec import check_input_spec
 from kilnet.layers import _tensor_masks as tensor_masks
 from kilnet.layers._mask_arguments import CallArguments, arguments_named, automatic_masks
@@ -127,6 +128,8 @@ class Layer:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if "__call__" in cls.__dict__:   # a TensorFlow tensor is seen before your own code
+            cls.__call__ = takes_tensorflow_tensors(cls.__dict__["__call__"])
         if "compute_output_shape" in cls.__dict__ and "sample_output_shape" not in cls.__dict__:
             # your compute_output_shape (Keras's form) is the class's shape rule, as in Keras
             cls.sample_output_shape = _batch_axis.sample_rule_from_yours
@@ -622,6 +625,11 @@ class Layer:
     # (Keras's MultiHeadAttention clears its query's, value's and key's `_keras_mask`)
     consumes_masks_of: tuple = ()
 
+    # TensorFlow's AutoGraph calls an object with this attribute as it is, without rewriting
+    # the layer's Python (a call inside tf.data's map runs kilnet's host call, below)
+    autograph_info__ = None
+
+    @takes_tensorflow_tensors   # in a tf.data map: the call runs on the host (NumPy)
     def __call__(self, *args, **kwargs):
         if not args:
             args, kwargs = self._inputs_by_name(kwargs)
@@ -879,10 +887,12 @@ class Layer:
         self._eager_losses.clear()
         self.__dict__.pop("_returned_variable", None)
         trainable_writes = {}
+        own_draws = _scope.draws_from_seed_generators()   # a host call for tf.data
         scope = _scope.Scope(training=bool(training), collect_penalties=False, eager=True,
                              training_given=training is not None,
-                             kept_writes=trainable_writes)
-        rng = utils.raw_key(utils.next_seed()) if training or training is None else None
+                             kept_writes=trainable_writes, host_keys=own_draws)
+        rng = (utils.raw_key(utils.next_seed())
+               if (training or training is None) and not own_draws else None)
         with _scope.opened(scope):
             outputs, new_state = self.autocast_apply(self.params_tree(), self.state_tree(),
                                                      *args, training=training, rng=rng,

@@ -514,6 +514,15 @@ class StringLookup(_IndexLookup):
     def get_config(self):
         return {**super().get_config(), "encoding": self.encoding}
 
+    def compute_output_dtype(self, input_dtype):
+        """int32 ids (float32 for tf_idf), or strings with invert=True.
+
+        Example:
+            >>> StringLookup(vocabulary=["a"], invert=True).compute_output_dtype("int32")
+            'string'
+        """
+        return "string" if self.invert else super().compute_output_dtype(input_dtype)
+
     def __call__(self, *args, **kwargs):
         if args and takes_strings((args, kwargs)) and _scope.current() is None \
                 and not self.invert:

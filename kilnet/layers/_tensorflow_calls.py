@@ -1,0 +1,166 @@
+"""Layers called on TensorFlow tensors: inside a tf.data pipeline's `map` (keras.io's
+`ds.map(lambda x, y: (data_augmentation(x), y))`), a `tf.function`, or eagerly.
+
+Keras's preprocessing layers switch to TensorFlow ops there. kilnet's layers compute with JAX
+and NumPy, so a call on a TensorFlow graph tensor becomes one `tf.numpy_function` node: when
+the pipeline runs, the layer's own kilnet computation runs on the host, eagerly, on the NumPy
+value of each element or batch, and the node's output carries the static shape and dtype the
+layer computes for the input's static shape. Random layers draw there from their own
+SeedGenerators, as Keras's do (a new draw per call). A call on an eager TensorFlow tensor
+runs on its NumPy value. Strings arrive as NumPy arrays of bytes, which kilnet's text layers read.
+
+kilnet never imports TensorFlow: an argument whose type comes from a `tensorflow` module
+means the caller has imported it, and it is taken from `sys.modules`.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+
+import jax
+import numpy as np
+
+from kilnet import _scope
+
+# The tf.data threads run host calls one at a time: a first call builds the layer, and a
+# random layer advances its SeedGenerator's state; neither may interleave with another
+# thread's call.
+_HOST_CALLS = threading.RLock()
+
+
+def takes_tensorflow_tensors(call):
+    """Wrap a layer class's `__call__` so that TensorFlow tensors among its arguments are
+    taken as described in this module's docstring; any other call goes through unchanged.
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> class Twice(kilnet.layers.Layer):
+        ...     def call(self, x):
+        ...         return 2 * x
+        >>> Twice.__call__ is takes_tensorflow_tensors(Twice.__call__)   # already wrapped
+        True
+        >>> Twice()(np.ones(2, np.float32)).tolist()
+        [2.0, 2.0]
+    """
+    if getattr(call, "takes_tensorflow_tensors", False):
+        return call
+
+    @functools.wraps(call)
+    def __call__(self, *args, **kwargs):
+        tf = _tensorflow_behind((args, kwargs))
+        if tf is None:
+            return call(self, *args, **kwargs)
+        if not any(_is_graph_tensor(tf, leaf) for leaf in _leaves((args, kwargs))):
+            args, kwargs = jax.tree.map(_eager_as_numpy, (args, kwargs))
+            return call(self, *args, **kwargs)
+        return _call_in_tensorflow_graph(tf, self, call, args, kwargs)
+
+    __call__.takes_tensorflow_tensors = True
+    return __call__
+
+
+def _leaves(tree) -> list:
+    return jax.tree.leaves(tree)
+
+
+def _from_tensorflow(value) -> bool:
+    return type(value).__module__.split(".")[0] == "tensorflow"
+
+
+def _tensorflow_behind(tree):
+    """The `tensorflow` module when an argument is one of its objects, else None (at once
+    when the caller never imported TensorFlow)."""
+    tf = sys.modules.get("tensorflow")
+    if tf is None or not any(_from_tensorflow(leaf) for leaf in _leaves(tree)):
+        return None
+    return tf
+
+
+def _is_graph_tensor(tf, value) -> bool:
+    """Whether `value` is a TensorFlow tensor with no value yet (tf.data's map, tf.function)."""
+    if not _from_tensorflow(value):
+        return False
+    if isinstance(value, tf.Tensor):
+        return tf.is_symbolic_tensor(value)
+    return not tf.executing_eagerly()   # a RaggedTensor or SparseTensor in a graph
+
+
+def _eager_as_numpy(value):
+    """An eager TensorFlow tensor as its NumPy value (strings as bytes); the rest as given."""
+    return value.numpy() if _from_tensorflow(value) and hasattr(value, "numpy") else value
+
+
+def _call_in_tensorflow_graph(tf, layer, call, args, kwargs):
+    """The layer's call on one graph tensor as a `tf.numpy_function` node."""
+    tensor = _the_one_tensor(tf, layer, args, kwargs)
+    shape, dtype = _output_spec(layer, tensor)
+    extra_args = args[1:]
+
+    def on_host(array):
+        with _HOST_CALLS, _scope.seed_generator_draws():
+            result = call(layer, array, *extra_args, **kwargs)
+        return _as_numpy_output(layer, result, dtype)
+
+    output = tf.numpy_function(on_host, [tensor], tf.as_dtype(dtype), stateful=True,
+                               name=f"kilnet_{type(layer).__name__}")
+    output.set_shape(shape)
+    return output
+
+
+def _the_one_tensor(tf, layer, args, kwargs):
+    """The call's input when it is a single dense tf.Tensor and no other argument is a
+    TensorFlow object; else a TypeError that says what is taken."""
+    others = [leaf for leaf in _leaves((args[1:], kwargs)) if _from_tensorflow(leaf)]
+    first = args[0] if args else None
+    if isinstance(first, tf.Tensor) and not others:
+        return first
+    received = (type(first).__name__ if not others
+                else f"{len(others) + 1} TensorFlow arguments")
+    raise TypeError(
+        f"Layer {layer.name!r} ({type(layer).__name__}) was called on TensorFlow graph "
+        "tensors (in a tf.data map or a tf.function): kilnet runs such a call on the host "
+        "through tf.numpy_function and takes a single dense tf.Tensor as its only TensorFlow "
+        f"argument, as Keras's preprocessing layers do. Received: {received}. Call the layer "
+        "once per tensor (e.g. `ds.map(lambda x, y: (layer(x), y))`), or convert ragged and "
+        "sparse tensors first (`x.to_tensor()`, `tf.sparse.to_dense(x)`).")
+
+
+def _output_spec(layer, tensor) -> tuple:
+    """(static shape, dtype name) of the layer's output for `tensor`: its
+    compute_output_shape for the tensor's static shape (unknown axes stay None; an
+    unbatched element is answered as a batch of one; an unknown shape where the layer
+    cannot say) and its compute_output_dtype."""
+    dtype = tensor.dtype.name
+    shape = tensor.shape.as_list() if tensor.shape.rank is not None else None
+    return _output_shape(layer, shape), layer.compute_output_dtype(dtype)
+
+
+def _output_shape(layer, shape):
+    if shape is None:
+        return None
+    for attempt in (tuple(shape), (1,) + tuple(shape)):
+        try:
+            answer = layer.compute_output_shape(attempt)
+        except Exception:   # the layer cannot say for this shape: try the next form
+            continue
+        if not isinstance(answer, tuple):
+            return None   # several outputs: the single node's shape stays unknown
+        return list(answer) if len(attempt) == len(shape) else list(answer[1:])
+    return None
+
+
+def _as_numpy_output(layer, result, dtype):
+    """The host call's result as the NumPy array the node declared (`dtype`)."""
+    if isinstance(result, (list, tuple, dict)):
+        raise TypeError(
+            f"Layer {layer.name!r} ({type(layer).__name__}) returned "
+            f"{type(result).__name__} in a tf.data map or tf.function; kilnet's host call "
+            "there gives back one tensor. Call a layer of one output there.")
+    array = np.asarray(result)
+    if dtype == "string":   # TensorFlow takes strings as bytes
+        return np.char.encode(array, "utf-8").astype(object) if array.dtype.kind == "U" \
+            else array
+    return array.astype(dtype, copy=False)
