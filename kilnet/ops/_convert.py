@@ -94,11 +94,13 @@ def _tiny_traced(result) -> bool:
     return isinstance(result, Tracer) and result.size <= SHAPE_ARITHMETIC_SIZE
 
 
-def _holds_traced(args, kwargs) -> bool:
-    """Whether any argument, however nested, is a traced array or a Variable (whose value is
-    traced inside a compiled step)."""
+def _all_constant(args, kwargs) -> bool:
+    """Whether the arguments, however nested, are plain values: no traced array, no Variable
+    (whose value is traced inside a compiled step) and no function (control flow such as
+    fori_loop, whose body must not run twice; a dtype such as jnp.int32 is a class, not one)."""
     leaves = jax.tree.leaves((args, kwargs), is_leaf=lambda v: isinstance(v, Variable))
-    return any(isinstance(leaf, (Tracer, Variable)) for leaf in leaves)
+    return not any(isinstance(leaf, (Tracer, Variable))
+                   or (callable(leaf) and not isinstance(leaf, type)) for leaf in leaves)
 
 
 def takes_symbolic(fn):
@@ -108,8 +110,9 @@ def takes_symbolic(fn):
     Example:
         >>> takes_symbolic(len)([1, 2])
         2
-        >>> jax.jit(lambda x: takes_symbolic(jnp.asarray)(x.shape)[0] + 0 * x)(np.zeros(2))
-        Array([2., 2.], dtype=float32)
+        >>> add = takes_symbolic(jnp.add)   # a constant under jit, so zeros takes it
+        >>> jax.jit(lambda x: jnp.zeros(add(x.shape[0], 1)))(np.zeros(2)).shape
+        (3,)
     """
     @functools.wraps(fn)
     def function(*args, **kwargs):
@@ -119,7 +122,7 @@ def takes_symbolic(fn):
         result = fn(*args, **kwargs)
         # Only tracing gives a Tracer from constants; the staged first result is dead code,
         # which lowering drops.
-        if _tiny_traced(result) and not _holds_traced(args, kwargs):
+        if _tiny_traced(result) and _all_constant(args, kwargs):
             with jax.ensure_compile_time_eval():
                 return fn(*args, **kwargs)
         return result
