@@ -12,9 +12,11 @@ Shape arithmetic stays concrete while tracing. Inside jax.jit (fit, predict, a f
 model's build) `ops.shape(x)` gives Python ints, but JAX stages every op, so
 `ops.concatenate([ops.expand_dims(ops.shape(x)[0], -1), [1, 1]])` would become a traced
 array that `tile` or `reshape` cannot take (Keras's text-generation tutorial builds its causal
-mask that way). An op computed from no traced value whose result is tiny is therefore
-computed again as a constant (`jax.ensure_compile_time_eval`), and the ops that take shapes
-or counts turn such constant arrays into Python ints (`static_ints`).
+mask that way). An op computed from no traced value whose result is tiny and no larger than
+its arguments (arithmetic, joining, indexing: not arange, ones or eye, whose iota and
+broadcast ops programs keep) is therefore computed again as a constant
+(`jax.ensure_compile_time_eval`), and the ops that take shapes or counts turn such constant
+arrays into Python ints (`static_ints`).
 
 Example:
     >>> import numpy as np
@@ -25,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import numbers
 
 import jax
 import jax.numpy as jnp
@@ -40,8 +43,7 @@ FLOATX = "float32"  # Keras's default float dtype (keras.config.floatx())
 OWN_SHAPE = frozenset({"shape", "ndim", "convert_to_numpy", "dtype", "is_tensor"})
 
 # The most elements a result computed from no traced value may have to be made a constant while
-# tracing: enough for shape vectors and counts, small enough that the iota, broadcast and
-# creation ops of ordinary programs stay as they are.
+# tracing: enough for shape vectors and counts.
 SHAPE_ARITHMETIC_SIZE = 16
 
 
@@ -94,13 +96,27 @@ def _tiny_traced(result) -> bool:
     return isinstance(result, Tracer) and result.size <= SHAPE_ARITHMETIC_SIZE
 
 
-def _all_constant(args, kwargs) -> bool:
-    """Whether the arguments, however nested, are plain values: no traced array, no Variable
-    (whose value is traced inside a compiled step) and no function (control flow such as
-    fori_loop, whose body must not run twice; a dtype such as jnp.int32 is a class, not one)."""
-    leaves = jax.tree.leaves((args, kwargs), is_leaf=lambda v: isinstance(v, Variable))
-    return not any(isinstance(leaf, (Tracer, Variable))
-                   or (callable(leaf) and not isinstance(leaf, type)) for leaf in leaves)
+def _constant_elements(args, kwargs):
+    """How many numbers the arguments hold, however nested; None unless all are plain values:
+    no traced array, no Variable (whose value is traced inside a compiled step) and no
+    function (control flow such as fori_loop, whose body must not run twice; a dtype such as
+    jnp.int32 is a class, not a function)."""
+    count = 0
+    for leaf in jax.tree.leaves((args, kwargs), is_leaf=lambda v: isinstance(v, Variable)):
+        if isinstance(leaf, (Tracer, Variable)) or (callable(leaf) and not isinstance(leaf, type)):
+            return None
+        if isinstance(leaf, (numbers.Number, np.ndarray, np.generic, jax.Array)):
+            count += np.size(leaf)
+    return count
+
+
+def _shape_arithmetic(result, args, kwargs) -> bool:
+    """Whether `result`, traced, is tiny and computed from constants no smaller than itself
+    (so not a creation op, whose iota or broadcast stays in the program)."""
+    if not _tiny_traced(result):
+        return False
+    elements = _constant_elements(args, kwargs)
+    return elements is not None and result.size <= elements
 
 
 def takes_symbolic(fn):
@@ -122,7 +138,7 @@ def takes_symbolic(fn):
         result = fn(*args, **kwargs)
         # Only tracing gives a Tracer from constants; the staged first result is dead code,
         # which lowering drops.
-        if _tiny_traced(result) and _all_constant(args, kwargs):
+        if _shape_arithmetic(result, args, kwargs):
             with jax.ensure_compile_time_eval():
                 return fn(*args, **kwargs)
         return result
