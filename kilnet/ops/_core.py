@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kilnet.ops._convert import as_array, dispatch_symbolic
+from kilnet.ops._convert import as_array, dispatch_symbolic, static_ints
 from kilnet.variables import to_array
 
 __all__ = [
@@ -38,6 +38,7 @@ def slice(inputs, start_indices, shape):
     """The block of `shape` starting at `start_indices` (which may be traced); a -1 in
     `shape` takes the rest of that dimension."""
     inputs = as_array(inputs)
+    shape = static_ints(shape, "shape")
     # -1 needs a static start (the result's shape must be known when tracing).
     sizes = tuple(dim - start if size == -1 else size
                   for dim, start, size in zip(inputs.shape, start_indices, shape))

@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kilnet.ops._convert import as_array, as_arrays, as_float, FLOATX, dispatch_symbolic
+from kilnet.ops._convert import (as_array, as_arrays, as_float, FLOATX, dispatch_symbolic,
+                                  static_ints)
 from kilnet.ops._core import shape
 from kilnet.variables import to_array
 
@@ -234,7 +235,7 @@ def split(x, indices_or_sections, axis=0):
 
 def reshape(x, newshape):
     """The same elements in a new shape (one dimension may be -1)."""
-    return jnp.reshape(as_array(x), newshape)
+    return jnp.reshape(as_array(x), static_ints(newshape, "newshape"))
 
 
 def transpose(x, axes=None):
@@ -269,17 +270,17 @@ def flip(x, axis=None):
 
 def tile(x, repeats):
     """Repeat the whole array `repeats` times along each axis."""
-    return jnp.tile(as_array(x), repeats)
+    return jnp.tile(as_array(x), static_ints(repeats, "repeats"))
 
 
 def repeat(x, repeats, axis=None):
     """Repeat each element `repeats` times along `axis` (flattening when None)."""
-    return jnp.repeat(as_array(x), repeats, axis=axis)
+    return jnp.repeat(as_array(x), static_ints(repeats, "repeats"), axis=axis)
 
 
 def broadcast_to(x, shape):
     """Broadcast `x` to `shape`."""
-    return jnp.broadcast_to(as_array(x), shape)
+    return jnp.broadcast_to(as_array(x), static_ints(shape, "shape"))
 
 
 def take(x, indices, axis=None):
@@ -615,12 +616,12 @@ def size(x):
 
 def zeros(shape, dtype=None):
     """An array of zeros (float32 by default)."""
-    return jnp.zeros(shape, dtype=dtype or FLOATX)
+    return jnp.zeros(static_ints(shape, "shape"), dtype=dtype or FLOATX)
 
 
 def ones(shape, dtype=None):
     """An array of ones (float32 by default)."""
-    return jnp.ones(shape, dtype=dtype or FLOATX)
+    return jnp.ones(static_ints(shape, "shape"), dtype=dtype or FLOATX)
 
 
 def zeros_like(x, dtype=None):
@@ -635,7 +636,7 @@ def ones_like(x, dtype=None):
 
 def full(shape, fill_value, dtype=None):
     """An array filled with `fill_value` (float32 by default, whatever the value's type)."""
-    return jnp.full(shape, as_array(fill_value), dtype=dtype or FLOATX)
+    return jnp.full(static_ints(shape, "shape"), as_array(fill_value), dtype=dtype or FLOATX)
 
 
 def full_like(x, fill_value, dtype=None):
@@ -1392,7 +1393,7 @@ def view(x, dtype=None):
 
 def empty(shape, dtype=None):
     """An array of `shape` (float32 by default); JAX fills it with zeros."""
-    return jnp.empty(shape, dtype=dtype or FLOATX)
+    return jnp.empty(static_ints(shape, "shape"), dtype=dtype or FLOATX)
 
 
 def empty_like(x, dtype=None):
@@ -1408,7 +1409,8 @@ def identity(n, dtype=None):
 def tri(N, M=None, k=0, dtype=None):
     """An `N x M` matrix of ones at and below the `k`-th diagonal, zeros above (float32 by
     default)."""
-    return jnp.tri(N, M=M, k=k, dtype=dtype or FLOATX)
+    return jnp.tri(static_ints(N, "N"), M=static_ints(M, "M"), k=static_ints(k, "k"),
+                   dtype=dtype or FLOATX)
 
 
 def geomspace(start, stop, num=50, endpoint=True, dtype=None, axis=0):
