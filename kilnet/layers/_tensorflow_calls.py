@@ -9,6 +9,10 @@ layer computes for the input's static shape. Random layers draw there from their
 SeedGenerators, as Keras's do (a new draw per call). A call on an eager TensorFlow tensor
 runs on its NumPy value. Strings arrive as NumPy arrays of bytes, which kilnet's text layers read.
 
+kilnet.utils.FeatureSpace, called on a dict of columns, is taken the same way
+(`takes_tensorflow_columns`): the dict's graph tensors are one node's inputs, and its output
+is the encoded matrix or the dict of encoded features.
+
 kilnet never imports TensorFlow: an argument whose type comes from a `tensorflow` module
 means the caller has imported it, and it is taken from `sys.modules`.
 """

@@ -186,7 +186,10 @@ class FeatureSpace:
     (batch, width) in "concat" mode. `preprocessors`, `crossers` and `one_hot_encoders` hold
     the underlying layers, under Keras's names.
 
-    Differences from Keras: called on data, the space runs on the host (NumPy).
+    Differences from Keras: called on data, the space runs on the host (NumPy); called on a
+    dict of TensorFlow tensors in a tf.data map or a tf.function (keras.io's
+    `train_ds.map(lambda x, y: (feature_space(x), y))`), it is one `tf.numpy_function` node
+    there, with Keras's static output shapes.
     `get_inputs()` and `get_encoded_features()` are Keras's symbolic tensors, connected through
     the space's layers (a model from `get_inputs()` runs its string layers on the host, the
     rest compiled); the space itself is not a layer of that model (its layers are).
