@@ -9,6 +9,10 @@ layer computes for the input's static shape. Random layers draw there from their
 SeedGenerators, as Keras's do (a new draw per call). A call on an eager TensorFlow tensor
 runs on its NumPy value. Strings arrive as NumPy arrays of bytes, which kilnet's text layers read.
 
+kilnet.utils.FeatureSpace, called on a dict of columns, is taken the same way
+(`takes_tensorflow_columns`): the dict's graph tensors are one node's inputs, and its output
+is the encoded matrix or the dict of encoded features.
+
 kilnet never imports TensorFlow: an argument whose type comes from a `tensorflow` module
 means the caller has imported it, and it is taken from `sys.modules`.
 """
@@ -62,6 +66,68 @@ def takes_tensorflow_tensors(call):
     return __call__
 
 
+def takes_tensorflow_columns(output_spec):
+    """Decorate the `__call__(self, data)` of an object called on a dict of columns
+    (kilnet.utils.FeatureSpace) so that TensorFlow tensors among the dict's values are taken
+    as layers take them: graph tensors become one `tf.numpy_function` node whose inputs are
+    the dict's values as a flat list, rebuilt into the dict (of NumPy values, strings as
+    bytes) for the call on the host; eager tensors are called with their NumPy values.
+
+    `output_spec(obj, shapes)` answers, for the static shapes of the dict's values
+    ({key: list of dims, or None for an unknown rank}), the output's (shape, dtype name), or
+    a dict of them when the call returns a dict.
+
+    Example:
+        >>> import numpy as np
+        >>> class Total:
+        ...     @takes_tensorflow_columns(lambda total, shapes: ([None], "float32"))
+        ...     def __call__(self, data):
+        ...         return sum(np.asarray(v, np.float32) for v in data.values())
+        >>> Total()({"a": np.ones(2), "b": np.ones(2)}).tolist()
+        [2.0, 2.0]
+    """
+    def decorate(call):
+        @functools.wraps(call)
+        def __call__(self, data):
+            tf = _tensorflow_behind(data) if isinstance(data, dict) else None
+            if tf is None:
+                return call(self, data)
+            if not any(_is_graph_tensor(tf, value) for value in data.values()):
+                return call(self, {key: _eager_as_numpy(v) for key, v in data.items()})
+            return _call_on_graph_columns(tf, self, call, data, output_spec)
+
+        return __call__
+
+    return decorate
+
+
+def _call_on_graph_columns(tf, obj, call, data, output_spec):
+    """The call on a dict of graph tensors as a `tf.numpy_function` node."""
+    keys = list(data)
+    tensors = [_dense_column(tf, obj, key, data[key]) for key in keys]
+    shapes = {key: t.shape.as_list() if t.shape.rank is not None else None
+              for key, t in zip(keys, tensors)}
+
+    def on_host(*arrays):
+        return call(obj, dict(zip(keys, arrays)))
+
+    return _host_node(tf, on_host, tensors, output_spec(obj, shapes),
+                      f"kilnet_{type(obj).__name__}")
+
+
+def _dense_column(tf, obj, key, value):
+    """A dict value as a dense tf.Tensor (NumPy values and lists as constants); ragged and
+    sparse tensors refused, naming the key."""
+    if _from_tensorflow(value) and not isinstance(value, tf.Tensor):
+        raise TypeError(
+            f"{type(obj).__name__} was called in a tf.data map or a tf.function with "
+            f"{type(value).__name__} {key!r}: kilnet runs that call on the host through "
+            "tf.numpy_function, which takes dense tensors. Received: "
+            f"{key!r} of type {type(value).__name__}. Convert it first in the map "
+            "(`x.to_tensor()`, `tf.sparse.to_dense(x)`).")
+    return tf.convert_to_tensor(value)
+
+
 def _leaves(tree) -> list:
     return jax.tree.leaves(tree)
 
@@ -96,18 +162,35 @@ def _eager_as_numpy(value):
 def _call_in_tensorflow_graph(tf, layer, call, args, kwargs):
     """The layer's call on one graph tensor as a `tf.numpy_function` node."""
     tensor = _the_one_tensor(tf, layer, args, kwargs)
-    shape, dtype = _output_spec(layer, tensor)
     extra_args = args[1:]
 
     def on_host(array):
-        with _HOST_CALLS, _scope.seed_generator_draws():
-            result = call(layer, array, *extra_args, **kwargs)
-        return _as_numpy_output(layer, result, dtype)
+        return _one_output(layer, call(layer, array, *extra_args, **kwargs))
 
-    output = tf.numpy_function(on_host, [tensor], tf.as_dtype(dtype), stateful=True,
-                               name=f"kilnet_{type(layer).__name__}")
-    output.set_shape(shape)
-    return output
+    return _host_node(tf, on_host, [tensor], _output_spec(layer, tensor),
+                      f"kilnet_{type(layer).__name__}")
+
+
+def _host_node(tf, compute, tensors, output_spec, name):
+    """One `tf.numpy_function` node that runs `compute(*arrays)` on the host, one call at a
+    time, on the NumPy values of `tensors`. `output_spec` is (static shape, dtype name), or a
+    dict of them when `compute` returns a dict; the node's outputs carry them, in that
+    structure (the dict's order kept)."""
+    keys = list(output_spec) if isinstance(output_spec, dict) else None
+    specs = [output_spec[key] for key in keys] if keys else [output_spec]
+    dtypes = [dtype for _, dtype in specs]
+
+    def on_host(*arrays):
+        with _HOST_CALLS, _scope.seed_generator_draws():
+            result = compute(*arrays)
+        results = [result[key] for key in keys] if keys else [result]
+        return [_as_numpy(value, dtype) for value, dtype in zip(results, dtypes)]
+
+    outputs = tf.numpy_function(on_host, list(tensors), [tf.as_dtype(d) for d in dtypes],
+                                stateful=True, name=name)
+    for output, (shape, _) in zip(outputs, specs):
+        output.set_shape(shape)
+    return dict(zip(keys, outputs)) if keys else outputs[0]
 
 
 def _the_one_tensor(tf, layer, args, kwargs):
@@ -152,13 +235,18 @@ def _output_shape(layer, shape):
     return None
 
 
-def _as_numpy_output(layer, result, dtype):
-    """The host call's result as the NumPy array the node declared (`dtype`)."""
+def _one_output(layer, result):
+    """The layer's host result, refused when it is several outputs."""
     if isinstance(result, (list, tuple, dict)):
         raise TypeError(
             f"Layer {layer.name!r} ({type(layer).__name__}) returned "
             f"{type(result).__name__} in a tf.data map or tf.function; kilnet's host call "
             "there gives back one tensor. Call a layer of one output there.")
+    return result
+
+
+def _as_numpy(result, dtype):
+    """A host result as the NumPy array its node declared (`dtype`)."""
     array = np.asarray(result)
     if dtype == "string":   # TensorFlow takes strings as bytes
         return np.char.encode(array, "utf-8").astype(object) if array.dtype.kind == "U" \

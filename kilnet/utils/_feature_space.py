@@ -20,6 +20,7 @@ from kilnet.layers import (CategoryEncoding, Concatenate, Discretization, Hashed
                            Hashing, Identity, Input, IntegerLookup, Normalization, Rescaling,
                            StringLookup)
 from kilnet.layers._node import tensors_in
+from kilnet.layers._tensorflow_calls import takes_tensorflow_columns
 
 # Keras's module for its Feature, Cross and TFDIdentity entries in a config.
 _KERAS_MODULE = "keras.src.layers.preprocessing.feature_space"
@@ -141,6 +142,28 @@ def _object_from_entry(entry, cls):
     return cls.from_config(entry["config"])
 
 
+def _encoded_spec(space, shapes):
+    """(static shape, dtype) of the space's output, or a dict of them ("dict" mode), for
+    columns of the given static shapes (a tf.data map's element): the widths and dtypes of
+    `get_encoded_features()`, after the columns' batch axis, or without one for a sample of
+    scalars; an unknown shape where a column's rank is unknown."""
+    encoded = space.get_encoded_features()
+    if any(shape is None for shape in shapes.values()):
+        lead = None
+    elif all(len(shape) == 0 for shape in shapes.values()):
+        lead = []   # one sample: the call drops the batch axis
+    else:
+        sizes = [shape[0] for shape in shapes.values() if shape and shape[0] is not None]
+        lead = [sizes[0] if sizes else None]
+
+    def spec(tensor):
+        return (None if lead is None else lead + list(tensor.shape[1:])), tensor.dtype
+
+    if isinstance(encoded, dict):
+        return {key: spec(tensor) for key, tensor in encoded.items()}
+    return spec(encoded)
+
+
 # -- the feature space -------------------------------------------------------------------------
 class FeatureSpace:
     """One-stop preprocessing and encoding of structured data, as `keras.utils.FeatureSpace`.
@@ -163,7 +186,10 @@ class FeatureSpace:
     (batch, width) in "concat" mode. `preprocessors`, `crossers` and `one_hot_encoders` hold
     the underlying layers, under Keras's names.
 
-    Differences from Keras: called on data, the space runs on the host (NumPy).
+    Differences from Keras: called on data, the space runs on the host (NumPy); called on a
+    dict of TensorFlow tensors in a tf.data map or a tf.function (keras.io's
+    `train_ds.map(lambda x, y: (feature_space(x), y))`), it is one `tf.numpy_function` node
+    there, with Keras's static output shapes.
     `get_inputs()` and `get_encoded_features()` are Keras's symbolic tensors, connected through
     the space's layers (a model from `get_inputs()` runs its string layers on the host, the
     rest compiled); the space itself is not a layer of that model (its layers are).
@@ -185,6 +211,10 @@ class FeatureSpace:
         >>> space({"age": 45.0, "sex": 1, "thal": "unknown"}).shape
         (12,)
     """
+
+    # TensorFlow's AutoGraph calls an object with this attribute as it is: a call in tf.data's
+    # map runs on the host (takes_tensorflow_columns) instead of being rewritten
+    autograph_info__ = None
 
     # -- feature constructors (Keras's classmethods) -------------------------------------------
     @classmethod
@@ -443,6 +473,7 @@ class FeatureSpace:
                 + [(key, self.crosses_by_name[key]) for key in sorted(self.crosses_by_name)])
 
     # -- calling -----------------------------------------------------------------------------------
+    @takes_tensorflow_columns(_encoded_spec)
     def __call__(self, data):
         """Encode a dict of columns (a batch, or one sample of scalars): see the class."""
         self._check_adapted()
