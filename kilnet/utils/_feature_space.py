@@ -571,13 +571,6 @@ class FeatureSpace:
             self._encoded_features = encoded
         return self._encoded_features
 
-    def _width(self, key, spec):
-        if key in self.one_hot_encoders:
-            return self.one_hot_encoders[key].num_tokens
-        if key in self.crossers:
-            return 1
-        return int(self.preprocessors[key].sample_output_shape((1,))[-1])
-
     # -- configuration -----------------------------------------------------------------------------
     def get_config(self):
         """Keras's config keys; JSON-ready. An adapted space's config carries what it learned.
