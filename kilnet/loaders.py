@@ -308,6 +308,9 @@ class _Indexed(Batches):
 
     def __init__(self, dataset):
         self.dataset = dataset
+        # a dataset standing for a tf.data.Dataset (kilnet's ArrayDataset) keeps its own
+        # order, as Keras's fit never reorders a tf.data dataset
+        self.shuffles = bool(getattr(dataset, "reordered_by_fit", True))
         count = getattr(dataset, "num_batches", None) if hasattr(type(dataset), "num_batches") \
             else len(dataset)
         self.steps = None if count is None else int(count)

@@ -164,3 +164,41 @@ def test_timeseries_keras_docstring_example_and_shuffle():
 def test_timeseries_refuses_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         utils.timeseries_dataset_from_array(np.arange(100), None, 5, **kwargs)
+
+
+def _rows_fit_reads(dataset, epochs):
+    """The mean target of each batch fit trains on, in order, per epoch (from the batch logs:
+    the loss is the batch's mean target, and the logs hold the epoch's running mean)."""
+    logged = []
+
+    class Batches(kilnet.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            logged.append([])
+
+        def on_train_batch_end(self, batch, logs=None):
+            logged[-1].append(logs["loss"])
+
+    def mean_target(y_true, y_pred):
+        return kilnet.ops.mean(y_true) + 0.0 * kilnet.ops.mean(y_pred)
+
+    model = kilnet.Sequential([kilnet.Input((1,)), kilnet.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss=mean_target)
+    model.fit(dataset, epochs=epochs, verbose=0, callbacks=[Batches()])   # shuffle=True
+    return [[round((i + 1) * running[i] - i * running[i - 1] if i else running[0], 3)
+             for i in range(len(running))] for running in logged]
+
+
+def test_fit_trains_an_unshuffled_dataset_in_its_own_order_as_keras_a_tf_dataset():
+    # Keras's timeseries_dataset_from_array gives a tf.data dataset, whose order fit keeps
+    # (keras.io's weather forecasting trains on it in time order).
+    x = np.arange(24, dtype="float32").reshape(24, 1)
+    dataset = kilnet.utils.ArrayDataset(x, x, batch_size=4)
+    assert _rows_fit_reads(dataset, epochs=2) == [[1.5, 5.5, 9.5, 13.5, 17.5, 21.5]] * 2
+
+
+def test_fit_draws_a_new_order_of_a_shuffled_dataset_each_epoch():
+    x = np.arange(16, dtype="float32").reshape(16, 1)
+    dataset = kilnet.utils.ArrayDataset(x, x, batch_size=1, shuffle=True, seed=3)
+    first, second = _rows_fit_reads(dataset, epochs=2)
+    assert sorted(first) == sorted(second) == x[:, 0].tolist()   # every sample once an epoch
+    assert first != second and first != sorted(first)

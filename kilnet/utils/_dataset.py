@@ -58,6 +58,11 @@ class ArrayDataset:
         [4, 4]
     """
 
+    # fit(shuffle=True) leaves the order to the dataset, as Keras's fit leaves a tf.data
+    # dataset's (kilnet.loaders): a dataset made without shuffle trains in its own order
+    # (keras.io's weather forecasting), a shuffled one draws a new order each epoch.
+    reordered_by_fit = False
+
     def __init__(self, x, y=None, batch_size=32, *, shuffle=False, seed=None,
                  class_names=None):
         _check_rows(x, "x")
@@ -104,6 +109,22 @@ class ArrayDataset:
         if self._shuffle and self._reshuffle:
             self._passes += 1
         return (self._element(order, i) for i in range(count))
+
+    def on_epoch_end(self):
+        """Called by fit after each epoch that read the dataset by index: the next epoch of a
+        shuffled dataset draws a new order, as each pass of `for batch in ds` does.
+
+        Example:
+            >>> import numpy as np, kilnet
+            >>> ds = kilnet.utils.ArrayDataset(np.arange(6.0), batch_size=6, shuffle=True,
+            ...                                seed=1)
+            >>> first = ds[0].tolist()
+            >>> ds.on_epoch_end()
+            >>> ds[0].tolist() != first, sorted(ds[0].tolist()) == sorted(first)
+            (True, True)
+        """
+        if self._shuffle and self._reshuffle:
+            self._passes += 1
 
     def cardinality(self):
         """The number of elements in one pass, as tf.data's `cardinality()` gives it: a
