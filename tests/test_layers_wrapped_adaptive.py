@@ -25,7 +25,6 @@ from kilnet.layers._spectral_normalization import normalized_kernel  # noqa: E40
 pytestmark = pytest.mark.usefixtures("keras_draws_on_host")
 
 
-
 def normal(shape, seed=0):
     return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
 

@@ -29,7 +29,6 @@ from _training import assert_fit_lowers_loss  # noqa: E402
 # random, so they come from NumPy rather than compiling one XLA program per shape.
 pytestmark = pytest.mark.usefixtures("keras_draws_on_host")
 
-
 KEY = jax.random.PRNGKey(0)
 CELLS = ["SimpleRNNCell", "LSTMCell", "GRUCell"]
 
