@@ -33,7 +33,11 @@ TOL = dict(rtol=1e-5, atol=1e-6)
 
 def _env():
     env = dict(os.environ)
-    env.pop("XLA_FLAGS", None)  # the worker sets its own device count
+    # The worker sets its own device count; the other flags (the tests' cheap XLA
+    # optimization level, tests/conftest.py) carry over, so its programs compile as fast as
+    # this process's and at the same level as the one-device references computed here.
+    flags = os.environ.get("XLA_FLAGS", "").split()
+    env["XLA_FLAGS"] = " ".join(f for f in flags if "host_platform_device_count" not in f)
     root = str(HERE.parent)
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     return env

@@ -20,6 +20,10 @@ import kilnet  # noqa: E402
 from kilnet import layers  # noqa: E402
 from kilnet.layers._spectral_normalization import normalized_kernel  # noqa: E402
 
+# The Keras twins take kilnet's weights (set_weights): their own starting draws need only be
+# random, so they come from NumPy rather than compiling one XLA program per shape.
+pytestmark = pytest.mark.usefixtures("keras_draws_on_host")
+
 
 def normal(shape, seed=0):
     return np.random.default_rng(seed).normal(size=shape).astype(np.float32)

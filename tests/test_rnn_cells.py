@@ -25,6 +25,10 @@ from kilnet.errors import ModelFileError  # noqa: E402
 from kilnet.models import load_model  # noqa: E402
 from _training import assert_fit_lowers_loss  # noqa: E402
 
+# The Keras twins take kilnet's weights (set_weights): their own starting draws need only be
+# random, so they come from NumPy rather than compiling one XLA program per shape.
+pytestmark = pytest.mark.usefixtures("keras_draws_on_host")
+
 KEY = jax.random.PRNGKey(0)
 CELLS = ["SimpleRNNCell", "LSTMCell", "GRUCell"]
 
