@@ -92,8 +92,13 @@ def _symbolic_argument(args, kwargs):
 
 
 def _tiny_traced(result) -> bool:
-    """Whether an op's result is a traced array small enough to be shape arithmetic."""
-    return isinstance(result, Tracer) and result.size <= SHAPE_ARITHMETIC_SIZE
+    """Whether an op's result is a traced array small enough to be shape arithmetic (its
+    size a number: under a symbolic batch size, as a functional model's build traces, a
+    size such as 3*batch is never tiny)."""
+    if not isinstance(result, Tracer):
+        return False
+    size = result.size
+    return isinstance(size, int) and size <= SHAPE_ARITHMETIC_SIZE
 
 
 def _constant_elements(args, kwargs):
