@@ -57,7 +57,7 @@ def takes_tensorflow_tensors(call):
         tf = _tensorflow_behind((args, kwargs))
         if tf is None:
             return call(self, *args, **kwargs)
-        if not any(_is_graph_tensor(tf, leaf) for leaf in _leaves((args, kwargs))):
+        if not any(_is_graph_tensor(tf, leaf) for leaf in jax.tree.leaves((args, kwargs))):
             args, kwargs = jax.tree.map(_eager_as_numpy, (args, kwargs))
             return call(self, *args, **kwargs)
         return _call_in_tensorflow_graph(tf, self, call, args, kwargs)
@@ -128,10 +128,6 @@ def _dense_column(tf, obj, key, value):
     return tf.convert_to_tensor(value)
 
 
-def _leaves(tree) -> list:
-    return jax.tree.leaves(tree)
-
-
 def _from_tensorflow(value) -> bool:
     return type(value).__module__.split(".")[0] == "tensorflow"
 
@@ -140,7 +136,7 @@ def _tensorflow_behind(tree):
     """The `tensorflow` module when an argument is one of its objects, else None (at once
     when the caller never imported TensorFlow)."""
     tf = sys.modules.get("tensorflow")
-    if tf is None or not any(_from_tensorflow(leaf) for leaf in _leaves(tree)):
+    if tf is None or not any(_from_tensorflow(leaf) for leaf in jax.tree.leaves(tree)):
         return None
     return tf
 
@@ -196,7 +192,7 @@ def _host_node(tf, compute, tensors, output_spec, name):
 def _the_one_tensor(tf, layer, args, kwargs):
     """The call's input when it is a single dense tf.Tensor and no other argument is a
     TensorFlow object; else a TypeError that says what is taken."""
-    others = [leaf for leaf in _leaves((args[1:], kwargs)) if _from_tensorflow(leaf)]
+    others = [leaf for leaf in jax.tree.leaves((args[1:], kwargs)) if _from_tensorflow(leaf)]
     first = args[0] if args else None
     if isinstance(first, tf.Tensor) and not others:
         return first
