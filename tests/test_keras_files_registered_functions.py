@@ -195,3 +195,25 @@ def test_a_kilnet_file_naming_a_function_no_longer_registered_is_refused(tmp_pat
     with pytest.raises(ModelFileError, match="tests_fns>gone.*not registered.*"
                                              "register_keras_serializable"):
         kilnet.models.load_model(tmp_path / "m.kilnet")
+
+
+def test_kilnet_own_loss_and_metric_functions_are_written_as_keras_writes_its_own(tmp_path):
+    mine = model_of(kilnet, loss=kilnet.losses.mean_squared_error,
+                    metric=kilnet.metrics.mean_absolute_error)
+    mine.build(seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # nothing is left out
+        mine.save(tmp_path / "m.keras")
+    assert config_loss(tmp_path / "m.keras") == {
+        "module": "builtins", "class_name": "function", "config": "mean_squared_error",
+        "registered_name": "function"}
+    theirs = keras.models.load_model(tmp_path / "m.keras")
+    assert theirs.compiled and theirs.loss is keras.losses.mean_squared_error
+    again = kilnet.models.load_model(tmp_path / "m.keras")   # and kilnet holds its own again
+    assert again.is_compiled and again.loss is kilnet.losses.mean_squared_error
+    for loaded in (theirs, again):
+        ours = mine.evaluate(X, Y, verbose=0, return_dict=True)
+        expected = loaded.evaluate(X, Y, verbose=0, return_dict=True)
+        assert sorted(ours) == sorted(expected) == ["loss", "mean_absolute_error"]
+        for key in ours:
+            np.testing.assert_allclose(ours[key], expected[key], rtol=1e-6)

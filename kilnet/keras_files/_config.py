@@ -166,6 +166,46 @@ def keras_function(entry) -> bool:
     return False
 
 
+def kilnet_function_of(entry):
+    """kilnet's own loss or metric function that a function entry names when it names one of
+    Keras's (keras_function), as Keras's loaded model holds Keras's function; else None.
+
+    Example:
+        >>> import kilnet
+        >>> kilnet_function_of({"module": "builtins", "class_name": "function",
+        ...     "config": "mean_squared_error"}) is kilnet.losses.mean_squared_error
+        True
+    """
+    if not keras_function(entry):
+        return None
+    for lib in (losses_lib, metrics_lib):
+        found = getattr(lib, entry["config"], None)
+        if inspect.isfunction(found):
+            return found
+    return None
+
+
+def keras_function_entry(fn):
+    """Keras's entry for one of kilnet's own loss or metric functions (compile's
+    `loss=kilnet.losses.mean_squared_error`), written as Keras writes its own
+    (`keras.losses.mean_squared_error`); None for any other function.
+
+    Example:
+        >>> import kilnet
+        >>> keras_function_entry(kilnet.metrics.mean_absolute_error)["config"]
+        'mean_absolute_error'
+        >>> keras_function_entry(print) is None
+        True
+    """
+    name = getattr(fn, "__name__", None)
+    if not isinstance(name, str) or not any(getattr(lib, name, None) is fn
+                                            for lib in (losses_lib, metrics_lib)):
+        return None
+    entry = {"module": "builtins", "class_name": _registry.FUNCTION, "config": name,
+             "registered_name": _registry.FUNCTION}
+    return entry if keras_function(entry) else None
+
+
 def model_spec(entry, reader):
     """kilnet's {"class_name", "config"} for a Keras model entry (top level or nested)."""
     name = entry.get("class_name")

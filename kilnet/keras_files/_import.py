@@ -331,7 +331,8 @@ def _objects(value, types, what):
         return {k: _objects(v, types, what) for k, v in value.items()}
     if _registry.is_function_entry(value):
         if _registry.function_named(value) is None and _config.keras_function(value):
-            return value["config"]   # one of Keras's functions: kilnet's of the same name
+            # one of Keras's functions: kilnet's of the same name
+            return _config.kilnet_function_of(value) or value["config"]
         return _registry.function_from_entry(value, what)
     if not isinstance(value, dict) or value.get("class_name") not in types or not isinstance(
             value.get("config") or {}, dict):

@@ -37,6 +37,7 @@ from kilnet import _registry
 from kilnet import losses as losses_lib
 from kilnet import metrics as metrics_lib
 from kilnet import optimizers as optimizers_lib
+from kilnet.keras_files import _config
 from kilnet.trainer import KerasState
 
 PREFIX = "optimizer/vars/"
@@ -462,8 +463,9 @@ def _names_kept(given, resolved):
     Loss objects."""
     if isinstance(given, str):
         return resolved if given in losses_lib.NOT_KERAS_NAMES else given
-    if inspect.isroutine(given) and isinstance(resolved, losses_lib.LossFunctionWrapper):
-        return given   # a function of yours: written by its registered name
+    if inspect.isroutine(given) and (isinstance(resolved, losses_lib.LossFunctionWrapper)
+                                     or _config.keras_function_entry(given) is not None):
+        return given   # a function of yours by its registered name; kilnet's as Keras's
     if isinstance(given, dict) and isinstance(resolved, dict):
         return {k: _names_kept(given.get(k), v) for k, v in resolved.items()}
     if isinstance(given, (list, tuple)) and isinstance(resolved, (list, tuple)) \
@@ -484,7 +486,10 @@ def _objects(value, types, module, what):
         return [_objects(v, types, module, what) for v in value]
     if isinstance(value, dict):
         return {k: _objects(v, types, module, what) for k, v in value.items()}
-    if inspect.isroutine(value):   # a function of yours: by its registered name, as Keras
+    if inspect.isroutine(value):   # kilnet's, as Keras writes its own; else yours, by its
+        own = _config.keras_function_entry(value)   # registered name, as Keras
+        if own is not None and _registry.name_of(value) is None:
+            return own
         try:
             return _registry.function_entry(value, what)
         except ValueError as error:
