@@ -1211,7 +1211,8 @@ def predict_on_batch(model, x, rows):
     args = (programs.model_params(state), state.model_state, feed.x)
     outputs, model_state = trainer.program("predict_batch", rows, *args)(*args)
     trainer.keep_model_state(model_state)
-    return model.pack_outputs([np.asarray(out, programs.prediction_dtype(out.dtype))
+    # np.array: writable copies, as Keras's (np.asarray of a device array is read-only)
+    return model.pack_outputs([np.array(out, programs.prediction_dtype(out.dtype))
                                for out in outputs])
 
 

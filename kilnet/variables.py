@@ -236,8 +236,8 @@ class Variable:
             self._value = jnp.array(holder.read_variable(self), copy=True)
 
     def numpy(self) -> np.ndarray:
-        # host sync: copies the value to NumPy
-        return np.asarray(self.value)
+        # host sync: a writable copy, as Keras's (learners edit it in place: `w[0] += 1`)
+        return np.array(self.value)
 
     @property
     def shape(self) -> tuple:
@@ -252,8 +252,10 @@ class Variable:
         return len(self._shape)
 
     def __array__(self, dtype=None, copy=None):
-        array = np.asarray(self.value)
-        return array if dtype is None else array.astype(dtype)
+        # np.array(v) asks for a copy (copy=True) and trusts what it gets: a view of the
+        # device buffer would be read-only; np.asarray(v) (copy=None) may share it
+        array = np.asarray(self.value, dtype=dtype)
+        return array.copy() if copy else array
 
     def __repr__(self):
         return (f"<Variable {self.name!r} shape={self._shape} dtype={self._dtype} "
