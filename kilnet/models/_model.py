@@ -172,6 +172,13 @@ class Model(Layer):
     def is_functional(self) -> bool:
         return self.graph is not None
 
+    def positional_call_names(self) -> tuple:
+        """A functional model's call takes (inputs, training, mask) by position, as Keras's
+        Functional.call; a subclassed model's, its call()'s."""
+        if self.is_functional:
+            return ("inputs", "training", "mask")
+        return super().positional_call_names()
+
     @property
     def fed_tensors(self) -> list:
         """The symbolic tensors a functional model's compiled programs take: its inputs, or
