@@ -102,8 +102,9 @@ def keras_file_with(activation, path):
     return keras.models.load_model(path).predict(X, verbose=0)
 
 
-def test_a_keras_file_naming_a_registered_activation_opens(tmp_path):
-    path = tmp_path / "keras.keras"
+@pytest.mark.parametrize("extension", ["keras", "h5"])
+def test_a_keras_file_naming_a_registered_activation_opens(tmp_path, extension):
+    path = tmp_path / f"keras.{extension}"   # Keras 3's format, and its legacy HDF5 one
     expected = keras_file_with(keras_squared, path)
     model = kilnet.models.load_model(path)
     assert model.get_layer("dense").activation is squared
