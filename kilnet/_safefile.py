@@ -53,8 +53,10 @@ def json_default(value):
             f"The Python function {getattr(value, '__qualname__', value)!r:.80} cannot be saved: "
             "kilnet files hold no code. Register it with "
             "@kilnet.saving.register_keras_serializable(package=..., name=...) (kilnet's "
-            "register_serializable) and it is saved by name (a Lambda layer's function, an "
-            "initializer, regularizer or constraint), "
+            "register_serializable) and it is saved by name (a layer's activation, a Lambda "
+            "layer's function, an initializer, regularizer or constraint; Keras opens a .keras "
+            "file naming it when it is registered under the same name with "
+            "keras.saving.register_keras_serializable), "
             "or write a Layer or kilnet.initializers.Initializer subclass with get_config. "
             "model.save_weights() saves the weights alone.")
     raise TypeError(f"{type(value).__name__} values cannot be saved: {value!r:.100}")

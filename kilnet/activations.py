@@ -503,9 +503,12 @@ def get(identifier) -> Callable:
         return _BY_NAME[identifier]
     if callable(identifier):   # a function of yours, e.g. lambda x: x * ops.sigmoid(x)
         return identifier
+    if _registry.is_function_entry(identifier):   # Keras's entry, as a layer config holds it
+        return deserialize(identifier)
     raise ValueError(
-        "activation must be a name such as 'relu', one of kilnet.activations' functions or "
-        f"a function of yours. Received: activation={identifier!r}"
+        "activation must be a name such as 'relu', one of kilnet.activations' functions, "
+        "a function of yours or Keras's entry for one ({'class_name': 'function', 'config': "
+        f"'package>name', ...}}). Received: activation={identifier!r}"
     )
 
 
@@ -534,15 +537,19 @@ class Setting:
 
 
 def config_name(fn: Callable):
-    """What a layer's config holds for its activation: the activation's name, a function of
-    yours by the name it was registered under (kilnet.saving.register_serializable), or the
-    function itself (it trains, and a file refuses it with the way to register it).
+    """What a layer's config holds for its activation, as Keras's get_config writes it: the
+    activation's name, Keras's function entry for a function of yours registered with
+    kilnet.saving.register_keras_serializable (its registered name, which Keras and kilnet
+    find it by), or the function itself (it trains, and a file refuses it with the way to
+    register it).
 
     Example:
         >>> config_name(get("swish"))
         'silu'
     """
-    return name_of(fn) or _registry.name_of(fn) or fn
+    if name_of(fn) is None and _registry.name_of(fn) is not None:
+        return serialize(fn)
+    return name_of(fn) or fn
 
 
 def name_of(fn: Callable) -> str | None:
@@ -563,9 +570,10 @@ def name_of(fn: Callable) -> str | None:
 _FUNCTIONS: dict[str, Callable] = {**_BY_NAME, "glu": glu, "threshold": threshold}
 
 
-def serialize(activation) -> str:
+def serialize(activation):
     """An activation as Keras's configs write it: its name ("silu" for swish, "hard_silu"
-    for hard_swish).
+    for hard_swish), or for a function of yours registered with
+    kilnet.saving.register_keras_serializable, Keras's function entry naming it.
 
     Example:
         >>> serialize(swish), serialize(glu)
@@ -574,13 +582,19 @@ def serialize(activation) -> str:
     for name, known in _FUNCTIONS.items():
         if known is activation:
             return name
-    raise ValueError("serialize takes one of kilnet.activations' functions (a config stores "
-                     f"activations by name). Received: activation={activation!r:.100}")
+    if _registry.name_of(activation) is not None:
+        return _registry.function_entry(activation, "activation")
+    raise ValueError("serialize takes one of kilnet.activations' functions or a function "
+                     "registered with @kilnet.saving.register_keras_serializable(package=..., "
+                     "name=...) (a config names activations, never holds their code). "
+                     f"Received: activation={activation!r:.100}")
 
 
 def deserialize(config) -> Callable:
     """The activation function a config names: a name ("silu", "swish", "glu"), or Keras's
-    entry for a function ({"class_name": "function", "config": "relu", ...}).
+    entry for a function ({"class_name": "function", "config": "relu", ...}), one of yours
+    by its registered name (registered, or in the open custom object scope, which
+    load_model's custom_objects fill).
 
     Example:
         >>> deserialize("swish") is silu, deserialize({"module": "keras.activations",
@@ -588,8 +602,10 @@ def deserialize(config) -> Callable:
         (True, True)
     """
     name = config
-    if isinstance(config, dict) and config.get("class_name") == "function":
+    if _registry.is_function_entry(config):
         name = config.get("config")
+        if not isinstance(name, str) or name not in _FUNCTIONS:   # yours, by registered name
+            return _registry.function_from_entry(config, "activation")
     if not isinstance(name, str) or name not in _FUNCTIONS:
         raise ValueError(f"Unknown activation: expected one of {sorted(_FUNCTIONS)}, or "
                          "{'class_name': 'function', 'config': <one of them>}. Received: "

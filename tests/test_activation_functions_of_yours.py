@@ -25,6 +25,25 @@ def squared(x):
     return x ** 2
 
 
+# What Keras 3 writes for a registered function (layer configs and .keras files alike)
+SQUARED_ENTRY = {"module": "builtins", "class_name": "function",
+                 "config": "tests_activation>squared", "registered_name": "function"}
+
+
+@keras.saving.register_keras_serializable(package="tests_activation", name="squared")
+def keras_squared(x):
+    return x ** 2
+
+
+@keras.saving.register_keras_serializable(package="tests_activation", name="cubed")
+def keras_cubed(x):
+    return x ** 3
+
+
+def cubed(x):   # kilnet's twin of keras_cubed, left unregistered (given as custom_objects)
+    return x ** 3
+
+
 def model_with(lib, activation):
     inputs = lib.Input((4,))
     hidden = lib.layers.Dense(3, activation=activation)(inputs)
@@ -52,7 +71,7 @@ def test_a_registered_function_is_saved_by_name(tmp_path, extension):
     model.save(path)   # right after construction: the weights go with it
     again = kilnet.models.load_model(path)
     assert again.layers[1].activation is squared
-    assert again.layers[1].get_config()["activation"] == "tests_activation>squared"
+    assert again.layers[1].get_config()["activation"] == SQUARED_ENTRY
     np.testing.assert_allclose(again.predict(X, verbose=0), model.predict(X, verbose=0),
                                rtol=1e-6)
 
@@ -62,3 +81,56 @@ def test_an_unregistered_function_is_refused_when_saving(tmp_path):
     with pytest.raises(TypeError, match="cannot be saved.*register"):
         model.save(tmp_path / "m.kilnet")
     assert not (tmp_path / "m.kilnet").exists()
+
+
+def test_the_config_names_a_registered_function_as_keras_does():
+    ours = kilnet.layers.Dense(2, activation=squared).get_config()["activation"]
+    assert ours == keras.layers.Dense(2, activation=keras_squared).get_config()["activation"]
+    assert kilnet.layers.Dense.from_config(
+        kilnet.layers.Dense(2, activation=squared).get_config()).activation is squared
+
+
+def keras_file_with(activation, path):
+    """A .keras file written by Keras: a Dense and an LSTM (whose recurrent_activation is
+    the function too) using a registered function of yours."""
+    keras.backend.clear_session()
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(3, activation=activation, name="dense")(inputs)
+    sequence = keras.layers.Reshape((3, 1), name="reshape")(hidden)
+    outputs = keras.layers.LSTM(2, recurrent_activation=activation, name="lstm")(sequence)
+    keras.Model(inputs, outputs).save(path)
+    return keras.models.load_model(path).predict(X, verbose=0)
+
+
+@pytest.mark.parametrize("extension", ["keras", "h5"])
+def test_a_keras_file_naming_a_registered_activation_opens(tmp_path, extension):
+    path = tmp_path / f"keras.{extension}"   # Keras 3's format, and its legacy HDF5 one
+    expected = keras_file_with(keras_squared, path)
+    model = kilnet.models.load_model(path)
+    assert model.get_layer("dense").activation is squared
+    assert model.get_layer("lstm").get_config()["recurrent_activation"] == SQUARED_ENTRY
+    np.testing.assert_allclose(model.predict(X, verbose=0), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_keras_file_naming_an_activation_in_custom_objects_opens(tmp_path):
+    path = tmp_path / "keras.keras"
+    expected = keras_file_with(keras_cubed, path)
+    model = kilnet.models.load_model(path, custom_objects={"tests_activation>cubed": cubed})
+    assert model.get_layer("dense").activation is cubed
+    np.testing.assert_allclose(model.predict(X, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="tests_activation>cubed.*not registered"):
+        kilnet.models.load_model(path)
+
+
+def test_keras_opens_a_kilnet_file_with_a_registered_activation(tmp_path):
+    model = model_with(kilnet, squared)
+    model.save(tmp_path / "m.keras")
+    theirs = keras.models.load_model(tmp_path / "m.keras")
+    assert theirs.layers[1].activation is keras_squared
+    np.testing.assert_allclose(theirs.predict(X, verbose=0), model.predict(X, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_an_unregistered_function_is_refused_in_a_keras_file(tmp_path):
+    with pytest.raises(TypeError, match="activation.*register_keras_serializable"):
+        model_with(kilnet, lambda x: x * 2).save(tmp_path / "m.keras")

@@ -126,8 +126,19 @@ def test_set_weights_errors():
     with pytest.raises(ValueError, match=r"dense_1/kernel expects shape \(128, 10\).*"
                                          r"Received: shape \(10, 128\)"):
         model.set_weights(wrong)
-    with pytest.raises(ValueError, match="no weights yet"):
-        kilnet.Sequential([layers.Dense(2)]).get_weights()
+
+
+@pytest.mark.parametrize("library", ["kilnet", "keras"])
+def test_an_unbuilt_sequential_has_no_weights_as_keras(library):
+    """keras.io's scripts read get_weights() of a Sequential that fit builds later: [] in
+    both; counting its parameters is refused in both."""
+    lib = kilnet if library == "kilnet" else pytest.importorskip("keras")
+    model = lib.Sequential([lib.layers.Dense(2)])
+    assert model.get_weights() == []
+    assert model.weights == model.trainable_weights == model.non_trainable_weights == []
+    with pytest.raises(ValueError, match="build"):
+        model.count_params()
+    assert not model.built
 
 
 def test_seeded_builds_are_reproducible():

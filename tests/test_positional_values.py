@@ -93,3 +93,61 @@ def test_a_functional_model_refuses_training_given_positionally():
     with pytest.raises(ValueError, match="Layer .fm. takes only tensors as positional arguments"):
         model(kilnet)(X, True)
     assert not np.allclose(np.asarray(model(kilnet)(X, training=True)), X)
+
+
+def dropout_model(lib, kind):
+    """A functional model, a Sequential and a subclassed model, each only a Dropout."""
+    if kind == "functional":
+        inputs = lib.Input((3, 5, 2), name="x")
+        return lib.Model(inputs, lib.layers.Dropout(0.99, name="drop")(inputs), name="fm")
+    if kind == "sequential":
+        return lib.Sequential([lib.Input((3, 5, 2)), lib.layers.Dropout(0.99, name="drop")],
+                              name="seq")
+
+    class Dropping(lib.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.drop = lib.layers.Dropout(0.99, name="drop")
+
+        def call(self, x, training=None):
+            return self.drop(x, training=training)
+
+    return Dropping(name="dropping")
+
+
+TRAINING_ARRAYS = {"a second input": np.ones((2, 3)), "a 0-d array": np.array(True)}
+
+
+@pytest.mark.parametrize("kind", ["functional", "sequential", "subclassed"])
+@pytest.mark.parametrize("value", sorted(TRAINING_ARRAYS))
+def test_an_array_given_positionally_as_training_is_refused_as_keras_refuses_it(kind, value):
+    """keras.io's masking guide ends with `model(x, np.random.random(...))`: Keras refuses
+    the array (its positional `training`); kilnet ran the model in inference, unseen."""
+    training = TRAINING_ARRAYS[value]
+    with pytest.raises((TypeError, ValueError)):
+        dropout_model(keras, kind)(X, training)
+    with pytest.raises(TypeError) as error:
+        dropout_model(kilnet, kind)(X, training)
+    message = str(error.value)
+    assert "Python bool or None as its argument 'training'" in message
+    assert f"was an array of shape {np.shape(training)}" in message
+    assert "as one list or dict" in message
+
+
+@pytest.mark.parametrize("lib", [kilnet, keras], ids=["kilnet", "keras"])
+def test_what_keras_takes_by_keyword_as_training_runs(lib):
+    """Keras takes anything with a truth value as training= (a 0-d array, 1, None)."""
+    model = dropout_model(lib, "functional")
+    for training in (True, 1, np.array(True), np.bool_(True)):
+        assert not np.allclose(np.asarray(model(X, training=training)), X)
+    for training in (None, False, 0, np.array(False)):
+        np.testing.assert_array_equal(np.asarray(model(X, training=training)), X)
+
+
+def test_an_array_of_several_values_as_training_is_refused_naming_the_argument():
+    """Keras fails with NumPy's "truth value of an array ... is ambiguous"."""
+    with pytest.raises(ValueError, match="ambiguous"):
+        keras.layers.Dropout(0.5, name="drop")(X, training=np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"Python bool or None as training=.*Received: "
+                                         r"training=an array of shape \(2, 3\)"):
+        kilnet.layers.Dropout(0.5, name="drop")(X, training=np.ones((2, 3)))

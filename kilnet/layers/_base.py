@@ -42,7 +42,9 @@ from kilnet.layers._input_spec import check_input_spec
 from kilnet.layers import _tensor_masks as tensor_masks
 from kilnet.layers._mask_arguments import CallArguments, arguments_named, automatic_masks
 from kilnet.layers._node import KerasTensor, Node, is_symbolic
-from kilnet.layers._positional_values import refuse_positional_values
+from kilnet.layers._positional_values import (described, positional_parameter_names,
+                                              refuse_positional_training,
+                                              refuse_positional_values, several_inputs_hint)
 from kilnet.layers._value_reads import CallReadsValues, reading_values
 from kilnet.metrics import Metric
 from kilnet.variables import Variable, to_array
@@ -634,7 +636,9 @@ class Layer:
         if not args:
             args, kwargs = self._inputs_by_name(kwargs)
         if len(args) > 1 and not self.positional_values_allowed:
-            refuse_positional_values(self.name, type(self).call, args)
+            names = self.positional_call_names()
+            refuse_positional_values(self.name, names, args)
+            refuse_positional_training(self.name, names, args)
         if self.input_spec is not None:   # a layer of yours declared what it accepts
             check_input_spec(self.input_spec, args[0], self.name)
         if any(_tree.has_dict(a) for a in args):   # its call sees the keys in your order
@@ -652,6 +656,20 @@ class Layer:
         for consumed in self.mask_consuming_arguments(args, kwargs):
             tensor_masks.attach_masks(consumed, None)
         return outputs
+
+    def positional_call_names(self) -> tuple:
+        """The names the layer's call takes by position, its input first: what each positional
+        argument of a call is bound to.
+
+        Example:
+            >>> import kilnet
+            >>> class Noisy(kilnet.layers.Layer):
+            ...     def call(self, x, training=None):
+            ...         return x
+            >>> Noisy().positional_call_names()
+            ('x', 'training')
+        """
+        return positional_parameter_names(type(self).call)
 
     def _inputs_by_name(self, kwargs):
         """(args, kwargs) of a call whose inputs come by keyword, as Keras takes them: the
@@ -803,7 +821,7 @@ class Layer:
             [1.0]
         """
         if given is not UNSAID:
-            return _explicit_training(given, None)
+            return _explicit_training(given, None, self.name)
         outer = _scope.outer_training()
         return outer if outer is not None else self.training_default
 
@@ -2041,7 +2059,8 @@ class Layer:
         # default (a Keras-form call sees None, Dropout infers, augmentation augments). The
         # mode of a compiled step it runs in is not a layer call's, so it is not inherited.
         training = self.training_for_apply(
-            _explicit_training(kwargs.pop("training", UNSAID), self.training_default))
+            _explicit_training(kwargs.pop("training", UNSAID), self.training_default,
+                               self.name))
         # Inside a compiled kilnet step the step's key; elsewhere (your own jax.jit, an eager
         # call) the random layers draw from the seed states given, as Keras's do.
         rng = _scope.next_rng() if training else None
@@ -2481,11 +2500,19 @@ def set_untracked(obj, name, value):
     object.__setattr__(obj, name, value)
 
 
-def _explicit_training(given, default):
-    """`training` as a caller passed it (None included), else `default`."""
+def _explicit_training(given, default, layer_name):
+    """`training` as a caller passed it (None included), else `default`. Anything with a truth
+    value is taken, as Keras takes it (a 0-d array too); an array of several values, which
+    Keras refuses as NumPy does, is refused naming the argument."""
     if given is UNSAID:
         return default
-    return None if given is None else bool(given)
+    try:
+        return None if given is None else bool(given)
+    except ValueError:
+        raise ValueError(
+            f"Layer {layer_name!r} takes a Python bool or None as training= (the mode: True "
+            f"runs dropout and the like). Received: training={described(given)}. "
+            + several_inputs_hint(layer_name)) from None
 
 
 @functools.lru_cache(maxsize=None)

@@ -172,6 +172,13 @@ class Model(Layer):
     def is_functional(self) -> bool:
         return self.graph is not None
 
+    def positional_call_names(self) -> tuple:
+        """A functional model's call takes (inputs, training, mask) by position, as Keras's
+        Functional.call; a subclassed model's, its call()'s."""
+        if self.is_functional:
+            return ("inputs", "training", "mask")
+        return super().positional_call_names()
+
     @property
     def fed_tensors(self) -> list:
         """The symbolic tensors a functional model's compiled programs take: its inputs, or
@@ -778,10 +785,7 @@ class Model(Layer):
         """Build a model whose input shapes are declared (Keras has a functional model's
         weights from its construction on); for any other model without weights, raise a
         ValueError saying how to build it."""
-        if not self.built and (self.is_functional or self.build_shape is not None):
-            self.build()
-        if not self.built:
-            self.build_if_shapes_known()
+        self._build_if_inputs_known()
         if not self.built and not self._weights_held_by_sub_layers():
             raise ValueError(
                 "The model has no weights yet: call model.build(input_shape), give the first "
@@ -845,8 +849,22 @@ class Model(Layer):
 
     trainable_variables = trainable_weights
 
+    def _build_if_inputs_known(self):
+        if not self.built and (self.is_functional or self.build_shape is not None):
+            self.build()
+        if not self.built:
+            self.build_if_shapes_known()
+
     def get_weights(self) -> list:
-        self.require_built()
+        """The weights as NumPy arrays, in Keras's order; [] for a model not built yet whose
+        input shapes are unknown (a `Sequential([Dense(1)])` that fit builds later), as Keras.
+
+        Example:
+            >>> import kilnet
+            >>> kilnet.Sequential([kilnet.layers.Dense(1)]).get_weights()
+            []
+        """
+        self._build_if_inputs_known()
         return super().get_weights()
 
     def set_weights(self, weights) -> None:
