@@ -59,6 +59,7 @@ def standardize_dtype(dtype="float32") -> str:
         return "bfloat16"
     if not isinstance(dtype, (type, str)) and hasattr(dtype, "dtype"):
         dtype = dtype.dtype   # an array: its dtype
+    dtype = getattr(dtype, "as_numpy_dtype", dtype)   # TensorFlow's tf.float32, duck-typed
     try:
         return np.dtype(dtype).name
     except TypeError:

@@ -200,3 +200,20 @@ def test_fit_on_text_vectorized_in_the_map():
     before = model.evaluate(dataset, verbose=0)
     model.fit(dataset, epochs=3, verbose=0)
     assert model.evaluate(dataset, verbose=0) < before
+
+
+def test_a_model_builds_from_a_tensorflow_batch_as_keras():
+    """keras.io's distributed-training guide: `one_batch, _ = next(iter(train_data));
+    model.build(one_batch)` with a tf.data batch."""
+    batch = tf.ones((4, 3))
+    for lib in (keras, kilnet):
+        inputs = lib.Input((3,))
+        functional = lib.Model(inputs, lib.layers.Dense(2, name="dense")(inputs))
+        functional.build(batch)
+        sequential = lib.Sequential([lib.layers.Dense(2, name="dense")])
+        sequential.build(batch.shape)
+        assert [tuple(w.shape) for w in functional.weights] == [(3, 2), (2,)]
+        assert [tuple(w.shape) for w in sequential.weights] == [(3, 2), (2,)]
+    assert kilnet.backend.standardize_dtype(tf.float32) == \
+        keras.backend.standardize_dtype(tf.float32) == "float32"
+    assert kilnet.backend.standardize_dtype(tf.int64) == "int64"

@@ -32,8 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kilnet import (_names, _registry, _scope, _tree, activations, constraints, initializers,
-                    mixed_precision, random, regularizers, utils)
+from kilnet import (_names, _registry, _scope, _tree, activations, backend, constraints,
+                    initializers, mixed_precision, random, regularizers, utils)
 from kilnet.layers import _auto_config, _batch_axis, _shared_layers, _tracking
 from kilnet.layers._call_context import described_call
 from kilnet.layers._host_call import refuse_strings, takes_strings
@@ -2636,7 +2636,7 @@ def _dtype_of(inputs):
         return {k: _dtype_of(v) for k, v in inputs.items()}
     if isinstance(inputs, (list, tuple)) and not hasattr(inputs, "dtype"):
         return [_dtype_of(v) for v in inputs]
-    return str(np.dtype(inputs.dtype))
+    return backend.standardize_dtype(inputs.dtype)   # a tf.Tensor's tf.float32 too
 
 
 def output_shapes(outputs):
