@@ -89,7 +89,9 @@ def import_arrays(trainer, arrays):
     else:   # the rate a schedule gives at Keras's step, as callbacks read it
         opt_state = optimizers_lib.set_learning_rate(
             opt_state, float(optimizer.learning_rate(int(arrays[0]))))
-    trainer.state = state._replace(opt_state=opt_state)
+    # One step count fills several of Optax's counts: copies, as the compiled step donates
+    # each leaf's buffer and cannot donate one buffer twice.
+    trainer.state = state._replace(opt_state=jax.tree.map(jnp.array, opt_state))
 
 
 def fresh_arrays(optimizer):
