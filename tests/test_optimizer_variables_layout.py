@@ -64,6 +64,15 @@ def models():
     return theirs, ours
 
 
+def built_optimizers(case):
+    """(Keras's model, kilnet's, each one's optimizer built for its trainable variables)."""
+    theirs, ours = models()
+    their_opt, our_opt = make_optimizer(keras, case), make_optimizer(kilnet, case)
+    their_opt.build(theirs.trainable_variables)
+    our_opt.build(ours.trainable_variables)
+    return theirs, ours, their_opt, our_opt
+
+
 def described(variables):
     return [(v.name, v.path, tuple(v.shape), str(np.asarray(v).dtype)) for v in variables]
 
@@ -88,10 +97,7 @@ def assert_lists_close(ours, theirs, atol=2e-5):
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_variables_after_build_are_keras_variables(case):
-    theirs, ours = models()
-    their_opt, our_opt = make_optimizer(keras, case), make_optimizer(kilnet, case)
-    their_opt.build(theirs.trainable_variables)
-    our_opt.build(ours.trainable_variables)
+    theirs, ours, their_opt, our_opt = built_optimizers(case)
     assert described(our_opt.variables) == described(their_opt.variables)
     assert_lists_close(values_of(our_opt.variables), values_of(their_opt.variables))
 
@@ -149,10 +155,7 @@ def assigned_values(variables, seed=1):
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_assigned_optimizer_variables_then_a_step_match_keras(case):
-    theirs, ours = models()
-    their_opt, our_opt = make_optimizer(keras, case), make_optimizer(kilnet, case)
-    their_opt.build(theirs.trainable_variables)
-    our_opt.build(ours.trainable_variables)
+    theirs, ours, their_opt, our_opt = built_optimizers(case)
     for variables in (their_opt.variables, our_opt.variables):
         for variable, value in zip(variables, assigned_values(their_opt.variables)):
             variable.assign(value)
@@ -206,3 +209,17 @@ def test_compiled_model_optimizer_variables_are_keras_variables(case, custom_ste
     assert_lists_close(values_of(ours.optimizer.variables),
                        values_of(theirs.optimizer.variables))
     assert_lists_close(ours.get_weights(), theirs.get_weights())
+
+
+@pytest.mark.parametrize("case", [CASES[1], CASES[4]], ids=["sgd", "adam"])
+def test_learning_rate_set_after_build_is_the_rate_variable(case):
+    theirs, ours, their_opt, our_opt = built_optimizers(case)
+    their_opt.learning_rate = 0.5
+    our_opt.learning_rate = 0.5
+    grads = [np.ones(v.shape, np.float32) for v in theirs.trainable_variables]
+    their_opt.apply(grads, theirs.trainable_variables)
+    our_opt.apply(grads, ours.trainable_variables)
+    assert float(np.asarray(our_opt.variables[1])) == 0.5
+    assert_lists_close(values_of(our_opt.variables), values_of(their_opt.variables))
+    assert_lists_close(ours.get_weights(), theirs.get_weights())
+    assert our_opt.iterations is our_opt.variables[0]

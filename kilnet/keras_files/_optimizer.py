@@ -25,8 +25,8 @@ from kilnet import metrics as metrics_lib
 from kilnet import optimizers as optimizers_lib
 from kilnet.optimizers import keras_variables
 # Keras's layout of the slots, and its refusal, as this module's callers read them
-from kilnet.optimizers.keras_variables import (  # noqa: F401
-    Unsupported, has_rate_variable, keras_order, scalar_names, slot_names)
+from kilnet.optimizers.keras_variables import (
+    Unsupported, has_rate_variable, scalar_names, slot_names)
 from kilnet.keras_files import _config
 from kilnet.trainer import KerasState
 
