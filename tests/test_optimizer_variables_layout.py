@@ -74,7 +74,8 @@ def built_optimizers(case):
 
 
 def described(variables):
-    return [(v.name, v.path, tuple(v.shape), str(np.asarray(v).dtype)) for v in variables]
+    return [(v.name, v.path, tuple(v.shape), str(np.asarray(v).dtype), v.trainable)
+            for v in variables]
 
 
 def values_of(variables):

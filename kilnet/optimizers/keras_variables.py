@@ -303,33 +303,44 @@ class KerasLayout:
         """`opt_state` (the template: its structure and dtypes) holding Keras's list `values`
         (traceable). A schedule's rate is left as the template holds it: the update computes
         it from the step count."""
-        optimizer = self.optimizer
-        inject = _inject(opt_state)
-        fixed = has_rate_variable(optimizer)
+        values = list(values)
         steps = jnp.asarray(values[0]).astype(jnp.int32)   # Keras's raw step count
-        count = steps // (optimizer.gradient_accumulation_steps or 1)   # updates made
-        lr = jnp.asarray(values[1], jnp.float32) if fixed else \
-            inject.hyperparams["learning_rate"]
-        head, n_weights = 2 if fixed else 1, len(self.weights)
-        replacements = {}
+        head, replacements = (2 if has_rate_variable(self.optimizer) else 1), {}
         averages = moving_average_state(opt_state)
-        if averages is not None:
+        if averages is not None:   # use_ema's averages come first (see values)
+            average, head = self._per_weight(averages.average, values, head)
             replacements[id(averages)] = averages._replace(
-                count=jnp.asarray(steps, averages.count.dtype), average=self._tree(
-                    averages.average, values[head:head + n_weights]))
-            head += n_weights
+                count=jnp.asarray(steps, averages.count.dtype), average=average)
         accumulation = accumulation_state(opt_state)
-        if accumulation is not None:
-            summed = self._tree(accumulation.summed_gradients, values[head:head + n_weights])
-            head += n_weights
-        n_scalars = len(scalar_names(optimizer))
-        ordered = list(values[head:len(values) - n_scalars])
+        if accumulation is not None:   # then the gradient accumulators
+            summed, head = self._per_weight(accumulation.summed_gradients, values, head)
+        inject = _inject(opt_state)
+        replacements[id(inject)] = self._inject_state(inject, steps, values, head)
+        if accumulation is not None:   # it holds the inner state: replace inside it first
+            replacements[id(accumulation)] = _replaced(accumulation._replace(
+                count=jnp.asarray(steps, accumulation.count.dtype), summed_gradients=summed),
+                replacements)
+        return _replaced(opt_state, replacements)
+
+    def _per_weight(self, template, values, head) -> tuple:
+        """(values[head:] up to one per weight, as a tree like `template`, the position after
+        them)."""
+        end = head + len(self.weights)
+        return _like(self.with_listed(template, values[head:end]), template), end
+
+    def _inject_state(self, inject, steps, values, head):
+        """The learning-rate holder's state with Keras's step count, rate (values[1] unless a
+        schedule gives it), slots (values[head:], then the optimizer's own scalars)."""
+        optimizer = self.optimizer
+        count = steps // (optimizer.gradient_accumulation_steps or 1)   # updates made
+        lr = jnp.asarray(values[1], jnp.float32) if has_rate_variable(optimizer) else \
+            inject.hyperparams["learning_rate"]
+        end = len(values) - len(scalar_names(optimizer))
         trees = [self.with_listed(tree, _kilnet_slot(optimizer, slot, per_weight, lr))
                  for slot, per_weight, tree in zip(
-                     self.slots, _per_slot(optimizer, ordered),
+                     self.slots, _per_slot(optimizer, values[head:end]),
                      _slot_trees(optimizer, inject.inner_state))]
-        inner = _with_slot_trees(optimizer, inject.inner_state, trees, count,
-                                 values[len(values) - n_scalars:])
+        inner = _with_slot_trees(optimizer, inject.inner_state, trees, count, values[end:])
         new_inject = inject._replace(
             count=jnp.asarray(count, inject.count.dtype), inner_state=inner,
             hyperparams={**inject.hyperparams, "learning_rate": jnp.asarray(
@@ -340,15 +351,7 @@ class KerasLayout:
             new_inject = new_inject._replace(hyperparams_states={
                 name: _at_step(schedule_state, count)
                 for name, schedule_state in inject.hyperparams_states.items()})
-        replacements[id(inject)] = new_inject
-        if accumulation is not None:   # it holds the inner state: replace inside it first
-            replacements[id(accumulation)] = _replaced(accumulation._replace(
-                count=jnp.asarray(steps, accumulation.count.dtype), summed_gradients=summed),
-                replacements)
-        return _replaced(opt_state, replacements)
-
-    def _tree(self, template, values):
-        return _like(self.with_listed(template, list(values)), template)
+        return new_inject
 
     def names(self, prefix=None) -> list:
         """(name, path) of each variable of Keras's list, as Keras names them ("iteration",
@@ -379,8 +382,9 @@ class KerasLayout:
         """`values` (Keras's list) as Variables named and pathed as Keras's. Keras makes
         Nadam's u_product trainable (outside its optimizer's variable factory); so does this.
         """
-        return [named_variable(value, name, path, trainable=name == "variable")
-                for value, (name, path) in zip(values, self.names())]
+        scalars_from = len(values) - len(scalar_names(self.optimizer))
+        return [named_variable(value, name, path, trainable=i >= scalars_from)
+                for i, (value, (name, path)) in enumerate(zip(values, self.names()))]
 
 
 class OptaxLeaves:
