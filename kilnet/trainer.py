@@ -379,21 +379,41 @@ class Trainer:
         """
         if not self.spec.loss_scale:
             return loss
-        opt_state = jax.tree.unflatten(jax.tree.structure(self.state.opt_state),
-                                       list(optimizer_variables))
+        opt_state = self.optimizer_layout().state(self.state.opt_state,
+                                                  list(optimizer_variables))
         return loss * current_scale(opt_state)
 
     def stateless_apply(self, optimizer_variables, grads, trainable_variables):
         """(new trainable variables, new optimizer variables) after one optimizer update,
-        everything as lists (Keras's optimizer.stateless_apply)."""
-        adapter = KerasState(self)
+        everything as lists (Keras's optimizer.stateless_apply), the optimizer variables as
+        `optimizer.variables` lists them (optimizer_layout)."""
+        adapter, layout = KerasState(self), self.optimizer_layout()
         params = adapter.trainable_tree(self.state, trainable_variables)
         grad_tree = adapter.trainable_tree(self.state, grads)
-        opt_state = jax.tree.unflatten(jax.tree.structure(self.state.opt_state),
-                                       list(optimizer_variables))
+        opt_state = layout.state(self.state.opt_state, list(optimizer_variables))
         updates, opt_state = self.tx.update(grad_tree, opt_state, params)
         params = programs.apply_constraints(self.spec, optax.apply_updates(params, updates))
-        return adapter.trainable_list(params), jax.tree.leaves(opt_state)
+        return adapter.trainable_list(params), layout.values(opt_state)
+
+    def optimizer_layout(self):
+        """How the optimizer state reads as a list, `optimizer.variables` and what a model's
+        own train_step receives: Keras's list of optimizer variables where Keras has the
+        optimizer, else the Optax state's leaves (kilnet.optimizers.keras_variables).
+
+        Example:
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(2)])
+            >>> model.compile(optimizer=kilnet.optimizers.Adam(name="adam"), loss="mse")
+            >>> trainer = model.require_compiled()
+            >>> _ = trainer.ensure_state()
+            >>> layout = trainer.optimizer_layout()
+            >>> [v.path for v in layout.variables(layout.values(trainer.state.opt_state))][:3]
+            ['adam/iteration', 'adam/learning_rate', 'adam/sequential_dense_kernel_momentum']
+        """
+        adapter = KerasState(self)
+        return optimizers_lib.keras_variables.layout_for(
+            self.optimizer, adapter.trained_variables(), adapter.trainable_list,
+            adapter.with_trainable_list)
 
     # -- params-shaped trees as Keras's lists (an optimizer's apply() of yours sees them) ------
     def trainable_list(self, tree) -> list:
@@ -933,6 +953,12 @@ class KerasState:
                 for v, value in zip(self.trainer.spec.seed_states, seeds)]
 
     # -- trees <-> lists ---------------------------------------------------------------------------
+    def trained_variables(self) -> list:
+        """The Variables the optimizer updates, in trainable_list's order."""
+        trainer = self.trainer
+        return [v for _, _, v in trainer.model.variable_paths()
+                if trainer.variable_slot(v)[0] == "params"]
+
     def trainable_list(self, params) -> list:
         return [_tree.get_path(params, p) for p in self._slots()[0]]
 
@@ -963,14 +989,16 @@ class KerasState:
         return self.trainable_tree(state, trainable), trees["frozen"], trees["model_state"]
 
     def to_lists(self, state, metric_vars):
+        """The state a model's own train_step receives, the optimizer's variables as
+        `optimizer.variables` lists them (Trainer.optimizer_layout)."""
         return (self.trainable_list(state.params),
                 self.non_trainable_list(state.frozen, state.model_state),
-                jax.tree.leaves(state.opt_state), list(metric_vars))
+                self.trainer.optimizer_layout().values(state.opt_state), list(metric_vars))
 
     def from_lists(self, state, lists):
         trainable, non_trainable, optimizer, _ = lists
         params, frozen, model_state = self.trees(state, trainable, non_trainable)
-        opt_state = jax.tree.unflatten(jax.tree.structure(state.opt_state), list(optimizer))
+        opt_state = self.trainer.optimizer_layout().state(state.opt_state, list(optimizer))
         return state._replace(params=params, frozen=frozen, model_state=model_state,
                               opt_state=opt_state)
 

@@ -28,6 +28,7 @@ from kilnet.keras_files import _archive, _h5, _keras2_graph
 from kilnet.layers import InputLayer
 from kilnet.models import Model
 from kilnet.models import _config as kilnet_config
+from kilnet.optimizers import keras_variables
 
 MAX_ATTRIBUTE_BYTES = 16 * 2**20   # a config attribute, as config.json in a .keras file
 ROOT = "model_weights"
@@ -276,7 +277,7 @@ def _restore_legacy_optimizer(trainer, weights):
                       f"restored ({error or kind}); training continues from a fresh optimizer "
                       "state.", stacklevel=3)
         return
-    in_order = _optimizer.keras_order(trainer.optimizer, slots)
+    in_order = keras_variables.keras_order(trainer.optimizer, slots)
     arrays = [weights.read(f"optimizer_weights/{count}", (), np.float32,
                            kinds=("f", "i", "u")),
               np.float32(trainer.optimizer.learning_rate)]

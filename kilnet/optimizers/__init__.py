@@ -36,6 +36,11 @@ from kilnet.optimizers import _accumulation
 # accumulation_state is kilnet.optimizers's, next to moving_average_state and step_count: the
 # .keras layout reads the held gradient sums through it.
 from kilnet.optimizers._accumulation import accumulation_state
+# The use_ema stage and its readers, kilnet.optimizers's names as before (fit, SwapEMAWeights).
+from kilnet.optimizers._moving_average import (  # noqa: F401
+    MovingAverageState, finalize_weights, moving_average_of_weights, moving_average_state,
+    swap_moving_average)
+from kilnet.optimizers import keras_variables
 
 
 class KerasAdamState(NamedTuple):
@@ -482,93 +487,6 @@ def clip_by_tensor_norm(max_norm: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
-class MovingAverageState(NamedTuple):
-    """The optimizer's moving average of the trained weights (Keras's `use_ema`): the updates
-    applied so far (Keras's iterations) and the average, a tree shaped like the params."""
-
-    count: jax.Array
-    average: Any
-
-
-def moving_average_of_weights(momentum=0.99, overwrite_frequency=None, steps_per_update=1):
-    """Keras's `use_ema` as the last Optax stage of an optimizer: after each update, with w the
-    updated weights, average <- m * average + (1 - m) * w, where m is `momentum` except at the
-    first update (0: the average starts at the weights); every `overwrite_frequency` updates
-    (None: never) the weights themselves are set to the average. Optax's `ema` averages the
-    updates, not the weights, so this is written out. With gradient accumulation Keras
-    averages at every step but counts updates (`steps_per_update` steps each) for the first
-    update and the overwrite frequency.
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> tx = moving_average_of_weights(0.5)
-        >>> params = {"w": jnp.array([1.0])}
-        >>> _, state = tx.update({"w": jnp.array([1.0])}, tx.init(params), params)   # w: 2
-        >>> _, state = tx.update({"w": jnp.array([2.0])}, state, {"w": jnp.array([2.0])})
-        >>> float(state.average["w"][0])   # 0.5 * 2 + 0.5 * 4
-        3.0
-    """
-
-    def init(params):
-        return MovingAverageState(jnp.zeros((), jnp.int32), jax.tree.map(jnp.zeros_like, params))
-
-    def update(updates, state, params=None):
-        if params is None:
-            raise ValueError("use_ema needs the parameters to average them.")
-        weights = optax.apply_updates(params, updates)
-        updates_made = state.count // steps_per_update
-        m = jnp.where(updates_made == 0, 0.0, momentum)
-        average = jax.tree.map(lambda a, w: m * a + (1 - m) * w, state.average, weights)
-        if overwrite_frequency:
-            overwrite = (updates_made + 1) % overwrite_frequency == 0
-            updates = jax.tree.map(lambda u, a, p: jnp.where(overwrite, a - p, u), updates,
-                                   average, params)
-        return updates, MovingAverageState(state.count + 1, average)
-
-    return optax.GradientTransformation(init, update)
-
-
-def moving_average_state(opt_state):
-    """The MovingAverageState inside an optimizer state (use_ema=True), or None."""
-    is_average = lambda s: isinstance(s, MovingAverageState)
-    found = [s for s in jax.tree.leaves(opt_state, is_leaf=is_average) if is_average(s)]
-    return found[0] if len(found) == 1 else None
-
-
-def swap_moving_average(params, opt_state):
-    """(the averaged weights, the state holding the weights instead of the average): what
-    SwapEMAWeights does before and after an evaluation (a second swap undoes the first).
-    Copies: a compiled step donates the state's buffers, and a buffer held twice cannot be.
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> tx = moving_average_of_weights()
-        >>> params = {"w": jnp.array([1.0])}
-        >>> _, state = tx.update({"w": jnp.array([1.0])}, tx.init(params), params)
-        >>> swapped, state = swap_moving_average({"w": jnp.array([5.0])}, state)
-        >>> float(swapped["w"][0]), float(state.average["w"][0])
-        (2.0, 5.0)
-    """
-    found = moving_average_state(opt_state)
-    if found is None:
-        raise ValueError("This model's optimizer keeps no moving average of the weights: "
-                         "compile with an optimizer made with use_ema=True, e.g. "
-                         "kilnet.optimizers.SGD(use_ema=True). Received: an optimizer state "
-                         "without one")
-    copy = lambda tree: jax.tree.map(jnp.copy, tree)
-    swapped = found._replace(average=copy(params))
-    opt_state = jax.tree.map(lambda s: swapped if s is found else s, opt_state,
-                             is_leaf=lambda s: s is found)
-    return copy(found.average), opt_state
-
-
-def finalize_weights(params, opt_state):
-    """The weights a fit ends with, as Keras's finalize_variable_values: the moving average
-    where the optimizer keeps one (use_ema=True), else `params` unchanged."""
-    found = moving_average_state(opt_state)
-    return params if found is None else jax.tree.map(jnp.copy, found.average)
-
-
 class Optimizer:
     """Base class: a named, configurable factory of an Optax transformation, with Keras's base
     arguments: clipnorm, clipvalue, global_clipnorm, and use_ema / ema_momentum /
@@ -649,12 +567,25 @@ class Optimizer:
             return ScheduledRate(rate, self._steps_taken())
         return Rate(rate, self)
 
+    @property
+    def uses_schedule(self) -> bool:
+        """Whether a schedule (a function of the step) gives the learning rate, read without
+        computing the rate (`learning_rate` computes the next step's).
+
+        Example:
+            >>> from kilnet import optimizers
+            >>> decay = optimizers.schedules.ExponentialDecay(0.1, 4, 0.5)
+            >>> optimizers.SGD(decay).uses_schedule, optimizers.SGD(0.1).uses_schedule
+            (True, False)
+        """
+        return callable(self._learning_rate)
+
     def _current_state(self):
         """The optimizer state now: its own variables once built, else the compiled model's
         (None before either exists)."""
         trainer = self._trainer() if self._trainer is not None else None
         if self.built:
-            return jax.tree.unflatten(self._own.treedef, [v.value for v in self._own.variables])
+            return self._own_state()
         if trainer is not None and trainer.state is not None:
             return trainer.state.opt_state
         return None
@@ -668,13 +599,32 @@ class Optimizer:
         accumulation = accumulation_state(state)
         return step_count(state) if accumulation is None else int(accumulation.count)
 
+    def _own_state(self):
+        """The Optax state the variables `build` made hold."""
+        own = self._own
+        return own.layout.state(own.template, [v.value for v in own.variables])
+
     @property
     def iterations(self):
-        """Keras's `optimizer.iterations`: the updates made so far (a Variable read now, 0
-        before training)."""
+        """Keras's `optimizer.iterations`: the updates made so far. After `build`, Keras's
+        own `iteration` variable (the first of `variables`) where it counts them (no gradient
+        accumulation); else a Variable read now (0 before training).
+
+        Example:
+            >>> import kilnet
+            >>> opt = kilnet.optimizers.SGD(name="sgd")
+            >>> opt.build([kilnet.Variable([1.0], name="w")])
+            >>> opt.iterations is opt.variables[0], opt.iterations.path
+            (True, 'sgd/iteration')
+        """
+        own = self._own if self.built else None
+        if own is not None and isinstance(own.layout, keras_variables.KerasLayout) \
+                and not self.gradient_accumulation_steps:
+            return own.variables[0]
         state = self._current_state()
         count = 0 if state is None else step_count(state)
-        return Variable(np.int32(count), name="iterations", trainable=False, dtype=np.int32)
+        return keras_variables.named_variable(np.int32(count), "iteration",
+                                              f"{self.name}/iteration")
 
     @learning_rate.setter
     def learning_rate(self, value):
@@ -687,7 +637,14 @@ class Optimizer:
                     "another; to use a schedule, compile again with it. "
                     f"Received: learning_rate={value!r}")
             trainer.learning_rate = float(value)
+        if self.built and not callable(value) and not callable(self._learning_rate):
+            self._assign_own_state(set_learning_rate(self._own_state(), value))
         self._learning_rate = value
+
+    def _assign_own_state(self, state) -> None:
+        """Hold `state` in the variables `build` made."""
+        for variable, value in zip(self._own.variables, self._own.layout.values(state)):
+            variable.assign(value)
 
     # -- Keras's optimizer variables, for a training loop of your own ---------------------------
     def build(self, var_list) -> None:
@@ -697,8 +654,10 @@ class Optimizer:
         `jax.jit`) and `apply` / `apply_gradients` (eagerly) update them. compile() needs no
         build: the compiled step keeps its optimizer state itself.
 
-        The optimizer variables are Optax's state leaves in Optax's order (Keras's names and
-        order differ): pass them back as `optimizer.variables` gives them.
+        The optimizer variables are Keras's, in Keras's order, named as Keras names them
+        (`iteration`, `learning_rate`, then each variable's slots, e.g. Adam's
+        `adam/dense_kernel_momentum` and `..._velocity`: kilnet.optimizers.keras_variables);
+        an optimizer Keras does not have lists its Optax state's leaves.
 
         Example:
             >>> import numpy as np
@@ -720,10 +679,9 @@ class Optimizer:
                                 f"var_list[{index}] of type {type(target).__name__}")
         tx = self.transformation()
         state = tx.init([_value_of(t) for t in targets])
-        leaves, treedef = jax.tree.flatten(state)
-        self._own = _OwnState(tx, treedef, targets, [
-            Variable(leaf, name=f"{self.name}_state_{i}", trainable=False,
-                     dtype=np.asarray(leaf).dtype) for i, leaf in enumerate(leaves)])
+        layout = keras_variables.layout_for(self, targets, list, _as_list)
+        self._own = _OwnState(tx, state, targets, layout.variables(layout.values(state)),
+                              layout)
 
     @property
     def built(self) -> bool:
@@ -732,17 +690,27 @@ class Optimizer:
 
     @property
     def variables(self) -> list:
-        """The optimizer's variables (Variables): those `build(var_list)` made; else, on a
-        compiled model, the compiled step's optimizer state as it is now, in the order a
-        model's own train_step receives it; else []."""
+        """The optimizer's variables (Variables), as Keras lists them (see build): those
+        `build(var_list)` made; else, on a compiled model, the compiled step's optimizer state
+        as it is now, as a model's own train_step receives it; else [].
+
+        Example:
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(2, name="d")])
+            >>> opt = kilnet.optimizers.Adam(name="adam")
+            >>> opt.build(model.trainable_variables)
+            >>> [v.path for v in opt.variables]   # doctest: +NORMALIZE_WHITESPACE
+            ['adam/iteration', 'adam/learning_rate', 'adam/sequential_d_kernel_momentum',
+             'adam/sequential_d_kernel_velocity', 'adam/sequential_d_bias_momentum',
+             'adam/sequential_d_bias_velocity']
+        """
         if self.built:
             return list(self._own.variables)
         trainer = self._trainer() if self._trainer is not None else None
         if trainer is None or trainer.state is None:
             return []
-        return [Variable(leaf, name=f"{self.name}_state_{i}", trainable=False,
-                         dtype=np.asarray(leaf).dtype)
-                for i, leaf in enumerate(jax.tree.leaves(trainer.state.opt_state))]
+        layout = trainer.optimizer_layout()
+        return layout.variables(layout.values(trainer.state.opt_state))
 
     def stateless_apply(self, optimizer_variables, grads, trainable_variables):
         """Keras's JAX stateless_apply: (new trainable variables, new optimizer variables),
@@ -755,13 +723,13 @@ class Optimizer:
         own = self._require_built("stateless_apply")
         values = _values_of("trainable_variables", trainable_variables, len(own.targets))
         grads = _values_of("grads", grads, len(own.targets))
-        state = jax.tree.unflatten(own.treedef, _values_of(
+        state = own.layout.state(own.template, _values_of(
             "optimizer_variables", optimizer_variables, len(own.variables)))
         updates, state = own.tx.update(grads, state, values)
         new = optax.apply_updates(values, updates)
         new = [t.constraint(w) if getattr(t, "constraint", None) is not None else w
                for t, w in zip(own.targets, new)]
-        return new, jax.tree.leaves(state)
+        return new, own.layout.values(state)
 
     def apply(self, grads, trainable_variables=None) -> None:
         """Keras's `optimizer.apply(grads, trainable_variables)`: one update, assigned to
@@ -823,8 +791,7 @@ class Optimizer:
             return
         trainer = self._trainer() if self._trainer is not None else None
         if self.built:
-            state = jax.tree.unflatten(self._own.treedef, [v.value for v in self._own.variables])
-            found = moving_average_state(state)
+            found = moving_average_state(self._own_state())
             averages = None if found is None else list(found.average)
         elif trainer is not None and trainer.state is not None:
             found = moving_average_state(trainer.state.opt_state)
@@ -1602,12 +1569,19 @@ def _apply_has_run(optimizer):
 
 
 class _OwnState(NamedTuple):
-    """What `Optimizer.build(var_list)` made: the transformation, the structure of its state,
-    the variables it updates and the Variables holding the state's leaves."""
+    """What `Optimizer.build(var_list)` made: the transformation, its initial state (the
+    structure and dtypes the variables are read back into), the variables it updates, the
+    Variables holding the state as a list, and how that list reads (keras_variables)."""
     tx: Any
-    treedef: Any
+    template: Any
     targets: list
     variables: list
+    layout: Any
+
+
+def _as_list(tree, values) -> list:
+    """A built optimizer's params-shaped trees are lists: `values` as one."""
+    return list(values)
 
 
 def _value_of(target):
