@@ -11,7 +11,6 @@ import re
 import signal
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pytest
