@@ -74,6 +74,21 @@ def _fresh_module_generators(request):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _keras_clear_session_without_full_collection():
+    """Keras's clear_session() (tests call it to number Keras's default names afresh) runs a
+    full gc.collect() by default, whose cost grows with everything a test worker holds: 0.35
+    CPU seconds a call in a fresh process, several seconds late in a whole-suite worker, and
+    tests/test_compute_output_shape_batched.py calls it 329 times. The tests only need its
+    reset of Keras's global state, so free_memory defaults to False here (Python's collector
+    still runs as usual). Keras is not imported for this: tests without it stay without it."""
+    import sys
+    global_state = sys.modules.get("keras.src.backend.common.global_state")
+    if global_state is not None and global_state.clear_session.__defaults__ != (False,):
+        global_state.clear_session.__defaults__ = (False,)
+    yield
+
+
 @pytest.fixture
 def keras_draws_on_host(monkeypatch):
     """Keras's layers and models made in the test draw their starting weights with NumPy: on
