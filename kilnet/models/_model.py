@@ -1037,6 +1037,8 @@ class Model(Layer):
             raise ValueError("steps_per_execution must be a positive integer (the most steps one "
                              f"compiled chunk runs). Received: steps_per_execution="
                              f"{steps_per_execution!r}")
+        loss, loss_weights, metrics, weighted_metrics = self._kept_from_last_compile(
+            loss, loss_weights, metrics, weighted_metrics)
         # what `model.optimizer = ...` compiles again with (its setter)
         set_untracked(self, "_compile_arguments", dict(
             loss=loss, metrics=metrics, loss_weights=loss_weights,
@@ -1053,6 +1055,19 @@ class Model(Layer):
         self.compiled.prepare()
         if loss is not None:
             self.loss = loss
+
+    def _kept_from_last_compile(self, loss, loss_weights, metrics, weighted_metrics):
+        """compile()'s losses and metrics, those of the last compile where this one gives none,
+        as Keras's compile keeps them: compiling again with only a new optimizer (fine-tuning
+        at a lower rate) trains on the same loss and reports the same metrics."""
+        last = self.__dict__.get("_compile_arguments") if self.compiled is not None else None
+        if last is None:
+            return loss, loss_weights, metrics, weighted_metrics
+        if loss is None:
+            loss, loss_weights = last["loss"], last["loss_weights"]
+        if metrics is None and weighted_metrics is None:
+            metrics, weighted_metrics = last["metrics"], last["weighted_metrics"]
+        return loss, loss_weights, metrics, weighted_metrics
 
     def get_compile_config(self):
         """The arguments of the last compile() as data (Keras's): the optimizer's and losses'
