@@ -956,7 +956,19 @@ class Layer:
         on the host, before the compiled model (kilnet.models._host_stage), so only the
         layers that can run there take them (the string layers override `__call__`, shape
         ops and models holding string layers override this). Other layers: a TypeError
-        naming the fix."""
+        naming the fix.
+
+        Example:
+            >>> import kilnet
+            >>> text = kilnet.Input((2,), dtype="string")
+            >>> kilnet.ops.reshape(text, (-1, 2, 1)).dtype   # Operation's: a host-side op
+            'string'
+            >>> try:
+            ...     kilnet.layers.Flatten(name="flatten")(text)
+            ... except TypeError as error:
+            ...     print(str(error)[:48])
+            Layer 'flatten' (Flatten) was called on a string
+        """
         refuse_strings(self)
 
     def record_node(self, args, kwargs, outputs) -> None:

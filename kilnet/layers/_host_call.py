@@ -54,7 +54,7 @@ def refuse_strings(layer) -> None:
     Example:
         >>> import kilnet
         >>> try:
-        ...     kilnet.layers.Dense(2)(kilnet.Input((1,), dtype="string"))
+        ...     kilnet.layers.Dense(2, name="dense")(kilnet.Input((1,), dtype="string"))
         ... except TypeError as error:
         ...     print(str(error)[:60])
         Layer 'dense' (Dense) was called on a string tensor, which o

@@ -273,7 +273,15 @@ class Operation(Layer):
 
     def call_on_strings(self, args, kwargs):
         """A shape op (STRING_OPS) on string tensors only: a string tensor recorded as a node
-        that the model runs on the host (run_on_host), its shape traced as on numbers."""
+        that the model runs on the host (run_on_host), its shape traced as on numbers.
+
+        Example:
+            >>> import kilnet
+            >>> soil = kilnet.Input((), dtype="string")
+            >>> column = kilnet.ops.expand_dims(soil, -1)
+            >>> column.shape, column.dtype, column.node.layer.keras_class_name
+            ((None, 1), 'string', 'ExpandDims')
+        """
         tensors = tensors_in((args, kwargs))
         if self.operation not in STRING_OPS or any(t.dtype != "string" for t in tensors):
             raise TypeError(

@@ -715,7 +715,7 @@ def _substitute(tree, produced, reader):
                         f"{len(tensors)}.")
         tensor = tensors[tree.tensor]
         if tree.shape is not None and (tree.shape != list(tensor.shape)
-                                       or not _same_dtype(tree.dtype, tensor.dtype)):
+                                       or not _same_dtype(tree.dtype, tensor)):
             reader.fail(f"the configuration says layer {tree.layer!r} makes a tensor of shape "
                         f"{tree.shape} and dtype {tree.dtype!r:.20}; the rebuilt layer makes "
                         f"{list(tensor.shape)} {tensor.dtype}.")
@@ -729,11 +729,16 @@ def _substitute(tree, produced, reader):
     return tree
 
 
-def _same_dtype(in_file, rebuilt) -> bool:
-    """Whether a tensor's dtype in a file is the rebuilt layer's: the same, or int64 where
-    kilnet computes int32 (Keras with TensorFlow writes its lookups' and TextVectorization's
-    ids as int64; JAX's, and so kilnet's, are int32)."""
-    return in_file == rebuilt or (in_file == "int64" and rebuilt == "int32")
+def _same_dtype(in_file, tensor) -> bool:
+    """Whether a tensor's dtype in a file is the rebuilt layer's (`tensor`'s): the same, or
+    int64 where kilnet computes int32 (Keras with TensorFlow writes its lookups' and
+    TextVectorization's ids as int64; JAX's, and so kilnet's, are int32), or float32 for a
+    string layer's one-hot / multi-hot / count encoding (Keras's symbolic dtype, its float
+    policy, where the values it computes are integers, as kilnet's)."""
+    rebuilt = tensor.dtype
+    return in_file == rebuilt or (in_file == "int64" and rebuilt == "int32") or (
+        in_file == "float32" and rebuilt == "int32"
+        and getattr(tensor.node.layer, "runs_on_strings", False))
 
 
 _TOO_DEEP = "the configuration's graph is chained or nested too deeply to rebuild."

@@ -117,7 +117,7 @@ class SplitCall:
         >>> model = kilnet.Model(user, encoder(user))
         >>> split = SplitCall(model.graph.outputs[0].node)
         >>> [t.dtype for t in split.fed], split.layer is encoder
-        (['int64'], True)
+        (['int32'], True)
     """
 
     is_input = False

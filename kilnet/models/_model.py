@@ -171,7 +171,17 @@ class Model(Layer):
     def call_on_strings(self, args, kwargs):
         """A model with string inputs called on string tensors in another model's graph: one
         node, which that model's host stage splits (kilnet.models._host_stage.SplitCall):
-        this model's string layers run on the host, the rest in the compiled programs."""
+        this model's string layers run on the host, the rest in the compiled programs.
+
+        Example:
+            >>> import kilnet
+            >>> text = kilnet.Input((1,), dtype="string")
+            >>> lookup = kilnet.layers.StringLookup(vocabulary=["a"], output_mode="one_hot")
+            >>> inner = kilnet.Model(text, kilnet.layers.Dense(2)(lookup(text)))
+            >>> outer_text = kilnet.Input((1,), dtype="string")
+            >>> inner(outer_text).shape
+            (None, 2)
+        """
         if self.host_stage is None:
             return super().call_on_strings(args, kwargs)
         batch = (common_batch_size(args),)

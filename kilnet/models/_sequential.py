@@ -129,7 +129,15 @@ class Sequential(Model):
     def call_on_strings(self, args, kwargs):
         """Called on a string tensor with no input declared: the chain starts from a string
         Input of that shape, as Keras builds a Sequential on its first call, so its string
-        layers run on the host and the rest compiled (Model.call_on_strings)."""
+        layers run on the host and the rest compiled (Model.call_on_strings).
+
+        Example:
+            >>> import kilnet
+            >>> encoder = kilnet.Sequential([kilnet.layers.StringLookup(vocabulary=["u1"]),
+            ...                              kilnet.layers.Embedding(2, 3)])
+            >>> encoder(kilnet.Input((), dtype="string")).shape, encoder.inputs[0].dtype
+            ((None, 3), 'string')
+        """
         if self._input_layer is None and self._chain:
             set_untracked(self, "_input_layer",
                           InputLayer(shape=args[0].sample_shape, dtype="string"))
