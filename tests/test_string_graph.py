@@ -103,6 +103,14 @@ def test_a_sequential_with_a_string_lookup_takes_a_string_input():
     np.testing.assert_allclose(encoder(USERS[:2]), table[[3, 1]], rtol=1e-6)
 
 
+def test_a_sequential_not_starting_with_a_string_layer_is_refused_naming_that_layer():
+    chain = kilnet.Sequential([layers.Dense(2, name="first"),
+                               layers.StringLookup(vocabulary=["u1"])])
+    with pytest.raises(TypeError, match="'first' \\(Dense\\) was called on a string"):
+        chain(kilnet.Input(shape=(), dtype="string"))
+    assert chain.input_layer is None   # left as it was
+
+
 def test_a_sequential_string_encoder_trains_as_on_ids():
     user = kilnet.Input(name="user", shape=(), dtype="string")
     kilnet.utils.set_random_seed(2)

@@ -106,7 +106,7 @@ class SplitCall:
     first layer is a StringLookup, keras.io's recommenders' `embedding_encoder`): the host
     runs its host stage (fed_values), and the compiled programs run the model itself on the
     numbers that gives (the node the device runs: `layer`, `args`, `kwargs`, `inputs`,
-    `outputs`, as a graph node's).
+    `outputs`, as a graph node's, in place of the graph's node `replaces`).
 
     Example:
         >>> import numpy as np
@@ -124,6 +124,7 @@ class SplitCall:
 
     def __init__(self, node):
         self.layer, self.kwargs, self.outputs = node.layer, node.kwargs, node.outputs
+        self.replaces = node   # the graph's node: its place in Keras's run order
         self.outputs_structure = node.outputs_structure
         # new tensors per call: a model called at two places feeds each its own numbers
         self.fed = [_fed_copy(t) for t in node.layer.host_stage.fed]

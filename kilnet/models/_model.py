@@ -738,10 +738,13 @@ class Model(Layer):
         them (which decides the masks a MultiHeadAttention leaves to the layers after it);
         a node's position (its random key) is its place in the graph's walk."""
         ranks = self.graph.keras_rank
-        schedule = list(enumerate(self._compiled_nodes))
-        if not all(id(node) in ranks for _, node in schedule):
-            return schedule
-        return sorted(schedule, key=lambda item: ranks[id(item[1])])
+        # a node a host stage runs in two parts stands in for the graph's (SplitCall)
+        schedule = [(position, node, id(getattr(node, "replaces", node)))
+                    for position, node in enumerate(self._compiled_nodes)]
+        if not all(key in ranks for _, _, key in schedule):
+            return [(position, node) for position, node, _ in schedule]
+        return [(position, node)
+                for position, node, key in sorted(schedule, key=lambda item: ranks[item[2]])]
 
     def _given_input_masks(self, mask) -> dict:
         """{input tensor uid: its mask} for the masks a call gave the graph's inputs."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from kilnet import _names
 from kilnet.layers import InputLayer, Layer
 from kilnet.layers._base import set_untracked
+from kilnet.layers._host_call import refuse_strings
 from kilnet.layers._node import KerasTensor
 from kilnet.models._model import Model, _without_batch, kilnets_own, shapes_of_data
 
@@ -139,6 +140,8 @@ class Sequential(Model):
             ((None, 3), 'string')
         """
         if self._input_layer is None and self._chain:
+            if not getattr(self._chain[0], "runs_on_strings", False):
+                refuse_strings(self._chain[0])   # the layer that would take the strings
             set_untracked(self, "_input_layer",
                           InputLayer(shape=args[0].sample_shape, dtype="string"))
             self._rebuild_graph(keep_compiled=True)
