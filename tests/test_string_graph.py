@@ -43,6 +43,9 @@ def test_expand_dims_on_a_string_input_feeds_a_multi_hot_lookup():
     assert model.outputs[0].shape == (None, 3)
     out = model.predict({"Soil_Type": np.array(["b", "c", "a"], dtype=object)}, verbose=0)
     np.testing.assert_array_equal(out, [[0, 1, 0], [0, 0, 1], [1, 0, 0]])
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert "unbuilt" not in "\n".join(lines)   # the host op has no weights to build
 
 
 @pytest.mark.parametrize("move, on_numpy", [

@@ -295,6 +295,7 @@ class Operation(Layer):
                                self.symbolic_outputs(substitute(args, stand_ins),
                                                      substitute(kwargs, stand_ins)),
                                is_leaf=lambda t: isinstance(t, KerasTensor))
+        self.built = True   # no weights, and it runs on the host: nothing to build
         self.record_node(args, kwargs, outputs)
         return outputs
 
