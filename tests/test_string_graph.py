@@ -131,6 +131,17 @@ def test_a_sequential_string_encoder_trains_as_on_ids():
         np.testing.assert_allclose(trained, reference, rtol=1e-6)
 
 
+def test_a_string_encoder_shared_by_two_inputs_looks_up_each():
+    encoder = _encoder()
+    first = kilnet.Input(shape=(), dtype="string", name="first")
+    second = kilnet.Input(shape=(), dtype="string", name="second")
+    model = kilnet.Model([first, second], layers.Subtract()([encoder(first), encoder(second)]))
+    table = encoder.layers[1].get_weights()[0]
+    out = model.predict([USERS, USERS[::-1]], verbose=0)
+    ids = np.array([3, 1, 0, 2, 1, 3])
+    np.testing.assert_allclose(out, table[ids] - table[ids[::-1]], rtol=1e-6)
+
+
 def test_a_functional_string_model_nests_in_another_graph():
     text = kilnet.Input(shape=(1,), dtype="string", name="text")
     lookup = layers.StringLookup(vocabulary=["red", "green"], output_mode="one_hot")
