@@ -147,10 +147,12 @@ def test_a_numeric_layer_on_strings_is_refused_naming_it():
         layers.Dense(2, name="dense_on_text")(text)
 
 
-def test_a_string_model_inside_another_graph_is_refused():
-    model, _, _ = _text_model()
-    with pytest.raises(TypeError, match="takes strings.*cannot be called inside another"):
-        model(kilnet.Input(shape=(1,), dtype="string"))
+def test_a_string_model_inside_another_graph_runs_its_text_layer_on_the_host():
+    model, _, _ = _text_model()   # (more in tests/test_string_graph.py)
+    text = kilnet.Input(shape=(1,), dtype="string")
+    outer = kilnet.Model(text, model(text))
+    np.testing.assert_allclose(outer.predict(TEXTS, verbose=0), model.predict(TEXTS, verbose=0),
+                               rtol=1e-6)
 
 
 def test_numeric_models_do_not_take_the_host_stage(monkeypatch):

@@ -507,9 +507,11 @@ def keras_model(spec, path):
         shape, batch = config.get("input_shape"), config.get("batch_size")
         layers = [keras_layer(e, path) for e in config["layers"]]
         if shape is not None:
+            dtype = config.get("input_dtype")   # a chain starting with a string layer
             layers.insert(0, keras_layer({"class_name": "InputLayer", "config": {
                 "shape": shape, "name": f"{config['name']}_input",
-                **({} if batch is None else {"batch_size": batch})}}, path))
+                **({} if batch is None else {"batch_size": batch}),
+                **({} if dtype is None else {"dtype": dtype})}}, path))
         entry = {"module": "keras", "class_name": "Sequential",
                  "config": {"name": config["name"], "trainable": True, "dtype": POLICY,
                             "layers": layers}, "registered_name": None}

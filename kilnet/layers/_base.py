@@ -963,11 +963,31 @@ class Layer:
 
     def _call_symbolic(self, args, kwargs):
         if takes_strings((args, kwargs)):
-            refuse_strings(self)
+            return self.call_on_strings(args, kwargs)
         outputs = self.symbolic_outputs(args, kwargs)
         self._mark_masks(args, outputs)
         self.record_node(args, kwargs, outputs)
         return outputs
+
+    def call_on_strings(self, args, kwargs):
+        """A call on symbolic tensors among which are strings: kilnet runs what takes strings
+        on the host, before the compiled model (kilnet.models._host_stage), so only the
+        layers that can run there take them (the string layers override `__call__`, shape
+        ops and models holding string layers override this). Other layers: a TypeError
+        naming the fix.
+
+        Example:
+            >>> import kilnet
+            >>> text = kilnet.Input((2,), dtype="string")
+            >>> kilnet.ops.reshape(text, (-1, 2, 1)).dtype   # Operation's: a host-side op
+            'string'
+            >>> try:
+            ...     kilnet.layers.Flatten(name="flatten")(text)
+            ... except TypeError as error:
+            ...     print(str(error)[:48])
+            Layer 'flatten' (Flatten) was called on a string
+        """
+        refuse_strings(self)
 
     def record_node(self, args, kwargs, outputs) -> None:
         """Record a call on symbolic tensors (`args`, `kwargs`) that gave `outputs` as one of

@@ -47,10 +47,42 @@ def record_host_call(layer, args, kwargs):
 
 def refuse_strings(layer) -> None:
     """A layer that is not a string layer was called on a string tensor: raise a TypeError
-    naming it and the fix."""
+    naming it and the fix. A layer of yours holding a string layer is told apart: its call()
+    runs in the compiled model, where strings cannot go, and running all of it on the host
+    would leave its weights untrained, so kilnet does neither.
+
+    Example:
+        >>> import kilnet
+        >>> try:
+        ...     kilnet.layers.Dense(2, name="dense")(kilnet.Input((1,), dtype="string"))
+        ... except TypeError as error:
+        ...     print(str(error)[:60])
+        Layer 'dense' (Dense) was called on a string tensor, which o
+    """
+    held = [sub for sub in _held_layers(layer) if getattr(sub, "runs_on_strings", False)]
+    if held:
+        raise TypeError(
+            f"Layer {layer.name!r} ({type(layer).__name__}) was called on a string tensor "
+            f"and holds the string layer {held[0].name!r} ({type(held[0]).__name__}). kilnet "
+            "runs string layers on the host, before the compiled model, and a layer's call() "
+            "runs in the compiled model, where strings cannot go (run on the host, its weights "
+            "would not train). Call the string layer on the Input outside the layer and give "
+            f"{type(layer).__name__} its output (the ids), or make the two a "
+            "kilnet.Sequential([string layer, ...]), which kilnet splits at the string layer.")
     raise TypeError(
         f"Layer {layer.name!r} ({type(layer).__name__}) was called on a string tensor, which "
         "only the string layers take (TextVectorization, StringLookup, Hashing, "
-        "HashedCrossing: kilnet runs them on the host, before the compiled model). Turn the "
-        "text into numbers first, e.g. `ids = kilnet.layers.TextVectorization(...)(text)`, "
+        "HashedCrossing: kilnet runs them on the host, before the compiled model), and the ops "
+        "that only reshape strings (ops.expand_dims, ops.reshape, x[...], ...). Turn the text "
+        "into numbers first, e.g. `ids = kilnet.layers.TextVectorization(...)(text)`, "
         f"and call {type(layer).__name__} on the numbers.")
+
+
+def _held_layers(layer) -> list:
+    """The layers `layer` holds, at any depth."""
+    found, stack = [], list(layer.sublayers)
+    while stack:
+        sub = stack.pop()
+        found.append(sub)
+        stack.extend(sub.sublayers)
+    return found

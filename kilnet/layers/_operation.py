@@ -21,7 +21,7 @@ import numpy as np
 
 from kilnet import _names, ops
 from kilnet.layers._base import Layer, common_batch_size
-from kilnet.layers._node import KerasTensor, trace_symbolic
+from kilnet.layers._node import KerasTensor, substitute, tensors_in, trace_symbolic
 
 # Keras 3's op classes kilnet records: class name -> (kilnet.ops function, the module Keras
 # writes in its files, the function's arguments Keras keeps in the op's config). The other
@@ -158,6 +158,28 @@ OPERATIONS = frozenset(OPS)
 _BY_FUNCTION = {function: name for name, (function, _, _) in OPS.items()}
 
 
+def _axes(axis):
+    return tuple(axis) if isinstance(axis, list) else axis
+
+
+# The ops that only move values (shape, order, selection), as NumPy runs them on arrays of
+# strings (dtype object): on a string Input they run on the host with the string layers, as
+# keras.io's wide & deep `lookup(ops.expand_dims(text, -1))`. Each takes kilnet.ops's
+# parameter names.
+STRING_OPS = {
+    "ExpandDims": lambda x, axis: np.expand_dims(x, _axes(axis)),
+    "Squeeze": lambda x, axis=None: np.squeeze(x, _axes(axis)),
+    "Reshape": lambda x, newshape: np.reshape(x, newshape),
+    "Transpose": lambda x, axes=None: np.transpose(x, axes),
+    "Concatenate": lambda xs, axis=0: np.concatenate(xs, axis),
+    "Stack": lambda x, axis=0: np.stack(x, axis),
+    "GetItem": lambda x, key: x[key],
+    "Flip": lambda x, axis=None: np.flip(x, _axes(axis)),
+    "Tile": lambda x, repeats: np.tile(x, repeats),
+    "Repeat": lambda x, repeats, axis=None: np.repeat(x, repeats, axis),
+}
+
+
 class Operation(Layer):
     """One of Keras's ops as a node of a functional model, by Keras's class name (`Add`,
     `GetItem`, `Mean`, `Reshape`, `Softmax`, ...: `kilnet.layers.Operation.OPS`), with the op's
@@ -248,6 +270,48 @@ class Operation(Layer):
             return outputs
         return jax.tree.map(lambda t: KerasTensor((batch,) + t.shape[1:], t.dtype), outputs,
                             is_leaf=lambda t: isinstance(t, KerasTensor))
+
+    def call_on_strings(self, args, kwargs):
+        """A shape op (STRING_OPS) on string tensors only: a string tensor recorded as a node
+        that the model runs on the host (run_on_host), its shape traced as on numbers.
+
+        Example:
+            >>> import kilnet
+            >>> soil = kilnet.Input((), dtype="string")
+            >>> column = kilnet.ops.expand_dims(soil, -1)
+            >>> column.shape, column.dtype, column.node.layer.keras_class_name
+            ((None, 1), 'string', 'ExpandDims')
+        """
+        tensors = tensors_in((args, kwargs))
+        if self.operation not in STRING_OPS or any(t.dtype != "string" for t in tensors):
+            raise TypeError(
+                f"kilnet.ops.{OPS[self.operation][0]} ({self.operation}) was called on a "
+                "string tensor. Strings run on the host before the compiled model, where "
+                "kilnet takes the ops that only move them, on strings only: "
+                f"{', '.join(sorted(STRING_OPS))}. Turn the strings into numbers first with a "
+                "string layer (StringLookup, TextVectorization, Hashing, HashedCrossing).")
+        stand_ins = {t.uid: KerasTensor(t.shape, "float32") for t in tensors}
+        outputs = jax.tree.map(lambda t: KerasTensor(t.shape, "string"),
+                               self.symbolic_outputs(substitute(args, stand_ins),
+                                                     substitute(kwargs, stand_ins)),
+                               is_leaf=lambda t: isinstance(t, KerasTensor))
+        self.built = True   # no weights, and it runs on the host: nothing to build
+        self.record_node(args, kwargs, outputs)
+        return outputs
+
+    def run_on_host(self, *args, **kwargs):
+        """The op with NumPy on arrays of strings (a node call_on_strings recorded).
+
+        Example:
+            >>> import numpy as np
+            >>> Operation("ExpandDims", {"axis": -1}).run_on_host(
+            ...     np.array(["a", "b"], dtype=object)).tolist()
+            [['a'], ['b']]
+        """
+        function = STRING_OPS[self.operation]
+        names = [name for name in inspect.signature(function).parameters
+                 if name not in self.arguments]
+        return function(**dict(zip(names, args)), **kwargs, **self.arguments)
 
     def autocast_apply(self, params, state, *args, **kwargs):
         """Runs the op as it is: an op has no dtype policy in Keras (its inputs' dtypes

@@ -67,7 +67,7 @@ TUPLE = "__tuple__"
 SLICE = "__slice__"        # an index of x[...] (Keras's markers for both)
 ELLIPSIS = "__ellipsis__"
 FUNCTIONAL_KEYS = {"name", "trainable", "layers", "input_layers", "output_layers"}
-SEQUENTIAL_KEYS = {"name", "input_shape", "batch_size", "layers"}
+SEQUENTIAL_KEYS = {"name", "input_shape", "batch_size", "input_dtype", "layers"}
 SPEC_KEYS = frozenset({"class_name", "config", "build_config"})   # a layer's or model's entry
 
 # The custom_objects of the deserialization under way, so that a registered class whose own
@@ -302,6 +302,7 @@ class _SequentialPlan:
     input_shape: tuple | None
     layers: list
     batch_size: int | None = None
+    input_dtype: str = "float32"
 
 
 @dataclass
@@ -417,16 +418,20 @@ def _plan_sequential(cls, config, reader):
     if unknown:
         reader.fail(f"the model configuration has unknown keys {sorted(unknown)}.")
     input_shape = config.get("input_shape")
-    if input_shape is not None and not _is_shape_json(input_shape):
+    if input_shape is not None and not _is_shape_json(input_shape) \
+            and input_shape != []:   # [] : one string per sample (Input(shape=(), "string"))
         reader.fail(f"the input shape {input_shape!r:.100} is invalid.")
     batch_size = config.get("batch_size")
     if batch_size is not None and (not isinstance(batch_size, int) or isinstance(
             batch_size, bool) or batch_size < 1):
         reader.fail(f"the batch size {batch_size!r:.100} is invalid.")
+    input_dtype = config.get("input_dtype", "float32")
+    if input_dtype not in ("float32", "string"):
+        reader.fail(f"the input dtype {input_dtype!r:.100} is invalid: expected 'string'.")
     layers = [_plan(entry, reader) for entry in config["layers"]]
     return _SequentialPlan(cls, config.get("name") or None,
                            None if input_shape is None else tuple(input_shape), layers,
-                           batch_size)
+                           batch_size, input_dtype)
 
 
 def _is_shape_json(shape) -> bool:
@@ -641,12 +646,13 @@ def _build_sequential(item, reader):
     try:
         if item.input_shape is not None and (
                 not layers or layers[0].declared_input_shape is None):
-            layers = [InputLayer(shape=item.input_shape, batch_size=item.batch_size)] + layers
+            layers = [InputLayer(shape=item.input_shape, batch_size=item.batch_size,
+                                 dtype=item.input_dtype)] + layers
         model = item.cls(layers, name=item.name)
-        if item.input_shape is not None and tuple(model.input_specs[0].shape) != \
+        if item.input_shape is not None and tuple(model.input_layer.shape) != \
                 item.input_shape:
             raise ValueError(f"input shape {list(item.input_shape)} disagrees with the first "
-                             f"layer's {model.input_specs[0].shape}")
+                             f"layer's {model.input_layer.shape}")
     except (TypeError, ValueError) as error:
         raise reader.error(f"the model configuration is invalid: {error}") from None
     return _check_activation_sizes(model, reader)
@@ -709,7 +715,7 @@ def _substitute(tree, produced, reader):
                         f"{len(tensors)}.")
         tensor = tensors[tree.tensor]
         if tree.shape is not None and (tree.shape != list(tensor.shape)
-                                       or not _same_dtype(tree.dtype, tensor.dtype)):
+                                       or not _same_dtype(tree.dtype, tensor)):
             reader.fail(f"the configuration says layer {tree.layer!r} makes a tensor of shape "
                         f"{tree.shape} and dtype {tree.dtype!r:.20}; the rebuilt layer makes "
                         f"{list(tensor.shape)} {tensor.dtype}.")
@@ -723,11 +729,16 @@ def _substitute(tree, produced, reader):
     return tree
 
 
-def _same_dtype(in_file, rebuilt) -> bool:
-    """Whether a tensor's dtype in a file is the rebuilt layer's: the same, or int64 where
-    kilnet computes int32 (Keras with TensorFlow writes its lookups' and TextVectorization's
-    ids as int64; JAX's, and so kilnet's, are int32)."""
-    return in_file == rebuilt or (in_file == "int64" and rebuilt == "int32")
+def _same_dtype(in_file, tensor) -> bool:
+    """Whether a tensor's dtype in a file is the rebuilt layer's (`tensor`'s): the same, or
+    int64 where kilnet computes int32 (Keras with TensorFlow writes its lookups' and
+    TextVectorization's ids as int64; JAX's, and so kilnet's, are int32), or float32 for a
+    string layer's one-hot / multi-hot / count encoding (Keras's symbolic dtype, its float
+    policy, where the values it computes are integers, as kilnet's)."""
+    rebuilt = tensor.dtype
+    return in_file == rebuilt or (in_file == "int64" and rebuilt == "int32") or (
+        in_file == "float32" and rebuilt == "int32"
+        and getattr(tensor.node.layer, "runs_on_strings", False))
 
 
 _TOO_DEEP = "the configuration's graph is chained or nested too deeply to rebuild."

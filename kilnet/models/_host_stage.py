@@ -2,8 +2,9 @@
 
 Keras runs a model on raw text (`Input(shape=(1,), dtype="string")` into a TextVectorization)
 with TensorFlow's string ops. JAX has no strings, so kilnet splits such a model in two: the
-nodes that take strings (TextVectorization, StringLookup, Hashing, HashedCrossing, called
-directly on the model's inputs) form the host stage, run with NumPy on the data as it comes
+nodes that take strings (TextVectorization, StringLookup, Hashing, HashedCrossing, the ops
+that only move strings, `ops.expand_dims(text, -1)`, and nested models holding string layers,
+whose own host stage runs there) form the host stage, run with NumPy on the data as it comes
 (once on whole arrays, once per batch of a source of batches), and the compiled programs see
 only the numbers those nodes output, next to the model's numeric inputs: the model's *fed*
 tensors. The model's `inputs`, `layers` and configuration stay Keras's.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from kilnet.errors import InputError
-from kilnet.layers._node import substitute
+from kilnet.layers._node import KerasTensor, substitute, tensors_in
 
 
 class HostStage:
@@ -35,19 +36,33 @@ class HostStage:
     def __init__(self, graph):
         self.inputs = list(graph.inputs)
         strings = {t.uid for t in graph.inputs if t.dtype == "string"}
-        self.nodes = [node for node in graph.run_nodes
-                      if any(t.uid in strings for t in node.inputs)]
-        self.device_nodes = [node for node in graph.run_nodes if node not in self.nodes]
-        _check_nodes(self.nodes, {t.uid for t in graph.inputs})
+        on_host = {t.uid for t in graph.inputs}   # what host nodes may take
+        self.nodes, self.device_nodes, self._splits = [], [], {}
+        computed = []   # the numbers host nodes give the compiled programs
+        for node in graph.run_nodes:
+            if not any(t.uid in strings for t in node.inputs):
+                self.device_nodes.append(node)
+                continue
+            _check_node(node, on_host)
+            self.nodes.append(node)
+            if _is_split(node.layer):   # a model holding string layers: its own host stage
+                split = SplitCall(node)
+                self._splits[id(node)] = split
+                self.device_nodes.append(split)
+                computed.extend(split.fed)
+                continue
+            on_host.update(t.uid for t in node.outputs)
+            strings.update(t.uid for t in node.outputs if t.dtype == "string")
+            computed.extend(t for t in node.outputs if t.dtype != "string")
         _check_outputs(graph.outputs, strings)
         # what the compiled programs take: the numeric inputs, then the host nodes' outputs
-        self.fed = ([t for t in graph.inputs if t.dtype != "string"]
-                    + [t for node in self.nodes for t in node.outputs])
+        self.fed = [t for t in graph.inputs if t.dtype != "string"] + computed
 
     @property
     def layer_ids(self) -> set:
-        """id() of each layer the host stage runs (they have no weights to draw)."""
-        return {id(node.layer) for node in self.nodes}
+        """id() of each layer the host stage runs (they have no weights to draw); a model
+        holding string layers draws its own weights, and is not one of them."""
+        return {id(node.layer) for node in self.nodes if not _is_split(node.layer)}
 
     def fed_arrays(self, x, argument: str = "x") -> list:
         """The arrays the compiled programs take (one per fed tensor) for `x` as a user gives
@@ -56,8 +71,13 @@ class HostStage:
         values = {tensor.uid: _as_input_array(value, tensor, name)
                   for tensor, (name, value) in zip(self.inputs, self._by_input(x, argument))}
         for node in self.nodes:
-            outputs = node.layer(*substitute(node.args, values),
-                                 **substitute(node.kwargs, values))
+            args, kwargs = substitute(node.args, values), substitute(node.kwargs, values)
+            split = self._splits.get(id(node))
+            if split is not None:
+                values.update(split.fed_values(args))
+                continue
+            run = getattr(node.layer, "run_on_host", node.layer)   # an op on strings, or a
+            outputs = run(*args, **kwargs)                         # string layer itself
             outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
             for tensor, value in zip(node.outputs, outputs):
                 values[tensor.uid] = np.asarray(value)
@@ -81,29 +101,84 @@ class HostStage:
                          f"{type(x).__name__}")
 
 
-def _check_nodes(nodes, input_uids):
-    for node in nodes:
-        if not getattr(node.layer, "runs_on_strings", False):
-            raise TypeError(
-                f"Layer {node.layer.name!r} ({type(node.layer).__name__}) takes a string "
-                "input, which only the string layers take (TextVectorization, StringLookup, "
-                "Hashing, HashedCrossing). Turn the text into numbers with one of them first.")
-        if not all(t.uid in input_uids for t in node.inputs):
-            raise ValueError(
-                f"Layer {node.layer.name!r} ({type(node.layer).__name__}) takes strings and "
-                "also a tensor computed inside the model; kilnet runs the string layers on the "
-                "host before the model, so they take the model's inputs only. Give it Inputs.")
-        if any(t.dtype == "string" for t in node.outputs):
-            raise ValueError(f"Layer {node.layer.name!r} outputs strings, which no layer of "
-                             "a kilnet model can take; it must output numbers.")
+class SplitCall:
+    """A model with string inputs called inside another model's graph (a Sequential whose
+    first layer is a StringLookup, keras.io's recommenders' `embedding_encoder`): the host
+    runs its host stage (fed_values), and the compiled programs run the model itself on the
+    numbers that gives (the node the device runs: `layer`, `args`, `kwargs`, `inputs`,
+    `outputs`, as a graph node's, in place of the graph's node `replaces`).
+
+    Example:
+        >>> import numpy as np
+        >>> import kilnet
+        >>> encoder = kilnet.Sequential([kilnet.layers.StringLookup(vocabulary=["a", "b"]),
+        ...                              kilnet.layers.Embedding(3, 2)])
+        >>> user = kilnet.Input((), dtype="string")
+        >>> model = kilnet.Model(user, encoder(user))
+        >>> split = SplitCall(model.graph.outputs[0].node)
+        >>> [t.dtype for t in split.fed], split.layer is encoder
+        (['int32'], True)
+    """
+
+    is_input = False
+
+    def __init__(self, node):
+        self.layer, self.kwargs, self.outputs = node.layer, node.kwargs, node.outputs
+        self.replaces = node   # the graph's node: its place in Keras's run order
+        self.outputs_structure = node.outputs_structure
+        # new tensors per call: a model called at two places feeds each its own numbers
+        self.fed = [_fed_copy(t) for t in node.layer.host_stage.fed]
+        self.args = (self.fed[0] if len(self.fed) == 1 else list(self.fed),) + tuple(
+            node.args[1:])
+        self.inputs = tensors_in((self.args, self.kwargs))
+
+    def fed_values(self, args) -> dict:
+        """{uid of each fed tensor: its array} for the call's arguments (strings)."""
+        arrays = self.layer.host_stage.fed_arrays(args[0], argument=self.layer.name)
+        return {t.uid: np.asarray(a) for t, a in zip(self.fed, arrays)}
+
+
+def _fed_copy(tensor):
+    """A new tensor like `tensor`, named by the same node (its spec's name) without being
+    one of that node's outputs."""
+    copy = KerasTensor(tensor.shape, tensor.dtype)
+    copy.node, copy.index = tensor.node, tensor.index
+    return copy
+
+
+def _is_split(layer) -> bool:
+    return getattr(layer, "host_stage", None) is not None
+
+
+def _check_node(node, on_host):
+    """A node that takes strings must be able to run on the host: a string layer, a shape op
+    on strings, or a model holding string layers; and take only what the host has."""
+    layer = node.layer
+    if not (getattr(layer, "runs_on_strings", False) or hasattr(layer, "run_on_host")
+            or _is_split(layer)):
+        raise TypeError(
+            f"Layer {layer.name!r} ({type(layer).__name__}) takes a string "
+            "input, which only the string layers take (TextVectorization, StringLookup, "
+            "Hashing, HashedCrossing). Turn the text into numbers with one of them first.")
+    if not all(t.uid in on_host for t in node.inputs):
+        raise ValueError(
+            f"Layer {layer.name!r} ({type(layer).__name__}) takes strings and "
+            "also a tensor computed inside the model; kilnet runs the string layers on the "
+            "host before the model, so they take the model's inputs (and strings reshaped "
+            "from them) only. Give it Inputs.")
+    if getattr(layer, "runs_on_strings", False) and any(
+            t.dtype == "string" for t in node.outputs):
+        raise ValueError(f"Layer {layer.name!r} outputs strings, which no layer of "
+                         "a kilnet model can take; it must output numbers.")
 
 
 def _check_outputs(outputs, strings):
     for tensor in outputs:
         if tensor.uid in strings:
             raise ValueError(
-                f"The model's output {tensor.name!r} is a string Input itself; kilnet models "
-                "output numbers. Output the result of a layer instead.")
+                f"The model's output {tensor.name!r} is strings (a string Input, or one "
+                "reshaped); kilnet models output numbers. Output the result of a layer "
+                "instead.")
 
 
 def _as_input_array(value, tensor, name):

@@ -25,7 +25,8 @@ import numpy as np
 
 from kilnet import _scope, structure, utils
 from kilnet.layers import ActivatedLayer, InputLayer, Layer, Operation, _shared_layers
-from kilnet.layers._base import is_shape, set_untracked, takes_shape
+from kilnet.layers._base import common_batch_size, is_shape, set_untracked, takes_shape
+from kilnet.layers._host_call import takes_strings
 from kilnet.layers._node import KerasTensor, flatten, is_symbolic, substitute
 from kilnet.models._graph import Graph
 from kilnet.models._graph_masks import GraphMasks
@@ -154,19 +155,41 @@ class Model(Layer):
         self.built = all(layer.built for layer in self._sublayers)
 
     def __call__(self, *args, **kwargs):
-        if self.host_stage is not None and is_symbolic((args, kwargs)):
+        if (self.host_stage is not None and is_symbolic((args, kwargs))
+                and not takes_strings((args, kwargs))):
             raise TypeError(
                 f"Model {self.name!r} takes strings, whose layers kilnet runs on the host "
-                "before the compiled program, so it cannot be called inside another model's "
-                "graph. Call its string layers on the outer model's string Input and the "
-                "numeric part (a model of its own) on their output, as keras.io's "
-                "end-to-end text model does.")
+                "before the compiled program; inside another model's graph, call it on "
+                "string tensors (the outer model's string Inputs). Received: numbers.")
         if (self.host_stage is not None and args and not is_symbolic((args, kwargs))
                 and _scope.current() is None):
             # raw text: through the host stage, then the model on the numbers it gives
             fed = self.host_stage.fed_arrays(args[0])
             args = (fed[0] if len(fed) == 1 else fed,) + args[1:]
         return super().__call__(*args, **kwargs)
+
+    def call_on_strings(self, args, kwargs):
+        """A model with string inputs called on string tensors in another model's graph: one
+        node, which that model's host stage splits (kilnet.models._host_stage.SplitCall):
+        this model's string layers run on the host, the rest in the compiled programs.
+
+        Example:
+            >>> import kilnet
+            >>> text = kilnet.Input((1,), dtype="string")
+            >>> lookup = kilnet.layers.StringLookup(vocabulary=["a"], output_mode="one_hot")
+            >>> inner = kilnet.Model(text, kilnet.layers.Dense(2)(lookup(text)))
+            >>> outer_text = kilnet.Input((1,), dtype="string")
+            >>> inner(outer_text).shape
+            (None, 2)
+        """
+        if self.host_stage is None:
+            return super().call_on_strings(args, kwargs)
+        batch = (common_batch_size(args),)
+        outputs = jax.tree.map(lambda t: KerasTensor(batch + t.sample_shape, t.dtype),
+                               self._outputs_structure,
+                               is_leaf=lambda t: isinstance(t, KerasTensor))
+        self.record_node(args, kwargs, outputs)
+        return outputs
 
     @property
     def is_functional(self) -> bool:
@@ -722,10 +745,13 @@ class Model(Layer):
         them (which decides the masks a MultiHeadAttention leaves to the layers after it);
         a node's position (its random key) is its place in the graph's walk."""
         ranks = self.graph.keras_rank
-        schedule = list(enumerate(self._compiled_nodes))
-        if not all(id(node) in ranks for _, node in schedule):
-            return schedule
-        return sorted(schedule, key=lambda item: ranks[id(item[1])])
+        # a node a host stage runs in two parts stands in for the graph's (SplitCall)
+        schedule = [(position, node, id(getattr(node, "replaces", node)))
+                    for position, node in enumerate(self._compiled_nodes)]
+        if not all(key in ranks for _, _, key in schedule):
+            return [(position, node) for position, node, _ in schedule]
+        return [(position, node)
+                for position, node, key in sorted(schedule, key=lambda item: ranks[item[2]])]
 
     def _given_input_masks(self, mask) -> dict:
         """{input tensor uid: its mask} for the masks a call gave the graph's inputs."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from kilnet import _names
 from kilnet.layers import InputLayer, Layer
 from kilnet.layers._base import set_untracked
+from kilnet.layers._host_call import refuse_strings
 from kilnet.layers._node import KerasTensor
 from kilnet.models._model import Model, _without_batch, kilnets_own, shapes_of_data
 
@@ -126,6 +127,26 @@ class Sequential(Model):
             x = layer(x, **mode)
         return x
 
+    def call_on_strings(self, args, kwargs):
+        """Called on a string tensor with no input declared: the chain starts from a string
+        Input of that shape, as Keras builds a Sequential on its first call, so its string
+        layers run on the host and the rest compiled (Model.call_on_strings).
+
+        Example:
+            >>> import kilnet
+            >>> encoder = kilnet.Sequential([kilnet.layers.StringLookup(vocabulary=["u1"]),
+            ...                              kilnet.layers.Embedding(2, 3)])
+            >>> encoder(kilnet.Input((), dtype="string")).shape, encoder.inputs[0].dtype
+            ((None, 3), 'string')
+        """
+        if self._input_layer is None and self._chain:
+            if not getattr(self._chain[0], "runs_on_strings", False):
+                refuse_strings(self._chain[0])   # the layer that would take the strings
+            set_untracked(self, "_input_layer",
+                          InputLayer(shape=args[0].sample_shape, dtype="string"))
+            self._rebuild_graph(keep_compiled=True)
+        return super().call_on_strings(args, kwargs)
+
     # Keras builds a Sequential's layers in its name scope ("sequential/dense/kernel")
     names_built_weights = True
     takes_keyed_inputs = False
@@ -145,7 +166,8 @@ class Sequential(Model):
 
     def get_config(self) -> dict:
         """{"name", "input_shape", "layers": [{"class_name", "config"}]}: the format of every
-        kilnet version, with "batch_size" when the input has one (a stateful RNN's); a nested
+        kilnet version, with "batch_size" when the input has one (a stateful RNN's) and
+        "input_dtype" when it takes strings (a StringLookup first); a nested
         model is a layer with class_name "Functional", "Sequential" or its registered name."""
         from kilnet.models import _config
 
@@ -154,6 +176,8 @@ class Sequential(Model):
                   "layers": [_config.serialize(layer) for layer in self._chain]}
         if self._input_layer is not None and self._input_layer.batch_size is not None:
             config["batch_size"] = self._input_layer.batch_size
+        if self._input_layer is not None and self._input_layer.dtype == "string":
+            config["input_dtype"] = "string"   # a chain starting with a string layer
         return config
 
     @property
