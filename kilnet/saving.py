@@ -566,7 +566,7 @@ def _precheck_layer(layer, where, tensors, path):
     shape = layer.build_shape
     if not isinstance(shape, tuple):
         return   # several inputs: checked after building
-    shape = tuple(1 if d is None else d for d in shape)
+    shape = sizes_the_layer_takes(layer, shape)
     dtype = layer.build_dtype if isinstance(layer.build_dtype, str) else "float32"
     try:
         expected = layer.sample_output_shape(shape)
@@ -580,6 +580,43 @@ def _precheck_layer(layer, where, tensors, path):
     except Exception as error:  # shape errors from any layer's own code
         raise ModelFileError(path, f"layer {'/'.join(where)!r} ({type(layer).__name__}) does "
                                    f"not fit its arrays: {error}") from None
+
+
+# The largest size tried for an unknown axis: a window (pooling, a "valid" or dilated
+# convolution, a cropping) needing more along one axis is not expected of any real model.
+_LARGEST_TRIED_SIZE = 2 ** 20
+
+
+def sizes_the_layer_takes(layer, shape: tuple) -> tuple:
+    """`shape` (batch axis excluded) with each unknown axis (None) given the smallest power of
+    two the layer takes, by its own output-shape rule: the pre-check traces the layer on one
+    concrete input, and its arrays' shapes do not depend on those axes (the model is built
+    with them unknown), but a pooling, a cropping or a "valid" convolution refuses an input
+    smaller than its window. All unknown axes get one size; 1 where no size up to 2**20 fits
+    (the layer's own error then says why).
+
+    Example:
+        >>> import kilnet
+        >>> sizes_the_layer_takes(kilnet.layers.MaxPooling2D(), (None, None, 4))
+        (2, 2, 4)
+        >>> sizes_the_layer_takes(kilnet.layers.Conv1D(8, 7, strides=3), (None, 8))
+        (8, 8)
+        >>> sizes_the_layer_takes(kilnet.layers.Dense(2), (None, 3))
+        (1, 3)
+    """
+    def filled(size):
+        return tuple(size if d is None else d for d in shape)
+
+    if None not in shape:
+        return shape
+    size = 1
+    while size <= _LARGEST_TRIED_SIZE:
+        try:
+            layer.sample_output_shape(filled(size))
+            return filled(size)
+        except Exception:  # the layer's own refusal of this size (any error type)
+            size *= 2
+    return filled(1)
 
 
 def checked_once_built(layer) -> bool:
