@@ -803,6 +803,8 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     _check_tensor_names(tensors, ("params", "state", "opt", "train", _HOOKS,
                                   _saving_hooks.ASSETS.rstrip("/"),
                                   _metric_held_layers.PREFIX), filepath)
+    if not compile:
+        info, tensors = _without_compile_entries(info, tensors)
     check_values(info, tensors, filepath)
     if "weights" in info:
         _check_weights_list(info["weights"], tensors, filepath)
@@ -834,6 +836,20 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
                                                f"optimizer: {error}.") from None
             trainer.state = trainer.state._replace(opt_state=opt_state, rng=rng)
     return model
+
+
+def _without_compile_entries(info, tensors):
+    """A model file's info and arrays for `load_model(compile=False)`: its compile
+    configuration, training position and optimizer state are not read at all, as Keras reads
+    no compile configuration then (the dropout key stays: it says the model was built).
+
+    Example:
+        >>> info = {"model": {}, "compile": {"loss": "mse"}, "training": {"seed": 0}}
+        >>> _without_compile_entries(info, {"opt/0": 0, "params/d/kernel": 1})
+        ({'model': {}, 'compile': None, 'training': None}, {'params/d/kernel': 1})
+    """
+    tensors = {name: array for name, array in tensors.items() if not name.startswith("opt/")}
+    return {**info, "compile": None, "training": None}, tensors
 
 
 def _keras_format(filepath, what) -> bool:

@@ -55,6 +55,10 @@ def load_keras(filepath, custom_objects=None, compile=True):
     members = _archive.read_members(path)
     spec = kilnet_config.parse_json(members[_archive.CONFIG], path)
     kilnet_config.check_bounds(spec, path)
+    if not compile and isinstance(spec, dict):
+        # as Keras: the compile configuration is not read at all, so a file naming loss or
+        # metric functions this program does not have opens for inference
+        spec = {key: value for key, value in spec.items() if key != "compile_config"}
     if _feature_space.is_feature_space(spec):   # FeatureSpace.save's file, Keras's or ours
         return _feature_space.load_feature_space(spec, members, path)
     # the functions of yours that layers and compile() get by name may be custom_objects
