@@ -103,8 +103,7 @@ def planned_restores(model, weights) -> list:
         if variables is not None and len(variables) == len(stored):
             arrays = [weights.read(f"{name}/vars/{i}", tuple(v.shape), np.dtype(v.dtype),
                                    kinds=("f", "i", "u")) for i, v in enumerate(variables)]
-            planned.append(lambda pairs=tuple(zip(variables, arrays)): [
-                variable.assign(array) for variable, array in pairs])
+            planned.append(_assigning(variables, arrays))
         elif not optimizer.built and len(stored) == len(_optimizer.fresh_arrays(optimizer)
                                                          or ()):
             planned.append(_rate_restore(name, optimizer, weights))
@@ -138,6 +137,14 @@ def skipped_optimizer_groups(model, weights) -> list:
                       "have (yet). Call compile() (yours, which makes them), then load_weights "
                       "to restore them.", stacklevel=5)
     return found
+
+
+def _assigning(variables, arrays):
+    """Setting each of an optimizer's Variables (Keras's list) to its array, read already."""
+    def restore():
+        for variable, array in zip(variables, arrays):
+            variable.assign(array)
+    return restore
 
 
 def _warn_skipped(path, name, optimizer, stored, variables) -> None:
