@@ -566,7 +566,7 @@ def _precheck_layer(layer, where, tensors, path):
     shape = layer.build_shape
     if not isinstance(shape, tuple):
         return   # several inputs: checked after building
-    shape = tuple(1 if d is None else d for d in shape)
+    shape = sizes_the_layer_takes(layer, shape)
     dtype = layer.build_dtype if isinstance(layer.build_dtype, str) else "float32"
     try:
         expected = layer.sample_output_shape(shape)
@@ -580,6 +580,43 @@ def _precheck_layer(layer, where, tensors, path):
     except Exception as error:  # shape errors from any layer's own code
         raise ModelFileError(path, f"layer {'/'.join(where)!r} ({type(layer).__name__}) does "
                                    f"not fit its arrays: {error}") from None
+
+
+# The largest size tried for an unknown axis: a window (pooling, a "valid" or dilated
+# convolution, a cropping) needing more along one axis is not expected of any real model.
+_LARGEST_TRIED_SIZE = 2 ** 20
+
+
+def sizes_the_layer_takes(layer, shape: tuple) -> tuple:
+    """`shape` (batch axis excluded) with each unknown axis (None) given the smallest power of
+    two the layer takes, by its own output-shape rule: the pre-check traces the layer on one
+    concrete input, and its arrays' shapes do not depend on those axes (the model is built
+    with them unknown), but a pooling, a cropping or a "valid" convolution refuses an input
+    smaller than its window. All unknown axes get one size; 1 where no size up to 2**20 fits
+    (the layer's own error then says why).
+
+    Example:
+        >>> import kilnet
+        >>> sizes_the_layer_takes(kilnet.layers.MaxPooling2D(), (None, None, 4))
+        (2, 2, 4)
+        >>> sizes_the_layer_takes(kilnet.layers.Conv1D(8, 7, strides=3), (None, 8))
+        (8, 8)
+        >>> sizes_the_layer_takes(kilnet.layers.Dense(2), (None, 3))
+        (1, 3)
+    """
+    def filled(size):
+        return tuple(size if d is None else d for d in shape)
+
+    if None not in shape:
+        return shape
+    size = 1
+    while size <= _LARGEST_TRIED_SIZE:
+        try:
+            layer.sample_output_shape(filled(size))
+            return filled(size)
+        except Exception:  # the layer's own refusal of this size (any error type)
+            size *= 2
+    return filled(1)
 
 
 def checked_once_built(layer) -> bool:
@@ -766,6 +803,8 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     _check_tensor_names(tensors, ("params", "state", "opt", "train", _HOOKS,
                                   _saving_hooks.ASSETS.rstrip("/"),
                                   _metric_held_layers.PREFIX), filepath)
+    if not compile:
+        info, tensors = _without_compile_entries(info, tensors)
     check_values(info, tensors, filepath)
     if "weights" in info:
         _check_weights_list(info["weights"], tensors, filepath)
@@ -797,6 +836,20 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
                                                f"optimizer: {error}.") from None
             trainer.state = trainer.state._replace(opt_state=opt_state, rng=rng)
     return model
+
+
+def _without_compile_entries(info, tensors):
+    """A model file's info and arrays for `load_model(compile=False)`: its compile
+    configuration, training position and optimizer state are not read at all, as Keras reads
+    no compile configuration then (the dropout key stays: it says the model was built).
+
+    Example:
+        >>> info = {"model": {}, "compile": {"loss": "mse"}, "training": {"seed": 0}}
+        >>> _without_compile_entries(info, {"opt/0": 0, "params/d/kernel": 1})
+        ({'model': {}, 'compile': None, 'training': None}, {'params/d/kernel': 1})
+    """
+    tensors = {name: array for name, array in tensors.items() if not name.startswith("opt/")}
+    return {**info, "compile": None, "training": None}, tensors
 
 
 def _keras_format(filepath, what) -> bool:

@@ -18,7 +18,7 @@ MODULES = ["kilnet._small_objects", "kilnet.tree", "kilnet.serialization", "kiln
            "kilnet.keras_files._export", "kilnet.keras_files._optimizer",
            "kilnet.keras_files._precheck", "kilnet.keras_files._legacy",
            "kilnet.keras_files._feature_space", "kilnet.keras_files._install",
-           "kilnet.keras_files._legacy_export",
+           "kilnet.keras_files._legacy_export", "kilnet.keras_files._held_optimizers",
            "kilnet.keras_files._keras2_graph", "kilnet.keras_files._config",
            "kilnet.layers._base", "kilnet.layers._input_spec", "kilnet.layers._tensor_masks",
            "kilnet.layers._batch_axis", "kilnet.layers._call_context", "kilnet.layers._host_call",

@@ -124,6 +124,37 @@ def test_a_function_not_registered_here_is_refused_with_the_fix(tmp_path):
         kilnet.models.load_model(tmp_path / "k.keras")
 
 
+def test_compile_false_opens_files_naming_functions_not_registered_here(tmp_path):
+    """load_model(compile=False) reads no compile configuration, as Keras's: a file naming a
+    loss or metric function of someone else's opens for inference, uncompiled."""
+    def elsewhere_loss(y_true, y_pred):
+        return keras.ops.mean(y_pred - y_true, axis=-1)
+
+    def elsewhere_metric(y_true, y_pred):
+        return keras.ops.mean(y_pred * y_true, axis=-1)
+
+    for fn in (elsewhere_loss, elsewhere_metric):
+        keras.saving.register_keras_serializable(package="tests_fns", name=fn.__name__)(fn)
+        kilnet.saving.register_keras_serializable(package="tests_fns", name=fn.__name__)(fn)
+    theirs = model_of(keras, loss=elsewhere_loss, metric=elsewhere_metric)
+    theirs.save(tmp_path / "k.keras")
+    theirs.save(tmp_path / "k.h5")
+    mine = model_of(kilnet, loss=elsewhere_loss, metric=elsewhere_metric)
+    mine.set_weights(theirs.get_weights())
+    mine.save(tmp_path / "m.kilnet")
+    for name in ("tests_fns>elsewhere_loss", "tests_fns>elsewhere_metric"):
+        del kilnet.saving.get_custom_objects()[name]
+    expected = theirs.predict(X, verbose=0)
+    np.testing.assert_allclose(
+        keras.models.load_model(tmp_path / "k.keras", compile=False).predict(X, verbose=0),
+        expected)
+    for file in ("k.keras", "k.h5", "m.kilnet"):
+        loaded = kilnet.models.load_model(tmp_path / file, compile=False)
+        assert not loaded.is_compiled, file
+        np.testing.assert_allclose(loaded.predict(X, verbose=0), expected, rtol=1e-6,
+                                   atol=1e-6, err_msg=file)
+
+
 def test_a_function_not_registered_is_not_written(tmp_path):
     def unregistered(y_true, y_pred):
         return keras.ops.mean(y_pred - y_true, axis=-1)

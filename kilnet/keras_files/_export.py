@@ -19,7 +19,7 @@ import numpy as np
 
 from kilnet import _safefile, _saving_hooks
 from kilnet._version import __version__
-from kilnet.keras_files import _archive, _config, _h5, _layout, _optimizer
+from kilnet.keras_files import _archive, _config, _h5, _held_optimizers, _layout, _optimizer
 from kilnet.models import _config as kilnet_config
 
 KERAS_VERSION = "3.6.0"   # the Keras 3 file format version kilnet writes
@@ -136,6 +136,9 @@ def weights_bytes(model, path, optimizer=None, layout=None) -> bytes:
     for group, layer in layout.groups:
         groups.setdefault(f"{group}/vars" if group else "vars", layer.name)
     arrays += hooked
+    held_arrays, held_groups = _held_optimizers.arrays_to_write(model, path)
+    arrays += held_arrays
+    groups.update(held_groups)
     if optimizer is not None:
         name, opt_arrays = optimizer
         arrays += [(f"{_optimizer.PREFIX}{i}", a) for i, a in enumerate(opt_arrays)]

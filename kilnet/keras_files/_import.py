@@ -22,7 +22,7 @@ from kilnet import optimizers as optimizers_lib
 from kilnet import _registry, _saving_hooks, saving
 from kilnet.errors import ModelFileError
 from kilnet.keras_files import _archive, _config, _h5, _layout, _legacy, _precheck
-from kilnet.keras_files import _feature_space
+from kilnet.keras_files import _feature_space, _held_optimizers
 from kilnet.keras_files._h5 import group_reader
 from kilnet.keras_files._install import install_layout
 from kilnet.keras_files import _optimizer as _opt_layout
@@ -55,6 +55,10 @@ def load_keras(filepath, custom_objects=None, compile=True):
     members = _archive.read_members(path)
     spec = kilnet_config.parse_json(members[_archive.CONFIG], path)
     kilnet_config.check_bounds(spec, path)
+    if not compile and isinstance(spec, dict):
+        # as Keras: the compile configuration is not read at all, so a file naming loss or
+        # metric functions this program does not have opens for inference
+        spec = {key: value for key, value in spec.items() if key != "compile_config"}
     if _feature_space.is_feature_space(spec):   # FeatureSpace.save's file, Keras's or ours
         return _feature_space.load_feature_space(spec, members, path)
     # the functions of yours that layers and compile() get by name may be custom_objects
@@ -136,12 +140,20 @@ def install_weights(model, weights, build_config=None, skip_mismatch=False):
         saving.set_matching_layers(by_layer, shapes.get,
                                    lambda h5: weights.read(h5, shapes[h5], dtypes[h5]), path)
         _load_hooked_or_skip(layout, weights)
+        for restore in _held_optimizers.planned_restores(model, weights):
+            restore()
         return layout
     # a subclassed model's layers sit under its attributes' names too (kilnet.keras_files.
-    # _layout), not only under "layers"
+    # _layout), not only under "layers"; its optimizers kept as attributes under theirs
+    held = {name for name, _ in _held_optimizers.held_optimizers(model)}
+    if not model.is_functional:
+        held.update(_held_optimizers.skipped_optimizer_groups(model, weights))
     scanned = ["layers"] if model.is_functional else [g for g in weights.file
-                                                      if g != "optimizer"]
+                                                      if g != "optimizer" and g not in held]
+    restores = _held_optimizers.planned_restores(model, weights)
     install_layout(layout, weights, scanned, "the model")
+    for restore in restores:
+        restore()
     return layout
 
 

@@ -70,8 +70,10 @@ def load_legacy_h5(filepath, custom_objects=None, compile=True):
         if claimed:
             _check_batch_norm_axes(model, claimed, path)
         install_legacy_weights(model, weights)
-        training = _json_attribute(weights, "training_config", required=False)
-        if compile and training:
+        # as Keras: with compile=False the training configuration is not read at all
+        training = _json_attribute(weights, "training_config", required=False) if compile \
+            else None
+        if training:
             _import.compile_from_keras(model, _keras3_compile(training, path), path)
             if "optimizer_weights" in weights.file and model.compiled is not None:
                 _restore_legacy_optimizer(model.compiled, weights)
