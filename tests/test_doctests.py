@@ -82,7 +82,7 @@ MODULES = ["kilnet._small_objects", "kilnet.tree", "kilnet.serialization", "kiln
            "kilnet.optimizers", "kilnet.initializers", "kilnet.optimizers.schedules",
            "kilnet.optimizers._adam_kernel", "kilnet.optimizers.keras_variables",
            "kilnet.optimizers._moving_average",
-           "kilnet.callbacks._ema", "kilnet.callbacks._loggers",
+           "kilnet.callbacks._ema", "kilnet.callbacks._loggers", "kilnet.callbacks._early_stopping",
            "kilnet.config", "kilnet.backend", "kilnet.losses", "kilnet._ctc",
            "kilnet.activations", "kilnet._registry", "kilnet.programs", "kilnet.fit",
            "kilnet.trainer", "kilnet._scope", "kilnet.compile_metrics", "kilnet._step_logs", "kilnet.models._keras_steps", "kilnet._metric_held_layers", "kilnet.optimizers._accumulation",

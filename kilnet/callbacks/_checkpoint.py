@@ -20,7 +20,7 @@ import numpy as np
 
 from kilnet import _tree, checkpoint, saving
 from kilnet.callbacks._base import Callback, History
-from kilnet.callbacks._early_stopping import _monitor_mode
+from kilnet.callbacks._early_stopping import monitor_mode
 
 
 def _is_chief() -> bool:
@@ -231,7 +231,7 @@ class ModelCheckpoint(Callback):
         self.filepath = os.fspath(filepath)
         self.monitor, self.verbose = monitor, verbose
         self.save_best_only, self.save_weights_only = bool(save_best_only), bool(save_weights_only)
-        self.mode = _monitor_mode(monitor, mode)
+        self.mode = monitor_mode(monitor, mode)
         self.save_freq = save_freq
         if initial_value_threshold is not None:
             self.best = float(initial_value_threshold)

@@ -8,7 +8,14 @@ import warnings
 from kilnet.callbacks._base import Callback
 
 
-def _monitor_mode(monitor: str, mode: str):
+def monitor_mode(monitor: str, mode: str) -> str:
+    """"min" or "max": which way `monitor` improves, as Keras's "auto" guesses it (accuracies
+    and AUCs go up, the rest down), or as `mode` says.
+
+    Example:
+        >>> monitor_mode("val_accuracy", "auto"), monitor_mode("val_loss", "auto")
+        ('max', 'min')
+    """
     if mode not in ("auto", "min", "max"):
         raise ValueError(f"mode must be 'auto', 'min' or 'max'. Received: mode={mode!r}")
     if mode == "auto":
@@ -40,7 +47,7 @@ class EarlyStopping(Callback):
         self.min_delta = abs(float(min_delta))
         self.patience = int(patience)
         self.verbose = verbose
-        self.mode = _monitor_mode(monitor, mode)
+        self.mode = monitor_mode(monitor, mode)
         self.baseline = baseline
         self.restore_best_weights = bool(restore_best_weights)
         self.start_from_epoch = int(start_from_epoch)

@@ -497,7 +497,7 @@ class Model(Layer):
             self.note_input_dtype((input_shape,))
         input_shape = shapes_of_data(input_shape)
         if input_shape is not None:
-            input_shape = _without_batch(input_shape)
+            input_shape = sample_shapes(input_shape)
         if self.is_functional:
             self._check_declared(input_shape)
             self._build_graph_weights(utils.next_seed() if seed is None else seed,
@@ -1831,12 +1831,18 @@ def shapes_of_data(value):
     return [shapes_of_data(item) for item in value]
 
 
-def _without_batch(shape):
-    """(28, 28), (None, 28, 28) or a list or dict of them -> shapes without the batch axis."""
+def sample_shapes(shape):
+    """(28, 28), (None, 28, 28) or a list or dict of them -> shapes without the batch axis (a
+    leading None is the batch axis; a shape without one is a sample's already).
+
+    Example:
+        >>> sample_shapes((None, 28, 28)), sample_shapes({"a": (3,), "b": [None, 2]})
+        ((28, 28), {'a': (3,), 'b': (2,)})
+    """
     if isinstance(shape, dict):
-        return {key: _without_batch(tuple(s)) for key, s in shape.items()}
+        return {key: sample_shapes(tuple(s)) for key, s in shape.items()}
     if isinstance(shape, list) and shape and isinstance(shape[0], (list, tuple)):
-        return [_without_batch(tuple(s)) for s in shape]
+        return [sample_shapes(tuple(s)) for s in shape]
     shape = tuple(shape)
     if shape and shape[0] is None:
         shape = shape[1:]

@@ -8,7 +8,7 @@ from kilnet.layers import InputLayer, Layer
 from kilnet.layers._base import set_untracked
 from kilnet.layers._host_call import refuse_strings
 from kilnet.layers._node import KerasTensor
-from kilnet.models._model import Model, _without_batch, kilnets_own, shapes_of_data
+from kilnet.models._model import Model, kilnets_own, sample_shapes, shapes_of_data
 
 
 class Sequential(Model):
@@ -155,7 +155,7 @@ class Sequential(Model):
     def build(self, input_shape=None, *, seed: int | None = None) -> None:
         input_shape = shapes_of_data(input_shape)   # build(one_batch), as Keras allows
         if input_shape is not None and self._input_layer is None:
-            set_untracked(self, "_input_layer", InputLayer(shape=_without_batch(input_shape)))
+            set_untracked(self, "_input_layer", InputLayer(shape=sample_shapes(input_shape)))
             self._rebuild_graph(keep_compiled=True)
             input_shape = None
         if not self._chain:
