@@ -194,6 +194,15 @@ RANK_1_CASES = [
 ]
 
 
+def _both_built(make, shape):
+    """kilnet's and Keras's layer from `make`, each built with `shape`: same weight shapes."""
+    ours, theirs = make(kilnet.layers), make(keras.layers)
+    ours.build(shape)
+    theirs.build(shape)
+    assert [v.shape for v in ours.weights] == [tuple(v.shape) for v in theirs.weights]
+    return ours, theirs
+
+
 def _one_batch(kind, rng):
     if kind == "int":
         return rng.integers(0, 10, (4, 10)).astype("int32")
@@ -205,11 +214,8 @@ def _one_batch(kind, rng):
                          ids=[type(make(kilnet.layers)).__name__ for make, _ in RANK_1_CASES])
 def test_a_rank_1_build_shape_makes_keras_weights_and_the_layer_takes_batches(make, kind,
                                                                                 shape):
-    ours, theirs = make(kilnet.layers), make(keras.layers)
-    ours.build(shape)
-    theirs.build(shape)
+    ours, theirs = _both_built(make, shape)
     assert ours.built
-    assert [v.shape for v in ours.weights] == [tuple(v.shape) for v in theirs.weights]
     if kind is None:
         return
     ours.set_weights(theirs.get_weights())
@@ -276,10 +282,7 @@ ONE_VALUE_PER_SAMPLE = [
                          ids=[type(make(kilnet.layers)).__name__ for make, _ in ONE_VALUE_PER_SAMPLE])
 def test_a_layer_of_one_value_per_sample_built_with_its_batch_shape_works_as_keras(make, x,
                                                                                    shape):
-    ours, theirs = make(kilnet.layers), make(keras.layers)
-    ours.build(shape)
-    theirs.build(shape)
-    assert [v.shape for v in ours.weights] == [tuple(v.shape) for v in theirs.weights]
+    ours, theirs = _both_built(make, shape)
     ours.set_weights(theirs.get_weights())
     np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(theirs(x)))
     if ours.weights:   # the weights did not take the batch size for a feature axis
