@@ -300,3 +300,30 @@ def test_a_sequential_built_for_a_batch_of_scalars_as_keras():
     outputs[0].set_weights(outputs[1].get_weights())
     x = np.array([1, 4, 7])
     np.testing.assert_allclose(np.asarray(outputs[0](x)), np.asarray(outputs[1](x)))
+
+
+NO_SHAPE_NEEDED = [
+    (lambda L: L.Embedding(10, 3), np.array([[1, 2], [9, 0]])),
+    (lambda L: L.Dropout(0.5), np.ones((2, 3), "float32")),
+    (lambda L: L.Activation("relu"), np.array([[-1.0, 2.0]], "float32")),
+    (lambda L: L.IntegerLookup(vocabulary=[3, 5]), np.array([5, 3, 7])),
+    (lambda L: L.CategoryEncoding(num_tokens=4, output_mode="one_hot"), np.array([0, 3, 1])),
+    (lambda L: L.Hashing(num_bins=3), np.array([11, 12, 13])),
+    (lambda L: L.Discretization(bin_boundaries=[0.0, 1.0]), np.array([-1.0, 0.5, 2.0])),
+]
+
+
+@pytest.mark.parametrize("make, x", NO_SHAPE_NEEDED,
+                         ids=[type(make(kilnet.layers)).__name__ for make, _ in NO_SHAPE_NEEDED])
+def test_build_without_a_shape_builds_a_layer_that_needs_none_as_keras(make, x):
+    ours, theirs = _both_built(make, None)
+    assert ours.built
+    ours.set_weights(theirs.get_weights())
+    np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(theirs(x)))
+
+
+def test_build_without_a_shape_is_refused_where_the_weights_need_one():
+    with pytest.raises(TypeError):   # Keras's: 'NoneType' object is not subscriptable
+        keras.layers.Dense(2).build(None)
+    with pytest.raises(ValueError, match=r"build\(\(None, 3\)\). Received: input_shape=None"):
+        kilnet.layers.Dense(2).build(None)

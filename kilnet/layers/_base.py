@@ -2724,7 +2724,9 @@ def sample_shape_readings(shape) -> list:
     the end of the shape, whatever its rank, so a rank-1 shape of known length, `(10,)`, is
     a batch of 10 scalars to a layer that takes scalars (StringLookup, Embedding, PReLU) and
     one sample of 10 features to one that needs a feature axis (`Dense(32).build((10,))`
-    makes a (10, 32) kernel in Keras). Every other shape has its batch axis first.
+    makes a (10, 32) kernel in Keras). No shape (None) builds, as Keras's, a layer whose
+    weights need none (Embedding, Dropout): it reads as scalars. Every other shape has its
+    batch axis first.
 
     Example:
         >>> from kilnet.layers._base import sample_shape_readings
@@ -2732,7 +2734,11 @@ def sample_shape_readings(shape) -> list:
         ([(10,)], [(), (10,)])
         >>> sample_shape_readings((None,)), sample_shape_readings([(None, 2), (None, 4)])
         ([()], [[(2,), (4,)]])
+        >>> sample_shape_readings(None)
+        [()]
     """
+    if shape is None:
+        return [()]
     readings = [without_batch_axis(shape)]
     if _is_flat_shape(shape) and len(shape) == 1 and shape[0] is not None:
         readings.append(tuple(shape))
@@ -2742,7 +2748,8 @@ def sample_shape_readings(shape) -> list:
 def first_reading_that_builds(shape, build):
     """Call `build(sample_shape)` with each of `shape`'s sample_shape_readings until one
     succeeds, and return that one; where none does, raise the first reading's error (the
-    batch-axis-first reading, kilnet's and Keras's usual one).
+    batch-axis-first reading, kilnet's and Keras's usual one), or, for no shape, say that
+    this layer needs one.
 
     Example:
         >>> from kilnet.layers._base import first_reading_that_builds
@@ -2760,6 +2767,11 @@ def first_reading_that_builds(shape, build):
             raise   # no trace runs such a call, whatever the reading
         except (ValueError, IndexError, TypeError) as error:
             first_error = first_error or error
+    if shape is None:
+        raise ValueError(
+            "build(None) builds only a layer whose weights do not depend on its input's shape "
+            "(Embedding, Dropout, as in Keras); this one needs the input shape: pass it, batch "
+            "axis first, e.g. build((None, 3)). Received: input_shape=None") from first_error
     raise first_error
 
 
