@@ -176,3 +176,154 @@ def test_a_weight_attribute_of_a_graph_layer_is_there_right_away_as_keras():
     np.testing.assert_array_equal(ours.get_weights()[0], ours_read[0].numpy())
     with pytest.raises(AttributeError, match="has no attribute 'kernl'"):
         ours.layers[1].kernl
+
+
+# keras.io's quantization guide: `layer = Dense(32); layer.build((10,))`. Keras's layers read
+# their feature axis from the end of the shape given, whatever its rank.
+RANK_1_CASES = [
+    (lambda L: L.Dense(5), "float"),
+    (lambda L: L.LayerNormalization(), "float"),
+    (lambda L: L.RMSNormalization(), "float"),
+    (lambda L: L.UnitNormalization(), "float"),
+    (lambda L: L.Embedding(10, 3), "int"),
+    (lambda L: L.Dropout(0.5), "float"),
+    (lambda L: L.Activation("relu"), "float"),
+    (lambda L: L.BatchNormalization(), None),      # Keras's then takes rank-1 inputs only
+    (lambda L: L.GroupNormalization(groups=2), None),
+    (lambda L: L.PReLU(), None),                   # Keras's alpha reads the shape batch first
+]
+
+
+def _both_built(make, shape):
+    """kilnet's and Keras's layer from `make`, each built with `shape`: same weight shapes."""
+    ours, theirs = make(kilnet.layers), make(keras.layers)
+    ours.build(shape)
+    theirs.build(shape)
+    assert [v.shape for v in ours.weights] == [tuple(v.shape) for v in theirs.weights]
+    return ours, theirs
+
+
+def _one_batch(kind, rng):
+    if kind == "int":
+        return rng.integers(0, 10, (4, 10)).astype("int32")
+    return rng.normal(size=(4, 10)).astype("float32")
+
+
+@pytest.mark.parametrize("shape", [(10,), [10]], ids=["tuple", "list"])
+@pytest.mark.parametrize("make, kind", RANK_1_CASES,
+                         ids=[type(make(kilnet.layers)).__name__ for make, _ in RANK_1_CASES])
+def test_a_rank_1_build_shape_makes_keras_weights_and_the_layer_takes_batches(make, kind,
+                                                                                shape):
+    ours, theirs = _both_built(make, shape)
+    assert ours.built
+    if kind is None:
+        return
+    ours.set_weights(theirs.get_weights())
+    x = _one_batch(kind, np.random.default_rng(0))
+    np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(theirs(x)), atol=1e-6)
+
+
+def test_a_normalization_built_with_a_rank_1_shape_adapts_to_batches():
+    # Keras's makes the same weights but then refuses to adapt to (6, 10) (it compares the
+    # batch size with 10); kilnet's adapts as Keras's built with (None, 10) does
+    x = np.random.default_rng(1).normal(size=(6, 10)).astype("float32")
+    ours, theirs = kilnet.layers.Normalization(), keras.layers.Normalization()
+    ours.build((10,))
+    theirs.build((None, 10))
+    assert [v.shape for v in ours.weights] == [tuple(v.shape) for v in theirs.weights]
+    ours.adapt(x)
+    theirs.adapt(x)
+    np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(theirs(x)), atol=1e-5)
+
+
+def test_a_rank_1_build_shape_reaches_your_layers_sub_layers_as_keras():
+    def block(lib):
+        class Block(lib.layers.Layer):
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                self.inner = lib.layers.Dense(4, name="inner")
+
+            def build(self, input_shape):
+                self.w = self.add_weight(shape=(input_shape[-1], 3), name="w")
+
+            def call(self, x):
+                return self.inner(x @ self.w)
+        return Block(name="block")
+
+    x = np.random.default_rng(2).normal(size=(4, 10)).astype("float32")
+    ours, theirs = block(kilnet), block(keras)
+    ours.build((10,))
+    theirs.build((10,))
+    theirs(x)   # Keras builds the sub-layer at the first call, kilnet in build
+    assert [v.shape for v in ours.weights] == [tuple(v.shape) for v in theirs.weights]
+    ours.set_weights(theirs.get_weights())
+    np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(theirs(x)), atol=1e-6)
+
+
+def test_a_convolution_refuses_a_rank_1_build_shape_as_keras():
+    with pytest.raises(ValueError):
+        keras.layers.Conv1D(4, 3).build((10,))
+    with pytest.raises(ValueError, match="Conv1D expects sequences"):
+        kilnet.layers.Conv1D(4, 3).build((10,))
+
+
+ONE_VALUE_PER_SAMPLE = [
+    (lambda L: L.StringLookup(vocabulary=["a", "b"]), np.array(["a", "c", "b"])),
+    (lambda L: L.IntegerLookup(vocabulary=[3, 5]), np.array([5, 3, 7])),
+    (lambda L: L.CategoryEncoding(num_tokens=4, output_mode="one_hot"), np.array([0, 3, 1])),
+    (lambda L: L.Hashing(num_bins=3), np.array([11, 12, 13])),
+    (lambda L: L.Discretization(bin_boundaries=[0.0, 1.0]), np.array([-1.0, 0.5, 2.0])),
+    (lambda L: L.Embedding(10, 3), np.array([1, 2, 9])),
+]
+
+
+@pytest.mark.parametrize("shape", [(None,), (3,)], ids=["none", "batch"])
+@pytest.mark.parametrize("make, x", ONE_VALUE_PER_SAMPLE,
+                         ids=[type(make(kilnet.layers)).__name__ for make, _ in ONE_VALUE_PER_SAMPLE])
+def test_a_layer_of_one_value_per_sample_built_with_its_batch_shape_works_as_keras(make, x,
+                                                                                   shape):
+    ours, theirs = _both_built(make, shape)
+    ours.set_weights(theirs.get_weights())
+    np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(theirs(x)))
+    if ours.weights:   # the weights did not take the batch size for a feature axis
+        assert ours.build_shape == ()
+
+
+def test_a_sequential_built_for_a_batch_of_scalars_as_keras():
+    outputs = []
+    for lib in (kilnet, keras):
+        model = lib.Sequential([lib.layers.Embedding(10, 3, name="e")], name="s")
+        model.build((None,))
+        assert [tuple(v.shape) for v in model.weights] == [(10, 3)]
+        assert tuple(model.output_shape) == (None, 3)
+        outputs.append(model)
+    outputs[0].set_weights(outputs[1].get_weights())
+    x = np.array([1, 4, 7])
+    np.testing.assert_allclose(np.asarray(outputs[0](x)), np.asarray(outputs[1](x)))
+
+
+NO_SHAPE_NEEDED = [
+    (lambda L: L.Embedding(10, 3), np.array([[1, 2], [9, 0]])),
+    (lambda L: L.Dropout(0.5), np.ones((2, 3), "float32")),
+    (lambda L: L.Activation("relu"), np.array([[-1.0, 2.0]], "float32")),
+    (lambda L: L.IntegerLookup(vocabulary=[3, 5]), np.array([5, 3, 7])),
+    (lambda L: L.CategoryEncoding(num_tokens=4, output_mode="one_hot"), np.array([0, 3, 1])),
+    (lambda L: L.Hashing(num_bins=3), np.array([11, 12, 13])),
+    (lambda L: L.Discretization(bin_boundaries=[0.0, 1.0]), np.array([-1.0, 0.5, 2.0])),
+]
+
+
+@pytest.mark.parametrize("make, x", NO_SHAPE_NEEDED,
+                         ids=[type(make(kilnet.layers)).__name__ for make, _ in NO_SHAPE_NEEDED])
+def test_build_without_a_shape_builds_a_layer_that_needs_none_as_keras(make, x):
+    ours, theirs = _both_built(make, None)
+    assert ours.built
+    ours.set_weights(theirs.get_weights())
+    np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(theirs(x)))
+
+
+def test_build_without_a_shape_is_refused_where_the_weights_need_one():
+    with pytest.raises(TypeError):   # Keras's: 'NoneType' object is not subscriptable
+        keras.layers.Dense(2).build(None)
+    with pytest.raises(ValueError, match=r"build\(\(None, 3\)\). Received: input_shape=None"):
+        kilnet.layers.Dense(2).build(None)

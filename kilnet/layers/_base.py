@@ -495,7 +495,9 @@ class Layer:
     def build(self, input_shape) -> None:
         """Create the layer's weights with `add_weight` (Keras's form; default: none). On
         kilnet's own layers (the init/apply form) it makes their weights for inputs of
-        `input_shape`, batch axis first, as Keras's `build` does.
+        `input_shape`, batch axis first, as Keras's `build` does. A shape of one known
+        length, `(10,)`, is read as Keras's layers read it (sample_shape_readings): a batch
+        of scalars where the layer takes scalars, else one sample's 10 features.
 
         Example:
             >>> import kilnet
@@ -503,9 +505,16 @@ class Layer:
             >>> dense.build((None, 3))
             >>> dense.kernel.shape, dense.bias.shape
             ((3, 2), (2,))
+            >>> dense = kilnet.layers.Dense(2)
+            >>> dense.build((10,))   # keras.io's quantization guide
+            >>> dense.kernel.shape, dense(np.ones((4, 10))).shape
+            ((10, 2), (4, 2))
         """
         if self.is_pure and not self.built:
-            self.build_weights(_drawing_rng(), without_batch_axis(input_shape))
+            rng = _drawing_rng()
+            # each reading draws from the same start, so the weights do not depend on the tries
+            first_reading_that_builds(
+                input_shape, lambda shape: self.build_weights(copy.deepcopy(rng), shape))
 
     def call(self, inputs, *args, **kwargs):
         """The computation (Keras's form), written with kilnet.ops. On kilnet's own layers it
@@ -1412,7 +1421,9 @@ class Layer:
         if self._sublayers and not all(sub.built for sub in self._sublayers):
             try:
                 with jax.ensure_compile_time_eval():
-                    self._traced_output_shape(shape, init_rng=rng)
+                    shape = first_reading_that_builds(
+                        input_shape,
+                        lambda reading: self._traced_output_shape(reading, init_rng=rng))
             except CallReadsValues:
                 # no trace builds what a call reading values calls (Keras builds it at the
                 # first call): as after a build without a shape, the first call builds it all
@@ -2705,6 +2716,63 @@ def with_batch_axis(shape):
     if is_shape(shape):
         return (None,) + tuple(shape)
     return jax.tree.map(lambda s: (None,) + tuple(s), shape, is_leaf=is_shape)
+
+
+def sample_shape_readings(shape) -> list:
+    """The sample shapes (batch axis excluded, what `build_weights` takes) a shape given to
+    `build` can mean, in the order to try them. Keras's layers read their feature axis from
+    the end of the shape, whatever its rank, so a rank-1 shape of known length, `(10,)`, is
+    a batch of 10 scalars to a layer that takes scalars (StringLookup, Embedding, PReLU) and
+    one sample of 10 features to one that needs a feature axis (`Dense(32).build((10,))`
+    makes a (10, 32) kernel in Keras). No shape (None) builds, as Keras's, a layer whose
+    weights need none (Embedding, Dropout): it reads as scalars. Every other shape has its
+    batch axis first.
+
+    Example:
+        >>> from kilnet.layers._base import sample_shape_readings
+        >>> sample_shape_readings((None, 10)), sample_shape_readings((10,))
+        ([(10,)], [(), (10,)])
+        >>> sample_shape_readings((None,)), sample_shape_readings([(None, 2), (None, 4)])
+        ([()], [[(2,), (4,)]])
+        >>> sample_shape_readings(None)
+        [()]
+    """
+    if shape is None:
+        return [()]
+    readings = [without_batch_axis(shape)]
+    if _is_flat_shape(shape) and len(shape) == 1 and shape[0] is not None:
+        readings.append(tuple(shape))
+    return readings
+
+
+def first_reading_that_builds(shape, build):
+    """Call `build(sample_shape)` with each of `shape`'s sample_shape_readings until one
+    succeeds, and return that one; where none does, raise the first reading's error (the
+    batch-axis-first reading, kilnet's and Keras's usual one), or, for no shape, say that
+    this layer needs one.
+
+    Example:
+        >>> from kilnet.layers._base import first_reading_that_builds
+        >>> def needs_features(sample_shape):
+        ...     return sample_shape[-1]
+        >>> first_reading_that_builds((None, 3), needs_features), first_reading_that_builds((10,), needs_features)
+        ((3,), (10,))
+    """
+    first_error = None
+    for reading in sample_shape_readings(shape):
+        try:
+            build(reading)
+            return reading
+        except CallReadsValues:
+            raise   # no trace runs such a call, whatever the reading
+        except (ValueError, IndexError, TypeError) as error:
+            first_error = first_error or error
+    if shape is None:
+        raise ValueError(
+            "build(None) builds only a layer whose weights do not depend on its input's shape "
+            "(Embedding, Dropout, as in Keras); this one needs the input shape: pass it, batch "
+            "axis first, e.g. build((None, 3)). Received: input_shape=None") from first_error
+    raise first_error
 
 
 def _is_flat_shape(value) -> bool:
