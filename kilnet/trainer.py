@@ -311,8 +311,9 @@ class Trainer:
             >>> model.compile(loss="mse", metrics=["mae"])
             >>> model.compiled.compiled_metrics_container().name
             'compile_metrics'
-            >>> model.compile(loss="mse")
-            >>> model.compiled.compiled_metrics_container() is None
+            >>> plain = kilnet.Sequential([kilnet.Input((2,)), kilnet.layers.Dense(1)])
+            >>> plain.compile(loss="mse")
+            >>> plain.compiled.compiled_metrics_container() is None
             True
         """
         if self.objective is None or not self.objective.slots:
