@@ -91,11 +91,17 @@ class GraphMasks:
             if tensor.uid in self.carried and mask_of(values[tensor.uid]) is None:
                 del self.carried[tensor.uid]
 
-    def record(self, layer, node, first_argument, previous: tuple) -> None:
+    def record(self, layer, node, first_argument, previous: tuple, run_masks=None) -> None:
         """The node's output masks, from `previous` (previous_masks, taken before the call):
         those its outputs were marked to carry (has_mask), and any, when a mask given to the
         model's inputs reached the node. As made and as carried, computed once where the two
-        agree."""
+        agree. `run_masks`: the masks a nested functional model's own run gave its outputs
+        (one per output, None where none), taken as they are."""
+        if run_masks is not None:
+            for tensor, mask in zip(node.outputs, run_masks):
+                if mask is not None:
+                    self.made[tensor.uid] = self.carried[tensor.uid] = mask
+            return
         made_previous, carried_previous = previous
         given_flows = layer.supports_masking and any(
             m is not None for m in jax.tree.leaves(made_previous))

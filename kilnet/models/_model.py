@@ -27,7 +27,7 @@ from kilnet import _scope, structure, utils
 from kilnet.layers import ActivatedLayer, InputLayer, Layer, Operation, _shared_layers
 from kilnet.layers._base import common_batch_size, is_shape, set_untracked, takes_shape
 from kilnet.layers._host_call import takes_strings
-from kilnet.layers._node import KerasTensor, flatten, is_symbolic, substitute
+from kilnet.layers._node import KerasTensor, flatten, is_symbolic, substitute, tensors_in
 from kilnet.models._graph import Graph
 from kilnet.models._graph_masks import GraphMasks
 from kilnet.models import _keras_steps
@@ -194,6 +194,45 @@ class Model(Layer):
     @property
     def is_functional(self) -> bool:
         return self.graph is not None
+
+    def _mark_masks(self, args, outputs):
+        """A functional model called on symbolic tensors: its outputs carry the sequence masks
+        its graph gives them (an Embedding(mask_zero=True) inside, or the masks its inputs
+        were called with passed through), so the outer model's layers, loss and metrics
+        see them as Keras's do at run time."""
+        if not self.is_functional:
+            return super()._mark_masks(args, outputs)
+        for tensor, flag in zip(tensors_in(outputs), self.output_mask_flags(args[0])):
+            tensor.has_mask = flag
+
+    def output_mask_flags(self, inputs) -> list:
+        """Per output of a functional model called on `inputs` (symbolic tensors): whether it
+        carries a sequence mask. Where some input carries one, found by an abstract run of
+        the graph given those masks (before its weights exist, the given masks are taken to
+        reach every output).
+
+        Example:
+            >>> import kilnet
+            >>> ids = kilnet.Input((None,), dtype="int32")
+            >>> embed = kilnet.Model(ids, kilnet.layers.Embedding(9, 2, mask_zero=True)(ids))
+            >>> embed.output_mask_flags(kilnet.Input((None,), dtype="int32"))
+            [True]
+        """
+        own = [t.has_mask for t in self.graph.outputs]
+        if self.host_stage is not None or not any(t.has_mask for t in tensors_in(inputs)):
+            return own
+        if not self.built:
+            return [True] * len(own)
+        found = []
+
+        def run(params, state, values, masks):
+            with _scope.opened(_scope.Scope(training=False)):
+                self.apply(params, state, values, mask=masks, output_masks=found)
+
+        jax.eval_shape(run, self.params_tree(), self.state_tree(),
+                       jax.tree.map(_abstract_value, inputs, is_leaf=_is_tensor),
+                       jax.tree.map(_abstract_mask, inputs, is_leaf=_is_tensor))
+        return [mask is not None for mask in found]
 
     def positional_call_names(self) -> tuple:
         """A functional model's call takes (inputs, training, mask) by position, as Keras's
@@ -725,6 +764,11 @@ class Model(Layer):
             # a layer in inference gets no key of its own (a draw it makes anyway comes from
             # the model's): folding one was 0.1 ms a layer in every eager model(x) call
             keyed = rng is not None and layer_training is not False
+            # a nested functional model tells the masks its own graph gave its outputs: they
+            # ride on its outputs, as Keras's arrays carry theirs out of the inner run
+            run_masks = [] if getattr(layer, "is_functional", False) else None
+            if run_masks is not None:
+                node_kwargs["output_masks"] = run_masks
             out, new_state[layer.name] = layer.autocast_apply(  # the layer's dtype policy
                 params[layer.name], new_state[layer.name], *node_args,
                 training=layer_training,
@@ -734,7 +778,7 @@ class Model(Layer):
                 values[tensor.uid] = value
             if masks:
                 masks.after_call(layer, node, values)
-            masks.record(layer, node, node_args[0], previous)
+            masks.record(layer, node, node_args[0], previous, run_masks)
         if output_masks is not None:
             output_masks.extend(masks.carried_by(t.uid for t in self.graph.outputs))
         return (self.pack_outputs([values[t.uid] for t in self.graph.outputs]),
@@ -1913,3 +1957,22 @@ def _nested_inputs(x, count: int) -> bool:
 def _batch_of(tensor) -> tuple:
     """(batch size,) of a graph's symbolic tensor: None unless its Input was given one."""
     return (None,) if tensor is None else (tensor.shape[0],)
+
+
+def _is_tensor(value) -> bool:
+    return isinstance(value, KerasTensor)
+
+
+def _abstract_value(tensor):
+    """A symbolic tensor as an abstract array (unknown sizes as 1) for an abstract run."""
+    if not isinstance(tensor, KerasTensor):
+        return tensor
+    return jax.ShapeDtypeStruct(tuple(1 if d is None else d for d in tensor.shape),
+                                jax.dtypes.canonicalize_dtype(tensor.dtype))
+
+
+def _abstract_mask(tensor):
+    """The abstract (batch, time) mask a symbolic tensor carries, or None."""
+    if not isinstance(tensor, KerasTensor) or not tensor.has_mask:
+        return None
+    return jax.ShapeDtypeStruct(tuple(1 if d is None else d for d in tensor.shape[:2]), bool)
