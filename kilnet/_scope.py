@@ -18,6 +18,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 
 from kilnet import _tree
@@ -484,7 +485,7 @@ def in_own_call(layer) -> bool:
 def shapes_only():
     """While a call is traced for its output shapes and dtypes only (a symbolic call, the
     trace that builds a layer): random draws leave their SeedGenerator states as they are,
-    as Keras's symbolic calls do."""
+    as Keras's symbolic calls do, and value checks are skipped (`checkable_values`)."""
     _local.shape_traces = getattr(_local, "shape_traces", 0) + 1
     try:
         yield
@@ -495,6 +496,24 @@ def shapes_only():
 def tracing_shapes_only() -> bool:
     """Whether a call is being traced for its shapes only (`shapes_only`), in this thread."""
     return getattr(_local, "shape_traces", 0) > 0
+
+
+def checkable_values(value) -> bool:
+    """Whether a value check (an Embedding's id range, a failed Cholesky) may read `value`:
+    it holds concrete numbers, not a JAX trace's, and no call is being traced for its shapes
+    only. During such a trace concrete arrays come from the lengths the trace picks for an
+    axis of unknown length (`ops.arange(ops.shape(x)[-1])`), not from your data; Keras
+    checks no values at build.
+
+    Example:
+        >>> import numpy as np
+        >>> checkable_values(np.array([1, 2]))
+        True
+        >>> with shapes_only():
+        ...     checkable_values(np.array([1, 2]))
+        False
+    """
+    return not tracing_shapes_only() and not isinstance(value, jax.core.Tracer)
 
 
 def training_flag(default=False) -> bool:

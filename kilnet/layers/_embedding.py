@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import warnings
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kilnet import constraints, initializers, regularizers
+from kilnet import _scope, constraints, initializers, regularizers
 from kilnet.layers import _int8
 from kilnet.layers._base import Layer
 
@@ -153,7 +152,7 @@ class Embedding(_int8.Int8Configured, Layer):
     def apply(self, params, state, x, **_):
         regularizers.add_layer_penalties(self, params)
         ids = jnp.asarray(x).astype(jnp.int32)  # float ids too, as Keras
-        if not isinstance(ids, jax.core.Tracer):
+        if _scope.checkable_values(ids):   # an eager call on your ids, not a build's trial
             _check_ids(ids, self.input_dim)
         # jnp.take fills ids >= input_dim with NaN but wraps negative ones: send those past the
         # end of the table too, so that every missing row shows.

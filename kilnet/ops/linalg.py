@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.linalg
 
+from kilnet import _scope
 from kilnet.ops._convert import as_array, as_float, dispatch_symbolic
 from kilnet.variables import to_array
 
@@ -54,7 +55,7 @@ def cholesky(x, upper=False):
         [[2.0, 0.0], [1.0, 1.0]]
     """
     factor = jnp.linalg.cholesky(_square_matrices(x, "cholesky"), upper=upper)
-    if not isinstance(factor, jax.core.Tracer) and jnp.isnan(factor).any():
+    if _scope.checkable_values(factor) and jnp.isnan(factor).any():
         raise ValueError("Cholesky decomposition failed: the input must be symmetric positive "
                          "definite. Received: a matrix with a non-positive pivot (add a small "
                          "multiple of the identity to regularize it)")
