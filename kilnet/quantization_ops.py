@@ -265,6 +265,12 @@ def fake_quant_with_min_max_vars(inputs, min_vals, max_vals, num_bits=8, narrow_
         >>> [round(float(v), 4) for v in out]
         [0.0, 0.3333, 0.6667, 1.0]
     """
+    from kilnet.layers import KerasTensor   # here: the layers import this module
+
+    if isinstance(inputs, KerasTensor):
+        raise TypeError("fake_quant_with_min_max_vars is not recorded as an operation of a "
+                        "functional graph in kilnet: call it inside a Layer's call (or on "
+                        f"arrays). Received: inputs={inputs}")
     inputs = jnp.asarray(inputs)
     if axis is not None:
         axis = axis % inputs.ndim

@@ -91,6 +91,22 @@ def test_einsum_dense_with_config_as_keras():
                                rtol=0, atol=1e-6)
 
 
+def test_attention_projections_with_config_as_keras():
+    def build(lib):
+        inputs = lib.Input((3, 8))
+        return lib.Model(inputs, lib.layers.MultiHeadAttention(2, 4, name="m")(inputs, inputs))
+    keras.backend.clear_session()
+    theirs, ours = build(keras), build(kilnet)
+    ours.set_weights(theirs.get_weights())
+    for model, q in ((theirs, keras.quantizers), (ours, kilnet.quantizers)):
+        model.quantize(config=q.Int8QuantizationConfig(
+            activation_quantizer=q.AbsMaxQuantizer(value_range=(-30, 30))))
+    for a, b in zip(theirs.weights, ours.weights):
+        assert np.array_equal(np.asarray(a), np.asarray(b)), a.path
+    x = np.stack([X[:, :8]] * 3, axis=1)
+    np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(theirs(x)), rtol=0, atol=1e-6)
+
+
 def test_custom_quantizer_subclass_as_keras():
     keras.backend.clear_session()
     theirs = _dense_model(keras)

@@ -128,3 +128,9 @@ def test_configs_serialize_as_keras_and_round_trip():
         q.Quantizer().get_config()
     with pytest.raises(ValueError, match="block_size"):
         q.Int4QuantizationConfig(weight_quantizer=q.AbsMaxQuantizer(value_range=(-8, 7)))
+
+
+def test_fake_quant_on_a_symbolic_tensor_is_refused_clearly():
+    import kilnet
+    with pytest.raises(TypeError, match="inside a Layer's call"):
+        q.fake_quant_with_min_max_vars(kilnet.Input((3,)), -1.0, 1.0)

@@ -149,9 +149,9 @@ def check_weight_axis(weight_quantizer, contraction: Contraction, ndim: int) -> 
     axis = (-1,) if axis is None else (axis,) if isinstance(axis, int) else tuple(axis)
     if tuple(sorted(a % ndim for a in axis)) != contraction.kernel_axes:
         raise ValueError(f"The weight quantizer's axis must be the kernel's summed axes "
-                         f"{contraction.kernel_axes} (one scale per output channel), e.g. "
-                         f"AbsMaxQuantizer(axis={contraction.kernel_axes[0]}) for a Dense "
-                         f"kernel. Received: axis={weight_quantizer.axis}")
+                         f"{contraction.kernel_axes} (one scale per output channel): pass "
+                         f"AbsMaxQuantizer(axis={contraction.kernel_axes}), or no "
+                         f"weight_quantizer. Received: axis={weight_quantizer.axis}")
 
 
 def product(contraction: Contraction, inputs, kernel, kernel_scale,
