@@ -9,12 +9,13 @@ inputs at every call inside the program, each per slice as Keras's `AbsMaxQuanti
 quantizers from the configuration.
 
 Example:
-    >>> import numpy as np
+    >>> import kilnet
     >>> from kilnet import quantizers
-    >>> q, scale = quantizers.abs_max_quantize(np.array([[0.5, -1.0, 0.25]], np.float32),
-    ...                                        axis=-1, to_numpy=True)
-    >>> q.tolist(), q.dtype.name, round(float(scale[0, 0]), 3)
-    ([[63, -127, 32]], 'int8', 127.0)
+    >>> model = kilnet.Sequential([kilnet.Input((4,)), kilnet.layers.Dense(2)])
+    >>> model.quantize(config=quantizers.Int8QuantizationConfig(
+    ...     weight_quantizer=quantizers.AbsMaxQuantizer(value_range=(-100, 100), axis=0)))
+    >>> int(abs(model.layers[0].kernel.numpy()).max()), str(model.layers[0].kernel.dtype)
+    (100, 'int8')
 """
 
 from kilnet.quantization_config import (AbsMaxQuantizer, AWQConfig, Float8QuantizationConfig,
