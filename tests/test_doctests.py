@@ -10,7 +10,7 @@ import pytest
 
 import kilnet
 
-MODULES = ["kilnet._small_objects", "kilnet.tree", "kilnet.serialization", "kilnet.layers._dropout_masks", "kilnet.constraints", "kilnet.metrics", "kilnet.metrics._base", "kilnet.metrics._accuracy",
+MODULES = ["kilnet._small_objects", "kilnet.quantization_ops", "kilnet.quantization_config", "kilnet.tree", "kilnet.serialization", "kilnet.layers._dropout_masks", "kilnet.constraints", "kilnet.metrics", "kilnet.metrics._base", "kilnet.metrics._accuracy",
            "kilnet.metrics._regression", "kilnet.metrics._probabilistic",
            "kilnet.metrics._confusion", "kilnet.metrics._fscore", "kilnet.metrics._iou",
            "kilnet.keras_files", "kilnet.keras_files._archive", "kilnet.keras_files._h5",

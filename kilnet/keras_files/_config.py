@@ -381,7 +381,8 @@ def layer_config(cls, config, reader, where):
                              ids=getattr(cls, "accepts_id_dtype", False)) != "float32":
                 out[key] = value  # a mixed policy: the layer takes it (kilnet.mixed_precision)
         elif key == "quantization_config" and value is not None:
-            _check_quantization_config(value, reader, where)   # Keras's int8 default: kilnet's
+            if _check_quantization_config(value, cls, reader, where):
+                out[key] = value   # a custom int8 configuration: the layer computes with it
         elif key in ("layer", "backward_layer") and (cls is Bidirectional
                                                      or issubclass(cls, Wrapper)):
             out[key] = None if value is None else layer_spec(value, reader)
@@ -482,15 +483,22 @@ def _check_policy(value, reader, where, quantized=False, ids=False):
     return name or "float32"
 
 
-def _check_quantization_config(value, reader, where):
-    """A quantized layer's `quantization_config`: Keras's int8 default, whose inputs
-    quantizer is the AbsMaxQuantizer kilnet's int8 layers compute with (its weights
-    quantizer only mattered when the file's weights were quantized)."""
-    if not quantizers.is_int8_config(value):
-        reader.fail(where, f"its quantization_config is {value!r:.300}; kilnet computes Keras's "
-                           "default int8 quantization only (Int8QuantizationConfig with the "
-                           "inputs quantized by AbsMaxQuantizer(value_range=(-127, 127), "
-                           "epsilon=1e-7)).")
+def _check_quantization_config(value, cls, reader, where) -> bool:
+    """A quantized layer's `quantization_config`: Keras's int8 default (False: the layers
+    compute with it anyway), or, for Dense and EinsumDense, an Int8QuantizationConfig of
+    kilnet's quantizers (True: the layer takes it)."""
+    if quantizers.is_int8_config(value):
+        return False
+    custom = isinstance(value, dict) and value.get("class_name") == "Int8QuantizationConfig"
+    if custom and cls.__name__ in ("Dense", "EinsumDense"):
+        try:
+            quantizers.deserialize(value)
+            return True
+        except (TypeError, ValueError) as error:
+            reader.fail(where, f"its quantization_config cannot be read: {error}")
+    reader.fail(where, f"its quantization_config is {value!r:.300}; kilnet computes Keras's "
+                       "int8 quantization (Int8QuantizationConfig; custom quantizers on Dense "
+                       "and EinsumDense only).")
 
 
 def _refuse_keys(config, known, reader, where):
@@ -593,7 +601,9 @@ def keras_layer(spec, path):
         config[key] = [_keras_held_layer(inner, path) for inner in config[key]]
     policy = config.get("dtype")
     if isinstance(policy, dict) and policy.get("class_name") == "QuantizedDTypePolicy":
-        config["quantization_config"] = quantizers.int8_config()   # what Keras records
+        # what Keras records: the layer's own configuration, else Keras's default
+        config["quantization_config"] = config.get("quantization_config") or \
+            quantizers.int8_config()
     for key, value in config.items():
         if key.endswith("_regularizer") and isinstance(value, dict):
             config[key] = _keras_object_entry(value, "keras.regularizers")

@@ -24,7 +24,7 @@ class Dense(_int8.QuantizableKernel, KernelLayer):
         super().__init__(activation=activation, **kwargs)
         if not isinstance(units, int) or isinstance(units, bool) or units < 1:
             raise ValueError(f"units must be a positive integer. Received: units={units!r}")
-        _int8.check_quantization_config(quantization_config, "Dense")
+        self.int8_custom_config = _int8.config_argument(quantization_config, "Dense")
         initializers.set_layer_initializers(
             self, kernel_initializer=kernel_initializer, bias_initializer=bias_initializer)
         self.units = units

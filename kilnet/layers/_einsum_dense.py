@@ -73,7 +73,7 @@ class EinsumDense(_int8.QuantizableKernel, KernelLayer):
                  gptq_unpacked_column_size=None, quantization_config=None,
                  activity_regularizer=None, **kwargs):
         super().__init__(activation=activation, **kwargs)
-        _int8.check_quantization_config(quantization_config, "EinsumDense")
+        self.int8_custom_config = _int8.config_argument(quantization_config, "EinsumDense")
         for name, value in (("lora_rank", lora_rank), ("lora_alpha", lora_alpha),
                             ("gptq_unpacked_column_size", gptq_unpacked_column_size)):
             if value is not None:

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kilnet import mixed_precision, quantizers
+from kilnet import mixed_precision, quantization_config, quantizers
 from kilnet._custom_gradients import custom_vjp
 from kilnet.layers._base import Layer
 
@@ -122,19 +122,45 @@ def einsum_contraction(equation: str, input_ndim: int) -> Contraction:
     return Contraction(inputs.replace("...", free), kernel, outputs.replace("...", free))
 
 
-def quantize_kernel(contraction: Contraction, kernel) -> tuple:
+# The inputs' quantizer of Keras's default int8 configuration (one object: it is a static
+# argument of the compiled product)
+DEFAULT_INPUTS_QUANTIZER = quantization_config.AbsMaxQuantizer()
+
+
+def quantize_kernel(contraction: Contraction, kernel, weight_quantizer=None) -> tuple:
     """(int8 kernel, float32 scale in the outputs' layout) of a float kernel, on the host
-    with NumPy, as Keras's `quantize` computes them (abs-max over the summed axes)."""
-    quantized, scale = quantizers.abs_max_quantize(np.asarray(kernel, np.float32),
-                                                   axis=contraction.kernel_axes, to_numpy=True)
+    with NumPy, as Keras's `quantize` computes them: abs-max over the summed axes, or by
+    the configuration's `weight_quantizer` (called as Keras calls it, with its own axis)."""
+    kernel = np.asarray(kernel, np.float32)
+    if weight_quantizer is None:
+        quantized, scale = quantizers.abs_max_quantize(kernel, axis=contraction.kernel_axes,
+                                                       to_numpy=True)
+    else:
+        check_weight_axis(weight_quantizer, contraction, kernel.ndim)
+        quantized, scale = weight_quantizer(kernel, to_numpy=True)
+        quantized, scale = np.asarray(quantized), np.asarray(scale, np.float32)
     return quantized, contraction.in_output_layout(scale, "kernel", xp=np)
 
 
-def product(contraction: Contraction, inputs, kernel, kernel_scale):
-    """The quantized layer's product: the inputs quantized per slice (abs-max over the
-    summed axes), multiplied with the int8 kernel in int32, divided by both scales (as
-    Keras's `_int8_call`). Differentiated as written, as Keras's ReversibleEmbedding's
-    reverse call is: the rounding passes no gradient.
+def check_weight_axis(weight_quantizer, contraction: Contraction, ndim: int) -> None:
+    """A weight quantizer's axis must be the axes the kernel's product sums (one scale per
+    output channel: what kilnet's int8 product divides by)."""
+    axis = getattr(weight_quantizer, "axis", contraction.kernel_axes)
+    axis = (-1,) if axis is None else (axis,) if isinstance(axis, int) else tuple(axis)
+    if tuple(sorted(a % ndim for a in axis)) != contraction.kernel_axes:
+        raise ValueError(f"The weight quantizer's axis must be the kernel's summed axes "
+                         f"{contraction.kernel_axes} (one scale per output channel): pass "
+                         f"AbsMaxQuantizer(axis={contraction.kernel_axes}), or no "
+                         f"weight_quantizer. Received: axis={weight_quantizer.axis}")
+
+
+def product(contraction: Contraction, inputs, kernel, kernel_scale,
+            inputs_quantizer=DEFAULT_INPUTS_QUANTIZER):
+    """The quantized layer's product: the inputs quantized per slice by `inputs_quantizer`
+    over the summed axes (None: the float inputs), multiplied with the int8 kernel (in int32
+    when both are integers), divided by the scales (as Keras's `_int8_call`).
+    Differentiated as written, as Keras's ReversibleEmbedding's reverse call is: the
+    rounding passes no gradient.
 
     Example:
         >>> import numpy as np
@@ -144,26 +170,32 @@ def product(contraction: Contraction, inputs, kernel, kernel_scale):
         >>> kernel.tolist(), np.asarray(product(c, x, kernel, scale)).round(2).tolist()
         ([[127, -64], [63, 127]], [[2.5, 0.0]])
     """
-    quantized, inputs_scale = quantizers.abs_max_quantize(inputs, axis=contraction.input_axes)
+    scale = kernel_scale.astype(inputs.dtype)
+    if inputs_quantizer is None:   # weights only: the float inputs times the int8 kernel
+        return jnp.einsum(contraction.equation, inputs, kernel).astype(inputs.dtype) / scale
+    # Keras's Dense passes axis=-1: a quantizer of yours may expect that form
+    axis = -1 if contraction.input_axes == (inputs.ndim - 1,) else contraction.input_axes
+    quantized, inputs_scale = inputs_quantizer(inputs, axis=axis)
     exact = jnp.einsum(contraction.equation, quantized, kernel,
-                       preferred_element_type=jnp.int32)
-    scale = contraction.in_output_layout(inputs_scale, "inputs") * kernel_scale.astype(
-        inputs.dtype)
+                       preferred_element_type=jnp.result_type(quantized.dtype, jnp.int32))
+    scale = contraction.in_output_layout(inputs_scale, "inputs") * scale
     return exact.astype(inputs.dtype) / scale
 
 
-@custom_vjp(nondiff_argnums=(0,))
-def straight_through_product(contraction: Contraction, inputs, kernel, kernel_scale):
+@custom_vjp(nondiff_argnums=(0, 1))
+def straight_through_product(contraction: Contraction, inputs_quantizer, inputs, kernel,
+                             kernel_scale):
     """`product`, whose gradient with respect to the inputs is that of the dequantized
     kernel (Keras's custom gradient of its int8 Dense and EinsumDense)."""
-    return product(contraction, inputs, kernel, kernel_scale)
+    return product(contraction, inputs, kernel, kernel_scale, inputs_quantizer)
 
 
-def _product_forward(contraction, inputs, kernel, kernel_scale):
-    return product(contraction, inputs, kernel, kernel_scale), (kernel, kernel_scale)
+def _product_forward(contraction, inputs_quantizer, inputs, kernel, kernel_scale):
+    return (product(contraction, inputs, kernel, kernel_scale, inputs_quantizer),
+            (kernel, kernel_scale))
 
 
-def _product_backward(contraction, residuals, upstream):
+def _product_backward(contraction, inputs_quantizer, residuals, upstream):
     # the outputs have the inputs' dtype, so the upstream gradient has it too
     kernel, kernel_scale = residuals
     dequantized = kernel.astype(upstream.dtype) / contraction.in_kernel_layout(
@@ -193,18 +225,36 @@ def looked_up_rows(table, scale, ids, dtype):
 
 
 # -- quantizing a layer ---------------------------------------------------------------------
-def check_mode(mode, config=None, what: str = "quantize") -> None:
-    """Keras's checks of `quantize(mode, config)`'s arguments, then kilnet's: only "int8",
-    with Keras's default configuration."""
+def check_mode(mode, config=None, what: str = "quantize") -> str:
+    """Keras's checks of `quantize(mode, config)`'s arguments, then kilnet's (only the int8
+    mode is implemented); returns the mode (the config's, when only a config is given)."""
+    if isinstance(config, str):   # Keras's older form: the mode as the config
+        mode, config = config, None
     if mode is None and config is None:
         raise ValueError(f"You must provide either `mode` or `config` to `quantize`: "
                          f"{what}('int8').")
-    quantizers.check_mode(mode, what)
     if config is not None:
-        raise NotImplementedError(
-            f"{what}(config={config!r}): kilnet quantizes with Keras's default int8 "
-            "configuration only (abs-max weights per output channel, abs-max inputs per "
-            "slice); pass mode='int8' and no config.")
+        if not isinstance(config, quantization_config.QuantizationConfig):
+            raise ValueError(f"{what}: argument `config` must be an instance of "
+                             "`QuantizationConfig`, e.g. kilnet.quantizers."
+                             f"Int8QuantizationConfig(). Received: config={config!r} (of type "
+                             f"{type(config)})")
+        if mode is not None and config.mode != mode:
+            raise ValueError(f"Contradictory arguments: mode='{mode}' but "
+                             f"config.mode='{config.mode}'")
+        mode = config.mode
+    quantizers.check_mode(mode, what)
+    return mode
+
+
+def custom_config(config):
+    """The int8 configuration a layer keeps: None for Keras's default one (weights per
+    output channel by abs-max, inputs by `AbsMaxQuantizer()`), else `config`."""
+    if config is None or isinstance(config, str):
+        return None
+    default = config.weight_quantizer is None and quantizers.is_int8_config(
+        quantizers.serialize(config))
+    return None if default else config
 
 
 def check_quantizable(layer, mode) -> None:
@@ -259,11 +309,18 @@ def quantize_layer(layer, own_class, mode, type_check, config) -> None:
     of yours is refused when `type_check`, as Keras does): its weights become the int8 ones
     `layer.int8_weights()` computes from the float ones, and its dtype policy
     "int8_from_<its policy>"."""
-    check_mode(mode, config, what=f"{type(layer).__name__}.quantize")
+    mode = check_mode(mode, config, what=f"{type(layer).__name__}.quantize")
     check_quantizable(layer, mode)
     if type_check and type(layer) is not own_class:
         raise NotImplementedError(f"Layer {type(layer).__name__} does not have a `quantize` "
                                   "method implemented.")
+    config = custom_config(config)
+    if config is not None and not isinstance(layer, QuantizableKernel):
+        raise NotImplementedError(
+            f"{type(layer).__name__}.quantize(config=...): kilnet takes custom int8 "
+            "quantizers for Dense, EinsumDense and the attention projections only; quantize "
+            f"{layer.name!r} with mode='int8' (Keras's default configuration).")
+    layer.int8_custom_config = config
     params, state = layer.int8_weights()
     layer.replace_own_weights(params, state)
     layer.dtype_policy = mixed_precision.QuantizedDTypePolicy(mode, layer.dtype_policy.name)
@@ -274,9 +331,14 @@ class Int8Configured:
     Embedding): written in its config, as Keras 3.15 writes it, None until the layer is
     int8, then Keras's default int8 configuration (kilnet.quantizers.int8_config)."""
 
+    int8_custom_config = None   # an Int8QuantizationConfig given to quantize, else None
+
     @property
     def quantization_config(self):
-        return quantizers.int8_config() if self.quantization_mode == "int8" else None
+        if self.quantization_mode != "int8":
+            return None
+        custom = self.int8_custom_config
+        return quantizers.int8_config() if custom is None else quantizers.serialize(custom)
 
 
 def check_quantization_config(value, layer_class: str) -> None:
@@ -287,6 +349,24 @@ def check_quantization_config(value, layer_class: str) -> None:
                          "Keras's default int8 configuration only (model.quantize('int8'), or "
                          "dtype='int8_from_float32'); pass None. Received: "
                          f"quantization_config={value!r:.200}")
+
+
+def config_argument(value, layer_class: str):
+    """A kernel layer's `quantization_config=` argument (an `Int8QuantizationConfig`, or its
+    entry as a file of an int8 layer holds it; None): the custom configuration the layer
+    computes with once int8 (None for Keras's default one)."""
+    if isinstance(value, dict) and not quantizers.is_int8_config(value):
+        try:
+            value = quantizers.deserialize(value)
+        except ValueError as error:
+            raise ValueError(f"{layer_class}(quantization_config=...): {error}") from None
+    if isinstance(value, dict) or value is None:
+        return None
+    if not isinstance(value, quantization_config.Int8QuantizationConfig):
+        raise ValueError(f"{layer_class}(quantization_config=...): kilnet quantizes with an "
+                         "Int8QuantizationConfig (or None). Received: "
+                         f"quantization_config={value!r:.200}")
+    return custom_config(value)
 
 
 class QuantizableKernel(Int8Configured):
@@ -327,7 +407,8 @@ class QuantizableKernel(Int8Configured):
             return {"kernel": np.zeros(shape, np.int8),
                     "kernel_scale": np.ones(self.stored_scale_shape(
                         contraction.scale_shape(shape)), np.float32)}
-        quantized, scale = quantize_kernel(contraction, kernel)
+        weight_quantizer = getattr(self.int8_custom_config, "weight_quantizer", None)
+        quantized, scale = quantize_kernel(contraction, kernel, weight_quantizer)
         return {"kernel": quantized,
                 "kernel_scale": scale.reshape(self.stored_scale_shape(scale.shape))}
 
@@ -338,4 +419,8 @@ class QuantizableKernel(Int8Configured):
 
     def int8_product(self, x, state):
         contraction = self.kernel_contraction(jnp.ndim(x))
-        return straight_through_product(contraction, x, state["kernel"], state["kernel_scale"])
+        custom = self.int8_custom_config
+        inputs_quantizer = DEFAULT_INPUTS_QUANTIZER if custom is None else \
+            custom.activation_quantizer
+        return straight_through_product(contraction, inputs_quantizer, x, state["kernel"],
+                                        state["kernel_scale"])

@@ -1043,7 +1043,7 @@ class Model(Layer):
             raise ValueError(f"Unrecognized keyword arguments passed to {type(self).__name__}."
                              f"quantize: {kwargs}. It takes mode, config, filters and "
                              "type_check.")
-        _int8.check_mode(mode, config, what="model.quantize")
+        mode = _int8.check_mode(mode, config, what="model.quantize")
         _int8.check_filters(filters)
         self.build_if_shapes_known()
         _int8.check_quantizable(self, mode)
