@@ -134,3 +134,24 @@ def test_keras_opens_a_kilnet_file_with_a_registered_activation(tmp_path):
 def test_an_unregistered_function_is_refused_in_a_keras_file(tmp_path):
     with pytest.raises(TypeError, match="activation.*register_keras_serializable"):
         model_with(kilnet, lambda x: x * 2).save(tmp_path / "m.keras")
+
+
+@pytest.mark.parametrize("name", ["relu", "gelu", "swish", "softmax"])
+def test_an_ops_function_as_activation_is_written_by_its_name_as_keras_writes_it(name, tmp_path):
+    """keras.io's ViViT: `Dense(units, activation=ops.gelu)`; Keras writes the op by its
+    function's name, and both libraries reload the activation of that name (for gelu the
+    exact one, where ops.gelu defaults to the tanh approximation, in Keras too)."""
+    def saved(lib):
+        model = lib.Sequential([lib.Input((4,)), lib.layers.Dense(3, activation=getattr(
+            lib.ops, name), name="dense")])
+        model.save(tmp_path / f"{lib.__name__}.keras")
+        return model
+
+    saved(kilnet), saved(keras)
+    written = [kilnet.models.load_model(tmp_path / f"{lib}.keras").get_layer("dense")
+               .get_config()["activation"] for lib in ("kilnet", "keras")]
+    assert written[0] == written[1] == keras.activations.serialize(getattr(keras.ops, name))
+    theirs = keras.models.load_model(tmp_path / "kilnet.keras")   # Keras opens kilnet's file
+    ours = kilnet.models.load_model(tmp_path / "kilnet.keras")
+    np.testing.assert_allclose(ours.predict(X, verbose=0), theirs.predict(X, verbose=0),
+                               rtol=1e-5, atol=1e-6)
