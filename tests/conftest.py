@@ -89,6 +89,19 @@ def _keras_clear_session_without_full_collection():
     yield
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _drop_compiled_programs_after_each_module():
+    """JAX's in-memory caches keep every program a test module traced and compiled (and its
+    constants) after the module's models are gone, so a test worker grew to 4-6 GB over the
+    suite. Another module seldom runs the same programs, so dropping them when a module ends
+    costs no measurable compile time: measured on a 2-core CPU, one process running
+    tests/test_adam_amsgrad.py, test_audio.py and test_keras_files.py ended at 2.5 GB
+    resident (0.55 M objects for the collector) instead of 3.5 GB (0.91 M), in 48 CPU seconds
+    against 49."""
+    yield
+    jax.clear_caches()
+
+
 @pytest.fixture
 def keras_draws_on_host(monkeypatch):
     """Keras's layers and models made in the test draw their starting weights with NumPy: on
