@@ -89,6 +89,19 @@ def _keras_clear_session_without_full_collection():
     yield
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _drop_compiled_programs_after_each_module():
+    """JAX's in-memory caches keep every program a test module traced and compiled (and its
+    constants) after the module's models are gone, so a test worker grew to 4-6 GB over the
+    suite. Another module seldom runs the same programs, so dropping them when a module ends
+    costs no measurable compile time, and the worker runs faster on fewer objects: measured
+    on a 2-core CPU, one process running every tenth test file (24 files, 1,060 tests) took
+    108 CPU seconds instead of 130 and peaked at 2.7 GB resident instead of 4.3 GB, with
+    0.61 M objects for Python's collector at the end instead of 1.29 M."""
+    yield
+    jax.clear_caches()
+
+
 @pytest.fixture
 def keras_draws_on_host(monkeypatch):
     """Keras's layers and models made in the test draw their starting weights with NumPy: on
