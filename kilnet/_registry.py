@@ -15,8 +15,10 @@ def register(name: str, obj) -> None:
     """Record `obj` under `name` (a later registration of the name replaces it).
 
     Example:
-        >>> register("Doc>noop", print)
-        >>> lookup("Doc>noop") is print, name_of(print)
+        >>> def doc_noop(x):
+        ...     return x
+        >>> register("Doc>noop", doc_noop)
+        >>> lookup("Doc>noop") is doc_noop, name_of(doc_noop)
         (True, 'Doc>noop')
     """
     _BY_NAME[name] = obj
@@ -184,9 +186,11 @@ def function_named(entry, custom_objects=None):
     (nothing is imported).
 
     Example:
-        >>> register("Doc>absolute", abs)
+        >>> def doc_absolute(x):
+        ...     return abs(x)
+        >>> register("Doc>absolute", doc_absolute)
         >>> function_named({"class_name": "function", "config": "Doc>absolute",
-        ...                 "registered_name": "function"}) is abs
+        ...                 "registered_name": "function"}) is doc_absolute
         True
         >>> function_named({"class_name": "function", "config": "os.system"}) is None
         True

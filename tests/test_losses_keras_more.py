@@ -412,8 +412,11 @@ def test_activations_serialize_as_keras():
     assert activations.deserialize(entry) is activations.silu
     with pytest.raises(ValueError, match="Unknown activation.*Received"):
         activations.deserialize("swishy")
+    def unregistered(x):
+        return x
+
     with pytest.raises(ValueError, match="Received"):
-        activations.serialize(print)
+        activations.serialize(unregistered)
 
 
 def test_constraints_and_regularizers_deserialize_keras_entries():

@@ -55,7 +55,10 @@ def make_optimizer(lib, case):
 
 
 def models():
-    """The same small model in both libraries, kilnet's with Keras's weights."""
+    """The same small model in both libraries, kilnet's with Keras's weights. Keras's names
+    of unnamed variables (Nadam's u_product is "variable") count from the session's start."""
+    keras.backend.clear_session()
+
     def build(lib):
         return lib.Sequential([lib.Input((3,)), lib.layers.Dense(4, activation="tanh", name="d1"),
                                lib.layers.Dense(2, name="d2")], name="seq")
