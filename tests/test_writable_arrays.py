@@ -45,7 +45,7 @@ def test_arrays_handed_out_are_writable_copies(lib):
         np.testing.assert_array_equal(weight, kept)   # the model is untouched
 
 
-def test_asarray_of_a_variable_still_shares_without_copying():
+def test_asarray_of_a_variable_reads_its_values_in_the_dtype_asked():
     variable = kilnet.Variable(np.arange(6, dtype="float32").reshape(2, 3))
     np.testing.assert_array_equal(np.asarray(variable), variable.numpy())
     assert np.asarray(variable, dtype="float64").dtype == np.float64
