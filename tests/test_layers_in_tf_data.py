@@ -217,3 +217,25 @@ def test_a_model_builds_from_a_tensorflow_batch_as_keras():
     assert kilnet.backend.standardize_dtype(tf.float32) == \
         keras.backend.standardize_dtype(tf.float32) == "float32"
     assert kilnet.backend.standardize_dtype(tf.int64) == "int64"
+
+
+def test_a_call_inside_a_gradient_tape_is_refused_with_the_jax_form():
+    """keras.io's TensorFlow training-loop guide records kilnet's (JAX) computation on a
+    tf.GradientTape, which cannot differentiate it: the call says so and shows the JAX step,
+    eagerly and in a tf.function; outside a tape the same call runs."""
+    model = kilnet.Sequential([kilnet.Input((3,)), layers.Dense(2)])
+    batch = tf.constant(np.ones((4, 3), np.float32))
+    assert model(batch).shape == (4, 2)
+    with tf.GradientTape():
+        with pytest.raises(kilnet.errors.InputTypeError,
+                           match="(?s)GradientTape.*jax.value_and_grad.*stateless_apply"):
+            model(batch, training=True)
+
+    @tf.function
+    def step(x):
+        with tf.GradientTape():
+            return model(x)
+
+    # autograph re-raises a traced function's error as its own StagingError, message kept
+    with pytest.raises(Exception, match="(?s)inside a tf.GradientTape.*jax.value_and_grad"):
+        step(batch)

@@ -27,6 +27,7 @@ import jax
 import numpy as np
 
 from kilnet import _scope
+from kilnet.errors import InputTypeError
 
 # The tf.data threads run host calls one at a time: a first call builds the layer, and a
 # random layer advances its SeedGenerator's state; neither may interleave with another
@@ -57,6 +58,7 @@ def takes_tensorflow_tensors(call):
         tf = _tensorflow_behind((args, kwargs))
         if tf is None:
             return call(self, *args, **kwargs)
+        refuse_under_gradient_tape(self)
         if not any(_is_graph_tensor(tf, leaf) for leaf in jax.tree.leaves((args, kwargs))):
             args, kwargs = jax.tree.map(_eager_as_numpy, (args, kwargs))
             return call(self, *args, **kwargs)
@@ -130,6 +132,40 @@ def _dense_column(tf, obj, key, value):
 
 def _from_tensorflow(value) -> bool:
     return type(value).__module__.split(".")[0] == "tensorflow"
+
+
+class GradientTapeError(InputTypeError):
+    """A kilnet layer or model was called on TensorFlow tensors while a `tf.GradientTape`
+    records (keras.io's "writing a training loop from scratch in TensorFlow")."""
+
+
+def refuse_under_gradient_tape(layer) -> None:
+    """Refuse a call on TensorFlow tensors while a `tf.GradientTape` records: kilnet computes
+    with JAX, which a tape cannot see, so `tape.gradient` could only fail on the outputs
+    (Keras 3 on JAX fails there too, on an array without `_id`). The error shows the JAX form
+    of the same loop. Called only when the caller has imported TensorFlow.
+
+    Example:
+        >>> refuse_under_gradient_tape(None)   # without TensorFlow's tape module: nothing to do
+    """
+    # TensorFlow has no public "is a tape recording" query; its eager `record` module, loaded
+    # with TensorFlow, has one. Without it (another TensorFlow layout) the call goes on.
+    record = sys.modules.get("tensorflow.python.eager.record")
+    could_record = getattr(record, "could_possibly_record", None)
+    if could_record is None or not could_record():
+        return
+    raise GradientTapeError(
+        f"{type(layer).__name__} was called on TensorFlow tensors inside a tf.GradientTape. "
+        "kilnet computes with JAX, which the tape cannot differentiate: tape.gradient would "
+        "find no gradients. Write the step the JAX way (Keras's \"writing a training loop "
+        "from scratch in JAX\" guide):\n"
+        "    def loss_fn(trainable, non_trainable, x, y):\n"
+        "        y_pred, non_trainable = model.stateless_call(trainable, non_trainable, x,\n"
+        "                                                     training=True)\n"
+        "        return loss(y, y_pred), non_trainable\n"
+        "    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)\n"
+        "and apply the gradients with optimizer.stateless_apply, or let model.fit train "
+        "(override train_step for a step of your own).")
 
 
 def _tensorflow_behind(tree):
