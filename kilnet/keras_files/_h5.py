@@ -26,6 +26,14 @@ _FLOAT_KINDS = ("f",)
 _WEIGHT_KINDS = ("f", "i")
 
 
+def _kinds_read_as(dtype) -> tuple:
+    """The dtype kinds a file's array may have to be read into a weight of `dtype`: floats
+    for a float weight; any integer for an integer one (a counter Keras on TensorFlow keeps
+    in 64 bits), bools for a bool one."""
+    kind = np.dtype(dtype).kind
+    return {"f": _FLOAT_KINDS, "i": ("i", "u"), "u": ("i", "u"), "b": ("b",)}[kind]
+
+
 class WeightsFile:
     """An open Keras weights file held in memory (`data`: its bytes; `path`: for errors).
 
@@ -131,10 +139,11 @@ class WeightsFile:
         ds = self.dataset(h5_path)
         if ds is None:
             self.fail(f"the weight {h5_path!r} is missing.")
+        quantized = np.dtype(dtype) == np.int8
         if kinds is None:
-            kinds = ("i",) if np.dtype(dtype) == np.int8 else _FLOAT_KINDS
+            kinds = ("i",) if quantized else _kinds_read_as(dtype)
         self.checked(ds, h5_path, kinds)
-        if "i" in kinds and ds.dtype.kind == "i" and ds.dtype != np.dtype(dtype) \
+        if quantized and ds.dtype.kind == "i" and ds.dtype != np.dtype(dtype) \
                 and ds.shape != ():
             self.fail(f"the weight {h5_path!r} has dtype {ds.dtype}; the layer keeps it as "
                       f"{np.dtype(dtype)}.")

@@ -575,16 +575,15 @@ class Layer:
         """
         regularizer = regularizers.get(regularizer, "regularizer")
         constraint = constraints.get(constraint, "constraint")
-        if dtype not in (None, "float32", np.float32, jnp.float32):
-            raise ValueError(f"add_weight: only float32 weights are supported for now. "
-                             f"Received: dtype={dtype!r}")
+        dtype = weight_dtype(dtype, trainable)
         shape = () if shape is None else tuple(int(d) for d in shape)
         if name is None:
             name = _names.unique_among("variable", self._own_weight_keys())
         rng = _scope.init_rng() or utils.numpy_rng(utils.next_seed())
-        value = _initial_value(initializer, rng, shape)
+        value = _initial_value(initializer, rng, shape, dtype)
         with _scope.weights_owned_by(self):
-            variable = Variable(value, name=name, trainable=trainable, constraint=constraint)
+            variable = Variable(value, name=name, trainable=trainable, constraint=constraint,
+                                dtype=dtype)
         self._track_variable(variable, yours=True)
         if not autocast:  # kept in float32 when the layer computes in 16 bits (Keras)
             if "_uncast_weights" not in self.__dict__:
@@ -2792,15 +2791,43 @@ def _as_input_array(x):
     return x
 
 
-def _initial_value(initializer, rng, shape):
+def weight_dtype(dtype, trainable: bool) -> str:
+    """The dtype `add_weight` makes a weight in: float32 by default (Keras's variable dtype,
+    also under a mixed-precision policy) and for float64 (JAX computes without 64 bits, as
+    Keras on JAX does, which names such a weight float64 but holds float32); an integer or
+    bool dtype for a weight the optimizer leaves alone (a counter, an index).
+
+    Example:
+        >>> weight_dtype(None, True), weight_dtype("int", False), weight_dtype("float64", True)
+        ('float32', 'int32', 'float32')
+    """
+    name = backend.standardize_dtype(dtype)
+    if name in ("float32", "float64"):
+        return "float32"
+    if name in ("float16", "bfloat16"):
+        raise ValueError("add_weight: weights are float32, also under a mixed-precision "
+                         "policy, which computes in 16 bits from them (Keras's "
+                         f"mixed_float16). Received: dtype={dtype!r}; leave dtype out.")
+    if trainable:
+        raise ValueError("add_weight: a trainable weight must be a float (the optimizer "
+                         f"needs its gradient). Received: dtype={dtype!r} with "
+                         "trainable=True; pass trainable=False for a counter or an index.")
+    if not (np.issubdtype(np.dtype(name), np.integer) or name == "bool"):
+        raise ValueError("add_weight: a weight is a float, an integer or a bool. "
+                         f"Received: dtype={dtype!r}")
+    return name
+
+
+def _initial_value(initializer, rng, shape, dtype="float32"):
     """A weight's starting values: a number or an array broadcast to its shape (kilnet's
     shorthand), else anything initializers.get takes (a name, an Initializer or its class, a
-    config, a function f(shape, dtype=None)), as Keras's add_weight."""
+    config, a function f(shape, dtype=None)), as Keras's add_weight, whose default is
+    glorot_uniform for a float weight and zeros for an integer or bool one."""
     if initializer is None:
-        initializer = "glorot_uniform"
+        initializer = "glorot_uniform" if dtype == "float32" else "zeros"
     if isinstance(initializer, (int, float, np.ndarray)) and not isinstance(initializer, bool):
-        return np.broadcast_to(np.asarray(initializer, np.float32), shape).copy()
-    return initializers.initial_values(initializer, rng, shape)
+        return np.broadcast_to(np.asarray(initializer, dtype), shape).copy()
+    return initializers.initial_values(initializer, rng, shape, dtype)
 
 
 def as_shape(value, argument: str) -> Shape:
