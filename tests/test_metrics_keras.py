@@ -454,3 +454,38 @@ def test_default_names_are_numbered_per_process_as_keras_numbers_them():
                                                               "precision"])
         keys.append(sorted(model.fit(x, y, epochs=1, verbose=0).history))
     assert keys[1] == ["loss", "precision", keys[0][2] + "_1"]
+
+
+ODD_LABELS = [  # (function, y_true, y_pred): labels that are not class ids or 0/1
+    ("sparse_categorical_accuracy", [0.5, 1.7, 2.0, 1.0], np.eye(4, 3)[[0, 1, 2, 1]]),
+    ("sparse_categorical_accuracy", [[0.5], [1.7], [2.0], [1.0]], np.eye(4, 3)[[0, 1, 2, 1]]),
+    ("binary_accuracy", [[0.7], [0.2], [1.0], [-1.0]], [[0.9], [0.1], [0.8], [0.1]]),
+    ("binary_accuracy", [[True], [False]], [[0.9], [0.6]]),
+]
+
+
+@pytest.mark.parametrize("name, y_true, y_pred", ODD_LABELS)
+def test_accuracies_compare_the_labels_as_given_as_keras(name, y_true, y_pred):
+    """keras.io's saving guide compiles metrics=["accuracy"] on labels drawn from [0, 1):
+    Keras compares each label as given with the predicted class (a fractional label matches
+    none), so its accuracy is 0 where reading labels as class ids gave 1."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred, np.float32)
+    ours = getattr(kilnet.metrics, name)(y_true, y_pred)
+    theirs = getattr(keras.metrics, name)(y_true, y_pred)
+    np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+
+
+def test_compiled_accuracy_on_fractional_labels_is_keras_s():
+    x = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
+    y = np.random.default_rng(1).random(8).astype(np.float32)
+    results = []
+    for lib in (keras, kilnet):
+        model = lib.Sequential([lib.Input((3,)), lib.layers.Dense(4, activation="softmax",
+                                                                  name="probs")])
+        if results:
+            model.set_weights(weights)
+        weights = model.get_weights()
+        model.compile("sgd", loss=lambda t, p: lib.ops.mean(lib.ops.square(p[:, 0] - t)),
+                      metrics=["accuracy"])
+        results.append(model.evaluate(x, y, verbose=0, return_dict=True)["accuracy"])
+    assert results[1] == pytest.approx(results[0], abs=1e-7)

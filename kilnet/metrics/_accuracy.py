@@ -16,8 +16,12 @@ def accuracy(y_true, y_pred):
 
 
 def sparse_categorical_accuracy(y_true, y_pred):
-    labels = losses_lib.sparse_labels(y_true, y_pred)
-    return (jnp.argmax(y_pred, axis=-1) == labels).astype(jnp.float32)
+    # Keras compares the label as given, as a float, with the predicted class: a fractional
+    # label (0.5) matches no class, where reading it as a class id would truncate it to 0
+    y_true = jnp.asarray(y_true)
+    labels = y_true[..., 0] if y_true.ndim == jnp.ndim(y_pred) else y_true
+    predicted = jnp.argmax(y_pred, axis=-1).astype(jnp.float32)
+    return (predicted == labels.astype(jnp.float32)).astype(jnp.float32)
 
 
 def categorical_accuracy(y_true, y_pred):
@@ -25,11 +29,19 @@ def categorical_accuracy(y_true, y_pred):
 
 
 def binary_accuracy(y_true, y_pred, threshold=0.5):
-    """1 where the thresholded prediction matches the 0/1 label, element by element (Keras's
-    `binary_accuracy` function; BinaryAccuracy averages each sample's elements)."""
+    """1 where the thresholded prediction, as 0 or 1, equals the label, element by element
+    (Keras's `binary_accuracy` function; BinaryAccuracy averages each sample's elements): a
+    soft label (0.7) or a -1 matches neither, as in Keras.
+
+    Example:
+        >>> import numpy as np
+        >>> binary_accuracy(np.array([[1.0], [0.7], [0.0]]), np.array([[0.9], [0.9], [0.2]])
+        ...                 ).ravel().tolist()
+        [1.0, 0.0, 1.0]
+    """
     y_pred = jnp.asarray(y_pred)
     y_true = losses_lib.match_rank(jnp.asarray(y_true), y_pred)
-    return ((y_pred > threshold) == (y_true > 0.5)).astype(jnp.float32)
+    return ((y_pred > threshold).astype(y_true.dtype) == y_true).astype(jnp.float32)
 
 
 def _binary_accuracy_per_sample(y_true, y_pred, threshold=0.5):
