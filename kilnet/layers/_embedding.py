@@ -50,7 +50,6 @@ class Embedding(_int8.Int8Configured, Layer):
         (None, None, 8)
     """
     saves_declared_weights_only = True   # as Keras's save_own_variables does
-    builds_int8 = True   # quantize("int8"); kilnet.layers._int8
     config_keys = ("input_dim", "output_dim", "embeddings_initializer", "embeddings_regularizer",
                    "activity_regularizer", "embeddings_constraint", "mask_zero",
                    "quantization_config")
