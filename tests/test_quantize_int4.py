@@ -1,7 +1,7 @@
 """`model.quantize("int4")`, Keras 3.15's weight-only int4, against Keras itself: from the same
 float weights both give the same packed kernels, scales, zero points and group indices (bit
-for bit), per channel and in groups of `block_size` rows, for Dense, EinsumDense and the
-attention projections; the outputs are equal in eager calls and within float32 rounding in
+for bit), per channel and in groups of `block_size` rows, for Dense, EinsumDense, the
+attention projections and Embedding; the outputs are equal in eager calls and within float32 rounding in
 predict; `.keras` files cross both ways; training through the layer matches Keras's."""
 
 import json
@@ -156,10 +156,35 @@ def test_int4_policies_and_refusals():
     with pytest.raises(ValueError, match="block_size"):
         kilnet.dtype_policies.get("int4/0_from_float32")
     with pytest.raises(ValueError, match="no quantized form in int4"):
-        kilnet.layers.Embedding(5, 3, dtype="int4/-1_from_float32")
-    # kilnet's Embedding quantizes to int8 only: model.quantize leaves it float, saying so
+        kilnet.layers.ReversibleEmbedding(5, 3, dtype="int4/-1_from_float32")
+    # kilnet's ReversibleEmbedding quantizes to int8 only: model.quantize leaves it float,
+    # saying so
     inputs = kilnet.Input((4,), dtype="int32")
-    model = kilnet.Model(inputs, kilnet.layers.Dense(2)(kilnet.layers.Embedding(5, 3)(inputs)))
-    with pytest.warns(UserWarning, match=r"Embedding.*\('int8',\)"):
+    table = kilnet.layers.ReversibleEmbedding(5, 3)
+    model = kilnet.Model(inputs, kilnet.layers.Dense(2)(table(inputs)))
+    with pytest.warns(UserWarning, match=r"ReversibleEmbedding.*\('int8',\)"):
         model.quantize("int4")
     assert [layer.quantization_mode for layer in model.layers[1:]] == [None, "int4"]
+
+
+def _embedding(lib):
+    inputs = lib.Input((6,), dtype="int32")
+    x = lib.layers.Embedding(20, 7, name="emb")(inputs)
+    return lib.Model(inputs, lib.layers.Dense(3, name="d")(x))
+
+
+@pytest.mark.parametrize("block_size", ["default", None, 3])
+def test_int4_embedding_is_keras_and_crosses_files(tmp_path, block_size):
+    km, nm = _twins(_embedding)
+    _int4([(km, keras), (nm, kilnet)], block_size)
+    assert_same_weights(km, nm)
+    x = np.random.default_rng(6).integers(0, 20, (5, 6)).astype("int32")
+    expected = np.asarray(km(x))
+    np.testing.assert_array_equal(np.asarray(nm(x)), expected)
+    km.save(tmp_path / "keras.keras")
+    nm.save(tmp_path / "kilnet.keras")
+    in_kilnet = kilnet.saving.load_model(tmp_path / "keras.keras")
+    assert_same_weights(km, in_kilnet)
+    for reloaded in (in_kilnet, keras.saving.load_model(tmp_path / "kilnet.keras")):
+        np.testing.assert_allclose(reloaded.predict(x, verbose=0), expected, rtol=0,
+                                   atol=PREDICT_ATOL)

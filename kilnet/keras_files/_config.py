@@ -476,7 +476,8 @@ def _check_policy(value, reader, where, quantized=(), ids=False):
                                "Keras's int8 quantization ('int8_from_float32', "
                                "'int8_from_mixed_bfloat16') of Dense, EinsumDense, Embedding and "
                                "ReversibleEmbedding layers, and its int4 quantization "
-                               "('int4/128_from_float32', ...) of Dense and EinsumDense layers.")
+                               "('int4/128_from_float32', ...) of Dense, EinsumDense and "
+                               "Embedding layers.")
         return name
     name = value.get("config", {}).get("name") if isinstance(value, dict) else value
     if ids and name in ID_DTYPES:
@@ -490,12 +491,14 @@ def _check_policy(value, reader, where, quantized=(), ids=False):
 def _check_quantization_config(value, cls, reader, where) -> bool:
     """A quantized layer's `quantization_config`: Keras's int8 default (False: the layers
     compute with it anyway), or, for Dense and EinsumDense, an Int8QuantizationConfig of
-    kilnet's quantizers or an Int4QuantizationConfig (True: the layer takes it)."""
+    kilnet's quantizers, or for the layers kilnet quantizes to int4 an Int4QuantizationConfig
+    (True: the layer takes it)."""
     if quantizers.is_int8_config(value):
         return False
-    custom = isinstance(value, dict) and value.get("class_name") in (
-        "Int8QuantizationConfig", "Int4QuantizationConfig")
-    if custom and cls.__name__ in ("Dense", "EinsumDense"):
+    name = value.get("class_name") if isinstance(value, dict) else None
+    custom = name == "Int8QuantizationConfig" and cls.__name__ in ("Dense", "EinsumDense") or \
+        name == "Int4QuantizationConfig" and "int4" in cls.quantization_modes
+    if custom:
         try:
             quantizers.deserialize(value)
             return True
@@ -503,8 +506,8 @@ def _check_quantization_config(value, cls, reader, where) -> bool:
             reader.fail(where, f"its quantization_config cannot be read: {error}")
     reader.fail(where, f"its quantization_config is {value!r:.300}; kilnet computes Keras's "
                        "int8 quantization (Int8QuantizationConfig; custom quantizers on Dense "
-                       "and EinsumDense only) and its int4 quantization (Int4QuantizationConfig, "
-                       "Dense and EinsumDense).")
+                       "and EinsumDense only) and its int4 quantization (Int4QuantizationConfig: "
+                       "Dense, EinsumDense, Embedding).")
 
 
 def _refuse_keys(config, known, reader, where):

@@ -194,3 +194,57 @@ def _no_gradient(value):
 
 
 straight_through_product.defvjp(_product_forward, _product_backward)
+
+
+# -- embedding tables -------------------------------------------------------------------------
+def quantized_table(table, block_size) -> dict:
+    """The int4 state of an embedding table (input_dim, output_dim), as Keras's
+    Embedding.quantize("int4") computes it: each row quantized by its abs-max (block_size
+    None: a scale per row), or in groups of block_size values along the row with a scale and
+    a zero point each; packed two a byte along the row.
+
+    Example:
+        >>> state = quantized_table(np.array([[0.5, -1.0, 1.0]], np.float32), None)
+        >>> state["embeddings"].shape, state["embeddings_scale"].round(3).tolist()
+        ((1, 2), [7.0])
+    """
+    table = np.asarray(table, np.float32)
+    if block_size is None:
+        values, scale = quantization_ops.abs_max_quantize(table, axis=-1,
+                                                          value_range=INT4_RANGE, to_numpy=True)
+        state = {"embeddings_scale": np.asarray(scale, np.float32)[:, 0]}
+    else:   # groups along each row: Keras quantizes the transposed table's columns
+        values, scale, zero = quantization_ops.abs_max_quantize_grouped_with_zero_point(
+            table.T, block_size, value_range=INT4_RANGE, to_numpy=True)
+        values = values.T
+        state = {"embeddings_scale": np.ascontiguousarray(np.asarray(scale, np.float32).T),
+                 "embeddings_zero": np.ascontiguousarray(np.asarray(zero, np.int8).T),
+                 "g_idx": np.floor_divide(np.arange(table.shape[1], dtype=np.float32),
+                                          block_size)}
+    packed, _, _ = quantization_ops.pack_int4(np.asarray(values, np.int8), axis=-1)
+    return {"embeddings": np.asarray(packed), **state}
+
+
+def empty_table_state(input_dim, output_dim, block_size) -> dict:
+    """The state of an Embedding built int4 (which a file's arrays replace)."""
+    if block_size is None:
+        return {"embeddings": np.zeros((input_dim, (output_dim + 1) // 2), np.int8),
+                "embeddings_scale": np.ones((input_dim,), np.float32)}
+    state = quantized_table(np.zeros((input_dim, output_dim), np.float32), block_size)
+    state["embeddings_scale"] = np.ones_like(state["embeddings_scale"])
+    return state
+
+
+def looked_up_rows(state, ids, output_dim, dtype):
+    """The rows of an int4 table for `ids`, dequantized in `dtype` (Keras's int4 Embedding
+    call); an id without a row gives NaN, as the float table's lookup does."""
+    table = quantization_ops.unpack_int4(state["embeddings"], output_dim, axis=-1)
+    rows = jnp.take(table, jnp.clip(ids, 0, table.shape[0] - 1), axis=0).astype(dtype)
+    scale = jnp.take(state["embeddings_scale"].astype(dtype), ids, axis=0, mode="fill",
+                     fill_value=jnp.nan)
+    if "g_idx" not in state:
+        return rows / scale[..., None]
+    groups = state["g_idx"].astype(jnp.int32)
+    zero = jnp.take(state["embeddings_zero"], jnp.clip(ids, 0, table.shape[0] - 1), axis=0)
+    zero = jnp.take(zero, groups, axis=-1).astype(scale.dtype)
+    return (rows - zero) * jnp.take(scale, groups, axis=-1)

@@ -367,14 +367,20 @@ class Int8Configured:
         return quantizers.int8_config() if custom is None else quantizers.serialize(custom)
 
 
-def check_quantization_config(value, layer_class: str) -> None:
-    """A `quantization_config=` argument: None or Keras's default int8 configuration (a
-    config read back from a file of an int8 layer); others are refused."""
+def check_quantization_config(value, layer_class: str):
+    """An embedding's `quantization_config=` argument: None or Keras's default int8
+    configuration (a config read back from a file of an int8 layer), or an
+    `Int4QuantizationConfig` (or its entry), which is returned; others are refused."""
+    if isinstance(value, dict) and value.get("class_name") == "Int4QuantizationConfig":
+        value = quantizers.deserialize(value)
+    if isinstance(value, quantization_config.Int4QuantizationConfig):
+        return value
     if value is not None and not quantizers.is_int8_config(value):
         raise ValueError(f"{layer_class}(quantization_config=...): kilnet quantizes with "
-                         "Keras's default int8 configuration only (model.quantize('int8'), or "
-                         "dtype='int8_from_float32'); pass None. Received: "
-                         f"quantization_config={value!r:.200}")
+                         "Keras's default int8 configuration (model.quantize('int8'), or "
+                         "dtype='int8_from_float32') or an Int4QuantizationConfig; pass None. "
+                         f"Received: quantization_config={value!r:.200}")
+    return None
 
 
 def config_argument(value, layer_class: str):

@@ -1010,9 +1010,9 @@ class Model(Layer):
         model must be built. Saving keeps the quantization (.keras, .kilnet, weights files).
 
         Args:
-            mode: "int8", or "int4" (Keras's weight-only int4 of Dense, EinsumDense and the
-                attention projections: packed int4 kernels in groups of 128 rows with a
-                scale and zero point each; kilnet.layers._int4). Keras's "float8", "gptq"
+            mode: "int8", or "int4" (Keras's weight-only int4 of Dense, EinsumDense, the
+                attention projections and Embedding: packed int4 kernels in groups of 128
+                rows with a scale and zero point each; kilnet.layers._int4). Keras's "float8", "gptq"
                 and "awq" raise NotImplementedError naming the supported modes.
             config: None (Keras's default configuration of the mode), an
                 Int8QuantizationConfig, or an Int4QuantizationConfig (its `block_size`:
