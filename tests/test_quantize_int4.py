@@ -188,3 +188,28 @@ def test_int4_embedding_is_keras_and_crosses_files(tmp_path, block_size):
     for reloaded in (in_kilnet, keras.saving.load_model(tmp_path / "kilnet.keras")):
         np.testing.assert_allclose(reloaded.predict(x, verbose=0), expected, rtol=0,
                                    atol=PREDICT_ATOL)
+
+
+@pytest.mark.parametrize("block_size", [None, 4])
+def test_int4_under_mixed_bfloat16_and_its_summary_are_keras(block_size):
+    def build(lib):
+        inputs = lib.Input((6,))
+        x = lib.layers.Dense(8, name="a", dtype="mixed_bfloat16")(inputs)
+        return lib.Model(inputs, lib.layers.EinsumDense(
+            "ab,bc->ac", output_shape=(5,), bias_axes="c", name="e",
+            dtype="mixed_bfloat16")(x))
+
+    km, nm = _twins(build, scale=1.0)
+    _int4([(km, keras), (nm, kilnet)], block_size)
+    assert nm.layers[1].dtype_policy.name == f"int4/{block_size or -1}_from_mixed_bfloat16"
+    x = np.random.default_rng(7).normal(size=(4, 6)).astype("float32")
+    got, expected = np.asarray(nm(x)), np.asarray(km(x))
+    assert got.dtype == expected.dtype == "bfloat16"
+    np.testing.assert_array_equal(got.astype("float32"), expected.astype("float32"))
+    lines = []
+    for model in (km, nm):
+        printed = []
+        model.summary(print_fn=lambda line, **_: printed.append(line))
+        lines.append([line.strip() for line in "\n".join(printed).splitlines()
+                      if "params:" in line])
+    assert lines[0] == lines[1]
