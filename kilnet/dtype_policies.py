@@ -10,6 +10,7 @@ Example:
 from kilnet.mixed_precision import (  # noqa: F401  (re-exported)
     DTypePolicy,
     FloatDTypePolicy,
+    Int4DTypePolicy,
     QuantizedDTypePolicy,
     deserialize,
     get,
@@ -18,5 +19,5 @@ from kilnet.mixed_precision import (  # noqa: F401  (re-exported)
 
 from kilnet.quantizers import QUANTIZATION_MODES  # noqa: F401  (re-exported)
 
-__all__ = ["DTypePolicy", "FloatDTypePolicy", "QUANTIZATION_MODES", "QuantizedDTypePolicy",
-           "deserialize", "get", "serialize"]
+__all__ = ["DTypePolicy", "FloatDTypePolicy", "Int4DTypePolicy", "QUANTIZATION_MODES",
+           "QuantizedDTypePolicy", "deserialize", "get", "serialize"]

@@ -169,6 +169,45 @@ class QuantizedDTypePolicy(DTypePolicy):
         return f'<QuantizedDTypePolicy "{self._name}">'
 
 
+class Int4DTypePolicy(QuantizedDTypePolicy):
+    """The policy of an int4 layer with its block size (Keras's
+    `keras.dtype_policies.Int4DTypePolicy`): named "int4/<block_size>_from_<source>", where
+    block_size -1 means one scale per output channel and a positive one groups of that many
+    kernel rows, each with its scale and zero point. `model.quantize("int4")` gives it to
+    each layer it quantizes; a layer made with it is built int4 with that block size.
+
+    Args:
+        mode: "int4/<block_size>", e.g. "int4/128" or "int4/-1".
+        source_name: the policy the layer had before; None: the global policy's name.
+
+    Example:
+        >>> from kilnet import mixed_precision
+        >>> policy = mixed_precision.Int4DTypePolicy("int4/64", "float32")
+        >>> policy, policy.quantization_mode, policy.block_size, policy.get_config()["mode"]
+        (<Int4DTypePolicy "int4/64_from_float32">, 'int4', 64, 'int4/64')
+    """
+
+    def __init__(self, mode, source_name=None):
+        base, _, size = str(mode).partition("/")
+        try:
+            block_size = int(size)
+        except ValueError:
+            block_size = 0
+        if base != "int4" or block_size < -1 or block_size == 0:
+            raise ValueError("Int4DTypePolicy: mode must be 'int4/<block_size>' with block_size "
+                             "-1 (per channel) or a positive integer (groups of that many "
+                             f"rows), e.g. 'int4/128'. Received: mode={mode!r}")
+        super().__init__("int4", source_name)
+        self.block_size = block_size
+        self._name = f"int4/{block_size}_from_{self._source_name}"
+
+    def get_config(self) -> dict:
+        return {"mode": f"int4/{self.block_size}", "source_name": self._source_name}
+
+    def __repr__(self):
+        return f'<Int4DTypePolicy "{self._name}">'
+
+
 Policy = DTypePolicy  # Keras's legacy name (keras.mixed_precision.Policy)
 FloatDTypePolicy = DTypePolicy  # Keras's alias (keras.dtype_policies.FloatDTypePolicy)
 
@@ -249,9 +288,9 @@ def _from_entry(entry: dict, argument: str) -> DTypePolicy:
     """The policy of Keras's serialized form: a DTypePolicy's {"config": {"name"}}, a
     QuantizedDTypePolicy's {"config": {"mode", "source_name"}}."""
     name, config = entry.get("class_name"), entry.get("config")
-    if name == "QuantizedDTypePolicy" and isinstance(config, dict) and set(config) == {
-            "mode", "source_name"}:
-        return QuantizedDTypePolicy(config["mode"], config["source_name"])
+    if name in ("QuantizedDTypePolicy", "Int4DTypePolicy") and isinstance(config, dict) \
+            and set(config) == {"mode", "source_name"}:
+        return _quantized_named(f"{config['mode']}_from_{config['source_name']}", argument)
     if name not in ("DTypePolicy", "FloatDTypePolicy") or not isinstance(config, dict):
         raise ValueError(f"{argument} must be a policy name or Keras's serialized "
                          "{'class_name': 'DTypePolicy', 'config': {'name': ...}} (or a "
@@ -263,6 +302,8 @@ def _from_entry(entry: dict, argument: str) -> DTypePolicy:
 def _quantized_named(name: str, argument: str) -> DTypePolicy:
     """Keras's "<mode>_from_<source>" name of a quantized policy ("int8_from_float32")."""
     mode, _, source = name.partition("_from_")
+    if mode.startswith("int4/"):   # Keras's int4 policy with its block size
+        return Int4DTypePolicy(mode, source)
     if mode not in quantizers.QUANTIZATION_MODES:
         raise ValueError(f"{argument} names no dtype policy: a quantized policy is "
                          f"'<mode>_from_<source>' with a mode in "
@@ -291,7 +332,7 @@ def serialize(policy: DTypePolicy) -> dict:
         {'name': 'mixed_float16'}
     """
     if isinstance(policy, QuantizedDTypePolicy):
-        return {"module": "keras.dtype_policies", "class_name": "QuantizedDTypePolicy",
+        return {"module": "keras.dtype_policies", "class_name": type(policy).__name__,
                 "config": policy.get_config(), "registered_name": None}
     return {"module": "keras", "class_name": "DTypePolicy", "config": policy.get_config(),
             "registered_name": None}

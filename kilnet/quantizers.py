@@ -35,15 +35,23 @@ __all__ = ["AWQConfig", "AbsMaxQuantizer", "Float8QuantizationConfig", "GPTQConf
            "compute_float8_scale", "deserialize", "fake_quant_with_min_max_vars", "get",
            "pack_int4", "quantize_and_dequantize", "serialize", "unpack_int4"]
 
-# Keras's quantization modes (keras.dtype_policies.QUANTIZATION_MODES); kilnet implements int8.
+# Keras's quantization modes (keras.dtype_policies.QUANTIZATION_MODES); kilnet implements
+# int8 and int4.
 QUANTIZATION_MODES = ("int8", "float8", "int4", "gptq", "awq")
-SUPPORTED_MODES = ("int8",)
+SUPPORTED_MODES = ("int8", "int4")
+
+
 def check_mode(mode, what: str) -> None:
-    """Keras's check of a quantization mode, then kilnet's: only "int8" is implemented.
+    """Keras's check of a quantization mode, then kilnet's: "int8" and "int4" are
+    implemented.
     `what` names the call in the messages.
 
     Example:
         >>> check_mode("int8", "model.quantize")
+        >>> check_mode("float8", "model.quantize")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        NotImplementedError: model.quantize(mode='float8'): kilnet implements the quantization modes ('int8', 'int4') ...
         >>> check_mode("int3", "model.quantize")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
@@ -56,8 +64,9 @@ def check_mode(mode, what: str) -> None:
         raise NotImplementedError(
             f"{what}(mode={mode!r}): kilnet implements the quantization modes "
             f"{SUPPORTED_MODES} (Keras's int8: int8 weights with a float scale per output "
-            "channel, inputs quantized at each call); Keras's int4, float8, GPTQ and AWQ modes "
-            "are not implemented. Use mode='int8'.")
+            "channel, inputs quantized at each call; Keras's int4: packed int4 weights, per "
+            "channel or in groups of block_size rows); Keras's float8, GPTQ and AWQ modes are "
+            "not implemented. Use mode='int8' or mode='int4'.")
 
 
 def int8_config() -> dict:

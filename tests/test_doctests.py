@@ -42,6 +42,7 @@ MODULES = ["kilnet._small_objects", "kilnet.quantization_ops", "kilnet.quantizat
            "kilnet.layers._embedding", "kilnet.layers._conv1d", "kilnet.layers._conv_transpose",
            "kilnet.layers._conv_lstm",
            "kilnet.layers._einsum_dense", "kilnet.layers._dense", "kilnet.layers._int8",
+           "kilnet.layers._int4", "kilnet.layers._quantized_kernel",
            "kilnet.quantizers",
            "kilnet.layers._conv_more", "kilnet.layers._conv3d", "kilnet._kernels.onednn",
            "kilnet._kernels.onednn_conv", "kilnet._kernels.onednn_batch_norm",

@@ -707,11 +707,12 @@ def test_run_eagerly_and_jit_compile_read_as_keras():
     assert states[0] == states[1] == (False, True, False, False)   # Keras: no jit when eager
 
 
-def test_quantize_modes_other_than_int8_say_what_to_use():
+def test_quantize_modes_other_than_int8_and_int4_say_what_to_use():
     model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(1)])
     model.build()
-    with pytest.raises(NotImplementedError, match=r"mode='int4'.*\('int8',\).*mode='int8'"):
-        model.quantize("int4")
+    with pytest.raises(NotImplementedError,
+                       match=r"mode='float8'.*\('int8', 'int4'\).*mode='int8' or mode='int4'"):
+        model.quantize("float8")
 
 
 def test_validation_inside_fit_gives_every_batch_its_test_hooks_as_keras():

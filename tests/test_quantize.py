@@ -14,18 +14,13 @@ os.environ["KERAS_BACKEND"] = "jax"
 keras = pytest.importorskip("keras", reason="the parity tests need keras (JAX backend)")
 
 import kilnet  # noqa: E402
+from _quantized_twins import assert_same_weights, dense_built_with_policy, twins  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("keras_draws_on_host")
 
 
 def _twins(build, seed=0, scale=0.3):
-    """The same model in Keras and in kilnet, with the same random float weights."""
-    km, nm = build(keras), build(kilnet)
-    rng = np.random.default_rng(seed)
-    weights = [(rng.normal(size=w.shape) * scale).astype("float32") for w in km.get_weights()]
-    km.set_weights(weights)
-    nm.set_weights(weights)
-    return km, nm
+    return twins(keras, kilnet, build, seed, scale)
 
 
 def _quantized(*models):
@@ -33,15 +28,6 @@ def _quantized(*models):
         warnings.simplefilter("ignore")   # Keras warns for each layer it leaves float
         for model in models:
             model.quantize("int8")
-
-
-def _assert_same_weights(km, nm):
-    # paths without the outer layer's name, which Keras numbers per process
-    assert [(w.path.split("/")[1:], np.dtype(w.dtype).name, tuple(w.shape))
-            for w in km.weights] == [
-        (w.path.split("/")[1:], w.dtype.name, w.shape) for w in nm.weights]
-    for kw, nw in zip(km.weights, nm.weights):
-        np.testing.assert_array_equal(np.asarray(kw), nw.numpy(), err_msg=kw.path)
 
 
 def _assert_close(got, expected):
@@ -68,7 +54,7 @@ def test_guide_mlp_quantizes_to_keras_weights_and_outputs():
     x = np.random.default_rng(1).random((45, 10)).astype("float32")
     float_outputs = np.asarray(nm(x))
     _quantized(km, nm)
-    _assert_same_weights(km, nm)
+    assert_same_weights(km, nm)
     assert [w.path for w in nm.trainable_weights] == ["dense/bias", "target/bias"]
     assert nm.layers[1].dtype_policy.name == "int8_from_float32"
     assert nm.layers[1].quantization_mode == "int8"
@@ -98,7 +84,7 @@ def test_einsum_dense_scales_and_outputs_are_keras(equation, output_shape, bias_
     km, nm = _twins(build, scale=1.0)
     x = np.random.default_rng(2).normal(size=(7,) + sample).astype("float32")
     _quantized(km, nm)
-    _assert_same_weights(km, nm)   # kernel_scale laid out as Keras's (1, 1, 2, 4) ...
+    assert_same_weights(km, nm)   # kernel_scale laid out as Keras's (1, 1, 2, 4) ...
     _assert_close(np.asarray(nm(x)), np.asarray(km(x)))
     _assert_close(nm.predict(x, batch_size=3, verbose=0), km.predict(x, batch_size=3, verbose=0))
 
@@ -118,7 +104,7 @@ def test_attention_projections_quantize_as_keras_einsum_dense():
     for build in (mha, gqa):
         km, nm = _twins(build)
         _quantized(km, nm)
-        _assert_same_weights(km, nm)
+        assert_same_weights(km, nm)
         assert nm.weights[1].path.endswith("query/kernel") and nm.weights[1].dtype == np.int8
         _assert_close(np.asarray(nm(x)), np.asarray(km(x)))
         _assert_close(nm.predict(x, batch_size=4, verbose=0),
@@ -171,7 +157,7 @@ def test_quantized_keras_files_cross_both_ways(tmp_path):
     # kilnet -> Keras
     nm.save(tmp_path / "kilnet.keras")
     in_keras = keras.saving.load_model(tmp_path / "kilnet.keras")
-    _assert_same_weights(in_keras, nm)
+    assert_same_weights(in_keras, nm)
     _assert_close(in_keras.predict(x, verbose=0), expected)
     # Keras -> kilnet (read as data: no code from the file runs)
     km.save(tmp_path / "keras.keras")
@@ -179,7 +165,7 @@ def test_quantized_keras_files_cross_both_ways(tmp_path):
     assert [layer.dtype_policy.name for layer in in_kilnet.layers[1:]] == [
         "int8_from_float32", "int8_from_float32", "float32", "int8_from_float32",
         "int8_from_float32"]
-    _assert_same_weights(km, in_kilnet)
+    assert_same_weights(km, in_kilnet)
     _assert_close(in_kilnet.predict(x, verbose=0), expected)
     _assert_close(np.asarray(in_kilnet(x)), expected)
 
@@ -281,8 +267,8 @@ def test_refusals_are_keras():
         model.quantize("int9")
     with pytest.raises(ValueError, match="provide either `mode` or `config`"):
         model.quantize()
-    for mode in ("int4", "float8", "gptq", "awq"):
-        with pytest.raises(NotImplementedError, match=r"\('int8',\)"):
+    for mode in ("float8", "gptq", "awq"):
+        with pytest.raises(NotImplementedError, match=r"\('int8', 'int4'\)"):
             model.quantize(mode)
     with pytest.raises(ValueError, match="instance of `QuantizationConfig`"):   # Keras's
         model.quantize("int8", config=object())
@@ -323,12 +309,7 @@ def test_policy_builds_quantized_layers_and_serializes_as_keras():
     for lib in (keras, kilnet):
         assert lib.dtype_policies.get(lib.dtype_policies.serialize(policy) if lib is kilnet
                                       else "int8_from_mixed_bfloat16").quantization_mode == "int8"
-    dense = kilnet.layers.Dense(3, dtype="int8_from_float32")
-    dense.build((None, 4))
-    keras_dense = keras.layers.Dense(3, dtype="int8_from_float32")
-    keras_dense.build((None, 4))
-    assert [(w.name, w.dtype.name, w.shape) for w in dense.weights] == [
-        (w.name, w.dtype, tuple(w.shape)) for w in keras_dense.weights]
+    dense = dense_built_with_policy(keras, kilnet, "int8_from_float32", 4)
     config = dense.get_config()
     assert config["dtype"]["class_name"] == "QuantizedDTypePolicy"
     assert kilnet.layers.Dense.from_config(config).quantization_mode == "int8"

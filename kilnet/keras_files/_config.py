@@ -377,7 +377,7 @@ def layer_config(cls, config, reader, where):
     out = {}
     for key, value in config.items():
         if key == "dtype" and cls is not InputLayer:
-            if _check_policy(value, reader, where, quantized=cls.builds_int8,
+            if _check_policy(value, reader, where, quantized=cls.quantization_modes,
                              ids=getattr(cls, "accepts_id_dtype", False)) != "float32":
                 out[key] = value  # a mixed policy: the layer takes it (kilnet.mixed_precision)
         elif key == "quantization_config" and value is not None:
@@ -460,19 +460,24 @@ def _initializer(key, value, reader, where):
     return None
 
 
-def _check_policy(value, reader, where, quantized=False, ids=False):
-    """The policy's name: float32 or a mixed one (float32 weights), or where `quantized` (a
-    layer kilnet quantizes) Keras's int8 QuantizedDTypePolicy ("int8_from_float32"), or where
-    `ids` (a hashing layer) the integer dtype of Keras's ids; others are refused."""
-    if isinstance(value, dict) and value.get("class_name") == "QuantizedDTypePolicy":
+def _check_policy(value, reader, where, quantized=(), ids=False):
+    """The policy's name: float32 or a mixed one (float32 weights), or Keras's quantized
+    policy of a mode in `quantized` (the modes kilnet quantizes the layer with: int8's
+    "int8_from_float32", int4's "int4/128_from_float32"), or where `ids` (a hashing layer)
+    the integer dtype of Keras's ids; others are refused."""
+    if isinstance(value, dict) and value.get("class_name") in ("QuantizedDTypePolicy",
+                                                               "Int4DTypePolicy"):
         config = value.get("config") if isinstance(value.get("config"), dict) else {}
         name = f"{config.get('mode')}_from_{config.get('source_name')}"
-        if not quantized or config.get("mode") != "int8" or config.get("source_name") not in (
-                "float32", "mixed_bfloat16"):
+        mode = str(config.get("mode")).partition("/")[0]
+        if mode not in quantized or mode not in ("int8", "int4") or config.get(
+                "source_name") not in ("float32", "mixed_bfloat16"):
             reader.fail(where, f"it is quantized with dtype policy {name!r:.60}; kilnet reads "
                                "Keras's int8 quantization ('int8_from_float32', "
                                "'int8_from_mixed_bfloat16') of Dense, EinsumDense, Embedding and "
-                               "ReversibleEmbedding layers.")
+                               "ReversibleEmbedding layers, and its int4 quantization "
+                               "('int4/128_from_float32', ...) of Dense, EinsumDense and "
+                               "Embedding layers.")
         return name
     name = value.get("config", {}).get("name") if isinstance(value, dict) else value
     if ids and name in ID_DTYPES:
@@ -486,11 +491,14 @@ def _check_policy(value, reader, where, quantized=False, ids=False):
 def _check_quantization_config(value, cls, reader, where) -> bool:
     """A quantized layer's `quantization_config`: Keras's int8 default (False: the layers
     compute with it anyway), or, for Dense and EinsumDense, an Int8QuantizationConfig of
-    kilnet's quantizers (True: the layer takes it)."""
+    kilnet's quantizers, or for the layers kilnet quantizes to int4 an Int4QuantizationConfig
+    (True: the layer takes it)."""
     if quantizers.is_int8_config(value):
         return False
-    custom = isinstance(value, dict) and value.get("class_name") == "Int8QuantizationConfig"
-    if custom and cls.__name__ in ("Dense", "EinsumDense"):
+    name = value.get("class_name") if isinstance(value, dict) else None
+    custom = name == "Int8QuantizationConfig" and cls.__name__ in ("Dense", "EinsumDense") or \
+        name == "Int4QuantizationConfig" and "int4" in cls.quantization_modes
+    if custom:
         try:
             quantizers.deserialize(value)
             return True
@@ -498,7 +506,8 @@ def _check_quantization_config(value, cls, reader, where) -> bool:
             reader.fail(where, f"its quantization_config cannot be read: {error}")
     reader.fail(where, f"its quantization_config is {value!r:.300}; kilnet computes Keras's "
                        "int8 quantization (Int8QuantizationConfig; custom quantizers on Dense "
-                       "and EinsumDense only).")
+                       "and EinsumDense only) and its int4 quantization (Int4QuantizationConfig: "
+                       "Dense, EinsumDense, Embedding).")
 
 
 def _refuse_keys(config, known, reader, where):

@@ -41,6 +41,7 @@ from kilnet._custom_gradients import custom_vjp
 from kilnet import _scope, constraints, initializers, random, regularizers
 from kilnet._kernels import onednn_matmul
 from kilnet.layers import _int8
+from kilnet.layers._quantized_kernel import QuantizableKernel
 from kilnet.layers._attention_names import KerasPrivateSettings, attention_equations
 from kilnet.layers._base import Layer, is_shape, set_untracked
 from kilnet.layers._dropout_masks import keep_mask
@@ -68,11 +69,11 @@ def kilnet_hook(method):
     return method
 
 
-class _Projection(_int8.QuantizableKernel, Layer):
+class _Projection(QuantizableKernel, Layer):
     """`activation(x @ kernel + bias)` contracting the last `in_axes` axes of x into the axes
     `units`: the einsum dense projections of MultiHeadAttention, with Keras's kernel shape
-    (*contracted input axes, *units) and bias shape `units`. `model.quantize("int8")`
-    quantizes it as Keras quantizes its EinsumDense projections."""
+    (*contracted input axes, *units) and bias shape `units`. `model.quantize("int8")` (or
+    "int4") quantizes it as Keras quantizes its EinsumDense projections."""
 
     def __init__(self, units, *, in_axes, use_bias, kernel_initializer, bias_initializer,
                  name, activation=None, kernel_regularizer=None, bias_regularizer=None,
@@ -99,8 +100,8 @@ class _Projection(_int8.QuantizableKernel, Layer):
 
     def init(self, rng, input_shape):
         kernel_shape = self.kernel_shape(input_shape)
-        if self.quantization_mode == "int8":   # Keras's quantized build: no float kernel
-            params, state = {}, self.int8_state(input_shape)
+        if self.quantization_mode:   # Keras's quantized build: no float kernel
+            params, state = {}, self.quantized_state(input_shape)
         else:
             kernel_init = fans_over(initializers.get(self.kernel_initializer),
                                     range(self.in_axes), range(self.in_axes, len(kernel_shape)))
@@ -111,15 +112,15 @@ class _Projection(_int8.QuantizableKernel, Layer):
         return params, state, self.sample_output_shape(input_shape)
 
     def quantize(self, mode=None, type_check=True, config=None):
-        """Quantize the kernel to int8 in place, as Keras's EinsumDense.quantize."""
+        """Quantize the kernel in place (int8 or int4), as Keras's EinsumDense.quantize."""
         _int8.quantize_layer(self, _Projection, mode, type_check, config)
 
     def kernel_contraction(self, input_ndim):
         return _int8.last_axes(input_ndim, self.in_axes + len(self.units), self.in_axes)
 
     def apply(self, params, state, x, sample_mask=None, **_):
-        if self.quantization_mode == "int8":
-            y = self.int8_product(x, state)
+        if self.quantization_mode:
+            y = self.quantized_product(x, state)
             if self.use_bias:
                 y = y + params["bias"]
         else:

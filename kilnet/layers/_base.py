@@ -288,12 +288,13 @@ class Layer:
 
     def _checked_policy(self, value, argument):
         policy = mixed_precision.get(value, argument)
-        if policy.quantization_mode is not None and not self.builds_int8:
+        if policy.quantization_mode is not None and \
+                policy.quantization_mode not in self.quantization_modes:
             raise ValueError(
-                f"{type(self).__name__} has no quantized form: the policy {policy.name!r} is for "
-                "the layers Keras quantizes (Dense, EinsumDense, Embedding, "
-                "ReversibleEmbedding). Use a float policy such as 'float32'. Received: "
-                f"{argument}={policy.name!r}")
+                f"{type(self).__name__} has no quantized form in {policy.quantization_mode}: kilnet "
+                f"quantizes it with the modes {self.quantization_modes} (int8: Dense, EinsumDense, "
+                "Embedding, ReversibleEmbedding; int4: Dense, EinsumDense). Use a float policy "
+                f"such as 'float32'. Received: {argument}={policy.name!r}")
         return policy
 
     @property
@@ -306,9 +307,9 @@ class Layer:
         """The dtype of the layer's weights (float32 in kilnet)."""
         return self._dtype_policy.variable_dtype
 
-    # Whether the layer computes with int8 weights under a QuantizedDTypePolicy (Dense,
-    # EinsumDense, Embedding, ...: kilnet.layers._int8); the others refuse such a policy.
-    builds_int8 = False
+    # The modes whose QuantizedDTypePolicy the layer computes under (Dense, EinsumDense:
+    # "int8" and "int4"; Embedding: "int8"; kilnet.layers._int8); others refuse them.
+    quantization_modes = ()
 
     @property
     def quantization_mode(self):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from kilnet import constraints, initializers, regularizers
 from kilnet.layers import _int8
+from kilnet.layers._quantized_kernel import QuantizableKernel
 from kilnet.layers._base import KernelLayer
 from kilnet.layers._matmul import last_axes_product
 
 
-class Dense(_int8.QuantizableKernel, KernelLayer):
+class Dense(QuantizableKernel, KernelLayer):
     saves_declared_weights_only = True   # as Keras's save_own_variables does
+    int4_divides_outputs = True   # Keras's int4 Dense divides its product by the scales
     _supports_masking = True  # passes a sequence mask on, as Keras
     # Keras's Dense writes its activity regularizer only when set (kilnet.layers.Layer does)
     config_keys = ("units", "activation", "use_bias", "kernel_initializer", "bias_initializer",
@@ -24,7 +26,7 @@ class Dense(_int8.QuantizableKernel, KernelLayer):
         super().__init__(activation=activation, **kwargs)
         if not isinstance(units, int) or isinstance(units, bool) or units < 1:
             raise ValueError(f"units must be a positive integer. Received: units={units!r}")
-        self.int8_custom_config = _int8.config_argument(quantization_config, "Dense")
+        self.take_quantization_config(quantization_config, "Dense")
         initializers.set_layer_initializers(
             self, kernel_initializer=kernel_initializer, bias_initializer=bias_initializer)
         self.units = units
@@ -46,8 +48,8 @@ class Dense(_int8.QuantizableKernel, KernelLayer):
         return (input_shape[-1], self.units)
 
     def init(self, rng, input_shape):
-        if self.quantization_mode == "int8":   # Keras's quantized build: no float kernel
-            params, state = {}, self.int8_state(input_shape)
+        if self.quantization_mode:   # Keras's quantized build: no float kernel
+            params, state = {}, self.quantized_state(input_shape)
         else:
             params, state = {"kernel": initializers.initial_values(self.kernel_initializer,
                 rng, self.kernel_shape(input_shape))}, {}
@@ -56,8 +58,8 @@ class Dense(_int8.QuantizableKernel, KernelLayer):
         return params, state, self.sample_output_shape(input_shape)
 
     def pre_activation(self, params, state, x, sample_mask=None, **_):
-        if self.quantization_mode == "int8":
-            y = self.int8_product(x, state)
+        if self.quantization_mode:
+            y = self.quantized_product(x, state)
             if self.use_bias:
                 y = y + params["bias"]
         else:
@@ -67,9 +69,11 @@ class Dense(_int8.QuantizableKernel, KernelLayer):
 
     # -- int8 (model.quantize("int8"); kilnet.layers._int8) ---------------------------------
     def quantize(self, mode=None, type_check=True, config=None):
-        """Quantize the kernel to int8 in place, as Keras's Dense.quantize: an int8 `kernel`
+        """Quantize the kernel in place, as Keras's Dense.quantize. "int8": an int8 `kernel`
         and a float32 `kernel_scale` of shape (units,), both non-trainable; each call then
-        quantizes its inputs per row (abs-max) and multiplies in integers.
+        quantizes its inputs per row (abs-max) and multiplies in integers. "int4": the kernel
+        packed two values a byte, (input_dim, ceil(units / 2)), with a scale (and a zero
+        point) per group of `block_size` rows (Keras's default 128; kilnet.layers._int4).
 
         Example:
             >>> import numpy as np
@@ -82,6 +86,11 @@ class Dense(_int8.QuantizableKernel, KernelLayer):
 'int8_from_float32')
             >>> np.asarray(dense(np.array([[1.0, 2.0, 3.0]]))).round(2).tolist()
             [[6.0, 6.0]]
+            >>> dense4 = kilnet.layers.Dense(2, kernel_initializer="ones")
+            >>> dense4.build((None, 3))
+            >>> dense4.quantize("int4")
+            >>> dense4.kernel.shape, dense4.dtype_policy.name
+            ((3, 1), 'int4/128_from_float32')
         """
         _int8.quantize_layer(self, Dense, mode, type_check, config)
 

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from kilnet import constraints, initializers, regularizers
 from kilnet.layers import _int8
+from kilnet.layers._quantized_kernel import QuantizableKernel
 from kilnet.layers._base import KernelLayer
 
 _FORMS = (("([a-zA-Z]+),([a-zA-Z]+)->([a-zA-Z]+)$", None),
@@ -36,7 +37,7 @@ def fans_over(kernel_init, input_axes, output_axes):
     return kernel_init
 
 
-class EinsumDense(_int8.QuantizableKernel, KernelLayer):
+class EinsumDense(QuantizableKernel, KernelLayer):
     """`activation(einsum(equation, inputs, kernel) + bias)`, as Keras's EinsumDense.
 
     Args:
@@ -48,8 +49,8 @@ class EinsumDense(_int8.QuantizableKernel, KernelLayer):
         kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
         activity_regularizer, kernel_constraint, bias_constraint: as Dense's.
         lora_rank, lora_alpha, gptq_unpacked_column_size: only None (kilnet has no LoRA).
-        quantization_config: None, or Keras's default int8 configuration (what the config
-            of an int8 layer holds): `quantize("int8")` quantizes with that one.
+        quantization_config: None, or the configuration a quantized layer's config holds
+            (Int8QuantizationConfig, Int4QuantizationConfig): the layer computes with it.
 
     Example:
         >>> import numpy as np
@@ -73,7 +74,7 @@ class EinsumDense(_int8.QuantizableKernel, KernelLayer):
                  gptq_unpacked_column_size=None, quantization_config=None,
                  activity_regularizer=None, **kwargs):
         super().__init__(activation=activation, **kwargs)
-        self.int8_custom_config = _int8.config_argument(quantization_config, "EinsumDense")
+        self.take_quantization_config(quantization_config, "EinsumDense")
         for name, value in (("lora_rank", lora_rank), ("lora_alpha", lora_alpha),
                             ("gptq_unpacked_column_size", gptq_unpacked_column_size)):
             if value is not None:
@@ -170,8 +171,8 @@ class EinsumDense(_int8.QuantizableKernel, KernelLayer):
     def init(self, rng, input_shape):
         kernel_shape, bias_shape, output_shape, input_axes, output_axes = self._shapes(
             input_shape)
-        if self.quantization_mode == "int8":   # Keras's quantized build: no float kernel
-            params, state = {}, self.int8_state(input_shape)
+        if self.quantization_mode:   # Keras's quantized build: no float kernel
+            params, state = {}, self.quantized_state(input_shape)
         else:
             kernel_init = fans_over(initializers.get(self.kernel_initializer), input_axes,
                                     output_axes)
@@ -182,8 +183,8 @@ class EinsumDense(_int8.QuantizableKernel, KernelLayer):
         return params, state, output_shape
 
     def pre_activation(self, params, state, x, sample_mask=None, **_):
-        if self.quantization_mode == "int8":
-            y = self.int8_product(x, state)
+        if self.quantization_mode:
+            y = self.quantized_product(x, state)
         else:
             y = jnp.einsum(self.equation, x, params["kernel"])
         if self.use_bias:
@@ -193,10 +194,11 @@ class EinsumDense(_int8.QuantizableKernel, KernelLayer):
 
     # -- int8 (model.quantize("int8"); kilnet.layers._int8) ---------------------------------
     def quantize(self, mode=None, type_check=True, config=None):
-        """Quantize the kernel to int8 in place, as Keras's EinsumDense.quantize: an int8
+        """Quantize the kernel in place, as Keras's EinsumDense.quantize. "int8": an int8
         `kernel` and a float32 `kernel_scale` with one scale per output channel, laid out as
         the output (1 on the axes the kernel lacks); each call quantizes its inputs per
-        slice over the summed axes.
+        slice over the summed axes. "int4": the kernel flattened to (summed, other) axes and
+        packed two values a byte, with flat scales (kilnet.layers._int4).
 
         Example:
             >>> import numpy as np

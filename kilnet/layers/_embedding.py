@@ -20,8 +20,8 @@ import warnings
 import jax.numpy as jnp
 import numpy as np
 
-from kilnet import _scope, constraints, initializers, regularizers
-from kilnet.layers import _int8
+from kilnet import _scope, constraints, initializers, quantizers, regularizers
+from kilnet.layers import _int4, _int8
 from kilnet.layers._base import Layer
 
 
@@ -50,7 +50,6 @@ class Embedding(_int8.Int8Configured, Layer):
         (None, None, 8)
     """
     saves_declared_weights_only = True   # as Keras's save_own_variables does
-    builds_int8 = True   # quantize("int8"); kilnet.layers._int8
     config_keys = ("input_dim", "output_dim", "embeddings_initializer", "embeddings_regularizer",
                    "activity_regularizer", "embeddings_constraint", "mask_zero",
                    "quantization_config")
@@ -67,7 +66,8 @@ class Embedding(_int8.Int8Configured, Layer):
         if not isinstance(mask_zero, bool):
             raise ValueError(f"mask_zero must be True or False. Received: mask_zero={mask_zero!r}")
         _refuse_unsupported(lora_rank=lora_rank, lora_alpha=lora_alpha)
-        _int8.check_quantization_config(quantization_config, type(self).__name__)
+        self.int4_config = _int8.check_quantization_config(quantization_config,
+                                                           type(self).__name__)
         # Keras's `weights=[matrix]`: the table starts as the matrix (keras.io's masked
         # language model fixes sinusoidal position embeddings so), in every build
         self._given_table = None if weights is None else _given_table(weights, input_dim,
@@ -102,21 +102,32 @@ class Embedding(_int8.Int8Configured, Layer):
 
     @property
     def state_names(self):
+        if self.quantization_mode == "int4" and self.int4_block_size is not None:
+            return ("embeddings", "embeddings_scale", "embeddings_zero", "g_idx")
         return ("embeddings", "embeddings_scale") if self.quantization_mode else ()
 
     def init(self, rng, input_shape):
-        if self.quantization_mode == "int8":   # Keras's quantized build: no float table
+        if self.quantization_mode == "int4":   # Keras's quantized build: no float table
+            return {}, _int4.empty_table_state(self.input_dim, self.output_dim,
+                                               self.int4_block_size), \
+                self.sample_output_shape(input_shape)
+        if self.quantization_mode == "int8":
             return {}, self.int8_state(), self.sample_output_shape(input_shape)
         table = (self._given_table.copy() if self._given_table is not None else
                  initializers.initial_values(self.embeddings_initializer,
                      rng, (self.input_dim, self.output_dim)))
         return {"embeddings": table}, {}, self.sample_output_shape(input_shape)
 
-    # -- int8 (model.quantize("int8"); kilnet.layers._int8) ---------------------------------
+    # -- int8 and int4 (model.quantize; kilnet.layers._int8, kilnet.layers._int4) ----------
+    quantization_modes = ("int8", "int4")
+
     def quantize(self, mode=None, type_check=True, config=None):
-        """Quantize the table to int8 in place, as Keras's Embedding.quantize: int8
+        """Quantize the table in place, as Keras's Embedding.quantize. "int8": int8
         `embeddings` with one float32 scale per row (`embeddings_scale`, (input_dim,)), both
-        non-trainable; a lookup divides each row by its scale.
+        non-trainable; a lookup divides each row by its scale. "int4": each row packed two
+        values a byte, (input_dim, ceil(output_dim / 2)), with a scale per row or, in groups
+        of `block_size` values along the row (Keras's default 128), a scale and a zero point
+        per group (`embeddings_zero`, `g_idx`).
 
         Example:
             >>> import numpy as np
@@ -144,6 +155,23 @@ class Embedding(_int8.Int8Configured, Layer):
         """(params, state) of the int8 form, from the float table."""
         return {}, self.int8_state(self.embeddings.numpy())
 
+    def quantized_weights(self, mode) -> tuple:
+        """(params, state) of the quantized form in `mode`, from the float table."""
+        if mode == "int4":
+            return {}, _int4.quantized_table(self.embeddings.numpy(), self.int4_block_size)
+        return self.int8_weights()
+
+    @property
+    def int4_block_size(self):
+        """The values of a group of an int4 row (None: one scale per row)."""
+        return _int4.block_size_of(self.int4_config, self.dtype_policy)
+
+    @property
+    def quantization_config(self):
+        if self.quantization_mode == "int4":
+            return quantizers.serialize(self.int4_config)
+        return super().quantization_config
+
     def get_config(self):
         config = regularizers.serialize_into(super().get_config(), self,
                                              ("embeddings_regularizer", "activity_regularizer"))
@@ -157,6 +185,9 @@ class Embedding(_int8.Int8Configured, Layer):
         # jnp.take fills ids >= input_dim with NaN but wraps negative ones: send those past the
         # end of the table too, so that every missing row shows.
         ids = jnp.where(ids < 0, self.input_dim, ids)
+        if self.quantization_mode == "int4":
+            own = {name: state[name] for name in self.state_names}
+            return _int4.looked_up_rows(own, ids, self.output_dim, self.compute_dtype), state
         if self.quantization_mode == "int8":
             return _int8.looked_up_rows(state["embeddings"], state["embeddings_scale"], ids,
                                         self.compute_dtype), state

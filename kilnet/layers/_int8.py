@@ -306,24 +306,44 @@ def quantizes(layer, type_check: bool) -> bool:
 
 def quantize_layer(layer, own_class, mode, type_check, config) -> None:
     """Keras's `quantize` of one layer whose class implements it (`own_class`; a subclass
-    of yours is refused when `type_check`, as Keras does): its weights become the int8 ones
-    `layer.int8_weights()` computes from the float ones, and its dtype policy
-    "int8_from_<its policy>"."""
+    of yours is refused when `type_check`, as Keras does): its weights become the quantized
+    ones `layer.quantized_weights(mode)` computes from the float ones, and its dtype policy
+    "<mode>_from_<its policy>" ("int4/<block_size>_from_<its policy>" for int4)."""
     mode = check_mode(mode, config, what=f"{type(layer).__name__}.quantize")
     check_quantizable(layer, mode)
     if type_check and type(layer) is not own_class:
         raise NotImplementedError(f"Layer {type(layer).__name__} does not have a `quantize` "
                                   "method implemented.")
-    config = custom_config(config)
-    if config is not None and not isinstance(layer, QuantizableKernel):
+    if mode not in layer.quantization_modes:
         raise NotImplementedError(
-            f"{type(layer).__name__}.quantize(config=...): kilnet takes custom int8 "
-            "quantizers for Dense, EinsumDense and the attention projections only; quantize "
-            f"{layer.name!r} with mode='int8' (Keras's default configuration).")
-    layer.int8_custom_config = config
-    params, state = layer.int8_weights()
+            f"{type(layer).__name__}.quantize(mode={mode!r}): kilnet quantizes "
+            f"{type(layer).__name__} layers with the modes {layer.quantization_modes}; "
+            f"{layer.name!r} keeps its float weights. Use one of those modes for it.")
+    if mode == "int4":   # Keras's default int4 configuration: groups of 128 rows
+        layer.int4_config = config if config is not None else \
+            quantization_config.Int4QuantizationConfig()
+    else:
+        config = custom_config(config)
+        if config is not None and not layer.takes_int8_quantizers:
+            raise NotImplementedError(
+                f"{type(layer).__name__}.quantize(config=...): kilnet takes custom int8 "
+                "quantizers for Dense, EinsumDense and the attention projections only; "
+                f"quantize {layer.name!r} with mode='int8' (Keras's default configuration).")
+        layer.int8_custom_config = config
+    params, state = layer.quantized_weights(mode)
     layer.replace_own_weights(params, state)
-    layer.dtype_policy = mixed_precision.QuantizedDTypePolicy(mode, layer.dtype_policy.name)
+    layer.dtype_policy = quantized_policy(layer, mode)
+
+
+def quantized_policy(layer, mode):
+    """The dtype policy Keras gives a layer it quantizes: "int8_from_<its policy>", or
+    "int4/<block_size>_from_<its policy>" (-1: per channel)."""
+    source = layer.dtype_policy.name
+    if mode != "int4":
+        return mixed_precision.QuantizedDTypePolicy(mode, source)
+    block_size = layer.int4_config.block_size
+    block_size = -1 if block_size is None else block_size
+    return mixed_precision.Int4DTypePolicy(f"int4/{block_size}", source)
 
 
 class Int8Configured:
@@ -332,6 +352,12 @@ class Int8Configured:
     int8, then Keras's default int8 configuration (kilnet.quantizers.int8_config)."""
 
     int8_custom_config = None   # an Int8QuantizationConfig given to quantize, else None
+    quantization_modes = ("int8",)   # the modes the layer's quantize implements
+    takes_int8_quantizers = False   # whether quantize takes an Int8QuantizationConfig's
+
+    def quantized_weights(self, mode) -> tuple:
+        """(params, state) of the quantized form in `mode`, from the layer's float weights."""
+        return self.int8_weights()
 
     @property
     def quantization_config(self):
@@ -341,20 +367,27 @@ class Int8Configured:
         return quantizers.int8_config() if custom is None else quantizers.serialize(custom)
 
 
-def check_quantization_config(value, layer_class: str) -> None:
-    """A `quantization_config=` argument: None or Keras's default int8 configuration (a
-    config read back from a file of an int8 layer); others are refused."""
+def check_quantization_config(value, layer_class: str):
+    """An embedding's `quantization_config=` argument: None or Keras's default int8
+    configuration (a config read back from a file of an int8 layer), or an
+    `Int4QuantizationConfig` (or its entry), which is returned; others are refused."""
+    if isinstance(value, dict) and value.get("class_name") == "Int4QuantizationConfig":
+        value = quantizers.deserialize(value)
+    if isinstance(value, quantization_config.Int4QuantizationConfig):
+        return value
     if value is not None and not quantizers.is_int8_config(value):
         raise ValueError(f"{layer_class}(quantization_config=...): kilnet quantizes with "
-                         "Keras's default int8 configuration only (model.quantize('int8'), or "
-                         "dtype='int8_from_float32'); pass None. Received: "
-                         f"quantization_config={value!r:.200}")
+                         "Keras's default int8 configuration (model.quantize('int8'), or "
+                         "dtype='int8_from_float32') or an Int4QuantizationConfig; pass None. "
+                         f"Received: quantization_config={value!r:.200}")
+    return None
 
 
 def config_argument(value, layer_class: str):
-    """A kernel layer's `quantization_config=` argument (an `Int8QuantizationConfig`, or its
-    entry as a file of an int8 layer holds it; None): the custom configuration the layer
-    computes with once int8 (None for Keras's default one)."""
+    """A kernel layer's `quantization_config=` argument (an `Int8QuantizationConfig` or
+    `Int4QuantizationConfig`, or its entry as a file of a quantized layer holds it; None):
+    the configuration the layer computes with once quantized (None for Keras's default int8
+    one)."""
     if isinstance(value, dict) and not quantizers.is_int8_config(value):
         try:
             value = quantizers.deserialize(value)
@@ -362,65 +395,10 @@ def config_argument(value, layer_class: str):
             raise ValueError(f"{layer_class}(quantization_config=...): {error}") from None
     if isinstance(value, dict) or value is None:
         return None
+    if isinstance(value, quantization_config.Int4QuantizationConfig):
+        return value   # the configuration of an int4 layer: its block size
     if not isinstance(value, quantization_config.Int8QuantizationConfig):
         raise ValueError(f"{layer_class}(quantization_config=...): kilnet quantizes with an "
                          "Int8QuantizationConfig (or None). Received: "
                          f"quantization_config={value!r:.200}")
     return custom_config(value)
-
-
-class QuantizableKernel(Int8Configured):
-    """What a layer with a `kernel` and an optional `bias` (Dense, EinsumDense, the attention
-    projections) needs to be quantized to int8 as Keras's Dense and EinsumDense are: its
-    weight names per mode, its int8 weights from its float ones, and its built-quantized
-    form (a layer made with dtype "int8_from_float32", or read from a quantized file).
-
-    The class defines `kernel_shape(input_shape)`, `kernel_contraction(input_ndim)` and,
-    when the scale's shape is not the outputs' layout, `stored_scale_shape(shape)` (Dense
-    keeps (units,)).
-    """
-    builds_int8 = True
-
-    @property
-    def param_names(self):
-        bias = ("bias",) if self.use_bias else ()
-        return bias if self.quantization_mode else ("kernel",) + bias
-
-    @property
-    def state_names(self):
-        return ("kernel", "kernel_scale") if self.quantization_mode else ()
-
-    @property
-    def saved_weight_order(self):
-        """Keras's save_own_variables order of a quantized kernel layer."""
-        return ("kernel", "bias", "kernel_scale") if self.quantization_mode else None
-
-    def stored_scale_shape(self, shape) -> tuple:
-        return tuple(shape)
-
-    def int8_state(self, input_shape, kernel=None) -> dict:
-        """The int8 kernel and its scale: from the float `kernel`, or as a quantized build
-        makes them (zeros and ones, which a file's arrays then replace)."""
-        contraction = self.kernel_contraction(len(input_shape) + 1)
-        if kernel is None:
-            shape = self.kernel_shape(input_shape)
-            return {"kernel": np.zeros(shape, np.int8),
-                    "kernel_scale": np.ones(self.stored_scale_shape(
-                        contraction.scale_shape(shape)), np.float32)}
-        weight_quantizer = getattr(self.int8_custom_config, "weight_quantizer", None)
-        quantized, scale = quantize_kernel(contraction, kernel, weight_quantizer)
-        return {"kernel": quantized,
-                "kernel_scale": scale.reshape(self.stored_scale_shape(scale.shape))}
-
-    def int8_weights(self) -> tuple:
-        """(params, state) of the int8 form, from the layer's float weights."""
-        params = {"bias": self.bias.numpy()} if self.use_bias else {}
-        return params, self.int8_state(self.build_shape, self.kernel.numpy())
-
-    def int8_product(self, x, state):
-        contraction = self.kernel_contraction(jnp.ndim(x))
-        custom = self.int8_custom_config
-        inputs_quantizer = DEFAULT_INPUTS_QUANTIZER if custom is None else \
-            custom.activation_quantizer
-        return straight_through_product(contraction, inputs_quantizer, x, state["kernel"],
-                                        state["kernel_scale"])

@@ -52,6 +52,7 @@ class ReversibleEmbedding(Embedding):
     """
 
     config_keys = Embedding.config_keys + ("tie_weights", "reverse_dtype", "logit_soft_cap")
+    quantization_modes = ("int8",)   # Keras's int4 reverse projection is not implemented
 
     def __init__(self, input_dim, output_dim, tie_weights=True,
                  embeddings_initializer="uniform", embeddings_regularizer=None,

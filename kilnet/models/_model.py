@@ -1010,9 +1010,13 @@ class Model(Layer):
         model must be built. Saving keeps the quantization (.keras, .kilnet, weights files).
 
         Args:
-            mode: "int8" (Keras's "int4", "float8", "gptq" and "awq" raise
-                NotImplementedError).
-            config: only None (Keras's default int8 configuration).
+            mode: "int8", or "int4" (Keras's weight-only int4 of Dense, EinsumDense, the
+                attention projections and Embedding: packed int4 kernels in groups of 128
+                rows with a scale and zero point each; kilnet.layers._int4). Keras's "float8", "gptq"
+                and "awq" raise NotImplementedError naming the supported modes.
+            config: None (Keras's default configuration of the mode), an
+                Int8QuantizationConfig, or an Int4QuantizationConfig (its `block_size`:
+                None or -1 for one scale per output channel).
             filters: which layers to quantize: a regex searched in each layer's name, a
                 list of them, or a function of the layer returning True; None: all.
             type_check: False quantizes subclasses of those layers too (Keras's keyword).
