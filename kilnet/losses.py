@@ -67,6 +67,24 @@ def sparse_labels(y_true, y_pred):
     return y_true.astype(jnp.int32)
 
 
+def _as_arrays(value):
+    """One array, or a dict / list / tuple of arrays where the entries do not stack into one
+    (a dict, or arrays of different shapes)."""
+    if isinstance(value, dict):
+        return {key: _as_arrays(entry) for key, entry in value.items()}
+    if isinstance(value, (list, tuple)):
+        shapes = {jnp.shape(entry) for entry in value if hasattr(entry, "shape")}
+        if len(shapes) > 1 or any(isinstance(entry, (dict, list, tuple)) and
+                                  not _stacks(entry) for entry in value):
+            return type(value)(_as_arrays(entry) for entry in value)
+    return jnp.asarray(value)
+
+
+def _stacks(value) -> bool:
+    """Whether a nested list of numbers and arrays makes one rectangular array."""
+    return not isinstance(_as_arrays(value), (dict, list, tuple))
+
+
 def _snake(name: str) -> str:
     name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
@@ -120,11 +138,23 @@ class Loss:
     # -- the values ---------------------------------------------------------------------------
     def _convert(self, y_true, y_pred):
         """Keras converts both to the loss's dtype; with dtype=None kilnet keeps a floating
-        prediction's dtype (float32 in kilnet models) and makes anything else float32."""
-        y_pred = jnp.asarray(y_pred)
-        dtype = self.dtype or (y_pred.dtype if jnp.issubdtype(y_pred.dtype, jnp.floating)
-                               else jnp.float32)
-        return jnp.asarray(y_true).astype(dtype), y_pred.astype(dtype)
+        prediction's dtype (float32 in kilnet models) and makes anything else float32. A dict,
+        or a list or tuple of arrays of different shapes (GauGAN's feature-matching loss over
+        a discriminator's feature maps), reaches `call` as that structure of arrays, as Keras
+        converts each array of a structure; arrays that stack are stacked, as before.
+
+        Example:
+            >>> import numpy as np
+            >>> maps = [np.ones((2, 4)), np.ones((2, 2, 2))]
+            >>> y_true, y_pred = MeanSquaredError()._convert(maps, maps)
+            >>> [a.shape for a in y_pred], str(y_true[0].dtype)
+            ([(2, 4), (2, 2, 2)], 'float32')
+        """
+        y_true, y_pred = _as_arrays(y_true), _as_arrays(y_pred)
+        floating = [leaf.dtype for leaf in jax.tree.leaves(y_pred)
+                    if jnp.issubdtype(leaf.dtype, jnp.floating)]
+        dtype = self.dtype or (floating[0] if floating else jnp.float32)
+        return jax.tree.map(lambda leaf: leaf.astype(dtype), (y_true, y_pred))
 
     def _values_and_mask(self, y_true, y_pred, rows=None):
         """(unreduced values, mask of the entries that count or None). `rows` (batch-level

@@ -484,3 +484,39 @@ def test_keras_files_carry_the_new_losses_both_ways(tmp_path):
     theirs.save(tmp_path / "theirs.keras")
     loaded = kilnet.models.load_model(tmp_path / "theirs.keras").compiled.objective.heads[0]
     assert type(loaded.loss) is losses.Circle and loaded.loss.gamma == 5.0
+
+
+def _feature_matching_loss(lib):
+    """keras.io's GauGAN FeatureMatchingLoss: the mean absolute error of each of the
+    discriminator's feature maps but the last, on lists of maps of different shapes."""
+
+    class FeatureMatchingLoss(lib.losses.Loss):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.mae = lib.losses.MeanAbsoluteError()
+
+        def call(self, y_true, y_pred):
+            if isinstance(y_true, dict):
+                return sum(self.mae(y_true[key], y_pred[key]) for key in sorted(y_true))
+            loss = 0
+            for i in range(len(y_true) - 1):
+                loss += self.mae(y_true[i], y_pred[i])
+            return loss
+
+    return FeatureMatchingLoss()
+
+
+@pytest.mark.parametrize("form", ["list", "tuple", "dict", "same shapes"])
+def test_a_loss_of_yours_takes_structures_of_arrays_as_keras(form):
+    rng = np.random.default_rng(0)
+    shapes = ([(2, 4, 4, 3)] * 3 if form == "same shapes"
+              else [(2, 16, 16, 1), (2, 8, 8, 2), (2, 1, 1, 1)])
+    real = [rng.random(shape).astype(np.float32) for shape in shapes]
+    fake = [rng.random(shape).astype(np.float32) for shape in shapes]
+    if form == "tuple":
+        real, fake = tuple(real), tuple(fake)
+    elif form == "dict":
+        real, fake = dict(zip("abc", real)), dict(zip("abc", fake))
+    ours = float(_feature_matching_loss(kilnet)(real, fake))
+    theirs = float(_feature_matching_loss(keras)(real, fake))
+    assert ours == pytest.approx(theirs, rel=1e-6)
