@@ -77,10 +77,11 @@ def held_optimizer_tensors(model) -> dict:
     layers keep as attributes. Host sync.
 
     Example:
-        >>> import numpy as np
         >>> import kilnet
         >>> model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(2)])
         >>> model.g_optimizer = kilnet.optimizers.SGD(0.5)
+        >>> sorted(held_optimizer_tensors(model))   # not built: nothing to keep
+        []
         >>> model.g_optimizer.build(model.trainable_variables)
         >>> sorted(held_optimizer_tensors(model))
         ['heldopt/g_optimizer/0', 'heldopt/g_optimizer/1']
