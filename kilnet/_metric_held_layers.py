@@ -62,9 +62,9 @@ def held_layers(model) -> list:
         >>> [path for path, _ in held_layers(Net())]
         [('kid', 'encoder')]
     """
-    own = {id(layer) for _, layer in _layers_of(model)}
+    own = {id(layer) for _, layer in keyed_layers(model)}
     found, seen = [], set(own)
-    for path, layer in _layers_of(model):
+    for path, layer in keyed_layers(model):
         for attribute_path, metric in _metrics_by_attribute(layer):
             _walk_metric(metric, path + attribute_path, found, seen)
     return found
@@ -256,8 +256,17 @@ def layer_base_attributes() -> frozenset:
     return frozenset(vars(Layer())) | frozenset(vars(Model()))
 
 
-def _layers_of(model) -> list:
-    """(key path, layer) for the model (path ()) and every layer it holds, once each."""
+def keyed_layers(model) -> list:
+    """(key path, layer) for the model (path ()) and every layer it holds, once each: the
+    objects whose attributes kilnet's files search for what they keep (the metrics here, the
+    optimizers in kilnet._optimizer_attributes).
+
+    Example:
+        >>> import kilnet
+        >>> model = kilnet.Sequential([kilnet.Input((2,)), kilnet.layers.Dense(1, name="d")])
+        >>> [path for path, _ in keyed_layers(model)]
+        [(), ('d',)]
+    """
     found, seen = [], set()
 
     def visit(layer, path):

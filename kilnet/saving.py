@@ -11,6 +11,9 @@ A model file (suggested extension `.kilnet`) is one safetensors file (kilnet/_sa
               hooks/<layer path>/<key>     what a layer's own save_own_variables wrote
               held/<kind>/<metric>/...     the weights of layers a Metric attribute holds
                                            (a KID metric's encoder; kilnet._metric_held_layers)
+              heldopt/<holder>/<attr>/<i>  the variables of the built optimizers the model or
+                                           its layers keep as attributes (a GAN's; kilnet.
+                                           _optimizer_attributes), with the optimizer state
               assets/<layer path>/<file>   the bytes of the files its save_assets wrote
     info      {"kilnet_version",
                "model": {"class_name", "config"[, "build_config"]} (kilnet.models._config),
@@ -47,7 +50,8 @@ import warnings
 import jax
 import numpy as np
 
-from kilnet import _metric_held_layers, _registry, _safefile, _saving_hooks
+from kilnet import _metric_held_layers, _optimizer_attributes, _registry, _safefile
+from kilnet import _saving_hooks
 from kilnet import losses as losses_lib
 from kilnet import metrics as metrics_lib
 from kilnet import optimizers as optimizers_lib
@@ -609,12 +613,17 @@ def sizes_the_layer_takes(layer, shape: tuple) -> tuple:
 
     if None not in shape:
         return shape
+    # A search, not a derivation: the smallest size is each layer's own window arithmetic
+    # (kernel, dilation, strides, pool size, cropping), which no layer states apart from its
+    # output-shape rule. That rule is shape arithmetic, no trace: the doctest's convolution
+    # takes 4 tries, and no size up to 2**20 is 21. Only its refusal (ValueError) moves on;
+    # any other error is a real one and is raised.
     size = 1
     while size <= _LARGEST_TRIED_SIZE:
         try:
             layer.sample_output_shape(filled(size))
             return filled(size)
-        except Exception:  # the layer's own refusal of this size (any error type)
+        except ValueError:   # the layer refuses this size
             size *= 2
     return filled(1)
 
@@ -708,6 +717,8 @@ def save_model(model, filepath, *, overwrite=True, include_optimizer=True):
             tensors.update(tree_to_tensors("opt", trainer.state.opt_state))
             tensors["train/rng"] = np.asarray(jax.device_get(trainer.state.rng))
             info["training"] = {"seed": int(trainer.seed), "fit_calls": int(trainer.fit_calls)}
+    if include_optimizer:
+        tensors.update(_optimizer_attributes.held_optimizer_tensors(model))
     _refuse_nonfinite(tensors, filepath, info)
     _safefile.atomic_write(filepath, _safefile.encode("model", info, tensors),
                            what="the model file", overwrite=overwrite)
@@ -736,6 +747,8 @@ def nonfinite_arrays(model, include_optimizer=True) -> list:
     trainer = model.compiled
     if include_optimizer and model.is_compiled and trainer.state is not None:
         tensors.update(tree_to_tensors("opt", trainer.state.opt_state))
+    if include_optimizer:
+        tensors.update(_optimizer_attributes.held_optimizer_tensors(model))
     return nonfinite(tensors)
 
 
@@ -802,7 +815,8 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     _config.check_bounds(info, filepath, "description of the model")
     _check_tensor_names(tensors, ("params", "state", "opt", "train", _HOOKS,
                                   _saving_hooks.ASSETS.rstrip("/"),
-                                  _metric_held_layers.PREFIX), filepath)
+                                  _metric_held_layers.PREFIX, _optimizer_attributes.PREFIX),
+                        filepath)
     if not compile:
         info, tensors = _without_compile_entries(info, tensors)
     check_values(info, tensors, filepath)
@@ -835,6 +849,8 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
                 raise ModelFileError(filepath, f"the optimizer state does not fit the "
                                                f"optimizer: {error}.") from None
             trainer.state = trainer.state._replace(opt_state=opt_state, rng=rng)
+    if compile:   # after your compile_from_config, which may make them (a GAN's)
+        _optimizer_attributes.restore_held_optimizers(model, tensors, filepath)
     return model
 
 
@@ -848,7 +864,8 @@ def _without_compile_entries(info, tensors):
         >>> _without_compile_entries(info, {"opt/0": 0, "params/d/kernel": 1})
         ({'model': {}, 'compile': None, 'training': None}, {'params/d/kernel': 1})
     """
-    tensors = {name: array for name, array in tensors.items() if not name.startswith("opt/")}
+    tensors = {name: array for name, array in tensors.items()
+               if name.split("/")[0] not in ("opt", _optimizer_attributes.PREFIX)}
     return {**info, "compile": None, "training": None}, tensors
 
 

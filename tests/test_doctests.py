@@ -86,7 +86,7 @@ MODULES = ["kilnet._small_objects", "kilnet.quantization_ops", "kilnet.quantizat
            "kilnet.callbacks._ema", "kilnet.callbacks._loggers", "kilnet.callbacks._early_stopping",
            "kilnet.config", "kilnet.backend", "kilnet.losses", "kilnet._ctc",
            "kilnet.activations", "kilnet._registry", "kilnet.programs", "kilnet.fit",
-           "kilnet.trainer", "kilnet._scope", "kilnet.compile_metrics", "kilnet._step_logs", "kilnet.models._keras_steps", "kilnet._metric_held_layers", "kilnet.optimizers._accumulation",
+           "kilnet.trainer", "kilnet._scope", "kilnet.compile_metrics", "kilnet._step_logs", "kilnet.models._keras_steps", "kilnet._metric_held_layers", "kilnet._optimizer_attributes", "kilnet.optimizers._accumulation",
            "kilnet.data", "kilnet._tree", "kilnet.layers._bias", "kilnet.layers._conv",
            "kilnet.layers._conv_base",
            "kilnet._kernels.conv",

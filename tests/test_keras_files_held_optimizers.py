@@ -192,3 +192,83 @@ def test_keras_model_files_holding_optimizers_as_attributes_load(tmp_path):
                                     custom_objects={"CallableGan": type(theirs)})
     np.testing.assert_allclose(again.predict(X, verbose=0), theirs.predict(X, verbose=0),
                                rtol=1e-6)
+
+
+def nested_holders_of(lib):
+    """An optimizer held by a layer of yours inside the model (`self.block.opt`) and one held
+    by a sub-model (`self.sub.sopt`): Keras writes each in its holder's group."""
+    class Block(lib.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.dense = lib.layers.Dense(2, name="block_dense")
+            self.opt = lib.optimizers.Adam(0.01, name="block_adam")
+
+        def call(self, x):
+            return self.dense(x)
+
+    class Holder(lib.Model):
+        def __init__(self):
+            super().__init__(name="holder")
+            self.block = Block(name="block")
+            self.sub = lib.Sequential([lib.Input((2,)), lib.layers.Dense(2, name="sub_dense")],
+                                      name="sub")
+            self.sub.sopt = lib.optimizers.SGD(0.1, momentum=0.9, name="sub_sgd")
+
+        def call(self, x):
+            return self.sub(self.block(x))
+
+    model = Holder()
+    model(X)
+    return model
+
+
+def step_nested_optimizers(model, scale):
+    for optimizer, layer in ((model.block.opt, model.block), (model.sub.sopt, model.sub)):
+        variables = layer.trainable_variables
+        optimizer.build(variables)
+        grads = [np.full(v.shape, scale, "float32") for v in variables]
+        optimizer.apply_gradients(zip(grads, variables))
+
+
+NESTED_GROUPS = ("block/opt/vars/", "layers/sequential/sopt/vars/")
+
+
+def test_optimizers_held_by_nested_layers_are_written_where_keras_writes_them(tmp_path):
+    keras.backend.clear_session()
+    theirs, mine = nested_holders_of(keras), nested_holders_of(kilnet)
+    mine.set_weights(theirs.get_weights())
+    step_nested_optimizers(theirs, 0.5)
+    step_nested_optimizers(mine, 0.5)
+    theirs.save_weights(tmp_path / "k.weights.h5")
+    mine.save_weights(tmp_path / "m.weights.h5")
+    expected, written = datasets(tmp_path / "k.weights.h5"), datasets(tmp_path / "m.weights.h5")
+    assert any(name.startswith(NESTED_GROUPS) for name in expected)
+    assert sorted(written) == sorted(expected)
+    for name in expected:
+        np.testing.assert_allclose(written[name], expected[name], rtol=1e-6, atol=1e-7,
+                                   err_msg=name)
+    again = nested_holders_of(keras)
+    step_nested_optimizers(again, 0.0)   # built, so that Keras reads their whole state
+    again.load_weights(tmp_path / "m.weights.h5")
+    for ours, restored in ((mine.block.opt, again.block.opt), (mine.sub.sopt, again.sub.sopt)):
+        for variable, keras_variable in zip(ours.variables, restored.variables):
+            np.testing.assert_allclose(keras_variable.numpy(), variable.numpy(), rtol=1e-6)
+
+
+def test_optimizers_held_by_nested_layers_are_restored_from_keras_files(tmp_path):
+    keras.backend.clear_session()
+    theirs = nested_holders_of(keras)
+    step_nested_optimizers(theirs, 0.5)
+    theirs.save_weights(tmp_path / "k.weights.h5")
+    mine = nested_holders_of(kilnet)
+    step_nested_optimizers(mine, 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # nothing is skipped
+        mine.load_weights(tmp_path / "k.weights.h5")
+    for ours, keras_optimizer in ((mine.block.opt, theirs.block.opt),
+                                  (mine.sub.sopt, theirs.sub.sopt)):
+        assert len(ours.variables) == len(keras_optimizer.variables)
+        for variable, keras_variable in zip(ours.variables, keras_optimizer.variables):
+            np.testing.assert_allclose(variable.numpy(), keras_variable.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(mine.predict(X, verbose=0), theirs.predict(X, verbose=0),
+                               rtol=1e-6)

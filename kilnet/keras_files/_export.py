@@ -136,7 +136,7 @@ def weights_bytes(model, path, optimizer=None, layout=None) -> bytes:
     for group, layer in layout.groups:
         groups.setdefault(f"{group}/vars" if group else "vars", layer.name)
     arrays += hooked
-    held_arrays, held_groups = _held_optimizers.arrays_to_write(model, path)
+    held_arrays, held_groups = _held_optimizers.arrays_to_write(layout.optimizers, path)
     arrays += held_arrays
     groups.update(held_groups)
     if optimizer is not None:

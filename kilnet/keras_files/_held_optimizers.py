@@ -1,10 +1,13 @@
-"""Optimizers a model keeps as attributes (a GAN's `self.d_optimizer = Adam(...)` set in a
-compile() of yours) in Keras weights files, both ways.
+"""Optimizers a model or one of its layers keeps as attributes (a GAN's `self.d_optimizer =
+Adam(...)` set in a compile() of yours, a block's `self.block.opt`) in Keras weights files,
+both ways.
 
-Why a module of its own: Keras's saving walks a model's attributes and writes every optimizer
-it meets there under the attribute's name (`d_optimizer/vars/0` its step count, `vars/1` its
-learning rate unless a schedule gives it, then its slots), as it writes the compiled one under
-`optimizer` (kilnet.keras_files._optimizer). Keras's optimizer reads such a group back only
+Why a module of its own: Keras's saving walks a model's attributes, and those of every layer
+and sub-model it reaches, and writes every optimizer it meets under the attribute's name in
+that object's group (`d_optimizer/vars/0` its step count, `vars/1` its learning rate unless a
+schedule gives it, then its slots; `block/opt/vars/...`, `layers/sequential/opt/vars/...`), as
+it writes the compiled one under `optimizer` (kilnet.keras_files._optimizer); an optimizer met
+twice is written once, where it is met first. Keras's optimizer reads such a group back only
 into an optimizer holding as many variables, and otherwise skips it with a warning (one not
 yet built holds its step count and learning rate only).
 
@@ -21,31 +24,31 @@ import warnings
 
 import numpy as np
 
-from kilnet import optimizers as optimizers_lib
+from kilnet._optimizer_attributes import held_optimizers
 from kilnet.keras_files import _optimizer
 
 
-def held_optimizers(model) -> list:
-    """[(attribute name, optimizer)] of the optimizers `model` keeps as attributes other than
-    its compiled one, by name, each once: where Keras writes them in a weights file.
+def placed_optimizers(groups) -> list:
+    """[(h5 group, optimizer)] of the optimizers held as attributes by the objects of
+    `groups` ([(group, layer)] in Keras's walk order, "" for the model: a Layout's groups),
+    each optimizer once, at the first place met: where Keras's saving writes them.
 
     Example:
         >>> import kilnet
         >>> model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(2)])
         >>> model.g_optimizer = kilnet.optimizers.Adam()
-        >>> [name for name, _ in held_optimizers(model)]
-        ['g_optimizer']
+        >>> model.layers[0].opt = kilnet.optimizers.SGD()
+        >>> [group for group, _ in placed_optimizers([("", model),
+        ...                                            ("layers/dense", model.layers[0])])]
+        ['g_optimizer', 'layers/dense/opt']
     """
-    compiled = model.compiled.optimizer if model.compiled is not None else None
-    found, seen = [], {id(compiled)}
-    for name in sorted(vars(model)):
-        value = vars(model)[name]
-        if name.startswith("_") or not isinstance(value, optimizers_lib.Optimizer) or \
-                id(value) in seen:
-            continue
-        seen.add(id(value))
-        found.append((name, value))
-    return found
+    placed, seen = [], set()
+    for group, owner in groups:
+        for name, optimizer in held_optimizers(owner):
+            if id(optimizer) not in seen:
+                seen.add(id(optimizer))
+                placed.append((f"{group}/{name}" if group else name, optimizer))
+    return placed
 
 
 def _keras_list(optimizer):
@@ -57,21 +60,20 @@ def _keras_list(optimizer):
     return variables if variables and variables[0].name == "iteration" else None
 
 
-def arrays_to_write(model, path) -> tuple:
-    """([(h5 path, array)], {group: optimizer name}) for the optimizers `model` keeps as
-    attributes, as Keras's save_weights writes them; one whose state has no Keras layout is
-    left out with a warning (Keras then starts it afresh). Host sync.
+def arrays_to_write(placed, path) -> tuple:
+    """([(h5 path, array)], {group: optimizer name}) for the optimizers held as attributes
+    (`placed`: placed_optimizers), as Keras's save_weights writes them; one whose state has no
+    Keras layout is left out with a warning (Keras then starts it afresh). Host sync.
 
     Example:
         >>> import kilnet
-        >>> model = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(2)])
-        >>> model.g_optimizer = kilnet.optimizers.Adam(0.5, name="adam")
-        >>> arrays, groups = arrays_to_write(model, "m.weights.h5")
+        >>> placed = [("g_optimizer", kilnet.optimizers.Adam(0.5, name="adam"))]
+        >>> arrays, groups = arrays_to_write(placed, "m.weights.h5")
         >>> [(h5, a.tolist()) for h5, a in arrays], groups
         ([('g_optimizer/vars/0', 0), ('g_optimizer/vars/1', 0.5)], {'g_optimizer/vars': 'adam'})
     """
     arrays, groups = [], {}
-    for name, optimizer in held_optimizers(model):
+    for name, optimizer in placed:
         variables = _keras_list(optimizer)
         if variables is not None:
             values = [np.array(v.numpy()) for v in variables]
@@ -88,14 +90,14 @@ def arrays_to_write(model, path) -> tuple:
     return arrays, groups
 
 
-def planned_restores(model, weights) -> list:
-    """The restores of the optimizers `model` keeps as attributes from their groups in the
-    open weights file, as Keras's load_weights does them, to call once the model's weights are
-    set: every array is read and its shape checked here, before anything is set. A group that
-    does not fit (another number of variables, or a state kilnet keeps in another layout) is
-    skipped with a warning naming its arrays, as Keras skips it."""
+def planned_restores(placed, weights) -> list:
+    """The restores of the optimizers held as attributes (`placed`: placed_optimizers) from
+    their groups in the open weights file, as Keras's load_weights does them, to call once the
+    model's weights are set: every array is read and its shape checked here, before anything
+    is set. A group that does not fit (another number of variables, or a state kilnet keeps
+    in another layout) is skipped with a warning naming its arrays, as Keras skips it."""
     planned = []
-    for name, optimizer in held_optimizers(model):
+    for name, optimizer in placed:
         stored = weights.datasets(name) if weights.group(name) is not None else []
         if not stored:
             continue

@@ -140,17 +140,17 @@ def install_weights(model, weights, build_config=None, skip_mismatch=False):
         saving.set_matching_layers(by_layer, shapes.get,
                                    lambda h5: weights.read(h5, shapes[h5], dtypes[h5]), path)
         _load_hooked_or_skip(layout, weights)
-        for restore in _held_optimizers.planned_restores(model, weights):
+        for restore in _held_optimizers.planned_restores(layout.optimizers, weights):
             restore()
         return layout
     # a subclassed model's layers sit under its attributes' names too (kilnet.keras_files.
     # _layout), not only under "layers"; its optimizers kept as attributes under theirs
-    held = {name for name, _ in _held_optimizers.held_optimizers(model)}
+    held = {group for group, _ in layout.optimizers if "/" not in group}
     if not model.is_functional:
         held.update(_held_optimizers.skipped_optimizer_groups(model, weights))
     scanned = ["layers"] if model.is_functional else [g for g in weights.file
                                                       if g != "optimizer" and g not in held]
-    restores = _held_optimizers.planned_restores(model, weights)
+    restores = _held_optimizers.planned_restores(layout.optimizers, weights)
     install_layout(layout, weights, scanned, "the model")
     for restore in restores:
         restore()

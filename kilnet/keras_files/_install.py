@@ -50,7 +50,9 @@ def refuse_stray_arrays(layout, weights, scanned, owner) -> None:
     """Raise ModelFileError naming the datasets under `scanned` that neither a slot of
     `layout` nor a hooked layer's `vars` group reads (see install_layout)."""
     used = {h5 for h5, _, _ in layout.slots}
-    for group, _ in layout.hooked:   # read by the layers' own load_own_variables
+    # read by the layers' own load_own_variables, and by the held optimizers' restores
+    # (kilnet.keras_files._held_optimizers, which skip a group that does not fit, as Keras)
+    for group in [g for g, _ in layout.hooked] + [f"{g}/vars" for g, _ in layout.optimizers]:
         if weights.group(group) is not None:
             used.update(weights.datasets(group))
     stray = [path for under in scanned if not under or under in weights.file

@@ -22,6 +22,7 @@ from kilnet._metric_held_layers import walk_attribute
 from kilnet.layers import GRU, LSTM, RNN, Bidirectional, InputLayer, MultiHeadAttention, SimpleRNN
 from kilnet.layers import GroupQueryAttention
 from kilnet.layers import Pipeline, SpectralNormalization, StackedRNNCells, TimeDistributed
+from kilnet.keras_files._held_optimizers import placed_optimizers
 from kilnet.layers import LAYER_TYPES, Layer
 from kilnet.metrics import Metric
 from kilnet.models import Model
@@ -47,11 +48,14 @@ class Layout:
     hooked: (vars group, layer) of the layers whose own weights their save_own_variables /
         load_own_variables write and read;
     groups: (group, layer) for every layer reached ("" for the model itself), where
-        save_assets / load_assets keep their files (Keras's `assets/<group>/`).
+        save_assets / load_assets keep their files (Keras's `assets/<group>/`);
+    optimizers: (group, optimizer) for the optimizers those layers hold as attributes, their
+        variables in `<group>/vars` (kilnet.keras_files._held_optimizers).
     """
     slots: list = dataclasses.field(default_factory=list)
     hooked: list = dataclasses.field(default_factory=list)
     groups: list = dataclasses.field(default_factory=list)
+    optimizers: list = dataclasses.field(default_factory=list)
 
 
 def model_layout(model) -> Layout:
@@ -75,6 +79,7 @@ def model_layout(model) -> Layout:
         _functional_slots(model, "", (), layout, seen)
     else:
         _subclassed_slots(model, "", (), layout, seen)
+    layout.optimizers = placed_optimizers(layout.groups)
     return layout
 
 

@@ -68,6 +68,8 @@ class Conv1DTranspose(ConvolutionLayer):
         [(3, 4, 8), (4,)]
     """
 
+    sample_rank = 2   # (steps, channels): how build((10,)) reads
+
     config_keys = ("filters", "kernel_size", "strides", "padding", "output_padding",
                    "data_format", "dilation_rate", "activation", "use_bias",
                    "kernel_initializer", "bias_initializer", "kernel_regularizer",

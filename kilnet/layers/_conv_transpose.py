@@ -20,6 +20,10 @@ class _ConvTranspose(ConvolutionLayer):
 
     RANK = 2
 
+    @property
+    def sample_rank(self) -> int:   # (spatial..., channels): how build((10,)) reads
+        return self.RANK + 1
+
     config_keys = ("filters", "kernel_size", "strides", "padding", "output_padding",
                    "data_format", "dilation_rate", "activation", "use_bias",
                    "kernel_initializer", "bias_initializer", "kernel_regularizer",

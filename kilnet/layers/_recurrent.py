@@ -349,6 +349,8 @@ class RNNBase(CellSettings, StatefulStates, SequenceMasks, Layer):
     def _carried_shapes(self, batch) -> list:
         return [(batch, self.units)] * self.STATES
 
+    sample_rank = 2   # (time, features)
+
     # -- shapes ----------------------------------------------------------------------------------
     def _check_input_shape(self, input_shape):
         if not is_shape(input_shape) or len(input_shape) != 2 or input_shape[-1] is None:

@@ -109,6 +109,10 @@ class Bidirectional(Layer):
         (None, 4)
     """
 
+    @property
+    def sample_rank(self):   # its layer's: how build((10,)) reads
+        return self.forward_layer.sample_rank
+
     def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None,
                  **kwargs):
         super().__init__(**kwargs)

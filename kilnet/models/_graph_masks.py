@@ -78,6 +78,23 @@ class GraphMasks:
             if self.carried.get(tensor.uid) is not None:
                 attach_mask(values[tensor.uid], self.carried[tensor.uid])
 
+    def attach_to_outputs(self, outputs, values: dict) -> None:
+        """Let the arrays of the graph's `outputs` carry the masks their tensors have at the
+        end of the run (none where none), so that a layer called on a model's eager outputs
+        finds them as Keras's `_keras_mask`.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> tensor = KerasTensor((None, 2), "float32")
+            >>> values = {tensor.uid: jnp.zeros((1, 2))}
+            >>> GraphMasks({tensor.uid: jnp.array([[True, False]])}).attach_to_outputs(
+            ...     [tensor], values)
+            >>> mask_of(values[tensor.uid]).tolist()
+            [[True, False]]
+        """
+        for tensor in outputs:
+            attach_mask(values[tensor.uid], self.carried.get(tensor.uid))
+
     def after_call(self, layer, node, values: dict) -> None:
         """Forget the masks the call took off its arguments: those of a MultiHeadAttention's
         query, value and key, and those a layer's `call` let an inner MultiHeadAttention take

@@ -781,6 +781,8 @@ class Model(Layer):
             masks.record(layer, node, node_args[0], previous, run_masks)
         if output_masks is not None:
             output_masks.extend(masks.carried_by(t.uid for t in self.graph.outputs))
+        if masks:   # the outputs carry their masks out, as Keras's arrays do (model(x) eagerly)
+            masks.attach_to_outputs(self.graph.outputs, values)
         return (self.pack_outputs([values[t.uid] for t in self.graph.outputs]),
                 _shared_layers.collapsed(new_state, given_state, filled))
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+import warnings
 import weakref
 from typing import Any, NamedTuple
 
@@ -682,6 +683,49 @@ class Optimizer:
         layout = keras_variables.layout_for(self, targets, list, _as_list)
         self._own = _OwnState(tx, state, targets, layout.variables(layout.values(state)),
                               layout)
+        self._take_restored_values()
+
+    def restore_variables(self, values, source: str) -> None:
+        """Set the optimizer's variables (`variables`' order: the step count, the learning
+        rate, the slots) to `values`, as a model file kept them: now if it is built, else at
+        its next `build` (or first `apply`), so that a training loop resumed after loading
+        goes on from the saved moments and step count. Values that do not fit (another
+        number, other shapes) are skipped with a warning naming `source`: it keeps its state,
+        or starts afresh.
+
+        Example:
+            >>> import numpy as np
+            >>> from kilnet import optimizers
+            >>> from kilnet.variables import Variable
+            >>> w = Variable(np.ones(2, np.float32), name="w")
+            >>> sgd = optimizers.SGD(0.5, momentum=0.9, name="sgd")
+            >>> sgd.restore_variables([np.int64(3), np.float32(0.5),
+            ...                        np.array([1.0, 2.0], np.float32)], "m.kilnet")
+            >>> sgd.build([w])
+            >>> int(sgd.iterations.numpy()), sgd.variables[2].numpy().tolist()
+            (3, [1.0, 2.0])
+        """
+        if self.built:
+            self._assign_restored(list(values), source)
+        else:
+            self.__dict__["_restored_values"] = (list(values), source)
+
+    def _take_restored_values(self) -> None:
+        values, source = self.__dict__.pop("_restored_values", (None, None))
+        if values is not None:
+            self._assign_restored(values, source)
+
+    def _assign_restored(self, values, source) -> None:
+        variables = self._own.variables
+        fits = len(values) == len(variables) and all(
+            np.shape(value) == tuple(variable.shape) for value, variable in zip(values, variables))
+        if not fits:
+            warnings.warn(f"{source}: skipped the saved state of the optimizer {self.name!r} "
+                          f"({len(values)} arrays): it does not fit the {len(variables)} "
+                          "variables it is built with, so it keeps its own.", stacklevel=4)
+            return
+        for variable, value in zip(variables, values):
+            variable.assign(np.asarray(value, dtype=np.dtype(variable.dtype)))
 
     @property
     def built(self) -> bool:
