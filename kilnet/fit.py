@@ -550,6 +550,7 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
             if model.stop_training:
                 break
     finally:
+        trainer.take_back_variables()   # the last epoch's callbacks may have lent them out
         if epochs > 0:   # Keras's finalize_variable_values: use_ema leaves the averages
             trainer.state = programs.next_draws(trainer.state._replace(
                 params=optimizers_lib.finalize_weights(trainer.state.params,
@@ -752,6 +753,7 @@ def _train_chunk(trainer, train, batch_size, block, epoch, step, stop, trail=Non
     then the starting state kept, with no copy. Run eagerly (model.run_eagerly) `train`
     checks each step itself (kilnet.trainer.Trainer.program): no replay runs your code
     twice."""
+    trainer.take_back_variables()   # a callback may have run a model sharing its layers
     saved = trainer.state if keeps_input else trainer.state_copy()
     args = (block.x, block.y, block.order, block.valid, np.int32(epoch), np.int32(block.base),
             np.int32(step), np.int32(stop)) + (() if trail is None else (trail,))
@@ -884,6 +886,7 @@ def _evaluate_feed(trainer, feed, *, steps=None, callbacks=None):
     batch_logs = callbacks is not None and callbacks.overrides("on_test_batch_end")
     if callbacks is not None:
         callbacks.on_test_begin()
+    trainer.take_back_variables()   # after the callbacks, which may run a model sharing layers
     state = trainer.state   # after on_test_begin: SwapEMAWeights puts the averages in it
     model.stop_evaluating = False
     done = 0

@@ -184,8 +184,7 @@ class Trainer:
         once it exists, take back any weight changed since (set_weights, another model
         sharing layers) without touching the optimizer state."""
         if self.state is not None:
-            if any(v.holder is not self for v in self._held):
-                self._hold_variables(self.state)
+            self.take_back_variables()
             return
         model = self.model
         if not model.built:   # kilnet's build: a build of yours runs inside it
@@ -231,6 +230,15 @@ class Trainer:
         for v in self._held:
             v.hold_by(self)
         return state
+
+    def take_back_variables(self) -> None:
+        """Hold the model's weights again where another model sharing its layers took them
+        since (a callback's `predict` on a sub-model during fit, set_weights through it): that
+        model read them from this Trainer, so they come back with what its run assigned. Fit
+        calls it before every chunk, validation and the end of training: without it the other
+        model kept the weights as of its run and fit's later updates reached nobody."""
+        if self.state is not None and any(v.holder is not self for v in self._held):
+            self._hold_variables(self.state)
 
     def _on_one_device(self, tree):
         """Without a distribution, arrays a user placed on several devices (the distributed
