@@ -164,3 +164,64 @@ def test_hostile_legacy_files_are_refused(tmp_path):
     km.save_weights(weights_only)
     with pytest.raises(ModelFileError, match="model_config"):
         kilnet.models.load_model(weights_only)
+
+
+def _layers_known_once_built(lib):
+    """A model whose layers' weights are known only once built: MultiHeadAttention and a
+    Bidirectional LSTM (sub-layers), a layer of yours holding two Dense, and a Keras-form
+    layer of yours with a float and an int32 weight."""
+    layers = lib.layers
+
+    class Scale(layers.Layer):
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(input_shape[-1],), initializer="random_normal",
+                                     name="w")
+            self.count = self.add_weight(shape=(), dtype="int32", trainable=False,
+                                         name="count")
+
+        def call(self, x):
+            self.count.assign(self.count + 1)
+            return x * self.w
+
+    class Block(layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.first, self.second = layers.Dense(5, name="d1"), layers.Dense(4, name="d2")
+
+        def call(self, x):
+            return self.second(self.first(x))
+
+    register = lib.saving.register_keras_serializable(package="legacy_built")
+    scale, block = register(Scale), register(Block)
+    inputs = layers.Input((6, 4), name="x")
+    h = layers.MultiHeadAttention(2, 3, name="mha")(inputs, inputs)
+    h = layers.Bidirectional(layers.LSTM(3, return_sequences=True), name="bi")(h)
+    h = scale(name="scale")(block(name="block")(h))
+    outputs = layers.Dense(2, name="out")(layers.GlobalAveragePooling1D(name="gap")(h))
+    return lib.Model(inputs, outputs)
+
+
+def test_layers_known_once_built_load_from_legacy_h5_both_ways(tmp_path):
+    """Keras's legacy .h5 lists such a layer's trainable then non-trainable weights; kilnet
+    refused them ("holds sub-layers") and now reads them after building, shapes checked."""
+    keras = pytest.importorskip("keras")
+    x = np.random.default_rng(0).normal(size=(3, 6, 4)).astype(np.float32)
+    theirs = _layers_known_once_built(keras)
+    expected = theirs.predict(x, verbose=0)
+    theirs.save(tmp_path / "keras.h5")
+    _layers_known_once_built(kilnet)   # registers kilnet's classes under the same names
+    ours = kilnet.saving.load_model(tmp_path / "keras.h5", compile=False)
+    assert int(ours.get_layer("scale").count.numpy()) == int(
+        theirs.get_layer("scale").count.numpy()) == 1   # the count Keras's predict left
+    np.testing.assert_allclose(ours.predict(x, verbose=0), expected, atol=1e-6)
+    ours.save(tmp_path / "kilnet.h5")
+    back = keras.saving.load_model(tmp_path / "kilnet.h5", compile=False)
+    np.testing.assert_allclose(back.predict(x, verbose=0), expected, atol=1e-6)
+    with h5py.File(tmp_path / "keras.h5", "r+") as f:   # a weight of the wrong shape
+        group = f["model_weights/scale"]
+        name = [n.decode() if isinstance(n, bytes) else n
+                for n in group.attrs["weight_names"]][0]
+        del group[name]
+        group[name] = np.zeros((7,), np.float32)
+    with pytest.raises(ModelFileError, match="shape"):
+        kilnet.saving.load_model(tmp_path / "keras.h5", compile=False)

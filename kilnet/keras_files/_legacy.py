@@ -346,13 +346,14 @@ def install_legacy_weights(model, weights):
     groups = _layer_groups(model, weights)
     if not model.is_functional:
         weights.fail("its model has no input shape to build it with.")
-    declared, slots = {}, []
+    declared, slots, built_first = {}, [], []
     for layer, names in groups:
+        if _known_once_built(layer):
+            built_first.append((layer, names))
+            continue
         trainable, frozen = _legacy_order(layer, (layer.name,), weights)
         order = trainable + frozen
-        if len(order) != len(names):
-            weights.fail(f"layer {layer.name!r} has {len(order)} weights; the file lists "
-                         f"{len(names)}.")
+        _check_count(layer, order, names, weights)
         for (kind, where), h5 in zip(order, names):
             shape = weights.shape_of(h5)
             if shape is None:
@@ -362,10 +363,30 @@ def install_legacy_weights(model, weights):
     saving.precheck_graph(model, (), declared, path)
     model.build(seed=0)
     variables = {(kind, tuple(where)): v for where, kind, v in model.variable_paths()}
-    arrays = [weights.read(h5, variables[key].shape, np.dtype(variables[key].dtype))
-              for h5, key in slots]
-    for (_, key), array in zip(slots, arrays):
-        variables[key].assign(array)
+    targets = [(h5, variables[key]) for h5, key in slots]
+    for layer, names in built_first:
+        order = list(layer.trainable_weights) + list(layer.non_trainable_weights)
+        _check_count(layer, order, names, weights)
+        targets.extend(zip(names, order))
+    arrays = [weights.read(h5, variable.shape, np.dtype(variable.dtype))
+              for h5, variable in targets]
+    for (_, variable), array in zip(targets, arrays):
+        variable.assign(array)
+
+
+def _known_once_built(layer) -> bool:
+    """Whether a layer's weights are known only once it is built: a layer of yours in Keras's
+    form (its `build` makes them) or one holding sub-layers (not a nested model). Keras's
+    legacy writer lists such a layer's `trainable_weights` then `non_trainable_weights`; the
+    file's arrays are read into them after the model is built, each shape checked first."""
+    return not isinstance(layer, (Model, InputLayer)) and (bool(layer.sublayers)
+                                                          or not layer.is_pure)
+
+
+def _check_count(layer, order, names, weights) -> None:
+    if len(order) != len(names):
+        weights.fail(f"layer {layer.name!r} has {len(order)} weights; the file lists "
+                     f"{len(names)}.")
 
 
 # -- weights-only files: Keras 2's `save_weights("w.h5")`, and Keras's application weights --
@@ -496,9 +517,10 @@ def _legacy_order(layer, where, weights, frozen=False):
         return ([w for trainable, _ in parts for w in trainable],
                 [w for _, rest in parts for w in rest])
     if layer.sublayers or not layer.is_pure:
-        weights.fail(f"layer {layer.name!r} ({type(layer).__name__}) holds sub-layers, which "
-                     "kilnet does not read from legacy .h5 files yet; open the model in Keras "
-                     "and save it as .keras.")
+        weights.fail(f"layer {layer.name!r} ({type(layer).__name__}) holds sub-layers or makes "
+                     "its weights in its own build; kilnet reads such a layer from a legacy .h5 "
+                     "model file at the model's top level, not yet inside a nested model or "
+                     "from a weights-only file; open the model in Keras and save it as .keras.")
     params = [("params", where + (n,)) for n in layer.param_names]
     state = [("state", where + (n,)) for n in layer.state_names]
     return ([], params + state) if frozen else (params, state)
