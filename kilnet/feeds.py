@@ -243,10 +243,15 @@ class BatchLayout(NamedTuple):
 
 
 def _layout_of(xs, ys, containers=None) -> BatchLayout:
+    """A batch's layout. Where its arrays do not share one number of rows (a disjoint graph's
+    atoms, bonds and molecules), each x array keeps its own (`x_rows`) and the batch's rows
+    are its labels' (the rows the loss reduces over), else its first x array's."""
     rows = tuple(len(a) for a in xs)
-    return BatchLayout(rows[0], tuple(tuple(a.shape[1:]) for a in xs),
+    label_rows = () if ys is None else tuple(len(a) for a in ys)
+    return BatchLayout(label_rows[0] if label_rows else rows[0],
+                       tuple(tuple(a.shape[1:]) for a in xs),
                        None if ys is None else tuple(tuple(a.shape[1:]) for a in ys),
-                       None if len(set(rows)) == 1 else rows, containers)
+                       None if len(set(rows + label_rows)) == 1 else rows, containers)
 
 
 class _ReadBatch(NamedTuple):
@@ -280,12 +285,12 @@ class BatchFeed:
                  label_dtypes=None):
         xs, ys = first   # the first batch, read (kilnet.loaders.BatchReader)
         self.batches, self.reader = batches, reader
-        self.batch_size = len(xs[0])
+        self.layout = _layout_of(xs, ys, reader.containers)   # the first batch's
+        self.batch_size = self.layout.rows
         self.n = None
         self.steps = steps if steps is not None else batches.steps
         self.shuffle = shuffle
         self.one_shot = batches.one_shot
-        self.layout = _layout_of(xs, ys, reader.containers)   # the first batch's
         self.x_dtypes = [data_lib.device_dtype(a) for a in xs]
         self.y_dtypes = None if ys is None else [
             dtype or a.dtype for a, dtype in zip(ys, label_dtypes or [None] * len(ys))]

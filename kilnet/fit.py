@@ -1056,7 +1056,9 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
     own_structures = {}    # (tree structure, leaves) of what the model's predict_step returns
     output_shapes = {}     # the outputs' per-sample shapes
     for block, batch_size in _block_parts(trainer, feed, feed.blocks(None)):
-        layout = (batch_size,) + tuple(a.shape[1:] for a in jax.tree.leaves(block.x))
+        as_given = isinstance(block.x, structure.ByBatch)   # each array at its own rows
+        layout = (batch_size, block.x.rows if as_given else None) + tuple(
+            a.shape[1:] for a in jax.tree.leaves(block.x))
         stop = block.limit if steps is None else min(block.limit, steps)
         if stop <= block.base:
             break
@@ -1067,7 +1069,17 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
                 cb_list.on_predict_batch_begin(start)
             positions = (block.order, block.valid, np.int32(block.base), np.int32(start),
                          np.int32(end))
-            if own_step is None:
+            if own_step is None and as_given:   # the outputs each batch gives, joined
+                if layout not in output_shapes:
+                    output_shapes[layout] = _given_batch_outputs(trainer, state, block.x)
+                if outputs is None:
+                    outputs = tuple(programs.prediction_buffer(leaf, rows, batch_size)
+                                    for leaf in output_shapes[layout])
+                args = (outputs, programs.model_params(state), state.model_state, block.x,
+                        *positions)
+                outputs, model_state = trainer.program("predict", batch_size, *args)(*args)
+                state = trainer.keep_model_state(model_state)
+            elif own_step is None:
                 if layout not in output_shapes:
                     output_shapes[layout] = _output_shapes(model, state, block.x, batch_size)
                 shapes = output_shapes[layout]
@@ -1103,7 +1115,8 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
             results.append([np.asarray(out)[valid] if whole is None else
                             _batch_outputs(np.asarray(out)[batches], whole, one_batch)
                             for out, whole in zip(outputs, _per_batch_shapes(
-                                own_structure if own_step is not None else None, outputs,
+                                own_structure[1] if own_step is not None else
+                                output_shapes[layout] if as_given else None, outputs,
                                 batch_size))])
             done = end
             if cb_list is not None:
@@ -1126,14 +1139,16 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
     return pack([_joined(parts, index) for index, parts in enumerate(zip(*results))])
 
 
-def _per_batch_shapes(own_structure, outputs, batch_size) -> list:
+def _per_batch_shapes(leaves, outputs, batch_size) -> list:
     """For each predict output, None where it is kept per sample, else the shape of the
-    whole output each batch gave (a model's own predict_step returning a per-batch
-    summary: kilnet.programs.per_sample)."""
-    if own_structure is None:
+    whole output each batch gave (`leaves`, one batch's outputs: a model's own
+    predict_step returning a per-batch summary, kilnet.programs.per_sample; a batch whose
+    arrays keep their own rows, whose outputs need not have x's rows); `leaves` None: every
+    output is per sample."""
+    if leaves is None:
         return [None] * len(outputs)
     return [None if programs.per_sample(tuple(leaf.shape), batch_size) else tuple(leaf.shape)
-            for leaf in own_structure[1]]
+            for leaf in leaves]
 
 
 def _batch_outputs(per_batch, shape, one_batch: bool):
@@ -1214,6 +1229,20 @@ def predict_on_batch(model, x, rows):
     # np.array: writable copies, as Keras's (np.asarray of a device array is read-only)
     return model.pack_outputs([np.array(out, programs.prediction_dtype(out.dtype))
                                for out in outputs])
+
+
+def _given_batch_outputs(trainer, state, x) -> list:
+    """The outputs (jax.ShapeDtypeStructs) of one batch of a block whose arrays keep their
+    own rows (structure.ByBatch), traced abstractly: predict joins each batch's outputs
+    along their first axis, as Keras's predict concatenates them."""
+    batch = x.abstract_batch(list(trainer.spec.input_dtypes))
+    batch = batch[0] if len(batch) == 1 else batch
+    model = trainer.model
+    with _scope.shapes_only():
+        outputs = jax.eval_shape(
+            lambda params, model_state, xb: model.apply(params, model_state, xb)[0],
+            programs.model_params(state), state.model_state, batch)
+    return model.output_list(outputs)
 
 
 def _output_shapes(model, state, x, batch_size) -> list:

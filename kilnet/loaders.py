@@ -586,17 +586,9 @@ class BatchReader:
         xs = validation.check_features(self.model, xs,
                                        [f"{name} (batch {index})" for name in names],
                                        against_inputs=self.step_batch_names is None)
-        if self.step_batch_names is None:
-            self._check_same_rows(xs, structure.input_argument_names(self.model, len(xs)),
-                                  index)
         if ys is None:
             return xs, None
-        n = len(xs[0])
-        for array, name in zip(ys, self._names("y", index, len(ys))):
-            if len(array) != n:
-                raise InputError(f"Batch {index} has {n} samples in x but {len(array)} in "
-                                 f"{name}; every part of a batch needs the same samples. "
-                                 f"Received: {name}.shape={array.shape}")
+        self._check_label_rows(xs, ys, index)
         validation.check_targets(self.model, self.objective, ys,
                                  y_names=self._names("y", index, len(ys)),
                                  job="evaluate" if self.warned else "fit")
@@ -607,16 +599,20 @@ class BatchReader:
             self.model.compiled.note_labels(len(ys))
         return xs, ys + weights
 
-    @staticmethod
-    def _check_same_rows(xs, names, index: int):
-        """The model's inputs in one batch have one row per sample each (a batch a step of
-        yours unpacks may hold arrays of other rows: the step takes them as they are)."""
-        for array, name in zip(xs[1:], names[1:]):
-            if len(array) != len(xs[0]):
-                raise InputError(
-                    f"Batch {index} has {len(xs[0])} samples in {names[0]} but {len(array)} "
-                    f"in {name}; the model's inputs need one row per sample each. Received: "
-                    f"{name}.shape={array.shape}")
+    def _check_label_rows(self, xs, ys, index: int):
+        """The labels (and sample weights) of one batch share their rows. The model's inputs
+        may hold other rows (a disjoint graph's atoms, bonds and molecules): a source's batch
+        reaches the step as given, as Keras hands it, and the loss reduces over the labels'
+        rows; only a batch your own step unpacks keeps its labels at x's rows."""
+        names = self._names("y", index, len(ys))
+        first, n = (("x", len(xs[0])) if self.step_batch_names is not None
+                    else (names[0], len(ys[0])))
+        for array, name in zip(ys, names):
+            if len(array) != n:
+                raise InputError(f"Batch {index} has {n} samples in {first} but {len(array)} "
+                                 f"in {name}; the labels of a batch (and their sample weights) "
+                                 f"need one row per sample each. Received: "
+                                 f"{name}.shape={array.shape}")
 
     def _take_other_lengths(self, xs, ys):
         """A built subclassed model given a batch of other axis lengths than it was built
