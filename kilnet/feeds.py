@@ -228,6 +228,7 @@ class BatchLayout(NamedTuple):
     y_shapes: tuple | None
     x_rows: tuple | None = None
     containers: tuple | None = None
+    loss_rows: int | None = None   # structure.ByBatch's, where x_rows are kept
 
     def holds(self, batch: "BatchLayout") -> bool:
         """Whether a batch of layout `batch` fits in a block of this one (padded)."""
@@ -242,16 +243,19 @@ class BatchLayout(NamedTuple):
                    for r, shape, dtype in zip(rows, self.x_shapes, x_dtypes))
 
 
-def _layout_of(xs, ys, containers=None) -> BatchLayout:
+def _layout_of(xs, ys, containers=None, first_rows=None) -> BatchLayout:
     """A batch's layout. Where its arrays do not share one number of rows (a disjoint graph's
-    atoms, bonds and molecules), each x array keeps its own (`x_rows`) and the batch's rows
-    are its labels' (the rows the loss reduces over), else its first x array's."""
+    atoms, bonds and molecules), each x array keeps its own (`x_rows`), the batch's rows
+    are its labels' (the rows the loss reduces over), and `first_rows` (the reader's: those
+    of x's first array in Keras's order) weigh its loss in the epoch's mean."""
     rows = tuple(len(a) for a in xs)
     label_rows = () if ys is None else tuple(len(a) for a in ys)
+    as_given = len(set(rows + label_rows)) > 1
     return BatchLayout(label_rows[0] if label_rows else rows[0],
                        tuple(tuple(a.shape[1:]) for a in xs),
                        None if ys is None else tuple(tuple(a.shape[1:]) for a in ys),
-                       None if len(set(rows + label_rows)) == 1 else rows, containers)
+                       rows if as_given else None, containers,
+                       first_rows if as_given else None)
 
 
 class _ReadBatch(NamedTuple):
@@ -285,7 +289,7 @@ class BatchFeed:
                  label_dtypes=None):
         xs, ys = first   # the first batch, read (kilnet.loaders.BatchReader)
         self.batches, self.reader = batches, reader
-        self.layout = _layout_of(xs, ys, reader.containers)   # the first batch's
+        self.layout = _layout_of(xs, ys, reader.containers, reader.first_rows)  # the first's
         self.batch_size = self.layout.rows
         self.n = None
         self.steps = steps if steps is not None else batches.steps
@@ -302,6 +306,13 @@ class BatchFeed:
     @property
     def block_rows(self) -> int:
         return self.block_steps * self.batch_size
+
+    @property
+    def loss_by_rows(self) -> bool:
+        """Whether the first batch's arrays hold other rows than its labels, so that the
+        epoch's loss weighs each batch by its first x array's rows, as Keras's loss tracker
+        (kilnet.programs.zero_sums)."""
+        return self.layout.loss_rows is not None
 
     def _steps_per_block(self, layout: BatchLayout) -> int:
         sample_bytes = -(-layout.batch_bytes(self.x_dtypes) // layout.rows)
@@ -408,7 +419,8 @@ class BatchFeed:
             bys = None   # the first batch had no labels: the programs take none
         else:
             self._check_count(bys, len(self.y_dtypes), "y", index)
-        return _ReadBatch(index, bxs, bys, _layout_of(bxs, bys, self.reader.containers))
+        return _ReadBatch(index, bxs, bys, _layout_of(bxs, bys, self.reader.containers,
+                                                      self.reader.first_rows))
 
     def _block(self, run, layout: BatchLayout, batches_held: int) -> Block:
         rows = batches_held * layout.rows
@@ -428,7 +440,8 @@ class BatchFeed:
             mask[at] = True
         last = run[-1].layout.rows
         x = [jax.device_put(a) for a in xs]
-        x = _packed(x) if layout.x_rows is None else structure.ByBatch(x, layout.x_rows)
+        x = _packed(x) if layout.x_rows is None else structure.ByBatch(x, layout.x_rows,
+                                                                       layout.loss_rows)
         y = None if ys is None else _packed([jax.device_put(a) for a in ys])
         return Block(x, y, jax.device_put(np.arange(rows, dtype=np.int32)),
                      jax.device_put(mask), base=run[0].index, limit=run[-1].index + 1,

@@ -20,6 +20,7 @@ needs every training batch can cap the chunk length (BackupAndRestore's save_fre
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -517,8 +518,9 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
                 break
             blocks = itertools.chain([first], blocks) if first is not None else iter(())
             if start_step == 0:  # zeros the chunk's call copies in (no device_put each)
-                trainer.state = trainer.state._replace(sums=programs.zero_sums(trainer.spec,
-                                                                               on_host=True))
+                trainer.state = trainer.state._replace(sums=programs.zero_sums(
+                    trainer.spec, on_host=True,
+                    loss_by_rows=getattr(feed, "loss_by_rows", False)))
             cb_list.on_epoch_begin(epoch)
             progress.epoch_begin(epoch)
             expected = feed.steps
@@ -645,9 +647,10 @@ def _run_epoch(trainer, feed, blocks, cb_list, progress, chunker, epoch, start_s
         # traced (the first block of a streamed source)
         trainer.discover_step_logs(batch_size, block.x, block.y)
         trail = programs.sums_trail(trainer.state.sums, TRAIL_STEPS) if hooks == "each" else None
-        train = trainer.program(kind, batch_size, trainer.state, block.x, block.y, block.order,
-                                block.valid, *([np.int32(0)] * 4),
-                                *([] if trail is None else [trail]))
+        with _rows_as_given_noted(trainer, block, batch_size, trainer.spec.custom_step):
+            train = trainer.program(kind, batch_size, trainer.state, block.x, block.y,
+                                    block.order, block.valid, *([np.int32(0)] * 4),
+                                    *([] if trail is None else [trail]))
         chunker.fit_to(train)
         while step < block.limit:
             stop = min(chunker.next_stop(step), block.limit,
@@ -711,6 +714,28 @@ def _block_parts(trainer, feed, blocks):
         at = (last - block.base) * batch_size
         yield dataclasses.replace(block, order=block.order[at:at + rows],
                                   valid=block.valid[at:at + rows], base=last), rows
+
+
+@contextlib.contextmanager
+def _rows_as_given_noted(trainer, block, batch_size, own_step):
+    """An error tracing the built-in step (`own_step` None) on a block whose batches' arrays
+    hold different numbers of rows (structure.ByBatch) says so: kilnet hands such a batch
+    to the model as given, as Keras does, so arrays meant to hold one row per sample each
+    that do not (a source's batches out of step) fail in the model's layers."""
+    try:
+        yield
+    except (TypeError, ValueError) as error:
+        if own_step is None and isinstance(block.x, structure.ByBatch) and \
+                not isinstance(error, InputError):   # kilnet's own errors say it already
+            names = structure.input_argument_names(trainer.model, len(block.x.rows))
+            held = ", ".join(f"{name}: {rows}" for name, rows in zip(names, block.x.rows))
+            labels = "" if block.y is None else f", labels: {batch_size}"
+            error.add_note(
+                f"kilnet: the batch's arrays hold different numbers of rows ({held}"
+                f"{labels}), and such a batch reaches the model as given, as in Keras. If "
+                "each array should hold one row per sample, make the source yield batches "
+                "whose arrays share their rows.")
+        raise
 
 
 def _job_batch_size(trainer, batch_size) -> int:
@@ -878,8 +903,9 @@ def _evaluate_feed(trainer, feed, *, steps=None, callbacks=None):
     model = trainer.model
     own_step = trainer.spec.keras_steps if model.overrides_test_step else None
     on_host = getattr(feed, "on_host", False)
-    sums = None if own_step is not None else programs.zero_sums(trainer.spec, training=False,
-                                                                on_host=on_host)
+    sums = None if own_step is not None else programs.zero_sums(
+        trainer.spec, training=False, on_host=on_host,
+        loss_by_rows=getattr(feed, "loss_by_rows", False))
     # Per-block logs cost a host sync per block: only when a callback reads them.
     batch_logs = callbacks is not None and callbacks.overrides("on_test_batch_end")
     if callbacks is not None:
@@ -899,7 +925,8 @@ def _evaluate_feed(trainer, feed, *, steps=None, callbacks=None):
             if own_step is None:
                 args = (sums, programs.model_params(state), state.model_state, block.x,
                         block.y, *positions)
-                sums, model_state = trainer.program("evaluate", batch_size, *args)(*args)
+                with _rows_as_given_noted(trainer, block, batch_size, None):
+                    sums, model_state = trainer.program("evaluate", batch_size, *args)(*args)
                 state = trainer.keep_model_state(model_state)
             else:  # the model's own test_step: what it logs is known once it is traced
                 if own_step.test_log_names is None and not trainer.runs_eagerly:
@@ -1071,7 +1098,8 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
                          np.int32(end))
             if own_step is None and as_given:   # the outputs each batch gives, joined
                 if layout not in output_shapes:
-                    output_shapes[layout] = _given_batch_outputs(trainer, state, block.x)
+                    with _rows_as_given_noted(trainer, block, batch_size, None):
+                        output_shapes[layout] = _given_batch_outputs(trainer, state, block.x)
                 if outputs is None:
                     outputs = tuple(programs.prediction_buffer(leaf, rows, batch_size)
                                     for leaf in output_shapes[layout])

@@ -508,6 +508,18 @@ def adapt(source, batch_size: int | None = None) -> Batches:
 
 
 # -- from a batch to the programs' arrays ----------------------------------------------------------
+def _first_rows(x):
+    """The rows of x's first array in Keras's order of a nest (a dict's keys sorted), or None
+    for a nest without arrays.
+
+    >>> _first_rows({"b": np.zeros(3), "a": [np.zeros(5), np.zeros(2)]})
+    5
+    """
+    while isinstance(x, (dict, list, tuple)) and len(x):
+        x = x[sorted(x)[0]] if isinstance(x, dict) else x[0]
+    return len(x) if np.ndim(x) else None
+
+
 class BatchReader:
     """Reads batches as the programs take them, checked as in-memory arrays are: returns
     (xs, ys) lists (kilnet.structure's order), ys None without labels and ending with the
@@ -535,6 +547,9 @@ class BatchReader:
         self.warned = False  # the last-layer warnings of check_targets: once per fit
         # the containers of the last batch's x and y (structure.container_of)
         self.containers = (None, None)
+        # the rows of the last batch's first x array in Keras's order (dict keys sorted),
+        # by which Keras's loss tracker weighs the batch; None for a batch a step unpacks
+        self.first_rows = None
 
     def split(self, batch, index: int):
         """(x, y, sample_weight) of one batch: Keras's reading (unpack), or the whole batch
@@ -568,6 +583,7 @@ class BatchReader:
         as_given = structure.is_step_batch(self.model, x, self.own_step)
         self.containers = (structure.x_container(self.model, x, xs, self.own_step), None)
         self.step_batch_names = structure.step_batch_names(x) if as_given else None
+        self.first_rows = None if as_given else _first_rows(x)
         xs = [to_numpy(a) for a in xs]
         if self.objective is None or (y is None and weight is None
                                       and self.class_weight is None and not self._needs_y()):

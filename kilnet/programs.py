@@ -142,18 +142,22 @@ class StepSpec:
         return self.objective.sum_names
 
 
-def zero_sums(spec: StepSpec, training: bool = True, on_host: bool = False) -> dict:
+def zero_sums(spec: StepSpec, training: bool = True, on_host: bool = False,
+              loss_by_rows: bool = False) -> dict:
     """The running sums an epoch (or an evaluation) starts from. A model's own train_step (or
     test_step, evaluating) keeps Keras metric variables and the logs of its last step
     instead. `on_host`: kilnet's sums as NumPy zeros, which the program's call copies to the
-    device (for a call that starts from them once: train_on_batch)."""
+    device (for a call that starts from them once: train_on_batch). `loss_by_rows`: the
+    batches' arrays hold other rows than their labels (feeds.BatchFeed.loss_by_rows), so
+    the sums keep the rows that weigh the loss too ("loss#weight": _add_metric_sums)."""
     if training and spec.custom_step is not None:
         return spec.custom_step.zero_sums()
     if not training and spec.keras_steps is not None and spec.model.overrides_test_step:
         return spec.keras_steps.zero_sums(test=True)
     # (the outputs' losses a compute_loss of yours may reach: summed before they are logged)
     names = (spec.sum_names + spec.objective.summed_output_loss_names
-             + spec.objective.weight_names + ["count"])
+             + spec.objective.weight_names + ["count"]
+             + ([LOSS_ROWS] if loss_by_rows and "loss" in spec.sum_names else []))
     # one batched transfer of host zeros: a jnp.zeros per name cost 0.08 ms each, at every
     # train_on_batch call (seed MLP: 0.25 of its 2.8 ms)
     sums = {name: np.zeros((), np.float32) for name in names}
@@ -296,11 +300,27 @@ def _reached_output_losses(reached, shape):
             for name in names}
 
 
-def _add_metric_sums(spec, sums, yb, outputs, per_sample_loss, parts, weight, masks=None):
-    """Add this batch's per-sample loss and metrics, counting only real samples."""
+# The sum of the rows that weigh the epoch's loss, where they are not the labels' (zero_sums)
+LOSS_ROWS = "loss#weight"
+
+
+def _add_metric_sums(spec, sums, yb, outputs, per_sample_loss, parts, weight, masks=None,
+                     loss_rows=None):
+    """Add this batch's per-sample loss and metrics, counting only real samples. Where the
+    sums keep LOSS_ROWS, the batch's loss counts `loss_rows` times (its first x array's rows,
+    a batch of arrays of other rows than its labels: Keras's loss tracker weighs a batch so),
+    or its real samples' times when None; the metrics still count the labels' rows."""
     predictions = spec.objective.predictions(spec.model, outputs)
-    return spec.objective.add_sums(sums, yb, predictions, per_sample_loss, parts, weight,
-                                   masks)
+    new = spec.objective.add_sums(sums, yb, predictions, per_sample_loss, parts, weight,
+                                  masks)
+    if LOSS_ROWS not in sums:
+        return new
+    total = jnp.sum(per_sample_loss * weight)
+    if loss_rows is None:
+        return dict(new, **{LOSS_ROWS: sums[LOSS_ROWS] + jnp.sum(weight)})
+    batch_loss = total / jnp.maximum(jnp.sum(weight), 1.0)
+    return dict(new, loss=sums["loss"] + batch_loss * loss_rows,
+                **{LOSS_ROWS: sums[LOSS_ROWS] + loss_rows})
 
 
 # The objectives (one per compile()) whose training step was told to have no loss, and
@@ -342,7 +362,7 @@ def warn_nothing_trains(spec: StepSpec) -> None:
 
 
 def train_step(spec: StepSpec, state: TrainState, xb, yb, mask, epoch, step, checked=False,
-               rows_as_given=False):
+               rows_as_given=False, loss_rows=None):
     """One optimizer step.
 
     Unchecked (the normal loop) the step is applied as it comes: a non-finite loss lands in
@@ -358,7 +378,8 @@ def train_step(spec: StepSpec, state: TrainState, xb, yb, mask, epoch, step, che
     fault: the LossScaleOptimizer skips that step and halves the scale, leaving everything
     finite, so only a non-finite loss faults (kilnet.loss_scale).
     `rows_as_given`: the batch's arrays hold other rows than its labels (structure.ByBatch):
-    the layers see no sample mask and the outputs must have the labels' rows."""
+    the layers see no sample mask and the outputs must have the labels' rows; `loss_rows`
+    weigh its loss in the epoch's (_add_metric_sums)."""
     key = jax.random.fold_in(jax.random.fold_in(state.rng, epoch), step)
     weight = mask.astype(jnp.float32)
     denom = jnp.maximum(jnp.sum(weight), 1.0)
@@ -393,7 +414,8 @@ def train_step(spec: StepSpec, state: TrainState, xb, yb, mask, epoch, step, che
 
     if not checked:
         params, new_model_state, opt_state = update(None)
-        sums = _add_metric_sums(spec, state.sums, yb, outputs, per_sample, parts, weight, masks)
+        sums = _add_metric_sums(spec, state.sums, yb, outputs, per_sample, parts, weight, masks,
+                                loss_rows)
         if spec.check_gradients:
             sums = dict(sums, loss=sums["loss"] + jnp.where(_all_finite(grads), 0.0, jnp.nan))
         return state._replace(params=params, model_state=new_model_state, opt_state=opt_state,
@@ -416,7 +438,7 @@ def train_step(spec: StepSpec, state: TrainState, xb, yb, mask, epoch, step, che
     # A cond, not a select: measured 4% of the epoch against 40% for a per-element select.
     params, new_model_state, opt_state = lax.cond(apply, lambda _: candidate, keep, None)
     sums = lax.cond(apply, lambda s: _add_metric_sums(spec, s, yb, outputs, per_sample, parts,
-                                                      weight, masks),
+                                                      weight, masks, loss_rows),
                     lambda s: s, state.sums)
     first_fault = (~finite) & (state.fault == NO_FAULT)
     return state._replace(
@@ -591,7 +613,7 @@ def _train_at(spec, batch_size, state, x, y, order, valid, epoch, base, i, check
         return custom_train_step(spec, state, xb, yb, mask, epoch, i, checked=checked)
     if isinstance(x, structure.ByBatch):
         return train_step(spec, state, xb, yb, mask, epoch, i, checked=checked,
-                          rows_as_given=True)
+                          rows_as_given=True, loss_rows=x.loss_rows)
     return train_step(spec, state, xb, yb, mask, epoch, i, checked=checked)
 
 
@@ -714,7 +736,9 @@ def eval_chunk(spec, batch_size, sums, params, model_state, x, y, order, valid, 
                                                masks, (params, model_state, None))
         if extra is not None:
             per_sample = per_sample + extra
-        return (_add_metric_sums(spec, sums, yb, outputs, per_sample, parts, weight, masks),
+        loss_rows = x.loss_rows if isinstance(x, structure.ByBatch) else None
+        return (_add_metric_sums(spec, sums, yb, outputs, per_sample, parts, weight, masks,
+                                 loss_rows),
                 new_state, _advanced(spec, seeds, drawn))
 
     return _seeded(lax.fori_loop(start, stop, body, (sums, model_state, seeds)))
