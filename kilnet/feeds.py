@@ -212,9 +212,10 @@ class StreamFeed:
 class BatchLayout(NamedTuple):
     """What the batches of one streamed block share: at most `rows` samples each, the
     per-sample shapes of their x arrays and label arrays (None without labels), the rows of
-    each x array where they differ (`x_rows`, a batch a step of yours unpacks: then every
-    batch of the block has exactly these rows, none padded; else None), and the containers
-    x and y came in (Block.containers).
+    each x array where the batch's arrays do not share one row count (`x_rows`: a batch a
+    step of yours unpacks, or a disjoint graph's atoms and bonds for labels per molecule;
+    then every batch of the block has exactly these rows, none padded; else None), and the
+    containers x and y came in (Block.containers).
 
     >>> first = BatchLayout(4, ((7,),), ((7,),))
     >>> first.holds(BatchLayout(3, ((7,),), ((7,),))), first.holds(BatchLayout(4, ((5,),), ((5,),)))
@@ -275,9 +276,10 @@ class BatchFeed:
     or that hold more samples than the first: a batch that does not fit the block's layout
     ends the block and begins the next, so each layout runs with programs of its own shapes
     (the Trainer caches them by shape), as Keras traces its step again for each new shape.
-    A batch a model's own step unpacks whose arrays differ in rows (16 unlabeled and 8
-    labeled images) is held at its own rows, never padded (a structure.ByBatch block of
-    that layout only). The arrays keep the first batch's dtypes.
+    A batch whose arrays differ in rows (16 unlabeled and 8 labeled images a model's own
+    step unpacks; a disjoint graph's atoms, bonds and molecules) is held at its own rows,
+    never padded (a structure.ByBatch block of that layout only). The arrays keep the first
+    batch's dtypes.
 
     Training reads `steps` batches per epoch (steps_per_epoch, else one pass). As in Keras, an
     epoch continues the pass the last one left off, and a new pass (shuffled from the epoch's

@@ -616,18 +616,19 @@ class BatchReader:
         return xs, ys + weights
 
     def _check_label_rows(self, xs, ys, index: int):
-        """The labels (and sample weights) of one batch share their rows. The model's inputs
-        may hold other rows (a disjoint graph's atoms, bonds and molecules): a source's batch
-        reaches the step as given, as Keras hands it, and the loss reduces over the labels'
-        rows; only a batch your own step unpacks keeps its labels at x's rows."""
+        """The labels of one batch share their rows (validation.sample_weights holds the
+        sample weights to them). The model's inputs may hold other rows (a disjoint graph's
+        atoms, bonds and molecules): a source's batch reaches the step as given, as Keras
+        hands it, and the loss reduces over the labels' rows; only a batch your own step
+        unpacks keeps its labels at x's rows."""
         names = self._names("y", index, len(ys))
         first, n = (("x", len(xs[0])) if self.step_batch_names is not None
                     else (names[0], len(ys[0])))
         for array, name in zip(ys, names):
             if len(array) != n:
                 raise InputError(f"Batch {index} has {n} samples in {first} but {len(array)} "
-                                 f"in {name}; the labels of a batch (and their sample weights) "
-                                 f"need one row per sample each. Received: "
+                                 f"in {name}; the labels of a batch need one row per sample "
+                                 f"each. Received: "
                                  f"{name}.shape={array.shape}")
 
     def _take_other_lengths(self, xs, ys):
