@@ -212,9 +212,10 @@ class StreamFeed:
 class BatchLayout(NamedTuple):
     """What the batches of one streamed block share: at most `rows` samples each, the
     per-sample shapes of their x arrays and label arrays (None without labels), the rows of
-    each x array where they differ (`x_rows`, a batch a step of yours unpacks: then every
-    batch of the block has exactly these rows, none padded; else None), and the containers
-    x and y came in (Block.containers).
+    each x array where the batch's arrays do not share one row count (`x_rows`: a batch a
+    step of yours unpacks, or a disjoint graph's atoms and bonds for labels per molecule;
+    then every batch of the block has exactly these rows, none padded; else None), and the
+    containers x and y came in (Block.containers).
 
     >>> first = BatchLayout(4, ((7,),), ((7,),))
     >>> first.holds(BatchLayout(3, ((7,),), ((7,),))), first.holds(BatchLayout(4, ((5,),), ((5,),)))
@@ -228,6 +229,7 @@ class BatchLayout(NamedTuple):
     y_shapes: tuple | None
     x_rows: tuple | None = None
     containers: tuple | None = None
+    loss_rows: int | None = None   # structure.ByBatch's, where x_rows are kept
 
     def holds(self, batch: "BatchLayout") -> bool:
         """Whether a batch of layout `batch` fits in a block of this one (padded)."""
@@ -242,11 +244,19 @@ class BatchLayout(NamedTuple):
                    for r, shape, dtype in zip(rows, self.x_shapes, x_dtypes))
 
 
-def _layout_of(xs, ys, containers=None) -> BatchLayout:
+def _layout_of(xs, ys, containers=None, first_rows=None) -> BatchLayout:
+    """A batch's layout. Where its arrays do not share one number of rows (a disjoint graph's
+    atoms, bonds and molecules), each x array keeps its own (`x_rows`), the batch's rows
+    are its labels' (the rows the loss reduces over), and `first_rows` (the reader's: those
+    of x's first array in Keras's order) weigh its loss in the epoch's mean."""
     rows = tuple(len(a) for a in xs)
-    return BatchLayout(rows[0], tuple(tuple(a.shape[1:]) for a in xs),
+    label_rows = () if ys is None else tuple(len(a) for a in ys)
+    as_given = len(set(rows + label_rows)) > 1
+    return BatchLayout(label_rows[0] if label_rows else rows[0],
+                       tuple(tuple(a.shape[1:]) for a in xs),
                        None if ys is None else tuple(tuple(a.shape[1:]) for a in ys),
-                       None if len(set(rows)) == 1 else rows, containers)
+                       rows if as_given else None, containers,
+                       first_rows if as_given else None)
 
 
 class _ReadBatch(NamedTuple):
@@ -266,9 +276,10 @@ class BatchFeed:
     or that hold more samples than the first: a batch that does not fit the block's layout
     ends the block and begins the next, so each layout runs with programs of its own shapes
     (the Trainer caches them by shape), as Keras traces its step again for each new shape.
-    A batch a model's own step unpacks whose arrays differ in rows (16 unlabeled and 8
-    labeled images) is held at its own rows, never padded (a structure.ByBatch block of
-    that layout only). The arrays keep the first batch's dtypes.
+    A batch whose arrays differ in rows (16 unlabeled and 8 labeled images a model's own
+    step unpacks; a disjoint graph's atoms, bonds and molecules) is held at its own rows,
+    never padded (a structure.ByBatch block of that layout only). The arrays keep the first
+    batch's dtypes.
 
     Training reads `steps` batches per epoch (steps_per_epoch, else one pass). As in Keras, an
     epoch continues the pass the last one left off, and a new pass (shuffled from the epoch's
@@ -280,12 +291,12 @@ class BatchFeed:
                  label_dtypes=None):
         xs, ys = first   # the first batch, read (kilnet.loaders.BatchReader)
         self.batches, self.reader = batches, reader
-        self.batch_size = len(xs[0])
+        self.layout = _layout_of(xs, ys, reader.containers, reader.first_rows)  # the first's
+        self.batch_size = self.layout.rows
         self.n = None
         self.steps = steps if steps is not None else batches.steps
         self.shuffle = shuffle
         self.one_shot = batches.one_shot
-        self.layout = _layout_of(xs, ys, reader.containers)   # the first batch's
         self.x_dtypes = [data_lib.device_dtype(a) for a in xs]
         self.y_dtypes = None if ys is None else [
             dtype or a.dtype for a, dtype in zip(ys, label_dtypes or [None] * len(ys))]
@@ -297,6 +308,13 @@ class BatchFeed:
     @property
     def block_rows(self) -> int:
         return self.block_steps * self.batch_size
+
+    @property
+    def loss_by_rows(self) -> bool:
+        """Whether the first batch's arrays hold other rows than its labels, so that the
+        epoch's loss weighs each batch by its first x array's rows, as Keras's loss tracker
+        (kilnet.programs.zero_sums)."""
+        return self.layout.loss_rows is not None
 
     def _steps_per_block(self, layout: BatchLayout) -> int:
         sample_bytes = -(-layout.batch_bytes(self.x_dtypes) // layout.rows)
@@ -403,7 +421,8 @@ class BatchFeed:
             bys = None   # the first batch had no labels: the programs take none
         else:
             self._check_count(bys, len(self.y_dtypes), "y", index)
-        return _ReadBatch(index, bxs, bys, _layout_of(bxs, bys, self.reader.containers))
+        return _ReadBatch(index, bxs, bys, _layout_of(bxs, bys, self.reader.containers,
+                                                      self.reader.first_rows))
 
     def _block(self, run, layout: BatchLayout, batches_held: int) -> Block:
         rows = batches_held * layout.rows
@@ -423,7 +442,8 @@ class BatchFeed:
             mask[at] = True
         last = run[-1].layout.rows
         x = [jax.device_put(a) for a in xs]
-        x = _packed(x) if layout.x_rows is None else structure.ByBatch(x, layout.x_rows)
+        x = _packed(x) if layout.x_rows is None else structure.ByBatch(x, layout.x_rows,
+                                                                       layout.loss_rows)
         y = None if ys is None else _packed([jax.device_put(a) for a in ys])
         return Block(x, y, jax.device_put(np.arange(rows, dtype=np.int32)),
                      jax.device_put(mask), base=run[0].index, limit=run[-1].index + 1,

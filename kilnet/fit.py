@@ -20,6 +20,7 @@ needs every training batch can cap the chunk length (BackupAndRestore's save_fre
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -517,8 +518,9 @@ def fit(model, x, y, *, batch_size=None, epochs=1, verbose="auto", callbacks=Non
                 break
             blocks = itertools.chain([first], blocks) if first is not None else iter(())
             if start_step == 0:  # zeros the chunk's call copies in (no device_put each)
-                trainer.state = trainer.state._replace(sums=programs.zero_sums(trainer.spec,
-                                                                               on_host=True))
+                trainer.state = trainer.state._replace(sums=programs.zero_sums(
+                    trainer.spec, on_host=True,
+                    loss_by_rows=getattr(feed, "loss_by_rows", False)))
             cb_list.on_epoch_begin(epoch)
             progress.epoch_begin(epoch)
             expected = feed.steps
@@ -646,9 +648,10 @@ def _run_epoch(trainer, feed, blocks, cb_list, progress, chunker, epoch, start_s
         # traced (the first block of a streamed source)
         trainer.discover_step_logs(batch_size, block.x, block.y)
         trail = programs.sums_trail(trainer.state.sums, TRAIL_STEPS) if hooks == "each" else None
-        train = trainer.program(kind, batch_size, trainer.state, block.x, block.y, block.order,
-                                block.valid, *([np.int32(0)] * 4),
-                                *([] if trail is None else [trail]))
+        with _rows_as_given_noted(trainer, block, batch_size, trainer.spec.custom_step):
+            train = trainer.program(kind, batch_size, trainer.state, block.x, block.y,
+                                    block.order, block.valid, *([np.int32(0)] * 4),
+                                    *([] if trail is None else [trail]))
         chunker.fit_to(train)
         while step < block.limit:
             stop = min(chunker.next_stop(step), block.limit,
@@ -712,6 +715,28 @@ def _block_parts(trainer, feed, blocks):
         at = (last - block.base) * batch_size
         yield dataclasses.replace(block, order=block.order[at:at + rows],
                                   valid=block.valid[at:at + rows], base=last), rows
+
+
+@contextlib.contextmanager
+def _rows_as_given_noted(trainer, block, batch_size, own_step):
+    """An error tracing the built-in step (`own_step` None) on a block whose batches' arrays
+    hold different numbers of rows (structure.ByBatch) says so: kilnet hands such a batch
+    to the model as given, as Keras does, so arrays meant to hold one row per sample each
+    that do not (a source's batches out of step) fail in the model's layers."""
+    try:
+        yield
+    except (TypeError, ValueError) as error:
+        if own_step is None and isinstance(block.x, structure.ByBatch) and \
+                not isinstance(error, InputError):   # kilnet's own errors say it already
+            names = structure.input_argument_names(trainer.model, len(block.x.rows))
+            held = ", ".join(f"{name}: {rows}" for name, rows in zip(names, block.x.rows))
+            labels = "" if block.y is None else f", labels: {batch_size}"
+            error.add_note(
+                f"kilnet: the batch's arrays hold different numbers of rows ({held}"
+                f"{labels}), and such a batch reaches the model as given, as in Keras. If "
+                "each array should hold one row per sample, make the source yield batches "
+                "whose arrays share their rows.")
+        raise
 
 
 def _job_batch_size(trainer, batch_size) -> int:
@@ -880,8 +905,9 @@ def _evaluate_feed(trainer, feed, *, steps=None, callbacks=None):
     model = trainer.model
     own_step = trainer.spec.keras_steps if model.overrides_test_step else None
     on_host = getattr(feed, "on_host", False)
-    sums = None if own_step is not None else programs.zero_sums(trainer.spec, training=False,
-                                                                on_host=on_host)
+    sums = None if own_step is not None else programs.zero_sums(
+        trainer.spec, training=False, on_host=on_host,
+        loss_by_rows=getattr(feed, "loss_by_rows", False))
     # Per-block logs cost a host sync per block: only when a callback reads them.
     batch_logs = callbacks is not None and callbacks.overrides("on_test_batch_end")
     if callbacks is not None:
@@ -902,7 +928,8 @@ def _evaluate_feed(trainer, feed, *, steps=None, callbacks=None):
             if own_step is None:
                 args = (sums, programs.model_params(state), state.model_state, block.x,
                         block.y, *positions)
-                sums, model_state = trainer.program("evaluate", batch_size, *args)(*args)
+                with _rows_as_given_noted(trainer, block, batch_size, None):
+                    sums, model_state = trainer.program("evaluate", batch_size, *args)(*args)
                 state = trainer.keep_model_state(model_state)
             else:  # the model's own test_step: what it logs is known once it is traced
                 if own_step.test_log_names is None and not trainer.runs_eagerly:
@@ -1059,7 +1086,9 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
     own_structures = {}    # (tree structure, leaves) of what the model's predict_step returns
     output_shapes = {}     # the outputs' per-sample shapes
     for block, batch_size in _block_parts(trainer, feed, feed.blocks(None)):
-        layout = (batch_size,) + tuple(a.shape[1:] for a in jax.tree.leaves(block.x))
+        as_given = isinstance(block.x, structure.ByBatch)   # each array at its own rows
+        layout = (batch_size, block.x.rows if as_given else None) + tuple(
+            a.shape[1:] for a in jax.tree.leaves(block.x))
         stop = block.limit if steps is None else min(block.limit, steps)
         if stop <= block.base:
             break
@@ -1070,7 +1099,18 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
                 cb_list.on_predict_batch_begin(start)
             positions = (block.order, block.valid, np.int32(block.base), np.int32(start),
                          np.int32(end))
-            if own_step is None:
+            if own_step is None and as_given:   # the outputs each batch gives, joined
+                if layout not in output_shapes:
+                    with _rows_as_given_noted(trainer, block, batch_size, None):
+                        output_shapes[layout] = _given_batch_outputs(trainer, state, block.x)
+                if outputs is None:
+                    outputs = tuple(programs.prediction_buffer(leaf, rows, batch_size)
+                                    for leaf in output_shapes[layout])
+                args = (outputs, programs.model_params(state), state.model_state, block.x,
+                        *positions)
+                outputs, model_state = trainer.program("predict", batch_size, *args)(*args)
+                state = trainer.keep_model_state(model_state)
+            elif own_step is None:
                 if layout not in output_shapes:
                     output_shapes[layout] = _output_shapes(model, state, block.x, batch_size)
                 shapes = output_shapes[layout]
@@ -1106,7 +1146,8 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
             results.append([np.asarray(out)[valid] if whole is None else
                             _batch_outputs(np.asarray(out)[batches], whole, one_batch)
                             for out, whole in zip(outputs, _per_batch_shapes(
-                                own_structure if own_step is not None else None, outputs,
+                                own_structure[1] if own_step is not None else
+                                output_shapes[layout] if as_given else None, outputs,
                                 batch_size))])
             done = end
             if cb_list is not None:
@@ -1129,14 +1170,16 @@ def predict(model, x, *, batch_size=None, verbose="auto", steps=None, callbacks=
     return pack([_joined(parts, index) for index, parts in enumerate(zip(*results))])
 
 
-def _per_batch_shapes(own_structure, outputs, batch_size) -> list:
+def _per_batch_shapes(leaves, outputs, batch_size) -> list:
     """For each predict output, None where it is kept per sample, else the shape of the
-    whole output each batch gave (a model's own predict_step returning a per-batch
-    summary: kilnet.programs.per_sample)."""
-    if own_structure is None:
+    whole output each batch gave (`leaves`, one batch's outputs: a model's own
+    predict_step returning a per-batch summary, kilnet.programs.per_sample; a batch whose
+    arrays keep their own rows, whose outputs need not have x's rows); `leaves` None: every
+    output is per sample."""
+    if leaves is None:
         return [None] * len(outputs)
     return [None if programs.per_sample(tuple(leaf.shape), batch_size) else tuple(leaf.shape)
-            for leaf in own_structure[1]]
+            for leaf in leaves]
 
 
 def _batch_outputs(per_batch, shape, one_batch: bool):
@@ -1217,6 +1260,20 @@ def predict_on_batch(model, x, rows):
     # np.array: writable copies, as Keras's (np.asarray of a device array is read-only)
     return model.pack_outputs([np.array(out, programs.prediction_dtype(out.dtype))
                                for out in outputs])
+
+
+def _given_batch_outputs(trainer, state, x) -> list:
+    """The outputs (jax.ShapeDtypeStructs) of one batch of a block whose arrays keep their
+    own rows (structure.ByBatch), traced abstractly: predict joins each batch's outputs
+    along their first axis, as Keras's predict concatenates them."""
+    batch = x.abstract_batch(list(trainer.spec.input_dtypes))
+    batch = batch[0] if len(batch) == 1 else batch
+    model = trainer.model
+    with _scope.shapes_only():
+        outputs = jax.eval_shape(
+            lambda params, model_state, xb: model.apply(params, model_state, xb)[0],
+            programs.model_params(state), state.model_state, batch)
+    return model.output_list(outputs)
 
 
 def _output_shapes(model, state, x, batch_size) -> list:

@@ -508,6 +508,18 @@ def adapt(source, batch_size: int | None = None) -> Batches:
 
 
 # -- from a batch to the programs' arrays ----------------------------------------------------------
+def _first_rows(x):
+    """The rows of x's first array in Keras's order of a nest (a dict's keys sorted), or None
+    for a nest without arrays.
+
+    >>> _first_rows({"b": np.zeros(3), "a": [np.zeros(5), np.zeros(2)]})
+    5
+    """
+    while isinstance(x, (dict, list, tuple)) and len(x):
+        x = x[sorted(x)[0]] if isinstance(x, dict) else x[0]
+    return len(x) if np.ndim(x) else None
+
+
 class BatchReader:
     """Reads batches as the programs take them, checked as in-memory arrays are: returns
     (xs, ys) lists (kilnet.structure's order), ys None without labels and ending with the
@@ -535,6 +547,9 @@ class BatchReader:
         self.warned = False  # the last-layer warnings of check_targets: once per fit
         # the containers of the last batch's x and y (structure.container_of)
         self.containers = (None, None)
+        # the rows of the last batch's first x array in Keras's order (dict keys sorted),
+        # by which Keras's loss tracker weighs the batch; None for a batch a step unpacks
+        self.first_rows = None
 
     def split(self, batch, index: int):
         """(x, y, sample_weight) of one batch: Keras's reading (unpack), or the whole batch
@@ -568,6 +583,7 @@ class BatchReader:
         as_given = structure.is_step_batch(self.model, x, self.own_step)
         self.containers = (structure.x_container(self.model, x, xs, self.own_step), None)
         self.step_batch_names = structure.step_batch_names(x) if as_given else None
+        self.first_rows = None if as_given else _first_rows(x)
         xs = [to_numpy(a) for a in xs]
         if self.objective is None or (y is None and weight is None
                                       and self.class_weight is None and not self._needs_y()):
@@ -586,17 +602,9 @@ class BatchReader:
         xs = validation.check_features(self.model, xs,
                                        [f"{name} (batch {index})" for name in names],
                                        against_inputs=self.step_batch_names is None)
-        if self.step_batch_names is None:
-            self._check_same_rows(xs, structure.input_argument_names(self.model, len(xs)),
-                                  index)
         if ys is None:
             return xs, None
-        n = len(xs[0])
-        for array, name in zip(ys, self._names("y", index, len(ys))):
-            if len(array) != n:
-                raise InputError(f"Batch {index} has {n} samples in x but {len(array)} in "
-                                 f"{name}; every part of a batch needs the same samples. "
-                                 f"Received: {name}.shape={array.shape}")
+        self._check_label_rows(xs, ys, index)
         validation.check_targets(self.model, self.objective, ys,
                                  y_names=self._names("y", index, len(ys)),
                                  job="evaluate" if self.warned else "fit")
@@ -607,16 +615,21 @@ class BatchReader:
             self.model.compiled.note_labels(len(ys))
         return xs, ys + weights
 
-    @staticmethod
-    def _check_same_rows(xs, names, index: int):
-        """The model's inputs in one batch have one row per sample each (a batch a step of
-        yours unpacks may hold arrays of other rows: the step takes them as they are)."""
-        for array, name in zip(xs[1:], names[1:]):
-            if len(array) != len(xs[0]):
-                raise InputError(
-                    f"Batch {index} has {len(xs[0])} samples in {names[0]} but {len(array)} "
-                    f"in {name}; the model's inputs need one row per sample each. Received: "
-                    f"{name}.shape={array.shape}")
+    def _check_label_rows(self, xs, ys, index: int):
+        """The labels of one batch share their rows (validation.sample_weights holds the
+        sample weights to them). The model's inputs may hold other rows (a disjoint graph's
+        atoms, bonds and molecules): a source's batch reaches the step as given, as Keras
+        hands it, and the loss reduces over the labels' rows; only a batch your own step
+        unpacks keeps its labels at x's rows."""
+        names = self._names("y", index, len(ys))
+        first, n = (("x", len(xs[0])) if self.step_batch_names is not None
+                    else (names[0], len(ys[0])))
+        for array, name in zip(ys, names):
+            if len(array) != n:
+                raise InputError(f"Batch {index} has {n} samples in {first} but {len(array)} "
+                                 f"in {name}; the labels of a batch need one row per sample "
+                                 f"each. Received: "
+                                 f"{name}.shape={array.shape}")
 
     def _take_other_lengths(self, xs, ys):
         """A built subclassed model given a batch of other axis lengths than it was built

@@ -45,7 +45,7 @@ from jax import lax
 from kilnet import _runtime  # JAX's settings (the compilation cache) first
 from kilnet import _scope, _step_logs, _tree, loss_scale, mixed_precision, structure
 from kilnet import objective as objective_lib
-from kilnet.errors import KerasQuirkWarning, warn_at_your_line
+from kilnet.errors import InputError, KerasQuirkWarning, warn_at_your_line
 
 # The fault flag of the training state: NO_FAULT, or the step (within the epoch) of the first
 # step that was not applied: its loss or gradients were not finite (the step itself), or they
@@ -142,18 +142,22 @@ class StepSpec:
         return self.objective.sum_names
 
 
-def zero_sums(spec: StepSpec, training: bool = True, on_host: bool = False) -> dict:
+def zero_sums(spec: StepSpec, training: bool = True, on_host: bool = False,
+              loss_by_rows: bool = False) -> dict:
     """The running sums an epoch (or an evaluation) starts from. A model's own train_step (or
     test_step, evaluating) keeps Keras metric variables and the logs of its last step
     instead. `on_host`: kilnet's sums as NumPy zeros, which the program's call copies to the
-    device (for a call that starts from them once: train_on_batch)."""
+    device (for a call that starts from them once: train_on_batch). `loss_by_rows`: the
+    batches' arrays hold other rows than their labels (feeds.BatchFeed.loss_by_rows), so
+    the sums keep the rows that weigh the loss too ("loss#weight": _add_metric_sums)."""
     if training and spec.custom_step is not None:
         return spec.custom_step.zero_sums()
     if not training and spec.keras_steps is not None and spec.model.overrides_test_step:
         return spec.keras_steps.zero_sums(test=True)
     # (the outputs' losses a compute_loss of yours may reach: summed before they are logged)
     names = (spec.sum_names + spec.objective.summed_output_loss_names
-             + spec.objective.weight_names + ["count"])
+             + spec.objective.weight_names + ["count"]
+             + ([LOSS_ROWS] if loss_by_rows and "loss" in spec.sum_names else []))
     # one batched transfer of host zeros: a jnp.zeros per name cost 0.08 ms each, at every
     # train_on_batch call (seed MLP: 0.25 of its 2.8 ms)
     sums = {name: np.zeros((), np.float32) for name in names}
@@ -170,17 +174,45 @@ def _batch(spec, x, y, idx):
     (structure.ByBatch) is in its batches' order: `idx` starts at its batch's first row."""
     if isinstance(x, structure.ByBatch):
         xb = x.batch(idx[0] // idx.shape[0])
+        if len(xb) == 1 and not _batch_as_given(spec):   # one model input: its array
+            xb = xb[0]
     else:
         xb = jax.tree.map(lambda a: a[idx], x)
     return (_as_input_dtypes(spec, xb),
             None if y is None else jax.tree.map(lambda a: a[idx], y))
 
 
+def _batch_as_given(spec) -> bool:
+    """Whether the model's own step unpacks the batches itself (not the model's inputs)."""
+    adapter = spec.custom_step or spec.keras_steps
+    return adapter is not None and adapter.batch_as_given()
+
+
+def _forward_mask(x, mask):
+    """The sample mask the model's layers see: none for a block of batches whose arrays
+    keep their own rows (structure.ByBatch), which are never padded, and whose rows are
+    not the labels' that `mask` covers (a disjoint graph's atoms for its molecules)."""
+    return None if isinstance(x, structure.ByBatch) else mask
+
+
+def _check_output_rows(outputs, rows):
+    """A batch given as it came (its arrays of other rows than its labels: ByBatch) must
+    give outputs of its labels' rows, the samples the loss reduces over."""
+    for index, output in enumerate(outputs):
+        if output.ndim and output.shape[0] != rows:
+            raise InputError(
+                f"The batch's arrays hold other numbers of rows than its {rows} labels, so "
+                f"it runs as given, and the model's output {index} must then have one row "
+                f"per label. Received: output {index} of shape {tuple(output.shape)} for "
+                f"labels of {rows} rows. Make the model reduce its rows to the labels' (e.g. "
+                f"ops.segment_sum(..., num_segments={rows})), or give labels of "
+                f"{output.shape[0]} rows.")
+
+
 def _as_input_dtypes(spec, x):
     """Inputs cast to their model input's dtype, per batch: uint8 images stay uint8 on the
     device (4x less memory) and integer token ids stay integers."""
-    adapter = spec.custom_step or spec.keras_steps
-    if adapter is not None and adapter.batch_as_given():
+    if _batch_as_given(spec):
         return x   # a dict the model's own step unpacks itself: not the model's inputs
     xs = x if isinstance(x, tuple) else (x,)
     cast = [a if a.dtype == jnp.dtype(dtype) else a.astype(dtype)
@@ -268,11 +300,27 @@ def _reached_output_losses(reached, shape):
             for name in names}
 
 
-def _add_metric_sums(spec, sums, yb, outputs, per_sample_loss, parts, weight, masks=None):
-    """Add this batch's per-sample loss and metrics, counting only real samples."""
+# The sum of the rows that weigh the epoch's loss, where they are not the labels' (zero_sums)
+LOSS_ROWS = "loss#weight"
+
+
+def _add_metric_sums(spec, sums, yb, outputs, per_sample_loss, parts, weight, masks=None,
+                     loss_rows=None):
+    """Add this batch's per-sample loss and metrics, counting only real samples. Where the
+    sums keep LOSS_ROWS, the batch's loss counts `loss_rows` times (its first x array's rows,
+    a batch of arrays of other rows than its labels: Keras's loss tracker weighs a batch so),
+    or its real samples' times when None; the metrics still count the labels' rows."""
     predictions = spec.objective.predictions(spec.model, outputs)
-    return spec.objective.add_sums(sums, yb, predictions, per_sample_loss, parts, weight,
-                                   masks)
+    new = spec.objective.add_sums(sums, yb, predictions, per_sample_loss, parts, weight,
+                                  masks)
+    if LOSS_ROWS not in sums:
+        return new
+    total = jnp.sum(per_sample_loss * weight)
+    if loss_rows is None:
+        return dict(new, **{LOSS_ROWS: sums[LOSS_ROWS] + jnp.sum(weight)})
+    batch_loss = total / jnp.maximum(jnp.sum(weight), 1.0)
+    return dict(new, loss=sums["loss"] + batch_loss * loss_rows,
+                **{LOSS_ROWS: sums[LOSS_ROWS] + loss_rows})
 
 
 # The objectives (one per compile()) whose training step was told to have no loss, and
@@ -313,7 +361,8 @@ def warn_nothing_trains(spec: StepSpec) -> None:
         KerasQuirkWarning, skipping=("jax", "optax"))
 
 
-def train_step(spec: StepSpec, state: TrainState, xb, yb, mask, epoch, step, checked=False):
+def train_step(spec: StepSpec, state: TrainState, xb, yb, mask, epoch, step, checked=False,
+               rows_as_given=False, loss_rows=None):
     """One optimizer step.
 
     Unchecked (the normal loop) the step is applied as it comes: a non-finite loss lands in
@@ -327,15 +376,21 @@ def train_step(spec: StepSpec, state: TrainState, xb, yb, mask, epoch, step, che
     Under loss scaling (`spec.loss_scale`, float16) the gradient is taken of the loss times
     the current scale, the logged loss stays unscaled, and a non-finite gradient is not a
     fault: the LossScaleOptimizer skips that step and halves the scale, leaving everything
-    finite, so only a non-finite loss faults (kilnet.loss_scale)."""
+    finite, so only a non-finite loss faults (kilnet.loss_scale).
+    `rows_as_given`: the batch's arrays hold other rows than its labels (structure.ByBatch):
+    the layers see no sample mask and the outputs must have the labels' rows; `loss_rows`
+    weigh its loss in the epoch's (_add_metric_sums)."""
     key = jax.random.fold_in(jax.random.fold_in(state.rng, epoch), step)
     weight = mask.astype(jnp.float32)
     denom = jnp.maximum(jnp.sum(weight), 1.0)
 
     def loss_fn(params):
         full = params if not state.frozen else _tree.merge(params, state.frozen)
-        outputs, model_state, extra, masks = _forward(spec, full, state.model_state, xb,
-                                                      training=True, rng=key, mask=mask)
+        outputs, model_state, extra, masks = _forward(
+            spec, full, state.model_state, xb, training=True, rng=key,
+            mask=None if rows_as_given else mask)
+        if rows_as_given and yb is not None:
+            _check_output_rows(outputs, mask.shape[0])
         loss, per_sample, parts = _batch_loss(spec, xb, yb, outputs, weight, denom, True,
                                               masks, (full, state.model_state, key))
         if extra is not None:  # add_loss() terms: once per batch, as Keras adds them
@@ -359,7 +414,8 @@ def train_step(spec: StepSpec, state: TrainState, xb, yb, mask, epoch, step, che
 
     if not checked:
         params, new_model_state, opt_state = update(None)
-        sums = _add_metric_sums(spec, state.sums, yb, outputs, per_sample, parts, weight, masks)
+        sums = _add_metric_sums(spec, state.sums, yb, outputs, per_sample, parts, weight, masks,
+                                loss_rows)
         if spec.check_gradients:
             sums = dict(sums, loss=sums["loss"] + jnp.where(_all_finite(grads), 0.0, jnp.nan))
         return state._replace(params=params, model_state=new_model_state, opt_state=opt_state,
@@ -382,7 +438,7 @@ def train_step(spec: StepSpec, state: TrainState, xb, yb, mask, epoch, step, che
     # A cond, not a select: measured 4% of the epoch against 40% for a per-element select.
     params, new_model_state, opt_state = lax.cond(apply, lambda _: candidate, keep, None)
     sums = lax.cond(apply, lambda s: _add_metric_sums(spec, s, yb, outputs, per_sample, parts,
-                                                      weight, masks),
+                                                      weight, masks, loss_rows),
                     lambda s: s, state.sums)
     first_fault = (~finite) & (state.fault == NO_FAULT)
     return state._replace(
@@ -555,6 +611,9 @@ def _train_at(spec, batch_size, state, x, y, order, valid, epoch, base, i, check
     xb, yb, mask = _shard(spec, xb, yb, valid[positions])
     if spec.custom_step is not None:
         return custom_train_step(spec, state, xb, yb, mask, epoch, i, checked=checked)
+    if isinstance(x, structure.ByBatch):
+        return train_step(spec, state, xb, yb, mask, epoch, i, checked=checked,
+                          rows_as_given=True, loss_rows=x.loss_rows)
     return train_step(spec, state, xb, yb, mask, epoch, i, checked=checked)
 
 
@@ -667,14 +726,19 @@ def eval_chunk(spec, batch_size, sums, params, model_state, x, y, order, valid, 
         xb, yb, mask = _shard(spec, xb, yb, valid[positions])
         with _drawing_from(spec, seeds) as drawn:
             outputs, new_state, extra, masks = _forward(spec, params, model_state, xb,
-                                                        training=False, rng=None, mask=mask)
+                                                        training=False, rng=None,
+                                                        mask=_forward_mask(x, mask))
+            if isinstance(x, structure.ByBatch) and yb is not None:
+                _check_output_rows(outputs, mask.shape[0])
             weight = mask.astype(jnp.float32)
             _, per_sample, parts = _batch_loss(spec, xb, yb, outputs, weight,
                                                jnp.maximum(jnp.sum(weight), 1.0), False,
                                                masks, (params, model_state, None))
         if extra is not None:
             per_sample = per_sample + extra
-        return (_add_metric_sums(spec, sums, yb, outputs, per_sample, parts, weight, masks),
+        loss_rows = x.loss_rows if isinstance(x, structure.ByBatch) else None
+        return (_add_metric_sums(spec, sums, yb, outputs, per_sample, parts, weight, masks,
+                                 loss_rows),
                 new_state, _advanced(spec, seeds, drawn))
 
     return _seeded(lax.fori_loop(start, stop, body, (sums, model_state, seeds)))
@@ -692,12 +756,17 @@ def predict_chunk(spec, batch_size, outputs, params, model_state, x, order, vali
         xb, mask = _shard(spec, xb, valid[positions])
         with _drawing_from(spec, seeds) as drawn, _scope.opened(_scope.Scope()):
             y, model_state = spec.model.apply(params, model_state, xb, training=False,
-                                              rng=None, sample_mask=mask)
-        start = (i - base) * batch_size
-        return (tuple(lax.dynamic_update_slice_in_dim(out, value.astype(out.dtype), start,
-                                                      axis=0)
-                      for out, value in zip(outputs, spec.model.output_list(y))),
-                model_state, _advanced(spec, seeds, drawn))
+                                              rng=None, sample_mask=_forward_mask(x, mask))
+        values = spec.model.output_list(y)
+        if isinstance(x, structure.ByBatch):   # each output as the batch gave it
+            written = tuple(_written(out, value, i - base, batch_size)
+                            for out, value in zip(outputs, values))
+        else:
+            start = (i - base) * batch_size
+            written = tuple(lax.dynamic_update_slice_in_dim(out, value.astype(out.dtype),
+                                                            start, axis=0)
+                            for out, value in zip(outputs, values))
+        return written, model_state, _advanced(spec, seeds, drawn)
 
     return _seeded(lax.fori_loop(start, stop, body, (outputs, model_state, seeds)))
 

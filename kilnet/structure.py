@@ -216,6 +216,8 @@ class ByBatch:
     as Keras hands each such batch to the step as it is: array i holds the block's batches
     one after another, `rows[i]` rows each. A block's batches are in their order
     (kilnet.feeds.BatchFeed), so batch k of the block is rows k * rows[i] onward of each.
+    `loss_rows`: for the built-in step, the rows Keras weighs each batch's loss by in the
+    epoch's mean (its loss tracker counts the first x array's rows), else None.
 
     Example:
         >>> import numpy as np
@@ -224,15 +226,15 @@ class ByBatch:
         [[2, 3], [4, 5, 6, 7]]
     """
 
-    def __init__(self, arrays, rows):
-        self.arrays, self.rows = tuple(arrays), tuple(rows)
+    def __init__(self, arrays, rows, loss_rows=None):
+        self.arrays, self.rows, self.loss_rows = tuple(arrays), tuple(rows), loss_rows
 
     def tree_flatten(self):
-        return self.arrays, self.rows
+        return self.arrays, (self.rows, self.loss_rows)
 
     @classmethod
-    def tree_unflatten(cls, rows, arrays):
-        return cls(arrays, rows)
+    def tree_unflatten(cls, aux, arrays):
+        return cls(arrays, *aux)
 
     def batch(self, number):
         """Batch `number` of the block (a traced integer in the programs): a tuple."""
