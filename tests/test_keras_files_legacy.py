@@ -217,6 +217,12 @@ def test_layers_known_once_built_load_from_legacy_h5_both_ways(tmp_path):
     ours.save(tmp_path / "kilnet.h5")
     back = keras.saving.load_model(tmp_path / "kilnet.h5", compile=False)
     np.testing.assert_allclose(back.predict(x, verbose=0), expected, atol=1e-6)
+    from keras.src.legacy.saving import legacy_h5_format   # Keras 2's save_weights("w.h5")
+    with h5py.File(tmp_path / "weights_only.h5", "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, theirs)
+    fresh = _layers_known_once_built(kilnet)
+    fresh.load_weights(tmp_path / "weights_only.h5")
+    np.testing.assert_allclose(fresh.predict(x, verbose=0), expected, atol=1e-6)
     with h5py.File(tmp_path / "keras.h5", "r+") as f:   # a weight of the wrong shape
         group = f["model_weights/scale"]
         name = [n.decode() if isinstance(n, bytes) else n

@@ -26,10 +26,15 @@ _FLOAT_KINDS = ("f",)
 _WEIGHT_KINDS = ("f", "i")
 
 
-def _kinds_read_as(dtype) -> tuple:
+def kinds_read_as(dtype) -> tuple:
     """The dtype kinds a file's array may have to be read into a weight of `dtype`: floats
     for a float weight; any integer for an integer one (a counter Keras on TensorFlow keeps
-    in 64 bits), bools for a bool one."""
+    in 64 bits), bools for a bool one.
+
+    Example:
+        >>> kinds_read_as("float32"), kinds_read_as("int32"), kinds_read_as("bool")
+        (('f',), ('i', 'u'), ('b',))
+    """
     kind = np.dtype(dtype).kind
     return {"f": _FLOAT_KINDS, "i": ("i", "u"), "u": ("i", "u"), "b": ("b",)}[kind]
 
@@ -141,7 +146,7 @@ class WeightsFile:
             self.fail(f"the weight {h5_path!r} is missing.")
         quantized = np.dtype(dtype) == np.int8
         if kinds is None:
-            kinds = ("i",) if quantized else _kinds_read_as(dtype)
+            kinds = ("i",) if quantized else kinds_read_as(dtype)
         self.checked(ds, h5_path, kinds)
         if quantized and ds.dtype.kind == "i" and ds.dtype != np.dtype(dtype) \
                 and ds.shape != ():

@@ -418,26 +418,31 @@ def install_weights_by_order(model, weights):
     saved = [(name, names) for name, names in _saved_layers(weights) if names]
     if not model.built:
         model.build(seed=0)
+    variables = {(kind, tuple(where)): v for where, kind, v in model.variable_paths()}
     mine = []
     for layer in model.layers:
-        trainable, rest = _legacy_order(layer, (layer.name,), weights)
-        if trainable + rest:
-            mine.append((layer, trainable + rest))
+        if _known_once_built(layer):   # built above: its Variables in Keras's legacy order
+            order = list(layer.trainable_weights) + list(layer.non_trainable_weights)
+        else:
+            trainable, rest = _legacy_order(layer, (layer.name,), weights)
+            order = [variables[(kind, tuple(where))] for kind, where in trainable + rest]
+        if order:
+            mine.append((layer, order))
     if len(saved) != len(mine):
         weights.fail(f"it holds weights for {len(saved)} layers; this model has {len(mine)} "
                      "layers with weights. Build the model the file was saved from (same "
                      "include_top and architecture).")
-    variables = {(kind, tuple(where)): v for where, kind, v in model.variable_paths()}
     slots = []
     for (layer, order), (saved_name, names) in zip(mine, saved):
         if len(order) != len(names):
             weights.fail(f"layer {layer.name!r} has {len(order)} weights; the file's layer "
                          f"{saved_name!r} lists {len(names)}.")
-        for key, weight_name in zip(order, names):
+        for variable, weight_name in zip(order, names):
             h5 = f"{saved_name}/{weight_name}"
-            variable = variables[(key[0], tuple(key[1]))]
-            # A scalar may be an integer: Normalization's "count" (EfficientNet's files).
-            kinds = ("f", "i", "u") if tuple(variable.shape) == () else ("f",)
+            # A scalar may be an integer: Normalization's "count" (EfficientNet's files); an
+            # integer or bool weight of yours is read as its own kind.
+            kinds = (("f", "i", "u") if tuple(variable.shape) == () else ("f",)) \
+                if np.dtype(variable.dtype).kind == "f" else _h5.kinds_read_as(variable.dtype)
             dataset = weights.dataset(h5)
             if dataset is None:
                 weights.fail(f"the weight {h5!r} is missing.")
@@ -519,8 +524,8 @@ def _legacy_order(layer, where, weights, frozen=False):
     if layer.sublayers or not layer.is_pure:
         weights.fail(f"layer {layer.name!r} ({type(layer).__name__}) holds sub-layers or makes "
                      "its weights in its own build; kilnet reads such a layer from a legacy .h5 "
-                     "model file at the model's top level, not yet inside a nested model or "
-                     "from a weights-only file; open the model in Keras and save it as .keras.")
+                     "model file at the model's top level or from a weights-only file, not yet "
+                     "inside a nested model; open the model in Keras and save it as .keras.")
     params = [("params", where + (n,)) for n in layer.param_names]
     state = [("state", where + (n,)) for n in layer.state_names]
     return ([], params + state) if frozen else (params, state)
