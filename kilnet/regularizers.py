@@ -260,6 +260,20 @@ def activity_penalty(regularizer, outputs, sample_mask=None):
     return jnp.sum(regularizer(outputs)) / count
 
 
+def sums_each_sample(regularizer) -> bool:
+    """Whether `regularizer`'s penalty of a batch is a sum of one penalty per sample, so that
+    the zeroed padding rows of a padded last batch add nothing to it: kilnet's own L1, L2
+    and L1L2 (a subclass of yours may compute anything). A regularizer of yours may take the
+    batch as a whole (pointnet's OrthogonalRegularizer sums cross products of its rows).
+
+    Example:
+        >>> from kilnet import regularizers
+        >>> sums_each_sample(regularizers.L2(0.01)), sums_each_sample(lambda x: x.sum() ** 2)
+        (True, False)
+    """
+    return type(regularizer) in (L1, L2, L1L2)
+
+
 def add_activity_penalty(regularizer, outputs, sample_mask=None) -> None:
     if regularizer is not None:
         _scope.add_loss(activity_penalty(regularizer, outputs, sample_mask))

@@ -20,6 +20,7 @@ from kilnet import metrics as metrics_lib
 from kilnet import objective as objective_lib
 from kilnet import constraints as constraints_lib
 from kilnet import optimizers as optimizers_lib
+from kilnet import regularizers as regularizers_lib
 from kilnet import _scope, _step_logs, _tree, programs, structure, utils
 from kilnet.compile_metrics import CompileMetrics
 from kilnet.loss_scale import LossScaleOptimizer, current_scale
@@ -439,15 +440,17 @@ class Trainer:
 
     def runs_your_batch_code(self) -> bool:
         """Whether a training or test step runs code of yours that sees the whole batch: a
-        layer, loss or metric class or function of yours, or the model's own steps. kilnet's
-        own leave the padding rows of a padded last batch out; yours may not (a sum over the
-        batch in add_loss, a count of samples), so fit and evaluate then run a partial last
-        batch at its own size, as Keras does (kilnet.fit)."""
+        layer, loss or metric class or function of yours, an activity regularizer of yours on
+        any layer, or the model's own steps. kilnet's own leave the padding rows of a padded
+        last batch out; yours may not (a sum over the batch in add_loss or a regularizer, a
+        count of samples), so fit and evaluate then run a partial last batch at its own size,
+        as Keras does (kilnet.fit)."""
         if self._your_batch_code is None or self._your_batch_code[0] is not self.objective:
             model = self.model
             found = (model.overrides_train_step or model.overrides_test_step
                      or model.overrides_compute_loss
-                     or any(_yours(layer) for layer in _layers_within(model))
+                     or any(_yours(layer) or _penalizes_the_whole_batch(layer)
+                           for layer in _layers_within(model))
                      or any(_yours(item) for head in getattr(self.objective, "heads", [])
                             for item in [head.loss, *head.metrics, *head.weighted_metrics]
                             if item is not None))
@@ -802,6 +805,13 @@ def _yours(obj) -> bool:
     fn = getattr(obj, "fn", None)   # a metric or loss function of yours, wrapped by compile
     return not type(obj).__module__.startswith("kilnet") or (
         callable(fn) and not getattr(fn, "__module__", "kilnet").startswith("kilnet"))
+
+
+def _penalizes_the_whole_batch(layer) -> bool:
+    """A layer whose activity regularizer may take the batch as a whole (one of yours, given
+    to any layer): padding rows would enter its penalty."""
+    activity = getattr(layer, "activity_regularizer", None)
+    return activity is not None and not regularizers_lib.sums_each_sample(activity)
 
 
 def _layers_within(layer):

@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import jax
+import numpy as np
+
 from kilnet import _names
-from kilnet.layers import InputLayer, Layer
+from kilnet.layers import Activation, InputLayer, Layer, Normalization, Rescaling
 from kilnet.layers._base import set_untracked
 from kilnet.layers._host_call import refuse_strings
 from kilnet.layers._node import KerasTensor
+from kilnet.layers._preprocessing import TakesOneImage
 from kilnet.models._model import Model, kilnets_own, sample_shapes, shapes_of_data
 
 
@@ -127,6 +131,52 @@ class Sequential(Model):
             x = layer(x, **mode)
         return x
 
+    def __call__(self, *args, **kwargs):
+        """Layer.__call__; one unbatched (height, width, channels) image (a tf.data map before
+        `.batch` gives them) goes through a chain of image layers as a batch of one and comes
+        back unbatched, as Keras's image layers take one image.
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> resize = kilnet.Sequential([kilnet.layers.Rescaling(1 / 255),
+            ...                             kilnet.layers.Resizing(4, 4)])
+            >>> resize(np.zeros((8, 8, 3), np.float32)).shape
+            (4, 4, 3)
+        """
+        if args and self.is_one_image(args[0]):
+            return super().__call__(args[0][None], *args[1:], **kwargs)[0]
+        return super().__call__(*args, **kwargs)
+
+    def compute_output_shape(self, input_shape, *more_shapes, **options):
+        """Model.compute_output_shape; for one image's (height, width, channels) shape, the
+        shape of the one image the chain returns (see __call__)."""
+        shape = input_shape
+        if not more_shapes and self._takes_rank(shape):
+            return super().compute_output_shape((1, *shape), **options)[1:]
+        return super().compute_output_shape(input_shape, *more_shapes, **options)
+
+    def is_one_image(self, x) -> bool:
+        """Whether a call's input `x` is one unbatched image for this chain: an array of
+        rank 3 (with values, not a symbolic tensor) reaching an image layer (Resizing,
+        CenterCrop, the random image layers) through layers that keep any shape.
+
+        Example:
+            >>> import numpy as np
+            >>> import kilnet
+            >>> model = kilnet.Sequential([kilnet.layers.RandomFlip()])
+            >>> model.is_one_image(np.zeros((8, 8, 3))), model.is_one_image(np.zeros((2, 8, 8, 3)))
+            (True, False)
+        """
+        concrete = isinstance(x, (np.ndarray, jax.Array)) and not isinstance(x, jax.core.Tracer)
+        return concrete and self._takes_rank(x.shape)
+
+    def _takes_rank(self, shape) -> bool:
+        """Whether `shape` is one image's for this chain (see is_one_image)."""
+        return (isinstance(shape, (tuple, list)) and len(shape) == 3
+                and all(d is None or isinstance(d, int) for d in shape)
+                and _first_shaping_layer(self._chain) == "image")
+
     def call_on_strings(self, args, kwargs):
         """Called on a string tensor with no input declared: the chain starts from a string
         Input of that shape, as Keras builds a Sequential on its first call, so its string
@@ -184,3 +234,24 @@ class Sequential(Model):
     def input_layer(self):
         return self._input_layer
 
+
+
+# Layers that take inputs of any shape and keep it: they may come before the image layer that
+# makes a rank-3 call one image (keras.io's Sequential([Rescaling(1 / 255), Resizing(...)]))
+_KEEPS_ANY_SHAPE = (Rescaling, Normalization, Activation)
+
+
+def _first_shaping_layer(chain):
+    """"image" when the first layer of `chain` (nested Sequentials searched) that cares about
+    its input's shape is an image layer, "other" when it is another layer, None when no layer
+    of the chain cares."""
+    for layer in chain:
+        if isinstance(layer, TakesOneImage):
+            return "image"
+        if isinstance(layer, Sequential) and layer.input_layer is None:
+            inner = _first_shaping_layer(layer.layers)
+            if inner is not None:
+                return inner
+        elif not isinstance(layer, _KEEPS_ANY_SHAPE):
+            return "other"
+    return None
