@@ -235,7 +235,6 @@ class Sequential(Model):
         return self._input_layer
 
 
-
 # Layers that take inputs of any shape and keep it: they may come before the image layer that
 # makes a rank-3 call one image (keras.io's Sequential([Rescaling(1 / 255), Resizing(...)]))
 _KEEPS_ANY_SHAPE = (Rescaling, Normalization, Activation)
