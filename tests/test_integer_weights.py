@@ -109,3 +109,8 @@ def test_default_initializer_is_zeros_for_integers_as_keras():
 def test_weights_kilnet_cannot_train_or_keep_are_refused_with_the_fix(dtype, trainable, match):
     with pytest.raises(ValueError, match=match):
         kilnet.layers.Layer().add_weight(shape=(2,), dtype=dtype, trainable=trainable)
+
+
+def test_overwrite_with_gradient_is_refused_rather_than_trained_as_any_weight():
+    with pytest.raises(NotImplementedError, match="overwrite_with_gradient"):
+        kilnet.layers.Layer().add_weight(shape=(2,), overwrite_with_gradient=True)

@@ -581,6 +581,13 @@ class Layer:
         Returns:
             The kilnet.variables.Variable, to keep as an attribute (`self.kernel = ...`).
         """
+        if overwrite_with_gradient:
+            # Keras's float8 training sets it (the optimizer then writes a custom gradient into
+            # the weight); kilnet's optimizers would update such a weight as any other
+            raise NotImplementedError(
+                "add_weight: overwrite_with_gradient=True (the optimizer replacing the weight "
+                "by its gradient, Keras's float8 scales) is not supported by kilnet. Keep the "
+                "value as a non-trainable weight you assign in call() instead.")
         regularizer = regularizers.get(regularizer, "regularizer")
         constraint = constraints.get(constraint, "constraint")
         dtype = weight_dtype(dtype, trainable)
