@@ -104,14 +104,13 @@ def _drop_compiled_programs_after_each_module():
 
 @pytest.fixture(scope="session")
 def made_once_per_run(tmp_path_factory):
-    """made_once_per_run(name, make) -> the path of a file (or folder) that make(path) writes,
-    made once in a test run however many xdist workers ask for it. A module-scoped fixture is
+    """made_once_per_run(name, make) -> the path of a file that make(path) writes, made once
+    in a test run however many xdist workers ask for it. A module-scoped fixture is
     built by every worker given some of the module's tests, so a costly one (a subprocess run
     whose results the tests compare) was built twice; with this the first worker to ask makes
     the file under a lock and the others read it. A fixture that only reads the file gets the
     same results either way."""
     import fcntl
-    import shutil
 
     xdist_worker = "PYTEST_XDIST_WORKER" in os.environ
     # under xdist, the folder above each worker's base folder is the run's own (pytest-N)
@@ -125,8 +124,8 @@ def made_once_per_run(tmp_path_factory):
             if not path.exists():
                 try:
                     make(path)
-                except BaseException:   # a half-written file is not a result
-                    shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+                except BaseException:
+                    path.unlink(missing_ok=True)   # a half-written file is not a result
                     raise
         return path
     return made
