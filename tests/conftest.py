@@ -102,6 +102,35 @@ def _drop_compiled_programs_after_each_module():
     jax.clear_caches()
 
 
+@pytest.fixture(scope="session")
+def made_once_per_run(tmp_path_factory):
+    """made_once_per_run(name, make) -> the path of a file that make(path) writes, made once
+    in a test run however many xdist workers ask for it. A module-scoped fixture is
+    built by every worker given some of the module's tests, so a costly one (a subprocess run
+    whose results the tests compare) was built twice; with this the first worker to ask makes
+    the file under a lock and the others read it. A fixture that only reads the file gets the
+    same results either way."""
+    import fcntl
+
+    xdist_worker = "PYTEST_XDIST_WORKER" in os.environ
+    # under xdist, the folder above each worker's base folder is the run's own (pytest-N)
+    folder = tmp_path_factory.getbasetemp()
+    folder = folder.parent if xdist_worker else folder
+
+    def made(name, make):
+        path = folder / name
+        with open(folder / f"{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not path.exists():
+                try:
+                    make(path)
+                except BaseException:
+                    path.unlink(missing_ok=True)   # a half-written file is not a result
+                    raise
+        return path
+    return made
+
+
 @pytest.fixture
 def keras_draws_on_host(monkeypatch):
     """Keras's layers and models made in the test draw their starting weights with NumPy: on

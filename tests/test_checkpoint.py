@@ -74,12 +74,13 @@ class Lines:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """Final weights of an uninterrupted run (no BackupAndRestore at all)."""
-    out = str(tmp_path_factory.mktemp("reference") / "ref.npz")
-    subprocess.run([sys.executable, WORKER, out], check=True, env=_env(), timeout=120,
-                   capture_output=True)
-    return _weights(out)
+def reference(made_once_per_run):
+    """Final weights of an uninterrupted run (no BackupAndRestore at all), run once in a test
+    run."""
+    def run(out):
+        subprocess.run([sys.executable, WORKER, str(out)], check=True, env=_env(), timeout=120,
+                       capture_output=True)
+    return _weights(str(made_once_per_run("checkpoint_reference.npz", run)))
 
 
 class Server:

@@ -87,17 +87,19 @@ def _compare(results, prefix, reference):
 
 
 # -- one process, 4 CPU devices -------------------------------------------------------------------
-def _worker_results(tmp_path_factory, scenario):
-    """The arrays tests/_dist_worker.py saves for `scenario`, run in its own process."""
-    out = tmp_path_factory.mktemp("dist") / f"{scenario}.npz"
-    with _processes([[sys.executable, str(WORKER), scenario, str(out)]], env=_env()) as procs:
-        _wait(procs)
-    return dict(np.load(out))
+def _worker_results(made_once_per_run, scenario):
+    """The arrays tests/_dist_worker.py saves for `scenario`, run in its own process once in
+    a test run (both xdist workers compare with the same run)."""
+    def run(out):
+        with _processes([[sys.executable, str(WORKER), scenario, str(out)]],
+                        env=_env()) as procs:
+            _wait(procs)
+    return dict(np.load(made_once_per_run(f"dist_{scenario}.npz", run)))
 
 
 @pytest.fixture(scope="module")
-def devices_run(tmp_path_factory):
-    return _worker_results(tmp_path_factory, "devices")
+def devices_run(made_once_per_run):
+    return _worker_results(made_once_per_run, "devices")
 
 
 def _prefix(results, prefix):
@@ -415,8 +417,8 @@ def test_set_distribution_is_the_default_of_compile():
 
 # -- ModelParallel: one process, 4 CPU devices as a 2 x 2 mesh ("data", "model") --------------------
 @pytest.fixture(scope="module")
-def model_parallel_run(tmp_path_factory):
-    return _worker_results(tmp_path_factory, "model")
+def model_parallel_run(made_once_per_run):
+    return _worker_results(made_once_per_run, "model")
 
 
 def test_model_parallel_trains_as_one_device(model_parallel_run):
