@@ -1168,29 +1168,66 @@ NOT_KERAS_NAMES = frozenset({"huber_loss", "categorical_generalized_cross_entrop
                              "CategoricalGeneralizedCrossEntropy"})
 
 
-def get(identifier) -> Loss:
+def get(identifier, reduced_by_your_step=False) -> Loss:
     """compile()'s loss from a name (Keras's function or class names and aliases), a Loss, a
     Loss class, a config dict {"class_name", "config"}, or any function fn(y_true, y_pred)
     (wrapped in LossFunctionWrapper). The result is compile()'s own copy: called without
     sample weights it returns the unreduced values (`per_sample`) that kilnet's compiled
     programs reduce; the object you gave is left as it is. A Loss whose class defines its own
-    `__call__` is returned as it is: that `__call__` is what compile runs, as in Keras."""
+    `__call__` is returned as it is: that `__call__` is what compile runs, as in Keras.
+    `reduced_by_your_step`: the model has its own train_step, which may read `self.loss` and
+    reduce the values itself: a reduction kilnet's steps cannot apply is then refused only
+    where they would apply it (LossYourStepReduces)."""
     loss = _resolve(identifier)
-    if loss.overrides_call:
+    if loss.overrides_call or isinstance(loss, LossYourStepReduces):
         # Keras's compile calls your __call__ and trains on what it returns (reduced as your
         # __call__ reduces it): the programs call it so too (objective.per_sample_losses)
         return loss
     if loss.reduction not in COMPILED_REDUCTIONS:
-        raise ValueError(
-            f"compile() takes losses with reduction='sum_over_batch_size' only: kilnet's "
-            f"compiled programs average the per-sample losses over the batch's real samples. "
-            f"Received: {type(loss).__name__} with reduction={loss.reduction!r}. Use "
-            f"reduction='sum_over_batch_size' (the other reductions apply when you call the "
-            f"loss yourself).")
+        if reduced_by_your_step:
+            return LossYourStepReduces(loss)
+        raise ValueError(_reduction_refusal(loss))
     if not loss._unreduced:
         loss = copy.copy(loss)
         loss._unreduced = True
     return loss
+
+
+def _reduction_refusal(loss) -> str:
+    return (f"compile() takes losses with reduction='sum_over_batch_size' only: kilnet's "
+            f"compiled programs average the per-sample losses over the batch's real samples. "
+            f"Received: {type(loss).__name__} with reduction={loss.reduction!r}. Use "
+            f"reduction='sum_over_batch_size' (the other reductions apply when you call the "
+            f"loss yourself, as a train_step of yours may: `self.loss(y, y_pred)`).")
+
+
+class LossYourStepReduces(Loss):
+    """compile()'s stand-in for a loss whose reduction kilnet's compiled steps cannot apply
+    (reduction=None, "sum"), compiled into a model with its own train_step, which reads
+    `self.loss` (the object you gave) and reduces the values itself (keras.io's image
+    captioning masks its per-token losses). kilnet's own steps (compute_loss, the built-in
+    test_step of evaluate) refuse it where they would reduce it.
+
+    Example:
+        >>> import numpy as np
+        >>> stand_in = get(SparseCategoricalCrossentropy(reduction=None),
+        ...                reduced_by_your_step=True)
+        >>> type(stand_in).__name__, stand_in.reduction
+        ('LossYourStepReduces', None)
+        >>> try:
+        ...     stand_in(np.array([0]), np.array([[0.9, 0.1]]))
+        ... except ValueError as error:
+        ...     print(str(error)[:64])
+        compile() takes losses with reduction='sum_over_batch_size' only
+    """
+
+    def __init__(self, loss):
+        super().__init__(name=loss.name, reduction="sum_over_batch_size", dtype=loss.dtype)
+        self.reduction = loss.reduction
+        self.given = loss
+
+    def _values_and_mask(self, y_true, y_pred, rows=None):
+        raise ValueError(_reduction_refusal(self.given))
 
 
 def _resolve(identifier) -> Loss:

@@ -460,14 +460,16 @@ def _your_call(loss, y_true, y_pred, sample_weight):
 
 # -- from compile()'s arguments ---------------------------------------------------------------------
 def build(model, loss, loss_weights, metrics, *, weighted_metrics=None,
-          custom_loss=False) -> Objective:
+          custom_loss=False, reduced_by_your_step=False) -> Objective:
     """The Objective for `model` (built or with known output specs) from compile()'s args.
     custom_loss: the model overrides compute_loss, which gets the outputs as the user sees
     them (no logits shortcut) and gives one total (the per-output losses are logged only
     where it calls the default one: Objective.output_loss_names).
     No loss at all is allowed, as in Keras: the model's add_loss terms (or its own train_step)
     are then the loss; a model that has none trains on a loss of 0, as Keras's, with a
-    warning (programs.warn_nothing_trains)."""
+    warning (programs.warn_nothing_trains). reduced_by_your_step: the model has its own
+    train_step, so a loss of a reduction kilnet's steps cannot apply is kept, and refused
+    only where they would reduce it (losses.LossYourStepReduces)."""
     # a model without call() has no outputs: its own steps compute what they train on
     specs = model.output_specs if getattr(model, "defines_call", True) else []
     names = [s.name for s in specs]
@@ -479,7 +481,8 @@ def build(model, loss, loss_weights, metrics, *, weighted_metrics=None,
     masked = _masked_outputs(model)
     heads = []
     for index, spec in enumerate(specs):
-        resolved = None if losses[index] is None else losses_lib.get(losses[index])
+        resolved = (None if losses[index] is None
+                    else losses_lib.get(losses[index], reduced_by_your_step))
         weight = weights[index]
         if weight is not None and not isinstance(weight, (int, float)):
             raise TypeError(f"loss_weights must hold numbers. Received: {weight!r} for output "

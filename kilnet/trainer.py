@@ -57,7 +57,7 @@ class Trainer:
             self.optimizer.attach(self)
         # The compile arguments, resolved (a Loss, or a list/dict of them for several outputs);
         # the Objective that pairs them with the outputs is made once the outputs are known.
-        self.loss = _resolve_losses(loss)
+        self.loss = _resolve_losses(loss, model.overrides_train_step)
         self.given_loss = loss   # as given: a .keras file keeps names, as Keras writes them
         self.metric_ids = (dict(metrics) if isinstance(metrics, dict)
                            else list(metrics or []))
@@ -140,7 +140,8 @@ class Trainer:
         self.objective = objective_lib.build(model, self.loss, self.loss_weights,
                                              self.metric_ids,
                                              weighted_metrics=self.weighted_metric_ids,
-                                             custom_loss=custom_loss)
+                                             custom_loss=custom_loss,
+                                             reduced_by_your_step=model.overrides_train_step)
         self.labels_in_batch = None   # see note_labels
         self.containers = (None, None)   # see note_containers
         keras_state = KerasState(self)   # the lists a model's own steps receive
@@ -782,15 +783,19 @@ def _with_loss_scaling(model, optimizer):
     return optimizer
 
 
-def _resolve_losses(loss):
+def _resolve_losses(loss, reduced_by_your_step=False):
     """compile()'s loss with every name resolved, so unknown names fail at compile()."""
     if loss is None:
         return None
+
+    def get(value):
+        return None if value is None else losses_lib.get(value, reduced_by_your_step)
+
     if isinstance(loss, dict):
-        return {k: None if v is None else losses_lib.get(v) for k, v in loss.items()}
+        return {k: get(v) for k, v in loss.items()}
     if isinstance(loss, (list, tuple)):
-        return [None if v is None else losses_lib.get(v) for v in loss]
-    return losses_lib.get(loss)
+        return [get(v) for v in loss]
+    return get(loss)
 
 
 def _weight_constraints(model) -> tuple:

@@ -520,3 +520,75 @@ def test_a_loss_of_yours_takes_structures_of_arrays_as_keras(form):
     ours = float(_feature_matching_loss(kilnet)(real, fake))
     theirs = float(_feature_matching_loss(keras)(real, fake))
     assert ours == pytest.approx(theirs, rel=1e-6)
+
+
+def _model_reducing_its_own_loss(lib):
+    """keras.io's image captioning: compile(loss=...(reduction=None)) and a train_step of
+    the model's own that masks the per-token losses of `self.loss` and averages them."""
+    ops = lib.ops
+
+    class Captioner(lib.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = lib.layers.Dense(4, name="tokens")
+            self.tracker = lib.metrics.Mean(name="loss")
+
+        def call(self, x, training=False):
+            return self.dense(x)
+
+        def masked_loss(self, y, logits):
+            values = self.loss(y, logits)
+            mask = ops.cast(ops.not_equal(y, 0), values.dtype)
+            return ops.sum(values * mask) / ops.sum(mask)
+
+        def train_step(self, state, data):
+            trainable, non_trainable, optimizer_vars, metric_vars = state
+            x, y = data
+
+            def loss_of(trainable, non_trainable):
+                logits, non_trainable = self.stateless_call(trainable, non_trainable, x,
+                                                            training=True)
+                return self.masked_loss(y, logits), non_trainable
+
+            (loss, non_trainable), grads = jax.value_and_grad(loss_of, has_aux=True)(
+                trainable, non_trainable)
+            trainable, optimizer_vars = self.optimizer.stateless_apply(optimizer_vars, grads,
+                                                                       trainable)
+            updated, logs = [], {}
+            for metric in self.metrics:   # the model's metrics' variables, in their order
+                own = list(metric_vars[len(updated):len(updated) + len(metric.variables)])
+                if metric is self.tracker:
+                    own = metric.stateless_update_state(own, loss)
+                    logs["loss"] = metric.stateless_result(own)
+                updated += own
+            return logs, (trainable, non_trainable, optimizer_vars, updated)
+
+    return Captioner()
+
+
+def test_a_loss_your_train_step_reduces_compiles_with_any_reduction_as_keras():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 5, 3)).astype(np.float32)
+    y = rng.integers(1, 4, (8, 5))
+    y[:, 3:] = 0   # padding tokens
+    histories = []
+    weights = None
+    for lib in (keras, kilnet):
+        model = _model_reducing_its_own_loss(lib)
+        model(x)
+        if weights is None:
+            weights = model.get_weights()
+        else:
+            model.set_weights(weights)
+        model.compile(optimizer=lib.optimizers.SGD(0.1),
+                      loss=lib.losses.SparseCategoricalCrossentropy(from_logits=True,
+                                                                    reduction=None))
+        histories.append(model.fit(x, y, batch_size=4, epochs=2, shuffle=False,
+                                   verbose=0).history["loss"])
+    np.testing.assert_allclose(histories[1], histories[0], rtol=1e-5)
+    # kilnet's own test_step would reduce it: refused there, with the same explanation
+    with pytest.raises(ValueError, match="reduction='sum_over_batch_size' only"):
+        model.evaluate(x, y, verbose=0)
+    plain = kilnet.Sequential([kilnet.Input((3,)), kilnet.layers.Dense(2)])
+    with pytest.raises(ValueError, match="reduction='sum_over_batch_size' only"):
+        plain.compile(loss=kilnet.losses.MeanSquaredError(reduction=None))
