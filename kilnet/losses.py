@@ -69,20 +69,16 @@ def sparse_labels(y_true, y_pred):
 
 def _as_arrays(value):
     """One array, or a dict / list / tuple of arrays where the entries do not stack into one
-    (a dict, or arrays of different shapes)."""
+    (a dict, or arrays of different shapes). Each entry is converted once, then stacked."""
     if isinstance(value, dict):
         return {key: _as_arrays(entry) for key, entry in value.items()}
-    if isinstance(value, (list, tuple)):
-        shapes = {jnp.shape(entry) for entry in value if hasattr(entry, "shape")}
-        if len(shapes) > 1 or any(isinstance(entry, (dict, list, tuple)) and
-                                  not _stacks(entry) for entry in value):
-            return type(value)(_as_arrays(entry) for entry in value)
-    return jnp.asarray(value)
-
-
-def _stacks(value) -> bool:
-    """Whether a nested list of numbers and arrays makes one rectangular array."""
-    return not isinstance(_as_arrays(value), (dict, list, tuple))
+    if not isinstance(value, (list, tuple)) or not value:
+        return jnp.asarray(value)
+    entries = [_as_arrays(entry) for entry in value]
+    if any(not isinstance(entry, jax.Array) for entry in entries) or \
+            len({entry.shape for entry in entries}) > 1:
+        return type(value)(entries)
+    return jnp.stack(entries)
 
 
 def _snake(name: str) -> str:
@@ -1222,8 +1218,7 @@ class LossYourStepReduces(Loss):
     """
 
     def __init__(self, loss):
-        super().__init__(name=loss.name, reduction="sum_over_batch_size", dtype=loss.dtype)
-        self.reduction = loss.reduction
+        super().__init__(name=loss.name, reduction=loss.reduction, dtype=loss.dtype)
         self.given = loss
 
     def _values_and_mask(self, y_true, y_pred, rows=None):
